@@ -1,0 +1,141 @@
+"""Compare a symcell LSTM with nn.LSTM and an eager Python-loop LSTM: same weights, same results, timings.
+
+    python examples/compare_lstm.py                       # CPU, B=16 T=50 I=32 H=128
+    python examples/compare_lstm.py --batch 32 --seq 100 --input 256 --hidden 256 --cell gru
+"""
+import argparse
+import statistics
+import sys
+import time
+
+import torch
+from torch import nn
+
+import symcell
+from symcell.cells import GRU, LLTM, LSTM
+
+
+def eager_lstm(x, h, c, w_ih, w_hh, b_ih, b_hh):
+    out = []
+    for t in range(x.shape[0]):
+        i, f, g, o = (x[t] @ w_ih.t() + b_ih + h @ w_hh.t() + b_hh).chunk(4, 1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        out.append(h)
+    return torch.stack(out), h
+
+
+def eager_gru(x, h, w_ih, w_hh, b_ih, b_hh):
+    out = []
+    for t in range(x.shape[0]):
+        ir, iz, in_ = (x[t] @ w_ih.t() + b_ih).chunk(3, 1)
+        hr, hz, hn = (h @ w_hh.t() + b_hh).chunk(3, 1)
+        r, z = torch.sigmoid(ir + hr), torch.sigmoid(iz + hz)
+        h = (1 - z) * torch.tanh(in_ + r * hn) + z * h
+        out.append(h)
+    return torch.stack(out), h
+
+
+def eager_lltm(x, h, c, weights, bias):
+    out = []
+    for t in range(x.shape[0]):
+        i, o, z = (torch.cat([h, x[t]], 1) @ weights.t() + bias).chunk(3, 1)
+        c = c + torch.sigmoid(i) * nn.functional.elu(z)
+        h = torch.tanh(c) * torch.sigmoid(o)
+        out.append(h)
+    return torch.stack(out), h
+
+
+def build(args):
+    """-> {name: callable(x) -> output sequence}, and the parameter lists for the gradient check."""
+    I, H, dev = args.input, args.hidden, torch.device(args.device)
+    t0 = time.perf_counter()
+    if args.cell == "lltm":
+        cell = LLTM(I, H, backend=args.backend, device=dev)
+        ref = None
+    else:
+        cls, ref_cls = (LSTM, nn.LSTM) if args.cell == "lstm" else (GRU, nn.GRU)
+        cell = cls(I, H, backend=args.backend, device=dev)
+        ref = ref_cls(I, H).to(dev)
+        ref.load_state_dict(cell.state_dict())
+    x = torch.randn(2, 2, I, device=dev)
+    cell(x)[0].sum().backward()   # builds (and caches) the kernels
+    cell.zero_grad()
+    build_s = time.perf_counter() - t0
+    p = [q for _, q in cell.named_parameters()]
+    B = args.batch
+    zeros = lambda: torch.zeros(B, H, device=dev)  # noqa: E731
+    runners = {f"symcell ({symcell.backends.resolve(args.backend, dev)})": lambda x: cell(x)[0]}
+    if ref is not None:
+        runners[f"nn.{ref_cls.__name__}"] = lambda x: ref(x)[0]
+    if args.cell == "lstm":
+        runners["eager loop"] = lambda x: eager_lstm(x, zeros(), zeros(), *p)[0]
+    elif args.cell == "gru":
+        runners["eager loop"] = lambda x: eager_gru(x, zeros(), *p)[0]
+    else:
+        runners["eager loop"] = lambda x: eager_lltm(x, zeros(), zeros(), *p)[0]
+    params = {"symcell": p, "ref": list(ref.parameters()) if ref is not None else p}
+    return runners, params, build_s
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--seq", type=int, default=50)
+    ap.add_argument("--input", type=int, default=32)
+    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--backend", default="auto", choices=["auto"] + symcell.backends.available())
+    ap.add_argument("--cell", default="lstm", choices=["lstm", "gru", "lltm"])
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args(argv)
+    torch.manual_seed(0)
+    print(f"building symcell {args.cell} ...", file=sys.stderr, flush=True)
+    runners, params, build_s = build(args)
+    x = torch.randn(args.seq, args.batch, args.input, device=args.device, requires_grad=True)
+
+    # agreement: outputs and input gradients of every runner against the first
+    results = {}
+    for name, fn in runners.items():
+        x.grad = None
+        y = fn(x)
+        y.sum().backward()
+        results[name] = (y.detach(), x.grad.clone())
+    base = next(iter(results))
+    for name, (y, g) in results.items():
+        err = max((y - results[base][0]).abs().max().item(), (g - results[base][1]).abs().max().item())
+        status = "ok" if err < 1e-4 else "MISMATCH"
+        print(f"  {name:<24} max |difference| vs {base}: {err:.2e}  {status}")
+        if status != "ok":
+            sys.exit(1)
+
+    def timed(fn, backward):
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        if backward:
+            fn(x).sum().backward()
+        else:
+            with torch.no_grad():
+                fn(x)
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0
+
+    times = {name: {"fwd": [], "fwdbwd": []} for name in runners}
+    for _ in range(args.repeats):   # interleaved, so a noisy neighbour hurts every runner alike
+        for name, fn in runners.items():
+            times[name]["fwd"].append(timed(fn, False))
+            times[name]["fwdbwd"].append(timed(fn, True))
+    med = {n: {k: statistics.median(v) * 1e3 for k, v in d.items()} for n, d in times.items()}
+    ref_name = next((n for n in runners if n.startswith("nn.")), "eager loop")
+    print(f"\n{args.cell.upper()}  B={args.batch} T={args.seq} I={args.input} H={args.hidden}  "
+          f"device={args.device}  (medians of {args.repeats} interleaved runs; build {build_s:.1f} s)")
+    print(f"  {'':<24} {'forward ms':>11} {'fwd+bwd ms':>11} {'fwd+bwd vs ' + ref_name:>24}")
+    for name, m in med.items():
+        print(f"  {name:<24} {m['fwd']:>11.2f} {m['fwdbwd']:>11.2f} "
+              f"{m['fwdbwd'] / med[ref_name]['fwdbwd']:>23.2f}x")
+
+
+if __name__ == "__main__":
+    main()

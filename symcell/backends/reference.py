@@ -1,0 +1,322 @@
+"""The reference backend: renders the schedule and its derived backward as plain torch code, loop in Python.
+
+It is the oracle the compiled backends are tested against, so it favours being obviously right over being
+fast: one eager torch op per pointwise function, the derived gradient expressions printed as they are.
+The rendered source is what `cell.source()` shows.
+"""
+import linecache
+import itertools
+
+import sympy
+import torch
+import torch.nn.functional as _F
+
+from ..autodiff import MatMulGrad, RegionGrad
+from ..printing import torch_str
+from ..schedule import MatMul, Region
+from . import register
+
+_counter = itertools.count()
+
+
+def _step(v):
+    # relu'(x): 1 where x > 0, else 0 (torch's convention at the kink)
+    return (v > 0).to(v.dtype)
+
+
+def _elu_grad(v):
+    # elu'(x) = 1 for x > 0, exp(x) otherwise; exp of min(x, 0) so the branch not taken cannot overflow
+    return torch.where(v > 0, torch.ones_like(v), torch.exp(torch.clamp(v, max=0)))
+
+
+def _sum_rows(v):
+    # a vector parameter is broadcast over the batch: its gradient sums over the rows
+    return v.sum(0) if v.dim() == 2 else v
+
+
+def _full(v, like, shape):
+    # an output that depends only on parameters and constants still has one row per batch element
+    return like.new_zeros(shape) + v
+
+
+class _Writer:
+    def __init__(self):
+        self.lines, self.depth = [], 0
+
+    def __call__(self, line=""):
+        self.lines.append("    " * self.depth + line if line else "")
+
+    def block(self):
+        w = self
+
+        class _B:
+            def __enter__(self):
+                w.depth += 1
+
+            def __exit__(self, *a):
+                w.depth -= 1
+        return _B()
+
+
+class _Renderer:
+    def __init__(self, schedule, backward):
+        self.s, self.b, self.ir = schedule, backward, schedule.ir
+        self.kind = {v.name: v.kind for v in schedule.values}
+        self.size = {v.name: int(v.size) for v in schedule.values if v.size is not None}
+        self.stage = {v.name: v.stage for v in schedule.values}
+        self.inputs = [n for n, _ in self.ir.inputs]
+        self.states = [n for n, _ in self.ir.states]
+        self.params = [n for n, _ in self.ir.params]
+        self.new = dict(zip(self.states, schedule.new_states))
+        self.like = f"_{self.inputs[0]}_seq"
+
+        def reads(stmts):
+            out = set()
+            for st in stmts:
+                if isinstance(st, (Region, RegionGrad)):
+                    region = st if isinstance(st, Region) else st.region
+                    out |= {v.value for _, v in region.leaves}
+                else:
+                    out.add((st if isinstance(st, MatMul) else st.matmul).operand.value)
+            return out
+
+        self.loop_reads = reads(schedule.loop)
+        self.bwd_loop_reads = reads(backward.loop)
+        self.bwd_pre_reads = reads(backward.pre)
+        bwd_reads = self.bwd_loop_reads | self.bwd_pre_reads
+        self.res_pre = [v.name for v in schedule.values if v.stage == "pre" and v.name in bwd_reads]
+        self.res_loop = [v.name for v in schedule.values if v.stage == "loop" and v.kind in ("matmul", "pw", "cat")
+                         and v.name in self.bwd_loop_reads]
+        self.res_states = [s for s in self.states if s in self.bwd_loop_reads and s not in self.ir.outputs]
+        self.residuals = [f"_{n}_seq" for n in self.res_pre + self.res_loop + self.res_states]
+
+    # --- helpers --------------------------------------------------------------------------------------
+    def view(self, var, v):
+        if v.start == 0 and v.stop == self.size[v.value]:
+            return var
+        if self.kind[v.value] == "param":
+            return f"{var}[{v.start}:{v.stop}]"
+        return f"{var}[:, {v.start}:{v.stop}]"
+
+    def weight(self, mm):
+        if mm.col_start == 0 and mm.col_stop == int(self.s.ir.param_shape(mm.weight)[1]):
+            return mm.weight
+        return f"{mm.weight}[:, {mm.col_start}:{mm.col_stop}]"
+
+    def bind_leaves(self, w, region):
+        for sym, v in region.leaves:
+            if sym.name != v.value:
+                w(f"{sym.name} = {self.view(v.value, v)}")
+
+    def batched(self, region, expr):
+        batch_syms = {s for s, v in region.leaves if self.kind[v.value] != "param"}
+        return bool(expr.free_symbols & batch_syms)
+
+    # --- forward ---------------------------------------------------------------------------------------
+    def forward_stmts(self, w, stmts, rows):
+        allocated = set()
+        for st in stmts:
+            if isinstance(st, MatMul):
+                w(f"{st.out} = torch.mm({self.view(st.operand.value, st.operand)}, {self.weight(st)}.t())")
+                continue
+            n_out = len(st.outputs)
+            w(f"# fused pointwise region: {n_out} output(s) of {st.outputs[0][0].stop - st.outputs[0][0].start}"
+              f" features")
+            self.bind_leaves(w, st)
+            temps, exprs = sympy.cse([e for _, e in st.outputs], symbols=sympy.numbered_symbols("_e"))
+            for sym, e in temps:
+                w(f"{sym} = {torch_str(e)}")
+            for (dest, orig), e in zip(st.outputs, exprs):
+                full = dest.start == 0 and dest.stop == self.size[dest.value]
+                code = torch_str(e)
+                if not self.batched(st, orig):
+                    code = f"_full({code}, {self.like}, ({rows}, {dest.stop - dest.start}))"
+                if full:
+                    w(f"{dest.value} = {code}")
+                else:
+                    if dest.value not in allocated:
+                        w(f"{dest.value} = {self.like}.new_empty(({rows}, {self.size[dest.value]}))")
+                        allocated.add(dest.value)
+                    w(f"{self.view(dest.value, dest)} = {code}")
+
+    def forward(self, w):
+        ins, inits = ", ".join(f"_{n}_seq" for n in self.inputs), ", ".join(f"_{s}_init" for s in self.states)
+        w(f"def forward(_xs, _inits, _params, _save):")
+        with w.block():
+            w(f"{ins}, = _xs")
+            w(f"{inits}, = _inits")
+            w(f"{', '.join(self.params)}, = _params" if self.params else "")
+            w(f"_T, _B = {self.like}.shape[0], {self.like}.shape[1]")
+            if self.s.pre:
+                w("# before the loop: everything that depends on no state, over all T*B rows at once")
+                for n in self.inputs:
+                    w(f"{n} = _{n}_seq.reshape(_T * _B, {self.size[n]})")
+                self.forward_stmts(w, self.s.pre, "_T * _B")
+                for v in self.s.values:
+                    if v.stage == "pre":
+                        w(f"_{v.name}_seq = {v.name}.view(_T, _B, {self.size[v.name]})")
+            w("# sequences kept: outputs always, residuals for the backward only when _save")
+            for s in self.ir.outputs:
+                w(f"_{s}_seq = {self.like}.new_empty((_T, _B, {self.size[s]}))")
+            for n in self.res_loop + self.res_states:
+                w(f"_{n}_seq = {self.like}.new_empty((_T, _B, {self.size[n]})) if _save else None")
+            w(f"{', '.join(self.states)}, = {inits},")
+            w("for _t in range(_T):")
+            with w.block():
+                for n in sorted(self.loop_reads):
+                    if self.kind[n] == "input" or self.stage[n] == "pre":
+                        w(f"{n} = _{n}_seq[_t]")
+                self.forward_stmts(w, self.s.loop, "_B")
+                for s in self.ir.outputs:
+                    w(f"_{s}_seq[_t] = {self.new[s]}")
+                if self.res_loop or self.res_states:
+                    w("if _save:")
+                    with w.block():
+                        for n in self.res_loop:
+                            w(f"_{n}_seq[_t] = {n}")
+                        for s in self.res_states:
+                            w(f"_{s}_seq[_t] = {self.new[s]}")
+                w(f"{', '.join(self.states)}, = {', '.join(self.new[s] for s in self.states)},")
+            ys = ", ".join(f"_{s}_seq" for s in self.ir.outputs)
+            res = ", ".join(self.residuals)
+            w(f"return ({ys},), ({', '.join(self.states)},), ({res}{',' if res else ''})")
+
+    # --- backward --------------------------------------------------------------------------------------
+    def region_grad(self, w, rg):
+        w(f"# backward of a fused region: {len(rg.grads)} gradient(s) from {len(rg.cotangents)} cotangent(s)")
+        self.bind_leaves(w, rg.region)
+        for g, dest in rg.cotangents:
+            if g.name != self.view('d_' + dest.value, dest):
+                w(f"{g.name} = {self.view('d_' + dest.value, dest)}")
+        for sym, e in rg.temps:
+            w(f"{sym} = {torch_str(e)}")
+        for v, e in rg.grads:
+            if self.kind[v.value] == "param":
+                w(f"{self.view('d_' + v.value, v)} += _sum_rows({torch_str(e)})")
+            else:
+                w(f"{self.view('d_' + v.value, v)} += {torch_str(e)}")
+
+    def backward(self, w):
+        r = self
+        ins, inits = ", ".join(f"_{n}_seq" for n in self.inputs), ", ".join(f"_{s}_init" for s in self.states)
+        w("def backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res):")
+        with w.block():
+            w(f"{ins}, = _xs")
+            w(f"{inits}, = _inits")
+            w(f"{', '.join(self.params)}, = _params" if self.params else "")
+            w(f"{', '.join(f'_{s}_seq' for s in self.ir.outputs)}, = _ys")
+            w(f"{', '.join(f'_d_{s}_ys' for s in self.ir.outputs)}, = _d_ys")
+            if self.residuals:
+                w(f"{', '.join(self.residuals)}, = _res")
+            w(f"_T, _B = {self.like}.shape[0], {self.like}.shape[1]")
+            for p in self.params:
+                w(f"d_{p} = torch.zeros_like({p})")
+            for n in self.inputs:
+                w(f"_d_{n}_seq = torch.zeros_like(_{n}_seq)")
+            pre_in_loop = [v.name for v in self.s.values if v.stage == "pre" and v.name in self.bwd_loop_reads]
+            loop_mm = [st.matmul.out for st in self.b.loop if isinstance(st, MatMulGrad)]
+            for n in pre_in_loop + loop_mm:
+                w(f"_d_{n}_seq = {self.like}.new_zeros((_T, _B, {self.size[n]}))")
+            w(f"{', '.join('d_' + s for s in self.states)}, = _d_finals")
+            w("for _t in reversed(range(_T)):")
+            with w.block():
+                for n in sorted(self.bwd_loop_reads):
+                    k = self.kind[n]
+                    if k == "state":
+                        w(f"{n} = _{n}_seq[_t - 1] if _t > 0 else _{n}_init")
+                    elif k == "input" or self.stage[n] == "pre" or n in r.res_loop:
+                        w(f"{n} = _{n}_seq[_t]")
+                for s in self.states:
+                    if s in self.ir.outputs:
+                        w(f"d_{self.new[s]} = d_{s} + _d_{s}_ys[_t]")
+                    else:
+                        w(f"d_{self.new[s]} = d_{s}")
+                for s in self.states:
+                    w(f"d_{s} = torch.zeros_like(d_{self.new[s]})")
+                for v in self.s.values:
+                    if v.kind == "input" or (v.stage == "pre" and v.name in pre_in_loop) or v.name in loop_mm:
+                        w(f"d_{v.name} = _d_{v.name}_seq[_t]")
+                    elif v.stage == "loop" and v.kind in ("pw", "cat"):
+                        w(f"d_{v.name} = {self.like}.new_zeros((_B, {self.size[v.name]}))")
+                for st in self.b.loop:
+                    if isinstance(st, RegionGrad):
+                        self.region_grad(w, st)
+                    else:
+                        mm = st.matmul
+                        w(f"# backward of {mm.out} = {mm.operand.value} @ {self.weight(mm)}.T "
+                          f"(its weight gradient is one GEMM after the loop)")
+                        w(f"{self.view('d_' + mm.operand.value, mm.operand)} += torch.mm(d_{mm.out}, "
+                          f"{self.weight(mm)})")
+            deferred = [st.matmul for st in self.b.loop if isinstance(st, MatMulGrad)]
+            if deferred:
+                w("# weight gradients of the in-loop matmuls: one GEMM each over all T*B rows")
+                w("if _T > 0:")
+                with w.block():
+                    for mm in deferred:
+                        op = mm.operand
+                        if self.kind[op.value] == "state":
+                            seq = f"torch.cat([_{op.value}_init[None], _{op.value}_seq[:-1]])"
+                        else:
+                            seq = f"_{op.value}_seq"
+                        if not (op.start == 0 and op.stop == self.size[op.value]):
+                            seq = f"{seq}[..., {op.start}:{op.stop}]"
+                        tgt = self.weight(mm).replace(mm.weight, "d_" + mm.weight, 1)
+                        w(f"{tgt} += torch.mm(_d_{mm.out}_seq.reshape(-1, {self.size[mm.out]}).t(), "
+                          f"{seq}.reshape(-1, {op.stop - op.start}))")
+            if self.b.pre:
+                w("# backward of what ran before the loop, over all T*B rows")
+                for n in self.inputs:
+                    w(f"{n} = _{n}_seq.reshape(_T * _B, {self.size[n]})")
+                    w(f"d_{n} = _d_{n}_seq.view(_T * _B, {self.size[n]})")
+                for v in self.s.values:
+                    if v.stage != "pre":
+                        continue
+                    if v.name in self.bwd_pre_reads:
+                        w(f"{v.name} = _{v.name}_seq.reshape(_T * _B, {self.size[v.name]})")
+                    if v.name in pre_in_loop:
+                        w(f"d_{v.name} = _d_{v.name}_seq.view(_T * _B, {self.size[v.name]})")
+                    else:
+                        w(f"d_{v.name} = {self.like}.new_zeros((_T * _B, {self.size[v.name]}))")
+                for st in self.b.pre:
+                    if isinstance(st, RegionGrad):
+                        self.region_grad(w, st)
+                    else:
+                        mm = st.matmul
+                        op = self.view(mm.operand.value, mm.operand)
+                        tgt = self.weight(mm).replace(mm.weight, "d_" + mm.weight, 1)
+                        if self.kind[mm.operand.value] != "param":
+                            w(f"{self.view('d_' + mm.operand.value, mm.operand)} += torch.mm(d_{mm.out}, "
+                              f"{self.weight(mm)})")
+                        w(f"{tgt} += torch.mm(d_{mm.out}.t(), {op})")
+            d_in = ", ".join(f"_d_{n}_seq" for n in self.inputs)
+            d_init = ", ".join(f"d_{s}" for s in self.states)
+            d_par = ", ".join(f"d_{p}" for p in self.params)
+            w(f"return ({d_in},), ({d_init},), ({d_par}{',' if d_par else ''})")
+
+
+class Kernel:
+    def __init__(self, source, forward, backward):
+        self.source, self.forward, self.backward = source, forward, backward
+
+
+@register("reference")
+class ReferenceBackend:
+    @staticmethod
+    def usable(device):
+        return True
+
+    def build(self, schedule, backward):
+        r = _Renderer(schedule, backward)
+        w = _Writer()
+        w(f"# symcell reference backend: {schedule.ir.name}")
+        r.forward(w)
+        w()
+        r.backward(w)
+        source = "\n".join(line for line in w.lines) + "\n"
+        filename = f"<symcell-reference-{schedule.ir.name}-{next(_counter)}>"
+        # registered with linecache so tracebacks into the generated code show its lines
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        scope = {"torch": torch, "_F": _F, "_step": _step, "_elu_grad": _elu_grad, "_sum_rows": _sum_rows,
+                 "_full": _full}
+        exec(compile(source, filename, "exec"), scope)  # noqa: S102 - our own generated code
+        return Kernel(source, scope["forward"], scope["backward"])

@@ -1,0 +1,63 @@
+"""Sizes as expressions in named dimensions ("3*H", "H+I").
+
+sympy.sympify would read "I" as the imaginary unit and "E" as Euler's number, so every identifier in a size
+string becomes an explicit positive integer symbol before parsing.
+"""
+import re
+
+import sympy
+from sympy.parsing.sympy_parser import parse_expr
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
+_ALLOWED = re.compile(r"^[A-Za-z_0-9+\-*/() ]+$")
+
+
+def dim_symbol(name):
+    return sympy.Symbol(name, positive=True, integer=True)
+
+
+def parse_size(spec, what):
+    """An int or a size string -> sympy expression. `what` names the thing for error messages."""
+    if isinstance(spec, bool):
+        raise TypeError(f"{what}: size must be an int or a string such as '3*H', got {spec!r}")
+    if isinstance(spec, int):
+        if spec <= 0:
+            raise ValueError(f"{what}: size must be positive, got {spec}")
+        return sympy.Integer(spec)
+    if isinstance(spec, sympy.Expr):
+        return spec
+    if not isinstance(spec, str) or not spec.strip() or not _ALLOWED.match(spec):
+        raise TypeError(f"{what}: size must be an int or an expression in named dimensions such as '3*H', "
+                        f"got {spec!r}")
+    names = {n: dim_symbol(n) for n in _IDENT.findall(spec)}
+    try:
+        expr = parse_expr(spec, local_dict=names, global_dict={"Integer": sympy.Integer}, evaluate=True)
+    except Exception as e:  # noqa: BLE001 - sympy raises many kinds; all mean the same to the user
+        raise ValueError(f"{what}: cannot parse size {spec!r}: {e}") from None
+    return sympy.sympify(expr)
+
+
+def same_size(a, b):
+    """True when the two size expressions are equal for every binding of the dimensions."""
+    if a is None or b is None:
+        return True
+    return sympy.expand(a - b) == 0
+
+
+def fmt(size):
+    return str(size).replace(" ", "") if size is not None else "scalar"
+
+
+def bind(size, dims, what):
+    """Substitute concrete dimensions; the result must be a positive integer."""
+    val = sympy.sympify(size).subs(dims)
+    if not val.is_number:
+        missing = sorted(str(s) for s in val.free_symbols)
+        raise TypeError(f"{what}: size {fmt(size)} needs the dimension(s) {', '.join(missing)}")
+    if not (val.is_integer and val > 0):
+        raise ValueError(f"{what}: size {fmt(size)} is {val} for {_fmt_dims(dims)}; it must be a positive integer")
+    return int(val)
+
+
+def _fmt_dims(dims):
+    return ", ".join(f"{k}={v}" for k, v in sorted((str(k), v) for k, v in dims.items()))

@@ -1,0 +1,90 @@
+"""gradients(): the schedule and the derived backward of one step as text a reader can check by hand.
+
+Sizes stay symbolic (H, I, ...): this is the schedule before dimensions are bound.
+"""
+from .autodiff import MatMulGrad, RegionGrad, derive
+from .dims import fmt
+from .printing import math_str
+from .schedule import MatMul, lower
+
+
+def _view(name, v, schedule):
+    full = v.start == 0 and v.stop == schedule.value(v.value).size
+    return name if full else f"{name}[{fmt(v.start)}:{fmt(v.stop)}]"
+
+
+def _weight(mm, ir):
+    cols = ir.param_shape(mm.weight)[1]
+    if mm.col_start == 0 and mm.col_stop == cols:
+        return mm.weight
+    return f"{mm.weight}[:, {fmt(mm.col_start)}:{fmt(mm.col_stop)}]"
+
+
+def _leaves(region, schedule):
+    return [f"{s.name} = {_view(v.value, v, schedule)}" for s, v in region.leaves if s.name != v.value]
+
+
+def _where(lines, leaves):
+    for k, leaf in enumerate(leaves):
+        lines.append(f"      {'where' if k == 0 else '     '} {leaf}")
+
+
+def _forward(lines, stmts, schedule):
+    for st in stmts:
+        if isinstance(st, MatMul):
+            lines.append(f"    {st.out} = {_view(st.operand.value, st.operand, schedule)} @ "
+                         f"{_weight(st, schedule.ir)}.T")
+        else:
+            lines.append("    fused region:")
+            _where(lines, _leaves(st, schedule))
+            for dest, e in st.outputs:
+                lines.append(f"      {_view(dest.value, dest, schedule)} = {math_str(e)}")
+
+
+def _backward(lines, stmts, schedule, in_loop):
+    for st in stmts:
+        if isinstance(st, MatMulGrad):
+            mm = st.matmul
+            op = _view(mm.operand.value, mm.operand, schedule)
+            w = _weight(mm, schedule.ir)
+            if schedule.value(mm.operand.value).kind != "param":
+                lines.append(f"    d_{op} += d_{mm.out} @ {w}")
+            when = "summed over all steps in one GEMM after the loop" if in_loop else "over all T*B rows"
+            lines.append(f"    d_{w} += d_{mm.out}.T @ {op}      ({when})")
+            continue
+        lines.append("    fused region:")
+        _where(lines, _leaves(st.region, schedule))
+        cot = [f"{g.name} = d_{_view(d.value, d, schedule)}" for g, d in st.cotangents
+               if g.name != f"d_{_view(d.value, d, schedule)}"]
+        if cot:
+            lines.append("      cotangents " + ", ".join(cot))
+        for s, e in st.temps:
+            lines.append(f"      {s.name} = {math_str(e)}")
+        for v, e in st.grads:
+            is_param = schedule.value(v.value).kind == "param"
+            tail = "      (summed over the batch)" if is_param else ""
+            lines.append(f"      d_{_view(v.value, v, schedule)} += {math_str(e)}{tail}")
+
+
+def explain(ir):
+    schedule = lower(ir)
+    bwd = derive(schedule)
+    lines = [f"{ir.name}: one step, as scheduled (x @ W.T is a matmul over the batch rows; "
+             f"v[a:b] is features a..b-1)", ""]
+    sizes = ", ".join(f"{n}: {fmt(s)}" for n, s in ir.inputs + ir.states)
+    lines.append(f"  sizes: {sizes}")
+    lines.append("  the new states: " + ", ".join(f"{s} <- {n}" for (s, _), n in zip(ir.states, schedule.new_states)))
+    lines.append("")
+    if schedule.pre:
+        lines.append("  forward, before the loop (depends on no state: all T*B rows at once):")
+        _forward(lines, schedule.pre, schedule)
+    lines.append("  forward, each step:")
+    _forward(lines, schedule.loop, schedule)
+    lines.append("")
+    lines.append("  backward, each step in reverse time (d_v is dL/dv; d_<state>_new = carry + dL/dys[t]):")
+    _backward(lines, bwd.loop, schedule, True)
+    lines.append("    the carry into step t-1 is d_" + ", d_".join(n for n, _ in ir.states))
+    if bwd.pre:
+        lines.append("  backward, after the loop (all T*B rows at once):")
+        _backward(lines, bwd.pre, schedule, False)
+    return "\n".join(lines)

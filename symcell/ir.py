@@ -1,0 +1,62 @@
+"""The cell IR: one immutable node type, and the traced cell.
+
+A Node is a vector of `size` features per batch row (size None: a scalar constant broadcast everywhere).
+    op        args            attr
+    input     ()              name
+    state     ()              name               the state entering the step
+    param     ()              name               a vector parameter, broadcast over the batch
+    const     ()              value (float)
+    pw        operands        function name ('add', 'mul', 'sigmoid', ...) or ('pow', exponent)
+    matmul    (operand,)      (weight, col_start, col_stop): weight[:, col_start:col_stop] @ operand
+    cat       parts           None               features concatenated
+    slice     (base,)         (start, stop)      features start:stop of base
+Nodes are hashable and compare by structure, so equal sub-expressions are one node.
+"""
+from dataclasses import dataclass, field
+from typing import Any, Tuple
+
+import sympy
+
+
+@dataclass(frozen=True)
+class Node:
+    op: str
+    args: Tuple["Node", ...] = ()
+    size: Any = None
+    attr: Any = None
+    label: str = field(default="", compare=False, hash=False)
+
+    def __repr__(self):
+        return self.label or f"{self.op}{self.attr or ''}"
+
+
+@dataclass(frozen=True)
+class CellIR:
+    """What `symcell.define` traced: declarations with symbolic sizes, and the new states as nodes."""
+    name: str
+    inputs: Tuple[Tuple[str, sympy.Expr], ...]
+    states: Tuple[Tuple[str, sympy.Expr], ...]
+    params: Tuple[Tuple[str, Tuple[sympy.Expr, ...]], ...]
+    returns: Tuple[Node, ...]          # new value of each state, in state order
+    outputs: Tuple[str, ...]           # states that form ys
+    dims: Tuple[str, ...]              # dimension names, sorted
+
+    def param_shape(self, name):
+        return dict(self.params)[name]
+
+
+def walk(roots):
+    """Every node reachable from roots, operands before users (post-order), each once."""
+    seen, order = set(), []
+
+    def visit(n):
+        if n in seen:
+            return
+        seen.add(n)
+        for a in n.args:
+            visit(a)
+        order.append(n)
+
+    for r in roots:
+        visit(r)
+    return order

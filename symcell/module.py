@@ -1,0 +1,245 @@
+"""symcell.define, the Cell module, and scan."""
+import keyword
+import math
+
+import torch
+from torch import nn
+
+from . import backends
+from .autodiff import derive
+from .frontend import trace
+from .ir import CellIR
+from .ops import scan_op
+from .schedule import bind_ir, lower
+
+_RESERVED = ("torch",)
+
+
+class CellSpec:
+    """What define() produced: the traced IR and the compiled artefacts, cached per dimension binding."""
+
+    def __init__(self, ir: CellIR, doc=None):
+        self.ir, self.doc = ir, doc
+        self._schedules, self._kernels = {}, {}
+
+    def schedule(self, dims):
+        key = tuple(sorted(dims.items()))
+        if key not in self._schedules:
+            sched = lower(bind_ir(self.ir, dims))
+            self._schedules[key] = (sched, derive(sched))
+        return self._schedules[key]
+
+    def kernel(self, dims, backend):
+        key = (tuple(sorted(dims.items())), backend)
+        if key not in self._kernels:
+            sched, bwd = self.schedule(dims)
+            self._kernels[key] = backends.get(backend).build(sched, bwd)
+        return self._kernels[key]
+
+
+def _check_names(ir):
+    for n in [n for n, _ in ir.inputs + ir.states + ir.params]:
+        if n.startswith("_") or n.startswith("d_") or keyword.iskeyword(n) or n in _RESERVED:
+            raise ValueError(f"{ir.name}: the name {n!r} is reserved for generated code (names may not start "
+                             f"with '_' or 'd_', nor be {list(_RESERVED)} or a Python keyword)")
+
+
+def define(inputs, state, params=None, outputs=None, name=None):
+    """Define a recurrent cell from its step function.
+
+        @symcell.define(inputs={"x": "I"}, state={"h": "H", "c": "H"},
+                        params={"W": ("3*H", "H+I"), "b": ("3*H",)})
+        def LLTM(x, h, c, W, b):
+            ...
+            return h, c
+
+    Returns a subclass of `symcell.Cell`; instantiate it with the dimensions bound by keyword: LLTM(I=32, H=128).
+    `outputs` names the states that form ys (default: the first); `name` overrides the function's name.
+    """
+    def deco(fn):
+        ir = trace(fn, inputs, state, params, outputs, name)
+        _check_names(ir)
+        spec = CellSpec(ir, fn.__doc__)
+        return type(ir.name, (Cell,), {"spec": spec, "__doc__": fn.__doc__ or f"symcell cell {ir.name}",
+                                       "__module__": getattr(fn, "__module__", __name__)})
+    return deco
+
+
+class _class_or_instance:
+    """A method that receives the instance when called on one, else the class."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.__doc__ = fn.__doc__
+
+    def __get__(self, obj, cls):
+        return self.fn.__get__(obj if obj is not None else cls)
+
+
+class Cell(nn.Module):
+    """A recurrent cell defined with symcell.define: a torch.nn.Module scanning the cell over a sequence.
+
+        ys, state = cell(xs, state=None)      xs: (T, B, I) or (B, T, I) with batch_first; state: tuple
+        state = cell.step(x, state)           one step
+    """
+
+    spec: CellSpec = None
+
+    def __init__(self, *, spec=None, batch_first=False, backend="auto", device=None, dtype=None, **dims):
+        super().__init__()
+        spec = spec or type(self).spec
+        if spec is None:
+            raise TypeError("symcell.Cell is a base class; make cells with symcell.define")
+        self._spec, ir = spec, spec.ir
+        missing = [d for d in ir.dims if d not in dims]
+        unknown = [d for d in dims if d not in ir.dims]
+        if unknown:
+            raise TypeError(f"{ir.name}() got unexpected argument(s) {unknown}; its dimensions are {list(ir.dims)}")
+        if missing:
+            raise TypeError(f"{ir.name}() is missing the dimension(s) {missing}; e.g. {ir.name}("
+                            + ", ".join(f"{d}=..." for d in ir.dims) + ")")
+        for d, v in dims.items():
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise ValueError(f"{ir.name}(): dimension {d} must be a positive int, got {v!r}")
+        if backend != "auto":
+            backends.resolve(backend, torch.device("cpu"))  # reject unknown names now, not at the first call
+        self.dims = dict(dims)
+        self.batch_first = batch_first
+        self.backend = backend
+        sched, _ = spec.schedule(self.dims)  # binds sizes: a bad binding fails here, before any data
+        self._sizes = {v.name: int(v.size) for v in sched.values if v.size is not None}
+        bound = sched.ir
+        self.input_sizes = {n: int(s) for n, s in bound.inputs}
+        self.state_sizes = {n: int(s) for n, s in bound.states}
+        for name, shape in bound.params:
+            self.register_parameter(name, nn.Parameter(torch.empty(*[int(s) for s in shape], device=device,
+                                                                   dtype=dtype)))
+        self.reset_parameters()
+
+    # --- parameters ------------------------------------------------------------------------------------
+    def reset_parameters(self):
+        """uniform(-k, k) with k = 1/sqrt(size of the first state), as nn.LSTM; override to change."""
+        k = 1.0 / math.sqrt(next(iter(self.state_sizes.values())))
+        with torch.no_grad():
+            for p in self._param_list():
+                p.uniform_(-k, k)
+
+    def _param_list(self):
+        return [getattr(self, n) for n, _ in self._spec.ir.params]
+
+    # --- introspection ---------------------------------------------------------------------------------
+    @_class_or_instance
+    def gradients(self_or_cls):
+        """The derived forward and backward equations of one step, as text (on the class or an instance)."""
+        from .explain import explain
+        spec = self_or_cls._spec if isinstance(self_or_cls, Cell) else self_or_cls.spec
+        return explain(spec.ir)
+
+    def source(self, device=None):
+        """The generated code of the backend this cell uses for tensors on `device` (default: its parameters')."""
+        device = torch.device(device) if device is not None else self._device()
+        return self._kernel(device).source
+
+    def _device(self):
+        ps = self._param_list()
+        return ps[0].device if ps else torch.device("cpu")
+
+    def _kernel(self, device):
+        return self._spec.kernel(self.dims, backends.resolve(self.backend, device))
+
+    def extra_repr(self):
+        dims = ", ".join(f"{k}={v}" for k, v in self.dims.items())
+        return f"{dims}, batch_first={self.batch_first}, backend={self.backend!r}"
+
+    # --- calling ---------------------------------------------------------------------------------------
+    def forward(self, xs, state=None):
+        return scan(self, xs, state)
+
+    def step(self, x, state=None):
+        """One step: x is (B, I) (a tuple for several inputs); returns the new state tuple."""
+        xs = tuple(t.unsqueeze(0) for t in x) if isinstance(x, (tuple, list)) else x.unsqueeze(0)
+        if self.batch_first:
+            xs = tuple(t.transpose(0, 1) for t in xs) if isinstance(xs, tuple) else xs.transpose(0, 1)
+        _, final = scan(self, xs, state)
+        return final
+
+    def _check(self, xs, state):
+        ir, name = self._spec.ir, self._spec.ir.name
+        if isinstance(xs, torch.Tensor):
+            xs = (xs,)
+        xs = tuple(xs)
+        if len(xs) != len(ir.inputs):
+            raise ValueError(f"{name}: expected {len(ir.inputs)} input sequence(s) "
+                             f"({', '.join(n for n, _ in ir.inputs)}), got {len(xs)}")
+        params = self._param_list()
+        ref = params[0] if params else xs[0]
+        layout = "(B, T, features)" if self.batch_first else "(T, B, features)"
+        for (n, _), x in zip(ir.inputs, xs):
+            if not isinstance(x, torch.Tensor):
+                raise TypeError(f"{name}: input {n!r} must be a tensor, got {type(x).__name__}")
+            if x.dim() != 3:
+                raise ValueError(f"{name}: input {n!r} must be 3-d {layout}, got shape {tuple(x.shape)}")
+            if x.shape[-1] != self.input_sizes[n]:
+                raise ValueError(f"{name}: input {n!r} has {x.shape[-1]} features (shape {tuple(x.shape)}) but the "
+                                 f"cell expects {self.input_sizes[n]}")
+        seq = [x.transpose(0, 1) if self.batch_first else x for x in xs]
+        T, B = seq[0].shape[0], seq[0].shape[1]
+        for (n, _), x in zip(ir.inputs, seq):
+            if x.shape[0] != T or x.shape[1] != B:
+                raise ValueError(f"{name}: input {n!r} has (T, B) = {tuple(x.shape[:2])} but input "
+                                 f"{ir.inputs[0][0]!r} has {(T, B)}")
+        for what, t in [(f"input {n!r}", x) for (n, _), x in zip(ir.inputs, xs)]:
+            _same_kind(name, what, t, ref)
+        names = [n for n, _ in ir.states]
+        if state is None:
+            state = tuple(ref.new_zeros(B, self.state_sizes[s]) for s in names)
+        else:
+            if isinstance(state, torch.Tensor):
+                state = (state,)
+            state = tuple(state)
+            if len(state) != len(names):
+                raise ValueError(f"{name}: state must be a tuple of {len(names)} tensor(s) ({', '.join(names)}), "
+                                 f"got {len(state)}")
+            for s, t in zip(names, state):
+                if not isinstance(t, torch.Tensor):
+                    raise TypeError(f"{name}: state {s!r} must be a tensor, got {type(t).__name__}")
+                if tuple(t.shape) != (B, self.state_sizes[s]):
+                    raise ValueError(f"{name}: state {s!r} has shape {tuple(t.shape)} but expected "
+                                     f"(B, {self.state_sizes[s]}) = {(B, self.state_sizes[s])} for a batch of {B}")
+                _same_kind(name, f"state {s!r}", t, ref)
+        return seq, state, ref
+
+
+def _same_kind(cell, what, t, ref):
+    if not t.is_floating_point():
+        raise TypeError(f"{cell}: {what} has dtype {t.dtype}; a floating dtype is needed")
+    if t.dtype != ref.dtype:
+        raise TypeError(f"{cell}: {what} has dtype {t.dtype} but the parameters have dtype {ref.dtype}")
+    if t.device != ref.device:
+        raise ValueError(f"{cell}: {what} is on {t.device} but the parameters are on {ref.device}")
+
+
+def scan(cell, xs, state=None, reverse=False):
+    """Run `cell` over the sequence xs. Semantics (for one input, batch_first=False):
+
+        ys = []
+        for t in (reversed(range(T)) if reverse else range(T)):
+            state = cell.step(xs[t], state)
+            ys.append(state[0])                 # the `outputs` states, first state by default
+        ys = stack(ys in time order of xs)      # so ys[t] is the output at input xs[t], also when reverse
+        return ys, state
+
+    The whole sequence is one autograd node; its backward is the derived backward scan.
+    """
+    seq, state, ref = cell._check(xs, state)
+    if reverse:
+        seq = [x.flip(0) for x in seq]
+    kernel = cell._kernel(ref.device)
+    seq = tuple(x.contiguous() for x in seq)
+    state = tuple(s.contiguous() for s in state)
+    ys, final = scan_op(kernel, seq, state, tuple(p.contiguous() for p in cell._param_list()))
+    if reverse:
+        ys = tuple(y.flip(0) for y in ys)
+    if cell.batch_first:
+        ys = tuple(y.transpose(0, 1) for y in ys)
+    return (ys[0] if len(ys) == 1 else ys), final

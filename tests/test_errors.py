@@ -1,0 +1,132 @@
+"""Every error of the core issue names the variable and the sizes."""
+import pytest
+import torch
+
+import symcell
+from symcell import cat, sigmoid, split, tanh
+
+
+def test_torch_function_on_a_symbol():
+    with pytest.raises(TypeError, match=r"torch\.sigmoid was called on the symbolic tensor 'h'"):
+        @symcell.define(inputs={"x": "I"}, state={"h": "H"}, params={})
+        def Bad(x, h):
+            return torch.sigmoid(h)
+
+
+def test_matmul_size_mismatch_names_the_matrix_and_the_vector():
+    with pytest.raises(ValueError, match=r"W @ cat\(h, x\): W has shape \(H, H\) but cat\(h, x\) has size H\+I"):
+        @symcell.define(inputs={"x": "I"}, state={"h": "H"}, params={"W": ("H", "H")})
+        def Bad(x, h, W):
+            return tanh(W @ cat(h, x))
+
+
+def test_pointwise_size_mismatch():
+    with pytest.raises(ValueError, match=r"h \+ x.*h has size H but x has size I"):
+        @symcell.define(inputs={"x": "I"}, state={"h": "H"})
+        def Bad(x, h):
+            return h + x
+
+
+def test_undeclared_name():
+    with pytest.raises(TypeError, match=r"argument\(s\) \['U'\] are not declared"):
+        @symcell.define(inputs={"x": "I"}, state={"h": "H"}, params={"W": ("H", "I")})
+        def Bad(x, h, W, U):
+            return W @ x
+
+
+def test_declared_name_missing_from_the_function():
+    with pytest.raises(TypeError, match=r"declared name\(s\) \['b'\] are not arguments"):
+        @symcell.define(inputs={"x": "I"}, state={"h": "H"}, params={"W": ("H", "I"), "b": ("H",)})
+        def Bad(x, h, W):
+            return W @ x
+
+
+def test_wrong_number_of_returned_states():
+    with pytest.raises(ValueError, match=r"returned 1 value\(s\) but 2 state\(s\) are declared \(h, c\)"):
+        @symcell.define(inputs={"x": "H"}, state={"h": "H", "c": "H"})
+        def Bad(x, h, c):
+            return h + x
+
+
+def test_returned_state_of_the_wrong_size():
+    with pytest.raises(ValueError, match=r"new state 'h' is .* of size 2\*H, but state 'h' is declared with size H"):
+        @symcell.define(inputs={"x": "H"}, state={"h": "H"})
+        def Bad(x, h):
+            return cat(h, x)
+
+
+def test_matrix_used_elementwise_and_vector_used_as_matrix():
+    with pytest.raises(TypeError, match=r"W is a 2-d parameter \(H, H\); it can only be used as `W @ v`"):
+        @symcell.define(inputs={"x": "H"}, state={"h": "H"}, params={"W": ("H", "H")})
+        def Bad1(x, h, W):
+            return W * h
+    with pytest.raises(TypeError, match=r"left operand of @ must be a 2-d parameter"):
+        @symcell.define(inputs={"x": "H"}, state={"h": "H"}, params={"b": ("H",)})
+        def Bad2(x, h, b):
+            return b @ h
+
+
+def test_python_control_flow_on_a_symbol():
+    with pytest.raises(TypeError, match=r"h is symbolic"):
+        @symcell.define(inputs={"x": "H"}, state={"h": "H"})
+        def Bad(x, h):
+            return h if h else x
+
+
+def test_unsupported_exponent_and_indexing():
+    with pytest.raises(TypeError, match=r"exponent must be a Python number"):
+        @symcell.define(inputs={"x": "H"}, state={"h": "H"})
+        def Bad1(x, h):
+            return h ** x
+    with pytest.raises(TypeError, match=r"h\[\.\.\.\]: indexing is not supported; use symcell.split"):
+        @symcell.define(inputs={"x": "H"}, state={"h": "H"})
+        def Bad2(x, h):
+            return h[0]
+
+
+def test_size_strings_read_I_and_E_as_dimensions():
+    @symcell.define(inputs={"x": "E"}, state={"h": "I"}, params={"W": ("I", "E")})
+    def Ok(x, h, W):
+        return tanh(W @ x) + h
+    cell = Ok(E=3, I=2)
+    assert cell.W.shape == (2, 3)
+
+
+@symcell.define(inputs={"x": "I"}, state={"h": "H"}, params={"W": ("H", "I")})
+def Simple(x, h, W):
+    a, b = split(h, 2)
+    return cat(b, a) + W @ x
+
+
+def test_instantiation_errors():
+    with pytest.raises(TypeError, match=r"missing the dimension\(s\) \['I'\]"):
+        Simple(H=4)
+    with pytest.raises(TypeError, match=r"unexpected argument\(s\) \['K'\]"):
+        Simple(I=3, H=4, K=2)
+    with pytest.raises(ValueError, match=r"split\(h\)\[[01]\]: size H/2 is 3/2 for H=3, I=2; it must be a positive integer"):
+        Simple(I=2, H=3)
+    with pytest.raises(ValueError, match=r"dimension H must be a positive int, got 0"):
+        Simple(I=2, H=0)
+    with pytest.raises(ValueError, match=r"backend='cuda-magic' is not available"):
+        Simple(I=2, H=4, backend="cuda-magic")
+
+
+def test_call_time_errors_name_the_argument_and_sizes():
+    cell = Simple(I=3, H=4)
+    with pytest.raises(ValueError, match=r"input 'x' has 5 features \(shape \(2, 1, 5\)\) but the cell expects 3"):
+        cell(torch.randn(2, 1, 5))
+    with pytest.raises(ValueError, match=r"input 'x' must be 3-d \(T, B, features\), got shape \(2, 3\)"):
+        cell(torch.randn(2, 3))
+    with pytest.raises(ValueError, match=r"state 'h' has shape \(3, 4\) but expected \(B, 4\) = \(2, 4\)"):
+        cell(torch.randn(5, 2, 3), (torch.zeros(3, 4),))
+    with pytest.raises(TypeError, match=r"input 'x' has dtype torch.float64 but the parameters have dtype "
+                                        r"torch.float32"):
+        cell(torch.randn(5, 2, 3, dtype=torch.float64))
+    with pytest.raises(TypeError, match=r"state 'h' has dtype torch.float64"):
+        cell(torch.randn(5, 2, 3), (torch.zeros(2, 4, dtype=torch.float64),))
+    with pytest.raises(ValueError, match=r"input 'x' is on meta but the parameters are on cpu"):
+        cell(torch.randn(5, 2, 3, device="meta"))
+    with pytest.raises(ValueError, match=r"state must be a tuple of 1 tensor\(s\) \(h\), got 2"):
+        cell(torch.randn(5, 2, 3), (torch.zeros(2, 4), torch.zeros(2, 4)))
+    with pytest.raises(TypeError, match=r"input 'x' has dtype torch.int64; a floating dtype is needed"):
+        cell(torch.ones(5, 2, 3, dtype=torch.long))

@@ -1,0 +1,160 @@
+"""Cells under test, each with an independent eager torch step (torch autograd differentiates it).
+
+Together the user-defined cells use every supported function and operator, a matmul on a pointwise function
+of the state, two states of different sizes, vector parameters used elementwise, several inputs, `outputs=`,
+a cat returned as a state and a split that straddles the parts of a cat.
+"""
+import torch
+import torch.nn.functional as F
+
+import symcell
+from symcell import cat, elu, exp, log, relu, sigmoid, softplus, split, sqrt, tanh
+from symcell.cells import GRU, LLTM, LSTM, PeepholeLSTM
+
+
+@symcell.define(inputs={"x": "I"}, state={"h": "H"},
+                params={"Wx": ("2*H", "I"), "Wr": ("H", "H"), "U": ("H", "H"), "b": ("2*H",)})
+def Gated(x, h, Wx, Wr, U, b):
+    a, z = split(Wx @ x + b, 2)
+    r = sigmoid(Wr @ h + a)
+    n = relu(U @ (r * h) + a)            # a matmul on a pointwise function of the state
+    z = sigmoid(z)
+    return (1 - z) * h + z * n
+
+
+def gated_ref(x, h, Wx, Wr, U, b):
+    a, z = (x @ Wx.t() + b).chunk(2, 1)
+    r = torch.sigmoid(h @ Wr.t() + a)
+    n = torch.relu((r * h) @ U.t() + a)
+    z = torch.sigmoid(z)
+    return ((1 - z) * h + z * n,)
+
+
+@symcell.define(inputs={"x": "I"}, state={"h": "H", "m": "2*H"},
+                params={"A": ("2*H", "I"), "Bm": ("H", "2*H"), "w": ("2*H",), "g": ("H",)})
+def TwoScale(x, h, m, A, Bm, w, g):
+    m = elu(A @ x + w * m) / (1 + softplus(m))      # states of different sizes, a vector parameter elementwise
+    h = g * tanh(Bm @ m) + h * exp(-softplus(g))
+    return h, m
+
+
+def twoscale_ref(x, h, m, A, Bm, w, g):
+    m = F.elu(x @ A.t() + w * m) / (1 + F.softplus(m))
+    h = g * torch.tanh(m @ Bm.t()) + h * torch.exp(-F.softplus(g))
+    return h, m
+
+
+@symcell.define(inputs={"x": "I"}, state={"h": "H"}, params={"W": ("H", "I+H"), "s": ("H",)})
+def Moments(x, h, W, s):
+    a = W @ cat(x, h)
+    v = sqrt(a ** 2 + 1.5)
+    return -log(1 + sigmoid(a)) + 0.5 * h ** 3 / (1 + h ** 2) + s * a / v - 2
+
+
+def moments_ref(x, h, W, s):
+    a = torch.cat([x, h], 1) @ W.t()
+    v = torch.sqrt(a ** 2 + 1.5)
+    return (-torch.log(1 + torch.sigmoid(a)) + 0.5 * h ** 3 / (1 + h ** 2) + s * a / v - 2,)
+
+
+@symcell.define(inputs={"x": "I", "y": "J"}, state={"h": "H", "c": "H"},
+                params={"Wx": ("H", "I"), "Wy": ("H", "J"), "Wh": ("H", "H")}, outputs=("h", "c"))
+def TwoInputs(x, y, h, c, Wx, Wy, Wh):
+    c = tanh(Wx @ x + Wh @ h) * c + sigmoid(Wy @ y)
+    h = relu(c) - elu(-c) * 0.25
+    return h, c
+
+
+def twoinputs_ref(x, y, h, c, Wx, Wy, Wh):
+    c = torch.tanh(x @ Wx.t() + h @ Wh.t()) * c + torch.sigmoid(y @ Wy.t())
+    h = torch.relu(c) - F.elu(-c) * 0.25
+    return h, c
+
+
+@symcell.define(inputs={"x": "I"}, state={"h": "H", "m": "2*H"}, params={"W": ("2*H", "(I+H)/2")})
+def CatSplit(x, h, m, W):
+    u, v = split(cat(x, h), 2)           # straddles x and h unless I == H: the cat gets a buffer
+    a = W @ (u * v)
+    p, q = split(m, 2)
+    m = cat(tanh(q), sigmoid(p)) + a     # a pointwise op on a cat, returned as a state
+    h = p * q + split(a, 2)[0]
+    return h, m
+
+
+def catsplit_ref(x, h, m, W):
+    u, v = torch.cat([x, h], 1).chunk(2, 1)
+    a = (u * v) @ W.t()
+    p, q = m.chunk(2, 1)
+    m = torch.cat([torch.tanh(q), torch.sigmoid(p)], 1) + a
+    h = p * q + a.chunk(2, 1)[0]
+    return h, m
+
+
+def lltm_ref(x, h, c, weights, bias):
+    i, o, z = (torch.cat([h, x], 1) @ weights.t() + bias).chunk(3, 1)
+    c = c + torch.sigmoid(i) * F.elu(z)
+    return torch.tanh(c) * torch.sigmoid(o), c
+
+
+def lstm_ref(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
+    g = x @ w_ih.t() + h @ w_hh.t() + (0 if b_ih is None else b_ih + b_hh)
+    i, f, gg, o = g.chunk(4, 1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(gg)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def gru_ref(x, h, w_ih, w_hh, b_ih=None, b_hh=None):
+    gi, gh = x @ w_ih.t(), h @ w_hh.t()
+    if b_ih is not None:
+        gi, gh = gi + b_ih, gh + b_hh
+    ir, iz, in_ = gi.chunk(3, 1)
+    hr, hz, hn = gh.chunk(3, 1)
+    r, z = torch.sigmoid(ir + hr), torch.sigmoid(iz + hz)
+    n = torch.tanh(in_ + r * hn)
+    return ((1 - z) * n + z * h,)
+
+
+def peephole_ref(x, h, c, weight_ih, weight_hh, bias, w_ci, w_cf, w_co):
+    a_i, a_f, a_c, a_o = (x @ weight_ih.t() + h @ weight_hh.t() + bias).chunk(4, 1)
+    i = torch.sigmoid(a_i + w_ci * c)
+    f = torch.sigmoid(a_f + w_cf * c)
+    c = f * c + i * torch.tanh(a_c)
+    o = torch.sigmoid(a_o + w_co * c)
+    return o * torch.tanh(c), c
+
+
+# name -> (factory(**kw) -> cell, eager step, outputs: indices of the states that form ys)
+CASES = {
+    "Gated": (lambda **kw: Gated(I=5, H=4, **kw), gated_ref, (0,)),
+    "TwoScale": (lambda **kw: TwoScale(I=3, H=4, **kw), twoscale_ref, (0,)),
+    "Moments": (lambda **kw: Moments(I=3, H=5, **kw), moments_ref, (0,)),
+    "TwoInputs": (lambda **kw: TwoInputs(I=3, J=2, H=4, **kw), twoinputs_ref, (0, 1)),
+    "CatSplit": (lambda **kw: CatSplit(I=5, H=3, **kw), catsplit_ref, (0,)),
+    "LLTM": (lambda **kw: LLTM(4, 5, **kw), lltm_ref, (0,)),
+    "LSTM": (lambda **kw: LSTM(3, 4, **kw), lstm_ref, (0,)),
+    "LSTM-nobias": (lambda **kw: LSTM(3, 4, bias=False, **kw), lstm_ref, (0,)),
+    "GRU": (lambda **kw: GRU(3, 4, **kw), gru_ref, (0,)),
+    "GRU-nobias": (lambda **kw: GRU(3, 4, bias=False, **kw), gru_ref, (0,)),
+    "PeepholeLSTM": (lambda **kw: PeepholeLSTM(3, 4, **kw), peephole_ref, (0,)),
+}
+
+
+def eager_scan(step, xs, states, params, outputs):
+    """The independent reference: a Python loop over time of the eager step, differentiated by torch autograd."""
+    ys = []
+    for t in range(xs[0].shape[0]):
+        states = step(*[x[t] for x in xs], *states, *params)
+        ys.append([states[k] for k in outputs])
+    T, B = xs[0].shape[:2]
+    seqs = tuple(torch.stack([y[j] for y in ys]) if ys else xs[0].new_zeros(T, B, states[k].shape[-1])
+                 for j, k in enumerate(outputs))
+    return seqs, tuple(states)
+
+
+def random_inputs(cell, T, B, dtype=torch.float64, seed=0, requires_grad=True):
+    g = torch.Generator().manual_seed(seed)
+    xs = [torch.randn(T, B, n, generator=g, dtype=dtype).requires_grad_(requires_grad)
+          for n in cell.input_sizes.values()]
+    states = [(0.5 * torch.randn(B, n, generator=g, dtype=dtype)).requires_grad_(requires_grad)
+              for n in cell.state_sizes.values()]
+    return xs, states
