@@ -2,7 +2,7 @@
 
 Sizes stay symbolic (H, I, ...): this is the schedule before dimensions are bound.
 """
-from .autodiff import MatMulGrad, RegionGrad, derive
+from .autodiff import MatMulGrad, derive
 from .dims import fmt
 from .printing import math_str
 from .schedule import MatMul, lower

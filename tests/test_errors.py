@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import symcell
-from symcell import cat, sigmoid, split, tanh
+from symcell import cat, split, tanh
 
 
 def test_torch_function_on_a_symbol():

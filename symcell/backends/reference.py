@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as _F
 
 from ..autodiff import MatMulGrad, RegionGrad
+from ..plan import plan
 from ..printing import torch_str
-from ..schedule import MatMul, Region
+from ..schedule import MatMul
 from . import register
 
 _counter = itertools.count()
@@ -70,25 +71,10 @@ class _Renderer:
         self.new = dict(zip(self.states, schedule.new_states))
         self.like = f"_{self.inputs[0]}_seq"
 
-        def reads(stmts):
-            out = set()
-            for st in stmts:
-                if isinstance(st, (Region, RegionGrad)):
-                    region = st if isinstance(st, Region) else st.region
-                    out |= {v.value for _, v in region.leaves}
-                else:
-                    out.add((st if isinstance(st, MatMul) else st.matmul).operand.value)
-            return out
-
-        self.loop_reads = reads(schedule.loop)
-        self.bwd_loop_reads = reads(backward.loop)
-        self.bwd_pre_reads = reads(backward.pre)
-        bwd_reads = self.bwd_loop_reads | self.bwd_pre_reads
-        self.res_pre = [v.name for v in schedule.values if v.stage == "pre" and v.name in bwd_reads]
-        self.res_loop = [v.name for v in schedule.values if v.stage == "loop" and v.kind in ("matmul", "pw", "cat")
-                         and v.name in self.bwd_loop_reads]
-        self.res_states = [s for s in self.states if s in self.bwd_loop_reads and s not in self.ir.outputs]
-        self.residuals = [f"_{n}_seq" for n in self.res_pre + self.res_loop + self.res_states]
+        self.p = p = plan(schedule, backward)
+        self.loop_reads, self.bwd_loop_reads, self.bwd_pre_reads = p.loop_reads, p.bwd_loop_reads, p.bwd_pre_reads
+        self.res_pre, self.res_loop, self.res_states = list(p.res_pre), list(p.res_loop), list(p.res_states)
+        self.residuals = [f"_{n}_seq" for n in p.residuals]
 
     # --- helpers --------------------------------------------------------------------------------------
     def view(self, var, v):
@@ -141,7 +127,7 @@ class _Renderer:
 
     def forward(self, w):
         ins, inits = ", ".join(f"_{n}_seq" for n in self.inputs), ", ".join(f"_{s}_init" for s in self.states)
-        w(f"def forward(_xs, _inits, _params, _save):")
+        w("def forward(_xs, _inits, _params, _save):")
         with w.block():
             w(f"{ins}, = _xs")
             w(f"{inits}, = _inits")
@@ -197,7 +183,6 @@ class _Renderer:
                 w(f"{self.view('d_' + v.value, v)} += {torch_str(e)}")
 
     def backward(self, w):
-        r = self
         ins, inits = ", ".join(f"_{n}_seq" for n in self.inputs), ", ".join(f"_{s}_init" for s in self.states)
         w("def backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res):")
         with w.block():
@@ -213,8 +198,7 @@ class _Renderer:
                 w(f"d_{p} = torch.zeros_like({p})")
             for n in self.inputs:
                 w(f"_d_{n}_seq = torch.zeros_like(_{n}_seq)")
-            pre_in_loop = [v.name for v in self.s.values if v.stage == "pre" and v.name in self.bwd_loop_reads]
-            loop_mm = [st.matmul.out for st in self.b.loop if isinstance(st, MatMulGrad)]
+            pre_in_loop, loop_mm = self.p.pre_in_loop, self.p.loop_mm
             for n in pre_in_loop + loop_mm:
                 w(f"_d_{n}_seq = {self.like}.new_zeros((_T, _B, {self.size[n]}))")
             w(f"{', '.join('d_' + s for s in self.states)}, = _d_finals")
@@ -224,7 +208,7 @@ class _Renderer:
                     k = self.kind[n]
                     if k == "state":
                         w(f"{n} = _{n}_seq[_t - 1] if _t > 0 else _{n}_init")
-                    elif k == "input" or self.stage[n] == "pre" or n in r.res_loop:
+                    elif k == "input" or self.stage[n] == "pre" or n in self.res_loop:
                         w(f"{n} = _{n}_seq[_t]")
                 for s in self.states:
                     if s in self.ir.outputs:
