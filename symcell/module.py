@@ -29,11 +29,17 @@ class CellSpec:
             self._schedules[key] = (sched, derive(sched))
         return self._schedules[key]
 
+    def symbolic_schedule(self):
+        """The schedule with dimensions left as symbols, for backends that take sizes at run time."""
+        if None not in self._schedules:
+            sched = lower(self.ir)
+            self._schedules[None] = (sched, derive(sched))
+        return self._schedules[None]
+
     def kernel(self, dims, backend):
         key = (tuple(sorted(dims.items())), backend)
         if key not in self._kernels:
-            sched, bwd = self.schedule(dims)
-            self._kernels[key] = backends.get(backend).build(sched, bwd)
+            self._kernels[key] = backends.get(backend).build(self, dims)
         return self._kernels[key]
 
 

@@ -1,4 +1,4 @@
-"""Backend registry: a backend turns (schedule, derived backward) into a Kernel.
+"""Backend registry: a backend's build(spec, dims) turns a cell (its schedule and derived backward) into a Kernel.
 
 A Kernel has `source` (printable text) and two callables with one calling convention for every backend:
     forward(xs, inits, params, save)        -> (ys, finals, residuals)
@@ -40,4 +40,4 @@ def resolve(name, device):
     return name
 
 
-from . import reference  # noqa: E402,F401  (registers itself)
+from . import cpp, reference  # noqa: E402,F401  (each registers itself)

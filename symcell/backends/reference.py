@@ -13,7 +13,7 @@ import torch.nn.functional as _F
 
 from ..autodiff import MatMulGrad, RegionGrad
 from ..plan import plan
-from ..printing import torch_str
+from ..printing import Writer, torch_str
 from ..schedule import MatMul
 from . import register
 
@@ -38,25 +38,6 @@ def _sum_rows(v):
 def _full(v, like, shape):
     # an output that depends only on parameters and constants still has one row per batch element
     return like.new_zeros(shape) + v
-
-
-class _Writer:
-    def __init__(self):
-        self.lines, self.depth = [], 0
-
-    def __call__(self, line=""):
-        self.lines.append("    " * self.depth + line if line else "")
-
-    def block(self):
-        w = self
-
-        class _B:
-            def __enter__(self):
-                w.depth += 1
-
-            def __exit__(self, *a):
-                w.depth -= 1
-        return _B()
 
 
 class _Renderer:
@@ -289,14 +270,15 @@ class ReferenceBackend:
     def usable(device):
         return True
 
-    def build(self, schedule, backward):
+    def build(self, spec, dims):
+        schedule, backward = spec.schedule(dims)   # sizes are baked into the rendered torch code
         r = _Renderer(schedule, backward)
-        w = _Writer()
+        w = Writer()
         w(f"# symcell reference backend: {schedule.ir.name}")
         r.forward(w)
         w()
         r.backward(w)
-        source = "\n".join(line for line in w.lines) + "\n"
+        source = w.text()
         filename = f"<symcell-reference-{schedule.ir.name}-{next(_counter)}>"
         # registered with linecache so tracebacks into the generated code show its lines
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)

@@ -1,0 +1,571 @@
+"""The C++ CPU backend: the whole-sequence forward and backward as one native call each.
+
+The renderer prints C++ from the *symbolic* schedule, so dimensions, T and B are runtime arguments and one
+build serves every size of a cell. Matmuls call MKL's sgemm_/dgemm_ (exported by libtorch_cpu) directly into
+preallocated buffers; each pointwise region is one loop over rows x features, `omp simd` so that glibc's
+vector math library (libmvec) evaluates exp/tanh/log eight or sixteen lanes at a time, rows split across
+threads with at::parallel_for when there is enough work.
+"""
+import ctypes.util
+import sys
+import warnings
+
+import sympy
+import torch
+
+from .. import cache
+from ..autodiff import MatMulGrad, RegionGrad
+from ..plan import plan
+from ..printing import Writer, cpp_str, size_str
+from ..schedule import MatMul
+from . import register
+
+_PRELUDE = r"""
+#include <ATen/core/Tensor.h>
+#include <ATen/Parallel.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <mutex>
+#include <vector>
+
+#if SYMCELL_MVEC
+// glibc's libmvec has vector variants of these; declaring them `simd` lets `omp simd` loops call them
+extern "C" {
+float expf(float) __attribute__((simd("notinbranch")));
+float logf(float) __attribute__((simd("notinbranch")));
+float tanhf(float) __attribute__((simd("notinbranch")));
+float expm1f(float) __attribute__((simd("notinbranch")));
+float log1pf(float) __attribute__((simd("notinbranch")));
+double exp(double) __attribute__((simd("notinbranch")));
+double log(double) __attribute__((simd("notinbranch")));
+double tanh(double) __attribute__((simd("notinbranch")));
+double expm1(double) __attribute__((simd("notinbranch")));
+double log1p(double) __attribute__((simd("notinbranch")));
+}
+#endif
+
+extern "C" {  // Fortran BLAS from the MKL inside libtorch_cpu
+void sgemm_(const char*, const char*, const int*, const int*, const int*, const float*, const float*, const int*,
+            const float*, const int*, const float*, float*, const int*);
+void dgemm_(const char*, const char*, const int*, const int*, const int*, const double*, const double*,
+            const int*, const double*, const int*, const double*, double*, const int*);
+}
+
+namespace sc {
+// the pointwise functions; derivative rules are in symcell/functions.py
+template <typename T> inline T exp(T x) { return std::exp(x); }
+template <typename T> inline T log(T x) { return std::log(x); }
+template <typename T> inline T sigmoid(T x) { return T(1) / (T(1) + std::exp(-x)); }   // exp(1e4) = inf -> 0
+template <typename T> inline T tanh(T x) { return std::tanh(x); }
+template <typename T> inline T relu(T x) { return x < T(0) ? T(0) : x; }               // NaN stays NaN
+template <typename T> inline T step(T x) { return x > T(0) ? T(1) : T(0); }            // relu'(0) = 0
+template <typename T> inline T elu(T x) { return x > T(0) ? x : std::expm1(x); }
+template <typename T> inline T elu_grad(T x) { return x > T(0) ? T(1) : std::exp(x < T(0) ? x : T(0)); }
+template <typename T> inline T softplus(T x) { return x > T(20) ? x : std::log1p(std::exp(x)); }  // torch's threshold
+
+// row-major GEMMs through column-major BLAS: C = op(A) op(B) in row-major is C^T = op(B)^T op(A)^T
+inline void blas(char ta, char tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+                 const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  int M = m, N = n, K = k, LA = lda, LB = ldb, LC = ldc;
+  sgemm_(&ta, &tb, &M, &N, &K, &alpha, a, &LA, b, &LB, &beta, c, &LC);
+}
+inline void blas(char ta, char tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t lda,
+                 const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
+  int M = m, N = n, K = k, LA = lda, LB = ldb, LC = ldc;
+  dgemm_(&ta, &tb, &M, &N, &K, &alpha, a, &LA, b, &LB, &beta, c, &LC);
+}
+// C[M,N] = A[M,K] @ W[N,K]^T + beta C
+template <typename T> inline void mm_nt(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* W,
+                                        int64_t ldw, T beta, T* C, int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  blas('T', 'N', N, M, K, T(1), W, ldw, A, lda, beta, C, ldc);
+}
+// C[M,N] += A[M,K] @ B[K,N]
+template <typename T> inline void mm_nn(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B,
+                                        int64_t ldb, T* C, int64_t ldc) {
+  if (M == 0 || N == 0 || K == 0) return;
+  blas('N', 'N', N, M, K, T(1), B, ldb, A, lda, T(1), C, ldc);
+}
+// C[M,N] += A[K,M]^T @ B[K,N]
+template <typename T> inline void mm_tn(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B,
+                                        int64_t ldb, T* C, int64_t ldc) {
+  if (M == 0 || N == 0 || K == 0) return;
+  blas('N', 'T', N, M, K, T(1), B, ldb, A, lda, T(1), C, ldc);
+}
+// rows [0, R) of a pointwise region, split across threads only when there is enough work to pay for it
+template <typename F> inline void rows(int64_t R, int64_t n, const F& f) {
+  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(n, 1));
+  at::parallel_for(0, R, grain, f);
+}
+template <typename T> inline T* ptr(const at::Tensor& t) { return t.defined() ? t.data_ptr<T>() : nullptr; }
+template <typename T> inline void zero(T* p, int64_t n) { if (n > 0) std::memset(p, 0, sizeof(T) * n); }
+}  // namespace sc
+"""
+
+
+class _Renderer:
+    def __init__(self, schedule, backward):
+        self.s, self.b, self.ir = schedule, backward, schedule.ir
+        self.p = plan(schedule, backward)
+        self.kind = {v.name: v.kind for v in schedule.values}
+        self.stage = {v.name: v.stage for v in schedule.values}
+        self.size = {v.name: v.size for v in schedule.values if v.size is not None}
+        self.inputs = [n for n, _ in self.ir.inputs]
+        self.states = [n for n, _ in self.ir.states]
+        self.params = [n for n, _ in self.ir.params]
+        self.outputs = list(self.ir.outputs)
+        self.new = dict(zip(self.states, schedule.new_states))
+
+    # --- small helpers ------------------------------------------------------------------------------
+    def n(self, v):
+        return f"n_{v}"
+
+    def cols(self, w):
+        return size_str(self.ir.param_shape(w)[1])
+
+    def at(self, ptr, v, start):
+        """pointer to element `start` of row 0 of value v."""
+        off = size_str(start)
+        return ptr if off == "0" else f"{ptr} + {off}"
+
+    def dims_and_sizes(self, w):
+        for k, d in enumerate(self.ir.dims):
+            w(f"const int64_t {d} = dims[{k}];")
+        for v in self.s.values:
+            if v.size is not None:
+                w(f"const int64_t {self.n(v.name)} = {size_str(v.size)};")
+        for p, shape in self.ir.params:
+            if len(shape) == 2:
+                w(f"const int64_t ld_{p} = {size_str(shape[1])};  // {p} is ({size_str(shape[0])}, "
+                  f"{size_str(shape[1])})")
+
+    def region(self, w, region, rows, grads=None):
+        """One fused loop over rows x features. Forward: outputs = exprs; backward (grads=RegionGrad): the
+        cotangents of the outputs in, the leaves' gradients accumulated (a vector parameter's summed over rows)."""
+        dest0 = region.outputs[0][0]
+        width = size_str(dest0.stop - dest0.start)
+        if grads is None:
+            temps, exprs = sympy.cse([e for _, e in region.outputs], symbols=sympy.numbered_symbols("_e"))
+            cots = []
+            stores = [(f"{d.value}_r", d, e, "=") for (d, _), e in zip(region.outputs, exprs)]
+            accs = []
+            simd = True  # outputs are new buffers, never read in the same region
+        else:
+            temps, cots = grads.temps, grads.cotangents
+            stores = [(f"d_{v.value}_r", v, e, "+=") for v, e in grads.grads if self.kind[v.value] != "param"]
+            accs = [(v, e) for v, e in grads.grads if self.kind[v.value] == "param"]
+            simd = self._no_overlap([v for _, v, _, _ in stores])
+        read_rows = sorted({v.value for _, v in region.leaves if self.kind[v.value] != "param"})
+        read_params = sorted({v.value for _, v in region.leaves if self.kind[v.value] == "param"})
+        cot_rows = sorted({d.value for _, d in cots})
+        write_rows = sorted({name for name, *_ in stores})
+
+        def idx(view):
+            off = size_str(view.start)
+            return "j" if off == "0" else f"{off} + j"
+
+        w(f"{{  // fused region: {len(region.outputs)} output(s), {width} features per row")
+        with w.block():
+            w(f"const int64_t n = {width};")
+            for k, _ in enumerate(accs):
+                w(f"std::mutex acc_lock_{k};")
+            w(f"sc::rows({rows}, n, [&](int64_t r0, int64_t r1) {{")
+            with w.block():
+                for k, (v, _) in enumerate(accs):
+                    w(f"std::vector<scalar_t> acc_{k}(n, scalar_t(0));  // d_{v.value}, summed over rows")
+                with w.block("for (int64_t r = r0; r < r1; ++r) {", "}"):
+                    for val in read_rows:
+                        w(f"const scalar_t* {val}_r = {val} + r * {self.n(val)};")
+                    for val in read_params:  # the same row for every r: a vector parameter broadcasts
+                        w(f"const scalar_t* {val}_r = {val};")
+                    for val in cot_rows:
+                        w(f"const scalar_t* d_{val}_r = d_{val} + r * {self.n(val)};")
+                    for name in write_rows:
+                        val = name[:-2]
+                        w(f"scalar_t* {name} = {val} + r * {self.n(val[2:] if grads else val)};")
+                    if simd:
+                        w("#pragma omp simd")
+                    with w.block("for (int64_t j = 0; j < n; ++j) {", "}"):
+                        for sym, v in region.leaves:
+                            w(f"const scalar_t {sym.name} = {v.value}_r[{idx(v)}];")
+                        for g, d in cots:
+                            w(f"const scalar_t {g.name} = d_{d.value}_r[{idx(d)}];")
+                        for sym, e in temps:
+                            w(f"const scalar_t {sym} = {cpp_str(e)};")
+                        for name, v, e, op in stores:
+                            w(f"{name}[{idx(v)}] {op} {cpp_str(e)};")
+                        for k, (v, e) in enumerate(accs):
+                            w(f"acc_{k}[j] += {cpp_str(e)};")
+                for k, (v, _) in enumerate(accs):
+                    off = size_str(v.start)
+                    w(f"{{ std::lock_guard<std::mutex> g(acc_lock_{k}); "
+                      f"for (int64_t j = 0; j < n; ++j) d_{v.value}[{'' if off == '0' else off + ' + '}j] "
+                      f"+= acc_{k}[j]; }}")
+            w("});")
+        w("}")
+
+    def _no_overlap(self, views):
+        """`omp simd` promises no dependence between lanes: false when two different views of one gradient
+        buffer overlap (lane j of one would update what lane j' of the other reads)."""
+        by_val = {}
+        for v in views:
+            by_val.setdefault(v.value, set()).add((v.start, v.stop))
+        for spans in by_val.values():
+            spans = sorted(spans, key=lambda s: sympy.default_sort_key(s))
+            for i, (a0, a1) in enumerate(spans):
+                for b0, b1 in spans[i + 1:]:
+                    if not (sympy.simplify(a1 - b0).is_nonpositive or sympy.simplify(b1 - a0).is_nonpositive):
+                        return False
+        return True
+
+    def matmul_fwd(self, w, mm, rows):
+        op = mm.operand
+        w(f"// {mm.out} = {op.value}[{size_str(op.start)}:{size_str(op.stop)}] @ "
+          f"{mm.weight}[:, {size_str(mm.col_start)}:{size_str(mm.col_stop)}].T")
+        w(f"sc::mm_nt<scalar_t>({rows}, {self.n(mm.out)}, {size_str(op.stop - op.start)}, "
+          f"{self.at(op.value, op.value, op.start)}, {self.n(op.value)}, "
+          f"{self.at(mm.weight, mm.weight, mm.col_start)}, ld_{mm.weight}, scalar_t(0), {mm.out}, "
+          f"{self.n(mm.out)});")
+
+    def matmul_bwd_operand(self, w, mm, rows):
+        op = mm.operand
+        w(f"// d_{op.value} += d_{mm.out} @ {mm.weight}[:, {size_str(mm.col_start)}:{size_str(mm.col_stop)}]")
+        w(f"sc::mm_nn<scalar_t>({rows}, {size_str(op.stop - op.start)}, {self.n(mm.out)}, d_{mm.out}, "
+          f"{self.n(mm.out)}, {self.at(mm.weight, mm.weight, mm.col_start)}, ld_{mm.weight}, "
+          f"{self.at('d_' + op.value, op.value, op.start)}, {self.n(op.value)});")
+
+    def matmul_bwd_weight(self, w, mm, rows, dout, operand_ptr):
+        op = mm.operand
+        w(f"sc::mm_tn<scalar_t>({self.n(mm.out)}, {size_str(op.stop - op.start)}, {rows}, {dout}, "
+          f"{self.n(mm.out)}, {operand_ptr}, {self.n(op.value)}, "
+          f"{self.at('d_' + mm.weight, mm.weight, mm.col_start)}, ld_{mm.weight});")
+
+    # --- forward ---------------------------------------------------------------------------------------
+    def forward(self, w):
+        p, ir = self.p, self.ir
+        w("template <typename scalar_t>")
+        w("static std::vector<at::Tensor> forward_impl(at::TensorList xs, at::TensorList inits, "
+          "at::TensorList params, at::IntArrayRef dims, bool save) {")
+        with w.block():
+            self.dims_and_sizes(w)
+            w("const int64_t T = xs[0].size(0), B = xs[0].size(1);")
+            w("const auto opt = xs[0].options();")
+            for k, n in enumerate(self.inputs):
+                w(f"const scalar_t* {n}_seq = sc::ptr<scalar_t>(xs[{k}]);")
+            for k, s in enumerate(self.states):
+                w(f"const scalar_t* {s}_init = sc::ptr<scalar_t>(inits[{k}]);")
+            for k, n in enumerate(self.params):
+                w(f"const scalar_t* {n} = sc::ptr<scalar_t>(params[{k}]);")
+            pre_vals = [v.name for v in self.s.values if v.stage == "pre"]
+            if self.s.pre:
+                w("// before the loop: everything that depends on no state, over all T*B rows at once")
+                for v in pre_vals:
+                    w(f"at::Tensor {v}_t = at::empty({{T, B, {self.n(v)}}}, opt);")
+                    w(f"scalar_t* {v}_seq = sc::ptr<scalar_t>({v}_t);")
+                w("{")
+                with w.block():
+                    for n in self.inputs:
+                        w(f"const scalar_t* {n} = {n}_seq;")
+                    for v in pre_vals:
+                        w(f"scalar_t* {v} = {v}_seq;")
+                    self.stmts_fwd(w, self.s.pre, "T * B")
+                w("}")
+            w("// sequences: outputs always, residuals for the backward only when saving")
+            for s in self.outputs:
+                w(f"at::Tensor {s}_ys = at::empty({{T, B, {self.n(s)}}}, opt);")
+            for v in p.res_loop + p.res_states:
+                w(f"at::Tensor {v}_res = save ? at::empty({{T, B, {self.n(v)}}}, opt) : at::Tensor();")
+            w("// per-step scratch for what is not kept")
+            loop_vals = [v.name for v in self.s.values if v.stage == "loop" and v.kind in ("matmul", "pw", "cat")]
+            for v in loop_vals:
+                w(f"at::Tensor {v}_buf = at::empty({{B, {self.n(v)}}}, opt);")
+            for s in self.states:
+                if s not in self.outputs:
+                    w(f"at::Tensor {s}_pingpong = at::empty({{2, B, {self.n(s)}}}, opt);")
+            for s in self.states:
+                w(f"const scalar_t* {s} = {s}_init;")
+            w("for (int64_t t = 0; t < T; ++t) {")
+            with w.block():
+                for n in sorted(p.loop_reads):
+                    if self.kind[n] == "input" or self.stage[n] == "pre":
+                        w(f"const scalar_t* {n} = {n}_seq + t * B * {self.n(n)};")
+                for v in loop_vals:
+                    if v in p.res_loop:
+                        w(f"scalar_t* {v} = save ? sc::ptr<scalar_t>({v}_res) + t * B * {self.n(v)} : "
+                          f"sc::ptr<scalar_t>({v}_buf);")
+                    else:
+                        w(f"scalar_t* {v} = sc::ptr<scalar_t>({v}_buf);")
+                for s in self.states:
+                    nv = self.new[s]
+                    if s in self.outputs:
+                        w(f"scalar_t* {nv} = sc::ptr<scalar_t>({s}_ys) + t * B * {self.n(s)};")
+                    elif s in p.res_states:
+                        w(f"scalar_t* {nv} = save ? sc::ptr<scalar_t>({s}_res) + t * B * {self.n(s)} : "
+                          f"sc::ptr<scalar_t>({s}_pingpong) + (t & 1) * B * {self.n(s)};")
+                    else:
+                        w(f"scalar_t* {nv} = sc::ptr<scalar_t>({s}_pingpong) + (t & 1) * B * {self.n(s)};")
+                self.stmts_fwd(w, self.s.loop, "B")
+                for s in self.states:
+                    w(f"{s} = {self.new[s]};")
+            w("}")
+            w("std::vector<at::Tensor> out;")
+            for s in self.outputs:
+                w(f"out.push_back({s}_ys);")
+            for s in self.states:
+                w(f"{{ at::Tensor f = at::empty({{B, {self.n(s)}}}, opt); "
+                  f"if (B * {self.n(s)} > 0) std::memcpy(sc::ptr<scalar_t>(f), {s}, sizeof(scalar_t) * B * "
+                  f"{self.n(s)}); out.push_back(f); }}")
+            w("if (save) {")
+            with w.block():
+                for v in p.res_pre:
+                    w(f"out.push_back({v}_t);")
+                for v in p.res_loop + p.res_states:
+                    w(f"out.push_back({v}_res);")
+            w("}")
+            w("return out;")
+        w("}")
+
+    def stmts_fwd(self, w, stmts, rows):
+        for st in stmts:
+            if isinstance(st, MatMul):
+                self.matmul_fwd(w, st, rows)
+            else:
+                self.region(w, st, rows)
+
+    # --- backward --------------------------------------------------------------------------------------
+    def backward(self, w):
+        p = self.p
+        w("template <typename scalar_t>")
+        w("static std::vector<at::Tensor> backward_impl(at::TensorList d_ys, at::TensorList d_finals, "
+          "at::TensorList xs, at::TensorList inits, at::TensorList params, at::TensorList ys, "
+          "at::TensorList res, at::IntArrayRef dims) {")
+        with w.block():
+            self.dims_and_sizes(w)
+            w("const int64_t T = xs[0].size(0), B = xs[0].size(1);")
+            w("const auto opt = xs[0].options();")
+            for k, n in enumerate(self.inputs):
+                w(f"const scalar_t* {n}_seq = sc::ptr<scalar_t>(xs[{k}]);")
+                w(f"at::Tensor d_{n}_t = at::zeros({{T, B, {self.n(n)}}}, opt);")
+                w(f"scalar_t* d_{n}_seq = sc::ptr<scalar_t>(d_{n}_t);")
+            for k, s in enumerate(self.states):
+                w(f"const scalar_t* {s}_init = sc::ptr<scalar_t>(inits[{k}]);")
+            for k, n in enumerate(self.params):
+                w(f"const scalar_t* {n} = sc::ptr<scalar_t>(params[{k}]);")
+                w(f"at::Tensor d_{n}_t = at::zeros(params[{k}].sizes(), opt);")
+                w(f"scalar_t* d_{n} = sc::ptr<scalar_t>(d_{n}_t);")
+            for k, s in enumerate(self.outputs):
+                w(f"const scalar_t* {s}_seq = sc::ptr<scalar_t>(ys[{k}]);")
+                w(f"const scalar_t* d_{s}_ys = sc::ptr<scalar_t>(d_ys[{k}]);")
+            for k, v in enumerate(p.residuals):
+                w(f"const scalar_t* {v}_seq = sc::ptr<scalar_t>(res[{k}]);")
+            for v in list(p.pre_in_loop) + list(p.loop_mm):
+                w(f"at::Tensor d_{v}_t = at::zeros({{T, B, {self.n(v)}}}, opt);")
+                w(f"scalar_t* d_{v}_seq = sc::ptr<scalar_t>(d_{v}_t);")
+            scratch = [v.name for v in self.s.values if v.stage == "loop" and v.kind in ("pw", "cat")]
+            for v in scratch:
+                w(f"at::Tensor d_{v}_t = at::empty({{B, {self.n(v)}}}, opt);")
+            w("// the carried cotangent of each state: two buffers, swapped each step")
+            for k, s in enumerate(self.states):
+                w(f"at::Tensor d_{s}_carry = at::empty({{2, B, {self.n(s)}}}, opt);")
+                w(f"if (B * {self.n(s)} > 0) std::memcpy(sc::ptr<scalar_t>(d_{s}_carry), "
+                  f"sc::ptr<scalar_t>(d_finals[{k}]), sizeof(scalar_t) * B * {self.n(s)});")
+            w("int cur = 0;")
+            w("for (int64_t t = T - 1; t >= 0; --t) {")
+            with w.block():
+                for n in sorted(p.bwd_loop_reads):
+                    k = self.kind[n]
+                    if k == "state":
+                        w(f"const scalar_t* {n} = t > 0 ? {n}_seq + (t - 1) * B * {self.n(n)} : {n}_init;")
+                    elif k == "input" or self.stage[n] == "pre" or n in p.res_loop:
+                        w(f"const scalar_t* {n} = {n}_seq + t * B * {self.n(n)};")
+                for s in self.states:
+                    nv = self.new[s]
+                    w(f"scalar_t* d_{nv} = sc::ptr<scalar_t>(d_{s}_carry) + cur * B * {self.n(s)};")
+                    w(f"scalar_t* d_{s} = sc::ptr<scalar_t>(d_{s}_carry) + (cur ^ 1) * B * {self.n(s)};")
+                    w(f"sc::zero(d_{s}, B * {self.n(s)});")
+                    if s in self.outputs:
+                        w(f"{{ const scalar_t* dy = d_{s}_ys + t * B * {self.n(s)}; "
+                          f"for (int64_t i = 0; i < B * {self.n(s)}; ++i) d_{nv}[i] += dy[i]; }}")
+                for n in self.inputs:
+                    w(f"scalar_t* d_{n} = d_{n}_seq + t * B * {self.n(n)};")
+                for v in list(p.pre_in_loop) + list(p.loop_mm):
+                    w(f"scalar_t* d_{v} = d_{v}_seq + t * B * {self.n(v)};")
+                for v in scratch:
+                    w(f"scalar_t* d_{v} = sc::ptr<scalar_t>(d_{v}_t);")
+                    w(f"sc::zero(d_{v}, B * {self.n(v)});")
+                for st in self.b.loop:
+                    if isinstance(st, RegionGrad):
+                        self.region(w, st.region, "B", grads=st)
+                    else:
+                        self.matmul_bwd_operand(w, st.matmul, "B")
+                w("cur ^= 1;")
+            w("}")
+            deferred = [st.matmul for st in self.b.loop if isinstance(st, MatMulGrad)]
+            if deferred:
+                w("// weight gradients of the in-loop matmuls: one GEMM each over all steps")
+                w("if (T > 0) {")
+                with w.block():
+                    for mm in deferred:
+                        op = mm.operand
+                        w(f"// d_{mm.weight}[:, {size_str(mm.col_start)}:{size_str(mm.col_stop)}] += "
+                          f"d_{mm.out}.T @ {op.value}")
+                        if self.kind[op.value] == "state":
+                            self.matmul_bwd_weight(w, mm, "B", f"d_{mm.out}_seq",
+                                                   self.at(f"{op.value}_init", op.value, op.start))
+                            self.matmul_bwd_weight(w, mm, "(T - 1) * B", f"d_{mm.out}_seq + B * {self.n(mm.out)}",
+                                                   self.at(f"{op.value}_seq", op.value, op.start))
+                        else:
+                            self.matmul_bwd_weight(w, mm, "T * B", f"d_{mm.out}_seq",
+                                                   self.at(f"{op.value}_seq", op.value, op.start))
+                w("}")
+            if self.b.pre:
+                w("// backward of what ran before the loop, over all T*B rows")
+                w("{")
+                with w.block():
+                    keep = []
+                    for n in self.inputs:
+                        w(f"const scalar_t* {n} = {n}_seq;")
+                        w(f"scalar_t* d_{n} = d_{n}_seq;")
+                    for v in self.s.values:
+                        if v.stage != "pre":
+                            continue
+                        if v.name in p.bwd_pre_reads:
+                            w(f"const scalar_t* {v.name} = {v.name}_seq;")
+                        if v.name in p.pre_in_loop:
+                            w(f"scalar_t* d_{v.name} = d_{v.name}_seq;")
+                        else:
+                            keep.append(v.name)
+                            w(f"at::Tensor d_{v.name}_t = at::zeros({{T, B, {self.n(v.name)}}}, opt);")
+                            w(f"scalar_t* d_{v.name} = sc::ptr<scalar_t>(d_{v.name}_t);")
+                    for st in self.b.pre:
+                        if isinstance(st, RegionGrad):
+                            self.region(w, st.region, "T * B", grads=st)
+                        else:
+                            mm = st.matmul
+                            self.matmul_bwd_operand(w, mm, "T * B")
+                            self.matmul_bwd_weight(w, mm, "T * B", f"d_{mm.out}",
+                                                   self.at(mm.operand.value, mm.operand.value, mm.operand.start))
+                w("}")
+            w("std::vector<at::Tensor> out;")
+            for n in self.inputs:
+                w(f"out.push_back(d_{n}_t);")
+            for s in self.states:
+                w(f"out.push_back(d_{s}_carry.select(0, cur).clone());")
+            for n in self.params:
+                w(f"out.push_back(d_{n}_t);")
+            w("return out;")
+        w("}")
+
+    def render(self):
+        w = Writer("  ")
+        w(f"// symcell cpp backend: {self.ir.name}")
+        w(f"// dims: {', '.join(self.ir.dims)}; inputs: {', '.join(self.inputs)}; states: {', '.join(self.states)}; "
+          f"params: {', '.join(self.params)}")
+        for line in _PRELUDE.strip("\n").splitlines():
+            w(line)
+        w()
+        w("namespace {")
+        self.forward(w)
+        w()
+        self.backward(w)
+        w()
+        w("std::vector<at::Tensor> forward(at::TensorList xs, at::TensorList inits, at::TensorList params, "
+          "at::IntArrayRef dims, bool save) {")
+        with w.block():
+            w("if (xs[0].scalar_type() == at::kDouble) return forward_impl<double>(xs, inits, params, dims, save);")
+            w("return forward_impl<float>(xs, inits, params, dims, save);")
+        w("}")
+        w("std::vector<at::Tensor> backward(at::TensorList d_ys, at::TensorList d_finals, at::TensorList xs, "
+          "at::TensorList inits, at::TensorList params, at::TensorList ys, at::TensorList res, "
+          "at::IntArrayRef dims) {")
+        with w.block():
+            w("if (xs[0].scalar_type() == at::kDouble) "
+              "return backward_impl<double>(d_ys, d_finals, xs, inits, params, ys, res, dims);")
+            w("return backward_impl<float>(d_ys, d_finals, xs, inits, params, ys, res, dims);")
+        w("}")
+        w("}  // namespace")
+        w()
+        w("TORCH_LIBRARY(SYMCELL_NS, m) {")
+        with w.block():
+            w('m.def("forward(Tensor[] xs, Tensor[] inits, Tensor[] params, int[] dims, bool save) -> Tensor[]");')
+            w('m.def("backward(Tensor[] d_ys, Tensor[] d_finals, Tensor[] xs, Tensor[] inits, Tensor[] params, '
+              'Tensor[] ys, Tensor[] res, int[] dims) -> Tensor[]");')
+        w("}")
+        w("TORCH_LIBRARY_IMPL(SYMCELL_NS, CPU, m) {")
+        with w.block():
+            w('m.impl("forward", &forward);')
+            w('m.impl("backward", &backward);')
+        w("}")
+        return w.text()
+
+
+def _flags():
+    mvec = sys.platform.startswith("linux") and ctypes.util.find_library("mvec") is not None
+    cflags = ["-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math",
+              f"-DSYMCELL_MVEC={int(mvec)}", "-w"]
+    ldflags = ["-lmvec"] if mvec else []
+    return cflags, ldflags
+
+
+class CppKernel:
+    def __init__(self, source, ns, dims, counts):
+        self.source, self.ns, self.dims = source, ns, list(dims)
+        self.n_out, self.n_states = counts
+
+    def forward(self, xs, inits, params, save):
+        outs = getattr(torch.ops, self.ns).forward(list(xs), list(inits), list(params), self.dims, save)
+        ys = tuple(outs[:self.n_out])
+        finals = tuple(outs[self.n_out:self.n_out + self.n_states])
+        return ys, finals, tuple(outs[self.n_out + self.n_states:])
+
+    def backward(self, d_ys, d_finals, xs, inits, params, ys, res):
+        outs = getattr(torch.ops, self.ns).backward(list(d_ys), list(d_finals), list(xs), list(inits),
+                                                    list(params), list(ys), list(res), self.dims)
+        n_in, n_st = len(xs), len(inits)
+        return tuple(outs[:n_in]), tuple(outs[n_in:n_in + n_st]), tuple(outs[n_in + n_st:])
+
+
+_built = {}  # ir -> (source, namespace)
+_warned = []
+
+
+@register("cpp")
+class CppBackend:
+    @staticmethod
+    def usable(device):
+        return device.type == "cpu" and compiler_works()
+
+    def build(self, spec, dims):
+        ir = spec.ir
+        if ir not in _built:  # one build per cell: dimensions, T and B are runtime arguments
+            schedule, backward = spec.symbolic_schedule()
+            source = _Renderer(schedule, backward).render()
+            cflags, ldflags = _flags()
+            _built[ir] = (source, cache.load(source, cflags, ldflags))
+        source, ns = _built[ir]
+        return CppKernel(source, ns, [dims[d] for d in ir.dims], (len(ir.outputs), len(ir.states)))
+
+
+_compiler_ok = []
+
+
+def compiler_works():
+    """True when a C++ compiler and ninja are on this machine; warns once when not."""
+    if not _compiler_ok:
+        import shutil
+        ok = shutil.which("c++") is not None or shutil.which("g++") is not None
+        try:
+            from torch.utils.cpp_extension import verify_ninja_availability
+            verify_ninja_availability()
+        except (RuntimeError, ImportError):
+            ok = False
+        if not ok:
+            warnings.warn("symcell: no working C++ compiler or ninja found; backend='auto' uses the reference "
+                          "backend on CPU (slower). Install g++ and ninja for the cpp backend.", stacklevel=3)
+        _compiler_ok.append(ok)
+    return _compiler_ok[0]

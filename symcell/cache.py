@@ -1,0 +1,127 @@
+"""Native code built once and cached on disk, keyed by what determines the binary.
+
+    key = sha256(source, compiler flags, torch / python / compiler versions, CPU features)
+    $SYMCELL_CACHE_DIR (default ~/.cache/symcell)/<key>/symcell_<key>.so
+
+An entry counts only once its marker file `complete` exists, written after the library built and loaded, so
+a build killed halfway is rebuilt rather than loaded. Two processes building the same key take turns on a lock
+file; the second finds the first one's library. A library that fails to load is deleted and rebuilt.
+"""
+import fcntl
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+_loaded = {}  # key -> namespace of the ops, for libraries this process already loaded
+
+
+def cache_dir():
+    root = Path(os.environ.get("SYMCELL_CACHE_DIR") or Path.home() / ".cache" / "symcell")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".probe-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+        return root
+    except OSError as e:
+        fallback = Path(tempfile.gettempdir()) / f"symcell-cache-{os.getuid()}"
+        fallback.mkdir(parents=True, exist_ok=True)
+        warnings.warn(f"symcell: the cache directory {root} is not writable ({e.strerror}); using {fallback}",
+                      stacklevel=3)
+        return fallback
+
+
+@lru_cache(maxsize=None)
+def _toolchain_id():
+    try:
+        cc = subprocess.run(["c++", "--version"], capture_output=True, text=True, timeout=30).stdout.split("\n")[0]
+    except (OSError, subprocess.SubprocessError):
+        cc = "no-compiler"
+    try:
+        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("flags")), "")
+    except OSError:
+        flags = platform.processor()
+    return f"{cc}|{torch.__version__}|{sys.version_info[:2]}|{platform.machine()}|{flags}"
+
+
+def cache_key(source, cflags, ldflags):
+    h = hashlib.sha256()
+    for part in (source, " ".join(cflags), " ".join(ldflags), _toolchain_id()):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:24]
+
+
+@contextmanager
+def _locked(path):
+    with open(path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def load(source, cflags=(), ldflags=()):
+    """Build (or find) the library for `source`, load it into this process, return its op namespace.
+
+    The source must register its ops with TORCH_LIBRARY(SYMCELL_NS, m); SYMCELL_NS is defined per key.
+    """
+    key = cache_key(source, cflags, ldflags)
+    if key in _loaded:
+        return _loaded[key]
+    ns = f"symcell_{key}"
+    root = cache_dir()
+    entry = root / key
+    lib, marker = entry / f"{ns}.so", entry / "complete"
+    if marker.exists() and _try_load(lib):
+        _loaded[key] = ns
+        return ns
+    with _locked(root / f"{key}.lock"):
+        if marker.exists() and _try_load(lib):   # another process built it while we waited
+            _loaded[key] = ns
+            return ns
+        shutil.rmtree(entry, ignore_errors=True)  # missing, incomplete or corrupt: start over
+        entry.mkdir(parents=True)
+        t0 = time.perf_counter()
+        _build(ns, source, list(cflags), list(ldflags), entry)  # builds and loads
+        marker.write_text(f"built in {time.perf_counter() - t0:.2f} s\n")
+    _loaded[key] = ns
+    return ns
+
+
+def _try_load(lib):
+    try:
+        torch.ops.load_library(str(lib))
+        return True
+    except (OSError, RuntimeError):
+        (lib.parent / "complete").unlink(missing_ok=True)
+        return False
+
+
+class BuildError(RuntimeError):
+    pass
+
+
+def _build(ns, source, cflags, ldflags, folder):
+    from torch.utils import cpp_extension
+    src = f"#define SYMCELL_NS {ns}\n" + source
+    (folder / "main.cpp").write_text(src)
+    try:
+        cpp_extension.load_inline(
+            name=ns, cpp_sources=[src], extra_cflags=cflags, extra_ldflags=ldflags,
+            build_directory=str(folder), is_python_module=False, no_implicit_headers=True, verbose=False)
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as e:
+        raise BuildError(f"symcell: building the C++ kernel failed: {e}") from e

@@ -1,0 +1,97 @@
+"""Every compiled backend against the reference backend: values and all gradients, float64 and float32,
+and gradcheck in float64, for every cell of the zoo."""
+import pytest
+import torch
+from torch.func import functional_call
+
+import symcell
+from zoo import CASES, random_inputs
+
+BACKENDS = [b for b in ["cpp"] if b in symcell.backends.available()
+            and symcell.backends.get(b).usable(torch.device("cpu"))]
+TOL = {torch.float64: 1e-9, torch.float32: 1e-5}
+
+
+def rel_err(a, b):
+    scale = b.abs().max().item()
+    return (a - b).abs().max().item() / (scale if scale > 0 else 1.0)
+
+
+def outputs_and_grads(cell, xs, states, cots=None):
+    ys, final = symcell.scan(cell, tuple(xs), tuple(states))
+    outs = (*(ys if isinstance(ys, tuple) else (ys,)), *final)
+    if cots is None:
+        g = torch.Generator().manual_seed(7)
+        cots = [torch.randn(o.shape, generator=g, dtype=o.dtype) for o in outs]
+    wrt = [*xs, *states, *cell.parameters()]
+    grads = torch.autograd.grad(sum((o * c).sum() for o, c in zip(outs, cots)), wrt)
+    return outs, grads, cots
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_matches_reference(backend, dtype, name):
+    factory = CASES[name][0]
+    torch.manual_seed(5)
+    ref = factory(backend="reference").to(dtype)
+    cell = factory(backend=backend).to(dtype)
+    cell.load_state_dict(ref.state_dict())
+    for T, B in [(6, 3), (1, 1)]:
+        xs, states = random_inputs(cell, T=T, B=B, dtype=dtype, seed=T)
+        outs_r, grads_r, cots = outputs_and_grads(ref, xs, states)
+        outs_c, grads_c, _ = outputs_and_grads(cell, xs, states, cots)
+        for a, b in zip(outs_c, outs_r):
+            assert a.shape == b.shape and a.dtype == dtype
+            assert rel_err(a, b) < TOL[dtype]
+        for a, b in zip(grads_c, grads_r):
+            assert rel_err(a, b) < TOL[dtype]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_gradcheck(backend, name):
+    factory = CASES[name][0]
+    torch.manual_seed(3)
+    cell = factory(backend=backend).double()
+    xs, states = random_inputs(cell, T=3, B=2, seed=4)
+    names = [n for n, _ in cell.named_parameters()]
+    params = [p.detach().clone().requires_grad_() for p in cell.parameters()]
+    n_x, n_s = len(xs), len(states)
+
+    class Scan(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.cell = cell
+
+        def forward(self, xs_, st_):
+            return symcell.scan(self.cell, xs_, st_)
+
+    def f(*args):
+        xs_, st_, ps_ = args[:n_x], args[n_x:n_x + n_s], args[n_x + n_s:]
+        ys, final = functional_call(Scan(), {f"cell.{n}": p for n, p in zip(names, ps_)}, (xs_, st_))
+        return (*(ys if isinstance(ys, tuple) else (ys,)), *final)
+
+    assert torch.autograd.gradcheck(f, (*xs, *states, *params))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_no_rebuild_for_new_sizes_and_lengths(backend):
+    from zoo import Gated
+    a = Gated(I=5, H=4, backend=backend)
+    b = Gated(I=7, H=6, backend=backend)
+    a(torch.randn(3, 2, 5))
+    b(torch.randn(9, 5, 7))
+    assert a.source() == b.source()   # one build for the cell, whatever its sizes
+    ka, kb = a._kernel(torch.device("cpu")), b._kernel(torch.device("cpu"))
+    assert ka.ns == kb.ns
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_zero_length_and_no_grad(backend):
+    cell = CASES["LSTM"][0](backend=backend)
+    out, (h, c) = cell(torch.randn(0, 2, 3))
+    assert out.shape == (0, 2, 4) and torch.equal(h, torch.zeros(1, 2, 4))
+    with torch.no_grad():
+        out, _ = cell(torch.randn(4, 2, 3))
+    assert out.grad_fn is None
