@@ -23,6 +23,7 @@ from . import register
 _PRELUDE = r"""
 #include <ATen/core/Tensor.h>
 #include <ATen/Parallel.h>
+#include <ATen/native/CPUBlas.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
@@ -56,17 +57,64 @@ void dgemm_(const char*, const char*, const int*, const int*, const int*, const 
             const int*, const double*, const int*, const double*, double*, const int*);
 }
 
+#include <bit>
+#include <type_traits>
+#include <xmmintrin.h>
+
 namespace sc {
-// the pointwise functions; derivative rules are in symcell/functions.py
-template <typename T> inline T exp(T x) { return std::exp(x); }
+// float e^x in plain arithmetic, so `omp simd` loops vectorize it without a library call:
+// e^x = 2^n e^r, n = round(x log2 e), r = x - n ln2 (ln2 in two parts), |r| <= ln2/2, e^r by Taylor to r^7
+// (truncation r^8/8! < 6e-9, under half an ulp). 2^n is built in the exponent bits as 2^(n-1) * 2 so that
+// n = 128 (x up to 88.72) stays finite. Below -86.6 the result is flushed to 0 (true value < 2.4e-38).
+inline float exp_f32(float x) {
+  const float xc = x < -86.6f ? -86.6f : (x > 88.72f ? 88.72f : x);
+  const float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;   // round to nearest, |.| < 2^22
+  const float r = (xc - n * 0.693145751953125f) - n * 1.4286068203094172e-06f;
+  float p = 1.98412698e-4f;
+  p = p * r + 1.38888889e-3f;
+  p = p * r + 8.33333333e-3f;
+  p = p * r + 4.16666667e-2f;
+  p = p * r + 1.66666667e-1f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const float half_scale = std::bit_cast<float>((static_cast<int32_t>(n) + 126) << 23);
+  float y = p * half_scale * 2.0f;
+  y = x > 88.72f ? INFINITY : y;
+  y = x < -86.6f ? 0.0f : y;
+  return x != x ? x : y;   // NaN stays NaN
+}
+// tanh(x): odd Taylor series for |x| < 0.3 (next term < 2e-8 relative); else 1 - 2/(e^{2|x|} + 1) with x's sign
+inline float tanh_f32(float x) {
+  const float a = std::fabs(x), x2 = x * x;
+  const float small = x * (1.0f + x2 * (-0.333333333f + x2 * (0.133333333f + x2 * (-0.0539682540f +
+                                                                                   x2 * 0.0218694885f))));
+  const float big = std::copysign(1.0f - 2.0f / (exp_f32(2.0f * a) + 1.0f), x);
+  return a < 0.3f ? small : big;
+}
+
+// the pointwise functions; derivative rules are in symcell/functions.py. float uses the arithmetic versions
+// above; double uses libm (vectorized by libmvec where available), where accuracy is what matters
+template <typename T> inline T exp(T x) {
+  if constexpr (std::is_same_v<T, float>) return exp_f32(x); else return std::exp(x);
+}
 template <typename T> inline T log(T x) { return std::log(x); }
-template <typename T> inline T sigmoid(T x) { return T(1) / (T(1) + std::exp(-x)); }   // exp(1e4) = inf -> 0
-template <typename T> inline T tanh(T x) { return std::tanh(x); }
+template <typename T> inline T sigmoid(T x) { return T(1) / (T(1) + sc::exp(-x)); }   // exp(1e4) = inf -> 0
+template <typename T> inline T tanh(T x) {
+  if constexpr (std::is_same_v<T, float>) return tanh_f32(x); else return std::tanh(x);
+}
 template <typename T> inline T relu(T x) { return x < T(0) ? T(0) : x; }               // NaN stays NaN
 template <typename T> inline T step(T x) { return x > T(0) ? T(1) : T(0); }            // relu'(0) = 0
 template <typename T> inline T elu(T x) { return x > T(0) ? x : std::expm1(x); }
-template <typename T> inline T elu_grad(T x) { return x > T(0) ? T(1) : std::exp(x < T(0) ? x : T(0)); }
-template <typename T> inline T softplus(T x) { return x > T(20) ? x : std::log1p(std::exp(x)); }  // torch's threshold
+template <typename T> inline T elu_grad(T x) { return x > T(0) ? T(1) : sc::exp(x < T(0) ? x : T(0)); }
+template <typename T> inline T softplus(T x) { return x > T(20) ? x : std::log1p(sc::exp(x)); }  // torch's threshold
+
+// denormals make saturated cells 10-100x slower; every thread that computes flushes them to zero
+struct FlushDenormals {
+  unsigned int saved;
+  FlushDenormals() : saved(_mm_getcsr()) { _mm_setcsr(saved | 0x8040); }   // FTZ | DAZ
+  ~FlushDenormals() { _mm_setcsr(saved); }
+};
 
 // row-major GEMMs through column-major BLAS: C = op(A) op(B) in row-major is C^T = op(B)^T op(A)^T
 inline void blas(char ta, char tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
@@ -79,28 +127,61 @@ inline void blas(char ta, char tb, int64_t m, int64_t n, int64_t k, double alpha
   int M = m, N = n, K = k, LA = lda, LB = ldb, LC = ldc;
   dgemm_(&ta, &tb, &M, &N, &K, &alpha, a, &LA, b, &LB, &beta, c, &LC);
 }
-// C[M,N] = A[M,K] @ W[N,K]^T + beta C
-template <typename T> inline void mm_nt(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* W,
-                                        int64_t ldw, T beta, T* C, int64_t ldc) {
-  if (M == 0 || N == 0) return;
-  blas('T', 'N', N, M, K, T(1), W, ldw, A, lda, beta, C, ldc);
-}
-// C[M,N] += A[M,K] @ B[K,N]
-template <typename T> inline void mm_nn(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B,
-                                        int64_t ldb, T* C, int64_t ldc) {
-  if (M == 0 || N == 0 || K == 0) return;
-  blas('N', 'N', N, M, K, T(1), B, ldb, A, lda, T(1), C, ldc);
-}
 // C[M,N] += A[K,M]^T @ B[K,N]
 template <typename T> inline void mm_tn(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B,
                                         int64_t ldb, T* C, int64_t ldc) {
   if (M == 0 || N == 0 || K == 0) return;
   blas('N', 'T', N, M, K, T(1), B, ldb, A, lda, T(1), C, ldc);
 }
+// oneDNN's batch-reduce GEMM microkernel (through ATen) keeps both cores busy on the small-M GEMMs of the
+// recurrence, where a BLAS call runs at half the rate; used once a self-test shows it works on this machine
+inline bool brgemm_ok() {
+  static const bool ok = [] {
+    try {
+      float a[6] = {1, 2, 3, 4, 5, 6}, b[6] = {1, 0, 2, 1, 0, 1}, c[4] = {0, 0, 0, 0};
+      at::native::cpublas::brgemm(2, 2, 3, 3, 2, 2, false, a, b, c, false);   // [2,3] @ [3,2]
+      return c[0] == 5 && c[1] == 5 && c[2] == 14 && c[3] == 11;
+    } catch (...) {
+      return false;
+    }
+  }();
+  return ok;
+}
+// C[M,N] (+)= A[M,K] @ B[K,N], all row-major
+inline void mm_kn(int64_t M, int64_t N, int64_t K, const double* A, int64_t lda, const double* B, int64_t ldb,
+                  bool acc, double* C, int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  blas('N', 'N', N, M, K, 1.0, B, ldb, A, lda, acc ? 1.0 : 0.0, C, ldc);
+}
+inline void mm_kn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
+                  bool acc, float* C, int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  if (K == 0 || !brgemm_ok()) {
+    blas('N', 'N', N, M, K, 1.0f, B, ldb, A, lda, acc ? 1.0f : 0.0f, C, ldc);
+    return;
+  }
+  const int64_t nt = std::max<int64_t>(1, at::get_num_threads());
+  if (M >= 64 * nt) {   // tall: each thread its rows
+    at::parallel_for(0, M, (M + nt - 1) / nt, [&](int64_t r0, int64_t r1) {
+      FlushDenormals ftz;
+      at::native::cpublas::brgemm(r1 - r0, N, K, lda, ldb, ldc, acc, A + r0 * lda, B, C + r0 * ldc, false);
+    });
+  } else {              // short (the recurrence): each thread a block of columns, multiples of 16
+    const int64_t blocks = (N + 15) / 16, per = (blocks + nt - 1) / nt;
+    at::parallel_for(0, nt, 1, [&](int64_t t0, int64_t t1) {
+      FlushDenormals ftz;
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t n0 = std::min(N, t * per * 16), n1 = std::min(N, (t + 1) * per * 16);
+        if (n1 > n0)
+          at::native::cpublas::brgemm(M, n1 - n0, K, lda, ldb, ldc, acc, A, B + n0, C + n0, false);
+      }
+    });
+  }
+}
 // rows [0, R) of a pointwise region, split across threads only when there is enough work to pay for it
 template <typename F> inline void rows(int64_t R, int64_t n, const F& f) {
-  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(n, 1));
-  at::parallel_for(0, R, grain, f);
+  const int64_t grain = std::max<int64_t>(1, 2048 / std::max<int64_t>(n, 1));
+  at::parallel_for(0, R, grain, [&](int64_t r0, int64_t r1) { FlushDenormals ftz; f(r0, r1); });
 }
 template <typename T> inline T* ptr(const at::Tensor& t) { return t.defined() ? t.data_ptr<T>() : nullptr; }
 template <typename T> inline void zero(T* p, int64_t n) { if (n > 0) std::memset(p, 0, sizeof(T) * n); }
@@ -227,16 +308,27 @@ class _Renderer:
         op = mm.operand
         w(f"// {mm.out} = {op.value}[{size_str(op.start)}:{size_str(op.stop)}] @ "
           f"{mm.weight}[:, {size_str(mm.col_start)}:{size_str(mm.col_stop)}].T")
-        w(f"sc::mm_nt<scalar_t>({rows}, {self.n(mm.out)}, {size_str(op.stop - op.start)}, "
-          f"{self.at(op.value, op.value, op.start)}, {self.n(op.value)}, "
-          f"{self.at(mm.weight, mm.weight, mm.col_start)}, ld_{mm.weight}, scalar_t(0), {mm.out}, "
-          f"{self.n(mm.out)});")
+        w(f"sc::mm_kn({rows}, {self.n(mm.out)}, {size_str(op.stop - op.start)}, "
+          f"{self.at(op.value, op.value, op.start)}, {self.n(op.value)}, {self.wt(mm)}, {self.n(mm.out)}, false, "
+          f"{mm.out}, {self.n(mm.out)});")
+
+    def wt(self, mm):
+        return f"{mm.out}_wt"
+
+    def transposed_weights(self, w, stmts):
+        """Forward matmuls read W[:, c0:c1] as (K, N): transposed once per call, not once per step."""
+        for mm in stmts:
+            if isinstance(mm, MatMul):
+                k = self.params.index(mm.weight)
+                w(f"at::Tensor {mm.out}_wt_t = params[{k}].narrow(1, {size_str(mm.col_start)}, "
+                  f"{size_str(mm.col_stop - mm.col_start)}).t().contiguous();")
+                w(f"const scalar_t* {self.wt(mm)} = sc::ptr<scalar_t>({mm.out}_wt_t);")
 
     def matmul_bwd_operand(self, w, mm, rows):
         op = mm.operand
         w(f"// d_{op.value} += d_{mm.out} @ {mm.weight}[:, {size_str(mm.col_start)}:{size_str(mm.col_stop)}]")
-        w(f"sc::mm_nn<scalar_t>({rows}, {size_str(op.stop - op.start)}, {self.n(mm.out)}, d_{mm.out}, "
-          f"{self.n(mm.out)}, {self.at(mm.weight, mm.weight, mm.col_start)}, ld_{mm.weight}, "
+        w(f"sc::mm_kn({rows}, {size_str(op.stop - op.start)}, {self.n(mm.out)}, d_{mm.out}, "
+          f"{self.n(mm.out)}, {self.at(mm.weight, mm.weight, mm.col_start)}, ld_{mm.weight}, true, "
           f"{self.at('d_' + op.value, op.value, op.start)}, {self.n(op.value)});")
 
     def matmul_bwd_weight(self, w, mm, rows, dout, operand_ptr):
@@ -261,6 +353,7 @@ class _Renderer:
                 w(f"const scalar_t* {s}_init = sc::ptr<scalar_t>(inits[{k}]);")
             for k, n in enumerate(self.params):
                 w(f"const scalar_t* {n} = sc::ptr<scalar_t>(params[{k}]);")
+            self.transposed_weights(w, self.s.pre + self.s.loop)
             pre_vals = [v.name for v in self.s.values if v.stage == "pre"]
             if self.s.pre:
                 w("// before the loop: everything that depends on no state, over all T*B rows at once")
@@ -477,6 +570,7 @@ class _Renderer:
         w("std::vector<at::Tensor> forward(at::TensorList xs, at::TensorList inits, at::TensorList params, "
           "at::IntArrayRef dims, bool save) {")
         with w.block():
+            w("sc::FlushDenormals ftz;")
             w("if (xs[0].scalar_type() == at::kDouble) return forward_impl<double>(xs, inits, params, dims, save);")
             w("return forward_impl<float>(xs, inits, params, dims, save);")
         w("}")
@@ -484,6 +578,7 @@ class _Renderer:
           "at::TensorList inits, at::TensorList params, at::TensorList ys, at::TensorList res, "
           "at::IntArrayRef dims) {")
         with w.block():
+            w("sc::FlushDenormals ftz;")
             w("if (xs[0].scalar_type() == at::kDouble) "
               "return backward_impl<double>(d_ys, d_finals, xs, inits, params, ys, res, dims);")
             w("return backward_impl<float>(d_ys, d_finals, xs, inits, params, ys, res, dims);")
@@ -506,9 +601,11 @@ class _Renderer:
 
 def _flags():
     mvec = sys.platform.startswith("linux") and ctypes.util.find_library("mvec") is not None
-    cflags = ["-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math",
+    # -fopenmp: at::parallel_for is inlined from ATen's OpenMP header; the library then uses the libgomp that
+    # torch already loaded (same soname), so there is one thread pool
+    cflags = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math",
               f"-DSYMCELL_MVEC={int(mvec)}", "-w"]
-    ldflags = ["-lmvec"] if mvec else []
+    ldflags = ["-fopenmp"] + (["-lmvec"] if mvec else [])
     return cflags, ldflags
 
 
