@@ -13,11 +13,11 @@ def _view(name, v, schedule):
     return name if full else f"{name}[{fmt(v.start)}:{fmt(v.stop)}]"
 
 
-def _weight(mm, ir):
-    cols = ir.param_shape(mm.weight)[1]
-    if mm.col_start == 0 and mm.col_stop == cols:
-        return mm.weight
-    return f"{mm.weight}[:, {fmt(mm.col_start)}:{fmt(mm.col_stop)}]"
+def _weight(term, ir):
+    cols = ir.param_shape(term.weight)[1]
+    if term.col_start == 0 and term.col_stop == cols:
+        return term.weight
+    return f"{term.weight}[:, {fmt(term.col_start)}:{fmt(term.col_stop)}]"
 
 
 def _leaves(region, schedule):
@@ -32,8 +32,8 @@ def _where(lines, leaves):
 def _forward(lines, stmts, schedule):
     for st in stmts:
         if isinstance(st, MatMul):
-            lines.append(f"    {st.out} = {_view(st.operand.value, st.operand, schedule)} @ "
-                         f"{_weight(st, schedule.ir)}.T")
+            lines.append(f"    {st.out} = " + " + ".join(f"{_view(t.operand.value, t.operand, schedule)} @ "
+                                                        f"{_weight(t, schedule.ir)}.T" for t in st.terms))
         else:
             lines.append("    fused region:")
             _where(lines, _leaves(st, schedule))
@@ -45,12 +45,12 @@ def _backward(lines, stmts, schedule, in_loop):
     for st in stmts:
         if isinstance(st, MatMulGrad):
             mm = st.matmul
-            op = _view(mm.operand.value, mm.operand, schedule)
-            w = _weight(mm, schedule.ir)
-            if schedule.value(mm.operand.value).kind != "param":
-                lines.append(f"    d_{op} += d_{mm.out} @ {w}")
             when = "summed over all steps in one GEMM after the loop" if in_loop else "over all T*B rows"
-            lines.append(f"    d_{w} += d_{mm.out}.T @ {op}      ({when})")
+            for t in mm.terms:
+                op = _view(t.operand.value, t.operand, schedule)
+                w = _weight(t, schedule.ir)
+                lines.append(f"    d_{op} += d_{mm.out} @ {w}")
+                lines.append(f"    d_{w} += d_{mm.out}.T @ {op}      ({when})")
             continue
         lines.append("    fused region:")
         _where(lines, _leaves(st.region, schedule))

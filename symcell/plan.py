@@ -7,6 +7,8 @@
     res_states      states the backward reads that are not outputs (their sequence is kept)
     pre_in_loop     pre-loop values whose gradient the backward loop accumulates per step
     loop_mm         in-loop matmul outputs (their per-step gradients feed one deferred dW GEMM)
+    deferred_ops    operands of in-loop matmul terms that depend on no state: nothing in the loop needs their
+                    gradient, so a backend may compute it after the loop as one GEMM over all T*B rows
 """
 from dataclasses import dataclass
 from typing import Tuple
@@ -22,7 +24,7 @@ def _reads(stmts):
             region = st if isinstance(st, Region) else st.region
             out |= {v.value for _, v in region.leaves}
         else:
-            out.add((st if isinstance(st, MatMul) else st.matmul).operand.value)
+            out |= {t.operand.value for t in (st if isinstance(st, MatMul) else st.matmul).terms}
     return out
 
 
@@ -36,6 +38,7 @@ class Plan:
     res_states: Tuple[str, ...]
     pre_in_loop: Tuple[str, ...]
     loop_mm: Tuple[str, ...]
+    deferred_ops: frozenset
 
     @property
     def residuals(self):
@@ -48,6 +51,10 @@ def plan(schedule, backward):
     bwd_pre = _reads(backward.pre)
     states = [n for n, _ in schedule.ir.states]
     vals = schedule.values
+    kind = {v.name: v.kind for v in vals}
+    stage = {v.name: v.stage for v in vals}
+    deferred = frozenset(t.operand.value for st in schedule.loop if isinstance(st, MatMul) for t in st.terms
+                         if kind[t.operand.value] == "input" or stage[t.operand.value] == "pre")
     return Plan(
         loop_reads=frozenset(loop_reads),
         bwd_loop_reads=frozenset(bwd_loop),
@@ -58,4 +65,5 @@ def plan(schedule, backward):
         res_states=tuple(s for s in states if s in bwd_loop and s not in schedule.ir.outputs),
         pre_in_loop=tuple(v.name for v in vals if v.stage == "pre" and v.name in bwd_loop),
         loop_mm=tuple(st.matmul.out for st in backward.loop if isinstance(st, MatMulGrad)),
+        deferred_ops=deferred,
     )

@@ -3,11 +3,14 @@ fuses into one region.
 
 Passes, in order (see `lower`):
   1. bind      dimensions -> integers (skipped for the symbolic schedule that `gradients()` prints)
-  2. rewrite   W @ cat(a, b)      -> W[:, :na] @ a + W[:, na:] @ b   (so the input half can be hoisted)
+  2. rewrite   W @ cat(a, b)      -> one matmul of two terms W[:, :na] @ a + W[:, na:] @ b
+               W @ x + U @ h      -> one matmul of two terms (same size): one output buffer, accumulated
                slice(f(a, b))     -> f(slice(a), slice(b))          (splits move to the leaves, which become views)
                slice(cat(...))    -> the part it falls in, when provable
                f(cat(a, b), v)    -> cat(f(a, v[:na]), f(b, v[na:]))
-  3. hoist     a matmul whose operand depends on no state runs once over all T*B rows before the loop
+  3. hoist     a matmul whose operands depend on no state runs once over all T*B rows before the loop; one
+               with a state term runs all its terms in the loop (its input terms are as cheap there, per
+               batch slice, and the gates never make a round trip through memory)
   4. materialize  pointwise nodes feeding a matmul or a cat get a buffer; every other one is inlined
   5. regions   ready pointwise outputs of one size form one fused region (one loop over batch x features)
 """
@@ -42,12 +45,19 @@ class Value:
 
 
 @dataclass(frozen=True)
-class MatMul:
-    out: str
+class Term:
+    """weight[:, col_start:col_stop] applied to the operand view: operand @ weight[:, cols].T"""
     weight: str
     col_start: Any
     col_stop: Any
     operand: View
+
+
+@dataclass(frozen=True)
+class MatMul:
+    """out = sum over terms of operand @ weight[:, cols].T (one buffer, accumulated)."""
+    out: str
+    terms: Tuple[Term, ...]
 
 
 @dataclass(frozen=True)
@@ -131,6 +141,26 @@ def _offsets(parts):
     return out
 
 
+def _add_terms(n):
+    if n.op == "pw" and n.attr == "add":
+        return _add_terms(n.args[0]) + _add_terms(n.args[1])
+    return [n]
+
+
+def _merge_matmuls(terms):
+    """a + M1 + b + M2 with matmuls M1, M2 of one size -> (M1 + M2 as one matmul) + a + b; None if nothing merges"""
+    mms = [t for t in terms if t.op == "matmul"]
+    if len(mms) < 2 or any(not _eq(m.size, mms[0].size) for m in mms):
+        return None
+    merged = Node("matmul", tuple(a for m in mms for a in m.args), mms[0].size,
+                  tuple(t for m in mms for t in m.attr), " + ".join(m.label for m in mms))
+    total = merged
+    for t in terms:
+        if t.op != "matmul":
+            total = _add(total, t)
+    return total
+
+
 def rewrite(returns):
     memo = {}
 
@@ -169,15 +199,15 @@ def rewrite(returns):
                     pieces.append(rw(_slice(part, lo - ps, hi - ps)))
                 return pieces[0] if len(pieces) == 1 else rw(_cat(pieces, n.label))
             return n
-        if n.op == "matmul":
+        if n.op == "matmul" and not isinstance(n.attr[0], tuple):   # the front end's W @ v: one term
             operand, (w, c0, _) = n.args[0], n.attr
-            if operand.op == "cat":
-                total = None
-                for part, (ps, pe) in zip(operand.args, _offsets(operand.args)):
-                    mm = rw(Node("matmul", (part,), n.size, (w, c0 + ps, c0 + pe), f"{w} @ {part.label}"))
-                    total = mm if total is None else _add(total, mm)
-                return total
-            return n
+            parts = operand.args if operand.op == "cat" else (operand,)
+            terms = tuple((w, c0 + ps, c0 + pe) for ps, pe in _offsets(parts))
+            return Node("matmul", tuple(parts), n.size, terms, n.label)
+        if n.op == "pw" and n.attr == "add":
+            merged = _merge_matmuls(_add_terms(n))
+            if merged is not None:
+                return rw(merged)
         if n.op == "pw":
             cats = [a for a in n.args if a.op == "cat"]
             if cats:
@@ -268,8 +298,8 @@ def lower(ir):
     # which pointwise nodes need a buffer: operands of matmuls and parts of cats that stay
     needs_buffer = set()
     for n in nodes:
-        if n.op == "matmul" and n.args[0].op in ("pw", "cat"):
-            needs_buffer.add(n.args[0])
+        if n.op == "matmul":
+            needs_buffer |= {a for a in n.args if a.op in ("pw", "cat")}
         if n.op == "slice" and n.args[0].op == "cat":
             needs_buffer.add(n.args[0])
     pre_nodes = set()
@@ -311,12 +341,17 @@ def lower(ir):
             materialize(n, stage_of(n), hint(n), n.op)
     mm_pending = []
     for n in matmuls:
-        w = n.attr[0]
-        op_view = base_view(n.args[0])
-        op_name = op_view.value if op_view is not None else "v"
-        if op_view is not None and (op_view.start != 0 or op_view.stop != values_size(values, op_view.value)):
-            op_name = f"{op_view.value}_{D.fmt(op_view.start)}"
-        add_value(n, names.new(f"{w}_{op_name}"), "matmul", stage_of(n))
+        op_names = []
+        for a in n.args:
+            v = base_view(a)
+            full = v is not None and v.start == 0 and v.stop == values_size(values, v.value)
+            op_names.append(v.value if full else (f"{v.value}_s" if v is not None else "v"))
+        weights = list(dict.fromkeys(w for w, _, _ in n.attr))
+        hint_name = f"{weights[0]}_{''.join(op_names)}" if len(weights) == 1 else \
+            "_".join(f"{w}{o}" for w, o in zip([w for w, _, _ in n.attr], op_names))
+        if len(weights) > 1:
+            hint_name = "gates" if "gates" not in names.taken else hint_name
+        add_value(n, names.new(hint_name), "matmul", stage_of(n))
         mm_pending.append(n)
     new_states = []
     for (sn, _), r in zip(ir.states, returns):
@@ -389,10 +424,10 @@ def lower(ir):
     while pending or mm_pending:
         progressed = False
         for n in list(mm_pending):
-            ov = base_view(n.args[0])
-            if ov.value in ready:
-                w, c0, c1 = n.attr
-                stmts[stage_of(n)].append(MatMul(value_of[n], w, c0, c1, ov))
+            views = [base_view(a) for a in n.args]
+            if all(v.value in ready for v in views):
+                terms = tuple(Term(w, c0, c1, v) for (w, c0, c1), v in zip(n.attr, views))
+                stmts[stage_of(n)].append(MatMul(value_of[n], terms))
                 ready.add(value_of[n])
                 mm_pending.remove(n)
                 progressed = True

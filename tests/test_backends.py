@@ -37,7 +37,7 @@ def test_matches_reference(backend, dtype, name):
     ref = factory(backend="reference").to(dtype)
     cell = factory(backend=backend).to(dtype)
     cell.load_state_dict(ref.state_dict())
-    for T, B in [(6, 3), (1, 1)]:
+    for T, B in [(6, 3), (1, 1), (4, 9)]:   # B = 9 splits the batch across threads (sc::scan_rows)
         xs, states = random_inputs(cell, T=T, B=B, dtype=dtype, seed=T)
         outs_r, grads_r, cots = outputs_and_grads(ref, xs, states)
         outs_c, grads_c, _ = outputs_and_grads(cell, xs, states, cots)

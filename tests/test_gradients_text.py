@@ -15,19 +15,32 @@ def LLTM(x, h, c, W, b):
 def test_lltm_gradients_text():
     text = LLTM.gradients()
     lines = [line.strip() for line in text.splitlines()]
-    # forward: the input half of W @ cat(h, x) is hoisted, the state half stays in the loop
-    assert "W_x = x @ W[:, H:H+I].T" in lines
-    assert "W_h = h @ W[:, 0:H].T" in lines
-    assert "c_new = c + elu(W_h_2 + W_x_2 + b_2)*sigmoid(W_h_0 + W_x_0 + b_0)" in lines
-    # backward: the transposed matmuls, the weight gradient deferred to one GEMM, the bias summed over the batch
-    assert "d_h += d_W_h @ W[:, 0:H]" in lines
-    assert "d_W[:, 0:H] += d_W_h.T @ h      (summed over all steps in one GEMM after the loop)" in lines
-    assert "d_W[:, H:H+I] += d_W_x.T @ x      (over all T*B rows)" in lines
+    # forward: W @ cat(h, x) is one matmul of two column blocks, accumulated into one buffer
+    assert "W_hx = h @ W[:, 0:H].T + x @ W[:, H:H+I].T" in lines
+    assert "c_new = c + elu(W_hx_2 + b_2)*sigmoid(W_hx_0 + b_0)" in lines
+    # backward: the transposed matmuls, the weight gradients deferred to one GEMM, the bias summed over the batch
+    assert "d_h += d_W_hx @ W[:, 0:H]" in lines
+    assert "d_x += d_W_hx @ W[:, H:H+I]" in lines
+    assert "d_W[:, 0:H] += d_W_hx.T @ h      (summed over all steps in one GEMM after the loop)" in lines
+    assert "d_W[:, H:H+I] += d_W_hx.T @ x      (summed over all steps in one GEMM after the loop)" in lines
     assert any(line.startswith("d_b[0:H] += ") and line.endswith("(summed over the batch)") for line in lines)
+    assert "d_c += _c6" in lines   # the carry: dc_prev = dc_new + tanh'(c_new) * o * dh_new
     # sigmoid' is written through sigmoid itself (s*(1-s)) and elu' through its own rule
-    assert any("sigmoid(W_h_0 + W_x_0 + b_0)" in line for line in lines if line.startswith("_c"))
+    assert "_c1 = sigmoid(W_hx_0 + b_0)" in lines and "_c7 = -_c2*_c6*(_c1 - 1)" in lines
     assert "elu_grad(" in text
     assert "exp(-" not in text
+
+
+@symcell.define(inputs={"x": "I"}, state={"h": "H"}, params={"U": ("H", "I"), "V": ("H", "H")})
+def Hoisted(x, h, U, V):
+    return tanh(U @ x) * sigmoid(V @ h)
+
+
+def test_a_matmul_on_inputs_alone_is_hoisted_before_the_loop():
+    lines = [line.strip() for line in Hoisted.gradients().splitlines()]
+    before = lines.index("forward, before the loop (depends on no state: all T*B rows at once):")
+    assert lines[before + 1] == "U_x = x @ U.T"
+    assert "d_U += d_U_x.T @ x      (over all T*B rows)" in lines
 
 
 def test_gradients_on_the_class_and_on_an_instance_agree():

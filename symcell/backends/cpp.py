@@ -24,6 +24,7 @@ _PRELUDE = r"""
 #include <ATen/core/Tensor.h>
 #include <ATen/Parallel.h>
 #include <ATen/native/CPUBlas.h>
+#include <ATen/ops/cat.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
@@ -183,6 +184,17 @@ template <typename F> inline void rows(int64_t R, int64_t n, const F& f) {
   const int64_t grain = std::max<int64_t>(1, 2048 / std::max<int64_t>(n, 1));
   at::parallel_for(0, R, grain, [&](int64_t r0, int64_t r1) { FlushDenormals ftz; f(r0, r1); });
 }
+// the time loop over batch rows [b0, b1): rows never interact in a recurrence, so with enough rows each thread
+// runs the whole sequence on its own slice (no synchronisation per step, its GEMM outputs stay in its cache);
+// with few rows one thread runs the loop and the GEMMs and regions inside split their work instead
+template <typename F> inline void scan_rows(int64_t B, const F& f) {
+  const int64_t nt = at::get_num_threads();
+  if (nt > 1 && B >= 4 * nt) {
+    at::parallel_for(0, B, (B + nt - 1) / nt, [&](int64_t b0, int64_t b1) { FlushDenormals ftz; f(b0, b1); });
+  } else {
+    f(0, B);
+  }
+}
 template <typename T> inline T* ptr(const at::Tensor& t) { return t.defined() ? t.data_ptr<T>() : nullptr; }
 template <typename T> inline void zero(T* p, int64_t n) { if (n > 0) std::memset(p, 0, sizeof(T) * n); }
 }  // namespace sc
@@ -253,8 +265,6 @@ class _Renderer:
         w(f"{{  // fused region: {len(region.outputs)} output(s), {width} features per row")
         with w.block():
             w(f"const int64_t n = {width};")
-            for k, _ in enumerate(accs):
-                w(f"std::mutex acc_lock_{k};")
             w(f"sc::rows({rows}, n, [&](int64_t r0, int64_t r1) {{")
             with w.block():
                 for k, (v, _) in enumerate(accs):
@@ -284,7 +294,7 @@ class _Renderer:
                             w(f"acc_{k}[j] += {cpp_str(e)};")
                 for k, (v, _) in enumerate(accs):
                     off = size_str(v.start)
-                    w(f"{{ std::lock_guard<std::mutex> g(acc_lock_{k}); "
+                    w(f"{{ std::lock_guard<std::mutex> g(acc_lock); "
                       f"for (int64_t j = 0; j < n; ++j) d_{v.value}[{'' if off == '0' else off + ' + '}j] "
                       f"+= acc_{k}[j]; }}")
             w("});")
@@ -304,42 +314,72 @@ class _Renderer:
                         return False
         return True
 
-    def matmul_fwd(self, w, mm, rows):
-        op = mm.operand
-        w(f"// {mm.out} = {op.value}[{size_str(op.start)}:{size_str(op.stop)}] @ "
-          f"{mm.weight}[:, {size_str(mm.col_start)}:{size_str(mm.col_stop)}].T")
-        w(f"sc::mm_kn({rows}, {self.n(mm.out)}, {size_str(op.stop - op.start)}, "
-          f"{self.at(op.value, op.value, op.start)}, {self.n(op.value)}, {self.wt(mm)}, {self.n(mm.out)}, false, "
-          f"{mm.out}, {self.n(mm.out)});")
+    def matmul_fwd(self, w, mm, rows, row0):
+        w(f"// {mm.out} = " + " + ".join(f"{t.operand.value}[{size_str(t.operand.start)}:"
+                                         f"{size_str(t.operand.stop)}] @ {t.weight}[:, {size_str(t.col_start)}:"
+                                         f"{size_str(t.col_stop)}].T" for t in mm.terms))
+        if len(mm.terms) == 1:
+            op = mm.terms[0].operand
+            w(f"sc::mm_kn({rows}, {self.n(mm.out)}, {size_str(op.stop - op.start)}, "
+              f"{self.at(op.value, op.value, op.start)}, {self.n(op.value)}, {self.wt(mm)}, {self.n(mm.out)}, false, "
+              f"{mm.out}, {self.n(mm.out)});")
+            return
+        # the operands side by side in one row block, then one GEMM over K = the sum of their widths against
+        # the stacked weights: half the accumulator traffic of one GEMM per term
+        K = self.k_total(mm)
+        w(f"{{ scalar_t* cat = sc::ptr<scalar_t>({mm.out}_operands) + ({row0}) * {K};")
+        with w.block():
+            w(f"for (int64_t r = 0; r < {rows}; ++r) {{")
+            with w.block():
+                off = sympy.Integer(0)
+                for t in mm.terms:
+                    op = t.operand
+                    w(f"std::memcpy(cat + r * {K} + {size_str(off)}, {self.at(op.value, op.value, op.start)} + "
+                      f"r * {self.n(op.value)}, sizeof(scalar_t) * {size_str(op.stop - op.start)});")
+                    off = off + (op.stop - op.start)
+            w("}")
+            w(f"sc::mm_kn({rows}, {self.n(mm.out)}, {K}, cat, {K}, {self.wt(mm)}, {self.n(mm.out)}, false, "
+              f"{mm.out}, {self.n(mm.out)});")
+        w("}")
 
     def wt(self, mm):
         return f"{mm.out}_wt"
 
+    def k_total(self, mm):
+        return f"({size_str(sum((t.operand.stop - t.operand.start for t in mm.terms), sympy.Integer(0)))})"
+
+    def pre_d_seq(self):
+        """pre-loop values whose gradient is a (T, B, n) sequence filled by the loop or the deferred GEMMs"""
+        return [v.name for v in self.s.values if v.stage == "pre" and
+                (v.name in self.p.pre_in_loop or v.name in self.p.deferred_ops)]
+
     def transposed_weights(self, w, stmts):
-        """Forward matmuls read W[:, c0:c1] as (K, N): transposed once per call, not once per step."""
+        """Forward matmuls read W[:, c0:c1] as (K, N): transposed once per call, not once per step. The terms of
+        a matmul are stacked along K, so the whole sum is one GEMM over the operands side by side."""
         for mm in stmts:
             if isinstance(mm, MatMul):
-                k = self.params.index(mm.weight)
-                w(f"at::Tensor {mm.out}_wt_t = params[{k}].narrow(1, {size_str(mm.col_start)}, "
-                  f"{size_str(mm.col_stop - mm.col_start)}).t().contiguous();")
-                w(f"const scalar_t* {self.wt(mm)} = sc::ptr<scalar_t>({mm.out}_wt_t);")
+                blocks = [f"params[{self.params.index(t.weight)}].narrow(1, {size_str(t.col_start)}, "
+                          f"{size_str(t.col_stop - t.col_start)})" for t in mm.terms]
+                stacked = blocks[0] if len(blocks) == 1 else f"at::cat({{{', '.join(blocks)}}}, 1)"
+                w(f"at::Tensor {self.wt(mm)}_t = {stacked}.t().contiguous();")
+                w(f"const scalar_t* {self.wt(mm)} = sc::ptr<scalar_t>({self.wt(mm)}_t);")
 
-    def matmul_bwd_operand(self, w, mm, rows):
-        op = mm.operand
-        w(f"// d_{op.value} += d_{mm.out} @ {mm.weight}[:, {size_str(mm.col_start)}:{size_str(mm.col_stop)}]")
-        w(f"sc::mm_kn({rows}, {size_str(op.stop - op.start)}, {self.n(mm.out)}, d_{mm.out}, "
-          f"{self.n(mm.out)}, {self.at(mm.weight, mm.weight, mm.col_start)}, ld_{mm.weight}, true, "
-          f"{self.at('d_' + op.value, op.value, op.start)}, {self.n(op.value)});")
+    def matmul_bwd_operand(self, w, mm, t, rows, dout, dop):
+        op = t.operand
+        w(f"// d_{op.value} += d_{mm.out} @ {t.weight}[:, {size_str(t.col_start)}:{size_str(t.col_stop)}]")
+        w(f"sc::mm_kn({rows}, {size_str(op.stop - op.start)}, {self.n(mm.out)}, {dout}, "
+          f"{self.n(mm.out)}, {self.at(t.weight, t.weight, t.col_start)}, ld_{t.weight}, true, "
+          f"{self.at(dop, op.value, op.start)}, {self.n(op.value)});")
 
-    def matmul_bwd_weight(self, w, mm, rows, dout, operand_ptr):
-        op = mm.operand
+    def matmul_bwd_weight(self, w, mm, t, rows, dout, operand_ptr):
+        op = t.operand
         w(f"sc::mm_tn<scalar_t>({self.n(mm.out)}, {size_str(op.stop - op.start)}, {rows}, {dout}, "
           f"{self.n(mm.out)}, {operand_ptr}, {self.n(op.value)}, "
-          f"{self.at('d_' + mm.weight, mm.weight, mm.col_start)}, ld_{mm.weight});")
+          f"{self.at('d_' + t.weight, t.weight, t.col_start)}, ld_{t.weight});")
 
     # --- forward ---------------------------------------------------------------------------------------
     def forward(self, w):
-        p, ir = self.p, self.ir
+        p = self.p
         w("template <typename scalar_t>")
         w("static std::vector<at::Tensor> forward_impl(at::TensorList xs, at::TensorList inits, "
           "at::TensorList params, at::IntArrayRef dims, bool save) {")
@@ -355,6 +395,9 @@ class _Renderer:
                 w(f"const scalar_t* {n} = sc::ptr<scalar_t>(params[{k}]);")
             self.transposed_weights(w, self.s.pre + self.s.loop)
             pre_vals = [v.name for v in self.s.values if v.stage == "pre"]
+            for st in self.s.pre:
+                if isinstance(st, MatMul) and len(st.terms) > 1:
+                    w(f"at::Tensor {st.out}_operands = at::empty({{T * B, {self.k_total(st)}}}, opt);")
             if self.s.pre:
                 w("// before the loop: everything that depends on no state, over all T*B rows at once")
                 for v in pre_vals:
@@ -377,41 +420,44 @@ class _Renderer:
             loop_vals = [v.name for v in self.s.values if v.stage == "loop" and v.kind in ("matmul", "pw", "cat")]
             for v in loop_vals:
                 w(f"at::Tensor {v}_buf = at::empty({{B, {self.n(v)}}}, opt);")
+            for st in self.s.loop:
+                if isinstance(st, MatMul) and len(st.terms) > 1:
+                    w(f"at::Tensor {st.out}_operands = at::empty({{B, {self.k_total(st)}}}, opt);")
             for s in self.states:
                 if s not in self.outputs:
                     w(f"at::Tensor {s}_pingpong = at::empty({{2, B, {self.n(s)}}}, opt);")
-            for s in self.states:
-                w(f"const scalar_t* {s} = {s}_init;")
-            w("for (int64_t t = 0; t < T; ++t) {")
+            w("// the time loop, on batch rows [b0, b1) (see sc::scan_rows)")
+            w("sc::scan_rows(B, [&](int64_t b0, int64_t b1) {")
             with w.block():
-                for n in sorted(p.loop_reads):
-                    if self.kind[n] == "input" or self.stage[n] == "pre":
-                        w(f"const scalar_t* {n} = {n}_seq + t * B * {self.n(n)};")
-                for v in loop_vals:
-                    if v in p.res_loop:
-                        w(f"scalar_t* {v} = save ? sc::ptr<scalar_t>({v}_res) + t * B * {self.n(v)} : "
-                          f"sc::ptr<scalar_t>({v}_buf);")
-                    else:
-                        w(f"scalar_t* {v} = sc::ptr<scalar_t>({v}_buf);")
-                for s in self.states:
-                    nv = self.new[s]
-                    if s in self.outputs:
-                        w(f"scalar_t* {nv} = sc::ptr<scalar_t>({s}_ys) + t * B * {self.n(s)};")
-                    elif s in p.res_states:
-                        w(f"scalar_t* {nv} = save ? sc::ptr<scalar_t>({s}_res) + t * B * {self.n(s)} : "
-                          f"sc::ptr<scalar_t>({s}_pingpong) + (t & 1) * B * {self.n(s)};")
-                    else:
-                        w(f"scalar_t* {nv} = sc::ptr<scalar_t>({s}_pingpong) + (t & 1) * B * {self.n(s)};")
-                self.stmts_fwd(w, self.s.loop, "B")
-                for s in self.states:
-                    w(f"{s} = {self.new[s]};")
-            w("}")
+                w("const int64_t nb = b1 - b0;")
+                for s_ in self.states:
+                    w(f"const scalar_t* {s_} = {s_}_init + b0 * {self.n(s_)};")
+                w("for (int64_t t = 0; t < T; ++t) {")
+                with w.block():
+                    for n in sorted(p.loop_reads):
+                        if self.kind[n] == "input" or self.stage[n] == "pre":
+                            w(f"const scalar_t* {n} = {n}_seq + (t * B + b0) * {self.n(n)};")
+                    for v in loop_vals:
+                        if v in p.res_loop:
+                            w(f"scalar_t* {v} = (save ? sc::ptr<scalar_t>({v}_res) + t * B * {self.n(v)} : "
+                              f"sc::ptr<scalar_t>({v}_buf)) + b0 * {self.n(v)};")
+                        else:
+                            w(f"scalar_t* {v} = sc::ptr<scalar_t>({v}_buf) + b0 * {self.n(v)};")
+                    for s_ in self.states:
+                        w(f"scalar_t* {self.new[s_]} = {self.new_state_buffer(s_, 't')} + b0 * {self.n(s_)};")
+                    self.stmts_fwd(w, self.s.loop, "nb", "b0")
+                    for s_ in self.states:
+                        w(f"{s_} = {self.new[s_]};")
+                w("}")
+            w("});")
+            for s_ in self.states:
+                w(f"const scalar_t* {s_}_last = T > 0 ? {self.new_state_buffer(s_, 'T - 1')} : {s_}_init;")
             w("std::vector<at::Tensor> out;")
             for s in self.outputs:
                 w(f"out.push_back({s}_ys);")
             for s in self.states:
                 w(f"{{ at::Tensor f = at::empty({{B, {self.n(s)}}}, opt); "
-                  f"if (B * {self.n(s)} > 0) std::memcpy(sc::ptr<scalar_t>(f), {s}, sizeof(scalar_t) * B * "
+                  f"if (B * {self.n(s)} > 0) std::memcpy(sc::ptr<scalar_t>(f), {s}_last, sizeof(scalar_t) * B * "
                   f"{self.n(s)}); out.push_back(f); }}")
             w("if (save) {")
             with w.block():
@@ -423,10 +469,21 @@ class _Renderer:
             w("return out;")
         w("}")
 
-    def stmts_fwd(self, w, stmts, rows):
+    def new_state_buffer(self, s, t):
+        """Where the new value of state s at step t lives (row 0): the output sequence, the residual sequence
+        when saving, else one of two ping-pong buffers (never the one the step reads)."""
+        n = self.n(s)
+        if s in self.outputs:
+            return f"(sc::ptr<scalar_t>({s}_ys) + ({t}) * B * {n})"
+        pingpong = f"sc::ptr<scalar_t>({s}_pingpong) + (({t}) & 1) * B * {n}"
+        if s in self.p.res_states:
+            return f"(save ? sc::ptr<scalar_t>({s}_res) + ({t}) * B * {n} : {pingpong})"
+        return f"({pingpong})"
+
+    def stmts_fwd(self, w, stmts, rows, row0="0"):
         for st in stmts:
             if isinstance(st, MatMul):
-                self.matmul_fwd(w, st, rows)
+                self.matmul_fwd(w, st, rows, row0)
             else:
                 self.region(w, st, rows)
 
@@ -456,7 +513,7 @@ class _Renderer:
                 w(f"const scalar_t* d_{s}_ys = sc::ptr<scalar_t>(d_ys[{k}]);")
             for k, v in enumerate(p.residuals):
                 w(f"const scalar_t* {v}_seq = sc::ptr<scalar_t>(res[{k}]);")
-            for v in list(p.pre_in_loop) + list(p.loop_mm):
+            for v in self.pre_d_seq() + list(p.loop_mm):
                 w(f"at::Tensor d_{v}_t = at::zeros({{T, B, {self.n(v)}}}, opt);")
                 w(f"scalar_t* d_{v}_seq = sc::ptr<scalar_t>(d_{v}_t);")
             scratch = [v.name for v in self.s.values if v.stage == "loop" and v.kind in ("pw", "cat")]
@@ -467,54 +524,70 @@ class _Renderer:
                 w(f"at::Tensor d_{s}_carry = at::empty({{2, B, {self.n(s)}}}, opt);")
                 w(f"if (B * {self.n(s)} > 0) std::memcpy(sc::ptr<scalar_t>(d_{s}_carry), "
                   f"sc::ptr<scalar_t>(d_finals[{k}]), sizeof(scalar_t) * B * {self.n(s)});")
-            w("int cur = 0;")
-            w("for (int64_t t = T - 1; t >= 0; --t) {")
+            w("std::mutex acc_lock;  // vector-parameter gradients are summed across threads")
+            w("// the reverse time loop, on batch rows [b0, b1) (see sc::scan_rows)")
+            w("sc::scan_rows(B, [&](int64_t b0, int64_t b1) {")
             with w.block():
-                for n in sorted(p.bwd_loop_reads):
-                    k = self.kind[n]
-                    if k == "state":
-                        w(f"const scalar_t* {n} = t > 0 ? {n}_seq + (t - 1) * B * {self.n(n)} : {n}_init;")
-                    elif k == "input" or self.stage[n] == "pre" or n in p.res_loop:
-                        w(f"const scalar_t* {n} = {n}_seq + t * B * {self.n(n)};")
-                for s in self.states:
-                    nv = self.new[s]
-                    w(f"scalar_t* d_{nv} = sc::ptr<scalar_t>(d_{s}_carry) + cur * B * {self.n(s)};")
-                    w(f"scalar_t* d_{s} = sc::ptr<scalar_t>(d_{s}_carry) + (cur ^ 1) * B * {self.n(s)};")
-                    w(f"sc::zero(d_{s}, B * {self.n(s)});")
-                    if s in self.outputs:
-                        w(f"{{ const scalar_t* dy = d_{s}_ys + t * B * {self.n(s)}; "
-                          f"for (int64_t i = 0; i < B * {self.n(s)}; ++i) d_{nv}[i] += dy[i]; }}")
-                for n in self.inputs:
-                    w(f"scalar_t* d_{n} = d_{n}_seq + t * B * {self.n(n)};")
-                for v in list(p.pre_in_loop) + list(p.loop_mm):
-                    w(f"scalar_t* d_{v} = d_{v}_seq + t * B * {self.n(v)};")
-                for v in scratch:
-                    w(f"scalar_t* d_{v} = sc::ptr<scalar_t>(d_{v}_t);")
-                    w(f"sc::zero(d_{v}, B * {self.n(v)});")
-                for st in self.b.loop:
-                    if isinstance(st, RegionGrad):
-                        self.region(w, st.region, "B", grads=st)
-                    else:
-                        self.matmul_bwd_operand(w, st.matmul, "B")
-                w("cur ^= 1;")
-            w("}")
-            deferred = [st.matmul for st in self.b.loop if isinstance(st, MatMulGrad)]
+                w("const int64_t nb = b1 - b0;")
+                w("int cur = 0;")
+                w("for (int64_t t = T - 1; t >= 0; --t) {")
+                with w.block():
+                    for n in sorted(p.bwd_loop_reads):
+                        k = self.kind[n]
+                        if k == "state":
+                            w(f"const scalar_t* {n} = t > 0 ? {n}_seq + ((t - 1) * B + b0) * {self.n(n)} : "
+                              f"{n}_init + b0 * {self.n(n)};")
+                        elif k == "input" or self.stage[n] == "pre" or n in p.res_loop:
+                            w(f"const scalar_t* {n} = {n}_seq + (t * B + b0) * {self.n(n)};")
+                    for s_ in self.states:
+                        nv = self.new[s_]
+                        w(f"scalar_t* d_{nv} = sc::ptr<scalar_t>(d_{s_}_carry) + (cur * B + b0) * {self.n(s_)};")
+                        w(f"scalar_t* d_{s_} = sc::ptr<scalar_t>(d_{s_}_carry) + ((cur ^ 1) * B + b0) * "
+                          f"{self.n(s_)};")
+                        w(f"sc::zero(d_{s_}, nb * {self.n(s_)});")
+                        if s_ in self.outputs:
+                            w(f"{{ const scalar_t* dy = d_{s_}_ys + (t * B + b0) * {self.n(s_)}; "
+                              f"for (int64_t i = 0; i < nb * {self.n(s_)}; ++i) d_{nv}[i] += dy[i]; }}")
+                    for n in self.inputs:
+                        w(f"scalar_t* d_{n} = d_{n}_seq + (t * B + b0) * {self.n(n)};")
+                    for v in list(p.pre_in_loop) + list(p.loop_mm):
+                        w(f"scalar_t* d_{v} = d_{v}_seq + (t * B + b0) * {self.n(v)};")
+                    for v in scratch:
+                        w(f"scalar_t* d_{v} = sc::ptr<scalar_t>(d_{v}_t) + b0 * {self.n(v)};")
+                        w(f"sc::zero(d_{v}, nb * {self.n(v)});")
+                    for st in self.b.loop:
+                        if isinstance(st, RegionGrad):
+                            self.region(w, st.region, "nb", grads=st)
+                            continue
+                        for t in st.matmul.terms:
+                            if t.operand.value not in p.deferred_ops:   # needed by the next step: in the loop
+                                self.matmul_bwd_operand(w, st.matmul, t, "nb", f"d_{st.matmul.out}",
+                                                        f"d_{t.operand.value}")
+                    w("cur ^= 1;")
+                w("}")
+            w("});")
+            w("const int cur = T % 2;  // every row slice flipped its buffers T times")
+            deferred = [(st.matmul, t) for st in self.b.loop if isinstance(st, MatMulGrad) for t in st.matmul.terms]
             if deferred:
-                w("// weight gradients of the in-loop matmuls: one GEMM each over all steps")
+                w("// after the loop, one GEMM each over all steps: the weight gradients of the in-loop matmuls,")
+                w("// and the gradients of their operands that depend on no state")
                 w("if (T > 0) {")
                 with w.block():
-                    for mm in deferred:
-                        op = mm.operand
-                        w(f"// d_{mm.weight}[:, {size_str(mm.col_start)}:{size_str(mm.col_stop)}] += "
+                    for mm, t in deferred:
+                        op = t.operand
+                        w(f"// d_{t.weight}[:, {size_str(t.col_start)}:{size_str(t.col_stop)}] += "
                           f"d_{mm.out}.T @ {op.value}")
                         if self.kind[op.value] == "state":
-                            self.matmul_bwd_weight(w, mm, "B", f"d_{mm.out}_seq",
+                            self.matmul_bwd_weight(w, mm, t, "B", f"d_{mm.out}_seq",
                                                    self.at(f"{op.value}_init", op.value, op.start))
-                            self.matmul_bwd_weight(w, mm, "(T - 1) * B", f"d_{mm.out}_seq + B * {self.n(mm.out)}",
+                            self.matmul_bwd_weight(w, mm, t, "(T - 1) * B",
+                                                   f"d_{mm.out}_seq + B * {self.n(mm.out)}",
                                                    self.at(f"{op.value}_seq", op.value, op.start))
                         else:
-                            self.matmul_bwd_weight(w, mm, "T * B", f"d_{mm.out}_seq",
+                            self.matmul_bwd_weight(w, mm, t, "T * B", f"d_{mm.out}_seq",
                                                    self.at(f"{op.value}_seq", op.value, op.start))
+                        if op.value in p.deferred_ops:
+                            self.matmul_bwd_operand(w, mm, t, "T * B", f"d_{mm.out}_seq", f"d_{op.value}_seq")
                 w("}")
             if self.b.pre:
                 w("// backward of what ran before the loop, over all T*B rows")
@@ -529,7 +602,7 @@ class _Renderer:
                             continue
                         if v.name in p.bwd_pre_reads:
                             w(f"const scalar_t* {v.name} = {v.name}_seq;")
-                        if v.name in p.pre_in_loop:
+                        if v.name in self.pre_d_seq():
                             w(f"scalar_t* d_{v.name} = d_{v.name}_seq;")
                         else:
                             keep.append(v.name)
@@ -538,11 +611,12 @@ class _Renderer:
                     for st in self.b.pre:
                         if isinstance(st, RegionGrad):
                             self.region(w, st.region, "T * B", grads=st)
-                        else:
-                            mm = st.matmul
-                            self.matmul_bwd_operand(w, mm, "T * B")
-                            self.matmul_bwd_weight(w, mm, "T * B", f"d_{mm.out}",
-                                                   self.at(mm.operand.value, mm.operand.value, mm.operand.start))
+                            continue
+                        mm = st.matmul
+                        for t in mm.terms:
+                            self.matmul_bwd_operand(w, mm, t, "T * B", f"d_{mm.out}", f"d_{t.operand.value}")
+                            self.matmul_bwd_weight(w, mm, t, "T * B", f"d_{mm.out}",
+                                                   self.at(t.operand.value, t.operand.value, t.operand.start))
                 w("}")
             w("std::vector<at::Tensor> out;")
             for n in self.inputs:

@@ -65,10 +65,10 @@ class _Renderer:
             return f"{var}[{v.start}:{v.stop}]"
         return f"{var}[:, {v.start}:{v.stop}]"
 
-    def weight(self, mm):
-        if mm.col_start == 0 and mm.col_stop == int(self.s.ir.param_shape(mm.weight)[1]):
-            return mm.weight
-        return f"{mm.weight}[:, {mm.col_start}:{mm.col_stop}]"
+    def weight(self, term):
+        if term.col_start == 0 and term.col_stop == int(self.s.ir.param_shape(term.weight)[1]):
+            return term.weight
+        return f"{term.weight}[:, {term.col_start}:{term.col_stop}]"
 
     def bind_leaves(self, w, region):
         for sym, v in region.leaves:
@@ -84,7 +84,8 @@ class _Renderer:
         allocated = set()
         for st in stmts:
             if isinstance(st, MatMul):
-                w(f"{st.out} = torch.mm({self.view(st.operand.value, st.operand)}, {self.weight(st)}.t())")
+                w(f"{st.out} = " + " + ".join(f"torch.mm({self.view(t.operand.value, t.operand)}, "
+                                             f"{self.weight(t)}.t())" for t in st.terms))
                 continue
             n_out = len(st.outputs)
             w(f"# fused pointwise region: {n_out} output(s) of {st.outputs[0][0].stop - st.outputs[0][0].start}"
@@ -208,24 +209,24 @@ class _Renderer:
                         self.region_grad(w, st)
                     else:
                         mm = st.matmul
-                        w(f"# backward of {mm.out} = {mm.operand.value} @ {self.weight(mm)}.T "
-                          f"(its weight gradient is one GEMM after the loop)")
-                        w(f"{self.view('d_' + mm.operand.value, mm.operand)} += torch.mm(d_{mm.out}, "
-                          f"{self.weight(mm)})")
-            deferred = [st.matmul for st in self.b.loop if isinstance(st, MatMulGrad)]
+                        w(f"# backward of {mm.out} (its weight gradients are one GEMM each after the loop)")
+                        for t in mm.terms:
+                            w(f"{self.view('d_' + t.operand.value, t.operand)} += torch.mm(d_{mm.out}, "
+                              f"{self.weight(t)})")
+            deferred = [(st.matmul, t) for st in self.b.loop if isinstance(st, MatMulGrad) for t in st.matmul.terms]
             if deferred:
                 w("# weight gradients of the in-loop matmuls: one GEMM each over all T*B rows")
                 w("if _T > 0:")
                 with w.block():
-                    for mm in deferred:
-                        op = mm.operand
+                    for mm, term in deferred:
+                        op = term.operand
                         if self.kind[op.value] == "state":
                             seq = f"torch.cat([_{op.value}_init[None], _{op.value}_seq[:-1]])"
                         else:
                             seq = f"_{op.value}_seq"
                         if not (op.start == 0 and op.stop == self.size[op.value]):
                             seq = f"{seq}[..., {op.start}:{op.stop}]"
-                        tgt = self.weight(mm).replace(mm.weight, "d_" + mm.weight, 1)
+                        tgt = self.weight(term).replace(term.weight, "d_" + term.weight, 1)
                         w(f"{tgt} += torch.mm(_d_{mm.out}_seq.reshape(-1, {self.size[mm.out]}).t(), "
                           f"{seq}.reshape(-1, {op.stop - op.start}))")
             if self.b.pre:
@@ -247,12 +248,12 @@ class _Renderer:
                         self.region_grad(w, st)
                     else:
                         mm = st.matmul
-                        op = self.view(mm.operand.value, mm.operand)
-                        tgt = self.weight(mm).replace(mm.weight, "d_" + mm.weight, 1)
-                        if self.kind[mm.operand.value] != "param":
-                            w(f"{self.view('d_' + mm.operand.value, mm.operand)} += torch.mm(d_{mm.out}, "
-                              f"{self.weight(mm)})")
-                        w(f"{tgt} += torch.mm(d_{mm.out}.t(), {op})")
+                        for t in mm.terms:
+                            op = self.view(t.operand.value, t.operand)
+                            tgt = self.weight(t).replace(t.weight, "d_" + t.weight, 1)
+                            w(f"{self.view('d_' + t.operand.value, t.operand)} += torch.mm(d_{mm.out}, "
+                              f"{self.weight(t)})")
+                            w(f"{tgt} += torch.mm(d_{mm.out}.t(), {op})")
             d_in = ", ".join(f"_d_{n}_seq" for n in self.inputs)
             d_init = ", ".join(f"d_{s}" for s in self.states)
             d_par = ", ".join(f"d_{p}" for p in self.params)
