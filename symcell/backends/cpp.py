@@ -24,7 +24,6 @@ _PRELUDE = r"""
 #include <ATen/core/Tensor.h>
 #include <ATen/Parallel.h>
 #include <ATen/native/CPUBlas.h>
-#include <ATen/ops/cat.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
@@ -195,6 +194,15 @@ template <typename F> inline void scan_rows(int64_t B, const F& f) {
     f(0, B);
   }
 }
+// a per-thread buffer reused across calls (64-byte aligned by torch's allocator, which brgemm's loads want);
+// never freed, so no destructor runs after torch at exit
+inline at::Tensor& workspace(int slot, int64_t numel, const at::TensorOptions& opt) {
+  static thread_local std::vector<at::Tensor>* ws = new std::vector<at::Tensor>();
+  if (ws->size() <= static_cast<size_t>(slot)) ws->resize(slot + 1);
+  at::Tensor& t = (*ws)[slot];
+  if (!t.defined() || t.numel() < numel || t.dtype() != opt.dtype()) t = at::empty({numel}, opt);
+  return t;
+}
 template <typename T> inline T* ptr(const at::Tensor& t) { return t.defined() ? t.data_ptr<T>() : nullptr; }
 template <typename T> inline void zero(T* p, int64_t n) { if (n > 0) std::memset(p, 0, sizeof(T) * n); }
 }  // namespace sc
@@ -355,13 +363,21 @@ class _Renderer:
 
     def transposed_weights(self, w, stmts):
         """Forward matmuls read W[:, c0:c1] as (K, N): transposed once per call, not once per step. The terms of
-        a matmul are stacked along K, so the whole sum is one GEMM over the operands side by side."""
-        for mm in stmts:
+        a matmul are stacked along K, so the whole sum is one GEMM over the operands side by side. The buffer is
+        a per-thread workspace reused across calls: a fresh multi-megabyte allocation would page-fault on every
+        call (it is rewritten every call, so it never holds stale weights)."""
+        for slot, mm in enumerate(st for st in stmts if isinstance(st, MatMul)):
             if isinstance(mm, MatMul):
-                blocks = [f"params[{self.params.index(t.weight)}].narrow(1, {size_str(t.col_start)}, "
-                          f"{size_str(t.col_stop - t.col_start)})" for t in mm.terms]
-                stacked = blocks[0] if len(blocks) == 1 else f"at::cat({{{', '.join(blocks)}}}, 1)"
-                w(f"at::Tensor {self.wt(mm)}_t = {stacked}.t().contiguous();")
+                K, N = self.k_total(mm), self.n(mm.out)
+                w(f"at::Tensor {self.wt(mm)}_t = sc::workspace({slot}, {K} * {N}, opt).narrow(0, 0, {K} * {N})"
+                  f".view({{{K}, {N}}});")
+                off = sympy.Integer(0)
+                for t in mm.terms:
+                    width = t.col_stop - t.col_start
+                    w(f"{self.wt(mm)}_t.narrow(0, {size_str(off)}, {size_str(width)}).copy_("
+                      f"params[{self.params.index(t.weight)}].narrow(1, {size_str(t.col_start)}, "
+                      f"{size_str(width)}).t());")
+                    off = off + width
                 w(f"const scalar_t* {self.wt(mm)} = sc::ptr<scalar_t>({self.wt(mm)}_t);")
 
     def matmul_bwd_operand(self, w, mm, t, rows, dout, dop):
