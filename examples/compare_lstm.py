@@ -12,38 +12,8 @@ import torch
 from torch import nn
 
 import symcell
+from symcell import eager
 from symcell.cells import GRU, LLTM, LSTM
-
-
-def eager_lstm(x, h, c, w_ih, w_hh, b_ih, b_hh):
-    out = []
-    for t in range(x.shape[0]):
-        i, f, g, o = (x[t] @ w_ih.t() + b_ih + h @ w_hh.t() + b_hh).chunk(4, 1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        h = torch.sigmoid(o) * torch.tanh(c)
-        out.append(h)
-    return torch.stack(out), h
-
-
-def eager_gru(x, h, w_ih, w_hh, b_ih, b_hh):
-    out = []
-    for t in range(x.shape[0]):
-        ir, iz, in_ = (x[t] @ w_ih.t() + b_ih).chunk(3, 1)
-        hr, hz, hn = (h @ w_hh.t() + b_hh).chunk(3, 1)
-        r, z = torch.sigmoid(ir + hr), torch.sigmoid(iz + hz)
-        h = (1 - z) * torch.tanh(in_ + r * hn) + z * h
-        out.append(h)
-    return torch.stack(out), h
-
-
-def eager_lltm(x, h, c, weights, bias):
-    out = []
-    for t in range(x.shape[0]):
-        i, o, z = (torch.cat([h, x[t]], 1) @ weights.t() + bias).chunk(3, 1)
-        c = c + torch.sigmoid(i) * nn.functional.elu(z)
-        h = torch.tanh(c) * torch.sigmoid(o)
-        out.append(h)
-    return torch.stack(out), h
 
 
 def build(args):
@@ -69,11 +39,11 @@ def build(args):
     if ref is not None:
         runners[f"nn.{ref_cls.__name__}"] = lambda x: ref(x)[0]
     if args.cell == "lstm":
-        runners["eager loop"] = lambda x: eager_lstm(x, zeros(), zeros(), *p)[0]
+        runners["eager loop"] = lambda x: eager.lstm(x, zeros(), zeros(), *p)[0]
     elif args.cell == "gru":
-        runners["eager loop"] = lambda x: eager_gru(x, zeros(), *p)[0]
+        runners["eager loop"] = lambda x: eager.gru(x, zeros(), *p)[0]
     else:
-        runners["eager loop"] = lambda x: eager_lltm(x, zeros(), zeros(), *p)[0]
+        runners["eager loop"] = lambda x: eager.lltm(x, zeros(), zeros(), *p)[0]
     params = {"symcell": p, "ref": list(ref.parameters()) if ref is not None else p}
     return runners, params, build_s
 

@@ -13,8 +13,7 @@ class _Scan(torch.autograd.Function):
         xs, inits, params = flat[:n_in], flat[n_in:n_in + n_st], flat[n_in + n_st:]
         save = torch.is_grad_enabled() or any(ctx.needs_input_grad[2:])
         ys, finals, res = kernel.forward(xs, inits, params, save)
-        # a final state that is the initial state itself (T = 0) must still be a new tensor for autograd
-        finals = tuple(f.clone() if any(f is i for i in inits) else f for f in finals)
+        finals = _fresh_finals(finals, inits)
         ctx.kernel, ctx.counts, ctx.n_res = kernel, counts, len(res)
         ctx.save_for_backward(*xs, *inits, *params, *ys, *res)
         return (*ys, *finals)
@@ -36,8 +35,17 @@ class _Scan(torch.autograd.Function):
         return (None, None, *d_xs, *d_inits, *d_params)
 
 
+def _fresh_finals(finals, inits):
+    # a final state that is the initial state itself (T = 0) must be a new tensor: for autograd, and so that
+    # writing into the result never writes into the caller's initial state
+    return tuple(f.clone() if any(f is i for i in inits) else f for f in finals)
+
+
 def scan_op(kernel, xs, inits, params):
     """-> (ys: tuple of (T, B, n) for the output states, finals: tuple of (B, n) for every state)."""
+    if not (torch.is_grad_enabled() and any(t.requires_grad for t in (*xs, *inits, *params))):
+        ys, finals, _ = kernel.forward(xs, inits, params, False)   # inference: no graph, no residuals
+        return tuple(ys), _fresh_finals(finals, inits)
     outs = _Scan.apply(kernel, (len(xs), len(inits), len(params)), *xs, *inits, *params)
     n_out = len(outs) - len(inits)
     return tuple(outs[:n_out]), tuple(outs[n_out:])

@@ -59,7 +59,7 @@ void dgemm_(const char*, const char*, const int*, const int*, const int*, const 
 
 #include <bit>
 #include <type_traits>
-#include <xmmintrin.h>
+#include <immintrin.h>
 
 namespace sc {
 // float e^x in plain arithmetic, so `omp simd` loops vectorize it without a library call:
@@ -193,6 +193,45 @@ template <typename F> inline void scan_rows(int64_t B, const F& f) {
   } else {
     f(0, B);
   }
+}
+// dst[k, n] = src[n, k] for an (N, K) block of src (row stride lds) into dst (row stride ldd): the weights as
+// the (K, N) operand of mm_kn, once per call. 8 x 8 tiles through AVX registers for float: at the sizes of a
+// cell's weights, a transposing copy through ATen costs as much as a few steps of the recurrence
+inline void transpose8x8(const float* s, int64_t lds, float* d, int64_t ldd) {
+  __m256 r0 = _mm256_loadu_ps(s + 0 * lds), r1 = _mm256_loadu_ps(s + 1 * lds), r2 = _mm256_loadu_ps(s + 2 * lds),
+         r3 = _mm256_loadu_ps(s + 3 * lds), r4 = _mm256_loadu_ps(s + 4 * lds), r5 = _mm256_loadu_ps(s + 5 * lds),
+         r6 = _mm256_loadu_ps(s + 6 * lds), r7 = _mm256_loadu_ps(s + 7 * lds);
+  __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
+         t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+         t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+  __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE),
+         u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE),
+         u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE),
+         u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  _mm256_storeu_ps(d + 0 * ldd, _mm256_permute2f128_ps(u0, u4, 0x20));
+  _mm256_storeu_ps(d + 1 * ldd, _mm256_permute2f128_ps(u1, u5, 0x20));
+  _mm256_storeu_ps(d + 2 * ldd, _mm256_permute2f128_ps(u2, u6, 0x20));
+  _mm256_storeu_ps(d + 3 * ldd, _mm256_permute2f128_ps(u3, u7, 0x20));
+  _mm256_storeu_ps(d + 4 * ldd, _mm256_permute2f128_ps(u0, u4, 0x31));
+  _mm256_storeu_ps(d + 5 * ldd, _mm256_permute2f128_ps(u1, u5, 0x31));
+  _mm256_storeu_ps(d + 6 * ldd, _mm256_permute2f128_ps(u2, u6, 0x31));
+  _mm256_storeu_ps(d + 7 * ldd, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+template <typename T> inline void transpose(const T* src, int64_t lds, int64_t N, int64_t K, T* dst,
+                                           int64_t ldd) {
+  int64_t n8 = 0, k8 = 0;
+  if constexpr (std::is_same_v<T, float>) {
+    n8 = N / 8 * 8;
+    k8 = K / 8 * 8;
+    // each task writes whole rows of dst in order (rows of dst lie ldd apart: writing down a column of tiles
+    // would touch 8 far-apart lines per tile); large weights split across threads
+    at::parallel_for(0, k8 / 8, N * K >= (1 << 17) ? 1 : k8 / 8 + 1, [&](int64_t i0, int64_t i1) {
+      for (int64_t k = i0 * 8; k < i1 * 8; k += 8)
+        for (int64_t n = 0; n < n8; n += 8) transpose8x8(src + n * lds + k, lds, dst + k * ldd + n, ldd);
+    });
+  }
+  for (int64_t n = 0; n < N; ++n)        // what the tiles did not cover: the right columns and bottom rows
+    for (int64_t k = (n < n8 ? k8 : 0); k < K; ++k) dst[k * ldd + n] = src[n * lds + k];
 }
 // a per-thread buffer reused across calls (64-byte aligned by torch's allocator, which brgemm's loads want);
 // never freed, so no destructor runs after torch at exit
@@ -369,16 +408,13 @@ class _Renderer:
         for slot, mm in enumerate(st for st in stmts if isinstance(st, MatMul)):
             if isinstance(mm, MatMul):
                 K, N = self.k_total(mm), self.n(mm.out)
-                w(f"at::Tensor {self.wt(mm)}_t = sc::workspace({slot}, {K} * {N}, opt).narrow(0, 0, {K} * {N})"
-                  f".view({{{K}, {N}}});")
+                w(f"scalar_t* {self.wt(mm)} = sc::ptr<scalar_t>(sc::workspace({slot}, {K} * {N}, opt));")
                 off = sympy.Integer(0)
                 for t in mm.terms:
                     width = t.col_stop - t.col_start
-                    w(f"{self.wt(mm)}_t.narrow(0, {size_str(off)}, {size_str(width)}).copy_("
-                      f"params[{self.params.index(t.weight)}].narrow(1, {size_str(t.col_start)}, "
-                      f"{size_str(width)}).t());")
+                    w(f"sc::transpose({self.at(t.weight, t.weight, t.col_start)}, ld_{t.weight}, {N}, "
+                      f"{size_str(width)}, {self.wt(mm)} + ({size_str(off)}) * {N}, {N});")
                     off = off + width
-                w(f"const scalar_t* {self.wt(mm)} = sc::ptr<scalar_t>({self.wt(mm)}_t);")
 
     def matmul_bwd_operand(self, w, mm, t, rows, dout, dop):
         op = t.operand

@@ -1,0 +1,221 @@
+"""CPU benchmarks of the cpp backend against its peers, side by side in one process with the same weights.
+
+    python benchmarks/bench_cpu.py                 # everything (a few minutes on 2 cores)
+    python benchmarks/bench_cpu.py --only lstm     # one section: lstm, gru, lltm, build, memory, gflops
+
+Every time is the median of interleaved repeats (each repeat runs every contender once, in turn), so a noisy
+neighbour slows all of them alike; the ratios are what to read. Forward runs under torch.no_grad();
+forward+backward is one forward and a backward of out.sum() (plus the final states' sums).
+"""
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+
+import torch
+from torch import nn
+
+import symcell
+from symcell import eager
+from symcell.cells import GRU, LLTM, LSTM
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def race(contenders, repeats, warmup=2):
+    """contenders: {name: (forward_fn, forward_backward_fn)} -> {name: (fwd_ms, fwdbwd_ms)} medians."""
+    for _ in range(warmup):
+        for f, fb in contenders.values():
+            f()
+            fb()
+    times = {n: ([], []) for n in contenders}
+    for _ in range(repeats):
+        for n, (f, fb) in contenders.items():
+            times[n][0].append(timed(f))
+            times[n][1].append(timed(fb))
+    return {n: (statistics.median(a) * 1e3, statistics.median(b) * 1e3) for n, (a, b) in times.items()}
+
+
+def contenders_for(kind, B, T, I, H):
+    """symcell (cpp), the torch module (oneDNN) where there is one, and the eager loop, with the same weights."""
+    torch.manual_seed(0)
+    x = torch.randn(T, B, I, requires_grad=True)
+    if kind == "lltm":
+        cell = LLTM(I, H, backend="cpp")
+        ref = None
+    else:
+        cell = (LSTM if kind == "lstm" else GRU)(I, H, backend="cpp")
+        ref = (nn.LSTM if kind == "lstm" else nn.GRU)(I, H)
+        ref.load_state_dict(cell.state_dict())
+    params = list(cell.parameters())
+    zeros = lambda: torch.zeros(B, H)  # noqa: E731
+    loop = {"lstm": lambda: eager.lstm(x, zeros(), zeros(), *params),
+            "gru": lambda: eager.gru(x, zeros(), *params),
+            "lltm": lambda: eager.lltm(x, zeros(), zeros(), *params)}[kind]
+
+    def pair(run):
+        def f():
+            with torch.no_grad():
+                run()
+
+        def fb():
+            out, state = run()
+            (out.sum() + sum(s.sum() for s in state)).backward()
+        return f, fb
+
+    c = {"symcell-cpp": pair(lambda: cell(x))}
+    if ref is not None:
+        c[f"nn.{kind.upper()}"] = pair(lambda: ref(x) if kind == "lstm" else (lambda o: (o[0], (o[1],)))(ref(x)))
+    c["eager loop"] = pair(loop)
+    return c
+
+
+def table(title, results, base, lines):
+    lines.append(f"\n{title}")
+    lines.append(f"| contender | forward ms | fwd+bwd ms | forward vs {base} | fwd+bwd vs {base} |")
+    lines.append("|---|---:|---:|---:|---:|")
+    bf, bfb = results[base]
+    for n, (f, fb) in results.items():
+        lines.append(f"| {n} | {f:.2f} | {fb:.2f} | {f / bf:.2f} | {fb / bfb:.2f} |")
+
+
+def section_rnn(kind, lines, repeats):
+    for B, T, I, H in [(32, 100, 256, 256), (16, 50, 32, 128)]:
+        r = race(contenders_for(kind, B, T, I, H), repeats if B == 16 else max(5, repeats // 2))
+        table(f"{kind.upper()} B={B} T={T} I={I} H={H}", r, f"nn.{kind.upper()}", lines)
+
+
+def section_lltm(lines, repeats):
+    B, T, F, S = 16, 100, 32, 128
+    r = race(contenders_for("lltm", B, T, F, S), repeats)
+    table(f"LLTM B={B} T={T} F={F} S={S}", r, "eager loop", lines)
+
+
+def section_gflops(lines, repeats):
+    """Achieved GFLOP/s of the LSTM fwd+bwd (3x the forward's 2*T*B*(I+H)*4H) against a large sgemm."""
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    B, T, I, H = 32, 100, 256, 256
+    c = contenders_for("lstm", B, T, I, H)
+    c["sgemm 2048^3"] = (lambda: torch.mm(a, b), lambda: torch.mm(a, b))
+    r = race(c, max(5, repeats // 2))
+    flops_fb = 3 * 2 * T * B * (I + H) * 4 * H
+    lines.append(f"\nAchieved GFLOP/s, LSTM fwd+bwd at B={B} T={T} I=H={H} ({flops_fb / 1e9:.2f} GFLOP)")
+    lines.append("| contender | GFLOP/s | share of sgemm |")
+    lines.append("|---|---:|---:|")
+    peak = 2 * 2048 ** 3 / (r["sgemm 2048^3"][0] / 1e3) / 1e9
+    for n in ("symcell-cpp", "nn.LSTM"):
+        g = flops_fb / (r[n][1] / 1e3) / 1e9
+        lines.append(f"| {n} | {g:.0f} | {g / peak:.0%} |")
+    lines.append(f"| sgemm 2048x2048x2048 | {peak:.0f} | 100% |")
+
+
+def saved_bytes(run, exclude):
+    """Bytes of the distinct storages autograd keeps for backward during run(), the `exclude` tensors' own
+    storages (parameters, the input) not counted."""
+    skip = {t.untyped_storage().data_ptr() for t in exclude}
+    seen, total = set(), [0]
+
+    def pack(t):
+        st = t.untyped_storage()
+        if st.data_ptr() not in skip and st.data_ptr() not in seen:
+            seen.add(st.data_ptr())
+            total[0] += st.nbytes()
+        return t
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        run()
+    return total[0]
+
+
+def section_memory(lines):
+    lines.append("\nWhat training keeps for backward (bytes per step and batch row, float32, parameters and the "
+                 "input excluded)")
+    lines.append("| cell | size | symcell-cpp | nn module | eager loop |")
+    lines.append("|---|---|---:|---:|---:|")
+    for kind in ("lstm", "gru"):
+        for B, T, I, H in [(32, 100, 256, 256), (16, 50, 32, 128)]:
+            torch.manual_seed(0)
+            xin = torch.randn(T, B, I, requires_grad=True)
+            cell = (LSTM if kind == "lstm" else GRU)(I, H, backend="cpp")
+            ref = (nn.LSTM if kind == "lstm" else nn.GRU)(I, H)
+            zeros = lambda: torch.zeros(B, H)  # noqa: E731
+            loop = (lambda: eager.lstm(xin, zeros(), zeros(), *cell.parameters())) if kind == "lstm" else \
+                (lambda: eager.gru(xin, zeros(), *cell.parameters()))
+            per = T * B
+            s, r, e = (saved_bytes(lambda: cell(xin), [xin, *cell.parameters()]) / per,
+                       saved_bytes(lambda: ref(xin), [xin, *ref.parameters()]) / per,
+                       saved_bytes(loop, [xin, *cell.parameters()]) / per)
+            lines.append(f"| {kind.upper()} | B={B} T={T} I={I} H={H} | {s:.0f} ({s / 4 / H:.1f} H floats) | "
+                         f"{r:.0f} ({r / 4 / H:.1f} H floats) | {e:.0f} ({e / 4 / H:.1f} H floats) |")
+
+
+_BUILD_SNIPPET = textwrap.dedent("""
+    import time, torch
+    t0 = time.perf_counter()
+    import symcell
+    from symcell import sigmoid, tanh, softplus, split
+    @symcell.define(inputs={"x": "I"}, state={"h": "H", "c": "H"},
+                    params={"W": ("4*H", "I"), "U": ("4*H", "H"), "b": ("4*H",)})
+    def Fresh%(tag)s(x, h, c, W, U, b):
+        i, f, g, o = split(W @ x + U @ h + b, 4)
+        c = sigmoid(f) * c + sigmoid(i) * tanh(g) * %(tag)s.0
+        h = sigmoid(o) * tanh(softplus(c))
+        return h, c
+    cell = Fresh%(tag)s(I=16, H=32, backend="cpp")
+    x = torch.randn(5, 4, 16, requires_grad=True)
+    t1 = time.perf_counter()
+    cell(x)[0].sum().backward()
+    print(time.perf_counter() - t1, t1 - t0)
+""")
+
+
+def section_build(lines):
+    """Cold build of a cell nobody built before (empty cache), then its warm load in a new process."""
+    tag = str(int(time.time() * 1000) % 100000)
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, SYMCELL_CACHE_DIR=cache)
+        code = _BUILD_SNIPPET % {"tag": tag}
+        cold = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        warm = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    (cold_s, cold_import), (warm_s, warm_import) = (map(float, r.stdout.split()) for r in (cold, warm))
+    lines.append("\nBuild (a new cell's forward and backward, one library)")
+    lines.append("| | first call, s | import + define, s |")
+    lines.append("|---|---:|---:|")
+    lines.append(f"| cold: empty cache, builds | {cold_s:.2f} | {cold_import:.2f} |")
+    lines.append(f"| warm: new process, loads the cached library | {warm_s:.2f} | {warm_import:.2f} |")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", choices=["lstm", "gru", "lltm", "build", "memory", "gflops"])
+    ap.add_argument("--repeats", type=int, default=15)
+    args = ap.parse_args()
+    lines = [f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+             f"{torch.get_num_threads()} threads, symcell {symcell.__version__}, "
+             f"date {time.strftime('%Y-%m-%d %H:%M')}"]
+    run = [args.only] if args.only else ["lstm", "gru", "lltm", "gflops", "memory", "build"]
+    for name in run:
+        print(f"... {name}", file=sys.stderr, flush=True)
+        if name in ("lstm", "gru"):
+            section_rnn(name, lines, args.repeats)
+        elif name == "lltm":
+            section_lltm(lines, args.repeats)
+        elif name == "gflops":
+            section_gflops(lines, args.repeats)
+        elif name == "memory":
+            section_memory(lines)
+        else:
+            section_build(lines)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

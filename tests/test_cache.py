@@ -1,0 +1,81 @@
+"""The build cache under faults: concurrent builds, corrupt and half-written entries, no compiler."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import symcell
+from symcell.backends.cpp import compiler_works
+
+needs_compiler = pytest.mark.skipif(not compiler_works(), reason="needs a C++ compiler and ninja (cpp backend)")
+
+# a cell of its own, so these tests build a library no other test has cached
+SCRIPT = textwrap.dedent("""
+    import torch, symcell
+    from symcell import tanh, sigmoid
+    @symcell.define(inputs={"x": "I"}, state={"h": "H"}, params={"W": ("H", "I"), "U": ("H", "H")})
+    def CacheProbe(x, h, W, U):
+        return tanh(W @ x) * sigmoid(U @ h) + 0.125 * h
+    torch.manual_seed(0)
+    cell = CacheProbe(I=3, H=4, backend=%(backend)r)
+    ref = CacheProbe(I=3, H=4, backend="reference")
+    ref.load_state_dict(cell.state_dict())
+    x = torch.randn(5, 2, 3)
+    assert torch.allclose(cell(x)[0], ref(x)[0], atol=1e-6), "wrong result"
+    print(cell._kernel(torch.device("cpu")).__class__.__name__)
+""")
+
+
+def run(cache_dir, backend="cpp", env_extra=None, wait=True):
+    env = dict(os.environ, SYMCELL_CACHE_DIR=str(cache_dir), **(env_extra or {}))
+    cmd = [sys.executable, "-c", SCRIPT % {"backend": backend}]
+    if not wait:
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def entries(cache_dir):
+    return [p for p in cache_dir.iterdir() if p.is_dir()]
+
+
+@needs_compiler
+def test_two_processes_building_the_same_cell_both_succeed(tmp_path):
+    procs = [run(tmp_path, wait=False) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err
+        assert out.strip() == "CppKernel"
+    assert len(entries(tmp_path)) == 1           # one build, the other process waited for it
+    assert (entries(tmp_path)[0] / "complete").exists()
+
+
+@needs_compiler
+def test_corrupt_or_half_written_entries_are_rebuilt(tmp_path):
+    assert run(tmp_path).returncode == 0
+    (entry,) = entries(tmp_path)
+    lib = next(entry.glob("*.so"))
+    lib.write_bytes(b"not a shared library")     # corrupt
+    r = run(tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert lib.stat().st_size > 1000
+    (entry / "complete").unlink()                # a build killed before it finished
+    r = run(tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (entry / "complete").exists()
+
+
+def test_without_a_compiler_auto_warns_and_uses_the_reference_backend(tmp_path):
+    # PATH without a compiler or ninja; the interpreter is called by its full path
+    r = run(tmp_path, backend="auto", env_extra={"PATH": str(tmp_path)})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "Kernel"            # the reference backend's kernel
+    assert "no working C++ compiler" in r.stderr
+    assert r.stderr.count("no working C++ compiler") == 1
+
+
+@needs_compiler
+def test_auto_picks_cpp_for_cpu_tensors():
+    assert symcell.backends.resolve("auto", torch.device("cpu")) == "cpp"
