@@ -72,11 +72,16 @@ def contenders_for(kind, B, T, I, H):
             (out.sum() + sum(s.sum() for s in state)).backward()
         return f, fb
 
-    c = {"symcell-cpp": pair(lambda: cell(x))}
+    c = Contenders({"symcell-cpp": pair(lambda: cell(x))})
     if ref is not None:
         c[f"nn.{kind.upper()}"] = pair(lambda: ref(x) if kind == "lstm" else (lambda o: (o[0], (o[1],)))(ref(x)))
-    c["eager loop"] = pair(loop)
+    c["eager loop"] = pair(loop)   # shares the symcell cell's parameters
+    c.modules = [cell] + ([ref] if ref is not None else [])
     return c
+
+
+class Contenders(dict):
+    """name -> (forward, forward_backward); .modules: the modules whose weights they use"""
 
 
 def table(title, results, base, lines):
@@ -157,6 +162,31 @@ def section_memory(lines):
                          f"{r:.0f} ({r / 4 / H:.1f} H floats) | {e:.0f} ({e / 4 / H:.1f} H floats) |")
 
 
+def section_denormal(lines, repeats):
+    """Saturated cells: the input gate shut hard (sigmoid(-100) ~ 4e-44 is itself subnormal) and a small forget
+    gate, so c decays into subnormal numbers within ~25 steps. Slowdown = time saturated / time normal."""
+    B, T, I, H = 16, 100, 32, 128
+    out = {}
+    for saturated in (False, True):
+        c = contenders_for("lstm", B, T, I, H)
+        for m in c.modules:
+            if saturated:
+                with torch.no_grad():
+                    for name, p in m.named_parameters():
+                        if name.startswith("bias"):
+                            p.zero_()
+                            p[0:H] = -50.0           # i: each of the two biases, -100 in all
+                            p[H:2 * H] = -1.5        # f: sigmoid(-3) ~ 0.05
+        out[saturated] = race(c, max(5, repeats // 2))
+    lines.append(f"\nSubnormal numbers: LSTM B={B} T={T} I={I} H={H}, saturated gates vs normal weights "
+                 "(symcell's kernels flush subnormals to zero; some CPUs pay 10-100x for them, others nothing)")
+    lines.append("| contender | normal fwd+bwd ms | saturated fwd+bwd ms | slowdown |")
+    lines.append("|---|---:|---:|---:|")
+    for n in out[False]:
+        a, b = out[False][n][1], out[True][n][1]
+        lines.append(f"| {n} | {a:.2f} | {b:.2f} | {b / a:.2f}x |")
+
+
 _BUILD_SNIPPET = textwrap.dedent("""
     import time, torch
     t0 = time.perf_counter()
@@ -195,13 +225,13 @@ def section_build(lines):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", choices=["lstm", "gru", "lltm", "build", "memory", "gflops"])
+    ap.add_argument("--only", choices=["lstm", "gru", "lltm", "build", "memory", "gflops", "denormal"])
     ap.add_argument("--repeats", type=int, default=15)
     args = ap.parse_args()
     lines = [f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
              f"{torch.get_num_threads()} threads, symcell {symcell.__version__}, "
              f"date {time.strftime('%Y-%m-%d %H:%M')}"]
-    run = [args.only] if args.only else ["lstm", "gru", "lltm", "gflops", "memory", "build"]
+    run = [args.only] if args.only else ["lstm", "gru", "lltm", "gflops", "denormal", "memory", "build"]
     for name in run:
         print(f"... {name}", file=sys.stderr, flush=True)
         if name in ("lstm", "gru"):
@@ -212,6 +242,8 @@ def main():
             section_gflops(lines, args.repeats)
         elif name == "memory":
             section_memory(lines)
+        elif name == "denormal":
+            section_denormal(lines, args.repeats)
         else:
             section_build(lines)
     print("\n".join(lines))

@@ -1,18 +1,21 @@
 """symcell.define, the Cell module, and scan."""
 import keyword
 import math
+import warnings
 
 import torch
 from torch import nn
 
 from . import backends
 from .autodiff import derive
+from .cache import BuildError
 from .frontend import trace
 from .ir import CellIR
 from .ops import scan_op
 from .schedule import bind_ir, lower
 
 _RESERVED = ("torch",)
+_fallback_warned = set()
 
 
 class CellSpec:
@@ -151,7 +154,17 @@ class Cell(nn.Module):
         return ps[0].device if ps else torch.device("cpu")
 
     def _kernel(self, device):
-        return self._spec.kernel(self.dims, backends.resolve(self.backend, device))
+        name = backends.resolve(self.backend, device)
+        try:
+            return self._spec.kernel(self.dims, name)
+        except BuildError as e:
+            if self.backend != "auto" or name == "reference":
+                raise
+            if name not in _fallback_warned:
+                _fallback_warned.add(name)
+                warnings.warn(f"symcell: the {name} backend could not be built ({e}); backend='auto' uses the "
+                              "reference backend instead", stacklevel=3)
+            return self._spec.kernel(self.dims, "reference")
 
     def extra_repr(self):
         dims = ", ".join(f"{k}={v}" for k, v in self.dims.items())

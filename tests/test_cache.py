@@ -79,3 +79,9 @@ def test_without_a_compiler_auto_warns_and_uses_the_reference_backend(tmp_path):
 @needs_compiler
 def test_auto_picks_cpp_for_cpu_tensors():
     assert symcell.backends.resolve("auto", torch.device("cpu")) == "cpp"
+
+
+def test_explicit_cpp_without_a_compiler_is_a_clear_error(tmp_path):
+    r = run(tmp_path, backend="cpp", env_extra={"PATH": str(tmp_path)})
+    assert r.returncode != 0
+    assert "backend='cpp' needs a C++ compiler (c++ or g++) and ninja on PATH" in r.stderr

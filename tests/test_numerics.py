@@ -1,9 +1,12 @@
 """Saturated cells stay finite; the kink conventions are torch's."""
+import pytest
 import torch
 
 import symcell
 from symcell import elu, relu, sigmoid, softplus, tanh
 from symcell.cells import LSTM
+
+BACKENDS = [b for b in symcell.backends.available() if symcell.backends.get(b).usable(torch.device("cpu"))]
 
 
 @symcell.define(inputs={"x": "H"}, state={"h": "H"}, params={"w": ("H",)})
@@ -11,18 +14,20 @@ def Saturating(x, h, w):
     return sigmoid(w * x) * tanh(x) + softplus(x) * 1e-4 + elu(x) * 1e-4 + relu(-x) * 1e-4 + 0.5 * h
 
 
-def test_pre_activations_of_1e4_give_finite_values_and_gradients():
-    cell = Saturating(H=4, backend="reference").double()
-    x = torch.tensor([[[1e4, -1e4, 1e4, -1e4]]], dtype=torch.float64).repeat(3, 2, 1).requires_grad_()
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_pre_activations_of_1e4_give_finite_values_and_gradients(backend, dtype):
+    cell = Saturating(H=4, backend=backend).to(dtype)
+    x = torch.tensor([[[1e4, -1e4, 1e4, -1e4]]], dtype=dtype).repeat(3, 2, 1).requires_grad_()
     ys, (h,) = cell(x)
     ys.sum().backward()
     assert torch.isfinite(ys).all() and torch.isfinite(x.grad).all()
     assert torch.isfinite(cell.w.grad).all()
 
-    lstm = LSTM(2, 3, backend="reference")
+    lstm = LSTM(2, 3, backend=backend).to(dtype)
     with torch.no_grad():
         lstm.weight_ih_l0.fill_(1.0)
-    x = torch.tensor([1e4, -1e4]).repeat(4, 2, 1).requires_grad_()
+    x = torch.tensor([1e4, -1e4], dtype=dtype).repeat(4, 2, 1).requires_grad_()
     out, (h, c) = lstm(x)
     (out.sum() + c.sum()).backward()
     assert torch.isfinite(out).all() and torch.isfinite(x.grad).all()
@@ -34,8 +39,9 @@ def Kinks(x, h):
     return relu(x) + 2 * elu(x) + h
 
 
-def test_kinks_follow_torch_relu_prime_0_is_0_and_elu_prime_0_is_1():
-    cell = Kinks(H=3, backend="reference").double()
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_kinks_follow_torch_relu_prime_0_is_0_and_elu_prime_0_is_1(backend):
+    cell = Kinks(H=3, backend=backend).double()
     x = torch.tensor([0.0, 0.0, -1.0], dtype=torch.float64).view(1, 1, 3).requires_grad_()
     ys, _ = cell(x)
     (g,) = torch.autograd.grad(ys.sum(), x)
@@ -43,3 +49,13 @@ def test_kinks_follow_torch_relu_prime_0_is_0_and_elu_prime_0_is_1():
     (g_ref,) = torch.autograd.grad((torch.relu(x2) + 2 * torch.nn.functional.elu(x2)).sum(), x2)
     assert torch.equal(g, g_ref)
     assert g[0, 0, 0].item() == 2.0   # relu'(0) = 0, elu'(0) = 1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_nan_in_one_sequence_stays_in_that_sequence(backend):
+    cell = LSTM(3, 4, backend=backend)
+    x = torch.randn(5, 3, 3)
+    x[2, 1, 0] = float("nan")
+    out, (h, c) = cell(x)
+    assert torch.isnan(out[2:, 1]).all() and torch.isnan(h[0, 1]).all()
+    assert torch.isfinite(out[:, 0]).all() and torch.isfinite(out[:, 2]).all() and torch.isfinite(out[:2, 1]).all()

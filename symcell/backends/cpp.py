@@ -764,6 +764,9 @@ class CppBackend:
         return device.type == "cpu" and compiler_works()
 
     def build(self, spec, dims):
+        if not compiler_works():
+            raise cache.BuildError("symcell: backend='cpp' needs a C++ compiler (c++ or g++) and ninja on PATH; "
+                                   "install them, or use backend='reference'")
         ir = spec.ir
         if ir not in _built:  # one build per cell: dimensions, T and B are runtime arguments
             schedule, backward = spec.symbolic_schedule()
