@@ -7,9 +7,11 @@ from torch.func import functional_call
 import symcell
 from zoo import CASES, random_inputs
 
-BACKENDS = [b for b in ["cpp"] if b in symcell.backends.available()
-            and symcell.backends.get(b).usable(torch.device("cpu"))]
-TOL = {torch.float64: 1e-9, torch.float32: 1e-5}
+DEVICE = {"cpp": "cpu", "triton": "cuda" if torch.cuda.is_available() else "cpu"}
+BACKENDS = [b for b in ["cpp", "triton"] if symcell.backends.get(b).usable(torch.device(DEVICE[b]))]
+# (backend, dtype, relative tolerance): cpp computes in the tensors' dtype; triton is float32 only
+CASES_DTYPE = [(b, d, tol) for b in BACKENDS for d, tol in
+               ([(torch.float64, 1e-9), (torch.float32, 1e-5)] if b == "cpp" else [(torch.float32, 1e-4)])]
 
 
 def rel_err(a, b):
@@ -28,27 +30,29 @@ def outputs_and_grads(cell, xs, states, cots=None):
     return outs, grads, cots
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("backend,dtype,tol", CASES_DTYPE)
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_matches_reference(backend, dtype, name):
+def test_matches_reference(backend, dtype, tol, name):
     factory = CASES[name][0]
+    dev = DEVICE[backend]
     torch.manual_seed(5)
     ref = factory(backend="reference").to(dtype)
-    cell = factory(backend=backend).to(dtype)
+    cell = factory(backend=backend).to(device=dev, dtype=dtype)
     cell.load_state_dict(ref.state_dict())
-    for T, B in [(6, 3), (1, 1), (4, 9)]:   # B = 9 splits the batch across threads (sc::scan_rows)
+    # B = 9 splits the batch across threads in cpp; B = 17 spans two programs in triton (16 rows each)
+    for T, B in [(6, 3), (1, 1), (4, 9)] + ([(3, 17)] if backend == "triton" else []):
         xs, states = random_inputs(cell, T=T, B=B, dtype=dtype, seed=T)
         outs_r, grads_r, cots = outputs_and_grads(ref, xs, states)
-        outs_c, grads_c, _ = outputs_and_grads(cell, xs, states, cots)
+        on_dev = [t.detach().to(dev).requires_grad_() for t in xs + states]
+        outs_c, grads_c, _ = outputs_and_grads(cell, on_dev[:len(xs)], on_dev[len(xs):], [c.to(dev) for c in cots])
         for a, b in zip(outs_c, outs_r):
             assert a.shape == b.shape and a.dtype == dtype
-            assert rel_err(a, b) < TOL[dtype]
+            assert rel_err(a.cpu(), b) < tol
         for a, b in zip(grads_c, grads_r):
-            assert rel_err(a, b) < TOL[dtype]
+            assert rel_err(a.cpu(), b) < tol
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b == "cpp"])   # gradcheck needs float64
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_gradcheck(backend, name):
     factory = CASES[name][0]
@@ -75,7 +79,7 @@ def test_gradcheck(backend, name):
     assert torch.autograd.gradcheck(f, (*xs, *states, *params))
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b == "cpp"])   # triton: sizes are constexpr
 def test_no_rebuild_for_new_sizes_and_lengths(backend):
     from zoo import Gated
     a = Gated(I=5, H=4, backend=backend)
@@ -89,9 +93,17 @@ def test_no_rebuild_for_new_sizes_and_lengths(backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_zero_length_and_no_grad(backend):
-    cell = CASES["LSTM"][0](backend=backend)
-    out, (h, c) = cell(torch.randn(0, 2, 3))
-    assert out.shape == (0, 2, 4) and torch.equal(h, torch.zeros(1, 2, 4))
+    dev = DEVICE[backend]
+    cell = CASES["LSTM"][0](backend=backend).to(dev)
+    out, (h, c) = cell(torch.randn(0, 2, 3, device=dev))
+    assert out.shape == (0, 2, 4) and torch.equal(h.cpu(), torch.zeros(1, 2, 4))
     with torch.no_grad():
-        out, _ = cell(torch.randn(4, 2, 3))
+        out, _ = cell(torch.randn(4, 2, 3, device=dev))
     assert out.grad_fn is None
+
+
+@pytest.mark.skipif("triton" not in BACKENDS, reason="needs triton (a GPU, or the interpreter)")
+def test_triton_rejects_other_dtypes_clearly():
+    cell = CASES["GRU"][0](backend="triton").to(DEVICE["triton"]).double()
+    with pytest.raises(TypeError, match=r"backend='triton' computes in float32; got torch.float64"):
+        cell(torch.randn(3, 2, 3, dtype=torch.float64, device=DEVICE["triton"]))

@@ -40,4 +40,4 @@ def resolve(name, device):
     return name
 
 
-from . import cpp, reference  # noqa: E402,F401  (each registers itself)
+from . import cpp, reference, triton_backend  # noqa: E402,F401  (each registers itself)
