@@ -1,0 +1,116 @@
+"""GPU benchmarks of the triton backend against cuDNN and the eager loop, side by side in one process.
+
+    python benchmarks/bench_gpu.py                  # needs a CUDA GPU; prints markdown tables
+    python benchmarks/bench_gpu.py --quick          # smaller sizes, for a smoke test
+
+Times come from triton.testing.do_bench (CUDA events, median of repeats after warm-up), forward under
+torch.no_grad() and forward+backward of out.sum(). Contenders are timed in turn, several rounds, and the median
+of the rounds is reported, so that clock and thermal drift hit all of them alike. Memory is the peak allocated
+during one forward+backward, beyond what was allocated before it.
+"""
+import argparse
+import statistics
+import sys
+import time
+
+import torch
+from torch import nn
+
+from symcell import eager
+from symcell.cells import GRU, LLTM, LSTM
+
+
+def bench(fn, rounds=3):
+    from triton.testing import do_bench
+    return statistics.median(do_bench(fn, warmup=25, rep=100) for _ in range(rounds))
+
+
+def peak_mb(fn):
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    fn()
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - base) / 2 ** 20
+
+
+def contenders(kind, B, T, I, H, dtype, with_eager):
+    torch.manual_seed(0)
+    dev = torch.device("cuda")
+    x = torch.randn(T, B, I, device=dev, dtype=dtype, requires_grad=True)
+    if kind == "lltm":
+        cell, ref = LLTM(I, H, backend="triton").to(dev), None
+    else:
+        cell = (LSTM if kind == "lstm" else GRU)(I, H, backend="triton").to(dev)
+        ref = (nn.LSTM if kind == "lstm" else nn.GRU)(I, H).to(dev)
+        ref.load_state_dict(cell.state_dict())
+        ref = ref.to(dtype)
+    cell = cell.to(dtype)
+    ps = list(cell.parameters())
+    zeros = lambda: torch.zeros(B, H, device=dev, dtype=dtype)  # noqa: E731
+    loops = {"lstm": lambda: eager.lstm(x, zeros(), zeros(), *ps)[0],
+             "gru": lambda: eager.gru(x, zeros(), *ps)[0],
+             "lltm": lambda: eager.lltm(x, zeros(), zeros(), *ps)[0]}
+    c = {"symcell-triton": lambda: cell(x)[0]}
+    if ref is not None:
+        c[f"cuDNN nn.{kind.upper()}"] = lambda: ref(x)[0]
+    if with_eager:
+        c["eager loop"] = loops[kind]
+
+    def pair(run):
+        def f():
+            with torch.no_grad():
+                run()
+
+        def fb():
+            run().float().sum().backward()
+        return f, fb
+    return {n: pair(r) for n, r in c.items()}
+
+
+def race(c, rounds):
+    out = {n: ([], []) for n in c}
+    for _ in range(rounds):
+        for n, (f, fb) in c.items():
+            out[n][0].append(bench(f, 1))
+            out[n][1].append(bench(fb, 1))
+    mem = {n: peak_mb(fb) for n, (_, fb) in c.items()}
+    return {n: (statistics.median(a), statistics.median(b), mem[n]) for n, (a, b) in out.items()}
+
+
+def table(lines, title, r, base):
+    lines.append(f"\n{title}")
+    lines.append(f"| contender | forward ms | fwd+bwd ms | fwd+bwd vs {base} | peak fwd+bwd MiB |")
+    lines.append("|---|---:|---:|---:|---:|")
+    for n, (f, fb, m) in r.items():
+        lines.append(f"| {n} | {f:.3f} | {fb:.3f} | {fb / r[base][1]:.2f} | {m:.1f} |")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    if not torch.cuda.is_available():
+        sys.exit("bench_gpu.py needs a CUDA GPU")
+    lines = [f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}, date {time.strftime('%Y-%m-%d %H:%M')}"]
+    sizes = [(16, 1024, 768, 768), (64, 512, 256, 256)] if not args.quick else [(16, 64, 64, 64)]
+    for kind in ("lstm", "gru"):
+        for B, T, I, H in sizes:
+            for dtype in (torch.float32, torch.bfloat16):
+                try:
+                    c = contenders(kind, B, T, I, H, dtype, with_eager=(dtype == torch.float32 and T <= 512))
+                    r = race(c, args.rounds)
+                except (TypeError, RuntimeError) as e:   # e.g. a dtype the backend does not support yet
+                    lines.append(f"\n{kind.upper()} B={B} T={T} I=H={H} {dtype}: not measured ({e})")
+                    continue
+                table(lines, f"{kind.upper()} B={B} T={T} I=H={H} {str(dtype).split('.')[-1]}", r,
+                      f"cuDNN nn.{kind.upper()}")
+    B, T, F, S = (16, 100, 32, 128)
+    r = race(contenders("lltm", B, T, F, S, torch.float32, with_eager=True), args.rounds)
+    table(lines, f"LLTM B={B} T={T} F={F} S={S} float32", r, "eager loop")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
