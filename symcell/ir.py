@@ -60,3 +60,16 @@ def walk(roots):
     for r in roots:
         visit(r)
     return order
+
+
+def fingerprint(ir):
+    """A stable text of the traced cell (Python's hash() of strings changes per process; this does not):
+    declarations, then every node once, operands before users, by index."""
+    lines = [f"cell {ir.name}", f"inputs {ir.inputs}", f"states {ir.states}", f"params {ir.params}",
+             f"outputs {ir.outputs}"]
+    index = {}
+    for n in walk(ir.returns):
+        index[n] = len(index)
+        lines.append(f"{index[n]} {n.op} {n.attr!r} {n.size} {[index[a] for a in n.args]}")
+    lines.append(f"returns {[index[r] for r in ir.returns]}")
+    return "\n".join(lines)

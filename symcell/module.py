@@ -11,7 +11,7 @@ from .autodiff import derive
 from .cache import BuildError
 from .frontend import trace
 from .ir import CellIR
-from .ops import scan_op
+from .ops import kernel_for, kernel_key, register_kernel, scan_op
 from .schedule import bind_ir, lower
 
 _RESERVED = ("torch",)
@@ -23,6 +23,7 @@ class CellSpec:
 
     def __init__(self, ir: CellIR, doc=None):
         self.ir, self.doc = ir, doc
+        self.fingerprint = None
         self._schedules, self._kernels = {}, {}
 
     def schedule(self, dims):
@@ -117,6 +118,10 @@ class Cell(nn.Module):
         self.backend = backend
         sched, _ = spec.schedule(self.dims)  # binds sizes: a bad binding fails here, before any data
         self._sizes = {v.name: int(v.size) for v in sched.values if v.size is not None}
+        # the operators name their kernel by key (see ops.py); every backend's key is known from here on
+        self._keys = {b: kernel_key(spec, self.dims, b) for b in backends.available()}
+        for b, key in self._keys.items():
+            register_kernel(key, spec, self.dims, b)
         bound = sched.ir
         self.input_sizes = {n: int(s) for n, s in bound.inputs}
         self.state_sizes = {n: int(s) for n, s in bound.states}
@@ -154,17 +159,24 @@ class Cell(nn.Module):
         return ps[0].device if ps else torch.device("cpu")
 
     def _kernel(self, device):
+        return kernel_for(self._kernel_key(device))
+
+    def _kernel_key(self, device):
+        """The key of the kernel for tensors on `device`, building it now unless torch.compile is tracing."""
         name = backends.resolve(self.backend, device)
+        if torch.compiler.is_compiling():
+            return self._keys[name]
         try:
-            return self._spec.kernel(self.dims, name)
+            kernel_for(self._keys[name])
         except BuildError as e:
             if self.backend != "auto" or name == "reference":
                 raise
             if name not in _fallback_warned:
                 _fallback_warned.add(name)
                 warnings.warn(f"symcell: the {name} backend could not be built ({e}); backend='auto' uses the "
-                              "reference backend instead", stacklevel=3)
-            return self._spec.kernel(self.dims, "reference")
+                              "reference backend instead", stacklevel=4)
+            name = "reference"
+        return self._keys[name]
 
     def extra_repr(self):
         dims = ", ".join(f"{k}={v}" for k, v in self.dims.items())
@@ -253,10 +265,10 @@ def scan(cell, xs, state=None, reverse=False):
     seq, state, ref = cell._check(xs, state)
     if reverse:
         seq = [x.flip(0) for x in seq]
-    kernel = cell._kernel(ref.device)
+    key = cell._kernel_key(ref.device)
     seq = tuple(x.contiguous() for x in seq)
     state = tuple(s.contiguous() for s in state)
-    ys, final = scan_op(kernel, seq, state, tuple(p.contiguous() for p in cell._param_list()))
+    ys, final = scan_op(key, seq, state, tuple(p.contiguous() for p in cell._param_list()))
     if reverse:
         ys = tuple(y.flip(0) for y in ys)
     if cell.batch_first:

@@ -1,51 +1,134 @@
-"""One autograd node per sequence: the kernel's forward and its derived backward.
+"""The scan as torch operators: `symcell::scan` and `symcell::scan_backward`.
 
-torch autograd sees a single node (ScanBackward); it never traces the per-step ops.
+Registered with torch.library (fake implementations for tracing, autograd through the derived backward), so a
+cell is one operator per sequence to torch autograd, TorchScript, torch.compile and torch.export. The kernel is
+named by a key (a hash of the cell, its dimensions and the backend), not passed as an object: a traced or
+exported program refers to it by that string, and a fresh process that defines the same cell finds it again.
 """
+import hashlib
+from typing import List
+
 import torch
-from torch.autograd.function import once_differentiable
+
+_SPECS = {}     # key -> (CellSpec, dims, backend name): registered when a cell is created
+_KERNELS = {}   # key -> built kernel
 
 
-class _Scan(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, kernel, counts, *flat):
-        n_in, n_st, n_par = counts
-        xs, inits, params = flat[:n_in], flat[n_in:n_in + n_st], flat[n_in + n_st:]
-        save = torch.is_grad_enabled() or any(ctx.needs_input_grad[2:])
-        ys, finals, res = kernel.forward(xs, inits, params, save)
-        finals = _fresh_finals(finals, inits)
-        ctx.kernel, ctx.counts, ctx.n_res = kernel, counts, len(res)
-        ctx.save_for_backward(*xs, *inits, *params, *ys, *res)
-        return (*ys, *finals)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, *grads):
-        n_in, n_st, n_par = ctx.counts
-        saved = ctx.saved_tensors
-        xs, inits = saved[:n_in], saved[n_in:n_in + n_st]
-        params = saved[n_in + n_st:n_in + n_st + n_par]
-        rest = saved[n_in + n_st + n_par:]
-        n_out = len(rest) - ctx.n_res
-        ys, res = rest[:n_out], rest[n_out:]
-        d_ys = tuple(torch.zeros_like(y) if g is None else g.contiguous() for y, g in zip(ys, grads[:n_out]))
-        d_fin = tuple(torch.zeros_like(i) if g is None else g.contiguous().clone()
-                      for i, g in zip(inits, grads[n_out:]))
-        d_xs, d_inits, d_params = ctx.kernel.backward(d_ys, d_fin, xs, inits, params, ys, res)
-        return (None, None, *d_xs, *d_inits, *d_params)
+def kernel_key(spec, dims, backend):
+    from .ir import fingerprint
+    if spec.fingerprint is None:
+        spec.fingerprint = fingerprint(spec.ir)
+    text = f"{spec.fingerprint}\n{sorted(dims.items())}\n{backend}"
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def _fresh_finals(finals, inits):
-    # a final state that is the initial state itself (T = 0) must be a new tensor: for autograd, and so that
-    # writing into the result never writes into the caller's initial state
-    return tuple(f.clone() if any(f is i for i in inits) else f for f in finals)
+def register_kernel(key, spec, dims, backend):
+    _SPECS.setdefault(key, (spec, dict(dims), backend))
 
 
-def scan_op(kernel, xs, inits, params):
+def kernel_for(key):
+    if key not in _KERNELS:
+        if key not in _SPECS:
+            import symcell.cells  # noqa: F401  (defines the prebuilt cells, which register themselves)
+        if key not in _SPECS:
+            raise RuntimeError(f"symcell: no cell with kernel key {key!r} in this process; define (import) the "
+                               "cell before running a program traced or exported with it")
+        spec, dims, backend = _SPECS[key]
+        _KERNELS[key] = spec.kernel(dims, backend)
+    return _KERNELS[key]
+
+
+def _unaliased(outs, inputs):
+    """An operator's outputs may not share memory with its inputs or each other (e.g. at T = 0 the final
+    state is the initial one): clone those that do."""
+    taken = {t.untyped_storage().data_ptr() for t in inputs if t.numel()}
+    fresh = []
+    for t in outs:
+        ptr = t.untyped_storage().data_ptr() if t.numel() else None
+        if ptr is not None and ptr in taken:
+            t = t.clone()
+            ptr = t.untyped_storage().data_ptr()
+        if ptr is not None:
+            taken.add(ptr)
+        fresh.append(t)
+    return fresh
+
+
+def _outputs(key, xs, inits, save):
+    """shapes of (ys, finals, residuals) for the fake implementation"""
+    spec, dims, backend = _SPECS[key]
+    sched, bwd = spec.schedule(dims)
+    from .plan import plan
+    p = plan(sched, bwd)
+    T, B = xs[0].shape[0], xs[0].shape[1]
+    size = {v.name: int(v.size) for v in sched.values if v.size is not None}
+    ys = [(T, B, size[s]) for s in spec.ir.outputs]
+    finals = [(B, size[s]) for s, _ in spec.ir.states]
+    res = [(T, B, size[v]) for v in p.residuals] if save else []
+    return ys, finals, res
+
+
+@torch.library.custom_op("symcell::scan", mutates_args=())
+def scan(key: str, xs: List[torch.Tensor], inits: List[torch.Tensor], params: List[torch.Tensor],
+         save: bool) -> List[torch.Tensor]:
+    """ys of the output states, final states, then (when save) the residuals of the backward."""
+    ys, finals, res = kernel_for(key).forward(tuple(xs), tuple(inits), tuple(params), save)
+    res = [r for r in res if r is not None] if save else []
+    return _unaliased([*ys, *finals, *res], [*xs, *inits, *params])
+
+
+@scan.register_fake
+def _(key, xs, inits, params, save):
+    ys, finals, res = _outputs(key, xs, inits, save)
+    return [xs[0].new_empty(s) for s in ys + finals + res]
+
+
+@torch.library.custom_op("symcell::scan_backward", mutates_args=())
+def scan_backward(key: str, d_ys: List[torch.Tensor], d_finals: List[torch.Tensor], xs: List[torch.Tensor],
+                  inits: List[torch.Tensor], params: List[torch.Tensor], ys: List[torch.Tensor],
+                  res: List[torch.Tensor]) -> List[torch.Tensor]:
+    """gradients of xs, inits and params"""
+    d_xs, d_inits, d_params = kernel_for(key).backward(tuple(d_ys), tuple(d_finals), tuple(xs), tuple(inits),
+                                                       tuple(params), tuple(ys), tuple(res))
+    return _unaliased([t.contiguous() for t in (*d_xs, *d_inits, *d_params)],
+                      [*d_ys, *d_finals, *xs, *inits, *params, *ys, *res])
+
+
+@scan_backward.register_fake
+def _(key, d_ys, d_finals, xs, inits, params, ys, res):
+    return [torch.empty_like(t) for t in (*xs, *inits, *params)]
+
+
+def _setup_context(ctx, inputs, output):
+    key, xs, inits, params, save = inputs
+    n_out = len(_SPECS[key][0].ir.outputs)
+    ctx.key, ctx.counts = key, (len(xs), len(inits), len(params), n_out)
+    ctx.save_for_backward(*xs, *inits, *params, *output)
+
+
+def _backward(ctx, grads):
+    n_in, n_st, n_par, n_out = ctx.counts
+    saved = ctx.saved_tensors
+    xs, inits, params = saved[:n_in], saved[n_in:n_in + n_st], saved[n_in + n_st:n_in + n_st + n_par]
+    outs = saved[n_in + n_st + n_par:]
+    ys, res = outs[:n_out], outs[n_out + n_st:]
+    d_ys = [torch.zeros_like(y) if g is None else g.contiguous() for y, g in zip(ys, grads[:n_out])]
+    d_fin = [torch.zeros_like(i) if g is None else g.contiguous() for i, g in zip(inits, grads[n_out:n_out + n_st])]
+    d = scan_backward(ctx.key, d_ys, d_fin, list(xs), list(inits), list(params), list(ys), list(res))
+    return None, d[:n_in], d[n_in:n_in + n_st], d[n_in + n_st:], None
+
+
+torch.library.register_autograd("symcell::scan", _backward, setup_context=_setup_context)
+
+
+def scan_op(key, xs, inits, params):
     """-> (ys: tuple of (T, B, n) for the output states, finals: tuple of (B, n) for every state)."""
-    if not (torch.is_grad_enabled() and any(t.requires_grad for t in (*xs, *inits, *params))):
-        ys, finals, _ = kernel.forward(xs, inits, params, False)   # inference: no graph, no residuals
-        return tuple(ys), _fresh_finals(finals, inits)
-    outs = _Scan.apply(kernel, (len(xs), len(inits), len(params)), *xs, *inits, *params)
-    n_out = len(outs) - len(inits)
-    return tuple(outs[:n_out]), tuple(outs[n_out:])
+    n_out = len(_SPECS[key][0].ir.outputs)
+    if not torch.compiler.is_compiling() and not torch.jit.is_tracing() and not (
+            torch.is_grad_enabled() and any(t.requires_grad for t in (*xs, *inits, *params))):
+        # eager inference: the kernel directly, no residuals, no graph
+        ys, finals, _ = kernel_for(key).forward(xs, inits, params, False)
+        return tuple(ys), tuple(f.clone() if any(f is i for i in inits) else f for f in finals)
+    save = torch.is_grad_enabled() and any(t.requires_grad for t in (*xs, *inits, *params))
+    outs = scan(key, list(xs), list(inits), list(params), save)
+    return tuple(outs[:n_out]), tuple(outs[n_out:n_out + len(inits)])
