@@ -11,7 +11,7 @@ from .autodiff import derive
 from .cache import BuildError
 from .frontend import trace
 from .ir import CellIR
-from .ops import kernel_for, kernel_key, register_kernel, scan_op
+from .ops import kernel_for, kernel_key, register_cell, scan_op
 from .schedule import bind_ir, lower
 
 _RESERVED = ("torch",)
@@ -23,7 +23,7 @@ class CellSpec:
 
     def __init__(self, ir: CellIR, doc=None):
         self.ir, self.doc = ir, doc
-        self.fingerprint = None
+        register_cell(self)   # sets self.hash
         self._schedules, self._kernels = {}, {}
 
     def schedule(self, dims):
@@ -118,10 +118,8 @@ class Cell(nn.Module):
         self.backend = backend
         sched, _ = spec.schedule(self.dims)  # binds sizes: a bad binding fails here, before any data
         self._sizes = {v.name: int(v.size) for v in sched.values if v.size is not None}
-        # the operators name their kernel by key (see ops.py); every backend's key is known from here on
+        # the operators name their kernel by key (see ops.py)
         self._keys = {b: kernel_key(spec, self.dims, b) for b in backends.available()}
-        for b, key in self._keys.items():
-            register_kernel(key, spec, self.dims, b)
         bound = sched.ir
         self.input_sizes = {n: int(s) for n, s in bound.inputs}
         self.state_sizes = {n: int(s) for n, s in bound.states}

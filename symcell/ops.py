@@ -2,38 +2,42 @@
 
 Registered with torch.library (fake implementations for tracing, autograd through the derived backward), so a
 cell is one operator per sequence to torch autograd, TorchScript, torch.compile and torch.export. The kernel is
-named by a key (a hash of the cell, its dimensions and the backend), not passed as an object: a traced or
-exported program refers to it by that string, and a fresh process that defines the same cell finds it again.
+named by a key, "<hash of the cell>:<dimensions>:<backend>", not passed as an object: a traced or exported
+program refers to it by that string, and a fresh process that defines (imports) the same cell rebuilds it.
 """
 import hashlib
 from typing import List
 
 import torch
 
-_SPECS = {}     # key -> (CellSpec, dims, backend name): registered when a cell is created
+_CELLS = {}     # hash of a cell's fingerprint -> its CellSpec, for every cell defined in this process
 _KERNELS = {}   # key -> built kernel
 
 
-def kernel_key(spec, dims, backend):
+def register_cell(spec):
     from .ir import fingerprint
-    if spec.fingerprint is None:
-        spec.fingerprint = fingerprint(spec.ir)
-    text = f"{spec.fingerprint}\n{sorted(dims.items())}\n{backend}"
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
+    spec.hash = hashlib.sha256(fingerprint(spec.ir).encode()).hexdigest()[:20]
+    _CELLS.setdefault(spec.hash, spec)
 
 
-def register_kernel(key, spec, dims, backend):
-    _SPECS.setdefault(key, (spec, dict(dims), backend))
+def kernel_key(spec, dims, backend):
+    return f"{spec.hash}:{','.join(f'{k}={v}' for k, v in sorted(dims.items()))}:{backend}"
+
+
+def _parse(key):
+    """key -> (CellSpec, dims, backend)"""
+    cell, dims, backend = key.split(":")
+    if cell not in _CELLS:
+        import symcell.cells  # noqa: F401  (defines the prebuilt cells)
+    if cell not in _CELLS:
+        raise RuntimeError(f"symcell: no cell with kernel key {key!r} in this process; define (import) the "
+                           "cell before running a program traced or exported with it")
+    return _CELLS[cell], {k: int(v) for k, v in (d.split("=") for d in dims.split(",") if d)}, backend
 
 
 def kernel_for(key):
     if key not in _KERNELS:
-        if key not in _SPECS:
-            import symcell.cells  # noqa: F401  (defines the prebuilt cells, which register themselves)
-        if key not in _SPECS:
-            raise RuntimeError(f"symcell: no cell with kernel key {key!r} in this process; define (import) the "
-                               "cell before running a program traced or exported with it")
-        spec, dims, backend = _SPECS[key]
+        spec, dims, backend = _parse(key)
         _KERNELS[key] = spec.kernel(dims, backend)
     return _KERNELS[key]
 
@@ -56,7 +60,7 @@ def _unaliased(outs, inputs):
 
 def _outputs(key, xs, inits, save):
     """shapes of (ys, finals, residuals) for the fake implementation"""
-    spec, dims, backend = _SPECS[key]
+    spec, dims, backend = _parse(key)
     sched, bwd = spec.schedule(dims)
     from .plan import plan
     p = plan(sched, bwd)
@@ -101,8 +105,8 @@ def _(key, d_ys, d_finals, xs, inits, params, ys, res):
 
 def _setup_context(ctx, inputs, output):
     key, xs, inits, params, save = inputs
-    n_out = len(_SPECS[key][0].ir.outputs)
-    ctx.key, ctx.counts = key, (len(xs), len(inits), len(params), n_out)
+    n_out = len(_parse(key)[0].ir.outputs)
+    ctx.key, ctx.counts, ctx.saved_residuals = key, (len(xs), len(inits), len(params), n_out), save
     ctx.save_for_backward(*xs, *inits, *params, *output)
 
 
@@ -112,6 +116,8 @@ def _backward(ctx, grads):
     xs, inits, params = saved[:n_in], saved[n_in:n_in + n_st], saved[n_in + n_st:n_in + n_st + n_par]
     outs = saved[n_in + n_st + n_par:]
     ys, res = outs[:n_out], outs[n_out + n_st:]
+    if not ctx.saved_residuals:   # run without residuals (save=False), yet differentiated: recompute them
+        res = scan(ctx.key, list(xs), list(inits), list(params), True)[n_out + n_st:]
     d_ys = [torch.zeros_like(y) if g is None else g.contiguous() for y, g in zip(ys, grads[:n_out])]
     d_fin = [torch.zeros_like(i) if g is None else g.contiguous() for i, g in zip(inits, grads[n_out:n_out + n_st])]
     d = scan_backward(ctx.key, d_ys, d_fin, list(xs), list(inits), list(params), list(ys), list(res))
@@ -123,12 +129,15 @@ torch.library.register_autograd("symcell::scan", _backward, setup_context=_setup
 
 def scan_op(key, xs, inits, params):
     """-> (ys: tuple of (T, B, n) for the output states, finals: tuple of (B, n) for every state)."""
-    n_out = len(_SPECS[key][0].ir.outputs)
+    n_out = len(_parse(key)[0].ir.outputs)
     if not torch.compiler.is_compiling() and not torch.jit.is_tracing() and not (
             torch.is_grad_enabled() and any(t.requires_grad for t in (*xs, *inits, *params))):
         # eager inference: the kernel directly, no residuals, no graph
         ys, finals, _ = kernel_for(key).forward(xs, inits, params, False)
         return tuple(ys), tuple(f.clone() if any(f is i for i in inits) else f for f in finals)
-    save = torch.is_grad_enabled() and any(t.requires_grad for t in (*xs, *inits, *params))
+    # a traced graph must not depend on grad mode: it records save=False, and a backward through it recomputes
+    # the residuals (see _backward)
+    save = not torch.jit.is_tracing() and torch.is_grad_enabled() and \
+        any(t.requires_grad for t in (*xs, *inits, *params))
     outs = scan(key, list(xs), list(inits), list(params), save)
     return tuple(outs[:n_out]), tuple(outs[n_out:n_out + len(inits)])

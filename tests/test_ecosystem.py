@@ -1,0 +1,125 @@
+"""symcell cells inside the PyTorch ecosystem: opcheck, torch.compile, TorchScript tracing, torch.export, DDP."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from torch import nn
+
+import symcell
+from symcell.cells import LSTM
+
+BACKENDS = [b for b in ("reference", "cpp") if symcell.backends.get(b).usable(torch.device("cpu"))]
+
+
+class Tagger(nn.Module):
+    """an LSTM and a linear head: the kind of model users build"""
+
+    def __init__(self, backend):
+        super().__init__()
+        torch.manual_seed(0)
+        self.rnn = LSTM(3, 8, backend=backend)
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x):
+        out, (h, c) = self.rnn(x)
+        return self.head(out + c)   # c is (1, B, H): every step sees the final cell state
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_opcheck(backend):
+    cell = LSTM(3, 4, backend=backend).double()
+    key = cell._kernel_key(torch.device("cpu"))
+    x = torch.randn(5, 2, 3, dtype=torch.float64, requires_grad=True)
+    h0, c0 = (torch.randn(2, 4, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    params = [p.detach().clone().requires_grad_() for p in cell.parameters()]
+    torch.library.opcheck(torch.ops.symcell.scan.default, (key, [x], [h0, c0], params, True))
+    torch.library.opcheck(torch.ops.symcell.scan.default, (key, [x], [h0, c0], params, False))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_torch_compile_fullgraph_forward_and_backward(backend):
+    model = Tagger(backend)
+    ref = Tagger("reference")
+    ref.load_state_dict(model.state_dict())
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    for T in (4, 7):
+        x = torch.randn(T, 2, 3)
+        out = compiled(x)
+        torch.testing.assert_close(out, ref(x), rtol=1e-5, atol=1e-6)
+        out.sum().backward()
+        ref(x).sum().backward()
+    for (n, p), q in zip(model.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-6, msg=n)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_trace_at_one_length_runs_at_others_and_loads_in_a_fresh_process(backend, tmp_path):
+    model = Tagger(backend).eval()
+    traced = torch.jit.trace(model, torch.randn(10, 2, 3))
+    for T in (11, 3, 25):   # a Python loop over steps would have been unrolled for T = 10
+        x = torch.randn(T, 2, 3)
+        torch.testing.assert_close(traced(x), model(x))
+    path = tmp_path / "tagger.pt"
+    traced.save(str(path))
+    x = torch.randn(13, 2, 3)
+    torch.save(x, tmp_path / "x.pt")
+    torch.save(model(x), tmp_path / "y.pt")
+    code = textwrap.dedent(f"""
+        import torch, symcell
+        m = torch.jit.load({str(path)!r})
+        x, y = torch.load({str(tmp_path / 'x.pt')!r}), torch.load({str(tmp_path / 'y.pt')!r})
+        torch.testing.assert_close(m(x), y)
+        print("ok")
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_torch_export():
+    model = Tagger("reference").eval()
+    x = torch.randn(6, 2, 3)
+    ep = torch.export.export(model, (x,))
+    torch.testing.assert_close(ep.module()(x), model(x))
+    assert "symcell.scan" in str(ep.graph)
+
+
+DDP_WORKER = textwrap.dedent("""
+    import os, sys, torch, torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    sys.path.insert(0, {tests!r})
+    from test_ecosystem import Tagger
+    rank, world = int(sys.argv[1]), 2
+    dist.init_process_group("gloo", rank=rank, world_size=world, init_method={store!r})
+    model = DDP(Tagger({backend!r}))
+    x = torch.load({x!r})[:, rank * 2:(rank + 1) * 2]          # each rank half of the batch
+    (model(x).sum() / 2).backward()     # DDP averages over the 2 ranks: the gradient of sum / 4 on the batch
+    if rank == 0:
+        torch.save([p.grad for p in model.module.parameters()], {out!r})
+    dist.barrier()
+    dist.destroy_process_group()
+""")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ddp_two_processes_give_the_gradients_of_one_process_on_the_whole_batch(backend, tmp_path):
+    import socket
+    x = torch.randn(5, 4, 3)
+    torch.save(x, tmp_path / "x.pt")
+    with socket.socket() as s:   # a free port on the loopback interface
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code = DDP_WORKER.format(tests=os.path.dirname(__file__), store=f"tcp://127.0.0.1:{port}", backend=backend,
+                             x=str(tmp_path / "x.pt"), out=str(tmp_path / "grads.pt"))
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(r)], stderr=subprocess.PIPE, text=True)
+             for r in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    ddp_grads = torch.load(tmp_path / "grads.pt")
+    model = Tagger(backend)
+    (model(x).sum() / 4).backward()
+    for g, p in zip(ddp_grads, model.parameters()):
+        torch.testing.assert_close(g, p.grad, rtol=1e-5, atol=1e-6)
