@@ -100,6 +100,11 @@ DDP_WORKER = textwrap.dedent("""
         torch.save([p.grad for p in model.module.parameters()], {out!r})
     dist.barrier()
     dist.destroy_process_group()
+    # KNOWN ISSUE (noted on issue 5): with the cpp backend, about 1 run in 8 aborted during interpreter teardown
+    # ("terminate called without an active exception") after all the work above had completed; until that is
+    # found, the worker skips teardown so that the test checks the gradients, which is what it is about
+    sys.stdout.flush()
+    os._exit(0)
 """)
 
 
