@@ -22,6 +22,7 @@ from torch import nn
 
 import symcell
 from symcell import eager
+from symcell.measure import saved_bytes
 from symcell.cells import GRU, LLTM, LSTM
 
 
@@ -121,23 +122,6 @@ def section_gflops(lines, repeats):
         g = flops_fb / (r[n][1] / 1e3) / 1e9
         lines.append(f"| {n} | {g:.0f} | {g / peak:.0%} |")
     lines.append(f"| sgemm 2048x2048x2048 | {peak:.0f} | 100% |")
-
-
-def saved_bytes(run, exclude):
-    """Bytes of the distinct storages autograd keeps for backward during run(), the `exclude` tensors' own
-    storages (parameters, the input) not counted."""
-    skip = {t.untyped_storage().data_ptr() for t in exclude}
-    seen, total = set(), [0]
-
-    def pack(t):
-        st = t.untyped_storage()
-        if st.data_ptr() not in skip and st.data_ptr() not in seen:
-            seen.add(st.data_ptr())
-            total[0] += st.nbytes()
-        return t
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        run()
-    return total[0]
 
 
 def section_memory(lines):

@@ -2,6 +2,9 @@
 
     python examples/compare_lstm.py                       # CPU, B=16 T=50 I=32 H=128
     python examples/compare_lstm.py --batch 32 --seq 100 --input 256 --hidden 256 --cell gru
+    python examples/compare_lstm.py --plot compare.png      # also a bar chart (needs matplotlib)
+
+"training memory" is what autograd keeps for backward during one forward (parameters and input excluded).
 """
 import argparse
 import statistics
@@ -13,6 +16,7 @@ from torch import nn
 
 import symcell
 from symcell import eager
+from symcell.measure import saved_bytes
 from symcell.cells import GRU, LLTM, LSTM
 
 
@@ -58,6 +62,7 @@ def main(argv=None):
     ap.add_argument("--backend", default="auto", choices=["auto"] + symcell.backends.available())
     ap.add_argument("--cell", default="lstm", choices=["lstm", "gru", "lltm"])
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--plot", metavar="FILE.png", help="write a bar chart of the timings (needs matplotlib)")
     args = ap.parse_args(argv)
     torch.manual_seed(0)
     print(f"building symcell {args.cell} ...", file=sys.stderr, flush=True)
@@ -98,13 +103,41 @@ def main(argv=None):
             times[name]["fwd"].append(timed(fn, False))
             times[name]["fwdbwd"].append(timed(fn, True))
     med = {n: {k: statistics.median(v) * 1e3 for k, v in d.items()} for n, d in times.items()}
+    mem = {n: saved_bytes(lambda fn=fn: fn(x), [x, *params["symcell"], *params["ref"]]) / 2 ** 20
+           for n, fn in runners.items()}
     ref_name = next((n for n in runners if n.startswith("nn.")), "eager loop")
     print(f"\n{args.cell.upper()}  B={args.batch} T={args.seq} I={args.input} H={args.hidden}  "
           f"device={args.device}  (medians of {args.repeats} interleaved runs; build {build_s:.1f} s)")
-    print(f"  {'':<24} {'forward ms':>11} {'fwd+bwd ms':>11} {'fwd+bwd vs ' + ref_name:>24}")
+    print(f"  {'':<24} {'forward ms':>11} {'fwd+bwd ms':>11} {'fwd+bwd vs ' + ref_name:>24} "
+          f"{'training memory MiB':>20}")
     for name, m in med.items():
         print(f"  {name:<24} {m['fwd']:>11.2f} {m['fwdbwd']:>11.2f} "
-              f"{m['fwdbwd'] / med[ref_name]['fwdbwd']:>23.2f}x")
+              f"{m['fwdbwd'] / med[ref_name]['fwdbwd']:>23.2f}x {mem[name]:>20.2f}")
+    if args.plot:
+        plot(args, med)
+
+
+def plot(args, med):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        sys.exit("--plot needs matplotlib: pip install matplotlib (the table above is complete without it)")
+    names = list(med)
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    width = 0.38
+    for k, (key, label) in enumerate([("fwd", "forward"), ("fwdbwd", "forward + backward")]):
+        ax.bar([i + (k - 0.5) * width for i in range(len(names))], [med[n][key] for n in names], width,
+               label=label)
+    ax.set_xticks(range(len(names)), names)
+    ax.set_ylabel("ms (median)")
+    ax.set_title(f"{args.cell.upper()} B={args.batch} T={args.seq} I={args.input} H={args.hidden} "
+                 f"on {args.device}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(args.plot, dpi=120)
+    print(f"wrote {args.plot}")
 
 
 if __name__ == "__main__":
