@@ -107,6 +107,10 @@ class SizePrinter(C99CodePrinter):
     def _print_Integer(self, expr):
         return str(int(expr))
 
+    def _print_Symbol(self, expr):
+        # dimensions live in the generated code as _dim_<name>: user names cannot start with "_"
+        return f"_dim_{expr.name}"
+
 
 cpp_str = CppPrinter().doprint
 size_str = SizePrinter().doprint

@@ -5,6 +5,7 @@ import torch
 from torch.func import functional_call
 
 import symcell
+from symcell import tanh
 from zoo import CASES, random_inputs
 
 DEVICE = {"cpp": "cpu", "triton": "cuda" if torch.cuda.is_available() else "cpu"}
@@ -107,3 +108,25 @@ def test_triton_rejects_other_dtypes_clearly():
     cell = CASES["GRU"][0](backend="triton").to(DEVICE["triton"]).double()
     with pytest.raises(TypeError, match=r"backend='triton' computes in float32; got torch.float64"):
         cell(torch.randn(3, 2, 3, dtype=torch.float64, device=DEVICE["triton"]))
+
+
+@symcell.define(inputs={"x": "I"}, state={"h": "H"},
+                params={"B": ("H", "I"), "T": ("H", "H"), "n": ("H",), "r": ("H",), "j": ("H",), "BB": ("H",)})
+def Crowded(x, h, B, T, n, r, j, BB):
+    """parameter names that the generated code's own names could shadow"""
+    return tanh(B @ x + T @ (h * r)) * n + j * BB
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_user_names_never_collide_with_generated_names(backend):
+    dev = DEVICE[backend]
+    torch.manual_seed(0)
+    ref = Crowded(I=3, H=5, backend="reference")
+    cell = Crowded(I=3, H=5, backend=backend).to(dev)
+    cell.load_state_dict(ref.state_dict())
+    xs, states = random_inputs(ref, T=4, B=9, dtype=torch.float32)
+    outs_r, grads_r, cots = outputs_and_grads(ref, xs, states)
+    on_dev = [t.detach().to(dev).requires_grad_() for t in xs + states]
+    outs_c, grads_c, _ = outputs_and_grads(cell, on_dev[:1], on_dev[1:], [c.to(dev) for c in cots])
+    for a, b in zip(outs_c + grads_c, outs_r + grads_r):
+        assert rel_err(a.cpu(), b) < 1e-4

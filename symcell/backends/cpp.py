@@ -275,7 +275,7 @@ class _Renderer:
 
     def dims_and_sizes(self, w):
         for k, d in enumerate(self.ir.dims):
-            w(f"const int64_t {d} = dims[{k}];")
+            w(f"const int64_t _dim_{d} = dims[{k}];")
         for v in self.s.values:
             if v.size is not None:
                 w(f"const int64_t {self.n(v.name)} = {size_str(v.size)};")
@@ -396,7 +396,7 @@ class _Renderer:
         return f"({size_str(sum((t.operand.stop - t.operand.start for t in mm.terms), sympy.Integer(0)))})"
 
     def pre_d_seq(self):
-        """pre-loop values whose gradient is a (T, B, n) sequence filled by the loop or the deferred GEMMs"""
+        """pre-loop values whose gradient is a (_steps, _batch, n) sequence filled by the loop or the deferred GEMMs"""
         return [v.name for v in self.s.values if v.stage == "pre" and
                 (v.name in self.p.pre_in_loop or v.name in self.p.deferred_ops)]
 
@@ -437,7 +437,7 @@ class _Renderer:
           "at::TensorList params, at::IntArrayRef dims, bool save) {")
         with w.block():
             self.dims_and_sizes(w)
-            w("const int64_t T = xs[0].size(0), B = xs[0].size(1);")
+            w("const int64_t _steps = xs[0].size(0), _batch = xs[0].size(1);")
             w("const auto opt = xs[0].options();")
             for k, n in enumerate(self.inputs):
                 w(f"const scalar_t* {n}_seq = sc::ptr<scalar_t>(xs[{k}]);")
@@ -449,11 +449,11 @@ class _Renderer:
             pre_vals = [v.name for v in self.s.values if v.stage == "pre"]
             for st in self.s.pre:
                 if isinstance(st, MatMul) and len(st.terms) > 1:
-                    w(f"at::Tensor {st.out}_operands = at::empty({{T * B, {self.k_total(st)}}}, opt);")
+                    w(f"at::Tensor {st.out}_operands = at::empty({{_steps * _batch, {self.k_total(st)}}}, opt);")
             if self.s.pre:
-                w("// before the loop: everything that depends on no state, over all T*B rows at once")
+                w("// before the loop: everything that depends on no state, over all _steps*_batch rows at once")
                 for v in pre_vals:
-                    w(f"at::Tensor {v}_t = at::empty({{T, B, {self.n(v)}}}, opt);")
+                    w(f"at::Tensor {v}_t = at::empty({{_steps, _batch, {self.n(v)}}}, opt);")
                     w(f"scalar_t* {v}_seq = sc::ptr<scalar_t>({v}_t);")
                 w("{")
                 with w.block():
@@ -461,37 +461,37 @@ class _Renderer:
                         w(f"const scalar_t* {n} = {n}_seq;")
                     for v in pre_vals:
                         w(f"scalar_t* {v} = {v}_seq;")
-                    self.stmts_fwd(w, self.s.pre, "T * B")
+                    self.stmts_fwd(w, self.s.pre, "_steps * _batch")
                 w("}")
             w("// sequences: outputs always, residuals for the backward only when saving")
             for s in self.outputs:
-                w(f"at::Tensor {s}_ys = at::empty({{T, B, {self.n(s)}}}, opt);")
+                w(f"at::Tensor {s}_ys = at::empty({{_steps, _batch, {self.n(s)}}}, opt);")
             for v in p.res_loop + p.res_states:
-                w(f"at::Tensor {v}_res = save ? at::empty({{T, B, {self.n(v)}}}, opt) : at::Tensor();")
+                w(f"at::Tensor {v}_res = save ? at::empty({{_steps, _batch, {self.n(v)}}}, opt) : at::Tensor();")
             w("// per-step scratch for what is not kept")
             loop_vals = [v.name for v in self.s.values if v.stage == "loop" and v.kind in ("matmul", "pw", "cat")]
             for v in loop_vals:
-                w(f"at::Tensor {v}_buf = at::empty({{B, {self.n(v)}}}, opt);")
+                w(f"at::Tensor {v}_buf = at::empty({{_batch, {self.n(v)}}}, opt);")
             for st in self.s.loop:
                 if isinstance(st, MatMul) and len(st.terms) > 1:
-                    w(f"at::Tensor {st.out}_operands = at::empty({{B, {self.k_total(st)}}}, opt);")
+                    w(f"at::Tensor {st.out}_operands = at::empty({{_batch, {self.k_total(st)}}}, opt);")
             for s in self.states:
                 if s not in self.outputs:
-                    w(f"at::Tensor {s}_pingpong = at::empty({{2, B, {self.n(s)}}}, opt);")
+                    w(f"at::Tensor {s}_pingpong = at::empty({{2, _batch, {self.n(s)}}}, opt);")
             w("// the time loop, on batch rows [b0, b1) (see sc::scan_rows)")
-            w("sc::scan_rows(B, [&](int64_t b0, int64_t b1) {")
+            w("sc::scan_rows(_batch, [&](int64_t b0, int64_t b1) {")
             with w.block():
                 w("const int64_t nb = b1 - b0;")
                 for s_ in self.states:
                     w(f"const scalar_t* {s_} = {s_}_init + b0 * {self.n(s_)};")
-                w("for (int64_t t = 0; t < T; ++t) {")
+                w("for (int64_t t = 0; t < _steps; ++t) {")
                 with w.block():
                     for n in sorted(p.loop_reads):
                         if self.kind[n] == "input" or self.stage[n] == "pre":
-                            w(f"const scalar_t* {n} = {n}_seq + (t * B + b0) * {self.n(n)};")
+                            w(f"const scalar_t* {n} = {n}_seq + (t * _batch + b0) * {self.n(n)};")
                     for v in loop_vals:
                         if v in p.res_loop:
-                            w(f"scalar_t* {v} = (save ? sc::ptr<scalar_t>({v}_res) + t * B * {self.n(v)} : "
+                            w(f"scalar_t* {v} = (save ? sc::ptr<scalar_t>({v}_res) + t * _batch * {self.n(v)} : "
                               f"sc::ptr<scalar_t>({v}_buf)) + b0 * {self.n(v)};")
                         else:
                             w(f"scalar_t* {v} = sc::ptr<scalar_t>({v}_buf) + b0 * {self.n(v)};")
@@ -503,13 +503,13 @@ class _Renderer:
                 w("}")
             w("});")
             for s_ in self.states:
-                w(f"const scalar_t* {s_}_last = T > 0 ? {self.new_state_buffer(s_, 'T - 1')} : {s_}_init;")
+                w(f"const scalar_t* {s_}_last = _steps > 0 ? {self.new_state_buffer(s_, '_steps - 1')} : {s_}_init;")
             w("std::vector<at::Tensor> out;")
             for s in self.outputs:
                 w(f"out.push_back({s}_ys);")
             for s in self.states:
-                w(f"{{ at::Tensor f = at::empty({{B, {self.n(s)}}}, opt); "
-                  f"if (B * {self.n(s)} > 0) std::memcpy(sc::ptr<scalar_t>(f), {s}_last, sizeof(scalar_t) * B * "
+                w(f"{{ at::Tensor f = at::empty({{_batch, {self.n(s)}}}, opt); "
+                  f"if (_batch * {self.n(s)} > 0) std::memcpy(sc::ptr<scalar_t>(f), {s}_last, sizeof(scalar_t) * _batch * "
                   f"{self.n(s)}); out.push_back(f); }}")
             w("if (save) {")
             with w.block():
@@ -526,10 +526,10 @@ class _Renderer:
         when saving, else one of two ping-pong buffers (never the one the step reads)."""
         n = self.n(s)
         if s in self.outputs:
-            return f"(sc::ptr<scalar_t>({s}_ys) + ({t}) * B * {n})"
-        pingpong = f"sc::ptr<scalar_t>({s}_pingpong) + (({t}) & 1) * B * {n}"
+            return f"(sc::ptr<scalar_t>({s}_ys) + ({t}) * _batch * {n})"
+        pingpong = f"sc::ptr<scalar_t>({s}_pingpong) + (({t}) & 1) * _batch * {n}"
         if s in self.p.res_states:
-            return f"(save ? sc::ptr<scalar_t>({s}_res) + ({t}) * B * {n} : {pingpong})"
+            return f"(save ? sc::ptr<scalar_t>({s}_res) + ({t}) * _batch * {n} : {pingpong})"
         return f"({pingpong})"
 
     def stmts_fwd(self, w, stmts, rows, row0="0"):
@@ -548,11 +548,11 @@ class _Renderer:
           "at::TensorList res, at::IntArrayRef dims) {")
         with w.block():
             self.dims_and_sizes(w)
-            w("const int64_t T = xs[0].size(0), B = xs[0].size(1);")
+            w("const int64_t _steps = xs[0].size(0), _batch = xs[0].size(1);")
             w("const auto opt = xs[0].options();")
             for k, n in enumerate(self.inputs):
                 w(f"const scalar_t* {n}_seq = sc::ptr<scalar_t>(xs[{k}]);")
-                w(f"at::Tensor d_{n}_t = at::zeros({{T, B, {self.n(n)}}}, opt);")
+                w(f"at::Tensor d_{n}_t = at::zeros({{_steps, _batch, {self.n(n)}}}, opt);")
                 w(f"scalar_t* d_{n}_seq = sc::ptr<scalar_t>(d_{n}_t);")
             for k, s in enumerate(self.states):
                 w(f"const scalar_t* {s}_init = sc::ptr<scalar_t>(inits[{k}]);")
@@ -566,44 +566,44 @@ class _Renderer:
             for k, v in enumerate(p.residuals):
                 w(f"const scalar_t* {v}_seq = sc::ptr<scalar_t>(res[{k}]);")
             for v in self.pre_d_seq() + list(p.loop_mm):
-                w(f"at::Tensor d_{v}_t = at::zeros({{T, B, {self.n(v)}}}, opt);")
+                w(f"at::Tensor d_{v}_t = at::zeros({{_steps, _batch, {self.n(v)}}}, opt);")
                 w(f"scalar_t* d_{v}_seq = sc::ptr<scalar_t>(d_{v}_t);")
             scratch = [v.name for v in self.s.values if v.stage == "loop" and v.kind in ("pw", "cat")]
             for v in scratch:
-                w(f"at::Tensor d_{v}_t = at::empty({{B, {self.n(v)}}}, opt);")
+                w(f"at::Tensor d_{v}_t = at::empty({{_batch, {self.n(v)}}}, opt);")
             w("// the carried cotangent of each state: two buffers, swapped each step")
             for k, s in enumerate(self.states):
-                w(f"at::Tensor d_{s}_carry = at::empty({{2, B, {self.n(s)}}}, opt);")
-                w(f"if (B * {self.n(s)} > 0) std::memcpy(sc::ptr<scalar_t>(d_{s}_carry), "
-                  f"sc::ptr<scalar_t>(d_finals[{k}]), sizeof(scalar_t) * B * {self.n(s)});")
+                w(f"at::Tensor d_{s}_carry = at::empty({{2, _batch, {self.n(s)}}}, opt);")
+                w(f"if (_batch * {self.n(s)} > 0) std::memcpy(sc::ptr<scalar_t>(d_{s}_carry), "
+                  f"sc::ptr<scalar_t>(d_finals[{k}]), sizeof(scalar_t) * _batch * {self.n(s)});")
             w("std::mutex acc_lock;  // vector-parameter gradients are summed across threads")
             w("// the reverse time loop, on batch rows [b0, b1) (see sc::scan_rows)")
-            w("sc::scan_rows(B, [&](int64_t b0, int64_t b1) {")
+            w("sc::scan_rows(_batch, [&](int64_t b0, int64_t b1) {")
             with w.block():
                 w("const int64_t nb = b1 - b0;")
                 w("int cur = 0;")
-                w("for (int64_t t = T - 1; t >= 0; --t) {")
+                w("for (int64_t t = _steps - 1; t >= 0; --t) {")
                 with w.block():
                     for n in sorted(p.bwd_loop_reads):
                         k = self.kind[n]
                         if k == "state":
-                            w(f"const scalar_t* {n} = t > 0 ? {n}_seq + ((t - 1) * B + b0) * {self.n(n)} : "
+                            w(f"const scalar_t* {n} = t > 0 ? {n}_seq + ((t - 1) * _batch + b0) * {self.n(n)} : "
                               f"{n}_init + b0 * {self.n(n)};")
                         elif k == "input" or self.stage[n] == "pre" or n in p.res_loop:
-                            w(f"const scalar_t* {n} = {n}_seq + (t * B + b0) * {self.n(n)};")
+                            w(f"const scalar_t* {n} = {n}_seq + (t * _batch + b0) * {self.n(n)};")
                     for s_ in self.states:
                         nv = self.new[s_]
-                        w(f"scalar_t* d_{nv} = sc::ptr<scalar_t>(d_{s_}_carry) + (cur * B + b0) * {self.n(s_)};")
-                        w(f"scalar_t* d_{s_} = sc::ptr<scalar_t>(d_{s_}_carry) + ((cur ^ 1) * B + b0) * "
+                        w(f"scalar_t* d_{nv} = sc::ptr<scalar_t>(d_{s_}_carry) + (cur * _batch + b0) * {self.n(s_)};")
+                        w(f"scalar_t* d_{s_} = sc::ptr<scalar_t>(d_{s_}_carry) + ((cur ^ 1) * _batch + b0) * "
                           f"{self.n(s_)};")
                         w(f"sc::zero(d_{s_}, nb * {self.n(s_)});")
                         if s_ in self.outputs:
-                            w(f"{{ const scalar_t* dy = d_{s_}_ys + (t * B + b0) * {self.n(s_)}; "
+                            w(f"{{ const scalar_t* dy = d_{s_}_ys + (t * _batch + b0) * {self.n(s_)}; "
                               f"for (int64_t i = 0; i < nb * {self.n(s_)}; ++i) d_{nv}[i] += dy[i]; }}")
                     for n in self.inputs:
-                        w(f"scalar_t* d_{n} = d_{n}_seq + (t * B + b0) * {self.n(n)};")
+                        w(f"scalar_t* d_{n} = d_{n}_seq + (t * _batch + b0) * {self.n(n)};")
                     for v in list(p.pre_in_loop) + list(p.loop_mm):
-                        w(f"scalar_t* d_{v} = d_{v}_seq + (t * B + b0) * {self.n(v)};")
+                        w(f"scalar_t* d_{v} = d_{v}_seq + (t * _batch + b0) * {self.n(v)};")
                     for v in scratch:
                         w(f"scalar_t* d_{v} = sc::ptr<scalar_t>(d_{v}_t) + b0 * {self.n(v)};")
                         w(f"sc::zero(d_{v}, nb * {self.n(v)});")
@@ -618,31 +618,31 @@ class _Renderer:
                     w("cur ^= 1;")
                 w("}")
             w("});")
-            w("const int cur = T % 2;  // every row slice flipped its buffers T times")
+            w("const int cur = _steps % 2;  // every row slice flipped its buffers _steps times")
             deferred = [(st.matmul, t) for st in self.b.loop if isinstance(st, MatMulGrad) for t in st.matmul.terms]
             if deferred:
                 w("// after the loop, one GEMM each over all steps: the weight gradients of the in-loop matmuls,")
                 w("// and the gradients of their operands that depend on no state")
-                w("if (T > 0) {")
+                w("if (_steps > 0) {")
                 with w.block():
                     for mm, t in deferred:
                         op = t.operand
                         w(f"// d_{t.weight}[:, {size_str(t.col_start)}:{size_str(t.col_stop)}] += "
                           f"d_{mm.out}.T @ {op.value}")
                         if self.kind[op.value] == "state":
-                            self.matmul_bwd_weight(w, mm, t, "B", f"d_{mm.out}_seq",
+                            self.matmul_bwd_weight(w, mm, t, "_batch", f"d_{mm.out}_seq",
                                                    self.at(f"{op.value}_init", op.value, op.start))
-                            self.matmul_bwd_weight(w, mm, t, "(T - 1) * B",
-                                                   f"d_{mm.out}_seq + B * {self.n(mm.out)}",
+                            self.matmul_bwd_weight(w, mm, t, "(_steps - 1) * _batch",
+                                                   f"d_{mm.out}_seq + _batch * {self.n(mm.out)}",
                                                    self.at(f"{op.value}_seq", op.value, op.start))
                         else:
-                            self.matmul_bwd_weight(w, mm, t, "T * B", f"d_{mm.out}_seq",
+                            self.matmul_bwd_weight(w, mm, t, "_steps * _batch", f"d_{mm.out}_seq",
                                                    self.at(f"{op.value}_seq", op.value, op.start))
                         if op.value in p.deferred_ops:
-                            self.matmul_bwd_operand(w, mm, t, "T * B", f"d_{mm.out}_seq", f"d_{op.value}_seq")
+                            self.matmul_bwd_operand(w, mm, t, "_steps * _batch", f"d_{mm.out}_seq", f"d_{op.value}_seq")
                 w("}")
             if self.b.pre:
-                w("// backward of what ran before the loop, over all T*B rows")
+                w("// backward of what ran before the loop, over all _steps*_batch rows")
                 w("{")
                 with w.block():
                     keep = []
@@ -658,16 +658,16 @@ class _Renderer:
                             w(f"scalar_t* d_{v.name} = d_{v.name}_seq;")
                         else:
                             keep.append(v.name)
-                            w(f"at::Tensor d_{v.name}_t = at::zeros({{T, B, {self.n(v.name)}}}, opt);")
+                            w(f"at::Tensor d_{v.name}_t = at::zeros({{_steps, _batch, {self.n(v.name)}}}, opt);")
                             w(f"scalar_t* d_{v.name} = sc::ptr<scalar_t>(d_{v.name}_t);")
                     for st in self.b.pre:
                         if isinstance(st, RegionGrad):
-                            self.region(w, st.region, "T * B", grads=st)
+                            self.region(w, st.region, "_steps * _batch", grads=st)
                             continue
                         mm = st.matmul
                         for t in mm.terms:
-                            self.matmul_bwd_operand(w, mm, t, "T * B", f"d_{mm.out}", f"d_{t.operand.value}")
-                            self.matmul_bwd_weight(w, mm, t, "T * B", f"d_{mm.out}",
+                            self.matmul_bwd_operand(w, mm, t, "_steps * _batch", f"d_{mm.out}", f"d_{t.operand.value}")
+                            self.matmul_bwd_weight(w, mm, t, "_steps * _batch", f"d_{mm.out}",
                                                    self.at(t.operand.value, t.operand.value, t.operand.start))
                 w("}")
             w("std::vector<at::Tensor> out;")

@@ -134,16 +134,16 @@ class _KernelRenderer:
         n_out = self.size[mm.out]
         w(f"# {mm.out} = " + " + ".join(f"{t.operand.value}[{t.operand.start}:{t.operand.stop}] @ "
                                         f"{t.weight}[:, {t.col_start}:{t.col_stop}].T" for t in mm.terms))
-        w(f"for _n0 in range(0, {n_out}, BN):")
+        w(f"for _n0 in range(0, {n_out}, _BN):")
         with w.block():
-            w("_cn = _n0 + tl.arange(0, BN)")
-            w("_acc = tl.zeros((BB, BN), dtype=tl.float32)")
+            w("_cn = _n0 + tl.arange(0, _BN)")
+            w("_acc = tl.zeros((_BB, _BN), dtype=tl.float32)")
             for t in mm.terms:
                 K = int(t.operand.stop - t.operand.start)
                 ldw = int(self.ir.param_shape(t.weight)[1])
-                w(f"for _k0 in range(0, {K}, BK):")
+                w(f"for _k0 in range(0, {K}, _BK):")
                 with w.block():
-                    w("_ck = _k0 + tl.arange(0, BK)")
+                    w("_ck = _k0 + tl.arange(0, _BK)")
                     w(f"_a = tl.load({addr(t.operand.value, f'{t.operand.start} + _ck')}, "
                       f"mask=_rmask[:, None] & (_ck < {K})[None, :], other=0.0)")
                     w(f"_wt = tl.load({t.weight}_ptr + _cn[None, :] * {ldw} + ({t.col_start} + _ck)[:, None], "
@@ -156,14 +156,14 @@ class _KernelRenderer:
         width = int(d0.stop - d0.start)
         temps, exprs = sympy.cse([e for _, e in region.outputs], symbols=sympy.numbered_symbols("_e"))
         w(f"# fused region: {len(region.outputs)} output(s) of {width} features")
-        w(f"for _j0 in range(0, {width}, BN):")
+        w(f"for _j0 in range(0, {width}, _BN):")
         with w.block():
-            w("_cj = _j0 + tl.arange(0, BN)")
+            w("_cj = _j0 + tl.arange(0, _BN)")
             w(f"_m2 = _rmask[:, None] & (_cj < {width})[None, :]")
             self.load_leaves(w, region, addr, "_m2")
             for sym, e in temps:
                 w(f"{sym} = {tl_str(e)}")
-            w("_zero = tl.zeros((BB, BN), dtype=tl.float32)")
+            w("_zero = tl.zeros((_BB, _BN), dtype=tl.float32)")
             for (dest, orig), e in zip(region.outputs, exprs):
                 w(f"tl.store({addr(dest.value, f'{dest.start} + _cj')}, _zero + ({tl_str(e)}), mask=_m2)")
                 if self.kind[dest.value] == "new_state":
@@ -182,9 +182,9 @@ class _KernelRenderer:
     def forward_kernel(self, w):
         args = ", ".join(a for a, _ in self.fwd_args())
         w("@triton.jit")
-        w(f"def _forward_kernel(_T, _B, {args}, BB: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):")
+        w(f"def _forward_kernel(_T, _B, {args}, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr):")
         with w.block():
-            w("_rows = tl.program_id(0) * BB + tl.arange(0, BB)")
+            w("_rows = tl.program_id(0) * _BB + tl.arange(0, _BB)")
             w("_rmask = _rows < _B")
             w("for _t in range(0, _T):")
             with w.block():
@@ -252,9 +252,9 @@ class _KernelRenderer:
         d0 = region.outputs[0][0]
         width = int(d0.stop - d0.start)
         w(f"# backward of a fused region: {len(rg.grads)} gradient(s)")
-        w(f"for _j0 in range(0, {width}, BN):")
+        w(f"for _j0 in range(0, {width}, _BN):")
         with w.block():
-            w("_cj = _j0 + tl.arange(0, BN)")
+            w("_cj = _j0 + tl.arange(0, _BN)")
             w(f"_m2 = _rmask[:, None] & (_cj < {width})[None, :]")
             for sym, v in region.leaves:
                 if self.kind[v.value] == "param":
@@ -283,13 +283,13 @@ class _KernelRenderer:
         K = int(op.stop - op.start)
         ldw = int(self.ir.param_shape(t.weight)[1])
         w(f"# d_{op.value} += d_{mm.out} @ {t.weight}[:, {t.col_start}:{t.col_stop}]")
-        w(f"for _k0 in range(0, {K}, BN):")
+        w(f"for _k0 in range(0, {K}, _BN):")
         with w.block():
-            w("_ck = _k0 + tl.arange(0, BN)")
-            w("_acc = tl.zeros((BB, BN), dtype=tl.float32)")
-            w(f"for _n0 in range(0, {n_out}, BK):")
+            w("_ck = _k0 + tl.arange(0, _BN)")
+            w("_acc = tl.zeros((_BB, _BN), dtype=tl.float32)")
+            w(f"for _n0 in range(0, {n_out}, _BK):")
             with w.block():
-                w("_cn = _n0 + tl.arange(0, BK)")
+                w("_cn = _n0 + tl.arange(0, _BK)")
                 w(f"_dy = tl.load({self.daddr(mm.out, '_cn')}, mask=_rmask[:, None] & (_cn < {n_out})[None, :], "
                   f"other=0.0)")
                 w(f"_wt = tl.load({t.weight}_ptr + _cn[:, None] * {ldw} + ({t.col_start} + _ck)[None, :], "
@@ -302,9 +302,9 @@ class _KernelRenderer:
     def backward_kernel(self, w):
         args = ", ".join(a for a, _ in self.bwd_args())
         w("@triton.jit")
-        w(f"def _backward_kernel(_T, _B, {args}, BB: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):")
+        w(f"def _backward_kernel(_T, _B, {args}, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr):")
         with w.block():
-            w("_rows = tl.program_id(0) * BB + tl.arange(0, BB)")
+            w("_rows = tl.program_id(0) * _BB + tl.arange(0, _BB)")
             w("_rmask = _rows < _B")
             w("for _tt in range(0, _T):")
             with w.block():
@@ -312,11 +312,11 @@ class _KernelRenderer:
                 w("# the carry of each state: half _tt % 2 holds d(new state), the other half collects d(state)")
                 for s in self.states:
                     n = self.size[s]
-                    w(f"for _j0 in range(0, {n}, BN):")
+                    w(f"for _j0 in range(0, {n}, _BN):")
                     with w.block():
-                        w("_cj = _j0 + tl.arange(0, BN)")
+                        w("_cj = _j0 + tl.arange(0, _BN)")
                         w(f"_m2 = _rmask[:, None] & (_cj < {n})[None, :]")
-                        w(f"tl.store({self.daddr(s, '_cj')}, tl.zeros((BB, BN), dtype=tl.float32), mask=_m2)")
+                        w(f"tl.store({self.daddr(s, '_cj')}, tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)")
                         if s in self.outputs:
                             nv = self.new[s]
                             w(f"_ga = {self.daddr(nv, '_cj')}")
@@ -325,10 +325,10 @@ class _KernelRenderer:
                 for v in self.loop_vals:
                     if self.kind[v] in ("pw", "cat"):
                         n = self.size[v]
-                        w(f"for _j0 in range(0, {n}, BN):")
+                        w(f"for _j0 in range(0, {n}, _BN):")
                         with w.block():
-                            w("_cj = _j0 + tl.arange(0, BN)")
-                            w(f"tl.store({self.daddr(v, '_cj')}, tl.zeros((BB, BN), dtype=tl.float32), "
+                            w("_cj = _j0 + tl.arange(0, _BN)")
+                            w(f"tl.store({self.daddr(v, '_cj')}, tl.zeros((_BB, _BN), dtype=tl.float32), "
                               f"mask=_rmask[:, None] & (_cj < {n})[None, :])")
                 w("tl.debug_barrier()")
                 for st in self.b.loop:
@@ -382,7 +382,7 @@ class _HostRenderer(_TorchRenderer):
                 else:
                     w(f"_{x}_store = {self.like}.new_empty((1, _B, {n})); _{x}_store_ts = 0")
             args = ", ".join(h for _, h in k.fwd_args())
-            w(f"_forward_kernel[(triton.cdiv(_B, {BB}),)](_T, _B, {args}, BB={BB}, BN={BN}, BK={BK})")
+            w(f"_forward_kernel[(triton.cdiv(_B, {BB}),)](_T, _B, {args}, _BB={BB}, _BN={BN}, _BK={BK})")
             ys = ", ".join(f"_{x}_store" for x in self.ir.outputs)
             finals = ", ".join(f"_{x}_pp[_T % 2].clone()" for x in self.states)
             res = [f"_{v}_seq" for v in self.p.res_pre] + [f"_{v}_buf" for v in self.p.res_loop] + \
@@ -433,7 +433,7 @@ class _HostRenderer(_TorchRenderer):
             args = ", ".join(h for _, h in k.bwd_args())
             w("if _T > 0:")
             with w.block():
-                w(f"_backward_kernel[(_grid,)](_T, _B, {args}, BB={BB}, BN={BN}, BK={BK})")
+                w(f"_backward_kernel[(_grid,)](_T, _B, {args}, _BB={BB}, _BN={BN}, _BK={BK})")
             for q in self.params:
                 if self.kind.get(q) == "param":
                     w(f"d_{q} += _d_{q}_part.sum(0)")
