@@ -263,7 +263,7 @@ class _Renderer:
 
     # --- small helpers ------------------------------------------------------------------------------
     def n(self, v):
-        return f"n_{v}"
+        return f"_n_{v}"
 
     def cols(self, w):
         return size_str(self.ir.param_shape(w)[1])
@@ -275,13 +275,13 @@ class _Renderer:
 
     def dims_and_sizes(self, w):
         for k, d in enumerate(self.ir.dims):
-            w(f"const int64_t _dim_{d} = dims[{k}];")
+            w(f"const int64_t _dim_{d} = _dims[{k}];")
         for v in self.s.values:
             if v.size is not None:
                 w(f"const int64_t {self.n(v.name)} = {size_str(v.size)};")
         for p, shape in self.ir.params:
             if len(shape) == 2:
-                w(f"const int64_t ld_{p} = {size_str(shape[1])};  // {p} is ({size_str(shape[0])}, "
+                w(f"const int64_t _ld_{p} = {size_str(shape[1])};  // {p} is ({size_str(shape[0])}, "
                   f"{size_str(shape[1])})")
 
     def region(self, w, region, rows, grads=None):
@@ -292,12 +292,12 @@ class _Renderer:
         if grads is None:
             temps, exprs = sympy.cse([e for _, e in region.outputs], symbols=sympy.numbered_symbols("_e"))
             cots = []
-            stores = [(f"{d.value}_r", d, e, "=") for (d, _), e in zip(region.outputs, exprs)]
+            stores = [(f"_r_{d.value}", d, e, "=") for (d, _), e in zip(region.outputs, exprs)]
             accs = []
             simd = True  # outputs are new buffers, never read in the same region
         else:
             temps, cots = grads.temps, grads.cotangents
-            stores = [(f"d_{v.value}_r", v, e, "+=") for v, e in grads.grads if self.kind[v.value] != "param"]
+            stores = [(f"_rd_{v.value}", v, e, "+=") for v, e in grads.grads if self.kind[v.value] != "param"]
             accs = [(v, e) for v, e in grads.grads if self.kind[v.value] == "param"]
             simd = self._no_overlap([v for _, v, _, _ in stores])
         read_rows = sorted({v.value for _, v in region.leaves if self.kind[v.value] != "param"})
@@ -307,49 +307,49 @@ class _Renderer:
 
         def idx(view):
             off = size_str(view.start)
-            return "j" if off == "0" else f"{off} + j"
+            return "_j" if off == "0" else f"{off} + _j"
 
         w(f"{{  // fused region: {len(region.outputs)} output(s), {width} features per row")
         with w.block():
-            w(f"const int64_t n = {width};")
-            w(f"sc::rows({rows}, n, [&](int64_t r0, int64_t r1) {{")
+            w(f"const int64_t _n = {width};")
+            w(f"sc::rows({rows}, _n, [&](int64_t _r0, int64_t _r1) {{")
             with w.block():
                 for k, (v, _) in enumerate(accs):
-                    w(f"std::vector<scalar_t> acc_{k}(n, scalar_t(0));  // d_{v.value}, summed over rows")
-                with w.block("for (int64_t r = r0; r < r1; ++r) {", "}"):
+                    w(f"std::vector<scalar_t> acc_{k}(_n, scalar_t(0));  // d_{v.value}, summed over rows")
+                with w.block("for (int64_t _r = _r0; _r < _r1; ++_r) {", "}"):
                     for val in read_rows:
-                        w(f"const scalar_t* {val}_r = {val} + r * {self.n(val)};")
+                        w(f"const scalar_t* _r_{val} = {val} + _r * {self.n(val)};")
                     for val in read_params:  # the same row for every r: a vector parameter broadcasts
-                        w(f"const scalar_t* {val}_r = {val};")
+                        w(f"const scalar_t* _r_{val} = {val};")
                     for val in cot_rows:
-                        w(f"const scalar_t* d_{val}_r = d_{val} + r * {self.n(val)};")
+                        w(f"const scalar_t* _rd_{val} = d_{val} + _r * {self.n(val)};")
                     for name in write_rows:
-                        val = name[:-2]
-                        w(f"scalar_t* {name} = {val} + r * {self.n(val[2:] if grads else val)};")
+                        val = name[len("_rd_"):] if grads else name[len("_r_"):]
+                        w(f"scalar_t* {name} = {'d_' if grads else ''}{val} + _r * {self.n(val)};")
                     if simd:
                         w("#pragma omp simd")
-                    with w.block("for (int64_t j = 0; j < n; ++j) {", "}"):
+                    with w.block("for (int64_t _j = 0; _j < _n; ++_j) {", "}"):
                         for sym, v in region.leaves:
-                            w(f"const scalar_t {sym.name} = {v.value}_r[{idx(v)}];")
+                            w(f"const scalar_t {sym.name} = _r_{v.value}[{idx(v)}];")
                         for g, d in cots:
-                            w(f"const scalar_t {g.name} = d_{d.value}_r[{idx(d)}];")
+                            w(f"const scalar_t {g.name} = _rd_{d.value}[{idx(d)}];")
                         for sym, e in temps:
                             w(f"const scalar_t {sym} = {cpp_str(e)};")
                         for name, v, e, op in stores:
                             w(f"{name}[{idx(v)}] {op} {cpp_str(e)};")
                         for k, (v, e) in enumerate(accs):
-                            w(f"acc_{k}[j] += {cpp_str(e)};")
+                            w(f"acc_{k}[_j] += {cpp_str(e)};")
                 for k, (v, _) in enumerate(accs):
                     off = size_str(v.start)
-                    w(f"{{ std::lock_guard<std::mutex> g(acc_lock); "
-                      f"for (int64_t j = 0; j < n; ++j) d_{v.value}[{'' if off == '0' else off + ' + '}j] "
-                      f"+= acc_{k}[j]; }}")
+                    w(f"{{ std::lock_guard<std::mutex> g(_acc_lock); "
+                      f"for (int64_t _j = 0; _j < _n; ++_j) d_{v.value}[{'' if off == '0' else off + ' + '}_j] "
+                      f"+= acc_{k}[_j]; }}")
             w("});")
         w("}")
 
     def _no_overlap(self, views):
         """`omp simd` promises no dependence between lanes: false when two different views of one gradient
-        buffer overlap (lane j of one would update what lane j' of the other reads)."""
+        buffer overlap (lane _j of one would update what lane _j' of the other reads)."""
         by_val = {}
         for v in views:
             by_val.setdefault(v.value, set()).add((v.start, v.stop))
@@ -374,18 +374,18 @@ class _Renderer:
         # the operands side by side in one row block, then one GEMM over K = the sum of their widths against
         # the stacked weights: half the accumulator traffic of one GEMM per term
         K = self.k_total(mm)
-        w(f"{{ scalar_t* cat = sc::ptr<scalar_t>({mm.out}_operands) + ({row0}) * {K};")
+        w(f"{{ scalar_t* _cat = sc::ptr<scalar_t>({mm.out}_operands) + ({row0}) * {K};")
         with w.block():
-            w(f"for (int64_t r = 0; r < {rows}; ++r) {{")
+            w(f"for (int64_t _r = 0; _r < {rows}; ++_r) {{")
             with w.block():
                 off = sympy.Integer(0)
                 for t in mm.terms:
                     op = t.operand
-                    w(f"std::memcpy(cat + r * {K} + {size_str(off)}, {self.at(op.value, op.value, op.start)} + "
-                      f"r * {self.n(op.value)}, sizeof(scalar_t) * {size_str(op.stop - op.start)});")
+                    w(f"std::memcpy(_cat + _r * {K} + {size_str(off)}, {self.at(op.value, op.value, op.start)} + "
+                      f"_r * {self.n(op.value)}, sizeof(scalar_t) * {size_str(op.stop - op.start)});")
                     off = off + (op.stop - op.start)
             w("}")
-            w(f"sc::mm_kn({rows}, {self.n(mm.out)}, {K}, cat, {K}, {self.wt(mm)}, {self.n(mm.out)}, false, "
+            w(f"sc::mm_kn({rows}, {self.n(mm.out)}, {K}, _cat, {K}, {self.wt(mm)}, {self.n(mm.out)}, false, "
               f"{mm.out}, {self.n(mm.out)});")
         w("}")
 
@@ -396,7 +396,7 @@ class _Renderer:
         return f"({size_str(sum((t.operand.stop - t.operand.start for t in mm.terms), sympy.Integer(0)))})"
 
     def pre_d_seq(self):
-        """pre-loop values whose gradient is a (_steps, _batch, n) sequence filled by the loop or the deferred GEMMs"""
+        """pre-loop values whose gradient is a (_steps, _batch, _n) sequence filled by the loop or the deferred GEMMs"""
         return [v.name for v in self.s.values if v.stage == "pre" and
                 (v.name in self.p.pre_in_loop or v.name in self.p.deferred_ops)]
 
@@ -408,11 +408,11 @@ class _Renderer:
         for slot, mm in enumerate(st for st in stmts if isinstance(st, MatMul)):
             if isinstance(mm, MatMul):
                 K, N = self.k_total(mm), self.n(mm.out)
-                w(f"scalar_t* {self.wt(mm)} = sc::ptr<scalar_t>(sc::workspace({slot}, {K} * {N}, opt));")
+                w(f"scalar_t* {self.wt(mm)} = sc::ptr<scalar_t>(sc::workspace({slot}, {K} * {N}, _opt));")
                 off = sympy.Integer(0)
                 for t in mm.terms:
                     width = t.col_stop - t.col_start
-                    w(f"sc::transpose({self.at(t.weight, t.weight, t.col_start)}, ld_{t.weight}, {N}, "
+                    w(f"sc::transpose({self.at(t.weight, t.weight, t.col_start)}, _ld_{t.weight}, {N}, "
                       f"{size_str(width)}, {self.wt(mm)} + ({size_str(off)}) * {N}, {N});")
                     off = off + width
 
@@ -420,40 +420,40 @@ class _Renderer:
         op = t.operand
         w(f"// d_{op.value} += d_{mm.out} @ {t.weight}[:, {size_str(t.col_start)}:{size_str(t.col_stop)}]")
         w(f"sc::mm_kn({rows}, {size_str(op.stop - op.start)}, {self.n(mm.out)}, {dout}, "
-          f"{self.n(mm.out)}, {self.at(t.weight, t.weight, t.col_start)}, ld_{t.weight}, true, "
+          f"{self.n(mm.out)}, {self.at(t.weight, t.weight, t.col_start)}, _ld_{t.weight}, true, "
           f"{self.at(dop, op.value, op.start)}, {self.n(op.value)});")
 
     def matmul_bwd_weight(self, w, mm, t, rows, dout, operand_ptr):
         op = t.operand
         w(f"sc::mm_tn<scalar_t>({self.n(mm.out)}, {size_str(op.stop - op.start)}, {rows}, {dout}, "
           f"{self.n(mm.out)}, {operand_ptr}, {self.n(op.value)}, "
-          f"{self.at('d_' + t.weight, t.weight, t.col_start)}, ld_{t.weight});")
+          f"{self.at('d_' + t.weight, t.weight, t.col_start)}, _ld_{t.weight});")
 
     # --- forward ---------------------------------------------------------------------------------------
     def forward(self, w):
         p = self.p
         w("template <typename scalar_t>")
-        w("static std::vector<at::Tensor> forward_impl(at::TensorList xs, at::TensorList inits, "
-          "at::TensorList params, at::IntArrayRef dims, bool save) {")
+        w("static std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _inits, "
+          "at::TensorList _params, at::IntArrayRef _dims, bool _save) {")
         with w.block():
             self.dims_and_sizes(w)
-            w("const int64_t _steps = xs[0].size(0), _batch = xs[0].size(1);")
-            w("const auto opt = xs[0].options();")
+            w("const int64_t _steps = _xs[0].size(0), _batch = _xs[0].size(1);")
+            w("const auto _opt = _xs[0].options();")
             for k, n in enumerate(self.inputs):
-                w(f"const scalar_t* {n}_seq = sc::ptr<scalar_t>(xs[{k}]);")
+                w(f"const scalar_t* {n}_seq = sc::ptr<scalar_t>(_xs[{k}]);")
             for k, s in enumerate(self.states):
-                w(f"const scalar_t* {s}_init = sc::ptr<scalar_t>(inits[{k}]);")
+                w(f"const scalar_t* {s}_init = sc::ptr<scalar_t>(_inits[{k}]);")
             for k, n in enumerate(self.params):
-                w(f"const scalar_t* {n} = sc::ptr<scalar_t>(params[{k}]);")
+                w(f"const scalar_t* {n} = sc::ptr<scalar_t>(_params[{k}]);")
             self.transposed_weights(w, self.s.pre + self.s.loop)
             pre_vals = [v.name for v in self.s.values if v.stage == "pre"]
             for st in self.s.pre:
                 if isinstance(st, MatMul) and len(st.terms) > 1:
-                    w(f"at::Tensor {st.out}_operands = at::empty({{_steps * _batch, {self.k_total(st)}}}, opt);")
+                    w(f"at::Tensor {st.out}_operands = at::empty({{_steps * _batch, {self.k_total(st)}}}, _opt);")
             if self.s.pre:
                 w("// before the loop: everything that depends on no state, over all _steps*_batch rows at once")
                 for v in pre_vals:
-                    w(f"at::Tensor {v}_t = at::empty({{_steps, _batch, {self.n(v)}}}, opt);")
+                    w(f"at::Tensor {v}_t = at::empty({{_steps, _batch, {self.n(v)}}}, _opt);")
                     w(f"scalar_t* {v}_seq = sc::ptr<scalar_t>({v}_t);")
                 w("{")
                 with w.block():
@@ -465,71 +465,71 @@ class _Renderer:
                 w("}")
             w("// sequences: outputs always, residuals for the backward only when saving")
             for s in self.outputs:
-                w(f"at::Tensor {s}_ys = at::empty({{_steps, _batch, {self.n(s)}}}, opt);")
+                w(f"at::Tensor {s}_ys = at::empty({{_steps, _batch, {self.n(s)}}}, _opt);")
             for v in p.res_loop + p.res_states:
-                w(f"at::Tensor {v}_res = save ? at::empty({{_steps, _batch, {self.n(v)}}}, opt) : at::Tensor();")
+                w(f"at::Tensor {v}_res = _save ? at::empty({{_steps, _batch, {self.n(v)}}}, _opt) : at::Tensor();")
             w("// per-step scratch for what is not kept")
             loop_vals = [v.name for v in self.s.values if v.stage == "loop" and v.kind in ("matmul", "pw", "cat")]
             for v in loop_vals:
-                w(f"at::Tensor {v}_buf = at::empty({{_batch, {self.n(v)}}}, opt);")
+                w(f"at::Tensor {v}_buf = at::empty({{_batch, {self.n(v)}}}, _opt);")
             for st in self.s.loop:
                 if isinstance(st, MatMul) and len(st.terms) > 1:
-                    w(f"at::Tensor {st.out}_operands = at::empty({{_batch, {self.k_total(st)}}}, opt);")
+                    w(f"at::Tensor {st.out}_operands = at::empty({{_batch, {self.k_total(st)}}}, _opt);")
             for s in self.states:
                 if s not in self.outputs:
-                    w(f"at::Tensor {s}_pingpong = at::empty({{2, _batch, {self.n(s)}}}, opt);")
-            w("// the time loop, on batch rows [b0, b1) (see sc::scan_rows)")
-            w("sc::scan_rows(_batch, [&](int64_t b0, int64_t b1) {")
+                    w(f"at::Tensor {s}_pingpong = at::empty({{2, _batch, {self.n(s)}}}, _opt);")
+            w("// the time loop, on batch rows [_b0, _b1) (see sc::scan_rows)")
+            w("sc::scan_rows(_batch, [&](int64_t _b0, int64_t _b1) {")
             with w.block():
-                w("const int64_t nb = b1 - b0;")
+                w("const int64_t _nb = _b1 - _b0;")
                 for s_ in self.states:
-                    w(f"const scalar_t* {s_} = {s_}_init + b0 * {self.n(s_)};")
-                w("for (int64_t t = 0; t < _steps; ++t) {")
+                    w(f"const scalar_t* {s_} = {s_}_init + _b0 * {self.n(s_)};")
+                w("for (int64_t _t = 0; _t < _steps; ++_t) {")
                 with w.block():
                     for n in sorted(p.loop_reads):
                         if self.kind[n] == "input" or self.stage[n] == "pre":
-                            w(f"const scalar_t* {n} = {n}_seq + (t * _batch + b0) * {self.n(n)};")
+                            w(f"const scalar_t* {n} = {n}_seq + (_t * _batch + _b0) * {self.n(n)};")
                     for v in loop_vals:
                         if v in p.res_loop:
-                            w(f"scalar_t* {v} = (save ? sc::ptr<scalar_t>({v}_res) + t * _batch * {self.n(v)} : "
-                              f"sc::ptr<scalar_t>({v}_buf)) + b0 * {self.n(v)};")
+                            w(f"scalar_t* {v} = (_save ? sc::ptr<scalar_t>({v}_res) + _t * _batch * {self.n(v)} : "
+                              f"sc::ptr<scalar_t>({v}_buf)) + _b0 * {self.n(v)};")
                         else:
-                            w(f"scalar_t* {v} = sc::ptr<scalar_t>({v}_buf) + b0 * {self.n(v)};")
+                            w(f"scalar_t* {v} = sc::ptr<scalar_t>({v}_buf) + _b0 * {self.n(v)};")
                     for s_ in self.states:
-                        w(f"scalar_t* {self.new[s_]} = {self.new_state_buffer(s_, 't')} + b0 * {self.n(s_)};")
-                    self.stmts_fwd(w, self.s.loop, "nb", "b0")
+                        w(f"scalar_t* {self.new[s_]} = {self.new_state_buffer(s_, '_t')} + _b0 * {self.n(s_)};")
+                    self.stmts_fwd(w, self.s.loop, "_nb", "_b0")
                     for s_ in self.states:
                         w(f"{s_} = {self.new[s_]};")
                 w("}")
             w("});")
             for s_ in self.states:
                 w(f"const scalar_t* {s_}_last = _steps > 0 ? {self.new_state_buffer(s_, '_steps - 1')} : {s_}_init;")
-            w("std::vector<at::Tensor> out;")
+            w("std::vector<at::Tensor> _out;")
             for s in self.outputs:
-                w(f"out.push_back({s}_ys);")
+                w(f"_out.push_back({s}_ys);")
             for s in self.states:
-                w(f"{{ at::Tensor f = at::empty({{_batch, {self.n(s)}}}, opt); "
-                  f"if (_batch * {self.n(s)} > 0) std::memcpy(sc::ptr<scalar_t>(f), {s}_last, sizeof(scalar_t) * _batch * "
-                  f"{self.n(s)}); out.push_back(f); }}")
-            w("if (save) {")
+                w(f"{{ at::Tensor _f = at::empty({{_batch, {self.n(s)}}}, _opt); "
+                  f"if (_batch * {self.n(s)} > 0) std::memcpy(sc::ptr<scalar_t>(_f), {s}_last, sizeof(scalar_t) * _batch * "
+                  f"{self.n(s)}); _out.push_back(_f); }}")
+            w("if (_save) {")
             with w.block():
                 for v in p.res_pre:
-                    w(f"out.push_back({v}_t);")
+                    w(f"_out.push_back({v}_t);")
                 for v in p.res_loop + p.res_states:
-                    w(f"out.push_back({v}_res);")
+                    w(f"_out.push_back({v}_res);")
             w("}")
-            w("return out;")
+            w("return _out;")
         w("}")
 
     def new_state_buffer(self, s, t):
-        """Where the new value of state s at step t lives (row 0): the output sequence, the residual sequence
+        """Where the new value of state s at step _t lives (row 0): the output sequence, the residual sequence
         when saving, else one of two ping-pong buffers (never the one the step reads)."""
         n = self.n(s)
         if s in self.outputs:
             return f"(sc::ptr<scalar_t>({s}_ys) + ({t}) * _batch * {n})"
         pingpong = f"sc::ptr<scalar_t>({s}_pingpong) + (({t}) & 1) * _batch * {n}"
         if s in self.p.res_states:
-            return f"(save ? sc::ptr<scalar_t>({s}_res) + ({t}) * _batch * {n} : {pingpong})"
+            return f"(_save ? sc::ptr<scalar_t>({s}_res) + ({t}) * _batch * {n} : {pingpong})"
         return f"({pingpong})"
 
     def stmts_fwd(self, w, stmts, rows, row0="0"):
@@ -543,82 +543,82 @@ class _Renderer:
     def backward(self, w):
         p = self.p
         w("template <typename scalar_t>")
-        w("static std::vector<at::Tensor> backward_impl(at::TensorList d_ys, at::TensorList d_finals, "
-          "at::TensorList xs, at::TensorList inits, at::TensorList params, at::TensorList ys, "
-          "at::TensorList res, at::IntArrayRef dims) {")
+        w("static std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_finals, "
+          "at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, "
+          "at::TensorList _res, at::IntArrayRef _dims) {")
         with w.block():
             self.dims_and_sizes(w)
-            w("const int64_t _steps = xs[0].size(0), _batch = xs[0].size(1);")
-            w("const auto opt = xs[0].options();")
+            w("const int64_t _steps = _xs[0].size(0), _batch = _xs[0].size(1);")
+            w("const auto _opt = _xs[0].options();")
             for k, n in enumerate(self.inputs):
-                w(f"const scalar_t* {n}_seq = sc::ptr<scalar_t>(xs[{k}]);")
-                w(f"at::Tensor d_{n}_t = at::zeros({{_steps, _batch, {self.n(n)}}}, opt);")
+                w(f"const scalar_t* {n}_seq = sc::ptr<scalar_t>(_xs[{k}]);")
+                w(f"at::Tensor d_{n}_t = at::zeros({{_steps, _batch, {self.n(n)}}}, _opt);")
                 w(f"scalar_t* d_{n}_seq = sc::ptr<scalar_t>(d_{n}_t);")
             for k, s in enumerate(self.states):
-                w(f"const scalar_t* {s}_init = sc::ptr<scalar_t>(inits[{k}]);")
+                w(f"const scalar_t* {s}_init = sc::ptr<scalar_t>(_inits[{k}]);")
             for k, n in enumerate(self.params):
-                w(f"const scalar_t* {n} = sc::ptr<scalar_t>(params[{k}]);")
-                w(f"at::Tensor d_{n}_t = at::zeros(params[{k}].sizes(), opt);")
+                w(f"const scalar_t* {n} = sc::ptr<scalar_t>(_params[{k}]);")
+                w(f"at::Tensor d_{n}_t = at::zeros(_params[{k}].sizes(), _opt);")
                 w(f"scalar_t* d_{n} = sc::ptr<scalar_t>(d_{n}_t);")
             for k, s in enumerate(self.outputs):
-                w(f"const scalar_t* {s}_seq = sc::ptr<scalar_t>(ys[{k}]);")
-                w(f"const scalar_t* d_{s}_ys = sc::ptr<scalar_t>(d_ys[{k}]);")
+                w(f"const scalar_t* {s}_seq = sc::ptr<scalar_t>(_ys[{k}]);")
+                w(f"const scalar_t* d_{s}_ys = sc::ptr<scalar_t>(_d_ys[{k}]);")
             for k, v in enumerate(p.residuals):
-                w(f"const scalar_t* {v}_seq = sc::ptr<scalar_t>(res[{k}]);")
+                w(f"const scalar_t* {v}_seq = sc::ptr<scalar_t>(_res[{k}]);")
             for v in self.pre_d_seq() + list(p.loop_mm):
-                w(f"at::Tensor d_{v}_t = at::zeros({{_steps, _batch, {self.n(v)}}}, opt);")
+                w(f"at::Tensor d_{v}_t = at::zeros({{_steps, _batch, {self.n(v)}}}, _opt);")
                 w(f"scalar_t* d_{v}_seq = sc::ptr<scalar_t>(d_{v}_t);")
             scratch = [v.name for v in self.s.values if v.stage == "loop" and v.kind in ("pw", "cat")]
             for v in scratch:
-                w(f"at::Tensor d_{v}_t = at::empty({{_batch, {self.n(v)}}}, opt);")
+                w(f"at::Tensor d_{v}_t = at::empty({{_batch, {self.n(v)}}}, _opt);")
             w("// the carried cotangent of each state: two buffers, swapped each step")
             for k, s in enumerate(self.states):
-                w(f"at::Tensor d_{s}_carry = at::empty({{2, _batch, {self.n(s)}}}, opt);")
+                w(f"at::Tensor d_{s}_carry = at::empty({{2, _batch, {self.n(s)}}}, _opt);")
                 w(f"if (_batch * {self.n(s)} > 0) std::memcpy(sc::ptr<scalar_t>(d_{s}_carry), "
-                  f"sc::ptr<scalar_t>(d_finals[{k}]), sizeof(scalar_t) * _batch * {self.n(s)});")
-            w("std::mutex acc_lock;  // vector-parameter gradients are summed across threads")
-            w("// the reverse time loop, on batch rows [b0, b1) (see sc::scan_rows)")
-            w("sc::scan_rows(_batch, [&](int64_t b0, int64_t b1) {")
+                  f"sc::ptr<scalar_t>(_d_finals[{k}]), sizeof(scalar_t) * _batch * {self.n(s)});")
+            w("std::mutex _acc_lock;  // vector-parameter gradients are summed across threads")
+            w("// the reverse time loop, on batch rows [_b0, _b1) (see sc::scan_rows)")
+            w("sc::scan_rows(_batch, [&](int64_t _b0, int64_t _b1) {")
             with w.block():
-                w("const int64_t nb = b1 - b0;")
-                w("int cur = 0;")
-                w("for (int64_t t = _steps - 1; t >= 0; --t) {")
+                w("const int64_t _nb = _b1 - _b0;")
+                w("int _cur = 0;")
+                w("for (int64_t _t = _steps - 1; _t >= 0; --_t) {")
                 with w.block():
                     for n in sorted(p.bwd_loop_reads):
                         k = self.kind[n]
                         if k == "state":
-                            w(f"const scalar_t* {n} = t > 0 ? {n}_seq + ((t - 1) * _batch + b0) * {self.n(n)} : "
-                              f"{n}_init + b0 * {self.n(n)};")
+                            w(f"const scalar_t* {n} = _t > 0 ? {n}_seq + ((_t - 1) * _batch + _b0) * {self.n(n)} : "
+                              f"{n}_init + _b0 * {self.n(n)};")
                         elif k == "input" or self.stage[n] == "pre" or n in p.res_loop:
-                            w(f"const scalar_t* {n} = {n}_seq + (t * _batch + b0) * {self.n(n)};")
+                            w(f"const scalar_t* {n} = {n}_seq + (_t * _batch + _b0) * {self.n(n)};")
                     for s_ in self.states:
                         nv = self.new[s_]
-                        w(f"scalar_t* d_{nv} = sc::ptr<scalar_t>(d_{s_}_carry) + (cur * _batch + b0) * {self.n(s_)};")
-                        w(f"scalar_t* d_{s_} = sc::ptr<scalar_t>(d_{s_}_carry) + ((cur ^ 1) * _batch + b0) * "
+                        w(f"scalar_t* d_{nv} = sc::ptr<scalar_t>(d_{s_}_carry) + (_cur * _batch + _b0) * {self.n(s_)};")
+                        w(f"scalar_t* d_{s_} = sc::ptr<scalar_t>(d_{s_}_carry) + ((_cur ^ 1) * _batch + _b0) * "
                           f"{self.n(s_)};")
-                        w(f"sc::zero(d_{s_}, nb * {self.n(s_)});")
+                        w(f"sc::zero(d_{s_}, _nb * {self.n(s_)});")
                         if s_ in self.outputs:
-                            w(f"{{ const scalar_t* dy = d_{s_}_ys + (t * _batch + b0) * {self.n(s_)}; "
-                              f"for (int64_t i = 0; i < nb * {self.n(s_)}; ++i) d_{nv}[i] += dy[i]; }}")
+                            w(f"{{ const scalar_t* _dy = d_{s_}_ys + (_t * _batch + _b0) * {self.n(s_)}; "
+                              f"for (int64_t _i = 0; _i < _nb * {self.n(s_)}; ++_i) d_{nv}[_i] += _dy[_i]; }}")
                     for n in self.inputs:
-                        w(f"scalar_t* d_{n} = d_{n}_seq + (t * _batch + b0) * {self.n(n)};")
+                        w(f"scalar_t* d_{n} = d_{n}_seq + (_t * _batch + _b0) * {self.n(n)};")
                     for v in list(p.pre_in_loop) + list(p.loop_mm):
-                        w(f"scalar_t* d_{v} = d_{v}_seq + (t * _batch + b0) * {self.n(v)};")
+                        w(f"scalar_t* d_{v} = d_{v}_seq + (_t * _batch + _b0) * {self.n(v)};")
                     for v in scratch:
-                        w(f"scalar_t* d_{v} = sc::ptr<scalar_t>(d_{v}_t) + b0 * {self.n(v)};")
-                        w(f"sc::zero(d_{v}, nb * {self.n(v)});")
+                        w(f"scalar_t* d_{v} = sc::ptr<scalar_t>(d_{v}_t) + _b0 * {self.n(v)};")
+                        w(f"sc::zero(d_{v}, _nb * {self.n(v)});")
                     for st in self.b.loop:
                         if isinstance(st, RegionGrad):
-                            self.region(w, st.region, "nb", grads=st)
+                            self.region(w, st.region, "_nb", grads=st)
                             continue
                         for t in st.matmul.terms:
                             if t.operand.value not in p.deferred_ops:   # needed by the next step: in the loop
-                                self.matmul_bwd_operand(w, st.matmul, t, "nb", f"d_{st.matmul.out}",
+                                self.matmul_bwd_operand(w, st.matmul, t, "_nb", f"d_{st.matmul.out}",
                                                         f"d_{t.operand.value}")
-                    w("cur ^= 1;")
+                    w("_cur ^= 1;")
                 w("}")
             w("});")
-            w("const int cur = _steps % 2;  // every row slice flipped its buffers _steps times")
+            w("const int _cur = _steps % 2;  // every row slice flipped its buffers _steps times")
             deferred = [(st.matmul, t) for st in self.b.loop if isinstance(st, MatMulGrad) for t in st.matmul.terms]
             if deferred:
                 w("// after the loop, one GEMM each over all steps: the weight gradients of the in-loop matmuls,")
@@ -658,7 +658,7 @@ class _Renderer:
                             w(f"scalar_t* d_{v.name} = d_{v.name}_seq;")
                         else:
                             keep.append(v.name)
-                            w(f"at::Tensor d_{v.name}_t = at::zeros({{_steps, _batch, {self.n(v.name)}}}, opt);")
+                            w(f"at::Tensor d_{v.name}_t = at::zeros({{_steps, _batch, {self.n(v.name)}}}, _opt);")
                             w(f"scalar_t* d_{v.name} = sc::ptr<scalar_t>(d_{v.name}_t);")
                     for st in self.b.pre:
                         if isinstance(st, RegionGrad):
@@ -670,22 +670,22 @@ class _Renderer:
                             self.matmul_bwd_weight(w, mm, t, "_steps * _batch", f"d_{mm.out}",
                                                    self.at(t.operand.value, t.operand.value, t.operand.start))
                 w("}")
-            w("std::vector<at::Tensor> out;")
+            w("std::vector<at::Tensor> _out;")
             for n in self.inputs:
-                w(f"out.push_back(d_{n}_t);")
+                w(f"_out.push_back(d_{n}_t);")
             for s in self.states:
-                w(f"out.push_back(d_{s}_carry.select(0, cur).clone());")
+                w(f"_out.push_back(d_{s}_carry.select(0, _cur).clone());")
             for n in self.params:
-                w(f"out.push_back(d_{n}_t);")
-            w("return out;")
+                w(f"_out.push_back(d_{n}_t);")
+            w("return _out;")
         w("}")
 
     def render(self):
         w = Writer("  ")
         w(f"// symcell cpp backend: {self.ir.name}")
-        w(f"// dims: {', '.join(self.ir.dims)}; inputs: {', '.join(self.inputs)}; states: {', '.join(self.states)}; "
-          f"params: {', '.join(self.params)}")
-        for line in _PRELUDE.strip("\n").splitlines():
+        w(f"// _dims: {', '.join(self.ir.dims)}; inputs: {', '.join(self.inputs)}; states: {', '.join(self.states)}; "
+          f"_params: {', '.join(self.params)}")
+        for line in _PRELUDE.strip("\_n").splitlines():
             w(line)
         w()
         w("namespace {")
@@ -693,29 +693,29 @@ class _Renderer:
         w()
         self.backward(w)
         w()
-        w("std::vector<at::Tensor> forward(at::TensorList xs, at::TensorList inits, at::TensorList params, "
-          "at::IntArrayRef dims, bool save) {")
+        w("std::vector<at::Tensor> forward(at::TensorList _xs, at::TensorList _inits, at::TensorList _params, "
+          "at::IntArrayRef _dims, bool _save) {")
         with w.block():
-            w("sc::FlushDenormals ftz;")
-            w("if (xs[0].scalar_type() == at::kDouble) return forward_impl<double>(xs, inits, params, dims, save);")
-            w("return forward_impl<float>(xs, inits, params, dims, save);")
+            w("sc::FlushDenormals _ftz;")
+            w("if (_xs[0].scalar_type() == at::kDouble) return forward_impl<double>(_xs, _inits, _params, _dims, _save);")
+            w("return forward_impl<float>(_xs, _inits, _params, _dims, _save);")
         w("}")
-        w("std::vector<at::Tensor> backward(at::TensorList d_ys, at::TensorList d_finals, at::TensorList xs, "
-          "at::TensorList inits, at::TensorList params, at::TensorList ys, at::TensorList res, "
-          "at::IntArrayRef dims) {")
+        w("std::vector<at::Tensor> backward(at::TensorList _d_ys, at::TensorList _d_finals, at::TensorList _xs, "
+          "at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, "
+          "at::IntArrayRef _dims) {")
         with w.block():
-            w("sc::FlushDenormals ftz;")
-            w("if (xs[0].scalar_type() == at::kDouble) "
-              "return backward_impl<double>(d_ys, d_finals, xs, inits, params, ys, res, dims);")
-            w("return backward_impl<float>(d_ys, d_finals, xs, inits, params, ys, res, dims);")
+            w("sc::FlushDenormals _ftz;")
+            w("if (_xs[0].scalar_type() == at::kDouble) "
+              "return backward_impl<double>(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _dims);")
+            w("return backward_impl<float>(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _dims);")
         w("}")
         w("}  // namespace")
         w()
         w("TORCH_LIBRARY(SYMCELL_NS, m) {")
         with w.block():
-            w('m.def("forward(Tensor[] xs, Tensor[] inits, Tensor[] params, int[] dims, bool save) -> Tensor[]");')
-            w('m.def("backward(Tensor[] d_ys, Tensor[] d_finals, Tensor[] xs, Tensor[] inits, Tensor[] params, '
-              'Tensor[] ys, Tensor[] res, int[] dims) -> Tensor[]");')
+            w('m.def("forward(Tensor[] _xs, Tensor[] _inits, Tensor[] _params, int[] _dims, bool _save) -> Tensor[]");')
+            w('m.def("backward(Tensor[] _d_ys, Tensor[] _d_finals, Tensor[] _xs, Tensor[] _inits, Tensor[] _params, '
+              'Tensor[] _ys, Tensor[] _res, int[] _dims) -> Tensor[]");')
         w("}")
         w("TORCH_LIBRARY_IMPL(SYMCELL_NS, CPU, m) {")
         with w.block():
