@@ -9,6 +9,7 @@ import hashlib
 from typing import List
 
 import torch
+from torch.autograd.function import once_differentiable
 
 _CELLS = {}     # hash of a cell's fingerprint -> its CellSpec, for every cell defined in this process
 _KERNELS = {}   # key -> built kernel
@@ -127,17 +128,49 @@ def _backward(ctx, grads):
 torch.library.register_autograd("symcell::scan", _backward, setup_context=_setup_context)
 
 
+class _EagerScan(torch.autograd.Function):
+    """Eager training: the same kernel and derived backward as the operators, without their per-call dispatch
+    cost (a few hundred microseconds in Python, 8% of a small LSTM's training step)."""
+
+    @staticmethod
+    def forward(ctx, key, kernel, n_xs, n_inits, *flat):
+        xs, inits, params = flat[:n_xs], flat[n_xs:n_xs + n_inits], flat[n_xs + n_inits:]
+        ys, finals, res = kernel.forward(xs, inits, params, True)
+        finals = tuple(f.clone() if any(f is i for i in inits) else f for f in finals)
+        ctx.kernel, ctx.counts = kernel, (n_xs, n_inits, len(params), len(ys))
+        ctx.save_for_backward(*xs, *inits, *params, *ys, *[r for r in res if r is not None])
+        return (*ys, *finals)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, *grads):
+        n_in, n_st, n_par, n_out = ctx.counts
+        saved = ctx.saved_tensors
+        xs, inits = saved[:n_in], saved[n_in:n_in + n_st]
+        params, ys = saved[n_in + n_st:n_in + n_st + n_par], saved[n_in + n_st + n_par:n_in + n_st + n_par + n_out]
+        res = saved[n_in + n_st + n_par + n_out:]
+        d_ys = tuple(torch.zeros_like(y) if g is None else g.contiguous() for y, g in zip(ys, grads[:n_out]))
+        d_fin = tuple(torch.zeros_like(i) if g is None else g.contiguous().clone()
+                      for i, g in zip(inits, grads[n_out:]))
+        d_xs, d_inits, d_params = ctx.kernel.backward(d_ys, d_fin, xs, inits, params, ys, res)
+        return (None, None, None, None, *d_xs, *d_inits, *d_params)
+
+
 def scan_op(key, xs, inits, params):
     """-> (ys: tuple of (T, B, n) for the output states, finals: tuple of (B, n) for every state)."""
     n_out = len(_parse(key)[0].ir.outputs)
-    if not torch.compiler.is_compiling() and not torch.jit.is_tracing() and not (
-            torch.is_grad_enabled() and any(t.requires_grad for t in (*xs, *inits, *params))):
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (*xs, *inits, *params))
+    if not torch.compiler.is_compiling() and not torch.jit.is_tracing():
+        kernel = kernel_for(key)
+        if needs_grad:    # eager training: one autograd node per sequence
+            outs = _EagerScan.apply(key, kernel, len(xs), len(inits), *xs, *inits, *params)
+            return tuple(outs[:n_out]), tuple(outs[n_out:])
         # eager inference: the kernel directly, no residuals, no graph
-        ys, finals, _ = kernel_for(key).forward(xs, inits, params, False)
+        ys, finals, _ = kernel.forward(xs, inits, params, False)
         return tuple(ys), tuple(f.clone() if any(f is i for i in inits) else f for f in finals)
+    # torch.compile, tracing and export see the registered operators
     # a traced graph must not depend on grad mode: it records save=False, and a backward through it recomputes
     # the residuals (see _backward)
-    save = not torch.jit.is_tracing() and torch.is_grad_enabled() and \
-        any(t.requires_grad for t in (*xs, *inits, *params))
+    save = not torch.jit.is_tracing() and needs_grad
     outs = scan(key, list(xs), list(inits), list(params), save)
     return tuple(outs[:n_out]), tuple(outs[n_out:n_out + len(inits)])
