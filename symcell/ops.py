@@ -61,12 +61,16 @@ def _unaliased(outs, inputs):
 
 def _outputs(key, xs, inits, save):
     """shapes of (ys, finals, residuals) for the fake implementation"""
-    spec, dims, backend = _parse(key)
-    sched, bwd = spec.schedule(dims)
+    from . import backends
+    from .dims import bind, dim_symbol
     from .plan import plan
+    spec, dims, backend = _parse(key)
+    # the same schedule the backend plans its residuals on: cpp renders the symbolic one
+    sched, bwd = spec.symbolic_schedule() if backends.get(backend).symbolic else spec.schedule(dims)
     p = plan(sched, bwd)
     T, B = xs[0].shape[0], xs[0].shape[1]
-    size = {v.name: int(v.size) for v in sched.values if v.size is not None}
+    syms = {dim_symbol(k): v for k, v in dims.items()}
+    size = {v.name: bind(v.size, syms, v.name) for v in sched.values if v.size is not None}
     ys = [(T, B, size[s]) for s in spec.ir.outputs]
     finals = [(B, size[s]) for s, _ in spec.ir.states]
     res = [(T, B, size[v]) for v in p.residuals] if save else []

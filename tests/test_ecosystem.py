@@ -29,14 +29,15 @@ class Tagger(nn.Module):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_opcheck(backend):
-    cell = LSTM(3, 4, backend=backend).double()
+@pytest.mark.parametrize("name", ["LSTM", "CatSplit"])   # CatSplit: a cat the symbolic schedule keeps
+def test_opcheck(backend, name):
+    from zoo import CASES, random_inputs
+    cell = CASES[name][0](backend=backend).double()
     key = cell._kernel_key(torch.device("cpu"))
-    x = torch.randn(5, 2, 3, dtype=torch.float64, requires_grad=True)
-    h0, c0 = (torch.randn(2, 4, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    xs, states = random_inputs(cell, T=5, B=2)
     params = [p.detach().clone().requires_grad_() for p in cell.parameters()]
-    torch.library.opcheck(torch.ops.symcell.scan.default, (key, [x], [h0, c0], params, True))
-    torch.library.opcheck(torch.ops.symcell.scan.default, (key, [x], [h0, c0], params, False))
+    torch.library.opcheck(torch.ops.symcell.scan.default, (key, xs, states, params, True))
+    torch.library.opcheck(torch.ops.symcell.scan.default, (key, xs, states, params, False))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -759,6 +759,7 @@ _warned = []
 
 @register("cpp")
 class CppBackend:
+    symbolic = True    # rendered from the symbolic schedule: one build for all sizes
     @staticmethod
     def usable(device):
         return device.type == "cpu" and compiler_works()

@@ -267,6 +267,7 @@ class Kernel:
 
 @register("reference")
 class ReferenceBackend:
+    symbolic = False   # rendered from the schedule with sizes bound
     @staticmethod
     def usable(device):
         return True

@@ -507,6 +507,7 @@ def interpreted():
 
 @register("triton")
 class TritonBackend:
+    symbolic = False   # sizes are compile-time constants of the kernels
     @staticmethod
     def usable(device):
         try:
