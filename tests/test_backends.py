@@ -103,6 +103,14 @@ def test_zero_length_and_no_grad(backend):
     assert out.grad_fn is None
 
 
+def test_an_installed_triton_is_tested():
+    # the triton tests are parametrized over usable backends: an installed Triton that cannot run (e.g. its
+    # interpreter missing numpy) would otherwise drop them silently
+    import importlib.util
+    if importlib.util.find_spec("triton") is not None:
+        assert "triton" in BACKENDS, "triton is installed but its backend is not usable here"
+
+
 @pytest.mark.skipif("triton" not in BACKENDS, reason="needs triton (a GPU, or the interpreter)")
 def test_triton_rejects_other_dtypes_clearly():
     cell = CASES["GRU"][0](backend="triton").to(DEVICE["triton"]).double()

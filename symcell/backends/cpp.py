@@ -685,7 +685,7 @@ class _Renderer:
         w(f"// symcell cpp backend: {self.ir.name}")
         w(f"// _dims: {', '.join(self.ir.dims)}; inputs: {', '.join(self.inputs)}; states: {', '.join(self.states)}; "
           f"_params: {', '.join(self.params)}")
-        for line in _PRELUDE.strip("\_n").splitlines():
+        for line in _PRELUDE.strip("\n").splitlines():
             w(line)
         w()
         w("namespace {")
