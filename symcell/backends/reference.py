@@ -229,35 +229,40 @@ class _Renderer:
                         tgt = self.weight(term).replace(term.weight, "d_" + term.weight, 1)
                         w(f"{tgt} += torch.mm(_d_{mm.out}_seq.reshape(-1, {self.size[mm.out]}).t(), "
                           f"{seq}.reshape(-1, {op.stop - op.start}))")
-            if self.b.pre:
-                w("# backward of what ran before the loop, over all T*B rows")
-                for n in self.inputs:
-                    w(f"{n} = _{n}_seq.reshape(_T * _B, {self.size[n]})")
-                    w(f"d_{n} = _d_{n}_seq.view(_T * _B, {self.size[n]})")
-                for v in self.s.values:
-                    if v.stage != "pre":
-                        continue
-                    if v.name in self.bwd_pre_reads:
-                        w(f"{v.name} = _{v.name}_seq.reshape(_T * _B, {self.size[v.name]})")
-                    if v.name in pre_in_loop:
-                        w(f"d_{v.name} = _d_{v.name}_seq.view(_T * _B, {self.size[v.name]})")
-                    else:
-                        w(f"d_{v.name} = {self.like}.new_zeros((_T * _B, {self.size[v.name]}))")
-                for st in self.b.pre:
-                    if isinstance(st, RegionGrad):
-                        self.region_grad(w, st)
-                    else:
-                        mm = st.matmul
-                        for t in mm.terms:
-                            op = self.view(t.operand.value, t.operand)
-                            tgt = self.weight(t).replace(t.weight, "d_" + t.weight, 1)
-                            w(f"{self.view('d_' + t.operand.value, t.operand)} += torch.mm(d_{mm.out}, "
-                              f"{self.weight(t)})")
-                            w(f"{tgt} += torch.mm(d_{mm.out}.t(), {op})")
+            self.pre_backward(w)
             d_in = ", ".join(f"_d_{n}_seq" for n in self.inputs)
             d_init = ", ".join(f"d_{s}" for s in self.states)
             d_par = ", ".join(f"d_{p}" for p in self.params)
             w(f"return ({d_in},), ({d_init},), ({d_par}{',' if d_par else ''})")
+
+
+    def pre_backward(self, w):
+        """The backward of what ran before the loop, over all T*B rows (shared with the triton host code)."""
+        if self.b.pre:
+            w("# backward of what ran before the loop, over all T*B rows")
+            for n in self.inputs:
+                w(f"{n} = _{n}_seq.reshape(_T * _B, {self.size[n]})")
+                w(f"d_{n} = _d_{n}_seq.view(_T * _B, {self.size[n]})")
+            for v in self.s.values:
+                if v.stage != "pre":
+                    continue
+                if v.name in self.bwd_pre_reads:
+                    w(f"{v.name} = _{v.name}_seq.reshape(_T * _B, {self.size[v.name]})")
+                if v.name in self.p.pre_in_loop:
+                    w(f"d_{v.name} = _d_{v.name}_seq.view(_T * _B, {self.size[v.name]})")
+                else:
+                    w(f"d_{v.name} = {self.like}.new_zeros((_T * _B, {self.size[v.name]}))")
+            for st in self.b.pre:
+                if isinstance(st, RegionGrad):
+                    self.region_grad(w, st)
+                else:
+                    mm = st.matmul
+                    for t in mm.terms:
+                        op = self.view(t.operand.value, t.operand)
+                        tgt = self.weight(t).replace(t.weight, "d_" + t.weight, 1)
+                        w(f"{self.view('d_' + t.operand.value, t.operand)} += torch.mm(d_{mm.out}, "
+                          f"{self.weight(t)})")
+                        w(f"{tgt} += torch.mm(d_{mm.out}.t(), {op})")
 
 
 class Kernel:

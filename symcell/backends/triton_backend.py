@@ -391,7 +391,7 @@ class _HostRenderer(_TorchRenderer):
             w(f"return ({ys},), ({finals},), _res")
 
     def host_backward(self, w):
-        k, s, p = self.k, self.s, self.p
+        k, p = self.k, self.p
         ins = ", ".join(f"_{n}_seq" for n in self.inputs)
         inits = ", ".join(f"_{x}_init" for x in self.states)
         w("def backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res):")
@@ -459,30 +459,7 @@ class _HostRenderer(_TorchRenderer):
                             dtgt = f"_d_{op.value}_seq"
                             w(f"{dtgt}[..., {op.start}:{op.stop}] += torch.mm({dy}, {self.weight(t)})"
                               f".view(_T, _B, {op.stop - op.start})")
-            if self.b.pre:
-                w("# backward of what ran before the loop, over all T*B rows")
-                for n in self.inputs:
-                    w(f"{n} = _{n}_seq.reshape(_T * _B, {self.size[n]})")
-                    w(f"d_{n} = _d_{n}_seq.view(_T * _B, {self.size[n]})")
-                for v in s.values:
-                    if v.stage != "pre":
-                        continue
-                    if v.name in p.bwd_pre_reads:
-                        w(f"{v.name} = _{v.name}_seq.reshape(_T * _B, {self.size[v.name]})")
-                    if v.name in p.pre_in_loop:
-                        w(f"d_{v.name} = _d_{v.name}_seq.view(_T * _B, {self.size[v.name]})")
-                    else:
-                        w(f"d_{v.name} = {self.like}.new_zeros((_T * _B, {self.size[v.name]}))")
-                for st in self.b.pre:
-                    if isinstance(st, RegionGrad):
-                        self.region_grad(w, st)
-                    else:
-                        for t in st.matmul.terms:
-                            op = self.view(t.operand.value, t.operand)
-                            tgt = self.weight(t).replace(t.weight, "d_" + t.weight, 1)
-                            w(f"{self.view('d_' + t.operand.value, t.operand)} += torch.mm(d_{st.matmul.out}, "
-                              f"{self.weight(t)})")
-                            w(f"{tgt} += torch.mm(d_{st.matmul.out}.t(), {op})")
+            self.pre_backward(w)
             d_in = ", ".join(f"_d_{n}_seq" for n in self.inputs)
             d_init = ", ".join(f"_d_{x}_pp[_T % 2].clone()" for x in self.states)
             d_par = ", ".join(f"d_{q}" for q in self.params)
