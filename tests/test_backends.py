@@ -2,11 +2,10 @@
 and gradcheck in float64, for every cell of the zoo."""
 import pytest
 import torch
-from torch.func import functional_call
 
 import symcell
 from symcell import tanh
-from zoo import CASES, random_inputs
+from zoo import CASES, gradcheck_scan, random_inputs
 
 DEVICE = {"cpp": "cpu", "triton": "cuda" if torch.cuda.is_available() else "cpu"}
 BACKENDS = [b for b in ["cpp", "triton"] if symcell.backends.get(b).usable(torch.device(DEVICE[b]))]
@@ -60,24 +59,7 @@ def test_gradcheck(backend, name):
     torch.manual_seed(3)
     cell = factory(backend=backend).double()
     xs, states = random_inputs(cell, T=3, B=2, seed=4)
-    names = [n for n, _ in cell.named_parameters()]
-    params = [p.detach().clone().requires_grad_() for p in cell.parameters()]
-    n_x, n_s = len(xs), len(states)
-
-    class Scan(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.cell = cell
-
-        def forward(self, xs_, st_):
-            return symcell.scan(self.cell, xs_, st_)
-
-    def f(*args):
-        xs_, st_, ps_ = args[:n_x], args[n_x:n_x + n_s], args[n_x + n_s:]
-        ys, final = functional_call(Scan(), {f"cell.{n}": p for n, p in zip(names, ps_)}, (xs_, st_))
-        return (*(ys if isinstance(ys, tuple) else (ys,)), *final)
-
-    assert torch.autograd.gradcheck(f, (*xs, *states, *params))
+    assert gradcheck_scan(cell, xs, states)
 
 
 @pytest.mark.parametrize("backend", [b for b in BACKENDS if b == "cpp"])   # triton: sizes are constexpr

@@ -1,10 +1,9 @@
 """The reference backend against an independent eager loop with torch autograd, and gradcheck."""
 import pytest
 import torch
-from torch.func import functional_call
 
 import symcell
-from zoo import CASES, eager_scan, random_inputs
+from zoo import CASES, eager_scan, gradcheck_scan, random_inputs
 
 
 def rel_err(a, b):
@@ -48,24 +47,7 @@ def test_gradcheck_float64(name):
     torch.manual_seed(3)
     cell = factory(backend="reference").double()
     xs, states = random_inputs(cell, T=3, B=2, seed=4)
-    names = [n for n, _ in cell.named_parameters()]
-    params = [p.detach().clone().requires_grad_() for p in cell.parameters()]
-    n_x, n_s = len(xs), len(states)
-
-    class Scan(torch.nn.Module):  # symcell.scan with the cell's parameters swapped for gradcheck's
-        def __init__(self):
-            super().__init__()
-            self.cell = cell
-
-        def forward(self, xs_, st_):
-            return symcell.scan(self.cell, xs_, st_)
-
-    def f(*args):
-        xs_, st_, ps_ = args[:n_x], args[n_x:n_x + n_s], args[n_x + n_s:]
-        ys, final = functional_call(Scan(), {f"cell.{n}": p for n, p in zip(names, ps_)}, (xs_, st_))
-        return (*(ys if isinstance(ys, tuple) else (ys,)), *final)
-
-    assert torch.autograd.gradcheck(f, (*xs, *states, *params))
+    assert gradcheck_scan(cell, xs, states)
 
 
 def test_one_autograd_node_per_sequence():

@@ -158,3 +158,26 @@ def random_inputs(cell, T, B, dtype=torch.float64, seed=0, requires_grad=True):
     states = [(0.5 * torch.randn(B, n, generator=g, dtype=dtype)).requires_grad_(requires_grad)
               for n in cell.state_sizes.values()]
     return xs, states
+
+
+def gradcheck_scan(cell, xs, states):
+    """torch.autograd.gradcheck of symcell.scan wrt the inputs, the initial states and every parameter."""
+    from torch.func import functional_call
+    names = [n for n, _ in cell.named_parameters()]
+    params = [p.detach().clone().requires_grad_() for p in cell.parameters()]
+    n_x, n_s = len(xs), len(states)
+
+    class Scan(torch.nn.Module):  # symcell.scan with the cell's parameters swapped for gradcheck's
+        def __init__(self):
+            super().__init__()
+            self.cell = cell
+
+        def forward(self, xs_, st_):
+            return symcell.scan(self.cell, xs_, st_)
+
+    def f(*args):
+        xs_, st_, ps_ = args[:n_x], args[n_x:n_x + n_s], args[n_x + n_s:]
+        ys, final = functional_call(Scan(), {f"cell.{n}": p for n, p in zip(names, ps_)}, (xs_, st_))
+        return (*(ys if isinstance(ys, tuple) else (ys,)), *final)
+
+    return torch.autograd.gradcheck(f, (*xs, *states, *params))
