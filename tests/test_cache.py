@@ -85,3 +85,12 @@ def test_explicit_cpp_without_a_compiler_is_a_clear_error(tmp_path):
     r = run(tmp_path, backend="cpp", env_extra={"PATH": str(tmp_path)})
     assert r.returncode != 0
     assert "backend='cpp' needs a C++ compiler (c++ or g++) and ninja on PATH" in r.stderr
+
+
+def test_an_unwritable_cache_dir_falls_back_to_a_temporary_one_with_a_warning(monkeypatch):
+    from symcell import cache
+    monkeypatch.setenv("SYMCELL_CACHE_DIR", "/proc/symcell-cache")   # not writable, even for root
+    with pytest.warns(UserWarning, match=r"the cache directory /proc/symcell-cache is not writable"):
+        d = cache.cache_dir()
+    assert d.is_dir() and "symcell-cache" in d.name
+    (d / "probe").write_text("ok")
