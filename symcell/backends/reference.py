@@ -213,28 +213,41 @@ class _Renderer:
                         for t in mm.terms:
                             w(f"{self.view('d_' + t.operand.value, t.operand)} += torch.mm(d_{mm.out}, "
                               f"{self.weight(t)})")
-            deferred = [(st.matmul, t) for st in self.b.loop if isinstance(st, MatMulGrad) for t in st.matmul.terms]
-            if deferred:
-                w("# weight gradients of the in-loop matmuls: one GEMM each over all T*B rows")
-                w("if _T > 0:")
-                with w.block():
-                    for mm, term in deferred:
-                        op = term.operand
-                        if self.kind[op.value] == "state":
-                            seq = f"torch.cat([_{op.value}_init[None], _{op.value}_seq[:-1]])"
-                        else:
-                            seq = f"_{op.value}_seq"
-                        if not (op.start == 0 and op.stop == self.size[op.value]):
-                            seq = f"{seq}[..., {op.start}:{op.stop}]"
-                        tgt = self.weight(term).replace(term.weight, "d_" + term.weight, 1)
-                        w(f"{tgt} += torch.mm(_d_{mm.out}_seq.reshape(-1, {self.size[mm.out]}).t(), "
-                          f"{seq}.reshape(-1, {op.stop - op.start}))")
+            self.after_loop_gemms(w)
             self.pre_backward(w)
             d_in = ", ".join(f"_d_{n}_seq" for n in self.inputs)
             d_init = ", ".join(f"d_{s}" for s in self.states)
             d_par = ", ".join(f"d_{p}" for p in self.params)
             w(f"return ({d_in},), ({d_init},), ({d_par}{',' if d_par else ''})")
 
+
+    def after_loop_gemms(self, w, loop_value="_{}_seq", d_out="_d_{}_seq", defer_operands=False):
+        """After the reverse loop, one GEMM each over all T*B rows: the weight gradient of every in-loop matmul
+        term, and (defer_operands) the gradients of operands that depend on no state. `loop_value` and `d_out`
+        name a backend's per-step sequences of in-loop values and of matmul-output gradients (shared with the
+        triton host code)."""
+        deferred = [(st.matmul, t) for st in self.b.loop if isinstance(st, MatMulGrad) for t in st.matmul.terms]
+        if not deferred:
+            return
+        w("# weight gradients of the in-loop matmuls: one GEMM each over all T*B rows")
+        w("if _T > 0:")
+        with w.block():
+            for mm, term in deferred:
+                op = term.operand
+                if self.kind[op.value] == "state":
+                    seq = f"torch.cat([_{op.value}_init[None], _{op.value}_seq[:-1]])"
+                elif self.kind[op.value] == "input" or self.stage[op.value] == "pre":
+                    seq = f"_{op.value}_seq"
+                else:
+                    seq = loop_value.format(op.value)
+                if not (op.start == 0 and op.stop == self.size[op.value]):
+                    seq = f"{seq}[..., {op.start}:{op.stop}]"
+                dy = f"{d_out.format(mm.out)}.reshape(-1, {self.size[mm.out]})"
+                tgt = self.weight(term).replace(term.weight, "d_" + term.weight, 1)
+                w(f"{tgt} += torch.mm({dy}.t(), {seq}.reshape(-1, {op.stop - op.start}))")
+                if defer_operands and op.value in self.p.deferred_ops:
+                    w(f"_d_{op.value}_seq[..., {op.start}:{op.stop}] += torch.mm({dy}, {self.weight(term)})"
+                      f".view(_T, _B, {op.stop - op.start})")
 
     def pre_backward(self, w):
         """The backward of what ran before the loop, over all T*B rows (shared with the triton host code)."""

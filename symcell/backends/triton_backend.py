@@ -437,28 +437,7 @@ class _HostRenderer(_TorchRenderer):
             for q in self.params:
                 if self.kind.get(q) == "param":
                     w(f"d_{q} += _d_{q}_part.sum(0)")
-            deferred = [(st.matmul, t) for st in self.b.loop if not isinstance(st, RegionGrad)
-                        for t in st.matmul.terms]
-            if deferred:
-                w("# after the loop, one GEMM each over all T*B rows: weight gradients, and operands on no state")
-                w("if _T > 0:")
-                with w.block():
-                    for mm, t in deferred:
-                        op = t.operand
-                        if self.kind[op.value] == "state":
-                            seq = f"torch.cat([_{op.value}_init[None], _{op.value}_seq[:-1]])"
-                        elif self.kind[op.value] in ("input",) or self.stage[op.value] == "pre":
-                            seq = f"_{op.value}_seq"
-                        else:
-                            seq = f"_{op.value}_res"
-                        seq = f"{seq}[..., {op.start}:{op.stop}].reshape(-1, {op.stop - op.start})"
-                        dy = f"_d_{mm.out}_buf.reshape(-1, {self.size[mm.out]})"
-                        tgt = self.weight(t).replace(t.weight, "d_" + t.weight, 1)
-                        w(f"{tgt} += torch.mm({dy}.t(), {seq})")
-                        if op.value in p.deferred_ops:
-                            dtgt = f"_d_{op.value}_seq"
-                            w(f"{dtgt}[..., {op.start}:{op.stop}] += torch.mm({dy}, {self.weight(t)})"
-                              f".view(_T, _B, {op.stop - op.start})")
+            self.after_loop_gemms(w, loop_value="_{}_res", d_out="_d_{}_buf", defer_operands=True)
             self.pre_backward(w)
             d_in = ", ".join(f"_d_{n}_seq" for n in self.inputs)
             d_init = ", ".join(f"_d_{x}_pp[_T % 2].clone()" for x in self.states)
