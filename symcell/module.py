@@ -86,21 +86,13 @@ class _class_or_instance:
         return self.fn.__get__(obj if obj is not None else cls)
 
 
-class Cell(nn.Module):
-    """A recurrent cell defined with symcell.define: a torch.nn.Module scanning the cell over a sequence.
+class Binding:
+    """A cell's equations with its dimensions bound: the sizes, the kernel keys and the checks of a call's
+    arguments. A Cell holds one; a stacked symcell.RNN one per layer and direction (their parameters live on
+    the module that holds them, and are passed in on each call)."""
 
-        ys, state = cell(xs, state=None)      xs: (T, B, I) or (B, T, I) with batch_first; state: tuple
-        state = cell.step(x, state)           one step
-    """
-
-    spec: CellSpec = None
-
-    def __init__(self, *, spec=None, batch_first=False, backend="auto", device=None, dtype=None, **dims):
-        super().__init__()
-        spec = spec or type(self).spec
-        if spec is None:
-            raise TypeError("symcell.Cell is a base class; make cells with symcell.define")
-        self._spec, ir = spec, spec.ir
+    def __init__(self, spec, dims, backend="auto"):
+        ir = spec.ir
         missing = [d for d in ir.dims if d not in dims]
         unknown = [d for d in dims if d not in ir.dims]
         if unknown:
@@ -113,20 +105,115 @@ class Cell(nn.Module):
                 raise ValueError(f"{ir.name}(): dimension {d} must be a positive int, got {v!r}")
         if backend != "auto":
             backends.resolve(backend, torch.device("cpu"))  # reject unknown names now, not at the first call
-        self.dims = dict(dims)
-        self.batch_first = batch_first
-        self.backend = backend
+        self.spec, self.name, self.dims, self.backend = spec, ir.name, dict(dims), backend
         sched, _ = spec.schedule(self.dims)  # binds sizes: a bad binding fails here, before any data
-        self._sizes = {v.name: int(v.size) for v in sched.values if v.size is not None}
         # the operators name their kernel by key (see ops.py)
-        self._keys = {b: kernel_key(spec, self.dims, b) for b in backends.available()}
+        self.keys = {b: kernel_key(spec, self.dims, b) for b in backends.available()}
         bound = sched.ir
         self.input_sizes = {n: int(s) for n, s in bound.inputs}
         self.state_sizes = {n: int(s) for n, s in bound.states}
-        for name, shape in bound.params:
-            self.register_parameter(name, nn.Parameter(torch.empty(*[int(s) for s in shape], device=device,
-                                                                   dtype=dtype)))
+        self.param_shapes = {n: tuple(int(s) for s in shape) for n, shape in bound.params}
+
+    def kernel_key(self, device):
+        """The key of the kernel for tensors on `device`, building it now unless torch.compile is tracing."""
+        name = backends.resolve(self.backend, device)
+        if torch.compiler.is_compiling():
+            return self.keys[name]
+        try:
+            kernel_for(self.keys[name])
+        except BuildError as e:
+            if self.backend != "auto" or name == "reference":
+                raise
+            if name not in _fallback_warned:
+                _fallback_warned.add(name)
+                warnings.warn(f"symcell: the {name} backend could not be built ({e}); backend='auto' uses the "
+                              "reference backend instead", stacklevel=5)
+            name = "reference"
+        return self.keys[name]
+
+    def check(self, xs, state, params, batch_first):
+        """-> (input sequences as (T, B, n), initial states, a reference tensor for dtype and device)."""
+        ir, name = self.spec.ir, self.name
+        if isinstance(xs, torch.Tensor):
+            xs = (xs,)
+        xs = tuple(xs)
+        if len(xs) != len(ir.inputs):
+            raise ValueError(f"{name}: expected {len(ir.inputs)} input sequence(s) "
+                             f"({', '.join(n for n, _ in ir.inputs)}), got {len(xs)}")
+        ref = params[0] if params else xs[0]
+        layout = "(B, T, features)" if batch_first else "(T, B, features)"
+        for (n, _), x in zip(ir.inputs, xs):
+            if not isinstance(x, torch.Tensor):
+                raise TypeError(f"{name}: input {n!r} must be a tensor, got {type(x).__name__}")
+            if x.dim() != 3:
+                raise ValueError(f"{name}: input {n!r} must be 3-d {layout}, got shape {tuple(x.shape)}")
+            if x.shape[-1] != self.input_sizes[n]:
+                raise ValueError(f"{name}: input {n!r} has {x.shape[-1]} features (shape {tuple(x.shape)}) but the "
+                                 f"cell expects {self.input_sizes[n]}")
+        seq = [x.transpose(0, 1) if batch_first else x for x in xs]
+        T, B = seq[0].shape[0], seq[0].shape[1]
+        for (n, _), x in zip(ir.inputs, seq):
+            if x.shape[0] != T or x.shape[1] != B:
+                raise ValueError(f"{name}: input {n!r} has (T, B) = {tuple(x.shape[:2])} but input "
+                                 f"{ir.inputs[0][0]!r} has {(T, B)}")
+        for what, t in [(f"input {n!r}", x) for (n, _), x in zip(ir.inputs, xs)]:
+            _same_kind(name, what, t, ref)
+        names = [n for n, _ in ir.states]
+        if state is None:
+            state = tuple(ref.new_zeros(B, self.state_sizes[s]) for s in names)
+        else:
+            if isinstance(state, torch.Tensor):
+                state = (state,)
+            state = tuple(state)
+            if len(state) != len(names):
+                raise ValueError(f"{name}: state must be a tuple of {len(names)} tensor(s) ({', '.join(names)}), "
+                                 f"got {len(state)}")
+            for s, t in zip(names, state):
+                if not isinstance(t, torch.Tensor):
+                    raise TypeError(f"{name}: state {s!r} must be a tensor, got {type(t).__name__}")
+                if tuple(t.shape) != (B, self.state_sizes[s]):
+                    raise ValueError(f"{name}: state {s!r} has shape {tuple(t.shape)} but expected "
+                                     f"(B, {self.state_sizes[s]}) = {(B, self.state_sizes[s])} for a batch of {B}")
+                _same_kind(name, f"state {s!r}", t, ref)
+        return seq, state, ref
+
+
+class Cell(nn.Module):
+    """A recurrent cell defined with symcell.define: a torch.nn.Module scanning the cell over a sequence.
+
+        ys, state = cell(xs, state=None, lengths=None)   xs: (T, B, I), or (B, T, I) with batch_first
+        state = cell.step(x, state)                      one step
+    """
+
+    spec: CellSpec = None
+
+    def __init__(self, *, spec=None, batch_first=False, backend="auto", device=None, dtype=None, **dims):
+        super().__init__()
+        spec = spec or type(self).spec
+        if spec is None:
+            raise TypeError("symcell.Cell is a base class; make cells with symcell.define")
+        self._spec = spec
+        self._binding = Binding(spec, dims, backend)
+        self.batch_first = batch_first
+        for name, shape in self._binding.param_shapes.items():
+            self.register_parameter(name, nn.Parameter(torch.empty(*shape, device=device, dtype=dtype)))
         self.reset_parameters()
+
+    @property
+    def dims(self):
+        return self._binding.dims
+
+    @property
+    def backend(self):
+        return self._binding.backend
+
+    @property
+    def input_sizes(self):
+        return self._binding.input_sizes
+
+    @property
+    def state_sizes(self):
+        return self._binding.state_sizes
 
     # --- parameters ------------------------------------------------------------------------------------
     def reset_parameters(self):
@@ -160,29 +247,15 @@ class Cell(nn.Module):
         return kernel_for(self._kernel_key(device))
 
     def _kernel_key(self, device):
-        """The key of the kernel for tensors on `device`, building it now unless torch.compile is tracing."""
-        name = backends.resolve(self.backend, device)
-        if torch.compiler.is_compiling():
-            return self._keys[name]
-        try:
-            kernel_for(self._keys[name])
-        except BuildError as e:
-            if self.backend != "auto" or name == "reference":
-                raise
-            if name not in _fallback_warned:
-                _fallback_warned.add(name)
-                warnings.warn(f"symcell: the {name} backend could not be built ({e}); backend='auto' uses the "
-                              "reference backend instead", stacklevel=4)
-            name = "reference"
-        return self._keys[name]
+        return self._binding.kernel_key(device)
 
     def extra_repr(self):
         dims = ", ".join(f"{k}={v}" for k, v in self.dims.items())
         return f"{dims}, batch_first={self.batch_first}, backend={self.backend!r}"
 
     # --- calling ---------------------------------------------------------------------------------------
-    def forward(self, xs, state=None):
-        return scan(self, xs, state)
+    def forward(self, xs, state=None, lengths=None):
+        return scan(self, xs, state, lengths=lengths)
 
     def step(self, x, state=None):
         """One step: x is (B, I) (a tuple for several inputs); returns the new state tuple."""
@@ -191,52 +264,6 @@ class Cell(nn.Module):
             xs = tuple(t.transpose(0, 1) for t in xs) if isinstance(xs, tuple) else xs.transpose(0, 1)
         _, final = scan(self, xs, state)
         return final
-
-    def _check(self, xs, state):
-        ir, name = self._spec.ir, self._spec.ir.name
-        if isinstance(xs, torch.Tensor):
-            xs = (xs,)
-        xs = tuple(xs)
-        if len(xs) != len(ir.inputs):
-            raise ValueError(f"{name}: expected {len(ir.inputs)} input sequence(s) "
-                             f"({', '.join(n for n, _ in ir.inputs)}), got {len(xs)}")
-        params = self._param_list()
-        ref = params[0] if params else xs[0]
-        layout = "(B, T, features)" if self.batch_first else "(T, B, features)"
-        for (n, _), x in zip(ir.inputs, xs):
-            if not isinstance(x, torch.Tensor):
-                raise TypeError(f"{name}: input {n!r} must be a tensor, got {type(x).__name__}")
-            if x.dim() != 3:
-                raise ValueError(f"{name}: input {n!r} must be 3-d {layout}, got shape {tuple(x.shape)}")
-            if x.shape[-1] != self.input_sizes[n]:
-                raise ValueError(f"{name}: input {n!r} has {x.shape[-1]} features (shape {tuple(x.shape)}) but the "
-                                 f"cell expects {self.input_sizes[n]}")
-        seq = [x.transpose(0, 1) if self.batch_first else x for x in xs]
-        T, B = seq[0].shape[0], seq[0].shape[1]
-        for (n, _), x in zip(ir.inputs, seq):
-            if x.shape[0] != T or x.shape[1] != B:
-                raise ValueError(f"{name}: input {n!r} has (T, B) = {tuple(x.shape[:2])} but input "
-                                 f"{ir.inputs[0][0]!r} has {(T, B)}")
-        for what, t in [(f"input {n!r}", x) for (n, _), x in zip(ir.inputs, xs)]:
-            _same_kind(name, what, t, ref)
-        names = [n for n, _ in ir.states]
-        if state is None:
-            state = tuple(ref.new_zeros(B, self.state_sizes[s]) for s in names)
-        else:
-            if isinstance(state, torch.Tensor):
-                state = (state,)
-            state = tuple(state)
-            if len(state) != len(names):
-                raise ValueError(f"{name}: state must be a tuple of {len(names)} tensor(s) ({', '.join(names)}), "
-                                 f"got {len(state)}")
-            for s, t in zip(names, state):
-                if not isinstance(t, torch.Tensor):
-                    raise TypeError(f"{name}: state {s!r} must be a tensor, got {type(t).__name__}")
-                if tuple(t.shape) != (B, self.state_sizes[s]):
-                    raise ValueError(f"{name}: state {s!r} has shape {tuple(t.shape)} but expected "
-                                     f"(B, {self.state_sizes[s]}) = {(B, self.state_sizes[s])} for a batch of {B}")
-                _same_kind(name, f"state {s!r}", t, ref)
-        return seq, state, ref
 
 
 def _same_kind(cell, what, t, ref):
@@ -248,7 +275,7 @@ def _same_kind(cell, what, t, ref):
         raise ValueError(f"{cell}: {what} is on {t.device} but the parameters are on {ref.device}")
 
 
-def scan(cell, xs, state=None, reverse=False):
+def scan(cell, xs, state=None, reverse=False, lengths=None):
     """Run `cell` over the sequence xs. Semantics (for one input, batch_first=False):
 
         ys = []
@@ -258,17 +285,66 @@ def scan(cell, xs, state=None, reverse=False):
         ys = stack(ys in time order of xs)      # so ys[t] is the output at input xs[t], also when reverse
         return ys, state
 
+    `lengths` (B ints, 0 <= lengths[b] <= T) makes row b a sequence of its own length: it runs steps
+    0 .. lengths[b] - 1 (with reverse, lengths[b] - 1 down to 0), its final state is the state after its own last
+    step and its outputs past its length are zero, as for a PackedSequence in nn.LSTM. The masking runs inside
+    the fused loops: every row runs every step, and an ended row's step holds its state (so the values in the
+    padding are never read into a result; keep them finite, as padding with zeros does, for finite gradients).
+
     The whole sequence is one autograd node; its backward is the derived backward scan.
     """
-    seq, state, ref = cell._check(xs, state)
+    return run(cell._binding, cell._param_list(), xs, state, reverse, lengths, cell.batch_first)
+
+
+def check_lengths(name, lengths, T, B, device):
+    """lengths (a sequence of ints or an integer tensor) -> an int64 tensor of B values in [0, T] on `device`."""
+    if isinstance(lengths, torch.Tensor):
+        if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
+            raise TypeError(f"{name}: lengths must hold integers, got dtype {lengths.dtype}")
+        host = lengths.detach().to("cpu", torch.int64)
+    else:
+        try:
+            host = torch.as_tensor([int(v) for v in lengths], dtype=torch.int64)
+        except (TypeError, ValueError):
+            raise TypeError(f"{name}: lengths must be a sequence of ints or an integer tensor, got "
+                            f"{type(lengths).__name__}") from None
+    if host.dim() != 1 or host.shape[0] != B:
+        raise ValueError(f"{name}: lengths must have one entry per batch row, shape ({B},), got {tuple(host.shape)}")
+    if B and (host.min() < 0 or host.max() > T):
+        raise ValueError(f"{name}: lengths must lie in [0, T] = [0, {T}], got min {int(host.min())} and max "
+                         f"{int(host.max())}")
+    return host.to(device)
+
+
+def _reversal(lengths, T):
+    """(T, B) time indices that reverse each row within its own length and leave its padding in place. The
+    permutation is its own inverse, so it also puts the outputs back in input order."""
+    t = torch.arange(T, device=lengths.device)[:, None]
+    return torch.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)
+
+
+def run(binding, params, xs, state, reverse, lengths, batch_first):
+    """scan of a bound cell with the given parameters (see scan)."""
+    seq, state, ref = binding.check(xs, state, params, batch_first)
+    T, B = seq[0].shape[0], seq[0].shape[1]
+    if lengths is not None:
+        lengths = check_lengths(binding.name, lengths, T, B, ref.device)
     if reverse:
-        seq = [x.flip(0) for x in seq]
-    key = cell._kernel_key(ref.device)
+        if lengths is None:
+            seq = [x.flip(0) for x in seq]
+        else:
+            rows = torch.arange(B, device=ref.device)[None, :]
+            order = _reversal(lengths, T)
+            seq = [x[order, rows] for x in seq]
+    key = binding.kernel_key(ref.device)
     seq = tuple(x.contiguous() for x in seq)
     state = tuple(s.contiguous() for s in state)
-    ys, final = scan_op(key, seq, state, tuple(p.contiguous() for p in cell._param_list()))
+    ys, final = scan_op(key, seq, state, tuple(p.contiguous() for p in params), lengths)
+    if lengths is not None:   # outputs past each row's length are zero (the kernel holds the state there)
+        ended = (torch.arange(T, device=ref.device)[:, None] >= lengths[None, :])[:, :, None]
+        ys = tuple(y.masked_fill(ended, 0) for y in ys)
     if reverse:
-        ys = tuple(y.flip(0) for y in ys)
-    if cell.batch_first:
+        ys = tuple(y.flip(0) for y in ys) if lengths is None else tuple(y[order, rows] for y in ys)
+    if batch_first:
         ys = tuple(y.transpose(0, 1) for y in ys)
     return (ys[0] if len(ys) == 1 else ys), final

@@ -181,3 +181,22 @@ def gradcheck_scan(cell, xs, states):
         return (*(ys if isinstance(ys, tuple) else (ys,)), *final)
 
     return torch.autograd.gradcheck(f, (*xs, *states, *params))
+
+
+def eager_scan_lengths(step, xs, states, params, outputs, lengths, reverse=False):
+    """The reference for `lengths=`: each row run alone over its own steps (reversed within its length when
+    `reverse`), outputs past its length zero, its final state the one after its own last step."""
+    T, B = xs[0].shape[:2]
+    ys_rows, finals_rows = [], []
+    for b, L in enumerate(int(v) for v in lengths):
+        xb = [x[:L, b:b + 1] for x in xs]
+        if reverse:
+            xb = [x.flip(0) for x in xb]
+        ys, fin = eager_scan(step, xb, [s[b:b + 1] for s in states], params, outputs)
+        if reverse:
+            ys = tuple(y.flip(0) for y in ys)
+        ys_rows.append([torch.cat([y, y.new_zeros(T - L, 1, y.shape[-1])]) for y in ys])
+        finals_rows.append(fin)
+    ys = tuple(torch.cat([r[j] for r in ys_rows], 1) for j in range(len(outputs)))
+    finals = tuple(torch.cat([f[k] for f in finals_rows]) for k in range(len(states)))
+    return ys, finals

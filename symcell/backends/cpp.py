@@ -434,10 +434,12 @@ class _Renderer:
         p = self.p
         w("template <typename scalar_t>")
         w("static std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _inits, "
-          "at::TensorList _params, at::IntArrayRef _dims, bool _save) {")
+          "at::TensorList _params, at::IntArrayRef _dims, bool _save, const at::Tensor& _lengths) {")
         with w.block():
             self.dims_and_sizes(w)
             w("const int64_t _steps = _xs[0].size(0), _batch = _xs[0].size(1);")
+            w("// per-row sequence lengths (int64), or none: every row runs all _steps")
+            w("const int64_t* _len = _lengths.numel() > 0 ? _lengths.data_ptr<int64_t>() : nullptr;")
             w("const auto _opt = _xs[0].options();")
             for k, n in enumerate(self.inputs):
                 w(f"const scalar_t* {n}_seq = sc::ptr<scalar_t>(_xs[{k}]);")
@@ -498,6 +500,14 @@ class _Renderer:
                     for s_ in self.states:
                         w(f"scalar_t* {self.new[s_]} = {self.new_state_buffer(s_, '_t')} + _b0 * {self.n(s_)};")
                     self.stmts_fwd(w, self.s.loop, "_nb", "_b0")
+                    w("if (_len != nullptr) {  // rows past their own length keep their state")
+                    with w.block():
+                        with w.block("for (int64_t _r = 0; _r < _nb; ++_r) {", "}"):
+                            with w.block("if (_t >= _len[_b0 + _r]) {", "}"):
+                                for s_ in self.states:
+                                    n = self.n(s_)
+                                    w(f"std::memcpy({self.new[s_]} + _r * {n}, {s_} + _r * {n}, sizeof(scalar_t) * {n});")
+                    w("}")
                     for s_ in self.states:
                         w(f"{s_} = {self.new[s_]};")
                 w("}")
@@ -545,10 +555,11 @@ class _Renderer:
         w("template <typename scalar_t>")
         w("static std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_finals, "
           "at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, "
-          "at::TensorList _res, at::IntArrayRef _dims) {")
+          "at::TensorList _res, at::IntArrayRef _dims, const at::Tensor& _lengths) {")
         with w.block():
             self.dims_and_sizes(w)
             w("const int64_t _steps = _xs[0].size(0), _batch = _xs[0].size(1);")
+            w("const int64_t* _len = _lengths.numel() > 0 ? _lengths.data_ptr<int64_t>() : nullptr;")
             w("const auto _opt = _xs[0].options();")
             for k, n in enumerate(self.inputs):
                 w(f"const scalar_t* {n}_seq = sc::ptr<scalar_t>(_xs[{k}]);")
@@ -600,6 +611,16 @@ class _Renderer:
                         if s_ in self.outputs:
                             w(f"{{ const scalar_t* _dy = d_{s_}_ys + (_t * _batch + _b0) * {self.n(s_)}; "
                               f"for (int64_t _i = 0; _i < _nb * {self.n(s_)}; ++_i) d_{nv}[_i] += _dy[_i]; }}")
+                    w("if (_len != nullptr) {  // ended rows: the carried cotangent passes to the previous state,")
+                    with w.block():
+                        w("// the step sees none (the backward of holding the state)")
+                        with w.block("for (int64_t _r = 0; _r < _nb; ++_r) {", "}"):
+                            with w.block("if (_t >= _len[_b0 + _r]) {", "}"):
+                                for s_ in self.states:
+                                    n, nv = self.n(s_), self.new[s_]
+                                    w(f"std::memcpy(d_{s_} + _r * {n}, d_{nv} + _r * {n}, sizeof(scalar_t) * {n});")
+                                    w(f"sc::zero(d_{nv} + _r * {n}, {n});")
+                    w("}")
                     for n in self.inputs:
                         w(f"scalar_t* d_{n} = d_{n}_seq + (_t * _batch + _b0) * {self.n(n)};")
                     for v in list(p.pre_in_loop) + list(p.loop_mm):
@@ -694,28 +715,28 @@ class _Renderer:
         self.backward(w)
         w()
         w("std::vector<at::Tensor> forward(at::TensorList _xs, at::TensorList _inits, at::TensorList _params, "
-          "at::IntArrayRef _dims, bool _save) {")
+          "at::IntArrayRef _dims, bool _save, const at::Tensor& _lengths) {")
         with w.block():
             w("sc::FlushDenormals _ftz;")
-            w("if (_xs[0].scalar_type() == at::kDouble) return forward_impl<double>(_xs, _inits, _params, _dims, _save);")
-            w("return forward_impl<float>(_xs, _inits, _params, _dims, _save);")
+            w("if (_xs[0].scalar_type() == at::kDouble) return forward_impl<double>(_xs, _inits, _params, _dims, _save, _lengths);")
+            w("return forward_impl<float>(_xs, _inits, _params, _dims, _save, _lengths);")
         w("}")
         w("std::vector<at::Tensor> backward(at::TensorList _d_ys, at::TensorList _d_finals, at::TensorList _xs, "
           "at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, "
-          "at::IntArrayRef _dims) {")
+          "at::IntArrayRef _dims, const at::Tensor& _lengths) {")
         with w.block():
             w("sc::FlushDenormals _ftz;")
             w("if (_xs[0].scalar_type() == at::kDouble) "
-              "return backward_impl<double>(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _dims);")
-            w("return backward_impl<float>(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _dims);")
+              "return backward_impl<double>(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _dims, _lengths);")
+            w("return backward_impl<float>(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _dims, _lengths);")
         w("}")
         w("}  // namespace")
         w()
         w("TORCH_LIBRARY(SYMCELL_NS, m) {")
         with w.block():
-            w('m.def("forward(Tensor[] _xs, Tensor[] _inits, Tensor[] _params, int[] _dims, bool _save) -> Tensor[]");')
+            w('m.def("forward(Tensor[] _xs, Tensor[] _inits, Tensor[] _params, int[] _dims, bool _save, Tensor _lengths) -> Tensor[]");')
             w('m.def("backward(Tensor[] _d_ys, Tensor[] _d_finals, Tensor[] _xs, Tensor[] _inits, Tensor[] _params, '
-              'Tensor[] _ys, Tensor[] _res, int[] _dims) -> Tensor[]");')
+              'Tensor[] _ys, Tensor[] _res, int[] _dims, Tensor _lengths) -> Tensor[]");')
         w("}")
         w("TORCH_LIBRARY_IMPL(SYMCELL_NS, CPU, m) {")
         with w.block():
@@ -735,20 +756,25 @@ def _flags():
     return cflags, ldflags
 
 
+_NO_LENGTHS = torch.empty(0, dtype=torch.int64)   # every row runs all steps
+
+
 class CppKernel:
     def __init__(self, source, ns, dims, counts):
         self.source, self.ns, self.dims = source, ns, list(dims)
         self.n_out, self.n_states = counts
 
-    def forward(self, xs, inits, params, save):
-        outs = getattr(torch.ops, self.ns).forward(list(xs), list(inits), list(params), self.dims, save)
+    def forward(self, xs, inits, params, save, lengths=None):
+        outs = getattr(torch.ops, self.ns).forward(list(xs), list(inits), list(params), self.dims, save,
+                                                   _NO_LENGTHS if lengths is None else lengths)
         ys = tuple(outs[:self.n_out])
         finals = tuple(outs[self.n_out:self.n_out + self.n_states])
         return ys, finals, tuple(outs[self.n_out + self.n_states:])
 
-    def backward(self, d_ys, d_finals, xs, inits, params, ys, res):
+    def backward(self, d_ys, d_finals, xs, inits, params, ys, res, lengths=None):
         outs = getattr(torch.ops, self.ns).backward(list(d_ys), list(d_finals), list(xs), list(inits),
-                                                    list(params), list(ys), list(res), self.dims)
+                                                    list(params), list(ys), list(res), self.dims,
+                                                    _NO_LENGTHS if lengths is None else lengths)
         n_in, n_st = len(xs), len(inits)
         return tuple(outs[:n_in]), tuple(outs[n_in:n_in + n_st]), tuple(outs[n_in + n_st:])
 

@@ -109,7 +109,7 @@ class _Renderer:
 
     def forward(self, w):
         ins, inits = ", ".join(f"_{n}_seq" for n in self.inputs), ", ".join(f"_{s}_init" for s in self.states)
-        w("def forward(_xs, _inits, _params, _save):")
+        w("def forward(_xs, _inits, _params, _save, _lengths=None):")
         with w.block():
             w(f"{ins}, = _xs")
             w(f"{inits}, = _inits")
@@ -135,6 +135,7 @@ class _Renderer:
                     if self.kind[n] == "input" or self.stage[n] == "pre":
                         w(f"{n} = _{n}_seq[_t]")
                 self.forward_stmts(w, self.s.loop, "_B")
+                self.hold_finished(w)
                 for s in self.ir.outputs:
                     w(f"_{s}_seq[_t] = {self.new[s]}")
                 if self.res_loop or self.res_states:
@@ -149,7 +150,27 @@ class _Renderer:
             res = ", ".join(self.residuals)
             w(f"return ({ys},), ({', '.join(self.states)},), ({res}{',' if res else ''})")
 
+    def hold_finished(self, w):
+        """With `_lengths`, step _t is the identity on the rows whose sequence has ended (_t >= length): their
+        state is held, so the final state is the one at each sequence's own last step."""
+        w("if _lengths is not None:   # rows past their length keep their state")
+        with w.block():
+            w("_live = (_t < _lengths)[:, None]")
+            for s in self.states:
+                w(f"{self.new[s]} = torch.where(_live, {self.new[s]}, {s})")
+
     # --- backward --------------------------------------------------------------------------------------
+    def pass_finished(self, w):
+        """The backward of hold_finished: on the rows past their length the carried cotangent goes straight to
+        the previous state, and the step itself sees a zero cotangent (so contributes nothing)."""
+        w("if _lengths is not None:")
+        with w.block():
+            w("_live = (_t < _lengths)[:, None]")
+            for s in self.states:
+                d = f"d_{self.new[s]}"
+                w(f"d_{s} = torch.where(_live, torch.zeros_like({d}), {d})")
+                w(f"{d} = torch.where(_live, {d}, torch.zeros_like({d}))")
+
     def region_grad(self, w, rg):
         w(f"# backward of a fused region: {len(rg.grads)} gradient(s) from {len(rg.cotangents)} cotangent(s)")
         self.bind_leaves(w, rg.region)
@@ -166,7 +187,7 @@ class _Renderer:
 
     def backward(self, w):
         ins, inits = ", ".join(f"_{n}_seq" for n in self.inputs), ", ".join(f"_{s}_init" for s in self.states)
-        w("def backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res):")
+        w("def backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _lengths=None):")
         with w.block():
             w(f"{ins}, = _xs")
             w(f"{inits}, = _inits")
@@ -199,6 +220,7 @@ class _Renderer:
                         w(f"d_{self.new[s]} = d_{s}")
                 for s in self.states:
                     w(f"d_{s} = torch.zeros_like(d_{self.new[s]})")
+                self.pass_finished(w)
                 for v in self.s.values:
                     if v.kind == "input" or (v.stage == "pre" and v.name in pre_in_loop) or v.name in loop_mm:
                         w(f"d_{v.name} = _d_{v.name}_seq[_t]")

@@ -182,7 +182,8 @@ class _KernelRenderer:
     def forward_kernel(self, w):
         args = ", ".join(a for a, _ in self.fwd_args())
         w("@triton.jit")
-        w(f"def _forward_kernel(_T, _B, {args}, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr):")
+        w(f"def _forward_kernel(_T, _B, {args}, _len_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, "
+          "_MASKED: tl.constexpr):")
         with w.block():
             w("_rows = tl.program_id(0) * _BB + tl.arange(0, _BB)")
             w("_rmask = _rows < _B")
@@ -194,6 +195,20 @@ class _KernelRenderer:
                     else:
                         self.region_fwd(w, st, self.addr)
                     w("tl.debug_barrier()   # the next phase reads what other threads of this program wrote")
+                w("if _MASKED:   # rows past their own length keep their state")
+                with w.block():
+                    w("_done = tl.load(_len_ptr + _rows, mask=_rmask, other=0) <= _t")
+                    for x in self.states:
+                        n = self.size[x]
+                        w(f"for _j0 in range(0, {n}, _BN):")
+                        with w.block():
+                            w("_cj = _j0 + tl.arange(0, _BN)")
+                            w(f"_m2 = _rmask[:, None] & (_cj < {n})[None, :] & _done[:, None]")
+                            w(f"_old = tl.load({self.addr(x, '_cj')}, mask=_m2, other=0.0)")
+                            w(f"tl.store({self.addr(self.new[x], '_cj')}, _old, mask=_m2)")
+                            w(f"tl.store({x}_seq_ptr + _t * {x}_seq_ts + _rows[:, None] * {n} + _cj[None, :], _old, "
+                              "mask=_m2)")
+                    w("tl.debug_barrier()")
 
     # --- backward ---------------------------------------------------------------------------------------
     def bwd_args(self):
@@ -302,7 +317,8 @@ class _KernelRenderer:
     def backward_kernel(self, w):
         args = ", ".join(a for a, _ in self.bwd_args())
         w("@triton.jit")
-        w(f"def _backward_kernel(_T, _B, {args}, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr):")
+        w(f"def _backward_kernel(_T, _B, {args}, _len_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, "
+          "_MASKED: tl.constexpr):")
         with w.block():
             w("_rows = tl.program_id(0) * _BB + tl.arange(0, _BB)")
             w("_rmask = _rows < _B")
@@ -331,6 +347,20 @@ class _KernelRenderer:
                             w(f"tl.store({self.daddr(v, '_cj')}, tl.zeros((_BB, _BN), dtype=tl.float32), "
                               f"mask=_rmask[:, None] & (_cj < {n})[None, :])")
                 w("tl.debug_barrier()")
+                w("if _MASKED:   # ended rows: the carried cotangent passes to the previous state, the step sees none")
+                with w.block():
+                    w("_done = tl.load(_len_ptr + _rows, mask=_rmask, other=0) <= _t")
+                    for x in self.states:
+                        n = self.size[x]
+                        w(f"for _j0 in range(0, {n}, _BN):")
+                        with w.block():
+                            w("_cj = _j0 + tl.arange(0, _BN)")
+                            w(f"_m2 = _rmask[:, None] & (_cj < {n})[None, :] & _done[:, None]")
+                            w(f"_dn = tl.load({self.daddr(self.new[x], '_cj')}, mask=_m2, other=0.0)")
+                            w(f"tl.store({self.daddr(x, '_cj')}, _dn, mask=_m2)")
+                            w(f"tl.store({self.daddr(self.new[x], '_cj')}, tl.zeros((_BB, _BN), dtype=tl.float32), "
+                              "mask=_m2)")
+                    w("tl.debug_barrier()")
                 for st in self.b.loop:
                     if isinstance(st, RegionGrad):
                         self.region_bwd(w, st)
@@ -353,7 +383,7 @@ class _HostRenderer(_TorchRenderer):
         k, s = self.k, self.s
         ins = ", ".join(f"_{n}_seq" for n in self.inputs)
         inits = ", ".join(f"_{x}_init" for x in self.states)
-        w("def forward(_xs, _inits, _params, _save):")
+        w("def forward(_xs, _inits, _params, _save, _lengths=None):")
         with w.block():
             w(f"{ins}, = _xs")
             w(f"{inits}, = _inits")
@@ -382,7 +412,9 @@ class _HostRenderer(_TorchRenderer):
                 else:
                     w(f"_{x}_store = {self.like}.new_empty((1, _B, {n})); _{x}_store_ts = 0")
             args = ", ".join(h for _, h in k.fwd_args())
-            w(f"_forward_kernel[(triton.cdiv(_B, {BB}),)](_T, _B, {args}, _BB={BB}, _BN={BN}, _BK={BK})")
+            w(f"_len = _lengths if _lengths is not None else {self.like}.new_zeros((1,), dtype=torch.int64)")
+            w(f"_forward_kernel[(triton.cdiv(_B, {BB}),)](_T, _B, {args}, _len, _BB={BB}, _BN={BN}, _BK={BK}, "
+              "_MASKED=_lengths is not None)")
             ys = ", ".join(f"_{x}_store" for x in self.ir.outputs)
             finals = ", ".join(f"_{x}_pp[_T % 2].clone()" for x in self.states)
             res = [f"_{v}_seq" for v in self.p.res_pre] + [f"_{v}_buf" for v in self.p.res_loop] + \
@@ -394,7 +426,7 @@ class _HostRenderer(_TorchRenderer):
         k, p = self.k, self.p
         ins = ", ".join(f"_{n}_seq" for n in self.inputs)
         inits = ", ".join(f"_{x}_init" for x in self.states)
-        w("def backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res):")
+        w("def backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _lengths=None):")
         with w.block():
             w(f"{ins}, = _xs")
             w(f"{inits}, = _inits")
@@ -433,7 +465,9 @@ class _HostRenderer(_TorchRenderer):
             args = ", ".join(h for _, h in k.bwd_args())
             w("if _T > 0:")
             with w.block():
-                w(f"_backward_kernel[(_grid,)](_T, _B, {args}, _BB={BB}, _BN={BN}, _BK={BK})")
+                w(f"_len = _lengths if _lengths is not None else {self.like}.new_zeros((1,), dtype=torch.int64)")
+                w(f"_backward_kernel[(_grid,)](_T, _B, {args}, _len, _BB={BB}, _BN={BN}, _BK={BK}, "
+                  "_MASKED=_lengths is not None)")
             for q in self.params:
                 if self.kind.get(q) == "param":
                     w(f"d_{q} += _d_{q}_part.sum(0)")
@@ -449,12 +483,12 @@ class TritonKernel:
     def __init__(self, source, forward, backward):
         self.source, self._forward, self.backward = source, forward, backward
 
-    def forward(self, xs, inits, params, save):
+    def forward(self, xs, inits, params, save, lengths=None):
         if xs[0].dtype != torch.float32:
             # the kernels accumulate in float32: other dtypes would lose precision silently
             raise TypeError(f"backend='triton' computes in float32; got {xs[0].dtype}. Use .float(), or the cpp "
                             "or reference backend for float64")
-        return self._forward(xs, inits, params, save)
+        return self._forward(xs, inits, params, save, lengths)
 
 
 def interpreted():
