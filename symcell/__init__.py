@@ -2,8 +2,9 @@
 from . import backends
 from .frontend import cat, elu, exp, log, relu, sigmoid, softplus, split, sqrt, tanh
 from .module import Cell, define, scan
+from .rnn import RNN
 
-__all__ = ["define", "scan", "Cell", "cells", "backends",
+__all__ = ["define", "scan", "Cell", "RNN", "cells", "backends",
            "sigmoid", "tanh", "relu", "elu", "softplus", "exp", "log", "sqrt", "cat", "split"]
 __version__ = "0.1.0"
 

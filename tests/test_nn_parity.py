@@ -1,65 +1,224 @@
-"""symcell.cells.LSTM / GRU against nn.LSTM / nn.GRU with the same state_dict."""
+"""symcell.cells.LSTM / GRU against nn.LSTM / nn.GRU with the same state_dict, every option, every backend; and
+symcell.RNN stacking a user-defined cell, against an eager reference."""
 import pytest
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from symcell.cells import GRU, LSTM
+import symcell
+from symcell.cells import GRU, LSTM, from_nn
+from zoo import CASES, eager_scan_lengths
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+BACKENDS = [b for b in ("reference", "cpp", "triton")
+            if symcell.backends.get(b).usable(torch.device("cpu" if b != "triton" else DEVICE))]
+
+# (num_layers, bidirectional, batch_first, proj_size (LSTM only), bias, packed)
+OPTIONS = [
+    (2, True, False, 0, True, False),
+    (1, False, True, 2, True, False),
+    (2, True, True, 2, True, True),
+    (3, False, False, 0, False, True),
+    (1, True, False, 0, True, True),
+]
 
 
-def _grads(out, tensors, cot):
-    return torch.autograd.grad(sum((o * c).sum() for o, c in zip(out, cot)), tensors)
+def _grads(outs, wrt, cots):
+    return torch.autograd.grad(sum((o * c).sum() for o, c in zip(outs, cots)), wrt, retain_graph=True)
 
 
-@pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("batch_first", [False, True])
+def _pair(kind, I, H, L, bidir, batch_first, proj, bias, backend, dropout=0.0):
+    opts = dict(num_layers=L, bidirectional=bidir, batch_first=batch_first, bias=bias, dropout=dropout)
+    if kind == "lstm":
+        ref, ours = nn.LSTM(I, H, proj_size=proj, **opts), LSTM(I, H, proj_size=proj, backend=backend, **opts)
+    else:
+        ref, ours = nn.GRU(I, H, **opts), GRU(I, H, backend=backend, **opts)
+    assert list(ours.state_dict()) == list(ref.state_dict())
+    assert all(ours.state_dict()[k].shape == v.shape for k, v in ref.state_dict().items())
+    ours.load_state_dict(ref.state_dict())
+    dev = "cpu" if backend != "triton" else DEVICE
+    return ref.to(dev), ours.to(dev)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "L{}{}{}{}{}{}".format(
+    o[0], "-bidir" if o[1] else "", "-bf" if o[2] else "", f"-proj{o[3]}" if o[3] else "", "" if o[4] else "-nobias",
+    "-packed" if o[5] else ""))
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
-def test_same_outputs_and_gradients_after_load_state_dict(kind, bias, batch_first):
+def test_matches_nn_outputs_states_and_every_gradient(kind, options, backend):
+    L, bidir, batch_first, proj, bias, packed = options
+    proj = proj if kind == "lstm" else 0
     torch.manual_seed(0)
-    I, H, T, B = 3, 5, 6, 2
-    ref = (nn.LSTM if kind == "lstm" else nn.GRU)(I, H, bias=bias, batch_first=batch_first).double()
-    cell = (LSTM if kind == "lstm" else GRU)(I, H, bias=bias, batch_first=batch_first,
-                                             backend="reference").double()
-    assert set(cell.state_dict()) == set(ref.state_dict())
-    cell.load_state_dict(ref.state_dict())
-    x = torch.randn((B, T, I) if batch_first else (T, B, I), dtype=torch.float64, requires_grad=True)
-    h0 = torch.randn(1, B, H, dtype=torch.float64, requires_grad=True)
-    c0 = torch.randn(1, B, H, dtype=torch.float64, requires_grad=True)
+    I, H, T, B = 3, 5, 6, 4
+    ref, ours = _pair(kind, I, H, L, bidir, batch_first, proj, bias, backend, dropout=0.3 if L > 1 else 0.0)
+    ref.eval(), ours.eval()   # dropout acts in training only
+    dev = next(ref.parameters()).device
+    D = 2 if bidir else 1
+    x = torch.randn((B, T, I) if batch_first else (T, B, I), device=dev, requires_grad=True)
+    h0 = torch.randn(L * D, B, proj or H, device=dev, requires_grad=True)
+    c0 = torch.randn(L * D, B, H, device=dev, requires_grad=True)
     hx, init = ((h0, c0), [h0, c0]) if kind == "lstm" else (h0, [h0])
-    out_r, st_r = ref(x, hx)
-    out_s, st_s = cell(x, hx)
+    lengths = [4, 6, 1, 3]
+    inp = pack_padded_sequence(x, lengths, batch_first=batch_first, enforce_sorted=False) if packed else x
+    out_r, st_r = ref(inp, hx)
+    out_s, st_s = ours(inp, hx)
+    if packed:
+        assert isinstance(out_s, type(out_r))
+        assert torch.equal(out_s.batch_sizes, out_r.batch_sizes)
+        assert torch.equal(out_s.sorted_indices, out_r.sorted_indices)
+        out_r, out_s = out_r.data, out_s.data
     st_r = st_r if kind == "lstm" else (st_r,)
     st_s = st_s if kind == "lstm" else (st_s,)
     for a, b in zip((out_s, *st_s), (out_r, *st_r)):
         assert a.shape == b.shape
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
-    cot = [torch.randn_like(t) for t in (out_r, *st_r)]
-    wrt = [x, *init]
-    g_s = _grads((out_s, *st_s), wrt + list(cell.parameters()), cot)
-    g_r = _grads((out_r, *st_r), wrt + [dict(ref.named_parameters())[n] for n, _ in cell.named_parameters()], cot)
-    for a, b in zip(g_s, g_r):
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    cots = [torch.randn_like(t) for t in (out_r, *st_r)]
+    names = [n for n, _ in ours.named_parameters()]
+    g_s = _grads((out_s, *st_s), [x, *init, *ours.parameters()], cots)
+    g_r = _grads((out_r, *st_r), [x, *init, *[dict(ref.named_parameters())[n] for n in names]], cots)
+    for what, a, b in zip(["x", *(["h_0", "c_0"] if kind == "lstm" else ["h_0"]), *names], g_s, g_r):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4, msg=what)
 
 
-def test_default_state_and_weights_move_back_to_nn():
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_unbatched_input_default_state_and_conversions(kind):
     torch.manual_seed(1)
-    cell = LSTM(4, 3, backend="reference")
-    ref = nn.LSTM(4, 3)
-    ref.load_state_dict(cell.state_dict())
-    x = torch.randn(5, 2, 4)
-    out_s, (h_s, c_s) = cell(x)
-    out_r, (h_r, c_r) = ref(x)
-    assert h_s.shape == (1, 2, 3)
+    nn_cls, cls = (nn.LSTM, LSTM) if kind == "lstm" else (nn.GRU, GRU)
+    ref = nn_cls(4, 3, num_layers=2, bidirectional=True)
+    ours = from_nn(ref, backend="reference")
+    assert isinstance(ours, cls) and ours.num_layers == 2 and ours.bidirectional
+    x = torch.randn(5, 4)               # one sequence, no batch dimension
+    out_r, st_r = ref(x)
+    out_s, st_s = ours(x)
+    assert out_s.shape == out_r.shape == (5, 6)
     torch.testing.assert_close(out_s, out_r, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(c_s, c_r, rtol=1e-5, atol=1e-6)
-    cell.flatten_parameters()  # a no-op, for cuDNN-style code
+    for a, b in zip(st_s if kind == "lstm" else (st_s,), st_r if kind == "lstm" else (st_r,)):
+        assert a.shape == b.shape == (4, 3)
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    back = ours.to_nn()
+    assert type(back) is nn_cls and back.bidirectional and back.num_layers == 2
+    for k, v in ref.state_dict().items():
+        assert torch.equal(back.state_dict()[k], v)
+    ours.flatten_parameters()  # a no-op, for cuDNN-style code
+    assert len(ours.all_weights) == 4
 
 
-def test_initial_state_shape_is_checked():
-    cell = GRU(3, 4)
-    with pytest.raises(ValueError, match=r"h_0 must have shape \(1, B, 4\), got \(2, 4\)"):
-        cell(torch.randn(5, 2, 3), torch.zeros(2, 4))
+def test_dropout_between_layers_in_training_draws_as_nn_does():
+    # nn.LSTM (CPU) drops the output of every layer but the last with the same generator calls as F.dropout
+    torch.manual_seed(2)
+    ref = nn.LSTM(3, 4, num_layers=3, dropout=0.5, bidirectional=True)
+    ours = LSTM.from_nn(ref, backend="reference")
+    assert ours.training
+    x = torch.randn(5, 2, 3)
+    torch.manual_seed(7)
+    out_r, _ = ref(x)
+    torch.manual_seed(7)
+    out_s, _ = ours(x)
+    torch.testing.assert_close(out_s, out_r, rtol=1e-5, atol=1e-6)
+    torch.manual_seed(8)
+    assert not torch.allclose(ours(x)[0], out_s)     # a different draw gives a different result
+    ours.eval()
+    torch.testing.assert_close(ours(x)[0], ref.eval()(x)[0], rtol=1e-5, atol=1e-6)
 
 
-def test_unsupported_options_say_so():
-    with pytest.raises(NotImplementedError, match="num_layers"):
-        LSTM(3, 4, num_layers=2)
+def test_lengths_argument_equals_packing():
+    torch.manual_seed(3)
+    ours = GRU(3, 4, num_layers=2, bidirectional=True, backend="reference")
+    x = torch.randn(2, 6, 3)
+    out_p, h_p = ours(pack_padded_sequence(x, [6, 2], batch_first=True))
+    ours.batch_first = True
+    out_l, h_l = ours(x, lengths=torch.tensor([6, 2]))
+    assert torch.all(out_l[1, 2:] == 0)
+    torch.testing.assert_close(h_l, h_p)
+    torch.testing.assert_close(out_l, pad_packed_sequence(out_p, batch_first=True)[0])
+
+
+def test_option_and_state_errors_name_the_argument():
+    with pytest.raises(ValueError, match=r"proj_size \(5\) must be smaller than hidden_size \(4\)"):
+        LSTM(3, 4, proj_size=5)
+    with pytest.raises(ValueError, match="num_layers must be a positive int, got 0"):
+        GRU(3, 4, num_layers=0)
+    with pytest.raises(ValueError, match=r"dropout must be a number in \[0, 1\], got 1.5"):
+        GRU(3, 4, dropout=1.5)
+    with pytest.warns(UserWarning, match="dropout=0.2 acts between layers"):
+        GRU(3, 4, dropout=0.2)
+    gru = GRU(3, 4, num_layers=2, bidirectional=True)
+    with pytest.raises(ValueError, match=r"state 'h' must have shape \(num_layers \* directions, B, 4\) = "
+                                         r"\(4, 2, 4\), got \(1, 2, 4\)"):
+        gru(torch.randn(5, 2, 3), torch.zeros(1, 2, 4))
+    with pytest.raises(ValueError, match=r"lengths must lie in \[0, T\] = \[0, 5\], got min 1 and max 6"):
+        gru(torch.randn(5, 2, 3), lengths=[6, 1])
+    with pytest.raises(ValueError, match=r"lengths must have one entry per batch row, shape \(2,\), got \(3,\)"):
+        gru(torch.randn(5, 2, 3), lengths=[1, 2, 3])
+    with pytest.raises(TypeError, match="lengths must hold integers, got dtype torch.float32"):
+        gru(torch.randn(5, 2, 3), lengths=torch.tensor([1.0, 2.0]))
+    with pytest.raises(ValueError, match="a PackedSequence carries its lengths"):
+        gru(pack_padded_sequence(torch.randn(5, 2, 3), [5, 2]), lengths=[5, 2])
+    with pytest.raises(ValueError, match=r"input must be \(T, B, features\).*got shape \(2, 5, 2, 3\)"):
+        gru(torch.randn(2, 5, 2, 3))
+    with pytest.raises(TypeError, match="expected an nn.LSTM or nn.GRU, got RNN"):
+        from_nn(nn.RNN(3, 4))
+
+
+# --- any cell: symcell.RNN ---------------------------------------------------------------------------------
+def _eager_stack(step, x, states, layer_params, lengths, L, D, dropout_p=0.0):
+    """The stacked, bidirectional reference: eager_scan_lengths per layer and direction."""
+    finals = [[] for _ in states]
+    for k in range(L):
+        outs = []
+        for d in range(D):
+            init = [s[k * D + d] for s in states]
+            ys, fin = eager_scan_lengths(step, [x], init, layer_params[k][d], (0,), lengths, reverse=d == 1)
+            outs.append(ys[0])
+            for j, f in enumerate(fin):
+                finals[j].append(f)
+        x = torch.cat(outs, -1)
+    return x, tuple(torch.stack(f) for f in finals)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", ["Gated", "LLTM"])
+def test_user_cell_stacked_bidirectional_with_lengths(backend, name):
+    cell_cls, step = type(CASES[name][0](backend="reference")), CASES[name][1]
+    dims = {"Gated": dict(I=3, H=4), "LLTM": dict(F=3, S=4)}[name]
+    dtype = torch.float32 if backend == "triton" else torch.float64
+    dev = DEVICE if backend == "triton" else "cpu"
+    torch.manual_seed(4)
+    rnn = symcell.RNN(cell_cls, num_layers=2, bidirectional=True, backend=backend, **dims).to(dev, dtype)
+    T, B = 5, 9
+    x = torch.randn(T, B, 3, dtype=dtype, device=dev, requires_grad=True)
+    states = [(0.5 * torch.randn(4, B, n, dtype=dtype, device=dev)).requires_grad_() for n in rnn.state_sizes.values()]
+    lengths = [5, 3, 0, 1, 5, 2, 4, 5, 1]
+    out, fin = rnn(x, states, lengths=lengths)
+    fin = fin if isinstance(fin, tuple) else (fin,)
+    layer_params = [[rnn.all_weights[k * 2 + d] for d in range(2)] for k in range(2)]
+    out_r, fin_r = _eager_stack(step, x, states, layer_params, lengths, 2, 2)
+    tol = dict(rtol=1e-4, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-9, atol=1e-10)
+    assert out.shape == (T, B, 8)
+    for a, b in zip((out, *fin), (out_r, *fin_r)):
+        torch.testing.assert_close(a, b, **tol)
+    cots = [torch.randn_like(t) for t in (out, *fin)]
+    wrt = [x, *states, *rnn.parameters()]
+    for a, b in zip(_grads((out, *fin), wrt, cots), _grads((out_r, *fin_r), wrt, cots)):
+        torch.testing.assert_close(a, b, **tol)
+    assert set(dict(rnn.named_parameters())) >= {f"{p}_l1_reverse" for p, _ in cell_cls.spec.ir.params}
+
+
+def test_stacking_needs_an_input_dimension_of_its_own():
+    @symcell.define(inputs={"x": "H"}, state={"h": "H"}, params={"W": ("H", "H")})
+    def Square(x, h, W):
+        return symcell.tanh(W @ h + x)
+
+    symcell.RNN(Square, num_layers=2, H=3)    # the layer below is H wide: nothing changes
+    with pytest.raises(ValueError, match=r"binding the input dimension H to the width of the layer below \(6\) "
+                                         r"changes the state sizes"):
+        symcell.RNN(Square, num_layers=2, bidirectional=True, H=3)
+
+    @symcell.define(inputs={"x": "2*I"}, state={"h": "H"}, params={"W": ("H", "2*I")})
+    def Pairs(x, h, W):
+        return symcell.tanh(W @ x + h)
+
+    with pytest.raises(ValueError, match="the input of Pairs has size 2\\*I; stacking rebinds"):
+        symcell.RNN(Pairs, num_layers=2, I=3, H=4)
+    with pytest.raises(ValueError, match="stacking needs exactly one of each"):
+        symcell.RNN(type(CASES["TwoInputs"][0](backend="reference")), I=3, J=2, H=4)

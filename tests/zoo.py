@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 import symcell
 from symcell import cat, elu, exp, log, relu, sigmoid, softplus, split, sqrt, tanh
-from symcell.cells import GRU, LLTM, LSTM, PeepholeLSTM
+from symcell.cells import LLTM, GRUCell, LSTMCell, PeepholeLSTM
 
 
 @symcell.define(inputs={"x": "I"}, state={"h": "H"},
@@ -103,6 +103,11 @@ def lstm_ref(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
     return torch.sigmoid(o) * torch.tanh(c), c
 
 
+def lstmp_ref(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr):
+    h, c = lstm_ref(x, h, c, w_ih, w_hh, b_ih, b_hh)
+    return h @ w_hr.t(), c
+
+
 def gru_ref(x, h, w_ih, w_hh, b_ih=None, b_hh=None):
     gi, gh = x @ w_ih.t(), h @ w_hh.t()
     if b_ih is not None:
@@ -131,10 +136,11 @@ CASES = {
     "TwoInputs": (lambda **kw: TwoInputs(I=3, J=2, H=4, **kw), twoinputs_ref, (0, 1)),
     "CatSplit": (lambda **kw: CatSplit(I=5, H=3, **kw), catsplit_ref, (0,)),
     "LLTM": (lambda **kw: LLTM(4, 5, **kw), lltm_ref, (0,)),
-    "LSTM": (lambda **kw: LSTM(3, 4, **kw), lstm_ref, (0,)),
-    "LSTM-nobias": (lambda **kw: LSTM(3, 4, bias=False, **kw), lstm_ref, (0,)),
-    "GRU": (lambda **kw: GRU(3, 4, **kw), gru_ref, (0,)),
-    "GRU-nobias": (lambda **kw: GRU(3, 4, bias=False, **kw), gru_ref, (0,)),
+    "LSTM": (lambda **kw: LSTMCell(3, 4, **kw), lstm_ref, (0,)),
+    "LSTM-nobias": (lambda **kw: LSTMCell(3, 4, bias=False, **kw), lstm_ref, (0,)),
+    "LSTM-proj": (lambda **kw: LSTMCell(3, 5, proj_size=2, **kw), lstmp_ref, (0,)),
+    "GRU": (lambda **kw: GRUCell(3, 4, **kw), gru_ref, (0,)),
+    "GRU-nobias": (lambda **kw: GRUCell(3, 4, bias=False, **kw), gru_ref, (0,)),
     "PeepholeLSTM": (lambda **kw: PeepholeLSTM(3, 4, **kw), peephole_ref, (0,)),
 }
 

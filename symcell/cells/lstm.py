@@ -1,24 +1,34 @@
-"""nn.LSTM / nn.GRU equations, gate order, call signature and state_dict keys (one layer, one direction)."""
+"""nn.LSTM / nn.GRU: their equations, gate order, call signatures and state_dict keys.
+
+LSTMCell and GRUCell are one layer in one direction, with nn.LSTMCell's / nn.GRUCell's parameter names;
+LSTM and GRU are symcell.RNN over them, with nn.LSTM's / nn.GRU's arguments and keys (`weight_ih_l0`, ...).
+"""
+import torch
+from torch import nn
+
 import symcell
 from symcell import sigmoid, split, tanh
 
 from ..module import Cell
+from ..rnn import RNN
 
 
-def _lstm_step(x, h, c, weight_ih_l0, weight_hh_l0, bias_ih_l0=None, bias_hh_l0=None):
-    gates = weight_ih_l0 @ x + weight_hh_l0 @ h
-    if bias_ih_l0 is not None:
-        gates = gates + bias_ih_l0 + bias_hh_l0
+def _lstm_step(x, h, c, weight_ih, weight_hh, bias_ih=None, bias_hh=None, weight_hr=None):
+    gates = weight_ih @ x + weight_hh @ h
+    if bias_ih is not None:
+        gates = gates + bias_ih + bias_hh
     i, f, g, o = split(gates, 4)            # nn.LSTM's gate order
     c = sigmoid(f) * c + sigmoid(i) * tanh(g)
     h = sigmoid(o) * tanh(c)
+    if weight_hr is not None:               # proj_size > 0: h = W_hr (o * tanh(c)), of size P
+        h = weight_hr @ h
     return h, c
 
 
-def _gru_step(x, h, weight_ih_l0, weight_hh_l0, bias_ih_l0=None, bias_hh_l0=None):
-    gi, gh = weight_ih_l0 @ x, weight_hh_l0 @ h
-    if bias_ih_l0 is not None:
-        gi, gh = gi + bias_ih_l0, gh + bias_hh_l0
+def _gru_step(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
+    gi, gh = weight_ih @ x, weight_hh @ h
+    if bias_ih is not None:
+        gi, gh = gi + bias_ih, gh + bias_hh
     i_r, i_z, i_n = split(gi, 3)            # nn.GRU's gate order: reset, update, new
     h_r, h_z, h_n = split(gh, 3)
     r = sigmoid(i_r + h_r)
@@ -27,67 +37,159 @@ def _gru_step(x, h, weight_ih_l0, weight_hh_l0, bias_ih_l0=None, bias_hh_l0=None
     return (1 - z) * n + z * h
 
 
-def _specs(name, step, gates, states):
-    """(spec with biases, spec without): the step's bias arguments default to None when undeclared."""
-    weights = {"weight_ih_l0": (f"{gates}*H", "I"), "weight_hh_l0": (f"{gates}*H", "H")}
-    biases = {"bias_ih_l0": (f"{gates}*H",), "bias_hh_l0": (f"{gates}*H",)}
-    state = {s: "H" for s in states}
-    with_bias = symcell.define(inputs={"x": "I"}, state=state, params={**weights, **biases}, name=name)(step)
-    without = symcell.define(inputs={"x": "I"}, state=state, params=weights, name=name)(step)
-    return with_bias.spec, without.spec
+def _spec(name, step, gates, bias, proj=False):
+    """The cell's spec for one choice of options: the step's optional arguments default to None when the
+    parameter is not declared."""
+    h = "P" if proj else "H"
+    params = {"weight_ih": (f"{gates}*H", "I"), "weight_hh": (f"{gates}*H", h)}
+    if bias:
+        params.update(bias_ih=(f"{gates}*H",), bias_hh=(f"{gates}*H",))
+    if proj:
+        params["weight_hr"] = ("P", "H")
+    state = {"h": h, "c": "H"} if gates == 4 else {"h": "H"}
+    return symcell.define(inputs={"x": "I"}, state=state, params=params, name=name)(step).spec
 
 
-class _NNCompatible(Cell):
-    _specs = None
-    _mode = None
+_LSTM = {(b, p): _spec("LSTM", _lstm_step, 4, b, p) for b in (True, False) for p in (False, True)}
+_GRU = {b: _spec("GRU", _gru_step, 3, b) for b in (True, False)}
+
+
+def _sizes(kind, input_size, hidden_size, proj_size=0):
+    for n, v in [("input_size", input_size), ("hidden_size", hidden_size)]:
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise ValueError(f"{kind}: {n} must be a positive int, got {v!r}")
+    if isinstance(proj_size, bool) or not isinstance(proj_size, int) or proj_size < 0:
+        raise ValueError(f"{kind}: proj_size must be a non-negative int, got {proj_size!r}")
+    if proj_size >= hidden_size:
+        raise ValueError(f"{kind}: proj_size ({proj_size}) must be smaller than hidden_size ({hidden_size})")
+    return {"I": input_size, "H": hidden_size, **({"P": proj_size} if proj_size else {})}
+
+
+class LSTMCell(Cell):
+    """One LSTM layer with nn.LSTMCell's parameters (weight_ih, weight_hh, bias_ih, bias_hh; weight_hr when
+    proj_size > 0): ys, (h, c) = cell(xs, (h, c)) scans a sequence; cell.step(x, (h, c)) is nn.LSTMCell's step."""
+
+    spec = _LSTM[True, False]
+
+    def __init__(self, input_size, hidden_size, bias=True, proj_size=0, *, batch_first=False, backend="auto",
+                 device=None, dtype=None):
+        dims = _sizes("LSTMCell", input_size, hidden_size, proj_size)
+        super().__init__(spec=_LSTM[bool(bias), proj_size > 0], batch_first=batch_first, backend=backend,
+                         device=device, dtype=dtype, **dims)
+        self.input_size, self.hidden_size, self.bias, self.proj_size = input_size, hidden_size, bias, proj_size
+
+
+class GRUCell(Cell):
+    """One GRU layer with nn.GRUCell's parameters: ys, h = cell(xs, (h,)); cell.step(x, (h,)) is one step."""
+
+    spec = _GRU[True]
+
+    def __init__(self, input_size, hidden_size, bias=True, *, batch_first=False, backend="auto", device=None,
+                 dtype=None):
+        dims = _sizes("GRUCell", input_size, hidden_size)
+        super().__init__(spec=_GRU[bool(bias)], batch_first=batch_first, backend=backend, device=device,
+                         dtype=dtype, **dims)
+        self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
+
+
+class LSTM(RNN):
+    """A drop-in nn.LSTM: same arguments, state_dict keys and shapes, call and results.
+
+        out, (h_n, c_n) = lstm(x, (h_0, c_0), lengths=None)
+
+    x: (T, B, I), (B, T, I) with batch_first, (T, I) unbatched, or a PackedSequence; h_0 (L*D, B, P or H),
+    c_0 (L*D, B, H). `lengths` gives padded sequences their lengths, as packing them would.
+    """
+
+    spec = _LSTM[True, False]
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                 bidirectional=False, proj_size=0, *, backend="auto", device=None, dtype=None):
+        dims = _sizes("LSTM", input_size, hidden_size, proj_size)
+        super().__init__(_LSTM[bool(bias), proj_size > 0], num_layers, bidirectional, dropout, batch_first,
+                         backend=backend, device=device, dtype=dtype, _init_size=hidden_size, **dims)
+        self.input_size, self.hidden_size, self.bias, self.proj_size = input_size, hidden_size, bool(bias), proj_size
+
+    def forward(self, input, hx=None, lengths=None):
+        return super().forward(input, hx, lengths)
+
+    def extra_repr(self):
+        return _nn_repr(self) + (f", proj_size={self.proj_size}" if self.proj_size else "")
+
+    @classmethod
+    def from_nn(cls, module, *, backend="auto"):
+        """A symcell LSTM with the options and weights of `module` (an nn.LSTM), on its device and dtype."""
+        if not isinstance(module, nn.LSTM):
+            raise TypeError(f"LSTM.from_nn: expected an nn.LSTM, got {type(module).__name__}")
+        return _from_nn(cls, module, backend, proj_size=module.proj_size)
+
+    def to_nn(self):
+        """An nn.LSTM with the options and weights of this module, on its device and dtype."""
+        return _to_nn(self, nn.LSTM, proj_size=self.proj_size)
+
+
+class GRU(RNN):
+    """A drop-in nn.GRU: out, h_n = gru(x, h_0, lengths=None), layouts as nn.GRU's (see LSTM)."""
+
+    spec = _GRU[True]
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, *, backend="auto", device=None, dtype=None):
-        if num_layers != 1 or bidirectional or dropout:
-            raise NotImplementedError(f"symcell.cells.{self._mode}: num_layers > 1, bidirectional and dropout are "
-                                      "not supported yet; use one layer, one direction")
-        super().__init__(spec=self._specs[0 if bias else 1], I=input_size, H=hidden_size,
-                         batch_first=batch_first, backend=backend, device=device, dtype=dtype)
-        self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
-        self.num_layers, self.bidirectional, self.dropout = 1, False, 0.0
+        dims = _sizes("GRU", input_size, hidden_size)
+        super().__init__(_GRU[bool(bias)], num_layers, bidirectional, dropout, batch_first, backend=backend,
+                         device=device, dtype=dtype, _init_size=hidden_size, **dims)
+        self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bool(bias)
 
-    def _initial(self, hx, name):
-        """nn's (num_layers * directions, B, H) state -> the cell's (B, H)."""
-        if hx.dim() != 3 or hx.shape[0] != 1:
-            raise ValueError(f"{self._mode}: {name} must have shape (1, B, {self.hidden_size}), got "
-                             f"{tuple(hx.shape)}")
-        return hx[0]
-
-    def flatten_parameters(self):
-        """A no-op, for code written against cuDNN RNNs."""
+    def forward(self, input, hx=None, lengths=None):
+        return super().forward(input, hx, lengths)
 
     def extra_repr(self):
-        return f"{self.input_size}, {self.hidden_size}, bias={self.bias}, batch_first={self.batch_first}, " \
-               f"backend={self.backend!r}"
+        return _nn_repr(self)
+
+    @classmethod
+    def from_nn(cls, module, *, backend="auto"):
+        """A symcell GRU with the options and weights of `module` (an nn.GRU), on its device and dtype."""
+        if not isinstance(module, nn.GRU):
+            raise TypeError(f"GRU.from_nn: expected an nn.GRU, got {type(module).__name__}")
+        return _from_nn(cls, module, backend)
+
+    def to_nn(self):
+        """An nn.GRU with the options and weights of this module, on its device and dtype."""
+        return _to_nn(self, nn.GRU)
 
 
-class LSTM(_NNCompatible):
-    """A drop-in nn.LSTM (one layer): out, (h_n, c_n) = lstm(x, (h_0, c_0)), h_n of shape (1, B, H)."""
-
-    _mode = "LSTM"
-
-    def forward(self, input, hx=None):
-        state = None if hx is None else (self._initial(hx[0], "h_0"), self._initial(hx[1], "c_0"))
-        out, (h, c) = symcell.scan(self, input, state)
-        return out, (h.unsqueeze(0), c.unsqueeze(0))
+def _nn_repr(m):
+    return (f"{m.input_size}, {m.hidden_size}, num_layers={m.num_layers}, bias={m.bias}, "
+            f"batch_first={m.batch_first}, dropout={m.dropout}, bidirectional={m.bidirectional}, "
+            f"backend={m.backend!r}")
 
 
-class GRU(_NNCompatible):
-    """A drop-in nn.GRU (one layer): out, h_n = gru(x, h_0), h_n of shape (1, B, H)."""
-
-    _mode = "GRU"
-
-    def forward(self, input, hx=None):
-        state = None if hx is None else (self._initial(hx, "h_0"),)
-        out, (h,) = symcell.scan(self, input, state)
-        return out, h.unsqueeze(0)
+def _options(m):
+    return dict(num_layers=m.num_layers, bias=m.bias, batch_first=m.batch_first, dropout=float(m.dropout),
+                bidirectional=m.bidirectional)
 
 
-LSTM._specs = _specs("LSTM", _lstm_step, 4, ("h", "c"))
-GRU._specs = _specs("GRU", _gru_step, 3, ("h",))
-LSTM.spec, GRU.spec = LSTM._specs[0], GRU._specs[0]   # the class-level view (gradients()) is the biased cell
+def _from_nn(cls, module, backend, **extra):
+    p = next(module.parameters())
+    out = cls(module.input_size, module.hidden_size, **_options(module), **extra, backend=backend,
+              device=p.device, dtype=p.dtype)
+    out.load_state_dict(module.state_dict())
+    out.train(module.training)
+    return out
+
+
+def _to_nn(m, nn_cls, **extra):
+    p = next(m.parameters())
+    out = nn_cls(m.input_size, m.hidden_size, **_options(m), **extra, device=p.device, dtype=p.dtype)
+    with torch.no_grad():
+        out.load_state_dict(m.state_dict())
+    out.train(m.training)
+    return out
+
+
+def from_nn(module, *, backend="auto"):
+    """nn.LSTM -> symcell.cells.LSTM, nn.GRU -> symcell.cells.GRU, with the same options and weights."""
+    for cls in (LSTM, GRU):
+        if type(module) is getattr(nn, cls.__name__):
+            return cls.from_nn(module, backend=backend)
+    raise TypeError(f"symcell.cells.from_nn: expected an nn.LSTM or nn.GRU, got {type(module).__name__}")

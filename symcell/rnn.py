@@ -1,0 +1,202 @@
+"""symcell.RNN: any cell stacked in layers, run in both directions, over padded or packed sequences.
+
+The layout is nn.LSTM's, so that the prebuilt LSTM and GRU (symcell/cells/lstm.py) are this module with their
+equations: parameters `{name}_l{k}` and `{name}_l{k}_reverse`, states `(num_layers * directions, B, n)`, the
+outputs of both directions side by side. Each layer and direction is one fused scan; layer k > 0 is the same
+cell with its input dimension bound to the width of the layer below.
+"""
+import math
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from .dims import dim_symbol
+from .module import Binding, Cell, CellSpec, _class_or_instance, run
+
+
+def _spec_of(cell):
+    if isinstance(cell, CellSpec):
+        return cell
+    if isinstance(cell, type) and issubclass(cell, Cell) and cell.spec is not None:
+        return cell.spec
+    if isinstance(cell, Cell):
+        return cell._spec
+    raise TypeError(f"symcell.RNN: cell must be a cell made with symcell.define, got {cell!r}")
+
+
+class RNN(nn.Module):
+    """Stack a cell in layers and directions, as nn.LSTM stacks its cell:
+
+        rnn = symcell.RNN(MyCell, num_layers=2, bidirectional=True, dropout=0.1, I=32, H=64)
+        out, state = rnn(x, state=None, lengths=None)
+
+    x: (T, B, I), (B, T, I) with batch_first, (T, I) for one unbatched sequence, or a PackedSequence.
+    out: (T, B, D * n): the output state of the last layer, both directions side by side (D = 2 when
+    bidirectional), zero past each sequence's length; a PackedSequence when x is one.
+    state: one tensor per state of the cell, each (num_layers * D, B, n_s) with row k * D + d for layer k and
+    direction d (a tensor for a one-state cell, else a tuple), the final state of each sequence at its own
+    last step. `lengths` (B ints) gives each padded sequence its length, as packing does.
+    dropout: applied to the outputs of every layer but the last, in training mode only.
+    Layer k > 0 binds the cell's input dimension to D * n; the cell needs one input (whose size is a dimension
+    of its own) and one output state.
+    """
+
+    def __init__(self, cell, num_layers=1, bidirectional=False, dropout=0.0, batch_first=False, *,
+                 backend="auto", device=None, dtype=None, _init_size=None, **dims):
+        super().__init__()
+        spec = _spec_of(cell)
+        ir, name = spec.ir, spec.ir.name
+        if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
+            raise ValueError(f"{name}: num_layers must be a positive int, got {num_layers!r}")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout <= 1:
+            raise ValueError(f"{name}: dropout must be a number in [0, 1], got {dropout!r}")
+        if dropout > 0 and num_layers == 1:
+            warnings.warn(f"{name}: dropout={dropout} acts between layers, so it does nothing with num_layers=1",
+                          stacklevel=2)
+        if len(ir.inputs) != 1 or len(ir.outputs) != 1:
+            raise ValueError(f"symcell.RNN: {name} has {len(ir.inputs)} input(s) and {len(ir.outputs)} output "
+                             "state(s); stacking needs exactly one of each")
+        self._spec = spec
+        self.num_layers, self.bidirectional, self.dropout = num_layers, bool(bidirectional), float(dropout)
+        self.batch_first = batch_first
+        self.backend = backend
+        self._dirs = 2 if bidirectional else 1
+        first = Binding(spec, dims, backend)
+        self.dims = first.dims
+        self._bindings = [first]
+        out_size = first.state_sizes[ir.outputs[0]]
+        if num_layers > 1:
+            size = ir.inputs[0][1]
+            dim = next((d for d in ir.dims if size == dim_symbol(d)), None)
+            if dim is None:
+                raise ValueError(f"symcell.RNN: the input of {name} has size {size}; stacking rebinds the input "
+                                 "size of layers above the first, so it must be a dimension of its own, e.g. 'I'")
+            upper = Binding(spec, {**dims, dim: self._dirs * out_size}, backend)
+            if upper.state_sizes != first.state_sizes:
+                raise ValueError(f"symcell.RNN: in {name}, binding the input dimension {dim} to the width of the "
+                                 f"layer below ({self._dirs * out_size}) changes the state sizes "
+                                 f"({first.state_sizes} -> {upper.state_sizes}); the input dimension must be used "
+                                 "by the input (and weights) only")
+            self._bindings += [upper] * (num_layers - 1)
+        self.state_sizes = dict(first.state_sizes)
+        self.output_size = out_size
+        self._names = [[self._param_names(k, d) for d in range(self._dirs)] for k in range(num_layers)]
+        for k in range(num_layers):
+            for d in range(self._dirs):
+                for (p, shape), full in zip(self._bindings[k].param_shapes.items(), self._names[k][d]):
+                    self.register_parameter(full, nn.Parameter(torch.empty(*shape, device=device, dtype=dtype)))
+        self._init_size = _init_size or next(iter(self.state_sizes.values()))
+        self.reset_parameters()
+
+    def _param_names(self, layer, direction):
+        return [f"{p}_l{layer}{'_reverse' if direction else ''}" for p, _ in self._spec.ir.params]
+
+    def reset_parameters(self):
+        """uniform(-k, k), k = 1/sqrt(hidden size), as nn.LSTM."""
+        k = 1.0 / math.sqrt(self._init_size)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.uniform_(-k, k)
+
+    def flatten_parameters(self):
+        """A no-op, for code written against cuDNN RNNs."""
+
+    @property
+    def all_weights(self):
+        """The parameters of each layer and direction, in nn.LSTM's order (layer-major, forward first)."""
+        return [[getattr(self, n) for n in names] for layer in self._names for names in layer]
+
+    # --- introspection ------------------------------------------------------------------------------------
+    @_class_or_instance
+    def gradients(self_or_cls):
+        """The derived forward and backward equations of one step of the cell, as text."""
+        from .explain import explain
+        return explain((self_or_cls._spec if isinstance(self_or_cls, RNN) else self_or_cls.spec).ir)
+
+    def source(self, device=None):
+        """The generated code of the first layer's kernel for tensors on `device` (default: the parameters')."""
+        from .ops import kernel_for
+        device = torch.device(device) if device is not None else next(self.parameters()).device
+        return kernel_for(self._bindings[0].kernel_key(device)).source
+
+    def extra_repr(self):
+        dims = ", ".join(f"{k}={v}" for k, v in self.dims.items())
+        return (f"{self._spec.ir.name}, {dims}, num_layers={self.num_layers}, bidirectional={self.bidirectional}, "
+                f"dropout={self.dropout}, batch_first={self.batch_first}, backend={self.backend!r}")
+
+    # --- calling ------------------------------------------------------------------------------------------
+    def forward(self, input, state=None, lengths=None):
+        name = self._spec.ir.name
+        packed = isinstance(input, PackedSequence)
+        if packed:
+            if lengths is not None:
+                raise ValueError(f"{name}: a PackedSequence carries its lengths; do not pass lengths= as well")
+            x, lengths = pad_packed_sequence(input)     # (T, B, I) in the caller's batch order
+        elif not isinstance(input, torch.Tensor):
+            raise TypeError(f"{name}: input must be a tensor or a PackedSequence, got {type(input).__name__}")
+        else:
+            x = input
+        unbatched = not packed and x.dim() == 2
+        if unbatched:   # one sequence (T, I), as nn.LSTM accepts it; batch_first does not apply
+            x = x.unsqueeze(1)
+        elif x.dim() != 3:
+            raise ValueError(f"{name}: input must be (T, B, features), (B, T, features) with batch_first, or "
+                             f"(T, features) unbatched; got shape {tuple(x.shape)}")
+        elif self.batch_first and not packed:
+            x = x.transpose(0, 1)
+        states = self._initial(state, x.shape[1], unbatched)
+        D, finals = self._dirs, [[] for _ in self.state_sizes]
+        layer_in = x
+        for k in range(self.num_layers):
+            outs = []
+            for d in range(D):
+                params = [getattr(self, n) for n in self._names[k][d]]
+                init = None if states is None else tuple(s[k * D + d] for s in states)
+                ys, fin = run(self._bindings[k], params, layer_in, init, d == 1, lengths, False)
+                outs.append(ys)
+                for j, f in enumerate(fin):
+                    finals[j].append(f)
+            layer_in = outs[0] if D == 1 else torch.cat(outs, -1)
+            if self.dropout > 0 and self.training and k < self.num_layers - 1:
+                layer_in = F.dropout(layer_in, self.dropout, training=True)
+        finals = tuple(torch.stack(f) for f in finals)
+        out = layer_in
+        if packed:
+            out = _repack(out, lengths, input)
+        elif unbatched:
+            out, finals = out.squeeze(1), tuple(f.squeeze(1) for f in finals)
+        elif self.batch_first:
+            out = out.transpose(0, 1)
+        return out, (finals[0] if len(finals) == 1 else finals)
+
+    def _initial(self, state, B, unbatched):
+        """The caller's states, (num_layers * D, B, n) each, checked; None for zeros."""
+        if state is None:
+            return None
+        name, names = self._spec.ir.name, list(self.state_sizes)
+        state = (state,) if isinstance(state, torch.Tensor) else tuple(state)
+        if len(state) != len(names):
+            raise ValueError(f"{name}: state must be {len(names)} tensor(s) ({', '.join(names)}), got {len(state)}")
+        LD = self.num_layers * self._dirs
+        out = []
+        for s, t in zip(names, state):
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(f"{name}: state {s!r} must be a tensor, got {type(t).__name__}")
+            want = (LD, self.state_sizes[s]) if unbatched else (LD, B, self.state_sizes[s])
+            if tuple(t.shape) != want:
+                raise ValueError(f"{name}: state {s!r} must have shape (num_layers * directions, "
+                                 f"{'' if unbatched else 'B, '}{self.state_sizes[s]}) = {want}, got {tuple(t.shape)}")
+            out.append(t.unsqueeze(1) if unbatched else t)
+        return out
+
+
+def _repack(out, lengths, like):
+    """The padded outputs (T, B, n) in the caller's order -> a PackedSequence laid out as `like`."""
+    order = like.sorted_indices
+    if order is not None:
+        out, lengths = out.index_select(1, order), lengths[order.cpu()]
+    data = pack_padded_sequence(out, lengths, enforce_sorted=True).data
+    return PackedSequence(data, like.batch_sizes, like.sorted_indices, like.unsorted_indices)
