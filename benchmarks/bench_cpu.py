@@ -1,7 +1,8 @@
 """CPU benchmarks of the cpp backend against its peers, side by side in one process with the same weights.
 
     python benchmarks/bench_cpu.py                 # everything (a few minutes on 2 cores)
-    python benchmarks/bench_cpu.py --only lstm     # one section: lstm, gru, lltm, build, memory, gflops
+    python benchmarks/bench_cpu.py --only lstm     # one section: lstm, stacked, gru, lltm, build, memory, gflops,
+                                                   # denormal
 
 Every time is the median of interleaved repeats (each repeat runs every contender once, in turn), so a noisy
 neighbour slows all of them alike; the ratios are what to read. Forward runs under torch.no_grad();
@@ -98,6 +99,40 @@ def section_rnn(kind, lines, repeats):
     for B, T, I, H in [(32, 100, 256, 256), (16, 50, 32, 128)]:
         r = race(contenders_for(kind, B, T, I, H), repeats if B == 16 else max(5, repeats // 2))
         table(f"{kind.upper()} B={B} T={T} I={I} H={H}", r, f"nn.{kind.upper()}", lines)
+
+
+def section_stacked(lines, repeats):
+    """The LSTM benchmark at num_layers=2, bidirectional: four fused scans against oneDNN's stacked LSTM; and
+    the same on a PackedSequence of random lengths (nn.LSTM skips the padding, symcell masks it in its loops)."""
+    from torch.nn.utils.rnn import pack_padded_sequence
+    for B, T, I, H in [(32, 100, 256, 256), (16, 50, 32, 128)]:
+        torch.manual_seed(0)
+        cell = LSTM(I, H, num_layers=2, bidirectional=True, backend="cpp")
+        ref = nn.LSTM(I, H, num_layers=2, bidirectional=True)
+        ref.load_state_dict(cell.state_dict())
+        x = torch.randn(T, B, I, requires_grad=True)
+        lengths = torch.randint(T // 2, T + 1, (B,))
+        lengths[0] = T
+
+        def pair(m, packed):
+            def run():
+                return m(pack_padded_sequence(x, lengths, enforce_sorted=False) if packed else x)
+
+            def f():
+                with torch.no_grad():
+                    run()
+
+            def fb():
+                out, (h, c) = run()
+                ((out.data if packed else out).sum() + h.sum() + c.sum()).backward()
+            return f, fb
+        c = {"symcell-cpp": pair(cell, False), "nn.LSTM": pair(ref, False),
+             "symcell-cpp packed": pair(cell, True), "nn.LSTM packed": pair(ref, True)}
+        r = race(c, repeats if B == 16 else max(5, repeats // 2))
+        table(f"LSTM num_layers=2 bidirectional B={B} T={T} I={I} H={H} (packed: lengths uniform in "
+              f"[{T // 2}, {T}], mean {lengths.float().mean():.0f})", r, "nn.LSTM", lines)
+        lines.append(f"packed: symcell-cpp / nn.LSTM packed = {r['symcell-cpp packed'][0] / r['nn.LSTM packed'][0]:.2f} "
+                     f"forward, {r['symcell-cpp packed'][1] / r['nn.LSTM packed'][1]:.2f} fwd+bwd")
 
 
 def section_lltm(lines, repeats):
@@ -209,17 +244,19 @@ def section_build(lines):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", choices=["lstm", "gru", "lltm", "build", "memory", "gflops", "denormal"])
+    ap.add_argument("--only", choices=["lstm", "stacked", "gru", "lltm", "build", "memory", "gflops", "denormal"])
     ap.add_argument("--repeats", type=int, default=15)
     args = ap.parse_args()
     lines = [f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
              f"{torch.get_num_threads()} threads, symcell {symcell.__version__}, "
              f"date {time.strftime('%Y-%m-%d %H:%M')}"]
-    run = [args.only] if args.only else ["lstm", "gru", "lltm", "gflops", "denormal", "memory", "build"]
+    run = [args.only] if args.only else ["lstm", "stacked", "gru", "lltm", "gflops", "denormal", "memory", "build"]
     for name in run:
         print(f"... {name}", file=sys.stderr, flush=True)
         if name in ("lstm", "gru"):
             section_rnn(name, lines, args.repeats)
+        elif name == "stacked":
+            section_stacked(lines, args.repeats)
         elif name == "lltm":
             section_lltm(lines, args.repeats)
         elif name == "gflops":

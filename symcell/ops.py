@@ -79,7 +79,7 @@ def _outputs(key, xs, inits, save):
 
 @torch.library.custom_op("symcell::scan", mutates_args=())
 def scan(key: str, xs: List[torch.Tensor], inits: List[torch.Tensor], params: List[torch.Tensor],
-         save: bool, lengths: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
+         save: bool, lengths: Optional[torch.Tensor]) -> List[torch.Tensor]:
     """ys of the output states, final states, then (when save) the residuals of the backward. With `lengths`
     (int64, one per row), row b holds its state from step lengths[b] on."""
     ys, finals, res = kernel_for(key).forward(tuple(xs), tuple(inits), tuple(params), save, lengths)
@@ -88,7 +88,7 @@ def scan(key: str, xs: List[torch.Tensor], inits: List[torch.Tensor], params: Li
 
 
 @scan.register_fake
-def _(key, xs, inits, params, save, lengths=None):
+def _(key, xs, inits, params, save, lengths):
     ys, finals, res = _outputs(key, xs, inits, save)
     return [xs[0].new_empty(s) for s in ys + finals + res]
 
@@ -96,7 +96,7 @@ def _(key, xs, inits, params, save, lengths=None):
 @torch.library.custom_op("symcell::scan_backward", mutates_args=())
 def scan_backward(key: str, d_ys: List[torch.Tensor], d_finals: List[torch.Tensor], xs: List[torch.Tensor],
                   inits: List[torch.Tensor], params: List[torch.Tensor], ys: List[torch.Tensor],
-                  res: List[torch.Tensor], lengths: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
+                  res: List[torch.Tensor], lengths: Optional[torch.Tensor]) -> List[torch.Tensor]:
     """gradients of xs, inits and params"""
     d_xs, d_inits, d_params = kernel_for(key).backward(tuple(d_ys), tuple(d_finals), tuple(xs), tuple(inits),
                                                        tuple(params), tuple(ys), tuple(res), lengths)
@@ -105,7 +105,7 @@ def scan_backward(key: str, d_ys: List[torch.Tensor], d_finals: List[torch.Tenso
 
 
 @scan_backward.register_fake
-def _(key, d_ys, d_finals, xs, inits, params, ys, res, lengths=None):
+def _(key, d_ys, d_finals, xs, inits, params, ys, res, lengths):
     return [torch.empty_like(t) for t in (*xs, *inits, *params)]
 
 

@@ -5,7 +5,7 @@ import torch
 
 import symcell
 from symcell import tanh
-from zoo import CASES, gradcheck_scan, random_inputs
+from zoo import CASES, eager_scan_lengths, gradcheck_scan, random_inputs
 
 DEVICE = {"cpp": "cpu", "triton": "cuda" if torch.cuda.is_available() else "cpu"}
 BACKENDS = [b for b in ["cpp", "triton"] if symcell.backends.get(b).usable(torch.device(DEVICE[b]))]
@@ -79,10 +79,38 @@ def test_zero_length_and_no_grad(backend):
     dev = DEVICE[backend]
     cell = CASES["LSTM"][0](backend=backend).to(dev)
     out, (h, c) = cell(torch.randn(0, 2, 3, device=dev))
-    assert out.shape == (0, 2, 4) and torch.equal(h.cpu(), torch.zeros(1, 2, 4))
+    assert out.shape == (0, 2, 4) and torch.equal(h.cpu(), torch.zeros(2, 4))
     with torch.no_grad():
         out, _ = cell(torch.randn(4, 2, 3, device=dev))
     assert out.grad_fn is None
+
+
+@pytest.mark.parametrize("backend", ["reference"] + BACKENDS)
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_lengths_hold_the_state_inside_the_loop(backend, name):
+    """`lengths=`, forward and reverse, against each row run alone over its own steps: outputs, final states
+    and every gradient (the masking runs inside each backend's fused loop)."""
+    factory, step, outputs = CASES[name]
+    dev = DEVICE.get(backend, "cpu")
+    dtype, tol = (torch.float32, 1e-4) if backend == "triton" else (torch.float64, 1e-9)
+    torch.manual_seed(6)
+    cell = factory(backend=backend).to(dev, dtype)
+    lengths = [5, 0, 3, 1, 5, 2, 4, 5, 1]        # B = 9: the cpp scan splits rows across threads
+    for reverse in (False, True):
+        xs, states = random_inputs(cell, T=5, B=9, dtype=dtype, seed=int(reverse))
+        xs, states = ([t.detach().to(dev).requires_grad_() for t in ts] for ts in (xs, states))
+        ys, fin = symcell.scan(cell, tuple(xs), tuple(states), reverse=reverse,
+                               lengths=torch.tensor(lengths, device=dev))
+        outs = (*(ys if isinstance(ys, tuple) else (ys,)), *fin)
+        params = list(cell.parameters())
+        r_ys, r_fin = eager_scan_lengths(step, xs, states, params, outputs, lengths, reverse)
+        refs = (*r_ys, *r_fin)
+        cots = [torch.randn_like(o) for o in outs]
+        wrt = [*xs, *states, *params]
+        g = torch.autograd.grad(sum((o * c).sum() for o, c in zip(outs, cots)), wrt)
+        g_r = torch.autograd.grad(sum((o * c).sum() for o, c in zip(refs, cots)), wrt)
+        for a, b in zip(outs + g, refs + g_r):
+            assert rel_err(a.cpu(), b.cpu()) < tol
 
 
 def test_an_installed_triton_is_tested():

@@ -36,8 +36,10 @@ def test_opcheck(backend, name):
     key = cell._kernel_key(torch.device("cpu"))
     xs, states = random_inputs(cell, T=5, B=2)
     params = [p.detach().clone().requires_grad_() for p in cell.parameters()]
-    torch.library.opcheck(torch.ops.symcell.scan.default, (key, xs, states, params, True))
-    torch.library.opcheck(torch.ops.symcell.scan.default, (key, xs, states, params, False))
+    lengths = torch.tensor([5, 2])
+    for save in (True, False):
+        for lens in (None, lengths):
+            torch.library.opcheck(torch.ops.symcell.scan.default, (key, xs, states, params, save, lens))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -84,8 +84,8 @@ def test_batch_first_reverse_and_step_agree_with_the_plain_scan():
 
 def test_zero_length_sequence_returns_the_initial_state_and_its_gradient():
     cell = CASES["GRU"][0](backend="reference").double()
-    h0 = torch.randn(1, 2, 4, dtype=torch.float64, requires_grad=True)
-    out, h = cell(torch.randn(0, 2, 3, dtype=torch.float64), h0)
+    h0 = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
+    out, (h,) = cell(torch.randn(0, 2, 3, dtype=torch.float64), (h0,))
     assert out.shape == (0, 2, 4) and torch.equal(h, h0)
     (g,) = torch.autograd.grad(h.sum(), h0)
     assert torch.equal(g, torch.ones_like(h0))
