@@ -206,3 +206,10 @@ def eager_scan_lengths(step, xs, states, params, outputs, lengths, reverse=False
     ys = tuple(torch.cat([r[j] for r in ys_rows], 1) for j in range(len(outputs)))
     finals = tuple(torch.cat([f[k] for f in finals_rows]) for k in range(len(states)))
     return ys, finals
+
+
+def rel_err(a, b):
+    """max |a - b| relative to max |b| (1 where b is all zeros)"""
+    a, b = a.detach().cpu(), b.detach().cpu()
+    scale = b.abs().max().item() if b.numel() else 0.0
+    return (a - b).abs().max().item() / (scale if scale > 0 else 1.0) if b.numel() else 0.0

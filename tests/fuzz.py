@@ -1,0 +1,179 @@
+"""Random valid cells for the property tests: a small program of operations, run two ways.
+
+A program is a list of instructions over a pool of values (the input x, the states, then each instruction's
+result), each value with a symbolic size ("I", "H", "2*H"). The same program runs symbolically, traced by
+symcell.define, and eagerly on torch tensors (rows = batch), which with torch autograd is the independent
+reference. Functions whose range could overflow are composed with bounded ones (exp(tanh(v)), log(1 + v^2)),
+so every random cell is finite on random inputs.
+"""
+import inspect
+from dataclasses import dataclass, field
+from typing import List, Tuple
+
+import torch
+import torch.nn.functional as F
+from hypothesis import strategies as st
+
+import symcell
+
+SIZES = ("I", "H", "2*H")
+UNARY = ("sigmoid", "tanh", "relu", "elu", "softplus", "exp_tanh", "log_1p_sq", "sqrt_1p_sq", "square", "neg")
+BINARY = ("add", "sub", "mul", "div_1p_sq")
+
+
+@dataclass
+class Program:
+    states: List[str]                           # sizes of the states
+    ops: List[tuple] = field(default_factory=list)
+    sizes: List[str] = field(default_factory=list)   # size of every value: x, the states, then each op's result
+    params: List[Tuple[str, tuple]] = field(default_factory=list)   # (name, shape)
+    new_states: List[int] = field(default_factory=list)
+
+    def __str__(self):
+        return f"states={self.states} ops={self.ops} new_states={self.new_states} params={self.params}"
+
+
+def _unary(name, a, sym):
+    f = symcell if sym else torch
+    if name == "sigmoid":
+        return f.sigmoid(a)
+    if name == "tanh":
+        return f.tanh(a)
+    if name == "relu":
+        return symcell.relu(a) if sym else torch.relu(a)
+    if name == "elu":
+        return symcell.elu(a) if sym else F.elu(a)
+    if name == "softplus":
+        return symcell.softplus(a) if sym else F.softplus(a)
+    if name == "exp_tanh":
+        return f.exp(f.tanh(a))
+    if name == "log_1p_sq":
+        return f.log(1 + a * a)
+    if name == "sqrt_1p_sq":
+        return f.sqrt(1 + a * a)
+    if name == "square":
+        return a ** 2
+    if name == "neg":
+        return -a
+    raise AssertionError(name)
+
+
+def _binary(name, a, b):
+    if name == "add":
+        return a + b
+    if name == "sub":
+        return a - b
+    if name == "mul":
+        return a * b
+    if name == "div_1p_sq":
+        return a / (1 + b * b)
+    raise AssertionError(name)
+
+
+def run(prog, x, states, params, sym):
+    """One step of the program: symbolically (sym=True, inside symcell.define) or on (B, n) tensors."""
+    vals = [x, *states]
+    p = dict(zip([n for n, _ in prog.params], params))
+    for op in prog.ops:
+        kind = op[0]
+        if kind == "unary":
+            vals.append(_unary(op[1], vals[op[2]], sym))
+        elif kind == "binary":
+            vals.append(_binary(op[1], vals[op[2]], vals[op[3]]))
+        elif kind == "scale":
+            vals.append(op[1] * vals[op[2]] + op[3])
+        elif kind == "vec":          # a vector parameter, elementwise (broadcast over the batch)
+            vals.append(p[op[1]] * vals[op[2]])
+        elif kind == "matmul":       # W @ cat(operands)
+            w, operands = p[op[1]], [vals[i] for i in op[2]]
+            if sym:
+                vals.append(w @ (operands[0] if len(operands) == 1 else symcell.cat(*operands)))
+            else:
+                vals.append(torch.cat(operands, 1) @ w.t())
+        elif kind == "split":        # part k of n equal parts
+            v, n, k = vals[op[1]], op[2], op[3]
+            vals.append(symcell.split(v, n)[k] if sym else v.chunk(n, 1)[k])
+        else:
+            raise AssertionError(kind)
+    out = tuple(vals[i] for i in prog.new_states)
+    return out if len(out) > 1 else out[0]
+
+
+@st.composite
+def programs(draw, max_ops=8):
+    n_states = draw(st.integers(1, 3))
+    prog = Program(states=[draw(st.sampled_from(SIZES)) for _ in range(n_states)])
+    prog.sizes = ["I", *prog.states]
+
+    def new_param(shape):
+        name = f"p{len(prog.params)}"
+        prog.params.append((name, shape))
+        return name
+
+    def pick(size=None):
+        choices = [i for i, s in enumerate(prog.sizes) if size is None or s == size]
+        return draw(st.sampled_from(choices)) if choices else None
+
+    def matmul_to(size):
+        operands = [pick() for _ in range(draw(st.integers(1, 3)))]
+        w = new_param((size, "+".join(prog.sizes[i] for i in operands)))
+        prog.ops.append(("matmul", w, tuple(operands)))
+        prog.sizes.append(size)
+
+    for _ in range(draw(st.integers(1, max_ops))):
+        kind = draw(st.sampled_from(["unary", "unary", "binary", "binary", "scale", "vec", "matmul", "matmul",
+                                     "split"]))
+        if kind == "unary":
+            a = pick()
+            prog.ops.append(("unary", draw(st.sampled_from(UNARY)), a))
+            prog.sizes.append(prog.sizes[a])
+        elif kind == "binary":
+            a = pick()
+            prog.ops.append(("binary", draw(st.sampled_from(BINARY)), a, pick(prog.sizes[a])))
+            prog.sizes.append(prog.sizes[a])
+        elif kind == "scale":
+            a = pick()
+            prog.ops.append(("scale", draw(st.sampled_from([0.5, -1.5, 2.0])), a,
+                             draw(st.sampled_from([0.0, 1.0, -0.25]))))
+            prog.sizes.append(prog.sizes[a])
+        elif kind == "vec":
+            a = pick()
+            prog.ops.append(("vec", new_param((prog.sizes[a],)), a))
+            prog.sizes.append(prog.sizes[a])
+        elif kind == "matmul":
+            matmul_to(draw(st.sampled_from(["H", "2*H"])))
+        else:
+            a = pick("2*H")
+            if a is None:
+                continue
+            prog.ops.append(("split", a, 2, draw(st.integers(0, 1))))
+            prog.sizes.append("H")
+    for size in prog.states:
+        if pick(size) is None or draw(st.booleans()):
+            # mostly a fresh function of the step, bounded so long sequences stay finite
+            if pick(size) is None:
+                matmul_to(size)
+            prog.ops.append(("unary", draw(st.sampled_from(["tanh", "sigmoid"])), pick(size)))
+            prog.sizes.append(size)
+        prog.new_states.append(pick(size))
+    return prog
+
+
+def define(prog, name):
+    """The symcell cell of a program."""
+    names = ["x"] + [f"s{k}" for k in range(len(prog.states))] + [n for n, _ in prog.params]
+
+    def step(**kw):
+        return run(prog, kw["x"], [kw[f"s{k}"] for k in range(len(prog.states))],
+                   [kw[n] for n, _ in prog.params], sym=True)
+    step.__signature__ = inspect.Signature([inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+                                            for n in names])
+    return symcell.define(inputs={"x": "I"}, state={f"s{k}": s for k, s in enumerate(prog.states)},
+                          params={n: shape for n, shape in prog.params}, name=name)(step)
+
+
+def eager_step(prog):
+    def step(x, *rest):
+        out = run(prog, x, rest[:len(prog.states)], rest[len(prog.states):], sym=False)
+        return out if isinstance(out, tuple) else (out,)
+    return step
