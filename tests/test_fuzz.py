@@ -1,7 +1,8 @@
 """Property tests: random valid cells (tests/fuzz.py) against an eager torch loop with autograd, on every backend.
 
 CI runs a fixed budget with a fixed seed (derandomized); SYMCELL_FUZZ_EXAMPLES=N runs N cells per backend with
-fresh random draws, e.g. SYMCELL_FUZZ_EXAMPLES=5000 python -m pytest -q tests/test_fuzz.py -k reference.
+fresh random draws, e.g. SYMCELL_FUZZ_EXAMPLES=5000 python -m pytest -q tests/test_fuzz.py -k reference; SYMCELL_FUZZ_MAX_OPS=N
+makes longer steps (default 8 operations).
 The cpp backend builds one library per cell (seconds each), so CI gives it fewer cells than the reference
 backend, which renders from the same derived backward.
 """
@@ -17,6 +18,7 @@ from fuzz import Program, define, eager_step, programs
 from zoo import eager_scan, rel_err
 
 LONG = int(os.environ.get("SYMCELL_FUZZ_EXAMPLES", "0"))
+MAX_OPS = int(os.environ.get("SYMCELL_FUZZ_MAX_OPS", "8"))   # operations per random step
 _names = itertools.count()
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # backend -> (CI examples, dtype, relative tolerance, device)
@@ -66,7 +68,7 @@ def test_random_cells_match_autograd(backend):
     checked = []
 
     @_settings(backend)
-    @given(programs())
+    @given(programs(max_ops=MAX_OPS))
     def check(prog):
         _check(prog, backend)
         checked.append(prog)
