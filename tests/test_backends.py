@@ -135,12 +135,21 @@ def Crowded(x, h, B, T, n, r, j, BB):
     return tanh(B @ x + T @ (h * r)) * n + j * BB
 
 
+@symcell.define(inputs={"x": "I"}, state={"h": "H"},
+                params={"h_seq": ("H", "I"), "h_init": ("H", "H"), "x_t": ("H",), "acc_0": ("H",), "h_ys": ("H",),
+                        "h_res": ("H",), "h_last": ("H",)})
+def Suffixed(x, h, h_seq, h_init, x_t, acc_0, h_ys, h_res, h_last):
+    """parameter names that are other names plus the suffixes generated code once appended to them"""
+    return tanh(h_seq @ x + h_init @ h) * x_t + acc_0 * h + h_ys * h_res - h_last
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_user_names_never_collide_with_generated_names(backend):
+@pytest.mark.parametrize("Cell", [Crowded, Suffixed])
+def test_user_names_never_collide_with_generated_names(backend, Cell):
     dev = DEVICE[backend]
     torch.manual_seed(0)
-    ref = Crowded(I=3, H=5, backend="reference")
-    cell = Crowded(I=3, H=5, backend=backend).to(dev)
+    ref = Cell(I=3, H=5, backend="reference")
+    cell = Cell(I=3, H=5, backend=backend).to(dev)
     cell.load_state_dict(ref.state_dict())
     xs, states = random_inputs(ref, T=4, B=9, dtype=torch.float32)
     outs_r, grads_r, cots = outputs_and_grads(ref, xs, states)

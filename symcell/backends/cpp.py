@@ -315,7 +315,7 @@ class _Renderer:
             w(f"sc::rows({rows}, _n, [&](int64_t _r0, int64_t _r1) {{")
             with w.block():
                 for k, (v, _) in enumerate(accs):
-                    w(f"std::vector<scalar_t> acc_{k}(_n, scalar_t(0));  // d_{v.value}, summed over rows")
+                    w(f"std::vector<scalar_t> _acc_{k}(_n, scalar_t(0));  // d_{v.value}, summed over rows")
                 with w.block("for (int64_t _r = _r0; _r < _r1; ++_r) {", "}"):
                     for val in read_rows:
                         w(f"const scalar_t* _r_{val} = {val} + _r * {self.n(val)};")
@@ -338,12 +338,12 @@ class _Renderer:
                         for name, v, e, op in stores:
                             w(f"{name}[{idx(v)}] {op} {cpp_str(e)};")
                         for k, (v, e) in enumerate(accs):
-                            w(f"acc_{k}[_j] += {cpp_str(e)};")
+                            w(f"_acc_{k}[_j] += {cpp_str(e)};")
                 for k, (v, _) in enumerate(accs):
                     off = size_str(v.start)
                     w(f"{{ std::lock_guard<std::mutex> g(_acc_lock); "
                       f"for (int64_t _j = 0; _j < _n; ++_j) d_{v.value}[{'' if off == '0' else off + ' + '}_j] "
-                      f"+= acc_{k}[_j]; }}")
+                      f"+= _acc_{k}[_j]; }}")
             w("});")
         w("}")
 
@@ -374,7 +374,7 @@ class _Renderer:
         # the operands side by side in one row block, then one GEMM over K = the sum of their widths against
         # the stacked weights: half the accumulator traffic of one GEMM per term
         K = self.k_total(mm)
-        w(f"{{ scalar_t* _cat = sc::ptr<scalar_t>({mm.out}_operands) + ({row0}) * {K};")
+        w(f"{{ scalar_t* _cat = sc::ptr<scalar_t>(_operands_{mm.out}) + ({row0}) * {K};")
         with w.block():
             w(f"for (int64_t _r = 0; _r < {rows}; ++_r) {{")
             with w.block():
@@ -390,7 +390,7 @@ class _Renderer:
         w("}")
 
     def wt(self, mm):
-        return f"{mm.out}_wt"
+        return f"_wt_{mm.out}"
 
     def k_total(self, mm):
         return f"({size_str(sum((t.operand.stop - t.operand.start for t in mm.terms), sympy.Integer(0)))})"
@@ -442,61 +442,61 @@ class _Renderer:
             w("const int64_t* _len = _lengths.numel() > 0 ? _lengths.data_ptr<int64_t>() : nullptr;")
             w("const auto _opt = _xs[0].options();")
             for k, n in enumerate(self.inputs):
-                w(f"const scalar_t* {n}_seq = sc::ptr<scalar_t>(_xs[{k}]);")
+                w(f"const scalar_t* _seq_{n} = sc::ptr<scalar_t>(_xs[{k}]);")
             for k, s in enumerate(self.states):
-                w(f"const scalar_t* {s}_init = sc::ptr<scalar_t>(_inits[{k}]);")
+                w(f"const scalar_t* _init_{s} = sc::ptr<scalar_t>(_inits[{k}]);")
             for k, n in enumerate(self.params):
                 w(f"const scalar_t* {n} = sc::ptr<scalar_t>(_params[{k}]);")
             self.transposed_weights(w, self.s.pre + self.s.loop)
             pre_vals = [v.name for v in self.s.values if v.stage == "pre"]
             for st in self.s.pre:
                 if isinstance(st, MatMul) and len(st.terms) > 1:
-                    w(f"at::Tensor {st.out}_operands = at::empty({{_steps * _batch, {self.k_total(st)}}}, _opt);")
+                    w(f"at::Tensor _operands_{st.out} = at::empty({{_steps * _batch, {self.k_total(st)}}}, _opt);")
             if self.s.pre:
                 w("// before the loop: everything that depends on no state, over all _steps*_batch rows at once")
                 for v in pre_vals:
-                    w(f"at::Tensor {v}_t = at::empty({{_steps, _batch, {self.n(v)}}}, _opt);")
-                    w(f"scalar_t* {v}_seq = sc::ptr<scalar_t>({v}_t);")
+                    w(f"at::Tensor _t_{v} = at::empty({{_steps, _batch, {self.n(v)}}}, _opt);")
+                    w(f"scalar_t* _seq_{v} = sc::ptr<scalar_t>(_t_{v});")
                 w("{")
                 with w.block():
                     for n in self.inputs:
-                        w(f"const scalar_t* {n} = {n}_seq;")
+                        w(f"const scalar_t* {n} = _seq_{n};")
                     for v in pre_vals:
-                        w(f"scalar_t* {v} = {v}_seq;")
+                        w(f"scalar_t* {v} = _seq_{v};")
                     self.stmts_fwd(w, self.s.pre, "_steps * _batch")
                 w("}")
             w("// sequences: outputs always, residuals for the backward only when saving")
             for s in self.outputs:
-                w(f"at::Tensor {s}_ys = at::empty({{_steps, _batch, {self.n(s)}}}, _opt);")
+                w(f"at::Tensor _ys_{s} = at::empty({{_steps, _batch, {self.n(s)}}}, _opt);")
             for v in p.res_loop + p.res_states:
-                w(f"at::Tensor {v}_res = _save ? at::empty({{_steps, _batch, {self.n(v)}}}, _opt) : at::Tensor();")
+                w(f"at::Tensor _res_{v} = _save ? at::empty({{_steps, _batch, {self.n(v)}}}, _opt) : at::Tensor();")
             w("// per-step scratch for what is not kept")
             loop_vals = [v.name for v in self.s.values if v.stage == "loop" and v.kind in ("matmul", "pw", "cat")]
             for v in loop_vals:
-                w(f"at::Tensor {v}_buf = at::empty({{_batch, {self.n(v)}}}, _opt);")
+                w(f"at::Tensor _buf_{v} = at::empty({{_batch, {self.n(v)}}}, _opt);")
             for st in self.s.loop:
                 if isinstance(st, MatMul) and len(st.terms) > 1:
-                    w(f"at::Tensor {st.out}_operands = at::empty({{_batch, {self.k_total(st)}}}, _opt);")
+                    w(f"at::Tensor _operands_{st.out} = at::empty({{_batch, {self.k_total(st)}}}, _opt);")
             for s in self.states:
                 if s not in self.outputs:
-                    w(f"at::Tensor {s}_pingpong = at::empty({{2, _batch, {self.n(s)}}}, _opt);")
+                    w(f"at::Tensor _pingpong_{s} = at::empty({{2, _batch, {self.n(s)}}}, _opt);")
             w("// the time loop, on batch rows [_b0, _b1) (see sc::scan_rows)")
             w("sc::scan_rows(_batch, [&](int64_t _b0, int64_t _b1) {")
             with w.block():
                 w("const int64_t _nb = _b1 - _b0;")
                 for s_ in self.states:
-                    w(f"const scalar_t* {s_} = {s_}_init + _b0 * {self.n(s_)};")
+                    w(f"const scalar_t* {s_} = _init_{s_} + _b0 * {self.n(s_)};")
                 w("for (int64_t _t = 0; _t < _steps; ++_t) {")
                 with w.block():
                     for n in sorted(p.loop_reads):
                         if self.kind[n] == "input" or self.stage[n] == "pre":
-                            w(f"const scalar_t* {n} = {n}_seq + (_t * _batch + _b0) * {self.n(n)};")
+                            w(f"const scalar_t* {n} = _seq_{n} + (_t * _batch + _b0) * {self.n(n)};")
                     for v in loop_vals:
                         if v in p.res_loop:
-                            w(f"scalar_t* {v} = (_save ? sc::ptr<scalar_t>({v}_res) + _t * _batch * {self.n(v)} : "
-                              f"sc::ptr<scalar_t>({v}_buf)) + _b0 * {self.n(v)};")
+                            w(f"scalar_t* {v} = (_save ? sc::ptr<scalar_t>(_res_{v}) + _t * _batch * {self.n(v)} : "
+                              f"sc::ptr<scalar_t>(_buf_{v})) + _b0 * {self.n(v)};")
                         else:
-                            w(f"scalar_t* {v} = sc::ptr<scalar_t>({v}_buf) + _b0 * {self.n(v)};")
+                            w(f"scalar_t* {v} = sc::ptr<scalar_t>(_buf_{v}) + _b0 * {self.n(v)};")
                     for s_ in self.states:
                         w(f"scalar_t* {self.new[s_]} = {self.new_state_buffer(s_, '_t')} + _b0 * {self.n(s_)};")
                     self.stmts_fwd(w, self.s.loop, "_nb", "_b0")
@@ -513,20 +513,20 @@ class _Renderer:
                 w("}")
             w("});")
             for s_ in self.states:
-                w(f"const scalar_t* {s_}_last = _steps > 0 ? {self.new_state_buffer(s_, '_steps - 1')} : {s_}_init;")
+                w(f"const scalar_t* _last_{s_} = _steps > 0 ? {self.new_state_buffer(s_, '_steps - 1')} : _init_{s_};")
             w("std::vector<at::Tensor> _out;")
             for s in self.outputs:
-                w(f"_out.push_back({s}_ys);")
+                w(f"_out.push_back(_ys_{s});")
             for s in self.states:
                 w(f"{{ at::Tensor _f = at::empty({{_batch, {self.n(s)}}}, _opt); "
-                  f"if (_batch * {self.n(s)} > 0) std::memcpy(sc::ptr<scalar_t>(_f), {s}_last, sizeof(scalar_t) * _batch * "
+                  f"if (_batch * {self.n(s)} > 0) std::memcpy(sc::ptr<scalar_t>(_f), _last_{s}, sizeof(scalar_t) * _batch * "
                   f"{self.n(s)}); _out.push_back(_f); }}")
             w("if (_save) {")
             with w.block():
                 for v in p.res_pre:
-                    w(f"_out.push_back({v}_t);")
+                    w(f"_out.push_back(_t_{v});")
                 for v in p.res_loop + p.res_states:
-                    w(f"_out.push_back({v}_res);")
+                    w(f"_out.push_back(_res_{v});")
             w("}")
             w("return _out;")
         w("}")
@@ -536,10 +536,10 @@ class _Renderer:
         when saving, else one of two ping-pong buffers (never the one the step reads)."""
         n = self.n(s)
         if s in self.outputs:
-            return f"(sc::ptr<scalar_t>({s}_ys) + ({t}) * _batch * {n})"
-        pingpong = f"sc::ptr<scalar_t>({s}_pingpong) + (({t}) & 1) * _batch * {n}"
+            return f"(sc::ptr<scalar_t>(_ys_{s}) + ({t}) * _batch * {n})"
+        pingpong = f"sc::ptr<scalar_t>(_pingpong_{s}) + (({t}) & 1) * _batch * {n}"
         if s in self.p.res_states:
-            return f"(_save ? sc::ptr<scalar_t>({s}_res) + ({t}) * _batch * {n} : {pingpong})"
+            return f"(_save ? sc::ptr<scalar_t>(_res_{s}) + ({t}) * _batch * {n} : {pingpong})"
         return f"({pingpong})"
 
     def stmts_fwd(self, w, stmts, rows, row0="0"):
@@ -562,30 +562,30 @@ class _Renderer:
             w("const int64_t* _len = _lengths.numel() > 0 ? _lengths.data_ptr<int64_t>() : nullptr;")
             w("const auto _opt = _xs[0].options();")
             for k, n in enumerate(self.inputs):
-                w(f"const scalar_t* {n}_seq = sc::ptr<scalar_t>(_xs[{k}]);")
-                w(f"at::Tensor d_{n}_t = at::zeros({{_steps, _batch, {self.n(n)}}}, _opt);")
-                w(f"scalar_t* d_{n}_seq = sc::ptr<scalar_t>(d_{n}_t);")
+                w(f"const scalar_t* _seq_{n} = sc::ptr<scalar_t>(_xs[{k}]);")
+                w(f"at::Tensor _dt_{n} = at::zeros({{_steps, _batch, {self.n(n)}}}, _opt);")
+                w(f"scalar_t* _dseq_{n} = sc::ptr<scalar_t>(_dt_{n});")
             for k, s in enumerate(self.states):
-                w(f"const scalar_t* {s}_init = sc::ptr<scalar_t>(_inits[{k}]);")
+                w(f"const scalar_t* _init_{s} = sc::ptr<scalar_t>(_inits[{k}]);")
             for k, n in enumerate(self.params):
                 w(f"const scalar_t* {n} = sc::ptr<scalar_t>(_params[{k}]);")
-                w(f"at::Tensor d_{n}_t = at::zeros(_params[{k}].sizes(), _opt);")
-                w(f"scalar_t* d_{n} = sc::ptr<scalar_t>(d_{n}_t);")
+                w(f"at::Tensor _dt_{n} = at::zeros(_params[{k}].sizes(), _opt);")
+                w(f"scalar_t* d_{n} = sc::ptr<scalar_t>(_dt_{n});")
             for k, s in enumerate(self.outputs):
-                w(f"const scalar_t* {s}_seq = sc::ptr<scalar_t>(_ys[{k}]);")
-                w(f"const scalar_t* d_{s}_ys = sc::ptr<scalar_t>(_d_ys[{k}]);")
+                w(f"const scalar_t* _seq_{s} = sc::ptr<scalar_t>(_ys[{k}]);")
+                w(f"const scalar_t* _dys_{s} = sc::ptr<scalar_t>(_d_ys[{k}]);")
             for k, v in enumerate(p.residuals):
-                w(f"const scalar_t* {v}_seq = sc::ptr<scalar_t>(_res[{k}]);")
+                w(f"const scalar_t* _seq_{v} = sc::ptr<scalar_t>(_res[{k}]);")
             for v in self.pre_d_seq() + list(p.loop_mm):
-                w(f"at::Tensor d_{v}_t = at::zeros({{_steps, _batch, {self.n(v)}}}, _opt);")
-                w(f"scalar_t* d_{v}_seq = sc::ptr<scalar_t>(d_{v}_t);")
+                w(f"at::Tensor _dt_{v} = at::zeros({{_steps, _batch, {self.n(v)}}}, _opt);")
+                w(f"scalar_t* _dseq_{v} = sc::ptr<scalar_t>(_dt_{v});")
             scratch = [v.name for v in self.s.values if v.stage == "loop" and v.kind in ("pw", "cat")]
             for v in scratch:
-                w(f"at::Tensor d_{v}_t = at::empty({{_batch, {self.n(v)}}}, _opt);")
+                w(f"at::Tensor _dt_{v} = at::empty({{_batch, {self.n(v)}}}, _opt);")
             w("// the carried cotangent of each state: two buffers, swapped each step")
             for k, s in enumerate(self.states):
-                w(f"at::Tensor d_{s}_carry = at::empty({{2, _batch, {self.n(s)}}}, _opt);")
-                w(f"if (_batch * {self.n(s)} > 0) std::memcpy(sc::ptr<scalar_t>(d_{s}_carry), "
+                w(f"at::Tensor _dcarry_{s} = at::empty({{2, _batch, {self.n(s)}}}, _opt);")
+                w(f"if (_batch * {self.n(s)} > 0) std::memcpy(sc::ptr<scalar_t>(_dcarry_{s}), "
                   f"sc::ptr<scalar_t>(_d_finals[{k}]), sizeof(scalar_t) * _batch * {self.n(s)});")
             w("std::mutex _acc_lock;  // vector-parameter gradients are summed across threads")
             w("// the reverse time loop, on batch rows [_b0, _b1) (see sc::scan_rows)")
@@ -598,18 +598,18 @@ class _Renderer:
                     for n in sorted(p.bwd_loop_reads):
                         k = self.kind[n]
                         if k == "state":
-                            w(f"const scalar_t* {n} = _t > 0 ? {n}_seq + ((_t - 1) * _batch + _b0) * {self.n(n)} : "
-                              f"{n}_init + _b0 * {self.n(n)};")
+                            w(f"const scalar_t* {n} = _t > 0 ? _seq_{n} + ((_t - 1) * _batch + _b0) * {self.n(n)} : "
+                              f"_init_{n} + _b0 * {self.n(n)};")
                         elif k == "input" or self.stage[n] == "pre" or n in p.res_loop:
-                            w(f"const scalar_t* {n} = {n}_seq + (_t * _batch + _b0) * {self.n(n)};")
+                            w(f"const scalar_t* {n} = _seq_{n} + (_t * _batch + _b0) * {self.n(n)};")
                     for s_ in self.states:
                         nv = self.new[s_]
-                        w(f"scalar_t* d_{nv} = sc::ptr<scalar_t>(d_{s_}_carry) + (_cur * _batch + _b0) * {self.n(s_)};")
-                        w(f"scalar_t* d_{s_} = sc::ptr<scalar_t>(d_{s_}_carry) + ((_cur ^ 1) * _batch + _b0) * "
+                        w(f"scalar_t* d_{nv} = sc::ptr<scalar_t>(_dcarry_{s_}) + (_cur * _batch + _b0) * {self.n(s_)};")
+                        w(f"scalar_t* d_{s_} = sc::ptr<scalar_t>(_dcarry_{s_}) + ((_cur ^ 1) * _batch + _b0) * "
                           f"{self.n(s_)};")
                         w(f"sc::zero(d_{s_}, _nb * {self.n(s_)});")
                         if s_ in self.outputs:
-                            w(f"{{ const scalar_t* _dy = d_{s_}_ys + (_t * _batch + _b0) * {self.n(s_)}; "
+                            w(f"{{ const scalar_t* _dy = _dys_{s_} + (_t * _batch + _b0) * {self.n(s_)}; "
                               f"for (int64_t _i = 0; _i < _nb * {self.n(s_)}; ++_i) d_{nv}[_i] += _dy[_i]; }}")
                     w("if (_len != nullptr) {  // ended rows: the carried cotangent passes to the previous state,")
                     with w.block():
@@ -622,11 +622,11 @@ class _Renderer:
                                     w(f"sc::zero(d_{nv} + _r * {n}, {n});")
                     w("}")
                     for n in self.inputs:
-                        w(f"scalar_t* d_{n} = d_{n}_seq + (_t * _batch + _b0) * {self.n(n)};")
+                        w(f"scalar_t* d_{n} = _dseq_{n} + (_t * _batch + _b0) * {self.n(n)};")
                     for v in list(p.pre_in_loop) + list(p.loop_mm):
-                        w(f"scalar_t* d_{v} = d_{v}_seq + (_t * _batch + _b0) * {self.n(v)};")
+                        w(f"scalar_t* d_{v} = _dseq_{v} + (_t * _batch + _b0) * {self.n(v)};")
                     for v in scratch:
-                        w(f"scalar_t* d_{v} = sc::ptr<scalar_t>(d_{v}_t) + _b0 * {self.n(v)};")
+                        w(f"scalar_t* d_{v} = sc::ptr<scalar_t>(_dt_{v}) + _b0 * {self.n(v)};")
                         w(f"sc::zero(d_{v}, _nb * {self.n(v)});")
                     for st in self.b.loop:
                         if isinstance(st, RegionGrad):
@@ -651,16 +651,16 @@ class _Renderer:
                         w(f"// d_{t.weight}[:, {size_str(t.col_start)}:{size_str(t.col_stop)}] += "
                           f"d_{mm.out}.T @ {op.value}")
                         if self.kind[op.value] == "state":
-                            self.matmul_bwd_weight(w, mm, t, "_batch", f"d_{mm.out}_seq",
-                                                   self.at(f"{op.value}_init", op.value, op.start))
+                            self.matmul_bwd_weight(w, mm, t, "_batch", f"_dseq_{mm.out}",
+                                                   self.at(f"_init_{op.value}", op.value, op.start))
                             self.matmul_bwd_weight(w, mm, t, "(_steps - 1) * _batch",
-                                                   f"d_{mm.out}_seq + _batch * {self.n(mm.out)}",
-                                                   self.at(f"{op.value}_seq", op.value, op.start))
+                                                   f"_dseq_{mm.out} + _batch * {self.n(mm.out)}",
+                                                   self.at(f"_seq_{op.value}", op.value, op.start))
                         else:
-                            self.matmul_bwd_weight(w, mm, t, "_steps * _batch", f"d_{mm.out}_seq",
-                                                   self.at(f"{op.value}_seq", op.value, op.start))
+                            self.matmul_bwd_weight(w, mm, t, "_steps * _batch", f"_dseq_{mm.out}",
+                                                   self.at(f"_seq_{op.value}", op.value, op.start))
                         if op.value in p.deferred_ops:
-                            self.matmul_bwd_operand(w, mm, t, "_steps * _batch", f"d_{mm.out}_seq", f"d_{op.value}_seq")
+                            self.matmul_bwd_operand(w, mm, t, "_steps * _batch", f"_dseq_{mm.out}", f"_dseq_{op.value}")
                 w("}")
             if self.b.pre:
                 w("// backward of what ran before the loop, over all _steps*_batch rows")
@@ -668,19 +668,19 @@ class _Renderer:
                 with w.block():
                     keep = []
                     for n in self.inputs:
-                        w(f"const scalar_t* {n} = {n}_seq;")
-                        w(f"scalar_t* d_{n} = d_{n}_seq;")
+                        w(f"const scalar_t* {n} = _seq_{n};")
+                        w(f"scalar_t* d_{n} = _dseq_{n};")
                     for v in self.s.values:
                         if v.stage != "pre":
                             continue
                         if v.name in p.bwd_pre_reads:
-                            w(f"const scalar_t* {v.name} = {v.name}_seq;")
+                            w(f"const scalar_t* {v.name} = _seq_{v.name};")
                         if v.name in self.pre_d_seq():
-                            w(f"scalar_t* d_{v.name} = d_{v.name}_seq;")
+                            w(f"scalar_t* d_{v.name} = _dseq_{v.name};")
                         else:
                             keep.append(v.name)
-                            w(f"at::Tensor d_{v.name}_t = at::zeros({{_steps, _batch, {self.n(v.name)}}}, _opt);")
-                            w(f"scalar_t* d_{v.name} = sc::ptr<scalar_t>(d_{v.name}_t);")
+                            w(f"at::Tensor _dt_{v.name} = at::zeros({{_steps, _batch, {self.n(v.name)}}}, _opt);")
+                            w(f"scalar_t* d_{v.name} = sc::ptr<scalar_t>(_dt_{v.name});")
                     for st in self.b.pre:
                         if isinstance(st, RegionGrad):
                             self.region(w, st.region, "_steps * _batch", grads=st)
@@ -693,11 +693,11 @@ class _Renderer:
                 w("}")
             w("std::vector<at::Tensor> _out;")
             for n in self.inputs:
-                w(f"_out.push_back(d_{n}_t);")
+                w(f"_out.push_back(_dt_{n});")
             for s in self.states:
-                w(f"_out.push_back(d_{s}_carry.select(0, _cur).clone());")
+                w(f"_out.push_back(_dcarry_{s}.select(0, _cur).clone());")
             for n in self.params:
-                w(f"_out.push_back(d_{n}_t);")
+                w(f"_out.push_back(_dt_{n});")
             w("return _out;")
         w("}")
 

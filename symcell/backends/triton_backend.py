@@ -103,15 +103,15 @@ class _KernelRenderer:
         """(kernel argument, host expression) pairs of the forward kernel."""
         a = []
         for n in self.inputs:
-            a.append((f"{n}_ptr", f"_{n}_seq"))
+            a.append((f"_ptr_{n}", f"_{n}_seq"))
         for v in self.pre_read:
-            a.append((f"{v}_ptr", f"_{v}_seq"))
+            a.append((f"_ptr_{v}", f"_{v}_seq"))
         for p in self.params:
-            a.append((f"{p}_ptr", p))
+            a.append((f"_ptr_{p}", p))
         for v in self.loop_vals:
-            a += [(f"{v}_ptr", f"_{v}_buf"), (f"{v}_ts", f"_{v}_ts")]
+            a += [(f"_ptr_{v}", f"_{v}_buf"), (f"_ts_{v}", f"_{v}_ts")]
         for s in self.states:
-            a += [(f"{s}_pp", f"_{s}_pp"), (f"{s}_seq_ptr", f"_{s}_store"), (f"{s}_seq_ts", f"_{s}_store_ts")]
+            a += [(f"_pp_{s}", f"_{s}_pp"), (f"_seqptr_{s}", f"_{s}_store"), (f"_seqts_{s}", f"_{s}_store_ts")]
         return a
 
     def addr(self, v, cols, t="_t"):
@@ -119,15 +119,15 @@ class _KernelRenderer:
         n = self.size[v]
         k = self.kind[v]
         if k == "param":
-            return f"{v}_ptr + ({cols})[None, :]"
+            return f"_ptr_{v} + ({cols})[None, :]"
         if k == "input" or self.stage[v] == "pre":
-            return f"{v}_ptr + {t} * _B * {n} + _rows[:, None] * {n} + ({cols})[None, :]"
+            return f"_ptr_{v} + {t} * _B * {n} + _rows[:, None] * {n} + ({cols})[None, :]"
         if k == "state":
-            return f"{v}_pp + ({t} % 2) * _B * {n} + _rows[:, None] * {n} + ({cols})[None, :]"
+            return f"_pp_{v} + ({t} % 2) * _B * {n} + _rows[:, None] * {n} + ({cols})[None, :]"
         if k == "new_state":
             s = next(s for s, nv in self.new.items() if nv == v)
-            return f"{s}_pp + (({t} + 1) % 2) * _B * {n} + _rows[:, None] * {n} + ({cols})[None, :]"
-        return f"{v}_ptr + {t} * {v}_ts + _rows[:, None] * {n} + ({cols})[None, :]"
+            return f"_pp_{s} + (({t} + 1) % 2) * _B * {n} + _rows[:, None] * {n} + ({cols})[None, :]"
+        return f"_ptr_{v} + {t} * _ts_{v} + _rows[:, None] * {n} + ({cols})[None, :]"
 
     # --- forward ----------------------------------------------------------------------------------------
     def matmul(self, w, mm, addr, dot_out_addr, acc_into=False):
@@ -146,7 +146,7 @@ class _KernelRenderer:
                     w("_ck = _k0 + tl.arange(0, _BK)")
                     w(f"_a = tl.load({addr(t.operand.value, f'{t.operand.start} + _ck')}, "
                       f"mask=_rmask[:, None] & (_ck < {K})[None, :], other=0.0)")
-                    w(f"_wt = tl.load({t.weight}_ptr + _cn[None, :] * {ldw} + ({t.col_start} + _ck)[:, None], "
+                    w(f"_wt = tl.load(_ptr_{t.weight} + _cn[None, :] * {ldw} + ({t.col_start} + _ck)[:, None], "
                       f"mask=(_ck < {K})[:, None] & (_cn < {n_out})[None, :], other=0.0)")
                     w("_acc += tl.dot(_a, _wt, input_precision='ieee')")
             w(f"tl.store({dot_out_addr(mm.out, '_cn')}, _acc, mask=_rmask[:, None] & (_cn < {n_out})[None, :])")
@@ -168,13 +168,13 @@ class _KernelRenderer:
                 w(f"tl.store({addr(dest.value, f'{dest.start} + _cj')}, _zero + ({tl_str(e)}), mask=_m2)")
                 if self.kind[dest.value] == "new_state":
                     s = next(s for s, nv in self.new.items() if nv == dest.value)
-                    w(f"tl.store({s}_seq_ptr + _t * {s}_seq_ts + _rows[:, None] * {self.size[s]} + "
+                    w(f"tl.store(_seqptr_{s} + _t * _seqts_{s} + _rows[:, None] * {self.size[s]} + "
                       f"({dest.start} + _cj)[None, :], _zero + ({tl_str(e)}), mask=_m2)")
 
     def load_leaves(self, w, region, addr, mask):
         for sym, v in region.leaves:
             if self.kind[v.value] == "param":
-                w(f"{sym.name} = tl.load({v.value}_ptr + {v.start} + _cj, mask=_cj < {int(v.stop - v.start)}, "
+                w(f"{sym.name} = tl.load(_ptr_{v.value} + {v.start} + _cj, mask=_cj < {int(v.stop - v.start)}, "
                   f"other=0.0)[None, :]")
             else:
                 w(f"{sym.name} = tl.load({addr(v.value, f'{v.start} + _cj')}, mask={mask}, other=0.0)")
@@ -206,7 +206,7 @@ class _KernelRenderer:
                             w(f"_m2 = _rmask[:, None] & (_cj < {n})[None, :] & _done[:, None]")
                             w(f"_old = tl.load({self.addr(x, '_cj')}, mask=_m2, other=0.0)")
                             w(f"tl.store({self.addr(self.new[x], '_cj')}, _old, mask=_m2)")
-                            w(f"tl.store({x}_seq_ptr + _t * {x}_seq_ts + _rows[:, None] * {n} + _cj[None, :], _old, "
+                            w(f"tl.store(_seqptr_{x} + _t * _seqts_{x} + _rows[:, None] * {n} + _cj[None, :], _old, "
                               "mask=_m2)")
                     w("tl.debug_barrier()")
 
@@ -214,21 +214,21 @@ class _KernelRenderer:
     def bwd_args(self):
         a = []
         for n in self.inputs:
-            a += [(f"{n}_ptr", f"_{n}_seq"), (f"d_{n}_ptr", f"_d_{n}_seq")]
+            a += [(f"_ptr_{n}", f"_{n}_seq"), (f"_dptr_{n}", f"_d_{n}_seq")]
         for v in self.pre_read:
-            a += [(f"{v}_ptr", f"_{v}_seq")]
+            a += [(f"_ptr_{v}", f"_{v}_seq")]
         for v in self.p.pre_in_loop:
-            a += [(f"d_{v}_ptr", f"_d_{v}_seq")]
+            a += [(f"_dptr_{v}", f"_d_{v}_seq")]
         for p in self.params:
-            a.append((f"{p}_ptr", p))
+            a.append((f"_ptr_{p}", p))
             if self.kind.get(p) == "param":
-                a.append((f"d_{p}_part", f"_d_{p}_part"))
+                a.append((f"_dpart_{p}", f"_d_{p}_part"))
         for v in self.loop_vals:
-            a += [(f"{v}_ptr", f"_{v}_res"), (f"d_{v}_ptr", f"_d_{v}_buf"), (f"d_{v}_ts", f"_d_{v}_ts")]
+            a += [(f"_ptr_{v}", f"_{v}_res"), (f"_dptr_{v}", f"_d_{v}_buf"), (f"_dts_{v}", f"_d_{v}_ts")]
         for s in self.states:
-            a += [(f"{s}_init", f"_{s}_init"), (f"{s}_seq", f"_{s}_seqr"), (f"d_{s}_pp", f"_d_{s}_pp")]
+            a += [(f"_init_{s}", f"_{s}_init"), (f"_seq_{s}", f"_{s}_seqr"), (f"_dpp_{s}", f"_d_{s}_pp")]
             if s in self.outputs:
-                a.append((f"d_{s}_ys", f"_d_{s}_ys"))
+                a.append((f"_dys_{s}", f"_d_{s}_ys"))
         return a
 
     def baddr(self, v, cols, t="_t"):
@@ -236,9 +236,9 @@ class _KernelRenderer:
         n = self.size[v]
         k = self.kind[v]
         if k == "param":
-            return f"{v}_ptr + ({cols})[None, :]"
+            return f"_ptr_{v} + ({cols})[None, :]"
         if k in ("input",) or self.stage[v] == "pre" or k in ("matmul", "pw", "cat"):
-            return f"{v}_ptr + {t} * _B * {n} + _rows[:, None] * {n} + ({cols})[None, :]"
+            return f"_ptr_{v} + {t} * _B * {n} + _rows[:, None] * {n} + ({cols})[None, :]"
         raise AssertionError(v)
 
     def daddr(self, v, cols, t="_t"):
@@ -246,20 +246,20 @@ class _KernelRenderer:
         n = self.size[v]
         k = self.kind[v]
         if k == "input" or self.stage[v] == "pre":
-            return f"d_{v}_ptr + {t} * _B * {n} + _rows[:, None] * {n} + ({cols})[None, :]"
+            return f"_dptr_{v} + {t} * _B * {n} + _rows[:, None] * {n} + ({cols})[None, :]"
         if k == "state":     # the gradient of the state entering step t: the other half of the carry
-            return f"d_{v}_pp + ((_tt + 1) % 2) * _B * {n} + _rows[:, None] * {n} + ({cols})[None, :]"
+            return f"_dpp_{v} + ((_tt + 1) % 2) * _B * {n} + _rows[:, None] * {n} + ({cols})[None, :]"
         if k == "new_state":
             s = next(s for s, nv in self.new.items() if nv == v)
-            return f"d_{s}_pp + (_tt % 2) * _B * {n} + _rows[:, None] * {n} + ({cols})[None, :]"
-        return f"d_{v}_ptr + {t} * d_{v}_ts + _rows[:, None] * {n} + ({cols})[None, :]"
+            return f"_dpp_{s} + (_tt % 2) * _B * {n} + _rows[:, None] * {n} + ({cols})[None, :]"
+        return f"_dptr_{v} + {t} * _dts_{v} + _rows[:, None] * {n} + ({cols})[None, :]"
 
     def load_state_prev(self, w, sym, s, start, mask):
         n = self.size[s]
         # the state entering step t: the saved sequence at t - 1, or the initial state at t = 0 (both loads
         # masked, one of them off; `cj * 0 + t` makes the step a tensor, as a mask must be)
-        w(f"{sym} = tl.load({s}_seq + (_t - 1) * _B * {n} + _rows[:, None] * {n} + ({start} + _cj)[None, :], "
-          f"mask={mask} & ((_cj * 0 + _t) > 0)[None, :], other=0.0) + tl.load({s}_init + _rows[:, None] * {n} + "
+        w(f"{sym} = tl.load(_seq_{s} + (_t - 1) * _B * {n} + _rows[:, None] * {n} + ({start} + _cj)[None, :], "
+          f"mask={mask} & ((_cj * 0 + _t) > 0)[None, :], other=0.0) + tl.load(_init_{s} + _rows[:, None] * {n} + "
           f"({start} + _cj)[None, :], mask={mask} & ((_cj * 0 + _t) == 0)[None, :], other=0.0)")
 
     def region_bwd(self, w, rg):
@@ -273,7 +273,7 @@ class _KernelRenderer:
             w(f"_m2 = _rmask[:, None] & (_cj < {width})[None, :]")
             for sym, v in region.leaves:
                 if self.kind[v.value] == "param":
-                    w(f"{sym.name} = tl.load({v.value}_ptr + {v.start} + _cj, mask=_cj < {int(v.stop - v.start)}, "
+                    w(f"{sym.name} = tl.load(_ptr_{v.value} + {v.start} + _cj, mask=_cj < {int(v.stop - v.start)}, "
                       f"other=0.0)[None, :]")
                 elif self.kind[v.value] == "state":
                     self.load_state_prev(w, sym.name, v.value, v.start, "_m2")
@@ -286,7 +286,7 @@ class _KernelRenderer:
             for v, e in rg.grads:
                 if self.kind[v.value] == "param":
                     w(f"_g = tl.sum(tl.where(_m2, {tl_str(e)}, 0.0), axis=0)   # summed over the rows")
-                    w(f"_pp = d_{v.value}_part + tl.program_id(0) * {self.size[v.value]} + {v.start} + _cj")
+                    w(f"_pp = _dpart_{v.value} + tl.program_id(0) * {self.size[v.value]} + {v.start} + _cj")
                     w(f"tl.store(_pp, tl.load(_pp, mask=_cj < {width}, other=0.0) + _g, mask=_cj < {width})")
                 else:
                     w(f"_ga = {self.daddr(v.value, f'{v.start} + _cj')}")
@@ -307,7 +307,7 @@ class _KernelRenderer:
                 w("_cn = _n0 + tl.arange(0, _BK)")
                 w(f"_dy = tl.load({self.daddr(mm.out, '_cn')}, mask=_rmask[:, None] & (_cn < {n_out})[None, :], "
                   f"other=0.0)")
-                w(f"_wt = tl.load({t.weight}_ptr + _cn[:, None] * {ldw} + ({t.col_start} + _ck)[None, :], "
+                w(f"_wt = tl.load(_ptr_{t.weight} + _cn[:, None] * {ldw} + ({t.col_start} + _ck)[None, :], "
                   f"mask=(_cn < {n_out})[:, None] & (_ck < {K})[None, :], other=0.0)")
                 w("_acc += tl.dot(_dy, _wt, input_precision='ieee')")
             w(f"_ga = {self.daddr(op.value, f'{op.start} + _ck')}")
@@ -336,7 +336,7 @@ class _KernelRenderer:
                         if s in self.outputs:
                             nv = self.new[s]
                             w(f"_ga = {self.daddr(nv, '_cj')}")
-                            w(f"tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + tl.load(d_{s}_ys + _t * _B * {n} + "
+                            w(f"tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + tl.load(_dys_{s} + _t * _B * {n} + "
                               f"_rows[:, None] * {n} + _cj[None, :], mask=_m2, other=0.0), mask=_m2)")
                 for v in self.loop_vals:
                     if self.kind[v] in ("pw", "cat"):
