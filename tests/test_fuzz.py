@@ -1,4 +1,5 @@
-"""Property tests: random valid cells (tests/fuzz.py) against an eager torch loop with autograd, on every backend.
+"""Property tests: random valid cells (tests/fuzz.py) against an eager torch loop with autograd, on every backend,
+over whole sequences and with per-row lengths, forward and reverse.
 
 CI runs a fixed budget with a fixed seed (derandomized); SYMCELL_FUZZ_EXAMPLES=N runs N cells per backend with
 fresh random draws, e.g. SYMCELL_FUZZ_EXAMPLES=5000 python -m pytest -q tests/test_fuzz.py -k reference; SYMCELL_FUZZ_MAX_OPS=N
@@ -12,10 +13,11 @@ import os
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import symcell
 from fuzz import Program, define, eager_step, programs
-from zoo import eager_scan, rel_err
+from zoo import eager_scan, eager_scan_lengths, rel_err
 
 LONG = int(os.environ.get("SYMCELL_FUZZ_EXAMPLES", "0"))
 MAX_OPS = int(os.environ.get("SYMCELL_FUZZ_MAX_OPS", "8"))   # operations per random step
@@ -26,7 +28,9 @@ BACKENDS = {"reference": (200, torch.float64, 1e-8, "cpu"), "cpp": (12, torch.fl
             "triton": (30, torch.float32, 2e-3, DEVICE)}
 
 
-def _check(prog, backend):
+def _check(prog, backend, lengths=None, reverse=False):
+    """values and all gradients of the program's cell against the eager loop; with `lengths` (and `reverse`),
+    against each row run alone over its own steps"""
     _, dtype, tol, dev = BACKENDS[backend]
     Cell = define(prog, f"Fuzz{next(_names)}")
     dims = {d: v for d, v in {"I": 3, "H": 2}.items() if d in Cell.spec.ir.dims}
@@ -36,9 +40,13 @@ def _check(prog, backend):
     x = torch.randn(T, B, 3, generator=g, dtype=dtype).to(dev).requires_grad_()
     states = [(0.5 * torch.randn(B, n, generator=g, dtype=dtype)).to(dev).requires_grad_()
               for n in cell.state_sizes.values()]
-    ys, fin = symcell.scan(cell, x, tuple(states))
+    ys, fin = symcell.scan(cell, x, tuple(states), reverse=reverse, lengths=lengths)
     params = list(cell.parameters())
-    (ys_r,), fin_r = eager_scan(eager_step(prog), [x], states, params, (0,))
+    if lengths is None and not reverse:
+        (ys_r,), fin_r = eager_scan(eager_step(prog), [x], states, params, (0,))
+    else:
+        (ys_r,), fin_r = eager_scan_lengths(eager_step(prog), [x], states, params, (0,),
+                                            [T] * B if lengths is None else lengths, reverse)
     outs, refs = (ys, *fin), (ys_r, *fin_r)
     for a, b in zip(outs, refs):
         assert torch.isfinite(b).all(), f"the reference is not finite: {prog}"
@@ -68,9 +76,9 @@ def test_random_cells_match_autograd(backend):
     checked = []
 
     @_settings(backend)
-    @given(programs(max_ops=MAX_OPS))
-    def check(prog):
-        _check(prog, backend)
+    @given(programs(max_ops=MAX_OPS), st.sampled_from([None, [4, 1, 3], [0, 4, 2]]), st.booleans())
+    def check(prog, lengths, reverse):
+        _check(prog, backend, lengths, reverse)
         checked.append(prog)
     check()
     print(f"{backend}: {len(checked)} random cells checked")
