@@ -327,15 +327,23 @@ def run(binding, params, xs, state, reverse, lengths, batch_first):
     """scan of a bound cell with the given parameters (see scan)."""
     seq, state, ref = binding.check(xs, state, params, batch_first)
     T, B = seq[0].shape[0], seq[0].shape[1]
+    unsort = None
     if lengths is not None:
         lengths = check_lengths(binding.name, lengths, T, B, ref.device)
+        if B > 1 and bool((lengths[1:] > lengths[:-1]).any()):
+            # rows longest first, as packing sorts them: a compiled kernel then skips the rows that have ended
+            order = torch.argsort(lengths, descending=True, stable=True)
+            unsort = torch.argsort(order)
+            seq = [x.index_select(1, order) for x in seq]
+            state = tuple(s.index_select(0, order) for s in state)
+            lengths = lengths[order]
     if reverse:
         if lengths is None:
             seq = [x.flip(0) for x in seq]
         else:
             rows = torch.arange(B, device=ref.device)[None, :]
-            order = _reversal(lengths, T)
-            seq = [x[order, rows] for x in seq]
+            flip = _reversal(lengths, T)
+            seq = [x[flip, rows] for x in seq]
     key = binding.kernel_key(ref.device)
     seq = tuple(x.contiguous() for x in seq)
     state = tuple(s.contiguous() for s in state)
@@ -344,7 +352,10 @@ def run(binding, params, xs, state, reverse, lengths, batch_first):
         ended = (torch.arange(T, device=ref.device)[:, None] >= lengths[None, :])[:, :, None]
         ys = tuple(y.masked_fill(ended, 0) for y in ys)
     if reverse:
-        ys = tuple(y.flip(0) for y in ys) if lengths is None else tuple(y[order, rows] for y in ys)
+        ys = tuple(y.flip(0) for y in ys) if lengths is None else tuple(y[flip, rows] for y in ys)
+    if unsort is not None:
+        ys = tuple(y.index_select(1, unsort) for y in ys)
+        final = tuple(f.index_select(0, unsort) for f in final)
     if batch_first:
         ys = tuple(y.transpose(0, 1) for y in ys)
     return (ys[0] if len(ys) == 1 else ys), final

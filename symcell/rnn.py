@@ -134,7 +134,8 @@ class RNN(nn.Module):
         if packed:
             if lengths is not None:
                 raise ValueError(f"{name}: a PackedSequence carries its lengths; do not pass lengths= as well")
-            x, lengths = pad_packed_sequence(input)     # (T, B, I) in the caller's batch order
+            # (T, B, I) longest first, the packed order: the kernels skip the rows that have ended
+            x, lengths = pad_packed_sequence(PackedSequence(input.data, input.batch_sizes))
         elif not isinstance(input, torch.Tensor):
             raise TypeError(f"{name}: input must be a tensor or a PackedSequence, got {type(input).__name__}")
         else:
@@ -148,6 +149,8 @@ class RNN(nn.Module):
         elif self.batch_first and not packed:
             x = x.transpose(0, 1)
         states = self._initial(state, x.shape[1], unbatched)
+        if packed and input.sorted_indices is not None and states is not None:
+            states = [t.index_select(1, input.sorted_indices) for t in states]
         D, finals = self._dirs, [[] for _ in self.state_sizes]
         layer_in = x
         for k in range(self.num_layers):
@@ -165,7 +168,10 @@ class RNN(nn.Module):
         finals = tuple(torch.stack(f) for f in finals)
         out = layer_in
         if packed:
-            out = _repack(out, lengths, input)
+            out = PackedSequence(pack_padded_sequence(out, lengths).data, input.batch_sizes, input.sorted_indices,
+                                 input.unsorted_indices)
+            if input.unsorted_indices is not None:     # final states in the caller's order, as nn.LSTM returns them
+                finals = tuple(f.index_select(1, input.unsorted_indices) for f in finals)
         elif unbatched:
             out, finals = out.squeeze(1), tuple(f.squeeze(1) for f in finals)
         elif self.batch_first:
@@ -192,11 +198,3 @@ class RNN(nn.Module):
             out.append(t.unsqueeze(1) if unbatched else t)
         return out
 
-
-def _repack(out, lengths, like):
-    """The padded outputs (T, B, n) in the caller's order -> a PackedSequence laid out as `like`."""
-    order = like.sorted_indices
-    if order is not None:
-        out, lengths = out.index_select(1, order), lengths[order.cpu()]
-    data = pack_padded_sequence(out, lengths, enforce_sorted=True).data
-    return PackedSequence(data, like.batch_sizes, like.sorted_indices, like.unsorted_indices)

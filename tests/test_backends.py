@@ -113,6 +113,39 @@ def test_lengths_hold_the_state_inside_the_loop(backend, name):
             assert rel_err(a.cpu(), b.cpu()) < tol
 
 
+@pytest.mark.parametrize("backend", ["reference"] + BACKENDS)
+def test_the_operator_takes_lengths_in_any_row_order(backend):
+    """symcell.scan sorts rows longest first (the cpp kernel then skips ended rows); the operator itself must be
+    right for any order: permuting the rows permutes its results and gradients."""
+    from symcell.ops import scan_op
+    dev = DEVICE.get(backend, "cpu")
+    dtype, tol = (torch.float32, 1e-5) if backend == "triton" else (torch.float64, 1e-12)
+    cell = CASES["Gated"][0](backend=backend).to(dev, dtype)
+    key = cell._kernel_key(torch.device(dev))
+    xs, states = random_inputs(cell, T=5, B=9, dtype=dtype)
+    lengths = torch.tensor([1, 5, 0, 3, 5, 2, 4, 1, 5])
+    order = torch.argsort(lengths, descending=True, stable=True)
+
+    def run(perm):
+        x = xs[0].detach()[:, perm].to(dev).requires_grad_()
+        st = [s.detach()[perm].to(dev).requires_grad_() for s in states]
+        params = [p.detach().requires_grad_() for p in cell.parameters()]
+        (ys,), fin = scan_op(key, (x,), tuple(st), tuple(params), lengths[perm].to(dev))
+        outs = (ys, *fin)
+        g = torch.Generator().manual_seed(2)
+        cots = [torch.randn(o.shape, generator=g, dtype=dtype).to(dev) for o in outs]
+        cots = [c[:, perm] if c.dim() == 3 else c[perm] for c in cots]
+        grads = torch.autograd.grad(sum((o * c).sum() for o, c in zip(outs, cots)), [x, *st, *params])
+        return outs, grads
+
+    (outs_a, grads_a), (outs_b, grads_b) = run(torch.arange(9)), run(order)
+    for a, b in zip(outs_a + grads_a[:1 + len(states)], outs_b + grads_b[:1 + len(states)]):
+        b = b.index_select(1 if b.dim() == 3 else 0, torch.argsort(order).to(b.device))
+        assert rel_err(a.cpu(), b.cpu()) < tol
+    for a, b in zip(grads_a[1 + len(states):], grads_b[1 + len(states):]):
+        assert rel_err(a.cpu(), b.cpu()) < tol
+
+
 def test_an_installed_triton_is_tested():
     # the triton tests are parametrized over usable backends: an installed Triton that cannot run (e.g. its
     # interpreter missing numpy) would otherwise drop them silently

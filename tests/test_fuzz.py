@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import symcell
 from fuzz import Program, define, eager_step, programs
-from zoo import eager_scan, eager_scan_lengths, rel_err
+from zoo import eager_scan, eager_scan_lengths
 
 LONG = int(os.environ.get("SYMCELL_FUZZ_EXAMPLES", "0"))
 MAX_OPS = int(os.environ.get("SYMCELL_FUZZ_MAX_OPS", "8"))   # operations per random step
@@ -26,6 +26,13 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # backend -> (CI examples, dtype, relative tolerance, device)
 BACKENDS = {"reference": (200, torch.float64, 1e-8, "cpu"), "cpp": (12, torch.float64, 1e-8, "cpu"),
             "triton": (30, torch.float32, 2e-3, DEVICE)}
+
+
+def _err(a, b):
+    """max |a - b| relative to max |b|, absolute below 1: a random cell may compute a value that is exactly 0
+    symbolically and rounding noise eagerly (e.g. (s + (x - s)) - x), where a relative error means nothing"""
+    a, b = a.detach().cpu(), b.detach().cpu()
+    return (a - b).abs().max().item() / max(b.abs().max().item(), 1.0) if b.numel() else 0.0
 
 
 def _check(prog, backend, lengths=None, reverse=False):
@@ -50,7 +57,7 @@ def _check(prog, backend, lengths=None, reverse=False):
     outs, refs = (ys, *fin), (ys_r, *fin_r)
     for a, b in zip(outs, refs):
         assert torch.isfinite(b).all(), f"the reference is not finite: {prog}"
-        assert rel_err(a, b) < tol, f"values differ: {prog}\n{cell.gradients()}"
+        assert _err(a, b) < tol, f"values differ: {prog}\n{cell.gradients()}"
     cots = [torch.randn(o.shape, generator=g, dtype=dtype).to(dev) for o in outs]
     wrt = [x, *states, *params]
     ga = torch.autograd.grad(sum((o * c).sum() for o, c in zip(outs, cots)), wrt, allow_unused=True)
@@ -58,7 +65,7 @@ def _check(prog, backend, lengths=None, reverse=False):
     for what, a, b in zip(["x", *[f"s{k}" for k in range(len(states))], *[n for n, _ in prog.params]], ga, gb):
         a = torch.zeros_like(wrt[0]) if a is None else a
         b = torch.zeros_like(a) if b is None else b
-        assert rel_err(a, b) < tol, f"d{what} differs: {prog}\n{cell.gradients()}"
+        assert _err(a, b) < tol, f"d{what} differs: {prog}\n{cell.gradients()}"
 
 
 def _settings(backend):
@@ -88,6 +95,10 @@ def test_random_cells_match_autograd(backend):
 
 # what the fuzzer found, kept as regression tests (each was a failure before its fix)
 REGRESSIONS = [
+    # (s + (x - s)) - x: exactly 0 symbolically, rounding noise eagerly; a purely relative comparison failed
+    # (a test bug, fixed in _err; kept so that the comparison stays meaningful near 0)
+    Program(states=["I"], ops=[("binary", "sub", 0, 1), ("binary", "add", 1, 2), ("binary", "sub", 3, 0)],
+            sizes=["I", "I", "I", "I", "I"], params=[], new_states=[4]),
     # tanh(x - x): sympy folds the argument to 0 and kept tanh(0) as a call on an int, which the reference
     # backend printed as torch.tanh(0) (fixed: the functions evaluate numbers, symcell/functions.py)
     Program(states=["H"], ops=[("binary", "sub", 1, 1), ("unary", "tanh", 2), ("unary", "sigmoid", 3),

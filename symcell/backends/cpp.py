@@ -469,7 +469,9 @@ class _Renderer:
             for s in self.outputs:
                 w(f"at::Tensor _ys_{s} = at::empty({{_steps, _batch, {self.n(s)}}}, _opt);")
             for v in p.res_loop + p.res_states:
-                w(f"at::Tensor _res_{v} = _save ? at::empty({{_steps, _batch, {self.n(v)}}}, _opt) : at::Tensor();")
+                # with lengths, the rows a step skips are never written: zeros, for the GEMMs after the backward loop
+                w(f"at::Tensor _res_{v} = !_save ? at::Tensor() : _len != nullptr ? "
+                  f"at::zeros({{_steps, _batch, {self.n(v)}}}, _opt) : at::empty({{_steps, _batch, {self.n(v)}}}, _opt);")
             w("// per-step scratch for what is not kept")
             loop_vals = [v.name for v in self.s.values if v.stage == "loop" and v.kind in ("matmul", "pw", "cat")]
             for v in loop_vals:
@@ -499,7 +501,8 @@ class _Renderer:
                             w(f"scalar_t* {v} = sc::ptr<scalar_t>(_buf_{v}) + _b0 * {self.n(v)};")
                     for s_ in self.states:
                         w(f"scalar_t* {self.new[s_]} = {self.new_state_buffer(s_, '_t')} + _b0 * {self.n(s_)};")
-                    self.stmts_fwd(w, self.s.loop, "_nb", "_b0")
+                    self.live_rows(w)
+                    self.stmts_fwd(w, self.s.loop, "_na", "_b0")
                     w("if (_len != nullptr) {  // rows past their own length keep their state")
                     with w.block():
                         with w.block("for (int64_t _r = 0; _r < _nb; ++_r) {", "}"):
@@ -530,6 +533,13 @@ class _Renderer:
             w("}")
             w("return _out;")
         w("}")
+
+    def live_rows(self, w):
+        """_na: the step computes rows [0, _na) of the slice, those up to its last row that has not ended; the rows
+        after it only hold their state. With rows sorted by length (symcell.scan sorts them) that is exactly the
+        live rows, so a batch of mixed lengths costs what its live rows cost."""
+        w("int64_t _na = _nb;")
+        w("if (_len != nullptr) while (_na > 0 && _len[_b0 + _na - 1] <= _t) --_na;")
 
     def new_state_buffer(self, s, t):
         """Where the new value of state s at step _t lives (row 0): the output sequence, the residual sequence
@@ -621,6 +631,7 @@ class _Renderer:
                                     w(f"std::memcpy(d_{s_} + _r * {n}, d_{nv} + _r * {n}, sizeof(scalar_t) * {n});")
                                     w(f"sc::zero(d_{nv} + _r * {n}, {n});")
                     w("}")
+                    self.live_rows(w)
                     for n in self.inputs:
                         w(f"scalar_t* d_{n} = _dseq_{n} + (_t * _batch + _b0) * {self.n(n)};")
                     for v in list(p.pre_in_loop) + list(p.loop_mm):
@@ -630,11 +641,11 @@ class _Renderer:
                         w(f"sc::zero(d_{v}, _nb * {self.n(v)});")
                     for st in self.b.loop:
                         if isinstance(st, RegionGrad):
-                            self.region(w, st.region, "_nb", grads=st)
+                            self.region(w, st.region, "_na", grads=st)
                             continue
                         for t in st.matmul.terms:
                             if t.operand.value not in p.deferred_ops:   # needed by the next step: in the loop
-                                self.matmul_bwd_operand(w, st.matmul, t, "_nb", f"d_{st.matmul.out}",
+                                self.matmul_bwd_operand(w, st.matmul, t, "_na", f"d_{st.matmul.out}",
                                                         f"d_{t.operand.value}")
                     w("_cur ^= 1;")
                 w("}")
