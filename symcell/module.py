@@ -316,6 +316,23 @@ def check_lengths(name, lengths, T, B, device):
     return host.to(device)
 
 
+def _row_order(lengths):
+    """An order of the rows for a batch of mixed lengths (None: keep theirs): longest first, as packing sorts them,
+    so that the cpp kernel's steps skip the rows that have ended (they are last); and dealt round-robin over the
+    threads' contiguous slices of rows (each thread runs its slice's whole sequence), so that every slice holds
+    long and short rows alike and no thread idles while another finishes the longest."""
+    B, k = lengths.shape[0], max(1, torch.get_num_threads())
+    ranked = torch.argsort(lengths, descending=True, stable=True)
+    if B < 4 * k or k == 1:       # one slice (see sc::scan_rows): longest first is enough
+        order = ranked
+    else:                          # ranks 0, k, 2k, ... first, then 1, k + 1, ...: each block sorted, all alike
+        r = torch.arange(B, device=lengths.device)
+        order = ranked[torch.argsort((r % k) * B + r // k)]
+    if bool((order == torch.arange(B, device=lengths.device)).all()):
+        return None
+    return order
+
+
 def _reversal(lengths, T):
     """(T, B) time indices that reverse each row within its own length and leave its padding in place. The
     permutation is its own inverse, so it also puts the outputs back in input order."""
@@ -330,9 +347,8 @@ def run(binding, params, xs, state, reverse, lengths, batch_first):
     unsort = None
     if lengths is not None:
         lengths = check_lengths(binding.name, lengths, T, B, ref.device)
-        if B > 1 and bool((lengths[1:] > lengths[:-1]).any()):
-            # rows longest first, as packing sorts them: a compiled kernel then skips the rows that have ended
-            order = torch.argsort(lengths, descending=True, stable=True)
+        order = _row_order(lengths)
+        if order is not None:
             unsort = torch.argsort(order)
             seq = [x.index_select(1, order) for x in seq]
             state = tuple(s.index_select(0, order) for s in state)
