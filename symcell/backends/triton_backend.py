@@ -179,6 +179,21 @@ class _KernelRenderer:
             else:
                 w(f"{sym.name} = tl.load({addr(v.value, f'{v.start} + _cj')}, mask={mask}, other=0.0)")
 
+    def on_ended_rows(self, w, why, body):
+        """With lengths (_MASKED), body(state, size) for each state's feature tiles, masked (_m2) to the rows whose
+        sequence has ended by step _t, then a barrier."""
+        w(f"if _MASKED:   # {why}")
+        with w.block():
+            w("_done = tl.load(_len_ptr + _rows, mask=_rmask, other=0) <= _t")
+            for x in self.states:
+                n = self.size[x]
+                w(f"for _j0 in range(0, {n}, _BN):")
+                with w.block():
+                    w("_cj = _j0 + tl.arange(0, _BN)")
+                    w(f"_m2 = _rmask[:, None] & (_cj < {n})[None, :] & _done[:, None]")
+                    body(x, n)
+            w("tl.debug_barrier()")
+
     def forward_kernel(self, w):
         args = ", ".join(a for a, _ in self.fwd_args())
         w("@triton.jit")
@@ -195,20 +210,11 @@ class _KernelRenderer:
                     else:
                         self.region_fwd(w, st, self.addr)
                     w("tl.debug_barrier()   # the next phase reads what other threads of this program wrote")
-                w("if _MASKED:   # rows past their own length keep their state")
-                with w.block():
-                    w("_done = tl.load(_len_ptr + _rows, mask=_rmask, other=0) <= _t")
-                    for x in self.states:
-                        n = self.size[x]
-                        w(f"for _j0 in range(0, {n}, _BN):")
-                        with w.block():
-                            w("_cj = _j0 + tl.arange(0, _BN)")
-                            w(f"_m2 = _rmask[:, None] & (_cj < {n})[None, :] & _done[:, None]")
-                            w(f"_old = tl.load({self.addr(x, '_cj')}, mask=_m2, other=0.0)")
-                            w(f"tl.store({self.addr(self.new[x], '_cj')}, _old, mask=_m2)")
-                            w(f"tl.store(_seqptr_{x} + _t * _seqts_{x} + _rows[:, None] * {n} + _cj[None, :], _old, "
-                              "mask=_m2)")
-                    w("tl.debug_barrier()")
+                def hold(x, n):
+                    w(f"_old = tl.load({self.addr(x, '_cj')}, mask=_m2, other=0.0)")
+                    w(f"tl.store({self.addr(self.new[x], '_cj')}, _old, mask=_m2)")
+                    w(f"tl.store(_seqptr_{x} + _t * _seqts_{x} + _rows[:, None] * {n} + _cj[None, :], _old, mask=_m2)")
+                self.on_ended_rows(w, "rows past their own length keep their state", hold)
 
     # --- backward ---------------------------------------------------------------------------------------
     def bwd_args(self):
@@ -347,20 +353,12 @@ class _KernelRenderer:
                             w(f"tl.store({self.daddr(v, '_cj')}, tl.zeros((_BB, _BN), dtype=tl.float32), "
                               f"mask=_rmask[:, None] & (_cj < {n})[None, :])")
                 w("tl.debug_barrier()")
-                w("if _MASKED:   # ended rows: the carried cotangent passes to the previous state, the step sees none")
-                with w.block():
-                    w("_done = tl.load(_len_ptr + _rows, mask=_rmask, other=0) <= _t")
-                    for x in self.states:
-                        n = self.size[x]
-                        w(f"for _j0 in range(0, {n}, _BN):")
-                        with w.block():
-                            w("_cj = _j0 + tl.arange(0, _BN)")
-                            w(f"_m2 = _rmask[:, None] & (_cj < {n})[None, :] & _done[:, None]")
-                            w(f"_dn = tl.load({self.daddr(self.new[x], '_cj')}, mask=_m2, other=0.0)")
-                            w(f"tl.store({self.daddr(x, '_cj')}, _dn, mask=_m2)")
-                            w(f"tl.store({self.daddr(self.new[x], '_cj')}, tl.zeros((_BB, _BN), dtype=tl.float32), "
-                              "mask=_m2)")
-                    w("tl.debug_barrier()")
+                def pass_through(x, n):
+                    w(f"_dn = tl.load({self.daddr(self.new[x], '_cj')}, mask=_m2, other=0.0)")
+                    w(f"tl.store({self.daddr(x, '_cj')}, _dn, mask=_m2)")
+                    w(f"tl.store({self.daddr(self.new[x], '_cj')}, tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)")
+                self.on_ended_rows(w, "ended rows: the carried cotangent passes to the previous state, the step sees "
+                                      "none", pass_through)
                 for st in self.b.loop:
                     if isinstance(st, RegionGrad):
                         self.region_bwd(w, st)
