@@ -284,6 +284,14 @@ class _Renderer:
                 w(f"const int64_t _ld_{p} = {size_str(shape[1])};  // {p} is ({size_str(shape[0])}, "
                   f"{size_str(shape[1])})")
 
+    def preamble(self, w):
+        """What the forward and the backward both start with: sizes, the sequence's shape, the lengths."""
+        self.dims_and_sizes(w)
+        w("const int64_t _steps = _xs[0].size(0), _batch = _xs[0].size(1);")
+        w("// per-row sequence lengths (int64), or none: every row runs all _steps")
+        w("const int64_t* _len = _lengths.numel() > 0 ? _lengths.data_ptr<int64_t>() : nullptr;")
+        w("const auto _opt = _xs[0].options();")
+
     def region(self, w, region, rows, grads=None):
         """One fused loop over rows x features. Forward: outputs = exprs; backward (grads=RegionGrad): the
         cotangents of the outputs in, the leaves' gradients accumulated (a vector parameter's summed over rows)."""
@@ -436,11 +444,7 @@ class _Renderer:
         w("static std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _inits, "
           "at::TensorList _params, at::IntArrayRef _dims, bool _save, const at::Tensor& _lengths) {")
         with w.block():
-            self.dims_and_sizes(w)
-            w("const int64_t _steps = _xs[0].size(0), _batch = _xs[0].size(1);")
-            w("// per-row sequence lengths (int64), or none: every row runs all _steps")
-            w("const int64_t* _len = _lengths.numel() > 0 ? _lengths.data_ptr<int64_t>() : nullptr;")
-            w("const auto _opt = _xs[0].options();")
+            self.preamble(w)
             for k, n in enumerate(self.inputs):
                 w(f"const scalar_t* _seq_{n} = sc::ptr<scalar_t>(_xs[{k}]);")
             for k, s in enumerate(self.states):
@@ -567,10 +571,7 @@ class _Renderer:
           "at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, "
           "at::TensorList _res, at::IntArrayRef _dims, const at::Tensor& _lengths) {")
         with w.block():
-            self.dims_and_sizes(w)
-            w("const int64_t _steps = _xs[0].size(0), _batch = _xs[0].size(1);")
-            w("const int64_t* _len = _lengths.numel() > 0 ? _lengths.data_ptr<int64_t>() : nullptr;")
-            w("const auto _opt = _xs[0].options();")
+            self.preamble(w)
             for k, n in enumerate(self.inputs):
                 w(f"const scalar_t* _seq_{n} = sc::ptr<scalar_t>(_xs[{k}]);")
                 w(f"at::Tensor _dt_{n} = at::zeros({{_steps, _batch, {self.n(n)}}}, _opt);")
