@@ -194,14 +194,19 @@ class _KernelRenderer:
                     body(x, n)
             w("tl.debug_barrier()")
 
-    def forward_kernel(self, w):
-        args = ", ".join(a for a, _ in self.fwd_args())
+    def kernel_head(self, w, name, args):
+        """The signature and first lines of a kernel: each program owns _BB batch rows for all steps."""
+        args = ", ".join(a for a, _ in args)
         w("@triton.jit")
-        w(f"def _forward_kernel(_T, _B, {args}, _len_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, "
+        w(f"def {name}(_T, _B, {args}, _len_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, "
           "_MASKED: tl.constexpr):")
         with w.block():
             w("_rows = tl.program_id(0) * _BB + tl.arange(0, _BB)")
             w("_rmask = _rows < _B")
+
+    def forward_kernel(self, w):
+        self.kernel_head(w, "_forward_kernel", self.fwd_args())
+        with w.block():
             w("for _t in range(0, _T):")
             with w.block():
                 for st in self.s.loop:
@@ -321,13 +326,8 @@ class _KernelRenderer:
             w("tl.store(_ga, tl.load(_ga, mask=_m, other=0.0) + _acc, mask=_m)")
 
     def backward_kernel(self, w):
-        args = ", ".join(a for a, _ in self.bwd_args())
-        w("@triton.jit")
-        w(f"def _backward_kernel(_T, _B, {args}, _len_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, "
-          "_MASKED: tl.constexpr):")
+        self.kernel_head(w, "_backward_kernel", self.bwd_args())
         with w.block():
-            w("_rows = tl.program_id(0) * _BB + tl.arange(0, _BB)")
-            w("_rmask = _rows < _B")
             w("for _tt in range(0, _T):")
             with w.block():
                 w("_t = _T - 1 - _tt")
