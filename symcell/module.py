@@ -328,7 +328,7 @@ def _row_order(lengths):
     else:                          # ranks 0, k, 2k, ... first, then 1, k + 1, ...: each block sorted, all alike
         r = torch.arange(B, device=lengths.device)
         order = ranked[torch.argsort((r % k) * B + r // k)]
-    if bool((order == torch.arange(B, device=lengths.device)).all()):
+    if torch.equal(lengths[order], lengths):   # already so (rows of equal length may come in any order)
         return None
     return order
 

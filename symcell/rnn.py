@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from .dims import dim_symbol
-from .module import Binding, Cell, CellSpec, _class_or_instance, run
+from .module import Binding, Cell, CellSpec, _class_or_instance, _row_order, check_lengths, run
 
 
 def _spec_of(cell):
@@ -134,7 +134,7 @@ class RNN(nn.Module):
         if packed:
             if lengths is not None:
                 raise ValueError(f"{name}: a PackedSequence carries its lengths; do not pass lengths= as well")
-            # (T, B, I) longest first, the packed order: the kernels skip the rows that have ended
+            # (T, B, I) in the packed order (longest first)
             x, lengths = pad_packed_sequence(PackedSequence(input.data, input.batch_sizes))
         elif not isinstance(input, torch.Tensor):
             raise TypeError(f"{name}: input must be a tensor or a PackedSequence, got {type(input).__name__}")
@@ -151,6 +151,13 @@ class RNN(nn.Module):
         states = self._initial(state, x.shape[1], unbatched)
         if packed and input.sorted_indices is not None and states is not None:
             states = [t.index_select(1, input.sorted_indices) for t in states]
+        order = None
+        if lengths is not None:   # the row order scan prefers, once for all layers and directions
+            lengths = check_lengths(name, lengths, x.shape[0], x.shape[1], x.device)
+            order = _row_order(lengths)
+            if order is not None:
+                x, lengths = x.index_select(1, order), lengths[order]
+                states = None if states is None else [t.index_select(1, order) for t in states]
         D, finals = self._dirs, [[] for _ in self.state_sizes]
         layer_in = x
         for k in range(self.num_layers):
@@ -167,6 +174,9 @@ class RNN(nn.Module):
                 layer_in = F.dropout(layer_in, self.dropout, training=True)
         finals = tuple(torch.stack(f) for f in finals)
         out = layer_in
+        if order is not None:
+            unsort = torch.argsort(order)
+            out, finals = out.index_select(1, unsort), tuple(f.index_select(1, unsort) for f in finals)
         if packed:
             out = PackedSequence(pack_padded_sequence(out, lengths).data, input.batch_sizes, input.sorted_indices,
                                  input.unsorted_indices)
