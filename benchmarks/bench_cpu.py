@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 import symcell
-from symcell import eager
-from symcell.measure import saved_bytes
+import eager
+from eager import saved_bytes
 from symcell.cells import GRU, LLTM, LSTM
 
 

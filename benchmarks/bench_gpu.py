@@ -16,7 +16,7 @@ import time
 import torch
 from torch import nn
 
-from symcell import eager
+import eager
 from symcell.cells import GRU, LLTM, LSTM
 
 

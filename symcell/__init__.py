@@ -1,12 +1,17 @@
 """symcell: recurrent cells written as equations, with derived gradients and fused kernels."""
-from . import backends
-from .frontend import cat, elu, exp, log, relu, sigmoid, softplus, split, sqrt, tanh
-from .module import Cell, define, scan
+from . import backends, registry
+from .frontend import FUNCTIONS, cat, split
+from .module import Cell, define
 from .rnn import RNN
+from .sequence import scan
 
-__all__ = ["define", "scan", "Cell", "RNN", "cells", "backends",
-           "sigmoid", "tanh", "relu", "elu", "softplus", "exp", "log", "sqrt", "cat", "split"]
+globals().update(FUNCTIONS)   # symcell.sigmoid, symcell.tanh, ...: every user function of functions.py
+__all__ = ["define", "scan", "Cell", "RNN", "cells", "backends", *FUNCTIONS, "cat", "split"]
 __version__ = "0.1.0"
+
+# a traced or exported program names its kernels by key; a fresh process that never imported symcell.cells
+# finds the prebuilt cells' keys by importing it (the registry knows where, not what)
+registry.define_cells_in("symcell.cells")
 
 
 def __getattr__(name):

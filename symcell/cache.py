@@ -1,7 +1,8 @@
 """Native code built once and cached on disk, keyed by what determines the binary.
 
-    key = sha256(source, compiler flags, torch / python / compiler versions, CPU features)
-    $SYMCELL_CACHE_DIR (default ~/.cache/symcell)/<key>/symcell_<key>.so
+    key = sha256(source, the files built beside it (sc.h), compiler flags, torch / python / compiler
+                 versions, CPU features)
+    $SYMCELL_CACHE_DIR (default ~/.cache/symcell)/<key>/symcell_<key>.so, with main.cpp and those files
 
 An entry counts only once its marker file `complete` exists, written after the library built and loaded, so
 a build killed halfway is rebuilt rather than loaded. Two processes building the same key take turns on a lock
@@ -56,9 +57,10 @@ def _toolchain_id():
     return f"{cc}|{torch.__version__}|{sys.version_info[:2]}|{platform.machine()}|{flags}"
 
 
-def cache_key(source, cflags, ldflags):
+def cache_key(source, cflags, ldflags, files=None):
     h = hashlib.sha256()
-    for part in (source, " ".join(cflags), " ".join(ldflags), _toolchain_id()):
+    extra = [f"{name}\0{text}" for name, text in sorted((files or {}).items())]
+    for part in (source, *extra, " ".join(cflags), " ".join(ldflags), _toolchain_id()):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()[:24]
@@ -74,12 +76,13 @@ def _locked(path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def load(source, cflags=(), ldflags=()):
+def load(source, cflags=(), ldflags=(), files=None):
     """Build (or find) the library for `source`, load it into this process, return its op namespace.
 
     The source must register its ops with TORCH_LIBRARY(SYMCELL_NS, m); SYMCELL_NS is defined per key.
+    `files` ({name: text}) are written beside it (headers it includes by name).
     """
-    key = cache_key(source, cflags, ldflags)
+    key = cache_key(source, cflags, ldflags, files)
     if key in _loaded:
         return _loaded[key]
     ns = f"symcell_{key}"
@@ -96,10 +99,25 @@ def load(source, cflags=(), ldflags=()):
         shutil.rmtree(entry, ignore_errors=True)  # missing, incomplete or corrupt: start over
         entry.mkdir(parents=True)
         t0 = time.perf_counter()
+        for name, text in (files or {}).items():
+            (entry / name).write_text(text)
         _build(ns, source, list(cflags), list(ldflags), entry)  # builds and loads
         marker.write_text(f"built in {time.perf_counter() - t0:.2f} s\n")
     _loaded[key] = ns
     return ns
+
+
+def source_file(folder, name, source):
+    """A source file in the cache, under a name with the hash of its text (for code that must be imported from a
+    file, as Triton reads a kernel's source from its module): written once, atomically."""
+    folder = cache_dir() / folder
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}_{cache_key(source, [], [])}.py"
+    if not path.exists():
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(source)
+        os.replace(tmp, path)
+    return path
 
 
 def _try_load(lib):

@@ -1,11 +1,11 @@
 """gradients(): the schedule and the derived backward of one step as text a reader can check by hand.
 
-Sizes stay symbolic (H, I, ...): this is the schedule before dimensions are bound.
+It is given the pipeline's products (pipeline.lower with sizes left symbolic: H, I, ...), and recomputes nothing.
 """
-from .autodiff import MatMulGrad, derive
+from .autodiff import MatMulGrad
 from .dims import fmt
 from .printing import math_str
-from .schedule import MatMul, lower
+from .schedule import Kind, MatMul
 
 
 def _view(name, v, schedule):
@@ -61,16 +61,24 @@ def _backward(lines, stmts, schedule, in_loop):
         for s, e in st.temps:
             lines.append(f"      {s.name} = {math_str(e)}")
         for v, e in st.grads:
-            is_param = schedule.value(v.value).kind == "param"
+            is_param = schedule.value(v.value).kind == Kind.PARAM
             tail = "      (summed over the batch)" if is_param else ""
             lines.append(f"      d_{_view(v.value, v, schedule)} += {math_str(e)}{tail}")
 
 
-def explain(ir):
-    schedule = lower(ir)
-    bwd = derive(schedule)
+def explain(schedule, bwd):
+    """The text of gradients(): the schedule, then its derived backward."""
+    ir = schedule.ir
     lines = [f"{ir.name}: one step, as scheduled (x @ W.T is a matmul over the batch rows; "
              f"v[a:b] is features a..b-1)", ""]
+    lines += forward_lines(schedule)
+    lines.append("")
+    lines += backward_lines(schedule, bwd)
+    return "\n".join(lines)
+
+
+def forward_lines(schedule):
+    ir, lines = schedule.ir, []
     sizes = ", ".join(f"{n}: {fmt(s)}" for n, s in ir.inputs + ir.states)
     lines.append(f"  sizes: {sizes}")
     lines.append("  the new states: " + ", ".join(f"{s} <- {n}" for (s, _), n in zip(ir.states, schedule.new_states)))
@@ -80,11 +88,15 @@ def explain(ir):
         _forward(lines, schedule.pre, schedule)
     lines.append("  forward, each step:")
     _forward(lines, schedule.loop, schedule)
-    lines.append("")
+    return lines
+
+
+def backward_lines(schedule, bwd):
+    ir, lines = schedule.ir, []
     lines.append("  backward, each step in reverse time (d_v is dL/dv; d_<state>_new = carry + dL/dys[t]):")
     _backward(lines, bwd.loop, schedule, True)
     lines.append("    the carry into step t-1 is d_" + ", d_".join(n for n, _ in ir.states))
     if bwd.pre:
         lines.append("  backward, after the loop (all T*B rows at once):")
         _backward(lines, bwd.pre, schedule, False)
-    return "\n".join(lines)
+    return lines

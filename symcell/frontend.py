@@ -86,7 +86,7 @@ class Sym:
         sym = next((a for a in _flatten(args, kwargs) if isinstance(a, (Sym, Matrix))), None)
         who = sym.node.label if isinstance(sym, Sym) else getattr(sym, "name", "?")
         raise TypeError(f"torch.{name} was called on the symbolic tensor {who!r}; torch functions cannot be "
-                        "traced. Use symcell's: sigmoid, tanh, relu, elu, softplus, exp, log, sqrt, cat, split")
+                        f"traced. Use symcell's: {', '.join(UNARY)}, cat, split")
 
 
 class Matrix:
@@ -106,7 +106,7 @@ class Matrix:
             raise ValueError(f"{self.name} @ {v.node.label}: {self.name} has shape ({D.fmt(rows)}, {D.fmt(cols)}) "
                              f"but {v.node.label} has size {D.fmt(v.size)}")
         label = _short(f"{self.name} @ {v.node.label}")
-        return Sym(Node("matmul", (v.node,), rows, (self.name, sympy.Integer(0), cols), label))
+        return Sym(Node("matmul", (v.node,), rows, ((self.name, sympy.Integer(0), cols),), label))
 
     def __rmatmul__(self, v):
         raise TypeError(f"... @ {self.name}: write {self.name} @ v (the matrix on the left)")
@@ -142,9 +142,6 @@ def _operand(v, op, other):
     return Node("const", (), None, float(v), repr(v))
 
 
-_INVERSE_FN = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
-
-
 def _binary(fn, sym, a, b):
     other = a if isinstance(a, Sym) else b
     na, nb = _operand(a, sym, other._desc()), _operand(b, sym, other._desc())
@@ -168,7 +165,10 @@ def _unary(fn):
     return apply
 
 
-sigmoid, tanh, relu, elu, softplus, exp, log, sqrt = (_unary(f) for f in UNARY)
+# every user function of the table (functions.py), as symcell.<name>
+FUNCTIONS = {name: _unary(name) for name in UNARY}
+globals().update(FUNCTIONS)
+__all__ = ["cat", "split", "trace", "Sym", "Matrix", *FUNCTIONS]
 
 
 def cat(*parts):

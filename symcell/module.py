@@ -1,4 +1,4 @@
-"""symcell.define, the Cell module, and scan."""
+"""symcell.define, the Binding of a cell's dimensions, and the Cell module."""
 import keyword
 import math
 import warnings
@@ -6,45 +6,29 @@ import warnings
 import torch
 from torch import nn
 
-from . import backends
-from .autodiff import derive
+from . import backends, registry
 from .cache import BuildError
+from .explain import explain
 from .frontend import trace
 from .ir import CellIR
-from .ops import kernel_for, kernel_key, register_cell, scan_op
-from .schedule import bind_ir, lower
+from .schedule import bind_ir
+from .sequence import scan
 
 _RESERVED = ("torch",)
 _fallback_warned = set()
 
 
 class CellSpec:
-    """What define() produced: the traced IR and the compiled artefacts, cached per dimension binding."""
+    """What define() produced: the traced IR, registered (its hash names its kernels), and the docstring."""
 
     def __init__(self, ir: CellIR, doc=None):
         self.ir, self.doc = ir, doc
-        register_cell(self)   # sets self.hash
-        self._schedules, self._kernels = {}, {}
+        self.hash = registry.register(ir)
 
-    def schedule(self, dims):
-        key = tuple(sorted(dims.items()))
-        if key not in self._schedules:
-            sched = lower(bind_ir(self.ir, dims))
-            self._schedules[key] = (sched, derive(sched))
-        return self._schedules[key]
-
-    def symbolic_schedule(self):
-        """The schedule with dimensions left as symbols, for backends that take sizes at run time."""
-        if None not in self._schedules:
-            sched = lower(self.ir)
-            self._schedules[None] = (sched, derive(sched))
-        return self._schedules[None]
-
-    def kernel(self, dims, backend):
-        key = (tuple(sorted(dims.items())), backend)
-        if key not in self._kernels:
-            self._kernels[key] = backends.get(backend).build(self, dims)
-        return self._kernels[key]
+    def explain(self):
+        """gradients(): the pipeline's symbolic products as text"""
+        lowered = registry.lowered(self.hash)
+        return explain(lowered.schedule, lowered.backward)
 
 
 def _check_names(ir):
@@ -75,7 +59,7 @@ def define(inputs, state, params=None, outputs=None, name=None):
     return deco
 
 
-class _class_or_instance:
+class class_or_instance:
     """A method that receives the instance when called on one, else the class."""
 
     def __init__(self, fn):
@@ -106,10 +90,9 @@ class Binding:
         if backend != "auto":
             backends.resolve(backend, torch.device("cpu"))  # reject unknown names now, not at the first call
         self.spec, self.name, self.dims, self.backend = spec, ir.name, dict(dims), backend
-        sched, _ = spec.schedule(self.dims)  # binds sizes: a bad binding fails here, before any data
-        # the operators name their kernel by key (see ops.py)
-        self.keys = {b: kernel_key(spec, self.dims, b) for b in backends.available()}
-        bound = sched.ir
+        bound = bind_ir(ir, self.dims)  # a bad binding fails here, before any data
+        # the operators name their kernel by key (see registry.py)
+        self.keys = {b: registry.key(spec.hash, self.dims, b) for b in backends.available()}
         self.input_sizes = {n: int(s) for n, s in bound.inputs}
         self.state_sizes = {n: int(s) for n, s in bound.states}
         self.param_shapes = {n: tuple(int(s) for s in shape) for n, shape in bound.params}
@@ -120,7 +103,7 @@ class Binding:
         if torch.compiler.is_compiling():
             return self.keys[name]
         try:
-            kernel_for(self.keys[name])
+            registry.kernel_for(self.keys[name])
         except BuildError as e:
             if self.backend != "auto" or name == "reference":
                 raise
@@ -227,12 +210,10 @@ class Cell(nn.Module):
         return [getattr(self, n) for n, _ in self._spec.ir.params]
 
     # --- introspection ---------------------------------------------------------------------------------
-    @_class_or_instance
+    @class_or_instance
     def gradients(self_or_cls):
         """The derived forward and backward equations of one step, as text (on the class or an instance)."""
-        from .explain import explain
-        spec = self_or_cls._spec if isinstance(self_or_cls, Cell) else self_or_cls.spec
-        return explain(spec.ir)
+        return (self_or_cls._spec if isinstance(self_or_cls, Cell) else self_or_cls.spec).explain()
 
     def source(self, device=None):
         """The generated code of the backend this cell uses for tensors on `device` (default: its parameters')."""
@@ -244,7 +225,7 @@ class Cell(nn.Module):
         return ps[0].device if ps else torch.device("cpu")
 
     def _kernel(self, device):
-        return kernel_for(self._kernel_key(device))
+        return registry.kernel_for(self._kernel_key(device))
 
     def _kernel_key(self, device):
         return self._binding.kernel_key(device)
@@ -273,105 +254,3 @@ def _same_kind(cell, what, t, ref):
         raise TypeError(f"{cell}: {what} has dtype {t.dtype} but the parameters have dtype {ref.dtype}")
     if t.device != ref.device:
         raise ValueError(f"{cell}: {what} is on {t.device} but the parameters are on {ref.device}")
-
-
-def scan(cell, xs, state=None, reverse=False, lengths=None):
-    """Run `cell` over the sequence xs. Semantics (for one input, batch_first=False):
-
-        ys = []
-        for t in (reversed(range(T)) if reverse else range(T)):
-            state = cell.step(xs[t], state)
-            ys.append(state[0])                 # the `outputs` states, first state by default
-        ys = stack(ys in time order of xs)      # so ys[t] is the output at input xs[t], also when reverse
-        return ys, state
-
-    `lengths` (B ints, 0 <= lengths[b] <= T) makes row b a sequence of its own length: it runs steps
-    0 .. lengths[b] - 1 (with reverse, lengths[b] - 1 down to 0), its final state is the state after its own last
-    step and its outputs past its length are zero, as for a PackedSequence in nn.LSTM. The masking runs inside
-    the fused loops: every row runs every step, and an ended row's step holds its state (so the values in the
-    padding are never read into a result; keep them finite, as padding with zeros does, for finite gradients).
-
-    The whole sequence is one autograd node; its backward is the derived backward scan.
-    """
-    return run(cell._binding, cell._param_list(), xs, state, reverse, lengths, cell.batch_first)
-
-
-def check_lengths(name, lengths, T, B, device):
-    """lengths (a sequence of ints or an integer tensor) -> an int64 tensor of B values in [0, T] on `device`."""
-    if isinstance(lengths, torch.Tensor):
-        if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
-            raise TypeError(f"{name}: lengths must hold integers, got dtype {lengths.dtype}")
-        host = lengths.detach().to("cpu", torch.int64)
-    else:
-        try:
-            host = torch.as_tensor([int(v) for v in lengths], dtype=torch.int64)
-        except (TypeError, ValueError):
-            raise TypeError(f"{name}: lengths must be a sequence of ints or an integer tensor, got "
-                            f"{type(lengths).__name__}") from None
-    if host.dim() != 1 or host.shape[0] != B:
-        raise ValueError(f"{name}: lengths must have one entry per batch row, shape ({B},), got {tuple(host.shape)}")
-    if B and (host.min() < 0 or host.max() > T):
-        raise ValueError(f"{name}: lengths must lie in [0, T] = [0, {T}], got min {int(host.min())} and max "
-                         f"{int(host.max())}")
-    return host.to(device)
-
-
-def _row_order(lengths):
-    """An order of the rows for a batch of mixed lengths (None: keep theirs): longest first, as packing sorts them,
-    so that the cpp kernel's steps skip the rows that have ended (they are last); and dealt round-robin over the
-    threads' contiguous slices of rows (each thread runs its slice's whole sequence), so that every slice holds
-    long and short rows alike and no thread idles while another finishes the longest."""
-    B, k = lengths.shape[0], max(1, torch.get_num_threads())
-    ranked = torch.argsort(lengths, descending=True, stable=True)
-    if B < 4 * k or k == 1:       # one slice (see sc::scan_rows): longest first is enough
-        order = ranked
-    else:                          # ranks 0, k, 2k, ... first, then 1, k + 1, ...: each block sorted, all alike
-        r = torch.arange(B, device=lengths.device)
-        order = ranked[torch.argsort((r % k) * B + r // k)]
-    if torch.equal(lengths[order], lengths):   # already so (rows of equal length may come in any order)
-        return None
-    return order
-
-
-def _reversal(lengths, T):
-    """(T, B) time indices that reverse each row within its own length and leave its padding in place. The
-    permutation is its own inverse, so it also puts the outputs back in input order."""
-    t = torch.arange(T, device=lengths.device)[:, None]
-    return torch.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)
-
-
-def run(binding, params, xs, state, reverse, lengths, batch_first):
-    """scan of a bound cell with the given parameters (see scan)."""
-    seq, state, ref = binding.check(xs, state, params, batch_first)
-    T, B = seq[0].shape[0], seq[0].shape[1]
-    unsort = None
-    if lengths is not None:
-        lengths = check_lengths(binding.name, lengths, T, B, ref.device)
-        order = _row_order(lengths)
-        if order is not None:
-            unsort = torch.argsort(order)
-            seq = [x.index_select(1, order) for x in seq]
-            state = tuple(s.index_select(0, order) for s in state)
-            lengths = lengths[order]
-    if reverse:
-        if lengths is None:
-            seq = [x.flip(0) for x in seq]
-        else:
-            rows = torch.arange(B, device=ref.device)[None, :]
-            flip = _reversal(lengths, T)
-            seq = [x[flip, rows] for x in seq]
-    key = binding.kernel_key(ref.device)
-    seq = tuple(x.contiguous() for x in seq)
-    state = tuple(s.contiguous() for s in state)
-    ys, final = scan_op(key, seq, state, tuple(p.contiguous() for p in params), lengths)
-    if lengths is not None:   # outputs past each row's length are zero (the kernel holds the state there)
-        ended = (torch.arange(T, device=ref.device)[:, None] >= lengths[None, :])[:, :, None]
-        ys = tuple(y.masked_fill(ended, 0) for y in ys)
-    if reverse:
-        ys = tuple(y.flip(0) for y in ys) if lengths is None else tuple(y[flip, rows] for y in ys)
-    if unsort is not None:
-        ys = tuple(y.index_select(1, unsort) for y in ys)
-        final = tuple(f.index_select(0, unsort) for f in final)
-    if batch_first:
-        ys = tuple(y.transpose(0, 1) for y in ys)
-    return (ys[0] if len(ys) == 1 else ys), final

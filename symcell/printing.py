@@ -1,98 +1,131 @@
-"""Printers: sympy expressions as readable math (gradients()), torch code (reference), C++ (cpp); a line writer."""
+"""Printers, one per language, and a line writer.
+
+    math_str    gradients() text:    sigmoid(x)*(1 - sigmoid(x)), x**2
+    torch_str   torch code:          torch.sigmoid(x), x**2, 0.5      (the reference backend, the triton host)
+    cpp_str     C++ over scalar_t:   sc::sigmoid(x), (x*x), x - 1, scalar_t(0.5)
+    tl_str      triton.language:     tl.sigmoid(x), (x*x), 0.5
+    size_str    int64_t sizes:       2*_dim_H, ((_dim_I + _dim_H)/2)
+
+A function is spelt from its entry in the table (functions.py); what differs between the code printers is how
+they write a number, a square root, its reciprocal and a power, each one small method.
+"""
 from contextlib import contextmanager
 
 import sympy
 from sympy.printing.c import C99CodePrinter
-from sympy.printing.precedence import precedence
+from sympy.printing.precedence import PRECEDENCE, precedence
 from sympy.printing.str import StrPrinter
 
-# sympy function class name -> the name a reader knows
-_MATH_NAMES = {"Sigmoid": "sigmoid", "Tanh": "tanh", "Relu": "relu", "Elu": "elu", "Softplus": "softplus",
-               "Step": "step", "EluGrad": "elu_grad", "exp": "exp", "log": "log"}
+from .functions import BY_CLASS, BY_NAME
+
+HALF = sympy.Rational(1, 2)
 
 
 class MathPrinter(StrPrinter):
+    """Readable math: the functions by the names users write."""
+
     def _print_Function(self, expr):
-        name = _MATH_NAMES.get(type(expr).__name__, type(expr).__name__)
+        name = BY_CLASS[type(expr).__name__].name
         return f"{name}({', '.join(self._print(a) for a in expr.args)})"
 
-    _print_exp = _print_log = _print_Function
+    _print_exp = _print_log = _print_erf = _print_Function
 
 
-class TorchPrinter(StrPrinter):
-    """Prints a pointwise expression as torch code; leaves are tensors of matching or broadcastable shape."""
-    _CALLS = {"Sigmoid": "torch.sigmoid", "Tanh": "torch.tanh", "Relu": "torch.relu", "Elu": "_F.elu",
-              "Softplus": "_F.softplus", "exp": "torch.exp", "log": "torch.log",
-              "Step": "_step", "EluGrad": "_elu_grad"}
+class _CodePrinter:
+    """What the code printers share: table spellings, numbers as literals, powers by cases."""
+    language = None   # the functions.Function field that spells a call in this language
 
     def _print_Function(self, expr):
-        return f"{self._CALLS[type(expr).__name__]}({self._print(expr.args[0])})"
+        spelling = getattr(BY_CLASS[type(expr).__name__], self.language)
+        return spelling.format(x=self._print(expr.args[0]))
 
-    _print_exp = _print_log = _print_Function
+    _print_exp = _print_log = _print_erf = _print_Function
 
     def _print_Pow(self, expr, rational=False):
         base, e = expr.args
         if expr.is_number:
-            return repr(float(expr))
-        if e == sympy.Rational(1, 2):
-            return f"torch.sqrt({self._print(base)})"
-        if e == -sympy.Rational(1, 2):
-            return f"torch.rsqrt({self._print(base)})"
-        if e == -1:
-            return f"1/{self.parenthesize(base, sympy.printing.precedence.PRECEDENCE['Pow'])}"
-        return super()._print_Pow(expr, rational)
+            return self.literal(expr)
+        if e == HALF:
+            return getattr(BY_NAME["sqrt"], self.language).format(x=self._print(base))
+        if e == -HALF:
+            return self.rsqrt(self._print(base))
+        return self.power(base, e, precedence(expr))
+
+    def products(self, base, e, prec):
+        """x**n for 1 <= |n| <= 4 as a product (exact, and no pow call), else None"""
+        if not (e.is_Integer and 1 <= abs(e) <= 4):
+            return None
+        prod = "(" + "*".join([self.parenthesize(base, prec)] * abs(int(e))) + ")"
+        return prod if e > 0 else self.reciprocal(prod)
 
     def _print_Rational(self, expr):
-        return repr(float(expr))
+        return self.literal(expr)
 
-    def _print_Float(self, expr):
-        return repr(float(expr))
+    _print_Float = _print_NumberSymbol = _print_Pi = _print_Exp1 = _print_Rational
 
-    def doprint(self, expr):
+    def doprint(self, expr, *a, **k):
         if getattr(expr, "is_number", False):
-            return repr(float(expr))
-        return super().doprint(expr)
+            return self.literal(expr)
+        return super().doprint(expr, *a, **k)
 
 
-math_str = MathPrinter().doprint
-torch_str = TorchPrinter().doprint
+class TorchPrinter(_CodePrinter, StrPrinter):
+    """torch code over tensors (leaves are tensors of matching or broadcastable shape)."""
+    language = "torch"
+
+    def literal(self, v):
+        return repr(float(v))
+
+    def rsqrt(self, x):
+        return f"torch.rsqrt({x})"
+
+    def reciprocal(self, x):
+        return f"1/{x}"
+
+    def power(self, base, e, prec):
+        if e == -1:
+            return f"1/{self.parenthesize(base, PRECEDENCE['Pow'])}"
+        return StrPrinter._print_Pow(self, sympy.Pow(base, e, evaluate=False))
 
 
-class CppPrinter(C99CodePrinter):
-    """Pointwise expressions in `scalar_t` arithmetic: constants are cast, so float code never promotes to double;
-    small integer powers are products; the functions are sc:: helpers the kernel prelude defines."""
-    _CALLS = {"Sigmoid": "sc::sigmoid", "Tanh": "sc::tanh", "Relu": "sc::relu", "Elu": "sc::elu",
-              "Softplus": "sc::softplus", "exp": "sc::exp", "log": "sc::log", "Step": "sc::step",
-              "EluGrad": "sc::elu_grad"}
+class CppPrinter(_CodePrinter, C99CodePrinter):
+    """C++ in `scalar_t` arithmetic: fractional constants are cast, so float code never promotes to double
+    (integers need no cast: int with float is float); small integer powers are products."""
+    language = "cpp"
 
-    def _print_Function(self, expr):
-        return f"{self._CALLS[type(expr).__name__]}({self._print(expr.args[0])})"
-
-    _print_exp = _print_log = _print_Function
-
-    def _print_Pow(self, expr):
-        base, e = expr.args
-        if expr.is_number:
-            return f"scalar_t({float(expr)!r})"
-        b = self.parenthesize(base, precedence(expr))
-        if e == sympy.Rational(1, 2):
-            return f"std::sqrt({self._print(base)})"
-        if e == -sympy.Rational(1, 2):
-            return f"(scalar_t(1)/std::sqrt({self._print(base)}))"
-        if e.is_Integer and 1 <= e <= 4:
-            return "(" + "*".join([b] * int(e)) + ")"
-        if e.is_Integer and -4 <= e <= -1:
-            return "(scalar_t(1)/(" + "*".join([b] * int(-e)) + "))"
-        return f"std::pow({self._print(base)}, scalar_t({float(e)!r}))"
-
-    def _print_Rational(self, expr):
-        return f"scalar_t({float(expr)!r})"
-
-    def _print_Float(self, expr):
-        return f"scalar_t({float(expr)!r})"
+    def literal(self, v):
+        return f"scalar_t({float(v)!r})"
 
     def _print_Integer(self, expr):
-        return f"scalar_t({int(expr)})"
+        return str(int(expr))
+
+    def rsqrt(self, x):
+        return f"(scalar_t(1)/std::sqrt({x}))"
+
+    def reciprocal(self, x):
+        return f"(scalar_t(1)/{x})"
+
+    def power(self, base, e, prec):
+        return self.products(base, e, prec) or f"std::pow({self._print(base)}, {self.literal(e)})"
+
+
+class TritonPrinter(_CodePrinter, StrPrinter):
+    """triton.language over (rows, features) blocks."""
+    language = "triton"
+
+    def literal(self, v):
+        return repr(float(v))
+
+    _print_Integer = _CodePrinter._print_Rational
+
+    def rsqrt(self, x):
+        return f"(1.0 / tl.sqrt({x}))"
+
+    def reciprocal(self, x):
+        return f"(1.0 / {x})"
+
+    def power(self, base, e, prec):
+        return self.products(base, e, prec) or f"tl.exp({float(e)!r} * tl.log({self._print(base)}))"
 
 
 class SizePrinter(C99CodePrinter):
@@ -112,7 +145,10 @@ class SizePrinter(C99CodePrinter):
         return f"_dim_{expr.name}"
 
 
+math_str = MathPrinter().doprint
+torch_str = TorchPrinter().doprint
 cpp_str = CppPrinter().doprint
+tl_str = TritonPrinter().doprint
 size_str = SizePrinter().doprint
 
 

@@ -13,8 +13,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from . import registry
 from .dims import dim_symbol
-from .module import Binding, Cell, CellSpec, _class_or_instance, _row_order, check_lengths, run
+from .module import Binding, Cell, CellSpec, class_or_instance
+from .sequence import check_lengths, row_order, run
 
 
 def _spec_of(cell):
@@ -110,17 +112,15 @@ class RNN(nn.Module):
         return [[getattr(self, n) for n in names] for layer in self._names for names in layer]
 
     # --- introspection ------------------------------------------------------------------------------------
-    @_class_or_instance
+    @class_or_instance
     def gradients(self_or_cls):
         """The derived forward and backward equations of one step of the cell, as text."""
-        from .explain import explain
-        return explain((self_or_cls._spec if isinstance(self_or_cls, RNN) else self_or_cls.spec).ir)
+        return (self_or_cls._spec if isinstance(self_or_cls, RNN) else self_or_cls.spec).explain()
 
     def source(self, device=None):
         """The generated code of the first layer's kernel for tensors on `device` (default: the parameters')."""
-        from .ops import kernel_for
         device = torch.device(device) if device is not None else next(self.parameters()).device
-        return kernel_for(self._bindings[0].kernel_key(device)).source
+        return registry.kernel_for(self._bindings[0].kernel_key(device)).source
 
     def extra_repr(self):
         dims = ", ".join(f"{k}={v}" for k, v in self.dims.items())
@@ -154,7 +154,7 @@ class RNN(nn.Module):
         order = None
         if lengths is not None:   # the row order scan prefers, once for all layers and directions
             lengths = check_lengths(name, lengths, x.shape[0], x.shape[1], x.device)
-            order = _row_order(lengths)
+            order = row_order(self._bindings[0], lengths)
             if order is not None:
                 x, lengths = x.index_select(1, order), lengths[order]
                 states = None if states is None else [t.index_select(1, order) for t in states]

@@ -1,21 +1,26 @@
 """From the traced IR to a schedule: what runs before the loop, what runs in it, and which pointwise work
-fuses into one region.
+fuses into one region. The passes, each a function of what the previous ones produced (pipeline.py runs them):
 
-Passes, in order (see `lower`):
-  1. bind      dimensions -> integers (skipped for the symbolic schedule that `gradients()` prints)
-  2. rewrite   W @ cat(a, b)      -> one matmul of two terms W[:, :na] @ a + W[:, na:] @ b
-               W @ x + U @ h      -> one matmul of two terms (same size): one output buffer, accumulated
-               slice(f(a, b))     -> f(slice(a), slice(b))          (splits move to the leaves, which become views)
-               slice(cat(...))    -> the part it falls in, when provable
-               f(cat(a, b), v)    -> cat(f(a, v[:na]), f(b, v[na:]))
-  3. hoist     a matmul whose operands depend on no state runs once over all T*B rows before the loop; one
-               with a state term runs all its terms in the loop (its input terms are as cheap there, per
-               batch slice, and the gates never make a round trip through memory)
-  4. materialize  pointwise nodes feeding a matmul or a cat get a buffer; every other one is inlined
-  5. regions   ready pointwise outputs of one size form one fused region (one loop over batch x features)
+  bind_ir          dimensions -> integers (skipped for backends that take sizes at run time, and gradients())
+  rewrite          W @ cat(a, b)      -> one matmul of two terms W[:, :na] @ a + W[:, na:] @ b
+                   W @ x + U @ h      -> one matmul of two terms (same size): one output buffer, accumulated
+                   slice(f(a, b))     -> f(slice(a), slice(b))         (splits move to the leaves, which become views)
+                   slice(cat(...))    -> the part it falls in, when provable
+                   f(cat(a, b), v)    -> cat(f(a, v[:na]), f(b, v[na:]))
+  hoist            a matmul whose operands depend on no state runs once over all T*B rows before the loop, with
+                   the pointwise work feeding it; one with a state term runs all its terms in the loop (its
+                   input terms are as cheap there, per batch slice, and the gates never make a round trip)
+  materialize      pointwise nodes feeding a matmul, and cats a slice cannot see through, get a buffer; every
+                   other pointwise node is inlined into the expression that uses it
+  allocate_values  names every buffer (inputs, states, vector parameters, buffered nodes, matmul outputs, new
+                   states) and lists the pointwise outputs that must be written into them
+  form_regions     statements by readiness: a matmul as soon as its operands exist, then every ready pointwise
+                   output, grouped by (stage, width) into fused regions (one loop over rows x features each),
+                   their expressions in sympy with common subexpressions named (_e0, _e1, ...)
 """
-from dataclasses import dataclass, replace
-from typing import Any, Tuple
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from typing import Any, Dict, FrozenSet, Tuple
 
 import sympy
 
@@ -24,6 +29,29 @@ from .functions import UNARY
 from .ir import CellIR, Node, walk
 
 ZERO = sympy.Integer(0)
+
+
+class Kind(str, Enum):
+    """What a value is (a str, so it prints and compares as its name)."""
+    INPUT = "input"
+    STATE = "state"          # a state as it enters the step
+    PARAM = "param"          # a vector parameter, broadcast over the batch
+    MATMUL = "matmul"
+    PW = "pw"                # a pointwise value with a buffer of its own
+    CAT = "cat"
+    NEW_STATE = "new_state"  # a state's new value
+
+    def __str__(self):
+        return self.value
+
+
+class Stage(str, Enum):
+    GIVEN = "given"          # an argument of the scan
+    PRE = "pre"              # computed for all T*B rows before the loop
+    LOOP = "loop"            # computed in each step
+
+    def __str__(self):
+        return self.value
 
 
 # --- the schedule's data -------------------------------------------------------------------------------
@@ -39,9 +67,9 @@ class View:
 @dataclass(frozen=True)
 class Value:
     name: str
-    kind: str      # input | state | param | matmul | pw | cat | new_state
+    kind: Kind
     size: Any
-    stage: str     # 'pre' (computed for all steps before the loop) | 'loop' | 'given'
+    stage: Stage
 
 
 @dataclass(frozen=True)
@@ -62,9 +90,13 @@ class MatMul:
 
 @dataclass(frozen=True)
 class Region:
-    """Fused pointwise work: outputs[k] = (destination view, sympy expression in the leaf symbols)."""
+    """Fused pointwise work over rows x features. `outputs[k]` = (destination view, its sympy expression in the
+    leaf symbols); to compute them, evaluate `temps` in order, then `results[k]` (the same expressions written
+    with the temps) into each destination."""
     outputs: Tuple[Tuple[View, sympy.Expr], ...]
     leaves: Tuple[Tuple[sympy.Symbol, View], ...]
+    temps: Tuple[Tuple[sympy.Symbol, sympy.Expr], ...] = ()
+    results: Tuple[sympy.Expr, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -79,7 +111,7 @@ class Schedule:
         return next(v for v in self.values if v.name == name)
 
 
-# --- pass 1: bind ---------------------------------------------------------------------------------------
+# --- bind -----------------------------------------------------------------------------------------------
 
 def bind_ir(ir, dims):
     """Substitute integer dimensions everywhere; every size must come out a positive integer."""
@@ -95,8 +127,8 @@ def bind_ir(ir, dims):
         if n.op == "slice":
             attr = tuple(sympy.Integer(sympy.sympify(x).subs(syms)) for x in attr)
         elif n.op == "matmul":
-            attr = (attr[0], sympy.Integer(sympy.sympify(attr[1]).subs(syms)),
-                    sympy.Integer(D.bind(attr[2], syms, f"{attr[0]} columns")))
+            attr = tuple((w, sympy.Integer(sympy.sympify(c0).subs(syms)), sympy.Integer(D.bind(c1, syms, f"{w} columns")))
+                         for w, c0, c1 in attr)
         memo[n] = replace(n, args=args, size=size, attr=attr)
         return memo[n]
 
@@ -108,15 +140,11 @@ def bind_ir(ir, dims):
     return replace(ir, inputs=inputs, states=states, params=params, returns=returns)
 
 
-# --- pass 2: rewrite ------------------------------------------------------------------------------------
+# --- rewrite --------------------------------------------------------------------------------------------
 
 def _provably(rel):
     """True only when sympy can prove the relation for every binding of the dimensions."""
     return bool(rel == True)  # noqa: E712 - sympy relational
-
-
-def _eq(a, b):
-    return sympy.expand(a - b) == 0
 
 
 def _slice(base, start, stop):
@@ -150,7 +178,7 @@ def _add_terms(n):
 def _merge_matmuls(terms):
     """a + M1 + b + M2 with matmuls M1, M2 of one size -> (M1 + M2 as one matmul) + a + b; None if nothing merges"""
     mms = [t for t in terms if t.op == "matmul"]
-    if len(mms) < 2 or any(not _eq(m.size, mms[0].size) for m in mms):
+    if len(mms) < 2 or any(not D.same_size(m.size, mms[0].size) for m in mms):
         return None
     merged = Node("matmul", tuple(a for m in mms for a in m.args), mms[0].size,
                   tuple(t for m in mms for t in m.attr), " + ".join(m.label for m in mms))
@@ -161,49 +189,61 @@ def _merge_matmuls(terms):
     return total
 
 
+def _split_cat_operands(n):
+    """A matmul term on cat(a, b) -> two terms on a and b over consecutive column blocks; None if none is a cat"""
+    if not any(a.op == "cat" for a in n.args):
+        return None
+    args, terms = [], []
+    for a, (w, c0, _) in zip(n.args, n.attr):
+        parts = a.args if a.op == "cat" else (a,)
+        for p, (ps, pe) in zip(parts, _offsets(parts)):
+            args.append(p)
+            terms.append((w, c0 + ps, c0 + pe))
+    return Node("matmul", tuple(args), n.size, tuple(terms), n.label)
+
+
+def _rewrite_slice(n, rw):
+    base, (s, e) = n.args[0], n.attr
+    if D.same_size(s, 0) and D.same_size(e, base.size):
+        return base
+    if base.op == "slice":
+        bs = base.attr[0]
+        return rw(_slice(base.args[0], bs + s, bs + e))
+    if base.op == "pw":
+        args = [a if a.size is None else _slice(a, s, e) for a in base.args]
+        return rw(Node("pw", tuple(args), n.size, base.attr, n.label))
+    if base.op == "cat":
+        pieces = []
+        for part, (ps, pe) in zip(base.args, _offsets(base.args)):
+            if _provably(pe <= s) or _provably(ps >= e):
+                continue  # no overlap
+            if not (_provably(ps <= s) or _provably(ps >= s)) or \
+               not (_provably(pe <= e) or _provably(pe >= e)):
+                return n  # undecidable overlap: the cat is materialized, the slice is a view of it
+            lo = s if _provably(s >= ps) else ps
+            hi = e if _provably(e <= pe) else pe
+            pieces.append(rw(_slice(part, lo - ps, hi - ps)))
+        return pieces[0] if len(pieces) == 1 else rw(_cat(pieces, n.label))
+    return n
+
+
 def rewrite(returns):
+    """The new states with the rewrites of the module docstring applied, bottom up, to a fixed point."""
     memo = {}
 
     def rw(n):
-        if n in memo:
-            return memo[n]
-        n2 = replace(n, args=tuple(rw(a) for a in n.args)) if n.args else n
-        out = _local(n2)
-        memo[n] = out
-        return out
+        if n not in memo:
+            memo[n] = _local(replace(n, args=tuple(rw(a) for a in n.args)) if n.args else n)
+        return memo[n]
 
     def _local(n):
         if n.op == "cat" and any(a.op == "cat" for a in n.args):
-            flat = [p for a in n.args for p in (a.args if a.op == "cat" else (a,))]
-            return rw(_cat(flat, n.label))
+            return rw(_cat([p for a in n.args for p in (a.args if a.op == "cat" else (a,))], n.label))
         if n.op == "slice":
-            base, (s, e) = n.args[0], n.attr
-            if _eq(s, 0) and _eq(e, base.size):
-                return base
-            if base.op == "slice":
-                bs = base.attr[0]
-                return rw(_slice(base.args[0], bs + s, bs + e))
-            if base.op == "pw":
-                args = [a if a.size is None else _slice(a, s, e) for a in base.args]
-                return rw(Node("pw", tuple(args), n.size, base.attr, n.label))
-            if base.op == "cat":
-                pieces = []
-                for part, (ps, pe) in zip(base.args, _offsets(base.args)):
-                    if _provably(pe <= s) or _provably(ps >= e):
-                        continue  # no overlap
-                    if not (_provably(ps <= s) or _provably(ps >= s)) or \
-                       not (_provably(pe <= e) or _provably(pe >= e)):
-                        return n  # undecidable overlap: the cat is materialized, the slice is a view of it
-                    lo = s if _provably(s >= ps) else ps
-                    hi = e if _provably(e <= pe) else pe
-                    pieces.append(rw(_slice(part, lo - ps, hi - ps)))
-                return pieces[0] if len(pieces) == 1 else rw(_cat(pieces, n.label))
-            return n
-        if n.op == "matmul" and not isinstance(n.attr[0], tuple):   # the front end's W @ v: one term
-            operand, (w, c0, _) = n.args[0], n.attr
-            parts = operand.args if operand.op == "cat" else (operand,)
-            terms = tuple((w, c0 + ps, c0 + pe) for ps, pe in _offsets(parts))
-            return Node("matmul", tuple(parts), n.size, terms, n.label)
+            return _rewrite_slice(n, rw)
+        if n.op == "matmul":
+            split = _split_cat_operands(n)
+            return n if split is None else rw(split)
         if n.op == "pw" and n.attr == "add":
             merged = _merge_matmuls(_add_terms(n))
             if merged is not None:
@@ -211,37 +251,38 @@ def rewrite(returns):
         if n.op == "pw":
             cats = [a for a in n.args if a.op == "cat"]
             if cats:
-                bounds = _offsets(cats[0].args)
                 parts = [rw(Node("pw", tuple(a if a.size is None else _slice(a, s, e) for a in n.args),
-                                 sympy.simplify(e - s), n.attr, n.label)) for s, e in bounds]
+                                 sympy.simplify(e - s), n.attr, n.label)) for s, e in _offsets(cats[0].args)]
                 return rw(_cat(parts, n.label))
         return n
 
     return tuple(rw(r) for r in returns)
 
 
-# --- sympy expressions of pointwise nodes ---------------------------------------------------------------
+# --- hoist, materialize ---------------------------------------------------------------------------------
 
-def pw_expr(fn, args):
-    if fn == "add":
-        return args[0] + args[1]
-    if fn == "sub":
-        return args[0] - args[1]
-    if fn == "mul":
-        return args[0] * args[1]
-    if fn == "div":
-        return args[0] / args[1]
-    if fn == "neg":
-        return -args[0]
-    if fn == "id":
-        return args[0]
-    if isinstance(fn, tuple) and fn[0] == "pow":
-        e = fn[1]
-        return args[0] ** (sympy.Integer(int(e)) if float(e).is_integer() else sympy.nsimplify(e))
-    return UNARY[fn](args[0])
+def hoist(returns):
+    """The nodes computed before the loop: every matmul that depends on no state, with its operand subgraph."""
+    on_state = {}
+    for n in walk(returns):
+        on_state[n] = n.op == "state" or any(on_state[a] for a in n.args)
+    return frozenset(m for n in walk(returns) if n.op == "matmul" and not on_state[n] for m in walk([n]))
 
 
-# --- passes 3-5 -----------------------------------------------------------------------------------------
+def materialize(returns):
+    """The pointwise and cat nodes that need a buffer of their own, in graph order: operands of matmuls (a GEMM
+    reads memory), and cats that a slice could not see through."""
+    nodes = walk(returns)
+    need = set()
+    for n in nodes:
+        if n.op == "matmul":
+            need |= {a for a in n.args if a.op in ("pw", "cat")}
+        if n.op == "slice" and n.args[0].op == "cat":
+            need.add(n.args[0])
+    return tuple(n for n in nodes if n in need)
+
+
+# --- allocate values ------------------------------------------------------------------------------------
 
 class _Names:
     def __init__(self, taken):
@@ -256,203 +297,200 @@ class _Names:
         return name
 
 
-def lower(ir):
-    returns = rewrite(ir.returns)
-    nodes = walk(returns)
-    users = {n: [] for n in nodes}
-    for n in nodes:
-        for a in n.args:
-            users[a].append(n)
+@dataclass(frozen=True)
+class Allocation:
+    """Every buffer of a step and what must be written into each."""
+    values: Tuple[Value, ...]
+    value_of: Dict[Node, str] = field(hash=False, compare=False)   # node -> the value holding it
+    writes: Tuple[Tuple[Stage, View, Node], ...]   # pointwise outputs to compute: (stage, destination, node)
+    matmuls: Tuple[Node, ...]
+    new_states: Tuple[str, ...]
+    pre: FrozenSet[Node]
+    taken: FrozenSet[str]                           # names in use (leaf symbols must avoid them)
 
+    def size(self, name):
+        return next(v.size for v in self.values if v.name == name)
+
+
+def base_view(n, value_of):
+    """A node that denotes (a slice of) a buffer -> the view; None when it is a pointwise expression."""
+    if n.op == "slice":
+        v = base_view(n.args[0], value_of)
+        return None if v is None else View(v.value, v.start + n.attr[0], v.start + n.attr[1])
+    if n in value_of:
+        return View(value_of[n], ZERO, n.size)
+    return None
+
+
+def _matmul_name(n, value_of, values):
+    """gates for a matmul of several weights; W_hx for W @ cat(h, x); W_v when the operand has no name"""
+    ops = []
+    for a in n.args:
+        v = base_view(a, value_of)
+        full = v is not None and v.start == 0 and v.stop == next(x.size for x in values if x.name == v.value)
+        ops.append(v.value if full else (f"{v.value}_s" if v is not None else "v"))
+    weights = list(dict.fromkeys(w for w, _, _ in n.attr))
+    if len(weights) > 1:
+        return "gates"
+    return f"{weights[0]}_{''.join(ops)}"
+
+
+def allocate_values(ir, returns, pre, buffered):
     names = _Names([n for n, _ in ir.inputs] + [n for n, _ in ir.states] + [n for n, _ in ir.params])
-    depends_on_state = {}
-    for n in nodes:
-        depends_on_state[n] = n.op == "state" or any(depends_on_state[a] for a in n.args)
+    values, value_of, writes = [], {}, []
 
-    # values: the nodes that get a buffer
-    value_of, values = {}, []
-
-    def add_value(node, name, kind, stage):
-        values.append(Value(name, kind, node.size if node is not None else None, stage))
+    def add(node, name, kind, stage, size=None):
+        values.append(Value(name, kind, node.size if node is not None else size, stage))
         if node is not None:
             value_of[node] = name
         return name
 
-    for n, s in ir.inputs:
-        add_value(Node("input", (), s, n, n), n, "input", "given")
-    for n, s in ir.states:
-        add_value(Node("state", (), s, n, n), n, "state", "given")
-    for n, shape in ir.params:
-        if len(shape) == 1:
-            add_value(Node("param", (), shape[0], n, n), n, "param", "given")
-
-    def base_view(n):
-        """A leaf-ish node -> the view it denotes, or None when it is a pointwise expression."""
-        if n.op == "slice":
-            v = base_view(n.args[0])
-            return None if v is None else View(v.value, v.start + n.attr[0], v.start + n.attr[1])
-        if n in value_of:
-            return View(value_of[n], ZERO, n.size)
-        return None
-
-    # which pointwise nodes need a buffer: operands of matmuls and parts of cats that stay
-    needs_buffer = set()
-    for n in nodes:
-        if n.op == "matmul":
-            needs_buffer |= {a for a in n.args if a.op in ("pw", "cat")}
-        if n.op == "slice" and n.args[0].op == "cat":
-            needs_buffer.add(n.args[0])
-    pre_nodes = set()
-    for n in nodes:  # a hoisted matmul pulls its whole operand subgraph before the loop
-        if n.op == "matmul" and not depends_on_state[n]:
-            pre_nodes |= {m for m in walk([n])}
-
-    # statements, scheduled by readiness: matmuls as soon as their operand exists, then every ready
-    # pointwise output, grouped by size into regions
-    stmts = {"pre": [], "loop": []}
-    pending = []   # (stage, dest View, node) pointwise outputs waiting for their leaves
-
-    def stage_of(n):
-        return "pre" if n in pre_nodes else "loop"
-
-    def materialize(n, stage, name_hint, kind):
-        if n in value_of:
-            return value_of[n]
-        name = add_value(n, names.new(name_hint), kind, stage)
+    def written(stage, dest, n):
+        """n's value goes into dest: a cat writes each part into its own columns"""
         if n.op == "cat":
             for part, (ps, pe) in zip(n.args, _offsets(n.args)):
-                pending.append((stage, View(name, ps, pe), part))
-        elif n.op != "matmul":
-            pending.append((stage, View(name, ZERO, n.size), n))
-        return name
+                writes.append((stage, View(dest, ps, pe), part))
+        else:
+            writes.append((stage, View(dest, ZERO, n.size), n))
 
-    counter = {"t": 0, "cat": 0}
-
-    def hint(n):
-        if n.op == "cat":
-            counter["cat"] += 1
-            return f"cat{counter['cat'] - 1}"
-        counter["t"] += 1
-        return f"t{counter['t'] - 1}"
-
-    matmuls = [n for n in nodes if n.op == "matmul"]
-    for n in nodes:
-        if n in needs_buffer:
-            materialize(n, stage_of(n), hint(n), n.op)
-    mm_pending = []
+    for n, s in ir.inputs:
+        add(Node("input", (), s, n, n), n, Kind.INPUT, Stage.GIVEN)
+    for n, s in ir.states:
+        add(Node("state", (), s, n, n), n, Kind.STATE, Stage.GIVEN)
+    for n, shape in ir.params:
+        if len(shape) == 1:
+            add(Node("param", (), shape[0], n, n), n, Kind.PARAM, Stage.GIVEN)
+    counter = {"pw": 0, "cat": 0}
+    for n in buffered:
+        stage = Stage.PRE if n in pre else Stage.LOOP
+        hint = f"t{counter['pw']}" if n.op == "pw" else f"cat{counter['cat']}"
+        counter[n.op] += 1
+        written(stage, add(n, names.new(hint), Kind(n.op), stage), n)
+    matmuls = [n for n in walk(returns) if n.op == "matmul"]
     for n in matmuls:
-        op_names = []
-        for a in n.args:
-            v = base_view(a)
-            full = v is not None and v.start == 0 and v.stop == values_size(values, v.value)
-            op_names.append(v.value if full else (f"{v.value}_s" if v is not None else "v"))
-        weights = list(dict.fromkeys(w for w, _, _ in n.attr))
-        hint_name = f"{weights[0]}_{''.join(op_names)}" if len(weights) == 1 else \
-            "_".join(f"{w}{o}" for w, o in zip([w for w, _, _ in n.attr], op_names))
-        if len(weights) > 1:
-            hint_name = "gates" if "gates" not in names.taken else hint_name
-        add_value(n, names.new(hint_name), "matmul", stage_of(n))
-        mm_pending.append(n)
+        add(n, names.new(_matmul_name(n, value_of, values)), Kind.MATMUL, Stage.PRE if n in pre else Stage.LOOP)
     new_states = []
     for (sn, _), r in zip(ir.states, returns):
-        nm = names.new(f"{sn}_new")
-        new_states.append(nm)
-        values.append(Value(nm, "new_state", r.size, "loop"))
-        if r.op == "cat":
-            for part, (ps, pe) in zip(r.args, _offsets(r.args)):
-                pending.append(("loop", View(nm, ps, pe), part))
-        else:
-            pending.append(("loop", View(nm, ZERO, r.size), r))
+        new_states.append(add(None, names.new(f"{sn}_new"), Kind.NEW_STATE, Stage.LOOP, r.size))
+        written(Stage.LOOP, new_states[-1], r)
+    return Allocation(tuple(values), value_of, tuple(writes), tuple(matmuls), tuple(new_states), pre,
+                      frozenset(names.taken))
 
-    ready = {v.name for v in values if v.stage == "given"}
-    written = {}  # value -> number of outputs still to write
-    for stage, dest, _ in pending:
-        written[dest.value] = written.get(dest.value, 0) + 1
 
-    sym_names = {}
+# --- form regions ---------------------------------------------------------------------------------------
 
-    def leaf_symbol(view, leaves):
+def pw_expr(fn, args):
+    """A pointwise node's function applied to sympy arguments."""
+    if fn == "add":
+        return args[0] + args[1]
+    if fn == "sub":
+        return args[0] - args[1]
+    if fn == "mul":
+        return args[0] * args[1]
+    if fn == "div":
+        return args[0] / args[1]
+    if fn == "neg":
+        return -args[0]
+    if isinstance(fn, tuple) and fn[0] == "pow":
+        e = fn[1]
+        return args[0] ** (sympy.Integer(int(e)) if float(e).is_integer() else sympy.nsimplify(e))
+    return UNARY[fn](args[0])
+
+
+class _Exprs:
+    """Pointwise nodes as sympy expressions; buffers and views of them become leaf symbols (named once)."""
+
+    def __init__(self, alloc):
+        self.alloc, self.names, self.symbols = alloc, _Names(alloc.taken), {}
+
+    def leaf(self, view, leaves):
         key = (view.value, view.start, view.stop)
-        if key not in sym_names:
-            full = view.start == 0 and view.stop == values_size(values, view.value)
-            sym_names[key] = view.value if full else names.new(_slice_name(view))
-        s = sympy.Symbol(sym_names[key])
+        if key not in self.symbols:
+            full = view.start == 0 and view.stop == self.alloc.size(view.value)
+            self.symbols[key] = view.value if full else self.names.new(_slice_name(view))
+        s = sympy.Symbol(self.symbols[key])
         leaves[s] = view
         return s
 
-    def expr_of(n, leaves, memo):
-        """The node as a sympy expression; buffers and views of them become leaf symbols."""
+    def of(self, n, leaves, memo):
         if n in memo:
             return memo[n]
         if n.op == "const":
             e = sympy.Float(n.attr) if not float(n.attr).is_integer() else sympy.Integer(int(n.attr))
         else:
-            v = base_view(n)
+            v = base_view(n, self.alloc.value_of)
             if v is not None:
-                e = leaf_symbol(v, leaves)
+                e = self.leaf(v, leaves)
             elif n.op == "pw":
-                e = pw_expr(n.attr, [expr_of(a, leaves, memo) for a in n.args])
+                e = pw_expr(n.attr, [self.of(a, leaves, memo) for a in n.args])
             else:
                 raise AssertionError(f"unexpected node {n.op} inside a region")
         memo[n] = e
         return e
 
-    def leaf_values(n, acc):
-        """Buffers that node n reads when inlined."""
-        v = base_view(n)
+    def definition(self, n, dest, leaves, memo):
+        """The expression written into dest: a pointwise node with its own buffer is defined by its function of
+        its operands (reading the buffer would read itself)."""
+        if self._own(n, dest):
+            return pw_expr(n.attr, [self.of(a, leaves, memo) for a in n.args])
+        return self.of(n, leaves, memo)
+
+    def reads(self, n, dest):
+        """The buffers the definition of n reads."""
+        if self._own(n, dest):
+            return set().union(*[self._leaf_values(a) for a in n.args])
+        return self._leaf_values(n)
+
+    def _own(self, n, dest):
+        return n.op == "pw" and self.alloc.value_of.get(n) == dest.value
+
+    def _leaf_values(self, n):
+        v = base_view(n, self.alloc.value_of)
         if v is not None:
-            acc.add(v.value)
-        elif n.op == "pw":
-            for a in n.args:
-                leaf_values(a, acc)
-        return acc
+            return {v.value}
+        return set().union(*[self._leaf_values(a) for a in n.args]) if n.op == "pw" else set()
 
-    def _is_own_buffer(n, dest):
-        # a pointwise node with its own buffer is defined by its expression, not read from itself
-        return n.op == "pw" and value_of.get(n) == dest.value
 
-    def _definition_reads(n, dest):
-        if _is_own_buffer(n, dest):
-            return set().union(*[leaf_values(a, set()) for a in n.args])
-        return leaf_values(n, set())
+def _region(exprs, leaves):
+    temps, results = sympy.cse([e for _, e in exprs], symbols=sympy.numbered_symbols("_e"))
+    return Region(tuple(exprs), tuple(leaves.items()), tuple(temps), tuple(results))
 
-    def _definition(n, dest, leaves, memo):
-        if _is_own_buffer(n, dest):
-            return pw_expr(n.attr, [expr_of(a, leaves, memo) for a in n.args])
-        return expr_of(n, leaves, memo)
 
-    while pending or mm_pending:
+def form_regions(ir, alloc):
+    exprs = _Exprs(alloc)
+    stmts = {Stage.PRE: [], Stage.LOOP: []}
+    ready = {v.name for v in alloc.values if v.stage == Stage.GIVEN}
+    pending_writes, pending_mm = list(alloc.writes), list(alloc.matmuls)
+    unwritten = {}   # value -> number of its outputs still to write
+    for _, dest, _ in pending_writes:
+        unwritten[dest.value] = unwritten.get(dest.value, 0) + 1
+    while pending_writes or pending_mm:
         progressed = False
-        for n in list(mm_pending):
-            views = [base_view(a) for a in n.args]
+        for n in list(pending_mm):
+            views = [base_view(a, alloc.value_of) for a in n.args]
             if all(v.value in ready for v in views):
                 terms = tuple(Term(w, c0, c1, v) for (w, c0, c1), v in zip(n.attr, views))
-                stmts[stage_of(n)].append(MatMul(value_of[n], terms))
-                ready.add(value_of[n])
-                mm_pending.remove(n)
+                out = alloc.value_of[n]
+                stmts[Stage.PRE if n in alloc.pre else Stage.LOOP].append(MatMul(out, terms))
+                ready.add(out)
+                pending_mm.remove(n)
                 progressed = True
-        now = [(st, dest, n) for st, dest, n in pending if _definition_reads(n, dest) <= ready]
+        now = [(st, dest, n) for st, dest, n in pending_writes if exprs.reads(n, dest) <= ready]
         groups = {}
         for st, dest, n in now:
             groups.setdefault((st, dest.stop - dest.start), []).append((dest, n))
-            pending.remove((st, dest, n))
+            pending_writes.remove((st, dest, n))
             progressed = True
         for (st, _), outs in groups.items():
             leaves, memo = {}, {}
-            exprs = tuple((dest, _definition(n, dest, leaves, memo)) for dest, n in outs)
-            stmts[st].append(Region(exprs, tuple(leaves.items())))
-        for st, dest, n in now:
-            written[dest.value] -= 1
-            if written[dest.value] == 0:
+            stmts[st].append(_region([(dest, exprs.definition(n, dest, leaves, memo)) for dest, n in outs], leaves))
+        for _, dest, _ in now:
+            unwritten[dest.value] -= 1
+            if unwritten[dest.value] == 0:
                 ready.add(dest.value)
         if not progressed:
             raise AssertionError("schedule made no progress; a cycle in the cell IR")
-
-    return Schedule(ir, tuple(values), tuple(stmts["pre"]), tuple(stmts["loop"]), tuple(new_states))
-
-
-def values_size(values, name):
-    return next(v.size for v in values if v.name == name)
+    return Schedule(ir, alloc.values, tuple(stmts[Stage.PRE]), tuple(stmts[Stage.LOOP]), alloc.new_states)
 
 
 def _slice_name(view):
@@ -462,3 +500,4 @@ def _slice_name(view):
     if k.is_integer:
         return f"{view.value}_{k}"
     return f"{view.value}_s"
+

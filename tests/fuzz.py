@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 import symcell
 
 SIZES = ("I", "H", "2*H")
-UNARY = ("sigmoid", "tanh", "relu", "elu", "softplus", "exp_tanh", "log_1p_sq", "sqrt_1p_sq", "square", "neg")
+UNARY = ("sigmoid", "tanh", "relu", "elu", "softplus", "silu", "gelu", "erf", "exp_tanh", "log_1p_sq", "sqrt_1p_sq",
+         "square", "neg")
 BINARY = ("add", "sub", "mul", "div_1p_sq")
 
 
@@ -45,6 +46,12 @@ def _unary(name, a, sym):
         return symcell.elu(a) if sym else F.elu(a)
     if name == "softplus":
         return symcell.softplus(a) if sym else F.softplus(a)
+    if name == "silu":
+        return symcell.silu(a) if sym else F.silu(a)
+    if name == "gelu":
+        return symcell.gelu(a) if sym else F.gelu(a)
+    if name == "erf":
+        return f.erf(a)
     if name == "exp_tanh":
         return f.exp(f.tanh(a))
     if name == "log_1p_sq":

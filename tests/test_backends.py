@@ -5,18 +5,13 @@ import torch
 
 import symcell
 from symcell import tanh
-from zoo import CASES, eager_scan_lengths, gradcheck_scan, random_inputs
+from zoo import CASES, eager_scan_lengths, gradcheck_scan, random_inputs, rel_err
 
 DEVICE = {"cpp": "cpu", "triton": "cuda" if torch.cuda.is_available() else "cpu"}
 BACKENDS = [b for b in ["cpp", "triton"] if symcell.backends.get(b).usable(torch.device(DEVICE[b]))]
 # (backend, dtype, relative tolerance): cpp computes in the tensors' dtype; triton is float32 only
 CASES_DTYPE = [(b, d, tol) for b in BACKENDS for d, tol in
                ([(torch.float64, 1e-9), (torch.float32, 1e-5)] if b == "cpp" else [(torch.float32, 1e-4)])]
-
-
-def rel_err(a, b):
-    scale = b.abs().max().item()
-    return (a - b).abs().max().item() / (scale if scale > 0 else 1.0)
 
 
 def outputs_and_grads(cell, xs, states, cots=None):
@@ -68,7 +63,7 @@ def test_no_rebuild_for_new_sizes_and_lengths(backend):
     a = Gated(I=5, H=4, backend=backend)
     b = Gated(I=7, H=6, backend=backend)
     a(torch.randn(3, 2, 5))
-    b(torch.randn(9, 5, 7))
+    b(torch.randn(9, 5, 7), lengths=[9, 2, 0, 5, 9])
     assert a.source() == b.source()   # one build for the cell, whatever its sizes
     ka, kb = a._kernel(torch.device("cpu")), b._kernel(torch.device("cpu"))
     assert ka.ns == kb.ns
@@ -146,6 +141,14 @@ def test_the_operator_takes_lengths_in_any_row_order(backend):
         assert rel_err(a.cpu(), b.cpu()) < tol
 
 
+def test_the_backends_this_machine_must_test_are_usable():
+    """.ci/run names the backends CI must test (SYMCELL_REQUIRE_BACKENDS=cpp,triton): a machine that lost its
+    compiler or Triton would otherwise turn their tests into empty parametrizations, and pass."""
+    import os
+    for name in filter(None, os.environ.get("SYMCELL_REQUIRE_BACKENDS", "").split(",")):
+        assert name in BACKENDS, f"backend {name!r} must be tested here (SYMCELL_REQUIRE_BACKENDS) but is not usable"
+
+
 def test_an_installed_triton_is_tested():
     # the triton tests are parametrized over usable backends: an installed Triton that cannot run (e.g. its
     # interpreter missing numpy) would otherwise drop them silently
@@ -154,6 +157,7 @@ def test_an_installed_triton_is_tested():
         assert "triton" in BACKENDS, "triton is installed but its backend is not usable here"
 
 
+@pytest.mark.triton
 @pytest.mark.skipif("triton" not in BACKENDS, reason="needs triton (a GPU, or the interpreter)")
 def test_triton_rejects_other_dtypes_clearly():
     cell = CASES["GRU"][0](backend="triton").to(DEVICE["triton"]).double()

@@ -42,6 +42,8 @@ def entries(cache_dir):
 
 
 @needs_compiler
+@pytest.mark.cpp
+@pytest.mark.slow
 def test_two_processes_building_the_same_cell_both_succeed(tmp_path):
     procs = [run(tmp_path, wait=False) for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
@@ -53,6 +55,8 @@ def test_two_processes_building_the_same_cell_both_succeed(tmp_path):
 
 
 @needs_compiler
+@pytest.mark.cpp
+@pytest.mark.slow
 def test_corrupt_or_half_written_entries_are_rebuilt(tmp_path):
     assert run(tmp_path).returncode == 0
     (entry,) = entries(tmp_path)
@@ -67,6 +71,7 @@ def test_corrupt_or_half_written_entries_are_rebuilt(tmp_path):
     assert (entry / "complete").exists()
 
 
+@pytest.mark.slow
 def test_without_a_compiler_auto_warns_and_uses_the_reference_backend(tmp_path):
     # PATH without a compiler or ninja; the interpreter is called by its full path
     r = run(tmp_path, backend="auto", env_extra={"PATH": str(tmp_path)})
@@ -77,10 +82,12 @@ def test_without_a_compiler_auto_warns_and_uses_the_reference_backend(tmp_path):
 
 
 @needs_compiler
+@pytest.mark.cpp
 def test_auto_picks_cpp_for_cpu_tensors():
     assert symcell.backends.resolve("auto", torch.device("cpu")) == "cpp"
 
 
+@pytest.mark.slow
 def test_explicit_cpp_without_a_compiler_is_a_clear_error(tmp_path):
     r = run(tmp_path, backend="cpp", env_extra={"PATH": str(tmp_path)})
     assert r.returncode != 0

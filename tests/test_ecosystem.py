@@ -58,6 +58,7 @@ def test_torch_compile_fullgraph_forward_and_backward(backend):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-6, msg=n)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_trace_at_one_length_runs_at_others_and_loads_in_a_fresh_process(backend, tmp_path):
     model = Tagger(backend).eval()
@@ -111,6 +112,7 @@ DDP_WORKER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_ddp_two_processes_give_the_gradients_of_one_process_on_the_whole_batch(backend, tmp_path):
     import socket

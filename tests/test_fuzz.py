@@ -78,7 +78,8 @@ def _usable(backend):
     return symcell.backends.get(backend).usable(torch.device(BACKENDS[backend][3]))
 
 
-@pytest.mark.parametrize("backend", [b for b in BACKENDS if _usable(b)])
+@pytest.mark.parametrize("backend", [pytest.param(b, marks=pytest.mark.slow) if b != "reference" else b
+                                     for b in BACKENDS if _usable(b)])
 def test_random_cells_match_autograd(backend):
     checked = []
 

@@ -1,4 +1,6 @@
 """gradients() shows the schedule and the derived backward equations a reader can check by hand."""
+import re
+
 import symcell
 from symcell import cat, elu, sigmoid, split, tanh
 
@@ -24,9 +26,12 @@ def test_lltm_gradients_text():
     assert "d_W[:, 0:H] += d_W_hx.T @ h      (summed over all steps in one GEMM after the loop)" in lines
     assert "d_W[:, H:H+I] += d_W_hx.T @ x      (summed over all steps in one GEMM after the loop)" in lines
     assert any(line.startswith("d_b[0:H] += ") and line.endswith("(summed over the batch)") for line in lines)
-    assert "d_c += _c6" in lines   # the carry: dc_prev = dc_new + tanh'(c_new) * o * dh_new
+    # the carry: dc_prev = dc_new + tanh'(c_new) * o * dh_new, one common subexpression (sympy's CSE numbers
+    # them; the tests do not pin the numbers)
+    assert any(re.fullmatch(r"d_c \+= _c\d+", line) for line in lines)
     # sigmoid' is written through sigmoid itself (s*(1-s)) and elu' through its own rule
-    assert "_c1 = sigmoid(W_hx_0 + b_0)" in lines and "_c7 = -_c2*_c6*(_c1 - 1)" in lines
+    (s,) = [m.group(1) for line in lines for m in [re.fullmatch(r"(_c\d+) = sigmoid\(W_hx_0 \+ b_0\)", line)] if m]
+    assert any(re.fullmatch(rf"_c\d+ = -_c\d+\*_c\d+\*\({s} - 1\)", line) for line in lines)
     assert "elu_grad(" in text
     assert "exp(-" not in text
 

@@ -4,7 +4,8 @@ import torch
 
 import symcell
 from symcell.cells import LSTMCell
-from zoo import eager_scan, lstm_ref, rel_err
+from symcell.cells import lstm_reference
+from zoo import eager_scan, rel_err
 
 DEVICE = {"reference": "cpu", "cpp": "cpu", "triton": "cuda" if torch.cuda.is_available() else "cpu"}
 BACKENDS = [b for b in ("reference", "cpp", "triton") if symcell.backends.get(b).usable(torch.device(DEVICE[b]))]
@@ -44,7 +45,7 @@ def test_batch_of_one_and_sizes_of_one_match_autograd(backend):
         x, states = _inputs(backend, T, B, I, H)
         wrt = [x, *states, *cell.parameters()]
         outs = _scan(cell, x, states)
-        (ys_r,), fin_r = eager_scan(lstm_ref, [x], states, list(cell.parameters()), (0,))
+        (ys_r,), fin_r = eager_scan(lstm_reference, [x], states, list(cell.parameters()), (0,))
         refs = (ys_r, *fin_r)
         for a, b in zip(outs + _grads(outs, wrt), refs + _grads(refs, wrt)):
             assert rel_err(a, b) < TOL[backend]
@@ -113,7 +114,9 @@ def test_no_grad_modes_save_no_residuals(backend):
         kernel.forward = forward
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", [pytest.param(b, marks=pytest.mark.cpp) if b == "reference" else b
+                                     for b in BACKENDS])   # the reference backend is checked against cpp
 def test_a_sequence_of_ten_thousand_steps(backend):
     # Triton's interpreter runs a few hundred steps a second: on CPU it runs a shorter sequence
     T = 10000 if backend != "triton" or DEVICE[backend] == "cuda" else 300

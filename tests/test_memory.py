@@ -66,12 +66,15 @@ def _run(code, *args):
 
 
 @pytest.mark.skipif(not CPP, reason="needs a C++ compiler for the cpp backend")
+@pytest.mark.cpp
+@pytest.mark.slow
 def test_training_peak_memory_is_at_most_nn_lstms():
     (ours,), (theirs,) = _run(_PEAK, "symcell"), _run(_PEAK, "nn")
     assert ours <= theirs, f"peak extra memory of a training step: symcell {ours:.1f} MB, nn.LSTM {theirs:.1f} MB"
 
 
 # the reference backend runs its loop in Python: fewer iterations keep CI short
+@pytest.mark.slow
 @pytest.mark.parametrize("backend,iterations", [("reference", 300)] + ([("cpp", 1000)] if CPP else []))
 def test_a_thousand_training_iterations_do_not_grow_memory(backend, iterations):
     first, middle, last = _run(_GROWTH, backend, str(iterations))

@@ -1,6 +1,7 @@
 """Cells under test, each with an independent eager torch step (torch autograd differentiates it).
 
-Together the user-defined cells use every supported function and operator, a matmul on a pointwise function
+Together the user-defined cells use every supported function and operator (Activations: the ones added last,
+each one entry of symcell/functions.py), a matmul on a pointwise function
 of the state, two states of different sizes, vector parameters used elementwise, several inputs, `outputs=`,
 a cat returned as a state and a split that straddles the parts of a cat.
 """
@@ -8,8 +9,9 @@ import torch
 import torch.nn.functional as F
 
 import symcell
-from symcell import cat, elu, exp, log, relu, sigmoid, softplus, split, sqrt, tanh
-from symcell.cells import LLTM, GRUCell, LSTMCell, PeepholeLSTM
+from symcell import cat, elu, erf, exp, gelu, log, relu, sigmoid, silu, softplus, split, sqrt, tanh
+from symcell.cells import (LLTM, GRUCell, LSTMCell, PeepholeLSTM, gru_reference, lltm_reference, lstm_reference,
+                           peephole_reference)
 
 
 @symcell.define(inputs={"x": "I"}, state={"h": "H"},
@@ -90,42 +92,15 @@ def catsplit_ref(x, h, m, W):
     return h, m
 
 
-def lltm_ref(x, h, c, weights, bias):
-    i, o, z = (torch.cat([h, x], 1) @ weights.t() + bias).chunk(3, 1)
-    c = c + torch.sigmoid(i) * F.elu(z)
-    return torch.tanh(c) * torch.sigmoid(o), c
+@symcell.define(inputs={"x": "I"}, state={"h": "H"}, params={"W": ("2*H", "I+H"), "g": ("H",)})
+def Activations(x, h, W, g):
+    a, b = split(W @ cat(x, h), 2)
+    return silu(a) * g + gelu(b) - 0.5 * erf(h)
 
 
-def lstm_ref(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
-    g = x @ w_ih.t() + h @ w_hh.t() + (0 if b_ih is None else b_ih + b_hh)
-    i, f, gg, o = g.chunk(4, 1)
-    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(gg)
-    return torch.sigmoid(o) * torch.tanh(c), c
-
-
-def lstmp_ref(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr):
-    h, c = lstm_ref(x, h, c, w_ih, w_hh, b_ih, b_hh)
-    return h @ w_hr.t(), c
-
-
-def gru_ref(x, h, w_ih, w_hh, b_ih=None, b_hh=None):
-    gi, gh = x @ w_ih.t(), h @ w_hh.t()
-    if b_ih is not None:
-        gi, gh = gi + b_ih, gh + b_hh
-    ir, iz, in_ = gi.chunk(3, 1)
-    hr, hz, hn = gh.chunk(3, 1)
-    r, z = torch.sigmoid(ir + hr), torch.sigmoid(iz + hz)
-    n = torch.tanh(in_ + r * hn)
-    return ((1 - z) * n + z * h,)
-
-
-def peephole_ref(x, h, c, weight_ih, weight_hh, bias, w_ci, w_cf, w_co):
-    a_i, a_f, a_c, a_o = (x @ weight_ih.t() + h @ weight_hh.t() + bias).chunk(4, 1)
-    i = torch.sigmoid(a_i + w_ci * c)
-    f = torch.sigmoid(a_f + w_cf * c)
-    c = f * c + i * torch.tanh(a_c)
-    o = torch.sigmoid(a_o + w_co * c)
-    return o * torch.tanh(c), c
+def activations_ref(x, h, W, g):
+    a, b = (torch.cat([x, h], 1) @ W.t()).chunk(2, 1)
+    return (F.silu(a) * g + F.gelu(b) - 0.5 * torch.erf(h),)
 
 
 # name -> (factory(**kw) -> cell, eager step, outputs: indices of the states that form ys)
@@ -135,13 +110,15 @@ CASES = {
     "Moments": (lambda **kw: Moments(I=3, H=5, **kw), moments_ref, (0,)),
     "TwoInputs": (lambda **kw: TwoInputs(I=3, J=2, H=4, **kw), twoinputs_ref, (0, 1)),
     "CatSplit": (lambda **kw: CatSplit(I=5, H=3, **kw), catsplit_ref, (0,)),
-    "LLTM": (lambda **kw: LLTM(4, 5, **kw), lltm_ref, (0,)),
-    "LSTM": (lambda **kw: LSTMCell(3, 4, **kw), lstm_ref, (0,)),
-    "LSTM-nobias": (lambda **kw: LSTMCell(3, 4, bias=False, **kw), lstm_ref, (0,)),
-    "LSTM-proj": (lambda **kw: LSTMCell(3, 5, proj_size=2, **kw), lstmp_ref, (0,)),
-    "GRU": (lambda **kw: GRUCell(3, 4, **kw), gru_ref, (0,)),
-    "GRU-nobias": (lambda **kw: GRUCell(3, 4, bias=False, **kw), gru_ref, (0,)),
-    "PeepholeLSTM": (lambda **kw: PeepholeLSTM(3, 4, **kw), peephole_ref, (0,)),
+    "Activations": (lambda **kw: Activations(I=3, H=4, **kw), activations_ref, (0,)),
+    # the prebuilt cells: their plain torch steps live beside their equations (symcell/cells)
+    "LLTM": (lambda **kw: LLTM(4, 5, **kw), lltm_reference, (0,)),
+    "LSTM": (lambda **kw: LSTMCell(3, 4, **kw), lstm_reference, (0,)),
+    "LSTM-nobias": (lambda **kw: LSTMCell(3, 4, bias=False, **kw), lstm_reference, (0,)),
+    "LSTM-proj": (lambda **kw: LSTMCell(3, 5, proj_size=2, **kw), lstm_reference, (0,)),
+    "GRU": (lambda **kw: GRUCell(3, 4, **kw), gru_reference, (0,)),
+    "GRU-nobias": (lambda **kw: GRUCell(3, 4, bias=False, **kw), gru_reference, (0,)),
+    "PeepholeLSTM": (lambda **kw: PeepholeLSTM(3, 4, **kw), peephole_reference, (0,)),
 }
 
 

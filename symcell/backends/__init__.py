@@ -1,25 +1,24 @@
-"""Backend registry: a backend's build(spec, dims) turns a cell (its schedule and derived backward) into a Kernel.
+"""The backends, by name. Each is a Backend (base.py): it renders a kernel program and builds a Kernel.
 
-A Kernel has `source` (printable text) and two callables with one calling convention for every backend:
-    forward(xs, inits, params, save)        -> (ys, finals, residuals)
-    backward(d_ys, d_finals, xs, inits, params, ys, residuals) -> (d_xs, d_inits, d_params)
-xs are (T, B, n) tensors, inits (B, n), ys the (T, B, n) sequences of the output states.
+    reference   torch code, the loop in Python: any device; the oracle the others are tested against
+    cpp         C++ through torch.utils.cpp_extension: CPU tensors
+    triton      Triton kernels: CUDA tensors (CPU tensors under TRITON_INTERPRET=1)
+
+backend="auto" takes, among the backends whose `devices` include the tensors' device and that are usable on
+this machine, the one of highest priority.
 """
-_REGISTRY = {}
+from .base import Backend, Kernel  # noqa: F401
+from .cpp import CppBackend
+from .reference import ReferenceBackend
+from .triton import TritonBackend
 
-
-def register(name):
-    def deco(cls):
-        _REGISTRY[name] = cls
-        cls.name = name
-        return cls
-    return deco
+_REGISTRY = {b.name: b for b in (ReferenceBackend(), CppBackend(), TritonBackend())}
 
 
 def get(name):
     if name not in _REGISTRY:
         raise ValueError(f"backend={name!r} is not available; choose one of {sorted(_REGISTRY) + ['auto']}")
-    return _REGISTRY[name]()
+    return _REGISTRY[name]
 
 
 def available():
@@ -27,17 +26,9 @@ def available():
 
 
 def resolve(name, device):
-    """'auto' -> the best registered backend for the device; others are checked."""
-    if name == "auto":
-        preference = {"cuda": ["triton", "reference"], "cpu": ["cpp", "reference"]}.get(device.type,
-                                                                                       ["reference"])
-        for b in preference:
-            if b in _REGISTRY and _REGISTRY[b].usable(device):
-                return b
-        return "reference"
-    if name not in _REGISTRY:
-        raise ValueError(f"backend={name!r} is not available; choose one of {sorted(_REGISTRY) + ['auto']}")
-    return name
-
-
-from . import cpp, reference, triton_backend  # noqa: E402,F401  (each registers itself)
+    """'auto' -> the best usable backend for the device; another name is checked and returned."""
+    if name != "auto":
+        return get(name).name
+    ranked = sorted((b for b in _REGISTRY.values() if b.devices is None or device.type in b.devices),
+                    key=lambda b: -b.priority)
+    return next((b.name for b in ranked if b.usable(device)), "reference")

@@ -1,5 +1,8 @@
 """The LLTM of the PyTorch C++ extension tutorial, with its parameter layout: `weights` (3S, S+F) applied to
 cat(h, x) and `bias` (3S), so weights move between the two unchanged."""
+import torch
+import torch.nn.functional as F
+
 import symcell
 from symcell import cat, elu, sigmoid, split, tanh
 
@@ -13,6 +16,13 @@ def _lltm(x, h, c, weights, bias):
     c = c + sigmoid(input_gate) * elu(candidate)
     h = tanh(c) * sigmoid(output_gate)
     return h, c
+
+
+def lltm_reference(x, h, c, weights, bias):
+    """_lltm in plain torch (the tutorial's Python module): x (B, F), h, c (B, S) -> (h, c)."""
+    input_gate, output_gate, candidate = (torch.cat([h, x], 1) @ weights.t() + bias).chunk(3, 1)
+    c = c + torch.sigmoid(input_gate) * F.elu(candidate)
+    return torch.tanh(c) * torch.sigmoid(output_gate), c
 
 
 class LLTM(Cell):

@@ -2,6 +2,8 @@
 
 LSTMCell and GRUCell are one layer in one direction, with nn.LSTMCell's / nn.GRUCell's parameter names;
 LSTM and GRU are symcell.RNN over them, with nn.LSTM's / nn.GRU's arguments and keys (`weight_ih_l0`, ...).
+Beside each step's equations, the same step in plain torch (`lstm_reference`, `gru_reference`): what the
+tests and benchmarks compare the compiled cells with.
 """
 import torch
 from torch import nn
@@ -25,6 +27,15 @@ def _lstm_step(x, h, c, weight_ih, weight_hh, bias_ih=None, bias_hh=None, weight
     return h, c
 
 
+def lstm_reference(x, h, c, weight_ih, weight_hh, bias_ih=None, bias_hh=None, weight_hr=None):
+    """_lstm_step in plain torch: x (B, I), h (B, H or P), c (B, H) -> (h, c)."""
+    gates = x @ weight_ih.t() + h @ weight_hh.t() + (0 if bias_ih is None else bias_ih + bias_hh)
+    i, f, g, o = gates.chunk(4, 1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    h = torch.sigmoid(o) * torch.tanh(c)
+    return (h if weight_hr is None else h @ weight_hr.t()), c
+
+
 def _gru_step(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
     gi, gh = weight_ih @ x, weight_hh @ h
     if bias_ih is not None:
@@ -35,6 +46,18 @@ def _gru_step(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
     z = sigmoid(i_z + h_z)
     n = tanh(i_n + r * h_n)                 # r multiplies W_hn h + b_hn, as in nn.GRU
     return (1 - z) * n + z * h
+
+
+def gru_reference(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
+    """_gru_step in plain torch: x (B, I), h (B, H) -> (h,)."""
+    gi, gh = x @ weight_ih.t(), h @ weight_hh.t()
+    if bias_ih is not None:
+        gi, gh = gi + bias_ih, gh + bias_hh
+    i_r, i_z, i_n = gi.chunk(3, 1)
+    h_r, h_z, h_n = gh.chunk(3, 1)
+    r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
+    n = torch.tanh(i_n + r * h_n)
+    return ((1 - z) * n + z * h,)
 
 
 def _spec(name, step, gates, bias, proj=False):

@@ -5,6 +5,8 @@
     o = sigmoid(W_xo x + W_ho h + w_co * c + b_o)          (the peephole of o sees the new cell)
     h = o * tanh(c)
 The peephole weights are vectors used elementwise (diagonal matrices)."""
+import torch
+
 import symcell
 from symcell import sigmoid, split, tanh
 
@@ -22,6 +24,16 @@ def _peephole(x, h, c, weight_ih, weight_hh, bias, w_ci, w_cf, w_co):
     o = sigmoid(a_o + w_co * c)
     h = o * tanh(c)
     return h, c
+
+
+def peephole_reference(x, h, c, weight_ih, weight_hh, bias, w_ci, w_cf, w_co):
+    """_peephole in plain torch: x (B, I), h, c (B, H) -> (h, c)."""
+    a_i, a_f, a_c, a_o = (x @ weight_ih.t() + h @ weight_hh.t() + bias).chunk(4, 1)
+    i = torch.sigmoid(a_i + w_ci * c)
+    f = torch.sigmoid(a_f + w_cf * c)
+    c = f * c + i * torch.tanh(a_c)
+    o = torch.sigmoid(a_o + w_co * c)
+    return o * torch.tanh(c), c
 
 
 class PeepholeLSTM(Cell):

@@ -1,0 +1,132 @@
+"""Two versions of symcell side by side: the LSTM benchmark of bench_cpu.py (symcell-cpp / nn.LSTM, forward and
+forward+backward) run by each version in turn, interleaved, on one machine.
+
+    python benchmarks/compare_commits.py 189e2a5              # that commit against the working tree
+    python benchmarks/compare_commits.py 189e2a5 HEAD --rounds 8
+
+Each round runs one fresh process per version (in alternating order), and each process measures its symcell
+against nn.LSTM with the same weights, interleaved repeats, medians: the ratio symcell / nn.LSTM is what a
+process reports, so a noisy neighbour slows both sides of a ratio alike. The table gives each version's median
+ratio over the rounds, and new / old. The versions are checked out with `git worktree` into a temporary folder,
+each with a build cache of its own (the first round builds; its times are not counted).
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZES = [(32, 100, 256, 256), (16, 50, 32, 128)]
+
+WORKER = textwrap.dedent("""
+    import json, statistics, sys, time, torch
+    from torch import nn
+    import symcell
+    from symcell.cells import LSTM
+    assert symcell.__file__.startswith(sys.argv[1]), symcell.__file__
+    repeats, out = int(sys.argv[2]), {}
+    for B, T, I, H in json.loads(sys.argv[3]):
+        torch.manual_seed(0)
+        cell, ref = LSTM(I, H, backend="cpp"), nn.LSTM(I, H)
+        ref.load_state_dict(cell.state_dict())
+        x = torch.randn(T, B, I, requires_grad=True)
+        def fwd(m):
+            with torch.no_grad():
+                m(x)
+        def fwdbwd(m):
+            o, (h, c) = m(x)
+            (o.sum() + h.sum() + c.sum()).backward()
+        times = {(n, k): [] for n in ("symcell", "nn") for k in ("f", "fb")}
+        for r in range(repeats + 2):
+            for n, m in (("symcell", cell), ("nn", ref)):
+                for k, f in (("f", fwd), ("fb", fwdbwd)):
+                    t0 = time.perf_counter()
+                    f(m)
+                    if r >= 2:   # two warm-up rounds
+                        times[n, k].append(time.perf_counter() - t0)
+        med = {key: statistics.median(v) for key, v in times.items()}
+        out[f"B={B} T={T} I={I} H={H}"] = {"forward": med["symcell", "f"] / med["nn", "f"],
+                                            "fwd+bwd": med["symcell", "fb"] / med["nn", "fb"],
+                                            "symcell fwd+bwd ms": med["symcell", "fb"] * 1e3}
+    print(json.dumps(out))
+""")
+
+
+def checkout(rev, where):
+    if rev is None:
+        return ROOT
+    path = Path(where) / rev
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), rev], check=True,
+                   capture_output=True)
+    return path
+
+
+def run(tree, cache, repeats):
+    env = dict(os.environ, PYTHONPATH=str(tree), SYMCELL_CACHE_DIR=str(cache))
+    r = subprocess.run([sys.executable, "-c", WORKER, str(tree), str(repeats), json.dumps(SIZES)], env=env,
+                       capture_output=True, text=True, cwd=tempfile.gettempdir())
+    if r.returncode != 0:
+        raise RuntimeError(f"the benchmark of {tree} failed:\n{r.stderr}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def cpu_model():
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("old", help="a git revision")
+    ap.add_argument("new", nargs="?", help="a git revision (default: the working tree)")
+    ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--repeats", type=int, default=10)
+    args = ap.parse_args()
+    import torch
+    with tempfile.TemporaryDirectory() as tmp:
+        trees = {}
+        try:
+            for label, rev in (("old", args.old), ("new", args.new)):
+                trees[label] = (checkout(rev, tmp), Path(tmp) / f"cache-{label}", rev or "working tree")
+            for label, (tree, cache, _) in trees.items():   # builds, and a first measurement not counted
+                print(f"... building {label}", file=sys.stderr, flush=True)
+                run(tree, cache, 1)
+            results = {label: [] for label in trees}
+            for r in range(args.rounds):
+                order = list(trees) if r % 2 == 0 else list(trees)[::-1]
+                for label in order:
+                    tree, cache, _ = trees[label]
+                    results[label].append(run(tree, cache, args.repeats))
+                print(f"... round {r + 1}/{args.rounds}", file=sys.stderr, flush=True)
+        finally:
+            for label, (tree, _, rev) in trees.items():
+                if tree != ROOT:
+                    subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
+                                   capture_output=True)
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+          f"date {time.strftime('%Y-%m-%d %H:%M')}")
+    print(f"old: {trees['old'][2]}; new: {trees['new'][2]}; {args.rounds} rounds x {args.repeats} repeats; "
+          "ratios are symcell-cpp / nn.LSTM, medians over the rounds (each round: its own fresh processes)")
+    print("| size | pass | old | new | new / old | old, per round | new, per round |")
+    print("|---|---|---:|---:|---:|---|---|")
+    for size in results["old"][0]:
+        for what in ("forward", "fwd+bwd"):
+            o = [res[size][what] for res in results["old"]]
+            n = [res[size][what] for res in results["new"]]
+            mo, mn = statistics.median(o), statistics.median(n)
+            print(f"| {size} | {what} | {mo:.3f} | {mn:.3f} | {mn / mo:.3f} | {' '.join(f'{v:.2f}' for v in o)} | "
+                  f"{' '.join(f'{v:.2f}' for v in n)} |")
+
+
+if __name__ == "__main__":
+    main()

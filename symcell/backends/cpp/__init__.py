@@ -1,0 +1,33 @@
+"""The C++ CPU backend: render.py prints a kernel program as C++ over sc.h, build.py builds and calls it."""
+import torch
+
+from ..base import Backend
+from . import build as _build
+from .build import compiler_works  # noqa: F401
+from .render import render
+
+
+class CppBackend(Backend):
+    name, devices, priority = "cpp", ("cpu",), 2
+    symbolic = True    # one build per cell: dimensions, T and B are run-time values
+
+    def usable(self, device):
+        return device.type == "cpu" and compiler_works()
+
+    def render(self, program):
+        return render(program)
+
+    def build(self, program, source, dims):
+        return _build.build(program, source, dims)
+
+    def row_order(self, lengths):
+        """Longest first, as packing sorts them, so that a step stops at its last running row (`_na` in the
+        generated loop); and with enough rows for sc::scan_rows to give each thread a slice (B >= 4 threads, the
+        same rule as in sc.h), dealt round-robin over the slices, so every slice holds long and short rows alike
+        and no thread idles while another finishes the longest."""
+        B, k = lengths.shape[0], max(1, torch.get_num_threads())
+        ranked = torch.argsort(lengths, descending=True, stable=True)
+        if B < 4 * k or k == 1:     # one slice: longest first is enough
+            return ranked
+        r = torch.arange(B, device=lengths.device)   # ranks 0, k, 2k, ... first, then 1, k + 1, ...
+        return ranked[torch.argsort((r % k) * B + r // k)]

@@ -1,0 +1,455 @@
+"""C++ from a kernel program: one function per scan, the whole sequence in one native call.
+
+The program is symbolic, so dimensions, T and B are run-time values and one build serves every size of a cell.
+How each scan runs (the why of each choice is measured; see BENCHMARKS.md):
+  - the time loop runs on a slice of the batch rows per thread (sc::scan_rows): rows never interact in a
+    recurrence, so with enough rows no thread waits for another at any step;
+  - matmuls go through oneDNN's batch-reduce GEMM microkernel (sc::mm_kn; MKL's sgemm where it is not
+    available); the terms of one matmul (W_ih x + W_hh h) are one GEMM over the operands side by side against
+    the weights stacked and transposed once per call;
+  - each fused region is one `omp simd` loop per row over the features; float exp/sigmoid/tanh are plain
+    arithmetic (sc.h) so they vectorize; a vector parameter's gradient sums into per-thread partials (no lock);
+  - a step computes only the rows up to its last one still running (_na): rows sorted longest first (the cpp
+    backend's row order) make a batch of mixed lengths cost what its running rows cost.
+"""
+import sympy
+
+from ...kernel import Keep, MatMul, Role, grad
+from ...printing import Writer, cpp_str, size_str
+from ..base import Renderer
+
+LEGEND = """\
+// names: _dim_D a dimension; _n_v the features per row of buffer v; _ld_W the row stride of matrix W;
+// _seq_v a (T, B, n) sequence (row block t is step t); _init_v a carried value's initial value;
+// _t_v, _res_v, _buf_v, _pp_v the tensors behind an allocated sequence, a kept residual, per-step scratch and
+// the two alternating slots of a carried value; _wt_m the transposed, stacked weights of matmul m;
+// _parts_v per-thread partial sums of a vector parameter's gradient; _b0.._b1 a thread's batch rows (_nb of
+// them); _na the rows still running at step _t; d_v the gradient of v."""
+
+
+def _idx(view):
+    off = size_str(view.start)
+    return "_j" if off == "0" else f"{off} + _j"
+
+
+def _at(ptr, start):
+    """pointer to feature `start` of row 0"""
+    off = size_str(start)
+    return ptr if off == "0" else f"{ptr} + {off}"
+
+
+class ScanRenderer(Renderer):
+    def __init__(self, scan, dims, w):
+        self.scan, self.dims, self.w = scan, dims, w
+        self.buf = {b.name: b for b in scan.buffers}
+        self.rows, self.row0 = "_na", "_b0"   # in the step; phases run over _steps * _batch rows from row 0
+        self.matmuls = [st for st in scan.before + scan.step + scan.after if isinstance(st, MatMul)]
+        self.written = set().union(*[self._writes(st) for st in scan.step]) if scan.step else set()
+
+    # --- names ------------------------------------------------------------------------------------------
+    def n(self, name):
+        """the C++ name of the features per row of a buffer, or of a value the scan knows by its gradient (the
+        same size)"""
+        return f"_n_{name if name in self.buf else grad(name)}"
+
+    def is_param(self, name):
+        return self.buf.get(name) is not None and self.buf[name].role == Role.PARAM
+
+    @staticmethod
+    def _writes(st):
+        from ...kernel import Accumulate, PassEnded
+        if isinstance(st, Accumulate):
+            return {st.dest}
+        if isinstance(st, PassEnded):
+            return {x for pair in st.pairs for x in pair}
+        return set()
+
+    def cout_at(self, b, t):
+        """where a CARRY_OUT's value at step t lives (row 0): its kept sequence, or a slot of its two"""
+        n = self.n(b.name)
+        slot = f"sc::ptr<scalar_t>(_pp_{b.name}) + (({t}) & 1) * _batch * {n}"
+        kept = f"sc::ptr<scalar_t>({'_t' if b.keep == Keep.ALWAYS else '_res'}_{b.name}) + ({t}) * _batch * {n}"
+        if b.keep == Keep.ALWAYS:
+            return f"({kept})"
+        if b.keep == Keep.SAVE:
+            return f"(_save ? {kept} : {slot})"
+        return f"({slot})"
+
+    # --- the entry point --------------------------------------------------------------------------------
+    def function(self):
+        w, scan = self.w, self.scan
+        args = ", ".join(f"at::TensorList {a.name}" for a in scan.args)
+        flags = ", bool _save" if scan.save else ""
+        w("template <typename scalar_t>")
+        w(f"static std::vector<at::Tensor> {scan.name}_impl({args}, at::IntArrayRef _dims{flags}, "
+          "const at::Tensor& _lengths) {")
+        with w.block():
+            self.preamble()
+            self.bind_args()
+            self.allocate()
+            if scan.before:
+                w("// before the loop: what depends on no carried value, over all _steps*_batch rows at once")
+                self.phase(scan.before)
+            self.loop()
+            if scan.after:
+                w("// after the loop, over all _steps*_batch rows: one GEMM for all steps where the loop would run one "
+                  "per step")
+                w("if (_steps > 0) {")
+                with w.block():
+                    self.phase(scan.after)
+                w("}")
+            for b in scan.with_role(Role.PARAM_GRAD):
+                if len(b.size) == 1:
+                    w(f"sc::sum_partials(_parts_{b.name}, {self.n(b.name)}, {b.name});")
+            self.returns()
+        w("}")
+
+    def preamble(self):
+        w, scan = self.w, self.scan
+        for k, d in enumerate(self.dims):
+            w(f"const int64_t _dim_{d} = _dims[{k}];")
+        for b in scan.buffers:
+            if b.role in (Role.PARAM, Role.PARAM_GRAD) and len(b.size) == 2:
+                if b.role == Role.PARAM:
+                    w(f"const int64_t _ld_{b.name} = {size_str(b.size[1])};  // {b.name} is "
+                      f"({size_str(b.size[0])}, {size_str(b.size[1])})")
+                continue
+            size = b.size[0] if b.role in (Role.PARAM, Role.PARAM_GRAD) else b.size
+            w(f"const int64_t {self.n(b.name)} = {size_str(size)};")
+        first_name, first_k = next(scan.arg_of(b.name) for b in scan.buffers
+                                   if b.role == Role.SEQ and scan.arg_of(b.name))
+        first = f"{first_name}[{first_k}]"
+        w(f"const int64_t _steps = {first}.size(0), _batch = {first}.size(1);")
+        w("// per-row sequence lengths (int64), or none: every row runs all _steps")
+        w("const int64_t* _len = _lengths.numel() > 0 ? _lengths.data_ptr<int64_t>() : nullptr;")
+        w(f"const auto _opt = {first}.options();")
+
+    def bind_args(self):
+        w = self.w
+        for a in self.scan.args:
+            for k, name in enumerate(a.buffers):
+                role = self.buf[name].role
+                var = {Role.SEQ: f"_seq_{name}", Role.PARAM: name}.get(role, f"_init_{name}")
+                w(f"const scalar_t* {var} = sc::ptr<scalar_t>({a.name}[{k}]);")
+
+    def allocate(self):
+        w, scan = self.w, self.scan
+        for b in scan.buffers:
+            if scan.arg_of(b.name):
+                continue
+            n = self.n(b.name)
+            if b.role == Role.PARAM_GRAD:
+                shape = ", ".join(size_str(s) for s in b.size)
+                w(f"at::Tensor _t_{b.name} = at::zeros({{{shape}}}, _opt);")
+                w(f"scalar_t* {b.name} = sc::ptr<scalar_t>(_t_{b.name});")
+                if len(b.size) == 1:
+                    w(f"at::Tensor _parts_{b.name} = at::zeros({{sc::threads(), {n}}}, _opt);")
+            elif b.role == Role.SEQ:
+                w(f"at::Tensor _t_{b.name} = at::{'zeros' if b.acc else 'empty'}({{_steps, _batch, {n}}}, _opt);")
+                w(f"scalar_t* _seq_{b.name} = sc::ptr<scalar_t>(_t_{b.name});")
+            if b.role in (Role.STEP, Role.CARRY_OUT):
+                if b.keep == Keep.ALWAYS:
+                    w(f"at::Tensor _t_{b.name} = at::empty({{_steps, _batch, {n}}}, _opt);")
+                elif b.keep == Keep.SAVE:
+                    # with lengths, the rows a step skips are never written: zeros, for the GEMMs after a backward loop
+                    w(f"at::Tensor _res_{b.name} = !_save ? at::Tensor() : _len != nullptr ? "
+                      f"at::zeros({{_steps, _batch, {n}}}, _opt) : at::empty({{_steps, _batch, {n}}}, _opt);")
+            if b.role == Role.STEP:
+                w(f"at::Tensor _buf_{b.name} = at::empty({{_batch, {n}}}, _opt);   // per-step scratch")
+            if b.role == Role.CARRY_OUT and b.keep != Keep.ALWAYS:
+                w(f"at::Tensor _pp_{b.name} = at::empty({{2, _batch, {n}}}, _opt);   // two alternating slots")
+        self.transposed_weights()
+        for phase, rows in ((scan.before, "_steps * _batch"), (scan.step, "_batch"), (scan.after, "_steps * _batch")):
+            for mm in phase:
+                if isinstance(mm, MatMul) and len(mm.terms) > 1:
+                    w(f"at::Tensor _operands_{mm.out} = at::empty({{{rows}, {self.k_total(mm)}}}, _opt);")
+
+    def transposed_weights(self):
+        """A matmul reads W[:, c0:c1] as (K, N): transposed once per call, not once per step. The terms of a
+        matmul are stacked along K, so the whole sum is one GEMM over the operands side by side. The buffer is a
+        per-thread workspace reused across calls: a fresh multi-megabyte allocation would page-fault on every
+        call (it is rewritten every call, so it never holds stale weights)."""
+        w = self.w
+        for slot, mm in enumerate(self.matmuls):
+            K, N = self.k_total(mm), self.n(mm.out)
+            w(f"scalar_t* _wt_{mm.out} = sc::ptr<scalar_t>(sc::workspace({slot}, {K} * {N}, _opt));")
+            off = sympy.Integer(0)
+            for t in mm.terms:
+                width = t.col_stop - t.col_start
+                w(f"sc::transpose({_at(t.weight, t.col_start)}, _ld_{t.weight}, {N}, {size_str(width)}, "
+                  f"_wt_{mm.out} + ({size_str(off)}) * {N}, {N});")
+                off = off + width
+
+    def phase(self, stmts):
+        """Statements over all _steps*_batch rows: every sequence is one block of rows."""
+        w = self.w
+        w("{")
+        with w.block():
+            for b in self.scan.used(stmts):
+                if b.role == Role.SEQ:
+                    const = "" if b.acc or not self.scan.arg_of(b.name) else "const "
+                    w(f"{const}scalar_t* {b.name} = _seq_{b.name};")
+            self.rows, self.row0 = "_steps * _batch", "0"
+            self.render_all(stmts)
+            self.rows, self.row0 = "_na", "_b0"
+        w("}")
+
+    def loop(self):
+        w, scan = self.w, self.scan
+        first, last = ("_steps - 1", "0") if scan.reverse else ("0", "_steps - 1")
+        couts = {cin: self.buf[cout] for cin, cout in scan.carries}
+        for cin, cout in couts.items():
+            if cin in self.written:   # the step writes its carry-in: it starts as a copy of the initial value, in
+                # the slot the first step's carry-out does not use
+                assert cout.keep == Keep.NEVER, cin
+                n = self.n(cin)
+                w(f"if (_batch * {n} > 0) std::memcpy(sc::ptr<scalar_t>(_pp_{cout.name}) + ((({first}) + 1) & 1) * "
+                  f"_batch * {n}, _init_{cin}, sizeof(scalar_t) * _batch * {n});")
+        w("// the time loop, on batch rows [_b0, _b1) (see sc::scan_rows)")
+        w("sc::scan_rows(_batch, [&](int64_t _b0, int64_t _b1) {")
+        with w.block():
+            w("const int64_t _nb = _b1 - _b0;")
+            for cin, cout in couts.items():
+                if cin in self.written:
+                    w(f"scalar_t* {cin} = sc::ptr<scalar_t>(_pp_{cout.name}) + ((({first}) + 1) & 1) * _batch * "
+                      f"{self.n(cin)} + _b0 * {self.n(cin)};")
+                else:
+                    w(f"const scalar_t* {cin} = _init_{cin} + _b0 * {self.n(cin)};")
+            loop = "for (int64_t _t = _steps - 1; _t >= 0; --_t) {" if scan.reverse else \
+                "for (int64_t _t = 0; _t < _steps; ++_t) {"
+            with w.block(loop, "}"):
+                self.bind_step()
+                w("int64_t _na = _nb;   // the rows up to the last one still running (see render.py)")
+                w("if (_len != nullptr) while (_na > 0 && _len[_b0 + _na - 1] <= _t) --_na;")
+                self.render_all(scan.step)
+                for cin, cout in scan.carries:
+                    w(f"{cin} = {cout};")
+        w("});")
+        for cin, cout in couts.items():
+            w(f"const scalar_t* _last_{cin} = _steps > 0 ? {self.cout_at(cout, last)} : _init_{cin};")
+
+    def bind_step(self):
+        w = self.w
+        for b in self.scan.used(self.scan.step):
+            n = self.n(b.name)
+            if b.role == Role.SEQ:
+                w(f"{'' if b.acc else 'const '}scalar_t* {b.name} = _seq_{b.name} + (_t * _batch + _b0) * {n};")
+            elif b.role == Role.PREV:
+                w(f"const scalar_t* {b.name} = _t > 0 ? _seq_{b.seq} + ((_t - 1) * _batch + _b0) * {n} : "
+                  f"_init_{b.name} + _b0 * {n};")
+            elif b.role == Role.STEP:
+                if b.keep == Keep.SAVE:
+                    w(f"scalar_t* {b.name} = (_save ? sc::ptr<scalar_t>(_res_{b.name}) + _t * _batch * {n} : "
+                      f"sc::ptr<scalar_t>(_buf_{b.name})) + _b0 * {n};")
+                else:
+                    w(f"scalar_t* {b.name} = sc::ptr<scalar_t>(_buf_{b.name}) + _b0 * {n};")
+            elif b.role == Role.CARRY_OUT:
+                w(f"scalar_t* {b.name} = {self.cout_at(b, '_t')} + _b0 * {n};")
+            else:
+                continue
+            if b.acc and b.role in (Role.STEP, Role.CARRY_OUT):
+                w(f"sc::zero({b.name}, _nb * {n});")
+
+    def returns(self):
+        w, scan = self.w, self.scan
+        w("std::vector<at::Tensor> _out;")
+
+        def push(name):
+            b = self.buf[name]
+            if b.role == Role.CARRY_IN:
+                n = self.n(name)
+                w(f"{{ at::Tensor _f = at::empty({{_batch, {n}}}, _opt); if (_batch * {n} > 0) "
+                  f"std::memcpy(sc::ptr<scalar_t>(_f), _last_{name}, sizeof(scalar_t) * _batch * {n}); "
+                  f"_out.push_back(_f); }}")
+            elif b.role in (Role.STEP, Role.CARRY_OUT):
+                w(f"_out.push_back({'_t' if b.keep == Keep.ALWAYS else '_res'}_{name});")
+            else:
+                w(f"_out.push_back(_t_{name});")
+        for r in scan.returns:
+            if r.save:
+                with w.block("if (_save) {", "}"):
+                    for name in r.buffers:
+                        push(name)
+            else:
+                for name in r.buffers:
+                    push(name)
+        w("return _out;")
+
+    # --- statements -------------------------------------------------------------------------------------
+    def k_total(self, mm):
+        return f"({size_str(sum((t.operand.stop - t.operand.start for t in mm.terms), sympy.Integer(0)))})"
+
+    def render_MatMul(self, mm):
+        w, rows = self.w, self.rows
+        w(f"// {mm.out} = " + " + ".join(f"{t.operand.value}[{size_str(t.operand.start)}:{size_str(t.operand.stop)}] @ "
+                                         f"{t.weight}[:, {size_str(t.col_start)}:{size_str(t.col_stop)}].T"
+                                         for t in mm.terms))
+        n_out = self.n(mm.out)
+        if len(mm.terms) == 1:
+            op = mm.terms[0].operand
+            w(f"sc::mm_kn({rows}, {n_out}, {size_str(op.stop - op.start)}, {_at(op.value, op.start)}, "
+              f"{self.n(op.value)}, _wt_{mm.out}, {n_out}, false, {mm.out}, {n_out});")
+            return
+        # the operands side by side in one row block, then one GEMM over K = the sum of their widths against
+        # the stacked weights: half the accumulator traffic of one GEMM per term
+        K = self.k_total(mm)
+        w(f"{{ scalar_t* _cat = sc::ptr<scalar_t>(_operands_{mm.out}) + ({self.row0}) * {K};")
+        with w.block():
+            with w.block(f"for (int64_t _r = 0; _r < {rows}; ++_r) {{", "}"):
+                off = sympy.Integer(0)
+                for t in mm.terms:
+                    op = t.operand
+                    w(f"std::memcpy(_cat + _r * {K} + {size_str(off)}, {_at(op.value, op.start)} + "
+                      f"_r * {self.n(op.value)}, sizeof(scalar_t) * {size_str(op.stop - op.start)});")
+                    off = off + (op.stop - op.start)
+            w(f"sc::mm_kn({rows}, {n_out}, {K}, _cat, {K}, _wt_{mm.out}, {n_out}, false, {mm.out}, {n_out});")
+        w("}")
+
+    def render_Region(self, region):
+        stores = [(d.value, d, e, "=") for (d, _), e in zip(region.outputs, region.results)]
+        # outputs are buffers of their own, never read in the same region: lanes are independent
+        self.region(region, region.temps, (), stores, (), simd=True)
+
+    def render_RegionGrad(self, rg):
+        stores = [(grad(v.value), v, e, "+=") for v, e in rg.grads if not self.is_param(v.value)]
+        params = [(grad(v.value), v, e) for v, e in rg.grads if self.is_param(v.value)]
+        simd = self._no_overlap([v for _, v, _, _ in stores]) and self._no_overlap([v for _, v, _ in params])
+        self.region(rg.region, rg.temps, rg.cotangents, stores, params, simd)
+
+    def region(self, region, temps, cotangents, stores, params, simd):
+        """One fused loop over rows x features: leaves and cotangents read, temps, then the stores (= or +=);
+        a vector parameter's gradient summed over the rows into this thread's partial."""
+        w = self.w
+        d0 = region.outputs[0][0]
+        width = size_str(d0.stop - d0.start)
+        rows_of = sorted({v.value for _, v in region.leaves if not self.is_param(v.value)})
+        params_of = sorted({v.value for _, v in region.leaves if self.is_param(v.value)})
+        cot_rows = sorted({grad(d.value) for _, d in cotangents})
+        out_rows = sorted({name for name, *_ in stores})
+        what = f"{len(region.outputs)} output(s)" if not cotangents else f"the gradients of {len(stores) + len(params)} leaves"
+        w(f"{{  // fused region: {what}, {width} features per row")
+        with w.block():
+            w(f"const int64_t _n = {width};")
+            w(f"sc::rows({self.rows}, _n, [&](int64_t _r0, int64_t _r1) {{")
+            with w.block():
+                for name in sorted({name for name, _, _ in params}):
+                    w(f"scalar_t* _p_{name} = sc::partial<scalar_t>(_parts_{name}, {self.n(name)});   // summed over rows")
+                with w.block("for (int64_t _r = _r0; _r < _r1; ++_r) {", "}"):
+                    for val in rows_of:
+                        w(f"const scalar_t* _r_{val} = {val} + _r * {self.n(val)};")
+                    for val in params_of:   # the same row for every r: a vector parameter broadcasts
+                        w(f"const scalar_t* _r_{val} = {val};")
+                    for name in cot_rows:
+                        w(f"const scalar_t* _r_{name} = {name} + _r * {self.n(name)};")
+                    for name in out_rows:
+                        w(f"scalar_t* _r_{name} = {name} + _r * {self.n(name)};")
+                    if simd:
+                        w("#pragma omp simd")
+                    with w.block("for (int64_t _j = 0; _j < _n; ++_j) {", "}"):
+                        for sym, v in region.leaves:
+                            w(f"const scalar_t {sym.name} = _r_{v.value}[{_idx(v)}];")
+                        for g, d in cotangents:
+                            w(f"const scalar_t {g.name} = _r_{grad(d.value)}[{_idx(d)}];")
+                        for sym, e in temps:
+                            w(f"const scalar_t {sym} = {cpp_str(e)};")
+                        for name, v, e, op in stores:
+                            w(f"_r_{name}[{_idx(v)}] {op} {cpp_str(e)};")
+                        for name, v, e in params:
+                            w(f"_p_{name}[{_idx(v)}] += {cpp_str(e)};")
+            w("});")
+        w("}")
+
+    def _no_overlap(self, views):
+        """`omp simd` promises no dependence between lanes: false when two different views of one buffer
+        overlap (lane _j of one would update what lane _j' of the other reads)."""
+        by_val = {}
+        for v in views:
+            by_val.setdefault(v.value, set()).add((v.start, v.stop))
+        for spans in by_val.values():
+            spans = sorted(spans, key=lambda s: sympy.default_sort_key(s))
+            for i, (a0, a1) in enumerate(spans):
+                for b0, b1 in spans[i + 1:]:
+                    if not (sympy.simplify(a1 - b0).is_nonpositive or sympy.simplify(b1 - a0).is_nonpositive):
+                        return False
+        return True
+
+    def render_OperandGrad(self, st):
+        t, op = st.term, st.term.operand
+        n_out = self.n(st.out)
+        self.w(f"// {grad(op.value)} += {grad(st.out)} @ {t.weight}[:, {size_str(t.col_start)}:{size_str(t.col_stop)}]")
+        self.w(f"sc::mm_kn({self.rows}, {size_str(op.stop - op.start)}, {n_out}, {grad(st.out)}, {n_out}, "
+               f"{_at(t.weight, t.col_start)}, _ld_{t.weight}, true, {_at(grad(op.value), op.start)}, "
+               f"{self.n(op.value)});")
+
+    def render_WeightGrad(self, st):
+        w, t, op = self.w, st.term, st.term.operand
+        w(f"// {grad(t.weight)}[:, {size_str(t.col_start)}:{size_str(t.col_stop)}] += {grad(st.out)}.T @ {op.value}")
+        n_out, k = self.n(st.out), size_str(op.stop - op.start)
+        target = f"{_at(grad(t.weight), t.col_start)}, _ld_{t.weight}"
+        b = self.buf[op.value]
+        if b.role == Role.PREV:   # the states entering each step: the initial state, then the states after 0..T-2
+            w(f"sc::mm_tn<scalar_t>({n_out}, {k}, _batch, {grad(st.out)}, {n_out}, "
+              f"{_at(f'_init_{op.value}', op.start)}, {self.n(op.value)}, {target});")
+            w(f"sc::mm_tn<scalar_t>({n_out}, {k}, (_steps - 1) * _batch, {grad(st.out)} + _batch * {n_out}, {n_out}, "
+              f"{_at(f'_seq_{b.seq}', op.start)}, {self.n(op.value)}, {target});")
+        else:
+            w(f"sc::mm_tn<scalar_t>({n_out}, {k}, {self.rows}, {grad(st.out)}, {n_out}, {_at(op.value, op.start)}, "
+              f"{self.n(op.value)}, {target});")
+
+    def render_HoldEnded(self, st):
+        w = self.w
+        with w.block("if (_len != nullptr) {  // rows past their own length keep their state", "}"):
+            with w.block("for (int64_t _r = 0; _r < _nb; ++_r) {", "}"):
+                with w.block("if (_t >= _len[_b0 + _r]) {", "}"):
+                    for old, new in st.pairs:
+                        n = self.n(old)
+                        w(f"std::memcpy({new} + _r * {n}, {old} + _r * {n}, sizeof(scalar_t) * {n});")
+
+    def render_PassEnded(self, st):
+        w = self.w
+        with w.block("if (_len != nullptr) {  // ended rows: the carried cotangent passes to the previous state,", "}"):
+            w("// the step sees none (the backward of holding the state)")
+            with w.block("for (int64_t _r = 0; _r < _nb; ++_r) {", "}"):
+                with w.block("if (_t >= _len[_b0 + _r]) {", "}"):
+                    for d_in, d_out in st.pairs:
+                        n = self.n(d_in)
+                        w(f"std::memcpy({d_in} + _r * {n}, {d_out} + _r * {n}, sizeof(scalar_t) * {n});")
+                        w(f"sc::zero({d_out} + _r * {n}, {n});")
+
+    def render_Accumulate(self, st):
+        n = self.n(st.dest)
+        self.w(f"for (int64_t _i = 0; _i < _nb * {n}; ++_i) {st.dest}[_i] += {st.src}[_i];")
+
+
+def render(program):
+    w = Writer("  ")
+    w(f"// symcell cpp backend: {program.name}")
+    w(f"// _dims: {', '.join(program.dims)}")
+    for line in LEGEND.splitlines():
+        w(line)
+    w('#include "sc.h"')
+    w()
+    w("namespace {")
+    for scan in program.scans:
+        ScanRenderer(scan, program.dims, w).function()
+        w()
+    for scan in program.scans:
+        params = ", ".join([f"at::TensorList {a.name}" for a in scan.args] + ["at::IntArrayRef _dims"]
+                           + (["bool _save"] if scan.save else []) + ["const at::Tensor& _lengths"])
+        call = ", ".join([a.name for a in scan.args] + ["_dims"] + (["_save"] if scan.save else []) + ["_lengths"])
+        first = scan.args[[a.name for a in scan.args].index("_xs")].name
+        with w.block(f"std::vector<at::Tensor> {scan.name}({params}) {{", "}"):
+            w("sc::FlushDenormals _ftz;")
+            w(f"if ({first}[0].scalar_type() == at::kDouble) return {scan.name}_impl<double>({call});")
+            w(f"return {scan.name}_impl<float>({call});")
+    w("}  // namespace")
+    w()
+    with w.block("TORCH_LIBRARY(SYMCELL_NS, m) {", "}"):
+        for scan in program.scans:
+            schema = ", ".join([f"Tensor[] {a.name}" for a in scan.args] + ["int[] _dims"]
+                               + (["bool _save"] if scan.save else []) + ["Tensor _lengths"])
+            w(f'm.def("{scan.name}({schema}) -> Tensor[]");')
+    with w.block("TORCH_LIBRARY_IMPL(SYMCELL_NS, CPU, m) {", "}"):
+        for scan in program.scans:
+            w(f'm.impl("{scan.name}", &{scan.name});')
+    return w.text()

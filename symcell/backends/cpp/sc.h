@@ -1,0 +1,257 @@
+// sc.h: the hand-written runtime of symcell's generated C++ (the cpp backend). Every generated kernel
+// includes it; its text is part of the build cache's key. The pointwise functions' derivative rules are in
+// symcell/functions.py, which also says how each is spelt here.
+#pragma once
+#include <ATen/core/Tensor.h>
+#include <ATen/Parallel.h>
+#include <ATen/native/CPUBlas.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <torch/library.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#if SYMCELL_MVEC
+// glibc's libmvec has vector variants of these; declaring them `simd` lets `omp simd` loops call them
+extern "C" {
+float expf(float) __attribute__((simd("notinbranch")));
+float logf(float) __attribute__((simd("notinbranch")));
+float tanhf(float) __attribute__((simd("notinbranch")));
+float expm1f(float) __attribute__((simd("notinbranch")));
+float log1pf(float) __attribute__((simd("notinbranch")));
+double exp(double) __attribute__((simd("notinbranch")));
+double log(double) __attribute__((simd("notinbranch")));
+double tanh(double) __attribute__((simd("notinbranch")));
+double expm1(double) __attribute__((simd("notinbranch")));
+double log1p(double) __attribute__((simd("notinbranch")));
+}
+#endif
+
+extern "C" {  // Fortran BLAS from the MKL inside libtorch_cpu
+void sgemm_(const char*, const char*, const int*, const int*, const int*, const float*, const float*, const int*,
+            const float*, const int*, const float*, float*, const int*);
+void dgemm_(const char*, const char*, const int*, const int*, const int*, const double*, const double*,
+            const int*, const double*, const int*, const double*, double*, const int*);
+}
+
+#include <bit>
+#include <type_traits>
+#include <immintrin.h>
+
+namespace sc {
+// float e^x in plain arithmetic, so `omp simd` loops vectorize it without a library call:
+// e^x = 2^n e^r, n = round(x log2 e), r = x - n ln2 (ln2 in two parts), |r| <= ln2/2, e^r by Taylor to r^7
+// (truncation r^8/8! < 6e-9, under half an ulp). 2^n is built in the exponent bits as 2^(n-1) * 2 so that
+// n = 128 (x up to 88.72) stays finite. Below -86.6 the result is flushed to 0 (true value < 2.4e-38).
+inline float exp_f32(float x) {
+  const float xc = x < -86.6f ? -86.6f : (x > 88.72f ? 88.72f : x);
+  const float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;   // round to nearest, |.| < 2^22
+  const float r = (xc - n * 0.693145751953125f) - n * 1.4286068203094172e-06f;
+  float p = 1.98412698e-4f;
+  p = p * r + 1.38888889e-3f;
+  p = p * r + 8.33333333e-3f;
+  p = p * r + 4.16666667e-2f;
+  p = p * r + 1.66666667e-1f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const float half_scale = std::bit_cast<float>((static_cast<int32_t>(n) + 126) << 23);
+  float y = p * half_scale * 2.0f;
+  y = x > 88.72f ? INFINITY : y;
+  y = x < -86.6f ? 0.0f : y;
+  return x != x ? x : y;   // NaN stays NaN
+}
+// tanh(x): odd Taylor series for |x| < 0.3 (next term < 2e-8 relative); else 1 - 2/(e^{2|x|} + 1) with x's sign
+inline float tanh_f32(float x) {
+  const float a = std::fabs(x), x2 = x * x;
+  const float small = x * (1.0f + x2 * (-0.333333333f + x2 * (0.133333333f + x2 * (-0.0539682540f +
+                                                                                   x2 * 0.0218694885f))));
+  const float big = std::copysign(1.0f - 2.0f / (exp_f32(2.0f * a) + 1.0f), x);
+  return a < 0.3f ? small : big;
+}
+
+// the pointwise functions; derivative rules are in symcell/functions.py. float uses the arithmetic versions
+// above; double uses libm (vectorized by libmvec where available), where accuracy is what matters
+template <typename T> inline T exp(T x) {
+  if constexpr (std::is_same_v<T, float>) return exp_f32(x); else return std::exp(x);
+}
+template <typename T> inline T log(T x) { return std::log(x); }
+template <typename T> inline T sigmoid(T x) { return T(1) / (T(1) + sc::exp(-x)); }   // exp(1e4) = inf -> 0
+template <typename T> inline T tanh(T x) {
+  if constexpr (std::is_same_v<T, float>) return tanh_f32(x); else return std::tanh(x);
+}
+template <typename T> inline T relu(T x) { return x < T(0) ? T(0) : x; }               // NaN stays NaN
+template <typename T> inline T step(T x) { return x > T(0) ? T(1) : T(0); }            // relu'(0) = 0
+template <typename T> inline T elu(T x) { return x > T(0) ? x : std::expm1(x); }
+template <typename T> inline T elu_grad(T x) { return x > T(0) ? T(1) : sc::exp(x < T(0) ? x : T(0)); }
+template <typename T> inline T softplus(T x) { return x > T(20) ? x : std::log1p(sc::exp(x)); }  // torch's threshold
+template <typename T> inline T silu(T x) { return x * sc::sigmoid(x); }
+template <typename T> inline T gelu(T x) { return T(0.5) * x * (T(1) + std::erf(x * T(0.70710678118654752))); }
+
+// denormals make saturated cells 10-100x slower; every thread that computes flushes them to zero
+struct FlushDenormals {
+  unsigned int saved;
+  FlushDenormals() : saved(_mm_getcsr()) { _mm_setcsr(saved | 0x8040); }   // FTZ | DAZ
+  ~FlushDenormals() { _mm_setcsr(saved); }
+};
+
+// row-major GEMMs through column-major BLAS: C = op(A) op(B) in row-major is C^T = op(B)^T op(A)^T
+inline void blas(char ta, char tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+                 const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  int M = m, N = n, K = k, LA = lda, LB = ldb, LC = ldc;
+  sgemm_(&ta, &tb, &M, &N, &K, &alpha, a, &LA, b, &LB, &beta, c, &LC);
+}
+inline void blas(char ta, char tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t lda,
+                 const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
+  int M = m, N = n, K = k, LA = lda, LB = ldb, LC = ldc;
+  dgemm_(&ta, &tb, &M, &N, &K, &alpha, a, &LA, b, &LB, &beta, c, &LC);
+}
+// C[M,N] += A[K,M]^T @ B[K,N]
+template <typename T> inline void mm_tn(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B,
+                                        int64_t ldb, T* C, int64_t ldc) {
+  if (M == 0 || N == 0 || K == 0) return;
+  blas('N', 'T', N, M, K, T(1), B, ldb, A, lda, T(1), C, ldc);
+}
+// oneDNN's batch-reduce GEMM microkernel (through ATen) keeps both cores busy on the small-M GEMMs of the
+// recurrence, where a BLAS call runs at half the rate; used once a self-test shows it works on this machine
+inline bool brgemm_ok() {
+  static const bool ok = [] {
+    try {
+      float a[6] = {1, 2, 3, 4, 5, 6}, b[6] = {1, 0, 2, 1, 0, 1}, c[4] = {0, 0, 0, 0};
+      at::native::cpublas::brgemm(2, 2, 3, 3, 2, 2, false, a, b, c, false);   // [2,3] @ [3,2]
+      return c[0] == 5 && c[1] == 5 && c[2] == 14 && c[3] == 11;
+    } catch (...) {
+      return false;
+    }
+  }();
+  return ok;
+}
+// C[M,N] (+)= A[M,K] @ B[K,N], all row-major
+inline void mm_kn(int64_t M, int64_t N, int64_t K, const double* A, int64_t lda, const double* B, int64_t ldb,
+                  bool acc, double* C, int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  blas('N', 'N', N, M, K, 1.0, B, ldb, A, lda, acc ? 1.0 : 0.0, C, ldc);
+}
+inline void mm_kn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
+                  bool acc, float* C, int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  if (K == 0 || !brgemm_ok()) {
+    blas('N', 'N', N, M, K, 1.0f, B, ldb, A, lda, acc ? 1.0f : 0.0f, C, ldc);
+    return;
+  }
+  const int64_t nt = std::max<int64_t>(1, at::get_num_threads());
+  if (M >= 64 * nt) {   // tall: each thread its rows
+    at::parallel_for(0, M, (M + nt - 1) / nt, [&](int64_t r0, int64_t r1) {
+      FlushDenormals ftz;
+      at::native::cpublas::brgemm(r1 - r0, N, K, lda, ldb, ldc, acc, A + r0 * lda, B, C + r0 * ldc, false);
+    });
+  } else {              // short (the recurrence): each thread a block of columns, multiples of 16
+    const int64_t blocks = (N + 15) / 16, per = (blocks + nt - 1) / nt;
+    at::parallel_for(0, nt, 1, [&](int64_t t0, int64_t t1) {
+      FlushDenormals ftz;
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t n0 = std::min(N, t * per * 16), n1 = std::min(N, (t + 1) * per * 16);
+        if (n1 > n0)
+          at::native::cpublas::brgemm(M, n1 - n0, K, lda, ldb, ldc, acc, A, B + n0, C + n0, false);
+      }
+    });
+  }
+}
+// rows [0, R) of a pointwise region, split across threads only when there is enough work to pay for it
+template <typename F> inline void rows(int64_t R, int64_t n, const F& f) {
+  const int64_t grain = std::max<int64_t>(1, 2048 / std::max<int64_t>(n, 1));
+  at::parallel_for(0, R, grain, [&](int64_t r0, int64_t r1) { FlushDenormals ftz; f(r0, r1); });
+}
+// the time loop over batch rows [b0, b1): rows never interact in a recurrence, so with enough rows each thread
+// runs the whole sequence on its own slice (no synchronisation per step, its GEMM outputs stay in its cache);
+// with few rows one thread runs the loop and the GEMMs and regions inside split their work instead. (The row
+// order for mixed lengths, CppBackend.row_order in symcell/backends/cpp/__init__.py, follows the same rule.)
+template <typename F> inline void scan_rows(int64_t B, const F& f) {
+  const int64_t nt = at::get_num_threads();
+  if (nt > 1 && B >= 4 * nt) {
+    at::parallel_for(0, B, (B + nt - 1) / nt, [&](int64_t b0, int64_t b1) { FlushDenormals ftz; f(b0, b1); });
+  } else {
+    f(0, B);
+  }
+}
+// dst[k, n] = src[n, k] for an (N, K) block of src (row stride lds) into dst (row stride ldd): the weights as
+// the (K, N) operand of mm_kn, once per call. 8 x 8 tiles through AVX registers for float: at the sizes of a
+// cell's weights, a transposing copy through ATen costs as much as a few steps of the recurrence
+inline void transpose8x8(const float* s, int64_t lds, float* d, int64_t ldd) {
+  __m256 r0 = _mm256_loadu_ps(s + 0 * lds), r1 = _mm256_loadu_ps(s + 1 * lds), r2 = _mm256_loadu_ps(s + 2 * lds),
+         r3 = _mm256_loadu_ps(s + 3 * lds), r4 = _mm256_loadu_ps(s + 4 * lds), r5 = _mm256_loadu_ps(s + 5 * lds),
+         r6 = _mm256_loadu_ps(s + 6 * lds), r7 = _mm256_loadu_ps(s + 7 * lds);
+  __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
+         t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+         t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+  __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE),
+         u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE),
+         u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE),
+         u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  _mm256_storeu_ps(d + 0 * ldd, _mm256_permute2f128_ps(u0, u4, 0x20));
+  _mm256_storeu_ps(d + 1 * ldd, _mm256_permute2f128_ps(u1, u5, 0x20));
+  _mm256_storeu_ps(d + 2 * ldd, _mm256_permute2f128_ps(u2, u6, 0x20));
+  _mm256_storeu_ps(d + 3 * ldd, _mm256_permute2f128_ps(u3, u7, 0x20));
+  _mm256_storeu_ps(d + 4 * ldd, _mm256_permute2f128_ps(u0, u4, 0x31));
+  _mm256_storeu_ps(d + 5 * ldd, _mm256_permute2f128_ps(u1, u5, 0x31));
+  _mm256_storeu_ps(d + 6 * ldd, _mm256_permute2f128_ps(u2, u6, 0x31));
+  _mm256_storeu_ps(d + 7 * ldd, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+template <typename T> inline void transpose(const T* src, int64_t lds, int64_t N, int64_t K, T* dst,
+                                           int64_t ldd) {
+  int64_t n8 = 0, k8 = 0;
+  if constexpr (std::is_same_v<T, float>) {
+    n8 = N / 8 * 8;
+    k8 = K / 8 * 8;
+    // each task writes whole rows of dst in order (rows of dst lie ldd apart: writing down a column of tiles
+    // would touch 8 far-apart lines per tile); large weights split across threads
+    at::parallel_for(0, k8 / 8, N * K >= (1 << 17) ? 1 : k8 / 8 + 1, [&](int64_t i0, int64_t i1) {
+      for (int64_t k = i0 * 8; k < i1 * 8; k += 8)
+        for (int64_t n = 0; n < n8; n += 8) transpose8x8(src + n * lds + k, lds, dst + k * ldd + n, ldd);
+    });
+  }
+  for (int64_t n = 0; n < N; ++n)        // what the tiles did not cover: the right columns and bottom rows
+    for (int64_t k = (n < n8 ? k8 : 0); k < K; ++k) dst[k * ldd + n] = src[n * lds + k];
+}
+// a per-thread buffer reused across calls (64-byte aligned by torch's allocator, which brgemm's loads want);
+// never freed, so no destructor runs after torch at exit
+inline at::Tensor& workspace(int slot, int64_t numel, const at::TensorOptions& opt) {
+  static thread_local std::vector<at::Tensor>* ws = new std::vector<at::Tensor>();
+  if (ws->size() <= static_cast<size_t>(slot)) ws->resize(slot + 1);
+  at::Tensor& t = (*ws)[slot];
+  if (!t.defined() || t.numel() < numel || t.dtype() != opt.dtype()) t = at::empty({numel}, opt);
+  return t;
+}
+template <typename T> inline T* ptr(const at::Tensor& t) { return t.defined() ? t.data_ptr<T>() : nullptr; }
+template <typename T> inline void zero(T* p, int64_t n) { if (n > 0) std::memset(p, 0, sizeof(T) * n); }
+// a vector parameter's gradient sums over rows that several threads compute at once: each thread adds into its
+// own row of a (threads, n) partial (no lock), and the rows are summed into the gradient once, at the end.
+// The OpenMP thread number, not at::get_thread_num(): at::parallel_for nested in a parallel region (a region's
+// rows inside sc::scan_rows) runs inline and reports thread 0 there, which two threads would share
+inline int64_t threads() {
+#ifdef _OPENMP
+  return std::max<int64_t>(omp_get_max_threads(), at::get_num_threads());
+#else
+  return 1;
+#endif
+}
+template <typename T> inline T* partial(const at::Tensor& parts, int64_t n) {
+#ifdef _OPENMP
+  return ptr<T>(parts) + omp_get_thread_num() * n;
+#else
+  return ptr<T>(parts);
+#endif
+}
+template <typename T> inline void sum_partials(const at::Tensor& parts, int64_t n, T* out) {
+  const T* p = ptr<T>(parts);
+  for (int64_t k = 0; k < parts.size(0); ++k)
+    for (int64_t j = 0; j < n; ++j) out[j] += p[k * n + j];
+}
+}  // namespace sc

@@ -1,0 +1,253 @@
+"""Scans as torch code: an entry point per scan, its phases over all T*B rows as eager torch ops.
+
+The reference backend is this with the step as a Python loop (ScanRenderer.loop); the triton backend is this
+with the loop as a kernel launch. Sizes are integers (the program was bound). In the code, a buffer `v` is the
+tensor `v` for the rows a phase works on (all T*B rows before and after the loop, the batch in a step), its
+whole (T, B, n) sequence is `_v_seq`, an initial value passed in is `_v_init`.
+"""
+import torch
+import torch.nn.functional as _F
+
+from ..functions import TORCH_HELPERS
+from ..kernel import Keep, Role, grad
+from ..printing import torch_str
+from .base import Renderer
+
+
+def _sum_rows(v):
+    # a vector parameter is broadcast over the batch: its gradient sums over the rows
+    return v.sum(0) if v.dim() == 2 else v
+
+
+def _full(v, like, shape):
+    # an output that depends only on parameters and constants still has one row per batch element
+    return like.new_zeros(shape) + v
+
+
+# the names generated torch code runs with
+SCOPE = {"torch": torch, "_F": _F, "_sum_rows": _sum_rows, "_full": _full, **TORCH_HELPERS}
+
+
+def seq(name):
+    return f"_{name}_seq"
+
+
+def init(name):
+    return f"_{name}_init"
+
+
+def defined(stmts):
+    """Buffers a phase defines by assignment (not +=): matmul outputs and region outputs."""
+    out = set()
+    for st in stmts:
+        if hasattr(st, "terms"):
+            out.add(st.out)
+        elif hasattr(st, "results"):
+            out |= {d.value for d, _ in st.outputs}
+    return out
+
+
+class ScanRenderer(Renderer):
+    """One scan as one Python function. Subclasses render the loop (`loop`)."""
+
+    def __init__(self, program, scan, w):
+        self.program, self.scan, self.w = program, scan, w
+        self.size = {b.name: b.size for b in scan.buffers}
+        self.role = {b.name: b.role for b in scan.buffers}
+        first = next(b for b in scan.buffers if b.role == Role.SEQ and scan.arg_of(b.name))
+        self.like = seq(first.name)          # a tensor new ones are made like
+        self.rows = "_B"                    # the rows a statement works on: _B in the step, _T * _B outside
+        self.allocated = set()
+
+    # --- the entry point --------------------------------------------------------------------------------
+    def function(self):
+        w, scan = self.w, self.scan
+        flags = ", _save" if scan.save else ""
+        w(f"def {scan.name}({', '.join(a.name for a in scan.args)}{flags}, _lengths=None):")
+        with w.block():
+            for a in scan.args:
+                if a.buffers:
+                    w(f"{', '.join(self.arg_var(b) for b in a.buffers)}, = {a.name}")
+            w(f"_T, _B = {self.like}.shape[0], {self.like}.shape[1]")
+            self.allocate()
+            if scan.before:
+                w("# before the loop, over all T*B rows: what depends on no carried value")
+                self.phase(scan.before)
+            self.loop()
+            if scan.after:
+                w("# after the loop, over all T*B rows: one GEMM for all steps where a loop would run one per step")
+                w("if _T > 0:")
+                with w.block():
+                    self.phase(scan.after)
+            self.returns()
+
+    def arg_var(self, b):
+        role = self.role[b]
+        return seq(b) if role == Role.SEQ else init(b) if role in (Role.CARRY_IN, Role.PREV) else b
+
+    def allocate(self):
+        w = self.w
+        for b in self.scan.buffers:
+            if self.scan.arg_of(b.name):
+                continue
+            if b.role == Role.PARAM_GRAD:
+                w(f"{b.name} = torch.zeros_like({b.name[len('d_'):]})")
+            elif b.role == Role.SEQ and b.acc:
+                w(f"{seq(b.name)} = {self.like}.new_zeros((_T, _B, {b.size}))")
+
+    def phase(self, stmts):
+        """Statements over all T*B rows: every sequence they use viewed as (T*B, n) rows."""
+        w, made = self.w, defined(stmts)
+        for b in self.scan.used(stmts):
+            if b.role == Role.SEQ and b.name not in made:
+                w(f"{b.name} = {seq(b.name)}.{'view' if b.acc else 'reshape'}(_T * _B, {b.size})")
+            elif b.role == Role.PREV:   # the state entering each step: init, then the states after steps 0..T-2
+                w(f"{b.name} = torch.cat([{init(b.name)}[None], {seq(b.seq)}[:-1]]).view(_T * _B, {b.size})")
+        self.rows, self.allocated = "_T * _B", set()
+        self.render_all(stmts)
+        self.rows = "_B"
+        for b in self.scan.used(stmts):
+            if b.role == Role.SEQ and b.name in made:
+                w(f"{seq(b.name)} = {b.name}.view(_T, _B, {b.size})")
+
+    def loop(self):
+        raise NotImplementedError
+
+    def result(self, b):
+        role = self.role[b]
+        if role in (Role.SEQ, Role.STEP, Role.CARRY_OUT):
+            return seq(b)
+        return b
+
+    def returns(self):
+        always = [self.result(b) for r in self.scan.returns if not r.save for b in r.buffers]
+        saved = [self.result(b) for r in self.scan.returns if r.save for b in r.buffers]
+        tail = f" + ([{', '.join(saved)}] if _save else [])" if saved else ""
+        self.w(f"return [{', '.join(always)}]{tail}")
+
+    # --- statements -------------------------------------------------------------------------------------
+    def full(self, v):
+        """Whether the view is the whole value (a value the backward only knows by its gradient has its size)"""
+        return v.start == 0 and v.stop == self.size.get(v.value, self.size.get(grad(v.value)))
+
+    def view(self, var, v):
+        if self.full(v):
+            return var
+        if self.role.get(v.value) == Role.PARAM:
+            return f"{var}[{v.start}:{v.stop}]"
+        return f"{var}[:, {v.start}:{v.stop}]"
+
+    def weight(self, term, prefix=""):
+        name = prefix + term.weight
+        if term.col_start == 0 and term.col_stop == self.size[term.weight][1]:
+            return name
+        return f"{name}[:, {term.col_start}:{term.col_stop}]"
+
+    def bind_leaves(self, region):
+        for sym, v in region.leaves:
+            if sym.name != v.value:
+                self.w(f"{sym.name} = {self.view(v.value, v)}")
+
+    def render_MatMul(self, st):
+        self.w(f"{st.out} = " + " + ".join(f"torch.mm({self.view(t.operand.value, t.operand)}, {self.weight(t)}.t())"
+                                           for t in st.terms))
+
+    def render_Region(self, st):
+        w = self.w
+        d0 = st.outputs[0][0]
+        w(f"# fused pointwise region: {len(st.outputs)} output(s) of {d0.stop - d0.start} features")
+        self.bind_leaves(st)
+        for sym, e in st.temps:
+            w(f"{sym} = {torch_str(e)}")
+        batch = {s for s, v in st.leaves if self.role.get(v.value) != Role.PARAM}
+        for (dest, full_expr), e in zip(st.outputs, st.results):
+            code = torch_str(e)
+            if not full_expr.free_symbols & batch:
+                code = f"_full({code}, {self.like}, ({self.rows}, {dest.stop - dest.start}))"
+            if self.full(dest):
+                w(f"{dest.value} = {code}")
+                continue
+            if dest.value not in self.allocated:
+                w(f"{dest.value} = {self.like}.new_empty(({self.rows}, {self.size[dest.value]}))")
+                self.allocated.add(dest.value)
+            w(f"{self.view(dest.value, dest)} = {code}")
+
+    def render_RegionGrad(self, st):
+        w = self.w
+        w(f"# backward of a fused region: {len(st.grads)} gradient(s) from {len(st.cotangents)} cotangent(s)")
+        self.bind_leaves(st.region)
+        for g, dest in st.cotangents:
+            if g.name != self.view(grad(dest.value), dest):
+                w(f"{g.name} = {self.view(grad(dest.value), dest)}")
+        for sym, e in st.temps:
+            w(f"{sym} = {torch_str(e)}")
+        for v, e in st.grads:
+            if self.role[v.value] == Role.PARAM:
+                w(f"{self.view(grad(v.value), v)} += _sum_rows({torch_str(e)})")
+            else:
+                w(f"{self.view(grad(v.value), v)} += {torch_str(e)}")
+
+    def render_OperandGrad(self, st):
+        t = st.term
+        self.w(f"{self.view(grad(t.operand.value), t.operand)} += torch.mm({grad(st.out)}, {self.weight(t)})")
+
+    def render_WeightGrad(self, st):
+        t = st.term
+        self.w(f"{self.weight(t, 'd_')} += torch.mm({grad(st.out)}.t(), {self.view(t.operand.value, t.operand)})")
+
+    def render_HoldEnded(self, st):
+        w = self.w
+        w("if _lengths is not None:   # rows past their length keep their state")
+        with w.block():
+            w("_live = (_t < _lengths)[:, None]")
+            for old, new in st.pairs:
+                w(f"{new} = torch.where(_live, {new}, {old})")
+
+    def render_PassEnded(self, st):
+        w = self.w
+        w("if _lengths is not None:   # ended rows: the carried cotangent passes to the previous state")
+        with w.block():
+            w("_live = (_t < _lengths)[:, None]")
+            for d_in, d_out in st.pairs:
+                w(f"{d_in} = torch.where(_live, {d_in}, {d_out})")
+                w(f"{d_out} = torch.where(_live, {d_out}, torch.zeros_like({d_out}))")
+
+    def render_Accumulate(self, st):
+        self.w(f"{st.dest} = {st.dest} + {st.src}")
+
+
+class PythonLoop(ScanRenderer):
+    """The step as a Python loop over time: one eager torch op per statement and step."""
+
+    def loop(self):
+        w, scan = self.w, self.scan
+        for b in scan.buffers:   # kept sequences of the step's values
+            if b.role in (Role.STEP, Role.CARRY_OUT) and b.keep != Keep.NEVER:
+                when = " if _save else None" if b.keep == Keep.SAVE else ""
+                w(f"{seq(b.name)} = {self.like}.new_empty((_T, _B, {b.size})){when}")
+        if scan.carries:
+            w(f"{', '.join(i for i, _ in scan.carries)}, = {', '.join(init(i) for i, _ in scan.carries)},")
+        w(f"for _t in {'reversed(range(_T))' if scan.reverse else 'range(_T)'}:")
+        with w.block():
+            made = defined(scan.step)
+            for b in scan.used(scan.step):
+                if b.role == Role.SEQ and b.name not in made:
+                    w(f"{b.name} = {seq(b.name)}[_t]")
+                elif b.role == Role.PREV:
+                    w(f"{b.name} = {seq(b.seq)}[_t - 1] if _t > 0 else {init(b.name)}")
+                elif b.role in (Role.STEP, Role.CARRY_OUT) and b.acc:
+                    w(f"{b.name} = {self.like}.new_zeros((_B, {b.size}))")
+            self.allocated = set()
+            self.render_all(scan.step)
+            kept = [b for b in scan.buffers if b.role in (Role.STEP, Role.CARRY_OUT) and b.keep != Keep.NEVER]
+            for b in kept:
+                if b.keep == Keep.ALWAYS:
+                    w(f"{seq(b.name)}[_t] = {b.name}")
+            if any(b.keep == Keep.SAVE for b in kept):
+                w("if _save:")
+                with w.block():
+                    for b in kept:
+                        if b.keep == Keep.SAVE:
+                            w(f"{seq(b.name)}[_t] = {b.name}")
+            if scan.carries:
+                w(f"{', '.join(i for i, _ in scan.carries)}, = {', '.join(o for _, o in scan.carries)},")

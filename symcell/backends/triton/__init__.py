@@ -1,0 +1,62 @@
+"""The Triton backend: render.py prints a kernel program as Triton kernels with torch host code.
+
+On CPU tensors it runs under Triton's interpreter (TRITON_INTERPRET=1), which is how CI tests it: the spellings
+of functions.py use only what the interpreter has (no libdevice).
+"""
+import itertools
+import linecache
+import os
+
+import torch
+
+from ... import cache
+from ...printing import Writer
+from ..base import Backend, Kernel
+from ..torch_code import SCOPE
+from .render import render
+
+_counter = itertools.count()
+
+
+def interpreted():
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+class TritonKernel(Kernel):
+    def forward(self, xs, inits, params, save, lengths=None):
+        if xs[0].dtype != torch.float32:
+            # the kernels accumulate in float32: other dtypes would lose precision silently
+            raise TypeError(f"backend='triton' computes in float32; got {xs[0].dtype}. Use .float(), or the cpp "
+                            "or reference backend for float64")
+        return super().forward(xs, inits, params, save, lengths)
+
+
+class TritonBackend(Backend):
+    name, devices, priority = "triton", ("cuda",), 2
+    symbolic = False   # feature sizes are compile-time constants of the kernels (tile shapes)
+
+    def usable(self, device):
+        try:
+            import triton  # noqa: F401
+        except ImportError:
+            return False
+        return device.type == "cuda" or (device.type == "cpu" and interpreted())
+
+    def render(self, program):
+        w = Writer()
+        w(f"# symcell triton backend: {program.name}")
+        return render(program, w)
+
+    def build(self, program, source, dims):
+        try:
+            import triton
+            import triton.language as tl
+        except ImportError:
+            raise RuntimeError("symcell: backend='triton' needs the triton package (pip install triton)") from None
+        # triton.jit reads a kernel's source from its file: the source goes into the cache folder, and runs from there
+        path = cache.source_file("triton", program.name, source)
+        linecache.checkcache(str(path))
+        scope = {**SCOPE, "triton": triton, "tl": tl, "__file__": str(path),
+                 "__name__": f"symcell_triton_{next(_counter)}"}
+        exec(compile(source, str(path), "exec"), scope)  # noqa: S102 - our own generated code
+        return TritonKernel(program, source, scope["forward"], scope["backward"])

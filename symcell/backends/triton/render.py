@@ -1,0 +1,280 @@
+"""Triton from a kernel program: a persistent kernel per scan for the step, torch host code around it.
+
+Each program (a Triton program instance) owns BB batch rows for the whole sequence (rows never interact in a
+recurrence, so programs never wait for each other): per step it runs the in-loop matmuls as tiled `tl.dot`s
+against weights streamed from L2, and every fused region as one pass over feature tiles. Values live in global
+memory between the statements of a step, with a barrier after each. The phases before and after the loop are
+the torch code of torch_code.py (cuBLAS on a GPU): one GEMM over all T*B rows each.
+
+In the kernel, a buffer v of the step has a block of row pointers `_r_v` (BB rows at step _t) and is read at
+`_r_v + columns`; a carried value lives in two slots `_pp_<out>` (step _i reads slot _i % 2 and writes the other),
+an output state is also stored into its sequence `_rk_v`. Feature sizes are compile-time constants (tile shapes);
+T and B are run-time values.
+"""
+from contextlib import contextmanager
+
+from ...kernel import Keep, Role, grad
+from ...printing import tl_str
+from ..base import Renderer
+from ..torch_code import ScanRenderer, init, seq
+
+BB, BN, BK = 16, 32, 16   # rows per program, feature tile, reduction tile (tl.dot wants every dim >= 16)
+
+
+class StepKernel(Renderer):
+    """The step of a scan as a @triton.jit kernel looping over time."""
+
+    def __init__(self, scan, w):
+        self.scan, self.w = scan, w
+        self.buf = {b.name: b for b in scan.buffers}
+        self.out_of = dict(scan.carries)            # CARRY_IN -> its CARRY_OUT (whose two slots they share)
+        self.used = scan.used(scan.step)
+
+    def n(self, name):
+        b = self.buf.get(name) or self.buf[grad(name)]
+        return int(b.size[0] if b.role in (Role.PARAM, Role.PARAM_GRAD) else b.size)
+
+    # --- arguments: (kernel parameter, host expression) --------------------------------------------------
+    def args(self):
+        out = []
+        for b in self.used:
+            v = b.name
+            if b.role in (Role.SEQ, Role.PARAM):
+                out.append((f"_ptr_{v}", seq(v) if b.role == Role.SEQ else v))
+            elif b.role == Role.STEP:
+                out += [(f"_ptr_{v}", seq(v)), (f"_ts_{v}", f"_{v}_ts")]
+            elif b.role == Role.PREV:
+                out += [(f"_ptr_{b.seq}", seq(b.seq)), (f"_init_{v}", init(v))]
+            elif b.role == Role.PARAM_GRAD:
+                out.append((f"_part_{v}", f"_{v}_part"))
+        for _, cout in self.scan.carries:
+            b = self.buf[cout]
+            out.append((f"_pp_{cout}", f"_{cout}_pp"))
+            if b.keep != Keep.NEVER:
+                out += [(f"_ptr_{cout}", seq(cout)), (f"_ts_{cout}", f"_{cout}_ts")]
+        return out
+
+    # --- addressing -------------------------------------------------------------------------------------
+    def row_pointers(self):
+        """Each buffer's BB rows at this step: a (BB, 1) block of pointers; a carry's two slots alternate."""
+        w = self.w
+        for b in self.used:
+            v, n = b.name, self.n(b.name)
+            rows = f"_rows[:, None] * {n}"
+            if b.role == Role.SEQ:
+                w(f"_r_{v} = _ptr_{v} + _t * _B * {n} + {rows}")
+            elif b.role == Role.STEP:
+                w(f"_r_{v} = _ptr_{v} + _t * _ts_{v} + {rows}")
+            elif b.role == Role.PREV:   # the state entering step _t: the sequence at _t - 1, or the initial state
+                w(f"_r_{v} = _ptr_{b.seq} + (_t - 1) * _B * {n} + {rows}")
+                w(f"_ri_{v} = _init_{v} + {rows}")
+        for cin, cout in self.scan.carries:
+            n = self.n(cout)
+            w(f"_r_{cin} = _pp_{cout} + (_i % 2) * _B * {n} + _rows[:, None] * {n}")
+            w(f"_r_{cout} = _pp_{cout} + ((_i + 1) % 2) * _B * {n} + _rows[:, None] * {n}")
+            if self.buf[cout].keep != Keep.NEVER:
+                w(f"_rk_{cout} = _ptr_{cout} + _t * _ts_{cout} + _rows[:, None] * {n}")
+
+    def load(self, name, cols, mask, width=None):
+        """a (rows, features) block of a buffer at columns `cols`; a vector parameter's one row (features
+        masked to `width`) broadcasts over the rows"""
+        b = self.buf[name]
+        if b.role == Role.PARAM:
+            return f"tl.load(_ptr_{name} + {cols}, mask=_cj < {width}, other=0.0)[None, :]"
+        if b.role == Role.PREV:   # `_cj * 0 + _t` makes the step a tensor, as a mask must be
+            return (f"tl.load(_r_{name} + ({cols})[None, :], mask={mask} & ((_cj * 0 + _t) > 0)[None, :], other=0.0) + "
+                    f"tl.load(_ri_{name} + ({cols})[None, :], mask={mask} & ((_cj * 0 + _t) == 0)[None, :], other=0.0)")
+        return f"tl.load(_r_{name} + ({cols})[None, :], mask={mask}, other=0.0)"
+
+    def store(self, name, cols, value, mask):
+        self.w(f"tl.store(_r_{name} + ({cols})[None, :], {value}, mask={mask})")
+        if name in self.buf and self.buf[name].role == Role.CARRY_OUT and self.buf[name].keep != Keep.NEVER:
+            self.w(f"tl.store(_rk_{name} + ({cols})[None, :], {value}, mask={mask})")
+
+    def add(self, name, cols, value, mask):
+        self.w(f"_ga = _r_{name} + ({cols})[None, :]")
+        self.w(f"tl.store(_ga, tl.load(_ga, mask={mask}, other=0.0) + ({value}), mask={mask})")
+
+    @contextmanager
+    def tiles(self, width, mask_rows="_rmask[:, None]"):
+        """a loop over feature tiles _cj of a block of `width` features; _m2 masks rows and features"""
+        with self.w.block(f"for _j0 in range(0, {width}, _BN):"):
+            self.w("_cj = _j0 + tl.arange(0, _BN)")
+            self.w(f"_m2 = {mask_rows} & (_cj < {width})[None, :]")
+            yield
+
+    # --- the kernel -------------------------------------------------------------------------------------
+    def kernel(self):
+        w, scan = self.w, self.scan
+        w("@triton.jit")
+        w(f"def _{scan.name}_kernel(_T, _B, {', '.join(a for a, _ in self.args())}, _len_ptr, _BB: tl.constexpr, "
+          "_BN: tl.constexpr, _BK: tl.constexpr, _MASKED: tl.constexpr):")
+        with w.block():
+            w("_rows = tl.program_id(0) * _BB + tl.arange(0, _BB)   # this program's rows")
+            w("_rmask = _rows < _B")
+            with w.block("for _i in range(0, _T):"):
+                w(f"_t = {'_T - 1 - _i' if scan.reverse else '_i'}")
+                self.row_pointers()
+                zeroed = [b for b in self.used if b.acc and b.role in (Role.STEP, Role.CARRY_OUT)]
+                for b in zeroed:   # accumulated into from zero at every step
+                    with self.tiles(self.n(b.name)):
+                        self.store(b.name, "_cj", "tl.zeros((_BB, _BN), dtype=tl.float32)", "_m2")
+                if zeroed:
+                    w("tl.debug_barrier()")
+                for st in scan.step:
+                    self.render(st)
+                    w("tl.debug_barrier()   # the next statement reads what other threads of this program wrote")
+
+    # --- statements -------------------------------------------------------------------------------------
+    def render_MatMul(self, mm):
+        w, n_out = self.w, self.n(mm.out)
+        w(f"# {mm.out} = " + " + ".join(f"{t.operand.value}[{t.operand.start}:{t.operand.stop}] @ "
+                                        f"{t.weight}[:, {t.col_start}:{t.col_stop}].T" for t in mm.terms))
+        with w.block(f"for _n0 in range(0, {n_out}, _BN):"):
+            w("_cn = _n0 + tl.arange(0, _BN)")
+            w("_acc = tl.zeros((_BB, _BN), dtype=tl.float32)")
+            for t in mm.terms:
+                K, ldw = int(t.operand.stop - t.operand.start), int(self.buf[t.weight].size[1])
+                with w.block(f"for _k0 in range(0, {K}, _BK):"):
+                    w("_ck = _k0 + tl.arange(0, _BK)")
+                    w(f"_a = tl.load(_r_{t.operand.value} + ({t.operand.start} + _ck)[None, :], "
+                      f"mask=_rmask[:, None] & (_ck < {K})[None, :], other=0.0)")
+                    w(f"_wt = tl.load(_ptr_{t.weight} + _cn[None, :] * {ldw} + ({t.col_start} + _ck)[:, None], "
+                      f"mask=(_ck < {K})[:, None] & (_cn < {n_out})[None, :], other=0.0)")
+                    w("_acc += tl.dot(_a, _wt, input_precision='ieee')")
+            self.store(mm.out, "_cn", "_acc", f"_rmask[:, None] & (_cn < {n_out})[None, :]")
+
+    def load_leaves(self, region):
+        for sym, v in region.leaves:
+            self.w(f"{sym.name} = {self.load(v.value, f'{v.start} + _cj', '_m2', v.stop - v.start)}")
+
+    def render_Region(self, region):
+        w = self.w
+        d0 = region.outputs[0][0]
+        width = int(d0.stop - d0.start)
+        w(f"# fused region: {len(region.outputs)} output(s) of {width} features")
+        with self.tiles(width):
+            self.load_leaves(region)
+            for sym, e in region.temps:
+                w(f"{sym} = {tl_str(e)}")
+            w("_zero = tl.zeros((_BB, _BN), dtype=tl.float32)   # outputs of parameters alone still have rows")
+            for k, ((dest, _), e) in enumerate(zip(region.outputs, region.results)):
+                w(f"_o{k} = _zero + ({tl_str(e)})")
+                self.store(dest.value, f"{dest.start} + _cj", f"_o{k}", "_m2")
+
+    def render_RegionGrad(self, rg):
+        w = self.w
+        d0 = rg.region.outputs[0][0]
+        width = int(d0.stop - d0.start)
+        w(f"# backward of a fused region: {len(rg.grads)} gradient(s)")
+        with self.tiles(width):
+            self.load_leaves(rg.region)
+            for g, d in rg.cotangents:
+                w(f"{g.name} = {self.load(grad(d.value), f'{d.start} + _cj', '_m2')}")
+            for sym, e in rg.temps:
+                w(f"{sym} = {tl_str(e)}")
+            for v, e in rg.grads:
+                target = grad(v.value)
+                if self.buf[v.value].role == Role.PARAM:   # this program's partial sum over its rows
+                    w(f"_g = tl.sum(tl.where(_m2, {tl_str(e)}, 0.0), axis=0)")
+                    w(f"_pg = _part_{target} + tl.program_id(0) * {self.n(target)} + {v.start} + _cj")
+                    w(f"tl.store(_pg, tl.load(_pg, mask=_cj < {width}, other=0.0) + _g, mask=_cj < {width})")
+                else:
+                    self.add(target, f"{v.start} + _cj", tl_str(e), "_m2")
+
+    def render_OperandGrad(self, st):
+        w, t = self.w, st.term
+        op, n_out = t.operand, self.n(st.out)
+        K, ldw = int(op.stop - op.start), int(self.buf[t.weight].size[1])
+        w(f"# {grad(op.value)} += {grad(st.out)} @ {t.weight}[:, {t.col_start}:{t.col_stop}]")
+        with w.block(f"for _k0 in range(0, {K}, _BN):"):
+            w("_ck = _k0 + tl.arange(0, _BN)")
+            w("_acc = tl.zeros((_BB, _BN), dtype=tl.float32)")
+            with w.block(f"for _n0 in range(0, {n_out}, _BK):"):
+                w("_cn = _n0 + tl.arange(0, _BK)")
+                w(f"_dy = {self.load(grad(st.out), '_cn', f'_rmask[:, None] & (_cn < {n_out})[None, :]')}")
+                w(f"_wt = tl.load(_ptr_{t.weight} + _cn[:, None] * {ldw} + ({t.col_start} + _ck)[None, :], "
+                  f"mask=(_cn < {n_out})[:, None] & (_ck < {K})[None, :], other=0.0)")
+                w("_acc += tl.dot(_dy, _wt, input_precision='ieee')")
+            self.add(grad(op.value), f"{op.start} + _ck", "_acc", f"_rmask[:, None] & (_ck < {K})[None, :]")
+
+    def on_ended_rows(self, why, pairs, body):
+        """With lengths (_MASKED), body(a, b) over the feature tiles of each pair, masked (_m2) to the rows whose
+        sequence has ended by step _t."""
+        w = self.w
+        with w.block(f"if _MASKED:   # {why}"):
+            w("_done = tl.load(_len_ptr + _rows, mask=_rmask, other=0) <= _t")
+            for a, b in pairs:
+                with self.tiles(self.n(a), "_rmask[:, None] & _done[:, None]"):
+                    body(a, b)
+
+    def render_HoldEnded(self, st):
+        def hold(old, new):
+            self.w(f"_old = {self.load(old, '_cj', '_m2')}")
+            self.store(new, "_cj", "_old", "_m2")
+        self.on_ended_rows("rows past their own length keep their state", st.pairs, hold)
+
+    def render_PassEnded(self, st):
+        def pass_through(d_in, d_out):
+            self.w(f"_dn = {self.load(d_out, '_cj', '_m2')}")
+            self.store(d_in, "_cj", "_dn", "_m2")
+            self.store(d_out, "_cj", "tl.zeros((_BB, _BN), dtype=tl.float32)", "_m2")
+        self.on_ended_rows("ended rows: the carried cotangent passes to the previous state, the step sees none",
+                           st.pairs, pass_through)
+
+    def render_Accumulate(self, st):
+        with self.tiles(self.n(st.dest)):
+            self.add(st.dest, "_cj", self.load(st.src, "_cj", "_m2"), "_m2")
+
+
+class Host(ScanRenderer):
+    """The host function of a scan: torch code before and after, the kernel launch for the loop."""
+
+    def __init__(self, program, scan, w, kernel):
+        super().__init__(program, scan, w)
+        self.kernel = kernel
+
+    def loop(self):
+        w, scan, like = self.w, self.scan, self.like
+        w(f"_grid = triton.cdiv(_B, {BB})")
+        for b in self.kernel.used:
+            if b.role == Role.STEP:   # one (B, n) block unless kept: then the step's row block of a sequence
+                rows = {Keep.NEVER: "1", Keep.SAVE: "(_T if _save else 1)", Keep.ALWAYS: "_T"}[b.keep]
+                stride = {Keep.NEVER: "0", Keep.SAVE: f"(_B * {b.size} if _save else 0)", Keep.ALWAYS: f"_B * {b.size}"}
+                w(f"{seq(b.name)} = {like}.new_empty(({rows}, _B, {b.size})); _{b.name}_ts = {stride[b.keep]}")
+            elif b.role == Role.PARAM_GRAD:   # one partial sum per program, summed after the kernel
+                w(f"_{b.name}_part = {like}.new_zeros((_grid, {b.size[0]}))")
+        for cin, cout in scan.carries:
+            b = self.buf(cout)
+            w(f"_{cout}_pp = {like}.new_empty((2, _B, {b.size})); _{cout}_pp[0] = {init(cin)}   # the carry's two slots")
+            if b.keep == Keep.ALWAYS:
+                w(f"{seq(cout)} = {like}.new_empty((_T, _B, {b.size})); _{cout}_ts = _B * {b.size}")
+            elif b.keep == Keep.SAVE:
+                w(f"{seq(cout)} = {like}.new_empty(((_T if _save else 1), _B, {b.size})); "
+                  f"_{cout}_ts = _B * {b.size} if _save else 0")
+        w("if _T > 0:")
+        with w.block():
+            w(f"_len = _lengths if _lengths is not None else {like}.new_zeros((1,), dtype=torch.int64)")
+            args = ", ".join(h for _, h in self.kernel.args())
+            w(f"_{scan.name}_kernel[(_grid,)](_T, _B, {args}, _len, _BB={BB}, _BN={BN}, _BK={BK}, "
+              "_MASKED=_lengths is not None)")
+        for b in self.kernel.used:
+            if b.role == Role.PARAM_GRAD:
+                w(f"{b.name} += _{b.name}_part.sum(0)")
+        for cin, cout in scan.carries:
+            w(f"{cin} = _{cout}_pp[_T % 2].clone()   # the carry after the last step")
+
+    def buf(self, name):
+        return self.scan.buffer(name)
+
+
+def render(program, w):
+    kernels = [StepKernel(scan, w) for scan in program.scans]
+    for k in kernels:
+        k.kernel()
+        w()
+    for scan, k in zip(program.scans, kernels):
+        Host(program, scan, w, k).function()
+        w()
+    return w.text()
+

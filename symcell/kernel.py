@@ -1,0 +1,335 @@
+"""The kernel program: the scans of a cell stated once, as data every backend renders.
+
+A cell compiles to two scans, `forward` and `backward`. Each is a `Scan`: an entry point over sequences whose
+semantics, for every backend, is this loop (lax.scan's, with phases before and after the loop):
+
+    bind args                                    # TensorList arguments -> buffers (Scan.args)
+    run `before` over all T*B rows               # e.g. matmuls on inputs alone, hoisted
+    for t in (range(T) or reversed(range(T))):   # Scan.reverse
+        run `step`                               # reads SEQ buffers at row block t, PREV at t - 1
+        for (cin, cout) in carries: cin = cout   # the carry into the next step
+    run `after` over all T*B rows                # e.g. weight gradients, one GEMM over all steps
+    return the result groups (Scan.returns)
+
+The backward of the forward scan is itself a scan, in reverse time, over the residuals the forward kept
+(JAX's "the backward of a scan is a scan"): the cotangent of each new state is its carry, the step runs the
+derived regions (RegionGrad) and the transposed matmuls (OperandGrad), and every weight gradient is deferred
+to one GEMM after the loop (WeightGrad). A new kind of scan (a tangent scan, a backward of the backward) is
+another `Scan` built here from the same statements, not new renderers.
+
+Buffers carry a role, which says where a buffer lives and how a step addresses it:
+
+    PARAM       a parameter, (size,) or (rows, cols); a vector parameter broadcasts over the rows
+    PARAM_GRAD  a parameter's gradient: zeros, accumulated by every phase (summed over rows and steps)
+    SEQ         (T, B, n): row block t inside the step, all T*B rows before and after it. An argument, or
+                allocated by the scan (zeros when `acc`: a gradient accumulated with +=)
+    STEP        (B, n), lives for one step (zeroed at its start when `acc`); `keep` says when its value is
+                kept in a sequence of its own (a residual of the forward)
+    CARRY_IN    the carried value entering a step: the initial value (an argument) at the first step, then
+                the CARRY_OUT it is paired with; in `returns`, its value after the last step
+    CARRY_OUT   the carried value leaving a step (zeroed at the step's start when `acc`); `keep`: kept in a
+                sequence (an output state always, a residual when saving)
+    PREV        a forward state entering step t, read back in the backward: the SEQ buffer `seq` (the new
+                state after each step) at t - 1, or its initial value (an argument) at t = 0
+
+The rows past a sequence's length (`lengths`): a forward step holds their state (HoldEnded: new = old), and
+its backward passes their carried cotangent straight to the previous state (PassEnded), so the step itself
+contributes nothing there. Those two statements are the whole rule; backends may also skip computing ended
+rows, since nothing reads what a step writes into them.
+"""
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Tuple
+
+from .autodiff import RegionGrad
+from .printing import math_str
+from .schedule import Kind, MatMul, Region, Stage, Term
+
+
+class Role(str, Enum):
+    PARAM = "param"
+    PARAM_GRAD = "param_grad"
+    SEQ = "seq"
+    STEP = "step"
+    CARRY_IN = "carry_in"
+    CARRY_OUT = "carry_out"
+    PREV = "prev"
+
+    def __str__(self):
+        return self.value
+
+
+class Keep(str, Enum):
+    NEVER = "never"
+    SAVE = "save"         # when the forward is asked to save residuals for a backward
+    ALWAYS = "always"
+
+    def __str__(self):
+        return self.value
+
+
+@dataclass(frozen=True)
+class Buffer:
+    name: str
+    role: Role
+    size: Any                   # features per row (a sympy expression); a parameter's shape
+    keep: Keep = Keep.NEVER     # STEP, CARRY_OUT: when its value after each step is kept as a (T, B, n) sequence
+    acc: bool = False           # accumulated into with +=, so it starts at zero
+    seq: str = ""               # PREV: the SEQ buffer of the states after each step
+
+
+@dataclass(frozen=True)
+class Arg:
+    """A TensorList argument of a scan's entry point; element k binds buffers[k] (a SEQ, a PARAM, a CARRY_IN's
+    initial value, a PREV's value at t = 0)."""
+    name: str
+    buffers: Tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Result:
+    """A group of results: a SEQ or PARAM_GRAD buffer as it ends, a kept STEP/CARRY_OUT's sequence, a CARRY_IN's
+    value after the last step. `save`: returned only when the forward saves residuals."""
+    name: str
+    buffers: Tuple[str, ...]
+    save: bool = False
+
+
+# --- statements (besides the schedule's MatMul and Region and the derived RegionGrad) -------------------
+
+@dataclass(frozen=True)
+class OperandGrad:
+    """d_<operand>[view] += d_<out> @ weight[:, cols]: the gradient of a matmul term's operand."""
+    out: str
+    term: Term
+
+
+@dataclass(frozen=True)
+class WeightGrad:
+    """d_<weight>[:, cols] += d_<out>.T @ operand, over all rows: the gradient of a matmul term's weight. An operand
+    that is a PREV state is the sequence of states entering each step: init, then seq[0 .. T-2]."""
+    out: str
+    term: Term
+
+
+@dataclass(frozen=True)
+class HoldEnded:
+    """Rows whose sequence has ended (t >= lengths[row]) keep their state: out = in, for each (in, out)."""
+    pairs: Tuple[Tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class PassEnded:
+    """The backward of HoldEnded: on ended rows, d_in = d_out and d_out = 0, for each (d_in, d_out)."""
+    pairs: Tuple[Tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Accumulate:
+    """dest += src (a SEQ at row block t): an output's cotangent joins the carried one."""
+    dest: str
+    src: str
+
+
+@dataclass(frozen=True)
+class Scan:
+    name: str                                 # the entry point: "forward", "backward"
+    reverse: bool                             # the loop runs t = T-1 .. 0
+    save: bool                                # the entry point takes a `save` flag (Keep.SAVE buffers)
+    args: Tuple[Arg, ...]
+    buffers: Tuple[Buffer, ...]
+    before: Tuple[Any, ...]
+    step: Tuple[Any, ...]
+    after: Tuple[Any, ...]
+    carries: Tuple[Tuple[str, str], ...]      # (CARRY_IN, CARRY_OUT)
+    returns: Tuple[Result, ...]
+
+    def buffer(self, name):
+        return next(b for b in self.buffers if b.name == name)
+
+    def with_role(self, *roles):
+        return [b for b in self.buffers if b.role in roles]
+
+    def arg_of(self, name):
+        """(argument name, index) binding buffer `name`, or None when the scan allocates it"""
+        return next(((a.name, k) for a in self.args for k, b in enumerate(a.buffers) if b == name), None)
+
+    def used(self, stmts):
+        """The buffers the statements read or write, in the scan's buffer order."""
+        names = set()
+        for st in stmts:
+            names |= uses(st)
+        return [b for b in self.buffers if b.name in names]
+
+
+@dataclass(frozen=True)
+class KernelProgram:
+    name: str                     # the cell's
+    dims: Tuple[str, ...]         # dimensions, in the order a kernel receives their values at run time
+    forward: Scan
+    backward: Scan
+
+    @property
+    def scans(self):
+        return (self.forward, self.backward)
+
+
+def grad(name):
+    """The buffer holding the gradient of a value (user names cannot start with d_)."""
+    return f"d_{name}"
+
+
+def uses(st):
+    """The buffers a statement reads or writes."""
+    if isinstance(st, MatMul):
+        return {st.out} | {t.operand.value for t in st.terms} | {t.weight for t in st.terms}
+    if isinstance(st, Region):
+        return {v.value for v, _ in st.outputs} | {v.value for _, v in st.leaves}
+    if isinstance(st, RegionGrad):
+        return ({v.value for _, v in st.region.leaves} | {grad(d.value) for _, d in st.cotangents}
+                | {grad(v.value) for v, _ in st.grads})
+    if isinstance(st, OperandGrad):
+        return {grad(st.out), st.term.weight, grad(st.term.operand.value)}
+    if isinstance(st, WeightGrad):
+        return {grad(st.out), st.term.operand.value, grad(st.term.weight)}
+    if isinstance(st, (HoldEnded, PassEnded)):
+        return {x for pair in st.pairs for x in pair}
+    if isinstance(st, Accumulate):
+        return {st.dest, st.src}
+    raise TypeError(f"unknown statement {st!r}")
+
+
+# --- lowering the schedule, its backward and the plan to the two scans ----------------------------------
+
+def _forward(schedule, plan):
+    ir, vals = schedule.ir, schedule.values
+    states = [n for n, _ in ir.states]
+    new = dict(zip(states, schedule.new_states))
+    buffers = [Buffer(n, Role.SEQ, s) for n, s in ir.inputs]
+    buffers += [Buffer(n, Role.PARAM, shape) for n, shape in ir.params]
+    buffers += [Buffer(n, Role.CARRY_IN, s) for n, s in ir.states]
+    for (s, size) in ir.states:
+        keep = Keep.ALWAYS if s in ir.outputs else Keep.SAVE if s in plan.res_states else Keep.NEVER
+        buffers.append(Buffer(new[s], Role.CARRY_OUT, size, keep))
+    buffers += [Buffer(v.name, Role.SEQ, v.size) for v in vals if v.stage == Stage.PRE]
+    buffers += [Buffer(v.name, Role.STEP, v.size, Keep.SAVE if v.name in plan.res_loop else Keep.NEVER)
+                for v in vals if v.stage == Stage.LOOP and v.kind in (Kind.MATMUL, Kind.PW, Kind.CAT)]
+    pairs = tuple((s, new[s]) for s in states)
+    return Scan(
+        name="forward", reverse=False, save=True,
+        args=(Arg("_xs", tuple(n for n, _ in ir.inputs)), Arg("_inits", tuple(states)),
+              Arg("_params", tuple(n for n, _ in ir.params))),
+        buffers=tuple(buffers), before=schedule.pre, step=schedule.loop + (HoldEnded(pairs),), after=(),
+        carries=pairs,
+        returns=(Result("ys", tuple(new[s] for s in ir.outputs)), Result("finals", tuple(states)),
+                 Result("res", residuals(schedule, plan), save=True)))
+
+
+def residuals(schedule, plan):
+    """What the forward keeps for the backward, in the order it returns them and the backward reads them:
+    values computed before the loop, values of the step, the sequences of states that are not outputs."""
+    new = dict(zip((n for n, _ in schedule.ir.states), schedule.new_states))
+    return plan.res_pre + plan.res_loop + tuple(new[s] for s in plan.res_states)
+
+
+def _backward(schedule, backward, plan):
+    ir, vals = schedule.ir, schedule.values
+    states = [n for n, _ in ir.states]
+    new = dict(zip(states, schedule.new_states))
+    res = residuals(schedule, plan)
+    kept = {new[s] for s in ir.outputs} | {new[s] for s in plan.res_states}
+    buffers = [Buffer(n, Role.SEQ, s) for n, s in ir.inputs]
+    buffers += [Buffer(n, Role.PARAM, shape) for n, shape in ir.params]
+    buffers += [Buffer(n, Role.PREV, s, seq=new[n] if new[n] in kept else "") for n, s in ir.states]
+    buffers += [Buffer(new[s], Role.SEQ, size) for s, size in ir.states if new[s] in kept]
+    buffers += [Buffer(v.name, Role.SEQ, v.size) for v in vals if v.name in res and v.kind != Kind.NEW_STATE]
+    buffers += [Buffer(f"_dys_{s}", Role.SEQ, size) for s, size in ir.states if s in ir.outputs]
+    buffers += [Buffer(grad(new[s]), Role.CARRY_IN, size) for s, size in ir.states]
+    buffers += [Buffer(grad(s), Role.CARRY_OUT, size, acc=True) for s, size in ir.states]
+    buffers += [Buffer(grad(n), Role.SEQ, s, acc=True) for n, s in ir.inputs]
+    buffers += [Buffer(grad(v.name), Role.SEQ, v.size, acc=True) for v in vals
+                if v.stage == Stage.PRE or v.name in plan.loop_mm]
+    buffers += [Buffer(grad(v.name), Role.STEP, v.size, acc=True) for v in vals
+                if v.stage == Stage.LOOP and v.kind in (Kind.PW, Kind.CAT)]
+    buffers += [Buffer(grad(n), Role.PARAM_GRAD, shape, acc=True) for n, shape in ir.params]
+
+    step = [Accumulate(grad(new[s]), f"_dys_{s}") for s in ir.outputs]
+    step.append(PassEnded(tuple((grad(s), grad(new[s])) for s in states)))
+    after = []
+    for st in backward.loop:
+        if isinstance(st, RegionGrad):
+            step.append(st)
+            continue
+        for t in st.matmul.terms:
+            if t.operand.value not in plan.deferred_ops:   # the next step needs it: in the loop
+                step.append(OperandGrad(st.matmul.out, t))
+        for t in st.matmul.terms:                          # over all steps at once, after the loop
+            after.append(WeightGrad(st.matmul.out, t))
+            if t.operand.value in plan.deferred_ops:
+                after.append(OperandGrad(st.matmul.out, t))
+    for st in backward.pre:
+        if isinstance(st, RegionGrad):
+            after.append(st)
+            continue
+        for t in st.matmul.terms:
+            after += [OperandGrad(st.matmul.out, t), WeightGrad(st.matmul.out, t)]
+    return Scan(
+        name="backward", reverse=True, save=False,
+        args=(Arg("_d_ys", tuple(f"_dys_{s}" for s in ir.outputs)), Arg("_d_finals", tuple(grad(new[s]) for s in states)),
+              Arg("_xs", tuple(n for n, _ in ir.inputs)), Arg("_inits", tuple(states)),
+              Arg("_params", tuple(n for n, _ in ir.params)), Arg("_ys", tuple(new[s] for s in ir.outputs)),
+              Arg("_res", res)),
+        buffers=tuple(buffers), before=(), step=tuple(step), after=tuple(after),
+        carries=tuple((grad(new[s]), grad(s)) for s in states),
+        returns=(Result("d_xs", tuple(grad(n) for n, _ in ir.inputs)),
+                 Result("d_inits", tuple(grad(new[s]) for s in states)),
+                 Result("d_params", tuple(grad(n) for n, _ in ir.params))))
+
+
+def lower_to_kernel(schedule, backward, plan):
+    return KernelProgram(schedule.ir.name, schedule.ir.dims, _forward(schedule, plan),
+                         _backward(schedule, backward, plan))
+
+
+def describe(program):
+    """The program as text (SYMCELL_DEBUG=1 prints it): each scan's buffers by role, then its phases."""
+    lines = [f"kernel program {program.name}  (dims: {', '.join(program.dims)})"]
+    for scan in program.scans:
+        lines.append(f"  scan {scan.name}{' (reverse)' if scan.reverse else ''}")
+        lines.append("    args: " + "; ".join(f"{a.name}: {', '.join(a.buffers)}" for a in scan.args))
+        for role in Role:
+            bs = scan.with_role(role)
+            if bs:
+                lines.append(f"    {role}: " + ", ".join(
+                    b.name + (f" keep={b.keep}" if b.keep != Keep.NEVER else "") + (" acc" if b.acc else "")
+                    + (f" seq={b.seq}" if b.seq else "") + f" [{b.size}]" for b in bs))
+        for phase in ("before", "step", "after"):
+            for st in getattr(scan, phase):
+                lines.append(f"    {phase}: {_stmt_text(st, math_str)}")
+        lines.append("    carries: " + ", ".join(f"{a} <- {b}" for a, b in scan.carries))
+        lines.append("    returns: " + "; ".join(f"{r.name}{' (when saving)' if r.save else ''}: "
+                                                  f"{', '.join(r.buffers)}" for r in scan.returns))
+    return "\n".join(lines)
+
+
+def _stmt_text(st, fmt):
+    if isinstance(st, MatMul):
+        return f"{st.out} = " + " + ".join(f"{t.operand.value}[{t.operand.start}:{t.operand.stop}] @ {t.weight}"
+                                           f"[:, {t.col_start}:{t.col_stop}].T" for t in st.terms)
+    if isinstance(st, Region):
+        return "region " + "; ".join(f"{d.value}[{d.start}:{d.stop}] = {fmt(e)}" for d, e in st.outputs)
+    if isinstance(st, RegionGrad):
+        return "region grad " + "; ".join(f"{grad(v.value)}[{v.start}:{v.stop}] += ..." for v, _ in st.grads)
+    if isinstance(st, OperandGrad):
+        t = st.term
+        return f"{grad(t.operand.value)}[{t.operand.start}:{t.operand.stop}] += {grad(st.out)} @ {t.weight}[:, {t.col_start}:{t.col_stop}]"
+    if isinstance(st, WeightGrad):
+        t = st.term
+        return f"{grad(t.weight)}[:, {t.col_start}:{t.col_stop}] += {grad(st.out)}.T @ {t.operand.value}[{t.operand.start}:{t.operand.stop}]"
+    if isinstance(st, HoldEnded):
+        return "hold ended rows: " + ", ".join(f"{o} = {i}" for i, o in st.pairs)
+    if isinstance(st, PassEnded):
+        return "pass ended rows: " + ", ".join(f"{i} = {o}, {o} = 0" for i, o in st.pairs)
+    if isinstance(st, Accumulate):
+        return f"{st.dest} += {st.src}"
+    return repr(st)

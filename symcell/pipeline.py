@@ -1,0 +1,67 @@
+"""From a traced cell to a built kernel: every pass, in order, in two functions.
+
+    lower(ir, dims)            bind_ir -> rewrite -> hoist -> materialize -> allocate_values -> form_regions
+                               -> derive -> plan -> lower_to_kernel          (each a pure function of the last)
+    build(lowered, backend)    backend.render -> backend.build
+
+dims=None keeps the sizes symbolic: backends with `symbolic = True` (cpp) take them at run time, and
+gradients() prints them as H, I, .... With SYMCELL_DEBUG=1 every stage's product is printed to stderr as it is
+made, then the generated source.
+"""
+import os
+import sys
+from dataclasses import dataclass
+
+from .autodiff import Backward, derive
+from .explain import backward_lines, forward_lines
+from .ir import CellIR, fingerprint
+from .kernel import KernelProgram, describe, lower_to_kernel
+from .plan import Plan, plan
+from .schedule import Schedule, allocate_values, bind_ir, form_regions, hoist, materialize, rewrite
+
+
+def _show(stage, text):
+    if os.environ.get("SYMCELL_DEBUG", "0") not in ("", "0"):
+        print(f"--- symcell {stage} ---\n{text}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class Lowered:
+    """What the passes made of one cell at one binding of its dimensions (None: symbolic)."""
+    ir: CellIR
+    dims: tuple
+    schedule: Schedule
+    backward: Backward
+    plan: Plan
+    program: KernelProgram
+
+
+def lower(ir, dims=None):
+    _show(f"trace: {ir.name}", fingerprint(ir))
+    if dims is not None:
+        ir = bind_ir(ir, dims)
+        _show(f"bind_ir: {dict(dims)}", fingerprint(ir))
+    returns = rewrite(ir.returns)
+    _show("rewrite", "\n".join(f"{s} <- {r.label}" for (s, _), r in zip(ir.states, returns)))
+    pre = hoist(returns)
+    _show("hoist", ", ".join(sorted(n.label for n in pre if n.op == "matmul")) or "(nothing: every matmul reads a state)")
+    buffered = materialize(returns)
+    _show("materialize", ", ".join(n.label for n in buffered) or "(nothing)")
+    alloc = allocate_values(ir, returns, pre, buffered)
+    _show("allocate_values", "\n".join(f"{v.name}: {v.kind}, {v.stage}, size {v.size}" for v in alloc.values))
+    schedule = form_regions(ir, alloc)
+    _show("form_regions", "\n".join(forward_lines(schedule)))
+    backward = derive(schedule)
+    _show("derive", "\n".join(backward_lines(schedule, backward)))
+    p = plan(schedule, backward)
+    _show("plan", repr(p))
+    program = lower_to_kernel(schedule, backward, p)
+    _show("lower_to_kernel", describe(program))
+    return Lowered(ir, None if dims is None else tuple(sorted(dims.items())), schedule, backward, p, program)
+
+
+def build(lowered, backend, dims):
+    """The backend's source for the lowered cell, and the kernel built from it (sizes `dims` at run time)."""
+    source = backend.render(lowered.program)
+    _show(f"source ({backend.name})", source)
+    return backend.build(lowered.program, source, dims)

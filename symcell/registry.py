@@ -1,0 +1,72 @@
+"""Cells by hash, kernel keys, and the one memo of what the pipeline made.
+
+A kernel is named by a key, "<hash of the cell>:<dimensions>:<backend>", not passed as an object: a traced or
+exported program refers to it by that string, and a fresh process that defines (imports) the same cell finds it
+again. The hash is of the cell's fingerprint (ir.fingerprint), stable across processes.
+"""
+import hashlib
+import importlib
+
+from . import backends, pipeline
+from .ir import fingerprint
+
+_CELLS = {}        # hash -> CellIR, for every cell defined in this process
+_LOWERED = {}      # (hash, dims or None) -> pipeline.Lowered
+_KERNELS = {}      # key -> built Kernel
+_DEFINERS = []     # modules whose import defines more cells (the prebuilt ones), tried for unknown keys
+
+
+def register(ir):
+    """-> the cell's hash; the cell can now be found by the keys of its kernels."""
+    h = hashlib.sha256(fingerprint(ir).encode()).hexdigest()[:20]
+    _CELLS.setdefault(h, ir)
+    return h
+
+
+def define_cells_in(module):
+    """A module whose import defines cells: imported when a key names a cell this process has not defined."""
+    if module not in _DEFINERS:
+        _DEFINERS.append(module)
+
+
+def key(cell_hash, dims, backend):
+    return f"{cell_hash}:{','.join(f'{k}={v}' for k, v in sorted(dims.items()))}:{backend}"
+
+
+def parse(k):
+    """key -> (hash, dims, backend name)"""
+    cell, dims, backend = k.split(":")
+    for module in _DEFINERS:
+        if cell in _CELLS:
+            break
+        importlib.import_module(module)
+    if cell not in _CELLS:
+        raise RuntimeError(f"symcell: no cell with kernel key {k!r} in this process; define (import) the "
+                           "cell before running a program traced or exported with it")
+    return cell, {n: int(v) for n, v in (d.split("=") for d in dims.split(",") if d)}, backend
+
+
+def lowered(cell_hash, dims=None):
+    """The pipeline's products for a cell at a binding of its dimensions (None: symbolic), made once."""
+    k = (cell_hash, None if dims is None else tuple(sorted(dims.items())))
+    if k not in _LOWERED:
+        _LOWERED[k] = pipeline.lower(_CELLS[cell_hash], dims)
+    return _LOWERED[k]
+
+
+def ir_of(cell_hash):
+    return _CELLS[cell_hash]
+
+
+def program_for(k):
+    """The kernel program a key's kernel renders (nothing is built): what the fake implementations read."""
+    cell, dims, backend = parse(k)
+    return lowered(cell, None if backends.get(backend).symbolic else dims).program
+
+
+def kernel_for(k):
+    if k not in _KERNELS:
+        cell, dims, name = parse(k)
+        backend = backends.get(name)
+        _KERNELS[k] = pipeline.build(lowered(cell, None if backend.symbolic else dims), backend, dims)
+    return _KERNELS[k]

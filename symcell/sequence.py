@@ -1,0 +1,104 @@
+"""Running a bound cell over a batch of sequences: scan's semantics, lengths, reversal, batch_first.
+
+The kernels scan forward in time over (T, B, n) sequences in which every row runs every step, and hold the state
+of a row past its length. This module turns every other way of calling a cell into that: a reversed scan flips
+time (within each row's own length), batch_first transposes, outputs past a row's length are zeroed, and the
+rows are put in the order the backend prefers (cpp: longest first), then back.
+"""
+import torch
+
+from . import backends
+from .ops import scan_op
+
+
+def scan(cell, xs, state=None, reverse=False, lengths=None):
+    """Run `cell` over the sequence xs. Semantics (for one input, batch_first=False):
+
+        ys = []
+        for t in (reversed(range(T)) if reverse else range(T)):
+            state = cell.step(xs[t], state)
+            ys.append(state[0])                 # the `outputs` states, first state by default
+        ys = stack(ys in time order of xs)      # so ys[t] is the output at input xs[t], also when reverse
+        return ys, state
+
+    `lengths` (B ints, 0 <= lengths[b] <= T) makes row b a sequence of its own length: it runs steps
+    0 .. lengths[b] - 1 (with reverse, lengths[b] - 1 down to 0), its final state is the state after its own last
+    step and its outputs past its length are zero, as for a PackedSequence in nn.LSTM. The masking runs inside
+    the fused loops: every row runs every step, and an ended row's step holds its state (so the values in the
+    padding are never read into a result; keep them finite, as padding with zeros does, for finite gradients).
+
+    The whole sequence is one autograd node; its backward is the derived backward scan.
+    """
+    return run(cell._binding, cell._param_list(), xs, state, reverse, lengths, cell.batch_first)
+
+
+def check_lengths(name, lengths, T, B, device):
+    """lengths (a sequence of ints or an integer tensor) -> an int64 tensor of B values in [0, T] on `device`."""
+    if isinstance(lengths, torch.Tensor):
+        if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
+            raise TypeError(f"{name}: lengths must hold integers, got dtype {lengths.dtype}")
+        host = lengths.detach().to("cpu", torch.int64)
+    else:
+        try:
+            host = torch.as_tensor([int(v) for v in lengths], dtype=torch.int64)
+        except (TypeError, ValueError):
+            raise TypeError(f"{name}: lengths must be a sequence of ints or an integer tensor, got "
+                            f"{type(lengths).__name__}") from None
+    if host.dim() != 1 or host.shape[0] != B:
+        raise ValueError(f"{name}: lengths must have one entry per batch row, shape ({B},), got {tuple(host.shape)}")
+    if B and (host.min() < 0 or host.max() > T):
+        raise ValueError(f"{name}: lengths must lie in [0, T] = [0, {T}], got min {int(host.min())} and max "
+                         f"{int(host.max())}")
+    return host.to(device)
+
+
+def row_order(binding, lengths):
+    """The row order the backend that will run this binding prefers for these lengths (None: keep theirs)."""
+    order = backends.get(backends.resolve(binding.backend, lengths.device)).row_order(lengths)
+    if order is not None and torch.equal(lengths[order], lengths):   # already so
+        return None
+    return order
+
+
+def _reversal(lengths, T):
+    """(T, B) time indices that reverse each row within its own length and leave its padding in place. The
+    permutation is its own inverse, so it also puts the outputs back in input order."""
+    t = torch.arange(T, device=lengths.device)[:, None]
+    return torch.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)
+
+
+def run(binding, params, xs, state, reverse, lengths, batch_first):
+    """scan of a bound cell with the given parameters (see scan)."""
+    seq, state, ref = binding.check(xs, state, params, batch_first)
+    T, B = seq[0].shape[0], seq[0].shape[1]
+    unsort = None
+    if lengths is not None:
+        lengths = check_lengths(binding.name, lengths, T, B, ref.device)
+        order = row_order(binding, lengths)
+        if order is not None:
+            unsort = torch.argsort(order)
+            seq = [x.index_select(1, order) for x in seq]
+            state = tuple(s.index_select(0, order) for s in state)
+            lengths = lengths[order]
+    if reverse:
+        if lengths is None:
+            seq = [x.flip(0) for x in seq]
+        else:
+            rows = torch.arange(B, device=ref.device)[None, :]
+            flip = _reversal(lengths, T)
+            seq = [x[flip, rows] for x in seq]
+    key = binding.kernel_key(ref.device)
+    seq = tuple(x.contiguous() for x in seq)
+    state = tuple(s.contiguous() for s in state)
+    ys, final = scan_op(key, seq, state, tuple(p.contiguous() for p in params), lengths)
+    if lengths is not None:   # outputs past each row's length are zero (the kernel holds the state there)
+        ended = (torch.arange(T, device=ref.device)[:, None] >= lengths[None, :])[:, :, None]
+        ys = tuple(y.masked_fill(ended, 0) for y in ys)
+    if reverse:
+        ys = tuple(y.flip(0) for y in ys) if lengths is None else tuple(y[flip, rows] for y in ys)
+    if unsort is not None:
+        ys = tuple(y.index_select(1, unsort) for y in ys)
+        final = tuple(f.index_select(0, unsort) for f in final)
+    if batch_first:
+        ys = tuple(y.transpose(0, 1) for y in ys)
+    return (ys[0] if len(ys) == 1 else ys), final

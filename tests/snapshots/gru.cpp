@@ -1,0 +1,305 @@
+// symcell cpp backend: GRU
+// _dims: H, I
+// names: _dim_D a dimension; _n_v the features per row of buffer v; _ld_W the row stride of matrix W;
+// _seq_v a (T, B, n) sequence (row block t is step t); _init_v a carried value's initial value;
+// _t_v, _res_v, _buf_v, _pp_v the tensors behind an allocated sequence, a kept residual, per-step scratch and
+// the two alternating slots of a carried value; _wt_m the transposed, stacked weights of matmul m;
+// _parts_v per-thread partial sums of a vector parameter's gradient; _b0.._b1 a thread's batch rows (_nb of
+// them); _na the rows still running at step _t; d_v the gradient of v.
+#include "sc.h"
+
+namespace {
+template <typename scalar_t>
+static std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::IntArrayRef _dims, bool _save, const at::Tensor& _lengths) {
+  const int64_t _dim_H = _dims[0];
+  const int64_t _dim_I = _dims[1];
+  const int64_t _n_x = _dim_I;
+  const int64_t _ld_weight_ih = _dim_I;  // weight_ih is (3*_dim_H, _dim_I)
+  const int64_t _ld_weight_hh = _dim_H;  // weight_hh is (3*_dim_H, _dim_H)
+  const int64_t _n_bias_ih = 3*_dim_H;
+  const int64_t _n_bias_hh = 3*_dim_H;
+  const int64_t _n_h = _dim_H;
+  const int64_t _n_h_new = _dim_H;
+  const int64_t _n_weight_ih_x = 3*_dim_H;
+  const int64_t _n_weight_hh_h = 3*_dim_H;
+  const int64_t _steps = _xs[0].size(0), _batch = _xs[0].size(1);
+  // per-row sequence lengths (int64), or none: every row runs all _steps
+  const int64_t* _len = _lengths.numel() > 0 ? _lengths.data_ptr<int64_t>() : nullptr;
+  const auto _opt = _xs[0].options();
+  const scalar_t* _seq_x = sc::ptr<scalar_t>(_xs[0]);
+  const scalar_t* _init_h = sc::ptr<scalar_t>(_inits[0]);
+  const scalar_t* weight_ih = sc::ptr<scalar_t>(_params[0]);
+  const scalar_t* weight_hh = sc::ptr<scalar_t>(_params[1]);
+  const scalar_t* bias_ih = sc::ptr<scalar_t>(_params[2]);
+  const scalar_t* bias_hh = sc::ptr<scalar_t>(_params[3]);
+  at::Tensor _t_h_new = at::empty({_steps, _batch, _n_h_new}, _opt);
+  at::Tensor _t_weight_ih_x = at::empty({_steps, _batch, _n_weight_ih_x}, _opt);
+  scalar_t* _seq_weight_ih_x = sc::ptr<scalar_t>(_t_weight_ih_x);
+  at::Tensor _res_weight_hh_h = !_save ? at::Tensor() : _len != nullptr ? at::zeros({_steps, _batch, _n_weight_hh_h}, _opt) : at::empty({_steps, _batch, _n_weight_hh_h}, _opt);
+  at::Tensor _buf_weight_hh_h = at::empty({_batch, _n_weight_hh_h}, _opt);   // per-step scratch
+  scalar_t* _wt_weight_ih_x = sc::ptr<scalar_t>(sc::workspace(0, (_dim_I) * _n_weight_ih_x, _opt));
+  sc::transpose(weight_ih, _ld_weight_ih, _n_weight_ih_x, _dim_I, _wt_weight_ih_x + (0) * _n_weight_ih_x, _n_weight_ih_x);
+  scalar_t* _wt_weight_hh_h = sc::ptr<scalar_t>(sc::workspace(1, (_dim_H) * _n_weight_hh_h, _opt));
+  sc::transpose(weight_hh, _ld_weight_hh, _n_weight_hh_h, _dim_H, _wt_weight_hh_h + (0) * _n_weight_hh_h, _n_weight_hh_h);
+  // before the loop: what depends on no carried value, over all _steps*_batch rows at once
+  {
+    const scalar_t* x = _seq_x;
+    scalar_t* weight_ih_x = _seq_weight_ih_x;
+    // weight_ih_x = x[0:_dim_I] @ weight_ih[:, 0:_dim_I].T
+    sc::mm_kn(_steps * _batch, _n_weight_ih_x, _dim_I, x, _n_x, _wt_weight_ih_x, _n_weight_ih_x, false, weight_ih_x, _n_weight_ih_x);
+  }
+  // the time loop, on batch rows [_b0, _b1) (see sc::scan_rows)
+  sc::scan_rows(_batch, [&](int64_t _b0, int64_t _b1) {
+    const int64_t _nb = _b1 - _b0;
+    const scalar_t* h = _init_h + _b0 * _n_h;
+    for (int64_t _t = 0; _t < _steps; ++_t) {
+      scalar_t* h_new = (sc::ptr<scalar_t>(_t_h_new) + (_t) * _batch * _n_h_new) + _b0 * _n_h_new;
+      const scalar_t* weight_ih_x = _seq_weight_ih_x + (_t * _batch + _b0) * _n_weight_ih_x;
+      scalar_t* weight_hh_h = (_save ? sc::ptr<scalar_t>(_res_weight_hh_h) + _t * _batch * _n_weight_hh_h : sc::ptr<scalar_t>(_buf_weight_hh_h)) + _b0 * _n_weight_hh_h;
+      int64_t _na = _nb;   // the rows up to the last one still running (see render.py)
+      if (_len != nullptr) while (_na > 0 && _len[_b0 + _na - 1] <= _t) --_na;
+      // weight_hh_h = h[0:_dim_H] @ weight_hh[:, 0:_dim_H].T
+      sc::mm_kn(_na, _n_weight_hh_h, _dim_H, h, _n_h, _wt_weight_hh_h, _n_weight_hh_h, false, weight_hh_h, _n_weight_hh_h);
+      {  // fused region: 1 output(s), _dim_H features per row
+        const int64_t _n = _dim_H;
+        sc::rows(_na, _n, [&](int64_t _r0, int64_t _r1) {
+          for (int64_t _r = _r0; _r < _r1; ++_r) {
+            const scalar_t* _r_h = h + _r * _n_h;
+            const scalar_t* _r_weight_hh_h = weight_hh_h + _r * _n_weight_hh_h;
+            const scalar_t* _r_weight_ih_x = weight_ih_x + _r * _n_weight_ih_x;
+            const scalar_t* _r_bias_hh = bias_hh;
+            const scalar_t* _r_bias_ih = bias_ih;
+            scalar_t* _r_h_new = h_new + _r * _n_h_new;
+            #pragma omp simd
+            for (int64_t _j = 0; _j < _n; ++_j) {
+              const scalar_t weight_ih_x_1 = _r_weight_ih_x[_dim_H + _j];
+              const scalar_t bias_ih_1 = _r_bias_ih[_dim_H + _j];
+              const scalar_t weight_hh_h_1 = _r_weight_hh_h[_dim_H + _j];
+              const scalar_t bias_hh_1 = _r_bias_hh[_dim_H + _j];
+              const scalar_t weight_ih_x_2 = _r_weight_ih_x[2*_dim_H + _j];
+              const scalar_t bias_ih_2 = _r_bias_ih[2*_dim_H + _j];
+              const scalar_t weight_ih_x_0 = _r_weight_ih_x[_j];
+              const scalar_t bias_ih_0 = _r_bias_ih[_j];
+              const scalar_t weight_hh_h_0 = _r_weight_hh_h[_j];
+              const scalar_t bias_hh_0 = _r_bias_hh[_j];
+              const scalar_t weight_hh_h_2 = _r_weight_hh_h[2*_dim_H + _j];
+              const scalar_t bias_hh_2 = _r_bias_hh[2*_dim_H + _j];
+              const scalar_t h = _r_h[_j];
+              const scalar_t _e0 = sc::sigmoid(bias_hh_1 + bias_ih_1 + weight_hh_h_1 + weight_ih_x_1);
+              _r_h_new[_j] = _e0*h + (1 - _e0)*sc::tanh(bias_ih_2 + weight_ih_x_2 + (bias_hh_2 + weight_hh_h_2)*sc::sigmoid(bias_hh_0 + bias_ih_0 + weight_hh_h_0 + weight_ih_x_0));
+            }
+          }
+        });
+      }
+      if (_len != nullptr) {  // rows past their own length keep their state
+        for (int64_t _r = 0; _r < _nb; ++_r) {
+          if (_t >= _len[_b0 + _r]) {
+            std::memcpy(h_new + _r * _n_h, h + _r * _n_h, sizeof(scalar_t) * _n_h);
+          }
+        }
+      }
+      h = h_new;
+    }
+  });
+  const scalar_t* _last_h = _steps > 0 ? (sc::ptr<scalar_t>(_t_h_new) + (_steps - 1) * _batch * _n_h_new) : _init_h;
+  std::vector<at::Tensor> _out;
+  _out.push_back(_t_h_new);
+  { at::Tensor _f = at::empty({_batch, _n_h}, _opt); if (_batch * _n_h > 0) std::memcpy(sc::ptr<scalar_t>(_f), _last_h, sizeof(scalar_t) * _batch * _n_h); _out.push_back(_f); }
+  if (_save) {
+    _out.push_back(_t_weight_ih_x);
+    _out.push_back(_res_weight_hh_h);
+  }
+  return _out;
+}
+
+template <typename scalar_t>
+static std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_finals, at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::IntArrayRef _dims, const at::Tensor& _lengths) {
+  const int64_t _dim_H = _dims[0];
+  const int64_t _dim_I = _dims[1];
+  const int64_t _n_x = _dim_I;
+  const int64_t _ld_weight_ih = _dim_I;  // weight_ih is (3*_dim_H, _dim_I)
+  const int64_t _ld_weight_hh = _dim_H;  // weight_hh is (3*_dim_H, _dim_H)
+  const int64_t _n_bias_ih = 3*_dim_H;
+  const int64_t _n_bias_hh = 3*_dim_H;
+  const int64_t _n_h = _dim_H;
+  const int64_t _n_h_new = _dim_H;
+  const int64_t _n_weight_ih_x = 3*_dim_H;
+  const int64_t _n_weight_hh_h = 3*_dim_H;
+  const int64_t _n__dys_h = _dim_H;
+  const int64_t _n_d_h_new = _dim_H;
+  const int64_t _n_d_h = _dim_H;
+  const int64_t _n_d_x = _dim_I;
+  const int64_t _n_d_weight_ih_x = 3*_dim_H;
+  const int64_t _n_d_weight_hh_h = 3*_dim_H;
+  const int64_t _n_d_bias_ih = 3*_dim_H;
+  const int64_t _n_d_bias_hh = 3*_dim_H;
+  const int64_t _steps = _xs[0].size(0), _batch = _xs[0].size(1);
+  // per-row sequence lengths (int64), or none: every row runs all _steps
+  const int64_t* _len = _lengths.numel() > 0 ? _lengths.data_ptr<int64_t>() : nullptr;
+  const auto _opt = _xs[0].options();
+  const scalar_t* _seq__dys_h = sc::ptr<scalar_t>(_d_ys[0]);
+  const scalar_t* _init_d_h_new = sc::ptr<scalar_t>(_d_finals[0]);
+  const scalar_t* _seq_x = sc::ptr<scalar_t>(_xs[0]);
+  const scalar_t* _init_h = sc::ptr<scalar_t>(_inits[0]);
+  const scalar_t* weight_ih = sc::ptr<scalar_t>(_params[0]);
+  const scalar_t* weight_hh = sc::ptr<scalar_t>(_params[1]);
+  const scalar_t* bias_ih = sc::ptr<scalar_t>(_params[2]);
+  const scalar_t* bias_hh = sc::ptr<scalar_t>(_params[3]);
+  const scalar_t* _seq_h_new = sc::ptr<scalar_t>(_ys[0]);
+  const scalar_t* _seq_weight_ih_x = sc::ptr<scalar_t>(_res[0]);
+  const scalar_t* _seq_weight_hh_h = sc::ptr<scalar_t>(_res[1]);
+  at::Tensor _pp_d_h = at::empty({2, _batch, _n_d_h}, _opt);   // two alternating slots
+  at::Tensor _t_d_x = at::zeros({_steps, _batch, _n_d_x}, _opt);
+  scalar_t* _seq_d_x = sc::ptr<scalar_t>(_t_d_x);
+  at::Tensor _t_d_weight_ih_x = at::zeros({_steps, _batch, _n_d_weight_ih_x}, _opt);
+  scalar_t* _seq_d_weight_ih_x = sc::ptr<scalar_t>(_t_d_weight_ih_x);
+  at::Tensor _t_d_weight_hh_h = at::zeros({_steps, _batch, _n_d_weight_hh_h}, _opt);
+  scalar_t* _seq_d_weight_hh_h = sc::ptr<scalar_t>(_t_d_weight_hh_h);
+  at::Tensor _t_d_weight_ih = at::zeros({3*_dim_H, _dim_I}, _opt);
+  scalar_t* d_weight_ih = sc::ptr<scalar_t>(_t_d_weight_ih);
+  at::Tensor _t_d_weight_hh = at::zeros({3*_dim_H, _dim_H}, _opt);
+  scalar_t* d_weight_hh = sc::ptr<scalar_t>(_t_d_weight_hh);
+  at::Tensor _t_d_bias_ih = at::zeros({3*_dim_H}, _opt);
+  scalar_t* d_bias_ih = sc::ptr<scalar_t>(_t_d_bias_ih);
+  at::Tensor _parts_d_bias_ih = at::zeros({sc::threads(), _n_d_bias_ih}, _opt);
+  at::Tensor _t_d_bias_hh = at::zeros({3*_dim_H}, _opt);
+  scalar_t* d_bias_hh = sc::ptr<scalar_t>(_t_d_bias_hh);
+  at::Tensor _parts_d_bias_hh = at::zeros({sc::threads(), _n_d_bias_hh}, _opt);
+  if (_batch * _n_d_h_new > 0) std::memcpy(sc::ptr<scalar_t>(_pp_d_h) + (((_steps - 1) + 1) & 1) * _batch * _n_d_h_new, _init_d_h_new, sizeof(scalar_t) * _batch * _n_d_h_new);
+  // the time loop, on batch rows [_b0, _b1) (see sc::scan_rows)
+  sc::scan_rows(_batch, [&](int64_t _b0, int64_t _b1) {
+    const int64_t _nb = _b1 - _b0;
+    scalar_t* d_h_new = sc::ptr<scalar_t>(_pp_d_h) + (((_steps - 1) + 1) & 1) * _batch * _n_d_h_new + _b0 * _n_d_h_new;
+    for (int64_t _t = _steps - 1; _t >= 0; --_t) {
+      const scalar_t* h = _t > 0 ? _seq_h_new + ((_t - 1) * _batch + _b0) * _n_h : _init_h + _b0 * _n_h;
+      const scalar_t* weight_ih_x = _seq_weight_ih_x + (_t * _batch + _b0) * _n_weight_ih_x;
+      const scalar_t* weight_hh_h = _seq_weight_hh_h + (_t * _batch + _b0) * _n_weight_hh_h;
+      const scalar_t* _dys_h = _seq__dys_h + (_t * _batch + _b0) * _n__dys_h;
+      scalar_t* d_h = (sc::ptr<scalar_t>(_pp_d_h) + ((_t) & 1) * _batch * _n_d_h) + _b0 * _n_d_h;
+      sc::zero(d_h, _nb * _n_d_h);
+      scalar_t* d_weight_ih_x = _seq_d_weight_ih_x + (_t * _batch + _b0) * _n_d_weight_ih_x;
+      scalar_t* d_weight_hh_h = _seq_d_weight_hh_h + (_t * _batch + _b0) * _n_d_weight_hh_h;
+      int64_t _na = _nb;   // the rows up to the last one still running (see render.py)
+      if (_len != nullptr) while (_na > 0 && _len[_b0 + _na - 1] <= _t) --_na;
+      for (int64_t _i = 0; _i < _nb * _n_d_h_new; ++_i) d_h_new[_i] += _dys_h[_i];
+      if (_len != nullptr) {  // ended rows: the carried cotangent passes to the previous state,
+        // the step sees none (the backward of holding the state)
+        for (int64_t _r = 0; _r < _nb; ++_r) {
+          if (_t >= _len[_b0 + _r]) {
+            std::memcpy(d_h + _r * _n_d_h, d_h_new + _r * _n_d_h, sizeof(scalar_t) * _n_d_h);
+            sc::zero(d_h_new + _r * _n_d_h, _n_d_h);
+          }
+        }
+      }
+      {  // fused region: the gradients of 13 leaves, _dim_H features per row
+        const int64_t _n = _dim_H;
+        sc::rows(_na, _n, [&](int64_t _r0, int64_t _r1) {
+          scalar_t* _p_d_bias_hh = sc::partial<scalar_t>(_parts_d_bias_hh, _n_d_bias_hh);   // summed over rows
+          scalar_t* _p_d_bias_ih = sc::partial<scalar_t>(_parts_d_bias_ih, _n_d_bias_ih);   // summed over rows
+          for (int64_t _r = _r0; _r < _r1; ++_r) {
+            const scalar_t* _r_h = h + _r * _n_h;
+            const scalar_t* _r_weight_hh_h = weight_hh_h + _r * _n_weight_hh_h;
+            const scalar_t* _r_weight_ih_x = weight_ih_x + _r * _n_weight_ih_x;
+            const scalar_t* _r_bias_hh = bias_hh;
+            const scalar_t* _r_bias_ih = bias_ih;
+            const scalar_t* _r_d_h_new = d_h_new + _r * _n_d_h_new;
+            scalar_t* _r_d_h = d_h + _r * _n_d_h;
+            scalar_t* _r_d_weight_hh_h = d_weight_hh_h + _r * _n_d_weight_hh_h;
+            scalar_t* _r_d_weight_ih_x = d_weight_ih_x + _r * _n_d_weight_ih_x;
+            #pragma omp simd
+            for (int64_t _j = 0; _j < _n; ++_j) {
+              const scalar_t weight_ih_x_1 = _r_weight_ih_x[_dim_H + _j];
+              const scalar_t bias_ih_1 = _r_bias_ih[_dim_H + _j];
+              const scalar_t weight_hh_h_1 = _r_weight_hh_h[_dim_H + _j];
+              const scalar_t bias_hh_1 = _r_bias_hh[_dim_H + _j];
+              const scalar_t weight_ih_x_2 = _r_weight_ih_x[2*_dim_H + _j];
+              const scalar_t bias_ih_2 = _r_bias_ih[2*_dim_H + _j];
+              const scalar_t weight_ih_x_0 = _r_weight_ih_x[_j];
+              const scalar_t bias_ih_0 = _r_bias_ih[_j];
+              const scalar_t weight_hh_h_0 = _r_weight_hh_h[_j];
+              const scalar_t bias_hh_0 = _r_bias_hh[_j];
+              const scalar_t weight_hh_h_2 = _r_weight_hh_h[2*_dim_H + _j];
+              const scalar_t bias_hh_2 = _r_bias_hh[2*_dim_H + _j];
+              const scalar_t h = _r_h[_j];
+              const scalar_t d_h_new = _r_d_h_new[_j];
+              const scalar_t _c0 = sc::sigmoid(bias_hh_1 + bias_ih_1 + weight_hh_h_1 + weight_ih_x_1);
+              const scalar_t _c1 = _c0 - 1;
+              const scalar_t _c2 = sc::sigmoid(bias_hh_0 + bias_ih_0 + weight_hh_h_0 + weight_ih_x_0);
+              const scalar_t _c3 = _c2*(bias_hh_2 + weight_hh_h_2);
+              const scalar_t _c4 = sc::tanh(_c3 + bias_ih_2 + weight_ih_x_2);
+              const scalar_t _c5 = _c0*d_h_new;
+              const scalar_t _c6 = -_c1*_c5*(-_c4 + h);
+              const scalar_t _c7 = _c1*d_h_new*((_c4*_c4) - 1);
+              const scalar_t _c8 = -_c3*_c7*(_c2 - 1);
+              const scalar_t _c9 = _c2*_c7;
+              _r_d_weight_ih_x[_dim_H + _j] += _c6;
+              _r_d_weight_hh_h[_dim_H + _j] += _c6;
+              _r_d_weight_ih_x[2*_dim_H + _j] += _c7;
+              _r_d_weight_ih_x[_j] += _c8;
+              _r_d_weight_hh_h[_j] += _c8;
+              _r_d_weight_hh_h[2*_dim_H + _j] += _c9;
+              _r_d_h[_j] += _c5;
+              _p_d_bias_ih[_dim_H + _j] += _c6;
+              _p_d_bias_hh[_dim_H + _j] += _c6;
+              _p_d_bias_ih[2*_dim_H + _j] += _c7;
+              _p_d_bias_ih[_j] += _c8;
+              _p_d_bias_hh[_j] += _c8;
+              _p_d_bias_hh[2*_dim_H + _j] += _c9;
+            }
+          }
+        });
+      }
+      // d_h += d_weight_hh_h @ weight_hh[:, 0:_dim_H]
+      sc::mm_kn(_na, _dim_H, _n_weight_hh_h, d_weight_hh_h, _n_weight_hh_h, weight_hh, _ld_weight_hh, true, d_h, _n_h);
+      d_h_new = d_h;
+    }
+  });
+  const scalar_t* _last_d_h_new = _steps > 0 ? (sc::ptr<scalar_t>(_pp_d_h) + ((0) & 1) * _batch * _n_d_h) : _init_d_h_new;
+  // after the loop, over all _steps*_batch rows: one GEMM for all steps where the loop would run one per step
+  if (_steps > 0) {
+    {
+      const scalar_t* x = _seq_x;
+      scalar_t* d_x = _seq_d_x;
+      scalar_t* d_weight_ih_x = _seq_d_weight_ih_x;
+      scalar_t* d_weight_hh_h = _seq_d_weight_hh_h;
+      // d_weight_hh[:, 0:_dim_H] += d_weight_hh_h.T @ h
+      sc::mm_tn<scalar_t>(_n_weight_hh_h, _dim_H, _batch, d_weight_hh_h, _n_weight_hh_h, _init_h, _n_h, d_weight_hh, _ld_weight_hh);
+      sc::mm_tn<scalar_t>(_n_weight_hh_h, _dim_H, (_steps - 1) * _batch, d_weight_hh_h + _batch * _n_weight_hh_h, _n_weight_hh_h, _seq_h_new, _n_h, d_weight_hh, _ld_weight_hh);
+      // d_x += d_weight_ih_x @ weight_ih[:, 0:_dim_I]
+      sc::mm_kn(_steps * _batch, _dim_I, _n_weight_ih_x, d_weight_ih_x, _n_weight_ih_x, weight_ih, _ld_weight_ih, true, d_x, _n_x);
+      // d_weight_ih[:, 0:_dim_I] += d_weight_ih_x.T @ x
+      sc::mm_tn<scalar_t>(_n_weight_ih_x, _dim_I, _steps * _batch, d_weight_ih_x, _n_weight_ih_x, x, _n_x, d_weight_ih, _ld_weight_ih);
+    }
+  }
+  sc::sum_partials(_parts_d_bias_ih, _n_d_bias_ih, d_bias_ih);
+  sc::sum_partials(_parts_d_bias_hh, _n_d_bias_hh, d_bias_hh);
+  std::vector<at::Tensor> _out;
+  _out.push_back(_t_d_x);
+  { at::Tensor _f = at::empty({_batch, _n_d_h_new}, _opt); if (_batch * _n_d_h_new > 0) std::memcpy(sc::ptr<scalar_t>(_f), _last_d_h_new, sizeof(scalar_t) * _batch * _n_d_h_new); _out.push_back(_f); }
+  _out.push_back(_t_d_weight_ih);
+  _out.push_back(_t_d_weight_hh);
+  _out.push_back(_t_d_bias_ih);
+  _out.push_back(_t_d_bias_hh);
+  return _out;
+}
+
+std::vector<at::Tensor> forward(at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::IntArrayRef _dims, bool _save, const at::Tensor& _lengths) {
+  sc::FlushDenormals _ftz;
+  if (_xs[0].scalar_type() == at::kDouble) return forward_impl<double>(_xs, _inits, _params, _dims, _save, _lengths);
+  return forward_impl<float>(_xs, _inits, _params, _dims, _save, _lengths);
+}
+std::vector<at::Tensor> backward(at::TensorList _d_ys, at::TensorList _d_finals, at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::IntArrayRef _dims, const at::Tensor& _lengths) {
+  sc::FlushDenormals _ftz;
+  if (_xs[0].scalar_type() == at::kDouble) return backward_impl<double>(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _dims, _lengths);
+  return backward_impl<float>(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _dims, _lengths);
+}
+}  // namespace
+
+TORCH_LIBRARY(SYMCELL_NS, m) {
+  m.def("forward(Tensor[] _xs, Tensor[] _inits, Tensor[] _params, int[] _dims, bool _save, Tensor _lengths) -> Tensor[]");
+  m.def("backward(Tensor[] _d_ys, Tensor[] _d_finals, Tensor[] _xs, Tensor[] _inits, Tensor[] _params, Tensor[] _ys, Tensor[] _res, int[] _dims, Tensor _lengths) -> Tensor[]");
+}
+TORCH_LIBRARY_IMPL(SYMCELL_NS, CPU, m) {
+  m.impl("forward", &forward);
+  m.impl("backward", &backward);
+}

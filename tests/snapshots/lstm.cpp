@@ -1,0 +1,325 @@
+// symcell cpp backend: LSTM
+// _dims: H, I
+// names: _dim_D a dimension; _n_v the features per row of buffer v; _ld_W the row stride of matrix W;
+// _seq_v a (T, B, n) sequence (row block t is step t); _init_v a carried value's initial value;
+// _t_v, _res_v, _buf_v, _pp_v the tensors behind an allocated sequence, a kept residual, per-step scratch and
+// the two alternating slots of a carried value; _wt_m the transposed, stacked weights of matmul m;
+// _parts_v per-thread partial sums of a vector parameter's gradient; _b0.._b1 a thread's batch rows (_nb of
+// them); _na the rows still running at step _t; d_v the gradient of v.
+#include "sc.h"
+
+namespace {
+template <typename scalar_t>
+static std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::IntArrayRef _dims, bool _save, const at::Tensor& _lengths) {
+  const int64_t _dim_H = _dims[0];
+  const int64_t _dim_I = _dims[1];
+  const int64_t _n_x = _dim_I;
+  const int64_t _ld_weight_ih = _dim_I;  // weight_ih is (4*_dim_H, _dim_I)
+  const int64_t _ld_weight_hh = _dim_H;  // weight_hh is (4*_dim_H, _dim_H)
+  const int64_t _n_bias_ih = 4*_dim_H;
+  const int64_t _n_bias_hh = 4*_dim_H;
+  const int64_t _n_h = _dim_H;
+  const int64_t _n_c = _dim_H;
+  const int64_t _n_h_new = _dim_H;
+  const int64_t _n_c_new = _dim_H;
+  const int64_t _n_gates = 4*_dim_H;
+  const int64_t _steps = _xs[0].size(0), _batch = _xs[0].size(1);
+  // per-row sequence lengths (int64), or none: every row runs all _steps
+  const int64_t* _len = _lengths.numel() > 0 ? _lengths.data_ptr<int64_t>() : nullptr;
+  const auto _opt = _xs[0].options();
+  const scalar_t* _seq_x = sc::ptr<scalar_t>(_xs[0]);
+  const scalar_t* _init_h = sc::ptr<scalar_t>(_inits[0]);
+  const scalar_t* _init_c = sc::ptr<scalar_t>(_inits[1]);
+  const scalar_t* weight_ih = sc::ptr<scalar_t>(_params[0]);
+  const scalar_t* weight_hh = sc::ptr<scalar_t>(_params[1]);
+  const scalar_t* bias_ih = sc::ptr<scalar_t>(_params[2]);
+  const scalar_t* bias_hh = sc::ptr<scalar_t>(_params[3]);
+  at::Tensor _t_h_new = at::empty({_steps, _batch, _n_h_new}, _opt);
+  at::Tensor _res_c_new = !_save ? at::Tensor() : _len != nullptr ? at::zeros({_steps, _batch, _n_c_new}, _opt) : at::empty({_steps, _batch, _n_c_new}, _opt);
+  at::Tensor _pp_c_new = at::empty({2, _batch, _n_c_new}, _opt);   // two alternating slots
+  at::Tensor _res_gates = !_save ? at::Tensor() : _len != nullptr ? at::zeros({_steps, _batch, _n_gates}, _opt) : at::empty({_steps, _batch, _n_gates}, _opt);
+  at::Tensor _buf_gates = at::empty({_batch, _n_gates}, _opt);   // per-step scratch
+  scalar_t* _wt_gates = sc::ptr<scalar_t>(sc::workspace(0, (_dim_H + _dim_I) * _n_gates, _opt));
+  sc::transpose(weight_ih, _ld_weight_ih, _n_gates, _dim_I, _wt_gates + (0) * _n_gates, _n_gates);
+  sc::transpose(weight_hh, _ld_weight_hh, _n_gates, _dim_H, _wt_gates + (_dim_I) * _n_gates, _n_gates);
+  at::Tensor _operands_gates = at::empty({_batch, (_dim_H + _dim_I)}, _opt);
+  // the time loop, on batch rows [_b0, _b1) (see sc::scan_rows)
+  sc::scan_rows(_batch, [&](int64_t _b0, int64_t _b1) {
+    const int64_t _nb = _b1 - _b0;
+    const scalar_t* h = _init_h + _b0 * _n_h;
+    const scalar_t* c = _init_c + _b0 * _n_c;
+    for (int64_t _t = 0; _t < _steps; ++_t) {
+      const scalar_t* x = _seq_x + (_t * _batch + _b0) * _n_x;
+      scalar_t* h_new = (sc::ptr<scalar_t>(_t_h_new) + (_t) * _batch * _n_h_new) + _b0 * _n_h_new;
+      scalar_t* c_new = (_save ? sc::ptr<scalar_t>(_res_c_new) + (_t) * _batch * _n_c_new : sc::ptr<scalar_t>(_pp_c_new) + ((_t) & 1) * _batch * _n_c_new) + _b0 * _n_c_new;
+      scalar_t* gates = (_save ? sc::ptr<scalar_t>(_res_gates) + _t * _batch * _n_gates : sc::ptr<scalar_t>(_buf_gates)) + _b0 * _n_gates;
+      int64_t _na = _nb;   // the rows up to the last one still running (see render.py)
+      if (_len != nullptr) while (_na > 0 && _len[_b0 + _na - 1] <= _t) --_na;
+      // gates = x[0:_dim_I] @ weight_ih[:, 0:_dim_I].T + h[0:_dim_H] @ weight_hh[:, 0:_dim_H].T
+      { scalar_t* _cat = sc::ptr<scalar_t>(_operands_gates) + (_b0) * (_dim_H + _dim_I);
+        for (int64_t _r = 0; _r < _na; ++_r) {
+          std::memcpy(_cat + _r * (_dim_H + _dim_I) + 0, x + _r * _n_x, sizeof(scalar_t) * _dim_I);
+          std::memcpy(_cat + _r * (_dim_H + _dim_I) + _dim_I, h + _r * _n_h, sizeof(scalar_t) * _dim_H);
+        }
+        sc::mm_kn(_na, _n_gates, (_dim_H + _dim_I), _cat, (_dim_H + _dim_I), _wt_gates, _n_gates, false, gates, _n_gates);
+      }
+      {  // fused region: 2 output(s), _dim_H features per row
+        const int64_t _n = _dim_H;
+        sc::rows(_na, _n, [&](int64_t _r0, int64_t _r1) {
+          for (int64_t _r = _r0; _r < _r1; ++_r) {
+            const scalar_t* _r_c = c + _r * _n_c;
+            const scalar_t* _r_gates = gates + _r * _n_gates;
+            const scalar_t* _r_bias_hh = bias_hh;
+            const scalar_t* _r_bias_ih = bias_ih;
+            scalar_t* _r_c_new = c_new + _r * _n_c_new;
+            scalar_t* _r_h_new = h_new + _r * _n_h_new;
+            #pragma omp simd
+            for (int64_t _j = 0; _j < _n; ++_j) {
+              const scalar_t gates_3 = _r_gates[3*_dim_H + _j];
+              const scalar_t bias_ih_3 = _r_bias_ih[3*_dim_H + _j];
+              const scalar_t bias_hh_3 = _r_bias_hh[3*_dim_H + _j];
+              const scalar_t gates_1 = _r_gates[_dim_H + _j];
+              const scalar_t bias_ih_1 = _r_bias_ih[_dim_H + _j];
+              const scalar_t bias_hh_1 = _r_bias_hh[_dim_H + _j];
+              const scalar_t c = _r_c[_j];
+              const scalar_t gates_0 = _r_gates[_j];
+              const scalar_t bias_ih_0 = _r_bias_ih[_j];
+              const scalar_t bias_hh_0 = _r_bias_hh[_j];
+              const scalar_t gates_2 = _r_gates[2*_dim_H + _j];
+              const scalar_t bias_ih_2 = _r_bias_ih[2*_dim_H + _j];
+              const scalar_t bias_hh_2 = _r_bias_hh[2*_dim_H + _j];
+              const scalar_t _e0 = c*sc::sigmoid(bias_hh_1 + bias_ih_1 + gates_1) + sc::sigmoid(bias_hh_0 + bias_ih_0 + gates_0)*sc::tanh(bias_hh_2 + bias_ih_2 + gates_2);
+              _r_h_new[_j] = sc::sigmoid(bias_hh_3 + bias_ih_3 + gates_3)*sc::tanh(_e0);
+              _r_c_new[_j] = _e0;
+            }
+          }
+        });
+      }
+      if (_len != nullptr) {  // rows past their own length keep their state
+        for (int64_t _r = 0; _r < _nb; ++_r) {
+          if (_t >= _len[_b0 + _r]) {
+            std::memcpy(h_new + _r * _n_h, h + _r * _n_h, sizeof(scalar_t) * _n_h);
+            std::memcpy(c_new + _r * _n_c, c + _r * _n_c, sizeof(scalar_t) * _n_c);
+          }
+        }
+      }
+      h = h_new;
+      c = c_new;
+    }
+  });
+  const scalar_t* _last_h = _steps > 0 ? (sc::ptr<scalar_t>(_t_h_new) + (_steps - 1) * _batch * _n_h_new) : _init_h;
+  const scalar_t* _last_c = _steps > 0 ? (_save ? sc::ptr<scalar_t>(_res_c_new) + (_steps - 1) * _batch * _n_c_new : sc::ptr<scalar_t>(_pp_c_new) + ((_steps - 1) & 1) * _batch * _n_c_new) : _init_c;
+  std::vector<at::Tensor> _out;
+  _out.push_back(_t_h_new);
+  { at::Tensor _f = at::empty({_batch, _n_h}, _opt); if (_batch * _n_h > 0) std::memcpy(sc::ptr<scalar_t>(_f), _last_h, sizeof(scalar_t) * _batch * _n_h); _out.push_back(_f); }
+  { at::Tensor _f = at::empty({_batch, _n_c}, _opt); if (_batch * _n_c > 0) std::memcpy(sc::ptr<scalar_t>(_f), _last_c, sizeof(scalar_t) * _batch * _n_c); _out.push_back(_f); }
+  if (_save) {
+    _out.push_back(_res_gates);
+    _out.push_back(_res_c_new);
+  }
+  return _out;
+}
+
+template <typename scalar_t>
+static std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_finals, at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::IntArrayRef _dims, const at::Tensor& _lengths) {
+  const int64_t _dim_H = _dims[0];
+  const int64_t _dim_I = _dims[1];
+  const int64_t _n_x = _dim_I;
+  const int64_t _ld_weight_ih = _dim_I;  // weight_ih is (4*_dim_H, _dim_I)
+  const int64_t _ld_weight_hh = _dim_H;  // weight_hh is (4*_dim_H, _dim_H)
+  const int64_t _n_bias_ih = 4*_dim_H;
+  const int64_t _n_bias_hh = 4*_dim_H;
+  const int64_t _n_h = _dim_H;
+  const int64_t _n_c = _dim_H;
+  const int64_t _n_h_new = _dim_H;
+  const int64_t _n_c_new = _dim_H;
+  const int64_t _n_gates = 4*_dim_H;
+  const int64_t _n__dys_h = _dim_H;
+  const int64_t _n_d_h_new = _dim_H;
+  const int64_t _n_d_c_new = _dim_H;
+  const int64_t _n_d_h = _dim_H;
+  const int64_t _n_d_c = _dim_H;
+  const int64_t _n_d_x = _dim_I;
+  const int64_t _n_d_gates = 4*_dim_H;
+  const int64_t _n_d_bias_ih = 4*_dim_H;
+  const int64_t _n_d_bias_hh = 4*_dim_H;
+  const int64_t _steps = _xs[0].size(0), _batch = _xs[0].size(1);
+  // per-row sequence lengths (int64), or none: every row runs all _steps
+  const int64_t* _len = _lengths.numel() > 0 ? _lengths.data_ptr<int64_t>() : nullptr;
+  const auto _opt = _xs[0].options();
+  const scalar_t* _seq__dys_h = sc::ptr<scalar_t>(_d_ys[0]);
+  const scalar_t* _init_d_h_new = sc::ptr<scalar_t>(_d_finals[0]);
+  const scalar_t* _init_d_c_new = sc::ptr<scalar_t>(_d_finals[1]);
+  const scalar_t* _seq_x = sc::ptr<scalar_t>(_xs[0]);
+  const scalar_t* _init_h = sc::ptr<scalar_t>(_inits[0]);
+  const scalar_t* _init_c = sc::ptr<scalar_t>(_inits[1]);
+  const scalar_t* weight_ih = sc::ptr<scalar_t>(_params[0]);
+  const scalar_t* weight_hh = sc::ptr<scalar_t>(_params[1]);
+  const scalar_t* bias_ih = sc::ptr<scalar_t>(_params[2]);
+  const scalar_t* bias_hh = sc::ptr<scalar_t>(_params[3]);
+  const scalar_t* _seq_h_new = sc::ptr<scalar_t>(_ys[0]);
+  const scalar_t* _seq_gates = sc::ptr<scalar_t>(_res[0]);
+  const scalar_t* _seq_c_new = sc::ptr<scalar_t>(_res[1]);
+  at::Tensor _pp_d_h = at::empty({2, _batch, _n_d_h}, _opt);   // two alternating slots
+  at::Tensor _pp_d_c = at::empty({2, _batch, _n_d_c}, _opt);   // two alternating slots
+  at::Tensor _t_d_x = at::zeros({_steps, _batch, _n_d_x}, _opt);
+  scalar_t* _seq_d_x = sc::ptr<scalar_t>(_t_d_x);
+  at::Tensor _t_d_gates = at::zeros({_steps, _batch, _n_d_gates}, _opt);
+  scalar_t* _seq_d_gates = sc::ptr<scalar_t>(_t_d_gates);
+  at::Tensor _t_d_weight_ih = at::zeros({4*_dim_H, _dim_I}, _opt);
+  scalar_t* d_weight_ih = sc::ptr<scalar_t>(_t_d_weight_ih);
+  at::Tensor _t_d_weight_hh = at::zeros({4*_dim_H, _dim_H}, _opt);
+  scalar_t* d_weight_hh = sc::ptr<scalar_t>(_t_d_weight_hh);
+  at::Tensor _t_d_bias_ih = at::zeros({4*_dim_H}, _opt);
+  scalar_t* d_bias_ih = sc::ptr<scalar_t>(_t_d_bias_ih);
+  at::Tensor _parts_d_bias_ih = at::zeros({sc::threads(), _n_d_bias_ih}, _opt);
+  at::Tensor _t_d_bias_hh = at::zeros({4*_dim_H}, _opt);
+  scalar_t* d_bias_hh = sc::ptr<scalar_t>(_t_d_bias_hh);
+  at::Tensor _parts_d_bias_hh = at::zeros({sc::threads(), _n_d_bias_hh}, _opt);
+  if (_batch * _n_d_h_new > 0) std::memcpy(sc::ptr<scalar_t>(_pp_d_h) + (((_steps - 1) + 1) & 1) * _batch * _n_d_h_new, _init_d_h_new, sizeof(scalar_t) * _batch * _n_d_h_new);
+  if (_batch * _n_d_c_new > 0) std::memcpy(sc::ptr<scalar_t>(_pp_d_c) + (((_steps - 1) + 1) & 1) * _batch * _n_d_c_new, _init_d_c_new, sizeof(scalar_t) * _batch * _n_d_c_new);
+  // the time loop, on batch rows [_b0, _b1) (see sc::scan_rows)
+  sc::scan_rows(_batch, [&](int64_t _b0, int64_t _b1) {
+    const int64_t _nb = _b1 - _b0;
+    scalar_t* d_h_new = sc::ptr<scalar_t>(_pp_d_h) + (((_steps - 1) + 1) & 1) * _batch * _n_d_h_new + _b0 * _n_d_h_new;
+    scalar_t* d_c_new = sc::ptr<scalar_t>(_pp_d_c) + (((_steps - 1) + 1) & 1) * _batch * _n_d_c_new + _b0 * _n_d_c_new;
+    for (int64_t _t = _steps - 1; _t >= 0; --_t) {
+      const scalar_t* c = _t > 0 ? _seq_c_new + ((_t - 1) * _batch + _b0) * _n_c : _init_c + _b0 * _n_c;
+      const scalar_t* gates = _seq_gates + (_t * _batch + _b0) * _n_gates;
+      const scalar_t* _dys_h = _seq__dys_h + (_t * _batch + _b0) * _n__dys_h;
+      scalar_t* d_h = (sc::ptr<scalar_t>(_pp_d_h) + ((_t) & 1) * _batch * _n_d_h) + _b0 * _n_d_h;
+      sc::zero(d_h, _nb * _n_d_h);
+      scalar_t* d_c = (sc::ptr<scalar_t>(_pp_d_c) + ((_t) & 1) * _batch * _n_d_c) + _b0 * _n_d_c;
+      sc::zero(d_c, _nb * _n_d_c);
+      scalar_t* d_gates = _seq_d_gates + (_t * _batch + _b0) * _n_d_gates;
+      int64_t _na = _nb;   // the rows up to the last one still running (see render.py)
+      if (_len != nullptr) while (_na > 0 && _len[_b0 + _na - 1] <= _t) --_na;
+      for (int64_t _i = 0; _i < _nb * _n_d_h_new; ++_i) d_h_new[_i] += _dys_h[_i];
+      if (_len != nullptr) {  // ended rows: the carried cotangent passes to the previous state,
+        // the step sees none (the backward of holding the state)
+        for (int64_t _r = 0; _r < _nb; ++_r) {
+          if (_t >= _len[_b0 + _r]) {
+            std::memcpy(d_h + _r * _n_d_h, d_h_new + _r * _n_d_h, sizeof(scalar_t) * _n_d_h);
+            sc::zero(d_h_new + _r * _n_d_h, _n_d_h);
+            std::memcpy(d_c + _r * _n_d_c, d_c_new + _r * _n_d_c, sizeof(scalar_t) * _n_d_c);
+            sc::zero(d_c_new + _r * _n_d_c, _n_d_c);
+          }
+        }
+      }
+      {  // fused region: the gradients of 13 leaves, _dim_H features per row
+        const int64_t _n = _dim_H;
+        sc::rows(_na, _n, [&](int64_t _r0, int64_t _r1) {
+          scalar_t* _p_d_bias_hh = sc::partial<scalar_t>(_parts_d_bias_hh, _n_d_bias_hh);   // summed over rows
+          scalar_t* _p_d_bias_ih = sc::partial<scalar_t>(_parts_d_bias_ih, _n_d_bias_ih);   // summed over rows
+          for (int64_t _r = _r0; _r < _r1; ++_r) {
+            const scalar_t* _r_c = c + _r * _n_c;
+            const scalar_t* _r_gates = gates + _r * _n_gates;
+            const scalar_t* _r_bias_hh = bias_hh;
+            const scalar_t* _r_bias_ih = bias_ih;
+            const scalar_t* _r_d_c_new = d_c_new + _r * _n_d_c_new;
+            const scalar_t* _r_d_h_new = d_h_new + _r * _n_d_h_new;
+            scalar_t* _r_d_c = d_c + _r * _n_d_c;
+            scalar_t* _r_d_gates = d_gates + _r * _n_d_gates;
+            #pragma omp simd
+            for (int64_t _j = 0; _j < _n; ++_j) {
+              const scalar_t gates_3 = _r_gates[3*_dim_H + _j];
+              const scalar_t bias_ih_3 = _r_bias_ih[3*_dim_H + _j];
+              const scalar_t bias_hh_3 = _r_bias_hh[3*_dim_H + _j];
+              const scalar_t gates_1 = _r_gates[_dim_H + _j];
+              const scalar_t bias_ih_1 = _r_bias_ih[_dim_H + _j];
+              const scalar_t bias_hh_1 = _r_bias_hh[_dim_H + _j];
+              const scalar_t c = _r_c[_j];
+              const scalar_t gates_0 = _r_gates[_j];
+              const scalar_t bias_ih_0 = _r_bias_ih[_j];
+              const scalar_t bias_hh_0 = _r_bias_hh[_j];
+              const scalar_t gates_2 = _r_gates[2*_dim_H + _j];
+              const scalar_t bias_ih_2 = _r_bias_ih[2*_dim_H + _j];
+              const scalar_t bias_hh_2 = _r_bias_hh[2*_dim_H + _j];
+              const scalar_t d_h_new = _r_d_h_new[_j];
+              const scalar_t d_c_new = _r_d_c_new[_j];
+              const scalar_t _c0 = sc::sigmoid(bias_hh_3 + bias_ih_3 + gates_3);
+              const scalar_t _c1 = sc::sigmoid(bias_hh_1 + bias_ih_1 + gates_1);
+              const scalar_t _c2 = _c1*c;
+              const scalar_t _c3 = sc::sigmoid(bias_hh_0 + bias_ih_0 + gates_0);
+              const scalar_t _c4 = sc::tanh(bias_hh_2 + bias_ih_2 + gates_2);
+              const scalar_t _c5 = _c3*_c4;
+              const scalar_t _c6 = sc::tanh(_c2 + _c5);
+              const scalar_t _c7 = -_c0*_c6*d_h_new*(_c0 - 1);
+              const scalar_t _c8 = -_c0*d_h_new*((_c6*_c6) - 1) + d_c_new;
+              const scalar_t _c9 = -_c8;
+              const scalar_t _c10 = _c2*_c9*(_c1 - 1);
+              const scalar_t _c11 = _c5*_c9*(_c3 - 1);
+              const scalar_t _c12 = _c3*_c9*((_c4*_c4) - 1);
+              _r_d_gates[3*_dim_H + _j] += _c7;
+              _r_d_gates[_dim_H + _j] += _c10;
+              _r_d_c[_j] += _c1*_c8;
+              _r_d_gates[_j] += _c11;
+              _r_d_gates[2*_dim_H + _j] += _c12;
+              _p_d_bias_ih[3*_dim_H + _j] += _c7;
+              _p_d_bias_hh[3*_dim_H + _j] += _c7;
+              _p_d_bias_ih[_dim_H + _j] += _c10;
+              _p_d_bias_hh[_dim_H + _j] += _c10;
+              _p_d_bias_ih[_j] += _c11;
+              _p_d_bias_hh[_j] += _c11;
+              _p_d_bias_ih[2*_dim_H + _j] += _c12;
+              _p_d_bias_hh[2*_dim_H + _j] += _c12;
+            }
+          }
+        });
+      }
+      // d_h += d_gates @ weight_hh[:, 0:_dim_H]
+      sc::mm_kn(_na, _dim_H, _n_gates, d_gates, _n_gates, weight_hh, _ld_weight_hh, true, d_h, _n_h);
+      d_h_new = d_h;
+      d_c_new = d_c;
+    }
+  });
+  const scalar_t* _last_d_h_new = _steps > 0 ? (sc::ptr<scalar_t>(_pp_d_h) + ((0) & 1) * _batch * _n_d_h) : _init_d_h_new;
+  const scalar_t* _last_d_c_new = _steps > 0 ? (sc::ptr<scalar_t>(_pp_d_c) + ((0) & 1) * _batch * _n_d_c) : _init_d_c_new;
+  // after the loop, over all _steps*_batch rows: one GEMM for all steps where the loop would run one per step
+  if (_steps > 0) {
+    {
+      const scalar_t* x = _seq_x;
+      scalar_t* d_x = _seq_d_x;
+      scalar_t* d_gates = _seq_d_gates;
+      // d_weight_ih[:, 0:_dim_I] += d_gates.T @ x
+      sc::mm_tn<scalar_t>(_n_gates, _dim_I, _steps * _batch, d_gates, _n_gates, x, _n_x, d_weight_ih, _ld_weight_ih);
+      // d_x += d_gates @ weight_ih[:, 0:_dim_I]
+      sc::mm_kn(_steps * _batch, _dim_I, _n_gates, d_gates, _n_gates, weight_ih, _ld_weight_ih, true, d_x, _n_x);
+      // d_weight_hh[:, 0:_dim_H] += d_gates.T @ h
+      sc::mm_tn<scalar_t>(_n_gates, _dim_H, _batch, d_gates, _n_gates, _init_h, _n_h, d_weight_hh, _ld_weight_hh);
+      sc::mm_tn<scalar_t>(_n_gates, _dim_H, (_steps - 1) * _batch, d_gates + _batch * _n_gates, _n_gates, _seq_h_new, _n_h, d_weight_hh, _ld_weight_hh);
+    }
+  }
+  sc::sum_partials(_parts_d_bias_ih, _n_d_bias_ih, d_bias_ih);
+  sc::sum_partials(_parts_d_bias_hh, _n_d_bias_hh, d_bias_hh);
+  std::vector<at::Tensor> _out;
+  _out.push_back(_t_d_x);
+  { at::Tensor _f = at::empty({_batch, _n_d_h_new}, _opt); if (_batch * _n_d_h_new > 0) std::memcpy(sc::ptr<scalar_t>(_f), _last_d_h_new, sizeof(scalar_t) * _batch * _n_d_h_new); _out.push_back(_f); }
+  { at::Tensor _f = at::empty({_batch, _n_d_c_new}, _opt); if (_batch * _n_d_c_new > 0) std::memcpy(sc::ptr<scalar_t>(_f), _last_d_c_new, sizeof(scalar_t) * _batch * _n_d_c_new); _out.push_back(_f); }
+  _out.push_back(_t_d_weight_ih);
+  _out.push_back(_t_d_weight_hh);
+  _out.push_back(_t_d_bias_ih);
+  _out.push_back(_t_d_bias_hh);
+  return _out;
+}
+
+std::vector<at::Tensor> forward(at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::IntArrayRef _dims, bool _save, const at::Tensor& _lengths) {
+  sc::FlushDenormals _ftz;
+  if (_xs[0].scalar_type() == at::kDouble) return forward_impl<double>(_xs, _inits, _params, _dims, _save, _lengths);
+  return forward_impl<float>(_xs, _inits, _params, _dims, _save, _lengths);
+}
+std::vector<at::Tensor> backward(at::TensorList _d_ys, at::TensorList _d_finals, at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::IntArrayRef _dims, const at::Tensor& _lengths) {
+  sc::FlushDenormals _ftz;
+  if (_xs[0].scalar_type() == at::kDouble) return backward_impl<double>(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _dims, _lengths);
+  return backward_impl<float>(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _dims, _lengths);
+}
+}  // namespace
+
+TORCH_LIBRARY(SYMCELL_NS, m) {
+  m.def("forward(Tensor[] _xs, Tensor[] _inits, Tensor[] _params, int[] _dims, bool _save, Tensor _lengths) -> Tensor[]");
+  m.def("backward(Tensor[] _d_ys, Tensor[] _d_finals, Tensor[] _xs, Tensor[] _inits, Tensor[] _params, Tensor[] _ys, Tensor[] _res, int[] _dims, Tensor _lengths) -> Tensor[]");
+}
+TORCH_LIBRARY_IMPL(SYMCELL_NS, CPU, m) {
+  m.impl("forward", &forward);
+  m.impl("backward", &backward);
+}

@@ -1,0 +1,72 @@
+"""The layout the README draws ("How it works") is the code's: every module of symcell/ is in the README's list
+of layers, imports only modules of the layers below its own, and nothing imports in a circle."""
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PKG = ROOT / "symcell"
+
+
+def readme_layers():
+    """The README's fenced block of layers, top first: each line's `symcell/...` paths."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("The modules in layers", 1)[1].split("```", 2)[1]
+    layers = [[t for t in line.split() if t.startswith("symcell/")] for line in block.splitlines()]
+    return [layer for layer in layers if layer]
+
+
+def unit(module):
+    """symcell.backends.cpp.render -> 'symcell/backends/' (a package is one unit); symcell.ops -> 'symcell/ops.py'"""
+    parts = module.split(".")
+    if len(parts) == 1:
+        return "symcell/__init__.py"
+    if (PKG / parts[1]).is_dir():
+        return f"symcell/{parts[1]}/"
+    return f"symcell/{parts[1]}.py"
+
+
+def imports(path):
+    """Every symcell module a file imports, at the top or inside a function."""
+    module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    package = package.removesuffix(".__init__")
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.split(".")[0] == "symcell"}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+                # from .x import y imports x; from . import a, b imports the modules a and b
+                out |= {target} if node.module else {f"{target}.{a.name}" for a in node.names}
+            elif node.module and node.module.split(".")[0] == "symcell":
+                out.add(node.module)
+    return out
+
+
+def test_every_module_is_in_the_readme_and_imports_only_the_layers_below():
+    layers = readme_layers()
+    rank = {u: k for k, layer in enumerate(layers) for u in layer}
+    units = {unit(".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"))
+             for p in PKG.rglob("*.py")}
+    assert units == set(rank), f"in the code but not the README: {units - set(rank)}; " \
+                               f"in the README only: {set(rank) - units}"
+    wrong = []
+    for path in PKG.rglob("*.py"):
+        me = unit(".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"))
+        for target in imports(path):
+            other = unit(target)
+            if other != me and rank[other] <= rank[me]:
+                wrong.append(f"{path.relative_to(ROOT)} imports {target} ({other} is not below {me})")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_operators_do_not_import_the_prebuilt_cells():
+    """A traced program's prebuilt cells are found by the registry importing the module symcell names to it,
+    not by the operator layer importing the cells (the old import circle)."""
+    code = "import sys, symcell.ops, symcell.registry; assert 'symcell.cells' not in sys.modules; print('ok')"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.stdout.strip() == "ok", r.stderr

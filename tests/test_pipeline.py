@@ -1,0 +1,50 @@
+"""The pipeline in one place: its passes run in order, SYMCELL_DEBUG=1 shows each product and the source, and the
+products are made once per cell and binding (the registry's one memo)."""
+import torch
+
+import symcell
+from symcell import pipeline, registry
+from symcell.cells import GRUCell
+
+STAGES = ["trace", "bind_ir", "rewrite", "hoist", "materialize", "allocate_values", "form_regions", "derive", "plan",
+          "lower_to_kernel", "source (reference)"]
+
+
+def test_symcell_debug_prints_every_stage_in_order_and_the_source(monkeypatch, capsys):
+    monkeypatch.setenv("SYMCELL_DEBUG", "1")
+    lowered = pipeline.lower(GRUCell.spec.ir, {"I": 3, "H": 4})
+    kernel = pipeline.build(lowered, symcell.backends.get("reference"), {"I": 3, "H": 4})
+    err = capsys.readouterr().err
+    heads = [line[len("--- symcell "):].split(":")[0].rstrip(" -") for line in err.splitlines()
+             if line.startswith("--- symcell ")]
+    assert heads == STAGES
+    assert "weight_ih_x = x @ weight_ih.T" in err                    # the schedule as gradients() shows it
+    assert "scan backward (reverse)" in err and "d_h_new <- d_h" in err   # the kernel program
+    assert kernel.source in err
+
+
+def test_without_symcell_debug_nothing_is_printed(monkeypatch, capsys):
+    monkeypatch.delenv("SYMCELL_DEBUG", raising=False)
+    pipeline.lower(GRUCell.spec.ir, {"I": 3, "H": 4})
+    assert capsys.readouterr().err == ""
+
+
+def test_products_are_made_once_per_cell_and_binding():
+    spec = GRUCell.spec
+    a = registry.lowered(spec.hash, {"I": 2, "H": 3})
+    assert registry.lowered(spec.hash, {"H": 3, "I": 2}) is a
+    assert registry.lowered(spec.hash) is not a and registry.lowered(spec.hash) is registry.lowered(spec.hash)
+    # gradients() reads the symbolic products instead of running the passes again
+    text = GRUCell.gradients()
+    assert "weight_ih_x = x @ weight_ih.T" in text
+
+
+def test_the_fake_shapes_are_read_from_the_program():
+    from symcell.ops import _shapes
+    cell = GRUCell(3, 4, backend="reference")
+    key = cell._kernel_key(torch.device("cpu"))
+    assert _shapes(key, 5, 2, save=False) == [(5, 2, 4), (2, 4)]
+    assert _shapes(key, 5, 2, save=True) == [(5, 2, 4), (2, 4), (5, 2, 12), (5, 2, 12)]
+    ys, finals, res = cell._kernel(torch.device("cpu")).forward((torch.randn(5, 2, 3),), (torch.zeros(2, 4),),
+                                                                tuple(cell.parameters()), True)
+    assert [tuple(t.shape) for t in (*ys, *finals, *res)] == _shapes(key, 5, 2, save=True)

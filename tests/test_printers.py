@@ -1,0 +1,91 @@
+"""Golden strings of the printers (symcell/printing.py), in the manner of sympy's printer tests, and the op
+table (symcell/functions.py) they read: every function spelt in every language, its derivative printable."""
+import math
+
+import pytest
+import sympy
+import torch
+
+from symcell.functions import BY_CLASS, FUNCTIONS, UNARY, Gelu, Sigmoid, Silu, Step, Tanh
+from symcell.printing import cpp_str, math_str, size_str, tl_str, torch_str
+
+x, y = sympy.symbols("x y")
+H, I = sympy.Symbol("H", positive=True, integer=True), sympy.Symbol("I", positive=True, integer=True)
+
+#  expression                      C++                                  triton                               torch
+GOLDEN = [
+    (x**3,                         "(x*x*x)",                           "(x*x*x)",                           "x**3"),
+    (x - 1,                        "x - 1",                             "x - 1.0",                           "x - 1"),
+    (1 - x,                        "1 - x",                             "1.0 - x",                           "1 - x"),
+    (x**-2,                        "(scalar_t(1)/(x*x))",               "(1.0 / (x*x))",                     "x**(-2)"),
+    (1 / x,                        "(scalar_t(1)/(x))",                 "(1.0 / (x))",                       "1/x"),
+    (sympy.sqrt(x),                "std::sqrt(x)",                      "tl.sqrt(x)",                        "torch.sqrt(x)"),
+    (1 / sympy.sqrt(x),            "(scalar_t(1)/std::sqrt(x))",        "(1.0 / tl.sqrt(x))",                "torch.rsqrt(x)"),
+    (x**sympy.Rational(3, 2),      "std::pow(x, scalar_t(1.5))",        "tl.exp(1.5 * tl.log(x))",           "x**(1.5)"),
+    (0.25 * x,                     "scalar_t(0.25)*x",                  "0.25*x",                            "0.25*x"),
+    (sympy.pi * x,                 "scalar_t(3.141592653589793)*x",     "3.141592653589793*x",               "3.141592653589793*x"),
+    (sympy.Rational(1, 3),         "scalar_t(0.3333333333333333)",      "0.3333333333333333",                "0.3333333333333333"),
+    (Sigmoid(x) * (1 - Sigmoid(x)), "(1 - sc::sigmoid(x))*sc::sigmoid(x)", "(1.0 - tl.sigmoid(x))*tl.sigmoid(x)",
+     "(1 - torch.sigmoid(x))*torch.sigmoid(x)"),
+    (Tanh(x + y),                  "sc::tanh(x + y)",                   "(2.0 * tl.sigmoid(2.0 * (x + y)) - 1.0)", "torch.tanh(x + y)"),
+    (Step(x) * y,                  "y*sc::step(x)",                     "y*tl.where((x) > 0.0, 1.0, 0.0)",   "y*_step(x)"),
+]
+
+
+@pytest.mark.parametrize("expr,cpp,triton,torch_code", GOLDEN, ids=[str(g[0]) for g in GOLDEN])
+def test_code_printers(expr, cpp, triton, torch_code):
+    assert cpp_str(expr) == cpp
+    assert tl_str(expr) == triton
+    assert torch_str(expr) == torch_code
+
+
+def test_math_printer_names_functions_as_users_write_them():
+    assert math_str(sympy.diff(Sigmoid(x), x)) == "(1 - sigmoid(x))*sigmoid(x)"
+    assert math_str(sympy.diff(Silu(x), x)) == "(x*(1 - sigmoid(x)) + 1)*sigmoid(x)"
+    assert math_str(Step(x) + Tanh(x)) == "step(x) + tanh(x)"
+
+
+def test_size_printer():
+    assert size_str(2 * H) == "2*_dim_H"
+    assert size_str((I + H) / 2) == "((_dim_H + _dim_I)/2)"
+    assert size_str(sympy.Integer(7)) == "7"
+
+
+@pytest.mark.parametrize("fn", FUNCTIONS, ids=[f.name for f in FUNCTIONS])
+def test_every_function_is_spelt_in_every_language_with_its_derivative(fn):
+    """One table entry is the whole definition: the function and its derivative print in every language, and
+    the torch spelling computes the function's value (checked against the sympy class's own value)."""
+    e = fn.sympy(x)
+    for printer in (cpp_str, tl_str, torch_str, math_str):
+        for expr in (e, sympy.diff(e, x)):
+            text = printer(expr)
+            assert text and "Function" not in text and "Derivative" not in text, (fn.name, text)
+    assert fn.name in math_str(e)
+    from symcell.backends.torch_code import SCOPE
+    for v in (-1.7, 0.3, 2.5) if fn.name not in ("log", "sqrt") else (0.3, 2.5):
+        got = eval(torch_str(e), {**SCOPE, "x": torch.tensor(v, dtype=torch.float64)})  # noqa: S307
+        want = float(fn.sympy(sympy.Float(v)))
+        assert math.isclose(float(got), want, rel_tol=1e-12, abs_tol=1e-12), (fn.name, v)
+
+
+def test_the_table_is_what_users_can_call():
+    import symcell
+    for name in UNARY:
+        assert callable(getattr(symcell, name)) and name in symcell.__all__
+    assert "step" not in UNARY and "elu_grad" not in UNARY        # derivative helpers only
+    assert BY_CLASS["Gelu"].name == "gelu"
+
+
+@pytest.mark.parametrize("fn", [f for f in FUNCTIONS if f.name in ("silu", "gelu", "erf", "softplus", "elu")],
+                         ids=lambda f: f.name)
+def test_derivatives_match_torch_autograd(fn):
+    t = torch.linspace(-6, 6, 97, dtype=torch.float64, requires_grad=True)
+    from symcell.backends.torch_code import SCOPE
+    (g,) = torch.autograd.grad(eval(torch_str(fn.sympy(x)), {**SCOPE, "x": t}).sum(), t)  # noqa: S307
+    d = eval(torch_str(sympy.diff(fn.sympy(x), x)), {**SCOPE, "x": t.detach()})  # noqa: S307
+    torch.testing.assert_close(d, g, rtol=1e-12, atol=1e-12)
+
+
+def test_numbers_are_numbers():
+    assert Gelu(sympy.Integer(0)) == 0 and Silu(sympy.Integer(0)) == 0
+    assert torch_str(Tanh(x - x)) == "0.0"

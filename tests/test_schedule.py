@@ -1,0 +1,118 @@
+"""The compiler's passes one by one, on cells whose schedule a reader can work out by hand: rewrite, hoist,
+materialize, allocate_values, form_regions (schedule.py), plan (plan.py) and the kernel program (kernel.py)."""
+import sympy
+
+from symcell import define, pipeline, relu, sigmoid, tanh
+from symcell.autodiff import RegionGrad
+from symcell.cells import GRUCell, LSTMCell
+from symcell.kernel import Accumulate, HoldEnded, Keep, OperandGrad, PassEnded, Role, WeightGrad
+from symcell.schedule import Kind, MatMul, Region, Stage, allocate_values, hoist, materialize, rewrite
+from zoo import CatSplit, Gated
+
+
+def lower(cell, dims=None):
+    return pipeline.lower(cell.spec.ir, dims)
+
+
+def test_lstm_is_one_matmul_of_two_terms_and_one_region_of_two_outputs():
+    s = lower(LSTMCell).schedule
+    assert s.pre == ()
+    mm, region = s.loop
+    assert isinstance(mm, MatMul) and isinstance(region, Region)
+    assert mm.out == "gates" and [(t.weight, t.operand.value) for t in mm.terms] == [("weight_ih", "x"),
+                                                                                     ("weight_hh", "h")]
+    assert [d.value for d, _ in region.outputs] == ["h_new", "c_new"]
+    # c_new = c*f + i*g appears in h_new = o*tanh(c_new): one common subexpression, named once
+    (temp, expr), = region.temps
+    assert temp.name == "_e0" and region.results[1] == temp and temp in region.results[0].free_symbols
+    assert [(v.value, v.start, v.stop) for s_, v in region.leaves if s_.name == "gates_2"] == [
+        ("gates", 2 * sympy.Symbol("H", positive=True, integer=True), 3 * sympy.Symbol("H", positive=True, integer=True))]
+
+
+def test_gru_hoists_its_input_matmul_before_the_loop():
+    s = lower(GRUCell).schedule
+    (pre,) = s.pre
+    assert isinstance(pre, MatMul) and pre.out == "weight_ih_x"
+    assert s.value("weight_ih_x").stage == Stage.PRE
+    assert [type(st).__name__ for st in s.loop] == ["MatMul", "Region"]
+
+
+def test_the_passes_one_at_a_time():
+    ir = Gated.spec.ir                       # U @ (r * h): a matmul on a pointwise function of the state
+    returns = rewrite(ir.returns)
+    pre = hoist(returns)
+    assert {n.attr[0][0] for n in pre if n.op == "matmul"} == {"Wx"}      # only Wx @ x depends on no state
+    buffered = materialize(returns)
+    assert [n.op for n in buffered] == ["pw"]                              # r * h: a GEMM reads it from memory
+    alloc = allocate_values(ir, returns, pre, buffered)
+    kinds = {v.name: (v.kind, v.stage) for v in alloc.values}
+    assert kinds["t0"] == (Kind.PW, Stage.LOOP) and kinds["Wx_x"] == (Kind.MATMUL, Stage.PRE)
+    assert kinds["h_new"] == (Kind.NEW_STATE, Stage.LOOP)
+    assert {d.value for _, d, _ in alloc.writes} == {"t0", "h_new"}
+
+
+def test_rewrite_splits_a_matmul_on_a_cat_into_terms():
+    @define(inputs={"x": "I"}, state={"h": "H"}, params={"W": ("H", "H+I")})
+    def Cat(x, h, W):
+        return tanh(W @ __import__("symcell").cat(h, x))
+    (r,) = rewrite(Cat.spec.ir.returns)
+    mm = r.args[0]
+    H, I = (sympy.Symbol(n, positive=True, integer=True) for n in "HI")
+    assert mm.op == "matmul" and mm.attr == (("W", 0, H), ("W", H, H + I))
+    assert [a.op for a in mm.args] == ["state", "input"]
+
+
+def test_an_undecidable_split_keeps_the_cat_in_a_buffer():
+    s = lower(CatSplit).schedule
+    assert any(v.kind == Kind.CAT for v in s.values)
+
+
+def test_plan_keeps_the_gates_and_the_cell_state():
+    p = lower(LSTMCell).plan
+    assert p.res_loop == ("gates",) and p.res_states == ("c",) and p.res_pre == ()
+    assert p.loop_mm == ("gates",) and p.deferred_ops == frozenset({"x"})
+    p = lower(GRUCell).plan
+    assert p.res_pre == ("weight_ih_x",) and p.res_loop == ("weight_hh_h",) and p.res_states == ()
+
+
+def test_the_forward_scan_of_an_lstm():
+    f = lower(LSTMCell).program.forward
+    role = {b.name: (b.role, b.keep) for b in f.buffers}
+    assert role["x"] == (Role.SEQ, Keep.NEVER) and role["h"] == (Role.CARRY_IN, Keep.NEVER)
+    assert role["h_new"] == (Role.CARRY_OUT, Keep.ALWAYS)       # an output: kept always
+    assert role["c_new"] == (Role.CARRY_OUT, Keep.SAVE)         # read by the backward: kept when saving
+    assert role["gates"] == (Role.STEP, Keep.SAVE)
+    assert f.carries == (("h", "h_new"), ("c", "c_new"))
+    assert isinstance(f.step[-1], HoldEnded) and f.step[-1].pairs == f.carries
+    assert [(r.name, r.buffers, r.save) for r in f.returns] == [
+        ("ys", ("h_new",), False), ("finals", ("h", "c"), False), ("res", ("gates", "c_new"), True)]
+
+
+def test_the_backward_scan_of_an_lstm_is_a_reverse_scan_over_the_residuals():
+    b = lower(LSTMCell).program.backward
+    assert b.reverse and [a.name for a in b.args] == ["_d_ys", "_d_finals", "_xs", "_inits", "_params", "_ys", "_res"]
+    assert b.arg_of("c_new") == ("_res", 1) and b.arg_of("h_new") == ("_ys", 0)
+    prev = {x.name: x.seq for x in b.with_role(Role.PREV)}
+    assert prev == {"h": "h_new", "c": "c_new"}                 # the state entering step t: the one after t - 1
+    assert [type(st) for st in b.step] == [Accumulate, PassEnded, RegionGrad, OperandGrad]
+    (og,) = [st for st in b.step if isinstance(st, OperandGrad)]
+    assert og.term.operand.value == "h"                          # d_x waits for the loop's end: one GEMM
+    assert [(type(st), st.term.weight) for st in b.after] == [
+        (WeightGrad, "weight_ih"), (OperandGrad, "weight_ih"), (WeightGrad, "weight_hh")]
+    assert b.carries == (("d_h_new", "d_h"), ("d_c_new", "d_c"))
+    acc = {x.name for x in b.buffers if x.acc}
+    assert {"d_h", "d_c", "d_x", "d_gates", "d_bias_ih"} <= acc and "d_h_new" not in acc
+
+
+def test_bound_programs_have_integer_sizes():
+    f = lower(LSTMCell, {"I": 3, "H": 5}).program.forward
+    assert f.buffer("gates").size == 20 and f.buffer("weight_ih").size == (20, 3)
+
+
+def test_a_cell_with_no_matmul_is_one_region():
+    @define(inputs={"x": "H"}, state={"h": "H"}, params={"w": ("H",)})
+    def Leaky(x, h, w):
+        return relu(sigmoid(w) * h + x)
+    s = lower(Leaky).schedule
+    assert s.pre == () and [type(st).__name__ for st in s.loop] == ["Region"]
+    assert lower(Leaky).program.backward.after == ()
