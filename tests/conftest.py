@@ -1,14 +1,15 @@
 """Test tiers (markers declared in pyproject.toml):
 
-    nocompile   needs no C++ compiler and no Triton: the reference backend, printers, render snapshots, the
-                passes, every error message (python -m pytest -m nocompile: under a minute)
+    nocompile   the fast tier that needs no C++ compiler and no Triton: the reference backend, printers, render
+                snapshots, the passes, every error message (python -m pytest -m nocompile: under a minute)
     cpp         builds C++ kernels (a test parametrized with backend="cpp", or using backend="auto" on CPU)
     triton      runs Triton kernels: compiled on a GPU, else through Triton's interpreter on CPU tensors
     gpu         runs on a CUDA device
     slow        subprocesses, examples, long sequences and fuzz runs
 
-A test parametrized over backends gets the tier of its backend; every test that is not cpp, triton or gpu is
-nocompile, and a nocompile test that builds a cpp or triton kernel fails, naming itself, so the tier stays true.
+A test parametrized over backends gets the tier of its backend; every test that is not cpp, triton, gpu or slow
+is nocompile, and a nocompile test that builds a cpp or triton kernel fails, naming itself, so the tier stays
+true.
 """
 import os
 import sys
@@ -36,7 +37,7 @@ def pytest_collection_modifyitems(config, items):
         backend = callspec.params.get("backend") if callspec is not None else None
         for mark in _COMPILING.get(backend, ()):
             item.add_marker(mark)
-        if not any(item.get_closest_marker(m) for m in ("cpp", "triton", "gpu")):
+        if not any(item.get_closest_marker(m) for m in ("cpp", "triton", "gpu", "slow")):
             item.add_marker("nocompile")
 
 

@@ -91,7 +91,8 @@ def test_torch_export():
 
 
 DDP_WORKER = textwrap.dedent("""
-    import os, sys, torch, torch.distributed as dist
+    import gc, os, sys, torch, torch.distributed as dist
+    import torch.distributed.nn  # before init: its functions' `group=group.WORLD` defaults would keep the group alive
     from torch.nn.parallel import DistributedDataParallel as DDP
     sys.path.insert(0, {tests!r})
     from test_ecosystem import Tagger
@@ -104,11 +105,17 @@ DDP_WORKER = textwrap.dedent("""
         torch.save([p.grad for p in model.module.parameters()], {out!r})
     dist.barrier()
     dist.destroy_process_group()
-    # KNOWN ISSUE (noted on issue 5): with the cpp backend, about 1 run in 8 aborted during interpreter teardown
-    # ("terminate called without an active exception") after all the work above had completed; until that is
-    # found, the worker skips teardown so that the test checks the gradients, which is what it is about
-    sys.stdout.flush()
-    os._exit(0)
+    # The process group goes (and gloo's threads are joined) while the interpreter is alive. Left to interpreter
+    # teardown, a gloo thread could drop the last reference to a Work launched in backward, whose captured
+    # at::ThreadLocalState holds a Python object (autograd's contextvars.Context): the GIL acquire for that decref
+    # pthread_exit()s the thread inside a noexcept destructor -> std::terminate, "terminate called without an
+    # active exception", about 1 run in 30 (a PyTorch/CPython race, the backend only changes its timing). The DDP
+    # module holds the group, so it goes first; then no gloo thread may be left to race with the teardown.
+    del model
+    gc.collect()
+    gloo = [t for t in os.listdir("/proc/self/task")
+            if "gloo" in open(f"/proc/self/task/{{t}}/comm").read()] if os.path.isdir("/proc/self/task") else []
+    assert not gloo, f"gloo threads still alive before interpreter teardown: {{len(gloo)}}"
 """)
 
 
