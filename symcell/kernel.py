@@ -150,6 +150,11 @@ class Scan:
     def with_role(self, *roles):
         return [b for b in self.buffers if b.role in roles]
 
+    @property
+    def first_seq(self):
+        """The first sequence argument: it gives the entry point T, B, dtype and device."""
+        return next(b.name for b in self.buffers if b.role == Role.SEQ and self.arg_of(b.name))
+
     def arg_of(self, name):
         """(argument name, index) binding buffer `name`, or None when the scan allocates it"""
         return next(((a.name, k) for a in self.args for k, b in enumerate(a.buffers) if b == name), None)
@@ -197,6 +202,32 @@ def uses(st):
     if isinstance(st, Accumulate):
         return {st.dest, st.src}
     raise TypeError(f"unknown statement {st!r}")
+
+
+def writes(st):
+    """The buffers a statement writes into (assigned, accumulated, or changed on some rows)."""
+    if isinstance(st, RegionGrad):
+        return {grad(v.value) for v, _ in st.grads}
+    if isinstance(st, OperandGrad):
+        return {grad(st.term.operand.value)}
+    if isinstance(st, WeightGrad):
+        return {grad(st.term.weight)}
+    if isinstance(st, HoldEnded):
+        return {new for _, new in st.pairs}
+    if isinstance(st, PassEnded):
+        return {x for pair in st.pairs for x in pair}
+    if isinstance(st, Accumulate):
+        return {st.dest}
+    return assigns(st)
+
+
+def assigns(st):
+    """The buffers a statement assigns (=) rather than accumulates into: a matmul's output, a region's outputs."""
+    if isinstance(st, MatMul):
+        return {st.out}
+    if isinstance(st, Region):
+        return {v.value for v, _ in st.outputs}
+    return set()
 
 
 # --- lowering the schedule, its backward and the plan to the two scans ----------------------------------

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as _F
 
 from ..functions import TORCH_HELPERS
-from ..kernel import Keep, Role, grad
+from ..kernel import Keep, Role, assigns, grad
 from ..printing import torch_str
 from .base import Renderer
 
@@ -37,14 +37,8 @@ def init(name):
 
 
 def defined(stmts):
-    """Buffers a phase defines by assignment (not +=): matmul outputs and region outputs."""
-    out = set()
-    for st in stmts:
-        if hasattr(st, "terms"):
-            out.add(st.out)
-        elif hasattr(st, "results"):
-            out |= {d.value for d, _ in st.outputs}
-    return out
+    """The buffers a phase assigns: Python names bound by the phase, not views of tensors made before it."""
+    return set().union(*[assigns(st) for st in stmts])
 
 
 class ScanRenderer(Renderer):
@@ -54,8 +48,7 @@ class ScanRenderer(Renderer):
         self.program, self.scan, self.w = program, scan, w
         self.size = {b.name: b.size for b in scan.buffers}
         self.role = {b.name: b.role for b in scan.buffers}
-        first = next(b for b in scan.buffers if b.role == Role.SEQ and scan.arg_of(b.name))
-        self.like = seq(first.name)          # a tensor new ones are made like
+        self.like = seq(scan.first_seq)     # a tensor new ones are made like
         self.rows = "_B"                    # the rows a statement works on: _B in the step, _T * _B outside
         self.allocated = set()
 

@@ -14,7 +14,7 @@ How each scan runs (the why of each choice is measured; see BENCHMARKS.md):
 """
 import sympy
 
-from ...kernel import Keep, MatMul, Role, grad
+from ...kernel import Keep, MatMul, Role, grad, writes
 from ...printing import Writer, cpp_str, size_str
 from ..base import Renderer
 
@@ -44,7 +44,7 @@ class ScanRenderer(Renderer):
         self.buf = {b.name: b for b in scan.buffers}
         self.rows, self.row0 = "_na", "_b0"   # in the step; phases run over _steps * _batch rows from row 0
         self.matmuls = [st for st in scan.before + scan.step + scan.after if isinstance(st, MatMul)]
-        self.written = set().union(*[self._writes(st) for st in scan.step]) if scan.step else set()
+        self.written = set().union(*[writes(st) for st in scan.step])
 
     # --- names ------------------------------------------------------------------------------------------
     def n(self, name):
@@ -54,15 +54,6 @@ class ScanRenderer(Renderer):
 
     def is_param(self, name):
         return self.buf.get(name) is not None and self.buf[name].role == Role.PARAM
-
-    @staticmethod
-    def _writes(st):
-        from ...kernel import Accumulate, PassEnded
-        if isinstance(st, Accumulate):
-            return {st.dest}
-        if isinstance(st, PassEnded):
-            return {x for pair in st.pairs for x in pair}
-        return set()
 
     def cout_at(self, b, t):
         """where a CARRY_OUT's value at step t lives (row 0): its kept sequence, or a slot of its two"""
@@ -116,9 +107,7 @@ class ScanRenderer(Renderer):
                 continue
             size = b.size[0] if b.role in (Role.PARAM, Role.PARAM_GRAD) else b.size
             w(f"const int64_t {self.n(b.name)} = {size_str(size)};")
-        first_name, first_k = next(scan.arg_of(b.name) for b in scan.buffers
-                                   if b.role == Role.SEQ and scan.arg_of(b.name))
-        first = f"{first_name}[{first_k}]"
+        first = "{}[{}]".format(*scan.arg_of(scan.first_seq))
         w(f"const int64_t _steps = {first}.size(0), _batch = {first}.size(1);")
         w("// per-row sequence lengths (int64), or none: every row runs all _steps")
         w("const int64_t* _len = _lengths.numel() > 0 ? _lengths.data_ptr<int64_t>() : nullptr;")
@@ -437,10 +426,10 @@ def render(program):
         params = ", ".join([f"at::TensorList {a.name}" for a in scan.args] + ["at::IntArrayRef _dims"]
                            + (["bool _save"] if scan.save else []) + ["const at::Tensor& _lengths"])
         call = ", ".join([a.name for a in scan.args] + ["_dims"] + (["_save"] if scan.save else []) + ["_lengths"])
-        first = scan.args[[a.name for a in scan.args].index("_xs")].name
+        first = "{}[{}]".format(*scan.arg_of(scan.first_seq))
         with w.block(f"std::vector<at::Tensor> {scan.name}({params}) {{", "}"):
             w("sc::FlushDenormals _ftz;")
-            w(f"if ({first}[0].scalar_type() == at::kDouble) return {scan.name}_impl<double>({call});")
+            w(f"if ({first}.scalar_type() == at::kDouble) return {scan.name}_impl<double>({call});")
             w(f"return {scan.name}_impl<float>({call});")
     w("}  // namespace")
     w()

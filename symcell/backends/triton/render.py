@@ -245,7 +245,7 @@ class Host(ScanRenderer):
             elif b.role == Role.PARAM_GRAD:   # one partial sum per program, summed after the kernel
                 w(f"_{b.name}_part = {like}.new_zeros((_grid, {b.size[0]}))")
         for cin, cout in scan.carries:
-            b = self.buf(cout)
+            b = scan.buffer(cout)
             w(f"_{cout}_pp = {like}.new_empty((2, _B, {b.size})); _{cout}_pp[0] = {init(cin)}   # the carry's two slots")
             if b.keep == Keep.ALWAYS:
                 w(f"{seq(cout)} = {like}.new_empty((_T, _B, {b.size})); _{cout}_ts = _B * {b.size}")
@@ -263,9 +263,6 @@ class Host(ScanRenderer):
                 w(f"{b.name} += _{b.name}_part.sum(0)")
         for cin, cout in scan.carries:
             w(f"{cin} = _{cout}_pp[_T % 2].clone()   # the carry after the last step")
-
-    def buf(self, name):
-        return self.scan.buffer(name)
 
 
 def render(program, w):
