@@ -1,0 +1,100 @@
+"""Compile the triton backend's kernels ahead of time for NVIDIA GPUs, without a GPU: Triton's own pipeline down
+to PTX, then the ptxas that ships with the Triton wheel for registers, spills and shared memory per kernel.
+
+    python benchmarks/triton_aot.py                         # LSTM and GRU at H=16 and 256, sm_80 and sm_90
+    python benchmarks/triton_aot.py --cells lstm --sizes 768 --archs 90
+
+The interpreter CI runs the kernels with accepts code a GPU compiler may not; this is how to know the kernels
+compile, and what they cost in registers. Exits non-zero when a kernel does not compile.
+"""
+import argparse
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+os.environ.pop("TRITON_INTERPRET", None)   # real @triton.jit functions, not the interpreter's
+
+import triton  # noqa: E402
+from triton.backends.compiler import GPUTarget  # noqa: E402
+from triton.compiler import ASTSource  # noqa: E402
+
+import symcell  # noqa: E402
+from symcell import pipeline  # noqa: E402
+from symcell.backends.triton.render import BB, BK, BN  # noqa: E402
+from symcell.cells import GRUCell, LSTMCell  # noqa: E402
+
+CELLS = {"lstm": LSTMCell.spec, "gru": GRUCell.spec}
+# the wheel's ptxas builds; the newer one reads the newer PTX that Triton writes for sm_90
+PTXAS = [os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", p) for p in ("ptxas", "ptxas-blackwell")]
+
+
+def kernels(spec, dims, folder):
+    """The scans' @triton.jit kernels of a cell, imported from a file (triton.jit reads its source)."""
+    source = symcell.backends.get("triton").render(pipeline.lower(spec.ir, dims).program)
+    path = os.path.join(folder, f"{spec.ir.name}_{'_'.join(f'{k}{v}' for k, v in sorted(dims.items()))}.py")
+    with open(path, "w") as f:
+        f.write("import torch, triton\nimport triton.language as tl\n" + source)
+    module_spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return [getattr(module, f"_{scan}_kernel") for scan in ("forward", "backward")]
+
+
+def signature(fn, masked):
+    """Argument types as the host code passes them: sizes and strides i32, lengths i64, buffers fp32."""
+    sig, constexprs = {}, {}
+    for p in fn.arg_names:
+        if p in ("_BB", "_BN", "_BK", "_MASKED"):
+            sig[p] = "constexpr"
+            constexprs[p] = {"_BB": BB, "_BN": BN, "_BK": BK, "_MASKED": masked}[p]
+        elif p in ("_T", "_B") or p.startswith("_ts_"):
+            sig[p] = "i32"
+        elif p == "_len_ptr":
+            sig[p] = "*i64"
+        else:
+            sig[p] = "*fp32"
+    return sig, constexprs
+
+
+def resources(ptx, arch, folder):
+    """ptxas -v on the kernel's PTX: 'registers, spill stores/loads' as it reports them"""
+    path = os.path.join(folder, "kernel.ptx")
+    with open(path, "w") as f:
+        f.write(ptx)
+    target = re.search(r"\.target (sm_\w+)", ptx).group(1)   # Triton targets sm_90a on Hopper
+    for ptxas in PTXAS:
+        r = subprocess.run([ptxas, "-v", f"--gpu-name={target}", path, "-o", path + ".cubin"], capture_output=True,
+                           text=True)
+        if r.returncode == 0:
+            break
+    regs = re.search(r"Used (\d+) registers", r.stderr)
+    spills = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", r.stderr)
+    return (int(regs.group(1)) if regs else None), (tuple(map(int, spills.groups())) if spills else None)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cells", nargs="+", default=sorted(CELLS), choices=sorted(CELLS))
+    ap.add_argument("--sizes", nargs="+", type=int, default=[16, 256])
+    ap.add_argument("--archs", nargs="+", type=int, default=[80, 90])
+    args = ap.parse_args(argv)
+    print(f"triton {triton.__version__}; every kernel with _MASKED (lengths) on; BB={BB} BN={BN} BK={BK}")
+    print("| cell | H = I | kernel | target | registers | spill stores / loads (bytes) | shared memory (bytes) |")
+    print("|---|---:|---|---|---:|---|---:|")
+    with tempfile.TemporaryDirectory() as folder:
+        for name in args.cells:
+            for size in args.sizes:
+                for fn in kernels(CELLS[name], {"I": size, "H": size}, folder):
+                    for arch in args.archs:
+                        sig, constexprs = signature(fn, True)
+                        k = triton.compile(ASTSource(fn, sig, constexprs), target=GPUTarget("cuda", arch, 32))
+                        regs, spills = resources(k.asm["ptx"], arch, folder)
+                        print(f"| {name} | {size} | {fn.__name__} | sm_{arch} | {regs} | "
+                              f"{'/'.join(map(str, spills)) if spills else '?'} | {k.metadata.shared} |", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""The Triton kernels compile for NVIDIA GPUs (sm_80, sm_90), ahead of time and without a GPU, through Triton's
+own pipeline and ptxas (benchmarks/triton_aot.py): the interpreter the other triton tests run on accepts code a
+GPU compiler may not. Every zoo cell, so every function's triton spelling, and the LSTM and GRU at two sizes."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytest.importorskip("triton")
+pytestmark = [pytest.mark.triton, pytest.mark.slow]
+HERE = os.path.dirname(os.path.abspath(__file__))
+BENCH = os.path.join(os.path.dirname(HERE), "benchmarks")
+
+SCRIPT = textwrap.dedent("""
+    import sys, tempfile
+    sys.path[:0] = [{bench!r}, {tests!r}]
+    import triton, triton_aot                     # before the zoo's cells are defined: real @triton.jit kernels
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    from zoo import CASES
+    compiled = 0
+    with tempfile.TemporaryDirectory() as folder:
+        jobs = [(name, factory(backend="reference")) for name, (factory, _, _) in sorted(CASES.items())]
+        for name, cell in jobs:
+            archs = (80, 90) if name in ("LSTM", "GRU") else (90,)
+            for fn in triton_aot.kernels(cell._spec, cell.dims, folder):
+                for arch in archs:
+                    sig, constexprs = triton_aot.signature(fn, True)
+                    k = triton.compile(ASTSource(fn, sig, constexprs), target=GPUTarget("cuda", arch, 32))
+                    regs, spills = triton_aot.resources(k.asm["ptx"], arch, folder)
+                    assert regs is not None, (name, fn.__name__, arch)
+                    compiled += 1
+    print("compiled", compiled)
+""")
+
+
+def test_every_zoo_cells_kernels_compile_for_sm80_and_sm90():
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    r = subprocess.run([sys.executable, "-c", SCRIPT.format(bench=BENCH, tests=HERE)], env=env, capture_output=True,
+                       text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-4000:]
+    from zoo import CASES
+    assert r.stdout.split()[-1] == str(2 * (len(CASES) + 2))   # two kernels per cell; the LSTM and GRU twice
