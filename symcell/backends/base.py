@@ -15,7 +15,7 @@ sequences of the output states, lengths None or an int64 tensor of B lengths):
     forward(xs, inits, params, save, lengths=None)                -> (ys, finals, residuals)
     backward(d_ys, d_finals, xs, inits, params, ys, residuals, lengths=None) -> (d_xs, d_inits, d_params)
 Each entry point the backend built returns a flat list of tensors in the order of its scan's result groups;
-Kernel groups them.
+Kernel groups them. An entry point never writes into its arguments (the operators declare no mutation).
 """
 
 

@@ -84,7 +84,7 @@ class ScanRenderer(Renderer):
             if self.scan.arg_of(b.name):
                 continue
             if b.role == Role.PARAM_GRAD:
-                w(f"{b.name} = torch.zeros_like({b.name[len('d_'):]})")
+                w(f"{b.name} = {self.like}.new_zeros(({', '.join(map(str, b.size))},))")
             elif b.role == Role.SEQ and b.acc:
                 w(f"{seq(b.name)} = {self.like}.new_zeros((_T, _B, {b.size}))")
 
@@ -188,22 +188,22 @@ class ScanRenderer(Renderer):
         t = st.term
         self.w(f"{self.weight(t, 'd_')} += torch.mm({grad(st.out)}.t(), {self.view(t.operand.value, t.operand)})")
 
+    def on_ended_rows(self, why, lines):
+        """with lengths, `lines` with _live the (B, 1) mask of the rows still running at step _t"""
+        with self.w.block(f"if _lengths is not None:   # {why}"):
+            self.w("_live = (_t < _lengths)[:, None]")
+            for line in lines:
+                self.w(line)
+
     def render_HoldEnded(self, st):
-        w = self.w
-        w("if _lengths is not None:   # rows past their length keep their state")
-        with w.block():
-            w("_live = (_t < _lengths)[:, None]")
-            for old, new in st.pairs:
-                w(f"{new} = torch.where(_live, {new}, {old})")
+        self.on_ended_rows("rows past their length keep their state",
+                           [f"{new} = torch.where(_live, {new}, {old})" for old, new in st.pairs])
 
     def render_PassEnded(self, st):
-        w = self.w
-        w("if _lengths is not None:   # ended rows: the carried cotangent passes to the previous state")
-        with w.block():
-            w("_live = (_t < _lengths)[:, None]")
-            for d_in, d_out in st.pairs:
-                w(f"{d_in} = torch.where(_live, {d_in}, {d_out})")
-                w(f"{d_out} = torch.where(_live, {d_out}, torch.zeros_like({d_out}))")
+        self.on_ended_rows("ended rows: the carried cotangent passes to the previous state",
+                           [line for d_in, d_out in st.pairs for line in
+                            (f"{d_in} = torch.where(_live, {d_in}, {d_out})",
+                             f"{d_out} = torch.where(_live, {d_out}, torch.zeros_like({d_out}))")])
 
     def render_Accumulate(self, st):
         self.w(f"{st.dest} = {st.dest} + {st.src}")

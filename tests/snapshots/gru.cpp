@@ -55,7 +55,7 @@ static std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _
     for (int64_t _t = 0; _t < _steps; ++_t) {
       scalar_t* h_new = (sc::ptr<scalar_t>(_t_h_new) + (_t) * _batch * _n_h_new) + _b0 * _n_h_new;
       const scalar_t* weight_ih_x = _seq_weight_ih_x + (_t * _batch + _b0) * _n_weight_ih_x;
-      scalar_t* weight_hh_h = (_save ? sc::ptr<scalar_t>(_res_weight_hh_h) + _t * _batch * _n_weight_hh_h : sc::ptr<scalar_t>(_buf_weight_hh_h)) + _b0 * _n_weight_hh_h;
+      scalar_t* weight_hh_h = (_save ? sc::ptr<scalar_t>(_res_weight_hh_h) + (_t) * _batch * _n_weight_hh_h : sc::ptr<scalar_t>(_buf_weight_hh_h)) + _b0 * _n_weight_hh_h;
       int64_t _na = _nb;   // the rows up to the last one still running (see render.py)
       if (_len != nullptr) while (_na > 0 && _len[_b0 + _na - 1] <= _t) --_na;
       // weight_hh_h = h[0:_dim_H] @ weight_hh[:, 0:_dim_H].T

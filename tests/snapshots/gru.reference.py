@@ -50,10 +50,10 @@ def backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _lengths=None):
     _d_x_seq = _x_seq.new_zeros((_T, _B, 8))
     _d_weight_ih_x_seq = _x_seq.new_zeros((_T, _B, 48))
     _d_weight_hh_h_seq = _x_seq.new_zeros((_T, _B, 48))
-    d_weight_ih = torch.zeros_like(weight_ih)
-    d_weight_hh = torch.zeros_like(weight_hh)
-    d_bias_ih = torch.zeros_like(bias_ih)
-    d_bias_hh = torch.zeros_like(bias_hh)
+    d_weight_ih = _x_seq.new_zeros((48, 8,))
+    d_weight_hh = _x_seq.new_zeros((48, 16,))
+    d_bias_ih = _x_seq.new_zeros((48,))
+    d_bias_hh = _x_seq.new_zeros((48,))
     d_h_new, = _d_h_new_init,
     for _t in reversed(range(_T)):
         h = _h_new_seq[_t - 1] if _t > 0 else _h_init

@@ -52,7 +52,7 @@ static std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _
       const scalar_t* x = _seq_x + (_t * _batch + _b0) * _n_x;
       scalar_t* h_new = (sc::ptr<scalar_t>(_t_h_new) + (_t) * _batch * _n_h_new) + _b0 * _n_h_new;
       scalar_t* c_new = (_save ? sc::ptr<scalar_t>(_res_c_new) + (_t) * _batch * _n_c_new : sc::ptr<scalar_t>(_pp_c_new) + ((_t) & 1) * _batch * _n_c_new) + _b0 * _n_c_new;
-      scalar_t* gates = (_save ? sc::ptr<scalar_t>(_res_gates) + _t * _batch * _n_gates : sc::ptr<scalar_t>(_buf_gates)) + _b0 * _n_gates;
+      scalar_t* gates = (_save ? sc::ptr<scalar_t>(_res_gates) + (_t) * _batch * _n_gates : sc::ptr<scalar_t>(_buf_gates)) + _b0 * _n_gates;
       int64_t _na = _nb;   // the rows up to the last one still running (see render.py)
       if (_len != nullptr) while (_na > 0 && _len[_b0 + _na - 1] <= _t) --_na;
       // gates = x[0:_dim_I] @ weight_ih[:, 0:_dim_I].T + h[0:_dim_H] @ weight_hh[:, 0:_dim_H].T

@@ -49,10 +49,10 @@ def backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _lengths=None):
     _T, _B = _x_seq.shape[0], _x_seq.shape[1]
     _d_x_seq = _x_seq.new_zeros((_T, _B, 8))
     _d_gates_seq = _x_seq.new_zeros((_T, _B, 64))
-    d_weight_ih = torch.zeros_like(weight_ih)
-    d_weight_hh = torch.zeros_like(weight_hh)
-    d_bias_ih = torch.zeros_like(bias_ih)
-    d_bias_hh = torch.zeros_like(bias_hh)
+    d_weight_ih = _x_seq.new_zeros((64, 8,))
+    d_weight_hh = _x_seq.new_zeros((64, 16,))
+    d_bias_ih = _x_seq.new_zeros((64,))
+    d_bias_hh = _x_seq.new_zeros((64,))
     d_h_new, d_c_new, = _d_h_new_init, _d_c_new_init,
     for _t in reversed(range(_T)):
         c = _c_new_seq[_t - 1] if _t > 0 else _c_init

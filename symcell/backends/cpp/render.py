@@ -55,16 +55,16 @@ class ScanRenderer(Renderer):
     def is_param(self, name):
         return self.buf.get(name) is not None and self.buf[name].role == Role.PARAM
 
-    def cout_at(self, b, t):
-        """where a CARRY_OUT's value at step t lives (row 0): its kept sequence, or a slot of its two"""
+    def at_step(self, b, t):
+        """where the value of a STEP or CARRY_OUT buffer at step t lives (row 0): its row block of the sequence it
+        is kept in, else its scratch (a STEP) or the slot of its two that step t writes (a CARRY_OUT)"""
         n = self.n(b.name)
-        slot = f"sc::ptr<scalar_t>(_pp_{b.name}) + (({t}) & 1) * _batch * {n}"
         kept = f"sc::ptr<scalar_t>({'_t' if b.keep == Keep.ALWAYS else '_res'}_{b.name}) + ({t}) * _batch * {n}"
-        if b.keep == Keep.ALWAYS:
-            return f"({kept})"
-        if b.keep == Keep.SAVE:
-            return f"(_save ? {kept} : {slot})"
-        return f"({slot})"
+        if b.role == Role.STEP:
+            scratch = f"sc::ptr<scalar_t>(_buf_{b.name})"
+        else:
+            scratch = f"sc::ptr<scalar_t>(_pp_{b.name}) + (({t}) & 1) * _batch * {n}"
+        return {Keep.ALWAYS: f"({kept})", Keep.SAVE: f"(_save ? {kept} : {scratch})", Keep.NEVER: f"({scratch})"}[b.keep]
 
     # --- the entry point --------------------------------------------------------------------------------
     def function(self):
@@ -215,7 +215,7 @@ class ScanRenderer(Renderer):
                     w(f"{cin} = {cout};")
         w("});")
         for cin, cout in couts.items():
-            w(f"const scalar_t* _last_{cin} = _steps > 0 ? {self.cout_at(cout, last)} : _init_{cin};")
+            w(f"const scalar_t* _last_{cin} = _steps > 0 ? {self.at_step(cout, last)} : _init_{cin};")
 
     def bind_step(self):
         w = self.w
@@ -226,14 +226,8 @@ class ScanRenderer(Renderer):
             elif b.role == Role.PREV:
                 w(f"const scalar_t* {b.name} = _t > 0 ? _seq_{b.seq} + ((_t - 1) * _batch + _b0) * {n} : "
                   f"_init_{b.name} + _b0 * {n};")
-            elif b.role == Role.STEP:
-                if b.keep == Keep.SAVE:
-                    w(f"scalar_t* {b.name} = (_save ? sc::ptr<scalar_t>(_res_{b.name}) + _t * _batch * {n} : "
-                      f"sc::ptr<scalar_t>(_buf_{b.name})) + _b0 * {n};")
-                else:
-                    w(f"scalar_t* {b.name} = sc::ptr<scalar_t>(_buf_{b.name}) + _b0 * {n};")
-            elif b.role == Role.CARRY_OUT:
-                w(f"scalar_t* {b.name} = {self.cout_at(b, '_t')} + _b0 * {n};")
+            elif b.role in (Role.STEP, Role.CARRY_OUT):
+                w(f"scalar_t* {b.name} = {self.at_step(b, '_t')} + _b0 * {n};")
             else:
                 continue
             if b.acc and b.role in (Role.STEP, Role.CARRY_OUT):
