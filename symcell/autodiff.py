@@ -22,7 +22,8 @@ class RegionGrad:
     region: Region
     cotangents: Tuple[Tuple[sympy.Symbol, View], ...]   # g_k and the output view it is the cotangent of
     temps: Tuple[Tuple[sympy.Symbol, sympy.Expr], ...]  # common subexpressions, in order
-    grads: Tuple[Tuple[View, sympy.Expr], ...]          # accumulate expr into the gradient of the view
+    grads: Tuple[Tuple[View, sympy.Expr], ...]          # accumulate expr (in temps) into the gradient of the view
+    exprs: Tuple[sympy.Expr, ...] = ()                  # each grad's expression without temps (to differentiate)
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,8 @@ def _region_grad(region, schedule, taken):
     while any(n.startswith(prefix) for n in taken):
         prefix += "_"
     temps, reduced = sympy.cse([e for _, e in raw], symbols=sympy.numbered_symbols(prefix), optimizations="basic")
-    return RegionGrad(region, tuple(cot), tuple(temps), tuple((v, e) for (v, _), e in zip(raw, reduced)))
+    return RegionGrad(region, tuple(cot), tuple(temps), tuple((v, e) for (v, _), e in zip(raw, reduced)),
+                      tuple(e for _, e in raw))
 
 
 def derive(schedule):

@@ -11,11 +11,16 @@ semantics, for every backend, is this loop (lax.scan's, with phases before and a
     run `after` over all T*B rows                # e.g. weight gradients, one GEMM over all steps
     return the result groups (Scan.returns)
 
+The statements: MatMul (out = or += a sum of operand @ weight.T terms), Pointwise (a fused region: expressions of
+views of buffers assigned or accumulated into views), OperandGrad (d_op += d_out @ W), WeightGrad (d_W +=
+d_out.T @ op over all rows), HoldEnded / PassEnded (rows past their length), Accumulate (dest += src). Each
+names every buffer it touches.
+
 The backward of the forward scan is itself a scan, in reverse time, over the residuals the forward kept
 (JAX's "the backward of a scan is a scan"): the cotangent of each new state is its carry, the step runs the
-derived regions (RegionGrad) and the transposed matmuls (OperandGrad), and every weight gradient is deferred
-to one GEMM after the loop (WeightGrad). A new kind of scan (a tangent scan, a backward of the backward) is
-another `Scan` built here from the same statements, not new renderers.
+derived regions (accumulating Pointwise) and the transposed matmuls (OperandGrad), and every weight gradient is
+deferred to one GEMM after the loop (WeightGrad). The tangents of both scans (tangent.py) are more Scans of the
+same statements, not new renderers.
 
 Buffers carry a role, which says where a buffer lives and how a step addresses it:
 
@@ -41,9 +46,11 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Tuple
 
+import sympy
+
 from .autodiff import RegionGrad
 from .printing import math_str
-from .schedule import Kind, MatMul, Region, Stage, Term
+from .schedule import Kind, MatMul, Stage, View
 
 
 class Role(str, Enum):
@@ -95,21 +102,38 @@ class Result:
     save: bool = False
 
 
-# --- statements (besides the schedule's MatMul and Region and the derived RegionGrad) -------------------
+# --- statements (besides the schedule's MatMul): every buffer they touch is named in them -----------------
+
+@dataclass(frozen=True)
+class Pointwise:
+    """Fused pointwise work over rows x features: read the leaves (views of buffers), evaluate the temps in
+    order, then each output's expression: assigned (=) into a view of a buffer, or accumulated (+=) into it;
+    accumulated into a PARAM_GRAD buffer, it is summed over the rows (a vector parameter broadcasts)."""
+    leaves: Tuple[Tuple[sympy.Symbol, View], ...]
+    temps: Tuple[Tuple[sympy.Symbol, sympy.Expr], ...]
+    outputs: Tuple[Tuple[View, sympy.Expr, bool], ...]   # (destination, expression with temps, accumulate)
+    exprs: Tuple[sympy.Expr, ...]                         # each output's expression in the leaves alone
+
 
 @dataclass(frozen=True)
 class OperandGrad:
-    """d_<operand>[view] += d_<out> @ weight[:, cols]: the gradient of a matmul term's operand."""
-    out: str
-    term: Term
+    """dest += src @ weight[:, cols]: the gradient of a matmul term's operand, from its output's."""
+    dest: View
+    src: str
+    weight: str
+    col_start: Any
+    col_stop: Any
 
 
 @dataclass(frozen=True)
 class WeightGrad:
-    """d_<weight>[:, cols] += d_<out>.T @ operand, over all rows: the gradient of a matmul term's weight. An operand
-    that is a PREV state is the sequence of states entering each step: init, then seq[0 .. T-2]."""
-    out: str
-    term: Term
+    """dest[:, cols] += src.T @ operand, over all rows: the gradient of a matmul term's weight. An operand that is
+    a PREV state is the sequence of states entering each step: its initial value, then seq[0 .. T-2]."""
+    dest: str
+    col_start: Any
+    col_stop: Any
+    src: str
+    operand: View
 
 
 @dataclass(frozen=True)
@@ -120,7 +144,8 @@ class HoldEnded:
 
 @dataclass(frozen=True)
 class PassEnded:
-    """The backward of HoldEnded: on ended rows, d_in = d_out and d_out = 0, for each (d_in, d_out)."""
+    """The backward of HoldEnded: on ended rows, d_in takes d_out (d_in is zero there: it is zeroed at the step's
+    start) and d_out becomes 0, for each (d_in, d_out)."""
     pairs: Tuple[Tuple[str, str], ...]
 
 
@@ -129,6 +154,13 @@ class Accumulate:
     """dest += src (a SEQ at row block t): an output's cotangent joins the carried one."""
     dest: str
     src: str
+
+
+def pointwise(leaves, outputs, temp_prefix="_e"):
+    """A Pointwise statement from full expressions [(destination, expression, accumulate)], with one CSE."""
+    temps, results = sympy.cse([e for _, e, _ in outputs], symbols=sympy.numbered_symbols(temp_prefix))
+    return Pointwise(tuple(leaves), tuple(temps), tuple((d, r, a) for (d, _, a), r in zip(outputs, results)),
+                     tuple(e for _, e, _ in outputs))
 
 
 @dataclass(frozen=True)
@@ -186,17 +218,19 @@ def grad(name):
 
 def uses(st):
     """The buffers a statement reads or writes."""
+    return reads(st) | writes(st)
+
+
+def reads(st):
+    """The buffers a statement reads (an accumulation reads what it adds to)."""
     if isinstance(st, MatMul):
-        return {st.out} | {t.operand.value for t in st.terms} | {t.weight for t in st.terms}
-    if isinstance(st, Region):
-        return {v.value for v, _ in st.outputs} | {v.value for _, v in st.leaves}
-    if isinstance(st, RegionGrad):
-        return ({v.value for _, v in st.region.leaves} | {grad(d.value) for _, d in st.cotangents}
-                | {grad(v.value) for v, _ in st.grads})
+        return {t.operand.value for t in st.terms} | {t.weight for t in st.terms} | ({st.out} if st.accumulate else set())
+    if isinstance(st, Pointwise):
+        return {v.value for _, v in st.leaves} | {d.value for d, _, acc in st.outputs if acc}
     if isinstance(st, OperandGrad):
-        return {grad(st.out), st.term.weight, grad(st.term.operand.value)}
+        return {st.src, st.weight, st.dest.value}
     if isinstance(st, WeightGrad):
-        return {grad(st.out), st.term.operand.value, grad(st.term.weight)}
+        return {st.src, st.operand.value, st.dest}
     if isinstance(st, (HoldEnded, PassEnded)):
         return {x for pair in st.pairs for x in pair}
     if isinstance(st, Accumulate):
@@ -206,27 +240,29 @@ def uses(st):
 
 def writes(st):
     """The buffers a statement writes into (assigned, accumulated, or changed on some rows)."""
-    if isinstance(st, RegionGrad):
-        return {grad(v.value) for v, _ in st.grads}
+    if isinstance(st, MatMul):
+        return {st.out}
+    if isinstance(st, Pointwise):
+        return {d.value for d, _, _ in st.outputs}
     if isinstance(st, OperandGrad):
-        return {grad(st.term.operand.value)}
+        return {st.dest.value}
     if isinstance(st, WeightGrad):
-        return {grad(st.term.weight)}
+        return {st.dest}
     if isinstance(st, HoldEnded):
         return {new for _, new in st.pairs}
     if isinstance(st, PassEnded):
         return {x for pair in st.pairs for x in pair}
     if isinstance(st, Accumulate):
         return {st.dest}
-    return assigns(st)
+    raise TypeError(f"unknown statement {st!r}")
 
 
 def assigns(st):
     """The buffers a statement assigns (=) rather than accumulates into: a matmul's output, a region's outputs."""
-    if isinstance(st, MatMul):
+    if isinstance(st, MatMul) and not st.accumulate:
         return {st.out}
-    if isinstance(st, Region):
-        return {v.value for v, _ in st.outputs}
+    if isinstance(st, Pointwise):
+        return {d.value for d, _, acc in st.outputs if not acc}
     return set()
 
 
@@ -250,10 +286,39 @@ def _forward(schedule, plan):
         name="forward", reverse=False, save=True,
         args=(Arg("_xs", tuple(n for n, _ in ir.inputs)), Arg("_inits", tuple(states)),
               Arg("_params", tuple(n for n, _ in ir.params))),
-        buffers=tuple(buffers), before=schedule.pre, step=schedule.loop + (HoldEnded(pairs),), after=(),
-        carries=pairs,
+        buffers=tuple(buffers), before=tuple(_statement(st) for st in schedule.pre),
+        step=tuple(_statement(st) for st in schedule.loop) + (HoldEnded(pairs),), after=(), carries=pairs,
         returns=(Result("ys", tuple(new[s] for s in ir.outputs)), Result("finals", tuple(states)),
                  Result("res", residuals(schedule, plan), save=True)))
+
+
+def _statement(st):
+    """A schedule's statement as the kernel program's: a region becomes an assigning Pointwise."""
+    if isinstance(st, MatMul):
+        return st
+    return Pointwise(st.leaves, st.temps, tuple((d, r, False) for (d, _), r in zip(st.outputs, st.results)),
+                     tuple(e for _, e in st.outputs))
+
+
+def _region_grad(rg):
+    """A derived RegionGrad as an accumulating Pointwise: the cotangents are leaves on the gradient buffers of the
+    region's outputs, each gradient accumulates into the gradient buffer of its leaf."""
+    leaves = rg.region.leaves + tuple((g, View(grad(d.value), d.start, d.stop)) for g, d in rg.cotangents)
+    return Pointwise(leaves, rg.temps, tuple((View(grad(v.value), v.start, v.stop), e, True) for v, e in rg.grads),
+                     rg.exprs)
+
+
+def _matmul_grads(mm, deferred=()):
+    """(in the loop, after it): a matmul's operand gradients, d_op += d_out @ W, and its weight gradients,
+    d_W += d_out.T @ op over all rows; an operand in `deferred` has its gradient after the loop too."""
+    step, after = [], []
+    for t in mm.terms:
+        og = OperandGrad(View(grad(t.operand.value), t.operand.start, t.operand.stop), grad(mm.out), t.weight,
+                         t.col_start, t.col_stop)
+        (after if t.operand.value in deferred else step).append(og)
+    for t in mm.terms:
+        after.append(WeightGrad(grad(t.weight), t.col_start, t.col_stop, grad(mm.out), t.operand))
+    return step, after
 
 
 def residuals(schedule, plan):
@@ -289,21 +354,19 @@ def _backward(schedule, backward, plan):
     after = []
     for st in backward.loop:
         if isinstance(st, RegionGrad):
-            step.append(st)
+            step += [_region_grad(st)] if st.grads else []   # a region of constants has no gradient
             continue
-        for t in st.matmul.terms:
-            if t.operand.value not in plan.deferred_ops:   # the next step needs it: in the loop
-                step.append(OperandGrad(st.matmul.out, t))
-        for t in st.matmul.terms:                          # over all steps at once, after the loop
-            after.append(WeightGrad(st.matmul.out, t))
-            if t.operand.value in plan.deferred_ops:
-                after.append(OperandGrad(st.matmul.out, t))
+        # the operand gradients the next step needs in the loop; the weight gradients and the operand gradients
+        # of what depends on no state after it, one GEMM each over all steps
+        in_loop, at_end = _matmul_grads(st.matmul, plan.deferred_ops)
+        step += in_loop
+        after += at_end
     for st in backward.pre:
         if isinstance(st, RegionGrad):
-            after.append(st)
+            after += [_region_grad(st)] if st.grads else []
             continue
-        for t in st.matmul.terms:
-            after += [OperandGrad(st.matmul.out, t), WeightGrad(st.matmul.out, t)]
+        in_loop, at_end = _matmul_grads(st.matmul)
+        after += in_loop + at_end
     return Scan(
         name="backward", reverse=True, save=False,
         args=(Arg("_d_ys", tuple(f"_dys_{s}" for s in ir.outputs)), Arg("_d_finals", tuple(grad(new[s]) for s in states)),
@@ -324,22 +387,25 @@ def lower_to_kernel(schedule, backward, plan):
 
 def describe(program):
     """The program as text (SYMCELL_DEBUG=1 prints it): each scan's buffers by role, then its phases."""
-    lines = [f"kernel program {program.name}  (dims: {', '.join(program.dims)})"]
-    for scan in program.scans:
-        lines.append(f"  scan {scan.name}{' (reverse)' if scan.reverse else ''}")
-        lines.append("    args: " + "; ".join(f"{a.name}: {', '.join(a.buffers)}" for a in scan.args))
-        for role in Role:
-            bs = scan.with_role(role)
-            if bs:
-                lines.append(f"    {role}: " + ", ".join(
-                    b.name + (f" keep={b.keep}" if b.keep != Keep.NEVER else "") + (" acc" if b.acc else "")
-                    + (f" seq={b.seq}" if b.seq else "") + f" [{b.size}]" for b in bs))
-        for phase in ("before", "step", "after"):
-            for st in getattr(scan, phase):
-                lines.append(f"    {phase}: {_stmt_text(st, math_str)}")
-        lines.append("    carries: " + ", ".join(f"{a} <- {b}" for a, b in scan.carries))
-        lines.append("    returns: " + "; ".join(f"{r.name}{' (when saving)' if r.save else ''}: "
-                                                  f"{', '.join(r.buffers)}" for r in scan.returns))
+    return "\n".join([f"kernel program {program.name}  (dims: {', '.join(program.dims)})"] +
+                     [describe_scan(scan) for scan in program.scans])
+
+
+def describe_scan(scan):
+    lines = [f"  scan {scan.name}{' (reverse)' if scan.reverse else ''}",
+             "    args: " + "; ".join(f"{a.name}: {', '.join(a.buffers)}" for a in scan.args)]
+    for role in Role:
+        bs = scan.with_role(role)
+        if bs:
+            lines.append(f"    {role}: " + ", ".join(
+                b.name + (f" keep={b.keep}" if b.keep != Keep.NEVER else "") + (" acc" if b.acc else "")
+                + (f" seq={b.seq}" if b.seq else "") + f" [{b.size}]" for b in bs))
+    for phase in ("before", "step", "after"):
+        for st in getattr(scan, phase):
+            lines.append(f"    {phase}: {_stmt_text(st, math_str)}")
+    lines.append("    carries: " + ", ".join(f"{a} <- {b}" for a, b in scan.carries))
+    lines.append("    returns: " + "; ".join(f"{r.name}{' (when saving)' if r.save else ''}: "
+                                              f"{', '.join(r.buffers)}" for r in scan.returns))
     return "\n".join(lines)
 
 
@@ -347,16 +413,16 @@ def _stmt_text(st, fmt):
     if isinstance(st, MatMul):
         return f"{st.out} = " + " + ".join(f"{t.operand.value}[{t.operand.start}:{t.operand.stop}] @ {t.weight}"
                                            f"[:, {t.col_start}:{t.col_stop}].T" for t in st.terms)
-    if isinstance(st, Region):
-        return "region " + "; ".join(f"{d.value}[{d.start}:{d.stop}] = {fmt(e)}" for d, e in st.outputs)
-    if isinstance(st, RegionGrad):
-        return "region grad " + "; ".join(f"{grad(v.value)}[{v.start}:{v.stop}] += ..." for v, _ in st.grads)
+    if isinstance(st, Pointwise):
+        temps = "".join(f"{t} = {fmt(e)}; " for t, e in st.temps)
+        return "pointwise " + temps + "; ".join(f"{d.value}[{d.start}:{d.stop}] {'+=' if acc else '='} {fmt(e)}"
+                                                for d, e, acc in st.outputs)
     if isinstance(st, OperandGrad):
-        t = st.term
-        return f"{grad(t.operand.value)}[{t.operand.start}:{t.operand.stop}] += {grad(st.out)} @ {t.weight}[:, {t.col_start}:{t.col_stop}]"
+        return (f"{st.dest.value}[{st.dest.start}:{st.dest.stop}] += {st.src} @ "
+                f"{st.weight}[:, {st.col_start}:{st.col_stop}]")
     if isinstance(st, WeightGrad):
-        t = st.term
-        return f"{grad(t.weight)}[:, {t.col_start}:{t.col_stop}] += {grad(st.out)}.T @ {t.operand.value}[{t.operand.start}:{t.operand.stop}]"
+        return (f"{st.dest}[:, {st.col_start}:{st.col_stop}] += {st.src}.T @ "
+                f"{st.operand.value}[{st.operand.start}:{st.operand.stop}]")
     if isinstance(st, HoldEnded):
         return "hold ended rows: " + ", ".join(f"{o} = {i}" for i, o in st.pairs)
     if isinstance(st, PassEnded):

@@ -1,53 +1,45 @@
-"""The scan as torch operators: `symcell::scan` and `symcell::scan_backward`.
+"""The scans as torch operators, for torch.compile, tracing and export (eager mode runs autograd.py instead):
 
-Registered with torch.library (fake implementations for tracing, autograd through the derived backward), so a
-cell is one operator per sequence to torch autograd, TorchScript, torch.compile and torch.export. The kernel is
-named by its key (registry.py), not passed as an object. Eager training skips the operators' dispatch through a
-plain autograd.Function (_EagerScan) around the same kernel and backward.
+    symcell::scan                  F, the forward      autograd: its backward is symcell::scan_backward
+    symcell::scan_backward         G, the backward     autograd: symcell::scan_double_backward
+    symcell::scan_double_backward  D, both second-order scans    autograd: D again (it is linear, symmetric)
+
+Registered with torch.library, with fake implementations whose shapes come from the kernel program. The kernel
+is named by its key (registry.py), not passed as an object: a traced or exported program refers to it by that
+string, and a fresh process that defines (imports) the same cell finds it again. The derivative rules are those
+of autograd.py (see there why the tangent scans give every second derivative).
 """
 from typing import List, Optional
 
 import torch
-from torch.autograd.function import once_differentiable
 
 from . import registry
+from .autograd import _attached, _double_backward, _edges, _refuse_if_used
 from .dims import bind, dim_symbol
 from .kernel import Role
 
 
-def _unaliased(outs, inputs):
-    """An operator's outputs may not share memory with its inputs or each other (e.g. at T = 0 the final
-    state is the initial one): clone those that do."""
-    taken = {t.untyped_storage().data_ptr() for t in inputs if t.numel()}
-    fresh = []
-    for t in outs:
-        ptr = t.untyped_storage().data_ptr() if t.numel() else None
-        if ptr is not None and ptr in taken:
-            t = t.clone()
-            ptr = t.untyped_storage().data_ptr()
-        if ptr is not None:
-            taken.add(ptr)
-        fresh.append(t)
-    return fresh
-
-
-def _shapes(key, T, B, save):
-    """Shapes of the forward's results (ys, finals, then the residuals when saving), from its program."""
-    scan = registry.program_for(key).forward
+def _shapes(key, scan_name, T, B, save=True):
+    """Shapes of a scan's results, from its program: (B, n) for a carried value, (T, B, n) for a sequence, a
+    parameter's shape for a parameter's gradient."""
+    scan = registry.scan_for(key, scan_name)
     dims = {dim_symbol(k): v for k, v in registry.parse(key)[1].items()}
     shapes = []
     for r in scan.returns:
         if r.save and not save:
             continue
-        for b in r.buffers:
-            n = bind(scan.buffer(b).size, dims, b)
-            shapes.append((B, n) if scan.buffer(b).role == Role.CARRY_IN else (T, B, n))
+        for name in r.buffers:
+            b = scan.buffer(name)
+            if b.role == Role.PARAM_GRAD:
+                shapes.append(tuple(bind(s, dims, name) for s in b.size))
+            else:
+                n = bind(b.size, dims, name)
+                shapes.append((B, n) if b.role == Role.CARRY_IN else (T, B, n))
     return shapes
 
 
-def _n_outputs(key):
-    """the number of output sequences of a key's cell (plain lookups: torch.compile traces this)"""
-    return len(registry.ir_of(registry.parse(key)[0]).outputs)
+def _fake(key, scan_name, like, save=True):
+    return [like.new_empty(s) for s in _shapes(key, scan_name, like.shape[0], like.shape[1], save)]
 
 
 @torch.library.custom_op("symcell::scan", mutates_args=())
@@ -55,13 +47,13 @@ def scan(key: str, xs: List[torch.Tensor], inits: List[torch.Tensor], params: Li
          save: bool, lengths: Optional[torch.Tensor]) -> List[torch.Tensor]:
     """ys of the output states, final states, then (when save) the residuals of the backward. With `lengths`
     (int64, one per row), row b holds its state from step lengths[b] on."""
-    ys, finals, res = registry.kernel_for(key).forward(tuple(xs), tuple(inits), tuple(params), save, lengths)
-    return _unaliased([*ys, *finals, *res], [*xs, *inits, *params])
+    ys, finals, res = registry.kernel_for(key).forward(xs, inits, params, save, lengths)
+    return [*ys, *finals, *res]
 
 
 @scan.register_fake
 def _(key, xs, inits, params, save, lengths):
-    return [xs[0].new_empty(s) for s in _shapes(key, xs[0].shape[0], xs[0].shape[1], save)]
+    return _fake(key, "forward", xs[0], save)
 
 
 @torch.library.custom_op("symcell::scan_backward", mutates_args=())
@@ -69,10 +61,8 @@ def scan_backward(key: str, d_ys: List[torch.Tensor], d_finals: List[torch.Tenso
                   inits: List[torch.Tensor], params: List[torch.Tensor], ys: List[torch.Tensor],
                   res: List[torch.Tensor], lengths: Optional[torch.Tensor]) -> List[torch.Tensor]:
     """gradients of xs, inits and params"""
-    d_xs, d_inits, d_params = registry.kernel_for(key).backward(tuple(d_ys), tuple(d_finals), tuple(xs), tuple(inits),
-                                                                tuple(params), tuple(ys), tuple(res), lengths)
-    return _unaliased([t.contiguous() for t in (*d_xs, *d_inits, *d_params)],
-                      [*d_ys, *d_finals, *xs, *inits, *params, *ys, *res])
+    d_xs, d_inits, d_params = registry.kernel_for(key).backward(d_ys, d_finals, xs, inits, params, ys, res, lengths)
+    return [t.contiguous() for t in (*d_xs, *d_inits, *d_params)]
 
 
 @scan_backward.register_fake
@@ -80,89 +70,117 @@ def _(key, d_ys, d_finals, xs, inits, params, ys, res, lengths):
     return [torch.empty_like(t) for t in (*xs, *inits, *params)]
 
 
-def _saved(saved, counts):
-    """What both autograd paths save, in order: xs, inits, params, ys, residuals -> those five groups."""
-    n_in, n_st, n_par, n_out = counts
-    groups, k = [], 0
-    for n in (n_in, n_st, n_par, n_out):
-        groups.append(tuple(saved[k:k + n]))
-        k += n
-    return (*groups, tuple(saved[k:]))
+@torch.library.custom_op("symcell::scan_double_backward", mutates_args=())
+def scan_double_backward(key: str, xs: List[torch.Tensor], inits: List[torch.Tensor], params: List[torch.Tensor],
+                         d_ys: List[torch.Tensor], d_finals: List[torch.Tensor], ys: List[torch.Tensor],
+                         res: List[torch.Tensor], t_xs: List[torch.Tensor], t_inits: List[torch.Tensor],
+                         t_params: List[torch.Tensor], t_d_ys: List[torch.Tensor], t_d_finals: List[torch.Tensor],
+                         lengths: Optional[torch.Tensor]) -> List[torch.Tensor]:
+    """D(p, d; p', d') of autograd.py: (J_F p' as ys' and finals', then G(p, d') + H p' for xs, inits, params)"""
+    out = _double_backward(registry.kernel_for(key), lengths, (xs, inits, params), (d_ys, d_finals), ys, res,
+                           (t_xs, t_inits, t_params), (t_d_ys, t_d_finals))
+    return [t.contiguous() for t in out]
 
 
-def _cotangents(grads, ys, inits):
-    """The gradients autograd passes a scan's backward, with None (an output that was not used) as zeros."""
-    n_out = len(ys)
-    return ([torch.zeros_like(y) if g is None else g.contiguous() for y, g in zip(ys, grads[:n_out])],
-            [torch.zeros_like(i) if g is None else g.contiguous() for i, g in zip(inits, grads[n_out:])])
+@scan_double_backward.register_fake
+def _(key, xs, inits, params, d_ys, d_finals, ys, res, t_xs, t_inits, t_params, t_d_ys, t_d_finals, lengths):
+    return [torch.empty_like(t) for t in (*d_ys, *d_finals, *xs, *inits, *params)]
 
 
-def _setup_context(ctx, inputs, output):
+def _zeros(grads, like):
+    return [torch.zeros_like(t) if g is None else g.contiguous() for g, t in zip(grads, like)]
+
+
+def _n_outputs(key):
+    """the number of output sequences of a key's cell (plain lookups: torch.compile traces this)"""
+    return len(registry.ir_of(registry.parse(key)[0]).outputs)
+
+
+def _setup_scan(ctx, inputs, output):
     key, xs, inits, params, save, lengths = inputs
-    n_out, n_st = _n_outputs(key), len(inits)
-    ctx.key, ctx.counts, ctx.saved_residuals = key, (len(xs), len(inits), len(params), n_out), save
-    ctx.has_lengths = lengths is not None
+    n_out = _n_outputs(key)
+    ctx.key, ctx.counts, ctx.saved_residuals, ctx.lengths = key, (len(xs), len(inits), len(params), n_out), save, lengths
     # the outputs are ys, finals, residuals: the finals are not needed
-    ctx.save_for_backward(*xs, *inits, *params, *output[:n_out], *output[n_out + n_st:],
-                          *([lengths] if lengths is not None else []))
+    ctx.save_for_backward(*xs, *inits, *params, *output[:n_out], *output[n_out + len(inits):])
 
 
-def _backward(ctx, grads):
-    saved = ctx.saved_tensors
-    lengths = saved[-1] if ctx.has_lengths else None
-    xs, inits, params, ys, res = _saved(saved[:-1] if ctx.has_lengths else saved, ctx.counts)
+def _groups(flat, counts):
+    out, k = [], 0
+    for n in counts:
+        out.append(list(flat[k:k + n]))
+        k += n
+    return out
+
+
+def _scan_backward(ctx, grads):
+    xs, inits, params, ys, res = _groups(ctx.saved_tensors, (*ctx.counts, len(ctx.saved_tensors)))
     if not ctx.saved_residuals:   # run without residuals (save=False), yet differentiated: recompute them
-        res = scan(ctx.key, list(xs), list(inits), list(params), True, lengths)[len(ys) + len(inits):]
-    d_ys, d_fin = _cotangents(grads, ys, inits)
-    d = scan_backward(ctx.key, d_ys, d_fin, list(xs), list(inits), list(params), list(ys), list(res), lengths)
+        res = scan(ctx.key, xs, inits, params, True, ctx.lengths)[len(ys) + len(inits):]
+    n_out = len(ys)
+    d_ys, d_fin = _zeros(grads[:n_out], ys), _zeros(grads[n_out:n_out + len(inits)], inits)
+    d = scan_backward(ctx.key, d_ys, d_fin, xs, inits, params, ys, list(res), ctx.lengths)
     n_in, n_st = len(xs), len(inits)
     return None, d[:n_in], d[n_in:n_in + n_st], d[n_in + n_st:], None, None
 
 
-torch.library.register_autograd("symcell::scan", _backward, setup_context=_setup_context)
+torch.library.register_autograd("symcell::scan", _scan_backward, setup_context=_setup_scan)
 
 
-class _EagerScan(torch.autograd.Function):
-    """Eager training: the same kernel and derived backward as the operators, without their per-call dispatch
-    cost (a few hundred microseconds in Python, 8% of a small LSTM's training step)."""
-
-    @staticmethod
-    def forward(ctx, kernel, lengths, n_xs, n_inits, *flat):
-        xs, inits, params = flat[:n_xs], flat[n_xs:n_xs + n_inits], flat[n_xs + n_inits:]
-        ys, finals, res = kernel.forward(xs, inits, params, True, lengths)
-        finals = tuple(f.clone() if any(f is i for i in inits) else f for f in finals)
-        ctx.kernel, ctx.counts, ctx.lengths = kernel, (n_xs, n_inits, len(params), len(ys)), lengths
-        ctx.save_for_backward(*xs, *inits, *params, *ys, *res)
-        return (*ys, *finals)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, *grads):
-        xs, inits, params, ys, res = _saved(ctx.saved_tensors, ctx.counts)
-        d_ys, d_fin = _cotangents(grads, ys, inits)
-        d_xs, d_inits, d_params = ctx.kernel.backward(d_ys, d_fin, xs, inits, params, ys, res, ctx.lengths)
-        # autograd may accumulate into a gradient in place: none may alias another tensor (at T = 0, d_inits
-        # would be the incoming d_finals)
-        d = _unaliased([*d_xs, *d_inits, *d_params], [*d_ys, *d_fin, *xs, *inits, *params, *ys, *res])
-        return (None, None, None, None, *d)
+def _setup_scan_backward(ctx, inputs, output):
+    key, d_ys, d_finals, xs, inits, params, ys, res, lengths = inputs
+    ctx.key, ctx.lengths = key, lengths
+    ctx.counts = tuple(len(g) for g in (d_ys, d_finals, xs, inits, params, ys, res))
+    ctx.save_for_backward(*d_ys, *d_finals, *xs, *inits, *params, *ys, *res)
 
 
-def scan_op(key, xs, inits, params, lengths=None):
-    """-> (ys: tuple of (T, B, n) for the output states, finals: tuple of (B, n) for every state).
-    `lengths`: None, or an int64 tensor of B lengths on the tensors' device (see symcell.scan)."""
-    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (*xs, *inits, *params))
-    n_out = _n_outputs(key)
-    if not torch.compiler.is_compiling() and not torch.jit.is_tracing():
-        kernel = registry.kernel_for(key)
-        if needs_grad:    # eager training: one autograd node per sequence
-            outs = _EagerScan.apply(kernel, lengths, len(xs), len(inits), *xs, *inits, *params)
-            return tuple(outs[:n_out]), tuple(outs[n_out:])
-        # eager inference: the kernel directly, no residuals, no graph
-        ys, finals, _ = kernel.forward(xs, inits, params, False, lengths)
-        return tuple(ys), tuple(f.clone() if any(f is i for i in inits) else f for f in finals)
-    # torch.compile, tracing and export see the registered operators
-    # a traced graph must not depend on grad mode: it records save=False, and a backward through it recomputes
-    # the residuals (see _backward)
-    save = not torch.jit.is_tracing() and needs_grad
-    outs = scan(key, list(xs), list(inits), list(params), save, lengths)
-    return tuple(outs[:n_out]), tuple(outs[n_out:n_out + len(inits)])
+def _d(ctx, t_p, t_d):
+    d_ys, d_fin, xs, inits, params, ys, res = _groups(ctx.saved_tensors, ctx.counts)
+    t_xs, t_inits, t_params = _groups(t_p, (len(xs), len(inits), len(params)))
+    xs, inits, params, d_ys, d_fin = _groups(_attached((*xs, *inits, *params, *d_ys, *d_fin)),
+                                             _counts_of(xs, inits, params, d_ys, d_fin))
+    return scan_double_backward(ctx.key, xs, inits, params, d_ys, d_fin, ys, res, t_xs, t_inits, t_params,
+                                t_d[:len(d_ys)], t_d[len(d_ys):], ctx.lengths)
+
+
+def _counts_of(*groups):
+    return tuple(len(g) for g in groups)
+
+
+def _scan_double_backward(ctx, a):
+    """with cotangents a of the gradients: d_ys, d_finals get J_F a, xs, inits and params get H a (autograd.py);
+    ys and res are functions of those, already accounted for"""
+    d_ys, d_fin, xs, inits, params, ys, res = _groups(ctx.saved_tensors, ctx.counts)
+    out = _d(ctx, _zeros(a, (*xs, *inits, *params)), [torch.zeros_like(t) for t in (*d_ys, *d_fin)])
+    n_d, n_in, n_st = len(d_ys) + len(d_fin), len(xs), len(inits)
+    g = out[n_d:]
+    return (None, out[:len(d_ys)], out[len(d_ys):n_d], g[:n_in], g[n_in:n_in + n_st], g[n_in + n_st:],
+            [None] * len(ys), [None] * len(res), None)
+
+
+torch.library.register_autograd("symcell::scan_backward", _scan_double_backward, setup_context=_setup_scan_backward)
+
+
+def _setup_double_backward(ctx, inputs, output):
+    key, xs, inits, params, d_ys, d_finals, ys, res, t_xs, t_inits, t_params, t_d_ys, t_d_finals, lengths = inputs
+    ctx.key, ctx.lengths = key, lengths
+    ctx.counts = tuple(len(g) for g in (d_ys, d_finals, xs, inits, params, ys, res))
+    ctx.save_for_backward(*d_ys, *d_finals, *xs, *inits, *params, *ys, *res)
+    ctx.primal_edges = _edges([*xs, *inits, *params, *d_ys, *d_finals])
+
+
+def _double_backward_backward(ctx, u):
+    """D is linear in (p', d') and symmetric: its VJP is D at (the cotangent of its second part, of its first).
+    Gradients for p or d would be third derivatives: refused when this backward would use them."""
+    d_ys, d_fin, xs, inits, params, ys, res = _groups(ctx.saved_tensors, ctx.counts)
+    n_d = len(d_ys) + len(d_fin)
+    again = _d(ctx, _zeros(u[n_d:], (*xs, *inits, *params)), _zeros(u[:n_d], (*d_ys, *d_fin)))
+    refused = _refuse_if_used(ctx.primal_edges)
+    g_p, g_d = again[n_d:], again[:n_d]
+    n_in, n_st = len(xs), len(inits)
+    groups = _groups(refused, (len(xs), len(inits), len(params), len(d_ys), len(d_fin)))
+    return (None, *groups, [None] * len(ys), [None] * len(res), g_p[:n_in], g_p[n_in:n_in + n_st], g_p[n_in + n_st:],
+            g_d[:len(d_ys)], g_d[len(d_ys):], None)
+
+
+torch.library.register_autograd("symcell::scan_double_backward", _double_backward_backward,
+                                setup_context=_setup_double_backward)

@@ -2,7 +2,8 @@
 
     lower(ir, dims)            bind_ir -> rewrite -> hoist -> materialize -> allocate_values -> form_regions
                                -> derive -> plan -> lower_to_kernel          (each a pure function of the last)
-    build(lowered, backend)    backend.render -> backend.build
+    second_order(lowered)      tangent_forward, tangent_backward              (made when first needed)
+    build(lowered, backend, dims, scans)   backend.render -> backend.build
 
 dims=None keeps the sizes symbolic: backends with `symbolic = True` (cpp) take them at run time, and
 gradients() prints them as H, I, .... With SYMCELL_DEBUG=1 every stage's product is printed to stderr as it is
@@ -15,9 +16,10 @@ from dataclasses import dataclass
 from .autodiff import Backward, derive
 from .explain import backward_lines, forward_lines
 from .ir import CellIR, fingerprint
-from .kernel import KernelProgram, describe, lower_to_kernel
+from .kernel import KernelProgram, describe, describe_scan, lower_to_kernel
 from .plan import Plan, plan
 from .schedule import Schedule, allocate_values, bind_ir, form_regions, hoist, materialize, rewrite
+from .tangent import tangent_backward, tangent_forward
 
 
 def _show(stage, text):
@@ -60,8 +62,18 @@ def lower(ir, dims=None):
     return Lowered(ir, None if dims is None else tuple(sorted(dims.items())), schedule, backward, p, program)
 
 
-def build(lowered, backend, dims):
-    """The backend's source for the lowered cell, and the kernel built from it (sizes `dims` at run time)."""
-    source = backend.render(lowered.program)
-    _show(f"source ({backend.name})", source)
-    return backend.build(lowered.program, source, dims)
+def second_order(lowered):
+    """The tangents of the forward and backward scans (tangent.py): what every second derivative runs."""
+    program = lowered.program
+    scans = (tangent_forward(program.forward, program.backward), tangent_backward(program.backward))
+    for scan in scans:
+        _show(scan.name, describe_scan(scan))
+    return scans
+
+
+def build(lowered, backend, dims, scans):
+    """The backend's source for some scans of the lowered cell, and their entry points (sizes `dims` at run
+    time) -> (source, {scan name: entry point})"""
+    source = backend.render(lowered.program, scans)
+    _show(f"source ({backend.name}: {', '.join(s.name for s in scans)})", source)
+    return source, backend.build(lowered.program, scans, source, dims)

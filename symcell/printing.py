@@ -125,7 +125,15 @@ class TritonPrinter(_CodePrinter, StrPrinter):
         return f"(1.0 / {x})"
 
     def power(self, base, e, prec):
-        return self.products(base, e, prec) or f"tl.exp({float(e)!r} * tl.log({self._print(base)}))"
+        product = self.products(base, e, prec)
+        if product:
+            return product
+        x = self._print(base)
+        if e.is_Integer:
+            # triton has no pow: exp(n log|x|), with the sign an odd power keeps (x**5 of a negative x is not NaN)
+            magnitude = f"tl.exp({float(e)!r} * tl.log(tl.abs({x})))"
+            return f"(tl.where({x} < 0, -1.0, 1.0) * {magnitude})" if e % 2 else magnitude
+        return f"tl.exp({float(e)!r} * tl.log({x}))"
 
 
 class SizePrinter(C99CodePrinter):

@@ -12,6 +12,7 @@ from .ir import fingerprint
 
 _CELLS = {}        # hash -> CellIR, for every cell defined in this process
 _LOWERED = {}      # (hash, dims or None) -> pipeline.Lowered
+_SECOND = {}       # (hash, dims or None) -> the second-order scans (pipeline.second_order)
 _KERNELS = {}      # key -> built Kernel
 _DEFINERS = []     # modules whose import defines more cells (the prebuilt ones), tried for unknown keys
 
@@ -46,12 +47,24 @@ def parse(k):
     return cell, {n: int(v) for n, v in (d.split("=") for d in dims.split(",") if d)}, backend
 
 
+def _binding(cell_hash, dims):
+    return cell_hash, None if dims is None else tuple(sorted(dims.items()))
+
+
 def lowered(cell_hash, dims=None):
     """The pipeline's products for a cell at a binding of its dimensions (None: symbolic), made once."""
-    k = (cell_hash, None if dims is None else tuple(sorted(dims.items())))
+    k = _binding(cell_hash, dims)
     if k not in _LOWERED:
         _LOWERED[k] = pipeline.lower(_CELLS[cell_hash], dims)
     return _LOWERED[k]
+
+
+def second_order(cell_hash, dims=None):
+    """The tangent scans of a cell at a binding (second derivatives), made once, when first needed."""
+    k = _binding(cell_hash, dims)
+    if k not in _SECOND:
+        _SECOND[k] = pipeline.second_order(lowered(cell_hash, dims))
+    return _SECOND[k]
 
 
 def ir_of(cell_hash):
@@ -64,9 +77,26 @@ def program_for(k):
     return lowered(cell, None if backends.get(backend).symbolic else dims).program
 
 
+def scan_for(k, name):
+    """A scan of a key's kernel by name, first or second order (nothing is built)."""
+    cell, dims, backend = parse(k)
+    at = None if backends.get(backend).symbolic else dims
+    program = lowered(cell, at).program
+    scans = {s.name: s for s in (program.forward, program.backward)}
+    return scans[name] if name in scans else {s.name: s for s in second_order(cell, at)}[name]
+
+
 def kernel_for(k):
     if k not in _KERNELS:
         cell, dims, name = parse(k)
         backend = backends.get(name)
-        _KERNELS[k] = pipeline.build(lowered(cell, None if backend.symbolic else dims), backend, dims)
+        at = None if backend.symbolic else dims
+        low = lowered(cell, at)
+        first = (low.program.forward, low.program.backward)
+        source, entries = pipeline.build(low, backend, dims, first)
+
+        def second():
+            scans = second_order(cell, at)
+            return (scans, *pipeline.build(low, backend, dims, scans))
+        _KERNELS[k] = backends.Kernel(low.program, source, entries, second)
     return _KERNELS[k]

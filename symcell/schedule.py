@@ -83,9 +83,10 @@ class Term:
 
 @dataclass(frozen=True)
 class MatMul:
-    """out = sum over terms of operand @ weight[:, cols].T (one buffer, accumulated)."""
+    """out = sum over terms of operand @ weight[:, cols].T (one buffer; += onto it when `accumulate`)."""
     out: str
     terms: Tuple[Term, ...]
+    accumulate: bool = False
 
 
 @dataclass(frozen=True)

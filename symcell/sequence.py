@@ -7,8 +7,7 @@ rows are put in the order the backend prefers (cpp: longest first), then back.
 """
 import torch
 
-from . import backends
-from .ops import scan_op
+from . import autograd, backends, ops, registry
 
 
 def scan(cell, xs, state=None, reverse=False, lengths=None):
@@ -30,6 +29,35 @@ def scan(cell, xs, state=None, reverse=False, lengths=None):
     The whole sequence is one autograd node; its backward is the derived backward scan.
     """
     return run(cell._binding, cell._param_list(), xs, state, reverse, lengths, cell.batch_first)
+
+
+def _differentiated(tensors):
+    """Whether autograd or a torch.func transform will ask for a derivative of these tensors' scan."""
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        return True
+    from torch.autograd.forward_ad import unpack_dual
+    is_wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", lambda t: False)
+    return any(is_wrapped(t) or unpack_dual(t).tangent is not None for t in tensors)
+
+
+def scan_op(key, xs, inits, params, lengths=None):
+    """-> (ys: tuple of (T, B, n) for the output states, finals: tuple of (B, n) for every state).
+    `lengths`: None, or an int64 tensor of B lengths on the tensors' device (see symcell.scan)."""
+    n_out = len(registry.ir_of(registry.parse(key)[0]).outputs)
+    if not torch.compiler.is_compiling() and not torch.jit.is_tracing():
+        kernel = registry.kernel_for(key)
+        if _differentiated((*xs, *inits, *params)):   # one autograd node per sequence (autograd.py)
+            outs = autograd.Scan.apply(kernel, lengths, (len(xs), len(inits), len(params)), *xs, *inits, *params)
+            return tuple(outs[:n_out]), tuple(outs[n_out:n_out + len(inits)])
+        # inference: the kernel directly, no residuals, no graph
+        ys, finals, _ = kernel.forward(xs, inits, params, False, lengths)
+        return tuple(ys), tuple(finals)
+    # torch.compile, tracing and export see the registered operators (ops.py). A traced graph must not depend on
+    # grad mode: it records save=False, and a backward through it recomputes the residuals
+    save = not torch.jit.is_tracing() and torch.is_grad_enabled() and any(
+        t.requires_grad for t in (*xs, *inits, *params))
+    outs = ops.scan(key, list(xs), list(inits), list(params), save, lengths)
+    return tuple(outs[:n_out]), tuple(outs[n_out:n_out + len(inits)])
 
 
 def check_lengths(name, lengths, T, B, device):

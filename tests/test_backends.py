@@ -66,7 +66,7 @@ def test_no_rebuild_for_new_sizes_and_lengths(backend):
     b(torch.randn(9, 5, 7), lengths=[9, 2, 0, 5, 9])
     assert a.source() == b.source()   # one build for the cell, whatever its sizes
     ka, kb = a._kernel(torch.device("cpu")), b._kernel(torch.device("cpu"))
-    assert ka.ns == kb.ns
+    assert ka._entries["forward"].ns == kb._entries["forward"].ns   # one library, one operator namespace
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -112,7 +112,7 @@ def test_lengths_hold_the_state_inside_the_loop(backend, name):
 def test_the_operator_takes_lengths_in_any_row_order(backend):
     """symcell.scan sorts rows longest first (the cpp kernel then skips ended rows); the operator itself must be
     right for any order: permuting the rows permutes its results and gradients."""
-    from symcell.ops import scan_op
+    from symcell.sequence import scan_op
     dev = DEVICE.get(backend, "cpu")
     dtype, tol = (torch.float32, 1e-5) if backend == "triton" else (torch.float64, 1e-12)
     cell = CASES["Gated"][0](backend=backend).to(dev, dtype)

@@ -7,20 +7,23 @@ from symcell import pipeline, registry
 from symcell.cells import GRUCell
 
 STAGES = ["trace", "bind_ir", "rewrite", "hoist", "materialize", "allocate_values", "form_regions", "derive", "plan",
-          "lower_to_kernel", "source (reference)"]
+          "lower_to_kernel", "source (reference", "tangent_forward", "tangent_backward", "source (reference"]
 
 
 def test_symcell_debug_prints_every_stage_in_order_and_the_source(monkeypatch, capsys):
     monkeypatch.setenv("SYMCELL_DEBUG", "1")
     lowered = pipeline.lower(GRUCell.spec.ir, {"I": 3, "H": 4})
-    kernel = pipeline.build(lowered, symcell.backends.get("reference"), {"I": 3, "H": 4})
+    reference = symcell.backends.get("reference")
+    source, _ = pipeline.build(lowered, reference, {"I": 3, "H": 4}, lowered.program.scans)
+    second, _ = pipeline.build(lowered, reference, {"I": 3, "H": 4}, pipeline.second_order(lowered))
     err = capsys.readouterr().err
     heads = [line[len("--- symcell "):].split(":")[0].rstrip(" -") for line in err.splitlines()
              if line.startswith("--- symcell ")]
     assert heads == STAGES
     assert "weight_ih_x = x @ weight_ih.T" in err                    # the schedule as gradients() shows it
     assert "scan backward (reverse)" in err and "d_h_new <- d_h" in err   # the kernel program
-    assert kernel.source in err
+    assert "scan tangent_forward" in err and "_v_d_h_new <- _v_d_h" in err   # the second-order scans
+    assert source in err and second in err
 
 
 def test_without_symcell_debug_nothing_is_printed(monkeypatch, capsys):
@@ -43,8 +46,8 @@ def test_the_fake_shapes_are_read_from_the_program():
     from symcell.ops import _shapes
     cell = GRUCell(3, 4, backend="reference")
     key = cell._kernel_key(torch.device("cpu"))
-    assert _shapes(key, 5, 2, save=False) == [(5, 2, 4), (2, 4)]
-    assert _shapes(key, 5, 2, save=True) == [(5, 2, 4), (2, 4), (5, 2, 12), (5, 2, 12)]
+    assert _shapes(key, "forward", 5, 2, save=False) == [(5, 2, 4), (2, 4)]
+    assert _shapes(key, "forward", 5, 2, save=True) == [(5, 2, 4), (2, 4), (5, 2, 12), (5, 2, 12)]
     ys, finals, res = cell._kernel(torch.device("cpu")).forward((torch.randn(5, 2, 3),), (torch.zeros(2, 4),),
                                                                 tuple(cell.parameters()), True)
-    assert [tuple(t.shape) for t in (*ys, *finals, *res)] == _shapes(key, 5, 2, save=True)
+    assert [tuple(t.shape) for t in (*ys, *finals, *res)] == _shapes(key, "forward", 5, 2, save=True)

@@ -56,7 +56,7 @@ def test_one_autograd_node_per_sequence():
         seen.append(type(fn).__name__)
         stack.extend(f for f, _ in fn.next_functions)
     # one node for the whole sequence (its derived backward), then the leaves
-    assert [s for s in seen if s != "AccumulateGrad"] == ["_EagerScanBackward"]
+    assert [s for s in seen if s != "AccumulateGrad"] == ["ScanBackward"]
 
 
 def test_batch_first_reverse_and_step_agree_with_the_plain_scan():

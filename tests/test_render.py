@@ -22,16 +22,19 @@ DIMS = {"I": 8, "H": 16}
 FILE = {"reference": "{}.reference.py", "cpp": "{}.cpp", "triton": "{}.triton.py"}
 
 
-def rendered(spec, backend):
+def rendered(spec, backend, second_order=False):
     b = symcell.backends.get(backend)
-    return b.render(pipeline.lower(spec.ir, None if b.symbolic else DIMS).program)
+    lowered = pipeline.lower(spec.ir, None if b.symbolic else DIMS)
+    scans = pipeline.second_order(lowered) if second_order else (lowered.program.forward, lowered.program.backward)
+    return b.render(lowered.program, scans)
 
 
 @pytest.mark.parametrize("backend", sorted(FILE))
-@pytest.mark.parametrize("cell", sorted(CELLS))
+@pytest.mark.parametrize("cell", sorted(CELLS) + ["lstm-second-order"])
 def test_generated_source_matches_its_snapshot(cell, backend):
+    """the first-order scans of the LSTM and the GRU, and the second-order scans (tangent.py) of the LSTM"""
     path = SNAPSHOTS / FILE[backend].format(cell)
-    text = rendered(CELLS[cell], backend)
+    text = rendered(CELLS[cell.split("-")[0]], backend, second_order=cell.endswith("second-order"))
     if os.environ.get("SYMCELL_UPDATE_SNAPSHOTS") == "1":
         path.write_text(text)
     want = path.read_text()

@@ -3,9 +3,8 @@ materialize, allocate_values, form_regions (schedule.py), plan (plan.py) and the
 import sympy
 
 from symcell import define, pipeline, relu, sigmoid, tanh
-from symcell.autodiff import RegionGrad
 from symcell.cells import GRUCell, LSTMCell
-from symcell.kernel import Accumulate, HoldEnded, Keep, OperandGrad, PassEnded, Role, WeightGrad
+from symcell.kernel import Accumulate, HoldEnded, Keep, OperandGrad, PassEnded, Pointwise, Role
 from symcell.schedule import Kind, MatMul, Region, Stage, allocate_values, hoist, materialize, rewrite
 from zoo import CatSplit, Gated
 
@@ -94,11 +93,15 @@ def test_the_backward_scan_of_an_lstm_is_a_reverse_scan_over_the_residuals():
     assert b.arg_of("c_new") == ("_res", 1) and b.arg_of("h_new") == ("_ys", 0)
     prev = {x.name: x.seq for x in b.with_role(Role.PREV)}
     assert prev == {"h": "h_new", "c": "c_new"}                 # the state entering step t: the one after t - 1
-    assert [type(st) for st in b.step] == [Accumulate, PassEnded, RegionGrad, OperandGrad]
+    assert [type(st) for st in b.step] == [Accumulate, PassEnded, Pointwise, OperandGrad]
     (og,) = [st for st in b.step if isinstance(st, OperandGrad)]
-    assert og.term.operand.value == "h"                          # d_x waits for the loop's end: one GEMM
-    assert [(type(st), st.term.weight) for st in b.after] == [
-        (WeightGrad, "weight_ih"), (OperandGrad, "weight_ih"), (WeightGrad, "weight_hh")]
+    assert (og.dest.value, og.src, og.weight) == ("d_h", "d_gates", "weight_hh")   # d_x waits for the loop's end
+    assert [(type(st).__name__, st.weight if isinstance(st, OperandGrad) else st.dest) for st in b.after] == [
+        ("OperandGrad", "weight_ih"), ("WeightGrad", "d_weight_ih"), ("WeightGrad", "d_weight_hh")]
+    region = b.step[2]
+    assert all(acc for _, _, acc in region.outputs)               # a derived region accumulates into gradients
+    assert {d.value for d, _, _ in region.outputs} == {"d_gates", "d_c", "d_bias_ih", "d_bias_hh"}
+    assert {v.value for _, v in region.leaves} >= {"gates", "c", "d_h_new", "d_c_new"}
     assert b.carries == (("d_h_new", "d_h"), ("d_c_new", "d_c"))
     acc = {x.name for x in b.buffers if x.acc}
     assert {"d_h", "d_c", "d_x", "d_gates", "d_bias_ih"} <= acc and "d_h_new" not in acc

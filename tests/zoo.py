@@ -190,3 +190,18 @@ def rel_err(a, b):
     a, b = a.detach().cpu(), b.detach().cpu()
     scale = b.abs().max().item() if b.numel() else 0.0
     return (a - b).abs().max().item() / (scale if scale > 0 else 1.0) if b.numel() else 0.0
+
+
+def double_backward(f, args, seed=1):
+    """The double backward of a random projection of f: d/dargs <v, d/dargs <c, f(args)>> (None where unused).
+    c and v are drawn in float64 whatever the dtype, so every backend and the reference get the same."""
+    g = torch.Generator().manual_seed(seed)
+    outs = f(*args)
+    cots = [torch.randn(o.shape, generator=g, dtype=torch.float64).to(o.device, o.dtype) for o in outs]
+    grads = torch.autograd.grad(sum((o * c).sum() for o, c in zip(outs, cots)), args, create_graph=True,
+                                allow_unused=True)
+    v = [torch.randn(a.shape, generator=g, dtype=torch.float64).to(a.device, a.dtype) for a in args]
+    terms = [(gr * vv).sum() for gr, vv in zip(grads, v) if gr is not None and gr.requires_grad]
+    if not terms:   # the first derivative is constant: every second derivative is zero
+        return [None] * len(args)
+    return torch.autograd.grad(sum(terms), args, allow_unused=True)

@@ -1,21 +1,18 @@
 """What every backend is, and what it hands back.
 
-A backend turns a kernel program (kernel.py: the forward and backward scans as data) into source text, and the
-source into a Kernel. It never asks for anything else: pipeline.py gives it the program.
+A backend turns scans of a kernel program (kernel.py, tangent.py: the scans as data) into source text, and the
+source into entry points. It never asks for anything else: the pipeline gives it the program.
 
     class MyBackend(Backend):
         name, devices, priority = "mine", ("cpu",), 1      # backend="auto" picks by device, then priority
         symbolic = True                                    # renders sizes as run-time values (one build per cell)
         def usable(self, device): ...
-        def render(self, program): -> str                  # printable: cell.source()
-        def build(self, program, source, dims): -> Kernel
+        def render(self, program, scans): -> str           # printable: cell.source()
+        def build(self, program, scans, source, dims): -> {scan name: entry point}
 
-A Kernel has one calling convention for every backend (xs are (T, B, n) tensors, inits (B, n), ys the
-sequences of the output states, lengths None or an int64 tensor of B lengths):
-    forward(xs, inits, params, save, lengths=None)                -> (ys, finals, residuals)
-    backward(d_ys, d_finals, xs, inits, params, ys, residuals, lengths=None) -> (d_xs, d_inits, d_params)
-Each entry point the backend built returns a flat list of tensors in the order of its scan's result groups;
-Kernel groups them. An entry point never writes into its arguments (the operators declare no mutation).
+An entry point takes its scan's arguments (kernel.Scan.args: lists of tensors, in order), then `save` when the
+scan has the flag, then `lengths` (None or an int64 tensor of B lengths), and returns a flat list of tensors in
+the order of its scan's result groups. It never writes into its arguments (the operators declare no mutation).
 """
 
 
@@ -28,10 +25,10 @@ class Backend:
     def usable(self, device):
         raise NotImplementedError
 
-    def render(self, program):
+    def render(self, program, scans):
         raise NotImplementedError
 
-    def build(self, program, source, dims):
+    def build(self, program, scans, source, dims):
         raise NotImplementedError
 
     def row_order(self, lengths):
@@ -39,14 +36,64 @@ class Backend:
         return None
 
 
+def unaliased(outs, inputs):
+    """Results may share memory neither with arguments nor with each other (at T = 0 a final state would be the
+    initial one; autograd may accumulate into a gradient in place): clone those that do."""
+    taken = {t.untyped_storage().data_ptr() for t in inputs if t.numel()}
+    fresh = []
+    for t in outs:
+        ptr = t.untyped_storage().data_ptr() if t.numel() else None
+        if ptr is not None and ptr in taken:
+            t = t.clone()
+            ptr = t.untyped_storage().data_ptr()
+        if ptr is not None:
+            taken.add(ptr)
+        fresh.append(t)
+    return fresh
+
+
 class Kernel:
-    """A built cell: its source, its program, and its two entry points (see the module docstring)."""
+    """A built cell: its program, the source of its first-order scans and their entry points; the second-order
+    scans (tangent.py) are rendered and built the first time one is called (`second_order()` makes them).
 
-    def __init__(self, program, source, forward, backward):
+        forward(xs, inits, params, save, lengths=None)                 -> (ys, finals, residuals)
+        backward(d_ys, d_finals, xs, inits, params, ys, res, lengths=None) -> (d_xs, d_inits, d_params)
+        tangent_forward(xs, inits, params, ys, res, t_xs, t_inits, t_params, save, lengths=None)
+                                                                       -> (t_ys, t_finals, t_res)
+        tangent_backward(d_ys, d_finals, xs, inits, params, ys, res, <the tangents of those seven>, lengths=None)
+                                                                       -> (t_d_xs, t_d_inits, t_d_params)
+    xs are (T, B, n) tensors, inits (B, n), ys the sequences of the output states; t_ the tangents. No result
+    shares memory with an argument or another result.
+    """
+
+    def __init__(self, program, source, entries, second_order=None):
         self.program, self.source = program, source
-        self._entry = {"forward": forward, "backward": backward}
+        self._entries, self._second_order = dict(entries), second_order
+        self.second_order_source = None
 
-    def _grouped(self, scan, flat, save=False):
+    def _scan(self, name):
+        if name not in self._entries:
+            if self._second_order is None:
+                raise NotImplementedError(f"symcell: this kernel has no {name} scan")
+            scans, self.second_order_source, entries = self._second_order()
+            self._entries.update(entries)
+            self._scans = {s.name: s for s in scans}
+        return self._entries[name]
+
+    def scan(self, name):
+        """The kernel.Scan an entry point runs."""
+        first = {s.name: s for s in (self.program.forward, self.program.backward)}
+        if name in first:
+            return first[name]
+        self._scan(name)
+        return self._scans[name]
+
+    def run(self, name, groups, save=None, lengths=None):
+        """An entry point on lists of tensors -> its result groups (a group saved only when saving is empty)."""
+        entry = self._scan(name)
+        scan = self.scan(name)
+        groups = [[t.contiguous() for t in g] for g in groups]   # entry points read row-major memory
+        flat = unaliased(entry(*groups, *([save] if scan.save else []), lengths), [t for g in groups for t in g])
         out, k = [], 0
         for r in scan.returns:
             if r.save and not save:
@@ -57,13 +104,17 @@ class Kernel:
         return tuple(out)
 
     def forward(self, xs, inits, params, save, lengths=None):
-        flat = self._entry["forward"](list(xs), list(inits), list(params), save, lengths)
-        return self._grouped(self.program.forward, flat, save)
+        return self.run("forward", (xs, inits, params), save, lengths)
 
     def backward(self, d_ys, d_finals, xs, inits, params, ys, residuals, lengths=None):
-        flat = self._entry["backward"](list(d_ys), list(d_finals), list(xs), list(inits), list(params), list(ys),
-                                       list(residuals), lengths)
-        return self._grouped(self.program.backward, flat)
+        return self.run("backward", (d_ys, d_finals, xs, inits, params, ys, residuals), lengths=lengths)
+
+    def tangent_forward(self, xs, inits, params, ys, res, t_xs, t_inits, t_params, save, lengths=None):
+        return self.run("tangent_forward", (xs, inits, params, ys, res, t_xs, t_inits, t_params), save, lengths)
+
+    def tangent_backward(self, primal, tangents, lengths=None):
+        """primal: (d_ys, d_finals, xs, inits, params, ys, res); tangents: theirs, in that order"""
+        return self.run("tangent_backward", (*primal, *tangents), lengths=lengths)
 
 
 class Renderer:

@@ -8,7 +8,7 @@ import itertools
 import linecache
 
 from ..printing import Writer
-from .base import Backend, Kernel
+from .base import Backend
 from .torch_code import SCOPE, PythonLoop
 
 _counter = itertools.count()
@@ -21,17 +21,17 @@ class ReferenceBackend(Backend):
     def usable(self, device):
         return True
 
-    def render(self, program):
+    def render(self, program, scans):
         w = Writer()
         w(f"# symcell reference backend: {program.name}")
-        for scan in program.scans:
+        for scan in scans:
             PythonLoop(program, scan, w).function()
             w()
         return w.text()
 
-    def build(self, program, source, dims):
+    def build(self, program, scans, source, dims):
         filename = f"<symcell-reference-{program.name}-{next(_counter)}>"
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         scope = dict(SCOPE)
         exec(compile(source, filename, "exec"), scope)  # noqa: S102 - our own generated code
-        return Kernel(program, source, scope["forward"], scope["backward"])
+        return {s.name: scope[s.name] for s in scans}

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as _F
 
 from ..functions import TORCH_HELPERS
-from ..kernel import Keep, Role, assigns, grad
+from ..kernel import Keep, Role, assigns
 from ..printing import torch_str
 from .base import Renderer
 
@@ -119,42 +119,47 @@ class ScanRenderer(Renderer):
         self.w(f"return [{', '.join(always)}]{tail}")
 
     # --- statements -------------------------------------------------------------------------------------
+    def param_like(self, name):
+        return self.role[name] in (Role.PARAM, Role.PARAM_GRAD)
+
     def full(self, v):
-        """Whether the view is the whole value (a value the backward only knows by its gradient has its size)"""
-        return v.start == 0 and v.stop == self.size.get(v.value, self.size.get(grad(v.value)))
+        """Whether the view is the whole buffer"""
+        size = self.size[v.value]
+        return v.start == 0 and v.stop == (size[0] if self.param_like(v.value) else size)
 
     def view(self, var, v):
         if self.full(v):
             return var
-        if self.role.get(v.value) == Role.PARAM:
+        if self.param_like(v.value):
             return f"{var}[{v.start}:{v.stop}]"
         return f"{var}[:, {v.start}:{v.stop}]"
 
-    def weight(self, term, prefix=""):
-        name = prefix + term.weight
-        if term.col_start == 0 and term.col_stop == self.size[term.weight][1]:
-            return name
-        return f"{name}[:, {term.col_start}:{term.col_stop}]"
-
-    def bind_leaves(self, region):
-        for sym, v in region.leaves:
-            if sym.name != v.value:
-                self.w(f"{sym.name} = {self.view(v.value, v)}")
+    def columns(self, matrix, start, stop):
+        """matrix[:, start:stop], or the matrix when that is all of it"""
+        if start == 0 and stop == self.size[matrix][1]:
+            return matrix
+        return f"{matrix}[:, {start}:{stop}]"
 
     def render_MatMul(self, st):
-        self.w(f"{st.out} = " + " + ".join(f"torch.mm({self.view(t.operand.value, t.operand)}, {self.weight(t)}.t())"
-                                           for t in st.terms))
+        code = " + ".join(f"torch.mm({self.view(t.operand.value, t.operand)}, "
+                          f"{self.columns(t.weight, t.col_start, t.col_stop)}.t())" for t in st.terms)
+        self.w(f"{st.out} {'+=' if st.accumulate else '='} {code}")
 
-    def render_Region(self, st):
+    def render_Pointwise(self, st):
         w = self.w
         d0 = st.outputs[0][0]
         w(f"# fused pointwise region: {len(st.outputs)} output(s) of {d0.stop - d0.start} features")
-        self.bind_leaves(st)
+        for sym, v in st.leaves:
+            if sym.name != self.view(v.value, v):
+                w(f"{sym.name} = {self.view(v.value, v)}")
         for sym, e in st.temps:
             w(f"{sym} = {torch_str(e)}")
-        batch = {s for s, v in st.leaves if self.role.get(v.value) != Role.PARAM}
-        for (dest, full_expr), e in zip(st.outputs, st.results):
+        batch = {s for s, v in st.leaves if not self.param_like(v.value)}
+        for (dest, e, acc), full_expr in zip(st.outputs, st.exprs):
             code = torch_str(e)
+            if acc:   # into a parameter's gradient: the sum over the rows (the parameter broadcast over them)
+                w(f"{self.view(dest.value, dest)} += {f'_sum_rows({code})' if self.param_like(dest.value) else code}")
+                continue
             if not full_expr.free_symbols & batch:
                 code = f"_full({code}, {self.like}, ({self.rows}, {dest.stop - dest.start}))"
             if self.full(dest):
@@ -165,28 +170,13 @@ class ScanRenderer(Renderer):
                 self.allocated.add(dest.value)
             w(f"{self.view(dest.value, dest)} = {code}")
 
-    def render_RegionGrad(self, st):
-        w = self.w
-        w(f"# backward of a fused region: {len(st.grads)} gradient(s) from {len(st.cotangents)} cotangent(s)")
-        self.bind_leaves(st.region)
-        for g, dest in st.cotangents:
-            if g.name != self.view(grad(dest.value), dest):
-                w(f"{g.name} = {self.view(grad(dest.value), dest)}")
-        for sym, e in st.temps:
-            w(f"{sym} = {torch_str(e)}")
-        for v, e in st.grads:
-            if self.role[v.value] == Role.PARAM:
-                w(f"{self.view(grad(v.value), v)} += _sum_rows({torch_str(e)})")
-            else:
-                w(f"{self.view(grad(v.value), v)} += {torch_str(e)}")
-
     def render_OperandGrad(self, st):
-        t = st.term
-        self.w(f"{self.view(grad(t.operand.value), t.operand)} += torch.mm({grad(st.out)}, {self.weight(t)})")
+        self.w(f"{self.view(st.dest.value, st.dest)} += torch.mm({st.src}, "
+               f"{self.columns(st.weight, st.col_start, st.col_stop)})")
 
     def render_WeightGrad(self, st):
-        t = st.term
-        self.w(f"{self.weight(t, 'd_')} += torch.mm({grad(st.out)}.t(), {self.view(t.operand.value, t.operand)})")
+        self.w(f"{self.columns(st.dest, st.col_start, st.col_stop)} += torch.mm({st.src}.t(), "
+               f"{self.view(st.operand.value, st.operand)})")
 
     def on_ended_rows(self, why, lines):
         """with lengths, `lines` with _live the (B, 1) mask of the rows still running at step _t"""

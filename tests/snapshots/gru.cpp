@@ -64,12 +64,12 @@ static std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _
         const int64_t _n = _dim_H;
         sc::rows(_na, _n, [&](int64_t _r0, int64_t _r1) {
           for (int64_t _r = _r0; _r < _r1; ++_r) {
+            const scalar_t* _r_bias_hh = bias_hh;
+            const scalar_t* _r_bias_ih = bias_ih;
             const scalar_t* _r_h = h + _r * _n_h;
             const scalar_t* _r_weight_hh_h = weight_hh_h + _r * _n_weight_hh_h;
             const scalar_t* _r_weight_ih_x = weight_ih_x + _r * _n_weight_ih_x;
-            const scalar_t* _r_bias_hh = bias_hh;
-            const scalar_t* _r_bias_ih = bias_ih;
-            scalar_t* _r_h_new = h_new + _r * _n_h_new;
+            scalar_t* _w_h_new = h_new + _r * _n_h_new;
             #pragma omp simd
             for (int64_t _j = 0; _j < _n; ++_j) {
               const scalar_t weight_ih_x_1 = _r_weight_ih_x[_dim_H + _j];
@@ -86,7 +86,7 @@ static std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _
               const scalar_t bias_hh_2 = _r_bias_hh[2*_dim_H + _j];
               const scalar_t h = _r_h[_j];
               const scalar_t _e0 = sc::sigmoid(bias_hh_1 + bias_ih_1 + weight_hh_h_1 + weight_ih_x_1);
-              _r_h_new[_j] = _e0*h + (1 - _e0)*sc::tanh(bias_ih_2 + weight_ih_x_2 + (bias_hh_2 + weight_hh_h_2)*sc::sigmoid(bias_hh_0 + bias_ih_0 + weight_hh_h_0 + weight_ih_x_0));
+              _w_h_new[_j] = _e0*h + (1 - _e0)*sc::tanh(bias_ih_2 + weight_ih_x_2 + (bias_hh_2 + weight_hh_h_2)*sc::sigmoid(bias_hh_0 + bias_ih_0 + weight_hh_h_0 + weight_ih_x_0));
             }
           }
         });
@@ -131,6 +131,8 @@ static std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorLis
   const int64_t _n_d_x = _dim_I;
   const int64_t _n_d_weight_ih_x = 3*_dim_H;
   const int64_t _n_d_weight_hh_h = 3*_dim_H;
+  const int64_t _ld_d_weight_ih = _dim_I;  // d_weight_ih is (3*_dim_H, _dim_I)
+  const int64_t _ld_d_weight_hh = _dim_H;  // d_weight_hh is (3*_dim_H, _dim_H)
   const int64_t _n_d_bias_ih = 3*_dim_H;
   const int64_t _n_d_bias_hh = 3*_dim_H;
   const int64_t _steps = _xs[0].size(0), _batch = _xs[0].size(1);
@@ -191,21 +193,21 @@ static std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorLis
           }
         }
       }
-      {  // fused region: the gradients of 13 leaves, _dim_H features per row
+      {  // fused region: 13 output(s), _dim_H features per row
         const int64_t _n = _dim_H;
         sc::rows(_na, _n, [&](int64_t _r0, int64_t _r1) {
           scalar_t* _p_d_bias_hh = sc::partial<scalar_t>(_parts_d_bias_hh, _n_d_bias_hh);   // summed over rows
           scalar_t* _p_d_bias_ih = sc::partial<scalar_t>(_parts_d_bias_ih, _n_d_bias_ih);   // summed over rows
           for (int64_t _r = _r0; _r < _r1; ++_r) {
-            const scalar_t* _r_h = h + _r * _n_h;
-            const scalar_t* _r_weight_hh_h = weight_hh_h + _r * _n_weight_hh_h;
-            const scalar_t* _r_weight_ih_x = weight_ih_x + _r * _n_weight_ih_x;
             const scalar_t* _r_bias_hh = bias_hh;
             const scalar_t* _r_bias_ih = bias_ih;
             const scalar_t* _r_d_h_new = d_h_new + _r * _n_d_h_new;
-            scalar_t* _r_d_h = d_h + _r * _n_d_h;
-            scalar_t* _r_d_weight_hh_h = d_weight_hh_h + _r * _n_d_weight_hh_h;
-            scalar_t* _r_d_weight_ih_x = d_weight_ih_x + _r * _n_d_weight_ih_x;
+            const scalar_t* _r_h = h + _r * _n_h;
+            const scalar_t* _r_weight_hh_h = weight_hh_h + _r * _n_weight_hh_h;
+            const scalar_t* _r_weight_ih_x = weight_ih_x + _r * _n_weight_ih_x;
+            scalar_t* _w_d_h = d_h + _r * _n_d_h;
+            scalar_t* _w_d_weight_hh_h = d_weight_hh_h + _r * _n_d_weight_hh_h;
+            scalar_t* _w_d_weight_ih_x = d_weight_ih_x + _r * _n_d_weight_ih_x;
             #pragma omp simd
             for (int64_t _j = 0; _j < _n; ++_j) {
               const scalar_t weight_ih_x_1 = _r_weight_ih_x[_dim_H + _j];
@@ -232,13 +234,13 @@ static std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorLis
               const scalar_t _c7 = _c1*d_h_new*((_c4*_c4) - 1);
               const scalar_t _c8 = -_c3*_c7*(_c2 - 1);
               const scalar_t _c9 = _c2*_c7;
-              _r_d_weight_ih_x[_dim_H + _j] += _c6;
-              _r_d_weight_hh_h[_dim_H + _j] += _c6;
-              _r_d_weight_ih_x[2*_dim_H + _j] += _c7;
-              _r_d_weight_ih_x[_j] += _c8;
-              _r_d_weight_hh_h[_j] += _c8;
-              _r_d_weight_hh_h[2*_dim_H + _j] += _c9;
-              _r_d_h[_j] += _c5;
+              _w_d_weight_ih_x[_dim_H + _j] += _c6;
+              _w_d_weight_hh_h[_dim_H + _j] += _c6;
+              _w_d_weight_ih_x[2*_dim_H + _j] += _c7;
+              _w_d_weight_ih_x[_j] += _c8;
+              _w_d_weight_hh_h[_j] += _c8;
+              _w_d_weight_hh_h[2*_dim_H + _j] += _c9;
+              _w_d_h[_j] += _c5;
               _p_d_bias_ih[_dim_H + _j] += _c6;
               _p_d_bias_hh[_dim_H + _j] += _c6;
               _p_d_bias_ih[2*_dim_H + _j] += _c7;
@@ -249,8 +251,8 @@ static std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorLis
           }
         });
       }
-      // d_h += d_weight_hh_h @ weight_hh[:, 0:_dim_H]
-      sc::mm_kn(_na, _dim_H, _n_weight_hh_h, d_weight_hh_h, _n_weight_hh_h, weight_hh, _ld_weight_hh, true, d_h, _n_h);
+      // d_h[0:_dim_H] += d_weight_hh_h @ weight_hh[:, 0:_dim_H]
+      sc::mm_kn(_na, _dim_H, _n_d_weight_hh_h, d_weight_hh_h, _n_d_weight_hh_h, weight_hh, _ld_weight_hh, true, d_h, _n_d_h);
       d_h_new = d_h;
     }
   });
@@ -263,12 +265,12 @@ static std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorLis
       scalar_t* d_weight_ih_x = _seq_d_weight_ih_x;
       scalar_t* d_weight_hh_h = _seq_d_weight_hh_h;
       // d_weight_hh[:, 0:_dim_H] += d_weight_hh_h.T @ h
-      sc::mm_tn<scalar_t>(_n_weight_hh_h, _dim_H, _batch, d_weight_hh_h, _n_weight_hh_h, _init_h, _n_h, d_weight_hh, _ld_weight_hh);
-      sc::mm_tn<scalar_t>(_n_weight_hh_h, _dim_H, (_steps - 1) * _batch, d_weight_hh_h + _batch * _n_weight_hh_h, _n_weight_hh_h, _seq_h_new, _n_h, d_weight_hh, _ld_weight_hh);
-      // d_x += d_weight_ih_x @ weight_ih[:, 0:_dim_I]
-      sc::mm_kn(_steps * _batch, _dim_I, _n_weight_ih_x, d_weight_ih_x, _n_weight_ih_x, weight_ih, _ld_weight_ih, true, d_x, _n_x);
+      sc::mm_tn<scalar_t>(_n_d_weight_hh_h, _dim_H, _batch, d_weight_hh_h, _n_d_weight_hh_h, _init_h, _n_h, d_weight_hh, _ld_d_weight_hh);
+      sc::mm_tn<scalar_t>(_n_d_weight_hh_h, _dim_H, (_steps - 1) * _batch, d_weight_hh_h + _batch * _n_d_weight_hh_h, _n_d_weight_hh_h, _seq_h_new, _n_h, d_weight_hh, _ld_d_weight_hh);
+      // d_x[0:_dim_I] += d_weight_ih_x @ weight_ih[:, 0:_dim_I]
+      sc::mm_kn(_steps * _batch, _dim_I, _n_d_weight_ih_x, d_weight_ih_x, _n_d_weight_ih_x, weight_ih, _ld_weight_ih, true, d_x, _n_d_x);
       // d_weight_ih[:, 0:_dim_I] += d_weight_ih_x.T @ x
-      sc::mm_tn<scalar_t>(_n_weight_ih_x, _dim_I, _steps * _batch, d_weight_ih_x, _n_weight_ih_x, x, _n_x, d_weight_ih, _ld_weight_ih);
+      sc::mm_tn<scalar_t>(_n_d_weight_ih_x, _dim_I, _steps * _batch, d_weight_ih_x, _n_d_weight_ih_x, x, _n_x, d_weight_ih, _ld_d_weight_ih);
     }
   }
   sc::sum_partials(_parts_d_bias_ih, _n_d_bias_ih, d_bias_ih);

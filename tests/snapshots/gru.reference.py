@@ -68,7 +68,7 @@ def backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _lengths=None):
             _live = (_t < _lengths)[:, None]
             d_h = torch.where(_live, d_h, d_h_new)
             d_h_new = torch.where(_live, d_h_new, torch.zeros_like(d_h_new))
-        # backward of a fused region: 13 gradient(s) from 1 cotangent(s)
+        # fused pointwise region: 13 output(s) of 16 features
         weight_ih_x_1 = weight_ih_x[:, 16:32]
         bias_ih_1 = bias_ih[16:32]
         weight_hh_h_1 = weight_hh_h[:, 16:32]

@@ -89,7 +89,7 @@ def _backward_kernel(_T, _B, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_h_
                 tl.store(_r_d_h + (_cj)[None, :], _dn, mask=_m2)
                 tl.store(_r_d_h_new + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
         tl.debug_barrier()   # the next statement reads what other threads of this program wrote
-        # backward of a fused region: 13 gradient(s)
+        # fused region: 13 output(s) of 16 features
         for _j0 in range(0, 16, _BN):
             _cj = _j0 + tl.arange(0, _BN)
             _m2 = _rmask[:, None] & (_cj < 16)[None, :]
@@ -150,7 +150,7 @@ def _backward_kernel(_T, _B, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_h_
             _ga = _r_d_h + (0 + _cj)[None, :]
             tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c5), mask=_m2)
         tl.debug_barrier()   # the next statement reads what other threads of this program wrote
-        # d_h += d_weight_hh_h @ weight_hh[:, 0:16]
+        # d_h[0:16] += d_weight_hh_h @ weight_hh[:, 0:16]
         for _k0 in range(0, 16, _BN):
             _ck = _k0 + tl.arange(0, _BN)
             _acc = tl.zeros((_BB, _BN), dtype=tl.float32)

@@ -67,12 +67,12 @@ static std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _
         const int64_t _n = _dim_H;
         sc::rows(_na, _n, [&](int64_t _r0, int64_t _r1) {
           for (int64_t _r = _r0; _r < _r1; ++_r) {
-            const scalar_t* _r_c = c + _r * _n_c;
-            const scalar_t* _r_gates = gates + _r * _n_gates;
             const scalar_t* _r_bias_hh = bias_hh;
             const scalar_t* _r_bias_ih = bias_ih;
-            scalar_t* _r_c_new = c_new + _r * _n_c_new;
-            scalar_t* _r_h_new = h_new + _r * _n_h_new;
+            const scalar_t* _r_c = c + _r * _n_c;
+            const scalar_t* _r_gates = gates + _r * _n_gates;
+            scalar_t* _w_c_new = c_new + _r * _n_c_new;
+            scalar_t* _w_h_new = h_new + _r * _n_h_new;
             #pragma omp simd
             for (int64_t _j = 0; _j < _n; ++_j) {
               const scalar_t gates_3 = _r_gates[3*_dim_H + _j];
@@ -89,8 +89,8 @@ static std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _
               const scalar_t bias_ih_2 = _r_bias_ih[2*_dim_H + _j];
               const scalar_t bias_hh_2 = _r_bias_hh[2*_dim_H + _j];
               const scalar_t _e0 = c*sc::sigmoid(bias_hh_1 + bias_ih_1 + gates_1) + sc::sigmoid(bias_hh_0 + bias_ih_0 + gates_0)*sc::tanh(bias_hh_2 + bias_ih_2 + gates_2);
-              _r_h_new[_j] = sc::sigmoid(bias_hh_3 + bias_ih_3 + gates_3)*sc::tanh(_e0);
-              _r_c_new[_j] = _e0;
+              _w_h_new[_j] = sc::sigmoid(bias_hh_3 + bias_ih_3 + gates_3)*sc::tanh(_e0);
+              _w_c_new[_j] = _e0;
             }
           }
         });
@@ -141,6 +141,8 @@ static std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorLis
   const int64_t _n_d_c = _dim_H;
   const int64_t _n_d_x = _dim_I;
   const int64_t _n_d_gates = 4*_dim_H;
+  const int64_t _ld_d_weight_ih = _dim_I;  // d_weight_ih is (4*_dim_H, _dim_I)
+  const int64_t _ld_d_weight_hh = _dim_H;  // d_weight_hh is (4*_dim_H, _dim_H)
   const int64_t _n_d_bias_ih = 4*_dim_H;
   const int64_t _n_d_bias_hh = 4*_dim_H;
   const int64_t _steps = _xs[0].size(0), _batch = _xs[0].size(1);
@@ -206,20 +208,20 @@ static std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorLis
           }
         }
       }
-      {  // fused region: the gradients of 13 leaves, _dim_H features per row
+      {  // fused region: 13 output(s), _dim_H features per row
         const int64_t _n = _dim_H;
         sc::rows(_na, _n, [&](int64_t _r0, int64_t _r1) {
           scalar_t* _p_d_bias_hh = sc::partial<scalar_t>(_parts_d_bias_hh, _n_d_bias_hh);   // summed over rows
           scalar_t* _p_d_bias_ih = sc::partial<scalar_t>(_parts_d_bias_ih, _n_d_bias_ih);   // summed over rows
           for (int64_t _r = _r0; _r < _r1; ++_r) {
-            const scalar_t* _r_c = c + _r * _n_c;
-            const scalar_t* _r_gates = gates + _r * _n_gates;
             const scalar_t* _r_bias_hh = bias_hh;
             const scalar_t* _r_bias_ih = bias_ih;
+            const scalar_t* _r_c = c + _r * _n_c;
             const scalar_t* _r_d_c_new = d_c_new + _r * _n_d_c_new;
             const scalar_t* _r_d_h_new = d_h_new + _r * _n_d_h_new;
-            scalar_t* _r_d_c = d_c + _r * _n_d_c;
-            scalar_t* _r_d_gates = d_gates + _r * _n_d_gates;
+            const scalar_t* _r_gates = gates + _r * _n_gates;
+            scalar_t* _w_d_c = d_c + _r * _n_d_c;
+            scalar_t* _w_d_gates = d_gates + _r * _n_d_gates;
             #pragma omp simd
             for (int64_t _j = 0; _j < _n; ++_j) {
               const scalar_t gates_3 = _r_gates[3*_dim_H + _j];
@@ -250,11 +252,11 @@ static std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorLis
               const scalar_t _c10 = _c2*_c9*(_c1 - 1);
               const scalar_t _c11 = _c5*_c9*(_c3 - 1);
               const scalar_t _c12 = _c3*_c9*((_c4*_c4) - 1);
-              _r_d_gates[3*_dim_H + _j] += _c7;
-              _r_d_gates[_dim_H + _j] += _c10;
-              _r_d_c[_j] += _c1*_c8;
-              _r_d_gates[_j] += _c11;
-              _r_d_gates[2*_dim_H + _j] += _c12;
+              _w_d_gates[3*_dim_H + _j] += _c7;
+              _w_d_gates[_dim_H + _j] += _c10;
+              _w_d_c[_j] += _c1*_c8;
+              _w_d_gates[_j] += _c11;
+              _w_d_gates[2*_dim_H + _j] += _c12;
               _p_d_bias_ih[3*_dim_H + _j] += _c7;
               _p_d_bias_hh[3*_dim_H + _j] += _c7;
               _p_d_bias_ih[_dim_H + _j] += _c10;
@@ -267,8 +269,8 @@ static std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorLis
           }
         });
       }
-      // d_h += d_gates @ weight_hh[:, 0:_dim_H]
-      sc::mm_kn(_na, _dim_H, _n_gates, d_gates, _n_gates, weight_hh, _ld_weight_hh, true, d_h, _n_h);
+      // d_h[0:_dim_H] += d_gates @ weight_hh[:, 0:_dim_H]
+      sc::mm_kn(_na, _dim_H, _n_d_gates, d_gates, _n_d_gates, weight_hh, _ld_weight_hh, true, d_h, _n_d_h);
       d_h_new = d_h;
       d_c_new = d_c;
     }
@@ -281,13 +283,13 @@ static std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorLis
       const scalar_t* x = _seq_x;
       scalar_t* d_x = _seq_d_x;
       scalar_t* d_gates = _seq_d_gates;
+      // d_x[0:_dim_I] += d_gates @ weight_ih[:, 0:_dim_I]
+      sc::mm_kn(_steps * _batch, _dim_I, _n_d_gates, d_gates, _n_d_gates, weight_ih, _ld_weight_ih, true, d_x, _n_d_x);
       // d_weight_ih[:, 0:_dim_I] += d_gates.T @ x
-      sc::mm_tn<scalar_t>(_n_gates, _dim_I, _steps * _batch, d_gates, _n_gates, x, _n_x, d_weight_ih, _ld_weight_ih);
-      // d_x += d_gates @ weight_ih[:, 0:_dim_I]
-      sc::mm_kn(_steps * _batch, _dim_I, _n_gates, d_gates, _n_gates, weight_ih, _ld_weight_ih, true, d_x, _n_x);
+      sc::mm_tn<scalar_t>(_n_d_gates, _dim_I, _steps * _batch, d_gates, _n_d_gates, x, _n_x, d_weight_ih, _ld_d_weight_ih);
       // d_weight_hh[:, 0:_dim_H] += d_gates.T @ h
-      sc::mm_tn<scalar_t>(_n_gates, _dim_H, _batch, d_gates, _n_gates, _init_h, _n_h, d_weight_hh, _ld_weight_hh);
-      sc::mm_tn<scalar_t>(_n_gates, _dim_H, (_steps - 1) * _batch, d_gates + _batch * _n_gates, _n_gates, _seq_h_new, _n_h, d_weight_hh, _ld_weight_hh);
+      sc::mm_tn<scalar_t>(_n_d_gates, _dim_H, _batch, d_gates, _n_d_gates, _init_h, _n_h, d_weight_hh, _ld_d_weight_hh);
+      sc::mm_tn<scalar_t>(_n_d_gates, _dim_H, (_steps - 1) * _batch, d_gates + _batch * _n_d_gates, _n_d_gates, _seq_h_new, _n_h, d_weight_hh, _ld_d_weight_hh);
     }
   }
   sc::sum_partials(_parts_d_bias_ih, _n_d_bias_ih, d_bias_ih);

@@ -68,7 +68,7 @@ def backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _lengths=None):
             d_h_new = torch.where(_live, d_h_new, torch.zeros_like(d_h_new))
             d_c = torch.where(_live, d_c, d_c_new)
             d_c_new = torch.where(_live, d_c_new, torch.zeros_like(d_c_new))
-        # backward of a fused region: 13 gradient(s) from 2 cotangent(s)
+        # fused pointwise region: 13 output(s) of 16 features
         gates_3 = gates[:, 48:64]
         bias_ih_3 = bias_ih[48:64]
         bias_hh_3 = bias_hh[48:64]
@@ -115,8 +115,8 @@ def backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _lengths=None):
         h = torch.cat([_h_init[None], _h_new_seq[:-1]]).view(_T * _B, 16)
         d_x = _d_x_seq.view(_T * _B, 8)
         d_gates = _d_gates_seq.view(_T * _B, 64)
-        d_weight_ih += torch.mm(d_gates.t(), x)
         d_x += torch.mm(d_gates, weight_ih)
+        d_weight_ih += torch.mm(d_gates.t(), x)
         d_weight_hh += torch.mm(d_gates.t(), h)
     return [_d_x_seq, d_h_new, d_c_new, d_weight_ih, d_weight_hh, d_bias_ih, d_bias_hh]
 

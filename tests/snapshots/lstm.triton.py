@@ -116,7 +116,7 @@ def _backward_kernel(_T, _B, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_c_
                 tl.store(_r_d_c + (_cj)[None, :], _dn, mask=_m2)
                 tl.store(_r_d_c_new + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
         tl.debug_barrier()   # the next statement reads what other threads of this program wrote
-        # backward of a fused region: 13 gradient(s)
+        # fused region: 13 output(s) of 16 features
         for _j0 in range(0, 16, _BN):
             _cj = _j0 + tl.arange(0, _BN)
             _m2 = _rmask[:, None] & (_cj < 16)[None, :]
@@ -183,7 +183,7 @@ def _backward_kernel(_T, _B, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_c_
             _pg = _part_d_bias_hh + tl.program_id(0) * 64 + 32 + _cj
             tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
         tl.debug_barrier()   # the next statement reads what other threads of this program wrote
-        # d_h += d_gates @ weight_hh[:, 0:16]
+        # d_h[0:16] += d_gates @ weight_hh[:, 0:16]
         for _k0 in range(0, 16, _BN):
             _ck = _k0 + tl.arange(0, _BN)
             _acc = tl.zeros((_BB, _BN), dtype=tl.float32)
@@ -247,8 +247,8 @@ def backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _lengths=None):
         h = torch.cat([_h_init[None], _h_new_seq[:-1]]).view(_T * _B, 16)
         d_x = _d_x_seq.view(_T * _B, 8)
         d_gates = _d_gates_seq.view(_T * _B, 64)
-        d_weight_ih += torch.mm(d_gates.t(), x)
         d_x += torch.mm(d_gates, weight_ih)
+        d_weight_ih += torch.mm(d_gates.t(), x)
         d_weight_hh += torch.mm(d_gates.t(), h)
     return [_d_x_seq, d_h_new, d_c_new, d_weight_ih, d_weight_hh, d_bias_ih, d_bias_hh]
 

@@ -14,11 +14,11 @@ class CppBackend(Backend):
     def usable(self, device):
         return device.type == "cpu" and compiler_works()
 
-    def render(self, program):
-        return render(program)
+    def render(self, program, scans):
+        return render(program, scans)
 
-    def build(self, program, source, dims):
-        return _build.build(program, source, dims)
+    def build(self, program, scans, source, dims):
+        return _build.build(program, scans, source, dims)
 
     def row_order(self, lengths):
         """Longest first, as packing sorts them, so that a step stops at its last running row (`_na` in the

@@ -13,7 +13,6 @@ from pathlib import Path
 import torch
 
 from ... import cache
-from ..base import Kernel
 
 HEADER = Path(__file__).with_name("sc.h")
 _NO_LENGTHS = torch.empty(0, dtype=torch.int64)   # every row runs all steps
@@ -29,29 +28,26 @@ def flags():
     return cflags, ldflags
 
 
-class CppKernel(Kernel):
-    """A built library's two operators, called with the cell's dimensions (run-time values)."""
+class Entry:
+    """An operator of a built library, called with the cell's dimensions (run-time values) after the scan's
+    arguments and flag, and an empty tensor for no lengths."""
 
-    def __init__(self, program, source, ns, dims):
-        ops = getattr(torch.ops, ns)
-        self.ns, self.dims = ns, list(dims)
+    def __init__(self, ns, scan, dims):
+        self.ns, self.op, self.dims = ns, getattr(getattr(torch.ops, ns), scan.name), list(dims)
+        self.flags = 1 if scan.save else 0
 
-        def forward(xs, inits, params, save, lengths):
-            return ops.forward(xs, inits, params, self.dims, save, _NO_LENGTHS if lengths is None else lengths)
-
-        def backward(d_ys, d_finals, xs, inits, params, ys, res, lengths):
-            return ops.backward(d_ys, d_finals, xs, inits, params, ys, res, self.dims,
-                                _NO_LENGTHS if lengths is None else lengths)
-        super().__init__(program, source, forward, backward)
+    def __call__(self, *args):   # the scan's argument lists, its save flag if it has one, the lengths
+        groups, flags, lengths = args[:-1 - self.flags], args[len(args) - 1 - self.flags:-1], args[-1]
+        return self.op(*groups, self.dims, *flags, _NO_LENGTHS if lengths is None else lengths)
 
 
-def build(program, source, dims):
+def build(program, scans, source, dims):
     if not compiler_works():
         raise cache.BuildError("symcell: backend='cpp' needs a C++ compiler (c++ or g++) and ninja on PATH; "
                                "install them, or use backend='reference'")
     cflags, ldflags = flags()
     ns = cache.load(source, cflags, ldflags, files={HEADER.name: HEADER.read_text()})   # once per source
-    return CppKernel(program, source, ns, [dims[d] for d in program.dims])
+    return {s.name: Entry(ns, s, [dims[d] for d in program.dims]) for s in scans}
 
 
 _compiler_ok = []

@@ -14,7 +14,7 @@ How each scan runs (the why of each choice is measured; see BENCHMARKS.md):
 """
 import sympy
 
-from ...kernel import Keep, MatMul, Role, grad, writes
+from ...kernel import Keep, MatMul, Role, writes
 from ...printing import Writer, cpp_str, size_str
 from ..base import Renderer
 
@@ -44,13 +44,16 @@ class ScanRenderer(Renderer):
         self.buf = {b.name: b for b in scan.buffers}
         self.rows, self.row0 = "_na", "_b0"   # in the step; phases run over _steps * _batch rows from row 0
         self.matmuls = [st for st in scan.before + scan.step + scan.after if isinstance(st, MatMul)]
+        # each matmul's name in _wt_<name> and _operands_<name>: its output's, numbered when two share it
+        outs = [mm.out for mm in self.matmuls]
+        self.slot = {id(mm): mm.out if outs.count(mm.out) == 1 else f"{mm.out}{k}" for k, mm in enumerate(self.matmuls)}
         self.written = set().union(*[writes(st) for st in scan.step])
 
     # --- names ------------------------------------------------------------------------------------------
     def n(self, name):
-        """the C++ name of the features per row of a buffer, or of a value the scan knows by its gradient (the
-        same size)"""
-        return f"_n_{name if name in self.buf else grad(name)}"
+        """the C++ name of a buffer's features per row"""
+        assert name in self.buf, name
+        return f"_n_{name}"
 
     def is_param(self, name):
         return self.buf.get(name) is not None and self.buf[name].role == Role.PARAM
@@ -101,9 +104,8 @@ class ScanRenderer(Renderer):
             w(f"const int64_t _dim_{d} = _dims[{k}];")
         for b in scan.buffers:
             if b.role in (Role.PARAM, Role.PARAM_GRAD) and len(b.size) == 2:
-                if b.role == Role.PARAM:
-                    w(f"const int64_t _ld_{b.name} = {size_str(b.size[1])};  // {b.name} is "
-                      f"({size_str(b.size[0])}, {size_str(b.size[1])})")
+                w(f"const int64_t _ld_{b.name} = {size_str(b.size[1])};  // {b.name} is "
+                  f"({size_str(b.size[0])}, {size_str(b.size[1])})")
                 continue
             size = b.size[0] if b.role in (Role.PARAM, Role.PARAM_GRAD) else b.size
             w(f"const int64_t {self.n(b.name)} = {size_str(size)};")
@@ -151,7 +153,7 @@ class ScanRenderer(Renderer):
         for phase, rows in ((scan.before, "_steps * _batch"), (scan.step, "_batch"), (scan.after, "_steps * _batch")):
             for mm in phase:
                 if isinstance(mm, MatMul) and len(mm.terms) > 1:
-                    w(f"at::Tensor _operands_{mm.out} = at::empty({{{rows}, {self.k_total(mm)}}}, _opt);")
+                    w(f"at::Tensor _operands_{self.slot[id(mm)]} = at::empty({{{rows}, {self.k_total(mm)}}}, _opt);")
 
     def transposed_weights(self):
         """A matmul reads W[:, c0:c1] as (K, N): transposed once per call, not once per step. The terms of a
@@ -161,12 +163,12 @@ class ScanRenderer(Renderer):
         w = self.w
         for slot, mm in enumerate(self.matmuls):
             K, N = self.k_total(mm), self.n(mm.out)
-            w(f"scalar_t* _wt_{mm.out} = sc::ptr<scalar_t>(sc::workspace({slot}, {K} * {N}, _opt));")
+            w(f"scalar_t* _wt_{self.slot[id(mm)]} = sc::ptr<scalar_t>(sc::workspace({slot}, {K} * {N}, _opt));")
             off = sympy.Integer(0)
             for t in mm.terms:
                 width = t.col_stop - t.col_start
                 w(f"sc::transpose({_at(t.weight, t.col_start)}, _ld_{t.weight}, {N}, {size_str(width)}, "
-                  f"_wt_{mm.out} + ({size_str(off)}) * {N}, {N});")
+                  f"_wt_{self.slot[id(mm)]} + ({size_str(off)}) * {N}, {N});")
                 off = off + width
 
     def phase(self, stmts):
@@ -222,7 +224,8 @@ class ScanRenderer(Renderer):
         for b in self.scan.used(self.scan.step):
             n = self.n(b.name)
             if b.role == Role.SEQ:
-                w(f"{'' if b.acc else 'const '}scalar_t* {b.name} = _seq_{b.name} + (_t * _batch + _b0) * {n};")
+                const = "" if b.acc or b.name in self.written else "const "
+                w(f"{const}scalar_t* {b.name} = _seq_{b.name} + (_t * _batch + _b0) * {n};")
             elif b.role == Role.PREV:
                 w(f"const scalar_t* {b.name} = _t > 0 ? _seq_{b.seq} + ((_t - 1) * _batch + _b0) * {n} : "
                   f"_init_{b.name} + _b0 * {n};")
@@ -264,19 +267,19 @@ class ScanRenderer(Renderer):
 
     def render_MatMul(self, mm):
         w, rows = self.w, self.rows
-        w(f"// {mm.out} = " + " + ".join(f"{t.operand.value}[{size_str(t.operand.start)}:{size_str(t.operand.stop)}] @ "
+        w(f"// {mm.out} {'+=' if mm.accumulate else '='} " + " + ".join(f"{t.operand.value}[{size_str(t.operand.start)}:{size_str(t.operand.stop)}] @ "
                                          f"{t.weight}[:, {size_str(t.col_start)}:{size_str(t.col_stop)}].T"
                                          for t in mm.terms))
-        n_out = self.n(mm.out)
+        n_out, acc = self.n(mm.out), "true" if mm.accumulate else "false"
         if len(mm.terms) == 1:
             op = mm.terms[0].operand
             w(f"sc::mm_kn({rows}, {n_out}, {size_str(op.stop - op.start)}, {_at(op.value, op.start)}, "
-              f"{self.n(op.value)}, _wt_{mm.out}, {n_out}, false, {mm.out}, {n_out});")
+              f"{self.n(op.value)}, _wt_{self.slot[id(mm)]}, {n_out}, {acc}, {mm.out}, {n_out});")
             return
         # the operands side by side in one row block, then one GEMM over K = the sum of their widths against
         # the stacked weights: half the accumulator traffic of one GEMM per term
         K = self.k_total(mm)
-        w(f"{{ scalar_t* _cat = sc::ptr<scalar_t>(_operands_{mm.out}) + ({self.row0}) * {K};")
+        w(f"{{ scalar_t* _cat = sc::ptr<scalar_t>(_operands_{self.slot[id(mm)]}) + ({self.row0}) * {K};")
         with w.block():
             with w.block(f"for (int64_t _r = 0; _r < {rows}; ++_r) {{", "}"):
                 off = sympy.Integer(0)
@@ -285,60 +288,47 @@ class ScanRenderer(Renderer):
                     w(f"std::memcpy(_cat + _r * {K} + {size_str(off)}, {_at(op.value, op.start)} + "
                       f"_r * {self.n(op.value)}, sizeof(scalar_t) * {size_str(op.stop - op.start)});")
                     off = off + (op.stop - op.start)
-            w(f"sc::mm_kn({rows}, {n_out}, {K}, _cat, {K}, _wt_{mm.out}, {n_out}, false, {mm.out}, {n_out});")
+            w(f"sc::mm_kn({rows}, {n_out}, {K}, _cat, {K}, _wt_{self.slot[id(mm)]}, {n_out}, {acc}, {mm.out}, {n_out});")
         w("}")
 
-    def render_Region(self, region):
-        stores = [(d.value, d, e, "=") for (d, _), e in zip(region.outputs, region.results)]
-        # outputs are buffers of their own, never read in the same region: lanes are independent
-        self.region(region, region.temps, (), stores, (), simd=True)
-
-    def render_RegionGrad(self, rg):
-        stores = [(grad(v.value), v, e, "+=") for v, e in rg.grads if not self.is_param(v.value)]
-        params = [(grad(v.value), v, e) for v, e in rg.grads if self.is_param(v.value)]
-        simd = self._no_overlap([v for _, v, _, _ in stores]) and self._no_overlap([v for _, v, _ in params])
-        self.region(rg.region, rg.temps, rg.cotangents, stores, params, simd)
-
-    def region(self, region, temps, cotangents, stores, params, simd):
-        """One fused loop over rows x features: leaves and cotangents read, temps, then the stores (= or +=);
-        a vector parameter's gradient summed over the rows into this thread's partial."""
+    def render_Pointwise(self, st):
+        """One fused loop over rows x features: leaves read, temps, then each output assigned or accumulated; an
+        accumulation into a vector parameter's gradient goes into this thread's partial sum (summed over rows)."""
         w = self.w
-        d0 = region.outputs[0][0]
+        d0 = st.outputs[0][0]
         width = size_str(d0.stop - d0.start)
-        rows_of = sorted({v.value for _, v in region.leaves if not self.is_param(v.value)})
-        params_of = sorted({v.value for _, v in region.leaves if self.is_param(v.value)})
-        cot_rows = sorted({grad(d.value) for _, d in cotangents})
-        out_rows = sorted({name for name, *_ in stores})
-        what = f"{len(region.outputs)} output(s)" if not cotangents else f"the gradients of {len(stores) + len(params)} leaves"
-        w(f"{{  // fused region: {what}, {width} features per row")
+        params = [(d, e) for d, e, _ in st.outputs if self.buf[d.value].role == Role.PARAM_GRAD]
+        rows = [(d, e, acc) for d, e, acc in st.outputs if self.buf[d.value].role != Role.PARAM_GRAD]
+        # `omp simd` promises independent lanes: an assigned output is a buffer the region does not read; two
+        # accumulations into overlapping views of one buffer would not be independent
+        simd = self._no_overlap([d for d, _, acc in rows if acc]) and self._no_overlap([d for d, _ in params])
+        read = sorted({v.value for _, v in st.leaves})
+        w(f"{{  // fused region: {len(st.outputs)} output(s), {width} features per row")
         with w.block():
             w(f"const int64_t _n = {width};")
             w(f"sc::rows({self.rows}, _n, [&](int64_t _r0, int64_t _r1) {{")
             with w.block():
-                for name in sorted({name for name, _, _ in params}):
+                for name in sorted({d.value for d, _ in params}):
                     w(f"scalar_t* _p_{name} = sc::partial<scalar_t>(_parts_{name}, {self.n(name)});   // summed over rows")
                 with w.block("for (int64_t _r = _r0; _r < _r1; ++_r) {", "}"):
-                    for val in rows_of:
-                        w(f"const scalar_t* _r_{val} = {val} + _r * {self.n(val)};")
-                    for val in params_of:   # the same row for every r: a vector parameter broadcasts
-                        w(f"const scalar_t* _r_{val} = {val};")
-                    for name in cot_rows:
-                        w(f"const scalar_t* _r_{name} = {name} + _r * {self.n(name)};")
-                    for name in out_rows:
-                        w(f"scalar_t* _r_{name} = {name} + _r * {self.n(name)};")
+                    for val in read:
+                        if self.is_param(val):   # the same row for every r: a vector parameter broadcasts
+                            w(f"const scalar_t* _r_{val} = {val};")
+                        else:
+                            w(f"const scalar_t* _r_{val} = {val} + _r * {self.n(val)};")
+                    for name in sorted({d.value for d, _, _ in rows}):
+                        w(f"scalar_t* _w_{name} = {name} + _r * {self.n(name)};")
                     if simd:
                         w("#pragma omp simd")
                     with w.block("for (int64_t _j = 0; _j < _n; ++_j) {", "}"):
-                        for sym, v in region.leaves:
+                        for sym, v in st.leaves:
                             w(f"const scalar_t {sym.name} = _r_{v.value}[{_idx(v)}];")
-                        for g, d in cotangents:
-                            w(f"const scalar_t {g.name} = _r_{grad(d.value)}[{_idx(d)}];")
-                        for sym, e in temps:
+                        for sym, e in st.temps:
                             w(f"const scalar_t {sym} = {cpp_str(e)};")
-                        for name, v, e, op in stores:
-                            w(f"_r_{name}[{_idx(v)}] {op} {cpp_str(e)};")
-                        for name, v, e in params:
-                            w(f"_p_{name}[{_idx(v)}] += {cpp_str(e)};")
+                        for d, e, acc in rows:
+                            w(f"_w_{d.value}[{_idx(d)}] {'+=' if acc else '='} {cpp_str(e)};")
+                        for d, e in params:
+                            w(f"_p_{d.value}[{_idx(d)}] += {cpp_str(e)};")
             w("});")
         w("}")
 
@@ -357,26 +347,25 @@ class ScanRenderer(Renderer):
         return True
 
     def render_OperandGrad(self, st):
-        t, op = st.term, st.term.operand
-        n_out = self.n(st.out)
-        self.w(f"// {grad(op.value)} += {grad(st.out)} @ {t.weight}[:, {size_str(t.col_start)}:{size_str(t.col_stop)}]")
-        self.w(f"sc::mm_kn({self.rows}, {size_str(op.stop - op.start)}, {n_out}, {grad(st.out)}, {n_out}, "
-               f"{_at(t.weight, t.col_start)}, _ld_{t.weight}, true, {_at(grad(op.value), op.start)}, "
-               f"{self.n(op.value)});")
+        op, n_src = st.dest, self.n(st.src)
+        self.w(f"// {op.value}[{size_str(op.start)}:{size_str(op.stop)}] += {st.src} @ "
+               f"{st.weight}[:, {size_str(st.col_start)}:{size_str(st.col_stop)}]")
+        self.w(f"sc::mm_kn({self.rows}, {size_str(op.stop - op.start)}, {n_src}, {st.src}, {n_src}, "
+               f"{_at(st.weight, st.col_start)}, _ld_{st.weight}, true, {_at(op.value, op.start)}, {self.n(op.value)});")
 
     def render_WeightGrad(self, st):
-        w, t, op = self.w, st.term, st.term.operand
-        w(f"// {grad(t.weight)}[:, {size_str(t.col_start)}:{size_str(t.col_stop)}] += {grad(st.out)}.T @ {op.value}")
-        n_out, k = self.n(st.out), size_str(op.stop - op.start)
-        target = f"{_at(grad(t.weight), t.col_start)}, _ld_{t.weight}"
+        w, op = self.w, st.operand
+        w(f"// {st.dest}[:, {size_str(st.col_start)}:{size_str(st.col_stop)}] += {st.src}.T @ {op.value}")
+        n_src, k = self.n(st.src), size_str(op.stop - op.start)
+        target = f"{_at(st.dest, st.col_start)}, _ld_{st.dest}"
         b = self.buf[op.value]
         if b.role == Role.PREV:   # the states entering each step: the initial state, then the states after 0..T-2
-            w(f"sc::mm_tn<scalar_t>({n_out}, {k}, _batch, {grad(st.out)}, {n_out}, "
+            w(f"sc::mm_tn<scalar_t>({n_src}, {k}, _batch, {st.src}, {n_src}, "
               f"{_at(f'_init_{op.value}', op.start)}, {self.n(op.value)}, {target});")
-            w(f"sc::mm_tn<scalar_t>({n_out}, {k}, (_steps - 1) * _batch, {grad(st.out)} + _batch * {n_out}, {n_out}, "
+            w(f"sc::mm_tn<scalar_t>({n_src}, {k}, (_steps - 1) * _batch, {st.src} + _batch * {n_src}, {n_src}, "
               f"{_at(f'_seq_{b.seq}', op.start)}, {self.n(op.value)}, {target});")
         else:
-            w(f"sc::mm_tn<scalar_t>({n_out}, {k}, {self.rows}, {grad(st.out)}, {n_out}, {_at(op.value, op.start)}, "
+            w(f"sc::mm_tn<scalar_t>({n_src}, {k}, {self.rows}, {st.src}, {n_src}, {_at(op.value, op.start)}, "
               f"{self.n(op.value)}, {target});")
 
     def render_HoldEnded(self, st):
@@ -404,7 +393,7 @@ class ScanRenderer(Renderer):
         self.w(f"for (int64_t _i = 0; _i < _nb * {n}; ++_i) {st.dest}[_i] += {st.src}[_i];")
 
 
-def render(program):
+def render(program, scans):
     w = Writer("  ")
     w(f"// symcell cpp backend: {program.name}")
     w(f"// _dims: {', '.join(program.dims)}")
@@ -413,10 +402,10 @@ def render(program):
     w('#include "sc.h"')
     w()
     w("namespace {")
-    for scan in program.scans:
+    for scan in scans:
         ScanRenderer(scan, program.dims, w).function()
         w()
-    for scan in program.scans:
+    for scan in scans:
         params = ", ".join([f"at::TensorList {a.name}" for a in scan.args] + ["at::IntArrayRef _dims"]
                            + (["bool _save"] if scan.save else []) + ["const at::Tensor& _lengths"])
         call = ", ".join([a.name for a in scan.args] + ["_dims"] + (["_save"] if scan.save else []) + ["_lengths"])
@@ -428,11 +417,11 @@ def render(program):
     w("}  // namespace")
     w()
     with w.block("TORCH_LIBRARY(SYMCELL_NS, m) {", "}"):
-        for scan in program.scans:
+        for scan in scans:
             schema = ", ".join([f"Tensor[] {a.name}" for a in scan.args] + ["int[] _dims"]
                                + (["bool _save"] if scan.save else []) + ["Tensor _lengths"])
             w(f'm.def("{scan.name}({schema}) -> Tensor[]");')
     with w.block("TORCH_LIBRARY_IMPL(SYMCELL_NS, CPU, m) {", "}"):
-        for scan in program.scans:
+        for scan in scans:
             w(f'm.impl("{scan.name}", &{scan.name});')
     return w.text()

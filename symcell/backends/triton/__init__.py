@@ -11,7 +11,7 @@ import torch
 
 from ... import cache
 from ...printing import Writer
-from ..base import Backend, Kernel
+from ..base import Backend
 from ..torch_code import SCOPE
 from .render import render
 
@@ -22,13 +22,15 @@ def interpreted():
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
-class TritonKernel(Kernel):
-    def forward(self, xs, inits, params, save, lengths=None):
-        if xs[0].dtype != torch.float32:
-            # the kernels accumulate in float32: other dtypes would lose precision silently
-            raise TypeError(f"backend='triton' computes in float32; got {xs[0].dtype}. Use .float(), or the cpp "
-                            "or reference backend for float64")
-        return super().forward(xs, inits, params, save, lengths)
+def _float32_only(entry):
+    """the kernels accumulate in float32: other dtypes would lose precision silently"""
+    def checked(*args):
+        dtype = next(t.dtype for group in args if isinstance(group, list) for t in group)
+        if dtype != torch.float32:
+            raise TypeError(f"backend='triton' computes in float32; got {dtype}. Use .float(), or the cpp or "
+                            "reference backend for float64")
+        return entry(*args)
+    return checked
 
 
 class TritonBackend(Backend):
@@ -42,12 +44,12 @@ class TritonBackend(Backend):
             return False
         return device.type == "cuda" or (device.type == "cpu" and interpreted())
 
-    def render(self, program):
+    def render(self, program, scans):
         w = Writer()
         w(f"# symcell triton backend: {program.name}")
-        return render(program, w)
+        return render(program, scans, w)
 
-    def build(self, program, source, dims):
+    def build(self, program, scans, source, dims):
         try:
             import triton
             import triton.language as tl
@@ -59,4 +61,4 @@ class TritonBackend(Backend):
         scope = {**SCOPE, "triton": triton, "tl": tl, "__file__": str(path),
                  "__name__": f"symcell_triton_{next(_counter)}"}
         exec(compile(source, str(path), "exec"), scope)  # noqa: S102 - our own generated code
-        return TritonKernel(program, source, scope["forward"], scope["backward"])
+        return {s.name: _float32_only(scope[s.name]) for s in scans}

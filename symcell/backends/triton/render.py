@@ -13,7 +13,7 @@ T and B are run-time values.
 """
 from contextlib import contextmanager
 
-from ...kernel import Keep, Role, grad
+from ...kernel import Keep, Role
 from ...printing import tl_str
 from ..base import Renderer
 from ..torch_code import ScanRenderer, init, seq
@@ -31,7 +31,7 @@ class StepKernel(Renderer):
         self.used = scan.used(scan.step)
 
     def n(self, name):
-        b = self.buf.get(name) or self.buf[grad(name)]
+        b = self.buf[name]
         return int(b.size[0] if b.role in (Role.PARAM, Role.PARAM_GRAD) else b.size)
 
     # --- arguments: (kernel parameter, host expression) --------------------------------------------------
@@ -75,15 +75,16 @@ class StepKernel(Renderer):
             if self.buf[cout].keep != Keep.NEVER:
                 w(f"_rk_{cout} = _ptr_{cout} + _t * _ts_{cout} + _rows[:, None] * {n}")
 
-    def load(self, name, cols, mask, width=None):
-        """a (rows, features) block of a buffer at columns `cols`; a vector parameter's one row (features
-        masked to `width`) broadcasts over the rows"""
+    def load(self, name, cols, mask, width=None, tile="_cj"):
+        """a (rows, features) block of a buffer at columns `cols` (the tile index `tile` plus an offset); a vector
+        parameter's one row (features masked to `width`) broadcasts over the rows"""
         b = self.buf[name]
         if b.role == Role.PARAM:
-            return f"tl.load(_ptr_{name} + {cols}, mask=_cj < {width}, other=0.0)[None, :]"
-        if b.role == Role.PREV:   # `_cj * 0 + _t` makes the step a tensor, as a mask must be
-            return (f"tl.load(_r_{name} + ({cols})[None, :], mask={mask} & ((_cj * 0 + _t) > 0)[None, :], other=0.0) + "
-                    f"tl.load(_ri_{name} + ({cols})[None, :], mask={mask} & ((_cj * 0 + _t) == 0)[None, :], other=0.0)")
+            return f"tl.load(_ptr_{name} + {cols}, mask={tile} < {width}, other=0.0)[None, :]"
+        if b.role == Role.PREV:   # `tile * 0 + _t` makes the step a tensor, as a mask must be
+            return (f"tl.load(_r_{name} + ({cols})[None, :], mask={mask} & (({tile} * 0 + _t) > 0)[None, :], "
+                    f"other=0.0) + tl.load(_ri_{name} + ({cols})[None, :], mask={mask} & (({tile} * 0 + _t) == 0)"
+                    "[None, :], other=0.0)")
         return f"tl.load(_r_{name} + ({cols})[None, :], mask={mask}, other=0.0)"
 
     def store(self, name, cols, value, mask):
@@ -128,8 +129,9 @@ class StepKernel(Renderer):
     # --- statements -------------------------------------------------------------------------------------
     def render_MatMul(self, mm):
         w, n_out = self.w, self.n(mm.out)
-        w(f"# {mm.out} = " + " + ".join(f"{t.operand.value}[{t.operand.start}:{t.operand.stop}] @ "
-                                        f"{t.weight}[:, {t.col_start}:{t.col_stop}].T" for t in mm.terms))
+        w(f"# {mm.out} {'+=' if mm.accumulate else '='} " + " + ".join(
+            f"{t.operand.value}[{t.operand.start}:{t.operand.stop}] @ {t.weight}[:, {t.col_start}:{t.col_stop}].T"
+            for t in mm.terms))
         with w.block(f"for _n0 in range(0, {n_out}, _BN):"):
             w("_cn = _n0 + tl.arange(0, _BN)")
             w("_acc = tl.zeros((_BB, _BN), dtype=tl.float32)")
@@ -137,66 +139,49 @@ class StepKernel(Renderer):
                 K, ldw = int(t.operand.stop - t.operand.start), int(self.buf[t.weight].size[1])
                 with w.block(f"for _k0 in range(0, {K}, _BK):"):
                     w("_ck = _k0 + tl.arange(0, _BK)")
-                    w(f"_a = tl.load(_r_{t.operand.value} + ({t.operand.start} + _ck)[None, :], "
-                      f"mask=_rmask[:, None] & (_ck < {K})[None, :], other=0.0)")
+                    w(f"_a = {self.load(t.operand.value, f'{t.operand.start} + _ck', f'_rmask[:, None] & (_ck < {K})[None, :]', tile='_ck')}")
                     w(f"_wt = tl.load(_ptr_{t.weight} + _cn[None, :] * {ldw} + ({t.col_start} + _ck)[:, None], "
                       f"mask=(_ck < {K})[:, None] & (_cn < {n_out})[None, :], other=0.0)")
                     w("_acc += tl.dot(_a, _wt, input_precision='ieee')")
-            self.store(mm.out, "_cn", "_acc", f"_rmask[:, None] & (_cn < {n_out})[None, :]")
+            (self.add if mm.accumulate else self.store)(mm.out, "_cn", "_acc", f"_rmask[:, None] & (_cn < {n_out})[None, :]")
 
-    def load_leaves(self, region):
-        for sym, v in region.leaves:
-            self.w(f"{sym.name} = {self.load(v.value, f'{v.start} + _cj', '_m2', v.stop - v.start)}")
-
-    def render_Region(self, region):
+    def render_Pointwise(self, st):
         w = self.w
-        d0 = region.outputs[0][0]
+        d0 = st.outputs[0][0]
         width = int(d0.stop - d0.start)
-        w(f"# fused region: {len(region.outputs)} output(s) of {width} features")
+        w(f"# fused region: {len(st.outputs)} output(s) of {width} features")
         with self.tiles(width):
-            self.load_leaves(region)
-            for sym, e in region.temps:
+            for sym, v in st.leaves:
+                w(f"{sym.name} = {self.load(v.value, f'{v.start} + _cj', '_m2', v.stop - v.start)}")
+            for sym, e in st.temps:
                 w(f"{sym} = {tl_str(e)}")
-            w("_zero = tl.zeros((_BB, _BN), dtype=tl.float32)   # outputs of parameters alone still have rows")
-            for k, ((dest, _), e) in enumerate(zip(region.outputs, region.results)):
-                w(f"_o{k} = _zero + ({tl_str(e)})")
-                self.store(dest.value, f"{dest.start} + _cj", f"_o{k}", "_m2")
-
-    def render_RegionGrad(self, rg):
-        w = self.w
-        d0 = rg.region.outputs[0][0]
-        width = int(d0.stop - d0.start)
-        w(f"# backward of a fused region: {len(rg.grads)} gradient(s)")
-        with self.tiles(width):
-            self.load_leaves(rg.region)
-            for g, d in rg.cotangents:
-                w(f"{g.name} = {self.load(grad(d.value), f'{d.start} + _cj', '_m2')}")
-            for sym, e in rg.temps:
-                w(f"{sym} = {tl_str(e)}")
-            for v, e in rg.grads:
-                target = grad(v.value)
-                if self.buf[v.value].role == Role.PARAM:   # this program's partial sum over its rows
+            if not all(acc for _, _, acc in st.outputs):
+                w("_zero = tl.zeros((_BB, _BN), dtype=tl.float32)   # outputs of parameters alone still have rows")
+            for k, (dest, e, acc) in enumerate(st.outputs):
+                if self.buf[dest.value].role == Role.PARAM_GRAD:   # this program's partial sum over its rows
                     w(f"_g = tl.sum(tl.where(_m2, {tl_str(e)}, 0.0), axis=0)")
-                    w(f"_pg = _part_{target} + tl.program_id(0) * {self.n(target)} + {v.start} + _cj")
+                    w(f"_pg = _part_{dest.value} + tl.program_id(0) * {self.n(dest.value)} + {dest.start} + _cj")
                     w(f"tl.store(_pg, tl.load(_pg, mask=_cj < {width}, other=0.0) + _g, mask=_cj < {width})")
+                elif acc:
+                    self.add(dest.value, f"{dest.start} + _cj", tl_str(e), "_m2")
                 else:
-                    self.add(target, f"{v.start} + _cj", tl_str(e), "_m2")
+                    w(f"_o{k} = _zero + ({tl_str(e)})")
+                    self.store(dest.value, f"{dest.start} + _cj", f"_o{k}", "_m2")
 
     def render_OperandGrad(self, st):
-        w, t = self.w, st.term
-        op, n_out = t.operand, self.n(st.out)
-        K, ldw = int(op.stop - op.start), int(self.buf[t.weight].size[1])
-        w(f"# {grad(op.value)} += {grad(st.out)} @ {t.weight}[:, {t.col_start}:{t.col_stop}]")
+        w, op, n_src = self.w, st.dest, self.n(st.src)
+        K, ldw = int(op.stop - op.start), int(self.buf[st.weight].size[1])
+        w(f"# {op.value}[{op.start}:{op.stop}] += {st.src} @ {st.weight}[:, {st.col_start}:{st.col_stop}]")
         with w.block(f"for _k0 in range(0, {K}, _BN):"):
             w("_ck = _k0 + tl.arange(0, _BN)")
             w("_acc = tl.zeros((_BB, _BN), dtype=tl.float32)")
-            with w.block(f"for _n0 in range(0, {n_out}, _BK):"):
+            with w.block(f"for _n0 in range(0, {n_src}, _BK):"):
                 w("_cn = _n0 + tl.arange(0, _BK)")
-                w(f"_dy = {self.load(grad(st.out), '_cn', f'_rmask[:, None] & (_cn < {n_out})[None, :]')}")
-                w(f"_wt = tl.load(_ptr_{t.weight} + _cn[:, None] * {ldw} + ({t.col_start} + _ck)[None, :], "
-                  f"mask=(_cn < {n_out})[:, None] & (_ck < {K})[None, :], other=0.0)")
+                w(f"_dy = {self.load(st.src, '_cn', f'_rmask[:, None] & (_cn < {n_src})[None, :]', tile='_cn')}")
+                w(f"_wt = tl.load(_ptr_{st.weight} + _cn[:, None] * {ldw} + ({st.col_start} + _ck)[None, :], "
+                  f"mask=(_cn < {n_src})[:, None] & (_ck < {K})[None, :], other=0.0)")
                 w("_acc += tl.dot(_dy, _wt, input_precision='ieee')")
-            self.add(grad(op.value), f"{op.start} + _ck", "_acc", f"_rmask[:, None] & (_ck < {K})[None, :]")
+            self.add(op.value, f"{op.start} + _ck", "_acc", f"_rmask[:, None] & (_ck < {K})[None, :]")
 
     def on_ended_rows(self, why, pairs, body):
         """With lengths (_MASKED), body(a, b) over the feature tiles of each pair, masked (_m2) to the rows whose
@@ -265,12 +250,12 @@ class Host(ScanRenderer):
             w(f"{cin} = _{cout}_pp[_T % 2].clone()   # the carry after the last step")
 
 
-def render(program, w):
-    kernels = [StepKernel(scan, w) for scan in program.scans]
+def render(program, scans, w):
+    kernels = [StepKernel(scan, w) for scan in scans]
     for k in kernels:
         k.kernel()
         w()
-    for scan, k in zip(program.scans, kernels):
+    for scan, k in zip(scans, kernels):
         Host(program, scan, w, k).function()
         w()
     return w.text()

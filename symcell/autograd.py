@@ -1,0 +1,286 @@
+"""Every derivative of a scan in eager mode: torch.autograd.Functions around a built kernel's entry points.
+
+With p = (xs, inits, params), F(p) = (ys, finals) the scan, d = (d_ys, d_finals) a cotangent:
+
+    Scan            F(p)                                    its residuals kept for the rest
+    ScanBackward    G(p, d) = J_F(p)^T d                    the backward scan
+    DoubleBackward  D(p, d; p', d') = (J_F p', G(p, d') + H p')      H = the Hessian of s = <d, F(p)>
+    ScanTangent     J_F(p) p'                               the tangent of the forward (forward mode)
+
+    derivative of            is
+    Scan (reverse)           ScanBackward
+    Scan (forward)           ScanTangent
+    ScanBackward (reverse)   D with (p', d') = (a, 0): (J_F a, H a), the gradients of d and of p
+    ScanBackward (forward)   D's second part: G(p, d') + H p'
+    DoubleBackward, with respect to (p', d')   D itself, at (p', d') = (the cotangent of its second part, of
+                             its first): it is linear in them and symmetric, as H is; so the double-backward
+                             trick of torch.autograd.functional.hvp works
+    ScanTangent (reverse)    G(p, c) for p', and D's second part at d = c, p' for p
+    anything else            (a third derivative, forward mode over forward mode) raises, saying so
+
+D is two scans (tangent.py): the tangent of the forward gives J_F p' and the tangents of the residuals, and the
+tangent of the backward gives G(p, d') + H p', as H p' is the JVP of G in direction p' (H is symmetric). Each
+Function has a `setup_context` and a `vmap` (one call per vmapped slice; a parameter gradient is per slice, so
+slices cannot share one scan), so torch.func's grad, vjp, jvp, jacrev, jacfwd, hessian and vmap compose.
+"""
+import torch
+from torch.autograd import Function
+from torch.autograd.graph import get_gradient_edge
+
+THIRD = ("symcell: a third derivative of a scan is not supported (first and second derivatives are: double "
+         "backward, forward mode, forward mode over reverse mode and reverse mode over forward mode)")
+
+
+def _split(flat, counts):
+    groups, k = [], 0
+    for n in counts:
+        groups.append(tuple(flat[k:k + n]))
+        k += n
+    return groups
+
+
+def _zeros(grads, like):
+    return [torch.zeros_like(t) if g is None else g for g, t in zip(grads, like)]
+
+
+def _per_slice(apply, info, in_dims, flat):
+    """vmap by one call per slice: `apply` on each slice of the vmapped dimension, results stacked."""
+    outs = [apply(*[t if d is None else t.select(d, i) for t, d in zip(flat, in_dims)]) for i in range(info.batch_size)]
+    stacked = tuple(torch.stack(o) for o in zip(*outs))
+    return stacked, tuple(0 for _ in stacked)
+
+
+def _unbatched_lengths(d):
+    if d is not None:
+        raise NotImplementedError("symcell: vmap over the lengths of a scan is not supported; vmap over the inputs, "
+                                  "states or parameters")
+
+
+def _edges(tensors):
+    """where the gradient of each input goes (None: it needs none, or no graph is recorded: under no_grad a view
+    of a leaf has no edge, and no backward will come)"""
+    def edge(t):
+        try:
+            return get_gradient_edge(t) if t.requires_grad else None
+        except AssertionError:
+            return None
+    return [edge(t) for t in tensors]
+
+
+def _attached(tensors):
+    """The tensors as inputs whose gradient edges lead through a node of their own (a view of a leaf): the engine
+    can say whether it will run such a node in the current backward, not whether it will accumulate into a leaf."""
+    if not torch.is_grad_enabled():
+        return list(tensors)
+    return [t.view_as(t) if t.requires_grad and t.grad_fn is None else t for t in tensors]
+
+
+def _refuse_if_used(edges):
+    """A gradient this Function cannot give (a third derivative) is refused only when this backward would use it:
+    the double-backward trick of torch.autograd.functional.hvp runs a backward that needs only some of them."""
+    if any(e is not None and torch._C._will_engine_execute_node(e.node) for e in edges):
+        raise NotImplementedError(THIRD)
+    return [None] * len(edges)
+
+
+def _double_backward(kernel, lengths, p, d, ys, res, t_p, t_d):
+    """D(p, d; p', d') = (J_F p' as (t_ys, t_finals), G(p, d') + H p' as gradients of (xs, inits, params))"""
+    xs, inits, params = p
+    t_xs, t_inits, t_params = t_p
+    t_ys, t_fin, t_res = kernel.tangent_forward(xs, inits, params, ys, res, t_xs, t_inits, t_params, True, lengths)
+    g = kernel.tangent_backward((*d, xs, inits, params, ys, res), (*t_d, t_xs, t_inits, t_params, t_ys, t_res),
+                                lengths)
+    return (*t_ys, *t_fin, *(t for grp in g for t in grp))
+
+
+class Scan(Function):
+    """(kernel, lengths, (n_xs, n_inits, n_params), *xs, *inits, *params) -> (*ys, *finals, *residuals)"""
+
+    @staticmethod
+    def forward(kernel, lengths, counts, *flat):
+        xs, inits, params = _split(flat, counts)
+        ys, finals, res = kernel.forward(xs, inits, params, True, lengths)
+        return (*ys, *finals, *res)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        kernel, lengths, counts, *flat = inputs
+        n_out = len(output) - counts[1] - len(kernel.program.forward.returns[2].buffers)
+        ys, res = output[:n_out], output[n_out + counts[1]:]
+        ctx.mark_non_differentiable(*res)
+        ctx.kernel, ctx.lengths, ctx.counts, ctx.n_out = kernel, lengths, counts, n_out
+        ctx.save_for_backward(*flat, *ys, *res)
+        ctx.save_for_forward(*flat, *ys, *res)
+
+    @staticmethod
+    def vmap(info, in_dims, kernel, lengths, counts, *flat):
+        _unbatched_lengths(in_dims[1])
+        return _per_slice(lambda *f: Scan.apply(kernel, lengths, counts, *f), info, in_dims[3:], flat)
+
+    @staticmethod
+    def _saved(ctx):
+        return _split(ctx.saved_tensors, (*ctx.counts, ctx.n_out, len(ctx.saved_tensors)))
+
+    @staticmethod
+    def backward(ctx, *grads):
+        xs, inits, params, ys, res = Scan._saved(ctx)
+        d_ys = _zeros(grads[:ctx.n_out], ys)
+        d_fin = _zeros(grads[ctx.n_out:ctx.n_out + len(inits)], inits)
+        d = ScanBackward.apply(ctx.kernel, ctx.lengths, _counts(d_ys, d_fin, xs, inits, params, ys, res),
+                               *d_ys, *d_fin, *xs, *inits, *params, *ys, *res)
+        return (None, None, None, *d)
+
+    @staticmethod
+    def jvp(ctx, *tangents):
+        xs, inits, params, ys, res = Scan._saved(ctx)
+        t_p = _zeros(tangents[3:], (*xs, *inits, *params))
+        t = ScanTangent.apply(ctx.kernel, ctx.lengths, _counts(xs, inits, params, ys, res), *xs, *inits, *params, *ys,
+                              *res, *t_p)
+        return (*t, *(None for _ in res))
+
+
+def _counts(*groups):
+    return tuple(len(g) for g in groups)
+
+
+class ScanBackward(Function):
+    """(kernel, lengths, counts, *d_ys, *d_finals, *xs, *inits, *params, *ys, *res) -> (*d_xs, *d_inits, *d_params)"""
+
+    @staticmethod
+    def forward(kernel, lengths, counts, *flat):
+        d_xs, d_inits, d_params = kernel.backward(*_split(flat, counts), lengths)
+        return (*d_xs, *d_inits, *d_params)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        kernel, lengths, counts, *flat = inputs
+        ctx.kernel, ctx.lengths, ctx.counts = kernel, lengths, counts
+        ctx.save_for_backward(*flat)
+        ctx.save_for_forward(*flat)
+
+    @staticmethod
+    def vmap(info, in_dims, kernel, lengths, counts, *flat):
+        _unbatched_lengths(in_dims[1])
+        return _per_slice(lambda *f: ScanBackward.apply(kernel, lengths, counts, *f), info, in_dims[3:], flat)
+
+    @staticmethod
+    def _d(ctx, t_p, t_d):
+        d_ys, d_fin, xs, inits, params, ys, res = _split(ctx.saved_tensors, ctx.counts)
+        counts = _counts(xs, inits, params, d_ys, d_fin, ys, res, xs, inits, params, d_ys, d_fin)
+        return DoubleBackward.apply(ctx.kernel, ctx.lengths, counts, *_attached((*xs, *inits, *params, *d_ys, *d_fin)),
+                                    *ys, *res, *t_p, *t_d)
+
+    @staticmethod
+    def backward(ctx, *a):
+        d_ys, d_fin, xs, inits, params, ys, res = _split(ctx.saved_tensors, ctx.counts)
+        a = _zeros(a, (*xs, *inits, *params))
+        out = ScanBackward._d(ctx, a, [torch.zeros_like(t) for t in (*d_ys, *d_fin)])
+        # d_ys, d_finals get J_F a; xs, inits, params get H a; ys and the residuals are functions of p, which
+        # both already account for
+        return (None, None, None, *out, *(None for _ in (*ys, *res)))
+
+    @staticmethod
+    def jvp(ctx, *tangents):
+        d_ys, d_fin, xs, inits, params, ys, res = _split(ctx.saved_tensors, ctx.counts)
+        n_d = len(d_ys) + len(d_fin)
+        t = _zeros(tangents[3:3 + n_d + len(xs) + len(inits) + len(params)], (*d_ys, *d_fin, *xs, *inits, *params))
+        return ScanBackward._d(ctx, t[n_d:], t[:n_d])[len(d_ys) + len(d_fin):]
+
+
+class DoubleBackward(Function):
+    """(kernel, lengths, counts, *xs, *inits, *params, *d_ys, *d_finals, *ys, *res, *t_xs, *t_inits, *t_params,
+    *t_d_ys, *t_d_finals) -> (*t_ys, *t_finals, *g_xs, *g_inits, *g_params): D of the module docstring"""
+
+    @staticmethod
+    def forward(kernel, lengths, counts, *flat):
+        xs, inits, params, d_ys, d_fin, ys, res, t_xs, t_inits, t_params, t_d_ys, t_d_fin = _split(flat, counts)
+        return _double_backward(kernel, lengths, (xs, inits, params), (d_ys, d_fin), ys, res,
+                                (t_xs, t_inits, t_params), (t_d_ys, t_d_fin))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        kernel, lengths, counts, *flat = inputs
+        ctx.kernel, ctx.lengths, ctx.counts = kernel, lengths, counts
+        n_primal = sum(counts[:7])
+        ctx.save_for_backward(*flat[:n_primal])
+        ctx.save_for_forward(*flat[:n_primal])
+        ctx.primal_edges = _edges(flat[:sum(counts[:5])])   # p and d: their gradients would be third derivatives
+
+    @staticmethod
+    def vmap(info, in_dims, kernel, lengths, counts, *flat):
+        _unbatched_lengths(in_dims[1])
+        return _per_slice(lambda *f: DoubleBackward.apply(kernel, lengths, counts, *f), info, in_dims[3:], flat)
+
+    @staticmethod
+    def _again(ctx, t_p, t_d):
+        saved = ctx.saved_tensors
+        n = sum(ctx.counts[:5])
+        return DoubleBackward.apply(ctx.kernel, ctx.lengths, ctx.counts, *_attached(saved[:n]), *saved[n:], *t_p, *t_d)
+
+    @staticmethod
+    def backward(ctx, *u):
+        xs, inits, params, d_ys, d_fin, ys, res = _split(ctx.saved_tensors, ctx.counts[:7])
+        n_y = len(d_ys) + len(d_fin)
+        u_d = _zeros(u[:n_y], (*d_ys, *d_fin))                      # the cotangent of J_F p'
+        u_p = _zeros(u[n_y:], (*xs, *inits, *params))               # the cotangent of G(p, d') + H p'
+        # D is linear in (p', d'), with the symmetric matrix [[H, J^T], [J, 0]]: its VJP is D at (u_p, u_d)
+        again = DoubleBackward._again(ctx, u_p, u_d)
+        grads_p, grads_d = again[n_y:], again[:n_y]
+        return (None, None, None, *_refuse_if_used(ctx.primal_edges), *(None for _ in (*ys, *res)), *grads_p, *grads_d)
+
+    @staticmethod
+    def jvp(ctx, *tangents):
+        n_primal = sum(ctx.counts[:7])
+        if any(t is not None for t in tangents[3:3 + sum(ctx.counts[:5])]):
+            raise NotImplementedError(THIRD)
+        xs, inits, params, d_ys, d_fin, _, _ = _split(ctx.saved_tensors, ctx.counts[:7])
+        t_p = _zeros(tangents[3 + n_primal:3 + n_primal + len(xs) + len(inits) + len(params)], (*xs, *inits, *params))
+        t_d = _zeros(tangents[3 + n_primal + len(t_p):], (*d_ys, *d_fin))
+        return DoubleBackward._again(ctx, t_p, t_d)
+
+
+class ScanTangent(Function):
+    """(kernel, lengths, counts, *xs, *inits, *params, *ys, *res, *t_xs, *t_inits, *t_params) -> (*t_ys, *t_finals)"""
+
+    @staticmethod
+    def forward(kernel, lengths, counts, *flat):
+        xs, inits, params, ys, res = _split(flat, counts)
+        t_xs, t_inits, t_params = _split(flat[sum(counts):], counts[:3])
+        t_ys, t_fin, _ = kernel.tangent_forward(xs, inits, params, ys, res, t_xs, t_inits, t_params, False, lengths)
+        return (*t_ys, *t_fin)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        kernel, lengths, counts, *flat = inputs
+        ctx.kernel, ctx.lengths, ctx.counts = kernel, lengths, counts
+        ctx.save_for_backward(*flat)
+
+    @staticmethod
+    def vmap(info, in_dims, kernel, lengths, counts, *flat):
+        _unbatched_lengths(in_dims[1])
+        return _per_slice(lambda *f: ScanTangent.apply(kernel, lengths, counts, *f), info, in_dims[3:], flat)
+
+    @staticmethod
+    def backward(ctx, *c):
+        """with cotangent c: J_F^T c = G(p, c) for p'; for p, the second derivative H_{<c, F>} p' (D at d = c)"""
+        xs, inits, params, ys, res = _split(ctx.saved_tensors, ctx.counts)
+        t_p = ctx.saved_tensors[sum(ctx.counts):]
+        c = _zeros(c, (*ys, *inits))
+        c_ys, c_fin = c[:len(ys)], c[len(ys):]
+        for_t = ScanBackward.apply(ctx.kernel, ctx.lengths, _counts(c_ys, c_fin, xs, inits, params, ys, res),
+                                   *c_ys, *c_fin, *xs, *inits, *params, *ys, *res)
+        counts = _counts(xs, inits, params, c_ys, c_fin, ys, res, xs, inits, params, c_ys, c_fin)
+        d = DoubleBackward.apply(ctx.kernel, ctx.lengths, counts, *_attached((*xs, *inits, *params, *c_ys, *c_fin)),
+                                 *ys, *res, *t_p, *(torch.zeros_like(t) for t in c))
+        for_p = d[len(c):]
+        return (None, None, None, *for_p, *(None for _ in (*ys, *res)), *for_t)
+
+    @staticmethod
+    def jvp(ctx, *tangents):
+        if any(t is not None for t in tangents[3:3 + sum(ctx.counts[:3])]):
+            raise NotImplementedError("symcell: forward mode over forward mode (a second tangent) of a scan is not "
+                                      "supported; forward mode over reverse mode is, as torch.func.hessian uses")
+        n = sum(ctx.counts)
+        xs, inits, params, ys, res = _split(ctx.saved_tensors, ctx.counts)
+        t_p = _zeros(tangents[3 + n:], (*xs, *inits, *params))
+        return ScanTangent.apply(ctx.kernel, ctx.lengths, ctx.counts, *ctx.saved_tensors[:n], *t_p)

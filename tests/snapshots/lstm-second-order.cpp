@@ -1,0 +1,533 @@
+// symcell cpp backend: LSTM
+// _dims: H, I
+// names: _dim_D a dimension; _n_v the features per row of buffer v; _ld_W the row stride of matrix W;
+// _seq_v a (T, B, n) sequence (row block t is step t); _init_v a carried value's initial value;
+// _t_v, _res_v, _buf_v, _pp_v the tensors behind an allocated sequence, a kept residual, per-step scratch and
+// the two alternating slots of a carried value; _wt_m the transposed, stacked weights of matmul m;
+// _parts_v per-thread partial sums of a vector parameter's gradient; _b0.._b1 a thread's batch rows (_nb of
+// them); _na the rows still running at step _t; d_v the gradient of v.
+#include "sc.h"
+
+namespace {
+template <typename scalar_t>
+static std::vector<at::Tensor> tangent_forward_impl(at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::TensorList _v_xs, at::TensorList _v_inits, at::TensorList _v_params, at::IntArrayRef _dims, bool _save, const at::Tensor& _lengths) {
+  const int64_t _dim_H = _dims[0];
+  const int64_t _dim_I = _dims[1];
+  const int64_t _n_x = _dim_I;
+  const int64_t _ld_weight_ih = _dim_I;  // weight_ih is (4*_dim_H, _dim_I)
+  const int64_t _ld_weight_hh = _dim_H;  // weight_hh is (4*_dim_H, _dim_H)
+  const int64_t _n_bias_ih = 4*_dim_H;
+  const int64_t _n_bias_hh = 4*_dim_H;
+  const int64_t _n_h = _dim_H;
+  const int64_t _n_c = _dim_H;
+  const int64_t _n_h_new = _dim_H;
+  const int64_t _n_c_new = _dim_H;
+  const int64_t _n_gates = 4*_dim_H;
+  const int64_t _n__v_x = _dim_I;
+  const int64_t _ld__v_weight_ih = _dim_I;  // _v_weight_ih is (4*_dim_H, _dim_I)
+  const int64_t _ld__v_weight_hh = _dim_H;  // _v_weight_hh is (4*_dim_H, _dim_H)
+  const int64_t _n__v_bias_ih = 4*_dim_H;
+  const int64_t _n__v_bias_hh = 4*_dim_H;
+  const int64_t _n__v_h = _dim_H;
+  const int64_t _n__v_c = _dim_H;
+  const int64_t _n__v_h_new = _dim_H;
+  const int64_t _n__v_c_new = _dim_H;
+  const int64_t _n__v_gates = 4*_dim_H;
+  const int64_t _steps = _xs[0].size(0), _batch = _xs[0].size(1);
+  // per-row sequence lengths (int64), or none: every row runs all _steps
+  const int64_t* _len = _lengths.numel() > 0 ? _lengths.data_ptr<int64_t>() : nullptr;
+  const auto _opt = _xs[0].options();
+  const scalar_t* _seq_x = sc::ptr<scalar_t>(_xs[0]);
+  const scalar_t* _init_h = sc::ptr<scalar_t>(_inits[0]);
+  const scalar_t* _init_c = sc::ptr<scalar_t>(_inits[1]);
+  const scalar_t* weight_ih = sc::ptr<scalar_t>(_params[0]);
+  const scalar_t* weight_hh = sc::ptr<scalar_t>(_params[1]);
+  const scalar_t* bias_ih = sc::ptr<scalar_t>(_params[2]);
+  const scalar_t* bias_hh = sc::ptr<scalar_t>(_params[3]);
+  const scalar_t* _seq_h_new = sc::ptr<scalar_t>(_ys[0]);
+  const scalar_t* _seq_gates = sc::ptr<scalar_t>(_res[0]);
+  const scalar_t* _seq_c_new = sc::ptr<scalar_t>(_res[1]);
+  const scalar_t* _seq__v_x = sc::ptr<scalar_t>(_v_xs[0]);
+  const scalar_t* _init__v_h = sc::ptr<scalar_t>(_v_inits[0]);
+  const scalar_t* _init__v_c = sc::ptr<scalar_t>(_v_inits[1]);
+  const scalar_t* _v_weight_ih = sc::ptr<scalar_t>(_v_params[0]);
+  const scalar_t* _v_weight_hh = sc::ptr<scalar_t>(_v_params[1]);
+  const scalar_t* _v_bias_ih = sc::ptr<scalar_t>(_v_params[2]);
+  const scalar_t* _v_bias_hh = sc::ptr<scalar_t>(_v_params[3]);
+  at::Tensor _t__v_h_new = at::empty({_steps, _batch, _n__v_h_new}, _opt);
+  at::Tensor _res__v_c_new = !_save ? at::Tensor() : _len != nullptr ? at::zeros({_steps, _batch, _n__v_c_new}, _opt) : at::empty({_steps, _batch, _n__v_c_new}, _opt);
+  at::Tensor _pp__v_c_new = at::empty({2, _batch, _n__v_c_new}, _opt);   // two alternating slots
+  at::Tensor _t__v_gates = at::empty({_steps, _batch, _n__v_gates}, _opt);
+  scalar_t* _seq__v_gates = sc::ptr<scalar_t>(_t__v_gates);
+  scalar_t* _wt__v_gates0 = sc::ptr<scalar_t>(sc::workspace(0, (2*_dim_I) * _n__v_gates, _opt));
+  sc::transpose(weight_ih, _ld_weight_ih, _n__v_gates, _dim_I, _wt__v_gates0 + (0) * _n__v_gates, _n__v_gates);
+  sc::transpose(_v_weight_ih, _ld__v_weight_ih, _n__v_gates, _dim_I, _wt__v_gates0 + (_dim_I) * _n__v_gates, _n__v_gates);
+  scalar_t* _wt__v_gates1 = sc::ptr<scalar_t>(sc::workspace(1, (2*_dim_H) * _n__v_gates, _opt));
+  sc::transpose(weight_hh, _ld_weight_hh, _n__v_gates, _dim_H, _wt__v_gates1 + (0) * _n__v_gates, _n__v_gates);
+  sc::transpose(_v_weight_hh, _ld__v_weight_hh, _n__v_gates, _dim_H, _wt__v_gates1 + (_dim_H) * _n__v_gates, _n__v_gates);
+  at::Tensor _operands__v_gates0 = at::empty({_steps * _batch, (2*_dim_I)}, _opt);
+  at::Tensor _operands__v_gates1 = at::empty({_batch, (2*_dim_H)}, _opt);
+  // before the loop: what depends on no carried value, over all _steps*_batch rows at once
+  {
+    const scalar_t* x = _seq_x;
+    const scalar_t* _v_x = _seq__v_x;
+    scalar_t* _v_gates = _seq__v_gates;
+    // _v_gates = _v_x[0:_dim_I] @ weight_ih[:, 0:_dim_I].T + x[0:_dim_I] @ _v_weight_ih[:, 0:_dim_I].T
+    { scalar_t* _cat = sc::ptr<scalar_t>(_operands__v_gates0) + (0) * (2*_dim_I);
+      for (int64_t _r = 0; _r < _steps * _batch; ++_r) {
+        std::memcpy(_cat + _r * (2*_dim_I) + 0, _v_x + _r * _n__v_x, sizeof(scalar_t) * _dim_I);
+        std::memcpy(_cat + _r * (2*_dim_I) + _dim_I, x + _r * _n_x, sizeof(scalar_t) * _dim_I);
+      }
+      sc::mm_kn(_steps * _batch, _n__v_gates, (2*_dim_I), _cat, (2*_dim_I), _wt__v_gates0, _n__v_gates, false, _v_gates, _n__v_gates);
+    }
+  }
+  // the time loop, on batch rows [_b0, _b1) (see sc::scan_rows)
+  sc::scan_rows(_batch, [&](int64_t _b0, int64_t _b1) {
+    const int64_t _nb = _b1 - _b0;
+    const scalar_t* _v_h = _init__v_h + _b0 * _n__v_h;
+    const scalar_t* _v_c = _init__v_c + _b0 * _n__v_c;
+    for (int64_t _t = 0; _t < _steps; ++_t) {
+      const scalar_t* h = _t > 0 ? _seq_h_new + ((_t - 1) * _batch + _b0) * _n_h : _init_h + _b0 * _n_h;
+      const scalar_t* c = _t > 0 ? _seq_c_new + ((_t - 1) * _batch + _b0) * _n_c : _init_c + _b0 * _n_c;
+      const scalar_t* gates = _seq_gates + (_t * _batch + _b0) * _n_gates;
+      scalar_t* _v_h_new = (sc::ptr<scalar_t>(_t__v_h_new) + (_t) * _batch * _n__v_h_new) + _b0 * _n__v_h_new;
+      scalar_t* _v_c_new = (_save ? sc::ptr<scalar_t>(_res__v_c_new) + (_t) * _batch * _n__v_c_new : sc::ptr<scalar_t>(_pp__v_c_new) + ((_t) & 1) * _batch * _n__v_c_new) + _b0 * _n__v_c_new;
+      scalar_t* _v_gates = _seq__v_gates + (_t * _batch + _b0) * _n__v_gates;
+      int64_t _na = _nb;   // the rows up to the last one still running (see render.py)
+      if (_len != nullptr) while (_na > 0 && _len[_b0 + _na - 1] <= _t) --_na;
+      // _v_gates += _v_h[0:_dim_H] @ weight_hh[:, 0:_dim_H].T + h[0:_dim_H] @ _v_weight_hh[:, 0:_dim_H].T
+      { scalar_t* _cat = sc::ptr<scalar_t>(_operands__v_gates1) + (_b0) * (2*_dim_H);
+        for (int64_t _r = 0; _r < _na; ++_r) {
+          std::memcpy(_cat + _r * (2*_dim_H) + 0, _v_h + _r * _n__v_h, sizeof(scalar_t) * _dim_H);
+          std::memcpy(_cat + _r * (2*_dim_H) + _dim_H, h + _r * _n_h, sizeof(scalar_t) * _dim_H);
+        }
+        sc::mm_kn(_na, _n__v_gates, (2*_dim_H), _cat, (2*_dim_H), _wt__v_gates1, _n__v_gates, true, _v_gates, _n__v_gates);
+      }
+      {  // fused region: 2 output(s), _dim_H features per row
+        const int64_t _n = _dim_H;
+        sc::rows(_na, _n, [&](int64_t _r0, int64_t _r1) {
+          for (int64_t _r = _r0; _r < _r1; ++_r) {
+            const scalar_t* _r__v_bias_hh = _v_bias_hh;
+            const scalar_t* _r__v_bias_ih = _v_bias_ih;
+            const scalar_t* _r__v_c = _v_c + _r * _n__v_c;
+            const scalar_t* _r__v_gates = _v_gates + _r * _n__v_gates;
+            const scalar_t* _r_bias_hh = bias_hh;
+            const scalar_t* _r_bias_ih = bias_ih;
+            const scalar_t* _r_c = c + _r * _n_c;
+            const scalar_t* _r_gates = gates + _r * _n_gates;
+            scalar_t* _w__v_c_new = _v_c_new + _r * _n__v_c_new;
+            scalar_t* _w__v_h_new = _v_h_new + _r * _n__v_h_new;
+            #pragma omp simd
+            for (int64_t _j = 0; _j < _n; ++_j) {
+              const scalar_t gates_3 = _r_gates[3*_dim_H + _j];
+              const scalar_t bias_ih_3 = _r_bias_ih[3*_dim_H + _j];
+              const scalar_t bias_hh_3 = _r_bias_hh[3*_dim_H + _j];
+              const scalar_t gates_1 = _r_gates[_dim_H + _j];
+              const scalar_t bias_ih_1 = _r_bias_ih[_dim_H + _j];
+              const scalar_t bias_hh_1 = _r_bias_hh[_dim_H + _j];
+              const scalar_t c = _r_c[_j];
+              const scalar_t gates_0 = _r_gates[_j];
+              const scalar_t bias_ih_0 = _r_bias_ih[_j];
+              const scalar_t bias_hh_0 = _r_bias_hh[_j];
+              const scalar_t gates_2 = _r_gates[2*_dim_H + _j];
+              const scalar_t bias_ih_2 = _r_bias_ih[2*_dim_H + _j];
+              const scalar_t bias_hh_2 = _r_bias_hh[2*_dim_H + _j];
+              const scalar_t _v_gates_3 = _r__v_gates[3*_dim_H + _j];
+              const scalar_t _v_bias_ih_3 = _r__v_bias_ih[3*_dim_H + _j];
+              const scalar_t _v_bias_hh_3 = _r__v_bias_hh[3*_dim_H + _j];
+              const scalar_t _v_gates_1 = _r__v_gates[_dim_H + _j];
+              const scalar_t _v_bias_ih_1 = _r__v_bias_ih[_dim_H + _j];
+              const scalar_t _v_bias_hh_1 = _r__v_bias_hh[_dim_H + _j];
+              const scalar_t _v_c = _r__v_c[_j];
+              const scalar_t _v_gates_0 = _r__v_gates[_j];
+              const scalar_t _v_bias_ih_0 = _r__v_bias_ih[_j];
+              const scalar_t _v_bias_hh_0 = _r__v_bias_hh[_j];
+              const scalar_t _v_gates_2 = _r__v_gates[2*_dim_H + _j];
+              const scalar_t _v_bias_ih_2 = _r__v_bias_ih[2*_dim_H + _j];
+              const scalar_t _v_bias_hh_2 = _r__v_bias_hh[2*_dim_H + _j];
+              const scalar_t _u0 = sc::sigmoid(bias_hh_3 + bias_ih_3 + gates_3);
+              const scalar_t _u1 = sc::sigmoid(bias_hh_1 + bias_ih_1 + gates_1);
+              const scalar_t _u2 = _u1*c;
+              const scalar_t _u3 = sc::sigmoid(bias_hh_0 + bias_ih_0 + gates_0);
+              const scalar_t _u4 = sc::tanh(bias_hh_2 + bias_ih_2 + gates_2);
+              const scalar_t _u5 = _u3*_u4;
+              const scalar_t _u6 = sc::tanh(_u2 + _u5);
+              const scalar_t _u7 = _u1*_v_c + _u2*(1 - _u1)*(_v_bias_hh_1 + _v_bias_ih_1 + _v_gates_1) + _u3*(1 - (_u4*_u4))*(_v_bias_hh_2 + _v_bias_ih_2 + _v_gates_2) + _u5*(1 - _u3)*(_v_bias_hh_0 + _v_bias_ih_0 + _v_gates_0);
+              _w__v_h_new[_j] = _u0*_u6*(1 - _u0)*(_v_bias_hh_3 + _v_bias_ih_3 + _v_gates_3) + _u0*_u7*(1 - (_u6*_u6));
+              _w__v_c_new[_j] = _u7;
+            }
+          }
+        });
+      }
+      if (_len != nullptr) {  // rows past their own length keep their state
+        for (int64_t _r = 0; _r < _nb; ++_r) {
+          if (_t >= _len[_b0 + _r]) {
+            std::memcpy(_v_h_new + _r * _n__v_h, _v_h + _r * _n__v_h, sizeof(scalar_t) * _n__v_h);
+            std::memcpy(_v_c_new + _r * _n__v_c, _v_c + _r * _n__v_c, sizeof(scalar_t) * _n__v_c);
+          }
+        }
+      }
+      _v_h = _v_h_new;
+      _v_c = _v_c_new;
+    }
+  });
+  const scalar_t* _last__v_h = _steps > 0 ? (sc::ptr<scalar_t>(_t__v_h_new) + (_steps - 1) * _batch * _n__v_h_new) : _init__v_h;
+  const scalar_t* _last__v_c = _steps > 0 ? (_save ? sc::ptr<scalar_t>(_res__v_c_new) + (_steps - 1) * _batch * _n__v_c_new : sc::ptr<scalar_t>(_pp__v_c_new) + ((_steps - 1) & 1) * _batch * _n__v_c_new) : _init__v_c;
+  std::vector<at::Tensor> _out;
+  _out.push_back(_t__v_h_new);
+  { at::Tensor _f = at::empty({_batch, _n__v_h}, _opt); if (_batch * _n__v_h > 0) std::memcpy(sc::ptr<scalar_t>(_f), _last__v_h, sizeof(scalar_t) * _batch * _n__v_h); _out.push_back(_f); }
+  { at::Tensor _f = at::empty({_batch, _n__v_c}, _opt); if (_batch * _n__v_c > 0) std::memcpy(sc::ptr<scalar_t>(_f), _last__v_c, sizeof(scalar_t) * _batch * _n__v_c); _out.push_back(_f); }
+  if (_save) {
+    _out.push_back(_t__v_gates);
+    _out.push_back(_res__v_c_new);
+  }
+  return _out;
+}
+
+template <typename scalar_t>
+static std::vector<at::Tensor> tangent_backward_impl(at::TensorList _d_ys, at::TensorList _d_finals, at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::TensorList _v_d_ys, at::TensorList _v_d_finals, at::TensorList _v_xs, at::TensorList _v_inits, at::TensorList _v_params, at::TensorList _v_ys, at::TensorList _v_res, at::IntArrayRef _dims, const at::Tensor& _lengths) {
+  const int64_t _dim_H = _dims[0];
+  const int64_t _dim_I = _dims[1];
+  const int64_t _n_x = _dim_I;
+  const int64_t _ld_weight_ih = _dim_I;  // weight_ih is (4*_dim_H, _dim_I)
+  const int64_t _ld_weight_hh = _dim_H;  // weight_hh is (4*_dim_H, _dim_H)
+  const int64_t _n_bias_ih = 4*_dim_H;
+  const int64_t _n_bias_hh = 4*_dim_H;
+  const int64_t _n_h = _dim_H;
+  const int64_t _n_c = _dim_H;
+  const int64_t _n_h_new = _dim_H;
+  const int64_t _n_c_new = _dim_H;
+  const int64_t _n_gates = 4*_dim_H;
+  const int64_t _n__dys_h = _dim_H;
+  const int64_t _n_d_h_new = _dim_H;
+  const int64_t _n_d_c_new = _dim_H;
+  const int64_t _n_d_h = _dim_H;
+  const int64_t _n_d_c = _dim_H;
+  const int64_t _n_d_gates = 4*_dim_H;
+  const int64_t _n__v_x = _dim_I;
+  const int64_t _ld__v_weight_ih = _dim_I;  // _v_weight_ih is (4*_dim_H, _dim_I)
+  const int64_t _ld__v_weight_hh = _dim_H;  // _v_weight_hh is (4*_dim_H, _dim_H)
+  const int64_t _n__v_bias_ih = 4*_dim_H;
+  const int64_t _n__v_bias_hh = 4*_dim_H;
+  const int64_t _n__v_h = _dim_H;
+  const int64_t _n__v_c = _dim_H;
+  const int64_t _n__v_h_new = _dim_H;
+  const int64_t _n__v_c_new = _dim_H;
+  const int64_t _n__v_gates = 4*_dim_H;
+  const int64_t _n__v__dys_h = _dim_H;
+  const int64_t _n__v_d_h_new = _dim_H;
+  const int64_t _n__v_d_c_new = _dim_H;
+  const int64_t _n__v_d_h = _dim_H;
+  const int64_t _n__v_d_c = _dim_H;
+  const int64_t _n__v_d_x = _dim_I;
+  const int64_t _n__v_d_gates = 4*_dim_H;
+  const int64_t _ld__v_d_weight_ih = _dim_I;  // _v_d_weight_ih is (4*_dim_H, _dim_I)
+  const int64_t _ld__v_d_weight_hh = _dim_H;  // _v_d_weight_hh is (4*_dim_H, _dim_H)
+  const int64_t _n__v_d_bias_ih = 4*_dim_H;
+  const int64_t _n__v_d_bias_hh = 4*_dim_H;
+  const int64_t _steps = _xs[0].size(0), _batch = _xs[0].size(1);
+  // per-row sequence lengths (int64), or none: every row runs all _steps
+  const int64_t* _len = _lengths.numel() > 0 ? _lengths.data_ptr<int64_t>() : nullptr;
+  const auto _opt = _xs[0].options();
+  const scalar_t* _seq__dys_h = sc::ptr<scalar_t>(_d_ys[0]);
+  const scalar_t* _init_d_h_new = sc::ptr<scalar_t>(_d_finals[0]);
+  const scalar_t* _init_d_c_new = sc::ptr<scalar_t>(_d_finals[1]);
+  const scalar_t* _seq_x = sc::ptr<scalar_t>(_xs[0]);
+  const scalar_t* _init_h = sc::ptr<scalar_t>(_inits[0]);
+  const scalar_t* _init_c = sc::ptr<scalar_t>(_inits[1]);
+  const scalar_t* weight_ih = sc::ptr<scalar_t>(_params[0]);
+  const scalar_t* weight_hh = sc::ptr<scalar_t>(_params[1]);
+  const scalar_t* bias_ih = sc::ptr<scalar_t>(_params[2]);
+  const scalar_t* bias_hh = sc::ptr<scalar_t>(_params[3]);
+  const scalar_t* _seq_h_new = sc::ptr<scalar_t>(_ys[0]);
+  const scalar_t* _seq_gates = sc::ptr<scalar_t>(_res[0]);
+  const scalar_t* _seq_c_new = sc::ptr<scalar_t>(_res[1]);
+  const scalar_t* _seq__v__dys_h = sc::ptr<scalar_t>(_v_d_ys[0]);
+  const scalar_t* _init__v_d_h_new = sc::ptr<scalar_t>(_v_d_finals[0]);
+  const scalar_t* _init__v_d_c_new = sc::ptr<scalar_t>(_v_d_finals[1]);
+  const scalar_t* _seq__v_x = sc::ptr<scalar_t>(_v_xs[0]);
+  const scalar_t* _init__v_h = sc::ptr<scalar_t>(_v_inits[0]);
+  const scalar_t* _init__v_c = sc::ptr<scalar_t>(_v_inits[1]);
+  const scalar_t* _v_weight_ih = sc::ptr<scalar_t>(_v_params[0]);
+  const scalar_t* _v_weight_hh = sc::ptr<scalar_t>(_v_params[1]);
+  const scalar_t* _v_bias_ih = sc::ptr<scalar_t>(_v_params[2]);
+  const scalar_t* _v_bias_hh = sc::ptr<scalar_t>(_v_params[3]);
+  const scalar_t* _seq__v_h_new = sc::ptr<scalar_t>(_v_ys[0]);
+  const scalar_t* _seq__v_gates = sc::ptr<scalar_t>(_v_res[0]);
+  const scalar_t* _seq__v_c_new = sc::ptr<scalar_t>(_v_res[1]);
+  at::Tensor _pp_d_h = at::empty({2, _batch, _n_d_h}, _opt);   // two alternating slots
+  at::Tensor _pp_d_c = at::empty({2, _batch, _n_d_c}, _opt);   // two alternating slots
+  at::Tensor _t_d_gates = at::zeros({_steps, _batch, _n_d_gates}, _opt);
+  scalar_t* _seq_d_gates = sc::ptr<scalar_t>(_t_d_gates);
+  at::Tensor _pp__v_d_h = at::empty({2, _batch, _n__v_d_h}, _opt);   // two alternating slots
+  at::Tensor _pp__v_d_c = at::empty({2, _batch, _n__v_d_c}, _opt);   // two alternating slots
+  at::Tensor _t__v_d_x = at::zeros({_steps, _batch, _n__v_d_x}, _opt);
+  scalar_t* _seq__v_d_x = sc::ptr<scalar_t>(_t__v_d_x);
+  at::Tensor _t__v_d_gates = at::zeros({_steps, _batch, _n__v_d_gates}, _opt);
+  scalar_t* _seq__v_d_gates = sc::ptr<scalar_t>(_t__v_d_gates);
+  at::Tensor _t__v_d_weight_ih = at::zeros({4*_dim_H, _dim_I}, _opt);
+  scalar_t* _v_d_weight_ih = sc::ptr<scalar_t>(_t__v_d_weight_ih);
+  at::Tensor _t__v_d_weight_hh = at::zeros({4*_dim_H, _dim_H}, _opt);
+  scalar_t* _v_d_weight_hh = sc::ptr<scalar_t>(_t__v_d_weight_hh);
+  at::Tensor _t__v_d_bias_ih = at::zeros({4*_dim_H}, _opt);
+  scalar_t* _v_d_bias_ih = sc::ptr<scalar_t>(_t__v_d_bias_ih);
+  at::Tensor _parts__v_d_bias_ih = at::zeros({sc::threads(), _n__v_d_bias_ih}, _opt);
+  at::Tensor _t__v_d_bias_hh = at::zeros({4*_dim_H}, _opt);
+  scalar_t* _v_d_bias_hh = sc::ptr<scalar_t>(_t__v_d_bias_hh);
+  at::Tensor _parts__v_d_bias_hh = at::zeros({sc::threads(), _n__v_d_bias_hh}, _opt);
+  if (_batch * _n_d_h_new > 0) std::memcpy(sc::ptr<scalar_t>(_pp_d_h) + (((_steps - 1) + 1) & 1) * _batch * _n_d_h_new, _init_d_h_new, sizeof(scalar_t) * _batch * _n_d_h_new);
+  if (_batch * _n_d_c_new > 0) std::memcpy(sc::ptr<scalar_t>(_pp_d_c) + (((_steps - 1) + 1) & 1) * _batch * _n_d_c_new, _init_d_c_new, sizeof(scalar_t) * _batch * _n_d_c_new);
+  if (_batch * _n__v_d_h_new > 0) std::memcpy(sc::ptr<scalar_t>(_pp__v_d_h) + (((_steps - 1) + 1) & 1) * _batch * _n__v_d_h_new, _init__v_d_h_new, sizeof(scalar_t) * _batch * _n__v_d_h_new);
+  if (_batch * _n__v_d_c_new > 0) std::memcpy(sc::ptr<scalar_t>(_pp__v_d_c) + (((_steps - 1) + 1) & 1) * _batch * _n__v_d_c_new, _init__v_d_c_new, sizeof(scalar_t) * _batch * _n__v_d_c_new);
+  // the time loop, on batch rows [_b0, _b1) (see sc::scan_rows)
+  sc::scan_rows(_batch, [&](int64_t _b0, int64_t _b1) {
+    const int64_t _nb = _b1 - _b0;
+    scalar_t* d_h_new = sc::ptr<scalar_t>(_pp_d_h) + (((_steps - 1) + 1) & 1) * _batch * _n_d_h_new + _b0 * _n_d_h_new;
+    scalar_t* d_c_new = sc::ptr<scalar_t>(_pp_d_c) + (((_steps - 1) + 1) & 1) * _batch * _n_d_c_new + _b0 * _n_d_c_new;
+    scalar_t* _v_d_h_new = sc::ptr<scalar_t>(_pp__v_d_h) + (((_steps - 1) + 1) & 1) * _batch * _n__v_d_h_new + _b0 * _n__v_d_h_new;
+    scalar_t* _v_d_c_new = sc::ptr<scalar_t>(_pp__v_d_c) + (((_steps - 1) + 1) & 1) * _batch * _n__v_d_c_new + _b0 * _n__v_d_c_new;
+    for (int64_t _t = _steps - 1; _t >= 0; --_t) {
+      const scalar_t* c = _t > 0 ? _seq_c_new + ((_t - 1) * _batch + _b0) * _n_c : _init_c + _b0 * _n_c;
+      const scalar_t* gates = _seq_gates + (_t * _batch + _b0) * _n_gates;
+      const scalar_t* _dys_h = _seq__dys_h + (_t * _batch + _b0) * _n__dys_h;
+      scalar_t* d_h = (sc::ptr<scalar_t>(_pp_d_h) + ((_t) & 1) * _batch * _n_d_h) + _b0 * _n_d_h;
+      sc::zero(d_h, _nb * _n_d_h);
+      scalar_t* d_c = (sc::ptr<scalar_t>(_pp_d_c) + ((_t) & 1) * _batch * _n_d_c) + _b0 * _n_d_c;
+      sc::zero(d_c, _nb * _n_d_c);
+      scalar_t* d_gates = _seq_d_gates + (_t * _batch + _b0) * _n_d_gates;
+      const scalar_t* _v_c = _t > 0 ? _seq__v_c_new + ((_t - 1) * _batch + _b0) * _n__v_c : _init__v_c + _b0 * _n__v_c;
+      const scalar_t* _v_gates = _seq__v_gates + (_t * _batch + _b0) * _n__v_gates;
+      const scalar_t* _v__dys_h = _seq__v__dys_h + (_t * _batch + _b0) * _n__v__dys_h;
+      scalar_t* _v_d_h = (sc::ptr<scalar_t>(_pp__v_d_h) + ((_t) & 1) * _batch * _n__v_d_h) + _b0 * _n__v_d_h;
+      sc::zero(_v_d_h, _nb * _n__v_d_h);
+      scalar_t* _v_d_c = (sc::ptr<scalar_t>(_pp__v_d_c) + ((_t) & 1) * _batch * _n__v_d_c) + _b0 * _n__v_d_c;
+      sc::zero(_v_d_c, _nb * _n__v_d_c);
+      scalar_t* _v_d_gates = _seq__v_d_gates + (_t * _batch + _b0) * _n__v_d_gates;
+      int64_t _na = _nb;   // the rows up to the last one still running (see render.py)
+      if (_len != nullptr) while (_na > 0 && _len[_b0 + _na - 1] <= _t) --_na;
+      for (int64_t _i = 0; _i < _nb * _n_d_h_new; ++_i) d_h_new[_i] += _dys_h[_i];
+      for (int64_t _i = 0; _i < _nb * _n__v_d_h_new; ++_i) _v_d_h_new[_i] += _v__dys_h[_i];
+      if (_len != nullptr) {  // ended rows: the carried cotangent passes to the previous state,
+        // the step sees none (the backward of holding the state)
+        for (int64_t _r = 0; _r < _nb; ++_r) {
+          if (_t >= _len[_b0 + _r]) {
+            std::memcpy(d_h + _r * _n_d_h, d_h_new + _r * _n_d_h, sizeof(scalar_t) * _n_d_h);
+            sc::zero(d_h_new + _r * _n_d_h, _n_d_h);
+            std::memcpy(d_c + _r * _n_d_c, d_c_new + _r * _n_d_c, sizeof(scalar_t) * _n_d_c);
+            sc::zero(d_c_new + _r * _n_d_c, _n_d_c);
+          }
+        }
+      }
+      if (_len != nullptr) {  // ended rows: the carried cotangent passes to the previous state,
+        // the step sees none (the backward of holding the state)
+        for (int64_t _r = 0; _r < _nb; ++_r) {
+          if (_t >= _len[_b0 + _r]) {
+            std::memcpy(_v_d_h + _r * _n__v_d_h, _v_d_h_new + _r * _n__v_d_h, sizeof(scalar_t) * _n__v_d_h);
+            sc::zero(_v_d_h_new + _r * _n__v_d_h, _n__v_d_h);
+            std::memcpy(_v_d_c + _r * _n__v_d_c, _v_d_c_new + _r * _n__v_d_c, sizeof(scalar_t) * _n__v_d_c);
+            sc::zero(_v_d_c_new + _r * _n__v_d_c, _n__v_d_c);
+          }
+        }
+      }
+      {  // fused region: 18 output(s), _dim_H features per row
+        const int64_t _n = _dim_H;
+        sc::rows(_na, _n, [&](int64_t _r0, int64_t _r1) {
+          scalar_t* _p__v_d_bias_hh = sc::partial<scalar_t>(_parts__v_d_bias_hh, _n__v_d_bias_hh);   // summed over rows
+          scalar_t* _p__v_d_bias_ih = sc::partial<scalar_t>(_parts__v_d_bias_ih, _n__v_d_bias_ih);   // summed over rows
+          for (int64_t _r = _r0; _r < _r1; ++_r) {
+            const scalar_t* _r__v_bias_hh = _v_bias_hh;
+            const scalar_t* _r__v_bias_ih = _v_bias_ih;
+            const scalar_t* _r__v_c = _v_c + _r * _n__v_c;
+            const scalar_t* _r__v_d_c_new = _v_d_c_new + _r * _n__v_d_c_new;
+            const scalar_t* _r__v_d_h_new = _v_d_h_new + _r * _n__v_d_h_new;
+            const scalar_t* _r__v_gates = _v_gates + _r * _n__v_gates;
+            const scalar_t* _r_bias_hh = bias_hh;
+            const scalar_t* _r_bias_ih = bias_ih;
+            const scalar_t* _r_c = c + _r * _n_c;
+            const scalar_t* _r_d_c_new = d_c_new + _r * _n_d_c_new;
+            const scalar_t* _r_d_h_new = d_h_new + _r * _n_d_h_new;
+            const scalar_t* _r_gates = gates + _r * _n_gates;
+            scalar_t* _w__v_d_c = _v_d_c + _r * _n__v_d_c;
+            scalar_t* _w__v_d_gates = _v_d_gates + _r * _n__v_d_gates;
+            scalar_t* _w_d_c = d_c + _r * _n_d_c;
+            scalar_t* _w_d_gates = d_gates + _r * _n_d_gates;
+            #pragma omp simd
+            for (int64_t _j = 0; _j < _n; ++_j) {
+              const scalar_t gates_3 = _r_gates[3*_dim_H + _j];
+              const scalar_t bias_ih_3 = _r_bias_ih[3*_dim_H + _j];
+              const scalar_t bias_hh_3 = _r_bias_hh[3*_dim_H + _j];
+              const scalar_t gates_1 = _r_gates[_dim_H + _j];
+              const scalar_t bias_ih_1 = _r_bias_ih[_dim_H + _j];
+              const scalar_t bias_hh_1 = _r_bias_hh[_dim_H + _j];
+              const scalar_t c = _r_c[_j];
+              const scalar_t gates_0 = _r_gates[_j];
+              const scalar_t bias_ih_0 = _r_bias_ih[_j];
+              const scalar_t bias_hh_0 = _r_bias_hh[_j];
+              const scalar_t gates_2 = _r_gates[2*_dim_H + _j];
+              const scalar_t bias_ih_2 = _r_bias_ih[2*_dim_H + _j];
+              const scalar_t bias_hh_2 = _r_bias_hh[2*_dim_H + _j];
+              const scalar_t d_h_new = _r_d_h_new[_j];
+              const scalar_t d_c_new = _r_d_c_new[_j];
+              const scalar_t _v_gates_3 = _r__v_gates[3*_dim_H + _j];
+              const scalar_t _v_bias_ih_3 = _r__v_bias_ih[3*_dim_H + _j];
+              const scalar_t _v_bias_hh_3 = _r__v_bias_hh[3*_dim_H + _j];
+              const scalar_t _v_gates_1 = _r__v_gates[_dim_H + _j];
+              const scalar_t _v_bias_ih_1 = _r__v_bias_ih[_dim_H + _j];
+              const scalar_t _v_bias_hh_1 = _r__v_bias_hh[_dim_H + _j];
+              const scalar_t _v_c = _r__v_c[_j];
+              const scalar_t _v_gates_0 = _r__v_gates[_j];
+              const scalar_t _v_bias_ih_0 = _r__v_bias_ih[_j];
+              const scalar_t _v_bias_hh_0 = _r__v_bias_hh[_j];
+              const scalar_t _v_gates_2 = _r__v_gates[2*_dim_H + _j];
+              const scalar_t _v_bias_ih_2 = _r__v_bias_ih[2*_dim_H + _j];
+              const scalar_t _v_bias_hh_2 = _r__v_bias_hh[2*_dim_H + _j];
+              const scalar_t _v_d_h_new = _r__v_d_h_new[_j];
+              const scalar_t _v_d_c_new = _r__v_d_c_new[_j];
+              const scalar_t _u0 = sc::sigmoid(bias_hh_3 + bias_ih_3 + gates_3);
+              const scalar_t _u1 = _u0*d_h_new;
+              const scalar_t _u2 = 1 - _u0;
+              const scalar_t _u3 = sc::sigmoid(bias_hh_1 + bias_ih_1 + gates_1);
+              const scalar_t _u4 = _u3*c;
+              const scalar_t _u5 = sc::sigmoid(bias_hh_0 + bias_ih_0 + gates_0);
+              const scalar_t _u6 = sc::tanh(bias_hh_2 + bias_ih_2 + gates_2);
+              const scalar_t _u7 = _u5*_u6;
+              const scalar_t _u8 = sc::tanh(_u4 + _u7);
+              const scalar_t _u9 = _u2*_u8;
+              const scalar_t _u10 = 1 - _u3;
+              const scalar_t _u11 = _u10*_u4;
+              const scalar_t _u12 = 1 - (_u8*_u8);
+              const scalar_t _u13 = _u1*_u12;
+              const scalar_t _u14 = _u11*_u13;
+              const scalar_t _u15 = _u3*d_c_new;
+              const scalar_t _u16 = _u12*_u3;
+              const scalar_t _u17 = _u1*_u16;
+              const scalar_t _u18 = 1 - _u5;
+              const scalar_t _u19 = _u18*_u7;
+              const scalar_t _u20 = _u13*_u19;
+              const scalar_t _u21 = 1 - (_u6*_u6);
+              const scalar_t _u22 = _u21*_u5;
+              const scalar_t _u23 = _u22*d_c_new;
+              const scalar_t _u24 = _u13*_u22;
+              const scalar_t _u25 = _u0*_v_d_h_new;
+              const scalar_t _u26 = _v_bias_hh_3 + _v_bias_ih_3 + _v_gates_3;
+              const scalar_t _u27 = _u3*_v_c;
+              const scalar_t _u28 = _v_bias_hh_1 + _v_bias_ih_1 + _v_gates_1;
+              const scalar_t _u29 = _v_bias_hh_2 + _v_bias_ih_2 + _v_gates_2;
+              const scalar_t _u30 = _u22*_u29;
+              const scalar_t _u31 = _v_bias_hh_0 + _v_bias_ih_0 + _v_gates_0;
+              const scalar_t _u32 = _u11*_u28 + _u19*_u31 + _u27 + _u30;
+              const scalar_t _u33 = _u13*_u2;
+              const scalar_t _u34 = -(_u0*_u0)*_u26*_u9*d_h_new + _u1*(_u2*_u2)*_u26*_u8 + _u25*_u9 + _u32*_u33;
+              const scalar_t _u35 = _u10*_u15;
+              const scalar_t _u36 = _u28*d_c_new;
+              const scalar_t _u37 = (_u10*_u10)*_u4;
+              const scalar_t _u38 = _u10*(_u3*_u3)*c;
+              const scalar_t _u39 = _u12*_u25;
+              const scalar_t _u40 = _u13*_u28;
+              const scalar_t _u41 = _u26*_u33;
+              const scalar_t _u42 = 2*_u32*_u8;
+              const scalar_t _u43 = _u10*_u13*_u27 + _u11*_u39 + _u11*_u41 + _u11*_v_d_c_new - _u14*_u42 + _u35*_v_c + _u36*_u37 - _u36*_u38 + _u37*_u40 - _u38*_u40;
+              const scalar_t _u44 = _u2*_u26;
+              const scalar_t _u45 = _u31*d_c_new;
+              const scalar_t _u46 = (_u18*_u18)*_u7;
+              const scalar_t _u47 = _u18*(_u5*_u5)*_u6;
+              const scalar_t _u48 = _u18*_u23;
+              const scalar_t _u49 = _u13*_u31;
+              const scalar_t _u50 = _u13*_u18*_u30 + _u19*_u39 + _u19*_u41 + _u19*_v_d_c_new - _u20*_u42 + _u29*_u48 + _u45*_u46 - _u45*_u47 + _u46*_u49 - _u47*_u49;
+              const scalar_t _u51 = 2*_u21*_u29*_u7;
+              const scalar_t _u52 = -_u13*_u51 + _u18*_u24*_u31 + _u22*_u39 + _u22*_v_d_c_new - _u24*_u42 + _u24*_u44 + _u31*_u48 - _u51*d_c_new;
+              _w_d_gates[3*_dim_H + _j] += _u1*_u9;
+              _w_d_gates[_dim_H + _j] += _u11*d_c_new + _u14;
+              _w_d_c[_j] += _u15 + _u17;
+              _w_d_gates[_j] += _u19*d_c_new + _u20;
+              _w_d_gates[2*_dim_H + _j] += _u23 + _u24;
+              _w__v_d_gates[3*_dim_H + _j] += _u34;
+              _w__v_d_gates[_dim_H + _j] += _u43;
+              _w__v_d_c[_j] += _u10*_u17*_u28 + _u16*_u25 - _u17*_u42 + _u17*_u44 + _u28*_u35 + _u3*_v_d_c_new;
+              _w__v_d_gates[_j] += _u50;
+              _w__v_d_gates[2*_dim_H + _j] += _u52;
+              _p__v_d_bias_ih[3*_dim_H + _j] += _u34;
+              _p__v_d_bias_hh[3*_dim_H + _j] += _u34;
+              _p__v_d_bias_ih[_dim_H + _j] += _u43;
+              _p__v_d_bias_hh[_dim_H + _j] += _u43;
+              _p__v_d_bias_ih[_j] += _u50;
+              _p__v_d_bias_hh[_j] += _u50;
+              _p__v_d_bias_ih[2*_dim_H + _j] += _u52;
+              _p__v_d_bias_hh[2*_dim_H + _j] += _u52;
+            }
+          }
+        });
+      }
+      // d_h[0:_dim_H] += d_gates @ weight_hh[:, 0:_dim_H]
+      sc::mm_kn(_na, _dim_H, _n_d_gates, d_gates, _n_d_gates, weight_hh, _ld_weight_hh, true, d_h, _n_d_h);
+      // _v_d_h[0:_dim_H] += _v_d_gates @ weight_hh[:, 0:_dim_H]
+      sc::mm_kn(_na, _dim_H, _n__v_d_gates, _v_d_gates, _n__v_d_gates, weight_hh, _ld_weight_hh, true, _v_d_h, _n__v_d_h);
+      // _v_d_h[0:_dim_H] += d_gates @ _v_weight_hh[:, 0:_dim_H]
+      sc::mm_kn(_na, _dim_H, _n_d_gates, d_gates, _n_d_gates, _v_weight_hh, _ld__v_weight_hh, true, _v_d_h, _n__v_d_h);
+      d_h_new = d_h;
+      d_c_new = d_c;
+      _v_d_h_new = _v_d_h;
+      _v_d_c_new = _v_d_c;
+    }
+  });
+  const scalar_t* _last_d_h_new = _steps > 0 ? (sc::ptr<scalar_t>(_pp_d_h) + ((0) & 1) * _batch * _n_d_h) : _init_d_h_new;
+  const scalar_t* _last_d_c_new = _steps > 0 ? (sc::ptr<scalar_t>(_pp_d_c) + ((0) & 1) * _batch * _n_d_c) : _init_d_c_new;
+  const scalar_t* _last__v_d_h_new = _steps > 0 ? (sc::ptr<scalar_t>(_pp__v_d_h) + ((0) & 1) * _batch * _n__v_d_h) : _init__v_d_h_new;
+  const scalar_t* _last__v_d_c_new = _steps > 0 ? (sc::ptr<scalar_t>(_pp__v_d_c) + ((0) & 1) * _batch * _n__v_d_c) : _init__v_d_c_new;
+  // after the loop, over all _steps*_batch rows: one GEMM for all steps where the loop would run one per step
+  if (_steps > 0) {
+    {
+      const scalar_t* x = _seq_x;
+      scalar_t* d_gates = _seq_d_gates;
+      const scalar_t* _v_x = _seq__v_x;
+      scalar_t* _v_d_x = _seq__v_d_x;
+      scalar_t* _v_d_gates = _seq__v_d_gates;
+      // _v_d_x[0:_dim_I] += _v_d_gates @ weight_ih[:, 0:_dim_I]
+      sc::mm_kn(_steps * _batch, _dim_I, _n__v_d_gates, _v_d_gates, _n__v_d_gates, weight_ih, _ld_weight_ih, true, _v_d_x, _n__v_d_x);
+      // _v_d_x[0:_dim_I] += d_gates @ _v_weight_ih[:, 0:_dim_I]
+      sc::mm_kn(_steps * _batch, _dim_I, _n_d_gates, d_gates, _n_d_gates, _v_weight_ih, _ld__v_weight_ih, true, _v_d_x, _n__v_d_x);
+      // _v_d_weight_ih[:, 0:_dim_I] += _v_d_gates.T @ x
+      sc::mm_tn<scalar_t>(_n__v_d_gates, _dim_I, _steps * _batch, _v_d_gates, _n__v_d_gates, x, _n_x, _v_d_weight_ih, _ld__v_d_weight_ih);
+      // _v_d_weight_ih[:, 0:_dim_I] += d_gates.T @ _v_x
+      sc::mm_tn<scalar_t>(_n_d_gates, _dim_I, _steps * _batch, d_gates, _n_d_gates, _v_x, _n__v_x, _v_d_weight_ih, _ld__v_d_weight_ih);
+      // _v_d_weight_hh[:, 0:_dim_H] += _v_d_gates.T @ h
+      sc::mm_tn<scalar_t>(_n__v_d_gates, _dim_H, _batch, _v_d_gates, _n__v_d_gates, _init_h, _n_h, _v_d_weight_hh, _ld__v_d_weight_hh);
+      sc::mm_tn<scalar_t>(_n__v_d_gates, _dim_H, (_steps - 1) * _batch, _v_d_gates + _batch * _n__v_d_gates, _n__v_d_gates, _seq_h_new, _n_h, _v_d_weight_hh, _ld__v_d_weight_hh);
+      // _v_d_weight_hh[:, 0:_dim_H] += d_gates.T @ _v_h
+      sc::mm_tn<scalar_t>(_n_d_gates, _dim_H, _batch, d_gates, _n_d_gates, _init__v_h, _n__v_h, _v_d_weight_hh, _ld__v_d_weight_hh);
+      sc::mm_tn<scalar_t>(_n_d_gates, _dim_H, (_steps - 1) * _batch, d_gates + _batch * _n_d_gates, _n_d_gates, _seq__v_h_new, _n__v_h, _v_d_weight_hh, _ld__v_d_weight_hh);
+    }
+  }
+  sc::sum_partials(_parts__v_d_bias_ih, _n__v_d_bias_ih, _v_d_bias_ih);
+  sc::sum_partials(_parts__v_d_bias_hh, _n__v_d_bias_hh, _v_d_bias_hh);
+  std::vector<at::Tensor> _out;
+  _out.push_back(_t__v_d_x);
+  { at::Tensor _f = at::empty({_batch, _n__v_d_h_new}, _opt); if (_batch * _n__v_d_h_new > 0) std::memcpy(sc::ptr<scalar_t>(_f), _last__v_d_h_new, sizeof(scalar_t) * _batch * _n__v_d_h_new); _out.push_back(_f); }
+  { at::Tensor _f = at::empty({_batch, _n__v_d_c_new}, _opt); if (_batch * _n__v_d_c_new > 0) std::memcpy(sc::ptr<scalar_t>(_f), _last__v_d_c_new, sizeof(scalar_t) * _batch * _n__v_d_c_new); _out.push_back(_f); }
+  _out.push_back(_t__v_d_weight_ih);
+  _out.push_back(_t__v_d_weight_hh);
+  _out.push_back(_t__v_d_bias_ih);
+  _out.push_back(_t__v_d_bias_hh);
+  return _out;
+}
+
+std::vector<at::Tensor> tangent_forward(at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::TensorList _v_xs, at::TensorList _v_inits, at::TensorList _v_params, at::IntArrayRef _dims, bool _save, const at::Tensor& _lengths) {
+  sc::FlushDenormals _ftz;
+  if (_xs[0].scalar_type() == at::kDouble) return tangent_forward_impl<double>(_xs, _inits, _params, _ys, _res, _v_xs, _v_inits, _v_params, _dims, _save, _lengths);
+  return tangent_forward_impl<float>(_xs, _inits, _params, _ys, _res, _v_xs, _v_inits, _v_params, _dims, _save, _lengths);
+}
+std::vector<at::Tensor> tangent_backward(at::TensorList _d_ys, at::TensorList _d_finals, at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::TensorList _v_d_ys, at::TensorList _v_d_finals, at::TensorList _v_xs, at::TensorList _v_inits, at::TensorList _v_params, at::TensorList _v_ys, at::TensorList _v_res, at::IntArrayRef _dims, const at::Tensor& _lengths) {
+  sc::FlushDenormals _ftz;
+  if (_xs[0].scalar_type() == at::kDouble) return tangent_backward_impl<double>(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _v_d_ys, _v_d_finals, _v_xs, _v_inits, _v_params, _v_ys, _v_res, _dims, _lengths);
+  return tangent_backward_impl<float>(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _v_d_ys, _v_d_finals, _v_xs, _v_inits, _v_params, _v_ys, _v_res, _dims, _lengths);
+}
+}  // namespace
+
+TORCH_LIBRARY(SYMCELL_NS, m) {
+  m.def("tangent_forward(Tensor[] _xs, Tensor[] _inits, Tensor[] _params, Tensor[] _ys, Tensor[] _res, Tensor[] _v_xs, Tensor[] _v_inits, Tensor[] _v_params, int[] _dims, bool _save, Tensor _lengths) -> Tensor[]");
+  m.def("tangent_backward(Tensor[] _d_ys, Tensor[] _d_finals, Tensor[] _xs, Tensor[] _inits, Tensor[] _params, Tensor[] _ys, Tensor[] _res, Tensor[] _v_d_ys, Tensor[] _v_d_finals, Tensor[] _v_xs, Tensor[] _v_inits, Tensor[] _v_params, Tensor[] _v_ys, Tensor[] _v_res, int[] _dims, Tensor _lengths) -> Tensor[]");
+}
+TORCH_LIBRARY_IMPL(SYMCELL_NS, CPU, m) {
+  m.impl("tangent_forward", &tangent_forward);
+  m.impl("tangent_backward", &tangent_backward);
+}

@@ -1,0 +1,247 @@
+"""Second derivatives and forward mode through the fused scan (tangent.py, autograd.py), on every backend:
+gradgradcheck in float64, and against an eager torch loop differentiated by torch autograd (float64, relative
+error < 1e-8): gradient penalties, Hessian-vector products, Hessians, a MAML step, forward mode, torch.func."""
+import pytest
+import torch
+from torch.func import functional_call
+
+import symcell
+from symcell.cells import LSTM, lstm_reference
+from zoo import CASES, double_backward, eager_scan, eager_scan_lengths, random_inputs, rel_err
+
+DEVICE = {"reference": "cpu", "cpp": "cpu", "triton": "cuda" if torch.cuda.is_available() else "cpu"}
+BACKENDS = [b for b in ("reference", "cpp", "triton") if symcell.backends.get(b).usable(torch.device(DEVICE[b]))]
+DTYPE = {"reference": torch.float64, "cpp": torch.float64, "triton": torch.float32}
+TOL = {"reference": 1e-8, "cpp": 1e-8, "triton": 2e-3}
+
+
+class _Scanned(torch.nn.Module):
+    def __init__(self, cell, reverse, lengths):
+        super().__init__()
+        self.cell, self.reverse, self.lengths = cell, reverse, lengths
+
+    def forward(self, xs, states):
+        return symcell.scan(self.cell, xs, states, reverse=self.reverse, lengths=self.lengths)
+
+
+def _scan_fn(cell, reverse=False, lengths=None):
+    """(xs..., states..., params...) -> (ys..., finals...) through symcell.scan with the given parameters"""
+    names = [f"cell.{n}" for n, _ in cell.named_parameters()]
+    n_x, n_s = len(cell.input_sizes), len(cell.state_sizes)
+    module = _Scanned(cell, reverse, lengths)
+
+    def f(*args):
+        ys, fin = functional_call(module, dict(zip(names, args[n_x + n_s:])), (args[:n_x], args[n_x:n_x + n_s]))
+        return (*(ys if isinstance(ys, tuple) else (ys,)), *fin)
+    return f
+
+
+def _eager_fn(step, outputs, reverse=False, lengths=None, n_x=1, n_s=1):
+    def f(*args):
+        xs, states, params = args[:n_x], args[n_x:n_x + n_s], args[n_x + n_s:]
+        if lengths is None and not reverse:
+            ys, fin = eager_scan(step, xs, states, params, outputs)
+        else:
+            ys, fin = eager_scan_lengths(step, xs, states, params, outputs,
+                                         lengths if lengths is not None else [xs[0].shape[0]] * xs[0].shape[1], reverse)
+        return (*ys, *fin)
+    return f
+
+
+def _setup(name, backend, T=3, B=2, seed=0):
+    factory, step, outputs = CASES[name]
+    torch.manual_seed(seed)
+    cell = factory(backend=backend).to(DEVICE[backend], DTYPE[backend])
+    xs, states = random_inputs(cell, T=T, B=B, dtype=DTYPE[backend], seed=seed)
+    inputs = [t.detach().to(DEVICE[backend]).requires_grad_() for t in (*xs, *states)]
+    params = [p.detach().clone().requires_grad_() for p in cell.parameters()]
+    return cell, step, outputs, inputs + params, len(xs), len(states)
+
+
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "triton"])
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_gradgradcheck(backend, name):
+    cell, _, _, args, n_x, n_s = _setup(name, backend)
+    assert torch.autograd.gradgradcheck(_scan_fn(cell), tuple(args), fast_mode=backend != "reference")
+    # rows of their own lengths, run in reverse: the ended rows' masks have their second derivatives too
+    lengths = torch.tensor([3, 1])
+    assert torch.autograd.gradgradcheck(_scan_fn(cell, reverse=True, lengths=lengths), tuple(args), fast_mode=True)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("mode", ["plain", "lengths-reverse"])
+def test_double_backward_matches_eager_autograd(backend, name, mode):
+    cell, step, outputs, args, n_x, n_s = _setup(name, backend, T=4, B=3)
+    kw = {} if mode == "plain" else {"reverse": True, "lengths": [4, 1, 2]}
+    ours = double_backward(_scan_fn(cell, kw.get("reverse", False), kw.get("lengths")), args)
+    ref_args = [a.detach().cpu().double().requires_grad_() for a in args]
+    theirs = double_backward(_eager_fn(step, outputs, n_x=n_x, n_s=n_s, **kw), ref_args)
+    for a, b in zip(ours, theirs):
+        assert rel_err(a.cpu().double(), b) < TOL[backend]
+
+
+def _lstm(backend):
+    torch.manual_seed(0)
+    return LSTM(3, 5, backend=backend).to(DEVICE[backend], DTYPE[backend])
+
+
+def _eager_lstm(params, x):
+    """the same LSTM as an eager loop: (ys, (h, c))"""
+    (ys,), fin = eager_scan(lstm_reference, [x], [x.new_zeros(x.shape[1], 5)] * 2, params, (0,))
+    return ys, fin
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gradient_penalty_trains_with_the_eager_loss_gradients(backend):
+    """WGAN-GP style: loss = out.sum() + |d out.sum() / dx|^2; out.sum()'s cotangent is an expanded tensor"""
+    m = _lstm(backend)
+    dev, dt = DEVICE[backend], DTYPE[backend]
+    x = torch.randn(6, 2, 3, dtype=dt, device=dev, requires_grad=True)
+    out, _ = m(x)
+    (g,) = torch.autograd.grad(out.sum(), x, create_graph=True)
+    (out.sum() + (g ** 2).sum()).backward()
+    params = [p.detach().cpu().double().requires_grad_() for p in m.parameters()]
+    xr = x.detach().cpu().double().requires_grad_()
+    ys, _ = _eager_lstm(params, xr)
+    (gr,) = torch.autograd.grad(ys.sum(), xr, create_graph=True)
+    (ys.sum() + (gr ** 2).sum()).backward()
+    for p, q in zip(m.parameters(), params):
+        assert rel_err(p.grad.cpu().double(), q.grad) < TOL[backend]
+    assert rel_err(x.grad.cpu().double(), xr.grad) < TOL[backend]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_hessian_vector_products_hessian_and_maml(backend):
+    m = _lstm(backend)
+    dev, dt = DEVICE[backend], DTYPE[backend]
+    names = [n for n, _ in m.named_parameters()]
+    params = tuple(p.detach() for p in m.parameters())
+    x = torch.randn(4, 2, 3, dtype=dt, device=dev)
+
+    def loss(x_, *ps):
+        out, (h, c) = functional_call(m, dict(zip(names, ps)), (x_,))
+        return (out ** 2).mean() + (c ** 3).sum()
+
+    def ref_loss(x_, *ps):
+        ys, (h, c) = _eager_lstm(ps, x_)
+        return (ys ** 2).mean() + (c ** 3).sum()
+
+    cpu = [t.cpu().double() for t in (x, *params)]
+    v = [torch.randn_like(t) for t in (x, *params)]
+    _, hv = torch.autograd.functional.hvp(loss, (x, *params), tuple(t.to(dev, dt) for t in v))
+    _, hv_r = torch.autograd.functional.hvp(ref_loss, tuple(cpu), tuple(v))
+    for a, b in zip(hv, hv_r):
+        assert rel_err(a.cpu().double(), b) < TOL[backend]
+    # the Hessian with respect to the input
+    xs = x[:2, :1]
+    h = torch.autograd.functional.hessian(lambda x_: loss(x_, *params), xs)
+    h_r = torch.autograd.functional.hessian(lambda x_: ref_loss(x_, *cpu[1:]), xs.cpu().double())
+    assert rel_err(h.cpu().double(), h_r) < TOL[backend]
+    # MAML: an inner step with create_graph, the outer gradient through it
+    def maml(lossf, ps, x_):
+        inner = torch.autograd.grad(lossf(x_, *ps), ps, create_graph=True)
+        adapted = [p - 0.1 * g for p, g in zip(ps, inner)]
+        return torch.autograd.grad(lossf(x_.flip(0), *adapted), ps)
+    outer = maml(loss, [p.clone().requires_grad_() for p in params], x)
+    outer_r = maml(ref_loss, [p.clone().requires_grad_() for p in cpu[1:]], cpu[0])
+    for a, b in zip(outer, outer_r):
+        assert rel_err(a.cpu().double(), b) < TOL[backend]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_forward_mode_and_torch_func(backend):
+    m = _lstm(backend)
+    dev, dt = DEVICE[backend], DTYPE[backend]
+    names = [n for n, _ in m.named_parameters()]
+    params = tuple(p.detach() for p in m.parameters())
+    x = torch.randn(3, 2, 3, dtype=dt, device=dev)
+    cpu = [t.cpu().double() for t in (x, *params)]
+
+    def f(x_, *ps):
+        return functional_call(m, dict(zip(names, ps)), (x_,))[0]
+
+    def f_ref(x_, *ps):
+        return _eager_lstm(ps, x_)[0]
+
+    tangents = [torch.randn_like(t) for t in cpu]
+    # torch.func.jvp: inputs and parameters together
+    _, jv = torch.func.jvp(f, (x, *params), tuple(t.to(dev, dt) for t in tangents))
+    _, jv_r = torch.func.jvp(f_ref, tuple(cpu), tuple(tangents))
+    assert rel_err(jv.cpu().double(), jv_r) < TOL[backend]
+    # torch.autograd.forward_ad, with no grad mode at all
+    import torch.autograd.forward_ad as fwAD
+    want = torch.func.jvp(lambda x_: f_ref(x_, *cpu[1:]), (cpu[0],), (tangents[0],))[1]
+    with torch.no_grad(), fwAD.dual_level():
+        out = f(fwAD.make_dual(x, tangents[0].to(dev, dt)), *params)
+        assert rel_err(fwAD.unpack_dual(out).tangent.cpu().double(), want) < TOL[backend]
+    small = x[:2, :1]
+    for transform in (torch.func.jacrev, torch.func.jacfwd):
+        j = transform(lambda x_: f(x_, *params))(small)
+        j_r = transform(lambda x_: f_ref(x_, *cpu[1:]))(small.cpu().double())
+        assert rel_err(j.cpu().double(), j_r) < TOL[backend], transform.__name__
+    hs = torch.func.hessian(lambda x_: (f(x_, *params) ** 3).sum())(small)
+    hs_r = torch.func.hessian(lambda x_: (f_ref(x_, *cpu[1:]) ** 3).sum())(small.cpu().double())
+    assert rel_err(hs.cpu().double(), hs_r) < TOL[backend]
+    g = torch.func.grad(lambda ps: (f(x, *ps) ** 2).sum())(params)
+    g_r = torch.func.grad(lambda ps: (f_ref(cpu[0], *ps) ** 2).sum())(tuple(cpu[1:]))
+    for a, b in zip(g, g_r):
+        assert rel_err(a.cpu().double(), b) < TOL[backend]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_vmap_over_inputs_and_over_stacked_parameters(backend):
+    m = _lstm(backend)
+    dev, dt = DEVICE[backend], DTYPE[backend]
+    names = [n for n, _ in m.named_parameters()]
+    params = tuple(p.detach() for p in m.parameters())
+    xb = torch.randn(3, 4, 2, 3, dtype=dt, device=dev)          # 3 batches of (T=4, B=2, I=3)
+    out = torch.func.vmap(lambda x_: m(x_)[0])(xb)
+    for k in range(3):
+        assert rel_err(out[k].cpu(), m(xb[k])[0].detach().cpu()) < TOL[backend] * 1e-2
+    stacked = tuple(torch.stack([p, 2 * p]) for p in params)      # two models' parameters, vmapped
+    out = torch.func.vmap(lambda *ps: functional_call(m, dict(zip(names, ps)), (xb[0],))[0])(*stacked)
+    for k in range(2):
+        ref = functional_call(m, {n: p[k] for n, p in zip(names, stacked)}, (xb[0],))[0]
+        assert rel_err(out[k].cpu(), ref.detach().cpu()) < TOL[backend] * 1e-2
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_what_is_not_supported_says_so(backend):
+    """third derivatives, and forward mode over forward mode, raise instead of returning a wrong 0"""
+    m = _lstm(backend)
+    dev, dt = DEVICE[backend], DTYPE[backend]
+    x = torch.randn(3, 2, 3, dtype=dt, device=dev, requires_grad=True)
+    out, _ = m(x)
+    (g,) = torch.autograd.grad(out.pow(2).sum(), x, create_graph=True)
+    (gg,) = torch.autograd.grad(g.pow(2).sum(), x, create_graph=True)
+    with pytest.raises(NotImplementedError, match="symcell: .* of a scan is not supported"):
+        torch.autograd.grad(gg.sum(), x)
+    names = [n for n, _ in m.named_parameters()]
+    params = tuple(p.detach() for p in m.parameters())
+    f = lambda x_: functional_call(m, dict(zip(names, params)), (x_,))[0].sum()   # noqa: E731
+    with pytest.raises(NotImplementedError, match="forward mode over forward mode"):
+        torch.func.jacfwd(torch.func.jacfwd(f))(x.detach()[:1, :1])
+
+
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "triton"])
+def test_double_backward_through_the_registered_operators(backend):
+    """a traced program (the operators of ops.py) and torch.compile(backend="eager") train with a gradient
+    penalty; torch.compile's default AOTAutograd says it does not support double backward (PyTorch's limit)"""
+    m = _lstm(backend)
+    x = torch.randn(4, 2, 3, dtype=torch.float64, requires_grad=True)
+
+    def penalty_grads(model):
+        m.zero_grad()
+        out, _ = model(x)
+        (g,) = torch.autograd.grad(out.sum(), x, create_graph=True)
+        (out.sum() + (g ** 2).sum()).backward()
+        return [p.grad.clone() for p in m.parameters()]
+    eager = penalty_grads(m)
+    traced = penalty_grads(torch.jit.trace(m, (x,), check_trace=False))
+    compiled = penalty_grads(torch.compile(m, backend="eager"))
+    for a, b, c in zip(eager, traced, compiled):
+        assert rel_err(b, a) < 1e-12 and rel_err(c, a) < 1e-12
+    with pytest.raises(RuntimeError, match="does not currently support double backward"):
+        penalty_grads(torch.compile(m, backend="aot_eager"))
+    torch._dynamo.reset()
