@@ -1,5 +1,6 @@
 """Property tests: random valid cells (tests/fuzz.py) against an eager torch loop with autograd, on every backend,
-over whole sequences and with per-row lengths, forward and reverse.
+over whole sequences and with per-row lengths, forward and reverse: values and gradients, and (second order)
+the double backward of a random projection and forward mode's JVP.
 
 CI runs a fixed budget with a fixed seed (derandomized); SYMCELL_FUZZ_EXAMPLES=N runs N cells per backend with
 fresh random draws, e.g. SYMCELL_FUZZ_EXAMPLES=5000 python -m pytest -q tests/test_fuzz.py -k reference; SYMCELL_FUZZ_MAX_OPS=N
@@ -14,10 +15,11 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from torch.func import functional_call, jvp
 
 import symcell
 from fuzz import Program, define, eager_step, programs
-from zoo import eager_scan, eager_scan_lengths
+from zoo import double_backward, eager_scan, eager_scan_lengths
 
 LONG = int(os.environ.get("SYMCELL_FUZZ_EXAMPLES", "0"))
 MAX_OPS = int(os.environ.get("SYMCELL_FUZZ_MAX_OPS", "8"))   # operations per random step
@@ -26,6 +28,8 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # backend -> (CI examples, dtype, relative tolerance, device)
 BACKENDS = {"reference": (200, torch.float64, 1e-8, "cpu"), "cpp": (12, torch.float64, 1e-8, "cpu"),
             "triton": (30, torch.float32, 2e-3, DEVICE)}
+# second order, backend -> CI examples (cpp builds two more libraries per cell, the second-order scans)
+SECOND = {"reference": 60, "cpp": 2, "triton": 8}
 
 
 def _err(a, b):
@@ -68,8 +72,56 @@ def _check(prog, backend, lengths=None, reverse=False):
         assert _err(a, b) < tol, f"d{what} differs: {prog}\n{cell.gradients()}"
 
 
-def _settings(backend):
-    n = LONG or BACKENDS[backend][0]
+class _Scanned(torch.nn.Module):
+    def __init__(self, cell, reverse, lengths):
+        super().__init__()
+        self.cell, self.reverse, self.lengths = cell, reverse, lengths
+
+    def forward(self, x, states):
+        ys, fin = symcell.scan(self.cell, x, states, reverse=self.reverse, lengths=self.lengths)
+        return (ys, *fin)
+
+
+def _check_second(prog, backend, lengths=None, reverse=False):
+    """the double backward (random projections) and forward mode's JVP (random tangents) of the program's cell,
+    wrt x, the states and the parameters, against the eager loop differentiated twice by torch autograd"""
+    _, dtype, tol, dev = BACKENDS[backend]
+    Cell = define(prog, f"Fuzz{next(_names)}")
+    dims = {d: v for d, v in {"I": 3, "H": 2}.items() if d in Cell.spec.ir.dims}
+    cell = Cell(**dims, backend=backend).to(dev, dtype)
+    g = torch.Generator().manual_seed(0)
+    T, B, n_s = 4, 3, len(cell.state_sizes)
+    x = torch.randn(T, B, 3, generator=g, dtype=torch.float64)
+    states = [0.5 * torch.randn(B, n, generator=g, dtype=torch.float64) for n in cell.state_sizes.values()]
+    names = [f"cell.{n}" for n, _ in cell.named_parameters()]
+    args = [t.to(dev, dtype) for t in (x, *states, *cell.parameters())]
+    module = _Scanned(cell, reverse, lengths)
+
+    def ours(*a):
+        return functional_call(module, dict(zip(names, a[1 + n_s:])), (a[0], tuple(a[1:1 + n_s])))
+
+    def theirs(*a):
+        kw = {"lengths": [T] * B if lengths is None else lengths, "reverse": reverse}
+        (ys,), fin = eager_scan_lengths(eager_step(prog), [a[0]], a[1:1 + n_s], a[1 + n_s:], (0,), **kw)
+        return (ys, *fin)
+
+    ref = [a.detach().cpu().double().requires_grad_() for a in args]
+    got = double_backward(ours, [a.detach().requires_grad_() for a in args])
+    want = double_backward(theirs, ref)
+    what = ["x", *[f"s{k}" for k in range(n_s)], *[n for n, _ in prog.params]]
+    for w, a, b, r in zip(what, got, want, ref):
+        a = torch.zeros_like(r) if a is None else a.double()
+        b = torch.zeros_like(r) if b is None else b
+        assert _err(a, b) < tol, f"second derivative wrt {w} differs: {prog}"
+    tangents = [torch.randn(a.shape, generator=g, dtype=torch.float64) for a in args]
+    _, t_got = jvp(ours, tuple(a.detach() for a in args), tuple(t.to(dev, dtype) for t in tangents))
+    _, t_want = jvp(theirs, tuple(r.detach() for r in ref), tuple(tangents))
+    for k, (a, b) in enumerate(zip(t_got, t_want)):
+        assert _err(a.double(), b) < tol, f"forward-mode tangent of output {k} differs: {prog}"
+
+
+def _settings(backend, n=None):
+    n = LONG or n or BACKENDS[backend][0]
     return settings(max_examples=n, derandomize=not LONG, deadline=None, database=None,
                     suppress_health_check=list(HealthCheck))
 
@@ -92,6 +144,21 @@ def test_random_cells_match_autograd(backend):
     print(f"{backend}: {len(checked)} random cells checked")
     # hypothesis stops early when it runs out of distinct examples: the budget must really be spent
     assert len(checked) >= 0.9 * (LONG or BACKENDS[backend][0])
+
+
+@pytest.mark.parametrize("backend", [pytest.param(b, marks=pytest.mark.slow) if b != "reference" else b
+                                     for b in BACKENDS if _usable(b)])
+def test_random_cells_second_order_match_autograd(backend):
+    checked = []
+
+    @_settings(backend, SECOND[backend])
+    @given(programs(max_ops=MAX_OPS), st.sampled_from([None, [4, 1, 3], [0, 4, 2]]), st.booleans())
+    def check(prog, lengths, reverse):
+        _check_second(prog, backend, lengths, reverse)
+        checked.append(prog)
+    check()
+    print(f"{backend}: {len(checked)} random cells checked to second order")
+    assert len(checked) >= 0.9 * (LONG or SECOND[backend])
 
 
 # what the fuzzer found, kept as regression tests (each was a failure before its fix)
