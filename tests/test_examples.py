@@ -51,3 +51,9 @@ def test_custom_cell():
 def test_export(tmp_path):
     out = run("export.py", "--out", str(tmp_path))
     assert "fresh process: max |difference| 0.0" in out and "symcell.scan.default" in out
+
+
+def test_second_order():
+    out = run("second_order.py", "--batch", "2", "--seq", "3", "--input", "3", "--hidden", "4", "--steps", "2")
+    diffs = [float(line.rsplit(" ", 1)[1]) for line in out.splitlines() if "max relative difference" in line]
+    assert len(diffs) == 4 and max(diffs) < 1e-8, out
