@@ -32,15 +32,18 @@ PTXAS = [os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "b
 
 
 def kernels(spec, dims, folder):
-    """The scans' @triton.jit kernels of a cell, imported from a file (triton.jit reads its source)."""
-    source = symcell.backends.get("triton").render(pipeline.lower(spec.ir, dims).program)
+    """The @triton.jit kernels of a cell's scans, first order (forward, backward) and second order (their
+    tangents), imported from a file (triton.jit reads its source)."""
+    lowered = pipeline.lower(spec.ir, dims)
+    scans = (lowered.program.forward, lowered.program.backward, *pipeline.second_order(lowered))
+    source = symcell.backends.get("triton").render(lowered.program, scans)
     path = os.path.join(folder, f"{spec.ir.name}_{'_'.join(f'{k}{v}' for k, v in sorted(dims.items()))}.py")
     with open(path, "w") as f:
         f.write("import torch, triton\nimport triton.language as tl\n" + source)
     module_spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
-    return [getattr(module, f"_{scan}_kernel") for scan in ("forward", "backward")]
+    return [getattr(module, f"_{scan.name}_kernel") for scan in scans]
 
 
 def signature(fn, masked):

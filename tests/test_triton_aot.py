@@ -1,6 +1,7 @@
 """The Triton kernels compile for NVIDIA GPUs (sm_80, sm_90), ahead of time and without a GPU, through Triton's
 own pipeline and ptxas (benchmarks/triton_aot.py): the interpreter the other triton tests run on accepts code a
-GPU compiler may not. Every zoo cell, so every function's triton spelling, and the LSTM and GRU at two sizes."""
+GPU compiler may not. Every zoo cell, so every function's triton spelling, first and second order, and the LSTM
+and GRU at two sizes."""
 import os
 import subprocess
 import sys
@@ -42,4 +43,5 @@ def test_every_zoo_cells_kernels_compile_for_sm80_and_sm90():
                        text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-4000:]
     from zoo import CASES
-    assert r.stdout.split()[-1] == str(2 * (len(CASES) + 2))   # two kernels per cell; the LSTM and GRU twice
+    # four kernels per cell (forward, backward and their tangents); the LSTM and GRU twice
+    assert r.stdout.split()[-1] == str(4 * (len(CASES) + 2))
