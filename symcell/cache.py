@@ -76,11 +76,13 @@ def _locked(path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def load(source, cflags=(), ldflags=(), files=None):
+def load(source, cflags=(), ldflags=(), files=None, links=None):
     """Build (or find) the library for `source`, load it into this process, return its op namespace.
 
     The source must register its ops with TORCH_LIBRARY(SYMCELL_NS, m); SYMCELL_NS is defined per key.
-    `files` ({name: text}) are written beside it (headers it includes by name).
+    `files` ({name: text}) are written beside it (headers it includes by name); `links` ({name: path}) are
+    linked beside it when it is built (a precompiled header: it changes how fast, not what, is built, so it is
+    not part of the key).
     """
     key = cache_key(source, cflags, ldflags, files)
     if key in _loaded:
@@ -101,10 +103,17 @@ def load(source, cflags=(), ldflags=(), files=None):
         t0 = time.perf_counter()
         for name, text in (files or {}).items():
             (entry / name).write_text(text)
+        for name, target in (links or {}).items():
+            os.symlink(target, entry / name)
         _build(ns, source, list(cflags), list(ldflags), entry)  # builds and loads
         marker.write_text(f"built in {time.perf_counter() - t0:.2f} s\n")
     _loaded[key] = ns
     return ns
+
+
+def entry_dir(ns):
+    """The folder of a built library, from its namespace."""
+    return cache_dir() / ns[len("symcell_"):]
 
 
 def source_file(folder, name, source):

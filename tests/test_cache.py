@@ -38,7 +38,8 @@ def run(cache_dir, backend="cpp", env_extra=None, wait=True):
 
 
 def entries(cache_dir):
-    return [p for p in cache_dir.iterdir() if p.is_dir()]
+    """the cells' libraries (not the precompiled header's folder)"""
+    return [p for p in cache_dir.iterdir() if p.is_dir() and not p.name.startswith("pch-")]
 
 
 @needs_compiler
@@ -69,6 +70,28 @@ def test_corrupt_or_half_written_entries_are_rebuilt(tmp_path):
     r = run(tmp_path)
     assert r.returncode == 0, r.stderr
     assert (entry / "complete").exists()
+
+
+@needs_compiler
+@pytest.mark.cpp
+@pytest.mark.slow
+def test_later_builds_link_the_precompiled_header(tmp_path):
+    import shutil
+    import time
+    assert run(tmp_path, env_extra={"SYMCELL_PCH": "0"}).returncode == 0
+    assert not list(tmp_path.glob("pch-*"))      # turned off: none made
+    shutil.rmtree(entries(tmp_path)[0])
+    assert run(tmp_path).returncode == 0         # builds, and starts precompiling sc.h in the background
+    deadline = time.time() + 240
+    while not list(tmp_path.glob("pch-*/complete")) and time.time() < deadline:
+        time.sleep(1)
+    (pch,) = tmp_path.glob("pch-*/sc.h.gch")
+    (entry,) = entries(tmp_path)
+    shutil.rmtree(entry)
+    r = run(tmp_path)                            # built again, with the header precompiled; same results
+    assert r.returncode == 0, r.stderr
+    (entry,) = entries(tmp_path)
+    assert (entry / "sc.h.gch").resolve() == pch.resolve()
 
 
 @pytest.mark.slow
