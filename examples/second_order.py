@@ -42,6 +42,8 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=20, help="gradient-penalty training steps")
     ap.add_argument("--backend", default="auto")
     args = ap.parse_args(argv)
+    if min(args.batch, args.seq, args.input, args.hidden, args.steps) < 1:
+        ap.error("--batch, --seq, --input, --hidden and --steps must be at least 1")
     torch.manual_seed(0)
     B, T, I, H = args.batch, args.seq, args.input, args.hidden
     model = LSTM(I, H, backend=args.backend).double()

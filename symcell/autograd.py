@@ -40,6 +40,8 @@ def _split(flat, counts):
 
 
 def _zeros(grads, like):
+    """grads with None (no gradient, no tangent) as zeros shaped like the tensors they stand for"""
+    assert len(grads) == len(like), (len(grads), len(like))
     return [torch.zeros_like(t) if g is None else g for g, t in zip(grads, like)]
 
 
@@ -205,6 +207,7 @@ class DoubleBackward(Function):
         ctx.save_for_backward(*flat[:n_primal])
         ctx.save_for_forward(*flat[:n_primal])
         ctx.primal_edges = _edges(flat[:sum(counts[:5])])   # p and d: their gradients would be third derivatives
+        ctx.set_materialize_grads(False)   # jvp tells no tangent (None) from a tangent (torch.func: zeros)
 
     @staticmethod
     def vmap(info, in_dims, kernel, lengths, counts, *flat):
@@ -223,10 +226,11 @@ class DoubleBackward(Function):
         n_y = len(d_ys) + len(d_fin)
         u_d = _zeros(u[:n_y], (*d_ys, *d_fin))                      # the cotangent of J_F p'
         u_p = _zeros(u[n_y:], (*xs, *inits, *params))               # the cotangent of G(p, d') + H p'
+        refused = _refuse_if_used(ctx.primal_edges)
         # D is linear in (p', d'), with the symmetric matrix [[H, J^T], [J, 0]]: its VJP is D at (u_p, u_d)
         again = DoubleBackward._again(ctx, u_p, u_d)
         grads_p, grads_d = again[n_y:], again[:n_y]
-        return (None, None, None, *_refuse_if_used(ctx.primal_edges), *(None for _ in (*ys, *res)), *grads_p, *grads_d)
+        return (None, None, None, *refused, *(None for _ in (*ys, *res)), *grads_p, *grads_d)
 
     @staticmethod
     def jvp(ctx, *tangents):
@@ -254,6 +258,8 @@ class ScanTangent(Function):
         kernel, lengths, counts, *flat = inputs
         ctx.kernel, ctx.lengths, ctx.counts = kernel, lengths, counts
         ctx.save_for_backward(*flat)
+        ctx.save_for_forward(*flat)
+        ctx.set_materialize_grads(False)   # jvp tells no tangent (None) from a tangent (torch.func: zeros)
 
     @staticmethod
     def vmap(info, in_dims, kernel, lengths, counts, *flat):

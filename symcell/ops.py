@@ -14,32 +14,23 @@ from typing import List, Optional
 import torch
 
 from . import registry
-from .autograd import _attached, _double_backward, _edges, _refuse_if_used
+from .autograd import _attached, _counts, _double_backward, _edges, _refuse_if_used, _split, _zeros
 from .dims import bind, dim_symbol
 from .kernel import Role
 
 
-def _shapes(key, scan_name, T, B, save=True):
-    """Shapes of a scan's results, from its program: (B, n) for a carried value, (T, B, n) for a sequence, a
-    parameter's shape for a parameter's gradient."""
-    scan = registry.scan_for(key, scan_name)
+def _shapes(key, T, B, save):
+    """Shapes of the forward's results (ys, finals, then the residuals when saving), from its program."""
+    scan = registry.program_for(key).forward
     dims = {dim_symbol(k): v for k, v in registry.parse(key)[1].items()}
     shapes = []
     for r in scan.returns:
         if r.save and not save:
             continue
-        for name in r.buffers:
-            b = scan.buffer(name)
-            if b.role == Role.PARAM_GRAD:
-                shapes.append(tuple(bind(s, dims, name) for s in b.size))
-            else:
-                n = bind(b.size, dims, name)
-                shapes.append((B, n) if b.role == Role.CARRY_IN else (T, B, n))
+        for b in r.buffers:
+            n = bind(scan.buffer(b).size, dims, b)
+            shapes.append((B, n) if scan.buffer(b).role == Role.CARRY_IN else (T, B, n))
     return shapes
-
-
-def _fake(key, scan_name, like, save=True):
-    return [like.new_empty(s) for s in _shapes(key, scan_name, like.shape[0], like.shape[1], save)]
 
 
 @torch.library.custom_op("symcell::scan", mutates_args=())
@@ -53,7 +44,7 @@ def scan(key: str, xs: List[torch.Tensor], inits: List[torch.Tensor], params: Li
 
 @scan.register_fake
 def _(key, xs, inits, params, save, lengths):
-    return _fake(key, "forward", xs[0], save)
+    return [xs[0].new_empty(s) for s in _shapes(key, xs[0].shape[0], xs[0].shape[1], save)]
 
 
 @torch.library.custom_op("symcell::scan_backward", mutates_args=())
@@ -87,38 +78,40 @@ def _(key, xs, inits, params, d_ys, d_finals, ys, res, t_xs, t_inits, t_params, 
     return [torch.empty_like(t) for t in (*d_ys, *d_finals, *xs, *inits, *params)]
 
 
-def _zeros(grads, like):
-    return [torch.zeros_like(t) if g is None else g.contiguous() for g, t in zip(grads, like)]
-
-
 def _n_outputs(key):
     """the number of output sequences of a key's cell (plain lookups: torch.compile traces this)"""
     return len(registry.ir_of(registry.parse(key)[0]).outputs)
 
 
+def _save(ctx, tensors, lengths):
+    """save_for_backward, the lengths too (AOTAutograd sees a tensor the backward reads only through it)"""
+    ctx.has_lengths = lengths is not None
+    ctx.save_for_backward(*tensors, *([lengths] if lengths is not None else []))
+
+
+def _saved(ctx, counts):
+    """-> (the saved tensors in groups of `counts`, the lengths or None)"""
+    saved = ctx.saved_tensors
+    tensors, lengths = (saved[:-1], saved[-1]) if ctx.has_lengths else (saved, None)
+    return [list(g) for g in _split(tensors, counts)], lengths
+
+
 def _setup_scan(ctx, inputs, output):
     key, xs, inits, params, save, lengths = inputs
     n_out = _n_outputs(key)
-    ctx.key, ctx.counts, ctx.saved_residuals, ctx.lengths = key, (len(xs), len(inits), len(params), n_out), save, lengths
+    ctx.key, ctx.saved_residuals = key, save
+    ctx.counts = (len(xs), len(inits), len(params), n_out, len(output) - n_out - len(inits))
     # the outputs are ys, finals, residuals: the finals are not needed
-    ctx.save_for_backward(*xs, *inits, *params, *output[:n_out], *output[n_out + len(inits):])
-
-
-def _groups(flat, counts):
-    out, k = [], 0
-    for n in counts:
-        out.append(list(flat[k:k + n]))
-        k += n
-    return out
+    _save(ctx, (*xs, *inits, *params, *output[:n_out], *output[n_out + len(inits):]), lengths)
 
 
 def _scan_backward(ctx, grads):
-    xs, inits, params, ys, res = _groups(ctx.saved_tensors, (*ctx.counts, len(ctx.saved_tensors)))
+    (xs, inits, params, ys, res), lengths = _saved(ctx, ctx.counts)
     if not ctx.saved_residuals:   # run without residuals (save=False), yet differentiated: recompute them
-        res = scan(ctx.key, xs, inits, params, True, ctx.lengths)[len(ys) + len(inits):]
+        res = scan(ctx.key, xs, inits, params, True, lengths)[len(ys) + len(inits):]
     n_out = len(ys)
     d_ys, d_fin = _zeros(grads[:n_out], ys), _zeros(grads[n_out:n_out + len(inits)], inits)
-    d = scan_backward(ctx.key, d_ys, d_fin, xs, inits, params, ys, list(res), ctx.lengths)
+    d = scan_backward(ctx.key, d_ys, d_fin, xs, inits, params, ys, list(res), lengths)
     n_in, n_st = len(xs), len(inits)
     return None, d[:n_in], d[n_in:n_in + n_st], d[n_in + n_st:], None, None
 
@@ -128,28 +121,23 @@ torch.library.register_autograd("symcell::scan", _scan_backward, setup_context=_
 
 def _setup_scan_backward(ctx, inputs, output):
     key, d_ys, d_finals, xs, inits, params, ys, res, lengths = inputs
-    ctx.key, ctx.lengths = key, lengths
-    ctx.counts = tuple(len(g) for g in (d_ys, d_finals, xs, inits, params, ys, res))
-    ctx.save_for_backward(*d_ys, *d_finals, *xs, *inits, *params, *ys, *res)
+    ctx.key, ctx.counts = key, _counts(d_ys, d_finals, xs, inits, params, ys, res)
+    _save(ctx, (*d_ys, *d_finals, *xs, *inits, *params, *ys, *res), lengths)
 
 
 def _d(ctx, t_p, t_d):
-    d_ys, d_fin, xs, inits, params, ys, res = _groups(ctx.saved_tensors, ctx.counts)
-    t_xs, t_inits, t_params = _groups(t_p, (len(xs), len(inits), len(params)))
-    xs, inits, params, d_ys, d_fin = _groups(_attached((*xs, *inits, *params, *d_ys, *d_fin)),
-                                             _counts_of(xs, inits, params, d_ys, d_fin))
+    (d_ys, d_fin, xs, inits, params, ys, res), lengths = _saved(ctx, ctx.counts)
+    t_xs, t_inits, t_params = [list(g) for g in _split(t_p, (len(xs), len(inits), len(params)))]
+    xs, inits, params, d_ys, d_fin = [list(g) for g in _split(_attached((*xs, *inits, *params, *d_ys, *d_fin)),
+                                                              _counts(xs, inits, params, d_ys, d_fin))]
     return scan_double_backward(ctx.key, xs, inits, params, d_ys, d_fin, ys, res, t_xs, t_inits, t_params,
-                                t_d[:len(d_ys)], t_d[len(d_ys):], ctx.lengths)
-
-
-def _counts_of(*groups):
-    return tuple(len(g) for g in groups)
+                                t_d[:len(d_ys)], t_d[len(d_ys):], lengths)
 
 
 def _scan_double_backward(ctx, a):
     """with cotangents a of the gradients: d_ys, d_finals get J_F a, xs, inits and params get H a (autograd.py);
     ys and res are functions of those, already accounted for"""
-    d_ys, d_fin, xs, inits, params, ys, res = _groups(ctx.saved_tensors, ctx.counts)
+    (d_ys, d_fin, xs, inits, params, ys, res), _ = _saved(ctx, ctx.counts)
     out = _d(ctx, _zeros(a, (*xs, *inits, *params)), [torch.zeros_like(t) for t in (*d_ys, *d_fin)])
     n_d, n_in, n_st = len(d_ys) + len(d_fin), len(xs), len(inits)
     g = out[n_d:]
@@ -162,22 +150,21 @@ torch.library.register_autograd("symcell::scan_backward", _scan_double_backward,
 
 def _setup_double_backward(ctx, inputs, output):
     key, xs, inits, params, d_ys, d_finals, ys, res, t_xs, t_inits, t_params, t_d_ys, t_d_finals, lengths = inputs
-    ctx.key, ctx.lengths = key, lengths
-    ctx.counts = tuple(len(g) for g in (d_ys, d_finals, xs, inits, params, ys, res))
-    ctx.save_for_backward(*d_ys, *d_finals, *xs, *inits, *params, *ys, *res)
+    ctx.key, ctx.counts = key, _counts(d_ys, d_finals, xs, inits, params, ys, res)
+    _save(ctx, (*d_ys, *d_finals, *xs, *inits, *params, *ys, *res), lengths)
     ctx.primal_edges = _edges([*xs, *inits, *params, *d_ys, *d_finals])
 
 
 def _double_backward_backward(ctx, u):
     """D is linear in (p', d') and symmetric: its VJP is D at (the cotangent of its second part, of its first).
     Gradients for p or d would be third derivatives: refused when this backward would use them."""
-    d_ys, d_fin, xs, inits, params, ys, res = _groups(ctx.saved_tensors, ctx.counts)
+    (d_ys, d_fin, xs, inits, params, ys, res), _ = _saved(ctx, ctx.counts)
     n_d = len(d_ys) + len(d_fin)
-    again = _d(ctx, _zeros(u[n_d:], (*xs, *inits, *params)), _zeros(u[:n_d], (*d_ys, *d_fin)))
     refused = _refuse_if_used(ctx.primal_edges)
+    again = _d(ctx, _zeros(u[n_d:], (*xs, *inits, *params)), _zeros(u[:n_d], (*d_ys, *d_fin)))
     g_p, g_d = again[n_d:], again[:n_d]
     n_in, n_st = len(xs), len(inits)
-    groups = _groups(refused, (len(xs), len(inits), len(params), len(d_ys), len(d_fin)))
+    groups = [list(g) for g in _split(refused, (len(xs), len(inits), len(params), len(d_ys), len(d_fin)))]
     return (None, *groups, [None] * len(ys), [None] * len(res), g_p[:n_in], g_p[n_in:n_in + n_st], g_p[n_in + n_st:],
             g_d[:len(d_ys)], g_d[len(d_ys):], None)
 

@@ -77,15 +77,6 @@ def program_for(k):
     return lowered(cell, None if backends.get(backend).symbolic else dims).program
 
 
-def scan_for(k, name):
-    """A scan of a key's kernel by name, first or second order (nothing is built)."""
-    cell, dims, backend = parse(k)
-    at = None if backends.get(backend).symbolic else dims
-    program = lowered(cell, at).program
-    scans = {s.name: s for s in (program.forward, program.backward)}
-    return scans[name] if name in scans else {s.name: s for s in second_order(cell, at)}[name]
-
-
 def kernel_for(k):
     if k not in _KERNELS:
         cell, dims, name = parse(k)

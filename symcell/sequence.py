@@ -43,7 +43,7 @@ def _differentiated(tensors):
 def scan_op(key, xs, inits, params, lengths=None):
     """-> (ys: tuple of (T, B, n) for the output states, finals: tuple of (B, n) for every state).
     `lengths`: None, or an int64 tensor of B lengths on the tensors' device (see symcell.scan)."""
-    n_out = len(registry.ir_of(registry.parse(key)[0]).outputs)
+    n_out = ops._n_outputs(key)
     if not torch.compiler.is_compiling() and not torch.jit.is_tracing():
         kernel = registry.kernel_for(key)
         if _differentiated((*xs, *inits, *params)):   # one autograd node per sequence (autograd.py)

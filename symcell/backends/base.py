@@ -69,13 +69,12 @@ class Kernel:
     def __init__(self, program, source, entries, second_order=None):
         self.program, self.source = program, source
         self._entries, self._second_order = dict(entries), second_order
-        self.second_order_source = None
 
     def _scan(self, name):
         if name not in self._entries:
             if self._second_order is None:
                 raise NotImplementedError(f"symcell: this kernel has no {name} scan")
-            scans, self.second_order_source, entries = self._second_order()
+            scans, _, entries = self._second_order()   # (the source: SYMCELL_DEBUG=1 prints it)
             self._entries.update(entries)
             self._scans = {s.name: s for s in scans}
         return self._entries[name]
