@@ -79,15 +79,19 @@ def _precompile(folder, built):
         os.close(os.open(folder / "started", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
     except OSError:   # another process is on it (or it is done)
         return
-    ninja = (built / "build.ninja").read_text().splitlines()
-    cxx = next(line.split("=", 1)[1].strip() for line in ninja if line.startswith("cxx ="))
-    cflags = [f for f in shlex.split(next(line.split("=", 1)[1] for line in ninja if line.startswith("cflags ="))
-                                     ) if not f.startswith("-DTORCH_EXTENSION_NAME=")]
-    shutil.copy(built / HEADER.name, folder / HEADER.name)
+    try:   # build.ninja is torch's, not ours: a form we do not know means no precompiled header, not an error
+        ninja = (built / "build.ninja").read_text().splitlines()
+        cxx = next(line.split("=", 1)[1].strip() for line in ninja if line.startswith("cxx ="))
+        cflags = [f for f in shlex.split(next(line.split("=", 1)[1] for line in ninja if line.startswith("cflags =")))
+                  if not f.startswith("-DTORCH_EXTENSION_NAME=")]
+        shutil.copy(built / HEADER.name, folder / HEADER.name)
+    except (OSError, StopIteration, ValueError):
+        return
     gch, tmp = folder / (HEADER.name + ".gch"), folder / f"{HEADER.name}.gch.{os.getpid()}.tmp"
     compile_ = shlex.join([cxx, *cflags, "-x", "c++-header", str(folder / HEADER.name), "-o", str(tmp)])
     # written under a temporary name, renamed when whole; `complete` last: a build links only a finished one
-    script = f"{compile_} && mv {shlex.quote(str(tmp))} {shlex.quote(str(gch))} && touch {shlex.quote(str(folder / 'complete'))}"
+    script = (f"{compile_} && mv {shlex.quote(str(tmp))} {shlex.quote(str(gch))} && "
+              f"touch {shlex.quote(str(folder / 'complete'))} || rm -f {shlex.quote(str(tmp))}")
     subprocess.Popen(["sh", "-c", script], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                      stderr=subprocess.DEVNULL, start_new_session=True)
 
