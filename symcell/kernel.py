@@ -157,9 +157,11 @@ class Accumulate:
 
 
 def pointwise(leaves, outputs, temp_prefix="_e"):
-    """A Pointwise statement from full expressions [(destination, expression, accumulate)], with one CSE."""
+    """A Pointwise statement from full expressions [(destination, expression, accumulate)], with one CSE; the
+    leaves no expression reads are left out."""
     temps, results = sympy.cse([e for _, e, _ in outputs], symbols=sympy.numbered_symbols(temp_prefix))
-    return Pointwise(tuple(leaves), tuple(temps), tuple((d, r, a) for (d, _, a), r in zip(outputs, results)),
+    used = set().union(*[e.free_symbols for _, e, _ in outputs])
+    return Pointwise(tuple((s, v) for s, v in leaves if s in used), tuple(temps), tuple((d, r, a) for (d, _, a), r in zip(outputs, results)),
                      tuple(e for _, e, _ in outputs))
 
 

@@ -47,9 +47,7 @@ def _tangent_pointwise(st, primal):
         de = sympy.diff(e.xreplace(moved), eps).xreplace({eps: 0})
         if de != 0 or not acc:   # an assigned tangent is written even when it is 0
             outputs.append((_view(d), de, acc))
-    used = set().union(*[e.free_symbols for _, e, _ in outputs]) if outputs else set()
-    leaves = [(s, v) for s, v in list(st.leaves) + tangents if s in used]
-    return pointwise(leaves, outputs, temp_prefix="_u")
+    return pointwise(list(st.leaves) + tangents, outputs, temp_prefix="_u")
 
 
 def _tangents(st, primal):
@@ -158,8 +156,6 @@ def _live(stmts, needed):
                 continue
             if len(outs) < len(st.outputs):
                 st = pointwise(st.leaves, [(d, e, acc) for (d, _, acc), e in outs], temp_prefix="_u")
-                used = set().union(*[e.free_symbols for e in st.exprs])
-                st = replace(st, leaves=tuple((s, v) for s, v in st.leaves if s in used))
         elif not writes(st) & needed:
             continue
         kept.append(st)
