@@ -101,6 +101,31 @@ def supported(fn):
         return str(e).splitlines()[0][:120]
 
 
+def gemm_rate(M, K, N, repeats=300):
+    """GFLOP/s of one thread's (M, K) @ (K, N) float32 GEMM, the shape of one thread's step of a recurrence"""
+    a, w, c = torch.randn(M, K), torch.randn(K, N), torch.empty(M, N)
+    for _ in range(20):
+        torch.mm(a, w, out=c)
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        torch.mm(a, w, out=c)
+    return 2 * M * K * N * repeats / (time.perf_counter() - t0) / 1e9
+
+
+def jvp_floor(B, H):
+    """A JVP forms W x' and W h' besides the forward's W x and W h: twice its GEMM FLOPs. The most a kernel can
+    win back is running them as one GEMM of twice the rows per thread ([h; h'] stacked): the floor of JVP /
+    forward, for a GEMM-bound forward, is 2 * rate(M) / rate(2M) at M = the rows of one thread's step."""
+    threads = torch.get_num_threads()
+    M = max(1, B // threads)
+    torch.set_num_threads(1)
+    try:
+        one, two = gemm_rate(M, H, 4 * H), gemm_rate(2 * M, H, 4 * H)
+    finally:
+        torch.set_num_threads(threads)
+    return M, one, two, 2 * one / two
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batch", type=int, default=32)
@@ -145,6 +170,10 @@ def main():
               f"(target < 1); input: {r['symcell HVP input'] / r['nn.LSTM HVP input']:.2f}")
     print(f"symcell JVP input / symcell forward = {r['symcell JVP input'] / r['symcell forward']:.2f} (target <= 1.5);"
           f" JVP all / forward = {r['symcell JVP all'] / r['symcell forward']:.2f}")
+    M, one, two, floor = jvp_floor(B, H)
+    print(f"\nThe floor of JVP / forward on this CPU (twice the GEMM FLOPs, at best as one GEMM of twice the rows): "
+          f"one thread's ({M} x {H}) @ ({H} x {4 * H}) sgemm runs at {one:.1f} GFLOP/s, ({2 * M} x {H}) at {two:.1f}: "
+          f"a JVP costs at least {floor:.2f}x a GEMM-bound forward")
 
 
 if __name__ == "__main__":

@@ -46,10 +46,11 @@ def _zeros(grads, like):
 
 
 def _per_slice(apply, info, in_dims, flat):
-    """vmap by one call per slice: `apply` on each slice of the vmapped dimension, results stacked."""
+    """vmap by one call per slice: `apply` on each slice of the vmapped dimension, results stacked (a result not
+    wanted, None, stays None)."""
     outs = [apply(*[t if d is None else t.select(d, i) for t, d in zip(flat, in_dims)]) for i in range(info.batch_size)]
-    stacked = tuple(torch.stack(o) for o in zip(*outs))
-    return stacked, tuple(0 for _ in stacked)
+    stacked = tuple(None if o[0] is None else torch.stack(o) for o in zip(*outs))
+    return stacked, tuple(None if o is None else 0 for o in stacked)
 
 
 def _unbatched_lengths(d):
@@ -85,14 +86,21 @@ def _refuse_if_used(edges):
     return [None] * len(edges)
 
 
-def _double_backward(kernel, lengths, p, d, ys, res, t_p, t_d):
-    """D(p, d; p', d') = (J_F p' as (t_ys, t_finals), G(p, d') + H p' as gradients of (xs, inits, params))"""
+def _double_backward(kernel, lengths, p, d, ys, res, t_p, t_d, wanted=None):
+    """D(p, d; p', d') = (J_F p' as (t_ys, t_finals), G(p, d') + H p' as gradients of (xs, inits, params)).
+    wanted: a bool per gradient of (xs, inits, params), None for all; an unwanted one is None. (J_F p' is always
+    computed: the second scan reads it.)"""
     xs, inits, params = p
     t_xs, t_inits, t_params = t_p
     t_ys, t_fin, t_res = kernel.tangent_forward(xs, inits, params, ys, res, t_xs, t_inits, t_params, True, lengths)
     g = kernel.tangent_backward((*d, xs, inits, params, ys, res), (*t_d, t_xs, t_inits, t_params, t_ys, t_res),
-                                lengths)
-    return (*t_ys, *t_fin, *(t for grp in g for t in grp))
+                                lengths, wanted)
+    return (*t_ys, *t_fin, *_keep([t for grp in g for t in grp], wanted))
+
+
+def _keep(tensors, wanted):
+    """the tensors that are wanted (None: all), None in place of the others"""
+    return tensors if wanted is None else [t if w else None for t, w in zip(tensors, wanted)]
 
 
 class Scan(Function):
@@ -129,7 +137,7 @@ class Scan(Function):
         d_ys = _zeros(grads[:ctx.n_out], ys)
         d_fin = _zeros(grads[ctx.n_out:ctx.n_out + len(inits)], inits)
         d = ScanBackward.apply(ctx.kernel, ctx.lengths, _counts(d_ys, d_fin, xs, inits, params, ys, res),
-                               *d_ys, *d_fin, *xs, *inits, *params, *ys, *res)
+                               ctx.needs_input_grad[3:], *d_ys, *d_fin, *xs, *inits, *params, *ys, *res)
         return (None, None, None, *d)
 
     @staticmethod
@@ -146,63 +154,68 @@ def _counts(*groups):
 
 
 class ScanBackward(Function):
-    """(kernel, lengths, counts, *d_ys, *d_finals, *xs, *inits, *params, *ys, *res) -> (*d_xs, *d_inits, *d_params)"""
+    """(kernel, lengths, counts, wanted, *d_ys, *d_finals, *xs, *inits, *params, *ys, *res)
+    -> (*d_xs, *d_inits, *d_params), those not `wanted` (a bool each) None"""
 
     @staticmethod
-    def forward(kernel, lengths, counts, *flat):
-        d_xs, d_inits, d_params = kernel.backward(*_split(flat, counts), lengths)
-        return (*d_xs, *d_inits, *d_params)
+    def forward(kernel, lengths, counts, wanted, *flat):
+        d_xs, d_inits, d_params = kernel.backward(*_split(flat, counts), lengths, wanted)
+        return tuple(_keep([*d_xs, *d_inits, *d_params], wanted))
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        kernel, lengths, counts, *flat = inputs
-        ctx.kernel, ctx.lengths, ctx.counts = kernel, lengths, counts
+        kernel, lengths, counts, wanted, *flat = inputs
+        ctx.kernel, ctx.lengths, ctx.counts, ctx.wanted = kernel, lengths, counts, wanted
         ctx.save_for_backward(*flat)
         ctx.save_for_forward(*flat)
+        ctx.set_materialize_grads(False)   # a gradient nobody sends back (None) is a zero tangent, left out
 
     @staticmethod
-    def vmap(info, in_dims, kernel, lengths, counts, *flat):
+    def vmap(info, in_dims, kernel, lengths, counts, wanted, *flat):
         _unbatched_lengths(in_dims[1])
-        return _per_slice(lambda *f: ScanBackward.apply(kernel, lengths, counts, *f), info, in_dims[3:], flat)
+        return _per_slice(lambda *f: ScanBackward.apply(kernel, lengths, counts, wanted, *f), info, in_dims[4:], flat)
 
     @staticmethod
-    def _d(ctx, t_p, t_d):
+    def _d(ctx, t_p, t_d, wanted):
         d_ys, d_fin, xs, inits, params, ys, res = _split(ctx.saved_tensors, ctx.counts)
         counts = _counts(xs, inits, params, d_ys, d_fin, ys, res, xs, inits, params, d_ys, d_fin)
-        return DoubleBackward.apply(ctx.kernel, ctx.lengths, counts, *_attached((*xs, *inits, *params, *d_ys, *d_fin)),
-                                    *ys, *res, *t_p, *t_d)
+        return DoubleBackward.apply(ctx.kernel, ctx.lengths, counts, wanted,
+                                    *_attached((*xs, *inits, *params, *d_ys, *d_fin)), *ys, *res, *t_p, *t_d)
 
     @staticmethod
     def backward(ctx, *a):
         d_ys, d_fin, xs, inits, params, ys, res = _split(ctx.saved_tensors, ctx.counts)
         a = _zeros(a, (*xs, *inits, *params))
-        out = ScanBackward._d(ctx, a, [torch.zeros_like(t) for t in (*d_ys, *d_fin)])
+        n_d = len(d_ys) + len(d_fin)
+        wanted = ctx.needs_input_grad[4 + n_d:4 + n_d + len(a)]   # H a only where xs, inits, params need it
+        out = ScanBackward._d(ctx, a, [torch.zeros_like(t) for t in (*d_ys, *d_fin)], wanted)
         # d_ys, d_finals get J_F a; xs, inits, params get H a; ys and the residuals are functions of p, which
         # both already account for
-        return (None, None, None, *out, *(None for _ in (*ys, *res)))
+        return (None, None, None, None, *out, *(None for _ in (*ys, *res)))
 
     @staticmethod
     def jvp(ctx, *tangents):
         d_ys, d_fin, xs, inits, params, ys, res = _split(ctx.saved_tensors, ctx.counts)
         n_d = len(d_ys) + len(d_fin)
-        t = _zeros(tangents[3:3 + n_d + len(xs) + len(inits) + len(params)], (*d_ys, *d_fin, *xs, *inits, *params))
-        return ScanBackward._d(ctx, t[n_d:], t[:n_d])[len(d_ys) + len(d_fin):]
+        t = _zeros(tangents[4:4 + n_d + len(xs) + len(inits) + len(params)], (*d_ys, *d_fin, *xs, *inits, *params))
+        return ScanBackward._d(ctx, t[n_d:], t[:n_d], ctx.wanted)[n_d:]
 
 
 class DoubleBackward(Function):
-    """(kernel, lengths, counts, *xs, *inits, *params, *d_ys, *d_finals, *ys, *res, *t_xs, *t_inits, *t_params,
-    *t_d_ys, *t_d_finals) -> (*t_ys, *t_finals, *g_xs, *g_inits, *g_params): D of the module docstring"""
+    """(kernel, lengths, counts, wanted, *xs, *inits, *params, *d_ys, *d_finals, *ys, *res, *t_xs, *t_inits,
+    *t_params, *t_d_ys, *t_d_finals) -> (*t_ys, *t_finals, *g_xs, *g_inits, *g_params): D of the module
+    docstring, the g_ not `wanted` (a bool each, or None: all) None"""
 
     @staticmethod
-    def forward(kernel, lengths, counts, *flat):
+    def forward(kernel, lengths, counts, wanted, *flat):
         xs, inits, params, d_ys, d_fin, ys, res, t_xs, t_inits, t_params, t_d_ys, t_d_fin = _split(flat, counts)
         return _double_backward(kernel, lengths, (xs, inits, params), (d_ys, d_fin), ys, res,
-                                (t_xs, t_inits, t_params), (t_d_ys, t_d_fin))
+                                (t_xs, t_inits, t_params), (t_d_ys, t_d_fin), wanted)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        kernel, lengths, counts, *flat = inputs
-        ctx.kernel, ctx.lengths, ctx.counts = kernel, lengths, counts
+        kernel, lengths, counts, wanted, *flat = inputs
+        ctx.kernel, ctx.lengths, ctx.counts, ctx.wanted = kernel, lengths, counts, wanted
         n_primal = sum(counts[:7])
         ctx.save_for_backward(*flat[:n_primal])
         ctx.save_for_forward(*flat[:n_primal])
@@ -210,37 +223,40 @@ class DoubleBackward(Function):
         ctx.set_materialize_grads(False)   # jvp tells no tangent (None) from a tangent (torch.func: zeros)
 
     @staticmethod
-    def vmap(info, in_dims, kernel, lengths, counts, *flat):
+    def vmap(info, in_dims, kernel, lengths, counts, wanted, *flat):
         _unbatched_lengths(in_dims[1])
-        return _per_slice(lambda *f: DoubleBackward.apply(kernel, lengths, counts, *f), info, in_dims[3:], flat)
+        return _per_slice(lambda *f: DoubleBackward.apply(kernel, lengths, counts, wanted, *f), info, in_dims[4:],
+                          flat)
 
     @staticmethod
-    def _again(ctx, t_p, t_d):
+    def _again(ctx, t_p, t_d, wanted):
         saved = ctx.saved_tensors
         n = sum(ctx.counts[:5])
-        return DoubleBackward.apply(ctx.kernel, ctx.lengths, ctx.counts, *_attached(saved[:n]), *saved[n:], *t_p, *t_d)
+        return DoubleBackward.apply(ctx.kernel, ctx.lengths, ctx.counts, wanted, *_attached(saved[:n]), *saved[n:],
+                                    *t_p, *t_d)
 
     @staticmethod
     def backward(ctx, *u):
         xs, inits, params, d_ys, d_fin, ys, res = _split(ctx.saved_tensors, ctx.counts[:7])
-        n_y = len(d_ys) + len(d_fin)
+        n_y, n_p = len(d_ys) + len(d_fin), len(xs) + len(inits) + len(params)
         u_d = _zeros(u[:n_y], (*d_ys, *d_fin))                      # the cotangent of J_F p'
         u_p = _zeros(u[n_y:], (*xs, *inits, *params))               # the cotangent of G(p, d') + H p'
         refused = _refuse_if_used(ctx.primal_edges)
         # D is linear in (p', d'), with the symmetric matrix [[H, J^T], [J, 0]]: its VJP is D at (u_p, u_d)
-        again = DoubleBackward._again(ctx, u_p, u_d)
+        start = 4 + sum(ctx.counts[:7])   # where the inputs p' begin
+        again = DoubleBackward._again(ctx, u_p, u_d, ctx.needs_input_grad[start:start + n_p])
         grads_p, grads_d = again[n_y:], again[:n_y]
-        return (None, None, None, *refused, *(None for _ in (*ys, *res)), *grads_p, *grads_d)
+        return (None, None, None, None, *refused, *(None for _ in (*ys, *res)), *grads_p, *grads_d)
 
     @staticmethod
     def jvp(ctx, *tangents):
         n_primal = sum(ctx.counts[:7])
-        if any(t is not None for t in tangents[3:3 + sum(ctx.counts[:5])]):
+        if any(t is not None for t in tangents[4:4 + sum(ctx.counts[:5])]):
             raise NotImplementedError(THIRD)
         xs, inits, params, d_ys, d_fin, _, _ = _split(ctx.saved_tensors, ctx.counts[:7])
-        t_p = _zeros(tangents[3 + n_primal:3 + n_primal + len(xs) + len(inits) + len(params)], (*xs, *inits, *params))
-        t_d = _zeros(tangents[3 + n_primal + len(t_p):], (*d_ys, *d_fin))
-        return DoubleBackward._again(ctx, t_p, t_d)
+        t_p = _zeros(tangents[4 + n_primal:4 + n_primal + len(xs) + len(inits) + len(params)], (*xs, *inits, *params))
+        t_d = _zeros(tangents[4 + n_primal + len(t_p):], (*d_ys, *d_fin))
+        return DoubleBackward._again(ctx, t_p, t_d, ctx.wanted)
 
 
 class ScanTangent(Function):
@@ -273,11 +289,14 @@ class ScanTangent(Function):
         t_p = ctx.saved_tensors[sum(ctx.counts):]
         c = _zeros(c, (*ys, *inits))
         c_ys, c_fin = c[:len(ys)], c[len(ys):]
+        n_p = len(t_p)
         for_t = ScanBackward.apply(ctx.kernel, ctx.lengths, _counts(c_ys, c_fin, xs, inits, params, ys, res),
+                                   ctx.needs_input_grad[3 + len(ctx.saved_tensors) - n_p:],
                                    *c_ys, *c_fin, *xs, *inits, *params, *ys, *res)
         counts = _counts(xs, inits, params, c_ys, c_fin, ys, res, xs, inits, params, c_ys, c_fin)
-        d = DoubleBackward.apply(ctx.kernel, ctx.lengths, counts, *_attached((*xs, *inits, *params, *c_ys, *c_fin)),
-                                 *ys, *res, *t_p, *(torch.zeros_like(t) for t in c))
+        d = DoubleBackward.apply(ctx.kernel, ctx.lengths, counts, ctx.needs_input_grad[3:3 + n_p],
+                                 *_attached((*xs, *inits, *params, *c_ys, *c_fin)), *ys, *res, *t_p,
+                                 *(torch.zeros_like(t) for t in c))
         for_p = d[len(c):]
         return (None, None, None, *for_p, *(None for _ in (*ys, *res)), *for_t)
 

@@ -30,6 +30,15 @@ def tan(name):
     return f"_v_{name}"
 
 
+def _tangent_arg(a):
+    return Arg(f"_v{a.name}", tuple(tan(n) for n in a.buffers))
+
+
+def is_tangent(arg):
+    """Whether a scan's argument holds tangents (the tangent scans' second half of arguments)."""
+    return arg.name.startswith("_v")
+
+
 def _view(v):
     return View(tan(v.value), v.start, v.stop)
 
@@ -122,8 +131,7 @@ def tangent_forward(forward, backward):
             buffers.append(_tangent_buffer(b, Keep.SAVE if b.name in kept else Keep.NEVER))
         else:
             buffers.append(_tangent_buffer(b))
-    args = tuple(a for a in backward.args if a.name in groups) + tuple(
-        Arg(f"_v{a.name}", tuple(tan(n) for n in a.buffers)) for a in forward.args)
+    args = tuple(a for a in backward.args if a.name in groups) + tuple(_tangent_arg(a) for a in forward.args)
     return Scan(name="tangent_forward", reverse=forward.reverse, save=True, args=args, buffers=tuple(buffers),
                 before=tuple(before + moved), step=tuple(step), after=(),
                 carries=tuple((tan(a), tan(b)) for a, b in forward.carries),
@@ -134,7 +142,7 @@ def tangent_forward(forward, backward):
 
 def tangent_backward(backward):
     """The JVP of the backward scan: every argument has a tangent; the results are the gradients' tangents."""
-    args = backward.args + tuple(Arg(f"_v{a.name}", tuple(tan(n) for n in a.buffers)) for a in backward.args)
+    args = backward.args + tuple(_tangent_arg(a) for a in backward.args)
     buffers = list(backward.buffers) + [_tangent_buffer(b) for b in backward.buffers]
     returns = tuple(Result(f"t_{r.name}", tuple(tan(n) for n in r.buffers)) for r in backward.returns)
     scan = Scan(name="tangent_backward", reverse=backward.reverse, save=False, args=args, buffers=tuple(buffers),

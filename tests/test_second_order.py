@@ -152,6 +152,85 @@ def test_hessian_vector_products_hessian_and_maml(backend):
         assert rel_err(a.cpu().double(), b) < TOL[backend]
 
 
+def _spy_on_skips(monkeypatch):
+    """[(scan name, skip flags)] of every cpp entry point called from now on"""
+    from symcell.backends.cpp.build import Entry
+    calls, call = [], Entry.__call__
+
+    def spy(self, *args, skip=()):
+        calls.append((self.name, list(skip)))
+        return call(self, *args, skip=skip)
+    monkeypatch.setattr(Entry, "__call__", spy)
+    return calls
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("wrt", ["input", "params"])
+def test_a_hessian_vector_product_leaves_out_zero_tangents_and_unwanted_gradients(backend, wrt, monkeypatch):
+    """An HVP with respect to the input alone (the parameters' tangents are zero, their second-order gradients
+    unwanted) or the parameters alone (the input's tangent is zero): the eager loop's answer, and on cpp the
+    entry points are told what they may leave out, which changes nothing but the time."""
+    m = _lstm(backend)
+    dev, dt = DEVICE[backend], DTYPE[backend]
+    names = [n for n, _ in m.named_parameters()]
+    x = torch.randn(5, 3, 3, dtype=dt, device=dev)
+    params = [p.detach() for p in m.parameters()]
+    cpu = [t.cpu().double() for t in (x, *params)]
+
+    def hvp(lossf, args, v):
+        g = torch.autograd.grad(lossf(*args), args, create_graph=True)
+        return torch.autograd.grad(sum((a * b).sum() for a, b in zip(g, v)), args)
+
+    def loss(x_, *ps):
+        return (functional_call(m, dict(zip(names, ps)), (x_,))[0] ** 2).sum()
+
+    def ref_loss(x_, *ps):
+        return (_eager_lstm(ps, x_)[0] ** 2).sum()
+
+    def split(f, xs, ps):   # the loss with only `wrt` as arguments
+        return (lambda x_: f(x_, *ps)) if wrt == "input" else (lambda *ps_: f(xs, *ps_))
+
+    ours_args = [x.requires_grad_()] if wrt == "input" else [p.requires_grad_() for p in params]
+    ref_args = [cpu[0].requires_grad_()] if wrt == "input" else [p.requires_grad_() for p in cpu[1:]]
+    v = [torch.randn_like(a, dtype=torch.float64, device="cpu") for a in ref_args]
+    calls = _spy_on_skips(monkeypatch) if backend == "cpp" else []
+    ours = hvp(split(loss, x, params), ours_args, [t.to(dev, dt) for t in v])
+    theirs = hvp(split(ref_loss, cpu[0], cpu[1:]), ref_args, v)
+    for a, b in zip(ours, theirs):
+        assert rel_err(a.cpu().double(), b) < TOL[backend]
+    if backend == "cpp":
+        flags = {name: skip for name, skip in calls}
+        assert any(flags["tangent_forward"]), "a zero tangent goes unsaid"
+        if wrt == "input":   # the parameters' gradients: not wanted in the first backward, nor in the second
+            assert any(flags["backward"]) and any(flags["tangent_backward"])
+        monkeypatch.setattr(symcell.backends.base, "_skip", lambda *a: [])
+        for a, b in zip(ours, hvp(split(loss, x, params), ours_args, [t.to(dev, dt) for t in v])):
+            assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_backward_leaves_out_the_gradients_nobody_asked_for(backend, monkeypatch):
+    """x without requires_grad (a first layer's input), then frozen parameters: the gradients asked for are the
+    eager loop's, and on cpp the backward is told which it may leave out"""
+    m = _lstm(backend)
+    dev, dt = DEVICE[backend], DTYPE[backend]
+    x = torch.randn(5, 3, 3, dtype=dt, device=dev)
+    calls = _spy_on_skips(monkeypatch) if backend == "cpp" else []
+    (m(x)[0] ** 2).sum().backward()
+    params = [p.detach().cpu().double().requires_grad_() for p in m.parameters()]
+    (_eager_lstm(params, x.cpu().double())[0] ** 2).sum().backward()
+    for p, q in zip(m.parameters(), params):
+        assert rel_err(p.grad.cpu().double(), q.grad) < TOL[backend]
+    m.requires_grad_(False)
+    xg = x.clone().requires_grad_()
+    (m(xg)[0] ** 2).sum().backward()
+    xr = x.cpu().double().requires_grad_()
+    (_eager_lstm([p.detach() for p in params], xr)[0] ** 2).sum().backward()
+    assert rel_err(xg.grad.cpu().double(), xr.grad) < TOL[backend]
+    if backend == "cpp":
+        assert [name for name, skip in calls if any(skip)] == ["backward", "backward"]
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_forward_mode_and_torch_func(backend):
     m = _lstm(backend)

@@ -13,7 +13,12 @@ source into entry points. It never asks for anything else: the pipeline gives it
 An entry point takes its scan's arguments (kernel.Scan.args: lists of tensors, in order), then `save` when the
 scan has the flag, then `lengths` (None or an int64 tensor of B lengths), and returns a flat list of tensors in
 the order of its scan's result groups. It never writes into its arguments (the operators declare no mutation).
+An entry point with `skips = True` also takes `skip=`: one flag per argument tensor (it is all zeros), then one
+per result (not wanted: its value is unspecified), so that it may leave out the work they make useless (the
+tangents of a second derivative are often zero in some inputs, and some gradients are not asked for). Others
+are never given it; they compute everything, which is the same answer.
 """
+from ..tangent import is_tangent
 
 
 class Backend:
@@ -87,12 +92,14 @@ class Kernel:
         self._scan(name)
         return self._scans[name]
 
-    def run(self, name, groups, save=None, lengths=None):
-        """An entry point on lists of tensors -> its result groups (a group saved only when saving is empty)."""
+    def run(self, name, groups, save=None, lengths=None, wanted=None):
+        """An entry point on lists of tensors -> its result groups (a group saved only when saving is empty).
+        wanted: one bool per result tensor (None: all); an unwanted one may be returned with any value."""
         entry = self._scan(name)
         scan = self.scan(name)
         groups = [[t.contiguous() for t in g] for g in groups]   # entry points read row-major memory
-        flat = unaliased(entry(*groups, *([save] if scan.save else []), lengths), [t for g in groups for t in g])
+        kw = {"skip": _skip(scan, groups, wanted)} if getattr(entry, "skips", False) else {}
+        flat = unaliased(entry(*groups, *([save] if scan.save else []), lengths, **kw), [t for g in groups for t in g])
         out, k = [], 0
         for r in scan.returns:
             if r.save and not save:
@@ -105,15 +112,25 @@ class Kernel:
     def forward(self, xs, inits, params, save, lengths=None):
         return self.run("forward", (xs, inits, params), save, lengths)
 
-    def backward(self, d_ys, d_finals, xs, inits, params, ys, residuals, lengths=None):
-        return self.run("backward", (d_ys, d_finals, xs, inits, params, ys, residuals), lengths=lengths)
+    def backward(self, d_ys, d_finals, xs, inits, params, ys, residuals, lengths=None, wanted=None):
+        return self.run("backward", (d_ys, d_finals, xs, inits, params, ys, residuals), lengths=lengths,
+                        wanted=wanted)
 
     def tangent_forward(self, xs, inits, params, ys, res, t_xs, t_inits, t_params, save, lengths=None):
         return self.run("tangent_forward", (xs, inits, params, ys, res, t_xs, t_inits, t_params), save, lengths)
 
-    def tangent_backward(self, primal, tangents, lengths=None):
+    def tangent_backward(self, primal, tangents, lengths=None, wanted=None):
         """primal: (d_ys, d_finals, xs, inits, params, ys, res); tangents: theirs, in that order"""
-        return self.run("tangent_backward", (*primal, *tangents), lengths=lengths)
+        return self.run("tangent_backward", (*primal, *tangents), lengths=lengths, wanted=wanted)
+
+
+def _skip(scan, groups, wanted):
+    """The `skip` flags of a call: a tangent argument (tangent.py) that is all zeros (a tangent the caller has
+    none of comes here as zeros; on the CPU, looking costs a read of it), then the results not wanted."""
+    zero = [int(is_tangent(a) and t.device.type == "cpu" and not t.any()) for a, g in zip(scan.args, groups)
+            for t in g]
+    unwanted = [] if wanted is None or all(wanted) else [int(not w) for w in wanted]
+    return zero + unwanted if any(zero) or unwanted else []
 
 
 class Renderer:

@@ -10,7 +10,7 @@
 
 namespace {
 template <typename scalar_t>
-static std::vector<at::Tensor> tangent_forward_impl(at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::TensorList _v_xs, at::TensorList _v_inits, at::TensorList _v_params, at::IntArrayRef _dims, bool _save, const at::Tensor& _lengths) {
+static std::vector<at::Tensor> tangent_forward_impl(at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::TensorList _v_xs, at::TensorList _v_inits, at::TensorList _v_params, at::IntArrayRef _dims, bool _save, const at::Tensor& _lengths, at::IntArrayRef _skip) {
   const int64_t _dim_H = _dims[0];
   const int64_t _dim_I = _dims[1];
   const int64_t _n_x = _dim_I;
@@ -54,17 +54,39 @@ static std::vector<at::Tensor> tangent_forward_impl(at::TensorList _xs, at::Tens
   const scalar_t* _v_weight_hh = sc::ptr<scalar_t>(_v_params[1]);
   const scalar_t* _v_bias_ih = sc::ptr<scalar_t>(_v_params[2]);
   const scalar_t* _v_bias_hh = sc::ptr<scalar_t>(_v_params[3]);
+  // _skip: one flag per argument tensor (all zeros), then one per result (not wanted)
+  const bool _zero__v_x = sc::flag(_skip, 10);
+  const bool _zero__v_weight_ih = sc::flag(_skip, 13);
+  const bool _zero__v_weight_hh = sc::flag(_skip, 14);
   at::Tensor _t__v_h_new = at::empty({_steps, _batch, _n__v_h_new}, _opt);
   at::Tensor _res__v_c_new = !_save ? at::Tensor() : _len != nullptr ? at::zeros({_steps, _batch, _n__v_c_new}, _opt) : at::empty({_steps, _batch, _n__v_c_new}, _opt);
   at::Tensor _pp__v_c_new = at::empty({2, _batch, _n__v_c_new}, _opt);   // two alternating slots
   at::Tensor _t__v_gates = at::empty({_steps, _batch, _n__v_gates}, _opt);
   scalar_t* _seq__v_gates = sc::ptr<scalar_t>(_t__v_gates);
   scalar_t* _wt__v_gates0 = sc::ptr<scalar_t>(sc::workspace(0, (2*_dim_I) * _n__v_gates, _opt));
-  sc::transpose(weight_ih, _ld_weight_ih, _n__v_gates, _dim_I, _wt__v_gates0 + (0) * _n__v_gates, _n__v_gates);
-  sc::transpose(_v_weight_ih, _ld__v_weight_ih, _n__v_gates, _dim_I, _wt__v_gates0 + (_dim_I) * _n__v_gates, _n__v_gates);
+  int64_t _k__v_gates0 = 0;
+  const bool _on__v_gates0_0 = !(_zero__v_x);
+  if (_on__v_gates0_0) {
+    sc::transpose(weight_ih, _ld_weight_ih, _n__v_gates, _dim_I, _wt__v_gates0 + _k__v_gates0 * _n__v_gates, _n__v_gates);
+    _k__v_gates0 += _dim_I;
+  }
+  const bool _on__v_gates0_1 = !(_zero__v_weight_ih);
+  if (_on__v_gates0_1) {
+    sc::transpose(_v_weight_ih, _ld__v_weight_ih, _n__v_gates, _dim_I, _wt__v_gates0 + _k__v_gates0 * _n__v_gates, _n__v_gates);
+    _k__v_gates0 += _dim_I;
+  }
   scalar_t* _wt__v_gates1 = sc::ptr<scalar_t>(sc::workspace(1, (2*_dim_H) * _n__v_gates, _opt));
-  sc::transpose(weight_hh, _ld_weight_hh, _n__v_gates, _dim_H, _wt__v_gates1 + (0) * _n__v_gates, _n__v_gates);
-  sc::transpose(_v_weight_hh, _ld__v_weight_hh, _n__v_gates, _dim_H, _wt__v_gates1 + (_dim_H) * _n__v_gates, _n__v_gates);
+  int64_t _k__v_gates1 = 0;
+  const bool _on__v_gates1_0 = true;
+  if (_on__v_gates1_0) {
+    sc::transpose(weight_hh, _ld_weight_hh, _n__v_gates, _dim_H, _wt__v_gates1 + _k__v_gates1 * _n__v_gates, _n__v_gates);
+    _k__v_gates1 += _dim_H;
+  }
+  const bool _on__v_gates1_1 = !(_zero__v_weight_hh);
+  if (_on__v_gates1_1) {
+    sc::transpose(_v_weight_hh, _ld__v_weight_hh, _n__v_gates, _dim_H, _wt__v_gates1 + _k__v_gates1 * _n__v_gates, _n__v_gates);
+    _k__v_gates1 += _dim_H;
+  }
   at::Tensor _operands__v_gates0 = at::empty({_steps * _batch, (2*_dim_I)}, _opt);
   at::Tensor _operands__v_gates1 = at::empty({_batch, (2*_dim_H)}, _opt);
   // before the loop: what depends on no carried value, over all _steps*_batch rows at once
@@ -73,12 +95,13 @@ static std::vector<at::Tensor> tangent_forward_impl(at::TensorList _xs, at::Tens
     const scalar_t* _v_x = _seq__v_x;
     scalar_t* _v_gates = _seq__v_gates;
     // _v_gates = _v_x[0:_dim_I] @ weight_ih[:, 0:_dim_I].T + x[0:_dim_I] @ _v_weight_ih[:, 0:_dim_I].T
-    { scalar_t* _cat = sc::ptr<scalar_t>(_operands__v_gates0) + (0) * (2*_dim_I);
+    { scalar_t* _cat = sc::ptr<scalar_t>(_operands__v_gates0) + (0) * _k__v_gates0;
       for (int64_t _r = 0; _r < _steps * _batch; ++_r) {
-        std::memcpy(_cat + _r * (2*_dim_I) + 0, _v_x + _r * _n__v_x, sizeof(scalar_t) * _dim_I);
-        std::memcpy(_cat + _r * (2*_dim_I) + _dim_I, x + _r * _n_x, sizeof(scalar_t) * _dim_I);
+        int64_t _o = 0;
+        if (_on__v_gates0_0) { std::memcpy(_cat + _r * _k__v_gates0 + _o, _v_x + _r * _n__v_x, sizeof(scalar_t) * _dim_I); _o += _dim_I; }
+        if (_on__v_gates0_1) { std::memcpy(_cat + _r * _k__v_gates0 + _o, x + _r * _n_x, sizeof(scalar_t) * _dim_I); _o += _dim_I; }
       }
-      sc::mm_kn(_steps * _batch, _n__v_gates, (2*_dim_I), _cat, (2*_dim_I), _wt__v_gates0, _n__v_gates, false, _v_gates, _n__v_gates);
+      sc::mm_kn(_steps * _batch, _n__v_gates, _k__v_gates0, _cat, _k__v_gates0, _wt__v_gates0, _n__v_gates, false, _v_gates, _n__v_gates);
     }
   }
   // the time loop, on batch rows [_b0, _b1) (see sc::scan_rows)
@@ -96,12 +119,13 @@ static std::vector<at::Tensor> tangent_forward_impl(at::TensorList _xs, at::Tens
       int64_t _na = _nb;   // the rows up to the last one still running (see render.py)
       if (_len != nullptr) while (_na > 0 && _len[_b0 + _na - 1] <= _t) --_na;
       // _v_gates += _v_h[0:_dim_H] @ weight_hh[:, 0:_dim_H].T + h[0:_dim_H] @ _v_weight_hh[:, 0:_dim_H].T
-      { scalar_t* _cat = sc::ptr<scalar_t>(_operands__v_gates1) + (_b0) * (2*_dim_H);
+      { scalar_t* _cat = sc::ptr<scalar_t>(_operands__v_gates1) + (_b0) * _k__v_gates1;
         for (int64_t _r = 0; _r < _na; ++_r) {
-          std::memcpy(_cat + _r * (2*_dim_H) + 0, _v_h + _r * _n__v_h, sizeof(scalar_t) * _dim_H);
-          std::memcpy(_cat + _r * (2*_dim_H) + _dim_H, h + _r * _n_h, sizeof(scalar_t) * _dim_H);
+          int64_t _o = 0;
+          if (_on__v_gates1_0) { std::memcpy(_cat + _r * _k__v_gates1 + _o, _v_h + _r * _n__v_h, sizeof(scalar_t) * _dim_H); _o += _dim_H; }
+          if (_on__v_gates1_1) { std::memcpy(_cat + _r * _k__v_gates1 + _o, h + _r * _n_h, sizeof(scalar_t) * _dim_H); _o += _dim_H; }
         }
-        sc::mm_kn(_na, _n__v_gates, (2*_dim_H), _cat, (2*_dim_H), _wt__v_gates1, _n__v_gates, true, _v_gates, _n__v_gates);
+        sc::mm_kn(_na, _n__v_gates, _k__v_gates1, _cat, _k__v_gates1, _wt__v_gates1, _n__v_gates, true, _v_gates, _n__v_gates);
       }
       {  // fused region: 2 output(s), _dim_H features per row
         const int64_t _n = _dim_H;
@@ -185,7 +209,7 @@ static std::vector<at::Tensor> tangent_forward_impl(at::TensorList _xs, at::Tens
 }
 
 template <typename scalar_t>
-static std::vector<at::Tensor> tangent_backward_impl(at::TensorList _d_ys, at::TensorList _d_finals, at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::TensorList _v_d_ys, at::TensorList _v_d_finals, at::TensorList _v_xs, at::TensorList _v_inits, at::TensorList _v_params, at::TensorList _v_ys, at::TensorList _v_res, at::IntArrayRef _dims, const at::Tensor& _lengths) {
+static std::vector<at::Tensor> tangent_backward_impl(at::TensorList _d_ys, at::TensorList _d_finals, at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::TensorList _v_d_ys, at::TensorList _v_d_finals, at::TensorList _v_xs, at::TensorList _v_inits, at::TensorList _v_params, at::TensorList _v_ys, at::TensorList _v_res, at::IntArrayRef _dims, const at::Tensor& _lengths, at::IntArrayRef _skip) {
   const int64_t _dim_H = _dims[0];
   const int64_t _dim_I = _dims[1];
   const int64_t _n_x = _dim_I;
@@ -255,6 +279,15 @@ static std::vector<at::Tensor> tangent_backward_impl(at::TensorList _d_ys, at::T
   const scalar_t* _seq__v_h_new = sc::ptr<scalar_t>(_v_ys[0]);
   const scalar_t* _seq__v_gates = sc::ptr<scalar_t>(_v_res[0]);
   const scalar_t* _seq__v_c_new = sc::ptr<scalar_t>(_v_res[1]);
+  // _skip: one flag per argument tensor (all zeros), then one per result (not wanted)
+  const bool _zero__v_x = sc::flag(_skip, 16);
+  const bool _zero__v_h = sc::flag(_skip, 17);
+  const bool _zero__v_weight_ih = sc::flag(_skip, 19);
+  const bool _zero__v_weight_hh = sc::flag(_skip, 20);
+  const bool _zero__v_h_new = sc::flag(_skip, 23);
+  const bool _unwanted__v_d_x = sc::flag(_skip, 26);
+  const bool _unwanted__v_d_weight_ih = sc::flag(_skip, 29);
+  const bool _unwanted__v_d_weight_hh = sc::flag(_skip, 30);
   at::Tensor _pp_d_h = at::empty({2, _batch, _n_d_h}, _opt);   // two alternating slots
   at::Tensor _pp_d_c = at::empty({2, _batch, _n_d_c}, _opt);   // two alternating slots
   at::Tensor _t_d_gates = at::zeros({_steps, _batch, _n_d_gates}, _opt);
@@ -462,8 +495,10 @@ static std::vector<at::Tensor> tangent_backward_impl(at::TensorList _d_ys, at::T
       sc::mm_kn(_na, _dim_H, _n_d_gates, d_gates, _n_d_gates, weight_hh, _ld_weight_hh, true, d_h, _n_d_h);
       // _v_d_h[0:_dim_H] += _v_d_gates @ weight_hh[:, 0:_dim_H]
       sc::mm_kn(_na, _dim_H, _n__v_d_gates, _v_d_gates, _n__v_d_gates, weight_hh, _ld_weight_hh, true, _v_d_h, _n__v_d_h);
-      // _v_d_h[0:_dim_H] += d_gates @ _v_weight_hh[:, 0:_dim_H]
-      sc::mm_kn(_na, _dim_H, _n_d_gates, d_gates, _n_d_gates, _v_weight_hh, _ld__v_weight_hh, true, _v_d_h, _n__v_d_h);
+      if (!(_zero__v_weight_hh)) {
+        // _v_d_h[0:_dim_H] += d_gates @ _v_weight_hh[:, 0:_dim_H]
+        sc::mm_kn(_na, _dim_H, _n_d_gates, d_gates, _n_d_gates, _v_weight_hh, _ld__v_weight_hh, true, _v_d_h, _n__v_d_h);
+      }
       d_h_new = d_h;
       d_c_new = d_c;
       _v_d_h_new = _v_d_h;
@@ -482,20 +517,32 @@ static std::vector<at::Tensor> tangent_backward_impl(at::TensorList _d_ys, at::T
       const scalar_t* _v_x = _seq__v_x;
       scalar_t* _v_d_x = _seq__v_d_x;
       scalar_t* _v_d_gates = _seq__v_d_gates;
-      // _v_d_x[0:_dim_I] += _v_d_gates @ weight_ih[:, 0:_dim_I]
-      sc::mm_kn(_steps * _batch, _dim_I, _n__v_d_gates, _v_d_gates, _n__v_d_gates, weight_ih, _ld_weight_ih, true, _v_d_x, _n__v_d_x);
-      // _v_d_x[0:_dim_I] += d_gates @ _v_weight_ih[:, 0:_dim_I]
-      sc::mm_kn(_steps * _batch, _dim_I, _n_d_gates, d_gates, _n_d_gates, _v_weight_ih, _ld__v_weight_ih, true, _v_d_x, _n__v_d_x);
-      // _v_d_weight_ih[:, 0:_dim_I] += _v_d_gates.T @ x
-      sc::mm_tn<scalar_t>(_n__v_d_gates, _dim_I, _steps * _batch, _v_d_gates, _n__v_d_gates, x, _n_x, _v_d_weight_ih, _ld__v_d_weight_ih);
-      // _v_d_weight_ih[:, 0:_dim_I] += d_gates.T @ _v_x
-      sc::mm_tn<scalar_t>(_n_d_gates, _dim_I, _steps * _batch, d_gates, _n_d_gates, _v_x, _n__v_x, _v_d_weight_ih, _ld__v_d_weight_ih);
-      // _v_d_weight_hh[:, 0:_dim_H] += _v_d_gates.T @ h
-      sc::mm_tn<scalar_t>(_n__v_d_gates, _dim_H, _batch, _v_d_gates, _n__v_d_gates, _init_h, _n_h, _v_d_weight_hh, _ld__v_d_weight_hh);
-      sc::mm_tn<scalar_t>(_n__v_d_gates, _dim_H, (_steps - 1) * _batch, _v_d_gates + _batch * _n__v_d_gates, _n__v_d_gates, _seq_h_new, _n_h, _v_d_weight_hh, _ld__v_d_weight_hh);
-      // _v_d_weight_hh[:, 0:_dim_H] += d_gates.T @ _v_h
-      sc::mm_tn<scalar_t>(_n_d_gates, _dim_H, _batch, d_gates, _n_d_gates, _init__v_h, _n__v_h, _v_d_weight_hh, _ld__v_d_weight_hh);
-      sc::mm_tn<scalar_t>(_n_d_gates, _dim_H, (_steps - 1) * _batch, d_gates + _batch * _n_d_gates, _n_d_gates, _seq__v_h_new, _n__v_h, _v_d_weight_hh, _ld__v_d_weight_hh);
+      if (!(_unwanted__v_d_x)) {
+        // _v_d_x[0:_dim_I] += _v_d_gates @ weight_ih[:, 0:_dim_I]
+        sc::mm_kn(_steps * _batch, _dim_I, _n__v_d_gates, _v_d_gates, _n__v_d_gates, weight_ih, _ld_weight_ih, true, _v_d_x, _n__v_d_x);
+      }
+      if (!(_zero__v_weight_ih || _unwanted__v_d_x)) {
+        // _v_d_x[0:_dim_I] += d_gates @ _v_weight_ih[:, 0:_dim_I]
+        sc::mm_kn(_steps * _batch, _dim_I, _n_d_gates, d_gates, _n_d_gates, _v_weight_ih, _ld__v_weight_ih, true, _v_d_x, _n__v_d_x);
+      }
+      if (!(_unwanted__v_d_weight_ih)) {
+        // _v_d_weight_ih[:, 0:_dim_I] += _v_d_gates.T @ x
+        sc::mm_tn<scalar_t>(_n__v_d_gates, _dim_I, _steps * _batch, _v_d_gates, _n__v_d_gates, x, _n_x, _v_d_weight_ih, _ld__v_d_weight_ih);
+      }
+      if (!(_zero__v_x || _unwanted__v_d_weight_ih)) {
+        // _v_d_weight_ih[:, 0:_dim_I] += d_gates.T @ _v_x
+        sc::mm_tn<scalar_t>(_n_d_gates, _dim_I, _steps * _batch, d_gates, _n_d_gates, _v_x, _n__v_x, _v_d_weight_ih, _ld__v_d_weight_ih);
+      }
+      if (!(_unwanted__v_d_weight_hh)) {
+        // _v_d_weight_hh[:, 0:_dim_H] += _v_d_gates.T @ h
+        sc::mm_tn<scalar_t>(_n__v_d_gates, _dim_H, _batch, _v_d_gates, _n__v_d_gates, _init_h, _n_h, _v_d_weight_hh, _ld__v_d_weight_hh);
+        sc::mm_tn<scalar_t>(_n__v_d_gates, _dim_H, (_steps - 1) * _batch, _v_d_gates + _batch * _n__v_d_gates, _n__v_d_gates, _seq_h_new, _n_h, _v_d_weight_hh, _ld__v_d_weight_hh);
+      }
+      if (!((_zero__v_h && _zero__v_h_new) || _unwanted__v_d_weight_hh)) {
+        // _v_d_weight_hh[:, 0:_dim_H] += d_gates.T @ _v_h
+        sc::mm_tn<scalar_t>(_n_d_gates, _dim_H, _batch, d_gates, _n_d_gates, _init__v_h, _n__v_h, _v_d_weight_hh, _ld__v_d_weight_hh);
+        sc::mm_tn<scalar_t>(_n_d_gates, _dim_H, (_steps - 1) * _batch, d_gates + _batch * _n_d_gates, _n_d_gates, _seq__v_h_new, _n__v_h, _v_d_weight_hh, _ld__v_d_weight_hh);
+      }
     }
   }
   sc::sum_partials(_parts__v_d_bias_ih, _n__v_d_bias_ih, _v_d_bias_ih);
@@ -511,21 +558,21 @@ static std::vector<at::Tensor> tangent_backward_impl(at::TensorList _d_ys, at::T
   return _out;
 }
 
-std::vector<at::Tensor> tangent_forward(at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::TensorList _v_xs, at::TensorList _v_inits, at::TensorList _v_params, at::IntArrayRef _dims, bool _save, const at::Tensor& _lengths) {
+std::vector<at::Tensor> tangent_forward(at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::TensorList _v_xs, at::TensorList _v_inits, at::TensorList _v_params, at::IntArrayRef _dims, bool _save, const at::Tensor& _lengths, at::IntArrayRef _skip) {
   sc::FlushDenormals _ftz;
-  if (_xs[0].scalar_type() == at::kDouble) return tangent_forward_impl<double>(_xs, _inits, _params, _ys, _res, _v_xs, _v_inits, _v_params, _dims, _save, _lengths);
-  return tangent_forward_impl<float>(_xs, _inits, _params, _ys, _res, _v_xs, _v_inits, _v_params, _dims, _save, _lengths);
+  if (_xs[0].scalar_type() == at::kDouble) return tangent_forward_impl<double>(_xs, _inits, _params, _ys, _res, _v_xs, _v_inits, _v_params, _dims, _save, _lengths, _skip);
+  return tangent_forward_impl<float>(_xs, _inits, _params, _ys, _res, _v_xs, _v_inits, _v_params, _dims, _save, _lengths, _skip);
 }
-std::vector<at::Tensor> tangent_backward(at::TensorList _d_ys, at::TensorList _d_finals, at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::TensorList _v_d_ys, at::TensorList _v_d_finals, at::TensorList _v_xs, at::TensorList _v_inits, at::TensorList _v_params, at::TensorList _v_ys, at::TensorList _v_res, at::IntArrayRef _dims, const at::Tensor& _lengths) {
+std::vector<at::Tensor> tangent_backward(at::TensorList _d_ys, at::TensorList _d_finals, at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::TensorList _v_d_ys, at::TensorList _v_d_finals, at::TensorList _v_xs, at::TensorList _v_inits, at::TensorList _v_params, at::TensorList _v_ys, at::TensorList _v_res, at::IntArrayRef _dims, const at::Tensor& _lengths, at::IntArrayRef _skip) {
   sc::FlushDenormals _ftz;
-  if (_xs[0].scalar_type() == at::kDouble) return tangent_backward_impl<double>(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _v_d_ys, _v_d_finals, _v_xs, _v_inits, _v_params, _v_ys, _v_res, _dims, _lengths);
-  return tangent_backward_impl<float>(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _v_d_ys, _v_d_finals, _v_xs, _v_inits, _v_params, _v_ys, _v_res, _dims, _lengths);
+  if (_xs[0].scalar_type() == at::kDouble) return tangent_backward_impl<double>(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _v_d_ys, _v_d_finals, _v_xs, _v_inits, _v_params, _v_ys, _v_res, _dims, _lengths, _skip);
+  return tangent_backward_impl<float>(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _v_d_ys, _v_d_finals, _v_xs, _v_inits, _v_params, _v_ys, _v_res, _dims, _lengths, _skip);
 }
 }  // namespace
 
 TORCH_LIBRARY(SYMCELL_NS, m) {
-  m.def("tangent_forward(Tensor[] _xs, Tensor[] _inits, Tensor[] _params, Tensor[] _ys, Tensor[] _res, Tensor[] _v_xs, Tensor[] _v_inits, Tensor[] _v_params, int[] _dims, bool _save, Tensor _lengths) -> Tensor[]");
-  m.def("tangent_backward(Tensor[] _d_ys, Tensor[] _d_finals, Tensor[] _xs, Tensor[] _inits, Tensor[] _params, Tensor[] _ys, Tensor[] _res, Tensor[] _v_d_ys, Tensor[] _v_d_finals, Tensor[] _v_xs, Tensor[] _v_inits, Tensor[] _v_params, Tensor[] _v_ys, Tensor[] _v_res, int[] _dims, Tensor _lengths) -> Tensor[]");
+  m.def("tangent_forward(Tensor[] _xs, Tensor[] _inits, Tensor[] _params, Tensor[] _ys, Tensor[] _res, Tensor[] _v_xs, Tensor[] _v_inits, Tensor[] _v_params, int[] _dims, bool _save, Tensor _lengths, int[] _skip) -> Tensor[]");
+  m.def("tangent_backward(Tensor[] _d_ys, Tensor[] _d_finals, Tensor[] _xs, Tensor[] _inits, Tensor[] _params, Tensor[] _ys, Tensor[] _res, Tensor[] _v_d_ys, Tensor[] _v_d_finals, Tensor[] _v_xs, Tensor[] _v_inits, Tensor[] _v_params, Tensor[] _v_ys, Tensor[] _v_res, int[] _dims, Tensor _lengths, int[] _skip) -> Tensor[]");
 }
 TORCH_LIBRARY_IMPL(SYMCELL_NS, CPU, m) {
   m.impl("tangent_forward", &tangent_forward);

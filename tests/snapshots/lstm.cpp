@@ -10,7 +10,7 @@
 
 namespace {
 template <typename scalar_t>
-static std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::IntArrayRef _dims, bool _save, const at::Tensor& _lengths) {
+static std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::IntArrayRef _dims, bool _save, const at::Tensor& _lengths, at::IntArrayRef _skip) {
   const int64_t _dim_H = _dims[0];
   const int64_t _dim_I = _dims[1];
   const int64_t _n_x = _dim_I;
@@ -121,7 +121,7 @@ static std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _
 }
 
 template <typename scalar_t>
-static std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_finals, at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::IntArrayRef _dims, const at::Tensor& _lengths) {
+static std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_finals, at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::IntArrayRef _dims, const at::Tensor& _lengths, at::IntArrayRef _skip) {
   const int64_t _dim_H = _dims[0];
   const int64_t _dim_I = _dims[1];
   const int64_t _n_x = _dim_I;
@@ -162,6 +162,10 @@ static std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorLis
   const scalar_t* _seq_h_new = sc::ptr<scalar_t>(_ys[0]);
   const scalar_t* _seq_gates = sc::ptr<scalar_t>(_res[0]);
   const scalar_t* _seq_c_new = sc::ptr<scalar_t>(_res[1]);
+  // _skip: one flag per argument tensor (all zeros), then one per result (not wanted)
+  const bool _unwanted_d_x = sc::flag(_skip, 13);
+  const bool _unwanted_d_weight_ih = sc::flag(_skip, 16);
+  const bool _unwanted_d_weight_hh = sc::flag(_skip, 17);
   at::Tensor _pp_d_h = at::empty({2, _batch, _n_d_h}, _opt);   // two alternating slots
   at::Tensor _pp_d_c = at::empty({2, _batch, _n_d_c}, _opt);   // two alternating slots
   at::Tensor _t_d_x = at::zeros({_steps, _batch, _n_d_x}, _opt);
@@ -283,13 +287,19 @@ static std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorLis
       const scalar_t* x = _seq_x;
       scalar_t* d_x = _seq_d_x;
       scalar_t* d_gates = _seq_d_gates;
-      // d_x[0:_dim_I] += d_gates @ weight_ih[:, 0:_dim_I]
-      sc::mm_kn(_steps * _batch, _dim_I, _n_d_gates, d_gates, _n_d_gates, weight_ih, _ld_weight_ih, true, d_x, _n_d_x);
-      // d_weight_ih[:, 0:_dim_I] += d_gates.T @ x
-      sc::mm_tn<scalar_t>(_n_d_gates, _dim_I, _steps * _batch, d_gates, _n_d_gates, x, _n_x, d_weight_ih, _ld_d_weight_ih);
-      // d_weight_hh[:, 0:_dim_H] += d_gates.T @ h
-      sc::mm_tn<scalar_t>(_n_d_gates, _dim_H, _batch, d_gates, _n_d_gates, _init_h, _n_h, d_weight_hh, _ld_d_weight_hh);
-      sc::mm_tn<scalar_t>(_n_d_gates, _dim_H, (_steps - 1) * _batch, d_gates + _batch * _n_d_gates, _n_d_gates, _seq_h_new, _n_h, d_weight_hh, _ld_d_weight_hh);
+      if (!(_unwanted_d_x)) {
+        // d_x[0:_dim_I] += d_gates @ weight_ih[:, 0:_dim_I]
+        sc::mm_kn(_steps * _batch, _dim_I, _n_d_gates, d_gates, _n_d_gates, weight_ih, _ld_weight_ih, true, d_x, _n_d_x);
+      }
+      if (!(_unwanted_d_weight_ih)) {
+        // d_weight_ih[:, 0:_dim_I] += d_gates.T @ x
+        sc::mm_tn<scalar_t>(_n_d_gates, _dim_I, _steps * _batch, d_gates, _n_d_gates, x, _n_x, d_weight_ih, _ld_d_weight_ih);
+      }
+      if (!(_unwanted_d_weight_hh)) {
+        // d_weight_hh[:, 0:_dim_H] += d_gates.T @ h
+        sc::mm_tn<scalar_t>(_n_d_gates, _dim_H, _batch, d_gates, _n_d_gates, _init_h, _n_h, d_weight_hh, _ld_d_weight_hh);
+        sc::mm_tn<scalar_t>(_n_d_gates, _dim_H, (_steps - 1) * _batch, d_gates + _batch * _n_d_gates, _n_d_gates, _seq_h_new, _n_h, d_weight_hh, _ld_d_weight_hh);
+      }
     }
   }
   sc::sum_partials(_parts_d_bias_ih, _n_d_bias_ih, d_bias_ih);
@@ -305,21 +315,21 @@ static std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorLis
   return _out;
 }
 
-std::vector<at::Tensor> forward(at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::IntArrayRef _dims, bool _save, const at::Tensor& _lengths) {
+std::vector<at::Tensor> forward(at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::IntArrayRef _dims, bool _save, const at::Tensor& _lengths, at::IntArrayRef _skip) {
   sc::FlushDenormals _ftz;
-  if (_xs[0].scalar_type() == at::kDouble) return forward_impl<double>(_xs, _inits, _params, _dims, _save, _lengths);
-  return forward_impl<float>(_xs, _inits, _params, _dims, _save, _lengths);
+  if (_xs[0].scalar_type() == at::kDouble) return forward_impl<double>(_xs, _inits, _params, _dims, _save, _lengths, _skip);
+  return forward_impl<float>(_xs, _inits, _params, _dims, _save, _lengths, _skip);
 }
-std::vector<at::Tensor> backward(at::TensorList _d_ys, at::TensorList _d_finals, at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::IntArrayRef _dims, const at::Tensor& _lengths) {
+std::vector<at::Tensor> backward(at::TensorList _d_ys, at::TensorList _d_finals, at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::IntArrayRef _dims, const at::Tensor& _lengths, at::IntArrayRef _skip) {
   sc::FlushDenormals _ftz;
-  if (_xs[0].scalar_type() == at::kDouble) return backward_impl<double>(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _dims, _lengths);
-  return backward_impl<float>(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _dims, _lengths);
+  if (_xs[0].scalar_type() == at::kDouble) return backward_impl<double>(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _dims, _lengths, _skip);
+  return backward_impl<float>(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _dims, _lengths, _skip);
 }
 }  // namespace
 
 TORCH_LIBRARY(SYMCELL_NS, m) {
-  m.def("forward(Tensor[] _xs, Tensor[] _inits, Tensor[] _params, int[] _dims, bool _save, Tensor _lengths) -> Tensor[]");
-  m.def("backward(Tensor[] _d_ys, Tensor[] _d_finals, Tensor[] _xs, Tensor[] _inits, Tensor[] _params, Tensor[] _ys, Tensor[] _res, int[] _dims, Tensor _lengths) -> Tensor[]");
+  m.def("forward(Tensor[] _xs, Tensor[] _inits, Tensor[] _params, int[] _dims, bool _save, Tensor _lengths, int[] _skip) -> Tensor[]");
+  m.def("backward(Tensor[] _d_ys, Tensor[] _d_finals, Tensor[] _xs, Tensor[] _inits, Tensor[] _params, Tensor[] _ys, Tensor[] _res, int[] _dims, Tensor _lengths, int[] _skip) -> Tensor[]");
 }
 TORCH_LIBRARY_IMPL(SYMCELL_NS, CPU, m) {
   m.impl("forward", &forward);

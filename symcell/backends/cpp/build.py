@@ -33,15 +33,17 @@ def flags():
 
 class Entry:
     """An operator of a built library, called with the cell's dimensions (run-time values) after the scan's
-    arguments and flag, and an empty tensor for no lengths."""
+    arguments and flag, and an empty tensor for no lengths. It can leave out work (`skip`, see base.py)."""
+    skips = True
 
     def __init__(self, ns, scan, dims):
-        self.ns, self.op, self.dims = ns, getattr(getattr(torch.ops, ns), scan.name), list(dims)
+        self.ns, self.name, self.dims = ns, scan.name, list(dims)
+        self.op = getattr(getattr(torch.ops, ns), scan.name)
         self.flags = 1 if scan.save else 0
 
-    def __call__(self, *args):   # the scan's argument lists, its save flag if it has one, the lengths
+    def __call__(self, *args, skip=()):   # the scan's argument lists, its save flag if it has one, the lengths
         groups, flags, lengths = args[:-1 - self.flags], args[len(args) - 1 - self.flags:-1], args[-1]
-        return self.op(*groups, self.dims, *flags, _NO_LENGTHS if lengths is None else lengths)
+        return self.op(*groups, self.dims, *flags, _NO_LENGTHS if lengths is None else lengths, list(skip))
 
 
 def build(program, scans, source, dims):

@@ -14,8 +14,9 @@ How each scan runs (the why of each choice is measured; see BENCHMARKS.md):
 """
 import sympy
 
-from ...kernel import Keep, MatMul, Role, writes
+from ...kernel import Accumulate, Keep, MatMul, OperandGrad, Pointwise, Role, WeightGrad, reads, writes
 from ...printing import Writer, cpp_str, size_str
+from ...tangent import is_tangent
 from ..base import Renderer
 
 LEGEND = """\
@@ -48,6 +49,7 @@ class ScanRenderer(Renderer):
         outs = [mm.out for mm in self.matmuls]
         self.slot = {id(mm): mm.out if outs.count(mm.out) == 1 else f"{mm.out}{k}" for k, mm in enumerate(self.matmuls)}
         self.written = set().union(*[writes(st) for st in scan.step])
+        self.skip_if, self.term_off, self.flags = self._skips()
 
     # --- names ------------------------------------------------------------------------------------------
     def n(self, name):
@@ -69,6 +71,79 @@ class ScanRenderer(Renderer):
             scratch = f"sc::ptr<scalar_t>(_pp_{b.name}) + (({t}) & 1) * _batch * {n}"
         return {Keep.ALWAYS: f"({kept})", Keep.SAVE: f"(_save ? {kept} : {scratch})", Keep.NEVER: f"({scratch})"}[b.keep]
 
+    # --- work left out at run time (_skip) -------------------------------------------------------------
+    def _skips(self):
+        """What a call may leave out, by its `_skip` flags: one per argument tensor (it is all zeros: callers look
+        at tangents, tangent.py, and say when they have none), then one per result (not wanted). A matmul term on a zero argument is left out
+        of its GEMM; a transposed matmul or weight gradient on one, or into a result nothing else reads and
+        nobody wants, is not run. Only the flags some statement tests are read.
+        -> ({id(statement): C++ condition to skip it}, {id(matmul): [condition to leave term k out]}, {flag: index})"""
+        scan, index = self.scan, {}
+        flat = [n for a in scan.args for n in a.buffers] + [n for r in scan.returns for n in r.buffers]
+        args = set(flat[:sum(len(a.buffers) for a in scan.args)])
+        sources = set().union(*[_sources(st) for st in scan.before + scan.step + scan.after],
+                              *[set(pair) for pair in scan.carries])
+        used = {}
+
+        def flag(kind, name):
+            k = len(args) + flat[len(args):].index(name) if kind == "unwanted" else flat.index(name)
+            used[f"_{kind}_{name}"] = k
+            return f"_{kind}_{name}"
+
+        tangents = {n for a in scan.args if is_tangent(a) for n in a.buffers}   # (the ones callers look at)
+
+        def zero(name):   # known zero at run time: a SEQ or PARAM tangent, or a PREV both of whose parts are
+            b = self.buf[name]
+            if name in tangents and b.role in (Role.SEQ, Role.PARAM):
+                return flag("zero", name)
+            if name in tangents and b.role == Role.PREV and b.seq in tangents:
+                return f"({flag('zero', name)} && {flag('zero', b.seq)})"
+            return None
+
+        def droppable(name):   # a result no statement reads
+            return name in flat[len(args):] and name not in sources
+
+        def unwanted(name):
+            return flag("unwanted", name) if droppable(name) else None
+
+        def any_of(*conds):
+            return " || ".join(c for c in conds if c) or None
+
+        skip_if, term_off = {}, {}
+        for st in scan.before + scan.step + scan.after:
+            if isinstance(st, MatMul):
+                term_off[id(st)] = [any_of(zero(t.operand.value), zero(t.weight)) for t in st.terms]
+                cond = unwanted(st.out)
+            elif isinstance(st, OperandGrad):
+                cond = any_of(zero(st.src), zero(st.weight), unwanted(st.dest.value))
+            elif isinstance(st, WeightGrad):
+                cond = any_of(zero(st.src), zero(st.operand.value), unwanted(st.dest))
+            elif isinstance(st, Pointwise):
+                outs = sorted({d.value for d, _, _ in st.outputs})
+                cond = " && ".join(unwanted(d) for d in outs) if all(map(droppable, outs)) else None
+            else:
+                cond = None
+            if cond:
+                skip_if[id(st)] = cond
+        return skip_if, term_off, dict(sorted(used.items(), key=lambda kv: kv[1]))
+
+    def skip_flags(self):
+        if self.flags:
+            self.w("// _skip: one flag per argument tensor (all zeros), then one per result (not wanted)")
+        for name, k in self.flags.items():
+            self.w(f"const bool {name} = sc::flag(_skip, {k});")
+
+    def render(self, st):
+        cond = self.skip_if.get(id(st))
+        if cond is None:
+            return super().render(st)
+        with self.w.block(f"if (!({cond})) {{", "}"):
+            super().render(st)
+
+    def dynamic(self, mm):
+        """a matmul some of whose terms may be left out at run time: its K and the terms' places are run-time"""
+        return any(self.term_off.get(id(mm), ()))
+
     # --- the entry point --------------------------------------------------------------------------------
     def function(self):
         w, scan = self.w, self.scan
@@ -76,10 +151,11 @@ class ScanRenderer(Renderer):
         flags = ", bool _save" if scan.save else ""
         w("template <typename scalar_t>")
         w(f"static std::vector<at::Tensor> {scan.name}_impl({args}, at::IntArrayRef _dims{flags}, "
-          "const at::Tensor& _lengths) {")
+          "const at::Tensor& _lengths, at::IntArrayRef _skip) {")
         with w.block():
             self.preamble()
             self.bind_args()
+            self.skip_flags()
             self.allocate()
             if scan.before:
                 w("// before the loop: what depends on no carried value, over all _steps*_batch rows at once")
@@ -162,13 +238,23 @@ class ScanRenderer(Renderer):
         call (it is rewritten every call, so it never holds stale weights)."""
         w = self.w
         for slot, mm in enumerate(self.matmuls):
-            K, N = self.k_total(mm), self.n(mm.out)
-            w(f"scalar_t* _wt_{self.slot[id(mm)]} = sc::ptr<scalar_t>(sc::workspace({slot}, {K} * {N}, _opt));")
+            K, N, name = self.k_total(mm), self.n(mm.out), self.slot[id(mm)]
+            w(f"scalar_t* _wt_{name} = sc::ptr<scalar_t>(sc::workspace({slot}, {K} * {N}, _opt));")
+            if self.dynamic(mm):   # the terms that run, stacked; _k_<m> their width
+                w(f"int64_t _k_{name} = 0;")
+                for k, (t, off) in enumerate(zip(mm.terms, self.term_off[id(mm)])):
+                    width = size_str(t.col_stop - t.col_start)
+                    w(f"const bool _on_{name}_{k} = {'true' if off is None else f'!({off})'};")
+                    with w.block(f"if (_on_{name}_{k}) {{", "}"):
+                        w(f"sc::transpose({_at(t.weight, t.col_start)}, _ld_{t.weight}, {N}, {width}, "
+                          f"_wt_{name} + _k_{name} * {N}, {N});")
+                        w(f"_k_{name} += {width};")
+                continue
             off = sympy.Integer(0)
             for t in mm.terms:
                 width = t.col_stop - t.col_start
                 w(f"sc::transpose({_at(t.weight, t.col_start)}, _ld_{t.weight}, {N}, {size_str(width)}, "
-                  f"_wt_{self.slot[id(mm)]} + ({size_str(off)}) * {N}, {N});")
+                  f"_wt_{name} + ({size_str(off)}) * {N}, {N});")
                 off = off + width
 
     def phase(self, stmts):
@@ -270,25 +356,32 @@ class ScanRenderer(Renderer):
         w(f"// {mm.out} {'+=' if mm.accumulate else '='} " + " + ".join(f"{t.operand.value}[{size_str(t.operand.start)}:{size_str(t.operand.stop)}] @ "
                                          f"{t.weight}[:, {size_str(t.col_start)}:{size_str(t.col_stop)}].T"
                                          for t in mm.terms))
-        n_out, acc = self.n(mm.out), "true" if mm.accumulate else "false"
+        n_out, acc, name = self.n(mm.out), "true" if mm.accumulate else "false", self.slot[id(mm)]
         if len(mm.terms) == 1:
             op = mm.terms[0].operand
-            w(f"sc::mm_kn({rows}, {n_out}, {size_str(op.stop - op.start)}, {_at(op.value, op.start)}, "
-              f"{self.n(op.value)}, _wt_{self.slot[id(mm)]}, {n_out}, {acc}, {mm.out}, {n_out});")
+            K = f"_k_{name}" if self.dynamic(mm) else size_str(op.stop - op.start)   # 0: left out
+            w(f"sc::mm_kn({rows}, {n_out}, {K}, {_at(op.value, op.start)}, "
+              f"{self.n(op.value)}, _wt_{name}, {n_out}, {acc}, {mm.out}, {n_out});")
             return
         # the operands side by side in one row block, then one GEMM over K = the sum of their widths against
         # the stacked weights: half the accumulator traffic of one GEMM per term
-        K = self.k_total(mm)
-        w(f"{{ scalar_t* _cat = sc::ptr<scalar_t>(_operands_{self.slot[id(mm)]}) + ({self.row0}) * {K};")
+        K = f"_k_{name}" if self.dynamic(mm) else self.k_total(mm)
+        w(f"{{ scalar_t* _cat = sc::ptr<scalar_t>(_operands_{name}) + ({self.row0}) * {K};")
         with w.block():
             with w.block(f"for (int64_t _r = 0; _r < {rows}; ++_r) {{", "}"):
+                if self.dynamic(mm):
+                    w("int64_t _o = 0;")
                 off = sympy.Integer(0)
-                for t in mm.terms:
-                    op = t.operand
+                for k, t in enumerate(mm.terms):
+                    op, width = t.operand, size_str(t.operand.stop - t.operand.start)
+                    if self.dynamic(mm):
+                        w(f"if (_on_{name}_{k}) {{ std::memcpy(_cat + _r * {K} + _o, {_at(op.value, op.start)} + "
+                          f"_r * {self.n(op.value)}, sizeof(scalar_t) * {width}); _o += {width}; }}")
+                        continue
                     w(f"std::memcpy(_cat + _r * {K} + {size_str(off)}, {_at(op.value, op.start)} + "
-                      f"_r * {self.n(op.value)}, sizeof(scalar_t) * {size_str(op.stop - op.start)});")
+                      f"_r * {self.n(op.value)}, sizeof(scalar_t) * {width});")
                     off = off + (op.stop - op.start)
-            w(f"sc::mm_kn({rows}, {n_out}, {K}, _cat, {K}, _wt_{self.slot[id(mm)]}, {n_out}, {acc}, {mm.out}, {n_out});")
+            w(f"sc::mm_kn({rows}, {n_out}, {K}, _cat, {K}, _wt_{name}, {n_out}, {acc}, {mm.out}, {n_out});")
         w("}")
 
     def render_Pointwise(self, st):
@@ -393,6 +486,17 @@ class ScanRenderer(Renderer):
         self.w(f"for (int64_t _i = 0; _i < _nb * {n}; ++_i) {st.dest}[_i] += {st.src}[_i];")
 
 
+def _sources(st):
+    """the buffers a statement reads values from (not those it only accumulates into)"""
+    if isinstance(st, Accumulate):
+        return {st.src}
+    if isinstance(st, Pointwise):
+        return {v.value for _, v in st.leaves}
+    if isinstance(st, (OperandGrad, WeightGrad, MatMul)):
+        return reads(st) - writes(st)
+    return reads(st)
+
+
 def render(program, scans):
     w = Writer("  ")
     w(f"// symcell cpp backend: {program.name}")
@@ -407,8 +511,9 @@ def render(program, scans):
         w()
     for scan in scans:
         params = ", ".join([f"at::TensorList {a.name}" for a in scan.args] + ["at::IntArrayRef _dims"]
-                           + (["bool _save"] if scan.save else []) + ["const at::Tensor& _lengths"])
-        call = ", ".join([a.name for a in scan.args] + ["_dims"] + (["_save"] if scan.save else []) + ["_lengths"])
+                           + (["bool _save"] if scan.save else []) + ["const at::Tensor& _lengths", "at::IntArrayRef _skip"])
+        call = ", ".join([a.name for a in scan.args] + ["_dims"] + (["_save"] if scan.save else [])
+                         + ["_lengths", "_skip"])
         first = "{}[{}]".format(*scan.arg_of(scan.first_seq))
         with w.block(f"std::vector<at::Tensor> {scan.name}({params}) {{", "}"):
             w("sc::FlushDenormals _ftz;")
@@ -419,7 +524,7 @@ def render(program, scans):
     with w.block("TORCH_LIBRARY(SYMCELL_NS, m) {", "}"):
         for scan in scans:
             schema = ", ".join([f"Tensor[] {a.name}" for a in scan.args] + ["int[] _dims"]
-                               + (["bool _save"] if scan.save else []) + ["Tensor _lengths"])
+                               + (["bool _save"] if scan.save else []) + ["Tensor _lengths", "int[] _skip"])
             w(f'm.def("{scan.name}({schema}) -> Tensor[]");')
     with w.block("TORCH_LIBRARY_IMPL(SYMCELL_NS, CPU, m) {", "}"):
         for scan in scans:

@@ -133,16 +133,23 @@ inline bool brgemm_ok() {
   }();
   return ok;
 }
-// C[M,N] (+)= A[M,K] @ B[K,N], all row-major
+// C[M,N] (+)= A[M,K] @ B[K,N], all row-major; K = 0 (every term left out) adds nothing, or assigns zeros
+template <typename T> inline bool mm_empty(int64_t M, int64_t N, int64_t K, bool acc, T* C, int64_t ldc) {
+  if (M == 0 || N == 0) return true;
+  if (K > 0) return false;
+  if (!acc)
+    for (int64_t r = 0; r < M; ++r) std::memset(C + r * ldc, 0, sizeof(T) * N);
+  return true;
+}
 inline void mm_kn(int64_t M, int64_t N, int64_t K, const double* A, int64_t lda, const double* B, int64_t ldb,
                   bool acc, double* C, int64_t ldc) {
-  if (M == 0 || N == 0) return;
+  if (mm_empty(M, N, K, acc, C, ldc)) return;
   blas('N', 'N', N, M, K, 1.0, B, ldb, A, lda, acc ? 1.0 : 0.0, C, ldc);
 }
 inline void mm_kn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
                   bool acc, float* C, int64_t ldc) {
-  if (M == 0 || N == 0) return;
-  if (K == 0 || !brgemm_ok()) {
+  if (mm_empty(M, N, K, acc, C, ldc)) return;
+  if (!brgemm_ok()) {
     blas('N', 'N', N, M, K, 1.0f, B, ldb, A, lda, acc ? 1.0f : 0.0f, C, ldc);
     return;
   }
@@ -229,6 +236,8 @@ inline at::Tensor& workspace(int slot, int64_t numel, const at::TensorOptions& o
   if (!t.defined() || t.numel() < numel || t.dtype() != opt.dtype()) t = at::empty({numel}, opt);
   return t;
 }
+// flag k of a call's _skip flags (none given: every flag false)
+inline bool flag(at::IntArrayRef flags, size_t k) { return k < flags.size() && flags[k] != 0; }
 template <typename T> inline T* ptr(const at::Tensor& t) { return t.defined() ? t.data_ptr<T>() : nullptr; }
 template <typename T> inline void zero(T* p, int64_t n) { if (n > 0) std::memset(p, 0, sizeof(T) * n); }
 // a vector parameter's gradient sums over rows that several threads compute at once: each thread adds into its
