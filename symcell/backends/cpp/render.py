@@ -74,11 +74,12 @@ class ScanRenderer(Renderer):
     # --- work left out at run time (_skip) -------------------------------------------------------------
     def _skips(self):
         """What a call may leave out, by its `_skip` flags: one per argument tensor (it is all zeros: callers look
-        at tangents, tangent.py, and say when they have none), then one per result (not wanted). A matmul term on a zero argument is left out
-        of its GEMM; a transposed matmul or weight gradient on one, or into a result nothing else reads and
-        nobody wants, is not run. Only the flags some statement tests are read.
-        -> ({id(statement): C++ condition to skip it}, {id(matmul): [condition to leave term k out]}, {flag: index})"""
-        scan, index = self.scan, {}
+        at tangents, tangent.py, and say when they have none), then one per result (not wanted). A matmul term on
+        a zero argument is left out of its GEMM; a transposed matmul or weight gradient on one, or into a result
+        nothing else reads and nobody wants, is not run. Only the flags some statement tests are read.
+        -> ({id(statement): C++ condition to skip it}, {id(matmul): [condition to leave term k out]},
+            {flag: index})"""
+        scan = self.scan
         flat = [n for a in scan.args for n in a.buffers] + [n for r in scan.returns for n in r.buffers]
         args = set(flat[:sum(len(a.buffers) for a in scan.args)])
         sources = set().union(*[_sources(st) for st in scan.before + scan.step + scan.after],
