@@ -11,12 +11,12 @@ compiled here with torch's cpp_extension (a few seconds, once).
 """
 import datetime
 import os
-import platform
-import subprocess
 import tempfile
 
 import torch
 from torch.utils.cpp_extension import load_inline
+
+from measure import cpu_model
 
 SOURCE = r"""
 #include <ATen/native/CPUBlas.h>
@@ -42,14 +42,6 @@ double rate(int64_t M, int64_t N, int64_t K, int64_t nb, int64_t reps) {
   return 2.0 * M * N * K * reps / s / 1e9;
 }
 """
-
-
-def cpu_model():
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown"
 
 
 def main():

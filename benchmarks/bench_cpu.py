@@ -25,13 +25,8 @@ from torch import nn
 import symcell
 import eager
 from eager import saved_bytes
+from measure import timed
 from symcell.cells import GRU, LLTM, LSTM
-
-
-def timed(fn):
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 def race(contenders, repeats, warmup=2):

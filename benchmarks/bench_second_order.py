@@ -17,30 +17,15 @@ neighbour slows all of them alike; the ratios are what to read.
 """
 import argparse
 import datetime
-import platform
 import statistics
-import subprocess
 import time
 
 import torch
 from torch import nn
 from torch.func import functional_call, jvp
 
+from measure import cpu_model, timed
 from symcell.cells import LSTM
-
-
-def cpu_model():
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown"
-
-
-def timed(fn):
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 def race(contenders, repeats, warmup=2):

@@ -240,6 +240,17 @@ def reads(st):
     raise TypeError(f"unknown statement {st!r}")
 
 
+def sources(st):
+    """The buffers a statement reads values from (not those it only accumulates into)."""
+    if isinstance(st, Accumulate):
+        return {st.src}
+    if isinstance(st, Pointwise):
+        return {v.value for _, v in st.leaves}
+    if isinstance(st, (MatMul, OperandGrad, WeightGrad)):
+        return reads(st) - writes(st)
+    return reads(st)
+
+
 def writes(st):
     """The buffers a statement writes into (assigned, accumulated, or changed on some rows)."""
     if isinstance(st, MatMul):

@@ -31,9 +31,14 @@ def scan(cell, xs, state=None, reverse=False, lengths=None):
     return run(cell._binding, cell._param_list(), xs, state, reverse, lengths, cell.batch_first)
 
 
+def _recorded(tensors):
+    """Whether autograd records a graph through these tensors' scan."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
 def _differentiated(tensors):
     """Whether autograd or a torch.func transform will ask for a derivative of these tensors' scan."""
-    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+    if _recorded(tensors):
         return True
     from torch.autograd.forward_ad import unpack_dual
     is_wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", lambda t: False)
@@ -54,8 +59,7 @@ def scan_op(key, xs, inits, params, lengths=None):
         return tuple(ys), tuple(finals)
     # torch.compile, tracing and export see the registered operators (ops.py). A traced graph must not depend on
     # grad mode: it records save=False, and a backward through it recomputes the residuals
-    save = not torch.jit.is_tracing() and torch.is_grad_enabled() and any(
-        t.requires_grad for t in (*xs, *inits, *params))
+    save = not torch.jit.is_tracing() and _recorded((*xs, *inits, *params))
     outs = ops.scan(key, list(xs), list(inits), list(params), save, lengths)
     return tuple(outs[:n_out]), tuple(outs[n_out:n_out + len(inits)])
 

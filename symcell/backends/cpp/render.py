@@ -14,7 +14,8 @@ How each scan runs (the why of each choice is measured; see BENCHMARKS.md):
 """
 import sympy
 
-from ...kernel import Accumulate, Keep, MatMul, OperandGrad, Pointwise, Role, WeightGrad, reads, writes
+from ...kernel import Keep, MatMul, OperandGrad, Pointwise, Role, WeightGrad, writes
+from ...kernel import sources as kernel_sources  # (`sources` names a set below)
 from ...printing import Writer, cpp_str, size_str
 from ...tangent import is_tangent
 from ..base import Renderer
@@ -80,14 +81,15 @@ class ScanRenderer(Renderer):
         -> ({id(statement): C++ condition to skip it}, {id(matmul): [condition to leave term k out]},
             {flag: index})"""
         scan = self.scan
-        flat = [n for a in scan.args for n in a.buffers] + [n for r in scan.returns for n in r.buffers]
-        args = set(flat[:sum(len(a.buffers) for a in scan.args)])
-        sources = set().union(*[_sources(st) for st in scan.before + scan.step + scan.after],
+        # the flags' order: every argument tensor, then every result (a buffer may be both: a carried value)
+        args = [n for a in scan.args for n in a.buffers]
+        results = [n for r in scan.returns for n in r.buffers]
+        sources = set().union(*[kernel_sources(st) for st in scan.before + scan.step + scan.after],
                               *[set(pair) for pair in scan.carries])
         used = {}
 
         def flag(kind, name):
-            k = len(args) + flat[len(args):].index(name) if kind == "unwanted" else flat.index(name)
+            k = len(args) + results.index(name) if kind == "unwanted" else args.index(name)
             used[f"_{kind}_{name}"] = k
             return f"_{kind}_{name}"
 
@@ -102,7 +104,7 @@ class ScanRenderer(Renderer):
             return None
 
         def droppable(name):   # a result no statement reads
-            return name in flat[len(args):] and name not in sources
+            return name in results and name not in sources
 
         def unwanted(name):
             return flag("unwanted", name) if droppable(name) else None
@@ -485,17 +487,6 @@ class ScanRenderer(Renderer):
     def render_Accumulate(self, st):
         n = self.n(st.dest)
         self.w(f"for (int64_t _i = 0; _i < _nb * {n}; ++_i) {st.dest}[_i] += {st.src}[_i];")
-
-
-def _sources(st):
-    """the buffers a statement reads values from (not those it only accumulates into)"""
-    if isinstance(st, Accumulate):
-        return {st.src}
-    if isinstance(st, Pointwise):
-        return {v.value for _, v in st.leaves}
-    if isinstance(st, (OperandGrad, WeightGrad, MatMul)):
-        return reads(st) - writes(st)
-    return reads(st)
 
 
 def render(program, scans):
