@@ -25,7 +25,7 @@ from torch import nn
 import symcell
 import eager
 from eager import saved_bytes
-from measure import timed
+from measure import cpu_model, timed
 from symcell.cells import GRU, LLTM, LSTM
 
 
@@ -91,10 +91,18 @@ def table(title, results, base, lines):
         lines.append(f"| {n} | {f:.2f} | {fb:.2f} | {f / bf:.2f} | {fb / bfb:.2f} |")
 
 
+# issue 13's sizes: streaming inference (B=1), small, mid and large batches, and a small cell
+RNN_SIZES = [(1, 100, 256, 256), (4, 100, 256, 256), (32, 100, 256, 256), (64, 100, 256, 256), (16, 50, 32, 128)]
+
+
 def section_rnn(kind, lines, repeats):
-    for B, T, I, H in [(32, 100, 256, 256), (16, 50, 32, 128)]:
-        r = race(contenders_for(kind, B, T, I, H), repeats if B == 16 else max(5, repeats // 2))
-        table(f"{kind.upper()} B={B} T={T} I={I} H={H}", r, f"nn.{kind.upper()}", lines)
+    base, summary = f"nn.{kind.upper()}", []
+    for B, T, I, H in RNN_SIZES:
+        r = race(contenders_for(kind, B, T, I, H), repeats if B * H <= 4096 else max(5, repeats // 2))
+        table(f"{kind.upper()} B={B} T={T} I={I} H={H}", r, base, lines)
+        summary.append(f"| B={B} T={T} I={I} H={H} | {r['symcell-cpp'][0] / r[base][0]:.2f} | "
+                       f"{r['symcell-cpp'][1] / r[base][1]:.2f} |")
+    lines += [f"\nsymcell-cpp / {base}", "| size | forward | fwd+bwd |", "|---|---:|---:|", *summary]
 
 
 def section_stacked(lines, repeats):
@@ -251,7 +259,7 @@ def main():
     ap.add_argument("--only", choices=["lstm", "stacked", "gru", "lltm", "build", "memory", "gflops", "denormal"])
     ap.add_argument("--repeats", type=int, default=15)
     args = ap.parse_args()
-    lines = [f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+    lines = [f"machine: {cpu_model()} ({platform.machine()}), {os.cpu_count()} cores, torch {torch.__version__}, "
              f"{torch.get_num_threads()} threads, symcell {symcell.__version__}, "
              f"date {time.strftime('%Y-%m-%d %H:%M')}"]
     run = [args.only] if args.only else ["lstm", "stacked", "gru", "lltm", "gflops", "denormal", "memory", "build"]

@@ -3,7 +3,8 @@
 // names: _dim_D a dimension; _n_v the features per row of buffer v; _ld_W the row stride of matrix W;
 // _seq_v a (T, B, n) sequence (row block t is step t); _init_v a carried value's initial value;
 // _t_v, _res_v, _buf_v, _pp_v the tensors behind an allocated sequence, a kept residual, per-step scratch and
-// the two alternating slots of a carried value; _wt_m the transposed, stacked weights of matmul m;
+// the two alternating slots of a carried value; _wt_m the transposed, stacked weights of matmul m (in panels in
+// the loop, sc::mm_panels); _wp_k the weights of the step's k-th transposed matmul, in panels;
 // _parts_v per-thread partial sums of a vector parameter's gradient; _b0.._b1 a thread's batch rows (_nb of
 // them); _na the rows still running at step _t; d_v the gradient of v.
 #include "sc.h"
@@ -40,7 +41,7 @@ static std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _
   scalar_t* _wt_weight_ih_x = sc::ptr<scalar_t>(sc::workspace(0, (_dim_I) * _n_weight_ih_x, _opt));
   sc::transpose(weight_ih, _ld_weight_ih, _n_weight_ih_x, _dim_I, _wt_weight_ih_x + (0) * _n_weight_ih_x, _n_weight_ih_x);
   scalar_t* _wt_weight_hh_h = sc::ptr<scalar_t>(sc::workspace(1, (_dim_H) * _n_weight_hh_h, _opt));
-  sc::transpose(weight_hh, _ld_weight_hh, _n_weight_hh_h, _dim_H, _wt_weight_hh_h + (0) * _n_weight_hh_h, _n_weight_hh_h);
+  sc::transpose_panels(weight_hh, _ld_weight_hh, _n_weight_hh_h, _dim_H, _wt_weight_hh_h, (_dim_H) * sc::PANEL, 0);
   // before the loop: what depends on no carried value, over all _steps*_batch rows at once
   {
     const scalar_t* x = _seq_x;
@@ -59,7 +60,7 @@ static std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _
       int64_t _na = _nb;   // the rows up to the last one still running (see render.py)
       if (_len != nullptr) while (_na > 0 && _len[_b0 + _na - 1] <= _t) --_na;
       // weight_hh_h = h[0:_dim_H] @ weight_hh[:, 0:_dim_H].T
-      sc::mm_kn(_na, _n_weight_hh_h, _dim_H, h, _n_h, _wt_weight_hh_h, _n_weight_hh_h, false, weight_hh_h, _n_weight_hh_h);
+      sc::mm_panels(_na, _n_weight_hh_h, _dim_H, h, _n_h, _wt_weight_hh_h, (_dim_H) * sc::PANEL, false, weight_hh_h, _n_weight_hh_h);
       {  // fused region: 1 output(s), _dim_H features per row
         const int64_t _n = _dim_H;
         sc::rows(_na, _n, [&](int64_t _r0, int64_t _r1) {
@@ -171,6 +172,8 @@ static std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorLis
   at::Tensor _t_d_bias_hh = at::zeros({3*_dim_H}, _opt);
   scalar_t* d_bias_hh = sc::ptr<scalar_t>(_t_d_bias_hh);
   at::Tensor _parts_d_bias_hh = at::zeros({sc::threads(), _n_d_bias_hh}, _opt);
+  scalar_t* _wp_0 = sc::ptr<scalar_t>(sc::workspace(0, _n_d_weight_hh_h * _dim_H, _opt));   // weight_hh in panels
+  sc::copy_panels(weight_hh, _ld_weight_hh, _n_d_weight_hh_h, _dim_H, _wp_0);
   if (_batch * _n_d_h_new > 0) std::memcpy(sc::ptr<scalar_t>(_pp_d_h) + (((_steps - 1) + 1) & 1) * _batch * _n_d_h_new, _init_d_h_new, sizeof(scalar_t) * _batch * _n_d_h_new);
   // the time loop, on batch rows [_b0, _b1) (see sc::scan_rows)
   sc::scan_rows(_batch, [&](int64_t _b0, int64_t _b1) {
@@ -256,7 +259,7 @@ static std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorLis
         });
       }
       // d_h[0:_dim_H] += d_weight_hh_h @ weight_hh[:, 0:_dim_H]
-      sc::mm_kn(_na, _dim_H, _n_d_weight_hh_h, d_weight_hh_h, _n_d_weight_hh_h, weight_hh, _ld_weight_hh, true, d_h, _n_d_h);
+      sc::mm_panels(_na, _dim_H, _n_d_weight_hh_h, d_weight_hh_h, _n_d_weight_hh_h, _wp_0, _n_d_weight_hh_h * sc::PANEL, true, d_h, _n_d_h);
       d_h_new = d_h;
     }
   });

@@ -3,7 +3,8 @@
 // names: _dim_D a dimension; _n_v the features per row of buffer v; _ld_W the row stride of matrix W;
 // _seq_v a (T, B, n) sequence (row block t is step t); _init_v a carried value's initial value;
 // _t_v, _res_v, _buf_v, _pp_v the tensors behind an allocated sequence, a kept residual, per-step scratch and
-// the two alternating slots of a carried value; _wt_m the transposed, stacked weights of matmul m;
+// the two alternating slots of a carried value; _wt_m the transposed, stacked weights of matmul m (in panels in
+// the loop, sc::mm_panels); _wp_k the weights of the step's k-th transposed matmul, in panels;
 // _parts_v per-thread partial sums of a vector parameter's gradient; _b0.._b1 a thread's batch rows (_nb of
 // them); _na the rows still running at step _t; d_v the gradient of v.
 #include "sc.h"
@@ -67,24 +68,24 @@ static std::vector<at::Tensor> tangent_forward_impl(at::TensorList _xs, at::Tens
   int64_t _k__v_gates0 = 0;
   const bool _on__v_gates0_0 = !(_zero__v_x);
   if (_on__v_gates0_0) {
-    sc::transpose(weight_ih, _ld_weight_ih, _n__v_gates, _dim_I, _wt__v_gates0 + _k__v_gates0 * _n__v_gates, _n__v_gates);
+    sc::transpose(weight_ih, _ld_weight_ih, _n__v_gates, _dim_I, _wt__v_gates0 + (_k__v_gates0) * _n__v_gates, _n__v_gates);
     _k__v_gates0 += _dim_I;
   }
   const bool _on__v_gates0_1 = !(_zero__v_weight_ih);
   if (_on__v_gates0_1) {
-    sc::transpose(_v_weight_ih, _ld__v_weight_ih, _n__v_gates, _dim_I, _wt__v_gates0 + _k__v_gates0 * _n__v_gates, _n__v_gates);
+    sc::transpose(_v_weight_ih, _ld__v_weight_ih, _n__v_gates, _dim_I, _wt__v_gates0 + (_k__v_gates0) * _n__v_gates, _n__v_gates);
     _k__v_gates0 += _dim_I;
   }
   scalar_t* _wt__v_gates1 = sc::ptr<scalar_t>(sc::workspace(1, (2*_dim_H) * _n__v_gates, _opt));
   int64_t _k__v_gates1 = 0;
   const bool _on__v_gates1_0 = true;
   if (_on__v_gates1_0) {
-    sc::transpose(weight_hh, _ld_weight_hh, _n__v_gates, _dim_H, _wt__v_gates1 + _k__v_gates1 * _n__v_gates, _n__v_gates);
+    sc::transpose_panels(weight_hh, _ld_weight_hh, _n__v_gates, _dim_H, _wt__v_gates1, (2*_dim_H) * sc::PANEL, _k__v_gates1);
     _k__v_gates1 += _dim_H;
   }
   const bool _on__v_gates1_1 = !(_zero__v_weight_hh);
   if (_on__v_gates1_1) {
-    sc::transpose(_v_weight_hh, _ld__v_weight_hh, _n__v_gates, _dim_H, _wt__v_gates1 + _k__v_gates1 * _n__v_gates, _n__v_gates);
+    sc::transpose_panels(_v_weight_hh, _ld__v_weight_hh, _n__v_gates, _dim_H, _wt__v_gates1, (2*_dim_H) * sc::PANEL, _k__v_gates1);
     _k__v_gates1 += _dim_H;
   }
   at::Tensor _operands__v_gates0 = at::empty({_steps * _batch, (2*_dim_I)}, _opt);
@@ -125,7 +126,7 @@ static std::vector<at::Tensor> tangent_forward_impl(at::TensorList _xs, at::Tens
           if (_on__v_gates1_0) { std::memcpy(_cat + _r * _k__v_gates1 + _o, _v_h + _r * _n__v_h, sizeof(scalar_t) * _dim_H); _o += _dim_H; }
           if (_on__v_gates1_1) { std::memcpy(_cat + _r * _k__v_gates1 + _o, h + _r * _n_h, sizeof(scalar_t) * _dim_H); _o += _dim_H; }
         }
-        sc::mm_kn(_na, _n__v_gates, _k__v_gates1, _cat, _k__v_gates1, _wt__v_gates1, _n__v_gates, true, _v_gates, _n__v_gates);
+        sc::mm_panels(_na, _n__v_gates, _k__v_gates1, _cat, _k__v_gates1, _wt__v_gates1, (2*_dim_H) * sc::PANEL, true, _v_gates, _n__v_gates);
       }
       {  // fused region: 2 output(s), _dim_H features per row
         const int64_t _n = _dim_H;
@@ -308,6 +309,10 @@ static std::vector<at::Tensor> tangent_backward_impl(at::TensorList _d_ys, at::T
   at::Tensor _t__v_d_bias_hh = at::zeros({4*_dim_H}, _opt);
   scalar_t* _v_d_bias_hh = sc::ptr<scalar_t>(_t__v_d_bias_hh);
   at::Tensor _parts__v_d_bias_hh = at::zeros({sc::threads(), _n__v_d_bias_hh}, _opt);
+  scalar_t* _wp_0 = sc::ptr<scalar_t>(sc::workspace(0, _n_d_gates * _dim_H, _opt));   // weight_hh in panels
+  sc::copy_panels(weight_hh, _ld_weight_hh, _n_d_gates, _dim_H, _wp_0);
+  scalar_t* _wp_1 = sc::ptr<scalar_t>(sc::workspace(1, _n_d_gates * _dim_H, _opt));   // _v_weight_hh in panels
+  if (!((_zero__v_weight_hh))) sc::copy_panels(_v_weight_hh, _ld__v_weight_hh, _n_d_gates, _dim_H, _wp_1);
   if (_batch * _n_d_h_new > 0) std::memcpy(sc::ptr<scalar_t>(_pp_d_h) + (((_steps - 1) + 1) & 1) * _batch * _n_d_h_new, _init_d_h_new, sizeof(scalar_t) * _batch * _n_d_h_new);
   if (_batch * _n_d_c_new > 0) std::memcpy(sc::ptr<scalar_t>(_pp_d_c) + (((_steps - 1) + 1) & 1) * _batch * _n_d_c_new, _init_d_c_new, sizeof(scalar_t) * _batch * _n_d_c_new);
   if (_batch * _n__v_d_h_new > 0) std::memcpy(sc::ptr<scalar_t>(_pp__v_d_h) + (((_steps - 1) + 1) & 1) * _batch * _n__v_d_h_new, _init__v_d_h_new, sizeof(scalar_t) * _batch * _n__v_d_h_new);
@@ -492,12 +497,12 @@ static std::vector<at::Tensor> tangent_backward_impl(at::TensorList _d_ys, at::T
         });
       }
       // d_h[0:_dim_H] += d_gates @ weight_hh[:, 0:_dim_H]
-      sc::mm_kn(_na, _dim_H, _n_d_gates, d_gates, _n_d_gates, weight_hh, _ld_weight_hh, true, d_h, _n_d_h);
+      sc::mm_panels(_na, _dim_H, _n_d_gates, d_gates, _n_d_gates, _wp_0, _n_d_gates * sc::PANEL, true, d_h, _n_d_h);
       // _v_d_h[0:_dim_H] += _v_d_gates @ weight_hh[:, 0:_dim_H]
-      sc::mm_kn(_na, _dim_H, _n__v_d_gates, _v_d_gates, _n__v_d_gates, weight_hh, _ld_weight_hh, true, _v_d_h, _n__v_d_h);
+      sc::mm_panels(_na, _dim_H, _n__v_d_gates, _v_d_gates, _n__v_d_gates, _wp_0, _n__v_d_gates * sc::PANEL, true, _v_d_h, _n__v_d_h);
       if (!(_zero__v_weight_hh)) {
         // _v_d_h[0:_dim_H] += d_gates @ _v_weight_hh[:, 0:_dim_H]
-        sc::mm_kn(_na, _dim_H, _n_d_gates, d_gates, _n_d_gates, _v_weight_hh, _ld__v_weight_hh, true, _v_d_h, _n__v_d_h);
+        sc::mm_panels(_na, _dim_H, _n_d_gates, d_gates, _n_d_gates, _wp_1, _n_d_gates * sc::PANEL, true, _v_d_h, _n__v_d_h);
       }
       d_h_new = d_h;
       d_c_new = d_c;

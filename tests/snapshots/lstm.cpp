@@ -3,7 +3,8 @@
 // names: _dim_D a dimension; _n_v the features per row of buffer v; _ld_W the row stride of matrix W;
 // _seq_v a (T, B, n) sequence (row block t is step t); _init_v a carried value's initial value;
 // _t_v, _res_v, _buf_v, _pp_v the tensors behind an allocated sequence, a kept residual, per-step scratch and
-// the two alternating slots of a carried value; _wt_m the transposed, stacked weights of matmul m;
+// the two alternating slots of a carried value; _wt_m the transposed, stacked weights of matmul m (in panels in
+// the loop, sc::mm_panels); _wp_k the weights of the step's k-th transposed matmul, in panels;
 // _parts_v per-thread partial sums of a vector parameter's gradient; _b0.._b1 a thread's batch rows (_nb of
 // them); _na the rows still running at step _t; d_v the gradient of v.
 #include "sc.h"
@@ -40,8 +41,8 @@ static std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _
   at::Tensor _res_gates = !_save ? at::Tensor() : _len != nullptr ? at::zeros({_steps, _batch, _n_gates}, _opt) : at::empty({_steps, _batch, _n_gates}, _opt);
   at::Tensor _buf_gates = at::empty({_batch, _n_gates}, _opt);   // per-step scratch
   scalar_t* _wt_gates = sc::ptr<scalar_t>(sc::workspace(0, (_dim_H + _dim_I) * _n_gates, _opt));
-  sc::transpose(weight_ih, _ld_weight_ih, _n_gates, _dim_I, _wt_gates + (0) * _n_gates, _n_gates);
-  sc::transpose(weight_hh, _ld_weight_hh, _n_gates, _dim_H, _wt_gates + (_dim_I) * _n_gates, _n_gates);
+  sc::transpose_panels(weight_ih, _ld_weight_ih, _n_gates, _dim_I, _wt_gates, (_dim_H + _dim_I) * sc::PANEL, 0);
+  sc::transpose_panels(weight_hh, _ld_weight_hh, _n_gates, _dim_H, _wt_gates, (_dim_H + _dim_I) * sc::PANEL, _dim_I);
   at::Tensor _operands_gates = at::empty({_batch, (_dim_H + _dim_I)}, _opt);
   // the time loop, on batch rows [_b0, _b1) (see sc::scan_rows)
   sc::scan_rows(_batch, [&](int64_t _b0, int64_t _b1) {
@@ -61,7 +62,7 @@ static std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _
           std::memcpy(_cat + _r * (_dim_H + _dim_I) + 0, x + _r * _n_x, sizeof(scalar_t) * _dim_I);
           std::memcpy(_cat + _r * (_dim_H + _dim_I) + _dim_I, h + _r * _n_h, sizeof(scalar_t) * _dim_H);
         }
-        sc::mm_kn(_na, _n_gates, (_dim_H + _dim_I), _cat, (_dim_H + _dim_I), _wt_gates, _n_gates, false, gates, _n_gates);
+        sc::mm_panels(_na, _n_gates, (_dim_H + _dim_I), _cat, (_dim_H + _dim_I), _wt_gates, (_dim_H + _dim_I) * sc::PANEL, false, gates, _n_gates);
       }
       {  // fused region: 2 output(s), _dim_H features per row
         const int64_t _n = _dim_H;
@@ -182,6 +183,8 @@ static std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorLis
   at::Tensor _t_d_bias_hh = at::zeros({4*_dim_H}, _opt);
   scalar_t* d_bias_hh = sc::ptr<scalar_t>(_t_d_bias_hh);
   at::Tensor _parts_d_bias_hh = at::zeros({sc::threads(), _n_d_bias_hh}, _opt);
+  scalar_t* _wp_0 = sc::ptr<scalar_t>(sc::workspace(0, _n_d_gates * _dim_H, _opt));   // weight_hh in panels
+  sc::copy_panels(weight_hh, _ld_weight_hh, _n_d_gates, _dim_H, _wp_0);
   if (_batch * _n_d_h_new > 0) std::memcpy(sc::ptr<scalar_t>(_pp_d_h) + (((_steps - 1) + 1) & 1) * _batch * _n_d_h_new, _init_d_h_new, sizeof(scalar_t) * _batch * _n_d_h_new);
   if (_batch * _n_d_c_new > 0) std::memcpy(sc::ptr<scalar_t>(_pp_d_c) + (((_steps - 1) + 1) & 1) * _batch * _n_d_c_new, _init_d_c_new, sizeof(scalar_t) * _batch * _n_d_c_new);
   // the time loop, on batch rows [_b0, _b1) (see sc::scan_rows)
@@ -274,7 +277,7 @@ static std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorLis
         });
       }
       // d_h[0:_dim_H] += d_gates @ weight_hh[:, 0:_dim_H]
-      sc::mm_kn(_na, _dim_H, _n_d_gates, d_gates, _n_d_gates, weight_hh, _ld_weight_hh, true, d_h, _n_d_h);
+      sc::mm_panels(_na, _dim_H, _n_d_gates, d_gates, _n_d_gates, _wp_0, _n_d_gates * sc::PANEL, true, d_h, _n_d_h);
       d_h_new = d_h;
       d_c_new = d_c;
     }

@@ -24,7 +24,8 @@ LEGEND = """\
 // names: _dim_D a dimension; _n_v the features per row of buffer v; _ld_W the row stride of matrix W;
 // _seq_v a (T, B, n) sequence (row block t is step t); _init_v a carried value's initial value;
 // _t_v, _res_v, _buf_v, _pp_v the tensors behind an allocated sequence, a kept residual, per-step scratch and
-// the two alternating slots of a carried value; _wt_m the transposed, stacked weights of matmul m;
+// the two alternating slots of a carried value; _wt_m the transposed, stacked weights of matmul m (in panels in
+// the loop, sc::mm_panels); _wp_k the weights of the step's k-th transposed matmul, in panels;
 // _parts_v per-thread partial sums of a vector parameter's gradient; _b0.._b1 a thread's batch rows (_nb of
 // them); _na the rows still running at step _t; d_v the gradient of v."""
 
@@ -50,6 +51,13 @@ class ScanRenderer(Renderer):
         outs = [mm.out for mm in self.matmuls]
         self.slot = {id(mm): mm.out if outs.count(mm.out) == 1 else f"{mm.out}{k}" for k, mm in enumerate(self.matmuls)}
         self.written = set().union(*[writes(st) for st in scan.step])
+        # a step's matmuls read their weights in panels (sc::mm_panels: the short GEMMs of the recurrence run
+        # 2-3x faster so); the GEMMs over all rows before and after the loop read them row-major
+        self.paneled = {id(st) for st in scan.step if isinstance(st, MatMul)}
+        # and so do its transposed matmuls, one copy of each weight slice however many read it
+        copies = {}
+        self.grads = {id(st): copies.setdefault((st.weight, st.col_start, st.col_stop, self.buf[st.src].size), len(copies))
+                      for st in scan.step if isinstance(st, OperandGrad)}
         self.skip_if, self.term_off, self.flags = self._skips()
 
     # --- names ------------------------------------------------------------------------------------------
@@ -229,6 +237,7 @@ class ScanRenderer(Renderer):
             if b.role == Role.CARRY_OUT and b.keep != Keep.ALWAYS:
                 w(f"at::Tensor _pp_{b.name} = at::empty({{2, _batch, {n}}}, _opt);   // two alternating slots")
         self.transposed_weights()
+        self.paneled_weights()
         for phase, rows in ((scan.before, "_steps * _batch"), (scan.step, "_batch"), (scan.after, "_steps * _batch")):
             for mm in phase:
                 if isinstance(mm, MatMul) and len(mm.terms) > 1:
@@ -243,22 +252,44 @@ class ScanRenderer(Renderer):
         for slot, mm in enumerate(self.matmuls):
             K, N, name = self.k_total(mm), self.n(mm.out), self.slot[id(mm)]
             w(f"scalar_t* _wt_{name} = sc::ptr<scalar_t>(sc::workspace({slot}, {K} * {N}, _opt));")
+            if id(mm) in self.paneled:   # panel p at _wt + p * {K} * PANEL, term k's rows at its offset in each
+                def put(t, width, k0):
+                    return (f"sc::transpose_panels({_at(t.weight, t.col_start)}, _ld_{t.weight}, {N}, {width}, "
+                            f"_wt_{name}, {K} * sc::PANEL, {k0});")
+            else:
+                def put(t, width, k0):
+                    return (f"sc::transpose({_at(t.weight, t.col_start)}, _ld_{t.weight}, {N}, {width}, "
+                            f"_wt_{name} + ({k0}) * {N}, {N});")
             if self.dynamic(mm):   # the terms that run, stacked; _k_<m> their width
                 w(f"int64_t _k_{name} = 0;")
                 for k, (t, off) in enumerate(zip(mm.terms, self.term_off[id(mm)])):
                     width = size_str(t.col_stop - t.col_start)
                     w(f"const bool _on_{name}_{k} = {'true' if off is None else f'!({off})'};")
                     with w.block(f"if (_on_{name}_{k}) {{", "}"):
-                        w(f"sc::transpose({_at(t.weight, t.col_start)}, _ld_{t.weight}, {N}, {width}, "
-                          f"_wt_{name} + _k_{name} * {N}, {N});")
+                        w(put(t, width, f"_k_{name}"))
                         w(f"_k_{name} += {width};")
                 continue
             off = sympy.Integer(0)
             for t in mm.terms:
                 width = t.col_stop - t.col_start
-                w(f"sc::transpose({_at(t.weight, t.col_start)}, _ld_{t.weight}, {N}, {size_str(width)}, "
-                  f"_wt_{name} + ({size_str(off)}) * {N}, {N});")
+                w(put(t, size_str(width), size_str(off)))
                 off = off + width
+
+    def paneled_weights(self):
+        """A step's transposed matmul (x_grad += g @ W[:, c0:c1]) reads the weights as they are, in panels: a copy
+        once per call (not run when the statement is not)."""
+        w, first = self.w, len(self.matmuls)
+        readers = {}
+        for st in self.scan.step:
+            if id(st) in self.grads:
+                readers.setdefault(self.grads[id(st)], []).append(st)
+        for k, sts in readers.items():
+            st, K, N = sts[0], self.n(sts[0].src), size_str(sts[0].col_stop - sts[0].col_start)
+            w(f"scalar_t* _wp_{k} = sc::ptr<scalar_t>(sc::workspace({first + k}, {K} * {N}, _opt));   // {st.weight} "
+              f"in panels")
+            conds = [self.skip_if.get(id(r)) for r in sts]
+            copy = f"sc::copy_panels({_at(st.weight, st.col_start)}, _ld_{st.weight}, {K}, {N}, _wp_{k});"
+            w(copy if None in conds else f"if (!({' && '.join(f'({c})' for c in conds)})) {copy}")
 
     def phase(self, stmts):
         """Statements over all _steps*_batch rows: every sequence is one block of rows."""
@@ -354,17 +385,24 @@ class ScanRenderer(Renderer):
     def k_total(self, mm):
         return f"({size_str(sum((t.operand.stop - t.operand.start for t in mm.terms), sympy.Integer(0)))})"
 
+    def gemm(self, mm, K, a, lda):
+        """the call that multiplies rows of `a` by matmul mm's transposed weights (K of their rows)"""
+        n_out, acc, name = self.n(mm.out), "true" if mm.accumulate else "false", self.slot[id(mm)]
+        if id(mm) in self.paneled:
+            return (f"sc::mm_panels({self.rows}, {n_out}, {K}, {a}, {lda}, _wt_{name}, {self.k_total(mm)} * sc::PANEL, "
+                    f"{acc}, {mm.out}, {n_out});")
+        return f"sc::mm_kn({self.rows}, {n_out}, {K}, {a}, {lda}, _wt_{name}, {n_out}, {acc}, {mm.out}, {n_out});"
+
     def render_MatMul(self, mm):
         w, rows = self.w, self.rows
         w(f"// {mm.out} {'+=' if mm.accumulate else '='} " + " + ".join(f"{t.operand.value}[{size_str(t.operand.start)}:{size_str(t.operand.stop)}] @ "
                                          f"{t.weight}[:, {size_str(t.col_start)}:{size_str(t.col_stop)}].T"
                                          for t in mm.terms))
-        n_out, acc, name = self.n(mm.out), "true" if mm.accumulate else "false", self.slot[id(mm)]
+        name = self.slot[id(mm)]
         if len(mm.terms) == 1:
             op = mm.terms[0].operand
             K = f"_k_{name}" if self.dynamic(mm) else size_str(op.stop - op.start)   # 0: left out
-            w(f"sc::mm_kn({rows}, {n_out}, {K}, {_at(op.value, op.start)}, "
-              f"{self.n(op.value)}, _wt_{name}, {n_out}, {acc}, {mm.out}, {n_out});")
+            w(self.gemm(mm, K, _at(op.value, op.start), self.n(op.value)))
             return
         # the operands side by side in one row block, then one GEMM over K = the sum of their widths against
         # the stacked weights: half the accumulator traffic of one GEMM per term
@@ -384,7 +422,7 @@ class ScanRenderer(Renderer):
                     w(f"std::memcpy(_cat + _r * {K} + {size_str(off)}, {_at(op.value, op.start)} + "
                       f"_r * {self.n(op.value)}, sizeof(scalar_t) * {width});")
                     off = off + (op.stop - op.start)
-            w(f"sc::mm_kn({rows}, {n_out}, {K}, _cat, {K}, _wt_{name}, {n_out}, {acc}, {mm.out}, {n_out});")
+            w(self.gemm(mm, K, "_cat", K))
         w("}")
 
     def render_Pointwise(self, st):
@@ -446,6 +484,10 @@ class ScanRenderer(Renderer):
         op, n_src = st.dest, self.n(st.src)
         self.w(f"// {op.value}[{size_str(op.start)}:{size_str(op.stop)}] += {st.src} @ "
                f"{st.weight}[:, {size_str(st.col_start)}:{size_str(st.col_stop)}]")
+        if id(st) in self.grads:
+            self.w(f"sc::mm_panels({self.rows}, {size_str(op.stop - op.start)}, {n_src}, {st.src}, {n_src}, "
+                   f"_wp_{self.grads[id(st)]}, {n_src} * sc::PANEL, true, {_at(op.value, op.start)}, {self.n(op.value)});")
+            return
         self.w(f"sc::mm_kn({self.rows}, {size_str(op.stop - op.start)}, {n_src}, {st.src}, {n_src}, "
                f"{_at(st.weight, st.col_start)}, _ld_{st.weight}, true, {_at(op.value, op.start)}, {self.n(op.value)});")
 

@@ -227,6 +227,66 @@ template <typename T> inline void transpose(const T* src, int64_t lds, int64_t N
   for (int64_t n = 0; n < N; ++n)        // what the tiles did not cover: the right columns and bottom rows
     for (int64_t k = (n < n8 ? k8 : 0); k < K; ++k) dst[k * ldd + n] = src[n * lds + k];
 }
+// The recurrence's weights in panels: the (K, N) operand of a step's GEMM stored as ceil(N / PANEL) panels of
+// PANEL columns, panel p a contiguous (K, w_p) block at Bp + p * ldp (w_p = PANEL but the last; ldp >= K * PANEL
+// leaves room for the largest K of the matmul's terms). The microkernel then streams contiguous rows of its
+// panel instead of rows 4 KiB apart: 2.2-2.7x one thread's rate at a step's shapes on the AVX2 EPYC
+// (benchmarks/bench_brgemm_layout.py). 32 columns are two AVX-512 or four AVX2 registers wide.
+constexpr int64_t PANEL = 32;
+inline int64_t panel_width(int64_t N, int64_t p) { return std::min(PANEL, N - p * PANEL); }
+// rows [k0, k0 + K) of the panels of dst = the transpose of the (N, K) block of src (row stride lds)
+template <typename T> inline void transpose_panels(const T* src, int64_t lds, int64_t N, int64_t K, T* dst,
+                                                   int64_t ldp, int64_t k0) {
+  const int64_t P = (N + PANEL - 1) / PANEL;
+  at::parallel_for(0, P, N * K >= (1 << 17) ? 1 : P + 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t w = panel_width(N, p);
+      transpose(src + p * PANEL * lds, lds, w, K, dst + p * ldp + k0 * w, w);
+    }
+  });
+}
+// the panels of dst = the (K, N) block of src (row stride lds) as it is: the weights of a transposed matmul
+template <typename T> inline void copy_panels(const T* src, int64_t lds, int64_t K, int64_t N, T* dst) {
+  const int64_t P = (N + PANEL - 1) / PANEL;
+  at::parallel_for(0, P, N * K >= (1 << 17) ? 1 : P + 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t w = panel_width(N, p);
+      for (int64_t k = 0; k < K; ++k) std::memcpy(dst + p * K * PANEL + k * w, src + k * lds + p * PANEL, sizeof(T) * w);
+    }
+  });
+}
+// C[M,N] (+)= A[M,K] @ B[K,N], B in panels (above), A and C row-major. Short (a step): each thread a run of
+// panels; tall: each thread its rows, panel by panel
+template <typename T> inline void mm_panels(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* Bp,
+                                            int64_t ldp, bool acc, T* C, int64_t ldc) {
+  if (mm_empty(M, N, K, acc, C, ldc)) return;
+  bool brgemm = false;
+  if constexpr (std::is_same_v<T, float>) brgemm = brgemm_ok();
+  auto panel = [&](int64_t p, int64_t r0, int64_t r1) {
+    const int64_t w = panel_width(N, p);
+    const T* b = Bp + p * ldp;
+    T* c = C + r0 * ldc + p * PANEL;
+    if constexpr (std::is_same_v<T, float>) {
+      if (brgemm) {
+        at::native::cpublas::brgemm(r1 - r0, w, K, lda, w, ldc, acc, A + r0 * lda, b, c, false);
+        return;
+      }
+    }
+    blas('N', 'N', w, r1 - r0, K, T(1), b, w, A + r0 * lda, lda, acc ? T(1) : T(0), c, ldc);
+  };
+  const int64_t nt = std::max<int64_t>(1, at::get_num_threads()), P = (N + PANEL - 1) / PANEL;
+  if (M >= 64 * nt) {
+    at::parallel_for(0, M, (M + nt - 1) / nt, [&](int64_t r0, int64_t r1) {
+      FlushDenormals ftz;
+      for (int64_t p = 0; p < P; ++p) panel(p, r0, r1);
+    });
+  } else {
+    at::parallel_for(0, P, (P + nt - 1) / nt, [&](int64_t p0, int64_t p1) {
+      FlushDenormals ftz;
+      for (int64_t p = p0; p < p1; ++p) panel(p, 0, M);
+    });
+  }
+}
 // a per-thread buffer reused across calls (64-byte aligned by torch's allocator, which brgemm's loads want);
 // never freed, so no destructor runs after torch at exit
 inline at::Tensor& workspace(int slot, int64_t numel, const at::TensorOptions& opt) {
