@@ -60,7 +60,7 @@ static std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _
       int64_t _na = _nb;   // the rows up to the last one still running (see render.py)
       if (_len != nullptr) while (_na > 0 && _len[_b0 + _na - 1] <= _t) --_na;
       // weight_hh_h = h[0:_dim_H] @ weight_hh[:, 0:_dim_H].T
-      sc::mm_panels(_na, _n_weight_hh_h, _dim_H, h, _n_h, _wt_weight_hh_h, (_dim_H) * sc::PANEL, false, weight_hh_h, _n_weight_hh_h);
+      sc::mm_panels(_na, _n_weight_hh_h, _dim_H, h, _n_h, _wt_weight_hh_h, (_dim_H) * sc::PANEL, 0, false, weight_hh_h, _n_weight_hh_h);
       {  // fused region: 1 output(s), _dim_H features per row
         const int64_t _n = _dim_H;
         sc::rows(_na, _n, [&](int64_t _r0, int64_t _r1) {
@@ -259,7 +259,7 @@ static std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorLis
         });
       }
       // d_h[0:_dim_H] += d_weight_hh_h @ weight_hh[:, 0:_dim_H]
-      sc::mm_panels(_na, _dim_H, _n_d_weight_hh_h, d_weight_hh_h, _n_d_weight_hh_h, _wp_0, _n_d_weight_hh_h * sc::PANEL, true, d_h, _n_d_h);
+      sc::mm_panels(_na, _dim_H, _n_d_weight_hh_h, d_weight_hh_h, _n_d_weight_hh_h, _wp_0, _n_d_weight_hh_h * sc::PANEL, 0, true, d_h, _n_d_h);
       d_h_new = d_h;
     }
   });

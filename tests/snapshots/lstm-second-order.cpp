@@ -126,7 +126,7 @@ static std::vector<at::Tensor> tangent_forward_impl(at::TensorList _xs, at::Tens
           if (_on__v_gates1_0) { std::memcpy(_cat + _r * _k__v_gates1 + _o, _v_h + _r * _n__v_h, sizeof(scalar_t) * _dim_H); _o += _dim_H; }
           if (_on__v_gates1_1) { std::memcpy(_cat + _r * _k__v_gates1 + _o, h + _r * _n_h, sizeof(scalar_t) * _dim_H); _o += _dim_H; }
         }
-        sc::mm_panels(_na, _n__v_gates, _k__v_gates1, _cat, _k__v_gates1, _wt__v_gates1, (2*_dim_H) * sc::PANEL, true, _v_gates, _n__v_gates);
+        sc::mm_panels(_na, _n__v_gates, _k__v_gates1, _cat, _k__v_gates1, _wt__v_gates1, (2*_dim_H) * sc::PANEL, 0, true, _v_gates, _n__v_gates);
       }
       {  // fused region: 2 output(s), _dim_H features per row
         const int64_t _n = _dim_H;
@@ -497,12 +497,12 @@ static std::vector<at::Tensor> tangent_backward_impl(at::TensorList _d_ys, at::T
         });
       }
       // d_h[0:_dim_H] += d_gates @ weight_hh[:, 0:_dim_H]
-      sc::mm_panels(_na, _dim_H, _n_d_gates, d_gates, _n_d_gates, _wp_0, _n_d_gates * sc::PANEL, true, d_h, _n_d_h);
+      sc::mm_panels(_na, _dim_H, _n_d_gates, d_gates, _n_d_gates, _wp_0, _n_d_gates * sc::PANEL, 0, true, d_h, _n_d_h);
       // _v_d_h[0:_dim_H] += _v_d_gates @ weight_hh[:, 0:_dim_H]
-      sc::mm_panels(_na, _dim_H, _n__v_d_gates, _v_d_gates, _n__v_d_gates, _wp_0, _n__v_d_gates * sc::PANEL, true, _v_d_h, _n__v_d_h);
+      sc::mm_panels(_na, _dim_H, _n__v_d_gates, _v_d_gates, _n__v_d_gates, _wp_0, _n__v_d_gates * sc::PANEL, 0, true, _v_d_h, _n__v_d_h);
       if (!(_zero__v_weight_hh)) {
         // _v_d_h[0:_dim_H] += d_gates @ _v_weight_hh[:, 0:_dim_H]
-        sc::mm_panels(_na, _dim_H, _n_d_gates, d_gates, _n_d_gates, _wp_1, _n_d_gates * sc::PANEL, true, _v_d_h, _n__v_d_h);
+        sc::mm_panels(_na, _dim_H, _n_d_gates, d_gates, _n_d_gates, _wp_1, _n_d_gates * sc::PANEL, 0, true, _v_d_h, _n__v_d_h);
       }
       d_h_new = d_h;
       d_c_new = d_c;

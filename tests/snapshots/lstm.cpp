@@ -43,6 +43,11 @@ static std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _
   scalar_t* _wt_gates = sc::ptr<scalar_t>(sc::workspace(0, (_dim_H + _dim_I) * _n_gates, _opt));
   sc::transpose_panels(weight_ih, _ld_weight_ih, _n_gates, _dim_I, _wt_gates, (_dim_H + _dim_I) * sc::PANEL, 0);
   sc::transpose_panels(weight_hh, _ld_weight_hh, _n_gates, _dim_H, _wt_gates, (_dim_H + _dim_I) * sc::PANEL, _dim_I);
+  // x @ weight_ih[:, 0:_dim_I].T for every step at once, when a thread's rows are few
+  const bool _hoist_gates = sc::hoist(_batch);
+  at::Tensor _t_pre_gates = _hoist_gates ? at::empty({_steps * _batch, _n_gates}, _opt) : at::Tensor();
+  scalar_t* _pre_gates = sc::ptr<scalar_t>(_t_pre_gates);
+  if (_hoist_gates) sc::mm_nt(_steps * _batch, _n_gates, _dim_I, _seq_x, _n_x, weight_ih, _ld_weight_ih, _pre_gates, _n_gates);
   at::Tensor _operands_gates = at::empty({_batch, (_dim_H + _dim_I)}, _opt);
   // the time loop, on batch rows [_b0, _b1) (see sc::scan_rows)
   sc::scan_rows(_batch, [&](int64_t _b0, int64_t _b1) {
@@ -56,13 +61,19 @@ static std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _
       scalar_t* gates = (_save ? sc::ptr<scalar_t>(_res_gates) + (_t) * _batch * _n_gates : sc::ptr<scalar_t>(_buf_gates)) + _b0 * _n_gates;
       int64_t _na = _nb;   // the rows up to the last one still running (see render.py)
       if (_len != nullptr) while (_na > 0 && _len[_b0 + _na - 1] <= _t) --_na;
-      // gates = x[0:_dim_I] @ weight_ih[:, 0:_dim_I].T + h[0:_dim_H] @ weight_hh[:, 0:_dim_H].T
-      { scalar_t* _cat = sc::ptr<scalar_t>(_operands_gates) + (_b0) * (_dim_H + _dim_I);
-        for (int64_t _r = 0; _r < _na; ++_r) {
-          std::memcpy(_cat + _r * (_dim_H + _dim_I) + 0, x + _r * _n_x, sizeof(scalar_t) * _dim_I);
-          std::memcpy(_cat + _r * (_dim_H + _dim_I) + _dim_I, h + _r * _n_h, sizeof(scalar_t) * _dim_H);
+      // gates = the input term's rows from before the loop (_pre_gates) + the rest, or all of it here
+      if (_hoist_gates) {
+        if (_na > 0) std::memcpy(gates, _pre_gates + (_t * _batch + _b0) * _n_gates, sizeof(scalar_t) * _na * _n_gates);
+        sc::mm_panels(_na, _n_gates, _dim_H, h, _n_h, _wt_gates, (_dim_H + _dim_I) * sc::PANEL, _dim_I, true, gates, _n_gates);
+      } else {
+        // gates = x[0:_dim_I] @ weight_ih[:, 0:_dim_I].T + h[0:_dim_H] @ weight_hh[:, 0:_dim_H].T
+        { scalar_t* _cat = sc::ptr<scalar_t>(_operands_gates) + (_b0) * (_dim_H + _dim_I);
+          for (int64_t _r = 0; _r < _na; ++_r) {
+            std::memcpy(_cat + _r * (_dim_H + _dim_I) + 0, x + _r * _n_x, sizeof(scalar_t) * _dim_I);
+            std::memcpy(_cat + _r * (_dim_H + _dim_I) + _dim_I, h + _r * _n_h, sizeof(scalar_t) * _dim_H);
+          }
+          sc::mm_panels(_na, _n_gates, (_dim_H + _dim_I), _cat, (_dim_H + _dim_I), _wt_gates, (_dim_H + _dim_I) * sc::PANEL, 0, false, gates, _n_gates);
         }
-        sc::mm_panels(_na, _n_gates, (_dim_H + _dim_I), _cat, (_dim_H + _dim_I), _wt_gates, (_dim_H + _dim_I) * sc::PANEL, false, gates, _n_gates);
       }
       {  // fused region: 2 output(s), _dim_H features per row
         const int64_t _n = _dim_H;
@@ -277,7 +288,7 @@ static std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorLis
         });
       }
       // d_h[0:_dim_H] += d_gates @ weight_hh[:, 0:_dim_H]
-      sc::mm_panels(_na, _dim_H, _n_d_gates, d_gates, _n_d_gates, _wp_0, _n_d_gates * sc::PANEL, true, d_h, _n_d_h);
+      sc::mm_panels(_na, _dim_H, _n_d_gates, d_gates, _n_d_gates, _wp_0, _n_d_gates * sc::PANEL, 0, true, d_h, _n_d_h);
       d_h_new = d_h;
       d_c_new = d_c;
     }

@@ -59,6 +59,14 @@ class ScanRenderer(Renderer):
         self.grads = {id(st): copies.setdefault((st.weight, st.col_start, st.col_stop, self.buf[st.src].size), len(copies))
                       for st in scan.step if isinstance(st, OperandGrad)}
         self.skip_if, self.term_off, self.flags = self._skips()
+        # a step matmul's one term on a sequence argument (x) may run before the loop (sc::hoist): it is stacked
+        # first in the transposed weights, so the recurrent terms are the panels' rows from its width on
+        self.hoisted = {}
+        for mm in scan.step:
+            if isinstance(mm, MatMul) and not self.dynamic(mm):
+                inputs = [t for t in mm.terms if self._before_loop(t.operand.value)]
+                if len(inputs) == 1 and len(mm.terms) > 1:
+                    self.hoisted[id(mm)] = inputs[0]
 
     # --- names ------------------------------------------------------------------------------------------
     def n(self, name):
@@ -137,6 +145,15 @@ class ScanRenderer(Renderer):
             if cond:
                 skip_if[id(st)] = cond
         return skip_if, term_off, dict(sorted(used.items(), key=lambda kv: kv[1]))
+
+    def _before_loop(self, name):
+        b = self.buf[name]
+        return b.role == Role.SEQ and self.scan.arg_of(name) is not None and name not in self.written
+
+    def terms(self, mm):
+        """a matmul's terms in the order its weights are stacked: a term that may run before the loop first"""
+        first = self.hoisted.get(id(mm))
+        return [first] + [t for t in mm.terms if t is not first] if first else list(mm.terms)
 
     def skip_flags(self):
         if self.flags:
@@ -270,10 +287,28 @@ class ScanRenderer(Renderer):
                         w(f"_k_{name} += {width};")
                 continue
             off = sympy.Integer(0)
-            for t in mm.terms:
+            for t in self.terms(mm):
                 width = t.col_stop - t.col_start
                 w(put(t, size_str(width), size_str(off)))
                 off = off + width
+        self.hoisted_terms()
+
+    def hoisted_terms(self):
+        """A step matmul's input term over all rows before the loop, when sc::hoist says so: _pre_m (T*B, N)."""
+        w = self.w
+        for mm in self.scan.step:
+            t = self.hoisted.get(id(mm))
+            if t is None:
+                continue
+            name, N, op = self.slot[id(mm)], self.n(mm.out), t.operand
+            w(f"// {op.value} @ {t.weight}[:, {size_str(t.col_start)}:{size_str(t.col_stop)}].T for every step at once, "
+              f"when a thread's rows are few")
+            w(f"const bool _hoist_{name} = sc::hoist(_batch);")
+            w(f"at::Tensor _t_pre_{name} = _hoist_{name} ? at::empty({{_steps * _batch, {N}}}, _opt) : at::Tensor();")
+            w(f"scalar_t* _pre_{name} = sc::ptr<scalar_t>(_t_pre_{name});")
+            w(f"if (_hoist_{name}) sc::mm_nt(_steps * _batch, {N}, {size_str(op.stop - op.start)}, "
+              f"{_at(f'_seq_{op.value}', op.start)}, {self.n(op.value)}, {_at(t.weight, t.col_start)}, _ld_{t.weight}, "
+              f"_pre_{name}, {N});")
 
     def paneled_weights(self):
         """A step's transposed matmul (x_grad += g @ W[:, c0:c1]) reads the weights as they are, in panels: a copy
@@ -385,16 +420,21 @@ class ScanRenderer(Renderer):
     def k_total(self, mm):
         return f"({size_str(sum((t.operand.stop - t.operand.start for t in mm.terms), sympy.Integer(0)))})"
 
-    def gemm(self, mm, K, a, lda):
-        """the call that multiplies rows of `a` by matmul mm's transposed weights (K of their rows)"""
-        n_out, acc, name = self.n(mm.out), "true" if mm.accumulate else "false", self.slot[id(mm)]
+    def gemm(self, mm, K, a, lda, k0="0", acc=None):
+        """the call that multiplies rows of `a` by matmul mm's transposed weights (K of their rows from k0)"""
+        n_out, name = self.n(mm.out), self.slot[id(mm)]
+        acc = acc or ("true" if mm.accumulate else "false")
         if id(mm) in self.paneled:
             return (f"sc::mm_panels({self.rows}, {n_out}, {K}, {a}, {lda}, _wt_{name}, {self.k_total(mm)} * sc::PANEL, "
-                    f"{acc}, {mm.out}, {n_out});")
+                    f"{k0}, {acc}, {mm.out}, {n_out});")
         return f"sc::mm_kn({self.rows}, {n_out}, {K}, {a}, {lda}, _wt_{name}, {n_out}, {acc}, {mm.out}, {n_out});"
 
-    def render_MatMul(self, mm):
+    def render_MatMul(self, mm, whole=False):
+        """(whole: all terms here, even when the input term may run before the loop)"""
         w, rows = self.w, self.rows
+        if id(mm) in self.hoisted and not whole:
+            self.render_hoisted(mm)
+            return
         w(f"// {mm.out} {'+=' if mm.accumulate else '='} " + " + ".join(f"{t.operand.value}[{size_str(t.operand.start)}:{size_str(t.operand.stop)}] @ "
                                          f"{t.weight}[:, {size_str(t.col_start)}:{size_str(t.col_stop)}].T"
                                          for t in mm.terms))
@@ -413,7 +453,7 @@ class ScanRenderer(Renderer):
                 if self.dynamic(mm):
                     w("int64_t _o = 0;")
                 off = sympy.Integer(0)
-                for k, t in enumerate(mm.terms):
+                for k, t in enumerate(self.terms(mm)):
                     op, width = t.operand, size_str(t.operand.stop - t.operand.start)
                     if self.dynamic(mm):
                         w(f"if (_on_{name}_{k}) {{ std::memcpy(_cat + _r * {K} + _o, {_at(op.value, op.start)} + "
@@ -423,6 +463,40 @@ class ScanRenderer(Renderer):
                       f"_r * {self.n(op.value)}, sizeof(scalar_t) * {width});")
                     off = off + (op.stop - op.start)
             w(self.gemm(mm, K, "_cat", K))
+        w("}")
+
+    def render_hoisted(self, mm):
+        """the matmul's step with its input term before the loop or not (_hoist_<m>, decided per call)"""
+        w, name, n_out = self.w, self.slot[id(mm)], self.n(mm.out)
+        first = self.hoisted[id(mm)]
+        rest = [t for t in mm.terms if t is not first]
+        w(f"// {mm.out} {'+=' if mm.accumulate else '='} the input term's rows from before the loop (_pre_{name}) + the "
+          "rest, or all of it here")
+        w(f"if (_hoist_{name}) {{")
+        with w.block():
+            pre = f"_pre_{name} + (_t * _batch + _b0) * {n_out}"
+            if mm.accumulate:
+                w(f"for (int64_t _i = 0; _i < {self.rows} * {n_out}; ++_i) {mm.out}[_i] += ({pre})[_i];")
+            else:
+                w(f"if ({self.rows} > 0) std::memcpy({mm.out}, {pre}, sizeof(scalar_t) * {self.rows} * {n_out});")
+            k0 = size_str(first.operand.stop - first.operand.start)
+            if len(rest) == 1:
+                op = rest[0].operand
+                w(self.gemm(mm, size_str(op.stop - op.start), _at(op.value, op.start), self.n(op.value), k0, "true"))
+            else:
+                K = size_str(sum((t.operand.stop - t.operand.start for t in rest), sympy.Integer(0)))
+                w(f"scalar_t* _cat = sc::ptr<scalar_t>(_operands_{name}) + ({self.row0}) * {self.k_total(mm)};")
+                with w.block(f"for (int64_t _r = 0; _r < {self.rows}; ++_r) {{", "}"):
+                    off = sympy.Integer(0)
+                    for t in rest:
+                        op, width = t.operand, size_str(t.operand.stop - t.operand.start)
+                        w(f"std::memcpy(_cat + _r * {self.k_total(mm)} + {size_str(off)}, {_at(op.value, op.start)} + "
+                          f"_r * {self.n(op.value)}, sizeof(scalar_t) * {width});")
+                        off = off + (op.stop - op.start)
+                w(self.gemm(mm, f"({K})", "_cat", self.k_total(mm), k0, "true"))
+        w("} else {")
+        with w.block():
+            self.render_MatMul(mm, whole=True)
         w("}")
 
     def render_Pointwise(self, st):
@@ -486,7 +560,7 @@ class ScanRenderer(Renderer):
                f"{st.weight}[:, {size_str(st.col_start)}:{size_str(st.col_stop)}]")
         if id(st) in self.grads:
             self.w(f"sc::mm_panels({self.rows}, {size_str(op.stop - op.start)}, {n_src}, {st.src}, {n_src}, "
-                   f"_wp_{self.grads[id(st)]}, {n_src} * sc::PANEL, true, {_at(op.value, op.start)}, {self.n(op.value)});")
+                   f"_wp_{self.grads[id(st)]}, {n_src} * sc::PANEL, 0, true, {_at(op.value, op.start)}, {self.n(op.value)});")
             return
         self.w(f"sc::mm_kn({self.rows}, {size_str(op.stop - op.start)}, {n_src}, {st.src}, {n_src}, "
                f"{_at(st.weight, st.col_start)}, _ld_{st.weight}, true, {_at(op.value, op.start)}, {self.n(op.value)});")

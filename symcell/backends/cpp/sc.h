@@ -141,6 +141,12 @@ template <typename T> inline bool mm_empty(int64_t M, int64_t N, int64_t K, bool
     for (int64_t r = 0; r < M; ++r) std::memset(C + r * ldc, 0, sizeof(T) * N);
   return true;
 }
+// C[M,N] = A[M,K] @ W[N,K]^T: a weight as it is stored (MKL's sgemm, for the tall GEMMs before the loop)
+template <typename T> inline void mm_nt(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* W,
+                                        int64_t ldw, T* C, int64_t ldc) {
+  if (mm_empty(M, N, K, false, C, ldc)) return;
+  blas('T', 'N', N, M, K, T(1), W, ldw, A, lda, T(0), C, ldc);
+}
 inline void mm_kn(int64_t M, int64_t N, int64_t K, const double* A, int64_t lda, const double* B, int64_t ldb,
                   bool acc, double* C, int64_t ldc) {
   if (mm_empty(M, N, K, acc, C, ldc)) return;
@@ -255,16 +261,16 @@ template <typename T> inline void copy_panels(const T* src, int64_t lds, int64_t
     }
   });
 }
-// C[M,N] (+)= A[M,K] @ B[K,N], B in panels (above), A and C row-major. Short (a step): each thread a run of
-// panels; tall: each thread its rows, panel by panel
+// C[M,N] (+)= A[M,K] @ B[K,N], B rows [k0, k0 + K) of the panels (above), A and C row-major. Short (a step): each
+// thread a run of panels; tall: each thread its rows, panel by panel
 template <typename T> inline void mm_panels(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* Bp,
-                                            int64_t ldp, bool acc, T* C, int64_t ldc) {
+                                            int64_t ldp, int64_t k0, bool acc, T* C, int64_t ldc) {
   if (mm_empty(M, N, K, acc, C, ldc)) return;
   bool brgemm = false;
   if constexpr (std::is_same_v<T, float>) brgemm = brgemm_ok();
   auto panel = [&](int64_t p, int64_t r0, int64_t r1) {
     const int64_t w = panel_width(N, p);
-    const T* b = Bp + p * ldp;
+    const T* b = Bp + p * ldp + k0 * w;
     T* c = C + r0 * ldc + p * PANEL;
     if constexpr (std::is_same_v<T, float>) {
       if (brgemm) {
@@ -286,6 +292,16 @@ template <typename T> inline void mm_panels(int64_t M, int64_t N, int64_t K, con
       for (int64_t p = p0; p < p1; ++p) panel(p, 0, M);
     });
   }
+}
+// Whether a step's matmul runs its input terms (those on a sequence argument, x) before the loop, as one GEMM over
+// all T*B rows, leaving only the recurrent terms in the step. With few rows a thread, a step's GEMM is bound by
+// streaming the weights, and this halves the weights a step reads; with many, the step's GEMM is efficient and
+// the hoisted one costs a pass over T*B*N more memory (benchmarks/bench_cpu.py --only hoist measures both).
+// SYMCELL_HOIST=0 or 1 forces it (read every call: tests and benchmarks set it).
+inline bool hoist(int64_t B) {
+  const char* forced = std::getenv("SYMCELL_HOIST");
+  if (forced != nullptr && (forced[0] == '0' || forced[0] == '1')) return forced[0] == '1';
+  return B < 16 * std::max<int64_t>(1, at::get_num_threads());
 }
 // a per-thread buffer reused across calls (64-byte aligned by torch's allocator, which brgemm's loads want);
 // never freed, so no destructor runs after torch at exit
