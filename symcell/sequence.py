@@ -3,8 +3,11 @@
 The kernels scan forward in time over (T, B, n) sequences in which every row runs every step, and hold the state
 of a row past its length. This module turns every other way of calling a cell into that: a reversed scan flips
 time (within each row's own length), batch_first transposes, outputs past a row's length are zeroed, and the
-rows are put in the order the backend prefers (cpp: longest first), then back.
+rows are put in the order the backend prefers (cpp: longest first), then back. And it sets the precision:
+16-bit floats compute in float32, and torch.autocast picks the dtype as it does for nn.LSTM.
 """
+import contextlib
+
 import torch
 
 from . import autograd, backends, ops, registry
@@ -99,9 +102,36 @@ def _reversal(lengths, T):
     return torch.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)
 
 
+# bfloat16 and float16 parameters and inputs: the scan runs in float32 (its state between steps and every
+# accumulation) on their values and rounds its results to their dtype, so a long sequence does not drift as a
+# 16-bit state would. (A kernel that reads 16-bit weights directly is issue 13's further work.)
+LOW_PRECISION = (torch.bfloat16, torch.float16)
+
+
+def _autocast(xs, state, params):
+    """Under torch.autocast for the tensors' device, the scan runs in autocast's dtype, as nn.LSTM and nn.GRU do
+    (their operators are on autocast's lower-precision list): floating inputs, states and parameters cast to it.
+    -> (xs, state, params, the device type whose autocast to turn off inside, or None)"""
+    first = params[0] if params else (xs if isinstance(xs, torch.Tensor) else next(iter(xs), None))
+    kind = first.device.type if isinstance(first, torch.Tensor) else None
+    if kind not in ("cpu", "cuda") or not torch.is_autocast_enabled(kind):
+        return xs, state, params, None
+    dtype = torch.get_autocast_dtype(kind)
+
+    def cast(v):
+        if isinstance(v, torch.Tensor):
+            return v.to(dtype) if v.is_floating_point() else v
+        return tuple(cast(t) for t in v) if isinstance(v, (tuple, list)) else v
+    return cast(xs), cast(state), [cast(p) for p in params], kind
+
+
 def run(binding, params, xs, state, reverse, lengths, batch_first):
     """scan of a bound cell with the given parameters (see scan)."""
+    xs, state, params, autocast = _autocast(xs, state, params)
     seq, state, ref = binding.check(xs, state, params, batch_first)
+    low = ref.dtype if ref.dtype in LOW_PRECISION else None
+    if low is not None:
+        seq, state, params = ([t.float() for t in ts] for ts in (seq, state, params))
     T, B = seq[0].shape[0], seq[0].shape[1]
     unsort = None
     if lengths is not None:
@@ -122,7 +152,11 @@ def run(binding, params, xs, state, reverse, lengths, batch_first):
     key = binding.kernel_key(ref.device)
     seq = tuple(x.contiguous() for x in seq)
     state = tuple(s.contiguous() for s in state)
-    ys, final = scan_op(key, seq, state, tuple(p.contiguous() for p in params), lengths)
+    # autocast off inside: the float32 (or float64) scan must not be cast again by the ops it runs
+    with torch.autocast(autocast, enabled=False) if autocast else contextlib.nullcontext():
+        ys, final = scan_op(key, seq, state, tuple(p.contiguous() for p in params), lengths)
+    if low is not None:
+        ys, final = tuple(y.to(low) for y in ys), tuple(f.to(low) for f in final)
     if lengths is not None:   # outputs past each row's length are zero (the kernel holds the state there)
         ended = (torch.arange(T, device=ref.device)[:, None] >= lengths[None, :])[:, :, None]
         ys = tuple(y.masked_fill(ended, 0) for y in ys)

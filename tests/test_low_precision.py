@@ -1,0 +1,121 @@
+"""bfloat16 and float16: a cell whose parameters and inputs are in a 16-bit float dtype runs with its state and
+every accumulation in float32 and returns results in that dtype; under torch.autocast it runs in autocast's
+dtype, as nn.LSTM and nn.GRU do. Against the eager loop in float64 on the same (rounded) weights and inputs."""
+import pytest
+import torch
+from torch import nn
+
+import symcell
+from symcell.cells import GRU, LSTM
+from zoo import CASES, eager_scan, random_inputs, rel_err
+
+DEVICE = {"cpp": "cpu", "triton": "cuda" if torch.cuda.is_available() else "cpu"}
+BACKENDS = ["reference"] + [b for b in ["cpp", "triton"] if symcell.backends.get(b).usable(torch.device(DEVICE[b]))]
+LOW = [torch.bfloat16, torch.float16]
+# results are rounded once to the 16-bit dtype (8 or 11 significant bits): the documented tolerance, relative to
+# the largest value, is a few units in the last place of that dtype
+TOL = {torch.bfloat16: 2e-2, torch.float16: 4e-3}
+
+
+def outs_and_grads(cell, xs, states, params, step=None, outputs=None):
+    if step is None:
+        ys, fin = symcell.scan(cell, tuple(xs), tuple(states))
+    else:
+        ys, fin = eager_scan(step, xs, states, params, outputs)
+    outs = (*(ys if isinstance(ys, tuple) else (ys,)), *fin)
+    g = torch.Generator().manual_seed(3)
+    cots = [torch.randn(o.shape, generator=g, dtype=torch.float64) for o in outs]
+    wrt = [*xs, *states, *params]
+    grads = torch.autograd.grad(sum((o.double() * c.to(o.device)).sum() for o, c in zip(outs, cots)), wrt)
+    return outs, grads
+
+
+# triton (the interpreter without a GPU) on two cells: the cast is the same code for every backend
+CELL_BACKENDS = [(n, b) for n in sorted(CASES) for b in BACKENDS if b != "triton" or n in ("LSTM", "GRU")]
+
+
+@pytest.mark.parametrize("dtype", LOW, ids=str)
+@pytest.mark.parametrize("name,backend", CELL_BACKENDS)
+def test_a_16_bit_cell_computes_in_float32_and_answers_in_its_dtype(name, backend, dtype):
+    factory, step, outputs = CASES[name]
+    dev = DEVICE.get(backend, "cpu")
+    torch.manual_seed(4)
+    cell = factory(backend=backend).to(dev, dtype)
+    xs, states = random_inputs(cell, T=5, B=9, dtype=dtype, seed=1)
+    xs, states = ([t.detach().to(dev).requires_grad_() for t in ts] for ts in (xs, states))
+    params = list(cell.parameters())
+    outs, grads = outs_and_grads(cell, xs, states, params)
+    for t in (*outs, *grads):
+        assert t.dtype == dtype and t.device.type == torch.device(dev).type
+    # the eager loop in float64 on the same rounded values
+    up = [[t.detach().double().cpu().requires_grad_() for t in ts] for ts in (xs, states, params)]
+    r_outs, r_grads = outs_and_grads(None, *up, step=step, outputs=outputs)
+    for a, b in zip(outs + grads, r_outs + r_grads):
+        assert rel_err(a.float(), b) < TOL[dtype]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_state_between_steps_stays_float32(backend):
+    """a float32 state carried across 200 steps of h = h + x (x = 1/3 rounded): bf16 steps would stall at 256"""
+    @symcell.define(inputs={"x": "H"}, state={"h": "H"}, params={"w": ("H",)})
+    def Counter(x, h, w):
+        return h + w * x
+
+    dev = DEVICE.get(backend, "cpu")
+    cell = Counter(H=3, backend=backend).to(dev, torch.bfloat16)
+    with torch.no_grad():
+        cell.w.fill_(1.0)
+    x = torch.full((800, 2, 3), 1 / 3, dtype=torch.bfloat16, device=dev)
+    ys, (h,) = symcell.scan(cell, (x,), None)
+    want = 800 * float(torch.tensor(1 / 3, dtype=torch.bfloat16))    # 266.5 in float32; bf16 steps: 256
+    assert h.dtype == torch.bfloat16
+    assert abs(float(h[0, 0].detach()) - want) <= want * 2 ** -8
+
+
+@pytest.mark.cpp
+@pytest.mark.parametrize("Module,Ref", [(LSTM, nn.LSTM), (GRU, nn.GRU)])
+@pytest.mark.parametrize("dtype", LOW, ids=str)
+def test_autocast_runs_the_cell_in_its_dtype_as_nn_does(Module, Ref, dtype):
+    """Linear -> cell under torch.autocast("cpu"): the cell's results come out in autocast's dtype, its
+    float32 parameters get float32 gradients, and the values are the eager loop's on the rounded weights."""
+    torch.manual_seed(0)
+    lin, cell = nn.Linear(6, 8), Module(8, 16, num_layers=2)
+    x = torch.randn(7, 3, 6)
+    with torch.autocast("cpu", dtype=dtype):
+        out, state = cell(lin(x))
+    state = state if isinstance(state, tuple) else (state,)
+    assert out.dtype == dtype and all(s.dtype == dtype for s in state)
+    (out.double().sum() + sum(s.double().sum() for s in state)).backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in [*cell.parameters(), *lin.parameters()])
+    # the same model in float64 on weights and Linear outputs rounded to autocast's dtype
+    ref = Ref(8, 16, num_layers=2).double()
+    ref.load_state_dict({k: v.to(dtype).double() for k, v in cell.state_dict().items()})
+    with torch.autocast("cpu", dtype=dtype):
+        y = lin(x)
+    want, want_state = ref(y.detach().double())
+    assert rel_err(out.float(), want) < TOL[dtype]
+    if dtype == torch.bfloat16:   # nn's own module under autocast (oneDNN has no float16 RNN on CPU)
+        nn_ref = Ref(8, 16, num_layers=2)
+        nn_ref.load_state_dict(cell.state_dict())
+        with torch.autocast("cpu", dtype=dtype):
+            nn_out, _ = nn_ref(lin(x))
+        assert nn_out.dtype == out.dtype and rel_err(out.float(), nn_out.float()) < 3 * TOL[dtype]
+
+
+@pytest.mark.cpp
+def test_autocast_off_inside_the_scan_and_after_it():
+    """a float32 model outside autocast is unchanged; autocast for another device type leaves the cell alone"""
+    torch.manual_seed(0)
+    cell = LSTM(4, 5)
+    x = torch.randn(3, 2, 4)
+    plain, _ = cell(x)
+    with torch.autocast("cuda", dtype=torch.float16, enabled=torch.cuda.is_available()):
+        other, _ = cell(x)
+    assert other.dtype == torch.float32 and torch.equal(plain, other)
+
+
+@pytest.mark.cpp
+def test_mixed_16_bit_and_float32_tensors_are_refused_clearly():
+    cell = LSTM(4, 5).bfloat16()
+    with pytest.raises(TypeError, match="input .* has dtype torch.float32 but the parameters have dtype torch.bfloat16"):
+        cell(torch.randn(3, 2, 4))
