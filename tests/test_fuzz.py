@@ -120,6 +120,39 @@ def _check_second(prog, backend, lengths=None, reverse=False):
         assert _err(a.double(), b) < tol, f"forward-mode tangent of output {k} differs: {prog}"
 
 
+# bfloat16: backend -> CI examples (the scan runs in float32 on the rounded values: sequence.py)
+LOW = {"reference": 40, "cpp": 2, "triton": 4}
+
+
+def _check_low(prog, backend, dtype=torch.bfloat16):
+    """a bfloat16 cell's values and gradients against the eager loop in float64 on the same rounded values; the
+    cotangents are bfloat16 numbers too, so the one rounding left is each result's own"""
+    dev = BACKENDS[backend][3]
+    Cell = define(prog, f"Fuzz{next(_names)}")
+    dims = {d: v for d, v in {"I": 3, "H": 2}.items() if d in Cell.spec.ir.dims}
+    cell = Cell(**dims, backend=backend).to(dev, dtype)
+    g = torch.Generator().manual_seed(0)
+    T, B = 4, 3
+    x = torch.randn(T, B, 3, generator=g).to(dev, dtype).requires_grad_()
+    states = [(0.5 * torch.randn(B, n, generator=g)).to(dev, dtype).requires_grad_() for n in cell.state_sizes.values()]
+    params = list(cell.parameters())
+    ys, fin = symcell.scan(cell, x, tuple(states))
+    up = [t.detach().cpu().double().requires_grad_() for t in (x, *states, *params)]
+    (ys_r,), fin_r = eager_scan(eager_step(prog), [up[0]], up[1:1 + len(states)], up[1 + len(states):], (0,))
+    outs, refs = (ys, *fin), (ys_r, *fin_r)
+    for a, b in zip(outs, refs):
+        assert a.dtype == dtype and torch.isfinite(b).all(), f"the reference is not finite: {prog}"
+        assert _err(a.double(), b) < 2e-2, f"bfloat16 values differ: {prog}"
+    cots = [torch.randn(o.shape, generator=g).to(dtype).double() for o in outs]
+    ga = torch.autograd.grad(sum((o.double() * c.to(dev)).sum() for o, c in zip(outs, cots)), [x, *states, *params],
+                             allow_unused=True)
+    gb = torch.autograd.grad(sum((o * c).sum() for o, c in zip(refs, cots)), up, allow_unused=True)
+    for a, b, r in zip(ga, gb, up):
+        a = torch.zeros_like(r) if a is None else a.double()
+        b = torch.zeros_like(r) if b is None else b
+        assert _err(a, b) < 2e-2, f"bfloat16 gradients differ: {prog}"
+
+
 def _settings(backend, n=None):
     n = LONG or n or BACKENDS[backend][0]
     return settings(max_examples=n, derandomize=not LONG, deadline=None, database=None,
@@ -179,3 +212,17 @@ REGRESSIONS = [
 @pytest.mark.parametrize("case", range(len(REGRESSIONS)))
 def test_what_the_fuzzer_found(backend, case):
     _check(REGRESSIONS[case], backend)
+
+
+@pytest.mark.parametrize("backend", [pytest.param(b, marks=pytest.mark.slow) if b != "reference" else b
+                                     for b in BACKENDS if _usable(b)])
+def test_random_cells_in_bfloat16_match_autograd(backend):
+    checked = []
+
+    @_settings(backend, LOW[backend])
+    @given(programs(max_ops=MAX_OPS))
+    def check(prog):
+        _check_low(prog, backend)
+        checked.append(prog)
+    check()
+    assert len(checked) >= 0.9 * (LONG or LOW[backend])
