@@ -2,7 +2,7 @@
 
     python benchmarks/bench_cpu.py                 # everything (a few minutes on 2 cores)
     python benchmarks/bench_cpu.py --only lstm     # one section: lstm, stacked, gru, lltm, build, memory, gflops,
-                                                   # denormal
+                                                   # denormal, hoist
 
 Every time is the median of interleaved repeats (each repeat runs every contender once, in turn), so a noisy
 neighbour slows all of them alike; the ratios are what to read. Forward runs under torch.no_grad();
@@ -103,6 +103,31 @@ def section_rnn(kind, lines, repeats):
         summary.append(f"| B={B} T={T} I={I} H={H} | {r['symcell-cpp'][0] / r[base][0]:.2f} | "
                        f"{r['symcell-cpp'][1] / r[base][1]:.2f} |")
     lines += [f"\nsymcell-cpp / {base}", "| size | forward | fwd+bwd |", "|---|---:|---:|", *summary]
+
+
+def section_hoist(lines, repeats):
+    """The cpp backend's choice of running a step matmul's input term before the loop (sc::hoist): the LSTM with
+    it forced off and on (SYMCELL_HOIST, read every call, so the repeats interleave) against nn.LSTM."""
+    lines.append("\nLSTM T=100 I=H=256, the input term in the loop (hoist 0) or before it (hoist 1); ms and / nn.LSTM")
+    lines.append("| B | hoist 0 forward | hoist 1 forward | hoist 0 fwd+bwd | hoist 1 fwd+bwd | chosen |")
+    lines.append("|---:|---:|---:|---:|---:|---|")
+    threads = torch.get_num_threads()
+    for B in (1, 4, 8, 16, 32, 64):
+        c = contenders_for("lstm", B, 100, 256, 256)
+        sc, ref = c["symcell-cpp"], c["nn.LSTM"]
+
+        def forced(fns, value):
+            def run(fn):
+                os.environ["SYMCELL_HOIST"] = value
+                try:
+                    fn()
+                finally:
+                    os.environ.pop("SYMCELL_HOIST")
+            return (lambda: run(fns[0]), lambda: run(fns[1]))
+        r = race({"0": forced(sc, "0"), "1": forced(sc, "1"), "nn": ref}, max(5, repeats // 2))
+        cell = lambda k, i: f"{r[k][i]:.2f} ({r[k][i] / r['nn'][i]:.2f})"  # noqa: E731
+        lines.append(f"| {B} | {cell('0', 0)} | {cell('1', 0)} | {cell('0', 1)} | {cell('1', 1)} | "
+                     f"{1 if B < 16 * threads else 0} |")
 
 
 def section_stacked(lines, repeats):
@@ -256,7 +281,8 @@ def section_build(lines):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", choices=["lstm", "stacked", "gru", "lltm", "build", "memory", "gflops", "denormal"])
+    ap.add_argument("--only", choices=["lstm", "stacked", "gru", "lltm", "build", "memory", "gflops", "denormal",
+                                       "hoist"])
     ap.add_argument("--repeats", type=int, default=15)
     args = ap.parse_args()
     lines = [f"machine: {cpu_model()} ({platform.machine()}), {os.cpu_count()} cores, torch {torch.__version__}, "
@@ -271,6 +297,8 @@ def main():
             section_stacked(lines, args.repeats)
         elif name == "lltm":
             section_lltm(lines, args.repeats)
+        elif name == "hoist":
+            section_hoist(lines, args.repeats)
         elif name == "gflops":
             section_gflops(lines, args.repeats)
         elif name == "memory":

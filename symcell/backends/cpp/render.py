@@ -56,7 +56,7 @@ class ScanRenderer(Renderer):
         self.paneled = {id(st) for st in scan.step if isinstance(st, MatMul)}
         # and so do its transposed matmuls, one copy of each weight slice however many read it
         copies = {}
-        self.grads = {id(st): copies.setdefault((st.weight, st.col_start, st.col_stop, self.buf[st.src].size), len(copies))
+        self.copies = {id(st): copies.setdefault((st.weight, st.col_start, st.col_stop, self.buf[st.src].size), len(copies))
                       for st in scan.step if isinstance(st, OperandGrad)}
         self.skip_if, self.term_off, self.flags = self._skips()
         # a step matmul's one term on a sequence argument (x) may run before the loop (sc::hoist): it is stacked
@@ -316,8 +316,8 @@ class ScanRenderer(Renderer):
         w, first = self.w, len(self.matmuls)
         readers = {}
         for st in self.scan.step:
-            if id(st) in self.grads:
-                readers.setdefault(self.grads[id(st)], []).append(st)
+            if id(st) in self.copies:
+                readers.setdefault(self.copies[id(st)], []).append(st)
         for k, sts in readers.items():
             st, K, N = sts[0], self.n(sts[0].src), size_str(sts[0].col_stop - sts[0].col_start)
             w(f"scalar_t* _wp_{k} = sc::ptr<scalar_t>(sc::workspace({first + k}, {K} * {N}, _opt));   // {st.weight} "
@@ -558,9 +558,9 @@ class ScanRenderer(Renderer):
         op, n_src = st.dest, self.n(st.src)
         self.w(f"// {op.value}[{size_str(op.start)}:{size_str(op.stop)}] += {st.src} @ "
                f"{st.weight}[:, {size_str(st.col_start)}:{size_str(st.col_stop)}]")
-        if id(st) in self.grads:
+        if id(st) in self.copies:
             self.w(f"sc::mm_panels({self.rows}, {size_str(op.stop - op.start)}, {n_src}, {st.src}, {n_src}, "
-                   f"_wp_{self.grads[id(st)]}, {n_src} * sc::PANEL, 0, true, {_at(op.value, op.start)}, {self.n(op.value)});")
+                   f"_wp_{self.copies[id(st)]}, {n_src} * sc::PANEL, 0, true, {_at(op.value, op.start)}, {self.n(op.value)});")
             return
         self.w(f"sc::mm_kn({self.rows}, {size_str(op.stop - op.start)}, {n_src}, {st.src}, {n_src}, "
                f"{_at(st.weight, st.col_start)}, _ld_{st.weight}, true, {_at(op.value, op.start)}, {self.n(op.value)});")
