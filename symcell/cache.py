@@ -2,7 +2,7 @@
 
     key = sha256(source, the files built beside it (sc.h), compiler flags, torch / python / compiler
                  versions, CPU features)
-    $SYMCELL_CACHE_DIR (default ~/.cache/symcell)/<key>/symcell_<key>.so, with main.cpp and those files
+    $SYMCELL_CACHE_DIR (default ~/.cache/symcell)/<key>/symcell_<key>.so, with its sources and those files
 
 An entry counts only once its marker file `complete` exists, written after the library built and loaded, so
 a build killed halfway is rebuilt rather than loaded. Two processes building the same key take turns on a lock
@@ -76,15 +76,17 @@ def _locked(path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def load(source, cflags=(), ldflags=(), files=None, links=None):
+def load(source, cflags=(), ldflags=(), files=None, links=None, units=None):
     """Build (or find) the library for `source`, load it into this process, return its op namespace.
 
     The source must register its ops with TORCH_LIBRARY(SYMCELL_NS, m); SYMCELL_NS is defined per key.
     `files` ({name: text}) are written beside it (headers it includes by name); `links` ({name: path}) are
     linked beside it when it is built (a precompiled header: it changes how fast, not what, is built, so it is
-    not part of the key).
+    not part of the key). `units` ({file name: lines put before the source}, default one main.cpp): the
+    translation units the source is compiled as (ninja builds them in parallel); the key covers them.
     """
-    key = cache_key(source, cflags, ldflags, files)
+    units = units or {"main.cpp": ""}
+    key = cache_key(source, cflags, ldflags, {**(files or {}), **{f"unit:{k}": v for k, v in units.items()}})
     if key in _loaded:
         return _loaded[key]
     ns = f"symcell_{key}"
@@ -108,7 +110,7 @@ def load(source, cflags=(), ldflags=(), files=None, links=None):
                 os.symlink(target, entry / name)
             except OSError:   # a file system without links: built without it, as fast as before
                 pass
-        _build(ns, source, list(cflags), list(ldflags), entry)  # builds and loads
+        _build(ns, source, list(cflags), list(ldflags), entry, units)  # builds and loads
         marker.write_text(f"built in {time.perf_counter() - t0:.2f} s\n")
     _loaded[key] = ns
     return ns
@@ -145,13 +147,15 @@ class BuildError(RuntimeError):
     pass
 
 
-def _build(ns, source, cflags, ldflags, folder):
+def _build(ns, source, cflags, ldflags, folder, units):
     from torch.utils import cpp_extension
-    src = f"#define SYMCELL_NS {ns}\n" + source
-    (folder / "main.cpp").write_text(src)
+    paths = []
+    for name, defines in units.items():
+        (folder / name).write_text(f"#define SYMCELL_NS {ns}\n{defines}" + source)
+        paths.append(str(folder / name))
     try:
-        cpp_extension.load_inline(
-            name=ns, cpp_sources=[src], extra_cflags=cflags, extra_ldflags=ldflags,
-            build_directory=str(folder), is_python_module=False, no_implicit_headers=True, verbose=False)
+        cpp_extension.load(
+            name=ns, sources=paths, extra_cflags=cflags, extra_ldflags=ldflags,
+            build_directory=str(folder), is_python_module=False, verbose=False)
     except (RuntimeError, OSError, subprocess.CalledProcessError) as e:
         raise BuildError(f"symcell: building the C++ kernel failed: {e}") from e

@@ -7,11 +7,13 @@
 // the loop, sc::mm_panels); _wp_k the weights of the step's k-th transposed matmul, in panels;
 // _parts_v per-thread partial sums of a vector parameter's gradient; _b0.._b1 a thread's batch rows (_nb of
 // them); _na the rows still running at step _t; d_v the gradient of v.
+// Built as two translation units in parallel (build.py): the float64 instantiations in one
+// (SYMCELL_DOUBLE_UNIT), the rest and the operators in the other; SYMCELL_NS names this library
 #include "sc.h"
 
-namespace {
+namespace SYMCELL_NS {
 template <typename scalar_t>
-static std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::IntArrayRef _dims, bool _save, const at::Tensor& _lengths, at::IntArrayRef _skip) {
+std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::IntArrayRef _dims, bool _save, const at::Tensor& _lengths, at::IntArrayRef _skip) {
   const int64_t _dim_H = _dims[0];
   const int64_t _dim_I = _dims[1];
   const int64_t _n_x = _dim_I;
@@ -114,7 +116,7 @@ static std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _
 }
 
 template <typename scalar_t>
-static std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_finals, at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::IntArrayRef _dims, const at::Tensor& _lengths, at::IntArrayRef _skip) {
+std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_finals, at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::IntArrayRef _dims, const at::Tensor& _lengths, at::IntArrayRef _skip) {
   const int64_t _dim_H = _dims[0];
   const int64_t _dim_I = _dims[1];
   const int64_t _n_x = _dim_I;
@@ -298,6 +300,13 @@ static std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorLis
   return _out;
 }
 
+#if SYMCELL_DOUBLE_UNIT
+template std::vector<at::Tensor> forward_impl<double>(at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::IntArrayRef _dims, bool _save, const at::Tensor& _lengths, at::IntArrayRef _skip);
+template std::vector<at::Tensor> backward_impl<double>(at::TensorList _d_ys, at::TensorList _d_finals, at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::IntArrayRef _dims, const at::Tensor& _lengths, at::IntArrayRef _skip);
+#else
+extern template std::vector<at::Tensor> forward_impl<double>(at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::IntArrayRef _dims, bool _save, const at::Tensor& _lengths, at::IntArrayRef _skip);
+extern template std::vector<at::Tensor> backward_impl<double>(at::TensorList _d_ys, at::TensorList _d_finals, at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::IntArrayRef _dims, const at::Tensor& _lengths, at::IntArrayRef _skip);
+
 std::vector<at::Tensor> forward(at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::IntArrayRef _dims, bool _save, const at::Tensor& _lengths, at::IntArrayRef _skip) {
   sc::FlushDenormals _ftz;
   if (_xs[0].scalar_type() == at::kDouble) return forward_impl<double>(_xs, _inits, _params, _dims, _save, _lengths, _skip);
@@ -308,13 +317,16 @@ std::vector<at::Tensor> backward(at::TensorList _d_ys, at::TensorList _d_finals,
   if (_xs[0].scalar_type() == at::kDouble) return backward_impl<double>(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _dims, _lengths, _skip);
   return backward_impl<float>(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _dims, _lengths, _skip);
 }
-}  // namespace
+#endif
+}  // namespace SYMCELL_NS
 
+#if !SYMCELL_DOUBLE_UNIT
 TORCH_LIBRARY(SYMCELL_NS, m) {
   m.def("forward(Tensor[] _xs, Tensor[] _inits, Tensor[] _params, int[] _dims, bool _save, Tensor _lengths, int[] _skip) -> Tensor[]");
   m.def("backward(Tensor[] _d_ys, Tensor[] _d_finals, Tensor[] _xs, Tensor[] _inits, Tensor[] _params, Tensor[] _ys, Tensor[] _res, int[] _dims, Tensor _lengths, int[] _skip) -> Tensor[]");
 }
 TORCH_LIBRARY_IMPL(SYMCELL_NS, CPU, m) {
-  m.impl("forward", &forward);
-  m.impl("backward", &backward);
+  m.impl("forward", &SYMCELL_NS::forward);
+  m.impl("backward", &SYMCELL_NS::backward);
 }
+#endif

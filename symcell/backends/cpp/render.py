@@ -178,7 +178,7 @@ class ScanRenderer(Renderer):
         args = ", ".join(f"at::TensorList {a.name}" for a in scan.args)
         flags = ", bool _save" if scan.save else ""
         w("template <typename scalar_t>")
-        w(f"static std::vector<at::Tensor> {scan.name}_impl({args}, at::IntArrayRef _dims{flags}, "
+        w(f"std::vector<at::Tensor> {scan.name}_impl({args}, at::IntArrayRef _dims{flags}, "
           "const at::Tensor& _lengths, at::IntArrayRef _skip) {")
         with w.block():
             self.preamble()
@@ -611,24 +611,37 @@ def render(program, scans):
     w(f"// _dims: {', '.join(program.dims)}")
     for line in LEGEND.splitlines():
         w(line)
+    w("// Built as two translation units in parallel (build.py): the float64 instantiations in one")
+    w("// (SYMCELL_DOUBLE_UNIT), the rest and the operators in the other; SYMCELL_NS names this library")
     w('#include "sc.h"')
     w()
-    w("namespace {")
+    w("namespace SYMCELL_NS {")
     for scan in scans:
         ScanRenderer(scan, program.dims, w).function()
         w()
+
+    def params(scan):
+        return ", ".join([f"at::TensorList {a.name}" for a in scan.args] + ["at::IntArrayRef _dims"]
+                         + (["bool _save"] if scan.save else []) + ["const at::Tensor& _lengths", "at::IntArrayRef _skip"])
+    w("#if SYMCELL_DOUBLE_UNIT")
     for scan in scans:
-        params = ", ".join([f"at::TensorList {a.name}" for a in scan.args] + ["at::IntArrayRef _dims"]
-                           + (["bool _save"] if scan.save else []) + ["const at::Tensor& _lengths", "at::IntArrayRef _skip"])
+        w(f"template std::vector<at::Tensor> {scan.name}_impl<double>({params(scan)});")
+    w("#else")
+    for scan in scans:
+        w(f"extern template std::vector<at::Tensor> {scan.name}_impl<double>({params(scan)});")
+    w()
+    for scan in scans:
         call = ", ".join([a.name for a in scan.args] + ["_dims"] + (["_save"] if scan.save else [])
                          + ["_lengths", "_skip"])
         first = "{}[{}]".format(*scan.arg_of(scan.first_seq))
-        with w.block(f"std::vector<at::Tensor> {scan.name}({params}) {{", "}"):
+        with w.block(f"std::vector<at::Tensor> {scan.name}({params(scan)}) {{", "}"):
             w("sc::FlushDenormals _ftz;")
             w(f"if ({first}.scalar_type() == at::kDouble) return {scan.name}_impl<double>({call});")
             w(f"return {scan.name}_impl<float>({call});")
-    w("}  // namespace")
+    w("#endif")
+    w("}  // namespace SYMCELL_NS")
     w()
+    w("#if !SYMCELL_DOUBLE_UNIT")
     with w.block("TORCH_LIBRARY(SYMCELL_NS, m) {", "}"):
         for scan in scans:
             schema = ", ".join([f"Tensor[] {a.name}" for a in scan.args] + ["int[] _dims"]
@@ -636,5 +649,6 @@ def render(program, scans):
             w(f'm.def("{scan.name}({schema}) -> Tensor[]");')
     with w.block("TORCH_LIBRARY_IMPL(SYMCELL_NS, CPU, m) {", "}"):
         for scan in scans:
-            w(f'm.impl("{scan.name}", &{scan.name});')
+            w(f'm.impl("{scan.name}", &SYMCELL_NS::{scan.name});')
+    w("#endif")
     return w.text()
