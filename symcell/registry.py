@@ -7,7 +7,7 @@ again. The hash is of the cell's fingerprint (ir.fingerprint), stable across pro
 import hashlib
 import importlib
 
-from . import backends, pipeline
+from . import backends, cache, pipeline
 from .ir import fingerprint
 
 _CELLS = {}        # hash -> CellIR, for every cell defined in this process
@@ -52,18 +52,25 @@ def _binding(cell_hash, dims):
 
 
 def lowered(cell_hash, dims=None):
-    """The pipeline's products for a cell at a binding of its dimensions (None: symbolic), made once."""
+    """The pipeline's products for a cell at a binding of its dimensions (None: symbolic), made once (and kept
+    on disk for the next process: cache.memo)."""
     k = _binding(cell_hash, dims)
     if k not in _LOWERED:
-        _LOWERED[k] = pipeline.lower(_CELLS[cell_hash], dims)
+        _LOWERED[k] = cache.memo(f"lowered-{cell_hash}-{_dims_id(dims)}",
+                                 lambda: pipeline.lower(_CELLS[cell_hash], dims))
     return _LOWERED[k]
+
+
+def _dims_id(dims):
+    return "symbolic" if dims is None else "_".join(f"{n}{v}" for n, v in sorted(dims.items()))
 
 
 def second_order(cell_hash, dims=None):
     """The tangent scans of a cell at a binding (second derivatives), made once, when first needed."""
     k = _binding(cell_hash, dims)
     if k not in _SECOND:
-        _SECOND[k] = pipeline.second_order(lowered(cell_hash, dims))
+        _SECOND[k] = cache.memo(f"second-{cell_hash}-{_dims_id(dims)}",
+                                lambda: pipeline.second_order(lowered(cell_hash, dims)))
     return _SECOND[k]
 
 

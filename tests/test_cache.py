@@ -124,3 +124,28 @@ def test_an_unwritable_cache_dir_falls_back_to_a_temporary_one_with_a_warning(mo
         d = cache.cache_dir()
     assert d.is_dir() and "symcell-cache" in d.name
     (d / "probe").write_text("ok")
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpp", "triton"])
+def test_a_derivation_kept_on_disk_renders_what_a_fresh_one_does(tmp_path, monkeypatch, backend):
+    """cache.memo keeps a cell's lowering and second-order scans for the next process: loaded back, every zoo
+    cell renders the same source, first and second order, as when derived afresh (rendering only, no build)"""
+    from symcell import pipeline, registry
+    from zoo import CASES
+    monkeypatch.setenv("SYMCELL_CACHE_DIR", str(tmp_path))
+    b = symcell.backends.get(backend)
+    for name, (factory, _, _) in CASES.items():
+        cell = factory(backend="reference")
+        h = registry.register(cell.spec.ir)
+        at = None if b.symbolic else dict(cell._binding.dims)
+        fresh = pipeline.lower(cell.spec.ir, at)
+        where = f"{h}-{registry._dims_id(at)}"   # (the LSTM and its projected form share a cell, not dims)
+        made = registry.cache.memo(f"test-{where}", lambda: pipeline.lower(cell.spec.ir, at))   # written
+        kept = registry.cache.memo(f"test-{where}", lambda: pytest.fail("the kept lowering was not loaded"))
+        assert made is not kept
+        for low in (made, kept):
+            assert b.render(low.program, (low.program.forward, low.program.backward)) == \
+                b.render(fresh.program, (fresh.program.forward, fresh.program.backward)), name
+        second = registry.cache.memo(f"test2-{where}", lambda: pipeline.second_order(fresh))
+        kept2 = registry.cache.memo(f"test2-{where}", lambda: pytest.fail("the kept scans were not loaded"))
+        assert b.render(fresh.program, kept2) == b.render(fresh.program, second), name

@@ -7,8 +7,8 @@
 // the loop, sc::mm_panels); _wp_k the weights of the step's k-th transposed matmul, in panels;
 // _parts_v per-thread partial sums of a vector parameter's gradient; _b0.._b1 a thread's batch rows (_nb of
 // them); _na the rows still running at step _t; d_v the gradient of v.
-// Built as two translation units in parallel (build.py): the float64 instantiations in one
-// (SYMCELL_DOUBLE_UNIT), the rest and the operators in the other; SYMCELL_NS names this library
+// Built as two translation units in parallel (build.py): the first scan in float32 and the operators in one,
+// the other instantiations in the other (SYMCELL_SECOND_UNIT); SYMCELL_NS names this library
 #include "sc.h"
 
 namespace SYMCELL_NS {
@@ -565,33 +565,68 @@ std::vector<at::Tensor> tangent_backward_impl(at::TensorList _d_ys, at::TensorLi
   return _out;
 }
 
-#if SYMCELL_DOUBLE_UNIT
+#if SYMCELL_SECOND_UNIT
 template std::vector<at::Tensor> tangent_forward_impl<double>(at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::TensorList _v_xs, at::TensorList _v_inits, at::TensorList _v_params, at::IntArrayRef _dims, bool _save, const at::Tensor& _lengths, at::IntArrayRef _skip);
 template std::vector<at::Tensor> tangent_backward_impl<double>(at::TensorList _d_ys, at::TensorList _d_finals, at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::TensorList _v_d_ys, at::TensorList _v_d_finals, at::TensorList _v_xs, at::TensorList _v_inits, at::TensorList _v_params, at::TensorList _v_ys, at::TensorList _v_res, at::IntArrayRef _dims, const at::Tensor& _lengths, at::IntArrayRef _skip);
+template std::vector<at::Tensor> tangent_backward_impl<float>(at::TensorList _d_ys, at::TensorList _d_finals, at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::TensorList _v_d_ys, at::TensorList _v_d_finals, at::TensorList _v_xs, at::TensorList _v_inits, at::TensorList _v_params, at::TensorList _v_ys, at::TensorList _v_res, at::IntArrayRef _dims, const at::Tensor& _lengths, at::IntArrayRef _skip);
 #else
 extern template std::vector<at::Tensor> tangent_forward_impl<double>(at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::TensorList _v_xs, at::TensorList _v_inits, at::TensorList _v_params, at::IntArrayRef _dims, bool _save, const at::Tensor& _lengths, at::IntArrayRef _skip);
 extern template std::vector<at::Tensor> tangent_backward_impl<double>(at::TensorList _d_ys, at::TensorList _d_finals, at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::TensorList _v_d_ys, at::TensorList _v_d_finals, at::TensorList _v_xs, at::TensorList _v_inits, at::TensorList _v_params, at::TensorList _v_ys, at::TensorList _v_res, at::IntArrayRef _dims, const at::Tensor& _lengths, at::IntArrayRef _skip);
+extern template std::vector<at::Tensor> tangent_backward_impl<float>(at::TensorList _d_ys, at::TensorList _d_finals, at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::TensorList _v_d_ys, at::TensorList _v_d_finals, at::TensorList _v_xs, at::TensorList _v_inits, at::TensorList _v_params, at::TensorList _v_ys, at::TensorList _v_res, at::IntArrayRef _dims, const at::Tensor& _lengths, at::IntArrayRef _skip);
 
-std::vector<at::Tensor> tangent_forward(at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::TensorList _v_xs, at::TensorList _v_inits, at::TensorList _v_params, at::IntArrayRef _dims, bool _save, const at::Tensor& _lengths, at::IntArrayRef _skip) {
+void tangent_forward(const c10::OperatorHandle&, torch::jit::Stack* _stack) {
+  auto _in = torch::jit::last(*_stack, 12);
+  const std::vector<at::Tensor> _xs = _in[0].toTensorVector();
+  const std::vector<at::Tensor> _inits = _in[1].toTensorVector();
+  const std::vector<at::Tensor> _params = _in[2].toTensorVector();
+  const std::vector<at::Tensor> _ys = _in[3].toTensorVector();
+  const std::vector<at::Tensor> _res = _in[4].toTensorVector();
+  const std::vector<at::Tensor> _v_xs = _in[5].toTensorVector();
+  const std::vector<at::Tensor> _v_inits = _in[6].toTensorVector();
+  const std::vector<at::Tensor> _v_params = _in[7].toTensorVector();
+  const std::vector<int64_t> _dims = _in[8].toIntVector();
+  const bool _save = _in[9].toBool();
+  const at::Tensor _lengths = _in[10].toTensor();
+  const std::vector<int64_t> _skip = _in[11].toIntVector();
   sc::FlushDenormals _ftz;
-  if (_xs[0].scalar_type() == at::kDouble) return tangent_forward_impl<double>(_xs, _inits, _params, _ys, _res, _v_xs, _v_inits, _v_params, _dims, _save, _lengths, _skip);
-  return tangent_forward_impl<float>(_xs, _inits, _params, _ys, _res, _v_xs, _v_inits, _v_params, _dims, _save, _lengths, _skip);
+  std::vector<at::Tensor> _out = _xs[0].scalar_type() == at::kDouble ? tangent_forward_impl<double>(_xs, _inits, _params, _ys, _res, _v_xs, _v_inits, _v_params, _dims, _save, _lengths, _skip) : tangent_forward_impl<float>(_xs, _inits, _params, _ys, _res, _v_xs, _v_inits, _v_params, _dims, _save, _lengths, _skip);
+  torch::jit::drop(*_stack, 12);
+  torch::jit::push(*_stack, c10::IValue(std::move(_out)));
 }
-std::vector<at::Tensor> tangent_backward(at::TensorList _d_ys, at::TensorList _d_finals, at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::TensorList _v_d_ys, at::TensorList _v_d_finals, at::TensorList _v_xs, at::TensorList _v_inits, at::TensorList _v_params, at::TensorList _v_ys, at::TensorList _v_res, at::IntArrayRef _dims, const at::Tensor& _lengths, at::IntArrayRef _skip) {
+void tangent_backward(const c10::OperatorHandle&, torch::jit::Stack* _stack) {
+  auto _in = torch::jit::last(*_stack, 17);
+  const std::vector<at::Tensor> _d_ys = _in[0].toTensorVector();
+  const std::vector<at::Tensor> _d_finals = _in[1].toTensorVector();
+  const std::vector<at::Tensor> _xs = _in[2].toTensorVector();
+  const std::vector<at::Tensor> _inits = _in[3].toTensorVector();
+  const std::vector<at::Tensor> _params = _in[4].toTensorVector();
+  const std::vector<at::Tensor> _ys = _in[5].toTensorVector();
+  const std::vector<at::Tensor> _res = _in[6].toTensorVector();
+  const std::vector<at::Tensor> _v_d_ys = _in[7].toTensorVector();
+  const std::vector<at::Tensor> _v_d_finals = _in[8].toTensorVector();
+  const std::vector<at::Tensor> _v_xs = _in[9].toTensorVector();
+  const std::vector<at::Tensor> _v_inits = _in[10].toTensorVector();
+  const std::vector<at::Tensor> _v_params = _in[11].toTensorVector();
+  const std::vector<at::Tensor> _v_ys = _in[12].toTensorVector();
+  const std::vector<at::Tensor> _v_res = _in[13].toTensorVector();
+  const std::vector<int64_t> _dims = _in[14].toIntVector();
+  const at::Tensor _lengths = _in[15].toTensor();
+  const std::vector<int64_t> _skip = _in[16].toIntVector();
   sc::FlushDenormals _ftz;
-  if (_xs[0].scalar_type() == at::kDouble) return tangent_backward_impl<double>(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _v_d_ys, _v_d_finals, _v_xs, _v_inits, _v_params, _v_ys, _v_res, _dims, _lengths, _skip);
-  return tangent_backward_impl<float>(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _v_d_ys, _v_d_finals, _v_xs, _v_inits, _v_params, _v_ys, _v_res, _dims, _lengths, _skip);
+  std::vector<at::Tensor> _out = _xs[0].scalar_type() == at::kDouble ? tangent_backward_impl<double>(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _v_d_ys, _v_d_finals, _v_xs, _v_inits, _v_params, _v_ys, _v_res, _dims, _lengths, _skip) : tangent_backward_impl<float>(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _v_d_ys, _v_d_finals, _v_xs, _v_inits, _v_params, _v_ys, _v_res, _dims, _lengths, _skip);
+  torch::jit::drop(*_stack, 17);
+  torch::jit::push(*_stack, c10::IValue(std::move(_out)));
 }
 #endif
 }  // namespace SYMCELL_NS
 
-#if !SYMCELL_DOUBLE_UNIT
+#if !SYMCELL_SECOND_UNIT
 TORCH_LIBRARY(SYMCELL_NS, m) {
   m.def("tangent_forward(Tensor[] _xs, Tensor[] _inits, Tensor[] _params, Tensor[] _ys, Tensor[] _res, Tensor[] _v_xs, Tensor[] _v_inits, Tensor[] _v_params, int[] _dims, bool _save, Tensor _lengths, int[] _skip) -> Tensor[]");
   m.def("tangent_backward(Tensor[] _d_ys, Tensor[] _d_finals, Tensor[] _xs, Tensor[] _inits, Tensor[] _params, Tensor[] _ys, Tensor[] _res, Tensor[] _v_d_ys, Tensor[] _v_d_finals, Tensor[] _v_xs, Tensor[] _v_inits, Tensor[] _v_params, Tensor[] _v_ys, Tensor[] _v_res, int[] _dims, Tensor _lengths, int[] _skip) -> Tensor[]");
 }
 TORCH_LIBRARY_IMPL(SYMCELL_NS, CPU, m) {
-  m.impl("tangent_forward", &SYMCELL_NS::tangent_forward);
-  m.impl("tangent_backward", &SYMCELL_NS::tangent_backward);
+  m.impl("tangent_forward", torch::CppFunction::makeFromBoxedFunction<&SYMCELL_NS::tangent_forward>());
+  m.impl("tangent_backward", torch::CppFunction::makeFromBoxedFunction<&SYMCELL_NS::tangent_backward>());
 }
 #endif

@@ -611,8 +611,8 @@ def render(program, scans):
     w(f"// _dims: {', '.join(program.dims)}")
     for line in LEGEND.splitlines():
         w(line)
-    w("// Built as two translation units in parallel (build.py): the float64 instantiations in one")
-    w("// (SYMCELL_DOUBLE_UNIT), the rest and the operators in the other; SYMCELL_NS names this library")
+    w("// Built as two translation units in parallel (build.py): the first scan in float32 and the operators in one,")
+    w("// the other instantiations in the other (SYMCELL_SECOND_UNIT); SYMCELL_NS names this library")
     w('#include "sc.h"')
     w()
     w("namespace SYMCELL_NS {")
@@ -623,25 +623,42 @@ def render(program, scans):
     def params(scan):
         return ", ".join([f"at::TensorList {a.name}" for a in scan.args] + ["at::IntArrayRef _dims"]
                          + (["bool _save"] if scan.save else []) + ["const at::Tensor& _lengths", "at::IntArrayRef _skip"])
-    w("#if SYMCELL_DOUBLE_UNIT")
-    for scan in scans:
-        w(f"template std::vector<at::Tensor> {scan.name}_impl<double>({params(scan)});")
+    # the second unit: every scan in float64, every scan but the first in float32 (about half the code each way)
+    second = [(scan, "double") for scan in scans] + [(scan, "float") for scan in scans[1:]]
+    w("#if SYMCELL_SECOND_UNIT")
+    for scan, t in second:
+        w(f"template std::vector<at::Tensor> {scan.name}_impl<{t}>({params(scan)});")
     w("#else")
-    for scan in scans:
-        w(f"extern template std::vector<at::Tensor> {scan.name}_impl<double>({params(scan)});")
+    for scan, t in second:
+        w(f"extern template std::vector<at::Tensor> {scan.name}_impl<{t}>({params(scan)});")
     w()
     for scan in scans:
         call = ", ".join([a.name for a in scan.args] + ["_dims"] + (["_save"] if scan.save else [])
                          + ["_lengths", "_skip"])
         first = "{}[{}]".format(*scan.arg_of(scan.first_seq))
-        with w.block(f"std::vector<at::Tensor> {scan.name}({params(scan)}) {{", "}"):
+        # the operator as a boxed kernel: its arguments read off the stack by hand. (Registering the function
+        # itself instantiates torch's unboxing templates for its signature: about 2 s of every build.)
+        with w.block(f"void {scan.name}(const c10::OperatorHandle&, torch::jit::Stack* _stack) {{", "}"):
+            names = [a.name for a in scan.args] + ["_dims"] + (["_save"] if scan.save else []) + ["_lengths", "_skip"]
+            w(f"auto _in = torch::jit::last(*_stack, {len(names)});")
+            for k, a in enumerate(scan.args):
+                w(f"const std::vector<at::Tensor> {a.name} = _in[{k}].toTensorVector();")
+            k = len(scan.args)
+            w(f"const std::vector<int64_t> _dims = _in[{k}].toIntVector();")
+            if scan.save:
+                k += 1
+                w(f"const bool _save = _in[{k}].toBool();")
+            w(f"const at::Tensor _lengths = _in[{k + 1}].toTensor();")
+            w(f"const std::vector<int64_t> _skip = _in[{k + 2}].toIntVector();")
             w("sc::FlushDenormals _ftz;")
-            w(f"if ({first}.scalar_type() == at::kDouble) return {scan.name}_impl<double>({call});")
-            w(f"return {scan.name}_impl<float>({call});")
+            w(f"std::vector<at::Tensor> _out = {first}.scalar_type() == at::kDouble ? {scan.name}_impl<double>({call}) "
+              f": {scan.name}_impl<float>({call});")
+            w(f"torch::jit::drop(*_stack, {len(names)});")
+            w("torch::jit::push(*_stack, c10::IValue(std::move(_out)));")
     w("#endif")
     w("}  // namespace SYMCELL_NS")
     w()
-    w("#if !SYMCELL_DOUBLE_UNIT")
+    w("#if !SYMCELL_SECOND_UNIT")
     with w.block("TORCH_LIBRARY(SYMCELL_NS, m) {", "}"):
         for scan in scans:
             schema = ", ".join([f"Tensor[] {a.name}" for a in scan.args] + ["int[] _dims"]
@@ -649,6 +666,6 @@ def render(program, scans):
             w(f'm.def("{scan.name}({schema}) -> Tensor[]");')
     with w.block("TORCH_LIBRARY_IMPL(SYMCELL_NS, CPU, m) {", "}"):
         for scan in scans:
-            w(f'm.impl("{scan.name}", &SYMCELL_NS::{scan.name});')
+            w(f'm.impl("{scan.name}", torch::CppFunction::makeFromBoxedFunction<&SYMCELL_NS::{scan.name}>());')
     w("#endif")
     return w.text()
