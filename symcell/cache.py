@@ -4,6 +4,8 @@
                  versions, CPU features)
     $SYMCELL_CACHE_DIR (default ~/.cache/symcell)/<key>/symcell_<key>.so, with its sources and those files
 
+    $SYMCELL_CACHE_DIR/memo/<name>-<hash of symcell's code>.pkl: the symbolic derivation of a cell (memo)
+
 An entry counts only once its marker file `complete` exists, written after the library built and loaded, so
 a build killed halfway is rebuilt rather than loaded. Two processes building the same key take turns on a lock
 file; the second finds the first one's library. A library that fails to load is deleted and rebuilt.

@@ -38,8 +38,8 @@ def run(cache_dir, backend="cpp", env_extra=None, wait=True):
 
 
 def entries(cache_dir):
-    """the cells' libraries (not the precompiled header's folder)"""
-    return [p for p in cache_dir.iterdir() if p.is_dir() and not p.name.startswith("pch-")]
+    """the cells' libraries (not the precompiled header's folder, nor the kept derivations: cache.memo)"""
+    return [p for p in cache_dir.iterdir() if p.is_dir() and not p.name.startswith("pch-") and p.name != "memo"]
 
 
 @needs_compiler

@@ -20,7 +20,7 @@ from ... import cache
 HEADER = Path(__file__).with_name("sc.h")
 # A cell's source is compiled as two translation units that ninja builds in parallel (2 cores at least): main.cpp,
 # and main_2.cpp where the source puts about half its code (render.py). Each parses the torch headers (most of a
-# build without the precompiled sc.h); with it, the split takes a new cell from 5.8 to 4.7 s (BENCHMARKS.md).
+# build without the precompiled sc.h); with it and the boxed operators a new cell takes 4.5 s, was 5.8 (BENCHMARKS.md).
 UNITS = {"main.cpp": "", "main_2.cpp": "#define SYMCELL_SECOND_UNIT 1\n"}
 _NO_LENGTHS = torch.empty(0, dtype=torch.int64)   # every row runs all steps
 
