@@ -110,8 +110,9 @@ LOW_PRECISION = (torch.bfloat16, torch.float16)
 
 def _autocast(xs, state, params):
     """Under torch.autocast for the tensors' device, the scan runs in autocast's dtype, as nn.LSTM and nn.GRU do
-    (their operators are on autocast's lower-precision list): floating inputs, states and parameters cast to it.
-    -> (xs, state, params, the device type whose autocast to turn off inside, or None)"""
+    (their operators are on autocast's lower-precision list): inputs, states and parameters cast to it, those in
+    float64 left alone as autocast leaves them. -> (xs, state, params, the device type whose autocast to turn off
+    inside, or None)"""
     first = params[0] if params else (xs if isinstance(xs, torch.Tensor) else next(iter(xs), None))
     kind = first.device.type if isinstance(first, torch.Tensor) else None
     if kind not in ("cpu", "cuda") or not torch.is_autocast_enabled(kind):
@@ -120,7 +121,7 @@ def _autocast(xs, state, params):
 
     def cast(v):
         if isinstance(v, torch.Tensor):
-            return v.to(dtype) if v.is_floating_point() else v
+            return v.to(dtype) if v.is_floating_point() and v.dtype != torch.float64 else v
         return tuple(cast(t) for t in v) if isinstance(v, (tuple, list)) else v
     return cast(xs), cast(state), [cast(p) for p in params], kind
 

@@ -104,7 +104,8 @@ def test_autocast_runs_the_cell_in_its_dtype_as_nn_does(Module, Ref, dtype):
 
 @pytest.mark.cpp
 def test_autocast_off_inside_the_scan_and_after_it():
-    """a float32 model outside autocast is unchanged; autocast for another device type leaves the cell alone"""
+    """a float32 model outside autocast is unchanged; autocast for another device type leaves the cell alone, and
+    so does CPU autocast a float64 cell"""
     torch.manual_seed(0)
     cell = LSTM(4, 5)
     x = torch.randn(3, 2, 4)
@@ -112,6 +113,9 @@ def test_autocast_off_inside_the_scan_and_after_it():
     with torch.autocast("cuda", dtype=torch.float16, enabled=torch.cuda.is_available()):
         other, _ = cell(x)
     assert other.dtype == torch.float32 and torch.equal(plain, other)
+    with torch.autocast("cpu", dtype=torch.bfloat16):   # float64 is not autocast's to cast, nor ours
+        out, _ = cell.double()(x.double())
+    assert out.dtype == torch.float64
 
 
 @pytest.mark.cpp
