@@ -13,7 +13,6 @@ each with a build cache of its own (the first round builds; its times are not co
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -21,6 +20,8 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+
+from measure import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = [(32, 100, 256, 256), (16, 50, 32, 128)]
@@ -75,14 +76,6 @@ def run(tree, cache, repeats):
     if r.returncode != 0:
         raise RuntimeError(f"the benchmark of {tree} failed:\n{r.stderr}")
     return json.loads(r.stdout.strip().splitlines()[-1])
-
-
-def cpu_model():
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown"
 
 
 def main():
