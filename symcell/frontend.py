@@ -4,8 +4,8 @@ import inspect
 import sympy
 
 from . import dims as D
-from .functions import UNARY
-from .ir import CellIR, Node
+from .functions import CONDITIONS, USER
+from .ir import CellIR, Node, walk
 
 _MAX_LABEL = 60
 
@@ -41,6 +41,18 @@ class Sym:
     def __rmul__(self, o): return _binary("mul", "*", o, self)
     def __truediv__(self, o): return _binary("div", "/", self, o)
     def __rtruediv__(self, o): return _binary("div", "/", o, self)
+    # comparisons give a condition for where(); Python reflects 0 < x into x > 0
+    def __gt__(self, o): return _binary("gt", ">", self, o)
+    def __ge__(self, o): return _binary("ge", ">=", self, o)
+    def __lt__(self, o): return _binary("lt", "<", self, o)
+    def __le__(self, o): return _binary("le", "<=", self, o)
+
+    def __abs__(self):
+        return FUNCTIONS["abs"](self)
+
+    @property
+    def is_condition(self):
+        return self.node.op == "pw" and self.node.attr in CONDITIONS.values()
 
     def __neg__(self):
         return Sym(Node("pw", (self.node,), self.size, "neg", _short(f"-{self.node.label}")))
@@ -68,8 +80,13 @@ class Sym:
         raise TypeError(f"{self.node.label}[...]: indexing is not supported; use symcell.split")
 
     def __bool__(self):
-        raise TypeError(f"{self.node.label} is symbolic: Python control flow on it (if, and, or, comparisons) "
-                        "cannot be traced; write the cell with the supported functions")
+        if self.is_condition:
+            raise TypeError(f"{self.node.label} is a symbolic condition, true in some rows and features and false "
+                            "in others: Python's if/and/or/not and max()/min() cannot decide it while the cell is "
+                            f"defined; write symcell.where({self.node.label}, a, b), or symcell.maximum(a, b) / "
+                            "symcell.minimum(a, b) for max() / min()")
+        raise TypeError(f"{self.node.label} is symbolic: Python control flow on it (if, and, or, max, min) cannot "
+                        "be traced; write the cell with symcell's functions (where, maximum, minimum, clamp, ...)")
 
     def __float__(self):
         raise TypeError(f"{self.node.label} is symbolic and has no value at definition time")
@@ -86,7 +103,7 @@ class Sym:
         sym = next((a for a in _flatten(args, kwargs) if isinstance(a, (Sym, Matrix))), None)
         who = sym.node.label if isinstance(sym, Sym) else getattr(sym, "name", "?")
         raise TypeError(f"torch.{name} was called on the symbolic tensor {who!r}; torch functions cannot be "
-                        f"traced. Use symcell's: {', '.join(UNARY)}, cat, split")
+                        f"traced. Use symcell's: {', '.join(FUNCTIONS)}, cat, split")
 
 
 class Matrix:
@@ -105,6 +122,11 @@ class Matrix:
         if not D.same_size(cols, v.size):
             raise ValueError(f"{self.name} @ {v.node.label}: {self.name} has shape ({D.fmt(rows)}, {D.fmt(cols)}) "
                              f"but {v.node.label} has size {D.fmt(v.size)}")
+        if not any(n.op in ("input", "state") for n in walk([v.node])):
+            # a GEMM reads one operand row per batch row; this operand is one vector shared by all of them
+            raise TypeError(f"{self.name} @ {v.node.label}: {v.node.label} depends on no input and no state, so "
+                            f"{self.name} @ {v.node.label} is one constant vector for every row and step; "
+                            f"declare that vector as a parameter of size {D.fmt(rows)} instead")
         label = _short(f"{self.name} @ {v.node.label}")
         return Sym(Node("matmul", (v.node,), rows, ((self.name, sympy.Integer(0), cols),), label))
 
@@ -116,7 +138,8 @@ class Matrix:
                         f"be used as `{self.name} @ v`. Vector parameters (1-d) are used elementwise")
 
     __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _misuse
-    __truediv__ = __rtruediv__ = __neg__ = __pow__ = __getitem__ = _misuse
+    __truediv__ = __rtruediv__ = __neg__ = __pow__ = __getitem__ = __abs__ = _misuse
+    __gt__ = __ge__ = __lt__ = __le__ = _misuse
 
     @classmethod
     def __torch_function__(cls, func, types, args=(), kwargs=None):
@@ -152,21 +175,70 @@ def _binary(fn, sym, a, b):
     return Sym(Node("pw", (na, nb), size, fn, _short(f"({na.label} {sym} {nb.label})")))
 
 
-def _unary(fn):
-    def apply(v):
-        if not isinstance(v, Sym):
-            if isinstance(v, Matrix):
-                v._misuse()
-            raise TypeError(f"symcell.{fn} expects a symbolic tensor inside a cell definition, got "
-                            f"{type(v).__name__}")
-        return Sym(Node("pw", (v.node,), v.size, fn, _short(f"{fn}({v.node.label})")))
+def _function(entry):
+    """symcell.<name>(...) for a table entry: symbolic vectors of one size, or Python numbers where the function
+    takes several operands (maximum(h, 0)); at least one operand symbolic."""
+    fn, params = entry.name, ("v",) if entry.arity == 1 else ("a", "b", "c")[:entry.arity]
+
+    def apply(*args):
+        call = f"symcell.{fn}({', '.join(params)})"
+        if len(args) != entry.arity:
+            raise TypeError(f"{call} takes {entry.arity} argument(s), got {len(args)}")
+        for a in args:
+            if isinstance(a, Matrix):
+                a._misuse()
+        if not any(isinstance(a, Sym) for a in args):
+            raise TypeError(f"{call} expects a symbolic tensor inside a cell definition, got "
+                            f"{', '.join(type(a).__name__ for a in args)}")
+        first = next(a for a in args if isinstance(a, Sym))
+        nodes = [_operand(a, fn, first._desc()) for a in args]
+        sized = [n for n in nodes if n.size is not None]
+        for n in sized[1:]:
+            if not D.same_size(n.size, sized[0].size):
+                raise ValueError(f"symcell.{fn}: {sized[0].label} has size {D.fmt(sized[0].size)} but {n.label} "
+                                 f"has size {D.fmt(n.size)}")
+        label = _short(f"{fn}({', '.join(n.label for n in nodes)})")
+        return Sym(Node("pw", tuple(nodes), sized[0].size, fn, label))
     apply.__name__ = fn
-    apply.__doc__ = f"{fn}(v), elementwise."
+    apply.__doc__ = f"{fn}({', '.join(params)}), elementwise (symcell/functions.py has its derivative rule)."
     return apply
 
 
 # every user function of the table (functions.py), as symcell.<name>
-FUNCTIONS = {name: _unary(name) for name in UNARY}
+FUNCTIONS = {name: _function(entry) for name, entry in USER.items()}
+_where = FUNCTIONS["where"]
+
+
+def where(condition, a, b):
+    """a where the condition holds, else b, elementwise: the condition is a comparison (h > 0, x <= y), a and b
+    symbolic vectors or numbers. The gradient flows to the branch taken only, as torch.where's."""
+    if not (isinstance(condition, Sym) and condition.is_condition):
+        what = condition.node.label if isinstance(condition, Sym) else repr(condition)
+        raise TypeError(f"symcell.where: the condition must be a comparison of symbolic values (a > b, a >= b, "
+                        f"a < b, a <= b), got {what}")
+    return _where(condition, a, b)
+
+
+def clamp(x, min=None, max=None):  # noqa: A002 - torch.clamp's names
+    """x limited to [min, max] (numbers; either may be None), elementwise; gradient 1 at the bounds, as torch's."""
+    if not isinstance(x, Sym):
+        raise TypeError(f"symcell.clamp expects a symbolic tensor, got {type(x).__name__}")
+    for bound, value in (("min", min), ("max", max)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            what = value.node.label if isinstance(value, Sym) else repr(value)
+            raise TypeError(f"symcell.clamp({x.node.label}, {bound}={what}): the bounds must be Python numbers; "
+                            f"for a symbolic bound write symcell.maximum / symcell.minimum")
+    if min is None and max is None:
+        raise ValueError(f"symcell.clamp({x.node.label}): give min, max or both")
+    out = x.node
+    for fn, value in (("clamp_min", min), ("clamp_max", max)):
+        if value is not None:
+            out = Node("pw", (out, _operand(value, fn, x._desc())), x.size, fn,
+                       _short(f"{fn}({out.label}, {value!r})"))
+    return Sym(out)
+
+
+FUNCTIONS.update(where=where, clamp=clamp)
 globals().update(FUNCTIONS)
 __all__ = ["cat", "split", "trace", "Sym", "Matrix", *FUNCTIONS]
 
@@ -271,30 +343,27 @@ def trace(fn, inputs, state, params, outputs=None, name=None):
     for n, shape in prs:
         syms[n] = Sym(Node("param", (), shape[0], n, n)) if len(shape) == 1 else Matrix(n, shape)
 
+    state_names = [n for n, _ in sts]
+    outputs, extra = _parse_outputs(name, outputs, dict(sts), declared)
     result = fn(**syms)
     if not isinstance(result, (tuple, list)):
         result = (result,)
-    if len(result) != len(sts):
+    if len(result) != len(sts) + len(extra):
         raise ValueError(f"{name}: the step function returned {len(result)} value(s) but {len(sts)} state(s) are "
-                         f"declared ({', '.join(n for n, _ in sts)})")
+                         f"declared ({', '.join(state_names)})" + (
+                             f", then {len(extra)} output(s) ({', '.join(n for n, _ in extra)})" if extra else ""))
     returns = []
-    for (sn, ssize), r in zip(sts, result):
+    for (sn, ssize), r in zip(sts + extra, result):
+        what = "output" if sn in dict(extra) else "new state"
         if not isinstance(r, Sym):
-            raise TypeError(f"{name}: the new state {sn!r} must be a symbolic vector, got {r!r}")
+            raise TypeError(f"{name}: the {what} {sn!r} must be a symbolic vector, got {r!r}")
         if not D.same_size(r.size, ssize):
-            raise ValueError(f"{name}: the new state {sn!r} is {r.node.label} of size {D.fmt(r.size)}, but state "
-                             f"{sn!r} is declared with size {D.fmt(ssize)}")
+            raise ValueError(f"{name}: the {what} {sn!r} is {r.node.label} of size {D.fmt(r.size)}, but "
+                             f"{what.split()[-1]} {sn!r} is declared with size {D.fmt(ssize)}")
         returns.append(r.node)
-
-    state_names = [n for n, _ in sts]
-    if outputs is None:
-        outputs = (state_names[0],)
-    elif isinstance(outputs, str):
-        outputs = (outputs,)
-    outputs = tuple(outputs)
-    bad = [o for o in outputs if o not in state_names]
-    if bad or not outputs:
-        raise ValueError(f"{name}: outputs {list(outputs)} must name declared states ({state_names})")
+    # an output that is not a state is carried as one the step never reads: a state of the kernels (its sequence
+    # is ys, which is kept anyway, and nothing reads its old value, so it costs no residual), hidden from users
+    sts = sts + extra
 
     dim_names = set()
     for _, s in ins + sts:
@@ -302,4 +371,42 @@ def trace(fn, inputs, state, params, outputs=None, name=None):
     for _, shape in prs:
         for s in shape:
             dim_names |= {str(x) for x in s.free_symbols}
-    return CellIR(name, ins, sts, prs, tuple(returns), outputs, tuple(sorted(dim_names)))
+    return CellIR(name, ins, sts, prs, tuple(returns), outputs, tuple(sorted(dim_names)),
+                  tuple(n for n, _ in extra))
+
+
+def _parse_outputs(name, outputs, states, declared):
+    """`outputs` -> (the names that form ys, in order; the outputs that are not states as (name, size)).
+    None: the first state; a name or list of names: those states; a dict: name -> size declares an output the
+    step returns after the new states (name -> None, or its size, for a state)."""
+    if outputs is None:
+        return (next(iter(states)),), ()
+    if isinstance(outputs, str):
+        outputs = (outputs,)
+    if isinstance(outputs, dict):
+        extra = []
+        for o, size in outputs.items():
+            if not isinstance(o, str) or not o.isidentifier():
+                raise ValueError(f"{name}: outputs: {o!r} is not a valid name")
+            if o in states:
+                if size is not None and not D.same_size(D.parse_size(size, f"outputs {o!r}"), states[o]):
+                    raise ValueError(f"{name}: outputs: {o!r} is a state of size {D.fmt(states[o])}, not {size!r}")
+                continue
+            if o in declared:
+                raise ValueError(f"{name}: outputs: {o!r} is already declared as an input or parameter")
+            if size is None:
+                raise ValueError(f"{name}: outputs: {o!r} is not a state, so it needs a size, e.g. "
+                                 f"outputs={{{o!r}: 'H'}}")
+            extra.append((o, D.parse_size(size, f"outputs {o!r}")))
+        if not outputs:
+            raise ValueError(f"{name}: outputs must name at least one value")
+        return tuple(outputs), tuple(extra)
+    if not isinstance(outputs, (list, tuple)):
+        raise TypeError(f"{name}: outputs must be a state's name, a list of them, or a dict of name -> size, got "
+                        f"{type(outputs).__name__}")
+    outputs = tuple(outputs)
+    bad = [o for o in outputs if o not in states]
+    if bad or not outputs:
+        raise ValueError(f"{name}: outputs {list(outputs)} must name declared states ({list(states)}); an output "
+                         f"that is not a state is declared with its size, outputs={{'y': 'H'}}")
+    return outputs, ()

@@ -14,6 +14,12 @@ Derivative rules are written so that the backward is finite wherever the forward
 Conventions at kinks (torch's autograd):
     relu'(0) = 0                 (step(x) = 1 if x > 0 else 0)
     elu'(0)  = 1                 (elu is C1 at 0 with alpha = 1: both one-sided derivatives are 1)
+    abs'(0)  = 0                 (sign(0) = 0)
+    maximum(a, b), minimum(a, b): at a tie each operand gets half the gradient
+    clamp(x, lo, hi): gradient 1 at the bounds themselves (lo <= x <= hi)
+    hardtanh, hardsigmoid: gradient 0 at their corners (-1 < x < 1, -3 < x < 3 strictly)
+A comparison (a > b, ...) is a condition: a 0/1 number here, so its derivative is 0 and where(c, a, b) has
+derivatives c and 1 - c; where prints as a select, so the branch not taken never reaches the value (inf * 0).
 `exp`, `log`, `sqrt` and `erf` are sympy's own, so their derivatives are sympy's.
 """
 import math
@@ -30,6 +36,14 @@ def _number(x, f):
     if not x.is_Number:
         return None
     v = f(float(x))
+    return sympy.Integer(int(v)) if v == int(v) and abs(v) < 2 ** 52 else sympy.Float(v)
+
+
+def _numbers(args, f):
+    """f of several arguments, when every one is a number (see _number)"""
+    if not all(a.is_Number for a in args):
+        return None
+    v = f(*[float(a) for a in args])
     return sympy.Integer(int(v)) if v == int(v) and abs(v) < 2 ** 52 else sympy.Float(v)
 
 
@@ -149,6 +163,153 @@ class Gelu(sympy.Function):
         return (1 + sympy.erf(_RSQRT2 * x)) / 2 + _RSQRT2PI * x * sympy.exp(-x**2 / 2)
 
 
+class Condition(sympy.Function):
+    """a > b (and the others): 1 where it holds, else 0; constant almost everywhere, so its derivative is 0."""
+    nargs = 2
+    holds = None
+
+    @classmethod
+    def eval(cls, a, b):
+        if a == b:   # the same expression: decided whatever its value
+            return sympy.Integer(int(cls.holds(0.0, 0.0)))
+        return _numbers((a, b), lambda u, v: 1.0 if cls.holds(u, v) else 0.0)
+
+    def fdiff(self, argindex=1):
+        return sympy.Integer(0)
+
+
+class Greater(Condition):
+    holds = staticmethod(lambda u, v: u > v)
+
+
+class GreaterEqual(Condition):
+    holds = staticmethod(lambda u, v: u >= v)
+
+
+class Less(Condition):
+    holds = staticmethod(lambda u, v: u < v)
+
+
+class LessEqual(Condition):
+    holds = staticmethod(lambda u, v: u <= v)
+
+
+class Equal(Condition):
+    holds = staticmethod(lambda u, v: u == v)
+
+
+class Where(sympy.Function):
+    """where(c, a, b): a where the condition c holds, else b. c is a condition (0/1, see Condition)."""
+    nargs = 3
+
+    @classmethod
+    def eval(cls, c, a, b):
+        if c.is_Number:
+            return a if c != 0 else b
+        if a == b:
+            return a
+
+    def fdiff(self, argindex=1):
+        c = self.args[0]
+        return (sympy.Integer(0), c, 1 - c)[argindex - 1]
+
+
+class Maximum(sympy.Function):
+    nargs = 2
+
+    @classmethod
+    def eval(cls, a, b):
+        return a if a == b else _numbers((a, b), max)
+
+    def fdiff(self, argindex=1):
+        a, b = self.args    # torch's rule: a tie splits the gradient evenly
+        return (Greater(a, b) if argindex == 1 else Less(a, b)) + Equal(a, b) / 2
+
+
+class Minimum(sympy.Function):
+    nargs = 2
+
+    @classmethod
+    def eval(cls, a, b):
+        return a if a == b else _numbers((a, b), min)
+
+    def fdiff(self, argindex=1):
+        a, b = self.args
+        return (Less(a, b) if argindex == 1 else Greater(a, b)) + Equal(a, b) / 2
+
+
+class ClampMin(sympy.Function):
+    """max(x, lo), the lower half of clamp: gradient 1 at the bound (torch's clamp)."""
+    nargs = 2
+
+    @classmethod
+    def eval(cls, x, lo):
+        return _numbers((x, lo), lambda u, v: v if u < v else u)
+
+    def fdiff(self, argindex=1):
+        x, lo = self.args
+        return GreaterEqual(x, lo) if argindex == 1 else Less(x, lo)
+
+
+class ClampMax(sympy.Function):
+    """min(x, hi), the upper half of clamp: gradient 1 at the bound."""
+    nargs = 2
+
+    @classmethod
+    def eval(cls, x, hi):
+        return _numbers((x, hi), lambda u, v: v if u > v else u)
+
+    def fdiff(self, argindex=1):
+        x, hi = self.args
+        return LessEqual(x, hi) if argindex == 1 else Greater(x, hi)
+
+
+class SignOf(sympy.Function):
+    nargs = 1
+
+    @classmethod
+    def eval(cls, x):
+        return _number(x, lambda v: (v > 0) - (v < 0))
+
+    def fdiff(self, argindex=1):
+        return sympy.Integer(0)
+
+
+class AbsOf(sympy.Function):
+    nargs = 1
+
+    @classmethod
+    def eval(cls, x):
+        return _number(x, abs)
+
+    def fdiff(self, argindex=1):
+        return SignOf(self.args[0])
+
+
+class Hardtanh(sympy.Function):
+    nargs = 1
+
+    @classmethod
+    def eval(cls, x):
+        return _number(x, lambda v: min(max(v, -1.0), 1.0))
+
+    def fdiff(self, argindex=1):
+        x = self.args[0]
+        return Greater(x, -1) * Less(x, 1)
+
+
+class Hardsigmoid(sympy.Function):
+    nargs = 1
+
+    @classmethod
+    def eval(cls, x):
+        return _number(x, lambda v: min(max(v + 3.0, 0.0), 6.0) / 6.0)
+
+    def fdiff(self, argindex=1):
+        x = self.args[0]
+        return Greater(x, -3) * Less(x, 3) / 6
+
+
 # torch helpers the reference spellings call (named in the generated code, bound in its scope)
 def _step(v):
     # relu'(x): 1 where x > 0, else 0 (torch's convention at the kink)
@@ -160,16 +321,48 @@ def _elu_grad(v):
     return torch.where(v > 0, torch.ones_like(v), torch.exp(torch.clamp(v, max=0)))
 
 
+def _dtype_of(*args):
+    return next(a.dtype for a in args if isinstance(a, torch.Tensor))
+
+
+def _cond(holds):
+    def condition(a, b):
+        return holds(a, b).to(_dtype_of(a, b))    # 0/1 in the operands' dtype, as the derivative rules read it
+    condition.__name__ = f"_{holds.__name__}"
+    return condition
+
+
+_gt, _ge, _lt, _le, _eq = (_cond(f) for f in (torch.gt, torch.ge, torch.lt, torch.le, torch.eq))
+
+
+def _where(c, a, b):
+    # a Python number as a branch takes the condition's dtype (torch.where would give float32 for two numbers)
+    return torch.where(c != 0, a, b).to(c.dtype)
+
+
+def _maximum(a, b):
+    if not isinstance(b, torch.Tensor):
+        a, b = b, a
+    return torch.maximum(b, torch.as_tensor(a, dtype=b.dtype))
+
+
+def _minimum(a, b):
+    if not isinstance(b, torch.Tensor):
+        a, b = b, a
+    return torch.minimum(b, torch.as_tensor(a, dtype=b.dtype))
+
+
 @dataclass(frozen=True)
 class Function:
-    """One pointwise function. Spellings are format strings over the printed argument {x}."""
+    """One pointwise function. Spellings are format strings over the printed arguments {x}, {y}, {z}."""
     name: str                  # what the user writes (symcell.<name>) and gradients() prints
     sympy: Any                 # the sympy function: its class (or sympy's own exp/log/sqrt/erf)
     torch: str                 # torch code; `_F` is torch.nn.functional
     cpp: str                   # C++ over scalar_t
     triton: str                # triton.language, interpreter-safe
-    user: bool = True          # False: a derivative helper no user writes
+    user: bool = True          # False: a derivative helper, or reached through an operator (a > b) or clamp
     torch_helper: Optional[Callable] = None   # a function the torch spelling calls
+    arity: int = 1
 
 
 FUNCTIONS = (
@@ -190,12 +383,35 @@ FUNCTIONS = (
              torch_helper=_step),
     Function("elu_grad", EluGrad, "_elu_grad({x})", "sc::elu_grad({x})",
              "tl.where(({x}) > 0.0, 1.0, tl.exp(tl.minimum(({x}), 0.0)))", user=False, torch_helper=_elu_grad),
-)
+    Function("abs", AbsOf, "torch.abs({x})", "std::abs({x})", "tl.abs({x})"),
+    Function("sign", SignOf, "torch.sign({x})", "sc::sign({x})",
+             "tl.where(({x}) > 0.0, 1.0, tl.where(({x}) < 0.0, -1.0, 0.0))"),
+    Function("hardtanh", Hardtanh, "_F.hardtanh({x})", "sc::hardtanh({x})",
+             "tl.minimum(tl.maximum(({x}), -1.0), 1.0)"),
+    Function("hardsigmoid", Hardsigmoid, "_F.hardsigmoid({x})", "sc::hardsigmoid({x})",
+             "tl.minimum(tl.maximum((({x}) + 3.0) / 6.0, 0.0), 1.0)"),
+    Function("maximum", Maximum, "_maximum({x}, {y})", "sc::maximum({x}, {y})", "tl.maximum({x}, {y})",
+             torch_helper=_maximum, arity=2),
+    Function("minimum", Minimum, "_minimum({x}, {y})", "sc::minimum({x}, {y})", "tl.minimum({x}, {y})",
+             torch_helper=_minimum, arity=2),
+    Function("where", Where, "_where({x}, {y}, {z})", "sc::where({x}, {y}, {z})",
+             "tl.where(({x}) != 0.0, {y}, {z})", torch_helper=_where, arity=3),
+    Function("clamp_min", ClampMin, "torch.clamp({x}, min={y})", "sc::clamp_min({x}, {y})",
+             "tl.maximum({x}, {y})", user=False, arity=2),
+    Function("clamp_max", ClampMax, "torch.clamp({x}, max={y})", "sc::clamp_max({x}, {y})",
+             "tl.minimum({x}, {y})", user=False, arity=2),
+) + tuple(Function(name, cls, f"{helper.__name__}({{x}}, {{y}})", f"sc::{name}({{x}}, {{y}})",
+                   f"tl.where(({{x}}) {op} ({{y}}), 1.0, 0.0)", user=False, torch_helper=helper, arity=2)
+          for name, cls, helper, op in (("gt", Greater, _gt, ">"), ("ge", GreaterEqual, _ge, ">="),
+                                        ("lt", Less, _lt, "<"), ("le", LessEqual, _le, "<="),
+                                        ("eq", Equal, _eq, "==")))
 
 BY_NAME = {f.name: f for f in FUNCTIONS}
 # sympy class name -> entry, for the printers (sqrt is a power, printed by their _print_Pow)
 BY_CLASS = {f.sympy.__name__: f for f in FUNCTIONS if isinstance(f.sympy, type)}
-# what a step function may call: name -> sympy constructor
-UNARY = {f.name: f.sympy for f in FUNCTIONS if f.user}
+# what a step function may call as symcell.<name>: name -> the entry
+USER = {f.name: f for f in FUNCTIONS if f.user}
+# the comparisons a > b, a >= b, a < b, a <= b: the conditions where() takes
+CONDITIONS = {">": "gt", ">=": "ge", "<": "lt", "<=": "le"}
 # names the torch spellings call, for the scope generated torch code runs in
 TORCH_HELPERS = {f.torch_helper.__name__: f.torch_helper for f in FUNCTIONS if f.torch_helper}

@@ -38,8 +38,9 @@ class CellIR:
     states: Tuple[Tuple[str, sympy.Expr], ...]
     params: Tuple[Tuple[str, Tuple[sympy.Expr, ...]], ...]
     returns: Tuple[Node, ...]          # new value of each state, in state order
-    outputs: Tuple[str, ...]           # states that form ys
+    outputs: Tuple[str, ...]           # the values that form ys: states, or outputs declared with `outputs=`
     dims: Tuple[str, ...]              # dimension names, sorted
+    hidden: Tuple[str, ...] = ()       # the last states: per-step outputs that are not states (see trace)
 
     def param_shape(self, name):
         return dict(self.params)[name]
@@ -66,7 +67,7 @@ def fingerprint(ir):
     """A stable text of the traced cell (Python's hash() of strings changes per process; this does not):
     declarations, then every node once, operands before users, by index."""
     lines = [f"cell {ir.name}", f"inputs {ir.inputs}", f"states {ir.states}", f"params {ir.params}",
-             f"outputs {ir.outputs}"]
+             f"outputs {ir.outputs}"] + ([f"hidden {ir.hidden}"] if ir.hidden else [])
     index = {}
     for n in walk(ir.returns):
         index[n] = len(index)

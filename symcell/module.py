@@ -48,7 +48,9 @@ def define(inputs, state, params=None, outputs=None, name=None):
             return h, c
 
     Returns a subclass of `symcell.Cell`; instantiate it with the dimensions bound by keyword: LLTM(I=32, H=128).
-    `outputs` names the states that form ys (default: the first); `name` overrides the function's name.
+    `outputs` names the states that form ys (default: the first), or declares per-step outputs that are not
+    states with their sizes, outputs={"y": "O"} (the step returns its new states, then these, in order; a state
+    may be listed as {"h": None}); `name` overrides the function's name.
     """
     def deco(fn):
         ir = trace(fn, inputs, state, params, outputs, name)
@@ -94,7 +96,12 @@ class Binding:
         # the operators name their kernel by key (see registry.py)
         self.keys = {b: registry.key(spec.hash, self.dims, b) for b in backends.available()}
         self.input_sizes = {n: int(s) for n, s in bound.inputs}
-        self.state_sizes = {n: int(s) for n, s in bound.states}
+        sizes = {n: int(s) for n, s in bound.states}
+        # the states a caller passes and gets back; the outputs declared with `outputs=` ride along as states the
+        # step never reads (frontend.trace), zeros in, dropped on the way out
+        self.state_sizes = {n: v for n, v in sizes.items() if n not in ir.hidden}
+        self.hidden_sizes = {n: sizes[n] for n in ir.hidden}
+        self.output_sizes = {n: sizes[n] for n in ir.outputs}
         self.param_shapes = {n: tuple(int(s) for s in shape) for n, shape in bound.params}
 
     def kernel_key(self, device):
@@ -141,7 +148,7 @@ class Binding:
                                  f"{ir.inputs[0][0]!r} has {(T, B)}")
         for what, t in [(f"input {n!r}", x) for (n, _), x in zip(ir.inputs, xs)]:
             _same_kind(name, what, t, ref)
-        names = [n for n, _ in ir.states]
+        names = list(self.state_sizes)
         if state is None:
             state = tuple(ref.new_zeros(B, self.state_sizes[s]) for s in names)
         else:
@@ -158,6 +165,7 @@ class Binding:
                     raise ValueError(f"{name}: state {s!r} has shape {tuple(t.shape)} but expected "
                                      f"(B, {self.state_sizes[s]}) = {(B, self.state_sizes[s])} for a batch of {B}")
                 _same_kind(name, f"state {s!r}", t, ref)
+        state += tuple(ref.new_zeros(B, n) for n in self.hidden_sizes.values())
         return seq, state, ref
 
 

@@ -16,7 +16,9 @@ from sympy.printing.c import C99CodePrinter
 from sympy.printing.precedence import PRECEDENCE, precedence
 from sympy.printing.str import StrPrinter
 
-from .functions import BY_CLASS, BY_NAME
+from .functions import BY_CLASS, BY_NAME, CONDITIONS
+
+INFIX = {**{name: op for op, name in CONDITIONS.items()}, "eq": "=="}
 
 HALF = sympy.Rational(1, 2)
 
@@ -26,6 +28,8 @@ class MathPrinter(StrPrinter):
 
     def _print_Function(self, expr):
         name = BY_CLASS[type(expr).__name__].name
+        if name in INFIX:   # a condition, as the user wrote it
+            return f"({self._print(expr.args[0])} {INFIX[name]} {self._print(expr.args[1])})"
         return f"{name}({', '.join(self._print(a) for a in expr.args)})"
 
     _print_exp = _print_log = _print_erf = _print_Function
@@ -37,7 +41,7 @@ class _CodePrinter:
 
     def _print_Function(self, expr):
         spelling = getattr(BY_CLASS[type(expr).__name__], self.language)
-        return spelling.format(x=self._print(expr.args[0]))
+        return spelling.format(**dict(zip("xyz", (self._print(a) for a in expr.args))))
 
     _print_exp = _print_log = _print_erf = _print_Function
 

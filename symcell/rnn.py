@@ -59,8 +59,8 @@ class RNN(nn.Module):
             warnings.warn(f"{name}: dropout={dropout} acts between layers, so it does nothing with num_layers=1",
                           stacklevel=2)
         if len(ir.inputs) != 1 or len(ir.outputs) != 1:
-            raise ValueError(f"symcell.RNN: {name} has {len(ir.inputs)} input(s) and {len(ir.outputs)} output "
-                             "state(s); stacking needs exactly one of each")
+            raise ValueError(f"symcell.RNN: {name} has {len(ir.inputs)} input(s) and {len(ir.outputs)} output(s); "
+                             "stacking needs exactly one of each")
         self._spec = spec
         self.num_layers, self.bidirectional, self.dropout = num_layers, bool(bidirectional), float(dropout)
         self.batch_first = batch_first
@@ -69,7 +69,7 @@ class RNN(nn.Module):
         first = Binding(spec, dims, backend)
         self.dims = first.dims
         self._bindings = [first]
-        out_size = first.state_sizes[ir.outputs[0]]
+        out_size = first.output_sizes[ir.outputs[0]]
         if num_layers > 1:
             size = ir.inputs[0][1]
             dim = next((d for d in ir.dims if size == dim_symbol(d)), None)

@@ -25,7 +25,7 @@ from typing import Any, Dict, FrozenSet, Tuple
 import sympy
 
 from . import dims as D
-from .functions import UNARY
+from .functions import BY_NAME
 from .ir import CellIR, Node, walk
 
 ZERO = sympy.Integer(0)
@@ -395,7 +395,7 @@ def pw_expr(fn, args):
     if isinstance(fn, tuple) and fn[0] == "pow":
         e = fn[1]
         return args[0] ** (sympy.Integer(int(e)) if float(e).is_integer() else sympy.nsimplify(e))
-    return UNARY[fn](args[0])
+    return BY_NAME[fn].sympy(*args)
 
 
 class _Exprs:

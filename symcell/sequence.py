@@ -19,7 +19,7 @@ def scan(cell, xs, state=None, reverse=False, lengths=None):
         ys = []
         for t in (reversed(range(T)) if reverse else range(T)):
             state = cell.step(xs[t], state)
-            ys.append(state[0])                 # the `outputs` states, first state by default
+            ys.append(state[0])                 # the `outputs`: the first state by default
         ys = stack(ys in time order of xs)      # so ys[t] is the output at input xs[t], also when reverse
         return ys, state
 
@@ -156,6 +156,7 @@ def run(binding, params, xs, state, reverse, lengths, batch_first):
     # autocast off inside: the float32 (or float64) scan must not be cast again by the ops it runs
     with torch.autocast(autocast, enabled=False) if autocast else contextlib.nullcontext():
         ys, final = scan_op(key, seq, state, tuple(p.contiguous() for p in params), lengths)
+    final = final[:len(binding.state_sizes)]   # the outputs that are not states end with the step
     if low is not None:
         ys, final = tuple(y.to(low) for y in ys), tuple(f.to(low) for f in final)
     if lengths is not None:   # outputs past each row's length are zero (the kernel holds the state there)

@@ -4,7 +4,8 @@ A program is a list of instructions over a pool of values (the input x, the stat
 result), each value with a symbolic size ("I", "H", "2*H"). The same program runs symbolically, traced by
 symcell.define, and eagerly on torch tensors (rows = batch), which with torch autograd is the independent
 reference. Functions whose range could overflow are composed with bounded ones (exp(tanh(v)), log(1 + v^2)),
-so every random cell is finite on random inputs.
+so every random cell is finite on random inputs. The eager hardsigmoid is zoo's exact one (torch's backward
+rounds 1/6 to float32).
 """
 import inspect
 from dataclasses import dataclass, field
@@ -15,11 +16,12 @@ import torch.nn.functional as F
 from hypothesis import strategies as st
 
 import symcell
+from zoo import _hardsigmoid
 
 SIZES = ("I", "H", "2*H")
 UNARY = ("sigmoid", "tanh", "relu", "elu", "softplus", "silu", "gelu", "erf", "exp_tanh", "log_1p_sq", "sqrt_1p_sq",
-         "square", "neg")
-BINARY = ("add", "sub", "mul", "div_1p_sq")
+         "square", "neg", "abs", "hardtanh", "hardsigmoid", "clamp")
+BINARY = ("add", "sub", "mul", "div_1p_sq", "maximum", "minimum", "where_gt")
 
 
 @dataclass
@@ -29,9 +31,16 @@ class Program:
     sizes: List[str] = field(default_factory=list)   # size of every value: x, the states, then each op's result
     params: List[Tuple[str, tuple]] = field(default_factory=list)   # (name, shape)
     new_states: List[int] = field(default_factory=list)
+    extra: List[int] = field(default_factory=list)   # values returned as outputs that are not states
 
     def __str__(self):
-        return f"states={self.states} ops={self.ops} new_states={self.new_states} params={self.params}"
+        return (f"states={self.states} ops={self.ops} new_states={self.new_states} params={self.params} "
+                f"extra={self.extra}")
+
+    def ys_index(self):
+        """what forms ys, as indices into what a step returns (the new states, then the extra outputs): the
+        extra outputs, then the first state"""
+        return (*range(len(self.states), len(self.states) + len(self.extra)), 0)
 
 
 def _unary(name, a, sym):
@@ -62,10 +71,24 @@ def _unary(name, a, sym):
         return a ** 2
     if name == "neg":
         return -a
+    if name == "abs":
+        return abs(a)
+    if name == "hardtanh":
+        return symcell.hardtanh(a) if sym else F.hardtanh(a)
+    if name == "hardsigmoid":
+        return symcell.hardsigmoid(a) if sym else _hardsigmoid(a)
+    if name == "clamp":
+        return symcell.clamp(a, -0.5, 0.75) if sym else torch.clamp(a, -0.5, 0.75)
     raise AssertionError(name)
 
 
-def _binary(name, a, b):
+def _binary(name, a, b, sym):
+    if name == "maximum":
+        return symcell.maximum(a, b) if sym else torch.maximum(a, b)
+    if name == "minimum":
+        return symcell.minimum(a, b) if sym else torch.minimum(a, b)
+    if name == "where_gt":
+        return (symcell.where if sym else torch.where)(a > b, a * b, b - 0.5)
     if name == "add":
         return a + b
     if name == "sub":
@@ -86,7 +109,7 @@ def run(prog, x, states, params, sym):
         if kind == "unary":
             vals.append(_unary(op[1], vals[op[2]], sym))
         elif kind == "binary":
-            vals.append(_binary(op[1], vals[op[2]], vals[op[3]]))
+            vals.append(_binary(op[1], vals[op[2]], vals[op[3]], sym))
         elif kind == "scale":
             vals.append(op[1] * vals[op[2]] + op[3])
         elif kind == "vec":          # a vector parameter, elementwise (broadcast over the batch)
@@ -102,7 +125,7 @@ def run(prog, x, states, params, sym):
             vals.append(symcell.split(v, n)[k] if sym else v.chunk(n, 1)[k])
         else:
             raise AssertionError(kind)
-    out = tuple(vals[i] for i in prog.new_states)
+    out = tuple(vals[i] for i in prog.new_states + prog.extra)
     return out if len(out) > 1 else out[0]
 
 
@@ -163,6 +186,8 @@ def programs(draw, max_ops=8):
             prog.ops.append(("unary", draw(st.sampled_from(["tanh", "sigmoid"])), pick(size)))
             prog.sizes.append(size)
         prog.new_states.append(pick(size))
+    if draw(st.integers(0, 3)) == 0:    # an output that is not a state (outputs={"y0": size})
+        prog.extra.append(pick())
     return prog
 
 
@@ -175,8 +200,9 @@ def define(prog, name):
                    [kw[n] for n, _ in prog.params], sym=True)
     step.__signature__ = inspect.Signature([inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD)
                                             for n in names])
+    outputs = {**{f"y{k}": prog.sizes[i] for k, i in enumerate(prog.extra)}, "s0": None} if prog.extra else None
     return symcell.define(inputs={"x": "I"}, state={f"s{k}": s for k, s in enumerate(prog.states)},
-                          params={n: shape for n, shape in prog.params}, name=name)(step)
+                          params={n: shape for n, shape in prog.params}, outputs=outputs, name=name)(step)
 
 
 def eager_step(prog):

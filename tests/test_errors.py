@@ -130,3 +130,42 @@ def test_call_time_errors_name_the_argument_and_sizes():
         cell(torch.randn(5, 2, 3), (torch.zeros(2, 4), torch.zeros(2, 4)))
     with pytest.raises(TypeError, match=r"input 'x' has dtype torch.int64; a floating dtype is needed"):
         cell(torch.ones(5, 2, 3, dtype=torch.long))
+
+
+def _readout(outputs):
+    def R(x, h, W):
+        return tanh(W @ x + h), h * 2
+    return symcell.define(inputs={"x": "I"}, state={"h": "H"}, params={"W": ("H", "I")}, outputs=outputs)(R)
+
+
+@pytest.mark.parametrize("outputs,error,message", [
+    ({"y": "2*H"}, ValueError, r"the output 'y' is \(h \* 2\) of size H, but output 'y' is declared with size 2\*H"),
+    ({"y": None}, ValueError, r"outputs: 'y' is not a state, so it needs a size, e.g. outputs=\{'y': 'H'\}"),
+    ({"W": "H"}, ValueError, r"outputs: 'W' is already declared as an input or parameter"),
+    ({"h": "2*H", "y": "H"}, ValueError, r"outputs: 'h' is a state of size H, not '2\*H'"),
+    (["y"], ValueError, r"outputs \['y'\] must name declared states \(\['h'\]\); an output that is not a state is "
+                        r"declared with its size, outputs=\{'y': 'H'\}"),
+    (3, TypeError, r"outputs must be a state's name, a list of them, or a dict of name -> size, got int"),
+])
+def test_outputs_that_are_not_states_are_checked(outputs, error, message):
+    with pytest.raises(error, match=message):
+        _readout(outputs)
+
+
+def test_an_output_that_is_not_a_state_must_be_returned_after_the_states():
+    with pytest.raises(ValueError, match=r"returned 1 value\(s\) but 1 state\(s\) are declared \(h\), then 1 "
+                                         r"output\(s\) \(y\)"):
+        @symcell.define(inputs={"x": "I"}, state={"h": "H"}, params={"W": ("H", "I")}, outputs={"y": "H"})
+        def R(x, h, W):
+            return tanh(W @ x + h)
+
+
+def test_an_output_that_is_not_a_state_is_in_ys_and_not_in_the_state():
+    R = _readout({"y": "H", "h": None})
+    cell = R(I=3, H=4, backend="reference")
+    (y, h_seq), (h,) = cell(torch.randn(5, 2, 3))
+    assert y.shape == h_seq.shape == (5, 2, 4) and h.shape == (2, 4)
+    torch.testing.assert_close(y[1:], 2 * h_seq[:-1])   # y_t = 2 h_{t-1}
+    assert list(cell.state_sizes) == ["h"] and len(cell.step(torch.randn(2, 3))) == 1
+    with pytest.raises(ValueError, match=r"state must be a tuple of 1 tensor\(s\) \(h\), got 2"):
+        cell(torch.randn(5, 2, 3), (torch.zeros(2, 4), torch.zeros(2, 4)))

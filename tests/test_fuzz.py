@@ -54,11 +54,11 @@ def _check(prog, backend, lengths=None, reverse=False):
     ys, fin = symcell.scan(cell, x, tuple(states), reverse=reverse, lengths=lengths)
     params = list(cell.parameters())
     if lengths is None and not reverse:
-        (ys_r,), fin_r = eager_scan(eager_step(prog), [x], states, params, (0,))
+        ys_r, fin_r = eager_scan(eager_step(prog), [x], states, params, prog.ys_index())
     else:
-        (ys_r,), fin_r = eager_scan_lengths(eager_step(prog), [x], states, params, (0,),
-                                            [T] * B if lengths is None else lengths, reverse)
-    outs, refs = (ys, *fin), (ys_r, *fin_r)
+        ys_r, fin_r = eager_scan_lengths(eager_step(prog), [x], states, params, prog.ys_index(),
+                                         [T] * B if lengths is None else lengths, reverse)
+    outs, refs = (*_tuple(ys), *fin), (*ys_r, *fin_r)
     for a, b in zip(outs, refs):
         assert torch.isfinite(b).all(), f"the reference is not finite: {prog}"
         assert _err(a, b) < tol, f"values differ: {prog}\n{cell.gradients()}"
@@ -72,6 +72,10 @@ def _check(prog, backend, lengths=None, reverse=False):
         assert _err(a, b) < tol, f"d{what} differs: {prog}\n{cell.gradients()}"
 
 
+def _tuple(ys):
+    return ys if isinstance(ys, tuple) else (ys,)
+
+
 class _Scanned(torch.nn.Module):
     def __init__(self, cell, reverse, lengths):
         super().__init__()
@@ -79,7 +83,7 @@ class _Scanned(torch.nn.Module):
 
     def forward(self, x, states):
         ys, fin = symcell.scan(self.cell, x, states, reverse=self.reverse, lengths=self.lengths)
-        return (ys, *fin)
+        return (*_tuple(ys), *fin)
 
 
 def _check_second(prog, backend, lengths=None, reverse=False):
@@ -102,8 +106,8 @@ def _check_second(prog, backend, lengths=None, reverse=False):
 
     def theirs(*a):
         kw = {"lengths": [T] * B if lengths is None else lengths, "reverse": reverse}
-        (ys,), fin = eager_scan_lengths(eager_step(prog), [a[0]], a[1:1 + n_s], a[1 + n_s:], (0,), **kw)
-        return (ys, *fin)
+        ys, fin = eager_scan_lengths(eager_step(prog), [a[0]], a[1:1 + n_s], a[1 + n_s:], prog.ys_index(), **kw)
+        return (*ys, *fin)
 
     ref = [a.detach().cpu().double().requires_grad_() for a in args]
     got = double_backward(ours, [a.detach().requires_grad_() for a in args])
@@ -138,8 +142,8 @@ def _check_low(prog, backend, dtype=torch.bfloat16):
     params = list(cell.parameters())
     ys, fin = symcell.scan(cell, x, tuple(states))
     up = [t.detach().cpu().double().requires_grad_() for t in (x, *states, *params)]
-    (ys_r,), fin_r = eager_scan(eager_step(prog), [up[0]], up[1:1 + len(states)], up[1 + len(states):], (0,))
-    outs, refs = (ys, *fin), (ys_r, *fin_r)
+    ys_r, fin_r = eager_scan(eager_step(prog), [up[0]], up[1:1 + len(states)], up[1 + len(states):], prog.ys_index())
+    outs, refs = (*_tuple(ys), *fin), (*ys_r, *fin_r)
     for a, b in zip(outs, refs):
         assert a.dtype == dtype and torch.isfinite(b).all(), f"the reference is not finite: {prog}"
         assert _err(a.double(), b) < 2e-2, f"bfloat16 values differ: {prog}"

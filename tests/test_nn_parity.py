@@ -161,14 +161,14 @@ def test_option_and_state_errors_name_the_argument():
 
 
 # --- any cell: symcell.RNN ---------------------------------------------------------------------------------
-def _eager_stack(step, x, states, layer_params, lengths, L, D, dropout_p=0.0):
+def _eager_stack(step, x, states, layer_params, lengths, L, D, dropout_p=0.0, out=0):
     """The stacked, bidirectional reference: eager_scan_lengths per layer and direction."""
     finals = [[] for _ in states]
     for k in range(L):
         outs = []
         for d in range(D):
             init = [s[k * D + d] for s in states]
-            ys, fin = eager_scan_lengths(step, [x], init, layer_params[k][d], (0,), lengths, reverse=d == 1)
+            ys, fin = eager_scan_lengths(step, [x], init, layer_params[k][d], (out,), lengths, reverse=d == 1)
             outs.append(ys[0])
             for j, f in enumerate(fin):
                 finals[j].append(f)
@@ -177,10 +177,12 @@ def _eager_stack(step, x, states, layer_params, lengths, L, D, dropout_p=0.0):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("name", ["Gated", "LLTM"])
+@pytest.mark.parametrize("name", ["Gated", "LLTM", "Readout"])   # Readout: its output is not a state
 def test_user_cell_stacked_bidirectional_with_lengths(backend, name):
     cell_cls, step = type(CASES[name][0](backend="reference")), CASES[name][1]
-    dims = {"Gated": dict(I=3, H=4), "LLTM": dict(F=3, S=4)}[name]
+    if name == "Readout":
+        from zoo import ReadoutY as cell_cls   # the same step with y alone as its output
+    dims = {"Gated": dict(I=3, H=4), "LLTM": dict(F=3, S=4), "Readout": dict(I=3, H=5, O=4)}[name]
     dtype = torch.float32 if backend == "triton" else torch.float64
     dev = DEVICE if backend == "triton" else "cpu"
     torch.manual_seed(4)
@@ -192,7 +194,7 @@ def test_user_cell_stacked_bidirectional_with_lengths(backend, name):
     out, fin = rnn(x, states, lengths=lengths)
     fin = fin if isinstance(fin, tuple) else (fin,)
     layer_params = [[rnn.all_weights[k * 2 + d] for d in range(2)] for k in range(2)]
-    out_r, fin_r = _eager_stack(step, x, states, layer_params, lengths, 2, 2)
+    out_r, fin_r = _eager_stack(step, x, states, layer_params, lengths, 2, 2, out=CASES[name][2][0])
     tol = dict(rtol=1e-4, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-9, atol=1e-10)
     assert out.shape == (T, B, 8)
     for a, b in zip((out, *fin), (out_r, *fin_r)):

@@ -1,7 +1,7 @@
 """Cells under test, each with an independent eager torch step (torch autograd differentiates it).
 
-Together the user-defined cells use every supported function and operator (Activations: the ones added last,
-each one entry of symcell/functions.py), a matmul on a pointwise function
+Together the user-defined cells use every supported function and operator (Activations and Piecewise: the ones
+added last, each one entry of symcell/functions.py), a per-step output that is not a state (Readout), a matmul on a pointwise function
 of the state, two states of different sizes, vector parameters used elementwise, several inputs, `outputs=`,
 a cat returned as a state and a split that straddles the parts of a cat.
 """
@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 import symcell
-from symcell import cat, elu, erf, exp, gelu, log, relu, sigmoid, silu, softplus, split, sqrt, tanh
+from symcell import (cat, clamp, elu, erf, exp, gelu, hardsigmoid, hardtanh, log, maximum, minimum, relu, sigmoid,
+                     sign, silu, softplus, split, sqrt, tanh, where)
 from symcell.cells import (LLTM, GRUCell, LSTMCell, PeepholeLSTM, gru_reference, lltm_reference, lstm_reference,
                            peephole_reference)
 
@@ -103,7 +104,50 @@ def activations_ref(x, h, W, g):
     return (F.silu(a) * g + F.gelu(b) - 0.5 * torch.erf(h),)
 
 
-# name -> (factory(**kw) -> cell, eager step, outputs: indices of the states that form ys)
+@symcell.define(inputs={"x": "I"}, state={"h": "H", "m": "H"}, params={"W": ("3*H", "I+H"), "b": ("H",)})
+def Piecewise(x, h, m, W, b):
+    a, z, u = split(W @ cat(x, h), 3)
+    m = maximum(a + b, m - 0.25)                  # a running maximum, as sLSTM's stabiliser state
+    g = where(z > u, hardsigmoid(2 * z), 0.5 * abs(u))
+    h = clamp(tanh(m) * g, -0.6, 0.7) + 0.5 * minimum(hardtanh(2 * a), 0.4) + 0.25 * sign(u) * h
+    return h, m
+
+
+def _hardsigmoid(v):
+    # F.hardsigmoid's backward scales by 1/6 rounded to float32 (3e-8 off in float64); this one is exact, with
+    # torch's gradient 0 at -3 and 3
+    return torch.where((v > -3) & (v < 3), v / 6 + 0.5, (v >= 3).to(v.dtype))
+
+
+def piecewise_ref(x, h, m, W, b):
+    a, z, u = (torch.cat([x, h], 1) @ W.t()).chunk(3, 1)
+    m = torch.maximum(a + b, m - 0.25)
+    g = torch.where(z > u, _hardsigmoid(2 * z), 0.5 * u.abs())
+    h = (torch.clamp(torch.tanh(m) * g, -0.6, 0.7) + 0.5 * torch.minimum(F.hardtanh(2 * a), a.new_tensor(0.4))
+         + 0.25 * torch.sign(u) * h)
+    return h, m
+
+
+def readout(x, c, W, v, U):
+    z, f, r = split(W @ x, 3)                    # SRU's gates, from the input alone
+    f = sigmoid(f + v * c)
+    c = f * c + (1 - f) * z
+    return c, U @ (sigmoid(r) * tanh(c))         # a per-step output that is not a state, of a size of its own
+
+
+_READOUT = dict(inputs={"x": "I"}, state={"c": "H"}, params={"W": ("3*H", "I"), "v": ("H",), "U": ("O", "H")})
+Readout = symcell.define(**_READOUT, outputs={"y": "O", "c": None}, name="Readout")(readout)   # ys: (y, c)
+ReadoutY = symcell.define(**_READOUT, outputs={"y": "O"}, name="ReadoutY")(readout)           # ys: y
+
+
+def readout_ref(x, c, W, v, U):
+    z, f, r = (x @ W.t()).chunk(3, 1)
+    f = torch.sigmoid(f + v * c)
+    c = f * c + (1 - f) * z
+    return c, (torch.sigmoid(r) * torch.tanh(c)) @ U.t()
+
+
+# name -> (factory(**kw) -> cell, eager step, outputs: indices, into what the eager step returns, of ys)
 CASES = {
     "Gated": (lambda **kw: Gated(I=5, H=4, **kw), gated_ref, (0,)),
     "TwoScale": (lambda **kw: TwoScale(I=3, H=4, **kw), twoscale_ref, (0,)),
@@ -111,6 +155,8 @@ CASES = {
     "TwoInputs": (lambda **kw: TwoInputs(I=3, J=2, H=4, **kw), twoinputs_ref, (0, 1)),
     "CatSplit": (lambda **kw: CatSplit(I=5, H=3, **kw), catsplit_ref, (0,)),
     "Activations": (lambda **kw: Activations(I=3, H=4, **kw), activations_ref, (0,)),
+    "Piecewise": (lambda **kw: Piecewise(I=3, H=4, **kw), piecewise_ref, (0,)),
+    "Readout": (lambda **kw: Readout(I=3, H=4, O=2, **kw), readout_ref, (1, 0)),
     # the prebuilt cells: their plain torch steps live beside their equations (symcell/cells)
     "LLTM": (lambda **kw: LLTM(4, 5, **kw), lltm_reference, (0,)),
     "LSTM": (lambda **kw: LSTMCell(3, 4, **kw), lstm_reference, (0,)),
@@ -123,15 +169,18 @@ CASES = {
 
 
 def eager_scan(step, xs, states, params, outputs):
-    """The independent reference: a Python loop over time of the eager step, differentiated by torch autograd."""
-    ys = []
+    """The independent reference: a Python loop over time of the eager step, differentiated by torch autograd.
+    The step returns the new states, then any outputs that are not states; `outputs` indexes what it returns."""
+    ys, n = [], len(states)
     for t in range(xs[0].shape[0]):
-        states = step(*[x[t] for x in xs], *states, *params)
-        ys.append([states[k] for k in outputs])
+        new = step(*[x[t] for x in xs], *states, *params)
+        ys.append([new[k] for k in outputs])
+        states = new[:n]
     T, B = xs[0].shape[:2]
-    seqs = tuple(torch.stack([y[j] for y in ys]) if ys else xs[0].new_zeros(T, B, states[k].shape[-1])
-                 for j, k in enumerate(outputs))
-    return seqs, tuple(states)
+    if not ys:   # no step: the outputs' sizes from a step on zeros
+        probe = step(*[x.new_zeros(x.shape[1:]) for x in xs], *states, *params)
+        return tuple(xs[0].new_zeros(T, B, probe[k].shape[-1]) for k in outputs), tuple(states)
+    return tuple(torch.stack([y[j] for y in ys]) for j in range(len(outputs))), tuple(states)
 
 
 def random_inputs(cell, T, B, dtype=torch.float64, seed=0, requires_grad=True):

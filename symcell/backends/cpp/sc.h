@@ -94,6 +94,27 @@ template <typename T> inline T elu_grad(T x) { return x > T(0) ? T(1) : sc::exp(
 template <typename T> inline T softplus(T x) { return x > T(20) ? x : std::log1p(sc::exp(x)); }  // torch's threshold
 template <typename T> inline T silu(T x) { return x * sc::sigmoid(x); }
 template <typename T> inline T gelu(T x) { return T(0.5) * x * (T(1) + std::erf(x * T(0.70710678118654752))); }
+template <typename T> inline T sign(T x) { return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0)); }   // sign(0) = 0
+template <typename T> inline T hardtanh(T x) { return x < T(-1) ? T(-1) : (x > T(1) ? T(1) : x); }
+template <typename T> inline T hardsigmoid(T x) {
+  return x <= T(-3) ? T(0) : (x >= T(3) ? T(1) : (x + T(3)) / T(6));
+}
+// Functions of two or three operands, one of which may be an integer literal (maximum(x, 0)): they compute in
+// the operands' common type. A condition is 0 or 1 in that type, as the derivative rules read it.
+template <typename A, typename B> using num_t = std::common_type_t<A, B>;
+template <typename A, typename B> inline num_t<A, B> gt(A a, B b) { return a > b ? 1 : 0; }
+template <typename A, typename B> inline num_t<A, B> ge(A a, B b) { return a >= b ? 1 : 0; }
+template <typename A, typename B> inline num_t<A, B> lt(A a, B b) { return a < b ? 1 : 0; }
+template <typename A, typename B> inline num_t<A, B> le(A a, B b) { return a <= b ? 1 : 0; }
+template <typename A, typename B> inline num_t<A, B> eq(A a, B b) { return a == b ? 1 : 0; }
+template <typename C, typename A, typename B> inline std::common_type_t<C, A, B> where(C c, A a, B b) {
+  return c != C(0) ? std::common_type_t<C, A, B>(a) : std::common_type_t<C, A, B>(b);
+}
+// NaN in either operand is NaN out, as torch.maximum / torch.minimum
+template <typename A, typename B> inline num_t<A, B> maximum(A a, B b) { return a > b || a != a ? a : b; }
+template <typename A, typename B> inline num_t<A, B> minimum(A a, B b) { return a < b || a != a ? a : b; }
+template <typename A, typename B> inline num_t<A, B> clamp_min(A x, B lo) { return x < lo ? lo : x; }
+template <typename A, typename B> inline num_t<A, B> clamp_max(A x, B hi) { return x > hi ? hi : x; }
 
 // denormals make saturated cells 10-100x slower; every thread that computes flushes them to zero
 struct FlushDenormals {
