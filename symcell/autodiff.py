@@ -38,8 +38,12 @@ class Backward:
 
 
 def view_symbol_name(view, schedule):
+    """h_new for a whole value; h_new_2 for its third block of the view's size; h_new_s for another slice"""
     full = view.start == 0 and view.stop == schedule.value(view.value).size
-    return view.value if full else f"{view.value}_{view.start}"
+    if full:
+        return view.value
+    k = sympy.simplify(view.start / (view.stop - view.start))
+    return f"{view.value}_{k}" if k.is_Integer else f"{view.value}_s"
 
 
 def _region_grad(region, schedule, taken):

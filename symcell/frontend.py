@@ -106,16 +106,47 @@ class Sym:
                         f"traced. Use symcell's: {', '.join(FUNCTIONS)}, cat, split")
 
 
-class Matrix:
-    """A 2-d parameter: only `W @ v` is allowed."""
+class _Blocks:
+    """Row blocks of parameters that a step's matmuls use as weights of their own: split(W, k) and the blocks of a
+    3-d parameter. Each becomes a 2-d parameter of the kernels, rows r0:r1 of its parameter's 2-d form (a 3-d
+    (G, m, n) is (G*m, n) in memory), a view the module makes on each call (Binding.kernel_params)."""
 
-    def __init__(self, name, shape):
-        self.name, self.shape = name, shape
+    def __init__(self, taken):
+        self.taken, self.names = set(taken), {}
+
+    def name(self, param, r0, r1, hint):
+        key = (param, r0, r1)
+        if key not in self.names:
+            name, k = hint, 1
+            while name in self.taken:
+                name, k = f"{hint}_{k}", k + 1
+            self.taken.add(name)
+            self.names[key] = name
+        return self.names[key]
+
+    def params(self, shapes):
+        """the blocks used, as ((name, (rows, cols)), ...) and ((name, param, r0, r1), ...)"""
+        out = [(n, (sympy.simplify(r1 - r0), shapes[p][-1])) for (p, r0, r1), n in self.names.items()]
+        return tuple(out), tuple((n, p, r0, r1) for (p, r0, r1), n in self.names.items())
+
+
+class Matrix:
+    """A 2-d parameter, or a block of rows of one (split(W, k)): only `W @ v` is allowed."""
+
+    def __init__(self, name, shape, blocks=None, source=None):
+        self.name, self.shape, self._blocks = name, shape, blocks
+        self.source = source    # (parameter, r0, r1) for a block of another's rows; None: the parameter itself
+
+    def _weight(self):
+        """the name the kernels know this matrix by"""
+        if self.source is None:
+            return self.name
+        return self._blocks.name(*self.source, hint=self.name)
 
     def __matmul__(self, v):
-        if isinstance(v, Matrix):
-            raise TypeError(f"{self.name} @ {v.name}: the right operand of @ must be a vector, not the 2-d "
-                            f"parameter {v.name}")
+        if isinstance(v, (Matrix, Blocks)):
+            raise TypeError(f"{self.name} @ {v.name}: the right operand of @ must be a vector, not the parameter "
+                            f"{v.name}")
         if not isinstance(v, Sym):
             raise TypeError(f"{self.name} @ {v!r}: the right operand of @ must be a symbolic vector")
         rows, cols = self.shape
@@ -128,14 +159,28 @@ class Matrix:
                             f"{self.name} @ {v.node.label} is one constant vector for every row and step; "
                             f"declare that vector as a parameter of size {D.fmt(rows)} instead")
         label = _short(f"{self.name} @ {v.node.label}")
-        return Sym(Node("matmul", (v.node,), rows, ((self.name, sympy.Integer(0), cols),), label))
+        return Sym(Node("matmul", (v.node,), rows, ((self._weight(), sympy.Integer(0), cols),), label))
 
     def __rmatmul__(self, v):
         raise TypeError(f"... @ {self.name}: write {self.name} @ v (the matrix on the left)")
 
+    def _split(self, chunks):
+        """split(W, k) or split(W, [sizes]): blocks of W's rows, each a matrix of its own"""
+        rows, cols = self.shape
+        sizes = _chunk_sizes(f"split({self.name})", rows, chunks)
+        param, base = self.source[:2] if self.source else (self.name, sympy.Integer(0))
+        out, start = [], sympy.Integer(0)
+        for k, size in enumerate(sizes):
+            stop = sympy.simplify(start + size)
+            out.append(Matrix(f"{self.name}_{k}", (size, cols), self._blocks,
+                              (param, sympy.simplify(base + start), sympy.simplify(base + stop))))
+            start = stop
+        return tuple(out)
+
     def _misuse(self, *a, **k):
         raise TypeError(f"{self.name} is a 2-d parameter ({', '.join(map(D.fmt, self.shape))}); it can only "
-                        f"be used as `{self.name} @ v`. Vector parameters (1-d) are used elementwise")
+                        f"be used as `{self.name} @ v`, or split into blocks of rows with symcell.split. Vector "
+                        f"parameters (1-d) are used elementwise")
 
     __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _misuse
     __truediv__ = __rtruediv__ = __neg__ = __pow__ = __getitem__ = __abs__ = _misuse
@@ -144,6 +189,35 @@ class Matrix:
     @classmethod
     def __torch_function__(cls, func, types, args=(), kwargs=None):
         return Sym.__torch_function__(func, types, args, kwargs)
+
+
+class Blocks(Matrix):
+    """A 3-d parameter (G, m, n): `R @ v` multiplies each of the G blocks of n features of v by its own (m, n)
+    matrix, one head each, and concatenates the G results (size G*m): a block-diagonal matmul. G is a number."""
+
+    def __matmul__(self, v):
+        G, m, n = self.shape
+        if not isinstance(v, Sym):
+            return Matrix.__matmul__(self, v)   # its errors
+        if not D.same_size(G * n, v.size):
+            raise ValueError(f"{self.name} @ {v.node.label}: {self.name} has {G} blocks of shape ({D.fmt(m)}, "
+                             f"{D.fmt(n)}), so it takes a vector of size {D.fmt(G * n)}, but {v.node.label} has "
+                             f"size {D.fmt(v.size)}")
+        parts = split(v, int(G)) if G > 1 else (v,)
+        return cat(*[Matrix(f"{self.name}_{g}", (m, n), self._blocks, (self.name, g * m, (g + 1) * m)) @ part
+                     for g, part in enumerate(parts)])
+
+    def _split(self, chunks):
+        raise TypeError(f"split({self.name}): {self.name} is a 3-d parameter; `{self.name} @ v` applies its "
+                        "blocks already")
+
+    def _misuse(self, *a, **k):
+        raise TypeError(f"{self.name} is a 3-d parameter ({', '.join(map(D.fmt, self.shape))}); it can only be "
+                        f"used as `{self.name} @ v`, a block-diagonal matmul")
+
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _misuse
+    __truediv__ = __rtruediv__ = __neg__ = __pow__ = __getitem__ = __abs__ = _misuse
+    __gt__ = __ge__ = __lt__ = __le__ = _misuse
 
 
 def _flatten(args, kwargs):
@@ -240,7 +314,7 @@ def clamp(x, min=None, max=None):  # noqa: A002 - torch.clamp's names
 
 FUNCTIONS.update(where=where, clamp=clamp)
 globals().update(FUNCTIONS)
-__all__ = ["cat", "split", "trace", "Sym", "Matrix", *FUNCTIONS]
+__all__ = ["cat", "split", "trace", "Sym", "Matrix", "Blocks", *FUNCTIONS]
 
 
 def cat(*parts):
@@ -259,23 +333,30 @@ def cat(*parts):
     return Sym(Node("cat", tuple(p.node for p in parts), size, None, label))
 
 
-def split(v, chunks):
-    """Split a symbolic vector along features into `chunks` equal parts (an int), or parts of the given sizes."""
-    if not isinstance(v, Sym):
-        raise TypeError(f"split: the first argument must be a symbolic vector, got {v!r}")
+def _chunk_sizes(what, total, chunks):
     if isinstance(chunks, bool):
-        raise TypeError("split: chunks must be an int or a list of sizes")
+        raise TypeError(f"{what}: chunks must be an int or a list of sizes")
     if isinstance(chunks, int):
         if chunks <= 0:
-            raise ValueError(f"split({v.node.label}, {chunks}): the number of chunks must be positive")
-        sizes = [v.size / chunks] * chunks
-    elif isinstance(chunks, (list, tuple)):
-        sizes = [D.parse_size(s, f"split({v.node.label})") for s in chunks]
-        if not D.same_size(sympy.Add(*sizes), v.size):
-            raise ValueError(f"split({v.node.label}, {list(chunks)}): the sizes add up to "
-                             f"{D.fmt(sympy.Add(*sizes))} but {v.node.label} has size {D.fmt(v.size)}")
-    else:
-        raise TypeError(f"split: chunks must be an int or a list of sizes, got {chunks!r}")
+            raise ValueError(f"{what[:-1]}, {chunks}): the number of chunks must be positive")
+        return [total / chunks] * chunks
+    if isinstance(chunks, (list, tuple)):
+        sizes = [D.parse_size(s, what) for s in chunks]
+        if not D.same_size(sympy.Add(*sizes), total):
+            raise ValueError(f"{what[:-1]}, {list(chunks)}): the sizes add up to {D.fmt(sympy.Add(*sizes))} but "
+                             f"{what[6:-1]} has size {D.fmt(total)}")
+        return sizes
+    raise TypeError(f"{what[:5]}: chunks must be an int or a list of sizes, got {chunks!r}")
+
+
+def split(v, chunks):
+    """Split a symbolic vector along features into `chunks` equal parts (an int), or parts of the given sizes.
+    On a 2-d parameter, split its rows: split(W, 4) gives four matrices, each a quarter of W's rows."""
+    if isinstance(v, Matrix):
+        return v._split(chunks)
+    if not isinstance(v, Sym):
+        raise TypeError(f"split: the first argument must be a symbolic vector or a 2-d parameter, got {v!r}")
+    sizes = _chunk_sizes(f"split({v.node.label})", v.size, chunks)
     out, start = [], sympy.Integer(0)
     for k, s in enumerate(sizes):
         stop = sympy.simplify(start + s)
@@ -297,10 +378,14 @@ def _parse_decls(kind, decls, vector_only):
             out.append((name, D.parse_size(spec, f"{kind} {name!r}")))
             continue
         shape = (spec,) if isinstance(spec, (int, str)) else tuple(spec)
-        if len(shape) not in (1, 2):
-            raise ValueError(f"params {name!r}: shape must be 1-d (used elementwise) or 2-d (used as "
-                             f"{name} @ v), got {spec!r}")
-        out.append((name, tuple(D.parse_size(s, f"params {name!r}") for s in shape)))
+        if len(shape) not in (1, 2, 3):
+            raise ValueError(f"params {name!r}: shape must be 1-d (used elementwise), 2-d (used as {name} @ v) or "
+                             f"3-d (G, m, n: G blocks, a block-diagonal {name} @ v), got {spec!r}")
+        shape = tuple(D.parse_size(s, f"params {name!r}") for s in shape)
+        if len(shape) == 3 and not shape[0].is_Integer:
+            raise ValueError(f"params {name!r}: the number of blocks of a 3-d parameter must be a number (it "
+                             f"unrolls into one matmul per block), got {D.fmt(shape[0])}")
+        out.append((name, shape))
     return tuple(out)
 
 
@@ -340,11 +425,13 @@ def trace(fn, inputs, state, params, outputs=None, name=None):
         syms[n] = Sym(Node("input", (), s, n, n))
     for n, s in sts:
         syms[n] = Sym(Node("state", (), s, n, n))
-    for n, shape in prs:
-        syms[n] = Sym(Node("param", (), shape[0], n, n)) if len(shape) == 1 else Matrix(n, shape)
-
     state_names = [n for n, _ in sts]
     outputs, extra = _parse_outputs(name, outputs, dict(sts), declared)
+    blocks = _Blocks(declared + [n for n, _ in extra])
+    for n, shape in prs:
+        kind = {1: None, 2: Matrix, 3: Blocks}[len(shape)]
+        syms[n] = Sym(Node("param", (), shape[0], n, n)) if kind is None else kind(n, shape, blocks)
+
     result = fn(**syms)
     if not isinstance(result, (tuple, list)):
         result = (result,)
@@ -371,8 +458,15 @@ def trace(fn, inputs, state, params, outputs=None, name=None):
     for _, shape in prs:
         for s in shape:
             dim_names |= {str(x) for x in s.free_symbols}
-    return CellIR(name, ins, sts, prs, tuple(returns), outputs, tuple(sorted(dim_names)),
-                  tuple(n for n, _ in extra))
+    # the kernels' parameters: the 1-d and 2-d ones as declared, then the row blocks the matmuls use (a 3-d
+    # parameter is only ever its blocks)
+    block_params, views = blocks.params({n: (s[0] * s[1], s[2]) if len(s) == 3 else s for n, s in prs})
+    direct = {n.attr for n in walk(returns) if n.op == "param"} | \
+        {w for n in walk(returns) if n.op == "matmul" for w, _, _ in n.attr}
+    only_blocks = {p for _, p, _, _ in views} - direct
+    kernel_params = tuple((n, s) for n, s in prs if len(s) < 3 and n not in only_blocks) + block_params
+    return CellIR(name, ins, sts, kernel_params, tuple(returns), outputs, tuple(sorted(dim_names)),
+                  tuple(n for n, _ in extra), prs, views)
 
 
 def _parse_outputs(name, outputs, states, declared):

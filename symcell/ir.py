@@ -41,6 +41,14 @@ class CellIR:
     outputs: Tuple[str, ...]           # the values that form ys: states, or outputs declared with `outputs=`
     dims: Tuple[str, ...]              # dimension names, sorted
     hidden: Tuple[str, ...] = ()       # the last states: per-step outputs that are not states (see trace)
+    declared: Tuple[Tuple[str, Tuple[sympy.Expr, ...]], ...] = ()   # the parameters as the user declared them
+    views: Tuple[Tuple[str, str, Any, Any], ...] = ()   # (kernel parameter, declared one, r0, r1): rows r0:r1
+    #                                                    of its 2-d form; `params` are the kernels' parameters
+
+    @property
+    def user_params(self):
+        """the parameters a module holds (`params` are what the kernels take: these, 3-d ones as their blocks)"""
+        return self.declared or self.params
 
     def param_shape(self, name):
         return dict(self.params)[name]
@@ -67,7 +75,8 @@ def fingerprint(ir):
     """A stable text of the traced cell (Python's hash() of strings changes per process; this does not):
     declarations, then every node once, operands before users, by index."""
     lines = [f"cell {ir.name}", f"inputs {ir.inputs}", f"states {ir.states}", f"params {ir.params}",
-             f"outputs {ir.outputs}"] + ([f"hidden {ir.hidden}"] if ir.hidden else [])
+             f"outputs {ir.outputs}"] + ([f"hidden {ir.hidden}"] if ir.hidden else []) + (
+                 [f"declared {ir.declared}", f"views {ir.views}"] if ir.views or ir.declared != ir.params else [])
     index = {}
     for n in walk(ir.returns):
         index[n] = len(index)

@@ -32,7 +32,7 @@ class CellSpec:
 
 
 def _check_names(ir):
-    for n in [n for n, _ in ir.inputs + ir.states + ir.params]:
+    for n in [n for n, _ in ir.inputs + ir.states + ir.user_params]:
         if n.startswith("_") or n.startswith("d_") or keyword.iskeyword(n) or n in _RESERVED:
             raise ValueError(f"{ir.name}: the name {n!r} is reserved for generated code (names may not start "
                              f"with '_' or 'd_', nor be {list(_RESERVED)} or a Python keyword)")
@@ -102,7 +102,18 @@ class Binding:
         self.state_sizes = {n: v for n, v in sizes.items() if n not in ir.hidden}
         self.hidden_sizes = {n: sizes[n] for n in ir.hidden}
         self.output_sizes = {n: sizes[n] for n in ir.outputs}
-        self.param_shapes = {n: tuple(int(s) for s in shape) for n, shape in bound.params}
+        self.param_shapes = {n: tuple(int(s) for s in shape) for n, shape in bound.user_params}
+        # the kernels' parameters from the module's: each a parameter, or a block of rows of one (split(W, k), a
+        # 3-d parameter's blocks) as a view of it, so autograd sums the blocks' gradients into the parameter
+        index = {n: k for k, n in enumerate(self.param_shapes)}
+        views = {n: (index[p], int(r0), int(r1)) for n, p, r0, r1 in bound.views}
+        self._kernel_params = [views.get(n, (index.get(n), None, None)) for n, _ in bound.params]
+
+    def kernel_params(self, params):
+        """the module's parameters (in declaration order) -> the kernels' (see __init__)"""
+        if not self.spec.ir.views:
+            return params
+        return [params[k] if r0 is None else params[k].flatten(0, -2)[r0:r1] for k, r0, r1 in self._kernel_params]
 
     def kernel_key(self, device):
         """The key of the kernel for tensors on `device`, building it now unless torch.compile is tracing."""
@@ -215,7 +226,7 @@ class Cell(nn.Module):
                 p.uniform_(-k, k)
 
     def _param_list(self):
-        return [getattr(self, n) for n, _ in self._spec.ir.params]
+        return [getattr(self, n) for n, _ in self._spec.ir.user_params]
 
     # --- introspection ---------------------------------------------------------------------------------
     @class_or_instance

@@ -94,7 +94,7 @@ class RNN(nn.Module):
         self.reset_parameters()
 
     def _param_names(self, layer, direction):
-        return [f"{p}_l{layer}{'_reverse' if direction else ''}" for p, _ in self._spec.ir.params]
+        return [f"{p}_l{layer}{'_reverse' if direction else ''}" for p, _ in self._spec.ir.user_params]
 
     def reset_parameters(self):
         """uniform(-k, k), k = 1/sqrt(hidden size), as nn.LSTM."""

@@ -135,10 +135,13 @@ def bind_ir(ir, dims):
 
     inputs = tuple((n, sympy.Integer(D.bind(s, syms, f"input {n!r}"))) for n, s in ir.inputs)
     states = tuple((n, sympy.Integer(D.bind(s, syms, f"state {n!r}"))) for n, s in ir.states)
-    params = tuple((n, tuple(sympy.Integer(D.bind(s, syms, f"param {n!r}")) for s in shape))
-                   for n, shape in ir.params)
+    def shapes(params):
+        return tuple((n, tuple(sympy.Integer(D.bind(s, syms, f"param {n!r}")) for s in shape)) for n, shape in params)
+    params, declared = shapes(ir.params), shapes(ir.declared)
+    views = tuple((n, p, sympy.Integer(sympy.sympify(r0).subs(syms)), sympy.Integer(sympy.sympify(r1).subs(syms)))
+                  for n, p, r0, r1 in ir.views)
     returns = tuple(b(r) for r in ir.returns)
-    return replace(ir, inputs=inputs, states=states, params=params, returns=returns)
+    return replace(ir, inputs=inputs, states=states, params=params, returns=returns, declared=declared, views=views)
 
 
 # --- rewrite --------------------------------------------------------------------------------------------

@@ -155,7 +155,7 @@ def run(binding, params, xs, state, reverse, lengths, batch_first):
     state = tuple(s.contiguous() for s in state)
     # autocast off inside: the float32 (or float64) scan must not be cast again by the ops it runs
     with torch.autocast(autocast, enabled=False) if autocast else contextlib.nullcontext():
-        ys, final = scan_op(key, seq, state, tuple(p.contiguous() for p in params), lengths)
+        ys, final = scan_op(key, seq, state, tuple(p.contiguous() for p in binding.kernel_params(params)), lengths)
     final = final[:len(binding.state_sizes)]   # the outputs that are not states end with the step
     if low is not None:
         ys, final = tuple(y.to(low) for y in ys), tuple(f.to(low) for f in final)

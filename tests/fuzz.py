@@ -120,6 +120,16 @@ def run(prog, x, states, params, sym):
                 vals.append(w @ (operands[0] if len(operands) == 1 else symcell.cat(*operands)))
             else:
                 vals.append(torch.cat(operands, 1) @ w.t())
+        elif kind == "blocks":       # a 3-d parameter (2, H, H) on a 2*H vector: one block per half
+            w, v = p[op[1]], vals[op[2]]
+            if sym:
+                vals.append(w @ v)
+            else:
+                halves = v.chunk(2, 1)
+                vals.append(torch.cat([halves[0] @ w[0].t(), halves[1] @ w[1].t()], 1))
+        elif kind == "rows":         # W split by rows into two matrices, the k-th one on v
+            w, v, k = p[op[1]], vals[op[2]], op[3]
+            vals.append(symcell.split(w, 2)[k] @ v if sym else v @ w.chunk(2, 0)[k].t())
         elif kind == "split":        # part k of n equal parts
             v, n, k = vals[op[1]], op[2], op[3]
             vals.append(symcell.split(v, n)[k] if sym else v.chunk(n, 1)[k])
@@ -152,7 +162,7 @@ def programs(draw, max_ops=8):
 
     for _ in range(draw(st.integers(1, max_ops))):
         kind = draw(st.sampled_from(["unary", "unary", "binary", "binary", "scale", "vec", "matmul", "matmul",
-                                     "split"]))
+                                     "split", "blocks", "rows"]))
         if kind == "unary":
             a = pick()
             prog.ops.append(("unary", draw(st.sampled_from(UNARY)), a))
@@ -172,6 +182,16 @@ def programs(draw, max_ops=8):
             prog.sizes.append(prog.sizes[a])
         elif kind == "matmul":
             matmul_to(draw(st.sampled_from(["H", "2*H"])))
+        elif kind == "blocks":
+            a = pick("2*H")
+            if a is None:
+                continue
+            prog.ops.append(("blocks", new_param((2, "H", "H")), a))
+            prog.sizes.append("2*H")
+        elif kind == "rows":
+            a, size = pick(), draw(st.sampled_from(["H", "2*H"]))
+            prog.ops.append(("rows", new_param((f"2*({size})", prog.sizes[a])), a, draw(st.integers(0, 1))))
+            prog.sizes.append(size)
         else:
             a = pick("2*H")
             if a is None:

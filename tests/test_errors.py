@@ -169,3 +169,26 @@ def test_an_output_that_is_not_a_state_is_in_ys_and_not_in_the_state():
     assert list(cell.state_sizes) == ["h"] and len(cell.step(torch.randn(2, 3))) == 1
     with pytest.raises(ValueError, match=r"state must be a tuple of 1 tensor\(s\) \(h\), got 2"):
         cell(torch.randn(5, 2, 3), (torch.zeros(2, 4), torch.zeros(2, 4)))
+
+
+@pytest.mark.parametrize("params,step,error,message", [
+    ({"R": ("G", "H", "H")}, lambda x, h, R: R @ h, ValueError,
+     r"params 'R': the number of blocks of a 3-d parameter must be a number .*got G"),
+    ({"R": (2, "H", "H")}, lambda x, h, R: R @ h, ValueError,
+     r"R @ h: R has 2 blocks of shape \(H, H\), so it takes a vector of size 2\*H, but h has size H"),
+    ({"R": (2, "H", "H/2")}, lambda x, h, R: R + h, TypeError,
+     r"R is a 3-d parameter \(2, H, H/2\); it can only be used as `R @ v`, a block-diagonal matmul"),
+    ({"R": (2, "H", "H/2")}, lambda x, h, R: split(R, 2)[0] @ h, TypeError,
+     r"split\(R\): R is a 3-d parameter; `R @ v` applies its blocks already"),
+    ({"W": ("2*H", "H")}, lambda x, h, W: split(W, [1, 2])[0] @ h, ValueError,
+     r"split\(W, \[1, 2\]\): the sizes add up to 3 but W has size 2\*H"),
+    ({"W": ("2*H", "H")}, lambda x, h, W: split(W, 2)[0] @ x, ValueError,
+     r"W_0 @ x: W_0 has shape \(H, H\) but x has size I"),
+    ({"W": ("2*H", "H", "H", "H")}, lambda x, h, W: h, ValueError, r"params 'W': shape must be 1-d .*, 2-d .* or 3-d"),
+])
+def test_blocks_and_row_splits_are_checked(params, step, error, message):
+    names = ", ".join(params)
+    fn = eval(f"lambda x, h, {names}: step(x, h, {names})", {"step": step})  # noqa: S307 - named parameters
+    fn.__name__ = "Cell"
+    with pytest.raises(error, match=message):
+        symcell.define(inputs={"x": "I"}, state={"h": "H"}, params=params)(fn)

@@ -1,7 +1,8 @@
 """Cells under test, each with an independent eager torch step (torch autograd differentiates it).
 
 Together the user-defined cells use every supported function and operator (Activations and Piecewise: the ones
-added last, each one entry of symcell/functions.py), a per-step output that is not a state (Readout), a matmul on a pointwise function
+added last, each one entry of symcell/functions.py), a per-step output that is not a state (Readout), a 3-d parameter (block-diagonal, one block per head) and
+2-d parameters split by rows (Heads), a matmul on a pointwise function
 of the state, two states of different sizes, vector parameters used elementwise, several inputs, `outputs=`,
 a cat returned as a state and a split that straddles the parts of a cat.
 """
@@ -11,8 +12,8 @@ import torch.nn.functional as F
 import symcell
 from symcell import (cat, clamp, elu, erf, exp, gelu, hardsigmoid, hardtanh, log, maximum, minimum, relu, sigmoid,
                      sign, silu, softplus, split, sqrt, tanh, where)
-from symcell.cells import (LLTM, GRUCell, LSTMCell, PeepholeLSTM, gru_reference, lltm_reference, lstm_reference,
-                           peephole_reference)
+from symcell.cells import (LLTM, SLSTM, GRUCell, LSTMCell, PeepholeLSTM, gru_reference, lltm_reference,
+                           lstm_reference, peephole_reference, slstm_reference)
 
 
 @symcell.define(inputs={"x": "I"}, state={"h": "H"},
@@ -147,6 +148,23 @@ def readout_ref(x, c, W, v, U):
     return c, (torch.sigmoid(r) * torch.tanh(c)) @ U.t()
 
 
+@symcell.define(inputs={"x": "I"}, state={"h": "H"},
+                params={"W": ("3*H", "I"), "R": (2, "H/2", "H/2"), "U": ("2*H", "H"), "b": ("H",)})
+def Heads(x, h, W, R, U, b):
+    a, z, c = split(W, 3)                        # a 2-d parameter split by rows: three matrices
+    U0, U1 = split(U, 2)
+    r = tanh(a @ x + R @ h + b)                  # R: a 3-d parameter, one (H/2, H/2) block per head
+    return r * sigmoid(z @ x + U0 @ h) + 0.5 * tanh(c @ x) * (U1 @ h)
+
+
+def heads_ref(x, h, W, R, U, b):
+    a, z, c = W.chunk(3, 0)
+    U0, U1 = U.chunk(2, 0)
+    h0, h1 = h.chunk(2, 1)
+    r = torch.tanh(x @ a.t() + torch.cat([h0 @ R[0].t(), h1 @ R[1].t()], 1) + b)
+    return (r * torch.sigmoid(x @ z.t() + h @ U0.t()) + 0.5 * torch.tanh(x @ c.t()) * (h @ U1.t()),)
+
+
 # name -> (factory(**kw) -> cell, eager step, outputs: indices, into what the eager step returns, of ys)
 CASES = {
     "Gated": (lambda **kw: Gated(I=5, H=4, **kw), gated_ref, (0,)),
@@ -157,6 +175,7 @@ CASES = {
     "Activations": (lambda **kw: Activations(I=3, H=4, **kw), activations_ref, (0,)),
     "Piecewise": (lambda **kw: Piecewise(I=3, H=4, **kw), piecewise_ref, (0,)),
     "Readout": (lambda **kw: Readout(I=3, H=4, O=2, **kw), readout_ref, (1, 0)),
+    "Heads": (lambda **kw: Heads(I=3, H=4, **kw), heads_ref, (0,)),
     # the prebuilt cells: their plain torch steps live beside their equations (symcell/cells)
     "LLTM": (lambda **kw: LLTM(4, 5, **kw), lltm_reference, (0,)),
     "LSTM": (lambda **kw: LSTMCell(3, 4, **kw), lstm_reference, (0,)),
@@ -165,6 +184,7 @@ CASES = {
     "GRU": (lambda **kw: GRUCell(3, 4, **kw), gru_reference, (0,)),
     "GRU-nobias": (lambda **kw: GRUCell(3, 4, bias=False, **kw), gru_reference, (0,)),
     "PeepholeLSTM": (lambda **kw: PeepholeLSTM(3, 4, **kw), peephole_reference, (0,)),
+    "SLSTM": (lambda **kw: SLSTM(3, 4, num_heads=2, **kw), slstm_reference, (0,)),
 }
 
 
