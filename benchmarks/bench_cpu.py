@@ -1,8 +1,8 @@
 """CPU benchmarks of the cpp backend against its peers, side by side in one process with the same weights.
 
     python benchmarks/bench_cpu.py                 # everything (a few minutes on 2 cores)
-    python benchmarks/bench_cpu.py --only lstm     # one section: lstm, stacked, gru, lltm, build, memory, gflops,
-                                                   # denormal, hoist
+    python benchmarks/bench_cpu.py --only lstm     # one section: lstm, stacked, gru, lltm, modern, build, memory,
+                                                   # gflops, denormal, hoist
 
 Every time is the median of interleaved repeats (each repeat runs every contender once, in turn), so a noisy
 neighbour slows all of them alike; the ratios are what to read. Forward runs under torch.no_grad();
@@ -170,6 +170,35 @@ def section_lltm(lines, repeats):
     table(f"LLTM B={B} T={T} F={F} S={S}", r, "eager loop", lines)
 
 
+def section_modern(lines, repeats):
+    """Issue 14's cells against their eager loops (symcell.cells.*_reference), B=32 T=100 I=H=256: the sLSTM with
+    4 heads (block-diagonal recurrent weights, a maximum for its stabiliser) and the LayerNorm-LSTM (means and
+    variances over each row's features)."""
+    from symcell.cells import SLSTM, LayerNormLSTM, layernorm_lstm_reference, slstm_reference
+    B, T, I, H = 32, 100, 256, 256
+    for name, make, step, n_states in [("sLSTM 4 heads", lambda: SLSTM(I, H, num_heads=4, backend="cpp"),
+                                        slstm_reference, 4),
+                                       ("LayerNorm-LSTM", lambda: LayerNormLSTM(I, H, backend="cpp"),
+                                        layernorm_lstm_reference, 2)]:
+        torch.manual_seed(0)
+        cell, x = make(), torch.randn(T, B, I, requires_grad=True)
+        params = list(cell.parameters())
+        zeros = [torch.zeros(B, H) for _ in range(n_states)]
+
+        def pair(run):
+            def f():
+                with torch.no_grad():
+                    run()
+
+            def fb():
+                out, state = run()
+                (out.sum() + sum(s.sum() for s in state)).backward()
+            return f, fb
+        r = race({"symcell-cpp": pair(lambda: cell(x)),
+                  "eager loop": pair(lambda: eager.loop(step, x, zeros, params))}, max(5, repeats // 2))
+        table(f"{name} B={B} T={T} I={I} H={H}", r, "eager loop", lines)
+
+
 def section_gflops(lines, repeats):
     """Achieved GFLOP/s of the LSTM fwd+bwd (3x the forward's 2*T*B*(I+H)*4H) against a large sgemm."""
     a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
@@ -281,14 +310,15 @@ def section_build(lines):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", choices=["lstm", "stacked", "gru", "lltm", "build", "memory", "gflops", "denormal",
-                                       "hoist"])
+    ap.add_argument("--only", choices=["lstm", "stacked", "gru", "lltm", "modern", "build", "memory", "gflops",
+                                       "denormal", "hoist"])
     ap.add_argument("--repeats", type=int, default=15)
     args = ap.parse_args()
     lines = [f"machine: {cpu_model()} ({platform.machine()}), {os.cpu_count()} cores, torch {torch.__version__}, "
              f"{torch.get_num_threads()} threads, symcell {symcell.__version__}, "
              f"date {time.strftime('%Y-%m-%d %H:%M')}"]
-    run = [args.only] if args.only else ["lstm", "stacked", "gru", "lltm", "gflops", "denormal", "memory", "build"]
+    run = [args.only] if args.only else ["lstm", "stacked", "gru", "lltm", "modern", "gflops", "denormal", "memory",
+                                         "build"]
     for name in run:
         print(f"... {name}", file=sys.stderr, flush=True)
         if name in ("lstm", "gru"):
@@ -297,6 +327,8 @@ def main():
             section_stacked(lines, args.repeats)
         elif name == "lltm":
             section_lltm(lines, args.repeats)
+        elif name == "modern":
+            section_modern(lines, args.repeats)
         elif name == "hoist":
             section_hoist(lines, args.repeats)
         elif name == "gflops":

@@ -44,6 +44,23 @@ def same_size(a, b):
     return sympy.expand(a - b) == 0
 
 
+def is_one(size):
+    """A size of exactly 1 (declared so, or a reduction's): such a value broadcasts against any vector."""
+    return size is not None and sympy.sympify(size) == 1
+
+
+def broadcast(*sizes):
+    """The size of an elementwise result of operands of these sizes (None: a number), or False when they do not
+    broadcast: equal sizes, or 1 (or a number) against anything."""
+    known = [s for s in sizes if s is not None and not is_one(s)]
+    for s in known[1:]:
+        if not same_size(s, known[0]):
+            return False
+    if known:
+        return known[0]
+    return next((s for s in sizes if s is not None), None)
+
+
 def fmt(size):
     return str(size).replace(" ", "") if size is not None else "scalar"
 

@@ -38,7 +38,8 @@ def _forward(lines, stmts, schedule):
             lines.append("    fused region:")
             _where(lines, _leaves(st, schedule))
             for dest, e in st.outputs:
-                lines.append(f"      {_view(dest.value, dest, schedule)} = {math_str(e)}")
+                text = f"sum({math_str(e)})" if _summed(dest, st) else math_str(e)
+                lines.append(f"      {_view(dest.value, dest, schedule)} = {text}")
 
 
 def _backward(lines, stmts, schedule, in_loop):
@@ -61,9 +62,15 @@ def _backward(lines, stmts, schedule, in_loop):
         for s, e in st.temps:
             lines.append(f"      {s.name} = {math_str(e)}")
         for v, e in st.grads:
-            is_param = schedule.value(v.value).kind == Kind.PARAM
-            tail = "      (summed over the batch)" if is_param else ""
+            over = [what for what, yes in (("the batch", schedule.value(v.value).kind == Kind.PARAM),
+                                           ("the features", _summed(v, st.region))) if yes]
+            tail = f"      (summed over {' and '.join(over)})" if over else ""
             lines.append(f"      d_{_view(v.value, v, schedule)} += {math_str(e)}{tail}")
+
+
+def _summed(view, region):
+    """a view of one feature in a wider region: a reduction's result, or a broadcast value's gradient"""
+    return view.stop - view.start == 1 and region.width != 1
 
 
 def explain(schedule, bwd):

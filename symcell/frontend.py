@@ -242,10 +242,10 @@ def _operand(v, op, other):
 def _binary(fn, sym, a, b):
     other = a if isinstance(a, Sym) else b
     na, nb = _operand(a, sym, other._desc()), _operand(b, sym, other._desc())
-    if not D.same_size(na.size, nb.size):
+    size = D.broadcast(na.size, nb.size)
+    if size is False:
         raise ValueError(f"cannot compute {na.label} {sym} {nb.label}: {na.label} has size {D.fmt(na.size)} "
-                         f"but {nb.label} has size {D.fmt(nb.size)}")
-    size = na.size if na.size is not None else nb.size
+                         f"but {nb.label} has size {D.fmt(nb.size)} (sizes must be equal, or one of them 1)")
     return Sym(Node("pw", (na, nb), size, fn, _short(f"({na.label} {sym} {nb.label})")))
 
 
@@ -266,13 +266,13 @@ def _function(entry):
                             f"{', '.join(type(a).__name__ for a in args)}")
         first = next(a for a in args if isinstance(a, Sym))
         nodes = [_operand(a, fn, first._desc()) for a in args]
-        sized = [n for n in nodes if n.size is not None]
-        for n in sized[1:]:
-            if not D.same_size(n.size, sized[0].size):
-                raise ValueError(f"symcell.{fn}: {sized[0].label} has size {D.fmt(sized[0].size)} but {n.label} "
-                                 f"has size {D.fmt(n.size)}")
+        size = D.broadcast(*[n.size for n in nodes])
+        if size is False:
+            raise ValueError(f"symcell.{fn}: " + ", ".join(f"{n.label} has size {D.fmt(n.size)}" for n in nodes
+                                                           if n.size is not None)
+                             + " (sizes must be equal, or 1)")
         label = _short(f"{fn}({', '.join(n.label for n in nodes)})")
-        return Sym(Node("pw", tuple(nodes), sized[0].size, fn, label))
+        return Sym(Node("pw", tuple(nodes), size, fn, label))
     apply.__name__ = fn
     apply.__doc__ = f"{fn}({', '.join(params)}), elementwise (symcell/functions.py has its derivative rule)."
     return apply
@@ -312,7 +312,28 @@ def clamp(x, min=None, max=None):  # noqa: A002 - torch.clamp's names
     return Sym(out)
 
 
-FUNCTIONS.update(where=where, clamp=clamp)
+def _reduction(v, fn):
+    if not isinstance(v, Sym):
+        if isinstance(v, Matrix):
+            v._misuse()
+        raise TypeError(f"symcell.{fn} expects a symbolic vector inside a cell definition, got {type(v).__name__}")
+    return Node("reduce", (v.node,), sympy.Integer(1), "sum", _short(f"{fn}({v.node.label})"))
+
+
+def sum(v):  # noqa: A001 - symcell.sum, as torch.sum
+    """The sum of a vector's features, per row: a value of size 1, which broadcasts against any vector."""
+    return Sym(_reduction(v, "sum"))
+
+
+def mean(v):
+    """The mean of a vector's features, per row (size 1): mu = mean(v); var = mean((v - mu) ** 2) is a layer
+    norm's. The divisor is v's size, a dimension the kernels know when they run."""
+    total = _reduction(v, "mean")
+    n = Node("const", (), None, sympy.sympify(v.size), D.fmt(v.size))
+    return Sym(Node("pw", (total, n), total.size, "div", total.label))
+
+
+FUNCTIONS.update(where=where, clamp=clamp, sum=sum, mean=mean)
 globals().update(FUNCTIONS)
 __all__ = ["cat", "split", "trace", "Sym", "Matrix", "Blocks", *FUNCTIONS]
 
@@ -378,6 +399,9 @@ def _parse_decls(kind, decls, vector_only):
             out.append((name, D.parse_size(spec, f"{kind} {name!r}")))
             continue
         shape = (spec,) if isinstance(spec, (int, str)) else tuple(spec)
+        if shape == ():            # a scalar parameter: a vector of size 1 to the kernels (broadcast everywhere)
+            out.append((name, ()))
+            continue
         if len(shape) not in (1, 2, 3):
             raise ValueError(f"params {name!r}: shape must be 1-d (used elementwise), 2-d (used as {name} @ v) or "
                              f"3-d (G, m, n: G blocks, a block-diagonal {name} @ v), got {spec!r}")
@@ -429,8 +453,9 @@ def trace(fn, inputs, state, params, outputs=None, name=None):
     outputs, extra = _parse_outputs(name, outputs, dict(sts), declared)
     blocks = _Blocks(declared + [n for n, _ in extra])
     for n, shape in prs:
-        kind = {1: None, 2: Matrix, 3: Blocks}[len(shape)]
-        syms[n] = Sym(Node("param", (), shape[0], n, n)) if kind is None else kind(n, shape, blocks)
+        kind = {0: None, 1: None, 2: Matrix, 3: Blocks}[len(shape)]
+        size = shape[0] if shape else sympy.Integer(1)
+        syms[n] = Sym(Node("param", (), size, n, n)) if kind is None else kind(n, shape, blocks)
 
     result = fn(**syms)
     if not isinstance(result, (tuple, list)):
@@ -464,7 +489,8 @@ def trace(fn, inputs, state, params, outputs=None, name=None):
     direct = {n.attr for n in walk(returns) if n.op == "param"} | \
         {w for n in walk(returns) if n.op == "matmul" for w, _, _ in n.attr}
     only_blocks = {p for _, p, _, _ in views} - direct
-    kernel_params = tuple((n, s) for n, s in prs if len(s) < 3 and n not in only_blocks) + block_params
+    kernel_params = tuple((n, s or (sympy.Integer(1),)) for n, s in prs if len(s) < 3 and n not in only_blocks) \
+        + block_params
     return CellIR(name, ins, sts, kernel_params, tuple(returns), outputs, tuple(sorted(dim_names)),
                   tuple(n for n, _ in extra), prs, views)
 

@@ -106,13 +106,28 @@ class Result:
 
 @dataclass(frozen=True)
 class Pointwise:
-    """Fused pointwise work over rows x features: read the leaves (views of buffers), evaluate the temps in
-    order, then each output's expression: assigned (=) into a view of a buffer, or accumulated (+=) into it;
-    accumulated into a PARAM_GRAD buffer, it is summed over the rows (a vector parameter broadcasts)."""
+    """Fused pointwise work over rows x `width` features: read the leaves (views of buffers), evaluate the temps
+    in order, then each output's expression: assigned (=) into a view of a buffer, or accumulated (+=) into it;
+    accumulated into a PARAM_GRAD buffer, it is summed over the rows (a vector parameter broadcasts).
+    Views of one feature in a wider region (`broadcast`): a leaf is read once per row, the same for every
+    feature; a destination takes the sum over the features (a reduction, or the gradient of a broadcast)."""
     leaves: Tuple[Tuple[sympy.Symbol, View], ...]
     temps: Tuple[Tuple[sympy.Symbol, sympy.Expr], ...]
     outputs: Tuple[Tuple[View, sympy.Expr, bool], ...]   # (destination, expression with temps, accumulate)
     exprs: Tuple[sympy.Expr, ...]                         # each output's expression in the leaves alone
+    width: Any = None                                     # None: the first destination's
+
+    @property
+    def n(self):
+        """the features the region runs over"""
+        if self.width is not None:
+            return self.width
+        d = self.outputs[0][0]
+        return d.stop - d.start
+
+    def broadcast(self, view):
+        """Whether a leaf or destination is one feature in a wider region (read for all, or summed over all)."""
+        return view.stop - view.start == 1 and self.n != 1
 
 
 @dataclass(frozen=True)
@@ -156,13 +171,13 @@ class Accumulate:
     src: str
 
 
-def pointwise(leaves, outputs, temp_prefix="_e"):
-    """A Pointwise statement from full expressions [(destination, expression, accumulate)], with one CSE; the
-    leaves no expression reads are left out."""
+def pointwise(leaves, outputs, width, temp_prefix="_e"):
+    """A Pointwise statement over `width` features from full expressions [(destination, expression,
+    accumulate)], with one CSE; the leaves no expression reads are left out."""
     temps, results = sympy.cse([e for _, e, _ in outputs], symbols=sympy.numbered_symbols(temp_prefix))
     used = set().union(*[e.free_symbols for _, e, _ in outputs])
     return Pointwise(tuple((s, v) for s, v in leaves if s in used), tuple(temps), tuple((d, r, a) for (d, _, a), r in zip(outputs, results)),
-                     tuple(e for _, e, _ in outputs))
+                     tuple(e for _, e, _ in outputs), width)
 
 
 @dataclass(frozen=True)
@@ -310,7 +325,7 @@ def _statement(st):
     if isinstance(st, MatMul):
         return st
     return Pointwise(st.leaves, st.temps, tuple((d, r, False) for (d, _), r in zip(st.outputs, st.results)),
-                     tuple(e for _, e in st.outputs))
+                     tuple(e for _, e in st.outputs), st.width)
 
 
 def _region_grad(rg):
@@ -318,7 +333,7 @@ def _region_grad(rg):
     region's outputs, each gradient accumulates into the gradient buffer of its leaf."""
     leaves = rg.region.leaves + tuple((g, View(grad(d.value), d.start, d.stop)) for g, d in rg.cotangents)
     return Pointwise(leaves, rg.temps, tuple((View(grad(v.value), v.start, v.stop), e, True) for v, e in rg.grads),
-                     rg.exprs)
+                     rg.exprs, rg.region.width)
 
 
 def _matmul_grads(mm, deferred=()):

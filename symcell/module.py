@@ -105,15 +105,18 @@ class Binding:
         self.param_shapes = {n: tuple(int(s) for s in shape) for n, shape in bound.user_params}
         # the kernels' parameters from the module's: each a parameter, or a block of rows of one (split(W, k), a
         # 3-d parameter's blocks) as a view of it, so autograd sums the blocks' gradients into the parameter
+        # (and a scalar parameter, shape (), as a vector of size 1)
         index = {n: k for k, n in enumerate(self.param_shapes)}
         views = {n: (index[p], int(r0), int(r1)) for n, p, r0, r1 in bound.views}
         self._kernel_params = [views.get(n, (index.get(n), None, None)) for n, _ in bound.params]
+        self._reshaped = bool(bound.views) or any(s == () for s in self.param_shapes.values())
 
     def kernel_params(self, params):
         """the module's parameters (in declaration order) -> the kernels' (see __init__)"""
-        if not self.spec.ir.views:
+        if not self._reshaped:
             return params
-        return [params[k] if r0 is None else params[k].flatten(0, -2)[r0:r1] for k, r0, r1 in self._kernel_params]
+        return [params[k].reshape(-1) if r0 is None and params[k].dim() == 0 else
+                params[k] if r0 is None else params[k].flatten(0, -2)[r0:r1] for k, r0, r1 in self._kernel_params]
 
     def kernel_key(self, device):
         """The key of the kernel for tensors on `device`, building it now unless torch.compile is tracing."""
@@ -198,7 +201,7 @@ class Cell(nn.Module):
         self._binding = Binding(spec, dims, backend)
         self.batch_first = batch_first
         for name, shape in self._binding.param_shapes.items():
-            self.register_parameter(name, nn.Parameter(torch.empty(*shape, device=device, dtype=dtype)))
+            self.register_parameter(name, nn.Parameter(torch.empty(shape, device=device, dtype=dtype)))
         self.reset_parameters()
 
     @property

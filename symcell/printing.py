@@ -103,6 +103,12 @@ class CppPrinter(_CodePrinter, C99CodePrinter):
     def _print_Integer(self, expr):
         return str(int(expr))
 
+    def _print_Symbol(self, expr):
+        # a dimension (mean's divisor) is a run-time size, _dim_<name> (SizePrinter); a leaf or temp a variable
+        if expr.is_integer and expr.is_positive:
+            return f"scalar_t(_dim_{expr.name})"
+        return super()._print_Symbol(expr)
+
     def rsqrt(self, x):
         return f"(scalar_t(1)/std::sqrt({x}))"
 

@@ -89,7 +89,7 @@ class RNN(nn.Module):
         for k in range(num_layers):
             for d in range(self._dirs):
                 for (p, shape), full in zip(self._bindings[k].param_shapes.items(), self._names[k][d]):
-                    self.register_parameter(full, nn.Parameter(torch.empty(*shape, device=device, dtype=dtype)))
+                    self.register_parameter(full, nn.Parameter(torch.empty(shape, device=device, dtype=dtype)))
         self._init_size = _init_size or next(iter(self.state_sizes.values()))
         self.reset_parameters()
 

@@ -91,13 +91,15 @@ class MatMul:
 
 @dataclass(frozen=True)
 class Region:
-    """Fused pointwise work over rows x features. `outputs[k]` = (destination view, its sympy expression in the
-    leaf symbols); to compute them, evaluate `temps` in order, then `results[k]` (the same expressions written
-    with the temps) into each destination."""
+    """Fused pointwise work over rows x `width` features. `outputs[k]` = (destination view, its sympy expression
+    in the leaf symbols); to compute them, evaluate `temps` in order, then `results[k]` (the same expressions
+    written with the temps) into each destination; a destination of size 1 takes the sum over the features
+    (a reduction), a leaf of size 1 is the same for every feature (broadcast)."""
     outputs: Tuple[Tuple[View, sympy.Expr], ...]
     leaves: Tuple[Tuple[sympy.Symbol, View], ...]
     temps: Tuple[Tuple[sympy.Symbol, sympy.Expr], ...] = ()
     results: Tuple[sympy.Expr, ...] = ()
+    width: Any = None    # the features the region runs over (kernel.Pointwise says how size-1 views join in)
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,9 @@ def bind_ir(ir, dims):
         args = tuple(b(a) for a in n.args)
         size = None if n.size is None else sympy.Integer(D.bind(n.size, syms, n.label))
         attr = n.attr
-        if n.op == "slice":
+        if n.op == "const" and isinstance(attr, sympy.Basic):
+            attr = sympy.Integer(D.bind(attr, syms, n.label))
+        elif n.op == "slice":
             attr = tuple(sympy.Integer(sympy.sympify(x).subs(syms)) for x in attr)
         elif n.op == "matmul":
             attr = tuple((w, sympy.Integer(sympy.sympify(c0).subs(syms)), sympy.Integer(D.bind(c1, syms, f"{w} columns")))
@@ -214,7 +218,7 @@ def _rewrite_slice(n, rw):
         bs = base.attr[0]
         return rw(_slice(base.args[0], bs + s, bs + e))
     if base.op == "pw":
-        args = [a if a.size is None else _slice(a, s, e) for a in base.args]
+        args = [a if _broadcasts(a, base) else _slice(a, s, e) for a in base.args]
         return rw(Node("pw", tuple(args), n.size, base.attr, n.label))
     if base.op == "cat":
         pieces = []
@@ -229,6 +233,12 @@ def _rewrite_slice(n, rw):
             pieces.append(rw(_slice(part, lo - ps, hi - ps)))
         return pieces[0] if len(pieces) == 1 else rw(_cat(pieces, n.label))
     return n
+
+
+def _broadcasts(arg, node):
+    """Whether an operand of a pointwise node is the same for all its features: a number, or a size-1 value
+    under a wider node (D.broadcast)."""
+    return arg.size is None or (D.is_one(arg.size) and not D.is_one(node.size))
 
 
 def rewrite(returns):
@@ -253,11 +263,17 @@ def rewrite(returns):
             if merged is not None:
                 return rw(merged)
         if n.op == "pw":
-            cats = [a for a in n.args if a.op == "cat"]
+            cats = [a for a in n.args if a.op == "cat" and not _broadcasts(a, n)]
             if cats:
-                parts = [rw(Node("pw", tuple(a if a.size is None else _slice(a, s, e) for a in n.args),
+                parts = [rw(Node("pw", tuple(a if _broadcasts(a, n) else _slice(a, s, e) for a in n.args),
                                  sympy.simplify(e - s), n.attr, n.label)) for s, e in _offsets(cats[0].args)]
                 return rw(_cat(parts, n.label))
+        if n.op == "reduce" and n.args[0].op == "cat":   # sum(cat(a, b)) = sum(a) + sum(b)
+            parts = [rw(Node("reduce", (p,), n.size, n.attr, n.label)) for p in n.args[0].args]
+            total = parts[0]
+            for p in parts[1:]:
+                total = rw(_add(total, p))
+            return total
         return n
 
     return tuple(rw(r) for r in returns)
@@ -274,13 +290,24 @@ def hoist(returns):
 
 
 def materialize(returns):
-    """The pointwise and cat nodes that need a buffer of their own, in graph order: operands of matmuls (a GEMM
-    reads memory), and cats that a slice could not see through."""
+    """The pointwise, reduction and cat nodes that need a buffer of their own, in graph order: operands of matmuls
+    (a GEMM reads memory), reductions and the operands they share with other users, and cats that a slice could
+    not see through."""
     nodes = walk(returns)
+    users = {}
+    for n in nodes:
+        for a in set(n.args):
+            users[a] = users.get(a, 0) + 1
+    users.update({r: users.get(r, 0) + 1 for r in returns})
     need = set()
     for n in nodes:
         if n.op == "matmul":
             need |= {a for a in n.args if a.op in ("pw", "cat")}
+        if n.op == "reduce":   # its sum is written once a region has run over all the operand's features
+            need.add(n)
+            # an operand used after the reduction too (layer_norm(c) of a new c) is kept, not computed again
+            # in every region after it
+            need |= {a for a in n.args if a.op == "pw" and users[a] > 1}
         if n.op == "slice" and n.args[0].op == "cat":
             need.add(n.args[0])
     return tuple(n for n in nodes if n in need)
@@ -364,12 +391,12 @@ def allocate_values(ir, returns, pre, buffered):
     for n, shape in ir.params:
         if len(shape) == 1:
             add(Node("param", (), shape[0], n, n), n, Kind.PARAM, Stage.GIVEN)
-    counter = {"pw": 0, "cat": 0}
+    counter = {"pw": 0, "cat": 0, "reduce": 0}
     for n in buffered:
         stage = Stage.PRE if n in pre else Stage.LOOP
-        hint = f"t{counter['pw']}" if n.op == "pw" else f"cat{counter['cat']}"
+        hint = {"pw": "t", "cat": "cat", "reduce": "sum"}[n.op] + str(counter[n.op])
         counter[n.op] += 1
-        written(stage, add(n, names.new(hint), Kind(n.op), stage), n)
+        written(stage, add(n, names.new(hint), Kind.CAT if n.op == "cat" else Kind.PW, stage), n)
     matmuls = [n for n in walk(returns) if n.op == "matmul"]
     for n in matmuls:
         add(n, names.new(_matmul_name(n, value_of, values)), Kind.MATMUL, Stage.PRE if n in pre else Stage.LOOP)
@@ -420,7 +447,10 @@ class _Exprs:
         if n in memo:
             return memo[n]
         if n.op == "const":
-            e = sympy.Float(n.attr) if not float(n.attr).is_integer() else sympy.Integer(int(n.attr))
+            if isinstance(n.attr, sympy.Basic):   # a size (mean's divisor): a number once bound, else dimensions
+                e = n.attr
+            else:
+                e = sympy.Float(n.attr) if not float(n.attr).is_integer() else sympy.Integer(int(n.attr))
         else:
             v = base_view(n, self.alloc.value_of)
             if v is not None:
@@ -434,10 +464,17 @@ class _Exprs:
 
     def definition(self, n, dest, leaves, memo):
         """The expression written into dest: a pointwise node with its own buffer is defined by its function of
-        its operands (reading the buffer would read itself)."""
+        its operands (reading the buffer would read itself); a reduction by its operand, summed over its
+        features by the region."""
         if self._own(n, dest):
+            if n.op == "reduce":
+                return self.of(n.args[0], leaves, memo)
             return pw_expr(n.attr, [self.of(a, leaves, memo) for a in n.args])
         return self.of(n, leaves, memo)
+
+    def width(self, n, dest):
+        """The features the region writing n into dest runs over: a reduction's operand's."""
+        return n.args[0].size if self._own(n, dest) and n.op == "reduce" else dest.stop - dest.start
 
     def reads(self, n, dest):
         """The buffers the definition of n reads."""
@@ -446,7 +483,7 @@ class _Exprs:
         return self._leaf_values(n)
 
     def _own(self, n, dest):
-        return n.op == "pw" and self.alloc.value_of.get(n) == dest.value
+        return n.op in ("pw", "reduce") and self.alloc.value_of.get(n) == dest.value
 
     def _leaf_values(self, n):
         v = base_view(n, self.alloc.value_of)
@@ -455,9 +492,9 @@ class _Exprs:
         return set().union(*[self._leaf_values(a) for a in n.args]) if n.op == "pw" else set()
 
 
-def _region(exprs, leaves):
+def _region(exprs, leaves, width):
     temps, results = sympy.cse([e for _, e in exprs], symbols=sympy.numbered_symbols("_e"))
-    return Region(tuple(exprs), tuple(leaves.items()), tuple(temps), tuple(results))
+    return Region(tuple(exprs), tuple(leaves.items()), tuple(temps), tuple(results), width)
 
 
 def form_regions(ir, alloc):
@@ -482,12 +519,13 @@ def form_regions(ir, alloc):
         now = [(st, dest, n) for st, dest, n in pending_writes if exprs.reads(n, dest) <= ready]
         groups = {}
         for st, dest, n in now:
-            groups.setdefault((st, dest.stop - dest.start), []).append((dest, n))
+            groups.setdefault((st, exprs.width(n, dest)), []).append((dest, n))
             pending_writes.remove((st, dest, n))
             progressed = True
-        for (st, _), outs in groups.items():
+        for (st, width), outs in groups.items():
             leaves, memo = {}, {}
-            stmts[st].append(_region([(dest, exprs.definition(n, dest, leaves, memo)) for dest, n in outs], leaves))
+            stmts[st].append(_region([(dest, exprs.definition(n, dest, leaves, memo)) for dest, n in outs], leaves,
+                                     width))
         for _, dest, _ in now:
             unwritten[dest.value] -= 1
             if unwritten[dest.value] == 0:

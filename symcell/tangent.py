@@ -56,7 +56,7 @@ def _tangent_pointwise(st, primal):
         de = sympy.diff(e.xreplace(moved), eps).xreplace({eps: 0})
         if de != 0 or not acc:   # an assigned tangent is written even when it is 0
             outputs.append((_view(d), de, acc))
-    return pointwise(list(st.leaves) + tangents, outputs, temp_prefix="_u")
+    return pointwise(list(st.leaves) + tangents, outputs, st.n, temp_prefix="_u")
 
 
 def _tangents(st, primal):
@@ -163,7 +163,7 @@ def _live(stmts, needed):
             if not outs:
                 continue
             if len(outs) < len(st.outputs):
-                st = pointwise(st.leaves, [(d, e, acc) for (d, _, acc), e in outs], temp_prefix="_u")
+                st = pointwise(st.leaves, [(d, e, acc) for (d, _, acc), e in outs], st.n, temp_prefix="_u")
         elif not writes(st) & needed:
             continue
         kept.append(st)

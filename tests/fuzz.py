@@ -3,7 +3,8 @@
 A program is a list of instructions over a pool of values (the input x, the states, then each instruction's
 result), each value with a symbolic size ("I", "H", "2*H"). The same program runs symbolically, traced by
 symcell.define, and eagerly on torch tensors (rows = batch), which with torch autograd is the independent
-reference. Functions whose range could overflow are composed with bounded ones (exp(tanh(v)), log(1 + v^2)),
+reference. Values of size 1 (sums and means over features) broadcast against the others. Functions whose range
+could overflow are composed with bounded ones (exp(tanh(v)), log(1 + v^2)),
 so every random cell is finite on random inputs. The eager hardsigmoid is zoo's exact one (torch's backward
 rounds 1/6 to float32).
 """
@@ -130,6 +131,12 @@ def run(prog, x, states, params, sym):
         elif kind == "rows":         # W split by rows into two matrices, the k-th one on v
             w, v, k = p[op[1]], vals[op[2]], op[3]
             vals.append(symcell.split(w, 2)[k] @ v if sym else v @ w.chunk(2, 0)[k].t())
+        elif kind == "reduce":       # sum or mean over a value's features: size 1, broadcast where used
+            v = vals[op[2]]
+            if sym:
+                vals.append((symcell.sum if op[1] == "sum" else symcell.mean)(v))
+            else:
+                vals.append(v.sum(1, keepdim=True) if op[1] == "sum" else v.mean(1, keepdim=True))
         elif kind == "split":        # part k of n equal parts
             v, n, k = vals[op[1]], op[2], op[3]
             vals.append(symcell.split(v, n)[k] if sym else v.chunk(n, 1)[k])
@@ -162,14 +169,15 @@ def programs(draw, max_ops=8):
 
     for _ in range(draw(st.integers(1, max_ops))):
         kind = draw(st.sampled_from(["unary", "unary", "binary", "binary", "scale", "vec", "matmul", "matmul",
-                                     "split", "blocks", "rows"]))
+                                     "split", "blocks", "rows", "reduce", "scalar"]))
         if kind == "unary":
             a = pick()
             prog.ops.append(("unary", draw(st.sampled_from(UNARY)), a))
             prog.sizes.append(prog.sizes[a])
-        elif kind == "binary":
+        elif kind == "binary":       # operands of one size, or the second of size 1 (broadcast)
             a = pick()
-            prog.ops.append(("binary", draw(st.sampled_from(BINARY)), a, pick(prog.sizes[a])))
+            b = pick(prog.sizes[a]) if draw(st.booleans()) else (pick("1") or pick(prog.sizes[a]))
+            prog.ops.append(("binary", draw(st.sampled_from(BINARY)), a, b))
             prog.sizes.append(prog.sizes[a])
         elif kind == "scale":
             a = pick()
@@ -180,6 +188,14 @@ def programs(draw, max_ops=8):
             a = pick()
             prog.ops.append(("vec", new_param((prog.sizes[a],)), a))
             prog.sizes.append(prog.sizes[a])
+        elif kind == "scalar":       # a parameter of shape (): one number for every row and feature
+            a = pick()
+            prog.ops.append(("vec", new_param(()), a))
+            prog.sizes.append(prog.sizes[a])
+        elif kind == "reduce":
+            a = pick()
+            prog.ops.append(("reduce", draw(st.sampled_from(["sum", "mean"])), a))
+            prog.sizes.append("1")
         elif kind == "matmul":
             matmul_to(draw(st.sampled_from(["H", "2*H"])))
         elif kind == "blocks":

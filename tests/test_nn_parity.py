@@ -177,12 +177,15 @@ def _eager_stack(step, x, states, layer_params, lengths, L, D, dropout_p=0.0, ou
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("name", ["Gated", "LLTM", "Readout"])   # Readout: its output is not a state
+@pytest.mark.parametrize("name", ["Gated", "LLTM", "Readout", "SLSTM", "LayerNormLSTM"])
 def test_user_cell_stacked_bidirectional_with_lengths(backend, name):
     cell_cls, step = type(CASES[name][0](backend="reference")), CASES[name][1]
-    if name == "Readout":
-        from zoo import ReadoutY as cell_cls   # the same step with y alone as its output
-    dims = {"Gated": dict(I=3, H=4), "LLTM": dict(F=3, S=4), "Readout": dict(I=3, H=5, O=4)}[name]
+    if name == "Readout":   # its output is not a state: the same step with y alone as its output
+        from zoo import ReadoutY as cell_cls
+    if name == "SLSTM":     # one cell class per head count
+        cell_cls = symcell.cells.slstm_cell(2)
+    dims = {"Gated": dict(I=3, H=4), "LLTM": dict(F=3, S=4), "Readout": dict(I=3, H=5, O=4),
+            "SLSTM": dict(I=3, H=4), "LayerNormLSTM": dict(I=3, H=4)}[name]
     dtype = torch.float32 if backend == "triton" else torch.float64
     dev = DEVICE if backend == "triton" else "cpu"
     torch.manual_seed(4)
@@ -203,7 +206,7 @@ def test_user_cell_stacked_bidirectional_with_lengths(backend, name):
     wrt = [x, *states, *rnn.parameters()]
     for a, b in zip(_grads((out, *fin), wrt, cots), _grads((out_r, *fin_r), wrt, cots)):
         torch.testing.assert_close(a, b, **tol)
-    assert set(dict(rnn.named_parameters())) >= {f"{p}_l1_reverse" for p, _ in cell_cls.spec.ir.params}
+    assert set(dict(rnn.named_parameters())) >= {f"{p}_l1_reverse" for p, _ in cell_cls.spec.ir.user_params}
 
 
 def test_stacking_needs_an_input_dimension_of_its_own():

@@ -100,5 +100,5 @@ def test_errors_name_the_variable_and_the_way(step, error, message):
 
 
 def test_maximum_of_operands_of_different_sizes_names_them():
-    with pytest.raises(ValueError, match=r"symcell\.maximum: h has size H but x has size I"):
+    with pytest.raises(ValueError, match=r"symcell\.maximum: h has size H, x has size I \(sizes must be equal, or 1\)"):
         _define(lambda x, h, W, p: maximum(h, x), inputs={"x": "I"})

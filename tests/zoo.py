@@ -2,7 +2,8 @@
 
 Together the user-defined cells use every supported function and operator (Activations and Piecewise: the ones
 added last, each one entry of symcell/functions.py), a per-step output that is not a state (Readout), a 3-d parameter (block-diagonal, one block per head) and
-2-d parameters split by rows (Heads), a matmul on a pointwise function
+2-d parameters split by rows (Heads), an input of size 1, a scalar parameter, sums and means over features
+(TimeStep, LayerNormLSTM), a matmul on a pointwise function
 of the state, two states of different sizes, vector parameters used elementwise, several inputs, `outputs=`,
 a cat returned as a state and a split that straddles the parts of a cat.
 """
@@ -10,10 +11,11 @@ import torch
 import torch.nn.functional as F
 
 import symcell
-from symcell import (cat, clamp, elu, erf, exp, gelu, hardsigmoid, hardtanh, log, maximum, minimum, relu, sigmoid,
-                     sign, silu, softplus, split, sqrt, tanh, where)
-from symcell.cells import (LLTM, SLSTM, GRUCell, LSTMCell, PeepholeLSTM, gru_reference, lltm_reference,
-                           lstm_reference, peephole_reference, slstm_reference)
+from symcell import (cat, clamp, elu, erf, exp, gelu, hardsigmoid, hardtanh, log, maximum, mean, minimum, relu,
+                     sigmoid, sign, silu, softplus, split, sqrt, tanh, where)
+from symcell.cells import (LLTM, SLSTM, GRUCell, LayerNormLSTM, LSTMCell, PeepholeLSTM, gru_reference,
+                           layernorm_lstm_reference, lltm_reference, lstm_reference, peephole_reference,
+                           slstm_reference)
 
 
 @symcell.define(inputs={"x": "I"}, state={"h": "H"},
@@ -165,6 +167,30 @@ def heads_ref(x, h, W, R, U, b):
     return (r * torch.sigmoid(x @ z.t() + h @ U0.t()) + 0.5 * torch.tanh(x @ c.t()) * (h @ U1.t()),)
 
 
+@symcell.define(inputs={"x": "I", "dt": 1}, state={"h": "H"}, params={"W": ("2*H", "I+H"), "tau": ()})
+def TimeStep(x, dt, h, W, tau):
+    """a per-row time step (an input of size 1) and a scalar parameter, broadcast against vectors; a sum and a
+    mean over features (size 1)"""
+    f, g = split(W @ cat(x, h), 2)
+    decay = sigmoid(-softplus(f) * dt / (1 + tau ** 2))       # CfC's time gate
+    return decay * h + (1 - decay) * tanh(g) + 0.1 * tau * symcell.sum(h) / (1 + mean(g ** 2))
+
+
+def timestep_ref(x, dt, h, W, tau):
+    f, g = (torch.cat([x, h], 1) @ W.t()).chunk(2, 1)
+    decay = torch.sigmoid(-F.softplus(f) * dt / (1 + tau ** 2))
+    return (decay * h + (1 - decay) * torch.tanh(g) + 0.1 * tau * h.sum(1, keepdim=True)
+            / (1 + (g ** 2).mean(1, keepdim=True)),)
+
+
+def _random_gains(cell):
+    # the gains start at 1 and the shift at 0 (nn.LayerNorm's); tests want every parameter to matter
+    with torch.no_grad():
+        for p in (cell.gamma_ih, cell.gamma_hh, cell.gamma_c, cell.beta_c):
+            p.uniform_(0.5, 1.5)
+    return cell
+
+
 # name -> (factory(**kw) -> cell, eager step, outputs: indices, into what the eager step returns, of ys)
 CASES = {
     "Gated": (lambda **kw: Gated(I=5, H=4, **kw), gated_ref, (0,)),
@@ -185,6 +211,8 @@ CASES = {
     "GRU-nobias": (lambda **kw: GRUCell(3, 4, bias=False, **kw), gru_reference, (0,)),
     "PeepholeLSTM": (lambda **kw: PeepholeLSTM(3, 4, **kw), peephole_reference, (0,)),
     "SLSTM": (lambda **kw: SLSTM(3, 4, num_heads=2, **kw), slstm_reference, (0,)),
+    "LayerNormLSTM": (lambda **kw: _random_gains(LayerNormLSTM(3, 4, **kw)), layernorm_lstm_reference, (0,)),
+    "TimeStep": (lambda **kw: TimeStep(I=3, H=4, **kw), timestep_ref, (0,)),
 }
 
 

@@ -19,13 +19,22 @@ def _sum_rows(v):
     return v.sum(0) if v.dim() == 2 else v
 
 
+def _sum_features(v, n):
+    # a reduction, or the gradient of a value broadcast over the features: the sum over the n features of the
+    # last dimension; a number, or a size-1 last dimension, is the same for all n of them
+    if isinstance(v, torch.Tensor) and v.dim() and v.shape[-1] == n:
+        return v.sum(-1, keepdim=True)
+    return v * n
+
+
 def _full(v, like, shape):
     # an output that depends only on parameters and constants still has one row per batch element
     return like.new_zeros(shape) + v
 
 
 # the names generated torch code runs with
-SCOPE = {"torch": torch, "_F": _F, "_sum_rows": _sum_rows, "_full": _full, **TORCH_HELPERS}
+SCOPE = {"torch": torch, "_F": _F, "_sum_rows": _sum_rows, "_sum_features": _sum_features, "_full": _full,
+         **TORCH_HELPERS}
 
 
 def seq(name):
@@ -147,9 +156,8 @@ class ScanRenderer(Renderer):
 
     def render_Pointwise(self, st):
         w = self.w
-        d0 = st.outputs[0][0]
-        w(f"# fused pointwise region: {len(st.outputs)} output(s) of {d0.stop - d0.start} features")
-        for sym, v in st.leaves:
+        w(f"# fused pointwise region: {len(st.outputs)} output(s) of {st.n} features")
+        for sym, v in st.leaves:   # a size-1 view broadcasts by torch's rules
             if sym.name != self.view(v.value, v):
                 w(f"{sym.name} = {self.view(v.value, v)}")
         for sym, e in st.temps:
@@ -157,11 +165,15 @@ class ScanRenderer(Renderer):
         batch = {s for s, v in st.leaves if not self.param_like(v.value)}
         for (dest, e, acc), full_expr in zip(st.outputs, st.exprs):
             code = torch_str(e)
-            if acc:   # into a parameter's gradient: the sum over the rows (the parameter broadcast over them)
-                w(f"{self.view(dest.value, dest)} += {f'_sum_rows({code})' if self.param_like(dest.value) else code}")
+            if not full_expr.free_symbols & batch and not acc:
+                code = f"_full({code}, {self.like}, ({self.rows}, {st.n}))"
+            if acc and self.param_like(dest.value):   # a parameter's gradient: the sum over the rows (it broadcasts)
+                code = f"_sum_rows({code})"
+            if st.broadcast(dest):   # one feature in a wider region: the sum over the features
+                code = f"_sum_features({code}, {st.n})"
+            if acc:
+                w(f"{self.view(dest.value, dest)} += {code}")
                 continue
-            if not full_expr.free_symbols & batch:
-                code = f"_full({code}, {self.like}, ({self.rows}, {dest.stop - dest.start}))"
             if self.full(dest):
                 w(f"{dest.value} = {code}")
                 continue

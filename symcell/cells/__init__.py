@@ -1,6 +1,7 @@
 """Prebuilt cells, each written with symcell.define, each with its step in plain torch beside it."""
 from .lltm import LLTM, lltm_reference
 from .lstm import GRU, LSTM, GRUCell, LSTMCell, from_nn, gru_reference, lstm_reference
+from .layernorm import LayerNormLSTM, layernorm_lstm_reference
 from .peephole import PeepholeLSTM, peephole_reference
 from .slstm import SLSTM, slstm_cell, slstm_reference
 
@@ -10,5 +11,6 @@ from .slstm import SLSTM, slstm_cell, slstm_reference
 for _heads in (1, 2, 4):
     slstm_cell(_heads)
 
-__all__ = ["LLTM", "LSTM", "GRU", "LSTMCell", "GRUCell", "PeepholeLSTM", "SLSTM", "from_nn", "slstm_cell",
-           "lltm_reference", "lstm_reference", "gru_reference", "peephole_reference", "slstm_reference"]
+__all__ = ["LLTM", "LSTM", "GRU", "LSTMCell", "GRUCell", "PeepholeLSTM", "SLSTM", "LayerNormLSTM", "from_nn",
+           "slstm_cell", "lltm_reference", "lstm_reference", "gru_reference", "peephole_reference",
+           "slstm_reference", "layernorm_lstm_reference"]

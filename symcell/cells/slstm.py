@@ -68,6 +68,7 @@ class SLSTM(Cell):
         super().__init__(spec=slstm_cell(num_heads).spec, I=input_size, H=hidden_size, batch_first=batch_first,
                          backend=backend, device=device, dtype=dtype)
         self.input_size, self.hidden_size, self.num_heads = input_size, hidden_size, num_heads
+        self.spec = self._spec   # the class has one cell per head count (slstm_cell); an instance, its own
 
     def extra_repr(self):
         return f"{super().extra_repr()}, num_heads={self.num_heads}"

@@ -501,22 +501,26 @@ class ScanRenderer(Renderer):
 
     def render_Pointwise(self, st):
         """One fused loop over rows x features: leaves read, temps, then each output assigned or accumulated; an
-        accumulation into a vector parameter's gradient goes into this thread's partial sum (summed over rows)."""
+        accumulation into a vector parameter's gradient goes into this thread's partial sum (summed over rows).
+        A leaf of one feature in a wider region is read once per row; a destination of one feature takes the
+        sum over the features (an `omp simd` reduction into _s<k>), written after the feature loop."""
         w = self.w
-        d0 = st.outputs[0][0]
-        width = size_str(d0.stop - d0.start)
-        params = [(d, e) for d, e, _ in st.outputs if self.buf[d.value].role == Role.PARAM_GRAD]
-        rows = [(d, e, acc) for d, e, acc in st.outputs if self.buf[d.value].role != Role.PARAM_GRAD]
+        width = size_str(st.n)
+        params = [(k, d, e) for k, (d, e, _) in enumerate(st.outputs) if self.buf[d.value].role == Role.PARAM_GRAD]
+        rows = [(k, d, e, acc) for k, (d, e, acc) in enumerate(st.outputs)
+                if self.buf[d.value].role != Role.PARAM_GRAD]
+        sums = [k for k, (d, _, _) in enumerate(st.outputs) if st.broadcast(d)]
         # `omp simd` promises independent lanes: an assigned output is a buffer the region does not read; two
         # accumulations into overlapping views of one buffer would not be independent
-        simd = self._no_overlap([d for d, _, acc in rows if acc]) and self._no_overlap([d for d, _ in params])
+        simd = self._no_overlap([d for _, d, _, acc in rows if acc and not st.broadcast(d)]) and \
+            self._no_overlap([d for _, d, _ in params if not st.broadcast(d)])
         read = sorted({v.value for _, v in st.leaves})
         w(f"{{  // fused region: {len(st.outputs)} output(s), {width} features per row")
         with w.block():
             w(f"const int64_t _n = {width};")
             w(f"sc::rows({self.rows}, _n, [&](int64_t _r0, int64_t _r1) {{")
             with w.block():
-                for name in sorted({d.value for d, _ in params}):
+                for name in sorted({d.value for _, d, _ in params}):
                     w(f"scalar_t* _p_{name} = sc::partial<scalar_t>(_parts_{name}, {self.n(name)});   // summed over rows")
                 with w.block("for (int64_t _r = _r0; _r < _r1; ++_r) {", "}"):
                     for val in read:
@@ -524,19 +528,35 @@ class ScanRenderer(Renderer):
                             w(f"const scalar_t* _r_{val} = {val};")
                         else:
                             w(f"const scalar_t* _r_{val} = {val} + _r * {self.n(val)};")
-                    for name in sorted({d.value for d, _, _ in rows}):
+                    for name in sorted({d.value for _, d, _, _ in rows}):
                         w(f"scalar_t* _w_{name} = {name} + _r * {self.n(name)};")
+                    for sym, v in st.leaves:
+                        if st.broadcast(v):   # one feature for all of them
+                            w(f"const scalar_t {sym.name} = _r_{v.value}[{size_str(v.start)}];")
+                    for k in sums:
+                        w(f"scalar_t _s{k} = 0;")
                     if simd:
-                        w("#pragma omp simd")
+                        w("#pragma omp simd" + (f" reduction(+: {', '.join(f'_s{k}' for k in sums)})" if sums else ""))
                     with w.block("for (int64_t _j = 0; _j < _n; ++_j) {", "}"):
                         for sym, v in st.leaves:
-                            w(f"const scalar_t {sym.name} = _r_{v.value}[{_idx(v)}];")
+                            if not st.broadcast(v):
+                                w(f"const scalar_t {sym.name} = _r_{v.value}[{_idx(v)}];")
                         for sym, e in st.temps:
                             w(f"const scalar_t {sym} = {cpp_str(e)};")
-                        for d, e, acc in rows:
-                            w(f"_w_{d.value}[{_idx(d)}] {'+=' if acc else '='} {cpp_str(e)};")
-                        for d, e in params:
-                            w(f"_p_{d.value}[{_idx(d)}] += {cpp_str(e)};")
+                        for k, d, e, acc in rows:
+                            if k not in sums:
+                                w(f"_w_{d.value}[{_idx(d)}] {'+=' if acc else '='} {cpp_str(e)};")
+                        for k, d, e in params:
+                            if k not in sums:
+                                w(f"_p_{d.value}[{_idx(d)}] += {cpp_str(e)};")
+                        for k in sums:
+                            w(f"_s{k} += {cpp_str(st.outputs[k][1])};")
+                    for k, d, _, acc in rows:
+                        if k in sums:
+                            w(f"_w_{d.value}[{size_str(d.start)}] {'+=' if acc else '='} _s{k};")
+                    for k, d, _ in params:
+                        if k in sums:
+                            w(f"_p_{d.value}[{size_str(d.start)}] += _s{k};")
             w("});")
         w("}")
 

@@ -146,19 +146,29 @@ class StepKernel(Renderer):
             (self.add if mm.accumulate else self.store)(mm.out, "_cn", "_acc", f"_rmask[:, None] & (_cn < {n_out})[None, :]")
 
     def render_Pointwise(self, st):
+        """One pass over feature tiles. A leaf of one feature in a wider region is read for every feature (its
+        column `start + _cj * 0`); a destination of one feature sums over the tiles into _s<k> (per row), written
+        after the pass."""
         w = self.w
-        d0 = st.outputs[0][0]
-        width = int(d0.stop - d0.start)
+        width = int(st.n)
+        sums = [k for k, (d, _, _) in enumerate(st.outputs) if st.broadcast(d)]
         w(f"# fused region: {len(st.outputs)} output(s) of {width} features")
+        for k in sums:
+            w(f"_s{k} = tl.zeros((_BB,), dtype=tl.float32)")
         with self.tiles(width):
             for sym, v in st.leaves:
-                w(f"{sym.name} = {self.load(v.value, f'{v.start} + _cj', '_m2', v.stop - v.start)}")
+                if st.broadcast(v):
+                    w(f"{sym.name} = {self.load(v.value, f'{v.start} + _cj * 0', '_m2', width)}")
+                else:
+                    w(f"{sym.name} = {self.load(v.value, f'{v.start} + _cj', '_m2', v.stop - v.start)}")
             for sym, e in st.temps:
                 w(f"{sym} = {tl_str(e)}")
             if not all(acc for _, _, acc in st.outputs):
                 w("_zero = tl.zeros((_BB, _BN), dtype=tl.float32)   # outputs of parameters alone still have rows")
             for k, (dest, e, acc) in enumerate(st.outputs):
-                if self.buf[dest.value].role == Role.PARAM_GRAD:   # this program's partial sum over its rows
+                if k in sums:
+                    w(f"_s{k} += tl.sum(tl.where(_m2, {tl_str(e)}, 0.0), axis=1)")
+                elif self.buf[dest.value].role == Role.PARAM_GRAD:   # this program's partial sum over its rows
                     w(f"_g = tl.sum(tl.where(_m2, {tl_str(e)}, 0.0), axis=0)")
                     w(f"_pg = _part_{dest.value} + tl.program_id(0) * {self.n(dest.value)} + {dest.start} + _cj")
                     w(f"tl.store(_pg, tl.load(_pg, mask=_cj < {width}, other=0.0) + _g, mask=_cj < {width})")
@@ -167,6 +177,18 @@ class StepKernel(Renderer):
                 else:
                     w(f"_o{k} = _zero + ({tl_str(e)})")
                     self.store(dest.value, f"{dest.start} + _cj", f"_o{k}", "_m2")
+        # (variables of their own: a compiled loop wants each variable one shape, and _ga/_pg are tiles)
+        for k in sums:
+            dest, _, acc = st.outputs[k]
+            if self.buf[dest.value].role == Role.PARAM_GRAD:
+                w(f"_ps = _part_{dest.value} + tl.program_id(0) * {self.n(dest.value)} + {dest.start}")
+                w(f"tl.store(_ps, tl.load(_ps) + tl.sum(tl.where(_rmask, _s{k}, 0.0), axis=0))")
+            elif acc:
+                w(f"_gs = _r_{dest.value} + {dest.start} + tl.arange(0, 1)[None, :]")
+                w(f"tl.store(_gs, tl.load(_gs, mask=_rmask[:, None], other=0.0) + _s{k}[:, None], "
+                  "mask=_rmask[:, None])")
+            else:
+                self.store(dest.value, f"{dest.start} + tl.arange(0, 1)", f"_s{k}[:, None]", "_rmask[:, None]")
 
     def render_OperandGrad(self, st):
         w, op, n_src = self.w, st.dest, self.n(st.src)
