@@ -31,11 +31,11 @@ CELLS = {"lstm": LSTMCell.spec, "gru": GRUCell.spec}
 PTXAS = [os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", p) for p in ("ptxas", "ptxas-blackwell")]
 
 
-def kernels(spec, dims, folder):
+def kernels(spec, dims, folder, second=True):
     """The @triton.jit kernels of a cell's scans, first order (forward, backward) and second order (their
-    tangents), imported from a file (triton.jit reads its source)."""
+    tangents) unless `second` is false, imported from a file (triton.jit reads its source)."""
     lowered = pipeline.lower(spec.ir, dims)
-    scans = (lowered.program.forward, lowered.program.backward, *pipeline.second_order(lowered))
+    scans = (lowered.program.forward, lowered.program.backward, *(pipeline.second_order(lowered) if second else ()))
     source = symcell.backends.get("triton").render(lowered.program, scans)
     path = os.path.join(folder, f"{spec.ir.name}_{'_'.join(f'{k}{v}' for k, v in sorted(dims.items()))}.py")
     with open(path, "w") as f:

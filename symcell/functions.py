@@ -23,6 +23,7 @@ derivatives c and 1 - c; where prints as a select, so the branch not taken never
 `exp`, `log`, `sqrt` and `erf` are sympy's own, so their derivatives are sympy's.
 """
 import math
+import operator
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -332,7 +333,8 @@ def _cond(holds):
     return condition
 
 
-_gt, _ge, _lt, _le, _eq = (_cond(f) for f in (torch.gt, torch.ge, torch.lt, torch.le, torch.eq))
+# the operators, not torch.gt & co: either side may be a Python number (0 < h)
+_gt, _ge, _lt, _le, _eq = (_cond(f) for f in (operator.gt, operator.ge, operator.lt, operator.le, operator.eq))
 
 
 def _where(c, a, b):

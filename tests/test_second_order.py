@@ -7,7 +7,8 @@ from torch.func import functional_call
 
 import symcell
 from symcell.cells import LSTM, lstm_reference
-from zoo import CASES, double_backward, eager_scan, eager_scan_lengths, random_inputs, rel_err
+from zoo import (CASES, double_backward, eager_scan, eager_scan_lengths, random_inputs, rel_err,
+                 second_order_cases)
 
 DEVICE = {"reference": "cpu", "cpp": "cpu", "triton": "cuda" if torch.cuda.is_available() else "cpu"}
 BACKENDS = [b for b in ("reference", "cpp", "triton") if symcell.backends.get(b).usable(torch.device(DEVICE[b]))]
@@ -58,8 +59,7 @@ def _setup(name, backend, T=3, B=2, seed=0):
     return cell, step, outputs, inputs + params, len(xs), len(states)
 
 
-@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "triton"])
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("backend,name", second_order_cases([b for b in BACKENDS if b != "triton"]))
 def test_gradgradcheck(backend, name):
     cell, _, _, args, n_x, n_s = _setup(name, backend)
     assert torch.autograd.gradgradcheck(_scan_fn(cell), tuple(args), fast_mode=backend != "reference")
@@ -68,8 +68,7 @@ def test_gradgradcheck(backend, name):
     assert torch.autograd.gradgradcheck(_scan_fn(cell, reverse=True, lengths=lengths), tuple(args), fast_mode=True)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("backend,name", second_order_cases(BACKENDS))
 @pytest.mark.parametrize("mode", ["plain", "lengths-reverse"])
 def test_double_backward_matches_eager_autograd(backend, name, mode):
     cell, step, outputs, args, n_x, n_s = _setup(name, backend, T=4, B=3)

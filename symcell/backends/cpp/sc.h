@@ -45,12 +45,16 @@ void dgemm_(const char*, const char*, const int*, const int*, const int*, const 
 #include <type_traits>
 #include <immintrin.h>
 
+// The pointwise functions are inlined whatever the size of the loop they are in: a call left out of line keeps
+// the whole `omp simd` region scalar (a 16-output sLSTM region ran its exp_f32 as calls)
+#define SC_INLINE inline __attribute__((always_inline))
+
 namespace sc {
 // float e^x in plain arithmetic, so `omp simd` loops vectorize it without a library call:
 // e^x = 2^n e^r, n = round(x log2 e), r = x - n ln2 (ln2 in two parts), |r| <= ln2/2, e^r by Taylor to r^7
 // (truncation r^8/8! < 6e-9, under half an ulp). 2^n is built in the exponent bits as 2^(n-1) * 2 so that
 // n = 128 (x up to 88.72) stays finite. Below -86.6 the result is flushed to 0 (true value < 2.4e-38).
-inline float exp_f32(float x) {
+SC_INLINE float exp_f32(float x) {
   const float xc = x < -86.6f ? -86.6f : (x > 88.72f ? 88.72f : x);
   const float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;   // round to nearest, |.| < 2^22
   const float r = (xc - n * 0.693145751953125f) - n * 1.4286068203094172e-06f;
@@ -69,7 +73,7 @@ inline float exp_f32(float x) {
   return x != x ? x : y;   // NaN stays NaN
 }
 // tanh(x): odd Taylor series for |x| < 0.3 (next term < 2e-8 relative); else 1 - 2/(e^{2|x|} + 1) with x's sign
-inline float tanh_f32(float x) {
+SC_INLINE float tanh_f32(float x) {
   const float a = std::fabs(x), x2 = x * x;
   const float small = x * (1.0f + x2 * (-0.333333333f + x2 * (0.133333333f + x2 * (-0.0539682540f +
                                                                                    x2 * 0.0218694885f))));
@@ -79,42 +83,61 @@ inline float tanh_f32(float x) {
 
 // the pointwise functions; derivative rules are in symcell/functions.py. float uses the arithmetic versions
 // above; double uses libm (vectorized by libmvec where available), where accuracy is what matters
-template <typename T> inline T exp(T x) {
+template <typename T> SC_INLINE T exp(T x) {
   if constexpr (std::is_same_v<T, float>) return exp_f32(x); else return std::exp(x);
 }
-template <typename T> inline T log(T x) { return std::log(x); }
-template <typename T> inline T sigmoid(T x) { return T(1) / (T(1) + sc::exp(-x)); }   // exp(1e4) = inf -> 0
-template <typename T> inline T tanh(T x) {
+template <typename T> SC_INLINE T log(T x) { return std::log(x); }
+template <typename T> SC_INLINE T sigmoid(T x) { return T(1) / (T(1) + sc::exp(-x)); }   // exp(1e4) = inf -> 0
+template <typename T> SC_INLINE T tanh(T x) {
   if constexpr (std::is_same_v<T, float>) return tanh_f32(x); else return std::tanh(x);
 }
-template <typename T> inline T relu(T x) { return x < T(0) ? T(0) : x; }               // NaN stays NaN
-template <typename T> inline T step(T x) { return x > T(0) ? T(1) : T(0); }            // relu'(0) = 0
-template <typename T> inline T elu(T x) { return x > T(0) ? x : std::expm1(x); }
-template <typename T> inline T elu_grad(T x) { return x > T(0) ? T(1) : sc::exp(x < T(0) ? x : T(0)); }
-template <typename T> inline T softplus(T x) { return x > T(20) ? x : std::log1p(sc::exp(x)); }  // torch's threshold
-template <typename T> inline T silu(T x) { return x * sc::sigmoid(x); }
-template <typename T> inline T gelu(T x) { return T(0.5) * x * (T(1) + std::erf(x * T(0.70710678118654752))); }
-template <typename T> inline T sign(T x) { return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0)); }   // sign(0) = 0
-template <typename T> inline T hardtanh(T x) { return x < T(-1) ? T(-1) : (x > T(1) ? T(1) : x); }
-template <typename T> inline T hardsigmoid(T x) {
+template <typename T> SC_INLINE T relu(T x) { return x < T(0) ? T(0) : x; }               // NaN stays NaN
+template <typename T> SC_INLINE T step(T x) { return x > T(0) ? T(1) : T(0); }            // relu'(0) = 0
+template <typename T> SC_INLINE T elu(T x) { return x > T(0) ? x : std::expm1(x); }
+template <typename T> SC_INLINE T elu_grad(T x) { return x > T(0) ? T(1) : sc::exp(x < T(0) ? x : T(0)); }
+// log(1 + u) for float u in [0, 1] in plain arithmetic (libm's log1pf does not vectorize): 2 atanh(s) with
+// s = u / (2 + u) in [0, 1/3], by its odd series to s^15 (the next term is under 1e-9 of the result); exact
+// for tiny u, where 1 + u would round
+SC_INLINE float log1p_unit_f32(float u) {
+  const float s = u / (2.0f + u), s2 = s * s;
+  float p = 1.0f / 15.0f;
+  p = p * s2 + 1.0f / 13.0f;
+  p = p * s2 + 1.0f / 11.0f;
+  p = p * s2 + 1.0f / 9.0f;
+  p = p * s2 + 1.0f / 7.0f;
+  p = p * s2 + 1.0f / 5.0f;
+  p = p * s2 + 1.0f / 3.0f;
+  p = p * s2 + 1.0f;
+  return 2.0f * s * p;
+}
+template <typename T> SC_INLINE T softplus(T x) {   // above 20, x: torch's threshold
+  if constexpr (std::is_same_v<T, float>)        // log(1 + e^x) = max(x, 0) + log(1 + e^-|x|)
+    return x > 20.0f ? x : (x > 0.0f ? x : 0.0f) + log1p_unit_f32(exp_f32(-std::fabs(x)));
+  else return x > T(20) ? x : std::log1p(sc::exp(x));
+}
+template <typename T> SC_INLINE T silu(T x) { return x * sc::sigmoid(x); }
+template <typename T> SC_INLINE T gelu(T x) { return T(0.5) * x * (T(1) + std::erf(x * T(0.70710678118654752))); }
+template <typename T> SC_INLINE T sign(T x) { return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0)); }   // sign(0) = 0
+template <typename T> SC_INLINE T hardtanh(T x) { return x < T(-1) ? T(-1) : (x > T(1) ? T(1) : x); }
+template <typename T> SC_INLINE T hardsigmoid(T x) {
   return x <= T(-3) ? T(0) : (x >= T(3) ? T(1) : (x + T(3)) / T(6));
 }
 // Functions of two or three operands, one of which may be an integer literal (maximum(x, 0)): they compute in
 // the operands' common type. A condition is 0 or 1 in that type, as the derivative rules read it.
 template <typename A, typename B> using num_t = std::common_type_t<A, B>;
-template <typename A, typename B> inline num_t<A, B> gt(A a, B b) { return a > b ? 1 : 0; }
-template <typename A, typename B> inline num_t<A, B> ge(A a, B b) { return a >= b ? 1 : 0; }
-template <typename A, typename B> inline num_t<A, B> lt(A a, B b) { return a < b ? 1 : 0; }
-template <typename A, typename B> inline num_t<A, B> le(A a, B b) { return a <= b ? 1 : 0; }
-template <typename A, typename B> inline num_t<A, B> eq(A a, B b) { return a == b ? 1 : 0; }
-template <typename C, typename A, typename B> inline std::common_type_t<C, A, B> where(C c, A a, B b) {
+template <typename A, typename B> SC_INLINE num_t<A, B> gt(A a, B b) { return a > b ? 1 : 0; }
+template <typename A, typename B> SC_INLINE num_t<A, B> ge(A a, B b) { return a >= b ? 1 : 0; }
+template <typename A, typename B> SC_INLINE num_t<A, B> lt(A a, B b) { return a < b ? 1 : 0; }
+template <typename A, typename B> SC_INLINE num_t<A, B> le(A a, B b) { return a <= b ? 1 : 0; }
+template <typename A, typename B> SC_INLINE num_t<A, B> eq(A a, B b) { return a == b ? 1 : 0; }
+template <typename C, typename A, typename B> SC_INLINE std::common_type_t<C, A, B> where(C c, A a, B b) {
   return c != C(0) ? std::common_type_t<C, A, B>(a) : std::common_type_t<C, A, B>(b);
 }
 // NaN in either operand is NaN out, as torch.maximum / torch.minimum
-template <typename A, typename B> inline num_t<A, B> maximum(A a, B b) { return a > b || a != a ? a : b; }
-template <typename A, typename B> inline num_t<A, B> minimum(A a, B b) { return a < b || a != a ? a : b; }
-template <typename A, typename B> inline num_t<A, B> clamp_min(A x, B lo) { return x < lo ? lo : x; }
-template <typename A, typename B> inline num_t<A, B> clamp_max(A x, B hi) { return x > hi ? hi : x; }
+template <typename A, typename B> SC_INLINE num_t<A, B> maximum(A a, B b) { return a > b || a != a ? a : b; }
+template <typename A, typename B> SC_INLINE num_t<A, B> minimum(A a, B b) { return a < b || a != a ? a : b; }
+template <typename A, typename B> SC_INLINE num_t<A, B> clamp_min(A x, B lo) { return x < lo ? lo : x; }
+template <typename A, typename B> SC_INLINE num_t<A, B> clamp_max(A x, B hi) { return x > hi ? hi : x; }
 
 // denormals make saturated cells 10-100x slower; every thread that computes flushes them to zero
 struct FlushDenormals {
