@@ -6,17 +6,19 @@ fuses into one region. The passes, each a function of what the previous ones pro
                    W @ x + U @ h      -> one matmul of two terms (same size): one output buffer, accumulated
                    slice(f(a, b))     -> f(slice(a), slice(b))         (splits move to the leaves, which become views)
                    slice(cat(...))    -> the part it falls in, when provable
-                   f(cat(a, b), v)    -> cat(f(a, v[:na]), f(b, v[na:]))
+                   f(cat(a, b), v)    -> cat(f(a, v[:na]), f(b, v[na:]))      (a size-1 v is not split: it broadcasts)
+                   sum(cat(a, b))     -> sum(a) + sum(b)
   hoist            a matmul whose operands depend on no state runs once over all T*B rows before the loop, with
                    the pointwise work feeding it; one with a state term runs all its terms in the loop (its
                    input terms are as cheap there, per batch slice, and the gates never make a round trip)
-  materialize      pointwise nodes feeding a matmul, and cats a slice cannot see through, get a buffer; every
-                   other pointwise node is inlined into the expression that uses it
+  materialize      pointwise nodes feeding a matmul, reductions (and an operand they share), and cats a slice
+                   cannot see through, get a buffer; every other pointwise node is inlined where it is used
   allocate_values  names every buffer (inputs, states, vector parameters, buffered nodes, matmul outputs, new
                    states) and lists the pointwise outputs that must be written into them
   form_regions     statements by readiness: a matmul as soon as its operands exist, then every ready pointwise
-                   output, grouped by (stage, width) into fused regions (one loop over rows x features each),
-                   their expressions in sympy with common subexpressions named (_e0, _e1, ...)
+                   output, grouped by (stage, width) into fused regions (one loop over rows x features each; a
+                   reduction's width is its operand's), their expressions in sympy with common subexpressions
+                   named (_e0, _e1, ...)
 """
 from dataclasses import dataclass, field, replace
 from enum import Enum

@@ -15,18 +15,19 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BENCH = os.path.join(os.path.dirname(HERE), "benchmarks")
 
 SCRIPT = textwrap.dedent("""
-    import sys, tempfile
+    import multiprocessing, sys, tempfile
     sys.path[:0] = [{bench!r}, {tests!r}]
     import triton, triton_aot                     # before the zoo's cells are defined: real @triton.jit kernels
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
     from zoo import CASES, SECOND_ORDER_REFERENCE_ONLY
-    compiled = 0
-    with tempfile.TemporaryDirectory() as folder:
-        jobs = [(name, factory(backend="reference")) for name, (factory, _, _) in sorted(CASES.items())]
-        for name, cell in jobs:
-            archs = (80, 90) if name in ("LSTM", "GRU") else (90,)
-            second = name not in SECOND_ORDER_REFERENCE_ONLY
+
+    def compile_cell(name):
+        cell = CASES[name][0](backend="reference")
+        archs = (80, 90) if name in ("LSTM", "GRU") else (90,)
+        second = name not in SECOND_ORDER_REFERENCE_ONLY
+        compiled = 0
+        with tempfile.TemporaryDirectory() as folder:
             for fn in triton_aot.kernels(cell._spec, cell.dims, folder, second):
                 for arch in archs:
                     sig, constexprs = triton_aot.signature(fn, True)
@@ -34,7 +35,11 @@ SCRIPT = textwrap.dedent("""
                     regs, spills = triton_aot.resources(k.asm["ptx"], arch, folder)
                     assert regs is not None, (name, fn.__name__, arch)
                     compiled += 1
-    print("compiled", compiled)
+        return compiled
+
+    # one cell per worker process, as many as there are cores (the compiles are independent)
+    with multiprocessing.get_context("fork").Pool(min(4, multiprocessing.cpu_count())) as pool:
+        print("compiled", sum(pool.map(compile_cell, sorted(CASES), chunksize=1)))
 """)
 
 
