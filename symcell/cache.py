@@ -5,10 +5,19 @@
     $SYMCELL_CACHE_DIR (default ~/.cache/symcell)/<key>/symcell_<key>.so, with its sources and those files
 
     $SYMCELL_CACHE_DIR/memo/<name>-<hash of symcell's code>.pkl: the symbolic derivation of a cell (memo)
+    $SYMCELL_CACHE_DIR/triton/<name>_<hash>.py: the source of a Triton kernel (source_file)
 
 An entry counts only once its marker file `complete` exists, written after the library built and loaded, so
 a build killed halfway is rebuilt rather than loaded. Two processes building the same key take turns on a lock
 file; the second finds the first one's library. A library that fails to load is deleted and rebuilt.
+
+Whoever can write into the cache can run code in this process (a library is loaded, a pickle is unpickled, a
+Triton source is parsed and run), so nothing is read from it unless only this user could have written it: the
+root, each folder on the way to an artefact and the artefact itself must be owned by this user and not writable
+by group or others (`_untrusted`), and the root's parents must be owned by this user or root and, when others
+can write them, sticky (as /tmp). What symcell creates is private (folders 0700, files 0600, libraries 0700). A
+configured root that fails the rule is an error; the temporary fallback, when squatted, is replaced by a fresh
+folder with an unpredictable name; an entry or subfolder that fails it is removed and made again (a warning).
 """
 import fcntl
 import hashlib
@@ -16,6 +25,7 @@ import os
 import pickle
 import platform
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -28,22 +38,160 @@ from pathlib import Path
 import torch
 
 _loaded = {}  # key -> namespace of the ops, for libraries this process already loaded
+_roots = {}   # the configured root -> the folder in use (checked once; the root itself again at every call)
+
+
+class UntrustedCacheError(RuntimeError):
+    """A cache folder or file that someone other than this user could have written: symcell will not use it."""
+
+
+def _untrusted(path, folder=True):
+    """Why `path` cannot be trusted to hold code this process runs (None: it can). Not followed if a link."""
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        return "is a symbolic link"
+    if folder != stat.S_ISDIR(st.st_mode) or not (folder or stat.S_ISREG(st.st_mode)):
+        return f"is not a {'folder' if folder else 'regular file'}"
+    if st.st_uid != os.geteuid():
+        return f"is owned by uid {st.st_uid}, not by this user (uid {os.geteuid()})"
+    if st.st_mode & 0o022:
+        who = {0o022: "group and others", 0o020: "group", 0o002: "others"}[st.st_mode & 0o022]
+        return f"is writable by {who} (mode {oct(st.st_mode & 0o7777)})"
+    return None
+
+
+def _untrusted_root(path):
+    """_untrusted for a cache root (resolved: a link the user made to their own folder is fine), and its parents:
+    each owned by this user or root, and sticky where group or others can write it (anyone could rename it)."""
+    why = _untrusted(path)
+    if why:
+        return f"{path} {why}"
+    for parent in path.parents:
+        st = os.stat(parent)
+        if st.st_uid not in (0, os.geteuid()):
+            return f"its parent {parent} is owned by uid {st.st_uid}"
+        if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+            return (f"its parent {parent} is writable by group or others and not sticky "
+                    f"(mode {oct(st.st_mode & 0o7777)})")
+    return None
 
 
 def cache_dir():
-    root = Path(os.environ.get("SYMCELL_CACHE_DIR") or Path.home() / ".cache" / "symcell")
+    configured = os.environ.get("SYMCELL_CACHE_DIR") or str(Path.home() / ".cache" / "symcell")
+    root = _roots.pop(configured, None)
+    if root is not None:
+        try:
+            why = _untrusted(root)
+        except OSError:   # removed since: made again below
+            why = None
+            root = None
+        if why:
+            raise UntrustedCacheError(_refusal(root, f"{root} {why}"))
+    if root is None:
+        root = _open_root(Path(configured))
+    _roots[configured] = root
+    return root
+
+
+def _refusal(root, why):
+    return (f"symcell: refusing the build cache {root}: {why}. Whoever can write there could run code in this "
+            f"process. Make it yours and private (chown, chmod 700), remove it, or set SYMCELL_CACHE_DIR to a "
+            f"private folder.")
+
+
+def _open_root(root):
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        probe = root / f".probe-{os.getpid()}"
+        root.mkdir(parents=True, mode=0o700)
+    except FileExistsError:
+        pass
+    except OSError as e:
+        return _fallback(root, e)
+    resolved = root.resolve()
+    why = _untrusted_root(resolved)
+    if why:
+        raise UntrustedCacheError(_refusal(root, why))
+    try:
+        probe = resolved / f".probe-{os.getpid()}"
         probe.write_text("")
         probe.unlink()
-        return root
     except OSError as e:
-        fallback = Path(tempfile.gettempdir()) / f"symcell-cache-{os.getuid()}"
-        fallback.mkdir(parents=True, exist_ok=True)
-        warnings.warn(f"symcell: the cache directory {root} is not writable ({e.strerror}); using {fallback}",
-                      stacklevel=3)
-        return fallback
+        return _fallback(root, e)
+    return resolved
+
+
+def _fallback(root, error):
+    """<tmp>/symcell-cache-<uid>, or, when someone else has made that name first, a fresh private folder"""
+    uid = os.geteuid()
+    base = Path(tempfile.gettempdir()) / f"symcell-cache-{uid}"
+    try:
+        base.mkdir(mode=0o700)
+    except OSError:   # there already (ours from an earlier run, or squatted: see below), or no /tmp
+        pass
+    try:
+        why = _untrusted_root(base)   # not resolved: a link planted under that name is refused
+    except OSError as e:
+        why = f"cannot be used ({e.strerror})"
+    if why is None:
+        warnings.warn(f"symcell: the cache directory {root} is not writable ({error.strerror}); using {base}",
+                      stacklevel=4)
+        return base
+    fresh = Path(tempfile.mkdtemp(prefix=f"symcell-cache-{uid}-"))   # 0700, a name no one could guess
+    warnings.warn(f"symcell: the cache directory {root} is not writable ({error.strerror}), and the fallback "
+                  f"{why}: not used; using a fresh private folder {fresh} (a new, empty cache for this process)",
+                  stacklevel=4)
+    return fresh
+
+
+def private_dir(path):
+    """`path`, a folder in the cache that only this user can write: made 0700 if absent; one that fails the rule
+    is removed and made again (a warning), or, if it cannot be removed, an UntrustedCacheError."""
+    try:
+        path.mkdir(mode=0o700)
+        return path
+    except FileExistsError:
+        pass
+    why = _untrusted(path)
+    if why is None:
+        return path
+    warnings.warn(f"symcell: the cache folder {path} {why}: not used; removed and made again", stacklevel=3)
+    if os.path.islink(path) or not os.path.isdir(path):
+        Path(path).unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+    try:
+        path.mkdir(mode=0o700)
+    except OSError as e:
+        raise UntrustedCacheError(f"symcell: the cache folder {path} {why}, and cannot be removed ({e.strerror}); "
+                                  f"remove it, or set SYMCELL_CACHE_DIR to a private folder") from None
+    return path
+
+
+def trusted_file(path):
+    """an artefact that exists and only this user could have written (in a folder that passes the same rule)"""
+    try:
+        return _untrusted(path.parent) is None and _untrusted(path, folder=False) is None
+    except OSError:
+        return False
+
+
+def _write_private(path, data):
+    """write `data` (bytes) to `path` atomically, readable and writable by this user only"""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def _make_private(folder):
+    """what a build left in `folder` (torch's ninja files, objects, the library): this user's only. Links (the
+    precompiled header) are left as they are."""
+    for dirpath, dirnames, filenames in os.walk(folder):
+        os.chmod(dirpath, 0o700)
+        for name in filenames:
+            p = os.path.join(dirpath, name)
+            if not os.path.islink(p):
+                os.chmod(p, os.lstat(p).st_mode & 0o700)
 
 
 @lru_cache(maxsize=None)
@@ -71,12 +219,21 @@ def cache_key(source, cflags, ldflags, files=None):
 
 @contextmanager
 def _locked(path):
-    with open(path, "a+") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def library_key(source, cflags=(), ldflags=(), files=None, units=None):
+    """the key `load` builds `source` under"""
+    units = units or {"main.cpp": ""}
+    return cache_key(source, cflags, ldflags, {**(files or {}), **{f"unit:{k}": v for k, v in units.items()}})
 
 
 def load(source, cflags=(), ldflags=(), files=None, links=None, units=None):
@@ -89,22 +246,30 @@ def load(source, cflags=(), ldflags=(), files=None, links=None, units=None):
     translation units the source is compiled as (ninja builds them in parallel); the key covers them.
     """
     units = units or {"main.cpp": ""}
-    key = cache_key(source, cflags, ldflags, {**(files or {}), **{f"unit:{k}": v for k, v in units.items()}})
+    key = library_key(source, cflags, ldflags, files, units)
     if key in _loaded:
         return _loaded[key]
     ns = f"symcell_{key}"
     root = cache_dir()
     entry = root / key
     lib, marker = entry / f"{ns}.so", entry / "complete"
-    if marker.exists() and _try_load(lib):
+    if _complete(entry, lib, marker) and _try_load(lib):
         _loaded[key] = ns
         return ns
     with _locked(root / f"{key}.lock"):
-        if marker.exists() and _try_load(lib):   # another process built it while we waited
+        if _complete(entry, lib, marker) and _try_load(lib):   # another process built it while we waited
             _loaded[key] = ns
             return ns
-        shutil.rmtree(entry, ignore_errors=True)  # missing, incomplete or corrupt: start over
-        entry.mkdir(parents=True)
+        if os.path.lexists(entry):   # missing, incomplete, corrupt or someone else's: start over
+            why = _untrusted(entry) or next(filter(None, (_untrusted(p, folder=False) for p in (lib, marker)
+                                                          if os.path.lexists(p))), None)
+            if why:
+                warnings.warn(f"symcell: the cache entry {entry} {why}: not loaded; built again", stacklevel=3)
+            if os.path.islink(entry) or not os.path.isdir(entry):
+                entry.unlink()
+            else:
+                shutil.rmtree(entry, ignore_errors=True)
+        private_dir(entry)
         t0 = time.perf_counter()
         for name, text in (files or {}).items():
             (entry / name).write_text(text)
@@ -114,7 +279,8 @@ def load(source, cflags=(), ldflags=(), files=None, links=None, units=None):
             except OSError:   # a file system without links: built without it, as fast as before
                 pass
         _build(ns, source, list(cflags), list(ldflags), entry, units)  # builds and loads
-        marker.write_text(f"built in {time.perf_counter() - t0:.2f} s\n")
+        _make_private(entry)
+        _write_private(marker, f"built in {time.perf_counter() - t0:.2f} s\n".encode())
     _loaded[key] = ns
     return ns
 
@@ -133,17 +299,15 @@ def memo(name, make):
     """make(), kept on disk under `name` (which must name everything the result depends on besides symcell's
     code) and loaded by the next process: the symbolic derivation of a cell is most of a warm start (0.2 s of
     0.3 for an LSTM). A file that fails to load is made again; a result that cannot be pickled is not kept."""
-    path = cache_dir() / "memo" / f"{name}-{_code_id()}.pkl"
-    try:
-        return pickle.loads(path.read_bytes())
-    except Exception:   # absent, partial or from an incompatible build: make it again
-        pass
+    path = private_dir(cache_dir() / "memo") / f"{name}-{_code_id()}.pkl"
+    if trusted_file(path):   # unpickling runs code: only a file this user wrote
+        try:
+            return pickle.loads(path.read_bytes())
+        except Exception:   # partial or from an incompatible build: make it again
+            pass
     value = make()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(pickle.dumps(value))
-        os.replace(tmp, path)
+        _write_private(path, pickle.dumps(value))
     except (OSError, pickle.PicklingError, TypeError, AttributeError):
         pass
     return value
@@ -157,14 +321,19 @@ def entry_dir(ns):
 def source_file(folder, name, source):
     """A source file in the cache, under a name with the hash of its text (for code that must be imported from a
     file, as Triton reads a kernel's source from its module): written once, atomically."""
-    folder = cache_dir() / folder
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = private_dir(cache_dir() / folder)
     path = folder / f"{name}_{cache_key(source, [], [])}.py"
-    if not path.exists():
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(source)
-        os.replace(tmp, path)
+    if not (trusted_file(path) and path.read_text() == source):   # whatever reads the file reads `source`
+        _write_private(path, source.encode())
     return path
+
+
+def _complete(entry, lib, marker):
+    """a finished entry (its marker written) that only this user could have written"""
+    try:
+        return _untrusted(entry) is None and all(_untrusted(p, folder=False) is None for p in (marker, lib))
+    except OSError:
+        return False
 
 
 def _try_load(lib):

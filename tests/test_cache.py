@@ -1,5 +1,7 @@
-"""The build cache under faults: concurrent builds, corrupt and half-written entries, no compiler."""
+"""The build cache under faults: concurrent builds, corrupt and half-written entries, no compiler. (Who may
+write into it: test_cache_trust.py.)"""
 import os
+import stat
 import subprocess
 import sys
 import textwrap
@@ -37,6 +39,15 @@ def run(cache_dir, backend="cpp", env_extra=None, wait=True):
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
 
 
+def assert_all_private(folder):
+    """everything symcell made in the cache is this user's only (links aside: the precompiled header's)"""
+    for dirpath, _, names in os.walk(folder):
+        for p in [dirpath, *(os.path.join(dirpath, n) for n in names)]:
+            st = os.lstat(p)
+            if not stat.S_ISLNK(st.st_mode):
+                assert st.st_uid == os.geteuid() and st.st_mode & 0o077 == 0, f"{p}: {oct(st.st_mode & 0o7777)}"
+
+
 def entries(cache_dir):
     """the cells' libraries (not the precompiled header's folder, nor the kept derivations: cache.memo)"""
     return [p for p in cache_dir.iterdir() if p.is_dir() and not p.name.startswith("pch-") and p.name != "memo"]
@@ -53,6 +64,7 @@ def test_two_processes_building_the_same_cell_both_succeed(tmp_path):
         assert out.strip() == "cpp"
     assert len(entries(tmp_path)) == 1           # one build, the other process waited for it
     assert (entries(tmp_path)[0] / "complete").exists()
+    assert_all_private(tmp_path)
 
 
 @needs_compiler
@@ -92,6 +104,7 @@ def test_later_builds_link_the_precompiled_header(tmp_path):
     assert r.returncode == 0, r.stderr
     (entry,) = entries(tmp_path)
     assert (entry / "sc.h.gch").resolve() == pch.resolve()
+    assert_all_private(tmp_path)                 # the libraries, torch's build files, the header, the derivations
 
 
 @pytest.mark.slow
@@ -119,6 +132,7 @@ def test_explicit_cpp_without_a_compiler_is_a_clear_error(tmp_path):
 
 def test_an_unwritable_cache_dir_falls_back_to_a_temporary_one_with_a_warning(monkeypatch):
     from symcell import cache
+    monkeypatch.setattr(cache, "_roots", {})   # as in a fresh process: the root not chosen yet
     monkeypatch.setenv("SYMCELL_CACHE_DIR", "/proc/symcell-cache")   # not writable, even for root
     with pytest.warns(UserWarning, match=r"the cache directory /proc/symcell-cache is not writable"):
         d = cache.cache_dir()

@@ -57,7 +57,8 @@ def build(program, scans, source, dims):
     cflags, ldflags = flags()
     header = HEADER.read_text()
     pch = _precompiled(header, cflags, ldflags)
-    links = {HEADER.name + ".gch": pch / (HEADER.name + ".gch")} if pch and (pch / "complete").exists() else None
+    gch = pch and pch / (HEADER.name + ".gch")   # linked only when finished and only this user could have written it
+    links = {gch.name: gch} if pch and cache.trusted_file(pch / "complete") and cache.trusted_file(gch) else None
     ns = cache.load(source, cflags, ldflags, files={HEADER.name: header}, links=links, units=UNITS)   # once per source
     if pch and links is None:
         _precompile(pch, cache.entry_dir(ns))
@@ -81,8 +82,8 @@ def _precompile(folder, built):
     if not (built / "build.ninja").exists():
         return
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        os.close(os.open(folder / "started", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        cache.private_dir(folder)
+        os.close(os.open(folder / "started", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     except OSError:   # another process is on it (or it is done)
         return
     try:   # build.ninja is torch's, not ours: a form we do not know means no precompiled header, not an error
@@ -91,12 +92,13 @@ def _precompile(folder, built):
         cflags = [f for f in shlex.split(next(line.split("=", 1)[1] for line in ninja if line.startswith("cflags =")))
                   if not f.startswith("-DTORCH_EXTENSION_NAME=")]
         shutil.copy(built / HEADER.name, folder / HEADER.name)
+        os.chmod(folder / HEADER.name, 0o600)
     except (OSError, StopIteration, ValueError):
         return
     gch, tmp = folder / (HEADER.name + ".gch"), folder / f"{HEADER.name}.gch.{os.getpid()}.tmp"
     compile_ = shlex.join([cxx, *cflags, "-x", "c++-header", str(folder / HEADER.name), "-o", str(tmp)])
     # written under a temporary name, renamed when whole; `complete` last: a build links only a finished one
-    script = (f"{compile_} && mv {shlex.quote(str(tmp))} {shlex.quote(str(gch))} && "
+    script = (f"umask 077; {compile_} && mv {shlex.quote(str(tmp))} {shlex.quote(str(gch))} && "
               f"touch {shlex.quote(str(folder / 'complete'))} || rm -f {shlex.quote(str(tmp))}")
     subprocess.Popen(["sh", "-c", script], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                      stderr=subprocess.DEVNULL, start_new_session=True)
