@@ -23,7 +23,7 @@ from triton.compiler import ASTSource  # noqa: E402
 
 import symcell  # noqa: E402
 from symcell import pipeline  # noqa: E402
-from symcell.backends.triton.render import BB, BK, BN  # noqa: E402
+from symcell.backends.triton.render import BB, BK, BN, NUM_WARPS, feature_tile  # noqa: E402
 from symcell.cells import GRUCell, LSTMCell  # noqa: E402
 
 CELLS = {"lstm": LSTMCell.spec, "gru": GRUCell.spec}
@@ -46,13 +46,15 @@ def kernels(spec, dims, folder, second=True):
     return [getattr(module, f"_{scan.name}_kernel") for scan in scans]
 
 
-def signature(fn, masked):
-    """Argument types as the host code passes them: sizes and strides i32, lengths i64, buffers fp32."""
+def signature(fn, masked, wide=False):
+    """Argument types as the host code passes them: sizes and strides i32, lengths i64, buffers fp32 (`wide`: the
+    variant for buffers of 2^31 elements or more)."""
     sig, constexprs = {}, {}
     for p in fn.arg_names:
-        if p in ("_BB", "_BN", "_BK", "_MASKED"):
+        if p in ("_BB", "_BN", "_BK", "_MASKED", "_WIDE"):
             sig[p] = "constexpr"
-            constexprs[p] = {"_BB": BB, "_BN": BN, "_BK": BK, "_MASKED": masked}[p]
+            bn = feature_tile(fn.__name__[1:-len("_kernel")])   # _<scan>_kernel
+            constexprs[p] = {"_BB": BB, "_BN": bn, "_BK": BK, "_MASKED": masked, "_WIDE": wide}[p]
         elif p in ("_T", "_B") or p.startswith("_ts_"):
             sig[p] = "i32"
         elif p == "_len_ptr":
@@ -60,6 +62,12 @@ def signature(fn, masked):
         else:
             sig[p] = "*fp32"
     return sig, constexprs
+
+
+def compile(fn, sig, constexprs, arch):
+    """the kernel as the host code launches it (NUM_WARPS), for an NVIDIA GPU of compute capability `arch`"""
+    return triton.compile(ASTSource(fn, sig, constexprs), target=GPUTarget("cuda", arch, 32),
+                          options={"num_warps": NUM_WARPS})
 
 
 def resources(ptx, arch, folder):
@@ -84,7 +92,8 @@ def main(argv=None):
     ap.add_argument("--sizes", nargs="+", type=int, default=[16, 256])
     ap.add_argument("--archs", nargs="+", type=int, default=[80, 90])
     args = ap.parse_args(argv)
-    print(f"triton {triton.__version__}; every kernel with _MASKED (lengths) on; BB={BB} BN={BN} BK={BK}")
+    print(f"triton {triton.__version__}; every kernel with _MASKED (lengths) on; BB={BB} BN={BN} (16 second order) "
+          f"BK={BK}, {NUM_WARPS} warps")
     print("| cell | H = I | kernel | target | registers | spill stores / loads (bytes) | shared memory (bytes) |")
     print("|---|---:|---|---|---:|---|---:|")
     with tempfile.TemporaryDirectory() as folder:
@@ -93,7 +102,7 @@ def main(argv=None):
                 for fn in kernels(CELLS[name], {"I": size, "H": size}, folder):
                     for arch in args.archs:
                         sig, constexprs = signature(fn, True)
-                        k = triton.compile(ASTSource(fn, sig, constexprs), target=GPUTarget("cuda", arch, 32))
+                        k = compile(fn, sig, constexprs, arch)
                         regs, spills = resources(k.asm["ptx"], arch, folder)
                         print(f"| {name} | {size} | {fn.__name__} | sm_{arch} | {regs} | "
                               f"{'/'.join(map(str, spills)) if spills else '?'} | {k.metadata.shared} |", flush=True)

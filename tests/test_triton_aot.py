@@ -1,7 +1,8 @@
 """The Triton kernels compile for NVIDIA GPUs (sm_80, sm_90), ahead of time and without a GPU, through Triton's
 own pipeline and ptxas (benchmarks/triton_aot.py): the interpreter the other triton tests run on accepts code a
 GPU compiler may not. Every zoo cell, so every function's triton spelling, first and second order (first only
-for the cells zoo.SECOND_ORDER_REFERENCE_ONLY names), and the LSTM and GRU at two sizes."""
+for the cells zoo.SECOND_ORDER_REFERENCE_ONLY names), and the LSTM and GRU at two sizes; each within the
+device's shared memory and spilling at most a few bytes."""
 import os
 import subprocess
 import sys
@@ -18,9 +19,8 @@ SCRIPT = textwrap.dedent("""
     import multiprocessing, sys, tempfile
     sys.path[:0] = [{bench!r}, {tests!r}]
     import triton, triton_aot                     # before the zoo's cells are defined: real @triton.jit kernels
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
     from zoo import CASES, SECOND_ORDER_REFERENCE_ONLY
+    SHARED = {{80: 163 * 1024, 90: 227 * 1024}}   # the most shared memory a block may use (A100, H100)
 
     def compile_cell(name):
         cell = CASES[name][0](backend="reference")
@@ -29,11 +29,15 @@ SCRIPT = textwrap.dedent("""
         compiled = 0
         with tempfile.TemporaryDirectory() as folder:
             for fn in triton_aot.kernels(cell._spec, cell.dims, folder, second):
-                for arch in archs:
-                    sig, constexprs = triton_aot.signature(fn, True)
-                    k = triton.compile(ASTSource(fn, sig, constexprs), target=GPUTarget("cuda", arch, 32))
+                # (the LSTM's also in the variant for buffers of 2^31 elements or more: 64-bit step offsets)
+                for arch, wide in [(a, False) for a in archs] + ([(90, True)] if name == "LSTM" else []):
+                    sig, constexprs = triton_aot.signature(fn, True, wide)
+                    k = triton_aot.compile(fn, sig, constexprs, arch)
                     regs, spills = triton_aot.resources(k.asm["ptx"], arch, folder)
-                    assert regs is not None, (name, fn.__name__, arch)
+                    where = (name, fn.__name__, arch, regs, spills, k.metadata.shared)
+                    assert regs is not None and spills is not None, where
+                    assert max(spills) <= 64, where        # a few bytes at most: no local-memory traffic per step
+                    assert k.metadata.shared <= SHARED[arch], where
                     compiled += 1
         return compiled
 
@@ -50,5 +54,5 @@ def test_every_zoo_cells_kernels_compile_for_sm80_and_sm90():
     assert r.returncode == 0, r.stderr[-4000:]
     from zoo import CASES, SECOND_ORDER_REFERENCE_ONLY
     # four kernels per cell (forward, backward and their tangents; two for the cells whose compiled second
-    # order is not tested, see zoo.py); the LSTM and GRU twice
-    assert r.stdout.split()[-1] == str(4 * (len(CASES) + 2) - 2 * len(SECOND_ORDER_REFERENCE_ONLY))
+    # order is not tested, see zoo.py); the LSTM and GRU twice, and the LSTM's wide variant
+    assert r.stdout.split()[-1] == str(4 * (len(CASES) + 3) - 2 * len(SECOND_ORDER_REFERENCE_ONLY))

@@ -1,15 +1,19 @@
 # symcell triton backend: GRU
-@triton.jit
-def _forward_kernel(_T, _B, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_weight_ih_x, _ptr_weight_hh_h, _ts_weight_hh_h, _pp_h_new, _ptr_h_new, _ts_h_new, _len_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _MASKED: tl.constexpr):
+@triton.jit(do_not_specialize=['_T', '_B', '_ts_weight_hh_h', '_ts_h_new'])
+def _forward_kernel(_T, _B, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_weight_ih_x, _ptr_weight_hh_h, _ts_weight_hh_h, _pp_h_new, _ptr_h_new, _ts_h_new, _len_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr):
     _rows = tl.program_id(0) * _BB + tl.arange(0, _BB)   # this program's rows
     _rmask = _rows < _B
     for _i in range(0, _T):
         _t = _i
-        _r_weight_ih_x = _ptr_weight_ih_x + _t * _B * 48 + _rows[:, None] * 48
-        _r_weight_hh_h = _ptr_weight_hh_h + _t * _ts_weight_hh_h + _rows[:, None] * 48
-        _r_h = _pp_h_new + (_i % 2) * _B * 16 + _rows[:, None] * 16
-        _r_h_new = _pp_h_new + ((_i + 1) % 2) * _B * 16 + _rows[:, None] * 16
-        _rk_h_new = _ptr_h_new + _t * _ts_h_new + _rows[:, None] * 16
+        if _WIDE:
+            _tw, _iw = tl.cast(_t, tl.int64), tl.cast(_i, tl.int64)
+        else:
+            _tw, _iw = _t, _i
+        _r_weight_ih_x = _ptr_weight_ih_x + _tw * _B * 48 + _rows[:, None] * 48
+        _r_weight_hh_h = _ptr_weight_hh_h + _tw * _ts_weight_hh_h + _rows[:, None] * 48
+        _r_h = _pp_h_new + (_iw % 2) * _B * 16 + _rows[:, None] * 16
+        _r_h_new = _pp_h_new + ((_iw + 1) % 2) * _B * 16 + _rows[:, None] * 16
+        _rk_h_new = _ptr_h_new + _tw * _ts_h_new + _rows[:, None] * 16
         # weight_hh_h = h[0:16] @ weight_hh[:, 0:16].T
         for _n0 in range(0, 48, _BN):
             _cn = _n0 + tl.arange(0, _BN)
@@ -54,21 +58,25 @@ def _forward_kernel(_T, _B, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_wei
                 tl.store(_rk_h_new + (_cj)[None, :], _old, mask=_m2)
         tl.debug_barrier()   # the next statement reads what other threads of this program wrote
 
-@triton.jit
-def _backward_kernel(_T, _B, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_h_new, _init_h, _ptr_weight_ih_x, _ptr_weight_hh_h, _ptr__dys_h, _ptr_d_weight_ih_x, _ptr_d_weight_hh_h, _part_d_bias_ih, _part_d_bias_hh, _pp_d_h, _len_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _MASKED: tl.constexpr):
+@triton.jit(do_not_specialize=['_T', '_B'])
+def _backward_kernel(_T, _B, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_h_new, _init_h, _ptr_weight_ih_x, _ptr_weight_hh_h, _ptr__dys_h, _ptr_d_weight_ih_x, _ptr_d_weight_hh_h, _part_d_bias_ih, _part_d_bias_hh, _pp_d_h, _len_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr):
     _rows = tl.program_id(0) * _BB + tl.arange(0, _BB)   # this program's rows
     _rmask = _rows < _B
     for _i in range(0, _T):
         _t = _T - 1 - _i
-        _r_h = _ptr_h_new + (_t - 1) * _B * 16 + _rows[:, None] * 16
+        if _WIDE:
+            _tw, _iw = tl.cast(_t, tl.int64), tl.cast(_i, tl.int64)
+        else:
+            _tw, _iw = _t, _i
+        _r_h = _ptr_h_new + (_tw - 1) * _B * 16 + _rows[:, None] * 16
         _ri_h = _init_h + _rows[:, None] * 16
-        _r_weight_ih_x = _ptr_weight_ih_x + _t * _B * 48 + _rows[:, None] * 48
-        _r_weight_hh_h = _ptr_weight_hh_h + _t * _B * 48 + _rows[:, None] * 48
-        _r__dys_h = _ptr__dys_h + _t * _B * 16 + _rows[:, None] * 16
-        _r_d_weight_ih_x = _ptr_d_weight_ih_x + _t * _B * 48 + _rows[:, None] * 48
-        _r_d_weight_hh_h = _ptr_d_weight_hh_h + _t * _B * 48 + _rows[:, None] * 48
-        _r_d_h_new = _pp_d_h + (_i % 2) * _B * 16 + _rows[:, None] * 16
-        _r_d_h = _pp_d_h + ((_i + 1) % 2) * _B * 16 + _rows[:, None] * 16
+        _r_weight_ih_x = _ptr_weight_ih_x + _tw * _B * 48 + _rows[:, None] * 48
+        _r_weight_hh_h = _ptr_weight_hh_h + _tw * _B * 48 + _rows[:, None] * 48
+        _r__dys_h = _ptr__dys_h + _tw * _B * 16 + _rows[:, None] * 16
+        _r_d_weight_ih_x = _ptr_d_weight_ih_x + _tw * _B * 48 + _rows[:, None] * 48
+        _r_d_weight_hh_h = _ptr_d_weight_hh_h + _tw * _B * 48 + _rows[:, None] * 48
+        _r_d_h_new = _pp_d_h + (_iw % 2) * _B * 16 + _rows[:, None] * 16
+        _r_d_h = _pp_d_h + ((_iw + 1) % 2) * _B * 16 + _rows[:, None] * 16
         for _j0 in range(0, 16, _BN):
             _cj = _j0 + tl.arange(0, _BN)
             _m2 = _rmask[:, None] & (_cj < 16)[None, :]
@@ -178,7 +186,8 @@ def forward(_xs, _inits, _params, _save, _lengths=None):
     _h_new_seq = _x_seq.new_empty((_T, _B, 16)); _h_new_ts = _B * 16
     if _T > 0:
         _len = _lengths if _lengths is not None else _x_seq.new_zeros((1,), dtype=torch.int64)
-        _forward_kernel[(_grid,)](_T, _B, weight_hh, bias_ih, bias_hh, _weight_ih_x_seq, _weight_hh_h_seq, _weight_hh_h_ts, _h_new_pp, _h_new_seq, _h_new_ts, _len, _BB=16, _BN=32, _BK=16, _MASKED=_lengths is not None)
+        with _device_of(_x_seq):   # Triton launches on the current device
+            _forward_kernel[(_grid,)](_T, _B, weight_hh, bias_ih, bias_hh, _weight_ih_x_seq, _weight_hh_h_seq, _weight_hh_h_ts, _h_new_pp, _h_new_seq, _h_new_ts, _len, _BB=16, _BN=32, _BK=16, _MASKED=_lengths is not None, _WIDE=_wide(weight_hh, bias_ih, bias_hh, _weight_ih_x_seq, _weight_hh_h_seq, _weight_hh_h_ts, _h_new_pp, _h_new_seq, _h_new_ts), num_warps=8)
     h = _h_new_pp[_T % 2].clone()   # the carry after the last step
     return [_h_new_seq, h] + ([_weight_ih_x_seq, _weight_hh_h_seq] if _save else [])
 
@@ -204,7 +213,8 @@ def backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _lengths=None):
     _d_h_pp = _x_seq.new_empty((2, _B, 16)); _d_h_pp[0] = _d_h_new_init   # the carry's two slots
     if _T > 0:
         _len = _lengths if _lengths is not None else _x_seq.new_zeros((1,), dtype=torch.int64)
-        _backward_kernel[(_grid,)](_T, _B, weight_hh, bias_ih, bias_hh, _h_new_seq, _h_init, _weight_ih_x_seq, _weight_hh_h_seq, __dys_h_seq, _d_weight_ih_x_seq, _d_weight_hh_h_seq, _d_bias_ih_part, _d_bias_hh_part, _d_h_pp, _len, _BB=16, _BN=32, _BK=16, _MASKED=_lengths is not None)
+        with _device_of(_x_seq):   # Triton launches on the current device
+            _backward_kernel[(_grid,)](_T, _B, weight_hh, bias_ih, bias_hh, _h_new_seq, _h_init, _weight_ih_x_seq, _weight_hh_h_seq, __dys_h_seq, _d_weight_ih_x_seq, _d_weight_hh_h_seq, _d_bias_ih_part, _d_bias_hh_part, _d_h_pp, _len, _BB=16, _BN=32, _BK=16, _MASKED=_lengths is not None, _WIDE=_wide(weight_hh, bias_ih, bias_hh, _h_new_seq, _h_init, _weight_ih_x_seq, _weight_hh_h_seq, __dys_h_seq, _d_weight_ih_x_seq, _d_weight_hh_h_seq, _d_bias_ih_part, _d_bias_hh_part, _d_h_pp), num_warps=8)
     d_bias_ih += _d_bias_ih_part.sum(0)
     d_bias_hh += _d_bias_hh_part.sum(0)
     d_h_new = _d_h_pp[_T % 2].clone()   # the carry after the last step

@@ -1,22 +1,26 @@
 # symcell triton backend: LSTM
-@triton.jit
-def _tangent_forward_kernel(_T, _B, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_h_new, _init_h, _ptr_c_new, _init_c, _ptr_gates, _ptr__v_weight_hh, _ptr__v_bias_ih, _ptr__v_bias_hh, _ptr__v_gates, _pp__v_h_new, _ptr__v_h_new, _ts__v_h_new, _pp__v_c_new, _ptr__v_c_new, _ts__v_c_new, _len_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _MASKED: tl.constexpr):
+@triton.jit(do_not_specialize=['_T', '_B', '_ts__v_h_new', '_ts__v_c_new'])
+def _tangent_forward_kernel(_T, _B, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_h_new, _init_h, _ptr_c_new, _init_c, _ptr_gates, _ptr__v_weight_hh, _ptr__v_bias_ih, _ptr__v_bias_hh, _ptr__v_gates, _pp__v_h_new, _ptr__v_h_new, _ts__v_h_new, _pp__v_c_new, _ptr__v_c_new, _ts__v_c_new, _len_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr):
     _rows = tl.program_id(0) * _BB + tl.arange(0, _BB)   # this program's rows
     _rmask = _rows < _B
     for _i in range(0, _T):
         _t = _i
-        _r_h = _ptr_h_new + (_t - 1) * _B * 16 + _rows[:, None] * 16
+        if _WIDE:
+            _tw, _iw = tl.cast(_t, tl.int64), tl.cast(_i, tl.int64)
+        else:
+            _tw, _iw = _t, _i
+        _r_h = _ptr_h_new + (_tw - 1) * _B * 16 + _rows[:, None] * 16
         _ri_h = _init_h + _rows[:, None] * 16
-        _r_c = _ptr_c_new + (_t - 1) * _B * 16 + _rows[:, None] * 16
+        _r_c = _ptr_c_new + (_tw - 1) * _B * 16 + _rows[:, None] * 16
         _ri_c = _init_c + _rows[:, None] * 16
-        _r_gates = _ptr_gates + _t * _B * 64 + _rows[:, None] * 64
-        _r__v_gates = _ptr__v_gates + _t * _B * 64 + _rows[:, None] * 64
-        _r__v_h = _pp__v_h_new + (_i % 2) * _B * 16 + _rows[:, None] * 16
-        _r__v_h_new = _pp__v_h_new + ((_i + 1) % 2) * _B * 16 + _rows[:, None] * 16
-        _rk__v_h_new = _ptr__v_h_new + _t * _ts__v_h_new + _rows[:, None] * 16
-        _r__v_c = _pp__v_c_new + (_i % 2) * _B * 16 + _rows[:, None] * 16
-        _r__v_c_new = _pp__v_c_new + ((_i + 1) % 2) * _B * 16 + _rows[:, None] * 16
-        _rk__v_c_new = _ptr__v_c_new + _t * _ts__v_c_new + _rows[:, None] * 16
+        _r_gates = _ptr_gates + _tw * _B * 64 + _rows[:, None] * 64
+        _r__v_gates = _ptr__v_gates + _tw * _B * 64 + _rows[:, None] * 64
+        _r__v_h = _pp__v_h_new + (_iw % 2) * _B * 16 + _rows[:, None] * 16
+        _r__v_h_new = _pp__v_h_new + ((_iw + 1) % 2) * _B * 16 + _rows[:, None] * 16
+        _rk__v_h_new = _ptr__v_h_new + _tw * _ts__v_h_new + _rows[:, None] * 16
+        _r__v_c = _pp__v_c_new + (_iw % 2) * _B * 16 + _rows[:, None] * 16
+        _r__v_c_new = _pp__v_c_new + ((_iw + 1) % 2) * _B * 16 + _rows[:, None] * 16
+        _rk__v_c_new = _ptr__v_c_new + _tw * _ts__v_c_new + _rows[:, None] * 16
         # _v_gates += _v_h[0:16] @ weight_hh[:, 0:16].T + h[0:16] @ _v_weight_hh[:, 0:16].T
         for _n0 in range(0, 64, _BN):
             _cn = _n0 + tl.arange(0, _BN)
@@ -96,30 +100,34 @@ def _tangent_forward_kernel(_T, _B, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, 
                 tl.store(_rk__v_c_new + (_cj)[None, :], _old, mask=_m2)
         tl.debug_barrier()   # the next statement reads what other threads of this program wrote
 
-@triton.jit
-def _tangent_backward_kernel(_T, _B, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_c_new, _init_c, _ptr_gates, _ptr__dys_h, _ptr_d_gates, _ptr__v_weight_hh, _ptr__v_bias_ih, _ptr__v_bias_hh, _ptr__v_c_new, _init__v_c, _ptr__v_gates, _ptr__v__dys_h, _ptr__v_d_gates, _part__v_d_bias_ih, _part__v_d_bias_hh, _pp_d_h, _pp_d_c, _pp__v_d_h, _pp__v_d_c, _len_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _MASKED: tl.constexpr):
+@triton.jit(do_not_specialize=['_T', '_B'])
+def _tangent_backward_kernel(_T, _B, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_c_new, _init_c, _ptr_gates, _ptr__dys_h, _ptr_d_gates, _ptr__v_weight_hh, _ptr__v_bias_ih, _ptr__v_bias_hh, _ptr__v_c_new, _init__v_c, _ptr__v_gates, _ptr__v__dys_h, _ptr__v_d_gates, _part__v_d_bias_ih, _part__v_d_bias_hh, _pp_d_h, _pp_d_c, _pp__v_d_h, _pp__v_d_c, _len_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr):
     _rows = tl.program_id(0) * _BB + tl.arange(0, _BB)   # this program's rows
     _rmask = _rows < _B
     for _i in range(0, _T):
         _t = _T - 1 - _i
-        _r_c = _ptr_c_new + (_t - 1) * _B * 16 + _rows[:, None] * 16
+        if _WIDE:
+            _tw, _iw = tl.cast(_t, tl.int64), tl.cast(_i, tl.int64)
+        else:
+            _tw, _iw = _t, _i
+        _r_c = _ptr_c_new + (_tw - 1) * _B * 16 + _rows[:, None] * 16
         _ri_c = _init_c + _rows[:, None] * 16
-        _r_gates = _ptr_gates + _t * _B * 64 + _rows[:, None] * 64
-        _r__dys_h = _ptr__dys_h + _t * _B * 16 + _rows[:, None] * 16
-        _r_d_gates = _ptr_d_gates + _t * _B * 64 + _rows[:, None] * 64
-        _r__v_c = _ptr__v_c_new + (_t - 1) * _B * 16 + _rows[:, None] * 16
+        _r_gates = _ptr_gates + _tw * _B * 64 + _rows[:, None] * 64
+        _r__dys_h = _ptr__dys_h + _tw * _B * 16 + _rows[:, None] * 16
+        _r_d_gates = _ptr_d_gates + _tw * _B * 64 + _rows[:, None] * 64
+        _r__v_c = _ptr__v_c_new + (_tw - 1) * _B * 16 + _rows[:, None] * 16
         _ri__v_c = _init__v_c + _rows[:, None] * 16
-        _r__v_gates = _ptr__v_gates + _t * _B * 64 + _rows[:, None] * 64
-        _r__v__dys_h = _ptr__v__dys_h + _t * _B * 16 + _rows[:, None] * 16
-        _r__v_d_gates = _ptr__v_d_gates + _t * _B * 64 + _rows[:, None] * 64
-        _r_d_h_new = _pp_d_h + (_i % 2) * _B * 16 + _rows[:, None] * 16
-        _r_d_h = _pp_d_h + ((_i + 1) % 2) * _B * 16 + _rows[:, None] * 16
-        _r_d_c_new = _pp_d_c + (_i % 2) * _B * 16 + _rows[:, None] * 16
-        _r_d_c = _pp_d_c + ((_i + 1) % 2) * _B * 16 + _rows[:, None] * 16
-        _r__v_d_h_new = _pp__v_d_h + (_i % 2) * _B * 16 + _rows[:, None] * 16
-        _r__v_d_h = _pp__v_d_h + ((_i + 1) % 2) * _B * 16 + _rows[:, None] * 16
-        _r__v_d_c_new = _pp__v_d_c + (_i % 2) * _B * 16 + _rows[:, None] * 16
-        _r__v_d_c = _pp__v_d_c + ((_i + 1) % 2) * _B * 16 + _rows[:, None] * 16
+        _r__v_gates = _ptr__v_gates + _tw * _B * 64 + _rows[:, None] * 64
+        _r__v__dys_h = _ptr__v__dys_h + _tw * _B * 16 + _rows[:, None] * 16
+        _r__v_d_gates = _ptr__v_d_gates + _tw * _B * 64 + _rows[:, None] * 64
+        _r_d_h_new = _pp_d_h + (_iw % 2) * _B * 16 + _rows[:, None] * 16
+        _r_d_h = _pp_d_h + ((_iw + 1) % 2) * _B * 16 + _rows[:, None] * 16
+        _r_d_c_new = _pp_d_c + (_iw % 2) * _B * 16 + _rows[:, None] * 16
+        _r_d_c = _pp_d_c + ((_iw + 1) % 2) * _B * 16 + _rows[:, None] * 16
+        _r__v_d_h_new = _pp__v_d_h + (_iw % 2) * _B * 16 + _rows[:, None] * 16
+        _r__v_d_h = _pp__v_d_h + ((_iw + 1) % 2) * _B * 16 + _rows[:, None] * 16
+        _r__v_d_c_new = _pp__v_d_c + (_iw % 2) * _B * 16 + _rows[:, None] * 16
+        _r__v_d_c = _pp__v_d_c + ((_iw + 1) % 2) * _B * 16 + _rows[:, None] * 16
         for _j0 in range(0, 16, _BN):
             _cj = _j0 + tl.arange(0, _BN)
             _m2 = _rmask[:, None] & (_cj < 16)[None, :]
@@ -370,7 +378,8 @@ def tangent_forward(_xs, _inits, _params, _ys, _res, _v_xs, _v_inits, _v_params,
     __v_c_new_seq = _x_seq.new_empty(((_T if _save else 1), _B, 16)); __v_c_new_ts = _B * 16 if _save else 0
     if _T > 0:
         _len = _lengths if _lengths is not None else _x_seq.new_zeros((1,), dtype=torch.int64)
-        _tangent_forward_kernel[(_grid,)](_T, _B, weight_hh, bias_ih, bias_hh, _h_new_seq, _h_init, _c_new_seq, _c_init, _gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_gates_seq, __v_h_new_pp, __v_h_new_seq, __v_h_new_ts, __v_c_new_pp, __v_c_new_seq, __v_c_new_ts, _len, _BB=16, _BN=32, _BK=16, _MASKED=_lengths is not None)
+        with _device_of(_x_seq):   # Triton launches on the current device
+            _tangent_forward_kernel[(_grid,)](_T, _B, weight_hh, bias_ih, bias_hh, _h_new_seq, _h_init, _c_new_seq, _c_init, _gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_gates_seq, __v_h_new_pp, __v_h_new_seq, __v_h_new_ts, __v_c_new_pp, __v_c_new_seq, __v_c_new_ts, _len, _BB=16, _BN=16, _BK=16, _MASKED=_lengths is not None, _WIDE=_wide(weight_hh, bias_ih, bias_hh, _h_new_seq, _h_init, _c_new_seq, _c_init, _gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_gates_seq, __v_h_new_pp, __v_h_new_seq, __v_h_new_ts, __v_c_new_pp, __v_c_new_seq, __v_c_new_ts), num_warps=8)
     _v_h = __v_h_new_pp[_T % 2].clone()   # the carry after the last step
     _v_c = __v_c_new_pp[_T % 2].clone()   # the carry after the last step
     return [__v_h_new_seq, _v_h, _v_c] + ([__v_gates_seq, __v_c_new_seq] if _save else [])
@@ -407,7 +416,8 @@ def tangent_backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _v_d_ys,
     __v_d_c_pp = _x_seq.new_empty((2, _B, 16)); __v_d_c_pp[0] = __v_d_c_new_init   # the carry's two slots
     if _T > 0:
         _len = _lengths if _lengths is not None else _x_seq.new_zeros((1,), dtype=torch.int64)
-        _tangent_backward_kernel[(_grid,)](_T, _B, weight_hh, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_c_new_seq, __v_c_init, __v_gates_seq, __v__dys_h_seq, __v_d_gates_seq, __v_d_bias_ih_part, __v_d_bias_hh_part, _d_h_pp, _d_c_pp, __v_d_h_pp, __v_d_c_pp, _len, _BB=16, _BN=32, _BK=16, _MASKED=_lengths is not None)
+        with _device_of(_x_seq):   # Triton launches on the current device
+            _tangent_backward_kernel[(_grid,)](_T, _B, weight_hh, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_c_new_seq, __v_c_init, __v_gates_seq, __v__dys_h_seq, __v_d_gates_seq, __v_d_bias_ih_part, __v_d_bias_hh_part, _d_h_pp, _d_c_pp, __v_d_h_pp, __v_d_c_pp, _len, _BB=16, _BN=16, _BK=16, _MASKED=_lengths is not None, _WIDE=_wide(weight_hh, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_c_new_seq, __v_c_init, __v_gates_seq, __v__dys_h_seq, __v_d_gates_seq, __v_d_bias_ih_part, __v_d_bias_hh_part, _d_h_pp, _d_c_pp, __v_d_h_pp, __v_d_c_pp), num_warps=8)
     _v_d_bias_ih += __v_d_bias_ih_part.sum(0)
     _v_d_bias_hh += __v_d_bias_hh_part.sum(0)
     d_h_new = _d_h_pp[_T % 2].clone()   # the carry after the last step

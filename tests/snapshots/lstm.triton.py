@@ -1,27 +1,25 @@
 # symcell triton backend: LSTM
-@triton.jit
-def _forward_kernel(_T, _B, _ptr_x, _ptr_weight_ih, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_gates, _ts_gates, _pp_h_new, _ptr_h_new, _ts_h_new, _pp_c_new, _ptr_c_new, _ts_c_new, _len_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _MASKED: tl.constexpr):
+@triton.jit(do_not_specialize=['_T', '_B', '_ts_gates', '_ts_h_new', '_ts_c_new'])
+def _forward_kernel(_T, _B, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_gates, _ts_gates, _pp_h_new, _ptr_h_new, _ts_h_new, _pp_c_new, _ptr_c_new, _ts_c_new, _pre0, _len_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr):
     _rows = tl.program_id(0) * _BB + tl.arange(0, _BB)   # this program's rows
     _rmask = _rows < _B
     for _i in range(0, _T):
         _t = _i
-        _r_x = _ptr_x + _t * _B * 8 + _rows[:, None] * 8
-        _r_gates = _ptr_gates + _t * _ts_gates + _rows[:, None] * 64
-        _r_h = _pp_h_new + (_i % 2) * _B * 16 + _rows[:, None] * 16
-        _r_h_new = _pp_h_new + ((_i + 1) % 2) * _B * 16 + _rows[:, None] * 16
-        _rk_h_new = _ptr_h_new + _t * _ts_h_new + _rows[:, None] * 16
-        _r_c = _pp_c_new + (_i % 2) * _B * 16 + _rows[:, None] * 16
-        _r_c_new = _pp_c_new + ((_i + 1) % 2) * _B * 16 + _rows[:, None] * 16
-        _rk_c_new = _ptr_c_new + _t * _ts_c_new + _rows[:, None] * 16
+        if _WIDE:
+            _tw, _iw = tl.cast(_t, tl.int64), tl.cast(_i, tl.int64)
+        else:
+            _tw, _iw = _t, _i
+        _r_gates = _ptr_gates + _tw * _ts_gates + _rows[:, None] * 64
+        _r_h = _pp_h_new + (_iw % 2) * _B * 16 + _rows[:, None] * 16
+        _r_h_new = _pp_h_new + ((_iw + 1) % 2) * _B * 16 + _rows[:, None] * 16
+        _rk_h_new = _ptr_h_new + _tw * _ts_h_new + _rows[:, None] * 16
+        _r_c = _pp_c_new + (_iw % 2) * _B * 16 + _rows[:, None] * 16
+        _r_c_new = _pp_c_new + ((_iw + 1) % 2) * _B * 16 + _rows[:, None] * 16
+        _rk_c_new = _ptr_c_new + _tw * _ts_c_new + _rows[:, None] * 16
         # gates = x[0:8] @ weight_ih[:, 0:8].T + h[0:16] @ weight_hh[:, 0:16].T
         for _n0 in range(0, 64, _BN):
             _cn = _n0 + tl.arange(0, _BN)
-            _acc = tl.zeros((_BB, _BN), dtype=tl.float32)
-            for _k0 in range(0, 8, _BK):
-                _ck = _k0 + tl.arange(0, _BK)
-                _a = tl.load(_r_x + (0 + _ck)[None, :], mask=_rmask[:, None] & (_ck < 8)[None, :], other=0.0)
-                _wt = tl.load(_ptr_weight_ih + _cn[None, :] * 8 + (0 + _ck)[:, None], mask=(_ck < 8)[:, None] & (_cn < 64)[None, :], other=0.0)
-                _acc += tl.dot(_a, _wt, input_precision='ieee')
+            _acc = tl.load(_pre0 + _tw * _B * 64 + _rows[:, None] * 64 + _cn[None, :], mask=_rmask[:, None] & (_cn < 64)[None, :], other=0.0)   # the terms run before the loop
             for _k0 in range(0, 16, _BK):
                 _ck = _k0 + tl.arange(0, _BK)
                 _a = tl.load(_r_h + (0 + _ck)[None, :], mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0)
@@ -71,21 +69,25 @@ def _forward_kernel(_T, _B, _ptr_x, _ptr_weight_ih, _ptr_weight_hh, _ptr_bias_ih
                 tl.store(_rk_c_new + (_cj)[None, :], _old, mask=_m2)
         tl.debug_barrier()   # the next statement reads what other threads of this program wrote
 
-@triton.jit
-def _backward_kernel(_T, _B, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_c_new, _init_c, _ptr_gates, _ptr__dys_h, _ptr_d_gates, _part_d_bias_ih, _part_d_bias_hh, _pp_d_h, _pp_d_c, _len_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _MASKED: tl.constexpr):
+@triton.jit(do_not_specialize=['_T', '_B'])
+def _backward_kernel(_T, _B, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_c_new, _init_c, _ptr_gates, _ptr__dys_h, _ptr_d_gates, _part_d_bias_ih, _part_d_bias_hh, _pp_d_h, _pp_d_c, _len_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr):
     _rows = tl.program_id(0) * _BB + tl.arange(0, _BB)   # this program's rows
     _rmask = _rows < _B
     for _i in range(0, _T):
         _t = _T - 1 - _i
-        _r_c = _ptr_c_new + (_t - 1) * _B * 16 + _rows[:, None] * 16
+        if _WIDE:
+            _tw, _iw = tl.cast(_t, tl.int64), tl.cast(_i, tl.int64)
+        else:
+            _tw, _iw = _t, _i
+        _r_c = _ptr_c_new + (_tw - 1) * _B * 16 + _rows[:, None] * 16
         _ri_c = _init_c + _rows[:, None] * 16
-        _r_gates = _ptr_gates + _t * _B * 64 + _rows[:, None] * 64
-        _r__dys_h = _ptr__dys_h + _t * _B * 16 + _rows[:, None] * 16
-        _r_d_gates = _ptr_d_gates + _t * _B * 64 + _rows[:, None] * 64
-        _r_d_h_new = _pp_d_h + (_i % 2) * _B * 16 + _rows[:, None] * 16
-        _r_d_h = _pp_d_h + ((_i + 1) % 2) * _B * 16 + _rows[:, None] * 16
-        _r_d_c_new = _pp_d_c + (_i % 2) * _B * 16 + _rows[:, None] * 16
-        _r_d_c = _pp_d_c + ((_i + 1) % 2) * _B * 16 + _rows[:, None] * 16
+        _r_gates = _ptr_gates + _tw * _B * 64 + _rows[:, None] * 64
+        _r__dys_h = _ptr__dys_h + _tw * _B * 16 + _rows[:, None] * 16
+        _r_d_gates = _ptr_d_gates + _tw * _B * 64 + _rows[:, None] * 64
+        _r_d_h_new = _pp_d_h + (_iw % 2) * _B * 16 + _rows[:, None] * 16
+        _r_d_h = _pp_d_h + ((_iw + 1) % 2) * _B * 16 + _rows[:, None] * 16
+        _r_d_c_new = _pp_d_c + (_iw % 2) * _B * 16 + _rows[:, None] * 16
+        _r_d_c = _pp_d_c + ((_iw + 1) % 2) * _B * 16 + _rows[:, None] * 16
         for _j0 in range(0, 16, _BN):
             _cj = _j0 + tl.arange(0, _BN)
             _m2 = _rmask[:, None] & (_cj < 16)[None, :]
@@ -209,7 +211,9 @@ def forward(_xs, _inits, _params, _save, _lengths=None):
     _c_new_seq = _x_seq.new_empty(((_T if _save else 1), _B, 16)); _c_new_ts = _B * 16 if _save else 0
     if _T > 0:
         _len = _lengths if _lengths is not None else _x_seq.new_zeros((1,), dtype=torch.int64)
-        _forward_kernel[(_grid,)](_T, _B, _x_seq, weight_ih, weight_hh, bias_ih, bias_hh, _gates_seq, _gates_ts, _h_new_pp, _h_new_seq, _h_new_ts, _c_new_pp, _c_new_seq, _c_new_ts, _len, _BB=16, _BN=32, _BK=16, _MASKED=_lengths is not None)
+        _pre0 = torch.mm(_x_seq.reshape(_T * _B, 8), weight_ih.t())   # the terms of gates on sequences, every step at once
+        with _device_of(_x_seq):   # Triton launches on the current device
+            _forward_kernel[(_grid,)](_T, _B, weight_hh, bias_ih, bias_hh, _gates_seq, _gates_ts, _h_new_pp, _h_new_seq, _h_new_ts, _c_new_pp, _c_new_seq, _c_new_ts, _pre0, _len, _BB=16, _BN=32, _BK=16, _MASKED=_lengths is not None, _WIDE=_wide(weight_hh, bias_ih, bias_hh, _gates_seq, _gates_ts, _h_new_pp, _h_new_seq, _h_new_ts, _c_new_pp, _c_new_seq, _c_new_ts, _pre0), num_warps=8)
     h = _h_new_pp[_T % 2].clone()   # the carry after the last step
     c = _c_new_pp[_T % 2].clone()   # the carry after the last step
     return [_h_new_seq, h, c] + ([_gates_seq, _c_new_seq] if _save else [])
@@ -236,7 +240,8 @@ def backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _lengths=None):
     _d_c_pp = _x_seq.new_empty((2, _B, 16)); _d_c_pp[0] = _d_c_new_init   # the carry's two slots
     if _T > 0:
         _len = _lengths if _lengths is not None else _x_seq.new_zeros((1,), dtype=torch.int64)
-        _backward_kernel[(_grid,)](_T, _B, weight_hh, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _d_bias_ih_part, _d_bias_hh_part, _d_h_pp, _d_c_pp, _len, _BB=16, _BN=32, _BK=16, _MASKED=_lengths is not None)
+        with _device_of(_x_seq):   # Triton launches on the current device
+            _backward_kernel[(_grid,)](_T, _B, weight_hh, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _d_bias_ih_part, _d_bias_hh_part, _d_h_pp, _d_c_pp, _len, _BB=16, _BN=32, _BK=16, _MASKED=_lengths is not None, _WIDE=_wide(weight_hh, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _d_bias_ih_part, _d_bias_hh_part, _d_h_pp, _d_c_pp), num_warps=8)
     d_bias_ih += _d_bias_ih_part.sum(0)
     d_bias_hh += _d_bias_hh_part.sum(0)
     d_h_new = _d_h_pp[_T % 2].clone()   # the carry after the last step

@@ -3,6 +3,7 @@
 On CPU tensors it runs under Triton's interpreter (TRITON_INTERPRET=1), which is how CI tests it: the spellings
 of functions.py use only what the interpreter has (no libdevice).
 """
+import contextlib
 import itertools
 import linecache
 import os
@@ -16,6 +17,18 @@ from ..torch_code import SCOPE
 from .render import render
 
 _counter = itertools.count()
+
+
+def _device_of(tensor):
+    """the CUDA device of `tensor` as the current one while a kernel launches (a model on cuda:1)"""
+    return torch.cuda.device(tensor.device) if tensor.is_cuda else contextlib.nullcontext()
+
+
+WIDE_AT = 2 ** 31   # a buffer of this many elements or more gets the kernel variant with 64-bit step offsets
+
+
+def _wide(*args):
+    return any(isinstance(a, torch.Tensor) and a.numel() >= WIDE_AT for a in args)
 
 
 def interpreted():
@@ -58,7 +71,10 @@ class TritonBackend(Backend):
         # triton.jit reads a kernel's source from its file: the source goes into the cache folder, and runs from there
         path = cache.source_file("triton", program.name, source)
         linecache.checkcache(str(path))
-        scope = {**SCOPE, "triton": triton, "tl": tl, "__file__": str(path),
+        scope = {**SCOPE, "triton": triton, "tl": tl, "_device_of": _device_of, "_wide": _wide, "__file__": str(path),
                  "__name__": f"symcell_triton_{next(_counter)}"}
         exec(compile(source, str(path), "exec"), scope)  # noqa: S102 - our own generated code
-        return {s.name: _float32_only(scope[s.name]) for s in scans}
+        entries = {s.name: _float32_only(scope[s.name]) for s in scans}
+        for s in scans:   # the @triton.jit kernel behind each entry (its compiled variants: tests, profiling)
+            entries[s.name].jit = scope[f"_{s.name}_kernel"]
+        return entries

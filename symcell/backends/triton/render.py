@@ -12,13 +12,24 @@ an output state is also stored into its sequence `_rk_v`. Feature sizes are comp
 T and B are run-time values.
 """
 from contextlib import contextmanager
+from dataclasses import replace
 
-from ...kernel import Keep, Role
+from ...kernel import Keep, MatMul, Role
 from ...printing import tl_str
 from ..base import Renderer
 from ..torch_code import ScanRenderer, init, seq
 
 BB, BN, BK = 16, 32, 16   # rows per program, feature tile, reduction tile (tl.dot wants every dim >= 16)
+# warps per program: with 4, the second-order kernels of the peephole LSTM hit 255 registers a thread and spill
+# ~300 B; with 8 no zoo kernel spills (tests/test_triton_aot.py compiles them with the same)
+NUM_WARPS = 8
+
+
+def feature_tile(scan_name):
+    """BN for a scan's kernel: the second-order scans (tangent.py) carry primal and tangent values through their
+    regions, twice the live tiles: with 32 features a tile the layer-norm LSTM's spilled 1 KiB, with 16 at most
+    64 B (every other zoo kernel none)"""
+    return 16 if scan_name.startswith("tangent") else BN
 
 
 class StepKernel(Renderer):
@@ -28,7 +39,22 @@ class StepKernel(Renderer):
         self.scan, self.w = scan, w
         self.buf = {b.name: b for b in scan.buffers}
         self.out_of = dict(scan.carries)            # CARRY_IN -> its CARRY_OUT (whose two slots they share)
-        self.used = scan.used(scan.step)
+        # a step matmul's terms on sequences that exist before the loop (x in W @ cat(h, x)) run there, as one GEMM
+        # over all T*B rows (the host's torch code, cuBLAS on a GPU): the loop streams only the recurrent weights
+        self.hoisted, in_loop = {}, []
+        for st in scan.step:
+            if isinstance(st, MatMul):
+                pre = [t for t in st.terms if self.before_loop(t.operand.value)]
+                if pre and len(pre) < len(st.terms):
+                    self.hoisted[id(st)] = (f"_pre{len(self.hoisted)}", pre)
+                    st = replace(st, terms=tuple(t for t in st.terms if t not in pre))
+            in_loop.append(st)
+        self.used = scan.used(in_loop)   # (not the inputs and weights of the hoisted terms alone)
+
+    def before_loop(self, name):
+        """a sequence whole before the loop (an input, or made in the phase before it), not one the step adds to"""
+        b = self.buf[name]
+        return b.role == Role.SEQ and not b.acc
 
     def n(self, name):
         b = self.buf[name]
@@ -52,7 +78,13 @@ class StepKernel(Renderer):
             out.append((f"_pp_{cout}", f"_{cout}_pp"))
             if b.keep != Keep.NEVER:
                 out += [(f"_ptr_{cout}", seq(cout)), (f"_ts_{cout}", f"_{cout}_ts")]
+        out += [(pre, pre) for pre, _ in self.hoisted.values()]
         return out
+
+    def sizes(self):
+        """the integer arguments: run-time values, never specialised on (Triton would compile again for T or B
+        equal to 1 or divisible by 16)"""
+        return ["_T", "_B"] + [a for a, _ in self.args() if a.startswith("_ts_")]
 
     # --- addressing -------------------------------------------------------------------------------------
     def row_pointers(self):
@@ -62,18 +94,18 @@ class StepKernel(Renderer):
             v, n = b.name, self.n(b.name)
             rows = f"_rows[:, None] * {n}"
             if b.role == Role.SEQ:
-                w(f"_r_{v} = _ptr_{v} + _t * _B * {n} + {rows}")
+                w(f"_r_{v} = _ptr_{v} + _tw * _B * {n} + {rows}")
             elif b.role == Role.STEP:
-                w(f"_r_{v} = _ptr_{v} + _t * _ts_{v} + {rows}")
+                w(f"_r_{v} = _ptr_{v} + _tw * _ts_{v} + {rows}")
             elif b.role == Role.PREV:   # the state entering step _t: the sequence at _t - 1, or the initial state
-                w(f"_r_{v} = _ptr_{b.seq} + (_t - 1) * _B * {n} + {rows}")
+                w(f"_r_{v} = _ptr_{b.seq} + (_tw - 1) * _B * {n} + {rows}")
                 w(f"_ri_{v} = _init_{v} + {rows}")
         for cin, cout in self.scan.carries:
             n = self.n(cout)
-            w(f"_r_{cin} = _pp_{cout} + (_i % 2) * _B * {n} + _rows[:, None] * {n}")
-            w(f"_r_{cout} = _pp_{cout} + ((_i + 1) % 2) * _B * {n} + _rows[:, None] * {n}")
+            w(f"_r_{cin} = _pp_{cout} + (_iw % 2) * _B * {n} + _rows[:, None] * {n}")
+            w(f"_r_{cout} = _pp_{cout} + ((_iw + 1) % 2) * _B * {n} + _rows[:, None] * {n}")
             if self.buf[cout].keep != Keep.NEVER:
-                w(f"_rk_{cout} = _ptr_{cout} + _t * _ts_{cout} + _rows[:, None] * {n}")
+                w(f"_rk_{cout} = _ptr_{cout} + _tw * _ts_{cout} + _rows[:, None] * {n}")
 
     def load(self, name, cols, mask, width=None, tile="_cj"):
         """a (rows, features) block of a buffer at columns `cols` (the tile index `tile` plus an offset); a vector
@@ -107,14 +139,20 @@ class StepKernel(Renderer):
     # --- the kernel -------------------------------------------------------------------------------------
     def kernel(self):
         w, scan = self.w, self.scan
-        w("@triton.jit")
+        w(f"@triton.jit(do_not_specialize={self.sizes()!r})")
         w(f"def _{scan.name}_kernel(_T, _B, {', '.join(a for a, _ in self.args())}, _len_ptr, _BB: tl.constexpr, "
-          "_BN: tl.constexpr, _BK: tl.constexpr, _MASKED: tl.constexpr):")
+          "_BN: tl.constexpr, _BK: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr):")
         with w.block():
             w("_rows = tl.program_id(0) * _BB + tl.arange(0, _BB)   # this program's rows")
             w("_rmask = _rows < _B")
             with w.block("for _i in range(0, _T):"):
                 w(f"_t = {'_T - 1 - _i' if scan.reverse else '_i'}")
+                # offsets: a step's in 64 bits when a buffer has 2^31 elements or more (a variant compiled only
+                # then: 64-bit offsets cost 20-30% more registers), a row's within a step in 32
+                with w.block("if _WIDE:"):
+                    w("_tw, _iw = tl.cast(_t, tl.int64), tl.cast(_i, tl.int64)")
+                with w.block("else:"):
+                    w("_tw, _iw = _t, _i")
                 self.row_pointers()
                 zeroed = [b for b in self.used if b.acc and b.role in (Role.STEP, Role.CARRY_OUT)]
                 for b in zeroed:   # accumulated into from zero at every step
@@ -132,10 +170,15 @@ class StepKernel(Renderer):
         w(f"# {mm.out} {'+=' if mm.accumulate else '='} " + " + ".join(
             f"{t.operand.value}[{t.operand.start}:{t.operand.stop}] @ {t.weight}[:, {t.col_start}:{t.col_stop}].T"
             for t in mm.terms))
+        pre, hoisted = self.hoisted.get(id(mm), (None, ()))
         with w.block(f"for _n0 in range(0, {n_out}, _BN):"):
             w("_cn = _n0 + tl.arange(0, _BN)")
-            w("_acc = tl.zeros((_BB, _BN), dtype=tl.float32)")
-            for t in mm.terms:
+            if pre:
+                w(f"_acc = tl.load({pre} + _tw * _B * {n_out} + _rows[:, None] * {n_out} + _cn[None, :], "
+                  f"mask=_rmask[:, None] & (_cn < {n_out})[None, :], other=0.0)   # the terms run before the loop")
+            else:
+                w("_acc = tl.zeros((_BB, _BN), dtype=tl.float32)")
+            for t in (t for t in mm.terms if t not in hoisted):
                 K, ldw = int(t.operand.stop - t.operand.start), int(self.buf[t.weight].size[1])
                 with w.block(f"for _k0 in range(0, {K}, _BK):"):
                     w("_ck = _k0 + tl.arange(0, _BK)")
@@ -262,9 +305,18 @@ class Host(ScanRenderer):
         w("if _T > 0:")
         with w.block():
             w(f"_len = _lengths if _lengths is not None else {like}.new_zeros((1,), dtype=torch.int64)")
+            for mm in scan.step:
+                if id(mm) in self.kernel.hoisted:
+                    pre, terms = self.kernel.hoisted[id(mm)]
+                    rows = {t: f"{seq(t.operand.value)}.reshape(_T * _B, {self.size[t.operand.value]})" for t in terms}
+                    w(f"{pre} = " + " + ".join(
+                        f"torch.mm({self.view(rows[t], t.operand)}, "
+                        f"{self.columns(t.weight, t.col_start, t.col_stop)}.t())"
+                        for t in terms) + f"   # the terms of {mm.out} on sequences, every step at once")
             args = ", ".join(h for _, h in self.kernel.args())
-            w(f"_{scan.name}_kernel[(_grid,)](_T, _B, {args}, _len, _BB={BB}, _BN={BN}, _BK={BK}, "
-              "_MASKED=_lengths is not None)")
+            with w.block(f"with _device_of({like}):   # Triton launches on the current device"):
+                w(f"_{scan.name}_kernel[(_grid,)](_T, _B, {args}, _len, _BB={BB}, _BN={feature_tile(scan.name)}, _BK={BK}, "
+                  f"_MASKED=_lengths is not None, _WIDE=_wide({args}), num_warps={NUM_WARPS})")
         for b in self.kernel.used:
             if b.role == Role.PARAM_GRAD:
                 w(f"{b.name} += _{b.name}_part.sum(0)")
