@@ -1,12 +1,13 @@
 """symcell: recurrent cells written as equations, with derived gradients and fused kernels."""
-from . import backends, registry
+from . import backends, deploy, registry
 from .frontend import FUNCTIONS, cat, split
-from .module import Cell, define
+from .module import Cell, DeviceError, DtypeError, ShapeError, define
 from .rnn import RNN
 from .sequence import scan
 
 globals().update(FUNCTIONS)   # symcell.sigmoid, symcell.tanh, ...: every user function of functions.py
-__all__ = ["define", "scan", "Cell", "RNN", "cells", "backends", *FUNCTIONS, "cat", "split"]
+__all__ = ["define", "scan", "Cell", "RNN", "ShapeError", "DtypeError", "DeviceError", "cells", "backends", "deploy",
+           *FUNCTIONS, "cat", "split"]
 __version__ = "0.1.0"
 
 # a traced or exported program names its kernels by key; a fresh process that never imported symcell.cells

@@ -12,10 +12,24 @@ from .explain import explain
 from .frontend import trace
 from .ir import CellIR
 from .schedule import bind_ir
-from .sequence import scan
+from .sequence import run, scan
 
 _RESERVED = ("torch",)
 _fallback_warned = set()
+
+
+class ShapeError(ValueError, RuntimeError):
+    """Arguments of the wrong shape or size. Both a ValueError (what symcell has always raised) and a RuntimeError
+    (what nn.LSTM, nn.GRU and their cells raise for the same mistakes), so code written for either catches it."""
+
+
+class DtypeError(TypeError, ValueError, RuntimeError):
+    """Tensors of a dtype the parameters do not have: a TypeError as before, the ValueError of nn.LSTM and
+    nn.GRU, the RuntimeError of nn's cells."""
+
+
+class DeviceError(ValueError, RuntimeError):
+    """Tensors on another device than the parameters: a ValueError as before, a RuntimeError as nn's."""
 
 
 class CellSpec:
@@ -90,7 +104,7 @@ class Binding:
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise ValueError(f"{ir.name}(): dimension {d} must be a positive int, got {v!r}")
         if backend != "auto":
-            backends.resolve(backend, torch.device("cpu"))  # reject unknown names now, not at the first call
+            backends.get(backend)  # reject unknown names now, not at the first call (the device comes later)
         self.spec, self.name, self.dims, self.backend = spec, ir.name, dict(dims), backend
         bound = bind_ir(ir, self.dims)  # a bad binding fails here, before any data
         # the operators name their kernel by key (see registry.py)
@@ -150,15 +164,15 @@ class Binding:
             if not isinstance(x, torch.Tensor):
                 raise TypeError(f"{name}: input {n!r} must be a tensor, got {type(x).__name__}")
             if x.dim() != 3:
-                raise ValueError(f"{name}: input {n!r} must be 3-d {layout}, got shape {tuple(x.shape)}")
+                raise ShapeError(f"{name}: input {n!r} must be 3-d {layout}, got shape {tuple(x.shape)}")
             if x.shape[-1] != self.input_sizes[n]:
-                raise ValueError(f"{name}: input {n!r} has {x.shape[-1]} features (shape {tuple(x.shape)}) but the "
+                raise ShapeError(f"{name}: input {n!r} has {x.shape[-1]} features (shape {tuple(x.shape)}) but the "
                                  f"cell expects {self.input_sizes[n]}")
         seq = [x.transpose(0, 1) if batch_first else x for x in xs]
         T, B = seq[0].shape[0], seq[0].shape[1]
         for (n, _), x in zip(ir.inputs, seq):
             if x.shape[0] != T or x.shape[1] != B:
-                raise ValueError(f"{name}: input {n!r} has (T, B) = {tuple(x.shape[:2])} but input "
+                raise ShapeError(f"{name}: input {n!r} has (T, B) = {tuple(x.shape[:2])} but input "
                                  f"{ir.inputs[0][0]!r} has {(T, B)}")
         for what, t in [(f"input {n!r}", x) for (n, _), x in zip(ir.inputs, xs)]:
             _same_kind(name, what, t, ref)
@@ -176,7 +190,7 @@ class Binding:
                 if not isinstance(t, torch.Tensor):
                     raise TypeError(f"{name}: state {s!r} must be a tensor, got {type(t).__name__}")
                 if tuple(t.shape) != (B, self.state_sizes[s]):
-                    raise ValueError(f"{name}: state {s!r} has shape {tuple(t.shape)} but expected "
+                    raise ShapeError(f"{name}: state {s!r} has shape {tuple(t.shape)} but expected "
                                      f"(B, {self.state_sizes[s]}) = {(B, self.state_sizes[s])} for a batch of {B}")
                 _same_kind(name, f"state {s!r}", t, ref)
         state += tuple(ref.new_zeros(B, n) for n in self.hidden_sizes.values())
@@ -187,7 +201,8 @@ class Cell(nn.Module):
     """A recurrent cell defined with symcell.define: a torch.nn.Module scanning the cell over a sequence.
 
         ys, state = cell(xs, state=None, lengths=None)   xs: (T, B, I), or (B, T, I) with batch_first
-        state = cell.step(x, state)                      one step
+        state = cell(x, state)                           one step, x: (B, I) or (I,), as nn's cells
+        state = cell.step(x, state)                      the same
     """
 
     spec: CellSpec = None
@@ -198,6 +213,8 @@ class Cell(nn.Module):
         if spec is None:
             raise TypeError("symcell.Cell is a base class; make cells with symcell.define")
         self._spec = spec
+        if not isinstance(batch_first, bool):
+            raise TypeError(f"{spec.ir.name}: batch_first should be of type bool, got: {type(batch_first).__name__}")
         self._binding = Binding(spec, dims, backend)
         self.batch_first = batch_first
         for name, shape in self._binding.param_shapes.items():
@@ -256,23 +273,78 @@ class Cell(nn.Module):
         dims = ", ".join(f"{k}={v}" for k, v in self.dims.items())
         return f"{dims}, batch_first={self.batch_first}, backend={self.backend!r}"
 
+    def __prepare_scriptable__(self):
+        refuse_script(type(self).__name__)
+
     # --- calling ---------------------------------------------------------------------------------------
     def forward(self, xs, state=None, lengths=None):
+        """xs with 3 dims: the scan, -> (ys, final state). With 1 or 2 dims: one step, as nn's cells are called
+        (see step), -> the new state."""
+        if one_step(xs):
+            if lengths is not None:
+                raise ValueError(f"{self._spec.ir.name}: lengths= applies to sequences (3-d input); one step "
+                                 f"(input of shape {tuple(_first(xs).shape)}) takes none")
+            return self._step(xs, state)
         return scan(self, xs, state, lengths=lengths)
 
     def step(self, x, state=None):
-        """One step: x is (B, I) (a tuple for several inputs); returns the new state tuple."""
-        xs = tuple(t.unsqueeze(0) for t in x) if isinstance(x, (tuple, list)) else x.unsqueeze(0)
-        if self.batch_first:
-            xs = tuple(t.transpose(0, 1) for t in xs) if isinstance(xs, tuple) else xs.transpose(0, 1)
-        _, final = scan(self, xs, state)
-        return final
+        """One step, as nn.LSTMCell is called: x (B, I), or (I,) for one unbatched row (a tuple for several
+        inputs); state a tuple of (B, n) tensors, or (n,) unbatched (None: zeros). Returns the new state tuple,
+        batched as x is. batch_first does not apply."""
+        return self._step(x, state)
+
+    def _step(self, x, state):
+        name = self._spec.ir.name
+        xs = tuple(x) if isinstance(x, (tuple, list)) else (x,)
+        for t in xs:
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(f"{name}: a step's input must be a tensor, got {type(t).__name__}")
+            if t.dim() not in (1, 2):
+                raise ShapeError(f"{name}: a step's input must be 2-d (B, features) or 1-d (features,) unbatched, "
+                                 f"got shape {tuple(t.shape)}")
+        for (n, _), t in zip(self._spec.ir.inputs, xs):
+            if t.shape[-1] != self.input_sizes[n]:
+                raise ShapeError(f"{name}: input {n!r} has {t.shape[-1]} features (shape {tuple(t.shape)}) but the "
+                                 f"cell expects {self.input_sizes[n]}")
+        unbatched = xs[0].dim() == 1
+        if unbatched:   # one row, as nn's cells take it: the state is 1-d as well
+            xs = tuple(t.unsqueeze(0) for t in xs)
+            if state is not None:
+                state = (state,) if isinstance(state, torch.Tensor) else tuple(state)
+                for s, t in zip(self.state_sizes, state):
+                    if isinstance(t, torch.Tensor) and t.dim() != 1:
+                        raise ShapeError(f"{name}: with an unbatched 1-d input the state {s!r} must be 1-d "
+                                         f"({self.state_sizes[s]},), got shape {tuple(t.shape)}")
+                state = tuple(t.unsqueeze(0) if isinstance(t, torch.Tensor) else t for t in state)
+        _, final = run(self._binding, self._param_list(), tuple(t.unsqueeze(0) for t in xs), state, False, None,
+                       False)
+        return tuple(f.squeeze(0) for f in final) if unbatched else final
+
+
+def _first(xs):
+    return xs[0] if isinstance(xs, (tuple, list)) and xs else xs
+
+
+def one_step(xs):
+    """Whether a cell's call is one step (its input has 1 or 2 dimensions, as nn's cells take it), not a scan."""
+    x = _first(xs)
+    return isinstance(x, torch.Tensor) and x.dim() in (1, 2)
+
+
+def refuse_script(name):
+    """torch.jit.script calls a module's __prepare_scriptable__ before compiling it: a clear error there, instead
+    of TorchScript's about a line of symcell it cannot compile."""
+    raise RuntimeError(f"symcell: torch.jit.script cannot compile {name}: its forward runs in Python (symcell "
+                       "picks and builds the kernel for the tensors' device and dtype). Use torch.jit.trace or "
+                       "torch.export instead: the trace records each fused scan as one operator and runs at any "
+                       "sequence length; symcell.deploy saves such a model with its C++ kernels, to run without "
+                       "Python (README, \"Deploying without Python\")")
 
 
 def _same_kind(cell, what, t, ref):
     if not t.is_floating_point():
-        raise TypeError(f"{cell}: {what} has dtype {t.dtype}; a floating dtype is needed")
+        raise DtypeError(f"{cell}: {what} has dtype {t.dtype}; a floating dtype is needed")
     if t.dtype != ref.dtype:
-        raise TypeError(f"{cell}: {what} has dtype {t.dtype} but the parameters have dtype {ref.dtype}")
+        raise DtypeError(f"{cell}: {what} has dtype {t.dtype} but the parameters have dtype {ref.dtype}")
     if t.device != ref.device:
-        raise ValueError(f"{cell}: {what} is on {t.device} but the parameters are on {ref.device}")
+        raise DeviceError(f"{cell}: {what} is on {t.device} but the parameters are on {ref.device}")

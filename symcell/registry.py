@@ -96,5 +96,6 @@ def kernel_for(k):
         def second():
             scans = second_order(cell, at)
             return (scans, *pipeline.build(low, backend, dims, scans))
-        _KERNELS[k] = backends.Kernel(low.program, source, entries, second)
+        label = f"symcell.{_CELLS[cell].name}[{','.join(f'{n}={v}' for n, v in sorted(dims.items()))}].{name}"
+        _KERNELS[k] = backends.Kernel(low.program, source, entries, second, label)
     return _KERNELS[k]

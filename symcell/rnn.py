@@ -15,7 +15,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from . import registry
 from .dims import dim_symbol
-from .module import Binding, Cell, CellSpec, class_or_instance
+from .module import Binding, Cell, CellSpec, ShapeError, class_or_instance, refuse_script
 from .sequence import check_lengths, row_order, run
 
 
@@ -55,6 +55,8 @@ class RNN(nn.Module):
             raise ValueError(f"{name}: num_layers must be a positive int, got {num_layers!r}")
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout <= 1:
             raise ValueError(f"{name}: dropout must be a number in [0, 1], got {dropout!r}")
+        if not isinstance(batch_first, bool):
+            raise TypeError(f"{name}: batch_first should be of type bool, got: {type(batch_first).__name__}")
         if dropout > 0 and num_layers == 1:
             warnings.warn(f"{name}: dropout={dropout} acts between layers, so it does nothing with num_layers=1",
                           stacklevel=2)
@@ -127,6 +129,9 @@ class RNN(nn.Module):
         return (f"{self._spec.ir.name}, {dims}, num_layers={self.num_layers}, bidirectional={self.bidirectional}, "
                 f"dropout={self.dropout}, batch_first={self.batch_first}, backend={self.backend!r}")
 
+    def __prepare_scriptable__(self):
+        refuse_script(type(self).__name__)
+
     # --- calling ------------------------------------------------------------------------------------------
     def forward(self, input, state=None, lengths=None):
         name = self._spec.ir.name
@@ -144,7 +149,7 @@ class RNN(nn.Module):
         if unbatched:   # one sequence (T, I), as nn.LSTM accepts it; batch_first does not apply
             x = x.unsqueeze(1)
         elif x.dim() != 3:
-            raise ValueError(f"{name}: input must be (T, B, features), (B, T, features) with batch_first, or "
+            raise ShapeError(f"{name}: input must be (T, B, features), (B, T, features) with batch_first, or "
                              f"(T, features) unbatched; got shape {tuple(x.shape)}")
         elif self.batch_first and not packed:
             x = x.transpose(0, 1)
@@ -203,7 +208,7 @@ class RNN(nn.Module):
                 raise TypeError(f"{name}: state {s!r} must be a tensor, got {type(t).__name__}")
             want = (LD, self.state_sizes[s]) if unbatched else (LD, B, self.state_sizes[s])
             if tuple(t.shape) != want:
-                raise ValueError(f"{name}: state {s!r} must have shape (num_layers * directions, "
+                raise ShapeError(f"{name}: state {s!r} must have shape (num_layers * directions, "
                                  f"{'' if unbatched else 'B, '}{self.state_sizes[s]}) = {want}, got {tuple(t.shape)}")
             out.append(t.unsqueeze(1) if unbatched else t)
         return out

@@ -10,7 +10,7 @@ import contextlib
 
 import torch
 
-from . import autograd, backends, ops, registry
+from . import autograd, backends, deploy, ops, registry
 
 
 def scan(cell, xs, state=None, reverse=False, lengths=None):
@@ -62,6 +62,9 @@ def scan_op(key, xs, inits, params, lengths=None):
         return tuple(ys), tuple(finals)
     # torch.compile, tracing and export see the registered operators (ops.py). A traced graph must not depend on
     # grad mode: it records save=False, and a backward through it recomputes the residuals
+    if deploy.recording():   # symcell.deploy: the cell's own C++ operator, which runs without Python
+        outs = deploy.forward(key, xs, inits, params, lengths)
+        return tuple(outs[:n_out]), tuple(outs[n_out:n_out + len(inits)])
     save = not torch.jit.is_tracing() and _recorded((*xs, *inits, *params))
     outs = ops.scan(key, list(xs), list(inits), list(params), save, lengths)
     return tuple(outs[:n_out]), tuple(outs[n_out:n_out + len(inits)])

@@ -115,8 +115,11 @@ def test_call_time_errors_name_the_argument_and_sizes():
     cell = Simple(I=3, H=4)
     with pytest.raises(ValueError, match=r"input 'x' has 5 features \(shape \(2, 1, 5\)\) but the cell expects 3"):
         cell(torch.randn(2, 1, 5))
-    with pytest.raises(ValueError, match=r"input 'x' must be 3-d \(T, B, features\), got shape \(2, 3\)"):
-        cell(torch.randn(2, 3))
+    with pytest.raises(ValueError, match=r"input 'x' must be 3-d \(T, B, features\), got shape \(2, 3, 1, 1\)"):
+        cell(torch.randn(2, 3, 1, 1))   # (2-d is one step, as nn's cells take it)
+    with pytest.raises(ValueError, match=r"a step's input must be 2-d \(B, features\) or 1-d \(features,\) "
+                                         r"unbatched, got shape \(\)"):
+        cell.step(torch.tensor(1.0))
     with pytest.raises(ValueError, match=r"state 'h' has shape \(3, 4\) but expected \(B, 4\) = \(2, 4\)"):
         cell(torch.randn(5, 2, 3), (torch.zeros(3, 4),))
     with pytest.raises(TypeError, match=r"input 'x' has dtype torch.float64 but the parameters have dtype "

@@ -134,9 +134,10 @@ def test_lengths_argument_equals_packing():
 
 
 def test_option_and_state_errors_name_the_argument():
-    with pytest.raises(ValueError, match=r"proj_size \(5\) must be smaller than hidden_size \(4\)"):
+    with pytest.raises(ValueError, match=r"proj_size has to be smaller than hidden_size; got proj_size=5, "
+                                         r"hidden_size=4"):
         LSTM(3, 4, proj_size=5)
-    with pytest.raises(ValueError, match="num_layers must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="num_layers must be greater than zero, got 0"):
         GRU(3, 4, num_layers=0)
     with pytest.raises(ValueError, match=r"dropout must be a number in \[0, 1\], got 1.5"):
         GRU(3, 4, dropout=1.5)

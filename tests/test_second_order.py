@@ -62,7 +62,9 @@ def _setup(name, backend, T=3, B=2, seed=0):
 @pytest.mark.parametrize("backend,name", second_order_cases([b for b in BACKENDS if b != "triton"]))
 def test_gradgradcheck(backend, name):
     cell, _, _, args, n_x, n_s = _setup(name, backend)
-    assert torch.autograd.gradgradcheck(_scan_fn(cell), tuple(args), fast_mode=backend != "reference")
+    # the full Jacobians on the reference backend; the largest cells' (10-15 s each) are projected, as elsewhere
+    full = backend == "reference" and name not in ("LayerNormLSTM", "SLSTM")
+    assert torch.autograd.gradgradcheck(_scan_fn(cell), tuple(args), fast_mode=not full)
     # rows of their own lengths, run in reverse: the ended rows' masks have their second derivatives too
     lengths = torch.tensor([3, 1])
     assert torch.autograd.gradgradcheck(_scan_fn(cell, reverse=True, lengths=lengths), tuple(args), fast_mode=True)

@@ -217,9 +217,9 @@ CASES = {
 
 
 # Cells whose compiled (cpp, triton) second-order scans are not tested: their constructs' second derivatives are
-# tested through other cells (Piecewise, LayerNormLSTM) and the fuzzer, and each costs two more builds per
+# tested through other cells (Piecewise, LayerNormLSTM, LSTM, GRU) and the fuzzer, and each costs two more builds per
 # backend, which CI's time does not have. The reference backend tests every cell to second order.
-SECOND_ORDER_REFERENCE_ONLY = {"Readout", "Heads", "SLSTM", "TimeStep"}
+SECOND_ORDER_REFERENCE_ONLY = {"Readout", "Heads", "SLSTM", "TimeStep", "Moments", "LSTM-nobias", "GRU-nobias"}
 
 
 def second_order_cases(backends):

@@ -26,9 +26,13 @@ def available():
 
 
 def resolve(name, device):
-    """'auto' -> the best usable backend for the device; another name is checked and returned."""
+    """'auto' -> the best usable backend for the device; another name is checked and returned: a backend that
+    cannot run tensors on this device here raises, saying why."""
     if name != "auto":
-        return get(name).name
+        why = get(name).refuses(device)
+        if why:
+            raise RuntimeError(f"symcell: backend={name!r} cannot run tensors on {device}: {why}")
+        return name
     ranked = sorted((b for b in _REGISTRY.values() if b.devices is None or device.type in b.devices),
                     key=lambda b: -b.priority)
     return next((b.name for b in ranked if b.usable(device)), "reference")

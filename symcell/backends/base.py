@@ -18,6 +18,8 @@ per result (not wanted: its value is unspecified), so that it may leave out the 
 tangents of a second derivative are often zero in some inputs, and some gradients are not asked for). Others
 are never given it; they compute everything, which is the same answer.
 """
+import torch
+
 from ..tangent import is_tangent
 
 
@@ -29,6 +31,13 @@ class Backend:
 
     def usable(self, device):
         raise NotImplementedError
+
+    def refuses(self, device):
+        """Why this backend cannot run tensors on `device` on this machine, or None. (A missing compiler is
+        not a refusal: the build says so, with what to install.)"""
+        if self.devices is not None and device.type not in self.devices:
+            return f"it runs on {' or '.join(self.devices)} tensors"
+        return None
 
     def render(self, program, scans):
         raise NotImplementedError
@@ -71,9 +80,10 @@ class Kernel:
     shares memory with an argument or another result.
     """
 
-    def __init__(self, program, source, entries, second_order=None):
+    def __init__(self, program, source, entries, second_order=None, label="symcell"):
         self.program, self.source = program, source
         self._entries, self._second_order = dict(entries), second_order
+        self.label = label   # names the cell in profiler rows: "symcell.LSTM[H=5,I=4].cpp.forward"
 
     def _scan(self, name):
         if name not in self._entries:
@@ -99,7 +109,9 @@ class Kernel:
         scan = self.scan(name)
         groups = [[t.contiguous() for t in g] for g in groups]   # entry points read row-major memory
         kw = {"skip": _skip(scan, groups, wanted)} if getattr(entry, "skips", False) else {}
-        flat = unaliased(entry(*groups, *([save] if scan.save else []), lengths, **kw), [t for g in groups for t in g])
+        with torch.profiler.record_function(f"{self.label}.{name}"):
+            flat = unaliased(entry(*groups, *([save] if scan.save else []), lengths, **kw),
+                             [t for g in groups for t in g])
         out, k = [], 0
         for r in scan.returns:
             if r.save and not save:

@@ -11,7 +11,7 @@ from torch import nn
 import symcell
 from symcell import sigmoid, split, tanh
 
-from ..module import Cell
+from ..module import Cell, ShapeError, one_step
 from ..rnn import RNN
 
 
@@ -77,20 +77,48 @@ _LSTM = {(b, p): _spec("LSTM", _lstm_step, 4, b, p) for b in (True, False) for p
 _GRU = {b: _spec("GRU", _gru_step, 3, b) for b in (True, False)}
 
 
+def _int_arg(kind, name, v):
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise TypeError(f"{kind}: {name} should be of type int, got: {type(v).__name__}")
+    if v <= 0:   # nn: a ValueError from LSTM and GRU, a RuntimeError from the cells (a negative tensor size)
+        raise ShapeError(f"{kind}: {name} must be greater than zero, got {v}")
+
+
+def _bool_arg(kind, name, v):
+    if not isinstance(v, bool):   # a string "False" is truthy: it would silently mean True
+        raise TypeError(f"{kind}: {name} should be of type bool, got: {type(v).__name__}")
+
+
 def _sizes(kind, input_size, hidden_size, proj_size=0):
-    for n, v in [("input_size", input_size), ("hidden_size", hidden_size)]:
-        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-            raise ValueError(f"{kind}: {n} must be a positive int, got {v!r}")
-    if isinstance(proj_size, bool) or not isinstance(proj_size, int) or proj_size < 0:
-        raise ValueError(f"{kind}: proj_size must be a non-negative int, got {proj_size!r}")
+    """nn's checks of the sizes (with nn's exception types), -> the cell's dimensions. Sizes of 0, which nn's
+    cells accept, are refused: symcell's kernels need one feature at least (README, "Where symcell differs")."""
+    _int_arg(kind, "input_size", input_size)
+    _int_arg(kind, "hidden_size", hidden_size)
+    if isinstance(proj_size, bool) or not isinstance(proj_size, int):
+        raise TypeError(f"{kind}: proj_size should be of type int, got: {type(proj_size).__name__}")
+    if proj_size < 0:
+        raise ValueError(f"{kind}: proj_size should be a positive integer or zero to disable projections, got "
+                         f"{proj_size}")
     if proj_size >= hidden_size:
-        raise ValueError(f"{kind}: proj_size ({proj_size}) must be smaller than hidden_size ({hidden_size})")
+        raise ValueError(f"{kind}: proj_size has to be smaller than hidden_size; got proj_size={proj_size}, "
+                         f"hidden_size={hidden_size}")
     return {"I": input_size, "H": hidden_size, **({"P": proj_size} if proj_size else {})}
 
 
+def _layers(kind, num_layers, bias, batch_first):
+    """nn.LSTM's / nn.GRU's checks of their other options"""
+    _int_arg(kind, "num_layers", num_layers)
+    _bool_arg(kind, "bias", bias)
+    _bool_arg(kind, "batch_first", batch_first)
+
+
 class LSTMCell(Cell):
-    """One LSTM layer with nn.LSTMCell's parameters (weight_ih, weight_hh, bias_ih, bias_hh; weight_hr when
-    proj_size > 0): ys, (h, c) = cell(xs, (h, c)) scans a sequence; cell.step(x, (h, c)) is nn.LSTMCell's step."""
+    """nn.LSTMCell, and the same cell over a sequence, with nn.LSTMCell's parameters (weight_ih, weight_hh,
+    bias_ih, bias_hh; weight_hr when proj_size > 0):
+
+        h, c = cell(x, (h, c))          x (B, I) or (I,): one step, as nn.LSTMCell (hx=None: zeros)
+        ys, (h, c) = cell(xs, (h, c))   xs (T, B, I), or (B, T, I) with batch_first: the fused scan
+    """
 
     spec = _LSTM[True, False]
 
@@ -103,7 +131,11 @@ class LSTMCell(Cell):
 
 
 class GRUCell(Cell):
-    """One GRU layer with nn.GRUCell's parameters: ys, h = cell(xs, (h,)); cell.step(x, (h,)) is one step."""
+    """nn.GRUCell, and the same cell over a sequence, with nn.GRUCell's parameters:
+
+        h = cell(x, h)                  x (B, I) or (I,): one step, as nn.GRUCell (hx=None: zeros)
+        ys, (h,) = cell(xs, h)          xs (T, B, I), or (B, T, I) with batch_first: the fused scan
+    """
 
     spec = _GRU[True]
 
@@ -113,6 +145,15 @@ class GRUCell(Cell):
         super().__init__(spec=_GRU[bool(bias)], batch_first=batch_first, backend=backend, device=device,
                          dtype=dtype, **dims)
         self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
+
+    def step(self, x, state=None):
+        """One step, as nn.GRUCell: x (B, I) or (I,), state h (or (h,)) -> the new h, a tensor."""
+        return self._step(x, state)[0]
+
+    def forward(self, input, hx=None, lengths=None):
+        if one_step(input):
+            return super().forward(input, hx, lengths)[0]
+        return super().forward(input, hx, lengths)
 
 
 class LSTM(RNN):
@@ -128,6 +169,7 @@ class LSTM(RNN):
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, proj_size=0, *, backend="auto", device=None, dtype=None):
+        _layers("LSTM", num_layers, bias, batch_first)
         dims = _sizes("LSTM", input_size, hidden_size, proj_size)
         super().__init__(_LSTM[bool(bias), proj_size > 0], num_layers, bidirectional, dropout, batch_first,
                          backend=backend, device=device, dtype=dtype, _init_size=hidden_size, **dims)
@@ -157,7 +199,12 @@ class GRU(RNN):
     spec = _GRU[True]
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, *, backend="auto", device=None, dtype=None):
+                 bidirectional=False, *, backend="auto", device=None, dtype=None, **unexpected):
+        if "proj_size" in unexpected:   # nn.GRU's error, even for proj_size=0
+            raise ValueError("GRU: proj_size argument is only supported for LSTM, not RNN or GRU")
+        if unexpected:
+            raise TypeError(f"GRU.__init__() got an unexpected keyword argument {next(iter(unexpected))!r}")
+        _layers("GRU", num_layers, bias, batch_first)
         dims = _sizes("GRU", input_size, hidden_size)
         super().__init__(_GRU[bool(bias)], num_layers, bidirectional, dropout, batch_first, backend=backend,
                          device=device, dtype=dtype, _init_size=hidden_size, **dims)

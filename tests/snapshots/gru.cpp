@@ -29,6 +29,13 @@ std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _inits, 
   // per-row sequence lengths (int64), or none: every row runs all _steps
   const int64_t* _len = _lengths.numel() > 0 ? _lengths.data_ptr<int64_t>() : nullptr;
   const auto _opt = _xs[0].options();
+  sc::expect<scalar_t>(_xs[0], {_steps, _batch, _n_x}, "xs[0] (x)");
+  sc::expect<scalar_t>(_inits[0], {_batch, _n_h}, "inits[0] (h)");
+  sc::expect<scalar_t>(_params[0], {3*_dim_H, _dim_I}, "params[0] (weight_ih)");
+  sc::expect<scalar_t>(_params[1], {3*_dim_H, _dim_H}, "params[1] (weight_hh)");
+  sc::expect<scalar_t>(_params[2], {3*_dim_H}, "params[2] (bias_ih)");
+  sc::expect<scalar_t>(_params[3], {3*_dim_H}, "params[3] (bias_hh)");
+  sc::expect_lengths(_lengths, _batch);
   const scalar_t* _seq_x = sc::ptr<scalar_t>(_xs[0]);
   const scalar_t* _init_h = sc::ptr<scalar_t>(_inits[0]);
   const scalar_t* weight_ih = sc::ptr<scalar_t>(_params[0]);
@@ -142,6 +149,18 @@ std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_fi
   // per-row sequence lengths (int64), or none: every row runs all _steps
   const int64_t* _len = _lengths.numel() > 0 ? _lengths.data_ptr<int64_t>() : nullptr;
   const auto _opt = _xs[0].options();
+  sc::expect<scalar_t>(_d_ys[0], {_steps, _batch, _n__dys_h}, "d_ys[0] (_dys_h)");
+  sc::expect<scalar_t>(_d_finals[0], {_batch, _n_d_h_new}, "d_finals[0] (d_h_new)");
+  sc::expect<scalar_t>(_xs[0], {_steps, _batch, _n_x}, "xs[0] (x)");
+  sc::expect<scalar_t>(_inits[0], {_batch, _n_h}, "inits[0] (h)");
+  sc::expect<scalar_t>(_params[0], {3*_dim_H, _dim_I}, "params[0] (weight_ih)");
+  sc::expect<scalar_t>(_params[1], {3*_dim_H, _dim_H}, "params[1] (weight_hh)");
+  sc::expect<scalar_t>(_params[2], {3*_dim_H}, "params[2] (bias_ih)");
+  sc::expect<scalar_t>(_params[3], {3*_dim_H}, "params[3] (bias_hh)");
+  sc::expect<scalar_t>(_ys[0], {_steps, _batch, _n_h_new}, "ys[0] (h_new)");
+  sc::expect<scalar_t>(_res[0], {_steps, _batch, _n_weight_ih_x}, "res[0] (weight_ih_x)");
+  sc::expect<scalar_t>(_res[1], {_steps, _batch, _n_weight_hh_h}, "res[1] (weight_hh_h)");
+  sc::expect_lengths(_lengths, _batch);
   const scalar_t* _seq__dys_h = sc::ptr<scalar_t>(_d_ys[0]);
   const scalar_t* _init_d_h_new = sc::ptr<scalar_t>(_d_finals[0]);
   const scalar_t* _seq_x = sc::ptr<scalar_t>(_xs[0]);
@@ -314,10 +333,10 @@ void forward(const c10::OperatorHandle&, torch::jit::Stack* _stack) {
   const std::vector<at::Tensor> _xs = _in[0].toTensorVector();
   const std::vector<at::Tensor> _inits = _in[1].toTensorVector();
   const std::vector<at::Tensor> _params = _in[2].toTensorVector();
-  const std::vector<int64_t> _dims = _in[3].toIntVector();
+  const std::vector<int64_t> _dims = sc::int_list(_in[3]);
   const bool _save = _in[4].toBool();
   const at::Tensor _lengths = _in[5].toTensor();
-  const std::vector<int64_t> _skip = _in[6].toIntVector();
+  const std::vector<int64_t> _skip = sc::int_list(_in[6]);
   sc::FlushDenormals _ftz;
   std::vector<at::Tensor> _out = _xs[0].scalar_type() == at::kDouble ? forward_impl<double>(_xs, _inits, _params, _dims, _save, _lengths, _skip) : forward_impl<float>(_xs, _inits, _params, _dims, _save, _lengths, _skip);
   torch::jit::drop(*_stack, 7);
@@ -332,9 +351,9 @@ void backward(const c10::OperatorHandle&, torch::jit::Stack* _stack) {
   const std::vector<at::Tensor> _params = _in[4].toTensorVector();
   const std::vector<at::Tensor> _ys = _in[5].toTensorVector();
   const std::vector<at::Tensor> _res = _in[6].toTensorVector();
-  const std::vector<int64_t> _dims = _in[7].toIntVector();
+  const std::vector<int64_t> _dims = sc::int_list(_in[7]);
   const at::Tensor _lengths = _in[8].toTensor();
-  const std::vector<int64_t> _skip = _in[9].toIntVector();
+  const std::vector<int64_t> _skip = sc::int_list(_in[9]);
   sc::FlushDenormals _ftz;
   std::vector<at::Tensor> _out = _xs[0].scalar_type() == at::kDouble ? backward_impl<double>(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _dims, _lengths, _skip) : backward_impl<float>(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _dims, _lengths, _skip);
   torch::jit::drop(*_stack, 10);

@@ -182,6 +182,7 @@ class ScanRenderer(Renderer):
           "const at::Tensor& _lengths, at::IntArrayRef _skip) {")
         with w.block():
             self.preamble()
+            self.check_args()
             self.bind_args()
             self.skip_flags()
             self.allocate()
@@ -218,6 +219,21 @@ class ScanRenderer(Renderer):
         w("// per-row sequence lengths (int64), or none: every row runs all _steps")
         w("const int64_t* _len = _lengths.numel() > 0 ? _lengths.data_ptr<int64_t>() : nullptr;")
         w(f"const auto _opt = {first}.options();")
+
+    def check_args(self):
+        """every tensor argument's sizes, dtype and layout (sc::expect), against _dims and the first sequence"""
+        w = self.w
+        for a in self.scan.args:
+            for k, name in enumerate(a.buffers):
+                b = self.buf[name]
+                if b.role == Role.SEQ:
+                    sizes = f"_steps, _batch, {self.n(name)}"
+                elif b.role == Role.PARAM:
+                    sizes = ", ".join(size_str(d) for d in b.size)
+                else:
+                    sizes = f"_batch, {self.n(name)}"
+                w(f'sc::expect<scalar_t>({a.name}[{k}], {{{sizes}}}, "{a.name[1:]}[{k}] ({name})");')
+        w("sc::expect_lengths(_lengths, _batch);")
 
     def bind_args(self):
         w = self.w
@@ -664,12 +680,12 @@ def render(program, scans):
             for k, a in enumerate(scan.args):
                 w(f"const std::vector<at::Tensor> {a.name} = _in[{k}].toTensorVector();")
             k = len(scan.args)
-            w(f"const std::vector<int64_t> _dims = _in[{k}].toIntVector();")
+            w(f"const std::vector<int64_t> _dims = sc::int_list(_in[{k}]);")
             if scan.save:
                 k += 1
                 w(f"const bool _save = _in[{k}].toBool();")
             w(f"const at::Tensor _lengths = _in[{k + 1}].toTensor();")
-            w(f"const std::vector<int64_t> _skip = _in[{k + 2}].toIntVector();")
+            w(f"const std::vector<int64_t> _skip = sc::int_list(_in[{k + 2}]);")
             w("sc::FlushDenormals _ftz;")
             w(f"std::vector<at::Tensor> _out = {first}.scalar_type() == at::kDouble ? {scan.name}_impl<double>({call}) "
               f": {scan.name}_impl<float>({call});")

@@ -354,6 +354,29 @@ inline at::Tensor& workspace(int slot, int64_t numel, const at::TensorOptions& o
   if (!t.defined() || t.numel() < numel || t.dtype() != opt.dtype()) t = at::empty({numel}, opt);
   return t;
 }
+// An operator's tensor argument must be what its kernel reads: of these sizes, the kernel's dtype, contiguous, on
+// the CPU (an undefined tensor, an absent cotangent or residual, passes). symcell's Python checks its inputs before
+// any call; a deployed program (symcell.deploy) calls the operator with nothing in between.
+template <typename scalar_t>
+inline void expect(const at::Tensor& t, at::IntArrayRef sizes, const char* what) {
+  if (!t.defined()) return;
+  TORCH_CHECK_VALUE(t.sizes() == sizes, "symcell operator: ", what, " must have sizes ", sizes, ", got ", t.sizes());
+  TORCH_CHECK_TYPE(t.scalar_type() == c10::CppTypeToScalarType<scalar_t>::value, "symcell operator: ", what,
+                   " must have the first sequence's dtype ", c10::CppTypeToScalarType<scalar_t>::value, ", got ",
+                   t.scalar_type());
+  TORCH_CHECK(t.device().is_cpu() && t.is_contiguous(), "symcell operator: ", what, " must be a contiguous CPU tensor");
+}
+inline void expect_lengths(const at::Tensor& lengths, int64_t batch) {
+  TORCH_CHECK_VALUE(lengths.numel() == 0 || (lengths.dim() == 1 && lengths.size(0) == batch && lengths.is_contiguous()
+                    && lengths.scalar_type() == at::kLong && lengths.device().is_cpu()),
+                    "symcell operator: lengths must be empty or a contiguous int64 CPU tensor of ", batch,
+                    " values, got sizes ", lengths.sizes(), " of ", lengths.scalar_type());
+}
+// An int[] argument off the operator's stack. AOTInductor's proxy executor hands an empty int[] over as None
+// (torch 2.13: `"as_ints": []` in its node table), so None reads as the empty list.
+inline std::vector<int64_t> int_list(const c10::IValue& v) {
+  return v.isNone() ? std::vector<int64_t>{} : v.toIntVector();
+}
 // flag k of a call's _skip flags (none given: every flag false)
 inline bool flag(at::IntArrayRef flags, size_t k) { return k < flags.size() && flags[k] != 0; }
 template <typename T> inline T* ptr(const at::Tensor& t) { return t.defined() ? t.data_ptr<T>() : nullptr; }

@@ -57,6 +57,17 @@ class TritonBackend(Backend):
             return False
         return device.type == "cuda" or (device.type == "cpu" and interpreted())
 
+    def refuses(self, device):
+        try:
+            import triton  # noqa: F401
+        except ImportError:
+            return "Triton is not installed (pip install triton; it needs a CUDA GPU, or its interpreter)"
+        if device.type == "cuda" or (device.type == "cpu" and interpreted()):
+            return None
+        return (f"it runs on CUDA tensors, and Triton's interpreter (for {device.type} tensors, slow, for testing) "
+                "is off: move the module and its inputs to a GPU with .cuda(), use backend='auto', or set "
+                "TRITON_INTERPRET=1 before importing triton")
+
     def render(self, program, scans):
         w = Writer()
         w(f"# symcell triton backend: {program.name}")

@@ -1,0 +1,176 @@
+"""Saving a model with symcell cells so that it runs without Python symcell: in a C++ program linked against
+libtorch, or in a Python process that only has torch.
+
+    symcell.deploy.save(model, example_inputs, "out/")      # out/model.pt (TorchScript) and out/symcell_<key>.so
+    symcell.deploy.package(model, example_inputs, "out/")   # out/model.pt2 (torch.export + AOTInductor), same libraries
+    symcell.deploy.export(model, example_inputs, "out/")    # out/exported.pt2 (torch.export.save), same libraries
+
+Inside `save`, `package` and `export` each fused scan is recorded as a call of its cell's own C++ operator,
+`symcell_<key>::forward` (the operator the cpp backend builds for every cell, registered with TORCH_LIBRARY in
+its library), instead of `symcell::scan`, whose implementation is Python. The libraries are copied beside the
+program. To run it, load them, then the program:
+
+    Python:  for lib in sorted(glob.glob("out/symcell_*.so")): torch.ops.load_library(lib)
+             model = torch.jit.load("out/model.pt")    # or torch._inductor.aoti_load_package("out/model.pt2"),
+                                                       # torch.export.load("out/exported.pt2").module()
+    C++:     dlopen("out/symcell_<key>.so", RTLD_NOW | RTLD_GLOBAL) for each, then torch::jit::load or
+             torch::inductor::AOTIModelPackageLoader (examples/deploy/main.cpp)
+
+Every saved program runs at every sequence length and batch size (one operator per sequence, not an unrolled
+loop). The libraries are built for this machine's CPU (-march=native): deploy to a machine with the same
+instruction set extensions, or save there. Only the forward is saved (inference), on CPU tensors.
+"""
+import contextlib
+import shutil
+import warnings
+import zipfile
+from pathlib import Path
+
+import torch
+
+from . import ops, registry
+from .cache import entry_dir
+
+_recording = []     # while save/export runs: the list of library files its operators live in
+_faked = set()      # the per-cell operators given a fake implementation (torch.export traces with fake tensors)
+
+
+@contextlib.contextmanager
+def native():
+    """Within: traced and exported programs call each cell's C++ operator (see the module docstring); yields the
+    list of the library files they need, filled as the model runs."""
+    libraries = []
+    _recording.append(libraries)
+    try:
+        yield libraries
+    finally:
+        _recording.pop()
+
+
+def recording():
+    return bool(_recording)
+
+
+def forward(key, xs, inits, params, lengths):
+    """The forward scan of a cell as a call of its C++ operator (no residuals): ys, finals."""
+    name = registry.parse(key)[2]
+    if name != "cpp":
+        raise RuntimeError(f"symcell.deploy saves the C++ operators of the cpp backend; this cell runs on backend "
+                           f"{name!r} (its tensors are on {xs[0].device}). Deploy from CPU tensors with "
+                           "backend='cpp' or 'auto' (and a C++ compiler on this machine)")
+    entry = registry.kernel_for(key)._scan("forward")
+    library = entry_dir(entry.ns) / f"{entry.ns}.so"
+    if library not in _recording[-1]:
+        _recording[-1].append(library)
+    _fake(entry, key)
+    no_lengths = torch.empty(0, dtype=torch.int64, device=xs[0].device)
+    return entry.op(list(xs), list(inits), list(params), entry.dims, False,
+                    no_lengths if lengths is None else lengths, [])
+
+
+def _fake(entry, key):
+    """torch.export runs the operator on fake tensors: its result shapes, from the kernel program."""
+    if entry.ns in _faked:
+        return
+    _faked.add(entry.ns)
+
+    def fake(xs, inits, params, dims, save, lengths, skip):
+        return [xs[0].new_empty(s) for s in ops._shapes(key, xs[0].shape[0], xs[0].shape[1], save)]
+    torch.library.register_fake(f"{entry.ns}::forward", fake)
+
+
+def _inputs(example_inputs):
+    return example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
+
+
+def _copy_libraries(libraries, folder):
+    if not libraries:
+        raise ValueError("symcell.deploy: the model ran no symcell cell on the example inputs; nothing to deploy "
+                         "beside torch.jit.trace / torch.export themselves")
+    for lib in libraries:
+        shutil.copyfile(lib, folder / lib.name)
+    return [folder / lib.name for lib in libraries]
+
+
+def save(model, example_inputs, folder, name="model.pt"):
+    """Trace `model` (as it is: call .eval() first) on `example_inputs` (a tensor or a tuple, on CPU) with each scan
+    recorded as its C++ operator; save the TorchScript program as folder/name and the cells' libraries beside it.
+    -> the program's path."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with native() as libraries, torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)   # torch.jit.trace is deprecated upstream, still used
+        # the modules' size checks read sizes as Python ints: right for the example, checked again by the operator
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        traced = torch.jit.trace(model, _inputs(example_inputs), check_trace=False)
+    _copy_libraries(libraries, folder)
+    traced.save(str(folder / name))
+    return folder / name
+
+
+def _dynamic(example_inputs, dynamic_shapes):
+    """torch.export's dynamic_shapes; None: every size of every input tensor may vary (Dim.AUTO: export keeps a
+    size dynamic unless the model fixes it, as a feature size fixed by a weight's shape)."""
+    if dynamic_shapes is not None:
+        return dynamic_shapes
+    return tuple({d: torch.export.Dim.AUTO for d in range(x.dim())} if isinstance(x, torch.Tensor) else None
+                 for x in example_inputs)
+
+
+def _export(model, example_inputs, dynamic_shapes, libraries):
+    example_inputs = _inputs(example_inputs)
+    with native() as found:
+        program = torch.export.export(model, example_inputs, dynamic_shapes=_dynamic(example_inputs, dynamic_shapes))
+    libraries.extend(found)
+    return program
+
+
+def export(model, example_inputs, folder, name="exported.pt2", dynamic_shapes=None):
+    """torch.export.export of `model` on `example_inputs`, each scan its cell's C++ operator; saved as folder/name
+    (torch.export.save) with the cells' libraries beside it. dynamic_shapes as torch.export's (None: every input
+    size may vary, so the program runs at any sequence length and batch size).
+    -> the ExportedProgram"""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    libraries = []
+    program = _export(model, example_inputs, dynamic_shapes, libraries)
+    _copy_libraries(libraries, folder)
+    torch.export.save(program, str(folder / name))
+    return program
+
+
+def package(model, example_inputs, folder, name="model.pt2", dynamic_shapes=None):
+    """torch.export, then AOTInductor (torch._inductor.aoti_compile_and_package): the model as a compiled package,
+    folder/name, which calls each cell's C++ operator from the library beside it. Load it in C++ with
+    torch::inductor::AOTIModelPackageLoader (examples/deploy/main.cpp) or in Python with
+    torch._inductor.aoti_load_package, after the libraries. -> the package's path"""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    libraries = []
+    program = _export(model, example_inputs, dynamic_shapes, libraries)
+    _copy_libraries(libraries, folder)
+    return Path(torch._inductor.aoti_compile_and_package(program, package_path=str(folder / name)))
+
+
+def _registered(namespace):
+    """whether a library of this namespace is loaded already (in the process that built or saved the model, say)"""
+    try:
+        torch._C._dispatch_find_schema_or_throw(f"{namespace}::forward", "")
+        return True
+    except RuntimeError:
+        return False
+
+
+def load(folder, name="model.pt"):
+    """What a deployed process does, in Python (it needs only torch): load the libraries, then the program:
+    TorchScript (save), an ExportedProgram (export) or an AOTInductor package (package), told apart by content."""
+    folder = Path(folder)
+    for lib in sorted(folder.glob("symcell_*.so")):
+        if not _registered(lib.stem):   # a second library registering one namespace aborts the process
+            torch.ops.load_library(str(lib))
+    path = str(folder / name)
+    if not name.endswith(".pt2"):
+        return torch.jit.load(path)
+    with zipfile.ZipFile(path) as archive:
+        compiled = any("/aotinductor/" in f for f in archive.namelist())
+    return torch._inductor.aoti_load_package(path) if compiled else torch.export.load(path).module()

@@ -1,0 +1,173 @@
+"""symcell.deploy: models with symcell cells saved so that they run where only torch is (a Python process that
+never imports symcell, a C++ program linked against libtorch), at any sequence length."""
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import symcell
+from symcell import sigmoid, split, tanh
+
+pytestmark = pytest.mark.cpp
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "deploy"
+sys.path.insert(0, str(EXAMPLE))
+import check  # noqa: E402  (examples/deploy/check.py: the C++ example's model and inputs)
+
+
+@symcell.define(inputs={"x": "I"}, state={"h": "H"}, params={"W": ("2*H", "I"), "U": ("2*H", "H"), "b": ("2*H",)})
+def Minimal(x, h, W, U, b):
+    """a cell of no library: a gated tanh unit"""
+    a, z = split(W @ x + U @ h + b, 2)
+    z = sigmoid(z)
+    return (1 - z) * h + z * tanh(a)
+
+
+class Scorer(nn.Module):
+    """the user's cell over the sequence, bidirectional as two scans, and a head on both"""
+
+    def __init__(self):
+        super().__init__()
+        self.fwd, self.bwd = Minimal(I=8, H=6, backend="cpp"), Minimal(I=8, H=6, backend="cpp")
+        self.head = nn.Linear(12, 2)
+
+    def forward(self, x):
+        ys, _ = self.fwd(x)
+        back, _ = self.bwd(x.flip(0))
+        return self.head(torch.cat([ys, back.flip(0)], -1))
+
+
+# Runs in a fresh interpreter in which `import symcell` fails: what a deployed process has is torch and the folder
+FRESH = textwrap.dedent("""
+    import glob, sys, zipfile, torch
+
+    class NoSymcell:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] == "symcell":
+                raise ImportError("symcell is not installed here")
+    sys.meta_path.insert(0, NoSymcell())
+    for m in [m for m in sys.modules if m.split(".")[0] == "symcell"]:
+        del sys.modules[m]
+
+    folder, name = sys.argv[1], sys.argv[2]
+    for lib in sorted(glob.glob(folder + "/symcell_*.so")):
+        torch.ops.load_library(lib)
+    path = folder + "/" + name
+    if name.endswith(".pt"):
+        model = torch.jit.load(path)
+    elif any("/aotinductor/" in f for f in zipfile.ZipFile(path).namelist()):
+        model = torch._inductor.aoti_load_package(path)
+    else:
+        model = torch.export.load(path).module()
+    cases = torch.load(folder + "/cases.pt")
+    with torch.no_grad():
+        for x, want in cases:
+            got = model(x)
+            assert got.shape == want.shape, (got.shape, want.shape)
+            print(x.shape[0], float((got - want).abs().max()))
+    assert "symcell" not in sys.modules
+""")
+
+
+def _run_fresh(folder, name, model, lengths):
+    with torch.no_grad():
+        cases = [(x, model(x)) for x in (check.inputs(T) for T in lengths)]
+    torch.save(cases, folder / "cases.pt")
+    r = subprocess.run([sys.executable, "-c", FRESH, str(folder), name], capture_output=True, text=True,
+                       timeout=600, env={**os.environ, "PYTHONPATH": ""})
+    assert r.returncode == 0, r.stderr[-3000:]
+    diffs = {int(line.split()[0]): float(line.split()[1]) for line in r.stdout.split("\n") if line.strip()}
+    assert set(diffs) == set(lengths) and max(diffs.values()) < 1e-5, diffs
+    return diffs
+
+
+@pytest.mark.parametrize("what", ["tagger", "user cell"])
+def test_a_saved_torchscript_model_runs_without_symcell_at_other_lengths(what, tmp_path):
+    torch.manual_seed(0)
+    model = (check.model() if what == "tagger" else Scorer()).eval()
+    path = symcell.deploy.save(model, check.inputs(7), tmp_path)
+    assert path == tmp_path / "model.pt"
+    libraries = sorted(p.name for p in tmp_path.glob("symcell_*.so"))
+    assert len(libraries) == 1, libraries    # one cell, one library, however many layers and directions
+    # in this process too, the saved program equals the model (symcell's modules are not involved in it)
+    loaded = symcell.deploy.load(tmp_path)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(check.inputs(12)), model(check.inputs(12)), rtol=0, atol=1e-6)
+    _run_fresh(tmp_path, "model.pt", model, [5, 23])
+
+
+@pytest.mark.slow
+def test_an_exported_program_runs_without_symcell(tmp_path):
+    """(the AOTInductor package: test_the_cpp_example_builds_runs_and_matches_python, which makes one)"""
+    torch.manual_seed(1)
+    scorer = Scorer().eval()
+    program = symcell.deploy.export(scorer, check.inputs(6), tmp_path)
+    assert (tmp_path / "exported.pt2").exists() and len(list(tmp_path.glob("symcell_*.so"))) == 1
+    assert sum(str(n.target).startswith("symcell_") for n in program.graph.nodes) == 2   # one call per scan
+    _run_fresh(tmp_path, "exported.pt2", scorer, [4, 11])
+
+
+def test_the_deployed_operator_checks_its_arguments(tmp_path):
+    """a deployed program calls the cell's C++ operator with no Python in between: a wrong input is an error
+    naming sizes or dtypes, never a read out of bounds"""
+    torch.manual_seed(0)
+    model = check.model()
+    symcell.deploy.save(model, check.inputs(4), tmp_path)
+    loaded = symcell.deploy.load(tmp_path)
+    with pytest.raises(RuntimeError, match=r"symcell operator: xs\[0\] \(x\) must have sizes \[3, 2, 8\], got "
+                                           r"\[3, 2, 5\]"):
+        loaded(torch.randn(3, 2, 5))
+    with pytest.raises(RuntimeError, match="symcell operator: inits\\[0\\] \\(h\\) must have the first sequence's "
+                                           "dtype Double, got Float"):
+        loaded(torch.randn(3, 2, 8, dtype=torch.float64))
+    x = torch.randn(2, 3, 8).transpose(0, 1)   # not contiguous: the traced program makes it so before the call
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=1e-6)
+
+
+def test_deploy_refuses_what_it_cannot_save(tmp_path):
+    with pytest.raises(RuntimeError, match="symcell.deploy saves the C\\+\\+ operators of the cpp backend; this "
+                                           "cell runs on backend 'reference'"):
+        symcell.deploy.save(symcell.cells.LSTM(8, 4, backend="reference"), check.inputs(3), tmp_path)
+    with pytest.raises(ValueError, match="the model ran no symcell cell"):
+        symcell.deploy.save(nn.Linear(8, 2), check.inputs(3), tmp_path)
+
+
+def _cmake():
+    """CMake: on the PATH, or beside this Python's scripts (the test extra installs it with pip)"""
+    found = shutil.which("cmake") or shutil.which("cmake", path=sysconfig.get_path("scripts"))
+    assert found, "the C++ example is built with CMake: pip install cmake (it is in symcell's test extra)"
+    return found
+
+
+@pytest.mark.slow
+def test_the_cpp_example_builds_runs_and_matches_python(tmp_path):
+    """README, "Deploying without Python": examples/deploy/ built against this torch's libtorch, run on a saved
+    TorchScript model and an AOTInductor package (torch.export + aoti_compile_and_package) at two lengths each,
+    its outputs compared with Python's"""
+    folder, build = tmp_path / "out", tmp_path / "build"
+    subprocess.run([sys.executable, str(EXAMPLE / "check.py"), "save", str(folder)], check=True, timeout=600)
+    subprocess.run([sys.executable, str(EXAMPLE / "check.py"), "package", str(folder)], check=True, timeout=600)
+    prefix = torch.utils.cmake_prefix_path
+    cmake = _cmake()
+    for cmd in ([cmake, "-S", str(EXAMPLE), "-B", str(build), f"-DCMAKE_PREFIX_PATH={prefix}"],
+                [cmake, "--build", str(build), "-j2"]):
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    for model in ("model.pt", "model.pt2"):
+        r = subprocess.run([str(build / "run_model"), str(folder / model), "8", "5", "23"], capture_output=True,
+                           text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert f"{model} T=23 output [23, 2, 3]" in r.stdout, r.stdout
+        r = subprocess.run([sys.executable, str(EXAMPLE / "check.py"), "compare", str(folder / model), "5", "23"],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert r.stdout.count("max |C++ - Python|") == 2, r.stdout
+    # and the package in a Python process without symcell, at two other lengths
+    _run_fresh(folder, "model.pt2", check.model(), [3, 19])

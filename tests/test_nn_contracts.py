@@ -1,0 +1,244 @@
+"""nn's contracts as the spec: LSTM, GRU, LSTMCell and GRUCell are built, called and fail as nn's modules do.
+
+Every case runs nn's module and symcell's on the same arguments: the values (and gradients) must agree, and where
+nn raises, symcell raises an exception of nn's type (symcell's may be a subclass of both the ValueError it has
+always raised and nn's RuntimeError) with a message that names the argument and the sizes."""
+import copy
+import pickle
+
+import pytest
+import torch
+from torch import nn
+
+import symcell
+from symcell.cells import GRU, LSTM, GRUCell, LSTMCell
+
+REF = dict(backend="reference")
+CPU_BACKENDS = [b for b in ("reference", "cpp") if symcell.backends.get(b).usable(torch.device("cpu"))]
+
+
+def _raises_as_nn(make_nn, make_ours, match):
+    """nn raises; ours raises an instance of nn's exception type, with a message matching `match`."""
+    with pytest.raises(Exception) as theirs:
+        make_nn()
+    with pytest.raises(type(theirs.value), match=match):
+        make_ours()
+
+
+# --- constructors ------------------------------------------------------------------------------------------
+CONSTRUCTOR_CASES = [
+    # (kind, args, kwargs, what symcell's message says)
+    ("LSTM", (10, 20), dict(batch_first="False"), "batch_first should be of type bool, got: str"),
+    ("GRU", (10, 20), dict(batch_first=1), "batch_first should be of type bool, got: int"),
+    ("LSTM", (10, 20), dict(bias="True"), "bias should be of type bool, got: str"),
+    ("GRU", (10, 20), dict(bias=1), "bias should be of type bool, got: int"),
+    ("LSTM", (0, 20), {}, "input_size must be greater than zero, got 0"),
+    ("GRU", (10, -1), {}, "hidden_size must be greater than zero, got -1"),
+    ("LSTM", (10, 2.5), {}, "hidden_size should be of type int, got: float"),
+    ("GRU", (10.0, 20), {}, "input_size should be of type int, got: float"),
+    ("LSTM", (10, 20), dict(num_layers=0), "num_layers must be greater than zero, got 0"),
+    ("GRU", (10, 20), dict(num_layers=1.5), "num_layers should be of type int, got: float"),
+    ("LSTM", (10, 20), dict(proj_size=-1), "proj_size should be a positive integer or zero.*got -1"),
+    ("LSTM", (10, 20), dict(proj_size=20), "proj_size has to be smaller than hidden_size; got proj_size=20, "
+                                           "hidden_size=20"),
+    ("LSTM", (10, 20), dict(proj_size=2.0), "proj_size should be of type int, got: float"),
+    ("GRU", (10, 20), dict(proj_size=0), "proj_size argument is only supported for LSTM"),
+    ("GRU", (10, 20), dict(proj_size=5), "proj_size argument is only supported for LSTM"),
+    ("GRU", (10, 20), dict(dropout=1.5), r"dropout must be a number in \[0, 1\], got 1.5"),
+    ("GRU", (10, 20), dict(dropout="0.1"), r"dropout must be a number in \[0, 1\], got '0.1'"),
+    ("GRUCell", (10, 2.5), {}, "hidden_size should be of type int, got: float"),
+    ("LSTMCell", (10, -1), {}, "hidden_size must be greater than zero, got -1"),
+]
+
+
+@pytest.mark.parametrize("kind, args, kwargs, match", CONSTRUCTOR_CASES,
+                         ids=[f"{c[0]}-{'-'.join(f'{k}={v}' for k, v in c[2].items()) or c[1]}"
+                              for c in CONSTRUCTOR_CASES])
+def test_constructor_errors_are_nns(kind, args, kwargs, match):
+    _raises_as_nn(lambda: getattr(nn, kind)(*args, **kwargs),
+                  lambda: getattr(symcell.cells, kind)(*args, **kwargs, **REF), match)
+
+
+def test_cells_take_bias_as_nn_does_and_zero_sizes_are_refused_clearly():
+    # nn's cells do not check bias's type: neither do symcell's (a truthy value means biases)
+    assert [n for n, _ in LSTMCell(3, 4, bias=1, **REF).named_parameters()] == \
+        [n for n, _ in nn.LSTMCell(3, 4, bias=1).named_parameters()]
+    assert [n for n, _ in GRUCell(3, 4, bias=0, **REF).named_parameters()] == ["weight_ih", "weight_hh"]
+    # nn's cells accept a size of 0; symcell's kernels need a feature (README, "Where symcell differs")
+    nn.GRUCell(10, 0)
+    with pytest.raises(ValueError, match="GRUCell: hidden_size must be greater than zero, got 0"):
+        GRUCell(10, 0, **REF)
+
+
+# --- calls -------------------------------------------------------------------------------------------------
+def _lstm_pair(L=2):
+    torch.manual_seed(0)
+    theirs, ours = nn.LSTM(3, 5, num_layers=L), LSTM(3, 5, num_layers=L, **REF)
+    ours.load_state_dict(theirs.state_dict())
+    return theirs, ours
+
+
+CALL_CASES = [
+    # (module, input shape, state shapes, match): nn raises RuntimeError for each
+    ("LSTM", (4, 7, 3), [(2, 4, 5), (2, 7, 5)], r"state 'h' must have shape .* = \(2, 7, 5\), got \(2, 4, 5\)"),
+    ("LSTM", (4, 7, 3), [(2, 7, 5), (2, 7, 6)], r"state 'c' must have shape .* = \(2, 7, 5\), got \(2, 7, 6\)"),
+    ("LSTM", (4, 7, 4), None, r"input 'x' has 4 features \(shape \(4, 7, 4\)\) but the cell expects 3"),
+    ("GRU", (4, 7, 3), [(1, 4, 5)], r"state 'h' must have shape .* = \(1, 7, 5\), got \(1, 4, 5\)"),
+    ("GRU", (4, 3), [(1, 1, 5)], r"state 'h' must have shape \(num_layers \* directions, 5\) = \(1, 5\), "
+                                 r"got \(1, 1, 5\)"),
+    ("LSTMCell", (7, 4), None, r"input 'x' has 4 features \(shape \(7, 4\)\) but the cell expects 3"),
+    ("LSTMCell", (7, 3), [(6, 5), (7, 5)], r"state 'h' has shape \(6, 5\) but expected \(B, 5\) = \(7, 5\)"),
+    ("LSTMCell", (3,), [(1, 5), (1, 5)], r"unbatched 1-d input the state 'h' must be 1-d \(5,\), got shape "
+                                         r"\(1, 5\)"),
+    ("LSTMCell", (2, 3), [(5,), (5,)], r"state 'h' has shape \(5,\) but expected \(B, 5\) = \(2, 5\)"),
+    ("GRUCell", (7, 3), [(7, 6)], r"state 'h' has shape \(7, 6\) but expected \(B, 5\) = \(7, 5\)"),
+]
+
+
+@pytest.mark.parametrize("kind, x_shape, state_shapes, match", CALL_CASES,
+                         ids=[f"{c[0]}-x{c[1]}-state{c[2]}" for c in CALL_CASES])
+def test_call_errors_are_runtime_errors_as_nns_and_value_errors_as_before(kind, x_shape, state_shapes, match):
+    nn_args = (3, 5) + ((2,) if kind == "LSTM" else ())
+    x = torch.randn(x_shape)
+    state = None if state_shapes is None else tuple(torch.zeros(s) for s in state_shapes)
+    if state is not None and kind.startswith("GRU"):
+        state = state[0]
+    theirs, ours = getattr(nn, kind)(*nn_args), getattr(symcell.cells, kind)(*nn_args, **REF)
+    with pytest.raises(RuntimeError):
+        theirs(x, state)
+    with pytest.raises(symcell.ShapeError, match=match) as err:
+        ours(x, state)
+    assert isinstance(err.value, RuntimeError) and isinstance(err.value, ValueError)
+
+
+def test_dtype_and_dimension_errors():
+    theirs, ours = _lstm_pair()
+    _raises_as_nn(lambda: theirs(torch.randn(4, 7, 3, dtype=torch.float64)),
+                  lambda: ours(torch.randn(4, 7, 3, dtype=torch.float64)),
+                  "input 'x' has dtype torch.float64 but the parameters have dtype torch.float32")
+    cell = LSTMCell(3, 5, **REF)
+    with pytest.raises(TypeError, match="float64 but the parameters have dtype torch.float32"):
+        cell(torch.randn(7, 3, dtype=torch.float64))
+    # nn raises ValueError for input of the wrong rank; symcell's ShapeError is one
+    _raises_as_nn(lambda: theirs(torch.randn(4, 7, 3, 1)), lambda: ours(torch.randn(4, 7, 3, 1)),
+                  r"input must be \(T, B, features\).*got shape \(4, 7, 3, 1\)")
+    with pytest.raises(ValueError, match=r"must be 3-d \(T, B, features\), got shape \(2, 7, 3, 1\)"):
+        cell(torch.randn(2, 7, 3, 1))
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("kind", ["LSTMCell", "GRUCell"])
+def test_cells_are_called_as_nns_one_step_batched_unbatched_and_without_state(kind, backend):
+    torch.manual_seed(1)
+    theirs, ours = getattr(nn, kind)(3, 5).double(), getattr(symcell.cells, kind)(3, 5, backend=backend).double()
+    ours.load_state_dict(theirs.state_dict())
+    lstm = kind == "LSTMCell"
+    for batch in [(4,), ()]:
+        x = torch.randn(*batch, 3, dtype=torch.float64, requires_grad=True)
+        h0 = [torch.randn(*batch, 5, dtype=torch.float64, requires_grad=True) for _ in range(2 if lstm else 1)]
+        state = tuple(h0) if lstm else h0[0]
+        for hx in (state, None):
+            want, got = theirs(x, hx), ours(x, hx)
+            want, got = (want, got) if lstm else ((want,), (got,))
+            assert all(isinstance(g, torch.Tensor) for g in got)   # GRUCell: a tensor, LSTMCell: (h, c)
+            assert [g.shape for g in got] == [w.shape for w in want] == [(*batch, 5)] * len(want)
+            for g, w in zip(got, want):
+                torch.testing.assert_close(g, w)
+            cots = [torch.randn_like(w) for w in want]
+            wrt = [x, *theirs.parameters()] + (h0 if hx is not None else [])
+            d_want = torch.autograd.grad(want, wrt, cots)
+            wrt = [x, *ours.parameters()] + (h0 if hx is not None else [])
+            for dg, dw in zip(torch.autograd.grad(got, wrt, cots), d_want):
+                torch.testing.assert_close(dg, dw)
+    # step() is the same call; GRUCell's returns a tensor as nn.GRUCell does
+    x = torch.randn(4, 3, dtype=torch.float64)
+    step = ours.step(x, None)
+    if lstm:
+        torch.testing.assert_close(step, theirs(x))
+    else:
+        assert isinstance(step, torch.Tensor)
+        torch.testing.assert_close(step, theirs(x))
+    with pytest.raises(ValueError, match="lengths= applies to sequences"):
+        ours(x, None, lengths=[1, 1, 1, 1])
+
+
+def test_cells_take_zero_rows_and_sequences_still_scan():
+    theirs, ours = nn.LSTMCell(3, 5), LSTMCell(3, 5, **REF)
+    ours.load_state_dict(theirs.state_dict())
+    assert [t.shape for t in ours(torch.randn(0, 3))] == [t.shape for t in theirs(torch.randn(0, 3))]
+    xs = torch.randn(6, 2, 3)
+    ys, (h, c) = ours(xs)
+    state = None
+    for t in range(6):
+        state = theirs(xs[t], state)
+    torch.testing.assert_close(h, state[0])
+    torch.testing.assert_close(ys[-1], state[0])
+
+
+# --- pickle, torch.save, deepcopy --------------------------------------------------------------------------
+BACKENDS_HERE = CPU_BACKENDS + (["triton"] if symcell.backends.get("triton").usable(torch.device("cpu")) else [])
+
+
+@pytest.mark.parametrize("backend", BACKENDS_HERE)
+def test_pickle_save_and_deepcopy_after_the_kernels_ran(backend, tmp_path):
+    """pickling once failed as soon as a reference kernel (a closure) existed in the process, even for cpp
+    modules; triton modules failed to unpickle"""
+    torch.manual_seed(2)
+    model = nn.Sequential(LSTM(3, 5, backend=backend))
+    x = torch.randn(6, 2, 3)
+    want = model(x)[0]
+    want.sum().backward()   # every kernel of the cell built and run
+    symcell.cells.LSTM(3, 5, backend="reference")(x)   # and a reference kernel in the process
+    for copied in (pickle.loads(pickle.dumps(model)), copy.deepcopy(model)):
+        torch.testing.assert_close(copied(x)[0], want)
+    torch.save(model, tmp_path / "m.pt")
+    loaded = torch.load(tmp_path / "m.pt", weights_only=False)
+    torch.testing.assert_close(loaded(x)[0], want)
+    assert loaded[0].backend == backend
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", BACKENDS_HERE)
+def test_torch_save_loads_in_a_fresh_process(backend, tmp_path):
+    import subprocess
+    import sys
+    torch.manual_seed(3)
+    model = nn.Sequential(GRU(3, 4, num_layers=2, backend=backend))
+    x = torch.randn(5, 2, 3)
+    torch.save({"model": model, "x": x, "y": model(x)[0]}, tmp_path / "m.pt")
+    code = ("import torch; d = torch.load(r'%s', weights_only=False); "
+            "assert (d['model'](d['x'])[0] - d['y']).abs().max() < 1e-6; print('ok')" % (tmp_path / "m.pt"))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr
+
+
+# --- script, backends the machine cannot run, profiler names ------------------------------------------------
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+def test_jit_script_names_trace_and_export_as_the_way():
+    model = nn.Sequential(nn.Linear(3, 3), LSTMCell(3, 4, **REF))
+    with pytest.raises(RuntimeError, match="torch.jit.script cannot compile LSTMCell.*torch.jit.trace or "
+                                           "torch.export.*symcell.deploy"):
+        torch.jit.script(model)
+    with pytest.raises(RuntimeError, match="torch.jit.script cannot compile GRU"):
+        torch.jit.script(GRU(3, 4, **REF))
+
+
+def test_a_backend_the_machine_cannot_run_says_why(monkeypatch):
+    from symcell.backends import triton as triton_backend
+    monkeypatch.setattr(triton_backend, "interpreted", lambda: False)
+    cell = LSTM(3, 4, backend="triton")   # built anywhere (a model may move to a GPU later)
+    with pytest.raises(RuntimeError, match="backend='triton' cannot run tensors on cpu.*TRITON_INTERPRET"):
+        cell(torch.randn(2, 1, 3))
+    with pytest.raises(ValueError, match=r"backend='cuda' is not available; choose one of \["):
+        LSTM(3, 4, backend="cuda")
+
+
+@pytest.mark.cpp
+def test_profiler_rows_name_the_cell_its_sizes_and_backend():
+    cell = LSTM(4, 5, backend="cpp")
+    x = torch.randn(3, 2, 4, requires_grad=True)
+    cell(x)   # built outside the profile
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        cell(x)[0].sum().backward()
+    names = {e.key for e in prof.key_averages()}
+    assert {"symcell.LSTM[H=5,I=4].cpp.forward", "symcell.LSTM[H=5,I=4].cpp.backward"} <= names, sorted(names)
