@@ -24,6 +24,7 @@ import hashlib
 import os
 import pickle
 import platform
+import re
 import shutil
 import stat
 import subprocess
@@ -236,8 +237,9 @@ def library_key(source, cflags=(), ldflags=(), files=None, units=None):
     return cache_key(source, cflags, ldflags, {**(files or {}), **{f"unit:{k}": v for k, v in units.items()}})
 
 
-def load(source, cflags=(), ldflags=(), files=None, links=None, units=None):
-    """Build (or find) the library for `source`, load it into this process, return its op namespace.
+def load(source, cflags=(), ldflags=(), files=None, links=None, units=None, label=""):
+    """Build (or find) the library for `source`, load it into this process, return its op namespace:
+    symcell_<label>_<key> (the label, a cell's name, so that graphs and profiles name the cell), or symcell_<key>.
 
     The source must register its ops with TORCH_LIBRARY(SYMCELL_NS, m); SYMCELL_NS is defined per key.
     `files` ({name: text}) are written beside it (headers it includes by name); `links` ({name: path}) are
@@ -249,7 +251,8 @@ def load(source, cflags=(), ldflags=(), files=None, links=None, units=None):
     key = library_key(source, cflags, ldflags, files, units)
     if key in _loaded:
         return _loaded[key]
-    ns = f"symcell_{key}"
+    label = re.sub(r"\W", "", label, flags=re.ASCII)   # a C++ identifier's characters; the key has no "_"
+    ns = f"symcell_{label}_{key}" if label else f"symcell_{key}"
     root = cache_dir()
     entry = root / key
     lib, marker = entry / f"{ns}.so", entry / "complete"
@@ -315,7 +318,7 @@ def memo(name, make):
 
 def entry_dir(ns):
     """The folder of a built library, from its namespace."""
-    return cache_dir() / ns[len("symcell_"):]
+    return cache_dir() / ns.rsplit("_", 1)[1]
 
 
 def source_file(folder, name, source):

@@ -1,19 +1,19 @@
 """Saving a model with symcell cells so that it runs without Python symcell: in a C++ program linked against
 libtorch, or in a Python process that only has torch.
 
-    symcell.deploy.save(model, example_inputs, "out/")      # out/model.pt (TorchScript) and out/symcell_<key>.so
+    symcell.deploy.save(model, example_inputs, "out/")      # out/model.pt (TorchScript), out/symcell_<cell>_<key>.so
     symcell.deploy.package(model, example_inputs, "out/")   # out/model.pt2 (torch.export + AOTInductor), same libraries
     symcell.deploy.export(model, example_inputs, "out/")    # out/exported.pt2 (torch.export.save), same libraries
 
 Inside `save`, `package` and `export` each fused scan is recorded as a call of its cell's own C++ operator,
-`symcell_<key>::forward` (the operator the cpp backend builds for every cell, registered with TORCH_LIBRARY in
-its library), instead of `symcell::scan`, whose implementation is Python. The libraries are copied beside the
-program. To run it, load them, then the program:
+`symcell_<cell>_<key>::forward` (the operator the cpp backend builds for every cell, registered with
+TORCH_LIBRARY in its library), instead of `symcell::scan`, whose implementation is Python. The libraries are
+copied beside the program. To run it, load them, then the program:
 
     Python:  for lib in sorted(glob.glob("out/symcell_*.so")): torch.ops.load_library(lib)
              model = torch.jit.load("out/model.pt")    # or torch._inductor.aoti_load_package("out/model.pt2"),
                                                        # torch.export.load("out/exported.pt2").module()
-    C++:     dlopen("out/symcell_<key>.so", RTLD_NOW | RTLD_GLOBAL) for each, then torch::jit::load or
+    C++:     dlopen("out/symcell_<cell>_<key>.so", RTLD_NOW | RTLD_GLOBAL) for each, then torch::jit::load or
              torch::inductor::AOTIModelPackageLoader (examples/deploy/main.cpp)
 
 Every saved program runs at every sequence length and batch size (one operator per sequence, not an unrolled
