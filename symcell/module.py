@@ -306,6 +306,9 @@ class Cell(nn.Module):
             if t.shape[-1] != self.input_sizes[n]:
                 raise ShapeError(f"{name}: input {n!r} has {t.shape[-1]} features (shape {tuple(t.shape)}) but the "
                                  f"cell expects {self.input_sizes[n]}")
+        if any(t.dim() != xs[0].dim() for t in xs):
+            raise ShapeError(f"{name}: a step's inputs must all be batched (2-d) or all unbatched (1-d), got shapes "
+                             f"{[tuple(t.shape) for t in xs]}")
         unbatched = xs[0].dim() == 1
         if unbatched:   # one row, as nn's cells take it: the state is 1-d as well
             xs = tuple(t.unsqueeze(0) for t in xs)

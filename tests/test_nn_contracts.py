@@ -242,3 +242,21 @@ def test_profiler_rows_name_the_cell_its_sizes_and_backend():
         cell(x)[0].sum().backward()
     names = {e.key for e in prof.key_averages()}
     assert {"symcell.LSTM[H=5,I=4].cpp.forward", "symcell.LSTM[H=5,I=4].cpp.backward"} <= names, sorted(names)
+
+
+def test_a_user_cell_steps_as_nns_cells_with_several_inputs():
+    """any cell takes nn's one-step call: a tuple of (B, features) or (features,) inputs, batch_first aside"""
+    from zoo import CASES
+    cell = CASES["TwoInputs"][0](backend="reference", batch_first=True)
+    torch.manual_seed(4)
+    x, y = torch.randn(2, 3), torch.randn(2, 2)
+    state = (torch.randn(2, 4), torch.randn(2, 4))
+    _, want = cell((x.unsqueeze(1), y.unsqueeze(1)), state)   # a scan of one step, batch-first
+    got = cell((x, y), state)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w)
+    for g, w in zip(cell((x[1], y[1]), tuple(s[1] for s in state)), want):   # unbatched: row 1
+        torch.testing.assert_close(g, w[1])
+    with pytest.raises(symcell.ShapeError, match=r"all be batched \(2-d\) or all unbatched \(1-d\), got shapes "
+                                                 r"\[\(2, 3\), \(2,\)\]"):
+        cell((x, y[0]), state)
