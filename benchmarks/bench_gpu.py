@@ -34,6 +34,18 @@ def peak_mb(fn):
     return (torch.cuda.max_memory_allocated() - base) / 2 ** 20
 
 
+def one_program(fn):
+    """fn with the triton kernels launched at one program a batch tile (forward and backward)"""
+    def capped():
+        from symcell.backends import triton as triton_backend
+        triton_backend.PROGRAMS_AT_MOST = 1
+        try:
+            fn()
+        finally:
+            triton_backend.PROGRAMS_AT_MOST = None
+    return capped
+
+
 def contenders(kind, B, T, I, H, dtype, with_eager):
     torch.manual_seed(0)
     dev = torch.device("cuda")
@@ -65,7 +77,10 @@ def contenders(kind, B, T, I, H, dtype, with_eager):
         def fb():
             run().float().sum().backward()
         return f, fb
-    return {n: pair(r) for n, r in c.items()}
+    out = {n: pair(r) for n, r in c.items()}
+    if kind != "lltm":   # the same kernels at one program a batch tile: what the split (and its barriers) buys
+        out["symcell-triton, P=1"] = tuple(one_program(f) for f in out["symcell-triton"])
+    return out
 
 
 def race(c, rounds):

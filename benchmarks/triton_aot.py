@@ -23,7 +23,7 @@ from triton.compiler import ASTSource  # noqa: E402
 
 import symcell  # noqa: E402
 from symcell import pipeline  # noqa: E402
-from symcell.backends.triton.render import BB, BK, BN, NUM_WARPS, feature_tile  # noqa: E402
+from symcell.backends.triton.render import BB, BK, NUM_WARPS, TILE  # noqa: E402
 from symcell.cells import GRUCell, LSTMCell  # noqa: E402
 
 CELLS = {"lstm": LSTMCell.spec, "gru": GRUCell.spec}
@@ -47,17 +47,17 @@ def kernels(spec, dims, folder, second=True):
 
 
 def signature(fn, masked, wide=False):
-    """Argument types as the host code passes them: sizes and strides i32, lengths i64, buffers fp32 (`wide`: the
-    variant for buffers of 2^31 elements or more)."""
+    """Argument types as the host code passes them on a GPU: sizes, strides, steps, phase and programs i32,
+    lengths and barrier counters i64, buffers fp32 (`wide`: the variant for buffers of 2^31 elements or more)."""
     sig, constexprs = {}, {}
     for p in fn.arg_names:
-        if p in ("_BB", "_BN", "_BK", "_MASKED", "_WIDE"):
+        if p in ("_BB", "_BN", "_BK", "_MASKED", "_WIDE", "_PHASED"):
             sig[p] = "constexpr"
-            bn = feature_tile(fn.__name__[1:-len("_kernel")])   # _<scan>_kernel
-            constexprs[p] = {"_BB": BB, "_BN": bn, "_BK": BK, "_MASKED": masked, "_WIDE": wide}[p]
-        elif p in ("_T", "_B") or p.startswith("_ts_"):
+            constexprs[p] = {"_BB": BB, "_BN": TILE, "_BK": BK, "_MASKED": masked, "_WIDE": wide,
+                             "_PHASED": False}[p]
+        elif p in ("_T", "_B", "_I0", "_I1", "_PH", "_P") or p.startswith("_ts_"):
             sig[p] = "i32"
-        elif p == "_len_ptr":
+        elif p in ("_len_ptr", "_sync_ptr"):
             sig[p] = "*i64"
         else:
             sig[p] = "*fp32"
@@ -92,8 +92,8 @@ def main(argv=None):
     ap.add_argument("--sizes", nargs="+", type=int, default=[16, 256])
     ap.add_argument("--archs", nargs="+", type=int, default=[80, 90])
     args = ap.parse_args(argv)
-    print(f"triton {triton.__version__}; every kernel with _MASKED (lengths) on; BB={BB} BN={BN} (16 second order) "
-          f"BK={BK}, {NUM_WARPS} warps")
+    print(f"triton {triton.__version__}; every kernel with _MASKED (lengths) on; BB={BB} BN={TILE} BK={BK}, "
+          f"{NUM_WARPS} warps")
     print("| cell | H = I | kernel | target | registers | spill stores / loads (bytes) | shared memory (bytes) |")
     print("|---|---:|---|---|---:|---|---:|")
     with tempfile.TemporaryDirectory() as folder:

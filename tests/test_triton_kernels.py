@@ -1,14 +1,20 @@
-"""The Triton kernels' variants and launches: the 64-bit variant for buffers of 2^31 elements or more, one
-compile whatever T and B, a model on a device other than the current one. (The kernels' values and gradients on
-every cell: test_backends.py and the zoo, through the interpreter without a GPU; compiled for sm_80/sm_90
-without one: test_triton_aot.py.)"""
+"""The Triton kernels' variants and launches: features split over programs that meet at grid barriers, the
+64-bit variant for buffers of 2^31 elements or more, one compile whatever T and B, a model on a device other than
+the current one. (The kernels' values and gradients on every cell: test_backends.py and the zoo, through the
+interpreter without a GPU; compiled for sm_80/sm_90 without one: test_triton_aot.py.)"""
+import importlib
+
 import pytest
 import torch
 
+import symcell
 from symcell import registry
 from symcell.backends import triton as triton_backend
-from symcell.cells import LSTM
-from zoo import CASES
+from symcell.backends.triton import split
+from symcell.cells import LSTM, SLSTM, GRUCell, LayerNormLSTM, LSTMCell
+from zoo import CASES, random_inputs, rel_err
+
+RENDER = importlib.import_module("symcell.backends.triton.render")
 
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"   # (CPU tensors: Triton's interpreter)
@@ -73,3 +79,144 @@ def test_a_model_on_another_device_than_the_current_one():
     y, (h, c) = cell(x.to("cuda:1"))
     assert y.device == torch.device("cuda:1")
     torch.testing.assert_close(y.cpu(), ref(x)[0], rtol=1e-4, atol=1e-5)
+
+
+# --- the split: P programs a batch tile, each owning some hidden units of every buffer (split.py) ------------
+
+def plan_of(cell, scan, tile):
+    """the Split of a cell's scan at a feature tile, from its lowered program (nothing is built)"""
+    h, dims, _ = registry.parse(cell._kernel_key(torch.device("cpu")))
+    program = registry.lowered(h, dims).program
+    monkey = RENDER.TILE
+    try:
+        RENDER.TILE = tile
+        return RENDER.StepKernel(getattr(program, scan), None).split
+    finally:
+        RENDER.TILE = monkey
+
+
+def test_an_lstm_and_a_gru_step_wait_once_a_step_each_way():
+    """A program owns the same hidden units of every buffer, so the four gates of its units are its own: the
+    forward waits only for h_{t-1} (all units, for the matmul), the backward only for d_gates (all of them, for
+    d_h's matmul)"""
+    for cell in (LSTMCell(48, 48, backend="reference"), GRUCell(48, 48, backend="reference")):
+        for scan in ("forward", "backward"):
+            s = plan_of(cell, scan, 16)
+            assert (s.units, s.aligned, s.most_programs, s.barriers) == (48, True, 3, 1), (cell, scan, s)
+    s = plan_of(LSTMCell(48, 48, backend="reference"), "forward", 16)
+    assert [[type(st).__name__ for st in p] for p in s.phases] == [["MatMul", "Pointwise", "HoldEnded"]]
+    assert s.first_barrier   # before the matmul: h_{t-1}, written by every program at the step before
+
+
+def test_units_that_are_no_multiple_of_the_tile_are_dealt_round_robin():
+    """H = 40 with 16-feature tiles: no access is aligned, so a barrier wherever a value crosses statements"""
+    s = plan_of(LSTMCell(8, 40, backend="reference"), "forward", 16)
+    assert (s.units, s.aligned, s.most_programs) == (40, False, 3)
+    # h_{t-1} before the matmul, the gates before the pointwise region, h_t and c_t before HoldEnded rewrites them
+    assert s.barriers == 3
+
+
+def test_a_sum_over_features_runs_on_one_program():
+    """a layer norm's mean and variance: the region that sums runs whole on program 0 (its reference is None),
+    and whoever reads the sums waits"""
+    cell = LayerNormLSTM(8, 32, backend="reference")
+    s = plan_of(cell, "forward", 16)
+    sums = [st for p in s.phases for st in p if split.reference(st) is None]
+    assert sums and s.barriers >= 2, s
+
+
+@pytest.fixture
+def split_kernels(monkeypatch):
+    """use(tile): fresh triton kernels with `tile` features a tile; returns the list each launch appends its P to"""
+    def use(tile):
+        monkeypatch.setattr(RENDER, "TILE", tile)
+        monkeypatch.setattr(registry, "_KERNELS", {})
+        launches, real = [], triton_backend._launch
+
+        def spy(kernel, grid, *args, **meta):
+            launches.append(grid[0])
+            return real(kernel, grid, *args, **meta)
+        monkeypatch.setattr(triton_backend, "_launch", spy)
+        return launches
+    return use
+
+
+def check_against_reference(cell, ref, T, B, lengths=None, seed=0):
+    """values and first-order gradients of a scan (float32) against the reference backend's"""
+    xs, states = random_inputs(cell, T, B, dtype=torch.float32, seed=seed)
+    xs = [x.detach().to(DEVICE).requires_grad_() for x in xs]
+    states = [s.detach().to(DEVICE).requires_grad_() for s in states]
+    kw = {} if lengths is None else {"lengths": lengths}
+    got, want = symcell.scan(cell, xs, states, **kw), symcell.scan(ref, xs, states, **kw)
+    flat = [t for g in got for t in (g if isinstance(g, (tuple, list)) else (g,))]
+    flat_ref = [t for g in want for t in (g if isinstance(g, (tuple, list)) else (g,))]
+    for a, b in zip(flat, flat_ref):
+        assert rel_err(a, b) < 1e-4, (cell, rel_err(a, b))
+    grads = torch.autograd.grad(sum((y * y).sum() for y in flat), [*xs, *states, *cell.parameters()])
+    grads_ref = torch.autograd.grad(sum((y * y).sum() for y in flat_ref), [*xs, *states, *ref.parameters()])
+    for a, b in zip(grads, grads_ref):
+        assert rel_err(a, b) < 1e-4, (cell, rel_err(a, b))
+
+
+# cells whose units are one tile of 2 (Readout: h and its readout of 2 features) or whose states share no unit
+# (LSTM-proj: h of 2, c of 5): one program a batch tile
+NOT_SPLIT = {"Readout", "LSTM-proj"}
+# lengths add the same two statements to every cell (HoldEnded, PassEnded): tested on cells of each kind of plan
+# (aligned, round-robin, sums on one program, heads, two states of different sizes); the fuzzer draws lengths too
+WITH_LENGTHS = {"LSTM", "LLTM", "LayerNormLSTM", "SLSTM", "TwoScale"}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a tile of 2 features is the interpreter's (tl.dot on a GPU "
+                                                      "wants 16); test_the_split_at_16_features_... runs there")
+@pytest.mark.parametrize("backend", ["triton"])
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_every_zoo_cell_split_over_programs_is_exact(split_kernels, backend, name):
+    """Tiles of 2 features split the zoo's 3 to 5 hidden units over 2 or 3 programs: every statement kind, the
+    sums over features, heads, several states, lengths; exact against the reference backend"""
+    launches = split_kernels(2)
+    torch.manual_seed(0)
+    cell, ref = CASES[name][0](backend=backend), CASES[name][0](backend="reference")
+    ref.load_state_dict(cell.state_dict())
+    check_against_reference(cell, ref, T=4, B=3)
+    if name in WITH_LENGTHS:
+        check_against_reference(cell, ref, T=4, B=3, lengths=torch.tensor([4, 1, 3]), seed=1)
+    assert max(launches) == 1 if name in NOT_SPLIT else max(launches) > 1, launches
+
+
+@pytest.mark.parametrize("backend", ["triton"])
+def test_the_split_at_16_features_a_tile_is_exact(split_kernels, monkeypatch, backend):
+    """The GPU's tile: H = 48 is 3 programs a batch tile (the LSTM with B = 17: two batch tiles, 6 programs),
+    H = 40 the round-robin fallback; the layer-norm LSTM (sums over features) and the sLSTM (heads) at H = 32"""
+    launches = split_kernels(16)
+    torch.manual_seed(0)
+    for make, B in ((lambda b: LSTMCell(8, 48, backend=b), 17), (lambda b: GRUCell(8, 48, backend=b), 5),
+                    (lambda b: LSTMCell(8, 40, backend=b), 5), (lambda b: LayerNormLSTM(8, 32, backend=b), 5),
+                    (lambda b: SLSTM(8, 32, num_heads=2, backend=b), 5)):
+        cell, ref = make(backend).to(DEVICE), make("reference").to(DEVICE)
+        ref.load_state_dict(cell.state_dict())
+        check_against_reference(cell, ref, T=3, B=B, lengths=torch.tensor([3, 1, 2, 3, 2] * 3 + [3, 1])[:B])
+    assert set(launches) == {2, 3}, launches
+    # capped at one program a batch tile (benchmarks/bench_gpu.py times the kernels so): the same kernels, no split
+    monkeypatch.setattr(triton_backend, "PROGRAMS_AT_MOST", 1)
+    launches.clear()
+    check_against_reference(cell, ref, T=3, B=5)
+    assert set(launches) == {1}, launches
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU a missing barrier is a race, not a sure failure")
+@pytest.mark.parametrize("backend", ["triton"])
+def test_a_missing_barrier_is_caught_by_these_tests(split_kernels, monkeypatch, backend):
+    """The control: with every statement of a step in one phase (no barrier), the LSTM's backward reads d_gates
+    that programs after it have not written yet, and the comparison above fails"""
+    split_kernels(2)
+    real = RENDER.plan
+
+    def one_phase(scan, items, tile):
+        s = real(scan, items, tile)
+        return split.Split(s.units, s.tile, (tuple(st for p in s.phases for st in p),), False)
+    monkeypatch.setattr(RENDER, "plan", one_phase)
+    torch.manual_seed(0)
+    cell, ref = CASES["LSTM"][0](backend=backend), CASES["LSTM"][0](backend="reference")
+    ref.load_state_dict(cell.state_dict())
+    with pytest.raises(AssertionError):
+        check_against_reference(cell, ref, T=4, B=3)

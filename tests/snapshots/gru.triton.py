@@ -1,9 +1,12 @@
 # symcell triton backend: GRU
-@triton.jit(do_not_specialize=['_T', '_B', '_ts_weight_hh_h', '_ts_h_new'])
-def _forward_kernel(_T, _B, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_weight_ih_x, _ptr_weight_hh_h, _ts_weight_hh_h, _pp_h_new, _ptr_h_new, _ts_h_new, _len_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr):
-    _rows = tl.program_id(0) * _BB + tl.arange(0, _BB)   # this program's rows
+@triton.jit(do_not_specialize=['_T', '_B', '_I0', '_I1', '_PH', '_P', '_ts_weight_hh_h', '_ts_h_new'])
+def _forward_kernel(_T, _B, _I0, _I1, _PH, _P, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_weight_ih_x, _ptr_weight_hh_h, _ts_weight_hh_h, _pp_h_new, _ptr_h_new, _ts_h_new, _len_ptr, _sync_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr, _PHASED: tl.constexpr):
+    # steps _I0.._I1 (all, or one under the interpreter); 1 phase(s) a step, 1 grid barrier(s)
+    _pf = tl.program_id(0)   # this program's share of the features, of _P
+    _pb = tl.program_id(1)   # its batch tile
+    _rows = _pb * _BB + tl.arange(0, _BB)
     _rmask = _rows < _B
-    for _i in range(0, _T):
+    for _i in range(_I0, _I1):
         _t = _i
         if _WIDE:
             _tw, _iw = tl.cast(_t, tl.int64), tl.cast(_i, tl.int64)
@@ -14,55 +17,70 @@ def _forward_kernel(_T, _B, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_wei
         _r_h = _pp_h_new + (_iw % 2) * _B * 16 + _rows[:, None] * 16
         _r_h_new = _pp_h_new + ((_iw + 1) % 2) * _B * 16 + _rows[:, None] * 16
         _rk_h_new = _ptr_h_new + _tw * _ts_h_new + _rows[:, None] * 16
-        # weight_hh_h = h[0:16] @ weight_hh[:, 0:16].T
-        for _n0 in range(0, 48, _BN):
-            _cn = _n0 + tl.arange(0, _BN)
-            _acc = tl.zeros((_BB, _BN), dtype=tl.float32)
-            for _k0 in range(0, 16, _BK):
-                _ck = _k0 + tl.arange(0, _BK)
-                _a = tl.load(_r_h + (0 + _ck)[None, :], mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0)
-                _wt = tl.load(_ptr_weight_hh + _cn[None, :] * 16 + (0 + _ck)[:, None], mask=(_ck < 16)[:, None] & (_cn < 48)[None, :], other=0.0)
-                _acc += tl.dot(_a, _wt, input_precision='ieee')
-            tl.store(_r_weight_hh_h + (_cn)[None, :], _acc, mask=_rmask[:, None] & (_cn < 48)[None, :])
-        tl.debug_barrier()   # the next statement reads what other threads of this program wrote
-        # fused region: 1 output(s) of 16 features
-        for _j0 in range(0, 16, _BN):
-            _cj = _j0 + tl.arange(0, _BN)
-            _m2 = _rmask[:, None] & (_cj < 16)[None, :]
-            weight_ih_x_1 = tl.load(_r_weight_ih_x + (16 + _cj)[None, :], mask=_m2, other=0.0)
-            bias_ih_1 = tl.load(_ptr_bias_ih + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            weight_hh_h_1 = tl.load(_r_weight_hh_h + (16 + _cj)[None, :], mask=_m2, other=0.0)
-            bias_hh_1 = tl.load(_ptr_bias_hh + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            weight_ih_x_2 = tl.load(_r_weight_ih_x + (32 + _cj)[None, :], mask=_m2, other=0.0)
-            bias_ih_2 = tl.load(_ptr_bias_ih + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            weight_ih_x_0 = tl.load(_r_weight_ih_x + (0 + _cj)[None, :], mask=_m2, other=0.0)
-            bias_ih_0 = tl.load(_ptr_bias_ih + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            weight_hh_h_0 = tl.load(_r_weight_hh_h + (0 + _cj)[None, :], mask=_m2, other=0.0)
-            bias_hh_0 = tl.load(_ptr_bias_hh + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            weight_hh_h_2 = tl.load(_r_weight_hh_h + (32 + _cj)[None, :], mask=_m2, other=0.0)
-            bias_hh_2 = tl.load(_ptr_bias_hh + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            h = tl.load(_r_h + (0 + _cj)[None, :], mask=_m2, other=0.0)
-            _e0 = tl.sigmoid(bias_hh_1 + bias_ih_1 + weight_hh_h_1 + weight_ih_x_1)
-            _zero = tl.zeros((_BB, _BN), dtype=tl.float32)   # outputs of parameters alone still have rows
-            _o0 = _zero + (_e0*h + (1.0 - _e0)*(2.0 * tl.sigmoid(2.0 * (bias_ih_2 + weight_ih_x_2 + (bias_hh_2 + weight_hh_h_2)*tl.sigmoid(bias_hh_0 + bias_ih_0 + weight_hh_h_0 + weight_ih_x_0))) - 1.0))
-            tl.store(_r_h_new + (0 + _cj)[None, :], _o0, mask=_m2)
-            tl.store(_rk_h_new + (0 + _cj)[None, :], _o0, mask=_m2)
-        tl.debug_barrier()   # the next statement reads what other threads of this program wrote
-        if _MASKED:   # rows past their own length keep their state
-            _done = tl.load(_len_ptr + _rows, mask=_rmask, other=0) <= _t
+        if not _PHASED:
+            if _P > 1:
+                _goal = (tl.cast(_i, tl.int64) * 1 + 1) * _P
+                tl.atomic_add(_sync_ptr + _pb, 1, sem="release", scope="gpu")
+                _seen = tl.atomic_add(_sync_ptr + _pb, 0, sem="acquire", scope="gpu")
+                while _seen < _goal:
+                    _seen = tl.atomic_add(_sync_ptr + _pb, 0, sem="acquire", scope="gpu")
+                tl.debug_barrier()
+        if (_PH < 0) | (_PH == 0):   # phase 0
+            # weight_hh_h = h[0:16] @ weight_hh[:, 0:16].T
+            for _n0 in range(0, 48, _BN):
+                if ((0 + _n0) % 16) // _BN % _P == _pf:
+                    _cn = _n0 + tl.arange(0, _BN)
+                    _acc = tl.zeros((_BB, _BN), dtype=tl.float32)
+                    for _k0 in range(0, 16, _BK):
+                        _ck = _k0 + tl.arange(0, _BK)
+                        _a = tl.load(_r_h + (0 + _ck)[None, :], mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0)
+                        _wt = tl.load(_ptr_weight_hh + _cn[None, :] * 16 + (0 + _ck)[:, None], mask=(_ck < 16)[:, None] & (_cn < 48)[None, :], other=0.0)
+                        _acc += tl.dot(_a, _wt, input_precision='ieee')
+                    tl.store(_r_weight_hh_h + (_cn)[None, :], _acc, mask=_rmask[:, None] & (_cn < 48)[None, :])
+            tl.debug_barrier()   # the next statement reads what other threads of this program wrote
+            # fused region: 1 output(s) of 16 features
             for _j0 in range(0, 16, _BN):
-                _cj = _j0 + tl.arange(0, _BN)
-                _m2 = _rmask[:, None] & _done[:, None] & (_cj < 16)[None, :]
-                _old = tl.load(_r_h + (_cj)[None, :], mask=_m2, other=0.0)
-                tl.store(_r_h_new + (_cj)[None, :], _old, mask=_m2)
-                tl.store(_rk_h_new + (_cj)[None, :], _old, mask=_m2)
-        tl.debug_barrier()   # the next statement reads what other threads of this program wrote
+                if ((0 + _j0) % 16) // _BN % _P == _pf:
+                    _cj = _j0 + tl.arange(0, _BN)
+                    _m2 = _rmask[:, None] & (_cj < 16)[None, :]
+                    weight_ih_x_1 = tl.load(_r_weight_ih_x + (16 + _cj)[None, :], mask=_m2, other=0.0)
+                    bias_ih_1 = tl.load(_ptr_bias_ih + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    weight_hh_h_1 = tl.load(_r_weight_hh_h + (16 + _cj)[None, :], mask=_m2, other=0.0)
+                    bias_hh_1 = tl.load(_ptr_bias_hh + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    weight_ih_x_2 = tl.load(_r_weight_ih_x + (32 + _cj)[None, :], mask=_m2, other=0.0)
+                    bias_ih_2 = tl.load(_ptr_bias_ih + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    weight_ih_x_0 = tl.load(_r_weight_ih_x + (0 + _cj)[None, :], mask=_m2, other=0.0)
+                    bias_ih_0 = tl.load(_ptr_bias_ih + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    weight_hh_h_0 = tl.load(_r_weight_hh_h + (0 + _cj)[None, :], mask=_m2, other=0.0)
+                    bias_hh_0 = tl.load(_ptr_bias_hh + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    weight_hh_h_2 = tl.load(_r_weight_hh_h + (32 + _cj)[None, :], mask=_m2, other=0.0)
+                    bias_hh_2 = tl.load(_ptr_bias_hh + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    h = tl.load(_r_h + (0 + _cj)[None, :], mask=_m2, other=0.0)
+                    _e0 = tl.sigmoid(bias_hh_1 + bias_ih_1 + weight_hh_h_1 + weight_ih_x_1)
+                    _zero = tl.zeros((_BB, _BN), dtype=tl.float32)   # outputs of parameters alone still have rows
+                    _o0 = _zero + (_e0*h + (1.0 - _e0)*(2.0 * tl.sigmoid(2.0 * (bias_ih_2 + weight_ih_x_2 + (bias_hh_2 + weight_hh_h_2)*tl.sigmoid(bias_hh_0 + bias_ih_0 + weight_hh_h_0 + weight_ih_x_0))) - 1.0))
+                    tl.store(_r_h_new + (0 + _cj)[None, :], _o0, mask=_m2)
+                    tl.store(_rk_h_new + (0 + _cj)[None, :], _o0, mask=_m2)
+            tl.debug_barrier()   # the next statement reads what other threads of this program wrote
+            if _MASKED:   # rows past their own length keep their state
+                _done = tl.load(_len_ptr + _rows, mask=_rmask, other=0) <= _t
+                for _j0 in range(0, 16, _BN):
+                    if ((0 + _j0) % 16) // _BN % _P == _pf:
+                        _cj = _j0 + tl.arange(0, _BN)
+                        _m2 = _rmask[:, None] & _done[:, None] & (_cj < 16)[None, :]
+                        _old = tl.load(_r_h + (_cj)[None, :], mask=_m2, other=0.0)
+                        tl.store(_r_h_new + (_cj)[None, :], _old, mask=_m2)
+                        tl.store(_rk_h_new + (_cj)[None, :], _old, mask=_m2)
+            tl.debug_barrier()   # the next statement reads what other threads of this program wrote
 
-@triton.jit(do_not_specialize=['_T', '_B'])
-def _backward_kernel(_T, _B, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_h_new, _init_h, _ptr_weight_ih_x, _ptr_weight_hh_h, _ptr__dys_h, _ptr_d_weight_ih_x, _ptr_d_weight_hh_h, _part_d_bias_ih, _part_d_bias_hh, _pp_d_h, _len_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr):
-    _rows = tl.program_id(0) * _BB + tl.arange(0, _BB)   # this program's rows
+@triton.jit(do_not_specialize=['_T', '_B', '_I0', '_I1', '_PH', '_P'])
+def _backward_kernel(_T, _B, _I0, _I1, _PH, _P, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_h_new, _init_h, _ptr_weight_ih_x, _ptr_weight_hh_h, _ptr__dys_h, _ptr_d_weight_ih_x, _ptr_d_weight_hh_h, _part_d_bias_ih, _part_d_bias_hh, _pp_d_h, _len_ptr, _sync_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr, _PHASED: tl.constexpr):
+    # steps _I0.._I1 (all, or one under the interpreter); 2 phase(s) a step, 1 grid barrier(s)
+    _pf = tl.program_id(0)   # this program's share of the features, of _P
+    _pb = tl.program_id(1)   # its batch tile
+    _rows = _pb * _BB + tl.arange(0, _BB)
     _rmask = _rows < _B
-    for _i in range(0, _T):
+    for _i in range(_I0, _I1):
         _t = _T - 1 - _i
         if _WIDE:
             _tw, _iw = tl.cast(_t, tl.int64), tl.cast(_i, tl.int64)
@@ -77,99 +95,114 @@ def _backward_kernel(_T, _B, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_h_
         _r_d_weight_hh_h = _ptr_d_weight_hh_h + _tw * _B * 48 + _rows[:, None] * 48
         _r_d_h_new = _pp_d_h + (_iw % 2) * _B * 16 + _rows[:, None] * 16
         _r_d_h = _pp_d_h + ((_iw + 1) % 2) * _B * 16 + _rows[:, None] * 16
-        for _j0 in range(0, 16, _BN):
-            _cj = _j0 + tl.arange(0, _BN)
-            _m2 = _rmask[:, None] & (_cj < 16)[None, :]
-            tl.store(_r_d_h + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
-        tl.debug_barrier()
-        for _j0 in range(0, 16, _BN):
-            _cj = _j0 + tl.arange(0, _BN)
-            _m2 = _rmask[:, None] & (_cj < 16)[None, :]
-            _ga = _r_d_h_new + (_cj)[None, :]
-            tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (tl.load(_r__dys_h + (_cj)[None, :], mask=_m2, other=0.0)), mask=_m2)
-        tl.debug_barrier()   # the next statement reads what other threads of this program wrote
-        if _MASKED:   # ended rows: the carried cotangent passes to the previous state, the step sees none
-            _done = tl.load(_len_ptr + _rows, mask=_rmask, other=0) <= _t
+        if (_PH < 0) | (_PH == 0):   # phase 0
             for _j0 in range(0, 16, _BN):
-                _cj = _j0 + tl.arange(0, _BN)
-                _m2 = _rmask[:, None] & _done[:, None] & (_cj < 16)[None, :]
-                _dn = tl.load(_r_d_h_new + (_cj)[None, :], mask=_m2, other=0.0)
-                tl.store(_r_d_h + (_cj)[None, :], _dn, mask=_m2)
-                tl.store(_r_d_h_new + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
-        tl.debug_barrier()   # the next statement reads what other threads of this program wrote
-        # fused region: 13 output(s) of 16 features
-        for _j0 in range(0, 16, _BN):
-            _cj = _j0 + tl.arange(0, _BN)
-            _m2 = _rmask[:, None] & (_cj < 16)[None, :]
-            weight_ih_x_1 = tl.load(_r_weight_ih_x + (16 + _cj)[None, :], mask=_m2, other=0.0)
-            bias_ih_1 = tl.load(_ptr_bias_ih + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            weight_hh_h_1 = tl.load(_r_weight_hh_h + (16 + _cj)[None, :], mask=_m2, other=0.0)
-            bias_hh_1 = tl.load(_ptr_bias_hh + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            weight_ih_x_2 = tl.load(_r_weight_ih_x + (32 + _cj)[None, :], mask=_m2, other=0.0)
-            bias_ih_2 = tl.load(_ptr_bias_ih + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            weight_ih_x_0 = tl.load(_r_weight_ih_x + (0 + _cj)[None, :], mask=_m2, other=0.0)
-            bias_ih_0 = tl.load(_ptr_bias_ih + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            weight_hh_h_0 = tl.load(_r_weight_hh_h + (0 + _cj)[None, :], mask=_m2, other=0.0)
-            bias_hh_0 = tl.load(_ptr_bias_hh + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            weight_hh_h_2 = tl.load(_r_weight_hh_h + (32 + _cj)[None, :], mask=_m2, other=0.0)
-            bias_hh_2 = tl.load(_ptr_bias_hh + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            h = tl.load(_r_h + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) > 0)[None, :], other=0.0) + tl.load(_ri_h + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) == 0)[None, :], other=0.0)
-            d_h_new = tl.load(_r_d_h_new + (0 + _cj)[None, :], mask=_m2, other=0.0)
-            _c0 = tl.sigmoid(bias_hh_1 + bias_ih_1 + weight_hh_h_1 + weight_ih_x_1)
-            _c1 = _c0 - 1.0
-            _c2 = tl.sigmoid(bias_hh_0 + bias_ih_0 + weight_hh_h_0 + weight_ih_x_0)
-            _c3 = _c2*(bias_hh_2 + weight_hh_h_2)
-            _c4 = (2.0 * tl.sigmoid(2.0 * (_c3 + bias_ih_2 + weight_ih_x_2)) - 1.0)
-            _c5 = _c0*d_h_new
-            _c6 = -_c1*_c5*(-_c4 + h)
-            _c7 = _c1*d_h_new*((_c4*_c4) - 1.0)
-            _c8 = -_c3*_c7*(_c2 - 1.0)
-            _c9 = _c2*_c7
-            _ga = _r_d_weight_ih_x + (16 + _cj)[None, :]
-            tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c6), mask=_m2)
-            _g = tl.sum(tl.where(_m2, _c6, 0.0), axis=0)
-            _pg = _part_d_bias_ih + tl.program_id(0) * 48 + 16 + _cj
-            tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
-            _ga = _r_d_weight_hh_h + (16 + _cj)[None, :]
-            tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c6), mask=_m2)
-            _g = tl.sum(tl.where(_m2, _c6, 0.0), axis=0)
-            _pg = _part_d_bias_hh + tl.program_id(0) * 48 + 16 + _cj
-            tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
-            _ga = _r_d_weight_ih_x + (32 + _cj)[None, :]
-            tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c7), mask=_m2)
-            _g = tl.sum(tl.where(_m2, _c7, 0.0), axis=0)
-            _pg = _part_d_bias_ih + tl.program_id(0) * 48 + 32 + _cj
-            tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
-            _ga = _r_d_weight_ih_x + (0 + _cj)[None, :]
-            tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c8), mask=_m2)
-            _g = tl.sum(tl.where(_m2, _c8, 0.0), axis=0)
-            _pg = _part_d_bias_ih + tl.program_id(0) * 48 + 0 + _cj
-            tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
-            _ga = _r_d_weight_hh_h + (0 + _cj)[None, :]
-            tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c8), mask=_m2)
-            _g = tl.sum(tl.where(_m2, _c8, 0.0), axis=0)
-            _pg = _part_d_bias_hh + tl.program_id(0) * 48 + 0 + _cj
-            tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
-            _ga = _r_d_weight_hh_h + (32 + _cj)[None, :]
-            tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c9), mask=_m2)
-            _g = tl.sum(tl.where(_m2, _c9, 0.0), axis=0)
-            _pg = _part_d_bias_hh + tl.program_id(0) * 48 + 32 + _cj
-            tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
-            _ga = _r_d_h + (0 + _cj)[None, :]
-            tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c5), mask=_m2)
-        tl.debug_barrier()   # the next statement reads what other threads of this program wrote
-        # d_h[0:16] += d_weight_hh_h @ weight_hh[:, 0:16]
-        for _k0 in range(0, 16, _BN):
-            _ck = _k0 + tl.arange(0, _BN)
-            _acc = tl.zeros((_BB, _BN), dtype=tl.float32)
-            for _n0 in range(0, 48, _BK):
-                _cn = _n0 + tl.arange(0, _BK)
-                _dy = tl.load(_r_d_weight_hh_h + (_cn)[None, :], mask=_rmask[:, None] & (_cn < 48)[None, :], other=0.0)
-                _wt = tl.load(_ptr_weight_hh + _cn[:, None] * 16 + (0 + _ck)[None, :], mask=(_cn < 48)[:, None] & (_ck < 16)[None, :], other=0.0)
-                _acc += tl.dot(_dy, _wt, input_precision='ieee')
-            _ga = _r_d_h + (0 + _ck)[None, :]
-            tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ck < 16)[None, :])
-        tl.debug_barrier()   # the next statement reads what other threads of this program wrote
+                if ((0 + _j0) % 16) // _BN % _P == _pf:
+                    _cj = _j0 + tl.arange(0, _BN)
+                    _m2 = _rmask[:, None] & (_cj < 16)[None, :]
+                    tl.store(_r_d_h + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
+            tl.debug_barrier()   # the next statement reads what other threads of this program wrote
+            for _j0 in range(0, 16, _BN):
+                if ((0 + _j0) % 16) // _BN % _P == _pf:
+                    _cj = _j0 + tl.arange(0, _BN)
+                    _m2 = _rmask[:, None] & (_cj < 16)[None, :]
+                    _ga = _r_d_h_new + (_cj)[None, :]
+                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (tl.load(_r__dys_h + (_cj)[None, :], mask=_m2, other=0.0)), mask=_m2)
+            tl.debug_barrier()   # the next statement reads what other threads of this program wrote
+            if _MASKED:   # ended rows: the carried cotangent passes to the previous state, the step sees none
+                _done = tl.load(_len_ptr + _rows, mask=_rmask, other=0) <= _t
+                for _j0 in range(0, 16, _BN):
+                    if ((0 + _j0) % 16) // _BN % _P == _pf:
+                        _cj = _j0 + tl.arange(0, _BN)
+                        _m2 = _rmask[:, None] & _done[:, None] & (_cj < 16)[None, :]
+                        _dn = tl.load(_r_d_h_new + (_cj)[None, :], mask=_m2, other=0.0)
+                        tl.store(_r_d_h + (_cj)[None, :], _dn, mask=_m2)
+                        tl.store(_r_d_h_new + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
+            tl.debug_barrier()   # the next statement reads what other threads of this program wrote
+            # fused region: 13 output(s) of 16 features
+            for _j0 in range(0, 16, _BN):
+                if ((16 + _j0) % 16) // _BN % _P == _pf:
+                    _cj = _j0 + tl.arange(0, _BN)
+                    _m2 = _rmask[:, None] & (_cj < 16)[None, :]
+                    weight_ih_x_1 = tl.load(_r_weight_ih_x + (16 + _cj)[None, :], mask=_m2, other=0.0)
+                    bias_ih_1 = tl.load(_ptr_bias_ih + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    weight_hh_h_1 = tl.load(_r_weight_hh_h + (16 + _cj)[None, :], mask=_m2, other=0.0)
+                    bias_hh_1 = tl.load(_ptr_bias_hh + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    weight_ih_x_2 = tl.load(_r_weight_ih_x + (32 + _cj)[None, :], mask=_m2, other=0.0)
+                    bias_ih_2 = tl.load(_ptr_bias_ih + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    weight_ih_x_0 = tl.load(_r_weight_ih_x + (0 + _cj)[None, :], mask=_m2, other=0.0)
+                    bias_ih_0 = tl.load(_ptr_bias_ih + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    weight_hh_h_0 = tl.load(_r_weight_hh_h + (0 + _cj)[None, :], mask=_m2, other=0.0)
+                    bias_hh_0 = tl.load(_ptr_bias_hh + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    weight_hh_h_2 = tl.load(_r_weight_hh_h + (32 + _cj)[None, :], mask=_m2, other=0.0)
+                    bias_hh_2 = tl.load(_ptr_bias_hh + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    h = tl.load(_r_h + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) > 0)[None, :], other=0.0) + tl.load(_ri_h + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) == 0)[None, :], other=0.0)
+                    d_h_new = tl.load(_r_d_h_new + (0 + _cj)[None, :], mask=_m2, other=0.0)
+                    _c0 = tl.sigmoid(bias_hh_1 + bias_ih_1 + weight_hh_h_1 + weight_ih_x_1)
+                    _c1 = _c0 - 1.0
+                    _c2 = tl.sigmoid(bias_hh_0 + bias_ih_0 + weight_hh_h_0 + weight_ih_x_0)
+                    _c3 = _c2*(bias_hh_2 + weight_hh_h_2)
+                    _c4 = (2.0 * tl.sigmoid(2.0 * (_c3 + bias_ih_2 + weight_ih_x_2)) - 1.0)
+                    _c5 = _c0*d_h_new
+                    _c6 = -_c1*_c5*(-_c4 + h)
+                    _c7 = _c1*d_h_new*((_c4*_c4) - 1.0)
+                    _c8 = -_c3*_c7*(_c2 - 1.0)
+                    _c9 = _c2*_c7
+                    _ga = _r_d_weight_ih_x + (16 + _cj)[None, :]
+                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c6), mask=_m2)
+                    _g = tl.sum(tl.where(_m2, _c6, 0.0), axis=0)
+                    _pg = _part_d_bias_ih + _pb * 48 + 16 + _cj
+                    tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
+                    _ga = _r_d_weight_hh_h + (16 + _cj)[None, :]
+                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c6), mask=_m2)
+                    _g = tl.sum(tl.where(_m2, _c6, 0.0), axis=0)
+                    _pg = _part_d_bias_hh + _pb * 48 + 16 + _cj
+                    tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
+                    _ga = _r_d_weight_ih_x + (32 + _cj)[None, :]
+                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c7), mask=_m2)
+                    _g = tl.sum(tl.where(_m2, _c7, 0.0), axis=0)
+                    _pg = _part_d_bias_ih + _pb * 48 + 32 + _cj
+                    tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
+                    _ga = _r_d_weight_ih_x + (0 + _cj)[None, :]
+                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c8), mask=_m2)
+                    _g = tl.sum(tl.where(_m2, _c8, 0.0), axis=0)
+                    _pg = _part_d_bias_ih + _pb * 48 + 0 + _cj
+                    tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
+                    _ga = _r_d_weight_hh_h + (0 + _cj)[None, :]
+                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c8), mask=_m2)
+                    _g = tl.sum(tl.where(_m2, _c8, 0.0), axis=0)
+                    _pg = _part_d_bias_hh + _pb * 48 + 0 + _cj
+                    tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
+                    _ga = _r_d_weight_hh_h + (32 + _cj)[None, :]
+                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c9), mask=_m2)
+                    _g = tl.sum(tl.where(_m2, _c9, 0.0), axis=0)
+                    _pg = _part_d_bias_hh + _pb * 48 + 32 + _cj
+                    tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
+                    _ga = _r_d_h + (0 + _cj)[None, :]
+                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c5), mask=_m2)
+            tl.debug_barrier()   # the next statement reads what other threads of this program wrote
+        if not _PHASED:
+            if _P > 1:
+                _goal = (tl.cast(_i, tl.int64) * 1 + 1) * _P
+                tl.atomic_add(_sync_ptr + _pb, 1, sem="release", scope="gpu")
+                _seen = tl.atomic_add(_sync_ptr + _pb, 0, sem="acquire", scope="gpu")
+                while _seen < _goal:
+                    _seen = tl.atomic_add(_sync_ptr + _pb, 0, sem="acquire", scope="gpu")
+                tl.debug_barrier()
+        if (_PH < 0) | (_PH == 1):   # phase 1
+            # d_h[0:16] += d_weight_hh_h @ weight_hh[:, 0:16]
+            for _k0 in range(0, 16, _BN):
+                if ((0 + _k0) % 16) // _BN % _P == _pf:
+                    _ck = _k0 + tl.arange(0, _BN)
+                    _acc = tl.zeros((_BB, _BN), dtype=tl.float32)
+                    for _n0 in range(0, 48, _BK):
+                        _cn = _n0 + tl.arange(0, _BK)
+                        _dy = tl.load(_r_d_weight_hh_h + (_cn)[None, :], mask=_rmask[:, None] & (_cn < 48)[None, :], other=0.0)
+                        _wt = tl.load(_ptr_weight_hh + _cn[:, None] * 16 + (0 + _ck)[None, :], mask=(_cn < 48)[:, None] & (_ck < 16)[None, :], other=0.0)
+                        _acc += tl.dot(_dy, _wt, input_precision='ieee')
+                    _ga = _r_d_h + (0 + _ck)[None, :]
+                    tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ck < 16)[None, :])
+            tl.debug_barrier()   # the next statement reads what other threads of this program wrote
 
 def forward(_xs, _inits, _params, _save, _lengths=None):
     _x_seq, = _xs
@@ -180,14 +213,15 @@ def forward(_xs, _inits, _params, _save, _lengths=None):
     x = _x_seq.reshape(_T * _B, 8)
     weight_ih_x = torch.mm(x, weight_ih.t())
     _weight_ih_x_seq = weight_ih_x.view(_T, _B, 48)
-    _grid = triton.cdiv(_B, 16)
+    _grid = triton.cdiv(_B, 16)   # batch tiles
     _weight_hh_h_seq = _x_seq.new_empty(((_T if _save else 1), _B, 48)); _weight_hh_h_ts = (_B * 48 if _save else 0)
     _h_new_pp = _x_seq.new_empty((2, _B, 16)); _h_new_pp[0] = _h_init   # the carry's two slots
     _h_new_seq = _x_seq.new_empty((_T, _B, 16)); _h_new_ts = _B * 16
     if _T > 0:
         _len = _lengths if _lengths is not None else _x_seq.new_zeros((1,), dtype=torch.int64)
-        with _device_of(_x_seq):   # Triton launches on the current device
-            _forward_kernel[(_grid,)](_T, _B, weight_hh, bias_ih, bias_hh, _weight_ih_x_seq, _weight_hh_h_seq, _weight_hh_h_ts, _h_new_pp, _h_new_seq, _h_new_ts, _len, _BB=16, _BN=32, _BK=16, _MASKED=_lengths is not None, _WIDE=_wide(weight_hh, bias_ih, bias_hh, _weight_ih_x_seq, _weight_hh_h_seq, _weight_hh_h_ts, _h_new_pp, _h_new_seq, _h_new_ts), num_warps=8)
+        _P = _programs(_x_seq, 1, _grid)   # programs splitting a batch tile's features
+        _sync = _x_seq.new_zeros((_grid,), dtype=torch.int64)   # a barrier counter a batch tile
+        _launch(_forward_kernel, (_P, _grid), _T, _B, 1, _x_seq, weight_hh, bias_ih, bias_hh, _weight_ih_x_seq, _weight_hh_h_seq, _weight_hh_h_ts, _h_new_pp, _h_new_seq, _h_new_ts, _len, _sync, _BB=16, _BN=16, _BK=16, _MASKED=_lengths is not None, _WIDE=_wide(weight_hh, bias_ih, bias_hh, _weight_ih_x_seq, _weight_hh_h_seq, _weight_hh_h_ts, _h_new_pp, _h_new_seq, _h_new_ts), num_warps=8)
     h = _h_new_pp[_T % 2].clone()   # the carry after the last step
     return [_h_new_seq, h] + ([_weight_ih_x_seq, _weight_hh_h_seq] if _save else [])
 
@@ -207,14 +241,15 @@ def backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _lengths=None):
     d_weight_hh = _x_seq.new_zeros((48, 16,))
     d_bias_ih = _x_seq.new_zeros((48,))
     d_bias_hh = _x_seq.new_zeros((48,))
-    _grid = triton.cdiv(_B, 16)
+    _grid = triton.cdiv(_B, 16)   # batch tiles
     _d_bias_ih_part = _x_seq.new_zeros((_grid, 48))
     _d_bias_hh_part = _x_seq.new_zeros((_grid, 48))
     _d_h_pp = _x_seq.new_empty((2, _B, 16)); _d_h_pp[0] = _d_h_new_init   # the carry's two slots
     if _T > 0:
         _len = _lengths if _lengths is not None else _x_seq.new_zeros((1,), dtype=torch.int64)
-        with _device_of(_x_seq):   # Triton launches on the current device
-            _backward_kernel[(_grid,)](_T, _B, weight_hh, bias_ih, bias_hh, _h_new_seq, _h_init, _weight_ih_x_seq, _weight_hh_h_seq, __dys_h_seq, _d_weight_ih_x_seq, _d_weight_hh_h_seq, _d_bias_ih_part, _d_bias_hh_part, _d_h_pp, _len, _BB=16, _BN=32, _BK=16, _MASKED=_lengths is not None, _WIDE=_wide(weight_hh, bias_ih, bias_hh, _h_new_seq, _h_init, _weight_ih_x_seq, _weight_hh_h_seq, __dys_h_seq, _d_weight_ih_x_seq, _d_weight_hh_h_seq, _d_bias_ih_part, _d_bias_hh_part, _d_h_pp), num_warps=8)
+        _P = _programs(_x_seq, 1, _grid)   # programs splitting a batch tile's features
+        _sync = _x_seq.new_zeros((_grid,), dtype=torch.int64)   # a barrier counter a batch tile
+        _launch(_backward_kernel, (_P, _grid), _T, _B, 2, _x_seq, weight_hh, bias_ih, bias_hh, _h_new_seq, _h_init, _weight_ih_x_seq, _weight_hh_h_seq, __dys_h_seq, _d_weight_ih_x_seq, _d_weight_hh_h_seq, _d_bias_ih_part, _d_bias_hh_part, _d_h_pp, _len, _sync, _BB=16, _BN=16, _BK=16, _MASKED=_lengths is not None, _WIDE=_wide(weight_hh, bias_ih, bias_hh, _h_new_seq, _h_init, _weight_ih_x_seq, _weight_hh_h_seq, __dys_h_seq, _d_weight_ih_x_seq, _d_weight_hh_h_seq, _d_bias_ih_part, _d_bias_hh_part, _d_h_pp), num_warps=8)
     d_bias_ih += _d_bias_ih_part.sum(0)
     d_bias_hh += _d_bias_hh_part.sum(0)
     d_h_new = _d_h_pp[_T % 2].clone()   # the carry after the last step

@@ -1,9 +1,12 @@
 # symcell triton backend: LSTM
-@triton.jit(do_not_specialize=['_T', '_B', '_ts__v_h_new', '_ts__v_c_new'])
-def _tangent_forward_kernel(_T, _B, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_h_new, _init_h, _ptr_c_new, _init_c, _ptr_gates, _ptr__v_weight_hh, _ptr__v_bias_ih, _ptr__v_bias_hh, _ptr__v_gates, _pp__v_h_new, _ptr__v_h_new, _ts__v_h_new, _pp__v_c_new, _ptr__v_c_new, _ts__v_c_new, _len_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr):
-    _rows = tl.program_id(0) * _BB + tl.arange(0, _BB)   # this program's rows
+@triton.jit(do_not_specialize=['_T', '_B', '_I0', '_I1', '_PH', '_P', '_ts__v_h_new', '_ts__v_c_new'])
+def _tangent_forward_kernel(_T, _B, _I0, _I1, _PH, _P, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_h_new, _init_h, _ptr_c_new, _init_c, _ptr_gates, _ptr__v_weight_hh, _ptr__v_bias_ih, _ptr__v_bias_hh, _ptr__v_gates, _pp__v_h_new, _ptr__v_h_new, _ts__v_h_new, _pp__v_c_new, _ptr__v_c_new, _ts__v_c_new, _len_ptr, _sync_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr, _PHASED: tl.constexpr):
+    # steps _I0.._I1 (all, or one under the interpreter); 1 phase(s) a step, 1 grid barrier(s)
+    _pf = tl.program_id(0)   # this program's share of the features, of _P
+    _pb = tl.program_id(1)   # its batch tile
+    _rows = _pb * _BB + tl.arange(0, _BB)
     _rmask = _rows < _B
-    for _i in range(0, _T):
+    for _i in range(_I0, _I1):
         _t = _i
         if _WIDE:
             _tw, _iw = tl.cast(_t, tl.int64), tl.cast(_i, tl.int64)
@@ -21,90 +24,106 @@ def _tangent_forward_kernel(_T, _B, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, 
         _r__v_c = _pp__v_c_new + (_iw % 2) * _B * 16 + _rows[:, None] * 16
         _r__v_c_new = _pp__v_c_new + ((_iw + 1) % 2) * _B * 16 + _rows[:, None] * 16
         _rk__v_c_new = _ptr__v_c_new + _tw * _ts__v_c_new + _rows[:, None] * 16
-        # _v_gates += _v_h[0:16] @ weight_hh[:, 0:16].T + h[0:16] @ _v_weight_hh[:, 0:16].T
-        for _n0 in range(0, 64, _BN):
-            _cn = _n0 + tl.arange(0, _BN)
-            _acc = tl.zeros((_BB, _BN), dtype=tl.float32)
-            for _k0 in range(0, 16, _BK):
-                _ck = _k0 + tl.arange(0, _BK)
-                _a = tl.load(_r__v_h + (0 + _ck)[None, :], mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0)
-                _wt = tl.load(_ptr_weight_hh + _cn[None, :] * 16 + (0 + _ck)[:, None], mask=(_ck < 16)[:, None] & (_cn < 64)[None, :], other=0.0)
-                _acc += tl.dot(_a, _wt, input_precision='ieee')
-            for _k0 in range(0, 16, _BK):
-                _ck = _k0 + tl.arange(0, _BK)
-                _a = tl.load(_r_h + (0 + _ck)[None, :], mask=_rmask[:, None] & (_ck < 16)[None, :] & ((_ck * 0 + _t) > 0)[None, :], other=0.0) + tl.load(_ri_h + (0 + _ck)[None, :], mask=_rmask[:, None] & (_ck < 16)[None, :] & ((_ck * 0 + _t) == 0)[None, :], other=0.0)
-                _wt = tl.load(_ptr__v_weight_hh + _cn[None, :] * 16 + (0 + _ck)[:, None], mask=(_ck < 16)[:, None] & (_cn < 64)[None, :], other=0.0)
-                _acc += tl.dot(_a, _wt, input_precision='ieee')
-            _ga = _r__v_gates + (_cn)[None, :]
-            tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_cn < 64)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_cn < 64)[None, :])
-        tl.debug_barrier()   # the next statement reads what other threads of this program wrote
-        # fused region: 2 output(s) of 16 features
-        for _j0 in range(0, 16, _BN):
-            _cj = _j0 + tl.arange(0, _BN)
-            _m2 = _rmask[:, None] & (_cj < 16)[None, :]
-            gates_3 = tl.load(_r_gates + (48 + _cj)[None, :], mask=_m2, other=0.0)
-            bias_ih_3 = tl.load(_ptr_bias_ih + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            bias_hh_3 = tl.load(_ptr_bias_hh + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            gates_1 = tl.load(_r_gates + (16 + _cj)[None, :], mask=_m2, other=0.0)
-            bias_ih_1 = tl.load(_ptr_bias_ih + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            bias_hh_1 = tl.load(_ptr_bias_hh + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            c = tl.load(_r_c + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) > 0)[None, :], other=0.0) + tl.load(_ri_c + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) == 0)[None, :], other=0.0)
-            gates_0 = tl.load(_r_gates + (0 + _cj)[None, :], mask=_m2, other=0.0)
-            bias_ih_0 = tl.load(_ptr_bias_ih + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            bias_hh_0 = tl.load(_ptr_bias_hh + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            gates_2 = tl.load(_r_gates + (32 + _cj)[None, :], mask=_m2, other=0.0)
-            bias_ih_2 = tl.load(_ptr_bias_ih + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            bias_hh_2 = tl.load(_ptr_bias_hh + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            _v_gates_3 = tl.load(_r__v_gates + (48 + _cj)[None, :], mask=_m2, other=0.0)
-            _v_bias_ih_3 = tl.load(_ptr__v_bias_ih + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            _v_bias_hh_3 = tl.load(_ptr__v_bias_hh + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            _v_gates_1 = tl.load(_r__v_gates + (16 + _cj)[None, :], mask=_m2, other=0.0)
-            _v_bias_ih_1 = tl.load(_ptr__v_bias_ih + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            _v_bias_hh_1 = tl.load(_ptr__v_bias_hh + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            _v_c = tl.load(_r__v_c + (0 + _cj)[None, :], mask=_m2, other=0.0)
-            _v_gates_0 = tl.load(_r__v_gates + (0 + _cj)[None, :], mask=_m2, other=0.0)
-            _v_bias_ih_0 = tl.load(_ptr__v_bias_ih + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            _v_bias_hh_0 = tl.load(_ptr__v_bias_hh + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            _v_gates_2 = tl.load(_r__v_gates + (32 + _cj)[None, :], mask=_m2, other=0.0)
-            _v_bias_ih_2 = tl.load(_ptr__v_bias_ih + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            _v_bias_hh_2 = tl.load(_ptr__v_bias_hh + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            _u0 = tl.sigmoid(bias_hh_3 + bias_ih_3 + gates_3)
-            _u1 = tl.sigmoid(bias_hh_1 + bias_ih_1 + gates_1)
-            _u2 = _u1*c
-            _u3 = tl.sigmoid(bias_hh_0 + bias_ih_0 + gates_0)
-            _u4 = (2.0 * tl.sigmoid(2.0 * (bias_hh_2 + bias_ih_2 + gates_2)) - 1.0)
-            _u5 = _u3*_u4
-            _u6 = (2.0 * tl.sigmoid(2.0 * (_u2 + _u5)) - 1.0)
-            _u7 = _u1*_v_c + _u2*(1.0 - _u1)*(_v_bias_hh_1 + _v_bias_ih_1 + _v_gates_1) + _u3*(1.0 - (_u4*_u4))*(_v_bias_hh_2 + _v_bias_ih_2 + _v_gates_2) + _u5*(1.0 - _u3)*(_v_bias_hh_0 + _v_bias_ih_0 + _v_gates_0)
-            _zero = tl.zeros((_BB, _BN), dtype=tl.float32)   # outputs of parameters alone still have rows
-            _o0 = _zero + (_u0*_u6*(1.0 - _u0)*(_v_bias_hh_3 + _v_bias_ih_3 + _v_gates_3) + _u0*_u7*(1.0 - (_u6*_u6)))
-            tl.store(_r__v_h_new + (0 + _cj)[None, :], _o0, mask=_m2)
-            tl.store(_rk__v_h_new + (0 + _cj)[None, :], _o0, mask=_m2)
-            _o1 = _zero + (_u7)
-            tl.store(_r__v_c_new + (0 + _cj)[None, :], _o1, mask=_m2)
-            tl.store(_rk__v_c_new + (0 + _cj)[None, :], _o1, mask=_m2)
-        tl.debug_barrier()   # the next statement reads what other threads of this program wrote
-        if _MASKED:   # rows past their own length keep their state
-            _done = tl.load(_len_ptr + _rows, mask=_rmask, other=0) <= _t
+        if not _PHASED:
+            if _P > 1:
+                _goal = (tl.cast(_i, tl.int64) * 1 + 1) * _P
+                tl.atomic_add(_sync_ptr + _pb, 1, sem="release", scope="gpu")
+                _seen = tl.atomic_add(_sync_ptr + _pb, 0, sem="acquire", scope="gpu")
+                while _seen < _goal:
+                    _seen = tl.atomic_add(_sync_ptr + _pb, 0, sem="acquire", scope="gpu")
+                tl.debug_barrier()
+        if (_PH < 0) | (_PH == 0):   # phase 0
+            # _v_gates += _v_h[0:16] @ weight_hh[:, 0:16].T + h[0:16] @ _v_weight_hh[:, 0:16].T
+            for _n0 in range(0, 64, _BN):
+                if ((0 + _n0) % 16) // _BN % _P == _pf:
+                    _cn = _n0 + tl.arange(0, _BN)
+                    _acc = tl.zeros((_BB, _BN), dtype=tl.float32)
+                    for _k0 in range(0, 16, _BK):
+                        _ck = _k0 + tl.arange(0, _BK)
+                        _a = tl.load(_r__v_h + (0 + _ck)[None, :], mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0)
+                        _wt = tl.load(_ptr_weight_hh + _cn[None, :] * 16 + (0 + _ck)[:, None], mask=(_ck < 16)[:, None] & (_cn < 64)[None, :], other=0.0)
+                        _acc += tl.dot(_a, _wt, input_precision='ieee')
+                    for _k0 in range(0, 16, _BK):
+                        _ck = _k0 + tl.arange(0, _BK)
+                        _a = tl.load(_r_h + (0 + _ck)[None, :], mask=_rmask[:, None] & (_ck < 16)[None, :] & ((_ck * 0 + _t) > 0)[None, :], other=0.0) + tl.load(_ri_h + (0 + _ck)[None, :], mask=_rmask[:, None] & (_ck < 16)[None, :] & ((_ck * 0 + _t) == 0)[None, :], other=0.0)
+                        _wt = tl.load(_ptr__v_weight_hh + _cn[None, :] * 16 + (0 + _ck)[:, None], mask=(_ck < 16)[:, None] & (_cn < 64)[None, :], other=0.0)
+                        _acc += tl.dot(_a, _wt, input_precision='ieee')
+                    _ga = _r__v_gates + (_cn)[None, :]
+                    tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_cn < 64)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_cn < 64)[None, :])
+            tl.debug_barrier()   # the next statement reads what other threads of this program wrote
+            # fused region: 2 output(s) of 16 features
             for _j0 in range(0, 16, _BN):
-                _cj = _j0 + tl.arange(0, _BN)
-                _m2 = _rmask[:, None] & _done[:, None] & (_cj < 16)[None, :]
-                _old = tl.load(_r__v_h + (_cj)[None, :], mask=_m2, other=0.0)
-                tl.store(_r__v_h_new + (_cj)[None, :], _old, mask=_m2)
-                tl.store(_rk__v_h_new + (_cj)[None, :], _old, mask=_m2)
-            for _j0 in range(0, 16, _BN):
-                _cj = _j0 + tl.arange(0, _BN)
-                _m2 = _rmask[:, None] & _done[:, None] & (_cj < 16)[None, :]
-                _old = tl.load(_r__v_c + (_cj)[None, :], mask=_m2, other=0.0)
-                tl.store(_r__v_c_new + (_cj)[None, :], _old, mask=_m2)
-                tl.store(_rk__v_c_new + (_cj)[None, :], _old, mask=_m2)
-        tl.debug_barrier()   # the next statement reads what other threads of this program wrote
+                if ((0 + _j0) % 16) // _BN % _P == _pf:
+                    _cj = _j0 + tl.arange(0, _BN)
+                    _m2 = _rmask[:, None] & (_cj < 16)[None, :]
+                    gates_3 = tl.load(_r_gates + (48 + _cj)[None, :], mask=_m2, other=0.0)
+                    bias_ih_3 = tl.load(_ptr_bias_ih + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    bias_hh_3 = tl.load(_ptr_bias_hh + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    gates_1 = tl.load(_r_gates + (16 + _cj)[None, :], mask=_m2, other=0.0)
+                    bias_ih_1 = tl.load(_ptr_bias_ih + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    bias_hh_1 = tl.load(_ptr_bias_hh + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    c = tl.load(_r_c + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) > 0)[None, :], other=0.0) + tl.load(_ri_c + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) == 0)[None, :], other=0.0)
+                    gates_0 = tl.load(_r_gates + (0 + _cj)[None, :], mask=_m2, other=0.0)
+                    bias_ih_0 = tl.load(_ptr_bias_ih + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    bias_hh_0 = tl.load(_ptr_bias_hh + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    gates_2 = tl.load(_r_gates + (32 + _cj)[None, :], mask=_m2, other=0.0)
+                    bias_ih_2 = tl.load(_ptr_bias_ih + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    bias_hh_2 = tl.load(_ptr_bias_hh + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    _v_gates_3 = tl.load(_r__v_gates + (48 + _cj)[None, :], mask=_m2, other=0.0)
+                    _v_bias_ih_3 = tl.load(_ptr__v_bias_ih + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    _v_bias_hh_3 = tl.load(_ptr__v_bias_hh + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    _v_gates_1 = tl.load(_r__v_gates + (16 + _cj)[None, :], mask=_m2, other=0.0)
+                    _v_bias_ih_1 = tl.load(_ptr__v_bias_ih + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    _v_bias_hh_1 = tl.load(_ptr__v_bias_hh + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    _v_c = tl.load(_r__v_c + (0 + _cj)[None, :], mask=_m2, other=0.0)
+                    _v_gates_0 = tl.load(_r__v_gates + (0 + _cj)[None, :], mask=_m2, other=0.0)
+                    _v_bias_ih_0 = tl.load(_ptr__v_bias_ih + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    _v_bias_hh_0 = tl.load(_ptr__v_bias_hh + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    _v_gates_2 = tl.load(_r__v_gates + (32 + _cj)[None, :], mask=_m2, other=0.0)
+                    _v_bias_ih_2 = tl.load(_ptr__v_bias_ih + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    _v_bias_hh_2 = tl.load(_ptr__v_bias_hh + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    _u0 = tl.sigmoid(bias_hh_3 + bias_ih_3 + gates_3)
+                    _u1 = tl.sigmoid(bias_hh_1 + bias_ih_1 + gates_1)
+                    _u2 = _u1*c
+                    _u3 = tl.sigmoid(bias_hh_0 + bias_ih_0 + gates_0)
+                    _u4 = (2.0 * tl.sigmoid(2.0 * (bias_hh_2 + bias_ih_2 + gates_2)) - 1.0)
+                    _u5 = _u3*_u4
+                    _u6 = (2.0 * tl.sigmoid(2.0 * (_u2 + _u5)) - 1.0)
+                    _u7 = _u1*_v_c + _u2*(1.0 - _u1)*(_v_bias_hh_1 + _v_bias_ih_1 + _v_gates_1) + _u3*(1.0 - (_u4*_u4))*(_v_bias_hh_2 + _v_bias_ih_2 + _v_gates_2) + _u5*(1.0 - _u3)*(_v_bias_hh_0 + _v_bias_ih_0 + _v_gates_0)
+                    _zero = tl.zeros((_BB, _BN), dtype=tl.float32)   # outputs of parameters alone still have rows
+                    _o0 = _zero + (_u0*_u6*(1.0 - _u0)*(_v_bias_hh_3 + _v_bias_ih_3 + _v_gates_3) + _u0*_u7*(1.0 - (_u6*_u6)))
+                    tl.store(_r__v_h_new + (0 + _cj)[None, :], _o0, mask=_m2)
+                    tl.store(_rk__v_h_new + (0 + _cj)[None, :], _o0, mask=_m2)
+                    _o1 = _zero + (_u7)
+                    tl.store(_r__v_c_new + (0 + _cj)[None, :], _o1, mask=_m2)
+                    tl.store(_rk__v_c_new + (0 + _cj)[None, :], _o1, mask=_m2)
+            tl.debug_barrier()   # the next statement reads what other threads of this program wrote
+            if _MASKED:   # rows past their own length keep their state
+                _done = tl.load(_len_ptr + _rows, mask=_rmask, other=0) <= _t
+                for _j0 in range(0, 16, _BN):
+                    if ((0 + _j0) % 16) // _BN % _P == _pf:
+                        _cj = _j0 + tl.arange(0, _BN)
+                        _m2 = _rmask[:, None] & _done[:, None] & (_cj < 16)[None, :]
+                        _old = tl.load(_r__v_h + (_cj)[None, :], mask=_m2, other=0.0)
+                        tl.store(_r__v_h_new + (_cj)[None, :], _old, mask=_m2)
+                        tl.store(_rk__v_h_new + (_cj)[None, :], _old, mask=_m2)
+                for _j0 in range(0, 16, _BN):
+                    if ((0 + _j0) % 16) // _BN % _P == _pf:
+                        _cj = _j0 + tl.arange(0, _BN)
+                        _m2 = _rmask[:, None] & _done[:, None] & (_cj < 16)[None, :]
+                        _old = tl.load(_r__v_c + (_cj)[None, :], mask=_m2, other=0.0)
+                        tl.store(_r__v_c_new + (_cj)[None, :], _old, mask=_m2)
+                        tl.store(_rk__v_c_new + (_cj)[None, :], _old, mask=_m2)
+            tl.debug_barrier()   # the next statement reads what other threads of this program wrote
 
-@triton.jit(do_not_specialize=['_T', '_B'])
-def _tangent_backward_kernel(_T, _B, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_c_new, _init_c, _ptr_gates, _ptr__dys_h, _ptr_d_gates, _ptr__v_weight_hh, _ptr__v_bias_ih, _ptr__v_bias_hh, _ptr__v_c_new, _init__v_c, _ptr__v_gates, _ptr__v__dys_h, _ptr__v_d_gates, _part__v_d_bias_ih, _part__v_d_bias_hh, _pp_d_h, _pp_d_c, _pp__v_d_h, _pp__v_d_c, _len_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr):
-    _rows = tl.program_id(0) * _BB + tl.arange(0, _BB)   # this program's rows
+@triton.jit(do_not_specialize=['_T', '_B', '_I0', '_I1', '_PH', '_P'])
+def _tangent_backward_kernel(_T, _B, _I0, _I1, _PH, _P, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_c_new, _init_c, _ptr_gates, _ptr__dys_h, _ptr_d_gates, _ptr__v_weight_hh, _ptr__v_bias_ih, _ptr__v_bias_hh, _ptr__v_c_new, _init__v_c, _ptr__v_gates, _ptr__v__dys_h, _ptr__v_d_gates, _part__v_d_bias_ih, _part__v_d_bias_hh, _pp_d_h, _pp_d_c, _pp__v_d_h, _pp__v_d_c, _len_ptr, _sync_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr, _PHASED: tl.constexpr):
+    # steps _I0.._I1 (all, or one under the interpreter); 2 phase(s) a step, 1 grid barrier(s)
+    _pf = tl.program_id(0)   # this program's share of the features, of _P
+    _pb = tl.program_id(1)   # its batch tile
+    _rows = _pb * _BB + tl.arange(0, _BB)
     _rmask = _rows < _B
-    for _i in range(0, _T):
+    for _i in range(_I0, _I1):
         _t = _T - 1 - _i
         if _WIDE:
             _tw, _iw = tl.cast(_t, tl.int64), tl.cast(_i, tl.int64)
@@ -128,233 +147,257 @@ def _tangent_backward_kernel(_T, _B, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh,
         _r__v_d_h = _pp__v_d_h + ((_iw + 1) % 2) * _B * 16 + _rows[:, None] * 16
         _r__v_d_c_new = _pp__v_d_c + (_iw % 2) * _B * 16 + _rows[:, None] * 16
         _r__v_d_c = _pp__v_d_c + ((_iw + 1) % 2) * _B * 16 + _rows[:, None] * 16
-        for _j0 in range(0, 16, _BN):
-            _cj = _j0 + tl.arange(0, _BN)
-            _m2 = _rmask[:, None] & (_cj < 16)[None, :]
-            tl.store(_r_d_h + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
-        for _j0 in range(0, 16, _BN):
-            _cj = _j0 + tl.arange(0, _BN)
-            _m2 = _rmask[:, None] & (_cj < 16)[None, :]
-            tl.store(_r_d_c + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
-        for _j0 in range(0, 16, _BN):
-            _cj = _j0 + tl.arange(0, _BN)
-            _m2 = _rmask[:, None] & (_cj < 16)[None, :]
-            tl.store(_r__v_d_h + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
-        for _j0 in range(0, 16, _BN):
-            _cj = _j0 + tl.arange(0, _BN)
-            _m2 = _rmask[:, None] & (_cj < 16)[None, :]
-            tl.store(_r__v_d_c + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
-        tl.debug_barrier()
-        for _j0 in range(0, 16, _BN):
-            _cj = _j0 + tl.arange(0, _BN)
-            _m2 = _rmask[:, None] & (_cj < 16)[None, :]
-            _ga = _r_d_h_new + (_cj)[None, :]
-            tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (tl.load(_r__dys_h + (_cj)[None, :], mask=_m2, other=0.0)), mask=_m2)
-        tl.debug_barrier()   # the next statement reads what other threads of this program wrote
-        for _j0 in range(0, 16, _BN):
-            _cj = _j0 + tl.arange(0, _BN)
-            _m2 = _rmask[:, None] & (_cj < 16)[None, :]
-            _ga = _r__v_d_h_new + (_cj)[None, :]
-            tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (tl.load(_r__v__dys_h + (_cj)[None, :], mask=_m2, other=0.0)), mask=_m2)
-        tl.debug_barrier()   # the next statement reads what other threads of this program wrote
-        if _MASKED:   # ended rows: the carried cotangent passes to the previous state, the step sees none
-            _done = tl.load(_len_ptr + _rows, mask=_rmask, other=0) <= _t
+        if (_PH < 0) | (_PH == 0):   # phase 0
             for _j0 in range(0, 16, _BN):
-                _cj = _j0 + tl.arange(0, _BN)
-                _m2 = _rmask[:, None] & _done[:, None] & (_cj < 16)[None, :]
-                _dn = tl.load(_r_d_h_new + (_cj)[None, :], mask=_m2, other=0.0)
-                tl.store(_r_d_h + (_cj)[None, :], _dn, mask=_m2)
-                tl.store(_r_d_h_new + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
+                if ((0 + _j0) % 16) // _BN % _P == _pf:
+                    _cj = _j0 + tl.arange(0, _BN)
+                    _m2 = _rmask[:, None] & (_cj < 16)[None, :]
+                    tl.store(_r_d_h + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
             for _j0 in range(0, 16, _BN):
-                _cj = _j0 + tl.arange(0, _BN)
-                _m2 = _rmask[:, None] & _done[:, None] & (_cj < 16)[None, :]
-                _dn = tl.load(_r_d_c_new + (_cj)[None, :], mask=_m2, other=0.0)
-                tl.store(_r_d_c + (_cj)[None, :], _dn, mask=_m2)
-                tl.store(_r_d_c_new + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
-        tl.debug_barrier()   # the next statement reads what other threads of this program wrote
-        if _MASKED:   # ended rows: the carried cotangent passes to the previous state, the step sees none
-            _done = tl.load(_len_ptr + _rows, mask=_rmask, other=0) <= _t
+                if ((0 + _j0) % 16) // _BN % _P == _pf:
+                    _cj = _j0 + tl.arange(0, _BN)
+                    _m2 = _rmask[:, None] & (_cj < 16)[None, :]
+                    tl.store(_r_d_c + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
             for _j0 in range(0, 16, _BN):
-                _cj = _j0 + tl.arange(0, _BN)
-                _m2 = _rmask[:, None] & _done[:, None] & (_cj < 16)[None, :]
-                _dn = tl.load(_r__v_d_h_new + (_cj)[None, :], mask=_m2, other=0.0)
-                tl.store(_r__v_d_h + (_cj)[None, :], _dn, mask=_m2)
-                tl.store(_r__v_d_h_new + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
+                if ((0 + _j0) % 16) // _BN % _P == _pf:
+                    _cj = _j0 + tl.arange(0, _BN)
+                    _m2 = _rmask[:, None] & (_cj < 16)[None, :]
+                    tl.store(_r__v_d_h + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
             for _j0 in range(0, 16, _BN):
-                _cj = _j0 + tl.arange(0, _BN)
-                _m2 = _rmask[:, None] & _done[:, None] & (_cj < 16)[None, :]
-                _dn = tl.load(_r__v_d_c_new + (_cj)[None, :], mask=_m2, other=0.0)
-                tl.store(_r__v_d_c + (_cj)[None, :], _dn, mask=_m2)
-                tl.store(_r__v_d_c_new + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
-        tl.debug_barrier()   # the next statement reads what other threads of this program wrote
-        # fused region: 18 output(s) of 16 features
-        for _j0 in range(0, 16, _BN):
-            _cj = _j0 + tl.arange(0, _BN)
-            _m2 = _rmask[:, None] & (_cj < 16)[None, :]
-            gates_3 = tl.load(_r_gates + (48 + _cj)[None, :], mask=_m2, other=0.0)
-            bias_ih_3 = tl.load(_ptr_bias_ih + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            bias_hh_3 = tl.load(_ptr_bias_hh + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            gates_1 = tl.load(_r_gates + (16 + _cj)[None, :], mask=_m2, other=0.0)
-            bias_ih_1 = tl.load(_ptr_bias_ih + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            bias_hh_1 = tl.load(_ptr_bias_hh + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            c = tl.load(_r_c + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) > 0)[None, :], other=0.0) + tl.load(_ri_c + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) == 0)[None, :], other=0.0)
-            gates_0 = tl.load(_r_gates + (0 + _cj)[None, :], mask=_m2, other=0.0)
-            bias_ih_0 = tl.load(_ptr_bias_ih + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            bias_hh_0 = tl.load(_ptr_bias_hh + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            gates_2 = tl.load(_r_gates + (32 + _cj)[None, :], mask=_m2, other=0.0)
-            bias_ih_2 = tl.load(_ptr_bias_ih + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            bias_hh_2 = tl.load(_ptr_bias_hh + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            d_h_new = tl.load(_r_d_h_new + (0 + _cj)[None, :], mask=_m2, other=0.0)
-            d_c_new = tl.load(_r_d_c_new + (0 + _cj)[None, :], mask=_m2, other=0.0)
-            _v_gates_3 = tl.load(_r__v_gates + (48 + _cj)[None, :], mask=_m2, other=0.0)
-            _v_bias_ih_3 = tl.load(_ptr__v_bias_ih + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            _v_bias_hh_3 = tl.load(_ptr__v_bias_hh + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            _v_gates_1 = tl.load(_r__v_gates + (16 + _cj)[None, :], mask=_m2, other=0.0)
-            _v_bias_ih_1 = tl.load(_ptr__v_bias_ih + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            _v_bias_hh_1 = tl.load(_ptr__v_bias_hh + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            _v_c = tl.load(_r__v_c + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) > 0)[None, :], other=0.0) + tl.load(_ri__v_c + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) == 0)[None, :], other=0.0)
-            _v_gates_0 = tl.load(_r__v_gates + (0 + _cj)[None, :], mask=_m2, other=0.0)
-            _v_bias_ih_0 = tl.load(_ptr__v_bias_ih + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            _v_bias_hh_0 = tl.load(_ptr__v_bias_hh + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            _v_gates_2 = tl.load(_r__v_gates + (32 + _cj)[None, :], mask=_m2, other=0.0)
-            _v_bias_ih_2 = tl.load(_ptr__v_bias_ih + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            _v_bias_hh_2 = tl.load(_ptr__v_bias_hh + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            _v_d_h_new = tl.load(_r__v_d_h_new + (0 + _cj)[None, :], mask=_m2, other=0.0)
-            _v_d_c_new = tl.load(_r__v_d_c_new + (0 + _cj)[None, :], mask=_m2, other=0.0)
-            _u0 = tl.sigmoid(bias_hh_3 + bias_ih_3 + gates_3)
-            _u1 = _u0*d_h_new
-            _u2 = 1.0 - _u0
-            _u3 = tl.sigmoid(bias_hh_1 + bias_ih_1 + gates_1)
-            _u4 = _u3*c
-            _u5 = tl.sigmoid(bias_hh_0 + bias_ih_0 + gates_0)
-            _u6 = (2.0 * tl.sigmoid(2.0 * (bias_hh_2 + bias_ih_2 + gates_2)) - 1.0)
-            _u7 = _u5*_u6
-            _u8 = (2.0 * tl.sigmoid(2.0 * (_u4 + _u7)) - 1.0)
-            _u9 = _u2*_u8
-            _u10 = 1.0 - _u3
-            _u11 = _u10*_u4
-            _u12 = 1.0 - (_u8*_u8)
-            _u13 = _u1*_u12
-            _u14 = _u11*_u13
-            _u15 = _u3*d_c_new
-            _u16 = _u12*_u3
-            _u17 = _u1*_u16
-            _u18 = 1.0 - _u5
-            _u19 = _u18*_u7
-            _u20 = _u13*_u19
-            _u21 = 1.0 - (_u6*_u6)
-            _u22 = _u21*_u5
-            _u23 = _u22*d_c_new
-            _u24 = _u13*_u22
-            _u25 = _u0*_v_d_h_new
-            _u26 = _v_bias_hh_3 + _v_bias_ih_3 + _v_gates_3
-            _u27 = _u3*_v_c
-            _u28 = _v_bias_hh_1 + _v_bias_ih_1 + _v_gates_1
-            _u29 = _v_bias_hh_2 + _v_bias_ih_2 + _v_gates_2
-            _u30 = _u22*_u29
-            _u31 = _v_bias_hh_0 + _v_bias_ih_0 + _v_gates_0
-            _u32 = _u11*_u28 + _u19*_u31 + _u27 + _u30
-            _u33 = _u13*_u2
-            _u34 = -(_u0*_u0)*_u26*_u9*d_h_new + _u1*(_u2*_u2)*_u26*_u8 + _u25*_u9 + _u32*_u33
-            _u35 = _u10*_u15
-            _u36 = _u28*d_c_new
-            _u37 = (_u10*_u10)*_u4
-            _u38 = _u10*(_u3*_u3)*c
-            _u39 = _u12*_u25
-            _u40 = _u13*_u28
-            _u41 = _u26*_u33
-            _u42 = 2.0*_u32*_u8
-            _u43 = _u10*_u13*_u27 + _u11*_u39 + _u11*_u41 + _u11*_v_d_c_new - _u14*_u42 + _u35*_v_c + _u36*_u37 - _u36*_u38 + _u37*_u40 - _u38*_u40
-            _u44 = _u2*_u26
-            _u45 = _u31*d_c_new
-            _u46 = (_u18*_u18)*_u7
-            _u47 = _u18*(_u5*_u5)*_u6
-            _u48 = _u18*_u23
-            _u49 = _u13*_u31
-            _u50 = _u13*_u18*_u30 + _u19*_u39 + _u19*_u41 + _u19*_v_d_c_new - _u20*_u42 + _u29*_u48 + _u45*_u46 - _u45*_u47 + _u46*_u49 - _u47*_u49
-            _u51 = 2.0*_u21*_u29*_u7
-            _u52 = -_u13*_u51 + _u18*_u24*_u31 + _u22*_u39 + _u22*_v_d_c_new - _u24*_u42 + _u24*_u44 + _u31*_u48 - _u51*d_c_new
-            _ga = _r_d_gates + (48 + _cj)[None, :]
-            tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u1*_u9), mask=_m2)
-            _ga = _r_d_gates + (16 + _cj)[None, :]
-            tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u11*d_c_new + _u14), mask=_m2)
-            _ga = _r_d_c + (0 + _cj)[None, :]
-            tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u15 + _u17), mask=_m2)
-            _ga = _r_d_gates + (0 + _cj)[None, :]
-            tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u19*d_c_new + _u20), mask=_m2)
-            _ga = _r_d_gates + (32 + _cj)[None, :]
-            tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u23 + _u24), mask=_m2)
-            _ga = _r__v_d_gates + (48 + _cj)[None, :]
-            tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u34), mask=_m2)
-            _g = tl.sum(tl.where(_m2, _u34, 0.0), axis=0)
-            _pg = _part__v_d_bias_ih + tl.program_id(0) * 64 + 48 + _cj
-            tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
-            _g = tl.sum(tl.where(_m2, _u34, 0.0), axis=0)
-            _pg = _part__v_d_bias_hh + tl.program_id(0) * 64 + 48 + _cj
-            tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
-            _ga = _r__v_d_gates + (16 + _cj)[None, :]
-            tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u43), mask=_m2)
-            _g = tl.sum(tl.where(_m2, _u43, 0.0), axis=0)
-            _pg = _part__v_d_bias_ih + tl.program_id(0) * 64 + 16 + _cj
-            tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
-            _g = tl.sum(tl.where(_m2, _u43, 0.0), axis=0)
-            _pg = _part__v_d_bias_hh + tl.program_id(0) * 64 + 16 + _cj
-            tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
-            _ga = _r__v_d_c + (0 + _cj)[None, :]
-            tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u10*_u17*_u28 + _u16*_u25 - _u17*_u42 + _u17*_u44 + _u28*_u35 + _u3*_v_d_c_new), mask=_m2)
-            _ga = _r__v_d_gates + (0 + _cj)[None, :]
-            tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u50), mask=_m2)
-            _g = tl.sum(tl.where(_m2, _u50, 0.0), axis=0)
-            _pg = _part__v_d_bias_ih + tl.program_id(0) * 64 + 0 + _cj
-            tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
-            _g = tl.sum(tl.where(_m2, _u50, 0.0), axis=0)
-            _pg = _part__v_d_bias_hh + tl.program_id(0) * 64 + 0 + _cj
-            tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
-            _ga = _r__v_d_gates + (32 + _cj)[None, :]
-            tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u52), mask=_m2)
-            _g = tl.sum(tl.where(_m2, _u52, 0.0), axis=0)
-            _pg = _part__v_d_bias_ih + tl.program_id(0) * 64 + 32 + _cj
-            tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
-            _g = tl.sum(tl.where(_m2, _u52, 0.0), axis=0)
-            _pg = _part__v_d_bias_hh + tl.program_id(0) * 64 + 32 + _cj
-            tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
-        tl.debug_barrier()   # the next statement reads what other threads of this program wrote
-        # d_h[0:16] += d_gates @ weight_hh[:, 0:16]
-        for _k0 in range(0, 16, _BN):
-            _ck = _k0 + tl.arange(0, _BN)
-            _acc = tl.zeros((_BB, _BN), dtype=tl.float32)
-            for _n0 in range(0, 64, _BK):
-                _cn = _n0 + tl.arange(0, _BK)
-                _dy = tl.load(_r_d_gates + (_cn)[None, :], mask=_rmask[:, None] & (_cn < 64)[None, :], other=0.0)
-                _wt = tl.load(_ptr_weight_hh + _cn[:, None] * 16 + (0 + _ck)[None, :], mask=(_cn < 64)[:, None] & (_ck < 16)[None, :], other=0.0)
-                _acc += tl.dot(_dy, _wt, input_precision='ieee')
-            _ga = _r_d_h + (0 + _ck)[None, :]
-            tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ck < 16)[None, :])
-        tl.debug_barrier()   # the next statement reads what other threads of this program wrote
-        # _v_d_h[0:16] += _v_d_gates @ weight_hh[:, 0:16]
-        for _k0 in range(0, 16, _BN):
-            _ck = _k0 + tl.arange(0, _BN)
-            _acc = tl.zeros((_BB, _BN), dtype=tl.float32)
-            for _n0 in range(0, 64, _BK):
-                _cn = _n0 + tl.arange(0, _BK)
-                _dy = tl.load(_r__v_d_gates + (_cn)[None, :], mask=_rmask[:, None] & (_cn < 64)[None, :], other=0.0)
-                _wt = tl.load(_ptr_weight_hh + _cn[:, None] * 16 + (0 + _ck)[None, :], mask=(_cn < 64)[:, None] & (_ck < 16)[None, :], other=0.0)
-                _acc += tl.dot(_dy, _wt, input_precision='ieee')
-            _ga = _r__v_d_h + (0 + _ck)[None, :]
-            tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ck < 16)[None, :])
-        tl.debug_barrier()   # the next statement reads what other threads of this program wrote
-        # _v_d_h[0:16] += d_gates @ _v_weight_hh[:, 0:16]
-        for _k0 in range(0, 16, _BN):
-            _ck = _k0 + tl.arange(0, _BN)
-            _acc = tl.zeros((_BB, _BN), dtype=tl.float32)
-            for _n0 in range(0, 64, _BK):
-                _cn = _n0 + tl.arange(0, _BK)
-                _dy = tl.load(_r_d_gates + (_cn)[None, :], mask=_rmask[:, None] & (_cn < 64)[None, :], other=0.0)
-                _wt = tl.load(_ptr__v_weight_hh + _cn[:, None] * 16 + (0 + _ck)[None, :], mask=(_cn < 64)[:, None] & (_ck < 16)[None, :], other=0.0)
-                _acc += tl.dot(_dy, _wt, input_precision='ieee')
-            _ga = _r__v_d_h + (0 + _ck)[None, :]
-            tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ck < 16)[None, :])
-        tl.debug_barrier()   # the next statement reads what other threads of this program wrote
+                if ((0 + _j0) % 16) // _BN % _P == _pf:
+                    _cj = _j0 + tl.arange(0, _BN)
+                    _m2 = _rmask[:, None] & (_cj < 16)[None, :]
+                    tl.store(_r__v_d_c + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
+            tl.debug_barrier()   # the next statement reads what other threads of this program wrote
+            for _j0 in range(0, 16, _BN):
+                if ((0 + _j0) % 16) // _BN % _P == _pf:
+                    _cj = _j0 + tl.arange(0, _BN)
+                    _m2 = _rmask[:, None] & (_cj < 16)[None, :]
+                    _ga = _r_d_h_new + (_cj)[None, :]
+                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (tl.load(_r__dys_h + (_cj)[None, :], mask=_m2, other=0.0)), mask=_m2)
+            tl.debug_barrier()   # the next statement reads what other threads of this program wrote
+            for _j0 in range(0, 16, _BN):
+                if ((0 + _j0) % 16) // _BN % _P == _pf:
+                    _cj = _j0 + tl.arange(0, _BN)
+                    _m2 = _rmask[:, None] & (_cj < 16)[None, :]
+                    _ga = _r__v_d_h_new + (_cj)[None, :]
+                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (tl.load(_r__v__dys_h + (_cj)[None, :], mask=_m2, other=0.0)), mask=_m2)
+            tl.debug_barrier()   # the next statement reads what other threads of this program wrote
+            if _MASKED:   # ended rows: the carried cotangent passes to the previous state, the step sees none
+                _done = tl.load(_len_ptr + _rows, mask=_rmask, other=0) <= _t
+                for _j0 in range(0, 16, _BN):
+                    if ((0 + _j0) % 16) // _BN % _P == _pf:
+                        _cj = _j0 + tl.arange(0, _BN)
+                        _m2 = _rmask[:, None] & _done[:, None] & (_cj < 16)[None, :]
+                        _dn = tl.load(_r_d_h_new + (_cj)[None, :], mask=_m2, other=0.0)
+                        tl.store(_r_d_h + (_cj)[None, :], _dn, mask=_m2)
+                        tl.store(_r_d_h_new + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
+                for _j0 in range(0, 16, _BN):
+                    if ((0 + _j0) % 16) // _BN % _P == _pf:
+                        _cj = _j0 + tl.arange(0, _BN)
+                        _m2 = _rmask[:, None] & _done[:, None] & (_cj < 16)[None, :]
+                        _dn = tl.load(_r_d_c_new + (_cj)[None, :], mask=_m2, other=0.0)
+                        tl.store(_r_d_c + (_cj)[None, :], _dn, mask=_m2)
+                        tl.store(_r_d_c_new + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
+            tl.debug_barrier()   # the next statement reads what other threads of this program wrote
+            if _MASKED:   # ended rows: the carried cotangent passes to the previous state, the step sees none
+                _done = tl.load(_len_ptr + _rows, mask=_rmask, other=0) <= _t
+                for _j0 in range(0, 16, _BN):
+                    if ((0 + _j0) % 16) // _BN % _P == _pf:
+                        _cj = _j0 + tl.arange(0, _BN)
+                        _m2 = _rmask[:, None] & _done[:, None] & (_cj < 16)[None, :]
+                        _dn = tl.load(_r__v_d_h_new + (_cj)[None, :], mask=_m2, other=0.0)
+                        tl.store(_r__v_d_h + (_cj)[None, :], _dn, mask=_m2)
+                        tl.store(_r__v_d_h_new + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
+                for _j0 in range(0, 16, _BN):
+                    if ((0 + _j0) % 16) // _BN % _P == _pf:
+                        _cj = _j0 + tl.arange(0, _BN)
+                        _m2 = _rmask[:, None] & _done[:, None] & (_cj < 16)[None, :]
+                        _dn = tl.load(_r__v_d_c_new + (_cj)[None, :], mask=_m2, other=0.0)
+                        tl.store(_r__v_d_c + (_cj)[None, :], _dn, mask=_m2)
+                        tl.store(_r__v_d_c_new + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
+            tl.debug_barrier()   # the next statement reads what other threads of this program wrote
+            # fused region: 18 output(s) of 16 features
+            for _j0 in range(0, 16, _BN):
+                if ((48 + _j0) % 16) // _BN % _P == _pf:
+                    _cj = _j0 + tl.arange(0, _BN)
+                    _m2 = _rmask[:, None] & (_cj < 16)[None, :]
+                    gates_3 = tl.load(_r_gates + (48 + _cj)[None, :], mask=_m2, other=0.0)
+                    bias_ih_3 = tl.load(_ptr_bias_ih + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    bias_hh_3 = tl.load(_ptr_bias_hh + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    gates_1 = tl.load(_r_gates + (16 + _cj)[None, :], mask=_m2, other=0.0)
+                    bias_ih_1 = tl.load(_ptr_bias_ih + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    bias_hh_1 = tl.load(_ptr_bias_hh + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    c = tl.load(_r_c + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) > 0)[None, :], other=0.0) + tl.load(_ri_c + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) == 0)[None, :], other=0.0)
+                    gates_0 = tl.load(_r_gates + (0 + _cj)[None, :], mask=_m2, other=0.0)
+                    bias_ih_0 = tl.load(_ptr_bias_ih + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    bias_hh_0 = tl.load(_ptr_bias_hh + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    gates_2 = tl.load(_r_gates + (32 + _cj)[None, :], mask=_m2, other=0.0)
+                    bias_ih_2 = tl.load(_ptr_bias_ih + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    bias_hh_2 = tl.load(_ptr_bias_hh + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    d_h_new = tl.load(_r_d_h_new + (0 + _cj)[None, :], mask=_m2, other=0.0)
+                    d_c_new = tl.load(_r_d_c_new + (0 + _cj)[None, :], mask=_m2, other=0.0)
+                    _v_gates_3 = tl.load(_r__v_gates + (48 + _cj)[None, :], mask=_m2, other=0.0)
+                    _v_bias_ih_3 = tl.load(_ptr__v_bias_ih + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    _v_bias_hh_3 = tl.load(_ptr__v_bias_hh + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    _v_gates_1 = tl.load(_r__v_gates + (16 + _cj)[None, :], mask=_m2, other=0.0)
+                    _v_bias_ih_1 = tl.load(_ptr__v_bias_ih + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    _v_bias_hh_1 = tl.load(_ptr__v_bias_hh + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    _v_c = tl.load(_r__v_c + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) > 0)[None, :], other=0.0) + tl.load(_ri__v_c + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) == 0)[None, :], other=0.0)
+                    _v_gates_0 = tl.load(_r__v_gates + (0 + _cj)[None, :], mask=_m2, other=0.0)
+                    _v_bias_ih_0 = tl.load(_ptr__v_bias_ih + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    _v_bias_hh_0 = tl.load(_ptr__v_bias_hh + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    _v_gates_2 = tl.load(_r__v_gates + (32 + _cj)[None, :], mask=_m2, other=0.0)
+                    _v_bias_ih_2 = tl.load(_ptr__v_bias_ih + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    _v_bias_hh_2 = tl.load(_ptr__v_bias_hh + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    _v_d_h_new = tl.load(_r__v_d_h_new + (0 + _cj)[None, :], mask=_m2, other=0.0)
+                    _v_d_c_new = tl.load(_r__v_d_c_new + (0 + _cj)[None, :], mask=_m2, other=0.0)
+                    _u0 = tl.sigmoid(bias_hh_3 + bias_ih_3 + gates_3)
+                    _u1 = _u0*d_h_new
+                    _u2 = 1.0 - _u0
+                    _u3 = tl.sigmoid(bias_hh_1 + bias_ih_1 + gates_1)
+                    _u4 = _u3*c
+                    _u5 = tl.sigmoid(bias_hh_0 + bias_ih_0 + gates_0)
+                    _u6 = (2.0 * tl.sigmoid(2.0 * (bias_hh_2 + bias_ih_2 + gates_2)) - 1.0)
+                    _u7 = _u5*_u6
+                    _u8 = (2.0 * tl.sigmoid(2.0 * (_u4 + _u7)) - 1.0)
+                    _u9 = _u2*_u8
+                    _u10 = 1.0 - _u3
+                    _u11 = _u10*_u4
+                    _u12 = 1.0 - (_u8*_u8)
+                    _u13 = _u1*_u12
+                    _u14 = _u11*_u13
+                    _u15 = _u3*d_c_new
+                    _u16 = _u12*_u3
+                    _u17 = _u1*_u16
+                    _u18 = 1.0 - _u5
+                    _u19 = _u18*_u7
+                    _u20 = _u13*_u19
+                    _u21 = 1.0 - (_u6*_u6)
+                    _u22 = _u21*_u5
+                    _u23 = _u22*d_c_new
+                    _u24 = _u13*_u22
+                    _u25 = _u0*_v_d_h_new
+                    _u26 = _v_bias_hh_3 + _v_bias_ih_3 + _v_gates_3
+                    _u27 = _u3*_v_c
+                    _u28 = _v_bias_hh_1 + _v_bias_ih_1 + _v_gates_1
+                    _u29 = _v_bias_hh_2 + _v_bias_ih_2 + _v_gates_2
+                    _u30 = _u22*_u29
+                    _u31 = _v_bias_hh_0 + _v_bias_ih_0 + _v_gates_0
+                    _u32 = _u11*_u28 + _u19*_u31 + _u27 + _u30
+                    _u33 = _u13*_u2
+                    _u34 = -(_u0*_u0)*_u26*_u9*d_h_new + _u1*(_u2*_u2)*_u26*_u8 + _u25*_u9 + _u32*_u33
+                    _u35 = _u10*_u15
+                    _u36 = _u28*d_c_new
+                    _u37 = (_u10*_u10)*_u4
+                    _u38 = _u10*(_u3*_u3)*c
+                    _u39 = _u12*_u25
+                    _u40 = _u13*_u28
+                    _u41 = _u26*_u33
+                    _u42 = 2.0*_u32*_u8
+                    _u43 = _u10*_u13*_u27 + _u11*_u39 + _u11*_u41 + _u11*_v_d_c_new - _u14*_u42 + _u35*_v_c + _u36*_u37 - _u36*_u38 + _u37*_u40 - _u38*_u40
+                    _u44 = _u2*_u26
+                    _u45 = _u31*d_c_new
+                    _u46 = (_u18*_u18)*_u7
+                    _u47 = _u18*(_u5*_u5)*_u6
+                    _u48 = _u18*_u23
+                    _u49 = _u13*_u31
+                    _u50 = _u13*_u18*_u30 + _u19*_u39 + _u19*_u41 + _u19*_v_d_c_new - _u20*_u42 + _u29*_u48 + _u45*_u46 - _u45*_u47 + _u46*_u49 - _u47*_u49
+                    _u51 = 2.0*_u21*_u29*_u7
+                    _u52 = -_u13*_u51 + _u18*_u24*_u31 + _u22*_u39 + _u22*_v_d_c_new - _u24*_u42 + _u24*_u44 + _u31*_u48 - _u51*d_c_new
+                    _ga = _r_d_gates + (48 + _cj)[None, :]
+                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u1*_u9), mask=_m2)
+                    _ga = _r_d_gates + (16 + _cj)[None, :]
+                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u11*d_c_new + _u14), mask=_m2)
+                    _ga = _r_d_c + (0 + _cj)[None, :]
+                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u15 + _u17), mask=_m2)
+                    _ga = _r_d_gates + (0 + _cj)[None, :]
+                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u19*d_c_new + _u20), mask=_m2)
+                    _ga = _r_d_gates + (32 + _cj)[None, :]
+                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u23 + _u24), mask=_m2)
+                    _ga = _r__v_d_gates + (48 + _cj)[None, :]
+                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u34), mask=_m2)
+                    _g = tl.sum(tl.where(_m2, _u34, 0.0), axis=0)
+                    _pg = _part__v_d_bias_ih + _pb * 64 + 48 + _cj
+                    tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
+                    _g = tl.sum(tl.where(_m2, _u34, 0.0), axis=0)
+                    _pg = _part__v_d_bias_hh + _pb * 64 + 48 + _cj
+                    tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
+                    _ga = _r__v_d_gates + (16 + _cj)[None, :]
+                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u43), mask=_m2)
+                    _g = tl.sum(tl.where(_m2, _u43, 0.0), axis=0)
+                    _pg = _part__v_d_bias_ih + _pb * 64 + 16 + _cj
+                    tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
+                    _g = tl.sum(tl.where(_m2, _u43, 0.0), axis=0)
+                    _pg = _part__v_d_bias_hh + _pb * 64 + 16 + _cj
+                    tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
+                    _ga = _r__v_d_c + (0 + _cj)[None, :]
+                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u10*_u17*_u28 + _u16*_u25 - _u17*_u42 + _u17*_u44 + _u28*_u35 + _u3*_v_d_c_new), mask=_m2)
+                    _ga = _r__v_d_gates + (0 + _cj)[None, :]
+                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u50), mask=_m2)
+                    _g = tl.sum(tl.where(_m2, _u50, 0.0), axis=0)
+                    _pg = _part__v_d_bias_ih + _pb * 64 + 0 + _cj
+                    tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
+                    _g = tl.sum(tl.where(_m2, _u50, 0.0), axis=0)
+                    _pg = _part__v_d_bias_hh + _pb * 64 + 0 + _cj
+                    tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
+                    _ga = _r__v_d_gates + (32 + _cj)[None, :]
+                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u52), mask=_m2)
+                    _g = tl.sum(tl.where(_m2, _u52, 0.0), axis=0)
+                    _pg = _part__v_d_bias_ih + _pb * 64 + 32 + _cj
+                    tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
+                    _g = tl.sum(tl.where(_m2, _u52, 0.0), axis=0)
+                    _pg = _part__v_d_bias_hh + _pb * 64 + 32 + _cj
+                    tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
+            tl.debug_barrier()   # the next statement reads what other threads of this program wrote
+        if not _PHASED:
+            if _P > 1:
+                _goal = (tl.cast(_i, tl.int64) * 1 + 1) * _P
+                tl.atomic_add(_sync_ptr + _pb, 1, sem="release", scope="gpu")
+                _seen = tl.atomic_add(_sync_ptr + _pb, 0, sem="acquire", scope="gpu")
+                while _seen < _goal:
+                    _seen = tl.atomic_add(_sync_ptr + _pb, 0, sem="acquire", scope="gpu")
+                tl.debug_barrier()
+        if (_PH < 0) | (_PH == 1):   # phase 1
+            # d_h[0:16] += d_gates @ weight_hh[:, 0:16]
+            for _k0 in range(0, 16, _BN):
+                if ((0 + _k0) % 16) // _BN % _P == _pf:
+                    _ck = _k0 + tl.arange(0, _BN)
+                    _acc = tl.zeros((_BB, _BN), dtype=tl.float32)
+                    for _n0 in range(0, 64, _BK):
+                        _cn = _n0 + tl.arange(0, _BK)
+                        _dy = tl.load(_r_d_gates + (_cn)[None, :], mask=_rmask[:, None] & (_cn < 64)[None, :], other=0.0)
+                        _wt = tl.load(_ptr_weight_hh + _cn[:, None] * 16 + (0 + _ck)[None, :], mask=(_cn < 64)[:, None] & (_ck < 16)[None, :], other=0.0)
+                        _acc += tl.dot(_dy, _wt, input_precision='ieee')
+                    _ga = _r_d_h + (0 + _ck)[None, :]
+                    tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ck < 16)[None, :])
+            tl.debug_barrier()   # the next statement reads what other threads of this program wrote
+            # _v_d_h[0:16] += _v_d_gates @ weight_hh[:, 0:16]
+            for _k0 in range(0, 16, _BN):
+                if ((0 + _k0) % 16) // _BN % _P == _pf:
+                    _ck = _k0 + tl.arange(0, _BN)
+                    _acc = tl.zeros((_BB, _BN), dtype=tl.float32)
+                    for _n0 in range(0, 64, _BK):
+                        _cn = _n0 + tl.arange(0, _BK)
+                        _dy = tl.load(_r__v_d_gates + (_cn)[None, :], mask=_rmask[:, None] & (_cn < 64)[None, :], other=0.0)
+                        _wt = tl.load(_ptr_weight_hh + _cn[:, None] * 16 + (0 + _ck)[None, :], mask=(_cn < 64)[:, None] & (_ck < 16)[None, :], other=0.0)
+                        _acc += tl.dot(_dy, _wt, input_precision='ieee')
+                    _ga = _r__v_d_h + (0 + _ck)[None, :]
+                    tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ck < 16)[None, :])
+            tl.debug_barrier()   # the next statement reads what other threads of this program wrote
+            # _v_d_h[0:16] += d_gates @ _v_weight_hh[:, 0:16]
+            for _k0 in range(0, 16, _BN):
+                if ((0 + _k0) % 16) // _BN % _P == _pf:
+                    _ck = _k0 + tl.arange(0, _BN)
+                    _acc = tl.zeros((_BB, _BN), dtype=tl.float32)
+                    for _n0 in range(0, 64, _BK):
+                        _cn = _n0 + tl.arange(0, _BK)
+                        _dy = tl.load(_r_d_gates + (_cn)[None, :], mask=_rmask[:, None] & (_cn < 64)[None, :], other=0.0)
+                        _wt = tl.load(_ptr__v_weight_hh + _cn[:, None] * 16 + (0 + _ck)[None, :], mask=(_cn < 64)[:, None] & (_ck < 16)[None, :], other=0.0)
+                        _acc += tl.dot(_dy, _wt, input_precision='ieee')
+                    _ga = _r__v_d_h + (0 + _ck)[None, :]
+                    tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ck < 16)[None, :])
+            tl.debug_barrier()   # the next statement reads what other threads of this program wrote
 
 def tangent_forward(_xs, _inits, _params, _ys, _res, _v_xs, _v_inits, _v_params, _save, _lengths=None):
     _x_seq, = _xs
@@ -371,15 +414,16 @@ def tangent_forward(_xs, _inits, _params, _ys, _res, _v_xs, _v_inits, _v_params,
     _v_x = __v_x_seq.reshape(_T * _B, 8)
     _v_gates = torch.mm(_v_x, weight_ih.t()) + torch.mm(x, _v_weight_ih.t())
     __v_gates_seq = _v_gates.view(_T, _B, 64)
-    _grid = triton.cdiv(_B, 16)
+    _grid = triton.cdiv(_B, 16)   # batch tiles
     __v_h_new_pp = _x_seq.new_empty((2, _B, 16)); __v_h_new_pp[0] = __v_h_init   # the carry's two slots
     __v_h_new_seq = _x_seq.new_empty((_T, _B, 16)); __v_h_new_ts = _B * 16
     __v_c_new_pp = _x_seq.new_empty((2, _B, 16)); __v_c_new_pp[0] = __v_c_init   # the carry's two slots
     __v_c_new_seq = _x_seq.new_empty(((_T if _save else 1), _B, 16)); __v_c_new_ts = _B * 16 if _save else 0
     if _T > 0:
         _len = _lengths if _lengths is not None else _x_seq.new_zeros((1,), dtype=torch.int64)
-        with _device_of(_x_seq):   # Triton launches on the current device
-            _tangent_forward_kernel[(_grid,)](_T, _B, weight_hh, bias_ih, bias_hh, _h_new_seq, _h_init, _c_new_seq, _c_init, _gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_gates_seq, __v_h_new_pp, __v_h_new_seq, __v_h_new_ts, __v_c_new_pp, __v_c_new_seq, __v_c_new_ts, _len, _BB=16, _BN=16, _BK=16, _MASKED=_lengths is not None, _WIDE=_wide(weight_hh, bias_ih, bias_hh, _h_new_seq, _h_init, _c_new_seq, _c_init, _gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_gates_seq, __v_h_new_pp, __v_h_new_seq, __v_h_new_ts, __v_c_new_pp, __v_c_new_seq, __v_c_new_ts), num_warps=8)
+        _P = _programs(_x_seq, 1, _grid)   # programs splitting a batch tile's features
+        _sync = _x_seq.new_zeros((_grid,), dtype=torch.int64)   # a barrier counter a batch tile
+        _launch(_tangent_forward_kernel, (_P, _grid), _T, _B, 1, _x_seq, weight_hh, bias_ih, bias_hh, _h_new_seq, _h_init, _c_new_seq, _c_init, _gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_gates_seq, __v_h_new_pp, __v_h_new_seq, __v_h_new_ts, __v_c_new_pp, __v_c_new_seq, __v_c_new_ts, _len, _sync, _BB=16, _BN=16, _BK=16, _MASKED=_lengths is not None, _WIDE=_wide(weight_hh, bias_ih, bias_hh, _h_new_seq, _h_init, _c_new_seq, _c_init, _gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_gates_seq, __v_h_new_pp, __v_h_new_seq, __v_h_new_ts, __v_c_new_pp, __v_c_new_seq, __v_c_new_ts), num_warps=8)
     _v_h = __v_h_new_pp[_T % 2].clone()   # the carry after the last step
     _v_c = __v_c_new_pp[_T % 2].clone()   # the carry after the last step
     return [__v_h_new_seq, _v_h, _v_c] + ([__v_gates_seq, __v_c_new_seq] if _save else [])
@@ -407,7 +451,7 @@ def tangent_backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _v_d_ys,
     _v_d_weight_hh = _x_seq.new_zeros((64, 16,))
     _v_d_bias_ih = _x_seq.new_zeros((64,))
     _v_d_bias_hh = _x_seq.new_zeros((64,))
-    _grid = triton.cdiv(_B, 16)
+    _grid = triton.cdiv(_B, 16)   # batch tiles
     __v_d_bias_ih_part = _x_seq.new_zeros((_grid, 64))
     __v_d_bias_hh_part = _x_seq.new_zeros((_grid, 64))
     _d_h_pp = _x_seq.new_empty((2, _B, 16)); _d_h_pp[0] = _d_h_new_init   # the carry's two slots
@@ -416,8 +460,9 @@ def tangent_backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _v_d_ys,
     __v_d_c_pp = _x_seq.new_empty((2, _B, 16)); __v_d_c_pp[0] = __v_d_c_new_init   # the carry's two slots
     if _T > 0:
         _len = _lengths if _lengths is not None else _x_seq.new_zeros((1,), dtype=torch.int64)
-        with _device_of(_x_seq):   # Triton launches on the current device
-            _tangent_backward_kernel[(_grid,)](_T, _B, weight_hh, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_c_new_seq, __v_c_init, __v_gates_seq, __v__dys_h_seq, __v_d_gates_seq, __v_d_bias_ih_part, __v_d_bias_hh_part, _d_h_pp, _d_c_pp, __v_d_h_pp, __v_d_c_pp, _len, _BB=16, _BN=16, _BK=16, _MASKED=_lengths is not None, _WIDE=_wide(weight_hh, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_c_new_seq, __v_c_init, __v_gates_seq, __v__dys_h_seq, __v_d_gates_seq, __v_d_bias_ih_part, __v_d_bias_hh_part, _d_h_pp, _d_c_pp, __v_d_h_pp, __v_d_c_pp), num_warps=8)
+        _P = _programs(_x_seq, 1, _grid)   # programs splitting a batch tile's features
+        _sync = _x_seq.new_zeros((_grid,), dtype=torch.int64)   # a barrier counter a batch tile
+        _launch(_tangent_backward_kernel, (_P, _grid), _T, _B, 2, _x_seq, weight_hh, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_c_new_seq, __v_c_init, __v_gates_seq, __v__dys_h_seq, __v_d_gates_seq, __v_d_bias_ih_part, __v_d_bias_hh_part, _d_h_pp, _d_c_pp, __v_d_h_pp, __v_d_c_pp, _len, _sync, _BB=16, _BN=16, _BK=16, _MASKED=_lengths is not None, _WIDE=_wide(weight_hh, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_c_new_seq, __v_c_init, __v_gates_seq, __v__dys_h_seq, __v_d_gates_seq, __v_d_bias_ih_part, __v_d_bias_hh_part, _d_h_pp, _d_c_pp, __v_d_h_pp, __v_d_c_pp), num_warps=8)
     _v_d_bias_ih += __v_d_bias_ih_part.sum(0)
     _v_d_bias_hh += __v_d_bias_hh_part.sum(0)
     d_h_new = _d_h_pp[_T % 2].clone()   # the carry after the last step

@@ -1,9 +1,12 @@
 # symcell triton backend: LSTM
-@triton.jit(do_not_specialize=['_T', '_B', '_ts_gates', '_ts_h_new', '_ts_c_new'])
-def _forward_kernel(_T, _B, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_gates, _ts_gates, _pp_h_new, _ptr_h_new, _ts_h_new, _pp_c_new, _ptr_c_new, _ts_c_new, _pre0, _len_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr):
-    _rows = tl.program_id(0) * _BB + tl.arange(0, _BB)   # this program's rows
+@triton.jit(do_not_specialize=['_T', '_B', '_I0', '_I1', '_PH', '_P', '_ts_gates', '_ts_h_new', '_ts_c_new'])
+def _forward_kernel(_T, _B, _I0, _I1, _PH, _P, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_gates, _ts_gates, _pp_h_new, _ptr_h_new, _ts_h_new, _pp_c_new, _ptr_c_new, _ts_c_new, _pre0, _len_ptr, _sync_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr, _PHASED: tl.constexpr):
+    # steps _I0.._I1 (all, or one under the interpreter); 1 phase(s) a step, 1 grid barrier(s)
+    _pf = tl.program_id(0)   # this program's share of the features, of _P
+    _pb = tl.program_id(1)   # its batch tile
+    _rows = _pb * _BB + tl.arange(0, _BB)
     _rmask = _rows < _B
-    for _i in range(0, _T):
+    for _i in range(_I0, _I1):
         _t = _i
         if _WIDE:
             _tw, _iw = tl.cast(_t, tl.int64), tl.cast(_i, tl.int64)
@@ -16,64 +19,80 @@ def _forward_kernel(_T, _B, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_gat
         _r_c = _pp_c_new + (_iw % 2) * _B * 16 + _rows[:, None] * 16
         _r_c_new = _pp_c_new + ((_iw + 1) % 2) * _B * 16 + _rows[:, None] * 16
         _rk_c_new = _ptr_c_new + _tw * _ts_c_new + _rows[:, None] * 16
-        # gates = x[0:8] @ weight_ih[:, 0:8].T + h[0:16] @ weight_hh[:, 0:16].T
-        for _n0 in range(0, 64, _BN):
-            _cn = _n0 + tl.arange(0, _BN)
-            _acc = tl.load(_pre0 + _tw * _B * 64 + _rows[:, None] * 64 + _cn[None, :], mask=_rmask[:, None] & (_cn < 64)[None, :], other=0.0)   # the terms run before the loop
-            for _k0 in range(0, 16, _BK):
-                _ck = _k0 + tl.arange(0, _BK)
-                _a = tl.load(_r_h + (0 + _ck)[None, :], mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0)
-                _wt = tl.load(_ptr_weight_hh + _cn[None, :] * 16 + (0 + _ck)[:, None], mask=(_ck < 16)[:, None] & (_cn < 64)[None, :], other=0.0)
-                _acc += tl.dot(_a, _wt, input_precision='ieee')
-            tl.store(_r_gates + (_cn)[None, :], _acc, mask=_rmask[:, None] & (_cn < 64)[None, :])
-        tl.debug_barrier()   # the next statement reads what other threads of this program wrote
-        # fused region: 2 output(s) of 16 features
-        for _j0 in range(0, 16, _BN):
-            _cj = _j0 + tl.arange(0, _BN)
-            _m2 = _rmask[:, None] & (_cj < 16)[None, :]
-            gates_3 = tl.load(_r_gates + (48 + _cj)[None, :], mask=_m2, other=0.0)
-            bias_ih_3 = tl.load(_ptr_bias_ih + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            bias_hh_3 = tl.load(_ptr_bias_hh + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            gates_1 = tl.load(_r_gates + (16 + _cj)[None, :], mask=_m2, other=0.0)
-            bias_ih_1 = tl.load(_ptr_bias_ih + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            bias_hh_1 = tl.load(_ptr_bias_hh + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            c = tl.load(_r_c + (0 + _cj)[None, :], mask=_m2, other=0.0)
-            gates_0 = tl.load(_r_gates + (0 + _cj)[None, :], mask=_m2, other=0.0)
-            bias_ih_0 = tl.load(_ptr_bias_ih + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            bias_hh_0 = tl.load(_ptr_bias_hh + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            gates_2 = tl.load(_r_gates + (32 + _cj)[None, :], mask=_m2, other=0.0)
-            bias_ih_2 = tl.load(_ptr_bias_ih + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            bias_hh_2 = tl.load(_ptr_bias_hh + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            _e0 = c*tl.sigmoid(bias_hh_1 + bias_ih_1 + gates_1) + tl.sigmoid(bias_hh_0 + bias_ih_0 + gates_0)*(2.0 * tl.sigmoid(2.0 * (bias_hh_2 + bias_ih_2 + gates_2)) - 1.0)
-            _zero = tl.zeros((_BB, _BN), dtype=tl.float32)   # outputs of parameters alone still have rows
-            _o0 = _zero + (tl.sigmoid(bias_hh_3 + bias_ih_3 + gates_3)*(2.0 * tl.sigmoid(2.0 * (_e0)) - 1.0))
-            tl.store(_r_h_new + (0 + _cj)[None, :], _o0, mask=_m2)
-            tl.store(_rk_h_new + (0 + _cj)[None, :], _o0, mask=_m2)
-            _o1 = _zero + (_e0)
-            tl.store(_r_c_new + (0 + _cj)[None, :], _o1, mask=_m2)
-            tl.store(_rk_c_new + (0 + _cj)[None, :], _o1, mask=_m2)
-        tl.debug_barrier()   # the next statement reads what other threads of this program wrote
-        if _MASKED:   # rows past their own length keep their state
-            _done = tl.load(_len_ptr + _rows, mask=_rmask, other=0) <= _t
+        if not _PHASED:
+            if _P > 1:
+                _goal = (tl.cast(_i, tl.int64) * 1 + 1) * _P
+                tl.atomic_add(_sync_ptr + _pb, 1, sem="release", scope="gpu")
+                _seen = tl.atomic_add(_sync_ptr + _pb, 0, sem="acquire", scope="gpu")
+                while _seen < _goal:
+                    _seen = tl.atomic_add(_sync_ptr + _pb, 0, sem="acquire", scope="gpu")
+                tl.debug_barrier()
+        if (_PH < 0) | (_PH == 0):   # phase 0
+            # gates = x[0:8] @ weight_ih[:, 0:8].T + h[0:16] @ weight_hh[:, 0:16].T
+            for _n0 in range(0, 64, _BN):
+                if ((0 + _n0) % 16) // _BN % _P == _pf:
+                    _cn = _n0 + tl.arange(0, _BN)
+                    _acc = tl.load(_pre0 + _tw * _B * 64 + _rows[:, None] * 64 + _cn[None, :], mask=_rmask[:, None] & (_cn < 64)[None, :], other=0.0)   # the terms run before the loop
+                    for _k0 in range(0, 16, _BK):
+                        _ck = _k0 + tl.arange(0, _BK)
+                        _a = tl.load(_r_h + (0 + _ck)[None, :], mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0)
+                        _wt = tl.load(_ptr_weight_hh + _cn[None, :] * 16 + (0 + _ck)[:, None], mask=(_ck < 16)[:, None] & (_cn < 64)[None, :], other=0.0)
+                        _acc += tl.dot(_a, _wt, input_precision='ieee')
+                    tl.store(_r_gates + (_cn)[None, :], _acc, mask=_rmask[:, None] & (_cn < 64)[None, :])
+            tl.debug_barrier()   # the next statement reads what other threads of this program wrote
+            # fused region: 2 output(s) of 16 features
             for _j0 in range(0, 16, _BN):
-                _cj = _j0 + tl.arange(0, _BN)
-                _m2 = _rmask[:, None] & _done[:, None] & (_cj < 16)[None, :]
-                _old = tl.load(_r_h + (_cj)[None, :], mask=_m2, other=0.0)
-                tl.store(_r_h_new + (_cj)[None, :], _old, mask=_m2)
-                tl.store(_rk_h_new + (_cj)[None, :], _old, mask=_m2)
-            for _j0 in range(0, 16, _BN):
-                _cj = _j0 + tl.arange(0, _BN)
-                _m2 = _rmask[:, None] & _done[:, None] & (_cj < 16)[None, :]
-                _old = tl.load(_r_c + (_cj)[None, :], mask=_m2, other=0.0)
-                tl.store(_r_c_new + (_cj)[None, :], _old, mask=_m2)
-                tl.store(_rk_c_new + (_cj)[None, :], _old, mask=_m2)
-        tl.debug_barrier()   # the next statement reads what other threads of this program wrote
+                if ((0 + _j0) % 16) // _BN % _P == _pf:
+                    _cj = _j0 + tl.arange(0, _BN)
+                    _m2 = _rmask[:, None] & (_cj < 16)[None, :]
+                    gates_3 = tl.load(_r_gates + (48 + _cj)[None, :], mask=_m2, other=0.0)
+                    bias_ih_3 = tl.load(_ptr_bias_ih + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    bias_hh_3 = tl.load(_ptr_bias_hh + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    gates_1 = tl.load(_r_gates + (16 + _cj)[None, :], mask=_m2, other=0.0)
+                    bias_ih_1 = tl.load(_ptr_bias_ih + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    bias_hh_1 = tl.load(_ptr_bias_hh + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    c = tl.load(_r_c + (0 + _cj)[None, :], mask=_m2, other=0.0)
+                    gates_0 = tl.load(_r_gates + (0 + _cj)[None, :], mask=_m2, other=0.0)
+                    bias_ih_0 = tl.load(_ptr_bias_ih + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    bias_hh_0 = tl.load(_ptr_bias_hh + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    gates_2 = tl.load(_r_gates + (32 + _cj)[None, :], mask=_m2, other=0.0)
+                    bias_ih_2 = tl.load(_ptr_bias_ih + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    bias_hh_2 = tl.load(_ptr_bias_hh + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    _e0 = c*tl.sigmoid(bias_hh_1 + bias_ih_1 + gates_1) + tl.sigmoid(bias_hh_0 + bias_ih_0 + gates_0)*(2.0 * tl.sigmoid(2.0 * (bias_hh_2 + bias_ih_2 + gates_2)) - 1.0)
+                    _zero = tl.zeros((_BB, _BN), dtype=tl.float32)   # outputs of parameters alone still have rows
+                    _o0 = _zero + (tl.sigmoid(bias_hh_3 + bias_ih_3 + gates_3)*(2.0 * tl.sigmoid(2.0 * (_e0)) - 1.0))
+                    tl.store(_r_h_new + (0 + _cj)[None, :], _o0, mask=_m2)
+                    tl.store(_rk_h_new + (0 + _cj)[None, :], _o0, mask=_m2)
+                    _o1 = _zero + (_e0)
+                    tl.store(_r_c_new + (0 + _cj)[None, :], _o1, mask=_m2)
+                    tl.store(_rk_c_new + (0 + _cj)[None, :], _o1, mask=_m2)
+            tl.debug_barrier()   # the next statement reads what other threads of this program wrote
+            if _MASKED:   # rows past their own length keep their state
+                _done = tl.load(_len_ptr + _rows, mask=_rmask, other=0) <= _t
+                for _j0 in range(0, 16, _BN):
+                    if ((0 + _j0) % 16) // _BN % _P == _pf:
+                        _cj = _j0 + tl.arange(0, _BN)
+                        _m2 = _rmask[:, None] & _done[:, None] & (_cj < 16)[None, :]
+                        _old = tl.load(_r_h + (_cj)[None, :], mask=_m2, other=0.0)
+                        tl.store(_r_h_new + (_cj)[None, :], _old, mask=_m2)
+                        tl.store(_rk_h_new + (_cj)[None, :], _old, mask=_m2)
+                for _j0 in range(0, 16, _BN):
+                    if ((0 + _j0) % 16) // _BN % _P == _pf:
+                        _cj = _j0 + tl.arange(0, _BN)
+                        _m2 = _rmask[:, None] & _done[:, None] & (_cj < 16)[None, :]
+                        _old = tl.load(_r_c + (_cj)[None, :], mask=_m2, other=0.0)
+                        tl.store(_r_c_new + (_cj)[None, :], _old, mask=_m2)
+                        tl.store(_rk_c_new + (_cj)[None, :], _old, mask=_m2)
+            tl.debug_barrier()   # the next statement reads what other threads of this program wrote
 
-@triton.jit(do_not_specialize=['_T', '_B'])
-def _backward_kernel(_T, _B, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_c_new, _init_c, _ptr_gates, _ptr__dys_h, _ptr_d_gates, _part_d_bias_ih, _part_d_bias_hh, _pp_d_h, _pp_d_c, _len_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr):
-    _rows = tl.program_id(0) * _BB + tl.arange(0, _BB)   # this program's rows
+@triton.jit(do_not_specialize=['_T', '_B', '_I0', '_I1', '_PH', '_P'])
+def _backward_kernel(_T, _B, _I0, _I1, _PH, _P, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_c_new, _init_c, _ptr_gates, _ptr__dys_h, _ptr_d_gates, _part_d_bias_ih, _part_d_bias_hh, _pp_d_h, _pp_d_c, _len_ptr, _sync_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr, _PHASED: tl.constexpr):
+    # steps _I0.._I1 (all, or one under the interpreter); 2 phase(s) a step, 1 grid barrier(s)
+    _pf = tl.program_id(0)   # this program's share of the features, of _P
+    _pb = tl.program_id(1)   # its batch tile
+    _rows = _pb * _BB + tl.arange(0, _BB)
     _rmask = _rows < _B
-    for _i in range(0, _T):
+    for _i in range(_I0, _I1):
         _t = _T - 1 - _i
         if _WIDE:
             _tw, _iw = tl.cast(_t, tl.int64), tl.cast(_i, tl.int64)
@@ -88,122 +107,139 @@ def _backward_kernel(_T, _B, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_c_
         _r_d_h = _pp_d_h + ((_iw + 1) % 2) * _B * 16 + _rows[:, None] * 16
         _r_d_c_new = _pp_d_c + (_iw % 2) * _B * 16 + _rows[:, None] * 16
         _r_d_c = _pp_d_c + ((_iw + 1) % 2) * _B * 16 + _rows[:, None] * 16
-        for _j0 in range(0, 16, _BN):
-            _cj = _j0 + tl.arange(0, _BN)
-            _m2 = _rmask[:, None] & (_cj < 16)[None, :]
-            tl.store(_r_d_h + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
-        for _j0 in range(0, 16, _BN):
-            _cj = _j0 + tl.arange(0, _BN)
-            _m2 = _rmask[:, None] & (_cj < 16)[None, :]
-            tl.store(_r_d_c + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
-        tl.debug_barrier()
-        for _j0 in range(0, 16, _BN):
-            _cj = _j0 + tl.arange(0, _BN)
-            _m2 = _rmask[:, None] & (_cj < 16)[None, :]
-            _ga = _r_d_h_new + (_cj)[None, :]
-            tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (tl.load(_r__dys_h + (_cj)[None, :], mask=_m2, other=0.0)), mask=_m2)
-        tl.debug_barrier()   # the next statement reads what other threads of this program wrote
-        if _MASKED:   # ended rows: the carried cotangent passes to the previous state, the step sees none
-            _done = tl.load(_len_ptr + _rows, mask=_rmask, other=0) <= _t
+        if (_PH < 0) | (_PH == 0):   # phase 0
             for _j0 in range(0, 16, _BN):
-                _cj = _j0 + tl.arange(0, _BN)
-                _m2 = _rmask[:, None] & _done[:, None] & (_cj < 16)[None, :]
-                _dn = tl.load(_r_d_h_new + (_cj)[None, :], mask=_m2, other=0.0)
-                tl.store(_r_d_h + (_cj)[None, :], _dn, mask=_m2)
-                tl.store(_r_d_h_new + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
+                if ((0 + _j0) % 16) // _BN % _P == _pf:
+                    _cj = _j0 + tl.arange(0, _BN)
+                    _m2 = _rmask[:, None] & (_cj < 16)[None, :]
+                    tl.store(_r_d_h + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
             for _j0 in range(0, 16, _BN):
-                _cj = _j0 + tl.arange(0, _BN)
-                _m2 = _rmask[:, None] & _done[:, None] & (_cj < 16)[None, :]
-                _dn = tl.load(_r_d_c_new + (_cj)[None, :], mask=_m2, other=0.0)
-                tl.store(_r_d_c + (_cj)[None, :], _dn, mask=_m2)
-                tl.store(_r_d_c_new + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
-        tl.debug_barrier()   # the next statement reads what other threads of this program wrote
-        # fused region: 13 output(s) of 16 features
-        for _j0 in range(0, 16, _BN):
-            _cj = _j0 + tl.arange(0, _BN)
-            _m2 = _rmask[:, None] & (_cj < 16)[None, :]
-            gates_3 = tl.load(_r_gates + (48 + _cj)[None, :], mask=_m2, other=0.0)
-            bias_ih_3 = tl.load(_ptr_bias_ih + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            bias_hh_3 = tl.load(_ptr_bias_hh + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            gates_1 = tl.load(_r_gates + (16 + _cj)[None, :], mask=_m2, other=0.0)
-            bias_ih_1 = tl.load(_ptr_bias_ih + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            bias_hh_1 = tl.load(_ptr_bias_hh + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            c = tl.load(_r_c + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) > 0)[None, :], other=0.0) + tl.load(_ri_c + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) == 0)[None, :], other=0.0)
-            gates_0 = tl.load(_r_gates + (0 + _cj)[None, :], mask=_m2, other=0.0)
-            bias_ih_0 = tl.load(_ptr_bias_ih + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            bias_hh_0 = tl.load(_ptr_bias_hh + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            gates_2 = tl.load(_r_gates + (32 + _cj)[None, :], mask=_m2, other=0.0)
-            bias_ih_2 = tl.load(_ptr_bias_ih + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            bias_hh_2 = tl.load(_ptr_bias_hh + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
-            d_h_new = tl.load(_r_d_h_new + (0 + _cj)[None, :], mask=_m2, other=0.0)
-            d_c_new = tl.load(_r_d_c_new + (0 + _cj)[None, :], mask=_m2, other=0.0)
-            _c0 = tl.sigmoid(bias_hh_3 + bias_ih_3 + gates_3)
-            _c1 = tl.sigmoid(bias_hh_1 + bias_ih_1 + gates_1)
-            _c2 = _c1*c
-            _c3 = tl.sigmoid(bias_hh_0 + bias_ih_0 + gates_0)
-            _c4 = (2.0 * tl.sigmoid(2.0 * (bias_hh_2 + bias_ih_2 + gates_2)) - 1.0)
-            _c5 = _c3*_c4
-            _c6 = (2.0 * tl.sigmoid(2.0 * (_c2 + _c5)) - 1.0)
-            _c7 = -_c0*_c6*d_h_new*(_c0 - 1.0)
-            _c8 = -_c0*d_h_new*((_c6*_c6) - 1.0) + d_c_new
-            _c9 = -_c8
-            _c10 = _c2*_c9*(_c1 - 1.0)
-            _c11 = _c5*_c9*(_c3 - 1.0)
-            _c12 = _c3*_c9*((_c4*_c4) - 1.0)
-            _ga = _r_d_gates + (48 + _cj)[None, :]
-            tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c7), mask=_m2)
-            _g = tl.sum(tl.where(_m2, _c7, 0.0), axis=0)
-            _pg = _part_d_bias_ih + tl.program_id(0) * 64 + 48 + _cj
-            tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
-            _g = tl.sum(tl.where(_m2, _c7, 0.0), axis=0)
-            _pg = _part_d_bias_hh + tl.program_id(0) * 64 + 48 + _cj
-            tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
-            _ga = _r_d_gates + (16 + _cj)[None, :]
-            tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c10), mask=_m2)
-            _g = tl.sum(tl.where(_m2, _c10, 0.0), axis=0)
-            _pg = _part_d_bias_ih + tl.program_id(0) * 64 + 16 + _cj
-            tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
-            _g = tl.sum(tl.where(_m2, _c10, 0.0), axis=0)
-            _pg = _part_d_bias_hh + tl.program_id(0) * 64 + 16 + _cj
-            tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
-            _ga = _r_d_c + (0 + _cj)[None, :]
-            tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c1*_c8), mask=_m2)
-            _ga = _r_d_gates + (0 + _cj)[None, :]
-            tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c11), mask=_m2)
-            _g = tl.sum(tl.where(_m2, _c11, 0.0), axis=0)
-            _pg = _part_d_bias_ih + tl.program_id(0) * 64 + 0 + _cj
-            tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
-            _g = tl.sum(tl.where(_m2, _c11, 0.0), axis=0)
-            _pg = _part_d_bias_hh + tl.program_id(0) * 64 + 0 + _cj
-            tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
-            _ga = _r_d_gates + (32 + _cj)[None, :]
-            tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c12), mask=_m2)
-            _g = tl.sum(tl.where(_m2, _c12, 0.0), axis=0)
-            _pg = _part_d_bias_ih + tl.program_id(0) * 64 + 32 + _cj
-            tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
-            _g = tl.sum(tl.where(_m2, _c12, 0.0), axis=0)
-            _pg = _part_d_bias_hh + tl.program_id(0) * 64 + 32 + _cj
-            tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
-        tl.debug_barrier()   # the next statement reads what other threads of this program wrote
-        # d_h[0:16] += d_gates @ weight_hh[:, 0:16]
-        for _k0 in range(0, 16, _BN):
-            _ck = _k0 + tl.arange(0, _BN)
-            _acc = tl.zeros((_BB, _BN), dtype=tl.float32)
-            for _n0 in range(0, 64, _BK):
-                _cn = _n0 + tl.arange(0, _BK)
-                _dy = tl.load(_r_d_gates + (_cn)[None, :], mask=_rmask[:, None] & (_cn < 64)[None, :], other=0.0)
-                _wt = tl.load(_ptr_weight_hh + _cn[:, None] * 16 + (0 + _ck)[None, :], mask=(_cn < 64)[:, None] & (_ck < 16)[None, :], other=0.0)
-                _acc += tl.dot(_dy, _wt, input_precision='ieee')
-            _ga = _r_d_h + (0 + _ck)[None, :]
-            tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ck < 16)[None, :])
-        tl.debug_barrier()   # the next statement reads what other threads of this program wrote
+                if ((0 + _j0) % 16) // _BN % _P == _pf:
+                    _cj = _j0 + tl.arange(0, _BN)
+                    _m2 = _rmask[:, None] & (_cj < 16)[None, :]
+                    tl.store(_r_d_c + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
+            tl.debug_barrier()   # the next statement reads what other threads of this program wrote
+            for _j0 in range(0, 16, _BN):
+                if ((0 + _j0) % 16) // _BN % _P == _pf:
+                    _cj = _j0 + tl.arange(0, _BN)
+                    _m2 = _rmask[:, None] & (_cj < 16)[None, :]
+                    _ga = _r_d_h_new + (_cj)[None, :]
+                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (tl.load(_r__dys_h + (_cj)[None, :], mask=_m2, other=0.0)), mask=_m2)
+            tl.debug_barrier()   # the next statement reads what other threads of this program wrote
+            if _MASKED:   # ended rows: the carried cotangent passes to the previous state, the step sees none
+                _done = tl.load(_len_ptr + _rows, mask=_rmask, other=0) <= _t
+                for _j0 in range(0, 16, _BN):
+                    if ((0 + _j0) % 16) // _BN % _P == _pf:
+                        _cj = _j0 + tl.arange(0, _BN)
+                        _m2 = _rmask[:, None] & _done[:, None] & (_cj < 16)[None, :]
+                        _dn = tl.load(_r_d_h_new + (_cj)[None, :], mask=_m2, other=0.0)
+                        tl.store(_r_d_h + (_cj)[None, :], _dn, mask=_m2)
+                        tl.store(_r_d_h_new + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
+                for _j0 in range(0, 16, _BN):
+                    if ((0 + _j0) % 16) // _BN % _P == _pf:
+                        _cj = _j0 + tl.arange(0, _BN)
+                        _m2 = _rmask[:, None] & _done[:, None] & (_cj < 16)[None, :]
+                        _dn = tl.load(_r_d_c_new + (_cj)[None, :], mask=_m2, other=0.0)
+                        tl.store(_r_d_c + (_cj)[None, :], _dn, mask=_m2)
+                        tl.store(_r_d_c_new + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
+            tl.debug_barrier()   # the next statement reads what other threads of this program wrote
+            # fused region: 13 output(s) of 16 features
+            for _j0 in range(0, 16, _BN):
+                if ((48 + _j0) % 16) // _BN % _P == _pf:
+                    _cj = _j0 + tl.arange(0, _BN)
+                    _m2 = _rmask[:, None] & (_cj < 16)[None, :]
+                    gates_3 = tl.load(_r_gates + (48 + _cj)[None, :], mask=_m2, other=0.0)
+                    bias_ih_3 = tl.load(_ptr_bias_ih + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    bias_hh_3 = tl.load(_ptr_bias_hh + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    gates_1 = tl.load(_r_gates + (16 + _cj)[None, :], mask=_m2, other=0.0)
+                    bias_ih_1 = tl.load(_ptr_bias_ih + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    bias_hh_1 = tl.load(_ptr_bias_hh + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    c = tl.load(_r_c + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) > 0)[None, :], other=0.0) + tl.load(_ri_c + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) == 0)[None, :], other=0.0)
+                    gates_0 = tl.load(_r_gates + (0 + _cj)[None, :], mask=_m2, other=0.0)
+                    bias_ih_0 = tl.load(_ptr_bias_ih + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    bias_hh_0 = tl.load(_ptr_bias_hh + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    gates_2 = tl.load(_r_gates + (32 + _cj)[None, :], mask=_m2, other=0.0)
+                    bias_ih_2 = tl.load(_ptr_bias_ih + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    bias_hh_2 = tl.load(_ptr_bias_hh + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                    d_h_new = tl.load(_r_d_h_new + (0 + _cj)[None, :], mask=_m2, other=0.0)
+                    d_c_new = tl.load(_r_d_c_new + (0 + _cj)[None, :], mask=_m2, other=0.0)
+                    _c0 = tl.sigmoid(bias_hh_3 + bias_ih_3 + gates_3)
+                    _c1 = tl.sigmoid(bias_hh_1 + bias_ih_1 + gates_1)
+                    _c2 = _c1*c
+                    _c3 = tl.sigmoid(bias_hh_0 + bias_ih_0 + gates_0)
+                    _c4 = (2.0 * tl.sigmoid(2.0 * (bias_hh_2 + bias_ih_2 + gates_2)) - 1.0)
+                    _c5 = _c3*_c4
+                    _c6 = (2.0 * tl.sigmoid(2.0 * (_c2 + _c5)) - 1.0)
+                    _c7 = -_c0*_c6*d_h_new*(_c0 - 1.0)
+                    _c8 = -_c0*d_h_new*((_c6*_c6) - 1.0) + d_c_new
+                    _c9 = -_c8
+                    _c10 = _c2*_c9*(_c1 - 1.0)
+                    _c11 = _c5*_c9*(_c3 - 1.0)
+                    _c12 = _c3*_c9*((_c4*_c4) - 1.0)
+                    _ga = _r_d_gates + (48 + _cj)[None, :]
+                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c7), mask=_m2)
+                    _g = tl.sum(tl.where(_m2, _c7, 0.0), axis=0)
+                    _pg = _part_d_bias_ih + _pb * 64 + 48 + _cj
+                    tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
+                    _g = tl.sum(tl.where(_m2, _c7, 0.0), axis=0)
+                    _pg = _part_d_bias_hh + _pb * 64 + 48 + _cj
+                    tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
+                    _ga = _r_d_gates + (16 + _cj)[None, :]
+                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c10), mask=_m2)
+                    _g = tl.sum(tl.where(_m2, _c10, 0.0), axis=0)
+                    _pg = _part_d_bias_ih + _pb * 64 + 16 + _cj
+                    tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
+                    _g = tl.sum(tl.where(_m2, _c10, 0.0), axis=0)
+                    _pg = _part_d_bias_hh + _pb * 64 + 16 + _cj
+                    tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
+                    _ga = _r_d_c + (0 + _cj)[None, :]
+                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c1*_c8), mask=_m2)
+                    _ga = _r_d_gates + (0 + _cj)[None, :]
+                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c11), mask=_m2)
+                    _g = tl.sum(tl.where(_m2, _c11, 0.0), axis=0)
+                    _pg = _part_d_bias_ih + _pb * 64 + 0 + _cj
+                    tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
+                    _g = tl.sum(tl.where(_m2, _c11, 0.0), axis=0)
+                    _pg = _part_d_bias_hh + _pb * 64 + 0 + _cj
+                    tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
+                    _ga = _r_d_gates + (32 + _cj)[None, :]
+                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c12), mask=_m2)
+                    _g = tl.sum(tl.where(_m2, _c12, 0.0), axis=0)
+                    _pg = _part_d_bias_ih + _pb * 64 + 32 + _cj
+                    tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
+                    _g = tl.sum(tl.where(_m2, _c12, 0.0), axis=0)
+                    _pg = _part_d_bias_hh + _pb * 64 + 32 + _cj
+                    tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
+            tl.debug_barrier()   # the next statement reads what other threads of this program wrote
+        if not _PHASED:
+            if _P > 1:
+                _goal = (tl.cast(_i, tl.int64) * 1 + 1) * _P
+                tl.atomic_add(_sync_ptr + _pb, 1, sem="release", scope="gpu")
+                _seen = tl.atomic_add(_sync_ptr + _pb, 0, sem="acquire", scope="gpu")
+                while _seen < _goal:
+                    _seen = tl.atomic_add(_sync_ptr + _pb, 0, sem="acquire", scope="gpu")
+                tl.debug_barrier()
+        if (_PH < 0) | (_PH == 1):   # phase 1
+            # d_h[0:16] += d_gates @ weight_hh[:, 0:16]
+            for _k0 in range(0, 16, _BN):
+                if ((0 + _k0) % 16) // _BN % _P == _pf:
+                    _ck = _k0 + tl.arange(0, _BN)
+                    _acc = tl.zeros((_BB, _BN), dtype=tl.float32)
+                    for _n0 in range(0, 64, _BK):
+                        _cn = _n0 + tl.arange(0, _BK)
+                        _dy = tl.load(_r_d_gates + (_cn)[None, :], mask=_rmask[:, None] & (_cn < 64)[None, :], other=0.0)
+                        _wt = tl.load(_ptr_weight_hh + _cn[:, None] * 16 + (0 + _ck)[None, :], mask=(_cn < 64)[:, None] & (_ck < 16)[None, :], other=0.0)
+                        _acc += tl.dot(_dy, _wt, input_precision='ieee')
+                    _ga = _r_d_h + (0 + _ck)[None, :]
+                    tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ck < 16)[None, :])
+            tl.debug_barrier()   # the next statement reads what other threads of this program wrote
 
 def forward(_xs, _inits, _params, _save, _lengths=None):
     _x_seq, = _xs
     _h_init, _c_init, = _inits
     weight_ih, weight_hh, bias_ih, bias_hh, = _params
     _T, _B = _x_seq.shape[0], _x_seq.shape[1]
-    _grid = triton.cdiv(_B, 16)
+    _grid = triton.cdiv(_B, 16)   # batch tiles
     _gates_seq = _x_seq.new_empty(((_T if _save else 1), _B, 64)); _gates_ts = (_B * 64 if _save else 0)
     _h_new_pp = _x_seq.new_empty((2, _B, 16)); _h_new_pp[0] = _h_init   # the carry's two slots
     _h_new_seq = _x_seq.new_empty((_T, _B, 16)); _h_new_ts = _B * 16
@@ -212,8 +248,9 @@ def forward(_xs, _inits, _params, _save, _lengths=None):
     if _T > 0:
         _len = _lengths if _lengths is not None else _x_seq.new_zeros((1,), dtype=torch.int64)
         _pre0 = torch.mm(_x_seq.reshape(_T * _B, 8), weight_ih.t())   # the terms of gates on sequences, every step at once
-        with _device_of(_x_seq):   # Triton launches on the current device
-            _forward_kernel[(_grid,)](_T, _B, weight_hh, bias_ih, bias_hh, _gates_seq, _gates_ts, _h_new_pp, _h_new_seq, _h_new_ts, _c_new_pp, _c_new_seq, _c_new_ts, _pre0, _len, _BB=16, _BN=32, _BK=16, _MASKED=_lengths is not None, _WIDE=_wide(weight_hh, bias_ih, bias_hh, _gates_seq, _gates_ts, _h_new_pp, _h_new_seq, _h_new_ts, _c_new_pp, _c_new_seq, _c_new_ts, _pre0), num_warps=8)
+        _P = _programs(_x_seq, 1, _grid)   # programs splitting a batch tile's features
+        _sync = _x_seq.new_zeros((_grid,), dtype=torch.int64)   # a barrier counter a batch tile
+        _launch(_forward_kernel, (_P, _grid), _T, _B, 1, _x_seq, weight_hh, bias_ih, bias_hh, _gates_seq, _gates_ts, _h_new_pp, _h_new_seq, _h_new_ts, _c_new_pp, _c_new_seq, _c_new_ts, _pre0, _len, _sync, _BB=16, _BN=16, _BK=16, _MASKED=_lengths is not None, _WIDE=_wide(weight_hh, bias_ih, bias_hh, _gates_seq, _gates_ts, _h_new_pp, _h_new_seq, _h_new_ts, _c_new_pp, _c_new_seq, _c_new_ts, _pre0), num_warps=8)
     h = _h_new_pp[_T % 2].clone()   # the carry after the last step
     c = _c_new_pp[_T % 2].clone()   # the carry after the last step
     return [_h_new_seq, h, c] + ([_gates_seq, _c_new_seq] if _save else [])
@@ -233,15 +270,16 @@ def backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _lengths=None):
     d_weight_hh = _x_seq.new_zeros((64, 16,))
     d_bias_ih = _x_seq.new_zeros((64,))
     d_bias_hh = _x_seq.new_zeros((64,))
-    _grid = triton.cdiv(_B, 16)
+    _grid = triton.cdiv(_B, 16)   # batch tiles
     _d_bias_ih_part = _x_seq.new_zeros((_grid, 64))
     _d_bias_hh_part = _x_seq.new_zeros((_grid, 64))
     _d_h_pp = _x_seq.new_empty((2, _B, 16)); _d_h_pp[0] = _d_h_new_init   # the carry's two slots
     _d_c_pp = _x_seq.new_empty((2, _B, 16)); _d_c_pp[0] = _d_c_new_init   # the carry's two slots
     if _T > 0:
         _len = _lengths if _lengths is not None else _x_seq.new_zeros((1,), dtype=torch.int64)
-        with _device_of(_x_seq):   # Triton launches on the current device
-            _backward_kernel[(_grid,)](_T, _B, weight_hh, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _d_bias_ih_part, _d_bias_hh_part, _d_h_pp, _d_c_pp, _len, _BB=16, _BN=32, _BK=16, _MASKED=_lengths is not None, _WIDE=_wide(weight_hh, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _d_bias_ih_part, _d_bias_hh_part, _d_h_pp, _d_c_pp), num_warps=8)
+        _P = _programs(_x_seq, 1, _grid)   # programs splitting a batch tile's features
+        _sync = _x_seq.new_zeros((_grid,), dtype=torch.int64)   # a barrier counter a batch tile
+        _launch(_backward_kernel, (_P, _grid), _T, _B, 2, _x_seq, weight_hh, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _d_bias_ih_part, _d_bias_hh_part, _d_h_pp, _d_c_pp, _len, _sync, _BB=16, _BN=16, _BK=16, _MASKED=_lengths is not None, _WIDE=_wide(weight_hh, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _d_bias_ih_part, _d_bias_hh_part, _d_h_pp, _d_c_pp), num_warps=8)
     d_bias_ih += _d_bias_ih_part.sum(0)
     d_bias_hh += _d_bias_hh_part.sum(0)
     d_h_new = _d_h_pp[_T % 2].clone()   # the carry after the last step

@@ -24,6 +24,36 @@ def _device_of(tensor):
     return torch.cuda.device(tensor.device) if tensor.is_cuda else contextlib.nullcontext()
 
 
+INTERPRETER_PROGRAMS = 4   # P at most under the interpreter: enough to test the split
+PROGRAMS_AT_MOST = None    # a cap on P (benchmarks/bench_gpu.py times the kernel at 1: no split, no barrier)
+
+
+def _programs(like, most, batch_tiles):
+    """P, the programs that split a batch tile's features: as many as have work (`most`) while the whole grid
+    fits on the GPU at once (the programs wait for each other: a cooperative launch, one program an SM)"""
+    if PROGRAMS_AT_MOST is not None:
+        most = min(most, PROGRAMS_AT_MOST)
+    if not like.is_cuda:
+        return min(most, INTERPRETER_PROGRAMS)
+    sms = torch.cuda.get_device_properties(like.device).multi_processor_count
+    return max(1, min(most, sms // batch_tiles))
+
+
+def _launch(kernel, grid, T, B, phases, like, *args, **meta):
+    """The step kernel over steps 0..T-1. Its programs meet at grid barriers when P > 1: on a GPU one cooperative
+    launch (all programs resident, or the launch fails: never a hang). The interpreter runs programs one after
+    another, where a barrier would wait forever for the programs after it: there it is one launch a phase of a
+    step instead, the same kernel code with the barriers left out."""
+    with _device_of(like):
+        if grid[0] > 1 and not like.is_cuda:
+            for i in range(T):
+                for phase in range(phases):
+                    kernel[grid](T, B, i, i + 1, phase, grid[0], *args, _PHASED=True, **meta)
+        else:
+            cooperative = {"launch_cooperative_grid": True} if grid[0] > 1 else {}
+            kernel[grid](T, B, 0, T, -1, grid[0], *args, _PHASED=False, **cooperative, **meta)
+
+
 WIDE_AT = 2 ** 31   # a buffer of this many elements or more gets the kernel variant with 64-bit step offsets
 
 
@@ -82,7 +112,8 @@ class TritonBackend(Backend):
         # triton.jit reads a kernel's source from its file: the source goes into the cache folder, and runs from there
         path = cache.source_file("triton", program.name, source)
         linecache.checkcache(str(path))
-        scope = {**SCOPE, "triton": triton, "tl": tl, "_device_of": _device_of, "_wide": _wide, "__file__": str(path),
+        scope = {**SCOPE, "triton": triton, "tl": tl, "_device_of": _device_of, "_wide": _wide,
+                 "_programs": _programs, "_launch": _launch, "__file__": str(path),
                  "__name__": f"symcell_triton_{next(_counter)}"}
         exec(compile(source, str(path), "exec"), scope)  # noqa: S102 - our own generated code
         entries = {s.name: _float32_only(scope[s.name]) for s in scans}

@@ -1,10 +1,17 @@
 """Triton from a kernel program: a persistent kernel per scan for the step, torch host code around it.
 
-Each program (a Triton program instance) owns BB batch rows for the whole sequence (rows never interact in a
-recurrence, so programs never wait for each other): per step it runs the in-loop matmuls as tiled `tl.dot`s
-against weights streamed from L2, and every fused region as one pass over feature tiles. Values live in global
-memory between the statements of a step, with a barrier after each. The phases before and after the loop are
-the torch code of torch_code.py (cuBLAS on a GPU): one GEMM over all T*B rows each.
+The grid is P x (B / BB) programs (Triton program instances), alive for the whole sequence. Rows never interact
+in a recurrence, so the programs of different batch tiles never wait for each other; the P programs of one batch
+tile split its features (split.py: program p owns the same hidden units of every buffer), and wait for each other
+at a grid barrier where one reads what another wrote (an LSTM: once a step). P is chosen at launch from the sizes
+and the GPU's SM count (1 at large B: a program does all features of its rows). Per step a program runs its tiles
+of the in-loop matmuls as `tl.dot`s against weights streamed from L2, and its tiles of every fused region. Values
+live in global memory between the statements of a step. The phases before and after the loop are the torch code
+of torch_code.py (cuBLAS on a GPU): one GEMM over all T*B rows each.
+
+Under Triton's interpreter (no GPU) programs run one after another, so a barrier would wait forever: there a
+kernel is launched once per phase of each step (_PHASED), which is the same kernel code with the barriers as
+launch boundaries.
 
 In the kernel, a buffer v of the step has a block of row pointers `_r_v` (BB rows at step _t) and is read at
 `_r_v + columns`; a carried value lives in two slots `_pp_<out>` (step _i reads slot _i % 2 and writes the other),
@@ -18,18 +25,17 @@ from ...kernel import Keep, MatMul, Role
 from ...printing import tl_str
 from ..base import Renderer
 from ..torch_code import ScanRenderer, init, seq
+from .split import Zero, plan, reference
 
-BB, BN, BK = 16, 32, 16   # rows per program, feature tile, reduction tile (tl.dot wants every dim >= 16)
+# rows per program, reduction tile (tl.dot wants every dim >= 16)
+BB, BK = 16, 16
+# feature tile: 16, the smallest tl.dot takes, gives the most programs a split (H / 16) and the fewest live
+# values (the second-order kernels carry primal and tangent tiles: with 32 the layer-norm LSTM's spilled 1 KiB).
+# Tests set it to 2 under the interpreter, which has no such minimum, to split the zoo's small cells.
+TILE = 16
 # warps per program: with 4, the second-order kernels of the peephole LSTM hit 255 registers a thread and spill
 # ~300 B; with 8 no zoo kernel spills (tests/test_triton_aot.py compiles them with the same)
 NUM_WARPS = 8
-
-
-def feature_tile(scan_name):
-    """BN for a scan's kernel: the second-order scans (tangent.py) carry primal and tangent values through their
-    regions, twice the live tiles: with 32 features a tile the layer-norm LSTM's spilled 1 KiB, with 16 at most
-    64 B (every other zoo kernel none)"""
-    return 16 if scan_name.startswith("tangent") else BN
 
 
 class StepKernel(Renderer):
@@ -50,6 +56,8 @@ class StepKernel(Renderer):
                     st = replace(st, terms=tuple(t for t in st.terms if t not in pre))
             in_loop.append(st)
         self.used = scan.used(in_loop)   # (not the inputs and weights of the hoisted terms alone)
+        zeroed = tuple(b.name for b in self.used if b.acc and b.role in (Role.STEP, Role.CARRY_OUT))
+        self.split = plan(scan, ([Zero(zeroed)] if zeroed else []) + list(scan.step), TILE)
 
     def before_loop(self, name):
         """a sequence whole before the loop (an input, or made in the phase before it), not one the step adds to"""
@@ -84,7 +92,7 @@ class StepKernel(Renderer):
     def sizes(self):
         """the integer arguments: run-time values, never specialised on (Triton would compile again for T or B
         equal to 1 or divisible by 16)"""
-        return ["_T", "_B"] + [a for a, _ in self.args() if a.startswith("_ts_")]
+        return ["_T", "_B", "_I0", "_I1", "_PH", "_P"] + [a for a, _ in self.args() if a.startswith("_ts_")]
 
     # --- addressing -------------------------------------------------------------------------------------
     def row_pointers(self):
@@ -128,24 +136,47 @@ class StepKernel(Renderer):
         self.w(f"_ga = _r_{name} + ({cols})[None, :]")
         self.w(f"tl.store(_ga, tl.load(_ga, mask={mask}, other=0.0) + ({value}), mask={mask})")
 
+    def own(self, a0, j):
+        """whether this program runs the tile at columns a0 + j (split.py); None: program 0 runs them all"""
+        if a0 is None:
+            return None
+        if self.split.aligned:   # the owner of the tile's hidden units
+            return f"(({a0} + {j}) % {self.split.units}) // _BN % _P == _pf"
+        return f"(({a0} + {j}) // _BN) % _P == _pf"
+
     @contextmanager
-    def tiles(self, width, mask_rows="_rmask[:, None]"):
-        """a loop over feature tiles _cj of a block of `width` features; _m2 masks rows and features"""
-        with self.w.block(f"for _j0 in range(0, {width}, _BN):"):
+    def owned(self, a0, j):
+        cond = self.own(a0, j)
+        if cond is None:
+            yield
+        else:
+            with self.w.block(f"if {cond}:"):
+                yield
+
+    @contextmanager
+    def tiles(self, width, mask_rows="_rmask[:, None]", a0=0):
+        """a loop over this program's feature tiles _cj of a block of `width` features; _m2 masks rows and
+        features"""
+        with self.w.block(f"for _j0 in range(0, {width}, _BN):"), self.owned(a0, "_j0"):
             self.w("_cj = _j0 + tl.arange(0, _BN)")
             self.w(f"_m2 = {mask_rows} & (_cj < {width})[None, :]")
             yield
 
     # --- the kernel -------------------------------------------------------------------------------------
     def kernel(self):
-        w, scan = self.w, self.scan
+        w, scan, split = self.w, self.scan, self.split
         w(f"@triton.jit(do_not_specialize={self.sizes()!r})")
-        w(f"def _{scan.name}_kernel(_T, _B, {', '.join(a for a, _ in self.args())}, _len_ptr, _BB: tl.constexpr, "
-          "_BN: tl.constexpr, _BK: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr):")
+        w(f"def _{scan.name}_kernel(_T, _B, _I0, _I1, _PH, _P, {', '.join(a for a, _ in self.args())}, _len_ptr, "
+          "_sync_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _MASKED: tl.constexpr, "
+          "_WIDE: tl.constexpr, _PHASED: tl.constexpr):")
         with w.block():
-            w("_rows = tl.program_id(0) * _BB + tl.arange(0, _BB)   # this program's rows")
+            w(f"# steps _I0.._I1 (all, or one under the interpreter); {len(split.phases)} phase(s) a step, "
+              f"{split.barriers} grid barrier(s)")
+            w("_pf = tl.program_id(0)   # this program's share of the features, of _P")
+            w("_pb = tl.program_id(1)   # its batch tile")
+            w("_rows = _pb * _BB + tl.arange(0, _BB)")
             w("_rmask = _rows < _B")
-            with w.block("for _i in range(0, _T):"):
+            with w.block("for _i in range(_I0, _I1):"):
                 w(f"_t = {'_T - 1 - _i' if scan.reverse else '_i'}")
                 # offsets: a step's in 64 bits when a buffer has 2^31 elements or more (a variant compiled only
                 # then: 64-bit offsets cost 20-30% more registers), a row's within a step in 32
@@ -154,15 +185,33 @@ class StepKernel(Renderer):
                 with w.block("else:"):
                     w("_tw, _iw = _t, _i")
                 self.row_pointers()
-                zeroed = [b for b in self.used if b.acc and b.role in (Role.STEP, Role.CARRY_OUT)]
-                for b in zeroed:   # accumulated into from zero at every step
-                    with self.tiles(self.n(b.name)):
-                        self.store(b.name, "_cj", "tl.zeros((_BB, _BN), dtype=tl.float32)", "_m2")
-                if zeroed:
-                    w("tl.debug_barrier()")
-                for st in scan.step:
-                    self.render(st)
-                    w("tl.debug_barrier()   # the next statement reads what other threads of this program wrote")
+                barrier = 0
+                for k, phase in enumerate(split.phases):
+                    if k > 0 or split.first_barrier:
+                        self.grid_barrier(barrier)
+                        barrier += 1
+                    with w.block(f"if (_PH < 0) | (_PH == {k}):   # phase {k}"):
+                        for st in phase:
+                            self.render(st)
+                            w("tl.debug_barrier()   # the next statement reads what other threads of this program wrote")
+
+    def grid_barrier(self, k):
+        """Every program of this batch tile has finished the phase before: each adds one to its tile's counter
+        (release: its writes are visible first) and waits (acquire) until all _P have, for the k-th barrier of
+        step _i. The counter only grows (int64), so no reset."""
+        w = self.w
+        with w.block("if not _PHASED:"), w.block("if _P > 1:"):
+            w(f"_goal = (tl.cast(_i, tl.int64) * {self.split.barriers} + {k + 1}) * _P")
+            w('tl.atomic_add(_sync_ptr + _pb, 1, sem="release", scope="gpu")')
+            w('_seen = tl.atomic_add(_sync_ptr + _pb, 0, sem="acquire", scope="gpu")')
+            with w.block("while _seen < _goal:"):
+                w('_seen = tl.atomic_add(_sync_ptr + _pb, 0, sem="acquire", scope="gpu")')
+            w("tl.debug_barrier()")
+
+    def render_Zero(self, st):
+        for name in st.names:   # accumulated into from zero at every step
+            with self.tiles(self.n(name)):
+                self.store(name, "_cj", "tl.zeros((_BB, _BN), dtype=tl.float32)", "_m2")
 
     # --- statements -------------------------------------------------------------------------------------
     def render_MatMul(self, mm):
@@ -171,7 +220,7 @@ class StepKernel(Renderer):
             f"{t.operand.value}[{t.operand.start}:{t.operand.stop}] @ {t.weight}[:, {t.col_start}:{t.col_stop}].T"
             for t in mm.terms))
         pre, hoisted = self.hoisted.get(id(mm), (None, ()))
-        with w.block(f"for _n0 in range(0, {n_out}, _BN):"):
+        with w.block(f"for _n0 in range(0, {n_out}, _BN):"), self.owned(0, "_n0"):
             w("_cn = _n0 + tl.arange(0, _BN)")
             if pre:
                 w(f"_acc = tl.load({pre} + _tw * _B * {n_out} + _rows[:, None] * {n_out} + _cn[None, :], "
@@ -196,9 +245,18 @@ class StepKernel(Renderer):
         width = int(st.n)
         sums = [k for k, (d, _, _) in enumerate(st.outputs) if st.broadcast(d)]
         w(f"# fused region: {len(st.outputs)} output(s) of {width} features")
+        a0 = reference(st)
+        if a0 is None:   # a sum over the features: program 0 runs it all
+            with w.block("if _pf == 0:"):
+                self.region(st, width, sums, a0)
+        else:
+            self.region(st, width, sums, a0)
+
+    def region(self, st, width, sums, a0):
+        w = self.w
         for k in sums:
             w(f"_s{k} = tl.zeros((_BB,), dtype=tl.float32)")
-        with self.tiles(width):
+        with self.tiles(width, a0=a0):
             for sym, v in st.leaves:
                 if st.broadcast(v):
                     w(f"{sym.name} = {self.load(v.value, f'{v.start} + _cj * 0', '_m2', width)}")
@@ -213,7 +271,7 @@ class StepKernel(Renderer):
                     w(f"_s{k} += tl.sum(tl.where(_m2, {tl_str(e)}, 0.0), axis=1)")
                 elif self.buf[dest.value].role == Role.PARAM_GRAD:   # this program's partial sum over its rows
                     w(f"_g = tl.sum(tl.where(_m2, {tl_str(e)}, 0.0), axis=0)")
-                    w(f"_pg = _part_{dest.value} + tl.program_id(0) * {self.n(dest.value)} + {dest.start} + _cj")
+                    w(f"_pg = _part_{dest.value} + _pb * {self.n(dest.value)} + {dest.start} + _cj")
                     w(f"tl.store(_pg, tl.load(_pg, mask=_cj < {width}, other=0.0) + _g, mask=_cj < {width})")
                 elif acc:
                     self.add(dest.value, f"{dest.start} + _cj", tl_str(e), "_m2")
@@ -224,7 +282,7 @@ class StepKernel(Renderer):
         for k in sums:
             dest, _, acc = st.outputs[k]
             if self.buf[dest.value].role == Role.PARAM_GRAD:
-                w(f"_ps = _part_{dest.value} + tl.program_id(0) * {self.n(dest.value)} + {dest.start}")
+                w(f"_ps = _part_{dest.value} + _pb * {self.n(dest.value)} + {dest.start}")
                 w(f"tl.store(_ps, tl.load(_ps) + tl.sum(tl.where(_rmask, _s{k}, 0.0), axis=0))")
             elif acc:
                 w(f"_gs = _r_{dest.value} + {dest.start} + tl.arange(0, 1)[None, :]")
@@ -237,7 +295,7 @@ class StepKernel(Renderer):
         w, op, n_src = self.w, st.dest, self.n(st.src)
         K, ldw = int(op.stop - op.start), int(self.buf[st.weight].size[1])
         w(f"# {op.value}[{op.start}:{op.stop}] += {st.src} @ {st.weight}[:, {st.col_start}:{st.col_stop}]")
-        with w.block(f"for _k0 in range(0, {K}, _BN):"):
+        with w.block(f"for _k0 in range(0, {K}, _BN):"), self.owned(int(op.start), "_k0"):
             w("_ck = _k0 + tl.arange(0, _BN)")
             w("_acc = tl.zeros((_BB, _BN), dtype=tl.float32)")
             with w.block(f"for _n0 in range(0, {n_src}, _BK):"):
@@ -286,7 +344,7 @@ class Host(ScanRenderer):
 
     def loop(self):
         w, scan, like = self.w, self.scan, self.like
-        w(f"_grid = triton.cdiv(_B, {BB})")
+        w(f"_grid = triton.cdiv(_B, {BB})   # batch tiles")
         for b in self.kernel.used:
             if b.role == Role.STEP:   # one (B, n) block unless kept: then the step's row block of a sequence
                 rows = {Keep.NEVER: "1", Keep.SAVE: "(_T if _save else 1)", Keep.ALWAYS: "_T"}[b.keep]
@@ -314,9 +372,12 @@ class Host(ScanRenderer):
                         f"{self.columns(t.weight, t.col_start, t.col_stop)}.t())"
                         for t in terms) + f"   # the terms of {mm.out} on sequences, every step at once")
             args = ", ".join(h for _, h in self.kernel.args())
-            with w.block(f"with _device_of({like}):   # Triton launches on the current device"):
-                w(f"_{scan.name}_kernel[(_grid,)](_T, _B, {args}, _len, _BB={BB}, _BN={feature_tile(scan.name)}, _BK={BK}, "
-                  f"_MASKED=_lengths is not None, _WIDE=_wide({args}), num_warps={NUM_WARPS})")
+            split = self.kernel.split
+            w(f"_P = _programs({like}, {split.most_programs}, _grid)   # programs splitting a batch tile's features")
+            w(f"_sync = {like}.new_zeros((_grid,), dtype=torch.int64)   # a barrier counter a batch tile")
+            w(f"_launch(_{scan.name}_kernel, (_P, _grid), _T, _B, {len(split.phases)}, {like}, {args}, _len, _sync, "
+              f"_BB={BB}, _BN={split.tile}, _BK={BK}, _MASKED=_lengths is not None, _WIDE=_wide({args}), "
+              f"num_warps={NUM_WARPS})")
         for b in self.kernel.used:
             if b.role == Role.PARAM_GRAD:
                 w(f"{b.name} += _{b.name}_part.sum(0)")
