@@ -46,16 +46,17 @@ def kernels(spec, dims, folder, second=True):
     return [getattr(module, f"_{scan.name}_kernel") for scan in scans]
 
 
-def signature(fn, masked, wide=False):
-    """Argument types as the host code passes them on a GPU: sizes, strides, steps, phase and programs i32,
-    lengths and barrier counters i64, buffers fp32 (`wide`: the variant for buffers of 2^31 elements or more)."""
+def signature(fn, masked, wide=False, dot="ieee"):
+    """Argument types as the host code passes them on a GPU: sizes, strides, steps, phases and programs i32,
+    lengths and barrier counters i64, buffers fp32 (`wide`: the variant for buffers of 2^31 elements or more;
+    `dot`: the float32 matmul precision, symcell.backends.triton.FLOAT32_DOT)."""
     sig, constexprs = {}, {}
     for p in fn.arg_names:
-        if p in ("_BB", "_BN", "_BK", "_MASKED", "_WIDE", "_PHASED"):
+        if p in ("_BB", "_BN", "_BK", "_MASKED", "_WIDE", "_PHASED", "_DOT"):
             sig[p] = "constexpr"
             constexprs[p] = {"_BB": BB, "_BN": TILE, "_BK": BK, "_MASKED": masked, "_WIDE": wide,
-                             "_PHASED": False}[p]
-        elif p in ("_T", "_B", "_I0", "_I1", "_PH", "_P") or p.startswith("_ts_"):
+                             "_PHASED": False, "_DOT": dot}[p]
+        elif p in ("_T", "_B", "_I0", "_I1", "_K0", "_K1", "_P") or p.startswith("_ts_"):
             sig[p] = "i32"
         elif p in ("_len_ptr", "_sync_ptr"):
             sig[p] = "*i64"

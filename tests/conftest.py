@@ -27,6 +27,9 @@ except ImportError:
     _gpu = False
 if not _gpu:
     os.environ.setdefault("TRITON_INTERPRET", "1")
+else:   # nn.LSTM/nn.GRU are the float32 references of the parity tests: cuDNN's TF32 default would round them
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
 
 _COMPILING = {"cpp": ("cpp",), "triton": ("triton", "gpu") if _gpu else ("triton",)}
 

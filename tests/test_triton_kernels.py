@@ -203,20 +203,55 @@ def test_the_split_at_16_features_a_tile_is_exact(split_kernels, monkeypatch, ba
     assert set(launches) == {1}, launches
 
 
+def without_barriers_between_phases(s):
+    return split.Split(s.units, s.tile, (tuple(st for p in s.phases for st in p),), s.first_barrier)
+
+
+def without_the_barrier_at_the_steps_start(s):
+    return split.Split(s.units, s.tile, s.phases, False)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU a missing barrier is a race, not a sure failure")
 @pytest.mark.parametrize("backend", ["triton"])
-def test_a_missing_barrier_is_caught_by_these_tests(split_kernels, monkeypatch, backend):
-    """The control: with every statement of a step in one phase (no barrier), the LSTM's backward reads d_gates
-    that programs after it have not written yet, and the comparison above fails"""
+@pytest.mark.parametrize("mutation", [without_barriers_between_phases, without_the_barrier_at_the_steps_start])
+def test_a_missing_barrier_is_caught_by_these_tests(split_kernels, monkeypatch, backend, mutation):
+    """The controls: the interpreter runs each stretch between two barriers as one launch, its programs one after
+    another, so a plan short of a barrier makes a program read what programs after it have not written yet: the
+    LSTM's backward its d_gates (between phases), its forward h_{t-1} (at the step's start)"""
     split_kernels(2)
     real = RENDER.plan
-
-    def one_phase(scan, items, tile):
-        s = real(scan, items, tile)
-        return split.Split(s.units, s.tile, (tuple(st for p in s.phases for st in p),), False)
-    monkeypatch.setattr(RENDER, "plan", one_phase)
+    monkeypatch.setattr(RENDER, "plan", lambda scan, items, tile: mutation(real(scan, items, tile)))
     torch.manual_seed(0)
     cell, ref = CASES["LSTM"][0](backend=backend), CASES["LSTM"][0](backend="reference")
     ref.load_state_dict(cell.state_dict())
     with pytest.raises(AssertionError):
         check_against_reference(cell, ref, T=4, B=3)
+
+
+# --- float32 matmul precision: symcell.backends.triton.FLOAT32_DOT --------------------------------------------
+
+@pytest.mark.parametrize("backend", ["triton"])
+@pytest.mark.parametrize("dot,tol", [("ieee", 1e-4), ("tf32x3", 1e-4), ("tf32", 3e-2)])
+def test_each_float32_matmul_precision_within_its_tolerance(split_kernels, monkeypatch, backend, dot, tol):
+    """ieee and tf32x3 to float32's tolerance, tf32 (10-bit mantissas) to a few parts in 100, on a split LSTM;
+    under the interpreter every one is float32 (what a GPU's tensor cores do is tested where there is one)"""
+    split_kernels(16)
+    monkeypatch.setattr(triton_backend, "FLOAT32_DOT", dot)
+    torch.manual_seed(0)
+    cell, ref = LSTMCell(8, 48, backend=backend).to(DEVICE), LSTMCell(8, 48, backend="reference").to(DEVICE)
+    ref.load_state_dict(cell.state_dict())
+    xs, states = random_inputs(cell, 3, 5, dtype=torch.float32)
+    y, y_ref = cell(xs[0].to(DEVICE))[0], ref(xs[0].to(DEVICE))[0]
+    assert rel_err(y, y_ref) < tol
+    g = torch.autograd.grad(y.square().sum(), list(cell.parameters()))
+    g_ref = torch.autograd.grad(y_ref.square().sum(), list(ref.parameters()))
+    assert max(rel_err(a, b) for a, b in zip(g, g_ref)) < tol
+
+
+@pytest.mark.parametrize("backend", ["triton"])
+def test_an_unknown_float32_matmul_precision_is_refused(split_kernels, monkeypatch, backend):
+    split_kernels(16)
+    monkeypatch.setattr(triton_backend, "FLOAT32_DOT", "fp16")
+    cell = LSTMCell(8, 16, backend=backend).to(DEVICE)
+    with pytest.raises(ValueError, match=r"FLOAT32_DOT must be one of \('ieee', 'tf32x3', 'tf32'\), got 'fp16'"):
+        cell(torch.randn(2, 3, 8, device=DEVICE))

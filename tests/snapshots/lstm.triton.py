@@ -1,7 +1,7 @@
 # symcell triton backend: LSTM
-@triton.jit(do_not_specialize=['_T', '_B', '_I0', '_I1', '_PH', '_P', '_ts_gates', '_ts_h_new', '_ts_c_new'])
-def _forward_kernel(_T, _B, _I0, _I1, _PH, _P, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_gates, _ts_gates, _pp_h_new, _ptr_h_new, _ts_h_new, _pp_c_new, _ptr_c_new, _ts_c_new, _pre0, _len_ptr, _sync_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr, _PHASED: tl.constexpr):
-    # steps _I0.._I1 (all, or one under the interpreter); 1 phase(s) a step, 1 grid barrier(s)
+@triton.jit(do_not_specialize=['_T', '_B', '_I0', '_I1', '_K0', '_K1', '_P', '_ts_gates', '_ts_h_new', '_ts_c_new'])
+def _forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_gates, _ts_gates, _pp_h_new, _ptr_h_new, _ts_h_new, _pp_c_new, _ptr_c_new, _ts_c_new, _pre0, _len_ptr, _sync_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr, _PHASED: tl.constexpr, _DOT: tl.constexpr):
+    # 1 phase(s) a step, 1 grid barrier(s): steps _I0 <= _i < _I1, from phase _K0 of the first to _K1 of the last (all of them on a GPU; under the interpreter, from one barrier to the next)
     _pf = tl.program_id(0)   # this program's share of the features, of _P
     _pb = tl.program_id(1)   # its batch tile
     _rows = _pb * _BB + tl.arange(0, _BB)
@@ -27,7 +27,7 @@ def _forward_kernel(_T, _B, _I0, _I1, _PH, _P, _ptr_weight_hh, _ptr_bias_ih, _pt
                 while _seen < _goal:
                     _seen = tl.atomic_add(_sync_ptr + _pb, 0, sem="acquire", scope="gpu")
                 tl.debug_barrier()
-        if (_PH < 0) | (_PH == 0):   # phase 0
+        if ((_i > _I0) | (_K0 <= 0)) & ((_i < _I1 - 1) | (0 <= _K1)):   # phase 0
             # gates = x[0:8] @ weight_ih[:, 0:8].T + h[0:16] @ weight_hh[:, 0:16].T
             for _n0 in range(0, 64, _BN):
                 if ((0 + _n0) % 16) // _BN % _P == _pf:
@@ -37,7 +37,7 @@ def _forward_kernel(_T, _B, _I0, _I1, _PH, _P, _ptr_weight_hh, _ptr_bias_ih, _pt
                         _ck = _k0 + tl.arange(0, _BK)
                         _a = tl.load(_r_h + (0 + _ck)[None, :], mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0)
                         _wt = tl.load(_ptr_weight_hh + _cn[None, :] * 16 + (0 + _ck)[:, None], mask=(_ck < 16)[:, None] & (_cn < 64)[None, :], other=0.0)
-                        _acc += tl.dot(_a, _wt, input_precision='ieee')
+                        _acc += tl.dot(_a, _wt, input_precision=_DOT)
                     tl.store(_r_gates + (_cn)[None, :], _acc, mask=_rmask[:, None] & (_cn < 64)[None, :])
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
             # fused region: 2 output(s) of 16 features
@@ -85,9 +85,9 @@ def _forward_kernel(_T, _B, _I0, _I1, _PH, _P, _ptr_weight_hh, _ptr_bias_ih, _pt
                         tl.store(_rk_c_new + (_cj)[None, :], _old, mask=_m2)
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
 
-@triton.jit(do_not_specialize=['_T', '_B', '_I0', '_I1', '_PH', '_P'])
-def _backward_kernel(_T, _B, _I0, _I1, _PH, _P, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_c_new, _init_c, _ptr_gates, _ptr__dys_h, _ptr_d_gates, _part_d_bias_ih, _part_d_bias_hh, _pp_d_h, _pp_d_c, _len_ptr, _sync_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr, _PHASED: tl.constexpr):
-    # steps _I0.._I1 (all, or one under the interpreter); 2 phase(s) a step, 1 grid barrier(s)
+@triton.jit(do_not_specialize=['_T', '_B', '_I0', '_I1', '_K0', '_K1', '_P'])
+def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_c_new, _init_c, _ptr_gates, _ptr__dys_h, _ptr_d_gates, _part_d_bias_ih, _part_d_bias_hh, _pp_d_h, _pp_d_c, _len_ptr, _sync_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr, _PHASED: tl.constexpr, _DOT: tl.constexpr):
+    # 2 phase(s) a step, 1 grid barrier(s): steps _I0 <= _i < _I1, from phase _K0 of the first to _K1 of the last (all of them on a GPU; under the interpreter, from one barrier to the next)
     _pf = tl.program_id(0)   # this program's share of the features, of _P
     _pb = tl.program_id(1)   # its batch tile
     _rows = _pb * _BB + tl.arange(0, _BB)
@@ -107,7 +107,7 @@ def _backward_kernel(_T, _B, _I0, _I1, _PH, _P, _ptr_weight_hh, _ptr_bias_ih, _p
         _r_d_h = _pp_d_h + ((_iw + 1) % 2) * _B * 16 + _rows[:, None] * 16
         _r_d_c_new = _pp_d_c + (_iw % 2) * _B * 16 + _rows[:, None] * 16
         _r_d_c = _pp_d_c + ((_iw + 1) % 2) * _B * 16 + _rows[:, None] * 16
-        if (_PH < 0) | (_PH == 0):   # phase 0
+        if ((_i > _I0) | (_K0 <= 0)) & ((_i < _I1 - 1) | (0 <= _K1)):   # phase 0
             for _j0 in range(0, 16, _BN):
                 if ((0 + _j0) % 16) // _BN % _P == _pf:
                     _cj = _j0 + tl.arange(0, _BN)
@@ -219,7 +219,7 @@ def _backward_kernel(_T, _B, _I0, _I1, _PH, _P, _ptr_weight_hh, _ptr_bias_ih, _p
                 while _seen < _goal:
                     _seen = tl.atomic_add(_sync_ptr + _pb, 0, sem="acquire", scope="gpu")
                 tl.debug_barrier()
-        if (_PH < 0) | (_PH == 1):   # phase 1
+        if ((_i > _I0) | (_K0 <= 1)) & ((_i < _I1 - 1) | (1 <= _K1)):   # phase 1
             # d_h[0:16] += d_gates @ weight_hh[:, 0:16]
             for _k0 in range(0, 16, _BN):
                 if ((0 + _k0) % 16) // _BN % _P == _pf:
@@ -229,7 +229,7 @@ def _backward_kernel(_T, _B, _I0, _I1, _PH, _P, _ptr_weight_hh, _ptr_bias_ih, _p
                         _cn = _n0 + tl.arange(0, _BK)
                         _dy = tl.load(_r_d_gates + (_cn)[None, :], mask=_rmask[:, None] & (_cn < 64)[None, :], other=0.0)
                         _wt = tl.load(_ptr_weight_hh + _cn[:, None] * 16 + (0 + _ck)[None, :], mask=(_cn < 64)[:, None] & (_ck < 16)[None, :], other=0.0)
-                        _acc += tl.dot(_dy, _wt, input_precision='ieee')
+                        _acc += tl.dot(_dy, _wt, input_precision=_DOT)
                     _ga = _r_d_h + (0 + _ck)[None, :]
                     tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ck < 16)[None, :])
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
@@ -250,7 +250,7 @@ def forward(_xs, _inits, _params, _save, _lengths=None):
         _pre0 = torch.mm(_x_seq.reshape(_T * _B, 8), weight_ih.t())   # the terms of gates on sequences, every step at once
         _P = _programs(_x_seq, 1, _grid)   # programs splitting a batch tile's features
         _sync = _x_seq.new_zeros((_grid,), dtype=torch.int64)   # a barrier counter a batch tile
-        _launch(_forward_kernel, (_P, _grid), _T, _B, 1, _x_seq, weight_hh, bias_ih, bias_hh, _gates_seq, _gates_ts, _h_new_pp, _h_new_seq, _h_new_ts, _c_new_pp, _c_new_seq, _c_new_ts, _pre0, _len, _sync, _BB=16, _BN=16, _BK=16, _MASKED=_lengths is not None, _WIDE=_wide(weight_hh, bias_ih, bias_hh, _gates_seq, _gates_ts, _h_new_pp, _h_new_seq, _h_new_ts, _c_new_pp, _c_new_seq, _c_new_ts, _pre0), num_warps=8)
+        _launch(_forward_kernel, (_P, _grid), _T, _B, _x_seq, weight_hh, bias_ih, bias_hh, _gates_seq, _gates_ts, _h_new_pp, _h_new_seq, _h_new_ts, _c_new_pp, _c_new_seq, _c_new_ts, _pre0, _len, _sync, _phases=1, _first_barrier=True, _BB=16, _BN=16, _BK=16, _MASKED=_lengths is not None, _WIDE=_wide(weight_hh, bias_ih, bias_hh, _gates_seq, _gates_ts, _h_new_pp, _h_new_seq, _h_new_ts, _c_new_pp, _c_new_seq, _c_new_ts, _pre0), num_warps=8)
     h = _h_new_pp[_T % 2].clone()   # the carry after the last step
     c = _c_new_pp[_T % 2].clone()   # the carry after the last step
     return [_h_new_seq, h, c] + ([_gates_seq, _c_new_seq] if _save else [])
@@ -279,7 +279,7 @@ def backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _lengths=None):
         _len = _lengths if _lengths is not None else _x_seq.new_zeros((1,), dtype=torch.int64)
         _P = _programs(_x_seq, 1, _grid)   # programs splitting a batch tile's features
         _sync = _x_seq.new_zeros((_grid,), dtype=torch.int64)   # a barrier counter a batch tile
-        _launch(_backward_kernel, (_P, _grid), _T, _B, 2, _x_seq, weight_hh, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _d_bias_ih_part, _d_bias_hh_part, _d_h_pp, _d_c_pp, _len, _sync, _BB=16, _BN=16, _BK=16, _MASKED=_lengths is not None, _WIDE=_wide(weight_hh, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _d_bias_ih_part, _d_bias_hh_part, _d_h_pp, _d_c_pp), num_warps=8)
+        _launch(_backward_kernel, (_P, _grid), _T, _B, _x_seq, weight_hh, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _d_bias_ih_part, _d_bias_hh_part, _d_h_pp, _d_c_pp, _len, _sync, _phases=2, _first_barrier=False, _BB=16, _BN=16, _BK=16, _MASKED=_lengths is not None, _WIDE=_wide(weight_hh, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _d_bias_ih_part, _d_bias_hh_part, _d_h_pp, _d_c_pp), num_warps=8)
     d_bias_ih += _d_bias_ih_part.sum(0)
     d_bias_hh += _d_bias_hh_part.sum(0)
     d_h_new = _d_h_pp[_T % 2].clone()   # the carry after the last step

@@ -24,6 +24,12 @@ def _device_of(tensor):
     return torch.cuda.device(tensor.device) if tensor.is_cuda else contextlib.nullcontext()
 
 
+# How the kernels' float32 matmuls (tl.dot) multiply: "ieee" true float32 on CUDA cores (the default: results
+# match the reference backend to float32 rounding); "tf32x3" on tensor cores, three TF32 products a product (about
+# float32's accuracy, several times the speed); "tf32" one (10-bit mantissas, as cuDNN's default for float32
+# RNNs). The GEMMs outside the kernels are torch's and follow torch.backends.cuda.matmul.
+FLOAT32_DOT = "ieee"
+DOTS = ("ieee", "tf32x3", "tf32")
 INTERPRETER_PROGRAMS = 4   # P at most under the interpreter: enough to test the split
 PROGRAMS_AT_MOST = None    # a cap on P (benchmarks/bench_gpu.py times the kernel at 1: no split, no barrier)
 
@@ -39,19 +45,33 @@ def _programs(like, most, batch_tiles):
     return max(1, min(most, sms // batch_tiles))
 
 
-def _launch(kernel, grid, T, B, phases, like, *args, **meta):
-    """The step kernel over steps 0..T-1. Its programs meet at grid barriers when P > 1: on a GPU one cooperative
-    launch (all programs resident, or the launch fails: never a hang). The interpreter runs programs one after
-    another, where a barrier would wait forever for the programs after it: there it is one launch a phase of a
-    step instead, the same kernel code with the barriers left out."""
+def _launch(kernel, grid, T, B, like, *args, _phases, _first_barrier, **meta):
+    """The step kernel over steps 0..T-1, `_phases` phases a step with a grid barrier between two and, with
+    `_first_barrier`, one before the first. When P > 1 its programs meet at those barriers: on a GPU in one
+    cooperative launch (all programs resident, or the launch fails: never a hang). The interpreter runs programs
+    one after another, where a barrier would wait forever for the programs after it: there each stretch from one
+    barrier to the next is a launch of its own, the same kernel code with the barriers left out."""
+    if FLOAT32_DOT not in DOTS:
+        raise ValueError(f"symcell.backends.triton.FLOAT32_DOT must be one of {DOTS}, got {FLOAT32_DOT!r}")
+    meta["_DOT"] = FLOAT32_DOT
     with _device_of(like):
         if grid[0] > 1 and not like.is_cuda:
-            for i in range(T):
-                for phase in range(phases):
-                    kernel[grid](T, B, i, i + 1, phase, grid[0], *args, _PHASED=True, **meta)
+            for (i0, k0), (i1, k1) in _stretches(T, _phases, _first_barrier):
+                kernel[grid](T, B, i0, i1 + 1, k0, k1, grid[0], *args, _PHASED=True, **meta)
         else:
             cooperative = {"launch_cooperative_grid": True} if grid[0] > 1 else {}
-            kernel[grid](T, B, 0, T, -1, grid[0], *args, _PHASED=False, **cooperative, **meta)
+            kernel[grid](T, B, 0, T, 0, _phases - 1, grid[0], *args, _PHASED=False, **cooperative, **meta)
+
+
+def _stretches(T, phases, first_barrier):
+    """[((first step, its first phase), (last step, its last phase))] between barriers, in order"""
+    out, start = [], (0, 0)
+    for i in range(T):
+        for k in range(phases):
+            if (i, k) != (0, 0) and (k > 0 or first_barrier):   # a barrier before phase k of step i
+                out.append((start, (i, k - 1) if k > 0 else (i - 1, phases - 1)))
+                start = (i, k)
+    return out + [(start, (T - 1, phases - 1))] if T else out
 
 
 WIDE_AT = 2 ** 31   # a buffer of this many elements or more gets the kernel variant with 64-bit step offsets

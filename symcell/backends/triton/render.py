@@ -9,9 +9,9 @@ of the in-loop matmuls as `tl.dot`s against weights streamed from L2, and its ti
 live in global memory between the statements of a step. The phases before and after the loop are the torch code
 of torch_code.py (cuBLAS on a GPU): one GEMM over all T*B rows each.
 
-Under Triton's interpreter (no GPU) programs run one after another, so a barrier would wait forever: there a
-kernel is launched once per phase of each step (_PHASED), which is the same kernel code with the barriers as
-launch boundaries.
+Under Triton's interpreter (no GPU) programs run one after another, so a barrier would wait forever: there the
+kernel is launched once for each stretch between two barriers (_PHASED: the same kernel code, its barriers
+launch boundaries), so what a GPU runs between barriers runs in one launch there too.
 
 In the kernel, a buffer v of the step has a block of row pointers `_r_v` (BB rows at step _t) and is read at
 `_r_v + columns`; a carried value lives in two slots `_pp_<out>` (step _i reads slot _i % 2 and writes the other),
@@ -92,7 +92,7 @@ class StepKernel(Renderer):
     def sizes(self):
         """the integer arguments: run-time values, never specialised on (Triton would compile again for T or B
         equal to 1 or divisible by 16)"""
-        return ["_T", "_B", "_I0", "_I1", "_PH", "_P"] + [a for a, _ in self.args() if a.startswith("_ts_")]
+        return ["_T", "_B", "_I0", "_I1", "_K0", "_K1", "_P"] + [a for a, _ in self.args() if a.startswith("_ts_")]
 
     # --- addressing -------------------------------------------------------------------------------------
     def row_pointers(self):
@@ -166,12 +166,13 @@ class StepKernel(Renderer):
     def kernel(self):
         w, scan, split = self.w, self.scan, self.split
         w(f"@triton.jit(do_not_specialize={self.sizes()!r})")
-        w(f"def _{scan.name}_kernel(_T, _B, _I0, _I1, _PH, _P, {', '.join(a for a, _ in self.args())}, _len_ptr, "
+        w(f"def _{scan.name}_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, {', '.join(a for a, _ in self.args())}, _len_ptr, "
           "_sync_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _MASKED: tl.constexpr, "
-          "_WIDE: tl.constexpr, _PHASED: tl.constexpr):")
+          "_WIDE: tl.constexpr, _PHASED: tl.constexpr, _DOT: tl.constexpr):")
         with w.block():
-            w(f"# steps _I0.._I1 (all, or one under the interpreter); {len(split.phases)} phase(s) a step, "
-              f"{split.barriers} grid barrier(s)")
+            w(f"# {len(split.phases)} phase(s) a step, {split.barriers} grid barrier(s): steps _I0 <= _i < _I1, from "
+              "phase _K0 of the first to _K1 of the last (all of them on a GPU; under the interpreter, from one "
+              "barrier to the next)")
             w("_pf = tl.program_id(0)   # this program's share of the features, of _P")
             w("_pb = tl.program_id(1)   # its batch tile")
             w("_rows = _pb * _BB + tl.arange(0, _BB)")
@@ -190,7 +191,7 @@ class StepKernel(Renderer):
                     if k > 0 or split.first_barrier:
                         self.grid_barrier(barrier)
                         barrier += 1
-                    with w.block(f"if (_PH < 0) | (_PH == {k}):   # phase {k}"):
+                    with w.block(f"if ((_i > _I0) | (_K0 <= {k})) & ((_i < _I1 - 1) | ({k} <= _K1)):   # phase {k}"):
                         for st in phase:
                             self.render(st)
                             w("tl.debug_barrier()   # the next statement reads what other threads of this program wrote")
@@ -234,7 +235,7 @@ class StepKernel(Renderer):
                     w(f"_a = {self.load(t.operand.value, f'{t.operand.start} + _ck', f'_rmask[:, None] & (_ck < {K})[None, :]', tile='_ck')}")
                     w(f"_wt = tl.load(_ptr_{t.weight} + _cn[None, :] * {ldw} + ({t.col_start} + _ck)[:, None], "
                       f"mask=(_ck < {K})[:, None] & (_cn < {n_out})[None, :], other=0.0)")
-                    w("_acc += tl.dot(_a, _wt, input_precision='ieee')")
+                    w("_acc += tl.dot(_a, _wt, input_precision=_DOT)")
             (self.add if mm.accumulate else self.store)(mm.out, "_cn", "_acc", f"_rmask[:, None] & (_cn < {n_out})[None, :]")
 
     def render_Pointwise(self, st):
@@ -303,7 +304,7 @@ class StepKernel(Renderer):
                 w(f"_dy = {self.load(st.src, '_cn', f'_rmask[:, None] & (_cn < {n_src})[None, :]', tile='_cn')}")
                 w(f"_wt = tl.load(_ptr_{st.weight} + _cn[:, None] * {ldw} + ({st.col_start} + _ck)[None, :], "
                   f"mask=(_cn < {n_src})[:, None] & (_ck < {K})[None, :], other=0.0)")
-                w("_acc += tl.dot(_dy, _wt, input_precision='ieee')")
+                w("_acc += tl.dot(_dy, _wt, input_precision=_DOT)")
             self.add(op.value, f"{op.start} + _ck", "_acc", f"_rmask[:, None] & (_ck < {K})[None, :]")
 
     def on_ended_rows(self, why, pairs, body):
@@ -375,9 +376,9 @@ class Host(ScanRenderer):
             split = self.kernel.split
             w(f"_P = _programs({like}, {split.most_programs}, _grid)   # programs splitting a batch tile's features")
             w(f"_sync = {like}.new_zeros((_grid,), dtype=torch.int64)   # a barrier counter a batch tile")
-            w(f"_launch(_{scan.name}_kernel, (_P, _grid), _T, _B, {len(split.phases)}, {like}, {args}, _len, _sync, "
-              f"_BB={BB}, _BN={split.tile}, _BK={BK}, _MASKED=_lengths is not None, _WIDE=_wide({args}), "
-              f"num_warps={NUM_WARPS})")
+            w(f"_launch(_{scan.name}_kernel, (_P, _grid), _T, _B, {like}, {args}, _len, _sync, _phases="
+              f"{len(split.phases)}, _first_barrier={split.first_barrier}, _BB={BB}, _BN={split.tile}, _BK={BK}, "
+              f"_MASKED=_lengths is not None, _WIDE=_wide({args}), num_warps={NUM_WARPS})")
         for b in self.kernel.used:
             if b.role == Role.PARAM_GRAD:
                 w(f"{b.name} += _{b.name}_part.sum(0)")
