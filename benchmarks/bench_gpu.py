@@ -34,16 +34,19 @@ def peak_mb(fn):
     return (torch.cuda.max_memory_allocated() - base) / 2 ** 20
 
 
-def one_program(fn):
-    """fn with the triton kernels launched at one program a batch tile (forward and backward)"""
-    def capped():
+def with_settings(fn, **settings):
+    """fn with symcell.backends.triton's module settings changed while it runs (forward and backward)"""
+    def run():
         from symcell.backends import triton as triton_backend
-        triton_backend.PROGRAMS_AT_MOST = 1
+        before = {k: getattr(triton_backend, k) for k in settings}
+        for k, v in settings.items():
+            setattr(triton_backend, k, v)
         try:
             fn()
         finally:
-            triton_backend.PROGRAMS_AT_MOST = None
-    return capped
+            for k, v in before.items():
+                setattr(triton_backend, k, v)
+    return run
 
 
 def contenders(kind, B, T, I, H, dtype, with_eager):
@@ -78,8 +81,11 @@ def contenders(kind, B, T, I, H, dtype, with_eager):
             run().float().sum().backward()
         return f, fb
     out = {n: pair(r) for n, r in c.items()}
-    if kind != "lltm":   # the same kernels at one program a batch tile: what the split (and its barriers) buys
-        out["symcell-triton, P=1"] = tuple(one_program(f) for f in out["symcell-triton"])
+    if kind != "lltm" and dtype == torch.float32:
+        # the float32 matmuls on tensor cores; the same kernels at one program a batch tile (what the split and its
+        # barriers buy)
+        out["symcell-triton, tf32x3"] = tuple(with_settings(f, FLOAT32_DOT="tf32x3") for f in out["symcell-triton"])
+        out["symcell-triton, P=1"] = tuple(with_settings(f, PROGRAMS_AT_MOST=1) for f in out["symcell-triton"])
     return out
 
 
@@ -112,7 +118,7 @@ def main():
     sizes = [(16, 1024, 768, 768), (64, 512, 256, 256)] if not args.quick else [(16, 64, 64, 64)]
     for kind in ("lstm", "gru"):
         for B, T, I, H in sizes:
-            for dtype in (torch.float32, torch.bfloat16):
+            for dtype in (torch.float32, torch.bfloat16, torch.float16):
                 try:
                     c = contenders(kind, B, T, I, H, dtype, with_eager=(dtype == torch.float32 and T <= 512))
                     r = race(c, args.rounds)

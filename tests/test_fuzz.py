@@ -179,7 +179,7 @@ def test_random_cells_match_autograd(backend, monkeypatch):
         monkeypatch.setattr(importlib.import_module("symcell.backends.triton.render"), "TILE", 1)
         launch = triton_backend._launch
         monkeypatch.setattr(triton_backend, "_launch",
-                            lambda kernel, grid, *a, **k: programs_a_tile.append(grid[0]) or launch(kernel, grid, *a, **k))
+                            lambda kernel, grid, *a, **k: programs_a_tile.append(grid[1]) or launch(kernel, grid, *a, **k))
 
     @_settings(backend)
     @given(programs(max_ops=MAX_OPS), st.sampled_from([None, [4, 1, 3], [0, 4, 2]]), st.booleans())

@@ -116,6 +116,13 @@ def test_units_that_are_no_multiple_of_the_tile_are_dealt_round_robin():
     assert s.barriers == 3
 
 
+def test_a_step_starts_without_a_barrier_when_its_last_phase_left_nothing_to_wait_for():
+    """The sLSTM's backward: what its last phase leaves pending conflicts with nothing in its first phase, though
+    the step's earlier phases would; the cut is found from what a step's end really leaves pending"""
+    s = plan_of(SLSTM(8, 32, num_heads=2, backend="reference"), "backward", 16)
+    assert (len(s.phases), s.first_barrier, s.barriers) == (3, False, 2), s
+
+
 def test_a_sum_over_features_runs_on_one_program():
     """a layer norm's mean and variance: the region that sums runs whole on program 0 (its reference is None),
     and whoever reads the sums waits"""
@@ -123,6 +130,17 @@ def test_a_sum_over_features_runs_on_one_program():
     s = plan_of(cell, "forward", 16)
     sums = [st for p in s.phases for st in p if split.reference(st) is None]
     assert sums and s.barriers >= 2, s
+
+
+def test_the_interpreter_launches_each_stretch_between_two_barriers():
+    """((step, phase) first, (step, phase) last) of each launch: a barrier before every phase but the first, and
+    before the first when the plan says so; with none at a step's start, a stretch runs on into the next step"""
+    stretches = triton_backend._stretches
+    assert stretches(3, 1, True) == [((0, 0), (0, 0)), ((1, 0), (1, 0)), ((2, 0), (2, 0))]    # an LSTM forward
+    assert stretches(3, 2, False) == [((0, 0), (0, 0)), ((0, 1), (1, 0)), ((1, 1), (2, 0)), ((2, 1), (2, 1))]
+    assert stretches(2, 2, True) == [((0, 0), (0, 0)), ((0, 1), (0, 1)), ((1, 0), (1, 0)), ((1, 1), (1, 1))]
+    assert stretches(3, 1, False) == [((0, 0), (2, 0))]   # no barrier at all: one launch, as on a GPU
+    assert stretches(0, 2, True) == []
 
 
 @pytest.fixture
@@ -134,7 +152,7 @@ def split_kernels(monkeypatch):
         launches, real = [], triton_backend._launch
 
         def spy(kernel, grid, *args, **meta):
-            launches.append(grid[0])
+            launches.append(grid[1])
             return real(kernel, grid, *args, **meta)
         monkeypatch.setattr(triton_backend, "_launch", spy)
         return launches

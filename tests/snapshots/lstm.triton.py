@@ -2,8 +2,8 @@
 @triton.jit(do_not_specialize=['_T', '_B', '_I0', '_I1', '_K0', '_K1', '_P', '_ts_gates', '_ts_h_new', '_ts_c_new'])
 def _forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_gates, _ts_gates, _pp_h_new, _ptr_h_new, _ts_h_new, _pp_c_new, _ptr_c_new, _ts_c_new, _pre0, _len_ptr, _sync_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr, _PHASED: tl.constexpr, _DOT: tl.constexpr):
     # 1 phase(s) a step, 1 grid barrier(s): steps _I0 <= _i < _I1, from phase _K0 of the first to _K1 of the last (all of them on a GPU; under the interpreter, from one barrier to the next)
-    _pf = tl.program_id(0)   # this program's share of the features, of _P
-    _pb = tl.program_id(1)   # its batch tile
+    _pb = tl.program_id(0)   # this program's batch tile (axis 0: up to 2^31 - 1 of them)
+    _pf = tl.program_id(1)   # its share of the features, of _P
     _rows = _pb * _BB + tl.arange(0, _BB)
     _rmask = _rows < _B
     for _i in range(_I0, _I1):
@@ -88,8 +88,8 @@ def _forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _ptr_weight_hh, _ptr_bias_ih
 @triton.jit(do_not_specialize=['_T', '_B', '_I0', '_I1', '_K0', '_K1', '_P'])
 def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_c_new, _init_c, _ptr_gates, _ptr__dys_h, _ptr_d_gates, _part_d_bias_ih, _part_d_bias_hh, _pp_d_h, _pp_d_c, _len_ptr, _sync_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr, _PHASED: tl.constexpr, _DOT: tl.constexpr):
     # 2 phase(s) a step, 1 grid barrier(s): steps _I0 <= _i < _I1, from phase _K0 of the first to _K1 of the last (all of them on a GPU; under the interpreter, from one barrier to the next)
-    _pf = tl.program_id(0)   # this program's share of the features, of _P
-    _pb = tl.program_id(1)   # its batch tile
+    _pb = tl.program_id(0)   # this program's batch tile (axis 0: up to 2^31 - 1 of them)
+    _pf = tl.program_id(1)   # its share of the features, of _P
     _rows = _pb * _BB + tl.arange(0, _BB)
     _rmask = _rows < _B
     for _i in range(_I0, _I1):
@@ -250,7 +250,7 @@ def forward(_xs, _inits, _params, _save, _lengths=None):
         _pre0 = torch.mm(_x_seq.reshape(_T * _B, 8), weight_ih.t())   # the terms of gates on sequences, every step at once
         _P = _programs(_x_seq, 1, _grid)   # programs splitting a batch tile's features
         _sync = _x_seq.new_zeros((_grid,), dtype=torch.int64)   # a barrier counter a batch tile
-        _launch(_forward_kernel, (_P, _grid), _T, _B, _x_seq, weight_hh, bias_ih, bias_hh, _gates_seq, _gates_ts, _h_new_pp, _h_new_seq, _h_new_ts, _c_new_pp, _c_new_seq, _c_new_ts, _pre0, _len, _sync, _phases=1, _first_barrier=True, _BB=16, _BN=16, _BK=16, _MASKED=_lengths is not None, _WIDE=_wide(weight_hh, bias_ih, bias_hh, _gates_seq, _gates_ts, _h_new_pp, _h_new_seq, _h_new_ts, _c_new_pp, _c_new_seq, _c_new_ts, _pre0), num_warps=8)
+        _launch(_forward_kernel, (_grid, _P), _T, _B, _x_seq, weight_hh, bias_ih, bias_hh, _gates_seq, _gates_ts, _h_new_pp, _h_new_seq, _h_new_ts, _c_new_pp, _c_new_seq, _c_new_ts, _pre0, _len, _sync, _phases=1, _first_barrier=True, _BB=16, _BN=16, _BK=16, _MASKED=_lengths is not None, _WIDE=_wide(weight_hh, bias_ih, bias_hh, _gates_seq, _gates_ts, _h_new_pp, _h_new_seq, _h_new_ts, _c_new_pp, _c_new_seq, _c_new_ts, _pre0), num_warps=8)
     h = _h_new_pp[_T % 2].clone()   # the carry after the last step
     c = _c_new_pp[_T % 2].clone()   # the carry after the last step
     return [_h_new_seq, h, c] + ([_gates_seq, _c_new_seq] if _save else [])
@@ -279,7 +279,7 @@ def backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _lengths=None):
         _len = _lengths if _lengths is not None else _x_seq.new_zeros((1,), dtype=torch.int64)
         _P = _programs(_x_seq, 1, _grid)   # programs splitting a batch tile's features
         _sync = _x_seq.new_zeros((_grid,), dtype=torch.int64)   # a barrier counter a batch tile
-        _launch(_backward_kernel, (_P, _grid), _T, _B, _x_seq, weight_hh, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _d_bias_ih_part, _d_bias_hh_part, _d_h_pp, _d_c_pp, _len, _sync, _phases=2, _first_barrier=False, _BB=16, _BN=16, _BK=16, _MASKED=_lengths is not None, _WIDE=_wide(weight_hh, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _d_bias_ih_part, _d_bias_hh_part, _d_h_pp, _d_c_pp), num_warps=8)
+        _launch(_backward_kernel, (_grid, _P), _T, _B, _x_seq, weight_hh, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _d_bias_ih_part, _d_bias_hh_part, _d_h_pp, _d_c_pp, _len, _sync, _phases=2, _first_barrier=False, _BB=16, _BN=16, _BK=16, _MASKED=_lengths is not None, _WIDE=_wide(weight_hh, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _d_bias_ih_part, _d_bias_hh_part, _d_h_pp, _d_c_pp), num_warps=8)
     d_bias_ih += _d_bias_ih_part.sum(0)
     d_bias_hh += _d_bias_hh_part.sum(0)
     d_h_new = _d_h_pp[_T % 2].clone()   # the carry after the last step

@@ -39,28 +39,31 @@ def _programs(like, most, batch_tiles):
     fits on the GPU at once (the programs wait for each other: a cooperative launch, one program an SM)"""
     if PROGRAMS_AT_MOST is not None:
         most = min(most, PROGRAMS_AT_MOST)
-    if not like.is_cuda:
+    if interpreted():   # (CPU tensors, or CUDA ones under TRITON_INTERPRET=1: the SMs do not matter there)
         return min(most, INTERPRETER_PROGRAMS)
     sms = torch.cuda.get_device_properties(like.device).multi_processor_count
     return max(1, min(most, sms // batch_tiles))
 
 
 def _launch(kernel, grid, T, B, like, *args, _phases, _first_barrier, **meta):
-    """The step kernel over steps 0..T-1, `_phases` phases a step with a grid barrier between two and, with
-    `_first_barrier`, one before the first. When P > 1 its programs meet at those barriers: on a GPU in one
-    cooperative launch (all programs resident, or the launch fails: never a hang). The interpreter runs programs
-    one after another, where a barrier would wait forever for the programs after it: there each stretch from one
-    barrier to the next is a launch of its own, the same kernel code with the barriers left out."""
+    """The step kernel over steps 0..T-1 on a grid of (batch tiles, P), `_phases` phases a step with a grid
+    barrier between two and, with `_first_barrier`, one before the first. When P > 1 its programs meet at those
+    barriers: on a GPU in one cooperative launch (all programs resident, or the launch fails: never a hang; a
+    compile option to Triton, so a cell's kernels compile once for P = 1 and once for P > 1). The interpreter
+    runs programs one after another, where a barrier would wait forever for the programs after it: there each
+    stretch from one barrier to the next is a launch of its own, the same kernel code with the barriers left
+    out."""
     if FLOAT32_DOT not in DOTS:
         raise ValueError(f"symcell.backends.triton.FLOAT32_DOT must be one of {DOTS}, got {FLOAT32_DOT!r}")
     meta["_DOT"] = FLOAT32_DOT
+    P = grid[1]
     with _device_of(like):
-        if grid[0] > 1 and not like.is_cuda:
+        if P > 1 and interpreted():
             for (i0, k0), (i1, k1) in _stretches(T, _phases, _first_barrier):
-                kernel[grid](T, B, i0, i1 + 1, k0, k1, grid[0], *args, _PHASED=True, **meta)
+                kernel[grid](T, B, i0, i1 + 1, k0, k1, P, *args, _PHASED=True, **meta)
         else:
-            cooperative = {"launch_cooperative_grid": True} if grid[0] > 1 else {}
-            kernel[grid](T, B, 0, T, 0, _phases - 1, grid[0], *args, _PHASED=False, **cooperative, **meta)
+            cooperative = {"launch_cooperative_grid": True} if P > 1 else {}
+            kernel[grid](T, B, 0, T, 0, _phases - 1, P, *args, _PHASED=False, **cooperative, **meta)
 
 
 def _stretches(T, phases, first_barrier):

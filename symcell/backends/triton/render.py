@@ -1,6 +1,6 @@
 """Triton from a kernel program: a persistent kernel per scan for the step, torch host code around it.
 
-The grid is P x (B / BB) programs (Triton program instances), alive for the whole sequence. Rows never interact
+The grid is (B / BB) x P programs (Triton program instances), alive for the whole sequence. Rows never interact
 in a recurrence, so the programs of different batch tiles never wait for each other; the P programs of one batch
 tile split its features (split.py: program p owns the same hidden units of every buffer), and wait for each other
 at a grid barrier where one reads what another wrote (an LSTM: once a step). P is chosen at launch from the sizes
@@ -173,8 +173,8 @@ class StepKernel(Renderer):
             w(f"# {len(split.phases)} phase(s) a step, {split.barriers} grid barrier(s): steps _I0 <= _i < _I1, from "
               "phase _K0 of the first to _K1 of the last (all of them on a GPU; under the interpreter, from one "
               "barrier to the next)")
-            w("_pf = tl.program_id(0)   # this program's share of the features, of _P")
-            w("_pb = tl.program_id(1)   # its batch tile")
+            w("_pb = tl.program_id(0)   # this program's batch tile (axis 0: up to 2^31 - 1 of them)")
+            w("_pf = tl.program_id(1)   # its share of the features, of _P")
             w("_rows = _pb * _BB + tl.arange(0, _BB)")
             w("_rmask = _rows < _B")
             with w.block("for _i in range(_I0, _I1):"):
@@ -376,7 +376,7 @@ class Host(ScanRenderer):
             split = self.kernel.split
             w(f"_P = _programs({like}, {split.most_programs}, _grid)   # programs splitting a batch tile's features")
             w(f"_sync = {like}.new_zeros((_grid,), dtype=torch.int64)   # a barrier counter a batch tile")
-            w(f"_launch(_{scan.name}_kernel, (_P, _grid), _T, _B, {like}, {args}, _len, _sync, _phases="
+            w(f"_launch(_{scan.name}_kernel, (_grid, _P), _T, _B, {like}, {args}, _len, _sync, _phases="
               f"{len(split.phases)}, _first_barrier={split.first_barrier}, _BB={BB}, _BN={split.tile}, _BK={BK}, "
               f"_MASKED=_lengths is not None, _WIDE=_wide({args}), num_warps={NUM_WARPS})")
         for b in self.kernel.used:

@@ -1,6 +1,6 @@
 """How a step's features are split over programs, and where the programs must wait for each other.
 
-The Triton kernel runs a scan's step on a grid of P x (B / 16) programs: each batch tile of 16 rows is worked on
+The Triton kernel runs a scan's step on a grid of (B / 16) x P programs: each batch tile of 16 rows is worked on
 by P programs together, each computing the feature tiles it owns of every statement (P = 1 is one program doing
 all of them). Programs of one batch tile share the step's values through global memory (L2), so a statement that
 reads what another program wrote must wait for it: a grid barrier. This module decides, from the statements
@@ -16,8 +16,9 @@ the tile, tiles are dealt out round-robin and no access is aligned (correct, mor
 
 Barriers. Two accesses to one memory conflict when one writes and not both are aligned (aligned accesses to a
 column are all by its owner, in program order). A barrier goes before a statement that conflicts with anything
-since the last barrier, the previous step's accesses included (the loop): the step is cut into phases, a barrier
-between each two and, when needed, one at the step's start. A carry's two slots alternate (slot A is read, slot B
+since the last barrier, the previous step's last phase included (the loop): the step is cut into phases, a
+barrier between each two and, when needed, one at the step's start. What a step starts with depends on where its
+own cut falls, so the cut is iterated from nothing pending until what it leaves pending is what it assumed. A carry's two slots alternate (slot A is read, slot B
 written; the next step swaps them), so reading h_{t-1} while writing h_t needs none; a sequence's row block is
 the step's own. An LSTM's forward and backward steps need one barrier each.
 
@@ -64,7 +65,7 @@ class Split:
     @property
     def barriers(self):
         """grid barriers a step"""
-        return len(self.phases) - 1 + self.first_barrier
+        return max(0, len(self.phases) - 1) + self.first_barrier
 
 
 def reference(st):
@@ -83,7 +84,7 @@ def accesses(st, buf, slot):
     slot's key). Reads of sequences and parameters never conflict and are left out by the caller."""
     def at(name, write, offset):
         b = buf[name]
-        key = f"_part_{name}" if b.role == Role.PARAM_GRAD else slot.get(name, name)
+        key = {Role.PARAM_GRAD: f"_part_{name}", Role.PREV: b.seq}.get(b.role, slot.get(name, name))
         return Access(key, write, None if offset is None else int(offset))
 
     out = []
@@ -143,19 +144,47 @@ def plan(scan, items, tile):
         return any(k == k2 and (w or w2) and not (al and al2) for k, w, al in pending for k2, w2, al2 in new)
 
     per_item = [of(it) for it in items]
-    # the previous step's accesses, but for sequences: a step writes its own row block of those
-    fresh = {b.name for b in scan.buffers if b.role == Role.SEQ}
-    pending = [(swapped.get(k, k), w, al) for acc in per_item for k, w, al in acc if k not in fresh]
-    phases, current, first_barrier = [], [], False
-    for it, acc in zip(items, per_item):
-        if conflict(pending, acc):
-            if current:
-                phases.append(tuple(current))
-            else:
-                first_barrier = True
-            current, pending = [], []
-        current.append(it)
-        pending += acc
-    if current:
-        phases.append(tuple(current))
-    return Split(units, tile, tuple(phases), first_barrier)
+    # a previous step's accesses as this step names them: a carry's slots swap; a sequence's row block is each
+    # step's own, but for one a PREV reads at t - 1
+    fresh = {b.name for b in scan.buffers if b.role == Role.SEQ} - {b.seq for b in scan.buffers if b.role == Role.PREV}
+
+    def before(accs):
+        return {(swapped.get(k, k), w, al) for k, w, al in accs if k not in fresh}
+
+    every = [a for acc in per_item for a in acc]
+    history = before(every) | {a for a in every if a[0] not in fresh}   # any earlier step, either parity
+
+    def cut(pending):
+        """the greedy cut of the step, `pending` the accesses since the last barrier as it starts"""
+        phases, current, first_barrier = [], [], False
+        for it, acc in zip(items, per_item):
+            if conflict(pending, acc):
+                if current:
+                    phases.append(tuple(current))
+                else:
+                    first_barrier = True
+                current, pending = [], set()
+            current.append(it)
+            pending = set(pending) | set(acc)
+        return tuple(phases) + ((tuple(current),) if current else ()), first_barrier
+
+    def since_last_barrier(phases, first_barrier):
+        """what a step's end leaves pending for the next: its last phase, or everything if the loop has no
+        barrier at all"""
+        if len(phases) <= 1 and not first_barrier:
+            return history
+        return before(a for it in phases[-1] for a in per_item[items.index(it)])
+
+    # the cut depends on what the step starts with, which depends on the cut: from nothing pending, until the
+    # assumption covers what the cut leaves pending (then every conflict has a barrier between); else the
+    # conservative cut, which assumes any earlier access
+    assumed = set()
+    for _ in range(4):
+        phases, first_barrier = cut(assumed)
+        left = since_last_barrier(phases, first_barrier)
+        if left <= assumed:
+            break
+        assumed = left
+    else:
+        phases, first_barrier = cut(history)
+    return Split(units, tile, phases, first_barrier)
