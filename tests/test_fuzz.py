@@ -8,7 +8,6 @@ makes longer steps (default 8 operations).
 The cpp backend builds one library per cell (seconds each), so CI gives it fewer cells than the reference
 backend, which renders from the same derived backward.
 """
-import importlib
 import itertools
 import os
 
@@ -28,7 +27,7 @@ _names = itertools.count()
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # backend -> (CI examples, dtype, relative tolerance, device)
 BACKENDS = {"reference": (200, torch.float64, 1e-8, "cpu"), "cpp": (8, torch.float64, 1e-8, "cpu"),
-            "triton": (24, torch.float32, 2e-3, DEVICE)}
+            "triton": (30, torch.float32, 2e-3, DEVICE)}
 # second order, backend -> CI examples (cpp builds two more libraries per cell, the second-order scans)
 SECOND = {"reference": 60, "cpp": 2, "triton": 8}
 
@@ -170,16 +169,8 @@ def _usable(backend):
 
 @pytest.mark.parametrize("backend", [pytest.param(b, marks=pytest.mark.slow) if b != "reference" else b
                                      for b in BACKENDS if _usable(b)])
-def test_random_cells_match_autograd(backend, monkeypatch):
-    checked, programs_a_tile = [], []
-    if backend == "triton" and not torch.cuda.is_available():
-        # the interpreter takes 1-feature tiles: the random cells' 2-4 units a state split over 2-4 programs
-        # that meet where split.py puts barriers (a GPU runs them at 16 features a tile: one program at H = 2)
-        from symcell.backends import triton as triton_backend
-        monkeypatch.setattr(importlib.import_module("symcell.backends.triton.render"), "TILE", 1)
-        launch = triton_backend._launch
-        monkeypatch.setattr(triton_backend, "_launch",
-                            lambda kernel, grid, *a, **k: programs_a_tile.append(grid[1]) or launch(kernel, grid, *a, **k))
+def test_random_cells_match_autograd(backend):
+    checked = []
 
     @_settings(backend)
     @given(programs(max_ops=MAX_OPS), st.sampled_from([None, [4, 1, 3], [0, 4, 2]]), st.booleans())
@@ -190,7 +181,6 @@ def test_random_cells_match_autograd(backend, monkeypatch):
     print(f"{backend}: {len(checked)} random cells checked")
     # hypothesis stops early when it runs out of distinct examples: the budget must really be spent
     assert len(checked) >= 0.9 * (LONG or BACKENDS[backend][0])
-    assert not programs_a_tile or max(programs_a_tile) >= 2, programs_a_tile
 
 
 @pytest.mark.parametrize("backend", [pytest.param(b, marks=pytest.mark.slow) if b != "reference" else b

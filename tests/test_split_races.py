@@ -13,12 +13,14 @@ import importlib
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
 
 from symcell import registry
 from symcell.backends.triton import split
 from symcell.cells import SLSTM, GRUCell, LayerNormLSTM, LSTMCell
 from symcell.kernel import Accumulate, HoldEnded, OperandGrad, PassEnded, Pointwise, Role
 from symcell.schedule import MatMul
+from fuzz import define, programs
 from zoo import CASES
 
 RENDER = importlib.import_module("symcell.backends.triton.render")
@@ -125,10 +127,10 @@ def races(kernel, P, T=4):
     return found[:3]
 
 
-def scans_of(cell):
+def scans_of(cell, second=True):
     h, dims, _ = registry.parse(cell._kernel_key(torch.device("cpu")))
     low = registry.lowered(h, dims)
-    return [low.program.forward, low.program.backward, *registry.second_order(h, dims)]
+    return [low.program.forward, low.program.backward, *(registry.second_order(h, dims) if second else ())]
 
 
 def check(cell, tiles, monkeypatch):
@@ -155,6 +157,29 @@ def test_no_two_programs_meet_between_barriers_at_the_gpus_tile(monkeypatch):
     for cell in (LSTMCell(8, 48, backend="reference"), GRUCell(8, 40, backend="reference"),
                  LayerNormLSTM(8, 32, backend="reference"), SLSTM(8, 32, num_heads=2, backend="reference")):
         assert check(cell, (16,), monkeypatch)
+
+
+def test_no_two_programs_meet_between_barriers_on_random_cells(monkeypatch):
+    """the fuzzer's random cells (tests/fuzz.py), forward and backward: at 1 feature a tile with H = 4 (aligned,
+    up to 4 programs) and at 2 with H = 3 (round-robin)"""
+    checked, split_ones = [], []
+
+    @settings(max_examples=60, derandomize=True, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(programs(max_ops=8))
+    def replay(prog):
+        Cell = define(prog, f"SplitFuzz{len(checked)}")
+        for tile, H in ((1, 4), (2, 3)):
+            monkeypatch.setattr(RENDER, "TILE", tile)
+            cell = Cell(**{d: v for d, v in {"I": 3, "H": H}.items() if d in Cell.spec.ir.dims}, backend="reference")
+            for scan in scans_of(cell, second=False):
+                kernel = RENDER.StepKernel(scan, None)
+                for P in range(2, kernel.split.most_programs + 1):
+                    assert not races(kernel, P), (str(prog), scan.name, tile, P, races(kernel, P))
+                    split_ones.append(prog)
+        checked.append(prog)
+    replay()
+    assert len(checked) >= 54 and len({id(p) for p in split_ones}) >= 40, (len(checked), len(split_ones))
 
 
 @pytest.mark.parametrize("drop", ["between phases", "at a step's start"])
