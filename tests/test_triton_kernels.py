@@ -43,7 +43,9 @@ def test_the_64_bit_variant_is_exact(monkeypatch, backend, name):
 
 
 def compiled_variants(cell, device):
-    kernel = registry.kernel_for(cell._kernel_key(device))
+    """the compiled variants of each triton kernel of a cell, or of an LSTM/GRU's first layer"""
+    key = cell._bindings[0].kernel_key(device) if hasattr(cell, "_bindings") else cell._kernel_key(device)
+    kernel = registry.kernel_for(key)
     return {name: len(kernel._entries[name].jit.device_caches[device.index][0]) for name in ("forward", "backward")}
 
 
@@ -54,17 +56,18 @@ def test_the_kernels_compile_once_whatever_t_and_b():
     """Triton specialises integer arguments equal to 1 or divisible by 16 unless told not to: T, B and the strides
     are run-time values, so new lengths and batch sizes reuse the compiled kernels"""
     dev = torch.device("cuda", torch.cuda.current_device())
-    cell = LSTM(8, 16, backend="triton").to(dev)
-    ref = LSTM(8, 16, backend="reference").to(dev)
-    ref.load_state_dict(cell.state_dict())
-    counts = None
-    for T, B in [(16, 16), (1, 1), (5, 3), (33, 32), (2, 17)]:
-        x = torch.randn(T, B, 8, device=dev)
-        y, _ = cell(x)
-        y.sum().backward()
-        torch.testing.assert_close(y, ref(x)[0], rtol=1e-4, atol=1e-5)
-        counts = counts or compiled_variants(cell, dev)
-        assert compiled_variants(cell, dev) == counts, (T, B)
+    for H in (16, 48):   # one program a batch tile; three, meeting at grid barriers (a cooperative launch)
+        cell = LSTM(8, H, backend="triton").to(dev)
+        ref = LSTM(8, H, backend="reference").to(dev)
+        ref.load_state_dict(cell.state_dict())
+        counts = None
+        for T, B in [(16, 16), (1, 1), (5, 3), (33, 32), (2, 17)]:
+            x = torch.randn(T, B, 8, device=dev)
+            y, _ = cell(x)
+            y.sum().backward()
+            torch.testing.assert_close(y, ref(x)[0], rtol=1e-4, atol=1e-5)
+            counts = counts or compiled_variants(cell, dev)
+            assert compiled_variants(cell, dev) == counts, (H, T, B)
 
 
 @pytest.mark.triton
