@@ -5,24 +5,13 @@ import torch
 
 import symcell
 from symcell import tanh
-from zoo import CASES, eager_scan_lengths, gradcheck_scan, random_inputs, rel_err
+from zoo import CASES, eager_scan_lengths, gradcheck_scan, outputs_and_grads, random_inputs, rel_err
 
 DEVICE = {"cpp": "cpu", "triton": "cuda" if torch.cuda.is_available() else "cpu"}
 BACKENDS = [b for b in ["cpp", "triton"] if symcell.backends.get(b).usable(torch.device(DEVICE[b]))]
 # (backend, dtype, relative tolerance): cpp computes in the tensors' dtype; triton is float32 only
 CASES_DTYPE = [(b, d, tol) for b in BACKENDS for d, tol in
                ([(torch.float64, 1e-9), (torch.float32, 1e-5)] if b == "cpp" else [(torch.float32, 1e-4)])]
-
-
-def outputs_and_grads(cell, xs, states, cots=None):
-    ys, final = symcell.scan(cell, tuple(xs), tuple(states))
-    outs = (*(ys if isinstance(ys, tuple) else (ys,)), *final)
-    if cots is None:
-        g = torch.Generator().manual_seed(7)
-        cots = [torch.randn(o.shape, generator=g, dtype=o.dtype) for o in outs]
-    wrt = [*xs, *states, *cell.parameters()]
-    grads = torch.autograd.grad(sum((o * c).sum() for o, c in zip(outs, cots)), wrt)
-    return outs, grads, cots
 
 
 @pytest.mark.parametrize("backend,dtype,tol", CASES_DTYPE)

@@ -21,6 +21,7 @@ from symcell.cells import SLSTM, GRUCell, LayerNormLSTM, LSTMCell
 from symcell.kernel import Accumulate, HoldEnded, OperandGrad, PassEnded, Pointwise, Role
 from symcell.schedule import MatMul
 from fuzz import define, programs
+from test_triton_kernels import without_barriers_between_phases, without_the_barrier_at_the_steps_start
 from zoo import CASES
 
 RENDER = importlib.import_module("symcell.backends.triton.render")
@@ -182,12 +183,11 @@ def test_no_two_programs_meet_between_barriers_on_random_cells(monkeypatch):
     assert len(checked) >= 54 and len({id(p) for p in split_ones}) >= 40, (len(checked), len(split_ones))
 
 
-@pytest.mark.parametrize("drop", ["between phases", "at a step's start"])
-def test_a_plan_short_of_a_barrier_has_races(drop, monkeypatch):
+@pytest.mark.parametrize("drop,scan", [(without_barriers_between_phases, "backward"),
+                                       (without_the_barrier_at_the_steps_start, "forward")])
+def test_a_plan_short_of_a_barrier_has_races(drop, scan, monkeypatch):
     monkeypatch.setattr(RENDER, "TILE", 2)
     forward, backward = scans_of(CASES["LSTM"][0](backend="reference"))[:2]
-    kernel = RENDER.StepKernel(backward if drop == "between phases" else forward, None)
-    s = kernel.split
-    kernel.split = (split.Split(s.units, s.tile, (tuple(st for p in s.phases for st in p),), s.first_barrier)
-                    if drop == "between phases" else split.Split(s.units, s.tile, s.phases, False))
+    kernel = RENDER.StepKernel(backward if scan == "backward" else forward, None)
+    kernel.split = drop(kernel.split)
     assert races(kernel, 2)

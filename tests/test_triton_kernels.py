@@ -7,12 +7,11 @@ import importlib
 import pytest
 import torch
 
-import symcell
 from symcell import registry
 from symcell.backends import triton as triton_backend
 from symcell.backends.triton import split
 from symcell.cells import LSTM, SLSTM, GRUCell, LayerNormLSTM, LSTMCell
-from zoo import CASES, random_inputs, rel_err
+from zoo import CASES, outputs_and_grads, random_inputs, rel_err
 
 RENDER = importlib.import_module("symcell.backends.triton.render")
 
@@ -165,17 +164,10 @@ def split_kernels(monkeypatch):
 def check_against_reference(cell, ref, T, B, lengths=None, seed=0):
     """values and first-order gradients of a scan (float32) against the reference backend's"""
     xs, states = random_inputs(cell, T, B, dtype=torch.float32, seed=seed)
-    xs = [x.detach().to(DEVICE).requires_grad_() for x in xs]
-    states = [s.detach().to(DEVICE).requires_grad_() for s in states]
-    kw = {} if lengths is None else {"lengths": lengths}
-    got, want = symcell.scan(cell, xs, states, **kw), symcell.scan(ref, xs, states, **kw)
-    flat = [t for g in got for t in (g if isinstance(g, (tuple, list)) else (g,))]
-    flat_ref = [t for g in want for t in (g if isinstance(g, (tuple, list)) else (g,))]
-    for a, b in zip(flat, flat_ref):
-        assert rel_err(a, b) < 1e-4, (cell, rel_err(a, b))
-    grads = torch.autograd.grad(sum((y * y).sum() for y in flat), [*xs, *states, *cell.parameters()])
-    grads_ref = torch.autograd.grad(sum((y * y).sum() for y in flat_ref), [*xs, *states, *ref.parameters()])
-    for a, b in zip(grads, grads_ref):
+    xs, states = ([t.detach().to(DEVICE).requires_grad_() for t in ts] for ts in (xs, states))
+    outs, grads, cots = outputs_and_grads(cell, xs, states, lengths=lengths)
+    outs_ref, grads_ref, _ = outputs_and_grads(ref, xs, states, cots, lengths=lengths)
+    for a, b in zip((*outs, *grads), (*outs_ref, *grads_ref)):
         assert rel_err(a, b) < 1e-4, (cell, rel_err(a, b))
 
 

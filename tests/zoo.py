@@ -250,6 +250,19 @@ def random_inputs(cell, T, B, dtype=torch.float64, seed=0, requires_grad=True):
     return xs, states
 
 
+def outputs_and_grads(cell, xs, states, cots=None, lengths=None):
+    """symcell.scan's outputs and final states, and the gradients wrt the inputs, the initial states and every
+    parameter of their dot product with cotangents `cots` (drawn when None; returned, for another backend)"""
+    ys, final = symcell.scan(cell, tuple(xs), tuple(states), lengths=lengths)
+    outs = (*(ys if isinstance(ys, tuple) else (ys,)), *final)
+    if cots is None:
+        g = torch.Generator().manual_seed(7)
+        cots = [torch.randn(o.shape, generator=g, dtype=o.dtype).to(o.device) for o in outs]
+    wrt = [*xs, *states, *cell.parameters()]
+    grads = torch.autograd.grad(sum((o * c).sum() for o, c in zip(outs, cots)), wrt)
+    return outs, grads, cots
+
+
 def gradcheck_scan(cell, xs, states):
     """torch.autograd.gradcheck of symcell.scan wrt the inputs, the initial states and every parameter."""
     from torch.func import functional_call
