@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# What a session with a GPU runs, in one device call (about 8 minutes on an H200): the CUDA tests of the triton
-# backend, then benchmarks/bench_gpu.py. Logs go to $OUT (the device tool's folder that comes back), else
+# What a session with a GPU runs, in one device call (at most 10 minutes): the CUDA tests of the triton
+# backend, benchmarks/bench_gpu.py and benchmarks/probe_step.py. Logs go to $OUT (the device tool's folder that comes back), else
 # ./gpu-logs. Run from the repository root:
 #
 #     bash benchmarks/gpu_session.sh            # tests, then the benchmark
@@ -17,11 +17,21 @@ export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
     lscpu | grep "Model name"
     python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
 } 2>&1 | tee "$out/machine.txt"
-# the split, the barriers, the precisions, one compile whatever T and B; every zoo cell against the reference
-# backend (values, gradients, lengths); 16-bit modules; nn.LSTM/nn.GRU parity (cuDNN's TF32 off there)
-timeout 330 python3 -m pytest -q -x -p no:cacheprovider \
-    tests/test_triton_kernels.py tests/test_backends.py tests/test_low_precision.py tests/test_nn_parity.py \
-    -m "triton or gpu" 2>&1 | tee "$out/tests.log"
-echo "tests exit: ${PIPESTATUS[0]}" | tee -a "$out/tests.log"
-timeout 240 python3 benchmarks/bench_gpu.py --rounds 3 "$@" 2>&1 | tee "$out/bench.log"
+# what to run first when the device time may run out: the split kernel's own GPU tests, then the benchmark (its
+# tables print as they finish), then the other CUDA tests. A test that hangs (a grid barrier that never opens) is
+# stopped by pytest-timeout, which ends that pytest run with the hung test's stack.
+tests() {   # log, seconds, test files...
+    local log=$1 limit=$2; shift 2
+    timeout "$limit" python3 -m pytest -q -p no:cacheprovider --timeout 90 --timeout-method thread "$@" \
+        -m "triton or gpu" 2>&1 | tee "$out/$log"
+    echo "tests exit: ${PIPESTATUS[0]}" | tee -a "$out/$log"
+}
+# the split, the barriers, the precisions, one compile whatever T and B
+tests tests-split.log 120 tests/test_triton_kernels.py
+timeout 230 python3 benchmarks/bench_gpu.py --rounds 3 "$@" 2>&1 | tee "$out/bench.log"
 echo "bench exit: ${PIPESTATUS[0]}" | tee -a "$out/bench.log"
+# where a split step's time goes (a stand-alone kernel in variants; about 30 s)
+timeout 60 python3 benchmarks/probe_step.py 2>&1 | tee "$out/probe.log"
+# every zoo cell against the reference backend (values, gradients, lengths); 16-bit modules; nn.LSTM/nn.GRU
+# parity (cuDNN's TF32 off there)
+tests tests.log 170 tests/test_backends.py tests/test_low_precision.py tests/test_nn_parity.py

@@ -23,7 +23,7 @@ from triton.compiler import ASTSource  # noqa: E402
 
 import symcell  # noqa: E402
 from symcell import pipeline  # noqa: E402
-from symcell.backends.triton.render import BB, BK, NUM_WARPS, TILE  # noqa: E402
+from symcell.backends.triton.render import BB, REDUCTION_TILE, TILE, num_warps  # noqa: E402
 from symcell.cells import GRUCell, LSTMCell  # noqa: E402
 
 CELLS = {"lstm": LSTMCell.spec, "gru": GRUCell.spec}
@@ -54,7 +54,7 @@ def signature(fn, masked, wide=False, dot="ieee"):
     for p in fn.arg_names:
         if p in ("_BB", "_BN", "_BK", "_MASKED", "_WIDE", "_PHASED", "_DOT"):
             sig[p] = "constexpr"
-            constexprs[p] = {"_BB": BB, "_BN": TILE, "_BK": BK, "_MASKED": masked, "_WIDE": wide,
+            constexprs[p] = {"_BB": BB, "_BN": TILE, "_BK": REDUCTION_TILE[dot], "_MASKED": masked, "_WIDE": wide,
                              "_PHASED": False, "_DOT": dot}[p]
         elif p in ("_T", "_B", "_I0", "_I1", "_K0", "_K1", "_P") or p.startswith("_ts_"):
             sig[p] = "i32"
@@ -66,9 +66,10 @@ def signature(fn, masked, wide=False, dot="ieee"):
 
 
 def compile(fn, sig, constexprs, arch):
-    """the kernel as the host code launches it (NUM_WARPS), for an NVIDIA GPU of compute capability `arch`"""
+    """the kernel as the host code launches it (its scan's warps), for an NVIDIA GPU of compute capability `arch`"""
+    scan = fn.__name__[1:-len("_kernel")]   # (_forward_kernel -> forward)
     return triton.compile(ASTSource(fn, sig, constexprs), target=GPUTarget("cuda", arch, 32),
-                          options={"num_warps": NUM_WARPS})
+                          options={"num_warps": num_warps(scan)})
 
 
 def resources(ptx, arch, folder):
@@ -93,8 +94,9 @@ def main(argv=None):
     ap.add_argument("--sizes", nargs="+", type=int, default=[16, 256])
     ap.add_argument("--archs", nargs="+", type=int, default=[80, 90])
     args = ap.parse_args(argv)
-    print(f"triton {triton.__version__}; every kernel with _MASKED (lengths) on; BB={BB} BN={TILE} BK={BK}, "
-          f"{NUM_WARPS} warps")
+    print(f"triton {triton.__version__}; every kernel with _MASKED (lengths) on, ieee; BB={BB} BN={TILE} "
+          f"BK={REDUCTION_TILE['ieee']}, "
+          f"warps: {num_warps('forward')} first order, {num_warps('tangent_forward')} second")
     print("| cell | H = I | kernel | target | registers | spill stores / loads (bytes) | shared memory (bytes) |")
     print("|---|---:|---|---|---:|---|---:|")
     with tempfile.TemporaryDirectory() as folder:

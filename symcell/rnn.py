@@ -183,7 +183,7 @@ class RNN(nn.Module):
             unsort = torch.argsort(order)
             out, finals = out.index_select(1, unsort), tuple(f.index_select(1, unsort) for f in finals)
         if packed:
-            out = PackedSequence(pack_padded_sequence(out, lengths).data, input.batch_sizes, input.sorted_indices,
+            out = PackedSequence(pack_padded_sequence(out, lengths.cpu()).data, input.batch_sizes, input.sorted_indices,
                                  input.unsorted_indices)
             if input.unsorted_indices is not None:     # final states in the caller's order, as nn.LSTM returns them
                 finals = tuple(f.index_select(1, input.unsorted_indices) for f in finals)

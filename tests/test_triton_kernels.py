@@ -261,6 +261,23 @@ def test_each_float32_matmul_precision_within_its_tolerance(split_kernels, monke
 
 
 @pytest.mark.parametrize("backend", ["triton"])
+def test_launch_settings_change_the_compile_not_the_answer(split_kernels, monkeypatch, backend):
+    """symcell.backends.triton.LAUNCH, what benchmarks/tune_gpu.py sweeps: a reduction tile wider than the
+    matmuls' 48 (masked) and other warps, the same values and gradients"""
+    split_kernels(16)
+    monkeypatch.setattr(triton_backend, "LAUNCH", {"_BK": 64, "num_warps": 8})
+    torch.manual_seed(0)
+    cell, ref = LSTMCell(8, 48, backend=backend).to(DEVICE), LSTMCell(8, 48, backend="reference").to(DEVICE)
+    ref.load_state_dict(cell.state_dict())
+    xs, _ = random_inputs(cell, 3, 5, dtype=torch.float32)
+    y, y_ref = cell(xs[0].to(DEVICE))[0], ref(xs[0].to(DEVICE))[0]
+    assert rel_err(y, y_ref) < 1e-4
+    g = torch.autograd.grad(y.square().sum(), [xs[0], *cell.parameters()])
+    g_ref = torch.autograd.grad(y_ref.square().sum(), [xs[0], *ref.parameters()])
+    assert max(rel_err(a, b) for a, b in zip(g, g_ref)) < 1e-4
+
+
+@pytest.mark.parametrize("backend", ["triton"])
 def test_an_unknown_float32_matmul_precision_is_refused(split_kernels, monkeypatch, backend):
     split_kernels(16)
     monkeypatch.setattr(triton_backend, "FLOAT32_DOT", "fp16")

@@ -27,16 +27,19 @@ def _forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _ptr_weight_hh, _ptr_bias_ih
                 tl.debug_barrier()
         if ((_i > _I0) | (_K0 <= 0)) & ((_i < _I1 - 1) | (0 <= _K1)):   # phase 0
             # weight_hh_h = h[0:16] @ weight_hh[:, 0:16].T
-            for _n0 in range(0, 48, _BN):
-                if ((0 + _n0) % 16) // _BN % _P == _pf:
-                    _cn = _n0 + tl.arange(0, _BN)
-                    _acc = tl.zeros((_BB, _BN), dtype=tl.float32)
-                    for _k0 in range(0, 16, _BK):
-                        _ck = _k0 + tl.arange(0, _BK)
-                        _a = tl.load(_r_h + (0 + _ck)[None, :], mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0)
-                        _wt = tl.load(_ptr_weight_hh + _cn[None, :] * 16 + (0 + _ck)[:, None], mask=(_ck < 16)[:, None] & (_cn < 48)[None, :], other=0.0)
-                        _acc += tl.dot(_a, _wt, input_precision=_DOT)
-                    tl.store(_r_weight_hh_h + (_cn)[None, :], _acc, mask=_rmask[:, None] & (_cn < 48)[None, :])
+            _jp = (1 - _pf + _P - 1) // _P   # this program's tiles in each block of 16 columns
+            _nt = 3 * _jp
+            for _g0 in range(0, _nt, 4):
+                _q4 = _g0 + tl.arange(0, 4 * _BN) // _BN   # the program's tile of each column
+                _cn4 = (_q4 // _jp) * 16 + (_pf + (_q4 % _jp) * _P) * _BN + tl.arange(0, 4 * _BN) % _BN
+                _cm4 = (_q4 < _nt) & (_cn4 < 48)
+                _acc4 = tl.zeros((_BB, 4 * _BN), dtype=tl.float32)
+                for _k0 in range(0, 16, _BK):
+                    _ck = _k0 + tl.arange(0, _BK)
+                    _a = tl.load(_r_h + (0 + _ck)[None, :], mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0)
+                    _wt4 = tl.load(_ptr_weight_hh + _cn4[None, :] * 16 + (0 + _ck)[:, None], mask=(_ck < 16)[:, None] & _cm4[None, :], other=0.0)
+                    _acc4 += tl.dot(_a, _wt4, input_precision=_DOT)
+                tl.store(_r_weight_hh_h + (_cn4)[None, :], _acc4, mask=_rmask[:, None] & _cm4[None, :])
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
             # fused region: 1 output(s) of 16 features
             for _j0 in range(0, 16, _BN):
@@ -221,7 +224,7 @@ def forward(_xs, _inits, _params, _save, _lengths=None):
         _len = _lengths if _lengths is not None else _x_seq.new_zeros((1,), dtype=torch.int64)
         _P = _programs(_x_seq, 1, _grid)   # programs splitting a batch tile's features
         _sync = _x_seq.new_zeros((_grid,), dtype=torch.int64)   # a barrier counter a batch tile
-        _launch(_forward_kernel, (_grid, _P), _T, _B, _x_seq, weight_hh, bias_ih, bias_hh, _weight_ih_x_seq, _weight_hh_h_seq, _weight_hh_h_ts, _h_new_pp, _h_new_seq, _h_new_ts, _len, _sync, _phases=1, _first_barrier=True, _BB=16, _BN=16, _BK=16, _MASKED=_lengths is not None, _WIDE=_wide(weight_hh, bias_ih, bias_hh, _weight_ih_x_seq, _weight_hh_h_seq, _weight_hh_h_ts, _h_new_pp, _h_new_seq, _h_new_ts), num_warps=8)
+        _launch(_forward_kernel, (_grid, _P), _T, _B, _x_seq, weight_hh, bias_ih, bias_hh, _weight_ih_x_seq, _weight_hh_h_seq, _weight_hh_h_ts, _h_new_pp, _h_new_seq, _h_new_ts, _len, _sync, _phases=1, _first_barrier=True, _BB=16, _BN=16, _MASKED=_lengths is not None, _WIDE=_wide(weight_hh, bias_ih, bias_hh, _weight_ih_x_seq, _weight_hh_h_seq, _weight_hh_h_ts, _h_new_pp, _h_new_seq, _h_new_ts), num_warps=4)
     h = _h_new_pp[_T % 2].clone()   # the carry after the last step
     return [_h_new_seq, h] + ([_weight_ih_x_seq, _weight_hh_h_seq] if _save else [])
 
@@ -249,7 +252,7 @@ def backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _lengths=None):
         _len = _lengths if _lengths is not None else _x_seq.new_zeros((1,), dtype=torch.int64)
         _P = _programs(_x_seq, 1, _grid)   # programs splitting a batch tile's features
         _sync = _x_seq.new_zeros((_grid,), dtype=torch.int64)   # a barrier counter a batch tile
-        _launch(_backward_kernel, (_grid, _P), _T, _B, _x_seq, weight_hh, bias_ih, bias_hh, _h_new_seq, _h_init, _weight_ih_x_seq, _weight_hh_h_seq, __dys_h_seq, _d_weight_ih_x_seq, _d_weight_hh_h_seq, _d_bias_ih_part, _d_bias_hh_part, _d_h_pp, _len, _sync, _phases=2, _first_barrier=False, _BB=16, _BN=16, _BK=16, _MASKED=_lengths is not None, _WIDE=_wide(weight_hh, bias_ih, bias_hh, _h_new_seq, _h_init, _weight_ih_x_seq, _weight_hh_h_seq, __dys_h_seq, _d_weight_ih_x_seq, _d_weight_hh_h_seq, _d_bias_ih_part, _d_bias_hh_part, _d_h_pp), num_warps=8)
+        _launch(_backward_kernel, (_grid, _P), _T, _B, _x_seq, weight_hh, bias_ih, bias_hh, _h_new_seq, _h_init, _weight_ih_x_seq, _weight_hh_h_seq, __dys_h_seq, _d_weight_ih_x_seq, _d_weight_hh_h_seq, _d_bias_ih_part, _d_bias_hh_part, _d_h_pp, _len, _sync, _phases=2, _first_barrier=False, _BB=16, _BN=16, _MASKED=_lengths is not None, _WIDE=_wide(weight_hh, bias_ih, bias_hh, _h_new_seq, _h_init, _weight_ih_x_seq, _weight_hh_h_seq, __dys_h_seq, _d_weight_ih_x_seq, _d_weight_hh_h_seq, _d_bias_ih_part, _d_bias_hh_part, _d_h_pp), num_warps=4)
     d_bias_ih += _d_bias_ih_part.sum(0)
     d_bias_hh += _d_bias_hh_part.sum(0)
     d_h_new = _d_h_pp[_T % 2].clone()   # the carry after the last step

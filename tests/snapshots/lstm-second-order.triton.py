@@ -34,22 +34,25 @@ def _tangent_forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _ptr_weight_hh, _ptr
                 tl.debug_barrier()
         if ((_i > _I0) | (_K0 <= 0)) & ((_i < _I1 - 1) | (0 <= _K1)):   # phase 0
             # _v_gates += _v_h[0:16] @ weight_hh[:, 0:16].T + h[0:16] @ _v_weight_hh[:, 0:16].T
-            for _n0 in range(0, 64, _BN):
-                if ((0 + _n0) % 16) // _BN % _P == _pf:
-                    _cn = _n0 + tl.arange(0, _BN)
-                    _acc = tl.zeros((_BB, _BN), dtype=tl.float32)
-                    for _k0 in range(0, 16, _BK):
-                        _ck = _k0 + tl.arange(0, _BK)
-                        _a = tl.load(_r__v_h + (0 + _ck)[None, :], mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0)
-                        _wt = tl.load(_ptr_weight_hh + _cn[None, :] * 16 + (0 + _ck)[:, None], mask=(_ck < 16)[:, None] & (_cn < 64)[None, :], other=0.0)
-                        _acc += tl.dot(_a, _wt, input_precision=_DOT)
-                    for _k0 in range(0, 16, _BK):
-                        _ck = _k0 + tl.arange(0, _BK)
-                        _a = tl.load(_r_h + (0 + _ck)[None, :], mask=_rmask[:, None] & (_ck < 16)[None, :] & ((_ck * 0 + _t) > 0)[None, :], other=0.0) + tl.load(_ri_h + (0 + _ck)[None, :], mask=_rmask[:, None] & (_ck < 16)[None, :] & ((_ck * 0 + _t) == 0)[None, :], other=0.0)
-                        _wt = tl.load(_ptr__v_weight_hh + _cn[None, :] * 16 + (0 + _ck)[:, None], mask=(_ck < 16)[:, None] & (_cn < 64)[None, :], other=0.0)
-                        _acc += tl.dot(_a, _wt, input_precision=_DOT)
-                    _ga = _r__v_gates + (_cn)[None, :]
-                    tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_cn < 64)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_cn < 64)[None, :])
+            _jp = (1 - _pf + _P - 1) // _P   # this program's tiles in each block of 16 columns
+            _nt = 4 * _jp
+            for _g0 in range(0, _nt, 4):
+                _q4 = _g0 + tl.arange(0, 4 * _BN) // _BN   # the program's tile of each column
+                _cn4 = (_q4 // _jp) * 16 + (_pf + (_q4 % _jp) * _P) * _BN + tl.arange(0, 4 * _BN) % _BN
+                _cm4 = (_q4 < _nt) & (_cn4 < 64)
+                _acc4 = tl.zeros((_BB, 4 * _BN), dtype=tl.float32)
+                for _k0 in range(0, 16, _BK):
+                    _ck = _k0 + tl.arange(0, _BK)
+                    _a = tl.load(_r__v_h + (0 + _ck)[None, :], mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0)
+                    _wt4 = tl.load(_ptr_weight_hh + _cn4[None, :] * 16 + (0 + _ck)[:, None], mask=(_ck < 16)[:, None] & _cm4[None, :], other=0.0)
+                    _acc4 += tl.dot(_a, _wt4, input_precision=_DOT)
+                for _k0 in range(0, 16, _BK):
+                    _ck = _k0 + tl.arange(0, _BK)
+                    _a = tl.load(_r_h + (0 + _ck)[None, :], mask=_rmask[:, None] & (_ck < 16)[None, :] & ((_ck * 0 + _t) > 0)[None, :], other=0.0) + tl.load(_ri_h + (0 + _ck)[None, :], mask=_rmask[:, None] & (_ck < 16)[None, :] & ((_ck * 0 + _t) == 0)[None, :], other=0.0)
+                    _wt4 = tl.load(_ptr__v_weight_hh + _cn4[None, :] * 16 + (0 + _ck)[:, None], mask=(_ck < 16)[:, None] & _cm4[None, :], other=0.0)
+                    _acc4 += tl.dot(_a, _wt4, input_precision=_DOT)
+                _ga4 = _r__v_gates + (_cn4)[None, :]
+                tl.store(_ga4, tl.load(_ga4, mask=_rmask[:, None] & _cm4[None, :], other=0.0) + (_acc4), mask=_rmask[:, None] & _cm4[None, :])
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
             # fused region: 2 output(s) of 16 features
             for _j0 in range(0, 16, _BN):
@@ -423,7 +426,7 @@ def tangent_forward(_xs, _inits, _params, _ys, _res, _v_xs, _v_inits, _v_params,
         _len = _lengths if _lengths is not None else _x_seq.new_zeros((1,), dtype=torch.int64)
         _P = _programs(_x_seq, 1, _grid)   # programs splitting a batch tile's features
         _sync = _x_seq.new_zeros((_grid,), dtype=torch.int64)   # a barrier counter a batch tile
-        _launch(_tangent_forward_kernel, (_grid, _P), _T, _B, _x_seq, weight_hh, bias_ih, bias_hh, _h_new_seq, _h_init, _c_new_seq, _c_init, _gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_gates_seq, __v_h_new_pp, __v_h_new_seq, __v_h_new_ts, __v_c_new_pp, __v_c_new_seq, __v_c_new_ts, _len, _sync, _phases=1, _first_barrier=True, _BB=16, _BN=16, _BK=16, _MASKED=_lengths is not None, _WIDE=_wide(weight_hh, bias_ih, bias_hh, _h_new_seq, _h_init, _c_new_seq, _c_init, _gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_gates_seq, __v_h_new_pp, __v_h_new_seq, __v_h_new_ts, __v_c_new_pp, __v_c_new_seq, __v_c_new_ts), num_warps=8)
+        _launch(_tangent_forward_kernel, (_grid, _P), _T, _B, _x_seq, weight_hh, bias_ih, bias_hh, _h_new_seq, _h_init, _c_new_seq, _c_init, _gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_gates_seq, __v_h_new_pp, __v_h_new_seq, __v_h_new_ts, __v_c_new_pp, __v_c_new_seq, __v_c_new_ts, _len, _sync, _phases=1, _first_barrier=True, _BB=16, _BN=16, _MASKED=_lengths is not None, _WIDE=_wide(weight_hh, bias_ih, bias_hh, _h_new_seq, _h_init, _c_new_seq, _c_init, _gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_gates_seq, __v_h_new_pp, __v_h_new_seq, __v_h_new_ts, __v_c_new_pp, __v_c_new_seq, __v_c_new_ts), num_warps=8)
     _v_h = __v_h_new_pp[_T % 2].clone()   # the carry after the last step
     _v_c = __v_c_new_pp[_T % 2].clone()   # the carry after the last step
     return [__v_h_new_seq, _v_h, _v_c] + ([__v_gates_seq, __v_c_new_seq] if _save else [])
@@ -462,7 +465,7 @@ def tangent_backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _v_d_ys,
         _len = _lengths if _lengths is not None else _x_seq.new_zeros((1,), dtype=torch.int64)
         _P = _programs(_x_seq, 1, _grid)   # programs splitting a batch tile's features
         _sync = _x_seq.new_zeros((_grid,), dtype=torch.int64)   # a barrier counter a batch tile
-        _launch(_tangent_backward_kernel, (_grid, _P), _T, _B, _x_seq, weight_hh, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_c_new_seq, __v_c_init, __v_gates_seq, __v__dys_h_seq, __v_d_gates_seq, __v_d_bias_ih_part, __v_d_bias_hh_part, _d_h_pp, _d_c_pp, __v_d_h_pp, __v_d_c_pp, _len, _sync, _phases=2, _first_barrier=False, _BB=16, _BN=16, _BK=16, _MASKED=_lengths is not None, _WIDE=_wide(weight_hh, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_c_new_seq, __v_c_init, __v_gates_seq, __v__dys_h_seq, __v_d_gates_seq, __v_d_bias_ih_part, __v_d_bias_hh_part, _d_h_pp, _d_c_pp, __v_d_h_pp, __v_d_c_pp), num_warps=8)
+        _launch(_tangent_backward_kernel, (_grid, _P), _T, _B, _x_seq, weight_hh, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_c_new_seq, __v_c_init, __v_gates_seq, __v__dys_h_seq, __v_d_gates_seq, __v_d_bias_ih_part, __v_d_bias_hh_part, _d_h_pp, _d_c_pp, __v_d_h_pp, __v_d_c_pp, _len, _sync, _phases=2, _first_barrier=False, _BB=16, _BN=16, _MASKED=_lengths is not None, _WIDE=_wide(weight_hh, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_c_new_seq, __v_c_init, __v_gates_seq, __v__dys_h_seq, __v_d_gates_seq, __v_d_bias_ih_part, __v_d_bias_hh_part, _d_h_pp, _d_c_pp, __v_d_h_pp, __v_d_c_pp), num_warps=8)
     _v_d_bias_ih += __v_d_bias_ih_part.sum(0)
     _v_d_bias_hh += __v_d_bias_hh_part.sum(0)
     d_h_new = _d_h_pp[_T % 2].clone()   # the carry after the last step

@@ -27,15 +27,31 @@ from ..base import Renderer
 from ..torch_code import ScanRenderer, init, seq
 from .split import Zero, plan, reference
 
-# rows per program, reduction tile (tl.dot wants every dim >= 16)
-BB, BK = 16, 16
+# rows per program (tl.dot wants every dim >= 16)
+BB = 16
+# the matmuls' reduction tile, by float32 precision (symcell.backends.triton.FLOAT32_DOT; a launch constant):
+# the largest with which no zoo kernel spills (tests/test_triton_aot.py). A dot holds a BK-long strip of each
+# operand for each output a thread: 16 on CUDA cores ("ieee") and for tf32x3's three products (32 spilled), 32
+# with tf32 (64 spilled), half the loop's trips: on an H200 a step's 64-column dot ran in 6 us with tf32 and a
+# tile of 64 (benchmarks/probe_step.py), while the kernel's per-trip latency dominates at 16.
+REDUCTION_TILE = {"ieee": 16, "tf32x3": 16, "tf32": 32}
 # feature tile: 16, the smallest tl.dot takes, gives the most programs a split (H / 16) and the fewest live
 # values (the second-order kernels carry primal and tangent tiles: with 32 the layer-norm LSTM's spilled 1 KiB).
 # Tests set it to 2 under the interpreter, which has no such minimum, to split the zoo's small cells.
 TILE = 16
-# warps per program: with 4, the second-order kernels of the peephole LSTM hit 255 registers a thread and spill
-# ~300 B; with 8 no zoo kernel spills (tests/test_triton_aot.py compiles them with the same)
-NUM_WARPS = 8
+# warps per program: 4 for the first-order kernels (on an H200 the LSTM's ran 1.3x faster than with 8,
+# BENCHMARKS.md), 8 for the second-order ones, whose primal and tangent tiles spill with 4 (the layer-norm LSTM's
+# tangent backward ~800 B). tests/test_triton_aot.py compiles every kernel with these.
+NUM_WARPS = {"forward": 4, "backward": 4}
+SECOND_ORDER_WARPS = 8
+
+
+def num_warps(scan_name):
+    return NUM_WARPS.get(scan_name, SECOND_ORDER_WARPS)
+
+
+# a matmul's output tiles one tl.dot computes at most (render_MatMul): 4 x 16 columns
+GROUP = 4
 
 
 class StepKernel(Renderer):
@@ -132,9 +148,9 @@ class StepKernel(Renderer):
         if name in self.buf and self.buf[name].role == Role.CARRY_OUT and self.buf[name].keep != Keep.NEVER:
             self.w(f"tl.store(_rk_{name} + ({cols})[None, :], {value}, mask={mask})")
 
-    def add(self, name, cols, value, mask):
-        self.w(f"_ga = _r_{name} + ({cols})[None, :]")
-        self.w(f"tl.store(_ga, tl.load(_ga, mask={mask}, other=0.0) + ({value}), mask={mask})")
+    def add(self, name, cols, value, mask, ptr="_ga"):
+        self.w(f"{ptr} = _r_{name} + ({cols})[None, :]")
+        self.w(f"tl.store({ptr}, tl.load({ptr}, mask={mask}, other=0.0) + ({value}), mask={mask})")
 
     def own(self, a0, j):
         """whether this program runs the tile at columns a0 + j (split.py); None: program 0 runs them all"""
@@ -221,22 +237,57 @@ class StepKernel(Renderer):
             f"{t.operand.value}[{t.operand.start}:{t.operand.stop}] @ {t.weight}[:, {t.col_start}:{t.col_stop}].T"
             for t in mm.terms))
         pre, hoisted = self.hoisted.get(id(mm), (None, ()))
-        with w.block(f"for _n0 in range(0, {n_out}, _BN):"), self.owned(0, "_n0"):
-            w("_cn = _n0 + tl.arange(0, _BN)")
+        group = self.group(n_out)
+        # (names of their own for each width: a compiled loop wants each variable one shape)
+        acc, wt, cn, cm = (f"{v}{group}" for v in ("_acc", "_wt", "_cn", "_cm"))
+        with self.owned_tiles(n_out, group):
             if pre:
-                w(f"_acc = tl.load({pre} + _tw * _B * {n_out} + _rows[:, None] * {n_out} + _cn[None, :], "
-                  f"mask=_rmask[:, None] & (_cn < {n_out})[None, :], other=0.0)   # the terms run before the loop")
+                w(f"{acc} = tl.load({pre} + _tw * _B * {n_out} + _rows[:, None] * {n_out} + {cn}[None, :], "
+                  f"mask=_rmask[:, None] & {cm}[None, :], other=0.0)   # the terms run before the loop")
             else:
-                w("_acc = tl.zeros((_BB, _BN), dtype=tl.float32)")
+                w(f"{acc} = tl.zeros((_BB, {group} * _BN), dtype=tl.float32)")
             for t in (t for t in mm.terms if t not in hoisted):
                 K, ldw = int(t.operand.stop - t.operand.start), int(self.buf[t.weight].size[1])
                 with w.block(f"for _k0 in range(0, {K}, _BK):"):
                     w("_ck = _k0 + tl.arange(0, _BK)")
                     w(f"_a = {self.load(t.operand.value, f'{t.operand.start} + _ck', f'_rmask[:, None] & (_ck < {K})[None, :]', tile='_ck')}")
-                    w(f"_wt = tl.load(_ptr_{t.weight} + _cn[None, :] * {ldw} + ({t.col_start} + _ck)[:, None], "
-                      f"mask=(_ck < {K})[:, None] & (_cn < {n_out})[None, :], other=0.0)")
-                    w("_acc += tl.dot(_a, _wt, input_precision=_DOT)")
-            (self.add if mm.accumulate else self.store)(mm.out, "_cn", "_acc", f"_rmask[:, None] & (_cn < {n_out})[None, :]")
+                    w(f"{wt} = tl.load(_ptr_{t.weight} + {cn}[None, :] * {ldw} + ({t.col_start} + _ck)[:, None], "
+                      f"mask=(_ck < {K})[:, None] & {cm}[None, :], other=0.0)")
+                    w(f"{acc} += tl.dot(_a, {wt}, input_precision=_DOT)")
+            if mm.accumulate:
+                self.add(mm.out, cn, acc, f"_rmask[:, None] & {cm}[None, :]", ptr=f"_ga{group}")
+            else:
+                self.store(mm.out, cn, acc, f"_rmask[:, None] & {cm}[None, :]")
+
+    def group(self, n_out):
+        """tiles of a matmul's output one tl.dot computes: a program's tiles of every block of U columns (an
+        LSTM's four gates of its units) at once, up to GROUP. On a GPU one dot of 64 columns ran 5x faster than
+        four of 16 (tensor cores; benchmarks/probe_step.py, BENCHMARKS.md)"""
+        blocks = -(-n_out // self.split.units)
+        return min(GROUP, 1 << (blocks - 1).bit_length())
+
+    @contextmanager
+    def owned_tiles(self, n_out, group):
+        """A loop over this program's tiles of the n_out columns of a matmul's output, `group` tiles a pass: _cn
+        the columns of the pass, _cm those that exist. The k-th tile the program owns (split.py's ownership, as
+        own() tests it): aligned, the (k % J_p)-th of the program's J_p tiles in block k // J_p (tile j of a block
+        of U columns is program j % P's); dealt round-robin, tile _pf + k * P. Names end in `group`."""
+        w, tile, units = self.w, self.split.tile, self.split.units
+        lanes = f"tl.arange(0, {group} * _BN)"
+        if self.split.aligned:
+            blocks = -(-n_out // units)
+            w(f"_jp = ({units // tile} - _pf + _P - 1) // _P   # this program's tiles in each block of {units} columns")
+            w(f"_nt = {blocks} * _jp")
+        else:
+            w(f"_nt = ({-(-n_out // tile)} - _pf + _P - 1) // _P   # this program's tiles, dealt round-robin")
+        with w.block(f"for _g0 in range(0, _nt, {group}):"):
+            w(f"_q{group} = _g0 + {lanes} // _BN   # the program's tile of each column")
+            if self.split.aligned:
+                w(f"_cn{group} = (_q{group} // _jp) * {units} + (_pf + (_q{group} % _jp) * _P) * _BN + {lanes} % _BN")
+            else:
+                w(f"_cn{group} = (_pf + _q{group} * _P) * _BN + {lanes} % _BN")
+            w(f"_cm{group} = (_q{group} < _nt) & (_cn{group} < {n_out})")
+            yield
 
     def render_Pointwise(self, st):
         """One pass over feature tiles. A leaf of one feature in a wider region is read for every feature (its
@@ -377,8 +428,8 @@ class Host(ScanRenderer):
             w(f"_P = _programs({like}, {split.most_programs}, _grid)   # programs splitting a batch tile's features")
             w(f"_sync = {like}.new_zeros((_grid,), dtype=torch.int64)   # a barrier counter a batch tile")
             w(f"_launch(_{scan.name}_kernel, (_grid, _P), _T, _B, {like}, {args}, _len, _sync, _phases="
-              f"{len(split.phases)}, _first_barrier={split.first_barrier}, _BB={BB}, _BN={split.tile}, _BK={BK}, "
-              f"_MASKED=_lengths is not None, _WIDE=_wide({args}), num_warps={NUM_WARPS})")
+              f"{len(split.phases)}, _first_barrier={split.first_barrier}, _BB={BB}, _BN={split.tile}, "
+              f"_MASKED=_lengths is not None, _WIDE=_wide({args}), num_warps={num_warps(scan.name)})")
         for b in self.kernel.used:
             if b.role == Role.PARAM_GRAD:
                 w(f"{b.name} += _{b.name}_part.sum(0)")
