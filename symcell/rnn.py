@@ -182,7 +182,7 @@ class RNN(nn.Module):
         if order is not None:
             unsort = torch.argsort(order)
             out, finals = out.index_select(1, unsort), tuple(f.index_select(1, unsort) for f in finals)
-        if packed:
+        if packed:   # (pack_padded_sequence takes its lengths on the CPU, whatever the device)
             out = PackedSequence(pack_padded_sequence(out, lengths.cpu()).data, input.batch_sizes, input.sorted_indices,
                                  input.unsorted_indices)
             if input.unsorted_indices is not None:     # final states in the caller's order, as nn.LSTM returns them

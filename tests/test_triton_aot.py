@@ -30,10 +30,11 @@ SCRIPT = textwrap.dedent("""
         with tempfile.TemporaryDirectory() as folder:
             for fn in triton_aot.kernels(cell._spec, cell.dims, folder, second):
                 # (the LSTM's also in the variant for buffers of 2^31 elements or more, 64-bit step offsets, and
-                # with its matmuls on tensor cores, FLOAT32_DOT = "tf32x3")
+                # with its matmuls on tensor cores, FLOAT32_DOT = "tf32x3" and "tf32": other reduction tiles)
                 variants = [(a, False, "ieee") for a in archs]
                 variants += [(90, True, "ieee")] if name == "LSTM" else []
-                variants += [(90, False, "tf32x3")] if name == "LSTM" and "tangent" not in fn.__name__ else []
+                if name == "LSTM" and "tangent" not in fn.__name__:
+                    variants += [(90, False, "tf32x3"), (90, False, "tf32")]
                 for arch, wide, dot in variants:
                     sig, constexprs = triton_aot.signature(fn, True, wide, dot)
                     k = triton_aot.compile(fn, sig, constexprs, arch)
@@ -59,5 +60,5 @@ def test_every_zoo_cells_kernels_compile_for_sm80_and_sm90():
     from zoo import CASES, SECOND_ORDER_REFERENCE_ONLY
     # four kernels per cell (forward, backward and their tangents; two for the cells whose compiled second
     # order is not tested, see zoo.py); the LSTM and GRU twice, the LSTM's wide variant and its first-order
-    # kernels with tf32x3
-    assert r.stdout.split()[-1] == str(4 * (len(CASES) + 3) + 2 - 2 * len(SECOND_ORDER_REFERENCE_ONLY))
+    # kernels with tf32x3 and with tf32
+    assert r.stdout.split()[-1] == str(4 * (len(CASES) + 3) + 4 - 2 * len(SECOND_ORDER_REFERENCE_ONLY))

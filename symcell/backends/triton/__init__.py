@@ -14,7 +14,7 @@ from ... import cache
 from ...printing import Writer
 from ..base import Backend
 from ..torch_code import SCOPE
-from .render import REDUCTION_TILE, render
+from .render import GRAD_REDUCTION_TILE, REDUCTION_TILE, render
 
 _counter = itertools.count()
 
@@ -32,7 +32,8 @@ FLOAT32_DOT = "ieee"
 DOTS = ("ieee", "tf32x3", "tf32")
 INTERPRETER_PROGRAMS = 4   # P at most under the interpreter: enough to test the split
 PROGRAMS_AT_MOST = None    # a cap on P (benchmarks/bench_gpu.py times the kernel at 1: no split, no barrier)
-# launch parameters that replace the rendered ones ("_BK" the matmuls' reduction tile, "num_warps", "num_stages"):
+# launch parameters that replace the rendered ones ("_BK", "_BKG" the matmuls' reduction tiles, "num_warps",
+# "num_stages"):
 # benchmarks/tune_gpu.py sweeps them; each value is a compile of its own, the kernel code is the same
 LAUNCH = {}
 
@@ -58,7 +59,7 @@ def _launch(kernel, grid, T, B, like, *args, _phases, _first_barrier, **meta):
     out."""
     if FLOAT32_DOT not in DOTS:
         raise ValueError(f"symcell.backends.triton.FLOAT32_DOT must be one of {DOTS}, got {FLOAT32_DOT!r}")
-    meta["_DOT"], meta["_BK"] = FLOAT32_DOT, REDUCTION_TILE[FLOAT32_DOT]
+    meta.update(_DOT=FLOAT32_DOT, _BK=REDUCTION_TILE[FLOAT32_DOT], _BKG=GRAD_REDUCTION_TILE[FLOAT32_DOT])
     meta.update(LAUNCH)
     P = grid[1]
     with _device_of(like):

@@ -35,6 +35,9 @@ BB = 16
 # with tf32 (64 spilled), half the loop's trips: on an H200 a step's 64-column dot ran in 6 us with tf32 and a
 # tile of 64 (benchmarks/probe_step.py), while the kernel's per-trip latency dominates at 16.
 REDUCTION_TILE = {"ieee": 16, "tf32x3": 16, "tf32": 32}
+# the same for an operand's gradient (d_h += d_gates @ W: the program's 16 columns of d_h from all 4H of d_gates,
+# a long reduction to a narrow output, where a wider tile fits; the widest without spills again)
+GRAD_REDUCTION_TILE = {"ieee": 64, "tf32x3": 16, "tf32": 64}
 # feature tile: 16, the smallest tl.dot takes, gives the most programs a split (H / 16) and the fewest live
 # values (the second-order kernels carry primal and tangent tiles: with 32 the layer-norm LSTM's spilled 1 KiB).
 # Tests set it to 2 under the interpreter, which has no such minimum, to split the zoo's small cells.
@@ -183,8 +186,8 @@ class StepKernel(Renderer):
         w, scan, split = self.w, self.scan, self.split
         w(f"@triton.jit(do_not_specialize={self.sizes()!r})")
         w(f"def _{scan.name}_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, {', '.join(a for a, _ in self.args())}, _len_ptr, "
-          "_sync_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _MASKED: tl.constexpr, "
-          "_WIDE: tl.constexpr, _PHASED: tl.constexpr, _DOT: tl.constexpr):")
+          "_sync_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _BKG: tl.constexpr, "
+          "_MASKED: tl.constexpr, _WIDE: tl.constexpr, _PHASED: tl.constexpr, _DOT: tl.constexpr):")
         with w.block():
             w(f"# {len(split.phases)} phase(s) a step, {split.barriers} grid barrier(s): steps _I0 <= _i < _I1, from "
               "phase _K0 of the first to _K1 of the last (all of them on a GPU; under the interpreter, from one "
@@ -350,8 +353,8 @@ class StepKernel(Renderer):
         with w.block(f"for _k0 in range(0, {K}, _BN):"), self.owned(int(op.start), "_k0"):
             w("_ck = _k0 + tl.arange(0, _BN)")
             w("_acc = tl.zeros((_BB, _BN), dtype=tl.float32)")
-            with w.block(f"for _n0 in range(0, {n_src}, _BK):"):
-                w("_cn = _n0 + tl.arange(0, _BK)")
+            with w.block(f"for _n0 in range(0, {n_src}, _BKG):"):
+                w("_cn = _n0 + tl.arange(0, _BKG)")
                 w(f"_dy = {self.load(st.src, '_cn', f'_rmask[:, None] & (_cn < {n_src})[None, :]', tile='_cn')}")
                 w(f"_wt = tl.load(_ptr_{st.weight} + _cn[:, None] * {ldw} + ({st.col_start} + _ck)[None, :], "
                   f"mask=(_cn < {n_src})[:, None] & (_ck < {K})[None, :], other=0.0)")
