@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What a session with a GPU runs, in one device call (at most 10 minutes): the CUDA tests of the triton
-# backend, benchmarks/bench_gpu.py and benchmarks/probe_step.py. Logs go to $OUT (the device tool's folder that comes back), else
-# ./gpu-logs. Run from the repository root:
+# backend, benchmarks/bench_gpu.py and benchmarks/probe_step.py. Logs go to $OUT (the device tool's folder that
+# comes back), else ./gpu-logs. Run from the repository root:
 #
 #     bash benchmarks/gpu_session.sh            # tests, then the benchmark
 #     bash benchmarks/gpu_session.sh --quick    # tests, then bench_gpu.py --quick (a smoke test)
