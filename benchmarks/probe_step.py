@@ -30,6 +30,17 @@ def _dot(a, w, acc, DOT: tl.constexpr):
 
 
 @triton.jit
+def _matmul(src, w, rows, rmask, cols, acc, H: tl.constexpr, BK: tl.constexpr, DOT: tl.constexpr):
+    """acc + h[rows, :] @ W[cols, :].T, a K loop of BK-wide tiles streamed from memory"""
+    for k0 in range(0, H, BK):
+        ck = k0 + tl.arange(0, BK)
+        a = tl.load(src + rows[:, None] * H + ck[None, :], mask=rmask[:, None], other=0.0)
+        wt = tl.load(w + cols[None, :] * H + ck[:, None])
+        acc = _dot(a, wt, acc, DOT)
+    return acc
+
+
+@triton.jit
 def lstm_steps(pre, w, hbuf, gates, out, sync, T, B, H: tl.constexpr, HP: tl.constexpr, BB: tl.constexpr,
                BN: tl.constexpr, BK: tl.constexpr, FUSED: tl.constexpr, RESIDENT: tl.constexpr,
                BARRIER: tl.constexpr, DOT: tl.constexpr):
@@ -54,21 +65,13 @@ def lstm_steps(pre, w, hbuf, gates, out, sync, T, B, H: tl.constexpr, HP: tl.con
                 a = tl.load(src + rows[:, None] * H + kk[None, :], mask=rmask[:, None] & (kk < H)[None, :], other=0.0)
                 acc = _dot(a, wr, acc, DOT)
             else:
-                for k0 in range(0, H, BK):
-                    ck = k0 + tl.arange(0, BK)
-                    a = tl.load(src + rows[:, None] * H + ck[None, :], mask=rmask[:, None], other=0.0)
-                    wt = tl.load(w + cg[None, :] * H + ck[:, None])
-                    acc = _dot(a, wt, acc, DOT)
+                acc = _matmul(src, w, rows, rmask, cg, acc, H, BK, DOT)
             tl.store(gates + rows[:, None] * 4 * H + cg[None, :], acc, mask=rmask[:, None])
         else:        # four matmuls of BN columns, as the backend renders an LSTM
             for g in tl.static_range(4):
                 cn = g * H + cu
                 acc = tl.load(pre_i + rows[:, None] * 4 * H + cn[None, :], mask=rmask[:, None], other=0.0)
-                for k0 in range(0, H, BK):
-                    ck = k0 + tl.arange(0, BK)
-                    a = tl.load(src + rows[:, None] * H + ck[None, :], mask=rmask[:, None], other=0.0)
-                    wt = tl.load(w + cn[None, :] * H + ck[:, None])
-                    acc = _dot(a, wt, acc, DOT)
+                acc = _matmul(src, w, rows, rmask, cn, acc, H, BK, DOT)
                 tl.store(gates + rows[:, None] * 4 * H + cn[None, :], acc, mask=rmask[:, None])
         tl.debug_barrier()
         r = gates + rows[:, None] * 4 * H + cu[None, :]

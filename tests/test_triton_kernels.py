@@ -242,6 +242,19 @@ def test_a_missing_barrier_is_caught_by_these_tests(split_kernels, monkeypatch, 
 
 # --- float32 matmul precision: symcell.backends.triton.FLOAT32_DOT --------------------------------------------
 
+def split_lstm_within(tol, backend):
+    """a split LSTM's outputs and its gradients (input and parameters) against the reference backend's"""
+    torch.manual_seed(0)
+    cell, ref = LSTMCell(8, 48, backend=backend).to(DEVICE), LSTMCell(8, 48, backend="reference").to(DEVICE)
+    ref.load_state_dict(cell.state_dict())
+    xs, _ = random_inputs(cell, 3, 5, dtype=torch.float32)
+    y, y_ref = cell(xs[0].to(DEVICE))[0], ref(xs[0].to(DEVICE))[0]
+    assert rel_err(y, y_ref) < tol
+    g = torch.autograd.grad(y.square().sum(), [xs[0], *cell.parameters()])
+    g_ref = torch.autograd.grad(y_ref.square().sum(), [xs[0], *ref.parameters()])
+    assert max(rel_err(a, b) for a, b in zip(g, g_ref)) < tol
+
+
 @pytest.mark.parametrize("backend", ["triton"])
 @pytest.mark.parametrize("dot,tol", [("ieee", 1e-4), ("tf32x3", 1e-4), ("tf32", 3e-2)])
 def test_each_float32_matmul_precision_within_its_tolerance(split_kernels, monkeypatch, backend, dot, tol):
@@ -249,15 +262,7 @@ def test_each_float32_matmul_precision_within_its_tolerance(split_kernels, monke
     under the interpreter every one is float32 (what a GPU's tensor cores do is tested where there is one)"""
     split_kernels(16)
     monkeypatch.setattr(triton_backend, "FLOAT32_DOT", dot)
-    torch.manual_seed(0)
-    cell, ref = LSTMCell(8, 48, backend=backend).to(DEVICE), LSTMCell(8, 48, backend="reference").to(DEVICE)
-    ref.load_state_dict(cell.state_dict())
-    xs, states = random_inputs(cell, 3, 5, dtype=torch.float32)
-    y, y_ref = cell(xs[0].to(DEVICE))[0], ref(xs[0].to(DEVICE))[0]
-    assert rel_err(y, y_ref) < tol
-    g = torch.autograd.grad(y.square().sum(), list(cell.parameters()))
-    g_ref = torch.autograd.grad(y_ref.square().sum(), list(ref.parameters()))
-    assert max(rel_err(a, b) for a, b in zip(g, g_ref)) < tol
+    split_lstm_within(tol, backend)
 
 
 @pytest.mark.parametrize("backend", ["triton"])
@@ -266,15 +271,7 @@ def test_launch_settings_change_the_compile_not_the_answer(split_kernels, monkey
     matmuls' 48 (masked) and other warps, the same values and gradients"""
     split_kernels(16)
     monkeypatch.setattr(triton_backend, "LAUNCH", {"_BK": 64, "num_warps": 8})
-    torch.manual_seed(0)
-    cell, ref = LSTMCell(8, 48, backend=backend).to(DEVICE), LSTMCell(8, 48, backend="reference").to(DEVICE)
-    ref.load_state_dict(cell.state_dict())
-    xs, _ = random_inputs(cell, 3, 5, dtype=torch.float32)
-    y, y_ref = cell(xs[0].to(DEVICE))[0], ref(xs[0].to(DEVICE))[0]
-    assert rel_err(y, y_ref) < 1e-4
-    g = torch.autograd.grad(y.square().sum(), [xs[0], *cell.parameters()])
-    g_ref = torch.autograd.grad(y_ref.square().sum(), [xs[0], *ref.parameters()])
-    assert max(rel_err(a, b) for a, b in zip(g, g_ref)) < 1e-4
+    split_lstm_within(1e-4, backend)
 
 
 @pytest.mark.parametrize("backend", ["triton"])
