@@ -2,6 +2,8 @@
 
     python benchmarks/bench_gpu.py                  # needs a CUDA GPU; prints markdown tables
     python benchmarks/bench_gpu.py --quick          # smaller sizes, for a smoke test
+    python benchmarks/bench_gpu.py --issue          # issue 15's case only: LSTM, GRU and LLTM (a cell written in
+                                                    # symcell's language) in bfloat16, and their time per FLOP
 
 Times come from triton.testing.do_bench (CUDA events, median of repeats after warm-up), forward under
 torch.no_grad() and forward+backward of out.sum(). Contenders are timed in turn, several rounds, and the median
@@ -49,7 +51,7 @@ def with_settings(fn, **settings):
     return run
 
 
-def contenders(kind, B, T, I, H, dtype, with_eager, with_p1=True):
+def contenders(kind, B, T, I, H, dtype, with_eager, with_p1=True, extras=True):
     torch.manual_seed(0)
     dev = torch.device("cuda")
     x = torch.randn(T, B, I, device=dev, dtype=dtype, requires_grad=True)
@@ -81,12 +83,15 @@ def contenders(kind, B, T, I, H, dtype, with_eager, with_p1=True):
             run().float().sum().backward()
         return f, fb
     out = {n: pair(r) for n, r in c.items()}
-    if kind != "lltm":
-        # the kernels' matmuls on tensor cores: tf32 (cuDNN's default for float32 RNNs; a 16-bit model's weights
-        # are exact in it), in float32 also tf32x3; the same kernels at one program a batch tile (what the split
-        # and its barriers buy)
-        out["symcell-triton, tf32"] = tuple(with_settings(f, FLOAT32_DOT="tf32") for f in out["symcell-triton"])
+    if not extras:
+        return out
+    if kind != "lltm" and dtype != torch.float32:
+        # a 16-bit model multiplies in tf32 (LOW_PRECISION_DOT); the same in true float32
+        out["symcell-triton, ieee"] = tuple(with_settings(f, LOW_PRECISION_DOT=None) for f in out["symcell-triton"])
     if kind != "lltm" and dtype == torch.float32:
+        # the kernels' matmuls on tensor cores: tf32 (cuDNN's default for float32 RNNs) and tf32x3; the same
+        # kernels at one program a batch tile (what the split and its barriers buy)
+        out["symcell-triton, tf32"] = tuple(with_settings(f, FLOAT32_DOT="tf32") for f in out["symcell-triton"])
         out["symcell-triton, tf32x3"] = tuple(with_settings(f, FLOAT32_DOT="tf32x3") for f in out["symcell-triton"])
         if with_p1:
             out["symcell-triton, P=1"] = tuple(with_settings(f, PROGRAMS_AT_MOST=1) for f in out["symcell-triton"])
@@ -116,11 +121,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--issue", action="store_true", help="issue 15's case only (bfloat16, B=16 T=1024 H=768)")
     args = ap.parse_args()
     if not torch.cuda.is_available():
         sys.exit("bench_gpu.py needs a CUDA GPU")
     say(f"GPU: {torch.cuda.get_device_name()} ({torch.cuda.get_device_properties(0).multi_processor_count} SMs), "
         f"torch {torch.__version__}, date {time.strftime('%Y-%m-%d %H:%M')}")
+    if args.issue:
+        return per_flop(args.rounds)
     big, small = ((16, 1024, 768, 768), (64, 512, 256, 256)) if not args.quick else ((16, 64, 64, 64), (32, 32, 32, 32))
     # the issue's case first (a run cut short by its time limit still reports it), each table printed when done;
     # the P = 1 contender (no split) only at the small size, where one program a batch tile runs in seconds
@@ -139,6 +147,27 @@ def main():
     B, T, F, S = (16, 100, 32, 128)
     r = race(contenders("lltm", B, T, F, S, torch.float32, with_eager=True), args.rounds)
     say(table(f"LLTM B={B} T={T} F={F} S={S} float32", r, "eager loop"))
+
+
+# the in-loop matmul's gate rows per hidden unit: its FLOPs are proportional (I = H, so the input GEMM's too)
+GATES = {"lstm": 4, "gru": 3, "lltm": 3}
+
+
+def per_flop(rounds, B=16, T=1024, H=768):
+    """Issue 15's case: LSTM and GRU in bfloat16 against cuDNN, and every cell's time per FLOP against the
+    LSTM's (the matmuls' FLOPs, 2 * gates * H * (I + H) a row a step forward, twice that backward)"""
+    fb = {}
+    for kind in ("lstm", "gru", "lltm"):
+        r = race(contenders(kind, B, T, H, H, torch.bfloat16, with_eager=False, extras=False), rounds)
+        if kind != "lltm":
+            say(table(f"{kind.upper()} B={B} T={T} I=H={H} bfloat16", r, f"cuDNN nn.{kind.upper()}"))
+        fb[kind] = r["symcell-triton"][1]
+    say("\n| cell | gate rows a unit | symcell-triton fwd+bwd ms | GFLOP | ms per GFLOP vs LSTM |\n"
+        "|---|---:|---:|---:|---:|")
+    for kind, ms in fb.items():
+        gflop = 3 * 2 * GATES[kind] * H * 2 * H * B * T / 1e9
+        lstm = fb["lstm"] / (3 * 2 * GATES["lstm"] * H * 2 * H * B * T / 1e9)
+        say(f"| {kind.upper()} | {GATES[kind]} | {ms:.2f} | {gflop:.0f} | {ms / gflop / lstm:.2f} |")
 
 
 def say(text):

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What a session with a GPU runs, in one device call (at most 10 minutes): the CUDA tests of the triton
-# backend, benchmarks/bench_gpu.py and benchmarks/probe_step.py. Logs go to $OUT (the device tool's folder that
-# comes back), else ./gpu-logs. Run from the repository root:
+# backend, benchmarks/bench_gpu.py and benchmarks/probe_backward.py. Logs go to $OUT (the device tool's folder
+# that comes back), else ./gpu-logs. Run from the repository root:
 #
 #     bash benchmarks/gpu_session.sh            # tests, then the benchmark
 #     bash benchmarks/gpu_session.sh --quick    # tests, then bench_gpu.py --quick (a smoke test)
@@ -30,8 +30,9 @@ tests() {   # log, seconds, test files...
 tests tests-split.log 120 tests/test_triton_kernels.py
 timeout 230 python3 benchmarks/bench_gpu.py --rounds 3 "$@" 2>&1 | tee "$out/bench.log"
 echo "bench exit: ${PIPESTATUS[0]}" | tee -a "$out/bench.log"
-# where a split step's time goes (a stand-alone kernel in variants; about 30 s)
-timeout 60 python3 benchmarks/probe_step.py 2>&1 | tee "$out/probe.log"
+# where the backward step's time goes (the generated LSTM backward, one thing edited out at a time; about 20 s;
+# benchmarks/probe_step.py does the same for a stand-alone forward step)
+timeout 60 python3 benchmarks/probe_backward.py 2>&1 | tee "$out/probe.log"
 # every zoo cell against the reference backend (values, gradients, lengths); 16-bit modules; nn.LSTM/nn.GRU
 # parity (cuDNN's TF32 off there)
 tests tests.log 170 tests/test_backends.py tests/test_low_precision.py tests/test_nn_parity.py

@@ -35,8 +35,10 @@ def kernels(spec, dims, folder, second=True):
     """The @triton.jit kernels of a cell's scans, first order (forward, backward) and second order (their
     tangents) unless `second` is false, imported from a file (triton.jit reads its source)."""
     lowered = pipeline.lower(spec.ir, dims)
-    scans = (lowered.program.forward, lowered.program.backward, *(pipeline.second_order(lowered) if second else ()))
-    source = symcell.backends.get("triton").render(lowered.program, scans)
+    backend = symcell.backends.get("triton")
+    program = pipeline.backend_program(lowered, backend)   # (what the backend runs: its passes applied)
+    scans = (program.forward, program.backward, *(pipeline.second_order(program) if second else ()))
+    source = backend.render(program, scans)
     path = os.path.join(folder, f"{spec.ir.name}_{'_'.join(f'{k}{v}' for k, v in sorted(dims.items()))}.py")
     with open(path, "w") as f:
         f.write("import torch, triton\nimport triton.language as tl\n" + source)

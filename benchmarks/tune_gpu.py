@@ -16,20 +16,26 @@ from torch import nn
 from symcell.backends import triton as triton_backend
 from symcell.cells import GRU, LSTM
 
-# (kind, B, T, H, LAUNCH, FLOAT32_DOT), most telling first: a run cut short still says what matters. (The sweep
-# of 2026-12-04 in BENCHMARKS.md is this file at commit e548dda, over the kernels before the one-dot matmul.)
+# (kind, B, T, H, LAUNCH, FLOAT32_DOT), most telling first: a run cut short still says what matters. (The sweeps
+# in BENCHMARKS.md: the first at commit e548dda, over the kernels before the one-dot matmul; the second, this
+# list, around the backward's operand-gradient loop, over the kernels of commit 2f89b10.)
 VARIANTS = [
-    ("lstm", 16, 1024, 768, {}, "ieee"),
     ("lstm", 16, 1024, 768, {}, "tf32"),
-    ("lstm", 16, 1024, 768, {"_BK": 64}, "tf32"),
     ("lstm", 16, 1024, 768, {"_BKG": 128}, "tf32"),
+    ("lstm", 16, 1024, 768, {"_BKG": 256}, "tf32"),
     ("lstm", 16, 1024, 768, {"_BKG": 32}, "tf32"),
+    ("lstm", 16, 1024, 768, {"num_stages": 1}, "tf32"),
+    ("lstm", 16, 1024, 768, {"num_stages": 2}, "tf32"),
+    ("lstm", 16, 1024, 768, {"num_stages": 4}, "tf32"),
+    ("lstm", 16, 1024, 768, {"_BKG": 128, "num_stages": 2}, "tf32"),
+    ("lstm", 16, 1024, 768, {"_BK": 64}, "tf32"),
+    ("lstm", 16, 1024, 768, {"num_warps": 2}, "tf32"),
     ("lstm", 16, 1024, 768, {"num_warps": 8}, "tf32"),
-    ("lstm", 16, 1024, 768, {}, "tf32x3"),
-    ("gru", 16, 1024, 768, {}, "ieee"),
     ("gru", 16, 1024, 768, {}, "tf32"),
-    ("lstm", 64, 512, 256, {}, "ieee"),
+    ("gru", 16, 1024, 768, {"_BKG": 128}, "tf32"),
+    ("gru", 16, 1024, 768, {"_BKG": 256}, "tf32"),
     ("lstm", 64, 512, 256, {}, "tf32"),
+    ("lstm", 64, 512, 256, {"_BKG": 128}, "tf32"),
 ]
 
 
@@ -100,5 +106,31 @@ def main():
               f"{ref_ms[0]:.2f} / {ref_ms[1]:.2f} (first call {compile_s:.1f} s) |", flush=True)
 
 
+def profile(kind="lstm", B=16, T=1024, H=768, dot="tf32"):
+    """Where fwd+bwd's time goes: CUDA time by kernel (the scans, the GEMMs around them), torch.profiler."""
+    from torch.profiler import ProfilerActivity, profile as prof
+    cell, _, x = case(kind, B, T, H)
+    triton_backend.FLOAT32_DOT = dot
+    try:
+        for _ in range(2):
+            cell(x)[0].sum().backward()
+        torch.cuda.synchronize()
+        with prof(activities=[ProfilerActivity.CUDA]) as p:
+            for _ in range(3):
+                cell(x)[0].sum().backward()
+            torch.cuda.synchronize()
+    finally:
+        triton_backend.FLOAT32_DOT = "ieee"
+    print(f"\nprofile: {kind} B={B} T={T} H={H} {dot}, 3 fwd+bwd calls")
+    for key in ("device_time_total", "cuda_time_total"):   # the name changed across torch versions
+        try:
+            print(p.key_averages().table(sort_by=key, row_limit=12, max_name_column_width=60))
+            break
+        except Exception as e:   # noqa: BLE001 - try the other name
+            print(f"sort_by={key}: {e}")
+
+
 if __name__ == "__main__":
+    if torch.cuda.is_available():
+        profile()
     main()

@@ -42,7 +42,7 @@ its backward passes their carried cotangent straight to the previous state (Pass
 contributes nothing there. Those two statements are the whole rule; backends may also skip computing ended
 rows, since nothing reads what a step writes into them.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any, Tuple
 
@@ -347,6 +347,63 @@ def _matmul_grads(mm, deferred=()):
     for t in mm.terms:
         after.append(WeightGrad(grad(t.weight), t.col_start, t.col_stop, grad(mm.out), t.operand))
     return step, after
+
+
+def params_summed_after_loop(program):
+    """The program with the backward's per-step sums of vector parameters' gradients moved after the loop where
+    they can be (_param_sums_after): a pass a backend asks for (Backend.param_sums_after_loop). On an H200 those
+    sums took a sixth of the triton backward's step (benchmarks/probe_backward.py); on a CPU they are adds in
+    registers, and the cpp backend's LSTM ran 3% slower with the pass after the loop (benchmarks/
+    compare_commits.py, AMD EPYC)."""
+    b = program.backward
+    step, sums = _param_sums_after(list(b.step), {x.name: x.role for x in b.buffers})
+    return replace(program, backward=replace(b, step=tuple(step), after=tuple(sums) + b.after))
+
+
+def _param_sums_after(step, roles):
+    """A vector parameter's gradient that a step region sums over the rows from the very expression it also
+    accumulates into a whole sequence (an LSTM's bias: d_bias[cols] += rows' sum of the value added to
+    d_gates[cols]) is that sequence's sum over all T*B rows after the loop: one reduction instead of one a step.
+    Only where the sequence, zeros at the start, gets nothing else in the step. -> (step, statements after)"""
+    written = {}
+    for st in step:
+        for name in writes(st):
+            written[name] = written.get(name, 0) + (
+                sum(d.value == name for d, _, _ in st.outputs) if isinstance(st, Pointwise) else 1)
+    new_step, after = [], []
+    for st in step:
+        if not isinstance(st, Pointwise):
+            new_step.append(st)
+            continue
+        seqs = {}   # a full expression -> the sequence view it alone accumulates into
+        for (d, _, acc), e in zip(st.outputs, st.exprs):
+            if acc and roles.get(d.value) == Role.SEQ and not st.broadcast(d) and written[d.value] == \
+                    sum(d2.value == d.value for d2, _, _ in st.outputs) and _disjoint(st, d):
+                seqs.setdefault(e, d)
+        moved = [k for k, ((d, _, acc), e) in enumerate(zip(st.outputs, st.exprs))
+                 if acc and roles.get(d.value) == Role.PARAM_GRAD and not st.broadcast(d) and e in seqs]
+        if not moved:
+            new_step.append(st)
+            continue
+        leaves, outputs = {}, []
+        for k in moved:
+            (d, _, _), e = st.outputs[k], st.exprs[k]
+            sym = leaves.setdefault(seqs[e], sympy.Symbol(f"_rs{len(leaves)}"))
+            outputs.append((d, sym, True))
+        after.append(pointwise([(s, v) for v, s in leaves.items()], outputs, st.n))
+        # (the derivation's temps stay: what the moved outputs read, the kept ones read too, as theirs are equal)
+        kept = [k for k in range(len(st.outputs)) if k not in moved]
+        new_step.append(replace(st, outputs=tuple(st.outputs[k] for k in kept),
+                                exprs=tuple(st.exprs[k] for k in kept)))
+    return new_step, after
+
+
+def _disjoint(st, d):
+    """whether d's columns are written by no other output of st (sizes may be symbols: provably apart)"""
+    def apart(o):
+        return o == d or o.value != d.value or any(sympy.sympify(b - a).is_nonnegative is True
+                                                     for a, b in ((o.stop, d.start), (d.stop, o.start)))
+    return all(apart(o) for o, _, _ in st.outputs)
 
 
 def residuals(schedule, plan):

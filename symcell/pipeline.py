@@ -2,7 +2,8 @@
 
     lower(ir, dims)            bind_ir -> rewrite -> hoist -> materialize -> allocate_values -> form_regions
                                -> derive -> plan -> lower_to_kernel          (each a pure function of the last)
-    second_order(lowered)      tangent_forward, tangent_backward              (made when first needed)
+    backend_program(lowered, backend)      the passes a backend asks for: params_summed_after_loop (triton)
+    second_order(program)      tangent_forward, tangent_backward              (made when first needed)
     build(lowered, backend, dims, scans)   backend.render -> backend.build
 
 dims=None keeps the sizes symbolic: backends with `symbolic = True` (cpp) take them at run time, and
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from .autodiff import Backward, derive
 from .explain import backward_lines, forward_lines
 from .ir import CellIR, fingerprint
-from .kernel import KernelProgram, describe, describe_scan, lower_to_kernel
+from .kernel import KernelProgram, describe, describe_scan, lower_to_kernel, params_summed_after_loop
 from .plan import Plan, plan
 from .schedule import Schedule, allocate_values, bind_ir, form_regions, hoist, materialize, rewrite
 from .tangent import tangent_backward, tangent_forward
@@ -62,13 +63,22 @@ def lower(ir, dims=None):
     return Lowered(ir, None if dims is None else tuple(sorted(dims.items())), schedule, backward, p, program)
 
 
-def second_order(lowered):
-    """The tangents of the forward and backward scans (tangent.py): what every second derivative runs."""
-    program = lowered.program
+def second_order(program):
+    """The tangents of a program's forward and backward scans (tangent.py): what every second derivative runs.
+    (A backend's program, backend_program(): the tangents of what its first order runs.)"""
     scans = (tangent_forward(program.forward, program.backward), tangent_backward(program.backward))
     for scan in scans:
         _show(scan.name, describe_scan(scan))
     return scans
+
+
+def backend_program(lowered, backend):
+    """The lowered cell's program as `backend` runs it: with the passes it asks for (param_sums_after_loop)."""
+    program = lowered.program
+    if backend.param_sums_after_loop:
+        program = params_summed_after_loop(program)
+        _show("params_summed_after_loop", describe_scan(program.backward))
+    return program
 
 
 def build(lowered, backend, dims, scans):

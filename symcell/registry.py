@@ -12,7 +12,7 @@ from .ir import fingerprint
 
 _CELLS = {}        # hash -> CellIR, for every cell defined in this process
 _LOWERED = {}      # (hash, dims or None) -> pipeline.Lowered
-_SECOND = {}       # (hash, dims or None) -> the second-order scans (pipeline.second_order)
+_SECOND = {}       # (hash, dims or None, sums after the loop) -> the second-order scans (pipeline.second_order)
 _KERNELS = {}      # key -> built Kernel
 _DEFINERS = []     # modules whose import defines more cells (the prebuilt ones), tried for unknown keys
 
@@ -65,12 +65,16 @@ def _dims_id(dims):
     return "symbolic" if dims is None else "_".join(f"{n}{v}" for n, v in sorted(dims.items()))
 
 
-def second_order(cell_hash, dims=None):
-    """The tangent scans of a cell at a binding (second derivatives), made once, when first needed."""
-    k = _binding(cell_hash, dims)
+def second_order(cell_hash, dims=None, backend=None):
+    """The tangent scans of a cell at a binding (second derivatives) as `backend` runs its first order (None:
+    the lowered program), made once, when first needed."""
+    after = bool(backend and backend.param_sums_after_loop)
+    k = (*_binding(cell_hash, dims), after)
     if k not in _SECOND:
-        _SECOND[k] = cache.memo(f"second-{cell_hash}-{_dims_id(dims)}",
-                                lambda: pipeline.second_order(lowered(cell_hash, dims)))
+        def make():
+            low = lowered(cell_hash, dims)
+            return pipeline.second_order(pipeline.backend_program(low, backend) if backend else low.program)
+        _SECOND[k] = cache.memo(f"second-{cell_hash}-{_dims_id(dims)}{'-sums-after' if after else ''}", make)
     return _SECOND[k]
 
 
@@ -80,8 +84,9 @@ def ir_of(cell_hash):
 
 def program_for(k):
     """The kernel program a key's kernel renders (nothing is built): what the fake implementations read."""
-    cell, dims, backend = parse(k)
-    return lowered(cell, None if backends.get(backend).symbolic else dims).program
+    cell, dims, name = parse(k)
+    backend = backends.get(name)
+    return pipeline.backend_program(lowered(cell, None if backend.symbolic else dims), backend)
 
 
 def kernel_for(k):
@@ -90,12 +95,12 @@ def kernel_for(k):
         backend = backends.get(name)
         at = None if backend.symbolic else dims
         low = lowered(cell, at)
-        first = (low.program.forward, low.program.backward)
-        source, entries = pipeline.build(low, backend, dims, first)
+        program = pipeline.backend_program(low, backend)
+        source, entries = pipeline.build(low, backend, dims, (program.forward, program.backward))
 
         def second():
-            scans = second_order(cell, at)
+            scans = second_order(cell, at, backend)
             return (scans, *pipeline.build(low, backend, dims, scans))
         label = f"symcell.{_CELLS[cell].name}[{','.join(f'{n}={v}' for n, v in sorted(dims.items()))}].{name}"
-        _KERNELS[k] = backends.Kernel(low.program, source, entries, second, label)
+        _KERNELS[k] = backends.Kernel(program, source, entries, second, label)
     return _KERNELS[k]

@@ -48,12 +48,13 @@ def _differentiated(tensors):
     return any(is_wrapped(t) or unpack_dual(t).tangent is not None for t in tensors)
 
 
-def scan_op(key, xs, inits, params, lengths=None):
+def scan_op(key, xs, inits, params, lengths=None, computing_for=None):
     """-> (ys: tuple of (T, B, n) for the output states, finals: tuple of (B, n) for every state).
-    `lengths`: None, or an int64 tensor of B lengths on the tensors' device (see symcell.scan)."""
+    `lengths`: None, or an int64 tensor of B lengths on the tensors' device (see symcell.scan). computing_for:
+    the 16-bit dtype of float32 tensors that stand for a 16-bit scan (Kernel.for_dtype), else None."""
     n_out = ops._n_outputs(key)
     if not torch.compiler.is_compiling() and not torch.jit.is_tracing():
-        kernel = registry.kernel_for(key)
+        kernel = registry.kernel_for(key).for_dtype(computing_for)
         if _differentiated((*xs, *inits, *params)):   # one autograd node per sequence (autograd.py)
             outs = autograd.Scan.apply(kernel, lengths, (len(xs), len(inits), len(params)), *xs, *inits, *params)
             return tuple(outs[:n_out]), tuple(outs[n_out:n_out + len(inits)])
@@ -158,7 +159,8 @@ def run(binding, params, xs, state, reverse, lengths, batch_first):
     state = tuple(s.contiguous() for s in state)
     # autocast off inside: the float32 (or float64) scan must not be cast again by the ops it runs
     with torch.autocast(autocast, enabled=False) if autocast else contextlib.nullcontext():
-        ys, final = scan_op(key, seq, state, tuple(p.contiguous() for p in binding.kernel_params(params)), lengths)
+        ys, final = scan_op(key, seq, state, tuple(p.contiguous() for p in binding.kernel_params(params)), lengths,
+                            low)
     final = final[:len(binding.state_sizes)]   # the outputs that are not states end with the step
     if low is not None:
         ys, final = tuple(y.to(low) for y in ys), tuple(f.to(low) for f in final)

@@ -144,7 +144,7 @@ def test_a_derivation_kept_on_disk_renders_what_a_fresh_one_does(tmp_path, monke
             made = registry.cache.memo(f"test-{where}", lambda: pipeline.lower(cell.spec.ir, at))   # written
             kept = registry.cache.memo(f"test-{where}", lambda: pytest.fail("the kept lowering was not loaded"))
             assert made is not kept
-            second = registry.cache.memo(f"test2-{where}", lambda: pipeline.second_order(fresh))
+            second = registry.cache.memo(f"test2-{where}", lambda: pipeline.second_order(fresh.program))
             kept2 = registry.cache.memo(f"test2-{where}", lambda: pytest.fail("the kept scans were not loaded"))
             for b in backends:
                 if (at is None) != b.symbolic:

@@ -25,8 +25,9 @@ FILE = {"reference": "{}.reference.py", "cpp": "{}.cpp", "triton": "{}.triton.py
 def rendered(spec, backend, second_order=False):
     b = symcell.backends.get(backend)
     lowered = pipeline.lower(spec.ir, None if b.symbolic else DIMS)
-    scans = pipeline.second_order(lowered) if second_order else (lowered.program.forward, lowered.program.backward)
-    return b.render(lowered.program, scans)
+    program = pipeline.backend_program(lowered, b)
+    scans = pipeline.second_order(program) if second_order else (program.forward, program.backward)
+    return b.render(program, scans)
 
 
 @pytest.mark.parametrize("backend", sorted(FILE))

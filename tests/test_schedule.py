@@ -107,6 +107,41 @@ def test_the_backward_scan_of_an_lstm_is_a_reverse_scan_over_the_residuals():
     assert {"d_h", "d_c", "d_x", "d_gates", "d_bias_ih"} <= acc and "d_h_new" not in acc
 
 
+def test_the_lstms_bias_gradients_are_d_gates_summed_after_the_loop_for_a_backend_that_asks():
+    """kernel.params_summed_after_loop (the triton backend's pass): the region adds into d_gates and d_c alone,
+    and after the loop d_gates summed over all T*B rows gives each bias's slice"""
+    from symcell.kernel import params_summed_after_loop
+    b = params_summed_after_loop(lower(LSTMCell).program).backward
+    sums, *gemms = b.after
+    assert [(type(st).__name__, st.weight if isinstance(st, OperandGrad) else st.dest) for st in gemms] == [
+        ("OperandGrad", "weight_ih"), ("WeightGrad", "d_weight_ih"), ("WeightGrad", "d_weight_hh")]
+    assert {d.value for d, _, _ in b.step[2].outputs} == {"d_gates", "d_c"}
+    assert isinstance(sums, Pointwise) and {v.value for _, v in sums.leaves} == {"d_gates"}
+    assert sorted((d.value, d.start, d.stop) for d, _, _ in sums.outputs) == sorted(
+        (b_, v.start, v.stop) for b_ in ("d_bias_hh", "d_bias_ih") for _, v in sums.leaves)
+    from symcell import backends   # (on a CPU the sums are adds in registers: each step keeps them)
+    assert backends.get("triton").param_sums_after_loop and not backends.get("cpp").param_sums_after_loop
+
+
+def test_a_bias_gradient_moves_after_the_loop_only_where_the_sequence_it_equals_gets_nothing_else():
+    """kernel._param_sums_after: d_b += rows' sum of e, beside d_g += e into a sequence, becomes d_g's sum over
+    all rows after the loop; not when the step adds anything else into d_g (its sum would be another value), nor
+    when e goes only into a step's buffer"""
+    from symcell.kernel import View, _param_sums_after
+    g = sympy.Symbol("g")
+    outputs = ((View("d_g", 0, 4), g * 2, True), (View("d_b", 0, 4), g * 2, True))
+    region = Pointwise(((g, View("g", 0, 4)),), (), outputs, (g * 2, g * 2))
+    roles = {"g": Role.SEQ, "d_g": Role.SEQ, "d_b": Role.PARAM_GRAD, "d_s": Role.STEP}
+    step, after = _param_sums_after([region], roles)
+    assert [d.value for d, _, _ in step[0].outputs] == ["d_g"] and step[0].temps == region.temps
+    assert [(d.value, e_) for d, e_, _ in after[0].outputs] == [("d_b", after[0].leaves[0][0])]
+    assert after[0].leaves[0][1] == View("d_g", 0, 4)
+    other = Accumulate("d_g", "g")
+    assert _param_sums_after([region, other], roles) == ([region, other], [])
+    to_step = {**roles, "d_g": Role.STEP}
+    assert _param_sums_after([region], to_step) == ([region], [])
+
+
 def test_bound_programs_have_integer_sizes():
     f = lower(LSTMCell, {"I": 3, "H": 5}).program.forward
     assert f.buffer("gates").size == 20 and f.buffer("weight_ih").size == (20, 3)

@@ -15,7 +15,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 
-from symcell import registry
+from symcell import backends, pipeline, registry
 from symcell.backends.triton import split
 from symcell.cells import SLSTM, GRUCell, LayerNormLSTM, LSTMCell
 from symcell.kernel import Accumulate, HoldEnded, OperandGrad, PassEnded, Pointwise, Role
@@ -130,8 +130,9 @@ def races(kernel, P, T=4):
 
 def scans_of(cell, second=True):
     h, dims, _ = registry.parse(cell._kernel_key(torch.device("cpu")))
-    low = registry.lowered(h, dims)
-    return [low.program.forward, low.program.backward, *(registry.second_order(h, dims) if second else ())]
+    triton = backends.get("triton")   # the program as that backend runs it (its passes applied)
+    program = pipeline.backend_program(registry.lowered(h, dims), triton)
+    return [program.forward, program.backward, *(registry.second_order(h, dims, triton) if second else ())]
 
 
 def check(cell, tiles, monkeypatch):

@@ -7,7 +7,7 @@ import importlib
 import pytest
 import torch
 
-from symcell import registry
+from symcell import pipeline, registry
 from symcell.backends import triton as triton_backend
 from symcell.backends.triton import split
 from symcell.cells import LSTM, SLSTM, GRUCell, LayerNormLSTM, LSTMCell
@@ -88,7 +88,7 @@ def test_a_model_on_another_device_than_the_current_one():
 def plan_of(cell, scan, tile):
     """the Split of a cell's scan at a feature tile, from its lowered program (nothing is built)"""
     h, dims, _ = registry.parse(cell._kernel_key(torch.device("cpu")))
-    program = registry.lowered(h, dims).program
+    program = pipeline.backend_program(registry.lowered(h, dims), triton_backend.TritonBackend())
     monkey = RENDER.TILE
     try:
         RENDER.TILE = tile
@@ -281,3 +281,30 @@ def test_an_unknown_float32_matmul_precision_is_refused(split_kernels, monkeypat
     cell = LSTMCell(8, 16, backend=backend).to(DEVICE)
     with pytest.raises(ValueError, match=r"FLOAT32_DOT must be one of \('ieee', 'tf32x3', 'tf32'\), got 'fp16'"):
         cell(torch.randn(2, 3, 8, device=DEVICE))
+
+
+@pytest.mark.parametrize("backend", ["triton"])
+def test_a_16_bit_module_multiplies_as_LOW_PRECISION_DOT_says_in_every_derivative(split_kernels, monkeypatch,
+                                                                                    backend):
+    """bfloat16 and float16 modules scan in float32 with tf32 matmuls (LOW_PRECISION_DOT), float32 modules with
+    FLOAT32_DOT: in the forward, in the backward (autograd runs it after the module's call returned) and in a
+    second derivative; LOW_PRECISION_DOT = None gives 16-bit modules FLOAT32_DOT too"""
+    split_kernels(16)
+    seen, launch = [], triton_backend._launch
+
+    def spy(*args, **meta):
+        seen.append(triton_backend.dot_precision())
+        return launch(*args, **meta)
+    monkeypatch.setattr(triton_backend, "_launch", spy)
+    torch.manual_seed(0)
+    for low, dtype, want in (("tf32", torch.bfloat16, "tf32"), ("tf32", torch.float16, "tf32"),
+                             ("tf32", torch.float32, "ieee"), (None, torch.bfloat16, "ieee")):
+        monkeypatch.setattr(triton_backend, "LOW_PRECISION_DOT", low)
+        cell = LSTMCell(8, 16, backend=backend).to(DEVICE, dtype)
+        x = torch.randn(3, 2, 8, device=DEVICE, dtype=dtype, requires_grad=True)
+        seen.clear()
+        (g,) = torch.autograd.grad(cell(x)[0].float().square().sum(), [x], create_graph=True)
+        assert seen == [want, want], (dtype, low, seen)   # forward, backward
+        g.float().sum().backward()
+        assert len(seen) > 2 and set(seen) == {want}, (dtype, low, seen)   # and the second-order scans
+    assert triton_backend.dot_precision() == "ieee"   # nothing left set after the calls

@@ -18,6 +18,9 @@ per result (not wanted: its value is unspecified), so that it may leave out the 
 tangents of a second derivative are often zero in some inputs, and some gradients are not asked for). Others
 are never given it; they compute everything, which is the same answer.
 """
+import contextvars
+import copy
+
 import torch
 
 from ..tangent import is_tangent
@@ -28,6 +31,9 @@ class Backend:
     devices = ()          # device types backend="auto" may pick this backend for
     priority = 0          # among usable backends for a device, "auto" takes the highest
     symbolic = False      # True: sizes are run-time arguments (the program keeps them symbolic)
+    # sum a vector parameter's gradient once after the backward's loop where a sequence holds its terms, not
+    # each step (kernel.params_summed_after_loop: for a GPU, where a step's sums are round trips)
+    param_sums_after_loop = False
 
     def usable(self, device):
         raise NotImplementedError
@@ -66,6 +72,10 @@ def unaliased(outs, inputs):
     return fresh
 
 
+# the 16-bit dtype the running entry point's float32 scan computes for (Kernel.for_dtype), else None
+COMPUTING_FOR = contextvars.ContextVar("symcell_computing_for", default=None)
+
+
 class Kernel:
     """A built cell: its program, the source of its first-order scans and their entry points; the second-order
     scans (tangent.py) are rendered and built the first time one is called (`second_order()` makes them).
@@ -80,10 +90,24 @@ class Kernel:
     shares memory with an argument or another result.
     """
 
+    computing_for = None   # see for_dtype
+
     def __init__(self, program, source, entries, second_order=None, label="symcell"):
         self.program, self.source = program, source
         self._entries, self._second_order = dict(entries), second_order
+        self._scans = {}   # the second-order scans once built (shared with for_dtype's views, as _entries)
         self.label = label   # names the cell in profiler rows: "symcell.LSTM[H=5,I=4].cpp.forward"
+
+    def for_dtype(self, dtype):
+        """This kernel computing for `dtype`: a 16-bit dtype whose scan runs in float32 (sequence.py), or None.
+        Its entry points run with COMPUTING_FOR set to it, so a backend may multiply faster for it (the triton
+        backend's tf32, LOW_PRECISION_DOT). The autograd nodes keep the kernel they were given, so the
+        backward and the higher derivatives of a 16-bit scan compute for its dtype too."""
+        if dtype is None:
+            return self
+        view = copy.copy(self)   # (the entry points and scans are shared: built once for both)
+        view.computing_for = dtype
+        return view
 
     def _scan(self, name):
         if name not in self._entries:
@@ -91,7 +115,7 @@ class Kernel:
                 raise NotImplementedError(f"symcell: this kernel has no {name} scan")
             scans, _, entries = self._second_order()   # (the source: SYMCELL_DEBUG=1 prints it)
             self._entries.update(entries)
-            self._scans = {s.name: s for s in scans}
+            self._scans.update({s.name: s for s in scans})
         return self._entries[name]
 
     def scan(self, name):
@@ -109,9 +133,13 @@ class Kernel:
         scan = self.scan(name)
         groups = [[t.contiguous() for t in g] for g in groups]   # entry points read row-major memory
         kw = {"skip": _skip(scan, groups, wanted)} if getattr(entry, "skips", False) else {}
-        with torch.profiler.record_function(f"{self.label}.{name}"):
-            flat = unaliased(entry(*groups, *([save] if scan.save else []), lengths, **kw),
-                             [t for g in groups for t in g])
+        token = COMPUTING_FOR.set(self.computing_for)
+        try:
+            with torch.profiler.record_function(f"{self.label}.{name}"):
+                flat = unaliased(entry(*groups, *([save] if scan.save else []), lengths, **kw),
+                                 [t for g in groups for t in g])
+        finally:
+            COMPUTING_FOR.reset(token)
         out, k = [], 0
         for r in scan.returns:
             if r.save and not save:

@@ -42,42 +42,40 @@ def _forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _ptr_weight_hh, _ptr_bias_ih
                 tl.store(_r_weight_hh_h + (_cn4)[None, :], _acc4, mask=_rmask[:, None] & _cm4[None, :])
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
             # fused region: 1 output(s) of 16 features
-            for _j0 in range(0, 16, _BN):
-                if ((0 + _j0) % 16) // _BN % _P == _pf:
-                    _cj = _j0 + tl.arange(0, _BN)
-                    _m2 = _rmask[:, None] & (_cj < 16)[None, :]
-                    weight_ih_x_1 = tl.load(_r_weight_ih_x + (16 + _cj)[None, :], mask=_m2, other=0.0)
-                    bias_ih_1 = tl.load(_ptr_bias_ih + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                    weight_hh_h_1 = tl.load(_r_weight_hh_h + (16 + _cj)[None, :], mask=_m2, other=0.0)
-                    bias_hh_1 = tl.load(_ptr_bias_hh + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                    weight_ih_x_2 = tl.load(_r_weight_ih_x + (32 + _cj)[None, :], mask=_m2, other=0.0)
-                    bias_ih_2 = tl.load(_ptr_bias_ih + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                    weight_ih_x_0 = tl.load(_r_weight_ih_x + (0 + _cj)[None, :], mask=_m2, other=0.0)
-                    bias_ih_0 = tl.load(_ptr_bias_ih + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                    weight_hh_h_0 = tl.load(_r_weight_hh_h + (0 + _cj)[None, :], mask=_m2, other=0.0)
-                    bias_hh_0 = tl.load(_ptr_bias_hh + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                    weight_hh_h_2 = tl.load(_r_weight_hh_h + (32 + _cj)[None, :], mask=_m2, other=0.0)
-                    bias_hh_2 = tl.load(_ptr_bias_hh + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                    h = tl.load(_r_h + (0 + _cj)[None, :], mask=_m2, other=0.0)
-                    _e0 = tl.sigmoid(bias_hh_1 + bias_ih_1 + weight_hh_h_1 + weight_ih_x_1)
-                    _zero = tl.zeros((_BB, _BN), dtype=tl.float32)   # outputs of parameters alone still have rows
-                    _o0 = _zero + (_e0*h + (1.0 - _e0)*(2.0 * tl.sigmoid(2.0 * (bias_ih_2 + weight_ih_x_2 + (bias_hh_2 + weight_hh_h_2)*tl.sigmoid(bias_hh_0 + bias_ih_0 + weight_hh_h_0 + weight_ih_x_0))) - 1.0))
-                    tl.store(_r_h_new + (0 + _cj)[None, :], _o0, mask=_m2)
-                    tl.store(_rk_h_new + (0 + _cj)[None, :], _o0, mask=_m2)
+            for _j0 in range(_pf * _BN, 16, _P * _BN):
+                _cj = _j0 + tl.arange(0, _BN)
+                _m2 = _rmask[:, None] & (_cj < 16)[None, :]
+                weight_ih_x_1 = tl.load(_r_weight_ih_x + (16 + _cj)[None, :], mask=_m2, other=0.0)
+                bias_ih_1 = tl.load(_ptr_bias_ih + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                weight_hh_h_1 = tl.load(_r_weight_hh_h + (16 + _cj)[None, :], mask=_m2, other=0.0)
+                bias_hh_1 = tl.load(_ptr_bias_hh + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                weight_ih_x_2 = tl.load(_r_weight_ih_x + (32 + _cj)[None, :], mask=_m2, other=0.0)
+                bias_ih_2 = tl.load(_ptr_bias_ih + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                weight_ih_x_0 = tl.load(_r_weight_ih_x + (0 + _cj)[None, :], mask=_m2, other=0.0)
+                bias_ih_0 = tl.load(_ptr_bias_ih + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                weight_hh_h_0 = tl.load(_r_weight_hh_h + (0 + _cj)[None, :], mask=_m2, other=0.0)
+                bias_hh_0 = tl.load(_ptr_bias_hh + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                weight_hh_h_2 = tl.load(_r_weight_hh_h + (32 + _cj)[None, :], mask=_m2, other=0.0)
+                bias_hh_2 = tl.load(_ptr_bias_hh + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                h = tl.load(_r_h + (0 + _cj)[None, :], mask=_m2, other=0.0)
+                _e0 = tl.sigmoid(bias_hh_1 + bias_ih_1 + weight_hh_h_1 + weight_ih_x_1)
+                _zero = tl.zeros((_BB, _BN), dtype=tl.float32)   # outputs of parameters alone still have rows
+                _o0 = _zero + (_e0*h + (1.0 - _e0)*(2.0 * tl.sigmoid(2.0 * (bias_ih_2 + weight_ih_x_2 + (bias_hh_2 + weight_hh_h_2)*tl.sigmoid(bias_hh_0 + bias_ih_0 + weight_hh_h_0 + weight_ih_x_0))) - 1.0))
+                tl.store(_r_h_new + (0 + _cj)[None, :], _o0, mask=_m2)
+                tl.store(_rk_h_new + (0 + _cj)[None, :], _o0, mask=_m2)
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
             if _MASKED:   # rows past their own length keep their state
                 _done = tl.load(_len_ptr + _rows, mask=_rmask, other=0) <= _t
-                for _j0 in range(0, 16, _BN):
-                    if ((0 + _j0) % 16) // _BN % _P == _pf:
-                        _cj = _j0 + tl.arange(0, _BN)
-                        _m2 = _rmask[:, None] & _done[:, None] & (_cj < 16)[None, :]
-                        _old = tl.load(_r_h + (_cj)[None, :], mask=_m2, other=0.0)
-                        tl.store(_r_h_new + (_cj)[None, :], _old, mask=_m2)
-                        tl.store(_rk_h_new + (_cj)[None, :], _old, mask=_m2)
+                for _j0 in range(_pf * _BN, 16, _P * _BN):
+                    _cj = _j0 + tl.arange(0, _BN)
+                    _m2 = _rmask[:, None] & _done[:, None] & (_cj < 16)[None, :]
+                    _old = tl.load(_r_h + (_cj)[None, :], mask=_m2, other=0.0)
+                    tl.store(_r_h_new + (_cj)[None, :], _old, mask=_m2)
+                    tl.store(_rk_h_new + (_cj)[None, :], _old, mask=_m2)
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
 
 @triton.jit(do_not_specialize=['_T', '_B', '_I0', '_I1', '_K0', '_K1', '_P'])
-def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_h_new, _init_h, _ptr_weight_ih_x, _ptr_weight_hh_h, _ptr__dys_h, _ptr_d_weight_ih_x, _ptr_d_weight_hh_h, _part_d_bias_ih, _part_d_bias_hh, _pp_d_h, _len_ptr, _sync_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _BKG: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr, _PHASED: tl.constexpr, _DOT: tl.constexpr):
+def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_h_new, _init_h, _ptr_weight_ih_x, _ptr_weight_hh_h, _ptr__dys_h, _ptr_d_weight_ih_x, _ptr_d_weight_hh_h, _pp_d_h, _len_ptr, _sync_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _BKG: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr, _PHASED: tl.constexpr, _DOT: tl.constexpr):
     # 2 phase(s) a step, 1 grid barrier(s): steps _I0 <= _i < _I1, from phase _K0 of the first to _K1 of the last (all of them on a GPU; under the interpreter, from one barrier to the next)
     _pb = tl.program_id(0)   # this program's batch tile (axis 0: up to 2^31 - 1 of them)
     _pf = tl.program_id(1)   # its share of the features, of _P
@@ -99,90 +97,68 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _ptr_weight_hh, _ptr_bias_i
         _r_d_h_new = _pp_d_h + (_iw % 2) * _B * 16 + _rows[:, None] * 16
         _r_d_h = _pp_d_h + ((_iw + 1) % 2) * _B * 16 + _rows[:, None] * 16
         if ((_i > _I0) | (_K0 <= 0)) & ((_i < _I1 - 1) | (0 <= _K1)):   # phase 0
-            for _j0 in range(0, 16, _BN):
-                if ((0 + _j0) % 16) // _BN % _P == _pf:
-                    _cj = _j0 + tl.arange(0, _BN)
-                    _m2 = _rmask[:, None] & (_cj < 16)[None, :]
-                    tl.store(_r_d_h + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
+            for _j0 in range(_pf * _BN, 16, _P * _BN):
+                _cj = _j0 + tl.arange(0, _BN)
+                _m2 = _rmask[:, None] & (_cj < 16)[None, :]
+                tl.store(_r_d_h + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
-            for _j0 in range(0, 16, _BN):
-                if ((0 + _j0) % 16) // _BN % _P == _pf:
-                    _cj = _j0 + tl.arange(0, _BN)
-                    _m2 = _rmask[:, None] & (_cj < 16)[None, :]
-                    _ga = _r_d_h_new + (_cj)[None, :]
-                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (tl.load(_r__dys_h + (_cj)[None, :], mask=_m2, other=0.0)), mask=_m2)
+            for _j0 in range(_pf * _BN, 16, _P * _BN):
+                _cj = _j0 + tl.arange(0, _BN)
+                _m2 = _rmask[:, None] & (_cj < 16)[None, :]
+                _ga = _r_d_h_new + (_cj)[None, :]
+                tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (tl.load(_r__dys_h + (_cj)[None, :], mask=_m2, other=0.0)), mask=_m2)
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
             if _MASKED:   # ended rows: the carried cotangent passes to the previous state, the step sees none
                 _done = tl.load(_len_ptr + _rows, mask=_rmask, other=0) <= _t
-                for _j0 in range(0, 16, _BN):
-                    if ((0 + _j0) % 16) // _BN % _P == _pf:
-                        _cj = _j0 + tl.arange(0, _BN)
-                        _m2 = _rmask[:, None] & _done[:, None] & (_cj < 16)[None, :]
-                        _dn = tl.load(_r_d_h_new + (_cj)[None, :], mask=_m2, other=0.0)
-                        tl.store(_r_d_h + (_cj)[None, :], _dn, mask=_m2)
-                        tl.store(_r_d_h_new + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
-            tl.debug_barrier()   # the next statement reads what other threads of this program wrote
-            # fused region: 13 output(s) of 16 features
-            for _j0 in range(0, 16, _BN):
-                if ((16 + _j0) % 16) // _BN % _P == _pf:
+                for _j0 in range(_pf * _BN, 16, _P * _BN):
                     _cj = _j0 + tl.arange(0, _BN)
-                    _m2 = _rmask[:, None] & (_cj < 16)[None, :]
-                    weight_ih_x_1 = tl.load(_r_weight_ih_x + (16 + _cj)[None, :], mask=_m2, other=0.0)
-                    bias_ih_1 = tl.load(_ptr_bias_ih + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                    weight_hh_h_1 = tl.load(_r_weight_hh_h + (16 + _cj)[None, :], mask=_m2, other=0.0)
-                    bias_hh_1 = tl.load(_ptr_bias_hh + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                    weight_ih_x_2 = tl.load(_r_weight_ih_x + (32 + _cj)[None, :], mask=_m2, other=0.0)
-                    bias_ih_2 = tl.load(_ptr_bias_ih + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                    weight_ih_x_0 = tl.load(_r_weight_ih_x + (0 + _cj)[None, :], mask=_m2, other=0.0)
-                    bias_ih_0 = tl.load(_ptr_bias_ih + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                    weight_hh_h_0 = tl.load(_r_weight_hh_h + (0 + _cj)[None, :], mask=_m2, other=0.0)
-                    bias_hh_0 = tl.load(_ptr_bias_hh + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                    weight_hh_h_2 = tl.load(_r_weight_hh_h + (32 + _cj)[None, :], mask=_m2, other=0.0)
-                    bias_hh_2 = tl.load(_ptr_bias_hh + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                    h = tl.load(_r_h + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) > 0)[None, :], other=0.0) + tl.load(_ri_h + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) == 0)[None, :], other=0.0)
-                    d_h_new = tl.load(_r_d_h_new + (0 + _cj)[None, :], mask=_m2, other=0.0)
-                    _c0 = tl.sigmoid(bias_hh_1 + bias_ih_1 + weight_hh_h_1 + weight_ih_x_1)
-                    _c1 = _c0 - 1.0
-                    _c2 = tl.sigmoid(bias_hh_0 + bias_ih_0 + weight_hh_h_0 + weight_ih_x_0)
-                    _c3 = _c2*(bias_hh_2 + weight_hh_h_2)
-                    _c4 = (2.0 * tl.sigmoid(2.0 * (_c3 + bias_ih_2 + weight_ih_x_2)) - 1.0)
-                    _c5 = _c0*d_h_new
-                    _c6 = -_c1*_c5*(-_c4 + h)
-                    _c7 = _c1*d_h_new*((_c4*_c4) - 1.0)
-                    _c8 = -_c3*_c7*(_c2 - 1.0)
-                    _c9 = _c2*_c7
-                    _ga = _r_d_weight_ih_x + (16 + _cj)[None, :]
-                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c6), mask=_m2)
-                    _g = tl.sum(tl.where(_m2, _c6, 0.0), axis=0)
-                    _pg = _part_d_bias_ih + _pb * 48 + 16 + _cj
-                    tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
-                    _ga = _r_d_weight_hh_h + (16 + _cj)[None, :]
-                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c6), mask=_m2)
-                    _g = tl.sum(tl.where(_m2, _c6, 0.0), axis=0)
-                    _pg = _part_d_bias_hh + _pb * 48 + 16 + _cj
-                    tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
-                    _ga = _r_d_weight_ih_x + (32 + _cj)[None, :]
-                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c7), mask=_m2)
-                    _g = tl.sum(tl.where(_m2, _c7, 0.0), axis=0)
-                    _pg = _part_d_bias_ih + _pb * 48 + 32 + _cj
-                    tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
-                    _ga = _r_d_weight_ih_x + (0 + _cj)[None, :]
-                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c8), mask=_m2)
-                    _g = tl.sum(tl.where(_m2, _c8, 0.0), axis=0)
-                    _pg = _part_d_bias_ih + _pb * 48 + 0 + _cj
-                    tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
-                    _ga = _r_d_weight_hh_h + (0 + _cj)[None, :]
-                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c8), mask=_m2)
-                    _g = tl.sum(tl.where(_m2, _c8, 0.0), axis=0)
-                    _pg = _part_d_bias_hh + _pb * 48 + 0 + _cj
-                    tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
-                    _ga = _r_d_weight_hh_h + (32 + _cj)[None, :]
-                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c9), mask=_m2)
-                    _g = tl.sum(tl.where(_m2, _c9, 0.0), axis=0)
-                    _pg = _part_d_bias_hh + _pb * 48 + 32 + _cj
-                    tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
-                    _ga = _r_d_h + (0 + _cj)[None, :]
-                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c5), mask=_m2)
+                    _m2 = _rmask[:, None] & _done[:, None] & (_cj < 16)[None, :]
+                    _dn = tl.load(_r_d_h_new + (_cj)[None, :], mask=_m2, other=0.0)
+                    tl.store(_r_d_h + (_cj)[None, :], _dn, mask=_m2)
+                    tl.store(_r_d_h_new + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
+            tl.debug_barrier()   # the next statement reads what other threads of this program wrote
+            # fused region: 7 output(s) of 16 features
+            for _j0 in range(_pf * _BN, 16, _P * _BN):
+                _cj = _j0 + tl.arange(0, _BN)
+                _m2 = _rmask[:, None] & (_cj < 16)[None, :]
+                weight_ih_x_1 = tl.load(_r_weight_ih_x + (16 + _cj)[None, :], mask=_m2, other=0.0)
+                bias_ih_1 = tl.load(_ptr_bias_ih + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                weight_hh_h_1 = tl.load(_r_weight_hh_h + (16 + _cj)[None, :], mask=_m2, other=0.0)
+                bias_hh_1 = tl.load(_ptr_bias_hh + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                weight_ih_x_2 = tl.load(_r_weight_ih_x + (32 + _cj)[None, :], mask=_m2, other=0.0)
+                bias_ih_2 = tl.load(_ptr_bias_ih + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                weight_ih_x_0 = tl.load(_r_weight_ih_x + (0 + _cj)[None, :], mask=_m2, other=0.0)
+                bias_ih_0 = tl.load(_ptr_bias_ih + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                weight_hh_h_0 = tl.load(_r_weight_hh_h + (0 + _cj)[None, :], mask=_m2, other=0.0)
+                bias_hh_0 = tl.load(_ptr_bias_hh + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                weight_hh_h_2 = tl.load(_r_weight_hh_h + (32 + _cj)[None, :], mask=_m2, other=0.0)
+                bias_hh_2 = tl.load(_ptr_bias_hh + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                h = tl.load(_r_h + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) > 0)[None, :], other=0.0) + tl.load(_ri_h + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) == 0)[None, :], other=0.0)
+                d_h_new = tl.load(_r_d_h_new + (0 + _cj)[None, :], mask=_m2, other=0.0)
+                _c0 = tl.sigmoid(bias_hh_1 + bias_ih_1 + weight_hh_h_1 + weight_ih_x_1)
+                _c1 = _c0 - 1.0
+                _c2 = tl.sigmoid(bias_hh_0 + bias_ih_0 + weight_hh_h_0 + weight_ih_x_0)
+                _c3 = _c2*(bias_hh_2 + weight_hh_h_2)
+                _c4 = (2.0 * tl.sigmoid(2.0 * (_c3 + bias_ih_2 + weight_ih_x_2)) - 1.0)
+                _c5 = _c0*d_h_new
+                _c6 = -_c1*_c5*(-_c4 + h)
+                _c7 = _c1*d_h_new*((_c4*_c4) - 1.0)
+                _c8 = -_c3*_c7*(_c2 - 1.0)
+                _c9 = _c2*_c7
+                _ga = _r_d_weight_ih_x + (16 + _cj)[None, :]
+                tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c6), mask=_m2)
+                _ga = _r_d_weight_hh_h + (16 + _cj)[None, :]
+                tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c6), mask=_m2)
+                _ga = _r_d_weight_ih_x + (32 + _cj)[None, :]
+                tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c7), mask=_m2)
+                _ga = _r_d_weight_ih_x + (0 + _cj)[None, :]
+                tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c8), mask=_m2)
+                _ga = _r_d_weight_hh_h + (0 + _cj)[None, :]
+                tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c8), mask=_m2)
+                _ga = _r_d_weight_hh_h + (32 + _cj)[None, :]
+                tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c9), mask=_m2)
+                _ga = _r_d_h + (0 + _cj)[None, :]
+                tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c5), mask=_m2)
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
         if not _PHASED:
             if _P > 1:
@@ -194,17 +170,16 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _ptr_weight_hh, _ptr_bias_i
                 tl.debug_barrier()
         if ((_i > _I0) | (_K0 <= 1)) & ((_i < _I1 - 1) | (1 <= _K1)):   # phase 1
             # d_h[0:16] += d_weight_hh_h @ weight_hh[:, 0:16]
-            for _k0 in range(0, 16, _BN):
-                if ((0 + _k0) % 16) // _BN % _P == _pf:
-                    _ck = _k0 + tl.arange(0, _BN)
-                    _acc = tl.zeros((_BB, _BN), dtype=tl.float32)
-                    for _n0 in range(0, 48, _BKG):
-                        _cn = _n0 + tl.arange(0, _BKG)
-                        _dy = tl.load(_r_d_weight_hh_h + (_cn)[None, :], mask=_rmask[:, None] & (_cn < 48)[None, :], other=0.0)
-                        _wt = tl.load(_ptr_weight_hh + _cn[:, None] * 16 + (0 + _ck)[None, :], mask=(_cn < 48)[:, None] & (_ck < 16)[None, :], other=0.0)
-                        _acc += tl.dot(_dy, _wt, input_precision=_DOT)
-                    _ga = _r_d_h + (0 + _ck)[None, :]
-                    tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ck < 16)[None, :])
+            for _k0 in range(_pf * _BN, 16, _P * _BN):
+                _ck = _k0 + tl.arange(0, _BN)
+                _acc = tl.zeros((_BB, _BN), dtype=tl.float32)
+                for _n0 in range(0, 48, _BKG):
+                    _cn = _n0 + tl.arange(0, _BKG)
+                    _dy = tl.load(_r_d_weight_hh_h + (_cn)[None, :], mask=_rmask[:, None] & (_cn < 48)[None, :], other=0.0)
+                    _wt = tl.load(_ptr_weight_hh + _cn[:, None] * 16 + (0 + _ck)[None, :], mask=(_cn < 48)[:, None] & (_ck < 16)[None, :], other=0.0)
+                    _acc += tl.dot(_dy, _wt, input_precision=_DOT)
+                _ga = _r_d_h + (0 + _ck)[None, :]
+                tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ck < 16)[None, :])
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
 
 def forward(_xs, _inits, _params, _save, _lengths=None):
@@ -245,16 +220,12 @@ def backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _lengths=None):
     d_bias_ih = _x_seq.new_zeros((48,))
     d_bias_hh = _x_seq.new_zeros((48,))
     _grid = triton.cdiv(_B, 16)   # batch tiles
-    _d_bias_ih_part = _x_seq.new_zeros((_grid, 48))
-    _d_bias_hh_part = _x_seq.new_zeros((_grid, 48))
     _d_h_pp = _x_seq.new_empty((2, _B, 16)); _d_h_pp[0] = _d_h_new_init   # the carry's two slots
     if _T > 0:
         _len = _lengths if _lengths is not None else _x_seq.new_zeros((1,), dtype=torch.int64)
         _P = _programs(_x_seq, 1, _grid)   # programs splitting a batch tile's features
         _sync = _x_seq.new_zeros((_grid,), dtype=torch.int64)   # a barrier counter a batch tile
-        _launch(_backward_kernel, (_grid, _P), _T, _B, _x_seq, weight_hh, bias_ih, bias_hh, _h_new_seq, _h_init, _weight_ih_x_seq, _weight_hh_h_seq, __dys_h_seq, _d_weight_ih_x_seq, _d_weight_hh_h_seq, _d_bias_ih_part, _d_bias_hh_part, _d_h_pp, _len, _sync, _phases=2, _first_barrier=False, _BB=16, _BN=16, _MASKED=_lengths is not None, _WIDE=_wide(weight_hh, bias_ih, bias_hh, _h_new_seq, _h_init, _weight_ih_x_seq, _weight_hh_h_seq, __dys_h_seq, _d_weight_ih_x_seq, _d_weight_hh_h_seq, _d_bias_ih_part, _d_bias_hh_part, _d_h_pp), num_warps=4)
-    d_bias_ih += _d_bias_ih_part.sum(0)
-    d_bias_hh += _d_bias_hh_part.sum(0)
+        _launch(_backward_kernel, (_grid, _P), _T, _B, _x_seq, weight_hh, bias_ih, bias_hh, _h_new_seq, _h_init, _weight_ih_x_seq, _weight_hh_h_seq, __dys_h_seq, _d_weight_ih_x_seq, _d_weight_hh_h_seq, _d_h_pp, _len, _sync, _phases=2, _first_barrier=False, _BB=16, _BN=16, _MASKED=_lengths is not None, _WIDE=_wide(weight_hh, bias_ih, bias_hh, _h_new_seq, _h_init, _weight_ih_x_seq, _weight_hh_h_seq, __dys_h_seq, _d_weight_ih_x_seq, _d_weight_hh_h_seq, _d_h_pp), num_warps=4)
     d_h_new = _d_h_pp[_T % 2].clone()   # the carry after the last step
     # after the loop, over all T*B rows: one GEMM for all steps where a loop would run one per step
     if _T > 0:
@@ -263,6 +234,17 @@ def backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _lengths=None):
         d_x = _d_x_seq.view(_T * _B, 8)
         d_weight_ih_x = _d_weight_ih_x_seq.view(_T * _B, 48)
         d_weight_hh_h = _d_weight_hh_h_seq.view(_T * _B, 48)
+        # fused pointwise region: 6 output(s) of 16 features
+        _rs0 = d_weight_ih_x[:, 16:32]
+        _rs1 = d_weight_ih_x[:, 32:48]
+        _rs2 = d_weight_ih_x[:, 0:16]
+        _rs3 = d_weight_hh_h[:, 32:48]
+        d_bias_ih[16:32] += _sum_rows(_rs0)
+        d_bias_hh[16:32] += _sum_rows(_rs0)
+        d_bias_ih[32:48] += _sum_rows(_rs1)
+        d_bias_ih[0:16] += _sum_rows(_rs2)
+        d_bias_hh[0:16] += _sum_rows(_rs2)
+        d_bias_hh[32:48] += _sum_rows(_rs3)
         d_weight_hh += torch.mm(d_weight_hh_h.t(), h)
         d_x += torch.mm(d_weight_ih_x, weight_ih)
         d_weight_ih += torch.mm(d_weight_ih_x.t(), x)

@@ -55,72 +55,69 @@ def _tangent_forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _ptr_weight_hh, _ptr
                 tl.store(_ga4, tl.load(_ga4, mask=_rmask[:, None] & _cm4[None, :], other=0.0) + (_acc4), mask=_rmask[:, None] & _cm4[None, :])
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
             # fused region: 2 output(s) of 16 features
-            for _j0 in range(0, 16, _BN):
-                if ((0 + _j0) % 16) // _BN % _P == _pf:
-                    _cj = _j0 + tl.arange(0, _BN)
-                    _m2 = _rmask[:, None] & (_cj < 16)[None, :]
-                    gates_3 = tl.load(_r_gates + (48 + _cj)[None, :], mask=_m2, other=0.0)
-                    bias_ih_3 = tl.load(_ptr_bias_ih + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                    bias_hh_3 = tl.load(_ptr_bias_hh + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                    gates_1 = tl.load(_r_gates + (16 + _cj)[None, :], mask=_m2, other=0.0)
-                    bias_ih_1 = tl.load(_ptr_bias_ih + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                    bias_hh_1 = tl.load(_ptr_bias_hh + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                    c = tl.load(_r_c + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) > 0)[None, :], other=0.0) + tl.load(_ri_c + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) == 0)[None, :], other=0.0)
-                    gates_0 = tl.load(_r_gates + (0 + _cj)[None, :], mask=_m2, other=0.0)
-                    bias_ih_0 = tl.load(_ptr_bias_ih + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                    bias_hh_0 = tl.load(_ptr_bias_hh + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                    gates_2 = tl.load(_r_gates + (32 + _cj)[None, :], mask=_m2, other=0.0)
-                    bias_ih_2 = tl.load(_ptr_bias_ih + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                    bias_hh_2 = tl.load(_ptr_bias_hh + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                    _v_gates_3 = tl.load(_r__v_gates + (48 + _cj)[None, :], mask=_m2, other=0.0)
-                    _v_bias_ih_3 = tl.load(_ptr__v_bias_ih + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                    _v_bias_hh_3 = tl.load(_ptr__v_bias_hh + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                    _v_gates_1 = tl.load(_r__v_gates + (16 + _cj)[None, :], mask=_m2, other=0.0)
-                    _v_bias_ih_1 = tl.load(_ptr__v_bias_ih + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                    _v_bias_hh_1 = tl.load(_ptr__v_bias_hh + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                    _v_c = tl.load(_r__v_c + (0 + _cj)[None, :], mask=_m2, other=0.0)
-                    _v_gates_0 = tl.load(_r__v_gates + (0 + _cj)[None, :], mask=_m2, other=0.0)
-                    _v_bias_ih_0 = tl.load(_ptr__v_bias_ih + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                    _v_bias_hh_0 = tl.load(_ptr__v_bias_hh + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                    _v_gates_2 = tl.load(_r__v_gates + (32 + _cj)[None, :], mask=_m2, other=0.0)
-                    _v_bias_ih_2 = tl.load(_ptr__v_bias_ih + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                    _v_bias_hh_2 = tl.load(_ptr__v_bias_hh + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                    _u0 = tl.sigmoid(bias_hh_3 + bias_ih_3 + gates_3)
-                    _u1 = tl.sigmoid(bias_hh_1 + bias_ih_1 + gates_1)
-                    _u2 = _u1*c
-                    _u3 = tl.sigmoid(bias_hh_0 + bias_ih_0 + gates_0)
-                    _u4 = (2.0 * tl.sigmoid(2.0 * (bias_hh_2 + bias_ih_2 + gates_2)) - 1.0)
-                    _u5 = _u3*_u4
-                    _u6 = (2.0 * tl.sigmoid(2.0 * (_u2 + _u5)) - 1.0)
-                    _u7 = _u1*_v_c + _u2*(1.0 - _u1)*(_v_bias_hh_1 + _v_bias_ih_1 + _v_gates_1) + _u3*(1.0 - (_u4*_u4))*(_v_bias_hh_2 + _v_bias_ih_2 + _v_gates_2) + _u5*(1.0 - _u3)*(_v_bias_hh_0 + _v_bias_ih_0 + _v_gates_0)
-                    _zero = tl.zeros((_BB, _BN), dtype=tl.float32)   # outputs of parameters alone still have rows
-                    _o0 = _zero + (_u0*_u6*(1.0 - _u0)*(_v_bias_hh_3 + _v_bias_ih_3 + _v_gates_3) + _u0*_u7*(1.0 - (_u6*_u6)))
-                    tl.store(_r__v_h_new + (0 + _cj)[None, :], _o0, mask=_m2)
-                    tl.store(_rk__v_h_new + (0 + _cj)[None, :], _o0, mask=_m2)
-                    _o1 = _zero + (_u7)
-                    tl.store(_r__v_c_new + (0 + _cj)[None, :], _o1, mask=_m2)
-                    tl.store(_rk__v_c_new + (0 + _cj)[None, :], _o1, mask=_m2)
+            for _j0 in range(_pf * _BN, 16, _P * _BN):
+                _cj = _j0 + tl.arange(0, _BN)
+                _m2 = _rmask[:, None] & (_cj < 16)[None, :]
+                gates_3 = tl.load(_r_gates + (48 + _cj)[None, :], mask=_m2, other=0.0)
+                bias_ih_3 = tl.load(_ptr_bias_ih + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                bias_hh_3 = tl.load(_ptr_bias_hh + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                gates_1 = tl.load(_r_gates + (16 + _cj)[None, :], mask=_m2, other=0.0)
+                bias_ih_1 = tl.load(_ptr_bias_ih + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                bias_hh_1 = tl.load(_ptr_bias_hh + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                c = tl.load(_r_c + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) > 0)[None, :], other=0.0) + tl.load(_ri_c + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) == 0)[None, :], other=0.0)
+                gates_0 = tl.load(_r_gates + (0 + _cj)[None, :], mask=_m2, other=0.0)
+                bias_ih_0 = tl.load(_ptr_bias_ih + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                bias_hh_0 = tl.load(_ptr_bias_hh + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                gates_2 = tl.load(_r_gates + (32 + _cj)[None, :], mask=_m2, other=0.0)
+                bias_ih_2 = tl.load(_ptr_bias_ih + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                bias_hh_2 = tl.load(_ptr_bias_hh + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                _v_gates_3 = tl.load(_r__v_gates + (48 + _cj)[None, :], mask=_m2, other=0.0)
+                _v_bias_ih_3 = tl.load(_ptr__v_bias_ih + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                _v_bias_hh_3 = tl.load(_ptr__v_bias_hh + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                _v_gates_1 = tl.load(_r__v_gates + (16 + _cj)[None, :], mask=_m2, other=0.0)
+                _v_bias_ih_1 = tl.load(_ptr__v_bias_ih + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                _v_bias_hh_1 = tl.load(_ptr__v_bias_hh + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                _v_c = tl.load(_r__v_c + (0 + _cj)[None, :], mask=_m2, other=0.0)
+                _v_gates_0 = tl.load(_r__v_gates + (0 + _cj)[None, :], mask=_m2, other=0.0)
+                _v_bias_ih_0 = tl.load(_ptr__v_bias_ih + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                _v_bias_hh_0 = tl.load(_ptr__v_bias_hh + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                _v_gates_2 = tl.load(_r__v_gates + (32 + _cj)[None, :], mask=_m2, other=0.0)
+                _v_bias_ih_2 = tl.load(_ptr__v_bias_ih + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                _v_bias_hh_2 = tl.load(_ptr__v_bias_hh + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                _u0 = tl.sigmoid(bias_hh_3 + bias_ih_3 + gates_3)
+                _u1 = tl.sigmoid(bias_hh_1 + bias_ih_1 + gates_1)
+                _u2 = _u1*c
+                _u3 = tl.sigmoid(bias_hh_0 + bias_ih_0 + gates_0)
+                _u4 = (2.0 * tl.sigmoid(2.0 * (bias_hh_2 + bias_ih_2 + gates_2)) - 1.0)
+                _u5 = _u3*_u4
+                _u6 = (2.0 * tl.sigmoid(2.0 * (_u2 + _u5)) - 1.0)
+                _u7 = _u1*_v_c + _u2*(1.0 - _u1)*(_v_bias_hh_1 + _v_bias_ih_1 + _v_gates_1) + _u3*(1.0 - (_u4*_u4))*(_v_bias_hh_2 + _v_bias_ih_2 + _v_gates_2) + _u5*(1.0 - _u3)*(_v_bias_hh_0 + _v_bias_ih_0 + _v_gates_0)
+                _zero = tl.zeros((_BB, _BN), dtype=tl.float32)   # outputs of parameters alone still have rows
+                _o0 = _zero + (_u0*_u6*(1.0 - _u0)*(_v_bias_hh_3 + _v_bias_ih_3 + _v_gates_3) + _u0*_u7*(1.0 - (_u6*_u6)))
+                tl.store(_r__v_h_new + (0 + _cj)[None, :], _o0, mask=_m2)
+                tl.store(_rk__v_h_new + (0 + _cj)[None, :], _o0, mask=_m2)
+                _o1 = _zero + (_u7)
+                tl.store(_r__v_c_new + (0 + _cj)[None, :], _o1, mask=_m2)
+                tl.store(_rk__v_c_new + (0 + _cj)[None, :], _o1, mask=_m2)
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
             if _MASKED:   # rows past their own length keep their state
                 _done = tl.load(_len_ptr + _rows, mask=_rmask, other=0) <= _t
-                for _j0 in range(0, 16, _BN):
-                    if ((0 + _j0) % 16) // _BN % _P == _pf:
-                        _cj = _j0 + tl.arange(0, _BN)
-                        _m2 = _rmask[:, None] & _done[:, None] & (_cj < 16)[None, :]
-                        _old = tl.load(_r__v_h + (_cj)[None, :], mask=_m2, other=0.0)
-                        tl.store(_r__v_h_new + (_cj)[None, :], _old, mask=_m2)
-                        tl.store(_rk__v_h_new + (_cj)[None, :], _old, mask=_m2)
-                for _j0 in range(0, 16, _BN):
-                    if ((0 + _j0) % 16) // _BN % _P == _pf:
-                        _cj = _j0 + tl.arange(0, _BN)
-                        _m2 = _rmask[:, None] & _done[:, None] & (_cj < 16)[None, :]
-                        _old = tl.load(_r__v_c + (_cj)[None, :], mask=_m2, other=0.0)
-                        tl.store(_r__v_c_new + (_cj)[None, :], _old, mask=_m2)
-                        tl.store(_rk__v_c_new + (_cj)[None, :], _old, mask=_m2)
+                for _j0 in range(_pf * _BN, 16, _P * _BN):
+                    _cj = _j0 + tl.arange(0, _BN)
+                    _m2 = _rmask[:, None] & _done[:, None] & (_cj < 16)[None, :]
+                    _old = tl.load(_r__v_h + (_cj)[None, :], mask=_m2, other=0.0)
+                    tl.store(_r__v_h_new + (_cj)[None, :], _old, mask=_m2)
+                    tl.store(_rk__v_h_new + (_cj)[None, :], _old, mask=_m2)
+                for _j0 in range(_pf * _BN, 16, _P * _BN):
+                    _cj = _j0 + tl.arange(0, _BN)
+                    _m2 = _rmask[:, None] & _done[:, None] & (_cj < 16)[None, :]
+                    _old = tl.load(_r__v_c + (_cj)[None, :], mask=_m2, other=0.0)
+                    tl.store(_r__v_c_new + (_cj)[None, :], _old, mask=_m2)
+                    tl.store(_rk__v_c_new + (_cj)[None, :], _old, mask=_m2)
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
 
 @triton.jit(do_not_specialize=['_T', '_B', '_I0', '_I1', '_K0', '_K1', '_P'])
-def _tangent_backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_c_new, _init_c, _ptr_gates, _ptr__dys_h, _ptr_d_gates, _ptr__v_weight_hh, _ptr__v_bias_ih, _ptr__v_bias_hh, _ptr__v_c_new, _init__v_c, _ptr__v_gates, _ptr__v__dys_h, _ptr__v_d_gates, _part__v_d_bias_ih, _part__v_d_bias_hh, _pp_d_h, _pp_d_c, _pp__v_d_h, _pp__v_d_c, _len_ptr, _sync_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _BKG: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr, _PHASED: tl.constexpr, _DOT: tl.constexpr):
+def _tangent_backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_c_new, _init_c, _ptr_gates, _ptr__dys_h, _ptr_d_gates, _ptr__v_weight_hh, _ptr__v_bias_ih, _ptr__v_bias_hh, _ptr__v_c_new, _init__v_c, _ptr__v_gates, _ptr__v__dys_h, _ptr__v_d_gates, _pp_d_h, _pp_d_c, _pp__v_d_h, _pp__v_d_c, _len_ptr, _sync_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _BKG: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr, _PHASED: tl.constexpr, _DOT: tl.constexpr):
     # 2 phase(s) a step, 1 grid barrier(s): steps _I0 <= _i < _I1, from phase _K0 of the first to _K1 of the last (all of them on a GPU; under the interpreter, from one barrier to the next)
     _pb = tl.program_id(0)   # this program's batch tile (axis 0: up to 2^31 - 1 of them)
     _pf = tl.program_id(1)   # its share of the features, of _P
@@ -151,207 +148,168 @@ def _tangent_backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _ptr_weight_hh, _pt
         _r__v_d_c_new = _pp__v_d_c + (_iw % 2) * _B * 16 + _rows[:, None] * 16
         _r__v_d_c = _pp__v_d_c + ((_iw + 1) % 2) * _B * 16 + _rows[:, None] * 16
         if ((_i > _I0) | (_K0 <= 0)) & ((_i < _I1 - 1) | (0 <= _K1)):   # phase 0
-            for _j0 in range(0, 16, _BN):
-                if ((0 + _j0) % 16) // _BN % _P == _pf:
-                    _cj = _j0 + tl.arange(0, _BN)
-                    _m2 = _rmask[:, None] & (_cj < 16)[None, :]
-                    tl.store(_r_d_h + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
-            for _j0 in range(0, 16, _BN):
-                if ((0 + _j0) % 16) // _BN % _P == _pf:
-                    _cj = _j0 + tl.arange(0, _BN)
-                    _m2 = _rmask[:, None] & (_cj < 16)[None, :]
-                    tl.store(_r_d_c + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
-            for _j0 in range(0, 16, _BN):
-                if ((0 + _j0) % 16) // _BN % _P == _pf:
-                    _cj = _j0 + tl.arange(0, _BN)
-                    _m2 = _rmask[:, None] & (_cj < 16)[None, :]
-                    tl.store(_r__v_d_h + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
-            for _j0 in range(0, 16, _BN):
-                if ((0 + _j0) % 16) // _BN % _P == _pf:
-                    _cj = _j0 + tl.arange(0, _BN)
-                    _m2 = _rmask[:, None] & (_cj < 16)[None, :]
-                    tl.store(_r__v_d_c + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
+            for _j0 in range(_pf * _BN, 16, _P * _BN):
+                _cj = _j0 + tl.arange(0, _BN)
+                _m2 = _rmask[:, None] & (_cj < 16)[None, :]
+                tl.store(_r_d_h + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
+            for _j0 in range(_pf * _BN, 16, _P * _BN):
+                _cj = _j0 + tl.arange(0, _BN)
+                _m2 = _rmask[:, None] & (_cj < 16)[None, :]
+                tl.store(_r_d_c + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
+            for _j0 in range(_pf * _BN, 16, _P * _BN):
+                _cj = _j0 + tl.arange(0, _BN)
+                _m2 = _rmask[:, None] & (_cj < 16)[None, :]
+                tl.store(_r__v_d_h + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
+            for _j0 in range(_pf * _BN, 16, _P * _BN):
+                _cj = _j0 + tl.arange(0, _BN)
+                _m2 = _rmask[:, None] & (_cj < 16)[None, :]
+                tl.store(_r__v_d_c + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
-            for _j0 in range(0, 16, _BN):
-                if ((0 + _j0) % 16) // _BN % _P == _pf:
-                    _cj = _j0 + tl.arange(0, _BN)
-                    _m2 = _rmask[:, None] & (_cj < 16)[None, :]
-                    _ga = _r_d_h_new + (_cj)[None, :]
-                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (tl.load(_r__dys_h + (_cj)[None, :], mask=_m2, other=0.0)), mask=_m2)
+            for _j0 in range(_pf * _BN, 16, _P * _BN):
+                _cj = _j0 + tl.arange(0, _BN)
+                _m2 = _rmask[:, None] & (_cj < 16)[None, :]
+                _ga = _r_d_h_new + (_cj)[None, :]
+                tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (tl.load(_r__dys_h + (_cj)[None, :], mask=_m2, other=0.0)), mask=_m2)
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
-            for _j0 in range(0, 16, _BN):
-                if ((0 + _j0) % 16) // _BN % _P == _pf:
-                    _cj = _j0 + tl.arange(0, _BN)
-                    _m2 = _rmask[:, None] & (_cj < 16)[None, :]
-                    _ga = _r__v_d_h_new + (_cj)[None, :]
-                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (tl.load(_r__v__dys_h + (_cj)[None, :], mask=_m2, other=0.0)), mask=_m2)
+            for _j0 in range(_pf * _BN, 16, _P * _BN):
+                _cj = _j0 + tl.arange(0, _BN)
+                _m2 = _rmask[:, None] & (_cj < 16)[None, :]
+                _ga = _r__v_d_h_new + (_cj)[None, :]
+                tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (tl.load(_r__v__dys_h + (_cj)[None, :], mask=_m2, other=0.0)), mask=_m2)
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
             if _MASKED:   # ended rows: the carried cotangent passes to the previous state, the step sees none
                 _done = tl.load(_len_ptr + _rows, mask=_rmask, other=0) <= _t
-                for _j0 in range(0, 16, _BN):
-                    if ((0 + _j0) % 16) // _BN % _P == _pf:
-                        _cj = _j0 + tl.arange(0, _BN)
-                        _m2 = _rmask[:, None] & _done[:, None] & (_cj < 16)[None, :]
-                        _dn = tl.load(_r_d_h_new + (_cj)[None, :], mask=_m2, other=0.0)
-                        tl.store(_r_d_h + (_cj)[None, :], _dn, mask=_m2)
-                        tl.store(_r_d_h_new + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
-                for _j0 in range(0, 16, _BN):
-                    if ((0 + _j0) % 16) // _BN % _P == _pf:
-                        _cj = _j0 + tl.arange(0, _BN)
-                        _m2 = _rmask[:, None] & _done[:, None] & (_cj < 16)[None, :]
-                        _dn = tl.load(_r_d_c_new + (_cj)[None, :], mask=_m2, other=0.0)
-                        tl.store(_r_d_c + (_cj)[None, :], _dn, mask=_m2)
-                        tl.store(_r_d_c_new + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
+                for _j0 in range(_pf * _BN, 16, _P * _BN):
+                    _cj = _j0 + tl.arange(0, _BN)
+                    _m2 = _rmask[:, None] & _done[:, None] & (_cj < 16)[None, :]
+                    _dn = tl.load(_r_d_h_new + (_cj)[None, :], mask=_m2, other=0.0)
+                    tl.store(_r_d_h + (_cj)[None, :], _dn, mask=_m2)
+                    tl.store(_r_d_h_new + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
+                for _j0 in range(_pf * _BN, 16, _P * _BN):
+                    _cj = _j0 + tl.arange(0, _BN)
+                    _m2 = _rmask[:, None] & _done[:, None] & (_cj < 16)[None, :]
+                    _dn = tl.load(_r_d_c_new + (_cj)[None, :], mask=_m2, other=0.0)
+                    tl.store(_r_d_c + (_cj)[None, :], _dn, mask=_m2)
+                    tl.store(_r_d_c_new + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
             if _MASKED:   # ended rows: the carried cotangent passes to the previous state, the step sees none
                 _done = tl.load(_len_ptr + _rows, mask=_rmask, other=0) <= _t
-                for _j0 in range(0, 16, _BN):
-                    if ((0 + _j0) % 16) // _BN % _P == _pf:
-                        _cj = _j0 + tl.arange(0, _BN)
-                        _m2 = _rmask[:, None] & _done[:, None] & (_cj < 16)[None, :]
-                        _dn = tl.load(_r__v_d_h_new + (_cj)[None, :], mask=_m2, other=0.0)
-                        tl.store(_r__v_d_h + (_cj)[None, :], _dn, mask=_m2)
-                        tl.store(_r__v_d_h_new + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
-                for _j0 in range(0, 16, _BN):
-                    if ((0 + _j0) % 16) // _BN % _P == _pf:
-                        _cj = _j0 + tl.arange(0, _BN)
-                        _m2 = _rmask[:, None] & _done[:, None] & (_cj < 16)[None, :]
-                        _dn = tl.load(_r__v_d_c_new + (_cj)[None, :], mask=_m2, other=0.0)
-                        tl.store(_r__v_d_c + (_cj)[None, :], _dn, mask=_m2)
-                        tl.store(_r__v_d_c_new + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
-            tl.debug_barrier()   # the next statement reads what other threads of this program wrote
-            # fused region: 18 output(s) of 16 features
-            for _j0 in range(0, 16, _BN):
-                if ((48 + _j0) % 16) // _BN % _P == _pf:
+                for _j0 in range(_pf * _BN, 16, _P * _BN):
                     _cj = _j0 + tl.arange(0, _BN)
-                    _m2 = _rmask[:, None] & (_cj < 16)[None, :]
-                    gates_3 = tl.load(_r_gates + (48 + _cj)[None, :], mask=_m2, other=0.0)
-                    bias_ih_3 = tl.load(_ptr_bias_ih + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                    bias_hh_3 = tl.load(_ptr_bias_hh + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                    gates_1 = tl.load(_r_gates + (16 + _cj)[None, :], mask=_m2, other=0.0)
-                    bias_ih_1 = tl.load(_ptr_bias_ih + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                    bias_hh_1 = tl.load(_ptr_bias_hh + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                    c = tl.load(_r_c + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) > 0)[None, :], other=0.0) + tl.load(_ri_c + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) == 0)[None, :], other=0.0)
-                    gates_0 = tl.load(_r_gates + (0 + _cj)[None, :], mask=_m2, other=0.0)
-                    bias_ih_0 = tl.load(_ptr_bias_ih + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                    bias_hh_0 = tl.load(_ptr_bias_hh + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                    gates_2 = tl.load(_r_gates + (32 + _cj)[None, :], mask=_m2, other=0.0)
-                    bias_ih_2 = tl.load(_ptr_bias_ih + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                    bias_hh_2 = tl.load(_ptr_bias_hh + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                    d_h_new = tl.load(_r_d_h_new + (0 + _cj)[None, :], mask=_m2, other=0.0)
-                    d_c_new = tl.load(_r_d_c_new + (0 + _cj)[None, :], mask=_m2, other=0.0)
-                    _v_gates_3 = tl.load(_r__v_gates + (48 + _cj)[None, :], mask=_m2, other=0.0)
-                    _v_bias_ih_3 = tl.load(_ptr__v_bias_ih + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                    _v_bias_hh_3 = tl.load(_ptr__v_bias_hh + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                    _v_gates_1 = tl.load(_r__v_gates + (16 + _cj)[None, :], mask=_m2, other=0.0)
-                    _v_bias_ih_1 = tl.load(_ptr__v_bias_ih + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                    _v_bias_hh_1 = tl.load(_ptr__v_bias_hh + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                    _v_c = tl.load(_r__v_c + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) > 0)[None, :], other=0.0) + tl.load(_ri__v_c + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) == 0)[None, :], other=0.0)
-                    _v_gates_0 = tl.load(_r__v_gates + (0 + _cj)[None, :], mask=_m2, other=0.0)
-                    _v_bias_ih_0 = tl.load(_ptr__v_bias_ih + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                    _v_bias_hh_0 = tl.load(_ptr__v_bias_hh + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                    _v_gates_2 = tl.load(_r__v_gates + (32 + _cj)[None, :], mask=_m2, other=0.0)
-                    _v_bias_ih_2 = tl.load(_ptr__v_bias_ih + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                    _v_bias_hh_2 = tl.load(_ptr__v_bias_hh + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                    _v_d_h_new = tl.load(_r__v_d_h_new + (0 + _cj)[None, :], mask=_m2, other=0.0)
-                    _v_d_c_new = tl.load(_r__v_d_c_new + (0 + _cj)[None, :], mask=_m2, other=0.0)
-                    _u0 = tl.sigmoid(bias_hh_3 + bias_ih_3 + gates_3)
-                    _u1 = _u0*d_h_new
-                    _u2 = 1.0 - _u0
-                    _u3 = tl.sigmoid(bias_hh_1 + bias_ih_1 + gates_1)
-                    _u4 = _u3*c
-                    _u5 = tl.sigmoid(bias_hh_0 + bias_ih_0 + gates_0)
-                    _u6 = (2.0 * tl.sigmoid(2.0 * (bias_hh_2 + bias_ih_2 + gates_2)) - 1.0)
-                    _u7 = _u5*_u6
-                    _u8 = (2.0 * tl.sigmoid(2.0 * (_u4 + _u7)) - 1.0)
-                    _u9 = _u2*_u8
-                    _u10 = 1.0 - _u3
-                    _u11 = _u10*_u4
-                    _u12 = 1.0 - (_u8*_u8)
-                    _u13 = _u1*_u12
-                    _u14 = _u11*_u13
-                    _u15 = _u3*d_c_new
-                    _u16 = _u12*_u3
-                    _u17 = _u1*_u16
-                    _u18 = 1.0 - _u5
-                    _u19 = _u18*_u7
-                    _u20 = _u13*_u19
-                    _u21 = 1.0 - (_u6*_u6)
-                    _u22 = _u21*_u5
-                    _u23 = _u22*d_c_new
-                    _u24 = _u13*_u22
-                    _u25 = _u0*_v_d_h_new
-                    _u26 = _v_bias_hh_3 + _v_bias_ih_3 + _v_gates_3
-                    _u27 = _u3*_v_c
-                    _u28 = _v_bias_hh_1 + _v_bias_ih_1 + _v_gates_1
-                    _u29 = _v_bias_hh_2 + _v_bias_ih_2 + _v_gates_2
-                    _u30 = _u22*_u29
-                    _u31 = _v_bias_hh_0 + _v_bias_ih_0 + _v_gates_0
-                    _u32 = _u11*_u28 + _u19*_u31 + _u27 + _u30
-                    _u33 = _u13*_u2
-                    _u34 = -(_u0*_u0)*_u26*_u9*d_h_new + _u1*(_u2*_u2)*_u26*_u8 + _u25*_u9 + _u32*_u33
-                    _u35 = _u10*_u15
-                    _u36 = _u28*d_c_new
-                    _u37 = (_u10*_u10)*_u4
-                    _u38 = _u10*(_u3*_u3)*c
-                    _u39 = _u12*_u25
-                    _u40 = _u13*_u28
-                    _u41 = _u26*_u33
-                    _u42 = 2.0*_u32*_u8
-                    _u43 = _u10*_u13*_u27 + _u11*_u39 + _u11*_u41 + _u11*_v_d_c_new - _u14*_u42 + _u35*_v_c + _u36*_u37 - _u36*_u38 + _u37*_u40 - _u38*_u40
-                    _u44 = _u2*_u26
-                    _u45 = _u31*d_c_new
-                    _u46 = (_u18*_u18)*_u7
-                    _u47 = _u18*(_u5*_u5)*_u6
-                    _u48 = _u18*_u23
-                    _u49 = _u13*_u31
-                    _u50 = _u13*_u18*_u30 + _u19*_u39 + _u19*_u41 + _u19*_v_d_c_new - _u20*_u42 + _u29*_u48 + _u45*_u46 - _u45*_u47 + _u46*_u49 - _u47*_u49
-                    _u51 = 2.0*_u21*_u29*_u7
-                    _u52 = -_u13*_u51 + _u18*_u24*_u31 + _u22*_u39 + _u22*_v_d_c_new - _u24*_u42 + _u24*_u44 + _u31*_u48 - _u51*d_c_new
-                    _ga = _r_d_gates + (48 + _cj)[None, :]
-                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u1*_u9), mask=_m2)
-                    _ga = _r_d_gates + (16 + _cj)[None, :]
-                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u11*d_c_new + _u14), mask=_m2)
-                    _ga = _r_d_c + (0 + _cj)[None, :]
-                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u15 + _u17), mask=_m2)
-                    _ga = _r_d_gates + (0 + _cj)[None, :]
-                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u19*d_c_new + _u20), mask=_m2)
-                    _ga = _r_d_gates + (32 + _cj)[None, :]
-                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u23 + _u24), mask=_m2)
-                    _ga = _r__v_d_gates + (48 + _cj)[None, :]
-                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u34), mask=_m2)
-                    _g = tl.sum(tl.where(_m2, _u34, 0.0), axis=0)
-                    _pg = _part__v_d_bias_ih + _pb * 64 + 48 + _cj
-                    tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
-                    _g = tl.sum(tl.where(_m2, _u34, 0.0), axis=0)
-                    _pg = _part__v_d_bias_hh + _pb * 64 + 48 + _cj
-                    tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
-                    _ga = _r__v_d_gates + (16 + _cj)[None, :]
-                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u43), mask=_m2)
-                    _g = tl.sum(tl.where(_m2, _u43, 0.0), axis=0)
-                    _pg = _part__v_d_bias_ih + _pb * 64 + 16 + _cj
-                    tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
-                    _g = tl.sum(tl.where(_m2, _u43, 0.0), axis=0)
-                    _pg = _part__v_d_bias_hh + _pb * 64 + 16 + _cj
-                    tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
-                    _ga = _r__v_d_c + (0 + _cj)[None, :]
-                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u10*_u17*_u28 + _u16*_u25 - _u17*_u42 + _u17*_u44 + _u28*_u35 + _u3*_v_d_c_new), mask=_m2)
-                    _ga = _r__v_d_gates + (0 + _cj)[None, :]
-                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u50), mask=_m2)
-                    _g = tl.sum(tl.where(_m2, _u50, 0.0), axis=0)
-                    _pg = _part__v_d_bias_ih + _pb * 64 + 0 + _cj
-                    tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
-                    _g = tl.sum(tl.where(_m2, _u50, 0.0), axis=0)
-                    _pg = _part__v_d_bias_hh + _pb * 64 + 0 + _cj
-                    tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
-                    _ga = _r__v_d_gates + (32 + _cj)[None, :]
-                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u52), mask=_m2)
-                    _g = tl.sum(tl.where(_m2, _u52, 0.0), axis=0)
-                    _pg = _part__v_d_bias_ih + _pb * 64 + 32 + _cj
-                    tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
-                    _g = tl.sum(tl.where(_m2, _u52, 0.0), axis=0)
-                    _pg = _part__v_d_bias_hh + _pb * 64 + 32 + _cj
-                    tl.store(_pg, tl.load(_pg, mask=_cj < 16, other=0.0) + _g, mask=_cj < 16)
+                    _m2 = _rmask[:, None] & _done[:, None] & (_cj < 16)[None, :]
+                    _dn = tl.load(_r__v_d_h_new + (_cj)[None, :], mask=_m2, other=0.0)
+                    tl.store(_r__v_d_h + (_cj)[None, :], _dn, mask=_m2)
+                    tl.store(_r__v_d_h_new + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
+                for _j0 in range(_pf * _BN, 16, _P * _BN):
+                    _cj = _j0 + tl.arange(0, _BN)
+                    _m2 = _rmask[:, None] & _done[:, None] & (_cj < 16)[None, :]
+                    _dn = tl.load(_r__v_d_c_new + (_cj)[None, :], mask=_m2, other=0.0)
+                    tl.store(_r__v_d_c + (_cj)[None, :], _dn, mask=_m2)
+                    tl.store(_r__v_d_c_new + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
+            tl.debug_barrier()   # the next statement reads what other threads of this program wrote
+            # fused region: 10 output(s) of 16 features
+            for _j0 in range(_pf * _BN, 16, _P * _BN):
+                _cj = _j0 + tl.arange(0, _BN)
+                _m2 = _rmask[:, None] & (_cj < 16)[None, :]
+                gates_3 = tl.load(_r_gates + (48 + _cj)[None, :], mask=_m2, other=0.0)
+                bias_ih_3 = tl.load(_ptr_bias_ih + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                bias_hh_3 = tl.load(_ptr_bias_hh + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                gates_1 = tl.load(_r_gates + (16 + _cj)[None, :], mask=_m2, other=0.0)
+                bias_ih_1 = tl.load(_ptr_bias_ih + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                bias_hh_1 = tl.load(_ptr_bias_hh + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                c = tl.load(_r_c + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) > 0)[None, :], other=0.0) + tl.load(_ri_c + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) == 0)[None, :], other=0.0)
+                gates_0 = tl.load(_r_gates + (0 + _cj)[None, :], mask=_m2, other=0.0)
+                bias_ih_0 = tl.load(_ptr_bias_ih + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                bias_hh_0 = tl.load(_ptr_bias_hh + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                gates_2 = tl.load(_r_gates + (32 + _cj)[None, :], mask=_m2, other=0.0)
+                bias_ih_2 = tl.load(_ptr_bias_ih + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                bias_hh_2 = tl.load(_ptr_bias_hh + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                d_h_new = tl.load(_r_d_h_new + (0 + _cj)[None, :], mask=_m2, other=0.0)
+                d_c_new = tl.load(_r_d_c_new + (0 + _cj)[None, :], mask=_m2, other=0.0)
+                _v_gates_3 = tl.load(_r__v_gates + (48 + _cj)[None, :], mask=_m2, other=0.0)
+                _v_bias_ih_3 = tl.load(_ptr__v_bias_ih + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                _v_bias_hh_3 = tl.load(_ptr__v_bias_hh + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                _v_gates_1 = tl.load(_r__v_gates + (16 + _cj)[None, :], mask=_m2, other=0.0)
+                _v_bias_ih_1 = tl.load(_ptr__v_bias_ih + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                _v_bias_hh_1 = tl.load(_ptr__v_bias_hh + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                _v_c = tl.load(_r__v_c + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) > 0)[None, :], other=0.0) + tl.load(_ri__v_c + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) == 0)[None, :], other=0.0)
+                _v_gates_0 = tl.load(_r__v_gates + (0 + _cj)[None, :], mask=_m2, other=0.0)
+                _v_bias_ih_0 = tl.load(_ptr__v_bias_ih + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                _v_bias_hh_0 = tl.load(_ptr__v_bias_hh + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                _v_gates_2 = tl.load(_r__v_gates + (32 + _cj)[None, :], mask=_m2, other=0.0)
+                _v_bias_ih_2 = tl.load(_ptr__v_bias_ih + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                _v_bias_hh_2 = tl.load(_ptr__v_bias_hh + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                _v_d_h_new = tl.load(_r__v_d_h_new + (0 + _cj)[None, :], mask=_m2, other=0.0)
+                _v_d_c_new = tl.load(_r__v_d_c_new + (0 + _cj)[None, :], mask=_m2, other=0.0)
+                _u0 = tl.sigmoid(bias_hh_3 + bias_ih_3 + gates_3)
+                _u1 = _u0*d_h_new
+                _u2 = 1.0 - _u0
+                _u3 = tl.sigmoid(bias_hh_1 + bias_ih_1 + gates_1)
+                _u4 = _u3*c
+                _u5 = tl.sigmoid(bias_hh_0 + bias_ih_0 + gates_0)
+                _u6 = (2.0 * tl.sigmoid(2.0 * (bias_hh_2 + bias_ih_2 + gates_2)) - 1.0)
+                _u7 = _u5*_u6
+                _u8 = (2.0 * tl.sigmoid(2.0 * (_u4 + _u7)) - 1.0)
+                _u9 = _u2*_u8
+                _u10 = 1.0 - _u3
+                _u11 = _u10*_u4
+                _u12 = 1.0 - (_u8*_u8)
+                _u13 = _u1*_u12
+                _u14 = _u11*_u13
+                _u15 = _u3*d_c_new
+                _u16 = _u12*_u3
+                _u17 = _u1*_u16
+                _u18 = 1.0 - _u5
+                _u19 = _u18*_u7
+                _u20 = _u13*_u19
+                _u21 = 1.0 - (_u6*_u6)
+                _u22 = _u21*_u5
+                _u23 = _u22*d_c_new
+                _u24 = _u13*_u22
+                _u25 = _u0*_v_d_h_new
+                _u26 = _v_bias_hh_3 + _v_bias_ih_3 + _v_gates_3
+                _u27 = _u3*_v_c
+                _u28 = _v_bias_hh_1 + _v_bias_ih_1 + _v_gates_1
+                _u29 = _v_bias_hh_2 + _v_bias_ih_2 + _v_gates_2
+                _u30 = _u22*_u29
+                _u31 = _v_bias_hh_0 + _v_bias_ih_0 + _v_gates_0
+                _u32 = _u11*_u28 + _u19*_u31 + _u27 + _u30
+                _u33 = _u13*_u2
+                _u34 = _u10*_u15
+                _u35 = _u28*d_c_new
+                _u36 = (_u10*_u10)*_u4
+                _u37 = _u10*(_u3*_u3)*c
+                _u38 = _u12*_u25
+                _u39 = _u13*_u28
+                _u40 = _u26*_u33
+                _u41 = 2.0*_u32*_u8
+                _u42 = _u2*_u26
+                _u43 = _u31*d_c_new
+                _u44 = (_u18*_u18)*_u7
+                _u45 = _u18*(_u5*_u5)*_u6
+                _u46 = _u18*_u23
+                _u47 = _u13*_u31
+                _u48 = 2.0*_u21*_u29*_u7
+                _ga = _r_d_gates + (48 + _cj)[None, :]
+                tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u1*_u9), mask=_m2)
+                _ga = _r_d_gates + (16 + _cj)[None, :]
+                tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u11*d_c_new + _u14), mask=_m2)
+                _ga = _r_d_c + (0 + _cj)[None, :]
+                tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u15 + _u17), mask=_m2)
+                _ga = _r_d_gates + (0 + _cj)[None, :]
+                tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u19*d_c_new + _u20), mask=_m2)
+                _ga = _r_d_gates + (32 + _cj)[None, :]
+                tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u23 + _u24), mask=_m2)
+                _ga = _r__v_d_gates + (48 + _cj)[None, :]
+                tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (-(_u0*_u0)*_u26*_u9*d_h_new + _u1*(_u2*_u2)*_u26*_u8 + _u25*_u9 + _u32*_u33), mask=_m2)
+                _ga = _r__v_d_gates + (16 + _cj)[None, :]
+                tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u10*_u13*_u27 + _u11*_u38 + _u11*_u40 + _u11*_v_d_c_new - _u14*_u41 + _u34*_v_c + _u35*_u36 - _u35*_u37 + _u36*_u39 - _u37*_u39), mask=_m2)
+                _ga = _r__v_d_c + (0 + _cj)[None, :]
+                tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u10*_u17*_u28 + _u16*_u25 - _u17*_u41 + _u17*_u42 + _u28*_u34 + _u3*_v_d_c_new), mask=_m2)
+                _ga = _r__v_d_gates + (0 + _cj)[None, :]
+                tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u13*_u18*_u30 + _u19*_u38 + _u19*_u40 + _u19*_v_d_c_new - _u20*_u41 + _u29*_u46 + _u43*_u44 - _u43*_u45 + _u44*_u47 - _u45*_u47), mask=_m2)
+                _ga = _r__v_d_gates + (32 + _cj)[None, :]
+                tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (-_u13*_u48 + _u18*_u24*_u31 + _u22*_u38 + _u22*_v_d_c_new - _u24*_u41 + _u24*_u42 + _u31*_u46 - _u48*d_c_new), mask=_m2)
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
         if not _PHASED:
             if _P > 1:
@@ -363,43 +321,40 @@ def _tangent_backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _ptr_weight_hh, _pt
                 tl.debug_barrier()
         if ((_i > _I0) | (_K0 <= 1)) & ((_i < _I1 - 1) | (1 <= _K1)):   # phase 1
             # d_h[0:16] += d_gates @ weight_hh[:, 0:16]
-            for _k0 in range(0, 16, _BN):
-                if ((0 + _k0) % 16) // _BN % _P == _pf:
-                    _ck = _k0 + tl.arange(0, _BN)
-                    _acc = tl.zeros((_BB, _BN), dtype=tl.float32)
-                    for _n0 in range(0, 64, _BKG):
-                        _cn = _n0 + tl.arange(0, _BKG)
-                        _dy = tl.load(_r_d_gates + (_cn)[None, :], mask=_rmask[:, None] & (_cn < 64)[None, :], other=0.0)
-                        _wt = tl.load(_ptr_weight_hh + _cn[:, None] * 16 + (0 + _ck)[None, :], mask=(_cn < 64)[:, None] & (_ck < 16)[None, :], other=0.0)
-                        _acc += tl.dot(_dy, _wt, input_precision=_DOT)
-                    _ga = _r_d_h + (0 + _ck)[None, :]
-                    tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ck < 16)[None, :])
+            for _k0 in range(_pf * _BN, 16, _P * _BN):
+                _ck = _k0 + tl.arange(0, _BN)
+                _acc = tl.zeros((_BB, _BN), dtype=tl.float32)
+                for _n0 in range(0, 64, _BKG):
+                    _cn = _n0 + tl.arange(0, _BKG)
+                    _dy = tl.load(_r_d_gates + (_cn)[None, :], mask=_rmask[:, None] & (_cn < 64)[None, :], other=0.0)
+                    _wt = tl.load(_ptr_weight_hh + _cn[:, None] * 16 + (0 + _ck)[None, :], mask=(_cn < 64)[:, None] & (_ck < 16)[None, :], other=0.0)
+                    _acc += tl.dot(_dy, _wt, input_precision=_DOT)
+                _ga = _r_d_h + (0 + _ck)[None, :]
+                tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ck < 16)[None, :])
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
             # _v_d_h[0:16] += _v_d_gates @ weight_hh[:, 0:16]
-            for _k0 in range(0, 16, _BN):
-                if ((0 + _k0) % 16) // _BN % _P == _pf:
-                    _ck = _k0 + tl.arange(0, _BN)
-                    _acc = tl.zeros((_BB, _BN), dtype=tl.float32)
-                    for _n0 in range(0, 64, _BKG):
-                        _cn = _n0 + tl.arange(0, _BKG)
-                        _dy = tl.load(_r__v_d_gates + (_cn)[None, :], mask=_rmask[:, None] & (_cn < 64)[None, :], other=0.0)
-                        _wt = tl.load(_ptr_weight_hh + _cn[:, None] * 16 + (0 + _ck)[None, :], mask=(_cn < 64)[:, None] & (_ck < 16)[None, :], other=0.0)
-                        _acc += tl.dot(_dy, _wt, input_precision=_DOT)
-                    _ga = _r__v_d_h + (0 + _ck)[None, :]
-                    tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ck < 16)[None, :])
+            for _k0 in range(_pf * _BN, 16, _P * _BN):
+                _ck = _k0 + tl.arange(0, _BN)
+                _acc = tl.zeros((_BB, _BN), dtype=tl.float32)
+                for _n0 in range(0, 64, _BKG):
+                    _cn = _n0 + tl.arange(0, _BKG)
+                    _dy = tl.load(_r__v_d_gates + (_cn)[None, :], mask=_rmask[:, None] & (_cn < 64)[None, :], other=0.0)
+                    _wt = tl.load(_ptr_weight_hh + _cn[:, None] * 16 + (0 + _ck)[None, :], mask=(_cn < 64)[:, None] & (_ck < 16)[None, :], other=0.0)
+                    _acc += tl.dot(_dy, _wt, input_precision=_DOT)
+                _ga = _r__v_d_h + (0 + _ck)[None, :]
+                tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ck < 16)[None, :])
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
             # _v_d_h[0:16] += d_gates @ _v_weight_hh[:, 0:16]
-            for _k0 in range(0, 16, _BN):
-                if ((0 + _k0) % 16) // _BN % _P == _pf:
-                    _ck = _k0 + tl.arange(0, _BN)
-                    _acc = tl.zeros((_BB, _BN), dtype=tl.float32)
-                    for _n0 in range(0, 64, _BKG):
-                        _cn = _n0 + tl.arange(0, _BKG)
-                        _dy = tl.load(_r_d_gates + (_cn)[None, :], mask=_rmask[:, None] & (_cn < 64)[None, :], other=0.0)
-                        _wt = tl.load(_ptr__v_weight_hh + _cn[:, None] * 16 + (0 + _ck)[None, :], mask=(_cn < 64)[:, None] & (_ck < 16)[None, :], other=0.0)
-                        _acc += tl.dot(_dy, _wt, input_precision=_DOT)
-                    _ga = _r__v_d_h + (0 + _ck)[None, :]
-                    tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ck < 16)[None, :])
+            for _k0 in range(_pf * _BN, 16, _P * _BN):
+                _ck = _k0 + tl.arange(0, _BN)
+                _acc = tl.zeros((_BB, _BN), dtype=tl.float32)
+                for _n0 in range(0, 64, _BKG):
+                    _cn = _n0 + tl.arange(0, _BKG)
+                    _dy = tl.load(_r_d_gates + (_cn)[None, :], mask=_rmask[:, None] & (_cn < 64)[None, :], other=0.0)
+                    _wt = tl.load(_ptr__v_weight_hh + _cn[:, None] * 16 + (0 + _ck)[None, :], mask=(_cn < 64)[:, None] & (_ck < 16)[None, :], other=0.0)
+                    _acc += tl.dot(_dy, _wt, input_precision=_DOT)
+                _ga = _r__v_d_h + (0 + _ck)[None, :]
+                tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ck < 16)[None, :])
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
 
 def tangent_forward(_xs, _inits, _params, _ys, _res, _v_xs, _v_inits, _v_params, _save, _lengths=None):
@@ -455,8 +410,6 @@ def tangent_backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _v_d_ys,
     _v_d_bias_ih = _x_seq.new_zeros((64,))
     _v_d_bias_hh = _x_seq.new_zeros((64,))
     _grid = triton.cdiv(_B, 16)   # batch tiles
-    __v_d_bias_ih_part = _x_seq.new_zeros((_grid, 64))
-    __v_d_bias_hh_part = _x_seq.new_zeros((_grid, 64))
     _d_h_pp = _x_seq.new_empty((2, _B, 16)); _d_h_pp[0] = _d_h_new_init   # the carry's two slots
     _d_c_pp = _x_seq.new_empty((2, _B, 16)); _d_c_pp[0] = _d_c_new_init   # the carry's two slots
     __v_d_h_pp = _x_seq.new_empty((2, _B, 16)); __v_d_h_pp[0] = __v_d_h_new_init   # the carry's two slots
@@ -465,9 +418,7 @@ def tangent_backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _v_d_ys,
         _len = _lengths if _lengths is not None else _x_seq.new_zeros((1,), dtype=torch.int64)
         _P = _programs(_x_seq, 1, _grid)   # programs splitting a batch tile's features
         _sync = _x_seq.new_zeros((_grid,), dtype=torch.int64)   # a barrier counter a batch tile
-        _launch(_tangent_backward_kernel, (_grid, _P), _T, _B, _x_seq, weight_hh, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_c_new_seq, __v_c_init, __v_gates_seq, __v__dys_h_seq, __v_d_gates_seq, __v_d_bias_ih_part, __v_d_bias_hh_part, _d_h_pp, _d_c_pp, __v_d_h_pp, __v_d_c_pp, _len, _sync, _phases=2, _first_barrier=False, _BB=16, _BN=16, _MASKED=_lengths is not None, _WIDE=_wide(weight_hh, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_c_new_seq, __v_c_init, __v_gates_seq, __v__dys_h_seq, __v_d_gates_seq, __v_d_bias_ih_part, __v_d_bias_hh_part, _d_h_pp, _d_c_pp, __v_d_h_pp, __v_d_c_pp), num_warps=8)
-    _v_d_bias_ih += __v_d_bias_ih_part.sum(0)
-    _v_d_bias_hh += __v_d_bias_hh_part.sum(0)
+        _launch(_tangent_backward_kernel, (_grid, _P), _T, _B, _x_seq, weight_hh, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_c_new_seq, __v_c_init, __v_gates_seq, __v__dys_h_seq, __v_d_gates_seq, _d_h_pp, _d_c_pp, __v_d_h_pp, __v_d_c_pp, _len, _sync, _phases=2, _first_barrier=False, _BB=16, _BN=16, _MASKED=_lengths is not None, _WIDE=_wide(weight_hh, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_c_new_seq, __v_c_init, __v_gates_seq, __v__dys_h_seq, __v_d_gates_seq, _d_h_pp, _d_c_pp, __v_d_h_pp, __v_d_c_pp), num_warps=8)
     d_h_new = _d_h_pp[_T % 2].clone()   # the carry after the last step
     d_c_new = _d_c_pp[_T % 2].clone()   # the carry after the last step
     _v_d_h_new = __v_d_h_pp[_T % 2].clone()   # the carry after the last step
@@ -481,6 +432,19 @@ def tangent_backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _v_d_ys,
         _v_h = torch.cat([__v_h_init[None], __v_h_new_seq[:-1]]).view(_T * _B, 16)
         _v_d_x = __v_d_x_seq.view(_T * _B, 8)
         _v_d_gates = __v_d_gates_seq.view(_T * _B, 64)
+        # fused pointwise region: 8 output(s) of 16 features
+        _v__rs0 = _v_d_gates[:, 48:64]
+        _v__rs1 = _v_d_gates[:, 16:32]
+        _v__rs2 = _v_d_gates[:, 0:16]
+        _v__rs3 = _v_d_gates[:, 32:48]
+        _v_d_bias_ih[48:64] += _sum_rows(_v__rs0)
+        _v_d_bias_hh[48:64] += _sum_rows(_v__rs0)
+        _v_d_bias_ih[16:32] += _sum_rows(_v__rs1)
+        _v_d_bias_hh[16:32] += _sum_rows(_v__rs1)
+        _v_d_bias_ih[0:16] += _sum_rows(_v__rs2)
+        _v_d_bias_hh[0:16] += _sum_rows(_v__rs2)
+        _v_d_bias_ih[32:48] += _sum_rows(_v__rs3)
+        _v_d_bias_hh[32:48] += _sum_rows(_v__rs3)
         _v_d_x += torch.mm(_v_d_gates, weight_ih)
         _v_d_x += torch.mm(d_gates, _v_weight_ih)
         _v_d_weight_ih += torch.mm(_v_d_gates.t(), x)

@@ -12,7 +12,7 @@ import torch
 
 from ... import cache
 from ...printing import Writer
-from ..base import Backend
+from ..base import COMPUTING_FOR, Backend
 from ..torch_code import SCOPE
 from .render import GRAD_REDUCTION_TILE, REDUCTION_TILE, render
 
@@ -30,6 +30,11 @@ def _device_of(tensor):
 # RNNs). The GEMMs outside the kernels are torch's and follow torch.backends.cuda.matmul.
 FLOAT32_DOT = "ieee"
 DOTS = ("ieee", "tf32x3", "tf32")
+# How they multiply for a bfloat16 or float16 module (which scans in float32, sequence.py): "tf32", whose 10-bit
+# mantissa holds a 16-bit weight or input exactly and rounds the float32 state less than the module's own dtype
+# does (cuDNN's 16-bit RNNs multiply in that dtype); on an H200 the LSTM's step ran 3.5x faster than with "ieee"
+# (BENCHMARKS.md). None: FLOAT32_DOT, as for float32 modules.
+LOW_PRECISION_DOT = "tf32"
 INTERPRETER_PROGRAMS = 4   # P at most under the interpreter: enough to test the split
 PROGRAMS_AT_MOST = None    # a cap on P (benchmarks/bench_gpu.py times the kernel at 1: no split, no barrier)
 # launch parameters that replace the rendered ones ("_BK", "_BKG" the matmuls' reduction tiles, "num_warps",
@@ -57,9 +62,8 @@ def _launch(kernel, grid, T, B, like, *args, _phases, _first_barrier, **meta):
     runs programs one after another, where a barrier would wait forever for the programs after it: there each
     stretch from one barrier to the next is a launch of its own, the same kernel code with the barriers left
     out."""
-    if FLOAT32_DOT not in DOTS:
-        raise ValueError(f"symcell.backends.triton.FLOAT32_DOT must be one of {DOTS}, got {FLOAT32_DOT!r}")
-    meta.update(_DOT=FLOAT32_DOT, _BK=REDUCTION_TILE[FLOAT32_DOT], _BKG=GRAD_REDUCTION_TILE[FLOAT32_DOT])
+    dot = dot_precision()
+    meta.update(_DOT=dot, _BK=REDUCTION_TILE[dot], _BKG=GRAD_REDUCTION_TILE[dot])
     meta.update(LAUNCH)
     P = grid[1]
     with _device_of(like):
@@ -69,6 +73,16 @@ def _launch(kernel, grid, T, B, like, *args, _phases, _first_barrier, **meta):
         else:
             cooperative = {"launch_cooperative_grid": True} if P > 1 else {}
             kernel[grid](T, B, 0, T, 0, _phases - 1, P, *args, _PHASED=False, **cooperative, **meta)
+
+
+def dot_precision():
+    """the input_precision of the kernels' tl.dot for the entry point running now: LOW_PRECISION_DOT when its
+    scan computes for a 16-bit dtype (Kernel.for_dtype), else FLOAT32_DOT"""
+    low = COMPUTING_FOR.get() is not None and LOW_PRECISION_DOT is not None
+    name, dot = ("LOW_PRECISION_DOT", LOW_PRECISION_DOT) if low else ("FLOAT32_DOT", FLOAT32_DOT)
+    if dot not in DOTS:
+        raise ValueError(f"symcell.backends.triton.{name} must be one of {DOTS}, got {dot!r}")
+    return dot
 
 
 def _stretches(T, phases, first_barrier):
@@ -104,9 +118,28 @@ def _float32_only(entry):
     return checked
 
 
+def load(name, source):
+    """A rendered source run: its namespace (the kernels, the host functions). benchmarks/probe_backward.py loads
+    edited copies this way."""
+    try:
+        import triton
+        import triton.language as tl
+    except ImportError:
+        raise RuntimeError("symcell: backend='triton' needs the triton package (pip install triton)") from None
+    # triton.jit reads a kernel's source from its file: the source goes into the cache folder, and runs from there
+    path = cache.source_file("triton", name, source)
+    linecache.checkcache(str(path))
+    scope = {**SCOPE, "triton": triton, "tl": tl, "_device_of": _device_of, "_wide": _wide,
+             "_programs": _programs, "_launch": _launch, "__file__": str(path),
+             "__name__": f"symcell_triton_{next(_counter)}"}
+    exec(compile(source, str(path), "exec"), scope)  # noqa: S102 - our own generated code
+    return scope
+
+
 class TritonBackend(Backend):
     name, devices, priority = "triton", ("cuda",), 2
     symbolic = False   # feature sizes are compile-time constants of the kernels (tile shapes)
+    param_sums_after_loop = True   # (per step: cross-warp sums and read-modify-writes, a sixth of a step)
 
     def usable(self, device):
         try:
@@ -132,18 +165,7 @@ class TritonBackend(Backend):
         return render(program, scans, w)
 
     def build(self, program, scans, source, dims):
-        try:
-            import triton
-            import triton.language as tl
-        except ImportError:
-            raise RuntimeError("symcell: backend='triton' needs the triton package (pip install triton)") from None
-        # triton.jit reads a kernel's source from its file: the source goes into the cache folder, and runs from there
-        path = cache.source_file("triton", program.name, source)
-        linecache.checkcache(str(path))
-        scope = {**SCOPE, "triton": triton, "tl": tl, "_device_of": _device_of, "_wide": _wide,
-                 "_programs": _programs, "_launch": _launch, "__file__": str(path),
-                 "__name__": f"symcell_triton_{next(_counter)}"}
-        exec(compile(source, str(path), "exec"), scope)  # noqa: S102 - our own generated code
+        scope = load(program.name, source)
         entries = {s.name: _float32_only(scope[s.name]) for s in scans}
         for s in scans:   # the @triton.jit kernel behind each entry (its compiled variants: tests, profiling)
             entries[s.name].jit = scope[f"_{s.name}_kernel"]

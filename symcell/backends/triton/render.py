@@ -164,19 +164,37 @@ class StepKernel(Renderer):
         return f"(({a0} + {j}) // _BN) % _P == _pf"
 
     @contextmanager
-    def owned(self, a0, j):
-        cond = self.own(a0, j)
+    def owned_loop(self, var, width, a0):
+        """`for var in ...:` over the starts of this program's tiles among columns a0 .. a0 + width (own()'s
+        ownership). Where the owned tiles are evenly spaced it visits only them, _P tiles apart: on an H200 a loop
+        over all of a step's tiles that tests each for its owner cost ~3 us a step for 48 tiles (the probe in
+        benchmarks/probe_backward.py), as much as the elementwise work; otherwise every tile, testing it."""
+        w, cond, units, tile = self.w, self.own(a0, var), self.split.units, self.split.tile
         if cond is None:
-            yield
+            with w.block(f"for {var} in range(0, {width}, _BN):"):
+                yield
+        elif a0 % tile == 0 and not self.split.aligned:   # dealt round-robin: tile a0 // tile + j is j's
+            first = f"(_pf + _P - {a0 // tile} % _P) % _P"
+            with w.block(f"for {var} in range({first} * _BN, {width}, _P * _BN):"):
+                yield
+        elif self.split.aligned and a0 % units == 0 and (width <= units or width % units == 0):
+            # aligned: the program's tiles of each block of U columns
+            if width <= units:
+                with w.block(f"for {var} in range(_pf * _BN, {width}, _P * _BN):"):
+                    yield
+            else:
+                with w.block(f"for _b0 in range(0, {width}, {units}):"), \
+                        w.block(f"for {var} in range(_b0 + _pf * _BN, _b0 + {units}, _P * _BN):"):
+                    yield
         else:
-            with self.w.block(f"if {cond}:"):
+            with w.block(f"for {var} in range(0, {width}, _BN):"), w.block(f"if {cond}:"):
                 yield
 
     @contextmanager
     def tiles(self, width, mask_rows="_rmask[:, None]", a0=0):
         """a loop over this program's feature tiles _cj of a block of `width` features; _m2 masks rows and
         features"""
-        with self.w.block(f"for _j0 in range(0, {width}, _BN):"), self.owned(a0, "_j0"):
+        with self.owned_loop("_j0", width, a0):
             self.w("_cj = _j0 + tl.arange(0, _BN)")
             self.w(f"_m2 = {mask_rows} & (_cj < {width})[None, :]")
             yield
@@ -350,7 +368,7 @@ class StepKernel(Renderer):
         w, op, n_src = self.w, st.dest, self.n(st.src)
         K, ldw = int(op.stop - op.start), int(self.buf[st.weight].size[1])
         w(f"# {op.value}[{op.start}:{op.stop}] += {st.src} @ {st.weight}[:, {st.col_start}:{st.col_stop}]")
-        with w.block(f"for _k0 in range(0, {K}, _BN):"), self.owned(int(op.start), "_k0"):
+        with self.owned_loop("_k0", K, int(op.start)):
             w("_ck = _k0 + tl.arange(0, _BN)")
             w("_acc = tl.zeros((_BB, _BN), dtype=tl.float32)")
             with w.block(f"for _n0 in range(0, {n_src}, _BKG):"):

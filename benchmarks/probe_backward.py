@@ -1,0 +1,121 @@
+"""Where the time of the triton backend's backward step goes: the LSTM's generated backward, edited one thing at a
+time, each variant timed on its own (the backward alone, from one forward's saved values).
+
+    python benchmarks/probe_backward.py                 # needs a CUDA GPU; one line a variant as it finishes
+    TRITON_INTERPRET=1 python benchmarks/probe_backward.py --check   # the edits apply and keep the answer, on CPU
+
+The source is the backend's own (`LSTM(...).source("cuda")`), so the probe follows the renderer; each edit is a
+text substitution, and a variant whose edit finds nothing to change says so rather than time the unedited
+kernel. Variants that keep the answer are checked against the unedited backward; the ones that drop
+work (the barrier, the matmul) give a wrong answer and say what that work costs.
+"""
+import argparse
+import re
+import sys
+import time
+
+import torch
+
+import symcell.backends.triton as tb
+from symcell.cells import LSTM
+
+RMW = re.compile(r"tl\.store\(_ga, tl\.load\(_ga, mask=(_m2|[^,]+?), other=0\.0\) \+ \((.*?)\), mask=\1\)")
+
+
+def _plain_stores(src):
+    """a gradient's `+=` into memory that the step zeroed (or that nothing else writes) as a plain store: for a cell
+    whose every gradient has one contribution, as the LSTM's, the same answer without the load"""
+    def plain(m):   # (d_h_new += the output's cotangent stays: d_h_new holds the carried cotangent)
+        return m.group(0) if "tl.load(" in m.group(2) else f"tl.store(_ga, {m.group(2)}, mask={m.group(1)})"
+    return RMW.sub(plain, src)
+
+
+def _no_bias_sums(src):
+    """the bias gradients' per-step partial sums left out (wrong bias gradients: what they cost)"""
+    drop = ("_g = tl.sum(", "_pg = ", "tl.store(_pg")
+    return "\n".join(ln for ln in src.split("\n") if not ln.strip().startswith(drop))
+
+
+def _no_grid_barrier(src):
+    return src.replace("while _seen < _goal:", "while _seen < 0:")
+
+
+def _no_matmul(src):
+    return re.sub(r"for _n0 in range\(0, \d+, _BKG\):", "for _n0 in range(0, 0, _BKG):", src)
+
+
+def _no_zeroing(src):
+    """the two zeroing loops of d_h, d_c at the step's start left out (wrong: what they cost)"""
+    return src.replace("tl.store(_r_d_h + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)",
+                       "pass").replace(
+        "tl.store(_r_d_c + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)", "pass")
+
+
+VARIANTS = [   # (name, edits, keeps the answer)
+    ("as rendered", [], True),
+    ("plain stores for += (no loads)", [_plain_stores], True),
+    ("no bias partial sums (kernel.py sums them after the loop now)", [_no_bias_sums], False),
+    ("no d_h, d_c zeroing", [_no_zeroing], False),
+    ("no grid barrier", [_no_grid_barrier], False),
+    ("no d_h matmul", [_no_matmul], False),
+    ("plain stores, no matmul", [_plain_stores, _no_matmul], False),
+    ("plain stores, no matmul, no barrier", [_plain_stores, _no_matmul, _no_grid_barrier], False),
+]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--check", action="store_true", help="small sizes, check the edits only (interpreter)")
+    ap.add_argument("--dot", default="tf32")
+    args = ap.parse_args()
+    dev = "cpu" if args.check else "cuda"
+    B, T, H = (4, 3, 32) if args.check else (16, 1024, 768)
+    if not args.check and not torch.cuda.is_available():
+        sys.exit("probe_backward.py needs a CUDA GPU (or --check under TRITON_INTERPRET=1)")
+    tb.FLOAT32_DOT = args.dot
+    torch.manual_seed(0)
+    cell = LSTM(H, H, backend="triton")
+    base = cell.source("cuda")
+    params = [p.detach().to(dev) for p in (cell.weight_ih_l0, cell.weight_hh_l0, cell.bias_ih_l0, cell.bias_hh_l0)]
+    x = torch.randn(T, B, H, device=dev)
+    inits = [torch.zeros(B, H, device=dev), torch.zeros(B, H, device=dev)]
+    g = torch.Generator(dev).manual_seed(1)
+    d_ys = [torch.randn(T, B, H, device=dev, generator=g)]
+    d_finals = [torch.zeros(B, H, device=dev), torch.zeros(B, H, device=dev)]
+    scope = tb.load("LSTM", base)
+    h_seq, _, _, gates, c_seq = scope["forward"]([x], inits, params, True)
+
+    def run(s):
+        return s["backward"](d_ys, d_finals, [x], inits, params, [h_seq], [gates, c_seq])
+
+    expected = run(scope)
+    if not args.check:
+        from triton.testing import do_bench
+        print(f"GPU: {torch.cuda.get_device_name()}, LSTM backward B={B} T={T} H={H}, {args.dot}, "
+              f"date {time.strftime('%Y-%m-%d %H:%M')}")
+    print("| variant | max abs err vs as rendered | ms | us a step |\n|---|---:|---:|---:|", flush=True)
+    for name, edits, exact in VARIANTS:
+        src, missing = base, None
+        for e in edits:
+            edited = e(src)
+            if edited == src:   # an edit that finds nothing to change: that work is not in this source
+                missing = e.__name__
+                break
+            src = edited
+        if missing:
+            print(f"| {name} | ({missing} finds nothing to edit) | - | - |", flush=True)
+            continue
+        s = tb.load("LSTM", src)
+        err = max((a - b).abs().max().item() for a, b in zip(run(s), expected))
+        if args.check:
+            ok = err < 1e-5 if exact else True
+            print(f"| {name} | {err:.1e} | - | - |{'' if ok else '  EDIT CHANGED THE ANSWER'}", flush=True)
+            if not ok:
+                sys.exit(1)
+            continue
+        t = do_bench(lambda: run(s), warmup=5, rep=100)
+        print(f"| {name} | {err:.1e} | {t:.2f} | {1000 * t / T:.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
