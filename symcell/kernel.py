@@ -353,18 +353,20 @@ def params_summed_after_loop(program):
     """The program with the backward's per-step sums of vector parameters' gradients moved after the loop where
     they can be (_param_sums_after): a pass a backend asks for (Backend.param_sums_after_loop). On an H200 those
     sums took a sixth of the triton backward's step (benchmarks/probe_backward.py); on a CPU they are adds in
-    registers, and the cpp backend's LSTM ran 3% slower with the pass after the loop (benchmarks/
-    compare_commits.py, AMD EPYC)."""
+    registers, and with the pass the cpp backend's LSTM gained nothing (3% slower, about the noise:
+    benchmarks/compare_commits.py, AMD EPYC)."""
     b = program.backward
-    step, sums = _param_sums_after(list(b.step), {x.name: x.role for x in b.buffers})
+    zeroed = {x.name for x in b.buffers if x.role == Role.SEQ and x.acc and b.arg_of(x.name) is None}
+    step, sums = _param_sums_after(list(b.step), zeroed, {x.name for x in b.with_role(Role.PARAM_GRAD)})
     return replace(program, backward=replace(b, step=tuple(step), after=tuple(sums) + b.after))
 
 
-def _param_sums_after(step, roles):
-    """A vector parameter's gradient that a step region sums over the rows from the very expression it also
-    accumulates into a whole sequence (an LSTM's bias: d_bias[cols] += rows' sum of the value added to
-    d_gates[cols]) is that sequence's sum over all T*B rows after the loop: one reduction instead of one a step.
-    Only where the sequence, zeros at the start, gets nothing else in the step. -> (step, statements after)"""
+def _param_sums_after(step, zeroed, param_grads):
+    """A vector parameter's gradient (in `param_grads`) that a step region sums over the rows from the very
+    expression it also accumulates into a whole sequence (an LSTM's bias: d_bias[cols] += rows' sum of the value
+    added to d_gates[cols]) is that sequence's sum over all T*B rows after the loop: one reduction instead of one
+    a step. Only where the sequence is one the scan allocates as zeros (`zeroed`) and that output is the only
+    thing writing it in the step. -> (step, statements after)"""
     written = {}
     for st in step:
         for name in writes(st):
@@ -376,12 +378,12 @@ def _param_sums_after(step, roles):
             new_step.append(st)
             continue
         seqs = {}   # a full expression -> the sequence view it alone accumulates into
-        for (d, _, acc), e in zip(st.outputs, st.exprs):
-            if acc and roles.get(d.value) == Role.SEQ and not st.broadcast(d) and written[d.value] == \
-                    sum(d2.value == d.value for d2, _, _ in st.outputs) and _disjoint(st, d):
+        for k, ((d, _, acc), e) in enumerate(zip(st.outputs, st.exprs)):
+            if acc and d.value in zeroed and not st.broadcast(d) and written[d.value] == \
+                    sum(d2.value == d.value for d2, _, _ in st.outputs) and _alone(st, k):
                 seqs.setdefault(e, d)
         moved = [k for k, ((d, _, acc), e) in enumerate(zip(st.outputs, st.exprs))
-                 if acc and roles.get(d.value) == Role.PARAM_GRAD and not st.broadcast(d) and e in seqs]
+                 if acc and d.value in param_grads and not st.broadcast(d) and e in seqs]
         if not moved:
             new_step.append(st)
             continue
@@ -398,12 +400,14 @@ def _param_sums_after(step, roles):
     return new_step, after
 
 
-def _disjoint(st, d):
-    """whether d's columns are written by no other output of st (sizes may be symbols: provably apart)"""
+def _alone(st, k):
+    """whether output k's columns are written by no other output of st (sizes may be symbols: provably apart)"""
+    d = st.outputs[k][0]
+
     def apart(o):
-        return o == d or o.value != d.value or any(sympy.sympify(b - a).is_nonnegative is True
-                                                     for a, b in ((o.stop, d.start), (d.stop, o.start)))
-    return all(apart(o) for o, _, _ in st.outputs)
+        return o.value != d.value or any(sympy.sympify(b - a).is_nonnegative is True
+                                         for a, b in ((o.stop, d.start), (d.stop, o.start)))
+    return all(apart(o) for j, (o, _, _) in enumerate(st.outputs) if j != k)
 
 
 def residuals(schedule, plan):

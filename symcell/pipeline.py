@@ -4,7 +4,7 @@
                                -> derive -> plan -> lower_to_kernel          (each a pure function of the last)
     backend_program(lowered, backend)      the passes a backend asks for: params_summed_after_loop (triton)
     second_order(program)      tangent_forward, tangent_backward              (made when first needed)
-    build(lowered, backend, dims, scans)   backend.render -> backend.build
+    build(program, backend, dims, scans)   backend.render -> backend.build
 
 dims=None keeps the sizes symbolic: backends with `symbolic = True` (cpp) take them at run time, and
 gradients() prints them as H, I, .... With SYMCELL_DEBUG=1 every stage's product is printed to stderr as it is
@@ -81,9 +81,9 @@ def backend_program(lowered, backend):
     return program
 
 
-def build(lowered, backend, dims, scans):
-    """The backend's source for some scans of the lowered cell, and their entry points (sizes `dims` at run
-    time) -> (source, {scan name: entry point})"""
-    source = backend.render(lowered.program, scans)
+def build(program, backend, dims, scans):
+    """The backend's source for some scans of its program (backend_program()), and their entry points (sizes
+    `dims` at run time) -> (source, {scan name: entry point})"""
+    source = backend.render(program, scans)
     _show(f"source ({backend.name}: {', '.join(s.name for s in scans)})", source)
-    return source, backend.build(lowered.program, scans, source, dims)
+    return source, backend.build(program, scans, source, dims)

@@ -12,6 +12,7 @@ from .ir import fingerprint
 
 _CELLS = {}        # hash -> CellIR, for every cell defined in this process
 _LOWERED = {}      # (hash, dims or None) -> pipeline.Lowered
+_PROGRAMS = {}     # (hash, dims or None, backend name) -> the program the backend runs (pipeline.backend_program)
 _SECOND = {}       # (hash, dims or None, sums after the loop) -> the second-order scans (pipeline.second_order)
 _KERNELS = {}      # key -> built Kernel
 _DEFINERS = []     # modules whose import defines more cells (the prebuilt ones), tried for unknown keys
@@ -82,11 +83,19 @@ def ir_of(cell_hash):
     return _CELLS[cell_hash]
 
 
+def _program(cell_hash, dims, backend):
+    """the lowered cell's program as `backend` runs it (pipeline.backend_program), made once"""
+    k = (*_binding(cell_hash, dims), backend.name)
+    if k not in _PROGRAMS:
+        _PROGRAMS[k] = pipeline.backend_program(lowered(cell_hash, dims), backend)
+    return _PROGRAMS[k]
+
+
 def program_for(k):
     """The kernel program a key's kernel renders (nothing is built): what the fake implementations read."""
     cell, dims, name = parse(k)
     backend = backends.get(name)
-    return pipeline.backend_program(lowered(cell, None if backend.symbolic else dims), backend)
+    return _program(cell, None if backend.symbolic else dims, backend)
 
 
 def kernel_for(k):
@@ -94,13 +103,12 @@ def kernel_for(k):
         cell, dims, name = parse(k)
         backend = backends.get(name)
         at = None if backend.symbolic else dims
-        low = lowered(cell, at)
-        program = pipeline.backend_program(low, backend)
-        source, entries = pipeline.build(low, backend, dims, (program.forward, program.backward))
+        program = _program(cell, at, backend)
+        source, entries = pipeline.build(program, backend, dims, (program.forward, program.backward))
 
         def second():
             scans = second_order(cell, at, backend)
-            return (scans, *pipeline.build(low, backend, dims, scans))
+            return (scans, *pipeline.build(program, backend, dims, scans))
         label = f"symcell.{_CELLS[cell].name}[{','.join(f'{n}={v}' for n, v in sorted(dims.items()))}].{name}"
         _KERNELS[k] = backends.Kernel(program, source, entries, second, label)
     return _KERNELS[k]

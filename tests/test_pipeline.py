@@ -14,8 +14,9 @@ def test_symcell_debug_prints_every_stage_in_order_and_the_source(monkeypatch, c
     monkeypatch.setenv("SYMCELL_DEBUG", "1")
     lowered = pipeline.lower(GRUCell.spec.ir, {"I": 3, "H": 4})
     reference = symcell.backends.get("reference")
-    source, _ = pipeline.build(lowered, reference, {"I": 3, "H": 4}, lowered.program.scans)
-    second, _ = pipeline.build(lowered, reference, {"I": 3, "H": 4}, pipeline.second_order(lowered.program))
+    program = pipeline.backend_program(lowered, reference)
+    source, _ = pipeline.build(program, reference, {"I": 3, "H": 4}, program.scans)
+    second, _ = pipeline.build(program, reference, {"I": 3, "H": 4}, pipeline.second_order(program))
     err = capsys.readouterr().err
     heads = [line[len("--- symcell "):].split(":")[0].rstrip(" -") for line in err.splitlines()
              if line.startswith("--- symcell ")]

@@ -131,15 +131,19 @@ def test_a_bias_gradient_moves_after_the_loop_only_where_the_sequence_it_equals_
     g = sympy.Symbol("g")
     outputs = ((View("d_g", 0, 4), g * 2, True), (View("d_b", 0, 4), g * 2, True))
     region = Pointwise(((g, View("g", 0, 4)),), (), outputs, (g * 2, g * 2))
-    roles = {"g": Role.SEQ, "d_g": Role.SEQ, "d_b": Role.PARAM_GRAD, "d_s": Role.STEP}
-    step, after = _param_sums_after([region], roles)
+    step, after = _param_sums_after([region], {"d_g"}, {"d_b"})
     assert [d.value for d, _, _ in step[0].outputs] == ["d_g"] and step[0].temps == region.temps
     assert [(d.value, e_) for d, e_, _ in after[0].outputs] == [("d_b", after[0].leaves[0][0])]
     assert after[0].leaves[0][1] == View("d_g", 0, 4)
     other = Accumulate("d_g", "g")
-    assert _param_sums_after([region, other], roles) == ([region, other], [])
-    to_step = {**roles, "d_g": Role.STEP}
-    assert _param_sums_after([region], to_step) == ([region], [])
+    assert _param_sums_after([region, other], {"d_g"}, {"d_b"}) == ([region, other], [])
+    # d_g an argument or a step's buffer (not zeros the scan allocates): its sum is not d_b's
+    assert _param_sums_after([region], set(), {"d_b"}) == ([region], [])
+    # another output of the region into the same columns of d_g
+    h = sympy.Symbol("h")
+    twice = Pointwise(((g, View("g", 0, 4)), (h, View("h", 0, 4))), (), outputs + ((View("d_g", 0, 4), h, True),),
+                      (g * 2, g * 2, h))
+    assert _param_sums_after([twice], {"d_g"}, {"d_b"}) == ([twice], [])
 
 
 def test_bound_programs_have_integer_sizes():
