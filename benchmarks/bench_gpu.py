@@ -37,14 +37,15 @@ def peak_mb(fn):
 
 
 def with_settings(fn, **settings):
-    """fn with symcell.backends.triton's module settings changed while it runs (forward and backward)"""
+    """fn with symcell.backends.triton's module settings changed while it runs (forward and backward); what was
+    set before is set again after"""
     def run():
         from symcell.backends import triton as triton_backend
         before = {k: getattr(triton_backend, k) for k in settings}
         for k, v in settings.items():
             setattr(triton_backend, k, v)
         try:
-            fn()
+            return fn()
         finally:
             for k, v in before.items():
                 setattr(triton_backend, k, v)
@@ -162,12 +163,12 @@ def per_flop(rounds, B=16, T=1024, H=768):
         if kind != "lltm":
             say(table(f"{kind.upper()} B={B} T={T} I=H={H} bfloat16", r, f"cuDNN nn.{kind.upper()}"))
         fb[kind] = r["symcell-triton"][1]
+    gflop = {kind: 3 * 2 * GATES[kind] * H * 2 * H * B * T / 1e9 for kind in fb}
     say("\n| cell | gate rows a unit | symcell-triton fwd+bwd ms | GFLOP | ms per GFLOP vs LSTM |\n"
         "|---|---:|---:|---:|---:|")
     for kind, ms in fb.items():
-        gflop = 3 * 2 * GATES[kind] * H * 2 * H * B * T / 1e9
-        lstm = fb["lstm"] / (3 * 2 * GATES["lstm"] * H * 2 * H * B * T / 1e9)
-        say(f"| {kind.upper()} | {GATES[kind]} | {ms:.2f} | {gflop:.0f} | {ms / gflop / lstm:.2f} |")
+        ratio = (ms / gflop[kind]) / (fb["lstm"] / gflop["lstm"])
+        say(f"| {kind.upper()} | {GATES[kind]} | {ms:.2f} | {gflop[kind]:.0f} | {ratio:.2f} |")
 
 
 def say(text):

@@ -23,7 +23,7 @@ from triton.compiler import ASTSource  # noqa: E402
 
 import symcell  # noqa: E402
 from symcell import pipeline  # noqa: E402
-from symcell.backends.triton.render import BB, GRAD_REDUCTION_TILE, REDUCTION_TILE, TILE, num_warps  # noqa: E402
+from symcell.backends.triton.render import BB, TILE, dot_constants, num_warps  # noqa: E402
 from symcell.cells import GRUCell, LSTMCell  # noqa: E402
 
 CELLS = {"lstm": LSTMCell.spec, "gru": GRUCell.spec}
@@ -56,8 +56,8 @@ def signature(fn, masked, wide=False, dot="ieee"):
     for p in fn.arg_names:
         if p in ("_BB", "_BN", "_BK", "_BKG", "_MASKED", "_WIDE", "_PHASED", "_DOT"):
             sig[p] = "constexpr"
-            constexprs[p] = {"_BB": BB, "_BN": TILE, "_BK": REDUCTION_TILE[dot], "_BKG": GRAD_REDUCTION_TILE[dot],
-                             "_MASKED": masked, "_WIDE": wide, "_PHASED": False, "_DOT": dot}[p]
+            constexprs[p] = {"_BB": BB, "_BN": TILE, "_MASKED": masked, "_WIDE": wide, "_PHASED": False,
+                             **dot_constants(dot)}[p]
         elif p in ("_T", "_B", "_I0", "_I1", "_K0", "_K1", "_P") or p.startswith("_ts_"):
             sig[p] = "i32"
         elif p in ("_len_ptr", "_sync_ptr"):
@@ -97,7 +97,7 @@ def main(argv=None):
     ap.add_argument("--archs", nargs="+", type=int, default=[80, 90])
     args = ap.parse_args(argv)
     print(f"triton {triton.__version__}; every kernel with _MASKED (lengths) on, ieee; BB={BB} BN={TILE} "
-          f"BK={REDUCTION_TILE['ieee']} BKG={GRAD_REDUCTION_TILE['ieee']}, "
+          f"BK={dot_constants('ieee')['_BK']} BKG={dot_constants('ieee')['_BKG']}, "
           f"warps: {num_warps('forward')} first order, {num_warps('tangent_forward')} second")
     print("| cell | H = I | kernel | target | registers | spill stores / loads (bytes) | shared memory (bytes) |")
     print("|---|---:|---|---|---:|---|---:|")

@@ -13,7 +13,7 @@ import time
 import torch
 from torch import nn
 
-from symcell.backends import triton as triton_backend
+from bench_gpu import with_settings
 from symcell.cells import GRU, LSTM
 
 # (kind, B, T, H, LAUNCH, FLOAT32_DOT), most telling first: a run cut short still says what matters. (The sweeps
@@ -90,18 +90,16 @@ def main():
             cell, ref, x = case(kind, B, T, H)
             expected = grads(ref, x)
             ref_ms = timings(ref, x)
-        triton_backend.LAUNCH, triton_backend.FLOAT32_DOT = dict(launch), dot
-        try:
+        def measured():
             t0 = time.time()
             err = max(rel(a, b) for a, b in zip(grads(cell, x), expected))
-            compile_s = time.time() - t0
-            f, fb = timings(cell, x)
+            return (err, time.time() - t0, *timings(cell, x))
+        try:
+            err, compile_s, f, fb = with_settings(measured, LAUNCH=dict(launch), FLOAT32_DOT=dot)()
         except Exception as e:   # a variant that does not compile or launch: say so and go on
             print(f"| {kind} B={B} T={T} H={H} | {launch} | {dot} | failed: {type(e).__name__}: {str(e)[:200]} |||",
                   flush=True)
             continue
-        finally:
-            triton_backend.LAUNCH, triton_backend.FLOAT32_DOT = {}, "ieee"
         print(f"| {kind} B={B} T={T} H={H} | {launch} | {dot} | {err:.1e} | {f:.2f} | {fb:.2f} | "
               f"{ref_ms[0]:.2f} / {ref_ms[1]:.2f} (first call {compile_s:.1f} s) |", flush=True)
 
@@ -110,8 +108,8 @@ def profile(kind="lstm", B=16, T=1024, H=768, dot="tf32"):
     """Where fwd+bwd's time goes: CUDA time by kernel (the scans, the GEMMs around them), torch.profiler."""
     from torch.profiler import ProfilerActivity, profile as prof
     cell, _, x = case(kind, B, T, H)
-    triton_backend.FLOAT32_DOT = dot
-    try:
+
+    def traced():
         for _ in range(2):
             cell(x)[0].sum().backward()
         torch.cuda.synchronize()
@@ -119,8 +117,8 @@ def profile(kind="lstm", B=16, T=1024, H=768, dot="tf32"):
             for _ in range(3):
                 cell(x)[0].sum().backward()
             torch.cuda.synchronize()
-    finally:
-        triton_backend.FLOAT32_DOT = "ieee"
+        return p
+    p = with_settings(traced, FLOAT32_DOT=dot)()
     print(f"\nprofile: {kind} B={B} T={T} H={H} {dot}, 3 fwd+bwd calls")
     for key in ("device_time_total", "cuda_time_total"):   # the name changed across torch versions
         try:

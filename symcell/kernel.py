@@ -367,11 +367,6 @@ def _param_sums_after(step, zeroed, param_grads):
     added to d_gates[cols]) is that sequence's sum over all T*B rows after the loop: one reduction instead of one
     a step. Only where the sequence is one the scan allocates as zeros (`zeroed`) and that output is the only
     thing writing it in the step. -> (step, statements after)"""
-    written = {}
-    for st in step:
-        for name in writes(st):
-            written[name] = written.get(name, 0) + (
-                sum(d.value == name for d, _, _ in st.outputs) if isinstance(st, Pointwise) else 1)
     new_step, after = [], []
     for st in step:
         if not isinstance(st, Pointwise):
@@ -379,8 +374,8 @@ def _param_sums_after(step, zeroed, param_grads):
             continue
         seqs = {}   # a full expression -> the sequence view it alone accumulates into
         for k, ((d, _, acc), e) in enumerate(zip(st.outputs, st.exprs)):
-            if acc and d.value in zeroed and not st.broadcast(d) and written[d.value] == \
-                    sum(d2.value == d.value for d2, _, _ in st.outputs) and _alone(st, k):
+            if acc and d.value in zeroed and not st.broadcast(d) and _alone(st, k) and \
+                    not any(o is not st and d.value in writes(o) for o in step):
                 seqs.setdefault(e, d)
         moved = [k for k, ((d, _, acc), e) in enumerate(zip(st.outputs, st.exprs))
                  if acc and d.value in param_grads and not st.broadcast(d) and e in seqs]

@@ -14,7 +14,7 @@ from ... import cache
 from ...printing import Writer
 from ..base import COMPUTING_FOR, Backend
 from ..torch_code import SCOPE
-from .render import GRAD_REDUCTION_TILE, REDUCTION_TILE, render
+from .render import dot_constants, render
 
 _counter = itertools.count()
 
@@ -62,8 +62,7 @@ def _launch(kernel, grid, T, B, like, *args, _phases, _first_barrier, **meta):
     runs programs one after another, where a barrier would wait forever for the programs after it: there each
     stretch from one barrier to the next is a launch of its own, the same kernel code with the barriers left
     out."""
-    dot = dot_precision()
-    meta.update(_DOT=dot, _BK=REDUCTION_TILE[dot], _BKG=GRAD_REDUCTION_TILE[dot])
+    meta.update(dot_constants(dot_precision()))
     meta.update(LAUNCH)
     P = grid[1]
     with _device_of(like):

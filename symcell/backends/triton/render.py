@@ -38,6 +38,12 @@ REDUCTION_TILE = {"ieee": 16, "tf32x3": 16, "tf32": 32}
 # the same for an operand's gradient (d_h += d_gates @ W: the program's 16 columns of d_h from all 4H of d_gates,
 # a long reduction to a narrow output, where a wider tile fits; the widest without spills again)
 GRAD_REDUCTION_TILE = {"ieee": 64, "tf32x3": 16, "tf32": 64}
+
+
+def dot_constants(dot):
+    """the launch constants that go with a float32 dot precision: _DOT and the reduction tiles above"""
+    return {"_DOT": dot, "_BK": REDUCTION_TILE[dot], "_BKG": GRAD_REDUCTION_TILE[dot]}
+
 # feature tile: 16, the smallest tl.dot takes, gives the most programs a split (H / 16) and the fewest live
 # values (the second-order kernels carry primal and tangent tiles: with 32 the layer-norm LSTM's spilled 1 KiB).
 # Tests set it to 2 under the interpreter, which has no such minimum, to split the zoo's small cells.
