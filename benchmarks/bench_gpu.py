@@ -11,6 +11,7 @@ of the rounds is reported, so that clock and thermal drift hit all of them alike
 during one forward+backward, beyond what was allocated before it.
 """
 import argparse
+import importlib
 import statistics
 import sys
 import time
@@ -89,6 +90,10 @@ def contenders(kind, B, T, I, H, dtype, with_eager, with_p1=True, extras=True):
     if kind != "lltm" and dtype != torch.float32:
         # a 16-bit model multiplies in tf32 (LOW_PRECISION_DOT); the same in true float32
         out["symcell-triton, ieee"] = tuple(with_settings(f, LOW_PRECISION_DOT=None) for f in out["symcell-triton"])
+    if kind != "lltm" and dtype == torch.bfloat16:
+        # its GEMMs outside the kernels on bfloat16 operands (BFLOAT16_GEMMS); the same with float32 ones
+        out["symcell-triton, float32 GEMMs"] = tuple(with_settings(f, BFLOAT16_GEMMS=False)
+                                                     for f in out["symcell-triton"])
     if kind != "lltm" and dtype == torch.float32:
         # the kernels' matmuls on tensor cores: tf32 (cuDNN's default for float32 RNNs) and tf32x3; the same
         # kernels at one program a batch tile (what the split and its barriers buy)
@@ -123,11 +128,16 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--issue", action="store_true", help="issue 15's case only (bfloat16, B=16 T=1024 H=768)")
+    ap.add_argument("--shares", type=int, default=None, help="render.REDUCTION_SHARES for the kernels (rendered "
+                    "once, so for the whole run): the backward's d_h reduction shared by that many programs a tile")
     args = ap.parse_args()
+    if args.shares is not None:
+        importlib.import_module("symcell.backends.triton.render").REDUCTION_SHARES = args.shares
     if not torch.cuda.is_available():
         sys.exit("bench_gpu.py needs a CUDA GPU")
     say(f"GPU: {torch.cuda.get_device_name()} ({torch.cuda.get_device_properties(0).multi_processor_count} SMs), "
-        f"torch {torch.__version__}, date {time.strftime('%Y-%m-%d %H:%M')}")
+        f"torch {torch.__version__}, date {time.strftime('%Y-%m-%d %H:%M')}"
+        + (f", REDUCTION_SHARES={args.shares}" if args.shares is not None else ""))
     if args.issue:
         return per_flop(args.rounds)
     big, small = ((16, 1024, 768, 768), (64, 512, 256, 256)) if not args.quick else ((16, 64, 64, 64), (32, 32, 32, 32))

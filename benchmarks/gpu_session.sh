@@ -33,6 +33,9 @@ echo "bench exit: ${PIPESTATUS[0]}" | tee -a "$out/bench.log"
 # where the backward step's time goes (the generated LSTM backward, one thing edited out at a time; about 20 s;
 # benchmarks/probe_step.py does the same for a stand-alone forward step)
 timeout 60 python3 benchmarks/probe_backward.py 2>&1 | tee "$out/probe.log"
+# the issue's case with the backward's d_h reduction shared by two programs a tile (render.REDUCTION_SHARES, off by
+# default until measured): beside the default run's figures in bench.log
+timeout 90 python3 benchmarks/bench_gpu.py --issue --shares 2 2>&1 | tee "$out/bench-shares.log"
 # every zoo cell against the reference backend (values, gradients, lengths); 16-bit modules; nn.LSTM/nn.GRU
 # parity (cuDNN's TF32 off there)
 tests tests.log 170 tests/test_backends.py tests/test_low_precision.py tests/test_nn_parity.py

@@ -5,11 +5,13 @@ time, each variant timed on its own (the backward alone, from one forward's save
     TRITON_INTERPRET=1 python benchmarks/probe_backward.py --check   # the edits apply and keep the answer, on CPU
 
 The source is the backend's own (`LSTM(...).source("cuda")`), so the probe follows the renderer; each edit is a
-text substitution, and a variant whose edit finds nothing to change says so rather than time the unedited
-kernel. Variants that keep the answer are checked against the unedited backward; the ones that drop
+text substitution (or the renderer's own code with a setting changed: REDUCTION_SHARES), and a variant whose
+edit finds nothing to change says so rather than time the unedited kernel. By default the backward is a
+bfloat16 module's (as bench_gpu.py --issue runs it); --float32 a float32 module's. Variants that keep the answer are checked against the unedited backward; the ones that drop
 work (the barrier, the matmul) give a wrong answer and say what that work costs.
 """
 import argparse
+import importlib
 import re
 import sys
 import time
@@ -17,12 +19,13 @@ import time
 import torch
 
 import symcell.backends.triton as tb
+from symcell import registry
 from symcell.cells import LSTM
 
 RMW = re.compile(r"tl\.store\(_ga, tl\.load\(_ga, mask=(_m2|[^,]+?), other=0\.0\) \+ \((.*?)\), mask=\1\)")
 
 
-def _plain_stores(src):
+def _plain_stores(src, cell=None):
     """a gradient's `+=` into memory that the step zeroed (or that nothing else writes) as a plain store: for a cell
     whose every gradient has one contribution, as the LSTM's, the same answer without the load"""
     def plain(m):   # (d_h_new += the output's cotangent stays: d_h_new holds the carried cotangent)
@@ -30,25 +33,39 @@ def _plain_stores(src):
     return RMW.sub(plain, src)
 
 
-def _no_bias_sums(src):
+def _no_bias_sums(src, cell=None):
     """the bias gradients' per-step partial sums left out (wrong bias gradients: what they cost)"""
     drop = ("_g = tl.sum(", "_pg = ", "tl.store(_pg")
     return "\n".join(ln for ln in src.split("\n") if not ln.strip().startswith(drop))
 
 
-def _no_grid_barrier(src):
+def _no_grid_barrier(src, cell=None):
     return src.replace("while _seen < _goal:", "while _seen < 0:")
 
 
-def _no_matmul(src):
+def _no_matmul(src, cell=None):
     return re.sub(r"for _n0 in range\(0, \d+, _BKG\):", "for _n0 in range(0, 0, _BKG):", src)
 
 
-def _no_zeroing(src):
+def _no_zeroing(src, cell=None):
     """the two zeroing loops of d_h, d_c at the step's start left out (wrong: what they cost)"""
     return src.replace("tl.store(_r_d_h + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)",
                        "pass").replace(
         "tl.store(_r_d_c + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)", "pass")
+
+
+def _shared(src, cell):
+    """the renderer's own backward with d_h's reduction shared over two programs a tile (render.REDUCTION_SHARES,
+    split.SplitReduction: twice the programs, one barrier a step more, atomic adds)"""
+    render = importlib.import_module("symcell.backends.triton.render")
+    before = render.REDUCTION_SHARES
+    render.REDUCTION_SHARES = 2
+    registry._KERNELS.clear()   # (kernels render once: these are rendered again with the setting, then without)
+    try:
+        return cell.source("cuda")
+    finally:
+        render.REDUCTION_SHARES = before
+        registry._KERNELS.clear()
 
 
 VARIANTS = [   # (name, edits, keeps the answer)
@@ -60,13 +77,16 @@ VARIANTS = [   # (name, edits, keeps the answer)
     ("no d_h matmul", [_no_matmul], False),
     ("plain stores, no matmul", [_plain_stores, _no_matmul], False),
     ("plain stores, no matmul, no barrier", [_plain_stores, _no_matmul, _no_grid_barrier], False),
+    ("d_h matmul's reduction shared by 2 programs a tile", [_shared], True),
 ]
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--check", action="store_true", help="small sizes, check the edits only (interpreter)")
-    ap.add_argument("--dot", default="tf32")
+    ap.add_argument("--dot", default="tf32", help="FLOAT32_DOT, with --float32")
+    ap.add_argument("--float32", action="store_true", help="a float32 module's backward; by default a bfloat16 "
+                    "module's (its values, its weights read as bfloat16, LOW_PRECISION_DOT, BFLOAT16_GEMMS)")
     args = ap.parse_args()
     dev = "cpu" if args.check else "cuda"
     B, T, H = (4, 3, 32) if args.check else (16, 1024, 768)
@@ -78,6 +98,9 @@ def main():
     base = cell.source("cuda")
     params = [p.detach().to(dev) for p in (cell.weight_ih_l0, cell.weight_hh_l0, cell.bias_ih_l0, cell.bias_hh_l0)]
     x = torch.randn(T, B, H, device=dev)
+    if not args.float32:   # as the scan of a bfloat16 module runs: its values in float32, computing for bfloat16
+        params, x = [p.bfloat16().float() for p in params], x.bfloat16().float()
+        tb.COMPUTING_FOR.set(torch.bfloat16)
     inits = [torch.zeros(B, H, device=dev), torch.zeros(B, H, device=dev)]
     g = torch.Generator(dev).manual_seed(1)
     d_ys = [torch.randn(T, B, H, device=dev, generator=g)]
@@ -91,13 +114,14 @@ def main():
     expected = run(scope)
     if not args.check:
         from triton.testing import do_bench
-        print(f"GPU: {torch.cuda.get_device_name()}, LSTM backward B={B} T={T} H={H}, {args.dot}, "
+        print(f"GPU: {torch.cuda.get_device_name()}, LSTM backward B={B} T={T} H={H}, "
+              f"{f'float32, {args.dot}' if args.float32 else 'a bfloat16 module'}, "
               f"date {time.strftime('%Y-%m-%d %H:%M')}")
     print("| variant | max abs err vs as rendered | ms | us a step |\n|---|---:|---:|---:|", flush=True)
     for name, edits, exact in VARIANTS:
         src, missing = base, None
         for e in edits:
-            edited = e(src)
+            edited = e(src, cell)
             if edited == src:   # an edit that finds nothing to change: that work is not in this source
                 missing = e.__name__
                 break

@@ -48,10 +48,11 @@ def kernels(spec, dims, folder, second=True):
     return [getattr(module, f"_{scan.name}_kernel") for scan in scans]
 
 
-def signature(fn, masked, wide=False, dot="ieee"):
+def signature(fn, masked, wide=False, dot="ieee", weights="fp32"):
     """Argument types as the host code passes them on a GPU: sizes, strides, steps, phases and programs i32,
     lengths and barrier counters i64, buffers fp32 (`wide`: the variant for buffers of 2^31 elements or more;
-    `dot`: the float32 matmul precision, symcell.backends.triton.FLOAT32_DOT)."""
+    `dot`: the float32 matmul precision, symcell.backends.triton.FLOAT32_DOT; `weights`: the type of the
+    matmuls' weights `_w_*`, "bf16" or "fp16" for a 16-bit module's, LOW_PRECISION_WEIGHTS)."""
     sig, constexprs = {}, {}
     for p in fn.arg_names:
         if p in ("_BB", "_BN", "_BK", "_BKG", "_MASKED", "_WIDE", "_PHASED", "_DOT"):
@@ -63,7 +64,7 @@ def signature(fn, masked, wide=False, dot="ieee"):
         elif p in ("_len_ptr", "_sync_ptr"):
             sig[p] = "*i64"
         else:
-            sig[p] = "*fp32"
+            sig[p] = f"*{weights}" if p.startswith("_w_") else "*fp32"
     return sig, constexprs
 
 

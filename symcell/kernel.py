@@ -356,8 +356,7 @@ def params_summed_after_loop(program):
     registers, and with the pass the cpp backend's LSTM gained nothing (3% slower, about the noise:
     benchmarks/compare_commits.py, AMD EPYC)."""
     b = program.backward
-    zeroed = {x.name for x in b.buffers if x.role == Role.SEQ and x.acc and b.arg_of(x.name) is None}
-    step, sums = _param_sums_after(list(b.step), zeroed, {x.name for x in b.with_role(Role.PARAM_GRAD)})
+    step, sums = _param_sums_after(list(b.step), zeroed_sequences(b), {x.name for x in b.with_role(Role.PARAM_GRAD)})
     return replace(program, backward=replace(b, step=tuple(step), after=tuple(sums) + b.after))
 
 
@@ -373,9 +372,8 @@ def _param_sums_after(step, zeroed, param_grads):
             new_step.append(st)
             continue
         seqs = {}   # a full expression -> the sequence view it alone accumulates into
-        for k, ((d, _, acc), e) in enumerate(zip(st.outputs, st.exprs)):
-            if acc and d.value in zeroed and not st.broadcast(d) and _alone(st, k) and \
-                    not any(o is not st and d.value in writes(o) for o in step):
+        for k, ((d, _, _), e) in enumerate(zip(st.outputs, st.exprs)):
+            if sole_write(step, st, k, zeroed) and not st.broadcast(d):
                 seqs.setdefault(e, d)
         moved = [k for k, ((d, _, acc), e) in enumerate(zip(st.outputs, st.exprs))
                  if acc and d.value in param_grads and not st.broadcast(d) and e in seqs]
@@ -393,6 +391,20 @@ def _param_sums_after(step, zeroed, param_grads):
         new_step.append(replace(st, outputs=tuple(st.outputs[k] for k in kept),
                                 exprs=tuple(st.exprs[k] for k in kept)))
     return new_step, after
+
+
+def zeroed_sequences(scan):
+    """the sequences a scan allocates as zeros for its step to accumulate into (not passed in)"""
+    return {x.name for x in scan.buffers if x.role == Role.SEQ and x.acc and scan.arg_of(x.name) is None}
+
+
+def sole_write(step, st, k, zeroed_seqs):
+    """Whether output k of the region st, one of the statements `step`, accumulates into a sequence in
+    `zeroed_seqs` (zeros before the loop, a step's slot written only in that step) and is the only thing in the
+    step writing those columns: then they hold zero before it, and its `+=` may be a store."""
+    d, _, acc = st.outputs[k]
+    return acc and d.value in zeroed_seqs and _alone(st, k) and \
+        not any(o is not st and d.value in writes(o) for o in step)
 
 
 def _alone(st, k):

@@ -146,6 +146,27 @@ def test_a_bias_gradient_moves_after_the_loop_only_where_the_sequence_it_equals_
     assert _param_sums_after([twice], {"d_g"}, {"d_b"}) == ([twice], [])
 
 
+def test_a_sole_add_into_zeros_is_a_store_only_where_nothing_else_writes_those_columns():
+    """kernel.sole_write (the triton kernels store such an output instead of loading and adding: zeros are there)"""
+    from dataclasses import replace
+
+    from symcell.kernel import View, sole_write
+    g, h = sympy.Symbol("g"), sympy.Symbol("h")
+    outputs = ((View("d_g", 0, 4), g * 2, True), (View("d_b", 0, 4), g * 2, True))
+    region = Pointwise(((g, View("g", 0, 4)),), (), outputs, (g * 2, g * 2))
+    assert sole_write([region], region, 0, {"d_g"})
+    assert not sole_write([region], region, 1, {"d_g"})           # not a sequence the scan zeroes
+    assert not sole_write([region], region, 0, set())             # an argument, or a step's buffer
+    assert not sole_write([region, Accumulate("d_g", "g")], region, 0, {"d_g"})   # another statement adds to it
+    twice = Pointwise(((g, View("g", 0, 4)), (h, View("h", 0, 4))), (), outputs + ((View("d_g", 2, 6), h, True),),
+                      (g * 2, g * 2, h))
+    assert not sole_write([twice], twice, 0, {"d_g"})             # another output of the region overlaps it
+    apart = replace(twice, outputs=outputs + ((View("d_g", 4, 8), h, True),))
+    assert sole_write([apart], apart, 0, {"d_g"}) and sole_write([apart], apart, 2, {"d_g"})
+    assigned = replace(region, outputs=((View("d_g", 0, 4), g * 2, False),) + outputs[1:])
+    assert not sole_write([assigned], assigned, 0, {"d_g"})       # an assignment is a store already
+
+
 def test_bound_programs_have_integer_sizes():
     f = lower(LSTMCell, {"I": 3, "H": 5}).program.forward
     assert f.buffer("gates").size == 20 and f.buffer("weight_ih").size == (20, 3)

@@ -49,10 +49,10 @@ def columns(kernel, st, P, i, T):
 
     events = []
 
-    def touch(p, name, cols, write):
+    def touch(p, name, cols, write, atomic=False):
         m = memory(name)
         if m is not None:
-            events.extend((p, m, c, write) for c in cols)
+            events.extend((p, m, c, write, atomic) for c in cols)
 
     def tile(start, j, width):
         return range(start + j, start + min(j + s.tile, width))
@@ -93,6 +93,13 @@ def columns(kernel, st, P, i, T):
             touch(p, st.dest.value, tile(a0, j, K), False)
             touch(p, st.dest.value, tile(a0, j, K), True)
         tiles(K, a0, operand_grad)
+    elif isinstance(st, split.SplitReduction):   # as render_SplitReduction deals it out: atomic adds
+        g = st.st
+        K, a0, nt = int(g.dest.stop - g.dest.start), int(g.dest.start), min(P, s.most_programs)
+        for p in range(nt * (P // nt)):
+            for j in range((p % nt) * s.tile, K, nt * s.tile):
+                touch(p, g.src, range(kernel.n(g.src)), False)   # (its share of the columns: all, a superset)
+                touch(p, g.dest.value, tile(a0, j, K), True, atomic=True)
     elif isinstance(st, HoldEnded):   # new = old
         for old, new in st.pairs:
             n = kernel.n(old)
@@ -120,11 +127,11 @@ def races(kernel, P, T=4):
         for k, phase in enumerate(s.phases):
             epoch += k > 0 or s.first_barrier
             for st in phase:
-                for p, m, c, write in columns(kernel, st, P, i, T):
-                    for p2, write2, epoch2 in seen.get((m, c), ()):
-                        if epoch2 == epoch and p2 != p and (write or write2):
+                for p, m, c, write, atomic in columns(kernel, st, P, i, T):
+                    for p2, write2, atomic2, epoch2 in seen.get((m, c), ()):
+                        if epoch2 == epoch and p2 != p and (write or write2) and not (atomic and atomic2):
                             found.append((i, k, type(st).__name__, m, c))
-                    seen.setdefault((m, c), []).append((p, write, epoch))
+                    seen.setdefault((m, c), []).append((p, write, atomic, epoch))
     return found[:3]
 
 
@@ -135,13 +142,18 @@ def scans_of(cell, second=True):
     return [program.forward, program.backward, *(registry.second_order(h, dims, triton) if second else ())]
 
 
+def program_counts(s):
+    """every P the host may launch a plan with (_programs): up to one a tile, then whole sets of tiles"""
+    return [*range(2, s.most_programs + 1), *(s.most_programs * k for k in range(2, s.shares + 1))]
+
+
 def check(cell, tiles, monkeypatch):
     checked = 0
     for tile in tiles:
         monkeypatch.setattr(RENDER, "TILE", tile)
         for scan in scans_of(cell):
             kernel = RENDER.StepKernel(scan, None)
-            for P in range(2, kernel.split.most_programs + 1):
+            for P in program_counts(kernel.split):
                 assert not races(kernel, P), (scan.name, tile, P, races(kernel, P))
                 checked += 1
     return checked
@@ -182,6 +194,35 @@ def test_no_two_programs_meet_between_barriers_on_random_cells(monkeypatch):
         checked.append(prog)
     replay()
     assert len(checked) >= 54 and len({id(p) for p in split_ones}) >= 40, (len(checked), len(split_ones))
+
+
+@pytest.mark.parametrize("name", ["GRU", "LSTM", "LayerNormLSTM", "PeepholeLSTM", "TimeStep"])
+def test_no_two_programs_meet_between_barriers_with_reductions_shared_out(name, monkeypatch):
+    """REDUCTION_SHARES = 3: the operands' gradients' tiles shared by up to 3 programs (atomic adds, which may
+    meet); every other access as before. The backward takes one barrier a step more, before the next step reads
+    d_h; the control: without it, races (the next step reads d_h while its shares are still being added)."""
+    monkeypatch.setattr(RENDER, "TILE", 1)
+    cell = CASES[name][0](backend="reference")
+    alone = RENDER.StepKernel(scans_of(cell, second=False)[1], None).split.barriers
+    monkeypatch.setattr(RENDER, "REDUCTION_SHARES", 3)
+    assert check(cell, (1, 2), monkeypatch)
+    monkeypatch.setattr(RENDER, "TILE", 1)
+    kernel = RENDER.StepKernel(scans_of(cell, second=False)[1], None)
+    s, P = kernel.split, kernel.split.most_programs * 2
+    assert s.shares == 3 and s.barriers == alone + 1 and not races(kernel, P)
+    ours = [k for k in range(len(s.phases) - 1) if not races(kernel, P) and races_without(kernel, k, P)]
+    assert ours, "no barrier of the shared plan is needed"
+
+
+def races_without(kernel, k, P):
+    """races(kernel, P) with phases k and k + 1 of its plan merged (the barrier between them left out)"""
+    s = kernel.split
+    phases = s.phases[:k] + (s.phases[k] + s.phases[k + 1],) + s.phases[k + 2:]
+    kernel.split = split.Split(s.units, s.tile, phases, s.first_barrier, s.shares)
+    try:
+        return races(kernel, P)
+    finally:
+        kernel.split = s
 
 
 @pytest.mark.parametrize("drop,scan", [(without_barriers_between_phases, "backward"),

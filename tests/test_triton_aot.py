@@ -16,7 +16,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BENCH = os.path.join(os.path.dirname(HERE), "benchmarks")
 
 SCRIPT = textwrap.dedent("""
-    import multiprocessing, sys, tempfile
+    import importlib, multiprocessing, sys, tempfile
     sys.path[:0] = [{bench!r}, {tests!r}]
     import triton, triton_aot                     # before the zoo's cells are defined: real @triton.jit kernels
     from zoo import CASES, SECOND_ORDER_REFERENCE_ONLY
@@ -30,13 +30,15 @@ SCRIPT = textwrap.dedent("""
         with tempfile.TemporaryDirectory() as folder:
             for fn in triton_aot.kernels(cell._spec, cell.dims, folder, second):
                 # (the LSTM's also in the variant for buffers of 2^31 elements or more, 64-bit step offsets, and
-                # with its matmuls on tensor cores, FLOAT32_DOT = "tf32x3" and "tf32": other reduction tiles)
-                variants = [(a, False, "ieee") for a in archs]
-                variants += [(90, True, "ieee")] if name == "LSTM" else []
+                # with its matmuls on tensor cores, FLOAT32_DOT = "tf32x3" and "tf32": other reduction tiles; and
+                # as a bfloat16 module runs it, tf32 with its weights in bfloat16)
+                variants = [(a, False, "ieee", "fp32") for a in archs]
+                variants += [(90, True, "ieee", "fp32")] if name == "LSTM" else []
                 if name == "LSTM" and "tangent" not in fn.__name__:
-                    variants += [(90, False, "tf32x3"), (90, False, "tf32")]
-                for arch, wide, dot in variants:
-                    sig, constexprs = triton_aot.signature(fn, True, wide, dot)
+                    variants += [(90, False, "tf32x3", "fp32"), (90, False, "tf32", "fp32"),
+                                 (90, False, "tf32", "bf16")]
+                for arch, wide, dot, weights in variants:
+                    sig, constexprs = triton_aot.signature(fn, True, wide, dot, weights)
                     k = triton_aot.compile(fn, sig, constexprs, arch)
                     regs, spills = triton_aot.resources(k.asm["ptx"], arch, folder)
                     where = (name, fn.__name__, arch, regs, spills, k.metadata.shared)
@@ -44,6 +46,18 @@ SCRIPT = textwrap.dedent("""
                     assert max(spills) <= 64, where        # a few bytes at most: no local-memory traffic per step
                     assert k.metadata.shared <= SHARED[arch], where
                     compiled += 1
+            if name == "LSTM":   # its backward with d_h's reduction shared out (REDUCTION_SHARES), as a bf16 module
+                render = importlib.import_module("symcell.backends.triton.render")
+                render.REDUCTION_SHARES = 2
+                try:
+                    fn = triton_aot.kernels(cell._spec, cell.dims, folder, False)[1]
+                finally:
+                    render.REDUCTION_SHARES = 1
+                assert "tl.atomic_add(" in fn.src, fn.src
+                k = triton_aot.compile(fn, *triton_aot.signature(fn, True, False, "tf32", "bf16"), 90)
+                regs, spills = triton_aot.resources(k.asm["ptx"], 90, folder)
+                assert max(spills) <= 64 and k.metadata.shared <= SHARED[90], (regs, spills, k.metadata.shared)
+                compiled += 1
         return compiled
 
     # one cell per worker process, as many as there are cores (the compiles are independent)
@@ -60,5 +74,5 @@ def test_every_zoo_cells_kernels_compile_for_sm80_and_sm90():
     from zoo import CASES, SECOND_ORDER_REFERENCE_ONLY
     # four kernels per cell (forward, backward and their tangents; two for the cells whose compiled second
     # order is not tested, see zoo.py); the LSTM and GRU twice, the LSTM's wide variant and its first-order
-    # kernels with tf32x3 and with tf32
-    assert r.stdout.split()[-1] == str(4 * (len(CASES) + 3) + 4 - 2 * len(SECOND_ORDER_REFERENCE_ONLY))
+    # kernels with tf32x3, with tf32, and with tf32 and bfloat16 weights; its backward with shared reductions
+    assert r.stdout.split()[-1] == str(4 * (len(CASES) + 3) + 7 - 2 * len(SECOND_ORDER_REFERENCE_ONLY))

@@ -215,12 +215,64 @@ def test_the_split_at_16_features_a_tile_is_exact(split_kernels, monkeypatch, ba
     assert set(launches) == {1}, launches
 
 
+# cells whose backward shares out an operand's gradient (REDUCTION_SHARES): a matmul on a state (LSTM, GRU),
+# with peepholes, with a sum over features (LayerNormLSTM), with the step number (TimeStep)
+SHARED = ["GRU", "LSTM", "LayerNormLSTM", "PeepholeLSTM", "TimeStep"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a tile of 2 features is the interpreter's")
+@pytest.mark.parametrize("backend", ["triton"])
+@pytest.mark.parametrize("name", SHARED)
+def test_a_reduction_shared_over_programs_is_exact(split_kernels, monkeypatch, backend, name):
+    """split.SplitReduction: the backward's d_h += d_gates @ W_hh, each tile of d_h from two shares of the
+    reduction on two programs added atomically (twice the programs of the forward), against the reference"""
+    monkeypatch.setattr(RENDER, "REDUCTION_SHARES", 2)
+    launches = split_kernels(2)
+    torch.manual_seed(0)
+    cell, ref = CASES[name][0](backend=backend), CASES[name][0](backend="reference")
+    ref.load_state_dict(cell.state_dict())
+    check_against_reference(cell, ref, T=4, B=3, lengths=torch.tensor([4, 1, 3]))
+    forward, backward = launches[0], launches[1]
+    assert backward == min(2 * forward, triton_backend.INTERPRETER_PROGRAMS) > forward, launches
+    assert "tl.atomic_add(_r_d_" in cell.source("cpu")
+    if name == "LSTM":   # and the second-order scans' (tangent.py: theirs are not shared, each share would want a barrier)
+        xs, states = random_inputs(cell, 3, 3, dtype=torch.float32, seed=2)
+        xs, states = ([t.detach().to(DEVICE).requires_grad_() for t in ts] for ts in (xs, states))
+        got = []
+        for c in (cell, ref):
+            out = c(*xs, states[0] if len(states) == 1 else tuple(states))[0]
+            (g,) = torch.autograd.grad(out.square().sum(), [xs[0]], create_graph=True)
+            got.append(torch.autograd.grad(g.square().sum(), list(c.parameters())))
+        assert max(rel_err(a, b) for a, b in zip(*got)) < 1e-4
+
+
+@pytest.mark.parametrize("backend", ["triton"])
+def test_a_reduction_shared_at_16_features_and_never_when_deterministic(split_kernels, monkeypatch, backend):
+    """at the GPU's tile (H = 32: two programs of 16 units, four in the backward); under
+    torch.use_deterministic_algorithms each tile's reduction stays on its program (the same kernel, P = 2), and
+    then the results are the same from run to run"""
+    monkeypatch.setattr(RENDER, "REDUCTION_SHARES", 2)
+    launches = split_kernels(16)
+    torch.manual_seed(0)
+    cell, ref = LSTMCell(8, 32, backend=backend).to(DEVICE), LSTMCell(8, 32, backend="reference").to(DEVICE)
+    ref.load_state_dict(cell.state_dict())
+    check_against_reference(cell, ref, T=3, B=5, lengths=torch.tensor([3, 1, 2, 3, 2]))
+    assert launches[:2] == [2, 4], launches
+    launches.clear()
+    torch.use_deterministic_algorithms(True)
+    try:
+        check_against_reference(cell, ref, T=3, B=5)
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert set(launches) == {2}, launches
+
+
 def without_barriers_between_phases(s):
-    return split.Split(s.units, s.tile, (tuple(st for p in s.phases for st in p),), s.first_barrier)
+    return split.Split(s.units, s.tile, (tuple(st for p in s.phases for st in p),), s.first_barrier, s.shares)
 
 
 def without_the_barrier_at_the_steps_start(s):
-    return split.Split(s.units, s.tile, s.phases, False)
+    return split.Split(s.units, s.tile, s.phases, False, s.shares)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU a missing barrier is a race, not a sure failure")
@@ -232,7 +284,7 @@ def test_a_missing_barrier_is_caught_by_these_tests(split_kernels, monkeypatch, 
     LSTM's backward its d_gates (between phases), its forward h_{t-1} (at the step's start)"""
     split_kernels(2)
     real = RENDER.plan
-    monkeypatch.setattr(RENDER, "plan", lambda scan, items, tile: mutation(real(scan, items, tile)))
+    monkeypatch.setattr(RENDER, "plan", lambda *args: mutation(real(*args)))
     torch.manual_seed(0)
     cell, ref = CASES["LSTM"][0](backend=backend), CASES["LSTM"][0](backend="reference")
     ref.load_state_dict(cell.state_dict())
@@ -308,3 +360,86 @@ def test_a_16_bit_module_multiplies_as_LOW_PRECISION_DOT_says_in_every_derivativ
         g.float().sum().backward()
         assert len(seen) > 2 and set(seen) == {want}, (dtype, low, seen)   # and the second-order scans
     assert triton_backend.dot_precision() == "ieee"   # nothing left set after the calls
+
+
+def test_a_bfloat16_modules_host_gemms_take_bfloat16_operands_and_sum_in_float32(monkeypatch):
+    """_mm, the host code's GEMMs (before and after the loop): for a bfloat16 scan its operands rounded to
+    bfloat16, float32 products and sums (cuBLAS's out_dtype on a GPU); torch.mm itself for float32 and float16
+    scans, and with BFLOAT16_GEMMS off"""
+    torch.manual_seed(0)
+    a, b = torch.randn(40, 24, device=DEVICE), torch.randn(8, 24, device=DEVICE).t()   # b: a transposed view
+
+    def mm_for(dtype):
+        token = triton_backend.COMPUTING_FOR.set(dtype)
+        try:
+            return triton_backend._mm(a, b)
+        finally:
+            triton_backend.COMPUTING_FOR.reset(token)
+    got = mm_for(torch.bfloat16)
+    assert got.dtype == torch.float32
+    assert rel_err(got, a.bfloat16().double() @ b.bfloat16().double()) < 1e-6
+    assert rel_err(got, a.double() @ b.double()) > 1e-4   # (the operands were rounded)
+    for dtype in (None, torch.float16):
+        assert torch.equal(mm_for(dtype), torch.mm(a, b))
+    monkeypatch.setattr(triton_backend, "BFLOAT16_GEMMS", False)
+    assert torch.equal(mm_for(torch.bfloat16), torch.mm(a, b))
+
+
+@pytest.mark.parametrize("backend", ["triton"])
+def test_a_bfloat16_modules_host_gemms_compute_for_it_in_every_derivative(split_kernels, monkeypatch, backend):
+    """the GEMMs of the forward (x @ W_ih^T) and of the backward (d_x, d_W_ih, d_W_hh) and those of the
+    second-order scans run with the module's dtype in COMPUTING_FOR, which _mm reads (above)"""
+    split_kernels(16)
+    seen, mm = [], triton_backend._mm
+
+    def spy(a, b):
+        seen.append(triton_backend.COMPUTING_FOR.get())
+        return mm(a, b)
+    monkeypatch.setattr(triton_backend, "_mm", spy)
+    torch.manual_seed(0)
+    for dtype, want in ((torch.bfloat16, torch.bfloat16), (torch.float32, None)):
+        cell = LSTMCell(8, 16, backend=backend).to(DEVICE, dtype)
+        x = torch.randn(3, 2, 8, device=DEVICE, dtype=dtype, requires_grad=True)
+        seen.clear()
+        (g,) = torch.autograd.grad(cell(x)[0].float().square().sum(), [x], create_graph=True)
+        assert seen == [want] * 4, (dtype, seen)   # the forward's one, the backward's three
+        g.float().sum().backward()
+        assert len(seen) > 4 and set(seen) == {want}, (dtype, seen)
+
+
+@pytest.mark.parametrize("backend", ["triton"])
+def test_a_16_bit_modules_kernels_read_its_weights_in_its_dtype_and_compute_the_same(split_kernels, monkeypatch,
+                                                                                      backend):
+    """LOW_PRECISION_WEIGHTS: the weights only the in-loop matmuls read (W_hh) reach the kernels in the module's
+    16-bit dtype, forward, backward and second order; their values are exact there, so every result is the same
+    bit for bit as with float32 copies. A float32 module's stay float32."""
+    split_kernels(16)
+    seen, launch = [], triton_backend._launch
+
+    def spy(kernel, grid, T, B, like, *args, **meta):
+        names = kernel.arg_names[7:7 + len(args)]   # (after _T, _B, _I0, _I1, _K0, _K1, _P)
+        seen.extend(a.dtype for n, a in zip(names, args) if n.startswith("_w_"))
+        return launch(kernel, grid, T, B, like, *args, **meta)
+    monkeypatch.setattr(triton_backend, "_launch", spy)
+
+    def run(dtype):
+        torch.manual_seed(0)
+        cell = LSTMCell(8, 16, backend=backend).to(DEVICE, dtype)
+        x = torch.randn(3, 2, 8, device=DEVICE, dtype=dtype, requires_grad=True)
+        seen.clear()
+        h = cell(x)[0]
+        (g,) = torch.autograd.grad(h.float().square().sum(), [x], create_graph=True)
+        first = list(seen)
+        (gg,) = torch.autograd.grad(g.float().square().sum(), [cell.weight_hh])
+        return (h, g, gg), first, seen[len(first):]
+    for dtype in (torch.bfloat16, torch.float16):
+        ours, first, second = run(dtype)
+        assert first == [dtype, dtype] and len(second) >= 2 and set(second) == {dtype}, (dtype, first, second)
+        monkeypatch.setattr(triton_backend, "LOW_PRECISION_WEIGHTS", False)
+        theirs, first, _ = run(dtype)
+        monkeypatch.setattr(triton_backend, "LOW_PRECISION_WEIGHTS", True)
+        assert first == [torch.float32, torch.float32]
+        for a, b in zip(ours, theirs):
+            assert a.dtype == dtype and torch.equal(a, b)
+    _, first, second = run(torch.float32)
+    assert set(first + second) == {torch.float32}

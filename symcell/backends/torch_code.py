@@ -53,6 +53,8 @@ def defined(stmts):
 class ScanRenderer(Renderer):
     """One scan as one Python function. Subclasses render the loop (`loop`)."""
 
+    MM = "torch.mm"   # the function the GEMMs over all T*B rows call (the triton backend's: its _mm)
+
     def __init__(self, program, scan, w):
         self.program, self.scan, self.w = program, scan, w
         self.size = {b.name: b.size for b in scan.buffers}
@@ -150,7 +152,7 @@ class ScanRenderer(Renderer):
         return f"{matrix}[:, {start}:{stop}]"
 
     def render_MatMul(self, st):
-        code = " + ".join(f"torch.mm({self.view(t.operand.value, t.operand)}, "
+        code = " + ".join(f"{self.MM}({self.view(t.operand.value, t.operand)}, "
                           f"{self.columns(t.weight, t.col_start, t.col_stop)}.t())" for t in st.terms)
         self.w(f"{st.out} {'+=' if st.accumulate else '='} {code}")
 
@@ -183,11 +185,11 @@ class ScanRenderer(Renderer):
             w(f"{self.view(dest.value, dest)} = {code}")
 
     def render_OperandGrad(self, st):
-        self.w(f"{self.view(st.dest.value, st.dest)} += torch.mm({st.src}, "
+        self.w(f"{self.view(st.dest.value, st.dest)} += {self.MM}({st.src}, "
                f"{self.columns(st.weight, st.col_start, st.col_stop)})")
 
     def render_WeightGrad(self, st):
-        self.w(f"{self.columns(st.dest, st.col_start, st.col_stop)} += torch.mm({st.src}.t(), "
+        self.w(f"{self.columns(st.dest, st.col_start, st.col_stop)} += {self.MM}({st.src}.t(), "
                f"{self.view(st.operand.value, st.operand)})")
 
     def on_ended_rows(self, why, lines):

@@ -1,6 +1,6 @@
 # symcell triton backend: GRU
 @triton.jit(do_not_specialize=['_T', '_B', '_I0', '_I1', '_K0', '_K1', '_P', '_ts_weight_hh_h', '_ts_h_new'])
-def _forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_weight_ih_x, _ptr_weight_hh_h, _ts_weight_hh_h, _pp_h_new, _ptr_h_new, _ts_h_new, _len_ptr, _sync_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _BKG: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr, _PHASED: tl.constexpr, _DOT: tl.constexpr):
+def _forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_weight_ih_x, _ptr_weight_hh_h, _ts_weight_hh_h, _pp_h_new, _ptr_h_new, _ts_h_new, _len_ptr, _sync_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _BKG: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr, _PHASED: tl.constexpr, _DOT: tl.constexpr):
     # 1 phase(s) a step, 1 grid barrier(s): steps _I0 <= _i < _I1, from phase _K0 of the first to _K1 of the last (all of them on a GPU; under the interpreter, from one barrier to the next)
     _pb = tl.program_id(0)   # this program's batch tile (axis 0: up to 2^31 - 1 of them)
     _pf = tl.program_id(1)   # its share of the features, of _P
@@ -37,7 +37,7 @@ def _forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _ptr_weight_hh, _ptr_bias_ih
                 for _k0 in range(0, 16, _BK):
                     _ck = _k0 + tl.arange(0, _BK)
                     _a = tl.load(_r_h + (0 + _ck)[None, :], mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0)
-                    _wt4 = tl.load(_ptr_weight_hh + _cn4[None, :] * 16 + (0 + _ck)[:, None], mask=(_ck < 16)[:, None] & _cm4[None, :], other=0.0)
+                    _wt4 = tl.load(_w_weight_hh + _cn4[None, :] * 16 + (0 + _ck)[:, None], mask=(_ck < 16)[:, None] & _cm4[None, :], other=0.0).to(tl.float32)
                     _acc4 += tl.dot(_a, _wt4, input_precision=_DOT)
                 tl.store(_r_weight_hh_h + (_cn4)[None, :], _acc4, mask=_rmask[:, None] & _cm4[None, :])
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
@@ -75,7 +75,7 @@ def _forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _ptr_weight_hh, _ptr_bias_ih
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
 
 @triton.jit(do_not_specialize=['_T', '_B', '_I0', '_I1', '_K0', '_K1', '_P'])
-def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_h_new, _init_h, _ptr_weight_ih_x, _ptr_weight_hh_h, _ptr__dys_h, _ptr_d_weight_ih_x, _ptr_d_weight_hh_h, _pp_d_h, _len_ptr, _sync_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _BKG: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr, _PHASED: tl.constexpr, _DOT: tl.constexpr):
+def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_h_new, _init_h, _ptr_weight_ih_x, _ptr_weight_hh_h, _ptr__dys_h, _ptr_d_weight_ih_x, _ptr_d_weight_hh_h, _pp_d_h, _len_ptr, _sync_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _BKG: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr, _PHASED: tl.constexpr, _DOT: tl.constexpr):
     # 2 phase(s) a step, 1 grid barrier(s): steps _I0 <= _i < _I1, from phase _K0 of the first to _K1 of the last (all of them on a GPU; under the interpreter, from one barrier to the next)
     _pb = tl.program_id(0)   # this program's batch tile (axis 0: up to 2^31 - 1 of them)
     _pf = tl.program_id(1)   # its share of the features, of _P
@@ -145,18 +145,19 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _ptr_weight_hh, _ptr_bias_i
                 _c7 = _c1*d_h_new*((_c4*_c4) - 1.0)
                 _c8 = -_c3*_c7*(_c2 - 1.0)
                 _c9 = _c2*_c7
-                _ga = _r_d_weight_ih_x + (16 + _cj)[None, :]
-                tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c6), mask=_m2)
-                _ga = _r_d_weight_hh_h + (16 + _cj)[None, :]
-                tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c6), mask=_m2)
-                _ga = _r_d_weight_ih_x + (32 + _cj)[None, :]
-                tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c7), mask=_m2)
-                _ga = _r_d_weight_ih_x + (0 + _cj)[None, :]
-                tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c8), mask=_m2)
-                _ga = _r_d_weight_hh_h + (0 + _cj)[None, :]
-                tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c8), mask=_m2)
-                _ga = _r_d_weight_hh_h + (32 + _cj)[None, :]
-                tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c9), mask=_m2)
+                _zero = tl.zeros((_BB, _BN), dtype=tl.float32)   # outputs of parameters alone still have rows
+                _o0 = _zero + (_c6)
+                tl.store(_r_d_weight_ih_x + (16 + _cj)[None, :], _o0, mask=_m2)
+                _o1 = _zero + (_c6)
+                tl.store(_r_d_weight_hh_h + (16 + _cj)[None, :], _o1, mask=_m2)
+                _o2 = _zero + (_c7)
+                tl.store(_r_d_weight_ih_x + (32 + _cj)[None, :], _o2, mask=_m2)
+                _o3 = _zero + (_c8)
+                tl.store(_r_d_weight_ih_x + (0 + _cj)[None, :], _o3, mask=_m2)
+                _o4 = _zero + (_c8)
+                tl.store(_r_d_weight_hh_h + (0 + _cj)[None, :], _o4, mask=_m2)
+                _o5 = _zero + (_c9)
+                tl.store(_r_d_weight_hh_h + (32 + _cj)[None, :], _o5, mask=_m2)
                 _ga = _r_d_h + (0 + _cj)[None, :]
                 tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c5), mask=_m2)
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
@@ -176,7 +177,7 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _ptr_weight_hh, _ptr_bias_i
                 for _n0 in range(0, 48, _BKG):
                     _cn = _n0 + tl.arange(0, _BKG)
                     _dy = tl.load(_r_d_weight_hh_h + (_cn)[None, :], mask=_rmask[:, None] & (_cn < 48)[None, :], other=0.0)
-                    _wt = tl.load(_ptr_weight_hh + _cn[:, None] * 16 + (0 + _ck)[None, :], mask=(_cn < 48)[:, None] & (_ck < 16)[None, :], other=0.0)
+                    _wt = tl.load(_w_weight_hh + _cn[:, None] * 16 + (0 + _ck)[None, :], mask=(_cn < 48)[:, None] & (_ck < 16)[None, :], other=0.0).to(tl.float32)
                     _acc += tl.dot(_dy, _wt, input_precision=_DOT)
                 _ga = _r_d_h + (0 + _ck)[None, :]
                 tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ck < 16)[None, :])
@@ -189,7 +190,7 @@ def forward(_xs, _inits, _params, _save, _lengths=None):
     _T, _B = _x_seq.shape[0], _x_seq.shape[1]
     # before the loop, over all T*B rows: what depends on no carried value
     x = _x_seq.reshape(_T * _B, 8)
-    weight_ih_x = torch.mm(x, weight_ih.t())
+    weight_ih_x = _mm(x, weight_ih.t())
     _weight_ih_x_seq = weight_ih_x.view(_T, _B, 48)
     _grid = triton.cdiv(_B, 16)   # batch tiles
     _weight_hh_h_seq = _x_seq.new_empty(((_T if _save else 1), _B, 48)); _weight_hh_h_ts = (_B * 48 if _save else 0)
@@ -197,9 +198,10 @@ def forward(_xs, _inits, _params, _save, _lengths=None):
     _h_new_seq = _x_seq.new_empty((_T, _B, 16)); _h_new_ts = _B * 16
     if _T > 0:
         _len = _lengths if _lengths is not None else _x_seq.new_zeros((1,), dtype=torch.int64)
+        _k_weight_hh = _low(weight_hh)   # a 16-bit module's weights in its dtype (exact), else as they are
         _P = _programs(_x_seq, 1, _grid)   # programs splitting a batch tile's features
         _sync = _x_seq.new_zeros((_grid,), dtype=torch.int64)   # a barrier counter a batch tile
-        _launch(_forward_kernel, (_grid, _P), _T, _B, _x_seq, weight_hh, bias_ih, bias_hh, _weight_ih_x_seq, _weight_hh_h_seq, _weight_hh_h_ts, _h_new_pp, _h_new_seq, _h_new_ts, _len, _sync, _phases=1, _first_barrier=True, _BB=16, _BN=16, _MASKED=_lengths is not None, _WIDE=_wide(weight_hh, bias_ih, bias_hh, _weight_ih_x_seq, _weight_hh_h_seq, _weight_hh_h_ts, _h_new_pp, _h_new_seq, _h_new_ts), num_warps=4)
+        _launch(_forward_kernel, (_grid, _P), _T, _B, _x_seq, _k_weight_hh, bias_ih, bias_hh, _weight_ih_x_seq, _weight_hh_h_seq, _weight_hh_h_ts, _h_new_pp, _h_new_seq, _h_new_ts, _len, _sync, _phases=1, _first_barrier=True, _BB=16, _BN=16, _MASKED=_lengths is not None, _WIDE=_wide(_k_weight_hh, bias_ih, bias_hh, _weight_ih_x_seq, _weight_hh_h_seq, _weight_hh_h_ts, _h_new_pp, _h_new_seq, _h_new_ts), num_warps=4)
     h = _h_new_pp[_T % 2].clone()   # the carry after the last step
     return [_h_new_seq, h] + ([_weight_ih_x_seq, _weight_hh_h_seq] if _save else [])
 
@@ -223,9 +225,10 @@ def backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _lengths=None):
     _d_h_pp = _x_seq.new_empty((2, _B, 16)); _d_h_pp[0] = _d_h_new_init   # the carry's two slots
     if _T > 0:
         _len = _lengths if _lengths is not None else _x_seq.new_zeros((1,), dtype=torch.int64)
+        _k_weight_hh = _low(weight_hh)   # a 16-bit module's weights in its dtype (exact), else as they are
         _P = _programs(_x_seq, 1, _grid)   # programs splitting a batch tile's features
         _sync = _x_seq.new_zeros((_grid,), dtype=torch.int64)   # a barrier counter a batch tile
-        _launch(_backward_kernel, (_grid, _P), _T, _B, _x_seq, weight_hh, bias_ih, bias_hh, _h_new_seq, _h_init, _weight_ih_x_seq, _weight_hh_h_seq, __dys_h_seq, _d_weight_ih_x_seq, _d_weight_hh_h_seq, _d_h_pp, _len, _sync, _phases=2, _first_barrier=False, _BB=16, _BN=16, _MASKED=_lengths is not None, _WIDE=_wide(weight_hh, bias_ih, bias_hh, _h_new_seq, _h_init, _weight_ih_x_seq, _weight_hh_h_seq, __dys_h_seq, _d_weight_ih_x_seq, _d_weight_hh_h_seq, _d_h_pp), num_warps=4)
+        _launch(_backward_kernel, (_grid, _P), _T, _B, _x_seq, _k_weight_hh, bias_ih, bias_hh, _h_new_seq, _h_init, _weight_ih_x_seq, _weight_hh_h_seq, __dys_h_seq, _d_weight_ih_x_seq, _d_weight_hh_h_seq, _d_h_pp, _len, _sync, _phases=2, _first_barrier=False, _BB=16, _BN=16, _MASKED=_lengths is not None, _WIDE=_wide(_k_weight_hh, bias_ih, bias_hh, _h_new_seq, _h_init, _weight_ih_x_seq, _weight_hh_h_seq, __dys_h_seq, _d_weight_ih_x_seq, _d_weight_hh_h_seq, _d_h_pp), num_warps=4)
     d_h_new = _d_h_pp[_T % 2].clone()   # the carry after the last step
     # after the loop, over all T*B rows: one GEMM for all steps where a loop would run one per step
     if _T > 0:
@@ -245,8 +248,8 @@ def backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _lengths=None):
         d_bias_ih[0:16] += _sum_rows(_rs2)
         d_bias_hh[0:16] += _sum_rows(_rs2)
         d_bias_hh[32:48] += _sum_rows(_rs3)
-        d_weight_hh += torch.mm(d_weight_hh_h.t(), h)
-        d_x += torch.mm(d_weight_ih_x, weight_ih)
-        d_weight_ih += torch.mm(d_weight_ih_x.t(), x)
+        d_weight_hh += _mm(d_weight_hh_h.t(), h)
+        d_x += _mm(d_weight_ih_x, weight_ih)
+        d_weight_ih += _mm(d_weight_ih_x.t(), x)
     return [_d_x_seq, d_h_new, d_weight_ih, d_weight_hh, d_bias_ih, d_bias_hh]
 

@@ -1,6 +1,6 @@
 # symcell triton backend: LSTM
 @triton.jit(do_not_specialize=['_T', '_B', '_I0', '_I1', '_K0', '_K1', '_P', '_ts__v_h_new', '_ts__v_c_new'])
-def _tangent_forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_h_new, _init_h, _ptr_c_new, _init_c, _ptr_gates, _ptr__v_weight_hh, _ptr__v_bias_ih, _ptr__v_bias_hh, _ptr__v_gates, _pp__v_h_new, _ptr__v_h_new, _ts__v_h_new, _pp__v_c_new, _ptr__v_c_new, _ts__v_c_new, _len_ptr, _sync_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _BKG: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr, _PHASED: tl.constexpr, _DOT: tl.constexpr):
+def _tangent_forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_h_new, _init_h, _ptr_c_new, _init_c, _ptr_gates, _ptr__v_weight_hh, _ptr__v_bias_ih, _ptr__v_bias_hh, _ptr__v_gates, _pp__v_h_new, _ptr__v_h_new, _ts__v_h_new, _pp__v_c_new, _ptr__v_c_new, _ts__v_c_new, _len_ptr, _sync_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _BKG: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr, _PHASED: tl.constexpr, _DOT: tl.constexpr):
     # 1 phase(s) a step, 1 grid barrier(s): steps _I0 <= _i < _I1, from phase _K0 of the first to _K1 of the last (all of them on a GPU; under the interpreter, from one barrier to the next)
     _pb = tl.program_id(0)   # this program's batch tile (axis 0: up to 2^31 - 1 of them)
     _pf = tl.program_id(1)   # its share of the features, of _P
@@ -44,7 +44,7 @@ def _tangent_forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _ptr_weight_hh, _ptr
                 for _k0 in range(0, 16, _BK):
                     _ck = _k0 + tl.arange(0, _BK)
                     _a = tl.load(_r__v_h + (0 + _ck)[None, :], mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0)
-                    _wt4 = tl.load(_ptr_weight_hh + _cn4[None, :] * 16 + (0 + _ck)[:, None], mask=(_ck < 16)[:, None] & _cm4[None, :], other=0.0)
+                    _wt4 = tl.load(_w_weight_hh + _cn4[None, :] * 16 + (0 + _ck)[:, None], mask=(_ck < 16)[:, None] & _cm4[None, :], other=0.0).to(tl.float32)
                     _acc4 += tl.dot(_a, _wt4, input_precision=_DOT)
                 for _k0 in range(0, 16, _BK):
                     _ck = _k0 + tl.arange(0, _BK)
@@ -117,7 +117,7 @@ def _tangent_forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _ptr_weight_hh, _ptr
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
 
 @triton.jit(do_not_specialize=['_T', '_B', '_I0', '_I1', '_K0', '_K1', '_P'])
-def _tangent_backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_c_new, _init_c, _ptr_gates, _ptr__dys_h, _ptr_d_gates, _ptr__v_weight_hh, _ptr__v_bias_ih, _ptr__v_bias_hh, _ptr__v_c_new, _init__v_c, _ptr__v_gates, _ptr__v__dys_h, _ptr__v_d_gates, _pp_d_h, _pp_d_c, _pp__v_d_h, _pp__v_d_c, _len_ptr, _sync_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _BKG: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr, _PHASED: tl.constexpr, _DOT: tl.constexpr):
+def _tangent_backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_c_new, _init_c, _ptr_gates, _ptr__dys_h, _ptr_d_gates, _ptr__v_weight_hh, _ptr__v_bias_ih, _ptr__v_bias_hh, _ptr__v_c_new, _init__v_c, _ptr__v_gates, _ptr__v__dys_h, _ptr__v_d_gates, _pp_d_h, _pp_d_c, _pp__v_d_h, _pp__v_d_c, _len_ptr, _sync_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _BKG: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr, _PHASED: tl.constexpr, _DOT: tl.constexpr):
     # 2 phase(s) a step, 1 grid barrier(s): steps _I0 <= _i < _I1, from phase _K0 of the first to _K1 of the last (all of them on a GPU; under the interpreter, from one barrier to the next)
     _pb = tl.program_id(0)   # this program's batch tile (axis 0: up to 2^31 - 1 of them)
     _pf = tl.program_id(1)   # its share of the features, of _P
@@ -290,26 +290,27 @@ def _tangent_backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _ptr_weight_hh, _pt
                 _u46 = _u18*_u23
                 _u47 = _u13*_u31
                 _u48 = 2.0*_u21*_u29*_u7
-                _ga = _r_d_gates + (48 + _cj)[None, :]
-                tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u1*_u9), mask=_m2)
-                _ga = _r_d_gates + (16 + _cj)[None, :]
-                tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u11*d_c_new + _u14), mask=_m2)
+                _zero = tl.zeros((_BB, _BN), dtype=tl.float32)   # outputs of parameters alone still have rows
+                _o0 = _zero + (_u1*_u9)
+                tl.store(_r_d_gates + (48 + _cj)[None, :], _o0, mask=_m2)
+                _o1 = _zero + (_u11*d_c_new + _u14)
+                tl.store(_r_d_gates + (16 + _cj)[None, :], _o1, mask=_m2)
                 _ga = _r_d_c + (0 + _cj)[None, :]
                 tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u15 + _u17), mask=_m2)
-                _ga = _r_d_gates + (0 + _cj)[None, :]
-                tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u19*d_c_new + _u20), mask=_m2)
-                _ga = _r_d_gates + (32 + _cj)[None, :]
-                tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u23 + _u24), mask=_m2)
-                _ga = _r__v_d_gates + (48 + _cj)[None, :]
-                tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (-(_u0*_u0)*_u26*_u9*d_h_new + _u1*(_u2*_u2)*_u26*_u8 + _u25*_u9 + _u32*_u33), mask=_m2)
-                _ga = _r__v_d_gates + (16 + _cj)[None, :]
-                tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u10*_u13*_u27 + _u11*_u38 + _u11*_u40 + _u11*_v_d_c_new - _u14*_u41 + _u34*_v_c + _u35*_u36 - _u35*_u37 + _u36*_u39 - _u37*_u39), mask=_m2)
+                _o3 = _zero + (_u19*d_c_new + _u20)
+                tl.store(_r_d_gates + (0 + _cj)[None, :], _o3, mask=_m2)
+                _o4 = _zero + (_u23 + _u24)
+                tl.store(_r_d_gates + (32 + _cj)[None, :], _o4, mask=_m2)
+                _o5 = _zero + (-(_u0*_u0)*_u26*_u9*d_h_new + _u1*(_u2*_u2)*_u26*_u8 + _u25*_u9 + _u32*_u33)
+                tl.store(_r__v_d_gates + (48 + _cj)[None, :], _o5, mask=_m2)
+                _o6 = _zero + (_u10*_u13*_u27 + _u11*_u38 + _u11*_u40 + _u11*_v_d_c_new - _u14*_u41 + _u34*_v_c + _u35*_u36 - _u35*_u37 + _u36*_u39 - _u37*_u39)
+                tl.store(_r__v_d_gates + (16 + _cj)[None, :], _o6, mask=_m2)
                 _ga = _r__v_d_c + (0 + _cj)[None, :]
                 tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u10*_u17*_u28 + _u16*_u25 - _u17*_u41 + _u17*_u42 + _u28*_u34 + _u3*_v_d_c_new), mask=_m2)
-                _ga = _r__v_d_gates + (0 + _cj)[None, :]
-                tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u13*_u18*_u30 + _u19*_u38 + _u19*_u40 + _u19*_v_d_c_new - _u20*_u41 + _u29*_u46 + _u43*_u44 - _u43*_u45 + _u44*_u47 - _u45*_u47), mask=_m2)
-                _ga = _r__v_d_gates + (32 + _cj)[None, :]
-                tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (-_u13*_u48 + _u18*_u24*_u31 + _u22*_u38 + _u22*_v_d_c_new - _u24*_u41 + _u24*_u42 + _u31*_u46 - _u48*d_c_new), mask=_m2)
+                _o8 = _zero + (_u13*_u18*_u30 + _u19*_u38 + _u19*_u40 + _u19*_v_d_c_new - _u20*_u41 + _u29*_u46 + _u43*_u44 - _u43*_u45 + _u44*_u47 - _u45*_u47)
+                tl.store(_r__v_d_gates + (0 + _cj)[None, :], _o8, mask=_m2)
+                _o9 = _zero + (-_u13*_u48 + _u18*_u24*_u31 + _u22*_u38 + _u22*_v_d_c_new - _u24*_u41 + _u24*_u42 + _u31*_u46 - _u48*d_c_new)
+                tl.store(_r__v_d_gates + (32 + _cj)[None, :], _o9, mask=_m2)
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
         if not _PHASED:
             if _P > 1:
@@ -327,7 +328,7 @@ def _tangent_backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _ptr_weight_hh, _pt
                 for _n0 in range(0, 64, _BKG):
                     _cn = _n0 + tl.arange(0, _BKG)
                     _dy = tl.load(_r_d_gates + (_cn)[None, :], mask=_rmask[:, None] & (_cn < 64)[None, :], other=0.0)
-                    _wt = tl.load(_ptr_weight_hh + _cn[:, None] * 16 + (0 + _ck)[None, :], mask=(_cn < 64)[:, None] & (_ck < 16)[None, :], other=0.0)
+                    _wt = tl.load(_w_weight_hh + _cn[:, None] * 16 + (0 + _ck)[None, :], mask=(_cn < 64)[:, None] & (_ck < 16)[None, :], other=0.0).to(tl.float32)
                     _acc += tl.dot(_dy, _wt, input_precision=_DOT)
                 _ga = _r_d_h + (0 + _ck)[None, :]
                 tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ck < 16)[None, :])
@@ -339,7 +340,7 @@ def _tangent_backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _ptr_weight_hh, _pt
                 for _n0 in range(0, 64, _BKG):
                     _cn = _n0 + tl.arange(0, _BKG)
                     _dy = tl.load(_r__v_d_gates + (_cn)[None, :], mask=_rmask[:, None] & (_cn < 64)[None, :], other=0.0)
-                    _wt = tl.load(_ptr_weight_hh + _cn[:, None] * 16 + (0 + _ck)[None, :], mask=(_cn < 64)[:, None] & (_ck < 16)[None, :], other=0.0)
+                    _wt = tl.load(_w_weight_hh + _cn[:, None] * 16 + (0 + _ck)[None, :], mask=(_cn < 64)[:, None] & (_ck < 16)[None, :], other=0.0).to(tl.float32)
                     _acc += tl.dot(_dy, _wt, input_precision=_DOT)
                 _ga = _r__v_d_h + (0 + _ck)[None, :]
                 tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ck < 16)[None, :])
@@ -370,7 +371,7 @@ def tangent_forward(_xs, _inits, _params, _ys, _res, _v_xs, _v_inits, _v_params,
     # before the loop, over all T*B rows: what depends on no carried value
     x = _x_seq.reshape(_T * _B, 8)
     _v_x = __v_x_seq.reshape(_T * _B, 8)
-    _v_gates = torch.mm(_v_x, weight_ih.t()) + torch.mm(x, _v_weight_ih.t())
+    _v_gates = _mm(_v_x, weight_ih.t()) + _mm(x, _v_weight_ih.t())
     __v_gates_seq = _v_gates.view(_T, _B, 64)
     _grid = triton.cdiv(_B, 16)   # batch tiles
     __v_h_new_pp = _x_seq.new_empty((2, _B, 16)); __v_h_new_pp[0] = __v_h_init   # the carry's two slots
@@ -379,9 +380,10 @@ def tangent_forward(_xs, _inits, _params, _ys, _res, _v_xs, _v_inits, _v_params,
     __v_c_new_seq = _x_seq.new_empty(((_T if _save else 1), _B, 16)); __v_c_new_ts = _B * 16 if _save else 0
     if _T > 0:
         _len = _lengths if _lengths is not None else _x_seq.new_zeros((1,), dtype=torch.int64)
+        _k_weight_hh = _low(weight_hh)   # a 16-bit module's weights in its dtype (exact), else as they are
         _P = _programs(_x_seq, 1, _grid)   # programs splitting a batch tile's features
         _sync = _x_seq.new_zeros((_grid,), dtype=torch.int64)   # a barrier counter a batch tile
-        _launch(_tangent_forward_kernel, (_grid, _P), _T, _B, _x_seq, weight_hh, bias_ih, bias_hh, _h_new_seq, _h_init, _c_new_seq, _c_init, _gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_gates_seq, __v_h_new_pp, __v_h_new_seq, __v_h_new_ts, __v_c_new_pp, __v_c_new_seq, __v_c_new_ts, _len, _sync, _phases=1, _first_barrier=True, _BB=16, _BN=16, _MASKED=_lengths is not None, _WIDE=_wide(weight_hh, bias_ih, bias_hh, _h_new_seq, _h_init, _c_new_seq, _c_init, _gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_gates_seq, __v_h_new_pp, __v_h_new_seq, __v_h_new_ts, __v_c_new_pp, __v_c_new_seq, __v_c_new_ts), num_warps=8)
+        _launch(_tangent_forward_kernel, (_grid, _P), _T, _B, _x_seq, _k_weight_hh, bias_ih, bias_hh, _h_new_seq, _h_init, _c_new_seq, _c_init, _gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_gates_seq, __v_h_new_pp, __v_h_new_seq, __v_h_new_ts, __v_c_new_pp, __v_c_new_seq, __v_c_new_ts, _len, _sync, _phases=1, _first_barrier=True, _BB=16, _BN=16, _MASKED=_lengths is not None, _WIDE=_wide(_k_weight_hh, bias_ih, bias_hh, _h_new_seq, _h_init, _c_new_seq, _c_init, _gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_gates_seq, __v_h_new_pp, __v_h_new_seq, __v_h_new_ts, __v_c_new_pp, __v_c_new_seq, __v_c_new_ts), num_warps=8)
     _v_h = __v_h_new_pp[_T % 2].clone()   # the carry after the last step
     _v_c = __v_c_new_pp[_T % 2].clone()   # the carry after the last step
     return [__v_h_new_seq, _v_h, _v_c] + ([__v_gates_seq, __v_c_new_seq] if _save else [])
@@ -416,9 +418,10 @@ def tangent_backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _v_d_ys,
     __v_d_c_pp = _x_seq.new_empty((2, _B, 16)); __v_d_c_pp[0] = __v_d_c_new_init   # the carry's two slots
     if _T > 0:
         _len = _lengths if _lengths is not None else _x_seq.new_zeros((1,), dtype=torch.int64)
+        _k_weight_hh = _low(weight_hh)   # a 16-bit module's weights in its dtype (exact), else as they are
         _P = _programs(_x_seq, 1, _grid)   # programs splitting a batch tile's features
         _sync = _x_seq.new_zeros((_grid,), dtype=torch.int64)   # a barrier counter a batch tile
-        _launch(_tangent_backward_kernel, (_grid, _P), _T, _B, _x_seq, weight_hh, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_c_new_seq, __v_c_init, __v_gates_seq, __v__dys_h_seq, __v_d_gates_seq, _d_h_pp, _d_c_pp, __v_d_h_pp, __v_d_c_pp, _len, _sync, _phases=2, _first_barrier=False, _BB=16, _BN=16, _MASKED=_lengths is not None, _WIDE=_wide(weight_hh, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_c_new_seq, __v_c_init, __v_gates_seq, __v__dys_h_seq, __v_d_gates_seq, _d_h_pp, _d_c_pp, __v_d_h_pp, __v_d_c_pp), num_warps=8)
+        _launch(_tangent_backward_kernel, (_grid, _P), _T, _B, _x_seq, _k_weight_hh, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_c_new_seq, __v_c_init, __v_gates_seq, __v__dys_h_seq, __v_d_gates_seq, _d_h_pp, _d_c_pp, __v_d_h_pp, __v_d_c_pp, _len, _sync, _phases=2, _first_barrier=False, _BB=16, _BN=16, _MASKED=_lengths is not None, _WIDE=_wide(_k_weight_hh, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_c_new_seq, __v_c_init, __v_gates_seq, __v__dys_h_seq, __v_d_gates_seq, _d_h_pp, _d_c_pp, __v_d_h_pp, __v_d_c_pp), num_warps=8)
     d_h_new = _d_h_pp[_T % 2].clone()   # the carry after the last step
     d_c_new = _d_c_pp[_T % 2].clone()   # the carry after the last step
     _v_d_h_new = __v_d_h_pp[_T % 2].clone()   # the carry after the last step
@@ -445,11 +448,11 @@ def tangent_backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _v_d_ys,
         _v_d_bias_hh[0:16] += _sum_rows(_v__rs2)
         _v_d_bias_ih[32:48] += _sum_rows(_v__rs3)
         _v_d_bias_hh[32:48] += _sum_rows(_v__rs3)
-        _v_d_x += torch.mm(_v_d_gates, weight_ih)
-        _v_d_x += torch.mm(d_gates, _v_weight_ih)
-        _v_d_weight_ih += torch.mm(_v_d_gates.t(), x)
-        _v_d_weight_ih += torch.mm(d_gates.t(), _v_x)
-        _v_d_weight_hh += torch.mm(_v_d_gates.t(), h)
-        _v_d_weight_hh += torch.mm(d_gates.t(), _v_h)
+        _v_d_x += _mm(_v_d_gates, weight_ih)
+        _v_d_x += _mm(d_gates, _v_weight_ih)
+        _v_d_weight_ih += _mm(_v_d_gates.t(), x)
+        _v_d_weight_ih += _mm(d_gates.t(), _v_x)
+        _v_d_weight_hh += _mm(_v_d_gates.t(), h)
+        _v_d_weight_hh += _mm(d_gates.t(), _v_h)
     return [__v_d_x_seq, _v_d_h_new, _v_d_c_new, _v_d_weight_ih, _v_d_weight_hh, _v_d_bias_ih, _v_d_bias_hh]
 

@@ -1,6 +1,6 @@
 # symcell triton backend: LSTM
 @triton.jit(do_not_specialize=['_T', '_B', '_I0', '_I1', '_K0', '_K1', '_P', '_ts_gates', '_ts_h_new', '_ts_c_new'])
-def _forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_gates, _ts_gates, _pp_h_new, _ptr_h_new, _ts_h_new, _pp_c_new, _ptr_c_new, _ts_c_new, _pre0, _len_ptr, _sync_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _BKG: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr, _PHASED: tl.constexpr, _DOT: tl.constexpr):
+def _forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_gates, _ts_gates, _pp_h_new, _ptr_h_new, _ts_h_new, _pp_c_new, _ptr_c_new, _ts_c_new, _pre0, _len_ptr, _sync_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _BKG: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr, _PHASED: tl.constexpr, _DOT: tl.constexpr):
     # 1 phase(s) a step, 1 grid barrier(s): steps _I0 <= _i < _I1, from phase _K0 of the first to _K1 of the last (all of them on a GPU; under the interpreter, from one barrier to the next)
     _pb = tl.program_id(0)   # this program's batch tile (axis 0: up to 2^31 - 1 of them)
     _pf = tl.program_id(1)   # its share of the features, of _P
@@ -39,7 +39,7 @@ def _forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _ptr_weight_hh, _ptr_bias_ih
                 for _k0 in range(0, 16, _BK):
                     _ck = _k0 + tl.arange(0, _BK)
                     _a = tl.load(_r_h + (0 + _ck)[None, :], mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0)
-                    _wt4 = tl.load(_ptr_weight_hh + _cn4[None, :] * 16 + (0 + _ck)[:, None], mask=(_ck < 16)[:, None] & _cm4[None, :], other=0.0)
+                    _wt4 = tl.load(_w_weight_hh + _cn4[None, :] * 16 + (0 + _ck)[:, None], mask=(_ck < 16)[:, None] & _cm4[None, :], other=0.0).to(tl.float32)
                     _acc4 += tl.dot(_a, _wt4, input_precision=_DOT)
                 tl.store(_r_gates + (_cn4)[None, :], _acc4, mask=_rmask[:, None] & _cm4[None, :])
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
@@ -86,7 +86,7 @@ def _forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _ptr_weight_hh, _ptr_bias_ih
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
 
 @triton.jit(do_not_specialize=['_T', '_B', '_I0', '_I1', '_K0', '_K1', '_P'])
-def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _ptr_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_c_new, _init_c, _ptr_gates, _ptr__dys_h, _ptr_d_gates, _pp_d_h, _pp_d_c, _len_ptr, _sync_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _BKG: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr, _PHASED: tl.constexpr, _DOT: tl.constexpr):
+def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_c_new, _init_c, _ptr_gates, _ptr__dys_h, _ptr_d_gates, _pp_d_h, _pp_d_c, _len_ptr, _sync_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _BKG: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr, _PHASED: tl.constexpr, _DOT: tl.constexpr):
     # 2 phase(s) a step, 1 grid barrier(s): steps _I0 <= _i < _I1, from phase _K0 of the first to _K1 of the last (all of them on a GPU; under the interpreter, from one barrier to the next)
     _pb = tl.program_id(0)   # this program's batch tile (axis 0: up to 2^31 - 1 of them)
     _pf = tl.program_id(1)   # its share of the features, of _P
@@ -170,16 +170,17 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _ptr_weight_hh, _ptr_bias_i
                 _c10 = _c2*_c9*(_c1 - 1.0)
                 _c11 = _c5*_c9*(_c3 - 1.0)
                 _c12 = _c3*_c9*((_c4*_c4) - 1.0)
-                _ga = _r_d_gates + (48 + _cj)[None, :]
-                tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c7), mask=_m2)
-                _ga = _r_d_gates + (16 + _cj)[None, :]
-                tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c10), mask=_m2)
+                _zero = tl.zeros((_BB, _BN), dtype=tl.float32)   # outputs of parameters alone still have rows
+                _o0 = _zero + (_c7)
+                tl.store(_r_d_gates + (48 + _cj)[None, :], _o0, mask=_m2)
+                _o1 = _zero + (_c10)
+                tl.store(_r_d_gates + (16 + _cj)[None, :], _o1, mask=_m2)
                 _ga = _r_d_c + (0 + _cj)[None, :]
                 tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c1*_c8), mask=_m2)
-                _ga = _r_d_gates + (0 + _cj)[None, :]
-                tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c11), mask=_m2)
-                _ga = _r_d_gates + (32 + _cj)[None, :]
-                tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c12), mask=_m2)
+                _o3 = _zero + (_c11)
+                tl.store(_r_d_gates + (0 + _cj)[None, :], _o3, mask=_m2)
+                _o4 = _zero + (_c12)
+                tl.store(_r_d_gates + (32 + _cj)[None, :], _o4, mask=_m2)
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
         if not _PHASED:
             if _P > 1:
@@ -197,7 +198,7 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _ptr_weight_hh, _ptr_bias_i
                 for _n0 in range(0, 64, _BKG):
                     _cn = _n0 + tl.arange(0, _BKG)
                     _dy = tl.load(_r_d_gates + (_cn)[None, :], mask=_rmask[:, None] & (_cn < 64)[None, :], other=0.0)
-                    _wt = tl.load(_ptr_weight_hh + _cn[:, None] * 16 + (0 + _ck)[None, :], mask=(_cn < 64)[:, None] & (_ck < 16)[None, :], other=0.0)
+                    _wt = tl.load(_w_weight_hh + _cn[:, None] * 16 + (0 + _ck)[None, :], mask=(_cn < 64)[:, None] & (_ck < 16)[None, :], other=0.0).to(tl.float32)
                     _acc += tl.dot(_dy, _wt, input_precision=_DOT)
                 _ga = _r_d_h + (0 + _ck)[None, :]
                 tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ck < 16)[None, :])
@@ -216,10 +217,11 @@ def forward(_xs, _inits, _params, _save, _lengths=None):
     _c_new_seq = _x_seq.new_empty(((_T if _save else 1), _B, 16)); _c_new_ts = _B * 16 if _save else 0
     if _T > 0:
         _len = _lengths if _lengths is not None else _x_seq.new_zeros((1,), dtype=torch.int64)
-        _pre0 = torch.mm(_x_seq.reshape(_T * _B, 8), weight_ih.t())   # the terms of gates on sequences, every step at once
+        _pre0 = _mm(_x_seq.reshape(_T * _B, 8), weight_ih.t())   # the terms of gates on sequences, every step at once
+        _k_weight_hh = _low(weight_hh)   # a 16-bit module's weights in its dtype (exact), else as they are
         _P = _programs(_x_seq, 1, _grid)   # programs splitting a batch tile's features
         _sync = _x_seq.new_zeros((_grid,), dtype=torch.int64)   # a barrier counter a batch tile
-        _launch(_forward_kernel, (_grid, _P), _T, _B, _x_seq, weight_hh, bias_ih, bias_hh, _gates_seq, _gates_ts, _h_new_pp, _h_new_seq, _h_new_ts, _c_new_pp, _c_new_seq, _c_new_ts, _pre0, _len, _sync, _phases=1, _first_barrier=True, _BB=16, _BN=16, _MASKED=_lengths is not None, _WIDE=_wide(weight_hh, bias_ih, bias_hh, _gates_seq, _gates_ts, _h_new_pp, _h_new_seq, _h_new_ts, _c_new_pp, _c_new_seq, _c_new_ts, _pre0), num_warps=4)
+        _launch(_forward_kernel, (_grid, _P), _T, _B, _x_seq, _k_weight_hh, bias_ih, bias_hh, _gates_seq, _gates_ts, _h_new_pp, _h_new_seq, _h_new_ts, _c_new_pp, _c_new_seq, _c_new_ts, _pre0, _len, _sync, _phases=1, _first_barrier=True, _BB=16, _BN=16, _MASKED=_lengths is not None, _WIDE=_wide(_k_weight_hh, bias_ih, bias_hh, _gates_seq, _gates_ts, _h_new_pp, _h_new_seq, _h_new_ts, _c_new_pp, _c_new_seq, _c_new_ts, _pre0), num_warps=4)
     h = _h_new_pp[_T % 2].clone()   # the carry after the last step
     c = _c_new_pp[_T % 2].clone()   # the carry after the last step
     return [_h_new_seq, h, c] + ([_gates_seq, _c_new_seq] if _save else [])
@@ -244,9 +246,10 @@ def backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _lengths=None):
     _d_c_pp = _x_seq.new_empty((2, _B, 16)); _d_c_pp[0] = _d_c_new_init   # the carry's two slots
     if _T > 0:
         _len = _lengths if _lengths is not None else _x_seq.new_zeros((1,), dtype=torch.int64)
+        _k_weight_hh = _low(weight_hh)   # a 16-bit module's weights in its dtype (exact), else as they are
         _P = _programs(_x_seq, 1, _grid)   # programs splitting a batch tile's features
         _sync = _x_seq.new_zeros((_grid,), dtype=torch.int64)   # a barrier counter a batch tile
-        _launch(_backward_kernel, (_grid, _P), _T, _B, _x_seq, weight_hh, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _d_h_pp, _d_c_pp, _len, _sync, _phases=2, _first_barrier=False, _BB=16, _BN=16, _MASKED=_lengths is not None, _WIDE=_wide(weight_hh, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _d_h_pp, _d_c_pp), num_warps=4)
+        _launch(_backward_kernel, (_grid, _P), _T, _B, _x_seq, _k_weight_hh, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _d_h_pp, _d_c_pp, _len, _sync, _phases=2, _first_barrier=False, _BB=16, _BN=16, _MASKED=_lengths is not None, _WIDE=_wide(_k_weight_hh, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _d_h_pp, _d_c_pp), num_warps=4)
     d_h_new = _d_h_pp[_T % 2].clone()   # the carry after the last step
     d_c_new = _d_c_pp[_T % 2].clone()   # the carry after the last step
     # after the loop, over all T*B rows: one GEMM for all steps where a loop would run one per step
@@ -268,8 +271,8 @@ def backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _lengths=None):
         d_bias_hh[0:16] += _sum_rows(_rs2)
         d_bias_ih[32:48] += _sum_rows(_rs3)
         d_bias_hh[32:48] += _sum_rows(_rs3)
-        d_x += torch.mm(d_gates, weight_ih)
-        d_weight_ih += torch.mm(d_gates.t(), x)
-        d_weight_hh += torch.mm(d_gates.t(), h)
+        d_x += _mm(d_gates, weight_ih)
+        d_weight_ih += _mm(d_gates.t(), x)
+        d_weight_hh += _mm(d_gates.t(), h)
     return [_d_x_seq, d_h_new, d_c_new, d_weight_ih, d_weight_hh, d_bias_ih, d_bias_hh]
 

@@ -27,7 +27,7 @@ def _device_of(tensor):
 # How the kernels' float32 matmuls (tl.dot) multiply: "ieee" true float32 on CUDA cores (the default: results
 # match the reference backend to float32 rounding); "tf32x3" on tensor cores, three TF32 products a product (about
 # float32's accuracy, several times the speed); "tf32" one (10-bit mantissas, as cuDNN's default for float32
-# RNNs). The GEMMs outside the kernels are torch's and follow torch.backends.cuda.matmul.
+# RNNs). The GEMMs outside the kernels are torch's and follow torch.backends.cuda.matmul (but see BFLOAT16_GEMMS).
 FLOAT32_DOT = "ieee"
 DOTS = ("ieee", "tf32x3", "tf32")
 # How they multiply for a bfloat16 or float16 module (which scans in float32, sequence.py): "tf32", whose 10-bit
@@ -35,6 +35,18 @@ DOTS = ("ieee", "tf32x3", "tf32")
 # does (cuDNN's 16-bit RNNs multiply in that dtype); on an H200 the LSTM's step ran 3.5x faster than with "ieee"
 # (BENCHMARKS.md). None: FLOAT32_DOT, as for float32 modules.
 LOW_PRECISION_DOT = "tf32"
+# The GEMMs outside the kernels (over all T*B rows, cuBLAS: x @ W_ih^T before the loop, d_x, d_W after it) of a
+# bfloat16 module take bfloat16 operands with float32 products and sums (_mm): tensor cores, where its upcast
+# float32 tensors ran on CUDA cores by torch's default (on an H200 1.5 ms each, four of them in the LSTM's 30.5
+# ms forward+backward, BENCHMARKS.md). Its inputs and weights are exact in bfloat16, so the forward's GEMM is the
+# same but for the order of its sums; the backward's gradients and states are rounded to bfloat16's 8 bits, as
+# cuDNN's bfloat16 RNNs and the results' own rounding do. Not for float16: a gradient rounded to float16
+# underflows below 6e-8. False: float32 GEMMs, as torch's settings say.
+BFLOAT16_GEMMS = True
+# A 16-bit module's weights that only the kernels' matmuls read go to them in its dtype (_low): exact, so the
+# products are the same; half the bytes each step streams from L2 for them (a step reads its slice of W_hh).
+# False: as float32, as the scan holds them.
+LOW_PRECISION_WEIGHTS = True
 INTERPRETER_PROGRAMS = 4   # P at most under the interpreter: enough to test the split
 PROGRAMS_AT_MOST = None    # a cap on P (benchmarks/bench_gpu.py times the kernel at 1: no split, no barrier)
 # launch parameters that replace the rendered ones ("_BK", "_BKG" the matmuls' reduction tiles, "num_warps",
@@ -43,15 +55,22 @@ PROGRAMS_AT_MOST = None    # a cap on P (benchmarks/bench_gpu.py times the kerne
 LAUNCH = {}
 
 
-def _programs(like, most, batch_tiles):
+def _programs(like, most, batch_tiles, tiles=None):
     """P, the programs that split a batch tile's features: as many as have work (`most`) while the whole grid
-    fits on the GPU at once (the programs wait for each other: a cooperative launch, one program an SM)"""
+    fits on the GPU at once (the programs wait for each other: a cooperative launch, one program an SM). With
+    `tiles` (a kernel whose reductions are shared out, split.SplitReduction: `most` is tiles x shares), P above
+    `tiles` is whole sets of them, and `tiles` under torch.use_deterministic_algorithms (no atomic adds of
+    shares, whose order varies)."""
+    if tiles is not None and torch.are_deterministic_algorithms_enabled():
+        most = tiles
     if PROGRAMS_AT_MOST is not None:
         most = min(most, PROGRAMS_AT_MOST)
     if interpreted():   # (CPU tensors, or CUDA ones under TRITON_INTERPRET=1: the SMs do not matter there)
-        return min(most, INTERPRETER_PROGRAMS)
-    sms = torch.cuda.get_device_properties(like.device).multi_processor_count
-    return max(1, min(most, sms // batch_tiles))
+        P = min(most, INTERPRETER_PROGRAMS)
+    else:
+        sms = torch.cuda.get_device_properties(like.device).multi_processor_count
+        P = max(1, min(most, sms // batch_tiles))
+    return P // tiles * tiles if tiles is not None and P > tiles else P
 
 
 def _launch(kernel, grid, T, B, like, *args, _phases, _first_barrier, **meta):
@@ -82,6 +101,26 @@ def dot_precision():
     if dot not in DOTS:
         raise ValueError(f"symcell.backends.triton.{name} must be one of {DOTS}, got {dot!r}")
     return dot
+
+
+def _mm(a, b):
+    """torch.mm for the host code's GEMMs; for a bfloat16 module's scan (COMPUTING_FOR, BFLOAT16_GEMMS) on its
+    operands rounded to bfloat16, the products and their sums in float32"""
+    if not BFLOAT16_GEMMS or COMPUTING_FOR.get() is not torch.bfloat16:
+        return torch.mm(a, b)
+    a, b = a.to(torch.bfloat16), b.to(torch.bfloat16)
+    if not a.is_cuda:   # (the interpreter's CPU tensors) the same: products of bfloat16 values are exact in float32
+        return torch.mm(a.float(), b.float())
+    if hasattr(torch.ops.aten.mm, "dtype"):   # cuBLAS on tensor cores, a float32 result (torch >= 2.8)
+        return torch.mm(a, b, out_dtype=torch.float32)
+    return torch.mm(a, b).float()   # (older torch: the result rounded to bfloat16 once more)
+
+
+def _low(weight):
+    """a weight for the kernels' matmuls: in the 16-bit dtype of the module whose scan runs (COMPUTING_FOR; its
+    float32 copy was made from that dtype, so exactly), else as it is"""
+    low = COMPUTING_FOR.get()
+    return weight.to(low) if low is not None and LOW_PRECISION_WEIGHTS else weight
 
 
 def _stretches(T, phases, first_barrier):
@@ -129,7 +168,7 @@ def load(name, source):
     path = cache.source_file("triton", name, source)
     linecache.checkcache(str(path))
     scope = {**SCOPE, "triton": triton, "tl": tl, "_device_of": _device_of, "_wide": _wide,
-             "_programs": _programs, "_launch": _launch, "__file__": str(path),
+             "_programs": _programs, "_launch": _launch, "_mm": _mm, "_low": _low, "__file__": str(path),
              "__name__": f"symcell_triton_{next(_counter)}"}
     exec(compile(source, str(path), "exec"), scope)  # noqa: S102 - our own generated code
     return scope

@@ -21,7 +21,7 @@ T and B are run-time values.
 from contextlib import contextmanager
 from dataclasses import replace
 
-from ...kernel import Keep, MatMul, Role
+from ...kernel import Keep, MatMul, OperandGrad, Pointwise, Role, reads, sole_write, zeroed_sequences
 from ...printing import tl_str
 from ..base import Renderer
 from ..torch_code import ScanRenderer, init, seq
@@ -53,6 +53,13 @@ TILE = 16
 # tangent backward ~800 B). tests/test_triton_aot.py compiles every kernel with these.
 NUM_WARPS = {"forward": 4, "backward": 4}
 SECOND_ORDER_WARPS = 8
+# Programs sharing each tile of an operand's gradient (the backward's d_h += d_gates @ W_hh: 16 columns from all
+# 4H of d_gates) at most, when the GPU has the SMs: split.SplitReduction. On an H200 that matmul was ~11 us of the
+# LSTM's 20 us backward step, each program reading its strip of W_hh and all of d_gates from L2 every step (~300
+# KB); shared by 2 programs a tile it costs a grid barrier a step (0.4-1.2 us) and atomic adds more
+# (benchmarks/probe_backward.py times it). 1, the default until a GPU has measured it: not shared. Under
+# torch.use_deterministic_algorithms the tiles are never shared (the order of the atomic adds varies).
+REDUCTION_SHARES = 1
 
 
 def num_warps(scan_name):
@@ -66,7 +73,7 @@ GROUP = 4
 class StepKernel(Renderer):
     """The step of a scan as a @triton.jit kernel looping over time."""
 
-    def __init__(self, scan, w):
+    def __init__(self, scan, w, module_params=()):
         self.scan, self.w = scan, w
         self.buf = {b.name: b for b in scan.buffers}
         self.out_of = dict(scan.carries)            # CARRY_IN -> its CARRY_OUT (whose two slots they share)
@@ -81,8 +88,22 @@ class StepKernel(Renderer):
                     st = replace(st, terms=tuple(t for t in st.terms if t not in pre))
             in_loop.append(st)
         self.used = scan.used(in_loop)   # (not the inputs and weights of the hoisted terms alone)
+        # the module's weights (`module_params`) that only the in-loop matmuls read: a 16-bit module passes them in
+        # its own dtype (_low), which holds their values exactly: half the bytes a step streams from L2 for them,
+        # the same products (a load converts to float32)
+        weights = {t.weight for st in in_loop if isinstance(st, MatMul) for t in st.terms} | \
+            {st.weight for st in in_loop if isinstance(st, OperandGrad)}
+        elsewhere = set().union(*({t.operand.value for t in st.terms} if isinstance(st, MatMul) else
+                                         {st.src, st.dest.value} if isinstance(st, OperandGrad) else reads(st)
+                                         for st in in_loop))
+        self.weights16 = (weights & set(module_params)) - elsewhere
+        # a region's `+=` into a sequence that holds zeros there (a backward's d_gates at step t) is a store: on an
+        # H200 the loads of such read-modify-writes cost the LSTM's backward ~2 us a step (probe_backward.py)
+        zeros = zeroed_sequences(scan)
+        self.stored = {(id(st), k) for st in scan.step if isinstance(st, Pointwise)
+                       for k in range(len(st.outputs)) if sole_write(scan.step, st, k, zeros)}
         zeroed = tuple(b.name for b in self.used if b.acc and b.role in (Role.STEP, Role.CARRY_OUT))
-        self.split = plan(scan, ([Zero(zeroed)] if zeroed else []) + list(scan.step), TILE)
+        self.split = plan(scan, ([Zero(zeroed)] if zeroed else []) + list(scan.step), TILE, REDUCTION_SHARES)
 
     def before_loop(self, name):
         """a sequence whole before the loop (an input, or made in the phase before it), not one the step adds to"""
@@ -98,7 +119,9 @@ class StepKernel(Renderer):
         out = []
         for b in self.used:
             v = b.name
-            if b.role in (Role.SEQ, Role.PARAM):
+            if v in self.weights16:
+                out.append((f"_w_{v}", f"_k_{v}"))
+            elif b.role in (Role.SEQ, Role.PARAM):
                 out.append((f"_ptr_{v}", seq(v) if b.role == Role.SEQ else v))
             elif b.role == Role.STEP:
                 out += [(f"_ptr_{v}", seq(v)), (f"_ts_{v}", f"_{v}_ts")]
@@ -278,13 +301,20 @@ class StepKernel(Renderer):
                 with w.block(f"for _k0 in range(0, {K}, _BK):"):
                     w("_ck = _k0 + tl.arange(0, _BK)")
                     w(f"_a = {self.load(t.operand.value, f'{t.operand.start} + _ck', f'_rmask[:, None] & (_ck < {K})[None, :]', tile='_ck')}")
-                    w(f"{wt} = tl.load(_ptr_{t.weight} + {cn}[None, :] * {ldw} + ({t.col_start} + _ck)[:, None], "
-                      f"mask=(_ck < {K})[:, None] & {cm}[None, :], other=0.0)")
+                    w(f"{wt} = {self.weight(t.weight)} + {cn}[None, :] * {ldw} + ({t.col_start} + _ck)[:, None], "
+                      f"mask=(_ck < {K})[:, None] & {cm}[None, :], other=0.0){self.to_float(t.weight)}")
                     w(f"{acc} += tl.dot(_a, {wt}, input_precision=_DOT)")
             if mm.accumulate:
                 self.add(mm.out, cn, acc, f"_rmask[:, None] & {cm}[None, :]", ptr=f"_ga{group}")
             else:
                 self.store(mm.out, cn, acc, f"_rmask[:, None] & {cm}[None, :]")
+
+    def weight(self, name):
+        """the start of a load of a matmul's weight (to which the caller adds offsets and mask)"""
+        return f"tl.load(_w_{name}" if name in self.weights16 else f"tl.load(_ptr_{name}"
+
+    def to_float(self, name):
+        return ".to(tl.float32)" if name in self.weights16 else ""
 
     def group(self, n_out):
         """tiles of a matmul's output one tl.dot computes: a program's tiles of every block of U columns (an
@@ -343,7 +373,8 @@ class StepKernel(Renderer):
                     w(f"{sym.name} = {self.load(v.value, f'{v.start} + _cj', '_m2', v.stop - v.start)}")
             for sym, e in st.temps:
                 w(f"{sym} = {tl_str(e)}")
-            if not all(acc for _, _, acc in st.outputs):
+            stored = {k for k, (_, _, acc) in enumerate(st.outputs) if not acc or (id(st), k) in self.stored}
+            if stored - set(sums):
                 w("_zero = tl.zeros((_BB, _BN), dtype=tl.float32)   # outputs of parameters alone still have rows")
             for k, (dest, e, acc) in enumerate(st.outputs):
                 if k in sums:
@@ -352,9 +383,9 @@ class StepKernel(Renderer):
                     w(f"_g = tl.sum(tl.where(_m2, {tl_str(e)}, 0.0), axis=0)")
                     w(f"_pg = _part_{dest.value} + _pb * {self.n(dest.value)} + {dest.start} + _cj")
                     w(f"tl.store(_pg, tl.load(_pg, mask=_cj < {width}, other=0.0) + _g, mask=_cj < {width})")
-                elif acc:
+                elif k not in stored:
                     self.add(dest.value, f"{dest.start} + _cj", tl_str(e), "_m2")
-                else:
+                else:   # (an assignment, or a sole `+=` into zeros: self.stored)
                     w(f"_o{k} = _zero + ({tl_str(e)})")
                     self.store(dest.value, f"{dest.start} + _cj", f"_o{k}", "_m2")
         # (variables of their own: a compiled loop wants each variable one shape, and _ga/_pg are tiles)
@@ -371,19 +402,39 @@ class StepKernel(Renderer):
                 self.store(dest.value, f"{dest.start} + tl.arange(0, 1)", f"_s{k}[:, None]", "_rmask[:, None]")
 
     def render_OperandGrad(self, st):
-        w, op, n_src = self.w, st.dest, self.n(st.src)
-        K, ldw = int(op.stop - op.start), int(self.buf[st.weight].size[1])
-        w(f"# {op.value}[{op.start}:{op.stop}] += {st.src} @ {st.weight}[:, {st.col_start}:{st.col_stop}]")
-        with self.owned_loop("_k0", K, int(op.start)):
-            w("_ck = _k0 + tl.arange(0, _BN)")
-            w("_acc = tl.zeros((_BB, _BN), dtype=tl.float32)")
-            with w.block(f"for _n0 in range(0, {n_src}, _BKG):"):
-                w("_cn = _n0 + tl.arange(0, _BKG)")
-                w(f"_dy = {self.load(st.src, '_cn', f'_rmask[:, None] & (_cn < {n_src})[None, :]', tile='_cn')}")
-                w(f"_wt = tl.load(_ptr_{st.weight} + _cn[:, None] * {ldw} + ({st.col_start} + _ck)[None, :], "
-                  f"mask=(_cn < {n_src})[:, None] & (_ck < {K})[None, :], other=0.0)")
-                w("_acc += tl.dot(_dy, _wt, input_precision=_DOT)")
-            self.add(op.value, f"{op.start} + _ck", "_acc", f"_rmask[:, None] & (_ck < {K})[None, :]")
+        op = st.dest
+        self.w(f"# {op.value}[{op.start}:{op.stop}] += {st.src} @ {st.weight}[:, {st.col_start}:{st.col_stop}]")
+        with self.owned_loop("_k0", int(op.stop - op.start), int(op.start)):
+            self.operand_grad_tile(st, "0", str(self.n(st.src)))
+            self.add(op.value, f"{op.start} + _ck", "_acc", f"_rmask[:, None] & (_ck < {op.stop - op.start})[None, :]")
+
+    def render_SplitReduction(self, sr):
+        """program _pf: the tiles _pf mod _nt of the output (_nt = N, or _P when fewer), from share _pf div _nt of
+        the reduction's columns, added atomically (as many shares as _P holds whole sets of _nt programs)"""
+        w, st = self.w, sr.st
+        op, n_src, K = st.dest, self.n(st.src), int(st.dest.stop - st.dest.start)
+        w(f"# {op.value}[{op.start}:{op.stop}] += {st.src} @ {st.weight}[:, {st.col_start}:{st.col_stop}], the "
+          f"reduction over {st.src}'s columns shared out")
+        w(f"_nt = tl.minimum(_P, {self.split.most_programs})")
+        w("_s, _ns = _pf // _nt, _P // _nt   # this program's share, of _ns")
+        w(f"_kc = tl.cdiv(tl.cdiv({n_src}, _ns), _BKG) * _BKG")
+        with w.block(f"for _k0 in range((_pf % _nt) * _BN + (_s >= _ns) * {K}, {K}, _nt * _BN):"):
+            self.operand_grad_tile(st, "_s * _kc", f"tl.minimum(_s * _kc + _kc, {n_src})")
+            w(f"tl.atomic_add(_r_{op.value} + ({op.start} + _ck)[None, :], _acc, "
+              f"mask=_rmask[:, None] & (_ck < {K})[None, :])")
+
+    def operand_grad_tile(self, st, n_start, n_stop):
+        """_acc: the tile _k0 of st's output from the src columns n_start .. n_stop"""
+        w, n_src, K = self.w, self.n(st.src), int(st.dest.stop - st.dest.start)
+        ldw = int(self.buf[st.weight].size[1])
+        w("_ck = _k0 + tl.arange(0, _BN)")
+        w("_acc = tl.zeros((_BB, _BN), dtype=tl.float32)")
+        with w.block(f"for _n0 in range({n_start}, {n_stop}, _BKG):"):
+            w("_cn = _n0 + tl.arange(0, _BKG)")
+            w(f"_dy = {self.load(st.src, '_cn', f'_rmask[:, None] & (_cn < {n_src})[None, :]', tile='_cn')}")
+            w(f"_wt = {self.weight(st.weight)} + _cn[:, None] * {ldw} + ({st.col_start} + _ck)[None, :], "
+              f"mask=(_cn < {n_src})[:, None] & (_ck < {K})[None, :], other=0.0){self.to_float(st.weight)}")
+            w("_acc += tl.dot(_dy, _wt, input_precision=_DOT)")
 
     def on_ended_rows(self, why, pairs, body):
         """With lengths (_MASKED), body(a, b) over the feature tiles of each pair, masked (_m2) to the rows whose
@@ -417,6 +468,8 @@ class StepKernel(Renderer):
 class Host(ScanRenderer):
     """The host function of a scan: torch code before and after, the kernel launch for the loop."""
 
+    MM = "_mm"   # (symcell.backends.triton._mm: a 16-bit module's GEMMs in its dtype on a GPU's tensor cores)
+
     def __init__(self, program, scan, w, kernel):
         super().__init__(program, scan, w)
         self.kernel = kernel
@@ -447,12 +500,16 @@ class Host(ScanRenderer):
                     pre, terms = self.kernel.hoisted[id(mm)]
                     rows = {t: f"{seq(t.operand.value)}.reshape(_T * _B, {self.size[t.operand.value]})" for t in terms}
                     w(f"{pre} = " + " + ".join(
-                        f"torch.mm({self.view(rows[t], t.operand)}, "
+                        f"{self.MM}({self.view(rows[t], t.operand)}, "
                         f"{self.columns(t.weight, t.col_start, t.col_stop)}.t())"
                         for t in terms) + f"   # the terms of {mm.out} on sequences, every step at once")
+            for v in sorted(self.kernel.weights16):
+                w(f"_k_{v} = _low({v})   # a 16-bit module's weights in its dtype (exact), else as they are")
             args = ", ".join(h for _, h in self.kernel.args())
             split = self.kernel.split
-            w(f"_P = _programs({like}, {split.most_programs}, _grid)   # programs splitting a batch tile's features")
+            most = split.most_programs
+            w(f"_P = _programs({like}, {most * split.shares}, _grid{f', {most}' if split.shares > 1 else ''})   "
+              "# programs splitting a batch tile's features")
             w(f"_sync = {like}.new_zeros((_grid,), dtype=torch.int64)   # a barrier counter a batch tile")
             w(f"_launch(_{scan.name}_kernel, (_grid, _P), _T, _B, {like}, {args}, _len, _sync, _phases="
               f"{len(split.phases)}, _first_barrier={split.first_barrier}, _BB={BB}, _BN={split.tile}, "
@@ -465,7 +522,8 @@ class Host(ScanRenderer):
 
 
 def render(program, scans, w):
-    kernels = [StepKernel(scan, w) for scan in scans]
+    params = [b.name for b in program.forward.buffers if b.role == Role.PARAM]   # (not a tangent's)
+    kernels = [StepKernel(scan, w, params) for scan in scans]
     for k in kernels:
         k.kernel()
         w()

@@ -24,6 +24,11 @@ the step's own. An LSTM's forward and backward steps need one barrier each.
 
 Statements that reduce over the features (a destination of one feature: a layer norm's mean) run whole on
 program 0; their writes are then not aligned.
+
+Shared reductions (render.REDUCTION_SHARES > 1, SplitReduction): an operand's gradient whose output is whole
+units (d_h += d_gates @ W_hh) may run on more programs than there are tiles, each tile's reduction in shares
+added atomically; its writes are not aligned (a barrier before anything reads them), and a plan takes it only
+where that costs at most one barrier a step more.
 """
 from dataclasses import dataclass
 from math import gcd
@@ -40,6 +45,15 @@ class Zero:
 
 
 @dataclass(frozen=True)
+class SplitReduction:
+    """An operand's gradient (d_h += d_gates @ W: a narrow output from a long reduction) whose reduction is shared
+    out: program p computes its tile p mod N of the output (N tiles) from the (p div N)-th share of the reduction
+    and adds it in atomically (render.py). Its writes are then not aligned, so a barrier follows before anything
+    reads them. Only for an output of whole aligned units (d_h), where P may exceed N."""
+    st: OperandGrad
+
+
+@dataclass(frozen=True)
 class Access:
     key: str                  # the memory: a buffer, one slot of a carry, a gradient's partial sums
     write: bool
@@ -52,6 +66,7 @@ class Split:
     tile: int                 # feature columns a tile
     phases: Tuple[Tuple[object, ...], ...]   # the step's items, cut where the programs must wait
     first_barrier: bool       # a barrier at the step's start (after the previous step's last phase)
+    shares: int = 1           # the most programs a tile of a SplitReduction's output (1: none is split)
 
     @property
     def aligned(self):
@@ -76,6 +91,8 @@ def reference(st):
         return int(st.outputs[0][0].start)
     if isinstance(st, OperandGrad):
         return int(st.dest.start)
+    if isinstance(st, SplitReduction):
+        return int(st.st.dest.start)
     return 0
 
 
@@ -101,6 +118,8 @@ def accesses(st, buf, slot):
             out += [at(d.value, True, offset)] + ([at(d.value, False, offset)] if acc else [])
     elif isinstance(st, OperandGrad):
         out = [at(st.src, False, None), at(st.dest.value, False, st.dest.start), at(st.dest.value, True, st.dest.start)]
+    elif isinstance(st, SplitReduction):   # every column of its output, by several programs
+        out = [at(st.st.src, False, None), at(st.st.dest.value, False, None), at(st.st.dest.value, True, None)]
     elif isinstance(st, HoldEnded):
         out = [a for old, new in st.pairs for a in (at(old, False, 0), at(new, True, 0))]
     elif isinstance(st, PassEnded):
@@ -112,14 +131,30 @@ def accesses(st, buf, slot):
     return out
 
 
-def plan(scan, items, tile):
-    """The Split of a step's items (Zero and the scan's statements as the kernel runs them)."""
+def plan(scan, items, tile, shares=1):
+    """The Split of a step's items (Zero and the scan's statements as the kernel runs them); with `shares` > 1 the
+    reductions of the operands' gradients whose output is whole aligned units are shared out (SplitReduction),
+    where that costs at most one barrier a step more (an LSTM's or GRU's backward; not a cell whose several
+    block-diagonal matmuls each write part of d_h, whose shares would each want a barrier)."""
     buf = {b.name: b for b in scan.buffers}
     sizes = [int(buf[cout].size) for _, cout in scan.carries]
     units = 0
     for n in sizes:
         units = gcd(units, n)
     units = units or 1
+    alone = _cut(scan, items, buf, units, tile)
+    if shares > 1 and units % tile == 0:
+        shared = [SplitReduction(it) if isinstance(it, OperandGrad) and int(it.dest.start) % units == 0
+                  and int(it.dest.stop - it.dest.start) <= units else it for it in items]
+        if shared != items:
+            split = _cut(scan, shared, buf, units, tile, shares)
+            if split.barriers <= alone.barriers + 1:
+                return split
+    return alone
+
+
+def _cut(scan, items, buf, units, tile, shares=1):
+    """The Split of these items: their phases and barriers (the module's docstring)."""
     # a carry's two slots: within a step CARRY_IN is slot A, CARRY_OUT slot B; the next step swaps them
     slot, swapped = {}, {}
     for cin, cout in scan.carries:
@@ -187,4 +222,4 @@ def plan(scan, items, tile):
         assumed = left
     else:
         phases, first_barrier = cut(history)
-    return Split(units, tile, phases, first_barrier)
+    return Split(units, tile, phases, first_barrier, shares)
