@@ -135,6 +135,9 @@ def run(binding, params, xs, state, reverse, lengths, batch_first):
     xs, state, params, autocast = _autocast(xs, state, params)
     seq, state, ref = binding.check(xs, state, params, batch_first)
     low = ref.dtype if ref.dtype in LOW_PRECISION else None
+    # the scan computes for that dtype (a backend may round to it what is exact in it: the triton backend's
+    # weights, LOW_PRECISION_WEIGHTS) only where every parameter is in it
+    computing_for = low if low is not None and all(p.dtype == low for p in params) else None
     if low is not None:
         seq, state, params = ([t.float() for t in ts] for ts in (seq, state, params))
     T, B = seq[0].shape[0], seq[0].shape[1]
@@ -160,7 +163,7 @@ def run(binding, params, xs, state, reverse, lengths, batch_first):
     # autocast off inside: the float32 (or float64) scan must not be cast again by the ops it runs
     with torch.autocast(autocast, enabled=False) if autocast else contextlib.nullcontext():
         ys, final = scan_op(key, seq, state, tuple(p.contiguous() for p in binding.kernel_params(params)), lengths,
-                            low)
+                            computing_for)
     final = final[:len(binding.state_sizes)]   # the outputs that are not states end with the step
     if low is not None:
         ys, final = tuple(y.to(low) for y in ys), tuple(f.to(low) for f in final)

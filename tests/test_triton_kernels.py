@@ -7,7 +7,7 @@ import importlib
 import pytest
 import torch
 
-from symcell import pipeline, registry
+from symcell import define, pipeline, registry, tanh
 from symcell.backends import triton as triton_backend
 from symcell.backends.triton import split
 from symcell.cells import LSTM, SLSTM, GRUCell, LayerNormLSTM, LSTMCell
@@ -228,6 +228,9 @@ def test_a_reduction_shared_over_programs_is_exact(split_kernels, monkeypatch, b
     reduction on two programs added atomically (twice the programs of the forward), against the reference"""
     monkeypatch.setattr(RENDER, "REDUCTION_SHARES", 2)
     launches = split_kernels(2)
+    # a reduction tile of 2: the zoo's 12-20 columns of d_gates in several trips a share (with 64, share 0 would
+    # take them all and share 1 none)
+    monkeypatch.setattr(triton_backend, "LAUNCH", {"_BKG": 2})
     torch.manual_seed(0)
     cell, ref = CASES[name][0](backend=backend), CASES[name][0](backend="reference")
     ref.load_state_dict(cell.state_dict())
@@ -443,3 +446,36 @@ def test_a_16_bit_modules_kernels_read_its_weights_in_its_dtype_and_compute_the_
             assert a.dtype == dtype and torch.equal(a, b)
     _, first, second = run(torch.float32)
     assert set(first + second) == {torch.float32}
+
+
+@pytest.mark.parametrize("backend", ["triton"])
+def test_a_16_bit_copy_of_a_weight_has_a_name_of_its_own(backend):
+    """the host's 16-bit copy of a weight (`_<weight>_w16`) cannot take the name of another host variable: a
+    weight named new_pp beside a state k, whose carry's slots are `_k_new_pp`"""
+    @define(inputs={"x": "I"}, state={"k": "H"}, params={"new_pp": ("H", "H"), "U": ("H", "I")})
+    def Clash(x, k, new_pp, U):
+        return tanh(new_pp @ k + U @ x)
+    torch.manual_seed(0)
+    cell, ref = Clash(I=3, H=4, backend=backend).to(DEVICE), Clash(I=3, H=4, backend="reference").to(DEVICE)
+    ref.load_state_dict(cell.state_dict())
+    for dtype, tol in ((torch.float32, 1e-5), (torch.bfloat16, 2e-2)):
+        x = torch.randn(5, 2, 3, device=DEVICE, dtype=dtype)
+        assert rel_err(cell.to(dtype)(x)[0].float(), ref.to(dtype)(x)[0].float()) < tol, dtype
+
+
+@pytest.mark.parametrize("backend", ["triton"])
+def test_a_module_with_a_float32_parameter_among_16_bit_ones_is_not_rounded_to_16_bits(monkeypatch, backend):
+    """LOW_PRECISION_WEIGHTS and BFLOAT16_GEMMS round what is exact in the module's dtype: a float32 weight_hh in a
+    bfloat16 module is not, so its scan computes as float32 (the same results with both settings off)"""
+    torch.manual_seed(0)
+    cell = LSTMCell(8, 16, backend=backend).to(DEVICE, torch.bfloat16)
+    cell.weight_hh.data = torch.randn(64, 16, device=DEVICE) * 0.3
+    x = torch.randn(20, 4, 8, device=DEVICE, dtype=torch.bfloat16, requires_grad=True)
+
+    def run(on):
+        monkeypatch.setattr(triton_backend, "LOW_PRECISION_WEIGHTS", on)
+        monkeypatch.setattr(triton_backend, "BFLOAT16_GEMMS", on)
+        h, c = cell(x)[1]
+        return (h, c, *torch.autograd.grad((h.float() + c.float()).square().sum(), [x, cell.weight_ih]))
+    for a, b in zip(run(True), run(False)):
+        assert torch.equal(a, b)

@@ -380,10 +380,10 @@ def tangent_forward(_xs, _inits, _params, _ys, _res, _v_xs, _v_inits, _v_params,
     __v_c_new_seq = _x_seq.new_empty(((_T if _save else 1), _B, 16)); __v_c_new_ts = _B * 16 if _save else 0
     if _T > 0:
         _len = _lengths if _lengths is not None else _x_seq.new_zeros((1,), dtype=torch.int64)
-        _k_weight_hh = _low(weight_hh)   # a 16-bit module's weights in its dtype (exact), else as they are
+        _weight_hh_w16 = _low(weight_hh)   # a 16-bit module's weights in its dtype (exact), else as they are
         _P = _programs(_x_seq, 1, _grid)   # programs splitting a batch tile's features
         _sync = _x_seq.new_zeros((_grid,), dtype=torch.int64)   # a barrier counter a batch tile
-        _launch(_tangent_forward_kernel, (_grid, _P), _T, _B, _x_seq, _k_weight_hh, bias_ih, bias_hh, _h_new_seq, _h_init, _c_new_seq, _c_init, _gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_gates_seq, __v_h_new_pp, __v_h_new_seq, __v_h_new_ts, __v_c_new_pp, __v_c_new_seq, __v_c_new_ts, _len, _sync, _phases=1, _first_barrier=True, _BB=16, _BN=16, _MASKED=_lengths is not None, _WIDE=_wide(_k_weight_hh, bias_ih, bias_hh, _h_new_seq, _h_init, _c_new_seq, _c_init, _gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_gates_seq, __v_h_new_pp, __v_h_new_seq, __v_h_new_ts, __v_c_new_pp, __v_c_new_seq, __v_c_new_ts), num_warps=8)
+        _launch(_tangent_forward_kernel, (_grid, _P), _T, _B, _x_seq, _weight_hh_w16, bias_ih, bias_hh, _h_new_seq, _h_init, _c_new_seq, _c_init, _gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_gates_seq, __v_h_new_pp, __v_h_new_seq, __v_h_new_ts, __v_c_new_pp, __v_c_new_seq, __v_c_new_ts, _len, _sync, _phases=1, _first_barrier=True, _BB=16, _BN=16, _MASKED=_lengths is not None, _WIDE=_wide(_weight_hh_w16, bias_ih, bias_hh, _h_new_seq, _h_init, _c_new_seq, _c_init, _gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_gates_seq, __v_h_new_pp, __v_h_new_seq, __v_h_new_ts, __v_c_new_pp, __v_c_new_seq, __v_c_new_ts), num_warps=8)
     _v_h = __v_h_new_pp[_T % 2].clone()   # the carry after the last step
     _v_c = __v_c_new_pp[_T % 2].clone()   # the carry after the last step
     return [__v_h_new_seq, _v_h, _v_c] + ([__v_gates_seq, __v_c_new_seq] if _save else [])
@@ -418,10 +418,10 @@ def tangent_backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _v_d_ys,
     __v_d_c_pp = _x_seq.new_empty((2, _B, 16)); __v_d_c_pp[0] = __v_d_c_new_init   # the carry's two slots
     if _T > 0:
         _len = _lengths if _lengths is not None else _x_seq.new_zeros((1,), dtype=torch.int64)
-        _k_weight_hh = _low(weight_hh)   # a 16-bit module's weights in its dtype (exact), else as they are
+        _weight_hh_w16 = _low(weight_hh)   # a 16-bit module's weights in its dtype (exact), else as they are
         _P = _programs(_x_seq, 1, _grid)   # programs splitting a batch tile's features
         _sync = _x_seq.new_zeros((_grid,), dtype=torch.int64)   # a barrier counter a batch tile
-        _launch(_tangent_backward_kernel, (_grid, _P), _T, _B, _x_seq, _k_weight_hh, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_c_new_seq, __v_c_init, __v_gates_seq, __v__dys_h_seq, __v_d_gates_seq, _d_h_pp, _d_c_pp, __v_d_h_pp, __v_d_c_pp, _len, _sync, _phases=2, _first_barrier=False, _BB=16, _BN=16, _MASKED=_lengths is not None, _WIDE=_wide(_k_weight_hh, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_c_new_seq, __v_c_init, __v_gates_seq, __v__dys_h_seq, __v_d_gates_seq, _d_h_pp, _d_c_pp, __v_d_h_pp, __v_d_c_pp), num_warps=8)
+        _launch(_tangent_backward_kernel, (_grid, _P), _T, _B, _x_seq, _weight_hh_w16, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_c_new_seq, __v_c_init, __v_gates_seq, __v__dys_h_seq, __v_d_gates_seq, _d_h_pp, _d_c_pp, __v_d_h_pp, __v_d_c_pp, _len, _sync, _phases=2, _first_barrier=False, _BB=16, _BN=16, _MASKED=_lengths is not None, _WIDE=_wide(_weight_hh_w16, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_c_new_seq, __v_c_init, __v_gates_seq, __v__dys_h_seq, __v_d_gates_seq, _d_h_pp, _d_c_pp, __v_d_h_pp, __v_d_c_pp), num_warps=8)
     d_h_new = _d_h_pp[_T % 2].clone()   # the carry after the last step
     d_c_new = _d_c_pp[_T % 2].clone()   # the carry after the last step
     _v_d_h_new = __v_d_h_pp[_T % 2].clone()   # the carry after the last step

@@ -38,10 +38,11 @@ LOW_PRECISION_DOT = "tf32"
 # The GEMMs outside the kernels (over all T*B rows, cuBLAS: x @ W_ih^T before the loop, d_x, d_W after it) of a
 # bfloat16 module take bfloat16 operands with float32 products and sums (_mm): tensor cores, where its upcast
 # float32 tensors ran on CUDA cores by torch's default (on an H200 1.5 ms each, four of them in the LSTM's 30.5
-# ms forward+backward, BENCHMARKS.md). Its inputs and weights are exact in bfloat16, so the forward's GEMM is the
-# same but for the order of its sums; the backward's gradients and states are rounded to bfloat16's 8 bits, as
-# cuDNN's bfloat16 RNNs and the results' own rounding do. Not for float16: a gradient rounded to float16
-# underflows below 6e-8. False: float32 GEMMs, as torch's settings say.
+# ms forward+backward, BENCHMARKS.md). Its inputs and weights are exact in bfloat16 (an LSTM's forward GEMM is the
+# same but for the order of its sums); what the scan computed (the backward's gradients and states, a value made
+# from the inputs before the loop) is rounded to bfloat16's 8 bits, as cuDNN's bfloat16 RNNs and the results' own
+# rounding do. Not for float16: a gradient rounded to float16 underflows below 6e-8. False: float32 GEMMs, as
+# torch's settings say.
 BFLOAT16_GEMMS = True
 # A 16-bit module's weights that only the kernels' matmuls read go to them in its dtype (_low): exact, so the
 # products are the same; half the bytes each step streams from L2 for them (a step reads its slice of W_hh).

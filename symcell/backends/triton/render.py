@@ -120,7 +120,7 @@ class StepKernel(Renderer):
         for b in self.used:
             v = b.name
             if v in self.weights16:
-                out.append((f"_w_{v}", f"_k_{v}"))
+                out.append((f"_w_{v}", f"_{v}_w16"))
             elif b.role in (Role.SEQ, Role.PARAM):
                 out.append((f"_ptr_{v}", seq(v) if b.role == Role.SEQ else v))
             elif b.role == Role.STEP:
@@ -504,7 +504,7 @@ class Host(ScanRenderer):
                         f"{self.columns(t.weight, t.col_start, t.col_stop)}.t())"
                         for t in terms) + f"   # the terms of {mm.out} on sequences, every step at once")
             for v in sorted(self.kernel.weights16):
-                w(f"_k_{v} = _low({v})   # a 16-bit module's weights in its dtype (exact), else as they are")
+                w(f"_{v}_w16 = _low({v})   # a 16-bit module's weights in its dtype (exact), else as they are")
             args = ", ".join(h for _, h in self.kernel.args())
             split = self.kernel.split
             most = split.most_programs
