@@ -6,9 +6,10 @@ time, each variant timed on its own (the backward alone, from one forward's save
 
 The source is the backend's own (`LSTM(...).source("cuda")`), so the probe follows the renderer; each edit is a
 text substitution (or the renderer's own code with a setting changed: REDUCTION_SHARES), and a variant whose
-edit finds nothing to change says so rather than time the unedited kernel. By default the backward is a
-bfloat16 module's (as bench_gpu.py --issue runs it); --float32 a float32 module's. Variants that keep the answer are checked against the unedited backward; the ones that drop
-work (the barrier, the matmul) give a wrong answer and say what that work costs.
+edit finds nothing to change says so rather than time the unedited kernel. Variants that keep the answer are
+checked against the unedited backward; the ones that drop work (the barrier, the matmul) give a wrong answer and
+say what that work costs. By default the backward is a bfloat16 module's (as bench_gpu.py --issue runs it);
+--float32 makes it a float32 module's.
 """
 import argparse
 import importlib

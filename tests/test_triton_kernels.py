@@ -238,7 +238,7 @@ def test_a_reduction_shared_over_programs_is_exact(split_kernels, monkeypatch, b
     forward, backward = launches[0], launches[1]
     assert backward == min(2 * forward, triton_backend.INTERPRETER_PROGRAMS) > forward, launches
     assert "tl.atomic_add(_r_d_" in cell.source("cpu")
-    if name == "LSTM":   # and the second-order scans' (tangent.py: theirs are not shared, each share would want a barrier)
+    if name == "LSTM":   # and second order (tangent.py's scans: not shared, each share would want a barrier)
         xs, states = random_inputs(cell, 3, 3, dtype=torch.float32, seed=2)
         xs, states = ([t.detach().to(DEVICE).requires_grad_() for t in ts] for ts in (xs, states))
         got = []
@@ -252,8 +252,8 @@ def test_a_reduction_shared_over_programs_is_exact(split_kernels, monkeypatch, b
 @pytest.mark.parametrize("backend", ["triton"])
 def test_a_reduction_shared_at_16_features_and_never_when_deterministic(split_kernels, monkeypatch, backend):
     """at the GPU's tile (H = 32: two programs of 16 units, four in the backward); under
-    torch.use_deterministic_algorithms each tile's reduction stays on its program (the same kernel, P = 2), and
-    then the results are the same from run to run"""
+    torch.use_deterministic_algorithms each tile's reduction stays on its program (the same kernel, P = 2: no
+    atomic adds of shares, whose order varies)"""
     monkeypatch.setattr(RENDER, "REDUCTION_SHARES", 2)
     launches = split_kernels(16)
     torch.manual_seed(0)
