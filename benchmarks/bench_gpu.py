@@ -91,9 +91,12 @@ def contenders(kind, B, T, I, H, dtype, with_eager, with_p1=True, extras=True):
         # a 16-bit model multiplies in tf32 (LOW_PRECISION_DOT); the same in true float32
         out["symcell-triton, ieee"] = tuple(with_settings(f, LOW_PRECISION_DOT=None) for f in out["symcell-triton"])
     if kind != "lltm" and dtype == torch.bfloat16:
-        # its GEMMs outside the kernels on bfloat16 operands (BFLOAT16_GEMMS); the same with float32 ones
+        # its GEMMs outside the kernels on bfloat16 operands (BFLOAT16_GEMMS), its W_hh read by the kernels as
+        # bfloat16 (LOW_PRECISION_WEIGHTS): each in turn as float32, what it buys
         out["symcell-triton, float32 GEMMs"] = tuple(with_settings(f, BFLOAT16_GEMMS=False)
                                                      for f in out["symcell-triton"])
+        out["symcell-triton, float32 weights"] = tuple(with_settings(f, LOW_PRECISION_WEIGHTS=False)
+                                                       for f in out["symcell-triton"])
     if kind != "lltm" and dtype == torch.float32:
         # the kernels' matmuls on tensor cores: tf32 (cuDNN's default for float32 RNNs) and tf32x3; the same
         # kernels at one program a batch tile (what the split and its barriers buy)
