@@ -108,7 +108,8 @@ def _reversal(lengths, T):
 
 # bfloat16 and float16 parameters and inputs: the scan runs in float32 (its state between steps and every
 # accumulation) on their values and rounds its results to their dtype, so a long sequence does not drift as a
-# 16-bit state would. (A kernel that reads 16-bit weights directly is issue 13's further work.)
+# 16-bit state would. (The triton kernels read a 16-bit module's recurrent weights in its dtype, exactly:
+# LOW_PRECISION_WEIGHTS; the cpp kernels read float32 copies.)
 LOW_PRECISION = (torch.bfloat16, torch.float16)
 
 
