@@ -33,6 +33,8 @@ echo "bench exit: ${PIPESTATUS[0]}" | tee -a "$out/bench.log"
 # where the backward step's time goes (the generated LSTM backward, one thing edited out at a time; about 20 s;
 # benchmarks/probe_step.py does the same for a stand-alone forward step)
 timeout 60 python3 benchmarks/probe_backward.py 2>&1 | tee "$out/probe.log"
+# the forward step's fixed costs (the barrier, the gates' round trip through memory: BENCHMARKS.md's model)
+timeout 45 python3 benchmarks/probe_backward.py --forward 2>&1 | tee "$out/probe-forward.log"
 # the issue's case with the backward's d_h reduction shared by two programs a tile (render.REDUCTION_SHARES, off by
 # default until measured): beside the default run's figures in bench.log
 timeout 90 python3 benchmarks/bench_gpu.py --issue --shares 2 2>&1 | tee "$out/bench-shares.log"

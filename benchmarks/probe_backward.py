@@ -2,6 +2,7 @@
 time, each variant timed on its own (the backward alone, from one forward's saved values).
 
     python benchmarks/probe_backward.py                 # needs a CUDA GPU; one line a variant as it finishes
+    python benchmarks/probe_backward.py --forward       # the same for the forward step's fixed costs
     TRITON_INTERPRET=1 python benchmarks/probe_backward.py --check   # the edits apply and keep the answer, on CPU
 
 The source is the backend's own (`LSTM(...).source("cuda")`), so the probe follows the renderer; each edit is a
@@ -69,6 +70,26 @@ def _shared(src, cell):
         registry._KERNELS.clear()
 
 
+def _no_gates_matmul(src, cell=None):
+    """(the forward) the step's matmul's loop over h left out: the gates are the input terms alone"""
+    return re.sub(r"for _k0 in range\(0, \d+, _BK\):", "for _k0 in range(0, 0, _BK):", src)
+
+
+def _no_gates_reload(src, cell=None):
+    """(the forward) the pointwise region's loads of the gates the matmul stored, zeros instead: at most what the
+    matmul's accumulator used in registers would save (the store, debug_barrier and load through L2)"""
+    return re.sub(r"(gates_\d+) = tl\.load\(_r_gates \+ .*?other=0\.0\)",
+                  r"\1 = tl.zeros((_BB, _BN), dtype=tl.float32)", src)
+
+
+FORWARD_VARIANTS = [   # (--forward: the forward step's fixed costs, BENCHMARKS.md's model)
+    ("as rendered", [], True),
+    ("no grid barrier", [_no_grid_barrier], False),
+    ("no matmul over h", [_no_gates_matmul], False),
+    ("gates not read back from memory (zeros)", [_no_gates_reload], False),
+    ("no matmul, no read back, no barrier", [_no_gates_matmul, _no_gates_reload, _no_grid_barrier], False),
+]
+
 VARIANTS = [   # (name, edits, keeps the answer)
     ("as rendered", [], True),
     ("plain stores for += (no loads)", [_plain_stores], True),
@@ -88,6 +109,7 @@ def main():
     ap.add_argument("--dot", default="tf32", help="FLOAT32_DOT, with --float32")
     ap.add_argument("--float32", action="store_true", help="a float32 module's backward; by default a bfloat16 "
                     "module's (its values, its weights read as bfloat16, LOW_PRECISION_DOT, BFLOAT16_GEMMS)")
+    ap.add_argument("--forward", action="store_true", help="the forward (training: residuals saved) instead")
     args = ap.parse_args()
     dev = "cpu" if args.check else "cuda"
     B, T, H = (4, 3, 32) if args.check else (16, 1024, 768)
@@ -110,16 +132,19 @@ def main():
     h_seq, _, _, gates, c_seq = scope["forward"]([x], inits, params, True)
 
     def run(s):
+        if args.forward:
+            return s["forward"]([x], inits, params, True)
         return s["backward"](d_ys, d_finals, [x], inits, params, [h_seq], [gates, c_seq])
 
     expected = run(scope)
     if not args.check:
         from triton.testing import do_bench
-        print(f"GPU: {torch.cuda.get_device_name()}, LSTM backward B={B} T={T} H={H}, "
+        print(f"GPU: {torch.cuda.get_device_name()}, LSTM {'forward' if args.forward else 'backward'} B={B} T={T} "
+              f"H={H}, "
               f"{f'float32, {args.dot}' if args.float32 else 'a bfloat16 module'}, "
               f"date {time.strftime('%Y-%m-%d %H:%M')}")
     print("| variant | max abs err vs as rendered | ms | us a step |\n|---|---:|---:|---:|", flush=True)
-    for name, edits, exact in VARIANTS:
+    for name, edits, exact in FORWARD_VARIANTS if args.forward else VARIANTS:
         src, missing = base, None
         for e in edits:
             edited = e(src, cell)
