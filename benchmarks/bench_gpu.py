@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 import eager
+from symcell import registry
 from symcell.cells import GRU, LLTM, LSTM
 
 
@@ -97,6 +98,9 @@ def contenders(kind, B, T, I, H, dtype, with_eager, with_p1=True, extras=True):
                                                      for f in out["symcell-triton"])
         out["symcell-triton, float32 weights"] = tuple(with_settings(f, LOW_PRECISION_WEIGHTS=False)
                                                        for f in out["symcell-triton"])
+        # the backward's d_h reduction shared by 2 programs a tile (render.REDUCTION_SHARES, off by default)
+        key, shared = kernel_with_shares(cell, dev, 2)
+        out["symcell-triton, d_h shared by 2"] = tuple(with_kernel(f, key, shared) for f in out["symcell-triton"])
     if kind != "lltm" and dtype == torch.float32:
         # the kernels' matmuls on tensor cores: tf32 (cuDNN's default for float32 RNNs) and tf32x3; the same
         # kernels at one program a batch tile (what the split and its barriers buy)
@@ -105,6 +109,32 @@ def contenders(kind, B, T, I, H, dtype, with_eager, with_p1=True, extras=True):
         if with_p1:
             out["symcell-triton, P=1"] = tuple(with_settings(f, PROGRAMS_AT_MOST=1) for f in out["symcell-triton"])
     return out
+
+
+def kernel_with_shares(cell, dev, shares):
+    """(key, the cell's kernel rendered with render.REDUCTION_SHARES = shares), the default one left in place"""
+    render = importlib.import_module("symcell.backends.triton.render")
+    key = cell._bindings[0].kernel_key(dev)   # (builds the default kernel)
+    default, before = registry._KERNELS.pop(key), render.REDUCTION_SHARES
+    render.REDUCTION_SHARES = shares
+    try:
+        return key, registry.kernel_for(key)
+    finally:
+        render.REDUCTION_SHARES = before
+        registry._KERNELS[key] = default
+
+
+def with_kernel(fn, key, kernel):
+    """fn with `kernel` as the one the registry gives for `key` while it runs (its backward keeps it: the autograd
+    node holds the kernel its forward ran)"""
+    def run():
+        before = registry._KERNELS[key]
+        registry._KERNELS[key] = kernel
+        try:
+            return fn()
+        finally:
+            registry._KERNELS[key] = before
+    return run
 
 
 def race(c, rounds):

@@ -35,9 +35,6 @@ echo "bench exit: ${PIPESTATUS[0]}" | tee -a "$out/bench.log"
 timeout 60 python3 benchmarks/probe_backward.py 2>&1 | tee "$out/probe.log"
 # the forward step's fixed costs (the barrier, the gates' round trip through memory: BENCHMARKS.md's model)
 timeout 45 python3 benchmarks/probe_backward.py --forward 2>&1 | tee "$out/probe-forward.log"
-# the issue's case with the backward's d_h reduction shared by two programs a tile (render.REDUCTION_SHARES, off by
-# default until measured): beside the default run's figures in bench.log
-timeout 90 python3 benchmarks/bench_gpu.py --issue --shares 2 2>&1 | tee "$out/bench-shares.log"
 # every zoo cell against the reference backend (values, gradients, lengths); 16-bit modules; nn.LSTM/nn.GRU
 # parity (cuDNN's TF32 off there)
 tests tests.log 170 tests/test_backends.py tests/test_low_precision.py tests/test_nn_parity.py
