@@ -479,3 +479,21 @@ def test_a_module_with_a_float32_parameter_among_16_bit_ones_is_not_rounded_to_1
         return (h, c, *torch.autograd.grad((h.float() + c.float()).square().sum(), [x, cell.weight_ih]))
     for a, b in zip(run(True), run(False)):
         assert torch.equal(a, b)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the probe's --check is the interpreter's dry run")
+@pytest.mark.parametrize("which", [[], ["--forward"]], ids=["backward", "forward"])
+def test_the_gpu_sessions_probe_applies_its_edits(which):
+    """benchmarks/probe_backward.py, which a GPU session runs for its few minutes: every edit finds its text in
+    today's rendering, and those meant to keep the answer keep it (--check exits 1 otherwise)"""
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": root}
+    r = subprocess.run([sys.executable, os.path.join(root, "benchmarks", "probe_backward.py"), "--check", *which],
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    rows = [ln for ln in r.stdout.splitlines() if ln.startswith("| ") and not ln.startswith("| variant")]
+    assert len(rows) >= 5 and not any("finds nothing to edit" in ln for ln in rows if "bias" not in ln), r.stdout
