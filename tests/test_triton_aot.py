@@ -48,11 +48,11 @@ SCRIPT = textwrap.dedent("""
                     compiled += 1
             if name == "LSTM":   # its backward with d_h's reduction shared out (REDUCTION_SHARES), as a bf16 module
                 render = importlib.import_module("symcell.backends.triton.render")
-                render.REDUCTION_SHARES = 2
+                before, render.REDUCTION_SHARES = render.REDUCTION_SHARES, 2
                 try:
                     fn = triton_aot.kernels(cell._spec, cell.dims, folder, False)[1]
                 finally:
-                    render.REDUCTION_SHARES = 1
+                    render.REDUCTION_SHARES = before
                 assert "tl.atomic_add(" in fn.src, fn.src
                 k = triton_aot.compile(fn, *triton_aot.signature(fn, True, False, "tf32", "bf16"), 90)
                 regs, spills = triton_aot.resources(k.asm["ptx"], 90, folder)
