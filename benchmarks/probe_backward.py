@@ -13,15 +13,14 @@ say what that work costs. By default the backward is a bfloat16 module's (as ben
 --float32 makes it a float32 module's.
 """
 import argparse
-import importlib
 import re
 import sys
 import time
 
 import torch
 
+from bench_gpu import kernel_with_shares
 import symcell.backends.triton as tb
-from symcell import registry
 from symcell.cells import LSTM
 
 RMW = re.compile(r"tl\.store\(_ga, tl\.load\(_ga, mask=(_m2|[^,]+?), other=0\.0\) \+ \((.*?)\), mask=\1\)")
@@ -59,15 +58,7 @@ def _no_zeroing(src, cell=None):
 def _shared(src, cell):
     """the renderer's own backward with d_h's reduction shared over two programs a tile (render.REDUCTION_SHARES,
     split.SplitReduction: twice the programs, one barrier a step more, atomic adds)"""
-    render = importlib.import_module("symcell.backends.triton.render")
-    before = render.REDUCTION_SHARES
-    render.REDUCTION_SHARES = 2
-    registry._KERNELS.clear()   # (kernels render once: these are rendered again with the setting, then without)
-    try:
-        return cell.source("cuda")
-    finally:
-        render.REDUCTION_SHARES = before
-        registry._KERNELS.clear()
+    return kernel_with_shares(cell, torch.device("cuda"), 2)[1].source
 
 
 def _no_gates_matmul(src, cell=None):
