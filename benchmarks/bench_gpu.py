@@ -98,6 +98,9 @@ def contenders(kind, B, T, I, H, dtype, with_eager, with_p1=True, extras=True):
                                                      for f in out["symcell-triton"])
         out["symcell-triton, float32 weights"] = tuple(with_settings(f, LOW_PRECISION_WEIGHTS=False)
                                                        for f in out["symcell-triton"])
+        # each program's slices of W_hh read from L2 every step instead of kept on chip (RESIDENT_WEIGHTS)
+        out["symcell-triton, weights streamed"] = tuple(with_settings(f, RESIDENT_WEIGHTS=False)
+                                                        for f in out["symcell-triton"])
         # the backward's d_h reduction shared by 2 programs a tile (render.REDUCTION_SHARES, off by default)
         key, shared = kernel_with_shares(cell, dev, 2)
         out["symcell-triton, d_h shared by 2"] = tuple(with_kernel(f, key, shared) for f in out["symcell-triton"])
@@ -201,8 +204,8 @@ def per_flop(rounds, B=16, T=1024, H=768):
     """Issue 15's case: LSTM and GRU in bfloat16 against cuDNN, and every cell's time per FLOP against the
     LSTM's (the matmuls' FLOPs, 2 * gates * H * (I + H) a row a step forward, twice that backward)"""
     fb = {}
-    for kind in ("lstm", "gru", "lltm"):
-        r = race(contenders(kind, B, T, H, H, torch.bfloat16, with_eager=False, extras=False), rounds)
+    for kind in ("lstm", "gru", "lltm"):   # (the LSTM with its contenders: what each setting buys)
+        r = race(contenders(kind, B, T, H, H, torch.bfloat16, with_eager=False, extras=kind == "lstm"), rounds)
         if kind != "lltm":
             say(table(f"{kind.upper()} B={B} T={T} I=H={H} bfloat16", r, f"cuDNN nn.{kind.upper()}"))
         fb[kind] = r["symcell-triton"][1]

@@ -3,7 +3,7 @@
 # backend, benchmarks/bench_gpu.py and benchmarks/probe_backward.py. Logs go to $OUT (the device tool's folder
 # that comes back), else ./gpu-logs. Run from the repository root:
 #
-#     bash benchmarks/gpu_session.sh            # tests, then the benchmark
+#     bash benchmarks/gpu_session.sh            # tests, issue 15's benchmark, the probes, tests, the benchmark
 #     bash benchmarks/gpu_session.sh --quick    # tests, then bench_gpu.py --quick (a smoke test)
 #
 # symcell is used from the checkout (PYTHONPATH): the device machine has torch, triton, sympy and hypothesis,
@@ -28,13 +28,18 @@ tests() {   # log, seconds, test files...
 }
 # the split, the barriers, the precisions, one compile whatever T and B
 tests tests-split.log 120 tests/test_triton_kernels.py
-timeout 230 python3 benchmarks/bench_gpu.py --rounds 3 "$@" 2>&1 | tee "$out/bench.log"
-echo "bench exit: ${PIPESTATUS[0]}" | tee -a "$out/bench.log"
+# issue 15's case: LSTM (beside it the same module with each setting off), GRU and LLTM in bfloat16 against cuDNN,
+# and their time per FLOP
+timeout 150 python3 benchmarks/bench_gpu.py --issue --rounds 3 2>&1 | tee "$out/bench-issue.log"
+echo "bench exit: ${PIPESTATUS[0]}" | tee -a "$out/bench-issue.log"
 # where the backward step's time goes (the generated LSTM backward, one thing edited out at a time; about 20 s;
 # benchmarks/probe_step.py does the same for a stand-alone forward step)
-timeout 60 python3 benchmarks/probe_backward.py 2>&1 | tee "$out/probe.log"
+timeout 80 python3 benchmarks/probe_backward.py 2>&1 | tee "$out/probe.log"
 # the forward step's fixed costs (the barrier, the gates' round trip through memory: BENCHMARKS.md's model)
-timeout 45 python3 benchmarks/probe_backward.py --forward 2>&1 | tee "$out/probe-forward.log"
+timeout 50 python3 benchmarks/probe_backward.py --forward 2>&1 | tee "$out/probe-forward.log"
 # every zoo cell against the reference backend (values, gradients, lengths); 16-bit modules; nn.LSTM/nn.GRU
 # parity (cuDNN's TF32 off there)
 tests tests.log 170 tests/test_backends.py tests/test_low_precision.py tests/test_nn_parity.py
+# the other sizes and dtypes (float32, float16, B=64 T=512 H=256), as long as the call has time
+timeout 100 python3 benchmarks/bench_gpu.py --rounds 3 "$@" 2>&1 | tee "$out/bench.log"
+echo "bench exit: ${PIPESTATUS[0]}" | tee -a "$out/bench.log"

@@ -44,8 +44,14 @@ def _no_grid_barrier(src, cell=None):
     return src.replace("while _seen < _goal:", "while _seen < 0:")
 
 
+def _no_split_dots(src, acc):
+    """the resident slices' dots into `acc` left out (RESIDENT_WEIGHTS: one line a chunk)"""
+    return re.sub(rf"\n\s*{acc} = _split_dot\(.*", "", src)
+
+
 def _no_matmul(src, cell=None):
-    return re.sub(r"for _n0 in range\(0, \d+, _BKG\):", "for _n0 in range(0, 0, _BKG):", src)
+    """the d_h matmul left out: its loop over d_gates' columns (weights streamed) and its resident chunks"""
+    return _no_split_dots(re.sub(r"for _n0 in range\(0, \d+, _BKG\):", "for _n0 in range(0, 0, _BKG):", src), "_acc")
 
 
 def _no_zeroing(src, cell=None):
@@ -62,8 +68,13 @@ def _shared(src, cell):
 
 
 def _no_gates_matmul(src, cell=None):
-    """(the forward) the step's matmul's loop over h left out: the gates are the input terms alone"""
-    return re.sub(r"for _k0 in range\(0, \d+, _BK\):", "for _k0 in range(0, 0, _BK):", src)
+    """(the forward) the step's matmul over h left out (streamed or resident): the gates are the input terms alone"""
+    return _no_split_dots(re.sub(r"for _k0 in range\(0, \d+, _BK\):", "for _k0 in range(0, 0, _BK):", src), "_acc4")
+
+
+def _streamed(src, cell=None):
+    """(a setting, not an edit) the weights streamed from L2 every step: RESIDENT_WEIGHTS off"""
+    return src
 
 
 def _no_gates_reload(src, cell=None):
@@ -75,6 +86,7 @@ def _no_gates_reload(src, cell=None):
 
 FORWARD_VARIANTS = [   # (--forward: the forward step's fixed costs, BENCHMARKS.md's model)
     ("as rendered", [], True),
+    ("weights streamed from L2 every step (RESIDENT_WEIGHTS off)", [_streamed], True),
     ("no grid barrier", [_no_grid_barrier], False),
     ("no matmul over h", [_no_gates_matmul], False),
     ("gates not read back from memory (zeros)", [_no_gates_reload], False),
@@ -83,6 +95,7 @@ FORWARD_VARIANTS = [   # (--forward: the forward step's fixed costs, BENCHMARKS.
 
 VARIANTS = [   # (name, edits, keeps the answer)
     ("as rendered", [], True),
+    ("weights streamed from L2 every step (RESIDENT_WEIGHTS off)", [_streamed], True),
     ("plain stores for += (no loads)", [_plain_stores], True),
     ("no bias partial sums (kernel.py sums them after the loop now)", [_no_bias_sums], False),
     ("no d_h, d_c zeroing", [_no_zeroing], False),
@@ -137,7 +150,8 @@ def main():
     print("| variant | max abs err vs as rendered | ms | us a step |\n|---|---:|---:|---:|", flush=True)
     for name, edits, exact in FORWARD_VARIANTS if args.forward else VARIANTS:
         src, missing = base, None
-        for e in edits:
+        tb.RESIDENT_WEIGHTS = _streamed not in edits
+        for e in (e for e in edits if e is not _streamed):
             edited = e(src, cell)
             if edited == src:   # an edit that finds nothing to change: that work is not in this source
                 missing = e.__name__

@@ -48,17 +48,18 @@ def kernels(spec, dims, folder, second=True):
     return [getattr(module, f"_{scan.name}_kernel") for scan in scans]
 
 
-def signature(fn, masked, wide=False, dot="ieee", weights="fp32"):
+def signature(fn, masked, wide=False, dot="ieee", weights="fp32", resident=False):
     """Argument types as the host code passes them on a GPU: sizes, strides, steps, phases and programs i32,
     lengths and barrier counters i64, buffers fp32 (`wide`: the variant for buffers of 2^31 elements or more;
     `dot`: the float32 matmul precision, symcell.backends.triton.FLOAT32_DOT; `weights`: the type of the
-    matmuls' weights `_w_*`, "bf16" or "fp16" for a 16-bit module's, LOW_PRECISION_WEIGHTS)."""
+    matmuls' weights `_w_*`, "bf16" or "fp16" for a 16-bit module's, LOW_PRECISION_WEIGHTS; `resident`: the
+    variant that keeps their slices on chip, for bf16 weights, RESIDENT_WEIGHTS)."""
     sig, constexprs = {}, {}
     for p in fn.arg_names:
-        if p in ("_BB", "_BN", "_BK", "_BKG", "_MASKED", "_WIDE", "_PHASED", "_DOT"):
+        if p in ("_BB", "_BN", "_BK", "_BKG", "_MASKED", "_WIDE", "_PHASED", "_DOT", "_RESIDENT", "_BF16_DOT"):
             sig[p] = "constexpr"
             constexprs[p] = {"_BB": BB, "_BN": TILE, "_MASKED": masked, "_WIDE": wide, "_PHASED": False,
-                             **dot_constants(dot)}[p]
+                             "_RESIDENT": resident, "_BF16_DOT": True, **dot_constants(dot)}[p]
         elif p in ("_T", "_B", "_I0", "_I1", "_K0", "_K1", "_P") or p.startswith("_ts_"):
             sig[p] = "i32"
         elif p in ("_len_ptr", "_sync_ptr"):

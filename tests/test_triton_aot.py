@@ -16,7 +16,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BENCH = os.path.join(os.path.dirname(HERE), "benchmarks")
 
 SCRIPT = textwrap.dedent("""
-    import importlib, multiprocessing, sys, tempfile
+    import importlib, multiprocessing, re, sys, tempfile
     sys.path[:0] = [{bench!r}, {tests!r}]
     import triton, triton_aot                     # before the zoo's cells are defined: real @triton.jit kernels
     from zoo import CASES, SECOND_ORDER_REFERENCE_ONLY
@@ -60,9 +60,34 @@ SCRIPT = textwrap.dedent("""
                 compiled += 1
         return compiled
 
+    def compile_resident(name):
+        # the LSTM's, GRU's and LLTM's first-order kernels at 768 features as a bfloat16 module runs them at
+        # B <= 16 * SMs / 48:
+        # each program's weight slices read once, before the time loop, into shared memory: the forward's rows of
+        # W_hh for its 4 gate tiles (the GRU's fourth masked) 768 x 64, the backward's columns of it for its tile of
+        # d_h 4H x 16 (the GRU's and LLTM's 3H x 16), in bfloat16
+        cell, compiled = CASES[name][0](backend="reference"), 0
+        slices = (768 * 64 * 2, (3072 if name == "LSTM" else 2304) * 16 * 2)
+        with tempfile.TemporaryDirectory() as folder:
+            dims = {{k: 768 for k in cell.dims}}
+            for fn, nbytes in zip(triton_aot.kernels(cell._spec, dims, folder, False), slices):
+                for arch in (80, 90):
+                    k = triton_aot.compile(fn, *triton_aot.signature(fn, True, False, "tf32", "bf16", True), arch)
+                    regs, spills = triton_aot.resources(k.asm["ptx"], arch, folder)
+                    ir = k.asm["ttgir"]
+                    loop = ir.index("scf.for")   # (the time loop: the kernel's first)
+                    where = (name, fn.__name__, arch, regs, spills, k.metadata.shared)
+                    assert max(spills) <= 64 and nbytes <= k.metadata.shared <= SHARED[arch], where
+                    assert "bf16" in ir[:loop] and not re.search(r"tt.load .*bf16", ir[loop:]), where
+                    assert re.search(r"tt.dot .*: tensor<\\d+x\\d+xbf16", ir[loop:]), where   # (tensor cores, bfloat16 operands)
+                    compiled += 1
+        return compiled
+
     # one cell per worker process, as many as there are cores (the compiles are independent)
     with multiprocessing.get_context("fork").Pool(min(4, multiprocessing.cpu_count())) as pool:
-        print("compiled", sum(pool.map(compile_cell, sorted(CASES), chunksize=1)))
+        cells = pool.map(compile_cell, sorted(CASES), chunksize=1)
+        at_768 = sum(pool.map(compile_resident, ["LSTM", "GRU", "LLTM"]))
+    print("compiled", sum(cells) + at_768)
 """)
 
 
@@ -74,5 +99,7 @@ def test_every_zoo_cells_kernels_compile_for_sm80_and_sm90():
     from zoo import CASES, SECOND_ORDER_REFERENCE_ONLY
     # four kernels per cell (forward, backward and their tangents; two for the cells whose compiled second
     # order is not tested, see zoo.py); the LSTM and GRU twice, the LSTM's wide variant and its first-order
-    # kernels with tf32x3, with tf32, and with tf32 and bfloat16 weights; its backward with shared reductions
-    assert r.stdout.split()[-1] == str(4 * (len(CASES) + 3) + 7 - 2 * len(SECOND_ORDER_REFERENCE_ONLY))
+    # kernels with tf32x3, with tf32, and with tf32 and bfloat16 weights; its backward with shared reductions; the
+    # LSTM's, GRU's and LLTM's first-order kernels at 768 features with their weight slices resident, for sm_80
+    # and sm_90
+    assert r.stdout.split()[-1] == str(4 * (len(CASES) + 3) + 7 - 2 * len(SECOND_ORDER_REFERENCE_ONLY) + 12)

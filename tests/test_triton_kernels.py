@@ -7,10 +7,10 @@ import importlib
 import pytest
 import torch
 
-from symcell import define, pipeline, registry, tanh
+from symcell import cat, define, pipeline, registry, tanh
 from symcell.backends import triton as triton_backend
 from symcell.backends.triton import split
-from symcell.cells import LSTM, SLSTM, GRUCell, LayerNormLSTM, LSTMCell
+from symcell.cells import LLTM, LSTM, SLSTM, GRUCell, LayerNormLSTM, LSTMCell
 from zoo import CASES, outputs_and_grads, random_inputs, rel_err
 
 RENDER = importlib.import_module("symcell.backends.triton.render")
@@ -435,6 +435,7 @@ def test_a_16_bit_modules_kernels_read_its_weights_in_its_dtype_and_compute_the_
         first = list(seen)
         (gg,) = torch.autograd.grad(g.float().square().sum(), [cell.weight_hh])
         return (h, g, gg), first, seen[len(first):]
+    monkeypatch.setattr(triton_backend, "RESIDENT_WEIGHTS", False)   # (the slices' own arithmetic: tests below)
     for dtype in (torch.bfloat16, torch.float16):
         ours, first, second = run(dtype)
         assert first == [dtype, dtype] and len(second) >= 2 and set(second) == {dtype}, (dtype, first, second)
@@ -446,6 +447,135 @@ def test_a_16_bit_modules_kernels_read_its_weights_in_its_dtype_and_compute_the_
             assert a.dtype == dtype and torch.equal(a, b)
     _, first, second = run(torch.float32)
     assert set(first + second) == {torch.float32}
+
+
+def test_the_split_dot_of_a_resident_slice_keeps_16_bits_of_the_float32_operand():
+    """render.SPLIT_DOT: b @ w for float32 b and bfloat16 w as two bfloat16 products (b's first 8 significant bits
+    and the next 8): within 2^-15 of the float64 product, where rounding b to bfloat16 (cuDNN's) is off by ~2^-9
+    and tf32 (LOW_PRECISION_DOT's) by ~2^-12"""
+    import triton
+    import triton.language as tl
+    import tempfile
+    kernel = RENDER.SPLIT_DOT + """
+@triton.jit
+def kernel(B, W, O, _BF16_DOT: tl.constexpr):
+    r, k = tl.arange(0, 16), tl.arange(0, 64)
+    acc = tl.load(O + r[:, None] * 16 + r[None, :])
+    b = tl.load(B + r[:, None] * 64 + k[None, :])
+    w = tl.load(W + k[:, None] * 16 + r[None, :])
+    tl.store(O + r[:, None] * 16 + r[None, :], _split_dot(acc, b, w, _BF16_DOT))
+"""
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:   # (triton.jit reads its file)
+        f.write(kernel)
+    scope = {"triton": triton, "tl": tl, "__file__": f.name}
+    exec(compile(kernel, f.name, "exec"), scope)  # noqa: S102 - the renderer's own text
+    kernel = scope["kernel"]
+    torch.manual_seed(0)
+    b = torch.randn(16, 64, device=DEVICE)
+    w = torch.randn(64, 16, device=DEVICE).bfloat16()
+    acc = torch.randn(16, 16, device=DEVICE)
+    want = acc.double() + b.double() @ w.double()
+    out = acc.clone()
+    kernel[(1,)](b, w, out, torch.cuda.is_available() and not triton_backend.interpreted())
+    scale = (b.double().abs() @ w.double().abs()).max()
+    assert (out.double() - want).abs().max() / scale < 2 ** -15
+    rounded = acc.double() + b.bfloat16().double() @ w.double()
+    assert (rounded - want).abs().max() / scale > 2 ** -11   # (what the split keeps)
+
+
+def resident_launches(monkeypatch):
+    """the _RESIDENT of each kernel launch from now on, in order"""
+    seen, launch = [], triton_backend._launch
+
+    def spy(kernel, grid, *args, **meta):
+        seen.append(meta["_RESIDENT"])
+        return launch(kernel, grid, *args, **meta)
+    monkeypatch.setattr(triton_backend, "_launch", spy)
+    return seen
+
+
+@define(inputs={"x": "I"}, state={"h": "H"}, params={"W": ("H", "I + H")})
+def XFirst(x, h, W):
+    """a cell whose recurrent weights are columns I.. of W (cat(x, h)): a resident slice off the weight's start"""
+    return tanh(W @ cat(x, h))
+
+
+@pytest.mark.parametrize("backend", ["triton"])
+@pytest.mark.parametrize("name", ["LSTM", "GRU", "LLTM", "XFirst"])
+def test_a_bfloat16_modules_weight_slices_stay_on_chip_and_compute_as_when_streamed(split_kernels, monkeypatch,
+                                                                                  backend, name):
+    """RESIDENT_WEIGHTS: where each program does one tile of each block of units (P >= U / tile), a bfloat16
+    module's forward and backward kernels read their slices of W_hh once, before the time loop, and multiply them
+    with 16 bits of the float32 state (SPLIT_DOT): the values and gradients of the kernels that stream them every
+    step, to bfloat16's rounding, with lengths too (tiles of 2: 6 units over 3 programs; chunks of 4 columns, so
+    several a slice and the last one masked)"""
+    split_kernels(2)
+    monkeypatch.setattr(RENDER, "RESIDENT_CHUNK", 4)
+    seen = resident_launches(monkeypatch)
+
+    def run(on, lengths):
+        monkeypatch.setattr(triton_backend, "RESIDENT_WEIGHTS", on)
+        torch.manual_seed(0)
+        make = {"LSTM": LSTMCell, "GRU": GRUCell, "LLTM": LLTM, "XFirst": lambda i, h, **kw: XFirst(I=i, H=h, **kw)}
+        cell = make[name](3, 6, backend=backend).to(DEVICE, torch.bfloat16)
+        xs, states = random_inputs(cell, 5, 3, dtype=torch.bfloat16, seed=1)
+        xs, states = ([t.detach().to(DEVICE).requires_grad_() for t in ts] for ts in (xs, states))
+        seen.clear()
+        outs, grads, _ = outputs_and_grads(cell, xs, states, lengths=lengths)
+        return [t.float() for t in (*outs, *grads)], list(seen)
+    for lengths in (None, torch.tensor([5, 2, 4])):
+        (ours, launched), (theirs, streamed) = run(True, lengths), run(False, lengths)
+        assert launched[:2] == [True, True] and not any(streamed), (launched, streamed)
+        for a, b in zip(ours, theirs):
+            assert rel_err(a, b) <= 2 ** -7, rel_err(a, b)                  # a bfloat16 rounding at most
+            assert (a == b).float().mean() > 0.9, (a == b).float().mean()    # and mostly none
+
+
+@pytest.mark.parametrize("backend", ["triton"])
+def test_resident_weight_slices_in_second_derivatives(split_kernels, monkeypatch, backend):
+    """the second-order kernels' resident slices (a tangent backward reads one slice of W_hh for d_h and its
+    tangent, held once): a bfloat16 LSTM's double backward as with streamed weights, to bfloat16's rounding"""
+    split_kernels(2)
+    monkeypatch.setattr(RENDER, "RESIDENT_CHUNK", 4)
+    seen = resident_launches(monkeypatch)
+
+    def run(on):
+        monkeypatch.setattr(triton_backend, "RESIDENT_WEIGHTS", on)
+        torch.manual_seed(0)
+        cell = LSTMCell(3, 6, backend=backend).to(DEVICE, torch.bfloat16)
+        x = torch.randn(5, 2, 3, device=DEVICE, dtype=torch.bfloat16, requires_grad=True)
+        seen.clear()
+        (g,) = torch.autograd.grad(cell(x)[0].float().square().sum(), [x], create_graph=True)
+        gg = torch.autograd.grad(g.float().square().sum(), [x, cell.weight_hh])
+        return [t.float() for t in (g, *gg)], list(seen)
+    (ours, launched), (theirs, _) = run(True), run(False)
+    assert len(launched) > 4 and launched.count(True) > 2, launched   # (the second order's too)
+    for a, b in zip(ours, theirs):
+        assert rel_err(a, b) <= 2 ** -7, rel_err(a, b)
+
+
+@pytest.mark.parametrize("backend", ["triton"])
+def test_weight_slices_stay_on_chip_only_where_a_program_has_one_tile_and_they_are_bfloat16(split_kernels,
+                                                                                            monkeypatch, backend):
+    """_resident_slices: a float32 or float16 module streams its weights, and so does a bfloat16 one whose programs
+    have several tiles each (P < U / tile: a large batch, PROGRAMS_AT_MOST) or with RESIDENT_WEIGHTS off"""
+    split_kernels(2)
+    seen = resident_launches(monkeypatch)
+
+    def launched(dtype):
+        torch.manual_seed(0)
+        cell = LSTMCell(3, 6, backend=backend).to(DEVICE, dtype)   # (3 tiles of 2 units: P = 3)
+        seen.clear()
+        h = cell(torch.randn(4, 2, 3, device=DEVICE, dtype=dtype, requires_grad=True))[0]
+        h.float().sum().backward()
+        return seen[:2]
+    assert launched(torch.bfloat16) == [True, True]
+    assert launched(torch.float32) == launched(torch.float16) == [False, False]
+    monkeypatch.setattr(triton_backend, "PROGRAMS_AT_MOST", 2)
+    assert launched(torch.bfloat16) == [False, False]
+    monkeypatch.setattr(triton_backend, "PROGRAMS_AT_MOST", None)
+    monkeypatch.setattr(triton_backend, "RESIDENT_WEIGHTS", False)
+    assert launched(torch.bfloat16) == [False, False]
 
 
 @pytest.mark.parametrize("backend", ["triton"])

@@ -1,6 +1,17 @@
 # symcell triton backend: LSTM
+@triton.jit
+def _split_dot(acc, b, w, _BF16_DOT: tl.constexpr):
+    hi = b.to(tl.bfloat16)
+    lo = (b - hi.to(tl.float32)).to(tl.bfloat16)
+    if _BF16_DOT:
+        acc = tl.dot(hi, w, acc, out_dtype=tl.float32)
+        return tl.dot(lo, w, acc, out_dtype=tl.float32)
+    else:
+        acc = tl.dot(hi.to(tl.float32), w.to(tl.float32), acc)
+        return tl.dot(lo.to(tl.float32), w.to(tl.float32), acc)
+
 @triton.jit(do_not_specialize=['_T', '_B', '_I0', '_I1', '_K0', '_K1', '_P', '_ts__v_h_new', '_ts__v_c_new'])
-def _tangent_forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_h_new, _init_h, _ptr_c_new, _init_c, _ptr_gates, _ptr__v_weight_hh, _ptr__v_bias_ih, _ptr__v_bias_hh, _ptr__v_gates, _pp__v_h_new, _ptr__v_h_new, _ts__v_h_new, _pp__v_c_new, _ptr__v_c_new, _ts__v_c_new, _len_ptr, _sync_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _BKG: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr, _PHASED: tl.constexpr, _DOT: tl.constexpr):
+def _tangent_forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_h_new, _init_h, _ptr_c_new, _init_c, _ptr_gates, _ptr__v_weight_hh, _ptr__v_bias_ih, _ptr__v_bias_hh, _ptr__v_gates, _pp__v_h_new, _ptr__v_h_new, _ts__v_h_new, _pp__v_c_new, _ptr__v_c_new, _ts__v_c_new, _len_ptr, _sync_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _BKG: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr, _PHASED: tl.constexpr, _DOT: tl.constexpr, _RESIDENT: tl.constexpr, _BF16_DOT: tl.constexpr):
     # 1 phase(s) a step, 1 grid barrier(s): steps _I0 <= _i < _I1, from phase _K0 of the first to _K1 of the last (all of them on a GPU; under the interpreter, from one barrier to the next)
     _pb = tl.program_id(0)   # this program's batch tile (axis 0: up to 2^31 - 1 of them)
     _pf = tl.program_id(1)   # its share of the features, of _P
@@ -117,12 +128,20 @@ def _tangent_forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_b
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
 
 @triton.jit(do_not_specialize=['_T', '_B', '_I0', '_I1', '_K0', '_K1', '_P'])
-def _tangent_backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_c_new, _init_c, _ptr_gates, _ptr__dys_h, _ptr_d_gates, _ptr__v_weight_hh, _ptr__v_bias_ih, _ptr__v_bias_hh, _ptr__v_c_new, _init__v_c, _ptr__v_gates, _ptr__v__dys_h, _ptr__v_d_gates, _pp_d_h, _pp_d_c, _pp__v_d_h, _pp__v_d_c, _len_ptr, _sync_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _BKG: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr, _PHASED: tl.constexpr, _DOT: tl.constexpr):
+def _tangent_backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_c_new, _init_c, _ptr_gates, _ptr__dys_h, _ptr_d_gates, _ptr__v_weight_hh, _ptr__v_bias_ih, _ptr__v_bias_hh, _ptr__v_c_new, _init__v_c, _ptr__v_gates, _ptr__v__dys_h, _ptr__v_d_gates, _pp_d_h, _pp_d_c, _pp__v_d_h, _pp__v_d_c, _len_ptr, _sync_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _BKG: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr, _PHASED: tl.constexpr, _DOT: tl.constexpr, _RESIDENT: tl.constexpr, _BF16_DOT: tl.constexpr):
     # 2 phase(s) a step, 1 grid barrier(s): steps _I0 <= _i < _I1, from phase _K0 of the first to _K1 of the last (all of them on a GPU; under the interpreter, from one barrier to the next)
     _pb = tl.program_id(0)   # this program's batch tile (axis 0: up to 2^31 - 1 of them)
     _pf = tl.program_id(1)   # its share of the features, of _P
     _rows = _pb * _BB + tl.arange(0, _BB)
     _rmask = _rows < _B
+    if _RESIDENT:   # this program's weight slices, read once, on chip for every step
+        # d_h[0:16]: this program's tile of it, and the weight's columns for it
+        _ckr0 = _pf * _BN + tl.arange(0, _BN)
+        _kp64 = tl.arange(0, 64)
+        _wr0_0_0 = tl.load(_w_weight_hh + (0 + _kp64)[:, None] * 16 + 0 + _ckr0[None, :], mask=(_ckr0 < 16)[None, :], other=0.0)
+        # _v_d_h[0:16]: this program's tile of it, and the weight's columns for it
+        _ckr1 = _pf * _BN + tl.arange(0, _BN)
+        # (its slice of weight_hh is _wr0_0_*)
     for _i in range(_I0, _I1):
         _t = _T - 1 - _i
         if _WIDE:
@@ -322,28 +341,42 @@ def _tangent_backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_
                 tl.debug_barrier()
         if ((_i > _I0) | (_K0 <= 1)) & ((_i < _I1 - 1) | (1 <= _K1)):   # phase 1
             # d_h[0:16] += d_gates @ weight_hh[:, 0:16]
-            for _k0 in range(_pf * _BN, 16, _P * _BN):
-                _ck = _k0 + tl.arange(0, _BN)
+            if _RESIDENT:   # the program's one tile, against its slice on chip
                 _acc = tl.zeros((_BB, _BN), dtype=tl.float32)
-                for _n0 in range(0, 64, _BKG):
-                    _cn = _n0 + tl.arange(0, _BKG)
-                    _dy = tl.load(_r_d_gates + (_cn)[None, :], mask=_rmask[:, None] & (_cn < 64)[None, :], other=0.0)
-                    _wt = tl.load(_w_weight_hh + _cn[:, None] * 16 + (0 + _ck)[None, :], mask=(_cn < 64)[:, None] & (_ck < 16)[None, :], other=0.0).to(tl.float32)
-                    _acc += tl.dot(_dy, _wt, input_precision=_DOT)
-                _ga = _r_d_h + (0 + _ck)[None, :]
-                tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ck < 16)[None, :])
+                _kc64 = tl.arange(0, 64)
+                _acc = _split_dot(_acc, tl.load(_r_d_gates + (0 + _kc64)[None, :], mask=_rmask[:, None], other=0.0), _wr0_0_0, _BF16_DOT)
+                _ga = _r_d_h + (0 + _ckr0)[None, :]
+                tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ckr0 < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ckr0 < 16)[None, :])
+            else:
+                for _k0 in range(_pf * _BN, 16, _P * _BN):
+                    _ck = _k0 + tl.arange(0, _BN)
+                    _acc = tl.zeros((_BB, _BN), dtype=tl.float32)
+                    for _n0 in range(0, 64, _BKG):
+                        _cn = _n0 + tl.arange(0, _BKG)
+                        _dy = tl.load(_r_d_gates + (_cn)[None, :], mask=_rmask[:, None] & (_cn < 64)[None, :], other=0.0)
+                        _wt = tl.load(_w_weight_hh + _cn[:, None] * 16 + (0 + _ck)[None, :], mask=(_cn < 64)[:, None] & (_ck < 16)[None, :], other=0.0).to(tl.float32)
+                        _acc += tl.dot(_dy, _wt, input_precision=_DOT)
+                    _ga = _r_d_h + (0 + _ck)[None, :]
+                    tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ck < 16)[None, :])
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
             # _v_d_h[0:16] += _v_d_gates @ weight_hh[:, 0:16]
-            for _k0 in range(_pf * _BN, 16, _P * _BN):
-                _ck = _k0 + tl.arange(0, _BN)
+            if _RESIDENT:   # the program's one tile, against its slice on chip
                 _acc = tl.zeros((_BB, _BN), dtype=tl.float32)
-                for _n0 in range(0, 64, _BKG):
-                    _cn = _n0 + tl.arange(0, _BKG)
-                    _dy = tl.load(_r__v_d_gates + (_cn)[None, :], mask=_rmask[:, None] & (_cn < 64)[None, :], other=0.0)
-                    _wt = tl.load(_w_weight_hh + _cn[:, None] * 16 + (0 + _ck)[None, :], mask=(_cn < 64)[:, None] & (_ck < 16)[None, :], other=0.0).to(tl.float32)
-                    _acc += tl.dot(_dy, _wt, input_precision=_DOT)
-                _ga = _r__v_d_h + (0 + _ck)[None, :]
-                tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ck < 16)[None, :])
+                _kc64 = tl.arange(0, 64)
+                _acc = _split_dot(_acc, tl.load(_r__v_d_gates + (0 + _kc64)[None, :], mask=_rmask[:, None], other=0.0), _wr0_0_0, _BF16_DOT)
+                _ga = _r__v_d_h + (0 + _ckr1)[None, :]
+                tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ckr1 < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ckr1 < 16)[None, :])
+            else:
+                for _k0 in range(_pf * _BN, 16, _P * _BN):
+                    _ck = _k0 + tl.arange(0, _BN)
+                    _acc = tl.zeros((_BB, _BN), dtype=tl.float32)
+                    for _n0 in range(0, 64, _BKG):
+                        _cn = _n0 + tl.arange(0, _BKG)
+                        _dy = tl.load(_r__v_d_gates + (_cn)[None, :], mask=_rmask[:, None] & (_cn < 64)[None, :], other=0.0)
+                        _wt = tl.load(_w_weight_hh + _cn[:, None] * 16 + (0 + _ck)[None, :], mask=(_cn < 64)[:, None] & (_ck < 16)[None, :], other=0.0).to(tl.float32)
+                        _acc += tl.dot(_dy, _wt, input_precision=_DOT)
+                    _ga = _r__v_d_h + (0 + _ck)[None, :]
+                    tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ck < 16)[None, :])
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
             # _v_d_h[0:16] += d_gates @ _v_weight_hh[:, 0:16]
             for _k0 in range(_pf * _BN, 16, _P * _BN):
@@ -383,7 +416,7 @@ def tangent_forward(_xs, _inits, _params, _ys, _res, _v_xs, _v_inits, _v_params,
         _weight_hh_w16 = _low(weight_hh)   # a 16-bit module's weights in its dtype (exact), else as they are
         _P = _programs(_x_seq, 1, _grid)   # programs splitting a batch tile's features
         _sync = _x_seq.new_zeros((_grid,), dtype=torch.int64)   # a barrier counter a batch tile
-        _launch(_tangent_forward_kernel, (_grid, _P), _T, _B, _x_seq, _weight_hh_w16, bias_ih, bias_hh, _h_new_seq, _h_init, _c_new_seq, _c_init, _gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_gates_seq, __v_h_new_pp, __v_h_new_seq, __v_h_new_ts, __v_c_new_pp, __v_c_new_seq, __v_c_new_ts, _len, _sync, _phases=1, _first_barrier=True, _BB=16, _BN=16, _MASKED=_lengths is not None, _WIDE=_wide(_weight_hh_w16, bias_ih, bias_hh, _h_new_seq, _h_init, _c_new_seq, _c_init, _gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_gates_seq, __v_h_new_pp, __v_h_new_seq, __v_h_new_ts, __v_c_new_pp, __v_c_new_seq, __v_c_new_ts), num_warps=8)
+        _launch(_tangent_forward_kernel, (_grid, _P), _T, _B, _x_seq, _weight_hh_w16, bias_ih, bias_hh, _h_new_seq, _h_init, _c_new_seq, _c_init, _gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_gates_seq, __v_h_new_pp, __v_h_new_seq, __v_h_new_ts, __v_c_new_pp, __v_c_new_seq, __v_c_new_ts, _len, _sync, _phases=1, _first_barrier=True, _BB=16, _BN=16, _MASKED=_lengths is not None, _WIDE=_wide(_weight_hh_w16, bias_ih, bias_hh, _h_new_seq, _h_init, _c_new_seq, _c_init, _gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_gates_seq, __v_h_new_pp, __v_h_new_seq, __v_h_new_ts, __v_c_new_pp, __v_c_new_seq, __v_c_new_ts), _RESIDENT=False, num_warps=8)
     _v_h = __v_h_new_pp[_T % 2].clone()   # the carry after the last step
     _v_c = __v_c_new_pp[_T % 2].clone()   # the carry after the last step
     return [__v_h_new_seq, _v_h, _v_c] + ([__v_gates_seq, __v_c_new_seq] if _save else [])
@@ -421,7 +454,8 @@ def tangent_backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _v_d_ys,
         _weight_hh_w16 = _low(weight_hh)   # a 16-bit module's weights in its dtype (exact), else as they are
         _P = _programs(_x_seq, 1, _grid)   # programs splitting a batch tile's features
         _sync = _x_seq.new_zeros((_grid,), dtype=torch.int64)   # a barrier counter a batch tile
-        _launch(_tangent_backward_kernel, (_grid, _P), _T, _B, _x_seq, _weight_hh_w16, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_c_new_seq, __v_c_init, __v_gates_seq, __v__dys_h_seq, __v_d_gates_seq, _d_h_pp, _d_c_pp, __v_d_h_pp, __v_d_c_pp, _len, _sync, _phases=2, _first_barrier=False, _BB=16, _BN=16, _MASKED=_lengths is not None, _WIDE=_wide(_weight_hh_w16, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_c_new_seq, __v_c_init, __v_gates_seq, __v__dys_h_seq, __v_d_gates_seq, _d_h_pp, _d_c_pp, __v_d_h_pp, __v_d_c_pp), num_warps=8)
+        _resident = _resident_slices(_P, 1, 2048, _weight_hh_w16)   # 2048 bytes on chip a program
+        _launch(_tangent_backward_kernel, (_grid, _P), _T, _B, _x_seq, _weight_hh_w16, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_c_new_seq, __v_c_init, __v_gates_seq, __v__dys_h_seq, __v_d_gates_seq, _d_h_pp, _d_c_pp, __v_d_h_pp, __v_d_c_pp, _len, _sync, _phases=2, _first_barrier=False, _BB=16, _BN=16, _MASKED=_lengths is not None, _WIDE=_wide(_weight_hh_w16, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_c_new_seq, __v_c_init, __v_gates_seq, __v__dys_h_seq, __v_d_gates_seq, _d_h_pp, _d_c_pp, __v_d_h_pp, __v_d_c_pp), _RESIDENT=_resident, num_warps=8)
     d_h_new = _d_h_pp[_T % 2].clone()   # the carry after the last step
     d_c_new = _d_c_pp[_T % 2].clone()   # the carry after the last step
     _v_d_h_new = __v_d_h_pp[_T % 2].clone()   # the carry after the last step

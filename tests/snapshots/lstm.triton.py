@@ -1,11 +1,31 @@
 # symcell triton backend: LSTM
+@triton.jit
+def _split_dot(acc, b, w, _BF16_DOT: tl.constexpr):
+    hi = b.to(tl.bfloat16)
+    lo = (b - hi.to(tl.float32)).to(tl.bfloat16)
+    if _BF16_DOT:
+        acc = tl.dot(hi, w, acc, out_dtype=tl.float32)
+        return tl.dot(lo, w, acc, out_dtype=tl.float32)
+    else:
+        acc = tl.dot(hi.to(tl.float32), w.to(tl.float32), acc)
+        return tl.dot(lo.to(tl.float32), w.to(tl.float32), acc)
+
 @triton.jit(do_not_specialize=['_T', '_B', '_I0', '_I1', '_K0', '_K1', '_P', '_ts_gates', '_ts_h_new', '_ts_c_new'])
-def _forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_gates, _ts_gates, _pp_h_new, _ptr_h_new, _ts_h_new, _pp_c_new, _ptr_c_new, _ts_c_new, _pre0, _len_ptr, _sync_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _BKG: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr, _PHASED: tl.constexpr, _DOT: tl.constexpr):
+def _forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_gates, _ts_gates, _pp_h_new, _ptr_h_new, _ts_h_new, _pp_c_new, _ptr_c_new, _ts_c_new, _pre0, _len_ptr, _sync_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _BKG: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr, _PHASED: tl.constexpr, _DOT: tl.constexpr, _RESIDENT: tl.constexpr, _BF16_DOT: tl.constexpr):
     # 1 phase(s) a step, 1 grid barrier(s): steps _I0 <= _i < _I1, from phase _K0 of the first to _K1 of the last (all of them on a GPU; under the interpreter, from one barrier to the next)
     _pb = tl.program_id(0)   # this program's batch tile (axis 0: up to 2^31 - 1 of them)
     _pf = tl.program_id(1)   # its share of the features, of _P
     _rows = _pb * _BB + tl.arange(0, _BB)
     _rmask = _rows < _B
+    if _RESIDENT:   # this program's weight slices, read once, on chip for every step
+        # gates: the columns of this program's tiles, and their rows of the weights
+        _jpr0 = (1 - _pf + _P - 1) // _P   # this program's tiles in each block of 16 columns
+        _ntr0 = 4 * _jpr0
+        _qr0 = 0 + tl.arange(0, 4 * _BN) // _BN   # the program's tile of each column
+        _cnr0 = (_qr0 // _jpr0) * 16 + (_pf + (_qr0 % _jpr0) * _P) * _BN + tl.arange(0, 4 * _BN) % _BN
+        _cmr0 = (_qr0 < _ntr0) & (_cnr0 < 64)
+        _kp16 = tl.arange(0, 16)
+        _wr0_0_0 = tl.load(_w_weight_hh + _cnr0[None, :] * 16 + (0 + _kp16)[:, None], mask=_cmr0[None, :], other=0.0)
     for _i in range(_I0, _I1):
         _t = _i
         if _WIDE:
@@ -29,19 +49,25 @@ def _forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih, 
                 tl.debug_barrier()
         if ((_i > _I0) | (_K0 <= 0)) & ((_i < _I1 - 1) | (0 <= _K1)):   # phase 0
             # gates = x[0:8] @ weight_ih[:, 0:8].T + h[0:16] @ weight_hh[:, 0:16].T
-            _jp = (1 - _pf + _P - 1) // _P   # this program's tiles in each block of 16 columns
-            _nt = 4 * _jp
-            for _g0 in range(0, _nt, 4):
-                _q4 = _g0 + tl.arange(0, 4 * _BN) // _BN   # the program's tile of each column
-                _cn4 = (_q4 // _jp) * 16 + (_pf + (_q4 % _jp) * _P) * _BN + tl.arange(0, 4 * _BN) % _BN
-                _cm4 = (_q4 < _nt) & (_cn4 < 64)
-                _acc4 = tl.load(_pre0 + _tw * _B * 64 + _rows[:, None] * 64 + _cn4[None, :], mask=_rmask[:, None] & _cm4[None, :], other=0.0)   # the terms run before the loop
-                for _k0 in range(0, 16, _BK):
-                    _ck = _k0 + tl.arange(0, _BK)
-                    _a = tl.load(_r_h + (0 + _ck)[None, :], mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0)
-                    _wt4 = tl.load(_w_weight_hh + _cn4[None, :] * 16 + (0 + _ck)[:, None], mask=(_ck < 16)[:, None] & _cm4[None, :], other=0.0).to(tl.float32)
-                    _acc4 += tl.dot(_a, _wt4, input_precision=_DOT)
-                tl.store(_r_gates + (_cn4)[None, :], _acc4, mask=_rmask[:, None] & _cm4[None, :])
+            if _RESIDENT:   # the program's one pass of tiles, against its slices on chip
+                _acc4 = tl.load(_pre0 + _tw * _B * 64 + _rows[:, None] * 64 + _cnr0[None, :], mask=_rmask[:, None] & _cmr0[None, :], other=0.0)   # the terms run before the loop
+                _kc16 = tl.arange(0, 16)
+                _acc4 = _split_dot(_acc4, tl.load(_r_h + (0 + _kc16)[None, :], mask=_rmask[:, None], other=0.0), _wr0_0_0, _BF16_DOT)
+                tl.store(_r_gates + (_cnr0)[None, :], _acc4, mask=_rmask[:, None] & _cmr0[None, :])
+            else:
+                _jp = (1 - _pf + _P - 1) // _P   # this program's tiles in each block of 16 columns
+                _nt = 4 * _jp
+                for _g0 in range(0, _nt, 4):
+                    _q4 = _g0 + tl.arange(0, 4 * _BN) // _BN   # the program's tile of each column
+                    _cn4 = (_q4 // _jp) * 16 + (_pf + (_q4 % _jp) * _P) * _BN + tl.arange(0, 4 * _BN) % _BN
+                    _cm4 = (_q4 < _nt) & (_cn4 < 64)
+                    _acc4 = tl.load(_pre0 + _tw * _B * 64 + _rows[:, None] * 64 + _cn4[None, :], mask=_rmask[:, None] & _cm4[None, :], other=0.0)   # the terms run before the loop
+                    for _k0 in range(0, 16, _BK):
+                        _ck = _k0 + tl.arange(0, _BK)
+                        _a = tl.load(_r_h + (0 + _ck)[None, :], mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0)
+                        _wt4 = tl.load(_w_weight_hh + _cn4[None, :] * 16 + (0 + _ck)[:, None], mask=(_ck < 16)[:, None] & _cm4[None, :], other=0.0).to(tl.float32)
+                        _acc4 += tl.dot(_a, _wt4, input_precision=_DOT)
+                    tl.store(_r_gates + (_cn4)[None, :], _acc4, mask=_rmask[:, None] & _cm4[None, :])
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
             # fused region: 2 output(s) of 16 features
             for _j0 in range(_pf * _BN, 16, _P * _BN):
@@ -86,12 +112,17 @@ def _forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih, 
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
 
 @triton.jit(do_not_specialize=['_T', '_B', '_I0', '_I1', '_K0', '_K1', '_P'])
-def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_c_new, _init_c, _ptr_gates, _ptr__dys_h, _ptr_d_gates, _pp_d_h, _pp_d_c, _len_ptr, _sync_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _BKG: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr, _PHASED: tl.constexpr, _DOT: tl.constexpr):
+def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_c_new, _init_c, _ptr_gates, _ptr__dys_h, _ptr_d_gates, _pp_d_h, _pp_d_c, _len_ptr, _sync_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _BKG: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr, _PHASED: tl.constexpr, _DOT: tl.constexpr, _RESIDENT: tl.constexpr, _BF16_DOT: tl.constexpr):
     # 2 phase(s) a step, 1 grid barrier(s): steps _I0 <= _i < _I1, from phase _K0 of the first to _K1 of the last (all of them on a GPU; under the interpreter, from one barrier to the next)
     _pb = tl.program_id(0)   # this program's batch tile (axis 0: up to 2^31 - 1 of them)
     _pf = tl.program_id(1)   # its share of the features, of _P
     _rows = _pb * _BB + tl.arange(0, _BB)
     _rmask = _rows < _B
+    if _RESIDENT:   # this program's weight slices, read once, on chip for every step
+        # d_h[0:16]: this program's tile of it, and the weight's columns for it
+        _ckr0 = _pf * _BN + tl.arange(0, _BN)
+        _kp64 = tl.arange(0, 64)
+        _wr0_0_0 = tl.load(_w_weight_hh + (0 + _kp64)[:, None] * 16 + 0 + _ckr0[None, :], mask=(_ckr0 < 16)[None, :], other=0.0)
     for _i in range(_I0, _I1):
         _t = _T - 1 - _i
         if _WIDE:
@@ -192,16 +223,23 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih,
                 tl.debug_barrier()
         if ((_i > _I0) | (_K0 <= 1)) & ((_i < _I1 - 1) | (1 <= _K1)):   # phase 1
             # d_h[0:16] += d_gates @ weight_hh[:, 0:16]
-            for _k0 in range(_pf * _BN, 16, _P * _BN):
-                _ck = _k0 + tl.arange(0, _BN)
+            if _RESIDENT:   # the program's one tile, against its slice on chip
                 _acc = tl.zeros((_BB, _BN), dtype=tl.float32)
-                for _n0 in range(0, 64, _BKG):
-                    _cn = _n0 + tl.arange(0, _BKG)
-                    _dy = tl.load(_r_d_gates + (_cn)[None, :], mask=_rmask[:, None] & (_cn < 64)[None, :], other=0.0)
-                    _wt = tl.load(_w_weight_hh + _cn[:, None] * 16 + (0 + _ck)[None, :], mask=(_cn < 64)[:, None] & (_ck < 16)[None, :], other=0.0).to(tl.float32)
-                    _acc += tl.dot(_dy, _wt, input_precision=_DOT)
-                _ga = _r_d_h + (0 + _ck)[None, :]
-                tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ck < 16)[None, :])
+                _kc64 = tl.arange(0, 64)
+                _acc = _split_dot(_acc, tl.load(_r_d_gates + (0 + _kc64)[None, :], mask=_rmask[:, None], other=0.0), _wr0_0_0, _BF16_DOT)
+                _ga = _r_d_h + (0 + _ckr0)[None, :]
+                tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ckr0 < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ckr0 < 16)[None, :])
+            else:
+                for _k0 in range(_pf * _BN, 16, _P * _BN):
+                    _ck = _k0 + tl.arange(0, _BN)
+                    _acc = tl.zeros((_BB, _BN), dtype=tl.float32)
+                    for _n0 in range(0, 64, _BKG):
+                        _cn = _n0 + tl.arange(0, _BKG)
+                        _dy = tl.load(_r_d_gates + (_cn)[None, :], mask=_rmask[:, None] & (_cn < 64)[None, :], other=0.0)
+                        _wt = tl.load(_w_weight_hh + _cn[:, None] * 16 + (0 + _ck)[None, :], mask=(_cn < 64)[:, None] & (_ck < 16)[None, :], other=0.0).to(tl.float32)
+                        _acc += tl.dot(_dy, _wt, input_precision=_DOT)
+                    _ga = _r_d_h + (0 + _ck)[None, :]
+                    tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ck < 16)[None, :])
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
 
 def forward(_xs, _inits, _params, _save, _lengths=None):
@@ -221,7 +259,8 @@ def forward(_xs, _inits, _params, _save, _lengths=None):
         _weight_hh_w16 = _low(weight_hh)   # a 16-bit module's weights in its dtype (exact), else as they are
         _P = _programs(_x_seq, 1, _grid)   # programs splitting a batch tile's features
         _sync = _x_seq.new_zeros((_grid,), dtype=torch.int64)   # a barrier counter a batch tile
-        _launch(_forward_kernel, (_grid, _P), _T, _B, _x_seq, _weight_hh_w16, bias_ih, bias_hh, _gates_seq, _gates_ts, _h_new_pp, _h_new_seq, _h_new_ts, _c_new_pp, _c_new_seq, _c_new_ts, _pre0, _len, _sync, _phases=1, _first_barrier=True, _BB=16, _BN=16, _MASKED=_lengths is not None, _WIDE=_wide(_weight_hh_w16, bias_ih, bias_hh, _gates_seq, _gates_ts, _h_new_pp, _h_new_seq, _h_new_ts, _c_new_pp, _c_new_seq, _c_new_ts, _pre0), num_warps=4)
+        _resident = _resident_slices(_P, 1, 2048, _weight_hh_w16)   # 2048 bytes on chip a program
+        _launch(_forward_kernel, (_grid, _P), _T, _B, _x_seq, _weight_hh_w16, bias_ih, bias_hh, _gates_seq, _gates_ts, _h_new_pp, _h_new_seq, _h_new_ts, _c_new_pp, _c_new_seq, _c_new_ts, _pre0, _len, _sync, _phases=1, _first_barrier=True, _BB=16, _BN=16, _MASKED=_lengths is not None, _WIDE=_wide(_weight_hh_w16, bias_ih, bias_hh, _gates_seq, _gates_ts, _h_new_pp, _h_new_seq, _h_new_ts, _c_new_pp, _c_new_seq, _c_new_ts, _pre0), _RESIDENT=_resident, num_warps=4)
     h = _h_new_pp[_T % 2].clone()   # the carry after the last step
     c = _c_new_pp[_T % 2].clone()   # the carry after the last step
     return [_h_new_seq, h, c] + ([_gates_seq, _c_new_seq] if _save else [])
@@ -249,7 +288,8 @@ def backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _lengths=None):
         _weight_hh_w16 = _low(weight_hh)   # a 16-bit module's weights in its dtype (exact), else as they are
         _P = _programs(_x_seq, 1, _grid)   # programs splitting a batch tile's features
         _sync = _x_seq.new_zeros((_grid,), dtype=torch.int64)   # a barrier counter a batch tile
-        _launch(_backward_kernel, (_grid, _P), _T, _B, _x_seq, _weight_hh_w16, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _d_h_pp, _d_c_pp, _len, _sync, _phases=2, _first_barrier=False, _BB=16, _BN=16, _MASKED=_lengths is not None, _WIDE=_wide(_weight_hh_w16, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _d_h_pp, _d_c_pp), num_warps=4)
+        _resident = _resident_slices(_P, 1, 2048, _weight_hh_w16)   # 2048 bytes on chip a program
+        _launch(_backward_kernel, (_grid, _P), _T, _B, _x_seq, _weight_hh_w16, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _d_h_pp, _d_c_pp, _len, _sync, _phases=2, _first_barrier=False, _BB=16, _BN=16, _MASKED=_lengths is not None, _WIDE=_wide(_weight_hh_w16, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _d_h_pp, _d_c_pp), _RESIDENT=_resident, num_warps=4)
     d_h_new = _d_h_pp[_T % 2].clone()   # the carry after the last step
     d_c_new = _d_c_pp[_T % 2].clone()   # the carry after the last step
     # after the loop, over all T*B rows: one GEMM for all steps where a loop would run one per step

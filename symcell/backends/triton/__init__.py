@@ -48,6 +48,14 @@ BFLOAT16_GEMMS = True
 # products are the same; half the bytes each step streams from L2 for them (a step reads its slice of W_hh).
 # False: as float32, as the scan holds them.
 LOW_PRECISION_WEIGHTS = True
+# Each program keeps its slices of a bfloat16 module's recurrent weights on chip (shared memory) for the whole
+# sequence where it does one tile of each block of units (P = H / 16 at B <= 16 * SMs / (H / 16)) and they fit
+# (render.py resident_slices; an LSTM at H=768: 96 KiB a program, forward and backward alike); else, and for
+# float32 and float16 modules, the kernels stream them from global memory (L2) every step. False: always stream.
+RESIDENT_WEIGHTS = True
+# shared memory the kernels take besides the resident slices, at most (the dots' operand tiles; measured by
+# tests/test_triton_aot.py: the LSTM's and GRU's kernels at H=768 with their slices resident)
+RESIDENT_SCRATCH = 32 * 1024
 INTERPRETER_PROGRAMS = 4   # P at most under the interpreter: enough to test the split
 PROGRAMS_AT_MOST = None    # a cap on P (benchmarks/bench_gpu.py times the kernel at 1: no split, no barrier)
 # launch parameters that replace the rendered ones ("_BK", "_BKG" the matmuls' reduction tiles, "num_warps",
@@ -83,6 +91,7 @@ def _launch(kernel, grid, T, B, like, *args, _phases, _first_barrier, **meta):
     stretch from one barrier to the next is a launch of its own, the same kernel code with the barriers left
     out."""
     meta.update(dot_constants(dot_precision()))
+    meta["_BF16_DOT"] = not interpreted()   # (render.SPLIT_DOT: the interpreter's bfloat16 tl.dot is not exact)
     meta.update(LAUNCH)
     P = grid[1]
     with _device_of(like):
@@ -92,6 +101,19 @@ def _launch(kernel, grid, T, B, like, *args, _phases, _first_barrier, **meta):
         else:
             cooperative = {"launch_cooperative_grid": True} if P > 1 else {}
             kernel[grid](T, B, 0, T, 0, _phases - 1, P, *args, _PHASED=False, **cooperative, **meta)
+
+
+def _resident_slices(P, tiles, nbytes, *weights):
+    """whether this launch keeps the kernel's weight slices on chip (_RESIDENT): each of its P programs does one tile
+    of each block of units (P >= `tiles`), the weights are bfloat16 (a bfloat16 module's, LOW_PRECISION_WEIGHTS),
+    and their `nbytes` a program fit in the GPU's shared memory beside RESIDENT_SCRATCH"""
+    if not RESIDENT_WEIGHTS or P < tiles or any(w.dtype != torch.bfloat16 for w in weights):
+        return False
+    if interpreted():
+        return True
+    from triton.runtime import driver
+    device = weights[0].device.index if weights[0].device.index is not None else torch.cuda.current_device()
+    return nbytes + RESIDENT_SCRATCH <= driver.active.utils.get_device_properties(device)["max_shared_mem"]
 
 
 def dot_precision():
@@ -169,7 +191,7 @@ def load(name, source):
     path = cache.source_file("triton", name, source)
     linecache.checkcache(str(path))
     scope = {**SCOPE, "triton": triton, "tl": tl, "_device_of": _device_of, "_wide": _wide,
-             "_programs": _programs, "_launch": _launch, "_mm": _mm, "_low": _low, "__file__": str(path),
+             "_programs": _programs, "_launch": _launch, "_resident_slices": _resident_slices, "_mm": _mm, "_low": _low, "__file__": str(path),
              "__name__": f"symcell_triton_{next(_counter)}"}
     exec(compile(source, str(path), "exec"), scope)  # noqa: S102 - our own generated code
     return scope

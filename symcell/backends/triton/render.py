@@ -62,6 +62,37 @@ SECOND_ORDER_WARPS = 8
 REDUCTION_SHARES = 1
 
 
+# A resident weight slice is multiplied in chunks of this many reduction columns (one tl.dot each, unrolled in the
+# kernel's text): the widest with which no zoo kernel spills at H=768 (tests/test_triton_aot.py; the LSTM's
+# backward at sm_90 spilled 112 bytes with 128 and 2 KiB with 256, the compiler issuing every chunk's load early)
+RESIDENT_CHUNK = 64
+
+
+def chunks(K):
+    """[(start, width)]: a reduction over K columns as RESIDENT_CHUNK-wide dots (the last one masked), a power of
+    two each (tl.arange)"""
+    width = min(RESIDENT_CHUNK, 1 << max(0, K - 1).bit_length())
+    return [(c0, width) for c0 in range(0, K, width)]
+
+
+# a + b @ w for float32 a, b and bfloat16 w on tensor cores without rounding b to bfloat16: b = hi + lo, its first
+# 8 significant bits and the next 8, two products exact in float32 each (b's 17th bit on is lost: finer than
+# tf32's 11 bits, LOW_PRECISION_DOT's default). A resident slice stays bfloat16 on chip this way (w.to(float32)
+# would be hoisted out of the loop with it: twice the shared memory). Under the interpreter (_BF16_DOT false)
+# the same parts in float32: its bfloat16 tl.dot multiplies the bits as integers (Triton 3.9).
+SPLIT_DOT = '''@triton.jit
+def _split_dot(acc, b, w, _BF16_DOT: tl.constexpr):
+    hi = b.to(tl.bfloat16)
+    lo = (b - hi.to(tl.float32)).to(tl.bfloat16)
+    if _BF16_DOT:
+        acc = tl.dot(hi, w, acc, out_dtype=tl.float32)
+        return tl.dot(lo, w, acc, out_dtype=tl.float32)
+    else:
+        acc = tl.dot(hi.to(tl.float32), w.to(tl.float32), acc)
+        return tl.dot(lo.to(tl.float32), w.to(tl.float32), acc)
+'''
+
+
 def num_warps(scan_name):
     return NUM_WARPS.get(scan_name, SECOND_ORDER_WARPS)
 
@@ -104,6 +135,47 @@ class StepKernel(Renderer):
                        for k in range(len(st.outputs)) if sole_write(scan.step, st, k, zeros)}
         zeroed = tuple(b.name for b in self.used if b.acc and b.role in (Role.STEP, Role.CARRY_OUT))
         self.split = plan(scan, ([Zero(zeroed)] if zeroed else []) + list(scan.step), TILE, REDUCTION_SHARES)
+        self.resident = self.resident_slices()
+        # a slice two statements read alike (a tangent backward's d_h and its tangent, both from W_hh's columns for
+        # the program's tile) is held once: {(id(st), term): the name of its chunks' tiles}
+        self.slice_names, first = {}, {}
+        for s, st in enumerate(self.resident_order()):
+            for k, entry in enumerate(self.resident[id(st)]):
+                key = (type(st), entry, self.group(self.n(st.out)) if isinstance(st, MatMul) else None)
+                self.slice_names[id(st), k] = first.setdefault(key, f"_wr{s}_{k}")
+
+    def resident_slices(self):
+        """{id(statement): [(weight, K, columns a program keeps, the weight's first column)]}: the in-loop
+        matmuls whose weight slice each program can hold on chip for the whole sequence, read from global memory
+        once instead of every step (the persistent design: on an H200 the step's matmul streaming its slice from L2
+        was most of the forward's step, BENCHMARKS.md). Where a program does one tile of each block of U columns
+        (P >= U / tile, decided at launch: _RESIDENT) of an aligned split; for a 16-bit module's weights only
+        (weights16: bfloat16 at launch), whose slices are half a float32 one's; an operand's gradient only where
+        its output is one block of units (d_h), not shared out (SplitReduction)."""
+        split, out = self.split, {}
+        if not split.aligned:
+            return out
+        units, tile = split.units, split.tile
+        for st in (it for phase in split.phases for it in phase):
+            if isinstance(st, MatMul):
+                _, hoisted = self.hoisted.get(id(st), (None, ()))
+                terms = [t for t in st.terms if t not in hoisted]
+                group = self.group(self.n(st.out))
+                if -(-self.n(st.out) // units) <= group and all(t.weight in self.weights16 for t in terms):
+                    out[id(st)] = [(t.weight, int(t.operand.stop - t.operand.start), group * tile, t.col_start)
+                                   for t in terms]
+            elif isinstance(st, OperandGrad):
+                width = int(st.dest.stop - st.dest.start)
+                if st.weight in self.weights16 and int(st.dest.start) % units == 0 and width <= units:
+                    out[id(st)] = [(st.weight, self.n(st.src), tile, st.col_start)]
+        return out
+
+    @property
+    def resident_bytes(self):
+        """shared memory the resident slices take (bfloat16), each held once"""
+        held = {self.slice_names[id(st), k]: 2 * K * cols for st in self.resident_order()
+                for k, (_, K, cols, _) in enumerate(self.resident[id(st)])}
+        return sum(held.values())
 
     def before_loop(self, name):
         """a sequence whole before the loop (an input, or made in the phase before it), not one the step adds to"""
@@ -234,7 +306,8 @@ class StepKernel(Renderer):
         w(f"@triton.jit(do_not_specialize={self.sizes()!r})")
         w(f"def _{scan.name}_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, {', '.join(a for a, _ in self.args())}, _len_ptr, "
           "_sync_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _BKG: tl.constexpr, "
-          "_MASKED: tl.constexpr, _WIDE: tl.constexpr, _PHASED: tl.constexpr, _DOT: tl.constexpr):")
+          "_MASKED: tl.constexpr, _WIDE: tl.constexpr, _PHASED: tl.constexpr, _DOT: tl.constexpr, "
+          "_RESIDENT: tl.constexpr, _BF16_DOT: tl.constexpr):")
         with w.block():
             w(f"# {len(split.phases)} phase(s) a step, {split.barriers} grid barrier(s): steps _I0 <= _i < _I1, from "
               "phase _K0 of the first to _K1 of the last (all of them on a GPU; under the interpreter, from one "
@@ -243,6 +316,9 @@ class StepKernel(Renderer):
             w("_pf = tl.program_id(1)   # its share of the features, of _P")
             w("_rows = _pb * _BB + tl.arange(0, _BB)")
             w("_rmask = _rows < _B")
+            if self.resident:
+                with w.block("if _RESIDENT:   # this program's weight slices, read once, on chip for every step"):
+                    self.preload()
             with w.block("for _i in range(_I0, _I1):"):
                 w(f"_t = {'_T - 1 - _i' if scan.reverse else '_i'}")
                 # offsets: a step's in 64 bits when a buffer has 2^31 elements or more (a variant compiled only
@@ -261,6 +337,40 @@ class StepKernel(Renderer):
                         for st in phase:
                             self.render(st)
                             w("tl.debug_barrier()   # the next statement reads what other threads of this program wrote")
+
+    def preload(self):
+        """the resident slices (resident_slices) as bfloat16 tiles `_wr<s>_<k>_<c>`: statement s's term k's chunk c"""
+        w = self.w
+        for s, st in enumerate(self.resident_order()):
+            if isinstance(st, MatMul):
+                n_out = self.n(st.out)
+                w(f"# {st.out}: the columns of this program's tiles, and their rows of the weights")
+                self.tile_count(n_out, f"r{s}")
+                self.tile_columns(n_out, self.group(n_out), "0", f"r{s}", f"r{s}")
+                rows, cols, mask = f"_cnr{s}[None, :]", "[:, None]", f"_cmr{s}[None, :]"
+            else:
+                op = st.dest
+                w(f"# {op.value}[{op.start}:{op.stop}]: this program's tile of it, and the weight's columns for it")
+                w(f"_ckr{s} = _pf * _BN + tl.arange(0, _BN)")
+                rows, cols, mask = "", f"_ckr{s}[None, :]", f"(_ckr{s} < {int(op.stop - op.start)})[None, :]"
+            for k, (weight, K, _, col) in enumerate(self.resident[id(st)]):
+                ldw, name = int(self.buf[weight].size[1]), self.slice_names[id(st), k]
+                if name != f"_wr{s}_{k}":
+                    w(f"# (its slice of {weight} is {name}_*)")
+                    continue
+                for c, (c0, width) in enumerate(chunks(K)):
+                    if c == 0:
+                        w(f"_kp{width} = tl.arange(0, {width})")
+                    if rows:   # (a matmul's: its output columns are the weight's rows)
+                        ptr = f"{rows} * {ldw} + ({col + c0} + _kp{width})[:, None]"
+                    else:      # (an operand's gradient: the reduction runs over the weight's rows)
+                        ptr = f"({c0} + _kp{width})[:, None] * {ldw} + {col} + {cols}"
+                    within = f"({c0} + _kp{width} < {K})[:, None] & " if c0 + width > K else ""
+                    w(f"{name}_{c} = tl.load(_w_{weight} + {ptr}, mask={within}{mask}, other=0.0)")
+
+    def resident_order(self):
+        """the statements with resident slices, in the step's order (their index s names their tiles)"""
+        return [st for phase in self.split.phases for st in phase if id(st) in self.resident]
 
     def grid_barrier(self, k):
         """Every program of this batch tile has finished the phase before: each adds one to its tile's counter
@@ -286,28 +396,55 @@ class StepKernel(Renderer):
         w(f"# {mm.out} {'+=' if mm.accumulate else '='} " + " + ".join(
             f"{t.operand.value}[{t.operand.start}:{t.operand.stop}] @ {t.weight}[:, {t.col_start}:{t.col_stop}].T"
             for t in mm.terms))
-        pre, hoisted = self.hoisted.get(id(mm), (None, ()))
         group = self.group(n_out)
+        if id(mm) not in self.resident:
+            with self.owned_tiles(n_out, group):
+                self.matmul_tiles(mm, group, f"_cn{group}", f"_cm{group}")
+            return
+        with w.block("if _RESIDENT:   # the program's one pass of tiles, against its slices on chip"):
+            s = self.resident_order().index(mm)
+            self.matmul_tiles(mm, group, f"_cnr{s}", f"_cmr{s}", resident=True)
+        with w.block("else:"), self.owned_tiles(n_out, group):
+            self.matmul_tiles(mm, group, f"_cn{group}", f"_cm{group}")
+
+    def matmul_tiles(self, mm, group, cn, cm, resident=False):
+        """_acc<group>: the matmul at columns `cn` (those that exist: `cm`), stored; its weights streamed from
+        global memory (L2) in _BK-wide pieces, or `resident`: from its slices on chip"""
+        w, n_out = self.w, self.n(mm.out)
+        pre, hoisted = self.hoisted.get(id(mm), (None, ()))
         # (names of their own for each width: a compiled loop wants each variable one shape)
-        acc, wt, cn, cm = (f"{v}{group}" for v in ("_acc", "_wt", "_cn", "_cm"))
-        with self.owned_tiles(n_out, group):
-            if pre:
-                w(f"{acc} = tl.load({pre} + _tw * _B * {n_out} + _rows[:, None] * {n_out} + {cn}[None, :], "
-                  f"mask=_rmask[:, None] & {cm}[None, :], other=0.0)   # the terms run before the loop")
-            else:
-                w(f"{acc} = tl.zeros((_BB, {group} * _BN), dtype=tl.float32)")
-            for t in (t for t in mm.terms if t not in hoisted):
-                K, ldw = int(t.operand.stop - t.operand.start), int(self.buf[t.weight].size[1])
-                with w.block(f"for _k0 in range(0, {K}, _BK):"):
-                    w("_ck = _k0 + tl.arange(0, _BK)")
-                    w(f"_a = {self.load(t.operand.value, f'{t.operand.start} + _ck', f'_rmask[:, None] & (_ck < {K})[None, :]', tile='_ck')}")
-                    w(f"{wt} = {self.weight(t.weight)} + {cn}[None, :] * {ldw} + ({t.col_start} + _ck)[:, None], "
-                      f"mask=(_ck < {K})[:, None] & {cm}[None, :], other=0.0){self.to_float(t.weight)}")
-                    w(f"{acc} += tl.dot(_a, {wt}, input_precision=_DOT)")
-            if mm.accumulate:
-                self.add(mm.out, cn, acc, f"_rmask[:, None] & {cm}[None, :]", ptr=f"_ga{group}")
-            else:
-                self.store(mm.out, cn, acc, f"_rmask[:, None] & {cm}[None, :]")
+        acc, wt = f"_acc{group}", f"_wt{group}"
+        if pre:
+            w(f"{acc} = tl.load({pre} + _tw * _B * {n_out} + _rows[:, None] * {n_out} + {cn}[None, :], "
+              f"mask=_rmask[:, None] & {cm}[None, :], other=0.0)   # the terms run before the loop")
+        else:
+            w(f"{acc} = tl.zeros((_BB, {group} * _BN), dtype=tl.float32)")
+        for k, t in enumerate(t for t in mm.terms if t not in hoisted):
+            K, ldw = int(t.operand.stop - t.operand.start), int(self.buf[t.weight].size[1])
+            if resident:
+                self.resident_dot(acc, t.operand.value, int(t.operand.start), K, self.slice_names[id(mm), k])
+                continue
+            with w.block(f"for _k0 in range(0, {K}, _BK):"):
+                w("_ck = _k0 + tl.arange(0, _BK)")
+                w(f"_a = {self.load(t.operand.value, f'{t.operand.start} + _ck', f'_rmask[:, None] & (_ck < {K})[None, :]', tile='_ck')}")
+                w(f"{wt} = {self.weight(t.weight)} + {cn}[None, :] * {ldw} + ({t.col_start} + _ck)[:, None], "
+                  f"mask=(_ck < {K})[:, None] & {cm}[None, :], other=0.0){self.to_float(t.weight)}")
+                w(f"{acc} += tl.dot(_a, {wt}, input_precision=_DOT)")
+        if mm.accumulate:
+            self.add(mm.out, cn, acc, f"_rmask[:, None] & {cm}[None, :]", ptr=f"_ga{group}")
+        else:
+            self.store(mm.out, cn, acc, f"_rmask[:, None] & {cm}[None, :]")
+
+    def resident_dot(self, acc, operand, start, K, slices):
+        """acc += operand[:, start:start + K] @ the resident slice, chunk by chunk (`slices`_<c>)"""
+        w = self.w
+        for c, (c0, width) in enumerate(chunks(K)):
+            kc = f"_kc{width}"
+            if c == 0:
+                w(f"{kc} = tl.arange(0, {width})")
+            cols = f"{start + c0} + {kc}"
+            mask = "_rmask[:, None]" + (f" & ({c0} + {kc} < {K})[None, :]" if c0 + width > K else "")
+            w(f"{acc} = _split_dot({acc}, {self.load(operand, cols, mask, tile=kc)}, {slices}_{c}, _BF16_DOT)")
 
     def weight(self, name):
         """the start of a load of a matmul's weight (to which the caller adds offsets and mask)"""
@@ -329,22 +466,33 @@ class StepKernel(Renderer):
         the columns of the pass, _cm those that exist. The k-th tile the program owns (split.py's ownership, as
         own() tests it): aligned, the (k % J_p)-th of the program's J_p tiles in block k // J_p (tile j of a block
         of U columns is program j % P's); dealt round-robin, tile _pf + k * P. Names end in `group`."""
+        self.tile_count(n_out)
+        with self.w.block(f"for _g0 in range(0, _nt, {group}):"):
+            self.tile_columns(n_out, group, "_g0", str(group))
+            yield
+
+    def tile_count(self, n_out, name=""):
+        """writes _nt<name>: how many tiles of the n_out columns this program owns (owned_tiles)"""
         w, tile, units = self.w, self.split.tile, self.split.units
-        lanes = f"tl.arange(0, {group} * _BN)"
         if self.split.aligned:
             blocks = -(-n_out // units)
-            w(f"_jp = ({units // tile} - _pf + _P - 1) // _P   # this program's tiles in each block of {units} columns")
-            w(f"_nt = {blocks} * _jp")
+            w(f"_jp{name} = ({units // tile} - _pf + _P - 1) // _P   # this program's tiles in each block of {units} "
+              "columns")
+            w(f"_nt{name} = {blocks} * _jp{name}")
         else:
-            w(f"_nt = ({-(-n_out // tile)} - _pf + _P - 1) // _P   # this program's tiles, dealt round-robin")
-        with w.block(f"for _g0 in range(0, _nt, {group}):"):
-            w(f"_q{group} = _g0 + {lanes} // _BN   # the program's tile of each column")
-            if self.split.aligned:
-                w(f"_cn{group} = (_q{group} // _jp) * {units} + (_pf + (_q{group} % _jp) * _P) * _BN + {lanes} % _BN")
-            else:
-                w(f"_cn{group} = (_pf + _q{group} * _P) * _BN + {lanes} % _BN")
-            w(f"_cm{group} = (_q{group} < _nt) & (_cn{group} < {n_out})")
-            yield
+            w(f"_nt{name} = ({-(-n_out // tile)} - _pf + _P - 1) // _P   # this program's tiles, dealt round-robin")
+
+    def tile_columns(self, n_out, group, g0, name, count=""):
+        """writes _cn<name>, the columns of this program's tiles g0 .. g0 + group - 1 (owned_tiles), and _cm<name>,
+        which of them exist, from tile_count(n_out, count)'s"""
+        w, units, jp, nt = self.w, self.split.units, f"_jp{count}", f"_nt{count}"
+        lanes = f"tl.arange(0, {group} * _BN)"
+        w(f"_q{name} = {g0} + {lanes} // _BN   # the program's tile of each column")
+        if self.split.aligned:
+            w(f"_cn{name} = (_q{name} // {jp}) * {units} + (_pf + (_q{name} % {jp}) * _P) * _BN + {lanes} % _BN")
+        else:
+            w(f"_cn{name} = (_pf + _q{name} * _P) * _BN + {lanes} % _BN")
+        w(f"_cm{name} = (_q{name} < {nt}) & (_cn{name} < {n_out})")
 
     def render_Pointwise(self, st):
         """One pass over feature tiles. A leaf of one feature in a wider region is read for every feature (its
@@ -402,8 +550,23 @@ class StepKernel(Renderer):
                 self.store(dest.value, f"{dest.start} + tl.arange(0, 1)", f"_s{k}[:, None]", "_rmask[:, None]")
 
     def render_OperandGrad(self, st):
+        w, op = self.w, st.dest
+        w(f"# {op.value}[{op.start}:{op.stop}] += {st.src} @ {st.weight}[:, {st.col_start}:{st.col_stop}]")
+        width = int(op.stop - op.start)
+        if id(st) in self.resident:
+            s, n_src = self.resident_order().index(st), self.n(st.src)
+            with w.block("if _RESIDENT:   # the program's one tile, against its slice on chip"):
+                w("_acc = tl.zeros((_BB, _BN), dtype=tl.float32)")
+                self.resident_dot("_acc", st.src, 0, n_src, self.slice_names[id(st), 0])
+                self.add(op.value, f"{op.start} + _ckr{s}", "_acc", f"_rmask[:, None] & (_ckr{s} < {width})[None, :]")
+            with w.block("else:"):
+                self.operand_grad_loop(st)
+        else:
+            self.operand_grad_loop(st)
+
+    def operand_grad_loop(self, st):
+        """an operand's gradient, its weights streamed from global memory (L2): the program's tiles in turn"""
         op = st.dest
-        self.w(f"# {op.value}[{op.start}:{op.stop}] += {st.src} @ {st.weight}[:, {st.col_start}:{st.col_stop}]")
         with self.owned_loop("_k0", int(op.stop - op.start), int(op.start)):
             self.operand_grad_tile(st, "0", str(self.n(st.src)))
             self.add(op.value, f"{op.start} + _ck", "_acc", f"_rmask[:, None] & (_ck < {op.stop - op.start})[None, :]")
@@ -511,9 +674,16 @@ class Host(ScanRenderer):
             w(f"_P = _programs({like}, {most * split.shares}, _grid{f', {most}' if split.shares > 1 else ''})   "
               "# programs splitting a batch tile's features")
             w(f"_sync = {like}.new_zeros((_grid,), dtype=torch.int64)   # a barrier counter a batch tile")
+            resident = "False"
+            if self.kernel.resident:
+                weights = sorted({s[0] for slices in self.kernel.resident.values() for s in slices})
+                w(f"_resident = _resident_slices(_P, {most}, {self.kernel.resident_bytes}, "
+                  f"{', '.join(f'_{v}_w16' for v in weights)})   # {self.kernel.resident_bytes} bytes on chip a program")
+                resident = "_resident"
             w(f"_launch(_{scan.name}_kernel, (_grid, _P), _T, _B, {like}, {args}, _len, _sync, _phases="
               f"{len(split.phases)}, _first_barrier={split.first_barrier}, _BB={BB}, _BN={split.tile}, "
-              f"_MASKED=_lengths is not None, _WIDE=_wide({args}), num_warps={num_warps(scan.name)})")
+              f"_MASKED=_lengths is not None, _WIDE=_wide({args}), _RESIDENT={resident}, "
+              f"num_warps={num_warps(scan.name)})")
         for b in self.kernel.used:
             if b.role == Role.PARAM_GRAD:
                 w(f"{b.name} += _{b.name}_part.sum(0)")
@@ -524,6 +694,10 @@ class Host(ScanRenderer):
 def render(program, scans, w):
     params = [b.name for b in program.forward.buffers if b.role == Role.PARAM]   # (not a tangent's)
     kernels = [StepKernel(scan, w, params) for scan in scans]
+    if any(k.resident for k in kernels):
+        for line in SPLIT_DOT.splitlines():
+            w(line)
+        w()
     for k in kernels:
         k.kernel()
         w()
