@@ -104,6 +104,9 @@ def contenders(kind, B, T, I, H, dtype, with_eager, with_p1=True, extras=True):
         # the backward's d_h reduction shared by 2 programs a tile (render.REDUCTION_SHARES, off by default)
         key, shared = kernel_with_shares(cell, dev, 2)
         out["symcell-triton, d_h shared by 2"] = tuple(with_kernel(f, key, shared) for f in out["symcell-triton"])
+        # the backward's d_h from all of d_gates against each program's resident columns of W_hh, not transposed
+        key, gathered = kernel_rendered_with(cell, dev, TRANSPOSED_GRADS=False)
+        out["symcell-triton, d_h not transposed"] = tuple(with_kernel(f, key, gathered) for f in out["symcell-triton"])
     if kind != "lltm" and dtype == torch.float32:
         # the kernels' matmuls on tensor cores: tf32 (cuDNN's default for float32 RNNs) and tf32x3; the same
         # kernels at one program a batch tile (what the split and its barriers buy)
@@ -114,17 +117,24 @@ def contenders(kind, B, T, I, H, dtype, with_eager, with_p1=True, extras=True):
     return out
 
 
-def kernel_with_shares(cell, dev, shares):
-    """(key, the cell's kernel rendered with render.REDUCTION_SHARES = shares), the default one left in place"""
+def kernel_rendered_with(cell, dev, **settings):
+    """(key, the cell's kernel rendered with these render.py settings), the default one left in place"""
     render = importlib.import_module("symcell.backends.triton.render")
     key = cell._bindings[0].kernel_key(dev)   # (builds the default kernel)
-    default, before = registry._KERNELS.pop(key), render.REDUCTION_SHARES
-    render.REDUCTION_SHARES = shares
+    default, before = registry._KERNELS.pop(key), {k: getattr(render, k) for k in settings}
+    for k, v in settings.items():
+        setattr(render, k, v)
     try:
         return key, registry.kernel_for(key)
     finally:
-        render.REDUCTION_SHARES = before
+        for k, v in before.items():
+            setattr(render, k, v)
         registry._KERNELS[key] = default
+
+
+def kernel_with_shares(cell, dev, shares):
+    """(key, the cell's kernel rendered with render.REDUCTION_SHARES = shares)"""
+    return kernel_rendered_with(cell, dev, REDUCTION_SHARES=shares)
 
 
 def with_kernel(fn, key, kernel):

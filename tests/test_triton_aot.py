@@ -63,14 +63,15 @@ SCRIPT = textwrap.dedent("""
     def compile_resident(name):
         # the LSTM's, GRU's and LLTM's first-order kernels at 768 features as a bfloat16 module runs them at
         # B <= 16 * SMs / 48:
-        # each program's weight slices read once, before the time loop, into shared memory: the forward's rows of
-        # W_hh for its 4 gate tiles (the GRU's fourth masked) 768 x 64, the backward's columns of it for its tile of
-        # d_h 4H x 16 (the GRU's and LLTM's 3H x 16), in bfloat16
+        # each program's weight slices read once, before the time loop, into shared memory: its rows of W_hh for its
+        # 4 gate tiles (the GRU's and LLTM's fourth masked), 64 x 768 bfloat16, in the forward and in the backward
+        # (whose d_h matmul runs transposed: render.TRANSPOSED_GRADS)
         cell, compiled = CASES[name][0](backend="reference"), 0
-        slices = (768 * 64 * 2, (3072 if name == "LSTM" else 2304) * 16 * 2)
+        slices = (768 * 64 * 2, 768 * 64 * 2)
         with tempfile.TemporaryDirectory() as folder:
             dims = {{k: 768 for k in cell.dims}}
             for fn, nbytes in zip(triton_aot.kernels(cell._spec, dims, folder, False), slices):
+                assert "_backward" not in fn.__name__ or "transposed" in fn.src, fn.src
                 for arch in (80, 90):
                     k = triton_aot.compile(fn, *triton_aot.signature(fn, True, False, "tf32", "bf16", True), arch)
                     regs, spills = triton_aot.resources(k.asm["ptx"], arch, folder)

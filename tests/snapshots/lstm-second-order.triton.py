@@ -128,20 +128,26 @@ def _tangent_forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_b
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
 
 @triton.jit(do_not_specialize=['_T', '_B', '_I0', '_I1', '_K0', '_K1', '_P'])
-def _tangent_backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_c_new, _init_c, _ptr_gates, _ptr__dys_h, _ptr_d_gates, _ptr__v_weight_hh, _ptr__v_bias_ih, _ptr__v_bias_hh, _ptr__v_c_new, _init__v_c, _ptr__v_gates, _ptr__v__dys_h, _ptr__v_d_gates, _pp_d_h, _pp_d_c, _pp__v_d_h, _pp__v_d_c, _len_ptr, _sync_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _BKG: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr, _PHASED: tl.constexpr, _DOT: tl.constexpr, _RESIDENT: tl.constexpr, _BF16_DOT: tl.constexpr):
+def _tangent_backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_c_new, _init_c, _ptr_gates, _ptr__dys_h, _ptr_d_gates, _ptr__v_weight_hh, _ptr__v_bias_ih, _ptr__v_bias_hh, _ptr__v_c_new, _init__v_c, _ptr__v_gates, _ptr__v__dys_h, _ptr__v_d_gates, _pp_d_h, _pp_d_c, _pp__v_d_h, _pp__v_d_c, _pt0, _len_ptr, _sync_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _BKG: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr, _PHASED: tl.constexpr, _DOT: tl.constexpr, _RESIDENT: tl.constexpr, _BF16_DOT: tl.constexpr):
     # 2 phase(s) a step, 1 grid barrier(s): steps _I0 <= _i < _I1, from phase _K0 of the first to _K1 of the last (all of them on a GPU; under the interpreter, from one barrier to the next)
     _pb = tl.program_id(0)   # this program's batch tile (axis 0: up to 2^31 - 1 of them)
     _pf = tl.program_id(1)   # its share of the features, of _P
     _rows = _pb * _BB + tl.arange(0, _BB)
     _rmask = _rows < _B
     if _RESIDENT:   # this program's weight slices, read once, on chip for every step
-        # d_h[0:16]: this program's tile of it, and the weight's columns for it
+        # d_h[0:16] transposed: this program's tile of it, its columns of d_gates (its tiles of each block of 16), and their rows of the weight
         _ckr0 = _pf * _BN + tl.arange(0, _BN)
-        _kp64 = tl.arange(0, 64)
-        _wr0_0_0 = tl.load(_w_weight_hh + (0 + _kp64)[:, None] * 16 + 0 + _ckr0[None, :], mask=(_ckr0 < 16)[None, :], other=0.0)
+        _jpp0 = (1 - _pf + _P - 1) // _P   # this program's tiles in each block of 16 columns
+        _ntp0 = 4 * _jpp0
+        _qp0 = 0 + tl.arange(0, 4 * _BN) // _BN   # the program's tile of each column
+        _cnp0 = (_qp0 // _jpp0) * 16 + (_pf + (_qp0 % _jpp0) * _P) * _BN + tl.arange(0, 4 * _BN) % _BN
+        _cmp0 = (_qp0 < _ntp0) & (_cnp0 < 64)
+        _kp16 = tl.arange(0, 16)
+        _wr0_0_0 = tl.load(_w_weight_hh + _cnp0[:, None] * 16 + (0 + _kp16)[None, :], mask=_cmp0[:, None], other=0.0)
         # _v_d_h[0:16]: this program's tile of it, and the weight's columns for it
         _ckr1 = _pf * _BN + tl.arange(0, _BN)
-        # (its slice of weight_hh is _wr0_0_*)
+        _kp64 = tl.arange(0, 64)
+        _wr1_0_0 = tl.load(_w_weight_hh + (0 + _kp64)[:, None] * 16 + 0 + _ckr1[None, :], mask=(_ckr1 < 16)[None, :], other=0.0)
     for _i in range(_I0, _I1):
         _t = _T - 1 - _i
         if _WIDE:
@@ -331,6 +337,13 @@ def _tangent_backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_
                 _o9 = _zero + (-_u13*_u48 + _u18*_u24*_u31 + _u22*_u38 + _u22*_v_d_c_new - _u24*_u41 + _u24*_u42 + _u31*_u46 - _u48*d_c_new)
                 tl.store(_r__v_d_gates + (32 + _cj)[None, :], _o9, mask=_m2)
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
+            # d_h[0:16] += d_gates @ weight_hh[:, 0:16], transposed: this program's part, summed after the barrier
+            if _RESIDENT:
+                _dyp = tl.load(_r_d_gates + (_cnp0)[None, :], mask=_rmask[:, None] & _cmp0[None, :], other=0.0)
+                _pw = _pt0 + (((_iw % 2) * tl.num_programs(0) + _pb) * _P + _pf) * _BB * 16 + tl.arange(0, _BB)[:, None] * 16
+                _kc16 = tl.arange(0, 16)
+                tl.store(_pw + (0 + _kc16)[None, :], _split_dot(tl.zeros((_BB, 16), dtype=tl.float32), _dyp, _wr0_0_0, _BF16_DOT))
+                tl.debug_barrier()
         if not _PHASED:
             if _P > 1:
                 _goal = (tl.cast(_i, tl.int64) * 1 + 1) * _P
@@ -343,8 +356,10 @@ def _tangent_backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_
             # d_h[0:16] += d_gates @ weight_hh[:, 0:16]
             if _RESIDENT:   # the program's one tile, against its slice on chip
                 _acc = tl.zeros((_BB, _BN), dtype=tl.float32)
-                _kc64 = tl.arange(0, 64)
-                _acc = _split_dot(_acc, tl.load(_r_d_gates + (0 + _kc64)[None, :], mask=_rmask[:, None], other=0.0), _wr0_0_0, _BF16_DOT)
+                _pr = _pt0 + ((_iw % 2) * tl.num_programs(0) + _pb) * _P * _BB * 16 + tl.arange(0, _BB)[None, :, None] * 16 + _ckr0[None, None, :]
+                for _p0 in range(0, _P, 16):
+                    _pq = _p0 + tl.arange(0, 16)
+                    _acc += tl.sum(tl.load(_pr + _pq[:, None, None] * _BB * 16, mask=(_pq < _P)[:, None, None], other=0.0), axis=0)
                 _ga = _r_d_h + (0 + _ckr0)[None, :]
                 tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ckr0 < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ckr0 < 16)[None, :])
             else:
@@ -363,7 +378,7 @@ def _tangent_backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_
             if _RESIDENT:   # the program's one tile, against its slice on chip
                 _acc = tl.zeros((_BB, _BN), dtype=tl.float32)
                 _kc64 = tl.arange(0, 64)
-                _acc = _split_dot(_acc, tl.load(_r__v_d_gates + (0 + _kc64)[None, :], mask=_rmask[:, None], other=0.0), _wr0_0_0, _BF16_DOT)
+                _acc = _split_dot(_acc, tl.load(_r__v_d_gates + (0 + _kc64)[None, :], mask=_rmask[:, None], other=0.0), _wr1_0_0, _BF16_DOT)
                 _ga = _r__v_d_h + (0 + _ckr1)[None, :]
                 tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ckr1 < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ckr1 < 16)[None, :])
             else:
@@ -454,8 +469,9 @@ def tangent_backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _v_d_ys,
         _weight_hh_w16 = _low(weight_hh)   # a 16-bit module's weights in its dtype (exact), else as they are
         _P = _programs(_x_seq, 1, _grid)   # programs splitting a batch tile's features
         _sync = _x_seq.new_zeros((_grid,), dtype=torch.int64)   # a barrier counter a batch tile
-        _resident = _resident_slices(_P, 1, 2048, _weight_hh_w16)   # 2048 bytes on chip a program
-        _launch(_tangent_backward_kernel, (_grid, _P), _T, _B, _x_seq, _weight_hh_w16, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_c_new_seq, __v_c_init, __v_gates_seq, __v__dys_h_seq, __v_d_gates_seq, _d_h_pp, _d_c_pp, __v_d_h_pp, __v_d_c_pp, _len, _sync, _phases=2, _first_barrier=False, _BB=16, _BN=16, _MASKED=_lengths is not None, _WIDE=_wide(_weight_hh_w16, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_c_new_seq, __v_c_init, __v_gates_seq, __v__dys_h_seq, __v_d_gates_seq, _d_h_pp, _d_c_pp, __v_d_h_pp, __v_d_c_pp), _RESIDENT=_resident, num_warps=8)
+        _resident = _resident_slices(_P, 1, 4096, _weight_hh_w16)   # 4096 bytes on chip a program
+        _d_h_pt0 = _x_seq.new_empty((2, _grid, _P, 16, 16) if _resident else (1,))   # each program's partial d_h, transposed
+        _launch(_tangent_backward_kernel, (_grid, _P), _T, _B, _x_seq, _weight_hh_w16, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_c_new_seq, __v_c_init, __v_gates_seq, __v__dys_h_seq, __v_d_gates_seq, _d_h_pp, _d_c_pp, __v_d_h_pp, __v_d_c_pp, _d_h_pt0, _len, _sync, _phases=2, _first_barrier=False, _BB=16, _BN=16, _MASKED=_lengths is not None, _WIDE=_wide(_weight_hh_w16, bias_ih, bias_hh, _c_new_seq, _c_init, _gates_seq, __dys_h_seq, _d_gates_seq, _v_weight_hh, _v_bias_ih, _v_bias_hh, __v_c_new_seq, __v_c_init, __v_gates_seq, __v__dys_h_seq, __v_d_gates_seq, _d_h_pp, _d_c_pp, __v_d_h_pp, __v_d_c_pp, _d_h_pt0), _RESIDENT=_resident, num_warps=8)
     d_h_new = _d_h_pp[_T % 2].clone()   # the carry after the last step
     d_c_new = _d_c_pp[_T % 2].clone()   # the carry after the last step
     _v_d_h_new = __v_d_h_pp[_T % 2].clone()   # the carry after the last step

@@ -62,6 +62,13 @@ SECOND_ORDER_WARPS = 8
 REDUCTION_SHARES = 1
 
 
+# With resident slices, an operand's gradient that follows a barrier (the backward's d_h += d_gates @ W_hh) runs
+# transposed: before the barrier each program multiplies its own columns of d_gates (its own units' gates, which it
+# wrote) by its rows of W_hh, the forward's slice, into a partial d_h of every column; after it each program sums
+# the P partials of its own tile of d_h (in program order: deterministic). A program then reads 2 x 48 KB a step
+# (its partials out, its tile of everyone's in) where it read all of d_gates (192 KB for an LSTM at H=768, B=16).
+# False: each program reads all of d_gates against its columns of W_hh (still on chip).
+TRANSPOSED_GRADS = True
 # A resident weight slice is multiplied in chunks of this many reduction columns (one tl.dot each, unrolled in the
 # kernel's text): the widest with which no zoo kernel spills at H=768 (tests/test_triton_aot.py; the LSTM's
 # backward at sm_90 spilled 112 bytes with 128 and 2 KiB with 256, the compiler issuing every chunk's load early)
@@ -90,6 +97,24 @@ def _split_dot(acc, b, w, _BF16_DOT: tl.constexpr):
     else:
         acc = tl.dot(hi.to(tl.float32), w.to(tl.float32), acc)
         return tl.dot(lo.to(tl.float32), w.to(tl.float32), acc)
+'''
+
+
+# The column tiles of a matmul's accumulator (BB, G * BN), G = 1, 2 or 4, in order: a region that reads them at
+# its own tile (a resident matmul's, followed by its pointwise region) takes them from registers (StepKernel.fused)
+TILES = '''@triton.jit
+def _tiles2(x, BN: tl.constexpr):
+    a, b = tl.split(tl.permute(tl.reshape(x, (x.shape[0], 2, BN)), (0, 2, 1)))
+    return a, b
+
+
+@triton.jit
+def _tiles4(x, BN: tl.constexpr):
+    y = tl.permute(tl.reshape(x, (x.shape[0], 2, 2, BN)), (0, 3, 1, 2))   # [:, :, i, j]: tile 2 i + j
+    a, b = tl.split(y)
+    t0, t2 = tl.split(a)
+    t1, t3 = tl.split(b)
+    return t0, t1, t2, t3
 '''
 
 
@@ -136,12 +161,15 @@ class StepKernel(Renderer):
         zeroed = tuple(b.name for b in self.used if b.acc and b.role in (Role.STEP, Role.CARRY_OUT))
         self.split = plan(scan, ([Zero(zeroed)] if zeroed else []) + list(scan.step), TILE, REDUCTION_SHARES)
         self.resident = self.resident_slices()
+        self.transposed = self.transposed_grads()
+        self.fused = self.fused_leaves()
         # a slice two statements read alike (a tangent backward's d_h and its tangent, both from W_hh's columns for
         # the program's tile) is held once: {(id(st), term): the name of its chunks' tiles}
         self.slice_names, first = {}, {}
         for s, st in enumerate(self.resident_order()):
             for k, entry in enumerate(self.resident[id(st)]):
-                key = (type(st), entry, self.group(self.n(st.out)) if isinstance(st, MatMul) else None)
+                key = (type(st), entry, self.group(self.n(st.out)) if isinstance(st, MatMul) else None,
+                       id(st) in self.transposed)
                 self.slice_names[id(st), k] = first.setdefault(key, f"_wr{s}_{k}")
 
     def resident_slices(self):
@@ -168,6 +196,45 @@ class StepKernel(Renderer):
                 width = int(st.dest.stop - st.dest.start)
                 if st.weight in self.weights16 and int(st.dest.start) % units == 0 and width <= units:
                     out[id(st)] = [(st.weight, self.n(st.src), tile, st.col_start)]
+        return out
+
+    def transposed_grads(self):
+        """{id(operand gradient): group}: the resident ones that run transposed (TRANSPOSED_GRADS): the first item
+        of a phase after the first (so a barrier precedes it, between the partials and their sums), from a source
+        of whole blocks of units that one pass of `group` tiles covers; their slices become the program's rows of
+        the weight (its tiles of the source) by every column of the output"""
+        out, units, tile = {}, self.split.units, self.split.tile
+        if not TRANSPOSED_GRADS:
+            return out
+        for phase in self.split.phases[1:]:
+            st = phase[0]
+            if isinstance(st, OperandGrad) and id(st) in self.resident and self.n(st.src) % units == 0:
+                group = self.group(self.n(st.src))
+                if self.n(st.src) // units <= group:
+                    out[id(st)] = group
+                    self.resident[id(st)] = [(st.weight, int(st.dest.stop - st.dest.start), group * tile,
+                                              st.col_start)]
+        return out
+
+    def fused_leaves(self):
+        """{(id(region), leaf index): (s, block)}: a pointwise region that follows a resident matmul in its phase and
+        reads its output at the region's own tile (block `block` of U columns) takes that tile from the matmul's
+        accumulator in registers (_g<s>_<block>) when _RESIDENT: no store and load through L2 between the two (on
+        an H200 a step's gates went out and back in through L2 between the forward's matmul and its region)"""
+        out, units = {}, self.split.units
+        order = self.resident_order()
+        for phase in self.split.phases:
+            for mm, st in zip(phase, phase[1:]):
+                if not (isinstance(mm, MatMul) and id(mm) in self.resident and not mm.accumulate and
+                        isinstance(st, Pointwise)):
+                    continue
+                a0 = reference(st)
+                if a0 is None or a0 % units or int(st.n) > units:   # (one tile of the region a program)
+                    continue
+                for i, (_, v) in enumerate(st.leaves):
+                    if v.value == mm.out and not st.broadcast(v) and int(v.start) % units == 0 and \
+                            int(v.stop - v.start) == int(st.n):
+                        out[id(st), i] = (order.index(mm), int(v.start) // units)
         return out
 
     @property
@@ -207,6 +274,8 @@ class StepKernel(Renderer):
             if b.keep != Keep.NEVER:
                 out += [(f"_ptr_{cout}", seq(cout)), (f"_ts_{cout}", f"_{cout}_ts")]
         out += [(pre, pre) for pre, _ in self.hoisted.values()]
+        out += [(f"_pt{s}", f"_{st.dest.value}_pt{s}") for s, st in enumerate(self.resident_order())
+                if id(st) in self.transposed]
         return out
 
     def sizes(self):
@@ -337,6 +406,8 @@ class StepKernel(Renderer):
                         for st in phase:
                             self.render(st)
                             w("tl.debug_barrier()   # the next statement reads what other threads of this program wrote")
+                        if k + 1 < len(split.phases) and id(split.phases[k + 1][0]) in self.transposed:
+                            self.partials(split.phases[k + 1][0])
 
     def preload(self):
         """the resident slices (resident_slices) as bfloat16 tiles `_wr<s>_<k>_<c>`: statement s's term k's chunk c"""
@@ -348,6 +419,14 @@ class StepKernel(Renderer):
                 self.tile_count(n_out, f"r{s}")
                 self.tile_columns(n_out, self.group(n_out), "0", f"r{s}", f"r{s}")
                 rows, cols, mask = f"_cnr{s}[None, :]", "[:, None]", f"_cmr{s}[None, :]"
+            elif id(st) in self.transposed:
+                op, n_src = st.dest, self.n(st.src)
+                w(f"# {op.value}[{op.start}:{op.stop}] transposed: this program's tile of it, its columns of {st.src} "
+                  f"(its tiles of each block of {self.split.units}), and their rows of the weight")
+                w(f"_ckr{s} = _pf * _BN + tl.arange(0, _BN)")
+                self.tile_count(n_src, f"p{s}")
+                self.tile_columns(n_src, self.transposed[id(st)], "0", f"p{s}", f"p{s}")
+                rows, cols, mask = None, f"_cnp{s}[:, None]", f"_cmp{s}[:, None]"
             else:
                 op = st.dest
                 w(f"# {op.value}[{op.start}:{op.stop}]: this program's tile of it, and the weight's columns for it")
@@ -361,11 +440,14 @@ class StepKernel(Renderer):
                 for c, (c0, width) in enumerate(chunks(K)):
                     if c == 0:
                         w(f"_kp{width} = tl.arange(0, {width})")
-                    if rows:   # (a matmul's: its output columns are the weight's rows)
+                    if rows is None:   # (transposed: the program's rows of the weight, K of its columns)
+                        ptr = f"{cols} * {ldw} + ({col + c0} + _kp{width})[None, :]"
+                    elif rows:   # (a matmul's: its output columns are the weight's rows)
                         ptr = f"{rows} * {ldw} + ({col + c0} + _kp{width})[:, None]"
                     else:      # (an operand's gradient: the reduction runs over the weight's rows)
                         ptr = f"({c0} + _kp{width})[:, None] * {ldw} + {col} + {cols}"
-                    within = f"({c0} + _kp{width} < {K})[:, None] & " if c0 + width > K else ""
+                    within = "" if c0 + width <= K else \
+                        f"({c0} + _kp{width} < {K})[{'None, :' if rows is None else ':, None'}] & "
                     w(f"{name}_{c} = tl.load(_w_{weight} + {ptr}, mask={within}{mask}, other=0.0)")
 
     def resident_order(self):
@@ -434,6 +516,11 @@ class StepKernel(Renderer):
             self.add(mm.out, cn, acc, f"_rmask[:, None] & {cm}[None, :]", ptr=f"_ga{group}")
         else:
             self.store(mm.out, cn, acc, f"_rmask[:, None] & {cm}[None, :]")
+        if resident and any(s == self.resident_order().index(mm) for s, _ in self.fused.values()):
+            s = self.resident_order().index(mm)
+            names = ", ".join(f"_g{s}_{b}" for b in range(group))
+            w(f"{names}{',' if group == 1 else ''} = {f'_tiles{group}({acc}, _BN)' if group > 1 else f'({acc},)'}"
+              "   # its tiles, for the region next")
 
     def resident_dot(self, acc, operand, start, K, slices):
         """acc += operand[:, start:start + K] @ the resident slice, chunk by chunk (`slices`_<c>)"""
@@ -514,9 +601,13 @@ class StepKernel(Renderer):
         for k in sums:
             w(f"_s{k} = tl.zeros((_BB,), dtype=tl.float32)")
         with self.tiles(width, a0=a0):
-            for sym, v in st.leaves:
+            for i, (sym, v) in enumerate(st.leaves):
                 if st.broadcast(v):
                     w(f"{sym.name} = {self.load(v.value, f'{v.start} + _cj * 0', '_m2', width)}")
+                elif (id(st), i) in self.fused:   # (the matmul's tile in registers: fused_leaves)
+                    s, b = self.fused[id(st), i]
+                    w(f"{sym.name} = _g{s}_{b} if _RESIDENT else "
+                      f"{self.load(v.value, f'{v.start} + _cj', '_m2', v.stop - v.start)}")
                 else:
                     w(f"{sym.name} = {self.load(v.value, f'{v.start} + _cj', '_m2', v.stop - v.start)}")
             for sym, e in st.temps:
@@ -556,13 +647,49 @@ class StepKernel(Renderer):
         if id(st) in self.resident:
             s, n_src = self.resident_order().index(st), self.n(st.src)
             with w.block("if _RESIDENT:   # the program's one tile, against its slice on chip"):
-                w("_acc = tl.zeros((_BB, _BN), dtype=tl.float32)")
-                self.resident_dot("_acc", st.src, 0, n_src, self.slice_names[id(st), 0])
+                if id(st) in self.transposed:
+                    self.sum_partials(st, s)
+                else:
+                    w("_acc = tl.zeros((_BB, _BN), dtype=tl.float32)")
+                    self.resident_dot("_acc", st.src, 0, n_src, self.slice_names[id(st), 0])
                 self.add(op.value, f"{op.start} + _ckr{s}", "_acc", f"_rmask[:, None] & (_ckr{s} < {width})[None, :]")
             with w.block("else:"):
                 self.operand_grad_loop(st)
         else:
             self.operand_grad_loop(st)
+
+    def partials(self, st):
+        """(transposed_grads) before the barrier: this program's own columns of st's source times its rows of the
+        weight, every column of the output, into its partial (slot _i % 2: the sums of step _i - 1 may still read
+        the other)"""
+        w, op, s = self.w, st.dest, self.resident_order().index(st)
+        K, group = int(op.stop - op.start), self.transposed[id(st)]
+        w(f"# {op.value}[{op.start}:{op.stop}] += {st.src} @ {st.weight}[:, {st.col_start}:{st.col_stop}], transposed: "
+          "this program's part, summed after the barrier")
+        with w.block("if _RESIDENT:"):
+            w(f"_dyp = {self.load(st.src, f'_cnp{s}', f'_rmask[:, None] & _cmp{s}[None, :]', tile=f'_cnp{s}')}")
+            w(f"_pw = _pt{s} + (((_iw % 2) * tl.num_programs(0) + _pb) * _P + _pf) * _BB * {K} + "
+              f"tl.arange(0, _BB)[:, None] * {K}")
+            name = self.slice_names[id(st), 0]
+            for c, (c0, width) in enumerate(chunks(K)):
+                if c == 0:
+                    w(f"_kc{width} = tl.arange(0, {width})")
+                mask = f", mask=({c0} + _kc{width} < {K})[None, :]" if c0 + width > K else ""
+                w(f"tl.store(_pw + ({c0} + _kc{width})[None, :], _split_dot(tl.zeros((_BB, {width}), "
+                  f"dtype=tl.float32), _dyp, {name}_{c}, _BF16_DOT){mask})")
+            w("tl.debug_barrier()")
+
+    def sum_partials(self, st, s):
+        """(transposed_grads) after the barrier: _acc, this program's tile of st's output, the sum of the P programs'
+        partials, 16 programs at a time, in program order"""
+        w, K = self.w, int(st.dest.stop - st.dest.start)
+        w("_acc = tl.zeros((_BB, _BN), dtype=tl.float32)")
+        w(f"_pr = _pt{s} + ((_iw % 2) * tl.num_programs(0) + _pb) * _P * _BB * {K} + "
+          f"tl.arange(0, _BB)[None, :, None] * {K} + _ckr{s}[None, None, :]")
+        with w.block("for _p0 in range(0, _P, 16):"):
+            w("_pq = _p0 + tl.arange(0, 16)")
+            w(f"_acc += tl.sum(tl.load(_pr + _pq[:, None, None] * _BB * {K}, mask=(_pq < _P)[:, None, None], "
+              "other=0.0), axis=0)")
 
     def operand_grad_loop(self, st):
         """an operand's gradient, its weights streamed from global memory (L2): the program's tiles in turn"""
@@ -680,6 +807,11 @@ class Host(ScanRenderer):
                 w(f"_resident = _resident_slices(_P, {most}, {self.kernel.resident_bytes}, "
                   f"{', '.join(f'_{v}_w16' for v in weights)})   # {self.kernel.resident_bytes} bytes on chip a program")
                 resident = "_resident"
+                for s, st in enumerate(self.kernel.resident_order()):
+                    if id(st) in self.kernel.transposed:   # (two slots: render.StepKernel.partials)
+                        K = int(st.dest.stop - st.dest.start)
+                        w(f"_{st.dest.value}_pt{s} = {like}.new_empty((2, _grid, _P, {BB}, {K}) if _resident else (1,))"
+                          f"   # each program's partial {st.dest.value}, transposed")
             w(f"_launch(_{scan.name}_kernel, (_grid, _P), _T, _B, {like}, {args}, _len, _sync, _phases="
               f"{len(split.phases)}, _first_barrier={split.first_barrier}, _BB={BB}, _BN={split.tile}, "
               f"_MASKED=_lengths is not None, _WIDE=_wide({args}), _RESIDENT={resident}, "
@@ -696,6 +828,10 @@ def render(program, scans, w):
     kernels = [StepKernel(scan, w, params) for scan in scans]
     if any(k.resident for k in kernels):
         for line in SPLIT_DOT.splitlines():
+            w(line)
+        w()
+    if any(k.fused for k in kernels):
+        for line in TILES.splitlines():
             w(line)
         w()
     for k in kernels:
