@@ -6,10 +6,11 @@ time, each variant timed on its own (the backward alone, from one forward's save
     TRITON_INTERPRET=1 python benchmarks/probe_backward.py --check   # the edits apply and keep the answer, on CPU
 
 The source is the backend's own (`LSTM(...).source("cuda")`), so the probe follows the renderer; each edit is a
-text substitution (or the renderer's own code with a setting changed: REDUCTION_SHARES), and a variant whose
-edit finds nothing to change says so rather than time the unedited kernel. Variants that keep the answer are
-checked against the unedited backward; the ones that drop work (the barrier, the matmul) give a wrong answer and
-say what that work costs. By default the backward is a bfloat16 module's (as bench_gpu.py --issue runs it);
+text substitution (or the renderer's own code with a setting changed: REDUCTION_SHARES, TRANSPOSED_GRADS; or a
+launch setting: RESIDENT_WEIGHTS), and a variant whose edit finds nothing to change says so rather than time the
+unedited kernel. Variants that keep the answer are checked against the unedited backward; the ones that drop
+work (the barrier, the matmul) give a wrong answer and say what that work costs (--check: that the edit changed
+the answer, so it reached the code that runs). By default the backward is a bfloat16 module's (as bench_gpu.py --issue runs it);
 --float32 makes it a float32 module's.
 """
 import argparse
@@ -22,22 +23,6 @@ import torch
 from bench_gpu import kernel_rendered_with, kernel_with_shares
 import symcell.backends.triton as tb
 from symcell.cells import LSTM
-
-RMW = re.compile(r"tl\.store\(_ga, tl\.load\(_ga, mask=(_m2|[^,]+?), other=0\.0\) \+ \((.*?)\), mask=\1\)")
-
-
-def _plain_stores(src, cell=None):
-    """a gradient's `+=` into memory that the step zeroed (or that nothing else writes) as a plain store: for a cell
-    whose every gradient has one contribution, as the LSTM's, the same answer without the load"""
-    def plain(m):   # (d_h_new += the output's cotangent stays: d_h_new holds the carried cotangent)
-        return m.group(0) if "tl.load(" in m.group(2) else f"tl.store(_ga, {m.group(2)}, mask={m.group(1)})"
-    return RMW.sub(plain, src)
-
-
-def _no_bias_sums(src, cell=None):
-    """the bias gradients' per-step partial sums left out (wrong bias gradients: what they cost)"""
-    drop = ("_g = tl.sum(", "_pg = ", "tl.store(_pg")
-    return "\n".join(ln for ln in src.split("\n") if not ln.strip().startswith(drop))
 
 
 def _no_grid_barrier(src, cell=None):
@@ -56,13 +41,6 @@ def _no_matmul(src, cell=None):
     src = re.sub(r"\n\s*tl\.store\(_pw \+ .*", "", src).replace("for _p0 in range(0, _P, 16):",
                                                                   "for _p0 in range(0, 0, 16):")
     return _no_split_dots(src, "_acc")
-
-
-def _no_zeroing(src, cell=None):
-    """the two zeroing loops of d_h, d_c at the step's start left out (wrong: what they cost)"""
-    return src.replace("tl.store(_r_d_h + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)",
-                       "pass").replace(
-        "tl.store(_r_d_c + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)", "pass")
 
 
 def _shared(src, cell):
@@ -110,13 +88,11 @@ FORWARD_VARIANTS = [   # (--forward: the forward step's fixed costs, BENCHMARKS.
 VARIANTS = [   # (name, edits, the answer: True, False or CHANGES)
     ("as rendered", [], True),
     ("weights streamed from L2 every step (RESIDENT_WEIGHTS off)", [_streamed], True),
-    ("plain stores for += (no loads)", [_plain_stores], True),
-    ("no bias partial sums (kernel.py sums them after the loop now)", [_no_bias_sums], False),
-    ("no d_h, d_c zeroing", [_no_zeroing], CHANGES),
+    # (without lengths the step's += into d_gates, d_c and d_h are stores and d_h, d_c are not zeroed: the probe's
+    # earlier "plain stores" and "no zeroing" variants are the rendering now)
     ("no grid barrier", [_no_grid_barrier], False),
     ("no d_h matmul", [_no_matmul], CHANGES),
-    ("plain stores, no matmul", [_plain_stores, _no_matmul], CHANGES),
-    ("plain stores, no matmul, no barrier", [_plain_stores, _no_matmul, _no_grid_barrier], CHANGES),
+    ("no d_h matmul, no barrier", [_no_matmul, _no_grid_barrier], CHANGES),
     ("d_h matmul's reduction shared by 2 programs a tile", [_shared], True),
     ("d_h matmul not transposed (each program reads all of d_gates)", [_not_transposed], True),
 ]

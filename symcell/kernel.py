@@ -398,13 +398,14 @@ def zeroed_sequences(scan):
     return {x.name for x in scan.buffers if x.role == Role.SEQ and x.acc and scan.arg_of(x.name) is None}
 
 
-def sole_write(step, st, k, zeroed_seqs):
+def sole_write(step, st, k, zeroed_seqs, unless=()):
     """Whether output k of the region st, one of the statements `step`, accumulates into a sequence in
-    `zeroed_seqs` (zeros before the loop, a step's slot written only in that step) and is the only thing in the
-    step writing those columns: then they hold zero before it, and its `+=` may be a store."""
+    `zeroed_seqs` (zeros before the loop, a step's slot written only in that step; or a buffer the step zeroes
+    before it) and is the only thing in the step writing those columns: then they hold zero before it, and its
+    `+=` may be a store. Statements of the kinds `unless` are not counted (a caller that leaves them out)."""
     d, _, acc = st.outputs[k]
     return acc and d.value in zeroed_seqs and _alone(st, k) and \
-        not any(o is not st and d.value in writes(o) for o in step)
+        not any(o is not st and not isinstance(o, unless) and d.value in writes(o) for o in step)
 
 
 def _alone(st, k):

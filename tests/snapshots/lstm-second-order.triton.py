@@ -173,22 +173,25 @@ def _tangent_backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_
         _r__v_d_c_new = _pp__v_d_c + (_iw % 2) * _B * 16 + _rows[:, None] * 16
         _r__v_d_c = _pp__v_d_c + ((_iw + 1) % 2) * _B * 16 + _rows[:, None] * 16
         if ((_i > _I0) | (_K0 <= 0)) & ((_i < _I1 - 1) | (0 <= _K1)):   # phase 0
-            for _j0 in range(_pf * _BN, 16, _P * _BN):
-                _cj = _j0 + tl.arange(0, _BN)
-                _m2 = _rmask[:, None] & (_cj < 16)[None, :]
-                tl.store(_r_d_h + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
-            for _j0 in range(_pf * _BN, 16, _P * _BN):
-                _cj = _j0 + tl.arange(0, _BN)
-                _m2 = _rmask[:, None] & (_cj < 16)[None, :]
-                tl.store(_r_d_c + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
+            if _MASKED:
+                for _j0 in range(_pf * _BN, 16, _P * _BN):
+                    _cj = _j0 + tl.arange(0, _BN)
+                    _m2 = _rmask[:, None] & (_cj < 16)[None, :]
+                    tl.store(_r_d_h + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
+            if _MASKED:
+                for _j0 in range(_pf * _BN, 16, _P * _BN):
+                    _cj = _j0 + tl.arange(0, _BN)
+                    _m2 = _rmask[:, None] & (_cj < 16)[None, :]
+                    tl.store(_r_d_c + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
             for _j0 in range(_pf * _BN, 16, _P * _BN):
                 _cj = _j0 + tl.arange(0, _BN)
                 _m2 = _rmask[:, None] & (_cj < 16)[None, :]
                 tl.store(_r__v_d_h + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
-            for _j0 in range(_pf * _BN, 16, _P * _BN):
-                _cj = _j0 + tl.arange(0, _BN)
-                _m2 = _rmask[:, None] & (_cj < 16)[None, :]
-                tl.store(_r__v_d_c + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
+            if _MASKED:
+                for _j0 in range(_pf * _BN, 16, _P * _BN):
+                    _cj = _j0 + tl.arange(0, _BN)
+                    _m2 = _rmask[:, None] & (_cj < 16)[None, :]
+                    tl.store(_r__v_d_c + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
             for _j0 in range(_pf * _BN, 16, _P * _BN):
                 _cj = _j0 + tl.arange(0, _BN)
@@ -320,8 +323,12 @@ def _tangent_backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_
                 tl.store(_r_d_gates + (48 + _cj)[None, :], _o0, mask=_m2)
                 _o1 = _zero + (_u11*d_c_new + _u14)
                 tl.store(_r_d_gates + (16 + _cj)[None, :], _o1, mask=_m2)
-                _ga = _r_d_c + (0 + _cj)[None, :]
-                tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u15 + _u17), mask=_m2)
+                if _MASKED:   # (ended rows may have passed a cotangent into it)
+                    _ga = _r_d_c + (0 + _cj)[None, :]
+                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u15 + _u17), mask=_m2)
+                else:   # (it holds the step's zeros)
+                    _o2 = _zero + (_u15 + _u17)
+                    tl.store(_r_d_c + (0 + _cj)[None, :], _o2, mask=_m2)
                 _o3 = _zero + (_u19*d_c_new + _u20)
                 tl.store(_r_d_gates + (0 + _cj)[None, :], _o3, mask=_m2)
                 _o4 = _zero + (_u23 + _u24)
@@ -330,8 +337,12 @@ def _tangent_backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_
                 tl.store(_r__v_d_gates + (48 + _cj)[None, :], _o5, mask=_m2)
                 _o6 = _zero + (_u10*_u13*_u27 + _u11*_u38 + _u11*_u40 + _u11*_v_d_c_new - _u14*_u41 + _u34*_v_c + _u35*_u36 - _u35*_u37 + _u36*_u39 - _u37*_u39)
                 tl.store(_r__v_d_gates + (16 + _cj)[None, :], _o6, mask=_m2)
-                _ga = _r__v_d_c + (0 + _cj)[None, :]
-                tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u10*_u17*_u28 + _u16*_u25 - _u17*_u41 + _u17*_u42 + _u28*_u34 + _u3*_v_d_c_new), mask=_m2)
+                if _MASKED:   # (ended rows may have passed a cotangent into it)
+                    _ga = _r__v_d_c + (0 + _cj)[None, :]
+                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u10*_u17*_u28 + _u16*_u25 - _u17*_u41 + _u17*_u42 + _u28*_u34 + _u3*_v_d_c_new), mask=_m2)
+                else:   # (it holds the step's zeros)
+                    _o7 = _zero + (_u10*_u17*_u28 + _u16*_u25 - _u17*_u41 + _u17*_u42 + _u28*_u34 + _u3*_v_d_c_new)
+                    tl.store(_r__v_d_c + (0 + _cj)[None, :], _o7, mask=_m2)
                 _o8 = _zero + (_u13*_u18*_u30 + _u19*_u38 + _u19*_u40 + _u19*_v_d_c_new - _u20*_u41 + _u29*_u46 + _u43*_u44 - _u43*_u45 + _u44*_u47 - _u45*_u47)
                 tl.store(_r__v_d_gates + (0 + _cj)[None, :], _o8, mask=_m2)
                 _o9 = _zero + (-_u13*_u48 + _u18*_u24*_u31 + _u22*_u38 + _u22*_v_d_c_new - _u24*_u41 + _u24*_u42 + _u31*_u46 - _u48*d_c_new)
@@ -360,8 +371,13 @@ def _tangent_backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_
                 for _p0 in range(0, _P, 16):
                     _pq = _p0 + tl.arange(0, 16)
                     _acc += tl.sum(tl.load(_pr + _pq[:, None, None] * _BB * 16, mask=(_pq < _P)[:, None, None], other=0.0), axis=0)
-                _ga = _r_d_h + (0 + _ckr0)[None, :]
-                tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ckr0 < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ckr0 < 16)[None, :])
+                _zero = tl.zeros((_BB, _BN), dtype=tl.float32)
+                if _MASKED:   # (ended rows may have passed a cotangent into it)
+                    _ga = _r_d_h + (0 + _ckr0)[None, :]
+                    tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ckr0 < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ckr0 < 16)[None, :])
+                else:   # (it holds the step's zeros)
+                    _og = _zero + (_acc)
+                    tl.store(_r_d_h + (0 + _ckr0)[None, :], _og, mask=_rmask[:, None] & (_ckr0 < 16)[None, :])
             else:
                 for _k0 in range(_pf * _BN, 16, _P * _BN):
                     _ck = _k0 + tl.arange(0, _BN)
@@ -371,8 +387,13 @@ def _tangent_backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_
                         _dy = tl.load(_r_d_gates + (_cn)[None, :], mask=_rmask[:, None] & (_cn < 64)[None, :], other=0.0)
                         _wt = tl.load(_w_weight_hh + _cn[:, None] * 16 + (0 + _ck)[None, :], mask=(_cn < 64)[:, None] & (_ck < 16)[None, :], other=0.0).to(tl.float32)
                         _acc += tl.dot(_dy, _wt, input_precision=_DOT)
-                    _ga = _r_d_h + (0 + _ck)[None, :]
-                    tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ck < 16)[None, :])
+                    _zero = tl.zeros((_BB, _BN), dtype=tl.float32)
+                    if _MASKED:   # (ended rows may have passed a cotangent into it)
+                        _ga = _r_d_h + (0 + _ck)[None, :]
+                        tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ck < 16)[None, :])
+                    else:   # (it holds the step's zeros)
+                        _og = _zero + (_acc)
+                        tl.store(_r_d_h + (0 + _ck)[None, :], _og, mask=_rmask[:, None] & (_ck < 16)[None, :])
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
             # _v_d_h[0:16] += _v_d_gates @ weight_hh[:, 0:16]
             if _RESIDENT:   # the program's one tile, against its slice on chip

@@ -159,14 +159,16 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih,
         _r_d_c_new = _pp_d_c + (_iw % 2) * _B * 16 + _rows[:, None] * 16
         _r_d_c = _pp_d_c + ((_iw + 1) % 2) * _B * 16 + _rows[:, None] * 16
         if ((_i > _I0) | (_K0 <= 0)) & ((_i < _I1 - 1) | (0 <= _K1)):   # phase 0
-            for _j0 in range(_pf * _BN, 16, _P * _BN):
-                _cj = _j0 + tl.arange(0, _BN)
-                _m2 = _rmask[:, None] & (_cj < 16)[None, :]
-                tl.store(_r_d_h + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
-            for _j0 in range(_pf * _BN, 16, _P * _BN):
-                _cj = _j0 + tl.arange(0, _BN)
-                _m2 = _rmask[:, None] & (_cj < 16)[None, :]
-                tl.store(_r_d_c + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
+            if _MASKED:
+                for _j0 in range(_pf * _BN, 16, _P * _BN):
+                    _cj = _j0 + tl.arange(0, _BN)
+                    _m2 = _rmask[:, None] & (_cj < 16)[None, :]
+                    tl.store(_r_d_h + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
+            if _MASKED:
+                for _j0 in range(_pf * _BN, 16, _P * _BN):
+                    _cj = _j0 + tl.arange(0, _BN)
+                    _m2 = _rmask[:, None] & (_cj < 16)[None, :]
+                    tl.store(_r_d_c + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
             for _j0 in range(_pf * _BN, 16, _P * _BN):
                 _cj = _j0 + tl.arange(0, _BN)
@@ -226,8 +228,12 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih,
                 tl.store(_r_d_gates + (48 + _cj)[None, :], _o0, mask=_m2)
                 _o1 = _zero + (_c10)
                 tl.store(_r_d_gates + (16 + _cj)[None, :], _o1, mask=_m2)
-                _ga = _r_d_c + (0 + _cj)[None, :]
-                tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c1*_c8), mask=_m2)
+                if _MASKED:   # (ended rows may have passed a cotangent into it)
+                    _ga = _r_d_c + (0 + _cj)[None, :]
+                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c1*_c8), mask=_m2)
+                else:   # (it holds the step's zeros)
+                    _o2 = _zero + (_c1*_c8)
+                    tl.store(_r_d_c + (0 + _cj)[None, :], _o2, mask=_m2)
                 _o3 = _zero + (_c11)
                 tl.store(_r_d_gates + (0 + _cj)[None, :], _o3, mask=_m2)
                 _o4 = _zero + (_c12)
@@ -256,8 +262,13 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih,
                 for _p0 in range(0, _P, 16):
                     _pq = _p0 + tl.arange(0, 16)
                     _acc += tl.sum(tl.load(_pr + _pq[:, None, None] * _BB * 16, mask=(_pq < _P)[:, None, None], other=0.0), axis=0)
-                _ga = _r_d_h + (0 + _ckr0)[None, :]
-                tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ckr0 < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ckr0 < 16)[None, :])
+                _zero = tl.zeros((_BB, _BN), dtype=tl.float32)
+                if _MASKED:   # (ended rows may have passed a cotangent into it)
+                    _ga = _r_d_h + (0 + _ckr0)[None, :]
+                    tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ckr0 < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ckr0 < 16)[None, :])
+                else:   # (it holds the step's zeros)
+                    _og = _zero + (_acc)
+                    tl.store(_r_d_h + (0 + _ckr0)[None, :], _og, mask=_rmask[:, None] & (_ckr0 < 16)[None, :])
             else:
                 for _k0 in range(_pf * _BN, 16, _P * _BN):
                     _ck = _k0 + tl.arange(0, _BN)
@@ -267,8 +278,13 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih,
                         _dy = tl.load(_r_d_gates + (_cn)[None, :], mask=_rmask[:, None] & (_cn < 64)[None, :], other=0.0)
                         _wt = tl.load(_w_weight_hh + _cn[:, None] * 16 + (0 + _ck)[None, :], mask=(_cn < 64)[:, None] & (_ck < 16)[None, :], other=0.0).to(tl.float32)
                         _acc += tl.dot(_dy, _wt, input_precision=_DOT)
-                    _ga = _r_d_h + (0 + _ck)[None, :]
-                    tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ck < 16)[None, :])
+                    _zero = tl.zeros((_BB, _BN), dtype=tl.float32)
+                    if _MASKED:   # (ended rows may have passed a cotangent into it)
+                        _ga = _r_d_h + (0 + _ck)[None, :]
+                        tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ck < 16)[None, :])
+                    else:   # (it holds the step's zeros)
+                        _og = _zero + (_acc)
+                        tl.store(_r_d_h + (0 + _ck)[None, :], _og, mask=_rmask[:, None] & (_ck < 16)[None, :])
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
 
 def forward(_xs, _inits, _params, _save, _lengths=None):

@@ -21,7 +21,8 @@ T and B are run-time values.
 from contextlib import contextmanager
 from dataclasses import replace
 
-from ...kernel import Keep, MatMul, OperandGrad, Pointwise, Role, reads, sole_write, zeroed_sequences
+from ...kernel import (HoldEnded, Keep, MatMul, OperandGrad, PassEnded, Pointwise, Role, reads, sole_write, writes,
+                      zeroed_sequences)
 from ...printing import tl_str
 from ..base import Renderer
 from ..torch_code import ScanRenderer, init, seq
@@ -160,6 +161,15 @@ class StepKernel(Renderer):
                        for k in range(len(st.outputs)) if sole_write(scan.step, st, k, zeros)}
         zeroed = tuple(b.name for b in self.used if b.acc and b.role in (Role.STEP, Role.CARRY_OUT))
         self.split = plan(scan, ([Zero(zeroed)] if zeroed else []) + list(scan.step), TILE, REDUCTION_SHARES)
+        # so is one into a buffer the step zeroes at its start (Zero: an LSTM backward's d_c and d_h), when the
+        # only other statements writing it are those of ended rows, which run only with lengths (_MASKED); not an
+        # operand's gradient whose reduction is shared out (its shares add into the zeros atomically)
+        ended, items = (HoldEnded, PassEnded), [it for phase in self.split.phases for it in phase]
+        self.stored_unmasked = {(id(st), k) for st in scan.step if isinstance(st, Pointwise)
+                                for k in range(len(st.outputs)) if sole_write(scan.step, st, k, zeroed, ended)} | \
+            {(id(st), 0) for st in scan.step if isinstance(st, OperandGrad) and st.dest.value in zeroed and
+             any(it is st for it in items) and
+             not any(o is not st and not isinstance(o, ended) and st.dest.value in writes(o) for o in scan.step)}
         self.resident = self.resident_slices()
         self.transposed = self.transposed_grads()
         self.fused = self.fused_leaves()
@@ -325,6 +335,15 @@ class StepKernel(Renderer):
         self.w(f"{ptr} = _r_{name} + ({cols})[None, :]")
         self.w(f"tl.store({ptr}, tl.load({ptr}, mask={mask}, other=0.0) + ({value}), mask={mask})")
 
+    def add_unless_masked(self, name, cols, value, mask, var, ptr="_ga"):
+        """`+=` into a buffer the step zeroed and only this statement writes but for the ended rows' statements
+        (stored_unmasked): a store without lengths, the read-modify-write with them"""
+        with self.w.block("if _MASKED:   # (ended rows may have passed a cotangent into it)"):
+            self.add(name, cols, value, mask, ptr)
+        with self.w.block("else:   # (it holds the step's zeros)"):
+            self.w(f"{var} = _zero + ({value})")
+            self.store(name, cols, var, mask)
+
     def own(self, a0, j):
         """whether this program runs the tile at columns a0 + j (split.py); None: program 0 runs them all"""
         if a0 is None:
@@ -469,8 +488,28 @@ class StepKernel(Renderer):
 
     def render_Zero(self, st):
         for name in st.names:   # accumulated into from zero at every step
+            if name in self.overwritten_unmasked():   # (without lengths its one writer stores every column)
+                with self.w.block("if _MASKED:"), self.tiles(self.n(name)):
+                    self.store(name, "_cj", "tl.zeros((_BB, _BN), dtype=tl.float32)", "_m2")
+                continue
             with self.tiles(self.n(name)):
                 self.store(name, "_cj", "tl.zeros((_BB, _BN), dtype=tl.float32)", "_m2")
+
+    def overwritten_unmasked(self):
+        """the zeroed buffers whose one writer (stored_unmasked) stores all their columns when there are no
+        lengths, and that nothing else in the step reads: their zeros are never read then"""
+        whole = {}
+        for st in self.scan.step:
+            if isinstance(st, OperandGrad) and (id(st), 0) in self.stored_unmasked:
+                views = [st.dest]
+            elif isinstance(st, Pointwise):
+                views = [d for k, (d, _, _) in enumerate(st.outputs) if (id(st), k) in self.stored_unmasked]
+            else:
+                continue
+            whole.update({v.value: st for v in views if int(v.start) == 0 and int(v.stop) == self.n(v.value)})
+        return {name for name, writer in whole.items()
+                if not any(o is not writer and not isinstance(o, (HoldEnded, PassEnded)) and name in reads(o)
+                           for o in self.scan.step)}
 
     # --- statements -------------------------------------------------------------------------------------
     def render_MatMul(self, mm):
@@ -613,7 +652,8 @@ class StepKernel(Renderer):
             for sym, e in st.temps:
                 w(f"{sym} = {tl_str(e)}")
             stored = {k for k, (_, _, acc) in enumerate(st.outputs) if not acc or (id(st), k) in self.stored}
-            if stored - set(sums):
+            unmasked = {k for k in range(len(st.outputs)) if (id(st), k) in self.stored_unmasked} - stored
+            if (stored | unmasked) - set(sums):
                 w("_zero = tl.zeros((_BB, _BN), dtype=tl.float32)   # outputs of parameters alone still have rows")
             for k, (dest, e, acc) in enumerate(st.outputs):
                 if k in sums:
@@ -622,6 +662,8 @@ class StepKernel(Renderer):
                     w(f"_g = tl.sum(tl.where(_m2, {tl_str(e)}, 0.0), axis=0)")
                     w(f"_pg = _part_{dest.value} + _pb * {self.n(dest.value)} + {dest.start} + _cj")
                     w(f"tl.store(_pg, tl.load(_pg, mask=_cj < {width}, other=0.0) + _g, mask=_cj < {width})")
+                elif k in unmasked:
+                    self.add_unless_masked(dest.value, f"{dest.start} + _cj", tl_str(e), "_m2", f"_o{k}")
                 elif k not in stored:
                     self.add(dest.value, f"{dest.start} + _cj", tl_str(e), "_m2")
                 else:   # (an assignment, or a sole `+=` into zeros: self.stored)
@@ -652,7 +694,7 @@ class StepKernel(Renderer):
                 else:
                     w("_acc = tl.zeros((_BB, _BN), dtype=tl.float32)")
                     self.resident_dot("_acc", st.src, 0, n_src, self.slice_names[id(st), 0])
-                self.add(op.value, f"{op.start} + _ckr{s}", "_acc", f"_rmask[:, None] & (_ckr{s} < {width})[None, :]")
+                self.grad_add(st, f"{op.start} + _ckr{s}", f"_rmask[:, None] & (_ckr{s} < {width})[None, :]")
             with w.block("else:"):
                 self.operand_grad_loop(st)
         else:
@@ -696,7 +738,16 @@ class StepKernel(Renderer):
         op = st.dest
         with self.owned_loop("_k0", int(op.stop - op.start), int(op.start)):
             self.operand_grad_tile(st, "0", str(self.n(st.src)))
-            self.add(op.value, f"{op.start} + _ck", "_acc", f"_rmask[:, None] & (_ck < {op.stop - op.start})[None, :]")
+            self.grad_add(st, f"{op.start} + _ck", f"_rmask[:, None] & (_ck < {op.stop - op.start})[None, :]")
+
+    def grad_add(self, st, cols, mask):
+        """an operand's gradient's tile _acc into its output: `+=`, or a store where the step zeroed it and nothing
+        else writes it without lengths (stored_unmasked)"""
+        if (id(st), 0) not in self.stored_unmasked:
+            self.add(st.dest.value, cols, "_acc", mask)
+            return
+        self.w("_zero = tl.zeros((_BB, _BN), dtype=tl.float32)")
+        self.add_unless_masked(st.dest.value, cols, "_acc", mask, "_og")
 
     def render_SplitReduction(self, sr):
         """program _pf: the tiles _pf mod _nt of the output (_nt = N, or _P when fewer), from share _pf div _nt of
