@@ -24,6 +24,16 @@ def _tiles4(x, BN: tl.constexpr):
     t1, t3 = tl.split(b)
     return t0, t1, t2, t3
 
+@triton.jit
+def _join2(t0, t1):
+    return tl.reshape(tl.permute(tl.join(t0, t1), (0, 2, 1)), (t0.shape[0], 2 * t0.shape[1]))
+
+
+@triton.jit
+def _join4(t0, t1, t2, t3):
+    y = tl.join(tl.join(t0, t2), tl.join(t1, t3))   # [:, :, i, j]: tile 2 i + j
+    return tl.reshape(tl.permute(y, (0, 2, 3, 1)), (t0.shape[0], 4 * t0.shape[1]))
+
 @triton.jit(do_not_specialize=['_T', '_B', '_I0', '_I1', '_K0', '_K1', '_P', '_ts_weight_hh_h', '_ts_h_new'])
 def _forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_weight_ih_x, _ptr_weight_hh_h, _ts_weight_hh_h, _pp_h_new, _ptr_h_new, _ts_h_new, _len_ptr, _sync_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _BKG: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr, _PHASED: tl.constexpr, _DOT: tl.constexpr, _RESIDENT: tl.constexpr, _BF16_DOT: tl.constexpr):
     # 1 phase(s) a step, 1 grid barrier(s): steps _I0 <= _i < _I1, from phase _K0 of the first to _K1 of the last (all of them on a GPU; under the interpreter, from one barrier to the next)
@@ -153,11 +163,13 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih,
                 _m2 = _rmask[:, None] & (_cj < 16)[None, :]
                 tl.store(_r_d_h + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
+            _fw_d_h_new = tl.zeros((_BB, _BN), dtype=tl.float32)   # (the sum, for the region after: forwarded)
             for _j0 in range(_pf * _BN, 16, _P * _BN):
                 _cj = _j0 + tl.arange(0, _BN)
                 _m2 = _rmask[:, None] & (_cj < 16)[None, :]
                 _ga = _r_d_h_new + (_cj)[None, :]
-                tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (tl.load(_r__dys_h + (_cj)[None, :], mask=_m2, other=0.0)), mask=_m2)
+                _fw_d_h_new = tl.load(_ga, mask=_m2, other=0.0) + tl.load(_r__dys_h + (_cj)[None, :], mask=_m2, other=0.0)
+                tl.store(_ga, _fw_d_h_new, mask=_m2)
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
             if _MASKED:   # ended rows: the carried cotangent passes to the previous state, the step sees none
                 _done = tl.load(_len_ptr + _rows, mask=_rmask, other=0) <= _t
@@ -169,6 +181,9 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih,
                     tl.store(_r_d_h_new + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
             # fused region: 7 output(s) of 16 features
+            _dg0_1 = tl.zeros((_BB, _BN), dtype=tl.float32)   # (this tile, for the partial products: joined)
+            _dg0_0 = tl.zeros((_BB, _BN), dtype=tl.float32)   # (this tile, for the partial products: joined)
+            _dg0_2 = tl.zeros((_BB, _BN), dtype=tl.float32)   # (this tile, for the partial products: joined)
             for _j0 in range(_pf * _BN, 16, _P * _BN):
                 _cj = _j0 + tl.arange(0, _BN)
                 _m2 = _rmask[:, None] & (_cj < 16)[None, :]
@@ -185,7 +200,7 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih,
                 weight_hh_h_2 = tl.load(_r_weight_hh_h + (32 + _cj)[None, :], mask=_m2, other=0.0)
                 bias_hh_2 = tl.load(_ptr_bias_hh + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
                 h = tl.load(_r_h + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) > 0)[None, :], other=0.0) + tl.load(_ri_h + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) == 0)[None, :], other=0.0)
-                d_h_new = tl.load(_r_d_h_new + (0 + _cj)[None, :], mask=_m2, other=0.0)
+                d_h_new = _fw_d_h_new if _RESIDENT and not _MASKED else tl.load(_r_d_h_new + (0 + _cj)[None, :], mask=_m2, other=0.0)
                 _c0 = tl.sigmoid(bias_hh_1 + bias_ih_1 + weight_hh_h_1 + weight_ih_x_1)
                 _c1 = _c0 - 1.0
                 _c2 = tl.sigmoid(bias_hh_0 + bias_ih_0 + weight_hh_h_0 + weight_ih_x_0)
@@ -201,20 +216,23 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih,
                 tl.store(_r_d_weight_ih_x + (16 + _cj)[None, :], _o0, mask=_m2)
                 _o1 = _zero + (_c6)
                 tl.store(_r_d_weight_hh_h + (16 + _cj)[None, :], _o1, mask=_m2)
+                _dg0_1 = _o1
                 _o2 = _zero + (_c7)
                 tl.store(_r_d_weight_ih_x + (32 + _cj)[None, :], _o2, mask=_m2)
                 _o3 = _zero + (_c8)
                 tl.store(_r_d_weight_ih_x + (0 + _cj)[None, :], _o3, mask=_m2)
                 _o4 = _zero + (_c8)
                 tl.store(_r_d_weight_hh_h + (0 + _cj)[None, :], _o4, mask=_m2)
+                _dg0_0 = _o4
                 _o5 = _zero + (_c9)
                 tl.store(_r_d_weight_hh_h + (32 + _cj)[None, :], _o5, mask=_m2)
+                _dg0_2 = _o5
                 _ga = _r_d_h + (0 + _cj)[None, :]
                 tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c5), mask=_m2)
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
             # d_h[0:16] += d_weight_hh_h @ weight_hh[:, 0:16], transposed: this program's part, summed after the barrier
             if _RESIDENT:
-                _dyp = tl.load(_r_d_weight_hh_h + (_cnp0)[None, :], mask=_rmask[:, None] & _cmp0[None, :], other=0.0)
+                _dyp = _join4(_dg0_0, _dg0_1, _dg0_2, tl.zeros((_BB, _BN), dtype=tl.float32))
                 _pw = _pt0 + (((_iw % 2) * tl.num_programs(0) + _pb) * _P + _pf) * _BB * 16 + tl.arange(0, _BB)[:, None] * 16
                 _kc16 = tl.arange(0, 16)
                 tl.store(_pw + (0 + _kc16)[None, :], _split_dot(tl.zeros((_BB, 16), dtype=tl.float32), _dyp, _wr0_0_0, _BF16_DOT))

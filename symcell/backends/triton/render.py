@@ -21,7 +21,7 @@ T and B are run-time values.
 from contextlib import contextmanager
 from dataclasses import replace
 
-from ...kernel import (HoldEnded, Keep, MatMul, OperandGrad, PassEnded, Pointwise, Role, reads, sole_write, writes,
+from ...kernel import (Accumulate, HoldEnded, Keep, MatMul, OperandGrad, PassEnded, Pointwise, Role, reads, sole_write, writes,
                       zeroed_sequences)
 from ...printing import tl_str
 from ..base import Renderer
@@ -119,6 +119,25 @@ def _tiles4(x, BN: tl.constexpr):
 '''
 
 
+# The inverse: tiles (BB, BN) side by side as one (BB, G * BN) operand (a region's tiles of d_gates for the
+# transposed d_h's partial products, StepKernel.joined)
+JOINS = '''@triton.jit
+def _join2(t0, t1):
+    return tl.reshape(tl.permute(tl.join(t0, t1), (0, 2, 1)), (t0.shape[0], 2 * t0.shape[1]))
+
+
+@triton.jit
+def _join4(t0, t1, t2, t3):
+    y = tl.join(tl.join(t0, t2), tl.join(t1, t3))   # [:, :, i, j]: tile 2 i + j
+    return tl.reshape(tl.permute(y, (0, 2, 3, 1)), (t0.shape[0], 4 * t0.shape[1]))
+'''
+
+
+def written(item):
+    """the buffers a step's item writes (a Zero too)"""
+    return set(item.names) if isinstance(item, Zero) else writes(item)
+
+
 def num_warps(scan_name):
     return NUM_WARPS.get(scan_name, SECOND_ORDER_WARPS)
 
@@ -173,6 +192,11 @@ class StepKernel(Renderer):
         self.resident = self.resident_slices()
         self.transposed = self.transposed_grads()
         self.fused = self.fused_leaves()
+        self.forwarded = self.forwarded_accumulations()
+        self.joined = self.joined_sources()
+        order = self.resident_order()
+        self.tile_vars = {key: f"_dg{order.index(st)}_{b}" for st in order if id(st) in self.joined
+                          for b, key in self.joined[id(st)].items()}   # {(id(region), output): its variable}
         # a slice two statements read alike (a tangent backward's d_h and its tangent, both from W_hh's columns for
         # the program's tile) is held once: {(id(st), term): the name of its chunks' tiles}
         self.slice_names, first = {}, {}
@@ -245,6 +269,52 @@ class StepKernel(Renderer):
                     if v.value == mm.out and not st.broadcast(v) and int(v.start) % units == 0 and \
                             int(v.stop - v.start) == int(st.n):
                         out[id(st), i] = (order.index(mm), int(v.start) // units)
+        return out
+
+    def single_tile_region(self, st):
+        """whether a region's tile loop is one pass when _RESIDENT (a program's one tile: P >= U / tile)"""
+        a0 = reference(st)
+        return a0 is not None and a0 % self.split.units == 0 and int(st.n) <= self.split.units
+
+    def forwarded_accumulations(self):
+        """{(id(region), leaf index): the register variable}: a region that reads, at its own tile, what an
+        Accumulate of its phase added into (d_h_new += the output's cotangent) takes the sum from registers
+        (_fw_<dest>) when _RESIDENT and without lengths (with them the ended rows' statements between may change
+        it); a store and load through L2 fewer on the backward step's critical path"""
+        out, units = {}, self.split.units
+        if not self.resident:
+            return out
+        for phase in self.split.phases:
+            for i, acc in enumerate(phase):
+                if not isinstance(acc, Accumulate) or self.n(acc.dest) > units:
+                    continue
+                for st in phase[i + 1:]:
+                    if isinstance(st, Pointwise) and self.single_tile_region(st):
+                        out.update({(id(st), j): f"_fw_{acc.dest}" for j, (_, v) in enumerate(st.leaves)
+                                    if v.value == acc.dest and int(v.start) == 0 and
+                                    int(v.stop) == self.n(acc.dest) == int(st.n)})
+                    if not isinstance(st, (HoldEnded, PassEnded)) and acc.dest in written(st):
+                        break
+        return out
+
+    def joined_sources(self):
+        """{id(transposed operand gradient): {block: (id(region), output)}}: the region just before its partials
+        (the last writer of its source in the phase) stored the program's tiles of every block of the source; the
+        partials join those register tiles (_dg<s>_<block>) instead of loading them back"""
+        out, units = {}, self.split.units
+        for k, phase in enumerate(self.split.phases[:-1]):
+            st = self.split.phases[k + 1][0]
+            if id(st) not in self.transposed:
+                continue
+            writers = [o for o in phase if st.src in written(o)]
+            region = writers[-1] if writers else None
+            if not (isinstance(region, Pointwise) and self.single_tile_region(region)):
+                continue
+            tiles = {int(d.start) // units: (id(region), j) for j, (d, _, acc) in enumerate(region.outputs)
+                     if d.value == st.src and int(d.start) % units == 0 and int(d.stop - d.start) == int(region.n)
+                     and (not acc or (id(region), j) in self.stored)}
+            if set(tiles) == set(range(self.n(st.src) // units)):
+                out[id(st)] = tiles
         return out
 
     @property
@@ -639,6 +709,9 @@ class StepKernel(Renderer):
         w = self.w
         for k in sums:
             w(f"_s{k} = tl.zeros((_BB,), dtype=tl.float32)")
+        kept = {k: v for (r, k), v in self.tile_vars.items() if r == id(st)}   # (outputs kept in registers)
+        for var in kept.values():
+            w(f"{var} = tl.zeros((_BB, _BN), dtype=tl.float32)   # (this tile, for the partial products: joined)")
         with self.tiles(width, a0=a0):
             for i, (sym, v) in enumerate(st.leaves):
                 if st.broadcast(v):
@@ -646,6 +719,9 @@ class StepKernel(Renderer):
                 elif (id(st), i) in self.fused:   # (the matmul's tile in registers: fused_leaves)
                     s, b = self.fused[id(st), i]
                     w(f"{sym.name} = _g{s}_{b} if _RESIDENT else "
+                      f"{self.load(v.value, f'{v.start} + _cj', '_m2', v.stop - v.start)}")
+                elif (id(st), i) in self.forwarded:   # (an accumulation's sum in registers)
+                    w(f"{sym.name} = {self.forwarded[id(st), i]} if _RESIDENT and not _MASKED else "
                       f"{self.load(v.value, f'{v.start} + _cj', '_m2', v.stop - v.start)}")
                 else:
                     w(f"{sym.name} = {self.load(v.value, f'{v.start} + _cj', '_m2', v.stop - v.start)}")
@@ -669,6 +745,8 @@ class StepKernel(Renderer):
                 else:   # (an assignment, or a sole `+=` into zeros: self.stored)
                     w(f"_o{k} = _zero + ({tl_str(e)})")
                     self.store(dest.value, f"{dest.start} + _cj", f"_o{k}", "_m2")
+                    if k in kept:
+                        w(f"{kept[k]} = _o{k}")
         # (variables of their own: a compiled loop wants each variable one shape, and _ga/_pg are tiles)
         for k in sums:
             dest, _, acc = st.outputs[k]
@@ -709,7 +787,13 @@ class StepKernel(Renderer):
         w(f"# {op.value}[{op.start}:{op.stop}] += {st.src} @ {st.weight}[:, {st.col_start}:{st.col_stop}], transposed: "
           "this program's part, summed after the barrier")
         with w.block("if _RESIDENT:"):
-            w(f"_dyp = {self.load(st.src, f'_cnp{s}', f'_rmask[:, None] & _cmp{s}[None, :]', tile=f'_cnp{s}')}")
+            if id(st) in self.joined:   # (the region's tiles in registers)
+                tiles = [f"_dg{s}_{b}" if b in self.joined[id(st)] else "tl.zeros((_BB, _BN), dtype=tl.float32)"
+                         for b in range(group)]
+                joined = f"_join{group}({', '.join(tiles)})" if group > 1 else tiles[0]
+                w(f"_dyp = {joined}")
+            else:
+                w(f"_dyp = {self.load(st.src, f'_cnp{s}', f'_rmask[:, None] & _cmp{s}[None, :]', tile=f'_cnp{s}')}")
             w(f"_pw = _pt{s} + (((_iw % 2) * tl.num_programs(0) + _pb) * _P + _pf) * _BB * {K} + "
               f"tl.arange(0, _BB)[:, None] * {K}")
             name = self.slice_names[id(st), 0]
@@ -802,8 +886,16 @@ class StepKernel(Renderer):
                            st.pairs, pass_through)
 
     def render_Accumulate(self, st):
+        var = f"_fw_{st.dest}"
+        if var not in self.forwarded.values():
+            with self.tiles(self.n(st.dest)):
+                self.add(st.dest, "_cj", self.load(st.src, "_cj", "_m2"), "_m2")
+            return
+        self.w(f"{var} = tl.zeros((_BB, _BN), dtype=tl.float32)   # (the sum, for the region after: forwarded)")
         with self.tiles(self.n(st.dest)):
-            self.add(st.dest, "_cj", self.load(st.src, "_cj", "_m2"), "_m2")
+            self.w(f"_ga = _r_{st.dest} + (_cj)[None, :]")
+            self.w(f"{var} = tl.load(_ga, mask=_m2, other=0.0) + {self.load(st.src, '_cj', '_m2')}")
+            self.w(f"tl.store(_ga, {var}, mask=_m2)")
 
 
 class Host(ScanRenderer):
@@ -883,6 +975,10 @@ def render(program, scans, w):
         w()
     if any(k.fused for k in kernels):
         for line in TILES.splitlines():
+            w(line)
+        w()
+    if any(k.joined for k in kernels):
+        for line in JOINS.splitlines():
             w(line)
         w()
     for k in kernels:
