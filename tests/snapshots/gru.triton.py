@@ -50,6 +50,14 @@ def _forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih, 
         _cmr0 = (_qr0 < _ntr0) & (_cnr0 < 48)
         _kp16 = tl.arange(0, 16)
         _wr0_0_0 = tl.load(_w_weight_hh + _cnr0[None, :] * 16 + (0 + _kp16)[:, None], mask=_cmr0[None, :], other=0.0)
+    if _RESIDENT:   # the parameters' values its region reads, loaded ahead (prefetched_leaves)
+        _cjx = _pf * _BN + tl.arange(0, _BN)   # (the program's one tile)
+        _x_bias_ih_1 = tl.load(_ptr_bias_ih + 16 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
+        _x_bias_hh_1 = tl.load(_ptr_bias_hh + 16 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
+        _x_bias_ih_2 = tl.load(_ptr_bias_ih + 32 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
+        _x_bias_ih_0 = tl.load(_ptr_bias_ih + 0 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
+        _x_bias_hh_0 = tl.load(_ptr_bias_hh + 0 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
+        _x_bias_hh_2 = tl.load(_ptr_bias_hh + 32 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
     for _i in range(_I0, _I1):
         _t = _i
         if _WIDE:
@@ -61,6 +69,12 @@ def _forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih, 
         _r_h = _pp_h_new + (_iw % 2) * _B * 16 + _rows[:, None] * 16
         _r_h_new = _pp_h_new + ((_iw + 1) % 2) * _B * 16 + _rows[:, None] * 16
         _rk_h_new = _ptr_h_new + _tw * _ts_h_new + _rows[:, None] * 16
+        if _RESIDENT:   # this step' values its region reads, loaded ahead (prefetched_leaves)
+            _cjx = _pf * _BN + tl.arange(0, _BN)   # (the program's one tile)
+            _x_weight_ih_x_1 = tl.load(_r_weight_ih_x + (16 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
+            _x_weight_ih_x_2 = tl.load(_r_weight_ih_x + (32 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
+            _x_weight_ih_x_0 = tl.load(_r_weight_ih_x + (0 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
+            _x_h = tl.load(_r_h + (0 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
         if not _PHASED:
             if _P > 1:
                 _goal = (tl.cast(_i, tl.int64) * 1 + 1) * _P
@@ -96,19 +110,19 @@ def _forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih, 
             for _j0 in range(_pf * _BN, 16, _P * _BN):
                 _cj = _j0 + tl.arange(0, _BN)
                 _m2 = _rmask[:, None] & (_cj < 16)[None, :]
-                weight_ih_x_1 = tl.load(_r_weight_ih_x + (16 + _cj)[None, :], mask=_m2, other=0.0)
-                bias_ih_1 = tl.load(_ptr_bias_ih + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                weight_ih_x_1 = _x_weight_ih_x_1 if _RESIDENT else tl.load(_r_weight_ih_x + (16 + _cj)[None, :], mask=_m2, other=0.0)
+                bias_ih_1 = _x_bias_ih_1 if _RESIDENT else tl.load(_ptr_bias_ih + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
                 weight_hh_h_1 = _g0_1 if _RESIDENT else tl.load(_r_weight_hh_h + (16 + _cj)[None, :], mask=_m2, other=0.0)
-                bias_hh_1 = tl.load(_ptr_bias_hh + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                weight_ih_x_2 = tl.load(_r_weight_ih_x + (32 + _cj)[None, :], mask=_m2, other=0.0)
-                bias_ih_2 = tl.load(_ptr_bias_ih + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                weight_ih_x_0 = tl.load(_r_weight_ih_x + (0 + _cj)[None, :], mask=_m2, other=0.0)
-                bias_ih_0 = tl.load(_ptr_bias_ih + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                bias_hh_1 = _x_bias_hh_1 if _RESIDENT else tl.load(_ptr_bias_hh + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                weight_ih_x_2 = _x_weight_ih_x_2 if _RESIDENT else tl.load(_r_weight_ih_x + (32 + _cj)[None, :], mask=_m2, other=0.0)
+                bias_ih_2 = _x_bias_ih_2 if _RESIDENT else tl.load(_ptr_bias_ih + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                weight_ih_x_0 = _x_weight_ih_x_0 if _RESIDENT else tl.load(_r_weight_ih_x + (0 + _cj)[None, :], mask=_m2, other=0.0)
+                bias_ih_0 = _x_bias_ih_0 if _RESIDENT else tl.load(_ptr_bias_ih + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
                 weight_hh_h_0 = _g0_0 if _RESIDENT else tl.load(_r_weight_hh_h + (0 + _cj)[None, :], mask=_m2, other=0.0)
-                bias_hh_0 = tl.load(_ptr_bias_hh + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                bias_hh_0 = _x_bias_hh_0 if _RESIDENT else tl.load(_ptr_bias_hh + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
                 weight_hh_h_2 = _g0_2 if _RESIDENT else tl.load(_r_weight_hh_h + (32 + _cj)[None, :], mask=_m2, other=0.0)
-                bias_hh_2 = tl.load(_ptr_bias_hh + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                h = tl.load(_r_h + (0 + _cj)[None, :], mask=_m2, other=0.0)
+                bias_hh_2 = _x_bias_hh_2 if _RESIDENT else tl.load(_ptr_bias_hh + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                h = _x_h if _RESIDENT else tl.load(_r_h + (0 + _cj)[None, :], mask=_m2, other=0.0)
                 _e0 = tl.sigmoid(bias_hh_1 + bias_ih_1 + weight_hh_h_1 + weight_ih_x_1)
                 _zero = tl.zeros((_BB, _BN), dtype=tl.float32)   # outputs of parameters alone still have rows
                 _o0 = _zero + (_e0*h + (1.0 - _e0)*(2.0 * tl.sigmoid(2.0 * (bias_ih_2 + weight_ih_x_2 + (bias_hh_2 + weight_hh_h_2)*tl.sigmoid(bias_hh_0 + bias_ih_0 + weight_hh_h_0 + weight_ih_x_0))) - 1.0))
@@ -142,6 +156,14 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih,
         _cmp0 = (_qp0 < _ntp0) & (_cnp0 < 48)
         _kp16 = tl.arange(0, 16)
         _wr0_0_0 = tl.load(_w_weight_hh + _cnp0[:, None] * 16 + (0 + _kp16)[None, :], mask=_cmp0[:, None], other=0.0)
+    if _RESIDENT:   # the parameters' values its region reads, loaded ahead (prefetched_leaves)
+        _cjx = _pf * _BN + tl.arange(0, _BN)   # (the program's one tile)
+        _x_bias_ih_1 = tl.load(_ptr_bias_ih + 16 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
+        _x_bias_hh_1 = tl.load(_ptr_bias_hh + 16 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
+        _x_bias_ih_2 = tl.load(_ptr_bias_ih + 32 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
+        _x_bias_ih_0 = tl.load(_ptr_bias_ih + 0 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
+        _x_bias_hh_0 = tl.load(_ptr_bias_hh + 0 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
+        _x_bias_hh_2 = tl.load(_ptr_bias_hh + 32 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
     for _i in range(_I0, _I1):
         _t = _T - 1 - _i
         if _WIDE:
@@ -157,6 +179,15 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih,
         _r_d_weight_hh_h = _ptr_d_weight_hh_h + _tw * _B * 48 + _rows[:, None] * 48
         _r_d_h_new = _pp_d_h + (_iw % 2) * _B * 16 + _rows[:, None] * 16
         _r_d_h = _pp_d_h + ((_iw + 1) % 2) * _B * 16 + _rows[:, None] * 16
+        if _RESIDENT:   # this step' values its region reads, loaded ahead (prefetched_leaves)
+            _cjx = _pf * _BN + tl.arange(0, _BN)   # (the program's one tile)
+            _x_weight_ih_x_1 = tl.load(_r_weight_ih_x + (16 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
+            _x_weight_hh_h_1 = tl.load(_r_weight_hh_h + (16 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
+            _x_weight_ih_x_2 = tl.load(_r_weight_ih_x + (32 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
+            _x_weight_ih_x_0 = tl.load(_r_weight_ih_x + (0 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
+            _x_weight_hh_h_0 = tl.load(_r_weight_hh_h + (0 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
+            _x_weight_hh_h_2 = tl.load(_r_weight_hh_h + (32 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
+            _x_h = tl.load(_r_h + (0 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :] & ((_cjx * 0 + _t) > 0)[None, :], other=0.0) + tl.load(_ri_h + (0 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :] & ((_cjx * 0 + _t) == 0)[None, :], other=0.0)
         if ((_i > _I0) | (_K0 <= 0)) & ((_i < _I1 - 1) | (0 <= _K1)):   # phase 0
             for _j0 in range(_pf * _BN, 16, _P * _BN):
                 _cj = _j0 + tl.arange(0, _BN)
@@ -187,19 +218,19 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih,
             for _j0 in range(_pf * _BN, 16, _P * _BN):
                 _cj = _j0 + tl.arange(0, _BN)
                 _m2 = _rmask[:, None] & (_cj < 16)[None, :]
-                weight_ih_x_1 = tl.load(_r_weight_ih_x + (16 + _cj)[None, :], mask=_m2, other=0.0)
-                bias_ih_1 = tl.load(_ptr_bias_ih + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                weight_hh_h_1 = tl.load(_r_weight_hh_h + (16 + _cj)[None, :], mask=_m2, other=0.0)
-                bias_hh_1 = tl.load(_ptr_bias_hh + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                weight_ih_x_2 = tl.load(_r_weight_ih_x + (32 + _cj)[None, :], mask=_m2, other=0.0)
-                bias_ih_2 = tl.load(_ptr_bias_ih + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                weight_ih_x_0 = tl.load(_r_weight_ih_x + (0 + _cj)[None, :], mask=_m2, other=0.0)
-                bias_ih_0 = tl.load(_ptr_bias_ih + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                weight_hh_h_0 = tl.load(_r_weight_hh_h + (0 + _cj)[None, :], mask=_m2, other=0.0)
-                bias_hh_0 = tl.load(_ptr_bias_hh + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                weight_hh_h_2 = tl.load(_r_weight_hh_h + (32 + _cj)[None, :], mask=_m2, other=0.0)
-                bias_hh_2 = tl.load(_ptr_bias_hh + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                h = tl.load(_r_h + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) > 0)[None, :], other=0.0) + tl.load(_ri_h + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) == 0)[None, :], other=0.0)
+                weight_ih_x_1 = _x_weight_ih_x_1 if _RESIDENT else tl.load(_r_weight_ih_x + (16 + _cj)[None, :], mask=_m2, other=0.0)
+                bias_ih_1 = _x_bias_ih_1 if _RESIDENT else tl.load(_ptr_bias_ih + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                weight_hh_h_1 = _x_weight_hh_h_1 if _RESIDENT else tl.load(_r_weight_hh_h + (16 + _cj)[None, :], mask=_m2, other=0.0)
+                bias_hh_1 = _x_bias_hh_1 if _RESIDENT else tl.load(_ptr_bias_hh + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                weight_ih_x_2 = _x_weight_ih_x_2 if _RESIDENT else tl.load(_r_weight_ih_x + (32 + _cj)[None, :], mask=_m2, other=0.0)
+                bias_ih_2 = _x_bias_ih_2 if _RESIDENT else tl.load(_ptr_bias_ih + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                weight_ih_x_0 = _x_weight_ih_x_0 if _RESIDENT else tl.load(_r_weight_ih_x + (0 + _cj)[None, :], mask=_m2, other=0.0)
+                bias_ih_0 = _x_bias_ih_0 if _RESIDENT else tl.load(_ptr_bias_ih + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                weight_hh_h_0 = _x_weight_hh_h_0 if _RESIDENT else tl.load(_r_weight_hh_h + (0 + _cj)[None, :], mask=_m2, other=0.0)
+                bias_hh_0 = _x_bias_hh_0 if _RESIDENT else tl.load(_ptr_bias_hh + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                weight_hh_h_2 = _x_weight_hh_h_2 if _RESIDENT else tl.load(_r_weight_hh_h + (32 + _cj)[None, :], mask=_m2, other=0.0)
+                bias_hh_2 = _x_bias_hh_2 if _RESIDENT else tl.load(_ptr_bias_hh + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                h = _x_h if _RESIDENT else tl.load(_r_h + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) > 0)[None, :], other=0.0) + tl.load(_ri_h + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) == 0)[None, :], other=0.0)
                 d_h_new = _fw_d_h_new if _RESIDENT and not _MASKED else tl.load(_r_d_h_new + (0 + _cj)[None, :], mask=_m2, other=0.0)
                 _c0 = tl.sigmoid(bias_hh_1 + bias_ih_1 + weight_hh_h_1 + weight_ih_x_1)
                 _c1 = _c0 - 1.0

@@ -158,6 +158,24 @@ def _tangent_backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_
         _ckr1 = _pf * _BN + tl.arange(0, _BN)
         _kp64 = tl.arange(0, 64)
         _wr1_0_0 = tl.load(_w_weight_hh + (0 + _kp64)[:, None] * 16 + 0 + _ckr1[None, :], mask=(_ckr1 < 16)[None, :], other=0.0)
+    if _RESIDENT:   # the parameters' values its region reads, loaded ahead (prefetched_leaves)
+        _cjx = _pf * _BN + tl.arange(0, _BN)   # (the program's one tile)
+        _x_bias_ih_3 = tl.load(_ptr_bias_ih + 48 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
+        _x_bias_hh_3 = tl.load(_ptr_bias_hh + 48 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
+        _x_bias_ih_1 = tl.load(_ptr_bias_ih + 16 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
+        _x_bias_hh_1 = tl.load(_ptr_bias_hh + 16 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
+        _x_bias_ih_0 = tl.load(_ptr_bias_ih + 0 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
+        _x_bias_hh_0 = tl.load(_ptr_bias_hh + 0 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
+        _x_bias_ih_2 = tl.load(_ptr_bias_ih + 32 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
+        _x_bias_hh_2 = tl.load(_ptr_bias_hh + 32 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
+        _x__v_bias_ih_3 = tl.load(_ptr__v_bias_ih + 48 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
+        _x__v_bias_hh_3 = tl.load(_ptr__v_bias_hh + 48 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
+        _x__v_bias_ih_1 = tl.load(_ptr__v_bias_ih + 16 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
+        _x__v_bias_hh_1 = tl.load(_ptr__v_bias_hh + 16 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
+        _x__v_bias_ih_0 = tl.load(_ptr__v_bias_ih + 0 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
+        _x__v_bias_hh_0 = tl.load(_ptr__v_bias_hh + 0 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
+        _x__v_bias_ih_2 = tl.load(_ptr__v_bias_ih + 32 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
+        _x__v_bias_hh_2 = tl.load(_ptr__v_bias_hh + 32 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
     for _i in range(_I0, _I1):
         _t = _T - 1 - _i
         if _WIDE:
@@ -182,6 +200,18 @@ def _tangent_backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_
         _r__v_d_h = _pp__v_d_h + ((_iw + 1) % 2) * _B * 16 + _rows[:, None] * 16
         _r__v_d_c_new = _pp__v_d_c + (_iw % 2) * _B * 16 + _rows[:, None] * 16
         _r__v_d_c = _pp__v_d_c + ((_iw + 1) % 2) * _B * 16 + _rows[:, None] * 16
+        if _RESIDENT:   # this step' values its region reads, loaded ahead (prefetched_leaves)
+            _cjx = _pf * _BN + tl.arange(0, _BN)   # (the program's one tile)
+            _x_gates_3 = tl.load(_r_gates + (48 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
+            _x_gates_1 = tl.load(_r_gates + (16 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
+            _x_c = tl.load(_r_c + (0 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :] & ((_cjx * 0 + _t) > 0)[None, :], other=0.0) + tl.load(_ri_c + (0 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :] & ((_cjx * 0 + _t) == 0)[None, :], other=0.0)
+            _x_gates_0 = tl.load(_r_gates + (0 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
+            _x_gates_2 = tl.load(_r_gates + (32 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
+            _x__v_gates_3 = tl.load(_r__v_gates + (48 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
+            _x__v_gates_1 = tl.load(_r__v_gates + (16 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
+            _x__v_c = tl.load(_r__v_c + (0 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :] & ((_cjx * 0 + _t) > 0)[None, :], other=0.0) + tl.load(_ri__v_c + (0 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :] & ((_cjx * 0 + _t) == 0)[None, :], other=0.0)
+            _x__v_gates_0 = tl.load(_r__v_gates + (0 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
+            _x__v_gates_2 = tl.load(_r__v_gates + (32 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
         if ((_i > _I0) | (_K0 <= 0)) & ((_i < _I1 - 1) | (0 <= _K1)):   # phase 0
             if _MASKED:
                 for _j0 in range(_pf * _BN, 16, _P * _BN):
@@ -257,34 +287,34 @@ def _tangent_backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_
             for _j0 in range(_pf * _BN, 16, _P * _BN):
                 _cj = _j0 + tl.arange(0, _BN)
                 _m2 = _rmask[:, None] & (_cj < 16)[None, :]
-                gates_3 = tl.load(_r_gates + (48 + _cj)[None, :], mask=_m2, other=0.0)
-                bias_ih_3 = tl.load(_ptr_bias_ih + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                bias_hh_3 = tl.load(_ptr_bias_hh + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                gates_1 = tl.load(_r_gates + (16 + _cj)[None, :], mask=_m2, other=0.0)
-                bias_ih_1 = tl.load(_ptr_bias_ih + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                bias_hh_1 = tl.load(_ptr_bias_hh + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                c = tl.load(_r_c + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) > 0)[None, :], other=0.0) + tl.load(_ri_c + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) == 0)[None, :], other=0.0)
-                gates_0 = tl.load(_r_gates + (0 + _cj)[None, :], mask=_m2, other=0.0)
-                bias_ih_0 = tl.load(_ptr_bias_ih + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                bias_hh_0 = tl.load(_ptr_bias_hh + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                gates_2 = tl.load(_r_gates + (32 + _cj)[None, :], mask=_m2, other=0.0)
-                bias_ih_2 = tl.load(_ptr_bias_ih + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                bias_hh_2 = tl.load(_ptr_bias_hh + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                gates_3 = _x_gates_3 if _RESIDENT else tl.load(_r_gates + (48 + _cj)[None, :], mask=_m2, other=0.0)
+                bias_ih_3 = _x_bias_ih_3 if _RESIDENT else tl.load(_ptr_bias_ih + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                bias_hh_3 = _x_bias_hh_3 if _RESIDENT else tl.load(_ptr_bias_hh + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                gates_1 = _x_gates_1 if _RESIDENT else tl.load(_r_gates + (16 + _cj)[None, :], mask=_m2, other=0.0)
+                bias_ih_1 = _x_bias_ih_1 if _RESIDENT else tl.load(_ptr_bias_ih + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                bias_hh_1 = _x_bias_hh_1 if _RESIDENT else tl.load(_ptr_bias_hh + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                c = _x_c if _RESIDENT else tl.load(_r_c + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) > 0)[None, :], other=0.0) + tl.load(_ri_c + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) == 0)[None, :], other=0.0)
+                gates_0 = _x_gates_0 if _RESIDENT else tl.load(_r_gates + (0 + _cj)[None, :], mask=_m2, other=0.0)
+                bias_ih_0 = _x_bias_ih_0 if _RESIDENT else tl.load(_ptr_bias_ih + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                bias_hh_0 = _x_bias_hh_0 if _RESIDENT else tl.load(_ptr_bias_hh + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                gates_2 = _x_gates_2 if _RESIDENT else tl.load(_r_gates + (32 + _cj)[None, :], mask=_m2, other=0.0)
+                bias_ih_2 = _x_bias_ih_2 if _RESIDENT else tl.load(_ptr_bias_ih + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                bias_hh_2 = _x_bias_hh_2 if _RESIDENT else tl.load(_ptr_bias_hh + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
                 d_h_new = _fw_d_h_new if _RESIDENT and not _MASKED else tl.load(_r_d_h_new + (0 + _cj)[None, :], mask=_m2, other=0.0)
                 d_c_new = tl.load(_r_d_c_new + (0 + _cj)[None, :], mask=_m2, other=0.0)
-                _v_gates_3 = tl.load(_r__v_gates + (48 + _cj)[None, :], mask=_m2, other=0.0)
-                _v_bias_ih_3 = tl.load(_ptr__v_bias_ih + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                _v_bias_hh_3 = tl.load(_ptr__v_bias_hh + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                _v_gates_1 = tl.load(_r__v_gates + (16 + _cj)[None, :], mask=_m2, other=0.0)
-                _v_bias_ih_1 = tl.load(_ptr__v_bias_ih + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                _v_bias_hh_1 = tl.load(_ptr__v_bias_hh + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                _v_c = tl.load(_r__v_c + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) > 0)[None, :], other=0.0) + tl.load(_ri__v_c + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) == 0)[None, :], other=0.0)
-                _v_gates_0 = tl.load(_r__v_gates + (0 + _cj)[None, :], mask=_m2, other=0.0)
-                _v_bias_ih_0 = tl.load(_ptr__v_bias_ih + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                _v_bias_hh_0 = tl.load(_ptr__v_bias_hh + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                _v_gates_2 = tl.load(_r__v_gates + (32 + _cj)[None, :], mask=_m2, other=0.0)
-                _v_bias_ih_2 = tl.load(_ptr__v_bias_ih + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                _v_bias_hh_2 = tl.load(_ptr__v_bias_hh + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                _v_gates_3 = _x__v_gates_3 if _RESIDENT else tl.load(_r__v_gates + (48 + _cj)[None, :], mask=_m2, other=0.0)
+                _v_bias_ih_3 = _x__v_bias_ih_3 if _RESIDENT else tl.load(_ptr__v_bias_ih + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                _v_bias_hh_3 = _x__v_bias_hh_3 if _RESIDENT else tl.load(_ptr__v_bias_hh + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                _v_gates_1 = _x__v_gates_1 if _RESIDENT else tl.load(_r__v_gates + (16 + _cj)[None, :], mask=_m2, other=0.0)
+                _v_bias_ih_1 = _x__v_bias_ih_1 if _RESIDENT else tl.load(_ptr__v_bias_ih + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                _v_bias_hh_1 = _x__v_bias_hh_1 if _RESIDENT else tl.load(_ptr__v_bias_hh + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                _v_c = _x__v_c if _RESIDENT else tl.load(_r__v_c + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) > 0)[None, :], other=0.0) + tl.load(_ri__v_c + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) == 0)[None, :], other=0.0)
+                _v_gates_0 = _x__v_gates_0 if _RESIDENT else tl.load(_r__v_gates + (0 + _cj)[None, :], mask=_m2, other=0.0)
+                _v_bias_ih_0 = _x__v_bias_ih_0 if _RESIDENT else tl.load(_ptr__v_bias_ih + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                _v_bias_hh_0 = _x__v_bias_hh_0 if _RESIDENT else tl.load(_ptr__v_bias_hh + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                _v_gates_2 = _x__v_gates_2 if _RESIDENT else tl.load(_r__v_gates + (32 + _cj)[None, :], mask=_m2, other=0.0)
+                _v_bias_ih_2 = _x__v_bias_ih_2 if _RESIDENT else tl.load(_ptr__v_bias_ih + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                _v_bias_hh_2 = _x__v_bias_hh_2 if _RESIDENT else tl.load(_ptr__v_bias_hh + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
                 _v_d_h_new = _fw__v_d_h_new if _RESIDENT and not _MASKED else tl.load(_r__v_d_h_new + (0 + _cj)[None, :], mask=_m2, other=0.0)
                 _v_d_c_new = tl.load(_r__v_d_c_new + (0 + _cj)[None, :], mask=_m2, other=0.0)
                 _u0 = tl.sigmoid(bias_hh_3 + bias_ih_3 + gates_3)

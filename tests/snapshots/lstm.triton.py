@@ -50,6 +50,16 @@ def _forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih, 
         _cmr0 = (_qr0 < _ntr0) & (_cnr0 < 64)
         _kp16 = tl.arange(0, 16)
         _wr0_0_0 = tl.load(_w_weight_hh + _cnr0[None, :] * 16 + (0 + _kp16)[:, None], mask=_cmr0[None, :], other=0.0)
+    if _RESIDENT:   # the parameters' values its region reads, loaded ahead (prefetched_leaves)
+        _cjx = _pf * _BN + tl.arange(0, _BN)   # (the program's one tile)
+        _x_bias_ih_3 = tl.load(_ptr_bias_ih + 48 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
+        _x_bias_hh_3 = tl.load(_ptr_bias_hh + 48 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
+        _x_bias_ih_1 = tl.load(_ptr_bias_ih + 16 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
+        _x_bias_hh_1 = tl.load(_ptr_bias_hh + 16 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
+        _x_bias_ih_0 = tl.load(_ptr_bias_ih + 0 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
+        _x_bias_hh_0 = tl.load(_ptr_bias_hh + 0 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
+        _x_bias_ih_2 = tl.load(_ptr_bias_ih + 32 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
+        _x_bias_hh_2 = tl.load(_ptr_bias_hh + 32 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
     for _i in range(_I0, _I1):
         _t = _i
         if _WIDE:
@@ -63,6 +73,9 @@ def _forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih, 
         _r_c = _pp_c_new + (_iw % 2) * _B * 16 + _rows[:, None] * 16
         _r_c_new = _pp_c_new + ((_iw + 1) % 2) * _B * 16 + _rows[:, None] * 16
         _rk_c_new = _ptr_c_new + _tw * _ts_c_new + _rows[:, None] * 16
+        if _RESIDENT:   # this step' values its region reads, loaded ahead (prefetched_leaves)
+            _cjx = _pf * _BN + tl.arange(0, _BN)   # (the program's one tile)
+            _x_c = tl.load(_r_c + (0 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
         if not _PHASED:
             if _P > 1:
                 _goal = (tl.cast(_i, tl.int64) * 1 + 1) * _P
@@ -99,18 +112,18 @@ def _forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih, 
                 _cj = _j0 + tl.arange(0, _BN)
                 _m2 = _rmask[:, None] & (_cj < 16)[None, :]
                 gates_3 = _g0_3 if _RESIDENT else tl.load(_r_gates + (48 + _cj)[None, :], mask=_m2, other=0.0)
-                bias_ih_3 = tl.load(_ptr_bias_ih + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                bias_hh_3 = tl.load(_ptr_bias_hh + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                bias_ih_3 = _x_bias_ih_3 if _RESIDENT else tl.load(_ptr_bias_ih + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                bias_hh_3 = _x_bias_hh_3 if _RESIDENT else tl.load(_ptr_bias_hh + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
                 gates_1 = _g0_1 if _RESIDENT else tl.load(_r_gates + (16 + _cj)[None, :], mask=_m2, other=0.0)
-                bias_ih_1 = tl.load(_ptr_bias_ih + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                bias_hh_1 = tl.load(_ptr_bias_hh + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                c = tl.load(_r_c + (0 + _cj)[None, :], mask=_m2, other=0.0)
+                bias_ih_1 = _x_bias_ih_1 if _RESIDENT else tl.load(_ptr_bias_ih + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                bias_hh_1 = _x_bias_hh_1 if _RESIDENT else tl.load(_ptr_bias_hh + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                c = _x_c if _RESIDENT else tl.load(_r_c + (0 + _cj)[None, :], mask=_m2, other=0.0)
                 gates_0 = _g0_0 if _RESIDENT else tl.load(_r_gates + (0 + _cj)[None, :], mask=_m2, other=0.0)
-                bias_ih_0 = tl.load(_ptr_bias_ih + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                bias_hh_0 = tl.load(_ptr_bias_hh + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                bias_ih_0 = _x_bias_ih_0 if _RESIDENT else tl.load(_ptr_bias_ih + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                bias_hh_0 = _x_bias_hh_0 if _RESIDENT else tl.load(_ptr_bias_hh + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
                 gates_2 = _g0_2 if _RESIDENT else tl.load(_r_gates + (32 + _cj)[None, :], mask=_m2, other=0.0)
-                bias_ih_2 = tl.load(_ptr_bias_ih + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                bias_hh_2 = tl.load(_ptr_bias_hh + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                bias_ih_2 = _x_bias_ih_2 if _RESIDENT else tl.load(_ptr_bias_ih + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                bias_hh_2 = _x_bias_hh_2 if _RESIDENT else tl.load(_ptr_bias_hh + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
                 _e0 = c*tl.sigmoid(bias_hh_1 + bias_ih_1 + gates_1) + tl.sigmoid(bias_hh_0 + bias_ih_0 + gates_0)*(2.0 * tl.sigmoid(2.0 * (bias_hh_2 + bias_ih_2 + gates_2)) - 1.0)
                 _zero = tl.zeros((_BB, _BN), dtype=tl.float32)   # outputs of parameters alone still have rows
                 _o0 = _zero + (tl.sigmoid(bias_hh_3 + bias_ih_3 + gates_3)*(2.0 * tl.sigmoid(2.0 * (_e0)) - 1.0))
@@ -153,6 +166,16 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih,
         _cmp0 = (_qp0 < _ntp0) & (_cnp0 < 64)
         _kp16 = tl.arange(0, 16)
         _wr0_0_0 = tl.load(_w_weight_hh + _cnp0[:, None] * 16 + (0 + _kp16)[None, :], mask=_cmp0[:, None], other=0.0)
+    if _RESIDENT:   # the parameters' values its region reads, loaded ahead (prefetched_leaves)
+        _cjx = _pf * _BN + tl.arange(0, _BN)   # (the program's one tile)
+        _x_bias_ih_3 = tl.load(_ptr_bias_ih + 48 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
+        _x_bias_hh_3 = tl.load(_ptr_bias_hh + 48 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
+        _x_bias_ih_1 = tl.load(_ptr_bias_ih + 16 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
+        _x_bias_hh_1 = tl.load(_ptr_bias_hh + 16 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
+        _x_bias_ih_0 = tl.load(_ptr_bias_ih + 0 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
+        _x_bias_hh_0 = tl.load(_ptr_bias_hh + 0 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
+        _x_bias_ih_2 = tl.load(_ptr_bias_ih + 32 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
+        _x_bias_hh_2 = tl.load(_ptr_bias_hh + 32 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
     for _i in range(_I0, _I1):
         _t = _T - 1 - _i
         if _WIDE:
@@ -168,6 +191,13 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih,
         _r_d_h = _pp_d_h + ((_iw + 1) % 2) * _B * 16 + _rows[:, None] * 16
         _r_d_c_new = _pp_d_c + (_iw % 2) * _B * 16 + _rows[:, None] * 16
         _r_d_c = _pp_d_c + ((_iw + 1) % 2) * _B * 16 + _rows[:, None] * 16
+        if _RESIDENT:   # this step' values its region reads, loaded ahead (prefetched_leaves)
+            _cjx = _pf * _BN + tl.arange(0, _BN)   # (the program's one tile)
+            _x_gates_3 = tl.load(_r_gates + (48 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
+            _x_gates_1 = tl.load(_r_gates + (16 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
+            _x_c = tl.load(_r_c + (0 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :] & ((_cjx * 0 + _t) > 0)[None, :], other=0.0) + tl.load(_ri_c + (0 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :] & ((_cjx * 0 + _t) == 0)[None, :], other=0.0)
+            _x_gates_0 = tl.load(_r_gates + (0 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
+            _x_gates_2 = tl.load(_r_gates + (32 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
         if ((_i > _I0) | (_K0 <= 0)) & ((_i < _I1 - 1) | (0 <= _K1)):   # phase 0
             if _MASKED:
                 for _j0 in range(_pf * _BN, 16, _P * _BN):
@@ -211,19 +241,19 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih,
             for _j0 in range(_pf * _BN, 16, _P * _BN):
                 _cj = _j0 + tl.arange(0, _BN)
                 _m2 = _rmask[:, None] & (_cj < 16)[None, :]
-                gates_3 = tl.load(_r_gates + (48 + _cj)[None, :], mask=_m2, other=0.0)
-                bias_ih_3 = tl.load(_ptr_bias_ih + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                bias_hh_3 = tl.load(_ptr_bias_hh + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                gates_1 = tl.load(_r_gates + (16 + _cj)[None, :], mask=_m2, other=0.0)
-                bias_ih_1 = tl.load(_ptr_bias_ih + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                bias_hh_1 = tl.load(_ptr_bias_hh + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                c = tl.load(_r_c + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) > 0)[None, :], other=0.0) + tl.load(_ri_c + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) == 0)[None, :], other=0.0)
-                gates_0 = tl.load(_r_gates + (0 + _cj)[None, :], mask=_m2, other=0.0)
-                bias_ih_0 = tl.load(_ptr_bias_ih + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                bias_hh_0 = tl.load(_ptr_bias_hh + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                gates_2 = tl.load(_r_gates + (32 + _cj)[None, :], mask=_m2, other=0.0)
-                bias_ih_2 = tl.load(_ptr_bias_ih + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
-                bias_hh_2 = tl.load(_ptr_bias_hh + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                gates_3 = _x_gates_3 if _RESIDENT else tl.load(_r_gates + (48 + _cj)[None, :], mask=_m2, other=0.0)
+                bias_ih_3 = _x_bias_ih_3 if _RESIDENT else tl.load(_ptr_bias_ih + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                bias_hh_3 = _x_bias_hh_3 if _RESIDENT else tl.load(_ptr_bias_hh + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                gates_1 = _x_gates_1 if _RESIDENT else tl.load(_r_gates + (16 + _cj)[None, :], mask=_m2, other=0.0)
+                bias_ih_1 = _x_bias_ih_1 if _RESIDENT else tl.load(_ptr_bias_ih + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                bias_hh_1 = _x_bias_hh_1 if _RESIDENT else tl.load(_ptr_bias_hh + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                c = _x_c if _RESIDENT else tl.load(_r_c + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) > 0)[None, :], other=0.0) + tl.load(_ri_c + (0 + _cj)[None, :], mask=_m2 & ((_cj * 0 + _t) == 0)[None, :], other=0.0)
+                gates_0 = _x_gates_0 if _RESIDENT else tl.load(_r_gates + (0 + _cj)[None, :], mask=_m2, other=0.0)
+                bias_ih_0 = _x_bias_ih_0 if _RESIDENT else tl.load(_ptr_bias_ih + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                bias_hh_0 = _x_bias_hh_0 if _RESIDENT else tl.load(_ptr_bias_hh + 0 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                gates_2 = _x_gates_2 if _RESIDENT else tl.load(_r_gates + (32 + _cj)[None, :], mask=_m2, other=0.0)
+                bias_ih_2 = _x_bias_ih_2 if _RESIDENT else tl.load(_ptr_bias_ih + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
+                bias_hh_2 = _x_bias_hh_2 if _RESIDENT else tl.load(_ptr_bias_hh + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
                 d_h_new = _fw_d_h_new if _RESIDENT and not _MASKED else tl.load(_r_d_h_new + (0 + _cj)[None, :], mask=_m2, other=0.0)
                 d_c_new = tl.load(_r_d_c_new + (0 + _cj)[None, :], mask=_m2, other=0.0)
                 _c0 = tl.sigmoid(bias_hh_3 + bias_ih_3 + gates_3)

@@ -194,6 +194,7 @@ class StepKernel(Renderer):
         self.fused = self.fused_leaves()
         self.forwarded = self.forwarded_accumulations()
         self.joined = self.joined_sources()
+        self.prefetched = self.prefetched_leaves()
         order = self.resident_order()
         self.tile_vars = {key: f"_dg{order.index(st)}_{b}" for st in order if id(st) in self.joined
                           for b, key in self.joined[id(st)].items()}   # {(id(region), output): its variable}
@@ -296,6 +297,56 @@ class StepKernel(Renderer):
                     if not isinstance(st, (HoldEnded, PassEnded)) and acc.dest in written(st):
                         break
         return out
+
+    def prefetched_leaves(self):
+        """{(id(region), leaf index): (variable, per step)}: with resident slices (one tile a program), a region's
+        leaves on buffers the step never writes are loaded ahead: a parameter's once before the time loop, a
+        sequence's (a saved gate, the previous cell state) at the step's start, before its barrier, so that their
+        latency overlaps the wait instead of following the matmul (the region's loads, a round trip through L2,
+        came after the step's barrier and matmul)"""
+        out = {}
+        if not self.resident:
+            return out
+        written_in_step = set().union(*(written(it) for phase in self.split.phases for it in phase))
+        for phase in self.split.phases:
+            for st in phase:
+                if not (isinstance(st, Pointwise) and self.single_tile_region(st)):
+                    continue
+                for i, (sym, v) in enumerate(st.leaves):
+                    if st.broadcast(v) or v.value in written_in_step or (id(st), i) in self.fused or \
+                            (id(st), i) in self.forwarded:
+                        continue
+                    if self.buf[v.value].role == Role.CARRY_IN and not self.own_carry(v.value):
+                        continue
+                    out[id(st), i] = (f"_x_{sym.name}", self.buf[v.value].role != Role.PARAM)
+        return out
+
+    def own_carry(self, cin):
+        """whether every column of a carry is written, in the step before, by the program that owns it (regions
+        of tiles aligned to units, the ended rows' hold): then it is final before the step's barrier"""
+        cout, units = self.out_of[cin], self.split.units
+        for st in (it for phase in self.split.phases for it in phase):
+            if isinstance(st, HoldEnded) or cout not in written(st):
+                continue
+            if not isinstance(st, Pointwise) or reference(st) is None or reference(st) % units or \
+                    any(d.value == cout and int(d.start) % units for d, _, _ in st.outputs):
+                return False
+        return True
+
+    def prefetch(self, per_step):
+        """the loads of prefetched_leaves: the per-step ones, or the parameters' (before the time loop)"""
+        w = self.w
+        regions = {id(st): st for phase in self.split.phases for st in phase if isinstance(st, Pointwise)}
+        loads = [(regions[r], i, var) for (r, i), (var, step) in self.prefetched.items() if step == per_step]
+        if not loads:
+            return
+        with w.block(f"if _RESIDENT:   # {'this step' if per_step else 'the parameters'}' values its region reads, "
+                     "loaded ahead (prefetched_leaves)"):
+            w("_cjx = _pf * _BN + tl.arange(0, _BN)   # (the program's one tile)")
+            for st, i, var in loads:
+                _, v = st.leaves[i]
+                mask = f"_rmask[:, None] & (_cjx < {int(st.n)})[None, :]"
+                w(f"{var} = {self.load(v.value, f'{v.start} + _cjx', mask, v.stop - v.start, tile='_cjx')}")
 
     def joined_sources(self):
         """{id(transposed operand gradient): {block: (id(region), output)}}: the region just before its partials
@@ -477,6 +528,7 @@ class StepKernel(Renderer):
             if self.resident:
                 with w.block("if _RESIDENT:   # this program's weight slices, read once, on chip for every step"):
                     self.preload()
+                self.prefetch(per_step=False)
             with w.block("for _i in range(_I0, _I1):"):
                 w(f"_t = {'_T - 1 - _i' if scan.reverse else '_i'}")
                 # offsets: a step's in 64 bits when a buffer has 2^31 elements or more (a variant compiled only
@@ -486,6 +538,7 @@ class StepKernel(Renderer):
                 with w.block("else:"):
                     w("_tw, _iw = _t, _i")
                 self.row_pointers()
+                self.prefetch(per_step=True)
                 barrier = 0
                 for k, phase in enumerate(split.phases):
                     if k > 0 or split.first_barrier:
@@ -719,6 +772,9 @@ class StepKernel(Renderer):
                 elif (id(st), i) in self.fused:   # (the matmul's tile in registers: fused_leaves)
                     s, b = self.fused[id(st), i]
                     w(f"{sym.name} = _g{s}_{b} if _RESIDENT else "
+                      f"{self.load(v.value, f'{v.start} + _cj', '_m2', v.stop - v.start)}")
+                elif (id(st), i) in self.prefetched:   # (loaded ahead)
+                    w(f"{sym.name} = {self.prefetched[id(st), i][0]} if _RESIDENT else "
                       f"{self.load(v.value, f'{v.start} + _cj', '_m2', v.stop - v.start)}")
                 elif (id(st), i) in self.forwarded:   # (an accumulation's sum in registers)
                     w(f"{sym.name} = {self.forwarded[id(st), i]} if _RESIDENT and not _MASKED else "
