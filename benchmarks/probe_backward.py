@@ -10,8 +10,8 @@ text substitution (or the renderer's own code with a setting changed: REDUCTION_
 launch setting: RESIDENT_WEIGHTS), and a variant whose edit finds nothing to change says so rather than time the
 unedited kernel. Variants that keep the answer are checked against the unedited backward; the ones that drop
 work (the barrier, the matmul) give a wrong answer and say what that work costs (--check: that the edit changed
-the answer, so it reached the code that runs). By default the backward is a bfloat16 module's (as bench_gpu.py --issue runs it);
---float32 makes it a float32 module's.
+the answer, so it reached the code that runs). By default the backward is a bfloat16 module's (as bench_gpu.py
+--issue runs it); --float32 makes it a float32 module's.
 """
 import argparse
 import re

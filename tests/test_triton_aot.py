@@ -80,7 +80,8 @@ SCRIPT = textwrap.dedent("""
                     where = (name, fn.__name__, arch, regs, spills, k.metadata.shared)
                     assert max(spills) <= 64 and nbytes <= k.metadata.shared <= SHARED[arch], where
                     assert "bf16" in ir[:loop] and not re.search(r"tt.load .*bf16", ir[loop:]), where
-                    assert re.search(r"tt.dot .*: tensor<\\d+x\\d+xbf16", ir[loop:]), where   # (tensor cores, bfloat16 operands)
+                    # (tensor cores, bfloat16 operands)
+                    assert re.search(r"tt.dot .*: tensor<\\d+x\\d+xbf16", ir[loop:]), where
                     compiled += 1
         return compiled
 

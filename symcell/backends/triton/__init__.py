@@ -53,8 +53,8 @@ LOW_PRECISION_WEIGHTS = True
 # (render.py resident_slices; an LSTM at H=768: 96 KiB a program, forward and backward alike); else, and for
 # float32 and float16 modules, the kernels stream them from global memory (L2) every step. False: always stream.
 RESIDENT_WEIGHTS = True
-# shared memory the kernels take besides the resident slices, at most (the dots' operand tiles; measured by
-# tests/test_triton_aot.py: the LSTM's and GRU's kernels at H=768 with their slices resident)
+# shared memory allowed for what the kernels take besides the resident slices (the dots' operand tiles): 4 KiB
+# in the LSTM's, GRU's and LLTM's kernels at H=768 compiled for sm_80 and sm_90 (tests/test_triton_aot.py)
 RESIDENT_SCRATCH = 32 * 1024
 INTERPRETER_PROGRAMS = 4   # P at most under the interpreter: enough to test the split
 PROGRAMS_AT_MOST = None    # a cap on P (benchmarks/bench_gpu.py times the kernel at 1: no split, no barrier)
@@ -191,8 +191,8 @@ def load(name, source):
     path = cache.source_file("triton", name, source)
     linecache.checkcache(str(path))
     scope = {**SCOPE, "triton": triton, "tl": tl, "_device_of": _device_of, "_wide": _wide,
-             "_programs": _programs, "_launch": _launch, "_resident_slices": _resident_slices, "_mm": _mm, "_low": _low, "__file__": str(path),
-             "__name__": f"symcell_triton_{next(_counter)}"}
+             "_programs": _programs, "_launch": _launch, "_resident_slices": _resident_slices, "_mm": _mm,
+             "_low": _low, "__file__": str(path), "__name__": f"symcell_triton_{next(_counter)}"}
     exec(compile(source, str(path), "exec"), scope)  # noqa: S102 - our own generated code
     return scope
 

@@ -6,8 +6,12 @@ tile split its features (split.py: program p owns the same hidden units of every
 at a grid barrier where one reads what another wrote (an LSTM: once a step). P is chosen at launch from the sizes
 and the GPU's SM count (1 at large B: a program does all features of its rows). Per step a program runs its tiles
 of the in-loop matmuls as `tl.dot`s against weights streamed from L2, and its tiles of every fused region. Values
-live in global memory between the statements of a step. The phases before and after the loop are the torch code
-of torch_code.py (cuBLAS on a GPU): one GEMM over all T*B rows each.
+live in global memory between the statements of a step. Where each program has one tile of each block of units
+and the weights are bfloat16 (_RESIDENT, decided at launch), the same kernel keeps its weight slices on chip for
+all steps, takes some values from registers instead of memory (a matmul's tiles for the region after it, an
+accumulation's sum, a region's outputs for the transposed d_h), and loads what the step never writes ahead. The
+phases before and after the loop are the torch code of torch_code.py (cuBLAS on a GPU): one GEMM over all T*B
+rows each.
 
 Under Triton's interpreter (no GPU) programs run one after another, so a barrier would wait forever: there the
 kernel is launched once for each stretch between two barriers (_PHASED: the same kernel code, its barriers
@@ -21,8 +25,8 @@ T and B are run-time values.
 from contextlib import contextmanager
 from dataclasses import replace
 
-from ...kernel import (Accumulate, HoldEnded, Keep, MatMul, OperandGrad, PassEnded, Pointwise, Role, reads, sole_write, writes,
-                      zeroed_sequences)
+from ...kernel import (Accumulate, HoldEnded, Keep, MatMul, OperandGrad, PassEnded, Pointwise, Role, reads,
+                      sole_write, writes, zeroed_sequences)
 from ...printing import tl_str
 from ..base import Renderer
 from ..torch_code import ScanRenderer, init, seq
@@ -1003,8 +1007,9 @@ class Host(ScanRenderer):
             resident = "False"
             if self.kernel.resident:
                 weights = sorted({s[0] for slices in self.kernel.resident.values() for s in slices})
-                w(f"_resident = _resident_slices(_P, {most}, {self.kernel.resident_bytes}, "
-                  f"{', '.join(f'_{v}_w16' for v in weights)})   # {self.kernel.resident_bytes} bytes on chip a program")
+                nbytes = self.kernel.resident_bytes
+                w(f"_resident = _resident_slices(_P, {most}, {nbytes}, "
+                  f"{', '.join(f'_{v}_w16' for v in weights)})   # {nbytes} bytes on chip a program")
                 resident = "_resident"
                 for s, st in enumerate(self.kernel.resident_order()):
                     if id(st) in self.kernel.transposed:   # (two slots: render.StepKernel.partials)
