@@ -199,7 +199,8 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih,
                 _cj = _j0 + tl.arange(0, _BN)
                 _m2 = _rmask[:, None] & (_cj < 16)[None, :]
                 _ga = _r_d_h_new + (_cj)[None, :]
-                _fw_d_h_new = tl.load(_ga, mask=_m2, other=0.0) + tl.load(_r__dys_h + (_cj)[None, :], mask=_m2, other=0.0)
+                _was = tl.load(_ga, mask=_m2, other=0.0)
+                _fw_d_h_new = _was + tl.load(_r__dys_h + (_cj)[None, :], mask=_m2, other=0.0)
                 tl.store(_ga, _fw_d_h_new, mask=_m2)
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
             if _MASKED:   # ended rows: the carried cotangent passes to the previous state, the step sees none

@@ -176,6 +176,7 @@ def _tangent_backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_
         _x__v_bias_hh_0 = tl.load(_ptr__v_bias_hh + 0 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
         _x__v_bias_ih_2 = tl.load(_ptr__v_bias_ih + 32 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
         _x__v_bias_hh_2 = tl.load(_ptr__v_bias_hh + 32 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
+    _cr_d_h = tl.zeros((_BB, _BN), dtype=tl.float32)
     for _i in range(_I0, _I1):
         _t = _T - 1 - _i
         if _WIDE:
@@ -238,7 +239,14 @@ def _tangent_backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_
                 _cj = _j0 + tl.arange(0, _BN)
                 _m2 = _rmask[:, None] & (_cj < 16)[None, :]
                 _ga = _r_d_h_new + (_cj)[None, :]
-                _fw_d_h_new = tl.load(_ga, mask=_m2, other=0.0) + tl.load(_r__dys_h + (_cj)[None, :], mask=_m2, other=0.0)
+                if _RESIDENT and not _MASKED:
+                    if _i > _I0:
+                        _was = _cr_d_h
+                    else:
+                        _was = tl.load(_ga, mask=_m2, other=0.0)
+                else:
+                    _was = tl.load(_ga, mask=_m2, other=0.0)
+                _fw_d_h_new = _was + tl.load(_r__dys_h + (_cj)[None, :], mask=_m2, other=0.0)
                 tl.store(_ga, _fw_d_h_new, mask=_m2)
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
             _fw__v_d_h_new = tl.zeros((_BB, _BN), dtype=tl.float32)   # (the sum, for the region after: forwarded)
@@ -246,7 +254,8 @@ def _tangent_backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_
                 _cj = _j0 + tl.arange(0, _BN)
                 _m2 = _rmask[:, None] & (_cj < 16)[None, :]
                 _ga = _r__v_d_h_new + (_cj)[None, :]
-                _fw__v_d_h_new = tl.load(_ga, mask=_m2, other=0.0) + tl.load(_r__v__dys_h + (_cj)[None, :], mask=_m2, other=0.0)
+                _was = tl.load(_ga, mask=_m2, other=0.0)
+                _fw__v_d_h_new = _was + tl.load(_r__v__dys_h + (_cj)[None, :], mask=_m2, other=0.0)
                 tl.store(_ga, _fw__v_d_h_new, mask=_m2)
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
             if _MASKED:   # ended rows: the carried cotangent passes to the previous state, the step sees none
@@ -430,6 +439,7 @@ def _tangent_backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_
                 else:   # (it holds the step's zeros)
                     _og = _zero + (_acc)
                     tl.store(_r_d_h + (0 + _ckr0)[None, :], _og, mask=_rmask[:, None] & (_ckr0 < 16)[None, :])
+                    _cr_d_h = _og   # (for the next step: carried_sums)
             else:
                 for _k0 in range(_pf * _BN, 16, _P * _BN):
                     _ck = _k0 + tl.arange(0, _BN)

@@ -199,6 +199,7 @@ class StepKernel(Renderer):
         self.forwarded = self.forwarded_accumulations()
         self.joined = self.joined_sources()
         self.prefetched = self.prefetched_leaves()
+        self.carried = self.carried_sums()
         order = self.resident_order()
         self.tile_vars = {key: f"_dg{order.index(st)}_{b}" for st in order if id(st) in self.joined
                           for b, key in self.joined[id(st)].items()}   # {(id(region), output): its variable}
@@ -352,6 +353,21 @@ class StepKernel(Renderer):
                 mask = f"_rmask[:, None] & (_cjx < {int(st.n)})[None, :]"
                 w(f"{var} = {self.load(v.value, f'{v.start} + _cjx', mask, v.stop - v.start, tile='_cjx')}")
 
+    def carried_sums(self):
+        """{id(operand gradient): the register variable}: where a forwarded accumulation (d_h_new += the output's
+        cotangent) reads the carry that a resident operand's gradient alone stored whole the step before (d_h, the
+        sums of the partials, stored_unmasked), that sum stays in registers for the next step (_cr_<carry>, carried
+        by the time loop): without lengths, from a launch's second step on"""
+        out = {}
+        overwritten = self.overwritten_unmasked()
+        accumulated = {var[len("_fw_"):] for var in self.forwarded.values()}
+        for st in (it for phase in self.split.phases for it in phase):
+            cout = st.dest.value if isinstance(st, OperandGrad) else None
+            if id(st) in self.resident and cout in overwritten and (id(st), 0) in self.stored_unmasked and \
+                    any(self.out_of.get(cin) == cout for cin in accumulated):
+                out[id(st)] = f"_cr_{cout}"
+        return out
+
     def joined_sources(self):
         """{id(transposed operand gradient): {block: (id(region), output)}}: the region just before its partials
         (the last writer of its source in the phase) stored the program's tiles of every block of the source; the
@@ -460,14 +476,16 @@ class StepKernel(Renderer):
         self.w(f"{ptr} = _r_{name} + ({cols})[None, :]")
         self.w(f"tl.store({ptr}, tl.load({ptr}, mask={mask}, other=0.0) + ({value}), mask={mask})")
 
-    def add_unless_masked(self, name, cols, value, mask, var, ptr="_ga"):
+    def add_unless_masked(self, name, cols, value, mask, var, ptr="_ga", keep=None):
         """`+=` into a buffer the step zeroed and only this statement writes but for the ended rows' statements
-        (stored_unmasked): a store without lengths, the read-modify-write with them"""
+        (stored_unmasked): a store without lengths (of `var`, kept in `keep` too), the read-modify-write with them"""
         with self.w.block("if _MASKED:   # (ended rows may have passed a cotangent into it)"):
             self.add(name, cols, value, mask, ptr)
         with self.w.block("else:   # (it holds the step's zeros)"):
             self.w(f"{var} = _zero + ({value})")
             self.store(name, cols, var, mask)
+            if keep:
+                self.w(f"{keep} = {var}   # (for the next step: carried_sums)")
 
     def own(self, a0, j):
         """whether this program runs the tile at columns a0 + j (split.py); None: program 0 runs them all"""
@@ -533,6 +551,8 @@ class StepKernel(Renderer):
                 with w.block("if _RESIDENT:   # this program's weight slices, read once, on chip for every step"):
                     self.preload()
                 self.prefetch(per_step=False)
+            for var in self.carried.values():   # (loop-carried: set by the sums, read by the next step's accumulation)
+                w(f"{var} = tl.zeros((_BB, _BN), dtype=tl.float32)")
             with w.block("for _i in range(_I0, _I1):"):
                 w(f"_t = {'_T - 1 - _i' if scan.reverse else '_i'}")
                 # offsets: a step's in 64 bits when a buffer has 2^31 elements or more (a variant compiled only
@@ -832,7 +852,8 @@ class StepKernel(Renderer):
                 else:
                     w("_acc = tl.zeros((_BB, _BN), dtype=tl.float32)")
                     self.resident_dot("_acc", st.src, 0, n_src, self.slice_names[id(st), 0])
-                self.grad_add(st, f"{op.start} + _ckr{s}", f"_rmask[:, None] & (_ckr{s} < {width})[None, :]")
+                self.grad_add(st, f"{op.start} + _ckr{s}", f"_rmask[:, None] & (_ckr{s} < {width})[None, :]",
+                              self.carried.get(id(st)))
             with w.block("else:"):
                 self.operand_grad_loop(st)
         else:
@@ -884,14 +905,14 @@ class StepKernel(Renderer):
             self.operand_grad_tile(st, "0", str(self.n(st.src)))
             self.grad_add(st, f"{op.start} + _ck", f"_rmask[:, None] & (_ck < {op.stop - op.start})[None, :]")
 
-    def grad_add(self, st, cols, mask):
+    def grad_add(self, st, cols, mask, keep=None):
         """an operand's gradient's tile _acc into its output: `+=`, or a store where the step zeroed it and nothing
-        else writes it without lengths (stored_unmasked)"""
+        else writes it without lengths (stored_unmasked); what it stores then also in the variable `keep`"""
         if (id(st), 0) not in self.stored_unmasked:
             self.add(st.dest.value, cols, "_acc", mask)
             return
         self.w("_zero = tl.zeros((_BB, _BN), dtype=tl.float32)")
-        self.add_unless_masked(st.dest.value, cols, "_acc", mask, "_og")
+        self.add_unless_masked(st.dest.value, cols, "_acc", mask, "_og", keep=keep)
 
     def render_SplitReduction(self, sr):
         """program _pf: the tiles _pf mod _nt of the output (_nt = N, or _P when fewer), from share _pf div _nt of
@@ -951,11 +972,23 @@ class StepKernel(Renderer):
             with self.tiles(self.n(st.dest)):
                 self.add(st.dest, "_cj", self.load(st.src, "_cj", "_m2"), "_m2")
             return
-        self.w(f"{var} = tl.zeros((_BB, _BN), dtype=tl.float32)   # (the sum, for the region after: forwarded)")
+        w = self.w
+        w(f"{var} = tl.zeros((_BB, _BN), dtype=tl.float32)   # (the sum, for the region after: forwarded)")
+        carried = [v for v in self.carried.values() if v == f"_cr_{self.out_of.get(st.dest)}"]
         with self.tiles(self.n(st.dest)):
-            self.w(f"_ga = _r_{st.dest} + (_cj)[None, :]")
-            self.w(f"{var} = tl.load(_ga, mask=_m2, other=0.0) + {self.load(st.src, '_cj', '_m2')}")
-            self.w(f"tl.store(_ga, {var}, mask=_m2)")
+            w(f"_ga = _r_{st.dest} + (_cj)[None, :]")
+            if carried:   # (what this program stored there the step before, still in registers: carried_sums)
+                with w.block("if _RESIDENT and not _MASKED:"):
+                    with w.block("if _i > _I0:"):
+                        w(f"_was = {carried[0]}")
+                    with w.block("else:"):
+                        w("_was = tl.load(_ga, mask=_m2, other=0.0)")
+                with w.block("else:"):
+                    w("_was = tl.load(_ga, mask=_m2, other=0.0)")
+            else:
+                w("_was = tl.load(_ga, mask=_m2, other=0.0)")
+            w(f"{var} = _was + {self.load(st.src, '_cj', '_m2')}")
+            w(f"tl.store(_ga, {var}, mask=_m2)")
 
 
 class Host(ScanRenderer):
