@@ -449,6 +449,7 @@ def test_a_16_bit_modules_kernels_read_its_weights_in_its_dtype_and_compute_the_
     assert set(first + second) == {torch.float32}
 
 
+@pytest.mark.triton
 def test_the_split_dot_of_a_resident_slice_keeps_16_bits_of_the_float32_operand():
     """render.SPLIT_DOT: b @ w for float32 b and bfloat16 w as two bfloat16 products (b's first 8 significant bits
     and the next 8): within 2^-15 of the float64 product, where rounding b to bfloat16 (cuDNN's) is off by ~2^-9
@@ -483,6 +484,11 @@ def kernel(B, W, O, _BF16_DOT: tl.constexpr):
     assert (rounded - want).abs().max() / scale > 2 ** -11   # (what the split keeps)
 
 
+# (feature tile, RESIDENT_CHUNK, H) of the resident tests: 3 programs of one tile each, slices of several chunks (on
+# the CPU with a masked last one); on a GPU tiles and chunks of 16, the least tl.dot takes there
+ON_CHIP = (16, 16, 48) if torch.cuda.is_available() else (2, 4, 6)
+
+
 def resident_launches(monkeypatch):
     """the _RESIDENT of each kernel launch from now on, in order"""
     seen, launch = [], triton_backend._launch
@@ -514,10 +520,11 @@ def test_a_bfloat16_modules_weight_slices_stay_on_chip_and_compute_as_when_strea
     """RESIDENT_WEIGHTS: where each program does one tile of each block of units (P >= U / tile), a bfloat16
     module's forward and backward kernels read their slices of W_hh once, before the time loop, and multiply them
     with 16 bits of the float32 state (SPLIT_DOT): the values and gradients of the kernels that stream them every
-    step, to bfloat16's rounding, with lengths too (tiles of 2: 6 units over 3 programs; chunks of 4 columns, so
-    several a slice and the last one masked)"""
-    split_kernels(2)
-    monkeypatch.setattr(RENDER, "RESIDENT_CHUNK", 4)
+    step, to bfloat16's rounding, with lengths too (ON_CHIP: 3 programs; several chunks a slice, the last one
+    masked)"""
+    tile, chunk, H = ON_CHIP
+    split_kernels(tile)
+    monkeypatch.setattr(RENDER, "RESIDENT_CHUNK", chunk)
     seen = resident_launches(monkeypatch)
 
     def run(on, lengths):
@@ -526,13 +533,14 @@ def test_a_bfloat16_modules_weight_slices_stay_on_chip_and_compute_as_when_strea
         make = {"LSTM": LSTMCell, "GRU": GRUCell, "LLTM": LLTM, "XFirst": lambda i, h, **kw: XFirst(I=i, H=h, **kw),
                 "Normed": lambda i, h, **kw: Normed(I=i, H=h, **kw),
                 "LayerNormLSTM": LayerNormLSTM, "SLSTM": lambda i, h, **kw: SLSTM(i, h, num_heads=2, **kw)}
-        cell = make[name](3, 6, backend=backend).to(DEVICE, torch.bfloat16)
+        cell = make[name](3, H, backend=backend).to(DEVICE, torch.bfloat16)
         xs, states = random_inputs(cell, 5, 3, dtype=torch.bfloat16, seed=1)
         xs, states = ([t.detach().to(DEVICE).requires_grad_() for t in ts] for ts in (xs, states))
         seen.clear()
         outs, grads, _ = outputs_and_grads(cell, xs, states, lengths=lengths)
         return [t.float() for t in (*outs, *grads)], list(seen)
-    for lengths in (None, torch.tensor([5, 2, 4])):
+    # (lengths on the five smaller cells: the two larger ones' interpreted runs take half a minute each)
+    for lengths in (None, torch.tensor([5, 2, 4])) if name not in ("LayerNormLSTM", "SLSTM") else (None,):
         (ours, launched), (theirs, streamed) = run(True, lengths), run(False, lengths)
         assert launched[:2] == [True, True] and not any(streamed), (launched, streamed)
         for a, b in zip(ours, theirs):
@@ -558,14 +566,15 @@ def test_a_carry_is_loaded_ahead_of_the_barrier_where_its_own_program_wrote_it(b
 def test_resident_weight_slices_in_second_derivatives(split_kernels, monkeypatch, backend):
     """the second-order kernels' resident slices (a tangent backward reads one slice of W_hh for d_h and its
     tangent, held once): a bfloat16 LSTM's double backward as with streamed weights, to bfloat16's rounding"""
-    split_kernels(2)
-    monkeypatch.setattr(RENDER, "RESIDENT_CHUNK", 4)
+    tile, chunk, H = ON_CHIP
+    split_kernels(tile)
+    monkeypatch.setattr(RENDER, "RESIDENT_CHUNK", chunk)
     seen = resident_launches(monkeypatch)
 
     def run(on):
         monkeypatch.setattr(triton_backend, "RESIDENT_WEIGHTS", on)
         torch.manual_seed(0)
-        cell = LSTMCell(3, 6, backend=backend).to(DEVICE, torch.bfloat16)
+        cell = LSTMCell(3, H, backend=backend).to(DEVICE, torch.bfloat16)
         x = torch.randn(5, 2, 3, device=DEVICE, dtype=torch.bfloat16, requires_grad=True)
         seen.clear()
         (g,) = torch.autograd.grad(cell(x)[0].float().square().sum(), [x], create_graph=True)
@@ -582,12 +591,13 @@ def test_weight_slices_stay_on_chip_only_where_a_program_has_one_tile_and_they_a
                                                                                             monkeypatch, backend):
     """_resident_slices: a float32 or float16 module streams its weights, and so does a bfloat16 one whose programs
     have several tiles each (P < U / tile: a large batch, PROGRAMS_AT_MOST) or with RESIDENT_WEIGHTS off"""
-    split_kernels(2)
+    tile, _, H = ON_CHIP
+    split_kernels(tile)
     seen = resident_launches(monkeypatch)
 
     def launched(dtype):
         torch.manual_seed(0)
-        cell = LSTMCell(3, 6, backend=backend).to(DEVICE, dtype)   # (3 tiles of 2 units: P = 3)
+        cell = LSTMCell(3, H, backend=backend).to(DEVICE, dtype)   # (3 tiles of units: P = 3)
         seen.clear()
         h = cell(torch.randn(4, 2, 3, device=DEVICE, dtype=dtype, requires_grad=True))[0]
         h.float().sum().backward()

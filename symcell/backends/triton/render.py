@@ -184,9 +184,9 @@ class StepKernel(Renderer):
                        for k in range(len(st.outputs)) if sole_write(scan.step, st, k, zeros)}
         zeroed = tuple(b.name for b in self.used if b.acc and b.role in (Role.STEP, Role.CARRY_OUT))
         self.split = plan(scan, ([Zero(zeroed)] if zeroed else []) + list(scan.step), TILE, REDUCTION_SHARES)
-        # so is one into a buffer the step zeroes at its start (Zero: an LSTM backward's d_c and d_h), when the
-        # only other statements writing it are those of ended rows, which run only with lengths (_MASKED); not an
-        # operand's gradient whose reduction is shared out (its shares add into the zeros atomically)
+        # a `+=` into a buffer the step zeroes at its start (Zero: an LSTM backward's d_c and d_h) is a store too
+        # without lengths (_MASKED), when the only other statements writing it are the ended rows' (which run only
+        # with lengths); not an operand's gradient whose reduction is shared out (its shares add atomically)
         ended, items = (HoldEnded, PassEnded), [it for phase in self.split.phases for it in phase]
         self.stored_unmasked = {(id(st), k) for st in scan.step if isinstance(st, Pointwise)
                                 for k in range(len(st.outputs)) if sole_write(scan.step, st, k, zeroed, ended)} | \
@@ -321,15 +321,17 @@ class StepKernel(Renderer):
                     if st.broadcast(v) or v.value in written_in_step or (id(st), i) in self.fused or \
                             (id(st), i) in self.forwarded:
                         continue
-                    if self.buf[v.value].role == Role.CARRY_IN and not self.own_carry(v.value):
+                    b = self.buf[v.value]   # (a carry, or a sequence at _t - 1: what the step before wrote)
+                    before = self.out_of[v.value] if b.role == Role.CARRY_IN else b.seq if b.role == Role.PREV else None
+                    if before is not None and not self.own_writes(before):
                         continue
-                    out[id(st), i] = (f"_x_{sym.name}", self.buf[v.value].role != Role.PARAM)
+                    out[id(st), i] = (f"_x_{sym.name}", b.role != Role.PARAM)
         return out
 
-    def own_carry(self, cin):
-        """whether every column of a carry is written, in the step before, by the program that owns it (regions
-        of tiles aligned to units, the ended rows' hold): then it is final before the step's barrier"""
-        cout, units = self.out_of[cin], self.split.units
+    def own_writes(self, cout):
+        """whether every column of a buffer is written in a step by the program that owns it (regions of tiles
+        aligned to units, the ended rows' hold): what the step before wrote there is final before the barrier"""
+        units = self.split.units
         for st in (it for phase in self.split.phases for it in phase):
             if isinstance(st, HoldEnded) or cout not in written(st):
                 continue
