@@ -551,6 +551,31 @@ def test_a_bfloat16_modules_weight_slices_stay_on_chip_and_compute_as_when_strea
 
 
 @pytest.mark.parametrize("backend", ["triton"])
+def test_resident_weight_slices_with_two_batch_tiles(split_kernels, monkeypatch, backend):
+    """B = 20: two batch tiles of programs, each with its own partials (the transposed d_h) and barrier counter,
+    as with the weights streamed"""
+    tile, chunk, H = ON_CHIP
+    split_kernels(tile)
+    monkeypatch.setattr(RENDER, "RESIDENT_CHUNK", chunk)
+    monkeypatch.setattr(triton_backend, "LOW_PRECISION_DOT", "ieee")
+    seen = resident_launches(monkeypatch)
+
+    def run(on):
+        monkeypatch.setattr(triton_backend, "RESIDENT_WEIGHTS", on)
+        torch.manual_seed(0)
+        cell = LSTMCell(3, H, backend=backend).to(DEVICE, torch.bfloat16)
+        xs, states = random_inputs(cell, 4, 20, dtype=torch.bfloat16, seed=2)
+        xs, states = ([t.detach().to(DEVICE).requires_grad_() for t in ts] for ts in (xs, states))
+        seen.clear()
+        outs, grads, _ = outputs_and_grads(cell, xs, states)
+        return [t.float() for t in (*outs, *grads)], list(seen)
+    (ours, launched), (theirs, _) = run(True), run(False)
+    assert launched == [True, True], launched
+    for a, b in zip(ours, theirs):
+        assert rel_err(a, b) <= 2 ** -7 and (a == b).float().mean() > 0.9, rel_err(a, b)
+
+
+@pytest.mark.parametrize("backend", ["triton"])
 def test_a_carry_is_loaded_ahead_of_the_barrier_where_its_own_program_wrote_it(backend):
     """prefetched_leaves (with resident slices): an LSTM forward's cell state c, and Normed's h (whose mean over
     features program 0 computes, but whose every column its owner writes), each program wrote itself the step
