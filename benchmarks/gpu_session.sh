@@ -28,7 +28,8 @@ tests() {   # log, seconds, test files...
 }
 # the split, the barriers, the precisions, one compile whatever T and B (the resident path's tests, which compile
 # two variants of seven cells, come after the benchmark)
-tests tests-split.log 100 tests/test_triton_kernels.py -k "not on_chip and not second_derivatives and not loaded_ahead and not split_dot and not two_batch"
+resident="on_chip or second_derivatives or loaded_ahead or split_dot or two_batch"
+tests tests-split.log 100 tests/test_triton_kernels.py -k "not ($resident)"
 # issue 15's case: LSTM (beside it the same module with each setting off), GRU and LLTM in bfloat16 against cuDNN,
 # and their time per FLOP
 timeout 150 python3 benchmarks/bench_gpu.py --issue --rounds 3 2>&1 | tee "$out/bench-issue.log"
@@ -38,9 +39,10 @@ echo "bench exit: ${PIPESTATUS[0]}" | tee -a "$out/bench-issue.log"
 timeout 80 python3 benchmarks/probe_backward.py 2>&1 | tee "$out/probe.log"
 # the forward step's fixed costs (the barrier, the gates' round trip through memory: BENCHMARKS.md's model)
 timeout 50 python3 benchmarks/probe_backward.py --forward 2>&1 | tee "$out/probe-forward.log"
+# the resident path (weight slices on chip, bfloat16 tensor-core products) against the streamed kernels
+tests tests-resident.log 150 tests/test_triton_kernels.py -k "$resident"
 # every zoo cell against the reference backend (values, gradients, lengths); 16-bit modules; nn.LSTM/nn.GRU
 # parity (cuDNN's TF32 off there)
-tests tests-resident.log 150 tests/test_triton_kernels.py -k "on_chip or second_derivatives or loaded_ahead or split_dot or two_batch"
 tests tests.log 170 tests/test_backends.py tests/test_low_precision.py tests/test_nn_parity.py
 # the other sizes and dtypes (float32, float16, B=64 T=512 H=256), as long as the call has time
 timeout 100 python3 benchmarks/bench_gpu.py --rounds 3 "$@" 2>&1 | tee "$out/bench.log"
