@@ -404,8 +404,12 @@ def sole_write(step, st, k, zeroed_seqs, unless=()):
     before it) and is the only thing in the step writing those columns: then they hold zero before it, and its
     `+=` may be a store. Statements of the kinds `unless` are not counted (a caller that leaves them out)."""
     d, _, acc = st.outputs[k]
-    return acc and d.value in zeroed_seqs and _alone(st, k) and \
-        not any(o is not st and not isinstance(o, unless) and d.value in writes(o) for o in step)
+    return acc and d.value in zeroed_seqs and _alone(st, k) and written_only_by(step, st, d.value, unless)
+
+
+def written_only_by(step, st, name, unless=()):
+    """whether no statement of `step` but st (and those of the kinds `unless`) writes the buffer `name`"""
+    return not any(o is not st and not isinstance(o, unless) and name in writes(o) for o in step)
 
 
 def _alone(st, k):

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 
 from ...kernel import (Accumulate, HoldEnded, Keep, MatMul, OperandGrad, PassEnded, Pointwise, Role, reads,
-                      sole_write, writes, zeroed_sequences)
+                      sole_write, writes, written_only_by, zeroed_sequences)
 from ...printing import tl_str
 from ..base import Renderer
 from ..torch_code import ScanRenderer, init, seq
@@ -187,26 +187,28 @@ class StepKernel(Renderer):
         # a `+=` into a buffer the step zeroes at its start (Zero: an LSTM backward's d_c and d_h) is a store too
         # without lengths (_MASKED), when the only other statements writing it are the ended rows' (which run only
         # with lengths); not an operand's gradient whose reduction is shared out (its shares add atomically)
-        ended, items = (HoldEnded, PassEnded), [it for phase in self.split.phases for it in phase]
+        self.items = [it for phase in self.split.phases for it in phase]   # (the step's items in order)
+        ended = (HoldEnded, PassEnded)
         self.stored_unmasked = {(id(st), k) for st in scan.step if isinstance(st, Pointwise)
                                 for k in range(len(st.outputs)) if sole_write(scan.step, st, k, zeroed, ended)} | \
             {(id(st), 0) for st in scan.step if isinstance(st, OperandGrad) and st.dest.value in zeroed and
-             any(it is st for it in items) and
-             not any(o is not st and not isinstance(o, ended) and st.dest.value in writes(o) for o in scan.step)}
+             any(it is st for it in self.items) and written_only_by(scan.step, st, st.dest.value, ended)}
+        self.overwritten = self.overwritten_unmasked()
         self.resident = self.resident_slices()
+        # the statements with resident slices, in the step's order (their index s names their tiles)
+        self.order = [st for st in self.items if id(st) in self.resident]
         self.transposed = self.transposed_grads()
         self.fused = self.fused_leaves()
         self.forwarded = self.forwarded_accumulations()
         self.joined = self.joined_sources()
         self.prefetched = self.prefetched_leaves()
         self.carried = self.carried_sums()
-        order = self.resident_order()
-        self.tile_vars = {key: f"_dg{order.index(st)}_{b}" for st in order if id(st) in self.joined
+        self.tile_vars = {key: f"_dg{self.order.index(st)}_{b}" for st in self.order if id(st) in self.joined
                           for b, key in self.joined[id(st)].items()}   # {(id(region), output): its variable}
         # a slice two statements read alike (a tangent backward's d_h and its tangent, both from W_hh's columns for
         # the program's tile) is held once: {(id(st), term): the name of its chunks' tiles}
         self.slice_names, first = {}, {}
-        for s, st in enumerate(self.resident_order()):
+        for s, st in enumerate(self.order):
             for k, entry in enumerate(self.resident[id(st)]):
                 key = (type(st), entry, self.group(self.n(st.out)) if isinstance(st, MatMul) else None,
                        id(st) in self.transposed)
@@ -224,7 +226,7 @@ class StepKernel(Renderer):
         if not split.aligned:
             return out
         units, tile = split.units, split.tile
-        for st in (it for phase in split.phases for it in phase):
+        for st in self.items:
             if isinstance(st, MatMul):
                 _, hoisted = self.hoisted.get(id(st), (None, ()))
                 terms = [t for t in st.terms if t not in hoisted]
@@ -262,7 +264,6 @@ class StepKernel(Renderer):
         accumulator in registers (_g<s>_<block>) when _RESIDENT: no store and load through L2 between the two (on
         an H200 a step's gates went out and back in through L2 between the forward's matmul and its region)"""
         out, units = {}, self.split.units
-        order = self.resident_order()
         for phase in self.split.phases:
             for mm, st in zip(phase, phase[1:]):
                 if not (isinstance(mm, MatMul) and id(mm) in self.resident and not mm.accumulate and
@@ -274,7 +275,7 @@ class StepKernel(Renderer):
                 for i, (_, v) in enumerate(st.leaves):
                     if v.value == mm.out and not st.broadcast(v) and int(v.start) % units == 0 and \
                             int(v.stop - v.start) == int(st.n):
-                        out[id(st), i] = (order.index(mm), int(v.start) // units)
+                        out[id(st), i] = (self.order.index(mm), int(v.start) // units)
         return out
 
     def single_tile_region(self, st):
@@ -312,7 +313,7 @@ class StepKernel(Renderer):
         out = {}
         if not self.resident:
             return out
-        written_in_step = set().union(*(written(it) for phase in self.split.phases for it in phase))
+        written_in_step = set().union(*(written(it) for it in self.items))
         for phase in self.split.phases:
             for st in phase:
                 if not (isinstance(st, Pointwise) and self.single_tile_region(st)):
@@ -332,7 +333,7 @@ class StepKernel(Renderer):
         """whether every column of a buffer is written in a step by the program that owns it (regions of tiles
         aligned to units, the ended rows' hold): what the step before wrote there is final before the barrier"""
         units = self.split.units
-        for st in (it for phase in self.split.phases for it in phase):
+        for st in self.items:
             if isinstance(st, HoldEnded) or cout not in written(st):
                 continue
             if not isinstance(st, Pointwise) or reference(st) is None or reference(st) % units or \
@@ -361,9 +362,9 @@ class StepKernel(Renderer):
         sums of the partials, stored_unmasked), that sum stays in registers for the next step (_cr_<carry>, carried
         by the time loop): without lengths, from a launch's second step on"""
         out = {}
-        overwritten = self.overwritten_unmasked()
+        overwritten = self.overwritten
         accumulated = {var[len("_fw_"):] for var in self.forwarded.values()}
-        for st in (it for phase in self.split.phases for it in phase):
+        for st in self.items:
             cout = st.dest.value if isinstance(st, OperandGrad) else None
             if id(st) in self.resident and cout in overwritten and (id(st), 0) in self.stored_unmasked and \
                     any(self.out_of.get(cin) == cout for cin in accumulated):
@@ -393,7 +394,7 @@ class StepKernel(Renderer):
     @property
     def resident_bytes(self):
         """shared memory the resident slices take (bfloat16), each held once"""
-        held = {self.slice_names[id(st), k]: 2 * K * cols for st in self.resident_order()
+        held = {self.slice_names[id(st), k]: 2 * K * cols for st in self.order
                 for k, (_, K, cols, _) in enumerate(self.resident[id(st)])}
         return sum(held.values())
 
@@ -427,7 +428,7 @@ class StepKernel(Renderer):
             if b.keep != Keep.NEVER:
                 out += [(f"_ptr_{cout}", seq(cout)), (f"_ts_{cout}", f"_{cout}_ts")]
         out += [(pre, pre) for pre, _ in self.hoisted.values()]
-        out += [(f"_pt{s}", f"_{st.dest.value}_pt{s}") for s, st in enumerate(self.resident_order())
+        out += [(f"_pt{s}", f"_{st.dest.value}_pt{s}") for s, st in enumerate(self.order)
                 if id(st) in self.transposed]
         return out
 
@@ -580,7 +581,7 @@ class StepKernel(Renderer):
     def preload(self):
         """the resident slices (resident_slices) as bfloat16 tiles `_wr<s>_<k>_<c>`: statement s's term k's chunk c"""
         w = self.w
-        for s, st in enumerate(self.resident_order()):
+        for s, st in enumerate(self.order):
             if isinstance(st, MatMul):
                 n_out = self.n(st.out)
                 w(f"# {st.out}: the columns of this program's tiles, and their rows of the weights")
@@ -618,10 +619,6 @@ class StepKernel(Renderer):
                         f"({c0} + _kp{width} < {K})[{'None, :' if rows is None else ':, None'}] & "
                     w(f"{name}_{c} = tl.load(_w_{weight} + {ptr}, mask={within}{mask}, other=0.0)")
 
-    def resident_order(self):
-        """the statements with resident slices, in the step's order (their index s names their tiles)"""
-        return [st for phase in self.split.phases for st in phase if id(st) in self.resident]
-
     def grid_barrier(self, k):
         """Every program of this batch tile has finished the phase before: each adds one to its tile's counter
         (release: its writes are visible first) and waits (acquire) until all _P have, for the k-th barrier of
@@ -637,7 +634,7 @@ class StepKernel(Renderer):
 
     def render_Zero(self, st):
         for name in st.names:   # accumulated into from zero at every step
-            if name in self.overwritten_unmasked():   # (without lengths its one writer stores every column)
+            if name in self.overwritten:   # (without lengths its one writer stores every column)
                 with self.w.block("if _MASKED:"), self.tiles(self.n(name)):
                     self.store(name, "_cj", "tl.zeros((_BB, _BN), dtype=tl.float32)", "_m2")
                 continue
@@ -672,7 +669,7 @@ class StepKernel(Renderer):
                 self.matmul_tiles(mm, group, f"_cn{group}", f"_cm{group}")
             return
         with w.block("if _RESIDENT:   # the program's one pass of tiles, against its slices on chip"):
-            s = self.resident_order().index(mm)
+            s = self.order.index(mm)
             self.matmul_tiles(mm, group, f"_cnr{s}", f"_cmr{s}", resident=True)
         with w.block("else:"), self.owned_tiles(n_out, group):
             self.matmul_tiles(mm, group, f"_cn{group}", f"_cm{group}")
@@ -704,8 +701,8 @@ class StepKernel(Renderer):
             self.add(mm.out, cn, acc, f"_rmask[:, None] & {cm}[None, :]", ptr=f"_ga{group}")
         else:
             self.store(mm.out, cn, acc, f"_rmask[:, None] & {cm}[None, :]")
-        if resident and any(s == self.resident_order().index(mm) for s, _ in self.fused.values()):
-            s = self.resident_order().index(mm)
+        s = self.order.index(mm) if resident else None
+        if s in {fused for fused, _ in self.fused.values()}:
             names = ", ".join(f"_g{s}_{b}" for b in range(group))
             w(f"{names}{',' if group == 1 else ''} = {f'_tiles{group}({acc}, _BN)' if group > 1 else f'({acc},)'}"
               "   # its tiles, for the region next")
@@ -847,7 +844,7 @@ class StepKernel(Renderer):
         w(f"# {op.value}[{op.start}:{op.stop}] += {st.src} @ {st.weight}[:, {st.col_start}:{st.col_stop}]")
         width = int(op.stop - op.start)
         if id(st) in self.resident:
-            s, n_src = self.resident_order().index(st), self.n(st.src)
+            s, n_src = self.order.index(st), self.n(st.src)
             with w.block("if _RESIDENT:   # the program's one tile, against its slice on chip"):
                 if id(st) in self.transposed:
                     self.sum_partials(st, s)
@@ -865,7 +862,7 @@ class StepKernel(Renderer):
         """(transposed_grads) before the barrier: this program's own columns of st's source times its rows of the
         weight, every column of the output, into its partial (slot _i % 2: the sums of step _i - 1 may still read
         the other)"""
-        w, op, s = self.w, st.dest, self.resident_order().index(st)
+        w, op, s = self.w, st.dest, self.order.index(st)
         K, group = int(op.stop - op.start), self.transposed[id(st)]
         w(f"# {op.value}[{op.start}:{op.stop}] += {st.src} @ {st.weight}[:, {st.col_start}:{st.col_stop}], transposed: "
           "this program's part, summed after the barrier")
@@ -1046,7 +1043,7 @@ class Host(ScanRenderer):
                 w(f"_resident = _resident_slices(_P, {most}, {nbytes}, "
                   f"{', '.join(f'_{v}_w16' for v in weights)})   # {nbytes} bytes on chip a program")
                 resident = "_resident"
-                for s, st in enumerate(self.kernel.resident_order()):
+                for s, st in enumerate(self.kernel.order):
                     if id(st) in self.kernel.transposed:   # (two slots: render.StepKernel.partials)
                         K = int(st.dest.stop - st.dest.start)
                         w(f"_{st.dest.value}_pt{s} = {like}.new_empty((2, _grid, _P, {BB}, {K}) if _resident else (1,))"
