@@ -25,7 +25,10 @@ _PEAK = textwrap.dedent("""
     m = LSTM(I, H, backend="cpp") if sys.argv[1] == "symcell" else nn.LSTM(I, H)
     x = torch.randn(T, B, I, requires_grad=True)
     m(torch.randn(2, 1, I))[0].sum().backward()     # a tiny step first: loads the libraries, initialises oneDNN
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # the baseline is what is resident now, not the peak so far: that includes whatever the imports and the tiny
+    # step held for a moment (it differs between the two by megabytes), and subtracting it hid part of a step's peak
+    with open("/proc/self/statm") as f:
+        base = int(f.read().split()[1]) * resource.getpagesize() // 1024     # KiB, as ru_maxrss
     for _ in range(2):
         out, (h, c) = m(x)
         (out.sum() + h.sum() + c.sum()).backward()
