@@ -407,6 +407,17 @@ def sole_write(step, st, k, zeroed_seqs, unless=()):
     return acc and d.value in zeroed_seqs and _alone(st, k) and written_only_by(step, st, d.value, unless)
 
 
+def first_write(step, st, k, zeroed, unless=()):
+    """Whether output k of the region st, one of the statements `step`, accumulates into a buffer in `zeroed` (one
+    the step zeroes before it) that no statement before st writes (but those of the kinds `unless`) and no other
+    output of st: the columns hold zero when it runs, so its `+=` may be a store, whatever writes come after it
+    (a GRU backward's d_h: the region's part, then d_h += d_gates @ W_hh)."""
+    d, _, acc = st.outputs[k]
+    before = step[:next(i for i, o in enumerate(step) if o is st)]
+    return acc and d.value in zeroed and _alone(st, k) and not any(
+        not isinstance(o, unless) and d.value in writes(o) for o in before)
+
+
 def written_only_by(step, st, name, unless=()):
     """whether no statement of `step` but st (and those of the kinds `unless`) writes the buffer `name`"""
     return not any(o is not st and not isinstance(o, unless) and name in writes(o) for o in step)

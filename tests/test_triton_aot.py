@@ -65,19 +65,20 @@ SCRIPT = textwrap.dedent("""
         # B <= 16 * SMs / 48:
         # each program's weight slices read once, before the time loop, into shared memory: its rows of W_hh for its
         # 4 gate tiles (the GRU's and LLTM's fourth masked), 64 x 768 bfloat16, in the forward and in the backward
-        # (whose d_h matmul runs transposed: render.TRANSPOSED_GRADS)
+        # (whose d_h matmul runs transposed: render.TRANSPOSED_GRADS); with lengths and without (_MASKED: without,
+        # values stay in registers across phases and steps: carried_sums, added_onto)
         cell, compiled = CASES[name][0](backend="reference"), 0
         slices = (768 * 64 * 2, 768 * 64 * 2)
         with tempfile.TemporaryDirectory() as folder:
             dims = {{k: 768 for k in cell.dims}}
             for fn, nbytes in zip(triton_aot.kernels(cell._spec, dims, folder, False), slices):
                 assert "_backward" not in fn.__name__ or "transposed" in fn.src, fn.src
-                for arch in (80, 90):
-                    k = triton_aot.compile(fn, *triton_aot.signature(fn, True, False, "tf32", "bf16", True), arch)
+                for arch, masked in ((80, True), (90, True), (80, False), (90, False)):
+                    k = triton_aot.compile(fn, *triton_aot.signature(fn, masked, False, "tf32", "bf16", True), arch)
                     regs, spills = triton_aot.resources(k.asm["ptx"], arch, folder)
                     ir = k.asm["ttgir"]
                     loop = ir.index("scf.for")   # (the time loop: the kernel's first)
-                    where = (name, fn.__name__, arch, regs, spills, k.metadata.shared)
+                    where = (name, fn.__name__, arch, masked, regs, spills, k.metadata.shared)
                     assert max(spills) <= 64 and nbytes <= k.metadata.shared <= SHARED[arch], where
                     assert "bf16" in ir[:loop] and not re.search(r"tt.load .*bf16", ir[loop:]), where
                     # (tensor cores, bfloat16 operands)
@@ -103,5 +104,5 @@ def test_every_zoo_cells_kernels_compile_for_sm80_and_sm90():
     # order is not tested, see zoo.py); the LSTM and GRU twice, the LSTM's wide variant and its first-order
     # kernels with tf32x3, with tf32, and with tf32 and bfloat16 weights; its backward with shared reductions; the
     # LSTM's, GRU's and LLTM's first-order kernels at 768 features with their weight slices resident, for sm_80
-    # and sm_90
-    assert r.stdout.split()[-1] == str(4 * (len(CASES) + 3) + 7 - 2 * len(SECOND_ORDER_REFERENCE_ONLY) + 12)
+    # and sm_90, with lengths and without
+    assert r.stdout.split()[-1] == str(4 * (len(CASES) + 3) + 7 - 2 * len(SECOND_ORDER_REFERENCE_ONLY) + 24)

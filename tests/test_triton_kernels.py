@@ -551,6 +551,34 @@ def test_a_bfloat16_modules_weight_slices_stay_on_chip_and_compute_as_when_strea
 
 
 @pytest.mark.parametrize("backend", ["triton"])
+@pytest.mark.parametrize("name", ["LSTM", "GRU"])
+def test_resident_values_kept_in_registers_across_phases_in_one_launch(split_kernels, monkeypatch, backend, name):
+    """H = one tile: one program a batch tile (P = 1), so the interpreter too runs the whole sequence as one
+    launch, as a GPU does: the values the resident kernels keep in registers from one phase to a later one (the
+    sums of d_h for the next step, carried_sums; a GRU region's part of d_h for the sums after the barrier,
+    added_onto), which where P > 1 the interpreter's launch per barrier reads back from memory, are the ones used"""
+    tile, chunk, _ = ON_CHIP
+    programs = split_kernels(tile)
+    monkeypatch.setattr(RENDER, "RESIDENT_CHUNK", chunk)
+    monkeypatch.setattr(triton_backend, "LOW_PRECISION_DOT", "ieee")
+    seen = resident_launches(monkeypatch)
+
+    def run(on):
+        monkeypatch.setattr(triton_backend, "RESIDENT_WEIGHTS", on)
+        torch.manual_seed(0)
+        cell = {"LSTM": LSTMCell, "GRU": GRUCell}[name](3, tile, backend=backend).to(DEVICE, torch.bfloat16)
+        xs, states = random_inputs(cell, 5, 3, dtype=torch.bfloat16, seed=3)
+        xs, states = ([t.detach().to(DEVICE).requires_grad_() for t in ts] for ts in (xs, states))
+        seen.clear()
+        outs, grads, _ = outputs_and_grads(cell, xs, states)
+        return [t.float() for t in (*outs, *grads)], list(seen)
+    (ours, launched), (theirs, _) = run(True), run(False)
+    assert launched == [True, True] and set(programs) == {1}, (launched, programs)   # (one program a batch tile)
+    for a, b in zip(ours, theirs):
+        assert rel_err(a, b) <= 2 ** -7 and (a == b).float().mean() > 0.9, rel_err(a, b)
+
+
+@pytest.mark.parametrize("backend", ["triton"])
 def test_resident_weight_slices_with_two_batch_tiles(split_kernels, monkeypatch, backend):
     """B = 20: two batch tiles of programs, each with its own partials (the transposed d_h) and barrier counter,
     as with the weights streamed"""

@@ -164,6 +164,8 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih,
         _x_bias_ih_0 = tl.load(_ptr_bias_ih + 0 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
         _x_bias_hh_0 = tl.load(_ptr_bias_hh + 0 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
         _x_bias_hh_2 = tl.load(_ptr_bias_hh + 32 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
+    _cr_d_h = tl.zeros((_BB, _BN), dtype=tl.float32)
+    _fo_d_h = tl.zeros((_BB, _BN), dtype=tl.float32)
     for _i in range(_I0, _I1):
         _t = _T - 1 - _i
         if _WIDE:
@@ -189,17 +191,24 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih,
             _x_weight_hh_h_2 = tl.load(_r_weight_hh_h + (32 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
             _x_h = tl.load(_r_h + (0 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :] & ((_cjx * 0 + _t) > 0)[None, :], other=0.0) + tl.load(_ri_h + (0 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :] & ((_cjx * 0 + _t) == 0)[None, :], other=0.0)
         if ((_i > _I0) | (_K0 <= 0)) & ((_i < _I1 - 1) | (0 <= _K1)):   # phase 0
-            for _j0 in range(_pf * _BN, 16, _P * _BN):
-                _cj = _j0 + tl.arange(0, _BN)
-                _m2 = _rmask[:, None] & (_cj < 16)[None, :]
-                tl.store(_r_d_h + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
+            if _MASKED:
+                for _j0 in range(_pf * _BN, 16, _P * _BN):
+                    _cj = _j0 + tl.arange(0, _BN)
+                    _m2 = _rmask[:, None] & (_cj < 16)[None, :]
+                    tl.store(_r_d_h + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
             _fw_d_h_new = tl.zeros((_BB, _BN), dtype=tl.float32)   # (the sum, for the region after: forwarded)
             for _j0 in range(_pf * _BN, 16, _P * _BN):
                 _cj = _j0 + tl.arange(0, _BN)
                 _m2 = _rmask[:, None] & (_cj < 16)[None, :]
                 _ga = _r_d_h_new + (_cj)[None, :]
-                _was = tl.load(_ga, mask=_m2, other=0.0)
+                if _RESIDENT and not _MASKED:
+                    if _i > _I0:
+                        _was = _cr_d_h
+                    else:
+                        _was = tl.load(_ga, mask=_m2, other=0.0)
+                else:
+                    _was = tl.load(_ga, mask=_m2, other=0.0)
                 _fw_d_h_new = _was + tl.load(_r__dys_h + (_cj)[None, :], mask=_m2, other=0.0)
                 tl.store(_ga, _fw_d_h_new, mask=_m2)
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
@@ -259,8 +268,13 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih,
                 _o5 = _zero + (_c9)
                 tl.store(_r_d_weight_hh_h + (32 + _cj)[None, :], _o5, mask=_m2)
                 _dg0_2 = _o5
-                _ga = _r_d_h + (0 + _cj)[None, :]
-                tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c5), mask=_m2)
+                if _MASKED:   # (ended rows may have passed a cotangent into it)
+                    _ga = _r_d_h + (0 + _cj)[None, :]
+                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c5), mask=_m2)
+                else:   # (it holds the step's zeros)
+                    _o6 = _zero + (_c5)
+                    tl.store(_r_d_h + (0 + _cj)[None, :], _o6, mask=_m2)
+                    _fo_d_h = _o6   # (for the operand's gradient: added_onto)
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
             # d_h[0:16] += d_weight_hh_h @ weight_hh[:, 0:16], transposed: this program's part, summed after the barrier
             if _RESIDENT:
@@ -285,8 +299,17 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih,
                 for _p0 in range(0, _P, 16):
                     _pq = _p0 + tl.arange(0, 16)
                     _acc += tl.sum(tl.load(_pr + _pq[:, None, None] * _BB * 16, mask=(_pq < _P)[:, None, None], other=0.0), axis=0)
-                _ga = _r_d_h + (0 + _ckr0)[None, :]
-                tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ckr0 < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ckr0 < 16)[None, :])
+                if _MASKED:   # (ended rows may have passed a cotangent into it)
+                    _ga = _r_d_h + (0 + _ckr0)[None, :]
+                    tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ckr0 < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ckr0 < 16)[None, :])
+                else:   # (it holds what the region stored)
+                    if (_i > _I0) | (_K0 <= 0):
+                        _was = _fo_d_h
+                    else:
+                        _was = tl.load(_r_d_h + (0 + _ckr0)[None, :], mask=_rmask[:, None] & (_ckr0 < 16)[None, :], other=0.0)
+                    _og = _was + _acc
+                    tl.store(_r_d_h + (0 + _ckr0)[None, :], _og, mask=_rmask[:, None] & (_ckr0 < 16)[None, :])
+                    _cr_d_h = _og   # (for the next step: carried_sums)
             else:
                 for _k0 in range(_pf * _BN, 16, _P * _BN):
                     _ck = _k0 + tl.arange(0, _BN)

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 
 from ...kernel import (Accumulate, HoldEnded, Keep, MatMul, OperandGrad, PassEnded, Pointwise, Role, reads,
-                      sole_write, writes, written_only_by, zeroed_sequences)
+                      first_write, sole_write, writes, written_only_by, zeroed_sequences)
 from ...printing import tl_str
 from ..base import Renderer
 from ..torch_code import ScanRenderer, init, seq
@@ -185,12 +185,14 @@ class StepKernel(Renderer):
         zeroed = tuple(b.name for b in self.used if b.acc and b.role in (Role.STEP, Role.CARRY_OUT))
         self.split = plan(scan, ([Zero(zeroed)] if zeroed else []) + list(scan.step), TILE, REDUCTION_SHARES)
         # a `+=` into a buffer the step zeroes at its start (Zero: an LSTM backward's d_c and d_h) is a store too
-        # without lengths (_MASKED), when the only other statements writing it are the ended rows' (which run only
-        # with lengths); not an operand's gradient whose reduction is shared out (its shares add atomically)
+        # without lengths (_MASKED): a region's where nothing before it writes the buffer but the ended rows'
+        # statements (which run only with lengths), an operand's gradient's where nothing else writes it; not one
+        # whose reduction is shared out (its shares add atomically)
         self.items = [it for phase in self.split.phases for it in phase]   # (the step's items in order)
         ended = (HoldEnded, PassEnded)
         self.stored_unmasked = {(id(st), k) for st in scan.step if isinstance(st, Pointwise)
-                                for k in range(len(st.outputs)) if sole_write(scan.step, st, k, zeroed, ended)} | \
+                                for k in range(len(st.outputs)) if first_write(scan.step, st, k, zeroed, ended)
+                                and not st.broadcast(st.outputs[k][0])} | \
             {(id(st), 0) for st in scan.step if isinstance(st, OperandGrad) and st.dest.value in zeroed and
              any(it is st for it in self.items) and written_only_by(scan.step, st, st.dest.value, ended)}
         self.overwritten = self.overwritten_unmasked()
@@ -202,6 +204,7 @@ class StepKernel(Renderer):
         self.forwarded = self.forwarded_accumulations()
         self.joined = self.joined_sources()
         self.prefetched = self.prefetched_leaves()
+        self.onto = self.added_onto()
         self.carried = self.carried_sums()
         self.tile_vars = {key: f"_dg{self.order.index(st)}_{b}" for st in self.order if id(st) in self.joined
                           for b, key in self.joined[id(st)].items()}   # {(id(region), output): its variable}
@@ -358,17 +361,44 @@ class StepKernel(Renderer):
 
     def carried_sums(self):
         """{id(operand gradient): the register variable}: where a forwarded accumulation (d_h_new += the output's
-        cotangent) reads the carry that a resident operand's gradient alone stored whole the step before (d_h, the
-        sums of the partials, stored_unmasked), that sum stays in registers for the next step (_cr_<carry>, carried
-        by the time loop): without lengths, from a launch's second step on"""
+        cotangent) reads the carry that a resident operand's gradient stored whole the step before (d_h, the sums
+        of the partials: its only writer, stored_unmasked, or the last, added_onto), that sum stays in registers
+        for the next step (_cr_<carry>, carried by the time loop): without lengths, from a launch's second step on"""
         out = {}
         overwritten = self.overwritten
         accumulated = {var[len("_fw_"):] for var in self.forwarded.values()}
         for st in self.items:
             cout = st.dest.value if isinstance(st, OperandGrad) else None
-            if id(st) in self.resident and cout in overwritten and (id(st), 0) in self.stored_unmasked and \
+            whole = (id(st), 0) in self.stored_unmasked or id(st) in self.onto
+            if id(st) in self.resident and cout in overwritten and whole and \
                     any(self.out_of.get(cin) == cout for cin in accumulated):
                 out[id(st)] = f"_cr_{cout}"
+        return out
+
+    def added_onto(self):
+        """{id(resident operand gradient): (id(region), output, variable, the region's phase)}: an operand's
+        gradient (d_h += d_gates @ W_hh) whose output's one writer before it in the step is a region's first write
+        (stored_unmasked: a GRU's part of d_h that does not pass through the gates), at the program's own tile,
+        adds its tile to that value kept in registers (_fo_<output>, carried by the time loop: the two are
+        phases apart) without lengths: no load of what the region stored, and it stores the sum whole
+        (carried_sums)"""
+        out, ended, step = {}, (HoldEnded, PassEnded), list(self.scan.step)
+        for st in self.items:
+            if not (isinstance(st, OperandGrad) and id(st) in self.resident):
+                continue
+            name = st.dest.value
+            before = step[:next(i for i, o in enumerate(step) if o is st)]
+            writers = [o for o in before if not isinstance(o, ended) and name in writes(o)]
+            if len(writers) != 1 or not (isinstance(writers[0], Pointwise) and self.single_tile_region(writers[0])):
+                continue
+            region = writers[0]
+            ks = [k for k, (d, _, _) in enumerate(region.outputs) if d.value == name]
+            if len(ks) != 1 or (id(region), ks[0]) not in self.stored_unmasked:
+                continue
+            d = region.outputs[ks[0]][0]   # (the region's tile _pf * _BN + d.start is the gradient's _ckr)
+            if int(d.start) == int(st.dest.start) and int(d.stop) == int(st.dest.stop):
+                phase = next(k for k, ph in enumerate(self.split.phases) if any(o is region for o in ph))
+                out[id(st)] = (id(region), ks[0], f"_fo_{name}", phase)
         return out
 
     def joined_sources(self):
@@ -479,8 +509,9 @@ class StepKernel(Renderer):
         self.w(f"{ptr} = _r_{name} + ({cols})[None, :]")
         self.w(f"tl.store({ptr}, tl.load({ptr}, mask={mask}, other=0.0) + ({value}), mask={mask})")
 
-    def add_unless_masked(self, name, cols, value, mask, var, ptr="_ga", keep=None):
-        """`+=` into a buffer the step zeroed and only this statement writes but for the ended rows' statements
+    def add_unless_masked(self, name, cols, value, mask, var, ptr="_ga", keep=None, why="for the next step: "
+                          "carried_sums"):
+        """`+=` into a buffer the step zeroed that nothing wrote before but the ended rows' statements
         (stored_unmasked): a store without lengths (of `var`, kept in `keep` too), the read-modify-write with them"""
         with self.w.block("if _MASKED:   # (ended rows may have passed a cotangent into it)"):
             self.add(name, cols, value, mask, ptr)
@@ -488,7 +519,7 @@ class StepKernel(Renderer):
             self.w(f"{var} = _zero + ({value})")
             self.store(name, cols, var, mask)
             if keep:
-                self.w(f"{keep} = {var}   # (for the next step: carried_sums)")
+                self.w(f"{keep} = {var}   # ({why})")
 
     def own(self, a0, j):
         """whether this program runs the tile at columns a0 + j (split.py); None: program 0 runs them all"""
@@ -555,6 +586,8 @@ class StepKernel(Renderer):
                     self.preload()
                 self.prefetch(per_step=False)
             for var in self.carried.values():   # (loop-carried: set by the sums, read by the next step's accumulation)
+                w(f"{var} = tl.zeros((_BB, _BN), dtype=tl.float32)")
+            for _, _, var, _ in self.onto.values():   # (set by a region, read by an operand's gradient phases later)
                 w(f"{var} = tl.zeros((_BB, _BN), dtype=tl.float32)")
             with w.block("for _i in range(_I0, _I1):"):
                 w(f"_t = {'_T - 1 - _i' if scan.reverse else '_i'}")
@@ -642,20 +675,21 @@ class StepKernel(Renderer):
                 self.store(name, "_cj", "tl.zeros((_BB, _BN), dtype=tl.float32)", "_m2")
 
     def overwritten_unmasked(self):
-        """the zeroed buffers whose one writer (stored_unmasked) stores all their columns when there are no
-        lengths, and that nothing else in the step reads: their zeros are never read then"""
-        whole = {}
-        for st in self.scan.step:
+        """the zeroed buffers whose first writer (stored_unmasked) stores all their columns when there are no
+        lengths, and that nothing reads before it (nor it, as a leaf): their zeros are never read then"""
+        out, step = set(), list(self.scan.step)
+        for i, st in enumerate(step):
             if isinstance(st, OperandGrad) and (id(st), 0) in self.stored_unmasked:
-                views = [st.dest]
+                views, leaves = [st.dest], set()
             elif isinstance(st, Pointwise):
                 views = [d for k, (d, _, _) in enumerate(st.outputs) if (id(st), k) in self.stored_unmasked]
+                leaves = {v.value for _, v in st.leaves}
             else:
                 continue
-            whole.update({v.value: st for v in views if int(v.start) == 0 and int(v.stop) == self.n(v.value)})
-        return {name for name, writer in whole.items()
-                if not any(o is not writer and not isinstance(o, (HoldEnded, PassEnded)) and name in reads(o)
-                           for o in self.scan.step)}
+            out |= {v.value for v in views if int(v.start) == 0 and int(v.stop) == self.n(v.value) and
+                    v.value not in leaves and
+                    not any(not isinstance(o, (HoldEnded, PassEnded)) and v.value in reads(o) for o in step[:i])}
+        return out
 
     # --- statements -------------------------------------------------------------------------------------
     def render_MatMul(self, mm):
@@ -788,6 +822,7 @@ class StepKernel(Renderer):
         kept = {k: v for (r, k), v in self.tile_vars.items() if r == id(st)}   # (outputs kept in registers)
         for var in kept.values():
             w(f"{var} = tl.zeros((_BB, _BN), dtype=tl.float32)   # (this tile, for the partial products: joined)")
+        onto = {k: var for r, k, var, _ in self.onto.values() if r == id(st)}
         with self.tiles(width, a0=a0):
             for i, (sym, v) in enumerate(st.leaves):
                 if st.broadcast(v):
@@ -818,7 +853,8 @@ class StepKernel(Renderer):
                     w(f"_pg = _part_{dest.value} + _pb * {self.n(dest.value)} + {dest.start} + _cj")
                     w(f"tl.store(_pg, tl.load(_pg, mask=_cj < {width}, other=0.0) + _g, mask=_cj < {width})")
                 elif k in unmasked:
-                    self.add_unless_masked(dest.value, f"{dest.start} + _cj", tl_str(e), "_m2", f"_o{k}")
+                    self.add_unless_masked(dest.value, f"{dest.start} + _cj", tl_str(e), "_m2", f"_o{k}",
+                                           keep=onto.get(k), why="for the operand's gradient: added_onto")
                 elif k not in stored:
                     self.add(dest.value, f"{dest.start} + _cj", tl_str(e), "_m2")
                 else:   # (an assignment, or a sole `+=` into zeros: self.stored)
@@ -852,7 +888,7 @@ class StepKernel(Renderer):
                     w("_acc = tl.zeros((_BB, _BN), dtype=tl.float32)")
                     self.resident_dot("_acc", st.src, 0, n_src, self.slice_names[id(st), 0])
                 self.grad_add(st, f"{op.start} + _ckr{s}", f"_rmask[:, None] & (_ckr{s} < {width})[None, :]",
-                              self.carried.get(id(st)))
+                              self.carried.get(id(st)), self.onto.get(id(st)))
             with w.block("else:"):
                 self.operand_grad_loop(st)
         else:
@@ -904,13 +940,30 @@ class StepKernel(Renderer):
             self.operand_grad_tile(st, "0", str(self.n(st.src)))
             self.grad_add(st, f"{op.start} + _ck", f"_rmask[:, None] & (_ck < {op.stop - op.start})[None, :]")
 
-    def grad_add(self, st, cols, mask, keep=None):
-        """an operand's gradient's tile _acc into its output: `+=`, or a store where the step zeroed it and nothing
-        else writes it without lengths (stored_unmasked); what it stores then also in the variable `keep`"""
+    def grad_add(self, st, cols, mask, keep=None, onto=None):
+        """an operand's gradient's tile _acc into its output: `+=`, or without lengths a store where the step
+        zeroed it and nothing else writes it (stored_unmasked) or a store of _acc plus what the one region before
+        stored there, in registers (`onto`: added_onto's entry); what it stores then also in the variable `keep`"""
+        w = self.w
+        if onto is not None:
+            _, _, var, phase = onto
+            with w.block("if _MASKED:   # (ended rows may have passed a cotangent into it)"):
+                self.add(st.dest.value, cols, "_acc", mask)
+            with w.block("else:   # (it holds what the region stored)"):
+                # (under the interpreter a launch may start after the region's phase: then it is in memory only)
+                with w.block(f"if (_i > _I0) | (_K0 <= {phase}):"):
+                    w(f"_was = {var}")
+                with w.block("else:"):
+                    w(f"_was = tl.load(_r_{st.dest.value} + ({cols})[None, :], mask={mask}, other=0.0)")
+                w("_og = _was + _acc")
+                self.store(st.dest.value, cols, "_og", mask)
+                if keep:
+                    w(f"{keep} = _og   # (for the next step: carried_sums)")
+            return
         if (id(st), 0) not in self.stored_unmasked:
             self.add(st.dest.value, cols, "_acc", mask)
             return
-        self.w("_zero = tl.zeros((_BB, _BN), dtype=tl.float32)")
+        w("_zero = tl.zeros((_BB, _BN), dtype=tl.float32)")
         self.add_unless_masked(st.dest.value, cols, "_acc", mask, "_og", keep=keep)
 
     def render_SplitReduction(self, sr):
