@@ -166,6 +166,14 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih,
         _x_bias_hh_2 = tl.load(_ptr_bias_hh + 32 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
     _cr_d_h = tl.zeros((_BB, _BN), dtype=tl.float32)
     _fo_d_h = tl.zeros((_BB, _BN), dtype=tl.float32)
+    _n_x__dys_h = tl.zeros((_BB, _BN), dtype=tl.float32)
+    _n_x_h = tl.zeros((_BB, _BN), dtype=tl.float32)
+    _n_x_weight_hh_h_0 = tl.zeros((_BB, _BN), dtype=tl.float32)
+    _n_x_weight_hh_h_1 = tl.zeros((_BB, _BN), dtype=tl.float32)
+    _n_x_weight_hh_h_2 = tl.zeros((_BB, _BN), dtype=tl.float32)
+    _n_x_weight_ih_x_0 = tl.zeros((_BB, _BN), dtype=tl.float32)
+    _n_x_weight_ih_x_1 = tl.zeros((_BB, _BN), dtype=tl.float32)
+    _n_x_weight_ih_x_2 = tl.zeros((_BB, _BN), dtype=tl.float32)
     for _i in range(_I0, _I1):
         _t = _T - 1 - _i
         if _WIDE:
@@ -183,13 +191,24 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih,
         _r_d_h = _pp_d_h + ((_iw + 1) % 2) * _B * 16 + _rows[:, None] * 16
         if _RESIDENT:   # this step' values its region reads, loaded ahead (prefetched_leaves)
             _cjx = _pf * _BN + tl.arange(0, _BN)   # (the program's one tile)
-            _x_weight_ih_x_1 = tl.load(_r_weight_ih_x + (16 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
-            _x_weight_hh_h_1 = tl.load(_r_weight_hh_h + (16 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
-            _x_weight_ih_x_2 = tl.load(_r_weight_ih_x + (32 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
-            _x_weight_ih_x_0 = tl.load(_r_weight_ih_x + (0 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
-            _x_weight_hh_h_0 = tl.load(_r_weight_hh_h + (0 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
-            _x_weight_hh_h_2 = tl.load(_r_weight_hh_h + (32 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
-            _x_h = tl.load(_r_h + (0 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :] & ((_cjx * 0 + _t) > 0)[None, :], other=0.0) + tl.load(_ri_h + (0 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :] & ((_cjx * 0 + _t) == 0)[None, :], other=0.0)
+            if _i > _I0:   # (loaded during the step before, ahead of its barrier)
+                _x__dys_h = _n_x__dys_h
+                _x_weight_ih_x_1 = _n_x_weight_ih_x_1
+                _x_weight_hh_h_1 = _n_x_weight_hh_h_1
+                _x_weight_ih_x_2 = _n_x_weight_ih_x_2
+                _x_weight_ih_x_0 = _n_x_weight_ih_x_0
+                _x_weight_hh_h_0 = _n_x_weight_hh_h_0
+                _x_weight_hh_h_2 = _n_x_weight_hh_h_2
+                _x_h = _n_x_h
+            else:
+                _x__dys_h = tl.load(_r__dys_h + (0 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
+                _x_weight_ih_x_1 = tl.load(_r_weight_ih_x + (16 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
+                _x_weight_hh_h_1 = tl.load(_r_weight_hh_h + (16 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
+                _x_weight_ih_x_2 = tl.load(_r_weight_ih_x + (32 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
+                _x_weight_ih_x_0 = tl.load(_r_weight_ih_x + (0 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
+                _x_weight_hh_h_0 = tl.load(_r_weight_hh_h + (0 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
+                _x_weight_hh_h_2 = tl.load(_r_weight_hh_h + (32 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
+                _x_h = tl.load(_r_h + (0 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :] & ((_cjx * 0 + _t) > 0)[None, :], other=0.0) + tl.load(_ri_h + (0 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :] & ((_cjx * 0 + _t) == 0)[None, :], other=0.0)
         if ((_i > _I0) | (_K0 <= 0)) & ((_i < _I1 - 1) | (0 <= _K1)):   # phase 0
             if _MASKED:
                 for _j0 in range(_pf * _BN, 16, _P * _BN):
@@ -209,7 +228,7 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih,
                         _was = tl.load(_ga, mask=_m2, other=0.0)
                 else:
                     _was = tl.load(_ga, mask=_m2, other=0.0)
-                _fw_d_h_new = _was + tl.load(_r__dys_h + (_cj)[None, :], mask=_m2, other=0.0)
+                _fw_d_h_new = _was + (_x__dys_h if _RESIDENT else tl.load(_r__dys_h + (_cj)[None, :], mask=_m2, other=0.0))
                 tl.store(_ga, _fw_d_h_new, mask=_m2)
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
             if _MASKED:   # ended rows: the carried cotangent passes to the previous state, the step sees none
@@ -283,6 +302,17 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih,
                 _kc16 = tl.arange(0, 16)
                 tl.store(_pw + (0 + _kc16)[None, :], _split_dot(tl.zeros((_BB, 16), dtype=tl.float32), _dyp, _wr0_0_0, _BF16_DOT))
                 tl.debug_barrier()
+        if _RESIDENT:   # the next step's read-only values, loaded ahead of this step's barrier
+            if _i + 1 < _I1:
+                _cjx = _pf * _BN + tl.arange(0, _BN)   # (the program's one tile)
+                _n_x__dys_h = tl.load(_r__dys_h - 1 * _B * 16 + (0 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
+                _n_x_weight_ih_x_1 = tl.load(_r_weight_ih_x - 1 * _B * 48 + (16 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
+                _n_x_weight_hh_h_1 = tl.load(_r_weight_hh_h - 1 * _B * 48 + (16 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
+                _n_x_weight_ih_x_2 = tl.load(_r_weight_ih_x - 1 * _B * 48 + (32 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
+                _n_x_weight_ih_x_0 = tl.load(_r_weight_ih_x - 1 * _B * 48 + (0 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
+                _n_x_weight_hh_h_0 = tl.load(_r_weight_hh_h - 1 * _B * 48 + (0 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
+                _n_x_weight_hh_h_2 = tl.load(_r_weight_hh_h - 1 * _B * 48 + (32 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
+                _n_x_h = tl.load(_r_h - 1 * _B * 16 + (0 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :] & ((_cjx * 0 + (_t - 1)) > 0)[None, :], other=0.0) + tl.load(_ri_h + (0 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :] & ((_cjx * 0 + (_t - 1)) == 0)[None, :], other=0.0)
         if not _PHASED:
             if _P > 1:
                 _goal = (tl.cast(_i, tl.int64) * 1 + 1) * _P

@@ -177,6 +177,13 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih,
         _x_bias_ih_2 = tl.load(_ptr_bias_ih + 32 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
         _x_bias_hh_2 = tl.load(_ptr_bias_hh + 32 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
     _cr_d_h = tl.zeros((_BB, _BN), dtype=tl.float32)
+    _n_x__dys_h = tl.zeros((_BB, _BN), dtype=tl.float32)
+    _n_x_c = tl.zeros((_BB, _BN), dtype=tl.float32)
+    _n_x_gates_0 = tl.zeros((_BB, _BN), dtype=tl.float32)
+    _n_x_gates_1 = tl.zeros((_BB, _BN), dtype=tl.float32)
+    _n_x_gates_2 = tl.zeros((_BB, _BN), dtype=tl.float32)
+    _n_x_gates_3 = tl.zeros((_BB, _BN), dtype=tl.float32)
+    _cr_d_c = tl.zeros((_BB, _BN), dtype=tl.float32)
     for _i in range(_I0, _I1):
         _t = _T - 1 - _i
         if _WIDE:
@@ -194,11 +201,20 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih,
         _r_d_c = _pp_d_c + ((_iw + 1) % 2) * _B * 16 + _rows[:, None] * 16
         if _RESIDENT:   # this step' values its region reads, loaded ahead (prefetched_leaves)
             _cjx = _pf * _BN + tl.arange(0, _BN)   # (the program's one tile)
-            _x_gates_3 = tl.load(_r_gates + (48 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
-            _x_gates_1 = tl.load(_r_gates + (16 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
-            _x_c = tl.load(_r_c + (0 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :] & ((_cjx * 0 + _t) > 0)[None, :], other=0.0) + tl.load(_ri_c + (0 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :] & ((_cjx * 0 + _t) == 0)[None, :], other=0.0)
-            _x_gates_0 = tl.load(_r_gates + (0 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
-            _x_gates_2 = tl.load(_r_gates + (32 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
+            if _i > _I0:   # (loaded during the step before, ahead of its barrier)
+                _x__dys_h = _n_x__dys_h
+                _x_gates_3 = _n_x_gates_3
+                _x_gates_1 = _n_x_gates_1
+                _x_c = _n_x_c
+                _x_gates_0 = _n_x_gates_0
+                _x_gates_2 = _n_x_gates_2
+            else:
+                _x__dys_h = tl.load(_r__dys_h + (0 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
+                _x_gates_3 = tl.load(_r_gates + (48 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
+                _x_gates_1 = tl.load(_r_gates + (16 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
+                _x_c = tl.load(_r_c + (0 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :] & ((_cjx * 0 + _t) > 0)[None, :], other=0.0) + tl.load(_ri_c + (0 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :] & ((_cjx * 0 + _t) == 0)[None, :], other=0.0)
+                _x_gates_0 = tl.load(_r_gates + (0 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
+                _x_gates_2 = tl.load(_r_gates + (32 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
         if ((_i > _I0) | (_K0 <= 0)) & ((_i < _I1 - 1) | (0 <= _K1)):   # phase 0
             if _MASKED:
                 for _j0 in range(_pf * _BN, 16, _P * _BN):
@@ -223,7 +239,7 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih,
                         _was = tl.load(_ga, mask=_m2, other=0.0)
                 else:
                     _was = tl.load(_ga, mask=_m2, other=0.0)
-                _fw_d_h_new = _was + tl.load(_r__dys_h + (_cj)[None, :], mask=_m2, other=0.0)
+                _fw_d_h_new = _was + (_x__dys_h if _RESIDENT else tl.load(_r__dys_h + (_cj)[None, :], mask=_m2, other=0.0))
                 tl.store(_ga, _fw_d_h_new, mask=_m2)
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
             if _MASKED:   # ended rows: the carried cotangent passes to the previous state, the step sees none
@@ -263,7 +279,13 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih,
                 bias_ih_2 = _x_bias_ih_2 if _RESIDENT else tl.load(_ptr_bias_ih + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
                 bias_hh_2 = _x_bias_hh_2 if _RESIDENT else tl.load(_ptr_bias_hh + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
                 d_h_new = _fw_d_h_new if _RESIDENT and not _MASKED else tl.load(_r_d_h_new + (0 + _cj)[None, :], mask=_m2, other=0.0)
-                d_c_new = tl.load(_r_d_c_new + (0 + _cj)[None, :], mask=_m2, other=0.0)
+                if _RESIDENT and not _MASKED:
+                    if (_i > _I0) & ((_i - 1 > _I0) | (_K0 <= 0)):
+                        d_c_new = _cr_d_c
+                    else:
+                        d_c_new = tl.load(_r_d_c_new + (0 + _cj)[None, :], mask=_m2, other=0.0)
+                else:
+                    d_c_new = tl.load(_r_d_c_new + (0 + _cj)[None, :], mask=_m2, other=0.0)
                 _c0 = tl.sigmoid(bias_hh_3 + bias_ih_3 + gates_3)
                 _c1 = tl.sigmoid(bias_hh_1 + bias_ih_1 + gates_1)
                 _c2 = _c1*c
@@ -290,6 +312,7 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih,
                 else:   # (it holds the step's zeros)
                     _o2 = _zero + (_c1*_c8)
                     tl.store(_r_d_c + (0 + _cj)[None, :], _o2, mask=_m2)
+                    _cr_d_c = _o2   # (for the next step: carried_regions)
                 _o3 = _zero + (_c11)
                 tl.store(_r_d_gates + (0 + _cj)[None, :], _o3, mask=_m2)
                 _dg0_0 = _o3
@@ -304,6 +327,15 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih,
                 _kc16 = tl.arange(0, 16)
                 tl.store(_pw + (0 + _kc16)[None, :], _split_dot(tl.zeros((_BB, 16), dtype=tl.float32), _dyp, _wr0_0_0, _BF16_DOT))
                 tl.debug_barrier()
+        if _RESIDENT:   # the next step's read-only values, loaded ahead of this step's barrier
+            if _i + 1 < _I1:
+                _cjx = _pf * _BN + tl.arange(0, _BN)   # (the program's one tile)
+                _n_x__dys_h = tl.load(_r__dys_h - 1 * _B * 16 + (0 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
+                _n_x_gates_3 = tl.load(_r_gates - 1 * _B * 64 + (48 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
+                _n_x_gates_1 = tl.load(_r_gates - 1 * _B * 64 + (16 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
+                _n_x_c = tl.load(_r_c - 1 * _B * 16 + (0 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :] & ((_cjx * 0 + (_t - 1)) > 0)[None, :], other=0.0) + tl.load(_ri_c + (0 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :] & ((_cjx * 0 + (_t - 1)) == 0)[None, :], other=0.0)
+                _n_x_gates_0 = tl.load(_r_gates - 1 * _B * 64 + (0 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
+                _n_x_gates_2 = tl.load(_r_gates - 1 * _B * 64 + (32 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
         if not _PHASED:
             if _P > 1:
                 _goal = (tl.cast(_i, tl.int64) * 1 + 1) * _P

@@ -24,6 +24,7 @@ T and B are run-time values.
 """
 from contextlib import contextmanager
 from dataclasses import replace
+from typing import NamedTuple
 
 from ...kernel import (Accumulate, HoldEnded, Keep, MatMul, OperandGrad, PassEnded, Pointwise, Role, reads,
                       first_write, sole_write, writes, written_only_by, zeroed_sequences)
@@ -150,6 +151,17 @@ def num_warps(scan_name):
 GROUP = 4
 
 
+class Ahead(NamedTuple):
+    """a value a region (or an accumulation) reads, loaded ahead of its statement (prefetched_leaves)"""
+    var: str           # the register variable
+    name: str          # the buffer, at columns start + the program's one tile (masked to `width`)
+    start: object
+    width: int
+    load_width: object   # (a parameter's: its features)
+    per_step: bool     # loaded every step (not a parameter's, once)
+    early: bool        # loaded a step ahead, before the barrier of the step before
+
+
 class StepKernel(Renderer):
     """The step of a scan as a @triton.jit kernel looping over time."""
 
@@ -206,6 +218,7 @@ class StepKernel(Renderer):
         self.prefetched = self.prefetched_leaves()
         self.onto = self.added_onto()
         self.carried = self.carried_sums()
+        self.carried_leaves, self.carry_kept = self.carried_regions()
         self.tile_vars = {key: f"_dg{self.order.index(st)}_{b}" for st in self.order if id(st) in self.joined
                           for b, key in self.joined[id(st)].items()}   # {(id(region), output): its variable}
         # a slice two statements read alike (a tangent backward's d_h and its tangent, both from W_hh's columns for
@@ -308,17 +321,29 @@ class StepKernel(Renderer):
         return out
 
     def prefetched_leaves(self):
-        """{(id(region), leaf index): (variable, per step)}: with resident slices (one tile a program), a region's
-        leaves on buffers the step never writes are loaded ahead: a parameter's once before the time loop, a
-        sequence's (a saved gate, the previous cell state) at the step's start, before its barrier, so that their
-        latency overlaps the wait instead of following the matmul (the region's loads, a round trip through L2,
-        came after the step's barrier and matmul)"""
+        """{(id(statement), leaf index): Ahead}: with resident slices (one tile a program), a region's leaves on
+        buffers the step never writes are loaded ahead: a parameter's once before the time loop, a sequence's (a
+        saved gate, the previous cell state) at the step's start, before its barrier, so that their latency
+        overlaps the wait instead of following the matmul (the region's loads, a round trip through L2, came after
+        the step's barrier and matmul); a forwarded accumulation's source (the output's cotangent, leaf None) too.
+        Where the step's last barrier falls within it (a backward: between its region and the sums), the step's
+        start follows that barrier at once, so a read-only sequence's (a saved gate, the cotangent) is loaded a
+        step ahead instead, before the barrier of the step before (Ahead.early)"""
         out = {}
         if not self.resident:
             return out
         written_in_step = set().union(*(written(it) for it in self.items))
+        late_barrier = self.split.barriers > 0 and not self.split.first_barrier
+
+        def ahead(key, var, name, start, width, load_width):
+            b = self.buf[name]
+            read_only = b.role == Role.SEQ or (b.role == Role.PREV and b.seq not in written_in_step)
+            out[key] = Ahead(var, name, start, width, load_width, b.role != Role.PARAM, late_barrier and read_only)
         for phase in self.split.phases:
             for st in phase:
+                if isinstance(st, Accumulate) and f"_fw_{st.dest}" in self.forwarded.values() and \
+                        self.buf[st.src].role == Role.SEQ and st.src not in written_in_step:
+                    ahead((id(st), None), f"_x_{st.src}", st.src, 0, self.n(st.dest), self.n(st.src))
                 if not (isinstance(st, Pointwise) and self.single_tile_region(st)):
                     continue
                 for i, (sym, v) in enumerate(st.leaves):
@@ -329,7 +354,7 @@ class StepKernel(Renderer):
                     before = self.out_of[v.value] if b.role == Role.CARRY_IN else b.seq if b.role == Role.PREV else None
                     if before is not None and not self.own_writes(before):
                         continue
-                    out[id(st), i] = (f"_x_{sym.name}", b.role != Role.PARAM)
+                    ahead((id(st), i), f"_x_{sym.name}", v.value, v.start, int(st.n), v.stop - v.start)
         return out
 
     def own_writes(self, cout):
@@ -345,19 +370,43 @@ class StepKernel(Renderer):
         return True
 
     def prefetch(self, per_step):
-        """the loads of prefetched_leaves: the per-step ones, or the parameters' (before the time loop)"""
+        """the loads of prefetched_leaves: the per-step ones (those loaded early a step ahead: taken from the step
+        before's, but for a launch's first step), or the parameters' (before the time loop)"""
         w = self.w
-        regions = {id(st): st for phase in self.split.phases for st in phase if isinstance(st, Pointwise)}
-        loads = [(regions[r], i, var) for (r, i), (var, step) in self.prefetched.items() if step == per_step]
+        loads = {a.var: a for a in self.prefetched.values() if a.per_step == per_step}
         if not loads:
             return
         with w.block(f"if _RESIDENT:   # {'this step' if per_step else 'the parameters'}' values its region reads, "
                      "loaded ahead (prefetched_leaves)"):
             w("_cjx = _pf * _BN + tl.arange(0, _BN)   # (the program's one tile)")
-            for st, i, var in loads:
-                _, v = st.leaves[i]
-                mask = f"_rmask[:, None] & (_cjx < {int(st.n)})[None, :]"
-                w(f"{var} = {self.load(v.value, f'{v.start} + _cjx', mask, v.stop - v.start, tile='_cjx')}")
+            early = [a for a in loads.values() if a.early]
+            if early:
+                with w.block("if _i > _I0:   # (loaded during the step before, ahead of its barrier)"):
+                    for a in early:
+                        w(f"{a.var} = _n{a.var}")
+                with w.block("else:"):
+                    for a in early:
+                        w(f"{a.var} = {self.load_ahead(a, 0)}")
+            for a in loads.values():
+                if not a.early:
+                    w(f"{a.var} = {self.load_ahead(a, 0)}")
+
+    def prefetch_next(self):
+        """before the step's last barrier: the next step's early loads (prefetched_leaves) into _n<variable>"""
+        w = self.w
+        early = {a.var: a for a in self.prefetched.values() if a.early}
+        if not early:
+            return
+        with w.block("if _RESIDENT:   # the next step's read-only values, loaded ahead of this step's barrier"), \
+                w.block("if _i + 1 < _I1:"):
+            w("_cjx = _pf * _BN + tl.arange(0, _BN)   # (the program's one tile)")
+            for a in early.values():
+                w(f"_n{a.var} = {self.load_ahead(a, -1 if self.scan.reverse else 1)}")
+
+    def load_ahead(self, a, shift):
+        """an Ahead's load at the program's tile _cjx, of the step `shift` steps after this one"""
+        mask = f"_rmask[:, None] & (_cjx < {a.width})[None, :]"
+        return self.load(a.name, f"{a.start} + _cjx", mask, a.load_width, tile="_cjx", shift=shift)
 
     def carried_sums(self):
         """{id(operand gradient): the register variable}: where a forwarded accumulation (d_h_new += the output's
@@ -400,6 +449,42 @@ class StepKernel(Renderer):
                 phase = next(k for k, ph in enumerate(self.split.phases) if any(o is region for o in ph))
                 out[id(st)] = (id(region), ks[0], f"_fo_{name}", phase)
         return out
+
+    def carried_regions(self):
+        """({(id(region), leaf index): (variable, the writer's phase)}, {(id(region), output): variable}): a
+        region's leaf on a carry that one region alone stores whole each step without lengths, at the program's
+        own tile (an LSTM backward's d_c), and that nothing else writes, is the value that region kept in
+        registers the step before (_cr_<carry>, carried by the time loop) when _RESIDENT and without lengths:
+        no load of what the program itself stored (where it is not loaded ahead already: prefetched_leaves)"""
+        leaves, kept = {}, {}
+        if not self.resident:
+            return leaves, kept
+        ended, step = (HoldEnded, PassEnded), list(self.scan.step)
+        for phase in self.split.phases:
+            for st in phase:
+                if not (isinstance(st, Pointwise) and self.single_tile_region(st)):
+                    continue
+                for i, (_, v) in enumerate(st.leaves):
+                    if (id(st), i) in self.fused or (id(st), i) in self.forwarded or (id(st), i) in self.prefetched \
+                            or st.broadcast(v) or self.buf[v.value].role != Role.CARRY_IN:
+                        continue
+                    cout = self.out_of[v.value]
+                    writers = [o for o in step if not isinstance(o, ended) and cout in writes(o)]
+                    if any(not isinstance(o, ended) and v.value in writes(o) for o in step) or len(writers) != 1 or \
+                            not (isinstance(writers[0], Pointwise) and self.single_tile_region(writers[0])):
+                        continue
+                    wr = writers[0]
+                    ks = [k for k, (d, _, _) in enumerate(wr.outputs) if d.value == cout]
+                    if len(ks) != 1:
+                        continue
+                    d, _, acc = wr.outputs[ks[0]]
+                    if (acc and (id(wr), ks[0]) not in self.stored_unmasked) or \
+                            (int(d.start), int(d.stop)) != (int(v.start), int(v.stop)):
+                        continue
+                    phase_w = next(k for k, ph in enumerate(self.split.phases) if any(o is wr for o in ph))
+                    kept[id(wr), ks[0]] = f"_cr_{cout}"
+                    leaves[id(st), i] = (f"_cr_{cout}", phase_w)
+        return leaves, kept
 
     def joined_sources(self):
         """{id(transposed operand gradient): {block: (id(region), output)}}: the region just before its partials
@@ -488,17 +573,21 @@ class StepKernel(Renderer):
             if self.buf[cout].keep != Keep.NEVER:
                 w(f"_rk_{cout} = _ptr_{cout} + _tw * _ts_{cout} + _rows[:, None] * {n}")
 
-    def load(self, name, cols, mask, width=None, tile="_cj"):
+    def load(self, name, cols, mask, width=None, tile="_cj", shift=0):
         """a (rows, features) block of a buffer at columns `cols` (the tile index `tile` plus an offset); a vector
-        parameter's one row (features masked to `width`) broadcasts over the rows"""
+        parameter's one row (features masked to `width`) broadcasts over the rows. `shift`: a sequence's (or a
+        previous state's) block `shift` steps after this step's"""
         b = self.buf[name]
         if b.role == Role.PARAM:
             return f"tl.load(_ptr_{name} + {cols}, mask={tile} < {width}, other=0.0)[None, :]"
+        sign = "+" if shift > 0 else "-"
+        at = f"_r_{name}" + (f" {sign} {abs(shift)} * _B * {self.n(name)}" if shift else "")
         if b.role == Role.PREV:   # `tile * 0 + _t` makes the step a tensor, as a mask must be
-            return (f"tl.load(_r_{name} + ({cols})[None, :], mask={mask} & (({tile} * 0 + _t) > 0)[None, :], "
-                    f"other=0.0) + tl.load(_ri_{name} + ({cols})[None, :], mask={mask} & (({tile} * 0 + _t) == 0)"
+            t = "_t" if not shift else f"(_t {sign} {abs(shift)})"
+            return (f"tl.load({at} + ({cols})[None, :], mask={mask} & (({tile} * 0 + {t}) > 0)[None, :], "
+                    f"other=0.0) + tl.load(_ri_{name} + ({cols})[None, :], mask={mask} & (({tile} * 0 + {t}) == 0)"
                     "[None, :], other=0.0)")
-        return f"tl.load(_r_{name} + ({cols})[None, :], mask={mask}, other=0.0)"
+        return f"tl.load({at} + ({cols})[None, :], mask={mask}, other=0.0)"
 
     def store(self, name, cols, value, mask):
         self.w(f"tl.store(_r_{name} + ({cols})[None, :], {value}, mask={mask})")
@@ -589,6 +678,10 @@ class StepKernel(Renderer):
                 w(f"{var} = tl.zeros((_BB, _BN), dtype=tl.float32)")
             for _, _, var, _ in self.onto.values():   # (set by a region, read by an operand's gradient phases later)
                 w(f"{var} = tl.zeros((_BB, _BN), dtype=tl.float32)")
+            for var in sorted({a.var for a in self.prefetched.values() if a.early}):   # (loaded a step ahead)
+                w(f"_n{var} = tl.zeros((_BB, _BN), dtype=tl.float32)")
+            for var in sorted(set(self.carry_kept.values())):   # (set by a region, read by the next step's)
+                w(f"{var} = tl.zeros((_BB, _BN), dtype=tl.float32)")
             with w.block("for _i in range(_I0, _I1):"):
                 w(f"_t = {'_T - 1 - _i' if scan.reverse else '_i'}")
                 # offsets: a step's in 64 bits when a buffer has 2^31 elements or more (a variant compiled only
@@ -601,6 +694,8 @@ class StepKernel(Renderer):
                 self.prefetch(per_step=True)
                 barrier = 0
                 for k, phase in enumerate(split.phases):
+                    if k == len(split.phases) - 1 and k > 0 and not split.first_barrier:
+                        self.prefetch_next()
                     if k > 0 or split.first_barrier:
                         self.grid_barrier(barrier)
                         barrier += 1
@@ -832,8 +927,19 @@ class StepKernel(Renderer):
                     w(f"{sym.name} = _g{s}_{b} if _RESIDENT else "
                       f"{self.load(v.value, f'{v.start} + _cj', '_m2', v.stop - v.start)}")
                 elif (id(st), i) in self.prefetched:   # (loaded ahead)
-                    w(f"{sym.name} = {self.prefetched[id(st), i][0]} if _RESIDENT else "
+                    w(f"{sym.name} = {self.prefetched[id(st), i].var} if _RESIDENT else "
                       f"{self.load(v.value, f'{v.start} + _cj', '_m2', v.stop - v.start)}")
+                elif (id(st), i) in self.carried_leaves:   # (what the program stored the step before, in registers)
+                    var, phase = self.carried_leaves[id(st), i]
+                    load = self.load(v.value, f"{v.start} + _cj", "_m2", v.stop - v.start)
+                    # (under the interpreter a launch may start after the writer's phase of the step before)
+                    with w.block("if _RESIDENT and not _MASKED:"):
+                        with w.block(f"if (_i > _I0) & ((_i - 1 > _I0) | (_K0 <= {phase})):"):
+                            w(f"{sym.name} = {var}")
+                        with w.block("else:"):
+                            w(f"{sym.name} = {load}")
+                    with w.block("else:"):
+                        w(f"{sym.name} = {load}")
                 elif (id(st), i) in self.forwarded:   # (an accumulation's sum in registers)
                     w(f"{sym.name} = {self.forwarded[id(st), i]} if _RESIDENT and not _MASKED else "
                       f"{self.load(v.value, f'{v.start} + _cj', '_m2', v.stop - v.start)}")
@@ -852,6 +958,9 @@ class StepKernel(Renderer):
                     w(f"_g = tl.sum(tl.where(_m2, {tl_str(e)}, 0.0), axis=0)")
                     w(f"_pg = _part_{dest.value} + _pb * {self.n(dest.value)} + {dest.start} + _cj")
                     w(f"tl.store(_pg, tl.load(_pg, mask=_cj < {width}, other=0.0) + _g, mask=_cj < {width})")
+                elif k in unmasked and (id(st), k) in self.carry_kept:
+                    self.add_unless_masked(dest.value, f"{dest.start} + _cj", tl_str(e), "_m2", f"_o{k}",
+                                           keep=self.carry_kept[id(st), k], why="for the next step: carried_regions")
                 elif k in unmasked:
                     self.add_unless_masked(dest.value, f"{dest.start} + _cj", tl_str(e), "_m2", f"_o{k}",
                                            keep=onto.get(k), why="for the operand's gradient: added_onto")
@@ -862,6 +971,8 @@ class StepKernel(Renderer):
                     self.store(dest.value, f"{dest.start} + _cj", f"_o{k}", "_m2")
                     if k in kept:
                         w(f"{kept[k]} = _o{k}")
+                    if (id(st), k) in self.carry_kept:   # (for the next step: carried_regions)
+                        w(f"{self.carry_kept[id(st), k]} = _o{k}")
         # (variables of their own: a compiled loop wants each variable one shape, and _ga/_pg are tiles)
         for k in sums:
             dest, _, acc = st.outputs[k]
@@ -1039,7 +1150,10 @@ class StepKernel(Renderer):
                     w("_was = tl.load(_ga, mask=_m2, other=0.0)")
             else:
                 w("_was = tl.load(_ga, mask=_m2, other=0.0)")
-            w(f"{var} = _was + {self.load(st.src, '_cj', '_m2')}")
+            src = self.load(st.src, "_cj", "_m2")
+            if (id(st), None) in self.prefetched:   # (loaded ahead)
+                src = f"({self.prefetched[id(st), None].var} if _RESIDENT else {src})"
+            w(f"{var} = _was + {src}")
             w(f"tl.store(_ga, {var}, mask=_m2)")
 
 
