@@ -55,6 +55,12 @@ def _not_transposed(src, cell):
     return kernel_rendered_with(cell, torch.device("cuda"), TRANSPOSED_GRADS=False)[1].source
 
 
+def _loads_at_step_start(src, cell):
+    """the renderer's own backward with the region's read-only values loaded at the step's start, after the sums
+    of the step before, instead of a step ahead (render.LOADS_A_STEP_AHEAD off)"""
+    return kernel_rendered_with(cell, torch.device("cuda"), LOADS_A_STEP_AHEAD=False)[1].source
+
+
 def _no_gates_matmul(src, cell=None):
     """(the forward) the step's matmul over h left out (streamed or resident): the gates are the input terms alone"""
     return _no_split_dots(re.sub(r"for _k0 in range\(0, \d+, _BK\):", "for _k0 in range(0, 0, _BK):", src), "_acc4")
@@ -95,6 +101,7 @@ VARIANTS = [   # (name, edits, the answer: True, False or CHANGES)
     ("no d_h matmul, no barrier", [_no_matmul, _no_grid_barrier], CHANGES),
     ("d_h matmul's reduction shared by 2 programs a tile", [_shared], True),
     ("d_h matmul not transposed (each program reads all of d_gates)", [_not_transposed], True),
+    ("gates, c, cotangent loaded at the step's start, not a step ahead", [_loads_at_step_start], True),
 ]
 
 

@@ -75,6 +75,11 @@ REDUCTION_SHARES = 1
 # (its partials out, its tile of everyone's in) where it read all of d_gates (192 KB for an LSTM at H=768, B=16).
 # False: each program reads all of d_gates against its columns of W_hh (still on chip).
 TRANSPOSED_GRADS = True
+# With resident slices, where a step's last barrier falls within it (a backward: between its region and the sums of
+# d_h), the values its region reads that the scan never writes (saved gates, the previous cell state, the output's
+# cotangent) are loaded a step ahead, before the barrier of the step before, so their latency overlaps that wait;
+# False: at the step's start, after the sums (benchmarks/probe_backward.py times both).
+LOADS_A_STEP_AHEAD = True
 # A resident weight slice is multiplied in chunks of this many reduction columns (one tl.dot each, unrolled in the
 # kernel's text): the widest with which no zoo kernel spills at H=768 (tests/test_triton_aot.py; the LSTM's
 # backward at sm_90 spilled 112 bytes with 128 and 2 KiB with 256, the compiler issuing every chunk's load early)
@@ -333,7 +338,7 @@ class StepKernel(Renderer):
         if not self.resident:
             return out
         written_in_step = set().union(*(written(it) for it in self.items))
-        late_barrier = self.split.barriers > 0 and not self.split.first_barrier
+        late_barrier = LOADS_A_STEP_AHEAD and self.split.barriers > 0 and not self.split.first_barrier
 
         def ahead(key, var, name, start, width, load_width):
             b = self.buf[name]
