@@ -76,6 +76,8 @@ def _forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih, 
         if _RESIDENT:   # this step' values its region reads, loaded ahead (prefetched_leaves)
             _cjx = _pf * _BN + tl.arange(0, _BN)   # (the program's one tile)
             _x_c = tl.load(_r_c + (0 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
+        if _RESIDENT:   # the matmuls' terms run before the loop, loaded ahead of the barrier
+            _xp0 = tl.load(_pre0 + _tw * _B * 64 + _rows[:, None] * 64 + _cnr0[None, :], mask=_rmask[:, None] & _cmr0[None, :], other=0.0)
         if not _PHASED:
             if _P > 1:
                 _goal = (tl.cast(_i, tl.int64) * 1 + 1) * _P
@@ -87,7 +89,7 @@ def _forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih, 
         if ((_i > _I0) | (_K0 <= 0)) & ((_i < _I1 - 1) | (0 <= _K1)):   # phase 0
             # gates = x[0:8] @ weight_ih[:, 0:8].T + h[0:16] @ weight_hh[:, 0:16].T
             if _RESIDENT:   # the program's one pass of tiles, against its slices on chip
-                _acc4 = tl.load(_pre0 + _tw * _B * 64 + _rows[:, None] * 64 + _cnr0[None, :], mask=_rmask[:, None] & _cmr0[None, :], other=0.0)   # the terms run before the loop
+                _acc4 = _xp0   # the terms run before the loop
                 _kc16 = tl.arange(0, 16)
                 _acc4 = _split_dot(_acc4, tl.load(_r_h + (0 + _kc16)[None, :], mask=_rmask[:, None], other=0.0), _wr0_0_0, _BF16_DOT)
                 tl.store(_r_gates + (_cnr0)[None, :], _acc4, mask=_rmask[:, None] & _cmr0[None, :])

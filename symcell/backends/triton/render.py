@@ -396,6 +396,23 @@ class StepKernel(Renderer):
                 if not a.early:
                     w(f"{a.var} = {self.load_ahead(a, 0)}")
 
+    def prefetch_hoisted(self):
+        """at the step's start, before its barrier (a forward's): a resident matmul's terms that ran before the loop
+        (x @ W_ih^T), the program's tiles of them, into _xp<s>: they come from memory (HBM: a sequence of T steps),
+        the slowest load of the step, which followed the barrier and overlapped only h's (from L2)"""
+        pres = [(s, st) for s, st in enumerate(self.order) if isinstance(st, MatMul) and id(st) in self.hoisted]
+        if not pres:
+            return
+        with self.w.block("if _RESIDENT:   # the matmuls' terms run before the loop, loaded ahead of the barrier"):
+            for s, st in pres:
+                self.w(f"_xp{s} = {self.hoisted_load(st, f'_cnr{s}', f'_cmr{s}')}")
+
+    def hoisted_load(self, mm, cn, cm):
+        """the terms of a matmul run before the loop, at columns `cn` (those that exist: `cm`)"""
+        n_out = self.n(mm.out)
+        return (f"tl.load({self.hoisted[id(mm)][0]} + _tw * _B * {n_out} + _rows[:, None] * {n_out} + {cn}[None, :], "
+                f"mask=_rmask[:, None] & {cm}[None, :], other=0.0)")
+
     def prefetch_next(self):
         """before the step's last barrier: the next step's early loads (prefetched_leaves) into _n<variable>"""
         w = self.w
@@ -697,6 +714,7 @@ class StepKernel(Renderer):
                     w("_tw, _iw = _t, _i")
                 self.row_pointers()
                 self.prefetch(per_step=True)
+                self.prefetch_hoisted()
                 barrier = 0
                 for k, phase in enumerate(split.phases):
                     if k == len(split.phases) - 1 and k > 0 and not split.first_barrier:
@@ -815,9 +833,10 @@ class StepKernel(Renderer):
         pre, hoisted = self.hoisted.get(id(mm), (None, ()))
         # (names of their own for each width: a compiled loop wants each variable one shape)
         acc, wt = f"_acc{group}", f"_wt{group}"
-        if pre:
-            w(f"{acc} = tl.load({pre} + _tw * _B * {n_out} + _rows[:, None] * {n_out} + {cn}[None, :], "
-              f"mask=_rmask[:, None] & {cm}[None, :], other=0.0)   # the terms run before the loop")
+        if pre and resident:   # (loaded ahead of the barrier: prefetch_hoisted)
+            w(f"{acc} = _xp{self.order.index(mm)}   # the terms run before the loop")
+        elif pre:
+            w(f"{acc} = {self.hoisted_load(mm, cn, cm)}   # the terms run before the loop")
         else:
             w(f"{acc} = tl.zeros((_BB, {group} * _BN), dtype=tl.float32)")
         for k, t in enumerate(t for t in mm.terms if t not in hoisted):
