@@ -1,4 +1,5 @@
-"""Memory: training keeps no more than nn.LSTM at the LSTM benchmark size, and repeated training does not grow.
+"""Memory: training keeps no more than nn.LSTM at the LSTM benchmark size (to a megabyte), and repeated training does
+not grow.
 
 Each measurement runs in a fresh process with glibc's mmap threshold at 64 KiB, so that every large tensor is
 its own mapping, returned to the system when freed: the process's peak resident size is then the peak of live
@@ -17,22 +18,26 @@ import symcell
 CPP = symcell.backends.get("cpp").usable(torch.device("cpu"))
 
 _PEAK = textwrap.dedent("""
-    import resource, sys, torch
+    import sys, torch
     from torch import nn
     from symcell.cells import LSTM
+    def peak_kib():
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
     torch.manual_seed(0)
     B, T, I, H = 32, 100, 256, 256
     m = LSTM(I, H, backend="cpp") if sys.argv[1] == "symcell" else nn.LSTM(I, H)
     x = torch.randn(T, B, I, requires_grad=True)
     m(torch.randn(2, 1, I))[0].sum().backward()     # a tiny step first: loads the libraries, initialises oneDNN
-    # the baseline is what is resident now, not the peak so far: that includes whatever the imports and the tiny
-    # step held for a moment (it differs between the two by megabytes), and subtracting it hid part of a step's peak
-    with open("/proc/self/statm") as f:
-        base = int(f.read().split()[1]) * resource.getpagesize() // 1024     # KiB, as ru_maxrss
+    # the peak resident size starts again from what is resident now (Linux: 5 > clear_refs): the peak so far holds
+    # whatever the imports and the tiny step held for a moment, megabytes apart between the two processes
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    base = peak_kib()
     for _ in range(2):
         out, (h, c) = m(x)
         (out.sum() + h.sum() + c.sum()).backward()
-    print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)
+    print((peak_kib() - base) / 1024)
 """)
 
 _GROWTH = textwrap.dedent("""
@@ -73,7 +78,11 @@ def _run(code, *args):
 @pytest.mark.slow
 def test_training_peak_memory_is_at_most_nn_lstms():
     (ours,), (theirs,) = _run(_PEAK, "symcell"), _run(_PEAK, "nn")
-    assert ours <= theirs, f"peak extra memory of a training step: symcell {ours:.1f} MB, nn.LSTM {theirs:.1f} MB"
+    # the two peaks hold the same tensors (saved gates and cell states, the gradients of the gates, x and the
+    # weights): here they measure 60.7-60.9 MB each, run to run, their order a coin's; the megabyte of slack keeps
+    # the test about a tensor held beyond nn.LSTM's (one of T x B x H floats is 3.1 MB), not about that noise
+    assert ours <= theirs + 1.0, \
+        f"peak extra memory of a training step: symcell {ours:.1f} MB, nn.LSTM {theirs:.1f} MB"
 
 
 # the reference backend runs its loop in Python: fewer iterations keep CI short
