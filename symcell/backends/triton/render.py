@@ -1058,12 +1058,15 @@ class StepKernel(Renderer):
 
     def sum_partials(self, st, s):
         """(transposed_grads) after the barrier: _acc, this program's tile of st's output, the sum of the P programs'
-        partials, 16 programs at a time, in program order"""
+        partials, 16 programs at a time, in program order. Unrolled over the most programs the host launches (P <=
+        most_programs x shares, Host's _programs): the compiled code can issue every partial's load at once, one
+        round trip through L2, where a loop over _P waited for each 16 programs' loads in turn"""
         w, K = self.w, int(st.dest.stop - st.dest.start)
+        cover = -(-self.split.most_programs * self.split.shares // 16) * 16
         w("_acc = tl.zeros((_BB, _BN), dtype=tl.float32)")
         w(f"_pr = _pt{s} + ((_iw % 2) * tl.num_programs(0) + _pb) * _P * _BB * {K} + "
           f"tl.arange(0, _BB)[None, :, None] * {K} + _ckr{s}[None, None, :]")
-        with w.block("for _p0 in range(0, _P, 16):"):
+        with w.block(f"for _p0 in tl.static_range(0, {cover}, 16):   # (_P <= {cover})"):
             w("_pq = _p0 + tl.arange(0, 16)")
             w(f"_acc += tl.sum(tl.load(_pr + _pq[:, None, None] * _BB * {K}, mask=(_pq < _P)[:, None, None], "
               "other=0.0), axis=0)")
