@@ -66,7 +66,7 @@ SCRIPT = textwrap.dedent("""
         # each program's weight slices read once, before the time loop, into shared memory: its rows of W_hh for its
         # 4 gate tiles (the GRU's and LLTM's fourth masked), 64 x 768 bfloat16, in the forward and in the backward
         # (whose d_h matmul runs transposed: render.TRANSPOSED_GRADS); with lengths and without (_MASKED: without,
-        # values stay in registers across phases and steps: carried_sums, added_onto)
+        # values stay in registers across phases and steps: carried_sums, carried_regions, added_onto)
         cell, compiled = CASES[name][0](backend="reference"), 0
         slices = (768 * 64 * 2, 768 * 64 * 2)
         with tempfile.TemporaryDirectory() as folder:

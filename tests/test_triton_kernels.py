@@ -554,9 +554,10 @@ def test_a_bfloat16_modules_weight_slices_stay_on_chip_and_compute_as_when_strea
 @pytest.mark.parametrize("name", ["LSTM", "GRU"])
 def test_resident_values_kept_in_registers_across_phases_in_one_launch(split_kernels, monkeypatch, backend, name):
     """H = one tile: one program a batch tile (P = 1), so the interpreter too runs the whole sequence as one
-    launch, as a GPU does: the values the resident kernels keep in registers from one phase to a later one (the
-    sums of d_h for the next step, carried_sums; a GRU region's part of d_h for the sums after the barrier,
-    added_onto), which where P > 1 the interpreter's launch per barrier reads back from memory, are the ones used"""
+    launch, as a GPU does: the values the resident kernels keep in registers from one phase or step to a later one
+    (the sums of d_h for the next step, carried_sums; the LSTM's d_c, carried_regions; a GRU region's part of d_h
+    for the sums after the barrier, added_onto; the backward's values loaded a step ahead, prefetch_next), which
+    where P > 1 the interpreter's launch per barrier reads back from memory or loads again, are the ones used"""
     tile, chunk, _ = ON_CHIP
     programs = split_kernels(tile)
     monkeypatch.setattr(RENDER, "RESIDENT_CHUNK", chunk)
