@@ -580,6 +580,32 @@ def test_resident_values_kept_in_registers_across_phases_in_one_launch(split_ker
 
 
 @pytest.mark.parametrize("backend", ["triton"])
+def test_resident_sums_of_the_partials_of_more_than_16_programs(split_kernels, monkeypatch, backend):
+    """P = 17: the sums of the transposed d_h's partials (16 programs' at a time, unrolled over the most programs
+    the host launches) take a second, masked batch, as on a GPU (48 programs at H=768)"""
+    tile, chunk = ON_CHIP[:2]
+    programs = split_kernels(tile)
+    monkeypatch.setattr(RENDER, "RESIDENT_CHUNK", chunk)
+    monkeypatch.setattr(triton_backend, "LOW_PRECISION_DOT", "ieee")
+    monkeypatch.setattr(triton_backend, "INTERPRETER_PROGRAMS", 17)
+    seen = resident_launches(monkeypatch)
+
+    def run(on):
+        monkeypatch.setattr(triton_backend, "RESIDENT_WEIGHTS", on)
+        torch.manual_seed(0)
+        cell = LSTMCell(3, 17 * tile, backend=backend).to(DEVICE, torch.bfloat16)
+        xs, states = random_inputs(cell, 3, 2, dtype=torch.bfloat16, seed=4)
+        xs, states = ([t.detach().to(DEVICE).requires_grad_() for t in ts] for ts in (xs, states))
+        seen.clear()
+        outs, grads, _ = outputs_and_grads(cell, xs, states)
+        return [t.float() for t in (*outs, *grads)], list(seen)
+    (ours, launched), (theirs, _) = run(True), run(False)
+    assert launched == [True, True] and set(programs) == {17}, (launched, programs)
+    for a, b in zip(ours, theirs):
+        assert rel_err(a, b) <= 2 ** -7 and (a == b).float().mean() > 0.9, rel_err(a, b)
+
+
+@pytest.mark.parametrize("backend", ["triton"])
 def test_resident_weight_slices_with_two_batch_tiles(split_kernels, monkeypatch, backend):
     """B = 20: two batch tiles of programs, each with its own partials (the transposed d_h) and barrier counter,
     as with the weights streamed"""
