@@ -118,6 +118,10 @@ class Scan(Function):
         n_out = len(output) - counts[1] - len(kernel.program.forward.returns[2].buffers)
         ys, res = output[:n_out], output[n_out + counts[1]:]
         ctx.mark_non_differentiable(*res)
+        # a gradient nobody sends back stays None: autograd would otherwise hand backward zeros shaped like every
+        # residual, whose gradients it never reads (15.6 MB a call for an LSTM at B=32 T=100 H=256, written and
+        # freed, the backward's peak memory)
+        ctx.set_materialize_grads(False)
         ctx.kernel, ctx.lengths, ctx.counts, ctx.n_out = kernel, lengths, counts, n_out
         ctx.save_for_backward(*flat, *ys, *res)
         ctx.save_for_forward(*flat, *ys, *res)
