@@ -413,9 +413,13 @@ def first_write(step, st, k, zeroed, unless=()):
     output of st: the columns hold zero when it runs, so its `+=` may be a store, whatever writes come after it
     (a GRU backward's d_h: the region's part, then d_h += d_gates @ W_hh)."""
     d, _, acc = st.outputs[k]
-    before = step[:next(i for i, o in enumerate(step) if o is st)]
     return acc and d.value in zeroed and _alone(st, k) and not any(
-        not isinstance(o, unless) and d.value in writes(o) for o in before)
+        not isinstance(o, unless) and d.value in writes(o) for o in before(step, st))
+
+
+def before(step, st):
+    """the statements of `step` before st (st itself, not an equal one)"""
+    return step[:next(i for i, o in enumerate(step) if o is st)]
 
 
 def written_only_by(step, st, name, unless=()):

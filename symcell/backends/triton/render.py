@@ -22,11 +22,11 @@ In the kernel, a buffer v of the step has a block of row pointers `_r_v` (BB row
 an output state is also stored into its sequence `_rk_v`. Feature sizes are compile-time constants (tile shapes);
 T and B are run-time values.
 """
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from typing import NamedTuple
 
-from ...kernel import (Accumulate, HoldEnded, Keep, MatMul, OperandGrad, PassEnded, Pointwise, Role, reads,
+from ...kernel import (Accumulate, HoldEnded, Keep, MatMul, OperandGrad, PassEnded, Pointwise, Role, before, reads,
                       first_write, sole_write, writes, written_only_by, zeroed_sequences)
 from ...printing import tl_str
 from ..base import Renderer
@@ -453,24 +453,31 @@ class StepKernel(Renderer):
         adds its tile to that value kept in registers (_fo_<output>, carried by the time loop: the two are
         phases apart) without lengths: no load of what the region stored, and it stores the sum whole
         (carried_sums)"""
-        out, ended, step = {}, (HoldEnded, PassEnded), list(self.scan.step)
+        out = {}
         for st in self.items:
             if not (isinstance(st, OperandGrad) and id(st) in self.resident):
                 continue
             name = st.dest.value
-            before = step[:next(i for i, o in enumerate(step) if o is st)]
-            writers = [o for o in before if not isinstance(o, ended) and name in writes(o)]
-            if len(writers) != 1 or not (isinstance(writers[0], Pointwise) and self.single_tile_region(writers[0])):
+            region, k = self.one_region_writing(before(list(self.scan.step), st), name)
+            if region is None or (id(region), k) not in self.stored_unmasked:
                 continue
-            region = writers[0]
-            ks = [k for k, (d, _, _) in enumerate(region.outputs) if d.value == name]
-            if len(ks) != 1 or (id(region), ks[0]) not in self.stored_unmasked:
-                continue
-            d = region.outputs[ks[0]][0]   # (the region's tile _pf * _BN + d.start is the gradient's _ckr)
+            d = region.outputs[k][0]   # (the region's tile _pf * _BN + d.start is the gradient's _ckr)
             if int(d.start) == int(st.dest.start) and int(d.stop) == int(st.dest.stop):
-                phase = next(k for k, ph in enumerate(self.split.phases) if any(o is region for o in ph))
-                out[id(st)] = (id(region), ks[0], f"_fo_{name}", phase)
+                out[id(st)] = (id(region), k, f"_fo_{name}", self.phase_of(region))
         return out
+
+    def one_region_writing(self, statements, name):
+        """(region, output): the one statement of `statements` that writes the buffer `name` but the ended rows'
+        (which run only with lengths), a region of one tile a program with one output into it; (None, None)"""
+        writers = [o for o in statements if not isinstance(o, (HoldEnded, PassEnded)) and name in writes(o)]
+        if len(writers) != 1 or not (isinstance(writers[0], Pointwise) and self.single_tile_region(writers[0])):
+            return None, None
+        ks = [k for k, (d, _, _) in enumerate(writers[0].outputs) if d.value == name]
+        return (writers[0], ks[0]) if len(ks) == 1 else (None, None)
+
+    def phase_of(self, st):
+        """the index of the phase an item of the step is in"""
+        return next(k for k, phase in enumerate(self.split.phases) if any(o is st for o in phase))
 
     def carried_regions(self):
         """({(id(region), leaf index): (variable, the writer's phase)}, {(id(region), output): variable}): a
@@ -488,24 +495,19 @@ class StepKernel(Renderer):
                     continue
                 for i, (_, v) in enumerate(st.leaves):
                     if (id(st), i) in self.fused or (id(st), i) in self.forwarded or (id(st), i) in self.prefetched \
-                            or st.broadcast(v) or self.buf[v.value].role != Role.CARRY_IN:
+                            or st.broadcast(v) or self.buf[v.value].role != Role.CARRY_IN or \
+                            any(not isinstance(o, ended) and v.value in writes(o) for o in step):
                         continue
                     cout = self.out_of[v.value]
-                    writers = [o for o in step if not isinstance(o, ended) and cout in writes(o)]
-                    if any(not isinstance(o, ended) and v.value in writes(o) for o in step) or len(writers) != 1 or \
-                            not (isinstance(writers[0], Pointwise) and self.single_tile_region(writers[0])):
+                    wr, k = self.one_region_writing(step, cout)
+                    if wr is None:
                         continue
-                    wr = writers[0]
-                    ks = [k for k, (d, _, _) in enumerate(wr.outputs) if d.value == cout]
-                    if len(ks) != 1:
-                        continue
-                    d, _, acc = wr.outputs[ks[0]]
-                    if (acc and (id(wr), ks[0]) not in self.stored_unmasked) or \
+                    d, _, acc = wr.outputs[k]
+                    if (acc and (id(wr), k) not in self.stored_unmasked) or \
                             (int(d.start), int(d.stop)) != (int(v.start), int(v.stop)):
                         continue
-                    phase_w = next(k for k, ph in enumerate(self.split.phases) if any(o is wr for o in ph))
-                    kept[id(wr), ks[0]] = f"_cr_{cout}"
-                    leaves[id(st), i] = (f"_cr_{cout}", phase_w)
+                    kept[id(wr), k] = f"_cr_{cout}"
+                    leaves[id(st), i] = (f"_cr_{cout}", self.phase_of(wr))
         return leaves, kept
 
     def joined_sources(self):
@@ -631,6 +633,20 @@ class StepKernel(Renderer):
             self.store(name, cols, var, mask)
             if keep:
                 self.w(f"{keep} = {var}   # ({why})")
+
+    def kept_or_loaded(self, target, var, kept, load, guard=True):
+        """target = the register variable `var` where this launch set it (the condition `kept`: a GPU runs one
+        launch; under the interpreter one starts at phase _K0 of step _I0, after a barrier, and sees only memory),
+        else `load`; `guard`: only when _RESIDENT and without lengths, else `load` too"""
+        w = self.w
+        with w.block("if _RESIDENT and not _MASKED:") if guard else nullcontext():
+            with w.block(f"if {kept}:"):
+                w(f"{target} = {var}")
+            with w.block("else:"):
+                w(f"{target} = {load}")
+        if guard:
+            with w.block("else:"):
+                w(f"{target} = {load}")
 
     def own(self, a0, j):
         """whether this program runs the tile at columns a0 + j (split.py); None: program 0 runs them all"""
@@ -955,15 +971,8 @@ class StepKernel(Renderer):
                       f"{self.load(v.value, f'{v.start} + _cj', '_m2', v.stop - v.start)}")
                 elif (id(st), i) in self.carried_leaves:   # (what the program stored the step before, in registers)
                     var, phase = self.carried_leaves[id(st), i]
-                    load = self.load(v.value, f"{v.start} + _cj", "_m2", v.stop - v.start)
-                    # (under the interpreter a launch may start after the writer's phase of the step before)
-                    with w.block("if _RESIDENT and not _MASKED:"):
-                        with w.block(f"if (_i > _I0) & ((_i - 1 > _I0) | (_K0 <= {phase})):"):
-                            w(f"{sym.name} = {var}")
-                        with w.block("else:"):
-                            w(f"{sym.name} = {load}")
-                    with w.block("else:"):
-                        w(f"{sym.name} = {load}")
+                    self.kept_or_loaded(sym.name, var, f"(_i > _I0) & ((_i - 1 > _I0) | (_K0 <= {phase}))",
+                                        self.load(v.value, f"{v.start} + _cj", "_m2", v.stop - v.start))
                 elif (id(st), i) in self.forwarded:   # (an accumulation's sum in registers)
                     w(f"{sym.name} = {self.forwarded[id(st), i]} if _RESIDENT and not _MASKED else "
                       f"{self.load(v.value, f'{v.start} + _cj', '_m2', v.stop - v.start)}")
@@ -1088,11 +1097,8 @@ class StepKernel(Renderer):
             with w.block("if _MASKED:   # (ended rows may have passed a cotangent into it)"):
                 self.add(st.dest.value, cols, "_acc", mask)
             with w.block("else:   # (it holds what the region stored)"):
-                # (under the interpreter a launch may start after the region's phase: then it is in memory only)
-                with w.block(f"if (_i > _I0) | (_K0 <= {phase}):"):
-                    w(f"_was = {var}")
-                with w.block("else:"):
-                    w(f"_was = tl.load(_r_{st.dest.value} + ({cols})[None, :], mask={mask}, other=0.0)")
+                self.kept_or_loaded("_was", var, f"(_i > _I0) | (_K0 <= {phase})",
+                                    f"tl.load(_r_{st.dest.value} + ({cols})[None, :], mask={mask}, other=0.0)", False)
                 w("_og = _was + _acc")
                 self.store(st.dest.value, cols, "_og", mask)
                 if keep:
@@ -1168,13 +1174,8 @@ class StepKernel(Renderer):
         with self.tiles(self.n(st.dest)):
             w(f"_ga = _r_{st.dest} + (_cj)[None, :]")
             if carried:   # (what this program stored there the step before, still in registers: carried_sums)
-                with w.block("if _RESIDENT and not _MASKED:"):
-                    with w.block("if _i > _I0:"):
-                        w(f"_was = {carried[0]}")
-                    with w.block("else:"):
-                        w("_was = tl.load(_ga, mask=_m2, other=0.0)")
-                with w.block("else:"):
-                    w("_was = tl.load(_ga, mask=_m2, other=0.0)")
+                # (the sums are the step's last phase: a launch that runs this step ran them for the step before)
+                self.kept_or_loaded("_was", carried[0], "_i > _I0", "tl.load(_ga, mask=_m2, other=0.0)")
             else:
                 w("_was = tl.load(_ga, mask=_m2, other=0.0)")
             src = self.load(st.src, "_cj", "_m2")
