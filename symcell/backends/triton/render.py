@@ -845,7 +845,7 @@ class StepKernel(Renderer):
     def matmul_tiles(self, mm, group, cn, cm, resident=False):
         """_acc<group>: the matmul at columns `cn` (those that exist: `cm`), stored; its weights streamed from
         global memory (L2) in _BK-wide pieces, or `resident`: from its slices on chip"""
-        w, n_out = self.w, self.n(mm.out)
+        w = self.w
         pre, hoisted = self.hoisted.get(id(mm), (None, ()))
         # (names of their own for each width: a compiled loop wants each variable one shape)
         acc, wt = f"_acc{group}", f"_wt{group}"
