@@ -500,6 +500,40 @@ def resident_launches(monkeypatch):
     return seen
 
 
+@pytest.fixture
+def resident_vs_streamed(split_kernels, monkeypatch):
+    """compare(make, T, B, seed, lengths=None): the values and first-order gradients of a bfloat16 cell `make()`
+    with its weight slices on chip (RESIDENT_WEIGHTS) and streamed, at ON_CHIP's tile and chunk: ((ours, each
+    launch's _RESIDENT), (theirs, the same)); compare.programs: each launch's P"""
+    tile, chunk, _ = ON_CHIP
+    programs = split_kernels(tile)
+    monkeypatch.setattr(RENDER, "RESIDENT_CHUNK", chunk)
+    # (the streamed kernels multiply in float32: on a GPU tf32's 11 bits would round differently more often)
+    monkeypatch.setattr(triton_backend, "LOW_PRECISION_DOT", "ieee")
+    seen = resident_launches(monkeypatch)
+
+    def run(on, make, T, B, seed, lengths):
+        monkeypatch.setattr(triton_backend, "RESIDENT_WEIGHTS", on)
+        torch.manual_seed(0)
+        cell = make().to(DEVICE, torch.bfloat16)
+        xs, states = random_inputs(cell, T, B, dtype=torch.bfloat16, seed=seed)
+        xs, states = ([t.detach().to(DEVICE).requires_grad_() for t in ts] for ts in (xs, states))
+        seen.clear()
+        outs, grads, _ = outputs_and_grads(cell, xs, states, lengths=lengths)
+        return [t.float() for t in (*outs, *grads)], list(seen)
+
+    def compare(make, T, B, seed, lengths=None):
+        return run(True, make, T, B, seed, lengths), run(False, make, T, B, seed, lengths)
+    compare.programs = programs
+    return compare
+
+
+def assert_as_streamed(ours, theirs):
+    for a, b in zip(ours, theirs):
+        assert rel_err(a, b) <= 2 ** -7, rel_err(a, b)                  # a bfloat16 rounding at most
+        assert (a == b).float().mean() > 0.9, (a == b).float().mean()    # and mostly none
+
+
 @define(inputs={"x": "I"}, state={"h": "H"}, params={"W": ("H", "I + H")})
 def XFirst(x, h, W):
     """a cell whose recurrent weights are columns I.. of W (cat(x, h)): a resident slice off the weight's start"""
@@ -515,119 +549,58 @@ def Normed(x, h, W, U):
 
 @pytest.mark.parametrize("backend", ["triton"])
 @pytest.mark.parametrize("name", ["LSTM", "GRU", "LLTM", "XFirst", "Normed", "LayerNormLSTM", "SLSTM"])
-def test_a_bfloat16_modules_weight_slices_stay_on_chip_and_compute_as_when_streamed(split_kernels, monkeypatch,
-                                                                                  backend, name):
+def test_a_bfloat16_modules_weight_slices_stay_on_chip_and_compute_as_when_streamed(resident_vs_streamed, backend,
+                                                                                  name):
     """RESIDENT_WEIGHTS: where each program does one tile of each block of units (P >= U / tile), a bfloat16
     module's forward and backward kernels read their slices of W_hh once, before the time loop, and multiply them
     with 16 bits of the float32 state (SPLIT_DOT): the values and gradients of the kernels that stream them every
     step, to bfloat16's rounding, with lengths too (ON_CHIP: 3 programs; several chunks a slice, the last one
     masked)"""
-    tile, chunk, H = ON_CHIP
-    split_kernels(tile)
-    monkeypatch.setattr(RENDER, "RESIDENT_CHUNK", chunk)
-    # (the streamed kernels multiply in float32: on a GPU tf32's 11 bits would round differently more often)
-    monkeypatch.setattr(triton_backend, "LOW_PRECISION_DOT", "ieee")
-    seen = resident_launches(monkeypatch)
-
-    def run(on, lengths):
-        monkeypatch.setattr(triton_backend, "RESIDENT_WEIGHTS", on)
-        torch.manual_seed(0)
-        make = {"LSTM": LSTMCell, "GRU": GRUCell, "LLTM": LLTM, "XFirst": lambda i, h, **kw: XFirst(I=i, H=h, **kw),
-                "Normed": lambda i, h, **kw: Normed(I=i, H=h, **kw),
-                "LayerNormLSTM": LayerNormLSTM, "SLSTM": lambda i, h, **kw: SLSTM(i, h, num_heads=2, **kw)}
-        cell = make[name](3, H, backend=backend).to(DEVICE, torch.bfloat16)
-        xs, states = random_inputs(cell, 5, 3, dtype=torch.bfloat16, seed=1)
-        xs, states = ([t.detach().to(DEVICE).requires_grad_() for t in ts] for ts in (xs, states))
-        seen.clear()
-        outs, grads, _ = outputs_and_grads(cell, xs, states, lengths=lengths)
-        return [t.float() for t in (*outs, *grads)], list(seen)
+    H = ON_CHIP[2]
+    make = {"LSTM": LSTMCell, "GRU": GRUCell, "LLTM": LLTM, "XFirst": lambda i, h, **kw: XFirst(I=i, H=h, **kw),
+            "Normed": lambda i, h, **kw: Normed(I=i, H=h, **kw),
+            "LayerNormLSTM": LayerNormLSTM, "SLSTM": lambda i, h, **kw: SLSTM(i, h, num_heads=2, **kw)}[name]
     # (lengths on the five smaller cells: the two larger ones' interpreted runs take half a minute each)
     for lengths in (None, torch.tensor([5, 2, 4])) if name not in ("LayerNormLSTM", "SLSTM") else (None,):
-        (ours, launched), (theirs, streamed) = run(True, lengths), run(False, lengths)
+        (ours, launched), (theirs, streamed) = resident_vs_streamed(lambda: make(3, H, backend=backend), 5, 3, 1,
+                                                                    lengths)
         assert launched[:2] == [True, True] and not any(streamed), (launched, streamed)
-        for a, b in zip(ours, theirs):
-            assert rel_err(a, b) <= 2 ** -7, rel_err(a, b)                  # a bfloat16 rounding at most
-            assert (a == b).float().mean() > 0.9, (a == b).float().mean()    # and mostly none
+        assert_as_streamed(ours, theirs)
 
 
 @pytest.mark.parametrize("backend", ["triton"])
 @pytest.mark.parametrize("name", ["LSTM", "GRU"])
-def test_resident_values_kept_in_registers_across_phases_in_one_launch(split_kernels, monkeypatch, backend, name):
+def test_resident_values_kept_in_registers_across_phases_in_one_launch(resident_vs_streamed, backend, name):
     """H = one tile: one program a batch tile (P = 1), so the interpreter too runs the whole sequence as one
     launch, as a GPU does: the values the resident kernels keep in registers from one phase or step to a later one
     (the sums of d_h for the next step, carried_sums; the LSTM's d_c, carried_regions; a GRU region's part of d_h
     for the sums after the barrier, added_onto; the backward's values loaded a step ahead, prefetch_next), which
     where P > 1 the interpreter's launch per barrier reads back from memory or loads again, are the ones used"""
-    tile, chunk, _ = ON_CHIP
-    programs = split_kernels(tile)
-    monkeypatch.setattr(RENDER, "RESIDENT_CHUNK", chunk)
-    monkeypatch.setattr(triton_backend, "LOW_PRECISION_DOT", "ieee")
-    seen = resident_launches(monkeypatch)
-
-    def run(on):
-        monkeypatch.setattr(triton_backend, "RESIDENT_WEIGHTS", on)
-        torch.manual_seed(0)
-        cell = {"LSTM": LSTMCell, "GRU": GRUCell}[name](3, tile, backend=backend).to(DEVICE, torch.bfloat16)
-        xs, states = random_inputs(cell, 5, 3, dtype=torch.bfloat16, seed=3)
-        xs, states = ([t.detach().to(DEVICE).requires_grad_() for t in ts] for ts in (xs, states))
-        seen.clear()
-        outs, grads, _ = outputs_and_grads(cell, xs, states)
-        return [t.float() for t in (*outs, *grads)], list(seen)
-    (ours, launched), (theirs, _) = run(True), run(False)
+    make = {"LSTM": LSTMCell, "GRU": GRUCell}[name]
+    (ours, launched), (theirs, _) = resident_vs_streamed(lambda: make(3, ON_CHIP[0], backend=backend), 5, 3, 3)
+    programs = resident_vs_streamed.programs
     assert launched == [True, True] and set(programs) == {1}, (launched, programs)   # (one program a batch tile)
-    for a, b in zip(ours, theirs):
-        assert rel_err(a, b) <= 2 ** -7 and (a == b).float().mean() > 0.9, rel_err(a, b)
+    assert_as_streamed(ours, theirs)
 
 
 @pytest.mark.parametrize("backend", ["triton"])
-def test_resident_sums_of_the_partials_of_more_than_16_programs(split_kernels, monkeypatch, backend):
+def test_resident_sums_of_the_partials_of_more_than_16_programs(resident_vs_streamed, monkeypatch, backend):
     """P = 17: the sums of the transposed d_h's partials (16 programs' at a time, unrolled over the most programs
     the host launches) take a second, masked batch, as on a GPU (48 programs at H=768)"""
-    tile, chunk = ON_CHIP[:2]
-    programs = split_kernels(tile)
-    monkeypatch.setattr(RENDER, "RESIDENT_CHUNK", chunk)
-    monkeypatch.setattr(triton_backend, "LOW_PRECISION_DOT", "ieee")
     monkeypatch.setattr(triton_backend, "INTERPRETER_PROGRAMS", 17)
-    seen = resident_launches(monkeypatch)
-
-    def run(on):
-        monkeypatch.setattr(triton_backend, "RESIDENT_WEIGHTS", on)
-        torch.manual_seed(0)
-        cell = LSTMCell(3, 17 * tile, backend=backend).to(DEVICE, torch.bfloat16)
-        xs, states = random_inputs(cell, 3, 2, dtype=torch.bfloat16, seed=4)
-        xs, states = ([t.detach().to(DEVICE).requires_grad_() for t in ts] for ts in (xs, states))
-        seen.clear()
-        outs, grads, _ = outputs_and_grads(cell, xs, states)
-        return [t.float() for t in (*outs, *grads)], list(seen)
-    (ours, launched), (theirs, _) = run(True), run(False)
+    (ours, launched), (theirs, _) = resident_vs_streamed(lambda: LSTMCell(3, 17 * ON_CHIP[0], backend=backend), 3, 2, 4)
+    programs = resident_vs_streamed.programs
     assert launched == [True, True] and set(programs) == {17}, (launched, programs)
-    for a, b in zip(ours, theirs):
-        assert rel_err(a, b) <= 2 ** -7 and (a == b).float().mean() > 0.9, rel_err(a, b)
+    assert_as_streamed(ours, theirs)
 
 
 @pytest.mark.parametrize("backend", ["triton"])
-def test_resident_weight_slices_with_two_batch_tiles(split_kernels, monkeypatch, backend):
+def test_resident_weight_slices_with_two_batch_tiles(resident_vs_streamed, backend):
     """B = 20: two batch tiles of programs, each with its own partials (the transposed d_h) and barrier counter,
     as with the weights streamed"""
-    tile, chunk, H = ON_CHIP
-    split_kernels(tile)
-    monkeypatch.setattr(RENDER, "RESIDENT_CHUNK", chunk)
-    monkeypatch.setattr(triton_backend, "LOW_PRECISION_DOT", "ieee")
-    seen = resident_launches(monkeypatch)
-
-    def run(on):
-        monkeypatch.setattr(triton_backend, "RESIDENT_WEIGHTS", on)
-        torch.manual_seed(0)
-        cell = LSTMCell(3, H, backend=backend).to(DEVICE, torch.bfloat16)
-        xs, states = random_inputs(cell, 4, 20, dtype=torch.bfloat16, seed=2)
-        xs, states = ([t.detach().to(DEVICE).requires_grad_() for t in ts] for ts in (xs, states))
-        seen.clear()
-        outs, grads, _ = outputs_and_grads(cell, xs, states)
-        return [t.float() for t in (*outs, *grads)], list(seen)
-    (ours, launched), (theirs, _) = run(True), run(False)
+    (ours, launched), (theirs, _) = resident_vs_streamed(lambda: LSTMCell(3, ON_CHIP[2], backend=backend), 4, 20, 2)
     assert launched == [True, True], launched
-    for a, b in zip(ours, theirs):
-        assert rel_err(a, b) <= 2 ** -7 and (a == b).float().mean() > 0.9, rel_err(a, b)
+    assert_as_streamed(ours, theirs)
 
 
 @pytest.mark.parametrize("backend", ["triton"])
