@@ -28,7 +28,7 @@ tests() {   # log, seconds, test files...
 }
 # the split, the barriers, the precisions, one compile whatever T and B (the resident path's tests, which compile
 # two variants of seven cells, come after the benchmark)
-resident="on_chip or second_derivatives or loaded_ahead or split_dot or two_batch or across_phases or more_than_16"
+resident="on_chip or second_derivatives or loaded_ahead or split_dot or split_by_its_writer or two_batch or across_phases or more_than_16"
 tests tests-split.log 100 tests/test_triton_kernels.py -k "not ($resident)"
 # issue 15's case: LSTM (beside it the same module with each setting off), GRU and LLTM in bfloat16 against cuDNN,
 # and their time per FLOP

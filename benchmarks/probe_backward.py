@@ -30,8 +30,9 @@ def _no_grid_barrier(src, cell=None):
 
 
 def _no_split_dots(src, acc):
-    """the resident slices' dots into `acc` left out (RESIDENT_WEIGHTS: one line a chunk)"""
-    return re.sub(rf"\n\s*{acc} = _split_dot\(.*", "", src)
+    """the resident slices' dots into `acc` left out (RESIDENT_WEIGHTS: one line a chunk, the carry's parts
+    split by the reader or by the writer)"""
+    return re.sub(rf"\n\s*{acc} = _(split|pair)_dot\(.*", "", src)
 
 
 def _no_matmul(src, cell=None):
@@ -61,6 +62,18 @@ def _loads_at_step_start(src, cell):
     return kernel_rendered_with(cell, torch.device("cuda"), LOADS_A_STEP_AHEAD=False)[1].source
 
 
+def _split_by_readers(src, cell):
+    """(the forward) the renderer's own kernels with h split into its bfloat16 parts by each program that reads it
+    for the matmul, not once by the one that writes it (render.SPLIT_AT_WRITE off)"""
+    return kernel_rendered_with(cell, torch.device("cuda"), SPLIT_AT_WRITE=False)[1].source
+
+
+def _partials_joined(src, cell):
+    """the renderer's own backward with the transposed partials of the d_gates tiles joined into one operand, not a
+    product a tile (render.PARTIALS_BY_TILE off)"""
+    return kernel_rendered_with(cell, torch.device("cuda"), PARTIALS_BY_TILE=False)[1].source
+
+
 def _no_gates_matmul(src, cell=None):
     """(the forward) the step's matmul over h left out (streamed or resident): the gates are the input terms alone"""
     return _no_split_dots(re.sub(r"for _k0 in range\(0, \d+, _BK\):", "for _k0 in range(0, 0, _BK):", src), "_acc4")
@@ -87,6 +100,7 @@ FORWARD_VARIANTS = [   # (--forward: the forward step's fixed costs, BENCHMARKS.
     ("no grid barrier", [_no_grid_barrier], False),
     ("no matmul over h", [_no_gates_matmul], CHANGES),
     ("no matmul, no barrier", [_no_gates_matmul, _no_grid_barrier], CHANGES),
+    ("h split by each reader, not by its writer (SPLIT_AT_WRITE off)", [_split_by_readers], True),
     ("weights streamed from L2 every step (RESIDENT_WEIGHTS off)", [_streamed], True),
     ("weights streamed, gates not read back from memory (zeros)", [_streamed, _no_gates_reload], CHANGES),
 ]
@@ -102,6 +116,7 @@ VARIANTS = [   # (name, edits, the answer: True, False or CHANGES)
     ("d_h matmul's reduction shared by 2 programs a tile", [_shared], True),
     ("d_h matmul not transposed (each program reads all of d_gates)", [_not_transposed], True),
     ("gates, c, cotangent loaded at the step's start, not a step ahead", [_loads_at_step_start], True),
+    ("partials of the d_gates tiles joined into one operand (PARTIALS_BY_TILE off)", [_partials_joined], True),
 ]
 
 

@@ -65,7 +65,7 @@ def signature(fn, masked, wide=False, dot="ieee", weights="fp32", resident=False
         elif p in ("_len_ptr", "_sync_ptr"):
             sig[p] = "*i64"
         else:
-            sig[p] = f"*{weights}" if p.startswith("_w_") else "*fp32"
+            sig[p] = f"*{weights}" if p.startswith("_w_") else "*bf16" if p.startswith("_ps_") else "*fp32"
     return sig, constexprs
 
 

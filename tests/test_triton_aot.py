@@ -64,11 +64,13 @@ SCRIPT = textwrap.dedent("""
         # the LSTM's, GRU's and LLTM's first-order kernels at 768 features as a bfloat16 module runs them at
         # B <= 16 * SMs / 48:
         # each program's weight slices read once, before the time loop, into shared memory: its rows of W_hh for its
-        # 4 gate tiles (the GRU's and LLTM's fourth masked), 64 x 768 bfloat16, in the forward and in the backward
+        # 4 gate tiles (the GRU's and LLTM's fourth masked in the forward), 64 x 768 bfloat16, in the forward and in
+        # the backward
         # (whose d_h matmul runs transposed: render.TRANSPOSED_GRADS); with lengths and without (_MASKED: without,
         # values stay in registers across phases and steps: carried_sums, carried_regions, added_onto)
         cell, compiled = CASES[name][0](backend="reference"), 0
-        slices = (768 * 64 * 2, 768 * 64 * 2)
+        # (the backward's slices a piece a gate block: render.PARTIALS_BY_TILE, the GRU's and LLTM's three)
+        slices = (768 * 64 * 2, 768 * 16 * 2 * (4 if name == "LSTM" else 3))
         with tempfile.TemporaryDirectory() as folder:
             dims = {{k: 768 for k in cell.dims}}
             for fn, nbytes in zip(triton_aot.kernels(cell._spec, dims, folder, False), slices):
@@ -80,7 +82,11 @@ SCRIPT = textwrap.dedent("""
                     loop = ir.index("scf.for")   # (the time loop: the kernel's first)
                     where = (name, fn.__name__, arch, masked, regs, spills, k.metadata.shared)
                     assert max(spills) <= 64 and nbytes <= k.metadata.shared <= SHARED[arch], where
-                    assert "bf16" in ir[:loop] and not re.search(r"tt.load .*bf16", ir[loop:]), where
+                    # (the slices loaded before the loop, never in it: there a bfloat16 load is of a BB-row block,
+                    # h's parts as its writer stored them, render.SPLIT_AT_WRITE, in the forward without lengths)
+                    parts = re.findall(r"tt.load [^\\n]*tensor<16x\\d+x!tt.ptr<bf16>", ir[loop:])
+                    assert "bf16" in ir[:loop] and len(re.findall(r"tt.load .*bf16", ir[loop:])) == len(parts), where
+                    assert bool(parts) == ("_forward" in fn.__name__ and not masked), where
                     # (tensor cores, bfloat16 operands)
                     assert re.search(r"tt.dot .*: tensor<\\d+x\\d+xbf16", ir[loop:]), where
                     compiled += 1

@@ -584,6 +584,31 @@ def test_resident_values_kept_in_registers_across_phases_in_one_launch(resident_
 
 
 @pytest.mark.parametrize("backend", ["triton"])
+@pytest.mark.parametrize("name, H", [("LSTM", ON_CHIP[2]), ("GRU", ON_CHIP[0]), ("XFirst", ON_CHIP[2]),
+                                     ("Normed", ON_CHIP[2])])
+def test_a_carry_split_by_its_writer_multiplies_as_split_by_its_readers(resident_vs_streamed, monkeypatch, backend,
+                                                                        name, H):
+    """SPLIT_AT_WRITE: the carry a resident matmul multiplies (h) is split into its two bfloat16 parts by the
+    program that writes it, and stored beside it for the others; the products are those of the parts each reader
+    split itself, bit for bit: values and gradients, over several programs (each reads the others' parts) and one
+    (GRU at one tile: one launch, as on a GPU), the first step's parts the host's (_parts)"""
+    make = {"LSTM": LSTMCell, "GRU": GRUCell, "XFirst": lambda i, h, **kw: XFirst(I=i, H=h, **kw),
+            "Normed": lambda i, h, **kw: Normed(I=i, H=h, **kw)}[name]
+    cell = lambda: make(3, H, backend=backend)   # noqa: E731
+    results = []
+    for at_write in (True, False):
+        monkeypatch.setattr(RENDER, "SPLIT_AT_WRITE", at_write)
+        monkeypatch.setattr(registry, "_KERNELS", {})   # (rendered again)
+        source = cell().source("cuda")
+        assert ("_pair_dot(_acc" in source and "_rs_h + " in source and "_parts(_h" in source) == at_write
+        (ours, launched), _ = resident_vs_streamed(cell, 5, 3, 5)
+        assert launched == [True, True], launched
+        results.append(ours)
+    for a, b in zip(*results):
+        assert torch.equal(a, b), rel_err(a, b)
+
+
+@pytest.mark.parametrize("backend", ["triton"])
 def test_resident_sums_of_the_partials_of_more_than_16_programs(resident_vs_streamed, monkeypatch, backend):
     """P = 17: the sums of the transposed d_h's partials (16 programs' at a time, unrolled over the most programs
     the host launches) take a second, masked batch, as on a GPU (48 programs at H=768)"""

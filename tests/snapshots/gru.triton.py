@@ -2,7 +2,11 @@
 @triton.jit
 def _split_dot(acc, b, w, _BF16_DOT: tl.constexpr):
     hi = b.to(tl.bfloat16)
-    lo = (b - hi.to(tl.float32)).to(tl.bfloat16)
+    return _pair_dot(acc, hi, (b - hi.to(tl.float32)).to(tl.bfloat16), w, _BF16_DOT)
+
+
+@triton.jit
+def _pair_dot(acc, hi, lo, w, _BF16_DOT: tl.constexpr):
     if _BF16_DOT:
         acc = tl.dot(hi, w, acc, out_dtype=tl.float32)
         return tl.dot(lo, w, acc, out_dtype=tl.float32)
@@ -35,7 +39,7 @@ def _join4(t0, t1, t2, t3):
     return tl.reshape(tl.permute(y, (0, 2, 3, 1)), (t0.shape[0], 4 * t0.shape[1]))
 
 @triton.jit(do_not_specialize=['_T', '_B', '_I0', '_I1', '_K0', '_K1', '_P', '_ts_weight_hh_h', '_ts_h_new'])
-def _forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_weight_ih_x, _ptr_weight_hh_h, _ts_weight_hh_h, _pp_h_new, _ptr_h_new, _ts_h_new, _len_ptr, _sync_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _BKG: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr, _PHASED: tl.constexpr, _DOT: tl.constexpr, _RESIDENT: tl.constexpr, _BF16_DOT: tl.constexpr):
+def _forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih, _ptr_bias_hh, _ptr_weight_ih_x, _ptr_weight_hh_h, _ts_weight_hh_h, _pp_h_new, _ps_h_new, _ptr_h_new, _ts_h_new, _len_ptr, _sync_ptr, _BB: tl.constexpr, _BN: tl.constexpr, _BK: tl.constexpr, _BKG: tl.constexpr, _MASKED: tl.constexpr, _WIDE: tl.constexpr, _PHASED: tl.constexpr, _DOT: tl.constexpr, _RESIDENT: tl.constexpr, _BF16_DOT: tl.constexpr):
     # 1 phase(s) a step, 1 grid barrier(s): steps _I0 <= _i < _I1, from phase _K0 of the first to _K1 of the last (all of them on a GPU; under the interpreter, from one barrier to the next)
     _pb = tl.program_id(0)   # this program's batch tile (axis 0: up to 2^31 - 1 of them)
     _pf = tl.program_id(1)   # its share of the features, of _P
@@ -69,6 +73,8 @@ def _forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih, 
         _r_h = _pp_h_new + (_iw % 2) * _B * 16 + _rows[:, None] * 16
         _r_h_new = _pp_h_new + ((_iw + 1) % 2) * _B * 16 + _rows[:, None] * 16
         _rk_h_new = _ptr_h_new + _tw * _ts_h_new + _rows[:, None] * 16
+        _rs_h = _ps_h_new + (_iw % 2) * 2 * _B * 16 + _rows[:, None] * 16
+        _rs_h_new = _ps_h_new + ((_iw + 1) % 2) * 2 * _B * 16 + _rows[:, None] * 16
         if _RESIDENT:   # this step' values its region reads, loaded ahead (prefetched_leaves)
             _cjx = _pf * _BN + tl.arange(0, _BN)   # (the program's one tile)
             _x_weight_ih_x_1 = tl.load(_r_weight_ih_x + (16 + _cjx)[None, :], mask=_rmask[:, None] & (_cjx < 16)[None, :], other=0.0)
@@ -87,8 +93,12 @@ def _forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih, 
             # weight_hh_h = h[0:16] @ weight_hh[:, 0:16].T
             if _RESIDENT:   # the program's one pass of tiles, against its slices on chip
                 _acc4 = tl.zeros((_BB, 4 * _BN), dtype=tl.float32)
-                _kc16 = tl.arange(0, 16)
-                _acc4 = _split_dot(_acc4, tl.load(_r_h + (0 + _kc16)[None, :], mask=_rmask[:, None], other=0.0), _wr0_0_0, _BF16_DOT)
+                if _MASKED:
+                    _kc16 = tl.arange(0, 16)
+                    _acc4 = _split_dot(_acc4, tl.load(_r_h + (0 + _kc16)[None, :], mask=_rmask[:, None], other=0.0), _wr0_0_0, _BF16_DOT)
+                else:   # (the parts its writer stored: split_at_write)
+                    _kc16 = tl.arange(0, 16)
+                    _acc4 = _pair_dot(_acc4, tl.load(_rs_h + (0 + _kc16)[None, :], mask=_rmask[:, None], other=0.0), tl.load(_rs_h + _B * 16 + (0 + _kc16)[None, :], mask=_rmask[:, None], other=0.0), _wr0_0_0, _BF16_DOT)
                 tl.store(_r_weight_hh_h + (_cnr0)[None, :], _acc4, mask=_rmask[:, None] & _cmr0[None, :])
                 _g0_0, _g0_1, _g0_2, _g0_3 = _tiles4(_acc4, _BN)   # its tiles, for the region next
             else:
@@ -128,6 +138,10 @@ def _forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih, 
                 _o0 = _zero + (_e0*h + (1.0 - _e0)*(2.0 * tl.sigmoid(2.0 * (bias_ih_2 + weight_ih_x_2 + (bias_hh_2 + weight_hh_h_2)*tl.sigmoid(bias_hh_0 + bias_ih_0 + weight_hh_h_0 + weight_ih_x_0))) - 1.0))
                 tl.store(_r_h_new + (0 + _cj)[None, :], _o0, mask=_m2)
                 tl.store(_rk_h_new + (0 + _cj)[None, :], _o0, mask=_m2)
+                if _RESIDENT and not _MASKED:   # its bfloat16 parts, for the matmul: split_at_write
+                    _sh_h_new = (_o0).to(tl.bfloat16)
+                    tl.store(_rs_h_new + (0 + _cj)[None, :], _sh_h_new, mask=_m2)
+                    tl.store(_rs_h_new + _B * 16 + (0 + _cj)[None, :], ((_o0) - _sh_h_new.to(tl.float32)).to(tl.bfloat16), mask=_m2)
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
             if _MASKED:   # rows past their own length keep their state
                 _done = tl.load(_len_ptr + _rows, mask=_rmask, other=0) <= _t
@@ -154,8 +168,19 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih,
         _qp0 = 0 + tl.arange(0, 4 * _BN) // _BN   # the program's tile of each column
         _cnp0 = (_qp0 // _jpp0) * 16 + (_pf + (_qp0 % _jpp0) * _P) * _BN + tl.arange(0, 4 * _BN) % _BN
         _cmp0 = (_qp0 < _ntp0) & (_cnp0 < 48)
+        _qp0_0 = 0 + tl.arange(0, 1 * _BN) // _BN   # the program's tile of each column
+        _cnp0_0 = (_qp0_0 // _jpp0) * 16 + (_pf + (_qp0_0 % _jpp0) * _P) * _BN + tl.arange(0, 1 * _BN) % _BN
+        _cmp0_0 = (_qp0_0 < _ntp0) & (_cnp0_0 < 48)
+        _qp0_1 = 1 + tl.arange(0, 1 * _BN) // _BN   # the program's tile of each column
+        _cnp0_1 = (_qp0_1 // _jpp0) * 16 + (_pf + (_qp0_1 % _jpp0) * _P) * _BN + tl.arange(0, 1 * _BN) % _BN
+        _cmp0_1 = (_qp0_1 < _ntp0) & (_cnp0_1 < 48)
+        _qp0_2 = 2 + tl.arange(0, 1 * _BN) // _BN   # the program's tile of each column
+        _cnp0_2 = (_qp0_2 // _jpp0) * 16 + (_pf + (_qp0_2 % _jpp0) * _P) * _BN + tl.arange(0, 1 * _BN) % _BN
+        _cmp0_2 = (_qp0_2 < _ntp0) & (_cnp0_2 < 48)
         _kp16 = tl.arange(0, 16)
-        _wr0_0_0 = tl.load(_w_weight_hh + _cnp0[:, None] * 16 + (0 + _kp16)[None, :], mask=_cmp0[:, None], other=0.0)
+        _wr0_0_0_0 = tl.load(_w_weight_hh + _cnp0_0[:, None] * 16 + (0 + _kp16)[None, :], mask=_cmp0_0[:, None], other=0.0)
+        _wr0_0_0_1 = tl.load(_w_weight_hh + _cnp0_1[:, None] * 16 + (0 + _kp16)[None, :], mask=_cmp0_1[:, None], other=0.0)
+        _wr0_0_0_2 = tl.load(_w_weight_hh + _cnp0_2[:, None] * 16 + (0 + _kp16)[None, :], mask=_cmp0_2[:, None], other=0.0)
     if _RESIDENT:   # the parameters' values its region reads, loaded ahead (prefetched_leaves)
         _cjx = _pf * _BN + tl.arange(0, _BN)   # (the program's one tile)
         _x_bias_ih_1 = tl.load(_ptr_bias_ih + 16 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
@@ -297,10 +322,15 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih,
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
             # d_h[0:16] += d_weight_hh_h @ weight_hh[:, 0:16], transposed: this program's part, summed after the barrier
             if _RESIDENT:
-                _dyp = _join4(_dg0_0, _dg0_1, _dg0_2, tl.zeros((_BB, _BN), dtype=tl.float32))
+                _dh0 = _dg0_0.to(tl.bfloat16)
+                _dl0 = (_dg0_0 - _dh0.to(tl.float32)).to(tl.bfloat16)
+                _dh1 = _dg0_1.to(tl.bfloat16)
+                _dl1 = (_dg0_1 - _dh1.to(tl.float32)).to(tl.bfloat16)
+                _dh2 = _dg0_2.to(tl.bfloat16)
+                _dl2 = (_dg0_2 - _dh2.to(tl.float32)).to(tl.bfloat16)
                 _pw = _pt0 + (((_iw % 2) * tl.num_programs(0) + _pb) * _P + _pf) * _BB * 16 + tl.arange(0, _BB)[:, None] * 16
                 _kc16 = tl.arange(0, 16)
-                tl.store(_pw + (0 + _kc16)[None, :], _split_dot(tl.zeros((_BB, 16), dtype=tl.float32), _dyp, _wr0_0_0, _BF16_DOT))
+                tl.store(_pw + (0 + _kc16)[None, :], _pair_dot(_pair_dot(_pair_dot(tl.zeros((_BB, 16), dtype=tl.float32), _dh0, _dl0, _wr0_0_0_0, _BF16_DOT), _dh1, _dl1, _wr0_0_0_1, _BF16_DOT), _dh2, _dl2, _wr0_0_0_2, _BF16_DOT))
                 tl.debug_barrier()
         if _RESIDENT:   # the next step's read-only values, loaded ahead of this step's barrier
             if _i + 1 < _I1:
@@ -372,7 +402,8 @@ def forward(_xs, _inits, _params, _save, _lengths=None):
         _P = _programs(_x_seq, 1, _grid)   # programs splitting a batch tile's features
         _sync = _x_seq.new_zeros((_grid,), dtype=torch.int64)   # a barrier counter a batch tile
         _resident = _resident_slices(_P, 1, 2048, _weight_hh_w16)   # 2048 bytes on chip a program
-        _launch(_forward_kernel, (_grid, _P), _T, _B, _x_seq, _weight_hh_w16, bias_ih, bias_hh, _weight_ih_x_seq, _weight_hh_h_seq, _weight_hh_h_ts, _h_new_pp, _h_new_seq, _h_new_ts, _len, _sync, _phases=1, _first_barrier=True, _BB=16, _BN=16, _MASKED=_lengths is not None, _WIDE=_wide(_weight_hh_w16, bias_ih, bias_hh, _weight_ih_x_seq, _weight_hh_h_seq, _weight_hh_h_ts, _h_new_pp, _h_new_seq, _h_new_ts), _RESIDENT=_resident, num_warps=4)
+        _h_new_ps = _parts(_h_new_pp[0]) if _resident else _x_seq.new_empty((1,))   # the carry's bfloat16 parts, two slots
+        _launch(_forward_kernel, (_grid, _P), _T, _B, _x_seq, _weight_hh_w16, bias_ih, bias_hh, _weight_ih_x_seq, _weight_hh_h_seq, _weight_hh_h_ts, _h_new_pp, _h_new_ps, _h_new_seq, _h_new_ts, _len, _sync, _phases=1, _first_barrier=True, _BB=16, _BN=16, _MASKED=_lengths is not None, _WIDE=_wide(_weight_hh_w16, bias_ih, bias_hh, _weight_ih_x_seq, _weight_hh_h_seq, _weight_hh_h_ts, _h_new_pp, _h_new_ps, _h_new_seq, _h_new_ts), _RESIDENT=_resident, num_warps=4)
     h = _h_new_pp[_T % 2].clone()   # the carry after the last step
     return [_h_new_seq, h] + ([_weight_ih_x_seq, _weight_hh_h_seq] if _save else [])
 
@@ -399,7 +430,7 @@ def backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _lengths=None):
         _weight_hh_w16 = _low(weight_hh)   # a 16-bit module's weights in its dtype (exact), else as they are
         _P = _programs(_x_seq, 1, _grid)   # programs splitting a batch tile's features
         _sync = _x_seq.new_zeros((_grid,), dtype=torch.int64)   # a barrier counter a batch tile
-        _resident = _resident_slices(_P, 1, 2048, _weight_hh_w16)   # 2048 bytes on chip a program
+        _resident = _resident_slices(_P, 1, 1536, _weight_hh_w16)   # 1536 bytes on chip a program
         _d_h_pt0 = _x_seq.new_empty((2, _grid, _P, 16, 16) if _resident else (1,))   # each program's partial d_h, transposed
         _launch(_backward_kernel, (_grid, _P), _T, _B, _x_seq, _weight_hh_w16, bias_ih, bias_hh, _h_new_seq, _h_init, _weight_ih_x_seq, _weight_hh_h_seq, __dys_h_seq, _d_weight_ih_x_seq, _d_weight_hh_h_seq, _d_h_pp, _d_h_pt0, _len, _sync, _phases=2, _first_barrier=False, _BB=16, _BN=16, _MASKED=_lengths is not None, _WIDE=_wide(_weight_hh_w16, bias_ih, bias_hh, _h_new_seq, _h_init, _weight_ih_x_seq, _weight_hh_h_seq, __dys_h_seq, _d_weight_ih_x_seq, _d_weight_hh_h_seq, _d_h_pp, _d_h_pt0), _RESIDENT=_resident, num_warps=4)
     d_h_new = _d_h_pp[_T % 2].clone()   # the carry after the last step

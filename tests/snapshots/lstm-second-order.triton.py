@@ -2,7 +2,11 @@
 @triton.jit
 def _split_dot(acc, b, w, _BF16_DOT: tl.constexpr):
     hi = b.to(tl.bfloat16)
-    lo = (b - hi.to(tl.float32)).to(tl.bfloat16)
+    return _pair_dot(acc, hi, (b - hi.to(tl.float32)).to(tl.bfloat16), w, _BF16_DOT)
+
+
+@triton.jit
+def _pair_dot(acc, hi, lo, w, _BF16_DOT: tl.constexpr):
     if _BF16_DOT:
         acc = tl.dot(hi, w, acc, out_dtype=tl.float32)
         return tl.dot(lo, w, acc, out_dtype=tl.float32)
@@ -152,8 +156,23 @@ def _tangent_backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_
         _qp0 = 0 + tl.arange(0, 4 * _BN) // _BN   # the program's tile of each column
         _cnp0 = (_qp0 // _jpp0) * 16 + (_pf + (_qp0 % _jpp0) * _P) * _BN + tl.arange(0, 4 * _BN) % _BN
         _cmp0 = (_qp0 < _ntp0) & (_cnp0 < 64)
+        _qp0_0 = 0 + tl.arange(0, 1 * _BN) // _BN   # the program's tile of each column
+        _cnp0_0 = (_qp0_0 // _jpp0) * 16 + (_pf + (_qp0_0 % _jpp0) * _P) * _BN + tl.arange(0, 1 * _BN) % _BN
+        _cmp0_0 = (_qp0_0 < _ntp0) & (_cnp0_0 < 64)
+        _qp0_1 = 1 + tl.arange(0, 1 * _BN) // _BN   # the program's tile of each column
+        _cnp0_1 = (_qp0_1 // _jpp0) * 16 + (_pf + (_qp0_1 % _jpp0) * _P) * _BN + tl.arange(0, 1 * _BN) % _BN
+        _cmp0_1 = (_qp0_1 < _ntp0) & (_cnp0_1 < 64)
+        _qp0_2 = 2 + tl.arange(0, 1 * _BN) // _BN   # the program's tile of each column
+        _cnp0_2 = (_qp0_2 // _jpp0) * 16 + (_pf + (_qp0_2 % _jpp0) * _P) * _BN + tl.arange(0, 1 * _BN) % _BN
+        _cmp0_2 = (_qp0_2 < _ntp0) & (_cnp0_2 < 64)
+        _qp0_3 = 3 + tl.arange(0, 1 * _BN) // _BN   # the program's tile of each column
+        _cnp0_3 = (_qp0_3 // _jpp0) * 16 + (_pf + (_qp0_3 % _jpp0) * _P) * _BN + tl.arange(0, 1 * _BN) % _BN
+        _cmp0_3 = (_qp0_3 < _ntp0) & (_cnp0_3 < 64)
         _kp16 = tl.arange(0, 16)
-        _wr0_0_0 = tl.load(_w_weight_hh + _cnp0[:, None] * 16 + (0 + _kp16)[None, :], mask=_cmp0[:, None], other=0.0)
+        _wr0_0_0_0 = tl.load(_w_weight_hh + _cnp0_0[:, None] * 16 + (0 + _kp16)[None, :], mask=_cmp0_0[:, None], other=0.0)
+        _wr0_0_0_1 = tl.load(_w_weight_hh + _cnp0_1[:, None] * 16 + (0 + _kp16)[None, :], mask=_cmp0_1[:, None], other=0.0)
+        _wr0_0_0_2 = tl.load(_w_weight_hh + _cnp0_2[:, None] * 16 + (0 + _kp16)[None, :], mask=_cmp0_2[:, None], other=0.0)
+        _wr0_0_0_3 = tl.load(_w_weight_hh + _cnp0_3[:, None] * 16 + (0 + _kp16)[None, :], mask=_cmp0_3[:, None], other=0.0)
         # _v_d_h[0:16]: this program's tile of it, and the weight's columns for it
         _ckr1 = _pf * _BN + tl.arange(0, _BN)
         _kp64 = tl.arange(0, 64)
@@ -455,10 +474,17 @@ def _tangent_backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
             # d_h[0:16] += d_gates @ weight_hh[:, 0:16], transposed: this program's part, summed after the barrier
             if _RESIDENT:
-                _dyp = _join4(_dg0_0, _dg0_1, _dg0_2, _dg0_3)
+                _dh0 = _dg0_0.to(tl.bfloat16)
+                _dl0 = (_dg0_0 - _dh0.to(tl.float32)).to(tl.bfloat16)
+                _dh1 = _dg0_1.to(tl.bfloat16)
+                _dl1 = (_dg0_1 - _dh1.to(tl.float32)).to(tl.bfloat16)
+                _dh2 = _dg0_2.to(tl.bfloat16)
+                _dl2 = (_dg0_2 - _dh2.to(tl.float32)).to(tl.bfloat16)
+                _dh3 = _dg0_3.to(tl.bfloat16)
+                _dl3 = (_dg0_3 - _dh3.to(tl.float32)).to(tl.bfloat16)
                 _pw = _pt0 + (((_iw % 2) * tl.num_programs(0) + _pb) * _P + _pf) * _BB * 16 + tl.arange(0, _BB)[:, None] * 16
                 _kc16 = tl.arange(0, 16)
-                tl.store(_pw + (0 + _kc16)[None, :], _split_dot(tl.zeros((_BB, 16), dtype=tl.float32), _dyp, _wr0_0_0, _BF16_DOT))
+                tl.store(_pw + (0 + _kc16)[None, :], _pair_dot(_pair_dot(_pair_dot(_pair_dot(tl.zeros((_BB, 16), dtype=tl.float32), _dh0, _dl0, _wr0_0_0_0, _BF16_DOT), _dh1, _dl1, _wr0_0_0_1, _BF16_DOT), _dh2, _dl2, _wr0_0_0_2, _BF16_DOT), _dh3, _dl3, _wr0_0_0_3, _BF16_DOT))
                 tl.debug_barrier()
         if _RESIDENT:   # the next step's read-only values, loaded ahead of this step's barrier
             if _i + 1 < _I1:

@@ -146,6 +146,15 @@ def _low(weight):
     return weight.to(low) if low is not None and LOW_PRECISION_WEIGHTS else weight
 
 
+def _parts(x):
+    """a carry's two slots of bfloat16 parts (render.StepKernel.split_at_write), slot 0 holding x's: its nearest
+    bfloat16 value and the nearest to what that leaves (x - hi, exact in float32), as the kernel splits"""
+    out = x.new_empty((2, 2, *x.shape), dtype=torch.bfloat16)
+    out[0, 0] = x
+    out[0, 1] = x - out[0, 0].float()
+    return out
+
+
 def _stretches(T, phases, first_barrier):
     """[((first step, its first phase), (last step, its last phase))] between barriers, in order"""
     out, start = [], (0, 0)
@@ -192,7 +201,7 @@ def load(name, source):
     linecache.checkcache(str(path))
     scope = {**SCOPE, "triton": triton, "tl": tl, "_device_of": _device_of, "_wide": _wide,
              "_programs": _programs, "_launch": _launch, "_resident_slices": _resident_slices, "_mm": _mm,
-             "_low": _low, "__file__": str(path), "__name__": f"symcell_triton_{next(_counter)}"}
+             "_low": _low, "_parts": _parts, "__file__": str(path), "__name__": f"symcell_triton_{next(_counter)}"}
     exec(compile(source, str(path), "exec"), scope)  # noqa: S102 - our own generated code
     return scope
 

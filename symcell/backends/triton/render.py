@@ -84,6 +84,19 @@ LOADS_A_STEP_AHEAD = True
 # kernel's text): the widest with which no zoo kernel spills at H=768 (tests/test_triton_aot.py; the LSTM's
 # backward at sm_90 spilled 112 bytes with 128 and 2 KiB with 256, the compiler issuing every chunk's load early)
 RESIDENT_CHUNK = 64
+# A carry that a resident matmul multiplies (h in W_hh h) is split into its two bfloat16 parts (SPLIT_DOT) once,
+# by the program that writes it, which stores them beside it (_ps_<carry>); the matmul's readers load the parts.
+# Split by each reader, every program split every chunk of h each step, and in the dot's operand layout, where
+# each of the 4 warps holds all of the chunk: in the LSTM's forward at H=768 (sm_90) 1160 of the time loop's 2761
+# instructions a warp (F2F, FADD, F2FP, PRMT; ptxas). The same parts, so the same products. Without lengths (with
+# them the ended rows' held state would need its parts too: the readers split h as before). False: readers split.
+SPLIT_AT_WRITE = True
+# The transposed partials (TRANSPOSED_GRADS) multiply the region's d_gates tiles one at a time, each by its own
+# rows of the slice (kept as a piece a tile), where they are in registers: joined into one operand, their values
+# sat in registers the tensor-core instructions do not take them from, and ptxas moved them into place before
+# each (the LSTM's backward at H=768, sm_90: ~1300 moves of its 2726 instructions a warp a step). A GRU's (an
+# LLTM's) three gate blocks are three products, no masked fourth. False: one operand of the joined tiles.
+PARTIALS_BY_TILE = True
 
 
 def chunks(K):
@@ -101,7 +114,11 @@ def chunks(K):
 SPLIT_DOT = '''@triton.jit
 def _split_dot(acc, b, w, _BF16_DOT: tl.constexpr):
     hi = b.to(tl.bfloat16)
-    lo = (b - hi.to(tl.float32)).to(tl.bfloat16)
+    return _pair_dot(acc, hi, (b - hi.to(tl.float32)).to(tl.bfloat16), w, _BF16_DOT)
+
+
+@triton.jit
+def _pair_dot(acc, hi, lo, w, _BF16_DOT: tl.constexpr):
     if _BF16_DOT:
         acc = tl.dot(hi, w, acc, out_dtype=tl.float32)
         return tl.dot(lo, w, acc, out_dtype=tl.float32)
@@ -216,6 +233,7 @@ class StepKernel(Renderer):
         self.resident = self.resident_slices()
         # the statements with resident slices, in the step's order (their index s names their tiles)
         self.order = [st for st in self.items if id(st) in self.resident]
+        self.split_parts = self.split_at_write()
         self.transposed = self.transposed_grads()
         self.fused = self.fused_leaves()
         self.forwarded = self.forwarded_accumulations()
@@ -226,13 +244,19 @@ class StepKernel(Renderer):
         self.carried_leaves, self.carry_kept = self.carried_regions()
         self.tile_vars = {key: f"_dg{self.order.index(st)}_{b}" for st in self.order if id(st) in self.joined
                           for b, key in self.joined[id(st)].items()}   # {(id(region), output): its variable}
+        # {id(transposed operand gradient): its source's blocks}: partials a tile at a time (PARTIALS_BY_TILE),
+        # their slices one piece a tile: as many rows as blocks
+        self.by_tile = {i: sorted(blocks) for i, blocks in self.joined.items() if PARTIALS_BY_TILE}
+        for i, blocks in self.by_tile.items():
+            weight, K, _, col = self.resident[i][0]
+            self.resident[i] = [(weight, K, len(blocks) * self.split.tile, col)]
         # a slice two statements read alike (a tangent backward's d_h and its tangent, both from W_hh's columns for
         # the program's tile) is held once: {(id(st), term): the name of its chunks' tiles}
         self.slice_names, first = {}, {}
         for s, st in enumerate(self.order):
             for k, entry in enumerate(self.resident[id(st)]):
                 key = (type(st), entry, self.group(self.n(st.out)) if isinstance(st, MatMul) else None,
-                       id(st) in self.transposed)
+                       id(st) in self.transposed, id(st) in self.by_tile)
                 self.slice_names[id(st), k] = first.setdefault(key, f"_wr{s}_{k}")
 
     def resident_slices(self):
@@ -259,6 +283,24 @@ class StepKernel(Renderer):
                 width = int(st.dest.stop - st.dest.start)
                 if st.weight in self.weights16 and int(st.dest.start) % units == 0 and width <= units:
                     out[id(st)] = [(st.weight, self.n(st.src), tile, st.col_start)]
+        return out
+
+    def split_at_write(self):
+        """{carry out: carry in}: the carries a resident matmul's term multiplies (SPLIT_AT_WRITE) that the step
+        writes with plain stores of regions alone (one value a feature, not accumulated): those stores write the
+        value's two bfloat16 parts too (store), which the matmul loads (resident_dot)"""
+        if not SPLIT_AT_WRITE:
+            return {}
+        operands = {t.operand.value for st in self.order if isinstance(st, MatMul)
+                    for t in st.terms if t not in self.hoisted.get(id(st), (None, ()))[1]}
+        out = {}
+        for cin, cout in self.scan.carries:
+            writers = [st for st in self.scan.step if cout in writes(st) and not isinstance(st, HoldEnded)]
+            if cin in operands and writers and all(
+                    isinstance(st, Pointwise) and any(st is it for it in self.items) and
+                    all(not acc and not st.broadcast(d) for d, _, acc in st.outputs if d.value == cout)
+                    for st in writers):
+                out[cout] = cin
         return out
 
     def transposed_grads(self):
@@ -564,6 +606,8 @@ class StepKernel(Renderer):
         for _, cout in self.scan.carries:
             b = self.buf[cout]
             out.append((f"_pp_{cout}", f"_{cout}_pp"))
+            if cout in self.split_parts:
+                out.append((f"_ps_{cout}", f"_{cout}_ps"))
             if b.keep != Keep.NEVER:
                 out += [(f"_ptr_{cout}", seq(cout)), (f"_ts_{cout}", f"_{cout}_ts")]
         out += [(pre, pre) for pre, _ in self.hoisted.values()]
@@ -596,6 +640,9 @@ class StepKernel(Renderer):
             w(f"_r_{cout} = _pp_{cout} + ((_iw + 1) % 2) * _B * {n} + _rows[:, None] * {n}")
             if self.buf[cout].keep != Keep.NEVER:
                 w(f"_rk_{cout} = _ptr_{cout} + _tw * _ts_{cout} + _rows[:, None] * {n}")
+            if cout in self.split_parts:   # (its parts: two slots of two, each part's B rows)
+                w(f"_rs_{cin} = _ps_{cout} + (_iw % 2) * 2 * _B * {n} + _rows[:, None] * {n}")
+                w(f"_rs_{cout} = _ps_{cout} + ((_iw + 1) % 2) * 2 * _B * {n} + _rows[:, None] * {n}")
 
     def load(self, name, cols, mask, width=None, tile="_cj", shift=0):
         """a (rows, features) block of a buffer at columns `cols` (the tile index `tile` plus an offset); a vector
@@ -613,10 +660,18 @@ class StepKernel(Renderer):
                     "[None, :], other=0.0)")
         return f"tl.load({at} + ({cols})[None, :], mask={mask}, other=0.0)"
 
-    def store(self, name, cols, value, mask):
-        self.w(f"tl.store(_r_{name} + ({cols})[None, :], {value}, mask={mask})")
+    def store(self, name, cols, value, mask, parts=True):
+        """buffer[rows, cols] = value: a kept carry's sequence too, and (`parts`) a split carry's bfloat16 parts"""
+        w = self.w
+        w(f"tl.store(_r_{name} + ({cols})[None, :], {value}, mask={mask})")
         if name in self.buf and self.buf[name].role == Role.CARRY_OUT and self.buf[name].keep != Keep.NEVER:
-            self.w(f"tl.store(_rk_{name} + ({cols})[None, :], {value}, mask={mask})")
+            w(f"tl.store(_rk_{name} + ({cols})[None, :], {value}, mask={mask})")
+        if parts and name in self.split_parts:
+            with w.block("if _RESIDENT and not _MASKED:   # its bfloat16 parts, for the matmul: split_at_write"):
+                w(f"_sh_{name} = ({value}).to(tl.bfloat16)")
+                w(f"tl.store(_rs_{name} + ({cols})[None, :], _sh_{name}, mask={mask})")
+                w(f"tl.store(_rs_{name} + _B * {self.n(name)} + ({cols})[None, :], (({value}) - _sh_{name}"
+                  f".to(tl.float32)).to(tl.bfloat16), mask={mask})")
 
     def add(self, name, cols, value, mask, ptr="_ga"):
         self.w(f"{ptr} = _r_{name} + ({cols})[None, :]")
@@ -763,6 +818,8 @@ class StepKernel(Renderer):
                 self.tile_count(n_src, f"p{s}")
                 self.tile_columns(n_src, self.transposed[id(st)], "0", f"p{s}", f"p{s}")
                 rows, cols, mask = None, f"_cnp{s}[:, None]", f"_cmp{s}[:, None]"
+                for b in self.by_tile.get(id(st), ()):   # (a piece a tile: its columns _cnp<s>_<b>)
+                    self.tile_columns(n_src, 1, str(b), f"p{s}_{b}", f"p{s}")
             else:
                 op = st.dest
                 w(f"# {op.value}[{op.start}:{op.stop}]: this program's tile of it, and the weight's columns for it")
@@ -784,7 +841,11 @@ class StepKernel(Renderer):
                         ptr = f"({c0} + _kp{width})[:, None] * {ldw} + {col} + {cols}"
                     within = "" if c0 + width <= K else \
                         f"({c0} + _kp{width} < {K})[{'None, :' if rows is None else ':, None'}] & "
-                    w(f"{name}_{c} = tl.load(_w_{weight} + {ptr}, mask={within}{mask}, other=0.0)")
+                    for b in self.by_tile.get(id(st), ()):   # (transposed, a piece a tile of the source)
+                        piece, its = ptr.replace(f"_cnp{s}[", f"_cnp{s}_{b}["), mask.replace(f"_cmp{s}", f"_cmp{s}_{b}")
+                        w(f"{name}_{c}_{b} = tl.load(_w_{weight} + {piece}, mask={within}{its}, other=0.0)")
+                    if id(st) not in self.by_tile:
+                        w(f"{name}_{c} = tl.load(_w_{weight} + {ptr}, mask={within}{mask}, other=0.0)")
 
     def grid_barrier(self, k):
         """Every program of this batch tile has finished the phase before: each adds one to its tile's counter
@@ -877,7 +938,17 @@ class StepKernel(Renderer):
               "   # its tiles, for the region next")
 
     def resident_dot(self, acc, operand, start, K, slices):
-        """acc += operand[:, start:start + K] @ the resident slice, chunk by chunk (`slices`_<c>)"""
+        """acc += operand[:, start:start + K] @ the resident slice, chunk by chunk (`slices`_<c>); a carry's two
+        bfloat16 parts as its writer stored them (split_at_write), else the value split here"""
+        w, cout = self.w, self.out_of.get(operand)
+        parted = cout in self.split_parts
+        with w.block("if _MASKED:") if parted else nullcontext():
+            self.chunk_dots(acc, operand, start, K, slices, None)
+        if parted:
+            with w.block("else:   # (the parts its writer stored: split_at_write)"):
+                self.chunk_dots(acc, operand, start, K, slices, f"_rs_{operand}")
+
+    def chunk_dots(self, acc, operand, start, K, slices, parts):
         w = self.w
         for c, (c0, width) in enumerate(chunks(K)):
             kc = f"_kc{width}"
@@ -885,7 +956,12 @@ class StepKernel(Renderer):
                 w(f"{kc} = tl.arange(0, {width})")
             cols = f"{start + c0} + {kc}"
             mask = "_rmask[:, None]" + (f" & ({c0} + {kc} < {K})[None, :]" if c0 + width > K else "")
-            w(f"{acc} = _split_dot({acc}, {self.load(operand, cols, mask, tile=kc)}, {slices}_{c}, _BF16_DOT)")
+            if parts is None:
+                w(f"{acc} = _split_dot({acc}, {self.load(operand, cols, mask, tile=kc)}, {slices}_{c}, _BF16_DOT)")
+            else:
+                lo = f"{parts} + _B * {self.n(operand)}"
+                w(f"{acc} = _pair_dot({acc}, tl.load({parts} + ({cols})[None, :], mask={mask}, other=0.0), "
+                  f"tl.load({lo} + ({cols})[None, :], mask={mask}, other=0.0), {slices}_{c}, _BF16_DOT)")
 
     def weight(self, name):
         """the start of a load of a matmul's weight (to which the caller adds offsets and mask)"""
@@ -1047,7 +1123,11 @@ class StepKernel(Renderer):
         w(f"# {op.value}[{op.start}:{op.stop}] += {st.src} @ {st.weight}[:, {st.col_start}:{st.col_stop}], transposed: "
           "this program's part, summed after the barrier")
         with w.block("if _RESIDENT:"):
-            if id(st) in self.joined:   # (the region's tiles in registers)
+            if id(st) in self.by_tile:   # (the region's tiles in registers, each in its two bfloat16 parts)
+                for b in self.by_tile[id(st)]:
+                    w(f"_dh{b} = _dg{s}_{b}.to(tl.bfloat16)")
+                    w(f"_dl{b} = (_dg{s}_{b} - _dh{b}.to(tl.float32)).to(tl.bfloat16)")
+            elif id(st) in self.joined:   # (the region's tiles in registers)
                 tiles = [f"_dg{s}_{b}" if b in self.joined[id(st)] else "tl.zeros((_BB, _BN), dtype=tl.float32)"
                          for b in range(group)]
                 joined = f"_join{group}({', '.join(tiles)})" if group > 1 else tiles[0]
@@ -1061,8 +1141,14 @@ class StepKernel(Renderer):
                 if c == 0:
                     w(f"_kc{width} = tl.arange(0, {width})")
                 mask = f", mask=({c0} + _kc{width} < {K})[None, :]" if c0 + width > K else ""
-                w(f"tl.store(_pw + ({c0} + _kc{width})[None, :], _split_dot(tl.zeros((_BB, {width}), "
-                  f"dtype=tl.float32), _dyp, {name}_{c}, _BF16_DOT){mask})")
+                if id(st) in self.by_tile:
+                    part = f"tl.zeros((_BB, {width}), dtype=tl.float32)"
+                    for b in self.by_tile[id(st)]:
+                        part = f"_pair_dot({part}, _dh{b}, _dl{b}, {name}_{c}_{b}, _BF16_DOT)"
+                    w(f"tl.store(_pw + ({c0} + _kc{width})[None, :], {part}{mask})")
+                else:
+                    w(f"tl.store(_pw + ({c0} + _kc{width})[None, :], _split_dot(tl.zeros((_BB, {width}), "
+                      f"dtype=tl.float32), _dyp, {name}_{c}, _BF16_DOT){mask})")
             w("tl.debug_barrier()")
 
     def sum_partials(self, st, s):
@@ -1151,7 +1237,7 @@ class StepKernel(Renderer):
     def render_HoldEnded(self, st):
         def hold(old, new):
             self.w(f"_old = {self.load(old, '_cj', '_m2')}")
-            self.store(new, "_cj", "_old", "_m2")
+            self.store(new, "_cj", "_old", "_m2", parts=False)   # (only with lengths: no parts, split_at_write)
         self.on_ended_rows("rows past their own length keep their state", st.pairs, hold)
 
     def render_PassEnded(self, st):
@@ -1238,6 +1324,9 @@ class Host(ScanRenderer):
                 w(f"_resident = _resident_slices(_P, {most}, {nbytes}, "
                   f"{', '.join(f'_{v}_w16' for v in weights)})   # {nbytes} bytes on chip a program")
                 resident = "_resident"
+                for cout in self.kernel.split_parts:   # (slot 0: the initial state's parts)
+                    w(f"_{cout}_ps = _parts(_{cout}_pp[0]) if _resident else {like}.new_empty((1,))   "
+                      "# the carry's bfloat16 parts, two slots")
                 for s, st in enumerate(self.kernel.order):
                     if id(st) in self.kernel.transposed:   # (two slots: render.StepKernel.partials)
                         K = int(st.dest.stop - st.dest.start)
