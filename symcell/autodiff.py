@@ -14,6 +14,7 @@ from typing import Any, Tuple
 
 import sympy
 
+from .functions import masked
 from .schedule import MatMul, Region, View
 
 
@@ -60,7 +61,7 @@ def _region_grad(region, schedule, taken):
         for (g, _), (_, expr) in zip(cot, region.outputs):
             total += g * sympy.diff(expr, sym)
         if total != 0:
-            raw.append((view, total))
+            raw.append((view, masked(total)))
     prefix = "_c"
     while any(n.startswith(prefix) for n in taken):
         prefix += "_"

@@ -1,4 +1,6 @@
 """Tracing a step function with symbolic tensors, and every check that can run before data flows."""
+import builtins
+import functools
 import inspect
 
 import sympy
@@ -242,6 +244,10 @@ def _operand(v, op, other):
 def _binary(fn, sym, a, b):
     other = a if isinstance(a, Sym) else b
     na, nb = _operand(a, sym, other._desc()), _operand(b, sym, other._desc())
+    if fn == "div" and nb.op == "const" and nb.attr == 0:
+        raise ValueError(f"cannot compute {na.label} / 0: a division by the constant 0 (its infinity has the sign of "
+                         f"each value, and 0 / 0 is NaN); write what you mean, e.g. where({na.label} > 0, "
+                         "float('inf'), ...)")
     size = D.broadcast(na.size, nb.size)
     if size is False:
         raise ValueError(f"cannot compute {na.label} {sym} {nb.label}: {na.label} has size {D.fmt(na.size)} "
@@ -333,7 +339,19 @@ def mean(v):
     return Sym(Node("pw", (total, n), total.size, "div", total.label))
 
 
-FUNCTIONS.update(where=where, clamp=clamp, sum=sum, mean=mean)
+def _or_builtin(fn, builtin):
+    """fn on symbolic values, Python's own function of the same name on anything else: `from symcell import *`
+    brings symcell.abs and symcell.sum, which must not take abs(-3) and sum([1, 2]) from the rest of the file"""
+    @functools.wraps(fn)
+    def either(*args, **kwargs):
+        if any(isinstance(a, (Sym, Matrix)) for a in args):
+            return fn(*args, **kwargs)
+        return builtin(*args, **kwargs)
+    return either
+
+
+FUNCTIONS.update(where=where, clamp=clamp, sum=_or_builtin(sum, builtins.sum), mean=mean,
+                 abs=_or_builtin(FUNCTIONS["abs"], builtins.abs))
 globals().update(FUNCTIONS)
 __all__ = ["cat", "split", "trace", "Sym", "Matrix", "Blocks", *FUNCTIONS]
 

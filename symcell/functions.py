@@ -211,8 +211,9 @@ class Where(sympy.Function):
             return a
 
     def fdiff(self, argindex=1):
-        c = self.args[0]
-        return (sympy.Integer(0), c, 1 - c)[argindex - 1]
+        c = self.args[0]   # (a mask that is not 0/1, masked's, selects where it is not 0)
+        on = c if indicator(c) else Where(c, sympy.Integer(1), sympy.Integer(0))
+        return (sympy.Integer(0), on, 1 - on)[argindex - 1]
 
 
 class Maximum(sympy.Function):
@@ -309,6 +310,38 @@ class Hardsigmoid(sympy.Function):
     def fdiff(self, argindex=1):
         x = self.args[0]
         return Greater(x, -3) * Less(x, 3) / 6
+
+
+def indicator(e):
+    """whether e is 0 or 1 everywhere: a condition, a step, 1 - one of them, a product of them"""
+    if isinstance(e, (Step, Condition)):
+        return True
+    if e.is_Mul or (e.is_Pow and e.exp.is_Integer and e.exp > 0):
+        return all(indicator(a) for a in (e.args if e.is_Mul else (e.base,)))
+    return e.is_Add and len(e.args) == 2 and sympy.Integer(1) in e.args and indicator(1 - e)
+
+
+def mask(e):
+    """whether e is 0 wherever its conditions are: an indicator, or a sum of them times numbers (maximum's
+    derivative, x > y + (x == y) / 2)"""
+    return indicator(e) or e.is_Add and all(
+        indicator(a) or (a.is_Mul and len(a.args) == 2 and a.args[0].is_Number and indicator(a.args[1]))
+        for a in e.args)
+
+
+def masked(expr):
+    """Each product with mask factors as where(their product, the other factors (and those of the masks that are
+    not 0/1), 0), bottom up: a derivative rule's mask selects, as torch's backward does, rather than multiplies
+    (the gradient of sqrt(relu(x)) where x < 0 is step(x) / (2 sqrt(relu(x))): 0 * inf, NaN, multiplied; 0,
+    selected)."""
+    def rule(m):
+        masks = [a for a in m.args if mask(a)]
+        rest = [a for a in m.args if not mask(a)]
+        if not masks or all(a.is_Number for a in rest):
+            return m
+        value = sympy.Mul(*[a for a in masks if not indicator(a)], *rest)
+        return Where(sympy.Mul(*masks), value, sympy.Integer(0))
+    return expr.replace(lambda e: e.is_Mul, rule)
 
 
 # torch helpers the reference spellings call (named in the generated code, bound in its scope)

@@ -12,9 +12,10 @@ from .explain import explain
 from .frontend import trace
 from .ir import CellIR
 from .schedule import bind_ir
-from .sequence import run, scan
+from .sequence import LOW_PRECISION, run, scan
 
 _RESERVED = ("torch",)
+_CELL_KEYWORDS = ("spec", "batch_first", "backend", "device", "dtype")
 _fallback_warned = set()
 
 
@@ -50,6 +51,14 @@ def _check_names(ir):
         if n.startswith("_") or n.startswith("d_") or keyword.iskeyword(n) or n in _RESERVED:
             raise ValueError(f"{ir.name}: the name {n!r} is reserved for generated code (names may not start "
                              f"with '_' or 'd_', nor be {list(_RESERVED)} or a Python keyword)")
+    for n, _ in ir.user_params:   # (a parameter is an attribute of the module: cell.W)
+        if hasattr(Cell, n) or n in vars(nn.Module()) or n == "batch_first":
+            raise ValueError(f"{ir.name}: a parameter may not be named {n!r}: it becomes the module's attribute "
+                             f"cell.{n}, which symcell.Cell or torch.nn.Module already has")
+    for d in ir.dims:   # (the dimensions are keyword arguments of the cell, beside these)
+        if d in _CELL_KEYWORDS:
+            raise ValueError(f"{ir.name}: a dimension may not be named {d!r}: a cell takes {d}= for itself "
+                             f"({', '.join(_CELL_KEYWORDS)})")
 
 
 def define(inputs, state, params=None, outputs=None, name=None):
@@ -149,6 +158,26 @@ class Binding:
             name = "reference"
         return self.keys[name]
 
+    def check_params(self, params, ref):
+        """the parameters a call runs with (a module's, or torch.func.functional_call's) have the shapes the
+        dimensions give them, and one floating dtype (a 16-bit module may hold float32 ones) and device"""
+        name, first = self.name, next(iter(self.param_shapes), None)
+        for (n, shape), p in zip(self.param_shapes.items(), params):
+            if not isinstance(p, torch.Tensor):
+                raise TypeError(f"{name}: parameter {n!r} must be a tensor, got {type(p).__name__}")
+            if tuple(p.shape) != shape:
+                raise ShapeError(f"{name}: parameter {n!r} has shape {tuple(p.shape)}, but the cell's dimensions "
+                                 f"({', '.join(f'{d}={v}' for d, v in self.dims.items())}) make it {shape}")
+            if not p.is_floating_point():
+                raise DtypeError(f"{name}: parameter {n!r} has dtype {p.dtype}; a floating dtype is needed")
+            if p.dtype != ref.dtype and not (ref.dtype in LOW_PRECISION and p.dtype == torch.float32):
+                raise DtypeError(f"{name}: parameter {n!r} has dtype {p.dtype} but parameter {first!r} has "
+                                 f"{ref.dtype}: a cell's parameters share one dtype (a 16-bit cell may hold float32 "
+                                 "ones)")
+            if p.device != ref.device:
+                raise DeviceError(f"{name}: parameter {n!r} is on {p.device} but parameter {first!r} is on "
+                                  f"{ref.device}")
+
     def check(self, xs, state, params, batch_first):
         """-> (input sequences as (T, B, n), initial states, a reference tensor for dtype and device)."""
         ir, name = self.spec.ir, self.name
@@ -159,12 +188,14 @@ class Binding:
             raise ValueError(f"{name}: expected {len(ir.inputs)} input sequence(s) "
                              f"({', '.join(n for n, _ in ir.inputs)}), got {len(xs)}")
         ref = params[0] if params else xs[0]
+        self.check_params(params, ref)
         layout = "(B, T, features)" if batch_first else "(T, B, features)"
         for (n, _), x in zip(ir.inputs, xs):
             if not isinstance(x, torch.Tensor):
                 raise TypeError(f"{name}: input {n!r} must be a tensor, got {type(x).__name__}")
             if x.dim() != 3:
-                raise ShapeError(f"{name}: input {n!r} must be 3-d {layout}, got shape {tuple(x.shape)}")
+                raise ShapeError(f"{name}: input {n!r} must be 3-d {layout} (a sequence; a cell's one step takes "
+                                 f"(B, features) or (features,)), got shape {tuple(x.shape)}")
             if x.shape[-1] != self.input_sizes[n]:
                 raise ShapeError(f"{name}: input {n!r} has {x.shape[-1]} features (shape {tuple(x.shape)}) but the "
                                  f"cell expects {self.input_sizes[n]}")
@@ -180,9 +211,7 @@ class Binding:
         if state is None:
             state = tuple(ref.new_zeros(B, self.state_sizes[s]) for s in names)
         else:
-            if isinstance(state, torch.Tensor):
-                state = (state,)
-            state = tuple(state)
+            state = as_states(name, state, names)
             if len(state) != len(names):
                 raise ValueError(f"{name}: state must be a tuple of {len(names)} tensor(s) ({', '.join(names)}), "
                                  f"got {len(state)}")
@@ -206,6 +235,8 @@ class Cell(nn.Module):
     """
 
     spec: CellSpec = None
+    # the devices whose torch.autocast casts the scan to autocast's dtype (sequence._autocast): both, as nn.LSTM's
+    autocast_devices = ("cpu", "cuda")
 
     def __init__(self, *, spec=None, batch_first=False, backend="auto", device=None, dtype=None, **dims):
         super().__init__()
@@ -280,6 +311,9 @@ class Cell(nn.Module):
     def forward(self, xs, state=None, lengths=None):
         """xs with 3 dims: the scan, -> (ys, final state). With 1 or 2 dims: one step, as nn's cells are called
         (see step), -> the new state."""
+        if isinstance(xs, nn.utils.rnn.PackedSequence):
+            raise TypeError(f"{self._spec.ir.name}: a cell takes padded sequences (T, B, features) with lengths=, "
+                            "not a PackedSequence (symcell.RNN and symcell.cells.LSTM/GRU take those)")
         if one_step(xs):
             if lengths is not None:
                 raise ValueError(f"{self._spec.ir.name}: lengths= applies to sequences (3-d input); one step "
@@ -313,19 +347,30 @@ class Cell(nn.Module):
         if unbatched:   # one row, as nn's cells take it: the state is 1-d as well
             xs = tuple(t.unsqueeze(0) for t in xs)
             if state is not None:
-                state = (state,) if isinstance(state, torch.Tensor) else tuple(state)
+                state = as_states(name, state, list(self.state_sizes))
                 for s, t in zip(self.state_sizes, state):
-                    if isinstance(t, torch.Tensor) and t.dim() != 1:
-                        raise ShapeError(f"{name}: with an unbatched 1-d input the state {s!r} must be 1-d "
-                                         f"({self.state_sizes[s]},), got shape {tuple(t.shape)}")
+                    if isinstance(t, torch.Tensor) and tuple(t.shape) != (self.state_sizes[s],):
+                        raise ShapeError(f"{name}: with an unbatched 1-d input the state {s!r} must have shape "
+                                         f"({self.state_sizes[s]},), got {tuple(t.shape)}")
                 state = tuple(t.unsqueeze(0) if isinstance(t, torch.Tensor) else t for t in state)
         _, final = run(self._binding, self._param_list(), tuple(t.unsqueeze(0) for t in xs), state, False, None,
-                       False)
+                       False, self.autocast_devices)
         return tuple(f.squeeze(0) for f in final) if unbatched else final
 
 
 def _first(xs):
     return xs[0] if isinstance(xs, (tuple, list)) and xs else xs
+
+
+def as_states(name, state, names, what="state"):
+    """a caller's state as a tuple: a tensor (one state) or a tuple or list of tensors; else a TypeError saying what
+    it must be (tuple(3.0) said "'float' object is not iterable", tuple("abc") three states)"""
+    if isinstance(state, torch.Tensor):
+        return (state,)
+    if not isinstance(state, (tuple, list)):
+        raise TypeError(f"{name}: {what} must be a tensor or a tuple of {len(names)} tensor(s) ({', '.join(names)}), "
+                        f"got {type(state).__name__}")
+    return tuple(state)
 
 
 def one_step(xs):

@@ -4,11 +4,12 @@
     torch_str   torch code:          torch.sigmoid(x), x**2, 0.5      (the reference backend, the triton host)
     cpp_str     C++ over scalar_t:   sc::sigmoid(x), (x*x), x - 1, scalar_t(0.5)
     tl_str      triton.language:     tl.sigmoid(x), (x*x), 0.5
-    size_str    int64_t sizes:       2*_dim_H, ((_dim_I + _dim_H)/2)
+    size_str    int64_t sizes:       2*_dim_H, (_dim_H - 1), ((_dim_I + _dim_H)/2)
 
 A function is spelt from its entry in the table (functions.py); what differs between the code printers is how
 they write a number, a square root, its reciprocal and a power, each one small method.
 """
+import math
 from contextlib import contextmanager
 
 import sympy
@@ -66,6 +67,7 @@ class _CodePrinter:
         return self.literal(expr)
 
     _print_Float = _print_NumberSymbol = _print_Pi = _print_Exp1 = _print_Rational
+    _print_Infinity = _print_NegativeInfinity = _print_NaN = _print_Rational   # (float('inf') a user wrote)
 
     def doprint(self, expr, *a, **k):
         if getattr(expr, "is_number", False):
@@ -73,12 +75,18 @@ class _CodePrinter:
         return super().doprint(expr, *a, **k)
 
 
+def _python_float(v):
+    """a float literal in Python (and Triton) source: repr, but inf and nan are no names there"""
+    v = float(v)
+    return repr(v) if math.isfinite(v) else f"float('{v}')"
+
+
 class TorchPrinter(_CodePrinter, StrPrinter):
     """torch code over tensors (leaves are tensors of matching or broadcastable shape)."""
     language = "torch"
 
     def literal(self, v):
-        return repr(float(v))
+        return _python_float(v)
 
     def rsqrt(self, x):
         return f"torch.rsqrt({x})"
@@ -98,7 +106,12 @@ class CppPrinter(_CodePrinter, C99CodePrinter):
     language = "cpp"
 
     def literal(self, v):
-        return f"scalar_t({float(v)!r})"
+        v = float(v)
+        if math.isnan(v):
+            return "std::numeric_limits<scalar_t>::quiet_NaN()"
+        if math.isinf(v):
+            return f"{'-' if v < 0 else ''}std::numeric_limits<scalar_t>::infinity()"
+        return f"scalar_t({v!r})"
 
     def _print_Integer(self, expr):
         return str(int(expr))
@@ -124,7 +137,7 @@ class TritonPrinter(_CodePrinter, StrPrinter):
     language = "triton"
 
     def literal(self, v):
-        return repr(float(v))
+        return _python_float(v)
 
     _print_Integer = _CodePrinter._print_Rational
 
@@ -153,7 +166,10 @@ class SizePrinter(C99CodePrinter):
     def doprint(self, expr, assign_to=None):
         num, den = sympy.fraction(sympy.together(sympy.sympify(expr)))
         text = super().doprint(sympy.expand(num))
-        return text if den == 1 else f"(({text})/{int(den)})"
+        if den != 1:
+            return f"(({text})/{int(den)})"
+        # a sum bracketed: a size is an operand of * (sizeof(scalar_t) * (_dim_H - 1)), never of / or %
+        return f"({text})" if num.is_Add else text
 
     def _print_Integer(self, expr):
         return str(int(expr))

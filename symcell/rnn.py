@@ -15,7 +15,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from . import registry
 from .dims import dim_symbol
-from .module import Binding, Cell, CellSpec, ShapeError, class_or_instance, refuse_script
+from .module import Binding, Cell, CellSpec, ShapeError, as_states, class_or_instance, refuse_script
 from .sequence import check_lengths, row_order, run
 
 
@@ -45,6 +45,8 @@ class RNN(nn.Module):
     Layer k > 0 binds the cell's input dimension to D * n; the cell needs one input (whose size is a dimension
     of its own) and one output state.
     """
+
+    autocast_devices = Cell.autocast_devices   # (sequence._autocast)
 
     def __init__(self, cell, num_layers=1, bidirectional=False, dropout=0.0, batch_first=False, *,
                  backend="auto", device=None, dtype=None, _init_size=None, **dims):
@@ -170,7 +172,8 @@ class RNN(nn.Module):
             for d in range(D):
                 params = [getattr(self, n) for n in self._names[k][d]]
                 init = None if states is None else tuple(s[k * D + d] for s in states)
-                ys, fin = run(self._bindings[k], params, layer_in, init, d == 1, lengths, False)
+                ys, fin = run(self._bindings[k], params, layer_in, init, d == 1, lengths, False,
+                              self.autocast_devices)
                 outs.append(ys)
                 for j, f in enumerate(fin):
                     finals[j].append(f)
@@ -198,7 +201,7 @@ class RNN(nn.Module):
         if state is None:
             return None
         name, names = self._spec.ir.name, list(self.state_sizes)
-        state = (state,) if isinstance(state, torch.Tensor) else tuple(state)
+        state = as_states(name, state, names, "hx")
         if len(state) != len(names):
             raise ValueError(f"{name}: state must be {len(names)} tensor(s) ({', '.join(names)}), got {len(state)}")
         LD = self.num_layers * self._dirs

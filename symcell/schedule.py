@@ -452,7 +452,9 @@ class _Exprs:
             if isinstance(n.attr, sympy.Basic):   # a size (mean's divisor): a number once bound, else dimensions
                 e = n.attr
             else:
-                e = sympy.Float(n.attr) if not float(n.attr).is_integer() else sympy.Integer(int(n.attr))
+                # (an integer as such, simplified exactly, where C++'s int holds it: 1e30 as 10**30 overflowed)
+                v = float(n.attr)
+                e = sympy.Integer(int(v)) if v.is_integer() and abs(v) < 2 ** 31 else sympy.Float(v)
         else:
             v = base_view(n, self.alloc.value_of)
             if v is not None:

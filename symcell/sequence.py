@@ -7,6 +7,7 @@ rows are put in the order the backend prefers (cpp: longest first), then back. A
 16-bit floats compute in float32, and torch.autocast picks the dtype as it does for nn.LSTM.
 """
 import contextlib
+import operator
 
 import torch
 
@@ -31,7 +32,8 @@ def scan(cell, xs, state=None, reverse=False, lengths=None):
 
     The whole sequence is one autograd node; its backward is the derived backward scan.
     """
-    return run(cell._binding, cell._param_list(), xs, state, reverse, lengths, cell.batch_first)
+    return run(cell._binding, cell._param_list(), xs, state, reverse, lengths, cell.batch_first,
+               cell.autocast_devices)
 
 
 def _recorded(tensors):
@@ -73,26 +75,36 @@ def scan_op(key, xs, inits, params, lengths=None, computing_for=None):
 
 def check_lengths(name, lengths, T, B, device):
     """lengths (a sequence of ints or an integer tensor) -> an int64 tensor of B values in [0, T] on `device`."""
+    within = f"{name}: lengths must lie in [0, T] = [0, {T}]"
     if isinstance(lengths, torch.Tensor):
         if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
             raise TypeError(f"{name}: lengths must hold integers, got dtype {lengths.dtype}")
         host = lengths.detach().to("cpu", torch.int64)
     else:
-        try:
-            host = torch.as_tensor([int(v) for v in lengths], dtype=torch.int64)
-        except (TypeError, ValueError):
+        if not isinstance(lengths, (list, tuple)) and not hasattr(lengths, "__array__"):
             raise TypeError(f"{name}: lengths must be a sequence of ints or an integer tensor, got "
-                            f"{type(lengths).__name__}") from None
+                            f"{type(lengths).__name__}")
+        values = []
+        for v in lengths:   # (integers only: int(2.5) would run 2 steps, int(True) 1)
+            if isinstance(v, bool) or not hasattr(v, "__index__"):
+                raise TypeError(f"{name}: lengths must be integers, got {type(v).__name__} {v!r}")
+            values.append(operator.index(v))
+        if any(v < 0 or v > T for v in values):
+            raise ValueError(f"{within}, got min {min(values)} and max {max(values)}")
+        host = torch.as_tensor(values, dtype=torch.int64)
     if host.dim() != 1 or host.shape[0] != B:
         raise ValueError(f"{name}: lengths must have one entry per batch row, shape ({B},), got {tuple(host.shape)}")
-    if B and (host.min() < 0 or host.max() > T):
-        raise ValueError(f"{name}: lengths must lie in [0, T] = [0, {T}], got min {int(host.min())} and max "
-                         f"{int(host.max())}")
+    if torch.compiler.is_compiling():   # (a traced graph checks its lengths when it runs, without branching on them)
+        torch._assert_async(((host >= 0) & (host <= T)).all(), within)
+    elif B and (host.min() < 0 or host.max() > T):
+        raise ValueError(f"{within}, got min {int(host.min())} and max {int(host.max())}")
     return host.to(device)
 
 
 def row_order(binding, lengths):
     """The row order the backend that will run this binding prefers for these lengths (None: keep theirs)."""
+    if torch.compiler.is_compiling():   # (a traced graph keeps the caller's order, which every kernel takes: the
+        return None                     # order is speed on a CPU, and choosing it reads the lengths' values)
     order = backends.get(backends.resolve(binding.backend, lengths.device)).row_order(lengths)
     if order is not None and torch.equal(lengths[order], lengths):   # already so
         return None
@@ -113,15 +125,18 @@ def _reversal(lengths, T):
 LOW_PRECISION = (torch.bfloat16, torch.float16)
 
 
-def _autocast(xs, state, params):
-    """Under torch.autocast for the tensors' device, the scan runs in autocast's dtype, as nn.LSTM and nn.GRU do
-    (their operators are on autocast's lower-precision list): inputs, states and parameters cast to it, those in
-    float64 left alone as autocast leaves them. -> (xs, state, params, the device type whose autocast to turn off
-    inside, or None)"""
+def _autocast(xs, state, params, casts=("cpu", "cuda")):
+    """Under torch.autocast for the tensors' device, the scan runs in autocast's dtype, as nn.LSTM does (its
+    operator is on autocast's lower-precision list): inputs, states and parameters cast to it, those in float64
+    left alone as autocast leaves them; on the devices `casts` only (a module's autocast_devices: nn.GRU's and
+    nn's cells' operators are on that list for CUDA and not for the CPU, where they run in the inputs' dtype).
+    -> (xs, state, params, the device type whose autocast to turn off inside, or None)"""
     first = params[0] if params else (xs if isinstance(xs, torch.Tensor) else next(iter(xs), None))
     kind = first.device.type if isinstance(first, torch.Tensor) else None
     if kind not in ("cpu", "cuda") or not torch.is_autocast_enabled(kind):
         return xs, state, params, None
+    if kind not in casts:   # (off inside all the same: the scan's own ops must not be cast)
+        return xs, state, params, kind
     dtype = torch.get_autocast_dtype(kind)
 
     def cast(v):
@@ -131,9 +146,9 @@ def _autocast(xs, state, params):
     return cast(xs), cast(state), [cast(p) for p in params], kind
 
 
-def run(binding, params, xs, state, reverse, lengths, batch_first):
-    """scan of a bound cell with the given parameters (see scan)."""
-    xs, state, params, autocast = _autocast(xs, state, params)
+def run(binding, params, xs, state, reverse, lengths, batch_first, autocast_devices=("cpu", "cuda")):
+    """scan of a bound cell with the given parameters (see scan); autocast_devices: see _autocast."""
+    xs, state, params, autocast = _autocast(xs, state, params, autocast_devices)
     seq, state, ref = binding.check(xs, state, params, batch_first)
     low = ref.dtype if ref.dtype in LOW_PRECISION else None
     # the scan computes for that dtype (a backend may round to it what is exact in it: the triton backend's
@@ -159,8 +174,12 @@ def run(binding, params, xs, state, reverse, lengths, batch_first):
             flip = _reversal(lengths, T)
             seq = [x[flip, rows] for x in seq]
     key = binding.kernel_key(ref.device)
-    seq = tuple(x.contiguous() for x in seq)
-    state = tuple(s.contiguous() for s in state)
+    # the deploy operator takes row-major tensors; every other path makes its arguments so itself (backends/base.py),
+    # inside the operator a trace records: a copy of a strided input here was in a trace or not as the example input
+    # was strided, and jit.trace's check of a bidirectional LSTM on a strided input failed
+    if deploy.recording():
+        seq = tuple(x.contiguous() for x in seq)
+        state = tuple(s.contiguous() for s in state)
     # autocast off inside: the float32 (or float64) scan must not be cast again by the ops it runs
     with torch.autocast(autocast, enabled=False) if autocast else contextlib.nullcontext():
         ys, final = scan_op(key, seq, state, tuple(p.contiguous() for p in binding.kernel_params(params)), lengths,

@@ -22,6 +22,7 @@ import sympy
 
 from .kernel import (Accumulate, Arg, Buffer, HoldEnded, Keep, MatMul, OperandGrad, PassEnded, Pointwise, Result,
                      Role, Scan, WeightGrad, pointwise, reads, writes)
+from .functions import masked
 from .schedule import Term, View
 
 
@@ -53,7 +54,7 @@ def _tangent_pointwise(st, primal):
     eps = sympy.Symbol("_eps")
     moved = {s: s + eps * ts for (s, _), (ts, _) in zip(st.leaves, tangents)}
     for (d, _, acc), e in zip(st.outputs, st.exprs):
-        de = sympy.diff(e.xreplace(moved), eps).xreplace({eps: 0})
+        de = masked(sympy.diff(e.xreplace(moved), eps).xreplace({eps: 0}))
         if de != 0 or not acc:   # an assigned tangent is written even when it is 0
             outputs.append((_view(d), de, acc))
     return pointwise(list(st.leaves) + tangents, outputs, st.n, temp_prefix="_u")

@@ -189,3 +189,36 @@ def test_user_names_never_collide_with_generated_names(backend, Cell):
     outs_c, grads_c, _ = outputs_and_grads(cell, on_dev[:1], on_dev[1:], [c.to(dev) for c in cots])
     for a, b in zip(outs_c + grads_c, outs_r + grads_r):
         assert rel_err(a.cpu(), b) < 1e-4
+
+
+@symcell.define(inputs={"x": "I"}, state={"h": "H"}, params={"W": ("H", "I + H")})
+def SplitAtSizes(x, h, W):
+    """cat(h, x) split at 1 and re-joined: a matmul's operand copied in pieces whose widths are size expressions
+    (H + I - 1; the C++ copied sizeof(scalar_t) * _dim_H + _dim_I - 1 bytes a row, into the next row)"""
+    p, q = symcell.split(symcell.cat(h, x), [1, "H + I - 1"])
+    return tanh(W @ symcell.cat(p, q))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_matmul_operand_in_pieces_of_size_expressions(backend):
+    """against an eager loop with torch autograd, repeatedly (rows split over threads: a row's copy that ran into
+    the next row's was overwritten or not as the threads ran), values and gradients"""
+    dev, dtype = DEVICE[backend], (torch.float64 if backend == "cpp" else torch.float32)
+    torch.manual_seed(0)
+    cell = SplitAtSizes(I=3, H=3, backend=backend).to(dev, dtype)
+    W = cell.W.detach().clone().requires_grad_()
+    x = torch.randn(6, 40, 3, dtype=dtype, device=dev, requires_grad=True)
+    h0 = torch.randn(40, 3, dtype=dtype, device=dev, requires_grad=True)
+    h, ys = h0, []
+    for t in range(6):
+        h = torch.tanh(torch.cat([h, x[t]], -1) @ W.T)
+        ys.append(h)
+    want = torch.stack(ys)
+    cot = torch.randn_like(want)
+    grads = torch.autograd.grad(want, (x, h0, W), cot)
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    for _ in range(10):
+        got, _ = cell(x, h0)
+        assert rel_err(got, want) < tol
+    for a, b in zip(torch.autograd.grad(got, (x, h0, cell.W), cot), grads):
+        assert rel_err(a, b) < tol

@@ -58,6 +58,46 @@ def test_torch_compile_fullgraph_forward_and_backward(backend):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-6, msg=n)
 
 
+def test_torch_compile_fullgraph_on_a_fresh_process_first_call_and_with_lengths():
+    """the first call of a process traced with fullgraph: backend="auto" asks whether a C++ compiler is here (a
+    stat dynamo cannot trace; the answer is a constant to it now, backends.resolve); lengths, as a tensor or a
+    list, whose values a graph cannot branch on (checked when the graph runs)"""
+    code = textwrap.dedent("""
+        import torch
+        from symcell.cells import LSTM, GRUCell
+        m, x = LSTM(3, 4), torch.randn(5, 2, 3)
+        assert torch.allclose(torch.compile(m, fullgraph=True, backend="aot_eager")(x)[0], m(x)[0])
+        f = torch.compile(lambda x, L: m(x, lengths=L), fullgraph=True, backend="aot_eager")
+        L = torch.tensor([5, 3])
+        assert torch.allclose(f(x, L)[0], m(x, lengths=L)[0])
+        g = torch.compile(lambda x: m(x, lengths=[5, 2]), fullgraph=True, backend="aot_eager")
+        assert torch.allclose(g(x)[0], m(x, lengths=[5, 2])[0])
+        try:
+            f(x, torch.tensor([7, 1]))
+            raise SystemExit("a length past T ran")
+        except RuntimeError as e:
+            assert "lengths must lie in [0, T] = [0, 5]" in str(e), e
+        c = GRUCell(3, 4)
+        assert torch.allclose(torch.compile(c, fullgraph=True, backend="aot_eager")(x[0]), c(x[0]))
+        print("ok")
+    """)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(os.path.dirname(symcell.__file__)),
+                                                         os.environ.get("PYTHONPATH", "")])}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-3000:]
+
+
+def test_jit_trace_of_a_bidirectional_lstm_on_a_strided_input_passes_its_check():
+    """jit.trace checks a second trace on copies of the example inputs, which are contiguous: the copy the scan
+    made of a strided input was in the first trace only (now inside the operator, backends/base.py)"""
+    ref = nn.LSTM(3, 4, bidirectional=True)
+    m = LSTM.from_nn(ref)
+    x = torch.randn(5, 2, 6)[..., :3]
+    traced = torch.jit.trace(m, (x,))
+    x2 = torch.randn(7, 3, 3)
+    torch.testing.assert_close(traced(x2)[0], ref(x2)[0], rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_trace_at_one_length_runs_at_others_and_loads_in_a_fresh_process(backend, tmp_path):

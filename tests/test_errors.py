@@ -115,7 +115,7 @@ def test_call_time_errors_name_the_argument_and_sizes():
     cell = Simple(I=3, H=4)
     with pytest.raises(ValueError, match=r"input 'x' has 5 features \(shape \(2, 1, 5\)\) but the cell expects 3"):
         cell(torch.randn(2, 1, 5))
-    with pytest.raises(ValueError, match=r"input 'x' must be 3-d \(T, B, features\), got shape \(2, 3, 1, 1\)"):
+    with pytest.raises(ValueError, match=r"input 'x' must be 3-d \(T, B, features\) \(a sequence.*\), got shape \(2, 3, 1, 1\)"):
         cell(torch.randn(2, 3, 1, 1))   # (2-d is one step, as nn's cells take it)
     with pytest.raises(ValueError, match=r"a step's input must be 2-d \(B, features\) or 1-d \(features,\) "
                                          r"unbatched, got shape \(\)"):
@@ -195,3 +195,52 @@ def test_blocks_and_row_splits_are_checked(params, step, error, message):
     fn.__name__ = "Cell"
     with pytest.raises(error, match=message):
         symcell.define(inputs={"x": "I"}, state={"h": "H"}, params=params)(fn)
+
+
+@symcell.define(inputs={"x": "I"}, state={"h": "H"}, params={"W": ("H", "I + H"), "b": ("H",)})
+def Affine(x, h, W, b):
+    return tanh(W @ cat(x, h) + b)
+
+
+@pytest.mark.parametrize("backend", [b for b in ("reference", "cpp")
+                                     if symcell.backends.get(b).usable(torch.device("cpu"))])
+def test_the_parameters_a_call_runs_with_are_checked_whatever_the_backend(backend):
+    """torch.func.functional_call (or a reassigned attribute) hands the scan parameters the module never checked:
+    the reference backend ran a W with a column too many, its last one ignored"""
+    cell = Affine(I=2, H=3, backend=backend).double()
+    x = torch.randn(4, 2, 2, dtype=torch.float64)
+    params = dict(cell.named_parameters())
+    for name, bad, error, match in [
+            ("W", torch.zeros(3, 6, dtype=torch.float64), ValueError,
+             r"parameter 'W' has shape \(3, 6\), but the cell's dimensions \(I=2, H=3\) make it \(3, 5\)"),
+            ("b", torch.zeros((), dtype=torch.float64), ValueError, r"parameter 'b' has shape \(\), .* make it \(3,\)"),
+            ("b", torch.zeros(3, dtype=torch.int64), TypeError, r"parameter 'b' has dtype torch.int64"),
+            ("W", torch.zeros(3, 5), TypeError, r"parameter 'b' has dtype torch.float64 but parameter 'W' has "
+                                                r"torch.float32")]:
+        with pytest.raises(error, match=match):
+            torch.func.functional_call(cell, {**params, name: bad}, (x,))
+
+
+def test_names_a_module_or_its_constructor_already_uses_are_refused_at_definition():
+    with pytest.raises(ValueError, match=r"a parameter may not be named 'forward': it becomes the module's attribute"):
+        @symcell.define(inputs={"x": "I"}, state={"h": "H"}, params={"forward": ("H", "I")})
+        def Shadows(x, h, forward):
+            return tanh(forward @ x + h)
+    with pytest.raises(ValueError, match=r"a dimension may not be named 'dtype': a cell takes dtype= for itself"):
+        @symcell.define(inputs={"x": "dtype"}, state={"h": "H"}, params={"W": ("H", "dtype")})
+        def Dims(x, h, W):
+            return tanh(W @ x + h)
+
+
+def test_lengths_must_be_integers():
+    cell = Affine(I=2, H=3, backend="reference")
+    x = torch.randn(4, 3, 2)
+    for bad, what in (([4.0, 2.5, 1.9], "float 4.0"), ([True, False, True], "bool True"), (3, None)):
+        with pytest.raises(TypeError, match=rf"lengths must be {'integers, got ' + what if what else 'a sequence'}"):
+            cell(x, lengths=bad)
+
+
+def test_a_star_import_leaves_pythons_abs_and_sum_to_python_values():
+    scope = {}
+    exec("from symcell import *\nvalues = abs(-3), sum([1, 2, 3]), sum([0.5], 1)", scope)
+    assert scope["values"] == (3, 6, 1.5)

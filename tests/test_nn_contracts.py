@@ -88,7 +88,7 @@ CALL_CASES = [
                                  r"got \(1, 1, 5\)"),
     ("LSTMCell", (7, 4), None, r"input 'x' has 4 features \(shape \(7, 4\)\) but the cell expects 3"),
     ("LSTMCell", (7, 3), [(6, 5), (7, 5)], r"state 'h' has shape \(6, 5\) but expected \(B, 5\) = \(7, 5\)"),
-    ("LSTMCell", (3,), [(1, 5), (1, 5)], r"unbatched 1-d input the state 'h' must be 1-d \(5,\), got shape "
+    ("LSTMCell", (3,), [(1, 5), (1, 5)], r"unbatched 1-d input the state 'h' must have shape \(5,\), got "
                                          r"\(1, 5\)"),
     ("LSTMCell", (2, 3), [(5,), (5,)], r"state 'h' has shape \(5,\) but expected \(B, 5\) = \(2, 5\)"),
     ("GRUCell", (7, 3), [(7, 6)], r"state 'h' has shape \(7, 6\) but expected \(B, 5\) = \(7, 5\)"),
@@ -122,7 +122,7 @@ def test_dtype_and_dimension_errors():
     # nn raises ValueError for input of the wrong rank; symcell's ShapeError is one
     _raises_as_nn(lambda: theirs(torch.randn(4, 7, 3, 1)), lambda: ours(torch.randn(4, 7, 3, 1)),
                   r"input must be \(T, B, features\).*got shape \(4, 7, 3, 1\)")
-    with pytest.raises(ValueError, match=r"must be 3-d \(T, B, features\), got shape \(2, 7, 3, 1\)"):
+    with pytest.raises(ValueError, match=r"must be 3-d \(T, B, features\) \(a sequence.*\), got shape \(2, 7, 3, 1\)"):
         cell(torch.randn(2, 7, 3, 1))
 
 
@@ -260,3 +260,58 @@ def test_a_user_cell_steps_as_nns_cells_with_several_inputs():
     with pytest.raises(symcell.ShapeError, match=r"all be batched \(2-d\) or all unbatched \(1-d\), got shapes "
                                                  r"\[\(2, 3\), \(2,\)\]"):
         cell((x, y[0]), state)
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "LSTMCell", "GRUCell"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_cpu_autocast_gives_the_dtype_nns_module_gives(kind, dtype):
+    """under torch.autocast("cpu"), nn.LSTM's operator runs in autocast's dtype and nn.GRU's, nn.LSTMCell's and
+    nn.GRUCell's in the inputs' (they are on CUDA's autocast list, not the CPU's): ours return what nn's return"""
+    one = kind.endswith("Cell")
+    theirs, ours = getattr(nn, kind)(3, 4), getattr(symcell.cells, kind)(3, 4, **REF)
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(2, 3) if one else torch.randn(5, 2, 3)
+    with torch.autocast("cpu", dtype):
+        try:
+            want = theirs(x)
+        except RuntimeError:   # (oneDNN has no float16 LSTM on some CPUs: the dtype autocast lists say)
+            want = None
+        got = ours(x)
+    first = (lambda r: r[0] if isinstance(r, tuple) else r)
+    expected = {"LSTM": dtype}.get(kind, torch.float32)
+    assert first(got).dtype == expected
+    if want is not None:
+        assert first(want).dtype == expected
+        torch.testing.assert_close(first(got).float(), first(want).float(), rtol=2e-2, atol=2e-2)
+
+
+def test_lstm_cell_takes_nns_keyword_names_and_initialises_as_nn_with_a_projection():
+    torch.manual_seed(0)
+    theirs, ours = nn.LSTMCell(3, 5), LSTMCell(3, 5, **REF)
+    ours.load_state_dict(theirs.state_dict())
+    x, h, c = torch.randn(2, 3), torch.randn(2, 5), torch.randn(2, 5)
+    for got in (ours(x, hx=(h, c)), ours(input=x, hx=(h, c))):
+        for g, w in zip(got, theirs(input=x, hx=(h, c))):
+            torch.testing.assert_close(g, w)
+    # uniform(-1/sqrt(hidden_size), ..) as nn.LSTM's, not 1/sqrt(proj_size) of the projected state
+    big = LSTMCell(3, 100, proj_size=1, **REF)
+    assert max(p.abs().max().item() for p in big.parameters()) <= 0.1
+    assert GRU(3, 4, **REF).proj_size == nn.GRU(3, 4).proj_size == 0
+
+
+@pytest.mark.parametrize("kind", ["GRU", "GRUCell", "LSTM", "LSTMCell"])
+def test_a_state_that_is_no_tensor_nor_tuple_is_refused_naming_it(kind):
+    m = getattr(symcell.cells, kind)(3, 4, **REF)
+    x = torch.randn(2, 3) if kind.endswith("Cell") else torch.randn(5, 2, 3)
+    for bad in (3.0, "abc"):
+        with pytest.raises(TypeError, match=r"(hx|state) must be a tensor or a tuple of \d tensor\(s\) .*got "
+                                            f"{type(bad).__name__}"):
+            m(x, bad)
+
+
+def test_a_cells_unbatched_step_names_the_shapes_the_caller_passed():
+    cell = GRUCell(3, 4, **REF)
+    with pytest.raises(ValueError, match=r"unbatched 1-d input the state 'h' must have shape \(4,\), got \(5,\)"):
+        cell(torch.randn(3), torch.randn(5))
+    with pytest.raises(TypeError, match="a cell takes padded sequences .* not a PackedSequence"):
+        cell(nn.utils.rnn.pack_padded_sequence(torch.randn(4, 2, 3), [4, 2]))

@@ -80,3 +80,76 @@ def test_float32_softplus_is_accurate_from_tiny_to_saturated(backend):
     ys, _ = cell(x.view(1, 1, -1))
     want = torch.nn.functional.softplus(x.double())
     assert ((ys.view(-1).double() - want).abs() / want.abs().clamp_min(1e-38)).max() < 4e-7
+
+
+MASKED = {   # a function whose derivative is 0 * inf where a mask is 0: torch's backward selects, so 0
+    "sqrt(relu(x))": (lambda x: symcell.sqrt(relu(x)), lambda x: torch.sqrt(torch.relu(x))),
+    "sqrt(clamp(x, 0, 9))": (lambda x: symcell.sqrt(symcell.clamp(x, 0.0, 9.0)),
+                             lambda x: torch.sqrt(torch.clamp(x, 0.0, 9.0))),
+    "sqrt(maximum(x, 0))": (lambda x: symcell.sqrt(symcell.maximum(x, 0.0)),
+                            lambda x: torch.sqrt(torch.clamp_min(x, 0.0))),
+    "log(relu(x)) where x > 0": (lambda x: symcell.where(x > 0, symcell.log(relu(x)), 0.0) + x,
+                                 lambda x: torch.where(x > 0, torch.log(torch.relu(x)), 0.0) + x),
+}
+
+
+@pytest.mark.parametrize("backend,dtype", DTYPES)
+@pytest.mark.parametrize("name", sorted(MASKED))
+def test_a_masked_derivative_is_selected_not_multiplied(backend, dtype, name):
+    """step(x) / (2 sqrt(relu(x))) where x < 0 is 0 * inf: NaN multiplied, 0 as torch's backward selects it (a
+    product with 0/1 factors is where(...), functions.masked), in reverse mode and forward mode"""
+    ours, theirs = MASKED[name]
+    Cell = symcell.define(inputs={"x": "H"}, state={"h": "H"}, name="Masked")(lambda x, h: ours(x) + 0.5 * h)
+    cell = Cell(H=6, backend=backend).to(dtype)
+    x = torch.tensor([-3.0, -0.5, 0.0, 0.5, 2.0, 4.0], dtype=dtype).repeat(2, 1, 1).requires_grad_()
+    ys, _ = cell(x)
+    g, = torch.autograd.grad(ys.sum(), x)
+    def eager(xe):
+        h, want = torch.zeros(1, 6, dtype=dtype), []
+        for t in range(2):
+            h = theirs(xe[t]) + 0.5 * h
+            want.append(h)
+        return torch.stack(want)
+    xe = x.detach().clone().requires_grad_()
+    ge, = torch.autograd.grad(eager(xe).sum(), xe)
+    # (finite where torch's is: at x = 0 clamp's gradient is 1, sqrt's infinite, in torch too)
+    assert torch.equal(torch.isfinite(g), torch.isfinite(ge)) and torch.allclose(g, ge), (g, ge)
+    assert torch.isfinite(g[:, :, :2]).all()
+    if backend != "triton":   # (forward mode: the tangent scan, not the triton backend's)
+        from torch.autograd.forward_ad import dual_level, make_dual, unpack_dual
+        with dual_level():
+            ys_t = unpack_dual(cell(make_dual(x.detach(), torch.ones_like(x)))[0]).tangent
+        _, want_t = torch.func.jvp(eager, (x.detach(),), (torch.ones_like(x),))
+        # (torch's own forward mode multiplies the mask in places: NaN where x < 0; equal where it is finite)
+        finite = torch.isfinite(want_t)
+        assert torch.allclose(ys_t[finite], want_t[finite]) and torch.isfinite(ys_t[:, :, :2]).all(), ys_t
+
+
+@symcell.define(inputs={"x": "H"}, state={"h": "H"})
+def FarConstants(x, h):
+    """constants past C++'s int (1e30, printed as the integer 10**30 it is, overflowed) and infinite ones"""
+    return (x * 1e30 + symcell.maximum(symcell.where(h > 0, h, float("-inf")), x) +
+            symcell.clamp(x, float("-inf"), 1.0) + symcell.minimum(h, float("inf")))
+
+
+@pytest.mark.parametrize("backend,dtype", DTYPES)
+def test_constants_past_int_and_infinite_ones(backend, dtype):
+    cell = FarConstants(H=3, backend=backend).to(dtype)
+    x = torch.tensor([[[1.0, -2.5, 0.7]], [[0.3, 2.0, -1.0]]], dtype=dtype, requires_grad=True)
+    ys, _ = cell(x)
+    h, want = torch.zeros(1, 3, dtype=dtype), []
+    for t in range(2):
+        h = (x[t] * 1e30 + torch.maximum(torch.where(h > 0, h, float("-inf")), x[t]) +
+             torch.clamp(x[t], max=1.0) + h)
+        want.append(h)
+    assert torch.allclose(ys, torch.stack(want), rtol=1e-6), (ys, torch.stack(want))
+    g, = torch.autograd.grad(ys.sum(), x)
+    assert torch.isfinite(g).all()
+
+
+def test_a_division_by_the_constant_0_is_refused_with_what_to_write():
+    with pytest.raises(ValueError, match=r"h / 0: a division by the constant 0"):
+        @symcell.define(inputs={"x": "H"}, state={"h": "H"})
+        def Divides(x, h):
+            return x + h / 0
+        Divides(H=2)

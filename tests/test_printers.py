@@ -57,9 +57,13 @@ def test_math_printer_names_functions_as_users_write_them():
 
 
 def test_size_printer():
+    """a sum is bracketed: the C++ multiplies sizes (sizeof(scalar_t) * _dim_H - 1 copied 8 H - 1 bytes of a row
+    of H - 1 doubles, into the next row)"""
     assert size_str(2 * H) == "2*_dim_H"
+    assert size_str(H - 1) == "(_dim_H - 1)"
     assert size_str((I + H) / 2) == "((_dim_H + _dim_I)/2)"
     assert size_str(sympy.Integer(7)) == "7"
+    assert size_str(H) == "_dim_H"
 
 
 @pytest.mark.parametrize("fn", FUNCTIONS, ids=[f.name for f in FUNCTIONS])

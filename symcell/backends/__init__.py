@@ -7,6 +7,8 @@
 backend="auto" takes, among the backends whose `devices` include the tensors' device and that are usable on
 this machine, the one of highest priority.
 """
+import torch
+
 from .base import Backend, Kernel  # noqa: F401
 from .cpp import CppBackend
 from .reference import ReferenceBackend
@@ -25,6 +27,9 @@ def available():
     return sorted(_REGISTRY)
 
 
+# torch.compile takes the answer as a constant, without tracing the question: whether this machine has a C++
+# compiler (shutil.which, a stat dynamo cannot trace: fullgraph failed on a module's first call in a process)
+@torch.compiler.assume_constant_result
 def resolve(name, device):
     """'auto' -> the best usable backend for the device; another name is checked and returned: a backend that
     cannot run tensors on this device here raises, saying why."""

@@ -5,6 +5,8 @@ LSTM and GRU are symcell.RNN over them, with nn.LSTM's / nn.GRU's arguments and 
 Beside each step's equations, the same step in plain torch (`lstm_reference`, `gru_reference`): what the
 tests and benchmarks compare the compiled cells with.
 """
+import math
+
 import torch
 from torch import nn
 
@@ -121,6 +123,7 @@ class LSTMCell(Cell):
     """
 
     spec = _LSTM[True, False]
+    autocast_devices = ("cuda",)   # (nn.LSTMCell's operator is on CUDA's autocast list, not the CPU's)
 
     def __init__(self, input_size, hidden_size, bias=True, proj_size=0, *, batch_first=False, backend="auto",
                  device=None, dtype=None):
@@ -128,6 +131,17 @@ class LSTMCell(Cell):
         super().__init__(spec=_LSTM[bool(bias), proj_size > 0], batch_first=batch_first, backend=backend,
                          device=device, dtype=dtype, **dims)
         self.input_size, self.hidden_size, self.bias, self.proj_size = input_size, hidden_size, bias, proj_size
+
+    def reset_parameters(self):
+        """uniform(-k, k), k = 1/sqrt(hidden_size), as nn.LSTMCell's and nn.LSTM's (with proj_size too, not the
+        projected state's size)"""
+        k = 1.0 / math.sqrt(self.dims["H"])
+        with torch.no_grad():
+            for p in self._param_list():
+                p.uniform_(-k, k)
+
+    def forward(self, input, hx=None, lengths=None):   # (nn.LSTMCell's argument names)
+        return super().forward(input, hx, lengths)
 
 
 class GRUCell(Cell):
@@ -138,6 +152,7 @@ class GRUCell(Cell):
     """
 
     spec = _GRU[True]
+    autocast_devices = ("cuda",)   # (nn.GRUCell's operator is on CUDA's autocast list, not the CPU's)
 
     def __init__(self, input_size, hidden_size, bias=True, *, batch_first=False, backend="auto", device=None,
                  dtype=None):
@@ -197,6 +212,8 @@ class GRU(RNN):
     """A drop-in nn.GRU: out, h_n = gru(x, h_0, lengths=None), layouts as nn.GRU's (see LSTM)."""
 
     spec = _GRU[True]
+    autocast_devices = ("cuda",)   # (nn.GRU's operator is on CUDA's autocast list, not the CPU's: float32 there)
+    proj_size = 0                  # (nn.GRU's attribute, which code written for nn's RNNs reads)
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, *, backend="auto", device=None, dtype=None, **unexpected):

@@ -47,10 +47,10 @@ std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _inits, 
   scalar_t* _seq_weight_ih_x = sc::ptr<scalar_t>(_t_weight_ih_x);
   at::Tensor _res_weight_hh_h = !_save ? at::Tensor() : _len != nullptr ? at::zeros({_steps, _batch, _n_weight_hh_h}, _opt) : at::empty({_steps, _batch, _n_weight_hh_h}, _opt);
   at::Tensor _buf_weight_hh_h = at::empty({_batch, _n_weight_hh_h}, _opt);   // per-step scratch
-  scalar_t* _wt_weight_ih_x = sc::ptr<scalar_t>(sc::workspace(0, (_dim_I) * _n_weight_ih_x, _opt));
+  scalar_t* _wt_weight_ih_x = sc::ptr<scalar_t>(sc::workspace(0, _dim_I * _n_weight_ih_x, _opt));
   sc::transpose(weight_ih, _ld_weight_ih, _n_weight_ih_x, _dim_I, _wt_weight_ih_x + (0) * _n_weight_ih_x, _n_weight_ih_x);
-  scalar_t* _wt_weight_hh_h = sc::ptr<scalar_t>(sc::workspace(1, (_dim_H) * _n_weight_hh_h, _opt));
-  sc::transpose_panels(weight_hh, _ld_weight_hh, _n_weight_hh_h, _dim_H, _wt_weight_hh_h, (_dim_H) * sc::PANEL, 0);
+  scalar_t* _wt_weight_hh_h = sc::ptr<scalar_t>(sc::workspace(1, _dim_H * _n_weight_hh_h, _opt));
+  sc::transpose_panels(weight_hh, _ld_weight_hh, _n_weight_hh_h, _dim_H, _wt_weight_hh_h, _dim_H * sc::PANEL, 0);
   // before the loop: what depends on no carried value, over all _steps*_batch rows at once
   {
     const scalar_t* x = _seq_x;
@@ -69,7 +69,7 @@ std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _inits, 
       int64_t _na = _nb;   // the rows up to the last one still running (see render.py)
       if (_len != nullptr) while (_na > 0 && _len[_b0 + _na - 1] <= _t) --_na;
       // weight_hh_h = h[0:_dim_H] @ weight_hh[:, 0:_dim_H].T
-      sc::mm_panels(_na, _n_weight_hh_h, _dim_H, h, _n_h, _wt_weight_hh_h, (_dim_H) * sc::PANEL, 0, false, weight_hh_h, _n_weight_hh_h);
+      sc::mm_panels(_na, _n_weight_hh_h, _dim_H, h, _n_h, _wt_weight_hh_h, _dim_H * sc::PANEL, 0, false, weight_hh_h, _n_weight_hh_h);
       {  // fused region: 1 output(s), _dim_H features per row
         const int64_t _n = _dim_H;
         sc::rows(_na, _n, [&](int64_t _r0, int64_t _r1) {

@@ -84,7 +84,7 @@ std::vector<at::Tensor> tangent_forward_impl(at::TensorList _xs, at::TensorList 
   at::Tensor _pp__v_c_new = at::empty({2, _batch, _n__v_c_new}, _opt);   // two alternating slots
   at::Tensor _t__v_gates = at::empty({_steps, _batch, _n__v_gates}, _opt);
   scalar_t* _seq__v_gates = sc::ptr<scalar_t>(_t__v_gates);
-  scalar_t* _wt__v_gates0 = sc::ptr<scalar_t>(sc::workspace(0, (2*_dim_I) * _n__v_gates, _opt));
+  scalar_t* _wt__v_gates0 = sc::ptr<scalar_t>(sc::workspace(0, 2*_dim_I * _n__v_gates, _opt));
   int64_t _k__v_gates0 = 0;
   const bool _on__v_gates0_0 = !(_zero__v_x);
   if (_on__v_gates0_0) {
@@ -96,20 +96,20 @@ std::vector<at::Tensor> tangent_forward_impl(at::TensorList _xs, at::TensorList 
     sc::transpose(_v_weight_ih, _ld__v_weight_ih, _n__v_gates, _dim_I, _wt__v_gates0 + (_k__v_gates0) * _n__v_gates, _n__v_gates);
     _k__v_gates0 += _dim_I;
   }
-  scalar_t* _wt__v_gates1 = sc::ptr<scalar_t>(sc::workspace(1, (2*_dim_H) * _n__v_gates, _opt));
+  scalar_t* _wt__v_gates1 = sc::ptr<scalar_t>(sc::workspace(1, 2*_dim_H * _n__v_gates, _opt));
   int64_t _k__v_gates1 = 0;
   const bool _on__v_gates1_0 = true;
   if (_on__v_gates1_0) {
-    sc::transpose_panels(weight_hh, _ld_weight_hh, _n__v_gates, _dim_H, _wt__v_gates1, (2*_dim_H) * sc::PANEL, _k__v_gates1);
+    sc::transpose_panels(weight_hh, _ld_weight_hh, _n__v_gates, _dim_H, _wt__v_gates1, 2*_dim_H * sc::PANEL, _k__v_gates1);
     _k__v_gates1 += _dim_H;
   }
   const bool _on__v_gates1_1 = !(_zero__v_weight_hh);
   if (_on__v_gates1_1) {
-    sc::transpose_panels(_v_weight_hh, _ld__v_weight_hh, _n__v_gates, _dim_H, _wt__v_gates1, (2*_dim_H) * sc::PANEL, _k__v_gates1);
+    sc::transpose_panels(_v_weight_hh, _ld__v_weight_hh, _n__v_gates, _dim_H, _wt__v_gates1, 2*_dim_H * sc::PANEL, _k__v_gates1);
     _k__v_gates1 += _dim_H;
   }
-  at::Tensor _operands__v_gates0 = at::empty({_steps * _batch, (2*_dim_I)}, _opt);
-  at::Tensor _operands__v_gates1 = at::empty({_batch, (2*_dim_H)}, _opt);
+  at::Tensor _operands__v_gates0 = at::empty({_steps * _batch, 2*_dim_I}, _opt);
+  at::Tensor _operands__v_gates1 = at::empty({_batch, 2*_dim_H}, _opt);
   // before the loop: what depends on no carried value, over all _steps*_batch rows at once
   {
     const scalar_t* x = _seq_x;
@@ -146,7 +146,7 @@ std::vector<at::Tensor> tangent_forward_impl(at::TensorList _xs, at::TensorList 
           if (_on__v_gates1_0) { std::memcpy(_cat + _r * _k__v_gates1 + _o, _v_h + _r * _n__v_h, sizeof(scalar_t) * _dim_H); _o += _dim_H; }
           if (_on__v_gates1_1) { std::memcpy(_cat + _r * _k__v_gates1 + _o, h + _r * _n_h, sizeof(scalar_t) * _dim_H); _o += _dim_H; }
         }
-        sc::mm_panels(_na, _n__v_gates, _k__v_gates1, _cat, _k__v_gates1, _wt__v_gates1, (2*_dim_H) * sc::PANEL, 0, true, _v_gates, _n__v_gates);
+        sc::mm_panels(_na, _n__v_gates, _k__v_gates1, _cat, _k__v_gates1, _wt__v_gates1, 2*_dim_H * sc::PANEL, 0, true, _v_gates, _n__v_gates);
       }
       {  // fused region: 2 output(s), _dim_H features per row
         const int64_t _n = _dim_H;

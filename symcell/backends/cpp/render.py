@@ -434,7 +434,7 @@ class ScanRenderer(Renderer):
 
     # --- statements -------------------------------------------------------------------------------------
     def k_total(self, mm):
-        return f"({size_str(sum((t.operand.stop - t.operand.start for t in mm.terms), sympy.Integer(0)))})"
+        return size_str(sum((t.operand.stop - t.operand.start for t in mm.terms), sympy.Integer(0)))
 
     def gemm(self, mm, K, a, lda, k0="0", acc=None):
         """the call that multiplies rows of `a` by matmul mm's transposed weights (K of their rows from k0)"""
