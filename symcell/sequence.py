@@ -128,16 +128,18 @@ LOW_PRECISION = (torch.bfloat16, torch.float16)
 def _autocast(xs, state, params, casts=("cpu", "cuda")):
     """Under torch.autocast for the tensors' device, the scan runs in autocast's dtype, as nn.LSTM does (its
     operator is on autocast's lower-precision list): inputs, states and parameters cast to it, those in float64
-    left alone as autocast leaves them; on the devices `casts` only (a module's autocast_devices: nn.GRU's and
-    nn's cells' operators are on that list for CUDA and not for the CPU, where they run in the inputs' dtype).
+    left alone as autocast leaves them. On a device not in `casts` (a module's autocast_devices: nn.GRU's and nn's
+    cells' operators are on CUDA's list, not the CPU's, where their matmuls take the input's dtype) only an input
+    already in autocast's dtype has the scan run in it; a float32 one stays float32.
     -> (xs, state, params, the device type whose autocast to turn off inside, or None)"""
     first = params[0] if params else (xs if isinstance(xs, torch.Tensor) else next(iter(xs), None))
     kind = first.device.type if isinstance(first, torch.Tensor) else None
     if kind not in ("cpu", "cuda") or not torch.is_autocast_enabled(kind):
         return xs, state, params, None
-    if kind not in casts:   # (off inside all the same: the scan's own ops must not be cast)
-        return xs, state, params, kind
     dtype = torch.get_autocast_dtype(kind)
+    x0 = xs if isinstance(xs, torch.Tensor) else next(iter(xs), None)
+    if kind not in casts and not (isinstance(x0, torch.Tensor) and x0.dtype == dtype):
+        return xs, state, params, kind   # (autocast off inside all the same: the scan's own ops are not cast)
 
     def cast(v):
         if isinstance(v, torch.Tensor):
