@@ -355,10 +355,9 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih,
             # d_h[0:16] += d_weight_hh_h @ weight_hh[:, 0:16]
             if _RESIDENT:   # the program's one tile, against its slice on chip
                 _acc = tl.zeros((_BB, _BN), dtype=tl.float32)
-                _pr = _pt0 + ((_iw % 2) * tl.num_programs(0) + _pb) * _P * _BB * 16 + tl.arange(0, _BB)[None, :, None] * 16 + _ckr0[None, None, :]
-                for _p0 in tl.static_range(0, 16, 16):   # (_P <= 16)
-                    _pq = _p0 + tl.arange(0, 16)
-                    _acc += tl.sum(tl.load(_pr + _pq[:, None, None] * _BB * 16, mask=(_pq < _P)[:, None, None], other=0.0), axis=0)
+                _pr = _pt0 + ((_iw % 2) * tl.num_programs(0) + _pb) * _P * _BB * 16 + tl.arange(0, _BB)[:, None] * 16 + _ckr0[None, :]
+                for _p in tl.static_range(1):   # (_P <= 1)
+                    _acc += tl.load(_pr + _p * _BB * 16, mask=(_ckr0 * 0 + _p < _P)[None, :], other=0.0)
                 if _MASKED:   # (ended rows may have passed a cotangent into it)
                     _ga = _r_d_h + (0 + _ckr0)[None, :]
                     tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ckr0 < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ckr0 < 16)[None, :])

@@ -1153,18 +1153,19 @@ class StepKernel(Renderer):
 
     def sum_partials(self, st, s):
         """(transposed_grads) after the barrier: _acc, this program's tile of st's output, the sum of the P programs'
-        partials, 16 programs at a time, in program order. Unrolled over the most programs the host launches (P <=
-        most_programs x shares, Host's _programs): the compiled code can issue every partial's load at once, one
-        round trip through L2, where a loop over _P waited for each 16 programs' loads in turn"""
+        partials in program order, one tile of each at a time. Unrolled over the most programs the host launches
+        (P <= most_programs x shares, Host's _programs): the compiled code can issue every partial's load at once,
+        one round trip through L2, where a loop over _P waited for each 16 programs' loads in turn. A tile a load:
+        a sum over a block of 16 partials (tl.sum over its first axis) crossed warps, through shared memory, twelve
+        block-wide barriers a step in the LSTM's backward at H=768, and its region's arithmetic ran twice (ptxas,
+        sm_90: 1661 -> 1262 instructions a warp a step, 87 -> 36 barriers, MUFU 40 -> 20)"""
         w, K = self.w, int(st.dest.stop - st.dest.start)
-        cover = -(-self.split.most_programs * self.split.shares // 16) * 16
+        most = self.split.most_programs * self.split.shares
         w("_acc = tl.zeros((_BB, _BN), dtype=tl.float32)")
         w(f"_pr = _pt{s} + ((_iw % 2) * tl.num_programs(0) + _pb) * _P * _BB * {K} + "
-          f"tl.arange(0, _BB)[None, :, None] * {K} + _ckr{s}[None, None, :]")
-        with w.block(f"for _p0 in tl.static_range(0, {cover}, 16):   # (_P <= {cover})"):
-            w("_pq = _p0 + tl.arange(0, 16)")
-            w(f"_acc += tl.sum(tl.load(_pr + _pq[:, None, None] * _BB * {K}, mask=(_pq < _P)[:, None, None], "
-              "other=0.0), axis=0)")
+          f"tl.arange(0, _BB)[:, None] * {K} + _ckr{s}[None, :]")
+        with w.block(f"for _p in tl.static_range({most}):   # (_P <= {most})"):
+            w(f"_acc += tl.load(_pr + _p * _BB * {K}, mask=(_ckr{s} * 0 + _p < _P)[None, :], other=0.0)")
 
     def operand_grad_loop(self, st):
         """an operand's gradient, its weights streamed from global memory (L2): the program's tiles in turn"""
