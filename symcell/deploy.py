@@ -16,6 +16,9 @@ copied beside the program. To run it, load them, then the program:
     C++:     dlopen("out/symcell_<cell>_<key>.so", RTLD_NOW | RTLD_GLOBAL) for each, then torch::jit::load or
              torch::inductor::AOTIModelPackageLoader (examples/deploy/main.cpp)
 
+Load each cell's library once a process: programs saved with one cell ship the same library (its name, the cell's
+key, is the same whatever its sizes), and a second copy's TORCH_LIBRARY aborts the process; load one file a name.
+
 Every saved program runs at every sequence length and batch size (one operator per sequence, not an unrolled
 loop). The libraries are built for this machine's CPU (-march=native): deploy to a machine with the same
 instruction set extensions, or save there. Only the forward is saved (inference), on CPU tensors.

@@ -79,7 +79,10 @@ def check_lengths(name, lengths, T, B, device):
     if isinstance(lengths, torch.Tensor):
         if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
             raise TypeError(f"{name}: lengths must hold integers, got dtype {lengths.dtype}")
-        host = lengths.detach().to("cpu", torch.int64)
+        # (int64 on the CPU as it is: a traced program would convert whatever it gets, floats too, where the
+        # deployed operator refuses what is not int64 and checks the values, which this check does once)
+        int64 = lengths.dtype == torch.int64 and lengths.device.type == "cpu"
+        host = lengths.detach() if int64 else lengths.detach().to("cpu", torch.int64)
     else:
         if not isinstance(lengths, (list, tuple)) and not hasattr(lengths, "__array__"):
             raise TypeError(f"{name}: lengths must be a sequence of ints or an integer tensor, got "
@@ -98,7 +101,7 @@ def check_lengths(name, lengths, T, B, device):
         torch._assert_async(((host >= 0) & (host <= T)).all(), within)
     elif B and (host.min() < 0 or host.max() > T):
         raise ValueError(f"{within}, got min {int(host.min())} and max {int(host.max())}")
-    return host.to(device)
+    return host if host.device == torch.device(device) else host.to(device)
 
 
 def row_order(binding, lengths):

@@ -222,3 +222,15 @@ def test_a_matmul_operand_in_pieces_of_size_expressions(backend):
         assert rel_err(got, want) < tol
     for a, b in zip(torch.autograd.grad(got, (x, h0, cell.W), cot), grads):
         assert rel_err(a, b) < tol
+
+
+@pytest.mark.parametrize("backend", ["reference", *BACKENDS])
+def test_no_steps_and_no_rows_together_with_gradients(backend):
+    """T = 0 and B = 0: the final state is the initial one, an empty tensor, which no data pointer tells from its
+    input (backends/base.py unaliased): autograd refused a result that was its own input"""
+    cell = symcell.cells.LSTM(3, 4, backend=backend).to(DEVICE.get(backend, "cpu"))
+    x = torch.randn(0, 0, 3, device=DEVICE.get(backend, "cpu"), requires_grad=True)
+    y, (h, c) = cell(x)
+    assert y.shape == (0, 0, 4) and h.shape == (1, 0, 4)
+    (y.sum() + h.sum() + c.sum()).backward()
+    assert x.grad.shape == x.shape

@@ -133,6 +133,42 @@ def test_the_deployed_operator_checks_its_arguments(tmp_path):
         torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=1e-6)
 
 
+class Lengths(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.rnn = symcell.cells.LSTM(4, 6, backend="cpp")
+
+    def forward(self, x, lengths):
+        y, (h, c) = self.rnn(x, lengths=lengths)
+        return y, h
+
+
+def test_a_deployed_program_checks_its_lengths_and_its_operator_its_argument_lists(tmp_path):
+    """Python's check of lengths ran once, when the program was traced: the operator checks their values (a length
+    past T ran as T, a negative one as 0) and dtype (floats were converted); and its argument lists' lengths (an
+    empty xs or a dims list one short read past their ends)"""
+    model = Lengths().eval()
+    symcell.deploy.save(model, (torch.randn(5, 3, 4), torch.tensor([5, 3, 2])), tmp_path)
+    loaded = symcell.deploy.load(tmp_path)
+    x = torch.randn(4, 3, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x, torch.tensor([4, 2, 1]))[1], model(x, torch.tensor([4, 2, 1]))[1])
+    for bad, match in ((torch.tensor([9, 2, 1]), r"lengths must lie in \[0, T\] = \[0, 4\], got 9 for row 0"),
+                       (torch.tensor([-1, 2, 1]), r"got -1 for row 0"),
+                       (torch.tensor([2.5, 2.0, 1.0]), r"Long|int64")):
+        with pytest.raises(RuntimeError, match=match):
+            loaded(x, bad)
+    lib = next(Path(tmp_path).glob("symcell_LSTM_*.so")).stem
+    op = getattr(torch.ops, lib).forward
+    params = [p.detach() for p in model.rnn.parameters()]
+    h = torch.zeros(3, 6)
+    with pytest.raises(ValueError, match=r"symcell operator: xs must hold 1 entries, got 0"):
+        op([], [h, h], params, [6, 4], False, torch.empty(0, dtype=torch.int64), [])
+    with pytest.raises(ValueError, match=r"symcell operator: dims must hold 2 entries, got 1"):
+        op([x], [h, h], params, [6], False, torch.empty(0, dtype=torch.int64), [])
+
+
 def test_deploy_refuses_what_it_cannot_save(tmp_path):
     with pytest.raises(RuntimeError, match="symcell.deploy saves the C\\+\\+ operators of the cpp backend; this "
                                            "cell runs on backend 'reference'"):

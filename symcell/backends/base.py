@@ -58,16 +58,19 @@ class Backend:
 
 def unaliased(outs, inputs):
     """Results may share memory neither with arguments nor with each other (at T = 0 a final state would be the
-    initial one; autograd may accumulate into a gradient in place): clone those that do."""
+    initial one; autograd may accumulate into a gradient in place): clone those that do. An empty result is
+    cloned whatever its storage (at T = 0 and B = 0 the initial state itself came back: no pointer tells)."""
     taken = {t.untyped_storage().data_ptr() for t in inputs if t.numel()}
     fresh = []
     for t in outs:
-        ptr = t.untyped_storage().data_ptr() if t.numel() else None
-        if ptr is not None and ptr in taken:
+        if not t.numel():
+            fresh.append(t.clone())
+            continue
+        ptr = t.untyped_storage().data_ptr()
+        if ptr in taken:
             t = t.clone()
             ptr = t.untyped_storage().data_ptr()
-        if ptr is not None:
-            taken.add(ptr)
+        taken.add(ptr)
         fresh.append(t)
     return fresh
 

@@ -233,7 +233,7 @@ class ScanRenderer(Renderer):
                 else:
                     sizes = f"_batch, {self.n(name)}"
                 w(f'sc::expect<scalar_t>({a.name}[{k}], {{{sizes}}}, "{a.name[1:]}[{k}] ({name})");')
-        w("sc::expect_lengths(_lengths, _batch);")
+        w("sc::expect_lengths(_lengths, _batch, _steps);")
 
     def bind_args(self):
         w = self.w
@@ -679,8 +679,10 @@ def render(program, scans):
             w(f"auto _in = torch::jit::last(*_stack, {len(names)});")
             for k, a in enumerate(scan.args):
                 w(f"const std::vector<at::Tensor> {a.name} = _in[{k}].toTensorVector();")
+                w(f'sc::expect_count({a.name}.size(), {len(a.buffers)}, "{a.name[1:]}");')
             k = len(scan.args)
             w(f"const std::vector<int64_t> _dims = sc::int_list(_in[{k}]);")
+            w(f'sc::expect_count(_dims.size(), {len(program.dims)}, "dims");')
             if scan.save:
                 k += 1
                 w(f"const bool _save = _in[{k}].toBool();")

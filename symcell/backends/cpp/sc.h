@@ -367,11 +367,20 @@ inline void expect(const at::Tensor& t, at::IntArrayRef sizes, const char* what)
                    t.scalar_type());
   TORCH_CHECK(t.device().is_cpu() && t.is_contiguous(), "symcell operator: ", what, " must be a contiguous CPU tensor");
 }
-inline void expect_lengths(const at::Tensor& lengths, int64_t batch) {
+inline void expect_lengths(const at::Tensor& lengths, int64_t batch, int64_t steps) {
   TORCH_CHECK_VALUE(lengths.numel() == 0 || (lengths.dim() == 1 && lengths.size(0) == batch && lengths.is_contiguous()
                     && lengths.scalar_type() == at::kLong && lengths.device().is_cpu()),
                     "symcell operator: lengths must be empty or a contiguous int64 CPU tensor of ", batch,
                     " values, got sizes ", lengths.sizes(), " of ", lengths.scalar_type());
+  // (a deployed program checks its lengths here: Python's check ran once, when it was traced)
+  const int64_t* v = lengths.numel() > 0 ? lengths.data_ptr<int64_t>() : nullptr;
+  for (int64_t b = 0; v && b < batch; ++b)
+    TORCH_CHECK_VALUE(v[b] >= 0 && v[b] <= steps, "symcell operator: lengths must lie in [0, T] = [0, ", steps,
+                      "], got ", v[b], " for row ", b);
+}
+// An argument list of the operator's must hold as many entries as its kernel reads (called by hand, it may not).
+inline void expect_count(size_t n, size_t want, const char* what) {
+  TORCH_CHECK_VALUE(n == want, "symcell operator: ", what, " must hold ", want, " entries, got ", n);
 }
 // An int[] argument off the operator's stack. AOTInductor's proxy executor hands an empty int[] over as None
 // (torch 2.13: `"as_ints": []` in its node table), so None reads as the empty list.
