@@ -37,7 +37,7 @@ std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _inits, 
   sc::expect<scalar_t>(_params[1], {4*_dim_H, _dim_H}, "params[1] (weight_hh)");
   sc::expect<scalar_t>(_params[2], {4*_dim_H}, "params[2] (bias_ih)");
   sc::expect<scalar_t>(_params[3], {4*_dim_H}, "params[3] (bias_hh)");
-  sc::expect_lengths(_lengths, _batch);
+  sc::expect_lengths(_lengths, _batch, _steps);
   const scalar_t* _seq_x = sc::ptr<scalar_t>(_xs[0]);
   const scalar_t* _init_h = sc::ptr<scalar_t>(_inits[0]);
   const scalar_t* _init_c = sc::ptr<scalar_t>(_inits[1]);
@@ -184,7 +184,7 @@ std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_fi
   sc::expect<scalar_t>(_ys[0], {_steps, _batch, _n_h_new}, "ys[0] (h_new)");
   sc::expect<scalar_t>(_res[0], {_steps, _batch, _n_gates}, "res[0] (gates)");
   sc::expect<scalar_t>(_res[1], {_steps, _batch, _n_c_new}, "res[1] (c_new)");
-  sc::expect_lengths(_lengths, _batch);
+  sc::expect_lengths(_lengths, _batch, _steps);
   const scalar_t* _seq__dys_h = sc::ptr<scalar_t>(_d_ys[0]);
   const scalar_t* _init_d_h_new = sc::ptr<scalar_t>(_d_finals[0]);
   const scalar_t* _init_d_c_new = sc::ptr<scalar_t>(_d_finals[1]);
@@ -365,9 +365,13 @@ extern template std::vector<at::Tensor> backward_impl<float>(at::TensorList _d_y
 void forward(const c10::OperatorHandle&, torch::jit::Stack* _stack) {
   auto _in = torch::jit::last(*_stack, 7);
   const std::vector<at::Tensor> _xs = _in[0].toTensorVector();
+  sc::expect_count(_xs.size(), 1, "xs");
   const std::vector<at::Tensor> _inits = _in[1].toTensorVector();
+  sc::expect_count(_inits.size(), 2, "inits");
   const std::vector<at::Tensor> _params = _in[2].toTensorVector();
+  sc::expect_count(_params.size(), 4, "params");
   const std::vector<int64_t> _dims = sc::int_list(_in[3]);
+  sc::expect_count(_dims.size(), 2, "dims");
   const bool _save = _in[4].toBool();
   const at::Tensor _lengths = _in[5].toTensor();
   const std::vector<int64_t> _skip = sc::int_list(_in[6]);
@@ -379,13 +383,21 @@ void forward(const c10::OperatorHandle&, torch::jit::Stack* _stack) {
 void backward(const c10::OperatorHandle&, torch::jit::Stack* _stack) {
   auto _in = torch::jit::last(*_stack, 10);
   const std::vector<at::Tensor> _d_ys = _in[0].toTensorVector();
+  sc::expect_count(_d_ys.size(), 1, "d_ys");
   const std::vector<at::Tensor> _d_finals = _in[1].toTensorVector();
+  sc::expect_count(_d_finals.size(), 2, "d_finals");
   const std::vector<at::Tensor> _xs = _in[2].toTensorVector();
+  sc::expect_count(_xs.size(), 1, "xs");
   const std::vector<at::Tensor> _inits = _in[3].toTensorVector();
+  sc::expect_count(_inits.size(), 2, "inits");
   const std::vector<at::Tensor> _params = _in[4].toTensorVector();
+  sc::expect_count(_params.size(), 4, "params");
   const std::vector<at::Tensor> _ys = _in[5].toTensorVector();
+  sc::expect_count(_ys.size(), 1, "ys");
   const std::vector<at::Tensor> _res = _in[6].toTensorVector();
+  sc::expect_count(_res.size(), 2, "res");
   const std::vector<int64_t> _dims = sc::int_list(_in[7]);
+  sc::expect_count(_dims.size(), 2, "dims");
   const at::Tensor _lengths = _in[8].toTensor();
   const std::vector<int64_t> _skip = sc::int_list(_in[9]);
   sc::FlushDenormals _ftz;
