@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import symcell
+from symcell import cache
 from symcell.backends.cpp import compiler_works
 
 needs_compiler = pytest.mark.skipif(not compiler_works(), reason="needs a C++ compiler and ninja (cpp backend)")
@@ -153,3 +154,29 @@ def test_a_derivation_kept_on_disk_renders_what_a_fresh_one_does(tmp_path, monke
                     assert b.render(low.program, (low.program.forward, low.program.backward)) == \
                         b.render(fresh.program, (fresh.program.forward, fresh.program.backward)), (name, b.name)
                 assert b.render(fresh.program, kept2) == b.render(fresh.program, second), (name, b.name)
+
+
+def test_a_precompiled_header_that_fails_a_build_is_removed_and_the_build_runs_without_it(tmp_path, monkeypatch):
+    """a .gch cut short on disk made every later build fail ("while reading precompiled header") until removed
+    by hand: the build that fails with it removes it and builds again without it"""
+    from types import SimpleNamespace
+
+    from symcell.backends.cpp import build as cpp_build
+    pch = tmp_path / "pch-x"
+    pch.mkdir()
+    (pch / "sc.h.gch").write_bytes(b"cut short")
+    (pch / "complete").touch()
+    calls = []
+
+    def load(source, *args, links=None, **kwargs):
+        calls.append(links)
+        if links:
+            raise cache.BuildError("symcell: building the C++ kernel failed: while reading precompiled header")
+        return "symcell_X_key"
+    monkeypatch.setattr(cpp_build, "_precompiled", lambda *a: pch)
+    monkeypatch.setattr(cpp_build, "_precompile", lambda *a: None)
+    monkeypatch.setattr(cpp_build.cache, "trusted_file", lambda p: True)
+    monkeypatch.setattr(cpp_build.cache, "load", load)
+    monkeypatch.setattr(cpp_build, "compiler_works", lambda: True)
+    assert cpp_build.build(SimpleNamespace(name="X", dims=[]), [], "source", {}) == {}
+    assert calls == [{"sc.h.gch": pch / "sc.h.gch"}, None] and not pch.exists()

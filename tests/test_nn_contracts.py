@@ -271,7 +271,9 @@ def test_cpu_autocast_gives_the_dtype_nns_module_gives(kind, dtype):
     one = kind.endswith("Cell")
     theirs, ours = getattr(nn, kind)(3, 4), getattr(symcell.cells, kind)(3, 4, **REF)
     ours.load_state_dict(theirs.state_dict())
-    first = (lambda r: r[0] if isinstance(r, tuple) else r)
+
+    def first(r):
+        return r[0] if isinstance(r, tuple) else r
     for x_dtype in (torch.float32, dtype):
         x = (torch.randn(2, 3) if one else torch.randn(5, 2, 3)).to(x_dtype)
         with torch.autocast("cpu", dtype):

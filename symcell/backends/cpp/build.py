@@ -59,8 +59,18 @@ def build(program, scans, source, dims):
     pch = _precompiled(header, cflags, ldflags)
     gch = pch and pch / (HEADER.name + ".gch")   # linked only when finished and only this user could have written it
     links = {gch.name: gch} if pch and cache.trusted_file(pch / "complete") and cache.trusted_file(gch) else None
-    ns = cache.load(source, cflags, ldflags, files={HEADER.name: header}, links=links, units=UNITS,
-                    label=program.name)   # once per source
+    try:
+        ns = cache.load(source, cflags, ldflags, files={HEADER.name: header}, links=links, units=UNITS,
+                        label=program.name)   # once per source
+    except cache.BuildError:
+        if links is None:
+            raise
+        # a precompiled header gcc could not read (cut short on disk, say) fails every build that links it: it is
+        # removed (the next build precompiles it again) and this one runs without it
+        shutil.rmtree(pch, ignore_errors=True)
+        links = None
+        ns = cache.load(source, cflags, ldflags, files={HEADER.name: header}, links=None, units=UNITS,
+                        label=program.name)
     if pch and links is None:
         _precompile(pch, cache.entry_dir(ns))
     return {s.name: Entry(ns, s, [dims[d] for d in program.dims]) for s in scans}
