@@ -74,6 +74,13 @@ def _partials_joined(src, cell):
     return kernel_rendered_with(cell, torch.device("cuda"), PARTIALS_BY_TILE=False)[1].source
 
 
+def _chunks_of_128(src, cell):
+    """the renderer's own kernels with the resident slices in chunks of 128 columns, not 64 (render.RESIDENT_CHUNK:
+    at H=768 ptxas counts 26 and 24 block barriers a step, forward and backward, for 40 and 36, the same number of
+    instructions within 6%, no spills, 108 KiB of shared memory; benchmarks/sass_step.py)"""
+    return kernel_rendered_with(cell, torch.device("cuda"), RESIDENT_CHUNK=128)[1].source
+
+
 def _no_gates_matmul(src, cell=None):
     """(the forward) the step's matmul over h left out (streamed or resident): the gates are the input terms alone"""
     return _no_split_dots(re.sub(r"for _k0 in range\(0, \d+, _BK\):", "for _k0 in range(0, 0, _BK):", src), "_acc4")
@@ -101,6 +108,7 @@ FORWARD_VARIANTS = [   # (--forward: the forward step's fixed costs, BENCHMARKS.
     ("no matmul over h", [_no_gates_matmul], CHANGES),
     ("no matmul, no barrier", [_no_gates_matmul, _no_grid_barrier], CHANGES),
     ("h split by each reader, not by its writer (SPLIT_AT_WRITE off)", [_split_by_readers], True),
+    ("slices in chunks of 128 columns, not 64 (RESIDENT_CHUNK=128)", [_chunks_of_128], False),
     ("weights streamed from L2 every step (RESIDENT_WEIGHTS off)", [_streamed], True),
     ("weights streamed, gates not read back from memory (zeros)", [_streamed, _no_gates_reload], CHANGES),
 ]
@@ -117,6 +125,7 @@ VARIANTS = [   # (name, edits, the answer: True, False or CHANGES)
     ("d_h matmul not transposed (each program reads all of d_gates)", [_not_transposed], True),
     ("gates, c, cotangent loaded at the step's start, not a step ahead", [_loads_at_step_start], True),
     ("partials of the d_gates tiles joined into one operand (PARTIALS_BY_TILE off)", [_partials_joined], True),
+    ("slices in chunks of 128 columns, not 64 (RESIDENT_CHUNK=128)", [_chunks_of_128], False),
 ]
 
 

@@ -245,8 +245,10 @@ class Cell(nn.Module):
             raise TypeError("symcell.Cell is a base class; make cells with symcell.define")
         self._spec = spec
         if not isinstance(batch_first, bool):
-            raise TypeError(f"{spec.ir.name}: batch_first should be of type bool, got: {type(batch_first).__name__}")
+            raise TypeError(f"{type(self).__name__}: batch_first should be of type bool, got: "
+                            f"{type(batch_first).__name__}")
         self._binding = Binding(spec, dims, backend)
+        self._binding.name = type(self).__name__   # (errors name the module: LSTMCell, whose equations are LSTM's)
         self.batch_first = batch_first
         for name, shape in self._binding.param_shapes.items():
             self.register_parameter(name, nn.Parameter(torch.empty(shape, device=device, dtype=dtype)))
@@ -312,11 +314,11 @@ class Cell(nn.Module):
         """xs with 3 dims: the scan, -> (ys, final state). With 1 or 2 dims: one step, as nn's cells are called
         (see step), -> the new state."""
         if isinstance(xs, nn.utils.rnn.PackedSequence):
-            raise TypeError(f"{self._spec.ir.name}: a cell takes padded sequences (T, B, features) with lengths=, "
+            raise TypeError(f"{self._binding.name}: a cell takes padded sequences (T, B, features) with lengths=, "
                             "not a PackedSequence (symcell.RNN and symcell.cells.LSTM/GRU take those)")
         if one_step(xs):
             if lengths is not None:
-                raise ValueError(f"{self._spec.ir.name}: lengths= applies to sequences (3-d input); one step "
+                raise ValueError(f"{self._binding.name}: lengths= applies to sequences (3-d input); one step "
                                  f"(input of shape {tuple(_first(xs).shape)}) takes none")
             return self._step(xs, state)
         return scan(self, xs, state, lengths=lengths)
@@ -328,7 +330,7 @@ class Cell(nn.Module):
         return self._step(x, state)
 
     def _step(self, x, state):
-        name = self._spec.ir.name
+        name = self._binding.name
         xs = tuple(x) if isinstance(x, (tuple, list)) else (x,)
         for t in xs:
             if not isinstance(t, torch.Tensor):

@@ -75,7 +75,7 @@ def scan_op(key, xs, inits, params, lengths=None, computing_for=None):
 
 def check_lengths(name, lengths, T, B, device):
     """lengths (a sequence of ints or an integer tensor) -> an int64 tensor of B values in [0, T] on `device`."""
-    within = f"{name}: lengths must lie in [0, T] = [0, {T}]"
+    within = f"{name}: lengths must lie in [0, T]" + (f" = [0, {T}]" if isinstance(T, int) else "")
     if isinstance(lengths, torch.Tensor):
         if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
             raise TypeError(f"{name}: lengths must hold integers, got dtype {lengths.dtype}")

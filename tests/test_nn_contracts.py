@@ -308,8 +308,8 @@ def test_a_state_that_is_no_tensor_nor_tuple_is_refused_naming_it(kind):
     m = getattr(symcell.cells, kind)(3, 4, **REF)
     x = torch.randn(2, 3) if kind.endswith("Cell") else torch.randn(5, 2, 3)
     for bad in (3.0, "abc"):
-        with pytest.raises(TypeError, match=r"(hx|state) must be a tensor or a tuple of \d tensor\(s\) .*got "
-                                            f"{type(bad).__name__}"):
+        with pytest.raises(TypeError, match=rf"^{kind}: (hx|state) must be a tensor or a tuple of \d tensor\(s\) "
+                                            rf".*got {type(bad).__name__}"):
             m(x, bad)
 
 

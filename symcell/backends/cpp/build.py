@@ -111,8 +111,10 @@ def _precompile(folder, built):
     # written under a temporary name, renamed when whole; `complete` last: a build links only a finished one
     script = (f"umask 077; {compile_} && mv {shlex.quote(str(tmp))} {shlex.quote(str(gch))} && "
               f"touch {shlex.quote(str(folder / 'complete'))} || rm -f {shlex.quote(str(tmp))}")
-    subprocess.Popen(["sh", "-c", script], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                     stderr=subprocess.DEVNULL, start_new_session=True)
+    # (sh starts it in the background and returns: nothing of it is left to wait for, nor warned about when
+    # Python exits with a child still running)
+    subprocess.run(["sh", "-c", f"( {script} ) >/dev/null 2>&1 &"], stdin=subprocess.DEVNULL,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, check=False)
 
 
 _compiler_ok = []
