@@ -185,7 +185,8 @@ def main():
         s = tb.load("LSTM", src)
         err = max((a - b).abs().max().item() for a, b in zip(run(s), expected))
         if args.check:
-            ok = err < 1e-5 if exact is True else err > 1e-3 if exact == CHANGES else True
+            # (a changed answer may be NaN: a variant without the partials' stores sums what the buffer held)
+            ok = err < 1e-5 if exact is True else not err <= 1e-3 if exact == CHANGES else True
             why = "EDIT CHANGED THE ANSWER" if exact is True else "EDIT DID NOT REACH THE CODE THAT RUNS"
             print(f"| {name} | {err:.1e} | - | - |{'' if ok else '  ' + why}", flush=True)
             if not ok:

@@ -283,7 +283,7 @@ def load(source, cflags=(), ldflags=(), files=None, links=None, units=None, labe
                 pass
         _build(ns, source, list(cflags), list(ldflags), entry, units)  # builds and loads
         _make_private(entry)
-        _write_private(marker, f"built in {time.perf_counter() - t0:.2f} s\n".encode())
+        _write_private(marker, f"built in {time.perf_counter() - t0:.2f} s\nbytes {lib.stat().st_size}\n".encode())
     _loaded[key] = ns
     return ns
 
@@ -332,9 +332,13 @@ def source_file(folder, name, source):
 
 
 def _complete(entry, lib, marker):
-    """a finished entry (its marker written) that only this user could have written"""
+    """a finished entry (its marker written) that only this user could have written, its library as long as when
+    it was built (one cut short on disk killed the process that mapped it: SIGBUS, no error to catch)"""
     try:
-        return _untrusted(entry) is None and all(_untrusted(p, folder=False) is None for p in (marker, lib))
+        if _untrusted(entry) is not None or any(_untrusted(p, folder=False) is not None for p in (marker, lib)):
+            return False
+        size = re.search(r"^bytes (\d+)$", marker.read_text(errors="replace"), re.MULTILINE)
+        return size is None or int(size.group(1)) == lib.stat().st_size
     except OSError:
         return False
 

@@ -741,4 +741,6 @@ def test_the_gpu_sessions_probe_applies_its_edits(which):
                        env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     rows = [ln for ln in r.stdout.splitlines() if ln.startswith("| ") and not ln.startswith("| variant")]
-    assert len(rows) >= 5 and not any("finds nothing to edit" in ln for ln in rows if "bias" not in ln), r.stdout
+    # (slices in chunks of 128 render as chunks of 64 at --check's H=32: the one variant that may not apply there)
+    assert len(rows) >= 5 and not any("finds nothing to edit" in ln for ln in rows
+                                      if "bias" not in ln and "chunks of 128" not in ln), r.stdout
