@@ -87,14 +87,14 @@ RESIDENT_CHUNK = 64
 # A carry that a resident matmul multiplies (h in W_hh h) is split into its two bfloat16 parts (SPLIT_DOT) once,
 # by the program that writes it, which stores them beside it (_ps_<carry>); the matmul's readers load the parts.
 # Split by each reader, every program split every chunk of h each step, and in the dot's operand layout, where
-# each of the 4 warps holds all of the chunk: in the LSTM's forward at H=768 (sm_90) 1160 of the time loop's 2761
-# instructions a warp (F2F, FADD, F2FP, PRMT; ptxas). The same parts, so the same products. Without lengths (with
+# each of the 4 warps holds all of the chunk: in the LSTM's forward at H=768 (sm_90) 1160 of the time loop's 2590
+# instructions a warp (F2F, FADD, F2FP, PRMT; benchmarks/sass_step.py). The same parts, so the same products. Without lengths (with
 # them the ended rows' held state would need its parts too: the readers split h as before). False: readers split.
 SPLIT_AT_WRITE = True
 # The transposed partials (TRANSPOSED_GRADS) multiply the region's d_gates tiles one at a time, each by its own
 # rows of the slice (kept as a piece a tile), where they are in registers: joined into one operand, their values
 # sat in registers the tensor-core instructions do not take them from, and ptxas moved them into place before
-# each (the LSTM's backward at H=768, sm_90: ~1300 moves of its 2726 instructions a warp a step). A GRU's (an
+# each (the LSTM's backward at H=768, sm_90: ~1200 moves of its 2726 instructions a warp a step). A GRU's (an
 # LLTM's) three gate blocks are three products, no masked fourth. False: one operand of the joined tiles.
 PARTIALS_BY_TILE = True
 
