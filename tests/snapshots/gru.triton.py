@@ -165,9 +165,6 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih,
         _ckr0 = _pf * _BN + tl.arange(0, _BN)
         _jpp0 = (1 - _pf + _P - 1) // _P   # this program's tiles in each block of 16 columns
         _ntp0 = 3 * _jpp0
-        _qp0 = 0 + tl.arange(0, 4 * _BN) // _BN   # the program's tile of each column
-        _cnp0 = (_qp0 // _jpp0) * 16 + (_pf + (_qp0 % _jpp0) * _P) * _BN + tl.arange(0, 4 * _BN) % _BN
-        _cmp0 = (_qp0 < _ntp0) & (_cnp0 < 48)
         _qp0_0 = 0 + tl.arange(0, 1 * _BN) // _BN   # the program's tile of each column
         _cnp0_0 = (_qp0_0 // _jpp0) * 16 + (_pf + (_qp0_0 % _jpp0) * _P) * _BN + tl.arange(0, 1 * _BN) % _BN
         _cmp0_0 = (_qp0_0 < _ntp0) & (_cnp0_0 < 48)

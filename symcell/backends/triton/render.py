@@ -809,22 +809,26 @@ class StepKernel(Renderer):
                 w(f"# {st.out}: the columns of this program's tiles, and their rows of the weights")
                 self.tile_count(n_out, f"r{s}")
                 self.tile_columns(n_out, self.group(n_out), "0", f"r{s}", f"r{s}")
-                rows, cols, mask = f"_cnr{s}[None, :]", "[:, None]", f"_cmr{s}[None, :]"
+                rows, pieces = f"_cnr{s}[None, :]", [("", "[:, None]", f"_cmr{s}[None, :]")]
             elif id(st) in self.transposed:
                 op, n_src = st.dest, self.n(st.src)
                 w(f"# {op.value}[{op.start}:{op.stop}] transposed: this program's tile of it, its columns of {st.src} "
                   f"(its tiles of each block of {self.split.units}), and their rows of the weight")
                 w(f"_ckr{s} = _pf * _BN + tl.arange(0, _BN)")
                 self.tile_count(n_src, f"p{s}")
-                self.tile_columns(n_src, self.transposed[id(st)], "0", f"p{s}", f"p{s}")
-                rows, cols, mask = None, f"_cnp{s}[:, None]", f"_cmp{s}[:, None]"
-                for b in self.by_tile.get(id(st), ()):   # (a piece a tile: its columns _cnp<s>_<b>)
-                    self.tile_columns(n_src, 1, str(b), f"p{s}_{b}", f"p{s}")
+                if id(st) in self.by_tile:   # (a piece a tile of the source: _cnp<s>_<b> its columns)
+                    names = [f"_{b}" for b in self.by_tile[id(st)]]
+                    for b in self.by_tile[id(st)]:
+                        self.tile_columns(n_src, 1, str(b), f"p{s}_{b}", f"p{s}")
+                else:
+                    names = [""]
+                    self.tile_columns(n_src, self.transposed[id(st)], "0", f"p{s}", f"p{s}")
+                rows, pieces = None, [(x, f"_cnp{s}{x}[:, None]", f"_cmp{s}{x}[:, None]") for x in names]
             else:
                 op = st.dest
                 w(f"# {op.value}[{op.start}:{op.stop}]: this program's tile of it, and the weight's columns for it")
                 w(f"_ckr{s} = _pf * _BN + tl.arange(0, _BN)")
-                rows, cols, mask = "", f"_ckr{s}[None, :]", f"(_ckr{s} < {int(op.stop - op.start)})[None, :]"
+                rows, pieces = "", [("", f"_ckr{s}[None, :]", f"(_ckr{s} < {int(op.stop - op.start)})[None, :]")]
             for k, (weight, K, _, col) in enumerate(self.resident[id(st)]):
                 ldw, name = int(self.buf[weight].size[1]), self.slice_names[id(st), k]
                 if name != f"_wr{s}_{k}":
@@ -833,19 +837,16 @@ class StepKernel(Renderer):
                 for c, (c0, width) in enumerate(chunks(K)):
                     if c == 0:
                         w(f"_kp{width} = tl.arange(0, {width})")
-                    if rows is None:   # (transposed: the program's rows of the weight, K of its columns)
-                        ptr = f"{cols} * {ldw} + ({col + c0} + _kp{width})[None, :]"
-                    elif rows:   # (a matmul's: its output columns are the weight's rows)
-                        ptr = f"{rows} * {ldw} + ({col + c0} + _kp{width})[:, None]"
-                    else:      # (an operand's gradient: the reduction runs over the weight's rows)
-                        ptr = f"({c0} + _kp{width})[:, None] * {ldw} + {col} + {cols}"
                     within = "" if c0 + width <= K else \
                         f"({c0} + _kp{width} < {K})[{'None, :' if rows is None else ':, None'}] & "
-                    for b in self.by_tile.get(id(st), ()):   # (transposed, a piece a tile of the source)
-                        piece, its = ptr.replace(f"_cnp{s}[", f"_cnp{s}_{b}["), mask.replace(f"_cmp{s}", f"_cmp{s}_{b}")
-                        w(f"{name}_{c}_{b} = tl.load(_w_{weight} + {piece}, mask={within}{its}, other=0.0)")
-                    if id(st) not in self.by_tile:
-                        w(f"{name}_{c} = tl.load(_w_{weight} + {ptr}, mask={within}{mask}, other=0.0)")
+                    for suffix, cols, mask in pieces:
+                        if rows is None:   # (transposed: the program's rows of the weight, K of its columns)
+                            ptr = f"{cols} * {ldw} + ({col + c0} + _kp{width})[None, :]"
+                        elif rows:   # (a matmul's: its output columns are the weight's rows)
+                            ptr = f"{rows} * {ldw} + ({col + c0} + _kp{width})[:, None]"
+                        else:      # (an operand's gradient: the reduction runs over the weight's rows)
+                            ptr = f"({c0} + _kp{width})[:, None] * {ldw} + {col} + {cols}"
+                        w(f"{name}_{c}{suffix} = tl.load(_w_{weight} + {ptr}, mask={within}{mask}, other=0.0)")
 
     def grid_barrier(self, k):
         """Every program of this batch tile has finished the phase before: each adds one to its tile's counter
