@@ -100,6 +100,9 @@ def _setup_scan(ctx, inputs, output):
     key, xs, inits, params, save, lengths = inputs
     n_out = _n_outputs(key)
     ctx.key, ctx.saved_residuals = key, save
+    # a gradient nobody sends back stays None (_zeros makes the ones the backward reads): as autograd.py's Scan,
+    # no zeros shaped like every residual in the backward (an eager call of the operator, or a graph that keeps them)
+    ctx.set_materialize_grads(False)
     ctx.counts = (len(xs), len(inits), len(params), n_out, len(output) - n_out - len(inits))
     # the outputs are ys, finals, residuals: the finals are not needed
     _save(ctx, (*xs, *inits, *params, *output[:n_out], *output[n_out + len(inits):]), lengths)
@@ -122,6 +125,7 @@ torch.library.register_autograd("symcell::scan", _scan_backward, setup_context=_
 def _setup_scan_backward(ctx, inputs, output):
     key, d_ys, d_finals, xs, inits, params, ys, res, lengths = inputs
     ctx.key, ctx.counts = key, _counts(d_ys, d_finals, xs, inits, params, ys, res)
+    ctx.set_materialize_grads(False)
     _save(ctx, (*d_ys, *d_finals, *xs, *inits, *params, *ys, *res), lengths)
 
 
@@ -151,6 +155,7 @@ torch.library.register_autograd("symcell::scan_backward", _scan_double_backward,
 def _setup_double_backward(ctx, inputs, output):
     key, xs, inits, params, d_ys, d_finals, ys, res, t_xs, t_inits, t_params, t_d_ys, t_d_finals, lengths = inputs
     ctx.key, ctx.counts = key, _counts(d_ys, d_finals, xs, inits, params, ys, res)
+    ctx.set_materialize_grads(False)
     _save(ctx, (*d_ys, *d_finals, *xs, *inits, *params, *ys, *res), lengths)
     ctx.primal_edges = _edges([*xs, *inits, *params, *d_ys, *d_finals])
 

@@ -42,6 +42,36 @@ def test_opcheck(backend, name):
             torch.library.opcheck(torch.ops.symcell.scan.default, (key, xs, states, params, save, lens))
 
 
+def test_operator_backward_makes_no_zeros_for_residuals():
+    """the operator's backward (what a compiled graph runs) gets None, not zeros, for the residuals' gradients,
+    which it never reads: autograd would otherwise allocate and write a zero tensor shaped like each residual"""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from zoo import CASES, random_inputs
+    cell = CASES["LSTM"][0](backend="reference").double()
+    key = cell._kernel_key(torch.device("cpu"))
+    xs, states = random_inputs(cell, T=5, B=3)
+    x = xs[0].requires_grad_()
+    params = [p.detach().clone().requires_grad_() for p in cell.parameters()]
+    out = torch.ops.symcell.scan(key, [x], states, params, True, None)
+    residual_shapes = {tuple(t.shape) for t in out[1 + len(states):]}
+
+    class Zeros(TorchDispatchMode):
+        shapes = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            r = func(*args, **(kwargs or {}))
+            if func in (torch.ops.aten.zeros.default, torch.ops.aten.zeros_like.default):
+                self.shapes.append(tuple(r.shape))
+            return r
+
+    with Zeros() as zeros:
+        out[0].sum().backward()
+    assert residual_shapes and not residual_shapes & set(zeros.shapes), (residual_shapes, zeros.shapes)
+    ref = x.detach().clone().requires_grad_()
+    cell(ref, states)[0].sum().backward()   # the eager path (autograd.py) agrees
+    torch.testing.assert_close(x.grad, ref.grad)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_torch_compile_fullgraph_forward_and_backward(backend):
     model = Tagger(backend)
