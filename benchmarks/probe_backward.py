@@ -32,7 +32,7 @@ def _no_grid_barrier(src, cell=None):
 def _no_split_dots(src, acc):
     """the resident slices' dots into `acc` left out (RESIDENT_WEIGHTS: one line a chunk, the carry's parts
     split by the reader or by the writer)"""
-    return re.sub(rf"\n\s*{acc} = _(split|pair)_dot\(.*", "", src)
+    return re.sub(rf"\n\s*{acc}(_s\d+, {acc}_s\d+)? = _(split|pair)_dots?\(.*", "", src)
 
 
 def _no_matmul(src, cell=None):
@@ -81,6 +81,13 @@ def _chunks_of_128(src, cell):
     return kernel_rendered_with(cell, torch.device("cuda"), RESIDENT_CHUNK=128)[1].source
 
 
+def _one_sum(src, cell):
+    """(the forward) the renderer's own kernels with the resident matmul's products in one sum, not four
+    (render.DOT_SUMS=1: each warp's 192 tensor-core instructions a step two chains of 96 dependent ones, not eight of
+    24; benchmarks/sass_step.py)"""
+    return kernel_rendered_with(cell, torch.device("cuda"), DOT_SUMS=1)[1].source
+
+
 def _no_gates_matmul(src, cell=None):
     """(the forward) the step's matmul over h left out (streamed or resident): the gates are the input terms alone"""
     return _no_split_dots(re.sub(r"for _k0 in range\(0, \d+, _BK\):", "for _k0 in range(0, 0, _BK):", src), "_acc4")
@@ -109,6 +116,7 @@ FORWARD_VARIANTS = [   # (--forward: the forward step's fixed costs, BENCHMARKS.
     ("no matmul, no barrier", [_no_gates_matmul, _no_grid_barrier], CHANGES),
     ("h split by each reader, not by its writer (SPLIT_AT_WRITE off)", [_split_by_readers], True),
     ("slices in chunks of 128 columns, not 64 (RESIDENT_CHUNK=128)", [_chunks_of_128], False),
+    ("products in one sum, not four (DOT_SUMS=1)", [_one_sum], False),
     ("weights streamed from L2 every step (RESIDENT_WEIGHTS off)", [_streamed], True),
     ("weights streamed, gates not read back from memory (zeros)", [_streamed, _no_gates_reload], CHANGES),
 ]

@@ -8,7 +8,10 @@ loop (the longest backward branch) counted by opcode.
 
 A program runs 4 warps, one on each of an SM's four schedulers, and each warp runs every instruction of the step
 (its share of each tile): a scheduler issues at most one instruction a cycle, so a step takes at least its count
-of cycles (BENCHMARKS.md's model). `--set NAME=VALUE` sets a renderer's setting (render.py) first, to compare.
+of cycles (BENCHMARKS.md's model). Also: "chain", the longest chain of tensor-core instructions a warp issues
+each on the one before's result (each waits for the one before to finish), and "LDSM KB", what a warp's
+ldmatrix instructions read from shared memory a step (the SM's four warps share its 128 bytes a cycle).
+`--set NAME=VALUE` sets a renderer's setting (render.py) first, to compare.
 """
 import argparse
 import collections
@@ -53,7 +56,32 @@ def time_loop(sass):
         if op == "BRA" and target and labels.get(target.group(1), a + 1) < a:
             loops.append((labels[target.group(1)], a))
     start, end = max(loops, key=lambda p: p[1] - p[0])
-    return [(a, op) for a, op, _ in code if start <= a <= end]
+    return [(a, op, operands) for a, op, operands in code if start <= a <= end]
+
+
+def longest_chain(loop):
+    """the most tensor-core instructions (HMMA) in one chain, each accumulating onto the one before it (its C
+    operand the registers the one before wrote, nothing else writing them between), in the loop's order: each
+    waits for the one before it to finish"""
+    depth, longest = {}, 0   # register -> the chain length of the HMMA that last wrote it (0: another instruction)
+    for _, op, operands in loop:
+        regs = re.findall(r"\bR(\d+|Z)\b", operands)
+        if op.startswith("HMMA"):
+            d, c = regs[0], regs[3]
+            n = depth.get(c, 0) + 1
+            for k in range(4):   # (a 16 x 8 float32 accumulator: 4 registers from d)
+                depth[str(int(d) + k)] = n
+            longest = max(longest, n)
+        elif regs:
+            depth[regs[0]] = 0
+    return longest
+
+
+def ldsm_bytes(loop):
+    """bytes the loop's ldmatrix instructions (LDSM) read from shared memory, a warp: 128 a matrix of 8 x 8
+    16-bit values, 1, 2 or 4 an instruction"""
+    matrices = [re.search(r"\.([24])$", op) for _, op, _ in loop if op.startswith("LDSM")]
+    return sum(128 * (int(m.group(1)) if m else 1) for m in matrices)
 
 
 def compile_aligned(fn, arch):
@@ -76,7 +104,8 @@ def main(argv=None):
         name, value = setting.split("=")
         setattr(render, name, eval(value))  # noqa: S307 - a developer's command line
     print(f"sm_{args.arch}, H=I={args.size}, bfloat16, resident, without lengths; {' '.join(args.set) or 'defaults'}")
-    print(f"{'cell':8} {'kernel':10} {'regs':>5} {'smem':>7} {'a step':>7}  most frequent (a warp, a step)")
+    print(f"{'cell':8} {'kernel':10} {'regs':>5} {'smem':>7} {'a step':>7} {'chain':>6} {'LDSM KB':>8}  "
+          "most frequent (a warp, a step)")
     for name in args.cells:
         cell = CASES[name][0](backend="reference")
         with tempfile.TemporaryDirectory() as folder:
@@ -87,10 +116,11 @@ def main(argv=None):
                     f.write(k.asm["cubin"])
                 sass = subprocess.run([NVDISASM, "-c", path], capture_output=True, text=True, check=True).stdout
                 loop = time_loop(sass)
-                ops = collections.Counter(op.split(".")[0] for _, op in loop)
+                ops = collections.Counter(op.split(".")[0] for _, op, _ in loop)
                 regs, _ = triton_aot.resources(k.asm["ptx"], args.arch, folder)
                 top = " ".join(f"{op}:{n}" for op, n in ops.most_common(8))
-                print(f"{name:8} {fn.__name__[1:-7]:10} {regs:>5} {k.metadata.shared:>7} {len(loop):>7}  {top}")
+                print(f"{name:8} {fn.__name__[1:-7]:10} {regs:>5} {k.metadata.shared:>7} {len(loop):>7} "
+                      f"{longest_chain(loop):>6} {ldsm_bytes(loop) / 1024:>8.1f}  {top}")
 
 
 if __name__ == "__main__":

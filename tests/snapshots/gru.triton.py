@@ -14,6 +14,21 @@ def _pair_dot(acc, hi, lo, w, _BF16_DOT: tl.constexpr):
         acc = tl.dot(hi.to(tl.float32), w.to(tl.float32), acc)
         return tl.dot(lo.to(tl.float32), w.to(tl.float32), acc)
 
+
+@triton.jit
+def _split_dots(acc_hi, acc_lo, b, w, _BF16_DOT: tl.constexpr):
+    hi = b.to(tl.bfloat16)
+    return _pair_dots(acc_hi, acc_lo, hi, (b - hi.to(tl.float32)).to(tl.bfloat16), w, _BF16_DOT)
+
+
+@triton.jit
+def _pair_dots(acc_hi, acc_lo, hi, lo, w, _BF16_DOT: tl.constexpr):
+    # (each part's product into a sum of its own: DOT_SUMS)
+    if _BF16_DOT:
+        return tl.dot(hi, w, acc_hi, out_dtype=tl.float32), tl.dot(lo, w, acc_lo, out_dtype=tl.float32)
+    else:
+        return tl.dot(hi.to(tl.float32), w.to(tl.float32), acc_hi), tl.dot(lo.to(tl.float32), w.to(tl.float32), acc_lo)
+
 @triton.jit
 def _tiles2(x, BN: tl.constexpr):
     a, b = tl.split(tl.permute(tl.reshape(x, (x.shape[0], 2, BN)), (0, 2, 1)))
@@ -94,11 +109,17 @@ def _forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih, 
             if _RESIDENT:   # the program's one pass of tiles, against its slices on chip
                 _acc4 = tl.zeros((_BB, 4 * _BN), dtype=tl.float32)
                 if _MASKED:
+                    _acc4_s0 = tl.zeros_like(_acc4)
+                    _acc4_s1 = tl.zeros_like(_acc4)
                     _kc16 = tl.arange(0, 16)
-                    _acc4 = _split_dot(_acc4, tl.load(_r_h + (0 + _kc16)[None, :], mask=_rmask[:, None], other=0.0), _wr0_0_0, _BF16_DOT)
+                    _acc4_s0, _acc4_s1 = _split_dots(_acc4_s0, _acc4_s1, tl.load(_r_h + (0 + _kc16)[None, :], mask=_rmask[:, None], other=0.0), _wr0_0_0, _BF16_DOT)
+                    _acc4 += _acc4_s0 + _acc4_s1
                 else:   # (the parts its writer stored: split_at_write)
+                    _acc4_s0 = tl.zeros_like(_acc4)
+                    _acc4_s1 = tl.zeros_like(_acc4)
                     _kc16 = tl.arange(0, 16)
-                    _acc4 = _pair_dot(_acc4, tl.load(_rs_h + (0 + _kc16)[None, :], mask=_rmask[:, None], other=0.0), tl.load(_rs_h + _B * 16 + (0 + _kc16)[None, :], mask=_rmask[:, None], other=0.0), _wr0_0_0, _BF16_DOT)
+                    _acc4_s0, _acc4_s1 = _pair_dots(_acc4_s0, _acc4_s1, tl.load(_rs_h + (0 + _kc16)[None, :], mask=_rmask[:, None], other=0.0), tl.load(_rs_h + _B * 16 + (0 + _kc16)[None, :], mask=_rmask[:, None], other=0.0), _wr0_0_0, _BF16_DOT)
+                    _acc4 += _acc4_s0 + _acc4_s1
                 tl.store(_r_weight_hh_h + (_cnr0)[None, :], _acc4, mask=_rmask[:, None] & _cmr0[None, :])
                 _g0_0, _g0_1, _g0_2, _g0_3 = _tiles4(_acc4, _BN)   # its tiles, for the region next
             else:

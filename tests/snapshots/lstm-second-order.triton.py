@@ -14,6 +14,21 @@ def _pair_dot(acc, hi, lo, w, _BF16_DOT: tl.constexpr):
         acc = tl.dot(hi.to(tl.float32), w.to(tl.float32), acc)
         return tl.dot(lo.to(tl.float32), w.to(tl.float32), acc)
 
+
+@triton.jit
+def _split_dots(acc_hi, acc_lo, b, w, _BF16_DOT: tl.constexpr):
+    hi = b.to(tl.bfloat16)
+    return _pair_dots(acc_hi, acc_lo, hi, (b - hi.to(tl.float32)).to(tl.bfloat16), w, _BF16_DOT)
+
+
+@triton.jit
+def _pair_dots(acc_hi, acc_lo, hi, lo, w, _BF16_DOT: tl.constexpr):
+    # (each part's product into a sum of its own: DOT_SUMS)
+    if _BF16_DOT:
+        return tl.dot(hi, w, acc_hi, out_dtype=tl.float32), tl.dot(lo, w, acc_lo, out_dtype=tl.float32)
+    else:
+        return tl.dot(hi.to(tl.float32), w.to(tl.float32), acc_hi), tl.dot(lo.to(tl.float32), w.to(tl.float32), acc_lo)
+
 @triton.jit
 def _join2(t0, t1):
     return tl.reshape(tl.permute(tl.join(t0, t1), (0, 2, 1)), (t0.shape[0], 2 * t0.shape[1]))
@@ -541,8 +556,11 @@ def _tangent_backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_
             # _v_d_h[0:16] += _v_d_gates @ weight_hh[:, 0:16]
             if _RESIDENT:   # the program's one tile, against its slice on chip
                 _acc = tl.zeros((_BB, _BN), dtype=tl.float32)
+                _acc_s0 = tl.zeros_like(_acc)
+                _acc_s1 = tl.zeros_like(_acc)
                 _kc64 = tl.arange(0, 64)
-                _acc = _split_dot(_acc, tl.load(_r__v_d_gates + (0 + _kc64)[None, :], mask=_rmask[:, None], other=0.0), _wr1_0_0, _BF16_DOT)
+                _acc_s0, _acc_s1 = _split_dots(_acc_s0, _acc_s1, tl.load(_r__v_d_gates + (0 + _kc64)[None, :], mask=_rmask[:, None], other=0.0), _wr1_0_0, _BF16_DOT)
+                _acc += _acc_s0 + _acc_s1
                 _ga = _r__v_d_h + (0 + _ckr1)[None, :]
                 tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ckr1 < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ckr1 < 16)[None, :])
             else:

@@ -97,6 +97,13 @@ SPLIT_AT_WRITE = True
 # each (the LSTM's backward at H=768, sm_90: ~1200 moves of its 2726 instructions a warp a step). A GRU's (an
 # LLTM's) three gate blocks are three products, no masked fourth. False: one operand of the joined tiles.
 PARTIALS_BY_TILE = True
+# A resident matmul's products go into this many independent sums (1, 2 or an even number): its high parts' and its
+# low parts' (SPLIT_DOT) apart, each over every (DOT_SUMS / 2)-th chunk, added together after the last chunk. A
+# tensor-core instruction that accumulates waits for the one before it on the same sum: in one sum, a warp's 192
+# HMMAs a step of the LSTM's forward at H=768 were two chains of 96 dependent instructions (the two 8-column
+# tiles of its 16; ~33 cycles each: ~3200 cycles, 1.6 us at 1.98 GHz, where the instructions' issue takes ~0.5).
+# With 4: eight chains of 24. (Rounding: the same products, summed in another order.) 1: one sum, as before.
+DOT_SUMS = 4
 
 
 def chunks(K):
@@ -125,6 +132,21 @@ def _pair_dot(acc, hi, lo, w, _BF16_DOT: tl.constexpr):
     else:
         acc = tl.dot(hi.to(tl.float32), w.to(tl.float32), acc)
         return tl.dot(lo.to(tl.float32), w.to(tl.float32), acc)
+
+
+@triton.jit
+def _split_dots(acc_hi, acc_lo, b, w, _BF16_DOT: tl.constexpr):
+    hi = b.to(tl.bfloat16)
+    return _pair_dots(acc_hi, acc_lo, hi, (b - hi.to(tl.float32)).to(tl.bfloat16), w, _BF16_DOT)
+
+
+@triton.jit
+def _pair_dots(acc_hi, acc_lo, hi, lo, w, _BF16_DOT: tl.constexpr):
+    # (each part's product into a sum of its own: DOT_SUMS)
+    if _BF16_DOT:
+        return tl.dot(hi, w, acc_hi, out_dtype=tl.float32), tl.dot(lo, w, acc_lo, out_dtype=tl.float32)
+    else:
+        return tl.dot(hi.to(tl.float32), w.to(tl.float32), acc_hi), tl.dot(lo.to(tl.float32), w.to(tl.float32), acc_lo)
 '''
 
 
@@ -950,19 +972,28 @@ class StepKernel(Renderer):
                 self.chunk_dots(acc, operand, start, K, slices, f"_rs_{operand}")
 
     def chunk_dots(self, acc, operand, start, K, slices, parts):
-        w = self.w
-        for c, (c0, width) in enumerate(chunks(K)):
+        w, cs = self.w, chunks(K)
+        half = min(DOT_SUMS // 2, len(cs))   # sums of each part (DOT_SUMS); 0: one sum for all
+        sums = [f"{acc}_s{i}" for i in range(2 * half)]
+        for name in sums:
+            w(f"{name} = tl.zeros_like({acc})")
+        for c, (c0, width) in enumerate(cs):
             kc = f"_kc{width}"
             if c == 0:
                 w(f"{kc} = tl.arange(0, {width})")
             cols = f"{start + c0} + {kc}"
             mask = "_rmask[:, None]" + (f" & ({c0} + {kc} < {K})[None, :]" if c0 + width > K else "")
+            into = f"{sums[c % half]}, {sums[half + c % half]}" if half else acc
+            dot = "dots" if half else "dot"
             if parts is None:
-                w(f"{acc} = _split_dot({acc}, {self.load(operand, cols, mask, tile=kc)}, {slices}_{c}, _BF16_DOT)")
+                w(f"{into} = _split_{dot}({into}, {self.load(operand, cols, mask, tile=kc)}, {slices}_{c}, _BF16_DOT)")
             else:
                 lo = f"{parts} + _B * {self.n(operand)}"
-                w(f"{acc} = _pair_dot({acc}, tl.load({parts} + ({cols})[None, :], mask={mask}, other=0.0), "
+                w(f"{into} = _pair_{dot}({into}, tl.load({parts} + ({cols})[None, :], mask={mask}, other=0.0), "
                   f"tl.load({lo} + ({cols})[None, :], mask={mask}, other=0.0), {slices}_{c}, _BF16_DOT)")
+        if half:   # the high parts' sums, then the low parts'
+            hi, lo = (" + ".join(part) for part in (sums[:half], sums[half:]))
+            w(f"{acc} += ({hi}) + ({lo})" if half > 1 else f"{acc} += {hi} + {lo}")
 
     def weight(self, name):
         """the start of a load of a matmul's weight (to which the caller adds offsets and mask)"""
