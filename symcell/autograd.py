@@ -133,7 +133,10 @@ class Scan(Function):
 
     @staticmethod
     def _saved(ctx):
-        return _split(ctx.saved_tensors, (*ctx.counts, ctx.n_out, len(ctx.saved_tensors)))
+        # (ctx.saved_tensors once a backward or jvp: each read unpacks them again, which non-reentrant
+        # torch.utils.checkpoint refuses, "Unpack is being triggered for a tensor that was already unpacked once")
+        saved = ctx.saved_tensors
+        return _split(saved, (*ctx.counts, ctx.n_out, len(saved)))
 
     @staticmethod
     def backward(ctx, *grads):
@@ -180,29 +183,31 @@ class ScanBackward(Function):
         return _per_slice(lambda *f: ScanBackward.apply(kernel, lengths, counts, wanted, *f), info, in_dims[4:], flat)
 
     @staticmethod
-    def _d(ctx, t_p, t_d, wanted):
-        d_ys, d_fin, xs, inits, params, ys, res = _split(ctx.saved_tensors, ctx.counts)
+    def _d(ctx, saved, t_p, t_d, wanted):
+        d_ys, d_fin, xs, inits, params, ys, res = saved
         counts = _counts(xs, inits, params, d_ys, d_fin, ys, res, xs, inits, params, d_ys, d_fin)
         return DoubleBackward.apply(ctx.kernel, ctx.lengths, counts, wanted,
                                     *_attached((*xs, *inits, *params, *d_ys, *d_fin)), *ys, *res, *t_p, *t_d)
 
     @staticmethod
     def backward(ctx, *a):
-        d_ys, d_fin, xs, inits, params, ys, res = _split(ctx.saved_tensors, ctx.counts)
+        saved = _split(ctx.saved_tensors, ctx.counts)
+        d_ys, d_fin, xs, inits, params, ys, res = saved
         a = _zeros(a, (*xs, *inits, *params))
         n_d = len(d_ys) + len(d_fin)
         wanted = ctx.needs_input_grad[4 + n_d:4 + n_d + len(a)]   # H a only where xs, inits, params need it
-        out = ScanBackward._d(ctx, a, [torch.zeros_like(t) for t in (*d_ys, *d_fin)], wanted)
+        out = ScanBackward._d(ctx, saved, a, [torch.zeros_like(t) for t in (*d_ys, *d_fin)], wanted)
         # d_ys, d_finals get J_F a; xs, inits, params get H a; ys and the residuals are functions of p, which
         # both already account for
         return (None, None, None, None, *out, *(None for _ in (*ys, *res)))
 
     @staticmethod
     def jvp(ctx, *tangents):
-        d_ys, d_fin, xs, inits, params, ys, res = _split(ctx.saved_tensors, ctx.counts)
+        saved = _split(ctx.saved_tensors, ctx.counts)
+        d_ys, d_fin, xs, inits, params, ys, res = saved
         n_d = len(d_ys) + len(d_fin)
         t = _zeros(tangents[4:4 + n_d + len(xs) + len(inits) + len(params)], (*d_ys, *d_fin, *xs, *inits, *params))
-        return ScanBackward._d(ctx, t[n_d:], t[:n_d], ctx.wanted)[n_d:]
+        return ScanBackward._d(ctx, saved, t[n_d:], t[:n_d], ctx.wanted)[n_d:]
 
 
 class DoubleBackward(Function):
@@ -233,22 +238,22 @@ class DoubleBackward(Function):
                           flat)
 
     @staticmethod
-    def _again(ctx, t_p, t_d, wanted):
-        saved = ctx.saved_tensors
+    def _again(ctx, saved, t_p, t_d, wanted):
         n = sum(ctx.counts[:5])
         return DoubleBackward.apply(ctx.kernel, ctx.lengths, ctx.counts, wanted, *_attached(saved[:n]), *saved[n:],
                                     *t_p, *t_d)
 
     @staticmethod
     def backward(ctx, *u):
-        xs, inits, params, d_ys, d_fin, ys, res = _split(ctx.saved_tensors, ctx.counts[:7])
+        saved = ctx.saved_tensors
+        xs, inits, params, d_ys, d_fin, ys, res = _split(saved, ctx.counts[:7])
         n_y, n_p = len(d_ys) + len(d_fin), len(xs) + len(inits) + len(params)
         u_d = _zeros(u[:n_y], (*d_ys, *d_fin))                      # the cotangent of J_F p'
         u_p = _zeros(u[n_y:], (*xs, *inits, *params))               # the cotangent of G(p, d') + H p'
         refused = _refuse_if_used(ctx.primal_edges)
         # D is linear in (p', d'), with the symmetric matrix [[H, J^T], [J, 0]]: its VJP is D at (u_p, u_d)
         start = 4 + sum(ctx.counts[:7])   # where the inputs p' begin
-        again = DoubleBackward._again(ctx, u_p, u_d, ctx.needs_input_grad[start:start + n_p])
+        again = DoubleBackward._again(ctx, saved, u_p, u_d, ctx.needs_input_grad[start:start + n_p])
         grads_p, grads_d = again[n_y:], again[:n_y]
         return (None, None, None, None, *refused, *(None for _ in (*ys, *res)), *grads_p, *grads_d)
 
@@ -257,10 +262,11 @@ class DoubleBackward(Function):
         n_primal = sum(ctx.counts[:7])
         if any(t is not None for t in tangents[4:4 + sum(ctx.counts[:5])]):
             raise NotImplementedError(THIRD)
-        xs, inits, params, d_ys, d_fin, _, _ = _split(ctx.saved_tensors, ctx.counts[:7])
+        saved = ctx.saved_tensors
+        xs, inits, params, d_ys, d_fin, _, _ = _split(saved, ctx.counts[:7])
         t_p = _zeros(tangents[4 + n_primal:4 + n_primal + len(xs) + len(inits) + len(params)], (*xs, *inits, *params))
         t_d = _zeros(tangents[4 + n_primal + len(t_p):], (*d_ys, *d_fin))
-        return DoubleBackward._again(ctx, t_p, t_d, ctx.wanted)
+        return DoubleBackward._again(ctx, saved, t_p, t_d, ctx.wanted)
 
 
 class ScanTangent(Function):
@@ -289,13 +295,14 @@ class ScanTangent(Function):
     @staticmethod
     def backward(ctx, *c):
         """with cotangent c: J_F^T c = G(p, c) for p'; for p, the second derivative H_{<c, F>} p' (D at d = c)"""
-        xs, inits, params, ys, res = _split(ctx.saved_tensors, ctx.counts)
-        t_p = ctx.saved_tensors[sum(ctx.counts):]
+        saved = ctx.saved_tensors
+        xs, inits, params, ys, res = _split(saved, ctx.counts)
+        t_p = saved[sum(ctx.counts):]
         c = _zeros(c, (*ys, *inits))
         c_ys, c_fin = c[:len(ys)], c[len(ys):]
         n_p = len(t_p)
         for_t = ScanBackward.apply(ctx.kernel, ctx.lengths, _counts(c_ys, c_fin, xs, inits, params, ys, res),
-                                   ctx.needs_input_grad[3 + len(ctx.saved_tensors) - n_p:],
+                                   ctx.needs_input_grad[3 + len(saved) - n_p:],
                                    *c_ys, *c_fin, *xs, *inits, *params, *ys, *res)
         counts = _counts(xs, inits, params, c_ys, c_fin, ys, res, xs, inits, params, c_ys, c_fin)
         d = DoubleBackward.apply(ctx.kernel, ctx.lengths, counts, ctx.needs_input_grad[3:3 + n_p],
@@ -310,6 +317,7 @@ class ScanTangent(Function):
             raise NotImplementedError("symcell: forward mode over forward mode (a second tangent) of a scan is not "
                                       "supported; forward mode over reverse mode is, as torch.func.hessian uses")
         n = sum(ctx.counts)
-        xs, inits, params, ys, res = _split(ctx.saved_tensors, ctx.counts)
+        saved = ctx.saved_tensors
+        xs, inits, params, ys, res = _split(saved, ctx.counts)
         t_p = _zeros(tangents[3 + n:], (*xs, *inits, *params))
-        return ScanTangent.apply(ctx.kernel, ctx.lengths, ctx.counts, *ctx.saved_tensors[:n], *t_p)
+        return ScanTangent.apply(ctx.kernel, ctx.lengths, ctx.counts, *saved[:n], *t_p)

@@ -33,11 +33,28 @@ def _shapes(key, T, B, save):
     return shapes
 
 
+def _check_lengths(xs, lengths):
+    """lengths as the kernels take them: one int64 a row, each in [0, T]. A traced program (jit.trace) calls the
+    operator with whatever its caller passes, where an eager call checked them (sequence.check_lengths) first."""
+    T, B = xs[0].shape[0], xs[0].shape[1]
+    if lengths.dtype != torch.int64 or tuple(lengths.shape) != (B,):
+        raise ValueError(f"symcell::scan: lengths must be an int64 tensor of one entry per batch row, shape ({B},), "
+                         f"got {lengths.dtype} of shape {tuple(lengths.shape)}")
+    if lengths.device.type == "cpu":
+        if B and (int(lengths.min()) < 0 or int(lengths.max()) > T):
+            raise ValueError(f"symcell::scan: lengths must lie in [0, T] = [0, {T}], got min {int(lengths.min())} "
+                             f"and max {int(lengths.max())}")
+    else:   # (without waiting for the device)
+        torch._assert_async(((lengths >= 0) & (lengths <= T)).all(), "symcell::scan: lengths must lie in [0, T]")
+
+
 @torch.library.custom_op("symcell::scan", mutates_args=())
 def scan(key: str, xs: List[torch.Tensor], inits: List[torch.Tensor], params: List[torch.Tensor],
          save: bool, lengths: Optional[torch.Tensor]) -> List[torch.Tensor]:
     """ys of the output states, final states, then (when save) the residuals of the backward. With `lengths`
     (int64, one per row), row b holds its state from step lengths[b] on."""
+    if lengths is not None:
+        _check_lengths(xs, lengths)
     ys, finals, res = registry.kernel_for(key).forward(xs, inits, params, save, lengths)
     return [*ys, *finals, *res]
 
@@ -58,7 +75,9 @@ def scan_backward(key: str, d_ys: List[torch.Tensor], d_finals: List[torch.Tenso
 
 @scan_backward.register_fake
 def _(key, d_ys, d_finals, xs, inits, params, ys, res, lengths):
-    return [torch.empty_like(t) for t in (*xs, *inits, *params)]
+    # contiguous, as the operator returns them (empty_like would keep a strided input's strides: a compiled
+    # backward of a batch_first or transposed input failed its stride check)
+    return [t.new_empty(t.shape) for t in (*xs, *inits, *params)]
 
 
 @torch.library.custom_op("symcell::scan_double_backward", mutates_args=())
@@ -75,7 +94,7 @@ def scan_double_backward(key: str, xs: List[torch.Tensor], inits: List[torch.Ten
 
 @scan_double_backward.register_fake
 def _(key, xs, inits, params, d_ys, d_finals, ys, res, t_xs, t_inits, t_params, t_d_ys, t_d_finals, lengths):
-    return [torch.empty_like(t) for t in (*d_ys, *d_finals, *xs, *inits, *params)]
+    return [t.new_empty(t.shape) for t in (*d_ys, *d_finals, *xs, *inits, *params)]
 
 
 def _n_outputs(key):

@@ -115,6 +115,20 @@ class RNN(nn.Module):
         """The parameters of each layer and direction, in nn.LSTM's order (layer-major, forward first)."""
         return [[getattr(self, n) for n in names] for layer in self._names for names in layer]
 
+    # (nn.RNNBase's internals, read by code written for nn's RNNs: weight-dropping wrappers, exporters)
+    @property
+    def _all_weights(self):
+        """the parameters' names of each layer and direction, in nn's order"""
+        return [list(names) for layer in self._names for names in layer]
+
+    @property
+    def _flat_weights_names(self):
+        return [n for names in self._all_weights for n in names]
+
+    @property
+    def _flat_weights(self):
+        return [getattr(self, n) for n in self._flat_weights_names]
+
     # --- introspection ------------------------------------------------------------------------------------
     @class_or_instance
     def gradients(self_or_cls):
@@ -160,7 +174,7 @@ class RNN(nn.Module):
             states = [t.index_select(1, input.sorted_indices) for t in states]
         order = None
         if lengths is not None:   # the row order scan prefers, once for all layers and directions
-            lengths = check_lengths(name, lengths, x.shape[0], x.shape[1], x.device)
+            lengths = given = check_lengths(name, lengths, x.shape[0], x.shape[1], x.device)
             order = row_order(self._bindings[0], lengths)
             if order is not None:
                 x, lengths = x.index_select(1, order), lengths[order]
@@ -186,7 +200,7 @@ class RNN(nn.Module):
             unsort = torch.argsort(order)
             out, finals = out.index_select(1, unsort), tuple(f.index_select(1, unsort) for f in finals)
         if packed:   # (pack_padded_sequence takes its lengths on the CPU, whatever the device)
-            out = PackedSequence(pack_padded_sequence(out, lengths.cpu()).data, input.batch_sizes, input.sorted_indices,
+            out = PackedSequence(pack_padded_sequence(out, given.cpu()).data, input.batch_sizes, input.sorted_indices,
                                  input.unsorted_indices)
             if input.unsorted_indices is not None:     # final states in the caller's order, as nn.LSTM returns them
                 finals = tuple(f.index_select(1, input.unsorted_indices) for f in finals)

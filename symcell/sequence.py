@@ -106,8 +106,11 @@ def check_lengths(name, lengths, T, B, device):
 
 def row_order(binding, lengths):
     """The row order the backend that will run this binding prefers for these lengths (None: keep theirs)."""
-    if torch.compiler.is_compiling():   # (a traced graph keeps the caller's order, which every kernel takes: the
-        return None                     # order is speed on a CPU, and choosing it reads the lengths' values)
+    # A traced graph (torch.compile, jit.trace, symcell.deploy) keeps the caller's order, which every kernel takes:
+    # the order is speed on a CPU, and choosing it reads the lengths' values. (jit.trace recorded the example's
+    # choice, and the reordering then fitted the input to the lengths: 3 rows and 2 lengths ran 2 rows, no error.)
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return None
     order = backends.get(backends.resolve(binding.backend, lengths.device)).row_order(lengths)
     if order is not None and torch.equal(lengths[order], lengths):   # already so
         return None

@@ -40,6 +40,13 @@ def test_opcheck(backend, name):
     for save in (True, False):
         for lens in (None, lengths):
             torch.library.opcheck(torch.ops.symcell.scan.default, (key, xs, states, params, save, lens))
+    # the backward on strided inputs (a batch_first input, a transposed state): its results are contiguous, and
+    # its fake says so (a compiled backward checked the fake's strides against them and failed)
+    strided = [x.transpose(0, 1).contiguous().transpose(0, 1) for x in xs]
+    ys, finals, res = cell._kernel(torch.device("cpu")).forward(strided, states, params, True, None)
+    d_ys = [torch.randn_like(y) for y in ys]
+    torch.library.opcheck(torch.ops.symcell.scan_backward.default,
+                          (key, d_ys, [torch.zeros_like(s) for s in states], strided, states, params, ys, res, None))
 
 
 def test_operator_backward_makes_no_zeros_for_residuals():
@@ -115,6 +122,45 @@ def test_torch_compile_fullgraph_on_a_fresh_process_first_call_and_with_lengths(
                                                          os.environ.get("PYTHONPATH", "")])}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-3000:]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_traced_program_checks_the_lengths_it_is_given(backend):
+    """jit.trace records no Python check: the operator checks the lengths' count and values itself (the row order
+    the cpp backend prefers, recorded at the trace, had fitted 3 rows to 2 lengths and run 2 rows, no error)"""
+    from symcell.cells import GRU
+
+    class Padded(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gru = GRU(3, 5, backend=backend)
+
+        def forward(self, x, lengths):
+            return self.gru(x, lengths=lengths)
+    model = Padded().eval()
+    traced = torch.jit.trace(model, (torch.randn(6, 4, 3), torch.tensor([3, 6, 2, 5])), check_trace=False)
+    x, lengths = torch.randn(6, 3, 3), torch.tensor([6, 2, 4])
+    for got, want in zip(traced(x, lengths), model(x, lengths)):
+        torch.testing.assert_close(got, want)
+    for bad, match in (([1, 2], r"one entry per batch row, shape \(3,\)|3 values"), ([9, 2, 4], r"\[0, T\]"),
+                       ([-1, 2, 4], r"\[0, T\]")):
+        with pytest.raises(RuntimeError, match=match):
+            traced(x, torch.tensor(bad))
+
+
+def test_non_reentrant_checkpoint_gives_the_gradients_of_a_plain_call():
+    """torch.utils.checkpoint(use_reentrant=False) lets a backward unpack its saved tensors once"""
+    from torch.utils.checkpoint import checkpoint
+    from symcell.cells import GRU, GRUCell
+    torch.manual_seed(0)
+    for m in (LSTM(3, 5, backend="reference"), GRU(3, 5, 2, backend="reference"), GRUCell(3, 5, backend="reference")):
+        x = torch.randn(4, 2, 3, requires_grad=True)
+        grads = []
+        for wrapped in (False, True):
+            out = checkpoint(m, x, use_reentrant=False) if wrapped else m(x)
+            grads.append(torch.autograd.grad(out[0].square().sum(), [x, *m.parameters()]))
+        for a, b in zip(*grads):
+            torch.testing.assert_close(a, b)
 
 
 def test_jit_trace_of_a_bidirectional_lstm_on_a_strided_input_passes_its_check():

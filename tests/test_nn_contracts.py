@@ -303,6 +303,24 @@ def test_lstm_cell_takes_nns_keyword_names_and_initialises_as_nn_with_a_projecti
     assert GRU(3, 4, **REF).proj_size == nn.GRU(3, 4).proj_size == 0
 
 
+def test_cells_take_nns_positional_device_and_dtype_and_show_bias_as_nn():
+    for kind in ("LSTMCell", "GRUCell"):
+        ours, theirs = getattr(symcell.cells, kind)(3, 5, False, "cpu", torch.float64), getattr(nn, kind)(3, 5, False,
+                                                                                                    "cpu", torch.float64)
+        assert [(n, p.dtype) for n, p in ours.named_parameters()] == [(n, p.dtype) for n, p in theirs.named_parameters()]
+        assert "bias=False" in repr(ours) and "bias=False" not in repr(getattr(symcell.cells, kind)(3, 5))
+
+
+def test_rnns_have_nns_internal_attributes_that_user_code_reads():
+    """mode, _all_weights, _flat_weights_names, _flat_weights (weight-dropping wrappers and exporters read them)"""
+    for ours, theirs in ((LSTM(3, 5, 2, bidirectional=True, proj_size=2, **REF),
+                          nn.LSTM(3, 5, 2, bidirectional=True, proj_size=2)), (GRU(3, 5, bias=False, **REF),
+                                                                                nn.GRU(3, 5, bias=False))):
+        assert ours.mode == theirs.mode and ours._all_weights == theirs._all_weights
+        assert ours._flat_weights_names == theirs._flat_weights_names
+        assert all(a is getattr(ours, n) for a, n in zip(ours._flat_weights, ours._flat_weights_names))
+
+
 @pytest.mark.parametrize("kind", ["GRU", "GRUCell", "LSTM", "LSTMCell"])
 def test_a_state_that_is_no_tensor_nor_tuple_is_refused_naming_it(kind):
     m = getattr(symcell.cells, kind)(3, 4, **REF)

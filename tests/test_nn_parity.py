@@ -134,6 +134,29 @@ def test_lengths_argument_equals_packing():
     torch.testing.assert_close(out_l, pad_packed_sequence(out_p, batch_first=True)[0])
 
 
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "triton"])
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_a_packed_batch_of_many_sequences_in_the_order_a_backend_prefers(kind, backend):
+    """a PackedSequence whose rows the backend runs in another order (the cpp backend deals rows to threads by
+    length: at 2 threads from 8 rows on): the output is packed with the caller's lengths, not the reordered ones
+    (which failed: 'lengths array must be sorted in decreasing order'), and matches nn's"""
+    from torch.nn.utils.rnn import pack_sequence
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        torch.manual_seed(4)
+        ref = getattr(nn, kind)(3, 4, bidirectional=True)
+        ours = from_nn(ref, backend=backend)
+        seqs = [torch.randn(n, 3) for n in (6, 6, 5, 5, 4, 3, 2, 1, 1)]
+        for sort in (True, False):
+            packed = pack_sequence(seqs if sort else seqs[::-1], enforce_sorted=sort)
+            (out_s, h_s), (out_r, h_r) = ours(packed), ref(packed)
+            torch.testing.assert_close(out_s.data, out_r.data, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(h_s, h_r, rtol=1e-5, atol=1e-6)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_option_and_state_errors_name_the_argument():
     with pytest.raises(ValueError, match=r"proj_size has to be smaller than hidden_size; got proj_size=5, "
                                          r"hidden_size=4"):

@@ -125,8 +125,8 @@ class LSTMCell(Cell):
     spec = _LSTM[True, False]
     autocast_devices = ("cuda",)   # (nn.LSTMCell's operator is on CUDA's autocast list, not the CPU's)
 
-    def __init__(self, input_size, hidden_size, bias=True, proj_size=0, *, batch_first=False, backend="auto",
-                 device=None, dtype=None):
+    def __init__(self, input_size, hidden_size, bias=True, device=None, dtype=None, *, proj_size=0,
+                 batch_first=False, backend="auto"):   # (nn.LSTMCell's positional arguments, then symcell's)
         dims = _sizes("LSTMCell", input_size, hidden_size, proj_size)
         super().__init__(spec=_LSTM[bool(bias), proj_size > 0], batch_first=batch_first, backend=backend,
                          device=device, dtype=dtype, **dims)
@@ -143,6 +143,9 @@ class LSTMCell(Cell):
     def forward(self, input, hx=None, lengths=None):   # (nn.LSTMCell's argument names)
         return super().forward(input, hx, lengths)
 
+    def extra_repr(self):
+        return super().extra_repr() + ("" if self.bias else ", bias=False")
+
 
 class GRUCell(Cell):
     """nn.GRUCell, and the same cell over a sequence, with nn.GRUCell's parameters:
@@ -154,12 +157,15 @@ class GRUCell(Cell):
     spec = _GRU[True]
     autocast_devices = ("cuda",)   # (nn.GRUCell's operator is on CUDA's autocast list, not the CPU's)
 
-    def __init__(self, input_size, hidden_size, bias=True, *, batch_first=False, backend="auto", device=None,
-                 dtype=None):
+    def __init__(self, input_size, hidden_size, bias=True, device=None, dtype=None, *, batch_first=False,
+                 backend="auto"):   # (nn.GRUCell's positional arguments, then symcell's)
         dims = _sizes("GRUCell", input_size, hidden_size)
         super().__init__(spec=_GRU[bool(bias)], batch_first=batch_first, backend=backend, device=device,
                          dtype=dtype, **dims)
         self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
+
+    def extra_repr(self):
+        return super().extra_repr() + ("" if self.bias else ", bias=False")
 
     def step(self, x, state=None):
         """One step, as nn.GRUCell: x (B, I) or (I,), state h (or (h,)) -> the new h, a tensor."""
@@ -181,6 +187,7 @@ class LSTM(RNN):
     """
 
     spec = _LSTM[True, False]
+    mode = "LSTM"                  # (nn.RNNBase's attribute)
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, proj_size=0, *, backend="auto", device=None, dtype=None):
@@ -213,6 +220,7 @@ class GRU(RNN):
 
     spec = _GRU[True]
     autocast_devices = ("cuda",)   # (nn.GRU's operator is on CUDA's autocast list, not the CPU's: float32 there)
+    mode = "GRU"                   # (nn.RNNBase's attribute)
     proj_size = 0                  # (nn.GRU's attribute, which code written for nn's RNNs reads)
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
