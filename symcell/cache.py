@@ -30,6 +30,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from contextlib import contextmanager
@@ -40,6 +41,7 @@ import torch
 
 _loaded = {}  # key -> namespace of the ops, for libraries this process already loaded
 _roots = {}   # the configured root -> the folder in use (checked once; the root itself again at every call)
+_roots_lock = threading.Lock()
 
 
 class UntrustedCacheError(RuntimeError):
@@ -78,6 +80,11 @@ def _untrusted_root(path):
 
 
 def cache_dir():
+    with _roots_lock:   # (threads: one opens the root, the others take it; without, a thread that found the
+        return _cache_dir()   # root taken out meanwhile opened it again, and a shared probe file sent it to /tmp)
+
+
+def _cache_dir():
     configured = os.environ.get("SYMCELL_CACHE_DIR") or str(Path.home() / ".cache" / "symcell")
     root = _roots.pop(configured, None)
     if root is not None:
@@ -112,7 +119,7 @@ def _open_root(root):
     if why:
         raise UntrustedCacheError(_refusal(root, why))
     try:
-        probe = resolved / f".probe-{os.getpid()}"
+        probe = resolved / f".probe-{_unique()}"
         probe.write_text("")
         probe.unlink()
     except OSError as e:
@@ -175,9 +182,14 @@ def trusted_file(path):
         return False
 
 
+def _unique():
+    """a name part no other process or thread writing now has"""
+    return f"{os.getpid()}-{threading.get_ident()}"
+
+
 def _write_private(path, data):
     """write `data` (bytes) to `path` atomically, readable and writable by this user only"""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f"{path.name}.{_unique()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(data)

@@ -49,6 +49,15 @@ class Sym:
     def __lt__(self, o): return _binary("lt", "<", self, o)
     def __le__(self, o): return _binary("le", "<=", self, o)
 
+    def __eq__(self, o):
+        # (not Python's identity, which made `1.0 * (x == h)` the constant 0 without a word)
+        raise TypeError(f"{self.node.label} == or != ...: equality of symbolic values is not supported (an exact float "
+                        "comparison, whose derivative is 0 almost everywhere); compare with <, <=, >, >= in "
+                        "symcell.where, e.g. where(abs(a - b) <= tol, ...)")
+
+    __ne__ = __eq__
+    __hash__ = object.__hash__   # (Syms stay usable as dict keys and set members, by identity)
+
     def __abs__(self):
         return FUNCTIONS["abs"](self)
 
@@ -406,13 +415,32 @@ def split(v, chunks):
 
 # --- tracing --------------------------------------------------------------------------------------------
 
+# Names the cpp backend's generated code cannot take as a variable: C++'s keywords (and the C library's macros it
+# sees). A cell naming a value so is refused when defined, not by a compiler error at its first call on a CPU.
+CPP_RESERVED = frozenset("""
+    alignas alignof and and_eq asm auto bitand bitor bool break case catch char char8_t char16_t char32_t class
+    compl concept const consteval constexpr constinit const_cast continue co_await co_return co_yield decltype
+    default delete do double dynamic_cast else enum explicit export extern false float for friend goto if inline
+    int long mutable namespace new noexcept not not_eq nullptr operator or or_eq private protected public register
+    reinterpret_cast requires return short signed sizeof static static_assert static_cast struct switch template
+    this thread_local throw true try typedef typeid typename union unsigned using virtual void volatile wchar_t
+    while xor xor_eq NULL EOF INFINITY NAN assert errno""".split())
+
+
+def _check_name(kind, name):
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"{kind}: {name!r} is not a valid name")
+    if name in CPP_RESERVED:
+        raise ValueError(f"{kind}: {name!r} is a C++ keyword or macro, which the cpp backend's generated code cannot "
+                         "name a variable; choose another name")
+
+
 def _parse_decls(kind, decls, vector_only):
     if not isinstance(decls, dict):
         raise TypeError(f"{kind} must be a dict of name -> size, got {type(decls).__name__}")
     out = []
     for name, spec in decls.items():
-        if not isinstance(name, str) or not name.isidentifier():
-            raise ValueError(f"{kind}: {name!r} is not a valid name")
+        _check_name(kind, name)
         if vector_only:
             out.append((name, D.parse_size(spec, f"{kind} {name!r}")))
             continue
@@ -524,8 +552,7 @@ def _parse_outputs(name, outputs, states, declared):
     if isinstance(outputs, dict):
         extra = []
         for o, size in outputs.items():
-            if not isinstance(o, str) or not o.isidentifier():
-                raise ValueError(f"{name}: outputs: {o!r} is not a valid name")
+            _check_name(f"{name}: outputs", o)
             if o in states:
                 if size is not None and not D.same_size(D.parse_size(size, f"outputs {o!r}"), states[o]):
                     raise ValueError(f"{name}: outputs: {o!r} is a state of size {D.fmt(states[o])}, not {size!r}")
@@ -543,6 +570,9 @@ def _parse_outputs(name, outputs, states, declared):
         raise TypeError(f"{name}: outputs must be a state's name, a list of them, or a dict of name -> size, got "
                         f"{type(outputs).__name__}")
     outputs = tuple(outputs)
+    twice = sorted({o for o in outputs if isinstance(o, str) and outputs.count(o) > 1})
+    if twice:   # (ys would hold one sequence twice, whose two cotangents the backward cannot tell apart)
+        raise ValueError(f"{name}: outputs {list(outputs)} names {', '.join(map(repr, twice))} more than once")
     bad = [o for o in outputs if o not in states]
     if bad or not outputs:
         raise ValueError(f"{name}: outputs {list(outputs)} must name declared states ({list(states)}); an output "

@@ -184,3 +184,53 @@ def test_a_precompiled_header_that_fails_a_build_is_removed_and_the_build_runs_w
     monkeypatch.setattr(cpp_build, "compiler_works", lambda: True)
     assert cpp_build.build(SimpleNamespace(name="X", dims=[]), [], "source", {}) == {}
     assert calls == [{"sc.h.gch": pch / "sc.h.gch"}, None] and not pch.exists()
+
+
+def test_a_build_its_source_fails_leaves_the_precompiled_header_to_the_others(tmp_path, monkeypatch):
+    """a source gcc refuses (not the header) fails with and without the precompiled header: the header stays,
+    the error is the build's"""
+    from types import SimpleNamespace
+
+    from symcell.backends.cpp import build as cpp_build
+    pch = tmp_path / "pch-x"
+    pch.mkdir()
+    (pch / "sc.h.gch").write_bytes(b"a good header")
+    (pch / "complete").touch()
+    calls = []
+
+    def load(source, *args, links=None, **kwargs):
+        calls.append(links)
+        raise cache.BuildError("symcell: building the C++ kernel failed: expected unqualified-id")
+    monkeypatch.setattr(cpp_build, "_precompiled", lambda *a: pch)
+    monkeypatch.setattr(cpp_build, "_precompile", lambda *a: None)
+    monkeypatch.setattr(cpp_build.cache, "trusted_file", lambda p: True)
+    monkeypatch.setattr(cpp_build.cache, "load", load)
+    monkeypatch.setattr(cpp_build, "compiler_works", lambda: True)
+    with pytest.raises(cache.BuildError, match="expected unqualified-id"):
+        cpp_build.build(SimpleNamespace(name="X", dims=[]), [], "source", {})
+    assert calls == [{"sc.h.gch": pch / "sc.h.gch"}, None] and (pch / "sc.h.gch").exists()
+
+
+def test_threads_opening_the_cache_at_once_all_get_the_configured_root(tmp_path, monkeypatch):
+    """a threaded server's first calls: a thread that found the remembered root taken out by another opened it
+    again, and two threads' write probes shared one file name (one's unlink failed): a writable root was called
+    unwritable, and calls got the temporary fallback (a warning, libraries built again there)"""
+    import threading
+    import warnings
+    monkeypatch.setenv("SYMCELL_CACHE_DIR", str(tmp_path))
+    cache.cache_dir()
+    seen = []
+
+    def work(barrier):
+        barrier.wait()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")   # (the fallback warns)
+            seen.append(cache.cache_dir())
+    for _ in range(50):
+        barrier = threading.Barrier(4)
+        threads = [threading.Thread(target=work, args=(barrier,)) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert len(seen) == 200 and set(seen) == {tmp_path.resolve()}, set(seen)

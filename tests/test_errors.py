@@ -149,6 +149,8 @@ def _readout(outputs):
     (["y"], ValueError, r"outputs \['y'\] must name declared states \(\['h'\]\); an output that is not a state is "
                         r"declared with its size, outputs=\{'y': 'H'\}"),
     (3, TypeError, r"outputs must be a state's name, a list of them, or a dict of name -> size, got int"),
+    # (ys would hold h twice, and the backward could not tell its two cotangents apart: it kept one, twice)
+    (["h", "h"], ValueError, r"outputs \['h', 'h'\] names 'h' more than once"),
 ])
 def test_outputs_that_are_not_states_are_checked(outputs, error, message):
     with pytest.raises(error, match=message):
@@ -230,6 +232,21 @@ def test_names_a_module_or_its_constructor_already_uses_are_refused_at_definitio
         @symcell.define(inputs={"x": "dtype"}, state={"h": "H"}, params={"W": ("H", "dtype")})
         def Dims(x, h, W):
             return tanh(W @ x + h)
+
+
+def test_names_the_cpp_backend_cannot_print_are_refused_at_definition():
+    for decl in ({"inputs": {"new": "I"}, "state": {"h": "H"}}, {"inputs": {"x": "I"}, "state": {"int": "H"}}):
+        with pytest.raises(ValueError, match=r"is a C\+\+ keyword or macro"):
+            symcell.define(**decl)(lambda a, b: a + b)
+
+
+def test_equality_of_symbolic_values_is_refused_not_taken_as_identity():
+    """x == h was Python's identity: the bool False, so `1.0 * (x == h)` traced as the constant 0"""
+    for op in ("==", "!="):
+        with pytest.raises(TypeError, match=r"x == or != \.\.\.: equality of symbolic values is not supported"):
+            @symcell.define(inputs={"x": "H"}, state={"h": "H"})
+            def Ties(x, h):
+                return h + 1.0 * eval(f"x {op} h")
 
 
 def test_lengths_must_be_integers():

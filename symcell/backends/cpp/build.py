@@ -65,12 +65,13 @@ def build(program, scans, source, dims):
     except cache.BuildError:
         if links is None:
             raise
-        # a precompiled header gcc could not read (cut short on disk, say) fails every build that links it: it is
-        # removed (the next build precompiles it again) and this one runs without it
-        shutil.rmtree(pch, ignore_errors=True)
+        # a precompiled header gcc could not read (cut short on disk, say) fails every build that links it: this
+        # build runs again without it, and where that succeeds the header is removed (the next build precompiles
+        # it again). Where it fails too, the source was at fault: the header stays (other builds use it).
         links = None
         ns = cache.load(source, cflags, ldflags, files={HEADER.name: header}, links=None, units=UNITS,
                         label=program.name)
+        shutil.rmtree(pch, ignore_errors=True)
     if pch and links is None:
         _precompile(pch, cache.entry_dir(ns))
     return {s.name: Entry(ns, s, [dims[d] for d in program.dims]) for s in scans}
@@ -106,7 +107,7 @@ def _precompile(folder, built):
         os.chmod(folder / HEADER.name, 0o600)
     except (OSError, StopIteration, ValueError):
         return
-    gch, tmp = folder / (HEADER.name + ".gch"), folder / f"{HEADER.name}.gch.{os.getpid()}.tmp"
+    gch, tmp = folder / (HEADER.name + ".gch"), folder / f"{HEADER.name}.gch.{cache._unique()}.tmp"
     compile_ = shlex.join([cxx, *cflags, "-x", "c++-header", str(folder / HEADER.name), "-o", str(tmp)])
     # written under a temporary name, renamed when whole; `complete` last: a build links only a finished one
     script = (f"umask 077; {compile_} && mv {shlex.quote(str(tmp))} {shlex.quote(str(gch))} && "
