@@ -78,10 +78,12 @@ def main(argv=None):
     chars = sorted(set(text))
     stoi, itos = {c: i for i, c in enumerate(chars)}, dict(enumerate(chars))
     data = torch.tensor([stoi[c] for c in text])
+    ck = torch.load(args.load) if args.load else None
+    if ck is not None:   # the checkpoint's model: its cell and sizes, whatever the command line says
+        args.cell, args.hidden, args.embed = ck.get("shape", (args.cell, args.hidden, args.embed))
     model = CharRNN(len(chars), args.cell, args.hidden, args.embed)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    if args.load:
-        ck = torch.load(args.load)
+    if ck is not None:
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         print(f"loaded {args.load} (trained {ck['steps']} steps)")
@@ -108,7 +110,8 @@ def main(argv=None):
             print(f"step {step}: loss {last:.3f}")
     if args.steps:
         print(f"loss {first:.3f} -> {last:.3f} after {args.steps} steps")
-        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "steps": args.steps}, args.save)
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "steps": args.steps,
+                    "shape": (args.cell, args.hidden, args.embed)}, args.save)
         print(f"saved {args.save}")
     if args.sample:
         print("-" * 60)

@@ -47,6 +47,22 @@ def view_symbol_name(view, schedule):
     return f"{view.value}_{k}" if k.is_Integer else f"{view.value}_s"
 
 
+# (~60 us a node on the 2-core dev machine: 3 s; the zoo's largest region gradient, the sLSTM's, has ~21000)
+TREE_LIMIT = 50_000
+
+
+def _tree_size(exprs):
+    """the nodes of `exprs` counted as trees (a subexpression once for every path to it), in one pass over the
+    distinct ones"""
+    size = {}
+
+    def count(e):
+        if e not in size:
+            size[e] = 1 + sum(count(a) for a in e.args)
+        return size[e]
+    return sum(count(e) for e in exprs)
+
+
 def _region_grad(region, schedule, taken):
     cot = []
     for dest, _ in region.outputs:
@@ -65,7 +81,13 @@ def _region_grad(region, schedule, taken):
     prefix = "_c"
     while any(n.startswith(prefix) for n in taken):
         prefix += "_"
-    temps, reduced = sympy.cse([e for _, e in raw], symbols=sympy.numbered_symbols(prefix), optimizations="basic")
+    exprs = [e for _, e in raw]
+    # sympy's "basic" optimizations (y - x as -(x - y), common factors of sums pulled out) walk the expressions as
+    # trees, each shared subexpression once for every path to it: a chain of n pointwise functions each using its
+    # input several times is a tree exponential in n (v = tanh(v * sigmoid(v) + 0.1 * v) eight deep took minutes).
+    # Past TREE_LIMIT nodes the plain elimination (a pass over each distinct subexpression) runs alone.
+    basic = _tree_size(exprs) <= TREE_LIMIT
+    temps, reduced = sympy.cse(exprs, symbols=sympy.numbered_symbols(prefix), optimizations="basic" if basic else None)
     return RegionGrad(region, tuple(cot), tuple(temps), tuple((v, e) for (v, _), e in zip(raw, reduced)),
                       tuple(e for _, e in raw))
 

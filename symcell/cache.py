@@ -265,6 +265,9 @@ def load(source, cflags=(), ldflags=(), files=None, links=None, units=None, labe
         return _loaded[key]
     label = re.sub(r"\W", "", label, flags=re.ASCII)   # a C++ identifier's characters; the key has no "_"
     ns = f"symcell_{label}_{key}" if label else f"symcell_{key}"
+    if registered(ns):   # its library loaded from elsewhere (a deployed model's copy): the same key, the same code
+        _loaded[key] = ns
+        return ns
     root = cache_dir()
     entry = root / key
     lib, marker = entry / f"{ns}.so", entry / "complete"
@@ -352,6 +355,16 @@ def _complete(entry, lib, marker):
         size = re.search(r"^bytes (\d+)$", marker.read_text(errors="replace"), re.MULTILINE)
         return size is None or int(size.group(1)) == lib.stat().st_size
     except OSError:
+        return False
+
+
+def registered(namespace):
+    """whether a library of this namespace is loaded already (in the process that built or saved the model, or by
+    symcell.deploy.load): a second one registering the namespace would abort the process"""
+    try:
+        torch._C._dispatch_find_schema_or_throw(f"{namespace}::forward", "")
+        return True
+    except RuntimeError:
         return False
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 from . import ops, registry
-from .cache import entry_dir
+from .cache import entry_dir, registered
 
 _recording = []     # while save/export runs: the list of library files its operators live in
 _faked = set()      # the per-cell operators given a fake implementation (torch.export traces with fake tensors)
@@ -155,21 +155,12 @@ def package(model, example_inputs, folder, name="model.pt2", dynamic_shapes=None
     return Path(torch._inductor.aoti_compile_and_package(program, package_path=str(folder / name)))
 
 
-def _registered(namespace):
-    """whether a library of this namespace is loaded already (in the process that built or saved the model, say)"""
-    try:
-        torch._C._dispatch_find_schema_or_throw(f"{namespace}::forward", "")
-        return True
-    except RuntimeError:
-        return False
-
-
 def load(folder, name="model.pt"):
     """What a deployed process does, in Python (it needs only torch): load the libraries, then the program:
     TorchScript (save), an ExportedProgram (export) or an AOTInductor package (package), told apart by content."""
     folder = Path(folder)
     for lib in sorted(folder.glob("symcell_*.so")):
-        if not _registered(lib.stem):   # a second library registering one namespace aborts the process
+        if not registered(lib.stem):   # a second library registering one namespace aborts the process
             torch.ops.load_library(str(lib))
     path = str(folder / name)
     if not name.endswith(".pt2"):

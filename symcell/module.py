@@ -226,6 +226,12 @@ class Binding:
         return seq, state, ref
 
 
+def _no_class_spec(cls, instead):
+    """the error of a prebuilt class whose equations its constructor's arguments choose (SLSTM's num_heads)"""
+    return (f"{cls.__name__}'s equations depend on its constructor's arguments: call {instead}, or use the cell "
+            f"made with symcell.define" + (f", {cls.spec_for}" if getattr(cls, "spec_for", None) else ""))
+
+
 class Cell(nn.Module):
     """A recurrent cell defined with symcell.define: a torch.nn.Module scanning the cell over a sequence.
 
@@ -285,7 +291,10 @@ class Cell(nn.Module):
     @class_or_instance
     def gradients(self_or_cls):
         """The derived forward and backward equations of one step, as text (on the class or an instance)."""
-        return (self_or_cls._spec if isinstance(self_or_cls, Cell) else self_or_cls.spec).explain()
+        spec = self_or_cls._spec if isinstance(self_or_cls, Cell) else self_or_cls.spec
+        if spec is None:
+            raise TypeError(_no_class_spec(self_or_cls, "gradients() on an instance"))
+        return spec.explain()
 
     def source(self, device=None):
         """The generated code of the backend this cell uses for tensors on `device` (default: its parameters')."""

@@ -15,7 +15,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from . import registry
 from .dims import dim_symbol
-from .module import Binding, Cell, CellSpec, ShapeError, as_states, class_or_instance, refuse_script
+from .module import Binding, Cell, CellSpec, ShapeError, _no_class_spec, as_states, class_or_instance, refuse_script
 from .sequence import check_lengths, row_order, run
 
 
@@ -26,6 +26,8 @@ def _spec_of(cell):
         return cell.spec
     if isinstance(cell, Cell):
         return cell._spec
+    if isinstance(cell, type) and issubclass(cell, Cell):
+        raise TypeError(f"symcell.RNN: {_no_class_spec(cell, 'symcell.RNN with an instance')}")
     raise TypeError(f"symcell.RNN: cell must be a cell made with symcell.define, got {cell!r}")
 
 
@@ -36,14 +38,14 @@ class RNN(nn.Module):
         out, state = rnn(x, state=None, lengths=None)
 
     x: (T, B, I), (B, T, I) with batch_first, (T, I) for one unbatched sequence, or a PackedSequence.
-    out: (T, B, D * n): the output state of the last layer, both directions side by side (D = 2 when
+    out: (T, B, D * n): the output of the last layer, both directions side by side (D = 2 when
     bidirectional), zero past each sequence's length; a PackedSequence when x is one.
     state: one tensor per state of the cell, each (num_layers * D, B, n_s) with row k * D + d for layer k and
     direction d (a tensor for a one-state cell, else a tuple), the final state of each sequence at its own
     last step. `lengths` (B ints) gives each padded sequence its length, as packing does.
     dropout: applied to the outputs of every layer but the last, in training mode only.
     Layer k > 0 binds the cell's input dimension to D * n; the cell needs one input (whose size is a dimension
-    of its own) and one output state.
+    of its own) and one output (a state or not).
     """
 
     autocast_devices = Cell.autocast_devices   # (sequence._autocast)

@@ -103,6 +103,28 @@ def test_a_saved_torchscript_model_runs_without_symcell_at_other_lengths(what, t
     _run_fresh(tmp_path, "model.pt", model, [5, 23])
 
 
+def test_a_process_that_loaded_a_deployed_program_uses_the_same_cell_through_symcell(tmp_path):
+    """symcell.deploy.load loads the cell's library; the same cell run through symcell afterwards takes that
+    library, not its cache's copy (a second library of one namespace aborted the process)"""
+    from symcell.cells import LSTM
+    torch.manual_seed(0)
+    lstm = LSTM(4, 6).eval()
+    symcell.deploy.save(lstm, torch.randn(5, 2, 4), tmp_path)
+    torch.save(lstm.state_dict(), tmp_path / "weights.pt")
+    script = textwrap.dedent(f"""
+        import torch, symcell
+        from symcell.cells import LSTM
+        program = symcell.deploy.load({str(tmp_path)!r})
+        x = torch.randn(9, 3, 4)
+        lstm = LSTM(4, 6).eval()
+        lstm.load_state_dict(torch.load({str(tmp_path / "weights.pt")!r}))
+        with torch.no_grad():
+            print(float((program(x)[0] - lstm(x)[0]).abs().max()))
+    """)
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and float(r.stdout.split()[-1]) < 1e-6, (r.returncode, r.stdout, r.stderr[-2000:])
+
+
 @pytest.mark.slow
 def test_an_exported_program_runs_without_symcell(tmp_path):
     """(the AOTInductor package: test_the_cpp_example_builds_runs_and_matches_python, which makes one)"""

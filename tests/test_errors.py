@@ -261,3 +261,14 @@ def test_a_star_import_leaves_pythons_abs_and_sum_to_python_values():
     scope = {}
     exec("from symcell import *\nvalues = abs(-3), sum([1, 2, 3]), sum([0.5], 1)", scope)
     assert scope["values"] == (3, 6, 1.5)
+
+
+def test_a_prebuilt_class_whose_arguments_choose_its_equations_says_so():
+    """SLSTM's cell depends on num_heads: the class has none to explain or stack (it raised AttributeError on
+    None, and symcell.RNN said it was not made with symcell.define)"""
+    from symcell.cells import SLSTM, slstm_cell
+    for call in (lambda: SLSTM.gradients(), lambda: symcell.RNN(SLSTM, I=3, H=4)):
+        with pytest.raises(TypeError, match=r"SLSTM's equations depend on its constructor's arguments.*"
+                                            r"symcell.cells.slstm_cell\(num_heads\)"):
+            call()
+    assert SLSTM(3, 4).gradients() == slstm_cell(1).gradients()

@@ -31,7 +31,7 @@ def test_char_rnn_trains_checkpoints_and_samples(tmp_path):
               "--save", ck)
     first, last = (float(v) for v in out.split("loss ")[-1].split(" after")[0].split(" -> "))
     assert last < first - 0.3                       # the loss falls visibly
-    out = run("char_rnn.py", "--load", ck, "--steps", "0", "--sample", "30", "--cell", "lstm", "--hidden", "32")
+    out = run("char_rnn.py", "--load", ck, "--steps", "0", "--sample", "30")   # (the checkpoint's cell and sizes)
     assert "loaded" in out and "Shall I" in out
     for cell in ("gru", "lltm", "peephole"):
         run("char_rnn.py", "--cell", cell, "--steps", "3", "--hidden", "16", "--seq", "8", "--batch", "4",

@@ -60,6 +60,8 @@ class SLSTM(Cell):
     Parameters weight_ih (4H, I), weight_hh (4 num_heads, H/num_heads, H/num_heads): one block per gate and head,
     bias (4H). ys is h."""
 
+    spec_for = "symcell.cells.slstm_cell(num_heads)"   # (the class's cell: one per head count)
+
     def __init__(self, input_size, hidden_size, num_heads=1, *, batch_first=False, backend="auto", device=None,
                  dtype=None):
         if isinstance(hidden_size, int) and isinstance(num_heads, int) and num_heads > 0 \
