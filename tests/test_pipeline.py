@@ -52,3 +52,34 @@ def test_the_fake_shapes_are_read_from_the_program():
     ys, finals, res = cell._kernel(torch.device("cpu")).forward((torch.randn(5, 2, 3),), (torch.zeros(2, 4),),
                                                                 tuple(cell.parameters()), True)
     assert [tuple(t.shape) for t in (*ys, *finals, *res)] == _shapes(key, 5, 2, save=True)
+
+
+def test_a_deep_chain_of_pointwise_functions_derives_with_the_plain_elimination(monkeypatch, tmp_path):
+    """autodiff.TREE_LIMIT: sympy's 'basic' optimizations walk expressions as trees, exponential in a chain of
+    functions that each use their input several times; the tree's size is counted in one pass over the distinct
+    subexpressions, and past the limit the plain elimination runs alone: the gradients are as exact"""
+    from symcell import autodiff, sigmoid, tanh
+    monkeypatch.setenv("SYMCELL_CACHE_DIR", str(tmp_path))   # (derived afresh, not from the kept derivations)
+    x, h = (symcell.functions.sympy.Symbol(n) for n in "xh")
+    v = x + h
+    for _ in range(6):
+        v = v * (v + 1)
+    walk = list(symcell.functions.sympy.preorder_traversal(v))   # (the tree, as sympy walks it)
+    assert autodiff._tree_size([v]) == len(walk) > 10 * len(set(walk))
+    seen = []
+    cse = autodiff.sympy.cse
+    monkeypatch.setattr(autodiff.sympy, "cse",
+                        lambda *a, **k: seen.append(k.get("optimizations", "not given")) or cse(*a, **k))
+    monkeypatch.setattr(autodiff, "TREE_LIMIT", 100)
+
+    @symcell.define(inputs={"x": "H"}, state={"h": "H"}, name="DeepChain")
+    def DeepChain(x, h):
+        v = h + x
+        for _ in range(3):
+            v = tanh(v * sigmoid(v) + 0.1 * v)
+        return v
+    cell = DeepChain(H=3, backend="reference", dtype=torch.float64)
+    xs = torch.randn(4, 2, 3, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: cell(a, b)[0], (xs, h0))
+    assert None in seen, seen
