@@ -79,6 +79,9 @@ def check_lengths(name, lengths, T, B, device):
     if isinstance(lengths, torch.Tensor):
         if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
             raise TypeError(f"{name}: lengths must hold integers, got dtype {lengths.dtype}")
+        if getattr(torch._C._functorch, "is_batchedtensor", lambda t: False)(lengths):   # (before reading values)
+            raise NotImplementedError(f"{name}: vmap over the lengths of a scan is not supported; vmap over the "
+                                      "inputs, states or parameters")
         # (int64 on the CPU as it is: a traced program would convert whatever it gets, floats too, where the
         # deployed operator refuses what is not int64 and checks the values, which this check does once)
         int64 = lengths.dtype == torch.int64 and lengths.device.type == "cpu"

@@ -288,6 +288,10 @@ def test_vmap_over_inputs_and_over_stacked_parameters(backend):
     for k in range(2):
         ref = _eager_lstm([(k + 1) * p for p in cpu], xb[0].cpu().double())[0]
         assert rel_err(out[k].cpu().double(), ref) < TOL[backend]
+    # lengths vmapped with the inputs: refused, saying so (before the lengths' check read their values under vmap)
+    lengths = torch.tensor([[4, 2], [1, 3], [4, 4]])
+    with pytest.raises(NotImplementedError, match="vmap over the lengths of a scan is not supported"):
+        torch.func.vmap(lambda x_, n: m(x_, lengths=n)[0])(xb, lengths)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
