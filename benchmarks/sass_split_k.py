@@ -119,7 +119,8 @@ def main(argv=None):
             sass = subprocess.run([NVDISASM, "-c", path], capture_output=True, text=True, check=True).stdout
             regs, _ = triton_aot.resources(k.asm["ptx"], args.arch, folder)
         loop = time_loop(sass)
-        top = " ".join(f"{op}:{n}" for op, n in collections.Counter(op.split(".")[0] for _, op, _ in loop).most_common(8))
+        ops = collections.Counter(op.split(".")[0] for _, op, _ in loop)
+        top = " ".join(f"{op}:{n}" for op, n in ops.most_common(8))
         print(f"{name:20} {regs:>5} {k.metadata.shared:>7} {len(loop):>7} {longest_chain(loop):>6} "
               f"{ldsm_bytes(loop) / 1024:>8.1f}  {top}")
 

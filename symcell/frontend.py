@@ -51,8 +51,8 @@ class Sym:
 
     def __eq__(self, o):
         # (not Python's identity, which made `1.0 * (x == h)` the constant 0 without a word)
-        raise TypeError(f"{self.node.label} == or != ...: equality of symbolic values is not supported (an exact float "
-                        "comparison, whose derivative is 0 almost everywhere); compare with <, <=, >, >= in "
+        raise TypeError(f"{self.node.label} == or != ...: equality of symbolic values is not supported (an exact "
+                        "float comparison, whose derivative is 0 almost everywhere); compare with <, <=, >, >= in "
                         "symcell.where, e.g. where(abs(a - b) <= tol, ...)")
 
     __ne__ = __eq__

@@ -305,9 +305,10 @@ def test_lstm_cell_takes_nns_keyword_names_and_initialises_as_nn_with_a_projecti
 
 def test_cells_take_nns_positional_device_and_dtype_and_show_bias_as_nn():
     for kind in ("LSTMCell", "GRUCell"):
-        ours, theirs = getattr(symcell.cells, kind)(3, 5, False, "cpu", torch.float64), getattr(nn, kind)(3, 5, False,
-                                                                                                    "cpu", torch.float64)
-        assert [(n, p.dtype) for n, p in ours.named_parameters()] == [(n, p.dtype) for n, p in theirs.named_parameters()]
+        ours = getattr(symcell.cells, kind)(3, 5, False, "cpu", torch.float64)
+        theirs = getattr(nn, kind)(3, 5, False, "cpu", torch.float64)
+        assert [(n, p.dtype) for n, p in ours.named_parameters()] == [(n, p.dtype)
+                                                                       for n, p in theirs.named_parameters()]
         assert "bias=False" in repr(ours) and "bias=False" not in repr(getattr(symcell.cells, kind)(3, 5))
 
 

@@ -101,8 +101,8 @@ PARTIALS_BY_TILE = True
 # low parts' (SPLIT_DOT) apart, each over every (DOT_SUMS / 2)-th chunk, added together after the last chunk. A
 # tensor-core instruction that accumulates waits for the one before it on the same sum: in one sum, a warp's 192
 # HMMAs a step of the LSTM's forward at H=768 were two chains of 96 dependent instructions (the two 8-column
-# tiles of its 16; ~33 cycles each: ~3200 cycles, 1.6 us at 1.98 GHz, where the instructions' issue takes ~0.5).
-# With 4: eight chains of 24. (Rounding: the same products, summed in another order.) 1: one sum, as before.
+# tiles of its 16): at 20-35 cycles a dependent HMMA (not measured here), 1.0-1.7 us a step at 1.98 GHz. With 4:
+# eight chains of 24 (benchmarks/sass_step.py). (Rounding: the same products in another order.) 1: one sum.
 DOT_SUMS = 4
 
 
