@@ -39,6 +39,9 @@ class CellSpec:
     def __init__(self, ir: CellIR, doc=None):
         self.ir, self.doc = ir, doc
         self.hash = registry.register(ir)
+        # parameter name -> the constant it starts at, where uniform(-k, k) is wrong for it (a LayerNorm's gain 1,
+        # shift 0): what a prebuilt cell's reset_parameters sets, and symcell.RNN stacking its spec too
+        self.initial = {}
 
     def explain(self):
         """gradients(): the pipeline's symbolic products as text"""
@@ -226,10 +229,11 @@ class Binding:
         return seq, state, ref
 
 
-def _no_class_spec(cls, instead):
+def _no_class_spec(cls, instead=None):
     """the error of a prebuilt class whose equations its constructor's arguments choose (SLSTM's num_heads)"""
-    return (f"{cls.__name__}'s equations depend on its constructor's arguments: call {instead}, or use the cell "
-            f"made with symcell.define" + (f", {cls.spec_for}" if getattr(cls, "spec_for", None) else ""))
+    return (f"{cls.__name__}'s equations depend on its constructor's arguments: "
+            + (f"call {instead}, or " if instead else "") + "use the cell made with symcell.define"
+            + (f", {cls.spec_for}" if getattr(cls, "spec_for", None) else ""))
 
 
 class Cell(nn.Module):

@@ -27,7 +27,7 @@ def _spec_of(cell):
     if isinstance(cell, Cell):
         return cell._spec
     if isinstance(cell, type) and issubclass(cell, Cell):
-        raise TypeError(f"symcell.RNN: {_no_class_spec(cell, 'symcell.RNN with an instance')}")
+        raise TypeError(f"symcell.RNN: {_no_class_spec(cell)}")
     raise TypeError(f"symcell.RNN: cell must be a cell made with symcell.define, got {cell!r}")
 
 
@@ -103,11 +103,17 @@ class RNN(nn.Module):
         return [f"{p}_l{layer}{'_reverse' if direction else ''}" for p, _ in self._spec.ir.user_params]
 
     def reset_parameters(self):
-        """uniform(-k, k), k = 1/sqrt(hidden size), as nn.LSTM."""
+        """uniform(-k, k), k = 1/sqrt(hidden size), as nn.LSTM; a parameter the cell's spec gives a constant to
+        start at (`spec.initial`: LayerNormLSTM's gains 1 and shift 0) that constant."""
         k = 1.0 / math.sqrt(self._init_size)
+        user = [p for p, _ in self._spec.ir.user_params]
         with torch.no_grad():
             for p in self.parameters():
                 p.uniform_(-k, k)
+            for names in (names for layer in self._names for names in layer):
+                for p, full in zip(user, names):
+                    if p in self._spec.initial:
+                        getattr(self, full).fill_(self._spec.initial[p])
 
     def flatten_parameters(self):
         """A no-op, for code written against cuDNN RNNs."""

@@ -32,6 +32,12 @@ def scan(cell, xs, state=None, reverse=False, lengths=None):
 
     The whole sequence is one autograd node; its backward is the derived backward scan.
     """
+    from .module import Cell   # (module.py imports this module)
+    if not isinstance(cell, Cell):
+        raise TypeError(f"symcell.scan: cell must be an instance of a cell made with symcell.define (e.g. "
+                        f"LLTM(I=..., H=...)), got {cell!r}" + (" (a class)" if isinstance(cell, type) else ""))
+    if not isinstance(reverse, bool):
+        raise TypeError(f"symcell.scan: reverse must be a bool, got {type(reverse).__name__} {reverse!r}")
     return run(cell._binding, cell._param_list(), xs, state, reverse, lengths, cell.batch_first,
                cell.autocast_devices)
 
@@ -75,7 +81,8 @@ def scan_op(key, xs, inits, params, lengths=None, computing_for=None):
 
 def check_lengths(name, lengths, T, B, device):
     """lengths (a sequence of ints or an integer tensor) -> an int64 tensor of B values in [0, T] on `device`."""
-    within = f"{name}: lengths must lie in [0, T]" + (f" = [0, {T}]" if isinstance(T, int) else "")
+    def within():   # (T's value in a message a compiled graph holds made torch.compile specialise on T)
+        return f"{name}: lengths must lie in [0, T]" + ("" if torch.compiler.is_compiling() else f" = [0, {T}]")
     if isinstance(lengths, torch.Tensor):
         if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
             raise TypeError(f"{name}: lengths must hold integers, got dtype {lengths.dtype}")
@@ -92,18 +99,21 @@ def check_lengths(name, lengths, T, B, device):
                             f"{type(lengths).__name__}")
         values = []
         for v in lengths:   # (integers only: int(2.5) would run 2 steps, int(True) 1)
-            if isinstance(v, bool) or not hasattr(v, "__index__"):
+            if isinstance(v, (int, torch.SymInt)) and not isinstance(v, bool):   # (SymInt: torch.compile's ints)
+                values.append(v)
+            elif isinstance(v, bool) or not hasattr(v, "__index__"):
                 raise TypeError(f"{name}: lengths must be integers, got {type(v).__name__} {v!r}")
-            values.append(operator.index(v))
+            else:
+                values.append(operator.index(v))
         if any(v < 0 or v > T for v in values):
-            raise ValueError(f"{within}, got min {min(values)} and max {max(values)}")
+            raise ValueError(f"{within()}, got min {min(values)} and max {max(values)}")
         host = torch.as_tensor(values, dtype=torch.int64)
     if host.dim() != 1 or host.shape[0] != B:
         raise ValueError(f"{name}: lengths must have one entry per batch row, shape ({B},), got {tuple(host.shape)}")
     if torch.compiler.is_compiling():   # (a traced graph checks its lengths when it runs, without branching on them)
-        torch._assert_async(((host >= 0) & (host <= T)).all(), within)
+        torch._assert_async(((host >= 0) & (host <= T)).all(), within())
     elif B and (host.min() < 0 or host.max() > T):
-        raise ValueError(f"{within}, got min {int(host.min())} and max {int(host.max())}")
+        raise ValueError(f"{within()}, got min {int(host.min())} and max {int(host.max())}")
     return host if host.device == torch.device(device) else host.to(device)
 
 

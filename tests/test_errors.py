@@ -272,3 +272,17 @@ def test_a_prebuilt_class_whose_arguments_choose_its_equations_says_so():
                                             r"symcell.cells.slstm_cell\(num_heads\)"):
             call()
     assert SLSTM(3, 4).gradients() == slstm_cell(1).gradients()
+
+
+def test_scan_names_what_it_takes():
+    """symcell.scan of a class, an RNN or an nn module: a TypeError saying what scan takes (was an AttributeError
+    on '_binding'); reverse must be a bool (reverse="yes" ran reversed)"""
+    cell = Affine(I=2, H=3, backend="reference")
+    xs = torch.randn(4, 2, 2)
+    for bad in (Affine, torch.nn.GRU(2, 3), symcell.RNN(Affine, I=2, H=3, backend="reference")):
+        with pytest.raises(TypeError, match="symcell.scan: cell must be an instance of a cell made with symcell"):
+            symcell.scan(bad, xs)
+    for bad in ("yes", None, 1):
+        with pytest.raises(TypeError, match="symcell.scan: reverse must be a bool"):
+            symcell.scan(cell, xs, reverse=bad)
+    torch.testing.assert_close(symcell.scan(cell, xs, reverse=True)[0], cell(xs.flip(0))[0].flip(0))

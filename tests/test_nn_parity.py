@@ -252,3 +252,18 @@ def test_stacking_needs_an_input_dimension_of_its_own():
         symcell.RNN(Pairs, num_layers=2, I=3, H=4)
     with pytest.raises(ValueError, match="stacking needs exactly one of each"):
         symcell.RNN(type(CASES["TwoInputs"][0](backend="reference")), I=3, J=2, H=4)
+
+
+def test_a_stacked_layernorm_lstm_starts_as_the_single_cell_does():
+    """spec.initial: symcell.RNN(LayerNormLSTM.spec) starts its gains at 1 and its shift at 0 (as the cell and
+    nn.LayerNorm), not uniform(-k, k) like the weights"""
+    from symcell.cells import LayerNormLSTM
+    rnn = symcell.RNN(LayerNormLSTM.spec, num_layers=2, bidirectional=True, I=3, H=4, backend="reference")
+    cell = LayerNormLSTM(3, 4, backend="reference")
+    for name, p in rnn.named_parameters():
+        base = name.split("_l")[0]
+        if base in LayerNormLSTM.spec.initial:
+            assert torch.equal(p, torch.full_like(p, LayerNormLSTM.spec.initial[base])), name
+            assert torch.equal(getattr(cell, base), torch.full_like(p, LayerNormLSTM.spec.initial[base]))
+        else:
+            assert p.abs().max() <= 0.5 and p.std() > 0, name   # uniform(-1/2, 1/2) at H = 4

@@ -51,6 +51,7 @@ class LayerNormLSTM(Cell):
     symcell.RNN(LayerNormLSTM.spec, num_layers=..., I=..., H=...)."""
 
     spec = _layernorm_lstm.spec
+    spec.initial = {"gamma_ih": 1.0, "gamma_hh": 1.0, "gamma_c": 1.0, "beta_c": 0.0}
 
     def __init__(self, input_size, hidden_size, *, batch_first=False, backend="auto", device=None, dtype=None):
         super().__init__(I=input_size, H=hidden_size, batch_first=batch_first, backend=backend,
@@ -59,9 +60,8 @@ class LayerNormLSTM(Cell):
 
     def reset_parameters(self):
         """weights and bias uniform(-k, k), k = 1/sqrt(H), as nn.LSTM; the gains 1 and the shift 0, as
-        nn.LayerNorm"""
+        nn.LayerNorm (spec.initial: symcell.RNN stacking the spec starts them so too)"""
         super().reset_parameters()
         with torch.no_grad():
-            for gain in (self.gamma_ih, self.gamma_hh, self.gamma_c):
-                gain.fill_(1.0)
-            self.beta_c.zero_()
+            for name, value in self.spec.initial.items():
+                getattr(self, name).fill_(value)
