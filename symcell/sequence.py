@@ -32,8 +32,7 @@ def scan(cell, xs, state=None, reverse=False, lengths=None):
 
     The whole sequence is one autograd node; its backward is the derived backward scan.
     """
-    from .module import Cell   # (module.py imports this module)
-    if not isinstance(cell, Cell):
+    if isinstance(cell, type) or not hasattr(cell, "_binding"):   # (a Cell: module.py, above this module)
         raise TypeError(f"symcell.scan: cell must be an instance of a cell made with symcell.define (e.g. "
                         f"LLTM(I=..., H=...)), got {cell!r}" + (" (a class)" if isinstance(cell, type) else ""))
     if not isinstance(reverse, bool):
