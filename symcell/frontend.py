@@ -415,24 +415,9 @@ def split(v, chunks):
 
 # --- tracing --------------------------------------------------------------------------------------------
 
-# Names the cpp backend's generated code cannot take as a variable: C++'s keywords (and the C library's macros it
-# sees). A cell naming a value so is refused when defined, not by a compiler error at its first call on a CPU.
-CPP_RESERVED = frozenset("""
-    alignas alignof and and_eq asm auto bitand bitor bool break case catch char char8_t char16_t char32_t class
-    compl concept const consteval constexpr constinit const_cast continue co_await co_return co_yield decltype
-    default delete do double dynamic_cast else enum explicit export extern false float for friend goto if inline
-    int long mutable namespace new noexcept not not_eq nullptr operator or or_eq private protected public register
-    reinterpret_cast requires return short signed sizeof static static_assert static_cast struct switch template
-    this thread_local throw true try typedef typeid typename union unsigned using virtual void volatile wchar_t
-    while xor xor_eq NULL EOF INFINITY NAN assert errno""".split())
-
-
 def _check_name(kind, name):
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"{kind}: {name!r} is not a valid name")
-    if name in CPP_RESERVED:
-        raise ValueError(f"{kind}: {name!r} is a C++ keyword or macro, which the cpp backend's generated code cannot "
-                         "name a variable; choose another name")
 
 
 def _parse_decls(kind, decls, vector_only):

@@ -15,6 +15,18 @@ from .schedule import bind_ir
 from .sequence import LOW_PRECISION, run, scan
 
 _RESERVED = ("torch",)
+
+# Names the cpp backend's generated code cannot take as a variable: C++'s keywords (and the C library's macros it
+# sees). A cell naming a value so is refused when defined, not by a compiler error at its first call on a CPU.
+CPP_RESERVED = frozenset("""
+    alignas alignof and and_eq asm auto bitand bitor bool break case catch char char8_t char16_t char32_t class
+    compl concept const consteval constexpr constinit const_cast continue co_await co_return co_yield decltype
+    default delete do double dynamic_cast else enum explicit export extern false float for friend goto if inline
+    int long mutable namespace new noexcept not not_eq nullptr operator or or_eq private protected public register
+    reinterpret_cast requires return short signed sizeof static static_assert static_cast struct switch template
+    this thread_local throw true try typedef typeid typename union unsigned using virtual void volatile wchar_t
+    while xor xor_eq NULL EOF INFINITY NAN assert errno""".split())
+
 _CELL_KEYWORDS = ("spec", "batch_first", "backend", "device", "dtype")
 _fallback_warned = set()
 
@@ -51,6 +63,9 @@ class CellSpec:
 
 def _check_names(ir):
     for n in [n for n, _ in ir.inputs + ir.states + ir.user_params]:
+        if n in CPP_RESERVED:
+            raise ValueError(f"{ir.name}: {n!r} is a C++ keyword or macro, which the cpp backend's generated code "
+                             "cannot name a variable; choose another name")
         if n.startswith("_") or n.startswith("d_") or keyword.iskeyword(n) or n in _RESERVED:
             raise ValueError(f"{ir.name}: the name {n!r} is reserved for generated code (names may not start "
                              f"with '_' or 'd_', nor be {list(_RESERVED)} or a Python keyword)")

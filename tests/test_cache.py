@@ -160,16 +160,27 @@ def test_a_derivation_kept_on_disk_renders_what_a_fresh_one_does(tmp_path, monke
                 assert b.render(fresh.program, kept2) == b.render(fresh.program, second), (name, b.name)
 
 
-def test_a_precompiled_header_that_fails_a_build_is_removed_and_the_build_runs_without_it(tmp_path, monkeypatch):
-    """a .gch cut short on disk made every later build fail ("while reading precompiled header") until removed
-    by hand: the build that fails with it removes it and builds again without it"""
+def _build_with_a_precompiled_header(tmp_path, monkeypatch, header, load):
+    """cpp build.build of a stand-in cell with a finished precompiled header holding `header`, cache.load
+    replaced by `load(source, ..., links=)`: -> (what build returned, the header's folder)"""
     from types import SimpleNamespace
 
     from symcell.backends.cpp import build as cpp_build
     pch = tmp_path / "pch-x"
     pch.mkdir()
-    (pch / "sc.h.gch").write_bytes(b"cut short")
+    (pch / "sc.h.gch").write_bytes(header)
     (pch / "complete").touch()
+    monkeypatch.setattr(cpp_build, "_precompiled", lambda *a: pch)
+    monkeypatch.setattr(cpp_build, "_precompile", lambda *a: None)
+    monkeypatch.setattr(cpp_build.cache, "trusted_file", lambda p: True)
+    monkeypatch.setattr(cpp_build.cache, "load", load)
+    monkeypatch.setattr(cpp_build, "compiler_works", lambda: True)
+    return cpp_build.build(SimpleNamespace(name="X", dims=[]), [], "source", {}), pch
+
+
+def test_a_precompiled_header_that_fails_a_build_is_removed_and_the_build_runs_without_it(tmp_path, monkeypatch):
+    """a .gch cut short on disk made every later build fail ("while reading precompiled header") until removed
+    by hand: the build that fails with it removes it and builds again without it"""
     calls = []
 
     def load(source, *args, links=None, **kwargs):
@@ -177,37 +188,22 @@ def test_a_precompiled_header_that_fails_a_build_is_removed_and_the_build_runs_w
         if links:
             raise cache.BuildError("symcell: building the C++ kernel failed: while reading precompiled header")
         return "symcell_X_key"
-    monkeypatch.setattr(cpp_build, "_precompiled", lambda *a: pch)
-    monkeypatch.setattr(cpp_build, "_precompile", lambda *a: None)
-    monkeypatch.setattr(cpp_build.cache, "trusted_file", lambda p: True)
-    monkeypatch.setattr(cpp_build.cache, "load", load)
-    monkeypatch.setattr(cpp_build, "compiler_works", lambda: True)
-    assert cpp_build.build(SimpleNamespace(name="X", dims=[]), [], "source", {}) == {}
+    built, pch = _build_with_a_precompiled_header(tmp_path, monkeypatch, b"cut short", load)
+    assert built == {}
     assert calls == [{"sc.h.gch": pch / "sc.h.gch"}, None] and not pch.exists()
 
 
 def test_a_build_its_source_fails_leaves_the_precompiled_header_to_the_others(tmp_path, monkeypatch):
     """a source gcc refuses (not the header) fails with and without the precompiled header: the header stays,
     the error is the build's"""
-    from types import SimpleNamespace
-
-    from symcell.backends.cpp import build as cpp_build
-    pch = tmp_path / "pch-x"
-    pch.mkdir()
-    (pch / "sc.h.gch").write_bytes(b"a good header")
-    (pch / "complete").touch()
     calls = []
 
     def load(source, *args, links=None, **kwargs):
         calls.append(links)
         raise cache.BuildError("symcell: building the C++ kernel failed: expected unqualified-id")
-    monkeypatch.setattr(cpp_build, "_precompiled", lambda *a: pch)
-    monkeypatch.setattr(cpp_build, "_precompile", lambda *a: None)
-    monkeypatch.setattr(cpp_build.cache, "trusted_file", lambda p: True)
-    monkeypatch.setattr(cpp_build.cache, "load", load)
-    monkeypatch.setattr(cpp_build, "compiler_works", lambda: True)
     with pytest.raises(cache.BuildError, match="expected unqualified-id"):
-        cpp_build.build(SimpleNamespace(name="X", dims=[]), [], "source", {})
+        _build_with_a_precompiled_header(tmp_path, monkeypatch, b"a good header", load)
+    pch = tmp_path / "pch-x"
     assert calls == [{"sc.h.gch": pch / "sc.h.gch"}, None] and (pch / "sc.h.gch").exists()
 
 

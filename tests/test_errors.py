@@ -235,9 +235,10 @@ def test_names_a_module_or_its_constructor_already_uses_are_refused_at_definitio
 
 
 def test_names_the_cpp_backend_cannot_print_are_refused_at_definition():
-    for decl in ({"inputs": {"new": "I"}, "state": {"h": "H"}}, {"inputs": {"x": "I"}, "state": {"int": "H"}}):
+    for decl, step in (({"inputs": {"new": "H"}, "state": {"h": "H"}}, lambda new, h: new + h),
+                       ({"inputs": {"x": "H"}, "state": {"int": "H"}}, lambda x, int: x + int)):
         with pytest.raises(ValueError, match=r"is a C\+\+ keyword or macro"):
-            symcell.define(**decl)(lambda a, b: a + b)
+            symcell.define(**decl)(step)
 
 
 def test_equality_of_symbolic_values_is_refused_not_taken_as_identity():
