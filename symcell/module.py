@@ -368,8 +368,10 @@ class Cell(nn.Module):
                                  f"got shape {tuple(t.shape)}")
         for (n, _), t in zip(self._spec.ir.inputs, xs):
             if t.shape[-1] != self.input_sizes[n]:
+                rows = (f"; a 1-d input is one unbatched row: B rows are ({t.shape[0]}, {self.input_sizes[n]})"
+                        if t.dim() == 1 else "")
                 raise ShapeError(f"{name}: input {n!r} has {t.shape[-1]} features (shape {tuple(t.shape)}) but the "
-                                 f"cell expects {self.input_sizes[n]}")
+                                 f"cell expects {self.input_sizes[n]}{rows}")
         if any(t.dim() != xs[0].dim() for t in xs):
             raise ShapeError(f"{name}: a step's inputs must all be batched (2-d) or all unbatched (1-d), got shapes "
                              f"{[tuple(t.shape) for t in xs]}")

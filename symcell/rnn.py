@@ -55,6 +55,12 @@ class RNN(nn.Module):
         super().__init__()
         spec = _spec_of(cell)
         ir, name = spec.ir, spec.ir.name
+        if isinstance(cell, Cell):      # an instance: its sizes (its parameters are not taken: each layer has its own)
+            clash = {d: v for d, v in dims.items() if d in cell.dims and v != cell.dims[d]}
+            if clash:
+                raise ValueError(f"symcell.RNN: the cell given has {cell.dims}; the dimension(s) passed differ: "
+                                 f"{clash}")
+            dims = {**cell.dims, **dims}
         if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
             raise ValueError(f"{name}: num_layers must be a positive int, got {num_layers!r}")
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout <= 1:

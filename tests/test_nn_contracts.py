@@ -87,6 +87,8 @@ CALL_CASES = [
     ("GRU", (4, 3), [(1, 1, 5)], r"state 'h' must have shape \(num_layers \* directions, 5\) = \(1, 5\), "
                                  r"got \(1, 1, 5\)"),
     ("LSTMCell", (7, 4), None, r"input 'x' has 4 features \(shape \(7, 4\)\) but the cell expects 3"),
+    ("LSTMCell", (7,), [(7, 5), (7, 5)], r"input 'x' has 7 features \(shape \(7,\)\) but the cell expects 3; a 1-d "
+                                         r"input is one unbatched row: B rows are \(7, 3\)"),
     ("LSTMCell", (7, 3), [(6, 5), (7, 5)], r"state 'h' has shape \(6, 5\) but expected \(B, 5\) = \(7, 5\)"),
     ("LSTMCell", (3,), [(1, 5), (1, 5)], r"unbatched 1-d input the state 'h' must have shape \(5,\), got "
                                          r"\(1, 5\)"),

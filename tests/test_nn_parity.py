@@ -104,6 +104,20 @@ def test_unbatched_input_default_state_and_conversions(kind):
     assert len(ours.all_weights) == 4
 
 
+def test_conversions_take_subclasses_and_keep_frozen_parameters_frozen():
+    class Tagger(nn.LSTM):      # a user's subclass: from_nn refused it while LSTM.from_nn took it
+        pass
+
+    ref = Tagger(3, 4, num_layers=2)
+    ref.weight_hh_l0.requires_grad_(False)
+    ours = from_nn(ref, backend="reference")
+    assert isinstance(ours, LSTM)
+    frozen = {n for n, p in ours.named_parameters() if not p.requires_grad}
+    assert frozen == {"weight_hh_l0"}        # it came back trainable
+    ours.bias_ih_l1.requires_grad_(False)
+    assert {n for n, p in ours.to_nn().named_parameters() if not p.requires_grad} == {"weight_hh_l0", "bias_ih_l1"}
+
+
 def test_dropout_between_layers_in_training_draws_as_nn_does():
     # nn.LSTM (CPU) drops the output of every layer but the last with the same generator calls as F.dropout
     torch.manual_seed(2)
@@ -267,3 +281,17 @@ def test_a_stacked_layernorm_lstm_starts_as_the_single_cell_does():
             assert torch.equal(getattr(cell, base), torch.full_like(p, LayerNormLSTM.spec.initial[base]))
         else:
             assert p.abs().max() <= 0.5 and p.std() > 0, name   # uniform(-1/2, 1/2) at H = 4
+
+
+def test_an_rnn_of_a_cell_instance_takes_its_sizes():
+    """symcell.RNN(instance) stacks the instance's cell at the instance's sizes (was: only the dimensions passed,
+    so RNN(LSTMCell(3, 5)) asked for H and I, and RNN(cell, H=7) silently stacked another size)"""
+    from symcell.cells import LSTMCell, SLSTM
+    rnn = symcell.RNN(LSTMCell(3, 5, backend="reference"), num_layers=2, backend="reference")
+    assert rnn.dims == {"I": 3, "H": 5} and rnn.state_sizes == {"h": 5, "c": 5}
+    out, (h, c) = rnn(torch.randn(4, 2, 3))
+    assert out.shape == (4, 2, 5) and h.shape == c.shape == (2, 2, 5)
+    assert symcell.RNN(SLSTM(3, 4, num_heads=2, backend="reference"), backend="reference").state_sizes["m"] == 4
+    with pytest.raises(ValueError, match=r"the cell given has \{'I': 3, 'H': 5\}; the dimension\(s\) passed differ: "
+                                         r"\{'H': 7\}"):
+        symcell.RNN(LSTMCell(3, 5, backend="reference"), H=7)

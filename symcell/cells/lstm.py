@@ -269,8 +269,16 @@ def _from_nn(cls, module, backend, **extra):
     out = cls(module.input_size, module.hidden_size, **_options(module), **extra, backend=backend,
               device=p.device, dtype=p.dtype)
     out.load_state_dict(module.state_dict())
-    out.train(module.training)
+    _same_flags(module, out)
     return out
+
+
+def _same_flags(src, dst):
+    """training mode and each parameter's requires_grad, so a frozen layer stays frozen"""
+    dst.train(src.training)
+    frozen = {n for n, p in src.named_parameters() if not p.requires_grad}
+    for n, p in dst.named_parameters():
+        p.requires_grad_(n not in frozen)
 
 
 def _to_nn(m, nn_cls, **extra):
@@ -278,13 +286,13 @@ def _to_nn(m, nn_cls, **extra):
     out = nn_cls(m.input_size, m.hidden_size, **_options(m), **extra, device=p.device, dtype=p.dtype)
     with torch.no_grad():
         out.load_state_dict(m.state_dict())
-    out.train(m.training)
+    _same_flags(m, out)
     return out
 
 
 def from_nn(module, *, backend="auto"):
     """nn.LSTM -> symcell.cells.LSTM, nn.GRU -> symcell.cells.GRU, with the same options and weights."""
     for cls in (LSTM, GRU):
-        if type(module) is getattr(nn, cls.__name__):
+        if isinstance(module, getattr(nn, cls.__name__)):   # (a subclass too, as LSTM.from_nn takes it)
             return cls.from_nn(module, backend=backend)
     raise TypeError(f"symcell.cells.from_nn: expected an nn.LSTM or nn.GRU, got {type(module).__name__}")
