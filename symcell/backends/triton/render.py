@@ -119,6 +119,14 @@ def chunks(K):
 # would be hoisted out of the loop with it: twice the shared memory). Under the interpreter (_BF16_DOT false)
 # the same parts in float32: its bfloat16 tl.dot multiplies the bits as integers (Triton 3.9).
 SPLIT_DOT = '''@triton.jit
+def _bf16_dot(acc, a, w, _BF16_DOT: tl.constexpr):
+    if _BF16_DOT:
+        return tl.dot(a, w, acc, out_dtype=tl.float32)
+    else:
+        return tl.dot(a.to(tl.float32), w.to(tl.float32), acc)
+
+
+@triton.jit
 def _split_dot(acc, b, w, _BF16_DOT: tl.constexpr):
     hi = b.to(tl.bfloat16)
     return _pair_dot(acc, hi, (b - hi.to(tl.float32)).to(tl.bfloat16), w, _BF16_DOT)
@@ -126,12 +134,7 @@ def _split_dot(acc, b, w, _BF16_DOT: tl.constexpr):
 
 @triton.jit
 def _pair_dot(acc, hi, lo, w, _BF16_DOT: tl.constexpr):
-    if _BF16_DOT:
-        acc = tl.dot(hi, w, acc, out_dtype=tl.float32)
-        return tl.dot(lo, w, acc, out_dtype=tl.float32)
-    else:
-        acc = tl.dot(hi.to(tl.float32), w.to(tl.float32), acc)
-        return tl.dot(lo.to(tl.float32), w.to(tl.float32), acc)
+    return _bf16_dot(_bf16_dot(acc, hi, w, _BF16_DOT), lo, w, _BF16_DOT)
 
 
 @triton.jit
@@ -143,10 +146,7 @@ def _split_dots(acc_hi, acc_lo, b, w, _BF16_DOT: tl.constexpr):
 @triton.jit
 def _pair_dots(acc_hi, acc_lo, hi, lo, w, _BF16_DOT: tl.constexpr):
     # (each part's product into a sum of its own: DOT_SUMS)
-    if _BF16_DOT:
-        return tl.dot(hi, w, acc_hi, out_dtype=tl.float32), tl.dot(lo, w, acc_lo, out_dtype=tl.float32)
-    else:
-        return tl.dot(hi.to(tl.float32), w.to(tl.float32), acc_hi), tl.dot(lo.to(tl.float32), w.to(tl.float32), acc_lo)
+    return _bf16_dot(acc_hi, hi, w, _BF16_DOT), _bf16_dot(acc_lo, lo, w, _BF16_DOT)
 '''
 
 
