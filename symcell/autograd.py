@@ -53,6 +53,20 @@ def _per_slice(apply, info, in_dims, flat):
     return stacked, tuple(None if o is None else 0 for o in stacked)
 
 
+_is_legacy_batched = getattr(torch._C._functorch, "is_legacy_batchedtensor", lambda t: False)
+
+
+def _refuse_legacy_batching(flat):
+    """autograd.grad(is_grads_batched=True) and autograd.functional's vectorize=True batch a backward or a jvp
+    with autograd's legacy vmap, which calls a Function's forward with batched tensors past its `vmap` rule:
+    the kernels would fail deep inside (an in-place op, an operator with no batching rule); say what instead"""
+    if any(isinstance(t, torch.Tensor) and _is_legacy_batched(t) for t in flat):
+        raise NotImplementedError(
+            "symcell: torch.autograd.grad(is_grads_batched=True) and torch.autograd.functional.jacobian/hessian("
+            "vectorize=True) are not supported through a scan (autograd's legacy batching bypasses the scan's "
+            "vmap rule); use torch.func (vmap over vjp, jacrev, jacfwd, hessian) or vectorize=False")
+
+
 def _unbatched_lengths(d):
     if d is not None:
         raise NotImplementedError("symcell: vmap over the lengths of a scan is not supported; vmap over the inputs, "
@@ -108,6 +122,7 @@ class Scan(Function):
 
     @staticmethod
     def forward(kernel, lengths, counts, *flat):
+        _refuse_legacy_batching(flat)
         xs, inits, params = _split(flat, counts)
         ys, finals, res = kernel.forward(xs, inits, params, True, lengths)
         return (*ys, *finals, *res)
@@ -166,6 +181,7 @@ class ScanBackward(Function):
 
     @staticmethod
     def forward(kernel, lengths, counts, wanted, *flat):
+        _refuse_legacy_batching(flat)
         d_xs, d_inits, d_params = kernel.backward(*_split(flat, counts), lengths, wanted)
         return tuple(_keep([*d_xs, *d_inits, *d_params], wanted))
 
@@ -217,6 +233,7 @@ class DoubleBackward(Function):
 
     @staticmethod
     def forward(kernel, lengths, counts, wanted, *flat):
+        _refuse_legacy_batching(flat)
         xs, inits, params, d_ys, d_fin, ys, res, t_xs, t_inits, t_params, t_d_ys, t_d_fin = _split(flat, counts)
         return _double_backward(kernel, lengths, (xs, inits, params), (d_ys, d_fin), ys, res,
                                 (t_xs, t_inits, t_params), (t_d_ys, t_d_fin), wanted)
@@ -274,6 +291,7 @@ class ScanTangent(Function):
 
     @staticmethod
     def forward(kernel, lengths, counts, *flat):
+        _refuse_legacy_batching(flat)
         xs, inits, params, ys, res = _split(flat, counts)
         t_xs, t_inits, t_params = _split(flat[sum(counts):], counts[:3])
         t_ys, t_fin, _ = kernel.tangent_forward(xs, inits, params, ys, res, t_xs, t_inits, t_params, False, lengths)

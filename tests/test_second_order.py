@@ -343,6 +343,18 @@ def test_what_is_not_supported_says_so(backend):
     f = lambda x_: functional_call(m, dict(zip(names, params)), (x_,))[0].sum()   # noqa: E731
     with pytest.raises(NotImplementedError, match="forward mode over forward mode"):
         torch.func.jacfwd(torch.func.jacfwd(f))(x.detach()[:1, :1])
+    # autograd's legacy batching (is_grads_batched, functional's vectorize=True) runs the scan's Functions past
+    # their vmap rules: symcell's error, not one from inside the kernels (vmap's "aten::add_ is not possible",
+    # "Batching rule not implemented for symcell_LSTM_...::backward"), for a backward, a double backward and a jvp
+    legacy = "is_grads_batched=True.*vectorize=True.* are not supported through a scan.*use torch.func"
+    with pytest.raises(NotImplementedError, match=legacy):
+        torch.autograd.grad(out, x, torch.randn(2, *out.shape, dtype=dt, device=dev), is_grads_batched=True,
+                            retain_graph=True)
+    with pytest.raises(NotImplementedError, match=legacy):
+        torch.autograd.grad(g, x, torch.randn(2, *g.shape, dtype=dt, device=dev), is_grads_batched=True,
+                            retain_graph=True)
+    with pytest.raises(NotImplementedError, match=legacy):
+        torch.autograd.functional.jacobian(lambda x_: m(x_)[0], x.detach(), vectorize=True, strategy="forward-mode")
 
 
 @pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "triton"])
