@@ -3,6 +3,7 @@
 sympy.sympify would read "I" as the imaginary unit and "E" as Euler's number, so every identifier in a size
 string becomes an explicit positive integer symbol before parsing.
 """
+import keyword
 import re
 
 import sympy
@@ -30,11 +31,18 @@ def parse_size(spec, what):
         raise TypeError(f"{what}: size must be an int or an expression in named dimensions such as '3*H', "
                         f"got {spec!r}")
     names = {n: dim_symbol(n) for n in _IDENT.findall(spec)}
+    bad = [n for n in names if keyword.iskeyword(n)]
+    if bad:   # (parsing said "invalid syntax", or "unsupported operand" for None and True)
+        raise ValueError(f"{what}: size {spec!r} names the dimension {bad[0]!r}, a Python keyword, which a cell "
+                         "cannot take as an argument; choose another name")
     try:
         expr = parse_expr(spec, local_dict=names, global_dict={"Integer": sympy.Integer}, evaluate=True)
     except Exception as e:  # noqa: BLE001 - sympy raises many kinds; all mean the same to the user
         raise ValueError(f"{what}: cannot parse size {spec!r}: {e}") from None
-    return sympy.sympify(expr)
+    expr = sympy.sympify(expr)
+    if expr.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):
+        raise ValueError(f"{what}: size {spec!r} divides by zero")
+    return expr
 
 
 def same_size(a, b):

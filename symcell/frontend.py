@@ -1,7 +1,9 @@
 """Tracing a step function with symbolic tensors, and every check that can run before data flows."""
 import builtins
+import dataclasses
 import functools
 import inspect
+import numbers
 
 import sympy
 
@@ -58,6 +60,27 @@ class Sym:
     __ne__ = __eq__
     __hash__ = object.__hash__   # (Syms stay usable as dict keys and set members, by identity)
 
+    # conditions combine as torch's bool tensors do, by their values 0 and 1: a & b is a * b > 1/2, a | b is
+    # a + b > 1/2, ~a is a < 1/2 (each a condition again, for where)
+    def __and__(self, o): return _logical("&", self, o)
+    def __rand__(self, o): return _logical("&", o, self)
+    def __or__(self, o): return _logical("|", self, o)
+    def __ror__(self, o): return _logical("|", o, self)
+
+    def __invert__(self):
+        if not self.is_condition:
+            raise TypeError(f"~{self.node.label}: ~ negates a condition (a comparison such as h > 0); for a number "
+                            f"write 1 - {self.node.label} or -{self.node.label}")
+        return _relabel(self < 0.5, f"~{self.node.label}")
+
+    def _unsupported(self, *a):
+        raise TypeError(f"{self.node.label}: //, %, round, floor, ceil and trunc of symbolic values are not "
+                        "supported (steps that are piecewise constant, with derivative 0); write the cell with "
+                        "symcell's functions (where, clamp, sign, ...)")
+
+    __floordiv__ = __rfloordiv__ = __mod__ = __rmod__ = __divmod__ = __rdivmod__ = _unsupported
+    __round__ = __floor__ = __ceil__ = __trunc__ = _unsupported
+
     def __abs__(self):
         return FUNCTIONS["abs"](self)
 
@@ -72,7 +95,7 @@ class Sym:
         return self
 
     def __pow__(self, exponent):
-        if isinstance(exponent, bool) or not isinstance(exponent, (int, float)):
+        if not _is_number(exponent):
             raise TypeError(f"{self.node.label} ** {exponent!r}: the exponent must be a Python number")
         return Sym(Node("pw", (self.node,), self.size, ("pow", float(exponent)),
                         _short(f"{self.node.label}**{exponent}")))
@@ -197,6 +220,9 @@ class Matrix:
     __truediv__ = __rtruediv__ = __neg__ = __pow__ = __getitem__ = __abs__ = _misuse
     __gt__ = __ge__ = __lt__ = __le__ = _misuse
 
+    def __repr__(self):   # (in messages such as "the new state 'h' must be a symbolic vector, got ...")
+        return f"the {len(self.shape)}-d parameter {self.name} ({', '.join(map(D.fmt, self.shape))})"
+
     @classmethod
     def __torch_function__(cls, func, types, args=(), kwargs=None):
         return Sym.__torch_function__(func, types, args, kwargs)
@@ -239,15 +265,34 @@ def _flatten(args, kwargs):
             yield a
 
 
+def _is_number(v):
+    """a Python or numpy real number (np.float32(2), np.int64(3)), not a bool"""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
 def _operand(v, op, other):
     if isinstance(v, Sym):
         return v.node
     if isinstance(v, Matrix):
         v._misuse()
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
+    if not _is_number(v):
         raise TypeError(f"cannot apply {op!r} to {v!r} and {other}: operands must be symbolic tensors or "
                         f"Python numbers (got {type(v).__name__})")
     return Node("const", (), None, float(v), repr(v))
+
+
+def _relabel(v, label):
+    return Sym(dataclasses.replace(v.node, label=_short(label)))
+
+
+def _logical(op, a, b):
+    bad = next((v for v in (a, b) if not (isinstance(v, Sym) and v.is_condition)), None)
+    if bad is not None:
+        what = bad.node.label if isinstance(bad, Sym) else repr(bad)
+        raise TypeError(f"{op} combines conditions (comparisons such as h > 0), got {what}; for numbers write "
+                        "* (and), maximum (or)")
+    both = a * b if op == "&" else a + b
+    return _relabel(both > 0.5, f"({a.node.label} {op} {b.node.label})")
 
 
 def _binary(fn, sym, a, b):
@@ -313,7 +358,7 @@ def clamp(x, min=None, max=None):  # noqa: A002 - torch.clamp's names
     if not isinstance(x, Sym):
         raise TypeError(f"symcell.clamp expects a symbolic tensor, got {type(x).__name__}")
     for bound, value in (("min", min), ("max", max)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        if value is not None and not _is_number(value):
             what = value.node.label if isinstance(value, Sym) else repr(value)
             raise TypeError(f"symcell.clamp({x.node.label}, {bound}={what}): the bounds must be Python numbers; "
                             f"for a symbolic bound write symcell.maximum / symcell.minimum")
@@ -514,6 +559,14 @@ def trace(fn, inputs, state, params, outputs=None, name=None):
     for _, shape in prs:
         for s in shape:
             dim_names |= {str(x) for x in s.free_symbols}
+    used = set()   # (split(h, ["K", "H-K"]) with K in no declaration: no binding could ever give K)
+    for n in walk(returns):
+        for s in (n.size, *(n.attr if n.op == "slice" else ())):
+            if isinstance(s, sympy.Basic):
+                used |= {str(x) for x in s.free_symbols}
+    if used - dim_names:
+        raise ValueError(f"{name}: the step's sizes use the dimension(s) {sorted(used - dim_names)}, which no input, "
+                         f"state or parameter declares (declared: {sorted(dim_names)}); write sizes in those")
     # the kernels' parameters: the 1-d and 2-d ones as declared, then the row blocks the matmuls use (a 3-d
     # parameter is only ever its blocks)
     block_params, views = blocks.params({n: (s[0] * s[1], s[2]) if len(s) == 3 else s for n, s in prs})

@@ -1,6 +1,7 @@
 """symcell.define, the Binding of a cell's dimensions, and the Cell module."""
 import keyword
 import math
+import numbers
 import warnings
 
 import torch
@@ -27,7 +28,7 @@ CPP_RESERVED = frozenset("""
     this thread_local throw true try typedef typeid typename union unsigned using virtual void volatile wchar_t
     while xor xor_eq NULL EOF INFINITY NAN assert errno""".split())
 
-_CELL_KEYWORDS = ("spec", "batch_first", "backend", "device", "dtype")
+_CELL_KEYWORDS = ("self", "spec", "batch_first", "backend", "device", "dtype")
 _fallback_warned = set()
 
 
@@ -127,9 +128,13 @@ class Binding:
         if missing:
             raise TypeError(f"{ir.name}() is missing the dimension(s) {missing}; e.g. {ir.name}("
                             + ", ".join(f"{d}=..." for d in ir.dims) + ")")
-        for d, v in dims.items():
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+        for d, v in dims.items():   # (nn's errors: a TypeError for a float or a string, a ValueError for 0)
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                raise TypeError(f"{ir.name}(): dimension {d} must be a positive int, got {v!r} "
+                                f"({type(v).__name__})")
+            if v <= 0:
                 raise ValueError(f"{ir.name}(): dimension {d} must be a positive int, got {v!r}")
+        dims = {d: int(v) for d, v in dims.items()}   # (np.int64(3) as 3)
         if backend != "auto":
             backends.get(backend)  # reject unknown names now, not at the first call (the device comes later)
         self.spec, self.name, self.dims, self.backend = spec, ir.name, dict(dims), backend

@@ -152,11 +152,11 @@ class TritonPrinter(_CodePrinter, StrPrinter):
         if product:
             return product
         x = self._print(base)
-        if e.is_Integer:
+        if float(e).is_integer():   # (an Integer, or a Float past C++'s int: 1e20)
             # triton has no pow: exp(n log|x|), with the sign an odd power keeps (x**5 of a negative x is not NaN)
-            magnitude = f"tl.exp({float(e)!r} * tl.log(tl.abs({x})))"
-            return f"(tl.where({x} < 0, -1.0, 1.0) * {magnitude})" if e % 2 else magnitude
-        return f"tl.exp({float(e)!r} * tl.log({x}))"
+            magnitude = f"tl.exp({self.literal(e)} * tl.log(tl.abs({x})))"
+            return f"(tl.where({x} < 0, -1.0, 1.0) * {magnitude})" if int(e) % 2 else magnitude
+        return f"tl.exp({self.literal(e)} * tl.log({x}))"
 
 
 class SizePrinter(C99CodePrinter):

@@ -20,6 +20,7 @@ fuses into one region. The passes, each a function of what the previous ones pro
                    reduction's width is its operand's), their expressions in sympy with common subexpressions
                    named (_e0, _e1, ...)
 """
+import math
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any, Dict, FrozenSet, Tuple
@@ -425,9 +426,34 @@ def pw_expr(fn, args):
     if fn == "neg":
         return -args[0]
     if isinstance(fn, tuple) and fn[0] == "pow":
-        e = fn[1]
-        return args[0] ** (sympy.Integer(int(e)) if float(e).is_integer() else sympy.nsimplify(e))
+        return args[0] ** exponent(fn[1])
     return BY_NAME[fn].sympy(*args)
+
+
+def exponent(e):
+    """A power's exponent as written, exactly: an integer as such (where C++'s int holds it), a fraction with a
+    small power-of-two denominator (0.5, -1.5: printed as sqrt, rsqrt, exact rationals in the derivatives) as a
+    Rational, anything else a Float of the same double. (sympy.nsimplify, used before, took 2.9999999999 for 3
+    and 1e-300 for 0, and made sqrt(2), log(2) of math.sqrt(2), math.log(2), which the C++ and Triton printers
+    cannot write as numbers.)"""
+    e = float(e)
+    if not math.isfinite(e):
+        return sympy.Float(e)
+    if e.is_integer():
+        return sympy.Integer(int(e)) if abs(e) < 2 ** 31 else sympy.Float(e)
+    exact = sympy.Rational(e)
+    return exact if exact.q <= 1024 else sympy.Float(e)
+
+
+def defined(n, e):
+    """e, the expression of the pointwise node n; a ValueError where sympy has folded it to a value that is no
+    real number for any input (log(x - x) = log(0) is complex infinity, 0 * inf and a NaN constant NaN, sqrt(0 * x
+    - 1) imaginary): the printers cannot write it, and NaN would swallow the other terms' gradients"""
+    if e.has(sympy.zoo, sympy.nan, sympy.I):
+        raise ValueError(f"{n.label or n}: this value folds to {e} for every input (as log(x - x) = log(0), "
+                         "h / (x * 0), 0 * inf, inf - inf or a NaN constant do): write what you mean, e.g. "
+                         "where(...) with float('inf') where a value is infinite")
+    return e
 
 
 class _Exprs:
@@ -460,7 +486,7 @@ class _Exprs:
             if v is not None:
                 e = self.leaf(v, leaves)
             elif n.op == "pw":
-                e = pw_expr(n.attr, [self.of(a, leaves, memo) for a in n.args])
+                e = defined(n, pw_expr(n.attr, [self.of(a, leaves, memo) for a in n.args]))
             else:
                 raise AssertionError(f"unexpected node {n.op} inside a region")
         memo[n] = e
@@ -473,7 +499,7 @@ class _Exprs:
         if self._own(n, dest):
             if n.op == "reduce":
                 return self.of(n.args[0], leaves, memo)
-            return pw_expr(n.attr, [self.of(a, leaves, memo) for a in n.args])
+            return defined(n, pw_expr(n.attr, [self.of(a, leaves, memo) for a in n.args]))
         return self.of(n, leaves, memo)
 
     def width(self, n, dest):

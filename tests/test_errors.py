@@ -107,6 +107,11 @@ def test_instantiation_errors():
         Simple(I=2, H=3)
     with pytest.raises(ValueError, match=r"dimension H must be a positive int, got 0"):
         Simple(I=2, H=0)
+    for v in (3.0, "3", True):   # nn's TypeError (a ValueError before)
+        with pytest.raises(TypeError, match=r"dimension H must be a positive int, got .* \((float|str|bool)\)"):
+            Simple(I=2, H=v)
+    import numpy as np
+    assert Simple(I=np.int64(2), H=np.int32(4)).dims == {"I": 2, "H": 4}
     with pytest.raises(ValueError, match=r"backend='cuda-magic' is not available"):
         Simple(I=2, H=4, backend="cuda-magic")
 
@@ -287,3 +292,58 @@ def test_scan_names_what_it_takes():
         with pytest.raises(TypeError, match="symcell.scan: reverse must be a bool"):
             symcell.scan(cell, xs, reverse=bad)
     torch.testing.assert_close(symcell.scan(cell, xs, reverse=True)[0], cell(xs.flip(0))[0].flip(0))
+
+
+def _defines(body, **decl):
+    body.__name__ = "Cell"
+    return symcell.define(**(decl or dict(inputs={"x": "H"}, state={"h": "H"})))(body)
+
+
+@pytest.mark.parametrize("body, error, message", [
+    (lambda x, h: x // 2 + h, TypeError, r"x: //, %, round, floor, ceil and trunc of symbolic values are not"),
+    (lambda x, h: x % 2 + h, TypeError, r"x: //, %, round"),
+    (lambda x, h: round(x) + h, TypeError, r"x: //, %, round"),
+    (lambda x, h: ((x > 0) & x) + h, TypeError, r"& combines conditions \(comparisons such as h > 0\), got x; "
+                                                  r"for numbers write \* \(and\), maximum \(or\)"),
+    (lambda x, h: (1 | (x > 0)) + h, TypeError, r"\| combines conditions .*got 1"),
+    (lambda x, h: ~x + h, TypeError, r"~x: ~ negates a condition"),
+])
+def test_operators_python_has_but_a_cell_has_not_say_so(body, error, message):
+    """(they gave Python's "unsupported operand type(s)", naming neither the value nor what to write)"""
+    with pytest.raises(error, match=message):
+        _defines(body)
+
+
+def test_conditions_combine_with_and_or_not_as_torch_bool_tensors_do():
+    import numpy as np
+
+    cell = _defines(lambda x, h: symcell.where((x > 0) & (h > 0), h ** np.int64(2), x * np.float32(0.5))
+                    + symcell.where((x > 0) | ~(h > 0.1), 1.0, -1.0) * 0.1)(H=3, backend="reference").double()
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    ys, _ = cell(x)
+    h, want = torch.zeros(2, 3, dtype=torch.float64), []
+    for t in range(5):
+        one = torch.ones_like(h)
+        h = (torch.where((x[t] > 0) & (h > 0), h ** 2, x[t] * 0.5)
+             + torch.where((x[t] > 0) | ~(h > 0.1), one, -one) * 0.1)
+        want.append(h)
+    torch.testing.assert_close(ys, torch.stack(want), rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("decl, body, message", [
+    (dict(inputs={"x": "H/0"}, state={"h": "H"}), lambda x, h: h, r"inputs 'x': size 'H/0' divides by zero"),
+    (dict(inputs={"x": "lambda"}, state={"h": "H"}), lambda x, h: h,
+     r"size 'lambda' names the dimension 'lambda', a Python keyword"),
+    (dict(inputs={"x": "self"}, state={"h": "H"}), lambda x, h: h, r"a dimension may not be named 'self'"),
+    (dict(inputs={"x": "H"}, state={"h": "H"}), lambda x, h: cat(*reversed(split(h, ["K", "H-K"]))) + x,
+     r"the step's sizes use the dimension\(s\) \['K'\], which no input, state or parameter declares"),
+    (dict(inputs={"x": "H"}, state={"h": "H"}, params={"W": ("H", "H")}), lambda x, h, W: W,
+     r"the new state 'h' must be a symbolic vector, got the 2-d parameter W \(H, H\)"),
+    (dict(inputs={"x": "H"}, state={"h": "H"}, params={"W": ("H", "H")}), lambda x, h, W: cat(W, h),
+     r"cat: every part must be a symbolic vector, got the 2-d parameter W \(H, H\)"),
+])
+def test_declarations_no_binding_could_satisfy_are_refused_at_definition(decl, body, message):
+    """(each was accepted, then failed at every instantiation, or said "size zoo", "invalid syntax", "got multiple
+    values for argument 'self'", "<symcell.frontend.Matrix object at 0x...>")"""
+    with pytest.raises((ValueError, TypeError), match=message):
+        _defines(body, **decl)

@@ -1,4 +1,6 @@
 """Saturated cells stay finite; the kink conventions are torch's."""
+import math
+
 import pytest
 import torch
 
@@ -153,3 +155,79 @@ def test_a_division_by_the_constant_0_is_refused_with_what_to_write():
         def Divides(x, h):
             return x + h / 0
         Divides(H=2)
+
+
+@symcell.define(inputs={"x": "H"}, state={"h": "H"})
+def Exponents(x, h):
+    """exponents as written: sympy.nsimplify made sqrt(2) of math.sqrt(2) (which the C++ and Triton printers could
+    not write: a TypeError at the first call), 1/10**20 of 1e-20 (the reference backend's backward divided a
+    tensor by an int past int64) and an Integer of -1e20"""
+    s = sigmoid(x)
+    return (s ** math.sqrt(2) + s ** math.log(2) + s ** 0.1234567891234 + (1 + s) ** 1e-20 + (1 + s) ** -1e20
+            + (x + 3) ** 2.9999 * 1e-3 + 0.5 * h)
+
+
+def _exponents_eager(x, h):
+    s = torch.sigmoid(x)
+    return (s ** math.sqrt(2) + s ** math.log(2) + s ** 0.1234567891234 + (1 + s) ** 1e-20 + (1 + s) ** -1e20
+            + (x + 3) ** 2.9999 * 1e-3 + 0.5 * h)
+
+
+@pytest.mark.parametrize("backend,dtype", DTYPES)
+def test_exponents_run_as_written(backend, dtype):
+    cell = Exponents(H=3, backend=backend).to(dtype)
+    x = torch.tensor([[[0.5, -0.2, 1.0]], [[-3.5, 0.1, 0.0]]], dtype=dtype, requires_grad=True)
+    ys, _ = cell(x)
+    h, want = torch.zeros(1, 3, dtype=dtype), []
+    for t in range(2):
+        h = _exponents_eager(x[t], h)
+        want.append(h)
+    want = torch.stack(want)
+    # x + 3 < 0 at one place: a non-integer power of a negative number is NaN, as torch's
+    assert torch.equal(torch.isnan(ys), torch.isnan(want)) and torch.isnan(want).any()
+    tol = dict(rtol=1e-4 if backend == "triton" else 1e-6 if dtype == torch.float32 else 1e-9, atol=1e-6)
+    torch.testing.assert_close(ys, want, equal_nan=True, **tol)
+    g, = torch.autograd.grad(ys[0].sum(), x)     # (step 0 has no NaN, and its gradient reaches only x[0])
+    g_want, = torch.autograd.grad(want[0].sum(), x)
+    torch.testing.assert_close(g[0], g_want[0], **tol)
+    assert "sqrt(2)" not in Exponents.gradients() and "sigmoid(x)**1.4142135623731" in Exponents.gradients()
+
+
+def test_an_exponent_near_an_integer_is_not_rounded_to_it():
+    @symcell.define(inputs={"x": "H"}, state={"h": "H"})
+    def NearlyCube(x, h):          # (sympy.nsimplify made it x**3: -8 at x = -2, where torch gives NaN)
+        return x ** 2.9999999999 + x ** 1e-300 + 0.5 * h
+
+    assert "x**2.9999999999" in NearlyCube.gradients()
+    x = torch.tensor([[[-2.0, 0.0, 1.5]]], dtype=torch.float64)
+    ys, _ = NearlyCube(H=3, backend="reference").double()(x)
+    torch.testing.assert_close(ys[0], x[0] ** 2.9999999999 + x[0] ** 1e-300, equal_nan=True, rtol=1e-12, atol=0)
+    assert torch.isnan(ys[0, 0, 0]) and ys[0, 0, 1] == 0     # (0 ** 1e-300 is 0: it was 0 ** 0 = 1)
+
+
+@symcell.define(inputs={"x": "H"}, state={"h": "H"})
+def InfinitePower(x, h):
+    return sigmoid(x) ** float("inf") + 0.5 * h     # (the Triton printer wrote the name inf)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_infinite_exponent(backend):
+    x = torch.tensor([[[0.5, -0.2]], [[3.0, 0.0]]])
+    ys, _ = InfinitePower(H=2, backend=backend)(x)
+    assert torch.equal(ys, torch.zeros_like(ys))     # sigmoid < 1: its infinite power is 0, as torch's
+
+
+@pytest.mark.parametrize("body, shows", [
+    (lambda x, h: symcell.log(x - x) + h, r"log\(\(x - x\)\): this value folds to zoo for every input"),
+    (lambda x, h: h / (x * 0), r"\(h / \(x \* 0\)\): this value folds to zoo"),
+    (lambda x, h: h * float("nan") + x, r"\(h \* nan\): this value folds to nan"),
+    (lambda x, h: h * 0 * float("inf") + x, r"this value folds to nan"),
+    (lambda x, h: symcell.sqrt(h * 0 - 1) + x, r"this value folds to I"),
+])
+def test_a_value_sympy_folds_to_no_number_is_refused(body, shows):
+    """log(x - x) is sympy's complex infinity (the reference backend failed with "name 'zoo' is not defined", the
+    cpp one in its printer), and h * nan + x folded to nan, the gradient of x 0 where torch's is 1"""
+    body.__name__ = "Folds"
+    cell = symcell.define(inputs={"x": "H"}, state={"h": "H"})(body)
+    with pytest.raises(ValueError, match=shows + r".*write what you mean"):
+        cell(H=2, backend="reference")(torch.randn(2, 1, 2))
