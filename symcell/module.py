@@ -181,15 +181,18 @@ class Binding:
             name = "reference"
         return self.keys[name]
 
-    def check_params(self, params, ref):
+    def check_params(self, params, ref, names=None):
         """the parameters a call runs with (a module's, or torch.func.functional_call's) have the shapes the
-        dimensions give them, and one floating dtype (a 16-bit module may hold float32 ones) and device"""
-        name, first = self.name, next(iter(self.param_shapes), None)
-        for (n, shape), p in zip(self.param_shapes.items(), params):
+        dimensions give them, and one floating dtype (a 16-bit module may hold float32 ones) and device. names:
+        what the caller calls them (symcell.RNN: weight_hh_l1_reverse), else the cell's names"""
+        name, names = self.name, list(names or self.param_shapes)
+        first = next((n for n, p in zip(names, params) if p is ref), None)
+        whose = "the cell's dimensions" if names == list(self.param_shapes) else "its layer's dimensions"
+        for (n, shape), p in zip(zip(names, self.param_shapes.values()), params):
             if not isinstance(p, torch.Tensor):
                 raise TypeError(f"{name}: parameter {n!r} must be a tensor, got {type(p).__name__}")
             if tuple(p.shape) != shape:
-                raise ShapeError(f"{name}: parameter {n!r} has shape {tuple(p.shape)}, but the cell's dimensions "
+                raise ShapeError(f"{name}: parameter {n!r} has shape {tuple(p.shape)}, but {whose} "
                                  f"({', '.join(f'{d}={v}' for d, v in self.dims.items())}) make it {shape}")
             if not p.is_floating_point():
                 raise DtypeError(f"{name}: parameter {n!r} has dtype {p.dtype}; a floating dtype is needed")
@@ -198,11 +201,17 @@ class Binding:
                                  f"{ref.dtype}: a cell's parameters share one dtype (a 16-bit cell may hold float32 "
                                  "ones)")
             if p.device != ref.device:
+                if p.is_meta or ref.is_meta:   # (the one on meta is the one to fix: a partial load onto meta)
+                    empty, other = (n, first) if p.is_meta else (first, n)
+                    raise DeviceError(f"{name}: parameter {empty!r} is on the meta device, which holds no values, "
+                                      f"but parameter {other!r} is on {(ref if p.is_meta else p).device}: load "
+                                      f"{empty!r}, or call to_empty() and reset_parameters()")
                 raise DeviceError(f"{name}: parameter {n!r} is on {p.device} but parameter {first!r} is on "
                                   f"{ref.device}")
 
-    def check(self, xs, state, params, batch_first):
-        """-> (input sequences as (T, B, n), initial states, a reference tensor for dtype and device)."""
+    def check(self, xs, state, params, batch_first, param_names=None):
+        """-> (input sequences as (T, B, n), initial states, a reference tensor for dtype and device: a 16-bit
+        parameter if there is one, as a 16-bit cell may hold float32 parameters wherever they are)."""
         ir, name = self.spec.ir, self.name
         if isinstance(xs, torch.Tensor):
             xs = (xs,)
@@ -210,8 +219,9 @@ class Binding:
         if len(xs) != len(ir.inputs):
             raise ValueError(f"{name}: expected {len(ir.inputs)} input sequence(s) "
                              f"({', '.join(n for n, _ in ir.inputs)}), got {len(xs)}")
-        ref = params[0] if params else xs[0]
-        self.check_params(params, ref)
+        low = (p for p in params if isinstance(p, torch.Tensor) and p.dtype in LOW_PRECISION)
+        ref = next(low, params[0]) if params else xs[0]
+        self.check_params(params, ref, param_names)
         layout = "(B, T, features)" if batch_first else "(T, B, features)"
         for (n, _), x in zip(ir.inputs, xs):
             if not isinstance(x, torch.Tensor):
@@ -303,10 +313,25 @@ class Cell(nn.Module):
     # --- parameters ------------------------------------------------------------------------------------
     def reset_parameters(self):
         """uniform(-k, k) with k = 1/sqrt(size of the first state), as nn.LSTM; override to change."""
-        k = 1.0 / math.sqrt(next(iter(self.state_sizes.values())))
+        self._uniform(1.0 / math.sqrt(next(iter(self.state_sizes.values()))))
+
+    def _uniform(self, k):
         with torch.no_grad():
-            for p in self._param_list():
-                p.uniform_(-k, k)
+            for stored in self._stored().values():
+                for p in stored:
+                    p.uniform_(-k, k)
+
+    def _stored(self):
+        """declared name -> the parameters that hold it: itself, or what a parametrization (weight_norm's
+        original0 and original1), pruning (weight_orig) or the old weight_norm (weight_g, weight_v) keeps, of
+        which getattr(self, name) is computed afresh (so initialising that would change nothing)"""
+        own = dict(self.named_parameters())
+        out = {}
+        for n, _ in self._spec.ir.user_params:
+            prefix = f"parametrizations.{n}."
+            out[n] = ([own[n]] if n in own else [p for k, p in own.items() if k.startswith(prefix)]
+                      or [own[k] for k in (f"{n}_orig", f"{n}_g", f"{n}_v") if k in own])
+        return out
 
     def _param_list(self):
         return [getattr(self, n) for n, _ in self._spec.ir.user_params]

@@ -201,7 +201,7 @@ class RNN(nn.Module):
                 params = [getattr(self, n) for n in self._names[k][d]]
                 init = None if states is None else tuple(s[k * D + d] for s in states)
                 ys, fin = run(self._bindings[k], params, layer_in, init, d == 1, lengths, False,
-                              self.autocast_devices)
+                              self.autocast_devices, self._names[k][d])
                 outs.append(ys)
                 for j, f in enumerate(fin):
                     finals[j].append(f)

@@ -55,12 +55,20 @@ def _differentiated(tensors):
     return any(is_wrapped(t) or unpack_dual(t).tangent is not None for t in tensors)
 
 
+def is_fake(*tensors):
+    """Whether these are fake tensors (FakeTensorMode: shape and memory estimators, meta-device helpers), which
+    have no values to read: they take the registered operators' fake implementations, as torch.compile does."""
+    return torch._guards.detect_fake_mode(tensors) is not None
+
+
 def scan_op(key, xs, inits, params, lengths=None, computing_for=None):
     """-> (ys: tuple of (T, B, n) for the output states, finals: tuple of (B, n) for every state).
     `lengths`: None, or an int64 tensor of B lengths on the tensors' device (see symcell.scan). computing_for:
     the 16-bit dtype of float32 tensors that stand for a 16-bit scan (Kernel.for_dtype), else None."""
     n_out = ops._n_outputs(key)
-    if not torch.compiler.is_compiling() and not torch.jit.is_tracing():
+    # (fake tensors, as shape and memory estimators and meta-device helpers run a model on, need the registered
+    # operators' fake implementations: a backend's kernel would read their memory)
+    if not torch.compiler.is_compiling() and not torch.jit.is_tracing() and not is_fake(*xs, *inits, *params):
         kernel = registry.kernel_for(key).for_dtype(computing_for)
         if _differentiated((*xs, *inits, *params)):   # one autograd node per sequence (autograd.py)
             outs = autograd.Scan.apply(kernel, lengths, (len(xs), len(inits), len(params)), *xs, *inits, *params)
@@ -109,8 +117,8 @@ def check_lengths(name, lengths, T, B, device):
         host = torch.as_tensor(values, dtype=torch.int64)
     if host.dim() != 1 or host.shape[0] != B:
         raise ValueError(f"{name}: lengths must have one entry per batch row, shape ({B},), got {tuple(host.shape)}")
-    if torch.compiler.is_compiling():   # (a traced graph checks its lengths when it runs, without branching on them)
-        torch._assert_async(((host >= 0) & (host <= T)).all(), within())
+    if torch.compiler.is_compiling() or is_fake(host):   # (a traced graph checks its lengths when it runs, without
+        torch._assert_async(((host >= 0) & (host <= T)).all(), within())   # branching on them; fakes have none)
     elif B and (host.min() < 0 or host.max() > T):
         raise ValueError(f"{within()}, got min {int(host.min())} and max {int(host.max())}")
     return host if host.device == torch.device(device) else host.to(device)
@@ -121,7 +129,7 @@ def row_order(binding, lengths):
     # A traced graph (torch.compile, jit.trace, symcell.deploy) keeps the caller's order, which every kernel takes:
     # the order is speed on a CPU, and choosing it reads the lengths' values. (jit.trace recorded the example's
     # choice, and the reordering then fitted the input to the lengths: 3 rows and 2 lengths ran 2 rows, no error.)
-    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+    if torch.compiler.is_compiling() or torch.jit.is_tracing() or is_fake(lengths):
         return None
     order = backends.get(backends.resolve(binding.backend, lengths.device)).row_order(lengths)
     if order is not None and torch.equal(lengths[order], lengths):   # already so
@@ -166,10 +174,12 @@ def _autocast(xs, state, params, casts=("cpu", "cuda")):
     return cast(xs), cast(state), [cast(p) for p in params], kind
 
 
-def run(binding, params, xs, state, reverse, lengths, batch_first, autocast_devices=("cpu", "cuda")):
-    """scan of a bound cell with the given parameters (see scan); autocast_devices: see _autocast."""
+def run(binding, params, xs, state, reverse, lengths, batch_first, autocast_devices=("cpu", "cuda"),
+        param_names=None):
+    """scan of a bound cell with the given parameters (see scan); autocast_devices: see _autocast; param_names:
+    the parameters' names in the caller's messages (symcell.RNN's), else the cell's."""
     xs, state, params, autocast = _autocast(xs, state, params, autocast_devices)
-    seq, state, ref = binding.check(xs, state, params, batch_first)
+    seq, state, ref = binding.check(xs, state, params, batch_first, param_names)
     low = ref.dtype if ref.dtype in LOW_PRECISION else None
     # the scan computes for that dtype (a backend may round to it what is exact in it: the triton backend's
     # weights, LOW_PRECISION_WEIGHTS) only where every parameter is in it

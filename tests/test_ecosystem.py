@@ -279,3 +279,18 @@ def test_ddp_two_processes_give_the_gradients_of_one_process_on_the_whole_batch(
     (model(x).sum() / 4).backward()
     for g, p in zip(ddp_grads, model.parameters()):
         torch.testing.assert_close(g, p.grad, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fake_tensors_take_the_operators_fake_implementations(backend):
+    """FakeTensorMode (shape and memory estimators, meta-device helpers): the eager path called the cpp backend's
+    operator, which has no fake kernel (an AssertionError), and read the lengths' values"""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    with FakeTensorMode():
+        m = LSTM(4, 6, num_layers=2, bidirectional=True, backend=backend)
+        x = torch.randn(5, 3, 4, requires_grad=True)
+        for lengths in (None, [5, 3, 2], torch.tensor([5, 3, 2])):
+            out, (h, c) = m(x, lengths=lengths)
+            assert out.shape == (5, 3, 12) and h.shape == c.shape == (4, 3, 6)
+        out.sum().backward()
+        assert x.grad.shape == x.shape and m.weight_hh_l1_reverse.grad.shape == (24, 6)

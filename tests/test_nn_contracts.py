@@ -311,7 +311,8 @@ def test_cells_take_nns_positional_device_and_dtype_and_show_bias_as_nn():
         theirs = getattr(nn, kind)(3, 5, False, "cpu", torch.float64)
         assert [(n, p.dtype) for n, p in ours.named_parameters()] == [(n, p.dtype)
                                                                        for n, p in theirs.named_parameters()]
-        assert "bias=False" in repr(ours) and "bias=False" not in repr(getattr(symcell.cells, kind)(3, 5))
+        assert repr(ours) == repr(theirs) == f"{kind}(3, 5, bias=False)"   # (was LSTMCell(I=3, H=5, ...))
+        assert repr(getattr(symcell.cells, kind)(3, 5, backend="reference")) == f"{kind}(3, 5, backend='reference')"
 
 
 def test_rnns_have_nns_internal_attributes_that_user_code_reads():
@@ -340,3 +341,41 @@ def test_a_cells_unbatched_step_names_the_shapes_the_caller_passed():
         cell(torch.randn(3), torch.randn(5))
     with pytest.raises(TypeError, match="a cell takes padded sequences .* not a PackedSequence"):
         cell(nn.utils.rnn.pack_padded_sequence(torch.randn(4, 2, 3), [4, 2]))
+
+
+def test_a_stacks_parameter_errors_name_its_parameters():
+    """(they named the cell's parameter, 'bias_hh', and its layer's sizes as the cell's: which of 16?)"""
+    x = torch.randn(5, 3, 4)
+    s = LSTM(4, 6, num_layers=2, bidirectional=True, **REF)
+    s.bias_hh_l1_reverse.data = s.bias_hh_l1_reverse.data.double()
+    with pytest.raises(symcell.DtypeError, match=r"parameter 'bias_hh_l1_reverse' has dtype torch.float64 but "
+                                                 r"parameter 'weight_ih_l1_reverse' has torch.float32"):
+        s(x)
+    s = LSTM(4, 6, num_layers=2, bidirectional=True, **REF)
+    s.weight_hh_l1_reverse = nn.Parameter(torch.randn(24, 5))
+    with pytest.raises(symcell.ShapeError, match=r"parameter 'weight_hh_l1_reverse' has shape \(24, 5\), but its "
+                                                 r"layer's dimensions \(I=12, H=6\) make it \(24, 6\)"):
+        s(x)
+    # a partial load onto the meta device: the parameter left there is the one named (was: the one loaded)
+    s = LSTM(4, 6, num_layers=2, device="meta", **REF)
+    state = nn.LSTM(4, 6, num_layers=2).state_dict()
+    del state["weight_ih_l1"]
+    s.load_state_dict(state, strict=False, assign=True)
+    with pytest.raises(symcell.DeviceError, match=r"parameter 'weight_ih_l1' is on the meta device, which holds no "
+                                                  r"values, but parameter 'weight_hh_l1' is on cpu"):
+        s(x)
+
+
+@pytest.mark.parametrize("which", ["weight_ih_l0", "weight_hh_l0", "bias_hh_l0"])
+def test_a_16_bit_module_may_hold_a_float32_parameter_wherever_it_is(which):
+    """(the first parameter decided the module's dtype: a float32 weight_ih_l0 in a float16 LSTM was refused,
+    with a message that blamed the float16 ones)"""
+    torch.manual_seed(0)
+    s = LSTM(4, 6, **REF).half()
+    getattr(s, which).data = getattr(s, which).data.float()
+    x = torch.randn(5, 3, 4).half()
+    out, _ = s(x)
+    full = LSTM(4, 6, **REF)
+    full.load_state_dict({k: v.float() for k, v in s.state_dict().items()})
+    assert out.dtype == torch.float16
+    torch.testing.assert_close(out.float(), full(x.float())[0], rtol=4e-3, atol=1e-3)

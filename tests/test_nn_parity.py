@@ -117,6 +117,16 @@ def test_conversions_take_subclasses_and_keep_frozen_parameters_frozen():
     ours.bias_ih_l1.requires_grad_(False)
     assert {n for n, p in ours.to_nn().named_parameters() if not p.requires_grad} == {"weight_hh_l0", "bias_ih_l1"}
 
+    # a parametrized or pruned module converts with its weights' values (its state_dict holds their parts)
+    from torch.nn.utils import parametrizations, prune
+    ref = nn.LSTM(3, 4)
+    parametrizations.weight_norm(ref, "weight_hh_l0")
+    prune.l1_unstructured(ref, "weight_ih_l0", amount=0.5)
+    x = torch.randn(5, 2, 3)
+    torch.testing.assert_close(from_nn(ref, backend="reference")(x)[0], ref(x)[0], rtol=1e-5, atol=1e-6)
+    parametrizations.weight_norm(ours, "weight_hh_l1")
+    torch.testing.assert_close(ours.to_nn()(x)[0], ours(x)[0], rtol=1e-5, atol=1e-6)
+
 
 def test_dropout_between_layers_in_training_draws_as_nn_does():
     # nn.LSTM (CPU) drops the output of every layer but the last with the same generator calls as F.dropout
@@ -295,3 +305,35 @@ def test_an_rnn_of_a_cell_instance_takes_its_sizes():
     with pytest.raises(ValueError, match=r"the cell given has \{'I': 3, 'H': 5\}; the dimension\(s\) passed differ: "
                                          r"\{'H': 7\}"):
         symcell.RNN(LSTMCell(3, 5, backend="reference"), H=7)
+
+
+def test_reset_parameters_reaches_parametrized_and_pruned_weights():
+    """as nn.LSTMCell's, which resets what the module stores: symcell's wrote into getattr(cell, name), which a
+    parametrization, pruning or the old weight_norm compute afresh, so the reset did nothing (meta-device
+    construction, then to_empty and reset_parameters, kept whatever memory to_empty left)"""
+    import warnings
+    from torch.nn.utils import parametrizations, prune
+    from symcell.cells import LayerNormLSTM, LSTMCell
+    with torch.device("meta"):
+        cell = LSTMCell(4, 6, backend="reference")
+    parametrizations.weight_norm(cell, "weight_hh")
+    cell.to_empty(device="cpu")
+    prune.l1_unstructured(cell, "bias_hh", amount=0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)   # (torch.nn.utils.weight_norm is deprecated)
+        torch.nn.utils.weight_norm(cell, "weight_ih")
+    with torch.no_grad():
+        for p in cell.parameters():
+            p.fill_(1e6)
+    cell.reset_parameters()
+    stored = dict(cell.named_parameters())
+    assert {"parametrizations.weight_hh.original1", "bias_hh_orig", "weight_ih_v"} <= set(stored)
+    for name, p in stored.items():
+        assert p.abs().max() <= 6 ** -0.5 and p.std() > 0, name
+
+    ln = LayerNormLSTM(3, 4, backend="reference")
+    prune.l1_unstructured(ln, "gamma_c", amount=0.5)
+    with torch.no_grad():
+        ln.gamma_c_orig.fill_(7.0)
+    ln.reset_parameters()
+    assert torch.equal(ln.gamma_c_orig, torch.ones(4))

@@ -64,4 +64,5 @@ class LayerNormLSTM(Cell):
         super().reset_parameters()
         with torch.no_grad():
             for name, value in self.spec.initial.items():
-                getattr(self, name).fill_(value)
+                for p in self._stored()[name]:
+                    p.fill_(value)

@@ -135,16 +135,13 @@ class LSTMCell(Cell):
     def reset_parameters(self):
         """uniform(-k, k), k = 1/sqrt(hidden_size), as nn.LSTMCell's and nn.LSTM's (with proj_size too, not the
         projected state's size)"""
-        k = 1.0 / math.sqrt(self.dims["H"])
-        with torch.no_grad():
-            for p in self._param_list():
-                p.uniform_(-k, k)
+        self._uniform(1.0 / math.sqrt(self.dims["H"]))
 
     def forward(self, input, hx=None, lengths=None):   # (nn.LSTMCell's argument names)
         return super().forward(input, hx, lengths)
 
     def extra_repr(self):
-        return super().extra_repr() + ("" if self.bias else ", bias=False")
+        return _cell_repr(self)
 
 
 class GRUCell(Cell):
@@ -165,7 +162,7 @@ class GRUCell(Cell):
         self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
 
     def extra_repr(self):
-        return super().extra_repr() + ("" if self.bias else ", bias=False")
+        return _cell_repr(self)
 
     def step(self, x, state=None):
         """One step, as nn.GRUCell: x (B, I) or (I,), state h (or (h,)) -> the new h, a tensor."""
@@ -253,6 +250,14 @@ class GRU(RNN):
         return _to_nn(self, nn.GRU)
 
 
+def _cell_repr(m):
+    """nn.LSTMCell's repr (LSTMCell(4, 6, bias=False)), then symcell's options where they are not the defaults"""
+    text = f"{m.input_size}, {m.hidden_size}" + ("" if m.bias else ", bias=False")
+    text += f", proj_size={m.proj_size}" if getattr(m, "proj_size", 0) else ""
+    text += ", batch_first=True" if m.batch_first else ""
+    return text + (f", backend={m.backend!r}" if m.backend != "auto" else "")
+
+
 def _nn_repr(m):
     return (f"{m.input_size}, {m.hidden_size}, num_layers={m.num_layers}, bias={m.bias}, "
             f"batch_first={m.batch_first}, dropout={m.dropout}, bidirectional={m.bidirectional}, "
@@ -268,9 +273,16 @@ def _from_nn(cls, module, backend, **extra):
     p = next(module.parameters())
     out = cls(module.input_size, module.hidden_size, **_options(module), **extra, backend=backend,
               device=p.device, dtype=p.dtype)
-    out.load_state_dict(module.state_dict())
+    _load_values(out, module)
     _same_flags(module, out)
     return out
+
+
+def _load_values(dst, src):
+    """each parameter's value as src computes it (a parametrized or pruned one, weight_norm's, too: its
+    state_dict holds the parametrization's parts instead)"""
+    with torch.no_grad():
+        dst.load_state_dict({k: getattr(src, k).detach() for k in dst.state_dict()})
 
 
 def _same_flags(src, dst):
@@ -284,8 +296,7 @@ def _same_flags(src, dst):
 def _to_nn(m, nn_cls, **extra):
     p = next(m.parameters())
     out = nn_cls(m.input_size, m.hidden_size, **_options(m), **extra, device=p.device, dtype=p.dtype)
-    with torch.no_grad():
-        out.load_state_dict(m.state_dict())
+    _load_values(out, m)
     _same_flags(m, out)
     return out
 
