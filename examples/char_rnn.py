@@ -57,17 +57,30 @@ def sample(model, stoi, itos, n, temperature, prime="Shall I"):
     return text
 
 
+def positive(kind):
+    """an argparse type: a number of `kind` > 0 (argparse's message otherwise, not a traceback from training)"""
+    def parse(text):
+        try:
+            v = kind(text)
+        except ValueError:
+            v = None
+        if v is None or not v > 0:
+            raise argparse.ArgumentTypeError(f"must be a positive {kind.__name__}, got {text!r}")
+        return v
+    return parse
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cell", choices=sorted(CELLS), default="lstm")
-    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--hidden", type=positive(int), default=128)
     ap.add_argument("--embed", type=int, default=0, help="embedding size (0: one-hot input)")
-    ap.add_argument("--seq", type=int, default=64)
-    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--seq", type=positive(int), default=64)
+    ap.add_argument("--batch", type=positive(int), default=32)
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--sample", type=int, default=400)
-    ap.add_argument("--temperature", type=float, default=0.7)
+    ap.add_argument("--temperature", type=positive(float), default=0.7)
     ap.add_argument("--save", default="char_rnn.pt", help="checkpoint written after training")
     ap.add_argument("--load", default=None, help="checkpoint to start from")
     ap.add_argument("--seed", type=int, default=0)
@@ -80,7 +93,11 @@ def main(argv=None):
     data = torch.tensor([stoi[c] for c in text])
     ck = torch.load(args.load) if args.load else None
     if ck is not None:   # the checkpoint's model: its cell and sizes, whatever the command line says
-        args.cell, args.hidden, args.embed = ck.get("shape", (args.cell, args.hidden, args.embed))
+        shape = ck.get("shape", (args.cell, args.hidden, args.embed))
+        if shape != (args.cell, args.hidden, args.embed):
+            print(f"{args.load} holds a {shape[0]} of hidden size {shape[1]}, embed {shape[2]}: using it (the "
+                  "--cell, --hidden and --embed given do not apply)")
+        args.cell, args.hidden, args.embed = shape
     model = CharRNN(len(chars), args.cell, args.hidden, args.embed)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     if ck is not None:

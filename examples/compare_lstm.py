@@ -55,16 +55,30 @@ def build(args):
     return runners, params, build_s
 
 
+def positive(text):
+    """an argparse type: an int > 0 (argparse's own message otherwise, not a traceback from the model)"""
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return int(text)
+
+
+def device(text):
+    try:
+        return str(torch.device(text))
+    except RuntimeError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--seq", type=int, default=50)
-    ap.add_argument("--input", type=int, default=32)
-    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--device", default="cpu", type=device)
+    ap.add_argument("--batch", type=positive, default=16)
+    ap.add_argument("--seq", type=positive, default=50)
+    ap.add_argument("--input", type=positive, default=32)
+    ap.add_argument("--hidden", type=positive, default=128)
     ap.add_argument("--backend", default="auto", choices=["auto"] + symcell.backends.available())
     ap.add_argument("--cell", default="lstm", choices=["lstm", "gru", "lltm"])
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=positive, default=5)
     ap.add_argument("--plot", metavar="FILE.png", help="write a bar chart of the timings (needs matplotlib)")
     args = ap.parse_args(argv)
     torch.manual_seed(0)

@@ -84,8 +84,23 @@ def cache_dir():
         return _cache_dir()   # root taken out meanwhile opened it again, and a shared probe file sent it to /tmp)
 
 
+def _configured():
+    """the cache root asked for: $SYMCELL_CACHE_DIR (~ expanded), else ~/.cache/symcell; None where there is no
+    home directory (no HOME and no passwd entry, as a container's --user uid has)"""
+    if os.environ.get("SYMCELL_CACHE_DIR"):
+        return os.path.expanduser(os.environ["SYMCELL_CACHE_DIR"])
+    try:
+        return str(Path.home() / ".cache" / "symcell")
+    except RuntimeError:
+        return None
+
+
 def _cache_dir():
-    configured = os.environ.get("SYMCELL_CACHE_DIR") or str(Path.home() / ".cache" / "symcell")
+    configured = _configured()
+    if configured is None:
+        if None not in _roots:
+            _roots[None] = _fallback("~/.cache/symcell", "no home directory; set SYMCELL_CACHE_DIR")
+        return _roots[None]
     root = _roots.pop(configured, None)
     if root is not None:
         try:
@@ -113,7 +128,9 @@ def _open_root(root):
     except FileExistsError:
         pass
     except OSError as e:
-        return _fallback(root, e)
+        return _fallback(root, f"not writable: {e.strerror}")
+    if not root.is_dir():
+        return _fallback(root, "a file, not a folder")
     resolved = root.resolve()
     why = _untrusted_root(resolved)
     if why:
@@ -123,11 +140,11 @@ def _open_root(root):
         probe.write_text("")
         probe.unlink()
     except OSError as e:
-        return _fallback(root, e)
+        return _fallback(root, f"not writable: {e.strerror}")
     return resolved
 
 
-def _fallback(root, error):
+def _fallback(root, reason):
     """<tmp>/symcell-cache-<uid>, or, when someone else has made that name first, a fresh private folder"""
     uid = os.geteuid()
     base = Path(tempfile.gettempdir()) / f"symcell-cache-{uid}"
@@ -140,11 +157,11 @@ def _fallback(root, error):
     except OSError as e:
         why = f"cannot be used ({e.strerror})"
     if why is None:
-        warnings.warn(f"symcell: the cache directory {root} is not writable ({error.strerror}); using {base}",
+        warnings.warn(f"symcell: the cache directory {root} cannot be used ({reason}); using {base}",
                       stacklevel=4)
         return base
     fresh = Path(tempfile.mkdtemp(prefix=f"symcell-cache-{uid}-"))   # 0700, a name no one could guess
-    warnings.warn(f"symcell: the cache directory {root} is not writable ({error.strerror}), and the fallback "
+    warnings.warn(f"symcell: the cache directory {root} cannot be used ({reason}), and the fallback "
                   f"{why}: not used; using a fresh private folder {fresh} (a new, empty cache for this process)",
                   stacklevel=4)
     return fresh
@@ -387,6 +404,11 @@ def _build(ns, source, cflags, ldflags, folder, units):
     for name, defines in units.items():
         (folder / name).write_text(f"#define SYMCELL_NS {ns}\n{defines}" + source)
         paths.append(str(folder / name))
+    # (torch remembers each name's sources and flags and skips a build it has already run in this process: a
+    # build run again, as without a precompiled header that failed the first, then loaded a library never made)
+    versions = getattr(cpp_extension, "JIT_EXTENSION_VERSIONER", None)
+    if versions is not None:
+        versions.entries.pop(ns, None)
     try:
         cpp_extension.load(
             name=ns, sources=paths, extra_cflags=cflags, extra_ldflags=ldflags,

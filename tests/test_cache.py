@@ -95,6 +95,15 @@ def test_corrupt_or_half_written_entries_are_rebuilt_and_later_builds_link_the_p
     r = run(tmp_path)
     assert r.returncode == 0, r.stderr
     assert lib.stat().st_size > 4096
+    # the precompiled header cut short on disk: the build that links it fails, runs again without it and removes
+    # it (the run again was no build: torch's cpp_extension skipped a build it had run in the process, and every
+    # later build in the cache failed with "Could not load this library")
+    pch.write_bytes(pch.read_bytes()[:100_000])
+    (entry / "complete").unlink()
+    r = run(tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (entry / "complete").exists() and not (entry / "sc.h.gch").exists()
+    assert not pch.exists() or pch.stat().st_size > 100_000     # removed (or precompiled again since)
     assert_all_private(tmp_path)                 # the libraries, torch's build files, the header, the derivations
 
 
@@ -125,10 +134,35 @@ def test_an_unwritable_cache_dir_falls_back_to_a_temporary_one_with_a_warning(mo
     from symcell import cache
     monkeypatch.setattr(cache, "_roots", {})   # as in a fresh process: the root not chosen yet
     monkeypatch.setenv("SYMCELL_CACHE_DIR", "/proc/symcell-cache")   # not writable, even for root
-    with pytest.warns(UserWarning, match=r"the cache directory /proc/symcell-cache is not writable"):
+    with pytest.warns(UserWarning, match=r"the cache directory /proc/symcell-cache cannot be used \(not writable: "):
         d = cache.cache_dir()
     assert d.is_dir() and "symcell-cache" in d.name
     (d / "probe").write_text("ok")
+
+
+def test_a_cache_dir_that_is_a_file_or_no_home_falls_back_and_a_tilde_is_expanded(tmp_path, monkeypatch):
+    """a file named as the cache was refused as untrusted (chown, chmod 700: which cannot fix it); a process with
+    no home directory (a container's --user uid) failed every call, the reference backend's too, with "Could not
+    determine home directory"; SYMCELL_CACHE_DIR='~/x' made a folder named ~ in the working directory"""
+    from pathlib import Path
+
+    from symcell import cache
+    monkeypatch.setattr(cache, "_roots", {})
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("SYMCELL_CACHE_DIR", str(tmp_path / "a-file"))
+    with pytest.warns(UserWarning, match=r"a-file cannot be used \(a file, not a folder\); using "):
+        assert cache.cache_dir().is_dir()
+    monkeypatch.delenv("SYMCELL_CACHE_DIR")
+
+    def no_home():
+        raise RuntimeError("Could not determine home directory.")
+    monkeypatch.setattr(Path, "home", staticmethod(no_home))
+    with pytest.warns(UserWarning, match=r"~/.cache/symcell cannot be used \(no home directory; set "
+                                         r"SYMCELL_CACHE_DIR\); using "):
+        assert cache.cache_dir().is_dir()
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("SYMCELL_CACHE_DIR", "~/tilde-cache")
+    assert cache.cache_dir() == (tmp_path / "tilde-cache").resolve()
 
 
 def test_a_derivation_kept_on_disk_renders_what_a_fresh_one_does(tmp_path, monkeypatch):

@@ -120,7 +120,7 @@ def test_a_squatted_temporary_fallback_is_replaced_by_a_fresh_private_folder(tmp
 def test_a_private_fallback_of_this_user_is_reused(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.setenv("SYMCELL_CACHE_DIR", "/proc/symcell-cache")
-    with pytest.warns(UserWarning, match=r"is not writable .*; using .*symcell-cache-\d+$"):
+    with pytest.warns(UserWarning, match=r"cannot be used \(not writable: .*\); using .*symcell-cache-\d+$"):
         d = cache.cache_dir()
     assert d == tmp_path / f"symcell-cache-{UID}"
     assert_private(d)

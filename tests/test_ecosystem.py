@@ -294,3 +294,25 @@ def test_fake_tensors_take_the_operators_fake_implementations(backend):
             assert out.shape == (5, 3, 12) and h.shape == c.shape == (4, 3, 6)
         out.sum().backward()
         assert x.grad.shape == x.shape and m.weight_hh_l1_reverse.grad.shape == (24, 6)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not symcell.backends.get("triton").usable(torch.device("cpu")), reason="needs Triton")
+def test_triton_interpret_set_after_the_import_says_so():
+    """import symcell imports triton (through torch._dynamo), which decides then whether its library is
+    interpreted: the variable set afterwards failed inside Triton ("Cannot call @triton.jit'd outside of the
+    scope of a kernel")"""
+    code = textwrap.dedent("""
+        import os, torch, symcell
+        from symcell.cells import LSTM
+        os.environ["TRITON_INTERPRET"] = "1"
+        try:
+            LSTM(3, 4, backend="triton")(torch.randn(5, 2, 3))
+        except RuntimeError as e:
+            print(e)
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.path.dirname(os.path.dirname(symcell.__file__)),
+                                                      env.get("PYTHONPATH")]))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert "TRITON_INTERPRET=1 was set after triton was imported" in r.stdout, r.stdout + r.stderr

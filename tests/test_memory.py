@@ -110,3 +110,35 @@ def test_a_thousand_training_iterations_do_not_grow_memory(backend, iterations):
     # after warm-up, resident memory may settle once (allocator pools, Python's caches) but must not keep growing
     assert last - middle < 1.0 and last - first < 2.0, \
         f"resident memory at iterations 100, {iterations // 2}, {iterations}: {first:.1f}, {middle:.1f}, {last:.1f} MB"
+
+
+_THREADS = textwrap.dedent("""
+    import threading, torch
+    from symcell.cells import LSTM
+    def rss_mb():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4096 / 2 ** 20
+    torch.set_num_threads(1)
+    m, x = LSTM(512, 512, backend="cpp").eval(), torch.randn(3, 4, 512)
+    def job():
+        with torch.no_grad():
+            m(x)
+    marks = []
+    for n in (10, 40):   # short-lived threads, as a server's requests; the first ten warm the allocator up
+        for _ in range(n):
+            t = threading.Thread(target=job)
+            t.start()
+            t.join()
+        marks.append(rss_mb())
+    print(*marks)
+""")
+
+
+@pytest.mark.skipif(not CPP, reason="needs a C++ compiler for the cpp backend")
+@pytest.mark.cpp
+@pytest.mark.slow
+def test_short_lived_threads_do_not_keep_their_buffers():
+    """each thread that ran a cpp cell kept its workspace after it ended (a thread_local pointer never freed):
+    8 MB a thread at H=512, a server on short-lived threads grew without bound"""
+    before, after = _run(_THREADS)
+    assert after - before < 40, f"resident memory after 10 and 50 short-lived threads: {before:.1f}, {after:.1f} MB"

@@ -40,6 +40,9 @@ def model():
 
 
 def main(argv):
+    if len(argv) < 2 or argv[0] not in ("save", "package", "compare"):
+        print(__doc__.strip())
+        return 0 if argv[:1] in (["-h"], ["--help"]) else 2
     what, path = argv[0], Path(argv[1])
     if what == "save":
         print("saved", symcell.deploy.save(model(), inputs(7), path))

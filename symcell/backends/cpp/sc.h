@@ -346,12 +346,14 @@ inline bool hoist(int64_t B) {
   if (forced != nullptr && (forced[0] == '0' || forced[0] == '1')) return forced[0] == '1';
   return B < 16 * std::max<int64_t>(1, at::get_num_threads());
 }
-// a per-thread buffer reused across calls (64-byte aligned by torch's allocator, which brgemm's loads want);
-// never freed, so no destructor runs after torch at exit
+// a per-thread buffer reused across calls (64-byte aligned by torch's allocator, which brgemm's loads want),
+// freed when its thread ends: a server's short-lived threads each leaked theirs (held by a pointer never deleted,
+// 2 MB a thread at H=256). The main thread's go at exit, before any static object's destructor (C++'s order for
+// thread storage), so torch's allocator is still there.
 inline at::Tensor& workspace(int slot, int64_t numel, const at::TensorOptions& opt) {
-  static thread_local std::vector<at::Tensor>* ws = new std::vector<at::Tensor>();
-  if (ws->size() <= static_cast<size_t>(slot)) ws->resize(slot + 1);
-  at::Tensor& t = (*ws)[slot];
+  static thread_local std::vector<at::Tensor> ws;
+  if (ws.size() <= static_cast<size_t>(slot)) ws.resize(slot + 1);
+  at::Tensor& t = ws[slot];
   if (!t.defined() || t.numel() < numel || t.dtype() != opt.dtype()) t = at::empty({numel}, opt);
   return t;
 }

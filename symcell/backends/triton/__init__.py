@@ -177,6 +177,12 @@ def interpreted():
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+def _interpreter_imported():
+    """whether triton was imported under its interpreter (it decides then, for its own library: tl.sigmoid)"""
+    import triton.language as tl
+    return type(tl.sigmoid).__name__ == "InterpretedFunction"
+
+
 def _float32_only(entry):
     """the kernels accumulate in float32: other dtypes would lose precision silently"""
     def checked(*args):
@@ -223,6 +229,10 @@ class TritonBackend(Backend):
             import triton  # noqa: F401
         except ImportError:
             return "Triton is not installed (pip install triton; it needs a CUDA GPU, or its interpreter)"
+        if device.type == "cpu" and interpreted() and not _interpreter_imported():
+            return ("TRITON_INTERPRET=1 was set after triton was imported (import symcell imports torch._dynamo, "
+                    "which imports triton), so Triton compiled its library for a GPU: set it before any import, "
+                    "in the environment")
         if device.type == "cuda" or (device.type == "cpu" and interpreted()):
             return None
         return (f"it runs on CUDA tensors, and Triton's interpreter (for {device.type} tensors, slow, for testing) "
