@@ -125,6 +125,18 @@ def test_a_process_that_loaded_a_deployed_program_uses_the_same_cell_through_sym
     assert r.returncode == 0 and float(r.stdout.split()[-1]) < 1e-6, (r.returncode, r.stdout, r.stderr[-2000:])
 
 
+@pytest.mark.skipif(shutil.which("nm") is None, reason="needs binutils' nm")
+def test_a_library_exports_none_of_the_runtimes_functions_or_statics(tmp_path):
+    """sc.h's functions and their statics (a thread's workspace) were exported, a function-local static as a
+    unique symbol process-wide: the loader bound them across libraries, and a process that loaded programs
+    deployed by two symcell versions (sc.h changed between) crashed; each library keeps its own now"""
+    from symcell.cells import LSTM
+    symcell.deploy.save(LSTM(4, 6).eval(), torch.randn(5, 2, 4), tmp_path)
+    (lib,) = tmp_path.glob("symcell_*.so")
+    nm = subprocess.run(["nm", "-DC", "--defined-only", str(lib)], capture_output=True, text=True, check=True)
+    assert [line for line in nm.stdout.splitlines() if " sc::" in line] == []
+
+
 @pytest.mark.slow
 def test_an_exported_program_runs_without_symcell(tmp_path):
     """(the AOTInductor package: test_the_cpp_example_builds_runs_and_matches_python, which makes one)"""

@@ -50,7 +50,11 @@ void dgemm_(const char*, const char*, const int*, const int*, const int*, const 
 // the whole `omp simd` region scalar (a 16-output sLSTM region ran its exp_f32 as calls)
 #define SC_INLINE inline __attribute__((always_inline))
 
-namespace sc {
+// Hidden: every library symcell builds has its own copy of these functions and of their statics (a thread's
+// workspace, brgemm_ok's result). Exported, the dynamic loader bound them across libraries (a function-local
+// static is a unique symbol process-wide), so a library built from another version of this header read one
+// object as two layouts: a process that loaded deployed programs saved by two symcell versions crashed.
+namespace sc __attribute__((visibility("hidden"))) {
 // float e^x in plain arithmetic, so `omp simd` loops vectorize it without a library call:
 // e^x = 2^n e^r, n = round(x log2 e), r = x - n ln2 (ln2 in two parts), |r| <= ln2/2, e^r by Taylor to r^7
 // (truncation r^8/8! < 6e-9, under half an ulp). 2^n is built in the exponent bits as 2^(n-1) * 2 so that
