@@ -7,6 +7,7 @@ cell with its input dimension bound to the width of the layer below.
 """
 import math
 import warnings
+from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -195,6 +196,9 @@ class RNN(nn.Module):
                 states = None if states is None else [t.index_select(1, order) for t in states]
         D, finals = self._dirs, [[] for _ in self.state_sizes]
         layer_in = x
+        # (the layers' outputs joined as they come: under an autocast of another 16-bit dtype than theirs, torch.cat
+        # and torch.stack fail, "Unexpected floating ScalarType in at::autocast::prioritize")
+        plain = torch.autocast(x.device.type, enabled=False) if x.device.type in ("cpu", "cuda") else nullcontext()
         for k in range(self.num_layers):
             outs = []
             for d in range(D):
@@ -205,10 +209,12 @@ class RNN(nn.Module):
                 outs.append(ys)
                 for j, f in enumerate(fin):
                     finals[j].append(f)
-            layer_in = outs[0] if D == 1 else torch.cat(outs, -1)
+            with plain:
+                layer_in = outs[0] if D == 1 else torch.cat(outs, -1)
             if self.dropout > 0 and self.training and k < self.num_layers - 1:
                 layer_in = F.dropout(layer_in, self.dropout, training=True)
-        finals = tuple(torch.stack(f) for f in finals)
+        with plain:
+            finals = tuple(torch.stack(f) for f in finals)
         out = layer_in
         if order is not None:
             unsort = torch.argsort(order)

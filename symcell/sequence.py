@@ -163,15 +163,27 @@ def _autocast(xs, state, params, casts=("cpu", "cuda")):
     if kind not in ("cpu", "cuda") or not torch.is_autocast_enabled(kind):
         return xs, state, params, None
     dtype = torch.get_autocast_dtype(kind)
-    x0 = xs if isinstance(xs, torch.Tensor) else next(iter(xs), None)
-    if kind not in casts and not (isinstance(x0, torch.Tensor) and x0.dtype == dtype):
-        return xs, state, params, kind   # (autocast off inside all the same: the scan's own ops are not cast)
 
-    def cast(v):
+    def cast(v, to=dtype):
         if isinstance(v, torch.Tensor):
-            return v.to(dtype) if v.is_floating_point() and v.dtype != torch.float64 else v
-        return tuple(cast(t) for t in v) if isinstance(v, (tuple, list)) else v
+            return v.to(dtype).to(to) if v.is_floating_point() and v.dtype != torch.float64 else v
+        return tuple(cast(t, to) for t in v) if isinstance(v, (tuple, list)) else v
+    if kind in casts:
+        return cast(xs), cast(state), [cast(p) for p in params], kind
+    # nn's cells and GRU off autocast's list: their matmuls run in autocast's dtype where the input or the state
+    # is in it, and the state keeps its dtype (a float32 state stays float32 from step to step, bfloat16 it
+    # stalled: a c growing 0.3 a step stopped at 128)
+    x0 = xs if isinstance(xs, torch.Tensor) else next(iter(xs), None)
+    given = [t for t in as_tuple(state) if isinstance(t, torch.Tensor)]
+    if not any(isinstance(t, torch.Tensor) and t.dtype == dtype for t in (x0, *given)):
+        return xs, state, params, kind   # (autocast off inside all the same: the scan's own ops are not cast)
+    if any(t.dtype == torch.float32 for t in given):   # in float32 on the inputs and weights autocast would round
+        return cast(xs, torch.float32), state, [cast(p, torch.float32) for p in params], kind
     return cast(xs), cast(state), [cast(p) for p in params], kind
+
+
+def as_tuple(state):
+    return () if state is None else (state,) if isinstance(state, torch.Tensor) else tuple(state)
 
 
 def run(binding, params, xs, state, reverse, lengths, batch_first, autocast_devices=("cpu", "cuda"),
@@ -179,7 +191,14 @@ def run(binding, params, xs, state, reverse, lengths, batch_first, autocast_devi
     """scan of a bound cell with the given parameters (see scan); autocast_devices: see _autocast; param_names:
     the parameters' names in the caller's messages (symcell.RNN's), else the cell's."""
     xs, state, params, autocast = _autocast(xs, state, params, autocast_devices)
-    seq, state, ref = binding.check(xs, state, params, batch_first, param_names)
+    try:
+        seq, state, ref = binding.check(xs, state, params, batch_first, param_names)
+    except TypeError as e:   # (a DtypeError's dtypes are what autocast made of the tensors passed)
+        from .module import DtypeError   # (module imports this module)
+        if autocast is None or not isinstance(e, DtypeError):
+            raise
+        raise DtypeError(f"{e} (under torch.autocast({autocast!r}, dtype={torch.get_autocast_dtype(autocast)}), "
+                         "as autocast cast the tensors passed: float64 ones it leaves alone)") from None
     low = ref.dtype if ref.dtype in LOW_PRECISION else None
     # the scan computes for that dtype (a backend may round to it what is exact in it: the triton backend's
     # weights, LOW_PRECISION_WEIGHTS) only where every parameter is in it

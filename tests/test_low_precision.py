@@ -123,3 +123,56 @@ def test_mixed_16_bit_and_float32_tensors_are_refused_clearly():
     cell = LSTM(4, 5).bfloat16()
     with pytest.raises(TypeError, match="input .* has dtype torch.float32 but the parameters have dtype torch.bfloat16"):
         cell(torch.randn(3, 2, 4))
+
+
+@pytest.mark.parametrize("kind", ["LSTMCell", "GRUCell"])
+def test_a_cells_float32_state_stays_float32_under_cpu_autocast_as_nns(kind):
+    """nn's cells are off the CPU's autocast list: given a 16-bit input (a Linear's under autocast) and a float32
+    state, their matmuls run in autocast's dtype and the state stays float32 from step to step. symcell cast the
+    state to bfloat16 at every step: an LSTM's c growing 0.3 a step stalled at 128 (nn: 180.5 after 600 steps)"""
+    torch.manual_seed(0)
+    theirs = getattr(nn, kind)(3, 2)
+    ours = getattr(symcell.cells, kind)(3, 2, backend="reference")
+    with torch.no_grad():
+        theirs.weight_ih.zero_()
+        theirs.weight_hh.zero_()
+        theirs.bias_hh.zero_()
+        # LSTM: i, f saturated, g = tanh(0.31): c grows ~0.3 a step; GRU: z ~ 0.99, h drifts slowly to tanh(3)
+        theirs.bias_ih.copy_(torch.tensor([20., 20., 20., 20., 0.31, 0.31, 0., 0.] if kind == "LSTMCell" else
+                                          [0., 0., 4.6, 4.6, 3., 3.]))
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.zeros(1, 3, dtype=torch.bfloat16)
+    results = []
+    for cell in (theirs, ours):
+        state = (torch.zeros(1, 2), torch.zeros(1, 2)) if kind == "LSTMCell" else torch.zeros(1, 2)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            for _ in range(600):
+                state = cell(x, state)
+        results.append(state[-1] if kind == "LSTMCell" else state)
+    nn_state, our_state = results
+    assert our_state.dtype == nn_state.dtype == torch.float32
+    # (nn's products are bfloat16's: 2.6e-3 from the float64 answer for the GRU; symcell's float32 on the rounded
+    # operands; bfloat16 states stalled 30% and 0.2 away)
+    torch.testing.assert_close(our_state, nn_state, rtol=5e-3, atol=0)
+    # and the other way round: a 16-bit state (an encoder's under autocast) with a float32 input, as nn's
+    state = tuple(torch.zeros(1, 2, dtype=torch.bfloat16) for _ in range(2 if kind == "LSTMCell" else 1))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = ours(torch.zeros(1, 3), state if kind == "LSTMCell" else state[0])
+        want = theirs(torch.zeros(1, 3), state if kind == "LSTMCell" else state[0])
+    for a, b in zip(got if kind == "LSTMCell" else (got,), want if kind == "LSTMCell" else (want,)):
+        assert a.dtype == b.dtype == torch.bfloat16    # (was a DtypeError)
+        torch.testing.assert_close(a, b, rtol=1e-2, atol=1e-2)
+
+
+def test_autocast_to_another_16_bit_dtype_and_its_dtype_errors():
+    """a bfloat16 GRU stack under float16 autocast failed inside torch.stack ("Unexpected floating ScalarType in
+    at::autocast::prioritize"); a dtype error under autocast named the dtypes autocast made, without a word"""
+    gru = GRU(4, 5, num_layers=2, bidirectional=True, backend="reference").bfloat16()
+    with torch.autocast("cpu", dtype=torch.float16):
+        out, h = gru(torch.randn(3, 2, 4).bfloat16())
+    assert out.shape == (3, 2, 10) and h.shape == (4, 2, 5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with pytest.raises(symcell.DtypeError, match=r"input 'x' has dtype torch.bfloat16 but the parameters have "
+                                                     r"dtype torch.float64 \(under torch.autocast\('cpu', "
+                                                     r"dtype=torch.bfloat16\), as autocast cast the tensors passed"):
+            LSTM(4, 5, backend="reference").double()(torch.randn(3, 2, 4))
