@@ -198,7 +198,10 @@ class RNN(nn.Module):
         layer_in = x
         # (the layers' outputs joined as they come: under an autocast of another 16-bit dtype than theirs, torch.cat
         # and torch.stack fail, "Unexpected floating ScalarType in at::autocast::prioritize")
-        plain = torch.autocast(x.device.type, enabled=False) if x.device.type in ("cpu", "cuda") else nullcontext()
+        # (only under autocast: torch.export records the context as a node its loader refuses)
+        kind = x.device.type
+        autocast = kind in ("cpu", "cuda") and torch.is_autocast_enabled(kind)
+        plain = torch.autocast(kind, enabled=False) if autocast else nullcontext()
         for k in range(self.num_layers):
             outs = []
             for d in range(D):

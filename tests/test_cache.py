@@ -165,6 +165,18 @@ def test_a_cache_dir_that_is_a_file_or_no_home_falls_back_and_a_tilde_is_expande
     assert cache.cache_dir() == (tmp_path / "tilde-cache").resolve()
 
 
+def test_symcell_debug_derives_again_rather_than_load_a_kept_derivation(tmp_path, monkeypatch):
+    """SYMCELL_DEBUG=1 prints each stage as the pipeline makes it: with the derivation kept on disk by an earlier
+    process, it printed none of them"""
+    from symcell import cache
+    monkeypatch.setattr(cache, "_roots", {})
+    monkeypatch.setenv("SYMCELL_CACHE_DIR", str(tmp_path))
+    assert cache.memo("debug-test", lambda: 1) == 1
+    assert cache.memo("debug-test", lambda: 2) == 1          # kept
+    monkeypatch.setenv("SYMCELL_DEBUG", "1")
+    assert cache.memo("debug-test", lambda: 3) == 3          # made again, so its stages print
+
+
 def test_a_derivation_kept_on_disk_renders_what_a_fresh_one_does(tmp_path, monkeypatch):
     """cache.memo keeps a cell's lowering and second-order scans for the next process: loaded back, every zoo
     cell renders the same source on every backend, first and second order, as when derived afresh (rendering

@@ -221,12 +221,16 @@ def test_trace_at_one_length_runs_at_others_and_loads_in_a_fresh_process(backend
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
 
 
-def test_torch_export():
+def test_torch_export(tmp_path):
     model = Tagger("reference").eval()
     x = torch.randn(6, 2, 3)
     ep = torch.export.export(model, (x,))
     torch.testing.assert_close(ep.module()(x), model(x))
     assert "symcell.scan" in str(ep.graph)
+    # saved and loaded back: a context the stack entered on every call (autocast off, to join its layers) was a
+    # graph node torch.export.load refused ("wrap_with_autocast is missing val field")
+    torch.export.save(ep, tmp_path / "tagger.pt2")
+    torch.testing.assert_close(torch.export.load(tmp_path / "tagger.pt2").module()(x), model(x))
 
 
 DDP_WORKER = textwrap.dedent("""

@@ -122,7 +122,8 @@ def dot_precision():
     low = COMPUTING_FOR.get() is not None and LOW_PRECISION_DOT is not None
     name, dot = ("LOW_PRECISION_DOT", LOW_PRECISION_DOT) if low else ("FLOAT32_DOT", FLOAT32_DOT)
     if dot not in DOTS:
-        raise ValueError(f"symcell.backends.triton.{name} must be one of {DOTS}, got {dot!r}")
+        choices = DOTS + ((None,) if name == "LOW_PRECISION_DOT" else ())   # (None: FLOAT32_DOT's)
+        raise ValueError(f"symcell.backends.triton.{name} must be one of {choices}, got {dot!r}")
     return dot
 
 
