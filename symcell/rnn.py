@@ -196,9 +196,9 @@ class RNN(nn.Module):
                 states = None if states is None else [t.index_select(1, order) for t in states]
         D, finals = self._dirs, [[] for _ in self.state_sizes]
         layer_in = x
-        # (the layers' outputs joined as they come: under an autocast of another 16-bit dtype than theirs, torch.cat
-        # and torch.stack fail, "Unexpected floating ScalarType in at::autocast::prioritize")
-        # (only under autocast: torch.export records the context as a node its loader refuses)
+        # the layers' outputs joined as they come, outside autocast: under an autocast of another 16-bit dtype than
+        # theirs, torch.cat and torch.stack fail ("Unexpected floating ScalarType in at::autocast::prioritize").
+        # (Entered only under autocast: torch.export records the context as a node its loader refuses.)
         kind = x.device.type
         autocast = kind in ("cpu", "cuda") and torch.is_autocast_enabled(kind)
         plain = torch.autocast(kind, enabled=False) if autocast else nullcontext()

@@ -155,8 +155,9 @@ def _autocast(xs, state, params, casts=("cpu", "cuda")):
     """Under torch.autocast for the tensors' device, the scan runs in autocast's dtype, as nn.LSTM does (its
     operator is on autocast's lower-precision list): inputs, states and parameters cast to it, those in float64
     left alone as autocast leaves them. On a device not in `casts` (a module's autocast_devices: nn.GRU's and nn's
-    cells' operators are on CUDA's list, not the CPU's, where their matmuls take the input's dtype) only an input
-    already in autocast's dtype has the scan run in it; a float32 one stays float32.
+    cells' operators are on CUDA's list, not the CPU's) as nn's: where neither the input nor a state is in
+    autocast's dtype, as given; where a state is float32, in float32 on the input and weights rounded to
+    autocast's dtype (the state stays float32); else all cast to it.
     -> (xs, state, params, the device type whose autocast to turn off inside, or None)"""
     first = params[0] if params else (xs if isinstance(xs, torch.Tensor) else next(iter(xs), None))
     kind = first.device.type if isinstance(first, torch.Tensor) else None
@@ -174,7 +175,7 @@ def _autocast(xs, state, params, casts=("cpu", "cuda")):
     # is in it, and the state keeps its dtype (a float32 state stays float32 from step to step, bfloat16 it
     # stalled: a c growing 0.3 a step stopped at 128)
     x0 = xs if isinstance(xs, torch.Tensor) else next(iter(xs), None)
-    given = [t for t in as_tuple(state) if isinstance(t, torch.Tensor)]
+    given = [t for t in _as_tuple(state) if isinstance(t, torch.Tensor)]
     if not any(isinstance(t, torch.Tensor) and t.dtype == dtype for t in (x0, *given)):
         return xs, state, params, kind   # (autocast off inside all the same: the scan's own ops are not cast)
     if any(t.dtype == torch.float32 for t in given):   # in float32 on the inputs and weights autocast would round
@@ -182,7 +183,7 @@ def _autocast(xs, state, params, casts=("cpu", "cuda")):
     return cast(xs), cast(state), [cast(p) for p in params], kind
 
 
-def as_tuple(state):
+def _as_tuple(state):
     return () if state is None else (state,) if isinstance(state, torch.Tensor) else tuple(state)
 
 
