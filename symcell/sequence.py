@@ -195,10 +195,9 @@ def run(binding, params, xs, state, reverse, lengths, batch_first, autocast_devi
     try:
         seq, state, ref = binding.check(xs, state, params, batch_first, param_names)
     except TypeError as e:   # (a DtypeError's dtypes are what autocast made of the tensors passed)
-        from .module import DtypeError   # (module imports this module)
-        if autocast is None or not isinstance(e, DtypeError):
+        if autocast is None or type(e).__name__ != "DtypeError":   # (module.DtypeError: a layer above this one)
             raise
-        raise DtypeError(f"{e} (under torch.autocast({autocast!r}, dtype={torch.get_autocast_dtype(autocast)}), "
+        raise type(e)(f"{e} (under torch.autocast({autocast!r}, dtype={torch.get_autocast_dtype(autocast)}), "
                          "as autocast cast the tensors passed: float64 ones it leaves alone)") from None
     low = ref.dtype if ref.dtype in LOW_PRECISION else None
     # the scan computes for that dtype (a backend may round to it what is exact in it: the triton backend's
