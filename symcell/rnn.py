@@ -172,6 +172,7 @@ class RNN(nn.Module):
                 raise ValueError(f"{name}: a PackedSequence carries its lengths; do not pass lengths= as well")
             # (T, B, I) in the packed order (longest first)
             x, lengths = pad_packed_sequence(PackedSequence(input.data, input.batch_sizes))
+            packed_lengths = lengths   # (on the CPU, as pack_padded_sequence takes them: x's device may be meta)
         elif not isinstance(input, torch.Tensor):
             raise TypeError(f"{name}: input must be a tensor or a PackedSequence, got {type(input).__name__}")
         else:
@@ -189,9 +190,10 @@ class RNN(nn.Module):
             states = [t.index_select(1, input.sorted_indices) for t in states]
         order = None
         if lengths is not None:   # the row order scan prefers, once for all layers and directions
-            lengths = given = check_lengths(name, lengths, x.shape[0], x.shape[1], x.device)
+            lengths = check_lengths(name, lengths, x.shape[0], x.shape[1], x.device)
             order = row_order(self._bindings[0], lengths)
             if order is not None:
+                unsort = torch.argsort(order)
                 x, lengths = x.index_select(1, order), lengths[order]
                 states = None if states is None else [t.index_select(1, order) for t in states]
         D, finals = self._dirs, [[] for _ in self.state_sizes]
@@ -215,16 +217,21 @@ class RNN(nn.Module):
             with plain:
                 layer_in = outs[0] if D == 1 else torch.cat(outs, -1)
             if self.dropout > 0 and self.training and k < self.num_layers - 1:
-                layer_in = F.dropout(layer_in, self.dropout, training=True)
+                # drawn in the caller's row order: the backend's order (its threads', its sort by length) made each
+                # row another's mask, so seeded results changed with the backend and the thread count
+                if order is None:
+                    layer_in = F.dropout(layer_in, self.dropout, training=True)
+                else:
+                    layer_in = F.dropout(layer_in.index_select(1, unsort), self.dropout, training=True)
+                    layer_in = layer_in.index_select(1, order)
         with plain:
             finals = tuple(torch.stack(f) for f in finals)
         out = layer_in
         if order is not None:
-            unsort = torch.argsort(order)
             out, finals = out.index_select(1, unsort), tuple(f.index_select(1, unsort) for f in finals)
-        if packed:   # (pack_padded_sequence takes its lengths on the CPU, whatever the device)
-            out = PackedSequence(pack_padded_sequence(out, given.cpu()).data, input.batch_sizes, input.sorted_indices,
-                                 input.unsorted_indices)
+        if packed:
+            out = PackedSequence(pack_padded_sequence(out, packed_lengths).data, input.batch_sizes,
+                                 input.sorted_indices, input.unsorted_indices)
             if input.unsorted_indices is not None:     # final states in the caller's order, as nn.LSTM returns them
                 finals = tuple(f.index_select(1, input.unsorted_indices) for f in finals)
         elif unbatched:

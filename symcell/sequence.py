@@ -98,8 +98,12 @@ def check_lengths(name, lengths, T, B, device):
                                       "inputs, states or parameters")
         # (int64 on the CPU as it is: a traced program would convert whatever it gets, floats too, where the
         # deployed operator refuses what is not int64 and checks the values, which this check does once)
-        int64 = lengths.dtype == torch.int64 and lengths.device.type == "cpu"
-        host = lengths.detach() if int64 else lengths.detach().to("cpu", torch.int64)
+        if lengths.is_meta and torch.device(device).type != "meta":
+            raise ValueError(f"{name}: lengths are on the meta device, which holds no values; give them as a list or "
+                             f"a tensor on the CPU" + ("" if torch.device(device).type == "cpu" else f" or {device}"))
+        int64 = lengths.dtype == torch.int64 and lengths.device.type in ("cpu", "meta")
+        host = lengths.detach() if int64 else lengths.detach().to(lengths.device if lengths.is_meta else "cpu",
+                                                                  torch.int64)
     else:
         if not isinstance(lengths, (list, tuple)) and not hasattr(lengths, "__array__"):
             raise TypeError(f"{name}: lengths must be a sequence of ints or an integer tensor, got "
@@ -119,6 +123,8 @@ def check_lengths(name, lengths, T, B, device):
         raise ValueError(f"{name}: lengths must have one entry per batch row, shape ({B},), got {tuple(host.shape)}")
     if torch.compiler.is_compiling() or is_fake(host):   # (a traced graph checks its lengths when it runs, without
         torch._assert_async(((host >= 0) & (host <= T)).all(), within())   # branching on them; fakes have none)
+    elif host.is_meta:   # (a module on the meta device: no values to check)
+        pass
     elif B and (host.min() < 0 or host.max() > T):
         raise ValueError(f"{within()}, got min {int(host.min())} and max {int(host.max())}")
     return host if host.device == torch.device(device) else host.to(device)
@@ -129,7 +135,7 @@ def row_order(binding, lengths):
     # A traced graph (torch.compile, jit.trace, symcell.deploy) keeps the caller's order, which every kernel takes:
     # the order is speed on a CPU, and choosing it reads the lengths' values. (jit.trace recorded the example's
     # choice, and the reordering then fitted the input to the lengths: 3 rows and 2 lengths ran 2 rows, no error.)
-    if torch.compiler.is_compiling() or torch.jit.is_tracing() or is_fake(lengths):
+    if torch.compiler.is_compiling() or torch.jit.is_tracing() or is_fake(lengths) or lengths.is_meta:
         return None
     order = backends.get(backends.resolve(binding.backend, lengths.device)).row_order(lengths)
     if order is not None and torch.equal(lengths[order], lengths):   # already so

@@ -345,3 +345,44 @@ def test_reset_parameters_reaches_parametrized_and_pruned_weights():
         ln.gamma_c_orig.fill_(7.0)
     ln.reset_parameters()
     assert torch.equal(ln.gamma_c_orig, torch.ones(4))
+
+
+@pytest.mark.cpp
+@pytest.mark.skipif("cpp" not in BACKENDS, reason="needs the cpp backend, which reorders rows by length")
+def test_dropout_with_lengths_draws_each_rows_mask_whatever_the_row_order():
+    """the cpp backend puts rows in its order (by length, dealt over threads) before the layers run; dropout was
+    drawn on that order, so each row got another's mask: seeded results changed with the backend (h_n 0.53 apart)
+    and the thread count"""
+    from torch.nn.utils.rnn import pack_padded_sequence
+    torch.manual_seed(0)
+    x, lengths = torch.randn(6, 9, 3), [6, 1, 4, 6, 2, 5, 3, 6, 1]
+    results = []
+    for backend, threads in (("reference", 1), ("cpp", 1), ("cpp", 2)):
+        gru = GRU(3, 4, num_layers=2, dropout=0.5, backend=backend)
+        torch.manual_seed(1)
+        gru.reset_parameters()
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            torch.manual_seed(2)
+            out, h = gru(x, lengths=lengths)
+            torch.manual_seed(2)
+            packed, h_packed = gru(pack_padded_sequence(x, lengths, enforce_sorted=False))
+        finally:
+            torch.set_num_threads(before)
+        results.append((out, h, h_packed))
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_lengths_on_the_meta_device():
+    """a module on the meta device (shapes only) took lengths= and packed input as nn.LSTM does not raise on:
+    the lengths' check copied them to the CPU ("Cannot copy out of meta tensor"); meta lengths with CPU data say so"""
+    from torch.nn.utils.rnn import pack_padded_sequence
+    m = LSTM(3, 4, num_layers=2, bidirectional=True, backend="reference", device="meta")
+    x = torch.randn(5, 2, 3, device="meta")
+    assert m(x, lengths=[5, 2])[0].shape == (5, 2, 8)
+    assert m(pack_padded_sequence(x, [5, 2]))[0].data.shape == (7, 8)
+    with pytest.raises(ValueError, match="lengths are on the meta device, which holds no values"):
+        LSTM(3, 4, backend="reference")(torch.randn(5, 2, 3), lengths=torch.tensor([5, 2], device="meta"))
