@@ -231,3 +231,25 @@ def test_a_value_sympy_folds_to_no_number_is_refused(body, shows):
     cell = symcell.define(inputs={"x": "H"}, state={"h": "H"})(body)
     with pytest.raises(ValueError, match=shows + r".*write what you mean"):
         cell(H=2, backend="reference")(torch.randn(2, 1, 2))
+
+
+@pytest.mark.parametrize("backend,dtype", DTYPES)
+def test_slstm_first_step_from_zero_is_finite_whatever_the_input_gate(backend, dtype):
+    """from the zero state the stabiliser took max(log sigmoid(f~), i~): an i~ far below (-88 in float32, -746 in
+    float64) made the input gate underflow to 0 and h = 0 / 0 (NaN, spreading through the head), or 0 silently;
+    xLSTM's first step takes m = i~ (h = sigmoid(o~) tanh(z~))"""
+    from symcell.cells import SLSTM
+    cell = SLSTM(2, 2, backend=backend).to(dtype)
+    with torch.no_grad():
+        cell.weight_ih.zero_()
+        cell.weight_hh.zero_()
+        cell.bias.copy_(torch.tensor([-800.0, -800.0, 0.0, 0.0, 0.5, 0.5, 0.0, 0.0]))   # i~, f~, z~, o~
+    x = torch.zeros(3, 1, 2, dtype=dtype, requires_grad=True)
+    ys, _ = cell(x)
+    torch.testing.assert_close(ys[0, 0], torch.full((2,), 0.5 * math.tanh(0.5), dtype=dtype))
+    assert torch.isfinite(ys).all()
+    big = SLSTM(3, 4, num_heads=2, backend=backend).to(dtype)
+    xb = (torch.randn(4, 2, 3, dtype=dtype) * 1e4).requires_grad_()
+    out, _ = big(xb)
+    out.sum().backward()
+    assert torch.isfinite(out).all() and torch.isfinite(xb.grad).all()

@@ -2,17 +2,20 @@
 space, a normaliser state n and a stabiliser state m, and recurrent weights that are block-diagonal, one block per
 head:
     i~, f~, z~, o~ = W x + R h + b                   R: one (H/G, H/G) block per head and gate
-    m' = max(log sigmoid(f~) + m, i~)                the stabiliser (eq. 15)
-    i = exp(i~ - m'),  f = exp(log sigmoid(f~) + m - m')
+    m' = max(log sigmoid(f~) + m, i~)                the stabiliser (eq. 15); i~ where n = 0
+    i = exp(i~ - m'),  f = exp(log sigmoid(f~) + m - m'); 0 where n = 0
     c' = f c + i tanh(z~),  n' = f n + i,  h' = sigmoid(o~) c' / n'
-Gate order i, f, z, o, as xLSTM's implementation. The states start at zero, as there."""
+Gate order i, f, z, o, as xLSTM's implementation. The states start at zero, as there, and as there the first step
+(n = 0, nothing stored yet) takes m' = i~: with max(log sigmoid(f~), i~), an i~ far below it (-88 in float32) made
+i underflow to 0 and h' = 0 / 0; f is 0 there as c and n hold nothing (exp of a large m - m' would be inf, and inf
+times 0 NaN). n > 0 from the first step on, as i > 0 then."""
 from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
 
 import symcell
-from symcell import cat, exp, maximum, sigmoid, softplus, split, tanh
+from symcell import cat, exp, maximum, sigmoid, softplus, split, tanh, where
 
 from ..module import Cell
 
@@ -21,9 +24,10 @@ def _slstm_step(x, h, c, n, m, weight_ih, weight_hh, bias):
     # weight_hh is (4 G, H/G, H/G): its blocks applied to h's G heads once per gate give the four gates of R h
     pre_i, pre_f, pre_z, pre_o = split(weight_ih @ x + weight_hh @ cat(h, h, h, h) + bias, 4)
     log_f = -softplus(-pre_f)               # log sigmoid(f~)
-    m_new = maximum(log_f + m, pre_i)
+    started = n > 0                         # (n = 0 before the first step: see the module docstring)
+    m_new = where(started, maximum(log_f + m, pre_i), pre_i)
     i = exp(pre_i - m_new)
-    f = exp(log_f + m - m_new)
+    f = where(started, exp(log_f + m - m_new), 0.0)
     c = f * c + i * tanh(pre_z)
     n = f * n + i
     return sigmoid(pre_o) * c / n, c, n, m_new
@@ -47,8 +51,10 @@ def slstm_reference(x, h, c, n, m, weight_ih, weight_hh, bias):
     rec = torch.einsum("bkj,kij->bki", torch.cat([h, h, h, h], 1).view(B, blocks, d), weight_hh).reshape(B, -1)
     pre_i, pre_f, pre_z, pre_o = (x @ weight_ih.t() + rec + bias).chunk(4, 1)
     log_f = F.logsigmoid(pre_f)
-    m_new = torch.maximum(log_f + m, pre_i)
-    i, f = torch.exp(pre_i - m_new), torch.exp(log_f + m - m_new)
+    started = n > 0
+    m_new = torch.where(started, torch.maximum(log_f + m, pre_i), pre_i)
+    i = torch.exp(pre_i - m_new)
+    f = torch.where(started, torch.exp(log_f + m - m_new), torch.zeros_like(m))
     c = f * c + i * torch.tanh(pre_z)
     n = f * n + i
     return torch.sigmoid(pre_o) * c / n, c, n, m_new
