@@ -56,6 +56,12 @@ class CellSpec:
         # shift 0): what a prebuilt cell's reset_parameters sets, and symcell.RNN stacking its spec too
         self.initial = {}
 
+    def __setstate__(self, state):
+        # unpickled (a saved module, in a fresh process): registered again, as define() does. A cell whose class
+        # the load imports is defined by that import; one made by a function (slstm_cell(3)) would not be
+        self.__dict__.update(state)
+        registry.register(self.ir)
+
     def explain(self):
         """gradients(): the pipeline's symbolic products as text"""
         lowered = registry.lowered(self.hash)
