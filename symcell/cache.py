@@ -330,14 +330,13 @@ def _code_id():
     return h.hexdigest()[:16]
 
 
-def memo(name, make):
+def memo(name, make, fresh=False):
     """make(), kept on disk under `name` (which must name everything the result depends on besides symcell's
     code) and loaded by the next process: the symbolic derivation of a cell is most of a warm start (0.2 s of
-    0.3 for an LSTM). A file that fails to load is made again; a result that cannot be pickled is not kept."""
+    0.3 for an LSTM). A file that fails to load is made again; a result that cannot be pickled is not kept.
+    fresh: make it (and keep it) even where a kept one could be loaded."""
     path = private_dir(cache_dir() / "memo") / f"{name}-{_code_id()}.pkl"
-    # (SYMCELL_DEBUG prints each stage as the pipeline makes it: a derivation loaded from disk printed none)
-    debug = os.environ.get("SYMCELL_DEBUG", "0") not in ("", "0")
-    if not debug and trusted_file(path):   # unpickling runs code: only a file this user wrote
+    if not fresh and trusted_file(path):   # unpickling runs code: only a file this user wrote
         try:
             return pickle.loads(path.read_bytes())
         except Exception:   # partial or from an incompatible build: make it again

@@ -23,8 +23,13 @@ from .schedule import Schedule, allocate_values, bind_ir, form_regions, hoist, m
 from .tangent import tangent_backward, tangent_forward
 
 
+def debugging():
+    """SYMCELL_DEBUG set: every stage's product printed as it is made"""
+    return os.environ.get("SYMCELL_DEBUG", "0") not in ("", "0")
+
+
 def _show(stage, text):
-    if os.environ.get("SYMCELL_DEBUG", "0") not in ("", "0"):
+    if debugging():
         print(f"--- symcell {stage} ---\n{text}", file=sys.stderr, flush=True)
 
 

@@ -57,8 +57,9 @@ def lowered(cell_hash, dims=None):
     on disk for the next process: cache.memo)."""
     k = _binding(cell_hash, dims)
     if k not in _LOWERED:
+        # (SYMCELL_DEBUG prints each stage as the pipeline makes it: one loaded from disk would print none)
         _LOWERED[k] = cache.memo(f"lowered-{cell_hash}-{_dims_id(dims)}",
-                                 lambda: pipeline.lower(_CELLS[cell_hash], dims))
+                                 lambda: pipeline.lower(_CELLS[cell_hash], dims), fresh=pipeline.debugging())
     return _LOWERED[k]
 
 
@@ -75,7 +76,8 @@ def second_order(cell_hash, dims=None, backend=None):
         def make():
             low = lowered(cell_hash, dims)
             return pipeline.second_order(pipeline.backend_program(low, backend) if backend else low.program)
-        _SECOND[k] = cache.memo(f"second-{cell_hash}-{_dims_id(dims)}{'-sums-after' if after else ''}", make)
+        _SECOND[k] = cache.memo(f"second-{cell_hash}-{_dims_id(dims)}{'-sums-after' if after else ''}", make,
+                                fresh=pipeline.debugging())
     return _SECOND[k]
 
 

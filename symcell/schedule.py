@@ -437,12 +437,18 @@ def exponent(e):
     and 1e-300 for 0, and made sqrt(2), log(2) of math.sqrt(2), math.log(2), which the C++ and Triton printers
     cannot write as numbers.)"""
     e = float(e)
-    if not math.isfinite(e):
-        return sympy.Float(e)
-    if e.is_integer():
-        return sympy.Integer(int(e)) if abs(e) < 2 ** 31 else sympy.Float(e)
-    exact = sympy.Rational(e)
-    return exact if exact.q <= 1024 else sympy.Float(e)
+    if math.isfinite(e) and not e.is_integer():
+        exact = sympy.Rational(e)
+        if exact.q <= 1024:
+            return exact
+    return number(e)
+
+
+def number(v):
+    """A constant as sympy takes it: an integer as such where C++'s int holds it (1e30 as the integer 10**30 it
+    is overflowed), anything else the Float of the same double."""
+    v = float(v)
+    return sympy.Integer(int(v)) if v.is_integer() and abs(v) < 2 ** 31 else sympy.Float(v)
 
 
 def defined(n, e):
@@ -478,9 +484,7 @@ class _Exprs:
             if isinstance(n.attr, sympy.Basic):   # a size (mean's divisor): a number once bound, else dimensions
                 e = n.attr
             else:
-                # (an integer as such, simplified exactly, where C++'s int holds it: 1e30 as 10**30 overflowed)
-                v = float(n.attr)
-                e = sympy.Integer(int(v)) if v.is_integer() and abs(v) < 2 ** 31 else sympy.Float(v)
+                e = number(n.attr)
         else:
             v = base_view(n, self.alloc.value_of)
             if v is not None:

@@ -96,14 +96,14 @@ def check_lengths(name, lengths, T, B, device):
         if getattr(torch._C._functorch, "is_batchedtensor", lambda t: False)(lengths):   # (before reading values)
             raise NotImplementedError(f"{name}: vmap over the lengths of a scan is not supported; vmap over the "
                                       "inputs, states or parameters")
-        # (int64 on the CPU as it is: a traced program would convert whatever it gets, floats too, where the
-        # deployed operator refuses what is not int64 and checks the values, which this check does once)
         if lengths.is_meta and torch.device(device).type != "meta":
             raise ValueError(f"{name}: lengths are on the meta device, which holds no values; give them as a list or "
                              f"a tensor on the CPU" + ("" if torch.device(device).type == "cpu" else f" or {device}"))
-        int64 = lengths.dtype == torch.int64 and lengths.device.type in ("cpu", "meta")
-        host = lengths.detach() if int64 else lengths.detach().to(lengths.device if lengths.is_meta else "cpu",
-                                                                  torch.int64)
+        # (int64 on the CPU as it is: a traced program would convert whatever it gets, floats too, where the
+        # deployed operator refuses what is not int64 and checks the values, which this check does once)
+        home = "meta" if lengths.is_meta else "cpu"   # (meta: a module on the meta device, no values to move)
+        int64 = lengths.dtype == torch.int64 and lengths.device.type == home
+        host = lengths.detach() if int64 else lengths.detach().to(home, torch.int64)
     else:
         if not isinstance(lengths, (list, tuple)) and not hasattr(lengths, "__array__"):
             raise TypeError(f"{name}: lengths must be a sequence of ints or an integer tensor, got "

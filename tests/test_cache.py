@@ -165,16 +165,26 @@ def test_a_cache_dir_that_is_a_file_or_no_home_falls_back_and_a_tilde_is_expande
     assert cache.cache_dir() == (tmp_path / "tilde-cache").resolve()
 
 
-def test_symcell_debug_derives_again_rather_than_load_a_kept_derivation(tmp_path, monkeypatch):
+def test_symcell_debug_derives_again_rather_than_load_a_kept_derivation(tmp_path, monkeypatch, capsys):
     """SYMCELL_DEBUG=1 prints each stage as the pipeline makes it: with the derivation kept on disk by an earlier
     process, it printed none of them"""
-    from symcell import cache
+    from symcell import pipeline, registry
     monkeypatch.setattr(cache, "_roots", {})
     monkeypatch.setenv("SYMCELL_CACHE_DIR", str(tmp_path))
-    assert cache.memo("debug-test", lambda: 1) == 1
-    assert cache.memo("debug-test", lambda: 2) == 1          # kept
+    monkeypatch.delenv("SYMCELL_DEBUG", raising=False)
+    h = symcell.cells.LLTM.spec.hash
+    monkeypatch.setattr(registry, "_LOWERED", {})            # (as in a fresh process)
+    made = registry.lowered(h)
+    monkeypatch.setattr(registry, "_LOWERED", {})
+    lower = pipeline.lower
+    monkeypatch.setattr(pipeline, "lower", lambda *a: pytest.fail("the kept derivation was not loaded"))
+    assert registry.lowered(h).program.name == made.program.name          # kept
+    monkeypatch.setattr(pipeline, "lower", lower)
     monkeypatch.setenv("SYMCELL_DEBUG", "1")
-    assert cache.memo("debug-test", lambda: 3) == 3          # made again, so its stages print
+    monkeypatch.setattr(registry, "_LOWERED", {})
+    capsys.readouterr()
+    registry.lowered(h)                                                    # made again, so its stages print
+    assert "--- symcell " in capsys.readouterr().err
 
 
 def test_a_derivation_kept_on_disk_renders_what_a_fresh_one_does(tmp_path, monkeypatch):
