@@ -32,12 +32,12 @@ import sys
 import tempfile
 import threading
 import time
-import warnings
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
 import torch
+from .warn import warn
 
 _loaded = {}  # key -> namespace of the ops, for libraries this process already loaded
 _roots = {}   # the configured root -> the folder in use (checked once; the root itself again at every call)
@@ -157,13 +157,11 @@ def _fallback(root, reason):
     except OSError as e:
         why = f"cannot be used ({e.strerror})"
     if why is None:
-        warnings.warn(f"symcell: the cache directory {root} cannot be used ({reason}); using {base}",
-                      stacklevel=4)
+        warn(f"symcell: the cache directory {root} cannot be used ({reason}); using {base}")
         return base
     fresh = Path(tempfile.mkdtemp(prefix=f"symcell-cache-{uid}-"))   # 0700, a name no one could guess
-    warnings.warn(f"symcell: the cache directory {root} cannot be used ({reason}), and the fallback "
-                  f"{why}: not used; using a fresh private folder {fresh} (a new, empty cache for this process)",
-                  stacklevel=4)
+    warn(f"symcell: the cache directory {root} cannot be used ({reason}), and the fallback "
+                  f"{why}: not used; using a fresh private folder {fresh} (a new, empty cache for this process)")
     return fresh
 
 
@@ -178,7 +176,7 @@ def private_dir(path):
     why = _untrusted(path)
     if why is None:
         return path
-    warnings.warn(f"symcell: the cache folder {path} {why}: not used; removed and made again", stacklevel=3)
+    warn(f"symcell: the cache folder {path} {why}: not used; removed and made again")
     if os.path.islink(path) or not os.path.isdir(path):
         Path(path).unlink(missing_ok=True)
     else:
@@ -299,7 +297,7 @@ def load(source, cflags=(), ldflags=(), files=None, links=None, units=None, labe
             why = _untrusted(entry) or next(filter(None, (_untrusted(p, folder=False) for p in (lib, marker)
                                                           if os.path.lexists(p))), None)
             if why:
-                warnings.warn(f"symcell: the cache entry {entry} {why}: not loaded; built again", stacklevel=3)
+                warn(f"symcell: the cache entry {entry} {why}: not loaded; built again")
             if os.path.islink(entry) or not os.path.isdir(entry):
                 entry.unlink()
             else:

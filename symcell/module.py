@@ -2,7 +2,6 @@
 import keyword
 import math
 import numbers
-import warnings
 
 import torch
 from torch import nn
@@ -14,6 +13,7 @@ from .frontend import trace
 from .ir import CellIR
 from .schedule import bind_ir
 from .sequence import LOW_PRECISION, run, scan
+from .warn import warn
 
 _RESERVED = ("torch",)
 
@@ -182,8 +182,8 @@ class Binding:
                 raise
             if name not in _fallback_warned:
                 _fallback_warned.add(name)
-                warnings.warn(f"symcell: the {name} backend could not be built ({e}); backend='auto' uses the "
-                              "reference backend instead", stacklevel=5)
+                warn(f"symcell: the {name} backend could not be built ({e}); backend='auto' uses the "
+                              "reference backend instead")
             name = "reference"
         return self.keys[name]
 

@@ -6,7 +6,6 @@ outputs of both directions side by side. Each layer and direction is one fused s
 cell with its input dimension bound to the width of the layer below.
 """
 import math
-import warnings
 from contextlib import nullcontext
 
 import torch
@@ -18,6 +17,7 @@ from . import registry
 from .dims import dim_symbol
 from .module import Binding, Cell, CellSpec, ShapeError, _no_class_spec, as_states, class_or_instance, refuse_script
 from .sequence import check_lengths, row_order, run
+from .warn import warn
 
 
 def _spec_of(cell):
@@ -69,8 +69,7 @@ class RNN(nn.Module):
         if not isinstance(batch_first, bool):
             raise TypeError(f"{name}: batch_first should be of type bool, got: {type(batch_first).__name__}")
         if dropout > 0 and num_layers == 1:
-            warnings.warn(f"{name}: dropout={dropout} acts between layers, so it does nothing with num_layers=1",
-                          stacklevel=2)
+            warn(f"{name}: dropout={dropout} acts between layers, so it does nothing with num_layers=1")
         if len(ir.inputs) != 1 or len(ir.outputs) != 1:
             raise ValueError(f"symcell.RNN: {name} has {len(ir.inputs)} input(s) and {len(ir.outputs)} output(s); "
                              "stacking needs exactly one of each")

@@ -347,3 +347,35 @@ def test_declarations_no_binding_could_satisfy_are_refused_at_definition(decl, b
     values for argument 'self'", "<symcell.frontend.Matrix object at 0x...>")"""
     with pytest.raises((ValueError, TypeError), match=message):
         _defines(body, **decl)
+
+
+def test_warnings_name_the_line_of_the_callers_code(monkeypatch):
+    """warnings.warn's fixed stacklevels named symcell/cache.py (a cache folder is chosen some calls deep) and
+    torch's Module.__call__ (backend='auto' falling back as a module runs): each names the caller's line now"""
+    import warnings
+
+    from symcell import cache, module, registry
+    from symcell.cache import BuildError
+
+    def where(call):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            call()
+        return [(w.filename, str(w.message)[:20]) for w in caught]
+
+    assert where(lambda: symcell.cells.LSTM(3, 4, dropout=0.5)) == [(__file__, "LSTM: dropout=0.5 ac")]
+
+    monkeypatch.setattr(cache, "_roots", {})
+    monkeypatch.setenv("SYMCELL_CACHE_DIR", "/proc/symcell-cache")   # not writable: the temporary fallback
+    assert where(cache.cache_dir) == [(__file__, "symcell: the cache d")]
+
+    cell = symcell.cells.LSTMCell(3, 4, backend="auto")
+    built = registry.kernel_for
+
+    def no_cpp(key):
+        if key != cell._binding.keys["reference"]:
+            raise BuildError("no compiler here")
+        return built(key)
+    monkeypatch.setattr(registry, "kernel_for", no_cpp)
+    monkeypatch.setattr(module, "_fallback_warned", set())
+    assert where(lambda: cell(torch.randn(2, 3))) == [(__file__, "symcell: the cpp bac")]

@@ -10,12 +10,12 @@ import shlex
 import shutil
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import torch
 
 from ... import cache
+from ...warn import warn
 
 HEADER = Path(__file__).with_name("sc.h")
 # A cell's source is compiled as two translation units that ninja builds in parallel (2 cores at least): main.cpp,
@@ -131,7 +131,7 @@ def compiler_works():
         except (RuntimeError, ImportError):
             ok = False
         if not ok:
-            warnings.warn("symcell: no working C++ compiler or ninja found; backend='auto' uses the reference "
-                          "backend on CPU (slower). Install g++ and ninja for the cpp backend.", stacklevel=3)
+            warn("symcell: no working C++ compiler or ninja found; backend='auto' uses the reference "
+                          "backend on CPU (slower). Install g++ and ninja for the cpp backend.")
         _compiler_ok.append(ok)
     return _compiler_ok[0]
