@@ -379,3 +379,20 @@ def test_warnings_name_the_line_of_the_callers_code(monkeypatch):
     monkeypatch.setattr(registry, "kernel_for", no_cpp)
     monkeypatch.setattr(module, "_fallback_warned", set())
     assert where(lambda: cell(torch.randn(2, 3))) == [(__file__, "symcell: the cpp bac")]
+
+
+def test_slstm_heads_as_nn_sizes_and_an_uneven_split_says_what_divides():
+    """num_heads=np.int64(2) was refused (nn takes numpy's integers as sizes); slstm_cell(4) at H=6 said only that
+    a block's size H/4 is 3/2"""
+    import numpy as np
+
+    from symcell.cells import SLSTM, slstm_cell
+    assert SLSTM(3, 4, np.int64(2)).num_heads == 2 and slstm_cell(np.int64(2)) is slstm_cell(2)
+    for bad in (True, 0, 2.0, "2"):
+        with pytest.raises(ValueError, match=r"SLSTM: num_heads must be a positive int, got"):
+            slstm_cell(bad)
+    with pytest.raises(ValueError, match=r"SLSTM: hidden_size \(6\) must be a multiple of num_heads \(4\)"):
+        SLSTM(3, 6, 4)
+    with pytest.raises(ValueError, match=r"size H/4 is 3/2 for H=6, I=3; it must be a positive integer "
+                                         r"\(H a multiple of 4\)"):
+        symcell.RNN(slstm_cell(4), I=3, H=6)

@@ -9,6 +9,7 @@ Gate order i, f, z, o, as xLSTM's implementation. The states start at zero, as t
 (n = 0, nothing stored yet) takes m' = i~: with max(log sigmoid(f~), i~), an i~ far below it (-88 in float32) made
 i underflow to 0 and h' = 0 / 0; f is 0 there as c and n hold nothing (exp of a large m - m' would be inf, and inf
 times 0 NaN). n > 0 from the first step on, as i > 0 then."""
+import operator
 from functools import lru_cache
 
 import torch
@@ -33,13 +34,25 @@ def _slstm_step(x, h, c, n, m, weight_ih, weight_hh, bias):
     return sigmoid(pre_o) * c / n, c, n, m_new
 
 
-@lru_cache(maxsize=None)
 def slstm_cell(num_heads=1):
     """The sLSTM cell class with `num_heads` heads (dimensions I and H; H a multiple of num_heads), e.g. for
     symcell.RNN(slstm_cell(4), num_layers=2, I=64, H=128)."""
-    if isinstance(num_heads, bool) or not isinstance(num_heads, int) or num_heads <= 0:
+    return _slstm_cell(_heads(num_heads))
+
+
+def _heads(num_heads):
+    """a positive int (numpy's and torch's integers too, as nn's sizes), else a ValueError"""
+    try:
+        G = None if isinstance(num_heads, bool) else operator.index(num_heads)
+    except TypeError:
+        G = None
+    if G is None or G <= 0:
         raise ValueError(f"SLSTM: num_heads must be a positive int, got {num_heads!r}")
-    G = num_heads
+    return G
+
+
+@lru_cache(maxsize=None)
+def _slstm_cell(G):
     return symcell.define(inputs={"x": "I"}, state={"h": "H", "c": "H", "n": "H", "m": "H"},
                           params={"weight_ih": ("4*H", "I"), "weight_hh": (4 * G, f"H/{G}", f"H/{G}"),
                                   "bias": ("4*H",)}, name="SLSTM")(_slstm_step)
@@ -70,8 +83,8 @@ class SLSTM(Cell):
 
     def __init__(self, input_size, hidden_size, num_heads=1, *, batch_first=False, backend="auto", device=None,
                  dtype=None):
-        if isinstance(hidden_size, int) and isinstance(num_heads, int) and num_heads > 0 \
-                and hidden_size % num_heads:
+        num_heads = _heads(num_heads)
+        if isinstance(hidden_size, int) and hidden_size % num_heads:
             raise ValueError(f"SLSTM: hidden_size ({hidden_size}) must be a multiple of num_heads ({num_heads})")
         super().__init__(spec=slstm_cell(num_heads).spec, I=input_size, H=hidden_size, batch_first=batch_first,
                          backend=backend, device=device, dtype=dtype)
