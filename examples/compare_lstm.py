@@ -114,6 +114,8 @@ def main(argv=None):
             torch.cuda.synchronize()
         return time.perf_counter() - t0
 
+    for fn in runners.values():   # untimed: a first no_grad call (nn.LSTM's especially) sets things up
+        timed(fn, False)
     times = {name: {"fwd": [], "fwdbwd": []} for name in runners}
     for _ in range(args.repeats):   # interleaved, so a noisy neighbour hurts every runner alike
         for name, fn in runners.items():
