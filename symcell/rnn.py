@@ -50,6 +50,7 @@ class RNN(nn.Module):
     """
 
     autocast_devices = Cell.autocast_devices   # (sequence._autocast)
+    packed_autocast_devices = autocast_devices   # the same for a PackedSequence input (LSTM: as nn.LSTM's)
 
     def __init__(self, cell, num_layers=1, bidirectional=False, dropout=0.0, batch_first=False, *,
                  backend="auto", device=None, dtype=None, _init_size=None, **dims):
@@ -201,6 +202,7 @@ class RNN(nn.Module):
         # theirs, torch.cat and torch.stack fail ("Unexpected floating ScalarType in at::autocast::prioritize").
         # (Entered only under autocast: torch.export records the context as a node its loader refuses.)
         kind = x.device.type
+        casts = self.packed_autocast_devices if packed else self.autocast_devices
         autocast = kind in ("cpu", "cuda") and torch.is_autocast_enabled(kind)
         plain = torch.autocast(kind, enabled=False) if autocast else nullcontext()
         for k in range(self.num_layers):
@@ -209,7 +211,7 @@ class RNN(nn.Module):
                 params = [getattr(self, n) for n in self._names[k][d]]
                 init = None if states is None else tuple(s[k * D + d] for s in states)
                 ys, fin = run(self._bindings[k], params, layer_in, init, d == 1, lengths, False,
-                              self.autocast_devices, self._names[k][d])
+                              casts, self._names[k][d])
                 outs.append(ys)
                 for j, f in enumerate(fin):
                     finals[j].append(f)

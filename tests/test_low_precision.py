@@ -102,6 +102,25 @@ def test_autocast_runs_the_cell_in_its_dtype_as_nn_does(Module, Ref, dtype):
         assert nn_out.dtype == out.dtype and rel_err(out.float(), nn_out.float()) < 3 * TOL[dtype]
 
 
+def test_a_packed_sequence_runs_in_float32_under_cpu_autocast_as_nn_lstms():
+    """nn.LSTM's packed operator is not on the CPU's autocast list (its padded one is): a float32 PackedSequence
+    gives float32 results under CPU autocast; symcell's LSTM gave bfloat16. Computed as the cells' float32 input
+    (README: float32, where nn's matmuls run in autocast's dtype). A user cell's stack still casts."""
+    from torch.nn.utils.rnn import pack_padded_sequence
+    torch.manual_seed(0)
+    ref, cell = nn.LSTM(3, 4), LSTM(3, 4, backend="reference")
+    cell.load_state_dict(ref.state_dict())
+    packed = pack_padded_sequence(torch.randn(5, 2, 3), [5, 3])
+    want, _ = ref(packed)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        (nn_out, _), (out, (h, c)) = ref(packed), cell(packed)
+        padded, _ = cell(torch.randn(5, 2, 3))
+        stacked, _ = symcell.RNN(symcell.cells.LLTM, F=3, S=4, backend="reference")(packed)
+    assert nn_out.data.dtype == out.data.dtype == h.dtype == c.dtype == torch.float32
+    assert torch.allclose(out.data, want.data, atol=1e-6)
+    assert padded.dtype == stacked.data.dtype == torch.bfloat16
+
+
 @pytest.mark.cpp
 def test_autocast_off_inside_the_scan_and_after_it():
     """a float32 model outside autocast is unchanged; autocast for another device type leaves the cell alone, and

@@ -185,6 +185,9 @@ class LSTM(RNN):
 
     spec = _LSTM[True, False]
     mode = "LSTM"                  # (nn.RNNBase's attribute)
+    # (nn.LSTM's packed operator, lstm.data, is not on the CPU's autocast list, its padded one is: a PackedSequence
+    # runs in float32 there; CUDA's autocast casts cuDNN's RNN, packed or not)
+    packed_autocast_devices = ("cuda",)
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, proj_size=0, *, backend="auto", device=None, dtype=None):
