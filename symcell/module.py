@@ -1,7 +1,10 @@
 """symcell.define, the Binding of a cell's dimensions, and the Cell module."""
+import importlib
 import keyword
 import math
 import numbers
+import pickle
+import sys
 
 import torch
 from torch import nn
@@ -47,20 +50,41 @@ class DeviceError(ValueError, RuntimeError):
 
 
 class CellSpec:
-    """What define() produced: the traced IR, registered (its hash names its kernels), and the docstring."""
+    """What define() produced: the traced IR, registered (its hash names its kernels), and the docstring.
 
-    def __init__(self, ir: CellIR, doc=None):
+    Pickled (a module saved whole, deepcopy), a spec is its recipe where an import finds it again: the step
+    function's module and name and define()'s arguments, so a load runs the equations of the code it imports, as a
+    saved nn.Module runs its class's forward of the day (a fix to a cell reaches a saved model). A cell no import
+    finds (defined in __main__ or in a function) is pickled as its equations."""
+
+    def __init__(self, ir: CellIR, doc=None, recipe=None):
         self.ir, self.doc = ir, doc
         self.hash = registry.register(ir)
         # parameter name -> the constant it starts at, where uniform(-k, k) is wrong for it (a LayerNorm's gain 1,
         # shift 0): what a prebuilt cell's reset_parameters sets, and symcell.RNN stacking its spec too
         self.initial = {}
+        self.recipe = recipe   # (step function, define's arguments): see __reduce_ex__
+
+    def __reduce_ex__(self, protocol):
+        where = _importable(self)
+        if where is not None:
+            return _spec_again, where
+        if protocol < 2:   # (sympy's objects, in the equations, need protocol 2)
+            raise pickle.PicklingError(
+                f"symcell: the cell {self.ir.name} is defined where no import finds it (in __main__ or a function), "
+                f"so it is pickled as its equations, which needs pickle protocol 2 or higher; got {protocol}")
+        return super().__reduce_ex__(protocol)
+
+    def __getstate__(self):
+        return {**self.__dict__, "recipe": None}   # (the function itself may not pickle: a lambda, a local)
 
     def __setstate__(self, state):
-        # unpickled (a saved module, in a fresh process): registered again, as define() does. A cell whose class
-        # the load imports is defined by that import; one made by a function (slstm_cell(3)) would not be
+        # unpickled as its equations (a saved module, in a fresh process): registered again, as define() does
         self.__dict__.update(state)
         registry.register(self.ir)
+
+    def __deepcopy__(self, memo):
+        return self   # (nothing in a spec changes after define: a copied module shares it)
 
     def explain(self):
         """gradients(): the pipeline's symbolic products as text"""
@@ -103,10 +127,56 @@ def define(inputs, state, params=None, outputs=None, name=None):
     def deco(fn):
         ir = trace(fn, inputs, state, params, outputs, name)
         _check_names(ir)
-        spec = CellSpec(ir, fn.__doc__)
+        args = dict(inputs=inputs, state=state, params=params, outputs=outputs, name=name)
+        spec = CellSpec(ir, fn.__doc__, (fn, args))
+        _made[_made_key(fn, args)] = spec
         return type(ir.name, (Cell,), {"spec": spec, "__doc__": fn.__doc__ or f"symcell cell {ir.name}",
                                        "__module__": getattr(fn, "__module__", __name__)})
     return deco
+
+
+# (step function's module, its qualified name, define's arguments) -> the spec define made of them in this process
+_made = {}
+
+
+def _made_key(fn, args):
+    return getattr(fn, "__module__", None), getattr(fn, "__qualname__", None), repr(args)
+
+
+def _importable(spec):
+    """(module, qualified name, define's arguments) by which a fresh process finds `spec`'s cell again: its step
+    function, or the class define made of it (a decorated step's name is the class), as the module holds them
+    now; None where no import would (a cell of __main__, or of a function)"""
+    if getattr(spec, "recipe", None) is None:   # (a spec unpickled from a file saved before recipes)
+        return None
+    fn, args = spec.recipe
+    module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "")
+    if module in (None, "__main__") or "<" in qualname:   # (<locals>, <lambda>)
+        return None
+    found = _lookup(module, qualname, imported=False)
+    if found is fn or (isinstance(found, type) and issubclass(found, Cell) and found.spec is spec):
+        return module, qualname, args
+    return None
+
+
+def _lookup(module, qualname, imported=True):
+    found = importlib.import_module(module) if imported else sys.modules.get(module)
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    return found
+
+
+def _spec_again(module, qualname, args):
+    """a pickled spec, from the code of the day: the class's spec, else the spec of define(**args) of the
+    function (made again unless this process has made it)"""
+    found = _lookup(module, qualname)
+    if isinstance(found, type) and issubclass(found, Cell) and found.spec is not None:
+        return found.spec
+    if not callable(found) or isinstance(found, type):
+        raise pickle.UnpicklingError(f"symcell: the pickled cell's step function {module}.{qualname} is not "
+                                     f"there to load it with (found {found!r})")
+    spec = _made.get(_made_key(found, args))
+    return spec if spec is not None else define(**args)(found).spec
 
 
 class class_or_instance:
@@ -162,6 +232,14 @@ class Binding:
         views = {n: (index[p], int(r0), int(r1)) for n, p, r0, r1 in bound.views}
         self._kernel_params = [views.get(n, (index.get(n), None, None)) for n, _ in bound.params]
         self._reshaped = bool(bound.views) or any(s == () for s in self.param_shapes.values())
+
+    def __reduce__(self):
+        # made again from its spec when unpickled: the sizes and kernel keys of the equations a load runs (see
+        # CellSpec), not those pickled
+        return _binding_again, (self.spec, self.dims, self.backend, self.name)
+
+    def with_backend(self, backend):
+        return _binding_again(self.spec, self.dims, backend, self.name)
 
     def kernel_params(self, params):
         """the module's parameters (in declaration order) -> the kernels' (see __init__)"""
@@ -272,6 +350,12 @@ def _no_class_spec(cls, instead=None):
             + (f", {cls.spec_for}" if getattr(cls, "spec_for", None) else ""))
 
 
+def _binding_again(spec, dims, backend, name):
+    binding = Binding(spec, dims, backend)
+    binding.name = name
+    return binding
+
+
 class Cell(nn.Module):
     """A recurrent cell defined with symcell.define: a torch.nn.Module scanning the cell over a sequence.
 
@@ -307,6 +391,10 @@ class Cell(nn.Module):
     @property
     def backend(self):
         return self._binding.backend
+
+    @backend.setter
+    def backend(self, name):   # (a model saved with backend="cpp", loaded where no compiler is: "auto")
+        self._binding = self._binding.with_backend(name)
 
     @property
     def input_sizes(self):

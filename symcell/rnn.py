@@ -77,7 +77,6 @@ class RNN(nn.Module):
         self._spec = spec
         self.num_layers, self.bidirectional, self.dropout = num_layers, bool(bidirectional), float(dropout)
         self.batch_first = batch_first
-        self.backend = backend
         self._dirs = 2 if bidirectional else 1
         first = Binding(spec, dims, backend)
         self.dims = first.dims
@@ -105,6 +104,15 @@ class RNN(nn.Module):
                     self.register_parameter(full, nn.Parameter(torch.empty(shape, device=device, dtype=dtype)))
         self._init_size = _init_size or next(iter(self.state_sizes.values()))
         self.reset_parameters()
+
+    @property
+    def backend(self):
+        return self._bindings[0].backend
+
+    @backend.setter
+    def backend(self, name):   # (a model saved with backend="cpp", loaded where no compiler is: "auto")
+        again = {}
+        self._bindings = [again.setdefault(id(b), b.with_backend(name)) for b in self._bindings]
 
     def _param_names(self, layer, direction):
         return [f"{p}_l{layer}{'_reverse' if direction else ''}" for p, _ in self._spec.ir.user_params]

@@ -217,6 +217,82 @@ def test_torch_save_loads_in_a_fresh_process(backend, tmp_path):
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr
 
 
+@pytest.mark.slow
+def test_a_saved_module_runs_the_equations_of_the_code_it_loads_with(tmp_path):
+    """a module saved whole carried its cell's equations, and a load ran those, not the code it imported (a user's
+    change to a cell, a fix to symcell's sLSTM never reached a saved model); nn.Module's load runs its class's
+    forward of the day. A cell is pickled as its recipe now (its step's module and name, define's arguments)."""
+    import subprocess
+    import sys
+    cells = tmp_path / "my_cells.py"
+    source = ("import symcell\nfrom symcell import tanh, relu\n\n"
+              "@symcell.define(inputs={'x': 'I'}, state={'h': 'H'}, params={'W': ('H', 'I'), 'U': ('H', 'H')})\n"
+              "def Simple(x, h, W, U):\n    return tanh(W @ x + U @ h)\n")
+    cells.write_text(source)
+    save = ("import sys, torch, symcell; sys.path.insert(0, %r); import my_cells; torch.manual_seed(0); "
+            "torch.save({'cell': my_cells.Simple(I=3, H=4, backend='reference'), 'stack': symcell.RNN("
+            "my_cells.Simple, I=3, H=4, num_layers=2, backend='reference'), 'lstm': symcell.cells.LSTM(3, 4), "
+            "'x': torch.randn(5, 2, 3)}, %r)" % (str(tmp_path), str(tmp_path / "m.pt")))
+    out = subprocess.run([sys.executable, "-c", save], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    cells.write_text(source.replace("return tanh(", "return relu("))   # the cell as the code now has it
+    check = ("import sys, torch; sys.path.insert(0, %r); d = torch.load(%r, weights_only=False); x = d['x']\n"
+             "def loop(W, U, h, x):\n    ys = []\n    for t in range(len(x)):\n"
+             "        h = torch.relu(x[t] @ W.t() + h @ U.t()); ys.append(h)\n    return torch.stack(ys)\n"
+             "c, s = d['cell'], d['stack']\n"
+             "assert torch.allclose(c(x)[0], loop(c.W, c.U, torch.zeros(2, 4), x))\n"
+             "y0 = loop(s.W_l0, s.U_l0, torch.zeros(2, 4), x)\n"
+             "assert torch.allclose(s(x)[0], loop(s.W_l1, s.U_l1, torch.zeros(2, 4), y0))\n"
+             "assert 'relu' in c.gradients() and d['lstm'](x)[0].shape == (5, 2, 4)\nprint('ok')"
+             % (str(tmp_path), str(tmp_path / "m.pt")))
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr
+
+
+def test_pickled_modules_hold_no_equations_where_an_import_finds_their_cells():
+    """every pickle protocol (sympy's objects in the equations needed 2 or higher: protocols 0 and 1 failed in
+    sympy for every module); a cell of a function is pickled as its equations, and protocol 0 says why not"""
+    torch.manual_seed(0)
+    x = torch.randn(4, 2, 3)
+    for m in (LSTM(3, 4, num_layers=2, **REF), GRU(3, 4, **REF), LSTMCell(3, 4, **REF),
+              symcell.cells.SLSTM(3, 4, 2, **REF), symcell.cells.LayerNormLSTM(3, 4, **REF)):
+        want = m(x)[0]
+        for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+            data = pickle.dumps(m, protocol=protocol)
+            assert b"sympy" not in data and torch.equal(pickle.loads(data)(x)[0], want)
+        assert copy.deepcopy(m)._spec is m._spec
+
+    @symcell.define(inputs={"x": "I"}, state={"h": "H"}, params={"W": ("H", "I")})
+    def Local(x, h, W):
+        return symcell.tanh(W @ x + h)
+    stack = symcell.RNN(Local, I=3, H=3, **REF)
+    assert torch.equal(pickle.loads(pickle.dumps(stack))(x)[0], stack(x)[0])
+    with pytest.raises(pickle.PicklingError, match=r"the cell Local is defined where no import finds it .*"
+                                                   r"needs pickle protocol 2 or higher; got 0"):
+        pickle.dumps(stack, protocol=0)
+
+
+@pytest.mark.cpp
+def test_setting_backend_rebinds_the_module():
+    """m.backend = ... on an LSTM, GRU or symcell.RNN was taken and did nothing (a Cell's raised AttributeError):
+    a model saved with backend='cpp' could not be moved to 'auto' where no compiler is"""
+    from symcell import registry
+    x = torch.randn(4, 2, 3)
+    for m in (LSTM(3, 4, num_layers=2, backend="cpp"), LSTMCell(3, 4, backend="cpp")):
+        want = m(x)[0]
+        m.backend = "reference"
+        assert m.backend == "reference" and "backend='reference'" in repr(m)
+        ran = []
+        kernel_for = registry.kernel_for
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(registry, "kernel_for", lambda key: ran.append(key) or kernel_for(key))
+            torch.testing.assert_close(m(x)[0], want)
+        assert ran and all(k.endswith(":reference") for k in ran)
+        with pytest.raises(ValueError, match=r"backend='nonsense' is not available"):
+            m.backend = "nonsense"
+        assert m.backend == "reference"
+
+
 # --- script, backends the machine cannot run, profiler names ------------------------------------------------
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 def test_jit_script_names_trace_and_export_as_the_way():
