@@ -103,7 +103,9 @@ def check_lengths(name, lengths, T, B, device):
         # deployed operator refuses what is not int64 and checks the values, which this check does once)
         home = "meta" if lengths.is_meta else "cpu"   # (meta: a module on the meta device, no values to move)
         int64 = lengths.dtype == torch.int64 and lengths.device.type == home
-        host = lengths.detach() if int64 else lengths.detach().to(home, torch.int64)
+        # (a copy: the caller's tensor changed in place before the backward, a buffer reused for the next batch,
+        # changed the gradients, or sent the kernels past the sequence; nn's pack copies them too)
+        host = lengths.detach().clone() if int64 else lengths.detach().to(home, torch.int64)
     else:
         if not isinstance(lengths, (list, tuple)) and not hasattr(lengths, "__array__"):
             raise TypeError(f"{name}: lengths must be a sequence of ints or an integer tensor, got "

@@ -146,3 +146,22 @@ def test_nan_or_inf_in_one_sequence_stays_in_that_sequence(backend, bad):
     assert torch.isfinite(ys[:2, 1]).all()
     (g,) = torch.autograd.grad(ys.sum() + h.sum() + c.sum(), x)
     assert torch.isfinite(g[:, 0]).all() and torch.isfinite(g[:, 2]).all()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_lengths_changed_in_place_after_the_forward_leave_its_gradients_alone(backend):
+    """the scan kept the caller's lengths tensor itself: filled in place before the backward (a buffer reused for
+    the next batch), it changed the gradients (the padding got some) or sent the kernels past the sequence; nn's
+    pack_padded_sequence copies them"""
+    cell = _lstm(backend, 3, 4)
+    x = torch.randn(5, 3, 3, dtype=DTYPE[backend], device=DEVICE[backend], requires_grad=True)
+
+    def grads(mutate):
+        lengths = torch.tensor([5, 3, 2])
+        ys, (h, c) = cell(x, lengths=lengths)
+        if mutate:
+            lengths.fill_(mutate)
+        return _grads([ys, h, c], [x, cell.weight_hh])
+    want = grads(0)
+    for value in (5, 10 ** 6):
+        assert all(torch.equal(g, w) for g, w in zip(grads(value), want))
