@@ -55,6 +55,30 @@ def _differentiated(tensors):
     return any(is_wrapped(t) or unpack_dual(t).tangent is not None for t in tensors)
 
 
+def _transformed(tensors):
+    """Whether forward mode or vmap carries these tensors while torch.compile traces: the registered operator has
+    no forward-mode rule, and torch took its tangents as zeros (jvp and jacfwd of a compiled model were 0), nor a
+    batching rule (torch raised from its internals); the eager path has both. (torch.func's reverse transforms
+    cannot leave a trace so: after a graph break inside them torch asserts on their tensors; README.)"""
+    from torch.autograd.forward_ad import unpack_dual
+    is_batched = getattr(torch._C._functorch, "is_batchedtensor", lambda t: False)
+    return any(is_batched(t) or unpack_dual(t).tangent is not None for t in tensors)
+
+
+# (never traced: called from a trace, a graph break; called from a frame torch.compile runs eagerly after a
+# graph break it could not resume from, the frames below would each be compiled, building kernels in a trace)
+@torch.compiler.disable
+def _eager(key, n_out, xs, inits, params, lengths, computing_for):
+    """the eager path: the backend's kernel, through autograd.py's Functions where a derivative may be asked"""
+    kernel = registry.kernel_for(key).for_dtype(computing_for)
+    if _differentiated((*xs, *inits, *params)):   # one autograd node per sequence (autograd.py)
+        outs = autograd.Scan.apply(kernel, lengths, (len(xs), len(inits), len(params)), *xs, *inits, *params)
+        return tuple(outs[:n_out]), tuple(outs[n_out:n_out + len(inits)])
+    # inference: the kernel directly, no residuals, no graph
+    ys, finals, _ = kernel.forward(xs, inits, params, False, lengths)
+    return tuple(ys), tuple(finals)
+
+
 def is_fake(*tensors):
     """Whether these are fake tensors (FakeTensorMode: shape and memory estimators, meta-device helpers), which
     have no values to read: they take the registered operators' fake implementations, as torch.compile does."""
@@ -69,13 +93,9 @@ def scan_op(key, xs, inits, params, lengths=None, computing_for=None):
     # (fake tensors, as shape and memory estimators and meta-device helpers run a model on, need the registered
     # operators' fake implementations: a backend's kernel would read their memory)
     if not torch.compiler.is_compiling() and not torch.jit.is_tracing() and not is_fake(*xs, *inits, *params):
-        kernel = registry.kernel_for(key).for_dtype(computing_for)
-        if _differentiated((*xs, *inits, *params)):   # one autograd node per sequence (autograd.py)
-            outs = autograd.Scan.apply(kernel, lengths, (len(xs), len(inits), len(params)), *xs, *inits, *params)
-            return tuple(outs[:n_out]), tuple(outs[n_out:n_out + len(inits)])
-        # inference: the kernel directly, no residuals, no graph
-        ys, finals, _ = kernel.forward(xs, inits, params, False, lengths)
-        return tuple(ys), tuple(finals)
+        return _eager(key, n_out, xs, inits, params, lengths, computing_for)
+    if torch.compiler.is_compiling() and _transformed((*xs, *inits, *params)):
+        return _eager(key, n_out, xs, inits, params, lengths, computing_for)   # (a graph break)
     # torch.compile, tracing and export see the registered operators (ops.py). A traced graph must not depend on
     # grad mode: it records save=False, and a backward through it recomputes the residuals
     if deploy.recording():   # symcell.deploy: the cell's own C++ operator, which runs without Python

@@ -378,3 +378,26 @@ def test_double_backward_through_the_registered_operators(backend):
     with pytest.raises(RuntimeError, match="does not currently support double backward"):
         penalty_grads(torch.compile(m, backend="aot_eager"))
     torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "triton"])
+def test_forward_mode_and_vmap_inside_torch_compile(backend):
+    """torch.func.jvp and jacfwd of a compiled model gave tangents of 0 (the registered operator has no forward
+    mode rule, and torch took none as zero); vmap raised from torch's internals. They leave the trace for the
+    eager path (a graph break), whose rules are exact; against nn.GRU and the uncompiled transforms."""
+    from torch.func import jacfwd, jvp, vmap
+    torch.manual_seed(0)
+    m = symcell.cells.GRU(3, 4, backend=backend).double()
+    ref = torch.nn.GRU(3, 4).double()
+    ref.load_state_dict(m.state_dict())
+    x, v = torch.randn(4, 2, 3, dtype=torch.float64), torch.randn(4, 2, 3, dtype=torch.float64)
+    tangent = jvp(lambda x_: ref(x_)[0], (x,), (v,))[1]
+    jacobian = jacfwd(lambda x_: ref(x_)[1])(x)
+    batched = vmap(lambda x_: m(x_)[0], in_dims=1, out_dims=1)(x)   # (nn.GRU has no batching rule)
+    for compiler in ("eager", "aot_eager"):
+        got = torch.compile(lambda x_, v_: jvp(lambda y: m(y)[0], (x_,), (v_,))[1], backend=compiler)(x, v)
+        assert rel_err(got, tangent) < 1e-12 and tangent.abs().max() > 0.1
+        assert rel_err(torch.compile(jacfwd(lambda y: m(y)[1]), backend=compiler)(x), jacobian) < 1e-12
+        got = torch.compile(lambda x_: vmap(lambda y: m(y)[0], in_dims=1, out_dims=1)(x_), backend=compiler)(x)
+        assert rel_err(got, batched) < 1e-12
+    torch._dynamo.reset()
