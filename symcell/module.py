@@ -11,6 +11,7 @@ from torch import nn
 
 from . import backends, registry
 from .cache import BuildError
+from .errors import DeviceError, DtypeError, ShapeError  # noqa: F401 (symcell's, and rnn's)
 from .explain import explain
 from .frontend import trace
 from .ir import CellIR
@@ -20,8 +21,10 @@ from .warn import warn
 
 _RESERVED = ("torch",)
 
-# Names the cpp backend's generated code cannot take as a variable: C++'s keywords (and the C library's macros it
-# sees). A cell naming a value so is refused when defined, not by a compiler error at its first call on a CPU.
+# Names the cpp backend's generated code cannot take as a variable: C++'s keywords, a few macros, and the names it
+# uses itself unqualified (namespaces, scalar_t, int64_t: a variable so named hides them). A cell naming a value so
+# is refused when defined, not by a compiler error at its first call on a CPU. (Other macros of the headers, M_PI,
+# EIO, are undefined after them where the code names a value so: render._undefine_macros.)
 CPP_RESERVED = frozenset("""
     alignas alignof and and_eq asm auto bitand bitor bool break case catch char char8_t char16_t char32_t class
     compl concept const consteval constexpr constinit const_cast continue co_await co_return co_yield decltype
@@ -29,24 +32,12 @@ CPP_RESERVED = frozenset("""
     int long mutable namespace new noexcept not not_eq nullptr operator or or_eq private protected public register
     reinterpret_cast requires return short signed sizeof static static_assert static_cast struct switch template
     this thread_local throw true try typedef typeid typename union unsigned using virtual void volatile wchar_t
-    while xor xor_eq NULL EOF INFINITY NAN assert errno""".split())
+    while xor xor_eq NULL EOF INFINITY NAN assert errno
+    at c10 sc std torch omp scalar_t size_t ptrdiff_t int8_t int16_t int32_t int64_t uint8_t uint16_t uint32_t
+    uint64_t SYMCELL_NS SYMCELL_SECOND_UNIT TORCH_LIBRARY TORCH_LIBRARY_IMPL CPU""".split())
 
 _CELL_KEYWORDS = ("self", "spec", "batch_first", "backend", "device", "dtype")
 _fallback_warned = set()
-
-
-class ShapeError(ValueError, RuntimeError):
-    """Arguments of the wrong shape or size. Both a ValueError (what symcell has always raised) and a RuntimeError
-    (what nn.LSTM, nn.GRU and their cells raise for the same mistakes), so code written for either catches it."""
-
-
-class DtypeError(TypeError, ValueError, RuntimeError):
-    """Tensors of a dtype the parameters do not have: a TypeError as before, the ValueError of nn.LSTM and
-    nn.GRU, the RuntimeError of nn's cells."""
-
-
-class DeviceError(ValueError, RuntimeError):
-    """Tensors on another device than the parameters: a ValueError as before, a RuntimeError as nn's."""
 
 
 class CellSpec:
@@ -95,8 +86,8 @@ class CellSpec:
 def _check_names(ir):
     for n in [n for n, _ in ir.inputs + ir.states + ir.user_params]:
         if n in CPP_RESERVED:
-            raise ValueError(f"{ir.name}: {n!r} is a C++ keyword or macro, which the cpp backend's generated code "
-                             "cannot name a variable; choose another name")
+            raise ValueError(f"{ir.name}: {n!r} is a C++ keyword or macro, or a name the cpp backend's generated "
+                             "code uses itself, so it cannot name a variable there; choose another name")
         if n.startswith("_") or n.startswith("d_") or keyword.iskeyword(n) or n in _RESERVED:
             raise ValueError(f"{ir.name}: the name {n!r} is reserved for generated code (names may not start "
                              f"with '_' or 'd_', nor be {list(_RESERVED)} or a Python keyword)")
@@ -250,6 +241,8 @@ class Binding:
 
     def kernel_key(self, device):
         """The key of the kernel for tensors on `device`, building it now unless torch.compile is tracing."""
+        if device.type == "meta":   # (no values, only shapes, which every backend gives alike: as nn's on meta)
+            return self.keys["reference"]
         name = backends.resolve(self.backend, device)
         if torch.compiler.is_compiling():
             return self.keys[name]

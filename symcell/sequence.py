@@ -12,6 +12,7 @@ import operator
 import torch
 
 from . import autograd, backends, deploy, ops, registry
+from .errors import DtypeError
 
 
 def scan(cell, xs, state=None, reverse=False, lengths=None):
@@ -65,10 +66,7 @@ def _transformed(tensors):
     return any(is_batched(t) or unpack_dual(t).tangent is not None for t in tensors)
 
 
-# (never traced: called from a trace, a graph break; called from a frame torch.compile runs eagerly after a
-# graph break it could not resume from, the frames below would each be compiled, building kernels in a trace)
-@torch.compiler.disable
-def _eager(key, n_out, xs, inits, params, lengths, computing_for):
+def _eager_path(key, n_out, xs, inits, params, lengths, computing_for):
     """the eager path: the backend's kernel, through autograd.py's Functions where a derivative may be asked"""
     kernel = registry.kernel_for(key).for_dtype(computing_for)
     if _differentiated((*xs, *inits, *params)):   # one autograd node per sequence (autograd.py)
@@ -77,6 +75,14 @@ def _eager(key, n_out, xs, inits, params, lengths, computing_for):
     # inference: the kernel directly, no residuals, no graph
     ys, finals, _ = kernel.forward(xs, inits, params, False, lengths)
     return tuple(ys), tuple(finals)
+
+
+# Never traced. Called from a frame torch.compile runs eagerly after a graph break it could not resume from, the
+# frames below would each be compiled (building kernels inside a trace); called from a trace, a graph break.
+_eager = torch.compiler.disable(_eager_path, reason="symcell's eager path: kernels built and run in Python")
+_eager_transformed = torch.compiler.disable(
+    _eager_path, reason="symcell: forward mode (torch.func.jvp, jacfwd) and vmap of a scan run outside the compiled "
+                        "graph, which has no rule for them (a graph break: not under fullgraph=True)")
 
 
 def is_fake(*tensors):
@@ -95,7 +101,7 @@ def scan_op(key, xs, inits, params, lengths=None, computing_for=None):
     if not torch.compiler.is_compiling() and not torch.jit.is_tracing() and not is_fake(*xs, *inits, *params):
         return _eager(key, n_out, xs, inits, params, lengths, computing_for)
     if torch.compiler.is_compiling() and _transformed((*xs, *inits, *params)):
-        return _eager(key, n_out, xs, inits, params, lengths, computing_for)   # (a graph break)
+        return _eager_transformed(key, n_out, xs, inits, params, lengths, computing_for)   # (a graph break)
     # torch.compile, tracing and export see the registered operators (ops.py). A traced graph must not depend on
     # grad mode: it records save=False, and a backward through it recomputes the residuals
     if deploy.recording():   # symcell.deploy: the cell's own C++ operator, which runs without Python
@@ -222,8 +228,8 @@ def run(binding, params, xs, state, reverse, lengths, batch_first, autocast_devi
     xs, state, params, autocast = _autocast(xs, state, params, autocast_devices)
     try:
         seq, state, ref = binding.check(xs, state, params, batch_first, param_names)
-    except TypeError as e:   # (a DtypeError's dtypes are what autocast made of the tensors passed)
-        if autocast is None or type(e).__name__ != "DtypeError":   # (module.DtypeError: a layer above this one)
+    except DtypeError as e:   # (its dtypes are what autocast made of the tensors passed)
+        if autocast is None:
             raise
         raise type(e)(f"{e} (under torch.autocast({autocast!r}, dtype={torch.get_autocast_dtype(autocast)}), "
                          "as autocast cast the tensors passed: float64 ones it leaves alone)") from None

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import symcell
-from symcell import tanh
+from symcell import sigmoid, tanh
 from zoo import CASES, eager_scan_lengths, gradcheck_scan, outputs_and_grads, random_inputs, rel_err
 
 DEVICE = {"cpp": "cpu", "triton": "cuda" if torch.cuda.is_available() else "cpu"}
@@ -156,7 +156,8 @@ def test_an_installed_triton_is_tested():
 @pytest.mark.skipif("triton" not in BACKENDS, reason="needs triton (a GPU, or the interpreter)")
 def test_triton_rejects_other_dtypes_clearly():
     cell = CASES["GRU"][0](backend="triton").to(DEVICE["triton"]).double()
-    with pytest.raises(TypeError, match=r"backend='triton' computes in float32; got torch.float64"):
+    with pytest.raises(symcell.DtypeError, match=r"backend='triton' computes in float32; got torch.float64 \(the "
+                                                 r"input, the states and the parameters: one dtype\)"):
         cell(torch.randn(3, 2, 3, dtype=torch.float64, device=DEVICE["triton"]))
 
 
@@ -175,8 +176,17 @@ def Suffixed(x, h, h_seq, h_init, x_t, acc_0, h_ys, h_res, h_last):
     return tanh(h_seq @ x + h_init @ h) * x_t + acc_0 * h + h_ys * h_res - h_last
 
 
+@symcell.define(inputs={"x": "I"}, state={"h": "H", "EIO": "H"},
+                params={"M_PI": ("3*H", "I"), "U": ("3*H", "H"), "stdout": ("H",), "linux": ("H",)})
+def Macros(x, h, EIO, M_PI, U, stdout, linux):
+    """names that the headers of the cpp code define as macros (M_PI, and M_PI_2 of a block of it; EIO; stdout; linux
+    in GNU C++): the preprocessor expanded them and the build failed at the first call"""
+    a, b, c = symcell.split(M_PI @ x + U @ h, 3)
+    return tanh(a + EIO) * stdout + linux, EIO * sigmoid(b) + c * (symcell.split(M_PI, 3)[2] @ x)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("Cell", [Crowded, Suffixed])
+@pytest.mark.parametrize("Cell", [Crowded, Suffixed, Macros])
 def test_user_names_never_collide_with_generated_names(backend, Cell):
     dev = DEVICE[backend]
     torch.manual_seed(0)
@@ -234,3 +244,15 @@ def test_no_steps_and_no_rows_together_with_gradients(backend):
     assert y.shape == (0, 0, 4) and h.shape == (1, 0, 4)
     (y.sum() + h.sum() + c.sum()).backward()
     assert x.grad.shape == x.shape
+
+
+def test_the_plain_torch_references_take_a_batch_of_none():
+    """slstm_reference reshaped to (B, -1), which a batch of 0 rows cannot infer"""
+    from zoo import eager_scan
+    for name, (make, reference, outputs) in CASES.items():
+        cell = make(backend="reference")
+        xs, states = random_inputs(cell, T=2, B=0, dtype=torch.float32)
+        ys, finals = eager_scan(reference, xs, states, cell._param_list(), outputs)
+        want, got_finals = symcell.scan(cell, xs, states)
+        assert [y.shape for y in ys] == [y.shape for y in (want if isinstance(want, tuple) else (want,))], name
+        assert [f.shape for f in finals] == [f.shape for f in got_finals], name

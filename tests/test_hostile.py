@@ -165,3 +165,24 @@ def test_lengths_changed_in_place_after_the_forward_leave_its_gradients_alone(ba
     want = grads(0)
     for value in (5, 10 ** 6):
         assert all(torch.equal(g, w) for g, w in zip(grads(value), want))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_tensors_with_the_negative_bit_are_read_as_their_values(backend):
+    """torch._neg_view (a lazy negation some backward formulas send) keeps the values' negatives in memory: the
+    triton kernels read that memory raw, so a negated state, weight or output gradient came out wrong"""
+    cell = _lstm(backend, 3, 4)
+    dev, dt = DEVICE[backend], DTYPE[backend]
+    g = torch.Generator().manual_seed(1)
+    x, h, c, cot = (torch.randn(*s, generator=g, dtype=dt).to(dev) for s in ((5, 2, 3), (2, 4), (2, 4), (5, 2, 4)))
+    w = cell.weight_hh.detach()
+
+    def run(negate):
+        leaves = [t.clone().requires_grad_() for t in (x, h, c, w)]
+        args = [torch._neg_view(t) if negate else -t for t in leaves]
+        ys, _ = torch.func.functional_call(cell, {**dict(cell.named_parameters()), "weight_hh": args[3]},
+                                           (args[0], tuple(args[1:3])))
+        cots = torch._neg_view(cot) if negate else -cot
+        return [ys, *torch.autograd.grad(ys, leaves, cots)]
+    for got, want in zip(run(True), run(False)):
+        assert rel_err(got, want) < TOL[backend]

@@ -331,6 +331,31 @@ def test_launch_settings_change_the_compile_not_the_answer(split_kernels, monkey
 
 
 @pytest.mark.parametrize("backend", ["triton"])
+def test_settings_out_of_range_are_refused_naming_them(split_kernels, monkeypatch, backend):
+    """PROGRAMS_AT_MOST = 0 launched no program (the results were whatever memory held: 0.39 off, or 8e22), -1
+    gave NaN; a LAUNCH value Triton cannot take raised Triton's own error, and an unknown key was ignored"""
+    split_kernels(16)
+    cell = LSTMCell(8, 16, backend=backend).to(DEVICE)
+    x = torch.randn(2, 3, 8, device=DEVICE)
+    for value in (0, -1, True, "2", 2.5):
+        monkeypatch.setattr(triton_backend, "PROGRAMS_AT_MOST", value)
+        with pytest.raises(ValueError, match=rf"PROGRAMS_AT_MOST must be a positive int, got {re.escape(repr(value))}"):
+            cell(x)
+    monkeypatch.setattr(triton_backend, "PROGRAMS_AT_MOST", 2)
+    want = LSTMCell(8, 16, backend="reference").to(DEVICE)
+    want.load_state_dict(cell.state_dict())
+    assert rel_err(cell(x)[0], want(x)[0]) < 1e-4
+    for launch, message in (({"_BK": 3}, r"LAUNCH\['_BK'\] must be a power of two, got 3"),
+                            ({"_BKG": 8}, r"LAUNCH\['_BKG'\] must be at least 16, got 8"),
+                            ({"num_warps": 0}, r"LAUNCH\['num_warps'\] must be a power of two, got 0"),
+                            ({"block": 64}, r"LAUNCH: unknown key 'block'; the keys are \['_BK', '_BKG', 'num_warps', "
+                                            r"'num_stages'\]")):
+        monkeypatch.setattr(triton_backend, "LAUNCH", launch)
+        with pytest.raises(ValueError, match=message):
+            cell(x)
+
+
+@pytest.mark.parametrize("backend", ["triton"])
 def test_an_unknown_float32_matmul_precision_is_refused(split_kernels, monkeypatch, backend):
     split_kernels(16)
     monkeypatch.setattr(triton_backend, "FLOAT32_DOT", "fp16")

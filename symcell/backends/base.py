@@ -134,7 +134,9 @@ class Kernel:
         wanted: one bool per result tensor (None: all); an unwanted one may be returned with any value."""
         entry = self._scan(name)
         scan = self.scan(name)
-        groups = [[t.contiguous() for t in g] for g in groups]   # entry points read row-major memory
+        # entry points read row-major memory, as it holds the values: a tensor with its negative bit set (a lazy
+        # torch._neg_view, as some backward formulas send) holds -values there, which the triton kernels read raw
+        groups = [[t.resolve_neg().contiguous() for t in g] for g in groups]
         kw = {"skip": _skip(scan, groups, wanted)} if getattr(entry, "skips", False) else {}
         token = COMPUTING_FOR.set(self.computing_for)
         try:

@@ -61,7 +61,8 @@ def _slstm_cell(G):
 def slstm_reference(x, h, c, n, m, weight_ih, weight_hh, bias):
     """_slstm_step in plain torch: x (B, I), h, c, n, m (B, H) -> (h, c, n, m)."""
     B, (blocks, d, _) = x.shape[0], weight_hh.shape
-    rec = torch.einsum("bkj,kij->bki", torch.cat([h, h, h, h], 1).view(B, blocks, d), weight_hh).reshape(B, -1)
+    rec = torch.einsum("bkj,kij->bki", torch.cat([h, h, h, h], 1).view(B, blocks, d), weight_hh)
+    rec = rec.reshape(B, blocks * d)   # (not -1: a batch of none has no size to infer)
     pre_i, pre_f, pre_z, pre_o = (x @ weight_ih.t() + rec + bias).chunk(4, 1)
     log_f = F.logsigmoid(pre_f)
     started = n > 0

@@ -12,6 +12,8 @@ How each scan runs (the why of each choice is measured; see BENCHMARKS.md):
   - a step computes only the rows up to its last one still running (_na): rows sorted longest first (the cpp
     backend's row order) make a batch of mixed lengths cost what its running rows cost.
 """
+import re
+
 import sympy
 
 from ...kernel import Keep, MatMul, OperandGrad, Pointwise, Role, WeightGrad, writes
@@ -706,4 +708,20 @@ def render(program, scans):
         for scan in scans:
             w(f'm.impl("{scan.name}", torch::CppFunction::makeFromBoxedFunction<&SYMCELL_NS::{scan.name}>());')
     w("#endif")
-    return w.text()
+    return _undefine_macros(w.text())
+
+
+# the macros of the generated code itself, and the lowercase object-like macros of the C library
+_OURS = frozenset({"SYMCELL_NS", "SYMCELL_SECOND_UNIT", "TORCH_LIBRARY", "TORCH_LIBRARY_IMPL", "CPU"})
+_LOWER_MACROS = frozenset({"errno", "math_errhandling", "stdin", "stdout", "stderr", "linux", "unix", "i386"})
+
+
+def _undefine_macros(text):
+    """#undef, after the headers, every name of the code below that a header may define as a macro (a cell's
+    value named M_PI or EIO, or a name derived from one, M_PI_2: the preprocessor expanded it, and the build
+    failed): the headers are compiled by then, and the generated code uses no macro of theirs"""
+    head, include, body = text.partition('#include "sc.h"\n')
+    code = re.sub(r'//[^\n]*|"[^"\n]*"', "", body)
+    names = {n for n in re.findall(r"\b([A-Za-z]\w*)\b(?!\s*\()", code)
+             if (re.fullmatch(r"[A-Z][A-Z0-9_]+", n) or n in _LOWER_MACROS) and n not in _OURS}
+    return head + include + "".join(f"#undef {n}\n" for n in sorted(names)) + body

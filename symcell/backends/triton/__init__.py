@@ -11,6 +11,7 @@ import os
 import torch
 
 from ... import cache
+from ...errors import DtypeError
 from ...printing import Writer
 from ..base import COMPUTING_FOR, Backend
 from ..torch_code import SCOPE
@@ -73,13 +74,35 @@ def _programs(like, most, batch_tiles, tiles=None):
     if tiles is not None and torch.are_deterministic_algorithms_enabled():
         most = tiles
     if PROGRAMS_AT_MOST is not None:
-        most = min(most, PROGRAMS_AT_MOST)
+        most = min(most, _positive("PROGRAMS_AT_MOST", PROGRAMS_AT_MOST))
     if interpreted():   # (CPU tensors, or CUDA ones under TRITON_INTERPRET=1: the SMs do not matter there)
-        P = min(most, INTERPRETER_PROGRAMS)
+        P = min(most, _positive("INTERPRETER_PROGRAMS", INTERPRETER_PROGRAMS))
     else:
         sms = torch.cuda.get_device_properties(like.device).multi_processor_count
         P = max(1, min(most, sms // batch_tiles))
     return P // tiles * tiles if tiles is not None and P > tiles else P
+
+
+def _positive(name, value, power_of_two=False):
+    """a setting's value, a positive int (a power of two where a tile's size), else a ValueError naming it: P = 0
+    launched no program, and the results were whatever memory held"""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (power_of_two and value & (value - 1)):
+        kind = "a power of two" if power_of_two else "a positive int"
+        raise ValueError(f"symcell.backends.triton.{name} must be {kind}, got {value!r}")
+    return value
+
+
+_LAUNCH_KEYS = {"_BK": True, "_BKG": True, "num_warps": True, "num_stages": False}   # (key: a power of two)
+
+
+def _launch_settings():
+    for key, value in LAUNCH.items():
+        if key not in _LAUNCH_KEYS:
+            raise ValueError(f"symcell.backends.triton.LAUNCH: unknown key {key!r}; the keys are {list(_LAUNCH_KEYS)}")
+        _positive(f"LAUNCH[{key!r}]", value, _LAUNCH_KEYS[key])
+        if key in ("_BK", "_BKG") and value < 16:   # (tl.dot's smallest reduction)
+            raise ValueError(f"symcell.backends.triton.LAUNCH[{key!r}] must be at least 16, got {value}")
+    return LAUNCH
 
 
 def _launch(kernel, grid, T, B, like, *args, _phases, _first_barrier, **meta):
@@ -92,7 +115,7 @@ def _launch(kernel, grid, T, B, like, *args, _phases, _first_barrier, **meta):
     out."""
     meta.update(dot_constants(dot_precision()))
     meta["_BF16_DOT"] = not interpreted()   # (render.SPLIT_DOT: the interpreter's bfloat16 tl.dot is not exact)
-    meta.update(LAUNCH)
+    meta.update(_launch_settings())
     P = grid[1]
     with _device_of(like):
         if P > 1 and interpreted():
@@ -189,8 +212,8 @@ def _float32_only(entry):
     def checked(*args):
         dtype = next(t.dtype for group in args if isinstance(group, list) for t in group)
         if dtype != torch.float32:
-            raise TypeError(f"backend='triton' computes in float32; got {dtype}. Use .float(), or the cpp or "
-                            "reference backend for float64")
+            raise DtypeError(f"backend='triton' computes in float32; got {dtype} (the input, the states and the "
+                             "parameters: one dtype). Use .float(), or the cpp or reference backend for float64")
         return entry(*args)
     return checked
 
@@ -236,9 +259,12 @@ class TritonBackend(Backend):
                     "in the environment")
         if device.type == "cuda" or (device.type == "cpu" and interpreted()):
             return None
-        return (f"it runs on CUDA tensors, and Triton's interpreter (for {device.type} tensors, slow, for testing) "
-                "is off: move the module and its inputs to a GPU with .cuda(), use backend='auto', or set "
-                "TRITON_INTERPRET=1 before importing triton")
+        if device.type != "cpu":
+            return (f"it runs on CUDA tensors (and CPU tensors under Triton's interpreter), not {device.type} "
+                    "tensors: use backend='auto' or 'reference'")
+        return ("it runs on CUDA tensors, and Triton's interpreter (for CPU tensors, slow, for testing) is off: move "
+                "the module and its inputs to a GPU with .cuda(), use backend='auto', or set TRITON_INTERPRET=1 "
+                "before importing triton")
 
     def render(self, program, scans):
         w = Writer()

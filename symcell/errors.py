@@ -1,0 +1,15 @@
+"""The errors of a call's arguments, each also the exception type nn's modules raise for the same mistake."""
+
+
+class ShapeError(ValueError, RuntimeError):
+    """Arguments of the wrong shape or size. Both a ValueError (what symcell has always raised) and a RuntimeError
+    (what nn.LSTM, nn.GRU and their cells raise for the same mistakes), so code written for either catches it."""
+
+
+class DtypeError(TypeError, ValueError, RuntimeError):
+    """Tensors of a dtype the parameters do not have (or a backend cannot compute in): a TypeError as before, the
+    ValueError of nn.LSTM and nn.GRU, the RuntimeError of nn's cells."""
+
+
+class DeviceError(ValueError, RuntimeError):
+    """Tensors on another device than the parameters: a ValueError as before, a RuntimeError as nn's."""
