@@ -38,6 +38,7 @@ CPP_RESERVED = frozenset("""
 
 _CELL_KEYWORDS = ("self", "spec", "batch_first", "backend", "device", "dtype")
 _fallback_warned = set()
+_unbuildable = set()   # kernel keys whose build failed in this process: backend="auto" uses the reference backend
 
 
 class CellSpec:
@@ -244,6 +245,8 @@ class Binding:
         if device.type == "meta":   # (no values, only shapes, which every backend gives alike: as nn's on meta)
             return self.keys["reference"]
         name = backends.resolve(self.backend, device)
+        if self.backend == "auto" and self.keys[name] in _unbuildable:
+            name = "reference"
         if torch.compiler.is_compiling():
             return self.keys[name]
         try:
@@ -251,10 +254,12 @@ class Binding:
         except BuildError as e:
             if self.backend != "auto" or name == "reference":
                 raise
+            # (remembered: every later call built it again, 25 s each, before falling back)
+            _unbuildable.add(self.keys[name])
             if name not in _fallback_warned:
                 _fallback_warned.add(name)
                 warn(f"symcell: the {name} backend could not be built ({e}); backend='auto' uses the "
-                              "reference backend instead")
+                     "reference backend instead")
             name = "reference"
         return self.keys[name]
 

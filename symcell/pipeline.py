@@ -25,7 +25,7 @@ from .tangent import tangent_backward, tangent_forward
 
 def debugging():
     """SYMCELL_DEBUG set: every stage's product printed as it is made"""
-    return os.environ.get("SYMCELL_DEBUG", "0") not in ("", "0")
+    return os.environ.get("SYMCELL_DEBUG", "0").strip().lower() not in ("", "0", "false", "no", "off")
 
 
 def _show(stage, text):

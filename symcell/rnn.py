@@ -156,11 +156,18 @@ class RNN(nn.Module):
     @class_or_instance
     def gradients(self_or_cls):
         """The derived forward and backward equations of one step of the cell, as text."""
-        return (self_or_cls._spec if isinstance(self_or_cls, RNN) else self_or_cls.spec).explain()
+        spec = self_or_cls._spec if isinstance(self_or_cls, RNN) else getattr(self_or_cls, "spec", None)
+        if spec is None:   # (symcell.RNN itself: it stacks the cell it is given)
+            raise TypeError(f"{self_or_cls.__name__} stacks the cell it is given: call gradients() on an instance, "
+                            "or on the cell")
+        return spec.explain()
 
     def source(self, device=None):
-        """The generated code of the first layer's kernel for tensors on `device` (default: the parameters')."""
-        device = torch.device(device) if device is not None else next(self.parameters()).device
+        """The generated code of the first layer's kernel for tensors on `device` (default: the parameters', or
+        the CPU for a cell without parameters)."""
+        first = next(self.parameters(), None)
+        device = torch.device(device) if device is not None else first.device if first is not None else \
+            torch.device("cpu")
         return registry.kernel_for(self._bindings[0].kernel_key(device)).source
 
     def extra_repr(self):

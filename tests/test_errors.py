@@ -382,7 +382,12 @@ def test_warnings_name_the_line_of_the_callers_code(monkeypatch):
         return built(key)
     monkeypatch.setattr(registry, "kernel_for", no_cpp)
     monkeypatch.setattr(module, "_fallback_warned", set())
+    monkeypatch.setattr(module, "_unbuildable", set())
     assert where(lambda: cell(torch.randn(2, 3))) == [(__file__, "symcell: the cpp bac")]
+    # a failed build is remembered: later calls go to the reference backend at once (each built it again, 25 s)
+    tried = []
+    monkeypatch.setattr(registry, "kernel_for", lambda key: tried.append(key) or no_cpp(key))
+    assert where(lambda: cell(torch.randn(2, 3))) == [] and tried and set(tried) == {cell._binding.keys["reference"]}
 
 
 def test_slstm_heads_as_nn_sizes_and_an_uneven_split_says_what_divides():
@@ -400,3 +405,17 @@ def test_slstm_heads_as_nn_sizes_and_an_uneven_split_says_what_divides():
     with pytest.raises(ValueError, match=r"size H/4 is 3/2 for H=6, I=3; it must be a positive integer "
                                          r"\(H a multiple of 4\)"):
         symcell.RNN(slstm_cell(4), I=3, H=6)
+
+
+@pytest.mark.cpp
+def test_rnn_texts_of_a_cell_without_parameters_and_of_the_class():
+    """symcell.RNN(...).source() of a cell with no parameters raised a bare StopIteration (it took the device of
+    the first parameter); symcell.RNN.gradients() on the class, an AttributeError"""
+    @symcell.define(inputs={"x": "H"}, state={"h": "H"})
+    def NoParam(x, h):
+        return tanh(x + 0.5 * h)
+    stack = symcell.RNN(NoParam, H=4, num_layers=2)
+    assert stack.source() == NoParam(H=4).source()
+    assert "tanh" in stack.gradients()
+    with pytest.raises(TypeError, match=r"RNN stacks the cell it is given: call gradients\(\) on an instance"):
+        symcell.RNN.gradients()

@@ -83,3 +83,12 @@ def test_a_deep_chain_of_pointwise_functions_derives_with_the_plain_elimination(
     h0 = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda a, b: cell(a, b)[0], (xs, h0))
     assert None in seen, seen
+
+
+def test_symcell_debug_off_by_the_usual_words(monkeypatch):
+    """SYMCELL_DEBUG=false (or no, off) turned debugging on: any value but "" and "0" did"""
+    from symcell import pipeline
+    for value, on in (("1", True), ("yes", True), ("0", False), ("", False), ("false", False), ("No", False),
+                      (" off ", False)):
+        monkeypatch.setenv("SYMCELL_DEBUG", value)
+        assert pipeline.debugging() is on, value
