@@ -37,6 +37,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import torch
+
 from .warn import warn
 
 _loaded = {}  # key -> namespace of the ops, for libraries this process already loaded
@@ -161,7 +162,7 @@ def _fallback(root, reason):
         return base
     fresh = Path(tempfile.mkdtemp(prefix=f"symcell-cache-{uid}-"))   # 0700, a name no one could guess
     warn(f"symcell: the cache directory {root} cannot be used ({reason}), and the fallback "
-                  f"{why}: not used; using a fresh private folder {fresh} (a new, empty cache for this process)")
+         f"{why}: not used; using a fresh private folder {fresh} (a new, empty cache for this process)")
     return fresh
 
 

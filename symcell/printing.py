@@ -35,6 +35,12 @@ class MathPrinter(StrPrinter):
 
     _print_exp = _print_log = _print_erf = _print_Function
 
+    def _print_Infinity(self, expr):   # (sympy's own spelling is oo)
+        return "inf"
+
+    def _print_NegativeInfinity(self, expr):
+        return "-inf"
+
 
 class _CodePrinter:
     """What the code printers share: table spellings, numbers as literals, powers by cases."""

@@ -50,3 +50,12 @@ def test_a_matmul_on_inputs_alone_is_hoisted_before_the_loop():
 
 def test_gradients_on_the_class_and_on_an_instance_agree():
     assert LLTM.gradients() == LLTM(I=2, H=3).gradients()
+
+
+def test_infinities_read_as_written():
+    """an infinity the user wrote printed as sympy's oo"""
+    @symcell.define(inputs={"x": "H"}, state={"h": "H"})
+    def Capped(x, h):
+        return tanh(x + h) + symcell.minimum(h, float("inf")) + symcell.maximum(x, -float("inf"))
+    text = Capped.gradients()
+    assert "minimum(h, inf)" in text and "maximum(x, -inf)" in text and "oo" not in text

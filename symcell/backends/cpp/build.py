@@ -132,6 +132,6 @@ def compiler_works():
             ok = False
         if not ok:
             warn("symcell: no working C++ compiler or ninja found; backend='auto' uses the reference "
-                          "backend on CPU (slower). Install g++ and ninja for the cpp backend.")
+                 "backend on CPU (slower). Install g++ and ninja for the cpp backend.")
         _compiler_ok.append(ok)
     return _compiler_ok[0]
