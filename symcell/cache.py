@@ -395,7 +395,7 @@ def _try_load(lib):
 
 
 class BuildError(RuntimeError):
-    pass
+    lasting = True   # (False: the machine's, as a full disk, which a later build may not meet)
 
 
 def _build(ns, source, cflags, ldflags, folder, units):
@@ -414,4 +414,6 @@ def _build(ns, source, cflags, ldflags, folder, units):
             name=ns, sources=paths, extra_cflags=cflags, extra_ldflags=ldflags,
             build_directory=str(folder), is_python_module=False, verbose=False)
     except (RuntimeError, OSError, subprocess.CalledProcessError) as e:
-        raise BuildError(f"symcell: building the C++ kernel failed: {e}") from e
+        error = BuildError(f"symcell: building the C++ kernel failed: {e}")
+        error.lasting = not isinstance(e, OSError)
+        raise error from e

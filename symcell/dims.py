@@ -81,7 +81,7 @@ def bind(size, dims, what):
         raise TypeError(f"{what}: size {fmt(size)} needs the dimension(s) {', '.join(missing)}")
     if not (val.is_integer and val > 0):
         num, den = sympy.fraction(sympy.together(sympy.sympify(size)))
-        hint = f" ({fmt(num)} a multiple of {den})" if val > 0 and den.is_Integer and den > 1 else ""
+        hint = f" ({fmt(num)} a multiple of {den})" if val.is_positive and den.is_Integer and den > 1 else ""
         raise ValueError(f"{what}: size {fmt(size)} is {val} for {_fmt_dims(dims)}; it must be a positive "
                          f"integer{hint}")
     return int(val)

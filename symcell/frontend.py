@@ -123,7 +123,13 @@ class Sym:
                         "be traced; write the cell with symcell's functions (where, maximum, minimum, clamp, ...)")
 
     def __float__(self):
-        raise TypeError(f"{self.node.label} is symbolic and has no value at definition time")
+        raise TypeError(f"{self.node.label} is symbolic and has no value at definition time: math's functions and "
+                        "float() need a number; write symcell's (symcell.log, symcell.exp, symcell.sqrt, ...)")
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        raise AttributeError(_no_method(self.node.label, name))
 
     __int__ = __index__ = __float__
     __array_ufunc__ = None  # numpy defers to us, so the operator methods above raise clear errors
@@ -164,12 +170,31 @@ class _Blocks:
         return tuple(out), tuple((n, p, r0, r1) for (p, r0, r1), n in self.names.items())
 
 
+# tensor methods a cell's author reaches for, and what symcell writes instead
+_INSTEAD = {"chunk": "split(v, k) (k equal pieces) or split(v, [sizes])",
+            "split": "symcell.split(v, k)", "T": "W @ v (a matrix parameter's rows are its outputs: declare it "
+            "(out, in))", "t": "W @ v", "transpose": "W @ v", "sum": "symcell.sum(v)", "mean": "symcell.mean(v)",
+            "exp": "symcell.exp(v)", "tanh": "symcell.tanh(v)", "sigmoid": "symcell.sigmoid(v)",
+            "clamp": "symcell.clamp(v, lo, hi)", "abs": "symcell.abs(v)", "view": "split and cat",
+            "reshape": "split and cat", "unsqueeze": "a vector as it is (values are per row already)"}
+
+
+def _no_method(label, name):
+    instead = _INSTEAD.get(name, "symcell's functions (" + ", ".join(FUNCTIONS) + ", cat, split)")
+    return f"{label} is a symbolic value of the cell, without tensor methods such as .{name}: write {instead}"
+
+
 class Matrix:
     """A 2-d parameter, or a block of rows of one (split(W, k)): only `W @ v` is allowed."""
 
     def __init__(self, name, shape, blocks=None, source=None):
         self.name, self.shape, self._blocks = name, shape, blocks
         self.source = source    # (parameter, r0, r1) for a block of another's rows; None: the parameter itself
+
+    def __getattr__(self, name):
+        if name.startswith("_") or name in ("name", "shape", "source"):
+            raise AttributeError(name)
+        raise AttributeError(_no_method(self.name, name))
 
     def _weight(self):
         """the name the kernels know this matrix by"""

@@ -1,15 +1,18 @@
 """symcell.define, the Binding of a cell's dimensions, and the Cell module."""
+import copy
 import importlib
 import keyword
 import math
 import numbers
 import pickle
 import sys
+import weakref
 
 import torch
 from torch import nn
 
 from . import backends, registry
+from .backends.cpp.render import RESERVED as CPP_RESERVED
 from .cache import BuildError
 from .errors import DeviceError, DtypeError, ShapeError  # noqa: F401 (symcell's, and rnn's)
 from .explain import explain
@@ -21,22 +24,9 @@ from .warn import warn
 
 _RESERVED = ("torch",)
 
-# Names the cpp backend's generated code cannot take as a variable: C++'s keywords, a few macros, and the names it
-# uses itself unqualified (namespaces, scalar_t, int64_t: a variable so named hides them). A cell naming a value so
-# is refused when defined, not by a compiler error at its first call on a CPU. (Other macros of the headers, M_PI,
-# EIO, are undefined after them where the code names a value so: render._undefine_macros.)
-CPP_RESERVED = frozenset("""
-    alignas alignof and and_eq asm auto bitand bitor bool break case catch char char8_t char16_t char32_t class
-    compl concept const consteval constexpr constinit const_cast continue co_await co_return co_yield decltype
-    default delete do double dynamic_cast else enum explicit export extern false float for friend goto if inline
-    int long mutable namespace new noexcept not not_eq nullptr operator or or_eq private protected public register
-    reinterpret_cast requires return short signed sizeof static static_assert static_cast struct switch template
-    this thread_local throw true try typedef typeid typename union unsigned using virtual void volatile wchar_t
-    while xor xor_eq NULL EOF INFINITY NAN assert errno
-    at c10 sc std torch omp scalar_t size_t ptrdiff_t int8_t int16_t int32_t int64_t uint8_t uint16_t uint32_t
-    uint64_t SYMCELL_NS SYMCELL_SECOND_UNIT TORCH_LIBRARY TORCH_LIBRARY_IMPL CPU""".split())
 
-_CELL_KEYWORDS = ("self", "spec", "batch_first", "backend", "device", "dtype")
+_CELL_KEYWORDS = ("self", "spec", "batch_first", "backend", "device", "dtype",   # (a cell's; then symcell.RNN's)
+                  "cell", "num_layers", "bidirectional", "dropout")
 _fallback_warned = set()
 _unbuildable = set()   # kernel keys whose build failed in this process: backend="auto" uses the reference backend
 
@@ -98,8 +88,8 @@ def _check_names(ir):
                              f"cell.{n}, which symcell.Cell or torch.nn.Module already has")
     for d in ir.dims:   # (the dimensions are keyword arguments of the cell, beside these)
         if d in _CELL_KEYWORDS:
-            raise ValueError(f"{ir.name}: a dimension may not be named {d!r}: a cell takes {d}= for itself "
-                             f"({', '.join(_CELL_KEYWORDS)})")
+            raise ValueError(f"{ir.name}: a dimension may not be named {d!r}: a cell or symcell.RNN takes {d}= for "
+                             f"itself ({', '.join(_CELL_KEYWORDS)})")
 
 
 def define(inputs, state, params=None, outputs=None, name=None):
@@ -119,20 +109,30 @@ def define(inputs, state, params=None, outputs=None, name=None):
     def deco(fn):
         ir = trace(fn, inputs, state, params, outputs, name)
         _check_names(ir)
-        args = dict(inputs=inputs, state=state, params=params, outputs=outputs, name=name)
+        args = _copied(dict(inputs=inputs, state=state, params=params, outputs=outputs, name=name))
         spec = CellSpec(ir, fn.__doc__, (fn, args))
-        _made[_made_key(fn, args)] = spec
+        try:
+            _made.setdefault(fn, {})[repr(args)] = spec
+        except TypeError:   # (a callable no weak reference can hold: no recipe found by it)
+            pass
         return type(ir.name, (Cell,), {"spec": spec, "__doc__": fn.__doc__ or f"symcell cell {ir.name}",
-                                       "__module__": getattr(fn, "__module__", __name__)})
+                                       "__module__": getattr(fn, "__module__", __name__), "_defined": True})
     return deco
 
 
-# (step function's module, its qualified name, define's arguments) -> the spec define made of them in this process
-_made = {}
+def _copied(args):
+    try:
+        return copy.deepcopy(args)   # (a declaration's dicts a caller changes later are not the recipe's)
+    except Exception:   # noqa: BLE001 (what cannot be copied is kept as given)
+        return args
 
 
-def _made_key(fn, args):
-    return getattr(fn, "__module__", None), getattr(fn, "__qualname__", None), repr(args)
+# The recipes of pickled specs. Their functions are pickled by name (symcell.module._spec_again and
+# _binding_again in every saved module): never rename or move them.
+
+# step function -> {repr(define's arguments): the spec define made of them} in this process (weakly: a cell
+# defined in a loop goes with its function; a module reloaded makes its functions anew)
+_made = weakref.WeakKeyDictionary()
 
 
 def _importable(spec):
@@ -146,7 +146,11 @@ def _importable(spec):
     if module in (None, "__main__") or "<" in qualname:   # (<locals>, <lambda>)
         return None
     found = _lookup(module, qualname, imported=False)
-    if found is fn or (isinstance(found, type) and issubclass(found, Cell) and found.spec is spec):
+    if isinstance(found, type) and issubclass(found, Cell) and found.spec is spec:
+        return module, qualname, args
+    # (the function's spec of these arguments is this one: a sweep that defines one step anew with another value
+    # of a global it reads made another since, which the recipe would give back)
+    if found is fn and _made.get(fn, {}).get(repr(args)) is spec:
         return module, qualname, args
     return None
 
@@ -159,16 +163,29 @@ def _lookup(module, qualname, imported=True):
 
 
 def _spec_again(module, qualname, args):
-    """a pickled spec, from the code of the day: the class's spec, else the spec of define(**args) of the
-    function (made again unless this process has made it)"""
-    found = _lookup(module, qualname)
+    """a pickled spec, from the code of the day: the class's spec; else, of the step function, the spec define
+    made of the same arguments, or the one spec the code made of it (its declaration changed with it, as `B =
+    define(...)(step)` edited), or define(**args) of it"""
+    try:
+        found = _lookup(module, qualname)
+    except ImportError as e:
+        raise pickle.UnpicklingError(f"symcell: a saved cell is defined in the module {module!r}, which cannot be "
+                                     f"imported here ({e})") from e
     if isinstance(found, type) and issubclass(found, Cell) and found.spec is not None:
         return found.spec
     if not callable(found) or isinstance(found, type):
-        raise pickle.UnpicklingError(f"symcell: the pickled cell's step function {module}.{qualname} is not "
-                                     f"there to load it with (found {found!r})")
-    spec = _made.get(_made_key(found, args))
-    return spec if spec is not None else define(**args)(found).spec
+        raise pickle.UnpicklingError(f"symcell: a saved cell's step function {module}.{qualname} is not there to "
+                                     f"load it with (found {found!r})")
+    made = _made.get(found, {})
+    if repr(args) in made or len(made) == 1:
+        return made.get(repr(args)) or next(iter(made.values()))
+    try:
+        return define(**args)(found).spec
+    except (TypeError, ValueError) as e:
+        raise pickle.UnpicklingError(
+            f"symcell: a saved cell's step function {module}.{qualname}, as the code defines it now, does not fit "
+            f"the declaration saved with it ({e}); build the module with today's code and load the saved one's "
+            "state_dict") from e
 
 
 class class_or_instance:
@@ -203,7 +220,7 @@ class Binding:
             if v <= 0:
                 raise ValueError(f"{ir.name}(): dimension {d} must be a positive int, got {v!r}")
         dims = {d: int(v) for d, v in dims.items()}   # (np.int64(3) as 3)
-        if backend != "auto":
+        if not isinstance(backend, str) or backend != "auto":
             backends.get(backend)  # reject unknown names now, not at the first call (the device comes later)
         self.spec, self.name, self.dims, self.backend = spec, ir.name, dict(dims), backend
         bound = bind_ir(ir, self.dims)  # a bad binding fails here, before any data
@@ -255,11 +272,12 @@ class Binding:
             if self.backend != "auto" or name == "reference":
                 raise
             # (remembered: every later call built it again, 25 s each, before falling back)
-            _unbuildable.add(self.keys[name])
+            if e.lasting:
+                _unbuildable.add(self.keys[name])
             if name not in _fallback_warned:
                 _fallback_warned.add(name)
                 warn(f"symcell: the {name} backend could not be built ({e}); backend='auto' uses the "
-                     "reference backend instead")
+                     "reference backend instead" + (" for this cell in this process" if e.lasting else ""))
             name = "reference"
         return self.keys[name]
 
@@ -348,6 +366,46 @@ def _no_class_spec(cls, instead=None):
             + (f", {cls.spec_for}" if getattr(cls, "spec_for", None) else ""))
 
 
+def _name_for_pickle(cls):
+    """whether pickle finds the class by its name; for a cell class, its qualified name made the one its module
+    holds it by: define names the class as the cell, where a cell renamed by name= is bound to its step's name
+    (@define(name="B") def step), a step's name to the cell's (B = define(...)(step)), a cell made in a class to
+    Outer.Inner"""
+    module = sys.modules.get(cls.__module__)
+    if module is None or "<" in cls.__qualname__:
+        return False
+    if _lookup(cls.__module__, cls.__qualname__, imported=False) is cls:
+        return True
+    fn = cls.spec.recipe[0] if getattr(cls.spec, "recipe", None) else None
+    for name in [getattr(fn, "__qualname__", None)] + [k for k, v in vars(module).items() if v is cls]:
+        if name and "<" not in name and _lookup(cls.__module__, name, imported=False) is cls:
+            cls.__qualname__ = name
+            return True
+    return False
+
+
+_defined_classes = weakref.WeakKeyDictionary()   # spec -> the class _defined_again made of it
+
+
+def _defined_again(spec, name, doc):
+    """an unpickled instance of a class define made that no import finds: a class of its spec (one a spec)"""
+    cls = _defined_classes.get(spec)
+    if cls is None:
+        cls = _defined_classes[spec] = type(name, (Cell,), {"spec": spec, "__doc__": doc, "_defined": True})
+    return cls.__new__(cls)
+
+
+def check_loaded(module, names):
+    """an unpickled module has the parameters its cell declares in the code it loads with (a parameter added to
+    the cell since it was saved was an AttributeError, or a count mismatch, at its first call)"""
+    missing = [n for n in names if not hasattr(module, n)]
+    if missing:
+        raise pickle.UnpicklingError(
+            f"symcell: the saved {type(module).__name__} has no parameter(s) {missing}, which its cell "
+            f"{module._spec.ir.name} declares in the code it loads with: build the module with today's code and "
+            "load the saved one's state_dict (strict=False)")
+
+
 def _binding_again(spec, dims, backend, name):
     binding = Binding(spec, dims, backend)
     binding.name = name
@@ -404,8 +462,13 @@ class Cell(nn.Module):
 
     # --- parameters ------------------------------------------------------------------------------------
     def reset_parameters(self):
-        """uniform(-k, k) with k = 1/sqrt(size of the first state), as nn.LSTM; override to change."""
+        """uniform(-k, k) with k = 1/sqrt(size of the first state), as nn.LSTM, but the constants of
+        `spec.initial` (as symcell.RNN stacking the cell starts them too); override to change."""
         self._uniform(1.0 / math.sqrt(next(iter(self.state_sizes.values()))))
+        with torch.no_grad():
+            for name, value in self._spec.initial.items():
+                for p in self._stored()[name]:
+                    p.fill_(value)
 
     def _uniform(self, k):
         with torch.no_grad():
@@ -424,6 +487,19 @@ class Cell(nn.Module):
             out[n] = ([own[n]] if n in own else [p for k, p in own.items() if k.startswith(prefix)]
                       or [own[k] for k in (f"{n}_orig", f"{n}_g", f"{n}_v") if k in own])
         return out
+
+    def __reduce_ex__(self, protocol):
+        reduced = super().__reduce_ex__(protocol)
+        cls = type(self)
+        if _name_for_pickle(cls) or not cls.__dict__.get("_defined"):
+            return reduced
+        # a class define made that no import finds (made in a function, a loop, from a functools.partial):
+        # the instance is made again from its spec, as a stack of it is
+        return (_defined_again, (cls.spec, cls.__name__, cls.__doc__), *reduced[2:])
+
+    def __setstate__(self, state):   # (unpickled: its cell is the code's of the day, CellSpec)
+        super().__setstate__(state)
+        check_loaded(self, [n for n, _ in self._spec.ir.user_params])
 
     def _param_list(self):
         return [getattr(self, n) for n, _ in self._spec.ir.user_params]

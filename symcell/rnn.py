@@ -15,7 +15,8 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from . import registry
 from .dims import dim_symbol
-from .module import Binding, Cell, CellSpec, ShapeError, _no_class_spec, as_states, class_or_instance, refuse_script
+from .module import (Binding, Cell, CellSpec, ShapeError, _no_class_spec, as_states, check_loaded, class_or_instance,
+                     refuse_script)
 from .sequence import check_lengths, row_order, run
 from .warn import warn
 
@@ -50,7 +51,7 @@ class RNN(nn.Module):
     """
 
     autocast_devices = Cell.autocast_devices   # (sequence._autocast)
-    packed_autocast_devices = autocast_devices   # the same for a PackedSequence input (LSTM: as nn.LSTM's)
+    packed_autocast_devices = None   # for a PackedSequence input, where not autocast_devices (LSTM: as nn.LSTM's)
 
     def __init__(self, cell, num_layers=1, bidirectional=False, dropout=0.0, batch_first=False, *,
                  backend="auto", device=None, dtype=None, _init_size=None, **dims):
@@ -111,8 +112,15 @@ class RNN(nn.Module):
 
     @backend.setter
     def backend(self, name):   # (a model saved with backend="cpp", loaded where no compiler is: "auto")
-        again = {}
-        self._bindings = [again.setdefault(id(b), b.with_backend(name)) for b in self._bindings]
+        again = {id(b): b.with_backend(name) for b in self._bindings}   # (the layers above the first share one)
+        self._bindings = [again[id(b)] for b in self._bindings]
+
+    def __setstate__(self, state):
+        # unpickled: the parameters by the names of its cell as the code declares it now (CellSpec), in that order
+        # (the pickled order of a cell whose declaration was reordered since passed W in U's place)
+        super().__setstate__(state)
+        self._names = [[self._param_names(k, d) for d in range(self._dirs)] for k in range(self.num_layers)]
+        check_loaded(self, [n for layer in self._names for names in layer for n in names])
 
     def _param_names(self, layer, direction):
         return [f"{p}_l{layer}{'_reverse' if direction else ''}" for p, _ in self._spec.ir.user_params]
@@ -217,7 +225,7 @@ class RNN(nn.Module):
         # theirs, torch.cat and torch.stack fail ("Unexpected floating ScalarType in at::autocast::prioritize").
         # (Entered only under autocast: torch.export records the context as a node its loader refuses.)
         kind = x.device.type
-        casts = self.packed_autocast_devices if packed else self.autocast_devices
+        casts = (self.packed_autocast_devices or self.autocast_devices) if packed else self.autocast_devices
         autocast = kind in ("cpu", "cuda") and torch.is_autocast_enabled(kind)
         plain = torch.autocast(kind, enabled=False) if autocast else nullcontext()
         for k in range(self.num_layers):

@@ -7,6 +7,7 @@ rows are put in the order the backend prefers (cpp: longest first), then back. A
 16-bit floats compute in float32, and torch.autocast picks the dtype as it does for nn.LSTM.
 """
 import contextlib
+import inspect
 import operator
 
 import torch
@@ -51,9 +52,17 @@ def _differentiated(tensors):
     """Whether autograd or a torch.func transform will ask for a derivative of these tensors' scan."""
     if _recorded(tensors):
         return True
+    return any(_functorch("is_functorch_wrapped_tensor", t) or _has_tangent(t) for t in tensors)
+
+
+def _functorch(test, t):
+    """torch._C._functorch's `test` of t (False where this torch has no such test)"""
+    return getattr(torch._C._functorch, test, lambda t: False)(t)
+
+
+def _has_tangent(t):
     from torch.autograd.forward_ad import unpack_dual
-    is_wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", lambda t: False)
-    return any(is_wrapped(t) or unpack_dual(t).tangent is not None for t in tensors)
+    return unpack_dual(t).tangent is not None
 
 
 def _transformed(tensors):
@@ -61,9 +70,7 @@ def _transformed(tensors):
     no forward-mode rule, and torch took its tangents as zeros (jvp and jacfwd of a compiled model were 0), nor a
     batching rule (torch raised from its internals); the eager path has both. (torch.func's reverse transforms
     cannot leave a trace so: after a graph break inside them torch asserts on their tensors; README.)"""
-    from torch.autograd.forward_ad import unpack_dual
-    is_batched = getattr(torch._C._functorch, "is_batchedtensor", lambda t: False)
-    return any(is_batched(t) or unpack_dual(t).tangent is not None for t in tensors)
+    return any(_functorch("is_batchedtensor", t) or _has_tangent(t) for t in tensors)
 
 
 def _eager_path(key, n_out, xs, inits, params, lengths, computing_for):
@@ -77,12 +84,20 @@ def _eager_path(key, n_out, xs, inits, params, lengths, computing_for):
     return tuple(ys), tuple(finals)
 
 
-# Never traced. Called from a frame torch.compile runs eagerly after a graph break it could not resume from, the
-# frames below would each be compiled (building kernels inside a trace); called from a trace, a graph break.
-_eager = torch.compiler.disable(_eager_path, reason="symcell's eager path: kernels built and run in Python")
-_eager_transformed = torch.compiler.disable(
-    _eager_path, reason="symcell: forward mode (torch.func.jvp, jacfwd) and vmap of a scan run outside the compiled "
-                        "graph, which has no rule for them (a graph break: not under fullgraph=True)")
+def _never_traced(fn, reason):
+    """torch.compiler.disable, with the reason torch shows where it can (a keyword of torch 2.8 and later)"""
+    if "reason" in inspect.signature(torch.compiler.disable).parameters:
+        return torch.compiler.disable(fn, reason=reason)
+    return torch.compiler.disable(fn)
+
+
+# The eager path, never traced: from a frame torch.compile runs eagerly after a graph break it could not resume
+# from, the frames below would each be compiled (building kernels inside a trace)
+_eager = _never_traced(_eager_path, "symcell's eager path: kernels built and run in Python")
+# ... and from a trace, for forward mode and vmap: a graph break
+_eager_transformed = _never_traced(
+    _eager_path, "symcell: forward mode (torch.func.jvp, jacfwd) and vmap of a scan run outside the compiled graph, "
+                 "which has no rule for them (a graph break: not under fullgraph=True)")
 
 
 def is_fake(*tensors):
@@ -119,7 +134,7 @@ def check_lengths(name, lengths, T, B, device):
     if isinstance(lengths, torch.Tensor):
         if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
             raise TypeError(f"{name}: lengths must hold integers, got dtype {lengths.dtype}")
-        if getattr(torch._C._functorch, "is_batchedtensor", lambda t: False)(lengths):   # (before reading values)
+        if _functorch("is_batchedtensor", lengths):   # (before reading values)
             raise NotImplementedError(f"{name}: vmap over the lengths of a scan is not supported; vmap over the "
                                       "inputs, states or parameters")
         if lengths.is_meta and torch.device(device).type != "meta":

@@ -233,7 +233,8 @@ def test_names_a_module_or_its_constructor_already_uses_are_refused_at_definitio
         @symcell.define(inputs={"x": "I"}, state={"h": "H"}, params={"forward": ("H", "I")})
         def Shadows(x, h, forward):
             return tanh(forward @ x + h)
-    with pytest.raises(ValueError, match=r"a dimension may not be named 'dtype': a cell takes dtype= for itself"):
+    with pytest.raises(ValueError, match=r"a dimension may not be named 'dtype': a cell or symcell.RNN takes dtype= "
+                                         r"for itself"):
         @symcell.define(inputs={"x": "dtype"}, state={"h": "H"}, params={"W": ("H", "dtype")})
         def Dims(x, h, W):
             return tanh(W @ x + h)
@@ -397,9 +398,11 @@ def test_slstm_heads_as_nn_sizes_and_an_uneven_split_says_what_divides():
 
     from symcell.cells import SLSTM, slstm_cell
     assert SLSTM(3, 4, np.int64(2)).num_heads == 2 and slstm_cell(np.int64(2)) is slstm_cell(2)
-    for bad in (True, 0, 2.0, "2"):
-        with pytest.raises(ValueError, match=r"SLSTM: num_heads must be a positive int, got"):
+    for bad, error in ((True, TypeError), (0, ValueError), (-1, ValueError), (2.0, TypeError), ("2", TypeError)):
+        with pytest.raises(error, match=r"SLSTM: num_heads must be a positive int, got"):
             slstm_cell(bad)
+    with pytest.raises(ValueError, match=r"hidden_size \(6\) must be a multiple of num_heads \(4\)"):
+        SLSTM(3, np.int64(6), 4)
     with pytest.raises(ValueError, match=r"SLSTM: hidden_size \(6\) must be a multiple of num_heads \(4\)"):
         SLSTM(3, 6, 4)
     with pytest.raises(ValueError, match=r"size H/4 is 3/2 for H=6, I=3; it must be a positive integer "
@@ -419,3 +422,36 @@ def test_rnn_texts_of_a_cell_without_parameters_and_of_the_class():
     assert "tanh" in stack.gradients()
     with pytest.raises(TypeError, match=r"RNN stacks the cell it is given: call gradients\(\) on an instance"):
         symcell.RNN.gradients()
+
+
+def test_dimensions_named_as_symcell_rnn_arguments_are_refused():
+    """a dimension named dropout, num_layers, bidirectional or cell passed define, and symcell.RNN then took the
+    value as its own argument (dropout must be in [0, 1]) or said the dimension was missing"""
+    for dim in ("dropout", "num_layers", "bidirectional", "cell"):
+        with pytest.raises(ValueError, match=rf"a dimension may not be named '{dim}': a cell or symcell.RNN takes"):
+            symcell.define(inputs={"x": dim}, state={"h": "H"}, params={"W": ("H", dim)})(
+                lambda x, h, W: tanh(W @ x + h))
+
+
+def test_a_cells_own_reset_parameters_starts_spec_initial_as_symcell_rnn_does():
+    """spec.initial (a gain's 1) was applied by symcell.RNN stacking a cell, not by the cell itself"""
+    @symcell.define(inputs={"x": "I"}, state={"h": "H"}, params={"W": ("H", "I"), "gain": ("H",)})
+    def Gained(x, h, W, gain):
+        return tanh(gain * (W @ x) + h)
+    Gained.spec.initial["gain"] = 1.0
+    assert torch.equal(Gained(I=3, H=4, backend="reference").gain, torch.ones(4))
+    assert torch.equal(symcell.RNN(Gained, I=3, H=4, backend="reference").gain_l0, torch.ones(4))
+
+
+def test_tensor_methods_and_math_on_symbols_say_what_to_write():
+    """x.chunk(2) said "'Sym' object has no attribute 'chunk'", W.T "'Matrix' object has no attribute 'T'", and
+    math.log(x) only that x was symbolic"""
+    import math
+    for body, error, message in (
+            (lambda x, h, W: x.chunk(2)[0], AttributeError, r"x is a symbolic value of the cell, without tensor "
+                                                            r"methods such as \.chunk: write split\(v, k\)"),
+            (lambda x, h, W: W.T @ x, AttributeError, r"W is a symbolic value .* \.T: write W @ v"),
+            (lambda x, h, W: math.log(x), TypeError, r"math's functions and float\(\) need a number; write symcell's "
+                                                     r"\(symcell.log")):
+        with pytest.raises(error, match=message):
+            symcell.define(inputs={"x": "H"}, state={"h": "H"}, params={"W": ("H", "H")})(body)

@@ -116,7 +116,9 @@ def test_a_packed_sequence_runs_in_float32_under_cpu_autocast_as_nn_lstms():
         (nn_out, _), (out, (h, c)) = ref(packed), cell(packed)
         padded, _ = cell(torch.randn(5, 2, 3))
         stacked, _ = symcell.RNN(symcell.cells.LLTM, F=3, S=4, backend="reference")(packed)
+        gru_out, gru_h = GRU(3, 4, backend="reference")(packed)   # (nn.GRU: off the CPU's list, packed or not)
     assert nn_out.data.dtype == out.data.dtype == h.dtype == c.dtype == torch.float32
+    assert gru_out.data.dtype == gru_h.dtype == torch.float32
     assert torch.allclose(out.data, want.data, atol=1e-6)
     assert padded.dtype == stacked.data.dtype == torch.bfloat16
 

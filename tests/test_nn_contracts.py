@@ -5,6 +5,7 @@ nn raises, symcell raises an exception of nn's type (symcell's may be a subclass
 always raised and nn's RuntimeError) with a message that names the argument and the sizes."""
 import copy
 import pickle
+import sys
 
 import pytest
 import torch
@@ -249,6 +250,49 @@ def test_a_saved_module_runs_the_equations_of_the_code_it_loads_with(tmp_path):
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr
 
 
+@pytest.mark.slow
+def test_saved_modules_of_cells_whose_declarations_changed(tmp_path):
+    """what a user's edits between a save and a load did: a stack passed its parameters in the pickled order (a
+    declaration reordered to {U, W} put W in U's place, silently); `B = define(...)(step)` with its states
+    reordered loaded the old declaration with the new step (neither version's results); a parameter added since
+    failed at the first call with a count; a cell renamed by name= could not be pickled at all"""
+    import subprocess
+    import sys
+    cells = tmp_path / "edited.py"
+    before = ("import symcell\nfrom symcell import tanh, sigmoid\n\n"
+              "@symcell.define(inputs={'x': 'I'}, state={'h': 'H'}, params={'W': ('H', 'I'), 'U': ('H', 'H')})\n"
+              "def A(x, h, W, U):\n    return tanh(W @ x + 0.5 * (U @ h))\n\n"
+              "def b_step(x, h, c, W):\n    return tanh(W @ x + c), c + h\n\n"
+              "B = symcell.define(inputs={'x': 'I'}, state={'h': 'H', 'c': 'H'}, params={'W': ('H', 'I')},\n"
+              "                   name='B')(b_step)\n\n"
+              "@symcell.define(inputs={'x': 'I'}, state={'h': 'H'}, params={'W': ('H', 'I')}, name='Named')\n"
+              "def renamed(x, h, W):\n    return sigmoid(W @ x) * h\n")
+    after = (before.replace("params={'W': ('H', 'I'), 'U': ('H', 'H')}", "params={'U': ('H', 'H'), 'W': ('H', 'I')}")
+             .replace("def A(x, h, W, U)", "def A(x, h, U, W)")
+             .replace("def b_step(x, h, c, W):\n    return tanh(W @ x + c), c + h",
+                      "def b_step(x, c, h, W):\n    return c + h, tanh(W @ x + c)")
+             .replace("state={'h': 'H', 'c': 'H'}", "state={'c': 'H', 'h': 'H'}, outputs={'h': None}"))
+    cells.write_text(before)
+    save = ("import sys, torch, symcell; sys.path.insert(0, %r); import edited; torch.manual_seed(0); R = {"
+            "'backend': 'reference'}; x = torch.randn(5, 2, 3)\n"
+            "m = {'A': symcell.RNN(edited.A, I=3, H=3, **R), 'B': edited.B(I=3, H=3, **R), "
+            "'named': edited.renamed(I=3, H=3, **R)}\n"
+            "torch.save({'m': m, 'x': x, 'want': {k: v(x)[0].detach() for k, v in m.items()}}, %r)"
+            % (str(tmp_path), str(tmp_path / "m.pt")))
+    out = subprocess.run([sys.executable, "-c", save], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    cells.write_text(after)
+    check = ("import sys, torch; sys.path.insert(0, %r); d = torch.load(%r, weights_only=False)\n"
+             "for k, m in d['m'].items():\n    assert torch.allclose(m(d['x'])[0], d['want'][k]), k\nprint('ok')"
+             % (str(tmp_path), str(tmp_path / "m.pt")))
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr
+    cells.write_text(after.replace("params={'W': ('H', 'I')},\n", "params={'W': ('H', 'I'), 'V': ('H',)},\n")
+                     .replace("def b_step(x, c, h, W)", "def b_step(x, c, h, W, V)"))
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=300)
+    assert "the saved B has no parameter(s) ['V'], which its cell B declares in the code it loads with" in out.stderr
+
+
 def test_pickled_modules_hold_no_equations_where_an_import_finds_their_cells():
     """every pickle protocol (sympy's objects in the equations needed 2 or higher: protocols 0 and 1 failed in
     sympy for every module); a cell of a function is pickled as its equations, and protocol 0 says why not"""
@@ -270,6 +314,34 @@ def test_pickled_modules_hold_no_equations_where_an_import_finds_their_cells():
     with pytest.raises(pickle.PicklingError, match=r"the cell Local is defined where no import finds it .*"
                                                    r"needs pickle protocol 2 or higher; got 0"):
         pickle.dumps(stack, protocol=0)
+
+
+SCALE = 1.0
+
+
+def _scaled_step(x, h, W):   # (reads a global a sweep changes between definitions)
+    return symcell.tanh(SCALE * (W @ x) + h)
+
+
+def test_cells_no_import_finds_again_pickle_as_their_equations(monkeypatch):
+    """a Cell whose class define made in a function or a loop could not be pickled (pickle found no class by its
+    name); a sweep that defines one step anew with another value of a global it reads pickled the first cell as
+    a recipe that gives back the last"""
+    x = torch.randn(4, 2, 3)
+
+    def make(scale):
+        return symcell.define(inputs={"x": "I"}, state={"h": "H"}, params={"W": ("H", "I")})(
+            lambda x, h, W: symcell.tanh(scale * (W @ x) + h))
+    for cell in (make(0.5)(I=3, H=4, **REF), make(2.0)(I=3, H=4, **REF)):
+        assert torch.equal(pickle.loads(pickle.dumps(cell))(x)[0], cell(x)[0])
+    swept = []
+    for scale in (0.0, 5.0):
+        monkeypatch.setattr(sys.modules[__name__], "SCALE", scale)
+        Cell = symcell.define(inputs={"x": "I"}, state={"h": "H"}, params={"W": ("H", "I")})(_scaled_step)
+        swept.append((Cell(I=3, H=4, **REF), symcell.RNN(Cell, I=3, H=4, **REF)))
+    for cell, stack in swept:
+        for m in (cell, stack):
+            assert torch.equal(pickle.loads(pickle.dumps(m))(x)[0], m(x)[0])
 
 
 @pytest.mark.cpp

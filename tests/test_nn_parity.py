@@ -388,15 +388,15 @@ def test_lengths_on_the_meta_device():
         LSTM(3, 4, backend="reference")(torch.randn(5, 2, 3), lengths=torch.tensor([5, 2], device="meta"))
 
 
-@pytest.mark.parametrize("backend", ["reference", "cpp", "triton"])
-def test_every_backend_runs_on_the_meta_device_as_nn_does(backend):
+@pytest.mark.parametrize("name", ["reference", "cpp", "triton"])   # (nothing built: not the backends' tiers)
+def test_every_backend_runs_on_the_meta_device_as_nn_does(name):
     """a model built on meta (shapes and memory only) with backend='cpp' or 'triton' raised 'cannot run tensors on
     meta' (the triton backend's said to set TRITON_INTERPRET=1); nn's modules run there. Meta has no values: every
     backend gives the shapes alike, through the reference backend's code"""
-    m = LSTM(3, 4, num_layers=2, backend=backend, device="meta")
+    m = LSTM(3, 4, num_layers=2, backend=name, device="meta")
     x = torch.randn(5, 2, 3, device="meta", requires_grad=True)
     out, (h, c) = m(x, lengths=[5, 2])
     out.sum().backward()
     assert out.shape == (5, 2, 4) and h.shape == c.shape == (2, 2, 4) and out.is_meta
     assert x.grad.shape == x.shape and m.weight_hh_l1.grad.is_meta
-    assert symcell.cells.GRUCell(3, 4, backend=backend, device="meta")(torch.randn(2, 3, device="meta")).shape == (2, 4)
+    assert symcell.cells.GRUCell(3, 4, backend=name, device="meta")(torch.randn(2, 3, device="meta")).shape == (2, 4)

@@ -349,7 +349,7 @@ def test_settings_out_of_range_are_refused_naming_them(split_kernels, monkeypatc
                             ({"_BKG": 8}, r"LAUNCH\['_BKG'\] must be at least 16, got 8"),
                             ({"num_warps": 0}, r"LAUNCH\['num_warps'\] must be a power of two, got 0"),
                             ({"block": 64}, r"LAUNCH: unknown key 'block'; the keys are \['_BK', '_BKG', 'num_warps', "
-                                            r"'num_stages'\]")):
+                                            r"'num_stages', 'num_ctas', 'maxnreg'\]")):
         monkeypatch.setattr(triton_backend, "LAUNCH", launch)
         with pytest.raises(ValueError, match=message):
             cell(x)

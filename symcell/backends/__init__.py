@@ -18,6 +18,8 @@ _REGISTRY = {b.name: b for b in (ReferenceBackend(), CppBackend(), TritonBackend
 
 
 def get(name):
+    if not isinstance(name, str):
+        raise TypeError(f"backend must be a string, one of {sorted(_REGISTRY) + ['auto']}, got {name!r}")
     if name not in _REGISTRY:
         raise ValueError(f"backend={name!r} is not available; choose one of {sorted(_REGISTRY) + ['auto']}")
     return _REGISTRY[name]

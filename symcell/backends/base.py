@@ -135,7 +135,8 @@ class Kernel:
         entry = self._scan(name)
         scan = self.scan(name)
         # entry points read row-major memory, as it holds the values: a tensor with its negative bit set (a lazy
-        # torch._neg_view, as some backward formulas send) holds -values there, which the triton kernels read raw
+        # torch._neg_view, as some backward formulas send) holds -values there, which a kernel would read raw
+        # (the triton kernels did; torch resolves it before the cpp operators)
         groups = [[t.resolve_neg().contiguous() for t in g] for g in groups]
         kw = {"skip": _skip(scan, groups, wanted)} if getattr(entry, "skips", False) else {}
         token = COMPUTING_FOR.set(self.computing_for)

@@ -58,11 +58,5 @@ class LayerNormLSTM(Cell):
                          device=device, dtype=dtype)
         self.input_size, self.hidden_size = input_size, hidden_size
 
-    def reset_parameters(self):
-        """weights and bias uniform(-k, k), k = 1/sqrt(H), as nn.LSTM; the gains 1 and the shift 0, as
-        nn.LayerNorm (spec.initial: symcell.RNN stacking the spec starts them so too)"""
-        super().reset_parameters()
-        with torch.no_grad():
-            for name, value in self.spec.initial.items():
-                for p in self._stored()[name]:
-                    p.fill_(value)
+    # reset_parameters: weights and bias uniform(-k, k), k = 1/sqrt(H), as nn.LSTM; the gains 1 and the shift 0
+    # (spec.initial), as nn.LayerNorm; symcell.RNN stacking the spec starts them so too

@@ -9,6 +9,7 @@ Gate order i, f, z, o, as xLSTM's implementation. The states start at zero, as t
 (n = 0, nothing stored yet) takes m' = i~: with max(log sigmoid(f~), i~), an i~ far below it (-88 in float32) made
 i underflow to 0 and h' = 0 / 0; f is 0 there as c and n hold nothing (exp of a large m - m' would be inf, and inf
 times 0 NaN). n > 0 from the first step on, as i > 0 then."""
+import numbers
 import operator
 from functools import lru_cache
 
@@ -41,12 +42,15 @@ def slstm_cell(num_heads=1):
 
 
 def _heads(num_heads):
-    """a positive int (numpy's and torch's integers too, as nn's sizes), else a ValueError"""
+    """a positive int (numpy's and torch's integers too, as nn's sizes): else, as nn's sizes, a TypeError for
+    what is no integer and a ValueError for one below 1"""
     try:
         G = None if isinstance(num_heads, bool) else operator.index(num_heads)
     except TypeError:
         G = None
-    if G is None or G <= 0:
+    if G is None:
+        raise TypeError(f"SLSTM: num_heads must be a positive int, got {num_heads!r} ({type(num_heads).__name__})")
+    if G <= 0:
         raise ValueError(f"SLSTM: num_heads must be a positive int, got {num_heads!r}")
     return G
 
@@ -85,7 +89,7 @@ class SLSTM(Cell):
     def __init__(self, input_size, hidden_size, num_heads=1, *, batch_first=False, backend="auto", device=None,
                  dtype=None):
         num_heads = _heads(num_heads)
-        if isinstance(hidden_size, int) and hidden_size % num_heads:
+        if isinstance(hidden_size, numbers.Integral) and hidden_size % num_heads:
             raise ValueError(f"SLSTM: hidden_size ({hidden_size}) must be a multiple of num_heads ({num_heads})")
         super().__init__(spec=slstm_cell(num_heads).spec, I=input_size, H=hidden_size, batch_first=batch_first,
                          backend=backend, device=device, dtype=dtype)

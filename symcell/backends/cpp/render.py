@@ -22,6 +22,21 @@ from ...printing import Writer, cpp_str, size_str
 from ...tangent import is_tangent
 from ..base import Renderer
 
+# Names the cpp backend's generated code cannot take as a variable: C++'s keywords, a few macros, and the names it
+# uses itself unqualified (namespaces, scalar_t, int64_t: a variable so named hides them). A cell naming a value so
+# is refused when defined (symcell.define), not by a compiler error at its first call on a CPU. (Other macros of
+# the headers, M_PI, EIO, are undefined after them where the code names a value so: _undefine_macros.)
+RESERVED = frozenset("""
+    alignas alignof and and_eq asm auto bitand bitor bool break case catch char char8_t char16_t char32_t class
+    compl concept const consteval constexpr constinit const_cast continue co_await co_return co_yield decltype
+    default delete do double dynamic_cast else enum explicit export extern false float for friend goto if inline
+    int long mutable namespace new noexcept not not_eq nullptr operator or or_eq private protected public register
+    reinterpret_cast requires return short signed sizeof static static_assert static_cast struct switch template
+    this thread_local throw true try typedef typeid typename union unsigned using virtual void volatile wchar_t
+    while xor xor_eq NULL EOF INFINITY NAN assert errno
+    at c10 sc std torch omp scalar_t size_t ptrdiff_t int8_t int16_t int32_t int64_t uint8_t uint16_t uint32_t
+    uint64_t SYMCELL_NS SYMCELL_SECOND_UNIT TORCH_LIBRARY TORCH_LIBRARY_IMPL CPU""".split())
+
 LEGEND = """\
 // names: _dim_D a dimension; _n_v the features per row of buffer v; _ld_W the row stride of matrix W;
 // _seq_v a (T, B, n) sequence (row block t is step t); _init_v a carried value's initial value;
@@ -711,8 +726,7 @@ def render(program, scans):
     return _undefine_macros(w.text())
 
 
-# the macros of the generated code itself, and the lowercase object-like macros of the C library
-_OURS = frozenset({"SYMCELL_NS", "SYMCELL_SECOND_UNIT", "TORCH_LIBRARY", "TORCH_LIBRARY_IMPL", "CPU"})
+# the lowercase object-like macros of the C library
 _LOWER_MACROS = frozenset({"errno", "math_errhandling", "stdin", "stdout", "stderr", "linux", "unix", "i386"})
 
 
@@ -722,6 +736,6 @@ def _undefine_macros(text):
     failed): the headers are compiled by then, and the generated code uses no macro of theirs"""
     head, include, body = text.partition('#include "sc.h"\n')
     code = re.sub(r'//[^\n]*|"[^"\n]*"', "", body)
-    names = {n for n in re.findall(r"\b([A-Za-z]\w*)\b(?!\s*\()", code)
-             if (re.fullmatch(r"[A-Z][A-Z0-9_]+", n) or n in _LOWER_MACROS) and n not in _OURS}
+    names = {n for n in re.findall(r"(?<!::)\b([A-Za-z]\w*)\b(?!\s*\()", code)   # (not sc::PANEL)
+             if (re.fullmatch(r"[A-Z][A-Z0-9_]+", n) or n in _LOWER_MACROS) and n not in RESERVED}
     return head + include + "".join(f"#undef {n}\n" for n in sorted(names)) + body

@@ -92,7 +92,9 @@ def _positive(name, value, power_of_two=False):
     return value
 
 
-_LAUNCH_KEYS = {"_BK": True, "_BKG": True, "num_warps": True, "num_stages": False}   # (key: a power of two)
+# (key: a power of two; Triton's own launch options beside symcell's reduction tiles)
+_LAUNCH_KEYS = {"_BK": True, "_BKG": True, "num_warps": True, "num_stages": False, "num_ctas": False,
+                "maxnreg": False}
 
 
 def _launch_settings():
