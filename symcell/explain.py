@@ -89,6 +89,8 @@ def forward_lines(schedule):
     sizes = ", ".join(f"{n}: {fmt(s)}" for n, s in ir.inputs + ir.states)
     lines.append(f"  sizes: {sizes}")
     lines.append("  the new states: " + ", ".join(f"{s} <- {n}" for (s, _), n in zip(ir.states, schedule.new_states)))
+    if ir.views:   # (split(W, k)'s blocks, and a 3-d parameter's, are matrices of their own in the text below)
+        lines.append("  blocks of rows (a 3-d parameter's first two dimensions as one): " + ", ".join(f"{n} = {p}[{fmt(r0)}:{fmt(r1)}]" for n, p, r0, r1 in ir.views))
     lines.append("")
     if schedule.pre:
         lines.append("  forward, before the loop (depends on no state: all T*B rows at once):")

@@ -59,3 +59,14 @@ def test_infinities_read_as_written():
         return tanh(x + h) + symcell.minimum(h, float("inf")) + symcell.maximum(x, -float("inf"))
     text = Capped.gradients()
     assert "minimum(h, inf)" in text and "maximum(x, -inf)" in text and "oo" not in text
+
+
+def test_blocks_of_a_split_parameter_are_named_in_the_text():
+    """split(U, 2)'s blocks appeared as U_0 and U_1 with nothing saying what they were (and, beside a parameter of
+    the user's named W_0, a block of W as W_0_1)"""
+    @symcell.define(inputs={"x": "H"}, state={"h": "H"}, params={"W": ("2*H", "H"), "W_0": ("H", "H")})
+    def Clash(x, h, W, W_0):
+        a, b = split(W, 2)
+        return tanh(a @ h + x) + b @ sigmoid(h) + W_0 @ tanh(h)
+    lines = [line.strip() for line in Clash.gradients().splitlines()]
+    assert "blocks of rows (a 3-d parameter's first two dimensions as one): W_0_1 = W[0:H], W_1 = W[H:2*H]" in lines
