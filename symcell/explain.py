@@ -47,10 +47,14 @@ def _backward(lines, stmts, schedule, in_loop):
         if isinstance(st, MatMulGrad):
             mm = st.matmul
             when = "summed over all steps in one GEMM after the loop" if in_loop else "over all T*B rows"
+            inputs = {n for n, _ in schedule.ir.inputs}
             for t in mm.terms:
                 op = _view(t.operand.value, t.operand, schedule)
                 w = _weight(t, schedule.ir)
-                lines.append(f"    d_{op} += d_{mm.out} @ {w}")
+                # (an input's gradient depends on no later step: the backends run it after the loop, one GEMM)
+                after = "      (over all T*B rows in one GEMM after the loop)" if in_loop and t.operand.value in inputs \
+                    else ""
+                lines.append(f"    d_{op} += d_{mm.out} @ {w}{after}")
                 lines.append(f"    d_{w} += d_{mm.out}.T @ {op}      ({when})")
             continue
         lines.append("    fused region:")

@@ -22,7 +22,7 @@ def test_lltm_gradients_text():
     assert "c_new = c + elu(W_hx_2 + b_2)*sigmoid(W_hx_0 + b_0)" in lines
     # backward: the transposed matmuls, the weight gradients deferred to one GEMM, the bias summed over the batch
     assert "d_h += d_W_hx @ W[:, 0:H]" in lines
-    assert "d_x += d_W_hx @ W[:, H:H+I]" in lines
+    assert "d_x += d_W_hx @ W[:, H:H+I]      (over all T*B rows in one GEMM after the loop)" in lines
     assert "d_W[:, 0:H] += d_W_hx.T @ h      (summed over all steps in one GEMM after the loop)" in lines
     assert "d_W[:, H:H+I] += d_W_hx.T @ x      (summed over all steps in one GEMM after the loop)" in lines
     assert any(line.startswith("d_b[0:H] += ") and line.endswith("(summed over the batch)") for line in lines)
