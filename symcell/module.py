@@ -367,12 +367,12 @@ def _no_class_spec(cls, instead=None):
 
 
 def _name_for_pickle(cls):
-    """whether pickle finds the class by its name; for a cell class, its qualified name made the one its module
-    holds it by: define names the class as the cell, where a cell renamed by name= is bound to its step's name
+    """whether pickle finds the class by its name in another process (one of __main__ it would not); for a cell
+    class, its qualified name made the one its module holds it by: define names the class as the cell, where a cell renamed by name= is bound to its step's name
     (@define(name="B") def step), a step's name to the cell's (B = define(...)(step)), a cell made in a class to
     Outer.Inner"""
     module = sys.modules.get(cls.__module__)
-    if module is None or "<" in cls.__qualname__:
+    if module is None or cls.__module__ == "__main__" or "<" in cls.__qualname__:   # (no other process finds these)
         return False
     if _lookup(cls.__module__, cls.__qualname__, imported=False) is cls:
         return True
@@ -395,15 +395,34 @@ def _defined_again(spec, name, doc):
     return cls.__new__(cls)
 
 
+def initial_values(spec):
+    """spec.initial, checked: parameter names of the cell and numbers (a misspelt name was a bare KeyError in a
+    cell and ignored by symcell.RNN)"""
+    declared = [n for n, _ in spec.ir.user_params]
+    for name, value in spec.initial.items():
+        if name not in declared:
+            raise ValueError(f"{spec.ir.name}.spec.initial names {name!r}, which is not a parameter of the cell "
+                             f"({declared})")
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{spec.ir.name}.spec.initial[{name!r}] must be a number, got {value!r}")
+    return spec.initial
+
+
 def check_loaded(module, names):
     """an unpickled module has the parameters its cell declares in the code it loads with (a parameter added to
-    the cell since it was saved was an AttributeError, or a count mismatch, at its first call)"""
+    the cell since it was saved was an AttributeError, or a count mismatch, at its first call); one the cell no
+    longer declares is kept, unused, with a warning"""
     missing = [n for n in names if not hasattr(module, n)]
     if missing:
         raise pickle.UnpicklingError(
             f"symcell: the saved {type(module).__name__} has no parameter(s) {missing}, which its cell "
             f"{module._spec.ir.name} declares in the code it loads with: build the module with today's code and "
             "load the saved one's state_dict (strict=False)")
+    kept = {f"{n}{suffix}" for n in names for suffix in ("", "_orig", "_g", "_v")}   # (pruning, old weight_norm)
+    unused = [n for n in module._parameters if n not in kept]
+    if unused:
+        warn(f"symcell: the saved {type(module).__name__} holds parameter(s) {unused}, which its cell "
+             f"{module._spec.ir.name} no longer declares in the code it loads with: kept, unused")
 
 
 def _binding_again(spec, dims, backend, name):
@@ -466,7 +485,7 @@ class Cell(nn.Module):
         `spec.initial` (as symcell.RNN stacking the cell starts them too); override to change."""
         self._uniform(1.0 / math.sqrt(next(iter(self.state_sizes.values()))))
         with torch.no_grad():
-            for name, value in self._spec.initial.items():
+            for name, value in initial_values(self._spec).items():
                 for p in self._stored()[name]:
                     p.fill_(value)
 

@@ -16,7 +16,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from . import registry
 from .dims import dim_symbol
 from .module import (Binding, Cell, CellSpec, ShapeError, _no_class_spec, as_states, check_loaded, class_or_instance,
-                     refuse_script)
+                     initial_values, refuse_script)
 from .sequence import check_lengths, row_order, run
 from .warn import warn
 
@@ -133,10 +133,11 @@ class RNN(nn.Module):
         with torch.no_grad():
             for p in self.parameters():
                 p.uniform_(-k, k)
+            initial = initial_values(self._spec)
             for names in (names for layer in self._names for names in layer):
                 for p, full in zip(user, names):
-                    if p in self._spec.initial:
-                        getattr(self, full).fill_(self._spec.initial[p])
+                    if p in initial:
+                        getattr(self, full).fill_(initial[p])
 
     def flatten_parameters(self):
         """A no-op, for code written against cuDNN RNNs."""

@@ -346,7 +346,7 @@ def test_settings_out_of_range_are_refused_naming_them(split_kernels, monkeypatc
     want.load_state_dict(cell.state_dict())
     assert rel_err(cell(x)[0], want(x)[0]) < 1e-4
     for launch, message in (({"_BK": 3}, r"LAUNCH\['_BK'\] must be a power of two, got 3"),
-                            ({"_BKG": 8}, r"LAUNCH\['_BKG'\] must be at least 16, got 8"),
+                            ({"_BKG": 24}, r"LAUNCH\['_BKG'\] must be a power of two, got 24"),
                             ({"num_warps": 0}, r"LAUNCH\['num_warps'\] must be a power of two, got 0"),
                             ({"block": 64}, r"LAUNCH: unknown key 'block'; the keys are \['_BK', '_BKG', 'num_warps', "
                                             r"'num_stages', 'num_ctas', 'maxnreg'\]")):

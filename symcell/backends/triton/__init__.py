@@ -101,9 +101,7 @@ def _launch_settings():
     for key, value in LAUNCH.items():
         if key not in _LAUNCH_KEYS:
             raise ValueError(f"symcell.backends.triton.LAUNCH: unknown key {key!r}; the keys are {list(_LAUNCH_KEYS)}")
-        _positive(f"LAUNCH[{key!r}]", value, _LAUNCH_KEYS[key])
-        if key in ("_BK", "_BKG") and value < 16:   # (tl.dot's smallest reduction)
-            raise ValueError(f"symcell.backends.triton.LAUNCH[{key!r}] must be at least 16, got {value}")
+        _positive(f"LAUNCH[{key!r}]", value, _LAUNCH_KEYS[key])   # (tl.arange's sizes are powers of two)
     return LAUNCH
 
 
