@@ -455,3 +455,20 @@ def test_tensor_methods_and_math_on_symbols_say_what_to_write():
                                                      r"\(symcell.log")):
         with pytest.raises(error, match=message):
             symcell.define(inputs={"x": "H"}, state={"h": "H"}, params={"W": ("H", "H")})(body)
+
+
+def test_spec_initial_names_parameters_and_numbers():
+    """a misspelt name in spec.initial was a bare KeyError from a cell's reset_parameters, and ignored by
+    symcell.RNN"""
+    @symcell.define(inputs={"x": "I"}, state={"h": "H"}, params={"W": ("H", "I"), "gain": ("H",)})
+    def Gain(x, h, W, gain):
+        return tanh(gain * (W @ x) + h)
+    Gain.spec.initial["gian"] = 1.0
+    for make in (lambda: Gain(I=3, H=4, backend="reference"), lambda: symcell.RNN(Gain, I=3, H=4)):
+        with pytest.raises(ValueError, match=r"Gain.spec.initial names 'gian', which is not a parameter of the cell "
+                                             r"\(\['W', 'gain'\]\)"):
+            make()
+    Gain.spec.initial.clear()
+    Gain.spec.initial["gain"] = "one"
+    with pytest.raises(TypeError, match=r"Gain.spec.initial\['gain'\] must be a number, got 'one'"):
+        Gain(I=3, H=4, backend="reference")

@@ -291,6 +291,39 @@ def test_saved_modules_of_cells_whose_declarations_changed(tmp_path):
                      .replace("def b_step(x, c, h, W)", "def b_step(x, c, h, W, V)"))
     out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=300)
     assert "the saved B has no parameter(s) ['V'], which its cell B declares in the code it loads with" in out.stderr
+    # a parameter the code no longer declares: kept, unused, with a warning (the results are today's code's)
+    cells.write_text(after.replace("params={'U': ('H', 'H'), 'W': ('H', 'I')}", "params={'W': ('H', 'I')}")
+                     .replace("def A(x, h, U, W):\n    return tanh(W @ x + 0.5 * (U @ h))",
+                              "def A(x, h, W):\n    return tanh(W @ x + 0.5 * h)"))
+    load = ("import sys, torch; sys.path.insert(0, %r); d = torch.load(%r, weights_only=False); a = d['m']['A']\n"
+            "h = torch.zeros(2, 3); ys = []\nfor t in range(5):\n"
+            "    h = torch.tanh(d['x'][t] @ a.W_l0.t() + 0.5 * h); ys.append(h)\n"
+            "assert torch.allclose(a(d['x'])[0], torch.stack(ys)); print('ok')" % (str(tmp_path), str(tmp_path / "m.pt")))
+    out = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr
+    assert "the saved RNN holds parameter(s) ['U_l0'], which its cell A no longer declares" in out.stderr
+
+
+@pytest.mark.slow
+def test_a_cell_of_a_script_loads_in_another_process(tmp_path):
+    """a Cell whose class a script defines (__main__) failed to load elsewhere ("Can't get attribute on
+    __main__"); a class define made is made again from its equations"""
+    import subprocess
+    import sys
+    script = tmp_path / "train.py"
+    script.write_text(
+        "import sys, torch, symcell\n"
+        "@symcell.define(inputs={'x': 'I'}, state={'h': 'H'}, params={'W': ('H', 'I')})\n"
+        "def MainCell(x, h, W):\n    return symcell.tanh(W @ x + h)\n"
+        "m = MainCell(I=3, H=4, backend='reference'); x = torch.randn(5, 2, 3)\n"
+        "torch.save({'m': m, 'x': x, 'y': m(x)[0]}, sys.argv[1])\n")
+    out = subprocess.run([sys.executable, str(script), str(tmp_path / "m.pt")], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    load = ("import torch; d = torch.load(%r, weights_only=False); assert torch.equal(d['m'](d['x'])[0], d['y']); "
+            "assert type(d['m']).__name__ == 'MainCell'; print('ok')" % str(tmp_path / "m.pt"))
+    out = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr
 
 
 def test_pickled_modules_hold_no_equations_where_an_import_finds_their_cells():
