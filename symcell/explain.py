@@ -2,6 +2,8 @@
 
 It is given the pipeline's products (pipeline.lower with sizes left symbolic: H, I, ...), and recomputes nothing.
 """
+import sympy
+
 from .autodiff import MatMulGrad
 from .dims import fmt
 from .printing import math_str
@@ -37,9 +39,24 @@ def _forward(lines, stmts, schedule):
         else:
             lines.append("    fused region:")
             _where(lines, _leaves(st, schedule))
-            for dest, e in st.outputs:
+            temps, outputs = _shared(st.outputs)
+            for name, e in temps:
+                lines.append(f"      {name} = {math_str(e)}")
+            for dest, e in outputs:
                 text = f"sum({math_str(e)})" if _summed(dest, st) else math_str(e)
                 lines.append(f"      {_view(dest.value, dest, schedule)} = {text}")
+
+
+# a region's outputs longer than this, printed whole, are printed with their common subexpressions named (_f0 ...)
+# as the backward's are: an sLSTM's h_new was one line of 1000 characters, a nested cell's 13000
+LONG = 160
+
+
+def _shared(outputs):
+    if max((len(math_str(e)) for _, e in outputs), default=0) <= LONG:
+        return (), outputs
+    temps, reduced = sympy.cse([e for _, e in outputs], symbols=sympy.numbered_symbols("_f"), optimizations=None)
+    return temps, tuple((dest, e) for (dest, _), e in zip(outputs, reduced))
 
 
 def _backward(lines, stmts, schedule, in_loop):
@@ -94,7 +111,8 @@ def forward_lines(schedule):
     lines.append(f"  sizes: {sizes}")
     lines.append("  the new states: " + ", ".join(f"{s} <- {n}" for (s, _), n in zip(ir.states, schedule.new_states)))
     if ir.views:   # (split(W, k)'s blocks, and a 3-d parameter's, are matrices of their own in the text below)
-        lines.append("  blocks of rows (a 3-d parameter's first two dimensions as one): " + ", ".join(f"{n} = {p}[{fmt(r0)}:{fmt(r1)}]" for n, p, r0, r1 in ir.views))
+        lines.append("  blocks of rows (a 3-d parameter's first two dimensions as one):")
+        lines += [f"    {n} = {p}[{fmt(r0)}:{fmt(r1)}]" for n, p, r0, r1 in ir.views]
     lines.append("")
     if schedule.pre:
         lines.append("  forward, before the loop (depends on no state: all T*B rows at once):")

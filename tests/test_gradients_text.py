@@ -69,4 +69,16 @@ def test_blocks_of_a_split_parameter_are_named_in_the_text():
         a, b = split(W, 2)
         return tanh(a @ h + x) + b @ sigmoid(h) + W_0 @ tanh(h)
     lines = [line.strip() for line in Clash.gradients().splitlines()]
-    assert "blocks of rows (a 3-d parameter's first two dimensions as one): W_0_1 = W[0:H], W_1 = W[H:2*H]" in lines
+    at = lines.index("blocks of rows (a 3-d parameter's first two dimensions as one):")
+    assert lines[at + 1:at + 3] == ["W_0_1 = W[0:H]", "W_1 = W[H:2*H]"]
+
+
+def test_a_long_forward_region_names_its_common_subexpressions():
+    """the forward printed each output whole: an sLSTM's h_new was one line of 1006 characters (the backward
+    already named its shared terms _c0, ...)"""
+    from symcell.cells import SLSTM
+    lines = SLSTM(3, 4, 2).gradients().splitlines()
+    forward = lines[:next(k for k, line in enumerate(lines) if "backward, each step" in line)]
+    assert any(line.strip().startswith("_f0 = ") for line in forward)
+    assert max(len(line) for line in forward) < 200
+    assert "c_new = c + elu(W_hx_2 + b_2)*sigmoid(W_hx_0 + b_0)" in [line.strip() for line in LLTM.gradients().splitlines()]
