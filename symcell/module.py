@@ -45,7 +45,7 @@ class CellSpec:
         # parameter name -> the constant it starts at, where uniform(-k, k) is wrong for it (a LayerNorm's gain 1,
         # shift 0): what a prebuilt cell's reset_parameters sets, and symcell.RNN stacking its spec too
         self.initial = {}
-        self.recipe = recipe   # (step function, define's arguments): see __reduce_ex__
+        self.recipe = recipe   # a Recipe, or None: see __reduce_ex__
 
     def __reduce_ex__(self, protocol):
         where = _importable(self)
@@ -109,10 +109,10 @@ def define(inputs, state, params=None, outputs=None, name=None):
     def deco(fn):
         ir = trace(fn, inputs, state, params, outputs, name)
         _check_names(ir)
-        args = _copied(dict(inputs=inputs, state=state, params=params, outputs=outputs, name=name))
-        spec = CellSpec(ir, fn.__doc__, (fn, args))
+        recipe = Recipe(fn, _copied(dict(inputs=inputs, state=state, params=params, outputs=outputs, name=name)))
+        spec = CellSpec(ir, fn.__doc__, recipe)
         try:
-            _made.setdefault(fn, {})[repr(args)] = spec
+            _made.setdefault(fn, {})[repr(recipe.args)] = spec
         except TypeError:   # (a callable no weak reference can hold: no recipe found by it)
             pass
         return type(ir.name, (Cell,), {"spec": spec, "__doc__": fn.__doc__ or f"symcell cell {ir.name}",
@@ -135,23 +135,34 @@ def _copied(args):
 _made = weakref.WeakKeyDictionary()
 
 
+class Recipe:
+    """How define made a spec: where its step function is (module, qualified name), the function itself held
+    weakly (a spec kept by the registry must not keep a factory's closure alive), and define's arguments."""
+
+    def __init__(self, fn, args):
+        self.module, self.qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "")
+        try:
+            self.fn = weakref.ref(fn)
+        except TypeError:
+            self.fn = lambda: None
+        self.args = args
+
+
 def _importable(spec):
     """(module, qualified name, define's arguments) by which a fresh process finds `spec`'s cell again: its step
     function, or the class define made of it (a decorated step's name is the class), as the module holds them
     now; None where no import would (a cell of __main__, or of a function)"""
-    if getattr(spec, "recipe", None) is None:   # (a spec unpickled from a file saved before recipes)
+    recipe = getattr(spec, "recipe", None)   # (None: a spec unpickled from a file saved before recipes)
+    if recipe is None or recipe.module in (None, "__main__") or "<" in recipe.qualname:   # (<locals>, <lambda>)
         return None
-    fn, args = spec.recipe
-    module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "")
-    if module in (None, "__main__") or "<" in qualname:   # (<locals>, <lambda>)
-        return None
-    found = _lookup(module, qualname, imported=False)
+    where = recipe.module, recipe.qualname, recipe.args
+    found = _lookup(recipe.module, recipe.qualname, imported=False)
     if isinstance(found, type) and issubclass(found, Cell) and found.spec is spec:
-        return module, qualname, args
+        return where
     # (the function's spec of these arguments is this one: a sweep that defines one step anew with another value
     # of a global it reads made another since, which the recipe would give back)
-    if found is fn and _made.get(fn, {}).get(repr(args)) is spec:
-        return module, qualname, args
+    if found is not None and found is recipe.fn() and _made.get(found, {}).get(repr(recipe.args)) is spec:
+        return where
     return None
 
 
@@ -376,22 +387,30 @@ def _name_for_pickle(cls):
         return False
     if _lookup(cls.__module__, cls.__qualname__, imported=False) is cls:
         return True
-    fn = cls.spec.recipe[0] if getattr(cls.spec, "recipe", None) else None
-    for name in [getattr(fn, "__qualname__", None)] + [k for k, v in vars(module).items() if v is cls]:
+    recipe = getattr(cls.spec, "recipe", None)
+    for name in [recipe and recipe.qualname] + [k for k, v in vars(module).items() if v is cls]:
         if name and "<" not in name and _lookup(cls.__module__, name, imported=False) is cls:
             cls.__qualname__ = name
             return True
     return False
 
 
-_defined_classes = weakref.WeakKeyDictionary()   # spec -> the class _defined_again made of it
+# id(spec) -> the class _defined_again made of it, while that class lives (it holds its spec: a key it held
+# itself would never go)
+_defined_classes = weakref.WeakValueDictionary()
 
 
-def _defined_again(spec, name, doc):
-    """an unpickled instance of a class define made that no import finds: a class of its spec (one a spec)"""
-    cls = _defined_classes.get(spec)
-    if cls is None:
-        cls = _defined_classes[spec] = type(name, (Cell,), {"spec": spec, "__doc__": doc, "_defined": True})
+def _defined_again(spec, name, doc, module=None, qualname=None):
+    """an unpickled instance of a class define made that another process may not find: the class of that name
+    where this process has it with these equations (a script's own, loaded in it: isinstance holds), else a
+    class made of the spec (one a spec)"""
+    found = _lookup(module, qualname, imported=False) if module and qualname and "<" not in qualname else None
+    if isinstance(found, type) and issubclass(found, Cell) and getattr(found.spec, "hash", None) == spec.hash:
+        return found.__new__(found)
+    cls = _defined_classes.get(id(spec))
+    if cls is None or cls.spec is not spec:
+        cls = type(name, (Cell,), {"spec": spec, "__doc__": doc, "_defined": True})
+        _defined_classes[id(spec)] = cls
     return cls.__new__(cls)
 
 
@@ -514,7 +533,8 @@ class Cell(nn.Module):
             return reduced
         # a class define made that no import finds (made in a function, a loop, from a functools.partial):
         # the instance is made again from its spec, as a stack of it is
-        return (_defined_again, (cls.spec, cls.__name__, cls.__doc__), *reduced[2:])
+        return (_defined_again, (cls.spec, cls.__name__, cls.__doc__, cls.__module__, cls.__qualname__),
+                *reduced[2:])
 
     def __setstate__(self, state):   # (unpickled: its cell is the code's of the day, CellSpec)
         super().__setstate__(state)

@@ -377,6 +377,32 @@ def test_cells_no_import_finds_again_pickle_as_their_equations(monkeypatch):
             assert torch.equal(pickle.loads(pickle.dumps(m))(x)[0], m(x)[0])
 
 
+def test_recipes_keep_no_closure_alive_and_loads_make_no_lasting_classes():
+    """the recipe held its step function, so every cell a factory made kept the factory's closure for the life of
+    the process (4 MB a define in a sweep); each load of a cell defined in a function kept a new class"""
+    import gc
+    import weakref
+
+    def make():
+        payload = torch.zeros(1000)
+
+        @symcell.define(inputs={"x": "I"}, state={"h": "H"}, params={"W": ("H", "I")})
+        def Closing(x, h, W):
+            return symcell.tanh(W @ x + h + 0 * float(payload.sum()))
+        return Closing, weakref.ref(payload)
+    Closing, payload = make()
+    x = torch.randn(3, 2, 3)
+    Closing(I=3, H=4, **REF)(x)
+    del Closing
+    gc.collect()
+    assert payload() is None
+    m = make()[0](I=3, H=4, **REF)
+    for _ in range(5):
+        m = pickle.loads(pickle.dumps(m))
+    gc.collect()
+    assert sum(type(o) is type and o.__name__ == "Closing" for o in gc.get_objects()) <= 2
+
+
 @pytest.mark.cpp
 def test_setting_backend_rebinds_the_module():
     """m.backend = ... on an LSTM, GRU or symcell.RNN was taken and did nothing (a Cell's raised AttributeError):
