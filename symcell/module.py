@@ -37,7 +37,7 @@ class CellSpec:
     Pickled (a module saved whole, deepcopy), a spec is its recipe where an import finds it again: the step
     function's module and name and define()'s arguments, so a load runs the equations of the code it imports, as a
     saved nn.Module runs its class's forward of the day (a fix to a cell reaches a saved model). A cell no import
-    finds (defined in __main__ or in a function) is pickled as its equations."""
+    finds (defined in __main__, in a function or a loop) is pickled as its equations."""
 
     def __init__(self, ir: CellIR, doc=None, recipe=None):
         self.ir, self.doc = ir, doc
@@ -58,7 +58,7 @@ class CellSpec:
         return super().__reduce_ex__(protocol)
 
     def __getstate__(self):
-        return {**self.__dict__, "recipe": None}   # (the function itself may not pickle: a lambda, a local)
+        return {**self.__dict__, "recipe": None}   # (pickled as its equations: the recipe is no use elsewhere)
 
     def __setstate__(self, state):
         # unpickled as its equations (a saved module, in a fresh process): registered again, as define() does
