@@ -124,8 +124,31 @@ def _export(model, example_inputs, dynamic_shapes, libraries):
     example_inputs = _inputs(example_inputs)
     with native() as found:
         program = torch.export.export(model, example_inputs, dynamic_shapes=_dynamic(example_inputs, dynamic_shapes))
+    if dynamic_shapes is None:
+        _refuse_sizes_fixed_at_one(program, example_inputs)
     libraries.extend(found)
     return program
+
+
+def _refuse_sizes_fixed_at_one(program, example_inputs):
+    """torch.export takes an example's sizes of 0 and 1 as constants (Dim.AUTO): a program exported on T = 1 or B = 1
+    runs at that size only, and an AOTInductor package given another reads its inputs wrongly, without an error
+    (a T = 1 example's package answered step 0's output for the last step's). Refused where the program fixed such
+    a size; a size the model fixes itself (a feature size of 1) is stated with dynamic_shapes."""
+    values = [n.meta.get("val") for n in program.graph.nodes
+              if n.op == "placeholder" and n.name in program.graph_signature.user_inputs]
+    tensors = [x for x in example_inputs if isinstance(x, torch.Tensor)]
+    for k, (x, v) in enumerate(zip(tensors, values)):
+        for d, size in enumerate(x.shape):
+            if size in (0, 1) and isinstance(getattr(v, "shape", (None,) * x.dim())[d], int):
+                varying = "(" + ", ".join("{" + ", ".join(f"{j}: Dim.AUTO" for j, s in enumerate(t.shape) if s > 1)
+                                          + "}" for t in tensors) + ",)"
+                raise ValueError(
+                    f"symcell.deploy: example input {k} has size {size} in dimension {d}, which torch.export takes as "
+                    f"a constant: the program would run at that size only (a package given another reads its inputs "
+                    f"wrongly, without an error). Give an example whose sequence length and batch are 2 or more; "
+                    f"where the model fixes that size itself (a feature size of 1), say which sizes vary: "
+                    f"dynamic_shapes={varying}")
 
 
 def export(model, example_inputs, folder, name="exported.pt2", dynamic_shapes=None):

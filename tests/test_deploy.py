@@ -211,6 +211,23 @@ def test_deploy_refuses_what_it_cannot_save(tmp_path):
         symcell.deploy.save(nn.Linear(8, 2), check.inputs(3), tmp_path)
 
 
+def test_an_example_of_one_step_or_one_row_is_refused_where_export_would_fix_it(tmp_path):
+    """torch.export takes an example's sizes of 0 and 1 as constants: a package exported on T = 1 answered step 0's
+    output for the last step's at T = 6, without an error; a feature size of 1 the model fixes is stated so"""
+    model = symcell.cells.LSTM(3, 5).eval()
+    for deploy, x in ((symcell.deploy.package, torch.randn(1, 2, 3)), (symcell.deploy.export, torch.randn(4, 1, 3))):
+        with pytest.raises(ValueError, match=r"example input 0 has size 1 in dimension [01], which torch.export "
+                                             r"takes as a constant"):
+            deploy(model, x, tmp_path)
+    narrow = symcell.cells.LSTM(1, 5).eval()
+    with pytest.raises(ValueError, match=r"dynamic_shapes=\(\{0: Dim.AUTO, 1: Dim.AUTO\},\)"):
+        symcell.deploy.export(narrow, torch.randn(4, 2, 1), tmp_path)
+    program = symcell.deploy.export(narrow, torch.randn(4, 2, 1), tmp_path,
+                                    dynamic_shapes=({0: torch.export.Dim.AUTO, 1: torch.export.Dim.AUTO},))
+    x = torch.randn(7, 3, 1)
+    torch.testing.assert_close(program.module()(x)[0], narrow(x)[0])
+
+
 def _cmake():
     """CMake: on the PATH, or beside this Python's scripts (the test extra installs it with pip)"""
     found = shutil.which("cmake") or shutil.which("cmake", path=sysconfig.get_path("scripts"))
