@@ -11,5 +11,10 @@ class DtypeError(TypeError, ValueError, RuntimeError):
     ValueError of nn.LSTM and nn.GRU, the RuntimeError of nn's cells."""
 
 
+class StateCountError(ShapeError, TypeError):
+    """Another number of state tensors than the cell has (a ValueError as before; nn.LSTM raises a RuntimeError,
+    nn.LSTMCell given a bare tensor a TypeError)."""
+
+
 class DeviceError(ValueError, RuntimeError):
     """Tensors on another device than the parameters: a ValueError as before, a RuntimeError as nn's."""

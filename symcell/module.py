@@ -14,7 +14,7 @@ from torch import nn
 from . import backends, registry
 from .backends.cpp.render import RESERVED as CPP_RESERVED
 from .cache import BuildError
-from .errors import DeviceError, DtypeError, ShapeError  # noqa: F401 (symcell's, and rnn's)
+from .errors import DeviceError, DtypeError, ShapeError, StateCountError  # noqa: F401 (symcell's, and rnn's)
 from .explain import explain
 from .frontend import trace
 from .ir import CellIR
@@ -357,8 +357,8 @@ class Binding:
         else:
             state = as_states(name, state, names)
             if len(state) != len(names):
-                raise ValueError(f"{name}: state must be a tuple of {len(names)} tensor(s) ({', '.join(names)}), "
-                                 f"got {len(state)}")
+                raise StateCountError(f"{name}: state must be a tuple of {len(names)} tensor(s) "
+                                      f"({', '.join(names)}), got {len(state)}")
             for s, t in zip(names, state):
                 if not isinstance(t, torch.Tensor):
                     raise TypeError(f"{name}: state {s!r} must be a tensor, got {type(t).__name__}")

@@ -15,6 +15,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from . import registry
 from .dims import dim_symbol
+from .errors import StateCountError
 from .module import (Binding, Cell, CellSpec, ShapeError, _no_class_spec, as_states, check_loaded, class_or_instance,
                      initial_values, refuse_script)
 from .sequence import check_lengths, row_order, run
@@ -272,7 +273,8 @@ class RNN(nn.Module):
         name, names = self._spec.ir.name, list(self.state_sizes)
         state = as_states(name, state, names, "hx")
         if len(state) != len(names):
-            raise ValueError(f"{name}: state must be {len(names)} tensor(s) ({', '.join(names)}), got {len(state)}")
+            raise StateCountError(f"{name}: state must be {len(names)} tensor(s) ({', '.join(names)}), got "
+                                  f"{len(state)}")
         LD = self.num_layers * self._dirs
         out = []
         for s, t in zip(names, state):

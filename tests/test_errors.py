@@ -472,3 +472,15 @@ def test_spec_initial_names_parameters_and_numbers():
     Gain.spec.initial["gain"] = "one"
     with pytest.raises(TypeError, match=r"Gain.spec.initial\['gain'\] must be a number, got 'one'"):
         Gain(I=3, H=4, backend="reference")
+
+
+def test_a_wrong_number_of_states_is_the_error_nn_raises_too():
+    """a plain ValueError, where nn.LSTM raises a RuntimeError and nn.LSTMCell given a bare tensor a TypeError"""
+    from symcell.cells import LSTM, LSTMCell
+    x, h = torch.randn(2, 2, 3), torch.zeros(1, 2, 4)
+    for call in (lambda: LSTM(3, 4, backend="reference")(x, (h, h, h)),
+                 lambda: LSTMCell(3, 4, backend="reference")(x[0], (h[0], h[0], h[0])),
+                 lambda: LSTMCell(3, 4, backend="reference")(x[0], h[0])):
+        for error in (RuntimeError, TypeError, ValueError):
+            with pytest.raises(error, match=r"state must be (a tuple of )?2 tensor\(s\) \(h, c\), got [13]"):
+                call()
