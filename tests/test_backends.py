@@ -177,12 +177,12 @@ def Suffixed(x, h, h_seq, h_init, x_t, acc_0, h_ys, h_res, h_last):
 
 
 @symcell.define(inputs={"x": "I"}, state={"h": "H", "EIO": "H"},
-                params={"M_PI": ("3*H", "I"), "U": ("3*H", "H"), "stdout": ("H",), "linux": ("H",)})
-def Macros(x, h, EIO, M_PI, U, stdout, linux):
-    """names that the headers of the cpp code define as macros (M_PI, and M_PI_2 of a block of it; EIO; stdout; linux
-    in GNU C++): the preprocessor expanded them and the build failed at the first call"""
+                params={"M_PI": ("3*H", "I"), "U": ("3*H", "H"), "stdout": ("H",), "linux": ("H",), "M_PIl": ("H",)})
+def Macros(x, h, EIO, M_PI, U, stdout, linux, M_PIl):
+    """names that the headers of the cpp code define as macros (M_PI, and M_PI_2 of a block of it; M_PIl; EIO;
+    stdout; linux in GNU C++): the preprocessor expanded them and the build failed at the first call"""
     a, b, c = symcell.split(M_PI @ x + U @ h, 3)
-    return tanh(a + EIO) * stdout + linux, EIO * sigmoid(b) + c * (symcell.split(M_PI, 3)[2] @ x)
+    return tanh(a + EIO) * stdout + linux * M_PIl, EIO * sigmoid(b) + c * (symcell.split(M_PI, 3)[2] @ x)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -201,7 +201,8 @@ def test_user_names_never_collide_with_generated_names(backend, Cell):
         assert rel_err(a.cpu(), b) < 1e-4
     if backend == "cpp":   # the macros a value's name would meet are undefined after the headers, only they
         undefined = sorted(line[7:] for line in cell.source().splitlines() if line.startswith("#undef "))
-        want = {"Macros": ["EIO", "M_PI", "M_PI_2", "linux", "stdout"], "Crowded": ["BB"]}.get(Cell.__name__, [])
+        want = {"Macros": ["EIO", "EIO_new", "M_PI", "M_PI_2", "M_PI_2_x", "M_PIl", "linux", "stdout"],
+                "Crowded": ["BB"]}.get(Cell.__name__, [])
         assert undefined == want, undefined
 
 

@@ -737,5 +737,5 @@ def _undefine_macros(text):
     head, include, body = text.partition('#include "sc.h"\n')
     code = re.sub(r'//[^\n]*|"[^"\n]*"', "", body)
     names = {n for n in re.findall(r"(?<!::)\b([A-Za-z]\w*)\b(?!\s*\()", code)   # (not sc::PANEL)
-             if (re.fullmatch(r"[A-Z][A-Z0-9_]+", n) or n in _LOWER_MACROS) and n not in RESERVED}
+             if (re.fullmatch(r"[A-Z]\w+", n) or n in _LOWER_MACROS) and n not in RESERVED}   # (M_PIl, P_tmpdir)
     return head + include + "".join(f"#undef {n}\n" for n in sorted(names)) + body
