@@ -279,7 +279,9 @@ def load(source, cflags=(), ldflags=(), files=None, links=None, units=None, labe
     key = library_key(source, cflags, ldflags, files, units)
     if key in _loaded:
         return _loaded[key]
-    label = re.sub(r"\W", "", label, flags=re.ASCII)   # a C++ identifier's characters; the key has no "_"
+    # a C++ identifier's characters (the key has no "_"), and short: a file name of it with the key and ".so" (a
+    # cell named with 220 characters failed to build, "File name too long"); the key keeps it unique
+    label = re.sub(r"\W", "", label, flags=re.ASCII)[:64]
     ns = f"symcell_{label}_{key}" if label else f"symcell_{key}"
     if registered(ns):   # its library loaded from elsewhere (a deployed model's copy): the same key, the same code
         _loaded[key] = ns

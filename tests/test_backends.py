@@ -261,3 +261,11 @@ def test_the_plain_torch_references_take_a_batch_of_none():
         want, got_finals = symcell.scan(cell, xs, states)
         assert [y.shape for y in ys] == [y.shape for y in (want if isinstance(want, tuple) else (want,))], name
         assert [f.shape for f in finals] == [f.shape for f in got_finals], name
+
+
+@pytest.mark.cpp
+def test_a_cell_of_a_long_name_builds():
+    """the library's file name carried the whole cell name: 240 characters failed the build, "File name too long\""""
+    Long = symcell.define(inputs={"x": "H"}, state={"h": "H"}, name="A" * 240)(lambda x, h: tanh(x + 0.5 * h))
+    x = torch.randn(2, 1, 3)
+    torch.testing.assert_close(Long(H=3, backend="cpp")(x)[0], Long(H=3, backend="reference")(x)[0])
