@@ -44,7 +44,10 @@ def parse(k):
         importlib.import_module(module)
     if cell not in _CELLS:
         raise RuntimeError(f"symcell: no cell with kernel key {k!r} in this process; define (import) the "
-                           "cell before running a program traced or exported with it")
+                           "cell before running a program traced or exported with it (a cell a function makes, "
+                           "as symcell.cells.slstm_cell(3) for SLSTM's 3 heads, by calling it; one of a script's "
+                           "__main__, by running its define), or run the program saved by symcell.deploy, which "
+                           "needs no definition")
     return cell, {n: int(v) for n, v in (d.split("=") for d in dims.split(",") if d)}, backend
 
 
