@@ -203,6 +203,22 @@ def test_a_deployed_program_checks_its_lengths_and_its_operator_its_argument_lis
         op([x], [h, h], params, [6], False, torch.empty(0, dtype=torch.int64), [])
 
 
+def test_an_exported_program_takes_strided_inputs_and_int32_lengths_as_the_module(tmp_path):
+    """torch.export drops the module's .contiguous() and its lengths' int64 conversion: the exported program
+    refused a transposed input ("must be a contiguous CPU tensor") and int32 lengths (torch's "expected scalar type
+    Long but found Int", naming no argument), which the module and a saved trace take"""
+    model = Lengths().eval()
+    program = symcell.deploy.export(model, (torch.randn(5, 3, 4), torch.tensor([5, 3, 2])), tmp_path).module()
+    x = torch.randn(3, 4, 4).transpose(0, 1)   # (T, B, I) = (4, 3, 4), not contiguous
+    lengths = torch.tensor([4, 2, 1], dtype=torch.int32)
+    with torch.no_grad():
+        for got, want in zip(program(x, lengths), model(x, lengths)):
+            torch.testing.assert_close(got, want)
+    with pytest.raises(ValueError, match=r"lengths must be empty or a contiguous int64 CPU tensor of 3 values, got "
+                                         r"sizes \[3\] of Float"):
+        program(x.contiguous(), torch.tensor([4.0, 2.0, 1.0]))
+
+
 def test_deploy_refuses_what_it_cannot_save(tmp_path):
     with pytest.raises(RuntimeError, match="symcell.deploy saves the C\\+\\+ operators of the cpp backend; this "
                                            "cell runs on backend 'reference'"):

@@ -38,7 +38,8 @@ std::vector<at::Tensor> tangent_forward_impl(at::TensorList _xs, at::TensorList 
   const int64_t _n__v_gates = 4*_dim_H;
   const int64_t _steps = _xs[0].size(0), _batch = _xs[0].size(1);
   // per-row sequence lengths (int64), or none: every row runs all _steps
-  const int64_t* _len = _lengths.numel() > 0 ? _lengths.data_ptr<int64_t>() : nullptr;
+  // (read once checked: sc::expect_lengths, below, names another dtype)
+  const int64_t* _len = _lengths.numel() > 0 && _lengths.scalar_type() == at::kLong ? _lengths.data_ptr<int64_t>() : nullptr;
   const auto _opt = _xs[0].options();
   sc::expect<scalar_t>(_xs[0], {_steps, _batch, _n_x}, "xs[0] (x)");
   sc::expect<scalar_t>(_inits[0], {_batch, _n_h}, "inits[0] (h)");
@@ -272,7 +273,8 @@ std::vector<at::Tensor> tangent_backward_impl(at::TensorList _d_ys, at::TensorLi
   const int64_t _n__v_d_bias_hh = 4*_dim_H;
   const int64_t _steps = _xs[0].size(0), _batch = _xs[0].size(1);
   // per-row sequence lengths (int64), or none: every row runs all _steps
-  const int64_t* _len = _lengths.numel() > 0 ? _lengths.data_ptr<int64_t>() : nullptr;
+  // (read once checked: sc::expect_lengths, below, names another dtype)
+  const int64_t* _len = _lengths.numel() > 0 && _lengths.scalar_type() == at::kLong ? _lengths.data_ptr<int64_t>() : nullptr;
   const auto _opt = _xs[0].options();
   sc::expect<scalar_t>(_d_ys[0], {_steps, _batch, _n__dys_h}, "d_ys[0] (_dys_h)");
   sc::expect<scalar_t>(_d_finals[0], {_batch, _n_d_h_new}, "d_finals[0] (d_h_new)");
@@ -621,26 +623,26 @@ extern template std::vector<at::Tensor> tangent_backward_impl<float>(at::TensorL
 
 void tangent_forward(const c10::OperatorHandle&, torch::jit::Stack* _stack) {
   auto _in = torch::jit::last(*_stack, 12);
-  const std::vector<at::Tensor> _xs = _in[0].toTensorVector();
+  const std::vector<at::Tensor> _xs = sc::contiguous(_in[0].toTensorVector());
   sc::expect_count(_xs.size(), 1, "xs");
-  const std::vector<at::Tensor> _inits = _in[1].toTensorVector();
+  const std::vector<at::Tensor> _inits = sc::contiguous(_in[1].toTensorVector());
   sc::expect_count(_inits.size(), 2, "inits");
-  const std::vector<at::Tensor> _params = _in[2].toTensorVector();
+  const std::vector<at::Tensor> _params = sc::contiguous(_in[2].toTensorVector());
   sc::expect_count(_params.size(), 4, "params");
-  const std::vector<at::Tensor> _ys = _in[3].toTensorVector();
+  const std::vector<at::Tensor> _ys = sc::contiguous(_in[3].toTensorVector());
   sc::expect_count(_ys.size(), 1, "ys");
-  const std::vector<at::Tensor> _res = _in[4].toTensorVector();
+  const std::vector<at::Tensor> _res = sc::contiguous(_in[4].toTensorVector());
   sc::expect_count(_res.size(), 2, "res");
-  const std::vector<at::Tensor> _v_xs = _in[5].toTensorVector();
+  const std::vector<at::Tensor> _v_xs = sc::contiguous(_in[5].toTensorVector());
   sc::expect_count(_v_xs.size(), 1, "v_xs");
-  const std::vector<at::Tensor> _v_inits = _in[6].toTensorVector();
+  const std::vector<at::Tensor> _v_inits = sc::contiguous(_in[6].toTensorVector());
   sc::expect_count(_v_inits.size(), 2, "v_inits");
-  const std::vector<at::Tensor> _v_params = _in[7].toTensorVector();
+  const std::vector<at::Tensor> _v_params = sc::contiguous(_in[7].toTensorVector());
   sc::expect_count(_v_params.size(), 4, "v_params");
   const std::vector<int64_t> _dims = sc::int_list(_in[8]);
   sc::expect_count(_dims.size(), 2, "dims");
   const bool _save = _in[9].toBool();
-  const at::Tensor _lengths = _in[10].toTensor();
+  const at::Tensor _lengths = sc::as_lengths(_in[10].toTensor());
   const std::vector<int64_t> _skip = sc::int_list(_in[11]);
   sc::FlushDenormals _ftz;
   std::vector<at::Tensor> _out = _xs[0].scalar_type() == at::kDouble ? tangent_forward_impl<double>(_xs, _inits, _params, _ys, _res, _v_xs, _v_inits, _v_params, _dims, _save, _lengths, _skip) : tangent_forward_impl<float>(_xs, _inits, _params, _ys, _res, _v_xs, _v_inits, _v_params, _dims, _save, _lengths, _skip);
@@ -649,37 +651,37 @@ void tangent_forward(const c10::OperatorHandle&, torch::jit::Stack* _stack) {
 }
 void tangent_backward(const c10::OperatorHandle&, torch::jit::Stack* _stack) {
   auto _in = torch::jit::last(*_stack, 17);
-  const std::vector<at::Tensor> _d_ys = _in[0].toTensorVector();
+  const std::vector<at::Tensor> _d_ys = sc::contiguous(_in[0].toTensorVector());
   sc::expect_count(_d_ys.size(), 1, "d_ys");
-  const std::vector<at::Tensor> _d_finals = _in[1].toTensorVector();
+  const std::vector<at::Tensor> _d_finals = sc::contiguous(_in[1].toTensorVector());
   sc::expect_count(_d_finals.size(), 2, "d_finals");
-  const std::vector<at::Tensor> _xs = _in[2].toTensorVector();
+  const std::vector<at::Tensor> _xs = sc::contiguous(_in[2].toTensorVector());
   sc::expect_count(_xs.size(), 1, "xs");
-  const std::vector<at::Tensor> _inits = _in[3].toTensorVector();
+  const std::vector<at::Tensor> _inits = sc::contiguous(_in[3].toTensorVector());
   sc::expect_count(_inits.size(), 2, "inits");
-  const std::vector<at::Tensor> _params = _in[4].toTensorVector();
+  const std::vector<at::Tensor> _params = sc::contiguous(_in[4].toTensorVector());
   sc::expect_count(_params.size(), 4, "params");
-  const std::vector<at::Tensor> _ys = _in[5].toTensorVector();
+  const std::vector<at::Tensor> _ys = sc::contiguous(_in[5].toTensorVector());
   sc::expect_count(_ys.size(), 1, "ys");
-  const std::vector<at::Tensor> _res = _in[6].toTensorVector();
+  const std::vector<at::Tensor> _res = sc::contiguous(_in[6].toTensorVector());
   sc::expect_count(_res.size(), 2, "res");
-  const std::vector<at::Tensor> _v_d_ys = _in[7].toTensorVector();
+  const std::vector<at::Tensor> _v_d_ys = sc::contiguous(_in[7].toTensorVector());
   sc::expect_count(_v_d_ys.size(), 1, "v_d_ys");
-  const std::vector<at::Tensor> _v_d_finals = _in[8].toTensorVector();
+  const std::vector<at::Tensor> _v_d_finals = sc::contiguous(_in[8].toTensorVector());
   sc::expect_count(_v_d_finals.size(), 2, "v_d_finals");
-  const std::vector<at::Tensor> _v_xs = _in[9].toTensorVector();
+  const std::vector<at::Tensor> _v_xs = sc::contiguous(_in[9].toTensorVector());
   sc::expect_count(_v_xs.size(), 1, "v_xs");
-  const std::vector<at::Tensor> _v_inits = _in[10].toTensorVector();
+  const std::vector<at::Tensor> _v_inits = sc::contiguous(_in[10].toTensorVector());
   sc::expect_count(_v_inits.size(), 2, "v_inits");
-  const std::vector<at::Tensor> _v_params = _in[11].toTensorVector();
+  const std::vector<at::Tensor> _v_params = sc::contiguous(_in[11].toTensorVector());
   sc::expect_count(_v_params.size(), 4, "v_params");
-  const std::vector<at::Tensor> _v_ys = _in[12].toTensorVector();
+  const std::vector<at::Tensor> _v_ys = sc::contiguous(_in[12].toTensorVector());
   sc::expect_count(_v_ys.size(), 1, "v_ys");
-  const std::vector<at::Tensor> _v_res = _in[13].toTensorVector();
+  const std::vector<at::Tensor> _v_res = sc::contiguous(_in[13].toTensorVector());
   sc::expect_count(_v_res.size(), 2, "v_res");
   const std::vector<int64_t> _dims = sc::int_list(_in[14]);
   sc::expect_count(_dims.size(), 2, "dims");
-  const at::Tensor _lengths = _in[15].toTensor();
+  const at::Tensor _lengths = sc::as_lengths(_in[15].toTensor());
   const std::vector<int64_t> _skip = sc::int_list(_in[16]);
   sc::FlushDenormals _ftz;
   std::vector<at::Tensor> _out = _xs[0].scalar_type() == at::kDouble ? tangent_backward_impl<double>(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _v_d_ys, _v_d_finals, _v_xs, _v_inits, _v_params, _v_ys, _v_res, _dims, _lengths, _skip) : tangent_backward_impl<float>(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _v_d_ys, _v_d_finals, _v_xs, _v_inits, _v_params, _v_ys, _v_res, _dims, _lengths, _skip);

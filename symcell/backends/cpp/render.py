@@ -234,7 +234,9 @@ class ScanRenderer(Renderer):
         first = "{}[{}]".format(*scan.arg_of(scan.first_seq))
         w(f"const int64_t _steps = {first}.size(0), _batch = {first}.size(1);")
         w("// per-row sequence lengths (int64), or none: every row runs all _steps")
-        w("const int64_t* _len = _lengths.numel() > 0 ? _lengths.data_ptr<int64_t>() : nullptr;")
+        w("// (read once checked: sc::expect_lengths, below, names another dtype)")
+        w("const int64_t* _len = _lengths.numel() > 0 && _lengths.scalar_type() == at::kLong ? "
+          "_lengths.data_ptr<int64_t>() : nullptr;")
         w(f"const auto _opt = {first}.options();")
 
     def check_args(self):
@@ -695,7 +697,7 @@ def render(program, scans):
             names = [a.name for a in scan.args] + ["_dims"] + (["_save"] if scan.save else []) + ["_lengths", "_skip"]
             w(f"auto _in = torch::jit::last(*_stack, {len(names)});")
             for k, a in enumerate(scan.args):
-                w(f"const std::vector<at::Tensor> {a.name} = _in[{k}].toTensorVector();")
+                w(f"const std::vector<at::Tensor> {a.name} = sc::contiguous(_in[{k}].toTensorVector());")
                 w(f'sc::expect_count({a.name}.size(), {len(a.buffers)}, "{a.name[1:]}");')
             k = len(scan.args)
             w(f"const std::vector<int64_t> _dims = sc::int_list(_in[{k}]);")
@@ -703,7 +705,7 @@ def render(program, scans):
             if scan.save:
                 k += 1
                 w(f"const bool _save = _in[{k}].toBool();")
-            w(f"const at::Tensor _lengths = _in[{k + 1}].toTensor();")
+            w(f"const at::Tensor _lengths = sc::as_lengths(_in[{k + 1}].toTensor());")
             w(f"const std::vector<int64_t> _skip = sc::int_list(_in[{k + 2}]);")
             w("sc::FlushDenormals _ftz;")
             w(f"std::vector<at::Tensor> _out = {first}.scalar_type() == at::kDouble ? {scan.name}_impl<double>({call}) "

@@ -387,6 +387,18 @@ inline void expect_lengths(const at::Tensor& lengths, int64_t batch, int64_t ste
     TORCH_CHECK_VALUE(v[b] >= 0 && v[b] <= steps, "symcell operator: lengths must lie in [0, T] = [0, ", steps,
                       "], got ", v[b], " for row ", b);
 }
+// The operator's tensors as its kernels read them: row-major, lengths int64. A program torch.export made passes
+// a caller's strided input or int32 lengths as they come (it drops the module's .contiguous() and int64
+// conversion), which the module itself takes; floats and bools stay, for expect_lengths to refuse.
+inline std::vector<at::Tensor> contiguous(std::vector<at::Tensor> ts) {
+  for (auto& t : ts)
+    if (t.defined() && t.device().is_cpu()) t = t.contiguous();
+  return ts;
+}
+inline at::Tensor as_lengths(const at::Tensor& t) {
+  bool integral = at::isIntegralType(t.scalar_type(), /*includeBool=*/false);
+  return t.numel() > 0 && t.device().is_cpu() && integral ? t.to(at::kLong).contiguous() : t;
+}
 // An argument list of the operator's must hold as many entries as its kernel reads (called by hand, it may not).
 inline void expect_count(size_t n, size_t want, const char* what) {
   TORCH_CHECK_VALUE(n == want, "symcell operator: ", what, " must hold ", want, " entries, got ", n);
