@@ -42,6 +42,9 @@ def main(argv=None):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)   # torch.jit.trace is deprecated upstream, still used
+        # the modules' size checks read sizes as Python ints, which torch warns "might not generalize": right for
+        # the example, and the cell's operator checks them again at any size (the loop below runs other T)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         traced = torch.jit.trace(model, torch.randn(4, 10, 8))
     for T in (10, 11, 50):
         x = torch.randn(4, T, 8)

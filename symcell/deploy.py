@@ -33,6 +33,7 @@ import torch
 
 from . import ops, registry
 from .cache import entry_dir, registered
+from .warn import warn
 
 _recording = []     # while save/export runs: the list of library files its operators live in
 _faked = set()      # the per-cell operators given a fake implementation (torch.export traces with fake tensors)
@@ -99,6 +100,7 @@ def save(model, example_inputs, folder, name="model.pt"):
     """Trace `model` (as it is: call .eval() first) on `example_inputs` (a tensor or a tuple, on CPU) with each scan
     recorded as its C++ operator; save the TorchScript program as folder/name and the cells' libraries beside it.
     -> the program's path."""
+    _warn_if_training(model, "save")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with native() as libraries, torch.no_grad(), warnings.catch_warnings():
@@ -120,7 +122,8 @@ def _dynamic(example_inputs, dynamic_shapes):
                  for x in example_inputs)
 
 
-def _export(model, example_inputs, dynamic_shapes, libraries):
+def _export(model, example_inputs, dynamic_shapes, libraries, what):
+    _warn_if_training(model, what)
     example_inputs = _inputs(example_inputs)
     with native() as found:
         program = torch.export.export(model, example_inputs, dynamic_shapes=_dynamic(example_inputs, dynamic_shapes))
@@ -128,6 +131,13 @@ def _export(model, example_inputs, dynamic_shapes, libraries):
         _refuse_sizes_fixed_at_one(program, example_inputs)
     libraries.extend(found)
     return program
+
+
+def _warn_if_training(model, what):
+    """a model in training mode is saved as it is: its dropout drawn at every call of the program"""
+    if isinstance(model, torch.nn.Module) and any(m.training for m in model.modules()):
+        warn(f"symcell.deploy.{what}: the model is in training mode (dropout acts in the saved program); call "
+             ".eval() first to save it for inference")
 
 
 def _refuse_sizes_fixed_at_one(program, example_inputs):
@@ -159,7 +169,7 @@ def export(model, example_inputs, folder, name="exported.pt2", dynamic_shapes=No
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     libraries = []
-    program = _export(model, example_inputs, dynamic_shapes, libraries)
+    program = _export(model, example_inputs, dynamic_shapes, libraries, "export")
     _copy_libraries(libraries, folder)
     torch.export.save(program, str(folder / name))
     return program
@@ -173,7 +183,7 @@ def package(model, example_inputs, folder, name="model.pt2", dynamic_shapes=None
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     libraries = []
-    program = _export(model, example_inputs, dynamic_shapes, libraries)
+    program = _export(model, example_inputs, dynamic_shapes, libraries, "package")
     _copy_libraries(libraries, folder)
     return Path(torch._inductor.aoti_compile_and_package(program, package_path=str(folder / name)))
 

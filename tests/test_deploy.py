@@ -244,6 +244,18 @@ def test_an_example_of_one_step_or_one_row_is_refused_where_export_would_fix_it(
     torch.testing.assert_close(program.module()(x)[0], narrow(x)[0])
 
 
+def test_a_model_in_training_mode_is_saved_with_a_warning(tmp_path):
+    """deploy.save of a model left in training mode saved its dropout into the program, without a word"""
+    import warnings
+    model = symcell.cells.LSTM(3, 4, num_layers=2, dropout=0.5)
+    with pytest.warns(UserWarning, match=r"symcell.deploy.save: the model is in training mode \(dropout acts in the "
+                                         r"saved program\); call .eval\(\) first"):
+        symcell.deploy.save(model, torch.randn(5, 2, 3), tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        symcell.deploy.save(model.eval(), torch.randn(5, 2, 3), tmp_path)
+
+
 def _cmake():
     """CMake: on the PATH, or beside this Python's scripts (the test extra installs it with pip)"""
     found = shutil.which("cmake") or shutil.which("cmake", path=sysconfig.get_path("scripts"))
