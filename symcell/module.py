@@ -379,9 +379,9 @@ def _no_class_spec(cls, instead=None):
 
 def _name_for_pickle(cls):
     """whether pickle finds the class by its name in another process (one of __main__ it would not); for a cell
-    class, its qualified name made the one its module holds it by: define names the class as the cell, where a cell renamed by name= is bound to its step's name
-    (@define(name="B") def step), a step's name to the cell's (B = define(...)(step)), a cell made in a class to
-    Outer.Inner"""
+    class, its qualified name made the one its module holds it by: define names the class as the cell, where a
+    cell renamed by name= is bound to its step's name (@define(name="B") def step), a step's name to the cell's
+    (B = define(...)(step)), a cell made in a class to Outer.Inner"""
     module = sys.modules.get(cls.__module__)
     if module is None or cls.__module__ == "__main__" or "<" in cls.__qualname__:   # (no other process finds these)
         return False

@@ -11,6 +11,8 @@ import inspect
 import operator
 
 import torch
+from torch._subclasses.fake_tensor import FakeTensor
+from torch.autograd import forward_ad
 
 from . import autograd, backends, deploy, ops, registry
 from .errors import DtypeError
@@ -54,7 +56,6 @@ def _differentiated(tensors):
         return True
     # (each tensor's wrappers and tangents asked only where a torch.func transform or a dual level is on: ~1.5 us
     # a tensor, every step of a cell called step by step)
-    from torch.autograd import forward_ad
     transforms = getattr(torch._C._functorch, "peek_interpreter_stack", lambda: True)() is not None
     if not transforms and forward_ad._current_level < 0:
         return False
@@ -67,8 +68,7 @@ def _functorch(test, t):
 
 
 def _has_tangent(t):
-    from torch.autograd.forward_ad import unpack_dual
-    return unpack_dual(t).tangent is not None
+    return forward_ad.unpack_dual(t).tangent is not None
 
 
 def _transformed(tensors):
@@ -111,7 +111,6 @@ def is_fake(*tensors):
     have no values to read: they take the registered operators' fake implementations, as torch.compile does."""
     # (torch's detect_fake_mode, ~15 us a call, asked only where a fake mode is on or a tensor is one: an
     # LSTMCell's step paid it every step)
-    from torch._subclasses.fake_tensor import FakeTensor
     mode_on = torch._C._get_dispatch_mode(torch._C._TorchDispatchModeKey.FAKE) is not None
     if not mode_on and not any(isinstance(t, FakeTensor) for t in tensors):
         return False

@@ -5,6 +5,7 @@ nn raises, symcell raises an exception of nn's type (symcell's may be a subclass
 always raised and nn's RuntimeError) with a message that names the argument and the sizes."""
 import copy
 import pickle
+import subprocess
 import sys
 
 import pytest
@@ -15,6 +16,11 @@ import symcell
 from symcell.cells import GRU, LSTM, GRUCell, LSTMCell
 
 REF = dict(backend="reference")
+
+
+def python(*args):
+    """a fresh Python process (this interpreter) run with args: its completed process, output captured"""
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=300)
 CPU_BACKENDS = [b for b in ("reference", "cpp") if symcell.backends.get(b).usable(torch.device("cpu"))]
 
 
@@ -203,8 +209,6 @@ def test_pickle_save_and_deepcopy_after_the_kernels_ran(backend, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS_HERE)
 def test_torch_save_loads_in_a_fresh_process(backend, tmp_path):
-    import subprocess
-    import sys
     torch.manual_seed(3)
     # (an sLSTM of 3 heads: a cell that slstm_cell(3) makes, which no import defines; it failed in a fresh process,
     # "no cell with kernel key ...", until its spec registered itself when unpickled)
@@ -214,7 +218,7 @@ def test_torch_save_loads_in_a_fresh_process(backend, tmp_path):
     code = ("import torch; d = torch.load(r'%s', weights_only=False); "
             "assert all((m(d['x'])[0] - y).abs().max() < 1e-6 for m, y in zip(d['model'], d['y'])); print('ok')"
             % (tmp_path / "m.pt"))
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    out = python("-c", code)
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr
 
 
@@ -223,8 +227,6 @@ def test_a_saved_module_runs_the_equations_of_the_code_it_loads_with(tmp_path):
     """a module saved whole carried its cell's equations, and a load ran those, not the code it imported (a user's
     change to a cell, a fix to symcell's sLSTM never reached a saved model); nn.Module's load runs its class's
     forward of the day. A cell is pickled as its recipe now (its step's module and name, define's arguments)."""
-    import subprocess
-    import sys
     cells = tmp_path / "my_cells.py"
     source = ("import symcell\nfrom symcell import tanh, relu\n\n"
               "@symcell.define(inputs={'x': 'I'}, state={'h': 'H'}, params={'W': ('H', 'I'), 'U': ('H', 'H')})\n"
@@ -234,7 +236,7 @@ def test_a_saved_module_runs_the_equations_of_the_code_it_loads_with(tmp_path):
             "torch.save({'cell': my_cells.Simple(I=3, H=4, backend='reference'), 'stack': symcell.RNN("
             "my_cells.Simple, I=3, H=4, num_layers=2, backend='reference'), 'lstm': symcell.cells.LSTM(3, 4), "
             "'x': torch.randn(5, 2, 3)}, %r)" % (str(tmp_path), str(tmp_path / "m.pt")))
-    out = subprocess.run([sys.executable, "-c", save], capture_output=True, text=True, timeout=300)
+    out = python("-c", save)
     assert out.returncode == 0, out.stderr
     cells.write_text(source.replace("return tanh(", "return relu("))   # the cell as the code now has it
     check = ("import sys, torch; sys.path.insert(0, %r); d = torch.load(%r, weights_only=False); x = d['x']\n"
@@ -246,7 +248,7 @@ def test_a_saved_module_runs_the_equations_of_the_code_it_loads_with(tmp_path):
              "assert torch.allclose(s(x)[0], loop(s.W_l1, s.U_l1, torch.zeros(2, 4), y0))\n"
              "assert 'relu' in c.gradients() and d['lstm'](x)[0].shape == (5, 2, 4)\nprint('ok')"
              % (str(tmp_path), str(tmp_path / "m.pt")))
-    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=300)
+    out = python("-c", check)
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr
 
 
@@ -256,8 +258,6 @@ def test_saved_modules_of_cells_whose_declarations_changed(tmp_path):
     declaration reordered to {U, W} put W in U's place, silently); `B = define(...)(step)` with its states
     reordered loaded the old declaration with the new step (neither version's results); a parameter added since
     failed at the first call with a count; a cell renamed by name= could not be pickled at all"""
-    import subprocess
-    import sys
     cells = tmp_path / "edited.py"
     before = ("import symcell\nfrom symcell import tanh, sigmoid\n\n"
               "@symcell.define(inputs={'x': 'I'}, state={'h': 'H'}, params={'W': ('H', 'I'), 'U': ('H', 'H')})\n"
@@ -279,17 +279,17 @@ def test_saved_modules_of_cells_whose_declarations_changed(tmp_path):
             "'named': edited.renamed(I=3, H=3, **R)}\n"
             "torch.save({'m': m, 'x': x, 'want': {k: v(x)[0].detach() for k, v in m.items()}}, %r)"
             % (str(tmp_path), str(tmp_path / "m.pt")))
-    out = subprocess.run([sys.executable, "-c", save], capture_output=True, text=True, timeout=300)
+    out = python("-c", save)
     assert out.returncode == 0, out.stderr
     cells.write_text(after)
     check = ("import sys, torch; sys.path.insert(0, %r); d = torch.load(%r, weights_only=False)\n"
              "for k, m in d['m'].items():\n    assert torch.allclose(m(d['x'])[0], d['want'][k]), k\nprint('ok')"
              % (str(tmp_path), str(tmp_path / "m.pt")))
-    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=300)
+    out = python("-c", check)
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr
     cells.write_text(after.replace("params={'W': ('H', 'I')},\n", "params={'W': ('H', 'I'), 'V': ('H',)},\n")
                      .replace("def b_step(x, c, h, W)", "def b_step(x, c, h, W, V)"))
-    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=300)
+    out = python("-c", check)
     assert "the saved B has no parameter(s) ['V'], which its cell B declares in the code it loads with" in out.stderr
     # a parameter the code no longer declares: kept, unused, with a warning (the results are today's code's)
     cells.write_text(after.replace("params={'U': ('H', 'H'), 'W': ('H', 'I')}", "params={'W': ('H', 'I')}")
@@ -299,7 +299,7 @@ def test_saved_modules_of_cells_whose_declarations_changed(tmp_path):
             "h = torch.zeros(2, 3); ys = []\nfor t in range(5):\n"
             "    h = torch.tanh(d['x'][t] @ a.W_l0.t() + 0.5 * h); ys.append(h)\n"
             "assert torch.allclose(a(d['x'])[0], torch.stack(ys)); print('ok')" % (str(tmp_path), str(tmp_path / "m.pt")))
-    out = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True, timeout=300)
+    out = python("-c", load)
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr
     assert "the saved RNN holds parameter(s) ['U_l0'], which its cell A no longer declares" in out.stderr
 
@@ -308,8 +308,6 @@ def test_saved_modules_of_cells_whose_declarations_changed(tmp_path):
 def test_a_cell_of_a_script_loads_in_another_process(tmp_path):
     """a Cell whose class a script defines (__main__) failed to load elsewhere ("Can't get attribute on
     __main__"); a class define made is made again from its equations"""
-    import subprocess
-    import sys
     script = tmp_path / "train.py"
     script.write_text(
         "import sys, torch, symcell\n"
@@ -317,12 +315,11 @@ def test_a_cell_of_a_script_loads_in_another_process(tmp_path):
         "def MainCell(x, h, W):\n    return symcell.tanh(W @ x + h)\n"
         "m = MainCell(I=3, H=4, backend='reference'); x = torch.randn(5, 2, 3)\n"
         "torch.save({'m': m, 'x': x, 'y': m(x)[0]}, sys.argv[1])\n")
-    out = subprocess.run([sys.executable, str(script), str(tmp_path / "m.pt")], capture_output=True, text=True,
-                         timeout=300)
+    out = python(str(script), str(tmp_path / "m.pt"))
     assert out.returncode == 0, out.stderr
     load = ("import torch; d = torch.load(%r, weights_only=False); assert torch.equal(d['m'](d['x'])[0], d['y']); "
             "assert type(d['m']).__name__ == 'MainCell'; print('ok')" % str(tmp_path / "m.pt"))
-    out = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True, timeout=300)
+    out = python("-c", load)
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr
 
 
