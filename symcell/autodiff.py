@@ -1,7 +1,7 @@
 """The derived backward pass.
 
 For a region with leaves u_j and outputs o_k = f_k(u), given cotangents g_k = dL/do_k:
-    dL/du_j = sum_k g_k * d f_k / d u_j          (sympy.diff, then one CSE over all j)
+    dL/du_j = sum_k g_k * d f_k / d u_j          (functions.diff, then one CSE over all j)
 A vector parameter is broadcast over the batch in the forward, so its gradient is summed over the batch.
 For a matmul y = v @ W[:, c0:c1].T:
     dv += dy @ W[:, c0:c1]                        (stays in the loop when v depends on the state)
@@ -14,7 +14,7 @@ from typing import Any, Tuple
 
 import sympy
 
-from .functions import masked
+from .functions import diff, masked
 from .schedule import MatMul, Region, View
 
 
@@ -75,7 +75,7 @@ def _region_grad(region, schedule, taken):
     for sym, view in region.leaves:
         total = sympy.Integer(0)
         for (g, _), (_, expr) in zip(cot, region.outputs):
-            total += g * sympy.diff(expr, sym)
+            total += g * diff(expr, sym)
         if total != 0:
             raw.append((view, masked(total)))
     prefix = "_c"

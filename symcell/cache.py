@@ -371,8 +371,9 @@ def _complete(entry, lib, marker):
     try:
         if _untrusted(entry) is not None or any(_untrusted(p, folder=False) is not None for p in (marker, lib)):
             return False
+        # (a marker with no length, empty or from before lengths were written, is a build to do again)
         size = re.search(r"^bytes (\d+)$", marker.read_text(errors="replace"), re.MULTILINE)
-        return size is None or int(size.group(1)) == lib.stat().st_size
+        return size is not None and int(size.group(1)) == lib.stat().st_size
     except OSError:
         return False
 

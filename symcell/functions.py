@@ -20,7 +20,8 @@ Conventions at kinks (torch's autograd):
     hardtanh, hardsigmoid: gradient 0 at their corners (-1 < x < 1, -3 < x < 3 strictly)
 A comparison (a > b, ...) is a condition: a 0/1 number here, so its derivative is 0 and where(c, a, b) has
 derivatives c and 1 - c; where prints as a select, so the branch not taken never reaches the value (inf * 0).
-`exp`, `log`, `sqrt` and `erf` are sympy's own, so their derivatives are sympy's.
+`exp`, `log`, `sqrt` and `erf` are sympy's own, so their derivatives are sympy's; a power's is the power rule,
+p * b**(p - 1) * b' (diff: sympy's divides by b).
 """
 import math
 import operator
@@ -329,6 +330,23 @@ def mask(e):
         for a in e.args)
 
 
+class PowerOf(sympy.Function):
+    """b**e while an expression is differentiated (diff): the power rule's e * b**(e - 1) * b'. sympy's own rule
+    for a power is b**e * e * b' / b, which it simplifies to the power rule where b is the variable (x**2.5) but
+    not where b is a product or a power ((a * a)**1.5: 3 a**2**1.5 / a), 0/0 where a factor is 0 (a zero state, a
+    padding row), where torch's pow backward is 0."""
+
+    def fdiff(self, argindex=1):
+        b, e = self.args
+        return e * b ** (e - 1) if argindex == 1 else self * sympy.log(b)
+
+
+def diff(expr, sym):
+    """d expr / d sym, as sympy.diff, with the power rule for every power that is not an integer one (PowerOf)"""
+    powers = expr.replace(lambda e: e.is_Pow and not e.exp.is_Integer, lambda e: PowerOf(*e.args))
+    return sympy.diff(powers, sym).replace(PowerOf, lambda b, e: b ** e)
+
+
 def masked(expr):
     """Each product with mask factors as where(their product, the other factors (and those of the masks that are
     not 0/1), 0), bottom up: a derivative rule's mask selects, as torch's backward does, rather than multiplies
@@ -398,16 +416,32 @@ class Function:
     user: bool = True          # False: a derivative helper, or reached through an operator (a > b) or clamp
     torch_helper: Optional[Callable] = None   # a function the torch spelling calls
     arity: int = 1
+    triton_helper: Optional[str] = None       # a @triton.jit function the triton spelling calls (its source)
 
+
+# triton's maximum and minimum drop a NaN by default (maximum(NaN, 0) is 0: a diverging run's NaN became a number);
+# torch's, and sc.h's, give NaN
+_TL_MAX = "tl.maximum({x}, {y}, propagate_nan=tl.PropagateNan.ALL)"
+_TL_MIN = "tl.minimum({x}, {y}, propagate_nan=tl.PropagateNan.ALL)"
+
+# torch's softplus (x above 20) with log1p, which triton.language lacks outside libdevice (and the interpreter has
+# no libdevice): log(u) * e / (u - 1) with u = 1 + e rounded is log1p(e) to a few ulps (Goldberg, "What every
+# computer scientist should know about floating-point arithmetic", thm. 4). log(1 + exp(x)) was 0 below x = -17
+_TL_SOFTPLUS = '''@triton.jit
+def _softplus(x):
+    e = tl.exp(tl.minimum(x, 20.0, propagate_nan=tl.PropagateNan.ALL))
+    u = 1.0 + e
+    return tl.where(x > 20.0, x, tl.where(u == 1.0, e, tl.log(u) * (e / (u - 1.0))))
+'''
 
 FUNCTIONS = (
     Function("sigmoid", Sigmoid, "torch.sigmoid({x})", "sc::sigmoid({x})", "tl.sigmoid({x})"),
     Function("tanh", Tanh, "torch.tanh({x})", "sc::tanh({x})", "(2.0 * tl.sigmoid(2.0 * ({x})) - 1.0)"),
     Function("relu", Relu, "torch.relu({x})", "sc::relu({x})", "tl.where(({x}) < 0.0, 0.0, ({x}))"),
     Function("elu", Elu, "_F.elu({x})", "sc::elu({x})",
-             "tl.where(({x}) > 0.0, ({x}), tl.exp(tl.minimum(({x}), 0.0)) - 1.0)"),
+             "tl.where(({x}) > 0.0, ({x}), tl.exp(" + _TL_MIN.format(x="{x}", y="0.0") + ") - 1.0)"),
     Function("softplus", Softplus, "_F.softplus({x})", "sc::softplus({x})",
-             "tl.where(({x}) > 20.0, ({x}), tl.log(1.0 + tl.exp(tl.minimum(({x}), 20.0))))"),
+             "_softplus({x})", triton_helper=_TL_SOFTPLUS),
     Function("silu", Silu, "_F.silu({x})", "sc::silu({x})", "(({x}) * tl.sigmoid({x}))"),
     Function("gelu", Gelu, "_F.gelu({x})", "sc::gelu({x})", "(0.5 * ({x}) * (1.0 + tl.erf(0.7071067811865476 * ({x}))))"),
     Function("exp", sympy.exp, "torch.exp({x})", "sc::exp({x})", "tl.exp({x})"),
@@ -417,24 +451,25 @@ FUNCTIONS = (
     Function("step", Step, "_step({x})", "sc::step({x})", "tl.where(({x}) > 0.0, 1.0, 0.0)", user=False,
              torch_helper=_step),
     Function("elu_grad", EluGrad, "_elu_grad({x})", "sc::elu_grad({x})",
-             "tl.where(({x}) > 0.0, 1.0, tl.exp(tl.minimum(({x}), 0.0)))", user=False, torch_helper=_elu_grad),
+             "tl.where(({x}) > 0.0, 1.0, tl.exp(" + _TL_MIN.format(x="{x}", y="0.0") + "))", user=False,
+             torch_helper=_elu_grad),
     Function("abs", AbsOf, "torch.abs({x})", "std::abs({x})", "tl.abs({x})"),
     Function("sign", SignOf, "torch.sign({x})", "sc::sign({x})",
              "tl.where(({x}) > 0.0, 1.0, tl.where(({x}) < 0.0, -1.0, 0.0))"),
     Function("hardtanh", Hardtanh, "_F.hardtanh({x})", "sc::hardtanh({x})",
-             "tl.minimum(tl.maximum(({x}), -1.0), 1.0)"),
+             _TL_MIN.format(x=_TL_MAX.format(x="{x}", y="-1.0"), y="1.0")),
     Function("hardsigmoid", Hardsigmoid, "_F.hardsigmoid({x})", "sc::hardsigmoid({x})",
-             "tl.minimum(tl.maximum((({x}) + 3.0) / 6.0, 0.0), 1.0)"),
-    Function("maximum", Maximum, "_maximum({x}, {y})", "sc::maximum({x}, {y})", "tl.maximum({x}, {y})",
+             _TL_MIN.format(x=_TL_MAX.format(x="(({x}) + 3.0) / 6.0", y="0.0"), y="1.0")),
+    Function("maximum", Maximum, "_maximum({x}, {y})", "sc::maximum({x}, {y})", _TL_MAX,
              torch_helper=_maximum, arity=2),
-    Function("minimum", Minimum, "_minimum({x}, {y})", "sc::minimum({x}, {y})", "tl.minimum({x}, {y})",
+    Function("minimum", Minimum, "_minimum({x}, {y})", "sc::minimum({x}, {y})", _TL_MIN,
              torch_helper=_minimum, arity=2),
     Function("where", Where, "_where({x}, {y}, {z})", "sc::where({x}, {y}, {z})",
              "tl.where(({x}) != 0.0, {y}, {z})", torch_helper=_where, arity=3),
     Function("clamp_min", ClampMin, "torch.clamp({x}, min={y})", "sc::clamp_min({x}, {y})",
-             "tl.maximum({x}, {y})", user=False, arity=2),
+             _TL_MAX, user=False, arity=2),
     Function("clamp_max", ClampMax, "torch.clamp({x}, max={y})", "sc::clamp_max({x}, {y})",
-             "tl.minimum({x}, {y})", user=False, arity=2),
+             _TL_MIN, user=False, arity=2),
 ) + tuple(Function(name, cls, f"{helper.__name__}({{x}}, {{y}})", f"sc::{name}({{x}}, {{y}})",
                    f"tl.where(({{x}}) {op} ({{y}}), 1.0, 0.0)", user=False, torch_helper=helper, arity=2)
           for name, cls, helper, op in (("gt", Greater, _gt, ">"), ("ge", GreaterEqual, _ge, ">="),

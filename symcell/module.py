@@ -19,7 +19,7 @@ from .explain import explain
 from .frontend import trace
 from .ir import CellIR
 from .schedule import bind_ir
-from .sequence import LOW_PRECISION, run, scan
+from .sequence import LOW_PRECISION, run, run_pre_hooks, scan_module
 from .warn import warn
 
 _RESERVED = ("torch",)
@@ -46,11 +46,13 @@ class CellSpec:
         # shift 0): what a prebuilt cell's reset_parameters sets, and symcell.RNN stacking its spec too
         self.initial = {}
         self.recipe = recipe   # a Recipe, or None: see __reduce_ex__
+        if recipe is not None:
+            _live[recipe.module, recipe.qualname, self.hash] = self
 
     def __reduce_ex__(self, protocol):
         where = _importable(self)
         if where is not None:
-            return _spec_again, where
+            return _spec_again, (*where, self.hash)
         if protocol < 2:   # (sympy's objects, in the equations, need protocol 2)
             raise pickle.PicklingError(
                 f"symcell: the cell {self.ir.name} is defined where no import finds it (in __main__ or a function), "
@@ -115,8 +117,10 @@ def define(inputs, state, params=None, outputs=None, name=None):
             _made.setdefault(fn, {})[repr(recipe.args)] = spec
         except TypeError:   # (a callable no weak reference can hold: no recipe found by it)
             pass
+        # (a function exec'd with globals that have no __name__ has __module__ None, which torch.compile and
+        # jit.trace fail on; Python names a class made there "builtins")
         return type(ir.name, (Cell,), {"spec": spec, "__doc__": fn.__doc__ or f"symcell cell {ir.name}",
-                                       "__module__": getattr(fn, "__module__", __name__), "_defined": True})
+                                       "__module__": getattr(fn, "__module__", None) or "builtins", "_defined": True})
     return deco
 
 
@@ -133,6 +137,8 @@ def _copied(args):
 # step function -> {repr(define's arguments): the spec define made of them} in this process (weakly: a cell
 # defined in a loop goes with its function; a module reloaded makes its functions anew)
 _made = weakref.WeakKeyDictionary()
+# (step's module, qualified name, equations' hash) -> the spec define made of them, while it lives
+_live = weakref.WeakValueDictionary()
 
 
 class Recipe:
@@ -173,10 +179,22 @@ def _lookup(module, qualname, imported=True):
     return found
 
 
-def _spec_again(module, qualname, args):
+def _spec_again(module, qualname, args, saved=None):
     """a pickled spec, from the code of the day: the class's spec; else, of the step function, the spec define
     made of the same arguments, or the one spec the code made of it (its declaration changed with it, as `B =
-    define(...)(step)` edited), or define(**args) of it"""
+    define(...)(step)` edited), or define(**args) of it. saved: the hash of the equations it was saved with
+    (None in a file from before it was kept): the spec of those equations where this process still has it (a
+    sweep defined the step again since, with another value of a global it reads), else other equations today are
+    said"""
+    spec = _live.get((module, qualname, saved)) or _spec_of_the_day(module, qualname, args)
+    if saved is not None and spec.hash != saved:
+        warn(f"symcell: the saved cell {spec.ir.name} ({module}.{qualname}) had other equations when it was saved; "
+             "it runs with the code's of today (the code changed, or a global number its step reads has another "
+             "value than when it was defined)")
+    return spec
+
+
+def _spec_of_the_day(module, qualname, args):
     try:
         found = _lookup(module, qualname)
     except ImportError as e:
@@ -305,6 +323,9 @@ class Binding:
             if tuple(p.shape) != shape:
                 raise ShapeError(f"{name}: parameter {n!r} has shape {tuple(p.shape)}, but {whose} "
                                  f"({', '.join(f'{d}={v}' for d, v in self.dims.items())}) make it {shape}")
+            if p.layout != torch.strided:
+                raise TypeError(f"{name}: parameter {n!r} has layout {p.layout}: the kernels take dense tensors "
+                                "(torch.strided; to_dense() makes one)")
             if not p.is_floating_point():
                 raise DtypeError(f"{name}: parameter {n!r} has dtype {p.dtype}; a floating dtype is needed")
             if p.dtype != ref.dtype and not (ref.dtype in LOW_PRECISION and p.dtype == torch.float32):
@@ -414,6 +435,19 @@ def _defined_again(spec, name, doc, module=None, qualname=None):
     return cls.__new__(cls)
 
 
+def stored_parameters(module, names):
+    """declared name -> the parameters of `module` that hold it: itself, or what a parametrization (weight_norm's
+    original0 and original1), pruning (weight_orig) or the old weight_norm (weight_g, weight_v) keeps, of which
+    getattr(module, name) is computed afresh (so initialising that would change nothing)"""
+    own = dict(module.named_parameters())
+    out = {}
+    for n in names:
+        prefix = f"parametrizations.{n}."
+        out[n] = ([own[n]] if n in own else [p for k, p in own.items() if k.startswith(prefix)]
+                  or [own[k] for k in (f"{n}_orig", f"{n}_g", f"{n}_v") if k in own])
+    return out
+
+
 def initial_values(spec):
     """spec.initial, checked: parameter names of the cell and numbers (a misspelt name was a bare KeyError in a
     cell and ignored by symcell.RNN)"""
@@ -427,25 +461,38 @@ def initial_values(spec):
     return spec.initial
 
 
-def check_loaded(module, names):
+def check_loaded(module, names, saved=None):
     """an unpickled module has the parameters its cell declares in the code it loads with (a parameter added to
-    the cell since it was saved was an AttributeError, or a count mismatch, at its first call); one the cell no
-    longer declares is kept, unused, with a warning"""
+    the cell since it was saved was an AttributeError, or a count mismatch, at its first call); one the cell
+    declared when it was saved (`saved`: those names, None in a file from before they were kept) and no longer
+    declares is kept, unused, with a warning (a subclass's own parameter is none of these)"""
     missing = [n for n in names if not hasattr(module, n)]
     if missing:
         raise pickle.UnpicklingError(
             f"symcell: the saved {type(module).__name__} has no parameter(s) {missing}, which its cell "
             f"{module._spec.ir.name} declares in the code it loads with: build the module with today's code and "
             "load the saved one's state_dict (strict=False)")
-    kept = {f"{n}{suffix}" for n in names for suffix in ("", "_orig", "_g", "_v")}   # (pruning, old weight_norm)
-    unused = [n for n in module._parameters if n not in kept]
+    def held(names):   # (pruning and the old weight_norm keep a parameter under these names)
+        return {f"{n}{suffix}" for n in names for suffix in ("", "_orig", "_g", "_v")}
+    kept, was = held(names), None if saved is None else held(saved)
+    unused = [n for n in module._parameters if n not in kept and (was is None or n in was)]
     if unused:
         warn(f"symcell: the saved {type(module).__name__} holds parameter(s) {unused}, which its cell "
              f"{module._spec.ir.name} no longer declares in the code it loads with: kept, unused")
 
 
+def state_to_save(module, names):
+    """a module's pickled state: its attributes and the parameter names its cell declares (check_loaded)"""
+    return {**module.__dict__, "_declared_when_saved": list(names)}
+
+
 def _binding_again(spec, dims, backend, name):
-    binding = Binding(spec, dims, backend)
+    try:
+        binding = Binding(spec, dims, backend)
+    except (TypeError, ValueError) as e:   # (a dimension renamed or added since it was saved)
+        raise pickle.UnpicklingError(
+            f"symcell: the saved {name} has dimensions {dims}, which its cell {spec.ir.name} as the code defines it "
+            f"now does not take ({e}): build the module with today's code and load the saved one's state_dict") from e
     binding.name = name
     return binding
 
@@ -515,16 +562,7 @@ class Cell(nn.Module):
                     p.uniform_(-k, k)
 
     def _stored(self):
-        """declared name -> the parameters that hold it: itself, or what a parametrization (weight_norm's
-        original0 and original1), pruning (weight_orig) or the old weight_norm (weight_g, weight_v) keeps, of
-        which getattr(self, name) is computed afresh (so initialising that would change nothing)"""
-        own = dict(self.named_parameters())
-        out = {}
-        for n, _ in self._spec.ir.user_params:
-            prefix = f"parametrizations.{n}."
-            out[n] = ([own[n]] if n in own else [p for k, p in own.items() if k.startswith(prefix)]
-                      or [own[k] for k in (f"{n}_orig", f"{n}_g", f"{n}_v") if k in own])
-        return out
+        return stored_parameters(self, [n for n, _ in self._spec.ir.user_params])
 
     def __reduce_ex__(self, protocol):
         reduced = super().__reduce_ex__(protocol)
@@ -536,9 +574,13 @@ class Cell(nn.Module):
         return (_defined_again, (cls.spec, cls.__name__, cls.__doc__, cls.__module__, cls.__qualname__),
                 *reduced[2:])
 
+    def __getstate__(self):
+        return state_to_save(self, [n for n, _ in self._spec.ir.user_params])
+
     def __setstate__(self, state):   # (unpickled: its cell is the code's of the day, CellSpec)
+        saved = state.pop("_declared_when_saved", None)
         super().__setstate__(state)
-        check_loaded(self, [n for n, _ in self._spec.ir.user_params])
+        check_loaded(self, [n for n, _ in self._spec.ir.user_params], saved)
 
     def _param_list(self):
         return [getattr(self, n) for n, _ in self._spec.ir.user_params]
@@ -586,12 +628,13 @@ class Cell(nn.Module):
                 raise ValueError(f"{self._binding.name}: lengths= applies to sequences (3-d input); one step "
                                  f"(input of shape {tuple(_first(xs).shape)}) takes none")
             return self._step(xs, state)
-        return scan(self, xs, state, lengths=lengths)
+        return scan_module(self, xs, state, lengths=lengths)
 
     def step(self, x, state=None):
         """One step, as nn.LSTMCell is called: x (B, I), or (I,) for one unbatched row (a tuple for several
         inputs); state a tuple of (B, n) tensors, or (n,) unbatched (None: zeros). Returns the new state tuple,
-        batched as x is. batch_first does not apply."""
+        batched as x is. batch_first does not apply. The module's forward pre-hooks run first, as a call's do."""
+        (x, state), _ = run_pre_hooks(self, (x, state), {})
         return self._step(x, state)
 
     def _step(self, x, state):
@@ -659,6 +702,9 @@ def refuse_script(name):
 
 
 def _same_kind(cell, what, t, ref):
+    if t.layout != torch.strided:
+        raise TypeError(f"{cell}: {what} has layout {t.layout}: the kernels take dense tensors (torch.strided; "
+                        "to_dense() makes one)")
     if not t.is_floating_point():
         raise DtypeError(f"{cell}: {what} has dtype {t.dtype}; a floating dtype is needed")
     if t.dtype != ref.dtype:

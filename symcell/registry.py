@@ -47,7 +47,8 @@ def parse(k):
                            "cell before running a program traced or exported with it (a cell a function makes, "
                            "as symcell.cells.slstm_cell(3) for SLSTM's 3 heads, by calling it; one of a script's "
                            "__main__, by running its define), or run the program saved by symcell.deploy, which "
-                           "needs no definition")
+                           "needs no definition. The key is the hash of the cell's equations: a cell whose code "
+                           "changed since the program was traced has another; trace the program again")
     return cell, {n: int(v) for n, v in (d.split("=") for d in dims.split(",") if d)}, backend
 
 

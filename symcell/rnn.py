@@ -17,7 +17,7 @@ from . import registry
 from .dims import dim_symbol
 from .errors import StateCountError
 from .module import (Binding, Cell, CellSpec, ShapeError, _no_class_spec, as_states, check_loaded, class_or_instance,
-                     initial_values, refuse_script)
+                     initial_values, refuse_script, state_to_save, stored_parameters)
 from .sequence import check_lengths, row_order, run
 from .warn import warn
 
@@ -119,9 +119,13 @@ class RNN(nn.Module):
     def __setstate__(self, state):
         # unpickled: the parameters by the names of its cell as the code declares it now (CellSpec), in that order
         # (the pickled order of a cell whose declaration was reordered since passed W in U's place)
+        saved = state.pop("_declared_when_saved", None)
         super().__setstate__(state)
         self._names = [[self._param_names(k, d) for d in range(self._dirs)] for k in range(self.num_layers)]
-        check_loaded(self, [n for layer in self._names for names in layer for n in names])
+        check_loaded(self, [n for layer in self._names for names in layer for n in names], saved)
+
+    def __getstate__(self):
+        return state_to_save(self, [n for layer in self._names for names in layer for n in names])
 
     def _param_names(self, layer, direction):
         return [f"{p}_l{layer}{'_reverse' if direction else ''}" for p, _ in self._spec.ir.user_params]
@@ -136,9 +140,11 @@ class RNN(nn.Module):
                 p.uniform_(-k, k)
             initial = initial_values(self._spec)
             for names in (names for layer in self._names for names in layer):
+                held = stored_parameters(self, names)   # (a pruned or parametrized one is computed from these)
                 for p, full in zip(user, names):
                     if p in initial:
-                        getattr(self, full).fill_(initial[p])
+                        for t in held[full]:
+                            t.fill_(initial[p])
 
     def flatten_parameters(self):
         """A no-op, for code written against cuDNN RNNs."""

@@ -41,8 +41,38 @@ def scan(cell, xs, state=None, reverse=False, lengths=None):
                         f"LLTM(I=..., H=...)), got {cell!r}" + (" (a class)" if isinstance(cell, type) else ""))
     if not isinstance(reverse, bool):
         raise TypeError(f"symcell.scan: reverse must be a bool, got {type(reverse).__name__} {reverse!r}")
+    (xs, state), kwargs = run_pre_hooks(cell, (xs, state), {"lengths": lengths})
+    return scan_module(cell, xs, state, reverse, kwargs.get("lengths"))
+
+
+def scan_module(cell, xs, state=None, reverse=False, lengths=None):
+    """scan, where the module's forward pre-hooks have run (the module's own call)"""
     return run(cell._binding, cell._param_list(), xs, state, reverse, lengths, cell.batch_first,
                cell.autocast_devices)
+
+
+def run_pre_hooks(module, args, kwargs):
+    """-> (args, kwargs) after the forward pre-hooks that module(*args, **kwargs) runs, global ones first: scan and
+    a cell's step call no module, but pruning and the weight_norm and spectral_norm hooks compute a weight in a
+    pre-hook (without them, scan and step read the weight of the module's last call). Forward hooks, which see a
+    call's result, are a call's alone."""
+    hooks = {**torch.nn.modules.module._global_forward_pre_hooks, **module._forward_pre_hooks}
+    for key, hook in hooks.items():
+        if key in module._forward_pre_hooks_with_kwargs:
+            result = hook(module, args, kwargs)
+            if result is not None:
+                if not (isinstance(result, tuple) and len(result) == 2):
+                    raise RuntimeError(f"forward pre-hook must return None or a tuple of (new_args, new_kwargs), "
+                                       f"but got {result}.")
+                args, kwargs = result
+        else:
+            result = hook(module, args)
+            if result is not None:
+                args = result if isinstance(result, tuple) else (result,)
+    if len(args) != 2:
+        raise TypeError(f"symcell: a forward pre-hook of {type(module).__name__} made its arguments {len(args)} "
+                        "values; scan and step take (input, state)")
+    return args, kwargs
 
 
 def _recorded(tensors):

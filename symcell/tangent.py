@@ -2,7 +2,7 @@
 
 For a step h_t = f(h_{t-1}, x_t, W), the tangent is h'_t = f_h h'_{t-1} + f_x x'_t + f_W W': a scan in the same
 direction, carrying h'. Every statement has tangent statements (`_tangents`): a matmul's is the matmul of the
-tangent operands plus the matmul with the tangent weights; a Pointwise's is its derivative by sympy.diff; an
+tangent operands plus the matmul with the tangent weights; a Pointwise's is its derivative by functions.diff; an
 accumulation accumulates tangents. The tangent of the backward scan's Pointwise differentiates first
 derivatives, so the second derivatives come out derived, not approximated. A buffer v's tangent is `_v_<v>`.
 
@@ -22,7 +22,7 @@ import sympy
 
 from .kernel import (Accumulate, Arg, Buffer, HoldEnded, Keep, MatMul, OperandGrad, PassEnded, Pointwise, Result,
                      Role, Scan, WeightGrad, pointwise, reads, writes)
-from .functions import masked
+from .functions import diff, masked
 from .schedule import Term, View
 
 
@@ -54,7 +54,7 @@ def _tangent_pointwise(st, primal):
     eps = sympy.Symbol("_eps")
     moved = {s: s + eps * ts for (s, _), (ts, _) in zip(st.leaves, tangents)}
     for (d, _, acc), e in zip(st.outputs, st.exprs):
-        de = masked(sympy.diff(e.xreplace(moved), eps).xreplace({eps: 0}))
+        de = masked(diff(e.xreplace(moved), eps).xreplace({eps: 0}))
         if de != 0 or not acc:   # an assigned tangent is written even when it is 0
             outputs.append((_view(d), de, acc))
     return pointwise(list(st.leaves) + tangents, outputs, st.n, temp_prefix="_u")

@@ -286,3 +286,46 @@ def test_threads_opening_the_cache_at_once_all_get_the_configured_root(tmp_path,
         for t in threads:
             t.join()
     assert len(seen) == 200 and set(seen) == {tmp_path.resolve()}, set(seen)
+
+
+def test_a_marker_without_the_librarys_length_is_a_build_to_do_again(tmp_path):
+    """a marker with no `bytes N` line (empty, or written before lengths were) skipped the length check: a library
+    cut short on disk beside it killed the process that mapped it (SIGBUS), where the README promises a rebuild"""
+    entry = tmp_path / "entry"
+    cache.private_dir(entry)
+    lib, marker = entry / "x.so", entry / "complete"
+    for path, data in ((lib, b"\0" * 4096), (marker, b"built in 1.00 s\n")):
+        path.write_bytes(data)
+        os.chmod(path, 0o600)
+    assert not cache._complete(entry, lib, marker)
+    marker.write_bytes(b"built in 1.00 s\nbytes 4096\n")
+    assert cache._complete(entry, lib, marker)
+    lib.write_bytes(b"\0" * 100)                   # cut short
+    assert not cache._complete(entry, lib, marker)
+
+
+def test_a_precompile_killed_long_ago_is_started_again(tmp_path):
+    """a precompile killed before it finished (a reboot, out of memory) left `started` without `complete`, and no
+    later build in that cache precompiled the header again"""
+    import time
+
+    from symcell.backends.cpp import build as cpp_build
+    built = tmp_path / "cell"
+    built.mkdir()
+    (built / "build.ninja").write_text("# a form without the compiler's line: nothing is compiled\n")
+    folder = tmp_path / "pch-x"
+    cache.private_dir(folder)
+    started = folder / "started"
+    started.touch()
+    recent = time.time() - 60
+    os.utime(started, (recent, recent))
+    cpp_build._precompile(folder, built)           # one started a minute ago is running: left to it
+    assert started.stat().st_mtime == recent
+    old = time.time() - cpp_build.PCH_GIVEN_UP_AFTER_S - 60
+    os.utime(started, (old, old))
+    cpp_build._precompile(folder, built)           # started again
+    assert started.stat().st_mtime > recent
+    (folder / "complete").touch()
+    os.utime(started, (old, old))
+    cpp_build._precompile(folder, built)           # finished: never again
+    assert started.stat().st_mtime == old

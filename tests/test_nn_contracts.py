@@ -586,3 +586,159 @@ def test_a_16_bit_module_may_hold_a_float32_parameter_wherever_it_is(which):
     full.load_state_dict({k: v.float() for k, v in s.state_dict().items()})
     assert out.dtype == torch.float16
     torch.testing.assert_close(out.float(), full(x.float())[0], rtol=4e-3, atol=1e-3)
+
+
+def test_scan_and_step_run_the_forward_pre_hooks_that_pruning_and_weight_norm_use():
+    """symcell.scan(cell, ...) and cell.step(...) call no module: the pre-hook in which pruning (and the old
+    weight_norm and spectral_norm) computes the weight never ran, so after an optimizer step both ran with the
+    weight of the module's last call, silently"""
+    import warnings
+    from torch.nn.utils import prune
+    torch.manual_seed(0)
+    cell = LSTMCell(4, 6, **REF).double()
+    prune.l1_unstructured(cell, "weight_hh", amount=0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)   # (torch.nn.utils.weight_norm is deprecated)
+        torch.nn.utils.weight_norm(cell, "weight_ih")
+    x, h0 = torch.randn(5, 3, 4, dtype=torch.float64), (torch.randn(3, 6, dtype=torch.float64),) * 2
+    opt = torch.optim.SGD(cell.parameters(), lr=1.0)
+    cell(x, h0)[0].sum().backward()
+    opt.step()                                       # what the hooks compute the weights from changes
+    ys, _ = symcell.scan(cell, x, h0)
+    h1, _ = cell.step(x[0], h0)
+    want = cell(x, h0)[0]                            # a call runs the hooks
+    torch.testing.assert_close(ys, want, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(h1, want[0], rtol=1e-12, atol=1e-12)
+    # a pre-hook that changes the arguments changes them for scan and step too, as for a call; GRUCell's step
+    gru = GRUCell(4, 6, **REF).double()
+    gru.register_forward_pre_hook(lambda m, args: (2 * args[0], args[1]))
+    h0 = torch.randn(3, 6, dtype=torch.float64)
+    torch.testing.assert_close(gru.step(x[0], h0), gru(x[0], h0), rtol=0, atol=0)
+    plain = GRUCell(4, 6, **REF).double()
+    plain.load_state_dict(gru.state_dict())
+    torch.testing.assert_close(symcell.scan(gru, x, h0)[0], plain(2 * x, h0)[0], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("options", [{}, {"num_layers": 2, "dropout": 0.5}, {"bias": False, "batch_first": True},
+                                     {"bidirectional": True, "proj_size": 3}])
+def test_lstm_and_gru_print_as_nn_does(options):
+    """nn's repr names the options that are not the defaults (LSTM(4, 6)); symcell's named every one"""
+    assert repr(LSTM(4, 6, **options)) == repr(nn.LSTM(4, 6, **options))
+    options.pop("proj_size", None)
+    assert repr(GRU(4, 6, **options)) == repr(nn.GRU(4, 6, **options))
+    assert repr(GRU(4, 6, backend="reference", **options)) == repr(nn.GRU(4, 6, **options))[:-1] + (
+        ", backend='reference')")
+
+
+def test_a_sparse_parameter_input_or_state_is_refused_by_name():
+    """(a sparse weight met torch's "unsupported memory format option Contiguous", naming no argument)"""
+    s = LSTM(4, 6, **REF)
+    x = torch.randn(5, 3, 4)
+    s.weight_hh_l0 = nn.Parameter(s.weight_hh_l0.detach().to_sparse())
+    with pytest.raises(TypeError, match=r"LSTM: parameter 'weight_hh_l0' has layout torch.sparse_coo: the kernels "
+                                        r"take dense tensors \(torch.strided; to_dense\(\) makes one\)"):
+        s(x)
+    s = LSTM(4, 6, **REF)
+    with pytest.raises(TypeError, match=r"input 'x' has layout torch.sparse_coo"):
+        s(x.to_sparse())
+    with pytest.raises(TypeError, match=r"state 'h' has layout torch.sparse_coo"):
+        s(x, (torch.zeros(1, 3, 6).to_sparse(), torch.zeros(1, 3, 6)))
+
+
+class _Scaled(LSTM):
+    """a subclass with a parameter of its own (a learned output scale)"""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.out_scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, x, state=None):
+        ys, state = super().forward(x, state)
+        return ys * self.out_scale, state
+
+
+def test_a_subclass_with_a_parameter_of_its_own_copies_and_loads_without_a_warning():
+    """loading (and deep-copying) warned that the cell "no longer declares" the subclass's own parameter and that
+    it was "kept, unused": a parameter the cell never declared is the subclass's"""
+    import warnings
+    m = _Scaled(4, 6, **REF)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = copy.deepcopy(m)
+        loaded = pickle.loads(pickle.dumps(m))
+    x = torch.randn(5, 3, 4)
+    for other in (again, loaded):
+        assert torch.equal(other(x)[0], m(x)[0]) and other.out_scale is not m.out_scale
+
+
+SWEPT = ("import symcell\nfrom symcell import tanh\nALPHA = 0.5\n"
+         "DECL = dict(inputs={'x': 'I'}, state={'h': 'H'}, params={'W': ('H', 'I')})\n\n"
+         "def step(x, h, W):\n    return ALPHA * h + tanh(W @ x)\n")
+
+
+def _alpha(m, x):
+    """the ALPHA the module's equations hold, from its first two steps"""
+    ys, _ = m(x)
+    return ((ys[1] - torch.tanh(x[1] @ m.W.t())) / ys[0]).mean().item()
+
+
+def test_a_saved_cell_of_a_sweep_loads_with_the_equations_it_was_saved_with(tmp_path, monkeypatch):
+    """a sweep over a global its step reads: a module saved while ALPHA = 0.25 loaded with ALPHA = 0.1 after the
+    sweep's next define, and with the file's 0.5 in a fresh process, silently. In the process it was made in, it
+    loads with its own equations; elsewhere with today's code, and a warning says the equations differ."""
+    (tmp_path / "swept.py").write_text(SWEPT)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import swept
+    x = torch.rand(2, 3, 3) + 0.5
+    swept.ALPHA = 0.25
+    m = symcell.define(**swept.DECL)(swept.step)(I=3, H=2, **REF)
+    saved = pickle.dumps(m)
+    swept.ALPHA = 0.1
+    symcell.define(**swept.DECL)(swept.step)      # the sweep goes on
+    assert _alpha(pickle.loads(saved), x) == pytest.approx(0.25)
+    (tmp_path / "m.pkl").write_bytes(saved)
+    out = python("-c", f"import sys, pickle, torch; sys.path.insert(0, {str(tmp_path)!r})\n"
+                       f"m = pickle.loads(open({str(tmp_path / 'm.pkl')!r}, 'rb').read())\n"
+                       f"x = torch.rand(2, 3, 3) + 0.5; ys, _ = m(x)\n"
+                       f"print(((ys[1] - torch.tanh(x[1] @ m.W.t())) / ys[0]).mean().item())")
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout) == pytest.approx(0.5)
+    assert "the saved cell step (swept.step) had other equations when it was saved; it runs with the code's of " \
+           "today" in out.stderr
+
+
+def test_a_saved_module_whose_cell_renamed_a_dimension_says_what_to_do(tmp_path, monkeypatch):
+    """(torch.load raised a bare "Toy() got unexpected argument(s) ['H']")"""
+    import gc
+    import importlib
+    import warnings
+    cell = ("import symcell\n@symcell.define(inputs={'x': 'I'}, state={'h': 'H'}, params={'W': ('H', 'I')})\n"
+            "def Toy(x, h, W):\n    return symcell.tanh(W @ x) + 0.5 * h\n")
+    (tmp_path / "renamed.py").write_text(cell)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)   # (an edit of the same size in the same second: stale)
+    import renamed
+    saved = pickle.dumps(renamed.Toy(I=3, H=2, **REF))
+    (tmp_path / "renamed.py").write_text(cell.replace("'H'", "'S'"))
+    importlib.reload(renamed)
+    gc.collect()   # (the spec it was saved with, while this process holds it, is what a load gives back)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")              # (other equations: said, then refused)
+        with pytest.raises(pickle.UnpicklingError, match=r"the saved Toy has dimensions \{'I': 3, 'H': 2\}, which "
+                                                         r"its cell Toy as the code defines it now does not take .*"
+                                                         r"load the saved one's state_dict"):
+            pickle.loads(saved)
+
+
+def test_a_cell_defined_by_exec_with_bare_globals_traces_and_compiles():
+    """exec(source, {}) gives functions no module (__module__ None), which torch.compile's and jit.trace's
+    handling of the class failed on"""
+    scope = {}
+    exec("import symcell\n"
+         "@symcell.define(inputs={'x': 'I'}, state={'h': 'H'}, params={'W': ('H', 'I')})\n"
+         "def Bare(x, h, W):\n    return symcell.tanh(W @ x) + 0.5 * h\n", scope)
+    m = scope["Bare"](I=3, H=2, **REF)
+    x = torch.randn(4, 2, 3)
+    traced = torch.jit.trace(m, (x,), check_trace=False)
+    torch.testing.assert_close(traced(x)[0], m(x)[0])
+    torch.testing.assert_close(torch.compile(m, backend="eager")(x)[0], m(x)[0])

@@ -126,6 +126,12 @@ def test_conversions_take_subclasses_and_keep_frozen_parameters_frozen():
     torch.testing.assert_close(from_nn(ref, backend="reference")(x)[0], ref(x)[0], rtol=1e-5, atol=1e-6)
     parametrizations.weight_norm(ours, "weight_hh_l1")
     torch.testing.assert_close(ours.to_nn()(x)[0], ours(x)[0], rtol=1e-5, atol=1e-6)
+    # ... and a frozen one stays frozen (its requires_grad is its parts': it came back trainable)
+    for p in ref.parametrizations.weight_hh_l0.parameters():
+        p.requires_grad_(False)
+    ref.weight_ih_l0_orig.requires_grad_(False)
+    trained = [n for n, p in from_nn(ref, backend="reference").named_parameters() if p.requires_grad]
+    assert trained == ["bias_ih_l0", "bias_hh_l0"]
 
 
 def test_dropout_between_layers_in_training_draws_as_nn_does():
@@ -345,6 +351,13 @@ def test_reset_parameters_reaches_parametrized_and_pruned_weights():
         ln.gamma_c_orig.fill_(7.0)
     ln.reset_parameters()
     assert torch.equal(ln.gamma_c_orig, torch.ones(4))
+    # ... and a stack's (it filled the pruned gain afresh computed, leaving what it is computed from random)
+    stack = symcell.RNN(LayerNormLSTM, I=3, H=4, num_layers=2, backend="reference")
+    prune.l1_unstructured(stack, "gamma_c_l1", amount=0.5)
+    parametrizations.weight_norm(stack, "gamma_hh_l0", dim=None)
+    stack.reset_parameters()
+    assert torch.equal(stack.gamma_c_l1_orig, torch.ones(4))
+    assert torch.equal(stack.parametrizations.gamma_hh_l0.original1, torch.ones(16))
 
 
 @pytest.mark.cpp

@@ -72,16 +72,36 @@ def Softplus(x, h):
     return softplus(x) + 0 * h
 
 
-@pytest.mark.parametrize("backend", [b for b in BACKENDS if b == "cpp"])
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b in ("cpp", "triton")])
 def test_float32_softplus_is_accurate_from_tiny_to_saturated(backend):
-    """The cpp backend's float softplus is arithmetic (it vectorizes): within a few float32 ulps of torch's in
-    float64, from where the result is 1e-35 to where it is x."""
+    """The cpp backend's float softplus is arithmetic (it vectorizes), the triton one's log1p too (triton.language
+    has none: its log(1 + exp(x)) was 0 below -17): within a few float32 ulps of torch's in float64, from where
+    the result is 1e-35 to where it is x."""
     # (-80: 1.8e-35; below about -87 the result is a denormal, which the kernels flush to 0 by design, sc.h)
     x = torch.cat([torch.linspace(-30, 30, 601), torch.tensor([-80.0, -1e-6, 0.0, 1e-6, 19.99, 20.01, 50.0])])
     cell = Softplus(H=x.numel(), backend=backend)
     ys, _ = cell(x.view(1, 1, -1))
     want = torch.nn.functional.softplus(x.double())
     assert ((ys.view(-1).double() - want).abs() / want.abs().clamp_min(1e-38)).max() < 4e-7
+
+
+@symcell.define(inputs={"x": "H"}, state={"h": "H"})
+def NaNs(x, h):
+    a, b, c, d, e, f, g, k = symcell.split(x, 8)
+    return symcell.cat(symcell.maximum(a, 0.0), symcell.minimum(b, 0.0), symcell.clamp(c, -1.0, 2.0),
+                       symcell.hardtanh(d), symcell.hardsigmoid(e), softplus(f), elu(g),
+                       symcell.maximum(k, 0.0) ** 2) + 0.5 * h
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_nan_in_is_nan_out_through_every_function(backend):
+    """(triton's maximum and minimum drop a NaN by default: maximum, minimum, clamp, hardtanh, hardsigmoid, softplus
+    and elu made a NaN a number, on a GPU too, so a diverging run went on as if it did not)"""
+    x = torch.full((2, 1, 8), float("nan"), requires_grad=True)
+    ys, _ = NaNs(H=8, backend=backend)(x)
+    (g,) = torch.autograd.grad(ys.sum(), x)
+    assert torch.isnan(ys).all()
+    assert torch.isnan(g[:, :, 5]).all()   # softplus's, as torch's (the others' conventions at NaN are torch's 0 or 1)
 
 
 MASKED = {   # a function whose derivative is 0 * inf where a mask is 0: torch's backward selects, so 0
@@ -254,3 +274,45 @@ def test_slstm_first_step_from_zero_is_finite_whatever_the_input_gate(backend, d
     out, _ = big(xb)
     out.sum().backward()
     assert torch.isfinite(out).all() and torch.isfinite(xb.grad).all()
+
+
+@symcell.define(inputs={"x": "I"}, state={"h": "H"}, params={"W": ("2*H", "I")})
+def PowerOfProducts(x, h, W):
+    a, b = symcell.split(W @ x, 2)
+    return (a * a) ** 1.5 * 0.1 + (sigmoid(b) * h) ** 1.5
+
+
+@pytest.mark.parametrize("backend,dtype", DTYPES)
+def test_a_non_integer_power_of_a_product_has_finite_gradients_where_a_factor_is_0(backend, dtype):
+    """sympy's rule for a power, b**p * p * b' / b, stayed a division where b is a product or a power:
+    (a * a)**1.5 and (gate * h)**1.5 had 0/0, NaN, gradients at a zero state or a zero input row, where torch's
+    are 0; the power rule p * b**(p - 1) * b' is used now"""
+    torch.manual_seed(0)
+    cell = PowerOfProducts(I=3, H=4, backend=backend).to(dtype)
+    xs = torch.rand(5, 2, 3, dtype=dtype)
+    xs[3, 1] = 0.0                                  # a padding row
+    h0 = torch.zeros(2, 4, dtype=dtype, requires_grad=True)
+    ys, _ = cell(xs, (h0,))
+    grads = torch.autograd.grad(ys.sum(), (cell.W, h0))
+    W, h = cell.W.detach().clone().requires_grad_(), h0.detach().clone().requires_grad_()
+    want, hs = [], h
+    for x in xs:
+        a, b = (x @ W.T).chunk(2, -1)
+        hs = (a * a) ** 1.5 * 0.1 + (torch.sigmoid(b) * hs) ** 1.5
+        want.append(hs)
+    wanted = torch.autograd.grad(torch.stack(want).sum(), (W, h))
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(ys, torch.stack(want), **tol)
+    for got, ref in zip(grads, wanted):
+        assert torch.isfinite(ref).all()
+        torch.testing.assert_close(got, ref, **tol)
+    # second derivatives (the tangent scans differentiate with the power rule too), in float64, away from 0
+    if dtype == torch.float64:
+        cell = PowerOfProducts(I=3, H=2, backend=backend).double()
+        xs = torch.rand(3, 2, 3, dtype=torch.float64, requires_grad=True)
+        h0 = (torch.rand(2, 2, dtype=torch.float64) + 0.5).requires_grad_()
+        W = cell.W.detach().clone().requires_grad_()
+
+        def run(xs, h0, W):
+            return torch.func.functional_call(cell, {"W": W}, (xs, (h0,)))[0]
+        assert torch.autograd.gradgradcheck(run, (xs, h0, W), check_fwd_over_rev=True)

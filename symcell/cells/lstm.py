@@ -13,7 +13,7 @@ from torch import nn
 import symcell
 from symcell import sigmoid, split, tanh
 
-from ..module import Cell, ShapeError, one_step
+from ..module import Cell, ShapeError, one_step, stored_parameters
 from ..rnn import RNN
 
 
@@ -166,7 +166,7 @@ class GRUCell(Cell):
 
     def step(self, x, state=None):
         """One step, as nn.GRUCell: x (B, I) or (I,), state h (or (h,)) -> the new h, a tensor."""
-        return self._step(x, state)[0]
+        return super().step(x, state)[0]
 
     def forward(self, input, hx=None, lengths=None):
         if one_step(input):
@@ -201,7 +201,7 @@ class LSTM(RNN):
         return super().forward(input, hx, lengths)
 
     def extra_repr(self):
-        return _nn_repr(self) + (f", proj_size={self.proj_size}" if self.proj_size else "")
+        return _nn_repr(self)
 
     @classmethod
     def from_nn(cls, module, *, backend="auto"):
@@ -262,9 +262,14 @@ def _cell_repr(m):
 
 
 def _nn_repr(m):
-    return (f"{m.input_size}, {m.hidden_size}, num_layers={m.num_layers}, bias={m.bias}, "
-            f"batch_first={m.batch_first}, dropout={m.dropout}, bidirectional={m.bidirectional}, "
-            f"backend={m.backend!r}")
+    """nn.LSTM's repr (LSTM(4, 6, num_layers=2): the options that are not the defaults, in nn's order), then
+    symcell's backend where it is not the default"""
+    text = f"{m.input_size}, {m.hidden_size}" + (f", proj_size={m.proj_size}" if getattr(m, "proj_size", 0) else "")
+    for option, default in (("num_layers", 1), ("bias", True), ("batch_first", False), ("dropout", 0),
+                            ("bidirectional", False)):
+        if getattr(m, option) != default:
+            text += f", {option}={getattr(m, option)}"
+    return text + (f", backend={m.backend!r}" if m.backend != "auto" else "")
 
 
 def _options(m):
@@ -289,9 +294,11 @@ def _load_values(dst, src):
 
 
 def _same_flags(src, dst):
-    """training mode and each parameter's requires_grad, so a frozen layer stays frozen"""
+    """training mode and each parameter's requires_grad, so a frozen layer stays frozen (a parametrized or
+    pruned one where no tensor that src computes it from is trained)"""
     dst.train(src.training)
-    frozen = {n for n, p in src.named_parameters() if not p.requires_grad}
+    held = stored_parameters(src, [n for n, _ in dst.named_parameters()])
+    frozen = {n for n, ps in held.items() if ps and not any(p.requires_grad for p in ps)}
     for n, p in dst.named_parameters():
         p.requires_grad_(n not in frozen)
 

@@ -10,6 +10,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -88,13 +89,24 @@ def _precompiled(header, cflags, ldflags):
     return cache.cache_dir() / f"pch-{cache.cache_key(header, cflags, ldflags)}"
 
 
+PCH_GIVEN_UP_AFTER_S = 1800   # (the precompile takes ~30 s on the 2-core dev machine)
+
+
 def _precompile(folder, built):
     """Compile sc.h in the background with the flags torch's build of `built` (a cell's folder) used, read from
-    its build.ninja, so that they match; the next builds link it. Once per folder (O_EXCL on a marker)."""
+    its build.ninja, so that they match; the next builds link it. Once per folder (O_EXCL on a marker), again
+    where that one has not finished in PCH_GIVEN_UP_AFTER_S."""
     if not (built / "build.ninja").exists():
         return
     try:
         cache.private_dir(folder)
+        started = folder / "started"
+        # one started long ago and never finished was killed (a reboot, out of memory) or failed: tried again
+        if not (folder / "complete").exists() and time.time() - started.stat().st_mtime > PCH_GIVEN_UP_AFTER_S:
+            started.unlink()
+    except OSError:
+        pass
+    try:
         os.close(os.open(folder / "started", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     except OSError:   # another process is on it (or it is done)
         return

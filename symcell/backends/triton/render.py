@@ -28,6 +28,7 @@ from typing import NamedTuple
 
 from ...kernel import (Accumulate, HoldEnded, Keep, MatMul, OperandGrad, PassEnded, Pointwise, Role, before, reads,
                       first_write, sole_write, writes, written_only_by, zeroed_sequences)
+from ...functions import FUNCTIONS
 from ...printing import tl_str
 from ..base import Renderer
 from ..torch_code import ScanRenderer, init, seq
@@ -1391,9 +1392,14 @@ def render(program, scans, w):
         for line in JOINS.splitlines():
             w(line)
         w()
+    start = len(w.lines)
     for k in kernels:
         k.kernel()
         w()
+    # the pointwise functions' helpers (functions.py) that the kernels call, ahead of them
+    called = "\n".join(w.lines[start:])
+    w.lines[start:start] = [line for f in FUNCTIONS if f.triton_helper and f.triton.split("(")[0] + "(" in called
+                            for line in (*f.triton_helper.splitlines(), "", "")]
     for scan, k in zip(scans, kernels):
         Host(program, scan, w, k).function()
         w()
