@@ -151,7 +151,7 @@ def plant_library(root, tmp_path):
                  f'__attribute__((constructor)) static void planted() {{ mkdir("{mark}", 0700); }}\n')
     lib = entry / f"symcell_{key}.so"
     subprocess.run(["c++", "-shared", "-fPIC", str(c), "-o", str(lib)], check=True, timeout=120)
-    (entry / "complete").write_text("")
+    (entry / "complete").write_text(f"bytes {lib.stat().st_size}\n")   # (as cache.load writes it)
     for p in entry.iterdir():
         os.chmod(p, 0o700)
     return entry, lib, mark
