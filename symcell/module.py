@@ -277,7 +277,9 @@ class Binding:
         return _binding_again, (self.spec, self.dims, self.backend, self.name)
 
     def with_backend(self, backend):
-        return _binding_again(self.spec, self.dims, backend, self.name)
+        binding = Binding(self.spec, self.dims, backend)
+        binding.name = self.name
+        return binding
 
     def kernel_params(self, params):
         """the module's parameters (in declaration order) -> the kernels' (see __init__)"""

@@ -90,12 +90,20 @@ class RNN(nn.Module):
             if dim is None:
                 raise ValueError(f"symcell.RNN: the input of {name} has size {size}; stacking rebinds the input "
                                  "size of layers above the first, so it must be a dimension of its own, e.g. 'I'")
-            upper = Binding(spec, {**dims, dim: self._dirs * out_size}, backend)
-            if upper.state_sizes != first.state_sizes:
+            width = self._dirs * out_size
+            try:
+                upper = Binding(spec, {**dims, dim: width}, backend)
+            except ValueError as e:
+                raise ValueError(f"symcell.RNN: {name}'s layers above the first bind its input dimension {dim} to "
+                                 f"the width of the layer below, {width}, where the sizes do not fit ({e})") from e
+            changed = {what: (a, b) for what, a, b in (("state sizes", first.state_sizes, upper.state_sizes),
+                                                        ("output size", out_size, upper.output_sizes[ir.outputs[0]]))
+                       if a != b}
+            if changed:
                 raise ValueError(f"symcell.RNN: in {name}, binding the input dimension {dim} to the width of the "
-                                 f"layer below ({self._dirs * out_size}) changes the state sizes "
-                                 f"({first.state_sizes} -> {upper.state_sizes}); the input dimension must be used "
-                                 "by the input (and weights) only")
+                                 f"layer below ({width}) changes the "
+                                 + " and the ".join(f"{what} ({a} -> {b})" for what, (a, b) in changed.items())
+                                 + "; the input dimension must be used by the input (and weights) only")
             self._bindings += [upper] * (num_layers - 1)
         self.state_sizes = dict(first.state_sizes)
         self.output_size = out_size

@@ -124,27 +124,32 @@ def bind_ir(ir, dims):
     syms = {D.dim_symbol(k): v for k, v in dims.items()}
     memo = {}
 
+    def at(what):   # (what an error names: the cell, then the value)
+        return f"{ir.name}: {what}"
+
     def b(n):
         if n in memo:
             return memo[n]
         args = tuple(b(a) for a in n.args)
-        size = None if n.size is None else sympy.Integer(D.bind(n.size, syms, n.label))
+        size = None if n.size is None else sympy.Integer(D.bind(n.size, syms, at(n.label)))
         attr = n.attr
         if n.op == "const" and isinstance(attr, sympy.Basic):
-            attr = sympy.Integer(D.bind(attr, syms, n.label))
+            attr = sympy.Integer(D.bind(attr, syms, at(n.label)))
         elif n.op == "slice":
             attr = tuple(sympy.Integer(sympy.sympify(x).subs(syms)) for x in attr)
         elif n.op == "matmul":
-            attr = tuple((w, sympy.Integer(sympy.sympify(c0).subs(syms)), sympy.Integer(D.bind(c1, syms, f"{w} columns")))
-                         for w, c0, c1 in attr)
+            attr = tuple((w, sympy.Integer(sympy.sympify(c0).subs(syms)),
+                          sympy.Integer(D.bind(c1, syms, at(f"{w} columns")))) for w, c0, c1 in attr)
         memo[n] = replace(n, args=args, size=size, attr=attr)
         return memo[n]
 
-    inputs = tuple((n, sympy.Integer(D.bind(s, syms, f"input {n!r}"))) for n, s in ir.inputs)
-    states = tuple((n, sympy.Integer(D.bind(s, syms, f"state {n!r}"))) for n, s in ir.states)
+    inputs = tuple((n, sympy.Integer(D.bind(s, syms, at(f"input {n!r}")))) for n, s in ir.inputs)
+    states = tuple((n, sympy.Integer(D.bind(s, syms, at(f"state {n!r}")))) for n, s in ir.states)
     def shapes(params):
-        return tuple((n, tuple(sympy.Integer(D.bind(s, syms, f"param {n!r}")) for s in shape)) for n, shape in params)
-    params, declared = shapes(ir.params), shapes(ir.declared)
+        return tuple((n, tuple(sympy.Integer(D.bind(s, syms, at(f"param {n!r}"))) for s in shape))
+                     for n, shape in params)
+    declared = shapes(ir.declared)   # (first: an error names a parameter as declared, W, not a block of it, W_0)
+    params = shapes(ir.params)
     views = tuple((n, p, sympy.Integer(sympy.sympify(r0).subs(syms)), sympy.Integer(sympy.sympify(r1).subs(syms)))
                   for n, p, r0, r1 in ir.views)
     returns = tuple(b(r) for r in ir.returns)

@@ -288,6 +288,30 @@ def test_stacking_needs_an_input_dimension_of_its_own():
 
     with pytest.raises(ValueError, match="the input of Pairs has size 2\\*I; stacking rebinds"):
         symcell.RNN(Pairs, num_layers=2, I=3, H=4)
+
+    # an output (not a state) sized by the input dimension: the layers above were wider than output_size says,
+    # and a third layer failed at its first call naming no layer
+    @symcell.define(inputs={"x": "I"}, state={"h": "H"}, params={"W": ("H", "I"), "V": ("2*I", "H")},
+                    outputs={"y": "2*I"})
+    def Recon(x, h, W, V):
+        h = symcell.tanh(W @ x + h)
+        return h, symcell.tanh(V @ h)
+
+    symcell.RNN(Recon, I=3, H=4)
+    with pytest.raises(ValueError, match=r"binding the input dimension I to the width of the layer below \(6\) "
+                                         r"changes the output size \(6 -> 12\)"):
+        symcell.RNN(Recon, num_layers=2, I=3, H=4)
+
+    # sizes that do not fit the width of the layer below: said so, naming the cell and the parameter as declared
+    @symcell.define(inputs={"x": "I"}, state={"h": "H"}, params={"W": (2, "H", "I/2"), "U": ("2*H", "H")})
+    def Half(x, h, W, U):
+        a, b = symcell.split(W @ x + U @ h, 2)
+        return symcell.tanh(a) * symcell.sigmoid(b)
+
+    with pytest.raises(ValueError, match=r"Half's layers above the first bind its input dimension I to the width "
+                                         r"of the layer below, 3, where the sizes do not fit \(Half: param 'W': size "
+                                         r"I/2 is 3/2 for H=3, I=3"):
+        symcell.RNN(Half, num_layers=2, I=4, H=3)
     with pytest.raises(ValueError, match="stacking needs exactly one of each"):
         symcell.RNN(type(CASES["TwoInputs"][0](backend="reference")), I=3, J=2, H=4)
 

@@ -33,10 +33,12 @@ GOLDEN = [
      "(1 - torch.sigmoid(x))*torch.sigmoid(x)"),
     (Tanh(x + y),                  "sc::tanh(x + y)",                   "(2.0 * tl.sigmoid(2.0 * (x + y)) - 1.0)", "torch.tanh(x + y)"),
     (Step(x) * y,                  "y*sc::step(x)",                     "y*tl.where((x) > 0.0, 1.0, 0.0)",   "y*_step(x)"),
-    (Maximum(x, 0),                "sc::maximum(x, 0)",                 "tl.maximum(x, 0.0)",                "_maximum(x, 0)"),
+    (Maximum(x, 0),                "sc::maximum(x, 0)",
+     "tl.maximum(x, 0.0, propagate_nan=tl.PropagateNan.ALL)",                                              "_maximum(x, 0)"),
     (Where(Greater(x, y), x, 0.5), "sc::where(sc::gt(x, y), x, scalar_t(0.5))",
      "tl.where((tl.where((x) > (y), 1.0, 0.0)) != 0.0, x, 0.5)",                              "_where(_gt(x, y), x, 0.5)"),
-    (ClampMin(x, -1),              "sc::clamp_min(x, -1)",              "tl.maximum(x, -1.0)",               "torch.clamp(x, min=-1)"),
+    (ClampMin(x, -1),              "sc::clamp_min(x, -1)",
+     "tl.maximum(x, -1.0, propagate_nan=tl.PropagateNan.ALL)",                                     "torch.clamp(x, min=-1)"),
 ]
 
 
