@@ -1,0 +1,64 @@
+"""One step of a cell, as a decoder or a sampler calls it (x of shape (B, I)): symcell's LSTMCell and GRUCell on
+the cpp backend against nn.LSTMCell and nn.GRUCell with the same weights, with autograd recording and under
+no_grad. At these sizes a step is mostly Python around the kernel, so this measures symcell's per-call overhead.
+
+    python benchmarks/bench_step.py                      # B=4, I=32, H=64
+    python benchmarks/bench_step.py --batch 1 --hidden 256 --rounds 7
+
+Medians of interleaved rounds: each round times every contender once, in turn, over --calls calls.
+"""
+import argparse
+import statistics
+import time
+
+import torch
+from torch import nn
+
+import symcell
+from measure import cpu_model
+
+
+def per_call_us(fn, calls):
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - t0) / calls * 1e6
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--input", type=int, default=32)
+    ap.add_argument("--hidden", type=int, default=64)
+    ap.add_argument("--calls", type=int, default=3000)
+    ap.add_argument("--rounds", type=int, default=5)
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    B, I, H = args.batch, args.input, args.hidden
+    x = torch.randn(B, I)
+    h, c = torch.zeros(B, H), torch.zeros(B, H)
+    contenders = {}
+    for name, ours, theirs, state in (("LSTMCell", symcell.cells.LSTMCell, nn.LSTMCell, (h, c)),
+                                      ("GRUCell", symcell.cells.GRUCell, nn.GRUCell, h)):
+        cell, ref = ours(I, H, backend="cpp"), theirs(I, H)
+        ref.load_state_dict(cell.state_dict())
+        torch.testing.assert_close(cell(x, state), ref(x, state), rtol=1e-5, atol=1e-6)
+        contenders[f"symcell {name}"] = (lambda m=cell, s=state: m(x, s))
+        contenders[f"nn.{name}"] = (lambda m=ref, s=state: m(x, s))
+    times = {(mode, k): [] for mode in ("grad", "no_grad") for k in contenders}
+    for _ in range(args.rounds):
+        for mode in ("grad", "no_grad"):
+            with torch.set_grad_enabled(mode == "grad"):
+                for k, fn in contenders.items():
+                    per_call_us(fn, 50)   # (warm)
+                    times[mode, k].append(per_call_us(fn, args.calls))
+    print(f"CPU: {cpu_model()}; torch {torch.__version__}, {torch.get_num_threads()} threads; B={B} I={I} H={H}, "
+          f"medians of {args.rounds} rounds of {args.calls} calls")
+    print(f"| one step | {'with autograd (us)':>18} | {'no_grad (us)':>12} |")
+    print("|---|---:|---:|")
+    for k in contenders:
+        print(f"| {k} | {statistics.median(times['grad', k]):18.1f} | {statistics.median(times['no_grad', k]):12.1f} |")
+
+
+if __name__ == "__main__":
+    main()
