@@ -35,6 +35,8 @@ from . import ops, registry
 from .cache import entry_dir, registered
 from .warn import warn
 
+__all__ = ["save", "package", "export", "load"]
+
 _recording = []     # while save/export runs: the list of library files its operators live in
 _faked = set()      # the per-cell operators given a fake implementation (torch.export traces with fake tensors)
 
@@ -196,8 +198,13 @@ def load(folder, name="model.pt"):
         if not registered(lib.stem):   # a second library registering one namespace aborts the process
             torch.ops.load_library(str(lib))
     path = str(folder / name)
-    if not name.endswith(".pt2"):
-        return torch.jit.load(path)
-    with zipfile.ZipFile(path) as archive:
-        compiled = any("/aotinductor/" in f for f in archive.namelist())
-    return torch._inductor.aoti_load_package(path) if compiled else torch.export.load(path).module()
+    try:   # (each is a zip archive: TorchScript's holds its code, an AOTInductor package its compiled model)
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, IsADirectoryError):
+        names = None
+    if names is None or any("/code/__torch__" in f for f in names):
+        return torch.jit.load(path)   # (and its error, for a file that is none of these)
+    if any("/aotinductor/" in f for f in names):
+        return torch._inductor.aoti_load_package(path)
+    return torch.export.load(path).module()

@@ -339,10 +339,13 @@ def _function(entry):
     takes several operands (maximum(h, 0)); at least one operand symbolic."""
     fn, params = entry.name, ("v",) if entry.arity == 1 else ("a", "b", "c")[:entry.arity]
 
-    def apply(*args):
+    def apply(*args, **kwargs):
         call = f"symcell.{fn}({', '.join(params)})"
-        if len(args) != entry.arity:
-            raise TypeError(f"{call} takes {entry.arity} argument(s), got {len(args)}")
+        try:   # (by position or by the names help() shows)
+            args = signature.bind(*args, **kwargs).args
+        except TypeError:
+            named = f" ({', '.join(kwargs)} by name)" if kwargs else ""
+            raise TypeError(f"{call} takes {entry.arity} argument(s), got {len(args) + len(kwargs)}{named}") from None
         for a in args:
             if isinstance(a, Matrix):
                 a._misuse()
@@ -358,7 +361,8 @@ def _function(entry):
                              + " (sizes must be equal, or 1)")
         label = _short(f"{fn}({', '.join(n.label for n in nodes)})")
         return Sym(Node("pw", tuple(nodes), size, fn, label))
-    apply.__name__ = fn
+    signature = inspect.Signature([inspect.Parameter(p, inspect.Parameter.POSITIONAL_OR_KEYWORD) for p in params])
+    apply.__name__, apply.__qualname__, apply.__signature__ = fn, fn, signature
     apply.__doc__ = f"{fn}({', '.join(params)}), elementwise (symcell/functions.py has its derivative rule)."
     return apply
 
@@ -406,7 +410,9 @@ def _reduction(v, fn):
 
 
 def sum(v):  # noqa: A001 - symcell.sum, as torch.sum
-    """The sum of a vector's features, per row: a value of size 1, which broadcasts against any vector."""
+    """The sum of a vector's features, per row: a value of size 1, which broadcasts against any vector. On anything
+    but a cell's values (outside a step: a list, a tensor), Python's own sum, so that `from symcell import *`
+    leaves it alone."""
     return Sym(_reduction(v, "sum"))
 
 

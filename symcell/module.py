@@ -1,6 +1,7 @@
 """symcell.define, the Binding of a cell's dimensions, and the Cell module."""
 import copy
 import importlib
+import inspect
 import keyword
 import math
 import numbers
@@ -12,6 +13,7 @@ import torch
 from torch import nn
 
 from . import backends, registry
+from . import dims as D
 from .backends.cpp.render import RESERVED as CPP_RESERVED
 from .cache import BuildError
 from .errors import DeviceError, DtypeError, ShapeError, StateCountError  # noqa: F401 (symcell's, and rnn's)
@@ -119,9 +121,29 @@ def define(inputs, state, params=None, outputs=None, name=None):
             pass
         # (a function exec'd with globals that have no __name__ has __module__ None, which torch.compile and
         # jit.trace fail on; Python names a class made there "builtins")
-        return type(ir.name, (Cell,), {"spec": spec, "__doc__": fn.__doc__ or f"symcell cell {ir.name}",
+        return type(ir.name, (Cell,), {"spec": spec, "__doc__": _class_doc(ir, fn.__doc__),
+                                       "__signature__": _class_signature(ir),
                                        "__module__": getattr(fn, "__module__", None) or "builtins", "_defined": True})
     return deco
+
+
+def _class_signature(ir):
+    """what help() shows for a class define made: its dimensions by keyword, then a cell's options"""
+    key = inspect.Parameter.KEYWORD_ONLY
+    return inspect.Signature([inspect.Parameter(d, key) for d in ir.dims] + [
+        inspect.Parameter(n, key, default=v) for n, v in (("batch_first", False), ("backend", "auto"),
+                                                          ("device", None), ("dtype", None))])
+
+
+def _class_doc(ir, doc):
+    """the step's docstring, then what the class is: how to make one, and its values' sizes"""
+    def sizes(pairs):
+        return ", ".join(f"{n} ({', '.join(D.fmt(s) for s in (shape if isinstance(shape, tuple) else (shape,)))})"
+                         for n, shape in pairs) or "none"
+    made = (f"A recurrent cell made by symcell.define: {ir.name}({', '.join(f'{d}=...' for d in ir.dims)}) is a "
+            f"torch.nn.Module (symcell.Cell).\nInputs: {sizes(ir.inputs)}. States: {sizes(ir.states)}. Outputs (ys): "
+            f"{', '.join(ir.outputs)}. Parameters: {sizes(ir.user_params)}.")
+    return f"{inspect.cleandoc(doc)}\n\n{made}" if doc else made
 
 
 def _copied(args):
@@ -351,8 +373,8 @@ class Binding:
             xs = (xs,)
         xs = tuple(xs)
         if len(xs) != len(ir.inputs):
-            raise ValueError(f"{name}: expected {len(ir.inputs)} input sequence(s) "
-                             f"({', '.join(n for n, _ in ir.inputs)}), got {len(xs)}")
+            raise ShapeError(f"{name}: expected {len(ir.inputs)} input(s) ({', '.join(n for n, _ in ir.inputs)}), "
+                             f"got {len(xs)}")
         low = (p for p in params if isinstance(p, torch.Tensor) and p.dtype in LOW_PRECISION)
         ref = next(low, params[0]) if params else xs[0]
         self.check_params(params, ref, param_names)
@@ -432,7 +454,8 @@ def _defined_again(spec, name, doc, module=None, qualname=None):
         return found.__new__(found)
     cls = _defined_classes.get(id(spec))
     if cls is None or cls.spec is not spec:
-        cls = type(name, (Cell,), {"spec": spec, "__doc__": doc, "_defined": True})
+        cls = type(name, (Cell,), {"spec": spec, "__doc__": doc, "__signature__": _class_signature(spec.ir),
+                                   "_defined": True})
         _defined_classes[id(spec)] = cls
     return cls.__new__(cls)
 
@@ -511,11 +534,17 @@ class Cell(nn.Module):
     # the devices whose torch.autocast casts the scan to autocast's dtype (sequence._autocast): both, as nn.LSTM's
     autocast_devices = ("cpu", "cuda")
 
-    def __init__(self, *, spec=None, batch_first=False, backend="auto", device=None, dtype=None, **dims):
+    def __init__(self, *args, spec=None, batch_first=False, backend="auto", device=None, dtype=None, **dims):
         super().__init__()
-        spec = spec or type(self).spec
-        if spec is None:
+        name, own = type(self).__name__, type(self).spec
+        if own is None and spec is None:
             raise TypeError("symcell.Cell is a base class; make cells with symcell.define")
+        if args:
+            raise TypeError(f"{name} takes its dimensions by name: {name}("
+                            f"{', '.join(f'{d}=...' for d in (spec or own).ir.dims)}), got {len(args)} by position")
+        if spec is not None and own is not None and type(self).__dict__.get("_defined") and spec is not own:
+            raise TypeError(f"{name}: spec= is for a Cell subclass that chooses its equations; {name}'s are its own")
+        spec = spec or own
         self._spec = spec
         if not isinstance(batch_first, bool):
             raise TypeError(f"{type(self).__name__}: batch_first should be of type bool, got: "
@@ -527,12 +556,15 @@ class Cell(nn.Module):
             self.register_parameter(name, nn.Parameter(torch.empty(shape, device=device, dtype=dtype)))
         self.reset_parameters()
 
+    # (copies: the binding's own, changed in place, made the repr and the kernels disagree with the parameters)
     @property
     def dims(self):
-        return self._binding.dims
+        """the dimensions this cell was made with, {name: size}"""
+        return dict(self._binding.dims)
 
     @property
     def backend(self):
+        """the backend's name ("auto", "cpp", "reference", "triton"); setting it rebinds the cell"""
         return self._binding.backend
 
     @backend.setter
@@ -541,11 +573,13 @@ class Cell(nn.Module):
 
     @property
     def input_sizes(self):
-        return self._binding.input_sizes
+        """{input name: features}"""
+        return dict(self._binding.input_sizes)
 
     @property
     def state_sizes(self):
-        return self._binding.state_sizes
+        """{state name: features}, in the order the cell's state tuple holds them"""
+        return dict(self._binding.state_sizes)
 
     # --- parameters ------------------------------------------------------------------------------------
     def reset_parameters(self):
@@ -648,12 +682,13 @@ class Cell(nn.Module):
             if t.dim() not in (1, 2):
                 raise ShapeError(f"{name}: a step's input must be 2-d (B, features) or 1-d (features,) unbatched, "
                                  f"got shape {tuple(t.shape)}")
+        sizes = self._binding.input_sizes
         for (n, _), t in zip(self._spec.ir.inputs, xs):
-            if t.shape[-1] != self.input_sizes[n]:
-                rows = (f"; a 1-d input is one unbatched row: B rows are ({t.shape[0]}, {self.input_sizes[n]})"
+            if t.shape[-1] != sizes[n]:
+                rows = (f"; a 1-d input is one unbatched row: B rows are ({t.shape[0]}, {sizes[n]})"
                         if t.dim() == 1 else "")
                 raise ShapeError(f"{name}: input {n!r} has {t.shape[-1]} features (shape {tuple(t.shape)}) but the "
-                                 f"cell expects {self.input_sizes[n]}{rows}")
+                                 f"cell expects {sizes[n]}{rows}")
         if any(t.dim() != xs[0].dim() for t in xs):
             raise ShapeError(f"{name}: a step's inputs must all be batched (2-d) or all unbatched (1-d), got shapes "
                              f"{[tuple(t.shape) for t in xs]}")

@@ -81,7 +81,7 @@ class RNN(nn.Module):
         self.batch_first = batch_first
         self._dirs = 2 if bidirectional else 1
         first = Binding(spec, dims, backend)
-        self.dims = first.dims
+        self.dims = dict(first.dims)   # (a copy: the binding's, changed in place, would change its kernels' sizes)
         self._bindings = [first]
         out_size = first.output_sizes[ir.outputs[0]]
         if num_layers > 1:

@@ -1,7 +1,7 @@
 """Running a bound cell over a batch of sequences: scan's semantics, lengths, reversal, batch_first.
 
-The kernels scan forward in time over (T, B, n) sequences in which every row runs every step, and hold the state
-of a row past its length. This module turns every other way of calling a cell into that: a reversed scan flips
+The kernels scan forward in time over (T, B, n) sequences in which every row takes every step (a cpp kernel skips
+an ended row's), and hold the state of a row past its length. This module turns every other way of calling a cell into that: a reversed scan flips
 time (within each row's own length), batch_first transposes, outputs past a row's length are zeroed, and the
 rows are put in the order the backend prefers (cpp: longest first), then back. And it sets the precision:
 16-bit floats compute in float32, and torch.autocast picks the dtype as it does for nn.LSTM.
@@ -31,8 +31,8 @@ def scan(cell, xs, state=None, reverse=False, lengths=None):
     `lengths` (B ints, 0 <= lengths[b] <= T) makes row b a sequence of its own length: it runs steps
     0 .. lengths[b] - 1 (with reverse, lengths[b] - 1 down to 0), its final state is the state after its own last
     step and its outputs past its length are zero, as for a PackedSequence in nn.LSTM. The masking runs inside
-    the fused loops: every row runs every step, and an ended row's step holds its state (so the values in the
-    padding are never read into a result; keep them finite, as padding with zeros does, for finite gradients).
+    the fused loops: an ended row's step holds its state (the cpp kernels skip it), so the values in the
+    padding are never read into a result (keep them finite, as padding with zeros does, for finite gradients).
 
     The whole sequence is one autograd node; its backward is the derived backward scan.
     """

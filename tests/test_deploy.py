@@ -219,6 +219,20 @@ def test_an_exported_program_takes_strided_inputs_and_int32_lengths_as_the_modul
         program(x.contiguous(), torch.tensor([4.0, 2.0, 1.0]))
 
 
+def test_load_tells_the_programs_apart_by_content_whatever_their_names(tmp_path):
+    """(load went by the .pt2 suffix: a TorchScript program saved as .pt2, an exported one as .pt, met torch's
+    "checkpoint file is corrupted" and "error when deserializing")"""
+    import warnings
+    model = symcell.cells.LSTM(3, 4, backend="cpp").eval()
+    x = torch.randn(5, 2, 3)
+    symcell.deploy.save(model, (x,), tmp_path, name="traced.pt2")
+    symcell.deploy.export(model, (x,), tmp_path, name="exported.pt")
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # (torch.export.load warns at a name without .pt2)
+        for name in ("traced.pt2", "exported.pt"):
+            torch.testing.assert_close(symcell.deploy.load(tmp_path, name)(x)[0], model(x)[0])
+
+
 def test_deploy_refuses_what_it_cannot_save(tmp_path):
     with pytest.raises(RuntimeError, match="symcell.deploy saves the C\\+\\+ operators of the cpp backend; this "
                                            "cell runs on backend 'reference'"):

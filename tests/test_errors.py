@@ -484,3 +484,50 @@ def test_a_wrong_number_of_states_is_the_error_nn_raises_too():
         for error in (RuntimeError, TypeError, ValueError):
             with pytest.raises(error, match=r"state must be (a tuple of )?2 tensor\(s\) \(h, c\), got [13]"):
                 call()
+
+
+def test_a_defined_cell_class_says_how_to_make_it():
+    """help() on a class define made showed (*, spec=None, ..., **dims) and the step's docstring alone; its
+    dimensions by position met Python's "takes 1 positional argument but 3 were given"; another cell's spec= was
+    taken, and ran that cell's equations under this one's name"""
+    import inspect
+    assert str(inspect.signature(Simple)) == "(*, H, I, batch_first=False, backend='auto', device=None, dtype=None)"
+    assert ("A recurrent cell made by symcell.define: Simple(H=..., I=...) is a torch.nn.Module (symcell.Cell).\n"
+            "Inputs: x (I). States: h (H). Outputs (ys): h. Parameters: W (H, I).") in Simple.__doc__
+    with pytest.raises(TypeError, match=r"Simple takes its dimensions by name: Simple\(H=\.\.\., I=\.\.\.\), got 2 "
+                                        r"by position"):
+        Simple(2, 3)
+    from symcell.cells import LLTM
+    with pytest.raises(TypeError, match=r"Simple: spec= is for a Cell subclass that chooses its equations"):
+        Simple(spec=LLTM.spec, I=2, H=4)
+
+
+def test_a_cells_sizes_are_copies_and_functions_take_their_arguments_by_name():
+    """cell.dims and state_sizes were the binding's own dicts: changed in place, the repr said H=7 with W still
+    (4, 2), and a changed state size failed the next call inside a matmul"""
+    cell = Simple(I=2, H=4, backend="reference")
+    cell.dims["H"] = 7
+    cell.state_sizes["h"] = 5
+    cell.input_sizes["x"] = 9
+    assert cell.dims == {"H": 4, "I": 2} and cell(torch.randn(3, 1, 2))[0].shape == (3, 1, 4)
+
+    @symcell.define(inputs={"x": "H"}, state={"h": "H"})
+    def Named(x, h):
+        return symcell.maximum(a=x, b=h) + symcell.sigmoid(v=x)
+    x, h = torch.randn(2, 1, 3), torch.randn(1, 3)
+    want = torch.maximum(x[0], h) + torch.sigmoid(x[0])
+    torch.testing.assert_close(Named(H=3, backend="reference")(x, h)[0][0], want)
+    import inspect
+    assert str(inspect.signature(symcell.maximum)) == "(a, b)" and str(inspect.signature(symcell.tanh)) == "(v)"
+
+
+def test_a_missing_input_is_a_shape_error():
+    """(a plain ValueError, where a missing state is a ShapeError, which nn-style code catches as a RuntimeError)"""
+    @symcell.define(inputs={"x": "H", "u": "H"}, state={"h": "H"})
+    def Two(x, u, h):
+        return symcell.tanh(x + u) + 0.5 * h
+    cell = Two(H=3, backend="reference")
+    with pytest.raises(symcell.ShapeError, match=r"Two: expected 2 input\(s\) \(x, u\), got 1"):
+        cell(torch.randn(4, 2, 3))
+    with pytest.raises(RuntimeError, match=r"expected 2 input\(s\)"):
+        cell.step(torch.randn(2, 3))
