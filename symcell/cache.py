@@ -316,7 +316,8 @@ def load(source, cflags=(), ldflags=(), files=None, links=None, units=None, labe
                 pass
         _build(ns, source, list(cflags), list(ldflags), entry, units)  # builds and loads
         _make_private(entry)
-        _write_private(marker, f"built in {time.perf_counter() - t0:.2f} s\nbytes {lib.stat().st_size}\n".encode())
+        _write_private(marker, (f"built in {time.perf_counter() - t0:.2f} s\nbytes {lib.stat().st_size}\n"
+                                f"sha256 {_digest(lib)}\n").encode())
     _loaded[key] = ns
     return ns
 
@@ -365,15 +366,25 @@ def source_file(folder, name, source):
     return path
 
 
+def _digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()   # (~0.5 ms for a cell's library)
+
+
 def _complete(entry, lib, marker):
     """a finished entry (its marker written) that only this user could have written, its library as long as when
-    it was built (one cut short on disk killed the process that mapped it: SIGBUS, no error to catch)"""
+    it was built (one cut short on disk killed the process that mapped it: SIGBUS, no error to catch) and with
+    its bytes (one damaged in the middle crashed it: SIGSEGV or SIGILL)"""
     try:
         if _untrusted(entry) is not None or any(_untrusted(p, folder=False) is not None for p in (marker, lib)):
             return False
-        # (a marker with no length, empty or from before lengths were written, is a build to do again)
-        size = re.search(r"^bytes (\d+)$", marker.read_text(errors="replace"), re.MULTILINE)
-        return size is not None and int(size.group(1)) == lib.stat().st_size
+        # (a marker with no length, empty or from before lengths were written, is a build to do again; one with
+        # no digest, from before digests were, is taken by its length)
+        text = marker.read_text(errors="replace")
+        size = re.search(r"^bytes (\d+)$", text, re.MULTILINE)
+        if size is None or int(size.group(1)) != lib.stat().st_size:
+            return False
+        digest = re.search(r"^sha256 ([0-9a-f]{64})$", text, re.MULTILINE)
+        return digest is None or digest.group(1) == _digest(lib)
     except OSError:
         return False
 

@@ -302,6 +302,12 @@ def test_a_marker_without_the_librarys_length_is_a_build_to_do_again(tmp_path):
     assert cache._complete(entry, lib, marker)
     lib.write_bytes(b"\0" * 100)                   # cut short
     assert not cache._complete(entry, lib, marker)
+    # with the digest a build writes: a library damaged in the middle, its length unchanged (a SIGSEGV, SIGILL)
+    lib.write_bytes(b"\0" * 4096)
+    marker.write_bytes(f"built in 1.00 s\nbytes 4096\nsha256 {cache._digest(lib)}\n".encode())
+    assert cache._complete(entry, lib, marker)
+    lib.write_bytes(b"\0" * 2048 + b"\1" + b"\0" * 2047)
+    assert not cache._complete(entry, lib, marker)
 
 
 def test_a_precompile_killed_long_ago_is_started_again(tmp_path):
