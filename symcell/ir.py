@@ -26,6 +26,23 @@ class Node:
     attr: Any = None
     label: str = field(default="", compare=False, hash=False)
 
+    def __post_init__(self):
+        # the hash, once: the dataclass's hashed the operands' hashes anew on every call, so a step whose values
+        # each use the one before a few times (a highway layer: h*t + h*(1 - t)) took time exponential in its
+        # depth to hash (define 60 s at 10 layers)
+        object.__setattr__(self, "_hash", hash((self.op, self.args, self.size, self.attr)))
+
+    def __hash__(self):
+        return self._hash
+
+    def __reduce__(self):   # (made again when unpickled: a string's hash differs from process to process)
+        return Node, (self.op, self.args, self.size, self.attr, self.label)
+
+    def __setstate__(self, state):   # (a node pickled by an earlier symcell, as its fields)
+        for k, v in state.items():
+            object.__setattr__(self, k, v)
+        self.__post_init__()
+
     def __repr__(self):
         return self.label or f"{self.op}{self.attr or ''}"
 
