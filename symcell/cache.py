@@ -346,7 +346,7 @@ def memo(name, make, fresh=False):
     value = make()
     try:
         _write_private(path, pickle.dumps(value))
-    except (OSError, pickle.PicklingError, TypeError, AttributeError):
+    except (OSError, pickle.PicklingError, TypeError, AttributeError, RecursionError):   # (a step very deep)
         pass
     return value
 

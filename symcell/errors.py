@@ -1,4 +1,6 @@
-"""The errors of a call's arguments, each also the exception type nn's modules raise for the same mistake."""
+"""The errors of a call's arguments, each also the exception type nn's modules raise for the same mistake; and
+the error of a step too deep to process."""
+import contextlib
 
 
 class ShapeError(ValueError, RuntimeError):
@@ -18,3 +20,16 @@ class StateCountError(ShapeError, TypeError):
 
 class DeviceError(ValueError, RuntimeError):
     """Tensors on another device than the parameters: a ValueError as before, a RuntimeError as nn's."""
+
+
+@contextlib.contextmanager
+def too_deep(name):
+    """a RecursionError inside (symcell's passes and sympy walk a step's operations recursively) as an error that
+    says which cell and what to do, not a traceback hundreds of frames deep"""
+    try:
+        yield
+    except RecursionError:
+        raise ValueError(f"symcell: the step of {name} is a chain of operations too deep to process (Python's "
+                         "recursion limit met in its passes, as an ODE solver unrolled hundreds of times in one step "
+                         "makes): unroll fewer steps inside one step, or run the extra steps as steps of the scan "
+                         "itself") from None

@@ -18,7 +18,7 @@ from typing import Any, Tuple
 import sympy
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Node:
     op: str
     args: Tuple["Node", ...] = ()
@@ -34,6 +34,25 @@ class Node:
 
     def __hash__(self):
         return self._hash
+
+    def __eq__(self, other):
+        # (the dataclass's compared the operands as trees: two equal steps built apart, a helper called twice on
+        # the same values, took time exponential in their depth to compare)
+        if self is other:
+            return True
+        if other.__class__ is not Node or self._hash != other._hash:
+            return False
+        seen, pairs = set(), [(self, other)]   # each pair of nodes compared once: a walk of the two graphs
+        while pairs:
+            a, b = pairs.pop()
+            if a is b or (id(a), id(b)) in seen:
+                continue
+            if (a._hash != b._hash or a.op != b.op or len(a.args) != len(b.args) or a.size != b.size
+                    or a.attr != b.attr):
+                return False
+            seen.add((id(a), id(b)))
+            pairs.extend(zip(a.args, b.args))
+        return True
 
     def __reduce__(self):   # (made again when unpickled: a string's hash differs from process to process)
         return Node, (self.op, self.args, self.size, self.attr, self.label)

@@ -16,7 +16,7 @@ from . import backends, registry
 from . import dims as D
 from .backends.cpp.render import RESERVED as CPP_RESERVED
 from .cache import BuildError
-from .errors import DeviceError, DtypeError, ShapeError, StateCountError  # noqa: F401 (symcell's, and rnn's)
+from .errors import DeviceError, DtypeError, ShapeError, StateCountError, too_deep  # noqa: F401 (symcell's, rnn's)
 from .explain import explain
 from .frontend import trace
 from .ir import CellIR
@@ -111,7 +111,8 @@ def define(inputs, state, params=None, outputs=None, name=None):
     may be listed as {"h": None}); `name` overrides the function's name.
     """
     def deco(fn):
-        ir = trace(fn, inputs, state, params, outputs, name)
+        with too_deep(name or getattr(fn, "__name__", "the cell")):
+            ir = trace(fn, inputs, state, params, outputs, name)
         _check_names(ir)
         recipe = Recipe(fn, _copied(dict(inputs=inputs, state=state, params=params, outputs=outputs, name=name)))
         spec = CellSpec(ir, fn.__doc__, recipe)
@@ -274,7 +275,8 @@ class Binding:
         if not isinstance(backend, str) or backend != "auto":
             backends.get(backend)  # reject unknown names now, not at the first call (the device comes later)
         self.spec, self.name, self.dims, self.backend = spec, ir.name, dict(dims), backend
-        bound = bind_ir(ir, self.dims)  # a bad binding fails here, before any data
+        with too_deep(ir.name):
+            bound = bind_ir(ir, self.dims)  # a bad binding fails here, before any data
         # the operators name their kernel by key (see registry.py)
         self.keys = {b: registry.key(spec.hash, self.dims, b) for b in backends.available()}
         self.input_sizes = {n: int(s) for n, s in bound.inputs}

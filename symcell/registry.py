@@ -8,6 +8,7 @@ import hashlib
 import importlib
 
 from . import backends, cache, pipeline
+from .errors import too_deep
 from .ir import fingerprint
 
 _CELLS = {}        # hash -> CellIR, for every cell defined in this process
@@ -109,12 +110,14 @@ def kernel_for(k):
         cell, dims, name = parse(k)
         backend = backends.get(name)
         at = None if backend.symbolic else dims
-        program = _program(cell, at, backend)
-        source, entries = pipeline.build(program, backend, dims, (program.forward, program.backward))
+        with too_deep(_CELLS[cell].name):
+            program = _program(cell, at, backend)
+            source, entries = pipeline.build(program, backend, dims, (program.forward, program.backward))
 
         def second():
-            scans = second_order(cell, at, backend)
-            return (scans, *pipeline.build(program, backend, dims, scans))
+            with too_deep(_CELLS[cell].name):
+                scans = second_order(cell, at, backend)
+                return (scans, *pipeline.build(program, backend, dims, scans))
         label = f"symcell.{_CELLS[cell].name}[{','.join(f'{n}={v}' for n, v in sorted(dims.items()))}].{name}"
         _KERNELS[k] = backends.Kernel(program, source, entries, second, label)
     return _KERNELS[k]

@@ -1,5 +1,6 @@
 """The pipeline in one place: its passes run in order, SYMCELL_DEBUG=1 shows each product and the source, and the
 products are made once per cell and binding (the registry's one memo)."""
+import pytest
 import torch
 
 import symcell
@@ -126,3 +127,34 @@ def test_a_nodes_hash_is_computed_once_not_from_its_operands_each_time():
             h = tanh(A @ h) * t + h * (1 - t)
         return h
     torch.testing.assert_close(Highway(H=3, backend="reference")(torch.zeros(2, 1, 3))[0], torch.zeros(2, 1, 3))
+
+
+def test_equal_steps_built_apart_compare_in_time_linear_in_their_depth():
+    """(the dataclass's equality compared the operands as trees: a helper called twice on the same values made two
+    equal graphs, which took time exponential in their depth to compare)"""
+    from symcell.ir import Node
+
+    def chain(depth):
+        n = Node("input", (), 3, "x", "x")
+        for _ in range(depth):
+            n = Node("pw", (n, n), 3, "add", "x + x")
+        return n
+    a, b = chain(200), chain(200)
+    assert a is not b and a == b and hash(a) == hash(b)
+    assert a != chain(199) and Node("pw", (a, a), 3, "mul") != Node("pw", (b, b), 3, "add")
+
+
+def test_a_step_too_deep_to_process_says_so():
+    """(an ODE solver unrolled 600 times in one step met Python's recursion limit: a RecursionError hundreds of
+    frames deep, naming nothing)"""
+    from symcell import tanh
+
+    def euler(x, h, U):
+        for _ in range(steps):
+            h = h + 0.1 * (tanh(U @ h + x) - h)
+        return h
+    for steps in (600, 3000):   # (met when the cell is made, or when it is defined)
+        with pytest.raises(ValueError, match=r"the step of euler is a chain of operations too deep to process .* "
+                                             r"unroll fewer steps inside one step"):
+            cell = symcell.define(inputs={"x": "H"}, state={"h": "H"}, params={"U": ("H", "H")})(euler)
+            cell(H=3, backend="reference")(torch.randn(2, 1, 3))
