@@ -546,7 +546,8 @@ def trace(fn, inputs, state, params, outputs=None, name=None):
     if undeclared:
         raise TypeError(f"{name}: step function argument(s) {undeclared} are not declared in inputs, state or "
                         f"params (declared: {declared})")
-    unused = [d for d in declared if d not in arg_names]
+    rest = any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())   # (def step(x, h, **params) takes them)
+    unused = [] if rest else [d for d in declared if d not in arg_names]
     if unused:
         raise TypeError(f"{name}: declared name(s) {unused} are not arguments of the step function "
                         f"{name}({', '.join(arg_names)})")

@@ -531,3 +531,23 @@ def test_a_missing_input_is_a_shape_error():
         cell(torch.randn(4, 2, 3))
     with pytest.raises(RuntimeError, match=r"expected 2 input\(s\)"):
         cell.step(torch.randn(2, 3))
+
+
+def test_a_step_may_take_the_parameters_it_does_not_name_as_keywords():
+    """(def step(x, h, W, **P) was refused: "declared name(s) ['U0', 'U1'] are not arguments of the step function",
+    though the trace calls it by keyword, as a step over a list of layers wants)"""
+    params = {"W": ("H", "I"), **{f"U{k}": ("H", "H") for k in range(2)}}
+
+    @symcell.define(inputs={"x": "I"}, state={"h": "H"}, params=params)
+    def Layers(x, h, W, **P):
+        for k in range(2):
+            h = symcell.tanh(P[f"U{k}"] @ h + (W @ x if k == 0 else 0))
+        return h
+    cell = Layers(I=2, H=3, backend="reference")
+    x = torch.randn(4, 1, 2)
+    h, want = torch.zeros(1, 3), []
+    for t in range(4):
+        h = torch.tanh(h @ cell.U0.t() + x[t] @ cell.W.t())
+        h = torch.tanh(h @ cell.U1.t())
+        want.append(h)
+    torch.testing.assert_close(cell(x)[0], torch.stack(want))
