@@ -25,11 +25,11 @@ class DeviceError(ValueError, RuntimeError):
 @contextlib.contextmanager
 def too_deep(name):
     """a RecursionError inside (symcell's passes and sympy walk a step's operations recursively) as an error that
-    says which cell and what to do, not a traceback hundreds of frames deep"""
+    says which cell and what is likely, the recursion kept as its cause (a recursion of the step's own shows there)"""
     try:
         yield
-    except RecursionError:
-        raise ValueError(f"symcell: the step of {name} is a chain of operations too deep to process (Python's "
-                         "recursion limit met in its passes, as an ODE solver unrolled hundreds of times in one step "
-                         "makes): unroll fewer steps inside one step, or run the extra steps as steps of the scan "
-                         "itself") from None
+    except RecursionError as e:
+        raise ValueError(f"symcell: processing the step of {name} met Python's recursion limit: most likely its "
+                         "chain of operations is too deep (an ODE solver unrolled hundreds of times in one step): "
+                         "unroll fewer steps inside one step, or run the extra steps as steps of the scan itself "
+                         "(the recursion is the cause below)") from e

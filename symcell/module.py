@@ -21,7 +21,7 @@ from .explain import explain
 from .frontend import trace
 from .ir import CellIR
 from .schedule import bind_ir
-from .sequence import LOW_PRECISION, run, run_pre_hooks, scan_module
+from .sequence import LOW_PRECISION, refresh_weights, run, scan_module
 from .warn import warn
 
 _RESERVED = ("torch",)
@@ -128,12 +128,23 @@ def define(inputs, state, params=None, outputs=None, name=None):
     return deco
 
 
+class _OwnSignature:
+    """A class's __signature__ for inspect (help() shows it) that its subclasses do not inherit (one with its own
+    __init__ takes other arguments) nor its instances (whose call is forward)."""
+
+    def __init__(self, signature):
+        self.signature = signature
+
+    def __get__(self, obj, cls):
+        return self.signature if obj is None and cls.__dict__.get("__signature__") is self else None
+
+
 def _class_signature(ir):
     """what help() shows for a class define made: its dimensions by keyword, then a cell's options"""
     key = inspect.Parameter.KEYWORD_ONLY
-    return inspect.Signature([inspect.Parameter(d, key) for d in ir.dims] + [
+    return _OwnSignature(inspect.Signature([inspect.Parameter(d, key) for d in ir.dims] + [
         inspect.Parameter(n, key, default=v) for n, v in (("batch_first", False), ("backend", "auto"),
-                                                          ("device", None), ("dtype", None))])
+                                                          ("device", None), ("dtype", None))]))
 
 
 def _class_doc(ir, doc):
@@ -475,6 +486,29 @@ def stored_parameters(module, names):
     return out
 
 
+def start_at(module, name, value):
+    """set module's parameter `name` to the constant `value` as the module computes it (spec.initial): a
+    parametrization through its right_inverse, as assigning to it does; the old weight_norm's direction v to ones
+    and its norm g so that g * v / |v| is the value (both the value made a 0 NaN: 0 / |0|); pruning's original,
+    which its mask keeps zero where it prunes"""
+    own = dict(module.named_parameters())
+    with torch.no_grad():
+        if name in own:
+            own[name].fill_(value)
+        elif torch.nn.utils.parametrize.is_parametrized(module, name):
+            try:
+                setattr(module, name, torch.full_like(getattr(module, name), value))
+            except NotImplementedError:   # (a parametrization without right_inverse: what it is computed from)
+                for p in stored_parameters(module, [name])[name]:
+                    p.fill_(value)
+        elif f"{name}_g" in own and f"{name}_v" in own:
+            dim = next(h.dim for h in module._forward_pre_hooks.values() if getattr(h, "name", None) == name)
+            own[f"{name}_v"].fill_(1.0)
+            own[f"{name}_g"].copy_(value * torch.norm_except_dim(own[f"{name}_v"], 2, dim))
+        elif f"{name}_orig" in own:
+            own[f"{name}_orig"].fill_(value)
+
+
 def initial_values(spec):
     """spec.initial, checked: parameter names of the cell and numbers (a misspelt name was a bare KeyError in a
     cell and ignored by symcell.RNN)"""
@@ -509,8 +543,9 @@ def check_loaded(module, names, saved=None):
 
 
 def state_to_save(module, names):
-    """a module's pickled state: its attributes and the parameter names its cell declares (check_loaded)"""
-    return {**module.__dict__, "_declared_when_saved": list(names)}
+    """a module's pickled state: nn.Module's (its attributes but a compiled call) and the parameter names its cell
+    declares (check_loaded)"""
+    return {**nn.Module.__getstate__(module), "_declared_when_saved": list(names)}
 
 
 def _binding_again(spec, dims, backend, name):
@@ -588,10 +623,8 @@ class Cell(nn.Module):
         """uniform(-k, k) with k = 1/sqrt(size of the first state), as nn.LSTM, but the constants of
         `spec.initial` (as symcell.RNN stacking the cell starts them too); override to change."""
         self._uniform(1.0 / math.sqrt(next(iter(self.state_sizes.values()))))
-        with torch.no_grad():
-            for name, value in initial_values(self._spec).items():
-                for p in self._stored()[name]:
-                    p.fill_(value)
+        for name, value in initial_values(self._spec).items():
+            start_at(self, name, value)
 
     def _uniform(self, k):
         with torch.no_grad():
@@ -671,8 +704,9 @@ class Cell(nn.Module):
     def step(self, x, state=None):
         """One step, as nn.LSTMCell is called: x (B, I), or (I,) for one unbatched row (a tuple for several
         inputs); state a tuple of (B, n) tensors, or (n,) unbatched (None: zeros). Returns the new state tuple,
-        batched as x is. batch_first does not apply. The module's forward pre-hooks run first, as a call's do."""
-        (x, state), _ = run_pre_hooks(self, (x, state), {})
+        batched as x is. batch_first does not apply. Weights that pruning or the old weight_norm compute are
+        computed as a call does (sequence.refresh_weights)."""
+        refresh_weights(self)
         return self._step(x, state)
 
     def _step(self, x, state):

@@ -17,7 +17,7 @@ from . import registry
 from .dims import dim_symbol
 from .errors import StateCountError
 from .module import (Binding, Cell, CellSpec, ShapeError, _no_class_spec, as_states, check_loaded, class_or_instance,
-                     initial_values, refuse_script, state_to_save, stored_parameters)
+                     initial_values, refuse_script, start_at, state_to_save)
 from .sequence import check_lengths, row_order, run
 from .warn import warn
 
@@ -146,13 +146,11 @@ class RNN(nn.Module):
         with torch.no_grad():
             for p in self.parameters():
                 p.uniform_(-k, k)
-            initial = initial_values(self._spec)
-            for names in (names for layer in self._names for names in layer):
-                held = stored_parameters(self, names)   # (a pruned or parametrized one is computed from these)
-                for p, full in zip(user, names):
-                    if p in initial:
-                        for t in held[full]:
-                            t.fill_(initial[p])
+        initial = initial_values(self._spec)
+        for names in (names for layer in self._names for names in layer):
+            for p, full in zip(user, names):
+                if p in initial:
+                    start_at(self, full, initial[p])
 
     def flatten_parameters(self):
         """A no-op, for code written against cuDNN RNNs."""

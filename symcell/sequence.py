@@ -7,12 +7,14 @@ rows are put in the order the backend prefers (cpp: longest first), then back. A
 16-bit floats compute in float32, and torch.autocast picks the dtype as it does for nn.LSTM.
 """
 import contextlib
+import importlib
 import inspect
 import operator
 
 import torch
 from torch._subclasses.fake_tensor import FakeTensor
 from torch.autograd import forward_ad
+from torch.nn.utils import prune
 
 from . import autograd, backends, deploy, ops, registry
 from .errors import DtypeError
@@ -41,38 +43,29 @@ def scan(cell, xs, state=None, reverse=False, lengths=None):
                         f"LLTM(I=..., H=...)), got {cell!r}" + (" (a class)" if isinstance(cell, type) else ""))
     if not isinstance(reverse, bool):
         raise TypeError(f"symcell.scan: reverse must be a bool, got {type(reverse).__name__} {reverse!r}")
-    (xs, state), kwargs = run_pre_hooks(cell, (xs, state), {"lengths": lengths})
-    return scan_module(cell, xs, state, reverse, kwargs.get("lengths"))
+    refresh_weights(cell)
+    return scan_module(cell, xs, state, reverse, lengths)
 
 
 def scan_module(cell, xs, state=None, reverse=False, lengths=None):
-    """scan, where the module's forward pre-hooks have run (the module's own call)"""
+    """scan, where the module's weights are as its call computes them (its own call: the hooks have run)"""
     return run(cell._binding, cell._param_list(), xs, state, reverse, lengths, cell.batch_first,
                cell.autocast_devices)
 
 
-def run_pre_hooks(module, args, kwargs):
-    """-> (args, kwargs) after the forward pre-hooks that module(*args, **kwargs) runs, global ones first: scan and
-    a cell's step call no module, but pruning and the weight_norm and spectral_norm hooks compute a weight in a
-    pre-hook (without them, scan and step read the weight of the module's last call). Forward hooks, which see a
-    call's result, are a call's alone."""
-    hooks = {**torch.nn.modules.module._global_forward_pre_hooks, **module._forward_pre_hooks}
-    for key, hook in hooks.items():
-        if key in module._forward_pre_hooks_with_kwargs:
-            result = hook(module, args, kwargs)
-            if result is not None:
-                if not (isinstance(result, tuple) and len(result) == 2):
-                    raise RuntimeError(f"forward pre-hook must return None or a tuple of (new_args, new_kwargs), "
-                                       f"but got {result}.")
-                args, kwargs = result
-        else:
-            result = hook(module, args)
-            if result is not None:
-                args = result if isinstance(result, tuple) else (result,)
-    if len(args) != 2:
-        raise TypeError(f"symcell: a forward pre-hook of {type(module).__name__} made its arguments {len(args)} "
-                        "values; scan and step take (input, state)")
-    return args, kwargs
+# the forward pre-hooks by which pruning and the old weight_norm and spectral_norm compute a weight from what they
+# store (weight_orig and its mask; weight_g and weight_v), as a call runs them
+_WEIGHT_HOOKS = (prune.BasePruningMethod, importlib.import_module("torch.nn.utils.weight_norm").WeightNorm,
+                 importlib.import_module("torch.nn.utils.spectral_norm").SpectralNorm)
+
+
+def refresh_weights(module):
+    """Compute the weights a call would (scan and a cell's step call no module: without this they read the weight
+    of the module's last call, which an optimizer step since has made stale). The call's other hooks (observers,
+    argument rewriters, torch's module tracker, which pairs each pre-hook with its forward hook) are a call's."""
+    for hook in module._forward_pre_hooks.values():
+        if isinstance(hook, _WEIGHT_HOOKS):
+            hook(module, ())
 
 
 def _recorded(tensors):

@@ -492,6 +492,11 @@ def test_a_defined_cell_class_says_how_to_make_it():
     taken, and ran that cell's equations under this one's name"""
     import inspect
     assert str(inspect.signature(Simple)) == "(*, H, I, batch_first=False, backend='auto', device=None, dtype=None)"
+
+    class Square(Simple):   # (a subclass with its own __init__ shows its own)
+        def __init__(self, size, scale=1.0):
+            super().__init__(I=size, H=size)
+    assert str(inspect.signature(Square)) == "(size, scale=1.0)"
     assert ("A recurrent cell made by symcell.define: Simple(H=..., I=...) is a torch.nn.Module (symcell.Cell).\n"
             "Inputs: x (I). States: h (H). Outputs (ys): h. Parameters: W (H, I).") in Simple.__doc__
     with pytest.raises(TypeError, match=r"Simple takes its dimensions by name: Simple\(H=\.\.\., I=\.\.\.\), got 2 "

@@ -588,12 +588,16 @@ def test_a_16_bit_module_may_hold_a_float32_parameter_wherever_it_is(which):
     torch.testing.assert_close(out.float(), full(x.float())[0], rtol=4e-3, atol=1e-3)
 
 
-def test_scan_and_step_run_the_forward_pre_hooks_that_pruning_and_weight_norm_use():
+def test_scan_and_step_compute_the_weights_that_pruning_and_weight_norm_compute_in_a_hook():
     """symcell.scan(cell, ...) and cell.step(...) call no module: the pre-hook in which pruning (and the old
     weight_norm and spectral_norm) computes the weight never ran, so after an optimizer step both ran with the
-    weight of the module's last call, silently"""
+    weight of the module's last call, silently. They compute those weights; a call's other hooks stay a call's
+    (torch's module tracker pairs each pre-hook with its forward hook; a subclass's forward that loops over step
+    ran an argument-rewriting hook once a step more)."""
     import warnings
+
     from torch.nn.utils import prune
+    from torch.utils.module_tracker import ModuleTracker
     torch.manual_seed(0)
     cell = LSTMCell(4, 6, **REF).double()
     prune.l1_unstructured(cell, "weight_hh", amount=0.5)
@@ -609,14 +613,19 @@ def test_scan_and_step_run_the_forward_pre_hooks_that_pruning_and_weight_norm_us
     want = cell(x, h0)[0]                            # a call runs the hooks
     torch.testing.assert_close(ys, want, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(h1, want[0], rtol=1e-12, atol=1e-12)
-    # a pre-hook that changes the arguments changes them for scan and step too, as for a call; GRUCell's step
+    # a hook of the user's: a call's only
     gru = GRUCell(4, 6, **REF).double()
-    gru.register_forward_pre_hook(lambda m, args: (2 * args[0], args[1]))
-    h0 = torch.randn(3, 6, dtype=torch.float64)
-    torch.testing.assert_close(gru.step(x[0], h0), gru(x[0], h0), rtol=0, atol=0)
+    gru.register_forward_pre_hook(lambda m, args: (2 * args[0], *args[1:]))
     plain = GRUCell(4, 6, **REF).double()
     plain.load_state_dict(gru.state_dict())
-    torch.testing.assert_close(symcell.scan(gru, x, h0)[0], plain(2 * x, h0)[0], rtol=0, atol=0)
+    h0 = torch.randn(3, 6, dtype=torch.float64)
+    torch.testing.assert_close(gru(x[0], h0), plain(2 * x[0], h0), rtol=0, atol=0)
+    torch.testing.assert_close(gru.step(x[0], h0), plain(x[0], h0), rtol=0, atol=0)
+    torch.testing.assert_close(symcell.scan(gru, x, h0)[0], plain(x, h0)[0], rtol=0, atol=0)
+    with ModuleTracker() as tracker:
+        gru.step(x[0], h0)
+        symcell.scan(gru, x, h0)
+        assert not tracker.parents - {"Global"}
 
 
 @pytest.mark.parametrize("options", [{}, {"num_layers": 2, "dropout": 0.5}, {"bias": False, "batch_first": True},
@@ -742,3 +751,21 @@ def test_a_cell_defined_by_exec_with_bare_globals_traces_and_compiles():
     traced = torch.jit.trace(m, (x,), check_trace=False)
     torch.testing.assert_close(traced(x)[0], m(x)[0])
     torch.testing.assert_close(torch.compile(m, backend="eager")(x)[0], m(x)[0])
+
+
+def test_a_compiled_module_copies_and_saves_as_nn_modules_do():
+    """(symcell's pickled state copied the module's attributes whole, the compiled call of module.compile() with
+    them: a deep copy ran the original's weights, and torch.save failed, "Can't pickle Module._call_impl")"""
+    import io
+    for m in (LSTMCell(3, 4, **REF), LSTM(3, 4, **REF)):
+        m.compile(backend="eager")
+        again = copy.deepcopy(m)
+        with torch.no_grad():
+            for p in again.parameters():
+                p.zero_()
+        x = torch.randn(2, 1, 3)
+        assert again(x)[0].abs().max() == 0
+        buf = io.BytesIO()
+        torch.save(m, buf)
+        buf.seek(0)
+        torch.testing.assert_close(torch.load(buf, weights_only=False)(x)[0], m(x)[0])

@@ -379,9 +379,18 @@ def test_reset_parameters_reaches_parametrized_and_pruned_weights():
     stack = symcell.RNN(LayerNormLSTM, I=3, H=4, num_layers=2, backend="reference")
     prune.l1_unstructured(stack, "gamma_c_l1", amount=0.5)
     parametrizations.weight_norm(stack, "gamma_hh_l0", dim=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)   # (torch.nn.utils.weight_norm is deprecated)
+        torch.nn.utils.weight_norm(stack, "beta_c_l0", dim=None)   # (starts at 0: 0 / |0| made it NaN)
+        torch.nn.utils.weight_norm(ln, "beta_c", dim=0)
     stack.reset_parameters()
+    ln.reset_parameters()
     assert torch.equal(stack.gamma_c_l1_orig, torch.ones(4))
-    assert torch.equal(stack.parametrizations.gamma_hh_l0.original1, torch.ones(16))
+    torch.testing.assert_close(stack.gamma_hh_l0, torch.ones(16))   # (as the module computes it)
+    stack(torch.randn(2, 1, 3))                                   # (the hook computes beta_c_l0)
+    assert torch.equal(stack.beta_c_l0, torch.zeros(4)) and torch.isfinite(stack.beta_c_l0_v).all()
+    ln(torch.randn(2, 1, 3))
+    assert torch.equal(ln.beta_c, torch.zeros(4))
 
 
 @pytest.mark.cpp
