@@ -1,10 +1,11 @@
 """Running a bound cell over a batch of sequences: scan's semantics, lengths, reversal, batch_first.
 
 The kernels scan forward in time over (T, B, n) sequences in which every row takes every step (a cpp kernel skips
-an ended row's), and hold the state of a row past its length. This module turns every other way of calling a cell into that: a reversed scan flips
-time (within each row's own length), batch_first transposes, outputs past a row's length are zeroed, and the
-rows are put in the order the backend prefers (cpp: longest first), then back. And it sets the precision:
-16-bit floats compute in float32, and torch.autocast picks the dtype as it does for nn.LSTM.
+an ended row's), and hold the state of a row past its length. This module turns every other way of calling a cell
+into that: a reversed scan flips time (within each row's own length), batch_first transposes, outputs past a
+row's length are zeroed, and the rows are put in the order the backend prefers (cpp: longest first), then back.
+And it sets the precision: 16-bit floats compute in float32, and torch.autocast picks the dtype as it does for
+nn.LSTM.
 """
 import contextlib
 import importlib
