@@ -223,8 +223,8 @@ def _spec_again(module, qualname, args, saved=None):
     spec = _live.get((module, qualname, saved)) or _spec_of_the_day(module, qualname, args)
     if saved is not None and spec.hash != saved:
         warn(f"symcell: the saved cell {spec.ir.name} ({module}.{qualname}) had other equations when it was saved; "
-             "it runs with the code's of today (the code changed, or a global number its step reads has another "
-             "value than when it was defined)")
+             "it runs today's code (the code changed, or a global number its step reads has another value than when "
+             "it was defined)")
     return spec
 
 

@@ -186,6 +186,28 @@ def test_non_reentrant_checkpoint_gives_the_gradients_of_a_plain_call():
             torch.testing.assert_close(a, b)
 
 
+@pytest.mark.parametrize("backend", ["reference", pytest.param("triton", marks=pytest.mark.skipif(
+    not symcell.backends.get("triton").usable(torch.device("cpu")), reason="triton's interpreter not available"))])
+@pytest.mark.parametrize("allow", [False, True])
+def test_selective_checkpointing_that_saves_every_op_gives_the_plain_gradients(backend, allow):
+    """the reference and triton scans are torch ops on buffers they fill: a policy that saves every op cached a
+    buffer the scan then filled ("cached ... has been mutated"), and with allow_cache_entry_mutation=True the
+    triton kernel read a cached tensor out of bounds (a segfault under the interpreter). The checkpointing sees the
+    scan whole now, as the cpp backend's one operator."""
+    import functools
+
+    from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
+    torch.manual_seed(0)
+    m = LSTM(4, 8, backend=backend)
+    x = torch.randn(5, 3, 4, requires_grad=True)
+    want = torch.autograd.grad(m(x)[0].square().sum(), [x, *m.parameters()])
+    every = functools.partial(create_selective_checkpoint_contexts, lambda *a, **k: CheckpointPolicy.MUST_SAVE,
+                              allow_cache_entry_mutation=allow)
+    out = checkpoint(lambda x: m(x)[0].square().sum(), x, use_reentrant=False, context_fn=every)
+    for got, ref in zip(torch.autograd.grad(out, [x, *m.parameters()]), want):
+        torch.testing.assert_close(got, ref)
+
+
 def test_jit_trace_of_a_bidirectional_lstm_on_a_strided_input_passes_its_check():
     """jit.trace checks a second trace on copies of the example inputs, which are contiguous: the copy the scan
     made of a strided input was in the first trace only (now inside the operator, backends/base.py)"""

@@ -712,8 +712,8 @@ def test_a_saved_cell_of_a_sweep_loads_with_the_equations_it_was_saved_with(tmp_
                        f"print(((ys[1] - torch.tanh(x[1] @ m.W.t())) / ys[0]).mean().item())")
     assert out.returncode == 0, out.stderr
     assert float(out.stdout) == pytest.approx(0.5)
-    assert "the saved cell step (swept.step) had other equations when it was saved; it runs with the code's of " \
-           "today" in out.stderr
+    assert "the saved cell step (swept.step) had other equations when it was saved; it runs today's code" \
+        in out.stderr
 
 
 def test_a_saved_module_whose_cell_renamed_a_dimension_says_what_to_do(tmp_path, monkeypatch):

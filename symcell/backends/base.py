@@ -145,7 +145,7 @@ class Kernel:
             # (a profiler row only while a profiler records: record_function costs ~5 us a call, an LSTMCell
             # step's tenth, when none does)
             with (torch.profiler.record_function(f"{self.label}.{name}") if torch._C._autograd._profiler_enabled()
-                  else contextlib.nullcontext()):
+                  else contextlib.nullcontext()), _unseen_by_checkpoint():
                 flat = unaliased(entry(*groups, *([save] if scan.save else []), lengths, **kw),
                                  [t for g in groups for t in g])
         finally:
@@ -172,6 +172,24 @@ class Kernel:
     def tangent_backward(self, primal, tangents, lengths=None, wanted=None):
         """primal: (d_ys, d_finals, xs, inits, params, ys, res); tangents: theirs, in that order"""
         return self.run("tangent_backward", (*primal, *tangents), lengths=lengths, wanted=wanted)
+
+
+def _unseen_by_checkpoint():
+    """Within: selective activation checkpointing does not see the ops a scan runs inside (the reference and triton
+    backends' entry points are torch ops and kernel launches on buffers they allocate): it would cache a buffer
+    the scan then fills ("cached ... has been mutated"), and, allowed to, hand the recomputation a cached tensor
+    whose memory a triton kernel then read out of bounds (a segfault under the interpreter). The scan is one
+    autograd node; its recomputation runs it whole. (Other dispatch modes are left as they are when no
+    checkpointing is on.)"""
+    modes = _dispatch_modes()
+    if not any(type(m).__name__ in ("_CachingTorchDispatchMode", "_CachedTorchDispatchMode") for m in modes):
+        return contextlib.nullcontext()
+    return torch.utils._python_dispatch._disable_current_modes()
+
+
+def _dispatch_modes():
+    stack = getattr(torch.utils._python_dispatch, "_get_current_dispatch_mode_stack", None)
+    return stack() if stack is not None else ()
 
 
 def _skip(scan, groups, wanted):
