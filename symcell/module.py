@@ -267,7 +267,7 @@ class Binding:
     arguments. A Cell holds one; a stacked symcell.RNN one per layer and direction (their parameters live on
     the module that holds them, and are passed in on each call)."""
 
-    def __init__(self, spec, dims, backend="auto"):
+    def __init__(self, spec, dims, backend="auto", name=None):
         ir = spec.ir
         missing = [d for d in ir.dims if d not in dims]
         unknown = [d for d in dims if d not in ir.dims]
@@ -285,7 +285,8 @@ class Binding:
         dims = {d: int(v) for d, v in dims.items()}   # (np.int64(3) as 3)
         if not isinstance(backend, str) or backend != "auto":
             backends.get(backend)  # reject unknown names now, not at the first call (the device comes later)
-        self.spec, self.name, self.dims, self.backend = spec, ir.name, dict(dims), backend
+        # name: what errors call the cell (a module's class: LSTMCell, whose equations are LSTM's)
+        self.spec, self.name, self.dims, self.backend = spec, name or ir.name, dict(dims), backend
         with too_deep(ir.name):
             bound = bind_ir(ir, self.dims)  # a bad binding fails here, before any data
         # the operators name their kernel by key (see registry.py)
@@ -312,9 +313,7 @@ class Binding:
         return _binding_again, (self.spec, self.dims, self.backend, self.name)
 
     def with_backend(self, backend):
-        binding = Binding(self.spec, self.dims, backend)
-        binding.name = self.name
-        return binding
+        return Binding(self.spec, self.dims, backend, self.name)
 
     def kernel_params(self, params):
         """the module's parameters (in declaration order) -> the kernels' (see __init__)"""
@@ -473,6 +472,11 @@ def _defined_again(spec, name, doc, module=None, qualname=None):
     return cls.__new__(cls)
 
 
+# the names under which pruning (weight_orig) and the old weight_norm (weight_g, weight_v) keep what a parameter
+# `weight` is computed from, in a forward pre-hook
+KEPT_AS = ("_orig", "_g", "_v")
+
+
 def stored_parameters(module, names):
     """declared name -> the parameters of `module` that hold it: itself, or what a parametrization (weight_norm's
     original0 and original1), pruning (weight_orig) or the old weight_norm (weight_g, weight_v) keeps, of which
@@ -482,7 +486,7 @@ def stored_parameters(module, names):
     for n in names:
         prefix = f"parametrizations.{n}."
         out[n] = ([own[n]] if n in own else [p for k, p in own.items() if k.startswith(prefix)]
-                  or [own[k] for k in (f"{n}_orig", f"{n}_g", f"{n}_v") if k in own])
+                  or [own[n + suffix] for suffix in KEPT_AS if n + suffix in own])
     return out
 
 
@@ -533,8 +537,8 @@ def check_loaded(module, names, saved=None):
             f"symcell: the saved {type(module).__name__} has no parameter(s) {missing}, which its cell "
             f"{module._spec.ir.name} declares in the code it loads with: build the module with today's code and "
             "load the saved one's state_dict (strict=False)")
-    def held(names):   # (pruning and the old weight_norm keep a parameter under these names)
-        return {f"{n}{suffix}" for n in names for suffix in ("", "_orig", "_g", "_v")}
+    def held(names):
+        return {n + suffix for n in names for suffix in ("", *KEPT_AS)}
     kept, was = held(names), None if saved is None else held(saved)
     unused = [n for n in module._parameters if n not in kept and (was is None or n in was)]
     if unused:
@@ -550,13 +554,11 @@ def state_to_save(module, names):
 
 def _binding_again(spec, dims, backend, name):
     try:
-        binding = Binding(spec, dims, backend)
+        return Binding(spec, dims, backend, name)
     except (TypeError, ValueError) as e:   # (a dimension renamed or added since it was saved)
         raise pickle.UnpicklingError(
             f"symcell: the saved {name} has dimensions {dims}, which its cell {spec.ir.name} as the code defines it "
             f"now does not take ({e}): build the module with today's code and load the saved one's state_dict") from e
-    binding.name = name
-    return binding
 
 
 class Cell(nn.Module):
@@ -586,8 +588,7 @@ class Cell(nn.Module):
         if not isinstance(batch_first, bool):
             raise TypeError(f"{type(self).__name__}: batch_first should be of type bool, got: "
                             f"{type(batch_first).__name__}")
-        self._binding = Binding(spec, dims, backend)
-        self._binding.name = type(self).__name__   # (errors name the module: LSTMCell, whose equations are LSTM's)
+        self._binding = Binding(spec, dims, backend, type(self).__name__)
         self.batch_first = batch_first
         for name, shape in self._binding.param_shapes.items():
             self.register_parameter(name, nn.Parameter(torch.empty(shape, device=device, dtype=dtype)))
@@ -718,7 +719,7 @@ class Cell(nn.Module):
             if t.dim() not in (1, 2):
                 raise ShapeError(f"{name}: a step's input must be 2-d (B, features) or 1-d (features,) unbatched, "
                                  f"got shape {tuple(t.shape)}")
-        sizes = self._binding.input_sizes
+        sizes = self._binding.input_sizes   # (the property copies: a step reads the binding's)
         for (n, _), t in zip(self._spec.ir.inputs, xs):
             if t.shape[-1] != sizes[n]:
                 rows = (f"; a 1-d input is one unbatched row: B rows are ({t.shape[0]}, {sizes[n]})"
@@ -732,11 +733,12 @@ class Cell(nn.Module):
         if unbatched:   # one row, as nn's cells take it: the state is 1-d as well
             xs = tuple(t.unsqueeze(0) for t in xs)
             if state is not None:
-                state = as_states(name, state, list(self.state_sizes))
-                for s, t in zip(self.state_sizes, state):
-                    if isinstance(t, torch.Tensor) and tuple(t.shape) != (self.state_sizes[s],):
+                states = self._binding.state_sizes   # (the property copies: a step reads the binding's)
+                state = as_states(name, state, list(states))
+                for s, t in zip(states, state):
+                    if isinstance(t, torch.Tensor) and tuple(t.shape) != (states[s],):
                         raise ShapeError(f"{name}: with an unbatched 1-d input the state {s!r} must have shape "
-                                         f"({self.state_sizes[s]},), got {tuple(t.shape)}")
+                                         f"({states[s]},), got {tuple(t.shape)}")
                 state = tuple(t.unsqueeze(0) if isinstance(t, torch.Tensor) else t for t in state)
         _, final = run(self._binding, self._param_list(), tuple(t.unsqueeze(0) for t in xs), state, False, None,
                        False, self.autocast_devices)

@@ -181,15 +181,10 @@ def _unseen_by_checkpoint():
     whose memory a triton kernel then read out of bounds (a segfault under the interpreter). The scan is one
     autograd node; its recomputation runs it whole. (Other dispatch modes are left as they are when no
     checkpointing is on.)"""
-    modes = _dispatch_modes()
+    modes = torch.utils._python_dispatch._get_current_dispatch_mode_stack()
     if not any(type(m).__name__ in ("_CachingTorchDispatchMode", "_CachedTorchDispatchMode") for m in modes):
         return contextlib.nullcontext()
     return torch.utils._python_dispatch._disable_current_modes()
-
-
-def _dispatch_modes():
-    stack = getattr(torch.utils._python_dispatch, "_get_current_dispatch_mode_stack", None)
-    return stack() if stack is not None else ()
 
 
 def _skip(scan, groups, wanted):
