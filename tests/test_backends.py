@@ -69,17 +69,21 @@ def test_zero_length_and_no_grad(backend):
     assert out.grad_fn is None
 
 
-# cpp runs a step matmul's input term before the loop or in it (sc::hoist, by the rows a thread has): both ways
-LOOP_CASES = [("reference", None)] + [(b, h) for b in BACKENDS for h in (["0", "1"] if b == "cpp" else [None])]
+# cpp runs a step matmul's input term before the loop or in it (sc::hoist, by the rows a thread has), and its step
+# matmuls on the weights in panels or as stored (sc::direct and direct_grads, by the call's steps and rows): every way
+LOOP_CASES = [("reference", None, None)] + [(b, h, d) for b in BACKENDS
+                                             for h, d in ([(h, d) for h in "01" for d in "01"] if b == "cpp" else
+                                                          [(None, None)])]
 
 
-@pytest.mark.parametrize("backend,hoist", LOOP_CASES)
+@pytest.mark.parametrize("backend,hoist,direct", LOOP_CASES)
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_lengths_hold_the_state_inside_the_loop(backend, hoist, name, monkeypatch):
+def test_lengths_hold_the_state_inside_the_loop(backend, hoist, direct, name, monkeypatch):
     """`lengths=`, forward and reverse, against each row run alone over its own steps: outputs, final states
     and every gradient (the masking runs inside each backend's fused loop)."""
     if hoist is not None:
         monkeypatch.setenv("SYMCELL_HOIST", hoist)
+        monkeypatch.setenv("SYMCELL_DIRECT", direct)
     factory, step, outputs = CASES[name]
     dev = DEVICE.get(backend, "cpu")
     dtype, tol = (torch.float32, 1e-4) if backend == "triton" else (torch.float64, 1e-9)

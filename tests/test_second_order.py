@@ -85,6 +85,31 @@ def test_double_backward_matches_eager_autograd(backend, name, mode):
             assert rel_err(a.cpu().double(), b) < TOL[backend]
 
 
+@pytest.mark.cpp
+@pytest.mark.parametrize("name", ["LSTM", "GRU", "Gated", "TwoInputs"])
+def test_cpp_steps_on_the_weights_as_stored(name, monkeypatch):
+    """A short cpp call multiplies by the weights as stored, not by copies transposed or in panels (sc::direct,
+    direct_grads: a sampler's one-row steps, a decoder's backward): forced here at T = 4, the double backward and
+    forward mode with the parameters' tangents zero (the tangent scans then leave those GEMM terms out at run
+    time) against eager autograd"""
+    if "cpp" not in BACKENDS:
+        pytest.skip("no C++ compiler")
+    monkeypatch.setenv("SYMCELL_DIRECT", "1")
+    cell, step, outputs, args, n_x, n_s = _setup(name, "cpp", T=4, B=3)
+    ref_args = [a.detach().double().requires_grad_() for a in args]
+    ours = double_backward(_scan_fn(cell), args)
+    theirs = double_backward(_eager_fn(step, outputs, n_x=n_x, n_s=n_s), ref_args)
+    for a, b in zip(ours, theirs):
+        assert (a is None) == (b is None) and (b is None or rel_err(a, b) < 1e-8)
+    for nonzero in (n_x + n_s, n_x):   # tangents of the inputs and states, of the inputs alone
+        tangents = [torch.randn_like(a) if k < nonzero else torch.zeros_like(a) for k, a in enumerate(args)]
+        _, jv = torch.func.jvp(_scan_fn(cell), tuple(a.detach() for a in args), tuple(tangents))
+        _, jv_r = torch.func.jvp(_eager_fn(step, outputs, n_x=n_x, n_s=n_s), tuple(a.detach() for a in ref_args),
+                                 tuple(tangents))
+        for a, b in zip(jv, jv_r):
+            assert rel_err(a, b) < 1e-8
+
+
 def _lstm(backend):
     torch.manual_seed(0)
     return LSTM(3, 5, backend=backend).to(DEVICE[backend], DTYPE[backend])

@@ -48,16 +48,21 @@ std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _inits, 
   scalar_t* _seq_weight_ih_x = sc::ptr<scalar_t>(_t_weight_ih_x);
   at::Tensor _res_weight_hh_h = !_save ? at::Tensor() : _len != nullptr ? at::zeros({_steps, _batch, _n_weight_hh_h}, _opt) : at::empty({_steps, _batch, _n_weight_hh_h}, _opt);
   at::Tensor _buf_weight_hh_h = at::empty({_batch, _n_weight_hh_h}, _opt);   // per-step scratch
+  const bool _direct = sc::direct(_steps, _batch);   // the matmuls on their weights as stored
   scalar_t* _wt_weight_ih_x = sc::ptr<scalar_t>(sc::workspace(0, _dim_I * _n_weight_ih_x, _opt));
-  sc::transpose(weight_ih, _ld_weight_ih, _n_weight_ih_x, _dim_I, _wt_weight_ih_x + (0) * _n_weight_ih_x, _n_weight_ih_x);
+  if (!_direct) sc::transpose(weight_ih, _ld_weight_ih, _n_weight_ih_x, _dim_I, _wt_weight_ih_x + (0) * _n_weight_ih_x, _n_weight_ih_x);
   scalar_t* _wt_weight_hh_h = sc::ptr<scalar_t>(sc::workspace(1, _dim_H * _n_weight_hh_h, _opt));
-  sc::transpose_panels(weight_hh, _ld_weight_hh, _n_weight_hh_h, _dim_H, _wt_weight_hh_h, _dim_H * sc::PANEL, 0);
+  if (!_direct) sc::transpose_panels(weight_hh, _ld_weight_hh, _n_weight_hh_h, _dim_H, _wt_weight_hh_h, _dim_H * sc::PANEL, 0);
   // before the loop: what depends on no carried value, over all _steps*_batch rows at once
   {
     const scalar_t* x = _seq_x;
     scalar_t* weight_ih_x = _seq_weight_ih_x;
     // weight_ih_x = x[0:_dim_I] @ weight_ih[:, 0:_dim_I].T
-    sc::mm_kn(_steps * _batch, _n_weight_ih_x, _dim_I, x, _n_x, _wt_weight_ih_x, _n_weight_ih_x, false, weight_ih_x, _n_weight_ih_x);
+    if (_direct) {
+      sc::mm_stored(_steps * _batch, _n_weight_ih_x, _dim_I, x, _n_x, weight_ih, _ld_weight_ih, false, weight_ih_x, _n_weight_ih_x);
+    } else {
+      sc::mm_kn(_steps * _batch, _n_weight_ih_x, _dim_I, x, _n_x, _wt_weight_ih_x, _n_weight_ih_x, false, weight_ih_x, _n_weight_ih_x);
+    }
   }
   // the time loop, on batch rows [_b0, _b1) (see sc::scan_rows)
   sc::scan_rows(_batch, [&](int64_t _b0, int64_t _b1) {
@@ -70,7 +75,11 @@ std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _inits, 
       int64_t _na = _nb;   // the rows up to the last one still running (see render.py)
       if (_len != nullptr) while (_na > 0 && _len[_b0 + _na - 1] <= _t) --_na;
       // weight_hh_h = h[0:_dim_H] @ weight_hh[:, 0:_dim_H].T
-      sc::mm_panels(_na, _n_weight_hh_h, _dim_H, h, _n_h, _wt_weight_hh_h, _dim_H * sc::PANEL, 0, false, weight_hh_h, _n_weight_hh_h);
+      if (_direct) {
+        sc::mm_stored(_na, _n_weight_hh_h, _dim_H, h, _n_h, weight_hh, _ld_weight_hh, false, weight_hh_h, _n_weight_hh_h);
+      } else {
+        sc::mm_panels(_na, _n_weight_hh_h, _dim_H, h, _n_h, _wt_weight_hh_h, _dim_H * sc::PANEL, 0, false, weight_hh_h, _n_weight_hh_h);
+      }
       {  // fused region: 1 output(s), _dim_H features per row
         const int64_t _n = _dim_H;
         sc::rows(_na, _n, [&](int64_t _r0, int64_t _r1) {
@@ -195,8 +204,9 @@ std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_fi
   at::Tensor _t_d_bias_hh = at::zeros({3*_dim_H}, _opt);
   scalar_t* d_bias_hh = sc::ptr<scalar_t>(_t_d_bias_hh);
   at::Tensor _parts_d_bias_hh = at::zeros({sc::threads(), _n_d_bias_hh}, _opt);
+  const bool _direct_grads = sc::direct_grads(_steps);   // the transposed matmuls on theirs
   scalar_t* _wp_0 = sc::ptr<scalar_t>(sc::workspace(0, _n_d_weight_hh_h * _dim_H, _opt));   // weight_hh in panels
-  sc::copy_panels(weight_hh, _ld_weight_hh, _n_d_weight_hh_h, _dim_H, _wp_0);
+  if (!_direct_grads) sc::copy_panels(weight_hh, _ld_weight_hh, _n_d_weight_hh_h, _dim_H, _wp_0);
   if (_batch * _n_d_h_new > 0) std::memcpy(sc::ptr<scalar_t>(_pp_d_h) + (((_steps - 1) + 1) & 1) * _batch * _n_d_h_new, _init_d_h_new, sizeof(scalar_t) * _batch * _n_d_h_new);
   // the time loop, on batch rows [_b0, _b1) (see sc::scan_rows)
   sc::scan_rows(_batch, [&](int64_t _b0, int64_t _b1) {
@@ -282,7 +292,8 @@ std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_fi
         });
       }
       // d_h[0:_dim_H] += d_weight_hh_h @ weight_hh[:, 0:_dim_H]
-      sc::mm_panels(_na, _dim_H, _n_d_weight_hh_h, d_weight_hh_h, _n_d_weight_hh_h, _wp_0, _n_d_weight_hh_h * sc::PANEL, 0, true, d_h, _n_d_h);
+      if (_direct_grads) sc::mm_kn(_na, _dim_H, _n_d_weight_hh_h, d_weight_hh_h, _n_d_weight_hh_h, weight_hh, _ld_weight_hh, true, d_h, _n_d_h);
+      else sc::mm_panels(_na, _dim_H, _n_d_weight_hh_h, d_weight_hh_h, _n_d_weight_hh_h, _wp_0, _n_d_weight_hh_h * sc::PANEL, 0, true, d_h, _n_d_h);
       d_h_new = d_h;
     }
   });

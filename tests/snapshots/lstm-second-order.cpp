@@ -85,28 +85,29 @@ std::vector<at::Tensor> tangent_forward_impl(at::TensorList _xs, at::TensorList 
   at::Tensor _pp__v_c_new = at::empty({2, _batch, _n__v_c_new}, _opt);   // two alternating slots
   at::Tensor _t__v_gates = at::empty({_steps, _batch, _n__v_gates}, _opt);
   scalar_t* _seq__v_gates = sc::ptr<scalar_t>(_t__v_gates);
+  const bool _direct = sc::direct(_steps, _batch);   // the matmuls on their weights as stored
   scalar_t* _wt__v_gates0 = sc::ptr<scalar_t>(sc::workspace(0, 2*_dim_I * _n__v_gates, _opt));
   int64_t _k__v_gates0 = 0;
   const bool _on__v_gates0_0 = !(_zero__v_x);
   if (_on__v_gates0_0) {
-    sc::transpose(weight_ih, _ld_weight_ih, _n__v_gates, _dim_I, _wt__v_gates0 + (_k__v_gates0) * _n__v_gates, _n__v_gates);
+    if (!_direct) sc::transpose(weight_ih, _ld_weight_ih, _n__v_gates, _dim_I, _wt__v_gates0 + (_k__v_gates0) * _n__v_gates, _n__v_gates);
     _k__v_gates0 += _dim_I;
   }
   const bool _on__v_gates0_1 = !(_zero__v_weight_ih);
   if (_on__v_gates0_1) {
-    sc::transpose(_v_weight_ih, _ld__v_weight_ih, _n__v_gates, _dim_I, _wt__v_gates0 + (_k__v_gates0) * _n__v_gates, _n__v_gates);
+    if (!_direct) sc::transpose(_v_weight_ih, _ld__v_weight_ih, _n__v_gates, _dim_I, _wt__v_gates0 + (_k__v_gates0) * _n__v_gates, _n__v_gates);
     _k__v_gates0 += _dim_I;
   }
   scalar_t* _wt__v_gates1 = sc::ptr<scalar_t>(sc::workspace(1, 2*_dim_H * _n__v_gates, _opt));
   int64_t _k__v_gates1 = 0;
   const bool _on__v_gates1_0 = true;
   if (_on__v_gates1_0) {
-    sc::transpose_panels(weight_hh, _ld_weight_hh, _n__v_gates, _dim_H, _wt__v_gates1, 2*_dim_H * sc::PANEL, _k__v_gates1);
+    if (!_direct) sc::transpose_panels(weight_hh, _ld_weight_hh, _n__v_gates, _dim_H, _wt__v_gates1, 2*_dim_H * sc::PANEL, _k__v_gates1);
     _k__v_gates1 += _dim_H;
   }
   const bool _on__v_gates1_1 = !(_zero__v_weight_hh);
   if (_on__v_gates1_1) {
-    sc::transpose_panels(_v_weight_hh, _ld__v_weight_hh, _n__v_gates, _dim_H, _wt__v_gates1, 2*_dim_H * sc::PANEL, _k__v_gates1);
+    if (!_direct) sc::transpose_panels(_v_weight_hh, _ld__v_weight_hh, _n__v_gates, _dim_H, _wt__v_gates1, 2*_dim_H * sc::PANEL, _k__v_gates1);
     _k__v_gates1 += _dim_H;
   }
   at::Tensor _operands__v_gates0 = at::empty({_steps * _batch, 2*_dim_I}, _opt);
@@ -117,13 +118,26 @@ std::vector<at::Tensor> tangent_forward_impl(at::TensorList _xs, at::TensorList 
     const scalar_t* _v_x = _seq__v_x;
     scalar_t* _v_gates = _seq__v_gates;
     // _v_gates = _v_x[0:_dim_I] @ weight_ih[:, 0:_dim_I].T + x[0:_dim_I] @ _v_weight_ih[:, 0:_dim_I].T
-    { scalar_t* _cat = sc::ptr<scalar_t>(_operands__v_gates0) + (0) * _k__v_gates0;
-      for (int64_t _r = 0; _r < _steps * _batch; ++_r) {
-        int64_t _o = 0;
-        if (_on__v_gates0_0) { std::memcpy(_cat + _r * _k__v_gates0 + _o, _v_x + _r * _n__v_x, sizeof(scalar_t) * _dim_I); _o += _dim_I; }
-        if (_on__v_gates0_1) { std::memcpy(_cat + _r * _k__v_gates0 + _o, x + _r * _n_x, sizeof(scalar_t) * _dim_I); _o += _dim_I; }
+    if (_direct) {
+      bool _acc = false;
+      if (_on__v_gates0_0) {
+        sc::mm_stored(_steps * _batch, _n__v_gates, _dim_I, _v_x, _n__v_x, weight_ih, _ld_weight_ih, _acc, _v_gates, _n__v_gates);
+        _acc = true;
       }
-      sc::mm_kn(_steps * _batch, _n__v_gates, _k__v_gates0, _cat, _k__v_gates0, _wt__v_gates0, _n__v_gates, false, _v_gates, _n__v_gates);
+      if (_on__v_gates0_1) {
+        sc::mm_stored(_steps * _batch, _n__v_gates, _dim_I, x, _n_x, _v_weight_ih, _ld__v_weight_ih, _acc, _v_gates, _n__v_gates);
+        _acc = true;
+      }
+      if (!_acc) sc::mm_empty<scalar_t>(_steps * _batch, _n__v_gates, 0, false, _v_gates, _n__v_gates);   // no term ran
+    } else {
+      { scalar_t* _cat = sc::ptr<scalar_t>(_operands__v_gates0) + (0) * _k__v_gates0;
+        for (int64_t _r = 0; _r < _steps * _batch; ++_r) {
+          int64_t _o = 0;
+          if (_on__v_gates0_0) { std::memcpy(_cat + _r * _k__v_gates0 + _o, _v_x + _r * _n__v_x, sizeof(scalar_t) * _dim_I); _o += _dim_I; }
+          if (_on__v_gates0_1) { std::memcpy(_cat + _r * _k__v_gates0 + _o, x + _r * _n_x, sizeof(scalar_t) * _dim_I); _o += _dim_I; }
+        }
+        sc::mm_kn(_steps * _batch, _n__v_gates, _k__v_gates0, _cat, _k__v_gates0, _wt__v_gates0, _n__v_gates, false, _v_gates, _n__v_gates);
+      }
     }
   }
   // the time loop, on batch rows [_b0, _b1) (see sc::scan_rows)
@@ -141,13 +155,26 @@ std::vector<at::Tensor> tangent_forward_impl(at::TensorList _xs, at::TensorList 
       int64_t _na = _nb;   // the rows up to the last one still running (see render.py)
       if (_len != nullptr) while (_na > 0 && _len[_b0 + _na - 1] <= _t) --_na;
       // _v_gates += _v_h[0:_dim_H] @ weight_hh[:, 0:_dim_H].T + h[0:_dim_H] @ _v_weight_hh[:, 0:_dim_H].T
-      { scalar_t* _cat = sc::ptr<scalar_t>(_operands__v_gates1) + (_b0) * _k__v_gates1;
-        for (int64_t _r = 0; _r < _na; ++_r) {
-          int64_t _o = 0;
-          if (_on__v_gates1_0) { std::memcpy(_cat + _r * _k__v_gates1 + _o, _v_h + _r * _n__v_h, sizeof(scalar_t) * _dim_H); _o += _dim_H; }
-          if (_on__v_gates1_1) { std::memcpy(_cat + _r * _k__v_gates1 + _o, h + _r * _n_h, sizeof(scalar_t) * _dim_H); _o += _dim_H; }
+      if (_direct) {
+        bool _acc = true;
+        if (_on__v_gates1_0) {
+          sc::mm_stored(_na, _n__v_gates, _dim_H, _v_h, _n__v_h, weight_hh, _ld_weight_hh, _acc, _v_gates, _n__v_gates);
+          _acc = true;
         }
-        sc::mm_panels(_na, _n__v_gates, _k__v_gates1, _cat, _k__v_gates1, _wt__v_gates1, 2*_dim_H * sc::PANEL, 0, true, _v_gates, _n__v_gates);
+        if (_on__v_gates1_1) {
+          sc::mm_stored(_na, _n__v_gates, _dim_H, h, _n_h, _v_weight_hh, _ld__v_weight_hh, _acc, _v_gates, _n__v_gates);
+          _acc = true;
+        }
+        if (!_acc) sc::mm_empty<scalar_t>(_na, _n__v_gates, 0, false, _v_gates, _n__v_gates);   // no term ran
+      } else {
+        { scalar_t* _cat = sc::ptr<scalar_t>(_operands__v_gates1) + (_b0) * _k__v_gates1;
+          for (int64_t _r = 0; _r < _na; ++_r) {
+            int64_t _o = 0;
+            if (_on__v_gates1_0) { std::memcpy(_cat + _r * _k__v_gates1 + _o, _v_h + _r * _n__v_h, sizeof(scalar_t) * _dim_H); _o += _dim_H; }
+            if (_on__v_gates1_1) { std::memcpy(_cat + _r * _k__v_gates1 + _o, h + _r * _n_h, sizeof(scalar_t) * _dim_H); _o += _dim_H; }
+          }
+          sc::mm_panels(_na, _n__v_gates, _k__v_gates1, _cat, _k__v_gates1, _wt__v_gates1, 2*_dim_H * sc::PANEL, 0, true, _v_gates, _n__v_gates);
+        }
       }
       {  // fused region: 2 output(s), _dim_H features per row
         const int64_t _n = _dim_H;
@@ -358,10 +385,11 @@ std::vector<at::Tensor> tangent_backward_impl(at::TensorList _d_ys, at::TensorLi
   at::Tensor _t__v_d_bias_hh = at::zeros({4*_dim_H}, _opt);
   scalar_t* _v_d_bias_hh = sc::ptr<scalar_t>(_t__v_d_bias_hh);
   at::Tensor _parts__v_d_bias_hh = at::zeros({sc::threads(), _n__v_d_bias_hh}, _opt);
+  const bool _direct_grads = sc::direct_grads(_steps);   // the transposed matmuls on theirs
   scalar_t* _wp_0 = sc::ptr<scalar_t>(sc::workspace(0, _n_d_gates * _dim_H, _opt));   // weight_hh in panels
-  sc::copy_panels(weight_hh, _ld_weight_hh, _n_d_gates, _dim_H, _wp_0);
+  if (!_direct_grads) sc::copy_panels(weight_hh, _ld_weight_hh, _n_d_gates, _dim_H, _wp_0);
   scalar_t* _wp_1 = sc::ptr<scalar_t>(sc::workspace(1, _n_d_gates * _dim_H, _opt));   // _v_weight_hh in panels
-  if (!((_zero__v_weight_hh))) sc::copy_panels(_v_weight_hh, _ld__v_weight_hh, _n_d_gates, _dim_H, _wp_1);
+  if (!(_direct_grads || (_zero__v_weight_hh))) sc::copy_panels(_v_weight_hh, _ld__v_weight_hh, _n_d_gates, _dim_H, _wp_1);
   if (_batch * _n_d_h_new > 0) std::memcpy(sc::ptr<scalar_t>(_pp_d_h) + (((_steps - 1) + 1) & 1) * _batch * _n_d_h_new, _init_d_h_new, sizeof(scalar_t) * _batch * _n_d_h_new);
   if (_batch * _n_d_c_new > 0) std::memcpy(sc::ptr<scalar_t>(_pp_d_c) + (((_steps - 1) + 1) & 1) * _batch * _n_d_c_new, _init_d_c_new, sizeof(scalar_t) * _batch * _n_d_c_new);
   if (_batch * _n__v_d_h_new > 0) std::memcpy(sc::ptr<scalar_t>(_pp__v_d_h) + (((_steps - 1) + 1) & 1) * _batch * _n__v_d_h_new, _init__v_d_h_new, sizeof(scalar_t) * _batch * _n__v_d_h_new);
@@ -546,12 +574,15 @@ std::vector<at::Tensor> tangent_backward_impl(at::TensorList _d_ys, at::TensorLi
         });
       }
       // d_h[0:_dim_H] += d_gates @ weight_hh[:, 0:_dim_H]
-      sc::mm_panels(_na, _dim_H, _n_d_gates, d_gates, _n_d_gates, _wp_0, _n_d_gates * sc::PANEL, 0, true, d_h, _n_d_h);
+      if (_direct_grads) sc::mm_kn(_na, _dim_H, _n_d_gates, d_gates, _n_d_gates, weight_hh, _ld_weight_hh, true, d_h, _n_d_h);
+      else sc::mm_panels(_na, _dim_H, _n_d_gates, d_gates, _n_d_gates, _wp_0, _n_d_gates * sc::PANEL, 0, true, d_h, _n_d_h);
       // _v_d_h[0:_dim_H] += _v_d_gates @ weight_hh[:, 0:_dim_H]
-      sc::mm_panels(_na, _dim_H, _n__v_d_gates, _v_d_gates, _n__v_d_gates, _wp_0, _n__v_d_gates * sc::PANEL, 0, true, _v_d_h, _n__v_d_h);
+      if (_direct_grads) sc::mm_kn(_na, _dim_H, _n__v_d_gates, _v_d_gates, _n__v_d_gates, weight_hh, _ld_weight_hh, true, _v_d_h, _n__v_d_h);
+      else sc::mm_panels(_na, _dim_H, _n__v_d_gates, _v_d_gates, _n__v_d_gates, _wp_0, _n__v_d_gates * sc::PANEL, 0, true, _v_d_h, _n__v_d_h);
       if (!(_zero__v_weight_hh)) {
         // _v_d_h[0:_dim_H] += d_gates @ _v_weight_hh[:, 0:_dim_H]
-        sc::mm_panels(_na, _dim_H, _n_d_gates, d_gates, _n_d_gates, _wp_1, _n_d_gates * sc::PANEL, 0, true, _v_d_h, _n__v_d_h);
+        if (_direct_grads) sc::mm_kn(_na, _dim_H, _n_d_gates, d_gates, _n_d_gates, _v_weight_hh, _ld__v_weight_hh, true, _v_d_h, _n__v_d_h);
+        else sc::mm_panels(_na, _dim_H, _n_d_gates, d_gates, _n_d_gates, _wp_1, _n_d_gates * sc::PANEL, 0, true, _v_d_h, _n__v_d_h);
       }
       d_h_new = d_h;
       d_c_new = d_c;

@@ -51,11 +51,12 @@ std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _inits, 
   at::Tensor _pp_c_new = at::empty({2, _batch, _n_c_new}, _opt);   // two alternating slots
   at::Tensor _res_gates = !_save ? at::Tensor() : _len != nullptr ? at::zeros({_steps, _batch, _n_gates}, _opt) : at::empty({_steps, _batch, _n_gates}, _opt);
   at::Tensor _buf_gates = at::empty({_batch, _n_gates}, _opt);   // per-step scratch
-  scalar_t* _wt_gates = sc::ptr<scalar_t>(sc::workspace(0, (_dim_H + _dim_I) * _n_gates, _opt));
-  sc::transpose_panels(weight_ih, _ld_weight_ih, _n_gates, _dim_I, _wt_gates, (_dim_H + _dim_I) * sc::PANEL, 0);
-  sc::transpose_panels(weight_hh, _ld_weight_hh, _n_gates, _dim_H, _wt_gates, (_dim_H + _dim_I) * sc::PANEL, _dim_I);
-  // x @ weight_ih[:, 0:_dim_I].T for every step at once, when a thread's rows are few
+  const bool _direct = sc::direct(_steps, _batch);   // the matmuls on their weights as stored
   const bool _hoist_gates = sc::hoist(_batch);
+  scalar_t* _wt_gates = sc::ptr<scalar_t>(sc::workspace(0, (_dim_H + _dim_I) * _n_gates, _opt));
+  if (!(_direct || _hoist_gates)) sc::transpose_panels(weight_ih, _ld_weight_ih, _n_gates, _dim_I, _wt_gates, (_dim_H + _dim_I) * sc::PANEL, 0);
+  if (!_direct) sc::transpose_panels(weight_hh, _ld_weight_hh, _n_gates, _dim_H, _wt_gates, (_dim_H + _dim_I) * sc::PANEL, _dim_I);
+  // x @ weight_ih[:, 0:_dim_I].T for every step at once, when a thread's rows are few
   at::Tensor _t_pre_gates = _hoist_gates ? at::empty({_steps * _batch, _n_gates}, _opt) : at::Tensor();
   scalar_t* _pre_gates = sc::ptr<scalar_t>(_t_pre_gates);
   if (_hoist_gates) sc::mm_nt(_steps * _batch, _n_gates, _dim_I, _seq_x, _n_x, weight_ih, _ld_weight_ih, _pre_gates, _n_gates);
@@ -75,15 +76,24 @@ std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _inits, 
       // gates = the input term's rows from before the loop (_pre_gates) + the rest, or all of it here
       if (_hoist_gates) {
         if (_na > 0) std::memcpy(gates, _pre_gates + (_t * _batch + _b0) * _n_gates, sizeof(scalar_t) * _na * _n_gates);
-        sc::mm_panels(_na, _n_gates, _dim_H, h, _n_h, _wt_gates, (_dim_H + _dim_I) * sc::PANEL, _dim_I, true, gates, _n_gates);
+        if (_direct) {
+          sc::mm_stored(_na, _n_gates, _dim_H, h, _n_h, weight_hh, _ld_weight_hh, true, gates, _n_gates);
+        } else {
+          sc::mm_panels(_na, _n_gates, _dim_H, h, _n_h, _wt_gates, (_dim_H + _dim_I) * sc::PANEL, _dim_I, true, gates, _n_gates);
+        }
       } else {
         // gates = x[0:_dim_I] @ weight_ih[:, 0:_dim_I].T + h[0:_dim_H] @ weight_hh[:, 0:_dim_H].T
-        { scalar_t* _cat = sc::ptr<scalar_t>(_operands_gates) + (_b0) * (_dim_H + _dim_I);
-          for (int64_t _r = 0; _r < _na; ++_r) {
-            std::memcpy(_cat + _r * (_dim_H + _dim_I) + 0, x + _r * _n_x, sizeof(scalar_t) * _dim_I);
-            std::memcpy(_cat + _r * (_dim_H + _dim_I) + _dim_I, h + _r * _n_h, sizeof(scalar_t) * _dim_H);
+        if (_direct) {
+          sc::mm_stored(_na, _n_gates, _dim_I, x, _n_x, weight_ih, _ld_weight_ih, false, gates, _n_gates);
+          sc::mm_stored(_na, _n_gates, _dim_H, h, _n_h, weight_hh, _ld_weight_hh, true, gates, _n_gates);
+        } else {
+          { scalar_t* _cat = sc::ptr<scalar_t>(_operands_gates) + (_b0) * (_dim_H + _dim_I);
+            for (int64_t _r = 0; _r < _na; ++_r) {
+              std::memcpy(_cat + _r * (_dim_H + _dim_I) + 0, x + _r * _n_x, sizeof(scalar_t) * _dim_I);
+              std::memcpy(_cat + _r * (_dim_H + _dim_I) + _dim_I, h + _r * _n_h, sizeof(scalar_t) * _dim_H);
+            }
+            sc::mm_panels(_na, _n_gates, (_dim_H + _dim_I), _cat, (_dim_H + _dim_I), _wt_gates, (_dim_H + _dim_I) * sc::PANEL, 0, false, gates, _n_gates);
           }
-          sc::mm_panels(_na, _n_gates, (_dim_H + _dim_I), _cat, (_dim_H + _dim_I), _wt_gates, (_dim_H + _dim_I) * sc::PANEL, 0, false, gates, _n_gates);
         }
       }
       {  // fused region: 2 output(s), _dim_H features per row
@@ -220,8 +230,9 @@ std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_fi
   at::Tensor _t_d_bias_hh = at::zeros({4*_dim_H}, _opt);
   scalar_t* d_bias_hh = sc::ptr<scalar_t>(_t_d_bias_hh);
   at::Tensor _parts_d_bias_hh = at::zeros({sc::threads(), _n_d_bias_hh}, _opt);
+  const bool _direct_grads = sc::direct_grads(_steps);   // the transposed matmuls on theirs
   scalar_t* _wp_0 = sc::ptr<scalar_t>(sc::workspace(0, _n_d_gates * _dim_H, _opt));   // weight_hh in panels
-  sc::copy_panels(weight_hh, _ld_weight_hh, _n_d_gates, _dim_H, _wp_0);
+  if (!_direct_grads) sc::copy_panels(weight_hh, _ld_weight_hh, _n_d_gates, _dim_H, _wp_0);
   if (_batch * _n_d_h_new > 0) std::memcpy(sc::ptr<scalar_t>(_pp_d_h) + (((_steps - 1) + 1) & 1) * _batch * _n_d_h_new, _init_d_h_new, sizeof(scalar_t) * _batch * _n_d_h_new);
   if (_batch * _n_d_c_new > 0) std::memcpy(sc::ptr<scalar_t>(_pp_d_c) + (((_steps - 1) + 1) & 1) * _batch * _n_d_c_new, _init_d_c_new, sizeof(scalar_t) * _batch * _n_d_c_new);
   // the time loop, on batch rows [_b0, _b1) (see sc::scan_rows)
@@ -314,7 +325,8 @@ std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_fi
         });
       }
       // d_h[0:_dim_H] += d_gates @ weight_hh[:, 0:_dim_H]
-      sc::mm_panels(_na, _dim_H, _n_d_gates, d_gates, _n_d_gates, _wp_0, _n_d_gates * sc::PANEL, 0, true, d_h, _n_d_h);
+      if (_direct_grads) sc::mm_kn(_na, _dim_H, _n_d_gates, d_gates, _n_d_gates, weight_hh, _ld_weight_hh, true, d_h, _n_d_h);
+      else sc::mm_panels(_na, _dim_H, _n_d_gates, d_gates, _n_d_gates, _wp_0, _n_d_gates * sc::PANEL, 0, true, d_h, _n_d_h);
       d_h_new = d_h;
       d_c_new = d_c;
     }

@@ -288,6 +288,11 @@ class ScanRenderer(Renderer):
                 w(f"at::Tensor _buf_{b.name} = at::empty({{_batch, {n}}}, _opt);   // per-step scratch")
             if b.role == Role.CARRY_OUT and b.keep != Keep.ALWAYS:
                 w(f"at::Tensor _pp_{b.name} = at::empty({{2, _batch, {n}}}, _opt);   // two alternating slots")
+        if self.matmuls:
+            w("const bool _direct = sc::direct(_steps, _batch);   // the matmuls on their weights as stored")
+        if self.copies:
+            w("const bool _direct_grads = sc::direct_grads(_steps);   // the transposed matmuls on theirs")
+        self.hoist_flags()
         self.transposed_weights()
         self.paneled_weights()
         for phase, rows in ((scan.before, "_steps * _batch"), (scan.step, "_batch"), (scan.after, "_steps * _batch")):
@@ -305,12 +310,15 @@ class ScanRenderer(Renderer):
             K, N, name = self.k_total(mm), self.n(mm.out), self.slot[id(mm)]
             w(f"scalar_t* _wt_{name} = sc::ptr<scalar_t>(sc::workspace({slot}, {K} * {N}, _opt));")
             if id(mm) in self.paneled:   # panel p at _wt + p * {K} * PANEL, term k's rows at its offset in each
-                def put(t, width, k0):
-                    return (f"sc::transpose_panels({_at(t.weight, t.col_start)}, _ld_{t.weight}, {N}, {width}, "
-                            f"_wt_{name}, {K} * sc::PANEL, {k0});")
+                first = self.hoisted.get(id(mm))
+
+                def put(t, width, k0):   # (not for a call that reads them as stored, nor a term run before the loop)
+                    skip = f"(_direct || _hoist_{name})" if t is first else "_direct"
+                    return (f"if (!{skip}) sc::transpose_panels({_at(t.weight, t.col_start)}, _ld_{t.weight}, {N}, "
+                            f"{width}, _wt_{name}, {K} * sc::PANEL, {k0});")
             else:
                 def put(t, width, k0):
-                    return (f"sc::transpose({_at(t.weight, t.col_start)}, _ld_{t.weight}, {N}, {width}, "
+                    return (f"if (!_direct) sc::transpose({_at(t.weight, t.col_start)}, _ld_{t.weight}, {N}, {width}, "
                             f"_wt_{name} + ({k0}) * {N}, {N});")
             if self.dynamic(mm):   # the terms that run, stacked; _k_<m> their width
                 w(f"int64_t _k_{name} = 0;")
@@ -328,8 +336,14 @@ class ScanRenderer(Renderer):
                 off = off + width
         self.hoisted_terms()
 
+    def hoist_flags(self):
+        """_hoist_<m>: whether step matmul m's input term runs before the loop (sc::hoist, by the rows a thread has)"""
+        for mm in self.scan.step:
+            if id(mm) in self.hoisted:
+                self.w(f"const bool _hoist_{self.slot[id(mm)]} = sc::hoist(_batch);")
+
     def hoisted_terms(self):
-        """A step matmul's input term over all rows before the loop, when sc::hoist says so: _pre_m (T*B, N)."""
+        """A step matmul's input term over all rows before the loop, when _hoist_<m> says so: _pre_m (T*B, N)."""
         w = self.w
         for mm in self.scan.step:
             t = self.hoisted.get(id(mm))
@@ -338,7 +352,6 @@ class ScanRenderer(Renderer):
             name, N, op = self.slot[id(mm)], self.n(mm.out), t.operand
             w(f"// {op.value} @ {t.weight}[:, {size_str(t.col_start)}:{size_str(t.col_stop)}].T for every step at once, "
               f"when a thread's rows are few")
-            w(f"const bool _hoist_{name} = sc::hoist(_batch);")
             w(f"at::Tensor _t_pre_{name} = _hoist_{name} ? at::empty({{_steps * _batch, {N}}}, _opt) : at::Tensor();")
             w(f"scalar_t* _pre_{name} = sc::ptr<scalar_t>(_t_pre_{name});")
             w(f"if (_hoist_{name}) sc::mm_nt(_steps * _batch, {N}, {size_str(op.stop - op.start)}, "
@@ -359,7 +372,8 @@ class ScanRenderer(Renderer):
               f"in panels")
             conds = [self.skip_if.get(id(r)) for r in sts]
             copy = f"sc::copy_panels({_at(st.weight, st.col_start)}, _ld_{st.weight}, {K}, {N}, _wp_{k});"
-            w(copy if None in conds else f"if (!({' && '.join(f'({c})' for c in conds)})) {copy}")
+            skip = " && ".join(f"({c})" for c in conds) if None not in conds else None
+            w(f"if (!(_direct_grads || {skip})) {copy}" if skip else f"if (!_direct_grads) {copy}")
 
     def phase(self, stmts):
         """Statements over all _steps*_batch rows: every sequence is one block of rows."""
@@ -466,14 +480,44 @@ class ScanRenderer(Renderer):
 
     def render_MatMul(self, mm, whole=False):
         """(whole: all terms here, even when the input term may run before the loop)"""
-        w, rows = self.w, self.rows
+        w = self.w
         if id(mm) in self.hoisted and not whole:
             self.render_hoisted(mm)
             return
         w(f"// {mm.out} {'+=' if mm.accumulate else '='} " + " + ".join(f"{t.operand.value}[{size_str(t.operand.start)}:{size_str(t.operand.stop)}] @ "
                                          f"{t.weight}[:, {size_str(t.col_start)}:{size_str(t.col_stop)}].T"
                                          for t in mm.terms))
-        name = self.slot[id(mm)]
+        w("if (_direct) {")
+        with w.block():
+            self.stored_terms(mm, mm.terms, "true" if mm.accumulate else "false")
+        w("} else {")
+        with w.block():
+            self.transposed_terms(mm)
+        w("}")
+
+    def stored_terms(self, mm, terms, acc):
+        """a matmul's terms, each a GEMM on its weight as stored (sc::direct: a call too short for a copy of the
+        weights, transposed or in panels, to pay); the first that runs assigns or adds as `acc` says, the others add"""
+        w, name, n_out = self.w, self.slot[id(mm)], self.n(mm.out)
+        if not self.dynamic(mm):
+            for k, t in enumerate(terms):
+                op = t.operand
+                w(f"sc::mm_stored({self.rows}, {n_out}, {size_str(op.stop - op.start)}, {_at(op.value, op.start)}, "
+                  f"{self.n(op.value)}, {_at(t.weight, t.col_start)}, _ld_{t.weight}, {acc if k == 0 else 'true'}, "
+                  f"{mm.out}, {n_out});")
+            return
+        w(f"bool _acc = {acc};")   # (terms left out at run time: the first that runs assigns)
+        for k, t in enumerate(mm.terms):
+            op = t.operand
+            with w.block(f"if (_on_{name}_{k}) {{", "}"):
+                w(f"sc::mm_stored({self.rows}, {n_out}, {size_str(op.stop - op.start)}, {_at(op.value, op.start)}, "
+                  f"{self.n(op.value)}, {_at(t.weight, t.col_start)}, _ld_{t.weight}, _acc, {mm.out}, {n_out});")
+                w("_acc = true;")
+        w(f"if (!_acc) sc::mm_empty<scalar_t>({self.rows}, {n_out}, 0, false, {mm.out}, {n_out});   // no term ran")
+
+    def transposed_terms(self, mm):
+        """a matmul's terms as one GEMM on its transposed, stacked weights (in panels in the step)"""
+        w, rows, name = self.w, self.rows, self.slot[id(mm)]
         if len(mm.terms) == 1:
             op = mm.terms[0].operand
             K = f"_k_{name}" if self.dynamic(mm) else size_str(op.stop - op.start)   # 0: left out
@@ -515,24 +559,35 @@ class ScanRenderer(Renderer):
             else:
                 w(f"if ({self.rows} > 0) std::memcpy({mm.out}, {pre}, sizeof(scalar_t) * {self.rows} * {n_out});")
             k0 = size_str(first.operand.stop - first.operand.start)
-            if len(rest) == 1:
-                op = rest[0].operand
-                w(self.gemm(mm, size_str(op.stop - op.start), _at(op.value, op.start), self.n(op.value), k0, "true"))
-            else:
-                K = size_str(sum((t.operand.stop - t.operand.start for t in rest), sympy.Integer(0)))
-                w(f"scalar_t* _cat = sc::ptr<scalar_t>(_operands_{name}) + ({self.row0}) * {self.k_total(mm)};")
-                with w.block(f"for (int64_t _r = 0; _r < {self.rows}; ++_r) {{", "}"):
-                    off = sympy.Integer(0)
-                    for t in rest:
-                        op, width = t.operand, size_str(t.operand.stop - t.operand.start)
-                        w(f"std::memcpy(_cat + _r * {self.k_total(mm)} + {size_str(off)}, {_at(op.value, op.start)} + "
-                          f"_r * {self.n(op.value)}, sizeof(scalar_t) * {width});")
-                        off = off + (op.stop - op.start)
-                w(self.gemm(mm, f"({K})", "_cat", self.k_total(mm), k0, "true"))
+            w("if (_direct) {")
+            with w.block():
+                self.stored_terms(mm, rest, "true")
+            w("} else {")
+            with w.block():
+                self.panel_rest(mm, rest, k0)
+            w("}")
         w("} else {")
         with w.block():
             self.render_MatMul(mm, whole=True)
         w("}")
+
+    def panel_rest(self, mm, rest, k0):
+        """a hoisted matmul's other terms, added in the step: one GEMM on the panels' rows from k0"""
+        w, name = self.w, self.slot[id(mm)]
+        if len(rest) == 1:
+            op = rest[0].operand
+            w(self.gemm(mm, size_str(op.stop - op.start), _at(op.value, op.start), self.n(op.value), k0, "true"))
+            return
+        K = size_str(sum((t.operand.stop - t.operand.start for t in rest), sympy.Integer(0)))
+        w(f"scalar_t* _cat = sc::ptr<scalar_t>(_operands_{name}) + ({self.row0}) * {self.k_total(mm)};")
+        with w.block(f"for (int64_t _r = 0; _r < {self.rows}; ++_r) {{", "}"):
+            off = sympy.Integer(0)
+            for t in rest:
+                op, width = t.operand, size_str(t.operand.stop - t.operand.start)
+                w(f"std::memcpy(_cat + _r * {self.k_total(mm)} + {size_str(off)}, {_at(op.value, op.start)} + "
+                  f"_r * {self.n(op.value)}, sizeof(scalar_t) * {width});")
+                off = off + (op.stop - op.start)
+        w(self.gemm(mm, f"({K})", "_cat", self.k_total(mm), k0, "true"))
 
     def render_Pointwise(self, st):
         """One fused loop over rows x features: leaves read, temps, then each output assigned or accumulated; an
@@ -610,15 +665,18 @@ class ScanRenderer(Renderer):
         return True
 
     def render_OperandGrad(self, st):
-        op, n_src = st.dest, self.n(st.src)
-        self.w(f"// {op.value}[{size_str(op.start)}:{size_str(op.stop)}] += {st.src} @ "
-               f"{st.weight}[:, {size_str(st.col_start)}:{size_str(st.col_stop)}]")
-        if id(st) in self.copies:
-            self.w(f"sc::mm_panels({self.rows}, {size_str(op.stop - op.start)}, {n_src}, {st.src}, {n_src}, "
-                   f"_wp_{self.copies[id(st)]}, {n_src} * sc::PANEL, 0, true, {_at(op.value, op.start)}, {self.n(op.value)});")
+        w, op, n_src = self.w, st.dest, self.n(st.src)
+        w(f"// {op.value}[{size_str(op.start)}:{size_str(op.stop)}] += {st.src} @ "
+          f"{st.weight}[:, {size_str(st.col_start)}:{size_str(st.col_stop)}]")
+        dest, n_dest = f"{_at(op.value, op.start)}, {self.n(op.value)}", size_str(op.stop - op.start)
+        stored = (f"sc::mm_kn({self.rows}, {n_dest}, {n_src}, {st.src}, {n_src}, {_at(st.weight, st.col_start)}, "
+                  f"_ld_{st.weight}, true, {dest});")
+        if id(st) not in self.copies:
+            w(stored)
             return
-        self.w(f"sc::mm_kn({self.rows}, {size_str(op.stop - op.start)}, {n_src}, {st.src}, {n_src}, "
-               f"{_at(st.weight, st.col_start)}, _ld_{st.weight}, true, {_at(op.value, op.start)}, {self.n(op.value)});")
+        w(f"if (_direct_grads) {stored}")   # (a call of few steps: sc::direct_grads)
+        w(f"else sc::mm_panels({self.rows}, {n_dest}, {n_src}, {st.src}, {n_src}, _wp_{self.copies[id(st)]}, "
+          f"{n_src} * sc::PANEL, 0, true, {dest});")
 
     def render_WeightGrad(self, st):
         w, op = self.w, st.operand

@@ -353,6 +353,32 @@ inline bool hoist(int64_t B) {
   if (forced != nullptr && (forced[0] == '0' || forced[0] == '1')) return forced[0] == '1';
   return B < 16 * std::max<int64_t>(1, at::get_num_threads());
 }
+// Whether a call multiplies by its weights as stored, row-major (N, K), instead of copies made for it: transposed
+// (a matmul x @ W^T), and in panels for the step. A copy is a pass over the weights per call that makes each step's
+// GEMM faster; for a short call it does not pay. On the AMD EPYC (benchmarks/bench_direct.py, BENCHMARKS.md):
+// - direct: a matmul x @ W^T as stored runs on BLAS's NT kernel, which beat the panels only for one row and one
+//   step (a sampler's; LSTM B=1 T=1 forward 0.69-0.95x the time at H=64-1024), else it is up to 2.7x slower;
+// - direct_grads: a transposed matmul (a backward's d_h += d_gates @ W) as stored runs on the same brgemm, with W's
+//   rows apart: faster up to 4 steps (0.67-0.96x at H=256-1024), slower from 16 at H=1024 (1.1-1.2x).
+// SYMCELL_DIRECT=0 or 1 forces both (read every call: tests and benchmarks set it).
+inline int forced_direct() {
+  const char* forced = std::getenv("SYMCELL_DIRECT");
+  return forced != nullptr && (forced[0] == '0' || forced[0] == '1') ? forced[0] - '0' : -1;
+}
+inline bool direct(int64_t steps, int64_t batch) {
+  const int forced = forced_direct();
+  return forced >= 0 ? forced == 1 : steps == 1 && batch == 1;
+}
+inline bool direct_grads(int64_t steps) {
+  const int forced = forced_direct();
+  return forced >= 0 ? forced == 1 : steps <= 4;
+}
+// C[M,N] (+)= A[M,K] @ W[N,K]^T, W as stored: a matmul when the call reads its weights so (direct)
+template <typename T> inline void mm_stored(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* W,
+                                            int64_t ldw, bool acc, T* C, int64_t ldc) {
+  if (mm_empty(M, N, K, acc, C, ldc)) return;
+  blas('T', 'N', N, M, K, T(1), W, ldw, A, lda, acc ? T(1) : T(0), C, ldc);
+}
 // a per-thread buffer reused across calls (64-byte aligned by torch's allocator, which brgemm's loads want),
 // freed when its thread ends: a server's short-lived threads each leaked theirs (held by a pointer never deleted,
 // 2 MB a thread at H=256). The main thread's go at exit, before any static object's destructor (C++'s order for
