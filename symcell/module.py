@@ -390,6 +390,13 @@ class Binding:
         low = (p for p in params if isinstance(p, torch.Tensor) and p.dtype in LOW_PRECISION)
         ref = next(low, params[0]) if params else xs[0]
         self.check_params(params, ref, param_names)
+
+        def whose():   # (for a message) a 16-bit parameter among float32 ones makes the cell 16-bit: which one
+            if all(p.dtype == ref.dtype for p in params):
+                return f"the parameters have dtype {ref.dtype}"
+            n = list(param_names or self.param_shapes)[[p is ref for p in params].index(True)]
+            return (f"parameter {n!r} has dtype {ref.dtype}, which makes the cell's dtype {ref.dtype} (its other "
+                    f"parameters may be float32)")
         layout = "(B, T, features)" if batch_first else "(T, B, features)"
         for (n, _), x in zip(ir.inputs, xs):
             if not isinstance(x, torch.Tensor):
@@ -407,7 +414,7 @@ class Binding:
                 raise ShapeError(f"{name}: input {n!r} has (T, B) = {tuple(x.shape[:2])} but input "
                                  f"{ir.inputs[0][0]!r} has {(T, B)}")
         for what, t in [(f"input {n!r}", x) for (n, _), x in zip(ir.inputs, xs)]:
-            _same_kind(name, what, t, ref)
+            _same_kind(name, what, t, ref, whose)
         names = list(self.state_sizes)
         if state is None:
             state = tuple(ref.new_zeros(B, self.state_sizes[s]) for s in names)
@@ -422,7 +429,7 @@ class Binding:
                 if tuple(t.shape) != (B, self.state_sizes[s]):
                     raise ShapeError(f"{name}: state {s!r} has shape {tuple(t.shape)} but expected "
                                      f"(B, {self.state_sizes[s]}) = {(B, self.state_sizes[s])} for a batch of {B}")
-                _same_kind(name, f"state {s!r}", t, ref)
+                _same_kind(name, f"state {s!r}", t, ref, whose)
         state += tuple(ref.new_zeros(B, n) for n in self.hidden_sizes.values())
         return seq, state, ref
 
@@ -623,9 +630,14 @@ class Cell(nn.Module):
     def reset_parameters(self):
         """uniform(-k, k) with k = 1/sqrt(size of the first state), as nn.LSTM, but the constants of
         `spec.initial` (as symcell.RNN stacking the cell starts them too); override to change."""
-        self._uniform(1.0 / math.sqrt(next(iter(self.state_sizes.values()))))
+        self._uniform(1.0 / math.sqrt(self._init_size()))
         for name, value in initial_values(self._spec).items():
             start_at(self, name, value)
+
+    def _init_size(self):
+        """the size n of k = 1/sqrt(n) in reset_parameters (symcell.RNN stacking this instance starts its layers
+        with it too): the first state's"""
+        return self._binding.state_sizes[next(iter(self._binding.state_sizes))]
 
     def _uniform(self, k):
         with torch.no_grad():
@@ -776,13 +788,16 @@ def refuse_script(name):
                        "Python (README, \"Deploying without Python\")")
 
 
-def _same_kind(cell, what, t, ref):
+def _same_kind(cell, what, t, ref, whose=None):
+    """t (an input or a state) has the layout, dtype and device the parameters give; whose(): the parameters'
+    dtype as a message says it"""
     if t.layout != torch.strided:
         raise TypeError(f"{cell}: {what} has layout {t.layout}: the kernels take dense tensors (torch.strided; "
                         "to_dense() makes one)")
     if not t.is_floating_point():
         raise DtypeError(f"{cell}: {what} has dtype {t.dtype}; a floating dtype is needed")
     if t.dtype != ref.dtype:
-        raise DtypeError(f"{cell}: {what} has dtype {t.dtype} but the parameters have dtype {ref.dtype}")
+        raise DtypeError(f"{cell}: {what} has dtype {t.dtype} but "
+                         + (whose() if whose else f"the parameters have dtype {ref.dtype}"))
     if t.device != ref.device:
         raise DeviceError(f"{cell}: {what} is on {t.device} but the parameters are on {ref.device}")

@@ -6,6 +6,7 @@ outputs of both directions side by side. Each layer and direction is one fused s
 cell with its input dimension bound to the width of the layer below.
 """
 import math
+import weakref
 from contextlib import nullcontext
 
 import torch
@@ -49,22 +50,35 @@ class RNN(nn.Module):
     dropout: applied to the outputs of every layer but the last, in training mode only.
     Layer k > 0 binds the cell's input dimension to D * n; the cell needs one input (whose size is a dimension
     of its own) and one output (a state or not).
+    cell: a class made with symcell.define, or an instance, whose sizes, batch_first, backend, device and dtype
+    are those of the stack where not passed (not its parameters: each layer has its own). Else batch_first is
+    False, backend "auto", device and dtype torch's defaults.
     """
 
     autocast_devices = Cell.autocast_devices   # (sequence._autocast)
     packed_autocast_devices = None   # for a PackedSequence input, where not autocast_devices (LSTM: as nn.LSTM's)
 
-    def __init__(self, cell, num_layers=1, bidirectional=False, dropout=0.0, batch_first=False, *,
-                 backend="auto", device=None, dtype=None, _init_size=None, **dims):
+    def __init__(self, cell, num_layers=1, bidirectional=False, dropout=0.0, batch_first=None, *,
+                 backend=None, device=None, dtype=None, _init_size=None, **dims):
         super().__init__()
         spec = _spec_of(cell)
         ir, name = spec.ir, spec.ir.name
-        if isinstance(cell, Cell):      # an instance: its sizes (its parameters are not taken: each layer has its own)
+        if isinstance(cell, Cell):
+            # an instance: its sizes, and the options not passed here (its parameters are not taken: each layer has
+            # its own, started as the cell starts its own)
             clash = {d: v for d, v in dims.items() if d in cell.dims and v != cell.dims[d]}
             if clash:
                 raise ValueError(f"symcell.RNN: the cell given has {cell.dims}; the dimension(s) passed differ: "
                                  f"{clash}")
             dims = {**cell.dims, **dims}
+            first = next(cell.parameters(), None)
+            batch_first = cell.batch_first if batch_first is None else batch_first
+            backend = cell.backend if backend is None else backend
+            device = first.device if device is None and first is not None else device
+            dtype = first.dtype if dtype is None and first is not None else dtype
+            _init_size = _init_size or cell._init_size()
+        batch_first = False if batch_first is None else batch_first
+        backend = "auto" if backend is None else backend
         if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
             raise ValueError(f"{name}: num_layers must be a positive int, got {num_layers!r}")
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout <= 1:
@@ -114,6 +128,7 @@ class RNN(nn.Module):
                     self.register_parameter(full, nn.Parameter(torch.empty(shape, device=device, dtype=dtype)))
         self._init_size = _init_size or next(iter(self.state_sizes.values()))
         self.reset_parameters()
+        self._read_weights()
 
     @property
     def backend(self):
@@ -131,9 +146,15 @@ class RNN(nn.Module):
         super().__setstate__(state)
         self._names = [[self._param_names(k, d) for d in range(self._dirs)] for k in range(self.num_layers)]
         check_loaded(self, [n for layer in self._names for names in layer for n in names], saved)
+        self._read_weights()
 
     def __getstate__(self):
-        return state_to_save(self, [n for layer in self._names for names in layer for n in names])
+        state = state_to_save(self, [n for layer in self._names for names in layer for n in names])
+        # (weak references, and a list a copy or a loaded module would not run: nn's, loaded, runs its weights from
+        # its next call, as it finds the assigned tensors are not its weights)
+        state.pop("_weights_when_read", None)
+        state.pop("_assigned_flat_weights", None)
+        return state
 
     def _param_names(self, layer, direction):
         return [f"{p}_l{layer}{'_reverse' if direction else ''}" for p, _ in self._spec.ir.user_params]
@@ -172,7 +193,47 @@ class RNN(nn.Module):
 
     @property
     def _flat_weights(self):
-        return [getattr(self, n) for n in self._flat_weights_names]
+        """the tensors the layers run with, in _flat_weights_names' order: the parameters, or what code written for
+        nn's RNNs assigned here (weight-dropping wrappers assign the dropped weights), as nn.RNNBase's"""
+        given = self.__dict__.get("_assigned_flat_weights")
+        return list(given) if given is not None else [getattr(self, n) for n in self._flat_weights_names]
+
+    @_flat_weights.setter
+    def _flat_weights(self, weights):
+        weights, names = list(weights), self._flat_weights_names
+        if len(weights) != len(names):
+            raise ValueError(f"{self._spec.ir.name}: _flat_weights must hold {len(names)} tensors, one for each of "
+                             f"_flat_weights_names, got {len(weights)}")
+        self.__dict__["_assigned_flat_weights"] = weights
+
+    # nn's forward runs an assigned list until a weight is no longer the tensor it was when nn last read them (at
+    # construction, after a move, or in a forward that found one changed: assigned by name, functional_call); then
+    # it reads them all again. So does this one.
+    def _read_weights(self):
+        self.__dict__.pop("_assigned_flat_weights", None)
+        self.__dict__["_weights_when_read"] = [weakref.ref(getattr(self, n)) for n in self._flat_weights_names]
+
+    def _assigned_weights(self):
+        """the assigned _flat_weights where they still hold (above), else None"""
+        given = self.__dict__.get("_assigned_flat_weights")
+        if given is None:
+            return None
+        read = self.__dict__.get("_weights_when_read")
+        if read is None or any(r() is not getattr(self, n) for r, n in zip(read, self._flat_weights_names)):
+            self._read_weights()
+            return None
+        return given
+
+    def __setattr__(self, name, value):
+        given = self.__dict__.get("_assigned_flat_weights")
+        if given is not None and name in self._flat_weights_names:   # (nn.RNNBase.__setattr__)
+            given[self._flat_weights_names.index(name)] = value
+        super().__setattr__(name, value)
+
+    def _apply(self, fn, *args, **kwargs):
+        out = super()._apply(fn, *args, **kwargs)
+        self._read_weights()
+        return out
 
     # --- introspection ------------------------------------------------------------------------------------
     @class_or_instance
@@ -234,6 +295,7 @@ class RNN(nn.Module):
                 x, lengths = x.index_select(1, order), lengths[order]
                 states = None if states is None else [t.index_select(1, order) for t in states]
         D, finals = self._dirs, [[] for _ in self.state_sizes]
+        assigned, flat = self._assigned_weights(), self._flat_weights_names   # (_flat_weights)
         layer_in = x
         # the layers' outputs joined as they come, outside autocast: under an autocast of another 16-bit dtype than
         # theirs, torch.cat and torch.stack fail ("Unexpected floating ScalarType in at::autocast::prioritize").
@@ -245,7 +307,8 @@ class RNN(nn.Module):
         for k in range(self.num_layers):
             outs = []
             for d in range(D):
-                params = [getattr(self, n) for n in self._names[k][d]]
+                params = [assigned[flat.index(n)] for n in self._names[k][d]] if assigned is not None else \
+                    [getattr(self, n) for n in self._names[k][d]]
                 init = None if states is None else tuple(s[k * D + d] for s in states)
                 ys, fin = run(self._bindings[k], params, layer_in, init, d == 1, lengths, False,
                               casts, self._names[k][d])

@@ -196,7 +196,7 @@ def check_lengths(name, lengths, T, B, device):
                 values.append(operator.index(v))
         if any(v < 0 or v > T for v in values):
             raise ValueError(f"{within()}, got min {min(values)} and max {max(values)}")
-        host = torch.as_tensor(values, dtype=torch.int64)
+        host = torch.as_tensor(values, dtype=torch.int64, device="cpu")   # (not the default device: meta holds no values)
     if host.dim() != 1 or host.shape[0] != B:
         raise ValueError(f"{name}: lengths must have one entry per batch row, shape ({B},), got {tuple(host.shape)}")
     if torch.compiler.is_compiling() or is_fake(host):   # (a traced graph checks its lengths when it runs, without

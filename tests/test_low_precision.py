@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import symcell
-from symcell.cells import GRU, LSTM
+from symcell.cells import GRU, LSTM, LSTMCell
 from zoo import CASES, eager_scan, random_inputs, rel_err
 
 DEVICE = {"cpp": "cpu", "triton": "cuda" if torch.cuda.is_available() else "cpu"}
@@ -144,6 +144,22 @@ def test_mixed_16_bit_and_float32_tensors_are_refused_clearly():
     cell = LSTM(4, 5).bfloat16()
     with pytest.raises(TypeError, match="input .* has dtype torch.float32 but the parameters have dtype torch.bfloat16"):
         cell(torch.randn(3, 2, 4))
+
+
+def test_the_one_16_bit_parameter_that_makes_a_cell_16_bit_is_named():
+    """a 16-bit parameter among float32 ones (a partial load) makes the cell 16-bit: the message said "the
+    parameters have dtype torch.float16" of a module whose parameters were all float32 but that one"""
+    m = LSTM(4, 5, 2, backend="reference")
+    m.weight_hh_l0 = torch.nn.Parameter(m.weight_hh_l0.detach().half())
+    with pytest.raises(TypeError, match=r"^LSTM: input 'x' has dtype torch.float32 but parameter 'weight_hh_l0' has "
+                                        r"dtype torch.float16, which makes the cell's dtype torch.float16 \(its other "
+                                        r"parameters may be float32\)$"):
+        m(torch.randn(3, 2, 4))
+    cell = LSTMCell(4, 5, backend="reference")
+    cell.bias_hh = torch.nn.Parameter(cell.bias_hh.detach().bfloat16())
+    with pytest.raises(TypeError, match=r"^LSTMCell: state 'c' has dtype torch.float32 but parameter 'bias_hh' has "
+                                        r"dtype torch.bfloat16"):
+        cell(torch.randn(2, 4).bfloat16(), (torch.zeros(2, 5).bfloat16(), torch.zeros(2, 5)))
 
 
 @pytest.mark.parametrize("kind", ["LSTMCell", "GRUCell"])

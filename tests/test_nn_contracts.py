@@ -532,6 +532,47 @@ def test_rnns_have_nns_internal_attributes_that_user_code_reads():
         assert all(a is getattr(ours, n) for a, n in zip(ours._flat_weights, ours._flat_weights_names))
 
 
+
+def test_assigned_flat_weights_run_as_nns_do():
+    """AWD-LSTM's weight-dropping wrappers assign the dropped weights to `_flat_weights`, which nn's forward runs
+    (symcell's property had no setter: an AttributeError); nn replaces an entry when a weight is assigned by name
+    and re-reads the weights after .to()"""
+    torch.manual_seed(0)
+    theirs = nn.LSTM(3, 4, 2, bidirectional=True).double()
+    ours = LSTM(3, 4, 2, bidirectional=True, **REF).double()
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    for m in (theirs, ours):
+        i = m._flat_weights_names.index("weight_hh_l1_reverse")
+        raw = m.weight_hh_l1_reverse
+        torch.manual_seed(1)
+        dropped = torch.nn.functional.dropout(raw, 0.5)
+        m._flat_weights = m._flat_weights[:i] + [dropped] + m._flat_weights[i + 1:]
+        assert m._flat_weights[i] is dropped and m.weight_hh_l1_reverse is raw
+    (y, (h, c)), (y2, (h2, c2)) = theirs(x), ours(x)
+    torch.testing.assert_close((y2, h2, c2), (y, h, c), rtol=1e-12, atol=1e-12)
+    g, g2 = (torch.autograd.grad(y.sum(), [m.weight_hh_l1_reverse, m.weight_hh_l0]) for m, y in ((theirs, y), (ours, y2)))
+    torch.testing.assert_close(g2, g, rtol=1e-12, atol=1e-12)   # (through the dropout, into the raw weight)
+    assert (g2[0] == 0).any()
+    torch.testing.assert_close(ours(x), theirs(x), rtol=1e-12, atol=1e-12)   # (held for the next call)
+    for m in (theirs, ours):   # a weight assigned by name: that entry, then the next forward reads all weights
+        m.weight_hh_l0 = nn.Parameter(torch.zeros_like(m.weight_hh_l0))
+        assert m._flat_weights[m._flat_weights_names.index("weight_hh_l0")] is m.weight_hh_l0
+        assert m._flat_weights[m._flat_weights_names.index("weight_hh_l1_reverse")] is not m.weight_hh_l1_reverse
+    (y, _), (y2, _) = theirs(x), ours(x)
+    torch.testing.assert_close(y2, y, rtol=1e-12, atol=1e-12)
+    assert all(a is getattr(ours, n) for a, n in zip(ours._flat_weights, ours._flat_weights_names))
+    for m in (theirs, ours):   # moved: its parameters again
+        m._flat_weights = [w * 0 for w in m._flat_weights]
+        m.float()
+        assert all(a is getattr(m, n) for a, n in zip(m._flat_weights, m._flat_weights_names))
+    torch.testing.assert_close(ours(x.float()), theirs(x.float()))
+    ours._flat_weights = [w * 0 for w in ours._flat_weights]   # copied or saved: its parameters, as nn from its next call
+    torch.testing.assert_close(copy.deepcopy(ours)(x.float()), theirs(x.float()))
+    with pytest.raises(ValueError, match=r"_flat_weights must hold 16 tensors, one for each of _flat_weights_names, "
+                                         r"got 1"):
+        ours._flat_weights = [ours.weight_ih_l0]
+
 @pytest.mark.parametrize("kind", ["GRU", "GRUCell", "LSTM", "LSTMCell"])
 def test_a_state_that_is_no_tensor_nor_tuple_is_refused_naming_it(kind):
     m = getattr(symcell.cells, kind)(3, 4, **REF)
@@ -772,3 +813,16 @@ def test_a_compiled_module_copies_and_saves_as_nn_modules_do():
             torch.testing.assert_close(torch.load(buf, weights_only=False)(x)[0], m(x)[0])
     finally:   # (dynamo's compiled nn.Module._call_impl outlived the test: a later torch.compile(m, "aot_eager")
         torch._dynamo.reset()   # compiled its backward with donated buffers)
+
+
+def test_lengths_given_as_a_list_run_under_a_meta_default_device():
+    """as nn.LSTM with pack_padded_sequence(x, [5, 2, 3]) does where code builds modules lazily under
+    torch.device("meta"): the lengths' tensor was made on the default device, and reading it failed ("Cannot copy
+    out of meta tensor")"""
+    torch.manual_seed(0)
+    m, cell = LSTM(4, 6, bidirectional=True, **REF), GRUCell(4, 6, **REF)
+    x = torch.randn(5, 3, 4)
+    want = m(x, lengths=torch.tensor([5, 2, 3]))[0], cell(x, lengths=torch.tensor([5, 2, 3]))[0]
+    with torch.device("meta"):
+        got = m(x, lengths=[5, 2, 3])[0], cell(x, lengths=[5, 2, 3])[0]
+    torch.testing.assert_close(got, want, rtol=0, atol=0)

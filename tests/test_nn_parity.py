@@ -345,6 +345,26 @@ def test_an_rnn_of_a_cell_instance_takes_its_sizes():
         symcell.RNN(LSTMCell(3, 5, backend="reference"), H=7)
 
 
+def test_an_rnn_of_a_cell_instance_takes_its_options_and_starts_as_it():
+    """What the instance was made with and was not passed to RNN: its backend, batch_first, dtype and device (were
+    "auto", False and torch's defaults: a batch-first cell's stack read (B, T, I) as (T, B, I) silently); its
+    parameters' bound (an LSTMCell with proj_size, as nn's, 1/sqrt(hidden_size): the stack took the first state's
+    size, the projection's, 4x nn's at H=64, P=4)"""
+    from symcell.cells import LSTM, LSTMCell
+    cell = LSTMCell(3, 5, backend="reference", batch_first=True, dtype=torch.float64)
+    rnn = symcell.RNN(cell, num_layers=2)
+    assert (rnn.backend, rnn.batch_first, rnn.weight_hh_l1.dtype) == ("reference", True, torch.float64)
+    x = torch.randn(2, 4, 3, dtype=torch.float64)   # (B, T, I)
+    assert rnn(x)[0].shape == cell(x)[0].shape == (2, 4, 5)
+    rnn = symcell.RNN(cell, batch_first=False, backend="auto", dtype=torch.float32)   # passed: as passed
+    assert (rnn.backend, rnn.batch_first, rnn.weight_hh_l0.dtype) == ("auto", False, torch.float32)
+    assert symcell.RNN(LSTMCell(3, 5, device="meta")).weight_hh_l0.is_meta
+    for bias in (True, False):
+        for m in (symcell.RNN(LSTMCell(4, 64, bias, proj_size=4, backend="reference")),
+                  LSTM(4, 64, bias=bias, proj_size=4, backend="reference"), nn.LSTM(4, 64, bias=bias, proj_size=4)):
+            assert 0.12 < max(p.abs().max() for p in m.parameters()) <= 0.125   # 1/sqrt(64)
+
+
 def test_reset_parameters_reaches_parametrized_and_pruned_weights():
     """as nn.LSTMCell's, which resets what the module stores: symcell's wrote into getattr(cell, name), which a
     parametrization, pruning or the old weight_norm compute afresh, so the reset did nothing (meta-device

@@ -5,7 +5,6 @@ LSTM and GRU are symcell.RNN over them, with nn.LSTM's / nn.GRU's arguments and 
 Beside each step's equations, the same step in plain torch (`lstm_reference`, `gru_reference`): what the
 tests and benchmarks compare the compiled cells with.
 """
-import math
 
 import torch
 from torch import nn
@@ -132,10 +131,10 @@ class LSTMCell(Cell):
                          device=device, dtype=dtype, **dims)
         self.input_size, self.hidden_size, self.bias, self.proj_size = input_size, hidden_size, bias, proj_size
 
-    def reset_parameters(self):
-        """uniform(-k, k), k = 1/sqrt(hidden_size), as nn.LSTMCell's and nn.LSTM's (with proj_size too, not the
-        projected state's size)"""
-        self._uniform(1.0 / math.sqrt(self.dims["H"]))
+    def _init_size(self):
+        """k = 1/sqrt(hidden_size) in reset_parameters, as nn.LSTMCell's and nn.LSTM's (with proj_size too, not
+        the projected state's size)"""
+        return self._binding.dims["H"]
 
     def forward(self, input, hx=None, lengths=None):   # (nn.LSTMCell's argument names)
         return super().forward(input, hx, lengths)
