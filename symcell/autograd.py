@@ -119,7 +119,27 @@ def _keep(tensors, wanted):
     return tensors if wanted is None else [t if w else None for t, w in zip(tensors, wanted)]
 
 
-class Scan(Function):
+try:
+    from torch._functorch.utils import unwrap_dead_wrappers
+except ImportError:   # (a torch without functorch's wrappers has none to unwrap)
+    def unwrap_dead_wrappers(args):
+        return args
+
+
+class _Function(Function):
+    """torch's Function.apply binds its arguments to forward's signature on every call, to fill in the defaults that
+    setup_context is then given (inspect's bind: ~7 us of an LSTMCell's step); symcell's forwards take every
+    argument by position and have no defaults, so outside torch.func's transforms their arguments go straight to
+    autograd's own apply, as torch's go after the binding (dead functorch wrappers unwrapped as it does)."""
+
+    @classmethod
+    def apply(cls, *args):
+        if torch._C._are_functorch_transforms_active():
+            return super().apply(*args)
+        return super(Function, cls).apply(*unwrap_dead_wrappers(args))
+
+
+class Scan(_Function):
     """(kernel, lengths, (n_xs, n_inits, n_params), *xs, *inits, *params) -> (*ys, *finals, *residuals)"""
 
     @staticmethod
@@ -177,7 +197,7 @@ def _counts(*groups):
     return tuple(len(g) for g in groups)
 
 
-class ScanBackward(Function):
+class ScanBackward(_Function):
     """(kernel, lengths, counts, wanted, *d_ys, *d_finals, *xs, *inits, *params, *ys, *res)
     -> (*d_xs, *d_inits, *d_params), those not `wanted` (a bool each) None"""
 
@@ -228,7 +248,7 @@ class ScanBackward(Function):
         return ScanBackward._d(ctx, saved, t[n_d:], t[:n_d], ctx.wanted)[n_d:]
 
 
-class DoubleBackward(Function):
+class DoubleBackward(_Function):
     """(kernel, lengths, counts, wanted, *xs, *inits, *params, *d_ys, *d_finals, *ys, *res, *t_xs, *t_inits,
     *t_params, *t_d_ys, *t_d_finals) -> (*t_ys, *t_finals, *g_xs, *g_inits, *g_params): D of the module
     docstring, the g_ not `wanted` (a bool each, or None: all) None"""
@@ -288,7 +308,7 @@ class DoubleBackward(Function):
         return DoubleBackward._again(ctx, saved, t_p, t_d, ctx.wanted)
 
 
-class ScanTangent(Function):
+class ScanTangent(_Function):
     """(kernel, lengths, counts, *xs, *inits, *params, *ys, *res, *t_xs, *t_inits, *t_params) -> (*t_ys, *t_finals)"""
 
     @staticmethod
@@ -343,8 +363,8 @@ class ScanTangent(Function):
         return ScanTangent.apply(ctx.kernel, ctx.lengths, ctx.counts, *saved[:n], *t_p)
 
 
-# Function.apply binds its arguments to `forward`'s signature on every call where `setup_context` is defined, and
-# inspect.signature reads a function's __signature__ before building one (~10 us a call: an LSTMCell step's
-# tenth); the signatures never change
+# Function.apply (under torch.func's transforms, _Function) binds its arguments to `forward`'s signature on every
+# call where `setup_context` is defined, and inspect.signature reads a function's __signature__ before building
+# one (~10 us a call: an LSTMCell step's tenth); the signatures never change
 for _f in (Scan, ScanBackward, DoubleBackward, ScanTangent):
     _f.forward.__signature__ = inspect.signature(_f.forward)

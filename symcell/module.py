@@ -139,6 +139,13 @@ class _OwnSignature:
         return self.signature if obj is None and cls.__dict__.get("__signature__") is self else None
 
 
+def public_signature(cls, *private):
+    """cls's signature for help(): its __init__'s without `private` (symcell's own callers' arguments)"""
+    sig = inspect.signature(cls.__init__)
+    cls.__signature__ = _OwnSignature(sig.replace(parameters=[p for n, p in sig.parameters.items()
+                                                              if n != "self" and n not in private]))
+
+
 def _class_signature(ir):
     """what help() shows for a class define made: its dimensions by keyword, then a cell's options"""
     key = inspect.Parameter.KEYWORD_ONLY
@@ -350,6 +357,14 @@ class Binding:
         """the parameters a call runs with (a module's, or torch.func.functional_call's) have the shapes the
         dimensions give them, and one floating dtype (a 16-bit module may hold float32 ones) and device. names:
         what the caller calls them (symcell.RNN: weight_hh_l1_reverse), else the cell's names"""
+        dtype, device = ref.dtype, ref.device
+        if dtype.is_floating_point:   # (what the checks below pass, at a step's cost of Python: ~1 us a cell)
+            for shape, p in zip(self.param_shapes.values(), params):
+                if not (isinstance(p, torch.Tensor) and p.shape == shape and p.dtype == dtype and p.device == device
+                        and p.layout == torch.strided):
+                    break
+            else:
+                return
         name, names = self.name, list(names or self.param_shapes)
         first = next((n for n, p in zip(names, params) if p is ref), None)
         whose = "the cell's dimensions" if names == list(self.param_shapes) else "its layer's dimensions"
@@ -413,8 +428,8 @@ class Binding:
             if x.shape[0] != T or x.shape[1] != B:
                 raise ShapeError(f"{name}: input {n!r} has (T, B) = {tuple(x.shape[:2])} but input "
                                  f"{ir.inputs[0][0]!r} has {(T, B)}")
-        for what, t in [(f"input {n!r}", x) for (n, _), x in zip(ir.inputs, xs)]:
-            _same_kind(name, what, t, ref, whose)
+        for (n, _), x in zip(ir.inputs, xs):
+            _same_kind(name, "input", n, x, ref, whose)
         names = list(self.state_sizes)
         if state is None:
             state = tuple(ref.new_zeros(B, self.state_sizes[s]) for s in names)
@@ -426,10 +441,10 @@ class Binding:
             for s, t in zip(names, state):
                 if not isinstance(t, torch.Tensor):
                     raise TypeError(f"{name}: state {s!r} must be a tensor, got {type(t).__name__}")
-                if tuple(t.shape) != (B, self.state_sizes[s]):
+                if t.shape != (B, self.state_sizes[s]):
                     raise ShapeError(f"{name}: state {s!r} has shape {tuple(t.shape)} but expected "
                                      f"(B, {self.state_sizes[s]}) = {(B, self.state_sizes[s])} for a batch of {B}")
-                _same_kind(name, f"state {s!r}", t, ref, whose)
+                _same_kind(name, "state", s, t, ref, whose)
         state += tuple(ref.new_zeros(B, n) for n in self.hidden_sizes.values())
         return seq, state, ref
 
@@ -704,6 +719,8 @@ class Cell(nn.Module):
     def forward(self, xs, state=None, lengths=None):
         """xs with 3 dims: the scan, -> (ys, final state). With 1 or 2 dims: one step, as nn's cells are called
         (see step), -> the new state."""
+        if fx_traced(xs):
+            return fx_call(self, xs, state, lengths)
         if isinstance(xs, nn.utils.rnn.PackedSequence):
             raise TypeError(f"{self._binding.name}: a cell takes padded sequences (T, B, features) with lengths=, "
                             "not a PackedSequence (symcell.RNN and symcell.cells.LSTM/GRU take those)")
@@ -772,6 +789,22 @@ def as_states(name, state, names, what="state"):
     return tuple(state)
 
 
+def fx_traced(xs):
+    """Whether torch.fx's symbolic tracing calls with these inputs (fx.symbolic_trace, FX quantization, fusion)."""
+    return isinstance(xs, torch.fx.Proxy) or (isinstance(xs, (tuple, list)) and any(
+        isinstance(x, torch.fx.Proxy) for x in xs))
+
+
+def fx_call(module, *args):
+    """The module as one call in the traced graph, as nn's RNN modules are (fx's default tracer takes the modules of
+    torch.nn as leaves), rather than traced into: its checks read sizes, which a Proxy has not ("Proxy object
+    cannot be iterated"). A tracer's is_leaf_module that says False for it is not asked."""
+    proxy = next(x for x in (args[0] if isinstance(args[0], (tuple, list)) else args[:1])
+                 if isinstance(x, torch.fx.Proxy))
+    tracer = proxy.tracer
+    return tracer.create_proxy("call_module", tracer.path_of_module(module), args, {})
+
+
 def one_step(xs):
     """Whether a cell's call is one step (its input has 1 or 2 dimensions, as nn's cells take it), not a scan."""
     x = _first(xs)
@@ -788,9 +821,12 @@ def refuse_script(name):
                        "Python (README, \"Deploying without Python\")")
 
 
-def _same_kind(cell, what, t, ref, whose=None):
-    """t (an input or a state) has the layout, dtype and device the parameters give; whose(): the parameters'
-    dtype as a message says it"""
+def _same_kind(cell, kind, n, t, ref, whose=None):
+    """t (input or state n) has the layout, dtype and device the parameters give; whose(): the parameters' dtype
+    as a message says it"""
+    if t.dtype == ref.dtype and t.device == ref.device and t.layout == torch.strided and t.is_floating_point():
+        return
+    what = f"{kind} {n!r}"
     if t.layout != torch.strided:
         raise TypeError(f"{cell}: {what} has layout {t.layout}: the kernels take dense tensors (torch.strided; "
                         "to_dense() makes one)")

@@ -18,7 +18,8 @@ from . import registry
 from .dims import dim_symbol
 from .errors import StateCountError
 from .module import (Binding, Cell, CellSpec, ShapeError, _no_class_spec, as_states, check_loaded, class_or_instance,
-                     initial_values, refuse_script, start_at, state_to_save)
+                     fx_call, fx_traced, initial_values, public_signature, refuse_script, start_at,
+                     state_to_save)
 from .sequence import check_lengths, row_order, run
 from .warn import warn
 
@@ -263,6 +264,8 @@ class RNN(nn.Module):
 
     # --- calling ------------------------------------------------------------------------------------------
     def forward(self, input, state=None, lengths=None):
+        if fx_traced(input):   # (torch.fx: one call, as nn's RNN modules are)
+            return fx_call(self, input, state, lengths)
         name = self._spec.ir.name
         packed = isinstance(input, PackedSequence)
         if packed:
@@ -362,3 +365,5 @@ class RNN(nn.Module):
             out.append(t.unsqueeze(1) if unbatched else t)
         return out
 
+
+public_signature(RNN, "_init_size")   # (LSTM's and GRU's argument)

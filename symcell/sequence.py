@@ -141,6 +141,12 @@ def is_fake(*tensors):
     return torch._guards.detect_fake_mode(tensors) is not None
 
 
+def _proxy_traced():
+    """Whether make_fx records the ops (its proxy mode is on, in real mode too): it records the registered operator,
+    one node at any length, where the reference backend's per-step ops made a graph of one length"""
+    return torch._C._get_dispatch_mode(torch._C._TorchDispatchModeKey.PROXY) is not None
+
+
 def scan_op(key, xs, inits, params, lengths=None, computing_for=None):
     """-> (ys: tuple of (T, B, n) for the output states, finals: tuple of (B, n) for every state).
     `lengths`: None, or an int64 tensor of B lengths on the tensors' device (see symcell.scan). computing_for:
@@ -148,7 +154,8 @@ def scan_op(key, xs, inits, params, lengths=None, computing_for=None):
     n_out = ops._n_outputs(key)
     # (fake tensors, as shape and memory estimators and meta-device helpers run a model on, need the registered
     # operators' fake implementations: a backend's kernel would read their memory)
-    if not torch.compiler.is_compiling() and not torch.jit.is_tracing() and not is_fake(*xs, *inits, *params):
+    if not torch.compiler.is_compiling() and not torch.jit.is_tracing() and not is_fake(*xs, *inits, *params) \
+            and not _proxy_traced():
         return _eager(key, n_out, xs, inits, params, lengths, computing_for)
     if torch.compiler.is_compiling() and _transformed((*xs, *inits, *params)):
         return _eager_transformed(key, n_out, xs, inits, params, lengths, computing_for)   # (a graph break)

@@ -342,3 +342,57 @@ def test_triton_interpret_set_after_the_import_says_so():
                                                       env.get("PYTHONPATH")]))
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert "TRITON_INTERPRET=1 was set after triton was imported" in r.stdout, r.stdout + r.stderr
+
+
+def test_fx_symbolic_trace_records_symcell_modules_as_one_call_as_nns():
+    """torch.fx's tracer takes nn's RNN modules as leaves (they are in torch.nn); it traced into symcell's, whose
+    checks failed on a Proxy ("input must be a tensor ... got Proxy", "Proxy object cannot be iterated"), and so did
+    FX quantization's prepare_fx. Now each is one call_module node, and the graph runs as the model does."""
+    import torch.fx as fx
+    from symcell.cells import GRUCell, LSTMCell
+
+    class Tagger(nn.Module):
+        def __init__(self, rnn, cell):
+            super().__init__()
+            self.rnn, self.cell, self.lin = rnn, cell, nn.Linear(8, 2)
+
+        def forward(self, x, h0, c0):
+            out, (h, c) = self.rnn(x, (h0, c0))
+            h2 = self.cell(out[-1], h[-1])
+            return self.lin(out) + self.lin(h2), c
+
+    torch.manual_seed(0)
+    for rnn in (LSTM(4, 8, 2, backend="reference"), symcell.RNN(LSTMCell(4, 8, backend="reference"), 2)):
+        m = Tagger(rnn, GRUCell(8, 8, backend="reference"))
+        gm = fx.symbolic_trace(m)
+        called = [n.target for n in gm.graph.nodes if n.op == "call_module"]
+        assert called[:2] == ["rnn", "cell"] and not any(n.op == "call_function" and "scan" in str(n.target)
+                                                         for n in gm.graph.nodes)
+        args = (torch.randn(5, 3, 4), torch.randn(2, 3, 8), torch.randn(2, 3, 8))
+        for a, b in zip(gm(*args), m(*args)):
+            assert torch.equal(a, b)
+        args7 = (torch.randn(7, 2, 4), torch.randn(2, 2, 8), torch.randn(2, 2, 8))   # another length and batch
+        for a, b in zip(gm(*args7), m(*args7)):
+            assert torch.equal(a, b)
+    import warnings
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+    with warnings.catch_warnings():   # (FX quantization is deprecated for torchao's; it traces as fx does)
+        warnings.simplefilter("ignore")
+        prepared = prepare_fx(m, get_default_qconfig_mapping(), args)
+        prepared(*args)
+        out = convert_fx(prepared)(*args)
+    assert out[0].shape == (5, 3, 2)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_make_fx_records_the_scan_as_one_operator_on_every_backend(backend):
+    """make_fx in real mode recorded the reference backend's scan unrolled step by step (213 ops at T=5), which
+    failed at another length; the cpp scan was one operator. Now both record symcell's operator."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+    torch.manual_seed(0)
+    m = LSTM(4, 8, backend=backend)
+    gm = make_fx(lambda x: m(x)[0])(torch.randn(5, 3, 4))
+    assert sum(n.op == "call_function" for n in gm.graph.nodes) < 20
+    x7 = torch.randn(7, 3, 4)
+    torch.testing.assert_close(gm(x7), m(x7)[0], rtol=1e-6, atol=1e-6)

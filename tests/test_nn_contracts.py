@@ -826,3 +826,18 @@ def test_lengths_given_as_a_list_run_under_a_meta_default_device():
     with torch.device("meta"):
         got = m(x, lengths=[5, 2, 3])[0], cell(x, lengths=[5, 2, 3])[0]
     torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def test_help_shows_no_private_arguments():
+    """help(GRU) showed `**unexpected` (the keywords it refuses as nn.GRU does) and help(symcell.RNN) `_init_size`
+    (LSTM's and GRU's argument to it); a subclass with its own __init__ shows its own"""
+    import inspect
+    assert "unexpected" not in str(inspect.signature(GRU)) and "bidirectional=False" in str(inspect.signature(GRU))
+    assert "_init_size" not in str(inspect.signature(symcell.RNN)) and "**dims" in str(inspect.signature(symcell.RNN))
+
+    class Mine(GRU):
+        def __init__(self, size):
+            super().__init__(size, size)
+    assert str(inspect.signature(Mine)) == "(size)"
+    with pytest.raises(TypeError, match="unexpected keyword argument 'bogus'"):
+        GRU(3, 4, bogus=2)

@@ -138,7 +138,8 @@ class Kernel:
         # entry points read row-major memory, as it holds the values: a tensor with its negative bit set (a lazy
         # torch._neg_view, as some backward formulas send) holds -values there, which a kernel would read raw
         # (the triton kernels did; torch resolves it before the cpp operators)
-        groups = [[t.resolve_neg().contiguous() for t in g] for g in groups]
+        if not getattr(entry, "any_layout", False):   # (an operator whose dispatch and kernel make them so: cpp's)
+            groups = [[t.resolve_neg().contiguous() for t in g] for g in groups]
         kw = {"skip": _skip(scan, groups, wanted)} if getattr(entry, "skips", False) else {}
         token = COMPUTING_FOR.set(self.computing_for)
         try:
@@ -190,9 +191,11 @@ def _unseen_by_checkpoint():
 def _skip(scan, groups, wanted):
     """The `skip` flags of a call: a tangent argument (tangent.py) that is all zeros (a tangent the caller has
     none of comes here as zeros; on the CPU, looking costs a read of it), then the results not wanted."""
+    unwanted = [] if wanted is None or all(wanted) else [int(not w) for w in wanted]
+    if not any(map(is_tangent, scan.args)):   # (a first-order scan: no tangents to look at)
+        return [0] * sum(map(len, groups)) + unwanted if unwanted else []
     zero = [int(is_tangent(a) and t.device.type == "cpu" and not t.any()) for a, g in zip(scan.args, groups)
             for t in g]
-    unwanted = [] if wanted is None or all(wanted) else [int(not w) for w in wanted]
     return zero + unwanted if any(zero) or unwanted else []
 
 

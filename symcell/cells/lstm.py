@@ -12,7 +12,7 @@ from torch import nn
 import symcell
 from symcell import sigmoid, split, tanh
 
-from ..module import Cell, ShapeError, one_step, stored_parameters
+from ..module import Cell, ShapeError, one_step, public_signature, stored_parameters
 from ..rnn import RNN
 
 
@@ -316,3 +316,6 @@ def from_nn(module, *, backend="auto"):
         if isinstance(module, getattr(nn, cls.__name__)):   # (a subclass too, as LSTM.from_nn takes it)
             return cls.from_nn(module, backend=backend)
     raise TypeError(f"symcell.cells.from_nn: expected an nn.LSTM or nn.GRU, got {type(module).__name__}")
+
+
+public_signature(GRU, "unexpected")   # (the keywords nn.GRU refuses, refused as it does)

@@ -38,8 +38,11 @@ def flags():
 
 class Entry:
     """An operator of a built library, called with the cell's dimensions (run-time values) after the scan's
-    arguments and flag, and an empty tensor for no lengths. It can leave out work (`skip`, see base.py)."""
+    arguments and flag, and an empty tensor for no lengths. It can leave out work (`skip`, see base.py). It takes
+    tensors of any strides and negative views: torch's dispatch resolves the latter, the operator makes its
+    tensors contiguous (sc::contiguous), as a deployed program needs without Python."""
     skips = True
+    any_layout = True
 
     def __init__(self, ns, scan, dims):
         self.ns, self.name, self.dims = ns, scan.name, list(dims)

@@ -508,6 +508,8 @@ class ScanRenderer(Renderer):
             return
         w(f"bool _acc = {acc};")   # (terms left out at run time: the first that runs assigns)
         for k, t in enumerate(mm.terms):
+            if t not in terms:
+                continue
             op = t.operand
             with w.block(f"if (_on_{name}_{k}) {{", "}"):
                 w(f"sc::mm_stored({self.rows}, {n_out}, {size_str(op.stop - op.start)}, {_at(op.value, op.start)}, "
