@@ -103,10 +103,11 @@ def _transformed(tensors):
     return any(_functorch("is_batchedtensor", t) or _has_tangent(t) for t in tensors)
 
 
-def _eager_path(key, n_out, xs, inits, params, lengths, computing_for):
+def _eager_path(key, xs, inits, params, lengths, computing_for):
     """the eager path: the backend's kernel, through autograd.py's Functions where a derivative may be asked"""
     kernel = registry.kernel_for(key).for_dtype(computing_for)
     if _differentiated((*xs, *inits, *params)):   # one autograd node per sequence (autograd.py)
+        n_out = len(kernel.program.forward.returns[0].buffers)   # (the output sequences: ops._n_outputs)
         outs = autograd.Scan.apply(kernel, lengths, (len(xs), len(inits), len(params)), *xs, *inits, *params)
         return tuple(outs[:n_out]), tuple(outs[n_out:n_out + len(inits)])
     # inference: the kernel directly, no residuals, no graph
@@ -151,14 +152,14 @@ def scan_op(key, xs, inits, params, lengths=None, computing_for=None):
     """-> (ys: tuple of (T, B, n) for the output states, finals: tuple of (B, n) for every state).
     `lengths`: None, or an int64 tensor of B lengths on the tensors' device (see symcell.scan). computing_for:
     the 16-bit dtype of float32 tensors that stand for a 16-bit scan (Kernel.for_dtype), else None."""
-    n_out = ops._n_outputs(key)
     # (fake tensors, as shape and memory estimators and meta-device helpers run a model on, need the registered
     # operators' fake implementations: a backend's kernel would read their memory)
     if not torch.compiler.is_compiling() and not torch.jit.is_tracing() and not is_fake(*xs, *inits, *params) \
             and not _proxy_traced():
-        return _eager(key, n_out, xs, inits, params, lengths, computing_for)
+        return _eager(key, xs, inits, params, lengths, computing_for)
     if torch.compiler.is_compiling() and _transformed((*xs, *inits, *params)):
-        return _eager_transformed(key, n_out, xs, inits, params, lengths, computing_for)   # (a graph break)
+        return _eager_transformed(key, xs, inits, params, lengths, computing_for)   # (a graph break)
+    n_out = ops._n_outputs(key)
     # torch.compile, tracing and export see the registered operators (ops.py). A traced graph must not depend on
     # grad mode: it records save=False, and a backward through it recomputes the residuals
     if deploy.recording():   # symcell.deploy: the cell's own C++ operator, which runs without Python

@@ -374,6 +374,8 @@ def test_fx_symbolic_trace_records_symcell_modules_as_one_call_as_nns():
         args7 = (torch.randn(7, 2, 4), torch.randn(2, 2, 8), torch.randn(2, 2, 8))   # another length and batch
         for a, b in zip(gm(*args7), m(*args7)):
             assert torch.equal(a, b)
+    with pytest.raises(TypeError, match=r"^torch.fx cannot trace LSTM itself .* trace a module that holds it"):
+        fx.symbolic_trace(LSTM(4, 8, backend="reference"))   # (nn's fail too, traced into as the root)
     import warnings
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx

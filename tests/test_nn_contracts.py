@@ -841,3 +841,18 @@ def test_help_shows_no_private_arguments():
     assert str(inspect.signature(Mine)) == "(size)"
     with pytest.raises(TypeError, match="unexpected keyword argument 'bogus'"):
         GRU(3, 4, bogus=2)
+
+
+def test_a_cell_runs_the_weight_an_attribute_set_over_its_parameter_holds():
+    """weight-dropping wrappers set the dropped weight over the parameter (object.__setattr__, the parameter still
+    registered): getattr finds it first, and so must the cell's call (its parameters are read from _parameters
+    directly where nothing else answers to the name)"""
+    torch.manual_seed(0)
+    ours, theirs = LSTMCell(3, 4, **REF).double(), nn.LSTMCell(3, 4).double()
+    theirs.load_state_dict(ours.state_dict())
+    x, state = torch.randn(2, 3, dtype=torch.float64), (torch.randn(2, 4, dtype=torch.float64),) * 2
+    dropped = torch.nn.functional.dropout(ours.weight_hh, 0.5)
+    object.__setattr__(ours, "weight_hh", dropped)
+    assert "weight_hh" in ours._parameters
+    want = torch._VF.lstm_cell(x, state, theirs.weight_ih, dropped, theirs.bias_ih, theirs.bias_hh)
+    torch.testing.assert_close(ours(x, state), want, rtol=1e-12, atol=1e-12)

@@ -99,7 +99,8 @@ class Kernel:
     def __init__(self, program, source, entries, second_order=None, label="symcell"):
         self.program, self.source = program, source
         self._entries, self._second_order = dict(entries), second_order
-        self._scans = {}   # the second-order scans once built (shared with for_dtype's views, as _entries)
+        # the scans by name, the second-order ones once built (shared with for_dtype's views, as _entries)
+        self._scans = {s.name: s for s in (program.forward, program.backward)}
         self.label = label   # names the cell in profiler rows: "symcell.LSTM[H=5,I=4].cpp.forward"
 
     def for_dtype(self, dtype):
@@ -124,10 +125,8 @@ class Kernel:
 
     def scan(self, name):
         """The kernel.Scan an entry point runs."""
-        first = {s.name: s for s in (self.program.forward, self.program.backward)}
-        if name in first:
-            return first[name]
-        self._scan(name)
+        if name not in self._scans:
+            self._scan(name)
         return self._scans[name]
 
     def run(self, name, groups, save=None, lengths=None, wanted=None):
