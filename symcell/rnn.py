@@ -42,15 +42,17 @@ class RNN(nn.Module):
         rnn = symcell.RNN(MyCell, num_layers=2, bidirectional=True, dropout=0.1, I=32, H=64)
         out, state = rnn(x, state=None, lengths=None)
 
-    x: (T, B, I), (B, T, I) with batch_first, (T, I) for one unbatched sequence, or a PackedSequence.
+    x: (T, B, I), (B, T, I) with batch_first, (T, I) for one unbatched sequence, or a PackedSequence. A cell of
+    several inputs takes a tuple (x, *others) of padded sequences: x is the one stacked (layer k > 0 gets the
+    output of the layer below in its place), the others go to every layer as they are (a T-LSTM's time deltas).
     out: (T, B, D * n): the output of the last layer, both directions side by side (D = 2 when
     bidirectional), zero past each sequence's length; a PackedSequence when x is one.
     state: one tensor per state of the cell, each (num_layers * D, B, n_s) with row k * D + d for layer k and
     direction d (a tensor for a one-state cell, else a tuple), the final state of each sequence at its own
     last step. `lengths` (B ints) gives each padded sequence its length, as packing does.
     dropout: applied to the outputs of every layer but the last, in training mode only.
-    Layer k > 0 binds the cell's input dimension to D * n; the cell needs one input (whose size is a dimension
-    of its own) and one output (a state or not).
+    Layer k > 0 binds the cell's (first) input dimension to D * n; the cell needs one output (a state or not), and
+    its first input's size a dimension of its own, used by nothing else that layers share.
     cell: a class made with symcell.define, or an instance, whose sizes, batch_first, backend, device and dtype
     are those of the stack where not passed (not its parameters: each layer has its own). Else batch_first is
     False, backend "auto", device and dtype torch's defaults.
@@ -88,9 +90,10 @@ class RNN(nn.Module):
             raise TypeError(f"{name}: batch_first should be of type bool, got: {type(batch_first).__name__}")
         if dropout > 0 and num_layers == 1:
             warn(f"{name}: dropout={dropout} acts between layers, so it does nothing with num_layers=1")
-        if len(ir.inputs) != 1 or len(ir.outputs) != 1:
+        if not ir.inputs or len(ir.outputs) != 1:
             raise ValueError(f"symcell.RNN: {name} has {len(ir.inputs)} input(s) and {len(ir.outputs)} output(s); "
-                             "stacking needs exactly one of each")
+                             "stacking needs one output and an input (the first input is the one stacked; any others "
+                             "go to every layer as they are)")
         self._spec = spec
         self.num_layers, self.bidirectional, self.dropout = num_layers, bool(bidirectional), float(dropout)
         self.batch_first = batch_first
@@ -111,14 +114,18 @@ class RNN(nn.Module):
             except ValueError as e:
                 raise ValueError(f"symcell.RNN: {name}'s layers above the first bind its input dimension {dim} to "
                                  f"the width of the layer below, {width}, where the sizes do not fit ({e})") from e
+            others = [n for n, _ in ir.inputs[1:]]
             changed = {what: (a, b) for what, a, b in (("state sizes", first.state_sizes, upper.state_sizes),
-                                                        ("output size", out_size, upper.output_sizes[ir.outputs[0]]))
+                                                        ("output size", out_size, upper.output_sizes[ir.outputs[0]]),
+                                                        ("other inputs' sizes",
+                                                         {n: first.input_sizes[n] for n in others},
+                                                         {n: upper.input_sizes[n] for n in others}))
                        if a != b}
             if changed:
                 raise ValueError(f"symcell.RNN: in {name}, binding the input dimension {dim} to the width of the "
                                  f"layer below ({width}) changes the "
                                  + " and the ".join(f"{what} ({a} -> {b})" for what, (a, b) in changed.items())
-                                 + "; the input dimension must be used by the input (and weights) only")
+                                 + "; the input dimension must be used by the first input (and weights) only")
             self._bindings += [upper] * (num_layers - 1)
         self.state_sizes = dict(first.state_sizes)
         self.output_size = out_size
@@ -267,6 +274,7 @@ class RNN(nn.Module):
         if fx_traced(input):   # (torch.fx: one call, as nn's RNN modules are)
             return fx_call(self, input, state, lengths)
         name = self._spec.ir.name
+        input, others = self._inputs(input)
         packed = isinstance(input, PackedSequence)
         if packed:
             if lengths is not None:
@@ -286,6 +294,7 @@ class RNN(nn.Module):
                              f"(T, features) unbatched; got shape {tuple(x.shape)}")
         elif self.batch_first and not packed:
             x = x.transpose(0, 1)
+        others = tuple(t.unsqueeze(1) if unbatched else t.transpose(0, 1) if self.batch_first else t for t in others)
         states = self._initial(state, x.shape[1], unbatched)
         if packed and input.sorted_indices is not None and states is not None:
             states = [t.index_select(1, input.sorted_indices) for t in states]
@@ -296,6 +305,7 @@ class RNN(nn.Module):
             if order is not None:
                 unsort = torch.argsort(order)
                 x, lengths = x.index_select(1, order), lengths[order]
+                others = tuple(t.index_select(1, order) for t in others)
                 states = None if states is None else [t.index_select(1, order) for t in states]
         D, finals = self._dirs, [[] for _ in self.state_sizes]
         assigned, flat = self._assigned_weights(), self._flat_weights_names   # (_flat_weights)
@@ -313,7 +323,7 @@ class RNN(nn.Module):
                 params = [assigned[flat.index(n)] for n in self._names[k][d]] if assigned is not None else \
                     [getattr(self, n) for n in self._names[k][d]]
                 init = None if states is None else tuple(s[k * D + d] for s in states)
-                ys, fin = run(self._bindings[k], params, layer_in, init, d == 1, lengths, False,
+                ys, fin = run(self._bindings[k], params, (layer_in, *others), init, d == 1, lengths, False,
                               casts, self._names[k][d])
                 outs.append(ys)
                 for j, f in enumerate(fin):
@@ -343,6 +353,32 @@ class RNN(nn.Module):
         elif self.batch_first:
             out = out.transpose(0, 1)
         return out, (finals[0] if len(finals) == 1 else finals)
+
+    def _inputs(self, input):
+        """-> (the input stacked, the cell's other inputs): a cell of several inputs takes a tuple of as many
+        tensors, of the first's dimensions; one of one input, its input as nn.LSTM does (or a 1-tuple)"""
+        name, inputs = self._spec.ir.name, self._spec.ir.inputs
+        if not isinstance(input, (tuple, list)):
+            if len(inputs) > 1:
+                raise TypeError(f"{name}: input must be a tuple of {len(inputs)} sequences "
+                                f"({', '.join(n for n, _ in inputs)}), got {type(input).__name__}")
+            return input, ()
+        if len(input) != len(inputs):
+            raise ShapeError(f"{name}: expected {len(inputs)} input(s) ({', '.join(n for n, _ in inputs)}), got "
+                             f"{len(input)}")
+        if len(inputs) == 1:
+            return input[0], ()
+        for (n, _), t in zip(inputs, input):
+            if isinstance(t, PackedSequence):
+                raise TypeError(f"{name}: a cell of several inputs takes padded sequences with lengths=, not "
+                                f"PackedSequences (input {n!r})")
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(f"{name}: input {n!r} must be a tensor, got {type(t).__name__}")
+            if t.dim() != input[0].dim():
+                raise ShapeError(f"{name}: input {n!r} has shape {tuple(t.shape)} but input {inputs[0][0]!r} has "
+                                 f"{tuple(input[0].shape)}: the inputs share their layout (one unbatched sequence: "
+                                 "(T, features) each)")
+        return input[0], tuple(input[1:])
 
     def _initial(self, state, B, unbatched):
         """The caller's states, (num_layers * D, B, n) each, checked; None for zeros."""

@@ -6,6 +6,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import symcell
+from symcell import ShapeError
 from symcell.cells import GRU, LSTM, from_nn
 from zoo import CASES, eager_scan_lengths, rel_err
 
@@ -216,14 +217,16 @@ def test_option_and_state_errors_name_the_argument():
 
 
 # --- any cell: symcell.RNN ---------------------------------------------------------------------------------
-def _eager_stack(step, x, states, layer_params, lengths, L, D, dropout_p=0.0, out=0):
-    """The stacked, bidirectional reference: eager_scan_lengths per layer and direction."""
+def _eager_stack(step, x, states, layer_params, lengths, L, D, dropout_p=0.0, out=0, others=()):
+    """The stacked, bidirectional reference: eager_scan_lengths per layer and direction (`others`: the cell's
+    other inputs, the same for every layer)."""
     finals = [[] for _ in states]
     for k in range(L):
         outs = []
         for d in range(D):
             init = [s[k * D + d] for s in states]
-            ys, fin = eager_scan_lengths(step, [x], init, layer_params[k][d], (out,), lengths, reverse=d == 1)
+            ys, fin = eager_scan_lengths(step, [x, *others], init, layer_params[k][d], (out,), lengths,
+                                         reverse=d == 1)
             outs.append(ys[0])
             for j, f in enumerate(fin):
                 finals[j].append(f)
@@ -272,6 +275,44 @@ def test_user_cell_stacked_bidirectional_with_lengths(backend, name):
     assert set(dict(rnn.named_parameters())) >= {f"{p}_l1_reverse" for p, _ in cell_cls.spec.ir.user_params}
 
 
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "triton"])
+def test_a_cell_of_several_inputs_stacks_its_first_and_gives_every_layer_the_others(backend):
+    """a T-LSTM's time deltas: symcell.RNN stacked one-input cells only; now (x, dt): layer k > 0 takes the layer
+    below's output for x and dt as it is, in both directions, with lengths, batch_first and unbatched"""
+    from zoo import TimeStep, timestep_ref
+    torch.manual_seed(2)
+    rnn = symcell.RNN(TimeStep, num_layers=2, bidirectional=True, backend=backend, I=3, H=4).double()
+    T, B = 5, 4
+    x = torch.randn(T, B, 3, dtype=torch.float64, requires_grad=True)
+    dt = torch.rand(T, B, 1, dtype=torch.float64, requires_grad=True)
+    h0 = (0.5 * torch.randn(4, B, 4, dtype=torch.float64)).requires_grad_()
+    lengths = [5, 2, 0, 4]
+    out, fin = rnn((x, dt), h0, lengths=lengths)
+    x_r, dt_r, h0_r = (t.detach().requires_grad_() for t in (x, dt, h0))
+    params_r = [p.detach().requires_grad_() for p in rnn.parameters()]
+    layer_params = [[params_r[(k * 2 + d) * 2:(k * 2 + d + 1) * 2] for d in range(2)] for k in range(2)]
+    out_r, (fin_r,) = _eager_stack(timestep_ref, x_r, [h0_r], layer_params, lengths, 2, 2, others=(dt_r,))
+    assert rel_err(out, out_r) < 1e-10 and rel_err(fin, fin_r) < 1e-10
+    cots = [torch.randn_like(out), torch.randn_like(fin)]
+    for a, b in zip(_grads((out, fin), [x, dt, h0, *rnn.parameters()], cots),
+                    _grads((out_r, fin_r), [x_r, dt_r, h0_r, *params_r], cots)):
+        assert rel_err(a, b) < 1e-10
+    rnn.batch_first = True   # (B, T, n) each
+    torch.testing.assert_close(rnn((x.transpose(0, 1), dt.transpose(0, 1)), h0, lengths=lengths)[0],
+                               out.transpose(0, 1), rtol=1e-12, atol=1e-12)
+    one, _ = rnn((x[:, 0], dt[:, 0]), h0[:, 0])   # one unbatched sequence: (T, n) each
+    torch.testing.assert_close(one, rnn((x[:, :1].transpose(0, 1), dt[:, :1].transpose(0, 1)), h0[:, :1])[0][0])
+    with pytest.raises(TypeError, match=r"^TimeStep: input must be a tuple of 2 sequences \(x, dt\), got Tensor$"):
+        rnn(x)
+    with pytest.raises(ShapeError, match=r"^TimeStep: expected 2 input\(s\) \(x, dt\), got 3$"):
+        rnn((x, dt, dt))
+    with pytest.raises(ShapeError, match=r"input 'dt' has shape \(5, 1\) but input 'x' has \(4, 5, 3\)"):
+        rnn((x.transpose(0, 1), dt[:, 0]))
+    with pytest.raises(TypeError, match="a cell of several inputs takes padded sequences with lengths=, not "
+                                        "PackedSequences \\(input 'x'\\)"):
+        rnn((pack_padded_sequence(x, [5, 5, 5, 5]), dt))
+
+
 def test_stacking_needs_an_input_dimension_of_its_own():
     @symcell.define(inputs={"x": "H"}, state={"h": "H"}, params={"W": ("H", "H")})
     def Square(x, h, W):
@@ -312,8 +353,16 @@ def test_stacking_needs_an_input_dimension_of_its_own():
                                          r"of the layer below, 3, where the sizes do not fit \(Half: param 'W': size "
                                          r"I/2 is 3/2 for H=3, I=3"):
         symcell.RNN(Half, num_layers=2, I=4, H=3)
-    with pytest.raises(ValueError, match="stacking needs exactly one of each"):
-        symcell.RNN(type(CASES["TwoInputs"][0](backend="reference")), I=3, J=2, H=4)
+    with pytest.raises(ValueError, match=r"Readout has 1 input\(s\) and 2 output\(s\); stacking needs one output"):
+        symcell.RNN(type(CASES["Readout"][0](backend="reference")), I=3, H=4, O=2)
+
+    @symcell.define(inputs={"x": "I", "m": "I"}, state={"h": "H"}, params={"W": ("H", "I")})
+    def Masked(x, m, h, W):   # (GRU-D's mask: as wide as the first input, which layers above rebind)
+        return symcell.tanh(W @ (x * m) + h)
+
+    with pytest.raises(ValueError, match=r"changes the other inputs' sizes \(\{'m': 3\} -> \{'m': 4\}\); the "
+                                         r"input dimension must be used by the first input \(and weights\) only"):
+        symcell.RNN(Masked, num_layers=2, I=3, H=4)
 
 
 def test_a_stacked_layernorm_lstm_starts_as_the_single_cell_does():
