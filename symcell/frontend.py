@@ -113,6 +113,11 @@ class Sym:
     def __getitem__(self, k):
         raise TypeError(f"{self.node.label}[...]: indexing is not supported; use symcell.split")
 
+    def __iter__(self):   # (Python's sum() iterated it, and said indexing is not supported)
+        raise TypeError(f"{self.node.label} is one symbolic vector, not a sequence to iterate: Python's sum(), list() "
+                        "and loops over it are not supported; write symcell.sum or symcell.mean to reduce it, "
+                        "symcell.split to take it apart")
+
     def __bool__(self):
         if self.is_condition:
             raise TypeError(f"{self.node.label} is a symbolic condition, true in some rows and features and false "

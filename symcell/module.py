@@ -1,5 +1,6 @@
 """symcell.define, the Binding of a cell's dimensions, and the Cell module."""
 import copy
+import functools
 import importlib
 import inspect
 import keyword
@@ -552,8 +553,10 @@ def check_loaded(module, names, saved=None):
     """an unpickled module has the parameters its cell declares in the code it loads with (a parameter added to
     the cell since it was saved was an AttributeError, or a count mismatch, at its first call); one the cell
     declared when it was saved (`saved`: those names, None in a file from before they were kept) and no longer
-    declares is kept, unused, with a warning (a subclass's own parameter is none of these)"""
-    missing = [n for n in names if not hasattr(module, n)]
+    declares is kept, unused, with a warning (a subclass's own parameter is none of these). One missing that the
+    cell declared when it was saved was missing then (a weight-dropping wrapper deletes the weight and sets it in
+    its forward): as it was, as nn's modules are copied and loaded."""
+    missing = [n for n in names if not hasattr(module, n) and (saved is None or n not in saved)]
     if missing:
         raise pickle.UnpicklingError(
             f"symcell: the saved {type(module).__name__} has no parameter(s) {missing}, which its cell "
@@ -581,6 +584,42 @@ def _binding_again(spec, dims, backend, name):
         raise pickle.UnpicklingError(
             f"symcell: the saved {name} has dimensions {dims}, which its cell {spec.ir.name} as the code defines it "
             f"now does not take ({e}): build the module with today's code and load the saved one's state_dict") from e
+
+
+def whole_under_fx(forward):
+    """A symcell module's forward, which under torch.fx's symbolic tracing (fx.symbolic_trace, FX quantization,
+    fusion) records the module as one call_module node with the arguments it was called with, as nn's RNN modules
+    are recorded (fx's default tracer takes the modules of torch.nn as leaves), rather than being traced into: its
+    checks read sizes, which a Proxy has not ("Proxy object cannot be iterated"). A subclass whose own forward
+    calls it is refused, saying how to trace it (its forward may change what it passes on: recorded as called,
+    the graph would skip that)."""
+    @functools.wraps(forward)
+    def traced(self, *args, **kwargs):
+        if _has_proxy(args) or (kwargs and _has_proxy(kwargs.values())):
+            return _fx_call(self, traced, args, kwargs)
+        return forward(self, *args, **kwargs)
+    return traced
+
+
+def _has_proxy(args):
+    """whether torch.fx's tracer passes a Proxy among these (or in a tuple of them: a state, several inputs)"""
+    return any(isinstance(a, torch.fx.Proxy) or (isinstance(a, (tuple, list)) and
+                                                 any(isinstance(t, torch.fx.Proxy) for t in a)) for a in args)
+
+
+def _fx_call(module, forward, args, kwargs):
+    name = type(module).__name__
+    if type(module).forward is not forward:
+        raise TypeError(f"torch.fx cannot trace into {name}, whose forward overrides symcell's: trace it as one call "
+                        f"with a Tracer whose is_leaf_module is True for it (isinstance(m, {name}))")
+    proxy = next(t for a in (*args, *kwargs.values()) for t in (a if isinstance(a, (tuple, list)) else (a,))
+                 if isinstance(t, torch.fx.Proxy))
+    tracer = proxy.tracer
+    path = tracer.path_of_module(module)
+    if not path:
+        raise TypeError(f"torch.fx cannot trace {name} itself (its forward reads sizes a Proxy has not); trace a "
+                        "module that holds it, where it is one call_module node")
+    return tracer.create_proxy("call_module", path, tuple(args), dict(kwargs))
 
 
 class Cell(nn.Module):
@@ -720,11 +759,10 @@ class Cell(nn.Module):
         refuse_script(type(self).__name__)
 
     # --- calling ---------------------------------------------------------------------------------------
+    @whole_under_fx
     def forward(self, xs, state=None, lengths=None):
         """xs with 3 dims: the scan, -> (ys, final state). With 1 or 2 dims: one step, as nn's cells are called
         (see step), -> the new state."""
-        if fx_traced(xs):
-            return fx_call(self, xs, state, lengths)
         if isinstance(xs, nn.utils.rnn.PackedSequence):
             raise TypeError(f"{self._binding.name}: a cell takes padded sequences (T, B, features) with lengths=, "
                             "not a PackedSequence (symcell.RNN and symcell.cells.LSTM/GRU take those)")
@@ -791,26 +829,6 @@ def as_states(name, state, names, what="state"):
         raise TypeError(f"{name}: {what} must be a tensor or a tuple of {len(names)} tensor(s) ({', '.join(names)}), "
                         f"got {type(state).__name__}")
     return tuple(state)
-
-
-def fx_traced(xs):
-    """Whether torch.fx's symbolic tracing calls with these inputs (fx.symbolic_trace, FX quantization, fusion)."""
-    return isinstance(xs, torch.fx.Proxy) or (isinstance(xs, (tuple, list)) and any(
-        isinstance(x, torch.fx.Proxy) for x in xs))
-
-
-def fx_call(module, *args):
-    """The module as one call in the traced graph, as nn's RNN modules are (fx's default tracer takes the modules of
-    torch.nn as leaves), rather than traced into: its checks read sizes, which a Proxy has not ("Proxy object
-    cannot be iterated"). A tracer's is_leaf_module that says False for it is not asked."""
-    proxy = next(x for x in (args[0] if isinstance(args[0], (tuple, list)) else args[:1])
-                 if isinstance(x, torch.fx.Proxy))
-    tracer = proxy.tracer
-    path = tracer.path_of_module(module)
-    if not path:
-        raise TypeError(f"torch.fx cannot trace {type(module).__name__} itself (its forward reads sizes a Proxy "
-                        "has not); trace a module that holds it, where it is one call_module node")
-    return tracer.create_proxy("call_module", path, args, {})
 
 
 def one_step(xs):

@@ -18,8 +18,8 @@ from . import registry
 from .dims import dim_symbol
 from .errors import StateCountError
 from .module import (Binding, Cell, CellSpec, ShapeError, _no_class_spec, as_states, check_loaded, class_or_instance,
-                     fx_call, fx_traced, initial_values, public_signature, refuse_script, start_at,
-                     state_to_save)
+                     initial_values, public_signature, refuse_script, start_at, state_to_save,
+                     whole_under_fx)
 from .sequence import check_lengths, row_order, run
 from .warn import warn
 
@@ -74,7 +74,8 @@ class RNN(nn.Module):
                 raise ValueError(f"symcell.RNN: the cell given has {cell.dims}; the dimension(s) passed differ: "
                                  f"{clash}")
             dims = {**cell.dims, **dims}
-            first = next(cell.parameters(), None)
+            params = list(cell.parameters())   # (its dtype: a 16-bit one's, as a 16-bit cell may hold float32 ones)
+            first = next((p for p in params if p.dtype in (torch.bfloat16, torch.float16)), next(iter(params), None))
             batch_first = cell.batch_first if batch_first is None else batch_first
             backend = cell.backend if backend is None else backend
             device = first.device if device is None and first is not None else device
@@ -202,9 +203,13 @@ class RNN(nn.Module):
     @property
     def _flat_weights(self):
         """the tensors the layers run with, in _flat_weights_names' order: the parameters, or what code written for
-        nn's RNNs assigned here (weight-dropping wrappers assign the dropped weights), as nn.RNNBase's"""
-        given = self.__dict__.get("_assigned_flat_weights")
-        return list(given) if given is not None else [getattr(self, n) for n in self._flat_weights_names]
+        nn's RNNs assigned here or into this list (weight-dropping wrappers assign the dropped weights), as
+        nn.RNNBase's list (read, it is the list the next forward runs: an item set in it runs)"""
+        given = self.__dict__.get("_assigned_flat_weights")   # (as held: the next forward checks it, as nn's)
+        if given is None:
+            self._read_weights()
+            given = self.__dict__["_assigned_flat_weights"] = [getattr(self, n, None) for n in self._flat_weights_names]
+        return given
 
     @_flat_weights.setter
     def _flat_weights(self, weights):
@@ -214,23 +219,33 @@ class RNN(nn.Module):
                              f"_flat_weights_names, got {len(weights)}")
         self.__dict__["_assigned_flat_weights"] = weights
 
-    # nn's forward runs an assigned list until a weight is no longer the tensor it was when nn last read them (at
+    # nn's forward runs its list until a weight is no longer the tensor it was when nn last read them (at
     # construction, after a move, or in a forward that found one changed: assigned by name, functional_call); then
-    # it reads them all again. So does this one.
+    # it reads them all again. So does this one. (A weight may be missing or None: a wrapper that deletes it and
+    # sets it in its forward; nn's list holds None there.)
     def _read_weights(self):
         self.__dict__.pop("_assigned_flat_weights", None)
-        self.__dict__["_weights_when_read"] = [weakref.ref(getattr(self, n)) for n in self._flat_weights_names]
+        self.__dict__["_weights_when_read"] = [None if w is None else weakref.ref(w) for w in
+                                               (getattr(self, n, None) for n in self._flat_weights_names)]
 
     def _assigned_weights(self):
-        """the assigned _flat_weights where they still hold (above), else None"""
+        """the list _flat_weights holds where it still holds (above), else None"""
         given = self.__dict__.get("_assigned_flat_weights")
         if given is None:
             return None
         read = self.__dict__.get("_weights_when_read")
-        if read is None or any(r() is not getattr(self, n) for r, n in zip(read, self._flat_weights_names)):
+        if read is None or any((r() if r is not None else None) is not getattr(self, n, None)
+                               for r, n in zip(read, self._flat_weights_names)):
             self._read_weights()
             return None
         return given
+
+    def _replicate_for_data_parallel(self):
+        replica = super()._replicate_for_data_parallel()
+        given = replica.__dict__.get("_assigned_flat_weights")
+        if given is not None:   # (its own list, as nn's replica: the replica's weights set into it are its own)
+            replica.__dict__["_assigned_flat_weights"] = list(given)
+        return replica
 
     def __setattr__(self, name, value):
         given = self.__dict__.get("_assigned_flat_weights")
@@ -270,9 +285,8 @@ class RNN(nn.Module):
         refuse_script(type(self).__name__)
 
     # --- calling ------------------------------------------------------------------------------------------
+    @whole_under_fx   # (torch.fx: one call, as nn's RNN modules are)
     def forward(self, input, state=None, lengths=None):
-        if fx_traced(input):   # (torch.fx: one call, as nn's RNN modules are)
-            return fx_call(self, input, state, lengths)
         name = self._spec.ir.name
         input, others = self._inputs(input)
         packed = isinstance(input, PackedSequence)
@@ -358,7 +372,7 @@ class RNN(nn.Module):
         """-> (the input stacked, the cell's other inputs): a cell of several inputs takes a tuple of as many
         tensors, of the first's dimensions; one of one input, its input as nn.LSTM does (or a 1-tuple)"""
         name, inputs = self._spec.ir.name, self._spec.ir.inputs
-        if not isinstance(input, (tuple, list)):
+        if not isinstance(input, (tuple, list)) or isinstance(input, PackedSequence):   # (a namedtuple)
             if len(inputs) > 1:
                 raise TypeError(f"{name}: input must be a tuple of {len(inputs)} sequences "
                                 f"({', '.join(n for n, _ in inputs)}), got {type(input).__name__}")

@@ -376,6 +376,22 @@ def test_fx_symbolic_trace_records_symcell_modules_as_one_call_as_nns():
             assert torch.equal(a, b)
     with pytest.raises(TypeError, match=r"^torch.fx cannot trace LSTM itself .* trace a module that holds it"):
         fx.symbolic_trace(LSTM(4, 8, backend="reference"))   # (nn's fail too, traced into as the root)
+
+    class Doubled(GRUCell):   # its own forward changes what it passes on: recorded as called, the graph skipped it
+        def forward(self, x, hx=None):
+            return super().forward(2 * x, hx)
+
+    holder = nn.Sequential(Doubled(8, 8, backend="reference"))
+    with pytest.raises(TypeError, match=r"torch.fx cannot trace into Doubled, whose forward overrides symcell's: "
+                                        r"trace it as one call with a Tracer whose is_leaf_module"):
+        fx.symbolic_trace(holder)
+
+    class Leaves(fx.Tracer):
+        def is_leaf_module(self, m, name):
+            return isinstance(m, symcell.Cell) or super().is_leaf_module(m, name)
+    gm = fx.GraphModule(holder, Leaves().trace(holder))
+    x = torch.randn(3, 8)
+    assert torch.equal(gm(x), holder(x))
     import warnings
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx

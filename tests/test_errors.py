@@ -82,6 +82,11 @@ def test_unsupported_exponent_and_indexing():
         @symcell.define(inputs={"x": "H"}, state={"h": "H"})
         def Bad2(x, h):
             return h[0]
+    with pytest.raises(TypeError, match=r"^h is one symbolic vector, not a sequence to iterate: Python's sum\(\), "
+                                        r"list\(\) and loops over it are not supported; write symcell.sum"):
+        @symcell.define(inputs={"x": "H"}, state={"h": "H"})
+        def Bad3(x, h):   # (said "h[...]: indexing is not supported": Python's sum iterates)
+            return sum(h) + x
 
 
 def test_size_strings_read_I_and_E_as_dimensions():

@@ -101,13 +101,20 @@ def test_cpp_steps_on_the_weights_as_stored(name, monkeypatch):
     theirs = double_backward(_eager_fn(step, outputs, n_x=n_x, n_s=n_s), ref_args)
     for a, b in zip(ours, theirs):
         assert (a is None) == (b is None) and (b is None or rel_err(a, b) < 1e-8)
-    for nonzero in (n_x + n_s, n_x):   # tangents of the inputs and states, of the inputs alone
+    for nonzero in (n_x + n_s, n_x, 0):   # tangents of the inputs and states, of the inputs alone, none (a GEMM
+        # none of whose terms runs assigns zeros)
         tangents = [torch.randn_like(a) if k < nonzero else torch.zeros_like(a) for k, a in enumerate(args)]
         _, jv = torch.func.jvp(_scan_fn(cell), tuple(a.detach() for a in args), tuple(tangents))
         _, jv_r = torch.func.jvp(_eager_fn(step, outputs, n_x=n_x, n_s=n_s), tuple(a.detach() for a in ref_args),
                                  tuple(tangents))
         for a, b in zip(jv, jv_r):
-            assert rel_err(a, b) < 1e-8
+            assert rel_err(a, b) < 1e-8 if nonzero else torch.equal(a, torch.zeros_like(a))
+    # float32 (sgemm's NT kernel forward, brgemm on the weights' rows backward) against the float64 eager loop
+    cell32 = cell.float()
+    args32 = [a.detach().float().requires_grad_() for a in args]
+    ours = double_backward(_scan_fn(cell32), args32)
+    for a, b in zip(ours, theirs):
+        assert (a is None) == (b is None) and (b is None or rel_err(a.double(), b) < 1e-4)
 
 
 def _lstm(backend):

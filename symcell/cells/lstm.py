@@ -12,7 +12,7 @@ from torch import nn
 import symcell
 from symcell import sigmoid, split, tanh
 
-from ..module import Cell, ShapeError, one_step, public_signature, stored_parameters
+from ..module import Cell, ShapeError, one_step, public_signature, stored_parameters, whole_under_fx
 from ..rnn import RNN
 
 
@@ -136,6 +136,7 @@ class LSTMCell(Cell):
         the projected state's size)"""
         return self._binding.dims["H"]
 
+    @whole_under_fx
     def forward(self, input, hx=None, lengths=None):   # (nn.LSTMCell's argument names)
         return super().forward(input, hx, lengths)
 
@@ -167,6 +168,7 @@ class GRUCell(Cell):
         """One step, as nn.GRUCell: x (B, I) or (I,), state h (or (h,)) -> the new h, a tensor."""
         return super().step(x, state)[0]
 
+    @whole_under_fx
     def forward(self, input, hx=None, lengths=None):
         if one_step(input):
             return super().forward(input, hx, lengths)[0]
@@ -196,6 +198,7 @@ class LSTM(RNN):
                          backend=backend, device=device, dtype=dtype, _init_size=hidden_size, **dims)
         self.input_size, self.hidden_size, self.bias, self.proj_size = input_size, hidden_size, bool(bias), proj_size
 
+    @whole_under_fx
     def forward(self, input, hx=None, lengths=None):
         return super().forward(input, hx, lengths)
 
@@ -234,6 +237,7 @@ class GRU(RNN):
                          device=device, dtype=dtype, _init_size=hidden_size, **dims)
         self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bool(bias)
 
+    @whole_under_fx
     def forward(self, input, hx=None, lengths=None):
         return super().forward(input, hx, lengths)
 

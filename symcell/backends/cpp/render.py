@@ -4,9 +4,11 @@ The program is symbolic, so dimensions, T and B are run-time values and one buil
 How each scan runs (the why of each choice is measured; see BENCHMARKS.md):
   - the time loop runs on a slice of the batch rows per thread (sc::scan_rows): rows never interact in a
     recurrence, so with enough rows no thread waits for another at any step;
-  - matmuls go through oneDNN's batch-reduce GEMM microkernel (sc::mm_kn; MKL's sgemm where it is not
-    available); the terms of one matmul (W_ih x + W_hh h) are one GEMM over the operands side by side against
-    the weights stacked and transposed once per call;
+  - a step's float32 matmuls go through oneDNN's batch-reduce GEMM microkernel (sc::mm_kn, mm_panels; MKL's
+    sgemm where it is not available), the rest through MKL's BLAS; the terms of one matmul (W_ih x + W_hh h)
+    are one GEMM over the operands side by side against the weights stacked and transposed once per call (in
+    panels for the step), or, in a call too short for those copies to pay (sc::direct, direct_grads), one GEMM
+    per term against the weights as stored;
   - each fused region is one `omp simd` loop per row over the features; float exp/sigmoid/tanh are plain
     arithmetic (sc.h) so they vectorize; a vector parameter's gradient sums into per-thread partials (no lock);
   - a step computes only the rows up to its last one still running (_na): rows sorted longest first (the cpp
@@ -291,7 +293,7 @@ class ScanRenderer(Renderer):
         if self.matmuls:
             w("const bool _direct = sc::direct(_steps, _batch);   // the matmuls on their weights as stored")
         if self.copies:
-            w("const bool _direct_grads = sc::direct_grads(_steps);   // the transposed matmuls on theirs")
+            w("const bool _direct_grads = sc::direct_grads(_steps, _batch);   // the transposed matmuls on theirs")
         self.hoist_flags()
         self.transposed_weights()
         self.paneled_weights()
@@ -304,7 +306,8 @@ class ScanRenderer(Renderer):
         """A matmul reads W[:, c0:c1] as (K, N): transposed once per call, not once per step. The terms of a
         matmul are stacked along K, so the whole sum is one GEMM over the operands side by side. The buffer is a
         per-thread workspace reused across calls: a fresh multi-megabyte allocation would page-fault on every
-        call (it is rewritten every call, so it never holds stale weights)."""
+        call (a call writes every part of it that it reads: a call on the weights as stored, or with the input term
+        before the loop, reads none or not that part)."""
         w = self.w
         for slot, mm in enumerate(self.matmuls):
             K, N, name = self.k_total(mm), self.n(mm.out), self.slot[id(mm)]
