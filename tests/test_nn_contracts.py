@@ -856,3 +856,37 @@ def test_a_cell_runs_the_weight_an_attribute_set_over_its_parameter_holds():
     assert "weight_hh" in ours._parameters
     want = torch._VF.lstm_cell(x, state, theirs.weight_ih, dropped, theirs.bias_ih, theirs.bias_hh)
     torch.testing.assert_close(ours(x, state), want, rtol=1e-12, atol=1e-12)
+
+
+def test_flat_weights_as_nns_list_item_set_weight_deleted_or_none_and_replicas():
+    """an item set in _flat_weights runs (the list the next forward runs, as nn's); a weight a wrapper deleted (it
+    sets the attribute in its forward) or set to None moves, copies and loads as nn's (.to() crashed); a
+    DataParallel replica's weights go into its own list, not the original's"""
+    torch.manual_seed(0)
+    theirs, ours = nn.LSTM(3, 4).double(), LSTM(3, 4, **REF).double()
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    for m in (theirs, ours):
+        m._flat_weights[1] = m.weight_hh_l0 * 0.5
+    torch.testing.assert_close(ours(x)[0], theirs(x)[0], rtol=1e-12, atol=1e-12)
+    for m in (theirs, ours):
+        del m._parameters["weight_hh_l0"]   # (a weight-dropping wrapper before its first forward)
+        m.to(torch.float32)
+        copy.deepcopy(m)
+    loaded = pickle.loads(pickle.dumps(ours))
+    assert "weight_hh_l0" not in loaded._parameters
+    ours = LSTM(3, 4, **REF)
+    ours.bias_hh_l0 = None
+    ours.double()
+    replica = ours._replicate_for_data_parallel()
+    replica.weight_ih_l0 = nn.Parameter(torch.zeros_like(ours.weight_ih_l0))
+    assert replica._flat_weights[0] is replica.weight_ih_l0 and ours._flat_weights[0] is ours.weight_ih_l0
+
+
+def test_an_rnn_of_a_16_bit_cell_holding_a_float32_parameter_is_16_bit():
+    cell = LSTMCell(3, 4, **REF).bfloat16()
+    cell.bias_hh = nn.Parameter(cell.bias_hh.detach().float())   # (a 16-bit cell may hold float32 ones)
+    x = torch.randn(5, 2, 3).bfloat16()
+    assert cell(x)[0].dtype == torch.bfloat16
+    stack = symcell.RNN(cell)
+    assert stack.weight_hh_l0.dtype == torch.bfloat16 and stack(x)[0].dtype == torch.bfloat16
