@@ -200,12 +200,14 @@ class RNN(nn.Module):
     def _flat_weights_names(self):
         return [n for names in self._all_weights for n in names]
 
+    _assigned_flat_weights = None   # (the list _flat_weights holds, in the instance's __dict__ once there is one)
+
     @property
     def _flat_weights(self):
         """the tensors the layers run with, in _flat_weights_names' order: the parameters, or what code written for
         nn's RNNs assigned here or into this list (weight-dropping wrappers assign the dropped weights), as
         nn.RNNBase's list (read, it is the list the next forward runs: an item set in it runs)"""
-        given = self.__dict__.get("_assigned_flat_weights")   # (as held: the next forward checks it, as nn's)
+        given = self._assigned_flat_weights   # (as held: the next forward checks it, as nn's)
         if given is None:
             self._read_weights()
             given = self.__dict__["_assigned_flat_weights"] = [getattr(self, n, None) for n in self._flat_weights_names]
@@ -229,8 +231,10 @@ class RNN(nn.Module):
                                                (getattr(self, n, None) for n in self._flat_weights_names)]
 
     def _assigned_weights(self):
-        """the list _flat_weights holds where it still holds (above), else None"""
-        given = self.__dict__.get("_assigned_flat_weights")
+        """the list _flat_weights holds where it still holds (above), else None. (Read as an attribute, whose class
+        default is None: torch.compile guards what it reads so, and compiles again once a list is held; read from
+        __dict__, a list held later was not seen, and a compiled forward ran the parameters.)"""
+        given = self._assigned_flat_weights
         if given is None:
             return None
         read = self.__dict__.get("_weights_when_read")

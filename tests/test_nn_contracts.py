@@ -878,6 +878,7 @@ def test_flat_weights_as_nns_list_item_set_weight_deleted_or_none_and_replicas()
     ours = LSTM(3, 4, **REF)
     ours.bias_hh_l0 = None
     ours.double()
+    ours._flat_weights   # (read: the list the replica would share)
     replica = ours._replicate_for_data_parallel()
     replica.weight_ih_l0 = nn.Parameter(torch.zeros_like(ours.weight_ih_l0))
     assert replica._flat_weights[0] is replica.weight_ih_l0 and ours._flat_weights[0] is ours.weight_ih_l0
@@ -890,3 +891,23 @@ def test_an_rnn_of_a_16_bit_cell_holding_a_float32_parameter_is_16_bit():
     assert cell(x)[0].dtype == torch.bfloat16
     stack = symcell.RNN(cell)
     assert stack.weight_hh_l0.dtype == torch.bfloat16 and stack(x)[0].dtype == torch.bfloat16
+
+
+def test_flat_weights_set_after_torch_compile_traced_run_compiled():
+    """a list held in _flat_weights after the first compile was not seen by torch.compile (read from __dict__: no
+    guard), and the compiled forward ran the parameters; nn's does run the list"""
+    torch.manual_seed(0)
+    torch._dynamo.reset()
+    try:
+        m, x = LSTM(3, 4, **REF), torch.randn(5, 3, 3)
+        compiled = torch.compile(m, backend="eager")
+        compiled(x)
+        m._flat_weights[1] = m.weight_hh_l0 * 0
+        torch.testing.assert_close(compiled(x)[0], m(x)[0])
+        fresh = LSTM(3, 4, **REF)
+        fresh.load_state_dict(m.state_dict())
+        assert not torch.allclose(m(x)[0], fresh(x)[0])   # (the item set runs, eager and compiled)
+        m._flat_weights = [w * 0.5 for w in m._flat_weights]
+        torch.testing.assert_close(compiled(x)[0], m(x)[0])
+    finally:
+        torch._dynamo.reset()
