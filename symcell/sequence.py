@@ -11,6 +11,7 @@ import contextlib
 import importlib
 import inspect
 import operator
+import warnings
 
 import torch
 from torch._subclasses.fake_tensor import FakeTensor
@@ -279,13 +280,24 @@ def _as_tuple(state):
     return () if state is None else (state,) if isinstance(state, torch.Tensor) else tuple(state)
 
 
+def _check(binding, *args):
+    """binding.check; in torch.jit.trace without the trace's warnings about the example's sizes read as Python
+    values: the checks read them to refuse a wrong call, and the trace records none of it (nn.LSTM's own checks
+    warn so too: 14 times for a 2-layer bidirectional LSTM, where symcell's added 72)"""
+    if not torch.jit.is_tracing():
+        return binding.check(*args)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        return binding.check(*args)
+
+
 def run(binding, params, xs, state, reverse, lengths, batch_first, autocast_devices=("cpu", "cuda"),
         param_names=None):
     """scan of a bound cell with the given parameters (see scan); autocast_devices: see _autocast; param_names:
     the parameters' names in the caller's messages (symcell.RNN's), else the cell's."""
     xs, state, params, autocast = _autocast(xs, state, params, autocast_devices)
     try:
-        seq, state, ref = binding.check(xs, state, params, batch_first, param_names)
+        seq, state, ref = _check(binding, xs, state, params, batch_first, param_names)
     except DtypeError as e:   # (its dtypes are what autocast made of the tensors passed)
         if autocast is None:
             raise

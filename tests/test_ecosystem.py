@@ -208,6 +208,7 @@ def test_selective_checkpointing_that_saves_every_op_gives_the_plain_gradients(b
         torch.testing.assert_close(got, ref)
 
 
+@pytest.mark.cpp   # (backend "auto": cpp on a CPU)
 def test_jit_trace_of_a_bidirectional_lstm_on_a_strided_input_passes_its_check():
     """jit.trace checks a second trace on copies of the example inputs, which are contiguous: the copy the scan
     made of a strided input was in the first trace only (now inside the operator, backends/base.py)"""
@@ -414,3 +415,18 @@ def test_make_fx_records_the_scan_as_one_operator_on_every_backend(backend):
     assert sum(n.op == "call_function" for n in gm.graph.nodes) < 20
     x7 = torch.randn(7, 3, 4)
     torch.testing.assert_close(gm(x7), m(x7)[0], rtol=1e-6, atol=1e-6)
+
+
+def test_jit_trace_shows_no_warnings_for_symcells_checks():
+    """the checks read the example's sizes as Python values, which jit.trace warned about 72 times for a 2-layer
+    bidirectional LSTM ("Converting a tensor to a Python boolean"; nn.LSTM's own checks: 7): the trace records none
+    of the checks, so the warnings only hid the ones that matter"""
+    import warnings
+    m = LSTM(3, 4, 2, bidirectional=True, backend="reference")
+    x = torch.randn(5, 2, 3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        traced = torch.jit.trace(m, (x,), check_trace=False)
+    assert not [w for w in caught if issubclass(w.category, torch.jit.TracerWarning)]
+    x7 = torch.randn(7, 3, 3)
+    torch.testing.assert_close(traced(x7), m(x7))
