@@ -128,7 +128,7 @@ except ImportError:   # (a torch without functorch's wrappers has none to unwrap
 
 class _Function(Function):
     """torch's Function.apply binds its arguments to forward's signature on every call, to fill in the defaults that
-    setup_context is then given (inspect's bind: ~7 us of an LSTMCell's step); symcell's forwards take every
+    setup_context is then given (inspect's bind: ~13 us of an LSTMCell's recorded step); symcell's forwards take every
     argument by position and have no defaults, so outside torch.func's transforms their arguments go straight to
     autograd's own apply, as torch's go after the binding (dead functorch wrappers unwrapped as it does)."""
 
