@@ -9,20 +9,12 @@ Medians of interleaved rounds: each round times every contender once, in turn, o
 """
 import argparse
 import statistics
-import time
 
 import torch
 from torch import nn
 
 import symcell
-from measure import cpu_model
-
-
-def per_call_us(fn, calls):
-    t0 = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    return (time.perf_counter() - t0) / calls * 1e6
+from measure import cpu_model, per_call_us
 
 
 def main():

@@ -18,3 +18,11 @@ def timed(fn):
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
+
+
+def per_call_us(fn, calls):
+    """microseconds a call of fn takes, over `calls` calls in a row"""
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - t0) / calls * 1e6

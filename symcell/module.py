@@ -601,10 +601,13 @@ def whole_under_fx(forward):
     return traced
 
 
+def _proxies(args):
+    """the Proxies torch.fx's tracer passes among these (or in a tuple of them: a state, several inputs)"""
+    return (t for a in args for t in (a if isinstance(a, (tuple, list)) else (a,)) if isinstance(t, torch.fx.Proxy))
+
+
 def _has_proxy(args):
-    """whether torch.fx's tracer passes a Proxy among these (or in a tuple of them: a state, several inputs)"""
-    return any(isinstance(a, torch.fx.Proxy) or (isinstance(a, (tuple, list)) and
-                                                 any(isinstance(t, torch.fx.Proxy) for t in a)) for a in args)
+    return next(_proxies(args), None) is not None
 
 
 def _fx_call(module, forward, args, kwargs):
@@ -612,9 +615,7 @@ def _fx_call(module, forward, args, kwargs):
     if type(module).forward is not forward:
         raise TypeError(f"torch.fx cannot trace into {name}, whose forward overrides symcell's: trace it as one call "
                         f"with a Tracer whose is_leaf_module is True for it (isinstance(m, {name}))")
-    proxy = next(t for a in (*args, *kwargs.values()) for t in (a if isinstance(a, (tuple, list)) else (a,))
-                 if isinstance(t, torch.fx.Proxy))
-    tracer = proxy.tracer
+    tracer = next(_proxies((*args, *kwargs.values()))).tracer
     path = tracer.path_of_module(module)
     if not path:
         raise TypeError(f"torch.fx cannot trace {name} itself (its forward reads sizes a Proxy has not); trace a "

@@ -348,10 +348,14 @@ template <typename T> inline void mm_panels(int64_t M, int64_t N, int64_t K, con
 // streaming the weights, and this halves the weights a step reads; with many, the step's GEMM is efficient and
 // the hoisted one costs a pass over T*B*N more memory (benchmarks/bench_cpu.py --only hoist measures both).
 // SYMCELL_HOIST=0 or 1 forces it (read every call: tests and benchmarks set it).
+// A code path a variable forces: 0 or 1 as its first character says, -1 where it is not set so
+inline int forced(const char* variable) {
+  const char* value = std::getenv(variable);
+  return value != nullptr && (value[0] == '0' || value[0] == '1') ? value[0] - '0' : -1;
+}
 inline bool hoist(int64_t B) {
-  const char* forced = std::getenv("SYMCELL_HOIST");
-  if (forced != nullptr && (forced[0] == '0' || forced[0] == '1')) return forced[0] == '1';
-  return B < 16 * std::max<int64_t>(1, at::get_num_threads());
+  const int on = forced("SYMCELL_HOIST");
+  return on >= 0 ? on == 1 : B < 16 * std::max<int64_t>(1, at::get_num_threads());
 }
 // Whether a call multiplies by its weights as stored, row-major (N, K), instead of copies made for it: transposed
 // (a matmul x @ W^T), and in panels for the step. A copy is a pass over the weights per call that makes each step's
@@ -362,17 +366,13 @@ inline bool hoist(int64_t B) {
 //   rows apart: faster up to 4 steps of up to 16 rows in all (0.67-0.96x at H=256-1024), slower beyond at
 //   H=1024, where the rows lie 4 KiB apart (B=1 T=16, B=16 T=4, B=64 T=1: 1.03-1.25x).
 // SYMCELL_DIRECT=0 or 1 forces both (read every call: tests and benchmarks set it).
-inline int forced_direct() {
-  const char* forced = std::getenv("SYMCELL_DIRECT");
-  return forced != nullptr && (forced[0] == '0' || forced[0] == '1') ? forced[0] - '0' : -1;
-}
 inline bool direct(int64_t steps, int64_t batch) {
-  const int forced = forced_direct();
-  return forced >= 0 ? forced == 1 : steps == 1 && batch == 1;
+  const int on = forced("SYMCELL_DIRECT");
+  return on >= 0 ? on == 1 : steps == 1 && batch == 1;
 }
 inline bool direct_grads(int64_t steps, int64_t batch) {
-  const int forced = forced_direct();
-  return forced >= 0 ? forced == 1 : steps <= 4 && steps * batch <= 16;
+  const int on = forced("SYMCELL_DIRECT");
+  return on >= 0 ? on == 1 : steps <= 4 && steps * batch <= 16;
 }
 // C[M,N] (+)= A[M,K] @ W[N,K]^T, W as stored: a matmul when the call reads its weights so (direct)
 template <typename T> inline void mm_stored(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* W,
