@@ -13,7 +13,7 @@ from typing import List, Optional
 
 import torch
 
-from . import registry
+from . import flops, registry
 from .autograd import _attached, _counts, _double_backward, _edges, _refuse_if_used, _split, _zeros
 from .dims import bind, dim_symbol
 from .kernel import Role
@@ -195,3 +195,15 @@ def _double_backward_backward(ctx, u):
 
 torch.library.register_autograd("symcell::scan_double_backward", _double_backward_backward,
                                 setup_context=_setup_double_backward)
+
+
+# FlopCounterMode (flops.py): the scans these operators run, whole (their kernels are told of no zero tangents nor
+# unwanted results). The double backward's two tangent scans are the backend's to build, so it is not counted.
+@flops.register_flop_formula(torch.ops.symcell.scan)
+def _scan_flops(key, xs, inits, params, save, lengths, out_shape=None, **kwargs):
+    return flops.count(registry.program_for(key).forward, registry.parse(key)[1], *xs[0][:2])
+
+
+@flops.register_flop_formula(torch.ops.symcell.scan_backward)
+def _scan_backward_flops(key, d_ys, d_finals, xs, inits, params, ys, res, lengths, out_shape=None, **kwargs):
+    return flops.count(registry.program_for(key).backward, registry.parse(key)[1], *xs[0][:2])

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ... import cache
+from ... import cache, flops
 from ...warn import warn
 
 HEADER = Path(__file__).with_name("sc.h")
@@ -44,10 +44,11 @@ class Entry:
     skips = True
     any_layout = True
 
-    def __init__(self, ns, scan, dims):
+    def __init__(self, ns, scan, dims, dim_names):
         self.ns, self.name, self.dims = ns, scan.name, list(dims)
         self.op = getattr(getattr(torch.ops, ns), scan.name)
         self.flags = 1 if scan.save else 0
+        flops.register_entry(self.op, scan, dim_names)   # (FlopCounterMode counts its matmuls)
 
     def __call__(self, *args, skip=()):   # the scan's argument lists, its save flag if it has one, the lengths
         groups, flags, lengths = args[:-1 - self.flags], args[len(args) - 1 - self.flags:-1], args[-1]
@@ -78,7 +79,7 @@ def build(program, scans, source, dims):
         shutil.rmtree(pch, ignore_errors=True)
     if pch and links is None:
         _precompile(pch, cache.entry_dir(ns))
-    return {s.name: Entry(ns, s, [dims[d] for d in program.dims]) for s in scans}
+    return {s.name: Entry(ns, s, [dims[d] for d in program.dims], program.dims) for s in scans}
 
 
 # A precompiled sc.h (the torch headers it includes are most of a build: 11 s -> 5.6 s a cell on the 2-core

@@ -18,10 +18,9 @@ import re
 
 import sympy
 
-from ...kernel import Keep, MatMul, OperandGrad, Pointwise, Role, WeightGrad, writes
-from ...kernel import sources as kernel_sources  # (`sources` names a set below)
+from ... import skips
+from ...kernel import Keep, MatMul, OperandGrad, Role, writes
 from ...printing import Writer, cpp_str, size_str
-from ...tangent import is_tangent
 from ..base import Renderer
 
 # Names the cpp backend's generated code cannot take as a variable: C++'s keywords, a few macros, and the names it
@@ -109,60 +108,23 @@ class ScanRenderer(Renderer):
 
     # --- work left out at run time (_skip) -------------------------------------------------------------
     def _skips(self):
-        """What a call may leave out, by its `_skip` flags: one per argument tensor (it is all zeros: callers look
-        at tangents, tangent.py, and say when they have none), then one per result (not wanted). A matmul term on
-        a zero argument is left out of its GEMM; a transposed matmul or weight gradient on one, or into a result
-        nothing else reads and nobody wants, is not run. Only the flags some statement tests are read.
+        """What a call may leave out, by its `_skip` flags (skips.py says what), in C++; only the flags some
+        statement tests are read.
         -> ({id(statement): C++ condition to skip it}, {id(matmul): [condition to leave term k out]},
             {flag: index})"""
-        scan = self.scan
-        # the flags' order: every argument tensor, then every result (a buffer may be both: a carried value)
-        args = [n for a in scan.args for n in a.buffers]
-        results = [n for r in scan.returns for n in r.buffers]
-        sources = set().union(*[kernel_sources(st) for st in scan.before + scan.step + scan.after],
-                              *[set(pair) for pair in scan.carries])
+        index = {f: k for k, f in enumerate(skips.flag_names(self.scan))}
         used = {}
 
-        def flag(kind, name):
-            k = len(args) + results.index(name) if kind == "unwanted" else args.index(name)
-            used[f"_{kind}_{name}"] = k
-            return f"_{kind}_{name}"
+        def text(cond):   # (or of ands; None where never)
+            def name(f):
+                used[f"_{f[0]}_{f[1]}"] = index[f]
+                return f"_{f[0]}_{f[1]}"
+            clauses = [" && ".join(map(name, c)) for c in cond]
+            return " || ".join(f"({c})" if len(cond) > 1 and " " in c else c for c in clauses) or None
 
-        tangents = {n for a in scan.args if is_tangent(a) for n in a.buffers}   # (the ones callers look at)
-
-        def zero(name):   # known zero at run time: a SEQ or PARAM tangent, or a PREV both of whose parts are
-            b = self.buf[name]
-            if name in tangents and b.role in (Role.SEQ, Role.PARAM):
-                return flag("zero", name)
-            if name in tangents and b.role == Role.PREV and b.seq in tangents:
-                return f"({flag('zero', name)} && {flag('zero', b.seq)})"
-            return None
-
-        def droppable(name):   # a result no statement reads
-            return name in results and name not in sources
-
-        def unwanted(name):
-            return flag("unwanted", name) if droppable(name) else None
-
-        def any_of(*conds):
-            return " || ".join(c for c in conds if c) or None
-
-        skip_if, term_off = {}, {}
-        for st in scan.before + scan.step + scan.after:
-            if isinstance(st, MatMul):
-                term_off[id(st)] = [any_of(zero(t.operand.value), zero(t.weight)) for t in st.terms]
-                cond = unwanted(st.out)
-            elif isinstance(st, OperandGrad):
-                cond = any_of(zero(st.src), zero(st.weight), unwanted(st.dest.value))
-            elif isinstance(st, WeightGrad):
-                cond = any_of(zero(st.src), zero(st.operand.value), unwanted(st.dest))
-            elif isinstance(st, Pointwise):
-                outs = sorted({d.value for d, _, _ in st.outputs})
-                cond = " && ".join(unwanted(d) for d in outs) if all(map(droppable, outs)) else None
-            else:
-                cond = None
-            if cond:
-                skip_if[id(st)] = cond
+        stmts, terms = skips.conditions(self.scan)
+        skip_if = {k: text(c) for k, c in stmts.items()}
+        term_off = {k: [text(c) for c in conds] for k, conds in terms.items()}
         return skip_if, term_off, dict(sorted(used.items(), key=lambda kv: kv[1]))
 
     def _before_loop(self, name):

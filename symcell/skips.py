@@ -1,0 +1,70 @@
+"""What a call of a scan may leave out at run time, as data: the backends that take `skip=` flags (base.py) render
+these conditions, and flops.py counts the work they leave in.
+
+A call's flags: one per argument tensor (it is all zeros: callers look at tangents, tangent.py, and say when they
+have none), then one per result (not wanted). A matmul term on a zero argument is left out of its GEMM; a
+transposed matmul or weight gradient on one, or into a result nothing else reads and nobody wants, is not run; a
+region all of whose outputs are such results is not run.
+
+A condition is a tuple of clauses, any of which holds (or); a clause is a tuple of flags, all of which hold (and);
+a flag is ("zero", buffer) or ("unwanted", buffer). The empty tuple: never left out.
+"""
+from .kernel import MatMul, OperandGrad, Pointwise, Role, WeightGrad, sources
+from .tangent import is_tangent
+
+
+def flag_names(scan):
+    """the buffers the call's flags are about, in the flags' order: every argument tensor, then every result (a
+    buffer may be both: a carried value)"""
+    return [("zero", n) for a in scan.args for n in a.buffers] + [("unwanted", n) for r in scan.returns for n in r.buffers]
+
+
+def conditions(scan):
+    """-> ({id(statement): condition to leave it out}, {id(matmul): [condition to leave term k out]}), the
+    statements of before, step and after that have one"""
+    buf = {b.name: b for b in scan.buffers}
+    results = {n for r in scan.returns for n in r.buffers}
+    read = set().union(*[sources(st) for st in scan.before + scan.step + scan.after], *[set(p) for p in scan.carries])
+    tangents = {n for a in scan.args if is_tangent(a) for n in a.buffers}   # (the ones callers look at)
+
+    def zero(name):   # known zero at run time: a SEQ or PARAM tangent, or a PREV both of whose parts are
+        b = buf[name]
+        if name in tangents and b.role in (Role.SEQ, Role.PARAM):
+            return ((("zero", name),),)
+        if name in tangents and b.role == Role.PREV and b.seq in tangents:
+            return ((("zero", name), ("zero", b.seq)),)
+        return ()
+
+    def droppable(name):   # a result no statement reads
+        return name in results and name not in read
+
+    def unwanted(name):
+        return ((("unwanted", name),),) if droppable(name) else ()
+
+    skip_if, term_off = {}, {}
+    for st in scan.before + scan.step + scan.after:
+        if isinstance(st, MatMul):
+            term_off[id(st)] = [zero(t.operand.value) + zero(t.weight) for t in st.terms]
+            cond = unwanted(st.out)
+        elif isinstance(st, OperandGrad):
+            cond = zero(st.src) + zero(st.weight) + unwanted(st.dest.value)
+        elif isinstance(st, WeightGrad):
+            cond = zero(st.src) + zero(st.operand.value) + unwanted(st.dest)
+        elif isinstance(st, Pointwise):
+            outs = sorted({d.value for d, _, _ in st.outputs})
+            cond = (tuple(("unwanted", d) for d in outs),) if all(map(droppable, outs)) else ()
+        else:
+            cond = ()
+        if cond:
+            skip_if[id(st)] = cond
+    return skip_if, term_off
+
+
+def holds(cond, flags):
+    """whether a condition holds for the set of flags that are on"""
+    return any(all(f in flags for f in clause) for clause in cond)
+
+
+def on(scan, skip):
+    """the flags a call's `skip` list (one int each, in flag_names' order) turns on"""
+    return {f for f, s in zip(flag_names(scan), skip) if s}

@@ -1,0 +1,94 @@
+"""FLOP counts (torch.utils.flop_counter.FlopCounterMode) of the cpp backend's operators (symcell/flops.py): the
+same as the eager loop's matmuls under torch autograd, which the counter sees one by one."""
+import pytest
+import torch
+import torch.autograd.forward_ad as fwAD
+from torch.utils import flop_counter
+from torch.utils.flop_counter import FlopCounterMode
+
+import symcell
+from symcell import registry
+from zoo import CASES, eager_scan, random_inputs
+
+
+CAT_STEPS = {"Activations", "LLTM", "Moments", "Piecewise", "TimeStep"}   # zoo's eager steps of cat(x, h) @ W.T
+
+
+def counted(fn):
+    with FlopCounterMode(display=False) as fc:
+        fn()
+    return fc.get_total_flops()
+
+
+def _backward(result, wrt):
+    ys, finals = result
+    outs = [*ys, *finals]
+    g = torch.Generator().manual_seed(7)
+    cots = [torch.randn(o.shape, generator=g, dtype=o.dtype) for o in outs]
+    torch.autograd.grad(sum((o * c).sum() for o, c in zip(outs, cots)), [w for w in wrt if w.requires_grad])
+
+
+@pytest.mark.cpp
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_counts_are_the_eager_loops(name):
+    make, step, outputs = CASES[name]
+    cell = make(backend="cpp").double()
+    params = list(cell.parameters())
+    xs, states = random_inputs(cell, T=4, B=3)
+    ours = lambda xs: symcell.scan(cell, tuple(xs), tuple(states))   # noqa: E731
+    eager = lambda xs: eager_scan(step, xs, states, params, outputs)  # noqa: E731
+    with torch.no_grad():
+        forward = counted(lambda: ours(xs))
+        assert forward > 0 and forward == counted(lambda: eager(xs))
+    # both ways; then with inputs that need no gradient (the kernel leaves d_x out, as autograd does)
+    both = [counted(lambda: _backward(f(xs), [*xs, *states, *params])) for f in (ours, eager)]
+    assert both[0] == both[1] > forward, both
+    # inputs that need no gradient: the kernel leaves d_x out, as autograd does, except where the eager step
+    # multiplies cat(x, h) at once: autograd then computes the whole cat's gradient, x's part too
+    xs = [x.detach() for x in xs]
+    both = [counted(lambda: _backward(f(xs), [*states, *params])) for f in (ours, eager)]
+    assert both[0] < both[1] if name in CAT_STEPS else both[0] == both[1], both
+
+
+@pytest.mark.cpp
+def test_forward_mode_counts_the_tangents_it_runs():
+    """jvp in the inputs alone: the primal forward, then the tangent scan's input and recurrent terms (the
+    weights' tangents are zero: their terms are left out). With tangents in every weight too, those run."""
+    T, B, I, H = 4, 3, 5, 6
+    cell = symcell.cells.LSTM(I, H, backend="cpp").double()
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    per_pass = T * B * 2 * (I + H) * 4 * H   # x @ W_ih.T and h @ W_hh.T a row
+
+    def jvp(with_weights):
+        with torch.no_grad(), fwAD.dual_level():
+            tangents = {n: torch.randn_like(p) for n, p in cell.named_parameters()} if with_weights else {}
+            dual = {n: fwAD.make_dual(p, tangents[n]) if n in tangents else p for n, p in cell.named_parameters()}
+            out, _ = torch.func.functional_call(cell, dual, (fwAD.make_dual(x, torch.randn_like(x)),))
+            assert fwAD.unpack_dual(out).tangent is not None
+
+    assert counted(lambda: jvp(False)) == 2 * per_pass
+    assert counted(lambda: jvp(True)) == 3 * per_pass
+
+
+@pytest.mark.cpp
+def test_a_kernel_built_while_counting_is_counted():
+    """FlopCounterMode copies the formulas it knows when made: a kernel built in its first call (the usual case:
+    counting the first step of a model) is added to the modes counting then"""
+    T, B, I, H = 3, 2, 4, 5
+    cell = symcell.cells.GRU(I, H, backend="cpp")
+    x = torch.randn(T, B, I)
+    key = cell._bindings[0].kernel_key(torch.device("cpu"))
+    op = registry.kernel_for(key)._entries["forward"].op
+    registry._KERNELS.pop(key)             # (built again, from the library this process has loaded)
+    flop_counter.flop_registry.pop(op)
+    with torch.no_grad():
+        assert counted(lambda: cell(x)) == T * B * 2 * (I + H) * 3 * H
+
+
+@pytest.mark.cpp
+def test_an_exported_program_counts_the_operator():
+    T, B, I, H = 3, 2, 4, 5
+    cell = symcell.cells.LSTM(I, H, backend="cpp")
+    x = torch.randn(T, B, I)
+    program = torch.export.export(cell, (x,)).module()
+    assert counted(lambda: program(x)) == counted(lambda: cell(x)) == T * B * 2 * (I + H) * 4 * H
