@@ -326,6 +326,12 @@ def run(binding, params, xs, state, reverse, lengths, batch_first, autocast_devi
             rows = torch.arange(B, device=ref.device)[None, :]
             flip = _reversal(lengths, T)
             seq = [x[flip, rows] for x in seq]
+    ended = None if lengths is None else (torch.arange(T, device=ref.device)[:, None] >= lengths[None, :])[:, :, None]
+    if ended is not None and _differentiated((*seq, *state, *params)):
+        # the padding as zeros where a derivative may be asked: a kernel computes the ended rows' steps too (or a
+        # GEMM after the loop multiplies them by zeros), where a NaN or inf there (log-features of zero-padded
+        # audio) made every gradient NaN; the padding's own gradient is zero, as packing's
+        seq = [x.masked_fill(ended, 0) for x in seq]
     key = binding.kernel_key(ref.device)
     # the deploy operator takes row-major tensors; every other path makes its arguments so itself (backends/base.py),
     # inside the operator a trace records: a copy of a strided input here was in a trace or not as the example input
@@ -340,8 +346,7 @@ def run(binding, params, xs, state, reverse, lengths, batch_first, autocast_devi
     final = final[:len(binding.state_sizes)]   # the outputs that are not states end with the step
     if low is not None:
         ys, final = tuple(y.to(low) for y in ys), tuple(f.to(low) for f in final)
-    if lengths is not None:   # outputs past each row's length are zero (the kernel holds the state there)
-        ended = (torch.arange(T, device=ref.device)[:, None] >= lengths[None, :])[:, :, None]
+    if ended is not None:   # outputs past each row's length are zero (the kernel holds the state there)
         ys = tuple(y.masked_fill(ended, 0) for y in ys)
     if reverse:
         ys = tuple(y.flip(0) for y in ys) if lengths is None else tuple(y[flip, rows] for y in ys)

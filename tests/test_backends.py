@@ -140,6 +140,33 @@ def test_the_operator_takes_lengths_in_any_row_order(backend):
         assert rel_err(a.cpu(), b.cpu()) < tol
 
 
+@pytest.mark.parametrize("backend", ["reference"] + BACKENDS)
+@pytest.mark.parametrize("name", ["LSTM", "TwoInputs"])
+def test_padding_that_is_not_finite_reaches_no_gradient(backend, name):
+    """NaN and inf past a row's length (log-features of zero-padded audio): outputs and every gradient as with
+    zeros there, and the padding's own gradient zero, as packing gives (they made every gradient NaN: a kernel
+    computes the ended rows' steps, or a GEMM after the loop multiplies them by zeros)"""
+    dev = DEVICE.get(backend, "cpu")
+    dtype = torch.float32 if backend == "triton" else torch.float64
+    cell = CASES[name][0](backend=backend).to(dev, dtype)
+    lengths = torch.tensor([5, 2, 0, 4], device=dev)
+    padded = (torch.arange(5, device=dev)[:, None] >= lengths[None, :])[:, :, None]
+    xs, states = random_inputs(cell, T=5, B=4, dtype=dtype, requires_grad=False)
+    for reverse in (False, True):
+        results = []
+        for fill in (0.0, float("nan"), float("-inf")):
+            x_ = [x.to(dev).masked_fill(padded, fill).requires_grad_() for x in xs]
+            s_ = [s.to(dev).requires_grad_() for s in states]
+            ys, fin = symcell.scan(cell, tuple(x_), tuple(s_), reverse=reverse, lengths=lengths)
+            outs = (*(ys if isinstance(ys, tuple) else (ys,)), *fin)
+            g = torch.autograd.grad(sum(o.sum() for o in outs), [*x_, *s_, *cell.parameters()])
+            assert all(not gx.masked_select(padded).any() for gx in g[:len(x_)])
+            results.append(outs + g)
+        for other in results[1:]:
+            for a, b in zip(other, results[0]):
+                assert torch.equal(a, b)
+
+
 def test_the_backends_this_machine_must_test_are_usable():
     """.ci/run names the backends CI must test (SYMCELL_REQUIRE_BACKENDS=cpp,triton): a machine that lost its
     compiler or Triton would otherwise turn their tests into empty parametrizations, and pass."""
