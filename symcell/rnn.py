@@ -227,6 +227,9 @@ class RNN(nn.Module):
     # sets it in its forward; nn's list holds None there.)
     def _read_weights(self):
         self.__dict__.pop("_assigned_flat_weights", None)
+        self._refer_to_weights()
+
+    def _refer_to_weights(self):
         self.__dict__["_weights_when_read"] = [None if w is None else weakref.ref(w) for w in
                                                (getattr(self, n, None) for n in self._flat_weights_names)]
 
@@ -258,9 +261,21 @@ class RNN(nn.Module):
         super().__setattr__(name, value)
 
     def _apply(self, fn, *args, **kwargs):
+        # (no weak references while it runs, as nn's: torch.utils.swap_tensors refuses a tensor that has one, and
+        # .to() swaps the parameters under torch.__future__.set_swap_module_params_on_conversion and for subclasses)
+        self.__dict__.pop("_weights_when_read", None)
         out = super()._apply(fn, *args, **kwargs)
         self._read_weights()
         return out
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        # (the same for load_state_dict, which swaps them under that flag too: nn's fails there. A load copies or
+        # swaps into the same objects, so a list assigned to _flat_weights stays, as nn's)
+        self.__dict__.pop("_weights_when_read", None)
+        try:
+            return super()._load_from_state_dict(*args, **kwargs)
+        finally:   # (assign=True sets other objects, by __setattr__, which sets them into that list too)
+            self._refer_to_weights()
 
     # --- introspection ------------------------------------------------------------------------------------
     @class_or_instance

@@ -532,6 +532,45 @@ def test_rnns_have_nns_internal_attributes_that_user_code_reads():
         assert all(a is getattr(ours, n) for a, n in zip(ours._flat_weights, ours._flat_weights_names))
 
 
+def test_conversions_that_swap_the_parameters_work_as_nns():
+    """.to() swaps each parameter for the converted one (torch.utils.swap_tensors) under
+    set_swap_module_params_on_conversion, and for tensor subclasses: swap_tensors refuses a tensor with a weak
+    reference, which the RNNs held to tell when a weight changed (nn drops its own before converting)"""
+    x = torch.randn(4, 2, 3, dtype=torch.float64)
+    pairs = ((LSTM(3, 5, 2, **REF), nn.LSTM(3, 5, 2)), (GRU(3, 5, **REF), nn.GRU(3, 5)),
+             (symcell.RNN(symcell.cells.slstm_cell(1), 2, I=3, H=5, backend="reference"), None))
+    for ours, theirs in pairs:   # (loaded before: nn's load_state_dict fails under the flag, as nn's own weak
+        if theirs is not None:   # references are not dropped there)
+            theirs.load_state_dict(ours.state_dict())
+    was = torch.__future__.get_swap_module_params_on_conversion()
+    torch.__future__.set_swap_module_params_on_conversion(True)
+    try:
+        for ours, theirs in pairs:
+            params = list(ours.parameters())
+            ours._flat_weights   # (read once: the list and the references of a model that has run)
+            ours.double()
+            assert all(p.dtype == torch.float64 for p in ours.parameters())
+            assert all(a is b for a, b in zip(ours.parameters(), params))   # the same objects, swapped
+            assert all(a is getattr(ours, n) for a, n in zip(ours._flat_weights, ours._flat_weights_names))
+            if theirs is not None:
+                torch.testing.assert_close(ours(x), theirs.double()(x))
+            else:
+                ours(x)
+            # and load_state_dict (nn's fails under the flag)
+            ours.load_state_dict({k: torch.zeros_like(v) for k, v in ours.state_dict().items()})
+            assert all(a is b and not a.any() for a, b in zip(ours.parameters(), params))
+            assert all(a is getattr(ours, n) for a, n in zip(ours._flat_weights, ours._flat_weights_names))
+    finally:
+        torch.__future__.set_swap_module_params_on_conversion(was)
+    # a load that assigns other objects (assign=True): the list held before is read anew, not run
+    ours, theirs = pairs[0]
+    state = {k: torch.randn_like(v) for k, v in ours.state_dict().items()}
+    ours._flat_weights
+    ours.load_state_dict(state, assign=True)
+    theirs.load_state_dict(state)
+    torch.testing.assert_close(ours(x), theirs(x))
+
+
 
 def test_assigned_flat_weights_run_as_nns_do():
     """AWD-LSTM's weight-dropping wrappers assign the dropped weights to `_flat_weights`, which nn's forward runs
