@@ -187,10 +187,10 @@ def check_lengths(name, lengths, T, B, device):
         # (int64 on the CPU as it is: a traced program would convert whatever it gets, floats too, where the
         # deployed operator refuses what is not int64 and checks the values, which this check does once)
         home = "meta" if lengths.is_meta else "cpu"   # (meta: a module on the meta device, no values to move)
-        int64 = lengths.dtype == torch.int64 and lengths.device.type == home
         # (a copy: the caller's tensor changed in place before the backward, a buffer reused for the next batch,
-        # changed the gradients, or sent the kernels past the sequence; nn's pack copies them too)
-        host = lengths.detach().clone() if int64 else lengths.detach().to(home, torch.int64)
+        # changed the gradients, or sent the kernels past the sequence; nn's pack copies them too. One op whatever
+        # the dtype: a trace records it, and one made with int64 lengths refused int32 ones)
+        host = lengths.detach().to(home, torch.int64, copy=True)
     else:
         if not isinstance(lengths, (list, tuple)) and not hasattr(lengths, "__array__"):
             raise TypeError(f"{name}: lengths must be a sequence of ints or an integer tensor, got "
@@ -326,12 +326,6 @@ def run(binding, params, xs, state, reverse, lengths, batch_first, autocast_devi
             rows = torch.arange(B, device=ref.device)[None, :]
             flip = _reversal(lengths, T)
             seq = [x[flip, rows] for x in seq]
-    ended = None if lengths is None else (torch.arange(T, device=ref.device)[:, None] >= lengths[None, :])[:, :, None]
-    if ended is not None and _differentiated((*seq, *state, *params)):
-        # the padding as zeros where a derivative may be asked: a kernel computes the ended rows' steps too (or a
-        # GEMM after the loop multiplies them by zeros), where a NaN or inf there (log-features of zero-padded
-        # audio) made every gradient NaN; the padding's own gradient is zero, as packing's
-        seq = [x.masked_fill(ended, 0) for x in seq]
     key = binding.kernel_key(ref.device)
     # the deploy operator takes row-major tensors; every other path makes its arguments so itself (backends/base.py),
     # inside the operator a trace records: a copy of a strided input here was in a trace or not as the example input
@@ -346,7 +340,8 @@ def run(binding, params, xs, state, reverse, lengths, batch_first, autocast_devi
     final = final[:len(binding.state_sizes)]   # the outputs that are not states end with the step
     if low is not None:
         ys, final = tuple(y.to(low) for y in ys), tuple(f.to(low) for f in final)
-    if ended is not None:   # outputs past each row's length are zero (the kernel holds the state there)
+    if lengths is not None:   # outputs past each row's length are zero (the kernel holds the state there)
+        ended = (torch.arange(T, device=ref.device)[:, None] >= lengths[None, :])[:, :, None]
         ys = tuple(y.masked_fill(ended, 0) for y in ys)
     if reverse:
         ys = tuple(y.flip(0) for y in ys) if lengths is None else tuple(y[flip, rows] for y in ys)

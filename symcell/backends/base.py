@@ -159,19 +159,38 @@ class Kernel:
             k += len(r.buffers)
         return tuple(out)
 
+    # The padding (rows past their length) is zeros wherever a derivative is computed: a kernel may compute the
+    # ended rows' steps (their results unread) or multiply them by zeros in a GEMM after the loop, where a NaN or
+    # inf there (log-features of zero-padded audio) made every gradient NaN. The padding's gradient is zero, as
+    # packing's. (A forward that saves nothing is left as it is: its results never read the padding.)
     def forward(self, xs, inits, params, save, lengths=None):
-        return self.run("forward", (xs, inits, params), save, lengths)
+        return self.run("forward", (_unpadded(xs, lengths) if save else xs, inits, params), save, lengths)
 
     def backward(self, d_ys, d_finals, xs, inits, params, ys, residuals, lengths=None, wanted=None):
-        return self.run("backward", (d_ys, d_finals, xs, inits, params, ys, residuals), lengths=lengths,
-                        wanted=wanted)
+        d_xs, d_inits, d_params = self.run("backward", (d_ys, d_finals, _unpadded(xs, lengths), inits, params, ys,
+                                                        residuals), lengths=lengths, wanted=wanted)
+        return _unpadded(d_xs, lengths), d_inits, d_params
 
     def tangent_forward(self, xs, inits, params, ys, res, t_xs, t_inits, t_params, save, lengths=None):
-        return self.run("tangent_forward", (xs, inits, params, ys, res, t_xs, t_inits, t_params), save, lengths)
+        return self.run("tangent_forward", (_unpadded(xs, lengths), inits, params, ys, res, _unpadded(t_xs, lengths),
+                                            t_inits, t_params), save, lengths)
 
     def tangent_backward(self, primal, tangents, lengths=None, wanted=None):
         """primal: (d_ys, d_finals, xs, inits, params, ys, res); tangents: theirs, in that order"""
-        return self.run("tangent_backward", (*primal, *tangents), lengths=lengths, wanted=wanted)
+        (d_ys, d_fin, xs, *rest), (t_d_ys, t_d_fin, t_xs, *t_rest) = primal, tangents
+        d_xs, d_inits, d_params = self.run(
+            "tangent_backward", (d_ys, d_fin, _unpadded(xs, lengths), *rest, t_d_ys, t_d_fin, _unpadded(t_xs, lengths),
+                                 *t_rest), lengths=lengths, wanted=wanted)
+        return _unpadded(d_xs, lengths), d_inits, d_params
+
+
+def _unpadded(seqs, lengths):
+    """(T, B, n) sequences with zeros past each row's length (None, or an empty result, as it is)"""
+    if lengths is None or not seqs:
+        return seqs
+    T = next(t for t in seqs if t is not None).shape[0]
+    ended = (torch.arange(T, device=lengths.device)[:, None] >= lengths[None, :])[:, :, None]
+    return type(seqs)(None if t is None else t.masked_fill(ended, 0) for t in seqs)
 
 
 def _unseen_by_checkpoint():
