@@ -4,14 +4,21 @@ import dataclasses
 import functools
 import inspect
 import numbers
+import operator
 
 import sympy
+import torch
 
 from . import dims as D
 from .functions import CONDITIONS, USER
 from .ir import CellIR, Node, walk
 
 _MAX_LABEL = 60
+
+
+def _grouped(label):
+    """a label as an operand of a binary operator in a message: in brackets where it has an operator of its own"""
+    return label if " " not in label or (label.startswith("(") and label.endswith(")")) else f"({label})"
 
 
 def _short(text):
@@ -95,8 +102,14 @@ class Sym:
         return self
 
     def __pow__(self, exponent):
+        base = _grouped(self.node.label)
+        if isinstance(exponent, Sym):   # (Griffin's RG-LRU writes its gate a = sigmoid(L) ** (c * r))
+            e = _grouped(exponent.node.label)
+            raise TypeError(f"{base} ** {e}: a symbolic exponent is not supported; for a positive base write "
+                            f"exp({e} * log({self.node.label}))")
         if not _is_number(exponent):
-            raise TypeError(f"{self.node.label} ** {exponent!r}: the exponent must be a Python number")
+            hint = " (a 0-d tensor's: write float(t))" if isinstance(exponent, torch.Tensor) else ""
+            raise TypeError(f"{base} ** {exponent!r}: the exponent must be a Python number{hint}")
         return Sym(Node("pw", (self.node,), self.size, ("pow", float(exponent)),
                         _short(f"{self.node.label}**{exponent}")))
 
@@ -112,6 +125,11 @@ class Sym:
 
     def __getitem__(self, k):
         raise TypeError(f"{self.node.label}[...]: indexing is not supported; use symcell.split")
+
+    def __len__(self):
+        raise TypeError(f"len({self.node.label}): {self.node.label} is one symbolic vector a row, of size "
+                        f"{D.fmt(self.size)}, a dimension with no value while the cell is defined; write "
+                        "symcell.split to take it apart, symcell.sum or symcell.mean to reduce it")
 
     def __iter__(self):   # (Python's sum() iterated it, and said indexing is not supported)
         raise TypeError(f"{self.node.label} is one symbolic vector, not a sequence to iterate: Python's sum(), list() "
@@ -137,7 +155,16 @@ class Sym:
         raise AttributeError(_no_method(self.node.label, name))
 
     __int__ = __index__ = __float__
-    __array_ufunc__ = None  # numpy defers to us, so the operator methods above raise clear errors
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        """numpy's operators with a numpy number on the left (np.float32(0.5) * h) are ours on its value; its
+        functions (np.tanh(h)) say which to write instead"""
+        op = _NUMPY_OPERATORS.get(ufunc.__name__)
+        numbers_only = all(isinstance(v, Sym) or getattr(v, "ndim", 1) == 0 for v in inputs)
+        if op is None or method != "__call__" or kwargs or not numbers_only:
+            raise TypeError(f"numpy.{ufunc.__name__} was called on the symbolic tensor {self.node.label!r}; numpy "
+                            f"functions cannot be traced. Use symcell's: {', '.join(FUNCTIONS)}, cat, split")
+        return op(*(v if isinstance(v, Sym) else v.item() for v in inputs))
 
     def __array__(self, *a, **k):
         raise TypeError(f"{self.node.label} is symbolic: numpy functions are not supported; use symcell's")
@@ -149,6 +176,16 @@ class Sym:
         who = sym.node.label if isinstance(sym, Sym) else getattr(sym, "name", "?")
         raise TypeError(f"torch.{name} was called on the symbolic tensor {who!r}; torch functions cannot be "
                         f"traced. Use symcell's: {', '.join(FUNCTIONS)}, cat, split")
+
+
+# numpy's ufuncs that are Python operators (numpy calls __array_ufunc__ for `np.float32(2) * h`)
+_NUMPY_OPERATORS = {"add": operator.add, "subtract": operator.sub, "multiply": operator.mul,
+                    "true_divide": operator.truediv, "divide": operator.truediv, "power": operator.pow,
+                    "greater": operator.gt, "greater_equal": operator.ge, "less": operator.lt,
+                    "less_equal": operator.le, "equal": operator.eq, "not_equal": operator.ne,
+                    "negative": operator.neg, "positive": operator.pos, "absolute": operator.abs,
+                    "bitwise_and": operator.and_, "bitwise_or": operator.or_, "invert": operator.invert,
+                    "floor_divide": operator.floordiv, "remainder": operator.mod, "matmul": operator.matmul}
 
 
 class _Blocks:
@@ -485,11 +522,12 @@ def split(v, chunks):
         return v._split(chunks)
     if not isinstance(v, Sym):
         raise TypeError(f"split: the first argument must be a symbolic vector or a 2-d parameter, got {v!r}")
-    sizes = _chunk_sizes(f"split({v.node.label})", v.size, chunks)
+    call = f"split({v.node.label}, {chunks!r})"   # (the parts of two splits of one vector told apart in messages)
+    sizes = _chunk_sizes(call, v.size, chunks)
     out, start = [], sympy.Integer(0)
     for k, s in enumerate(sizes):
         stop = sympy.simplify(start + s)
-        out.append(Sym(Node("slice", (v.node,), s, (start, stop), _short(f"split({v.node.label})[{k}]"))))
+        out.append(Sym(Node("slice", (v.node,), s, (start, stop), _short(f"{call}[{k}]"))))
         start = stop
     return tuple(out)
 

@@ -1,4 +1,5 @@
 """Every error of the core issue names the variable and the sizes."""
+import numpy as np
 import pytest
 import torch
 
@@ -74,7 +75,7 @@ def test_python_control_flow_on_a_symbol():
 
 
 def test_unsupported_exponent_and_indexing():
-    with pytest.raises(TypeError, match=r"exponent must be a Python number"):
+    with pytest.raises(TypeError, match=r"h \*\* x: a symbolic exponent is not supported"):
         @symcell.define(inputs={"x": "H"}, state={"h": "H"})
         def Bad1(x, h):
             return h ** x
@@ -108,7 +109,7 @@ def test_instantiation_errors():
         Simple(H=4)
     with pytest.raises(TypeError, match=r"unexpected argument\(s\) \['K'\]"):
         Simple(I=3, H=4, K=2)
-    with pytest.raises(ValueError, match=r"split\(h\)\[[01]\]: size H/2 is 3/2 for H=3, I=2; it must be a positive integer"):
+    with pytest.raises(ValueError, match=r"split\(h, 2\)\[[01]\]: size H/2 is 3/2 for H=3, I=2; it must be a positive integer"):
         Simple(I=2, H=3)
     with pytest.raises(ValueError, match=r"dimension H must be a positive int, got 0"):
         Simple(I=2, H=0)
@@ -317,6 +318,15 @@ def _defines(body, **decl):
                                                   r"for numbers write \* \(and\), maximum \(or\)"),
     (lambda x, h: (1 | (x > 0)) + h, TypeError, r"\| combines conditions .*got 1"),
     (lambda x, h: ~x + h, TypeError, r"~x: ~ negates a condition"),
+    # (these said "object of type 'Sym' has no len()", numpy's "does not support ufuncs", and showed Sym(...))
+    (lambda x, h: split(h, len(h)) + x, TypeError, r"len\(h\): h is one symbolic vector a row, of size H.*symcell.split"),
+    (lambda x, h: np.tanh(h) + x, TypeError, r"numpy.tanh was called on the symbolic tensor 'h'.*Use symcell's: sigmoid, "
+                                              r"tanh"),
+    (lambda x, h: symcell.sigmoid(h) ** (2 * x), TypeError, r"^sigmoid\(h\) \*\* \(2 \* x\): a symbolic exponent is "
+                                                           r"not supported; .* write exp\(\(2 \* x\) \* log\(sigmoid\(h\)\)\)$"),
+    (lambda x, h: (h + x) ** torch.tensor(2.0), TypeError, r"^\(h \+ x\) \*\* tensor\(2.\): .*write float\(t\)"),
+    (lambda x, h: split(h + x, 2)[0] + split(h + x, 3)[0], ValueError, r"split\(\(h \+ x\), 2\)\[0\] has size H/2 but "
+                                                                     r"split\(\(h \+ x\), 3\)\[0\] has size H/3"),
 ])
 def test_operators_python_has_but_a_cell_has_not_say_so(body, error, message):
     """(they gave Python's "unsupported operand type(s)", naming neither the value nor what to write)"""
