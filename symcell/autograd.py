@@ -180,6 +180,12 @@ class Scan(_Function):
         xs, inits, params, ys, res = Scan._saved(ctx)
         d_ys = _zeros(grads[:ctx.n_out], ys)
         d_fin = _zeros(grads[ctx.n_out:ctx.n_out + len(inits)], inits)
+        key = getattr(ctx.kernel, "key", None)
+        if key is not None and torch.compiler.is_compiling():
+            # compiled autograd traces this backward: the registered operator (ops.py), which it records as one
+            # node (the kernel's Python broke its graph, and fullgraph=True failed)
+            d = torch.ops.symcell.scan_backward(key, d_ys, d_fin, xs, inits, params, ys, res, ctx.lengths)
+            return (None, None, None, *d)
         d = ScanBackward.apply(ctx.kernel, ctx.lengths, _counts(d_ys, d_fin, xs, inits, params, ys, res),
                                ctx.needs_input_grad[3:], *d_ys, *d_fin, *xs, *inits, *params, *ys, *res)
         return (None, None, None, *d)

@@ -120,4 +120,5 @@ def kernel_for(k):
                 return (scans, *pipeline.build(program, backend, dims, scans))
         label = f"symcell.{_CELLS[cell].name}[{','.join(f'{n}={v}' for n, v in sorted(dims.items()))}].{name}"
         _KERNELS[k] = backends.Kernel(program, source, entries, second, label)
+        _KERNELS[k].key = k   # (the registered operators name it so: autograd.py under compiled autograd)
     return _KERNELS[k]

@@ -174,6 +174,31 @@ def test_a_traced_program_checks_the_lengths_it_is_given(backend):
             traced(x, torch.tensor(bad))
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_compiled_autograd_traces_the_backward_of_an_eager_forward_as_one_graph(backend):
+    """compiled autograd traces the backward of an eager forward: the registered operator, recorded whole (the
+    kernel's Python in the Function's backward broke the graph 12 times, and fullgraph=True failed)"""
+    from torch._dynamo import compiled_autograd
+    from torch._dynamo.utils import counters
+    from symcell.cells import GRU
+    torch.manual_seed(0)
+    m = GRU(3, 5, 2, bidirectional=True, backend=backend)
+    x = torch.randn(6, 4, 3, requires_grad=True)
+    lengths = torch.tensor([6, 2, 5, 1])
+    wrt = [x, *m.parameters()]
+    want = torch.autograd.grad(m(x, lengths=lengths)[0].square().sum(), wrt)
+    torch._dynamo.reset()
+    counters.clear()
+    try:
+        with compiled_autograd._enable(torch.compile(backend="eager", fullgraph=True)):
+            m(x, lengths=lengths)[0].square().sum().backward()
+    finally:
+        torch._dynamo.reset()
+    assert not counters["graph_break"]
+    for p, g in zip(wrt, want):
+        torch.testing.assert_close(p.grad, g)
+
+
 def test_non_reentrant_checkpoint_gives_the_gradients_of_a_plain_call():
     """torch.utils.checkpoint(use_reentrant=False) lets a backward unpack its saved tensors once"""
     from torch.utils.checkpoint import checkpoint
