@@ -45,9 +45,19 @@ def per_row(scan):
 
 def count(scan, dims, T, B, skip=()):
     """The FLOPs of one call of `scan` over T steps of B rows, its dimensions {name: value}, `skip` its flags."""
-    on = skips.on(scan, skip)
-    values = {dim_symbol(k): v for k, v in dims.items()}
-    return T * B * sum(int(sympy.sympify(f).subs(values)) for cond, f in per_row(scan) if not skips.holds(cond, on))
+    return T * B * _a_row(scan, tuple(sorted(dims.items())), tuple(skip))
+
+
+_ROWS = {}   # (id(scan), dims, skip) -> (scan, FLOPs a row): a counted model calls the same few every step
+
+
+def _a_row(scan, dims, skip):
+    k = (id(scan), dims, skip)
+    if k not in _ROWS or _ROWS[k][0] is not scan:
+        on, values = skips.on(scan, skip), {dim_symbol(n): v for n, v in dims}
+        _ROWS[k] = scan, sum(int(sympy.sympify(f).subs(values)) for cond, f in per_row(scan)
+                             if not skips.holds(cond, on))
+    return _ROWS[k][1]
 
 
 def _sequence_shape(scan, groups):
@@ -62,14 +72,15 @@ register_flop_formula = flop_counter.register_flop_formula
 def register_entry(op, scan, dim_names):
     """Count a built entry point's operator (called as op(*groups, dims, [save,] lengths, skip): build.py's
     Entry): once an operator, as FlopCounterMode's registry takes one formula for each."""
-    if op not in flop_counter.flop_registry:
-        n = len(scan.args)
+    n = len(scan.args)
 
-        @flop_counter.register_flop_formula(op)
-        def formula(*args, out_shape=None, **kwargs):
-            groups, dims, skip = args[:n], args[n], args[-1]
-            T, B = _sequence_shape(scan, groups)[:2]
-            return count(scan, dict(zip(dim_names, dims)), T, B, skip)
+    def formula(*args, out_shape=None, **kwargs):
+        groups, dims, skip = args[:n], args[n], args[-1]
+        T, B = _sequence_shape(scan, groups)[:2]
+        return count(scan, dict(zip(dim_names, dims)), T, B, skip)
+    # (one dict operation: two threads building a cell's first kernel at once register it twice, where
+    # register_flop_formula's check and insert would let the second raise "duplicate registrations")
+    flop_counter.flop_registry.setdefault(op, flop_counter.shape_wrapper(formula))
     # a FlopCounterMode copies the registry when made: one counting now (a kernel built in its first call) is told
     for mode in torch.utils._python_dispatch._get_current_dispatch_mode_stack():
         registry = getattr(getattr(mode, "counter", None), "flop_registry", None)

@@ -4,7 +4,6 @@ import dataclasses
 import functools
 import inspect
 import numbers
-import operator
 
 import sympy
 import torch
@@ -19,6 +18,18 @@ _MAX_LABEL = 60
 def _grouped(label):
     """a label as an operand of a binary operator in a message: in brackets where it has an operator of its own"""
     return label if " " not in label or (label.startswith("(") and label.endswith(")")) else f"({label})"
+
+
+def _ungrouped(label):
+    """a label as a function's argument: without the brackets around it all"""
+    if not (label.startswith("(") and label.endswith(")")):
+        return label
+    depth = 0
+    for k, ch in enumerate(label):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if depth == 0 and k < len(label) - 1:   # (the first bracket closes before the end: "(a) * (b)")
+            return label
+    return label[1:-1]
 
 
 def _short(text):
@@ -106,7 +117,7 @@ class Sym:
         if isinstance(exponent, Sym):   # (Griffin's RG-LRU writes its gate a = sigmoid(L) ** (c * r))
             e = _grouped(exponent.node.label)
             raise TypeError(f"{base} ** {e}: a symbolic exponent is not supported; for a positive base write "
-                            f"exp({e} * log({self.node.label}))")
+                            f"exp({e} * log({_ungrouped(self.node.label)}))")
         if not _is_number(exponent):
             hint = " (a 0-d tensor's: write float(t))" if isinstance(exponent, torch.Tensor) else ""
             raise TypeError(f"{base} ** {exponent!r}: the exponent must be a Python number{hint}")
@@ -159,12 +170,16 @@ class Sym:
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         """numpy's operators with a numpy number on the left (np.float32(0.5) * h) are ours on its value; its
         functions (np.tanh(h)) say which to write instead"""
-        op = _NUMPY_OPERATORS.get(ufunc.__name__)
-        numbers_only = all(isinstance(v, Sym) or getattr(v, "ndim", 1) == 0 for v in inputs)
-        if op is None or method != "__call__" or kwargs or not numbers_only:
+        methods = _NUMPY_OPERATORS.get(ufunc.__name__)
+        if methods is None or method != "__call__" or kwargs:
             raise TypeError(f"numpy.{ufunc.__name__} was called on the symbolic tensor {self.node.label!r}; numpy "
                             f"functions cannot be traced. Use symcell's: {', '.join(FUNCTIONS)}, cat, split")
-        return op(*(v if isinstance(v, Sym) else v.item() for v in inputs))
+        # our operator on the other operand (a number's value; an array stays one, which _operand refuses)
+        args = [v.item() if getattr(v, "ndim", None) == 0 else v for v in inputs]
+        if len(args) == 1:
+            return getattr(self, methods[0])()
+        first = isinstance(args[0], Sym)
+        return getattr(args[0] if first else args[1], methods[0 if first else 1])(args[1] if first else args[0])
 
     def __array__(self, *a, **k):
         raise TypeError(f"{self.node.label} is symbolic: numpy functions are not supported; use symcell's")
@@ -179,13 +194,15 @@ class Sym:
 
 
 # numpy's ufuncs that are Python operators (numpy calls __array_ufunc__ for `np.float32(2) * h`)
-_NUMPY_OPERATORS = {"add": operator.add, "subtract": operator.sub, "multiply": operator.mul,
-                    "true_divide": operator.truediv, "divide": operator.truediv, "power": operator.pow,
-                    "greater": operator.gt, "greater_equal": operator.ge, "less": operator.lt,
-                    "less_equal": operator.le, "equal": operator.eq, "not_equal": operator.ne,
-                    "negative": operator.neg, "positive": operator.pos, "absolute": operator.abs,
-                    "bitwise_and": operator.and_, "bitwise_or": operator.or_, "invert": operator.invert,
-                    "floor_divide": operator.floordiv, "remainder": operator.mod, "matmul": operator.matmul}
+_NUMPY_OPERATORS = {   # name -> (our method with the symbol on the left, on the right)
+    "add": ("__add__", "__radd__"), "subtract": ("__sub__", "__rsub__"), "multiply": ("__mul__", "__rmul__"),
+    "true_divide": ("__truediv__", "__rtruediv__"), "divide": ("__truediv__", "__rtruediv__"),
+    "power": ("__pow__", "__rpow__"), "matmul": ("__matmul__", "__rmatmul__"),
+    "floor_divide": ("__floordiv__", "__rfloordiv__"), "remainder": ("__mod__", "__rmod__"),
+    "greater": ("__gt__", "__lt__"), "greater_equal": ("__ge__", "__le__"), "less": ("__lt__", "__gt__"),
+    "less_equal": ("__le__", "__ge__"), "equal": ("__eq__", "__eq__"), "not_equal": ("__ne__", "__ne__"),
+    "bitwise_and": ("__and__", "__rand__"), "bitwise_or": ("__or__", "__ror__"),
+    "negative": ("__neg__",), "positive": ("__pos__",), "absolute": ("__abs__",), "invert": ("__invert__",)}
 
 
 class _Blocks:
@@ -522,8 +539,8 @@ def split(v, chunks):
         return v._split(chunks)
     if not isinstance(v, Sym):
         raise TypeError(f"split: the first argument must be a symbolic vector or a 2-d parameter, got {v!r}")
+    sizes = _chunk_sizes(f"split({v.node.label})", v.size, chunks)
     call = f"split({v.node.label}, {chunks!r})"   # (the parts of two splits of one vector told apart in messages)
-    sizes = _chunk_sizes(call, v.size, chunks)
     out, start = [], sympy.Integer(0)
     for k, s in enumerate(sizes):
         stop = sympy.simplify(start + s)

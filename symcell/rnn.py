@@ -227,9 +227,6 @@ class RNN(nn.Module):
     # sets it in its forward; nn's list holds None there.)
     def _read_weights(self):
         self.__dict__.pop("_assigned_flat_weights", None)
-        self._refer_to_weights()
-
-    def _refer_to_weights(self):
         self.__dict__["_weights_when_read"] = [None if w is None else weakref.ref(w) for w in
                                                (getattr(self, n, None) for n in self._flat_weights_names)]
 
@@ -269,13 +266,17 @@ class RNN(nn.Module):
         return out
 
     def _load_from_state_dict(self, *args, **kwargs):
-        # (the same for load_state_dict, which swaps them under that flag too: nn's fails there. A load copies or
-        # swaps into the same objects, so a list assigned to _flat_weights stays, as nn's)
-        self.__dict__.pop("_weights_when_read", None)
+        # (the same for load_state_dict, which swaps them under that flag too: nn's fails there.) The references
+        # are taken again to the same tensors, held meanwhile (a strong reference does not stop a swap): a weight
+        # replaced since they were taken (register_parameter) or by the load (assign=True) is still found
+        read = self.__dict__.pop("_weights_when_read", None)
+        held = None if read is None else [None if r is None else r() for r in read]
+        del read   # (the weak references themselves gone)
         try:
             return super()._load_from_state_dict(*args, **kwargs)
-        finally:   # (assign=True sets other objects, by __setattr__, which sets them into that list too)
-            self._refer_to_weights()
+        finally:
+            if held is not None:
+                self.__dict__["_weights_when_read"] = [None if w is None else weakref.ref(w) for w in held]
 
     # --- introspection ------------------------------------------------------------------------------------
     @class_or_instance

@@ -325,6 +325,9 @@ def _defines(body, **decl):
     (lambda x, h: symcell.sigmoid(h) ** (2 * x), TypeError, r"^sigmoid\(h\) \*\* \(2 \* x\): a symbolic exponent is "
                                                            r"not supported; .* write exp\(\(2 \* x\) \* log\(sigmoid\(h\)\)\)$"),
     (lambda x, h: (h + x) ** torch.tensor(2.0), TypeError, r"^\(h \+ x\) \*\* tensor\(2.\): .*write float\(t\)"),
+    (lambda x, h: split(h, [1, 2])[0] + x, ValueError, r"^split\(h, \[1, 2\]\): the sizes add up to 3 but h has size H$"),
+    (lambda x, h: split(h, 0)[0] + x, ValueError, r"^split\(h, 0\): the number of chunks must be positive$"),
+    (lambda x, h: np.ones(3) * h, TypeError, r"^cannot apply '\*' to array\(\[1\., 1\., 1\.\]\) and h \(size H\)"),
     (lambda x, h: split(h + x, 2)[0] + split(h + x, 3)[0], ValueError, r"split\(\(h \+ x\), 2\)\[0\] has size H/2 but "
                                                                      r"split\(\(h \+ x\), 3\)\[0\] has size H/3"),
 ])

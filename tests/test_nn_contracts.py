@@ -562,12 +562,18 @@ def test_conversions_that_swap_the_parameters_work_as_nns():
             assert all(a is getattr(ours, n) for a, n in zip(ours._flat_weights, ours._flat_weights_names))
     finally:
         torch.__future__.set_swap_module_params_on_conversion(was)
-    # a load that assigns other objects (assign=True): the list held before is read anew, not run
+    # a load that assigns other objects (assign=True), or a weight set past __setattr__ before a load: the list
+    # held before is read anew, not run
     ours, theirs = pairs[0]
     state = {k: torch.randn_like(v) for k, v in ours.state_dict().items()}
     ours._flat_weights
     ours.load_state_dict(state, assign=True)
     theirs.load_state_dict(state)
+    torch.testing.assert_close(ours(x), theirs(x))
+    for m in (ours, theirs):
+        m._flat_weights
+        m.register_parameter("weight_hh_l0", nn.Parameter(torch.zeros(20, 5, dtype=torch.float64)))
+        m.load_state_dict(m.state_dict())
     torch.testing.assert_close(ours(x), theirs(x))
 
 

@@ -161,15 +161,15 @@ class Kernel:
 
     # The padding (rows past their length) is zeros wherever a derivative is computed: a kernel may compute the
     # ended rows' steps (their results unread) or multiply them by zeros in a GEMM after the loop, where a NaN or
-    # inf there (log-features of zero-padded audio) made every gradient NaN. The padding's gradient is zero, as
-    # packing's. (A forward that saves nothing is left as it is: its results never read the padding.)
+    # inf there (log-features of zero-padded audio) made every gradient NaN. (A forward that saves nothing is left
+    # as it is: its results never read the padding.) The padding's gradient is then zero, as packing's: its rows'
+    # steps pass the carried gradient on and add none (kernel.PassEnded).
     def forward(self, xs, inits, params, save, lengths=None):
         return self.run("forward", (_unpadded(xs, lengths) if save else xs, inits, params), save, lengths)
 
     def backward(self, d_ys, d_finals, xs, inits, params, ys, residuals, lengths=None, wanted=None):
-        d_xs, d_inits, d_params = self.run("backward", (d_ys, d_finals, _unpadded(xs, lengths), inits, params, ys,
-                                                        residuals), lengths=lengths, wanted=wanted)
-        return _unpadded(d_xs, lengths), d_inits, d_params
+        return self.run("backward", (d_ys, d_finals, _unpadded(xs, lengths), inits, params, ys, residuals),
+                        lengths=lengths, wanted=wanted)
 
     def tangent_forward(self, xs, inits, params, ys, res, t_xs, t_inits, t_params, save, lengths=None):
         return self.run("tangent_forward", (_unpadded(xs, lengths), inits, params, ys, res, _unpadded(t_xs, lengths),
@@ -178,19 +178,20 @@ class Kernel:
     def tangent_backward(self, primal, tangents, lengths=None, wanted=None):
         """primal: (d_ys, d_finals, xs, inits, params, ys, res); tangents: theirs, in that order"""
         (d_ys, d_fin, xs, *rest), (t_d_ys, t_d_fin, t_xs, *t_rest) = primal, tangents
-        d_xs, d_inits, d_params = self.run(
-            "tangent_backward", (d_ys, d_fin, _unpadded(xs, lengths), *rest, t_d_ys, t_d_fin, _unpadded(t_xs, lengths),
-                                 *t_rest), lengths=lengths, wanted=wanted)
-        return _unpadded(d_xs, lengths), d_inits, d_params
+        return self.run("tangent_backward", (d_ys, d_fin, _unpadded(xs, lengths), *rest, t_d_ys, t_d_fin,
+                                             _unpadded(t_xs, lengths), *t_rest), lengths=lengths, wanted=wanted)
 
 
 def _unpadded(seqs, lengths):
-    """(T, B, n) sequences with zeros past each row's length (None, or an empty result, as it is)"""
-    if lengths is None or not seqs:
+    """(T, B, n) sequences with zeros past each row's length; as they are without lengths, or where no row ends
+    before T (on the CPU, where that is known without waiting for a device)"""
+    if lengths is None or not seqs or not lengths.numel():
         return seqs
-    T = next(t for t in seqs if t is not None).shape[0]
+    T = seqs[0].shape[0]
+    if lengths.device.type == "cpu" and int(lengths.min()) >= T:
+        return seqs
     ended = (torch.arange(T, device=lengths.device)[:, None] >= lengths[None, :])[:, :, None]
-    return type(seqs)(None if t is None else t.masked_fill(ended, 0) for t in seqs)
+    return type(seqs)(t.masked_fill(ended, 0) for t in seqs)
 
 
 def _unseen_by_checkpoint():
