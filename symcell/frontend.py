@@ -113,7 +113,7 @@ class Sym:
         return self
 
     def __pow__(self, exponent):
-        base = _grouped(self.node.label)
+        base, exponent = _grouped(self.node.label), _zero_d(exponent)
         if isinstance(exponent, Sym):   # (Griffin's RG-LRU writes its gate a = sigmoid(L) ** (c * r))
             e = _grouped(exponent.node.label)
             raise TypeError(f"{base} ** {e}: a symbolic exponent is not supported; for a positive base write "
@@ -175,7 +175,7 @@ class Sym:
             raise TypeError(f"numpy.{ufunc.__name__} was called on the symbolic tensor {self.node.label!r}; numpy "
                             f"functions cannot be traced. Use symcell's: {', '.join(FUNCTIONS)}, cat, split")
         # our operator on the other operand (a number's value; an array stays one, which _operand refuses)
-        args = [v.item() if getattr(v, "ndim", None) == 0 else v for v in inputs]
+        args = [_zero_d(v) for v in inputs]
         if len(args) == 1:
             return getattr(self, methods[0])()
         first = isinstance(args[0], Sym)
@@ -354,11 +354,17 @@ def _is_number(v):
     return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 
+def _zero_d(v):
+    """a 0-d numpy array as its number (numpy hands us one on the other side: np.array(0.5) * h), else v"""
+    return v.item() if type(v).__module__ == "numpy" and getattr(v, "ndim", None) == 0 else v
+
+
 def _operand(v, op, other):
     if isinstance(v, Sym):
         return v.node
     if isinstance(v, Matrix):
         v._misuse()
+    v = _zero_d(v)
     if not _is_number(v):
         raise TypeError(f"cannot apply {op!r} to {v!r} and {other}: operands must be symbolic tensors or "
                         f"Python numbers (got {type(v).__name__})")
