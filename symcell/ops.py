@@ -33,19 +33,25 @@ def _shapes(key, T, B, save):
     return shapes
 
 
+_INTEGERS = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
+
+
 def _check_lengths(xs, lengths):
-    """lengths as the kernels take them: one int64 a row, each in [0, T]. A traced program (jit.trace) calls the
-    operator with whatever its caller passes, where an eager call checked them (sequence.check_lengths) first."""
+    """lengths as the kernels take them: one int64 a row, each in [0, T], from integers of any width (a floating
+    dtype refused: 2.5 is no length). A traced program (jit.trace) calls the operator with whatever its caller
+    passes, in its own dtype (sequence.check_lengths), where an eager call checked them first."""
     T, B = xs[0].shape[0], xs[0].shape[1]
-    if lengths.dtype != torch.int64 or tuple(lengths.shape) != (B,):
-        raise ValueError(f"symcell::scan: lengths must be an int64 tensor of one entry per batch row, shape ({B},), "
-                         f"got {lengths.dtype} of shape {tuple(lengths.shape)}")
+    if lengths.dtype not in _INTEGERS or tuple(lengths.shape) != (B,):
+        raise ValueError(f"symcell::scan: lengths must be an integer (int64) tensor of one entry per batch row, shape "
+                         f"({B},), got {lengths.dtype} of shape {tuple(lengths.shape)}")
+    lengths = lengths.to(torch.int64)
     if lengths.device.type == "cpu":
         if B and (int(lengths.min()) < 0 or int(lengths.max()) > T):
             raise ValueError(f"symcell::scan: lengths must lie in [0, T] = [0, {T}], got min {int(lengths.min())} "
                              f"and max {int(lengths.max())}")
     else:   # (without waiting for the device)
         torch._assert_async(((lengths >= 0) & (lengths <= T)).all(), "symcell::scan: lengths must lie in [0, T]")
+    return lengths
 
 
 @torch.library.custom_op("symcell::scan", mutates_args=())
@@ -54,7 +60,7 @@ def scan(key: str, xs: List[torch.Tensor], inits: List[torch.Tensor], params: Li
     """ys of the output states, final states, then (when save) the residuals of the backward. With `lengths`
     (int64, one per row), row b holds its state from step lengths[b] on."""
     if lengths is not None:
-        _check_lengths(xs, lengths)
+        lengths = _check_lengths(xs, lengths)
     ys, finals, res = registry.kernel_for(key).forward(xs, inits, params, save, lengths)
     return [*ys, *finals, *res]
 
@@ -69,6 +75,7 @@ def scan_backward(key: str, d_ys: List[torch.Tensor], d_finals: List[torch.Tenso
                   inits: List[torch.Tensor], params: List[torch.Tensor], ys: List[torch.Tensor],
                   res: List[torch.Tensor], lengths: Optional[torch.Tensor]) -> List[torch.Tensor]:
     """gradients of xs, inits and params"""
+    lengths = None if lengths is None else lengths.to(torch.int64)   # (the forward's, checked there)
     d_xs, d_inits, d_params = registry.kernel_for(key).backward(d_ys, d_finals, xs, inits, params, ys, res, lengths)
     return [t.contiguous() for t in (*d_xs, *d_inits, *d_params)]
 
@@ -87,6 +94,7 @@ def scan_double_backward(key: str, xs: List[torch.Tensor], inits: List[torch.Ten
                          t_params: List[torch.Tensor], t_d_ys: List[torch.Tensor], t_d_finals: List[torch.Tensor],
                          lengths: Optional[torch.Tensor]) -> List[torch.Tensor]:
     """D(p, d; p', d') of autograd.py: (J_F p' as ys' and finals', then G(p, d') + H p' for xs, inits, params)"""
+    lengths = None if lengths is None else lengths.to(torch.int64)
     out = _double_backward(registry.kernel_for(key), lengths, (xs, inits, params), (d_ys, d_finals), ys, res,
                            (t_xs, t_inits, t_params), (t_d_ys, t_d_finals))
     return [t.contiguous() for t in out]

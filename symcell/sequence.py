@@ -188,9 +188,15 @@ def check_lengths(name, lengths, T, B, device):
         # deployed operator refuses what is not int64 and checks the values, which this check does once)
         home = "meta" if lengths.is_meta else "cpu"   # (meta: a module on the meta device, no values to move)
         # (a copy: the caller's tensor changed in place before the backward, a buffer reused for the next batch,
-        # changed the gradients, or sent the kernels past the sequence; nn's pack copies them too. One op whatever
-        # the dtype: a trace records it, and one made with int64 lengths refused int32 ones)
-        host = lengths.detach().to(home, torch.int64, copy=True)
+        # changed the gradients, or sent the kernels past the sequence; nn's pack copies them too.) A trace records
+        # one copy in the caller's dtype, whatever it runs on later, which the operator converts from any integer
+        # dtype or refuses: a conversion recorded made a trace take 2.5 as 2, and one made with int64 lengths
+        # refuse int32 ones
+        if torch.jit.is_tracing() and lengths.device.type == home:
+            host = lengths.detach().clone()   # (a .to() records its dtype)
+        else:
+            int64 = lengths.dtype == torch.int64 and lengths.device.type == home
+            host = lengths.detach().clone() if int64 else lengths.detach().to(home, torch.int64)
     else:
         if not isinstance(lengths, (list, tuple)) and not hasattr(lengths, "__array__"):
             raise TypeError(f"{name}: lengths must be a sequence of ints or an integer tensor, got "

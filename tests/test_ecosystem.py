@@ -169,9 +169,14 @@ def test_a_traced_program_checks_the_lengths_it_is_given(backend):
     for got, want in zip(traced(x, lengths.int()), model(x, lengths)):   # (traced with int64 lengths, it took
         torch.testing.assert_close(got, want)                            # int64 only)
     for bad, match in (([1, 2], r"one entry per batch row, shape \(3,\)|3 values"), ([9, 2, 4], r"\[0, T\]"),
-                       ([-1, 2, 4], r"\[0, T\]")):
-        with pytest.raises(RuntimeError, match=match):
+                       ([-1, 2, 4], r"\[0, T\]"), ([2.5, 2.0, 4.0], r"must be an integer|int64")):
+        with pytest.raises(RuntimeError, match=match):   # (2.5: a trace recorded a conversion, and ran 2 steps)
             traced(x, torch.tensor(bad))
+    traced = torch.jit.trace(model, (torch.randn(6, 4, 3), torch.tensor([3, 6, 2, 5], dtype=torch.int32)))
+    for got, want in zip(traced(x, lengths), model(x, lengths)):
+        torch.testing.assert_close(got, want)
+    with pytest.raises(RuntimeError, match=r"must be an integer|int64"):   # (made with int32 lengths, it took 2.5)
+        traced(x, torch.tensor([2.5, 2.0, 4.0]))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
