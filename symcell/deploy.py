@@ -25,6 +25,7 @@ instruction set extensions, or save there. Only the forward is saved (inference)
 """
 import contextlib
 import shutil
+import threading
 import warnings
 import zipfile
 from pathlib import Path
@@ -37,7 +38,11 @@ from .warn import warn
 
 __all__ = ["save", "package", "export", "load"]
 
-_recording = []     # while save/export runs: the list of library files its operators live in
+# while save/export runs: (its thread, the list of library files its operators live in). One list for all threads
+# (torch.compile guards on whether it is empty), each entry its thread's: another thread's trace or save running
+# meanwhile recorded the deploy operators (which have no autograd) or put its libraries in this save's folder
+_recording = []
+_lock = threading.Lock()
 _faked = set()      # the per-cell operators given a fake implementation (torch.export traces with fake tensors)
 
 
@@ -45,16 +50,29 @@ _faked = set()      # the per-cell operators given a fake implementation (torch.
 def native():
     """Within: traced and exported programs call each cell's C++ operator (see the module docstring); yields the
     list of the library files they need, filled as the model runs."""
-    libraries = []
-    _recording.append(libraries)
+    entry = (threading.get_ident(), [])
+    with _lock:
+        _recording.append(entry)
     try:
-        yield libraries
+        yield entry[1]
     finally:
-        _recording.pop()
+        with _lock:   # (this one: another of this thread's may be equal)
+            del _recording[next(k for k, e in enumerate(_recording) if e is entry)]
 
 
 def recording():
-    return bool(_recording)
+    return bool(_recording) and _this_thread_records()
+
+
+@torch.compiler.assume_constant_result   # (torch.compile cannot trace get_ident: evaluated when it traces)
+def _this_thread_records():
+    return _mine() is not None
+
+
+def _mine():
+    """this thread's list of libraries while it saves or exports, else None"""
+    me = threading.get_ident()
+    return next((libraries for t, libraries in reversed(_recording) if t == me), None)
 
 
 def forward(key, xs, inits, params, lengths):
@@ -66,8 +84,9 @@ def forward(key, xs, inits, params, lengths):
                            "backend='cpp' or 'auto' (and a C++ compiler on this machine)")
     entry = registry.kernel_for(key)._scan("forward")
     library = entry_dir(entry.ns) / f"{entry.ns}.so"
-    if library not in _recording[-1]:
-        _recording[-1].append(library)
+    libraries = _mine()
+    if library not in libraries:
+        libraries.append(library)
     _fake(entry, key)
     no_lengths = torch.empty(0, dtype=torch.int64, device=xs[0].device)
     return entry.op(list(xs), list(inits), list(params), entry.dims, False,

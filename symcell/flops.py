@@ -81,8 +81,13 @@ def register_entry(op, scan, dim_names):
     # (one dict operation: two threads building a cell's first kernel at once register it twice, where
     # register_flop_formula's check and insert would let the second raise "duplicate registrations")
     flop_counter.flop_registry.setdefault(op, flop_counter.shape_wrapper(formula))
-    # a FlopCounterMode copies the registry when made: one counting now (a kernel built in its first call) is told
+
+
+def tell_counters(op):
+    """A FlopCounterMode copies the registry when it is made: one made before `op` was built (in its first call, or
+    in another thread) is told of its formula when it sees the call. (Called by every call of an entry point while
+    a dispatch mode is on: a check of the thread's mode stack, the kernel's first FlopCounterMode call adds it.)"""
     for mode in torch.utils._python_dispatch._get_current_dispatch_mode_stack():
         registry = getattr(getattr(mode, "counter", None), "flop_registry", None)
-        if isinstance(registry, dict):
-            registry.setdefault(op, flop_counter.flop_registry[op])
+        if isinstance(registry, dict) and op not in registry:
+            registry[op] = flop_counter.flop_registry[op]

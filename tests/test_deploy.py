@@ -241,6 +241,37 @@ def test_deploy_refuses_what_it_cannot_save(tmp_path):
         symcell.deploy.save(nn.Linear(8, 2), check.inputs(3), tmp_path)
 
 
+def test_a_save_in_one_thread_leaves_another_threads_traces_and_saves_their_own(tmp_path):
+    """deploy's recording was one flag for all threads: another thread's jit.trace meanwhile recorded the deploy
+    operator (no autograd: its gradients None), and two saves at once swapped their libraries"""
+    import threading
+    lstm, gru = symcell.cells.LSTM(4, 6).eval(), symcell.cells.GRU(4, 6).eval()
+    x = torch.randn(5, 2, 4)
+    started, finish, out = threading.Event(), threading.Event(), {}
+
+    def save_slowly():   # the save of one thread, held open while the other works
+        with symcell.deploy.native() as libraries:
+            torch.jit.trace(lstm, (x,), check_trace=False)
+            started.set()
+            finish.wait(60)
+        out["lstm"] = [p.name for p in libraries]
+    saver = threading.Thread(target=save_slowly)
+    saver.start()
+    try:
+        assert started.wait(60)
+        traced = torch.jit.trace(gru, (x,), check_trace=False)
+        xx = x.clone().requires_grad_()
+        traced(xx)[0].sum().backward()
+        assert xx.grad is not None and xx.grad.abs().sum() > 0
+        symcell.deploy.save(gru, x, tmp_path / "gru")
+    finally:
+        finish.set()
+        saver.join(60)
+    saved = [p.name for p in (tmp_path / "gru").glob("*.so")]
+    assert len(out["lstm"]) == 1 and "LSTM" in out["lstm"][0]
+    assert len(saved) == 1 and "GRU" in saved[0], saved
+
+
 def test_an_example_of_one_step_or_one_row_is_refused_where_export_would_fix_it(tmp_path):
     """torch.export takes an example's sizes of 0 and 1 as constants: a package exported on T = 1 answered step 0's
     output for the last step's at T = 6, without an error; a feature size of 1 the model fixes is stated so"""

@@ -73,16 +73,21 @@ def test_forward_mode_counts_the_tangents_it_runs():
 @pytest.mark.cpp
 def test_a_kernel_built_while_counting_is_counted():
     """FlopCounterMode copies the formulas it knows when made: a kernel built in its first call (the usual case:
-    counting the first step of a model) is added to the modes counting then"""
+    counting the first step of a model), or after the mode was made, is added to the mode when it sees a call"""
     T, B, I, H = 3, 2, 4, 5
     cell = symcell.cells.GRU(I, H, backend="cpp")
     x = torch.randn(T, B, I)
     key = cell._bindings[0].kernel_key(torch.device("cpu"))
     op = registry.kernel_for(key)._entries["forward"].op
-    registry._KERNELS.pop(key)             # (built again, from the library this process has loaded)
-    flop_counter.flop_registry.pop(op)
-    with torch.no_grad():
-        assert counted(lambda: cell(x)) == T * B * 2 * (I + H) * 3 * H
+    for made_before in (False, True):   # (a counter made before the build, as one in another thread, too)
+        registry._KERNELS.pop(key)             # (built again, from the library this process has loaded)
+        flop_counter.flop_registry.pop(op)
+        mode = FlopCounterMode(display=False)
+        if made_before:
+            cell(x)
+        with torch.no_grad(), mode:
+            cell(x)
+        assert mode.get_total_flops() == T * B * 2 * (I + H) * 3 * H
 
 
 @pytest.mark.cpp

@@ -52,6 +52,8 @@ class Entry:
 
     def __call__(self, *args, skip=()):   # the scan's argument lists, its save flag if it has one, the lengths
         groups, flags, lengths = args[:-1 - self.flags], args[len(args) - 1 - self.flags:-1], args[-1]
+        if torch._C._len_torch_dispatch_stack():   # (a FlopCounterMode among them may not know this operator)
+            flops.tell_counters(self.op)
         return self.op(*groups, self.dims, *flags, _NO_LENGTHS if lengths is None else lengths, list(skip))
 
 
