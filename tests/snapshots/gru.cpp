@@ -204,7 +204,7 @@ std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_fi
   at::Tensor _t_d_bias_hh = at::zeros({3*_dim_H}, _opt);
   scalar_t* d_bias_hh = sc::ptr<scalar_t>(_t_d_bias_hh);
   at::Tensor _parts_d_bias_hh = at::zeros({sc::threads(), _n_d_bias_hh}, _opt);
-  const bool _direct_grads = sc::direct_grads(_steps, _batch);   // the transposed matmuls on theirs
+  const bool _direct_grads = sc::direct_grads(_steps, _batch, _ld_weight_hh * int64_t(sizeof(scalar_t)));   // the transposed matmuls on theirs
   scalar_t* _wp_0 = sc::ptr<scalar_t>(sc::workspace(0, _n_d_weight_hh_h * _dim_H, _opt));   // weight_hh in panels
   if (!_direct_grads) sc::copy_panels(weight_hh, _ld_weight_hh, _n_d_weight_hh_h, _dim_H, _wp_0);
   if (_batch * _n_d_h_new > 0) std::memcpy(sc::ptr<scalar_t>(_pp_d_h) + (((_steps - 1) + 1) & 1) * _batch * _n_d_h_new, _init_d_h_new, sizeof(scalar_t) * _batch * _n_d_h_new);

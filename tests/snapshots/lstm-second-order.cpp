@@ -385,7 +385,7 @@ std::vector<at::Tensor> tangent_backward_impl(at::TensorList _d_ys, at::TensorLi
   at::Tensor _t__v_d_bias_hh = at::zeros({4*_dim_H}, _opt);
   scalar_t* _v_d_bias_hh = sc::ptr<scalar_t>(_t__v_d_bias_hh);
   at::Tensor _parts__v_d_bias_hh = at::zeros({sc::threads(), _n__v_d_bias_hh}, _opt);
-  const bool _direct_grads = sc::direct_grads(_steps, _batch);   // the transposed matmuls on theirs
+  const bool _direct_grads = sc::direct_grads(_steps, _batch, std::max({_ld__v_weight_hh, _ld_weight_hh}) * int64_t(sizeof(scalar_t)));   // the transposed matmuls on theirs
   scalar_t* _wp_0 = sc::ptr<scalar_t>(sc::workspace(0, _n_d_gates * _dim_H, _opt));   // weight_hh in panels
   if (!_direct_grads) sc::copy_panels(weight_hh, _ld_weight_hh, _n_d_gates, _dim_H, _wp_0);
   scalar_t* _wp_1 = sc::ptr<scalar_t>(sc::workspace(1, _n_d_gates * _dim_H, _opt));   // _v_weight_hh in panels

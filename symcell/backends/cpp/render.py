@@ -255,7 +255,10 @@ class ScanRenderer(Renderer):
         if self.matmuls:
             w("const bool _direct = sc::direct(_steps, _batch);   // the matmuls on their weights as stored")
         if self.copies:
-            w("const bool _direct_grads = sc::direct_grads(_steps, _batch);   // the transposed matmuls on theirs")
+            lds = [f"_ld_{w_}" for w_ in sorted({st.weight for st in scan.step if isinstance(st, OperandGrad)})]
+            ld = lds[0] if len(lds) == 1 else f"std::max({{{', '.join(lds)}}})"   # (their rows' widest stride)
+            w(f"const bool _direct_grads = sc::direct_grads(_steps, _batch, {ld} * int64_t(sizeof(scalar_t)));"
+              "   // the transposed matmuls on theirs")
         self.hoist_flags()
         self.transposed_weights()
         self.paneled_weights()

@@ -363,16 +363,17 @@ inline bool hoist(int64_t B) {
 // - direct: a matmul x @ W^T as stored runs on BLAS's NT kernel, which beat the panels only for one row and one
 //   step (a sampler's; LSTM B=1 T=1 forward 0.69-0.95x the time at H=64-1024), else it is up to 2.7x slower;
 // - direct_grads: a transposed matmul (a backward's d_h += d_gates @ W) as stored runs on the same brgemm, with W's
-//   rows apart: faster up to 4 steps of up to 16 rows in all (0.67-0.96x at H=256-1024), slower beyond at
-//   H=1024, where the rows lie 4 KiB apart (B=1 T=16, B=16 T=4, B=64 T=1: 1.03-1.25x).
+//   rows apart: faster up to 4 steps of up to 16 rows in all (0.67-0.98x at H=256-1024); with more rows, faster
+//   where W's rows lie at most 2 KiB apart (H=256-512 in float32, B=8-64 T=1-4: 0.83-0.99x the backward's time),
+//   slower where they lie 4 KiB apart (H=1024: 1.03-1.23x). Beyond 4 steps the copies pay (H=1024 T=16: 1.25x).
 // SYMCELL_DIRECT=0 or 1 forces both (read every call: tests and benchmarks set it).
 inline bool direct(int64_t steps, int64_t batch) {
   const int on = forced("SYMCELL_DIRECT");
   return on >= 0 ? on == 1 : steps == 1 && batch == 1;
 }
-inline bool direct_grads(int64_t steps, int64_t batch) {
+inline bool direct_grads(int64_t steps, int64_t batch, int64_t row_bytes) {
   const int on = forced("SYMCELL_DIRECT");
-  return on >= 0 ? on == 1 : steps <= 4 && steps * batch <= 16;
+  return on >= 0 ? on == 1 : steps <= 4 && (steps * batch <= 16 || row_bytes <= 2048);
 }
 // C[M,N] (+)= A[M,K] @ W[N,K]^T, W as stored: a matmul when the call reads its weights so (direct)
 template <typename T> inline void mm_stored(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* W,
