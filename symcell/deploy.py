@@ -38,9 +38,9 @@ from .warn import warn
 
 __all__ = ["save", "package", "export", "load"]
 
-# while save/export runs: (its thread, the list of library files its operators live in). One list for all threads
-# (torch.compile guards on whether it is empty), each entry its thread's: another thread's trace or save running
-# meanwhile recorded the deploy operators (which have no autograd) or put its libraries in this save's folder
+# while save/export runs: (its thread, the list of library files its operators live in). One list for all threads,
+# each entry its thread's: another thread's trace or save running meanwhile recorded the deploy operators (which
+# have no autograd) or put its libraries in this save's folder
 _recording = []
 _lock = threading.Lock()
 _faked = set()      # the per-cell operators given a fake implementation (torch.export traces with fake tensors)
@@ -61,12 +61,9 @@ def native():
 
 
 def recording():
-    return bool(_recording) and _this_thread_records()
-
-
-@torch.compiler.assume_constant_result   # (torch.compile cannot trace get_ident: evaluated when it traces)
-def _this_thread_records():
-    return _mine() is not None
+    # (never while torch.compile traces: its guards would keep one thread's answer for another's calls, and a new
+    # saving thread's id recompile every compiled model; torch.export's non-strict tracing, save's, is not dynamo)
+    return not torch.compiler.is_dynamo_compiling() and bool(_recording) and _mine() is not None
 
 
 def _mine():

@@ -451,6 +451,7 @@ def clamp(x, min=None, max=None):  # noqa: A002 - torch.clamp's names
     """x limited to [min, max] (numbers; either may be None), elementwise; gradient 1 at the bounds, as torch's."""
     if not isinstance(x, Sym):
         raise TypeError(f"symcell.clamp expects a symbolic tensor, got {type(x).__name__}")
+    min, max = _zero_d(min), _zero_d(max)  # noqa: A001
     for bound, value in (("min", min), ("max", max)):
         if value is not None and not _is_number(value):
             what = value.node.label if isinstance(value, Sym) else repr(value)

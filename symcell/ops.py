@@ -33,17 +33,15 @@ def _shapes(key, T, B, save):
     return shapes
 
 
-_INTEGERS = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
-
-
 def _check_lengths(xs, lengths):
     """lengths as the kernels take them: one int64 a row, each in [0, T], from integers of any width (a floating
     dtype refused: 2.5 is no length). A traced program (jit.trace) calls the operator with whatever its caller
     passes, in its own dtype (sequence.check_lengths), where an eager call checked them first."""
     T, B = xs[0].shape[0], xs[0].shape[1]
-    if lengths.dtype not in _INTEGERS or tuple(lengths.shape) != (B,):
-        raise ValueError(f"symcell::scan: lengths must be an integer (int64) tensor of one entry per batch row, shape "
-                         f"({B},), got {lengths.dtype} of shape {tuple(lengths.shape)}")
+    integer = not (lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool)
+    if not integer or tuple(lengths.shape) != (B,):
+        raise ValueError(f"symcell::scan: lengths must be an integer tensor of one entry per batch row, shape ({B},), "
+                         f"got {lengths.dtype} of shape {tuple(lengths.shape)}")
     lengths = lengths.to(torch.int64)
     if lengths.device.type == "cpu":
         if B and (int(lengths.min()) < 0 or int(lengths.max()) > T):

@@ -218,8 +218,10 @@ def check_lengths(name, lengths, T, B, device):
         torch._assert_async(((host >= 0) & (host <= T)).all(), within())   # branching on them; fakes have none)
     elif host.is_meta:   # (a module on the meta device: no values to check)
         pass
-    elif B and (host.min() < 0 or host.max() > T):
-        raise ValueError(f"{within()}, got min {int(host.min())} and max {int(host.max())}")
+    elif B:   # (a trace's in the caller's integer dtype: compared as int64, a copy, as a trace records a .to()
+        values = host.to(torch.int64, copy=True)   # that returns its tensor as the tensor it returns)
+        if values.min() < 0 or values.max() > T:
+            raise ValueError(f"{within()}, got min {int(values.min())} and max {int(values.max())}")
     return host if host.device == torch.device(device) else host.to(device)
 
 
@@ -325,12 +327,15 @@ def run(binding, params, xs, state, reverse, lengths, batch_first, autocast_devi
             seq = [x.index_select(1, order) for x in seq]
             state = tuple(s.index_select(0, order) for s in state)
             lengths = lengths[order]
+    # (in a trace, lengths of the caller's integer dtype whatever the example's, which the operator converts: the
+    # masks here compare them as int64, as torch promotes no wider unsigned dtype with it; a copy, see check_lengths)
+    steps = lengths.to(torch.int64, copy=True) if lengths is not None and torch.jit.is_tracing() else lengths
     if reverse:
         if lengths is None:
             seq = [x.flip(0) for x in seq]
         else:
             rows = torch.arange(B, device=ref.device)[None, :]
-            flip = _reversal(lengths, T)
+            flip = _reversal(steps, T)
             seq = [x[flip, rows] for x in seq]
     key = binding.kernel_key(ref.device)
     # the deploy operator takes row-major tensors; every other path makes its arguments so itself (backends/base.py),
@@ -347,7 +352,7 @@ def run(binding, params, xs, state, reverse, lengths, batch_first, autocast_devi
     if low is not None:
         ys, final = tuple(y.to(low) for y in ys), tuple(f.to(low) for f in final)
     if lengths is not None:   # outputs past each row's length are zero (the kernel holds the state there)
-        ended = (torch.arange(T, device=ref.device)[:, None] >= lengths[None, :])[:, :, None]
+        ended = (torch.arange(T, device=ref.device)[:, None] >= steps[None, :])[:, :, None]
         ys = tuple(y.masked_fill(ended, 0) for y in ys)
     if reverse:
         ys = tuple(y.flip(0) for y in ys) if lengths is None else tuple(y[flip, rows] for y in ys)
