@@ -177,7 +177,7 @@ def test_a_traced_program_checks_the_lengths_it_is_given(backend):
         traced = torch.jit.trace(model, (torch.randn(6, 4, 3), torch.tensor([3, 6, 2, 5], dtype=dtype)))
         for got, want in zip(traced(x, lengths), model(x, lengths)):
             torch.testing.assert_close(got, want)
-    with pytest.raises(RuntimeError, match=r"must be an integer|int64"):   # (made with int32 lengths, it took 2.5)
+    with pytest.raises(RuntimeError, match=r"must be an integer|int64"):   # (made with int32 lengths, one took 2.5)
         traced(x, torch.tensor([2.5, 2.0, 4.0]))
 
 
