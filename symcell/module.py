@@ -405,6 +405,12 @@ class Binding:
                              f"got {len(xs)}")
         low = (p for p in params if isinstance(p, torch.Tensor) and p.dtype in LOW_PRECISION)
         ref = next(low, params[0]) if params else xs[0]
+        if type(ref).__name__ == "DTensor":   # (the reference backend ran on them and failed in its bookkeeping)
+            n = list(param_names or self.param_shapes)[[p is ref for p in params].index(True)] if params else None
+            raise TypeError(f"{name}: {f'parameter {n!r}' if n else 'input'} is a DTensor (torch.distributed.tensor); "
+                            "the kernels take local tensors: shard the module with FSDP's fully_shard, which gathers "
+                            "its parameters for each forward as for nn.LSTM's (for step, after "
+                            "register_fsdp_forward_method(cell, 'step')), or pass full_tensor()s")
         self.check_params(params, ref, param_names)
 
         def whose():   # (for a message) a 16-bit parameter among float32 ones makes the cell 16-bit: which one

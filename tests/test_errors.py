@@ -586,3 +586,19 @@ def test_a_step_may_take_the_parameters_it_does_not_name_as_keywords():
         h = torch.tanh(h @ cell.U1.t())
         want.append(h)
     torch.testing.assert_close(cell(x)[0], torch.stack(want))
+
+
+def test_dtensor_parameters_are_refused_saying_what_to_do():
+    """(the reference backend ran the scan on DTensors and failed in its own bookkeeping: "Attempted to access the
+    data pointer on an invalid python storage"; FSDP's fully_shard gathers plain tensors for each forward)"""
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import distribute_module
+    from torch.testing._internal.distributed.fake_pg import FakeStore
+    dist.init_process_group("fake", store=FakeStore(), rank=0, world_size=1)
+    try:
+        m = distribute_module(symcell.cells.GRU(3, 4, backend="reference"), init_device_mesh("cpu", (1,)))
+        with pytest.raises(TypeError, match=r"GRU: parameter 'weight_ih_l0' is a DTensor .* fully_shard"):
+            m(torch.randn(2, 1, 3))
+    finally:
+        dist.destroy_process_group()
