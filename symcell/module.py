@@ -405,8 +405,11 @@ class Binding:
                              f"got {len(xs)}")
         low = (p for p in params if isinstance(p, torch.Tensor) and p.dtype in LOW_PRECISION)
         ref = next(low, params[0]) if params else xs[0]
+
+        def ref_name():   # (for a message) the parameter that is ref, None for an input
+            return list(param_names or self.param_shapes)[[p is ref for p in params].index(True)] if params else None
         if type(ref).__name__ == "DTensor":   # (the reference backend ran on them and failed in its bookkeeping)
-            n = list(param_names or self.param_shapes)[[p is ref for p in params].index(True)] if params else None
+            n = ref_name()
             raise TypeError(f"{name}: {f'parameter {n!r}' if n else 'input'} is a DTensor (torch.distributed.tensor); "
                             "the kernels take local tensors: shard the module with FSDP's fully_shard, which gathers "
                             "its parameters for each forward as for nn.LSTM's (for step, after "
@@ -416,9 +419,8 @@ class Binding:
         def whose():   # (for a message) a 16-bit parameter among float32 ones makes the cell 16-bit: which one
             if all(p.dtype == ref.dtype for p in params):
                 return f"the parameters have dtype {ref.dtype}"
-            n = list(param_names or self.param_shapes)[[p is ref for p in params].index(True)]
-            return (f"parameter {n!r} has dtype {ref.dtype}, which makes the cell's dtype {ref.dtype} (its other "
-                    f"parameters may be float32)")
+            return (f"parameter {ref_name()!r} has dtype {ref.dtype}, which makes the cell's dtype {ref.dtype} (its "
+                    f"other parameters may be float32)")
         layout = "(B, T, features)" if batch_first else "(T, B, features)"
         for (n, _), x in zip(ir.inputs, xs):
             if not isinstance(x, torch.Tensor):

@@ -42,7 +42,7 @@ def _check_lengths(xs, lengths):
     if not integer or tuple(lengths.shape) != (B,):
         raise ValueError(f"symcell::scan: lengths must be an integer tensor of one entry per batch row, shape ({B},), "
                          f"got {lengths.dtype} of shape {tuple(lengths.shape)}")
-    lengths = lengths.to(torch.int64)
+    lengths = _int64(lengths)
     if lengths.device.type == "cpu":
         if B and (int(lengths.min()) < 0 or int(lengths.max()) > T):
             raise ValueError(f"symcell::scan: lengths must lie in [0, T] = [0, {T}], got min {int(lengths.min())} "
@@ -50,6 +50,11 @@ def _check_lengths(xs, lengths):
     else:   # (without waiting for the device)
         torch._assert_async(((lengths >= 0) & (lengths <= T)).all(), "symcell::scan: lengths must lie in [0, T]")
     return lengths
+
+
+def _int64(lengths):
+    """lengths as the kernels take them (a trace passes them in its caller's integer dtype: sequence.check_lengths)"""
+    return None if lengths is None else lengths.to(torch.int64)
 
 
 @torch.library.custom_op("symcell::scan", mutates_args=())
@@ -73,7 +78,7 @@ def scan_backward(key: str, d_ys: List[torch.Tensor], d_finals: List[torch.Tenso
                   inits: List[torch.Tensor], params: List[torch.Tensor], ys: List[torch.Tensor],
                   res: List[torch.Tensor], lengths: Optional[torch.Tensor]) -> List[torch.Tensor]:
     """gradients of xs, inits and params"""
-    lengths = None if lengths is None else lengths.to(torch.int64)   # (the forward's, checked there)
+    lengths = _int64(lengths)   # (the forward's, checked there)
     d_xs, d_inits, d_params = registry.kernel_for(key).backward(d_ys, d_finals, xs, inits, params, ys, res, lengths)
     return [t.contiguous() for t in (*d_xs, *d_inits, *d_params)]
 
@@ -92,7 +97,7 @@ def scan_double_backward(key: str, xs: List[torch.Tensor], inits: List[torch.Ten
                          t_params: List[torch.Tensor], t_d_ys: List[torch.Tensor], t_d_finals: List[torch.Tensor],
                          lengths: Optional[torch.Tensor]) -> List[torch.Tensor]:
     """D(p, d; p', d') of autograd.py: (J_F p' as ys' and finals', then G(p, d') + H p' for xs, inits, params)"""
-    lengths = None if lengths is None else lengths.to(torch.int64)
+    lengths = _int64(lengths)
     out = _double_backward(registry.kernel_for(key), lengths, (xs, inits, params), (d_ys, d_finals), ys, res,
                            (t_xs, t_inits, t_params), (t_d_ys, t_d_finals))
     return [t.contiguous() for t in out]

@@ -184,8 +184,7 @@ def check_lengths(name, lengths, T, B, device):
         if lengths.is_meta and torch.device(device).type != "meta":
             raise ValueError(f"{name}: lengths are on the meta device, which holds no values; give them as a list or "
                              f"a tensor on the CPU" + ("" if torch.device(device).type == "cpu" else f" or {device}"))
-        # (int64 on the CPU as it is: a traced program would convert whatever it gets, floats too, where the
-        # deployed operator refuses what is not int64 and checks the values, which this check does once)
+        # (int64 on the CPU; the values checked once here, where a traced program's operator checks them itself)
         home = "meta" if lengths.is_meta else "cpu"   # (meta: a module on the meta device, no values to move)
         # (a copy: the caller's tensor changed in place before the backward, a buffer reused for the next batch,
         # changed the gradients, or sent the kernels past the sequence; nn's pack copies them too.) A trace records
@@ -219,7 +218,8 @@ def check_lengths(name, lengths, T, B, device):
     elif host.is_meta:   # (a module on the meta device: no values to check)
         pass
     elif B:   # (a trace's in the caller's integer dtype: compared as int64, a copy, as a trace records a .to()
-        values = host.to(torch.int64, copy=True)   # that returns its tensor as the tensor it returns)
+        # that returns its tensor as the tensor it returns)
+        values = host.to(torch.int64, copy=True) if host.dtype != torch.int64 else host
         if values.min() < 0 or values.max() > T:
             raise ValueError(f"{within()}, got min {int(values.min())} and max {int(values.max())}")
     return host if host.device == torch.device(device) else host.to(device)
@@ -352,8 +352,7 @@ def run(binding, params, xs, state, reverse, lengths, batch_first, autocast_devi
     if low is not None:
         ys, final = tuple(y.to(low) for y in ys), tuple(f.to(low) for f in final)
     if lengths is not None:   # outputs past each row's length are zero (the kernel holds the state there)
-        ended = (torch.arange(T, device=ref.device)[:, None] >= steps[None, :])[:, :, None]
-        ys = tuple(y.masked_fill(ended, 0) for y in ys)
+        ys = tuple(y.masked_fill(backends.padding(steps, T), 0) for y in ys)
     if reverse:
         ys = tuple(y.flip(0) for y in ys) if lengths is None else tuple(y[flip, rows] for y in ys)
     if unsort is not None:

@@ -9,7 +9,7 @@ this machine, the one of highest priority.
 """
 import torch
 
-from .base import Backend, Kernel  # noqa: F401
+from .base import Backend, Kernel, padding  # noqa: F401
 from .cpp import CppBackend
 from .reference import ReferenceBackend
 from .triton import TritonBackend

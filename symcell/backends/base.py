@@ -190,8 +190,13 @@ def _unpadded(seqs, lengths):
     T = seqs[0].shape[0]
     if lengths.device.type == "cpu" and int(lengths.min()) >= T:
         return seqs
-    ended = (torch.arange(T, device=lengths.device)[:, None] >= lengths[None, :])[:, :, None]
+    ended = padding(lengths, T)
     return type(seqs)(t.masked_fill(ended, 0) for t in seqs)
+
+
+def padding(lengths, T):
+    """(T, B, 1): True at the steps past each row's length"""
+    return (torch.arange(T, device=lengths.device)[:, None] >= lengths[None, :])[:, :, None]
 
 
 def _unseen_by_checkpoint():
