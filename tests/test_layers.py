@@ -70,3 +70,14 @@ def test_the_operators_do_not_import_the_prebuilt_cells():
     code = "import sys, symcell.ops, symcell.registry; assert 'symcell.cells' not in sys.modules; print('ok')"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.stdout.strip() == "ok", r.stderr
+
+
+def test_every_file_the_package_reads_is_in_its_wheel():
+    """A file of symcell/ that is not Python (the C++ backend's sc.h) goes into a wheel only if pyproject.toml's
+    package-data names it: without it, an installed (not editable) symcell built no cpp kernel."""
+    import tomllib
+    listed = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    shipped = {(PKG.parent / package.replace(".", "/") / name).resolve()
+               for package, names in listed.items() for name in names}
+    data = {p.resolve() for p in PKG.rglob("*") if p.is_file() and p.suffix not in (".py", ".pyc")}
+    assert data <= shipped, f"not in pyproject.toml's [tool.setuptools.package-data]: {sorted(map(str, data - shipped))}"
