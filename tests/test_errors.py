@@ -602,3 +602,16 @@ def test_dtensor_parameters_are_refused_saying_what_to_do():
             m(torch.randn(2, 1, 3))
     finally:
         dist.destroy_process_group()
+
+
+@pytest.mark.cpp
+def test_the_cpp_operators_size_message_names_where_t_and_b_come_from():
+    """A saved-tensor hook that hands back a wrong x made the backward's message blame d_ys, whose sizes were right:
+    T and B are the first sequence's (x), and the message now says so"""
+    cell = symcell.cells.LSTM(3, 4, backend="cpp")
+    x = torch.randn(5, 2, 3, requires_grad=True)
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t[:4] if t.shape == x.shape else t):
+        y, _ = cell(x)
+    with pytest.raises(ValueError, match=r"d_ys\[0\] \(\w+\), with T and B from xs\[0\] \(x\), must have sizes "
+                                         r"\[4, 2, 4\], got \[5, 2, 4\]"):
+        y.sum().backward()

@@ -32,8 +32,8 @@ std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _inits, 
   const int64_t* _len = _lengths.numel() > 0 && _lengths.scalar_type() == at::kLong ? _lengths.data_ptr<int64_t>() : nullptr;
   const auto _opt = _xs[0].options();
   sc::expect<scalar_t>(_xs[0], {_steps, _batch, _n_x}, "xs[0] (x)");
-  sc::expect<scalar_t>(_inits[0], {_batch, _n_h}, "inits[0] (h)");
-  sc::expect<scalar_t>(_inits[1], {_batch, _n_c}, "inits[1] (c)");
+  sc::expect<scalar_t>(_inits[0], {_batch, _n_h}, "inits[0] (h)", ", with B from xs[0] (x),");
+  sc::expect<scalar_t>(_inits[1], {_batch, _n_c}, "inits[1] (c)", ", with B from xs[0] (x),");
   sc::expect<scalar_t>(_params[0], {4*_dim_H, _dim_I}, "params[0] (weight_ih)");
   sc::expect<scalar_t>(_params[1], {4*_dim_H, _dim_H}, "params[1] (weight_hh)");
   sc::expect<scalar_t>(_params[2], {4*_dim_H}, "params[2] (bias_ih)");
@@ -183,19 +183,19 @@ std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_fi
   // (read once checked: sc::expect_lengths, below, names another dtype)
   const int64_t* _len = _lengths.numel() > 0 && _lengths.scalar_type() == at::kLong ? _lengths.data_ptr<int64_t>() : nullptr;
   const auto _opt = _xs[0].options();
-  sc::expect<scalar_t>(_d_ys[0], {_steps, _batch, _n__dys_h}, "d_ys[0] (_dys_h)");
-  sc::expect<scalar_t>(_d_finals[0], {_batch, _n_d_h_new}, "d_finals[0] (d_h_new)");
-  sc::expect<scalar_t>(_d_finals[1], {_batch, _n_d_c_new}, "d_finals[1] (d_c_new)");
+  sc::expect<scalar_t>(_d_ys[0], {_steps, _batch, _n__dys_h}, "d_ys[0] (_dys_h)", ", with T and B from xs[0] (x),");
+  sc::expect<scalar_t>(_d_finals[0], {_batch, _n_d_h_new}, "d_finals[0] (d_h_new)", ", with B from xs[0] (x),");
+  sc::expect<scalar_t>(_d_finals[1], {_batch, _n_d_c_new}, "d_finals[1] (d_c_new)", ", with B from xs[0] (x),");
   sc::expect<scalar_t>(_xs[0], {_steps, _batch, _n_x}, "xs[0] (x)");
-  sc::expect<scalar_t>(_inits[0], {_batch, _n_h}, "inits[0] (h)");
-  sc::expect<scalar_t>(_inits[1], {_batch, _n_c}, "inits[1] (c)");
+  sc::expect<scalar_t>(_inits[0], {_batch, _n_h}, "inits[0] (h)", ", with B from xs[0] (x),");
+  sc::expect<scalar_t>(_inits[1], {_batch, _n_c}, "inits[1] (c)", ", with B from xs[0] (x),");
   sc::expect<scalar_t>(_params[0], {4*_dim_H, _dim_I}, "params[0] (weight_ih)");
   sc::expect<scalar_t>(_params[1], {4*_dim_H, _dim_H}, "params[1] (weight_hh)");
   sc::expect<scalar_t>(_params[2], {4*_dim_H}, "params[2] (bias_ih)");
   sc::expect<scalar_t>(_params[3], {4*_dim_H}, "params[3] (bias_hh)");
-  sc::expect<scalar_t>(_ys[0], {_steps, _batch, _n_h_new}, "ys[0] (h_new)");
-  sc::expect<scalar_t>(_res[0], {_steps, _batch, _n_gates}, "res[0] (gates)");
-  sc::expect<scalar_t>(_res[1], {_steps, _batch, _n_c_new}, "res[1] (c_new)");
+  sc::expect<scalar_t>(_ys[0], {_steps, _batch, _n_h_new}, "ys[0] (h_new)", ", with T and B from xs[0] (x),");
+  sc::expect<scalar_t>(_res[0], {_steps, _batch, _n_gates}, "res[0] (gates)", ", with T and B from xs[0] (x),");
+  sc::expect<scalar_t>(_res[1], {_steps, _batch, _n_c_new}, "res[1] (c_new)", ", with T and B from xs[0] (x),");
   sc::expect_lengths(_lengths, _batch, _steps);
   const scalar_t* _seq__dys_h = sc::ptr<scalar_t>(_d_ys[0]);
   const scalar_t* _init_d_h_new = sc::ptr<scalar_t>(_d_finals[0]);

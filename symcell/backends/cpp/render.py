@@ -205,17 +205,22 @@ class ScanRenderer(Renderer):
 
     def check_args(self):
         """every tensor argument's sizes, dtype and layout (sc::expect), against _dims and the first sequence"""
-        w = self.w
+        w, first = self.w, self.scan.first_seq
+        source = "{}[{}] ({})".format(self.scan.arg_of(first)[0][1:], self.scan.arg_of(first)[1], first)
         for a in self.scan.args:
             for k, name in enumerate(a.buffers):
                 b = self.buf[name]
+                origin = ""
                 if b.role == Role.SEQ:
                     sizes = f"_steps, _batch, {self.n(name)}"
+                    origin = f", with T and B from {source}," if name != first else ""
                 elif b.role == Role.PARAM:
                     sizes = ", ".join(size_str(d) for d in b.size)
                 else:
                     sizes = f"_batch, {self.n(name)}"
-                w(f'sc::expect<scalar_t>({a.name}[{k}], {{{sizes}}}, "{a.name[1:]}[{k}] ({name})");')
+                    origin = f", with B from {source},"
+                origin = f', "{origin}"' if origin else ""
+                w(f'sc::expect<scalar_t>({a.name}[{k}], {{{sizes}}}, "{a.name[1:]}[{k}] ({name})"{origin});')
         w("sc::expect_lengths(_lengths, _batch, _steps);")
 
     def bind_args(self):

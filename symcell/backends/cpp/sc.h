@@ -396,9 +396,11 @@ inline at::Tensor& workspace(int slot, int64_t numel, const at::TensorOptions& o
 // the CPU (an undefined tensor, an absent cotangent or residual, passes). symcell's Python checks its inputs before
 // any call; a deployed program (symcell.deploy) calls the operator with nothing in between.
 template <typename scalar_t>
-inline void expect(const at::Tensor& t, at::IntArrayRef sizes, const char* what) {
+// (`origin` says where the sizes' T and B come from: the wrong tensor may be that one, the first sequence)
+inline void expect(const at::Tensor& t, at::IntArrayRef sizes, const char* what, const char* origin = "") {
   if (!t.defined()) return;
-  TORCH_CHECK_VALUE(t.sizes() == sizes, "symcell operator: ", what, " must have sizes ", sizes, ", got ", t.sizes());
+  TORCH_CHECK_VALUE(t.sizes() == sizes, "symcell operator: ", what, origin, " must have sizes ", sizes, ", got ",
+                    t.sizes());
   TORCH_CHECK_TYPE(t.scalar_type() == c10::CppTypeToScalarType<scalar_t>::value, "symcell operator: ", what,
                    " must have the first sequence's dtype ", c10::CppTypeToScalarType<scalar_t>::value, ", got ",
                    t.scalar_type());
