@@ -399,6 +399,14 @@ class Binding:
         ir, name = self.spec.ir, self.name
         if isinstance(xs, torch.Tensor):
             xs = (xs,)
+        # (a numpy array or a nested list, iterated, said "expected 1 input(s), got 5")
+        plain = not isinstance(xs, (tuple, list))
+        if plain or (len(xs) != len(ir.inputs) and not all(isinstance(t, torch.Tensor) for t in xs)):
+            got = type(xs).__name__ if plain else f"a {type(xs).__name__} of {len(xs)} {type(xs[0]).__name__}s"
+            n = len(ir.inputs)
+            each = " (or a tuple of one)" if n == 1 else f" for each of its {n} inputs, in a tuple"
+            raise TypeError(f"{name}: the input must be a tensor{each} ({', '.join(k for k, _ in ir.inputs)}), "
+                            f"got {got}")
         xs = tuple(xs)
         if len(xs) != len(ir.inputs):
             raise ShapeError(f"{name}: expected {len(ir.inputs)} input(s) ({', '.join(n for n, _ in ir.inputs)}), "

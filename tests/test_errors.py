@@ -615,3 +615,16 @@ def test_the_cpp_operators_size_message_names_where_t_and_b_come_from():
     with pytest.raises(ValueError, match=r"d_ys\[0\] \(\w+\), with T and B from xs\[0\] \(x\), must have sizes "
                                          r"\[4, 2, 4\], got \[5, 2, 4\]"):
         y.sum().backward()
+
+
+def test_a_numpy_array_or_nested_list_as_input_is_refused_as_not_a_tensor():
+    """a cell's call and symcell.scan iterated a numpy array (or a nested list) as a tuple of inputs: "expected 1
+    input(s) (x), got 5" for an array of shape (5, 3, 4)"""
+    cell = symcell.cells.LLTM(4, 8, backend="reference")
+    for call in (lambda: cell(np.zeros((5, 3, 4), np.float32)), lambda: symcell.scan(cell, np.zeros((5, 3, 4)))):
+        with pytest.raises(TypeError, match=r"^LLTM: the input must be a tensor \(or a tuple of one\) \(x\), got ndarray$"):
+            call()
+    with pytest.raises(TypeError, match=r"^LLTM: the input must be a tensor .* got a list of 5 lists$"):
+        cell([[[1.0] * 4] * 3] * 5)
+    with pytest.raises(symcell.errors.ShapeError, match=r"^LLTM: expected 1 input\(s\) \(x\), got 2$"):
+        cell([torch.zeros(5, 3, 4)] * 2)
