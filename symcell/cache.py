@@ -25,6 +25,7 @@ import os
 import pickle
 import platform
 import re
+import shlex
 import shutil
 import stat
 import subprocess
@@ -112,7 +113,7 @@ def _cache_dir():
         if why:
             raise UntrustedCacheError(_refusal(root, f"{root} {why}"))
     if root is None:
-        root = _open_root(Path(configured))
+        root = _open_root(Path(configured), chosen=bool(os.environ.get("SYMCELL_CACHE_DIR")))
     _roots[configured] = root
     return root
 
@@ -123,7 +124,10 @@ def _refusal(root, why):
             f"private folder.")
 
 
-def _open_root(root):
+def _open_root(root, chosen):
+    """the root, made if absent; a temporary one (a warning) where it cannot be written, or fails the trust rule and
+    is the default, not chosen ($SYMCELL_CACHE_DIR): a ~/.cache made group-writable under a umask of 002 refused
+    every backend, the reference one included"""
     try:
         root.mkdir(parents=True, mode=0o700)
     except FileExistsError:
@@ -134,8 +138,10 @@ def _open_root(root):
         return _fallback(root, "a file, not a folder")
     resolved = root.resolve()
     why = _untrusted_root(resolved)
-    if why:
+    if why and chosen:
         raise UntrustedCacheError(_refusal(root, why))
+    if why:
+        return _fallback(root, f"{why}; make it private, or set SYMCELL_CACHE_DIR")
     try:
         probe = resolved / f".probe-{_unique()}"
         probe.write_text("")
@@ -223,10 +229,17 @@ def _make_private(folder):
                 os.chmod(p, os.lstat(p).st_mode & 0o700)
 
 
+def compiler():
+    """the C++ compiler torch.utils.cpp_extension builds with, as a command: $CXX (it may hold arguments: ccache
+    g++), else c++"""
+    return shlex.split(os.environ.get("CXX") or "c++") or ["c++"]
+
+
 @lru_cache(maxsize=None)
 def _toolchain_id():
     try:
-        cc = subprocess.run(["c++", "--version"], capture_output=True, text=True, timeout=30).stdout.split("\n")[0]
+        cc = subprocess.run([*compiler(), "--version"], capture_output=True, text=True,
+                            timeout=30).stdout.split("\n")[0]
     except (OSError, subprocess.SubprocessError):
         cc = "no-compiler"
     try:
@@ -292,32 +305,38 @@ def load(source, cflags=(), ldflags=(), files=None, links=None, units=None, labe
     if _complete(entry, lib, marker) and _try_load(lib):
         _loaded[key] = ns
         return ns
-    with _locked(root / f"{key}.lock"):
-        if _complete(entry, lib, marker) and _try_load(lib):   # another process built it while we waited
-            _loaded[key] = ns
-            return ns
-        if os.path.lexists(entry):   # missing, incomplete, corrupt or someone else's: start over
-            why = _untrusted(entry) or next(filter(None, (_untrusted(p, folder=False) for p in (lib, marker)
-                                                          if os.path.lexists(p))), None)
-            if why:
-                warn(f"symcell: the cache entry {entry} {why}: not loaded; built again")
-            if os.path.islink(entry) or not os.path.isdir(entry):
-                entry.unlink()
-            else:
-                shutil.rmtree(entry, ignore_errors=True)
-        private_dir(entry)
-        t0 = time.perf_counter()
-        for name, text in (files or {}).items():
-            (entry / name).write_text(text)
-        for name, target in (links or {}).items():
-            try:
-                os.symlink(target, entry / name)
-            except OSError:   # a file system without links: built without it, as fast as before
-                pass
-        _build(ns, source, list(cflags), list(ldflags), entry, units)  # builds and loads
-        _make_private(entry)
-        _write_private(marker, (f"built in {time.perf_counter() - t0:.2f} s\nbytes {lib.stat().st_size}\n"
-                                f"sha256 {_digest(lib)}\n").encode())
+    try:
+        with _locked(root / f"{key}.lock"):
+            if _complete(entry, lib, marker) and _try_load(lib):   # another process built it while we waited
+                _loaded[key] = ns
+                return ns
+            if os.path.lexists(entry):   # missing, incomplete, corrupt or someone else's: start over
+                why = _untrusted(entry) or next(filter(None, (_untrusted(p, folder=False) for p in (lib, marker)
+                                                              if os.path.lexists(p))), None)
+                if why:
+                    warn(f"symcell: the cache entry {entry} {why}: not loaded; built again")
+                if os.path.islink(entry) or not os.path.isdir(entry):
+                    entry.unlink()
+                else:
+                    shutil.rmtree(entry, ignore_errors=True)
+            private_dir(entry)
+            t0 = time.perf_counter()
+            for name, text in (files or {}).items():
+                (entry / name).write_text(text)
+            for name, target in (links or {}).items():
+                try:
+                    os.symlink(target, entry / name)
+                except OSError:   # a file system without links: built without it, as fast as before
+                    pass
+            _build(ns, source, list(cflags), list(ldflags), entry, units)  # builds and loads
+            _make_private(entry)
+            _write_private(marker, (f"built in {time.perf_counter() - t0:.2f} s\nbytes {lib.stat().st_size}\n"
+                                    f"sha256 {_digest(lib)}\n").encode())
+    except OSError as e:   # (a full disk, a quota: the machine's, which a later build may not meet)
+        error = BuildError(f"symcell: cannot write the build cache entry {entry}: {e.strerror or e}; free space "
+                           "there, or set SYMCELL_CACHE_DIR to another folder")
+        error.lasting = False
+        raise error from e
     _loaded[key] = ns
     return ns
 
@@ -332,12 +351,22 @@ def _code_id():
     return h.hexdigest()[:16]
 
 
+_memo_warned = []
+
+
 def memo(name, make, fresh=False):
     """make(), kept on disk under `name` (which must name everything the result depends on besides symcell's
     code) and loaded by the next process: the symbolic derivation of a cell is most of a warm start (0.2 s of
     0.3 for an LSTM). A file that fails to load is made again; a result that cannot be pickled is not kept.
     fresh: make it (and keep it) even where a kept one could be loaded."""
-    path = private_dir(cache_dir() / "memo") / f"{name}-{_code_id()}.pkl"
+    try:
+        path = private_dir(cache_dir() / "memo") / f"{name}-{_code_id()}.pkl"
+    except (OSError, UntrustedCacheError) as e:   # no cache to keep it in (refused, full, read-only): made here
+        if not _memo_warned:
+            _memo_warned.append(True)
+            warn(f"symcell: the symbolic derivations are not kept on disk ({e}); each process derives its cells "
+                 "again")
+        return make()
     if not fresh and trusted_file(path):   # unpickling runs code: only a file this user wrote
         try:
             return pickle.loads(path.read_bytes())

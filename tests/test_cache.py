@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import symcell
-from symcell import cache
+from symcell import cache, tanh
 from symcell.backends.cpp import compiler_works
 
 needs_compiler = pytest.mark.skipif(not compiler_works(), reason="needs a C++ compiler and ninja (cpp backend)")
@@ -113,8 +113,8 @@ def test_without_a_compiler_auto_warns_and_uses_the_reference_backend(tmp_path):
     r = run(tmp_path, backend="auto", env_extra={"PATH": str(tmp_path)})
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "reference"
-    assert "no working C++ compiler" in r.stderr
-    assert r.stderr.count("no working C++ compiler") == 1
+    assert r.stderr.count("backend='auto' uses the reference backend on CPU (slower): no compiler 'c++' on PATH "
+                          "(torch builds with $CXX, else c++); no ninja on PATH") == 1
 
 
 @needs_compiler
@@ -127,7 +127,39 @@ def test_auto_picks_cpp_for_cpu_tensors():
 def test_explicit_cpp_without_a_compiler_is_a_clear_error(tmp_path):
     r = run(tmp_path, backend="cpp", env_extra={"PATH": str(tmp_path)})
     assert r.returncode != 0
-    assert "backend='cpp' needs a C++ compiler (c++ or g++) and ninja on PATH" in r.stderr
+    assert "backend='cpp' needs a C++ compiler and ninja: no compiler 'c++' on PATH" in r.stderr
+    assert "backend='auto'" not in r.stderr   # (it warned of auto's fallback, which this call does not take)
+
+
+def test_the_compiler_is_torchs_cxx_and_the_cache_key_knows_it(tmp_path, monkeypatch):
+    """torch.utils.cpp_extension builds with $CXX, else c++: symcell looked for c++ or g++ only (with a toolchain
+    on $CXX alone, a conda one, cpp said there was no compiler), and its cache key asked c++ for its version
+    whatever $CXX was (a library built by one compiler was loaded under another)"""
+    from symcell.backends.cpp import build as cpp_build
+    gxx = sys.executable   # (which finds it: a compiler as far as the check goes, and a --version of its own)
+    import ninja   # (its own program, not a shim such as pyenv's, which needs its PATH)
+    (tmp_path / "ninja").symlink_to(os.path.join(ninja.BIN_DIR, "ninja"))
+
+    def lacking(path, cxx):
+        monkeypatch.setattr(cpp_build, "_missing", [])
+        monkeypatch.setenv("PATH", path)
+        if cxx is None:
+            monkeypatch.delenv("CXX", raising=False)
+        else:
+            monkeypatch.setenv("CXX", cxx)
+        return cpp_build.missing()
+    assert lacking(str(tmp_path), gxx) is None     # no c++ on PATH, $CXX a compiler: buildable
+    assert lacking(str(tmp_path), None) == "no compiler 'c++' on PATH (torch builds with $CXX, else c++)"
+    assert lacking(str(tmp_path), "/nowhere/g++") == "$CXX is '/nowhere/g++', which is not found"
+    assert lacking("/nowhere", gxx) == "no ninja on PATH (pip install ninja)"
+    monkeypatch.setenv("PATH", os.environ["PATH"])
+    ids = []
+    for cxx in (gxx, "/nowhere/c++"):
+        monkeypatch.setenv("CXX", cxx)
+        cache._toolchain_id.cache_clear()
+        ids.append(cache._toolchain_id())
+    cache._toolchain_id.cache_clear()
+    assert "no-compiler" in ids[1] and ids[0] != ids[1]
 
 
 def test_an_unwritable_cache_dir_falls_back_to_a_temporary_one_with_a_warning(monkeypatch):
@@ -335,3 +367,40 @@ def test_a_precompile_killed_long_ago_is_started_again(tmp_path):
     os.utime(started, (old, old))
     cpp_build._precompile(folder, built)           # finished: never again
     assert started.stat().st_mtime == old
+
+
+@pytest.mark.cpp
+def test_a_full_disk_is_a_build_error_and_auto_falls_back(tmp_path, monkeypatch):
+    """writing a cache entry's sources on a full disk raised a bare OSError (ENOSPC), from outside the build's
+    error handling, and backend='auto' did not fall back; it is a BuildError naming the entry, not remembered as
+    lasting (space may be freed), and auto uses the reference backend"""
+    import errno
+    import pathlib
+
+    from symcell import module
+    monkeypatch.setattr(cache, "_roots", {})
+    monkeypatch.setattr(cache, "_loaded", {})
+    monkeypatch.setenv("SYMCELL_CACHE_DIR", str(tmp_path))
+    cache.cache_dir()
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(pathlib.Path, "write_text", full)
+    with pytest.raises(cache.BuildError, match=rf"cannot write the build cache entry {tmp_path}/\w+: No space left "
+                                               r"on device; free space there, or set SYMCELL_CACHE_DIR") as e:
+        cache.load("int unused;", files={"sc.h": "// header"})
+    assert e.value.lasting is False
+
+    @symcell.define(inputs={"x": "I"}, state={"h": "H"}, params={"W": ("H", "I")})
+    def DiskFull(x, h, W):
+        return tanh(W @ x) + 0.5 * h
+    monkeypatch.setattr(module, "_fallback_warned", set())
+    cell = DiskFull(I=3, H=4, backend="auto")
+    x = torch.randn(5, 2, 3)
+    with pytest.warns(UserWarning, match=r"the cpp backend could not be built \(symcell: cannot write the build cache "
+                                         r"entry .*No space left on device"):
+        y, _ = cell(x)
+    ref = DiskFull(I=3, H=4, backend="reference")
+    ref.load_state_dict(cell.state_dict())
+    torch.testing.assert_close(y, ref(x)[0])
+    assert cell._kernel_key(torch.device("cpu")).endswith(":reference")

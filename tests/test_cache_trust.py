@@ -81,6 +81,38 @@ def test_a_cache_root_someone_else_could_write_is_refused(tmp_path, monkeypatch,
     assert str(folder) in str(e.value) and "SYMCELL_CACHE_DIR" in str(e.value)
 
 
+def test_the_default_root_that_fails_the_rule_falls_back_to_a_temporary_one(tmp_path, monkeypatch):
+    """~/.cache made group-writable (a umask of 002, usual with user-private groups) refused every backend, the
+    reference one included: the default root, which nobody chose, falls back with a warning as an unwritable one
+    does; a root chosen with $SYMCELL_CACHE_DIR is still refused (above)"""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir(mode=0o700)
+    home = tmp_path / "home"
+    (home / ".cache").mkdir(parents=True)
+    os.chmod(home / ".cache", 0o775)
+    monkeypatch.delenv("SYMCELL_CACHE_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    with pytest.warns(UserWarning, match=r"the cache directory .*home/.cache/symcell cannot be used \(its parent "
+                                         r".*\.cache is writable by group or others and not sticky \(mode 0o775\); "
+                                         r"make it private, or set SYMCELL_CACHE_DIR\); using .*tmp/symcell-cache-"):
+        d = cache.cache_dir()
+    assert d == tmp_path / "tmp" / f"symcell-cache-{UID}"
+
+
+def test_without_a_cache_to_keep_them_in_derivations_are_made_in_the_process(tmp_path, monkeypatch):
+    """the memo of derivations (cache.memo) is a saving, not a need: a refused root (or a full disk) made the
+    reference backend raise too; it now warns once and derives in the process"""
+    folder = tmp_path / "cache"
+    folder.mkdir(mode=0o777)
+    os.chmod(folder, 0o777)
+    monkeypatch.setenv("SYMCELL_CACHE_DIR", str(folder))
+    monkeypatch.setattr(cache, "_memo_warned", [])
+    with pytest.warns(UserWarning, match=r"the symbolic derivations are not kept on disk \(symcell: refusing the "
+                                         r"build cache"):
+        assert cache.memo("probe", lambda: 42) == 42
+    assert cache.memo("probe", lambda: 43) == 43 and not (folder / "memo").exists()
+
+
 def test_a_sticky_shared_parent_like_tmp_is_fine(tmp_path, monkeypatch):
     os.chmod(tmp_path, 0o1777)
     monkeypatch.setenv("SYMCELL_CACHE_DIR", str(tmp_path / "cache"))

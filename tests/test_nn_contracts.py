@@ -442,6 +442,21 @@ def test_a_backend_the_machine_cannot_run_says_why(monkeypatch):
         LSTM(3, 4, backend="cuda")
 
 
+def test_triton_interpret_is_read_as_triton_reads_it(monkeypatch):
+    """TRITON_INTERPRET=true (or on, yes) runs Triton's interpreter, where symcell took only 1 and said it was off"""
+    from symcell.backends import triton as triton_backend
+    try:
+        from triton import knobs
+    except ImportError:   # (no Triton, or one before knobs, which read only "1")
+        knobs = None
+    for value, on in (("1", True), ("true", True), ("On", True), ("yes", True), ("0", False), ("false", False)):
+        monkeypatch.setenv("TRITON_INTERPRET", value)
+        if knobs is not None:
+            assert triton_backend.interpreted() is on is bool(knobs.runtime.interpret), value
+        else:
+            assert triton_backend.interpreted() is (value == "1"), value
+
+
 @pytest.mark.cpp
 def test_profiler_rows_name_the_cell_its_sizes_and_backend():
     cell = LSTM(4, 5, backend="cpp")

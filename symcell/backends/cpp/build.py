@@ -58,9 +58,10 @@ class Entry:
 
 
 def build(program, scans, source, dims):
-    if not compiler_works():
-        raise cache.BuildError("symcell: backend='cpp' needs a C++ compiler (c++ or g++) and ninja on PATH; "
-                               "install them, or use backend='reference'")
+    lacking = missing()
+    if lacking:
+        raise cache.BuildError(f"symcell: backend='cpp' needs a C++ compiler and ninja: {lacking}; install it, or "
+                               "use backend='reference'")
     cflags, ldflags = flags()
     header = HEADER.read_text()
     pch = _precompiled(header, cflags, ldflags)
@@ -136,20 +137,34 @@ def _precompile(folder, built):
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, check=False)
 
 
-_compiler_ok = []
+_missing = []
 
 
-def compiler_works():
-    """True when a C++ compiler and ninja are on this machine; warns once when not."""
-    if not _compiler_ok:
-        ok = shutil.which("c++") is not None or shutil.which("g++") is not None
+def missing():
+    """What of the toolchain torch.utils.cpp_extension builds with is not on this machine (None: nothing): the C++
+    compiler it calls, $CXX or else c++, and ninja."""
+    if not _missing:
+        cxx = cache.compiler()
+        lacking = None if shutil.which(cxx[0]) else (
+            f"no compiler {cxx[0]!r} on PATH (torch builds with $CXX, else c++)" if "CXX" not in os.environ else
+            f"$CXX is {os.environ['CXX']!r}, which is not found")
         try:
             from torch.utils.cpp_extension import verify_ninja_availability
             verify_ninja_availability()
         except (RuntimeError, ImportError):
-            ok = False
-        if not ok:
-            warn("symcell: no working C++ compiler or ninja found; backend='auto' uses the reference "
-                 "backend on CPU (slower). Install g++ and ninja for the cpp backend.")
-        _compiler_ok.append(ok)
-    return _compiler_ok[0]
+            lacking = "; ".join(filter(None, [lacking, "no ninja on PATH (pip install ninja)"]))
+        _missing.append(lacking)
+    return _missing[0]
+
+
+def compiler_works():
+    """Whether the cpp backend can build here; backend='auto' asks, and warns once when it cannot."""
+    lacking = missing()
+    if lacking and not _warned:
+        _warned.append(True)
+        warn(f"symcell: backend='auto' uses the reference backend on CPU (slower): {lacking}. Install a C++ "
+             "compiler and ninja for the cpp backend.")
+    return lacking is None
+
+
+_warned = []

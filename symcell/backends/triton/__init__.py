@@ -198,7 +198,13 @@ def _wide(*args):
 
 
 def interpreted():
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+    """whether Triton runs its interpreter: its own reading of TRITON_INTERPRET (1, true, on, yes, ...), where its
+    version has one (symcell took only "1", and said the interpreter was off under TRITON_INTERPRET=true)"""
+    try:
+        from triton import knobs
+        return bool(knobs.runtime.interpret)
+    except (ImportError, AttributeError):
+        return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
 def _interpreter_imported():
