@@ -1,6 +1,6 @@
 """CPU benchmarks of the cpp backend against its peers, side by side in one process with the same weights.
 
-    python benchmarks/bench_cpu.py                 # everything (a few minutes on 2 cores)
+    python benchmarks/bench_cpu.py                 # everything (over 5 minutes on 2 cores; tables as they finish)
     python benchmarks/bench_cpu.py --only lstm     # one section: lstm, stacked, gru, lltm, modern, build, memory,
                                                    # gflops, denormal, hoist
 
@@ -319,6 +319,8 @@ def main():
              f"date {time.strftime('%Y-%m-%d %H:%M')}"]
     run = [args.only] if args.only else ["lstm", "stacked", "gru", "lltm", "modern", "gflops", "denormal", "memory",
                                          "build"]
+    print("\n".join(lines), flush=True)
+    shown = len(lines)
     for name in run:
         print(f"... {name}", file=sys.stderr, flush=True)
         if name in ("lstm", "gru"):
@@ -339,7 +341,8 @@ def main():
             section_denormal(lines, args.repeats)
         else:
             section_build(lines)
-    print("\n".join(lines))
+        print("\n".join(lines[shown:]), flush=True)   # (each section's table when it ends: a run stopped early
+        shown = len(lines)                              # keeps what it measured)
 
 
 if __name__ == "__main__":

@@ -94,10 +94,13 @@ def main(argv=None):
         y.sum().backward()
         results[name] = (y.detach(), x.grad.clone())
     base = next(iter(results))
-    for name, (y, g) in results.items():
-        err = max((y - results[base][0]).abs().max().item(), (g - results[base][1]).abs().max().item())
+    for name, (y, g) in list(results.items())[1:]:
+        # relative to the largest value: an LLTM's cell has no forget gate, and over 100 steps its input gradients
+        # grow to hundreds, where float32 agrees to 1e-6 of them (an absolute 1e-4 called that a mismatch)
+        err = max(((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
+                  for a, b in ((y, results[base][0]), (g, results[base][1])))
         status = "ok" if err < 1e-4 else "MISMATCH"
-        print(f"  {name:<24} max |difference| vs {base}: {err:.2e}  {status}")
+        print(f"  {name:<24} max |difference| / max |value| vs {base}: {err:.2e}  {status}")
         if status != "ok":
             sys.exit(1)
 

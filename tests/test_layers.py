@@ -81,3 +81,24 @@ def test_every_file_the_package_reads_is_in_its_wheel():
                for package, names in listed.items() for name in names}
     data = {p.resolve() for p in PKG.rglob("*") if p.is_file() and p.suffix not in (".py", ".pyc")}
     assert data <= shipped, f"not in pyproject.toml's [tool.setuptools.package-data]: {sorted(map(str, data - shipped))}"
+
+
+def test_the_triton_settings_the_readme_lists_are_where_it_says():
+    """`symcell.backends.triton.render.DOT_SUMS = 1` set an attribute of the render function, which the package's
+    `from .render import render` had put in the module's place: a silent no-op. Every setting of the README's
+    table is an attribute of the module it names."""
+    import importlib
+    import types
+
+    import symcell.backends.triton as package
+    text = (ROOT / "README.md").read_text()
+    table = text.split("The settings, all in `symcell.backends.triton`", 1)[1].split("\n\n", 2)[1]
+    names = [line.split("`")[1] for line in table.splitlines() if line.strip().startswith("| `")]
+    assert len(names) == 13, names
+    for name in names:
+        owner = package
+        for part in name.split(".")[:-1]:
+            owner = getattr(owner, part)
+            assert isinstance(owner, types.ModuleType), f"symcell.backends.triton.{name}: {part} is {owner!r}"
+        assert hasattr(owner, name.split(".")[-1]), name
+    assert package.render is importlib.import_module("symcell.backends.triton.render")

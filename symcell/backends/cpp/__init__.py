@@ -4,7 +4,7 @@ import torch
 from ..base import Backend
 from . import build as _build
 from .build import compiler_works  # noqa: F401
-from .render import render
+from . import render as renderer   # (the module stays symcell.backends.cpp.render: its function is renderer.render)
 
 
 class CppBackend(Backend):
@@ -15,7 +15,7 @@ class CppBackend(Backend):
         return device.type == "cpu" and compiler_works()
 
     def render(self, program, scans):
-        return render(program, scans)
+        return renderer.render(program, scans)
 
     def build(self, program, scans, source, dims):
         return _build.build(program, scans, source, dims)

@@ -15,7 +15,10 @@ from ...errors import DtypeError
 from ...printing import Writer
 from ..base import COMPUTING_FOR, Backend
 from ..torch_code import SCOPE
-from .render import dot_constants, render
+# (the module, not its function: symcell.backends.triton.render.DOT_SUMS and the other settings the README lists
+# are its attributes, which `from .render import render` hid behind the function)
+from . import render as renderer
+from .render import dot_constants
 
 _counter = itertools.count()
 
@@ -275,7 +278,7 @@ class TritonBackend(Backend):
     def render(self, program, scans):
         w = Writer()
         w(f"# symcell triton backend: {program.name}")
-        return render(program, scans, w)
+        return renderer.render(program, scans, w)
 
     def build(self, program, scans, source, dims):
         scope = load(program.name, source)
