@@ -196,12 +196,17 @@ class Recipe:
         self.args = args
 
 
+# the names of a program's main script: a process multiprocessing spawns (a DDP or mp.spawn worker, a DataLoader's)
+# runs it as __mp_main__, whose cells were saved by that name, which no other process finds
+MAIN = ("__main__", "__mp_main__")
+
+
 def _importable(spec):
     """(module, qualified name, define's arguments) by which a fresh process finds `spec`'s cell again: its step
     function, or the class define made of it (a decorated step's name is the class), as the module holds them
     now; None where no import would (a cell of __main__, or of a function)"""
     recipe = getattr(spec, "recipe", None)   # (None: a spec unpickled from a file saved before recipes)
-    if recipe is None or recipe.module in (None, "__main__") or "<" in recipe.qualname:   # (<locals>, <lambda>)
+    if recipe is None or recipe.module in (None, *MAIN) or "<" in recipe.qualname:   # (<locals>, <lambda>)
         return None
     where = recipe.module, recipe.qualname, recipe.args
     found = _lookup(recipe.module, recipe.qualname, imported=False)
@@ -246,7 +251,8 @@ def _spec_of_the_day(module, qualname, args):
         return found.spec
     if not callable(found) or isinstance(found, type):
         raise pickle.UnpicklingError(f"symcell: a saved cell's step function {module}.{qualname} is not there to "
-                                     f"load it with (found {found!r})")
+                                     f"load it with (found {found!r}): define it here first (import its module, or "
+                                     "run its define), or build the model anew and load the saved state_dict")
     made = _made.get(found, {})
     if repr(args) in made or len(made) == 1:
         return made.get(repr(args)) or next(iter(made.values()))
@@ -479,7 +485,7 @@ def _name_for_pickle(cls):
     cell renamed by name= is bound to its step's name (@define(name="B") def step), a step's name to the cell's
     (B = define(...)(step)), a cell made in a class to Outer.Inner"""
     module = sys.modules.get(cls.__module__)
-    if module is None or cls.__module__ == "__main__" or "<" in cls.__qualname__:   # (no other process finds these)
+    if module is None or cls.__module__ in MAIN or "<" in cls.__qualname__:   # (no other process finds these)
         return False
     if _lookup(cls.__module__, cls.__qualname__, imported=False) is cls:
         return True

@@ -305,20 +305,32 @@ def test_saved_modules_of_cells_whose_declarations_changed(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_cell_of_a_script_loads_in_another_process(tmp_path):
+@pytest.mark.parametrize("main", ["__main__", "__mp_main__"])
+def test_a_cell_of_a_script_loads_in_another_process(tmp_path, main):
     """a Cell whose class a script defines (__main__) failed to load elsewhere ("Can't get attribute on
-    __main__"); a class define made is made again from its equations"""
+    __main__"); a class define made is made again from its equations. A process multiprocessing spawns (a DDP
+    worker saving a checkpoint) runs the script as __mp_main__, which was saved by name, and failed so too."""
     script = tmp_path / "train.py"
     script.write_text(
         "import sys, torch, symcell\n"
+        "import torch.multiprocessing as mp\n"
         "@symcell.define(inputs={'x': 'I'}, state={'h': 'H'}, params={'W': ('H', 'I')})\n"
         "def MainCell(x, h, W):\n    return symcell.tanh(W @ x + h)\n"
-        "m = MainCell(I=3, H=4, backend='reference'); x = torch.randn(5, 2, 3)\n"
-        "torch.save({'m': m, 'x': x, 'y': m(x)[0]}, sys.argv[1])\n")
-    out = python(str(script), str(tmp_path / "m.pt"))
+        "def save(path):\n"
+        "    m = MainCell(I=3, H=4, backend='reference'); x = torch.randn(5, 2, 3)\n"
+        "    r = symcell.RNN(MainCell, I=3, H=4, backend='reference')\n"
+        "    torch.save({'m': m, 'r': r, 'x': x, 'y': m(x)[0], 'z': r(x)[0]}, path)\n"
+        "if __name__ == '__main__':\n"
+        "    if sys.argv[2] == '__main__':\n"
+        "        save(sys.argv[1])\n"
+        "    else:   # a spawned worker saves, in which this script runs as __mp_main__\n"
+        "        p = mp.get_context('spawn').Process(target=save, args=(sys.argv[1],)); p.start(); p.join()\n"
+        "        assert p.exitcode == 0\n")
+    out = python(str(script), str(tmp_path / "m.pt"), main)
     assert out.returncode == 0, out.stderr
     load = ("import torch; d = torch.load(%r, weights_only=False); assert torch.equal(d['m'](d['x'])[0], d['y']); "
-            "assert type(d['m']).__name__ == 'MainCell'; print('ok')" % str(tmp_path / "m.pt"))
+            "assert torch.equal(d['r'](d['x'])[0], d['z']); assert type(d['m']).__name__ == 'MainCell'; print('ok')"
+            % str(tmp_path / "m.pt"))
     out = python("-c", load)
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr
 
