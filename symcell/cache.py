@@ -19,13 +19,13 @@ can write them, sticky (as /tmp). What symcell creates is private (folders 0700,
 configured root that fails the rule is an error; the temporary fallback, when squatted, is replaced by a fresh
 folder with an unpredictable name; an entry or subfolder that fails it is removed and made again (a warning).
 """
+import errno
 import fcntl
 import hashlib
 import os
 import pickle
 import platform
 import re
-import shlex
 import shutil
 import stat
 import subprocess
@@ -128,10 +128,13 @@ def _open_root(root, chosen):
     """the root, made if absent; a temporary one (a warning) where it cannot be written, or fails the trust rule and
     is the default, not chosen ($SYMCELL_CACHE_DIR): a ~/.cache made group-writable under a umask of 002 refused
     every backend, the reference one included"""
-    try:
-        root.mkdir(parents=True, mode=0o700)
-    except FileExistsError:
-        pass
+    try:   # (each folder made private: mkdir's parents=True makes the missing parents by the umask, and a
+        for folder in [*reversed(root.parents), root]:   # ~/.cache made 0775 under 002 then failed the rule)
+            if not folder.exists():
+                try:
+                    folder.mkdir(mode=0o700)
+                except FileExistsError:   # (made meanwhile)
+                    pass
     except OSError as e:
         return _fallback(root, f"not writable: {e.strerror}")
     if not root.is_dir():
@@ -141,7 +144,7 @@ def _open_root(root, chosen):
     if why and chosen:
         raise UntrustedCacheError(_refusal(root, why))
     if why:
-        return _fallback(root, f"{why}; make it private, or set SYMCELL_CACHE_DIR")
+        return _fallback(root, f"{why}; chmod go-w the folder named, or set SYMCELL_CACHE_DIR")
     try:
         probe = resolved / f".probe-{_unique()}"
         probe.write_text("")
@@ -230,15 +233,15 @@ def _make_private(folder):
 
 
 def compiler():
-    """the C++ compiler torch.utils.cpp_extension builds with, as a command: $CXX (it may hold arguments: ccache
-    g++), else c++"""
-    return shlex.split(os.environ.get("CXX") or "c++") or ["c++"]
+    """the C++ compiler torch.utils.cpp_extension builds with: $CXX, else c++, one program (torch quotes it whole
+    in its build file: a value with arguments is no program; an empty one, none)"""
+    return os.environ.get("CXX", "c++")
 
 
 @lru_cache(maxsize=None)
 def _toolchain_id():
     try:
-        cc = subprocess.run([*compiler(), "--version"], capture_output=True, text=True,
+        cc = subprocess.run([compiler(), "--version"], capture_output=True, text=True,
                             timeout=30).stdout.split("\n")[0]
     except (OSError, subprocess.SubprocessError):
         cc = "no-compiler"
@@ -332,11 +335,10 @@ def load(source, cflags=(), ldflags=(), files=None, links=None, units=None, labe
             _make_private(entry)
             _write_private(marker, (f"built in {time.perf_counter() - t0:.2f} s\nbytes {lib.stat().st_size}\n"
                                     f"sha256 {_digest(lib)}\n").encode())
-    except OSError as e:   # (a full disk, a quota: the machine's, which a later build may not meet)
-        error = BuildError(f"symcell: cannot write the build cache entry {entry}: {e.strerror or e}; free space "
-                           "there, or set SYMCELL_CACHE_DIR to another folder")
-        error.lasting = False
-        raise error from e
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise _full(entry, e) from e
     _loaded[key] = ns
     return ns
 
@@ -364,8 +366,8 @@ def memo(name, make, fresh=False):
     except (OSError, UntrustedCacheError) as e:   # no cache to keep it in (refused, full, read-only): made here
         if not _memo_warned:
             _memo_warned.append(True)
-            warn(f"symcell: the symbolic derivations are not kept on disk ({e}); each process derives its cells "
-                 "again")
+            warn(f"symcell: the symbolic derivations are not kept on disk (no usable cache directory: {e}); each "
+                 "process derives its cells again")
         return make()
     if not fresh and trusted_file(path):   # unpickling runs code: only a file this user wrote
         try:
@@ -441,6 +443,14 @@ class BuildError(RuntimeError):
     lasting = True   # (False: the machine's, as a full disk, which a later build may not meet)
 
 
+def _full(folder, e):
+    """the BuildError of a full disk (or quota) met writing into `folder`: not lasting, space may be freed"""
+    error = BuildError(f"symcell: cannot write the build cache entry {folder}: {getattr(e, 'strerror', None) or e}; "
+                       "free space there, or set SYMCELL_CACHE_DIR to another folder")
+    error.lasting = False
+    return error
+
+
 def _build(ns, source, cflags, ldflags, folder, units):
     from torch.utils import cpp_extension
     paths = []
@@ -457,6 +467,8 @@ def _build(ns, source, cflags, ldflags, folder, units):
             name=ns, sources=paths, extra_cflags=cflags, extra_ldflags=ldflags,
             build_directory=str(folder), is_python_module=False, verbose=False)
     except (RuntimeError, OSError, subprocess.CalledProcessError) as e:
+        if "No space left on device" in str(e) or "Disk quota exceeded" in str(e):   # (the compiler's, or ld's)
+            raise _full(folder, e) from e
         error = BuildError(f"symcell: building the C++ kernel failed: {e}")
         error.lasting = not isinstance(e, OSError)
         raise error from e

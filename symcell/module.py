@@ -408,11 +408,13 @@ class Binding:
         # (a numpy array or a nested list, iterated, said "expected 1 input(s), got 5")
         plain = not isinstance(xs, (tuple, list))
         if plain or (len(xs) != len(ir.inputs) and not all(isinstance(t, torch.Tensor) for t in xs)):
-            got = type(xs).__name__ if plain else f"a {type(xs).__name__} of {len(xs)} {type(xs[0]).__name__}s"
-            n = len(ir.inputs)
-            each = " (or a tuple of one)" if n == 1 else f" for each of its {n} inputs, in a tuple"
-            raise TypeError(f"{name}: the input must be a tensor{each} ({', '.join(k for k, _ in ir.inputs)}), "
-                            f"got {got}")
+            k, bad = next(((k, t) for k, t in enumerate(xs) if not isinstance(t, torch.Tensor)), (None, None)) \
+                if not plain else (None, xs)
+            got = type(bad).__name__ if plain else f"a {type(xs).__name__} whose item {k} is of type {type(bad).__name__}"
+            n, names = len(ir.inputs), ", ".join(k for k, _ in ir.inputs)
+            want = f"a tensor ({names})" if n == 1 else f"a tuple of {n} tensors ({names})"
+            hint = " (torch.from_numpy makes one)" if type(bad).__module__ == "numpy" else ""
+            raise TypeError(f"{name}: the input must be {want}, got {got}{hint}")
         xs = tuple(xs)
         if len(xs) != len(ir.inputs):
             raise ShapeError(f"{name}: expected {len(ir.inputs)} input(s) ({', '.join(n for n, _ in ir.inputs)}), "

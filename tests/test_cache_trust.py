@@ -10,6 +10,7 @@ import pickle
 import stat
 import subprocess
 import tempfile
+import warnings
 
 import pytest
 
@@ -94,9 +95,23 @@ def test_the_default_root_that_fails_the_rule_falls_back_to_a_temporary_one(tmp_
     monkeypatch.setenv("HOME", str(home))
     with pytest.warns(UserWarning, match=r"the cache directory .*home/.cache/symcell cannot be used \(its parent "
                                          r".*\.cache is writable by group or others and not sticky \(mode 0o775\); "
-                                         r"make it private, or set SYMCELL_CACHE_DIR\); using .*tmp/symcell-cache-"):
+                                         r"chmod go-w the folder named, or set SYMCELL_CACHE_DIR\); using .*tmp/symcell-cache-"):
         d = cache.cache_dir()
     assert d == tmp_path / "tmp" / f"symcell-cache-{UID}"
+    # a ~/.cache symcell makes itself is private whatever the umask (mkdir's parents=True gave 0775 under 002, which
+    # then failed the rule in every process)
+    fresh = tmp_path / "fresh-home"
+    fresh.mkdir(mode=0o700)
+    monkeypatch.setenv("HOME", str(fresh))
+    monkeypatch.setattr(cache, "_roots", {})
+    old = os.umask(0o002)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert cache.cache_dir() == fresh / ".cache" / "symcell"
+    finally:
+        os.umask(old)
+    assert os.stat(fresh / ".cache").st_mode & 0o777 == 0o700
 
 
 def test_without_a_cache_to_keep_them_in_derivations_are_made_in_the_process(tmp_path, monkeypatch):
@@ -107,7 +122,8 @@ def test_without_a_cache_to_keep_them_in_derivations_are_made_in_the_process(tmp
     os.chmod(folder, 0o777)
     monkeypatch.setenv("SYMCELL_CACHE_DIR", str(folder))
     monkeypatch.setattr(cache, "_memo_warned", [])
-    with pytest.warns(UserWarning, match=r"the symbolic derivations are not kept on disk \(symcell: refusing the "
+    with pytest.warns(UserWarning, match=r"the symbolic derivations are not kept on disk \(no usable cache directory: "
+                                         r"symcell: refusing the "
                                          r"build cache"):
         assert cache.memo("probe", lambda: 42) == 42
     assert cache.memo("probe", lambda: 43) == 43 and not (folder / "memo").exists()

@@ -622,9 +622,13 @@ def test_a_numpy_array_or_nested_list_as_input_is_refused_as_not_a_tensor():
     input(s) (x), got 5" for an array of shape (5, 3, 4)"""
     cell = symcell.cells.LLTM(4, 8, backend="reference")
     for call in (lambda: cell(np.zeros((5, 3, 4), np.float32)), lambda: symcell.scan(cell, np.zeros((5, 3, 4)))):
-        with pytest.raises(TypeError, match=r"^LLTM: the input must be a tensor \(or a tuple of one\) \(x\), got ndarray$"):
+        with pytest.raises(TypeError, match=r"^LLTM: the input must be a tensor \(x\), got ndarray \(torch.from_numpy "
+                                            r"makes one\)$"):
             call()
-    with pytest.raises(TypeError, match=r"^LLTM: the input must be a tensor .* got a list of 5 lists$"):
+    with pytest.raises(TypeError, match=r"^LLTM: the input must be a tensor \(x\), got a list whose item 0 is of type "
+                                        r"list$"):
         cell([[[1.0] * 4] * 3] * 5)
+    with pytest.raises(TypeError, match=r"got a list whose item 1 is of type ndarray \(torch.from_numpy makes one\)$"):
+        cell([torch.zeros(5, 3, 4), np.zeros(3)])
     with pytest.raises(symcell.errors.ShapeError, match=r"^LLTM: expected 1 input\(s\) \(x\), got 2$"):
         cell([torch.zeros(5, 3, 4)] * 2)

@@ -75,8 +75,11 @@ def test_the_operators_do_not_import_the_prebuilt_cells():
 def test_every_file_the_package_reads_is_in_its_wheel():
     """A file of symcell/ that is not Python (the C++ backend's sc.h) goes into a wheel only if pyproject.toml's
     package-data names it: without it, an installed (not editable) symcell built no cpp kernel."""
-    import tomllib
-    listed = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    # (the table's lines, `"package" = ["file", ...]`, read without tomllib, which Python 3.9 and 3.10 lack)
+    section = (ROOT / "pyproject.toml").read_text().split("[tool.setuptools.package-data]\n", 1)[1].split("\n[", 1)[0]
+    listed = dict((ast.literal_eval(k.strip()), ast.literal_eval(v.split("#")[0].strip()))
+                  for k, v in (line.split("=", 1) for line in section.splitlines() if "=" in line and
+                               not line.lstrip().startswith("#")))
     shipped = {(PKG.parent / package.replace(".", "/") / name).resolve()
                for package, names in listed.items() for name in names}
     data = {p.resolve() for p in PKG.rglob("*") if p.is_file() and p.suffix not in (".py", ".pyc")}

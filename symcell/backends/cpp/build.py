@@ -64,6 +64,10 @@ def build(program, scans, source, dims):
                                "use backend='reference'")
     cflags, ldflags = flags()
     header = HEADER.read_text()
+    try:
+        cache.cache_dir()
+    except OSError as e:   # (no cache folder and no temporary one: backend='auto' runs the reference backend)
+        raise cache.BuildError(f"symcell: no usable cache directory for the cpp backend's libraries: {e}") from e
     pch = _precompiled(header, cflags, ldflags)
     gch = pch and pch / (HEADER.name + ".gch")   # linked only when finished and only this user could have written it
     links = {gch.name: gch} if pch and cache.trusted_file(pch / "complete") and cache.trusted_file(gch) else None
@@ -119,7 +123,8 @@ def _precompile(folder, built):
         return
     try:   # build.ninja is torch's, not ours: a form we do not know means no precompiled header, not an error
         ninja = (built / "build.ninja").read_text().splitlines()
-        cxx = next(line.split("=", 1)[1].strip() for line in ninja if line.startswith("cxx ="))
+        # (cxx is a shell word list: torch puts ccache before the compiler where it is on PATH)
+        cxx = shlex.split(next(line.split("=", 1)[1] for line in ninja if line.startswith("cxx =")))
         cflags = [f for f in shlex.split(next(line.split("=", 1)[1] for line in ninja if line.startswith("cflags =")))
                   if not f.startswith("-DTORCH_EXTENSION_NAME=")]
         shutil.copy(built / HEADER.name, folder / HEADER.name)
@@ -127,7 +132,7 @@ def _precompile(folder, built):
     except (OSError, StopIteration, ValueError):
         return
     gch, tmp = folder / (HEADER.name + ".gch"), folder / f"{HEADER.name}.gch.{cache._unique()}.tmp"
-    compile_ = shlex.join([cxx, *cflags, "-x", "c++-header", str(folder / HEADER.name), "-o", str(tmp)])
+    compile_ = shlex.join([*cxx, *cflags, "-x", "c++-header", str(folder / HEADER.name), "-o", str(tmp)])
     # written under a temporary name, renamed when whole; `complete` last: a build links only a finished one
     script = (f"umask 077; {compile_} && mv {shlex.quote(str(tmp))} {shlex.quote(str(gch))} && "
               f"touch {shlex.quote(str(folder / 'complete'))} || rm -f {shlex.quote(str(tmp))}")
@@ -145,9 +150,9 @@ def missing():
     compiler it calls, $CXX or else c++, and ninja."""
     if not _missing:
         cxx = cache.compiler()
-        lacking = None if shutil.which(cxx[0]) else (
-            f"no compiler {cxx[0]!r} on PATH (torch builds with $CXX, else c++)" if "CXX" not in os.environ else
-            f"$CXX is {os.environ['CXX']!r}, which is not found")
+        lacking = None if cxx.strip() and shutil.which(cxx) else (
+            f"no compiler {cxx!r} on PATH (torch builds with $CXX, else c++)" if "CXX" not in os.environ else
+            f"$CXX is {cxx!r}, which is no program on PATH (torch runs it whole: a compiler's path, no arguments)")
         try:
             from torch.utils.cpp_extension import verify_ninja_availability
             verify_ninja_availability()

@@ -4,6 +4,7 @@ On CPU tensors it runs under Triton's interpreter (TRITON_INTERPRET=1), which is
 of functions.py use only what the interpreter has (no libdevice).
 """
 import contextlib
+import functools
 import itertools
 import linecache
 import os
@@ -203,11 +204,22 @@ def _wide(*args):
 def interpreted():
     """whether Triton runs its interpreter: its own reading of TRITON_INTERPRET (1, true, on, yes, ...), where its
     version has one (symcell took only "1", and said the interpreter was off under TRITON_INTERPRET=true)"""
+    knobs = _knobs()
+    if knobs is not None:
+        return bool(knobs.runtime.interpret)
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+@functools.lru_cache(maxsize=None)
+def _knobs():
+    """triton.knobs, or None (no Triton, or one before knobs, which read only "1"): looked for once, as every
+    launch asks"""
     try:
         from triton import knobs
-        return bool(knobs.runtime.interpret)
+        knobs.runtime.interpret   # noqa: B018 (a Triton whose knobs lack it raises here)
+        return knobs
     except (ImportError, AttributeError):
-        return os.environ.get("TRITON_INTERPRET", "0") == "1"
+        return None
 
 
 def _interpreter_imported():
@@ -236,7 +248,10 @@ def load(name, source):
     except ImportError:
         raise RuntimeError("symcell: backend='triton' needs the triton package (pip install triton)") from None
     # triton.jit reads a kernel's source from its file: the source goes into the cache folder, and runs from there
-    path = cache.source_file("triton", name, source)
+    try:
+        path = cache.source_file("triton", name, source)
+    except OSError as e:   # (a full disk, no cache folder: backend='auto' runs the reference backend)
+        raise cache.BuildError(f"symcell: the Triton source of {name} cannot be written to the cache: {e}") from e
     linecache.checkcache(str(path))
     scope = {**SCOPE, "triton": triton, "tl": tl, "_device_of": _device_of, "_wide": _wide,
              "_programs": _programs, "_launch": _launch, "_resident_slices": _resident_slices, "_mm": _mm,
