@@ -4,6 +4,7 @@ A kernel is named by a key, "<hash of the cell>:<dimensions>:<backend>", not pas
 exported program refers to it by that string, and a fresh process that defines (imports) the same cell finds it
 again. The hash is of the cell's fingerprint (ir.fingerprint), stable across processes.
 """
+import collections
 import hashlib
 import importlib
 
@@ -12,11 +13,37 @@ from .errors import too_deep
 from .ir import fingerprint
 
 _CELLS = {}        # hash -> CellIR, for every cell defined in this process
-_LOWERED = {}      # (hash, dims or None) -> pipeline.Lowered
-_PROGRAMS = {}     # (hash, dims or None, backend name) -> the program the backend runs (pipeline.backend_program)
-_SECOND = {}       # (hash, dims or None, sums after the loop) -> the second-order scans (pipeline.second_order)
-_KERNELS = {}      # key -> built Kernel
+# The pipeline's products, each table keeping the KEPT most recently used: a sweep over sizes or over cells a loop
+# defines kept every one for the life of the process (40-80 KiB each, from the derivation to the kernel's
+# source). One let go is made again when asked for: its derivation from the memo on disk, a cpp kernel's library
+# from the ones loaded (a library is never unloaded), so going back to an old size costs milliseconds, not a build.
+KEPT = 256
+_LOWERED = collections.OrderedDict()    # (hash, dims or None) -> pipeline.Lowered
+_PROGRAMS = collections.OrderedDict()   # (hash, dims or None, backend name) -> the program the backend runs
+_SECOND = collections.OrderedDict()     # (hash, dims or None, sums after the loop) -> the second-order scans
+_KERNELS = collections.OrderedDict()    # key -> built Kernel
 _DEFINERS = []     # modules whose import defines more cells (the prebuilt ones), tried for unknown keys
+
+
+def _recall(table, k):
+    """table[k] made the most recent, or None"""
+    value = table.get(k)
+    if value is not None:
+        try:
+            table.move_to_end(k)
+        except KeyError:   # (let go meanwhile, by another thread: it is still this call's)
+            pass
+    return value
+
+
+def _keep(table, k, value):
+    table[k] = value
+    while len(table) > KEPT:
+        try:
+            table.popitem(last=False)
+        except KeyError:   # (emptied meanwhile, by another thread)
+            break
+    return value
 
 
 def register(ir):
@@ -61,11 +88,10 @@ def lowered(cell_hash, dims=None):
     """The pipeline's products for a cell at a binding of its dimensions (None: symbolic), made once (and kept
     on disk for the next process: cache.memo)."""
     k = _binding(cell_hash, dims)
-    if k not in _LOWERED:
-        # (SYMCELL_DEBUG prints each stage as the pipeline makes it: one loaded from disk would print none)
-        _LOWERED[k] = cache.memo(f"lowered-{cell_hash}-{_dims_id(dims)}",
-                                 lambda: pipeline.lower(_CELLS[cell_hash], dims), fresh=pipeline.debugging())
-    return _LOWERED[k]
+    # (SYMCELL_DEBUG prints each stage as the pipeline makes it: one loaded from disk would print none)
+    return _recall(_LOWERED, k) or _keep(_LOWERED, k, cache.memo(
+        f"lowered-{cell_hash}-{_dims_id(dims)}", lambda: pipeline.lower(_CELLS[cell_hash], dims),
+        fresh=pipeline.debugging()))
 
 
 def _dims_id(dims):
@@ -77,13 +103,15 @@ def second_order(cell_hash, dims=None, backend=None):
     the lowered program), made once, when first needed."""
     after = bool(backend and backend.param_sums_after_loop)
     k = (*_binding(cell_hash, dims), after)
-    if k not in _SECOND:
-        def make():
-            low = lowered(cell_hash, dims)
-            return pipeline.second_order(pipeline.backend_program(low, backend) if backend else low.program)
-        _SECOND[k] = cache.memo(f"second-{cell_hash}-{_dims_id(dims)}{'-sums-after' if after else ''}", make,
-                                fresh=pipeline.debugging())
-    return _SECOND[k]
+    found = _recall(_SECOND, k)
+    if found is not None:
+        return found
+
+    def make():
+        low = lowered(cell_hash, dims)
+        return pipeline.second_order(pipeline.backend_program(low, backend) if backend else low.program)
+    return _keep(_SECOND, k, cache.memo(f"second-{cell_hash}-{_dims_id(dims)}{'-sums-after' if after else ''}",
+                                        make, fresh=pipeline.debugging()))
 
 
 def ir_of(cell_hash):
@@ -93,9 +121,7 @@ def ir_of(cell_hash):
 def _program(cell_hash, dims, backend):
     """the lowered cell's program as `backend` runs it (pipeline.backend_program), made once"""
     k = (*_binding(cell_hash, dims), backend.name)
-    if k not in _PROGRAMS:
-        _PROGRAMS[k] = pipeline.backend_program(lowered(cell_hash, dims), backend)
-    return _PROGRAMS[k]
+    return _recall(_PROGRAMS, k) or _keep(_PROGRAMS, k, pipeline.backend_program(lowered(cell_hash, dims), backend))
 
 
 def program_for(k):
@@ -106,19 +132,21 @@ def program_for(k):
 
 
 def kernel_for(k):
-    if k not in _KERNELS:
-        cell, dims, name = parse(k)
-        backend = backends.get(name)
-        at = None if backend.symbolic else dims
-        with too_deep(_CELLS[cell].name):
-            program = _program(cell, at, backend)
-            source, entries = pipeline.build(program, backend, dims, (program.forward, program.backward))
+    kernel = _recall(_KERNELS, k)
+    if kernel is not None:
+        return kernel
+    cell, dims, name = parse(k)
+    backend = backends.get(name)
+    at = None if backend.symbolic else dims
+    with too_deep(_CELLS[cell].name):
+        program = _program(cell, at, backend)
+        source, entries = pipeline.build(program, backend, dims, (program.forward, program.backward))
 
-        def second():
-            with too_deep(_CELLS[cell].name):
-                scans = second_order(cell, at, backend)
-                return (scans, *pipeline.build(program, backend, dims, scans))
-        label = f"symcell.{_CELLS[cell].name}[{','.join(f'{n}={v}' for n, v in sorted(dims.items()))}].{name}"
-        _KERNELS[k] = backends.Kernel(program, source, entries, second, label)
-        _KERNELS[k].key = k   # (the registered operators name it so: autograd.py under compiled autograd)
-    return _KERNELS[k]
+    def second():
+        with too_deep(_CELLS[cell].name):
+            scans = second_order(cell, at, backend)
+            return (scans, *pipeline.build(program, backend, dims, scans))
+    label = f"symcell.{_CELLS[cell].name}[{','.join(f'{n}={v}' for n, v in sorted(dims.items()))}].{name}"
+    kernel = backends.Kernel(program, source, entries, second, label)
+    kernel.key = k   # (the registered operators name it so: autograd.py under compiled autograd)
+    return _keep(_KERNELS, k, kernel)

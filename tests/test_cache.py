@@ -1,5 +1,6 @@
 """The build cache under faults: concurrent builds, corrupt and half-written entries, no compiler. (Who may
 write into it: test_cache_trust.py.)"""
+import collections
 import os
 import stat
 import subprocess
@@ -208,7 +209,7 @@ def test_symcell_debug_derives_again_rather_than_load_a_kept_derivation(tmp_path
     monkeypatch.setenv("SYMCELL_CACHE_DIR", str(tmp_path))
     monkeypatch.delenv("SYMCELL_DEBUG", raising=False)
     h = symcell.cells.LLTM.spec.hash
-    monkeypatch.setattr(registry, "_LOWERED", {})            # (as in a fresh process)
+    monkeypatch.setattr(registry, "_LOWERED", collections.OrderedDict())   # (as in a fresh process)
     made = registry.lowered(h)
     monkeypatch.setattr(registry, "_LOWERED", {})
     lower = pipeline.lower
@@ -358,14 +359,16 @@ def test_a_precompile_killed_long_ago_is_started_again(tmp_path):
     cache.private_dir(folder)
     started = folder / "started"
     started.touch()
+    partial = folder / "sc.h.gch.123-456.tmp"      # its half-written output (killed: never renamed nor removed)
+    partial.write_bytes(b"\0" * 1000)
     recent = time.time() - 60
     os.utime(started, (recent, recent))
     cpp_build._precompile(folder, built)           # one started a minute ago is running: left to it
-    assert started.stat().st_mtime == recent
+    assert started.stat().st_mtime == recent and partial.exists()
     old = time.time() - cpp_build.PCH_GIVEN_UP_AFTER_S - 60
     os.utime(started, (old, old))
-    cpp_build._precompile(folder, built)           # started again
-    assert started.stat().st_mtime > recent
+    cpp_build._precompile(folder, built)           # started again, the killed one's output removed
+    assert started.stat().st_mtime > recent and not partial.exists()
     (folder / "complete").touch()
     os.utime(started, (old, old))
     cpp_build._precompile(folder, built)           # finished: never again

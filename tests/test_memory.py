@@ -142,3 +142,30 @@ def test_short_lived_threads_do_not_keep_their_buffers():
     8 MB a thread at H=512, a server on short-lived threads grew without bound"""
     before, after = _run(_THREADS)
     assert after - before < 40, f"resident memory after 10 and 50 short-lived threads: {before:.1f}, {after:.1f} MB"
+
+
+@pytest.mark.parametrize("backend", ["reference"] + (["cpp"] if CPP else []))
+def test_a_sweep_over_sizes_keeps_the_most_recent_kernels_only(monkeypatch, backend):
+    """every new size's derivation and kernel (40-80 KiB) stayed for the life of the process, and the reference
+    backend's source lines in linecache too: the registry keeps the KEPT most recent, and a size let go is made
+    again, computing what it computed"""
+    import gc
+    import linecache
+
+    from symcell import registry
+    monkeypatch.setattr(registry, "KEPT", 3)
+    torch.manual_seed(0)
+    x = torch.randn(4, 2, 3)
+    first = symcell.cells.GRU(3, 2, backend=backend)
+    want = first(x)[0]
+    lines = len(linecache.cache)
+    for H in range(3, 9):
+        y, _ = symcell.cells.GRU(3, H, backend=backend)(x.requires_grad_())
+        y.sum().backward()
+    gc.collect()
+    for table in (registry._LOWERED, registry._PROGRAMS, registry._KERNELS):
+        assert len(table) <= 3
+    assert len(linecache.cache) <= lines + 3
+    torch.testing.assert_close(first(x)[0], want, rtol=0, atol=0)   # (its kernel made again)
+    y, _ = first(x)
+    y.sum().backward()

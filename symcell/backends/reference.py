@@ -6,6 +6,7 @@ what `cell.source()` shows; it is registered with linecache, so a traceback into
 """
 import itertools
 import linecache
+import weakref
 
 from ..printing import Writer
 from .base import Backend
@@ -34,4 +35,7 @@ class ReferenceBackend(Backend):
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         scope = dict(SCOPE)
         exec(compile(source, filename, "exec"), scope)  # noqa: S102 - our own generated code
-        return {s.name: scope[s.name] for s in scans}
+        entries = {s.name: scope[s.name] for s in scans}
+        # (the lines go with the code: a kernel the registry lets go took its lines out of linecache only never)
+        weakref.finalize(next(iter(entries.values())), linecache.cache.pop, filename, None)
+        return entries

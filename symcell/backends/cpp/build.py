@@ -115,6 +115,8 @@ def _precompile(folder, built):
         # one started long ago and never finished was killed (a reboot, out of memory) or failed: tried again
         if not (folder / "complete").exists() and time.time() - started.stat().st_mtime > PCH_GIVEN_UP_AFTER_S:
             started.unlink()
+            for partial in folder.glob(f"{HEADER.name}.gch.*.tmp"):   # (the killed one's half-written output,
+                partial.unlink()                                       # up to 300 MB, left for good otherwise)
     except OSError:
         pass
     try:
