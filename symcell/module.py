@@ -408,9 +408,9 @@ class Binding:
         # (a numpy array or a nested list, iterated, said "expected 1 input(s), got 5")
         plain = not isinstance(xs, (tuple, list))
         if plain or (len(xs) != len(ir.inputs) and not all(isinstance(t, torch.Tensor) for t in xs)):
-            k, bad = next(((k, t) for k, t in enumerate(xs) if not isinstance(t, torch.Tensor)), (None, None)) \
-                if not plain else (None, xs)
-            got = type(bad).__name__ if plain else f"a {type(xs).__name__} whose item {k} is of type {type(bad).__name__}"
+            at, bad = (None, xs) if plain else next((k, t) for k, t in enumerate(xs) if not isinstance(t, torch.Tensor))
+            got = (type(bad).__name__ if plain else
+                   f"a {type(xs).__name__} whose item {at} is of type {type(bad).__name__}")
             n, names = len(ir.inputs), ", ".join(k for k, _ in ir.inputs)
             want = f"a tensor ({names})" if n == 1 else f"a tuple of {n} tensors ({names})"
             hint = " (torch.from_numpy makes one)" if type(bad).__module__ == "numpy" else ""
