@@ -211,13 +211,13 @@ def test_symcell_debug_derives_again_rather_than_load_a_kept_derivation(tmp_path
     h = symcell.cells.LLTM.spec.hash
     monkeypatch.setattr(registry, "_LOWERED", collections.OrderedDict())   # (as in a fresh process)
     made = registry.lowered(h)
-    monkeypatch.setattr(registry, "_LOWERED", {})
+    monkeypatch.setattr(registry, "_LOWERED", collections.OrderedDict())
     lower = pipeline.lower
     monkeypatch.setattr(pipeline, "lower", lambda *a: pytest.fail("the kept derivation was not loaded"))
     assert registry.lowered(h).program.name == made.program.name          # kept
     monkeypatch.setattr(pipeline, "lower", lower)
     monkeypatch.setenv("SYMCELL_DEBUG", "1")
-    monkeypatch.setattr(registry, "_LOWERED", {})
+    monkeypatch.setattr(registry, "_LOWERED", collections.OrderedDict())
     capsys.readouterr()
     registry.lowered(h)                                                    # made again, so its stages print
     assert "--- symcell " in capsys.readouterr().err
