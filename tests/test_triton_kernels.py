@@ -2,6 +2,7 @@
 64-bit variant for buffers of 2^31 elements or more, one compile whatever T and B, a model on a device other than
 the current one. (The kernels' values and gradients on every cell: test_backends.py and the zoo, through the
 interpreter without a GPU; compiled for sm_80/sm_90 without one: test_triton_aot.py.)"""
+import collections
 import importlib
 import re
 
@@ -151,7 +152,7 @@ def split_kernels(monkeypatch):
     """use(tile): fresh triton kernels with `tile` features a tile; returns the list each launch appends its P to"""
     def use(tile):
         monkeypatch.setattr(RENDER, "TILE", tile)
-        monkeypatch.setattr(registry, "_KERNELS", {})
+        monkeypatch.setattr(registry, "_KERNELS", collections.OrderedDict())
         launches, real = [], triton_backend._launch
 
         def spy(kernel, grid, *args, **meta):
@@ -605,7 +606,7 @@ def test_a_resident_matmuls_independent_sums_add_up_as_one_sum(resident_vs_strea
     results = []
     for sums in (4, 1):
         monkeypatch.setattr(RENDER, "DOT_SUMS", sums)
-        monkeypatch.setattr(registry, "_KERNELS", {})   # (rendered again)
+        monkeypatch.setattr(registry, "_KERNELS", collections.OrderedDict())   # (rendered again)
         source = make(3, ON_CHIP[2], backend=backend).source("cuda")
         assert ("_acc4_s3 = tl.zeros_like(_acc4)" in source and "+= (_acc4_s0 + _acc4_s1) + (_acc4_s2 + _acc4_s3)"
                 in source) == (sums == 4), source
@@ -646,7 +647,7 @@ def test_a_carry_split_by_its_writer_multiplies_as_split_by_its_readers(resident
     results = []
     for at_write in (True, False):
         monkeypatch.setattr(RENDER, "SPLIT_AT_WRITE", at_write)
-        monkeypatch.setattr(registry, "_KERNELS", {})   # (rendered again)
+        monkeypatch.setattr(registry, "_KERNELS", collections.OrderedDict())   # (rendered again)
         source = cell().source("cuda")
         assert (bool(re.search(r"= _pair_dots?\(_acc", source)) and "_rs_h + " in source
                 and "_parts(_h" in source) == at_write
