@@ -319,7 +319,10 @@ class Binding:
         index = {n: k for k, n in enumerate(self.param_shapes)}
         views = {n: (index[p], int(r0), int(r1)) for n, p, r0, r1 in bound.views}
         self._kernel_params = [views.get(n, (index.get(n), None, None)) for n, _ in bound.params]
-        self._reshaped = bool(bound.views) or any(s == () for s in self.param_shapes.values())
+        # (as they are only where the kernels take every parameter whole, in order: a 3-d parameter the step never
+        # uses has no blocks among the kernels', and was passed all the same, one parameter too many)
+        self._reshaped = bool(bound.views) or any(s == () for s in self.param_shapes.values()) or \
+            [k for k, _, _ in self._kernel_params] != list(range(len(self.param_shapes)))
 
     def __reduce__(self):
         # made again from its spec when unpickled: the sizes and kernel keys of the equations a load runs (see

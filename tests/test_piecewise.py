@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 import symcell
-from symcell import clamp, hardsigmoid, hardtanh, maximum, minimum, relu, tanh, where
+from symcell import cat, clamp, hardsigmoid, hardtanh, maximum, minimum, relu, tanh, where
 from zoo import gradcheck_scan, rel_err
 
 DEVICE = {"reference": "cpu", "cpp": "cpu", "triton": "cuda" if torch.cuda.is_available() else "cpu"}
@@ -102,3 +102,36 @@ def test_errors_name_the_variable_and_the_way(step, error, message):
 def test_maximum_of_operands_of_different_sizes_names_them():
     with pytest.raises(ValueError, match=r"symcell\.maximum: h has size H, x has size I \(sizes must be equal, or 1\)"):
         _define(lambda x, h, W, p: maximum(h, x), inputs={"x": "I"})
+
+
+def test_a_matmul_of_a_cat_with_a_bare_parameter_is_refused_and_one_of_its_value_runs():
+    """W @ cat(h, b), b a vector parameter, was taken: the GEMM read b as if it had a row per batch row, on cpp past
+    its end (a wrong answer, now and then a crash in free()), and the other backends failed inside their code.
+    Refused where it is written (define) or, through a 3-d parameter's blocks, when it is lowered; cat(h, -b), a
+    value the step computes, runs and matches autograd (beside a 3-d parameter it does not use)"""
+    params = {"W": ("H", "2*H"), "R": (2, "H/2", "H"), "b": ("H",), "U": ("H", "I")}
+    with pytest.raises(TypeError, match=r"^W @ cat\(h, b\): its part b is a parameter, which depends on no input and "
+                                        r"no state.*declare that vector as a parameter of size H and add it"):
+        symcell.define(inputs={"x": "I"}, state={"h": "H"}, params=params)(
+            lambda x, h, W, R, b, U: symcell.tanh(W @ cat(h, b) + U @ x))
+    Blocked = symcell.define(inputs={"x": "I"}, state={"h": "H"}, params=params, name="Blocked")(
+        lambda x, h, W, R, b, U: symcell.tanh(R @ cat(h, b) + U @ x))
+    with pytest.raises(TypeError, match=r"its part .* is a parameter, which depends on no input and no state"):
+        Blocked(I=3, H=2, backend="reference")(torch.randn(4, 2, 3))
+    Negated = symcell.define(inputs={"x": "I"}, state={"h": "H"}, params=params, name="Negated")(
+        lambda x, h, W, R, b, U: symcell.tanh(W @ cat(h, -b) + U @ x))
+    torch.manual_seed(0)
+    cell = Negated(I=3, H=2, backend="reference").double()
+    x = torch.randn(4, 2, 3, dtype=torch.float64, requires_grad=True)
+    h, ys = torch.zeros(2, 2, dtype=torch.float64), []
+    for t in range(4):
+        h = torch.tanh(torch.cat([h, -cell.b.expand(2, 2)], 1) @ cell.W.t() + x[t] @ cell.U.t())
+        ys.append(h)
+    y, _ = cell(x)
+    torch.testing.assert_close(y, torch.stack(ys))
+    g, g_ref = torch.autograd.grad(y.sum(), [x, cell.b]), torch.autograd.grad(torch.stack(ys).sum(), [x, cell.b])
+    torch.testing.assert_close(g, g_ref)
+    # (R, a 3-d parameter this step never uses, was handed to the kernels all the same: "too many values to unpack"
+    # on reference, "params must hold 3 entries, got 4" on cpp; unused, it gets no gradient, as in torch)
+    cell(x)[0].sum().backward()
+    assert cell.R.grad is None and cell.W.grad is not None
