@@ -129,10 +129,14 @@ class Sym:
                         f"write exp({self.node.label} * log(base))")
 
     def __matmul__(self, o):
-        raise TypeError(f"{self.node.label} @ ...: the left operand of @ must be a 2-d parameter")
+        if isinstance(o, Matrix):   # (torch's row-vector habit, x @ W.T)
+            raise TypeError(f"{self.node.label} @ {o.name}: write {o.name} @ {self.node.label} (the matrix on the "
+                            f"left: {o.name} of shape (out, in) times a vector of size in, as nn.Linear's weight)")
+        raise TypeError(f"{self.node.label} @ {_what(o)}: the left operand of @ must be a 2-d parameter")
 
     def __rmatmul__(self, o):
-        raise TypeError(f"... @ {self.node.label}: the left operand of @ must be a 2-d parameter")
+        hint = " (a tensor the step reads is a parameter: declare it in params=)" if isinstance(o, torch.Tensor) else ""
+        raise TypeError(f"{_what(o)} @ {self.node.label}: the left operand of @ must be a 2-d parameter{hint}")
 
     def __getitem__(self, k):
         raise TypeError(f"{self.node.label}[...]: indexing is not supported; use symcell.split")
@@ -365,6 +369,13 @@ def _zero_d(v):
     return v.item() if type(v).__module__ == "numpy" and getattr(v, "ndim", None) == 0 else v
 
 
+def _what(v):
+    """a non-symbolic operand, shortly, for a message (a tensor by its shape, not its values)"""
+    if isinstance(v, torch.Tensor):
+        return f"a tensor of shape {tuple(v.shape)}"
+    return getattr(v, "name", None) or type(v).__name__
+
+
 def _operand(v, op, other):
     if isinstance(v, Sym):
         return v.node
@@ -372,8 +383,10 @@ def _operand(v, op, other):
         v._misuse()
     v = _zero_d(v)
     if not _is_number(v):
+        hint = ("; a tensor the step reads is a parameter: declare it in params= (or pass it as an input)"
+                if isinstance(v, torch.Tensor) else "")
         raise TypeError(f"cannot apply {op!r} to {v!r} and {other}: operands must be symbolic tensors or "
-                        f"Python numbers (got {type(v).__name__})")
+                        f"Python numbers (got {type(v).__name__}){hint}")
     return Node("const", (), None, float(v), repr(v))
 
 

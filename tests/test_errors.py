@@ -67,6 +67,20 @@ def test_matrix_used_elementwise_and_vector_used_as_matrix():
             return b @ h
 
 
+def test_a_torch_tensor_or_the_row_vector_habit_in_a_step_says_what_to_write():
+    """a global tensor in a step, or x @ W as torch multiplies rows, said only that operands must be symbolic (the
+    matmul's with '...' for the operand)"""
+    G, GM = torch.ones(4), torch.ones(4, 4)
+    define = symcell.define(inputs={"x": "H"}, state={"h": "H"}, params={"W": ("H", "H")})
+    for step, message in ((lambda x, h, W: G + h, r"got Tensor\); a tensor the step reads is a parameter: declare it "
+                                                  r"in params= \(or pass it as an input\)$"),
+                          (lambda x, h, W: GM @ h, r"^a tensor of shape \(4, 4\) @ h: the left operand of @ must be a "
+                                                   r"2-d parameter \(a tensor the step reads is a parameter"),
+                          (lambda x, h, W: x @ W, r"^x @ W: write W @ x \(the matrix on the left")):
+        with pytest.raises(TypeError, match=message):
+            define(step)
+
+
 def test_python_control_flow_on_a_symbol():
     with pytest.raises(TypeError, match=r"h is symbolic"):
         @symcell.define(inputs={"x": "H"}, state={"h": "H"})
