@@ -609,6 +609,9 @@ def _parse_decls(kind, decls, vector_only):
 def trace(fn, inputs, state, params, outputs=None, name=None):
     """Run the step function once on symbolic tensors and return its CellIR."""
     name = name or getattr(fn, "__name__", "cell")
+    # (the name heads the generated code in a comment: a newline in it ended the comment, and the rest ran as code)
+    if not isinstance(name, str) or not name.isprintable():
+        raise ValueError(f"define: a cell's name must be one line of printable characters, got {name!r}")
     ins = _parse_decls("inputs", inputs, True)
     sts = _parse_decls("state", state, True)
     prs = _parse_decls("params", params or {}, False)

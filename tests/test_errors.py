@@ -646,3 +646,13 @@ def test_a_numpy_array_or_nested_list_as_input_is_refused_as_not_a_tensor():
         cell([torch.zeros(5, 3, 4), np.zeros(3)])
     with pytest.raises(symcell.errors.ShapeError, match=r"^LLTM: expected 1 input\(s\) \(x\), got 2$"):
         cell([torch.zeros(5, 3, 4)] * 2)
+
+
+def test_a_cell_name_that_is_not_one_printable_line_is_refused():
+    """the name heads the generated code in a comment: a newline in it ended the comment, and the reference backend
+    ran the rest as code (NameError; any statement there would have run), the cpp build failed"""
+    for name in ("two\nlines", "x\rimport os", "tab\there"):
+        with pytest.raises(ValueError, match=r"define: a cell's name must be one line of printable characters"):
+            symcell.define(inputs={"x": "H"}, state={"h": "H"}, name=name)(lambda x, h: tanh(x + h))
+    odd = symcell.define(inputs={"x": "H"}, state={"h": "H"}, name="my cell-2")(lambda x, h: tanh(x + h))
+    assert "# symcell reference backend: my cell-2" in odd(H=2, backend="reference").source()
