@@ -25,7 +25,7 @@ from .schedule import bind_ir
 from .sequence import LOW_PRECISION, refresh_weights, run, scan_module
 from .warn import warn
 
-_RESERVED = ("torch",)
+_RESERVED = ("torch", "inf", "nan")   # (the last two: constants as gradients() prints them)
 
 
 _CELL_KEYWORDS = ("self", "spec", "batch_first", "backend", "device", "dtype",   # (a cell's; then symcell.RNN's)

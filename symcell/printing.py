@@ -38,6 +38,14 @@ class MathPrinter(StrPrinter):
     def _print_Infinity(self, expr):   # (sympy's own spelling is oo)
         return "inf"
 
+    # (π and e as math's: plain pi or E read as a variable of the cell's so named, gelu's sqrt(pi) beside a
+    # parameter pi; inf and nan are names no variable may take, module.py)
+    def _print_Pi(self, expr):
+        return "math.pi"
+
+    def _print_Exp1(self, expr):
+        return "math.e"
+
     def _print_NegativeInfinity(self, expr):
         return "-inf"
 

@@ -1,6 +1,8 @@
 """gradients() shows the schedule and the derived backward equations a reader can check by hand."""
 import re
 
+import pytest
+
 import symcell
 from symcell import cat, elu, sigmoid, split, tanh
 
@@ -82,3 +84,15 @@ def test_a_long_forward_region_names_its_common_subexpressions():
     assert any(line.strip().startswith("_f0 = ") for line in forward)
     assert max(len(line) for line in forward) < 200
     assert "c_new = c + elu(W_hx_2 + b_2)*sigmoid(W_hx_0 + b_0)" in [line.strip() for line in LLTM.gradients().splitlines()]
+
+
+def test_constants_cannot_be_read_as_a_variable_of_the_cell():
+    """gradients() printed pi and E as sympy spells them, beside a parameter named pi: sqrt(pi) with two meanings; a
+    state named inf printed as the constant. pi and e print as math's; inf and nan name no variable"""
+    import sympy
+
+    from symcell.printing import MathPrinter
+    assert MathPrinter().doprint(sympy.pi * sympy.Symbol("pi") + sympy.E) == "math.pi*pi + math.e"
+    for name in ("inf", "nan"):
+        with pytest.raises(ValueError, match=rf"the name '{name}' is reserved for generated code"):
+            symcell.define(inputs={"x": "H"}, state={name: "H"})(lambda x, s: symcell.tanh(x + s))
