@@ -10,7 +10,7 @@ import torch
 
 from . import dims as D
 from .functions import CONDITIONS, USER
-from .ir import CellIR, Node, walk
+from .ir import CellIR, Node, refuse_parameter_part, walk
 
 _MAX_LABEL = 60
 
@@ -280,12 +280,8 @@ class Matrix:
             raise TypeError(f"{self.name} @ {v.node.label}: {v.node.label} depends on no input and no state, so "
                             f"{self.name} @ {v.node.label} is one constant vector for every row and step; "
                             f"declare that vector as a parameter of size {D.fmt(rows)} instead")
-        for part in v.node.args if v.node.op == "cat" else ():   # (the same, for a part of a cat: schedule.py)
-            if (part.args[0] if part.op == "slice" else part).op == "param":
-                raise TypeError(f"{self.name} @ {v.node.label}: its part {part.label} is a parameter, which depends "
-                                f"on no input and no state, so that part of the product is one constant vector for "
-                                f"every row and step; declare that vector as a parameter of size {D.fmt(rows)} and "
-                                "add it, and multiply the other parts alone")
+        for part in v.node.args if v.node.op == "cat" else ():   # (where written; the rest when lowered: schedule.py)
+            refuse_parameter_part(f"{self.name} @ {v.node.label}", part, D.fmt(rows))
         label = _short(f"{self.name} @ {v.node.label}")
         return Sym(Node("matmul", (v.node,), rows, ((self._weight(), sympy.Integer(0), cols),), label))
 

@@ -90,6 +90,17 @@ class CellIR:
         return dict(self.params)[name]
 
 
+def refuse_parameter_part(product, part, size):
+    """A GEMM reads one operand row per batch row: a part of a cat it multiplies that is a vector parameter as it is
+    (or a block of one) has none, and W @ cat(h, b) built, then read past b on cpp (a wrong answer) and failed on the
+    others. (A pointwise value of parameters, -b, is computed into rows of its own, and multiplied as any value.)
+    product: the matmul as a message names it; size: its size, as written."""
+    if (part.args[0] if part.op == "slice" else part).op == "param":
+        raise TypeError(f"{product}: its part {part.label} is a parameter, which depends on no input and no state, so "
+                        f"that part of the product is one constant vector for every row and step; declare that "
+                        f"vector as a parameter of size {size} and add it, and multiply the other parts alone")
+
+
 def walk(roots):
     """Every node reachable from roots, operands before users (post-order), each once."""
     seen, order = set(), []

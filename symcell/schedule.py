@@ -29,7 +29,7 @@ import sympy
 
 from . import dims as D
 from .functions import BY_NAME
-from .ir import CellIR, Node, walk
+from .ir import CellIR, Node, refuse_parameter_part, walk
 
 ZERO = sympy.Integer(0)
 
@@ -205,18 +205,6 @@ def _merge_matmuls(terms):
     return total
 
 
-def _refuse_rowless(matmul, part):
-    """A GEMM reads one operand row per batch row: a part of a cat that is a vector parameter as it is (or a block of
-    one) has none, and W @ cat(h, b) built, then read past b on cpp (a wrong answer) and failed on the others. (A
-    pointwise value of parameters, -b, is computed into rows of its own, and multiplied as any value.)"""
-    base = part.args[0] if part.op == "slice" else part
-    if base.op == "param":
-        raise TypeError(f"{matmul.label}: its part {part.label} is a parameter, which depends on no input and no "
-                        f"state, so that part of the product is one constant vector for every row and step; declare "
-                        f"that vector as a parameter of size {D.fmt(matmul.size)} and add it, and multiply the other "
-                        "parts alone")
-
-
 def _split_cat_operands(n):
     """A matmul term on cat(a, b) -> two terms on a and b over consecutive column blocks; None if none is a cat"""
     if not any(a.op == "cat" for a in n.args):
@@ -225,7 +213,7 @@ def _split_cat_operands(n):
     for a, (w, c0, _) in zip(n.args, n.attr):
         parts = a.args if a.op == "cat" else (a,)
         for p, (ps, pe) in zip(parts, _offsets(parts)):
-            _refuse_rowless(n, p)
+            refuse_parameter_part(n.label, p, D.fmt(n.size))
             args.append(p)
             terms.append((w, c0 + ps, c0 + pe))
     return Node("matmul", tuple(args), n.size, tuple(terms), n.label)
@@ -280,7 +268,7 @@ def rewrite(returns):
             split = _split_cat_operands(n)
             if split is None:
                 for a in n.args:   # (a block of a 3-d parameter's matmul on a cat is a slice of it, rewritten)
-                    _refuse_rowless(n, a)
+                    refuse_parameter_part(n.label, a, D.fmt(n.size))
             return n if split is None else rw(split)
         if n.op == "pw" and n.attr == "add":
             merged = _merge_matmuls(_add_terms(n))
