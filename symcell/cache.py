@@ -302,7 +302,7 @@ def load(source, cflags=(), ldflags=(), files=None, links=None, units=None, labe
     if registered(ns):   # its library loaded from elsewhere (a deployed model's copy): the same key, the same code
         _loaded[key] = ns
         return ns
-    root = cache_dir()
+    root = _root_to_build_in()
     entry = root / key
     lib, marker = entry / f"{ns}.so", entry / "complete"
     if _complete(entry, lib, marker) and _try_load(lib):
@@ -390,11 +390,23 @@ def entry_dir(ns):
 def source_file(folder, name, source):
     """A source file in the cache, under a name with the hash of its text (for code that must be imported from a
     file, as Triton reads a kernel's source from its module): written once, atomically."""
-    folder = private_dir(cache_dir() / folder)
-    path = folder / f"{name}_{cache_key(source, [], [])}.py"
-    if not (trusted_file(path) and path.read_text() == source):   # whatever reads the file reads `source`
-        _write_private(path, source.encode())
+    try:
+        folder = private_dir(_root_to_build_in() / folder)
+        path = folder / f"{name}_{cache_key(source, [], [])}.py"
+        if not (trusted_file(path) and path.read_text() == source):   # whatever reads the file reads `source`
+            _write_private(path, source.encode())
+    except OSError as e:   # (a full disk: backend='auto' runs the reference backend)
+        raise BuildError(f"symcell: the source {name} cannot be written to the cache: {e}") from e
     return path
+
+
+def _root_to_build_in():
+    """cache_dir(), where a build needs it: no usable folder (nor a temporary one) is a BuildError, from which
+    backend='auto' falls back to the reference backend (the memo does without: memo)"""
+    try:
+        return cache_dir()
+    except OSError as e:
+        raise BuildError(f"symcell: no usable cache directory for built code: {e}") from e
 
 
 def _digest(path):

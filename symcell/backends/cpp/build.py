@@ -64,10 +64,6 @@ def build(program, scans, source, dims):
                                "use backend='reference'")
     cflags, ldflags = flags()
     header = HEADER.read_text()
-    try:
-        cache.cache_dir()
-    except OSError as e:   # (no cache folder and no temporary one: backend='auto' runs the reference backend)
-        raise cache.BuildError(f"symcell: no usable cache directory for the cpp backend's libraries: {e}") from e
     pch = _precompiled(header, cflags, ldflags)
     gch = pch and pch / (HEADER.name + ".gch")   # linked only when finished and only this user could have written it
     links = {gch.name: gch} if pch and cache.trusted_file(pch / "complete") and cache.trusted_file(gch) else None
@@ -94,10 +90,13 @@ def build(program, scans, source, dims):
 # sc.h when it was compiled with the same flags, and silently ignores it otherwise (clang ignores it): it can make
 # a build faster, never different. SYMCELL_PCH=0 turns it off.
 def _precompiled(header, cflags, ldflags):
-    """the folder of the precompiled header for these flags (None: SYMCELL_PCH=0)"""
+    """the folder of the precompiled header for these flags (None: SYMCELL_PCH=0, or no cache folder)"""
     if os.environ.get("SYMCELL_PCH", "1") == "0":
         return None
-    return cache.cache_dir() / f"pch-{cache.cache_key(header, cflags, ldflags)}"
+    try:
+        return cache.cache_dir() / f"pch-{cache.cache_key(header, cflags, ldflags)}"
+    except OSError:   # (no usable cache folder: none, and cache.load says why)
+        return None
 
 
 PCH_GIVEN_UP_AFTER_S = 1800   # (the precompile takes ~30 s on the 2-core dev machine)
