@@ -107,6 +107,57 @@ def test_lengths_hold_the_state_inside_the_loop(backend, hoist, direct, name, mo
             assert rel_err(a.cpu(), b.cpu()) < tol
 
 
+@pytest.mark.cpp
+@pytest.mark.parametrize("hoist", ["0", "1"])
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_float32_gemms_over_all_rows(hoist, name, monkeypatch):
+    """T*B = 320 rows in float32: the cpp backend's GEMMs over all rows (an input term before the loop, the
+    gradients after it) run in oneDNN brgemm blocks, several a thread (sc::mm_tall_*), mixed lengths and all.
+    Against each row run alone by the eager loop in float64."""
+    monkeypatch.setenv("SYMCELL_HOIST", hoist)
+    factory, step, outputs = CASES[name]
+    torch.manual_seed(7)
+    cell = factory(backend="cpp").float()
+    lengths = [int(n) for n in torch.randint(0, 11, (32,))]
+    xs, states = random_inputs(cell, T=10, B=32, dtype=torch.float32, seed=8)
+    xs, states = ([t.detach().requires_grad_() for t in ts] for ts in (xs, states))
+    ys, fin = symcell.scan(cell, tuple(xs), tuple(states), lengths=torch.tensor(lengths))
+    outs = (*(ys if isinstance(ys, tuple) else (ys,)), *fin)
+    params = list(cell.parameters())
+    wide = [t.detach().double().requires_grad_() for t in (*xs, *states, *params)]
+    r_ys, r_fin = eager_scan_lengths(step, wide[:len(xs)], wide[len(xs):len(xs) + len(states)],
+                                     wide[len(xs) + len(states):], outputs, lengths, False)
+    refs = (*r_ys, *r_fin)
+    cots = [torch.randn_like(o) for o in outs]
+    g = torch.autograd.grad(sum((o * c).sum() for o, c in zip(outs, cots)), [*xs, *states, *params])
+    g_r = torch.autograd.grad(sum((o * c.double()).sum() for o, c in zip(refs, cots)), wide)
+    for a, b in zip(outs + g, refs + g_r):
+        assert rel_err(a, b) < 1e-4
+
+
+@pytest.mark.cpp
+@pytest.mark.parametrize("T,B,I,H", [(6, 24, 40, 300), (40, 1, 1030, 20), (3, 50, 9, 33)])
+def test_float32_lstm_gemms_in_blocks_against_nn(T, B, I, H):
+    """The GEMMs over all T*B rows cut their reduction into blocks past 1024 (4H = 1200 for d_x; I = 1030 before
+    the loop), their rows into blocks that do not divide T*B, their columns into panels of 32 with a narrower last
+    one: nn.LSTM in float64 with the same weights."""
+    torch.manual_seed(9)
+    cell = symcell.cells.LSTM(I, H, backend="cpp")
+    ref = torch.nn.LSTM(I, H).double()
+    ref.load_state_dict({k: v.double() for k, v in cell.state_dict().items()})
+    x = torch.randn(T, B, I, requires_grad=True)
+    x64 = x.detach().double().requires_grad_()
+    out, (h, c) = cell(x)
+    out_r, (h_r, c_r) = ref(x64)
+    cots = [torch.randn_like(t) for t in (out, h, c)]
+    sum((t * k).sum() for t, k in zip((out, h, c), cots)).backward()
+    sum((t * k.double()).sum() for t, k in zip((out_r, h_r, c_r), cots)).backward()
+    pairs = [(out, out_r), (h, h_r), (c, c_r), (x.grad, x64.grad)]
+    pairs += [(p.grad, q.grad) for p, q in zip(cell.parameters(), ref.parameters())]
+    for a, b in pairs:
+        assert rel_err(a, b) < 1e-5
+
+
 @pytest.mark.parametrize("backend", ["reference"] + BACKENDS)
 def test_the_operator_takes_lengths_in_any_row_order(backend):
     """symcell.scan sorts rows longest first (the cpp kernel then skips ended rows); the operator itself must be

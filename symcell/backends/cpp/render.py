@@ -4,8 +4,9 @@ The program is symbolic, so dimensions, T and B are run-time values and one buil
 How each scan runs (the why of each choice is measured; see BENCHMARKS.md):
   - the time loop runs on a slice of the batch rows per thread (sc::scan_rows): rows never interact in a
     recurrence, so with enough rows no thread waits for another at any step;
-  - a step's float32 matmuls go through oneDNN's batch-reduce GEMM microkernel (sc::mm_kn, mm_panels; MKL's
-    sgemm where it is not available), the rest through MKL's BLAS; the terms of one matmul (W_ih x + W_hh h)
+  - float32 matmuls go through oneDNN's batch-reduce GEMM microkernel (MKL's sgemm where it is not available): a
+    step's (sc::mm_kn, mm_panels), and those over all T*B rows in blocks a core's caches hold (sc::mm_tall_*);
+    float64 and small ones through MKL's BLAS; the terms of one matmul (W_ih x + W_hh h)
     are one GEMM over the operands side by side against the weights stacked and transposed once per call (in
     panels for the step), or, in a call too short for those copies to pay (sc::direct, direct_grads), one GEMM
     per term against the weights as stored;

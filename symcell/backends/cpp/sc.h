@@ -162,12 +162,6 @@ inline void blas(char ta, char tb, int64_t m, int64_t n, int64_t k, double alpha
   int M = m, N = n, K = k, LA = lda, LB = ldb, LC = ldc;
   dgemm_(&ta, &tb, &M, &N, &K, &alpha, a, &LA, b, &LB, &beta, c, &LC);
 }
-// C[M,N] += A[K,M]^T @ B[K,N]
-template <typename T> inline void mm_tn(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B,
-                                        int64_t ldb, T* C, int64_t ldc) {
-  if (M == 0 || N == 0 || K == 0) return;
-  blas('N', 'T', N, M, K, T(1), B, ldb, A, lda, T(1), C, ldc);
-}
 // oneDNN's batch-reduce GEMM microkernel (through ATen) keeps both cores busy on the small-M GEMMs of the
 // recurrence, where a BLAS call runs at half the rate; used once a self-test shows it works on this machine
 inline bool brgemm_ok() {
@@ -190,12 +184,6 @@ template <typename T> inline bool mm_empty(int64_t M, int64_t N, int64_t K, bool
     for (int64_t r = 0; r < M; ++r) std::memset(C + r * ldc, 0, sizeof(T) * N);
   return true;
 }
-// C[M,N] = A[M,K] @ W[N,K]^T: a weight as it is stored (MKL's sgemm, for the tall GEMMs before the loop)
-template <typename T> inline void mm_nt(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* W,
-                                        int64_t ldw, T* C, int64_t ldc) {
-  if (mm_empty(M, N, K, false, C, ldc)) return;
-  blas('T', 'N', N, M, K, T(1), W, ldw, A, lda, T(0), C, ldc);
-}
 // A step's GEMM too small to share: one thread runs it (waking the others for each step cost more than the
 // products: B=1, H=32, T=10000 ran 4.6x slower on 2 threads than on 1, on the AMD EPYC; at H=128 1.2x)
 inline bool few(int64_t M, int64_t N, int64_t K) { return M * N * K < (1 << 17); }
@@ -203,29 +191,6 @@ inline void mm_kn(int64_t M, int64_t N, int64_t K, const double* A, int64_t lda,
                   bool acc, double* C, int64_t ldc) {
   if (mm_empty(M, N, K, acc, C, ldc)) return;
   blas('N', 'N', N, M, K, 1.0, B, ldb, A, lda, acc ? 1.0 : 0.0, C, ldc);
-}
-inline void mm_kn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
-                  bool acc, float* C, int64_t ldc) {
-  if (mm_empty(M, N, K, acc, C, ldc)) return;
-  if (!brgemm_ok()) {
-    blas('N', 'N', N, M, K, 1.0f, B, ldb, A, lda, acc ? 1.0f : 0.0f, C, ldc);
-    return;
-  }
-  const int64_t nt = std::max<int64_t>(1, at::get_num_threads());
-  if (M >= 64 * nt) {   // tall (a GEMM over all T*B rows): MKL's sgemm, faster there than brgemm split by rows
-    // (LSTM forward+backward B=32 T=100 H=256: 76 vs 88 ms on the AMD EPYC, benchmarks/bench_cpu.py)
-    blas('N', 'N', N, M, K, 1.0f, B, ldb, A, lda, acc ? 1.0f : 0.0f, C, ldc);
-  } else {              // short (the recurrence): each thread a block of columns, multiples of 16
-    const int64_t blocks = (N + 15) / 16, per = (blocks + nt - 1) / nt;
-    at::parallel_for(0, nt, few(M, N, K) ? nt : 1, [&](int64_t t0, int64_t t1) {
-      FlushDenormals ftz;
-      for (int64_t t = t0; t < t1; ++t) {
-        const int64_t n0 = std::min(N, t * per * 16), n1 = std::min(N, (t + 1) * per * 16);
-        if (n1 > n0)
-          at::native::cpublas::brgemm(M, n1 - n0, K, lda, ldb, ldc, acc, A, B + n0, C + n0, false);
-      }
-    });
-  }
 }
 // rows [0, R) of a pointwise region, split across threads only when there is enough work to pay for it
 template <typename F> inline void rows(int64_t R, int64_t n, const F& f) {
@@ -311,6 +276,126 @@ template <typename T> inline void copy_panels(const T* src, int64_t lds, int64_t
     }
   });
 }
+// The tall GEMMs: a phase's, over all T*B rows (an input term before the loop, the operand and weight gradients
+// after it). Through brgemm in blocks a core's caches hold, each thread its own blocks of C's rows: 2.0-2.4x the
+// rate of MKL's sgemm on the AVX-512 EPYC, whose MKL takes its AVX2 code path on an AMD CPU (oneDNN's kernels
+// choose by the ISA), and 1.1-1.2x with oneDNN held to AVX2 (ONEDNN_MAX_CPU_ISA=AVX2, the AVX2 EPYC's ISA):
+// benchmarks/bench_tall_gemm.py. float64 stays on BLAS, and so does a call with few rows a thread (fewer than
+// TALL_ROWS for mm_kn and mm_panels, which a step runs too; 16 for mm_nt and mm_tn, which only phases run).
+// The scratch a thread keeps for packed weights holds the largest it packed (16 MiB for an LSTM's W_ih at
+// I = H = 1024), as workspace() does.
+constexpr int64_t TALL_ROWS = 64;          // rows of A (of C) one brgemm call takes, at most
+// whether `rows` (of A, or reduced over) run tall: every thread at least `least` of them
+inline bool tall(int64_t rows, int64_t least = TALL_ROWS) {
+  return brgemm_ok() && rows >= least * std::max<int64_t>(1, at::get_num_threads());
+}
+// the rows of a block: TALL_ROWS, or fewer (multiples of 16) where there would be fewer blocks than threads
+inline int64_t tall_rows(int64_t M) {
+  const int64_t nt = std::max<int64_t>(1, at::get_num_threads());
+  return std::min(TALL_ROWS, ((M + nt - 1) / nt + 15) / 16 * 16);
+}
+// the reduction's block: a (TALL_ROWS, k) block of A and a (k, PANEL) block of a panel stay in L1/L2
+inline int64_t tall_k(int64_t K) { return K <= 1024 ? K : 512; }
+// a thread's scratch for the tall GEMMs' packed and transposed blocks (apart from workspace's slots, which the
+// generated code holds across these calls)
+inline float* scratch(int64_t numel) {
+  static thread_local at::Tensor t;
+  if (!t.defined() || t.numel() < numel) t = at::empty({numel}, at::kFloat);
+  return t.data_ptr<float>();
+}
+// C[M,N] (+)= A[M,K] @ B[K,N], B rows [k0, k0 + K) of panels (mm_panels' layout), tall
+inline void mm_tall_panels(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* Bp,
+                           int64_t ldp, int64_t k0, bool acc, float* C, int64_t ldc) {
+  const int64_t P = (N + PANEL - 1) / PANEL, kb = tall_k(K), mb = tall_rows(M);
+  at::parallel_for(0, (M + mb - 1) / mb, 1, [&](int64_t i0, int64_t i1) {
+    FlushDenormals ftz;
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t r0 = i * mb, r1 = std::min(M, r0 + mb);
+      for (int64_t k = 0; k < K; k += kb)
+        for (int64_t p = 0; p < P; ++p) {
+          const int64_t w = panel_width(N, p);
+          at::native::cpublas::brgemm(r1 - r0, w, std::min(kb, K - k), lda, w, ldc, acc || k > 0, A + r0 * lda + k,
+                                      Bp + p * ldp + (k0 + k) * w, C + r0 * ldc + p * PANEL, false);
+        }
+    }
+  });
+}
+// C[M,N] (+)= A[M,K] @ B[K,N], all row-major: B packed into panels once, then tall
+inline void mm_tall_kn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
+                       bool acc, float* C, int64_t ldc) {
+  float* Bp = scratch((N + PANEL - 1) / PANEL * PANEL * K);
+  copy_panels(B, ldb, K, N, Bp);
+  mm_tall_panels(M, N, K, A, lda, Bp, K * PANEL, 0, acc, C, ldc);
+}
+// C[M,N] += A[K,M]^T @ B[K,N]: a weight gradient summed over K = T*B rows. brgemm has no transposed A: each
+// thread its blocks of C's rows, and for each block of reduction rows it transposes its (kb, TALL_ROWS) blocks of
+// A, and copies that block's rows of B into panels (B's rows as they are, 4 KiB apart at N = 1024, ran at half
+// the rate with oneDNN held to AVX2), into its scratch (in cache).
+constexpr int64_t TALL_TN_K = 128;   // reduction rows a block holds (64 x 128 floats of A: 32 KiB)
+inline void mm_tall_tn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
+                       float* C, int64_t ldc) {
+  const int64_t P = (N + PANEL - 1) / PANEL, mb = tall_rows(M);
+  at::parallel_for(0, (M + mb - 1) / mb, 1, [&](int64_t i0, int64_t i1) {
+    FlushDenormals ftz;
+    float* At = scratch(mb * TALL_TN_K + P * PANEL * TALL_TN_K);
+    float* Bp = At + mb * TALL_TN_K;   // (a multiple of 16 floats on: 64-byte aligned)
+    for (int64_t k = 0; k < K; k += TALL_TN_K) {
+      const int64_t kk = std::min(TALL_TN_K, K - k);
+      copy_panels(B + k * ldb, ldb, kk, N, Bp);   // panel p at Bp + p * kk * PANEL
+      for (int64_t i = i0; i < i1; ++i) {
+        const int64_t m0 = i * mb, mm = std::min(mb, M - m0);
+        transpose(A + k * lda + m0, lda, kk, mm, At, kk);   // At[m, r] = A[k + r, m0 + m]
+        for (int64_t p = 0; p < P; ++p) {
+          const int64_t w = panel_width(N, p);
+          at::native::cpublas::brgemm(mm, w, kk, kk, w, ldc, true, At, Bp + p * kk * PANEL, C + m0 * ldc + p * PANEL,
+                                      false);
+        }
+      }
+    }
+  });
+}
+// C[M,N] += A[K,M]^T @ B[K,N]
+template <typename T> inline void mm_tn(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B,
+                                        int64_t ldb, T* C, int64_t ldc) {
+  if (M == 0 || N == 0 || K == 0) return;
+  if constexpr (std::is_same_v<T, float>) {
+    if (tall(K, 16)) return mm_tall_tn(M, N, K, A, lda, B, ldb, C, ldc);
+  }
+  blas('N', 'T', N, M, K, T(1), B, ldb, A, lda, T(1), C, ldc);
+}
+// C[M,N] = A[M,K] @ W[N,K]^T: a weight as it is stored (the tall GEMMs before the loop: W transposed into
+// panels once, then tall)
+template <typename T> inline void mm_nt(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* W,
+                                        int64_t ldw, T* C, int64_t ldc) {
+  if (mm_empty(M, N, K, false, C, ldc)) return;
+  if constexpr (std::is_same_v<T, float>) {
+    if (tall(M, 16)) {
+      float* Wp = scratch((N + PANEL - 1) / PANEL * PANEL * K);
+      transpose_panels(W, ldw, N, K, Wp, K * PANEL, 0);
+      return mm_tall_panels(M, N, K, A, lda, Wp, K * PANEL, 0, false, C, ldc);
+    }
+  }
+  blas('T', 'N', N, M, K, T(1), W, ldw, A, lda, T(0), C, ldc);
+}
+inline void mm_kn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
+                  bool acc, float* C, int64_t ldc) {
+  if (mm_empty(M, N, K, acc, C, ldc)) return;
+  if (!brgemm_ok()) {
+    blas('N', 'N', N, M, K, 1.0f, B, ldb, A, lda, acc ? 1.0f : 0.0f, C, ldc);
+    return;
+  }
+  if (tall(M)) return mm_tall_kn(M, N, K, A, lda, B, ldb, acc, C, ldc);
+  // short (the recurrence): each thread a block of columns, multiples of 16
+  const int64_t nt = std::max<int64_t>(1, at::get_num_threads());
+  const int64_t blocks = (N + 15) / 16, per = (blocks + nt - 1) / nt;
+  at::parallel_for(0, nt, few(M, N, K) ? nt : 1, [&](int64_t t0, int64_t t1) {
+    FlushDenormals ftz;
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t n0 = std::min(N, t * per * 16), n1 = std::min(N, (t + 1) * per * 16);
+      if (n1 > n0) at::native::cpublas::brgemm(M, n1 - n0, K, lda, ldb, ldc, acc, A, B + n0, C + n0, false);
+    }
+  });
+}
 // C[M,N] (+)= A[M,K] @ B[K,N], B rows [k0, k0 + K) of the panels (above), A and C row-major. Short (a step): each
 // thread a run of panels; tall: each thread its rows, panel by panel
 template <typename T> inline void mm_panels(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* Bp,
@@ -330,6 +415,9 @@ template <typename T> inline void mm_panels(int64_t M, int64_t N, int64_t K, con
     }
     blas('N', 'N', w, r1 - r0, K, T(1), b, w, A + r0 * lda, lda, acc ? T(1) : T(0), c, ldc);
   };
+  if constexpr (std::is_same_v<T, float>) {
+    if (tall(M)) return mm_tall_panels(M, N, K, A, lda, Bp, ldp, k0, acc, C, ldc);
+  }
   const int64_t nt = std::max<int64_t>(1, at::get_num_threads()), P = (N + PANEL - 1) / PANEL;
   if (M >= 64 * nt) {
     at::parallel_for(0, M, (M + nt - 1) / nt, [&](int64_t r0, int64_t r1) {
