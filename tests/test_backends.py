@@ -107,13 +107,24 @@ def test_lengths_hold_the_state_inside_the_loop(backend, hoist, direct, name, mo
             assert rel_err(a.cpu(), b.cpu()) < tol
 
 
+@pytest.fixture
+def threads(request):
+    """torch's intra-op threads set to the test's parameter (the tall GEMMs' thresholds count rows a thread),
+    restored after"""
+    before = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(before)
+
+
 @pytest.mark.cpp
+@pytest.mark.parametrize("threads", [2], indirect=True)
 @pytest.mark.parametrize("hoist", ["0", "1"])
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_float32_gemms_over_all_rows(hoist, name, monkeypatch):
-    """T*B = 320 rows in float32: the cpp backend's GEMMs over all rows (an input term before the loop, the
-    gradients after it) run in oneDNN brgemm blocks, several a thread (sc::mm_tall_*), mixed lengths and all.
-    Against each row run alone by the eager loop in float64."""
+def test_float32_gemms_over_all_rows(hoist, name, threads, monkeypatch):
+    """T*B = 320 rows in float32 on 2 threads: the cpp backend's GEMMs over all rows (an input term before the
+    loop, the gradients after it) run in oneDNN brgemm blocks, several a thread (sc::mm_tall_*), mixed lengths
+    and all. Against each row run alone by the eager loop in float64."""
     monkeypatch.setenv("SYMCELL_HOIST", hoist)
     factory, step, outputs = CASES[name]
     torch.manual_seed(7)
@@ -136,22 +147,29 @@ def test_float32_gemms_over_all_rows(hoist, name, monkeypatch):
 
 
 @pytest.mark.cpp
+@pytest.mark.parametrize("threads,onednn", [(1, True), (2, True), (2, False)], indirect=["threads"])
 @pytest.mark.parametrize("T,B,I,H", [(6, 24, 40, 300), (40, 1, 1030, 20), (3, 50, 9, 33)])
-def test_float32_lstm_gemms_in_blocks_against_nn(T, B, I, H):
+def test_float32_lstm_gemms_in_blocks_against_nn(T, B, I, H, threads, onednn):
     """The GEMMs over all T*B rows cut their reduction into blocks past 1024 (4H = 1200 for d_x; I = 1030 before
     the loop), their rows into blocks that do not divide T*B, their columns into panels of 32 with a narrower last
-    one: nn.LSTM in float64 with the same weights."""
+    one, a weight gradient's T*B rows into blocks of 128 with the last padded: nn.LSTM in float64 with the same
+    weights. On 1 and 2 threads, and with torch's oneDNN off (BLAS instead)."""
     torch.manual_seed(9)
     cell = symcell.cells.LSTM(I, H, backend="cpp")
     ref = torch.nn.LSTM(I, H).double()
     ref.load_state_dict({k: v.double() for k, v in cell.state_dict().items()})
     x = torch.randn(T, B, I, requires_grad=True)
     x64 = x.detach().double().requires_grad_()
-    out, (h, c) = cell(x)
-    out_r, (h_r, c_r) = ref(x64)
-    cots = [torch.randn_like(t) for t in (out, h, c)]
-    sum((t * k).sum() for t, k in zip((out, h, c), cots)).backward()
-    sum((t * k.double()).sum() for t, k in zip((out_r, h_r, c_r), cots)).backward()
+    before = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = onednn   # (its flags() context warns about Intel GPUs)
+    try:
+        out, (h, c) = cell(x)
+        out_r, (h_r, c_r) = ref(x64)
+        cots = [torch.randn_like(t) for t in (out, h, c)]
+        sum((t * k).sum() for t, k in zip((out, h, c), cots)).backward()
+        sum((t * k.double()).sum() for t, k in zip((out_r, h_r, c_r), cots)).backward()
+    finally:
+        torch.backends.mkldnn.enabled = before
     pairs = [(out, out_r), (h, h_r), (c, c_r), (x.grad, x64.grad)]
     pairs += [(p.grad, q.grad) for p, q in zip(cell.parameters(), ref.parameters())]
     for a, b in pairs:

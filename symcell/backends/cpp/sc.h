@@ -2,6 +2,7 @@
 // includes it; its text is part of the build cache's key. The pointwise functions' derivative rules are in
 // symcell/functions.py, which also says how each is spelt here.
 #pragma once
+#include <ATen/Context.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/Parallel.h>
 #include <ATen/native/CPUBlas.h>
@@ -281,18 +282,23 @@ template <typename T> inline void copy_panels(const T* src, int64_t lds, int64_t
 // rate of MKL's sgemm on the AVX-512 EPYC, whose MKL takes its AVX2 code path on an AMD CPU (oneDNN's kernels
 // choose by the ISA), and 1.1-1.2x with oneDNN held to AVX2 (ONEDNN_MAX_CPU_ISA=AVX2, the AVX2 EPYC's ISA):
 // benchmarks/bench_tall_gemm.py. float64 stays on BLAS, and so does a call with few rows a thread (fewer than
-// TALL_ROWS for mm_kn and mm_panels, which a step runs too; 16 for mm_nt and mm_tn, which only phases run).
-// The scratch a thread keeps for packed weights holds the largest it packed (16 MiB for an LSTM's W_ih at
-// I = H = 1024), as workspace() does.
+// TALL_ROWS for mm_kn, which a step runs too, and in a step's parallel region always; 16 for mm_nt and mm_tn,
+// which only phases run), and every call when torch's oneDNN is off (torch.backends.mkldnn.enabled = False:
+// ATen's brgemm then runs BLAS a block at a time). A step's mm_panels keeps its own paths (below). Like the
+// step's GEMMs, these flush subnormal numbers to zero. The scratch a thread keeps for packed weights holds the
+// largest it packed (16 MiB for an LSTM's W_ih at I = H = 1024), as workspace() does.
 constexpr int64_t TALL_ROWS = 64;          // rows of A (of C) one brgemm call takes, at most
 // whether `rows` (of A, or reduced over) run tall: every thread at least `least` of them
 inline bool tall(int64_t rows, int64_t least = TALL_ROWS) {
-  return brgemm_ok() && rows >= least * std::max<int64_t>(1, at::get_num_threads());
+  return brgemm_ok() && at::globalContext().userEnabledMkldnn() &&
+         rows >= least * std::max<int64_t>(1, at::get_num_threads());
 }
-// the rows of a block: TALL_ROWS, or fewer (multiples of 16) where there would be fewer blocks than threads
+// the rows of a block: at most TALL_ROWS, in a number of blocks that is a multiple of the threads' (each thread
+// a contiguous run of blocks: 130 rows in blocks of 64 gave one of two threads 128 of them), multiples of 8
 inline int64_t tall_rows(int64_t M) {
   const int64_t nt = std::max<int64_t>(1, at::get_num_threads());
-  return std::min(TALL_ROWS, ((M + nt - 1) / nt + 15) / 16 * 16);
+  const int64_t blocks = (M + TALL_ROWS * nt - 1) / (TALL_ROWS * nt) * nt;
+  return std::max<int64_t>(8, ((M + blocks - 1) / blocks + 7) / 8 * 8);
 }
 // the reduction's block: a (TALL_ROWS, k) block of A and a (k, PANEL) block of a panel stay in L1/L2
 inline int64_t tall_k(int64_t K) { return K <= 1024 ? K : 512; }
@@ -328,9 +334,11 @@ inline void mm_tall_kn(int64_t M, int64_t N, int64_t K, const float* A, int64_t 
   mm_tall_panels(M, N, K, A, lda, Bp, K * PANEL, 0, acc, C, ldc);
 }
 // C[M,N] += A[K,M]^T @ B[K,N]: a weight gradient summed over K = T*B rows. brgemm has no transposed A: each
-// thread its blocks of C's rows, and for each block of reduction rows it transposes its (kb, TALL_ROWS) blocks of
-// A, and copies that block's rows of B into panels (B's rows as they are, 4 KiB apart at N = 1024, ran at half
-// the rate with oneDNN held to AVX2), into its scratch (in cache).
+// thread its blocks of C's rows, and for each block of reduction rows it transposes its (kb, mb) blocks of A, and
+// copies that block's rows of B into panels (B's rows as they are, 4 KiB apart at N = 1024, ran at half the rate
+// with oneDNN held to AVX2), into its scratch (in cache). The last block of rows is padded with zeros to a
+// multiple of 16, so a new T*B makes oneDNN generate no new kernel for its remainder (its kernels are cached by
+// shape, per thread).
 constexpr int64_t TALL_TN_K = 128;   // reduction rows a block holds (64 x 128 floats of A: 32 KiB)
 inline void mm_tall_tn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
                        float* C, int64_t ldc) {
@@ -340,15 +348,21 @@ inline void mm_tall_tn(int64_t M, int64_t N, int64_t K, const float* A, int64_t 
     float* At = scratch(mb * TALL_TN_K + P * PANEL * TALL_TN_K);
     float* Bp = At + mb * TALL_TN_K;   // (a multiple of 16 floats on: 64-byte aligned)
     for (int64_t k = 0; k < K; k += TALL_TN_K) {
-      const int64_t kk = std::min(TALL_TN_K, K - k);
-      copy_panels(B + k * ldb, ldb, kk, N, Bp);   // panel p at Bp + p * kk * PANEL
+      const int64_t kk = std::min(TALL_TN_K, K - k), kp = (kk + 15) / 16 * 16;
+      for (int64_t p = 0; p < P; ++p) {   // panel p: (kp, w) at Bp + p * kp * PANEL, rows past kk zero
+        const int64_t w = panel_width(N, p);
+        float* panel = Bp + p * kp * PANEL;
+        for (int64_t r = 0; r < kk; ++r) std::memcpy(panel + r * w, B + (k + r) * ldb + p * PANEL, sizeof(float) * w);
+        std::memset(panel + kk * w, 0, sizeof(float) * (kp - kk) * w);
+      }
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t m0 = i * mb, mm = std::min(mb, M - m0);
-        transpose(A + k * lda + m0, lda, kk, mm, At, kk);   // At[m, r] = A[k + r, m0 + m]
+        transpose(A + k * lda + m0, lda, kk, mm, At, TALL_TN_K);   // At[m, r] = A[k + r, m0 + m]
+        for (int64_t m = 0; m < mm && kp > kk; ++m) std::memset(At + m * TALL_TN_K + kk, 0, sizeof(float) * (kp - kk));
         for (int64_t p = 0; p < P; ++p) {
           const int64_t w = panel_width(N, p);
-          at::native::cpublas::brgemm(mm, w, kk, kk, w, ldc, true, At, Bp + p * kk * PANEL, C + m0 * ldc + p * PANEL,
-                                      false);
+          at::native::cpublas::brgemm(mm, w, kp, TALL_TN_K, w, ldc, true, At, Bp + p * kp * PANEL,
+                                      C + m0 * ldc + p * PANEL, false);
         }
       }
     }
@@ -359,7 +373,8 @@ template <typename T> inline void mm_tn(int64_t M, int64_t N, int64_t K, const T
                                         int64_t ldb, T* C, int64_t ldc) {
   if (M == 0 || N == 0 || K == 0) return;
   if constexpr (std::is_same_v<T, float>) {
-    if (tall(K, 16)) return mm_tall_tn(M, N, K, A, lda, B, ldb, C, ldc);
+    // (the threads split C's rows: few of them run on BLAS)
+    if (tall(K, 16) && tall(M, 16)) return mm_tall_tn(M, N, K, A, lda, B, ldb, C, ldc);
   }
   blas('N', 'T', N, M, K, T(1), B, ldb, A, lda, T(1), C, ldc);
 }
@@ -384,9 +399,15 @@ inline void mm_kn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, 
     blas('N', 'N', N, M, K, 1.0f, B, ldb, A, lda, acc ? 1.0f : 0.0f, C, ldc);
     return;
   }
-  if (tall(M)) return mm_tall_kn(M, N, K, A, lda, B, ldb, acc, C, ldc);
-  // short (the recurrence): each thread a block of columns, multiples of 16
   const int64_t nt = std::max<int64_t>(1, at::get_num_threads());
+  if (M >= TALL_ROWS * nt) {
+    // a phase's: tall. A step's many rows a thread (a short call's backward, sc::direct_grads, multiplies by
+    // the weights as stored): MKL's sgemm, as before the tall blocks, which would pack the weights every step
+    if (!at::in_parallel_region() && tall(M)) return mm_tall_kn(M, N, K, A, lda, B, ldb, acc, C, ldc);
+    blas('N', 'N', N, M, K, 1.0f, B, ldb, A, lda, acc ? 1.0f : 0.0f, C, ldc);
+    return;
+  }
+  // short (the recurrence): each thread a block of columns, multiples of 16
   const int64_t blocks = (N + 15) / 16, per = (blocks + nt - 1) / nt;
   at::parallel_for(0, nt, few(M, N, K) ? nt : 1, [&](int64_t t0, int64_t t1) {
     FlushDenormals ftz;
