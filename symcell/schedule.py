@@ -30,6 +30,7 @@ import sympy
 from . import dims as D
 from .functions import BY_NAME
 from .ir import CellIR, Node, refuse_parameter_part, walk
+from .printing import math_str
 
 ZERO = sympy.Integer(0)
 
@@ -464,10 +465,13 @@ def defined(n, e):
     """e, the expression of the pointwise node n; a ValueError where sympy has folded it to a value that is no
     real number for any input (log(x - x) = log(0) is complex infinity, 0 * inf and a NaN constant NaN, sqrt(0 * x
     - 1) imaginary): the printers cannot write it, and NaN would swallow the other terms' gradients"""
-    if e.has(sympy.zoo, sympy.nan, sympy.I):
-        raise ValueError(f"{n.label or n}: this value folds to {e} for every input (as log(x - x) = log(0), "
-                         "h / (x * 0), 0 * inf, inf - inf or a NaN constant do): write what you mean, e.g. "
-                         "where(...) with float('inf') where a value is infinite")
+    held = [name for atom, name in ((sympy.zoo, "complex infinity (sympy's zoo)"), (sympy.nan, "NaN"),
+                                    (sympy.I, "the imaginary unit I")) if e.has(atom)]
+    if held:
+        whole = "" if e in (sympy.zoo, sympy.nan, sympy.I) else f", which holds {' and '.join(held)}"
+        raise ValueError(f"{n.label or n}: this value folds to {math_str(e)}{whole}, no real number (as log(x - x) = log(0), "
+                         "h / (x * 0), 0 * inf, inf - inf or a NaN constant do, even in one branch of a where): "
+                         "write what you mean, e.g. where(...) with float('inf') where a value is infinite")
     return e
 
 

@@ -92,7 +92,9 @@ SC_INLINE float tanh_f32(float x) {
 template <typename T> SC_INLINE T exp(T x) {
   if constexpr (std::is_same_v<T, float>) return exp_f32(x); else return std::exp(x);
 }
-template <typename T> SC_INLINE T log(T x) { return std::log(x); }
+// (the kernels read a subnormal number as 0, their comparisons too: its log is -inf, as 0's. glibc's vector log
+// read the subnormal's bits instead, and gave -103.97 for 1e-40 in float, where torch gives -92.10)
+template <typename T> SC_INLINE T log(T x) { return x == T(0) ? -std::numeric_limits<T>::infinity() : std::log(x); }
 template <typename T> SC_INLINE T sigmoid(T x) { return T(1) / (T(1) + sc::exp(-x)); }   // exp(1e4) = inf -> 0
 template <typename T> SC_INLINE T tanh(T x) {
   if constexpr (std::is_same_v<T, float>) return tanh_f32(x); else return std::tanh(x);
