@@ -70,6 +70,26 @@ class _CodePrinter:
             return self.rsqrt(self._print(base))
         return self.power(base, e, precedence(expr))
 
+    def _print_Mul(self, expr):
+        """A product with a denominator divides by its factors one at a time, x/h/h and x/v/sqrt(v), not x/(h*h)
+        or x/v**1.5: h*h leaves float32's range at |h| < 1e-19 or > 1e19 (x / h's derivative was inf or 0 there,
+        where torch's is finite), as v**1.5 does at v > 5e25 (a layer norm's variance)."""
+        num, den = [], []
+        for f in sympy.Mul.make_args(expr):
+            exp = f.exp if f.is_Pow else None
+            split = exp is not None and exp.is_Rational and exp.is_negative and (-exp).q <= 2 and -exp <= 4
+            (den if split and not f.base.is_number else num).append(f)
+        if not den:
+            return super()._print_Mul(expr)
+        head = sympy.Mul(*num)   # (a sum bracketed; a product, negative or not, reads left to right)
+        parts = [f"({self._print(head)})" if head.is_Add else self._print(head)]
+        for f in den:   # a divisor bracketed unless a name, a number or a call
+            base, whole = self.parenthesize(f.base, PRECEDENCE["Func"], strict=True), -f.exp
+            parts += [base] * int(whole)
+            if whole.q == 2:   # the half: a square root
+                parts.append(self._print_Pow(sympy.Pow(f.base, sympy.S.Half, evaluate=False)))
+        return "/".join(parts)
+
     def products(self, base, e, prec):
         """x**n for 1 <= |n| <= 4 as a product (exact, and no pow call), else None"""
         if not (e.is_Integer and 1 <= abs(e) <= 4):

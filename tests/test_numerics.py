@@ -7,6 +7,7 @@ import torch
 import symcell
 from symcell import elu, relu, sigmoid, softplus, tanh
 from symcell.cells import LSTM
+from zoo import rel_err
 
 BACKENDS = [b for b in symcell.backends.available() if symcell.backends.get(b).usable(torch.device("cpu"))]
 # triton computes in float32 only (it runs here under Triton's interpreter)
@@ -330,3 +331,38 @@ def test_the_log_of_a_subnormal_number_in_cpp_is_that_of_the_zero_it_is_read_as(
     ys, _ = cell(H=3, backend="cpp").to(dtype)(x)
     assert ys[0, 0, 0] == -math.inf and ys[0, 0, 1] == -math.inf
     assert ys[0, 0, 2] == pytest.approx(math.log(2.0))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_quotients_gradient_keeps_float32s_range(backend):
+    """x / h's gradient wrt h, -g*x/h**2, was printed -g*x/(h*h): h*h left float32's range at |h| < 1e-19 or
+    > 1e19, and the gradient was inf or 0 where torch's is finite; now -g*x/h/h"""
+    cell = symcell.define(inputs={"x": "H"}, state={"h": "H"})(lambda x, h: x / h)
+    v = torch.tensor([1e-30, 1e-25, 1e-20, 1.0, 1e20, 1e25, 1e30])
+    x = v.reshape(1, 1, -1).clone().requires_grad_()
+    h = v.reshape(1, -1).clone().requires_grad_()
+    ys, _ = cell(H=v.numel(), backend=backend)(x, h)
+    gx, gh = torch.autograd.grad(ys.sum(), (x, h))
+    torch.testing.assert_close(gx.reshape(-1), 1 / v, rtol=1e-6, atol=0)
+    torch.testing.assert_close(gh.reshape(-1), -1 / v, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_layer_norms_gradient_keeps_float32s_range(backend):
+    """The derived backward of (v - mean) / sqrt(var + eps) raises var to the power -3/2, printed v**1.5: past
+    float32's range at inputs of magnitude 1e13, where dx came out off by half with no warning; now /v/sqrt(v)"""
+    def LayerNormed(x, h):
+        mu = symcell.mean(x)
+        return (x - mu) / symcell.sqrt(symcell.mean((x - mu) ** 2) + 1e-5) + 0 * h
+    cell = symcell.define(inputs={"x": "H"}, state={"h": "H"})(LayerNormed)(H=3, backend=backend)
+    torch.manual_seed(0)
+    base, cot = torch.randn(1, 2, 3, dtype=torch.float64), torch.randn(1, 2, 3, dtype=torch.float64)
+    for scale in (1.0, 1e13, 1e15):
+        x = (base * scale).float().requires_grad_()
+        ys, _ = cell(x)
+        (gx,) = torch.autograd.grad((ys * cot.float()).sum(), x)
+        x64 = (base * scale).requires_grad_()
+        mu = x64.mean(-1, keepdim=True)
+        want = (x64 - mu) / torch.sqrt(((x64 - mu) ** 2).mean(-1, keepdim=True) + 1e-5)
+        (gx64,) = torch.autograd.grad((want * cot).sum(), x64)
+        assert rel_err(gx.double(), gx64) < 1e-4, scale
