@@ -1,5 +1,10 @@
 """Every compiled backend against the reference backend: values and all gradients, float64 and float32,
 and gradcheck in float64, for every cell of the zoo."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -382,3 +387,45 @@ def test_a_cell_of_a_long_name_builds():
     Long = symcell.define(inputs={"x": "H"}, state={"h": "H"}, name="A" * 240)(lambda x, h: tanh(x + 0.5 * h))
     x = torch.randn(2, 1, 3)
     torch.testing.assert_close(Long(H=3, backend="cpp")(x)[0], Long(H=3, backend="reference")(x)[0])
+
+
+THREAD_COUNT = r"""
+import threading, torch
+from symcell.cells import LSTM
+torch.manual_seed(0)
+m = LSTM(7, 33, backend="cpp")
+x = torch.randn(20, 64, 7)
+def grads(loss):
+    return torch.autograd.grad(loss, [m.bias_ih_l0, m.weight_hh_l0])
+torch.set_num_threads(2)
+y, _ = m(x)
+want = grads((y * y).sum())
+out, go = {}, threading.Event()
+def worker():
+    torch.get_num_threads()     # this thread's count: 2, torch's then
+    go.wait()
+    out["g"] = grads(out["loss"])   # its first call into the library: a backward
+    out["count"] = torch.get_num_threads()
+t = threading.Thread(target=worker)
+t.start()
+y, _ = m(x)
+out["loss"] = (y * y).sum()
+torch.set_num_threads(8)        # torch's count, not the worker's
+go.set()
+t.join()
+for a, b in zip(out["g"], want):
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+print("count", out["count"])
+"""
+
+
+@pytest.mark.cpp
+def test_a_threads_own_count_holds_through_its_first_call():
+    """A backward on a thread kept at 2 threads while torch was set to 8 elsewhere: the library's own copy of
+    ATen's per-thread init flag set the thread to 8 mid-call, after its per-thread partial sums were sized for
+    2 (segfault or heap corruption, a bias gradient's partials lost), and left the thread at 8. In a child
+    process, as a crash would take the test run with it."""
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    run = subprocess.run([sys.executable, "-c", THREAD_COUNT], env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split()[-1] == "2"    # the worker's count, as nn.LSTM leaves it

@@ -653,6 +653,7 @@ extern template std::vector<at::Tensor> tangent_backward_impl<double>(at::Tensor
 extern template std::vector<at::Tensor> tangent_backward_impl<float>(at::TensorList _d_ys, at::TensorList _d_finals, at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::TensorList _v_d_ys, at::TensorList _v_d_finals, at::TensorList _v_xs, at::TensorList _v_inits, at::TensorList _v_params, at::TensorList _v_ys, at::TensorList _v_res, at::IntArrayRef _dims, const at::Tensor& _lengths, at::IntArrayRef _skip);
 
 void tangent_forward(const c10::OperatorHandle&, torch::jit::Stack* _stack) {
+  sc::ThreadCount _threads;   // (first: sc.h says why)
   auto _in = torch::jit::last(*_stack, 12);
   const std::vector<at::Tensor> _xs = sc::contiguous(_in[0].toTensorVector());
   sc::expect_count(_xs.size(), 1, "xs");
@@ -681,6 +682,7 @@ void tangent_forward(const c10::OperatorHandle&, torch::jit::Stack* _stack) {
   torch::jit::push(*_stack, c10::IValue(std::move(_out)));
 }
 void tangent_backward(const c10::OperatorHandle&, torch::jit::Stack* _stack) {
+  sc::ThreadCount _threads;   // (first: sc.h says why)
   auto _in = torch::jit::last(*_stack, 17);
   const std::vector<at::Tensor> _d_ys = sc::contiguous(_in[0].toTensorVector());
   sc::expect_count(_d_ys.size(), 1, "d_ys");

@@ -377,6 +377,7 @@ extern template std::vector<at::Tensor> backward_impl<double>(at::TensorList _d_
 extern template std::vector<at::Tensor> backward_impl<float>(at::TensorList _d_ys, at::TensorList _d_finals, at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::IntArrayRef _dims, const at::Tensor& _lengths, at::IntArrayRef _skip);
 
 void forward(const c10::OperatorHandle&, torch::jit::Stack* _stack) {
+  sc::ThreadCount _threads;   // (first: sc.h says why)
   auto _in = torch::jit::last(*_stack, 7);
   const std::vector<at::Tensor> _xs = sc::contiguous(_in[0].toTensorVector());
   sc::expect_count(_xs.size(), 1, "xs");
@@ -395,6 +396,7 @@ void forward(const c10::OperatorHandle&, torch::jit::Stack* _stack) {
   torch::jit::push(*_stack, c10::IValue(std::move(_out)));
 }
 void backward(const c10::OperatorHandle&, torch::jit::Stack* _stack) {
+  sc::ThreadCount _threads;   // (first: sc.h says why)
   auto _in = torch::jit::last(*_stack, 10);
   const std::vector<at::Tensor> _d_ys = sc::contiguous(_in[0].toTensorVector());
   sc::expect_count(_d_ys.size(), 1, "d_ys");

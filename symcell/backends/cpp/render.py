@@ -729,6 +729,7 @@ def render(program, scans):
         # itself instantiates torch's unboxing templates for its signature: about 2 s of every build.)
         with w.block(f"void {scan.name}(const c10::OperatorHandle&, torch::jit::Stack* _stack) {{", "}"):
             names = [a.name for a in scan.args] + ["_dims"] + (["_save"] if scan.save else []) + ["_lengths", "_skip"]
+            w("sc::ThreadCount _threads;   // (first: sc.h says why)")
             w(f"auto _in = torch::jit::last(*_stack, {len(names)});")
             for k, a in enumerate(scan.args):
                 w(f"const std::vector<at::Tensor> {a.name} = sc::contiguous(_in[{k}].toTensorVector());")

@@ -147,6 +147,23 @@ template <typename A, typename B> SC_INLINE num_t<A, B> minimum(A a, B b) { retu
 template <typename A, typename B> SC_INLINE num_t<A, B> clamp_min(A x, B lo) { return x < lo ? lo : x; }
 template <typename A, typename B> SC_INLINE num_t<A, B> clamp_max(A x, B hi) { return x > hi ? hi : x; }
 
+// What every operator sets up first: the calling thread's count of threads, as torch keeps it. ATen's
+// at::parallel_for is inline, and with it the per-thread flag that says a thread's OpenMP count is set up
+// (at::internal::lazy_init_num_threads): this library has its own copy of the flag (libtorch's is hidden in
+// libtorch), so its first parallel_for in a thread set the thread's count again, to torch's process-wide one,
+// mid-call. A thread kept at 2 while another set 8 (a backward on autograd's or a server's thread) sized its
+// per-thread partial sums for 2, then ran 8: heap corruption, a gradient's partials lost; and every first call
+// in a thread changed the thread's count, where nn.LSTM's leaves it. So the flag is set here, first, and the
+// thread's own count put back.
+struct ThreadCount {
+  ThreadCount() {
+#ifdef _OPENMP
+    const int n = static_cast<int>(at::get_num_threads());   // this thread's, set up by libtorch as torch does
+    at::internal::lazy_init_num_threads();                     // this library's flag: may reset the count
+    omp_set_num_threads(n);
+#endif
+  }
+};
 // denormals make saturated cells 10-100x slower; every thread that computes flushes them to zero
 struct FlushDenormals {
   unsigned int saved;
@@ -565,6 +582,9 @@ inline int64_t threads() {
 }
 template <typename T> inline T* partial(const at::Tensor& parts, int64_t n) {
 #ifdef _OPENMP
+  // (a team larger than the partials were sized for would write past them: ThreadCount keeps it from growing)
+  TORCH_CHECK(omp_get_thread_num() < parts.size(0), "symcell operator: thread ", omp_get_thread_num(),
+              " of a team larger than the ", parts.size(0), " its partial sums were sized for");
   return ptr<T>(parts) + omp_get_thread_num() * n;
 #else
   return ptr<T>(parts);
