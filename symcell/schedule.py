@@ -469,9 +469,10 @@ def defined(n, e):
                                     (sympy.I, "the imaginary unit I")) if e.has(atom)]
     if held:
         whole = "" if e in (sympy.zoo, sympy.nan, sympy.I) else f", which holds {' and '.join(held)}"
-        raise ValueError(f"{n.label or n}: this value folds to {math_str(e)}{whole}, no real number (as log(x - x) = log(0), "
-                         "h / (x * 0), 0 * inf, inf - inf or a NaN constant do, even in one branch of a where): "
-                         "write what you mean, e.g. where(...) with float('inf') where a value is infinite")
+        raise ValueError(f"{n.label or n}: this value folds to {math_str(e)}{whole}, no real number (as "
+                         "log(x - x) = log(0), h / (x * 0), 0 * inf, inf - inf or a NaN constant do, even in one "
+                         "branch of a where): write what you mean, e.g. where(...) with float('inf') where a value "
+                         "is infinite")
     return e
 
 
