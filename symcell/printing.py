@@ -50,6 +50,14 @@ class MathPrinter(StrPrinter):
         return "-inf"
 
 
+def _divisor(f):
+    """whether the factor f is printed as divisions (_CodePrinter.divisions): b**-n for n = 1..4, or n + 1/2 for
+    n = 1..3, of a base that is no number"""
+    e = f.exp if f.is_Pow else None
+    return (e is not None and e.is_Rational and e.is_negative and (-e).q <= 2 and -e <= 4 and e != -HALF
+            and not f.base.is_number)
+
+
 class _CodePrinter:
     """What the code printers share: table spellings, numbers as literals, powers by cases."""
     language = None   # the functions.Function field that spells a call in this language
@@ -68,6 +76,8 @@ class _CodePrinter:
             return getattr(BY_NAME["sqrt"], self.language).format(x=self._print(base))
         if e == -HALF:
             return self.rsqrt(self._print(base))
+        if _divisor(expr):   # (a power alone, as sympy.cse makes one: _c2 = h**(-2))
+            return f"({self.divisions(sympy.S.One, [expr])})"
         return self.power(base, e, precedence(expr))
 
     def _print_Mul(self, expr):
@@ -76,14 +86,16 @@ class _CodePrinter:
         where torch's is finite), as v**1.5 does at v > 5e25 (a layer norm's variance)."""
         num, den = [], []
         for f in sympy.Mul.make_args(expr):
-            exp = f.exp if f.is_Pow else None
-            split = exp is not None and exp.is_Rational and exp.is_negative and (-exp).q <= 2 and -exp <= 4
-            (den if split and not f.base.is_number else num).append(f)
+            (den if _divisor(f) else num).append(f)
         if not den:
             return super()._print_Mul(expr)
-        head = sympy.Mul(*num)   # (a sum bracketed; a product, negative or not, reads left to right)
+        return self.divisions(sympy.Mul(*num), den)
+
+    def divisions(self, head, divisors):
+        """head / each of the divisors' factors in turn (the divisors are powers that _divisor takes)"""
+        # (a sum bracketed; a product, negative or not, reads left to right)
         parts = [f"({self._print(head)})" if head.is_Add else self._print(head)]
-        for f in den:   # a divisor bracketed unless a name, a number or a call
+        for f in divisors:   # a divisor bracketed unless a name, a number or a call
             base, whole = self.parenthesize(f.base, PRECEDENCE["Func"], strict=True), -f.exp
             parts += [base] * int(whole)
             if whole.q == 2:   # the half: a square root

@@ -2,6 +2,7 @@
 // includes it; its text is part of the build cache's key. The pointwise functions' derivative rules are in
 // symcell/functions.py, which also says how each is spelt here.
 #pragma once
+#include <ATen/Config.h>
 #include <ATen/Context.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/Parallel.h>
@@ -36,7 +37,12 @@ double log1p(double) __attribute__((simd("notinbranch")));
 }
 #endif
 
-extern "C" {  // Fortran BLAS from the MKL inside libtorch_cpu
+extern "C" {  // Fortran BLAS and thread counts of the MKL inside libtorch_cpu (Fortran's interface: arguments by
+              // address; the C names it exports take them so too there, unlike MKL's C header)
+#if AT_MKL_ENABLED()
+int mkl_get_max_threads_();
+int mkl_set_num_threads_local_(const int*);
+#endif
 void sgemm_(const char*, const char*, const int*, const int*, const int*, const float*, const float*, const int*,
             const float*, const int*, const float*, float*, const int*);
 void dgemm_(const char*, const char*, const int*, const int*, const int*, const double*, const double*,
@@ -155,12 +161,20 @@ template <typename A, typename B> SC_INLINE num_t<A, B> clamp_max(A x, B hi) { r
 // per-thread partial sums for 2, then ran 8: heap corruption, a gradient's partials lost; and every first call
 // in a thread changed the thread's count, where nn.LSTM's leaves it. So the flag is set here, first, and the
 // thread's own count put back.
+// (at::init_num_threads also sets MKL's count for the thread, mkl_set_num_threads_local: put back too, or the
+// thread's BLAS calls, this library's and torch's, ran with torch's global count)
 struct ThreadCount {
   ThreadCount() {
 #ifdef _OPENMP
     const int n = static_cast<int>(at::get_num_threads());   // this thread's, set up by libtorch as torch does
-    at::internal::lazy_init_num_threads();                     // this library's flag: may reset the count
+#if AT_MKL_ENABLED()
+    const int blas = mkl_get_max_threads_();
+#endif
+    at::internal::lazy_init_num_threads();                     // this library's flag: may reset the counts
     omp_set_num_threads(n);
+#if AT_MKL_ENABLED()
+    mkl_set_num_threads_local_(&blas);
+#endif
 #endif
   }
 };
