@@ -7,7 +7,8 @@
     size_str    int64_t sizes:       2*_dim_H, (_dim_H - 1), ((_dim_I + _dim_H)/2)
 
 A function is spelt from its entry in the table (functions.py); what differs between the code printers is how
-they write a number, a square root, its reciprocal and a power, each one small method.
+they write a number, a square root's reciprocal and a power, each one small method; a negative power of up to
+4 (and a half) is divisions, in every language alike (_CodePrinter.divisions).
 """
 import math
 from contextlib import contextmanager
@@ -103,11 +104,10 @@ class _CodePrinter:
         return "/".join(parts)
 
     def products(self, base, e, prec):
-        """x**n for 1 <= |n| <= 4 as a product (exact, and no pow call), else None"""
-        if not (e.is_Integer and 1 <= abs(e) <= 4):
+        """x**n for 1 <= n <= 4 as a product (exact, and no pow call), else None (x**-n is divisions)"""
+        if not (e.is_Integer and 1 <= e <= 4):
             return None
-        prod = "(" + "*".join([self.parenthesize(base, prec)] * abs(int(e))) + ")"
-        return prod if e > 0 else self.reciprocal(prod)
+        return "(" + "*".join([self.parenthesize(base, prec)] * int(e)) + ")"
 
     def _print_Rational(self, expr):
         return self.literal(expr)
@@ -137,12 +137,7 @@ class TorchPrinter(_CodePrinter, StrPrinter):
     def rsqrt(self, x):
         return f"torch.rsqrt({x})"
 
-    def reciprocal(self, x):
-        return f"1/{x}"
-
     def power(self, base, e, prec):
-        if e == -1:
-            return f"1/{self.parenthesize(base, PRECEDENCE['Pow'])}"
         return StrPrinter._print_Pow(self, sympy.Pow(base, e, evaluate=False))
 
 
@@ -171,9 +166,6 @@ class CppPrinter(_CodePrinter, C99CodePrinter):
     def rsqrt(self, x):
         return f"(scalar_t(1)/std::sqrt({x}))"
 
-    def reciprocal(self, x):
-        return f"(scalar_t(1)/{x})"
-
     def power(self, base, e, prec):
         return self.products(base, e, prec) or f"std::pow({self._print(base)}, {self.literal(e)})"
 
@@ -189,9 +181,6 @@ class TritonPrinter(_CodePrinter, StrPrinter):
 
     def rsqrt(self, x):
         return f"(1.0 / tl.sqrt({x}))"
-
-    def reciprocal(self, x):
-        return f"(1.0 / {x})"
 
     def power(self, base, e, prec):
         product = self.products(base, e, prec)
