@@ -166,6 +166,10 @@ template <typename A, typename B> SC_INLINE num_t<A, B> clamp_max(A x, B hi) { r
 struct ThreadCount {
   ThreadCount() {
 #ifdef _OPENMP
+    // (once a thread: the flag stays set after, and later calls, a cell's every step among them, need nothing)
+    static thread_local bool set_up = false;
+    if (set_up) return;
+    set_up = true;
     const int n = static_cast<int>(at::get_num_threads());   // this thread's, set up by libtorch as torch does
 #if AT_MKL_ENABLED()
     const int blas = mkl_get_max_threads_();
@@ -300,13 +304,19 @@ template <typename T> inline void transpose_panels(const T* src, int64_t lds, in
     }
   });
 }
-// the panels of dst = the (K, N) block of src (row stride lds) as it is: the weights of a transposed matmul
-template <typename T> inline void copy_panels(const T* src, int64_t lds, int64_t K, int64_t N, T* dst) {
+template <typename T> inline void zero(T* p, int64_t n) { if (n > 0) std::memset(p, 0, sizeof(T) * n); }
+// the panels of dst = the (K, N) block of src (row stride lds) as it is: the weights of a transposed matmul;
+// each panel Kp >= K rows (dst + p * Kp * PANEL), those past K zero
+template <typename T> inline void copy_panels(const T* src, int64_t lds, int64_t K, int64_t N, T* dst,
+                                              int64_t Kp = -1) {
   const int64_t P = (N + PANEL - 1) / PANEL;
+  if (Kp < K) Kp = K;
   at::parallel_for(0, P, N * K >= (1 << 17) ? 1 : P + 1, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
       const int64_t w = panel_width(N, p);
-      for (int64_t k = 0; k < K; ++k) std::memcpy(dst + p * K * PANEL + k * w, src + k * lds + p * PANEL, sizeof(T) * w);
+      T* panel = dst + p * Kp * PANEL;
+      for (int64_t k = 0; k < K; ++k) std::memcpy(panel + k * w, src + k * lds + p * PANEL, sizeof(T) * w);
+      zero(panel + K * w, (Kp - K) * w);
     }
   });
 }
@@ -382,16 +392,11 @@ inline void mm_tall_tn(int64_t M, int64_t N, int64_t K, const float* A, int64_t 
     float* Bp = At + mb * TALL_TN_K;   // (a multiple of 16 floats on: 64-byte aligned)
     for (int64_t k = 0; k < K; k += TALL_TN_K) {
       const int64_t kk = std::min(TALL_TN_K, K - k), kp = (kk + 15) / 16 * 16;
-      for (int64_t p = 0; p < P; ++p) {   // panel p: (kp, w) at Bp + p * kp * PANEL, rows past kk zero
-        const int64_t w = panel_width(N, p);
-        float* panel = Bp + p * kp * PANEL;
-        for (int64_t r = 0; r < kk; ++r) std::memcpy(panel + r * w, B + (k + r) * ldb + p * PANEL, sizeof(float) * w);
-        std::memset(panel + kk * w, 0, sizeof(float) * (kp - kk) * w);
-      }
+      copy_panels(B + k * ldb, ldb, kk, N, Bp, kp);   // panel p: (kp, w) at Bp + p * kp * PANEL, rows past kk zero
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t m0 = i * mb, mm = std::min(mb, M - m0);
         transpose(A + k * lda + m0, lda, kk, mm, At, TALL_TN_K);   // At[m, r] = A[k + r, m0 + m]
-        for (int64_t m = 0; m < mm && kp > kk; ++m) std::memset(At + m * TALL_TN_K + kk, 0, sizeof(float) * (kp - kk));
+        for (int64_t m = 0; m < mm; ++m) zero(At + m * TALL_TN_K + kk, kp - kk);
         for (int64_t p = 0; p < P; ++p) {
           const int64_t w = panel_width(N, p);
           at::native::cpublas::brgemm(mm, w, kp, TALL_TN_K, w, ldc, true, At, Bp + p * kp * PANEL,
@@ -582,7 +587,6 @@ inline std::vector<int64_t> int_list(const c10::IValue& v) {
 // flag k of a call's _skip flags (none given: every flag false)
 inline bool flag(at::IntArrayRef flags, size_t k) { return k < flags.size() && flags[k] != 0; }
 template <typename T> inline T* ptr(const at::Tensor& t) { return t.defined() ? t.data_ptr<T>() : nullptr; }
-template <typename T> inline void zero(T* p, int64_t n) { if (n > 0) std::memset(p, 0, sizeof(T) * n); }
 // a vector parameter's gradient sums over rows that several threads compute at once: each thread adds into its
 // own row of a (threads, n) partial (no lock), and the rows are summed into the gradient once, at the end.
 // The OpenMP thread number, not at::get_thread_num(): at::parallel_for nested in a parallel region (a region's
