@@ -2,7 +2,7 @@
 
     python benchmarks/bench_cpu.py                 # everything (over 5 minutes on 2 cores; tables as they finish)
     python benchmarks/bench_cpu.py --only lstm     # one section: lstm, stacked, gru, lltm, modern, build, memory,
-                                                   # gflops, denormal, hoist
+                                                   # gflops, denormal, hoist, split
 
 Every time is the median of interleaved repeats (each repeat runs every contender once, in turn), so a noisy
 neighbour slows all of them alike; the ratios are what to read. Forward runs under torch.no_grad();
@@ -116,18 +116,49 @@ def section_hoist(lines, repeats):
         c = contenders_for("lstm", B, 100, 256, 256)
         sc, ref = c["symcell-cpp"], c["nn.LSTM"]
 
-        def forced(fns, value):
-            def run(fn):
-                os.environ["SYMCELL_HOIST"] = value
-                try:
-                    fn()
-                finally:
-                    os.environ.pop("SYMCELL_HOIST")
-            return (lambda: run(fns[0]), lambda: run(fns[1]))
-        r = race({"0": forced(sc, "0"), "1": forced(sc, "1"), "nn": ref}, max(5, repeats // 2))
+        r = race({"0": forced(sc, "SYMCELL_HOIST", "0"), "1": forced(sc, "SYMCELL_HOIST", "1"), "nn": ref},
+                 max(5, repeats // 2))
         cell = lambda k, i: f"{r[k][i]:.2f} ({r[k][i] / r['nn'][i]:.2f})"  # noqa: E731
         lines.append(f"| {B} | {cell('0', 0)} | {cell('1', 0)} | {cell('0', 1)} | {cell('1', 1)} | "
                      f"{1 if B < 16 * threads else 0} |")
+
+
+def forced(fns, variable, value):
+    """a contender's (forward, forward_backward) with a code path forced by a variable sc.h reads every call"""
+    def run(fn):
+        os.environ[variable] = value
+        try:
+            fn()
+        finally:
+            os.environ.pop(variable)
+    return (lambda: run(fns[0]), lambda: run(fns[1]))
+
+
+# (H = I, B, T): weights of 2 MiB (H=256), 4.5 (384), 8 (512), 12.5 (640), 18 (768) and 32 (1024), at few and
+# many rows a thread
+SPLIT_SIZES = [(256, 8, 100), (256, 32, 100), (384, 16, 100), (512, 8, 100), (512, 16, 100), (640, 8, 100),
+               (768, 16, 50), (1024, 8, 50), (1024, 32, 20), (1024, 64, 10)]
+
+
+def section_split(lines, repeats):
+    """The cpp backend's choice of sharing each step across threads (sc::scan_columns: a GEMM's panels and a
+    region's rows, a barrier each) or giving each thread all steps of its own rows: the LSTM with each forced
+    (SYMCELL_SCAN_COLUMNS) against nn.LSTM. Only with 2 threads or more, and B >= 4 threads (else one way only)."""
+    from symcell.backends.cpp import scan_columns
+    lines.append("\nLSTM, each thread its rows (columns 0) or each step shared (columns 1); ms and / nn.LSTM")
+    lines.append("| H = I | B | T | weights MiB | columns 0 forward | columns 1 forward | columns 0 fwd+bwd | "
+                 "columns 1 fwd+bwd | 1 / 0 forward | 1 / 0 fwd+bwd | chosen |")
+    lines.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for H, B, T in SPLIT_SIZES:
+        c = contenders_for("lstm", B, T, H, H)
+        sc, ref = c["symcell-cpp"], c["nn.LSTM"]
+        r = race({"0": forced(sc, "SYMCELL_SCAN_COLUMNS", "0"), "1": forced(sc, "SYMCELL_SCAN_COLUMNS", "1"),
+                  "nn": ref}, max(5, repeats // 2))
+        cell = lambda k, i: f"{r[k][i]:.2f} ({r[k][i] / r['nn'][i]:.2f})"  # noqa: E731
+        weights = 8 * H * H * 4
+        lines.append(f"| {H} | {B} | {T} | {weights / 2**20:.1f} | {cell('0', 0)} | {cell('1', 0)} | "
+                     f"{cell('0', 1)} | {cell('1', 1)} | {r['1'][0] / r['0'][0]:.2f} | {r['1'][1] / r['0'][1]:.2f} | "
+                     f"{int(scan_columns(weights))} |")
 
 
 def section_stacked(lines, repeats):
@@ -311,7 +342,7 @@ def section_build(lines):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", choices=["lstm", "stacked", "gru", "lltm", "modern", "build", "memory", "gflops",
-                                       "denormal", "hoist"])
+                                       "denormal", "hoist", "split"])
     ap.add_argument("--repeats", type=int, default=15)
     args = ap.parse_args()
     lines = [f"machine: {cpu_model()} ({platform.machine()}), {os.cpu_count()} cores, torch {torch.__version__}, "
@@ -333,6 +364,8 @@ def main():
             section_modern(lines, args.repeats)
         elif name == "hoist":
             section_hoist(lines, args.repeats)
+        elif name == "split":
+            section_split(lines, args.repeats)
         elif name == "gflops":
             section_gflops(lines, args.repeats)
         elif name == "memory":

@@ -313,6 +313,8 @@ class Binding:
         self.hidden_sizes = {n: sizes[n] for n in ir.hidden}
         self.output_sizes = {n: sizes[n] for n in ir.outputs}
         self.param_shapes = {n: tuple(int(s) for s in shape) for n, shape in bound.user_params}
+        # the elements of the kernels' weight matrices (how the cpp backend's loop splits across threads counts them)
+        self.weight_elements = sum(int(shape[0]) * int(shape[1]) for _, shape in bound.params if len(shape) == 2)
         # the kernels' parameters from the module's: each a parameter, or a block of rows of one (split(W, k), a
         # 3-d parameter's blocks) as a view of it, so autograd sums the blocks' gradients into the parameter
         # (and a scalar parameter, shape (), as a vector of size 1)

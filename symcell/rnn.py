@@ -335,7 +335,7 @@ class RNN(nn.Module):
         order = None
         if lengths is not None:   # the row order scan prefers, once for all layers and directions
             lengths = check_lengths(name, lengths, x.shape[0], x.shape[1], x.device)
-            order = row_order(self._bindings[0], lengths)
+            order = row_order(self._bindings[0], lengths, x.dtype)
             if order is not None:
                 unsort = torch.argsort(order)
                 x, lengths = x.index_select(1, order), lengths[order]

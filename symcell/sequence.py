@@ -225,14 +225,16 @@ def check_lengths(name, lengths, T, B, device):
     return host if host.device == torch.device(device) else host.to(device)
 
 
-def row_order(binding, lengths):
-    """The row order the backend that will run this binding prefers for these lengths (None: keep theirs)."""
+def row_order(binding, lengths, dtype):
+    """The row order the backend that will run this binding prefers for these lengths (None: keep theirs); dtype:
+    the inputs' (the kernels run in float64 or float32: a 16-bit dtype runs in float32)."""
     # A traced graph (torch.compile, jit.trace, symcell.deploy) keeps the caller's order, which every kernel takes:
     # the order is speed on a CPU, and choosing it reads the lengths' values. (jit.trace recorded the example's
     # choice, and the reordering then fitted the input to the lengths: 3 rows and 2 lengths ran 2 rows, no error.)
     if torch.compiler.is_compiling() or torch.jit.is_tracing() or is_fake(lengths) or lengths.is_meta:
         return None
-    order = backends.get(backends.resolve(binding.backend, lengths.device)).row_order(lengths)
+    weight_bytes = binding.weight_elements * (8 if dtype == torch.float64 else 4)
+    order = backends.get(backends.resolve(binding.backend, lengths.device)).row_order(lengths, weight_bytes)
     if order is not None and torch.equal(lengths[order], lengths):   # already so
         return None
     return order
@@ -321,7 +323,7 @@ def run(binding, params, xs, state, reverse, lengths, batch_first, autocast_devi
     unsort = None
     if lengths is not None:
         lengths = check_lengths(binding.name, lengths, T, B, ref.device)
-        order = row_order(binding, lengths)
+        order = row_order(binding, lengths, seq[0].dtype)
         if order is not None:
             unsort = torch.argsort(order)
             seq = [x.index_select(1, order) for x in seq]

@@ -124,13 +124,15 @@ def threads(request):
 
 @pytest.mark.cpp
 @pytest.mark.parametrize("threads", [2], indirect=True)
-@pytest.mark.parametrize("hoist", ["0", "1"])
+@pytest.mark.parametrize("hoist,columns", [("0", "0"), ("1", "0"), ("1", "1")])
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_float32_gemms_over_all_rows(hoist, name, threads, monkeypatch):
+def test_float32_gemms_over_all_rows(hoist, columns, name, threads, monkeypatch):
     """T*B = 320 rows in float32 on 2 threads: the cpp backend's GEMMs over all rows (an input term before the
     loop, the gradients after it) run in oneDNN brgemm blocks, several a thread (sc::mm_tall_*), mixed lengths
-    and all. Against each row run alone by the eager loop in float64."""
+    and all; and its loop gives each thread 16 rows, or shares each step's 32 (sc::scan_columns, forced: the
+    sizes that choose it by itself take seconds a call). Against each row run alone by the eager loop in float64."""
     monkeypatch.setenv("SYMCELL_HOIST", hoist)
+    monkeypatch.setenv("SYMCELL_SCAN_COLUMNS", columns)
     factory, step, outputs = CASES[name]
     torch.manual_seed(7)
     cell = factory(backend="cpp").float()
@@ -179,6 +181,36 @@ def test_float32_lstm_gemms_in_blocks_against_nn(T, B, I, H, threads, onednn):
     pairs += [(p.grad, q.grad) for p, q in zip(cell.parameters(), ref.parameters())]
     for a, b in pairs:
         assert rel_err(a, b) < 1e-5
+
+
+@pytest.mark.parametrize("threads", [2], indirect=True)
+def test_cpp_row_order_follows_how_its_loop_splits(threads, monkeypatch):
+    """The cpp loop gives each thread a slice of the rows (from B >= 4 threads), unless the cell's weights are more
+    than each thread can stream every step (sc::scan_columns): then one thread runs the loop, and each step shares
+    its work. The row order symcell.scan chooses follows: longest first with one slice, dealt round-robin over the
+    slices so each holds long and short rows alike. The rule's bound is sc.h's constant, in bytes as the kernel runs
+    (float32 for a 16-bit module)."""
+    from symcell.backends import cpp
+    from symcell.sequence import row_order
+    sc_h = (Path(cpp.__file__).parent / "sc.h").read_text()
+    assert f"SCAN_COLUMNS_FROM = int64_t({cpp.SCAN_COLUMNS_FROM >> 20}) << 20;" in sc_h
+    monkeypatch.delenv("SYMCELL_SCAN_COLUMNS", raising=False)
+    lengths = torch.tensor([3, 9, 1, 7, 9, 2, 5, 8])            # B = 8: two slices of 4 rows
+    longest_first = torch.argsort(lengths, descending=True, stable=True)
+    dealt = longest_first[[0, 2, 4, 6, 1, 3, 5, 7]]               # slice 0: ranks 0, 2, 4, 6; slice 1: 1, 3, 5, 7
+    small = symcell.cells.LSTM(64, 64, backend="cpp")             # 8 * 64 * 64 * 4 bytes = 128 KiB
+    large = symcell.cells.LSTM(512, 513, backend="cpp")           # 4 * 513 * (512 + 513) elements: 8.03 MiB float32
+    assert large._bindings[0].weight_elements == 4 * 513 * (512 + 513)
+    assert torch.equal(row_order(small._bindings[0], lengths, torch.float32), dealt)
+    assert torch.equal(row_order(large._bindings[0], lengths, torch.float32), longest_first)
+    assert torch.equal(row_order(large._bindings[0], lengths, torch.bfloat16), longest_first)
+    monkeypatch.setenv("SYMCELL_SCAN_COLUMNS", "1")
+    assert torch.equal(row_order(small._bindings[0], lengths, torch.float32), longest_first)
+    monkeypatch.setenv("SYMCELL_SCAN_COLUMNS", "0")
+    assert torch.equal(row_order(large._bindings[0], lengths, torch.float64), dealt)
+    torch.set_num_threads(1)
+    monkeypatch.delenv("SYMCELL_SCAN_COLUMNS")
+    assert torch.equal(row_order(small._bindings[0], lengths, torch.float32), longest_first)
 
 
 @pytest.mark.parametrize("backend", ["reference"] + BACKENDS)

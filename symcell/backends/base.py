@@ -52,8 +52,9 @@ class Backend:
     def build(self, program, scans, source, dims):
         raise NotImplementedError
 
-    def row_order(self, lengths):
-        """An order of the rows that suits this backend for a batch of mixed lengths (None: keep theirs)."""
+    def row_order(self, lengths, weight_bytes):
+        """An order of the rows that suits this backend for a batch of mixed lengths (None: keep theirs);
+        weight_bytes: the cell's weight matrices' size, as its kernels run them."""
         return None
 
 

@@ -64,8 +64,8 @@ std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _inits, 
       sc::mm_kn(_steps * _batch, _n_weight_ih_x, _dim_I, x, _n_x, _wt_weight_ih_x, _n_weight_ih_x, false, weight_ih_x, _n_weight_ih_x);
     }
   }
-  // the time loop, on batch rows [_b0, _b1) (see sc::scan_rows)
-  sc::scan_rows(_batch, [&](int64_t _b0, int64_t _b1) {
+  // the time loop, on batch rows [_b0, _b1) (see sc::scan_rows: its weights' bytes choose how it splits)
+  sc::scan_rows(_batch, sizeof(scalar_t) * (3*_dim_H * _dim_I + 3*_dim_H * _dim_H), [&](int64_t _b0, int64_t _b1) {
     const int64_t _nb = _b1 - _b0;
     const scalar_t* h = _init_h + _b0 * _n_h;
     for (int64_t _t = 0; _t < _steps; ++_t) {
@@ -208,8 +208,8 @@ std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_fi
   scalar_t* _wp_0 = sc::ptr<scalar_t>(sc::workspace(0, _n_d_weight_hh_h * _dim_H, _opt));   // weight_hh in panels
   if (!_direct_grads) sc::copy_panels(weight_hh, _ld_weight_hh, _n_d_weight_hh_h, _dim_H, _wp_0);
   if (_batch * _n_d_h_new > 0) std::memcpy(sc::ptr<scalar_t>(_pp_d_h) + (((_steps - 1) + 1) & 1) * _batch * _n_d_h_new, _init_d_h_new, sizeof(scalar_t) * _batch * _n_d_h_new);
-  // the time loop, on batch rows [_b0, _b1) (see sc::scan_rows)
-  sc::scan_rows(_batch, [&](int64_t _b0, int64_t _b1) {
+  // the time loop, on batch rows [_b0, _b1) (see sc::scan_rows: its weights' bytes choose how it splits)
+  sc::scan_rows(_batch, sizeof(scalar_t) * (3*_dim_H * _dim_I + 3*_dim_H * _dim_H), [&](int64_t _b0, int64_t _b1) {
     const int64_t _nb = _b1 - _b0;
     scalar_t* d_h_new = sc::ptr<scalar_t>(_pp_d_h) + (((_steps - 1) + 1) & 1) * _batch * _n_d_h_new + _b0 * _n_d_h_new;
     for (int64_t _t = _steps - 1; _t >= 0; --_t) {

@@ -140,8 +140,8 @@ std::vector<at::Tensor> tangent_forward_impl(at::TensorList _xs, at::TensorList 
       }
     }
   }
-  // the time loop, on batch rows [_b0, _b1) (see sc::scan_rows)
-  sc::scan_rows(_batch, [&](int64_t _b0, int64_t _b1) {
+  // the time loop, on batch rows [_b0, _b1) (see sc::scan_rows: its weights' bytes choose how it splits)
+  sc::scan_rows(_batch, sizeof(scalar_t) * (4*_dim_H * _dim_I + 4*_dim_H * _dim_H), [&](int64_t _b0, int64_t _b1) {
     const int64_t _nb = _b1 - _b0;
     const scalar_t* _v_h = _init__v_h + _b0 * _n__v_h;
     const scalar_t* _v_c = _init__v_c + _b0 * _n__v_c;
@@ -394,8 +394,8 @@ std::vector<at::Tensor> tangent_backward_impl(at::TensorList _d_ys, at::TensorLi
   if (_batch * _n_d_c_new > 0) std::memcpy(sc::ptr<scalar_t>(_pp_d_c) + (((_steps - 1) + 1) & 1) * _batch * _n_d_c_new, _init_d_c_new, sizeof(scalar_t) * _batch * _n_d_c_new);
   if (_batch * _n__v_d_h_new > 0) std::memcpy(sc::ptr<scalar_t>(_pp__v_d_h) + (((_steps - 1) + 1) & 1) * _batch * _n__v_d_h_new, _init__v_d_h_new, sizeof(scalar_t) * _batch * _n__v_d_h_new);
   if (_batch * _n__v_d_c_new > 0) std::memcpy(sc::ptr<scalar_t>(_pp__v_d_c) + (((_steps - 1) + 1) & 1) * _batch * _n__v_d_c_new, _init__v_d_c_new, sizeof(scalar_t) * _batch * _n__v_d_c_new);
-  // the time loop, on batch rows [_b0, _b1) (see sc::scan_rows)
-  sc::scan_rows(_batch, [&](int64_t _b0, int64_t _b1) {
+  // the time loop, on batch rows [_b0, _b1) (see sc::scan_rows: its weights' bytes choose how it splits)
+  sc::scan_rows(_batch, sizeof(scalar_t) * (4*_dim_H * _dim_I + 4*_dim_H * _dim_H), [&](int64_t _b0, int64_t _b1) {
     const int64_t _nb = _b1 - _b0;
     scalar_t* d_h_new = sc::ptr<scalar_t>(_pp_d_h) + (((_steps - 1) + 1) & 1) * _batch * _n_d_h_new + _b0 * _n_d_h_new;
     scalar_t* d_c_new = sc::ptr<scalar_t>(_pp_d_c) + (((_steps - 1) + 1) & 1) * _batch * _n_d_c_new + _b0 * _n_d_c_new;

@@ -61,8 +61,8 @@ std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _inits, 
   scalar_t* _pre_gates = sc::ptr<scalar_t>(_t_pre_gates);
   if (_hoist_gates) sc::mm_nt(_steps * _batch, _n_gates, _dim_I, _seq_x, _n_x, weight_ih, _ld_weight_ih, _pre_gates, _n_gates);
   at::Tensor _operands_gates = at::empty({_batch, (_dim_H + _dim_I)}, _opt);
-  // the time loop, on batch rows [_b0, _b1) (see sc::scan_rows)
-  sc::scan_rows(_batch, [&](int64_t _b0, int64_t _b1) {
+  // the time loop, on batch rows [_b0, _b1) (see sc::scan_rows: its weights' bytes choose how it splits)
+  sc::scan_rows(_batch, sizeof(scalar_t) * (4*_dim_H * _dim_I + 4*_dim_H * _dim_H), [&](int64_t _b0, int64_t _b1) {
     const int64_t _nb = _b1 - _b0;
     const scalar_t* h = _init_h + _b0 * _n_h;
     const scalar_t* c = _init_c + _b0 * _n_c;
@@ -235,8 +235,8 @@ std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_fi
   if (!_direct_grads) sc::copy_panels(weight_hh, _ld_weight_hh, _n_d_gates, _dim_H, _wp_0);
   if (_batch * _n_d_h_new > 0) std::memcpy(sc::ptr<scalar_t>(_pp_d_h) + (((_steps - 1) + 1) & 1) * _batch * _n_d_h_new, _init_d_h_new, sizeof(scalar_t) * _batch * _n_d_h_new);
   if (_batch * _n_d_c_new > 0) std::memcpy(sc::ptr<scalar_t>(_pp_d_c) + (((_steps - 1) + 1) & 1) * _batch * _n_d_c_new, _init_d_c_new, sizeof(scalar_t) * _batch * _n_d_c_new);
-  // the time loop, on batch rows [_b0, _b1) (see sc::scan_rows)
-  sc::scan_rows(_batch, [&](int64_t _b0, int64_t _b1) {
+  // the time loop, on batch rows [_b0, _b1) (see sc::scan_rows: its weights' bytes choose how it splits)
+  sc::scan_rows(_batch, sizeof(scalar_t) * (4*_dim_H * _dim_I + 4*_dim_H * _dim_H), [&](int64_t _b0, int64_t _b1) {
     const int64_t _nb = _b1 - _b0;
     scalar_t* d_h_new = sc::ptr<scalar_t>(_pp_d_h) + (((_steps - 1) + 1) & 1) * _batch * _n_d_h_new + _b0 * _n_d_h_new;
     scalar_t* d_c_new = sc::ptr<scalar_t>(_pp_d_c) + (((_steps - 1) + 1) & 1) * _batch * _n_d_c_new + _b0 * _n_d_c_new;

@@ -374,8 +374,13 @@ class ScanRenderer(Renderer):
                 n = self.n(cin)
                 w(f"if (_batch * {n} > 0) std::memcpy(sc::ptr<scalar_t>(_pp_{cout.name}) + ((({first}) + 1) & 1) * "
                   f"_batch * {n}, _init_{cin}, sizeof(scalar_t) * _batch * {n});")
-        w("// the time loop, on batch rows [_b0, _b1) (see sc::scan_rows)")
-        w("sc::scan_rows(_batch, [&](int64_t _b0, int64_t _b1) {")
+        # (every weight matrix of the cell, whichever this scan reads, and not their tangents: the same rule for
+        # all of a cell's scans, as CppBackend.row_order counts them)
+        params = next(a.buffers for a in self.scan.args if a.name == "_params")
+        count = " + ".join(f"{size_str(r)} * {size_str(c)}" for r, c in (self.buf[p].size for p in params
+                                                                          if len(self.buf[p].size) == 2)) or "0"
+        w("// the time loop, on batch rows [_b0, _b1) (see sc::scan_rows: its weights' bytes choose how it splits)")
+        w(f"sc::scan_rows(_batch, sizeof(scalar_t) * ({count}), [&](int64_t _b0, int64_t _b1) {{")
         with w.block():
             w("const int64_t _nb = _b1 - _b0;")
             for cin, cout in couts.items():

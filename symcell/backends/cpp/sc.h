@@ -235,13 +235,31 @@ template <typename F> inline void rows(int64_t R, int64_t n, const F& f) {
   const int64_t grain = std::max<int64_t>(1, 2048 / std::max<int64_t>(n, 1));
   at::parallel_for(0, R, grain, [&](int64_t r0, int64_t r1) { FlushDenormals ftz; f(r0, r1); });
 }
+// A code path a variable forces: 0 or 1 as its first character says, -1 where it is not set so
+inline int forced(const char* variable) {
+  const char* value = std::getenv(variable);
+  return value != nullptr && (value[0] == '0' || value[0] == '1') ? value[0] - '0' : -1;
+}
+// Whether a step's weights are too many for each thread to stream them all every step: then the threads share each
+// step's work (a GEMM's panels, a region's rows; a barrier each) rather than each running all steps of its own
+// rows. weight_bytes: all the cell's weight matrices, in the scalar type the kernel runs. On the AVX-512 EPYC (L2
+// 1 MiB a core, L3 32 MiB; bench_cpu.py --only split), the LSTM's time with each step shared over its time with
+// the rows split: forward 0.84-0.88 and forward+backward 0.89-0.94 at H=1024 (32 MiB of weights, B=8-64), 0.92-1.01
+// at 12.5-18 MiB, but 0.92-1.04 at 8 MiB and 1.04-1.17 at 2-4.5 MiB (the barriers cost more than they save).
+// SYMCELL_SCAN_COLUMNS=0 or 1 forces it (read every call; CppBackend.row_order reads it too).
+constexpr int64_t SCAN_COLUMNS_FROM = int64_t(8) << 20;   // bytes: more than this shares each step
+inline bool scan_columns(int64_t weight_bytes) {
+  const int on = forced("SYMCELL_SCAN_COLUMNS");
+  return on >= 0 ? on == 1 : weight_bytes > SCAN_COLUMNS_FROM;
+}
 // the time loop over batch rows [b0, b1): rows never interact in a recurrence, so with enough rows each thread
 // runs the whole sequence on its own slice (no synchronisation per step, its GEMM outputs stay in its cache);
-// with few rows one thread runs the loop and the GEMMs and regions inside split their work instead. (The row
-// order for mixed lengths, CppBackend.row_order in symcell/backends/cpp/__init__.py, follows the same rule.)
-template <typename F> inline void scan_rows(int64_t B, const F& f) {
+// with few rows, or weights too many for each thread to stream them every step (scan_columns), one thread runs
+// the loop and the GEMMs and regions inside split their work instead. (The row order for mixed lengths,
+// CppBackend.row_order in symcell/backends/cpp/__init__.py, follows the same rule.)
+template <typename F> inline void scan_rows(int64_t B, int64_t weight_bytes, const F& f) {
   const int64_t nt = at::get_num_threads();
-  if (nt > 1 && B >= 4 * nt) {
+  if (nt > 1 && B >= 4 * nt && !scan_columns(weight_bytes)) {
     at::parallel_for(0, B, (B + nt - 1) / nt, [&](int64_t b0, int64_t b1) { FlushDenormals ftz; f(b0, b1); });
   } else {
     f(0, B);
@@ -494,11 +512,6 @@ template <typename T> inline void mm_panels(int64_t M, int64_t N, int64_t K, con
 // streaming the weights, and this halves the weights a step reads; with many, the step's GEMM is efficient and
 // the hoisted one costs a pass over T*B*N more memory (benchmarks/bench_cpu.py --only hoist measures both).
 // SYMCELL_HOIST=0 or 1 forces it (read every call: tests and benchmarks set it).
-// A code path a variable forces: 0 or 1 as its first character says, -1 where it is not set so
-inline int forced(const char* variable) {
-  const char* value = std::getenv(variable);
-  return value != nullptr && (value[0] == '0' || value[0] == '1') ? value[0] - '0' : -1;
-}
 inline bool hoist(int64_t B) {
   const int on = forced("SYMCELL_HOIST");
   return on >= 0 ? on == 1 : B < 16 * std::max<int64_t>(1, at::get_num_threads());
