@@ -49,8 +49,6 @@ std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _inits, 
   at::Tensor _res_weight_hh_h = !_save ? at::Tensor() : _len != nullptr ? at::zeros({_steps, _batch, _n_weight_hh_h}, _opt) : at::empty({_steps, _batch, _n_weight_hh_h}, _opt);
   at::Tensor _buf_weight_hh_h = at::empty({_batch, _n_weight_hh_h}, _opt);   // per-step scratch
   const bool _direct = sc::direct(_steps, _batch);   // the matmuls on their weights as stored
-  scalar_t* _wt_weight_ih_x = sc::ptr<scalar_t>(sc::workspace(0, _dim_I * _n_weight_ih_x, _opt));
-  if (!_direct) sc::transpose(weight_ih, _ld_weight_ih, _n_weight_ih_x, _dim_I, _wt_weight_ih_x + (0) * _n_weight_ih_x, _n_weight_ih_x);
   scalar_t* _wt_weight_hh_h = sc::ptr<scalar_t>(sc::workspace(1, _dim_H * _n_weight_hh_h, _opt));
   if (!_direct) sc::transpose_panels(weight_hh, _ld_weight_hh, _n_weight_hh_h, _dim_H, _wt_weight_hh_h, _dim_H * sc::PANEL, 0);
   // before the loop: what depends on no carried value, over all _steps*_batch rows at once
@@ -58,11 +56,7 @@ std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _inits, 
     const scalar_t* x = _seq_x;
     scalar_t* weight_ih_x = _seq_weight_ih_x;
     // weight_ih_x = x[0:_dim_I] @ weight_ih[:, 0:_dim_I].T
-    if (_direct) {
-      sc::mm_stored(_steps * _batch, _n_weight_ih_x, _dim_I, x, _n_x, weight_ih, _ld_weight_ih, false, weight_ih_x, _n_weight_ih_x);
-    } else {
-      sc::mm_kn(_steps * _batch, _n_weight_ih_x, _dim_I, x, _n_x, _wt_weight_ih_x, _n_weight_ih_x, false, weight_ih_x, _n_weight_ih_x);
-    }
+    sc::mm_nt(_steps * _batch, _n_weight_ih_x, _dim_I, x, _n_x, weight_ih, _ld_weight_ih, weight_ih_x, _n_weight_ih_x);
   }
   // the time loop, on batch rows [_b0, _b1) (see sc::scan_rows: its weights' bytes choose how it splits)
   sc::scan_rows(_batch, sizeof(scalar_t) * (3*_dim_H * _dim_I + 3*_dim_H * _dim_H), [&](int64_t _b0, int64_t _b1) {

@@ -281,6 +281,8 @@ class ScanRenderer(Renderer):
         before the loop, reads none or not that part)."""
         w = self.w
         for slot, mm in enumerate(self.matmuls):
+            if self.on_stored(mm):
+                continue
             K, N, name = self.k_total(mm), self.n(mm.out), self.slot[id(mm)]
             w(f"scalar_t* _wt_{name} = sc::ptr<scalar_t>(sc::workspace({slot}, {K} * {N}, _opt));")
             if id(mm) in self.paneled:   # panel p at _wt + p * {K} * PANEL, term k's rows at its offset in each
@@ -309,6 +311,12 @@ class ScanRenderer(Renderer):
                 w(put(t, size_str(width), size_str(off)))
                 off = off + width
         self.hoisted_terms()
+
+    def on_stored(self, mm):
+        """A matmul of one term over all rows, before or after the loop (a GRU's W_ih @ x): one GEMM on its weight
+        as stored (sc::mm_nt packs the panels its blocks read), with no transposed copy first (which mm_kn's
+        blocks would only pack into panels again)."""
+        return id(mm) not in self.paneled and len(mm.terms) == 1 and not self.dynamic(mm) and not mm.accumulate
 
     def hoist_flags(self):
         """_hoist_<m>: whether step matmul m's input term runs before the loop (sc::hoist, by the rows a thread has)"""
@@ -466,6 +474,11 @@ class ScanRenderer(Renderer):
         w(f"// {mm.out} {'+=' if mm.accumulate else '='} " + " + ".join(f"{t.operand.value}[{size_str(t.operand.start)}:{size_str(t.operand.stop)}] @ "
                                          f"{t.weight}[:, {size_str(t.col_start)}:{size_str(t.col_stop)}].T"
                                          for t in mm.terms))
+        if self.on_stored(mm):
+            t, op = mm.terms[0], mm.terms[0].operand
+            w(f"sc::mm_nt({self.rows}, {self.n(mm.out)}, {size_str(op.stop - op.start)}, {_at(op.value, op.start)}, "
+              f"{self.n(op.value)}, {_at(t.weight, t.col_start)}, _ld_{t.weight}, {mm.out}, {self.n(mm.out)});")
+            return
         w("if (_direct) {")
         with w.block():
             self.stored_terms(mm, mm.terms, "true" if mm.accumulate else "false")
