@@ -2,7 +2,7 @@
 
     python benchmarks/bench_cpu.py                 # everything (over 5 minutes on 2 cores; tables as they finish)
     python benchmarks/bench_cpu.py --only lstm     # one section: lstm, stacked, gru, lltm, modern, build, memory,
-                                                   # gflops, denormal, hoist, split
+                                                   # gflops, denormal, hoist, split, bf16
 
 Every time is the median of interleaved repeats (each repeat runs every contender once, in turn), so a noisy
 neighbour slows all of them alike; the ratios are what to read. Forward runs under torch.no_grad();
@@ -159,6 +159,36 @@ def section_split(lines, repeats):
         lines.append(f"| {H} | {B} | {T} | {weights / 2**20:.1f} | {cell('0', 0)} | {cell('1', 0)} | "
                      f"{cell('0', 1)} | {cell('1', 1)} | {r['1'][0] / r['0'][0]:.2f} | {r['1'][1] / r['0'][1]:.2f} | "
                      f"{int(scan_columns(weights))} |")
+
+
+def section_bf16(lines, repeats):
+    """A bfloat16 LSTM: symcell's (state and sums in float32) with its GEMMs' products in bfloat16 (sc.h's
+    products16, where oneDNN has bfloat16 kernels for this CPU) or in float32 (SYMCELL_BF16_PRODUCTS=0), against
+    nn.LSTM in bfloat16 with the same weights."""
+    lines.append("\nLSTM in bfloat16, products in float32 (0) or bfloat16 (1); ms and / nn.LSTM in bfloat16")
+    lines.append("| B | T | I = H | 0 forward | 1 forward | 0 fwd+bwd | 1 fwd+bwd |")
+    lines.append("|---:|---:|---:|---:|---:|---:|---:|")
+    for B, T, I, H in [(1, 100, 256, 256), (4, 100, 256, 256), (32, 100, 256, 256), (64, 100, 256, 256),
+                       (16, 50, 32, 128), (8, 50, 1024, 1024)]:
+        c = contenders_for("lstm", B, T, I, H)
+        for m in c.modules:
+            m.bfloat16()
+        x = torch.randn(T, B, I, dtype=torch.bfloat16, requires_grad=True)
+        cell, ref = c.modules
+
+        def pair(module):
+            def f():
+                with torch.no_grad():
+                    module(x)
+
+            def fb():
+                out, (h, cc) = module(x)
+                (out.float().sum() + h.float().sum() + cc.float().sum()).backward()
+            return f, fb
+        r = race({"0": forced(pair(cell), "SYMCELL_BF16_PRODUCTS", "0"),
+                  "1": forced(pair(cell), "SYMCELL_BF16_PRODUCTS", "1"), "nn": pair(ref)}, max(5, repeats // 2))
+        cell_ = lambda k, i: f"{r[k][i]:.2f} ({r[k][i] / r['nn'][i]:.2f})"  # noqa: E731
+        lines.append(f"| {B} | {T} | {H} | {cell_('0', 0)} | {cell_('1', 0)} | {cell_('0', 1)} | {cell_('1', 1)} |")
 
 
 def section_stacked(lines, repeats):
@@ -342,7 +372,7 @@ def section_build(lines):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", choices=["lstm", "stacked", "gru", "lltm", "modern", "build", "memory", "gflops",
-                                       "denormal", "hoist", "split"])
+                                       "denormal", "hoist", "split", "bf16"])
     ap.add_argument("--repeats", type=int, default=15)
     args = ap.parse_args()
     lines = [f"machine: {cpu_model()} ({platform.machine()}), {os.cpu_count()} cores, torch {torch.__version__}, "
@@ -366,6 +396,8 @@ def main():
             section_hoist(lines, args.repeats)
         elif name == "split":
             section_split(lines, args.repeats)
+        elif name == "bf16":
+            section_bf16(lines, args.repeats)
         elif name == "gflops":
             section_gflops(lines, args.repeats)
         elif name == "memory":

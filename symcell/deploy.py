@@ -86,7 +86,7 @@ def forward(key, xs, inits, params, lengths):
         libraries.append(library)
     _fake(entry, key)
     no_lengths = torch.empty(0, dtype=torch.int64, device=xs[0].device)
-    return entry.op(list(xs), list(inits), list(params), entry.dims, False,
+    return entry.op(list(xs), list(inits), list(params), entry.dims, False, False,
                     no_lengths if lengths is None else lengths, [])
 
 
@@ -96,7 +96,7 @@ def _fake(entry, key):
         return
     _faked.add(entry.ns)
 
-    def fake(xs, inits, params, dims, save, lengths, skip):
+    def fake(xs, inits, params, dims, save, bf16, lengths, skip):
         return [xs[0].new_empty(s) for s in ops._shapes(key, xs[0].shape[0], xs[0].shape[1], save)]
     torch.library.register_fake(f"{entry.ns}::forward", fake)
 

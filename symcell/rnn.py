@@ -333,9 +333,10 @@ class RNN(nn.Module):
         if packed and input.sorted_indices is not None and states is not None:
             states = [t.index_select(1, input.sorted_indices) for t in states]
         order = None
-        if lengths is not None:   # the row order scan prefers, once for all layers and directions
+        if lengths is not None:   # the row order scan prefers, once for all layers and directions: the widest
+            # layer's (where the cpp backend's way of splitting its loop differs by layer, it is the costliest)
             lengths = check_lengths(name, lengths, x.shape[0], x.shape[1], x.device)
-            order = row_order(self._bindings[0], lengths, x.dtype)
+            order = row_order(max(self._bindings, key=lambda b: b.weight_elements), lengths, x.dtype)
             if order is not None:
                 unsort = torch.argsort(order)
                 x, lengths = x.index_select(1, order), lengths[order]
@@ -358,7 +359,7 @@ class RNN(nn.Module):
                     [getattr(self, n) for n in self._names[k][d]]
                 init = None if states is None else tuple(s[k * D + d] for s in states)
                 ys, fin = run(self._bindings[k], params, (layer_in, *others), init, d == 1, lengths, False,
-                              casts, self._names[k][d])
+                              casts, self._names[k][d], ordered=lengths is not None)
                 outs.append(ys)
                 for j, f in enumerate(fin):
                     finals[j].append(f)

@@ -250,7 +250,8 @@ def _reversal(lengths, T):
 # bfloat16 and float16 parameters and inputs: the scan runs in float32 (its state between steps and every
 # accumulation) on their values and rounds its results to their dtype, so a long sequence does not drift as a
 # 16-bit state would. (The triton kernels read a 16-bit module's recurrent weights in its dtype, exactly:
-# LOW_PRECISION_WEIGHTS; the cpp kernels read float32 copies.)
+# LOW_PRECISION_WEIGHTS; the cpp kernels read float32 copies, and a bfloat16 scan's GEMMs round their operands to
+# bfloat16 where the CPU multiplies it: sc.h's products16.)
 LOW_PRECISION = (torch.bfloat16, torch.float16)
 
 
@@ -302,9 +303,10 @@ def _check(binding, *args):
 
 
 def run(binding, params, xs, state, reverse, lengths, batch_first, autocast_devices=("cpu", "cuda"),
-        param_names=None):
+        param_names=None, ordered=False):
     """scan of a bound cell with the given parameters (see scan); autocast_devices: see _autocast; param_names:
-    the parameters' names in the caller's messages (symcell.RNN's), else the cell's."""
+    the parameters' names in the caller's messages (symcell.RNN's), else the cell's; ordered: the caller chose
+    the rows' order (symcell.RNN, once for all its layers), which the scan keeps."""
     xs, state, params, autocast = _autocast(xs, state, params, autocast_devices)
     try:
         seq, state, ref = _check(binding, xs, state, params, batch_first, param_names)
@@ -323,7 +325,7 @@ def run(binding, params, xs, state, reverse, lengths, batch_first, autocast_devi
     unsort = None
     if lengths is not None:
         lengths = check_lengths(binding.name, lengths, T, B, ref.device)
-        order = row_order(binding, lengths, seq[0].dtype)
+        order = None if ordered else row_order(binding, lengths, seq[0].dtype)
         if order is not None:
             unsort = torch.argsort(order)
             seq = [x.index_select(1, order) for x in seq]

@@ -15,6 +15,7 @@ import os
 import sys
 
 import pytest
+import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 
@@ -55,3 +56,13 @@ def _the_nocompile_tier_builds_nothing(request, monkeypatch):
                              "backend: mark it cpp or triton (a backend='auto' cell on CPU is cpp)")
     for name in ("cpp", "triton"):
         monkeypatch.setattr(type(symcell.backends.get(name)), "build", refuse)
+
+
+@pytest.fixture
+def threads(request):
+    """torch's intra-op threads set to the test's parameter (the cpp backend's ways of splitting its work count
+    rows a thread), restored after"""
+    before = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(before)

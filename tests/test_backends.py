@@ -74,21 +74,24 @@ def test_zero_length_and_no_grad(backend):
     assert out.grad_fn is None
 
 
-# cpp runs a step matmul's input term before the loop or in it (sc::hoist, by the rows a thread has), and its step
-# matmuls on the weights in panels or as stored (sc::direct and direct_grads, by the call's steps and rows): every way
-LOOP_CASES = [("reference", None, None)] + [(b, h, d) for b in BACKENDS
-                                             for h, d in ([(h, d) for h in "01" for d in "01"] if b == "cpp" else
-                                                          [(None, None)])]
+# cpp runs a step matmul's input term before the loop or in it (sc::hoist, by the rows a thread has), its step
+# matmuls on the weights in panels or as stored (sc::direct and direct_grads, by the call's steps and rows), and its
+# loop on each thread's rows or each step shared by the threads (sc::scan_columns, by the weights): every way
+LOOP_CASES = [("reference", None, None, None)] + [
+    (b, h, d, c) for b in BACKENDS
+    for h, d, c in ([(h, d, "0") for h in "01" for d in "01"] + [("0", "0", "1"), ("1", "1", "1")] if b == "cpp" else
+                    [(None, None, None)])]
 
 
-@pytest.mark.parametrize("backend,hoist,direct", LOOP_CASES)
+@pytest.mark.parametrize("backend,hoist,direct,columns", LOOP_CASES)
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_lengths_hold_the_state_inside_the_loop(backend, hoist, direct, name, monkeypatch):
+def test_lengths_hold_the_state_inside_the_loop(backend, hoist, direct, columns, name, monkeypatch):
     """`lengths=`, forward and reverse, against each row run alone over its own steps: outputs, final states
     and every gradient (the masking runs inside each backend's fused loop)."""
     if hoist is not None:
         monkeypatch.setenv("SYMCELL_HOIST", hoist)
         monkeypatch.setenv("SYMCELL_DIRECT", direct)
+        monkeypatch.setenv("SYMCELL_SCAN_COLUMNS", columns)
     factory, step, outputs = CASES[name]
     dev = DEVICE.get(backend, "cpu")
     dtype, tol = (torch.float32, 1e-4) if backend == "triton" else (torch.float64, 1e-9)
@@ -112,19 +115,9 @@ def test_lengths_hold_the_state_inside_the_loop(backend, hoist, direct, name, mo
             assert rel_err(a.cpu(), b.cpu()) < tol
 
 
-@pytest.fixture
-def threads(request):
-    """torch's intra-op threads set to the test's parameter (the tall GEMMs' thresholds count rows a thread),
-    restored after"""
-    before = torch.get_num_threads()
-    torch.set_num_threads(request.param)
-    yield request.param
-    torch.set_num_threads(before)
-
-
 @pytest.mark.cpp
 @pytest.mark.parametrize("threads", [2], indirect=True)
-@pytest.mark.parametrize("hoist,columns", [("0", "0"), ("1", "0"), ("1", "1")])
+@pytest.mark.parametrize("hoist,columns", [("0", "0"), ("1", "0"), ("0", "1"), ("1", "1")])
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_float32_gemms_over_all_rows(hoist, columns, name, threads, monkeypatch):
     """T*B = 320 rows in float32 on 2 threads: the cpp backend's GEMMs over all rows (an input term before the

@@ -198,9 +198,9 @@ def test_a_deployed_program_checks_its_lengths_and_its_operator_its_argument_lis
     params = [p.detach() for p in model.rnn.parameters()]
     h = torch.zeros(3, 6)
     with pytest.raises(ValueError, match=r"symcell operator: xs must hold 1 entries, got 0"):
-        op([], [h, h], params, [6, 4], False, torch.empty(0, dtype=torch.int64), [])
+        op([], [h, h], params, [6, 4], False, False, torch.empty(0, dtype=torch.int64), [])
     with pytest.raises(ValueError, match=r"symcell operator: dims must hold 2 entries, got 1"):
-        op([x], [h, h], params, [6], False, torch.empty(0, dtype=torch.int64), [])
+        op([x], [h, h], params, [6], False, False, torch.empty(0, dtype=torch.int64), [])
 
 
 def test_an_exported_program_takes_strided_inputs_and_int32_lengths_as_the_module(tmp_path):

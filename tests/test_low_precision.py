@@ -34,9 +34,19 @@ def outs_and_grads(cell, xs, states, params, step=None, outputs=None):
 CELL_BACKENDS = [(n, b) for n in sorted(CASES) for b in BACKENDS if b != "triton" or n in ("LSTM", "GRU")]
 
 
-@pytest.mark.parametrize("dtype", LOW, ids=str)
-@pytest.mark.parametrize("name,backend", CELL_BACKENDS)
-def test_a_16_bit_cell_computes_in_float32_and_answers_in_its_dtype(name, backend, dtype):
+# (the cpp backend's bfloat16 scans multiply their GEMMs' operands rounded to bfloat16 where the CPU can, sc.h's
+# products16; "float32 products" is the same scan with SYMCELL_BF16_PRODUCTS=0)
+CELL_CASES = [(n, b, d, p) for n, b in CELL_BACKENDS for d in LOW
+              for p in (["float32 products", "bfloat16 products"] if b == "cpp" and d == torch.bfloat16 else [""])]
+# A layer norm's backward subtracts nearly equal sums, so the rounding of its gradient to bfloat16 for the GEMM
+# behind it shows, relative to that gradient (the initial h's, at H = 4: 4.5e-2; 4e-3 with float32 products)
+PRODUCTS_TOL = {"LayerNormLSTM": 6e-2}
+
+
+@pytest.mark.parametrize("name,backend,dtype,products", CELL_CASES, ids=str)
+def test_a_16_bit_cell_computes_in_float32_and_answers_in_its_dtype(name, backend, dtype, products, monkeypatch):
+    if products:
+        monkeypatch.setenv("SYMCELL_BF16_PRODUCTS", "1" if products.startswith("bfloat16") else "0")
     factory, step, outputs = CASES[name]
     dev = DEVICE.get(backend, "cpu")
     torch.manual_seed(4)
@@ -50,8 +60,9 @@ def test_a_16_bit_cell_computes_in_float32_and_answers_in_its_dtype(name, backen
     # the eager loop in float64 on the same rounded values
     up = [[t.detach().double().cpu().requires_grad_() for t in ts] for ts in (xs, states, params)]
     r_outs, r_grads = outs_and_grads(None, *up, step=step, outputs=outputs)
+    tol = PRODUCTS_TOL.get(name, TOL[dtype]) if products.startswith("bfloat16") else TOL[dtype]
     for a, b in zip(outs + grads, r_outs + r_grads):
-        assert rel_err(a.float(), b) < TOL[dtype]
+        assert rel_err(a.float(), b) < tol
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -213,3 +224,86 @@ def test_autocast_to_another_16_bit_dtype_and_its_dtype_errors():
                                                      r"dtype torch.float64 \(under torch.autocast\('cpu', "
                                                      r"dtype=torch.bfloat16\), as autocast cast the tensors passed"):
             LSTM(4, 5, backend="reference").double()(torch.randn(3, 2, 4))
+
+
+def _cpu_has_bfloat16_products():
+    """what sc.h's brgemm16_ok finds: oneDNN's bfloat16 brgemm, on CPUs with bfloat16 instructions"""
+    try:
+        flags = open("/proc/cpuinfo").read().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+class _Products16(torch.autograd.Function):
+    """a @ W.T with both operands rounded to bfloat16 and exact products and sums (float64): the forward's GEMMs of
+    a bfloat16 scan with bfloat16 products; its backward rounds the incoming gradient so too (d_a = g16 @ W16,
+    d_W = g16.T @ a16), as the scan's backward GEMMs do"""
+    @staticmethod
+    def forward(ctx, a, W):
+        r = lambda t: t.to(torch.bfloat16).double()  # noqa: E731
+        ctx.save_for_backward(r(a), r(W))
+        return r(a) @ r(W).T
+
+    @staticmethod
+    def backward(ctx, g):
+        a16, W16 = ctx.saved_tensors
+        g16 = g.to(torch.bfloat16).double()
+        return g16 @ W16, g16.T @ a16
+
+
+def _lstm_loop(x, h, c, W_ih, W_hh, b_ih, b_hh, mm):
+    ys = []
+    for t in range(x.shape[0]):
+        i, f, g, o = (mm(x[t], W_ih) + mm(h, W_hh) + b_ih + b_hh).chunk(4, 1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        ys.append(h)
+    return torch.stack(ys), h, c
+
+
+@pytest.mark.cpp
+@pytest.mark.parametrize("threads", [2], indirect=True)
+@pytest.mark.parametrize("hoist,columns", [("0", "0"), ("1", "0"), ("0", "1")])
+def test_a_bfloat16_lstm_multiplies_in_bfloat16_where_the_cpu_can(hoist, columns, threads, monkeypatch):
+    """A bfloat16 module's cpp scan multiplies its GEMMs' operands rounded to bfloat16 (float32 sums and state) on a
+    CPU whose oneDNN has bfloat16 kernels (sc.h's products16), else in float32. The float32 results the kernels
+    give, before rounding to bfloat16 (scan_op with computing_for), against a float64 loop whose matmuls round their
+    operands as the kernels' do, and against one that does not: outputs, final states and every gradient. Each
+    GEMM path: the step's rows split across threads or each step shared (sc::scan_columns), the input term in the
+    step or before the loop (sc::hoist), the gradients over all rows after it. (A GEMM of few rows a thread, as a
+    weight gradient's part from the initial state at B < 16 threads, stays in float32: B = 32 here.)"""
+    from symcell.sequence import scan_op
+    monkeypatch.setenv("SYMCELL_HOIST", hoist)
+    monkeypatch.setenv("SYMCELL_SCAN_COLUMNS", columns)
+    T, B, I, H = 20, 32, 48, 64
+    torch.manual_seed(11)
+    cell = LSTM(I, H, backend="cpp").bfloat16()
+    params = [p.detach().float().requires_grad_() for p in cell.parameters()]   # exact: bfloat16 values
+    x = torch.randn(T, B, I).bfloat16().float().requires_grad_()
+    h0, c0 = (torch.randn(B, H).bfloat16().float().requires_grad_() for _ in range(2))
+    key = cell._bindings[0].kernel_key(torch.device("cpu"))
+    (ys,), (h, c) = scan_op(key, (x,), (h0, c0), tuple(params), None, computing_for=torch.bfloat16)
+    outs = (ys, h, c)
+    cots = [torch.randn_like(t) for t in outs]
+    grads = torch.autograd.grad(sum((t * k).sum() for t, k in zip(outs, cots)), [x, h0, c0, *params])
+
+    def loop(mm):
+        wide = [t.detach().double().requires_grad_() for t in (x, h0, c0, *params)]
+        r = _lstm_loop(*wide, mm)
+        g = torch.autograd.grad(sum((t * k.double()).sum() for t, k in zip(r, cots)), wide)
+        return r + g
+    exact = loop(lambda a, W: a @ W.T)
+    rounded = loop(_Products16.apply)
+    got = outs + grads
+    if _cpu_has_bfloat16_products():
+        # (the kernels' float32 sums and states differ from the loop's float64 in the last bits, so that now and then
+        # an operand rounds to its other neighbour: up to 1e-5 apart for the outputs, 2e-4 for the gradients, which
+        # sum over the steps; the exact products' results are 3e-4 to 2e-3 away)
+        for a, r, e in zip(got, rounded, exact):
+            assert rel_err(a, r) < 5e-4 and rel_err(a, r) < rel_err(a, e) / 3, (rel_err(a, r), rel_err(a, e))
+    else:
+        assert all(rel_err(a, e) < 2e-5 for a, e in zip(got, exact)), [rel_err(a, e) for a, e in zip(got, exact)]
+    monkeypatch.setenv("SYMCELL_BF16_PRODUCTS", "0")   # (float32 products, whatever the CPU)
+    (ys,), (h, c) = scan_op(key, (x,), (h0, c0), tuple(params), None, computing_for=torch.bfloat16)
+    assert all(rel_err(a, b) < 2e-6 for a, b in zip((ys, h, c), exact))

@@ -49,8 +49,8 @@ std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _inits, 
   at::Tensor _res_weight_hh_h = !_save ? at::Tensor() : _len != nullptr ? at::zeros({_steps, _batch, _n_weight_hh_h}, _opt) : at::empty({_steps, _batch, _n_weight_hh_h}, _opt);
   at::Tensor _buf_weight_hh_h = at::empty({_batch, _n_weight_hh_h}, _opt);   // per-step scratch
   const bool _direct = sc::direct(_steps, _batch);   // the matmuls on their weights as stored
-  scalar_t* _wt_weight_hh_h = sc::ptr<scalar_t>(sc::workspace(1, _dim_H * _n_weight_hh_h, _opt));
-  if (!_direct) sc::transpose_panels(weight_hh, _ld_weight_hh, _n_weight_hh_h, _dim_H, _wt_weight_hh_h, _dim_H * sc::PANEL, 0);
+  scalar_t* _wt_weight_hh_h = sc::ptr<scalar_t>(sc::workspace(1, sc::step_panels_numel(_dim_H, _n_weight_hh_h), _opt));
+  if (!_direct) sc::transpose_step_panels(weight_hh, _ld_weight_hh, _n_weight_hh_h, _dim_H, _wt_weight_hh_h, _dim_H * sc::PANEL, 0);
   // before the loop: what depends on no carried value, over all _steps*_batch rows at once
   {
     const scalar_t* x = _seq_x;
@@ -199,8 +199,8 @@ std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_fi
   scalar_t* d_bias_hh = sc::ptr<scalar_t>(_t_d_bias_hh);
   at::Tensor _parts_d_bias_hh = at::zeros({sc::threads(), _n_d_bias_hh}, _opt);
   const bool _direct_grads = sc::direct_grads(_steps, _batch, _ld_weight_hh * int64_t(sizeof(scalar_t)));   // the transposed matmuls on theirs
-  scalar_t* _wp_0 = sc::ptr<scalar_t>(sc::workspace(0, _n_d_weight_hh_h * _dim_H, _opt));   // weight_hh in panels
-  if (!_direct_grads) sc::copy_panels(weight_hh, _ld_weight_hh, _n_d_weight_hh_h, _dim_H, _wp_0);
+  scalar_t* _wp_0 = sc::ptr<scalar_t>(sc::workspace(0, sc::step_panels_numel(_n_d_weight_hh_h, _dim_H), _opt));   // weight_hh in panels
+  if (!_direct_grads) sc::copy_step_panels(weight_hh, _ld_weight_hh, _n_d_weight_hh_h, _dim_H, _wp_0);
   if (_batch * _n_d_h_new > 0) std::memcpy(sc::ptr<scalar_t>(_pp_d_h) + (((_steps - 1) + 1) & 1) * _batch * _n_d_h_new, _init_d_h_new, sizeof(scalar_t) * _batch * _n_d_h_new);
   // the time loop, on batch rows [_b0, _b1) (see sc::scan_rows: its weights' bytes choose how it splits)
   sc::scan_rows(_batch, sizeof(scalar_t) * (3*_dim_H * _dim_I + 3*_dim_H * _dim_H), [&](int64_t _b0, int64_t _b1) {
@@ -337,7 +337,7 @@ extern template std::vector<at::Tensor> backward_impl<float>(at::TensorList _d_y
 
 void forward(const c10::OperatorHandle&, torch::jit::Stack* _stack) {
   sc::ThreadCount _threads;   // (first: sc.h says why)
-  auto _in = torch::jit::last(*_stack, 7);
+  auto _in = torch::jit::last(*_stack, 8);
   const std::vector<at::Tensor> _xs = sc::contiguous(_in[0].toTensorVector());
   sc::expect_count(_xs.size(), 1, "xs");
   const std::vector<at::Tensor> _inits = sc::contiguous(_in[1].toTensorVector());
@@ -347,16 +347,18 @@ void forward(const c10::OperatorHandle&, torch::jit::Stack* _stack) {
   const std::vector<int64_t> _dims = sc::int_list(_in[3]);
   sc::expect_count(_dims.size(), 2, "dims");
   const bool _save = _in[4].toBool();
-  const at::Tensor _lengths = sc::as_lengths(_in[5].toTensor());
-  const std::vector<int64_t> _skip = sc::int_list(_in[6]);
+  const at::Tensor _lengths = sc::as_lengths(_in[6].toTensor());
+  const std::vector<int64_t> _skip = sc::int_list(_in[7]);
   sc::FlushDenormals _ftz;
+  // _bf16: the float32 tensors of a bfloat16 module's scan (sc.h's products16)
+  sc::Products16 _products(sc::products16_wanted(_in[5].toBool() && _xs[0].scalar_type() == at::kFloat));
   std::vector<at::Tensor> _out = _xs[0].scalar_type() == at::kDouble ? forward_impl<double>(_xs, _inits, _params, _dims, _save, _lengths, _skip) : forward_impl<float>(_xs, _inits, _params, _dims, _save, _lengths, _skip);
-  torch::jit::drop(*_stack, 7);
+  torch::jit::drop(*_stack, 8);
   torch::jit::push(*_stack, c10::IValue(std::move(_out)));
 }
 void backward(const c10::OperatorHandle&, torch::jit::Stack* _stack) {
   sc::ThreadCount _threads;   // (first: sc.h says why)
-  auto _in = torch::jit::last(*_stack, 10);
+  auto _in = torch::jit::last(*_stack, 11);
   const std::vector<at::Tensor> _d_ys = sc::contiguous(_in[0].toTensorVector());
   sc::expect_count(_d_ys.size(), 1, "d_ys");
   const std::vector<at::Tensor> _d_finals = sc::contiguous(_in[1].toTensorVector());
@@ -373,11 +375,13 @@ void backward(const c10::OperatorHandle&, torch::jit::Stack* _stack) {
   sc::expect_count(_res.size(), 2, "res");
   const std::vector<int64_t> _dims = sc::int_list(_in[7]);
   sc::expect_count(_dims.size(), 2, "dims");
-  const at::Tensor _lengths = sc::as_lengths(_in[8].toTensor());
-  const std::vector<int64_t> _skip = sc::int_list(_in[9]);
+  const at::Tensor _lengths = sc::as_lengths(_in[9].toTensor());
+  const std::vector<int64_t> _skip = sc::int_list(_in[10]);
   sc::FlushDenormals _ftz;
+  // _bf16: the float32 tensors of a bfloat16 module's scan (sc.h's products16)
+  sc::Products16 _products(sc::products16_wanted(_in[8].toBool() && _xs[0].scalar_type() == at::kFloat));
   std::vector<at::Tensor> _out = _xs[0].scalar_type() == at::kDouble ? backward_impl<double>(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _dims, _lengths, _skip) : backward_impl<float>(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _dims, _lengths, _skip);
-  torch::jit::drop(*_stack, 10);
+  torch::jit::drop(*_stack, 11);
   torch::jit::push(*_stack, c10::IValue(std::move(_out)));
 }
 #endif
@@ -385,8 +389,8 @@ void backward(const c10::OperatorHandle&, torch::jit::Stack* _stack) {
 
 #if !SYMCELL_SECOND_UNIT
 TORCH_LIBRARY(SYMCELL_NS, m) {
-  m.def("forward(Tensor[] _xs, Tensor[] _inits, Tensor[] _params, int[] _dims, bool _save, Tensor _lengths, int[] _skip) -> Tensor[]");
-  m.def("backward(Tensor[] _d_ys, Tensor[] _d_finals, Tensor[] _xs, Tensor[] _inits, Tensor[] _params, Tensor[] _ys, Tensor[] _res, int[] _dims, Tensor _lengths, int[] _skip) -> Tensor[]");
+  m.def("forward(Tensor[] _xs, Tensor[] _inits, Tensor[] _params, int[] _dims, bool _save, bool _bf16, Tensor _lengths, int[] _skip) -> Tensor[]");
+  m.def("backward(Tensor[] _d_ys, Tensor[] _d_finals, Tensor[] _xs, Tensor[] _inits, Tensor[] _params, Tensor[] _ys, Tensor[] _res, int[] _dims, bool _bf16, Tensor _lengths, int[] _skip) -> Tensor[]");
 }
 TORCH_LIBRARY_IMPL(SYMCELL_NS, CPU, m) {
   m.impl("forward", torch::CppFunction::makeFromBoxedFunction<&SYMCELL_NS::forward>());

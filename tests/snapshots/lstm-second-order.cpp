@@ -98,16 +98,16 @@ std::vector<at::Tensor> tangent_forward_impl(at::TensorList _xs, at::TensorList 
     if (!_direct) sc::transpose(_v_weight_ih, _ld__v_weight_ih, _n__v_gates, _dim_I, _wt__v_gates0 + (_k__v_gates0) * _n__v_gates, _n__v_gates);
     _k__v_gates0 += _dim_I;
   }
-  scalar_t* _wt__v_gates1 = sc::ptr<scalar_t>(sc::workspace(1, 2*_dim_H * _n__v_gates, _opt));
+  scalar_t* _wt__v_gates1 = sc::ptr<scalar_t>(sc::workspace(1, sc::step_panels_numel(2*_dim_H, _n__v_gates), _opt));
   int64_t _k__v_gates1 = 0;
   const bool _on__v_gates1_0 = true;
   if (_on__v_gates1_0) {
-    if (!_direct) sc::transpose_panels(weight_hh, _ld_weight_hh, _n__v_gates, _dim_H, _wt__v_gates1, 2*_dim_H * sc::PANEL, _k__v_gates1);
+    if (!_direct) sc::transpose_step_panels(weight_hh, _ld_weight_hh, _n__v_gates, _dim_H, _wt__v_gates1, 2*_dim_H * sc::PANEL, _k__v_gates1);
     _k__v_gates1 += _dim_H;
   }
   const bool _on__v_gates1_1 = !(_zero__v_weight_hh);
   if (_on__v_gates1_1) {
-    if (!_direct) sc::transpose_panels(_v_weight_hh, _ld__v_weight_hh, _n__v_gates, _dim_H, _wt__v_gates1, 2*_dim_H * sc::PANEL, _k__v_gates1);
+    if (!_direct) sc::transpose_step_panels(_v_weight_hh, _ld__v_weight_hh, _n__v_gates, _dim_H, _wt__v_gates1, 2*_dim_H * sc::PANEL, _k__v_gates1);
     _k__v_gates1 += _dim_H;
   }
   at::Tensor _operands__v_gates0 = at::empty({_steps * _batch, 2*_dim_I}, _opt);
@@ -386,10 +386,10 @@ std::vector<at::Tensor> tangent_backward_impl(at::TensorList _d_ys, at::TensorLi
   scalar_t* _v_d_bias_hh = sc::ptr<scalar_t>(_t__v_d_bias_hh);
   at::Tensor _parts__v_d_bias_hh = at::zeros({sc::threads(), _n__v_d_bias_hh}, _opt);
   const bool _direct_grads = sc::direct_grads(_steps, _batch, std::max({_ld__v_weight_hh, _ld_weight_hh}) * int64_t(sizeof(scalar_t)));   // the transposed matmuls on theirs
-  scalar_t* _wp_0 = sc::ptr<scalar_t>(sc::workspace(0, _n_d_gates * _dim_H, _opt));   // weight_hh in panels
-  if (!_direct_grads) sc::copy_panels(weight_hh, _ld_weight_hh, _n_d_gates, _dim_H, _wp_0);
-  scalar_t* _wp_1 = sc::ptr<scalar_t>(sc::workspace(1, _n_d_gates * _dim_H, _opt));   // _v_weight_hh in panels
-  if (!(_direct_grads || (_zero__v_weight_hh))) sc::copy_panels(_v_weight_hh, _ld__v_weight_hh, _n_d_gates, _dim_H, _wp_1);
+  scalar_t* _wp_0 = sc::ptr<scalar_t>(sc::workspace(0, sc::step_panels_numel(_n_d_gates, _dim_H), _opt));   // weight_hh in panels
+  if (!_direct_grads) sc::copy_step_panels(weight_hh, _ld_weight_hh, _n_d_gates, _dim_H, _wp_0);
+  scalar_t* _wp_1 = sc::ptr<scalar_t>(sc::workspace(1, sc::step_panels_numel(_n_d_gates, _dim_H), _opt));   // _v_weight_hh in panels
+  if (!(_direct_grads || (_zero__v_weight_hh))) sc::copy_step_panels(_v_weight_hh, _ld__v_weight_hh, _n_d_gates, _dim_H, _wp_1);
   if (_batch * _n_d_h_new > 0) std::memcpy(sc::ptr<scalar_t>(_pp_d_h) + (((_steps - 1) + 1) & 1) * _batch * _n_d_h_new, _init_d_h_new, sizeof(scalar_t) * _batch * _n_d_h_new);
   if (_batch * _n_d_c_new > 0) std::memcpy(sc::ptr<scalar_t>(_pp_d_c) + (((_steps - 1) + 1) & 1) * _batch * _n_d_c_new, _init_d_c_new, sizeof(scalar_t) * _batch * _n_d_c_new);
   if (_batch * _n__v_d_h_new > 0) std::memcpy(sc::ptr<scalar_t>(_pp__v_d_h) + (((_steps - 1) + 1) & 1) * _batch * _n__v_d_h_new, _init__v_d_h_new, sizeof(scalar_t) * _batch * _n__v_d_h_new);
@@ -654,7 +654,7 @@ extern template std::vector<at::Tensor> tangent_backward_impl<float>(at::TensorL
 
 void tangent_forward(const c10::OperatorHandle&, torch::jit::Stack* _stack) {
   sc::ThreadCount _threads;   // (first: sc.h says why)
-  auto _in = torch::jit::last(*_stack, 12);
+  auto _in = torch::jit::last(*_stack, 13);
   const std::vector<at::Tensor> _xs = sc::contiguous(_in[0].toTensorVector());
   sc::expect_count(_xs.size(), 1, "xs");
   const std::vector<at::Tensor> _inits = sc::contiguous(_in[1].toTensorVector());
@@ -674,16 +674,18 @@ void tangent_forward(const c10::OperatorHandle&, torch::jit::Stack* _stack) {
   const std::vector<int64_t> _dims = sc::int_list(_in[8]);
   sc::expect_count(_dims.size(), 2, "dims");
   const bool _save = _in[9].toBool();
-  const at::Tensor _lengths = sc::as_lengths(_in[10].toTensor());
-  const std::vector<int64_t> _skip = sc::int_list(_in[11]);
+  const at::Tensor _lengths = sc::as_lengths(_in[11].toTensor());
+  const std::vector<int64_t> _skip = sc::int_list(_in[12]);
   sc::FlushDenormals _ftz;
+  // _bf16: the float32 tensors of a bfloat16 module's scan (sc.h's products16)
+  sc::Products16 _products(sc::products16_wanted(_in[10].toBool() && _xs[0].scalar_type() == at::kFloat));
   std::vector<at::Tensor> _out = _xs[0].scalar_type() == at::kDouble ? tangent_forward_impl<double>(_xs, _inits, _params, _ys, _res, _v_xs, _v_inits, _v_params, _dims, _save, _lengths, _skip) : tangent_forward_impl<float>(_xs, _inits, _params, _ys, _res, _v_xs, _v_inits, _v_params, _dims, _save, _lengths, _skip);
-  torch::jit::drop(*_stack, 12);
+  torch::jit::drop(*_stack, 13);
   torch::jit::push(*_stack, c10::IValue(std::move(_out)));
 }
 void tangent_backward(const c10::OperatorHandle&, torch::jit::Stack* _stack) {
   sc::ThreadCount _threads;   // (first: sc.h says why)
-  auto _in = torch::jit::last(*_stack, 17);
+  auto _in = torch::jit::last(*_stack, 18);
   const std::vector<at::Tensor> _d_ys = sc::contiguous(_in[0].toTensorVector());
   sc::expect_count(_d_ys.size(), 1, "d_ys");
   const std::vector<at::Tensor> _d_finals = sc::contiguous(_in[1].toTensorVector());
@@ -714,11 +716,13 @@ void tangent_backward(const c10::OperatorHandle&, torch::jit::Stack* _stack) {
   sc::expect_count(_v_res.size(), 2, "v_res");
   const std::vector<int64_t> _dims = sc::int_list(_in[14]);
   sc::expect_count(_dims.size(), 2, "dims");
-  const at::Tensor _lengths = sc::as_lengths(_in[15].toTensor());
-  const std::vector<int64_t> _skip = sc::int_list(_in[16]);
+  const at::Tensor _lengths = sc::as_lengths(_in[16].toTensor());
+  const std::vector<int64_t> _skip = sc::int_list(_in[17]);
   sc::FlushDenormals _ftz;
+  // _bf16: the float32 tensors of a bfloat16 module's scan (sc.h's products16)
+  sc::Products16 _products(sc::products16_wanted(_in[15].toBool() && _xs[0].scalar_type() == at::kFloat));
   std::vector<at::Tensor> _out = _xs[0].scalar_type() == at::kDouble ? tangent_backward_impl<double>(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _v_d_ys, _v_d_finals, _v_xs, _v_inits, _v_params, _v_ys, _v_res, _dims, _lengths, _skip) : tangent_backward_impl<float>(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _v_d_ys, _v_d_finals, _v_xs, _v_inits, _v_params, _v_ys, _v_res, _dims, _lengths, _skip);
-  torch::jit::drop(*_stack, 17);
+  torch::jit::drop(*_stack, 18);
   torch::jit::push(*_stack, c10::IValue(std::move(_out)));
 }
 #endif
@@ -726,8 +730,8 @@ void tangent_backward(const c10::OperatorHandle&, torch::jit::Stack* _stack) {
 
 #if !SYMCELL_SECOND_UNIT
 TORCH_LIBRARY(SYMCELL_NS, m) {
-  m.def("tangent_forward(Tensor[] _xs, Tensor[] _inits, Tensor[] _params, Tensor[] _ys, Tensor[] _res, Tensor[] _v_xs, Tensor[] _v_inits, Tensor[] _v_params, int[] _dims, bool _save, Tensor _lengths, int[] _skip) -> Tensor[]");
-  m.def("tangent_backward(Tensor[] _d_ys, Tensor[] _d_finals, Tensor[] _xs, Tensor[] _inits, Tensor[] _params, Tensor[] _ys, Tensor[] _res, Tensor[] _v_d_ys, Tensor[] _v_d_finals, Tensor[] _v_xs, Tensor[] _v_inits, Tensor[] _v_params, Tensor[] _v_ys, Tensor[] _v_res, int[] _dims, Tensor _lengths, int[] _skip) -> Tensor[]");
+  m.def("tangent_forward(Tensor[] _xs, Tensor[] _inits, Tensor[] _params, Tensor[] _ys, Tensor[] _res, Tensor[] _v_xs, Tensor[] _v_inits, Tensor[] _v_params, int[] _dims, bool _save, bool _bf16, Tensor _lengths, int[] _skip) -> Tensor[]");
+  m.def("tangent_backward(Tensor[] _d_ys, Tensor[] _d_finals, Tensor[] _xs, Tensor[] _inits, Tensor[] _params, Tensor[] _ys, Tensor[] _res, Tensor[] _v_d_ys, Tensor[] _v_d_finals, Tensor[] _v_xs, Tensor[] _v_inits, Tensor[] _v_params, Tensor[] _v_ys, Tensor[] _v_res, int[] _dims, bool _bf16, Tensor _lengths, int[] _skip) -> Tensor[]");
 }
 TORCH_LIBRARY_IMPL(SYMCELL_NS, CPU, m) {
   m.impl("tangent_forward", torch::CppFunction::makeFromBoxedFunction<&SYMCELL_NS::tangent_forward>());

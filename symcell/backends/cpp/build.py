@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from ... import cache, flops
+from ..base import COMPUTING_FOR
 from ...warn import warn
 
 HEADER = Path(__file__).with_name("sc.h")
@@ -54,7 +55,9 @@ class Entry:
         groups, flags, lengths = args[:-1 - self.flags], args[len(args) - 1 - self.flags:-1], args[-1]
         if torch._C._len_torch_dispatch_stack():   # (a FlopCounterMode among them may not know this operator)
             flops.tell_counters(self.op)
-        return self.op(*groups, self.dims, *flags, _NO_LENGTHS if lengths is None else lengths, list(skip))
+        # (a bfloat16 module's scan: its GEMMs may multiply in bfloat16, sc.h's products16)
+        bf16 = COMPUTING_FOR.get() == torch.bfloat16
+        return self.op(*groups, self.dims, *flags, bf16, _NO_LENGTHS if lengths is None else lengths, list(skip))
 
 
 def build(program, scans, source, dims):

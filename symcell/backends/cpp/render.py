@@ -284,13 +284,14 @@ class ScanRenderer(Renderer):
             if self.on_stored(mm):
                 continue
             K, N, name = self.k_total(mm), self.n(mm.out), self.slot[id(mm)]
-            w(f"scalar_t* _wt_{name} = sc::ptr<scalar_t>(sc::workspace({slot}, {K} * {N}, _opt));")
+            size = f"sc::step_panels_numel({K}, {N})" if id(mm) in self.paneled else f"{K} * {N}"
+            w(f"scalar_t* _wt_{name} = sc::ptr<scalar_t>(sc::workspace({slot}, {size}, _opt));")
             if id(mm) in self.paneled:   # panel p at _wt + p * {K} * PANEL, term k's rows at its offset in each
                 first = self.hoisted.get(id(mm))
 
                 def put(t, width, k0):   # (not for a call that reads them as stored, nor a term run before the loop)
                     skip = f"(_direct || _hoist_{name})" if t is first else "_direct"
-                    return (f"if (!{skip}) sc::transpose_panels({_at(t.weight, t.col_start)}, _ld_{t.weight}, {N}, "
+                    return (f"if (!{skip}) sc::transpose_step_panels({_at(t.weight, t.col_start)}, _ld_{t.weight}, {N}, "
                             f"{width}, _wt_{name}, {K} * sc::PANEL, {k0});")
             else:
                 def put(t, width, k0):
@@ -350,10 +351,11 @@ class ScanRenderer(Renderer):
                 readers.setdefault(self.copies[id(st)], []).append(st)
         for k, sts in readers.items():
             st, K, N = sts[0], self.n(sts[0].src), size_str(sts[0].col_stop - sts[0].col_start)
-            w(f"scalar_t* _wp_{k} = sc::ptr<scalar_t>(sc::workspace({first + k}, {K} * {N}, _opt));   // {st.weight} "
+            w(f"scalar_t* _wp_{k} = sc::ptr<scalar_t>(sc::workspace({first + k}, sc::step_panels_numel({K}, {N}), "
+              f"_opt));   // {st.weight} "
               f"in panels")
             conds = [self.skip_if.get(id(r)) for r in sts]
-            copy = f"sc::copy_panels({_at(st.weight, st.col_start)}, _ld_{st.weight}, {K}, {N}, _wp_{k});"
+            copy = f"sc::copy_step_panels({_at(st.weight, st.col_start)}, _ld_{st.weight}, {K}, {N}, _wp_{k});"
             skip = " && ".join(f"({c})" for c in conds) if None not in conds else None
             w(f"if (!(_direct_grads || {skip})) {copy}" if skip else f"if (!_direct_grads) {copy}")
 
@@ -746,7 +748,8 @@ def render(program, scans):
         # the operator as a boxed kernel: its arguments read off the stack by hand. (Registering the function
         # itself instantiates torch's unboxing templates for its signature: about 2 s of every build.)
         with w.block(f"void {scan.name}(const c10::OperatorHandle&, torch::jit::Stack* _stack) {{", "}"):
-            names = [a.name for a in scan.args] + ["_dims"] + (["_save"] if scan.save else []) + ["_lengths", "_skip"]
+            names = [a.name for a in scan.args] + ["_dims"] + (["_save"] if scan.save else []) + \
+                ["_bf16", "_lengths", "_skip"]
             w("sc::ThreadCount _threads;   // (first: sc.h says why)")
             w(f"auto _in = torch::jit::last(*_stack, {len(names)});")
             for k, a in enumerate(scan.args):
@@ -758,9 +761,11 @@ def render(program, scans):
             if scan.save:
                 k += 1
                 w(f"const bool _save = _in[{k}].toBool();")
-            w(f"const at::Tensor _lengths = sc::as_lengths(_in[{k + 1}].toTensor());")
-            w(f"const std::vector<int64_t> _skip = sc::int_list(_in[{k + 2}]);")
+            w(f"const at::Tensor _lengths = sc::as_lengths(_in[{k + 2}].toTensor());")
+            w(f"const std::vector<int64_t> _skip = sc::int_list(_in[{k + 3}]);")
             w("sc::FlushDenormals _ftz;")
+            w("// _bf16: the float32 tensors of a bfloat16 module's scan (sc.h's products16)")
+            w(f"sc::Products16 _products(sc::products16_wanted(_in[{k + 1}].toBool() && {first}.scalar_type() == at::kFloat));")
             w(f"std::vector<at::Tensor> _out = {first}.scalar_type() == at::kDouble ? {scan.name}_impl<double>({call}) "
               f": {scan.name}_impl<float>({call});")
             w(f"torch::jit::drop(*_stack, {len(names)});")
@@ -772,7 +777,7 @@ def render(program, scans):
     with w.block("TORCH_LIBRARY(SYMCELL_NS, m) {", "}"):
         for scan in scans:
             schema = ", ".join([f"Tensor[] {a.name}" for a in scan.args] + ["int[] _dims"]
-                               + (["bool _save"] if scan.save else []) + ["Tensor _lengths", "int[] _skip"])
+                               + (["bool _save"] if scan.save else []) + ["bool _bf16", "Tensor _lengths", "int[] _skip"])
             w(f'm.def("{scan.name}({schema}) -> Tensor[]");')
     with w.block("TORCH_LIBRARY_IMPL(SYMCELL_NS, CPU, m) {", "}"):
         for scan in scans:

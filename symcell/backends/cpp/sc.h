@@ -240,9 +240,50 @@ inline int forced(const char* variable) {
   const char* value = std::getenv(variable);
   return value != nullptr && (value[0] == '0' || value[0] == '1') ? value[0] - '0' : -1;
 }
-// Whether a step's weights are too many for each thread to stream them all every step: then the threads share each
+// ---- bfloat16 products -----------------------------------------------------------------------------------------
+// A bfloat16 module's scan runs in float32 (its state, every sum and every pointwise value). Where its operator is
+// told so (_bf16: every parameter is bfloat16, so its weights are exact in bfloat16), its float32 GEMMs over many
+// rows (a step's, and those over all T*B rows) multiply their operands rounded to bfloat16, accumulating in
+// float32, through oneDNN's bfloat16 brgemm, which reads B in pairs of rows (VNNI): twice float32's rate on an
+// AVX512-BF16 CPU, more with AMX. nn.LSTM's bfloat16 kernels round so too (and keep h itself in bfloat16).
+// SYMCELL_BF16_PRODUCTS=0 keeps such a scan's products in float32 (read at each call).
+using bf16 = at::BFloat16;
+inline bool brgemm16_ok() {   // (oneDNN refuses the bfloat16 kernels where the CPU has no bfloat16 instructions)
+  static const bool ok = [] {
+    try {
+      // [[1, 2], [3, 4]] @ [[1, 0], [2, 1]], B as a pair of rows: b00 b10 b01 b11
+      bf16 a[4] = {1.f, 2.f, 3.f, 4.f}, b[4] = {1.f, 2.f, 0.f, 1.f};
+      float c[4] = {0, 0, 0, 0};
+      at::native::cpublas::brgemm(2, 2, 2, 2, 2, 2, false, a, b, c, true);
+      at::native::cpublas::brgemm_release(true);
+      return c[0] == 5 && c[1] == 2 && c[2] == 11 && c[3] == 4;
+    } catch (...) {
+      return false;
+    }
+  }();
+  return ok;
+}
+// Whether this thread's GEMMs multiply in bfloat16: the operator sets it for its call (Products16), scan_rows in
+// the threads it runs the loop on. Read where a GEMM is called, never inside the body of an at::parallel_for (its
+// other threads have their own: a GEMM decides before it splits).
+inline bool& products16_flag() {
+  static thread_local bool on = false;
+  return on;
+}
+inline bool products16() { return products16_flag(); }
+inline bool products16_wanted(bool bf16_scan) {
+  return bf16_scan && forced("SYMCELL_BF16_PRODUCTS") != 0 && brgemm16_ok();
+}
+struct Products16 {
+  bool before;
+  explicit Products16(bool on) : before(products16_flag()) { products16_flag() = on; }
+  ~Products16() { products16_flag() = before; }
+};
+// Whether a cell's weights are too many for each thread to stream them all every step: then the threads share each
 // step's work (a GEMM's panels, a region's rows; a barrier each) rather than each running all steps of its own
-// rows. weight_bytes: all the cell's weight matrices, in the scalar type the kernel runs. On the AVX-512 EPYC (L2
+// rows. weight_bytes: all the cell's weight matrices, in the scalar type the kernel runs (a measure of what a step
+// streams, which is less: the recurrent weights alone where the input term runs before the loop, none that only a
+// phase reads; the same for all of a cell's scans, and simple for the row order to mirror). On the AVX-512 EPYC (L2
 // 1 MiB a core, L3 32 MiB; bench_cpu.py --only split), the LSTM's time with each step shared over its time with
 // the rows split: forward 0.84-0.88 and forward+backward 0.89-0.94 at H=1024 (32 MiB of weights, B=8-64), 0.92-1.01
 // at 12.5-18 MiB, but 0.92-1.04 at 8 MiB and 1.04-1.17 at 2-4.5 MiB (the barriers cost more than they save).
@@ -257,11 +298,29 @@ inline bool scan_columns(int64_t weight_bytes) {
 // with few rows, or weights too many for each thread to stream them every step (scan_columns), one thread runs
 // the loop and the GEMMs and regions inside split their work instead. (The row order for mixed lengths,
 // CppBackend.row_order in symcell/backends/cpp/__init__.py, follows the same rule.)
+// Whether this thread runs a time loop's step: a step's GEMMs, however many rows, never pack weights per call (the
+// tall blocks' way), which every step would repeat
+inline bool& in_loop() {
+  static thread_local bool on = false;
+  return on;
+}
+struct InLoop {
+  bool before;
+  InLoop() : before(in_loop()) { in_loop() = true; }
+  ~InLoop() { in_loop() = before; }
+};
 template <typename F> inline void scan_rows(int64_t B, int64_t weight_bytes, const F& f) {
   const int64_t nt = at::get_num_threads();
   if (nt > 1 && B >= 4 * nt && !scan_columns(weight_bytes)) {
-    at::parallel_for(0, B, (B + nt - 1) / nt, [&](int64_t b0, int64_t b1) { FlushDenormals ftz; f(b0, b1); });
+    const bool p16 = products16();
+    at::parallel_for(0, B, (B + nt - 1) / nt, [&](int64_t b0, int64_t b1) {
+      FlushDenormals ftz;
+      Products16 products(p16);
+      InLoop loop;
+      f(b0, b1);
+    });
   } else {
+    InLoop loop;
     f(0, B);
   }
 }
@@ -343,7 +402,7 @@ template <typename T> inline void copy_panels(const T* src, int64_t lds, int64_t
 // rate of MKL's sgemm on the AVX-512 EPYC, whose MKL takes its AVX2 code path on an AMD CPU (oneDNN's kernels
 // choose by the ISA), and 1.1-1.2x with oneDNN held to AVX2 (ONEDNN_MAX_CPU_ISA=AVX2, the AVX2 EPYC's ISA):
 // benchmarks/bench_tall_gemm.py. float64 stays on BLAS, and so does a call with few rows a thread (fewer than
-// TALL_ROWS for mm_kn, which a step runs too, and in a step's parallel region always; 16 for mm_nt and mm_tn,
+// TALL_ROWS for mm_kn, which a step runs too, and in the time loop always (sc::in_loop); 16 for mm_nt and mm_tn,
 // which only phases run), and every call when torch's oneDNN is off (torch.backends.mkldnn.enabled = False:
 // ATen's brgemm then runs BLAS a block at a time). A step's mm_panels keeps its own paths (below). Like the
 // step's GEMMs, these flush subnormal numbers to zero. The scratch a thread keeps for packed weights holds the
@@ -370,6 +429,109 @@ inline float* scratch(int64_t numel) {
   if (!t.defined() || t.numel() < numel) t = at::empty({numel}, at::kFloat);
   return t.data_ptr<float>();
 }
+// ... and its bfloat16 scratch (products16), two slots: a GEMM's B in pairs of rows, and its rows of A
+inline bf16* scratch16(int slot, int64_t numel) {
+  static thread_local at::Tensor t[2];
+  if (!t[slot].defined() || t[slot].numel() < numel) t[slot] = at::empty({numel}, at::kBFloat16);
+  return t[slot].data_ptr<bf16>();
+}
+inline int64_t even(int64_t k) { return (k + 1) / 2 * 2; }
+// rows [0, R) of dst (row stride ldd) = those of src (K floats each, row stride lds) rounded to bfloat16 (to
+// nearest, ties to even), then zeros to column Kp
+inline void to_bf16(const float* src, int64_t lds, int64_t R, int64_t K, bf16* dst, int64_t ldd, int64_t Kp) {
+  for (int64_t r = 0; r < R; ++r) {
+    const float* s = src + r * lds;
+    bf16* d = dst + r * ldd;
+    int64_t k = 0;
+#ifdef __AVX512BF16__
+    for (; k + 16 <= K; k += 16)
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + k), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(s + k)));
+#endif
+    for (; k < K; ++k) d[k] = bf16(s[k]);
+    for (; k < Kp; ++k) d[k] = bf16(0.f);
+  }
+}
+// B for the bfloat16 brgemm (is_vnni): a (K, w) block in pairs of rows, element (k, j) at (k / 2) * 2w + 2j + k % 2
+inline int64_t vnni_at(int64_t k, int64_t j, int64_t w) { return (k & ~int64_t(1)) * w + 2 * j + (k & 1); }
+// d[2j] = a[j], d[2j + 1] = b[j] rounded to bfloat16, j < w: rows k and k + 1 of a block as a pair
+inline void pair_of_rows(const float* a, const float* b, int64_t w, bf16* d) {
+  int64_t j = 0;
+#ifdef __AVX512BF16__
+  for (; j + 16 <= w; j += 16) {   // (each pair one 32-bit lane: a's bits low, b's high)
+    const __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(a + j)));
+    const __m512i hi = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(b + j)));
+    _mm512_storeu_si512(d + 2 * j, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+  }
+#endif
+  for (; j < w; ++j) {
+    d[2 * j] = bf16(a[j]);
+    d[2 * j + 1] = bf16(b[j]);
+  }
+}
+// rows [k0, k1) of a (., w) block (row k at src + k * ld) into its pairs of rows at d; a row whose partner is
+// outside [k0, k1) is written alone (its partner's lane is another call's, or padding)
+inline void pair_block(const float* src, int64_t ld, int64_t k0, int64_t k1, int64_t w, bf16* d) {
+  int64_t k = k0;
+  auto alone = [&](int64_t r) {
+    for (int64_t j = 0; j < w; ++j) d[vnni_at(r, j, w)] = bf16(src[r * ld + j]);
+  };
+  if (k < k1 && (k & 1)) alone(k++);
+  for (; k + 1 < k1; k += 2) pair_of_rows(src + k * ld, src + (k + 1) * ld, w, d + k * w);
+  if (k < k1) alone(k);
+}
+// the rows of a block's pairs from row K (odd: the lane of row K) to Kp, zero
+inline void zero_pairs_from(int64_t K, int64_t Kp, int64_t w, bf16* d) {
+  if (K & 1)
+    for (int64_t j = 0; j < w; ++j) d[vnni_at(K, j, w)] = bf16(0.f);
+  if (Kp > even(K)) std::memset(static_cast<void*>(d + even(K) * w), 0, sizeof(bf16) * (Kp - even(K)) * w);
+}
+// dst = the (K, N) block of B (row stride ldb) in panels of PANEL columns in pairs of rows, panel p at
+// dst + p * Kp * PANEL (Kp >= even(K)), its rows from K zero
+inline void vnni_panels(const float* B, int64_t ldb, int64_t K, int64_t N, bf16* dst, int64_t Kp = -1) {
+  const int64_t P = (N + PANEL - 1) / PANEL;
+  if (Kp < even(K)) Kp = even(K);
+  at::parallel_for(0, P, N * K >= (1 << 17) ? 1 : P + 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t w = panel_width(N, p);
+      pair_block(B + p * PANEL, ldb, 0, K, w, dst + p * Kp * PANEL);
+      zero_pairs_from(K, Kp, w, dst + p * Kp * PANEL);
+    }
+  });
+}
+// rows [k0, k0 + K) of the panels at Bp (mm_panels' layout: ldp = Kt * PANEL) in pairs of rows at dst (panel p at
+// dst + p * even(Kt) * PANEL); the lane past an odd Kt's last row zero
+inline void pair_panels(const float* Bp, int64_t ldp, int64_t N, int64_t k0, int64_t K, bf16* dst) {
+  const int64_t P = (N + PANEL - 1) / PANEL, Kt = ldp / PANEL;
+  at::parallel_for(0, P, N * K >= (1 << 17) ? 1 : P + 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t w = panel_width(N, p);
+      bf16* d = dst + p * even(Kt) * PANEL;
+      pair_block(Bp + p * ldp, w, k0, k0 + K, w, d);
+      if (k0 + K == Kt) zero_pairs_from(Kt, even(Kt), w, d);
+    }
+  });
+}
+// C[M,N] (+)= A[M,K] @ B[K,N] in bfloat16 products, tall: B in pairs of rows (vnni_panels, Kp = even(K)); each
+// thread rounds its blocks of A's rows
+inline void mm_tall_panels16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const bf16* Bv, bool acc,
+                             float* C, int64_t ldc) {
+  const int64_t P = (N + PANEL - 1) / PANEL, Ke = even(K), kb = tall_k(Ke), mb = tall_rows(M);
+  at::parallel_for(0, (M + mb - 1) / mb, 1, [&](int64_t i0, int64_t i1) {
+    FlushDenormals ftz;
+    bf16* A16 = scratch16(1, mb * Ke);
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t r0 = i * mb, r1 = std::min(M, r0 + mb);
+      to_bf16(A + r0 * lda, lda, r1 - r0, K, A16, Ke, Ke);
+      for (int64_t k = 0; k < Ke; k += kb)
+        for (int64_t p = 0; p < P; ++p) {
+          const int64_t w = panel_width(N, p);
+          at::native::cpublas::brgemm(r1 - r0, w, std::min(kb, Ke - k), Ke, w, ldc, acc || k > 0, A16 + k,
+                                      Bv + p * Ke * PANEL + k * w, C + r0 * ldc + p * PANEL, true);
+        }
+    }
+    at::native::cpublas::brgemm_release(true);
+  });
+}
 // C[M,N] (+)= A[M,K] @ B[K,N], B rows [k0, k0 + K) of panels (mm_panels' layout), tall
 inline void mm_tall_panels(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* Bp,
                            int64_t ldp, int64_t k0, bool acc, float* C, int64_t ldc) {
@@ -390,6 +552,11 @@ inline void mm_tall_panels(int64_t M, int64_t N, int64_t K, const float* A, int6
 // C[M,N] (+)= A[M,K] @ B[K,N], all row-major: B packed into panels once, then tall
 inline void mm_tall_kn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
                        bool acc, float* C, int64_t ldc) {
+  if (products16()) {
+    bf16* Bv = scratch16(0, (N + PANEL - 1) / PANEL * PANEL * even(K));
+    vnni_panels(B, ldb, K, N, Bv);
+    return mm_tall_panels16(M, N, K, A, lda, Bv, acc, C, ldc);
+  }
   float* Bp = scratch((N + PANEL - 1) / PANEL * PANEL * K);
   copy_panels(B, ldb, K, N, Bp);
   mm_tall_panels(M, N, K, A, lda, Bp, K * PANEL, 0, acc, C, ldc);
@@ -424,13 +591,40 @@ inline void mm_tall_tn(int64_t M, int64_t N, int64_t K, const float* A, int64_t 
     }
   });
 }
+// mm_tall_tn in bfloat16 products: the same blocks, A's rounded once transposed, B's rows in pairs
+inline void mm_tall_tn16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
+                         float* C, int64_t ldc) {
+  const int64_t P = (N + PANEL - 1) / PANEL, mb = tall_rows(M);
+  at::parallel_for(0, (M + mb - 1) / mb, 1, [&](int64_t i0, int64_t i1) {
+    FlushDenormals ftz;
+    float* At = scratch(mb * TALL_TN_K);
+    bf16* A16 = scratch16(1, mb * TALL_TN_K);
+    bf16* Bv = scratch16(0, P * PANEL * TALL_TN_K);
+    for (int64_t k = 0; k < K; k += TALL_TN_K) {
+      const int64_t kk = std::min(TALL_TN_K, K - k), kp = (kk + 15) / 16 * 16;
+      vnni_panels(B + k * ldb, ldb, kk, N, Bv, kp);   // panel p at Bv + p * kp * PANEL, rows past kk zero
+      for (int64_t i = i0; i < i1; ++i) {
+        const int64_t m0 = i * mb, mm = std::min(mb, M - m0);
+        transpose(A + k * lda + m0, lda, kk, mm, At, TALL_TN_K);   // At[m, r] = A[k + r, m0 + m]
+        to_bf16(At, TALL_TN_K, mm, kk, A16, kp, kp);
+        for (int64_t p = 0; p < P; ++p) {
+          const int64_t w = panel_width(N, p);
+          at::native::cpublas::brgemm(mm, w, kp, kp, w, ldc, true, A16, Bv + p * kp * PANEL, C + m0 * ldc + p * PANEL,
+                                      true);
+        }
+      }
+    }
+    at::native::cpublas::brgemm_release(true);
+  });
+}
 // C[M,N] += A[K,M]^T @ B[K,N]
 template <typename T> inline void mm_tn(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B,
                                         int64_t ldb, T* C, int64_t ldc) {
   if (M == 0 || N == 0 || K == 0) return;
   if constexpr (std::is_same_v<T, float>) {
     // (the threads split C's rows: few of them run on BLAS)
-    if (tall(K, 16) && tall(M, 16)) return mm_tall_tn(M, N, K, A, lda, B, ldb, C, ldc);
+    if (tall(K, 16) && tall(M, 16))
+      return products16() ? mm_tall_tn16(M, N, K, A, lda, B, ldb, C, ldc) : mm_tall_tn(M, N, K, A, lda, B, ldb, C, ldc);
   }
   blas('N', 'T', N, M, K, T(1), B, ldb, A, lda, T(1), C, ldc);
 }
@@ -440,6 +634,13 @@ template <typename T> inline void mm_nt(int64_t M, int64_t N, int64_t K, const T
                                         int64_t ldw, T* C, int64_t ldc) {
   if (mm_empty(M, N, K, false, C, ldc)) return;
   if constexpr (std::is_same_v<T, float>) {
+    if (tall(M, 16) && products16()) {   // (transposed into float panels by 8 x 8 tiles, then paired)
+      float* Wp = scratch((N + PANEL - 1) / PANEL * PANEL * K);
+      transpose_panels(W, ldw, N, K, Wp, K * PANEL, 0);
+      bf16* Wv = scratch16(0, (N + PANEL - 1) / PANEL * PANEL * even(K));
+      pair_panels(Wp, K * PANEL, N, 0, K, Wv);
+      return mm_tall_panels16(M, N, K, A, lda, Wv, false, C, ldc);
+    }
     if (tall(M, 16)) {
       float* Wp = scratch((N + PANEL - 1) / PANEL * PANEL * K);
       transpose_panels(W, ldw, N, K, Wp, K * PANEL, 0);
@@ -459,7 +660,7 @@ inline void mm_kn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, 
   if (M >= TALL_ROWS * nt) {
     // a phase's: tall. A step's many rows a thread (a short call's backward, sc::direct_grads, multiplies by
     // the weights as stored): MKL's sgemm, as before the tall blocks, which would pack the weights every step
-    if (!at::in_parallel_region() && tall(M)) return mm_tall_kn(M, N, K, A, lda, B, ldb, acc, C, ldc);
+    if (!in_loop() && tall(M)) return mm_tall_kn(M, N, K, A, lda, B, ldb, acc, C, ldc);
     blas('N', 'N', N, M, K, 1.0f, B, ldb, A, lda, acc ? 1.0f : 0.0f, C, ldc);
     return;
   }
@@ -475,16 +676,55 @@ inline void mm_kn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, 
 }
 // C[M,N] (+)= A[M,K] @ B[K,N], B rows [k0, k0 + K) of the panels (above), A and C row-major. Short (a step): each
 // thread a run of panels; tall: each thread its rows, panel by panel
+// The panels a step's GEMMs read (mm_panels: ldp = Kt * PANEL, (Kt, N) floats in all), where the products are in
+// bfloat16 (products16) followed by the same in pairs of rows (panel p at p * even(Kt) * PANEL), from a multiple of
+// 16 floats on. The float panels are kept: the GEMMs on an odd row or rows, and a call's first weights, read them.
+inline int64_t pairs_from(int64_t Kt, int64_t N) { return (Kt * N + 15) / 16 * 16; }
+inline int64_t step_panels_numel(int64_t Kt, int64_t N) {   // in floats (two bfloat16 a float)
+  return products16() ? pairs_from(Kt, N) + ((N + PANEL - 1) / PANEL * PANEL * even(Kt) + 1) / 2 : Kt * N;
+}
+template <typename T> inline const bf16* panels16(const T* Bp, int64_t ldp, int64_t N) {
+  return reinterpret_cast<const bf16*>(Bp + pairs_from(ldp / PANEL, N));
+}
+// transpose_panels and copy_panels for a step's panels (their pairs of rows too, where the products are bfloat16)
+template <typename T> inline void transpose_step_panels(const T* src, int64_t lds, int64_t N, int64_t K, T* dst,
+                                                        int64_t ldp, int64_t k0) {
+  transpose_panels(src, lds, N, K, dst, ldp, k0);
+  if constexpr (std::is_same_v<T, float>)
+    if (products16()) pair_panels(dst, ldp, N, k0, K, const_cast<bf16*>(panels16(dst, ldp, N)));
+}
+template <typename T> inline void copy_step_panels(const T* src, int64_t lds, int64_t K, int64_t N, T* dst) {
+  copy_panels(src, lds, K, N, dst);
+  if constexpr (std::is_same_v<T, float>)
+    if (products16()) pair_panels(dst, K * PANEL, N, 0, K, const_cast<bf16*>(panels16(dst, K * PANEL, N)));
+}
+// (products16: the panels in pairs of rows too, after the float ones: step_panels_numel above)
 template <typename T> inline void mm_panels(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* Bp,
                                             int64_t ldp, int64_t k0, bool acc, T* C, int64_t ldc) {
   if (mm_empty(M, N, K, acc, C, ldc)) return;
-  bool brgemm = false;
-  if constexpr (std::is_same_v<T, float>) brgemm = brgemm_ok();
+  bool brgemm = false, pairs = false;
+  const bf16* Bv = nullptr;
+  bf16* A16 = nullptr;
+  if constexpr (std::is_same_v<T, float>) {
+    brgemm = brgemm_ok();
+    // (a product from an odd row of the panels, or of an odd number of rows, would pair a row it does not read)
+    pairs = brgemm && products16() && k0 % 2 == 0 && K % 2 == 0;
+    if (pairs) {
+      A16 = scratch16(1, M * K);
+      to_bf16(A, lda, M, K, A16, K, K);
+      Bv = panels16(Bp, ldp, N);
+    }
+  }
   auto panel = [&](int64_t p, int64_t r0, int64_t r1) {
     const int64_t w = panel_width(N, p);
     const T* b = Bp + p * ldp + k0 * w;
     T* c = C + r0 * ldc + p * PANEL;
     if constexpr (std::is_same_v<T, float>) {
+      if (pairs) {
+        at::native::cpublas::brgemm(r1 - r0, w, K, K, w, ldc, acc, A16 + r0 * K, Bv + p * even(ldp / PANEL) * PANEL +
+                                    k0 * w, c, true);
+        return;
+      }
       if (brgemm) {
         at::native::cpublas::brgemm(r1 - r0, w, K, lda, w, ldc, acc, A + r0 * lda, b, c, false);
         return;
@@ -499,11 +739,13 @@ template <typename T> inline void mm_panels(int64_t M, int64_t N, int64_t K, con
     at::parallel_for(0, M, (M + nt - 1) / nt, [&](int64_t r0, int64_t r1) {
       FlushDenormals ftz;
       for (int64_t p = 0; p < P; ++p) panel(p, r0, r1);
+      if (pairs) at::native::cpublas::brgemm_release(true);
     });
   } else {
     at::parallel_for(0, P, few(M, N, K) ? P : (P + nt - 1) / nt, [&](int64_t p0, int64_t p1) {
       FlushDenormals ftz;
       for (int64_t p = p0; p < p1; ++p) panel(p, 0, M);
+      if (pairs) at::native::cpublas::brgemm_release(true);
     });
   }
 }
