@@ -166,8 +166,8 @@ def section_bf16(lines, repeats):
     products16, where oneDNN has bfloat16 kernels for this CPU) or in float32 (SYMCELL_BF16_PRODUCTS=0), against
     nn.LSTM in bfloat16 with the same weights."""
     lines.append("\nLSTM in bfloat16, products in float32 (0) or bfloat16 (1); ms and / nn.LSTM in bfloat16")
-    lines.append("| B | T | I = H | 0 forward | 1 forward | 0 fwd+bwd | 1 fwd+bwd |")
-    lines.append("|---:|---:|---:|---:|---:|---:|---:|")
+    lines.append("| B | T | I | H | 0 forward | 1 forward | 0 fwd+bwd | 1 fwd+bwd |")
+    lines.append("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for B, T, I, H in [(1, 100, 256, 256), (4, 100, 256, 256), (32, 100, 256, 256), (64, 100, 256, 256),
                        (16, 50, 32, 128), (8, 50, 1024, 1024)]:
         c = contenders_for("lstm", B, T, I, H)
@@ -188,7 +188,7 @@ def section_bf16(lines, repeats):
         r = race({"0": forced(pair(cell), "SYMCELL_BF16_PRODUCTS", "0"),
                   "1": forced(pair(cell), "SYMCELL_BF16_PRODUCTS", "1"), "nn": pair(ref)}, max(5, repeats // 2))
         cell_ = lambda k, i: f"{r[k][i]:.2f} ({r[k][i] / r['nn'][i]:.2f})"  # noqa: E731
-        lines.append(f"| {B} | {T} | {H} | {cell_('0', 0)} | {cell_('1', 0)} | {cell_('0', 1)} | {cell_('1', 1)} |")
+        lines.append(f"| {B} | {T} | {I} | {H} | {cell_('0', 0)} | {cell_('1', 0)} | {cell_('0', 1)} | {cell_('1', 1)} |")
 
 
 def section_stacked(lines, repeats):

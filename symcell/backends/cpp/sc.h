@@ -248,7 +248,9 @@ inline int forced(const char* variable) {
 // AVX512-BF16 CPU, more with AMX. nn.LSTM's bfloat16 kernels round so too (and keep h itself in bfloat16).
 // SYMCELL_BF16_PRODUCTS=0 keeps such a scan's products in float32 (read at each call).
 using bf16 = at::BFloat16;
-inline bool brgemm16_ok() {   // (oneDNN refuses the bfloat16 kernels where the CPU has no bfloat16 instructions)
+// (ATen refuses the bfloat16 kernels where the CPU has no bfloat16 instructions, oneDNN is held to an ISA without
+// them, or torch's oneDNN is off: products16_wanted asks only while it is on)
+inline bool brgemm16_ok() {
   static const bool ok = [] {
     try {
       // [[1, 2], [3, 4]] @ [[1, 0], [2, 1]], B as a pair of rows: b00 b10 b01 b11
@@ -271,8 +273,9 @@ inline bool& products16_flag() {
   return on;
 }
 inline bool products16() { return products16_flag(); }
-inline bool products16_wanted(bool bf16_scan) {
-  return bf16_scan && forced("SYMCELL_BF16_PRODUCTS") != 0 && brgemm16_ok();
+inline bool products16_wanted(bool bf16_scan) {   // (torch's oneDNN switch read every call, as tall() reads it)
+  return bf16_scan && forced("SYMCELL_BF16_PRODUCTS") != 0 && at::globalContext().userEnabledMkldnn() &&
+         brgemm16_ok();
 }
 struct Products16 {
   bool before;
@@ -568,53 +571,41 @@ inline void mm_tall_kn(int64_t M, int64_t N, int64_t K, const float* A, int64_t 
 // multiple of 16, so a new T*B makes oneDNN generate no new kernel for its remainder (its kernels are cached by
 // shape, per thread).
 constexpr int64_t TALL_TN_K = 128;   // reduction rows a block holds (64 x 128 floats of A: 32 KiB)
+// (products16: A's blocks rounded once transposed, B's rows in pairs)
 inline void mm_tall_tn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
                        float* C, int64_t ldc) {
   const int64_t P = (N + PANEL - 1) / PANEL, mb = tall_rows(M);
+  const bool pairs = products16();
   at::parallel_for(0, (M + mb - 1) / mb, 1, [&](int64_t i0, int64_t i1) {
     FlushDenormals ftz;
     float* At = scratch(mb * TALL_TN_K + P * PANEL * TALL_TN_K);
     float* Bp = At + mb * TALL_TN_K;   // (a multiple of 16 floats on: 64-byte aligned)
+    bf16* A16 = pairs ? scratch16(1, mb * TALL_TN_K) : nullptr;
+    bf16* Bv = pairs ? scratch16(0, P * PANEL * TALL_TN_K) : nullptr;
     for (int64_t k = 0; k < K; k += TALL_TN_K) {
       const int64_t kk = std::min(TALL_TN_K, K - k), kp = (kk + 15) / 16 * 16;
-      copy_panels(B + k * ldb, ldb, kk, N, Bp, kp);   // panel p: (kp, w) at Bp + p * kp * PANEL, rows past kk zero
+      // panel p: (kp, w) at Bp (Bv) + p * kp * PANEL, rows past kk zero
+      if (pairs)
+        vnni_panels(B + k * ldb, ldb, kk, N, Bv, kp);
+      else
+        copy_panels(B + k * ldb, ldb, kk, N, Bp, kp);
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t m0 = i * mb, mm = std::min(mb, M - m0);
         transpose(A + k * lda + m0, lda, kk, mm, At, TALL_TN_K);   // At[m, r] = A[k + r, m0 + m]
         for (int64_t m = 0; m < mm; ++m) zero(At + m * TALL_TN_K + kk, kp - kk);
+        if (pairs) to_bf16(At, TALL_TN_K, mm, kp, A16, kp, kp);
         for (int64_t p = 0; p < P; ++p) {
           const int64_t w = panel_width(N, p);
-          at::native::cpublas::brgemm(mm, w, kp, TALL_TN_K, w, ldc, true, At, Bp + p * kp * PANEL,
-                                      C + m0 * ldc + p * PANEL, false);
+          if (pairs)
+            at::native::cpublas::brgemm(mm, w, kp, kp, w, ldc, true, A16, Bv + p * kp * PANEL, C + m0 * ldc + p * PANEL,
+                                        true);
+          else
+            at::native::cpublas::brgemm(mm, w, kp, TALL_TN_K, w, ldc, true, At, Bp + p * kp * PANEL,
+                                        C + m0 * ldc + p * PANEL, false);
         }
       }
     }
-  });
-}
-// mm_tall_tn in bfloat16 products: the same blocks, A's rounded once transposed, B's rows in pairs
-inline void mm_tall_tn16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
-                         float* C, int64_t ldc) {
-  const int64_t P = (N + PANEL - 1) / PANEL, mb = tall_rows(M);
-  at::parallel_for(0, (M + mb - 1) / mb, 1, [&](int64_t i0, int64_t i1) {
-    FlushDenormals ftz;
-    float* At = scratch(mb * TALL_TN_K);
-    bf16* A16 = scratch16(1, mb * TALL_TN_K);
-    bf16* Bv = scratch16(0, P * PANEL * TALL_TN_K);
-    for (int64_t k = 0; k < K; k += TALL_TN_K) {
-      const int64_t kk = std::min(TALL_TN_K, K - k), kp = (kk + 15) / 16 * 16;
-      vnni_panels(B + k * ldb, ldb, kk, N, Bv, kp);   // panel p at Bv + p * kp * PANEL, rows past kk zero
-      for (int64_t i = i0; i < i1; ++i) {
-        const int64_t m0 = i * mb, mm = std::min(mb, M - m0);
-        transpose(A + k * lda + m0, lda, kk, mm, At, TALL_TN_K);   // At[m, r] = A[k + r, m0 + m]
-        to_bf16(At, TALL_TN_K, mm, kk, A16, kp, kp);
-        for (int64_t p = 0; p < P; ++p) {
-          const int64_t w = panel_width(N, p);
-          at::native::cpublas::brgemm(mm, w, kp, kp, w, ldc, true, A16, Bv + p * kp * PANEL, C + m0 * ldc + p * PANEL,
-                                      true);
-        }
-      }
-    }
-    at::native::cpublas::brgemm_release(true);
+    if (pairs) at::native::cpublas::brgemm_release(true);
   });
 }
 // C[M,N] += A[K,M]^T @ B[K,N]
@@ -623,8 +614,7 @@ template <typename T> inline void mm_tn(int64_t M, int64_t N, int64_t K, const T
   if (M == 0 || N == 0 || K == 0) return;
   if constexpr (std::is_same_v<T, float>) {
     // (the threads split C's rows: few of them run on BLAS)
-    if (tall(K, 16) && tall(M, 16))
-      return products16() ? mm_tall_tn16(M, N, K, A, lda, B, ldb, C, ldc) : mm_tall_tn(M, N, K, A, lda, B, ldb, C, ldc);
+    if (tall(K, 16) && tall(M, 16)) return mm_tall_tn(M, N, K, A, lda, B, ldb, C, ldc);
   }
   blas('N', 'T', N, M, K, T(1), B, ldb, A, lda, T(1), C, ldc);
 }
@@ -674,8 +664,6 @@ inline void mm_kn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, 
     }
   });
 }
-// C[M,N] (+)= A[M,K] @ B[K,N], B rows [k0, k0 + K) of the panels (above), A and C row-major. Short (a step): each
-// thread a run of panels; tall: each thread its rows, panel by panel
 // The panels a step's GEMMs read (mm_panels: ldp = Kt * PANEL, (Kt, N) floats in all), where the products are in
 // bfloat16 (products16) followed by the same in pairs of rows (panel p at p * even(Kt) * PANEL), from a multiple of
 // 16 floats on. The float panels are kept: the GEMMs on an odd row or rows, and a call's first weights, read them.
@@ -698,7 +686,9 @@ template <typename T> inline void copy_step_panels(const T* src, int64_t lds, in
   if constexpr (std::is_same_v<T, float>)
     if (products16()) pair_panels(dst, K * PANEL, N, 0, K, const_cast<bf16*>(panels16(dst, K * PANEL, N)));
 }
-// (products16: the panels in pairs of rows too, after the float ones: step_panels_numel above)
+// C[M,N] (+)= A[M,K] @ B[K,N], B rows [k0, k0 + K) of the panels (above), A and C row-major. Short (a step): each
+// thread a run of panels; tall: each thread its rows, panel by panel (products16: the pairs of rows after the
+// panels, step_panels_numel above)
 template <typename T> inline void mm_panels(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* Bp,
                                             int64_t ldp, int64_t k0, bool acc, T* C, int64_t ldc) {
   if (mm_empty(M, N, K, acc, C, ldc)) return;
