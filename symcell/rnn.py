@@ -333,10 +333,9 @@ class RNN(nn.Module):
         if packed and input.sorted_indices is not None and states is not None:
             states = [t.index_select(1, input.sorted_indices) for t in states]
         order = None
-        if lengths is not None:   # the row order scan prefers, once for all layers and directions: the widest
-            # layer's (where the cpp backend's way of splitting its loop differs by layer, it is the costliest)
+        if lengths is not None:   # the row order scan prefers, once for all layers and directions
             lengths = check_lengths(name, lengths, x.shape[0], x.shape[1], x.device)
-            order = row_order(max(self._bindings, key=lambda b: b.weight_elements), lengths, x.dtype)
+            order = row_order(self._bindings, lengths, x.dtype)
             if order is not None:
                 unsort = torch.argsort(order)
                 x, lengths = x.index_select(1, order), lengths[order]

@@ -227,12 +227,15 @@ def check_lengths(name, lengths, T, B, device):
 
 def row_order(binding, lengths, dtype):
     """The row order the backend that will run this binding prefers for these lengths (None: keep theirs); dtype:
-    the inputs' (the kernels run in float64 or float32: a 16-bit dtype runs in float32)."""
+    the inputs' (the kernels run in float64 or float32: a 16-bit dtype runs in float32). binding: or a list of them
+    (symcell.RNN's layers, one order for all): the widest layer's, the costliest where they would differ."""
     # A traced graph (torch.compile, jit.trace, symcell.deploy) keeps the caller's order, which every kernel takes:
     # the order is speed on a CPU, and choosing it reads the lengths' values. (jit.trace recorded the example's
     # choice, and the reordering then fitted the input to the lengths: 3 rows and 2 lengths ran 2 rows, no error.)
     if torch.compiler.is_compiling() or torch.jit.is_tracing() or is_fake(lengths) or lengths.is_meta:
         return None
+    if isinstance(binding, (list, tuple)):   # (after the check above: dynamo cannot trace max's key)
+        binding = max(binding, key=lambda b: b.weight_elements)
     weight_bytes = binding.weight_elements * (8 if dtype == torch.float64 else 4)
     order = backends.get(backends.resolve(binding.backend, lengths.device)).row_order(lengths, weight_bytes)
     if order is not None and torch.equal(lengths[order], lengths):   # already so

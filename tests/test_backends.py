@@ -197,6 +197,8 @@ def test_cpp_row_order_follows_how_its_loop_splits(threads, monkeypatch):
     assert torch.equal(row_order(small._bindings[0], lengths, torch.float32), dealt)
     assert torch.equal(row_order(large._bindings[0], lengths, torch.float32), longest_first)
     assert torch.equal(row_order(large._bindings[0], lengths, torch.bfloat16), longest_first)
+    # symcell.RNN's layers, one order for all: the widest's
+    assert torch.equal(row_order([small._bindings[0], large._bindings[0]], lengths, torch.float32), longest_first)
     monkeypatch.setenv("SYMCELL_SCAN_COLUMNS", "1")
     assert torch.equal(row_order(small._bindings[0], lengths, torch.float32), longest_first)
     monkeypatch.setenv("SYMCELL_SCAN_COLUMNS", "0")
