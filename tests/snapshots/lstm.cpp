@@ -55,6 +55,7 @@ std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _inits, 
   const bool _hoist_gates = sc::hoist(_batch);
   scalar_t* _wt_gates = sc::ptr<scalar_t>(sc::workspace(0, sc::step_panels_numel((_dim_H + _dim_I), _n_gates), _opt));
   if (!(_direct || _hoist_gates)) sc::transpose_step_panels(weight_ih, _ld_weight_ih, _n_gates, _dim_I, _wt_gates, (_dim_H + _dim_I) * sc::PANEL, 0);
+  else if (!_direct) sc::clear_last_pairs(_wt_gates, (_dim_H + _dim_I) * sc::PANEL, _n_gates, 0, _dim_I);
   if (!_direct) sc::transpose_step_panels(weight_hh, _ld_weight_hh, _n_gates, _dim_H, _wt_gates, (_dim_H + _dim_I) * sc::PANEL, _dim_I);
   // x @ weight_ih[:, 0:_dim_I].T for every step at once, when a thread's rows are few
   at::Tensor _t_pre_gates = _hoist_gates ? at::empty({_steps * _batch, _n_gates}, _opt) : at::Tensor();

@@ -291,25 +291,27 @@ class ScanRenderer(Renderer):
 
                 def put(t, width, k0):   # (not for a call that reads them as stored, nor a term run before the loop)
                     skip = f"(_direct || _hoist_{name})" if t is first else "_direct"
-                    return (f"if (!{skip}) sc::transpose_step_panels({_at(t.weight, t.col_start)}, _ld_{t.weight}, {N}, "
-                            f"{width}, _wt_{name}, {K} * sc::PANEL, {k0});")
+                    w(f"if (!{skip}) sc::transpose_step_panels({_at(t.weight, t.col_start)}, _ld_{t.weight}, {N}, "
+                      f"{width}, _wt_{name}, {K} * sc::PANEL, {k0});")
+                    if t is first:   # (a step's GEMM from the next row may read its last row, times zero)
+                        w(f"else if (!_direct) sc::clear_last_pairs(_wt_{name}, {K} * sc::PANEL, {N}, {k0}, {width});")
             else:
                 def put(t, width, k0):
-                    return (f"if (!_direct) sc::transpose({_at(t.weight, t.col_start)}, _ld_{t.weight}, {N}, {width}, "
-                            f"_wt_{name} + ({k0}) * {N}, {N});")
+                    w(f"if (!_direct) sc::transpose({_at(t.weight, t.col_start)}, _ld_{t.weight}, {N}, {width}, "
+                      f"_wt_{name} + ({k0}) * {N}, {N});")
             if self.dynamic(mm):   # the terms that run, stacked; _k_<m> their width
                 w(f"int64_t _k_{name} = 0;")
                 for k, (t, off) in enumerate(zip(mm.terms, self.term_off[id(mm)])):
                     width = size_str(t.col_stop - t.col_start)
                     w(f"const bool _on_{name}_{k} = {'true' if off is None else f'!({off})'};")
                     with w.block(f"if (_on_{name}_{k}) {{", "}"):
-                        w(put(t, width, f"_k_{name}"))
+                        put(t, width, f"_k_{name}")
                         w(f"_k_{name} += {width};")
                 continue
             off = sympy.Integer(0)
             for t in self.terms(mm):
                 width = t.col_stop - t.col_start
-                w(put(t, size_str(width), size_str(off)))
+                put(t, size_str(width), size_str(off))
                 off = off + width
         self.hoisted_terms()
 

@@ -674,6 +674,19 @@ inline int64_t step_panels_numel(int64_t Kt, int64_t N) {   // in floats (two bf
 template <typename T> inline const bf16* panels16(const T* Bp, int64_t ldp, int64_t N) {
   return reinterpret_cast<const bf16*>(Bp + pairs_from(ldp / PANEL, N));
 }
+// A term's rows left out of the panels (its product runs before the loop): where the term ends at an odd row, the
+// pairs' lane of its last row zero, for a step's GEMM from the next row multiplies it by zero (mm_panels)
+template <typename T> inline void clear_last_pairs(const T* Bp, int64_t ldp, int64_t N, int64_t k0, int64_t K) {
+  if constexpr (std::is_same_v<T, float>) {
+    const int64_t k = k0 + K - 1, Kt = ldp / PANEL, P = (N + PANEL - 1) / PANEL;
+    if (!products16() || K == 0 || (k & 1) == 1) return;   // (an odd row ends a pair: no GEMM reads it alone)
+    bf16* area = const_cast<bf16*>(panels16(Bp, ldp, N));
+    for (int64_t p = 0; p < P; ++p) {
+      const int64_t w = panel_width(N, p);
+      for (int64_t j = 0; j < w; ++j) area[p * even(Kt) * PANEL + vnni_at(k, j, w)] = bf16(0.f);
+    }
+  }
+}
 // transpose_panels and copy_panels for a step's panels (their pairs of rows too, where the products are bfloat16)
 template <typename T> inline void transpose_step_panels(const T* src, int64_t lds, int64_t N, int64_t K, T* dst,
                                                         int64_t ldp, int64_t k0) {
@@ -695,13 +708,20 @@ template <typename T> inline void mm_panels(int64_t M, int64_t N, int64_t K, con
   bool brgemm = false, pairs = false;
   const bf16* Bv = nullptr;
   bf16* A16 = nullptr;
+  // products16: rows [k0, k0 + K) as whole pairs, from row k0 - lead (lead = 1 where k0 is odd) to Ke: the rows
+  // outside the product times zero columns of A. Row k0 - 1's lane is its term's (panels above the loop's first
+  // GEMM) or zero (clear_last_pairs); a row past k0 + K is only the zero lane past the panels' last (an odd Kt), so
+  // a product ending inside them at an odd row (a term left out at run time: the tangent scans') stays float32
+  const int64_t lead = k0 & 1, Ke = even(lead + K);
   if constexpr (std::is_same_v<T, float>) {
     brgemm = brgemm_ok();
-    // (a product from an odd row of the panels, or of an odd number of rows, would pair a row it does not read)
-    pairs = brgemm && products16() && k0 % 2 == 0 && K % 2 == 0;
+    pairs = brgemm && products16() && (Ke == lead + K || k0 + K == ldp / PANEL);
     if (pairs) {
-      A16 = scratch16(1, M * K);
-      to_bf16(A, lda, M, K, A16, K, K);
+      A16 = scratch16(1, M * Ke);
+      for (int64_t r = 0; r < M; ++r) {
+        if (lead) A16[r * Ke] = bf16(0.f);
+        to_bf16(A + r * lda, lda, 1, K, A16 + r * Ke + lead, Ke, Ke - lead);
+      }
       Bv = panels16(Bp, ldp, N);
     }
   }
@@ -711,8 +731,8 @@ template <typename T> inline void mm_panels(int64_t M, int64_t N, int64_t K, con
     T* c = C + r0 * ldc + p * PANEL;
     if constexpr (std::is_same_v<T, float>) {
       if (pairs) {
-        at::native::cpublas::brgemm(r1 - r0, w, K, K, w, ldc, acc, A16 + r0 * K, Bv + p * even(ldp / PANEL) * PANEL +
-                                    k0 * w, c, true);
+        at::native::cpublas::brgemm(r1 - r0, w, Ke, Ke, w, ldc, acc, A16 + r0 * Ke, Bv + p * even(ldp / PANEL) * PANEL +
+                                    (k0 - lead) * w, c, true);
         return;
       }
       if (brgemm) {
