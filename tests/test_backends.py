@@ -456,3 +456,32 @@ def test_a_threads_own_count_holds_through_its_first_call():
     run = subprocess.run([sys.executable, "-c", THREAD_COUNT], env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.split()[-1] == "2"    # the worker's count, as nn.LSTM leaves it
+
+
+@pytest.mark.cpp
+def test_the_cpp_switches_take_true_and_false_and_refuse_what_they_do_not_understand(monkeypatch):
+    """SYMCELL_HOIST, _DIRECT, _SCAN_COLUMNS and _BF16_PRODUCTS: 1, true, on, yes or 0, false, off, no (any case);
+    unset or empty leaves the choice to the kernel. They read the first character only: "false" (and "off", "no")
+    forced nothing, silently, and "flase" or "2" were taken too"""
+    cell = symcell.cells.LSTM(8, 16, backend="cpp")
+    x, lengths = torch.randn(5, 12, 8), torch.tensor([5, 3, 1, 4, 5, 2, 2, 1, 5, 3, 4, 1])
+    want, _ = cell(x, lengths=lengths)
+    for variable in ("SYMCELL_HOIST", "SYMCELL_DIRECT", "SYMCELL_SCAN_COLUMNS", "SYMCELL_BF16_PRODUCTS"):
+        for value in ("true", "FALSE", "On", "off", "yes", "no", "1", "0", ""):
+            monkeypatch.setenv(variable, value)
+            torch.testing.assert_close(cell(x, lengths=lengths)[0], want)
+        for value in ("flase", "2", " 0"):
+            monkeypatch.setenv(variable, value)
+            with pytest.raises(ValueError, match=f"{variable}={value} is not understood"):
+                cell(x, lengths=lengths)
+        monkeypatch.delenv(variable)
+    # and they do what they say: bfloat16 products off with "false" (on this CPU, where they are on by default)
+    from symcell.sequence import scan_op
+    low = symcell.cells.LSTM(32, 64, backend="cpp").bfloat16()
+    key, params = low._bindings[0].kernel_key(torch.device("cpu")), tuple(p.detach().float() for p in low.parameters())
+    xs, h0 = torch.randn(6, 32, 32).bfloat16().float(), torch.zeros(32, 64)
+
+    def run(value):
+        monkeypatch.setenv("SYMCELL_BF16_PRODUCTS", value)
+        return scan_op(key, (xs,), (h0, h0), params, None, computing_for=torch.bfloat16)[0][0]
+    assert torch.equal(run("false"), run("0")) and torch.equal(run("ON"), run("1"))

@@ -30,7 +30,7 @@ class CppBackend(Backend):
         the longest."""
         B, k = lengths.shape[0], max(1, torch.get_num_threads())
         ranked = torch.argsort(lengths, descending=True, stable=True)
-        if B < 4 * k or k == 1 or scan_columns(weight_bytes):     # one slice: longest first is enough
+        if scan_columns(weight_bytes) or B < 4 * k or k == 1:     # one slice: longest first is enough
             return ranked
         r = torch.arange(B, device=lengths.device)   # ranks 0, k, 2k, ... first, then 1, k + 1, ...
         return ranked[torch.argsort((r % k) * B + r // k)]
@@ -41,5 +41,19 @@ SCAN_COLUMNS_FROM = 8 << 20   # bytes: sc.h's constant of the same name
 
 def scan_columns(weight_bytes):
     """sc::scan_columns: whether the loop shares each step across threads rather than splitting the rows"""
-    forced = os.environ.get("SYMCELL_SCAN_COLUMNS", "")[:1]
-    return forced == "1" if forced in ("0", "1") else weight_bytes > SCAN_COLUMNS_FROM
+    on = forced("SYMCELL_SCAN_COLUMNS")
+    return on == 1 if on >= 0 else weight_bytes > SCAN_COLUMNS_FROM
+
+
+def forced(variable):
+    """sc::forced: 1 or 0 where the variable forces a code path (1, true, on, yes; 0, false, off, no: any case),
+    -1 where it is unset or empty; any other value is refused"""
+    value = os.environ.get(variable, "")
+    if not value:
+        return -1
+    if value.lower() in ("1", "true", "on", "yes"):
+        return 1
+    if value.lower() in ("0", "false", "off", "no"):
+        return 0
+    raise ValueError(f"symcell: {variable}={value} is not understood: set it to 1 (true, on, yes) or 0 (false, off, "
+                     "no), or unset it")

@@ -16,9 +16,11 @@
 #endif
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <string>
 #include <vector>
 
 #if SYMCELL_MVEC
@@ -235,10 +237,18 @@ template <typename F> inline void rows(int64_t R, int64_t n, const F& f) {
   const int64_t grain = std::max<int64_t>(1, 2048 / std::max<int64_t>(n, 1));
   at::parallel_for(0, R, grain, [&](int64_t r0, int64_t r1) { FlushDenormals ftz; f(r0, r1); });
 }
-// A code path a variable forces: 0 or 1 as its first character says, -1 where it is not set so
+// A code path a variable forces: 1 (or true, on, yes, any case) or 0 (false, off, no); -1 where it is unset or
+// empty. Any other value is refused, naming the variable: "=flase" silently meant neither. (The same rule as
+// symcell.backends.cpp.forced, which reads SYMCELL_SCAN_COLUMNS for the row order.)
 inline int forced(const char* variable) {
   const char* value = std::getenv(variable);
-  return value != nullptr && (value[0] == '0' || value[0] == '1') ? value[0] - '0' : -1;
+  if (value == nullptr || value[0] == '\0') return -1;
+  std::string v(value);
+  for (char& c : v) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (v == "1" || v == "true" || v == "on" || v == "yes") return 1;
+  if (v == "0" || v == "false" || v == "off" || v == "no") return 0;
+  TORCH_CHECK_VALUE(false, "symcell: ", variable, "=", value, " is not understood: set it to 1 (true, on, yes) or 0 ",
+                    "(false, off, no), or unset it");
 }
 // ---- bfloat16 products -----------------------------------------------------------------------------------------
 // A bfloat16 module's scan runs in float32 (its state, every sum and every pointwise value). Where its operator is
@@ -274,8 +284,8 @@ inline bool& products16_flag() {
 }
 inline bool products16() { return products16_flag(); }
 inline bool products16_wanted(bool bf16_scan) {   // (torch's oneDNN switch read every call, as tall() reads it)
-  return bf16_scan && forced("SYMCELL_BF16_PRODUCTS") != 0 && at::globalContext().userEnabledMkldnn() &&
-         brgemm16_ok();
+  const int on = forced("SYMCELL_BF16_PRODUCTS");   // (read whatever the scan: a bad value is refused alike)
+  return bf16_scan && on != 0 && at::globalContext().userEnabledMkldnn() && brgemm16_ok();
 }
 struct Products16 {
   bool before;
@@ -314,7 +324,8 @@ struct InLoop {
 };
 template <typename F> inline void scan_rows(int64_t B, int64_t weight_bytes, const F& f) {
   const int64_t nt = at::get_num_threads();
-  if (nt > 1 && B >= 4 * nt && !scan_columns(weight_bytes)) {
+  const bool columns = scan_columns(weight_bytes);   // (read whatever the rows: a bad value is refused alike)
+  if (nt > 1 && B >= 4 * nt && !columns) {
     const bool p16 = products16();
     at::parallel_for(0, B, (B + nt - 1) / nt, [&](int64_t b0, int64_t b1) {
       FlushDenormals ftz;
