@@ -773,11 +773,13 @@ template <typename T> inline void mm_panels(int64_t M, int64_t N, int64_t K, con
 // Whether a step's matmul runs its input terms (those on a sequence argument, x) before the loop, as one GEMM over
 // all T*B rows, leaving only the recurrent terms in the step. With few rows a thread, a step's GEMM is bound by
 // streaming the weights, and this halves the weights a step reads; with many, the step's GEMM is efficient and
-// the hoisted one costs a pass over T*B*N more memory (benchmarks/bench_cpu.py --only hoist measures both).
+// the hoisted one costs a pass over T*B*N more memory (benchmarks/bench_cpu.py --only hoist measures both). With
+// bfloat16 products the step streams half the bytes, and the bound halves: hoisting took 0.81-0.94x the forward's
+// time at 1-4 rows a thread, 1.06-1.11x at 8-12 (LSTM H=256-512 on the AVX512-BF16 EPYC, BENCHMARKS.md).
 // SYMCELL_HOIST=0 or 1 forces it (read every call: tests and benchmarks set it).
 inline bool hoist(int64_t B) {
   const int on = forced("SYMCELL_HOIST");
-  return on >= 0 ? on == 1 : B < 16 * std::max<int64_t>(1, at::get_num_threads());
+  return on >= 0 ? on == 1 : B < (products16() ? 8 : 16) * std::max<int64_t>(1, at::get_num_threads());
 }
 // Whether a call multiplies by its weights as stored, row-major (N, K), instead of copies made for it: transposed
 // (a matmul x @ W^T), and in panels for the step. A copy is a pass over the weights per call that makes each step's
