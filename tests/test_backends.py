@@ -462,7 +462,13 @@ def test_a_threads_own_count_holds_through_its_first_call():
 def test_the_cpp_switches_take_true_and_false_and_refuse_what_they_do_not_understand(monkeypatch):
     """SYMCELL_HOIST, _DIRECT, _SCAN_COLUMNS and _BF16_PRODUCTS: 1, true, on, yes or 0, false, off, no (any case);
     unset or empty leaves the choice to the kernel. They read the first character only: "false" (and "off", "no")
-    forced nothing, silently, and "flase" or "2" were taken too"""
+    forced nothing, silently, and "flase" or "2" were taken too. Refused by every cell's operator, also one whose
+    code reads no such switch (a GRU's step has no input term to hoist)"""
+    gru = symcell.cells.GRU(8, 16, backend="cpp")
+    monkeypatch.setenv("SYMCELL_HOIST", "flase")
+    with pytest.raises(ValueError, match="SYMCELL_HOIST='flase' is not understood"):
+        gru(torch.randn(5, 3, 8))
+    monkeypatch.delenv("SYMCELL_HOIST")
     cell = symcell.cells.LSTM(8, 16, backend="cpp")
     x, lengths = torch.randn(5, 12, 8), torch.tensor([5, 3, 1, 4, 5, 2, 2, 1, 5, 3, 4, 1])
     want, _ = cell(x, lengths=lengths)
@@ -472,7 +478,7 @@ def test_the_cpp_switches_take_true_and_false_and_refuse_what_they_do_not_unders
             torch.testing.assert_close(cell(x, lengths=lengths)[0], want)
         for value in ("flase", "2", " 0"):
             monkeypatch.setenv(variable, value)
-            with pytest.raises(ValueError, match=f"{variable}={value} is not understood"):
+            with pytest.raises(ValueError, match=f"{variable}='{value}' is not understood"):
                 cell(x, lengths=lengths)
         monkeypatch.delenv(variable)
     # and they do what they say: bfloat16 products off with "false" (on this CPU, where they are on by default)

@@ -337,6 +337,7 @@ extern template std::vector<at::Tensor> backward_impl<float>(at::TensorList _d_y
 
 void forward(const c10::OperatorHandle&, torch::jit::Stack* _stack) {
   sc::ThreadCount _threads;   // (first: sc.h says why)
+  sc::check_switches();
   auto _in = torch::jit::last(*_stack, 8);
   const std::vector<at::Tensor> _xs = sc::contiguous(_in[0].toTensorVector());
   sc::expect_count(_xs.size(), 1, "xs");
@@ -358,6 +359,7 @@ void forward(const c10::OperatorHandle&, torch::jit::Stack* _stack) {
 }
 void backward(const c10::OperatorHandle&, torch::jit::Stack* _stack) {
   sc::ThreadCount _threads;   // (first: sc.h says why)
+  sc::check_switches();
   auto _in = torch::jit::last(*_stack, 11);
   const std::vector<at::Tensor> _d_ys = sc::contiguous(_in[0].toTensorVector());
   sc::expect_count(_d_ys.size(), 1, "d_ys");

@@ -654,6 +654,7 @@ extern template std::vector<at::Tensor> tangent_backward_impl<float>(at::TensorL
 
 void tangent_forward(const c10::OperatorHandle&, torch::jit::Stack* _stack) {
   sc::ThreadCount _threads;   // (first: sc.h says why)
+  sc::check_switches();
   auto _in = torch::jit::last(*_stack, 13);
   const std::vector<at::Tensor> _xs = sc::contiguous(_in[0].toTensorVector());
   sc::expect_count(_xs.size(), 1, "xs");
@@ -685,6 +686,7 @@ void tangent_forward(const c10::OperatorHandle&, torch::jit::Stack* _stack) {
 }
 void tangent_backward(const c10::OperatorHandle&, torch::jit::Stack* _stack) {
   sc::ThreadCount _threads;   // (first: sc.h says why)
+  sc::check_switches();
   auto _in = torch::jit::last(*_stack, 18);
   const std::vector<at::Tensor> _d_ys = sc::contiguous(_in[0].toTensorVector());
   sc::expect_count(_d_ys.size(), 1, "d_ys");

@@ -1,11 +1,9 @@
 """The C++ CPU backend: render.py prints a kernel program as C++ over sc.h, build.py builds and calls it."""
-import os
-
 import torch
 
 from ..base import Backend
 from . import build as _build
-from .build import compiler_works  # noqa: F401
+from .build import compiler_works, forced  # noqa: F401
 from . import render as renderer   # (the module stays symcell.backends.cpp.render: its function is renderer.render)
 
 
@@ -44,16 +42,3 @@ def scan_columns(weight_bytes):
     on = forced("SYMCELL_SCAN_COLUMNS")
     return on == 1 if on >= 0 else weight_bytes > SCAN_COLUMNS_FROM
 
-
-def forced(variable):
-    """sc::forced: 1 or 0 where the variable forces a code path (1, true, on, yes; 0, false, off, no: any case),
-    -1 where it is unset or empty; any other value is refused"""
-    value = os.environ.get(variable, "")
-    if not value:
-        return -1
-    if value.lower() in ("1", "true", "on", "yes"):
-        return 1
-    if value.lower() in ("0", "false", "off", "no"):
-        return 0
-    raise ValueError(f"symcell: {variable}={value} is not understood: set it to 1 (true, on, yes) or 0 (false, off, "
-                     "no), or unset it")

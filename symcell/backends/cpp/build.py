@@ -37,6 +37,20 @@ def flags():
     return cflags, ldflags
 
 
+def forced(variable):
+    """sc::forced: 1 or 0 where the variable forces a code path (1, true, on, yes; 0, false, off, no: any case),
+    -1 where it is unset or empty; any other value is refused (the SYMCELL_* switches of sc.h, and SYMCELL_PCH)"""
+    value = os.environ.get(variable, "")
+    if not value:
+        return -1
+    if value.lower() in ("1", "true", "on", "yes"):
+        return 1
+    if value.lower() in ("0", "false", "off", "no"):
+        return 0
+    raise ValueError(f"symcell: {variable}={value!r} is not understood: set it to 1 (true, on, yes) or 0 (false, "
+                     "off, no), or unset it")
+
+
 class Entry:
     """An operator of a built library, called with the cell's dimensions (run-time values) after the scan's
     arguments and flag, and an empty tensor for no lengths. It can leave out work (`skip`, see base.py). It takes
@@ -94,7 +108,7 @@ def build(program, scans, source, dims):
 # a build faster, never different. SYMCELL_PCH=0 turns it off.
 def _precompiled(header, cflags, ldflags):
     """the folder of the precompiled header for these flags (None: SYMCELL_PCH=0, or no cache folder)"""
-    if os.environ.get("SYMCELL_PCH", "1") == "0":
+    if forced("SYMCELL_PCH") == 0:
         return None
     try:
         return cache.cache_dir() / f"pch-{cache.cache_key(header, cflags, ldflags)}"

@@ -753,6 +753,7 @@ def render(program, scans):
             names = [a.name for a in scan.args] + ["_dims"] + (["_save"] if scan.save else []) + \
                 ["_bf16", "_lengths", "_skip"]
             w("sc::ThreadCount _threads;   // (first: sc.h says why)")
+            w("sc::check_switches();")
             w(f"auto _in = torch::jit::last(*_stack, {len(names)});")
             for k, a in enumerate(scan.args):
                 w(f"const std::vector<at::Tensor> {a.name} = sc::contiguous(_in[{k}].toTensorVector());")

@@ -247,8 +247,14 @@ inline int forced(const char* variable) {
   for (char& c : v) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   if (v == "1" || v == "true" || v == "on" || v == "yes") return 1;
   if (v == "0" || v == "false" || v == "off" || v == "no") return 0;
-  TORCH_CHECK_VALUE(false, "symcell: ", variable, "=", value, " is not understood: set it to 1 (true, on, yes) or 0 ",
-                    "(false, off, no), or unset it");
+  TORCH_CHECK_VALUE(false, "symcell: ", variable, "='", value, "' is not understood: set it to 1 (true, on, yes) or ",
+                    "0 (false, off, no), or unset it");
+}
+// every switch read at each operator call, whether or not this cell's code reaches it (a GRU has no sc::hoist):
+// a bad value is refused alike
+inline void check_switches() {
+  for (const char* variable : {"SYMCELL_HOIST", "SYMCELL_DIRECT", "SYMCELL_SCAN_COLUMNS", "SYMCELL_BF16_PRODUCTS"})
+    forced(variable);
 }
 // ---- bfloat16 products -----------------------------------------------------------------------------------------
 // A bfloat16 module's scan runs in float32 (its state, every sum and every pointwise value). Where its operator is
@@ -284,8 +290,8 @@ inline bool& products16_flag() {
 }
 inline bool products16() { return products16_flag(); }
 inline bool products16_wanted(bool bf16_scan) {   // (torch's oneDNN switch read every call, as tall() reads it)
-  const int on = forced("SYMCELL_BF16_PRODUCTS");   // (read whatever the scan: a bad value is refused alike)
-  return bf16_scan && on != 0 && at::globalContext().userEnabledMkldnn() && brgemm16_ok();
+  return bf16_scan && forced("SYMCELL_BF16_PRODUCTS") != 0 && at::globalContext().userEnabledMkldnn() &&
+         brgemm16_ok();
 }
 struct Products16 {
   bool before;
@@ -324,8 +330,7 @@ struct InLoop {
 };
 template <typename F> inline void scan_rows(int64_t B, int64_t weight_bytes, const F& f) {
   const int64_t nt = at::get_num_threads();
-  const bool columns = scan_columns(weight_bytes);   // (read whatever the rows: a bad value is refused alike)
-  if (nt > 1 && B >= 4 * nt && !columns) {
+  if (nt > 1 && B >= 4 * nt && !scan_columns(weight_bytes)) {
     const bool p16 = products16();
     at::parallel_for(0, B, (B + nt - 1) / nt, [&](int64_t b0, int64_t b1) {
       FlushDenormals ftz;
@@ -720,9 +725,10 @@ template <typename T> inline void mm_panels(int64_t M, int64_t N, int64_t K, con
   const bf16* Bv = nullptr;
   bf16* A16 = nullptr;
   // products16: rows [k0, k0 + K) as whole pairs, from row k0 - lead (lead = 1 where k0 is odd) to Ke: the rows
-  // outside the product times zero columns of A. Row k0 - 1's lane is its term's (panels above the loop's first
-  // GEMM) or zero (clear_last_pairs); a row past k0 + K is only the zero lane past the panels' last (an odd Kt), so
-  // a product ending inside them at an odd row (a term left out at run time: the tangent scans') stays float32
+  // outside the product times zero columns of A, and so finite. An odd k0 comes only from a step's GEMM after a
+  // term that ran before the loop (render.py's panel_rest), whose last row's lane clear_last_pairs zeroes; a row
+  // past k0 + K is only the zero lane past the panels' last (an odd Kt), so a product ending inside them at an odd
+  // row (terms left out at run time: the tangent scans') stays float32
   const int64_t lead = k0 & 1, Ke = even(lead + K);
   if constexpr (std::is_same_v<T, float>) {
     brgemm = brgemm_ok();
