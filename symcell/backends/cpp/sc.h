@@ -239,7 +239,7 @@ template <typename F> inline void rows(int64_t R, int64_t n, const F& f) {
 }
 // A code path a variable forces: 1 (or true, on, yes, any case) or 0 (false, off, no); -1 where it is unset or
 // empty. Any other value is refused, naming the variable: "=flase" silently meant neither. (The same rule as
-// symcell.backends.cpp.forced, which reads SYMCELL_SCAN_COLUMNS for the row order.)
+// symcell/backends/cpp/build.py's forced, which reads SYMCELL_SCAN_COLUMNS for the row order.)
 inline int forced(const char* variable) {
   const char* value = std::getenv(variable);
   if (value == nullptr || value[0] == '\0') return -1;
@@ -249,6 +249,7 @@ inline int forced(const char* variable) {
   if (v == "0" || v == "false" || v == "off" || v == "no") return 0;
   TORCH_CHECK_VALUE(false, "symcell: ", variable, "='", value, "' is not understood: set it to 1 (true, on, yes) or ",
                     "0 (false, off, no), or unset it");
+  return -1;   // (not reached)
 }
 // every switch read at each operator call, whether or not this cell's code reaches it (a GRU has no sc::hoist):
 // a bad value is refused alike
@@ -312,11 +313,6 @@ inline bool scan_columns(int64_t weight_bytes) {
   const int on = forced("SYMCELL_SCAN_COLUMNS");
   return on >= 0 ? on == 1 : weight_bytes > SCAN_COLUMNS_FROM;
 }
-// the time loop over batch rows [b0, b1): rows never interact in a recurrence, so with enough rows each thread
-// runs the whole sequence on its own slice (no synchronisation per step, its GEMM outputs stay in its cache);
-// with few rows, or weights too many for each thread to stream them every step (scan_columns), one thread runs
-// the loop and the GEMMs and regions inside split their work instead. (The row order for mixed lengths,
-// CppBackend.row_order in symcell/backends/cpp/__init__.py, follows the same rule.)
 // Whether this thread runs a time loop's step: a step's GEMMs, however many rows, never pack weights per call (the
 // tall blocks' way), which every step would repeat
 inline bool& in_loop() {
@@ -328,6 +324,11 @@ struct InLoop {
   InLoop() : before(in_loop()) { in_loop() = true; }
   ~InLoop() { in_loop() = before; }
 };
+// the time loop over batch rows [b0, b1): rows never interact in a recurrence, so with enough rows each thread
+// runs the whole sequence on its own slice (no synchronisation per step, its GEMM outputs stay in its cache);
+// with few rows, or weights too many for each thread to stream them every step (scan_columns), one thread runs
+// the loop and the GEMMs and regions inside split their work instead. (The row order for mixed lengths,
+// CppBackend.row_order in symcell/backends/cpp/__init__.py, follows the same rule.)
 template <typename F> inline void scan_rows(int64_t B, int64_t weight_bytes, const F& f) {
   const int64_t nt = at::get_num_threads();
   if (nt > 1 && B >= 4 * nt && !scan_columns(weight_bytes)) {
