@@ -352,7 +352,7 @@ void forward(const c10::OperatorHandle&, torch::jit::Stack* _stack) {
   const std::vector<int64_t> _skip = sc::int_list(_in[7]);
   sc::FlushDenormals _ftz;
   // _bf16: the float32 tensors of a bfloat16 module's scan (sc.h's products16)
-  sc::Products16 _products(sc::products16_wanted(_in[5].toBool() && _xs[0].scalar_type() == at::kFloat));
+  sc::SetFlag _products(sc::products16_flag(), sc::products16_wanted(_in[5].toBool() && _xs[0].scalar_type() == at::kFloat));
   std::vector<at::Tensor> _out = _xs[0].scalar_type() == at::kDouble ? forward_impl<double>(_xs, _inits, _params, _dims, _save, _lengths, _skip) : forward_impl<float>(_xs, _inits, _params, _dims, _save, _lengths, _skip);
   torch::jit::drop(*_stack, 8);
   torch::jit::push(*_stack, c10::IValue(std::move(_out)));
@@ -381,7 +381,7 @@ void backward(const c10::OperatorHandle&, torch::jit::Stack* _stack) {
   const std::vector<int64_t> _skip = sc::int_list(_in[10]);
   sc::FlushDenormals _ftz;
   // _bf16: the float32 tensors of a bfloat16 module's scan (sc.h's products16)
-  sc::Products16 _products(sc::products16_wanted(_in[8].toBool() && _xs[0].scalar_type() == at::kFloat));
+  sc::SetFlag _products(sc::products16_flag(), sc::products16_wanted(_in[8].toBool() && _xs[0].scalar_type() == at::kFloat));
   std::vector<at::Tensor> _out = _xs[0].scalar_type() == at::kDouble ? backward_impl<double>(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _dims, _lengths, _skip) : backward_impl<float>(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _dims, _lengths, _skip);
   torch::jit::drop(*_stack, 11);
   torch::jit::push(*_stack, c10::IValue(std::move(_out)));

@@ -679,7 +679,7 @@ void tangent_forward(const c10::OperatorHandle&, torch::jit::Stack* _stack) {
   const std::vector<int64_t> _skip = sc::int_list(_in[12]);
   sc::FlushDenormals _ftz;
   // _bf16: the float32 tensors of a bfloat16 module's scan (sc.h's products16)
-  sc::Products16 _products(sc::products16_wanted(_in[10].toBool() && _xs[0].scalar_type() == at::kFloat));
+  sc::SetFlag _products(sc::products16_flag(), sc::products16_wanted(_in[10].toBool() && _xs[0].scalar_type() == at::kFloat));
   std::vector<at::Tensor> _out = _xs[0].scalar_type() == at::kDouble ? tangent_forward_impl<double>(_xs, _inits, _params, _ys, _res, _v_xs, _v_inits, _v_params, _dims, _save, _lengths, _skip) : tangent_forward_impl<float>(_xs, _inits, _params, _ys, _res, _v_xs, _v_inits, _v_params, _dims, _save, _lengths, _skip);
   torch::jit::drop(*_stack, 13);
   torch::jit::push(*_stack, c10::IValue(std::move(_out)));
@@ -722,7 +722,7 @@ void tangent_backward(const c10::OperatorHandle&, torch::jit::Stack* _stack) {
   const std::vector<int64_t> _skip = sc::int_list(_in[17]);
   sc::FlushDenormals _ftz;
   // _bf16: the float32 tensors of a bfloat16 module's scan (sc.h's products16)
-  sc::Products16 _products(sc::products16_wanted(_in[15].toBool() && _xs[0].scalar_type() == at::kFloat));
+  sc::SetFlag _products(sc::products16_flag(), sc::products16_wanted(_in[15].toBool() && _xs[0].scalar_type() == at::kFloat));
   std::vector<at::Tensor> _out = _xs[0].scalar_type() == at::kDouble ? tangent_backward_impl<double>(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _v_d_ys, _v_d_finals, _v_xs, _v_inits, _v_params, _v_ys, _v_res, _dims, _lengths, _skip) : tangent_backward_impl<float>(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _v_d_ys, _v_d_finals, _v_xs, _v_inits, _v_params, _v_ys, _v_res, _dims, _lengths, _skip);
   torch::jit::drop(*_stack, 18);
   torch::jit::push(*_stack, c10::IValue(std::move(_out)));

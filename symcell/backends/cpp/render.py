@@ -768,7 +768,8 @@ def render(program, scans):
             w(f"const std::vector<int64_t> _skip = sc::int_list(_in[{k + 3}]);")
             w("sc::FlushDenormals _ftz;")
             w("// _bf16: the float32 tensors of a bfloat16 module's scan (sc.h's products16)")
-            w(f"sc::Products16 _products(sc::products16_wanted(_in[{k + 1}].toBool() && {first}.scalar_type() == at::kFloat));")
+            w(f"sc::SetFlag _products(sc::products16_flag(), sc::products16_wanted(_in[{k + 1}].toBool() && "
+              f"{first}.scalar_type() == at::kFloat));")
             w(f"std::vector<at::Tensor> _out = {first}.scalar_type() == at::kDouble ? {scan.name}_impl<double>({call}) "
               f": {scan.name}_impl<float>({call});")
             w(f"torch::jit::drop(*_stack, {len(names)});")

@@ -282,7 +282,7 @@ inline bool brgemm16_ok() {
   }();
   return ok;
 }
-// Whether this thread's GEMMs multiply in bfloat16: the operator sets it for its call (Products16), scan_rows in
+// Whether this thread's GEMMs multiply in bfloat16: the operator sets it for its call (SetFlag), scan_rows in
 // the threads it runs the loop on. Read where a GEMM is called, never inside the body of an at::parallel_for (its
 // other threads have their own: a GEMM decides before it splits).
 inline bool& products16_flag() {
@@ -290,15 +290,17 @@ inline bool& products16_flag() {
   return on;
 }
 inline bool products16() { return products16_flag(); }
+// a thread's flag (products16_flag, in_loop) set for a scope, and put back after it
+struct SetFlag {
+  bool& flag;
+  bool before;
+  SetFlag(bool& f, bool on) : flag(f), before(f) { f = on; }
+  ~SetFlag() { flag = before; }
+};
 inline bool products16_wanted(bool bf16_scan) {   // (torch's oneDNN switch read every call, as tall() reads it)
   return bf16_scan && forced("SYMCELL_BF16_PRODUCTS") != 0 && at::globalContext().userEnabledMkldnn() &&
          brgemm16_ok();
 }
-struct Products16 {
-  bool before;
-  explicit Products16(bool on) : before(products16_flag()) { products16_flag() = on; }
-  ~Products16() { products16_flag() = before; }
-};
 // Whether a cell's weights are too many for each thread to stream them all every step: then the threads share each
 // step's work (a GEMM's panels, a region's rows; a barrier each) rather than each running all steps of its own
 // rows. weight_bytes: all the cell's weight matrices, in the scalar type the kernel runs (a measure of what a step
@@ -319,11 +321,6 @@ inline bool& in_loop() {
   static thread_local bool on = false;
   return on;
 }
-struct InLoop {
-  bool before;
-  InLoop() : before(in_loop()) { in_loop() = true; }
-  ~InLoop() { in_loop() = before; }
-};
 // the time loop over batch rows [b0, b1): rows never interact in a recurrence, so with enough rows each thread
 // runs the whole sequence on its own slice (no synchronisation per step, its GEMM outputs stay in its cache);
 // with few rows, or weights too many for each thread to stream them every step (scan_columns), one thread runs
@@ -335,12 +332,11 @@ template <typename F> inline void scan_rows(int64_t B, int64_t weight_bytes, con
     const bool p16 = products16();
     at::parallel_for(0, B, (B + nt - 1) / nt, [&](int64_t b0, int64_t b1) {
       FlushDenormals ftz;
-      Products16 products(p16);
-      InLoop loop;
+      SetFlag products(products16_flag(), p16), loop(in_loop(), true);
       f(b0, b1);
     });
   } else {
-    InLoop loop;
+    SetFlag loop(in_loop(), true);
     f(0, B);
   }
 }
@@ -499,11 +495,14 @@ inline void pair_block(const float* src, int64_t ld, int64_t k0, int64_t k1, int
   for (; k + 1 < k1; k += 2) pair_of_rows(src + k * ld, src + (k + 1) * ld, w, d + k * w);
   if (k < k1) alone(k);
 }
+// row r's lane of a block's pairs, zero
+inline void zero_lane(int64_t r, int64_t w, bf16* d) {
+  for (int64_t j = 0; j < w; ++j) d[vnni_at(r, j, w)] = bf16(0.f);
+}
 // the rows of a block's pairs from row K (odd: the lane of row K) to Kp, zero
 inline void zero_pairs_from(int64_t K, int64_t Kp, int64_t w, bf16* d) {
-  if (K & 1)
-    for (int64_t j = 0; j < w; ++j) d[vnni_at(K, j, w)] = bf16(0.f);
-  if (Kp > even(K)) std::memset(static_cast<void*>(d + even(K) * w), 0, sizeof(bf16) * (Kp - even(K)) * w);
+  if (K & 1) zero_lane(K, w, d);
+  zero(d + even(K) * w, (Kp - even(K)) * w);
 }
 // dst = the (K, N) block of B (row stride ldb) in panels of PANEL columns in pairs of rows, panel p at
 // dst + p * Kp * PANEL (Kp >= even(K)), its rows from K zero
@@ -641,16 +640,14 @@ template <typename T> inline void mm_nt(int64_t M, int64_t N, int64_t K, const T
                                         int64_t ldw, T* C, int64_t ldc) {
   if (mm_empty(M, N, K, false, C, ldc)) return;
   if constexpr (std::is_same_v<T, float>) {
-    if (tall(M, 16) && products16()) {   // (transposed into float panels by 8 x 8 tiles, then paired)
-      float* Wp = scratch((N + PANEL - 1) / PANEL * PANEL * K);
-      transpose_panels(W, ldw, N, K, Wp, K * PANEL, 0);
-      bf16* Wv = scratch16(0, (N + PANEL - 1) / PANEL * PANEL * even(K));
-      pair_panels(Wp, K * PANEL, N, 0, K, Wv);
-      return mm_tall_panels16(M, N, K, A, lda, Wv, false, C, ldc);
-    }
     if (tall(M, 16)) {
       float* Wp = scratch((N + PANEL - 1) / PANEL * PANEL * K);
       transpose_panels(W, ldw, N, K, Wp, K * PANEL, 0);
+      if (products16()) {   // (the float panels, transposed by 8 x 8 tiles, then paired)
+        bf16* Wv = scratch16(0, (N + PANEL - 1) / PANEL * PANEL * even(K));
+        pair_panels(Wp, K * PANEL, N, 0, K, Wv);
+        return mm_tall_panels16(M, N, K, A, lda, Wv, false, C, ldc);
+      }
       return mm_tall_panels(M, N, K, A, lda, Wp, K * PANEL, 0, false, C, ldc);
     }
   }
@@ -688,8 +685,9 @@ inline int64_t pairs_from(int64_t Kt, int64_t N) { return (Kt * N + 15) / 16 * 1
 inline int64_t step_panels_numel(int64_t Kt, int64_t N) {   // in floats (two bfloat16 a float)
   return products16() ? pairs_from(Kt, N) + ((N + PANEL - 1) / PANEL * PANEL * even(Kt) + 1) / 2 : Kt * N;
 }
-template <typename T> inline const bf16* panels16(const T* Bp, int64_t ldp, int64_t N) {
-  return reinterpret_cast<const bf16*>(Bp + pairs_from(ldp / PANEL, N));
+// (where the generated code wrote the float panels, through a pointer it hands on as const to the GEMMs)
+template <typename T> inline bf16* panels16(const T* Bp, int64_t ldp, int64_t N) {
+  return reinterpret_cast<bf16*>(const_cast<T*>(Bp) + pairs_from(ldp / PANEL, N));
 }
 // A term's rows left out of the panels (its product runs before the loop): where the term ends at an odd row, the
 // pairs' lane of its last row zero, for a step's GEMM from the next row multiplies it by zero (mm_panels)
@@ -697,11 +695,8 @@ template <typename T> inline void clear_last_pairs(const T* Bp, int64_t ldp, int
   if constexpr (std::is_same_v<T, float>) {
     const int64_t k = k0 + K - 1, Kt = ldp / PANEL, P = (N + PANEL - 1) / PANEL;
     if (!products16() || K == 0 || (k & 1) == 1) return;   // (an odd row ends a pair: no GEMM reads it alone)
-    bf16* area = const_cast<bf16*>(panels16(Bp, ldp, N));
-    for (int64_t p = 0; p < P; ++p) {
-      const int64_t w = panel_width(N, p);
-      for (int64_t j = 0; j < w; ++j) area[p * even(Kt) * PANEL + vnni_at(k, j, w)] = bf16(0.f);
-    }
+    bf16* area = panels16(Bp, ldp, N);
+    for (int64_t p = 0; p < P; ++p) zero_lane(k, panel_width(N, p), area + p * even(Kt) * PANEL);
   }
 }
 // transpose_panels and copy_panels for a step's panels (their pairs of rows too, where the products are bfloat16)
@@ -709,12 +704,12 @@ template <typename T> inline void transpose_step_panels(const T* src, int64_t ld
                                                         int64_t ldp, int64_t k0) {
   transpose_panels(src, lds, N, K, dst, ldp, k0);
   if constexpr (std::is_same_v<T, float>)
-    if (products16()) pair_panels(dst, ldp, N, k0, K, const_cast<bf16*>(panels16(dst, ldp, N)));
+    if (products16()) pair_panels(dst, ldp, N, k0, K, panels16(dst, ldp, N));
 }
 template <typename T> inline void copy_step_panels(const T* src, int64_t lds, int64_t K, int64_t N, T* dst) {
   copy_panels(src, lds, K, N, dst);
   if constexpr (std::is_same_v<T, float>)
-    if (products16()) pair_panels(dst, K * PANEL, N, 0, K, const_cast<bf16*>(panels16(dst, K * PANEL, N)));
+    if (products16()) pair_panels(dst, K * PANEL, N, 0, K, panels16(dst, K * PANEL, N));
 }
 // C[M,N] (+)= A[M,K] @ B[K,N], B rows [k0, k0 + K) of the panels (above), A and C row-major. Short (a step): each
 // thread a run of panels; tall: each thread its rows, panel by panel (products16: the pairs of rows after the
@@ -736,10 +731,9 @@ template <typename T> inline void mm_panels(int64_t M, int64_t N, int64_t K, con
     pairs = brgemm && products16() && (Ke == lead + K || k0 + K == ldp / PANEL);
     if (pairs) {
       A16 = scratch16(1, M * Ke);
-      for (int64_t r = 0; r < M; ++r) {
-        if (lead) A16[r * Ke] = bf16(0.f);
-        to_bf16(A + r * lda, lda, 1, K, A16 + r * Ke + lead, Ke, Ke - lead);
-      }
+      to_bf16(A, lda, M, K, A16 + lead, Ke, Ke - lead);
+      if (lead)
+        for (int64_t r = 0; r < M; ++r) A16[r * Ke] = bf16(0.f);
       Bv = panels16(Bp, ldp, N);
     }
   }
