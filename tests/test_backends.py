@@ -179,7 +179,7 @@ def test_float32_lstm_gemms_in_blocks_against_nn(T, B, I, H, threads, onednn):
 @pytest.mark.parametrize("threads", [2], indirect=True)
 def test_cpp_row_order_follows_how_its_loop_splits(threads, monkeypatch):
     """The cpp loop gives each thread a slice of the rows (from B >= 4 threads), unless the cell's weights are more
-    than each thread can stream every step (sc::scan_columns): then one thread runs the loop, and each step shares
+    than each thread can stream every step (sc::scan_columns, from 8 MiB): then one thread runs the loop, and each step shares
     its work. The row order symcell.scan chooses follows: longest first with one slice, dealt round-robin over the
     slices so each holds long and short rows alike. The rule's bound is sc.h's constant, in bytes as the kernel runs
     (float32 for a 16-bit module)."""
@@ -192,10 +192,12 @@ def test_cpp_row_order_follows_how_its_loop_splits(threads, monkeypatch):
     longest_first = torch.argsort(lengths, descending=True, stable=True)
     dealt = longest_first[[0, 2, 4, 6, 1, 3, 5, 7]]               # slice 0: ranks 0, 2, 4, 6; slice 1: 1, 3, 5, 7
     small = symcell.cells.LSTM(64, 64, backend="cpp")             # 8 * 64 * 64 * 4 bytes = 128 KiB
-    large = symcell.cells.LSTM(512, 513, backend="cpp")           # 4 * 513 * (512 + 513) elements: 8.03 MiB float32
-    assert large._bindings[0].weight_elements == 4 * 513 * (512 + 513)
+    large = symcell.cells.LSTM(512, 512, backend="cpp")           # 4 * 512 * (512 + 512) elements: 8 MiB float32
+    under = symcell.cells.LSTM(511, 512, backend="cpp")           # 4 * 512 * (511 + 512): 8 MiB less 8 KiB
+    assert large._bindings[0].weight_elements == 4 * 512 * (512 + 512) == (8 << 20) // 4
     assert torch.equal(row_order(small._bindings[0], lengths, torch.float32), dealt)
-    assert torch.equal(row_order(large._bindings[0], lengths, torch.float32), longest_first)
+    assert torch.equal(row_order(under._bindings[0], lengths, torch.float32), dealt)
+    assert torch.equal(row_order(large._bindings[0], lengths, torch.float32), longest_first)   # (from the bound on)
     assert torch.equal(row_order(large._bindings[0], lengths, torch.bfloat16), longest_first)
     # symcell.RNN's layers, one order for all: the widest's
     assert torch.equal(row_order([small._bindings[0], large._bindings[0]], lengths, torch.float32), longest_first)

@@ -40,5 +40,5 @@ SCAN_COLUMNS_FROM = 8 << 20   # bytes: sc.h's constant of the same name
 def scan_columns(weight_bytes):
     """sc::scan_columns: whether the loop shares each step across threads rather than splitting the rows"""
     on = forced("SYMCELL_SCAN_COLUMNS")
-    return on == 1 if on >= 0 else weight_bytes > SCAN_COLUMNS_FROM
+    return on == 1 if on >= 0 else weight_bytes >= SCAN_COLUMNS_FROM
 
