@@ -179,10 +179,10 @@ def test_float32_lstm_gemms_in_blocks_against_nn(T, B, I, H, threads, onednn):
 @pytest.mark.parametrize("threads", [2], indirect=True)
 def test_cpp_row_order_follows_how_its_loop_splits(threads, monkeypatch):
     """The cpp loop gives each thread a slice of the rows (from B >= 4 threads), unless the cell's weights are more
-    than each thread can stream every step (sc::scan_columns, from 8 MiB): then one thread runs the loop, and each step shares
-    its work. The row order symcell.scan chooses follows: longest first with one slice, dealt round-robin over the
-    slices so each holds long and short rows alike. The rule's bound is sc.h's constant, in bytes as the kernel runs
-    (float32 for a 16-bit module)."""
+    than each thread can stream every step (sc::scan_columns, from 8 MiB): then one thread runs the loop, and each
+    step shares its work. The row order symcell.scan chooses follows: longest first with one slice, dealt
+    round-robin over the slices so each holds long and short rows alike. The rule's bound is sc.h's constant, in
+    bytes as the kernel runs (float32 for a 16-bit module)."""
     from symcell.backends import cpp
     from symcell.sequence import row_order
     sc_h = (Path(cpp.__file__).parent / "sc.h").read_text()

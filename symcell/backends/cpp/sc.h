@@ -309,7 +309,7 @@ inline bool products16_wanted(bool bf16_scan) {   // (torch's oneDNN switch read
 // 1 MiB a core, L3 32 MiB; bench_cpu.py --only split), the LSTM's time with each step shared over its time with
 // the rows split: forward 0.84-0.88 and forward+backward 0.89-0.94 at H=1024 (32 MiB of weights, B=8-64), 0.92-1.01
 // at 12.5-18 MiB, but 0.92-1.04 at 8 MiB and 1.04-1.17 at 2-4.5 MiB (the barriers cost more than they save). On
-// an Intel Xeon with AMX (L2 2 MiB a core): 0.76-1.02 forward and 0.83-0.98 forward+backward at 8 MiB (B=8-64),
+// an Intel Xeon with AMX (L2 2 MiB a core): 0.75-1.02 forward and 0.83-0.98 forward+backward at 8 MiB (B=8-64),
 // 0.97-0.99 / 0.94-0.95 at 4.5-6 MiB, 0.99-1.02 / 0.96-1.03 at 2 MiB. So from 8 MiB (an LSTM at H = I = 512 in
 // float32), where the EPYC is even and the Xeon gains; below, the EPYC loses more than the Xeon would gain.
 // SYMCELL_SCAN_COLUMNS=0 or 1 forces it (read every call; CppBackend.row_order reads it too).
