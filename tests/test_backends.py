@@ -187,6 +187,8 @@ def test_cpp_row_order_follows_how_its_loop_splits(threads, monkeypatch):
     from symcell.sequence import row_order
     sc_h = (Path(cpp.__file__).parent / "sc.h").read_text()
     assert f"SCAN_COLUMNS_FROM = int64_t({cpp.SCAN_COLUMNS_FROM >> 20}) << 20;" in sc_h
+    assert "weight_bytes >= SCAN_COLUMNS_FROM;" in sc_h and "weight_bytes >= SCAN_COLUMNS_FROM\n" in \
+        Path(cpp.__file__).read_text()   # (the mirror compares as sc.h does: from the bound on)
     monkeypatch.delenv("SYMCELL_SCAN_COLUMNS", raising=False)
     lengths = torch.tensor([3, 9, 1, 7, 9, 2, 5, 8])            # B = 8: two slices of 4 rows
     longest_first = torch.argsort(lengths, descending=True, stable=True)
