@@ -28,7 +28,7 @@ from measure import cpu_model, timed
 HEADER = Path(__file__).resolve().parent.parent / "symcell" / "backends" / "cpp"
 
 SOURCE = r"""
-#include "sc.h"
+#include "sc.cpp"   // (sc.h and its compiled half, where sc::blas is)
 // C = A @ W^T (A: (M, K), W: (N, K)), by MKL or sc.h
 void nt(torch::Tensor A, torch::Tensor W, torch::Tensor C, bool mkl) {
   const int64_t M = A.size(0), K = A.size(1), N = W.size(0);

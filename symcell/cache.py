@@ -281,7 +281,7 @@ def library_key(source, cflags=(), ldflags=(), files=None, units=None):
     return cache_key(source, cflags, ldflags, {**(files or {}), **{f"unit:{k}": v for k, v in units.items()}})
 
 
-def load(source, cflags=(), ldflags=(), files=None, links=None, units=None, label=""):
+def load(source, cflags=(), ldflags=(), files=None, links=None, units=None, label="", linked=None):
     """Build (or find) the library for `source`, load it into this process, return its op namespace:
     symcell_<label>_<key> (the label, a cell's name, so that graphs and profiles name the cell), or symcell_<key>.
 
@@ -290,6 +290,10 @@ def load(source, cflags=(), ldflags=(), files=None, links=None, units=None, labe
     linked beside it when it is built (a precompiled header: it changes how fast, not what, is built, so it is
     not part of the key). `units` ({file name: lines put before the source}, default one main.cpp): the
     translation units the source is compiled as (ninja builds them in parallel); the key covers them.
+    `linked`: called only when the library is built, returns (objects, sources): object files to link into it,
+    and names among `files` to compile as units of their own beside the others (an object's first build, which
+    `keep_object` then keeps). Neither is part of the key, which must cover what made them (their sources among
+    `files`).
     """
     units = units or {"main.cpp": ""}
     key = library_key(source, cflags, ldflags, files, units)
@@ -331,7 +335,9 @@ def load(source, cflags=(), ldflags=(), files=None, links=None, units=None, labe
                     os.symlink(target, entry / name)
                 except OSError:   # a file system without links: built without it, as fast as before
                     pass
-            _build(ns, source, list(cflags), list(ldflags), entry, units)  # builds and loads
+            objects, sources = linked() if linked else ((), ())
+            _build(ns, source, list(cflags), list(ldflags) + [str(o) for o in objects], entry, units,
+                   sources)  # builds and loads
             _make_private(entry)
             _write_private(marker, (f"built in {time.perf_counter() - t0:.2f} s\nbytes {lib.stat().st_size}\n"
                                     f"sha256 {_digest(lib)}\n").encode())
@@ -380,6 +386,41 @@ def memo(name, make, fresh=False):
     except (OSError, pickle.PicklingError, TypeError, AttributeError, RecursionError):   # (a step very deep)
         pass
     return value
+
+
+def kept_object(key, name):
+    """The object file keep_object kept under `key` (root/<key>/<name>), where it is whole (its length and sha256
+    as kept) and only this user could have written it; else None."""
+    entry = _root_to_build_in() / key
+    return entry / name if _complete(entry, entry / name, entry / "complete") else None
+
+
+def keep_object(key, path):
+    """Keep a copy of the object file `path` (built beside a library) under `key`, for later builds to link
+    (load's `linked`): once, whichever process comes first; one damaged on disk is replaced."""
+    root = _root_to_build_in()
+    entry = root / key
+    try:
+        with _locked(root / f"{key}.lock"):
+            if kept_object(key, path.name) is not None:
+                return
+            if os.path.lexists(entry):   # damaged, or someone else's: replaced
+                why = _untrusted(entry)
+                if why:
+                    warn(f"symcell: the cache entry {entry} {why}: not linked; kept again")
+                if os.path.islink(entry) or not os.path.isdir(entry):
+                    entry.unlink()
+                else:
+                    shutil.rmtree(entry, ignore_errors=True)
+            private_dir(entry)
+            data = path.read_bytes()
+            _write_private(entry / path.name, data)
+            _write_private(entry / "complete", f"bytes {len(data)}\nsha256 {hashlib.sha256(data).hexdigest()}\n"
+                           .encode())
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise _full(entry, e) from e
 
 
 def entry_dir(ns):
@@ -463,12 +504,13 @@ def _full(folder, e):
     return error
 
 
-def _build(ns, source, cflags, ldflags, folder, units):
+def _build(ns, source, cflags, ldflags, folder, units, sources=()):
     from torch.utils import cpp_extension
     paths = []
     for name, defines in units.items():
         (folder / name).write_text(f"#define SYMCELL_NS {ns}\n{defines}" + source)
         paths.append(str(folder / name))
+    paths += [str(folder / name) for name in sources]
     # (torch remembers each name's sources and flags and skips a build it has already run in this process: a
     # build run again, as without a precompiled header that failed the first, then loaded a library never made)
     versions = getattr(cpp_extension, "JIT_EXTENSION_VERSIONER", None)

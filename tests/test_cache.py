@@ -52,15 +52,24 @@ def assert_all_private(folder):
 
 
 def entries(cache_dir):
-    """the cells' libraries (not the precompiled header's folder, nor the kept derivations: cache.memo)"""
-    return [p for p in cache_dir.iterdir() if p.is_dir() and not p.name.startswith("pch-") and p.name != "memo"]
+    """the cells' libraries (not the precompiled header's folder, the kept derivations, cache.memo, nor the runtime's
+    object: runtime)"""
+    return [p for p in cache_dir.iterdir() if p.is_dir() and p.name != "memo"
+            and not p.name.startswith(("pch-", "runtime-"))]
+
+
+def runtime(cache_dir):
+    """the cpp backend's runtime, the object every cell's library links (build.py): its folder"""
+    (folder,) = cache_dir.glob("runtime-*/")
+    return folder
 
 
 @needs_compiler
 @pytest.mark.cpp
 @pytest.mark.slow
 def test_two_processes_building_the_same_cell_both_succeed(tmp_path):
-    procs = [run(tmp_path, wait=False) for _ in range(2)]
+    # (no precompiled header: its compile in the background, 30-40 s of a core, is not what this tests)
+    procs = [run(tmp_path, env_extra={"SYMCELL_PCH": "0"}, wait=False) for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err
@@ -94,9 +103,15 @@ def test_corrupt_or_half_written_entries_are_rebuilt_and_later_builds_link_the_p
     assert (entry / "complete").exists()
     assert (entry / "sc.h.gch").resolve() == pch.resolve()   # same results: the script checks them
     lib.write_bytes(lib.read_bytes()[:4096])     # cut short after it was finished: rebuilt, not a SIGBUS on load
+    # ... and the runtime's object, which every cell's build links, damaged with its length unchanged: built again
+    # before this cell links it (linked, its damage would be the cell's)
+    obj = runtime(tmp_path) / "sc.o"
+    damaged = obj.read_bytes()[:-64] + b"\0" * 64
+    obj.write_bytes(damaged)
     r = run(tmp_path)
     assert r.returncode == 0, r.stderr
     assert lib.stat().st_size > 4096
+    assert obj.read_bytes() != damaged and cache._complete(obj.parent, obj, obj.parent / "complete")
     # the precompiled header cut short on disk: the build that links it fails, runs again without it and removes
     # it (the run again was no build: torch's cpp_extension skipped a build it had run in the process, and every
     # later build in the cache failed with "Could not load this library")
@@ -344,6 +359,33 @@ def test_a_marker_without_the_librarys_length_is_a_build_to_do_again(tmp_path):
     assert cache._complete(entry, lib, marker)
     lib.write_bytes(b"\0" * 2048 + b"\1" + b"\0" * 2047)
     assert not cache._complete(entry, lib, marker)
+
+
+def test_a_kept_object_is_linked_only_while_whole_and_this_users(tmp_path, monkeypatch):
+    """the cpp backend's runtime is an object that every cell's library links (cache.keep_object): damaged, every
+    later cell would link the damage; writable by others, it would run their code in every cell"""
+    monkeypatch.setenv("SYMCELL_CACHE_DIR", str(tmp_path / "cache"))
+    built = tmp_path / "x.o"
+    built.write_bytes(b"\1" * 4096)
+    assert cache.kept_object("runtime-k", "x.o") is None
+    cache.keep_object("runtime-k", built)
+    obj = cache.kept_object("runtime-k", "x.o")
+    assert obj == tmp_path / "cache" / "runtime-k" / "x.o" and obj.read_bytes() == built.read_bytes()
+    assert_all_private(tmp_path / "cache")
+    obj.write_bytes(b"\1" * 2048 + b"\0" + b"\1" * 2047)   # damaged, its length unchanged
+    assert cache.kept_object("runtime-k", "x.o") is None
+    cache.keep_object("runtime-k", built)                  # replaced
+    assert cache.kept_object("runtime-k", "x.o").read_bytes() == built.read_bytes()
+    os.chmod(obj, 0o620)                                   # writable by the group
+    assert cache.kept_object("runtime-k", "x.o") is None
+    os.chmod(obj, 0o600)
+    os.chmod(obj.parent, 0o707)                            # its folder writable by others: replaced, with a warning
+    assert cache.kept_object("runtime-k", "x.o") is None
+    with pytest.warns(UserWarning, match=r"the cache entry .*runtime-k is writable by others .*: not linked; kept "
+                                         r"again"):
+        cache.keep_object("runtime-k", built)
+    assert cache.kept_object("runtime-k", "x.o") == obj
+    assert_all_private(tmp_path / "cache")
 
 
 def test_a_precompile_killed_long_ago_is_started_again(tmp_path):

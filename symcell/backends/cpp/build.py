@@ -20,9 +20,14 @@ from ..base import COMPUTING_FOR
 from ...warn import warn
 
 HEADER = Path(__file__).with_name("sc.h")
+# sc.h's compiled half, the runtime (the GEMMs, the weights' packing, the argument checks): its object is kept in
+# the cache once per header and runtime text, flags and toolchain (compiled beside the first cell's units), and
+# every cell's library links it (so a deployed library stands alone). Compiled into each of a cell's two units
+# instead, it was half or more of each unit's build: a new cell 4.0 s instead of 6.8 on the Xeon (BENCHMARKS.md).
+RUNTIME = HEADER.with_name("sc.cpp")
 # A cell's source is compiled as two translation units that ninja builds in parallel (2 cores at least): main.cpp,
 # and main_2.cpp where the source puts about half its code (render.py). Each parses the torch headers (most of a
-# build without the precompiled sc.h); with it and the boxed operators a new cell takes 4.5 s, was 5.8 (BENCHMARKS.md).
+# build without the precompiled sc.h); with it and the boxed operators a new cell took 4.5 s, was 5.8 (BENCHMARKS.md).
 UNITS = {"main.cpp": "", "main_2.cpp": "#define SYMCELL_SECOND_UNIT 1\n"}
 _NO_LENGTHS = torch.empty(0, dtype=torch.int64)   # every row runs all steps
 
@@ -80,13 +85,24 @@ def build(program, scans, source, dims):
         raise cache.BuildError(f"symcell: backend='cpp' needs a C++ compiler and ninja: {lacking}; install it, or "
                                "use backend='reference'")
     cflags, ldflags = flags()
-    header = HEADER.read_text()
+    header, runtime = HEADER.read_text(), RUNTIME.read_text()
+    # (the runtime's text is among the cell's files, so in its key: the object it links is made from it)
+    files = {HEADER.name: header, RUNTIME.name: runtime}
+    runtime_key = "runtime-" + cache.cache_key(runtime, cflags, ldflags, {HEADER.name: header})
+    kept = []
+
+    def linked():   # only when the cell is built: one found in the cache needs no runtime
+        obj = cache.kept_object(runtime_key, RUNTIME.stem + ".o")
+        if obj is not None:
+            return [obj], []
+        kept.append(True)   # the first build in a cache compiles it beside the cell's own units, in parallel
+        return [], [RUNTIME.name]
     pch = _precompiled(header, cflags, ldflags)
     gch = pch and pch / (HEADER.name + ".gch")   # linked only when finished and only this user could have written it
     links = {gch.name: gch} if pch and cache.trusted_file(pch / "complete") and cache.trusted_file(gch) else None
     try:
-        ns = cache.load(source, cflags, ldflags, files={HEADER.name: header}, links=links, units=UNITS,
-                        label=program.name)   # once per source
+        ns = cache.load(source, cflags, ldflags, files=files, links=links, units=UNITS, label=program.name,
+                        linked=linked)   # once per source
     except cache.BuildError:
         if links is None:
             raise
@@ -94,9 +110,11 @@ def build(program, scans, source, dims):
         # build runs again without it, and where that succeeds the header is removed (the next build precompiles
         # it again). Where it fails too, the source was at fault: the header stays (other builds use it).
         links = None
-        ns = cache.load(source, cflags, ldflags, files={HEADER.name: header}, links=None, units=UNITS,
-                        label=program.name)
+        ns = cache.load(source, cflags, ldflags, files=files, links=None, units=UNITS, label=program.name,
+                        linked=linked)
         shutil.rmtree(pch, ignore_errors=True)
+    if kept:
+        cache.keep_object(runtime_key, cache.entry_dir(ns) / (RUNTIME.stem + ".o"))
     if pch and links is None:
         _precompile(pch, cache.entry_dir(ns))
     return {s.name: Entry(ns, s, [dims[d] for d in program.dims], program.dims) for s in scans}

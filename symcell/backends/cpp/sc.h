@@ -1,6 +1,7 @@
-// sc.h: the hand-written runtime of symcell's generated C++ (the cpp backend). Every generated kernel
-// includes it; its text is part of the build cache's key. The pointwise functions' derivative rules are in
-// symcell/functions.py, which also says how each is spelt here.
+// sc.h: the hand-written runtime of symcell's generated C++ (the cpp backend). Every generated kernel includes
+// it: what a kernel inlines is here (the pointwise functions, the loops' helpers), the rest is declared here and
+// compiled once in sc.cpp. The texts of both are part of the build cache's key. The pointwise functions'
+// derivative rules are in symcell/functions.py, which also says how each is spelt here.
 #pragma once
 #include <ATen/Config.h>
 #include <ATen/Context.h>
@@ -191,31 +192,6 @@ struct FlushDenormals {
   ~FlushDenormals() { _mm_setcsr(saved); }
 };
 
-// row-major GEMMs through column-major BLAS: C = op(A) op(B) in row-major is C^T = op(B)^T op(A)^T
-inline void blas(char ta, char tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
-                 const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  int M = m, N = n, K = k, LA = lda, LB = ldb, LC = ldc;
-  sgemm_(&ta, &tb, &M, &N, &K, &alpha, a, &LA, b, &LB, &beta, c, &LC);
-}
-inline void blas(char ta, char tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t lda,
-                 const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
-  int M = m, N = n, K = k, LA = lda, LB = ldb, LC = ldc;
-  dgemm_(&ta, &tb, &M, &N, &K, &alpha, a, &LA, b, &LB, &beta, c, &LC);
-}
-// oneDNN's batch-reduce GEMM microkernel (through ATen) keeps both cores busy on the small-M GEMMs of the
-// recurrence, where a BLAS call runs at half the rate; used once a self-test shows it works on this machine
-inline bool brgemm_ok() {
-  static const bool ok = [] {
-    try {
-      float a[6] = {1, 2, 3, 4, 5, 6}, b[6] = {1, 0, 2, 1, 0, 1}, c[4] = {0, 0, 0, 0};
-      at::native::cpublas::brgemm(2, 2, 3, 3, 2, 2, false, a, b, c, false);   // [2,3] @ [3,2]
-      return c[0] == 5 && c[1] == 5 && c[2] == 14 && c[3] == 11;
-    } catch (...) {
-      return false;
-    }
-  }();
-  return ok;
-}
 // C[M,N] (+)= A[M,K] @ B[K,N], all row-major; K = 0 (every term left out) adds nothing, or assigns zeros
 template <typename T> inline bool mm_empty(int64_t M, int64_t N, int64_t K, bool acc, T* C, int64_t ldc) {
   if (M == 0 || N == 0) return true;
@@ -224,39 +200,16 @@ template <typename T> inline bool mm_empty(int64_t M, int64_t N, int64_t K, bool
     for (int64_t r = 0; r < M; ++r) std::memset(C + r * ldc, 0, sizeof(T) * N);
   return true;
 }
-// A step's GEMM too small to share: one thread runs it (waking the others for each step cost more than the
-// products: B=1, H=32, T=10000 ran 4.6x slower on 2 threads than on 1, on the AMD EPYC; at H=128 1.2x)
-inline bool few(int64_t M, int64_t N, int64_t K) { return M * N * K < (1 << 17); }
-inline void mm_kn(int64_t M, int64_t N, int64_t K, const double* A, int64_t lda, const double* B, int64_t ldb,
-                  bool acc, double* C, int64_t ldc) {
-  if (mm_empty(M, N, K, acc, C, ldc)) return;
-  blas('N', 'N', N, M, K, 1.0, B, ldb, A, lda, acc ? 1.0 : 0.0, C, ldc);
-}
 // rows [0, R) of a pointwise region, split across threads only when there is enough work to pay for it
 template <typename F> inline void rows(int64_t R, int64_t n, const F& f) {
   const int64_t grain = std::max<int64_t>(1, 2048 / std::max<int64_t>(n, 1));
   at::parallel_for(0, R, grain, [&](int64_t r0, int64_t r1) { FlushDenormals ftz; f(r0, r1); });
 }
 // A code path a variable forces: 1 (or true, on, yes, any case) or 0 (false, off, no); -1 where it is unset or
-// empty. Any other value is refused, naming the variable: "=flase" silently meant neither. (The same rule as
-// symcell/backends/cpp/build.py's forced, which reads SYMCELL_SCAN_COLUMNS for the row order.)
-inline int forced(const char* variable) {
-  const char* value = std::getenv(variable);
-  if (value == nullptr || value[0] == '\0') return -1;
-  std::string v(value);
-  for (char& c : v) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  if (v == "1" || v == "true" || v == "on" || v == "yes") return 1;
-  if (v == "0" || v == "false" || v == "off" || v == "no") return 0;
-  TORCH_CHECK_VALUE(false, "symcell: ", variable, "='", value, "' is not understood: set it to 1 (true, on, yes) or ",
-                    "0 (false, off, no), or unset it");
-  return -1;   // (not reached)
-}
-// every switch read at each operator call, whether or not this cell's code reaches it (a GRU has no sc::hoist):
-// a bad value is refused alike
-inline void check_switches() {
-  for (const char* variable : {"SYMCELL_HOIST", "SYMCELL_DIRECT", "SYMCELL_SCAN_COLUMNS", "SYMCELL_BF16_PRODUCTS"})
-    forced(variable);
-}
+// empty. Any other value is refused, naming the variable.
+int forced(const char* variable);
+// every switch read at each operator call, whether or not this cell's code reaches it: a bad value is refused alike
+void check_switches();
 // ---- bfloat16 products -----------------------------------------------------------------------------------------
 // A bfloat16 module's scan runs in float32 (its state, every sum and every pointwise value). Where its operator is
 // told so (_bf16: every parameter is bfloat16, so its weights are exact in bfloat16), its float32 GEMMs over many
@@ -265,23 +218,6 @@ inline void check_switches() {
 // AVX512-BF16 CPU, more with AMX. nn.LSTM's bfloat16 kernels round so too (and keep h itself in bfloat16).
 // SYMCELL_BF16_PRODUCTS=0 keeps such a scan's products in float32 (read at each call).
 using bf16 = at::BFloat16;
-// (ATen refuses the bfloat16 kernels where the CPU has no bfloat16 instructions, oneDNN is held to an ISA without
-// them, or torch's oneDNN is off: products16_wanted asks only while it is on)
-inline bool brgemm16_ok() {
-  static const bool ok = [] {
-    try {
-      // [[1, 2], [3, 4]] @ [[1, 0], [2, 1]], B as a pair of rows: b00 b10 b01 b11
-      bf16 a[4] = {1.f, 2.f, 3.f, 4.f}, b[4] = {1.f, 2.f, 0.f, 1.f};
-      float c[4] = {0, 0, 0, 0};
-      at::native::cpublas::brgemm(2, 2, 2, 2, 2, 2, false, a, b, c, true);
-      at::native::cpublas::brgemm_release(true);
-      return c[0] == 5 && c[1] == 2 && c[2] == 11 && c[3] == 4;
-    } catch (...) {
-      return false;
-    }
-  }();
-  return ok;
-}
 // Whether this thread's GEMMs multiply in bfloat16: the operator sets it for its call (SetFlag), scan_rows in
 // the threads it runs the loop on. Read where a GEMM is called, never inside the body of an at::parallel_for (its
 // other threads have their own: a GEMM decides before it splits).
@@ -297,10 +233,9 @@ struct SetFlag {
   SetFlag(bool& f, bool on) : flag(f), before(f) { f = on; }
   ~SetFlag() { flag = before; }
 };
-inline bool products16_wanted(bool bf16_scan) {   // (torch's oneDNN switch read every call, as tall() reads it)
-  return bf16_scan && forced("SYMCELL_BF16_PRODUCTS") != 0 && at::globalContext().userEnabledMkldnn() &&
-         brgemm16_ok();
-}
+// whether a call's GEMMs multiply in bfloat16: a bfloat16 module's scan, SYMCELL_BF16_PRODUCTS not 0, torch's
+// oneDNN on, and its bfloat16 brgemm working here
+bool products16_wanted(bool bf16_scan);
 // Whether a cell's weights are too many for each thread to stream them all every step: then the threads share each
 // step's work (a GEMM's panels, a region's rows; a barrier each) rather than each running all steps of its own
 // rows. weight_bytes: all the cell's weight matrices, in the scalar type the kernel runs (a measure of what a step
@@ -343,45 +278,6 @@ template <typename F> inline void scan_rows(int64_t B, int64_t weight_bytes, con
     f(0, B);
   }
 }
-// dst[k, n] = src[n, k] for an (N, K) block of src (row stride lds) into dst (row stride ldd): the weights as
-// the (K, N) operand of mm_kn, once per call. 8 x 8 tiles through AVX registers for float: at the sizes of a
-// cell's weights, a transposing copy through ATen costs as much as a few steps of the recurrence
-inline void transpose8x8(const float* s, int64_t lds, float* d, int64_t ldd) {
-  __m256 r0 = _mm256_loadu_ps(s + 0 * lds), r1 = _mm256_loadu_ps(s + 1 * lds), r2 = _mm256_loadu_ps(s + 2 * lds),
-         r3 = _mm256_loadu_ps(s + 3 * lds), r4 = _mm256_loadu_ps(s + 4 * lds), r5 = _mm256_loadu_ps(s + 5 * lds),
-         r6 = _mm256_loadu_ps(s + 6 * lds), r7 = _mm256_loadu_ps(s + 7 * lds);
-  __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
-         t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
-         t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-  __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE),
-         u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE),
-         u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE),
-         u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-  _mm256_storeu_ps(d + 0 * ldd, _mm256_permute2f128_ps(u0, u4, 0x20));
-  _mm256_storeu_ps(d + 1 * ldd, _mm256_permute2f128_ps(u1, u5, 0x20));
-  _mm256_storeu_ps(d + 2 * ldd, _mm256_permute2f128_ps(u2, u6, 0x20));
-  _mm256_storeu_ps(d + 3 * ldd, _mm256_permute2f128_ps(u3, u7, 0x20));
-  _mm256_storeu_ps(d + 4 * ldd, _mm256_permute2f128_ps(u0, u4, 0x31));
-  _mm256_storeu_ps(d + 5 * ldd, _mm256_permute2f128_ps(u1, u5, 0x31));
-  _mm256_storeu_ps(d + 6 * ldd, _mm256_permute2f128_ps(u2, u6, 0x31));
-  _mm256_storeu_ps(d + 7 * ldd, _mm256_permute2f128_ps(u3, u7, 0x31));
-}
-template <typename T> inline void transpose(const T* src, int64_t lds, int64_t N, int64_t K, T* dst,
-                                           int64_t ldd) {
-  int64_t n8 = 0, k8 = 0;
-  if constexpr (std::is_same_v<T, float>) {
-    n8 = N / 8 * 8;
-    k8 = K / 8 * 8;
-    // each task writes whole rows of dst in order (rows of dst lie ldd apart: writing down a column of tiles
-    // would touch 8 far-apart lines per tile); large weights split across threads
-    at::parallel_for(0, k8 / 8, N * K >= (1 << 17) ? 1 : k8 / 8 + 1, [&](int64_t i0, int64_t i1) {
-      for (int64_t k = i0 * 8; k < i1 * 8; k += 8)
-        for (int64_t n = 0; n < n8; n += 8) transpose8x8(src + n * lds + k, lds, dst + k * ldd + n, ldd);
-    });
-  }
-  for (int64_t n = 0; n < N; ++n)        // what the tiles did not cover: the right columns and bottom rows
-    for (int64_t k = (n < n8 ? k8 : 0); k < K; ++k) dst[k * ldd + n] = src[n * lds + k];
-}
 // The recurrence's weights in panels: the (K, N) operand of a step's GEMM stored as ceil(N / PANEL) panels of
 // PANEL columns, panel p a contiguous (K, w_p) block at Bp + p * ldp (w_p = PANEL but the last; ldp >= K * PANEL
 // leaves room for the largest K of the matmul's terms). The microkernel then streams contiguous rows of its
@@ -389,484 +285,51 @@ template <typename T> inline void transpose(const T* src, int64_t lds, int64_t N
 // (benchmarks/bench_brgemm_layout.py). 32 columns are two AVX-512 or four AVX2 registers wide.
 constexpr int64_t PANEL = 32;
 inline int64_t panel_width(int64_t N, int64_t p) { return std::min(PANEL, N - p * PANEL); }
-// rows [k0, k0 + K) of the panels of dst = the transpose of the (N, K) block of src (row stride lds)
-template <typename T> inline void transpose_panels(const T* src, int64_t lds, int64_t N, int64_t K, T* dst,
-                                                   int64_t ldp, int64_t k0) {
-  const int64_t P = (N + PANEL - 1) / PANEL;
-  at::parallel_for(0, P, N * K >= (1 << 17) ? 1 : P + 1, [&](int64_t p0, int64_t p1) {
-    for (int64_t p = p0; p < p1; ++p) {
-      const int64_t w = panel_width(N, p);
-      transpose(src + p * PANEL * lds, lds, w, K, dst + p * ldp + k0 * w, w);
-    }
-  });
-}
 template <typename T> inline void zero(T* p, int64_t n) { if (n > 0) std::memset(p, 0, sizeof(T) * n); }
-// the panels of dst = the (K, N) block of src (row stride lds) as it is: the weights of a transposed matmul;
-// each panel Kp >= K rows (dst + p * Kp * PANEL), those past K zero
-template <typename T> inline void copy_panels(const T* src, int64_t lds, int64_t K, int64_t N, T* dst,
-                                              int64_t Kp = -1) {
-  const int64_t P = (N + PANEL - 1) / PANEL;
-  if (Kp < K) Kp = K;
-  at::parallel_for(0, P, N * K >= (1 << 17) ? 1 : P + 1, [&](int64_t p0, int64_t p1) {
-    for (int64_t p = p0; p < p1; ++p) {
-      const int64_t w = panel_width(N, p);
-      T* panel = dst + p * Kp * PANEL;
-      for (int64_t k = 0; k < K; ++k) std::memcpy(panel + k * w, src + k * lds + p * PANEL, sizeof(T) * w);
-      zero(panel + K * w, (Kp - K) * w);
-    }
-  });
-}
-// The tall GEMMs: a phase's, over all T*B rows (an input term before the loop, the operand and weight gradients
-// after it). Through brgemm in blocks a core's caches hold, each thread its own blocks of C's rows: 2.0-2.4x the
-// rate of MKL's sgemm on the AVX-512 EPYC, whose MKL takes its AVX2 code path on an AMD CPU (oneDNN's kernels
-// choose by the ISA), and 1.1-1.2x with oneDNN held to AVX2 (ONEDNN_MAX_CPU_ISA=AVX2, the AVX2 EPYC's ISA):
-// benchmarks/bench_tall_gemm.py. float64 stays on BLAS, and so does a call with few rows a thread (fewer than
-// TALL_ROWS for mm_kn, which a step runs too, and in the time loop always (sc::in_loop); 16 for mm_nt and mm_tn,
-// which only phases run), and every call when torch's oneDNN is off (torch.backends.mkldnn.enabled = False:
-// ATen's brgemm then runs BLAS a block at a time). A step's mm_panels keeps its own paths (below). Like the
-// step's GEMMs, these flush subnormal numbers to zero. The scratch a thread keeps for packed weights holds the
-// largest it packed (16 MiB for an LSTM's W_ih at I = H = 1024), as workspace() does.
-constexpr int64_t TALL_ROWS = 64;          // rows of A (of C) one brgemm call takes, at most
-// whether `rows` (of A, or reduced over) run tall: every thread at least `least` of them
-inline bool tall(int64_t rows, int64_t least = TALL_ROWS) {
-  return brgemm_ok() && at::globalContext().userEnabledMkldnn() &&
-         rows >= least * std::max<int64_t>(1, at::get_num_threads());
-}
-// the rows of a block: at most TALL_ROWS, in a number of blocks that is a multiple of the threads' (each thread
-// a contiguous run of blocks: 130 rows in blocks of 64 gave one of two threads 128 of them), multiples of 8
-inline int64_t tall_rows(int64_t M) {
-  const int64_t nt = std::max<int64_t>(1, at::get_num_threads());
-  const int64_t blocks = (M + TALL_ROWS * nt - 1) / (TALL_ROWS * nt) * nt;
-  return std::max<int64_t>(8, ((M + blocks - 1) / blocks + 7) / 8 * 8);
-}
-// the reduction's block: a (TALL_ROWS, k) block of A and a (k, PANEL) block of a panel stay in L1/L2
-inline int64_t tall_k(int64_t K) { return K <= 1024 ? K : 512; }
-// a thread's scratch for the tall GEMMs' packed and transposed blocks (apart from workspace's slots, which the
-// generated code holds across these calls)
-inline float* scratch(int64_t numel) {
-  static thread_local at::Tensor t;
-  if (!t.defined() || t.numel() < numel) t = at::empty({numel}, at::kFloat);
-  return t.data_ptr<float>();
-}
-// ... and its bfloat16 scratch (products16), two slots: a GEMM's B in pairs of rows, and its rows of A
-inline bf16* scratch16(int slot, int64_t numel) {
-  static thread_local at::Tensor t[2];
-  if (!t[slot].defined() || t[slot].numel() < numel) t[slot] = at::empty({numel}, at::kBFloat16);
-  return t[slot].data_ptr<bf16>();
-}
-inline int64_t even(int64_t k) { return (k + 1) / 2 * 2; }
-// rows [0, R) of dst (row stride ldd) = those of src (K floats each, row stride lds) rounded to bfloat16 (to
-// nearest, ties to even), then zeros to column Kp
-inline void to_bf16(const float* src, int64_t lds, int64_t R, int64_t K, bf16* dst, int64_t ldd, int64_t Kp) {
-  for (int64_t r = 0; r < R; ++r) {
-    const float* s = src + r * lds;
-    bf16* d = dst + r * ldd;
-    int64_t k = 0;
-#ifdef __AVX512BF16__
-    for (; k + 16 <= K; k += 16)
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + k), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(s + k)));
-#endif
-    for (; k < K; ++k) d[k] = bf16(s[k]);
-    for (; k < Kp; ++k) d[k] = bf16(0.f);
-  }
-}
-// B for the bfloat16 brgemm (is_vnni): a (K, w) block in pairs of rows, element (k, j) at (k / 2) * 2w + 2j + k % 2
-inline int64_t vnni_at(int64_t k, int64_t j, int64_t w) { return (k & ~int64_t(1)) * w + 2 * j + (k & 1); }
-// d[2j] = a[j], d[2j + 1] = b[j] rounded to bfloat16, j < w: rows k and k + 1 of a block as a pair
-inline void pair_of_rows(const float* a, const float* b, int64_t w, bf16* d) {
-  int64_t j = 0;
-#ifdef __AVX512BF16__
-  for (; j + 16 <= w; j += 16) {   // (each pair one 32-bit lane: a's bits low, b's high)
-    const __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(a + j)));
-    const __m512i hi = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(b + j)));
-    _mm512_storeu_si512(d + 2 * j, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
-  }
-#endif
-  for (; j < w; ++j) {
-    d[2 * j] = bf16(a[j]);
-    d[2 * j + 1] = bf16(b[j]);
-  }
-}
-// rows [k0, k1) of a (., w) block (row k at src + k * ld) into its pairs of rows at d; a row whose partner is
-// outside [k0, k1) is written alone (its partner's lane is another call's, or padding)
-inline void pair_block(const float* src, int64_t ld, int64_t k0, int64_t k1, int64_t w, bf16* d) {
-  int64_t k = k0;
-  auto alone = [&](int64_t r) {
-    for (int64_t j = 0; j < w; ++j) d[vnni_at(r, j, w)] = bf16(src[r * ld + j]);
-  };
-  if (k < k1 && (k & 1)) alone(k++);
-  for (; k + 1 < k1; k += 2) pair_of_rows(src + k * ld, src + (k + 1) * ld, w, d + k * w);
-  if (k < k1) alone(k);
-}
-// row r's lane of a block's pairs, zero
-inline void zero_lane(int64_t r, int64_t w, bf16* d) {
-  for (int64_t j = 0; j < w; ++j) d[vnni_at(r, j, w)] = bf16(0.f);
-}
-// the rows of a block's pairs from row K (odd: the lane of row K) to Kp, zero
-inline void zero_pairs_from(int64_t K, int64_t Kp, int64_t w, bf16* d) {
-  if (K & 1) zero_lane(K, w, d);
-  zero(d + even(K) * w, (Kp - even(K)) * w);
-}
-// dst = the (K, N) block of B (row stride ldb) in panels of PANEL columns in pairs of rows, panel p at
-// dst + p * Kp * PANEL (Kp >= even(K)), its rows from K zero
-inline void vnni_panels(const float* B, int64_t ldb, int64_t K, int64_t N, bf16* dst, int64_t Kp = -1) {
-  const int64_t P = (N + PANEL - 1) / PANEL;
-  if (Kp < even(K)) Kp = even(K);
-  at::parallel_for(0, P, N * K >= (1 << 17) ? 1 : P + 1, [&](int64_t p0, int64_t p1) {
-    for (int64_t p = p0; p < p1; ++p) {
-      const int64_t w = panel_width(N, p);
-      pair_block(B + p * PANEL, ldb, 0, K, w, dst + p * Kp * PANEL);
-      zero_pairs_from(K, Kp, w, dst + p * Kp * PANEL);
-    }
-  });
-}
-// rows [k0, k0 + K) of the panels at Bp (mm_panels' layout: ldp = Kt * PANEL) in pairs of rows at dst (panel p at
-// dst + p * even(Kt) * PANEL); the lane past an odd Kt's last row zero
-inline void pair_panels(const float* Bp, int64_t ldp, int64_t N, int64_t k0, int64_t K, bf16* dst) {
-  const int64_t P = (N + PANEL - 1) / PANEL, Kt = ldp / PANEL;
-  at::parallel_for(0, P, N * K >= (1 << 17) ? 1 : P + 1, [&](int64_t p0, int64_t p1) {
-    for (int64_t p = p0; p < p1; ++p) {
-      const int64_t w = panel_width(N, p);
-      bf16* d = dst + p * even(Kt) * PANEL;
-      pair_block(Bp + p * ldp, w, k0, k0 + K, w, d);
-      if (k0 + K == Kt) zero_pairs_from(Kt, even(Kt), w, d);
-    }
-  });
-}
-// C[M,N] (+)= A[M,K] @ B[K,N] in bfloat16 products, tall: B in pairs of rows (vnni_panels, Kp = even(K)); each
-// thread rounds its blocks of A's rows
-inline void mm_tall_panels16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const bf16* Bv, bool acc,
-                             float* C, int64_t ldc) {
-  const int64_t P = (N + PANEL - 1) / PANEL, Ke = even(K), kb = tall_k(Ke), mb = tall_rows(M);
-  at::parallel_for(0, (M + mb - 1) / mb, 1, [&](int64_t i0, int64_t i1) {
-    FlushDenormals ftz;
-    bf16* A16 = scratch16(1, mb * Ke);
-    for (int64_t i = i0; i < i1; ++i) {
-      const int64_t r0 = i * mb, r1 = std::min(M, r0 + mb);
-      to_bf16(A + r0 * lda, lda, r1 - r0, K, A16, Ke, Ke);
-      for (int64_t k = 0; k < Ke; k += kb)
-        for (int64_t p = 0; p < P; ++p) {
-          const int64_t w = panel_width(N, p);
-          at::native::cpublas::brgemm(r1 - r0, w, std::min(kb, Ke - k), Ke, w, ldc, acc || k > 0, A16 + k,
-                                      Bv + p * Ke * PANEL + k * w, C + r0 * ldc + p * PANEL, true);
-        }
-    }
-    at::native::cpublas::brgemm_release(true);
-  });
-}
-// C[M,N] (+)= A[M,K] @ B[K,N], B rows [k0, k0 + K) of panels (mm_panels' layout), tall
-inline void mm_tall_panels(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* Bp,
-                           int64_t ldp, int64_t k0, bool acc, float* C, int64_t ldc) {
-  const int64_t P = (N + PANEL - 1) / PANEL, kb = tall_k(K), mb = tall_rows(M);
-  at::parallel_for(0, (M + mb - 1) / mb, 1, [&](int64_t i0, int64_t i1) {
-    FlushDenormals ftz;
-    for (int64_t i = i0; i < i1; ++i) {
-      const int64_t r0 = i * mb, r1 = std::min(M, r0 + mb);
-      for (int64_t k = 0; k < K; k += kb)
-        for (int64_t p = 0; p < P; ++p) {
-          const int64_t w = panel_width(N, p);
-          at::native::cpublas::brgemm(r1 - r0, w, std::min(kb, K - k), lda, w, ldc, acc || k > 0, A + r0 * lda + k,
-                                      Bp + p * ldp + (k0 + k) * w, C + r0 * ldc + p * PANEL, false);
-        }
-    }
-  });
-}
-// C[M,N] (+)= A[M,K] @ B[K,N], all row-major: B packed into panels once, then tall
-inline void mm_tall_kn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
-                       bool acc, float* C, int64_t ldc) {
-  if (products16()) {
-    bf16* Bv = scratch16(0, (N + PANEL - 1) / PANEL * PANEL * even(K));
-    vnni_panels(B, ldb, K, N, Bv);
-    return mm_tall_panels16(M, N, K, A, lda, Bv, acc, C, ldc);
-  }
-  float* Bp = scratch((N + PANEL - 1) / PANEL * PANEL * K);
-  copy_panels(B, ldb, K, N, Bp);
-  mm_tall_panels(M, N, K, A, lda, Bp, K * PANEL, 0, acc, C, ldc);
-}
-// C[M,N] += A[K,M]^T @ B[K,N]: a weight gradient summed over K = T*B rows. brgemm has no transposed A: each
-// thread its blocks of C's rows, and for each block of reduction rows it transposes its (kb, mb) blocks of A, and
-// copies that block's rows of B into panels (B's rows as they are, 4 KiB apart at N = 1024, ran at half the rate
-// with oneDNN held to AVX2), into its scratch (in cache). The last block of rows is padded with zeros to a
-// multiple of 16, so a new T*B makes oneDNN generate no new kernel for its remainder (its kernels are cached by
-// shape, per thread).
-constexpr int64_t TALL_TN_K = 128;   // reduction rows a block holds (64 x 128 floats of A: 32 KiB)
-// (products16: A's blocks rounded once transposed, B's rows in pairs)
-inline void mm_tall_tn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
-                       float* C, int64_t ldc) {
-  const int64_t P = (N + PANEL - 1) / PANEL, mb = tall_rows(M);
-  const bool pairs = products16();
-  at::parallel_for(0, (M + mb - 1) / mb, 1, [&](int64_t i0, int64_t i1) {
-    FlushDenormals ftz;
-    float* At = scratch(mb * TALL_TN_K + P * PANEL * TALL_TN_K);
-    float* Bp = At + mb * TALL_TN_K;   // (a multiple of 16 floats on: 64-byte aligned)
-    bf16* A16 = pairs ? scratch16(1, mb * TALL_TN_K) : nullptr;
-    bf16* Bv = pairs ? scratch16(0, P * PANEL * TALL_TN_K) : nullptr;
-    for (int64_t k = 0; k < K; k += TALL_TN_K) {
-      const int64_t kk = std::min(TALL_TN_K, K - k), kp = (kk + 15) / 16 * 16;
-      // panel p: (kp, w) at Bp (Bv) + p * kp * PANEL, rows past kk zero
-      if (pairs)
-        vnni_panels(B + k * ldb, ldb, kk, N, Bv, kp);
-      else
-        copy_panels(B + k * ldb, ldb, kk, N, Bp, kp);
-      for (int64_t i = i0; i < i1; ++i) {
-        const int64_t m0 = i * mb, mm = std::min(mb, M - m0);
-        transpose(A + k * lda + m0, lda, kk, mm, At, TALL_TN_K);   // At[m, r] = A[k + r, m0 + m]
-        for (int64_t m = 0; m < mm; ++m) zero(At + m * TALL_TN_K + kk, kp - kk);
-        if (pairs) to_bf16(At, TALL_TN_K, mm, kp, A16, kp, kp);
-        for (int64_t p = 0; p < P; ++p) {
-          const int64_t w = panel_width(N, p);
-          if (pairs)
-            at::native::cpublas::brgemm(mm, w, kp, kp, w, ldc, true, A16, Bv + p * kp * PANEL, C + m0 * ldc + p * PANEL,
-                                        true);
-          else
-            at::native::cpublas::brgemm(mm, w, kp, TALL_TN_K, w, ldc, true, At, Bp + p * kp * PANEL,
-                                        C + m0 * ldc + p * PANEL, false);
-        }
-      }
-    }
-    if (pairs) at::native::cpublas::brgemm_release(true);
-  });
-}
-// C[M,N] += A[K,M]^T @ B[K,N]
-template <typename T> inline void mm_tn(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B,
-                                        int64_t ldb, T* C, int64_t ldc) {
-  if (M == 0 || N == 0 || K == 0) return;
-  if constexpr (std::is_same_v<T, float>) {
-    // (the threads split C's rows: few of them run on BLAS)
-    if (tall(K, 16) && tall(M, 16)) return mm_tall_tn(M, N, K, A, lda, B, ldb, C, ldc);
-  }
-  blas('N', 'T', N, M, K, T(1), B, ldb, A, lda, T(1), C, ldc);
-}
-// C[M,N] = A[M,K] @ W[N,K]^T: a weight as it is stored (the tall GEMMs before the loop: W transposed into
-// panels once, then tall)
-template <typename T> inline void mm_nt(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* W,
-                                        int64_t ldw, T* C, int64_t ldc) {
-  if (mm_empty(M, N, K, false, C, ldc)) return;
-  if constexpr (std::is_same_v<T, float>) {
-    if (tall(M, 16)) {
-      float* Wp = scratch((N + PANEL - 1) / PANEL * PANEL * K);
-      transpose_panels(W, ldw, N, K, Wp, K * PANEL, 0);
-      if (products16()) {   // (the float panels, transposed by 8 x 8 tiles, then paired)
-        bf16* Wv = scratch16(0, (N + PANEL - 1) / PANEL * PANEL * even(K));
-        pair_panels(Wp, K * PANEL, N, 0, K, Wv);
-        return mm_tall_panels16(M, N, K, A, lda, Wv, false, C, ldc);
-      }
-      return mm_tall_panels(M, N, K, A, lda, Wp, K * PANEL, 0, false, C, ldc);
-    }
-  }
-  blas('T', 'N', N, M, K, T(1), W, ldw, A, lda, T(0), C, ldc);
-}
-inline void mm_kn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
-                  bool acc, float* C, int64_t ldc) {
-  if (mm_empty(M, N, K, acc, C, ldc)) return;
-  if (!brgemm_ok()) {
-    blas('N', 'N', N, M, K, 1.0f, B, ldb, A, lda, acc ? 1.0f : 0.0f, C, ldc);
-    return;
-  }
-  const int64_t nt = std::max<int64_t>(1, at::get_num_threads());
-  if (M >= TALL_ROWS * nt) {
-    // a phase's: tall. A step's many rows a thread (a short call's backward, sc::direct_grads, multiplies by
-    // the weights as stored): MKL's sgemm, as before the tall blocks, which would pack the weights every step
-    if (!in_loop() && tall(M)) return mm_tall_kn(M, N, K, A, lda, B, ldb, acc, C, ldc);
-    blas('N', 'N', N, M, K, 1.0f, B, ldb, A, lda, acc ? 1.0f : 0.0f, C, ldc);
-    return;
-  }
-  // short (the recurrence): each thread a block of columns, multiples of 16
-  const int64_t blocks = (N + 15) / 16, per = (blocks + nt - 1) / nt;
-  at::parallel_for(0, nt, few(M, N, K) ? nt : 1, [&](int64_t t0, int64_t t1) {
-    FlushDenormals ftz;
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t n0 = std::min(N, t * per * 16), n1 = std::min(N, (t + 1) * per * 16);
-      if (n1 > n0) at::native::cpublas::brgemm(M, n1 - n0, K, lda, ldb, ldc, acc, A, B + n0, C + n0, false);
-    }
-  });
-}
-// The panels a step's GEMMs read (mm_panels: ldp = Kt * PANEL, (Kt, N) floats in all), where the products are in
-// bfloat16 (products16) followed by the same in pairs of rows (panel p at p * even(Kt) * PANEL), from a multiple of
-// 16 floats on. The float panels are kept: the GEMMs on an odd row or rows, and a call's first weights, read them.
-inline int64_t pairs_from(int64_t Kt, int64_t N) { return (Kt * N + 15) / 16 * 16; }
-inline int64_t step_panels_numel(int64_t Kt, int64_t N) {   // in floats (two bfloat16 a float)
-  return products16() ? pairs_from(Kt, N) + ((N + PANEL - 1) / PANEL * PANEL * even(Kt) + 1) / 2 : Kt * N;
-}
-// (where the generated code wrote the float panels, through a pointer it hands on as const to the GEMMs)
-template <typename T> inline bf16* panels16(const T* Bp, int64_t ldp, int64_t N) {
-  return reinterpret_cast<bf16*>(const_cast<T*>(Bp) + pairs_from(ldp / PANEL, N));
-}
-// A term's rows left out of the panels (its product runs before the loop): where the term ends at an odd row, the
-// pairs' lane of its last row zero, for a step's GEMM from the next row multiplies it by zero (mm_panels)
-template <typename T> inline void clear_last_pairs(const T* Bp, int64_t ldp, int64_t N, int64_t k0, int64_t K) {
-  if constexpr (std::is_same_v<T, float>) {
-    const int64_t k = k0 + K - 1, Kt = ldp / PANEL, P = (N + PANEL - 1) / PANEL;
-    if (!products16() || K == 0 || (k & 1) == 1) return;   // (an odd row ends a pair: no GEMM reads it alone)
-    bf16* area = panels16(Bp, ldp, N);
-    for (int64_t p = 0; p < P; ++p) zero_lane(k, panel_width(N, p), area + p * even(Kt) * PANEL);
-  }
-}
-// transpose_panels and copy_panels for a step's panels (their pairs of rows too, where the products are bfloat16)
-template <typename T> inline void transpose_step_panels(const T* src, int64_t lds, int64_t N, int64_t K, T* dst,
-                                                        int64_t ldp, int64_t k0) {
-  transpose_panels(src, lds, N, K, dst, ldp, k0);
-  if constexpr (std::is_same_v<T, float>)
-    if (products16()) pair_panels(dst, ldp, N, k0, K, panels16(dst, ldp, N));
-}
-template <typename T> inline void copy_step_panels(const T* src, int64_t lds, int64_t K, int64_t N, T* dst) {
-  copy_panels(src, lds, K, N, dst);
-  if constexpr (std::is_same_v<T, float>)
-    if (products16()) pair_panels(dst, K * PANEL, N, 0, K, panels16(dst, K * PANEL, N));
-}
-// C[M,N] (+)= A[M,K] @ B[K,N], B rows [k0, k0 + K) of the panels (above), A and C row-major. Short (a step): each
-// thread a run of panels; tall: each thread its rows, panel by panel (products16: the pairs of rows after the
-// panels, step_panels_numel above)
-template <typename T> inline void mm_panels(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* Bp,
-                                            int64_t ldp, int64_t k0, bool acc, T* C, int64_t ldc) {
-  if (mm_empty(M, N, K, acc, C, ldc)) return;
-  bool brgemm = false, pairs = false;
-  const bf16* Bv = nullptr;
-  bf16* A16 = nullptr;
-  // products16: rows [k0, k0 + K) as whole pairs, from row k0 - lead (lead = 1 where k0 is odd) to Ke: the rows
-  // outside the product times zero columns of A, and so finite. An odd k0 comes only from a step's GEMM after a
-  // term that ran before the loop (render.py's panel_rest), whose last row's lane clear_last_pairs zeroes; a row
-  // past k0 + K is only the zero lane past the panels' last (an odd Kt), so a product ending inside them at an odd
-  // row (terms left out at run time: the tangent scans') stays float32
-  const int64_t lead = k0 & 1, Ke = even(lead + K);
-  if constexpr (std::is_same_v<T, float>) {
-    brgemm = brgemm_ok();
-    pairs = brgemm && products16() && (Ke == lead + K || k0 + K == ldp / PANEL);
-    if (pairs) {
-      A16 = scratch16(1, M * Ke);
-      to_bf16(A, lda, M, K, A16 + lead, Ke, Ke - lead);
-      if (lead)
-        for (int64_t r = 0; r < M; ++r) A16[r * Ke] = bf16(0.f);
-      Bv = panels16(Bp, ldp, N);
-    }
-  }
-  auto panel = [&](int64_t p, int64_t r0, int64_t r1) {
-    const int64_t w = panel_width(N, p);
-    const T* b = Bp + p * ldp + k0 * w;
-    T* c = C + r0 * ldc + p * PANEL;
-    if constexpr (std::is_same_v<T, float>) {
-      if (pairs) {
-        at::native::cpublas::brgemm(r1 - r0, w, Ke, Ke, w, ldc, acc, A16 + r0 * Ke, Bv + p * even(ldp / PANEL) * PANEL +
-                                    (k0 - lead) * w, c, true);
-        return;
-      }
-      if (brgemm) {
-        at::native::cpublas::brgemm(r1 - r0, w, K, lda, w, ldc, acc, A + r0 * lda, b, c, false);
-        return;
-      }
-    }
-    blas('N', 'N', w, r1 - r0, K, T(1), b, w, A + r0 * lda, lda, acc ? T(1) : T(0), c, ldc);
-  };
-  // (a step's rows, so the tall blocks are not for them: with weights past a core's L2, every 64-row block
-  // would stream them again; the reduction in blocks of 512 was no faster, 3-7% slower at H = 1024)
-  const int64_t nt = std::max<int64_t>(1, at::get_num_threads()), P = (N + PANEL - 1) / PANEL;
-  if (M >= 64 * nt) {
-    at::parallel_for(0, M, (M + nt - 1) / nt, [&](int64_t r0, int64_t r1) {
-      FlushDenormals ftz;
-      for (int64_t p = 0; p < P; ++p) panel(p, r0, r1);
-      if (pairs) at::native::cpublas::brgemm_release(true);
-    });
-  } else {
-    at::parallel_for(0, P, few(M, N, K) ? P : (P + nt - 1) / nt, [&](int64_t p0, int64_t p1) {
-      FlushDenormals ftz;
-      for (int64_t p = p0; p < p1; ++p) panel(p, 0, M);
-      if (pairs) at::native::cpublas::brgemm_release(true);
-    });
-  }
-}
-// Whether a step's matmul runs its input terms (those on a sequence argument, x) before the loop, as one GEMM over
-// all T*B rows, leaving only the recurrent terms in the step. With few rows a thread, a step's GEMM is bound by
-// streaming the weights, and this halves the weights a step reads; with many, the step's GEMM is efficient and
-// the hoisted one costs a pass over T*B*N more memory (benchmarks/bench_cpu.py --only hoist measures both). With
-// bfloat16 products the step streams half the bytes, and the bound halves: hoisting took 0.81-0.94x the forward's
-// time at 1-4 rows a thread, 1.06-1.11x at 8-12 (LSTM H=256-512 on the AVX512-BF16 EPYC, BENCHMARKS.md).
-// SYMCELL_HOIST=0 or 1 forces it (read every call: tests and benchmarks set it).
-inline bool hoist(int64_t B) {
-  const int on = forced("SYMCELL_HOIST");
-  return on >= 0 ? on == 1 : B < (products16() ? 8 : 16) * std::max<int64_t>(1, at::get_num_threads());
-}
-// Whether a call multiplies by its weights as stored, row-major (N, K), instead of copies made for it: transposed
-// (a matmul x @ W^T), and in panels for the step. A copy is a pass over the weights per call that makes each step's
-// GEMM faster; for a short call it does not pay. On the AMD EPYC (benchmarks/bench_direct.py, BENCHMARKS.md):
-// - direct: a matmul x @ W^T as stored runs on BLAS's NT kernel, which beat the panels only for one row and one
-//   step (a sampler's; LSTM B=1 T=1 forward 0.69-0.95x the time at H=64-1024), else it is up to 2.7x slower;
-// - direct_grads: a transposed matmul (a backward's d_h += d_gates @ W) as stored runs on the same brgemm, with W's
-//   rows apart: faster up to 4 steps of up to 16 rows in all (0.67-0.98x at H=256-1024); with more rows, faster
-//   where W's rows lie at most 2 KiB apart (H=256-512 in float32, B=8-64 T=1-4: 0.83-0.99x the backward's time),
-//   slower where they lie 4 KiB apart (H=1024: 1.03-1.23x). Beyond 4 steps the copies pay (H=1024 T=16: 1.25x).
-// SYMCELL_DIRECT=0 or 1 forces both (read every call: tests and benchmarks set it).
-inline bool direct(int64_t steps, int64_t batch) {
-  const int on = forced("SYMCELL_DIRECT");
-  return on >= 0 ? on == 1 : steps == 1 && batch == 1;
-}
-inline bool direct_grads(int64_t steps, int64_t batch, int64_t row_bytes) {
-  const int on = forced("SYMCELL_DIRECT");
-  return on >= 0 ? on == 1 : steps <= 4 && (steps * batch <= 16 || row_bytes <= 2048);
-}
-// C[M,N] (+)= A[M,K] @ W[N,K]^T, W as stored: a matmul when the call reads its weights so (direct)
-template <typename T> inline void mm_stored(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* W,
-                                            int64_t ldw, bool acc, T* C, int64_t ldc) {
-  if (mm_empty(M, N, K, acc, C, ldc)) return;
-  blas('T', 'N', N, M, K, T(1), W, ldw, A, lda, acc ? T(1) : T(0), C, ldc);
-}
-// a per-thread buffer reused across calls (64-byte aligned by torch's allocator, which brgemm's loads want),
-// freed when its thread ends: a server's short-lived threads each leaked theirs (held by a pointer never deleted,
-// 2 MB a thread at H=256). The main thread's go at exit, before any static object's destructor (C++'s order for
-// thread storage), so torch's allocator is still there.
-inline at::Tensor& workspace(int slot, int64_t numel, const at::TensorOptions& opt) {
-  static thread_local std::vector<at::Tensor> ws;
-  if (ws.size() <= static_cast<size_t>(slot)) ws.resize(slot + 1);
-  at::Tensor& t = ws[slot];
-  if (!t.defined() || t.numel() < numel || t.dtype() != opt.dtype()) t = at::empty({numel}, opt);
-  return t;
-}
-// An operator's tensor argument must be what its kernel reads: of these sizes, the kernel's dtype, contiguous, on
-// the CPU (an undefined tensor, an absent cotangent or residual, passes). symcell's Python checks its inputs before
-// any call; a deployed program (symcell.deploy) calls the operator with nothing in between.
+// ---- compiled once, in sc.cpp (where each says what it does and why) ------------------------------------------
+// The GEMMs, row-major: C[M,N] (+)= A[M,K] @ B[K,N] (mm_kn: a step's, or a phase's over all T*B rows);
+// C[M,N] += A[K,M]^T @ B[K,N] (mm_tn: a weight's gradient); C[M,N] = A[M,K] @ W[N,K]^T (mm_nt: W as stored, the
+// phases before the loop); C (+)= A @ W^T, W as stored (mm_stored: a call that reads its weights so, direct);
+// C (+)= A @ B, B rows [k0, k0 + K) of a step's panels (mm_panels).
+void mm_kn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, bool acc,
+           float* C, int64_t ldc);
+void mm_kn(int64_t M, int64_t N, int64_t K, const double* A, int64_t lda, const double* B, int64_t ldb, bool acc,
+           double* C, int64_t ldc);
+template <typename T> void mm_tn(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb,
+                                 T* C, int64_t ldc);
+template <typename T> void mm_nt(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* W, int64_t ldw,
+                                 T* C, int64_t ldc);
+template <typename T> void mm_stored(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* W,
+                                     int64_t ldw, bool acc, T* C, int64_t ldc);
+template <typename T> void mm_panels(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* Bp,
+                                     int64_t ldp, int64_t k0, bool acc, T* C, int64_t ldc);
+// The weights as a GEMM's operand: dst[k, n] = src[n, k] (transpose); a step's panels from the transpose of an
+// (N, K) block at rows [k0, k0 + K) (transpose_step_panels) or from a (K, N) block as it is (copy_step_panels),
+// with their pairs of rows where the products are bfloat16; the floats those take (step_panels_numel); a term's
+// last row's lane of the pairs zero where its product runs before the loop (clear_last_pairs)
+template <typename T> void transpose(const T* src, int64_t lds, int64_t N, int64_t K, T* dst, int64_t ldd);
+template <typename T> void transpose_step_panels(const T* src, int64_t lds, int64_t N, int64_t K, T* dst,
+                                                 int64_t ldp, int64_t k0);
+template <typename T> void copy_step_panels(const T* src, int64_t lds, int64_t K, int64_t N, T* dst);
+int64_t step_panels_numel(int64_t Kt, int64_t N);
+template <typename T> void clear_last_pairs(const T* Bp, int64_t ldp, int64_t N, int64_t k0, int64_t K);
+// The code paths a call takes, by its sizes (each forced by a SYMCELL_* variable, read every call): the input
+// terms before the loop (hoist), the weights as stored (direct, direct_grads)
+bool hoist(int64_t B);
+bool direct(int64_t steps, int64_t batch);
+bool direct_grads(int64_t steps, int64_t batch, int64_t row_bytes);
+// a per-thread buffer reused across calls, freed when its thread ends
+at::Tensor& workspace(int slot, int64_t numel, const at::TensorOptions& opt);
+// The operator's arguments, checked as its kernel reads them (a deployed program calls it with nothing in
+// between): a tensor's sizes, dtype and layout (`origin` says where the sizes' T and B come from), the lengths,
+// an argument list's entries; a strided tensor made contiguous, integer lengths int64; an int[] read off the stack
 template <typename scalar_t>
-// (`origin` says where the sizes' T and B come from: the wrong tensor may be that one, the first sequence)
-inline void expect(const at::Tensor& t, at::IntArrayRef sizes, const char* what, const char* origin = "") {
-  if (!t.defined()) return;
-  TORCH_CHECK_VALUE(t.sizes() == sizes, "symcell operator: ", what, origin, " must have sizes ", sizes, ", got ",
-                    t.sizes());
-  TORCH_CHECK_TYPE(t.scalar_type() == c10::CppTypeToScalarType<scalar_t>::value, "symcell operator: ", what,
-                   " must have the first sequence's dtype ", c10::CppTypeToScalarType<scalar_t>::value, ", got ",
-                   t.scalar_type());
-  TORCH_CHECK(t.device().is_cpu() && t.is_contiguous(), "symcell operator: ", what, " must be a contiguous CPU tensor");
-}
-inline void expect_lengths(const at::Tensor& lengths, int64_t batch, int64_t steps) {
-  TORCH_CHECK_VALUE(lengths.numel() == 0 || (lengths.dim() == 1 && lengths.size(0) == batch && lengths.is_contiguous()
-                    && lengths.scalar_type() == at::kLong && lengths.device().is_cpu()),
-                    "symcell operator: lengths must be empty or a contiguous int64 CPU tensor of ", batch,
-                    " values, got sizes ", lengths.sizes(), " of ", lengths.scalar_type());
-  // (a deployed program checks its lengths here: Python's check ran once, when it was traced)
-  const int64_t* v = lengths.numel() > 0 ? lengths.data_ptr<int64_t>() : nullptr;
-  for (int64_t b = 0; v && b < batch; ++b)
-    TORCH_CHECK_VALUE(v[b] >= 0 && v[b] <= steps, "symcell operator: lengths must lie in [0, T] = [0, ", steps,
-                      "], got ", v[b], " for row ", b);
-}
-// The operator's tensors as its kernels read them: row-major, lengths int64. A program torch.export made passes
-// a caller's strided input or int32 lengths as they come (it drops the module's .contiguous() and int64
-// conversion), which the module itself takes; floats and bools stay, for expect_lengths to refuse.
-inline std::vector<at::Tensor> contiguous(std::vector<at::Tensor> ts) {
-  for (auto& t : ts)
-    if (t.defined() && t.device().is_cpu()) t = t.contiguous();
-  return ts;
-}
-inline at::Tensor as_lengths(const at::Tensor& t) {
-  bool integral = at::isIntegralType(t.scalar_type(), /*includeBool=*/false);
-  return t.numel() > 0 && t.device().is_cpu() && integral ? t.to(at::kLong).contiguous() : t;
-}
-// An argument list of the operator's must hold as many entries as its kernel reads (called by hand, it may not).
-inline void expect_count(size_t n, size_t want, const char* what) {
-  TORCH_CHECK_VALUE(n == want, "symcell operator: ", what, " must hold ", want, " entries, got ", n);
-}
-// An int[] argument off the operator's stack. AOTInductor's proxy executor hands an empty int[] over as None
-// (torch 2.13: `"as_ints": []` in its node table), so None reads as the empty list.
-inline std::vector<int64_t> int_list(const c10::IValue& v) {
-  return v.isNone() ? std::vector<int64_t>{} : v.toIntVector();
-}
-// flag k of a call's _skip flags (none given: every flag false)
+void expect(const at::Tensor& t, at::IntArrayRef sizes, const char* what, const char* origin = "");
+void expect_lengths(const at::Tensor& lengths, int64_t batch, int64_t steps);
+std::vector<at::Tensor> contiguous(std::vector<at::Tensor> ts);
+at::Tensor as_lengths(const at::Tensor& t);
+void expect_count(size_t n, size_t want, const char* what);
+std::vector<int64_t> int_list(const c10::IValue& v);
 inline bool flag(at::IntArrayRef flags, size_t k) { return k < flags.size() && flags[k] != 0; }
 template <typename T> inline T* ptr(const at::Tensor& t) { return t.defined() ? t.data_ptr<T>() : nullptr; }
 // a vector parameter's gradient sums over rows that several threads compute at once: each thread adds into its
