@@ -1,8 +1,9 @@
 """Two versions of symcell side by side: the LSTM benchmark of bench_cpu.py (symcell-cpp / nn.LSTM, forward and
-forward+backward) run by each version in turn, interleaved, on one machine.
+forward+backward; with --wide also a GRU and bfloat16) run by each version in turn, interleaved, on one machine.
 
     python benchmarks/compare_commits.py 189e2a5              # that commit against the working tree
     python benchmarks/compare_commits.py 189e2a5 HEAD --rounds 8
+    python benchmarks/compare_commits.py 620d3d8 --wide     # also small and large batches, H=1024, a GRU, bfloat16
 
 Each round runs one fresh process per version (in alternating order), and each process measures its symcell
 against nn.LSTM with the same weights, interleaved repeats, medians: the ratio symcell / nn.LSTM is what a
@@ -24,26 +25,32 @@ from pathlib import Path
 from measure import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
-SIZES = [(32, 100, 256, 256), (16, 50, 32, 128)]
+# (cell, B, T, I, H, dtype)
+SIZES = [("LSTM", 32, 100, 256, 256, "float32"), ("LSTM", 16, 50, 32, 128, "float32")]
+WIDE = [("LSTM", 1, 100, 256, 256, "float32"), ("LSTM", 4, 100, 256, 256, "float32"), *SIZES,
+        ("LSTM", 8, 30, 1024, 1024, "float32"), ("GRU", 16, 100, 256, 256, "float32"),
+        ("LSTM", 32, 100, 256, 256, "bfloat16")]
 
 WORKER = textwrap.dedent("""
     import json, statistics, sys, time, torch
     from torch import nn
     import symcell
-    from symcell.cells import LSTM
+    from symcell import cells
     assert symcell.__file__.startswith(sys.argv[1]), symcell.__file__
     repeats, out = int(sys.argv[2]), {}
-    for B, T, I, H in json.loads(sys.argv[3]):
+    for kind, B, T, I, H, dtype in json.loads(sys.argv[3]):
         torch.manual_seed(0)
-        cell, ref = LSTM(I, H, backend="cpp"), nn.LSTM(I, H)
+        cell, ref = getattr(cells, kind)(I, H, backend="cpp"), getattr(nn, kind)(I, H)
         ref.load_state_dict(cell.state_dict())
-        x = torch.randn(T, B, I, requires_grad=True)
+        dtype = getattr(torch, dtype)
+        cell.to(dtype), ref.to(dtype)
+        x = torch.randn(T, B, I, dtype=dtype, requires_grad=True)
         def fwd(m):
             with torch.no_grad():
                 m(x)
         def fwdbwd(m):
-            o, (h, c) = m(x)
-            (o.sum() + h.sum() + c.sum()).backward()
+            o, s = m(x)
+            sum(t.float().sum() for t in (o, *(s if isinstance(s, tuple) else (s,)))).backward()
         times = {(n, k): [] for n in ("symcell", "nn") for k in ("f", "fb")}
         for r in range(repeats + 2):
             for n, m in (("symcell", cell), ("nn", ref)):
@@ -53,7 +60,7 @@ WORKER = textwrap.dedent("""
                     if r >= 2:   # two warm-up rounds
                         times[n, k].append(time.perf_counter() - t0)
         med = {key: statistics.median(v) for key, v in times.items()}
-        out[f"B={B} T={T} I={I} H={H}"] = {"forward": med["symcell", "f"] / med["nn", "f"],
+        out[f"{kind} B={B} T={T} I={I} H={H} {str(dtype)[6:]}"] = {"forward": med["symcell", "f"] / med["nn", "f"],
                                             "fwd+bwd": med["symcell", "fb"] / med["nn", "fb"],
                                             "symcell fwd+bwd ms": med["symcell", "fb"] * 1e3}
     print(json.dumps(out))
@@ -69,9 +76,9 @@ def checkout(rev, where):
     return path
 
 
-def run(tree, cache, repeats):
+def run(tree, cache, repeats, sizes):
     env = dict(os.environ, PYTHONPATH=str(tree), SYMCELL_CACHE_DIR=str(cache))
-    r = subprocess.run([sys.executable, "-c", WORKER, str(tree), str(repeats), json.dumps(SIZES)], env=env,
+    r = subprocess.run([sys.executable, "-c", WORKER, str(tree), str(repeats), json.dumps(sizes)], env=env,
                        capture_output=True, text=True, cwd=tempfile.gettempdir())
     if r.returncode != 0:
         raise RuntimeError(f"the benchmark of {tree} failed:\n{r.stderr}")
@@ -84,7 +91,9 @@ def main():
     ap.add_argument("new", nargs="?", help="a git revision (default: the working tree)")
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--wide", action="store_true", help="more cases (WIDE): B=1-32, H=1024, a GRU, bfloat16")
     args = ap.parse_args()
+    sizes = WIDE if args.wide else SIZES
     import torch
     with tempfile.TemporaryDirectory() as tmp:
         trees = {}
@@ -93,13 +102,13 @@ def main():
                 trees[label] = (checkout(rev, tmp), Path(tmp) / f"cache-{label}", rev or "working tree")
             for label, (tree, cache, _) in trees.items():   # builds, and a first measurement not counted
                 print(f"... building {label}", file=sys.stderr, flush=True)
-                run(tree, cache, 1)
+                run(tree, cache, 1, sizes)
             results = {label: [] for label in trees}
             for r in range(args.rounds):
                 order = list(trees) if r % 2 == 0 else list(trees)[::-1]
                 for label in order:
                     tree, cache, _ = trees[label]
-                    results[label].append(run(tree, cache, args.repeats))
+                    results[label].append(run(tree, cache, args.repeats, sizes))
                 print(f"... round {r + 1}/{args.rounds}", file=sys.stderr, flush=True)
         finally:
             for label, (tree, _, rev) in trees.items():
@@ -109,7 +118,7 @@ def main():
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"date {time.strftime('%Y-%m-%d %H:%M')}")
     print(f"old: {trees['old'][2]}; new: {trees['new'][2]}; {args.rounds} rounds x {args.repeats} repeats; "
-          "ratios are symcell-cpp / nn.LSTM, medians over the rounds (each round: its own fresh processes)")
+          "ratios are symcell-cpp / nn's, medians over the rounds (each round: its own fresh processes)")
     print("| size | pass | old | new | new / old | old, per round | new, per round |")
     print("|---|---|---:|---:|---:|---|---|")
     for size in results["old"][0]:

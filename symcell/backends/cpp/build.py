@@ -23,7 +23,7 @@ HEADER = Path(__file__).with_name("sc.h")
 # sc.h's compiled half, the runtime (the GEMMs, the weights' packing, the argument checks): its object is kept in
 # the cache once per header and runtime text, flags and toolchain (compiled beside the first cell's units), and
 # every cell's library links it (so a deployed library stands alone). Compiled into each of a cell's two units
-# instead, it was half or more of each unit's build: a new cell 4.0 s instead of 6.8 on the Xeon (BENCHMARKS.md).
+# instead, it was half or more of each unit's build: a new cell 4.3 s instead of 6.8 on the Xeon (BENCHMARKS.md).
 RUNTIME = HEADER.with_name("sc.cpp")
 # A cell's source is compiled as two translation units that ninja builds in parallel (2 cores at least): main.cpp,
 # and main_2.cpp where the source puts about half its code (render.py). Each parses the torch headers (most of a
