@@ -317,15 +317,7 @@ def load(source, cflags=(), ldflags=(), files=None, links=None, units=None, labe
             if _complete(entry, lib, marker) and _try_load(lib):   # another process built it while we waited
                 _loaded[key] = ns
                 return ns
-            if os.path.lexists(entry):   # missing, incomplete, corrupt or someone else's: start over
-                why = _untrusted(entry) or next(filter(None, (_untrusted(p, folder=False) for p in (lib, marker)
-                                                              if os.path.lexists(p))), None)
-                if why:
-                    warn(f"symcell: the cache entry {entry} {why}: not loaded; built again")
-                if os.path.islink(entry) or not os.path.isdir(entry):
-                    entry.unlink()
-                else:
-                    shutil.rmtree(entry, ignore_errors=True)
+            _start_over(entry, (lib, marker), "not loaded; built again")
             private_dir(entry)
             t0 = time.perf_counter()
             for name, text in (files or {}).items():
@@ -404,14 +396,7 @@ def keep_object(key, path):
         with _locked(root / f"{key}.lock"):
             if kept_object(key, path.name) is not None:
                 return
-            if os.path.lexists(entry):   # damaged, or someone else's: replaced
-                why = _untrusted(entry)
-                if why:
-                    warn(f"symcell: the cache entry {entry} {why}: not linked; kept again")
-                if os.path.islink(entry) or not os.path.isdir(entry):
-                    entry.unlink()
-                else:
-                    shutil.rmtree(entry, ignore_errors=True)
+            _start_over(entry, (entry / path.name, entry / "complete"), "not linked; kept again")
             private_dir(entry)
             data = path.read_bytes()
             _write_private(entry / path.name, data)
@@ -421,6 +406,21 @@ def keep_object(key, path):
         if e.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
         raise _full(entry, e) from e
+
+
+def _start_over(entry, files, what):
+    """Remove a cache entry that is there but not to be used (incomplete, damaged or someone else's), so that it is
+    made afresh; where someone else could have written it or its `files`, warn, saying `what` is done instead."""
+    if not os.path.lexists(entry):
+        return
+    why = _untrusted(entry) or next(filter(None, (_untrusted(p, folder=False) for p in files if os.path.lexists(p))),
+                                    None)
+    if why:
+        warn(f"symcell: the cache entry {entry} {why}: {what}")
+    if os.path.islink(entry) or not os.path.isdir(entry):
+        entry.unlink()
+    else:
+        shutil.rmtree(entry, ignore_errors=True)
 
 
 def entry_dir(ns):
