@@ -16,8 +16,9 @@ copied beside the program. To run it, load them, then the program:
     C++:     dlopen("out/symcell_<cell>_<key>.so", RTLD_NOW | RTLD_GLOBAL) for each, then torch::jit::load or
              torch::inductor::AOTIModelPackageLoader (examples/deploy/main.cpp)
 
-Load each cell's library once a process: programs saved with one cell ship the same library (its name, the cell's
-key, is the same whatever its sizes), and a second copy's TORCH_LIBRARY aborts the process; load one file a name.
+Load each cell's library once a process: programs saved with one cell in one dtype ship the same library (its
+name, the cell's key, is the same whatever its sizes; a dtype has a library of its own, and its operator refuses
+tensors of another dtype by name), and a second copy's TORCH_LIBRARY aborts the process; load one file a name.
 
 Every saved program runs at every sequence length and batch size (one operator per sequence, not an unrolled
 loop). The libraries are built for this machine's CPU (-march=native): deploy to a machine with the same
@@ -80,25 +81,26 @@ def forward(key, xs, inits, params, lengths):
                            f"{name!r} (its tensors are on {xs[0].device}). Deploy from CPU tensors with "
                            "backend='cpp' or 'auto' (and a C++ compiler on this machine)")
     entry = registry.kernel_for(key)._scan("forward")
-    library = entry_dir(entry.ns) / f"{entry.ns}.so"
+    ns = entry.ns(xs[0].dtype)   # (the library of the model's dtype: the one its program calls)
+    library = entry_dir(ns) / f"{ns}.so"
     libraries = _mine()
     if library not in libraries:
         libraries.append(library)
-    _fake(entry, key)
+    _fake(ns, key)
     no_lengths = torch.empty(0, dtype=torch.int64, device=xs[0].device)
-    return entry.op(list(xs), list(inits), list(params), entry.dims, False, False,
-                    no_lengths if lengths is None else lengths, [])
+    return entry.op(xs[0].dtype)(list(xs), list(inits), list(params), entry.dims, False, False,
+                                 no_lengths if lengths is None else lengths, [])
 
 
-def _fake(entry, key):
+def _fake(ns, key):
     """torch.export runs the operator on fake tensors: its result shapes, from the kernel program."""
-    if entry.ns in _faked:
+    if ns in _faked:
         return
-    _faked.add(entry.ns)
+    _faked.add(ns)
 
     def fake(xs, inits, params, dims, save, bf16, lengths, skip):
         return [xs[0].new_empty(s) for s in ops._shapes(key, xs[0].shape[0], xs[0].shape[1], save)]
-    torch.library.register_fake(f"{entry.ns}::forward", fake)
+    torch.library.register_fake(f"{ns}::forward", fake)
 
 
 def _inputs(example_inputs):

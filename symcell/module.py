@@ -341,8 +341,9 @@ class Binding:
         return [params[k].reshape(-1) if r0 is None and params[k].dim() == 0 else
                 params[k] if r0 is None else params[k].flatten(0, -2)[r0:r1] for k, r0, r1 in self._kernel_params]
 
-    def kernel_key(self, device):
-        """The key of the kernel for tensors on `device`, building it now unless torch.compile is tracing."""
+    def kernel_key(self, device, dtype=None):
+        """The key of the kernel for tensors on `device`, building it now for `dtype` (None: render only) unless
+        torch.compile is tracing."""
         if device.type == "meta":   # (no values, only shapes, which every backend gives alike: as nn's on meta)
             return self.keys["reference"]
         name = backends.resolve(self.backend, device)
@@ -351,7 +352,9 @@ class Binding:
         if torch.compiler.is_compiling():
             return self.keys[name]
         try:
-            registry.kernel_for(self.keys[name])
+            kernel = registry.kernel_for(self.keys[name])
+            if dtype is not None:
+                kernel.ready(dtype)
         except BuildError as e:
             if self.backend != "auto" or name == "reference":
                 raise

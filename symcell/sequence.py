@@ -344,7 +344,7 @@ def run(binding, params, xs, state, reverse, lengths, batch_first, autocast_devi
             rows = torch.arange(B, device=ref.device)[None, :]
             flip = _reversal(steps, T)
             seq = [x[flip, rows] for x in seq]
-    key = binding.kernel_key(ref.device)
+    key = binding.kernel_key(ref.device, seq[0].dtype)
     # the deploy operator takes row-major tensors; every other path makes its arguments so itself (backends/base.py),
     # inside the operator a trace records: a copy of a strided input here was in a trace or not as the example input
     # was strided, and jit.trace's check of a bidirectional LSTM on a strided input failed

@@ -60,7 +60,31 @@ def test_no_rebuild_for_new_sizes_and_lengths(backend):
     b(torch.randn(9, 5, 7), lengths=[9, 2, 0, 5, 9])
     assert a.source() == b.source()   # one build for the cell, whatever its sizes
     ka, kb = a._kernel(torch.device("cpu")), b._kernel(torch.device("cpu"))
-    assert ka._entries["forward"].ns == kb._entries["forward"].ns   # one library, one operator namespace
+    # one library, one operator namespace (the float32 one: a dtype a library, built when a call first needs it)
+    assert ka._entries["forward"].ns(torch.float32) == kb._entries["forward"].ns(torch.float32)
+
+
+@pytest.mark.cpp
+def test_a_cell_builds_a_library_for_each_dtype_it_runs_in_and_each_refuses_the_others():
+    """float32 calls build the float32 library only, float64 calls another (half the code each, build.py); an
+    operator called with the other dtype (as a deployed program could be) says which it computes in"""
+    from zoo import Gated
+    cell = Gated(I=3, H=4, backend="cpp")
+    forward = cell._kernel(torch.device("cpu"))._entries["forward"]
+    built = forward.library._namespaces
+    x = torch.randn(5, 2, 3)
+    cell(x)
+    assert set(built) == {torch.float32}
+    ref = Gated(I=3, H=4, backend="reference").double()
+    ref.load_state_dict(cell.state_dict())
+    cell.double()
+    torch.testing.assert_close(cell(x.double()), ref(x.double()), rtol=1e-12, atol=1e-12)
+    assert set(built) == {torch.float32, torch.float64} and built[torch.float32] != built[torch.float64]
+    op = forward.op(torch.float32)
+    h = torch.zeros(2, 4, dtype=torch.float64)
+    with pytest.raises(TypeError, match=r"forward: xs\[0\] is Double but this library computes in Float"):
+        op([x.double()], [h], [p.detach() for p in cell.parameters()], forward.dims, False, False,
+           torch.empty(0, dtype=torch.int64), [])
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

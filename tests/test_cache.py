@@ -268,7 +268,7 @@ def test_a_derivation_kept_on_disk_renders_what_a_fresh_one_does(tmp_path, monke
 
 
 def _build_with_a_precompiled_header(tmp_path, monkeypatch, header, load):
-    """cpp build.build of a stand-in cell with a finished precompiled header holding `header`, cache.load
+    """cpp build._build of a stand-in cell (float32) with a finished precompiled header holding `header`, cache.load
     replaced by `load(source, ..., links=)`: -> (what build returned, the header's folder)"""
     from types import SimpleNamespace
 
@@ -282,7 +282,7 @@ def _build_with_a_precompiled_header(tmp_path, monkeypatch, header, load):
     monkeypatch.setattr(cpp_build.cache, "trusted_file", lambda p: True)
     monkeypatch.setattr(cpp_build.cache, "load", load)
     monkeypatch.setattr(cpp_build, "compiler_works", lambda: True)
-    return cpp_build.build(SimpleNamespace(name="X", dims=[]), [], "source", {}), pch
+    return cpp_build._build(SimpleNamespace(name="X", dims=[]), "source", torch.float32), pch
 
 
 def test_a_precompiled_header_that_fails_a_build_is_removed_and_the_build_runs_without_it(tmp_path, monkeypatch):
@@ -296,7 +296,7 @@ def test_a_precompiled_header_that_fails_a_build_is_removed_and_the_build_runs_w
             raise cache.BuildError("symcell: building the C++ kernel failed: while reading precompiled header")
         return "symcell_X_key"
     built, pch = _build_with_a_precompiled_header(tmp_path, monkeypatch, b"cut short", load)
-    assert built == {}
+    assert built == "symcell_X_key"
     assert calls == [{"sc.h.gch": pch / "sc.h.gch"}, None] and not pch.exists()
 
 

@@ -78,7 +78,7 @@ def test_a_kernel_built_while_counting_is_counted():
     cell = symcell.cells.GRU(I, H, backend="cpp")
     x = torch.randn(T, B, I)
     key = cell._bindings[0].kernel_key(torch.device("cpu"))
-    op = registry.kernel_for(key)._entries["forward"].op
+    op = registry.kernel_for(key)._entries["forward"].op(torch.float32)
     for made_before in (False, True):   # (a counter made before the build, as one in another thread, too)
         registry._KERNELS.pop(key)             # (built again, from the library this process has loaded)
         flop_counter.flop_registry.pop(op)

@@ -115,6 +115,15 @@ class Kernel:
         view.computing_for = dtype
         return view
 
+    def ready(self, dtype):
+        """Build now what the first-order scans need to run `dtype` tensors, where the backend builds a library for
+        each dtype when a call first needs it (cpp: their entry points' `ready`): a caller that must know whether
+        the backend builds here asks before it calls (Binding.kernel_key, for backend='auto')."""
+        for name in ("forward", "backward"):
+            ready = getattr(self._entries[name], "ready", None)
+            if ready is not None:
+                ready(dtype)
+
     def _scan(self, name):
         if name not in self._entries:
             if self._second_order is None:

@@ -7,8 +7,9 @@
 // the loop, sc::mm_panels); _wp_k the weights of the step's k-th transposed matmul, in panels;
 // _parts_v per-thread partial sums of a vector parameter's gradient; _b0.._b1 a thread's batch rows (_nb of
 // them); _na the rows still running at step _t; d_v the gradient of v.
-// Built as two translation units in parallel (build.py): the first scan in float32 and the operators in one,
-// the other instantiations in the other (SYMCELL_SECOND_UNIT); SYMCELL_NS names this library
+// Built for one dtype, SYMCELL_SCALAR (float or double: a library a dtype), as two translation units in
+// parallel (build.py): the first scan and the operators in one, the other scans in the other
+// (SYMCELL_SECOND_UNIT); SYMCELL_NS names this library
 #include "sc.h"
 
 namespace SYMCELL_NS {
@@ -644,88 +645,19 @@ std::vector<at::Tensor> tangent_backward_impl(at::TensorList _d_ys, at::TensorLi
 }
 
 #if SYMCELL_SECOND_UNIT
-template std::vector<at::Tensor> tangent_forward_impl<double>(at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::TensorList _v_xs, at::TensorList _v_inits, at::TensorList _v_params, at::IntArrayRef _dims, bool _save, const at::Tensor& _lengths, at::IntArrayRef _skip);
-template std::vector<at::Tensor> tangent_backward_impl<double>(at::TensorList _d_ys, at::TensorList _d_finals, at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::TensorList _v_d_ys, at::TensorList _v_d_finals, at::TensorList _v_xs, at::TensorList _v_inits, at::TensorList _v_params, at::TensorList _v_ys, at::TensorList _v_res, at::IntArrayRef _dims, const at::Tensor& _lengths, at::IntArrayRef _skip);
-template std::vector<at::Tensor> tangent_backward_impl<float>(at::TensorList _d_ys, at::TensorList _d_finals, at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::TensorList _v_d_ys, at::TensorList _v_d_finals, at::TensorList _v_xs, at::TensorList _v_inits, at::TensorList _v_params, at::TensorList _v_ys, at::TensorList _v_res, at::IntArrayRef _dims, const at::Tensor& _lengths, at::IntArrayRef _skip);
+template std::vector<at::Tensor> tangent_backward_impl<SYMCELL_SCALAR>(at::TensorList _d_ys, at::TensorList _d_finals, at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::TensorList _v_d_ys, at::TensorList _v_d_finals, at::TensorList _v_xs, at::TensorList _v_inits, at::TensorList _v_params, at::TensorList _v_ys, at::TensorList _v_res, at::IntArrayRef _dims, const at::Tensor& _lengths, at::IntArrayRef _skip);
 #else
-extern template std::vector<at::Tensor> tangent_forward_impl<double>(at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::TensorList _v_xs, at::TensorList _v_inits, at::TensorList _v_params, at::IntArrayRef _dims, bool _save, const at::Tensor& _lengths, at::IntArrayRef _skip);
-extern template std::vector<at::Tensor> tangent_backward_impl<double>(at::TensorList _d_ys, at::TensorList _d_finals, at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::TensorList _v_d_ys, at::TensorList _v_d_finals, at::TensorList _v_xs, at::TensorList _v_inits, at::TensorList _v_params, at::TensorList _v_ys, at::TensorList _v_res, at::IntArrayRef _dims, const at::Tensor& _lengths, at::IntArrayRef _skip);
-extern template std::vector<at::Tensor> tangent_backward_impl<float>(at::TensorList _d_ys, at::TensorList _d_finals, at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::TensorList _v_d_ys, at::TensorList _v_d_finals, at::TensorList _v_xs, at::TensorList _v_inits, at::TensorList _v_params, at::TensorList _v_ys, at::TensorList _v_res, at::IntArrayRef _dims, const at::Tensor& _lengths, at::IntArrayRef _skip);
+extern template std::vector<at::Tensor> tangent_backward_impl<SYMCELL_SCALAR>(at::TensorList _d_ys, at::TensorList _d_finals, at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::TensorList _v_d_ys, at::TensorList _v_d_finals, at::TensorList _v_xs, at::TensorList _v_inits, at::TensorList _v_params, at::TensorList _v_ys, at::TensorList _v_res, at::IntArrayRef _dims, const at::Tensor& _lengths, at::IntArrayRef _skip);
 
 void tangent_forward(const c10::OperatorHandle&, torch::jit::Stack* _stack) {
-  sc::ThreadCount _threads;   // (first: sc.h says why)
-  sc::check_switches();
-  auto _in = torch::jit::last(*_stack, 13);
-  const std::vector<at::Tensor> _xs = sc::contiguous(_in[0].toTensorVector());
-  sc::expect_count(_xs.size(), 1, "xs");
-  const std::vector<at::Tensor> _inits = sc::contiguous(_in[1].toTensorVector());
-  sc::expect_count(_inits.size(), 2, "inits");
-  const std::vector<at::Tensor> _params = sc::contiguous(_in[2].toTensorVector());
-  sc::expect_count(_params.size(), 4, "params");
-  const std::vector<at::Tensor> _ys = sc::contiguous(_in[3].toTensorVector());
-  sc::expect_count(_ys.size(), 1, "ys");
-  const std::vector<at::Tensor> _res = sc::contiguous(_in[4].toTensorVector());
-  sc::expect_count(_res.size(), 2, "res");
-  const std::vector<at::Tensor> _v_xs = sc::contiguous(_in[5].toTensorVector());
-  sc::expect_count(_v_xs.size(), 1, "v_xs");
-  const std::vector<at::Tensor> _v_inits = sc::contiguous(_in[6].toTensorVector());
-  sc::expect_count(_v_inits.size(), 2, "v_inits");
-  const std::vector<at::Tensor> _v_params = sc::contiguous(_in[7].toTensorVector());
-  sc::expect_count(_v_params.size(), 4, "v_params");
-  const std::vector<int64_t> _dims = sc::int_list(_in[8]);
-  sc::expect_count(_dims.size(), 2, "dims");
-  const bool _save = _in[9].toBool();
-  const at::Tensor _lengths = sc::as_lengths(_in[11].toTensor());
-  const std::vector<int64_t> _skip = sc::int_list(_in[12]);
-  sc::FlushDenormals _ftz;
-  // _bf16: the float32 tensors of a bfloat16 module's scan (sc.h's products16)
-  sc::SetFlag _products(sc::products16_flag(), sc::products16_wanted(_in[10].toBool() && _xs[0].scalar_type() == at::kFloat));
-  std::vector<at::Tensor> _out = _xs[0].scalar_type() == at::kDouble ? tangent_forward_impl<double>(_xs, _inits, _params, _ys, _res, _v_xs, _v_inits, _v_params, _dims, _save, _lengths, _skip) : tangent_forward_impl<float>(_xs, _inits, _params, _ys, _res, _v_xs, _v_inits, _v_params, _dims, _save, _lengths, _skip);
-  torch::jit::drop(*_stack, 13);
-  torch::jit::push(*_stack, c10::IValue(std::move(_out)));
+  sc::boxed(_stack, "tangent_forward", {{"xs", 1}, {"inits", 2}, {"params", 4}, {"ys", 1}, {"res", 2}, {"v_xs", 1}, {"v_inits", 2}, {"v_params", 4}}, 2, true, {0, 0}, c10::CppTypeToScalarType<SYMCELL_SCALAR>::value, [](const sc::Call& _c) {
+    return tangent_forward_impl<SYMCELL_SCALAR>(_c.lists[0], _c.lists[1], _c.lists[2], _c.lists[3], _c.lists[4], _c.lists[5], _c.lists[6], _c.lists[7], _c.dims, _c.save, _c.lengths, _c.skip);
+  });
 }
 void tangent_backward(const c10::OperatorHandle&, torch::jit::Stack* _stack) {
-  sc::ThreadCount _threads;   // (first: sc.h says why)
-  sc::check_switches();
-  auto _in = torch::jit::last(*_stack, 18);
-  const std::vector<at::Tensor> _d_ys = sc::contiguous(_in[0].toTensorVector());
-  sc::expect_count(_d_ys.size(), 1, "d_ys");
-  const std::vector<at::Tensor> _d_finals = sc::contiguous(_in[1].toTensorVector());
-  sc::expect_count(_d_finals.size(), 2, "d_finals");
-  const std::vector<at::Tensor> _xs = sc::contiguous(_in[2].toTensorVector());
-  sc::expect_count(_xs.size(), 1, "xs");
-  const std::vector<at::Tensor> _inits = sc::contiguous(_in[3].toTensorVector());
-  sc::expect_count(_inits.size(), 2, "inits");
-  const std::vector<at::Tensor> _params = sc::contiguous(_in[4].toTensorVector());
-  sc::expect_count(_params.size(), 4, "params");
-  const std::vector<at::Tensor> _ys = sc::contiguous(_in[5].toTensorVector());
-  sc::expect_count(_ys.size(), 1, "ys");
-  const std::vector<at::Tensor> _res = sc::contiguous(_in[6].toTensorVector());
-  sc::expect_count(_res.size(), 2, "res");
-  const std::vector<at::Tensor> _v_d_ys = sc::contiguous(_in[7].toTensorVector());
-  sc::expect_count(_v_d_ys.size(), 1, "v_d_ys");
-  const std::vector<at::Tensor> _v_d_finals = sc::contiguous(_in[8].toTensorVector());
-  sc::expect_count(_v_d_finals.size(), 2, "v_d_finals");
-  const std::vector<at::Tensor> _v_xs = sc::contiguous(_in[9].toTensorVector());
-  sc::expect_count(_v_xs.size(), 1, "v_xs");
-  const std::vector<at::Tensor> _v_inits = sc::contiguous(_in[10].toTensorVector());
-  sc::expect_count(_v_inits.size(), 2, "v_inits");
-  const std::vector<at::Tensor> _v_params = sc::contiguous(_in[11].toTensorVector());
-  sc::expect_count(_v_params.size(), 4, "v_params");
-  const std::vector<at::Tensor> _v_ys = sc::contiguous(_in[12].toTensorVector());
-  sc::expect_count(_v_ys.size(), 1, "v_ys");
-  const std::vector<at::Tensor> _v_res = sc::contiguous(_in[13].toTensorVector());
-  sc::expect_count(_v_res.size(), 2, "v_res");
-  const std::vector<int64_t> _dims = sc::int_list(_in[14]);
-  sc::expect_count(_dims.size(), 2, "dims");
-  const at::Tensor _lengths = sc::as_lengths(_in[16].toTensor());
-  const std::vector<int64_t> _skip = sc::int_list(_in[17]);
-  sc::FlushDenormals _ftz;
-  // _bf16: the float32 tensors of a bfloat16 module's scan (sc.h's products16)
-  sc::SetFlag _products(sc::products16_flag(), sc::products16_wanted(_in[15].toBool() && _xs[0].scalar_type() == at::kFloat));
-  std::vector<at::Tensor> _out = _xs[0].scalar_type() == at::kDouble ? tangent_backward_impl<double>(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _v_d_ys, _v_d_finals, _v_xs, _v_inits, _v_params, _v_ys, _v_res, _dims, _lengths, _skip) : tangent_backward_impl<float>(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _v_d_ys, _v_d_finals, _v_xs, _v_inits, _v_params, _v_ys, _v_res, _dims, _lengths, _skip);
-  torch::jit::drop(*_stack, 18);
-  torch::jit::push(*_stack, c10::IValue(std::move(_out)));
+  sc::boxed(_stack, "tangent_backward", {{"d_ys", 1}, {"d_finals", 2}, {"xs", 1}, {"inits", 2}, {"params", 4}, {"ys", 1}, {"res", 2}, {"v_d_ys", 1}, {"v_d_finals", 2}, {"v_xs", 1}, {"v_inits", 2}, {"v_params", 4}, {"v_ys", 1}, {"v_res", 2}}, 2, false, {2, 0}, c10::CppTypeToScalarType<SYMCELL_SCALAR>::value, [](const sc::Call& _c) {
+    return tangent_backward_impl<SYMCELL_SCALAR>(_c.lists[0], _c.lists[1], _c.lists[2], _c.lists[3], _c.lists[4], _c.lists[5], _c.lists[6], _c.lists[7], _c.lists[8], _c.lists[9], _c.lists[10], _c.lists[11], _c.lists[12], _c.lists[13], _c.dims, _c.lengths, _c.skip);
+  });
 }
 #endif
 }  // namespace SYMCELL_NS

@@ -7,8 +7,9 @@
 // the loop, sc::mm_panels); _wp_k the weights of the step's k-th transposed matmul, in panels;
 // _parts_v per-thread partial sums of a vector parameter's gradient; _b0.._b1 a thread's batch rows (_nb of
 // them); _na the rows still running at step _t; d_v the gradient of v.
-// Built as two translation units in parallel (build.py): the first scan in float32 and the operators in one,
-// the other instantiations in the other (SYMCELL_SECOND_UNIT); SYMCELL_NS names this library
+// Built for one dtype, SYMCELL_SCALAR (float or double: a library a dtype), as two translation units in
+// parallel (build.py): the first scan and the operators in one, the other scans in the other
+// (SYMCELL_SECOND_UNIT); SYMCELL_NS names this library
 #include "sc.h"
 
 namespace SYMCELL_NS {
@@ -369,64 +370,19 @@ std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_fi
 }
 
 #if SYMCELL_SECOND_UNIT
-template std::vector<at::Tensor> forward_impl<double>(at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::IntArrayRef _dims, bool _save, const at::Tensor& _lengths, at::IntArrayRef _skip);
-template std::vector<at::Tensor> backward_impl<double>(at::TensorList _d_ys, at::TensorList _d_finals, at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::IntArrayRef _dims, const at::Tensor& _lengths, at::IntArrayRef _skip);
-template std::vector<at::Tensor> backward_impl<float>(at::TensorList _d_ys, at::TensorList _d_finals, at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::IntArrayRef _dims, const at::Tensor& _lengths, at::IntArrayRef _skip);
+template std::vector<at::Tensor> backward_impl<SYMCELL_SCALAR>(at::TensorList _d_ys, at::TensorList _d_finals, at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::IntArrayRef _dims, const at::Tensor& _lengths, at::IntArrayRef _skip);
 #else
-extern template std::vector<at::Tensor> forward_impl<double>(at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::IntArrayRef _dims, bool _save, const at::Tensor& _lengths, at::IntArrayRef _skip);
-extern template std::vector<at::Tensor> backward_impl<double>(at::TensorList _d_ys, at::TensorList _d_finals, at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::IntArrayRef _dims, const at::Tensor& _lengths, at::IntArrayRef _skip);
-extern template std::vector<at::Tensor> backward_impl<float>(at::TensorList _d_ys, at::TensorList _d_finals, at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::IntArrayRef _dims, const at::Tensor& _lengths, at::IntArrayRef _skip);
+extern template std::vector<at::Tensor> backward_impl<SYMCELL_SCALAR>(at::TensorList _d_ys, at::TensorList _d_finals, at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::IntArrayRef _dims, const at::Tensor& _lengths, at::IntArrayRef _skip);
 
 void forward(const c10::OperatorHandle&, torch::jit::Stack* _stack) {
-  sc::ThreadCount _threads;   // (first: sc.h says why)
-  sc::check_switches();
-  auto _in = torch::jit::last(*_stack, 8);
-  const std::vector<at::Tensor> _xs = sc::contiguous(_in[0].toTensorVector());
-  sc::expect_count(_xs.size(), 1, "xs");
-  const std::vector<at::Tensor> _inits = sc::contiguous(_in[1].toTensorVector());
-  sc::expect_count(_inits.size(), 2, "inits");
-  const std::vector<at::Tensor> _params = sc::contiguous(_in[2].toTensorVector());
-  sc::expect_count(_params.size(), 4, "params");
-  const std::vector<int64_t> _dims = sc::int_list(_in[3]);
-  sc::expect_count(_dims.size(), 2, "dims");
-  const bool _save = _in[4].toBool();
-  const at::Tensor _lengths = sc::as_lengths(_in[6].toTensor());
-  const std::vector<int64_t> _skip = sc::int_list(_in[7]);
-  sc::FlushDenormals _ftz;
-  // _bf16: the float32 tensors of a bfloat16 module's scan (sc.h's products16)
-  sc::SetFlag _products(sc::products16_flag(), sc::products16_wanted(_in[5].toBool() && _xs[0].scalar_type() == at::kFloat));
-  std::vector<at::Tensor> _out = _xs[0].scalar_type() == at::kDouble ? forward_impl<double>(_xs, _inits, _params, _dims, _save, _lengths, _skip) : forward_impl<float>(_xs, _inits, _params, _dims, _save, _lengths, _skip);
-  torch::jit::drop(*_stack, 8);
-  torch::jit::push(*_stack, c10::IValue(std::move(_out)));
+  sc::boxed(_stack, "forward", {{"xs", 1}, {"inits", 2}, {"params", 4}}, 2, true, {0, 0}, c10::CppTypeToScalarType<SYMCELL_SCALAR>::value, [](const sc::Call& _c) {
+    return forward_impl<SYMCELL_SCALAR>(_c.lists[0], _c.lists[1], _c.lists[2], _c.dims, _c.save, _c.lengths, _c.skip);
+  });
 }
 void backward(const c10::OperatorHandle&, torch::jit::Stack* _stack) {
-  sc::ThreadCount _threads;   // (first: sc.h says why)
-  sc::check_switches();
-  auto _in = torch::jit::last(*_stack, 11);
-  const std::vector<at::Tensor> _d_ys = sc::contiguous(_in[0].toTensorVector());
-  sc::expect_count(_d_ys.size(), 1, "d_ys");
-  const std::vector<at::Tensor> _d_finals = sc::contiguous(_in[1].toTensorVector());
-  sc::expect_count(_d_finals.size(), 2, "d_finals");
-  const std::vector<at::Tensor> _xs = sc::contiguous(_in[2].toTensorVector());
-  sc::expect_count(_xs.size(), 1, "xs");
-  const std::vector<at::Tensor> _inits = sc::contiguous(_in[3].toTensorVector());
-  sc::expect_count(_inits.size(), 2, "inits");
-  const std::vector<at::Tensor> _params = sc::contiguous(_in[4].toTensorVector());
-  sc::expect_count(_params.size(), 4, "params");
-  const std::vector<at::Tensor> _ys = sc::contiguous(_in[5].toTensorVector());
-  sc::expect_count(_ys.size(), 1, "ys");
-  const std::vector<at::Tensor> _res = sc::contiguous(_in[6].toTensorVector());
-  sc::expect_count(_res.size(), 2, "res");
-  const std::vector<int64_t> _dims = sc::int_list(_in[7]);
-  sc::expect_count(_dims.size(), 2, "dims");
-  const at::Tensor _lengths = sc::as_lengths(_in[9].toTensor());
-  const std::vector<int64_t> _skip = sc::int_list(_in[10]);
-  sc::FlushDenormals _ftz;
-  // _bf16: the float32 tensors of a bfloat16 module's scan (sc.h's products16)
-  sc::SetFlag _products(sc::products16_flag(), sc::products16_wanted(_in[8].toBool() && _xs[0].scalar_type() == at::kFloat));
-  std::vector<at::Tensor> _out = _xs[0].scalar_type() == at::kDouble ? backward_impl<double>(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _dims, _lengths, _skip) : backward_impl<float>(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _dims, _lengths, _skip);
-  torch::jit::drop(*_stack, 11);
-  torch::jit::push(*_stack, c10::IValue(std::move(_out)));
+  sc::boxed(_stack, "backward", {{"d_ys", 1}, {"d_finals", 2}, {"xs", 1}, {"inits", 2}, {"params", 4}, {"ys", 1}, {"res", 2}}, 2, false, {2, 0}, c10::CppTypeToScalarType<SYMCELL_SCALAR>::value, [](const sc::Call& _c) {
+    return backward_impl<SYMCELL_SCALAR>(_c.lists[0], _c.lists[1], _c.lists[2], _c.lists[3], _c.lists[4], _c.lists[5], _c.lists[6], _c.dims, _c.lengths, _c.skip);
+  });
 }
 #endif
 }  // namespace SYMCELL_NS

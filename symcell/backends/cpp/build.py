@@ -1,8 +1,8 @@
 """Building rendered C++ into a library of torch operators, and calling them.
 
 The library registers `forward` and `backward` in a namespace of its own (TORCH_LIBRARY(SYMCELL_NS, ...), one
-namespace per build key, see cache.py); a Kernel calls them through torch.ops. sc.h, the hand-written runtime,
-is built beside the source and is part of the key.
+namespace per build key, see cache.py; a build a dtype); a Kernel calls them through torch.ops. sc.h, the
+hand-written runtime, is built beside the source and is part of the key.
 """
 import ctypes.util
 import os
@@ -10,6 +10,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -28,7 +29,23 @@ RUNTIME = HEADER.with_name("sc.cpp")
 # A cell's source is compiled as two translation units that ninja builds in parallel (2 cores at least): main.cpp,
 # and main_2.cpp where the source puts about half its code (render.py). Each parses the torch headers (most of a
 # build without the precompiled sc.h); with it and the boxed operators a new cell took 4.5 s, was 5.8 (BENCHMARKS.md).
-UNITS = {"main.cpp": "", "main_2.cpp": "#define SYMCELL_SECOND_UNIT 1\n"}
+# The units are compiled for one dtype, SYMCELL_SCALAR: a library a dtype, built when a call first runs the cell
+# in it. Both dtypes in one library compiled every scan twice, where a cell mostly runs in one (float32; float64 in
+# gradcheck): a new float32 cell now compiles half the code it did (BENCHMARKS.md).
+SCALARS = {torch.float32: "float", torch.float64: "double"}
+
+
+def units(dtype):
+    scalar = f"#define SYMCELL_SCALAR {SCALARS[dtype]}\n"
+    return {"main.cpp": scalar, "main_2.cpp": "#define SYMCELL_SECOND_UNIT 1\n" + scalar}
+
+
+def library_dtype(dtype):
+    """the dtype of the library that runs `dtype` tensors: float64's, else float32's (whose operators refuse any
+    other dtype by name: a 16-bit module's scan runs in float32, sequence.py)"""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
 _NO_LENGTHS = torch.empty(0, dtype=torch.int64)   # every row runs all steps
 
 
@@ -57,29 +74,73 @@ def forced(variable):
 
 
 class Entry:
-    """An operator of a built library, called with the cell's dimensions (run-time values) after the scan's
-    arguments and flag, and an empty tensor for no lengths. It can leave out work (`skip`, see base.py). It takes
-    tensors of any strides and negative views: torch's dispatch resolves the latter, the operator makes its
-    tensors contiguous (sc::contiguous), as a deployed program needs without Python."""
+    """An operator of a cell's library for the dtype it is called with (built then, the first time: Library), called
+    with the cell's dimensions (run-time values) after the scan's arguments and flag, and an empty tensor for no
+    lengths. It can leave out work (`skip`, see base.py). It takes tensors of any strides and negative views:
+    torch's dispatch resolves the latter, the operator makes its tensors contiguous (sc::contiguous), as a deployed
+    program needs without Python."""
     skips = True
     any_layout = True
 
-    def __init__(self, ns, scan, dims, dim_names):
-        self.ns, self.name, self.dims = ns, scan.name, list(dims)
-        self.op = getattr(getattr(torch.ops, ns), scan.name)
+    def __init__(self, library, scan, dims, dim_names):
+        self.library, self.scan, self.name, self.dims, self.dim_names = library, scan, scan.name, list(dims), dim_names
         self.flags = 1 if scan.save else 0
-        flops.register_entry(self.op, scan, dim_names)   # (FlopCounterMode counts its matmuls)
+        # (the argument group and index of the tensor whose dtype the operator computes in: its first sequence)
+        arg, k = scan.arg_of(scan.first_seq)
+        self._first = ([a.name for a in scan.args].index(arg), k)
+        self._ops = {}
+
+    def ns(self, dtype):
+        """the operator namespace of the library that runs `dtype` tensors, built now if it is not yet"""
+        return self.library.namespace(dtype)
+
+    def op(self, dtype):
+        """the operator that runs `dtype` tensors"""
+        dtype = library_dtype(dtype)
+        found = self._ops.get(dtype)
+        if found is None:
+            found = getattr(getattr(torch.ops, self.ns(dtype)), self.name)
+            flops.register_entry(found, self.scan, self.dim_names)   # (FlopCounterMode counts its matmuls)
+            self._ops[dtype] = found
+        return found
+
+    ready = op   # (Kernel.ready: build for a dtype before the first call)
 
     def __call__(self, *args, skip=()):   # the scan's argument lists, its save flag if it has one, the lengths
         groups, flags, lengths = args[:-1 - self.flags], args[len(args) - 1 - self.flags:-1], args[-1]
+        op = self.op(groups[self._first[0]][self._first[1]].dtype)
         if torch._C._len_torch_dispatch_stack():   # (a FlopCounterMode among them may not know this operator)
-            flops.tell_counters(self.op)
+            flops.tell_counters(op)
         # (a bfloat16 module's scan: its GEMMs may multiply in bfloat16, sc.h's products16)
         bf16 = COMPUTING_FOR.get() == torch.bfloat16
-        return self.op(*groups, self.dims, *flags, bf16, _NO_LENGTHS if lengths is None else lengths, list(skip))
+        return op(*groups, self.dims, *flags, bf16, _NO_LENGTHS if lengths is None else lengths, list(skip))
+
+
+class Library:
+    """A cell's source (some of its scans), built into a library for a dtype the first time a call needs it."""
+
+    def __init__(self, program, source):
+        self.program, self.source = program, source
+        self._namespaces, self._lock = {}, threading.Lock()
+
+    def namespace(self, dtype):
+        dtype = library_dtype(dtype)
+        ns = self._namespaces.get(dtype)
+        if ns is None:
+            with self._lock:   # (two threads' first calls: one build, one load of the library)
+                ns = self._namespaces.get(dtype)
+                if ns is None:
+                    ns = self._namespaces[dtype] = _build(self.program, self.source, dtype)
+        return ns
 
 
 def build(program, scans, source, dims):
+    library = Library(program, source)
+    return {s.name: Entry(library, s, [dims[d] for d in program.dims], program.dims) for s in scans}
+
+
+def _build(program, source, dtype):
+    """-> the operator namespace of `source` built for `dtype` (float32 or float64)"""
     lacking = missing()
     if lacking:
         raise cache.BuildError(f"symcell: backend='cpp' needs a C++ compiler and ninja: {lacking}; install it, or "
@@ -101,8 +162,8 @@ def build(program, scans, source, dims):
     gch = pch and pch / (HEADER.name + ".gch")   # linked only when finished and only this user could have written it
     links = {gch.name: gch} if pch and cache.trusted_file(pch / "complete") and cache.trusted_file(gch) else None
     try:
-        ns = cache.load(source, cflags, ldflags, files=files, links=links, units=UNITS, label=program.name,
-                        linked=linked)   # once per source
+        ns = cache.load(source, cflags, ldflags, files=files, links=links, units=units(dtype), label=program.name,
+                        linked=linked)   # once per source and dtype
     except cache.BuildError:
         if links is None:
             raise
@@ -110,14 +171,14 @@ def build(program, scans, source, dims):
         # build runs again without it, and where that succeeds the header is removed (the next build precompiles
         # it again). Where it fails too, the source was at fault: the header stays (other builds use it).
         links = None
-        ns = cache.load(source, cflags, ldflags, files=files, links=None, units=UNITS, label=program.name,
+        ns = cache.load(source, cflags, ldflags, files=files, links=None, units=units(dtype), label=program.name,
                         linked=linked)
         shutil.rmtree(pch, ignore_errors=True)
     if kept:
         cache.keep_object(runtime_key, cache.entry_dir(ns) / (RUNTIME.stem + ".o"))
     if pch and links is None:
         _precompile(pch, cache.entry_dir(ns))
-    return {s.name: Entry(ns, s, [dims[d] for d in program.dims], program.dims) for s in scans}
+    return ns
 
 
 # A precompiled sc.h (the torch headers it includes are most of a build: 11 s -> 5.6 s a cell on the 2-core

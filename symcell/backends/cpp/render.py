@@ -37,7 +37,7 @@ RESERVED = frozenset("""
     this thread_local throw true try typedef typeid typename union unsigned using virtual void volatile wchar_t
     while xor xor_eq NULL EOF INFINITY NAN assert errno
     at c10 sc std torch omp scalar_t size_t ptrdiff_t int8_t int16_t int32_t int64_t uint8_t uint16_t uint32_t
-    uint64_t SYMCELL_NS SYMCELL_SECOND_UNIT TORCH_LIBRARY TORCH_LIBRARY_IMPL CPU""".split())
+    uint64_t SYMCELL_NS SYMCELL_SCALAR SYMCELL_SECOND_UNIT TORCH_LIBRARY TORCH_LIBRARY_IMPL CPU""".split())
 
 LEGEND = """\
 // names: _dim_D a dimension; _n_v the features per row of buffer v; _ld_W the row stride of matrix W;
@@ -722,8 +722,9 @@ def render(program, scans):
     w(f"// _dims: {', '.join(program.dims)}")
     for line in LEGEND.splitlines():
         w(line)
-    w("// Built as two translation units in parallel (build.py): the first scan in float32 and the operators in one,")
-    w("// the other instantiations in the other (SYMCELL_SECOND_UNIT); SYMCELL_NS names this library")
+    w("// Built for one dtype, SYMCELL_SCALAR (float or double: a library a dtype), as two translation units in")
+    w("// parallel (build.py): the first scan and the operators in one, the other scans in the other")
+    w("// (SYMCELL_SECOND_UNIT); SYMCELL_NS names this library")
     w('#include "sc.h"')
     w()
     w("namespace SYMCELL_NS {")
@@ -734,46 +735,28 @@ def render(program, scans):
     def params(scan):
         return ", ".join([f"at::TensorList {a.name}" for a in scan.args] + ["at::IntArrayRef _dims"]
                          + (["bool _save"] if scan.save else []) + ["const at::Tensor& _lengths", "at::IntArrayRef _skip"])
-    # the second unit: every scan in float64, every scan but the first in float32 (about half the code each way)
-    second = [(scan, "double") for scan in scans] + [(scan, "float") for scan in scans[1:]]
+    # the second unit: every scan but the first (a forward or a tangent forward: about half the code each way)
     w("#if SYMCELL_SECOND_UNIT")
-    for scan, t in second:
-        w(f"template std::vector<at::Tensor> {scan.name}_impl<{t}>({params(scan)});")
+    for scan in scans[1:]:
+        w(f"template std::vector<at::Tensor> {scan.name}_impl<SYMCELL_SCALAR>({params(scan)});")
     w("#else")
-    for scan, t in second:
-        w(f"extern template std::vector<at::Tensor> {scan.name}_impl<{t}>({params(scan)});")
+    for scan in scans[1:]:
+        w(f"extern template std::vector<at::Tensor> {scan.name}_impl<SYMCELL_SCALAR>({params(scan)});")
     w()
     for scan in scans:
-        call = ", ".join([a.name for a in scan.args] + ["_dims"] + (["_save"] if scan.save else [])
-                         + ["_lengths", "_skip"])
-        first = "{}[{}]".format(*scan.arg_of(scan.first_seq))
-        # the operator as a boxed kernel: its arguments read off the stack by hand. (Registering the function
-        # itself instantiates torch's unboxing templates for its signature: about 2 s of every build.)
+        # the operator as a boxed kernel, its arguments read off the stack by sc::boxed, compiled once (sc.cpp).
+        # (Registering the function itself instantiated torch's unboxing templates for its signature: about 2 s
+        # of every build; the boxed plumbing written out in each operator, another 1.3 s of a small cell's 4.)
+        lists = ", ".join(f'{{"{a.name[1:]}", {len(a.buffers)}}}' for a in scan.args)
+        arg, k = scan.arg_of(scan.first_seq)
+        where = [a.name for a in scan.args].index(arg), k
         with w.block(f"void {scan.name}(const c10::OperatorHandle&, torch::jit::Stack* _stack) {{", "}"):
-            names = [a.name for a in scan.args] + ["_dims"] + (["_save"] if scan.save else []) + \
-                ["_bf16", "_lengths", "_skip"]
-            w("sc::ThreadCount _threads;   // (first: sc.h says why)")
-            w("sc::check_switches();")
-            w(f"auto _in = torch::jit::last(*_stack, {len(names)});")
-            for k, a in enumerate(scan.args):
-                w(f"const std::vector<at::Tensor> {a.name} = sc::contiguous(_in[{k}].toTensorVector());")
-                w(f'sc::expect_count({a.name}.size(), {len(a.buffers)}, "{a.name[1:]}");')
-            k = len(scan.args)
-            w(f"const std::vector<int64_t> _dims = sc::int_list(_in[{k}]);")
-            w(f'sc::expect_count(_dims.size(), {len(program.dims)}, "dims");')
-            if scan.save:
-                k += 1
-                w(f"const bool _save = _in[{k}].toBool();")
-            w(f"const at::Tensor _lengths = sc::as_lengths(_in[{k + 2}].toTensor());")
-            w(f"const std::vector<int64_t> _skip = sc::int_list(_in[{k + 3}]);")
-            w("sc::FlushDenormals _ftz;")
-            w("// _bf16: the float32 tensors of a bfloat16 module's scan (sc.h's products16)")
-            w(f"sc::SetFlag _products(sc::products16_flag(), sc::products16_wanted(_in[{k + 1}].toBool() && "
-              f"{first}.scalar_type() == at::kFloat));")
-            w(f"std::vector<at::Tensor> _out = {first}.scalar_type() == at::kDouble ? {scan.name}_impl<double>({call}) "
-              f": {scan.name}_impl<float>({call});")
-            w(f"torch::jit::drop(*_stack, {len(names)});")
-            w("torch::jit::push(*_stack, c10::IValue(std::move(_out)));")
+            w(f'sc::boxed(_stack, "{scan.name}", {{{lists}}}, {len(program.dims)}, {str(scan.save).lower()}, '
+              f"{{{where[0]}, {where[1]}}}, c10::CppTypeToScalarType<SYMCELL_SCALAR>::value, [](const sc::Call& _c) {{")
+            call = ", ".join([f"_c.lists[{j}]" for j in range(len(scan.args))] + ["_c.dims"]
+                             + (["_c.save"] if scan.save else []) + ["_c.lengths", "_c.skip"])
+            w(f"  return {scan.name}_impl<SYMCELL_SCALAR>({call});")
+            w("});")
     w("#endif")
     w("}  // namespace SYMCELL_NS")
     w()

@@ -595,7 +595,37 @@ void expect_count(size_t n, size_t want, const char* what) {
 std::vector<int64_t> int_list(const c10::IValue& v) {
   return v.isNone() ? std::vector<int64_t>{} : v.toIntVector();
 }
-// flag k of a call's _skip flags (none given: every flag false)
+void boxed(torch::jit::Stack* stack, const char* op, std::initializer_list<ListArg> lists, size_t n_dims,
+           bool has_save, std::pair<size_t, size_t> first, at::ScalarType dtype,
+           std::vector<at::Tensor> (*scan)(const Call&)) {
+  ThreadCount threads;   // (first: sc.h says why)
+  check_switches();
+  const size_t n = lists.size() + (has_save ? 5 : 4);
+  auto in = torch::jit::last(*stack, n);
+  Call call;
+  size_t k = 0;
+  for (const ListArg& a : lists) {
+    call.lists.push_back(contiguous(in[k++].toTensorVector()));
+    expect_count(call.lists.back().size(), a.count, a.name);
+  }
+  call.dims = int_list(in[k]);
+  expect_count(call.dims.size(), n_dims, "dims");
+  if (has_save) call.save = in[++k].toBool();
+  const bool bf16_scan = in[k + 1].toBool();
+  call.lengths = as_lengths(in[k + 2].toTensor());
+  call.skip = int_list(in[k + 3]);
+  const at::Tensor& t = call.lists[first.first][first.second];
+  // (a call in another dtype is refused by name: its library is another build, as a deployed program ships it)
+  TORCH_CHECK_TYPE(t.scalar_type() == dtype, "symcell operator ", op, ": ", lists.begin()[first.first].name, "[",
+                   first.second, "] is ", t.scalar_type(), " but this library computes in ", dtype,
+                   " (symcell builds a cell's library for each dtype it runs in: run or save the model in that dtype)");
+  FlushDenormals ftz;
+  // (_bf16: the float32 tensors of a bfloat16 module's scan, sc.h's products16)
+  SetFlag products(products16_flag(), products16_wanted(bf16_scan && t.scalar_type() == at::kFloat));
+  std::vector<at::Tensor> out = scan(call);
+  torch::jit::drop(*stack, n);
+  torch::jit::push(*stack, c10::IValue(std::move(out)));
+}
 
 // the instantiations generated code calls (float, and double for gradcheck)
 #define SC_INSTANTIATE(T)                                                                                          \

@@ -331,6 +331,24 @@ at::Tensor as_lengths(const at::Tensor& t);
 void expect_count(size_t n, size_t want, const char* what);
 std::vector<int64_t> int_list(const c10::IValue& v);
 inline bool flag(at::IntArrayRef flags, size_t k) { return k < flags.size() && flags[k] != 0; }
+// A generated operator's boxed plumbing, the same for every cell, so compiled once (sc.cpp; it was 1.3 of the ~4 s
+// of a small cell's build): the arguments read off the stack and checked, the thread count, subnormals flushed,
+// bfloat16 products chosen, the scan run on its dtype's tensors, its result pushed back.
+struct Call {
+  std::vector<std::vector<at::Tensor>> lists;   // the scan's argument lists, in its order, each made contiguous
+  std::vector<int64_t> dims, skip;
+  bool save = false;                            // (a scan with the flag: whether it keeps its residuals)
+  at::Tensor lengths;
+};
+struct ListArg {
+  const char* name;   // for messages: "xs"
+  size_t count;       // the tensors its kernel reads
+};
+// op: the operator's name; lists: its argument lists, then come dims, save (where `has_save`), bf16, lengths and
+// skip; first: the list and index of the tensor whose dtype the scan computes in, which must be `dtype`
+void boxed(torch::jit::Stack* stack, const char* op, std::initializer_list<ListArg> lists, size_t n_dims,
+           bool has_save, std::pair<size_t, size_t> first, at::ScalarType dtype,
+           std::vector<at::Tensor> (*scan)(const Call&));
 template <typename T> inline T* ptr(const at::Tensor& t) { return t.defined() ? t.data_ptr<T>() : nullptr; }
 // a vector parameter's gradient sums over rows that several threads compute at once: each thread adds into its
 // own row of a (threads, n) partial (no lock), and the rows are summed into the gradient once, at the end.
