@@ -354,13 +354,17 @@ def section_build(lines):
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ, SYMCELL_CACHE_DIR=cache)
         code = _BUILD_SNIPPET % {"tag": tag}
-        cold = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-        warm = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        # (run in the cache's folder: `python -c` puts its folder first on sys.path, and one run from a checkout
+        # imported that checkout's symcell whatever PYTHONPATH named)
+        cold = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
+                              cwd=cache)
+        warm = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
+                              cwd=cache)
         deadline = time.time() + 300
         while not list(Path(cache).glob("pch-*/complete")) and time.time() < deadline:
             time.sleep(0.5)
         pch = subprocess.run([sys.executable, "-c", _BUILD_SNIPPET % {"tag": tag + "1"}], env=env,
-                             capture_output=True, text=True, check=True)
+                             capture_output=True, text=True, check=True, cwd=cache)
     (cold_s, cold_import, cold64), (warm_s, warm_import, warm64), (pch_s, pch_import, pch64) = (
         map(float, r.stdout.split()) for r in (cold, warm, pch))
     lines.append("\nBuild (a new cell's forward and backward in float32, then in float64: a library each)")

@@ -102,6 +102,7 @@ class Kernel:
         self._entries, self._second_order = dict(entries), second_order
         # the scans by name, the second-order ones once built (shared with for_dtype's views, as _entries)
         self._scans = {s.name: s for s in (program.forward, program.backward)}
+        self._ready = set()   # the dtypes `ready` built for
         self.label = label   # names the cell in profiler rows: "symcell.LSTM[H=5,I=4].cpp.forward"
 
     def for_dtype(self, dtype):
@@ -119,10 +120,13 @@ class Kernel:
         """Build now what the first-order scans need to run `dtype` tensors, where the backend builds a library for
         each dtype when a call first needs it (cpp: their entry points' `ready`): a caller that must know whether
         the backend builds here asks before it calls (Binding.kernel_key, for backend='auto')."""
+        if dtype in self._ready:   # (asked at every call: a step of a cell is tens of microseconds)
+            return
         for name in ("forward", "backward"):
             ready = getattr(self._entries[name], "ready", None)
             if ready is not None:
                 ready(dtype)
+        self._ready.add(dtype)
 
     def _scan(self, name):
         if name not in self._entries:

@@ -96,11 +96,13 @@ class Entry:
 
     def op(self, dtype):
         """the operator that runs `dtype` tensors"""
-        dtype = library_dtype(dtype)
         found = self._ops.get(dtype)
         if found is None:
-            found = getattr(getattr(torch.ops, self.ns(dtype)), self.name)
-            flops.register_entry(found, self.scan, self.dim_names)   # (FlopCounterMode counts its matmuls)
+            found = self._ops.get(library_dtype(dtype))
+            if found is None:
+                found = getattr(getattr(torch.ops, self.ns(dtype)), self.name)
+                flops.register_entry(found, self.scan, self.dim_names)   # (FlopCounterMode counts its matmuls)
+                self._ops[library_dtype(dtype)] = found
             self._ops[dtype] = found
         return found
 
