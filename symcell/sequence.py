@@ -11,6 +11,7 @@ import contextlib
 import importlib
 import inspect
 import operator
+import sys
 import warnings
 
 import torch
@@ -124,12 +125,20 @@ def _never_traced(fn, reason):
 
 
 # The eager path, never traced: from a frame torch.compile runs eagerly after a graph break it could not resume
-# from, the frames below would each be compiled (building kernels inside a trace)
-_eager = _never_traced(_eager_path, "symcell's eager path: kernels built and run in Python")
-# ... and from a trace, for forward mode and vmap: a graph break
-_eager_transformed = _never_traced(
-    _eager_path, "symcell: forward mode (torch.func.jvp, jacfwd) and vmap of a scan run outside the compiled graph, "
-                 "which has no rule for them (a graph break: not under fullgraph=True)")
+# from, the frames below would each be compiled (building kernels inside a trace); and from a trace, for forward
+# mode and vmap: a graph break. Each made at its first use: torch.compiler.disable imports torch._dynamo (and with
+# it Triton, where installed), which made at import was 0.7 s of every `import symcell`. Where torch._dynamo was
+# never imported, no frame was compiled and none can be: scan_op calls the path as it is (the wrapper was a few
+# microseconds of every step of a cell).
+_DISABLED = {}
+_EAGER = "symcell's eager path: kernels built and run in Python"
+_TRANSFORMED = ("symcell: forward mode (torch.func.jvp, jacfwd) and vmap of a scan run outside the compiled graph, "
+                "which has no rule for them (a graph break: not under fullgraph=True)")
+
+
+def _disabled(reason):
+    fn = _DISABLED.get(reason)
+    return fn if fn is not None else _DISABLED.setdefault(reason, _never_traced(_eager_path, reason))
 
 
 def is_fake(*tensors):
@@ -157,9 +166,11 @@ def scan_op(key, xs, inits, params, lengths=None, computing_for=None):
     # operators' fake implementations: a backend's kernel would read their memory)
     if not torch.compiler.is_compiling() and not torch.jit.is_tracing() and not is_fake(*xs, *inits, *params) \
             and not _proxy_traced():
-        return _eager(key, xs, inits, params, lengths, computing_for)
+        if "torch._dynamo" not in sys.modules:
+            return _eager_path(key, xs, inits, params, lengths, computing_for)
+        return _disabled(_EAGER)(key, xs, inits, params, lengths, computing_for)
     if torch.compiler.is_compiling() and _transformed((*xs, *inits, *params)):
-        return _eager_transformed(key, xs, inits, params, lengths, computing_for)   # (a graph break)
+        return _disabled(_TRANSFORMED)(key, xs, inits, params, lengths, computing_for)   # (a graph break)
     n_out = ops._n_outputs(key)
     # torch.compile, tracing and export see the registered operators (ops.py). A traced graph must not depend on
     # grad mode: it records save=False, and a backward through it recomputes the residuals

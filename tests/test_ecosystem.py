@@ -147,6 +147,34 @@ def test_torch_compile_fullgraph_on_a_fresh_process_first_call_and_with_lengths(
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-3000:]
 
 
+def test_import_and_an_eager_call_leave_torch_dynamo_unimported_and_resolve_marked_as_torch_marks():
+    """torch.compiler's decorators import torch._dynamo (and Triton with it): made at import they were 0.7 s of
+    every `import symcell`. symcell marks backends.resolve as assume_constant_result does, and wraps its eager path
+    in torch.compiler.disable only once torch._dynamo is imported (a compiled frame needs it); the fresh-process
+    fullgraph test above checks that dynamo takes the mark"""
+    code = textwrap.dedent("""
+        import sys, torch
+        import symcell
+        assert "torch._dynamo" not in sys.modules
+        m = symcell.cells.LSTM(3, 4, backend="reference")
+        y = m(torch.randn(5, 2, 3, requires_grad=True))[0]
+        y.sum().backward()
+        assert "torch._dynamo" not in sys.modules
+        print("ok")
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                           [os.path.dirname(os.path.dirname(symcell.__file__)), os.environ.get("PYTHONPATH", "")])})
+    assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-3000:]
+
+    def marked_by_torch():
+        pass
+    torch.compiler.assume_constant_result(marked_by_torch)
+    # (what symcell's helper sets where torch._dynamo is not yet imported: a torch that marks otherwise fails here)
+    assert vars(marked_by_torch) == {"_dynamo_marked_constant": True}
+    assert vars(symcell.backends.resolve).get("_dynamo_marked_constant") is True
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_traced_program_checks_the_lengths_it_is_given(backend):
     """jit.trace records no Python check: the operator checks the lengths' count and values itself (the row order

@@ -7,6 +7,8 @@
 backend="auto" takes, among the backends whose `devices` include the tensors' device and that are usable on
 this machine, the one of highest priority.
 """
+import sys
+
 import torch
 
 from .base import Backend, Kernel, padding  # noqa: F401
@@ -29,9 +31,19 @@ def available():
     return sorted(_REGISTRY)
 
 
+def assume_constant_result(fn):
+    """torch.compiler.assume_constant_result, without importing torch._dynamo (0.7 s of `import symcell`, in a
+    process that may never compile): the mark it sets, made here (tests/test_ecosystem.py checks that torch's
+    decorator sets the same), or the decorator itself where torch._dynamo is imported already"""
+    if "torch._dynamo" in sys.modules:
+        return torch.compiler.assume_constant_result(fn)
+    fn._dynamo_marked_constant = True
+    return fn
+
+
 # torch.compile takes the answer as a constant, without tracing the question: whether this machine has a C++
 # compiler (shutil.which, a stat dynamo cannot trace: fullgraph failed on a module's first call in a process)
-@torch.compiler.assume_constant_result
+@assume_constant_result
 def resolve(name, device):
     """'auto' -> the best usable backend for the device; another name is checked and returned: a backend that
     cannot run tensors on this device here raises, saying why."""

@@ -275,9 +275,9 @@ class TritonBackend(Backend):
         except ImportError:
             return "Triton is not installed (pip install triton; it needs a CUDA GPU, or its interpreter)"
         if device.type == "cpu" and interpreted() and not _interpreter_imported():
-            return ("TRITON_INTERPRET=1 was set after triton was imported (import symcell imports torch._dynamo, "
-                    "which imports triton), so Triton compiled its library for a GPU: set it before any import, "
-                    "in the environment")
+            return ("TRITON_INTERPRET=1 was set after triton was imported (import symcell imports it, through "
+                    "torch.utils.flop_counter; so does torch.compile), so Triton compiled its library for a GPU: "
+                    "set it before any import, in the environment")
         if device.type == "cuda" or (device.type == "cpu" and interpreted()):
             return None
         if device.type != "cpu":
