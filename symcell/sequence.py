@@ -128,8 +128,7 @@ def _never_traced(fn, reason):
 # from, the frames below would each be compiled (building kernels inside a trace); and from a trace, for forward
 # mode and vmap: a graph break. Each made at its first use: torch.compiler.disable imports torch._dynamo (and with
 # it Triton, where installed), which made at import was 0.7 s of every `import symcell`. Where torch._dynamo was
-# never imported, no frame was compiled and none can be: scan_op calls the path as it is (the wrapper was a few
-# microseconds of every step of a cell).
+# never imported, no frame was compiled and none can be: scan_op calls the path as it is.
 _DISABLED = {}
 _EAGER = "symcell's eager path: kernels built and run in Python"
 _TRANSFORMED = ("symcell: forward mode (torch.func.jvp, jacfwd) and vmap of a scan run outside the compiled graph, "
