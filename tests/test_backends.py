@@ -85,6 +85,10 @@ def test_a_cell_builds_a_library_for_each_dtype_it_runs_in_and_each_refuses_the_
     with pytest.raises(TypeError, match=r"forward: xs\[0\] is Double but this library computes in Float"):
         op([x.double()], [h], [p.detach() for p in cell.parameters()], forward.dims, False, False,
            torch.empty(0, dtype=torch.int64), [])
+    # (and the other tensors of a call in the library's dtype are checked against its first sequence's)
+    with pytest.raises(TypeError, match=r"inits\[0\] \(h\) must have the first sequence's dtype Float, got Double"):
+        op([x], [h], [p.detach().float() for p in cell.parameters()], forward.dims, False, False,
+           torch.empty(0, dtype=torch.int64), [])
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
