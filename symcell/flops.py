@@ -62,8 +62,8 @@ def _a_row(scan, dims, skip):
 
 def _sequence_shape(scan, groups):
     """the (T, B, n) shape of the scan's first sequence argument, from its groups of argument shapes"""
-    name, k = scan.arg_of(scan.first_seq)
-    return groups[[a.name for a in scan.args].index(name)][k]
+    at, k = scan.first_seq_at
+    return groups[at][k]
 
 
 register_flop_formula = flop_counter.register_flop_formula

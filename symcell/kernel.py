@@ -208,6 +208,12 @@ class Scan:
         """(argument name, index) binding buffer `name`, or None when the scan allocates it"""
         return next(((a.name, k) for a in self.args for k, b in enumerate(a.buffers) if b == name), None)
 
+    @property
+    def first_seq_at(self):
+        """(argument position, index) of first_seq: where an entry point's argument groups hold it"""
+        name, k = self.arg_of(self.first_seq)
+        return [a.name for a in self.args].index(name), k
+
     def used(self, stmts):
         """The buffers the statements read or write, in the scan's buffer order."""
         names = set()

@@ -85,9 +85,7 @@ class Entry:
     def __init__(self, library, scan, dims, dim_names):
         self.library, self.scan, self.name, self.dims, self.dim_names = library, scan, scan.name, list(dims), dim_names
         self.flags = 1 if scan.save else 0
-        # (the argument group and index of the tensor whose dtype the operator computes in: its first sequence)
-        arg, k = scan.arg_of(scan.first_seq)
-        self._first = ([a.name for a in scan.args].index(arg), k)
+        self._first = scan.first_seq_at   # (the tensor whose dtype the operator computes in)
         self._ops = {}
 
     def ns(self, dtype):

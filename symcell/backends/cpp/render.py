@@ -748,8 +748,7 @@ def render(program, scans):
         # (Registering the function itself instantiated torch's unboxing templates for its signature: about 2 s
         # of every build; the boxed plumbing written out in each operator, another 1.3 s of a small cell's 4.)
         lists = ", ".join(f'{{"{a.name[1:]}", {len(a.buffers)}}}' for a in scan.args)
-        arg, k = scan.arg_of(scan.first_seq)
-        where = [a.name for a in scan.args].index(arg), k
+        where = scan.first_seq_at
         with w.block(f"void {scan.name}(const c10::OperatorHandle&, torch::jit::Stack* _stack) {{", "}"):
             w(f'sc::boxed(_stack, "{scan.name}", {{{lists}}}, {len(program.dims)}, {str(scan.save).lower()}, '
               f"{{{where[0]}, {where[1]}}}, c10::CppTypeToScalarType<SYMCELL_SCALAR>::value, [](const sc::Call& _c) {{")
