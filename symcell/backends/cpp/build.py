@@ -95,13 +95,9 @@ class Entry:
     def op(self, dtype):
         """the operator that runs `dtype` tensors"""
         found = self._ops.get(dtype)
-        if found is None:
-            found = self._ops.get(library_dtype(dtype))
-            if found is None:
-                found = getattr(getattr(torch.ops, self.ns(dtype)), self.name)
-                flops.register_entry(found, self.scan, self.dim_names)   # (FlopCounterMode counts its matmuls)
-                self._ops[library_dtype(dtype)] = found
-            self._ops[dtype] = found
+        if found is None:   # (a dtype that runs in float32's library looks its operator up again: the same one)
+            found = self._ops[dtype] = getattr(getattr(torch.ops, self.ns(dtype)), self.name)
+            flops.register_entry(found, self.scan, self.dim_names)   # (FlopCounterMode counts its matmuls; once)
         return found
 
     ready = op   # (Kernel.ready: build for a dtype before the first call)
