@@ -285,7 +285,7 @@ def load(source, cflags=(), ldflags=(), files=None, links=None, units=None, labe
     """Build (or find) the library for `source`, load it into this process, return its op namespace:
     symcell_<label>_<key> (the label, a cell's name, so that graphs and profiles name the cell), or symcell_<key>.
 
-    The source must register its ops with TORCH_LIBRARY(SYMCELL_NS, m); SYMCELL_NS is defined per key.
+    The source must register its ops in namespace SYMCELL_NS (TORCH_LIBRARY or as it does), defined per key.
     `files` ({name: text}) are written beside it (headers it includes by name); `links` ({name: path}) are
     linked beside it when it is built (a precompiled header: it changes how fast, not what, is built, so it is
     not part of the key). `units` ({file name: lines put before the source}, default one main.cpp): the

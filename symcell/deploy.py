@@ -6,8 +6,8 @@ libtorch, or in a Python process that only has torch.
     symcell.deploy.export(model, example_inputs, "out/")    # out/exported.pt2 (torch.export.save), same libraries
 
 Inside `save`, `package` and `export` each fused scan is recorded as a call of its cell's own C++ operator,
-`symcell_<cell>_<key>::forward` (the operator the cpp backend builds for every cell, registered with
-TORCH_LIBRARY in its library), instead of `symcell::scan`, whose implementation is Python. The libraries are
+`symcell_<cell>_<key>::forward` (the operator the cpp backend builds for every cell, registered by its
+library when loaded, as TORCH_LIBRARY registers), instead of `symcell::scan`, whose implementation is Python. The libraries are
 copied beside the program. To run it, load them, then the program:
 
     Python:  for lib in sorted(glob.glob("out/symcell_*.so")): torch.ops.load_library(lib)
@@ -18,7 +18,7 @@ copied beside the program. To run it, load them, then the program:
 
 Load each cell's library once a process: programs saved with one cell in one dtype ship the same library (its
 name, the cell's key, is the same whatever its sizes; a dtype has a library of its own, and its operator refuses
-tensors of another dtype by name), and a second copy's TORCH_LIBRARY aborts the process; load one file a name.
+tensors of another dtype by name), and a second copy's registration aborts the process; load one file a name.
 
 Every saved program runs at every sequence length and batch size (one operator per sequence, not an unrolled
 loop). The libraries are built for this machine's CPU (-march=native): deploy to a machine with the same

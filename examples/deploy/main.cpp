@@ -23,7 +23,7 @@
 
 namespace fs = std::filesystem;
 
-// The per-cell operators register themselves (TORCH_LIBRARY) when their library is loaded: before the program.
+// The per-cell operators register themselves (as TORCH_LIBRARY would) when their library is loaded: before the program.
 static void load_symcell_libraries(const fs::path& folder) {
   std::vector<fs::path> libraries;
   for (const auto& f : fs::directory_iterator(folder)) {

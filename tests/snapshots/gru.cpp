@@ -44,11 +44,11 @@ std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _inits, 
   const scalar_t* weight_hh = sc::ptr<scalar_t>(_params[1]);
   const scalar_t* bias_ih = sc::ptr<scalar_t>(_params[2]);
   const scalar_t* bias_hh = sc::ptr<scalar_t>(_params[3]);
-  at::Tensor _t_h_new = at::empty({_steps, _batch, _n_h_new}, _opt);
-  at::Tensor _t_weight_ih_x = at::empty({_steps, _batch, _n_weight_ih_x}, _opt);
+  at::Tensor _t_h_new = sc::empty({_steps, _batch, _n_h_new}, _opt);
+  at::Tensor _t_weight_ih_x = sc::empty({_steps, _batch, _n_weight_ih_x}, _opt);
   scalar_t* _seq_weight_ih_x = sc::ptr<scalar_t>(_t_weight_ih_x);
-  at::Tensor _res_weight_hh_h = !_save ? at::Tensor() : _len != nullptr ? at::zeros({_steps, _batch, _n_weight_hh_h}, _opt) : at::empty({_steps, _batch, _n_weight_hh_h}, _opt);
-  at::Tensor _buf_weight_hh_h = at::empty({_batch, _n_weight_hh_h}, _opt);   // per-step scratch
+  at::Tensor _res_weight_hh_h = !_save ? at::Tensor() : _len != nullptr ? sc::zeros({_steps, _batch, _n_weight_hh_h}, _opt) : sc::empty({_steps, _batch, _n_weight_hh_h}, _opt);
+  at::Tensor _buf_weight_hh_h = sc::empty({_batch, _n_weight_hh_h}, _opt);   // per-step scratch
   const bool _direct = sc::direct(_steps, _batch);   // the matmuls on their weights as stored
   scalar_t* _wt_weight_hh_h = sc::ptr<scalar_t>(sc::workspace(1, sc::step_panels_numel(_dim_H, _n_weight_hh_h), _opt));
   if (!_direct) sc::transpose_step_panels(weight_hh, _ld_weight_hh, _n_weight_hh_h, _dim_H, _wt_weight_hh_h, _dim_H * sc::PANEL, 0);
@@ -119,7 +119,7 @@ std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _inits, 
   const scalar_t* _last_h = _steps > 0 ? (sc::ptr<scalar_t>(_t_h_new) + (_steps - 1) * _batch * _n_h_new) : _init_h;
   std::vector<at::Tensor> _out;
   _out.push_back(_t_h_new);
-  { at::Tensor _f = at::empty({_batch, _n_h}, _opt); if (_batch * _n_h > 0) std::memcpy(sc::ptr<scalar_t>(_f), _last_h, sizeof(scalar_t) * _batch * _n_h); _out.push_back(_f); }
+  { at::Tensor _f = sc::empty({_batch, _n_h}, _opt); if (_batch * _n_h > 0) std::memcpy(sc::ptr<scalar_t>(_f), _last_h, sizeof(scalar_t) * _batch * _n_h); _out.push_back(_f); }
   if (_save) {
     _out.push_back(_t_weight_ih_x);
     _out.push_back(_res_weight_hh_h);
@@ -182,23 +182,23 @@ std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_fi
   const bool _unwanted_d_x = sc::flag(_skip, 11);
   const bool _unwanted_d_weight_ih = sc::flag(_skip, 13);
   const bool _unwanted_d_weight_hh = sc::flag(_skip, 14);
-  at::Tensor _pp_d_h = at::empty({2, _batch, _n_d_h}, _opt);   // two alternating slots
-  at::Tensor _t_d_x = at::zeros({_steps, _batch, _n_d_x}, _opt);
+  at::Tensor _pp_d_h = sc::empty({2, _batch, _n_d_h}, _opt);   // two alternating slots
+  at::Tensor _t_d_x = sc::zeros({_steps, _batch, _n_d_x}, _opt);
   scalar_t* _seq_d_x = sc::ptr<scalar_t>(_t_d_x);
-  at::Tensor _t_d_weight_ih_x = at::zeros({_steps, _batch, _n_d_weight_ih_x}, _opt);
+  at::Tensor _t_d_weight_ih_x = sc::zeros({_steps, _batch, _n_d_weight_ih_x}, _opt);
   scalar_t* _seq_d_weight_ih_x = sc::ptr<scalar_t>(_t_d_weight_ih_x);
-  at::Tensor _t_d_weight_hh_h = at::zeros({_steps, _batch, _n_d_weight_hh_h}, _opt);
+  at::Tensor _t_d_weight_hh_h = sc::zeros({_steps, _batch, _n_d_weight_hh_h}, _opt);
   scalar_t* _seq_d_weight_hh_h = sc::ptr<scalar_t>(_t_d_weight_hh_h);
-  at::Tensor _t_d_weight_ih = at::zeros({3*_dim_H, _dim_I}, _opt);
+  at::Tensor _t_d_weight_ih = sc::zeros({3*_dim_H, _dim_I}, _opt);
   scalar_t* d_weight_ih = sc::ptr<scalar_t>(_t_d_weight_ih);
-  at::Tensor _t_d_weight_hh = at::zeros({3*_dim_H, _dim_H}, _opt);
+  at::Tensor _t_d_weight_hh = sc::zeros({3*_dim_H, _dim_H}, _opt);
   scalar_t* d_weight_hh = sc::ptr<scalar_t>(_t_d_weight_hh);
-  at::Tensor _t_d_bias_ih = at::zeros({3*_dim_H}, _opt);
+  at::Tensor _t_d_bias_ih = sc::zeros({3*_dim_H}, _opt);
   scalar_t* d_bias_ih = sc::ptr<scalar_t>(_t_d_bias_ih);
-  at::Tensor _parts_d_bias_ih = at::zeros({sc::threads(), _n_d_bias_ih}, _opt);
-  at::Tensor _t_d_bias_hh = at::zeros({3*_dim_H}, _opt);
+  at::Tensor _parts_d_bias_ih = sc::zeros({sc::threads(), _n_d_bias_ih}, _opt);
+  at::Tensor _t_d_bias_hh = sc::zeros({3*_dim_H}, _opt);
   scalar_t* d_bias_hh = sc::ptr<scalar_t>(_t_d_bias_hh);
-  at::Tensor _parts_d_bias_hh = at::zeros({sc::threads(), _n_d_bias_hh}, _opt);
+  at::Tensor _parts_d_bias_hh = sc::zeros({sc::threads(), _n_d_bias_hh}, _opt);
   const bool _direct_grads = sc::direct_grads(_steps, _batch, _ld_weight_hh * int64_t(sizeof(scalar_t)));   // the transposed matmuls on theirs
   scalar_t* _wp_0 = sc::ptr<scalar_t>(sc::workspace(0, sc::step_panels_numel(_n_d_weight_hh_h, _dim_H), _opt));   // weight_hh in panels
   if (!_direct_grads) sc::copy_step_panels(weight_hh, _ld_weight_hh, _n_d_weight_hh_h, _dim_H, _wp_0);
@@ -319,7 +319,7 @@ std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_fi
   sc::sum_partials(_parts_d_bias_hh, _n_d_bias_hh, d_bias_hh);
   std::vector<at::Tensor> _out;
   _out.push_back(_t_d_x);
-  { at::Tensor _f = at::empty({_batch, _n_d_h_new}, _opt); if (_batch * _n_d_h_new > 0) std::memcpy(sc::ptr<scalar_t>(_f), _last_d_h_new, sizeof(scalar_t) * _batch * _n_d_h_new); _out.push_back(_f); }
+  { at::Tensor _f = sc::empty({_batch, _n_d_h_new}, _opt); if (_batch * _n_d_h_new > 0) std::memcpy(sc::ptr<scalar_t>(_f), _last_d_h_new, sizeof(scalar_t) * _batch * _n_d_h_new); _out.push_back(_f); }
   _out.push_back(_t_d_weight_ih);
   _out.push_back(_t_d_weight_hh);
   _out.push_back(_t_d_bias_ih);
@@ -332,26 +332,18 @@ template std::vector<at::Tensor> backward_impl<SYMCELL_SCALAR>(at::TensorList _d
 #else
 extern template std::vector<at::Tensor> backward_impl<SYMCELL_SCALAR>(at::TensorList _d_ys, at::TensorList _d_finals, at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::IntArrayRef _dims, const at::Tensor& _lengths, at::IntArrayRef _skip);
 
-void forward(const c10::OperatorHandle&, torch::jit::Stack* _stack) {
-  sc::boxed(_stack, "forward", {{"xs", 1}, {"inits", 1}, {"params", 4}}, 2, true, {0, 0}, c10::CppTypeToScalarType<SYMCELL_SCALAR>::value, [](const sc::Call& _c) {
-    return forward_impl<SYMCELL_SCALAR>(_c.lists[0], _c.lists[1], _c.lists[2], _c.dims, _c.save, _c.lengths, _c.skip);
-  });
+std::vector<at::Tensor> forward(const sc::Call& _c) {
+  return forward_impl<SYMCELL_SCALAR>(_c.lists[0], _c.lists[1], _c.lists[2], _c.dims, _c.save, _c.lengths, _c.skip);
 }
-void backward(const c10::OperatorHandle&, torch::jit::Stack* _stack) {
-  sc::boxed(_stack, "backward", {{"d_ys", 1}, {"d_finals", 1}, {"xs", 1}, {"inits", 1}, {"params", 4}, {"ys", 1}, {"res", 2}}, 2, false, {2, 0}, c10::CppTypeToScalarType<SYMCELL_SCALAR>::value, [](const sc::Call& _c) {
-    return backward_impl<SYMCELL_SCALAR>(_c.lists[0], _c.lists[1], _c.lists[2], _c.lists[3], _c.lists[4], _c.lists[5], _c.lists[6], _c.dims, _c.lengths, _c.skip);
-  });
+std::vector<at::Tensor> backward(const sc::Call& _c) {
+  return backward_impl<SYMCELL_SCALAR>(_c.lists[0], _c.lists[1], _c.lists[2], _c.lists[3], _c.lists[4], _c.lists[5], _c.lists[6], _c.dims, _c.lengths, _c.skip);
 }
 #endif
 }  // namespace SYMCELL_NS
 
 #if !SYMCELL_SECOND_UNIT
-TORCH_LIBRARY(SYMCELL_NS, m) {
-  m.def("forward(Tensor[] _xs, Tensor[] _inits, Tensor[] _params, int[] _dims, bool _save, bool _bf16, Tensor _lengths, int[] _skip) -> Tensor[]");
-  m.def("backward(Tensor[] _d_ys, Tensor[] _d_finals, Tensor[] _xs, Tensor[] _inits, Tensor[] _params, Tensor[] _ys, Tensor[] _res, int[] _dims, bool _bf16, Tensor _lengths, int[] _skip) -> Tensor[]");
-}
-TORCH_LIBRARY_IMPL(SYMCELL_NS, CPU, m) {
-  m.impl("forward", torch::CppFunction::makeFromBoxedFunction<&SYMCELL_NS::forward>());
-  m.impl("backward", torch::CppFunction::makeFromBoxedFunction<&SYMCELL_NS::backward>());
-}
+static const sc::Operators _operators(SC_STRING(SYMCELL_NS), c10::CppTypeToScalarType<SYMCELL_SCALAR>::value, 2, {
+  {"forward(Tensor[] _xs, Tensor[] _inits, Tensor[] _params, int[] _dims, bool _save, bool _bf16, Tensor _lengths, int[] _skip) -> Tensor[]", {{"xs", 1}, {"inits", 1}, {"params", 4}}, true, {0, 0}, &SYMCELL_NS::forward},
+  {"backward(Tensor[] _d_ys, Tensor[] _d_finals, Tensor[] _xs, Tensor[] _inits, Tensor[] _params, Tensor[] _ys, Tensor[] _res, int[] _dims, bool _bf16, Tensor _lengths, int[] _skip) -> Tensor[]", {{"d_ys", 1}, {"d_finals", 1}, {"xs", 1}, {"inits", 1}, {"params", 4}, {"ys", 1}, {"res", 2}}, false, {2, 0}, &SYMCELL_NS::backward},
+}, __FILE__, __LINE__);
 #endif

@@ -81,10 +81,10 @@ std::vector<at::Tensor> tangent_forward_impl(at::TensorList _xs, at::TensorList 
   const bool _zero__v_x = sc::flag(_skip, 10);
   const bool _zero__v_weight_ih = sc::flag(_skip, 13);
   const bool _zero__v_weight_hh = sc::flag(_skip, 14);
-  at::Tensor _t__v_h_new = at::empty({_steps, _batch, _n__v_h_new}, _opt);
-  at::Tensor _res__v_c_new = !_save ? at::Tensor() : _len != nullptr ? at::zeros({_steps, _batch, _n__v_c_new}, _opt) : at::empty({_steps, _batch, _n__v_c_new}, _opt);
-  at::Tensor _pp__v_c_new = at::empty({2, _batch, _n__v_c_new}, _opt);   // two alternating slots
-  at::Tensor _t__v_gates = at::empty({_steps, _batch, _n__v_gates}, _opt);
+  at::Tensor _t__v_h_new = sc::empty({_steps, _batch, _n__v_h_new}, _opt);
+  at::Tensor _res__v_c_new = !_save ? at::Tensor() : _len != nullptr ? sc::zeros({_steps, _batch, _n__v_c_new}, _opt) : sc::empty({_steps, _batch, _n__v_c_new}, _opt);
+  at::Tensor _pp__v_c_new = sc::empty({2, _batch, _n__v_c_new}, _opt);   // two alternating slots
+  at::Tensor _t__v_gates = sc::empty({_steps, _batch, _n__v_gates}, _opt);
   scalar_t* _seq__v_gates = sc::ptr<scalar_t>(_t__v_gates);
   const bool _direct = sc::direct(_steps, _batch);   // the matmuls on their weights as stored
   scalar_t* _wt__v_gates0 = sc::ptr<scalar_t>(sc::workspace(0, 2*_dim_I * _n__v_gates, _opt));
@@ -111,8 +111,8 @@ std::vector<at::Tensor> tangent_forward_impl(at::TensorList _xs, at::TensorList 
     if (!_direct) sc::transpose_step_panels(_v_weight_hh, _ld__v_weight_hh, _n__v_gates, _dim_H, _wt__v_gates1, 2*_dim_H * sc::PANEL, _k__v_gates1);
     _k__v_gates1 += _dim_H;
   }
-  at::Tensor _operands__v_gates0 = at::empty({_steps * _batch, 2*_dim_I}, _opt);
-  at::Tensor _operands__v_gates1 = at::empty({_batch, 2*_dim_H}, _opt);
+  at::Tensor _operands__v_gates0 = sc::empty({_steps * _batch, 2*_dim_I}, _opt);
+  at::Tensor _operands__v_gates1 = sc::empty({_batch, 2*_dim_H}, _opt);
   // before the loop: what depends on no carried value, over all _steps*_batch rows at once
   {
     const scalar_t* x = _seq_x;
@@ -249,8 +249,8 @@ std::vector<at::Tensor> tangent_forward_impl(at::TensorList _xs, at::TensorList 
   const scalar_t* _last__v_c = _steps > 0 ? (_save ? sc::ptr<scalar_t>(_res__v_c_new) + (_steps - 1) * _batch * _n__v_c_new : sc::ptr<scalar_t>(_pp__v_c_new) + ((_steps - 1) & 1) * _batch * _n__v_c_new) : _init__v_c;
   std::vector<at::Tensor> _out;
   _out.push_back(_t__v_h_new);
-  { at::Tensor _f = at::empty({_batch, _n__v_h}, _opt); if (_batch * _n__v_h > 0) std::memcpy(sc::ptr<scalar_t>(_f), _last__v_h, sizeof(scalar_t) * _batch * _n__v_h); _out.push_back(_f); }
-  { at::Tensor _f = at::empty({_batch, _n__v_c}, _opt); if (_batch * _n__v_c > 0) std::memcpy(sc::ptr<scalar_t>(_f), _last__v_c, sizeof(scalar_t) * _batch * _n__v_c); _out.push_back(_f); }
+  { at::Tensor _f = sc::empty({_batch, _n__v_h}, _opt); if (_batch * _n__v_h > 0) std::memcpy(sc::ptr<scalar_t>(_f), _last__v_h, sizeof(scalar_t) * _batch * _n__v_h); _out.push_back(_f); }
+  { at::Tensor _f = sc::empty({_batch, _n__v_c}, _opt); if (_batch * _n__v_c > 0) std::memcpy(sc::ptr<scalar_t>(_f), _last__v_c, sizeof(scalar_t) * _batch * _n__v_c); _out.push_back(_f); }
   if (_save) {
     _out.push_back(_t__v_gates);
     _out.push_back(_res__v_c_new);
@@ -366,26 +366,26 @@ std::vector<at::Tensor> tangent_backward_impl(at::TensorList _d_ys, at::TensorLi
   const bool _unwanted__v_d_x = sc::flag(_skip, 26);
   const bool _unwanted__v_d_weight_ih = sc::flag(_skip, 29);
   const bool _unwanted__v_d_weight_hh = sc::flag(_skip, 30);
-  at::Tensor _pp_d_h = at::empty({2, _batch, _n_d_h}, _opt);   // two alternating slots
-  at::Tensor _pp_d_c = at::empty({2, _batch, _n_d_c}, _opt);   // two alternating slots
-  at::Tensor _t_d_gates = at::zeros({_steps, _batch, _n_d_gates}, _opt);
+  at::Tensor _pp_d_h = sc::empty({2, _batch, _n_d_h}, _opt);   // two alternating slots
+  at::Tensor _pp_d_c = sc::empty({2, _batch, _n_d_c}, _opt);   // two alternating slots
+  at::Tensor _t_d_gates = sc::zeros({_steps, _batch, _n_d_gates}, _opt);
   scalar_t* _seq_d_gates = sc::ptr<scalar_t>(_t_d_gates);
-  at::Tensor _pp__v_d_h = at::empty({2, _batch, _n__v_d_h}, _opt);   // two alternating slots
-  at::Tensor _pp__v_d_c = at::empty({2, _batch, _n__v_d_c}, _opt);   // two alternating slots
-  at::Tensor _t__v_d_x = at::zeros({_steps, _batch, _n__v_d_x}, _opt);
+  at::Tensor _pp__v_d_h = sc::empty({2, _batch, _n__v_d_h}, _opt);   // two alternating slots
+  at::Tensor _pp__v_d_c = sc::empty({2, _batch, _n__v_d_c}, _opt);   // two alternating slots
+  at::Tensor _t__v_d_x = sc::zeros({_steps, _batch, _n__v_d_x}, _opt);
   scalar_t* _seq__v_d_x = sc::ptr<scalar_t>(_t__v_d_x);
-  at::Tensor _t__v_d_gates = at::zeros({_steps, _batch, _n__v_d_gates}, _opt);
+  at::Tensor _t__v_d_gates = sc::zeros({_steps, _batch, _n__v_d_gates}, _opt);
   scalar_t* _seq__v_d_gates = sc::ptr<scalar_t>(_t__v_d_gates);
-  at::Tensor _t__v_d_weight_ih = at::zeros({4*_dim_H, _dim_I}, _opt);
+  at::Tensor _t__v_d_weight_ih = sc::zeros({4*_dim_H, _dim_I}, _opt);
   scalar_t* _v_d_weight_ih = sc::ptr<scalar_t>(_t__v_d_weight_ih);
-  at::Tensor _t__v_d_weight_hh = at::zeros({4*_dim_H, _dim_H}, _opt);
+  at::Tensor _t__v_d_weight_hh = sc::zeros({4*_dim_H, _dim_H}, _opt);
   scalar_t* _v_d_weight_hh = sc::ptr<scalar_t>(_t__v_d_weight_hh);
-  at::Tensor _t__v_d_bias_ih = at::zeros({4*_dim_H}, _opt);
+  at::Tensor _t__v_d_bias_ih = sc::zeros({4*_dim_H}, _opt);
   scalar_t* _v_d_bias_ih = sc::ptr<scalar_t>(_t__v_d_bias_ih);
-  at::Tensor _parts__v_d_bias_ih = at::zeros({sc::threads(), _n__v_d_bias_ih}, _opt);
-  at::Tensor _t__v_d_bias_hh = at::zeros({4*_dim_H}, _opt);
+  at::Tensor _parts__v_d_bias_ih = sc::zeros({sc::threads(), _n__v_d_bias_ih}, _opt);
+  at::Tensor _t__v_d_bias_hh = sc::zeros({4*_dim_H}, _opt);
   scalar_t* _v_d_bias_hh = sc::ptr<scalar_t>(_t__v_d_bias_hh);
-  at::Tensor _parts__v_d_bias_hh = at::zeros({sc::threads(), _n__v_d_bias_hh}, _opt);
+  at::Tensor _parts__v_d_bias_hh = sc::zeros({sc::threads(), _n__v_d_bias_hh}, _opt);
   const bool _direct_grads = sc::direct_grads(_steps, _batch, std::max({_ld__v_weight_hh, _ld_weight_hh}) * int64_t(sizeof(scalar_t)));   // the transposed matmuls on theirs
   scalar_t* _wp_0 = sc::ptr<scalar_t>(sc::workspace(0, sc::step_panels_numel(_n_d_gates, _dim_H), _opt));   // weight_hh in panels
   if (!_direct_grads) sc::copy_step_panels(weight_hh, _ld_weight_hh, _n_d_gates, _dim_H, _wp_0);
@@ -635,8 +635,8 @@ std::vector<at::Tensor> tangent_backward_impl(at::TensorList _d_ys, at::TensorLi
   sc::sum_partials(_parts__v_d_bias_hh, _n__v_d_bias_hh, _v_d_bias_hh);
   std::vector<at::Tensor> _out;
   _out.push_back(_t__v_d_x);
-  { at::Tensor _f = at::empty({_batch, _n__v_d_h_new}, _opt); if (_batch * _n__v_d_h_new > 0) std::memcpy(sc::ptr<scalar_t>(_f), _last__v_d_h_new, sizeof(scalar_t) * _batch * _n__v_d_h_new); _out.push_back(_f); }
-  { at::Tensor _f = at::empty({_batch, _n__v_d_c_new}, _opt); if (_batch * _n__v_d_c_new > 0) std::memcpy(sc::ptr<scalar_t>(_f), _last__v_d_c_new, sizeof(scalar_t) * _batch * _n__v_d_c_new); _out.push_back(_f); }
+  { at::Tensor _f = sc::empty({_batch, _n__v_d_h_new}, _opt); if (_batch * _n__v_d_h_new > 0) std::memcpy(sc::ptr<scalar_t>(_f), _last__v_d_h_new, sizeof(scalar_t) * _batch * _n__v_d_h_new); _out.push_back(_f); }
+  { at::Tensor _f = sc::empty({_batch, _n__v_d_c_new}, _opt); if (_batch * _n__v_d_c_new > 0) std::memcpy(sc::ptr<scalar_t>(_f), _last__v_d_c_new, sizeof(scalar_t) * _batch * _n__v_d_c_new); _out.push_back(_f); }
   _out.push_back(_t__v_d_weight_ih);
   _out.push_back(_t__v_d_weight_hh);
   _out.push_back(_t__v_d_bias_ih);
@@ -649,26 +649,18 @@ template std::vector<at::Tensor> tangent_backward_impl<SYMCELL_SCALAR>(at::Tenso
 #else
 extern template std::vector<at::Tensor> tangent_backward_impl<SYMCELL_SCALAR>(at::TensorList _d_ys, at::TensorList _d_finals, at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::TensorList _v_d_ys, at::TensorList _v_d_finals, at::TensorList _v_xs, at::TensorList _v_inits, at::TensorList _v_params, at::TensorList _v_ys, at::TensorList _v_res, at::IntArrayRef _dims, const at::Tensor& _lengths, at::IntArrayRef _skip);
 
-void tangent_forward(const c10::OperatorHandle&, torch::jit::Stack* _stack) {
-  sc::boxed(_stack, "tangent_forward", {{"xs", 1}, {"inits", 2}, {"params", 4}, {"ys", 1}, {"res", 2}, {"v_xs", 1}, {"v_inits", 2}, {"v_params", 4}}, 2, true, {0, 0}, c10::CppTypeToScalarType<SYMCELL_SCALAR>::value, [](const sc::Call& _c) {
-    return tangent_forward_impl<SYMCELL_SCALAR>(_c.lists[0], _c.lists[1], _c.lists[2], _c.lists[3], _c.lists[4], _c.lists[5], _c.lists[6], _c.lists[7], _c.dims, _c.save, _c.lengths, _c.skip);
-  });
+std::vector<at::Tensor> tangent_forward(const sc::Call& _c) {
+  return tangent_forward_impl<SYMCELL_SCALAR>(_c.lists[0], _c.lists[1], _c.lists[2], _c.lists[3], _c.lists[4], _c.lists[5], _c.lists[6], _c.lists[7], _c.dims, _c.save, _c.lengths, _c.skip);
 }
-void tangent_backward(const c10::OperatorHandle&, torch::jit::Stack* _stack) {
-  sc::boxed(_stack, "tangent_backward", {{"d_ys", 1}, {"d_finals", 2}, {"xs", 1}, {"inits", 2}, {"params", 4}, {"ys", 1}, {"res", 2}, {"v_d_ys", 1}, {"v_d_finals", 2}, {"v_xs", 1}, {"v_inits", 2}, {"v_params", 4}, {"v_ys", 1}, {"v_res", 2}}, 2, false, {2, 0}, c10::CppTypeToScalarType<SYMCELL_SCALAR>::value, [](const sc::Call& _c) {
-    return tangent_backward_impl<SYMCELL_SCALAR>(_c.lists[0], _c.lists[1], _c.lists[2], _c.lists[3], _c.lists[4], _c.lists[5], _c.lists[6], _c.lists[7], _c.lists[8], _c.lists[9], _c.lists[10], _c.lists[11], _c.lists[12], _c.lists[13], _c.dims, _c.lengths, _c.skip);
-  });
+std::vector<at::Tensor> tangent_backward(const sc::Call& _c) {
+  return tangent_backward_impl<SYMCELL_SCALAR>(_c.lists[0], _c.lists[1], _c.lists[2], _c.lists[3], _c.lists[4], _c.lists[5], _c.lists[6], _c.lists[7], _c.lists[8], _c.lists[9], _c.lists[10], _c.lists[11], _c.lists[12], _c.lists[13], _c.dims, _c.lengths, _c.skip);
 }
 #endif
 }  // namespace SYMCELL_NS
 
 #if !SYMCELL_SECOND_UNIT
-TORCH_LIBRARY(SYMCELL_NS, m) {
-  m.def("tangent_forward(Tensor[] _xs, Tensor[] _inits, Tensor[] _params, Tensor[] _ys, Tensor[] _res, Tensor[] _v_xs, Tensor[] _v_inits, Tensor[] _v_params, int[] _dims, bool _save, bool _bf16, Tensor _lengths, int[] _skip) -> Tensor[]");
-  m.def("tangent_backward(Tensor[] _d_ys, Tensor[] _d_finals, Tensor[] _xs, Tensor[] _inits, Tensor[] _params, Tensor[] _ys, Tensor[] _res, Tensor[] _v_d_ys, Tensor[] _v_d_finals, Tensor[] _v_xs, Tensor[] _v_inits, Tensor[] _v_params, Tensor[] _v_ys, Tensor[] _v_res, int[] _dims, bool _bf16, Tensor _lengths, int[] _skip) -> Tensor[]");
-}
-TORCH_LIBRARY_IMPL(SYMCELL_NS, CPU, m) {
-  m.impl("tangent_forward", torch::CppFunction::makeFromBoxedFunction<&SYMCELL_NS::tangent_forward>());
-  m.impl("tangent_backward", torch::CppFunction::makeFromBoxedFunction<&SYMCELL_NS::tangent_backward>());
-}
+static const sc::Operators _operators(SC_STRING(SYMCELL_NS), c10::CppTypeToScalarType<SYMCELL_SCALAR>::value, 2, {
+  {"tangent_forward(Tensor[] _xs, Tensor[] _inits, Tensor[] _params, Tensor[] _ys, Tensor[] _res, Tensor[] _v_xs, Tensor[] _v_inits, Tensor[] _v_params, int[] _dims, bool _save, bool _bf16, Tensor _lengths, int[] _skip) -> Tensor[]", {{"xs", 1}, {"inits", 2}, {"params", 4}, {"ys", 1}, {"res", 2}, {"v_xs", 1}, {"v_inits", 2}, {"v_params", 4}}, true, {0, 0}, &SYMCELL_NS::tangent_forward},
+  {"tangent_backward(Tensor[] _d_ys, Tensor[] _d_finals, Tensor[] _xs, Tensor[] _inits, Tensor[] _params, Tensor[] _ys, Tensor[] _res, Tensor[] _v_d_ys, Tensor[] _v_d_finals, Tensor[] _v_xs, Tensor[] _v_inits, Tensor[] _v_params, Tensor[] _v_ys, Tensor[] _v_res, int[] _dims, bool _bf16, Tensor _lengths, int[] _skip) -> Tensor[]", {{"d_ys", 1}, {"d_finals", 2}, {"xs", 1}, {"inits", 2}, {"params", 4}, {"ys", 1}, {"res", 2}, {"v_d_ys", 1}, {"v_d_finals", 2}, {"v_xs", 1}, {"v_inits", 2}, {"v_params", 4}, {"v_ys", 1}, {"v_res", 2}}, false, {2, 0}, &SYMCELL_NS::tangent_backward},
+}, __FILE__, __LINE__);
 #endif

@@ -47,11 +47,11 @@ std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _inits, 
   const scalar_t* weight_hh = sc::ptr<scalar_t>(_params[1]);
   const scalar_t* bias_ih = sc::ptr<scalar_t>(_params[2]);
   const scalar_t* bias_hh = sc::ptr<scalar_t>(_params[3]);
-  at::Tensor _t_h_new = at::empty({_steps, _batch, _n_h_new}, _opt);
-  at::Tensor _res_c_new = !_save ? at::Tensor() : _len != nullptr ? at::zeros({_steps, _batch, _n_c_new}, _opt) : at::empty({_steps, _batch, _n_c_new}, _opt);
-  at::Tensor _pp_c_new = at::empty({2, _batch, _n_c_new}, _opt);   // two alternating slots
-  at::Tensor _res_gates = !_save ? at::Tensor() : _len != nullptr ? at::zeros({_steps, _batch, _n_gates}, _opt) : at::empty({_steps, _batch, _n_gates}, _opt);
-  at::Tensor _buf_gates = at::empty({_batch, _n_gates}, _opt);   // per-step scratch
+  at::Tensor _t_h_new = sc::empty({_steps, _batch, _n_h_new}, _opt);
+  at::Tensor _res_c_new = !_save ? at::Tensor() : _len != nullptr ? sc::zeros({_steps, _batch, _n_c_new}, _opt) : sc::empty({_steps, _batch, _n_c_new}, _opt);
+  at::Tensor _pp_c_new = sc::empty({2, _batch, _n_c_new}, _opt);   // two alternating slots
+  at::Tensor _res_gates = !_save ? at::Tensor() : _len != nullptr ? sc::zeros({_steps, _batch, _n_gates}, _opt) : sc::empty({_steps, _batch, _n_gates}, _opt);
+  at::Tensor _buf_gates = sc::empty({_batch, _n_gates}, _opt);   // per-step scratch
   const bool _direct = sc::direct(_steps, _batch);   // the matmuls on their weights as stored
   const bool _hoist_gates = sc::hoist(_batch);
   scalar_t* _wt_gates = sc::ptr<scalar_t>(sc::workspace(0, sc::step_panels_numel((_dim_H + _dim_I), _n_gates), _opt));
@@ -59,10 +59,10 @@ std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _inits, 
   else if (!_direct) sc::clear_last_pairs(_wt_gates, (_dim_H + _dim_I) * sc::PANEL, _n_gates, 0, _dim_I);
   if (!_direct) sc::transpose_step_panels(weight_hh, _ld_weight_hh, _n_gates, _dim_H, _wt_gates, (_dim_H + _dim_I) * sc::PANEL, _dim_I);
   // x @ weight_ih[:, 0:_dim_I].T for every step at once, when a thread's rows are few
-  at::Tensor _t_pre_gates = _hoist_gates ? at::empty({_steps * _batch, _n_gates}, _opt) : at::Tensor();
+  at::Tensor _t_pre_gates = _hoist_gates ? sc::empty({_steps * _batch, _n_gates}, _opt) : at::Tensor();
   scalar_t* _pre_gates = sc::ptr<scalar_t>(_t_pre_gates);
   if (_hoist_gates) sc::mm_nt(_steps * _batch, _n_gates, _dim_I, _seq_x, _n_x, weight_ih, _ld_weight_ih, _pre_gates, _n_gates);
-  at::Tensor _operands_gates = at::empty({_batch, (_dim_H + _dim_I)}, _opt);
+  at::Tensor _operands_gates = sc::empty({_batch, (_dim_H + _dim_I)}, _opt);
   // the time loop, on batch rows [_b0, _b1) (see sc::scan_rows: its weights' bytes choose how it splits)
   sc::scan_rows(_batch, sizeof(scalar_t) * (4*_dim_H * _dim_I + 4*_dim_H * _dim_H), [&](int64_t _b0, int64_t _b1) {
     const int64_t _nb = _b1 - _b0;
@@ -146,8 +146,8 @@ std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _inits, 
   const scalar_t* _last_c = _steps > 0 ? (_save ? sc::ptr<scalar_t>(_res_c_new) + (_steps - 1) * _batch * _n_c_new : sc::ptr<scalar_t>(_pp_c_new) + ((_steps - 1) & 1) * _batch * _n_c_new) : _init_c;
   std::vector<at::Tensor> _out;
   _out.push_back(_t_h_new);
-  { at::Tensor _f = at::empty({_batch, _n_h}, _opt); if (_batch * _n_h > 0) std::memcpy(sc::ptr<scalar_t>(_f), _last_h, sizeof(scalar_t) * _batch * _n_h); _out.push_back(_f); }
-  { at::Tensor _f = at::empty({_batch, _n_c}, _opt); if (_batch * _n_c > 0) std::memcpy(sc::ptr<scalar_t>(_f), _last_c, sizeof(scalar_t) * _batch * _n_c); _out.push_back(_f); }
+  { at::Tensor _f = sc::empty({_batch, _n_h}, _opt); if (_batch * _n_h > 0) std::memcpy(sc::ptr<scalar_t>(_f), _last_h, sizeof(scalar_t) * _batch * _n_h); _out.push_back(_f); }
+  { at::Tensor _f = sc::empty({_batch, _n_c}, _opt); if (_batch * _n_c > 0) std::memcpy(sc::ptr<scalar_t>(_f), _last_c, sizeof(scalar_t) * _batch * _n_c); _out.push_back(_f); }
   if (_save) {
     _out.push_back(_res_gates);
     _out.push_back(_res_c_new);
@@ -216,22 +216,22 @@ std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_fi
   const bool _unwanted_d_x = sc::flag(_skip, 13);
   const bool _unwanted_d_weight_ih = sc::flag(_skip, 16);
   const bool _unwanted_d_weight_hh = sc::flag(_skip, 17);
-  at::Tensor _pp_d_h = at::empty({2, _batch, _n_d_h}, _opt);   // two alternating slots
-  at::Tensor _pp_d_c = at::empty({2, _batch, _n_d_c}, _opt);   // two alternating slots
-  at::Tensor _t_d_x = at::zeros({_steps, _batch, _n_d_x}, _opt);
+  at::Tensor _pp_d_h = sc::empty({2, _batch, _n_d_h}, _opt);   // two alternating slots
+  at::Tensor _pp_d_c = sc::empty({2, _batch, _n_d_c}, _opt);   // two alternating slots
+  at::Tensor _t_d_x = sc::zeros({_steps, _batch, _n_d_x}, _opt);
   scalar_t* _seq_d_x = sc::ptr<scalar_t>(_t_d_x);
-  at::Tensor _t_d_gates = at::zeros({_steps, _batch, _n_d_gates}, _opt);
+  at::Tensor _t_d_gates = sc::zeros({_steps, _batch, _n_d_gates}, _opt);
   scalar_t* _seq_d_gates = sc::ptr<scalar_t>(_t_d_gates);
-  at::Tensor _t_d_weight_ih = at::zeros({4*_dim_H, _dim_I}, _opt);
+  at::Tensor _t_d_weight_ih = sc::zeros({4*_dim_H, _dim_I}, _opt);
   scalar_t* d_weight_ih = sc::ptr<scalar_t>(_t_d_weight_ih);
-  at::Tensor _t_d_weight_hh = at::zeros({4*_dim_H, _dim_H}, _opt);
+  at::Tensor _t_d_weight_hh = sc::zeros({4*_dim_H, _dim_H}, _opt);
   scalar_t* d_weight_hh = sc::ptr<scalar_t>(_t_d_weight_hh);
-  at::Tensor _t_d_bias_ih = at::zeros({4*_dim_H}, _opt);
+  at::Tensor _t_d_bias_ih = sc::zeros({4*_dim_H}, _opt);
   scalar_t* d_bias_ih = sc::ptr<scalar_t>(_t_d_bias_ih);
-  at::Tensor _parts_d_bias_ih = at::zeros({sc::threads(), _n_d_bias_ih}, _opt);
-  at::Tensor _t_d_bias_hh = at::zeros({4*_dim_H}, _opt);
+  at::Tensor _parts_d_bias_ih = sc::zeros({sc::threads(), _n_d_bias_ih}, _opt);
+  at::Tensor _t_d_bias_hh = sc::zeros({4*_dim_H}, _opt);
   scalar_t* d_bias_hh = sc::ptr<scalar_t>(_t_d_bias_hh);
-  at::Tensor _parts_d_bias_hh = at::zeros({sc::threads(), _n_d_bias_hh}, _opt);
+  at::Tensor _parts_d_bias_hh = sc::zeros({sc::threads(), _n_d_bias_hh}, _opt);
   const bool _direct_grads = sc::direct_grads(_steps, _batch, _ld_weight_hh * int64_t(sizeof(scalar_t)));   // the transposed matmuls on theirs
   scalar_t* _wp_0 = sc::ptr<scalar_t>(sc::workspace(0, sc::step_panels_numel(_n_d_gates, _dim_H), _opt));   // weight_hh in panels
   if (!_direct_grads) sc::copy_step_panels(weight_hh, _ld_weight_hh, _n_d_gates, _dim_H, _wp_0);
@@ -360,8 +360,8 @@ std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_fi
   sc::sum_partials(_parts_d_bias_hh, _n_d_bias_hh, d_bias_hh);
   std::vector<at::Tensor> _out;
   _out.push_back(_t_d_x);
-  { at::Tensor _f = at::empty({_batch, _n_d_h_new}, _opt); if (_batch * _n_d_h_new > 0) std::memcpy(sc::ptr<scalar_t>(_f), _last_d_h_new, sizeof(scalar_t) * _batch * _n_d_h_new); _out.push_back(_f); }
-  { at::Tensor _f = at::empty({_batch, _n_d_c_new}, _opt); if (_batch * _n_d_c_new > 0) std::memcpy(sc::ptr<scalar_t>(_f), _last_d_c_new, sizeof(scalar_t) * _batch * _n_d_c_new); _out.push_back(_f); }
+  { at::Tensor _f = sc::empty({_batch, _n_d_h_new}, _opt); if (_batch * _n_d_h_new > 0) std::memcpy(sc::ptr<scalar_t>(_f), _last_d_h_new, sizeof(scalar_t) * _batch * _n_d_h_new); _out.push_back(_f); }
+  { at::Tensor _f = sc::empty({_batch, _n_d_c_new}, _opt); if (_batch * _n_d_c_new > 0) std::memcpy(sc::ptr<scalar_t>(_f), _last_d_c_new, sizeof(scalar_t) * _batch * _n_d_c_new); _out.push_back(_f); }
   _out.push_back(_t_d_weight_ih);
   _out.push_back(_t_d_weight_hh);
   _out.push_back(_t_d_bias_ih);
@@ -374,26 +374,18 @@ template std::vector<at::Tensor> backward_impl<SYMCELL_SCALAR>(at::TensorList _d
 #else
 extern template std::vector<at::Tensor> backward_impl<SYMCELL_SCALAR>(at::TensorList _d_ys, at::TensorList _d_finals, at::TensorList _xs, at::TensorList _inits, at::TensorList _params, at::TensorList _ys, at::TensorList _res, at::IntArrayRef _dims, const at::Tensor& _lengths, at::IntArrayRef _skip);
 
-void forward(const c10::OperatorHandle&, torch::jit::Stack* _stack) {
-  sc::boxed(_stack, "forward", {{"xs", 1}, {"inits", 2}, {"params", 4}}, 2, true, {0, 0}, c10::CppTypeToScalarType<SYMCELL_SCALAR>::value, [](const sc::Call& _c) {
-    return forward_impl<SYMCELL_SCALAR>(_c.lists[0], _c.lists[1], _c.lists[2], _c.dims, _c.save, _c.lengths, _c.skip);
-  });
+std::vector<at::Tensor> forward(const sc::Call& _c) {
+  return forward_impl<SYMCELL_SCALAR>(_c.lists[0], _c.lists[1], _c.lists[2], _c.dims, _c.save, _c.lengths, _c.skip);
 }
-void backward(const c10::OperatorHandle&, torch::jit::Stack* _stack) {
-  sc::boxed(_stack, "backward", {{"d_ys", 1}, {"d_finals", 2}, {"xs", 1}, {"inits", 2}, {"params", 4}, {"ys", 1}, {"res", 2}}, 2, false, {2, 0}, c10::CppTypeToScalarType<SYMCELL_SCALAR>::value, [](const sc::Call& _c) {
-    return backward_impl<SYMCELL_SCALAR>(_c.lists[0], _c.lists[1], _c.lists[2], _c.lists[3], _c.lists[4], _c.lists[5], _c.lists[6], _c.dims, _c.lengths, _c.skip);
-  });
+std::vector<at::Tensor> backward(const sc::Call& _c) {
+  return backward_impl<SYMCELL_SCALAR>(_c.lists[0], _c.lists[1], _c.lists[2], _c.lists[3], _c.lists[4], _c.lists[5], _c.lists[6], _c.dims, _c.lengths, _c.skip);
 }
 #endif
 }  // namespace SYMCELL_NS
 
 #if !SYMCELL_SECOND_UNIT
-TORCH_LIBRARY(SYMCELL_NS, m) {
-  m.def("forward(Tensor[] _xs, Tensor[] _inits, Tensor[] _params, int[] _dims, bool _save, bool _bf16, Tensor _lengths, int[] _skip) -> Tensor[]");
-  m.def("backward(Tensor[] _d_ys, Tensor[] _d_finals, Tensor[] _xs, Tensor[] _inits, Tensor[] _params, Tensor[] _ys, Tensor[] _res, int[] _dims, bool _bf16, Tensor _lengths, int[] _skip) -> Tensor[]");
-}
-TORCH_LIBRARY_IMPL(SYMCELL_NS, CPU, m) {
-  m.impl("forward", torch::CppFunction::makeFromBoxedFunction<&SYMCELL_NS::forward>());
-  m.impl("backward", torch::CppFunction::makeFromBoxedFunction<&SYMCELL_NS::backward>());
-}
+static const sc::Operators _operators(SC_STRING(SYMCELL_NS), c10::CppTypeToScalarType<SYMCELL_SCALAR>::value, 2, {
+  {"forward(Tensor[] _xs, Tensor[] _inits, Tensor[] _params, int[] _dims, bool _save, bool _bf16, Tensor _lengths, int[] _skip) -> Tensor[]", {{"xs", 1}, {"inits", 2}, {"params", 4}}, true, {0, 0}, &SYMCELL_NS::forward},
+  {"backward(Tensor[] _d_ys, Tensor[] _d_finals, Tensor[] _xs, Tensor[] _inits, Tensor[] _params, Tensor[] _ys, Tensor[] _res, int[] _dims, bool _bf16, Tensor _lengths, int[] _skip) -> Tensor[]", {{"d_ys", 1}, {"d_finals", 2}, {"xs", 1}, {"inits", 2}, {"params", 4}, {"ys", 1}, {"res", 2}}, false, {2, 0}, &SYMCELL_NS::backward},
+}, __FILE__, __LINE__);
 #endif

@@ -1,8 +1,8 @@
 """Building rendered C++ into a library of torch operators, and calling them.
 
-The library registers `forward` and `backward` in a namespace of its own (TORCH_LIBRARY(SYMCELL_NS, ...), one
-namespace per build key, see cache.py; a build a dtype); a Kernel calls them through torch.ops. sc.h, the
-hand-written runtime, is built beside the source and is part of the key.
+The library registers `forward` and `backward` in a namespace of its own when it is loaded (sc.h's Operators, as
+TORCH_LIBRARY(SYMCELL_NS, ...) would; one namespace per build key, see cache.py; a build a dtype); a Kernel calls
+them through torch.ops. sc.h and sc.cpp, the hand-written runtime, are built beside the source and part of the key.
 """
 import ctypes.util
 import os

@@ -37,7 +37,7 @@ RESERVED = frozenset("""
     this thread_local throw true try typedef typeid typename union unsigned using virtual void volatile wchar_t
     while xor xor_eq NULL EOF INFINITY NAN assert errno
     at c10 sc std torch omp scalar_t size_t ptrdiff_t int8_t int16_t int32_t int64_t uint8_t uint16_t uint32_t
-    uint64_t SYMCELL_NS SYMCELL_SCALAR SYMCELL_SECOND_UNIT TORCH_LIBRARY TORCH_LIBRARY_IMPL CPU""".split())
+    uint64_t SYMCELL_NS SYMCELL_SCALAR SYMCELL_SECOND_UNIT SC_STRING SC_STRING_""".split())
 
 LEGEND = """\
 // names: _dim_D a dimension; _n_v the features per row of buffer v; _ld_W the row stride of matrix W;
@@ -240,24 +240,24 @@ class ScanRenderer(Renderer):
             n = self.n(b.name)
             if b.role == Role.PARAM_GRAD:
                 shape = ", ".join(size_str(s) for s in b.size)
-                w(f"at::Tensor _t_{b.name} = at::zeros({{{shape}}}, _opt);")
+                w(f"at::Tensor _t_{b.name} = sc::zeros({{{shape}}}, _opt);")
                 w(f"scalar_t* {b.name} = sc::ptr<scalar_t>(_t_{b.name});")
                 if len(b.size) == 1:
-                    w(f"at::Tensor _parts_{b.name} = at::zeros({{sc::threads(), {n}}}, _opt);")
+                    w(f"at::Tensor _parts_{b.name} = sc::zeros({{sc::threads(), {n}}}, _opt);")
             elif b.role == Role.SEQ:
-                w(f"at::Tensor _t_{b.name} = at::{'zeros' if b.acc else 'empty'}({{_steps, _batch, {n}}}, _opt);")
+                w(f"at::Tensor _t_{b.name} = sc::{'zeros' if b.acc else 'empty'}({{_steps, _batch, {n}}}, _opt);")
                 w(f"scalar_t* _seq_{b.name} = sc::ptr<scalar_t>(_t_{b.name});")
             if b.role in (Role.STEP, Role.CARRY_OUT):
                 if b.keep == Keep.ALWAYS:
-                    w(f"at::Tensor _t_{b.name} = at::empty({{_steps, _batch, {n}}}, _opt);")
+                    w(f"at::Tensor _t_{b.name} = sc::empty({{_steps, _batch, {n}}}, _opt);")
                 elif b.keep == Keep.SAVE:
                     # with lengths, the rows a step skips are never written: zeros, for the GEMMs after a backward loop
                     w(f"at::Tensor _res_{b.name} = !_save ? at::Tensor() : _len != nullptr ? "
-                      f"at::zeros({{_steps, _batch, {n}}}, _opt) : at::empty({{_steps, _batch, {n}}}, _opt);")
+                      f"sc::zeros({{_steps, _batch, {n}}}, _opt) : sc::empty({{_steps, _batch, {n}}}, _opt);")
             if b.role == Role.STEP:
-                w(f"at::Tensor _buf_{b.name} = at::empty({{_batch, {n}}}, _opt);   // per-step scratch")
+                w(f"at::Tensor _buf_{b.name} = sc::empty({{_batch, {n}}}, _opt);   // per-step scratch")
             if b.role == Role.CARRY_OUT and b.keep != Keep.ALWAYS:
-                w(f"at::Tensor _pp_{b.name} = at::empty({{2, _batch, {n}}}, _opt);   // two alternating slots")
+                w(f"at::Tensor _pp_{b.name} = sc::empty({{2, _batch, {n}}}, _opt);   // two alternating slots")
         if self.matmuls:
             w("const bool _direct = sc::direct(_steps, _batch);   // the matmuls on their weights as stored")
         if self.copies:
@@ -271,7 +271,7 @@ class ScanRenderer(Renderer):
         for phase, rows in ((scan.before, "_steps * _batch"), (scan.step, "_batch"), (scan.after, "_steps * _batch")):
             for mm in phase:
                 if isinstance(mm, MatMul) and len(mm.terms) > 1:
-                    w(f"at::Tensor _operands_{self.slot[id(mm)]} = at::empty({{{rows}, {self.k_total(mm)}}}, _opt);")
+                    w(f"at::Tensor _operands_{self.slot[id(mm)]} = sc::empty({{{rows}, {self.k_total(mm)}}}, _opt);")
 
     def transposed_weights(self):
         """A matmul reads W[:, c0:c1] as (K, N): transposed once per call, not once per step. The terms of a
@@ -337,7 +337,7 @@ class ScanRenderer(Renderer):
             name, N, op = self.slot[id(mm)], self.n(mm.out), t.operand
             w(f"// {op.value} @ {t.weight}[:, {size_str(t.col_start)}:{size_str(t.col_stop)}].T for every step at once, "
               f"when a thread's rows are few")
-            w(f"at::Tensor _t_pre_{name} = _hoist_{name} ? at::empty({{_steps * _batch, {N}}}, _opt) : at::Tensor();")
+            w(f"at::Tensor _t_pre_{name} = _hoist_{name} ? sc::empty({{_steps * _batch, {N}}}, _opt) : at::Tensor();")
             w(f"scalar_t* _pre_{name} = sc::ptr<scalar_t>(_t_pre_{name});")
             w(f"if (_hoist_{name}) sc::mm_nt(_steps * _batch, {N}, {size_str(op.stop - op.start)}, "
               f"{_at(f'_seq_{op.value}', op.start)}, {self.n(op.value)}, {_at(t.weight, t.col_start)}, _ld_{t.weight}, "
@@ -439,7 +439,7 @@ class ScanRenderer(Renderer):
             b = self.buf[name]
             if b.role == Role.CARRY_IN:
                 n = self.n(name)
-                w(f"{{ at::Tensor _f = at::empty({{_batch, {n}}}, _opt); if (_batch * {n} > 0) "
+                w(f"{{ at::Tensor _f = sc::empty({{_batch, {n}}}, _opt); if (_batch * {n} > 0) "
                   f"std::memcpy(sc::ptr<scalar_t>(_f), _last_{name}, sizeof(scalar_t) * _batch * {n}); "
                   f"_out.push_back(_f); }}")
             elif b.role in (Role.STEP, Role.CARRY_OUT):
@@ -744,30 +744,27 @@ def render(program, scans):
         w(f"extern template std::vector<at::Tensor> {scan.name}_impl<SYMCELL_SCALAR>({params(scan)});")
     w()
     for scan in scans:
-        # the operator as a boxed kernel, its arguments read off the stack by sc::boxed, compiled once (sc.cpp).
-        # (Registering the function itself instantiated torch's unboxing templates for its signature: about 2 s
-        # of every build; the boxed plumbing written out in each operator, another 1.3 s of a small cell's 4.)
-        lists = ", ".join(f'{{"{a.name[1:]}", {len(a.buffers)}}}' for a in scan.args)
-        where = scan.first_seq_at
-        with w.block(f"void {scan.name}(const c10::OperatorHandle&, torch::jit::Stack* _stack) {{", "}"):
-            w(f'sc::boxed(_stack, "{scan.name}", {{{lists}}}, {len(program.dims)}, {str(scan.save).lower()}, '
-              f"{{{where[0]}, {where[1]}}}, c10::CppTypeToScalarType<SYMCELL_SCALAR>::value, [](const sc::Call& _c) {{")
+        # what the operator runs once sc::Operators' boxed kernel (sc.cpp, the same for every cell) has read its
+        # arguments off the stack and checked them
+        with w.block(f"std::vector<at::Tensor> {scan.name}(const sc::Call& _c) {{", "}"):
             call = ", ".join([f"_c.lists[{j}]" for j in range(len(scan.args))] + ["_c.dims"]
                              + (["_c.save"] if scan.save else []) + ["_c.lengths", "_c.skip"])
-            w(f"  return {scan.name}_impl<SYMCELL_SCALAR>({call});")
-            w("});")
+            w(f"return {scan.name}_impl<SYMCELL_SCALAR>({call});")
     w("#endif")
     w("}  // namespace SYMCELL_NS")
     w()
     w("#if !SYMCELL_SECOND_UNIT")
-    with w.block("TORCH_LIBRARY(SYMCELL_NS, m) {", "}"):
-        for scan in scans:
-            schema = ", ".join([f"Tensor[] {a.name}" for a in scan.args] + ["int[] _dims"]
-                               + (["bool _save"] if scan.save else []) + ["bool _bf16", "Tensor _lengths", "int[] _skip"])
-            w(f'm.def("{scan.name}({schema}) -> Tensor[]");')
-    with w.block("TORCH_LIBRARY_IMPL(SYMCELL_NS, CPU, m) {", "}"):
-        for scan in scans:
-            w(f'm.impl("{scan.name}", torch::CppFunction::makeFromBoxedFunction<&SYMCELL_NS::{scan.name}>());')
+    # registered while the library is loaded, as TORCH_LIBRARY would (sc.h's Operators says why not it)
+    w("static const sc::Operators _operators(SC_STRING(SYMCELL_NS), c10::CppTypeToScalarType<SYMCELL_SCALAR>::value, "
+      f"{len(program.dims)}, {{")
+    for scan in scans:
+        schema = ", ".join([f"Tensor[] {a.name}" for a in scan.args] + ["int[] _dims"]
+                           + (["bool _save"] if scan.save else []) + ["bool _bf16", "Tensor _lengths", "int[] _skip"])
+        lists = ", ".join(f'{{"{a.name[1:]}", {len(a.buffers)}}}' for a in scan.args)
+        where = scan.first_seq_at
+        w(f'  {{"{scan.name}({schema}) -> Tensor[]", {{{lists}}}, {str(scan.save).lower()}, '
+          f"{{{where[0]}, {where[1]}}}, &SYMCELL_NS::{scan.name}}},")
+    w("}, __FILE__, __LINE__);")
     w("#endif")
     return _undefine_macros(w.text())
 

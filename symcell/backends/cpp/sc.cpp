@@ -5,6 +5,12 @@
 // held ~95 KB of this code beside 32-90 KB of its own). Its text is part of every cell's cache key.
 #include "sc.h"
 
+#include <ATen/Context.h>
+#include <ATen/native/CPUBlas.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <torch/library.h>
+
 namespace sc __attribute__((visibility("hidden"))) {
 // row-major GEMMs through column-major BLAS: C = op(A) op(B) in row-major is C^T = op(B)^T op(A)^T
 inline void blas(char ta, char tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
@@ -595,37 +601,70 @@ void expect_count(size_t n, size_t want, const char* what) {
 std::vector<int64_t> int_list(const c10::IValue& v) {
   return v.isNone() ? std::vector<int64_t>{} : v.toIntVector();
 }
-void boxed(torch::jit::Stack* stack, const char* op, std::initializer_list<ListArg> lists, size_t n_dims,
-           bool has_save, std::pair<size_t, size_t> first, at::ScalarType dtype,
-           std::vector<at::Tensor> (*scan)(const Call&)) {
-  ThreadCount threads;   // (first: sc.h says why)
-  check_switches();
-  const size_t n = lists.size() + (has_save ? 5 : 4);
-  auto in = torch::jit::last(*stack, n);
-  Call call;
-  size_t k = 0;
-  for (const ListArg& a : lists) {
-    call.lists.push_back(contiguous(in[k++].toTensorVector()));
-    expect_count(call.lists.back().size(), a.count, a.name);
+at::Tensor empty(at::IntArrayRef sizes, const at::TensorOptions& options) { return at::empty(sizes, options); }
+at::Tensor zeros(at::IntArrayRef sizes, const at::TensorOptions& options) { return at::zeros(sizes, options); }
+
+namespace {
+// An operator as torch calls it: boxed, its arguments on the stack
+struct Boxed final : c10::OperatorKernel {
+  Operator op;
+  std::string name;   // the schema's, for messages
+  at::ScalarType dtype;
+  size_t n_dims;
+  Boxed(Operator o, at::ScalarType d, size_t n)
+      : op(std::move(o)), name(std::string(op.schema).substr(0, std::string(op.schema).find('('))), dtype(d),
+        n_dims(n) {}
+  void operator()(const c10::OperatorHandle&, c10::DispatchKeySet, torch::jit::Stack* stack) {
+    ThreadCount threads;   // (first: sc.h says why)
+    check_switches();
+    const size_t n = op.lists.size() + (op.has_save ? 5 : 4);
+    auto in = torch::jit::last(*stack, n);
+    Call call;
+    size_t k = 0;
+    for (const ListArg& a : op.lists) {
+      call.lists.push_back(contiguous(in[k++].toTensorVector()));
+      expect_count(call.lists.back().size(), a.count, a.name);
+    }
+    call.dims = int_list(in[k]);
+    expect_count(call.dims.size(), n_dims, "dims");
+    if (op.has_save) call.save = in[++k].toBool();
+    const bool bf16_scan = in[k + 1].toBool();
+    call.lengths = as_lengths(in[k + 2].toTensor());
+    call.skip = int_list(in[k + 3]);
+    const at::Tensor& t = call.lists[op.first.first][op.first.second];
+    // (a call in another dtype is refused by name: its library is another build, as a deployed program ships it)
+    TORCH_CHECK_TYPE(t.scalar_type() == dtype, "symcell operator ", name, ": ", op.lists[op.first.first].name, "[",
+                     op.first.second, "] is ", t.scalar_type(), " but this library computes in ", dtype,
+                     " (symcell builds a cell's library for each dtype it runs in: run or save the model in that "
+                     "dtype)");
+    FlushDenormals ftz;
+    // (_bf16: the float32 tensors of a bfloat16 module's scan, sc.h's products16)
+    SetFlag products(products16_flag(), products16_wanted(bf16_scan && t.scalar_type() == at::kFloat));
+    std::vector<at::Tensor> out = op.scan(call);
+    torch::jit::drop(*stack, n);
+    torch::jit::push(*stack, c10::IValue(std::move(out)));
   }
-  call.dims = int_list(in[k]);
-  expect_count(call.dims.size(), n_dims, "dims");
-  if (has_save) call.save = in[++k].toBool();
-  const bool bf16_scan = in[k + 1].toBool();
-  call.lengths = as_lengths(in[k + 2].toTensor());
-  call.skip = int_list(in[k + 3]);
-  const at::Tensor& t = call.lists[first.first][first.second];
-  // (a call in another dtype is refused by name: its library is another build, as a deployed program ships it)
-  TORCH_CHECK_TYPE(t.scalar_type() == dtype, "symcell operator ", op, ": ", lists.begin()[first.first].name, "[",
-                   first.second, "] is ", t.scalar_type(), " but this library computes in ", dtype,
-                   " (symcell builds a cell's library for each dtype it runs in: run or save the model in that dtype)");
-  FlushDenormals ftz;
-  // (_bf16: the float32 tensors of a bfloat16 module's scan, sc.h's products16)
-  SetFlag products(products16_flag(), products16_wanted(bf16_scan && t.scalar_type() == at::kFloat));
-  std::vector<at::Tensor> out = scan(call);
-  torch::jit::drop(*stack, n);
-  torch::jit::push(*stack, c10::IValue(std::move(out)));
+};
+}  // namespace
+
+// what TORCH_LIBRARY and TORCH_LIBRARY_IMPL keep: their registrations last as long as the Library objects
+struct Operators::Libraries {
+  torch::Library defs, impls;
+  Libraries(const char* ns, const char* file, uint32_t line)
+      : defs(torch::Library::DEF, ns, std::nullopt, file, line),
+        impls(torch::Library::IMPL, ns, c10::DispatchKey::CPU, file, line) {}
+};
+Operators::Operators(const char* ns, at::ScalarType dtype, size_t n_dims, std::vector<Operator> ops,
+                     const char* file, uint32_t line)
+    : libraries_(std::make_unique<Libraries>(ns, file, line)) {
+  for (Operator& op : ops) {
+    auto kernel = std::make_unique<Boxed>(std::move(op), dtype, n_dims);
+    const std::string name = kernel->name;
+    libraries_->defs.def(kernel->op.schema);
+    libraries_->impls.impl(name.c_str(), torch::CppFunction::makeFromBoxedFunctor(std::move(kernel)));
+  }
 }
+Operators::~Operators() = default;
 
 // the instantiations generated code calls (float, and double for gradcheck)
 #define SC_INSTANTIATE(T)                                                                                          \

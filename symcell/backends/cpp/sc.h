@@ -3,14 +3,13 @@
 // compiled once in sc.cpp. The texts of both are part of the build cache's key. The pointwise functions'
 // derivative rules are in symcell/functions.py, which also says how each is spelt here.
 #pragma once
+// Only the torch headers a generated unit needs: the Tensor class, at::parallel_for. ATen's ops (at::empty) and
+// torch/library.h (the registration) instantiate their templates in every unit that includes them, precompiled or
+// not: 1.0-1.2 s of a unit's build, each of a cell's two (an empty unit 1.2 -> 0.4 s on the Xeon). They are used in
+// sc.cpp, compiled once: sc::empty and sc::zeros, sc::Operators.
 #include <ATen/Config.h>
-#include <ATen/Context.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/Parallel.h>
-#include <ATen/native/CPUBlas.h>
-#include <ATen/ops/empty.h>
-#include <ATen/ops/zeros.h>
-#include <torch/library.h>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -21,6 +20,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -328,12 +328,15 @@ void expect(const at::Tensor& t, at::IntArrayRef sizes, const char* what, const 
 void expect_lengths(const at::Tensor& lengths, int64_t batch, int64_t steps);
 std::vector<at::Tensor> contiguous(std::vector<at::Tensor> ts);
 at::Tensor as_lengths(const at::Tensor& t);
-void expect_count(size_t n, size_t want, const char* what);
-std::vector<int64_t> int_list(const c10::IValue& v);
 inline bool flag(at::IntArrayRef flags, size_t k) { return k < flags.size() && flags[k] != 0; }
-// A generated operator's boxed plumbing, the same for every cell, so compiled once (sc.cpp; it was 1.3 of the ~4 s
-// of a small cell's build): the arguments read off the stack and checked, the thread count, subnormals flushed,
-// bfloat16 products chosen, the scan run on its dtype's tensors, its result pushed back.
+// a generated unit's tensors: at::empty and at::zeros, out of line
+at::Tensor empty(at::IntArrayRef sizes, const at::TensorOptions& options);
+at::Tensor zeros(at::IntArrayRef sizes, const at::TensorOptions& options);
+// ---- the operators ----------------------------------------------------------------------------------------------
+// A generated library's operators are boxed kernels whose plumbing is the same for every cell, so compiled once
+// (sc.cpp): the arguments read off the stack and checked, the thread count, subnormals flushed, bfloat16 products
+// chosen, the scan run on its dtype's tensors, its result pushed back (it was 1.3 of the ~4 s of a small cell's
+// build). A generated unit only says what each operator is (Operator) and registers them (Operators).
 struct Call {
   std::vector<std::vector<at::Tensor>> lists;   // the scan's argument lists, in its order, each made contiguous
   std::vector<int64_t> dims, skip;
@@ -344,11 +347,30 @@ struct ListArg {
   const char* name;   // for messages: "xs"
   size_t count;       // the tensors its kernel reads
 };
-// op: the operator's name; lists: its argument lists, then come dims, save (where `has_save`), bf16, lengths and
-// skip; first: the list and index of the tensor whose dtype the scan computes in, which must be `dtype`
-void boxed(torch::jit::Stack* stack, const char* op, std::initializer_list<ListArg> lists, size_t n_dims,
-           bool has_save, std::pair<size_t, size_t> first, at::ScalarType dtype,
-           std::vector<at::Tensor> (*scan)(const Call&));
+struct Operator {
+  const char* schema;                 // "forward(Tensor[] _xs, ...) -> Tensor[]": its name, its arguments
+  std::vector<ListArg> lists;         // its argument lists; then come dims, save (where `has_save`), bf16, lengths, skip
+  bool has_save;
+  std::pair<size_t, size_t> first;    // the list and index of the tensor whose dtype the scan computes in
+  std::vector<at::Tensor> (*scan)(const Call&);
+};
+// A library's operators, registered in namespace `ns` (the build key's, SYMCELL_NS) for CPU tensors of `dtype`
+// while this object lives: a static of the generated unit, so from when the library is loaded, as TORCH_LIBRARY
+// and TORCH_LIBRARY_IMPL would (whose templates cost every build 1 s: see the includes above). A second library
+// of the same namespace in a process is refused by torch, as TORCH_LIBRARY's would be.
+class Operators {
+ public:
+  Operators(const char* ns, at::ScalarType dtype, size_t n_dims, std::vector<Operator> ops, const char* file,
+            uint32_t line);
+  ~Operators();
+  Operators(const Operators&) = delete;
+  Operators& operator=(const Operators&) = delete;
+ private:
+  struct Libraries;
+  std::unique_ptr<Libraries> libraries_;
+};
+#define SC_STRING_(x) #x
+#define SC_STRING(x) SC_STRING_(x)
 template <typename T> inline T* ptr(const at::Tensor& t) { return t.defined() ? t.data_ptr<T>() : nullptr; }
 // a vector parameter's gradient sums over rows that several threads compute at once: each thread adds into its
 // own row of a (threads, n) partial (no lock), and the rows are summed into the gradient once, at the end.
