@@ -117,7 +117,7 @@ def main(argv=None):
             with open(path, "wb") as f:
                 f.write(k.asm["cubin"])
             sass = subprocess.run([NVDISASM, "-c", path], capture_output=True, text=True, check=True).stdout
-            regs, _ = triton_aot.resources(k.asm["ptx"], args.arch, folder)
+            regs, _ = triton_aot.resources(k, folder)
         loop = time_loop(sass)
         ops = collections.Counter(op.split(".")[0] for _, op, _ in loop)
         top = " ".join(f"{op}:{n}" for op, n in ops.most_common(8))

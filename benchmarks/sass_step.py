@@ -117,7 +117,7 @@ def main(argv=None):
                 sass = subprocess.run([NVDISASM, "-c", path], capture_output=True, text=True, check=True).stdout
                 loop = time_loop(sass)
                 ops = collections.Counter(op.split(".")[0] for _, op, _ in loop)
-                regs, _ = triton_aot.resources(k.asm["ptx"], args.arch, folder)
+                regs, _ = triton_aot.resources(k, folder)
                 top = " ".join(f"{op}:{n}" for op, n in ops.most_common(8))
                 print(f"{name:8} {fn.__name__[1:-7]:10} {regs:>5} {k.metadata.shared:>7} {len(loop):>7} "
                       f"{longest_chain(loop):>6} {ldsm_bytes(loop) / 1024:>8.1f}  {top}")

@@ -8,7 +8,9 @@ The interpreter CI runs the kernels with accepts code a GPU compiler may not; th
 compile, and what they cost in registers. Exits non-zero when a kernel does not compile.
 """
 import argparse
+import contextlib
 import importlib.util
+import io
 import os
 import re
 import subprocess
@@ -70,25 +72,45 @@ def signature(fn, masked, wide=False, dot="ieee", weights="fp32", resident=False
 
 
 def compile(fn, sig, constexprs, arch):
-    """the kernel as the host code launches it (its scan's warps), for an NVIDIA GPU of compute capability `arch`"""
+    """the kernel as the host code launches it (its scan's warps), for an NVIDIA GPU of compute capability `arch`;
+    with `ptxas_log`, the report of the ptxas -v that Triton ran (resources() reads it: running ptxas again was a
+    tenth of a compile)"""
     scan = fn.__name__[1:-len("_kernel")]   # (_forward_kernel -> forward)
-    return triton.compile(ASTSource(fn, sig, constexprs), target=GPUTarget("cuda", arch, 32),
-                          options={"num_warps": num_warps(scan)})
+    nvidia = getattr(getattr(triton, "knobs", None), "nvidia", None)
+    report = io.StringIO()
+    before = getattr(nvidia, "dump_ptxas_log", None)
+    if before is not None:
+        nvidia.dump_ptxas_log = True          # (Triton prints the log of its ptxas run)
+    try:
+        with contextlib.redirect_stdout(report):
+            kernel = triton.compile(ASTSource(fn, sig, constexprs), target=GPUTarget("cuda", arch, 32),
+                                    options={"num_warps": num_warps(scan)})
+    finally:
+        if before is not None:
+            nvidia.dump_ptxas_log = before
+    kernel.ptxas_log = report.getvalue()
+    return kernel
 
 
-def resources(ptx, arch, folder):
-    """ptxas -v on the kernel's PTX: 'registers, spill stores/loads' as it reports them"""
-    path = os.path.join(folder, "kernel.ptx")
-    with open(path, "w") as f:
-        f.write(ptx)
-    target = re.search(r"\.target (sm_\w+)", ptx).group(1)   # Triton targets sm_90a on Hopper
-    for ptxas in PTXAS:
-        r = subprocess.run([ptxas, "-v", f"--gpu-name={target}", path, "-o", path + ".cubin"], capture_output=True,
-                           text=True)
-        if r.returncode == 0:
-            break
-    regs = re.search(r"Used (\d+) registers", r.stderr)
-    spills = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", r.stderr)
+def resources(kernel, folder):
+    """registers and (spill stores, spill loads) in bytes of a compiled kernel, as ptxas -v reports them: Triton's
+    own run of it where compile() caught its report, else ptxas run again on the kernel's PTX (a kernel from
+    Triton's cache: no ptxas ran)"""
+    log = getattr(kernel, "ptxas_log", None)
+    if not log or "Used" not in log:
+        ptx = kernel.asm["ptx"]
+        path = os.path.join(folder, "kernel.ptx")
+        with open(path, "w") as f:
+            f.write(ptx)
+        target = re.search(r"\.target (sm_\w+)", ptx).group(1)   # Triton targets sm_90a on Hopper
+        for ptxas in PTXAS:
+            r = subprocess.run([ptxas, "-v", f"--gpu-name={target}", path, "-o", path + ".cubin"],
+                               capture_output=True, text=True)
+            if r.returncode == 0:
+                break
+        log = r.stderr
+    regs = re.search(r"Used (\d+) registers", log)
+    spills = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", log)
     return (int(regs.group(1)) if regs else None), (tuple(map(int, spills.groups())) if spills else None)
 
 
@@ -110,7 +132,7 @@ def main(argv=None):
                     for arch in args.archs:
                         sig, constexprs = signature(fn, True)
                         k = compile(fn, sig, constexprs, arch)
-                        regs, spills = resources(k.asm["ptx"], arch, folder)
+                        regs, spills = resources(k, folder)
                         print(f"| {name} | {size} | {fn.__name__} | sm_{arch} | {regs} | "
                               f"{'/'.join(map(str, spills)) if spills else '?'} | {k.metadata.shared} |", flush=True)
 

@@ -40,7 +40,7 @@ SCRIPT = textwrap.dedent("""
                 for arch, wide, dot, weights in variants:
                     sig, constexprs = triton_aot.signature(fn, True, wide, dot, weights)
                     k = triton_aot.compile(fn, sig, constexprs, arch)
-                    regs, spills = triton_aot.resources(k.asm["ptx"], arch, folder)
+                    regs, spills = triton_aot.resources(k, folder)
                     where = (name, fn.__name__, arch, regs, spills, k.metadata.shared)
                     assert regs is not None and spills is not None, where
                     assert max(spills) <= 64, where        # a few bytes at most: no local-memory traffic per step
@@ -55,7 +55,7 @@ SCRIPT = textwrap.dedent("""
                     render.REDUCTION_SHARES = before
                 assert "tl.atomic_add(" in fn.src, fn.src
                 k = triton_aot.compile(fn, *triton_aot.signature(fn, True, False, "tf32", "bf16"), 90)
-                regs, spills = triton_aot.resources(k.asm["ptx"], 90, folder)
+                regs, spills = triton_aot.resources(k, folder)
                 assert max(spills) <= 64 and k.metadata.shared <= SHARED[90], (regs, spills, k.metadata.shared)
                 compiled += 1
         return compiled
@@ -77,7 +77,7 @@ SCRIPT = textwrap.dedent("""
                 assert "_backward" not in fn.__name__ or "transposed" in fn.src, fn.src
                 for arch, masked in ((80, True), (90, True), (80, False), (90, False)):
                     k = triton_aot.compile(fn, *triton_aot.signature(fn, masked, False, "tf32", "bf16", True), arch)
-                    regs, spills = triton_aot.resources(k.asm["ptx"], arch, folder)
+                    regs, spills = triton_aot.resources(k, folder)
                     ir = k.asm["ttgir"]
                     loop = ir.index("scf.for")   # (the time loop: the kernel's first)
                     where = (name, fn.__name__, arch, masked, regs, spills, k.metadata.shared)
