@@ -27,8 +27,9 @@ HEADER = Path(__file__).with_name("sc.h")
 # instead, it was half or more of each unit's build: a new cell 4.3 s instead of 6.8 on the Xeon (BENCHMARKS.md).
 RUNTIME = HEADER.with_name("sc.cpp")
 # A cell's source is compiled as two translation units that ninja builds in parallel (2 cores at least): main.cpp,
-# and main_2.cpp where the source puts about half its code (render.py). Each parses the torch headers (most of a
-# build without the precompiled sc.h); with it and the boxed operators a new cell took 4.5 s, was 5.8 (BENCHMARKS.md).
+# and main_2.cpp where the source puts about half its code (render.py). Each parses the torch headers sc.h includes
+# (half a unit's build without the precompiled sc.h); with it, the boxed operators and the heavier headers left to
+# sc.cpp, a new small cell's first call takes 1.7 s on the Xeon (was 3.3; BENCHMARKS.md).
 # The units are compiled for one dtype, SYMCELL_SCALAR: a library a dtype, built when a call first runs the cell
 # in it. Both dtypes in one library compiled every scan twice, where a cell mostly runs in one (float32; float64 in
 # gradcheck): a new float32 cell now compiles half the code it did (BENCHMARKS.md).
@@ -177,8 +178,8 @@ def _build(program, source, dtype):
     return ns
 
 
-# A precompiled sc.h (the torch headers it includes are most of a build: 11 s -> 5.6 s a cell on the 2-core
-# dev machine; the .gch is ~300 MB, once per header text, flags and toolchain). gcc uses sc.h.gch found beside
+# A precompiled sc.h (parsing the torch headers it includes is half a unit's build: an LSTM's unit 2.7 -> 1.2 s on the
+# Xeon; the .gch is ~165 MB, once per header text, flags and toolchain). gcc uses sc.h.gch found beside
 # sc.h when it was compiled with the same flags, and silently ignores it otherwise (clang ignores it): it can make
 # a build faster, never different. SYMCELL_PCH=0 turns it off.
 def _precompiled(header, cflags, ldflags):
@@ -207,7 +208,7 @@ def _precompile(folder, built):
         if not (folder / "complete").exists() and time.time() - started.stat().st_mtime > PCH_GIVEN_UP_AFTER_S:
             started.unlink()
             for partial in folder.glob(f"{HEADER.name}.gch.*.tmp"):   # (the killed one's half-written output,
-                partial.unlink()                                       # up to 300 MB, left for good otherwise)
+                partial.unlink()                                       # up to 165 MB, left for good otherwise)
     except OSError:
         pass
     try:
