@@ -357,7 +357,8 @@ struct Operator {
 // A library's operators, registered in namespace `ns` (the build key's, SYMCELL_NS) for CPU tensors of `dtype`
 // while this object lives: a static of the generated unit, so from when the library is loaded, as TORCH_LIBRARY
 // and TORCH_LIBRARY_IMPL would (whose templates cost every build 1 s: see the includes above). A second library
-// of the same namespace in a process is refused by torch, as TORCH_LIBRARY's would be.
+// of the same namespace in a process is refused by torch, as TORCH_LIBRARY's would be. n_dims: the cell's
+// dimensions, which every call's `dims` must hold; file and line: where torch's messages say it registered.
 class Operators {
  public:
   Operators(const char* ns, at::ScalarType dtype, size_t n_dims, std::vector<Operator> ops, const char* file,
