@@ -8,6 +8,7 @@ And it sets the precision: 16-bit floats compute in float32, and torch.autocast 
 nn.LSTM.
 """
 import contextlib
+import functools
 import importlib
 import inspect
 import operator
@@ -129,15 +130,14 @@ def _never_traced(fn, reason):
 # mode and vmap: a graph break. Each made at its first use: torch.compiler.disable imports torch._dynamo (and with
 # it Triton, where installed), which made at import was 0.7 s of every `import symcell`. Where torch._dynamo was
 # never imported, no frame was compiled and none can be: scan_op calls the path as it is.
-_DISABLED = {}
 _EAGER = "symcell's eager path: kernels built and run in Python"
 _TRANSFORMED = ("symcell: forward mode (torch.func.jvp, jacfwd) and vmap of a scan run outside the compiled graph, "
                 "which has no rule for them (a graph break: not under fullgraph=True)")
 
 
+@functools.cache
 def _disabled(reason):
-    fn = _DISABLED.get(reason)
-    return fn if fn is not None else _DISABLED.setdefault(reason, _never_traced(_eager_path, reason))
+    return _never_traced(_eager_path, reason)
 
 
 def is_fake(*tensors):
