@@ -1,6 +1,7 @@
 """One step of a cell, as a decoder or a sampler calls it (x of shape (B, I)): symcell's LSTMCell and GRUCell on
 the cpp backend against nn.LSTMCell and nn.GRUCell with the same weights, with autograd recording and under
-no_grad. At these sizes a step is mostly Python around the kernel, so this measures symcell's per-call overhead.
+no_grad; and a short sequence (T=4) through a stacked bidirectional LSTM (2 layers: four scans a call) against
+nn.LSTM. At these sizes a call is mostly Python around the kernels, so this measures symcell's per-call overhead.
 
     python benchmarks/bench_step.py                      # B=4, I=32, H=64
     python benchmarks/bench_step.py --batch 1 --hidden 256 --rounds 7
@@ -37,6 +38,12 @@ def main():
         torch.testing.assert_close(cell(x, state), ref(x, state), rtol=1e-5, atol=1e-6)
         contenders[f"symcell {name}"] = (lambda m=cell, s=state: m(x, s))
         contenders[f"nn.{name}"] = (lambda m=ref, s=state: m(x, s))
+    lstm, ref = (m(I, H, num_layers=2, bidirectional=True) for m in (symcell.cells.LSTM, nn.LSTM))
+    ref.load_state_dict(lstm.state_dict())
+    xs = torch.randn(4, B, I)
+    torch.testing.assert_close(lstm(xs), ref(xs), rtol=1e-5, atol=1e-6)
+    contenders["symcell LSTM 2 layers bidir. T=4"] = lambda: lstm(xs)
+    contenders["nn.LSTM 2 layers bidir. T=4"] = lambda: ref(xs)
     times = {(mode, k): [] for mode in ("grad", "no_grad") for k in contenders}
     for _ in range(args.rounds):
         for mode in ("grad", "no_grad"):
@@ -46,7 +53,7 @@ def main():
                     times[mode, k].append(per_call_us(fn, args.calls))
     print(f"CPU: {cpu_model()}; torch {torch.__version__}, {torch.get_num_threads()} threads; B={B} I={I} H={H}, "
           f"medians of {args.rounds} rounds of {args.calls} calls")
-    print(f"| one step | {'with autograd (us)':>18} | {'no_grad (us)':>12} |")
+    print(f"| one call | {'with autograd (us)':>18} | {'no_grad (us)':>12} |")
     print("|---|---:|---:|")
     for k in contenders:
         print(f"| {k} | {statistics.median(times['grad', k]):18.1f} | {statistics.median(times['no_grad', k]):12.1f} |")

@@ -26,7 +26,7 @@ slices cannot share one scan), so torch.func's grad, vjp, jvp, jacrev, jacfwd, h
 import inspect
 
 import torch
-from torch.autograd import Function
+from torch.autograd import Function, forward_ad
 from torch.autograd.graph import get_gradient_edge
 
 THIRD = ("symcell: a third derivative of a scan is not supported (first and second derivatives are: double "
@@ -126,6 +126,12 @@ except ImportError:   # (a torch without functorch's wrappers has none to unwrap
         return args
 
 
+def _forward_mode_on():
+    """whether a Function's jvp may be asked for in this call: a dual level (forward_ad) or a torch.func transform
+    is on"""
+    return forward_ad._current_level >= 0 or torch._C._are_functorch_transforms_active()
+
+
 class _Function(Function):
     """torch's Function.apply binds its arguments to forward's signature on every call, to fill in the defaults that
     setup_context is then given (inspect's bind: ~13 us of an LSTMCell's recorded step); symcell's forwards take every
@@ -161,7 +167,8 @@ class Scan(_Function):
         ctx.set_materialize_grads(False)
         ctx.kernel, ctx.lengths, ctx.counts, ctx.n_out = kernel, lengths, counts, n_out
         ctx.save_for_backward(*flat, *ys, *res)
-        ctx.save_for_forward(*flat, *ys, *res)
+        if _forward_mode_on():   # (jvp runs during this call or never: without tangents ~2 us a step saved)
+            ctx.save_for_forward(*flat, *ys, *res)
 
     @staticmethod
     def vmap(info, in_dims, kernel, lengths, counts, *flat):

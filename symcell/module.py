@@ -13,7 +13,7 @@ import weakref
 import torch
 from torch import nn
 
-from . import backends, registry
+from . import backends, registry, replay
 from . import dims as D
 from .backends.cpp.render import RESERVED as CPP_RESERVED
 from .cache import BuildError
@@ -22,7 +22,7 @@ from .explain import explain
 from .frontend import trace
 from .ir import CellIR
 from .schedule import bind_ir
-from .sequence import LOW_PRECISION, refresh_weights, run, scan_module
+from .sequence import LOW_PRECISION, refresh_weights, run, run_plan, scan_module
 from .warn import warn
 
 _RESERVED = ("torch", "inf", "nan")   # (the last two: constants as gradients() prints them)
@@ -325,6 +325,7 @@ class Binding:
         # uses has no blocks among the kernels', and was passed all the same, one parameter too many)
         self._reshaped = bool(bound.views) or any(s == () for s in self.param_shapes.values()) or \
             [k for k, _, _ in self._kernel_params] != list(range(len(self.param_shapes)))
+        self.plans = replay.Plans()   # (what calls found, for the calls like them: replay.py)
 
     def __reduce__(self):
         # made again from its spec when unpickled: the sizes and kernel keys of the equations a load runs (see
@@ -367,6 +368,14 @@ class Binding:
                      "reference backend instead" + (" for this cell in this process" if e.lasting else ""))
             name = "reference"
         return self.keys[name]
+
+    def settled(self, key, device):
+        """Whether a later call on `device` gets `key` from kernel_key too: it is not a fallback from a build that
+        a later call tries again (a full disk: BuildError.lasting)"""
+        if device.type == "meta":
+            return True
+        wanted = self.keys[backends.resolve(self.backend, device)]
+        return key == wanted or wanted in _unbuildable
 
     def check_params(self, params, ref, names=None):
         """the parameters a call runs with (a module's, or torch.func.functional_call's) have the shapes the
@@ -627,10 +636,15 @@ def whole_under_fx(forward):
     the graph would skip that)."""
     @functools.wraps(forward)
     def traced(self, *args, **kwargs):
-        if _has_proxy(args) or (kwargs and _has_proxy(kwargs.values())):
+        if _fx_tracing() and (_has_proxy(args) or (kwargs and _has_proxy(kwargs.values()))):
             return _fx_call(self, traced, args, kwargs)
         return forward(self, *args, **kwargs)
     return traced
+
+
+# whether torch.fx's symbolic tracer is tracing (no Proxy exists otherwise), asked before looking for one among a
+# call's arguments: ~4 us of an LSTMCell's step; a torch without the question looks every time
+_fx_tracing = getattr(torch.fx._symbolic_trace, "is_fx_symbolic_tracing", lambda: True)
 
 
 def _proxies(args):
@@ -815,7 +829,14 @@ class Cell(nn.Module):
         return self._step(x, state)
 
     def _step(self, x, state):
-        name = self._binding.name
+        binding, params = self._binding, self._param_list()
+        # a step like an earlier one runs that step's plan (replay.py): a decoder's loop, Python's cost halved
+        sig = replay.signature("step", x, state, params) if replay.plain() else None
+        plan = binding.plans.get(sig)
+        if plan is not None:
+            xs = (x,) if isinstance(x, torch.Tensor) else x
+            return run_plan(binding, plan, params, tuple(t.unsqueeze(0) for t in xs), state)[1]
+        name = binding.name
         xs = tuple(x) if isinstance(x, (tuple, list)) else (x,)
         for t in xs:
             if not isinstance(t, torch.Tensor):
@@ -844,8 +865,8 @@ class Cell(nn.Module):
                         raise ShapeError(f"{name}: with an unbatched 1-d input the state {s!r} must have shape "
                                          f"({states[s]},), got {tuple(t.shape)}")
                 state = tuple(t.unsqueeze(0) if isinstance(t, torch.Tensor) else t for t in state)
-        _, final = run(self._binding, self._param_list(), tuple(t.unsqueeze(0) for t in xs), state, False, None,
-                       False, self.autocast_devices)
+        _, final = run(binding, params, tuple(t.unsqueeze(0) for t in xs), state, False, None, False,
+                       self.autocast_devices, plan_as=None if unbatched else sig)
         return tuple(f.squeeze(0) for f in final) if unbatched else final
 
 

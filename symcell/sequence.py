@@ -20,7 +20,7 @@ from torch._subclasses.fake_tensor import FakeTensor
 from torch.autograd import forward_ad
 from torch.nn.utils import prune
 
-from . import autograd, backends, deploy, ops, registry
+from . import autograd, backends, deploy, ops, registry, replay
 from .errors import DtypeError
 
 
@@ -316,10 +316,17 @@ def _check(binding, *args):
 
 
 def run(binding, params, xs, state, reverse, lengths, batch_first, autocast_devices=("cpu", "cuda"),
-        param_names=None, ordered=False):
+        param_names=None, ordered=False, plan_as=None):
     """scan of a bound cell with the given parameters (see scan); autocast_devices: see _autocast; param_names:
     the parameters' names in the caller's messages (symcell.RNN's), else the cell's; ordered: the caller chose
-    the rows' order (symcell.RNN, once for all its layers), which the scan keeps."""
+    the rows' order (symcell.RNN, once for all its layers), which the scan keeps. plan_as: the signature under
+    which the caller looks this call's plan up (replay.py: Cell.step's), else run's own."""
+    if plan_as is None and lengths is None and replay.plain():
+        plan_as = replay.signature(("scan", reverse, batch_first), xs, state, params)
+        plan = binding.plans.get(plan_as)
+        if plan is not None:
+            return run_plan(binding, plan, params, xs, state)
+    plannable, state_given = plan_as is not None and lengths is None, state
     xs, state, params, autocast = _autocast(xs, state, params, autocast_devices)
     try:
         seq, state, ref = _check(binding, xs, state, params, batch_first, param_names)
@@ -376,5 +383,36 @@ def run(binding, params, xs, state, reverse, lengths, batch_first, autocast_devi
         ys = tuple(y.index_select(1, unsort) for y in ys)
         final = tuple(f.index_select(0, unsort) for f in final)
     if batch_first:
+        ys = tuple(y.transpose(0, 1) for y in ys)
+    # (a call plain() let through, on the kernel later calls get: not a fallback they would try to build again)
+    if plannable and autocast is None and binding.settled(key, ref.device):
+        binding.plans.keep(plan_as, replay.Plan(key, reverse, batch_first, state_given is None, low, computing_for))
+    return (ys[0] if len(ys) == 1 else ys), final
+
+
+def run_plan(binding, plan, params, xs, state):
+    """run, for a call whose signature an earlier call's plan was kept under (replay.py): that call's checks
+    passed, and its answers hold for this one. Without lengths or autocast (no plan is kept for those)."""
+    seq = (xs,) if isinstance(xs, torch.Tensor) else tuple(xs)
+    if plan.batch_first:
+        seq = tuple(x.transpose(0, 1) for x in seq)
+    if plan.reverse:
+        seq = tuple(x.flip(0) for x in seq)
+    B, like = seq[0].shape[1], seq[0]
+    if plan.zero_state:
+        state = tuple(like.new_zeros(B, n) for n in binding.state_sizes.values())
+    else:
+        state = (state,) if isinstance(state, torch.Tensor) else tuple(state)
+    state += tuple(like.new_zeros(B, n) for n in binding.hidden_sizes.values())
+    params = binding.kernel_params(params)
+    if plan.low is not None:
+        seq, state, params = (tuple(t.float() for t in ts) for ts in (seq, state, params))
+    ys, final = _eager_path(plan.key, seq, state, tuple(p.contiguous() for p in params), None, plan.computing_for)
+    final = final[:len(binding.state_sizes)]
+    if plan.low is not None:
+        ys, final = tuple(y.to(plan.low) for y in ys), tuple(f.to(plan.low) for f in final)
+    if plan.reverse:
+        ys = tuple(y.flip(0) for y in ys)
+    if plan.batch_first:
         ys = tuple(y.transpose(0, 1) for y in ys)
     return (ys[0] if len(ys) == 1 else ys), final

@@ -13,10 +13,12 @@ source into entry points. It never asks for anything else: the pipeline gives it
 An entry point takes its scan's arguments (kernel.Scan.args: lists of tensors, in order), then `save` when the
 scan has the flag, then `lengths` (None or an int64 tensor of B lengths), and returns a flat list of tensors in
 the order of its scan's result groups. It never writes into its arguments (the operators declare no mutation).
-An entry point with `skips = True` also takes `skip=`: one flag per argument tensor (it is all zeros), then one
-per result (not wanted: its value is unspecified), so that it may leave out the work they make useless (the
-tangents of a second derivative are often zero in some inputs, and some gradients are not asked for). Others
-are never given it; they compute everything, which is the same answer.
+An entry point with `fresh = True` returns only tensors it allocated, never an argument or a view of one, nor
+one twice (of others, Kernel.run clones the results that share memory: `unaliased`). An entry point with
+`skips = True` also takes `skip=`: one flag per argument tensor (it is all zeros), then one per result (not
+wanted: its value is unspecified), so that it may leave out the work they make useless (the tangents of a second
+derivative are often zero in some inputs, and some gradients are not asked for). Others are never given it;
+they compute everything, which is the same answer.
 """
 import contextlib
 import contextvars
@@ -147,21 +149,27 @@ class Kernel:
         """An entry point on lists of tensors -> its result groups (a group saved only when saving is empty).
         wanted: one bool per result tensor (None: all); an unwanted one may be returned with any value."""
         entry = self._scan(name)
-        scan = self.scan(name)
+        scan = self._scans[name]
         # entry points read row-major memory, as it holds the values: a tensor with its negative bit set (a lazy
         # torch._neg_view, as some backward formulas send) holds -values there, which a kernel would read raw
         # (the triton kernels did; torch resolves it before the cpp operators)
         if not getattr(entry, "any_layout", False):   # (an operator whose dispatch and kernel make them so: cpp's)
             groups = [[t.resolve_neg().contiguous() for t in g] for g in groups]
         kw = {"skip": _skip(scan, groups, wanted)} if getattr(entry, "skips", False) else {}
+        args = (*groups, *([save] if scan.save else []), lengths)
         token = COMPUTING_FOR.set(self.computing_for)
         try:
-            # (a profiler row only while a profiler records: record_function costs ~5 us a call, an LSTMCell
-            # step's tenth, when none does)
-            with (torch.profiler.record_function(f"{self.label}.{name}") if torch._C._autograd._profiler_enabled()
-                  else contextlib.nullcontext()), _unseen_by_checkpoint():
-                flat = unaliased(entry(*groups, *([save] if scan.save else []), lengths, **kw),
-                                 [t for g in groups for t in g])
+            if torch._C._autograd._profiler_enabled() or torch._C._len_torch_dispatch_stack():
+                # (a profiler row only while a profiler records: record_function costs ~5 us a call, an LSTMCell
+                # step's tenth, when none does)
+                with (torch.profiler.record_function(f"{self.label}.{name}")
+                      if torch._C._autograd._profiler_enabled() else contextlib.nullcontext()), \
+                        _unseen_by_checkpoint():
+                    flat = entry(*args, **kw)
+            else:
+                flat = entry(*args, **kw)
+            if not getattr(entry, "fresh", False):   # (~4 us a call: an LSTMCell step's tenth)
+                flat = unaliased(flat, [t for g in groups for t in g])
         finally:
             COMPUTING_FOR.reset(token)
         out, k = [], 0

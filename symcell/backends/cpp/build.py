@@ -82,6 +82,7 @@ class Entry:
     program needs without Python."""
     skips = True
     any_layout = True
+    fresh = True   # (every result is a tensor the generated code allocates: render.py, CppRenderer.returns)
 
     def __init__(self, library, scan, dims, dim_names):
         self.library, self.scan, self.name, self.dims, self.dim_names = library, scan, scan.name, list(dims), dim_names
