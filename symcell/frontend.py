@@ -4,6 +4,7 @@ import dataclasses
 import functools
 import inspect
 import numbers
+import re
 
 import sympy
 import torch
@@ -132,7 +133,9 @@ class Sym:
         if isinstance(o, Matrix):   # (torch's row-vector habit, x @ W.T)
             raise TypeError(f"{self.node.label} @ {o.name}: write {o.name} @ {self.node.label} (the matrix on the "
                             f"left: {o.name} of shape (out, in) times a vector of size in, as nn.Linear's weight)")
-        raise TypeError(f"{self.node.label} @ {_what(o)}: the left operand of @ must be a 2-d parameter")
+        hint = (f" ({self.node.label} is a 1-d parameter of size {D.fmt(self.size)}, used elementwise: "
+                f"{self.node.label} * {_label(o)})" if self.node.op == "param" else "")
+        raise TypeError(f"{self.node.label} @ {_what(o)}: the left operand of @ must be a 2-d parameter{hint}")
 
     def __rmatmul__(self, o):
         hint = " (a tensor the step reads is a parameter: declare it in params=)" if isinstance(o, torch.Tensor) else ""
@@ -306,8 +309,32 @@ class Matrix:
                         f"be used as `{self.name} @ v`, or split into blocks of rows with symcell.split. Vector "
                         f"parameters (1-d) are used elementwise")
 
-    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _misuse
-    __truediv__ = __rtruediv__ = __neg__ = __pow__ = __getitem__ = __abs__ = _misuse
+    def _scaled(self, written, instead):
+        """`0.5 * W @ h`, `-W @ h`, `h * W @ x`: Python groups * and @ (equal precedence) from the left, so the
+        scaling reached the matrix, not the product"""
+        raise TypeError(f"{written}: {self.name} is a 2-d parameter ({', '.join(map(D.fmt, self.shape))}), used "
+                        f"only as `{self.name} @ v` (Python reads "
+                        f"`{written} @ v` as `({written}) @ v`: * and @ bind equally, from the left; write "
+                        f"`{instead}`)")
+
+    def __mul__(self, o):   # (W * h is elementwise use; W * 0.5 @ h a scaling)
+        if _is_number(_zero_d(o)):
+            self._scaled(f"{self.name} * {_label(o)}", f"({self.name} @ v) * {_label(o)}")
+        self._misuse()
+
+    def __rmul__(self, o):
+        self._scaled(f"{_label(o)} * {self.name}", f"{_label(o)} * ({self.name} @ v)")
+
+    def __truediv__(self, o):
+        if _is_number(_zero_d(o)):
+            self._scaled(f"{self.name} / {_label(o)}", f"({self.name} @ v) / {_label(o)}")
+        self._misuse()
+
+    def __neg__(self):
+        self._scaled(f"-{self.name}", f"-({self.name} @ v)")
+
+    __add__ = __radd__ = __sub__ = __rsub__ = _misuse
+    __rtruediv__ = __pow__ = __getitem__ = __abs__ = _misuse
     __gt__ = __ge__ = __lt__ = __le__ = _misuse
 
     def __repr__(self):   # (in messages such as "the new state 'h' must be a symbolic vector, got ...")
@@ -366,10 +393,17 @@ def _zero_d(v):
 
 
 def _what(v):
-    """a non-symbolic operand, shortly, for a message (a tensor by its shape, not its values)"""
+    """an operand, shortly, for a message (a tensor by its shape, not its values; a symbolic vector as written)"""
     if isinstance(v, torch.Tensor):
         return f"a tensor of shape {tuple(v.shape)}"
+    if isinstance(v, Sym):
+        return v.node.label
     return getattr(v, "name", None) or type(v).__name__
+
+
+def _label(v):
+    """an operand as the step wrote it: a symbolic vector's label, a number's repr"""
+    return v.node.label if isinstance(v, Sym) else _what(v) if isinstance(v, (Matrix, torch.Tensor)) else repr(v)
 
 
 def _operand(v, op, other):
@@ -380,7 +414,7 @@ def _operand(v, op, other):
     v = _zero_d(v)
     if not _is_number(v):
         hint = ("; a tensor the step reads is a parameter: declare it in params= (or pass it as an input)"
-                if isinstance(v, torch.Tensor) else "")
+                if isinstance(v, torch.Tensor) else "")   # (a size's, sympy's: trace says what it is)
         raise TypeError(f"cannot apply {op!r} to {v!r} and {other}: operands must be symbolic tensors or "
                         f"Python numbers (got {type(v).__name__}){hint}")
     return Node("const", (), None, float(v), repr(v))
@@ -401,6 +435,8 @@ def _logical(op, a, b):
 
 
 def _binary(fn, sym, a, b):
+    if isinstance(b, Matrix) and sym in ("*", "/"):   # (h * W @ x: the vector reached the matrix first)
+        b._scaled(f"{_label(a)} {sym} {b.name}", f"{_label(a)} {sym} ({b.name} @ v)")
     other = a if isinstance(a, Sym) else b
     na, nb = _operand(a, sym, other._desc()), _operand(b, sym, other._desc())
     if fn == "div" and nb.op == "const" and nb.attr == 0:
@@ -490,16 +526,20 @@ def _reduction(v, fn):
     return Node("reduce", (v.node,), sympy.Integer(1), "sum", _short(f"{fn}({v.node.label})"))
 
 
-def sum(v):  # noqa: A001 - symcell.sum, as torch.sum
+def sum(v, **kwargs):  # noqa: A001 - symcell.sum, as torch.sum
     """The sum of a vector's features, per row: a value of size 1, which broadcasts against any vector. On anything
     but a cell's values (outside a step: a list, a tensor), Python's own sum, so that `from symcell import *`
     leaves it alone."""
+    _features_only("sum", kwargs, "sums a row's features into one value that broadcasts against vectors (as "
+                                  "keepdim=True would)")
     return Sym(_reduction(v, "sum"))
 
 
-def mean(v):
+def mean(v, **kwargs):
     """The mean of a vector's features, per row (size 1): mu = mean(v); var = mean((v - mu) ** 2) is a layer
     norm's. The divisor is v's size, a dimension the kernels know when they run."""
+    _features_only("mean", kwargs, "averages a row's features into one value that broadcasts against vectors (as "
+                                   "keepdim=True would)")
     total = _reduction(v, "mean")
     n = Node("const", (), None, sympy.sympify(v.size), D.fmt(v.size))
     return Sym(Node("pw", (total, n), total.size, "div", total.label))
@@ -522,10 +562,24 @@ globals().update(FUNCTIONS)
 __all__ = ["cat", "split", "trace", "Sym", "Matrix", "Blocks", *FUNCTIONS]
 
 
-def cat(*parts):
+def _features_only(fn, kwargs, means):
+    """torch's dim=/keepdim= given to one of symcell's functions, which work along a row's features only"""
+    if kwargs:
+        raise TypeError(f"{fn}() got {', '.join(f'{k}=' for k in kwargs)}: a step sees each row of the batch as a "
+                        f"vector of features, and {fn} {means}; drop the argument")
+
+
+def cat(*parts, **kwargs):
     """Concatenate symbolic vectors along features: cat(h, x) has size H + I."""
+    _features_only("cat", kwargs, "joins vectors along their features")
     if len(parts) == 1 and isinstance(parts[0], (list, tuple)):
         parts = tuple(parts[0])
+    elif any(isinstance(p, (list, tuple)) for p in parts):   # (torch's cat((x, h), 1))
+        def written(p):
+            return (f"({', '.join(map(written, p))})" if isinstance(p, tuple) else
+                    f"[{', '.join(map(written, p))}]" if isinstance(p, list) else _label(p))
+        raise TypeError(f"cat({', '.join(map(written, parts))}): cat joins symbolic vectors along their features "
+                        "and takes no dimension: write cat(x, h) or cat([x, h])")
     if not parts:
         raise TypeError("cat() needs at least one symbolic vector")
     for p in parts:
@@ -554,9 +608,10 @@ def _chunk_sizes(what, total, chunks):
     raise TypeError(f"{what[:5]}: chunks must be an int or a list of sizes, got {chunks!r}")
 
 
-def split(v, chunks):
+def split(v, chunks, **kwargs):
     """Split a symbolic vector along features into `chunks` equal parts (an int), or parts of the given sizes.
     On a 2-d parameter, split its rows: split(W, 4) gives four matrices, each a quarter of W's rows."""
+    _features_only("split", kwargs, "splits a vector's features (a 2-d parameter's rows)")
     if isinstance(v, Matrix):
         return v._split(chunks)
     if not isinstance(v, Sym):
@@ -573,6 +628,17 @@ def split(v, chunks):
 
 # --- tracing --------------------------------------------------------------------------------------------
 
+def _from_a_size(error):
+    """whether a TypeError of the step came from using a dimension (a sympy symbol: W.shape[1]) as a number:
+    raised inside sympy (float(I), math.sqrt(I)) or by Python, numpy or torch about a sympy object (range(I),
+    I(...), np.sqrt(I), torch.zeros(I))"""
+    tb = error.__traceback__
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return "sympy" in tb.tb_frame.f_code.co_filename.replace("\\", "/").split("/") or \
+        re.search(r"\b(Symbol|Mul|Pow|Rational)\b", str(error)) is not None
+
+
 def _check_name(kind, name):
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"{kind}: {name!r} is not a valid name")
@@ -587,7 +653,11 @@ def _parse_decls(kind, decls, vector_only):
         if vector_only:
             out.append((name, D.parse_size(spec, f"{kind} {name!r}")))
             continue
-        shape = (spec,) if isinstance(spec, (int, str)) else tuple(spec)
+        if not isinstance(spec, (tuple, list, numbers.Integral, str, sympy.Basic)):
+            raise TypeError(f"params {name!r}: a parameter's shape is a tuple of sizes (ints, or strings such as "
+                            f"'H' and '4*H'): () for a scalar, ('H',) for a vector, ('4*H', 'I') for a matrix; got "
+                            f"{spec!r}")
+        shape = (spec,) if isinstance(spec, (numbers.Integral, str, sympy.Basic)) else tuple(spec)
         if shape == ():            # a scalar parameter: a vector of size 1 to the kernels (broadcast everywhere)
             out.append((name, ()))
             continue
@@ -650,7 +720,14 @@ def trace(fn, inputs, state, params, outputs=None, name=None):
         size = shape[0] if shape else sympy.Integer(1)
         syms[n] = Sym(Node("param", (), size, n, n)) if kind is None else kind(n, shape, blocks)
 
-    result = fn(**syms)
+    try:
+        result = fn(**syms)
+    except TypeError as e:
+        if not _from_a_size(e):
+            raise
+        raise TypeError(f"{name}: {e} (a size the step read, a parameter's shape or a vector's size, is a dimension "
+                        "such as H, which has no value while symcell traces the step: write the number itself, or "
+                        "a Python number the step's code reads; mean() divides by a vector's size)") from e
     if not isinstance(result, (tuple, list)):
         result = (result,)
     if len(result) != len(sts) + len(extra):

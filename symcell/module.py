@@ -19,7 +19,7 @@ from .backends.cpp.render import RESERVED as CPP_RESERVED
 from .cache import BuildError
 from .errors import DeviceError, DtypeError, ShapeError, StateCountError, too_deep  # noqa: F401 (symcell's, rnn's)
 from .explain import explain
-from .frontend import trace
+from .frontend import Blocks, Matrix, Sym, trace
 from .ir import CellIR
 from .schedule import bind_ir
 from .sequence import LOW_PRECISION, refresh_weights, run, run_plan, scan_module
@@ -97,7 +97,7 @@ def _check_names(ir):
                              f"itself ({', '.join(_CELL_KEYWORDS)})")
 
 
-def define(inputs, state, params=None, outputs=None, name=None):
+def define(inputs, state=None, params=None, outputs=None, name=None):
     """Define a recurrent cell from its step function.
 
         @symcell.define(inputs={"x": "I"}, state={"h": "H", "c": "H"},
@@ -111,6 +111,13 @@ def define(inputs, state, params=None, outputs=None, name=None):
     states with their sizes, outputs={"y": "O"} (the step returns its new states, then these, in order; a state
     may be listed as {"h": None}); `name` overrides the function's name.
     """
+    if callable(inputs) and not isinstance(inputs, dict):   # (@symcell.define above a step, without arguments)
+        raise TypeError("symcell.define takes the cell's declarations and returns the decorator: write "
+                        "@symcell.define(inputs={...}, state={...}, params={...}) above the step function")
+    if state is None:
+        raise TypeError("define() missing the argument 'state': the cell's states, a dict of name -> size "
+                        "({'h': 'H'})")
+
     def deco(fn):
         with too_deep(name or getattr(fn, "__name__", "the cell")):
             ir = trace(fn, inputs, state, params, outputs, name)
@@ -686,6 +693,11 @@ class Cell(nn.Module):
         name, own = type(self).__name__, type(self).spec
         if own is None and spec is None:
             raise TypeError("symcell.Cell is a base class; make cells with symcell.define")
+        if any(isinstance(a, (Sym, Matrix, Blocks)) for a in (*args, *dims.values())):   # (inside another step)
+            raise TypeError(f"{name} is a cell, the torch.nn.Module class symcell.define made of a step function, "
+                            "called here on the symbolic values of another step: to use its equations inside "
+                            f"another step, call its step function (keep it: {name} = symcell.define(...)(step), "
+                            "then step(x, h, ...) in the other)")
         if args:
             raise TypeError(f"{name} takes its dimensions by name: {name}("
                             f"{', '.join(f'{d}=...' for d in (spec or own).ir.dims)}), got {len(args)} by position")
@@ -697,6 +709,7 @@ class Cell(nn.Module):
             raise TypeError(f"{type(self).__name__}: batch_first should be of type bool, got: "
                             f"{type(batch_first).__name__}")
         self._binding = Binding(spec, dims, backend, type(self).__name__)
+        check_dtype(type(self).__name__, dtype)
         self.batch_first = batch_first
         for name, shape in self._binding.param_shapes.items():
             self.register_parameter(name, nn.Parameter(torch.empty(shape, device=device, dtype=dtype)))
@@ -868,6 +881,14 @@ class Cell(nn.Module):
         _, final = run(binding, params, tuple(t.unsqueeze(0) for t in xs), state, False, None, False,
                        self.autocast_devices, plan_as=None if unbatched else sig)
         return tuple(f.squeeze(0) for f in final) if unbatched else final
+
+
+def check_dtype(name, dtype):
+    """a constructor's dtype= (None: torch's default), named in the error: torch said only that integer tensors
+    cannot require gradients, or that a string is not a dtype"""
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise DtypeError(f"{name}(): dtype must be a floating torch.dtype (torch.float32, torch.float64, "
+                         f"torch.bfloat16, torch.float16), got {dtype!r}")
 
 
 def _first(xs):

@@ -17,8 +17,8 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from . import registry
 from .dims import dim_symbol
 from .errors import StateCountError
-from .module import (Binding, Cell, CellSpec, ShapeError, _no_class_spec, as_states, check_loaded, class_or_instance,
-                     initial_values, public_signature, refuse_script, start_at, state_to_save,
+from .module import (Binding, Cell, CellSpec, ShapeError, _no_class_spec, as_states, check_dtype, check_loaded,
+                     class_or_instance, initial_values, public_signature, refuse_script, start_at, state_to_save,
                      whole_under_fx)
 from .sequence import check_lengths, row_order, run
 from .warn import warn
@@ -83,6 +83,7 @@ class RNN(nn.Module):
             _init_size = _init_size or cell._init_size()
         batch_first = False if batch_first is None else batch_first
         backend = "auto" if backend is None else backend
+        check_dtype(name, dtype)
         if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
             raise ValueError(f"{name}: num_layers must be a positive int, got {num_layers!r}")
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout <= 1:

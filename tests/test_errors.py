@@ -1,4 +1,6 @@
 """Every error of the core issue names the variable and the sizes."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -656,3 +658,80 @@ def test_a_cell_name_that_is_not_one_printable_line_is_refused():
             symcell.define(inputs={"x": "H"}, state={"h": "H"}, name=name)(lambda x, h: tanh(x + h))
     odd = symcell.define(inputs={"x": "H"}, state={"h": "H"}, name="my cell-2")(lambda x, h: tanh(x + h))
     assert "# symcell reference backend: my cell-2" in odd(H=2, backend="reference").source()
+
+
+_LINEAR = dict(inputs={"x": "H"}, state={"h": "H"}, params={"W": ("H", "H"), "w": ("H",)})
+
+
+@pytest.mark.parametrize("body, error, message", [
+    # * and @ bind equally, from the left: the scaling reached the matrix (said "it can only be used as `W @ v`")
+    (lambda x, h, W, w: 0.5 * W @ h + x, TypeError,
+     r"^0\.5 \* W: W is a 2-d parameter \(H, H\), used only as `W @ v` \(Python reads `0\.5 \* W @ v` as "
+     r"`\(0\.5 \* W\) @ v`.*write `0\.5 \* \(W @ v\)`"),
+    (lambda x, h, W, w: -W @ h + x, TypeError, r"^-W: .*write `-\(W @ v\)`"),
+    (lambda x, h, W, w: h * W @ x, TypeError, r"^h \* W: .*write `h \* \(W @ v\)`"),
+    (lambda x, h, W, w: W / 2 @ x + h, TypeError, r"^W / 2: .*write `\(W @ v\) / 2`"),
+    # (showed the class Sym where the vector is)
+    (lambda x, h, W, w: w @ h + x, TypeError, r"^w @ h: the left operand of @ must be a 2-d parameter \(w is a 1-d "
+                                               r"parameter of size H, used elementwise: w \* h\)"),
+    # torch's habits (said "cat: every part must be a symbolic vector, got (Sym(x (size H)), ...", and Python's
+    # "got an unexpected keyword argument 'dim'")
+    (lambda x, h, W, w: W @ cat((x, h), 1)[:1], TypeError, r"^cat\(\(x, h\), 1\): cat joins symbolic vectors along "
+                                                          r"their features and takes no dimension: write cat\(x, h\)"),
+    (lambda x, h, W, w: cat([x, h], dim=-1), TypeError, r"^cat\(\) got dim=: a step sees each row"),
+    (lambda x, h, W, w: h / symcell.sum(h, dim=-1) + x, TypeError, r"^sum\(\) got dim=: .*as keepdim=True would\)"),
+    (lambda x, h, W, w: h / symcell.mean(h, keepdim=True) + x, TypeError,
+     r"^mean\(\) got keepdim=: .*drop the argument"),
+    (lambda x, h, W, w: split(h, 2, dim=-1)[0] + x, TypeError, r"^split\(\) got dim=: .*splits a vector's features"),
+])
+def test_torch_habits_in_a_step_say_what_to_write(body, error, message):
+    with pytest.raises(error, match=message):
+        _defines(body, **_LINEAR)
+
+
+def test_declaration_mistakes_name_what_to_write():
+    # (said "define() missing 1 required positional argument: 'state'")
+    with pytest.raises(TypeError, match=r"^symcell.define takes the cell's declarations and returns the decorator: "
+                                        r"write @symcell.define\(inputs="):
+        @symcell.define
+        def Cell(x, h):
+            return h
+    with pytest.raises(TypeError, match=r"^define\(\) missing the argument 'state'"):
+        symcell.define(inputs={"x": "H"})
+    # (said "'NoneType' object is not iterable", naming no parameter)
+    for spec in (None, 4.0):
+        with pytest.raises(TypeError, match=rf"^params 'a': a parameter's shape is a tuple of sizes .*got {spec}$"):
+            symcell.define(inputs={"x": "H"}, state={"h": "H"}, params={"a": spec})(lambda x, h, a: h)
+    # (torch's "Only Tensors of floating point and complex dtype can require gradients": nn's RuntimeError still)
+    for make in (lambda: symcell.cells.LSTMCell(3, 4, dtype=torch.int64),
+                 lambda: symcell.cells.GRU(3, 4, dtype="float32")):
+        with pytest.raises(RuntimeError, match=r"\(\): dtype must be a floating torch.dtype \(torch.float32, .*got "):
+            make()
+
+
+@pytest.mark.parametrize("body", [
+    lambda x, h, W, w: W @ x / math.sqrt(W.shape[1]) + h,          # (said "Cannot convert expression to float")
+    lambda x, h, W, w: W @ x * W.shape[1] ** -0.5 + h,             # ("... Python numbers (got Pow)")
+    lambda x, h, W, w: W @ x / np.sqrt(W.shape[1]) + h,            # (numpy's "loop of ufunc does not support ...")
+    lambda x, h, W, w: W @ x + h * len(range(W.shape[0])),         # ("'Symbol' object cannot be interpreted ...")
+])
+def test_a_size_used_as_a_number_in_a_step_says_it_has_no_value(body):
+    with pytest.raises(TypeError, match=r"^Cell: .*\(a size the step read, a parameter's shape or a vector's size, "
+                                        r"is a dimension such as H, which has no value while symcell traces the step"):
+        _defines(body, **_LINEAR)
+
+
+def test_a_type_error_of_the_step_that_is_not_a_size_is_left_as_it_is():
+    with pytest.raises(TypeError, match=r"^cannot apply '\+' to 'a' and h \(size H\)"):
+        _defines(lambda x, h, W, w: h + "a", **_LINEAR)
+
+
+def test_a_cell_called_inside_another_step_says_to_call_its_step_function():
+    """(said "Inner takes its dimensions by name: Inner(H=..., I=...), got 3 by position")"""
+    @symcell.define(inputs={"x": "H"}, state={"h": "H"}, params={"W": ("H", "H")})
+    def Inner(x, h, W):
+        return tanh(W @ x) + h
+    for body in (lambda x, h, W, w: Inner(x, h, W) * w, lambda x, h, W, w: Inner(x=x, h=h, W=W) * w):
+        with pytest.raises(TypeError, match=r"^Inner is a cell, the torch.nn.Module class symcell.define made of a "
+                                            r"step function, called here on the symbolic values of another step"):
+            _defines(body, **_LINEAR)
