@@ -313,9 +313,8 @@ class Matrix:
         """`0.5 * W @ h`, `-W @ h`, `h * W @ x`: Python groups * and @ (equal precedence) from the left, so the
         scaling reached the matrix, not the product"""
         raise TypeError(f"{written}: {self.name} is a 2-d parameter ({', '.join(map(D.fmt, self.shape))}), used "
-                        f"only as `{self.name} @ v` (Python reads "
-                        f"`{written} @ v` as `({written}) @ v`: * and @ bind equally, from the left; write "
-                        f"`{instead}`)")
+                        f"only as `{self.name} @ v` (Python reads `{written} @ v` as `({written}) @ v`: * and @ "
+                        f"bind equally, from the left; write `{instead}`)")
 
     def __mul__(self, o):   # (W * h is elementwise use; W * 0.5 @ h a scaling)
         if _is_number(_zero_d(o)):
@@ -414,7 +413,7 @@ def _operand(v, op, other):
     v = _zero_d(v)
     if not _is_number(v):
         hint = ("; a tensor the step reads is a parameter: declare it in params= (or pass it as an input)"
-                if isinstance(v, torch.Tensor) else "")   # (a size's, sympy's: trace says what it is)
+                if isinstance(v, torch.Tensor) else "")
         raise TypeError(f"cannot apply {op!r} to {v!r} and {other}: operands must be symbolic tensors or "
                         f"Python numbers (got {type(v).__name__}){hint}")
     return Node("const", (), None, float(v), repr(v))
