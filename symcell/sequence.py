@@ -404,9 +404,9 @@ def run_plan(binding, plan, params, xs, state):
     else:
         state = (state,) if isinstance(state, torch.Tensor) else tuple(state)
     state += tuple(like.new_zeros(B, n) for n in binding.hidden_sizes.values())
-    params = binding.kernel_params(params)
-    if plan.low is not None:
+    if plan.low is not None:   # (before the parameters' blocks, as run: a block's gradient added in float32)
         seq, state, params = (tuple(t.float() for t in ts) for ts in (seq, state, params))
+    params = binding.kernel_params(params)
     ys, final = _eager_path(plan.key, seq, state, tuple(p.contiguous() for p in params), None, plan.computing_for)
     final = final[:len(binding.state_sizes)]
     if plan.low is not None:

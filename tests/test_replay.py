@@ -219,3 +219,23 @@ def test_the_cpp_scans_return_what_they_allocate_each_once():
             assert len(names) == len(set(names)), (name, scan.name, names)
             passed = [b for b in names if scan.arg_of(b) and scan.buffer(b).role != Role.CARRY_IN]
             assert not passed, (name, scan.name, passed)
+
+
+def test_a_16_bit_parameter_used_whole_and_in_blocks_gets_the_full_paths_gradient():
+    """the plan took the parameters' blocks before their float32 copies, so a bfloat16 W used whole and split had
+    its parts' gradients rounded to bfloat16 before they were added (twice the full path's error)"""
+    @symcell.define(inputs={"x": "I"}, state={"h": "H"}, params={"W": ("2*H", "H"), "A": ("H", "I")})
+    def Both(x, h, W, A):
+        a, b = symcell.split(W, 2)
+        g1, g2 = symcell.split(W @ h, 2)
+        return symcell.tanh(a @ h + A @ x) * symcell.sigmoid(g1) + 0.5 * (b @ h) * g2
+    torch.manual_seed(0)
+    cell = Both(I=3, H=4, backend="reference", dtype=torch.bfloat16)
+    xs = torch.randn(7, 3, 3, dtype=torch.bfloat16)
+    grads = []
+    for _ in range(2):   # the full path, then its plan
+        cell.W.grad = None
+        cell(xs)[0].float().sum().backward()
+        grads.append(cell.W.grad)
+    assert len(cell._binding.plans) == 1
+    torch.testing.assert_close(grads[1], grads[0], rtol=0, atol=0)
