@@ -81,6 +81,9 @@ class Plans:
     def get(self, sig):
         return self._by_sig.get(sig) if sig is not None else None
 
+    def clear(self):
+        self._by_sig.clear()
+
     def keep(self, sig, plan):
         if len(self._by_sig) >= self.most:
             self._by_sig.clear()

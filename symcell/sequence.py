@@ -21,6 +21,7 @@ from torch.autograd import forward_ad
 from torch.nn.utils import prune
 
 from . import autograd, backends, deploy, ops, registry, replay
+from .cache import BuildError
 from .errors import DtypeError
 
 
@@ -393,6 +394,7 @@ def run(binding, params, xs, state, reverse, lengths, batch_first, autocast_devi
 def run_plan(binding, plan, params, xs, state):
     """run, for a call whose signature an earlier call's plan was kept under (replay.py): that call's checks
     passed, and its answers hold for this one. Without lengths or autocast (no plan is kept for those)."""
+    given = params, xs, state
     seq = (xs,) if isinstance(xs, torch.Tensor) else tuple(xs)
     if plan.batch_first:
         seq = tuple(x.transpose(0, 1) for x in seq)
@@ -407,7 +409,11 @@ def run_plan(binding, plan, params, xs, state):
     if plan.low is not None:   # (before the parameters' blocks, as run: a block's gradient added in float32)
         seq, state, params = (tuple(t.float() for t in ts) for ts in (seq, state, params))
     params = binding.kernel_params(params)
-    ys, final = _eager_path(plan.key, seq, state, tuple(p.contiguous() for p in params), None, plan.computing_for)
+    try:
+        ys, final = _eager_path(plan.key, seq, state, tuple(p.contiguous() for p in params), None, plan.computing_for)
+    except BuildError:   # (its kernel let go since, and not built again: the full path, which may fall back)
+        binding.plans.clear()
+        return run(binding, *given, plan.reverse, None, plan.batch_first)
     final = final[:len(binding.state_sizes)]
     if plan.low is not None:
         ys, final = tuple(y.to(plan.low) for y in ys), tuple(f.to(plan.low) for f in final)

@@ -239,3 +239,30 @@ def test_a_16_bit_parameter_used_whole_and_in_blocks_gets_the_full_paths_gradien
         grads.append(cell.W.grad)
     assert len(cell._binding.plans) == 1
     torch.testing.assert_close(grads[1], grads[0], rtol=0, atol=0)
+
+
+@pytest.mark.cpp
+@pytest.mark.skipif("cpp" not in CPU_BACKENDS, reason="no C++ compiler")
+def test_a_planned_kernel_let_go_and_not_built_again_falls_back_as_the_full_path_does(monkeypatch):
+    """a plan names its kernel by key; where the kernel was let go (a sweep over many cells) and building it again
+    fails, the call takes the full path, which falls back to the reference backend (backend='auto'), as before"""
+    cell, ref = LSTMCell(3, 4), LSTMCell(3, 4, backend="reference")
+    ref.load_state_dict(cell.state_dict())
+    x = torch.randn(2, 3)
+    cell(x), cell(x)
+    assert len(cell._binding.plans) == 1
+    built = registry.kernel_for
+
+    def full_disk(key):
+        if key == cell._binding.keys["cpp"]:
+            error = BuildError("no space left on device")
+            error.lasting = False
+            raise error
+        return built(key)
+    monkeypatch.setattr(registry, "_KERNELS", type(registry._KERNELS)())
+    monkeypatch.setattr(registry, "kernel_for", full_disk)
+    monkeypatch.setattr(module, "_fallback_warned", set())
+    with pytest.warns(UserWarning, match=r"the cpp backend could not be built \(no space left on device\)"):
+        got = cell(x)
+    torch.testing.assert_close(got, ref(x))
+    assert not len(cell._binding.plans)
