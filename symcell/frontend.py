@@ -402,7 +402,7 @@ def _what(v):
 
 def _label(v):
     """an operand as the step wrote it: a symbolic vector's label, a number's repr"""
-    return v.node.label if isinstance(v, Sym) else _what(v) if isinstance(v, (Matrix, torch.Tensor)) else repr(v)
+    return _what(v) if isinstance(v, (Sym, Matrix, torch.Tensor)) else repr(v)
 
 
 def _operand(v, op, other):

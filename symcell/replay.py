@@ -86,7 +86,7 @@ class Plans:
 
     def keep(self, sig, plan):
         if len(self._by_sig) >= self.most:
-            self._by_sig.clear()
+            self.clear()
         self._by_sig[sig] = plan
 
     def __len__(self):

@@ -14,6 +14,13 @@ from symcell.cells import GRUCell, LSTMCell
 CPU_BACKENDS = [b for b in ("reference", "cpp") if symcell.backends.get(b).usable(torch.device("cpu"))]
 
 
+def needs_cpp(test):
+    """a test of the cpp backend itself (its fallback): the cpp tier, skipped where no C++ compiler is (CI requires
+    one: SYMCELL_REQUIRE_BACKENDS)"""
+    return pytest.mark.cpp(pytest.mark.skipif("cpp" not in CPU_BACKENDS, reason="needs a C++ compiler for the "
+                                                                            "cpp backend")(test))
+
+
 @pytest.fixture
 def full_checks(monkeypatch):
     """the number of calls that took the full path (Binding.check), as a one-item list"""
@@ -173,8 +180,7 @@ def test_plans_are_few_whatever_the_shapes():
     assert 0 < len(cell._binding.plans) <= cell._binding.plans.most
 
 
-@pytest.mark.cpp
-@pytest.mark.skipif("cpp" not in CPU_BACKENDS, reason="no C++ compiler")
+@needs_cpp
 def test_a_fallback_a_later_call_tries_again_keeps_no_plan(monkeypatch):
     """backend='auto' runs the reference backend where the cpp build failed; after a full disk (not lasting) a later
     call builds again, so no plan keeps the reference kernel"""
@@ -241,8 +247,7 @@ def test_a_16_bit_parameter_used_whole_and_in_blocks_gets_the_full_paths_gradien
     torch.testing.assert_close(grads[1], grads[0], rtol=0, atol=0)
 
 
-@pytest.mark.cpp
-@pytest.mark.skipif("cpp" not in CPU_BACKENDS, reason="no C++ compiler")
+@needs_cpp
 def test_a_planned_kernel_let_go_and_not_built_again_falls_back_as_the_full_path_does(monkeypatch):
     """a plan names its kernel by key; where the kernel was let go (a sweep over many cells) and building it again
     fails, the call takes the full path, which falls back to the reference backend (backend='auto'), as before"""

@@ -159,12 +159,12 @@ class Kernel:
         args = (*groups, *([save] if scan.save else []), lengths)
         token = COMPUTING_FOR.set(self.computing_for)
         try:
-            if torch._C._autograd._profiler_enabled() or torch._C._len_torch_dispatch_stack():
+            profiling = torch._C._autograd._profiler_enabled()
+            if profiling or torch._C._len_torch_dispatch_stack():
                 # (a profiler row only while a profiler records: record_function costs ~5 us a call, an LSTMCell
                 # step's tenth, when none does)
-                with (torch.profiler.record_function(f"{self.label}.{name}")
-                      if torch._C._autograd._profiler_enabled() else contextlib.nullcontext()), \
-                        _unseen_by_checkpoint():
+                with (torch.profiler.record_function(f"{self.label}.{name}") if profiling
+                      else contextlib.nullcontext()), _unseen_by_checkpoint():
                     flat = entry(*args, **kw)
             else:
                 flat = entry(*args, **kw)
