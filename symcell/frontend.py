@@ -55,6 +55,15 @@ class Sym:
     def __repr__(self):
         return f"Sym({self._desc()})"
 
+    def __format__(self, spec):
+        # (print(f"{h:.3f}") while the cell is defined: object's "unsupported format string passed to
+        # Sym.__format__" named no value and no reason)
+        if not spec:
+            return repr(self)
+        raise TypeError(f"{self.node.label}: format {spec!r} needs a number, and {self.node.label} is symbolic while "
+                        "the cell is defined (the step runs once, on symbols, not on each call's tensors); print "
+                        "it without a format to see its expression, or print the tensors the module returns")
+
     # arithmetic ------------------------------------------------------------------------------------
     def __add__(self, o): return _binary("add", "+", self, o)
     def __radd__(self, o): return _binary("add", "+", o, self)
@@ -276,8 +285,11 @@ class Matrix:
             raise TypeError(f"{self.name} @ {v!r}: the right operand of @ must be a symbolic vector")
         rows, cols = self.shape
         if not D.same_size(cols, v.size):
-            raise ValueError(f"{self.name} @ {v.node.label}: {self.name} has shape ({D.fmt(rows)}, {D.fmt(cols)}) "
-                             f"but {v.node.label} has size {D.fmt(v.size)}")
+            # (a block of split(W) is named W_0, W_1, ...: say whose rows it is, a name the user never wrote)
+            block = f" (rows {D.fmt(self.source[1])}:{D.fmt(self.source[2])} of {self.source[0]}, from split)" \
+                if self.source else ""
+            raise ValueError(f"{self.name} @ {v.node.label}: {self.name}{block} has shape ({D.fmt(rows)}, "
+                             f"{D.fmt(cols)}) but {v.node.label} has size {D.fmt(v.size)}")
         if not any(n.op in ("input", "state") for n in walk([v.node])):
             # a GEMM reads one operand row per batch row; this operand is one vector shared by all of them
             raise TypeError(f"{self.name} @ {v.node.label}: {v.node.label} depends on no input and no state, so "

@@ -735,3 +735,44 @@ def test_a_cell_called_inside_another_step_says_to_call_its_step_function():
         with pytest.raises(TypeError, match=r"^Inner is a cell, the torch.nn.Module class symcell.define made of a "
                                             r"step function, called here on the symbolic values of another step"):
             _defines(body, **_LINEAR)
+
+
+def test_a_sympy_symbol_as_a_size_is_the_dimension_of_its_name():
+    """(a user's sympy.Symbol("H") was another symbol than the H of "H+I": "W has shape (H, H+I) but cat(h, x) has
+    size H+I")"""
+    import sympy
+    H = sympy.Symbol("H")
+
+    @symcell.define(inputs={"x": "I"}, state={"h": H}, params={"W": (H, H + sympy.Symbol("I")), "b": (H,)})
+    def Cell(x, h, W, b):
+        return tanh(W @ cat(h, x) + b)
+    cell = Cell(I=3, H=4, backend="reference")
+    xs = torch.randn(5, 2, 3)
+    h, want = torch.zeros(2, 4), []
+    for x in xs:
+        h = torch.tanh(torch.cat((h, x), 1) @ cell.W.T + cell.b)
+        want.append(h)
+    torch.testing.assert_close(cell(xs)[0], torch.stack(want))
+    for bad in (sympy.Integer(0), sympy.Rational(1, 2)):
+        with pytest.raises(ValueError, match=rf"^state 'h': size must be a positive integer, got {bad}$"):
+            symcell.define(inputs={"x": "I"}, state={"h": bad})(lambda x, h: h)
+
+
+def test_a_block_of_a_split_matrix_says_whose_rows_it_is():
+    """(said "W_1 @ h: W_1 has shape (H, H+I)": a name the user never wrote)"""
+    with pytest.raises(ValueError, match=r"^W_1 @ h: W_1 \(rows H:2\*H of W, from split\) has shape \(H, H\+I\) but "
+                                         r"h has size H$"):
+        @symcell.define(inputs={"x": "I"}, state={"h": "H"}, params={"W": ("2*H", "H+I")})
+        def Cell(x, h, W):
+            a, b = split(W, 2)
+            return tanh(a @ cat(h, x) + b @ h)
+
+
+def test_a_format_of_a_symbol_says_it_has_no_value_yet():
+    """(said "unsupported format string passed to Sym.__format__")"""
+    with pytest.raises(TypeError, match=r"^h: format '\.3f' needs a number, and h is symbolic while the cell is "
+                                        r"defined"):
+        _defines(lambda x, h, W, w: print(f"{h:.3f}") or h + x, **_LINEAR)
+    seen = []   # (a format without a spec is the expression, as print(h) shows it)
+    _defines(lambda x, h, W, w: seen.append(f"{h}") or h + x, **_LINEAR)
+    assert seen == ["Sym(h (size H))"]
