@@ -5,6 +5,7 @@ nn.LSTM. At these sizes a call is mostly Python around the kernels, so this meas
 
     python benchmarks/bench_step.py                      # B=4, I=32, H=64
     python benchmarks/bench_step.py --batch 1 --hidden 256 --rounds 7
+    python benchmarks/bench_step.py --dtype bfloat16 --input 256 --hidden 512 --calls 300   # a bfloat16 model's
 
 Medians of interleaved rounds: each round times every contender once, in turn, over --calls calls.
 """
@@ -25,23 +26,27 @@ def main():
     ap.add_argument("--hidden", type=int, default=64)
     ap.add_argument("--calls", type=int, default=3000)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                    help="the modules' parameters and the tensors passed (nn's and symcell's alike)")
     args = ap.parse_args()
     torch.manual_seed(0)
-    B, I, H = args.batch, args.input, args.hidden
-    x = torch.randn(B, I)
-    h, c = torch.zeros(B, H), torch.zeros(B, H)
+    B, I, H, dtype = args.batch, args.input, args.hidden, getattr(torch, args.dtype)
+    # (bfloat16: both round their results to it, from float32 sums in other orders)
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=2e-2, atol=2e-2)
+    x = torch.randn(B, I, dtype=dtype)
+    h, c = torch.zeros(B, H, dtype=dtype), torch.zeros(B, H, dtype=dtype)
     contenders = {}
     for name, ours, theirs, state in (("LSTMCell", symcell.cells.LSTMCell, nn.LSTMCell, (h, c)),
                                       ("GRUCell", symcell.cells.GRUCell, nn.GRUCell, h)):
-        cell, ref = ours(I, H, backend="cpp"), theirs(I, H)
+        cell, ref = ours(I, H, backend="cpp", dtype=dtype), theirs(I, H, dtype=dtype)
         ref.load_state_dict(cell.state_dict())
-        torch.testing.assert_close(cell(x, state), ref(x, state), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(cell(x, state), ref(x, state), **tol)
         contenders[f"symcell {name}"] = (lambda m=cell, s=state: m(x, s))
         contenders[f"nn.{name}"] = (lambda m=ref, s=state: m(x, s))
-    lstm, ref = (m(I, H, num_layers=2, bidirectional=True) for m in (symcell.cells.LSTM, nn.LSTM))
+    lstm, ref = (m(I, H, num_layers=2, bidirectional=True, dtype=dtype) for m in (symcell.cells.LSTM, nn.LSTM))
     ref.load_state_dict(lstm.state_dict())
-    xs = torch.randn(4, B, I)
-    torch.testing.assert_close(lstm(xs), ref(xs), rtol=1e-5, atol=1e-6)
+    xs = torch.randn(4, B, I, dtype=dtype)
+    torch.testing.assert_close(lstm(xs), ref(xs), **tol)
     contenders["symcell LSTM 2 layers bidir. T=4"] = lambda: lstm(xs)
     contenders["nn.LSTM 2 layers bidir. T=4"] = lambda: ref(xs)
     times = {(mode, k): [] for mode in ("grad", "no_grad") for k in contenders}
@@ -51,7 +56,7 @@ def main():
                 for k, fn in contenders.items():
                     per_call_us(fn, 50)   # (warm)
                     times[mode, k].append(per_call_us(fn, args.calls))
-    print(f"CPU: {cpu_model()}; torch {torch.__version__}, {torch.get_num_threads()} threads; B={B} I={I} H={H}, "
+    print(f"CPU: {cpu_model()}; torch {torch.__version__}, {torch.get_num_threads()} threads; B={B} I={I} H={H} {args.dtype}, "
           f"medians of {args.rounds} rounds of {args.calls} calls")
     print(f"| one call | {'with autograd (us)':>18} | {'no_grad (us)':>12} |")
     print("|---|---:|---:|")

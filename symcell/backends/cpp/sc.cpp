@@ -524,15 +524,27 @@ bool hoist(int64_t B) {
 // (a matmul x @ W^T), and in panels for the step. A copy is a pass over the weights per call that makes each step's
 // GEMM faster; for a short call it does not pay. On the AMD EPYC (benchmarks/bench_direct.py, BENCHMARKS.md):
 // - direct: a matmul x @ W^T as stored runs on BLAS's NT kernel, which beat the panels only for one row and one
-//   step (a sampler's; LSTM B=1 T=1 forward 0.69-0.95x the time at H=64-1024), else it is up to 2.7x slower;
+//   step (a sampler's; LSTM B=1 T=1 forward 0.69-0.95x the time at H=64-1024), else it is up to 2.7x slower.
+//   Where BLAS is MKL on an Intel CPU with AVX-512 (its own kernels for that CPU: on an AMD CPU MKL takes its AVX2
+//   path, whatever the CPU has), the NT kernel beat the panels up to 16 rows in all on the Xeon (LSTM forward,
+//   H=256-1024: T=1 B=4-16 0.43-1.04x the time, T=2 B=4-8 0.69-0.92x, T=4 B=4 0.86-0.96x; T=2 B=16 and T=4
+//   B=8-16 up to 1.44x, session 32), so there a call of up to 16 rows in all (steps x batch) is direct;
 // - direct_grads: a transposed matmul (a backward's d_h += d_gates @ W) as stored runs on the same brgemm, with W's
 //   rows apart: faster up to 4 steps of up to 16 rows in all (0.67-0.98x at H=256-1024); with more rows, faster
 //   where W's rows lie at most 2 KiB apart (H=256-512 in float32, B=8-64 T=1-4: 0.83-0.99x the backward's time),
 //   slower where they lie 4 KiB apart (H=1024: 1.03-1.23x). Beyond 4 steps the copies pay (H=1024 T=16: 1.25x).
 // SYMCELL_DIRECT=0 or 1 forces both (read every call: tests and benchmarks set it).
+static bool blas_has_avx512_kernels() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  static const bool yes = at::hasMKL() && __builtin_cpu_is("intel") && __builtin_cpu_supports("avx512f");
+  return yes;
+#else
+  return false;
+#endif
+}
 bool direct(int64_t steps, int64_t batch) {
   const int on = forced("SYMCELL_DIRECT");
-  return on >= 0 ? on == 1 : steps == 1 && batch == 1;
+  return on >= 0 ? on == 1 : steps * batch <= (blas_has_avx512_kernels() ? 16 : 1);
 }
 bool direct_grads(int64_t steps, int64_t batch, int64_t row_bytes) {
   const int on = forced("SYMCELL_DIRECT");
