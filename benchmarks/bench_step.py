@@ -56,8 +56,8 @@ def main():
                 for k, fn in contenders.items():
                     per_call_us(fn, 50)   # (warm)
                     times[mode, k].append(per_call_us(fn, args.calls))
-    print(f"CPU: {cpu_model()}; torch {torch.__version__}, {torch.get_num_threads()} threads; B={B} I={I} H={H} {args.dtype}, "
-          f"medians of {args.rounds} rounds of {args.calls} calls")
+    print(f"CPU: {cpu_model()}; torch {torch.__version__}, {torch.get_num_threads()} threads; B={B} I={I} H={H} "
+          f"{args.dtype}, medians of {args.rounds} rounds of {args.calls} calls")
     print(f"| one call | {'with autograd (us)':>18} | {'no_grad (us)':>12} |")
     print("|---|---:|---:|")
     for k in contenders:
