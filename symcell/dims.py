@@ -27,12 +27,12 @@ def parse_size(spec, what):
         return sympy.Integer(spec)
     if isinstance(spec, sympy.Expr):
         # (a user's sympy.Symbol("H") is not this module's positive integer H: "W has shape (H, H+I) but
-        # cat(h, x) has size H+I" compared two different H; the same names, as a string would give them)
+        # cat(h, x) has size H+I" compared two different H)
         if spec.is_number:
             if not (spec.is_integer and spec > 0):
                 raise ValueError(f"{what}: size must be a positive integer, got {spec}")
             return sympy.Integer(spec)
-        return spec.xreplace({s: dim_symbol(s.name) for s in spec.free_symbols})
+        spec = str(spec)   # (read as its text: the names, the checks and the messages of a size string)
     if not isinstance(spec, str) or not spec.strip() or not _ALLOWED.match(spec):
         raise TypeError(f"{what}: size must be an int or an expression in named dimensions such as '3*H', "
                         f"got {spec!r}")

@@ -60,9 +60,10 @@ class Sym:
         # Sym.__format__" named no value and no reason)
         if not spec:
             return repr(self)
-        raise TypeError(f"{self.node.label}: format {spec!r} needs a number, and {self.node.label} is symbolic while "
-                        "the cell is defined (the step runs once, on symbols, not on each call's tensors); print "
-                        "it without a format to see its expression, or print the tensors the module returns")
+        raise TypeError(f"{self.node.label}: format {spec!r} needs a value, and {self.node.label} has none: it is "
+                        "symbolic while the cell is defined (the step runs once, on symbols, not on each call's "
+                        "tensors); print it without a format to see its expression, or print the tensors the "
+                        "module returns")
 
     # arithmetic ------------------------------------------------------------------------------------
     def __add__(self, o): return _binary("add", "+", self, o)
@@ -347,6 +348,9 @@ class Matrix:
     __add__ = __radd__ = __sub__ = __rsub__ = _misuse
     __rtruediv__ = __pow__ = __getitem__ = __abs__ = _misuse
     __gt__ = __ge__ = __lt__ = __le__ = _misuse
+
+    def __format__(self, spec):   # (as Sym's: f"{W:.2f}" said "unsupported format string passed to ...")
+        return repr(self) if not spec else self._misuse()
 
     def __repr__(self):   # (in messages such as "the new state 'h' must be a symbolic vector, got ...")
         return f"the {len(self.shape)}-d parameter {self.name} ({', '.join(map(D.fmt, self.shape))})"

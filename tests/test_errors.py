@@ -215,7 +215,7 @@ def test_an_output_that_is_not_a_state_is_in_ys_and_not_in_the_state():
     ({"W": ("2*H", "H")}, lambda x, h, W: split(W, [1, 2])[0] @ h, ValueError,
      r"split\(W, \[1, 2\]\): the sizes add up to 3 but W has size 2\*H"),
     ({"W": ("2*H", "H")}, lambda x, h, W: split(W, 2)[0] @ x, ValueError,
-     r"W_0 @ x: W_0 has shape \(H, H\) but x has size I"),
+     r"W_0 @ x: W_0 \(rows 0:H of W, from split\) has shape \(H, H\) but x has size I"),
     ({"W": ("2*H", "H", "H", "H")}, lambda x, h, W: h, ValueError, r"params 'W': shape must be 1-d .*, 2-d .* or 3-d"),
 ])
 def test_blocks_and_row_splits_are_checked(params, step, error, message):
@@ -756,6 +756,11 @@ def test_a_sympy_symbol_as_a_size_is_the_dimension_of_its_name():
     for bad in (sympy.Integer(0), sympy.Rational(1, 2)):
         with pytest.raises(ValueError, match=rf"^state 'h': size must be a positive integer, got {bad}$"):
             symcell.define(inputs={"x": "I"}, state={"h": bad})(lambda x, h: h)
+    # (as the same text in a string: an undefined function of H was let through, and a keyword named no keyword)
+    with pytest.raises(ValueError, match=r"^state 'h': cannot parse size 'f\(H\)'"):
+        symcell.define(inputs={"x": "H"}, state={"h": sympy.Function("f")(H)})(lambda x, h: h)
+    with pytest.raises(ValueError, match=r"^state 'h': size 'lambda' names the dimension 'lambda', a Python keyword"):
+        symcell.define(inputs={"x": "H"}, state={"h": sympy.Symbol("lambda")})(lambda x, h: h)
 
 
 def test_a_block_of_a_split_matrix_says_whose_rows_it_is():
@@ -770,9 +775,11 @@ def test_a_block_of_a_split_matrix_says_whose_rows_it_is():
 
 def test_a_format_of_a_symbol_says_it_has_no_value_yet():
     """(said "unsupported format string passed to Sym.__format__")"""
-    with pytest.raises(TypeError, match=r"^h: format '\.3f' needs a number, and h is symbolic while the cell is "
-                                        r"defined"):
+    with pytest.raises(TypeError, match=r"^h: format '\.3f' needs a value, and h has none: it is symbolic while "
+                                        r"the cell is defined"):
         _defines(lambda x, h, W, w: print(f"{h:.3f}") or h + x, **_LINEAR)
+    with pytest.raises(TypeError, match=r"^W is a 2-d parameter \(H, H\); it can only be used as `W @ v`"):
+        _defines(lambda x, h, W, w: print(f"{W:.2f}") or h + x, **_LINEAR)
     seen = []   # (a format without a spec is the expression, as print(h) shows it)
     _defines(lambda x, h, W, w: seen.append(f"{h}") or h + x, **_LINEAR)
     assert seen == ["Sym(h (size H))"]
