@@ -126,9 +126,9 @@ except ImportError:   # (a torch without functorch's wrappers has none to unwrap
         return args
 
 
-def _forward_mode_on():
+def forward_mode_on():
     """whether a Function's jvp may be asked for in this call: a dual level (forward_ad) or a torch.func transform
-    is on"""
+    is on (sequence.py and replay.py ask it too)"""
     return forward_ad._current_level >= 0 or torch._C._are_functorch_transforms_active()
 
 
@@ -167,7 +167,7 @@ class Scan(_Function):
         ctx.set_materialize_grads(False)
         ctx.kernel, ctx.lengths, ctx.counts, ctx.n_out = kernel, lengths, counts, n_out
         ctx.save_for_backward(*flat, *ys, *res)
-        if _forward_mode_on():   # (jvp runs during this call or never: without tangents ~2 us a step saved)
+        if forward_mode_on():   # (jvp runs during this call or never: without tangents ~2 us a step saved)
             ctx.save_for_forward(*flat, *ys, *res)
 
     @staticmethod

@@ -21,9 +21,8 @@ do not). Whether autograd records the call is asked again each call, by the eage
 from dataclasses import dataclass
 
 import torch
-from torch.autograd import forward_ad
 
-from . import deploy
+from . import autograd, deploy
 
 # (subclasses are not plain: FakeTensor, DTensor, a torch.func wrapper's own types; their calls take the full path)
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
@@ -51,9 +50,8 @@ def plain():
     level, the profiler (a row for each call), autocast, symcell.deploy recording."""
     # (is_compiling first: torch.compile takes it as True and traces nothing after it)
     return not (torch.compiler.is_compiling() or torch.jit.is_tracing() or torch._C._len_torch_dispatch_stack()
-                or torch._C._are_functorch_transforms_active() or forward_ad._current_level >= 0
-                or torch._C._autograd._profiler_enabled() or torch.is_autocast_enabled("cpu")
-                or torch.is_autocast_enabled("cuda") or deploy.recording())
+                or autograd.forward_mode_on() or torch._C._autograd._profiler_enabled()
+                or torch.is_autocast_enabled("cpu") or torch.is_autocast_enabled("cuda") or deploy.recording())
 
 
 @dataclass(frozen=True)

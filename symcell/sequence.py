@@ -84,8 +84,7 @@ def _differentiated(tensors):
         return True
     # (each tensor's wrappers and tangents asked only where a torch.func transform or a dual level is on: ~1.5 us
     # a tensor, every step of a cell called step by step)
-    transforms = getattr(torch._C._functorch, "peek_interpreter_stack", lambda: True)() is not None
-    if not transforms and forward_ad._current_level < 0:
+    if not autograd.forward_mode_on():
         return False
     return any(_functorch("is_functorch_wrapped_tensor", t) or _has_tangent(t) for t in tensors)
 
@@ -316,6 +315,15 @@ def _check(binding, *args):
         return binding.check(*args)
 
 
+def _as_called(binding, ys, final, low):
+    """a scan's outputs as its caller gets them (run's and run_plan's): the final states, not the outputs that are
+    not states (they end with the step); in the 16-bit dtype `low` of a scan that ran in float32"""
+    final = final[:len(binding.state_sizes)]
+    if low is not None:
+        ys, final = tuple(y.to(low) for y in ys), tuple(f.to(low) for f in final)
+    return ys, final
+
+
 def run(binding, params, xs, state, reverse, lengths, batch_first, autocast_devices=("cpu", "cuda"),
         param_names=None, ordered=False, plan_as=None):
     """scan of a bound cell with the given parameters (see scan); autocast_devices: see _autocast; param_names:
@@ -373,9 +381,7 @@ def run(binding, params, xs, state, reverse, lengths, batch_first, autocast_devi
     with torch.autocast(autocast, enabled=False) if autocast else contextlib.nullcontext():
         ys, final = scan_op(key, seq, state, tuple(p.contiguous() for p in binding.kernel_params(params)), lengths,
                             computing_for)
-    final = final[:len(binding.state_sizes)]   # the outputs that are not states end with the step
-    if low is not None:
-        ys, final = tuple(y.to(low) for y in ys), tuple(f.to(low) for f in final)
+    ys, final = _as_called(binding, ys, final, low)
     if lengths is not None:   # outputs past each row's length are zero (the kernel holds the state there)
         ys = tuple(y.masked_fill(backends.padding(steps, T), 0) for y in ys)
     if reverse:
@@ -414,9 +420,7 @@ def run_plan(binding, plan, params, xs, state):
     except BuildError:   # (its kernel let go since, and not built again: the full path, which may fall back)
         binding.plans.clear()
         return run(binding, *given, plan.reverse, None, plan.batch_first)
-    final = final[:len(binding.state_sizes)]
-    if plan.low is not None:
-        ys, final = tuple(y.to(plan.low) for y in ys), tuple(f.to(plan.low) for f in final)
+    ys, final = _as_called(binding, ys, final, plan.low)
     if plan.reverse:
         ys = tuple(y.flip(0) for y in ys)
     if plan.batch_first:
