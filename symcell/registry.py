@@ -11,6 +11,7 @@ import importlib
 from . import backends, cache, pipeline
 from .errors import too_deep
 from .ir import fingerprint
+from .kernel import weights_only
 
 _CELLS = {}        # hash -> CellIR, for every cell defined in this process
 # The pipeline's products, each table keeping the KEPT most recently used: a sweep over sizes or over cells a loop
@@ -149,4 +150,7 @@ def kernel_for(k):
     label = f"symcell.{_CELLS[cell].name}[{','.join(f'{n}={v}' for n, v in sorted(dims.items()))}].{name}"
     kernel = backends.Kernel(program, source, entries, second, label)
     kernel.key = k   # (the registered operators name it so: autograd.py under compiled autograd)
+    if backend.weights16:
+        params = next((a.buffers for a in program.forward.args if a.name == "_params"), ())
+        kernel.weights16 = frozenset(params.index(n) for n in weights_only(program.forward))
     return _keep(_KERNELS, k, kernel)

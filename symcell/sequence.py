@@ -157,12 +157,34 @@ def _proxy_traced():
     return torch._C._get_dispatch_mode(torch._C._TorchDispatchModeKey.PROXY) is not None
 
 
+def _eager(tensors):
+    """Whether scan_op runs a scan of these tensors on the eager path (the backend's kernel, from Python)."""
+    return not torch.compiler.is_compiling() and not torch.jit.is_tracing() and not is_fake(*tensors) \
+        and not _proxy_traced()
+
+
+def _weights16(computing_for, tensors):
+    """Whether a 16-bit scan of these tensors may hand its kernel the weight matrices in bfloat16 (Kernel.weights16):
+    a bfloat16 module's call on the eager path that records no graph (a graph's nodes take float32 copies)."""
+    return computing_for == torch.bfloat16 and _eager(tensors) and not _differentiated(tensors)
+
+
+def _float_params(key, params):
+    """A bfloat16 scan's kernel parameters in float32, but for the weight matrices its kernel takes as given
+    (Kernel.weights16), in a call _weights16 allows: the float32 copies of a decoder's weights made at every step
+    took more time than its kernel (a bfloat16 LSTMCell's step at B=4 I=256 H=512: 0.37 of 0.55 ms, profiled)"""
+    kept = registry.kernel_for(key).weights16
+    return tuple(p if k in kept else p.float() for k, p in enumerate(params))
+
+
 def scan_op(key, xs, inits, params, lengths=None, computing_for=None):
     """-> (ys: tuple of (T, B, n) for the output states, finals: tuple of (B, n) for every state).
     `lengths`: None, or an int64 tensor of B lengths on the tensors' device (see symcell.scan). computing_for:
     the 16-bit dtype of float32 tensors that stand for a 16-bit scan (Kernel.for_dtype), else None."""
     # (fake tensors, as shape and memory estimators and meta-device helpers run a model on, need the registered
     # operators' fake implementations: a backend's kernel would read their memory)
+    # (_eager's condition, written out: called as a function here, torch.compile's resumption after the graph break
+    # of forward mode below lost the tangents, test_forward_mode_and_vmap_inside_torch_compile)
     if not torch.compiler.is_compiling() and not torch.jit.is_tracing() and not is_fake(*xs, *inits, *params) \
             and not _proxy_traced():
         if "torch._dynamo" not in sys.modules:
@@ -348,8 +370,10 @@ def run(binding, params, xs, state, reverse, lengths, batch_first, autocast_devi
     # the scan computes for that dtype (a backend may round to it what is exact in it: the triton backend's
     # weights, LOW_PRECISION_WEIGHTS) only where every parameter is in it
     computing_for = low if low is not None and all(p.dtype == low for p in params) else None
-    if low is not None:
-        seq, state, params = ([t.float() for t in ts] for ts in (seq, state, params))
+    weights16 = _weights16(computing_for, (*seq, *state, *params))
+    if low is not None:   # (the parameters before their blocks, so a block's gradient is added in float32)
+        seq, state = ([t.float() for t in ts] for ts in (seq, state))
+        params = params if weights16 else [p.float() for p in params]
     T, B = seq[0].shape[0], seq[0].shape[1]
     unsort = None
     if lengths is not None:
@@ -377,10 +401,12 @@ def run(binding, params, xs, state, reverse, lengths, batch_first, autocast_devi
     if deploy.recording():
         seq = tuple(x.contiguous() for x in seq)
         state = tuple(s.contiguous() for s in state)
+    params = binding.kernel_params(params)
+    if weights16:
+        params = _float_params(key, params)
     # autocast off inside: the float32 (or float64) scan must not be cast again by the ops it runs
     with torch.autocast(autocast, enabled=False) if autocast else contextlib.nullcontext():
-        ys, final = scan_op(key, seq, state, tuple(p.contiguous() for p in binding.kernel_params(params)), lengths,
-                            computing_for)
+        ys, final = scan_op(key, seq, state, tuple(p.contiguous() for p in params), lengths, computing_for)
     ys, final = _as_called(binding, ys, final, low)
     if lengths is not None:   # outputs past each row's length are zero (the kernel holds the state there)
         ys = tuple(y.masked_fill(backends.padding(steps, T), 0) for y in ys)
@@ -412,9 +438,13 @@ def run_plan(binding, plan, params, xs, state):
     else:
         state = (state,) if isinstance(state, torch.Tensor) else tuple(state)
     state += tuple(like.new_zeros(B, n) for n in binding.hidden_sizes.values())
+    weights16 = _weights16(plan.computing_for, (*seq, *state, *params))
     if plan.low is not None:   # (before the parameters' blocks, as run: a block's gradient added in float32)
-        seq, state, params = (tuple(t.float() for t in ts) for ts in (seq, state, params))
+        seq, state = (tuple(t.float() for t in ts) for ts in (seq, state))
+        params = params if weights16 else [p.float() for p in params]
     params = binding.kernel_params(params)
+    if weights16:
+        params = _float_params(plan.key, params)
     try:
         ys, final = _eager_path(plan.key, seq, state, tuple(p.contiguous() for p in params), None, plan.computing_for)
     except BuildError:   # (its kernel let go since, and not built again: the full path, which may fall back)

@@ -110,8 +110,8 @@ def test_no_grad_modes_save_no_residuals(backend):
         assert calls[-1] is True
         ys.sum().backward()
         assert xg.grad is not None and all(p.grad is None for p in cell.parameters())
-    finally:
-        kernel.forward = forward
+    finally:   # (the class's method again: an instance attribute left here hid it from later tests' spies)
+        del kernel.forward
 
 
 @pytest.mark.slow

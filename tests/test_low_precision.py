@@ -345,3 +345,113 @@ def test_a_bfloat16_scan_with_torchs_onednn_off_multiplies_in_float32(threads, m
     float_products = run()
     assert rel_err(off, float_products) < 1e-6 and rel_err(off_first, float_products) < 1e-6
     assert _bfloat16_products_expected() is not torch.equal(on, float_products)
+
+
+def _calls_of_the_forward(monkeypatch):
+    """the parameters' dtypes of every forward the kernels run (Kernel.forward), in order"""
+    from symcell.backends import base
+    seen, forward = [], base.Kernel.forward
+
+    def spy(self, xs, inits, params, *args, **kwargs):
+        seen.append([p.dtype for p in params])
+        return forward(self, xs, inits, params, *args, **kwargs)
+    monkeypatch.setattr(base.Kernel, "forward", spy)
+    return seen
+
+
+@pytest.mark.cpp
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_a_bfloat16_call_without_a_graph_hands_the_cpp_forward_its_weights_as_they_are(name, monkeypatch):
+    """A bfloat16 module's call that records no graph (no_grad, or nothing requiring grad) hands the cpp forward the
+    weight matrices it reads only as matmuls' weights in bfloat16 (Kernel.weights16: no float32 copy of them per
+    call), every other tensor in float32; a call autograd records hands it float32 copies of all. A second call of
+    the same signature (its plan, replay.py) likewise. The forward's float32 results on the weights as given, in a
+    call that multiplies them as stored (T=1, B=4: sc::mm_stored16) and in one that copies them first (T=3, B=9),
+    against the same kernel on float32 copies: the same products, summed in another order."""
+    from symcell import registry, sequence
+    factory = CASES[name][0]
+    torch.manual_seed(5)
+    cell = factory(backend="cpp").bfloat16()
+    binding = cell._binding
+    key = binding.kernel_key(torch.device("cpu"), torch.float32)
+    kept = registry.kernel_for(key).weights16
+    assert kept   # (every zoo cell multiplies some weight matrix)
+    seen = _calls_of_the_forward(monkeypatch)
+    for T, B in ((1, 4), (3, 9)):
+        seen.clear()
+        xs, states = random_inputs(cell, T=T, B=B, dtype=torch.bfloat16, seed=2, requires_grad=False)
+        with torch.no_grad():
+            first = symcell.scan(cell, tuple(xs), tuple(states))
+            again = symcell.scan(cell, tuple(xs), tuple(states))
+        recorded = symcell.scan(cell, tuple(xs), tuple(states[:-1]) + (states[-1].requires_grad_(),))
+        assert len(seen) == 3
+        for dtypes in seen[:2]:
+            assert {k for k, d in enumerate(dtypes) if d == torch.bfloat16} == kept, dtypes
+            assert all(d == torch.float32 for k, d in enumerate(dtypes) if k not in kept)
+        assert all(d == torch.float32 for d in seen[2])
+        flat = [torch.utils._pytree.tree_leaves(r) for r in (first, again, recorded)]
+        for a, b, c in zip(*flat):
+            assert torch.equal(a, b) and rel_err(a.float(), c.float().detach()) <= 2 ** -7
+        # the float32 results, before rounding
+        wide = [t.float() for t in xs]
+        inits = [*(t.float() for t in states), *(torch.zeros(B, n) for n in binding.hidden_sizes.values())]
+        params = binding.kernel_params(list(cell.parameters()))
+        as_given = sequence._float_params(key, params)
+        floats = tuple(p.float() for p in params)
+        with torch.no_grad():
+            got = sequence.scan_op(key, wide, inits, as_given, None, torch.bfloat16)
+            ref = sequence.scan_op(key, wide, inits, floats, None, torch.bfloat16)
+        for a, b in zip(torch.utils._pytree.tree_leaves(got), torch.utils._pytree.tree_leaves(ref)):
+            assert rel_err(a, b) < 1e-6
+
+
+@pytest.mark.cpp
+@pytest.mark.parametrize("threads", [2], indirect=True)
+@pytest.mark.parametrize("direct", ["", "0", "1"])
+@pytest.mark.parametrize("Cell", [LSTM, GRU])
+def test_the_cpp_forward_multiplies_bfloat16_weights_as_stored_exactly(Cell, direct, threads, monkeypatch):
+    """sc::mm_stored16 against float32 BLAS on the same values: tiles of 4 of W's rows and of up to 4 of A's, with
+    each remainder (B from 1 to 17 rows, W's 63 rows for a GRU of H=21), K over 16 columns and not a multiple of 16
+    (I=37, H=21); T=1 and 3; the call's way as its sizes choose it (direct up to 16 rows in all), and each forced
+    (SYMCELL_DIRECT: where not direct, the kernel's float32 copy of the weights). In float32 products
+    (SYMCELL_BF16_PRODUCTS=0): a GEMM of more rows (T=3, B=16, forced direct) would round float32 weights' operands
+    to bfloat16 where the CPU multiplies it, and mm_stored16 does not."""
+    from symcell.sequence import scan_op
+    monkeypatch.setenv("SYMCELL_BF16_PRODUCTS", "0")
+    if direct:
+        monkeypatch.setenv("SYMCELL_DIRECT", direct)
+    torch.manual_seed(13)
+    cell = Cell(37, 21, backend="cpp").bfloat16()
+    key = cell._bindings[0].kernel_key(torch.device("cpu"), torch.float32)
+    params16 = [p.detach() for p in cell.parameters()]
+    as_given = tuple(p if p.dim() == 2 else p.float() for p in params16)
+    floats = tuple(p.float() for p in params16)
+    for T in (1, 3):
+        for B in (1, 2, 3, 4, 5, 7, 8, 16, 17):
+            x = torch.randn(T, B, 37)
+            states = tuple(torch.randn(B, 21) for _ in cell.state_sizes)
+            got = scan_op(key, (x,), states, as_given, None, torch.bfloat16)
+            ref = scan_op(key, (x,), states, floats, None, torch.bfloat16)
+            for a, b in zip(torch.utils._pytree.tree_leaves(got), torch.utils._pytree.tree_leaves(ref)):
+                assert rel_err(a, b) < 1e-6, (T, B)
+
+
+@pytest.mark.cpp
+def test_the_cpp_forward_takes_only_its_weight_matrices_in_bfloat16():
+    """A bias in bfloat16, or bfloat16 weights for a float64 scan, is refused by the operator, naming the tensor"""
+    torch.manual_seed(14)
+    cell = LSTM(5, 6, backend="cpp")
+    forward = cell._bindings[0].kernel_key(torch.device("cpu"), torch.float64)
+    entry = symcell.registry.kernel_for(forward)._entries["forward"]
+    x, h, c = torch.randn(2, 3, 5), torch.zeros(3, 6), torch.zeros(3, 6)
+    W_ih, W_hh, b_ih, b_hh = (p.detach() for p in cell.parameters())
+    none = torch.empty(0, dtype=torch.int64)
+    with pytest.raises(TypeError, match=r"params\[2\] \(bias_ih\) must have the first sequence's dtype Float, got "
+                                        r"BFloat16"):
+        entry.op(torch.float32)([x], [h, c], [W_ih.bfloat16(), W_hh.bfloat16(), b_ih.bfloat16(), b_hh],
+                                entry.dims, False, True, none, [])
+    with pytest.raises(TypeError, match=r"params\[0\] \(weight_ih\) must have the first sequence's dtype Double, "
+                                        r"got BFloat16"):
+        entry.op(torch.float64)([x.double()], [h.double(), c.double()],
+                                [W_ih.bfloat16(), W_hh.double(), b_ih.double(), b_hh.double()], entry.dims, False,
+                                False, none, [])

@@ -37,6 +37,10 @@ class Backend:
     # sum a vector parameter's gradient once after the backward's loop where a sequence holds its terms, not
     # each step (kernel.params_summed_after_loop: for a GPU, where a step's sums are round trips)
     param_sums_after_loop = False
+    # the forward takes a bfloat16 module's weight matrices as they are, where it reads them only as matmuls'
+    # weights (kernel.weights_only), in a call that records no graph: the cpp forward multiplies them as stored
+    # without a float32 copy (sc.h's Weight). Elsewhere sequence.py hands every backend float32 copies.
+    weights16 = False
 
     def usable(self, device):
         raise NotImplementedError
@@ -98,6 +102,7 @@ class Kernel:
     """
 
     computing_for = None   # see for_dtype
+    weights16 = frozenset()   # the forward's parameters it takes in bfloat16 as given (Backend.weights16)
 
     def __init__(self, program, source, entries, second_order=None, label="symcell"):
         self.program, self.source = program, source

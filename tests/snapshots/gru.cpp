@@ -6,7 +6,8 @@
 // the two alternating slots of a carried value; _wt_m the transposed, stacked weights of matmul m (in panels in
 // the loop, sc::mm_panels); _wp_k the weights of the step's k-th transposed matmul, in panels;
 // _parts_v per-thread partial sums of a vector parameter's gradient; _b0.._b1 a thread's batch rows (_nb of
-// them); _na the rows still running at step _t; d_v the gradient of v.
+// them); _na the rows still running at step _t; d_v the gradient of v; _w_W weight matrix W as the call reads it
+// (sc::Weight: a bfloat16 module's as given, where the forward multiplies it as stored).
 // Built for one dtype, SYMCELL_SCALAR (float or double: a library a dtype), as two translation units in
 // parallel (build.py): the first scan and the operators in one, the other scans in the other
 // (SYMCELL_SECOND_UNIT); SYMCELL_NS names this library
@@ -33,23 +34,26 @@ std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _inits, 
   const auto _opt = _xs[0].options();
   sc::expect<scalar_t>(_xs[0], {_steps, _batch, _n_x}, "xs[0] (x)");
   sc::expect<scalar_t>(_inits[0], {_batch, _n_h}, "inits[0] (h)", ", with B from xs[0] (x),");
-  sc::expect<scalar_t>(_params[0], {3*_dim_H, _dim_I}, "params[0] (weight_ih)");
-  sc::expect<scalar_t>(_params[1], {3*_dim_H, _dim_H}, "params[1] (weight_hh)");
+  sc::expect_weight<scalar_t>(_params[0], {3*_dim_H, _dim_I}, "params[0] (weight_ih)");
+  sc::expect_weight<scalar_t>(_params[1], {3*_dim_H, _dim_H}, "params[1] (weight_hh)");
   sc::expect<scalar_t>(_params[2], {3*_dim_H}, "params[2] (bias_ih)");
   sc::expect<scalar_t>(_params[3], {3*_dim_H}, "params[3] (bias_hh)");
   sc::expect_lengths(_lengths, _batch, _steps);
   const scalar_t* _seq_x = sc::ptr<scalar_t>(_xs[0]);
   const scalar_t* _init_h = sc::ptr<scalar_t>(_inits[0]);
-  const scalar_t* weight_ih = sc::ptr<scalar_t>(_params[0]);
-  const scalar_t* weight_hh = sc::ptr<scalar_t>(_params[1]);
   const scalar_t* bias_ih = sc::ptr<scalar_t>(_params[2]);
   const scalar_t* bias_hh = sc::ptr<scalar_t>(_params[3]);
+  const bool _direct = sc::direct(_steps, _batch, sc::is_bf16(_params[0]) || sc::is_bf16(_params[1]));   // the matmuls on their weights as stored
+  // the weight matrices as given (bfloat16 ones read so where the call is direct) or in scalar_t (sc::Weight)
+  const sc::Weight<scalar_t> _w_weight_ih = sc::weight<scalar_t>(_params[0], _direct);
+  const scalar_t* weight_ih = _w_weight_ih.stored.p;   // (null where _w_weight_ih is bfloat16)
+  const sc::Weight<scalar_t> _w_weight_hh = sc::weight<scalar_t>(_params[1], _direct);
+  const scalar_t* weight_hh = _w_weight_hh.stored.p;   // (null where _w_weight_hh is bfloat16)
   at::Tensor _t_h_new = sc::empty({_steps, _batch, _n_h_new}, _opt);
   at::Tensor _t_weight_ih_x = sc::empty({_steps, _batch, _n_weight_ih_x}, _opt);
   scalar_t* _seq_weight_ih_x = sc::ptr<scalar_t>(_t_weight_ih_x);
   at::Tensor _res_weight_hh_h = !_save ? at::Tensor() : _len != nullptr ? sc::zeros({_steps, _batch, _n_weight_hh_h}, _opt) : sc::empty({_steps, _batch, _n_weight_hh_h}, _opt);
   at::Tensor _buf_weight_hh_h = sc::empty({_batch, _n_weight_hh_h}, _opt);   // per-step scratch
-  const bool _direct = sc::direct(_steps, _batch);   // the matmuls on their weights as stored
   scalar_t* _wt_weight_hh_h = sc::ptr<scalar_t>(sc::workspace(1, sc::step_panels_numel(_dim_H, _n_weight_hh_h), _opt));
   if (!_direct) sc::transpose_step_panels(weight_hh, _ld_weight_hh, _n_weight_hh_h, _dim_H, _wt_weight_hh_h, _dim_H * sc::PANEL, 0);
   // before the loop: what depends on no carried value, over all _steps*_batch rows at once
@@ -57,7 +61,7 @@ std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _inits, 
     const scalar_t* x = _seq_x;
     scalar_t* weight_ih_x = _seq_weight_ih_x;
     // weight_ih_x = x[0:_dim_I] @ weight_ih[:, 0:_dim_I].T
-    sc::mm_nt(_steps * _batch, _n_weight_ih_x, _dim_I, x, _n_x, weight_ih, _ld_weight_ih, weight_ih_x, _n_weight_ih_x);
+    sc::mm_nt(_steps * _batch, _n_weight_ih_x, _dim_I, x, _n_x, _w_weight_ih.stored, _ld_weight_ih, weight_ih_x, _n_weight_ih_x);
   }
   // the time loop, on batch rows [_b0, _b1) (see sc::scan_rows: its weights' bytes choose how it splits)
   sc::scan_rows(_batch, sizeof(scalar_t) * (3*_dim_H * _dim_I + 3*_dim_H * _dim_H), [&](int64_t _b0, int64_t _b1) {
@@ -71,7 +75,7 @@ std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _inits, 
       if (_len != nullptr) while (_na > 0 && _len[_b0 + _na - 1] <= _t) --_na;
       // weight_hh_h = h[0:_dim_H] @ weight_hh[:, 0:_dim_H].T
       if (_direct) {
-        sc::mm_stored(_na, _n_weight_hh_h, _dim_H, h, _n_h, weight_hh, _ld_weight_hh, false, weight_hh_h, _n_weight_hh_h);
+        sc::mm_stored(_na, _n_weight_hh_h, _dim_H, h, _n_h, _w_weight_hh.stored, _ld_weight_hh, false, weight_hh_h, _n_weight_hh_h);
       } else {
         sc::mm_panels(_na, _n_weight_hh_h, _dim_H, h, _n_h, _wt_weight_hh_h, _dim_H * sc::PANEL, 0, false, weight_hh_h, _n_weight_hh_h);
       }

@@ -6,7 +6,8 @@
 // the two alternating slots of a carried value; _wt_m the transposed, stacked weights of matmul m (in panels in
 // the loop, sc::mm_panels); _wp_k the weights of the step's k-th transposed matmul, in panels;
 // _parts_v per-thread partial sums of a vector parameter's gradient; _b0.._b1 a thread's batch rows (_nb of
-// them); _na the rows still running at step _t; d_v the gradient of v.
+// them); _na the rows still running at step _t; d_v the gradient of v; _w_W weight matrix W as the call reads it
+// (sc::Weight: a bfloat16 module's as given, where the forward multiplies it as stored).
 // Built for one dtype, SYMCELL_SCALAR (float or double: a library a dtype), as two translation units in
 // parallel (build.py): the first scan and the operators in one, the other scans in the other
 // (SYMCELL_SECOND_UNIT); SYMCELL_NS names this library
@@ -35,24 +36,27 @@ std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _inits, 
   sc::expect<scalar_t>(_xs[0], {_steps, _batch, _n_x}, "xs[0] (x)");
   sc::expect<scalar_t>(_inits[0], {_batch, _n_h}, "inits[0] (h)", ", with B from xs[0] (x),");
   sc::expect<scalar_t>(_inits[1], {_batch, _n_c}, "inits[1] (c)", ", with B from xs[0] (x),");
-  sc::expect<scalar_t>(_params[0], {4*_dim_H, _dim_I}, "params[0] (weight_ih)");
-  sc::expect<scalar_t>(_params[1], {4*_dim_H, _dim_H}, "params[1] (weight_hh)");
+  sc::expect_weight<scalar_t>(_params[0], {4*_dim_H, _dim_I}, "params[0] (weight_ih)");
+  sc::expect_weight<scalar_t>(_params[1], {4*_dim_H, _dim_H}, "params[1] (weight_hh)");
   sc::expect<scalar_t>(_params[2], {4*_dim_H}, "params[2] (bias_ih)");
   sc::expect<scalar_t>(_params[3], {4*_dim_H}, "params[3] (bias_hh)");
   sc::expect_lengths(_lengths, _batch, _steps);
   const scalar_t* _seq_x = sc::ptr<scalar_t>(_xs[0]);
   const scalar_t* _init_h = sc::ptr<scalar_t>(_inits[0]);
   const scalar_t* _init_c = sc::ptr<scalar_t>(_inits[1]);
-  const scalar_t* weight_ih = sc::ptr<scalar_t>(_params[0]);
-  const scalar_t* weight_hh = sc::ptr<scalar_t>(_params[1]);
   const scalar_t* bias_ih = sc::ptr<scalar_t>(_params[2]);
   const scalar_t* bias_hh = sc::ptr<scalar_t>(_params[3]);
+  const bool _direct = sc::direct(_steps, _batch, sc::is_bf16(_params[0]) || sc::is_bf16(_params[1]));   // the matmuls on their weights as stored
+  // the weight matrices as given (bfloat16 ones read so where the call is direct) or in scalar_t (sc::Weight)
+  const sc::Weight<scalar_t> _w_weight_ih = sc::weight<scalar_t>(_params[0], _direct);
+  const scalar_t* weight_ih = _w_weight_ih.stored.p;   // (null where _w_weight_ih is bfloat16)
+  const sc::Weight<scalar_t> _w_weight_hh = sc::weight<scalar_t>(_params[1], _direct);
+  const scalar_t* weight_hh = _w_weight_hh.stored.p;   // (null where _w_weight_hh is bfloat16)
   at::Tensor _t_h_new = sc::empty({_steps, _batch, _n_h_new}, _opt);
   at::Tensor _res_c_new = !_save ? at::Tensor() : _len != nullptr ? sc::zeros({_steps, _batch, _n_c_new}, _opt) : sc::empty({_steps, _batch, _n_c_new}, _opt);
   at::Tensor _pp_c_new = sc::empty({2, _batch, _n_c_new}, _opt);   // two alternating slots
   at::Tensor _res_gates = !_save ? at::Tensor() : _len != nullptr ? sc::zeros({_steps, _batch, _n_gates}, _opt) : sc::empty({_steps, _batch, _n_gates}, _opt);
   at::Tensor _buf_gates = sc::empty({_batch, _n_gates}, _opt);   // per-step scratch
-  const bool _direct = sc::direct(_steps, _batch);   // the matmuls on their weights as stored
   const bool _hoist_gates = sc::hoist(_batch);
   scalar_t* _wt_gates = sc::ptr<scalar_t>(sc::workspace(0, sc::step_panels_numel((_dim_H + _dim_I), _n_gates), _opt));
   if (!(_direct || _hoist_gates)) sc::transpose_step_panels(weight_ih, _ld_weight_ih, _n_gates, _dim_I, _wt_gates, (_dim_H + _dim_I) * sc::PANEL, 0);
@@ -61,7 +65,7 @@ std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _inits, 
   // x @ weight_ih[:, 0:_dim_I].T for every step at once, when a thread's rows are few
   at::Tensor _t_pre_gates = _hoist_gates ? sc::empty({_steps * _batch, _n_gates}, _opt) : at::Tensor();
   scalar_t* _pre_gates = sc::ptr<scalar_t>(_t_pre_gates);
-  if (_hoist_gates) sc::mm_nt(_steps * _batch, _n_gates, _dim_I, _seq_x, _n_x, weight_ih, _ld_weight_ih, _pre_gates, _n_gates);
+  if (_hoist_gates) sc::mm_nt(_steps * _batch, _n_gates, _dim_I, _seq_x, _n_x, _w_weight_ih.stored, _ld_weight_ih, _pre_gates, _n_gates);
   at::Tensor _operands_gates = sc::empty({_batch, (_dim_H + _dim_I)}, _opt);
   // the time loop, on batch rows [_b0, _b1) (see sc::scan_rows: its weights' bytes choose how it splits)
   sc::scan_rows(_batch, sizeof(scalar_t) * (4*_dim_H * _dim_I + 4*_dim_H * _dim_H), [&](int64_t _b0, int64_t _b1) {
@@ -79,15 +83,15 @@ std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _inits, 
       if (_hoist_gates) {
         if (_na > 0) std::memcpy(gates, _pre_gates + (_t * _batch + _b0) * _n_gates, sizeof(scalar_t) * _na * _n_gates);
         if (_direct) {
-          sc::mm_stored(_na, _n_gates, _dim_H, h, _n_h, weight_hh, _ld_weight_hh, true, gates, _n_gates);
+          sc::mm_stored(_na, _n_gates, _dim_H, h, _n_h, _w_weight_hh.stored, _ld_weight_hh, true, gates, _n_gates);
         } else {
           sc::mm_panels(_na, _n_gates, _dim_H, h, _n_h, _wt_gates, (_dim_H + _dim_I) * sc::PANEL, _dim_I, true, gates, _n_gates);
         }
       } else {
         // gates = x[0:_dim_I] @ weight_ih[:, 0:_dim_I].T + h[0:_dim_H] @ weight_hh[:, 0:_dim_H].T
         if (_direct) {
-          sc::mm_stored(_na, _n_gates, _dim_I, x, _n_x, weight_ih, _ld_weight_ih, false, gates, _n_gates);
-          sc::mm_stored(_na, _n_gates, _dim_H, h, _n_h, weight_hh, _ld_weight_hh, true, gates, _n_gates);
+          sc::mm_stored(_na, _n_gates, _dim_I, x, _n_x, _w_weight_ih.stored, _ld_weight_ih, false, gates, _n_gates);
+          sc::mm_stored(_na, _n_gates, _dim_H, h, _n_h, _w_weight_hh.stored, _ld_weight_hh, true, gates, _n_gates);
         } else {
           { scalar_t* _cat = sc::ptr<scalar_t>(_operands_gates) + (_b0) * (_dim_H + _dim_I);
             for (int64_t _r = 0; _r < _na; ++_r) {

@@ -10,6 +10,7 @@ from . import render as renderer   # (the module stays symcell.backends.cpp.rend
 class CppBackend(Backend):
     name, devices, priority = "cpp", ("cpu",), 2
     symbolic = True    # one build per cell: dimensions, T and B are run-time values
+    weights16 = True
 
     def usable(self, device):
         return device.type == "cpu" and compiler_works()

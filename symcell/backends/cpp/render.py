@@ -20,7 +20,7 @@ import re
 import sympy
 
 from ... import skips
-from ...kernel import Keep, MatMul, OperandGrad, Role, writes
+from ...kernel import Keep, MatMul, OperandGrad, Role, weights_only, writes
 from ...printing import Writer, cpp_str, size_str
 from ..base import Renderer
 
@@ -46,7 +46,8 @@ LEGEND = """\
 // the two alternating slots of a carried value; _wt_m the transposed, stacked weights of matmul m (in panels in
 // the loop, sc::mm_panels); _wp_k the weights of the step's k-th transposed matmul, in panels;
 // _parts_v per-thread partial sums of a vector parameter's gradient; _b0.._b1 a thread's batch rows (_nb of
-// them); _na the rows still running at step _t; d_v the gradient of v."""
+// them); _na the rows still running at step _t; d_v the gradient of v; _w_W weight matrix W as the call reads it
+// (sc::Weight: a bfloat16 module's as given, where the forward multiplies it as stored)."""
 
 
 def _idx(view):
@@ -78,6 +79,8 @@ class ScanRenderer(Renderer):
         self.copies = {id(st): copies.setdefault((st.weight, st.col_start, st.col_stop, self.buf[st.src].size), len(copies))
                       for st in scan.step if isinstance(st, OperandGrad)}
         self.skip_if, self.term_off, self.flags = self._skips()
+        # the forward's weight matrices it may take in bfloat16 as well as in its dtype (sc::Weight)
+        self.weights16 = set(weights_only(scan)) if scan.name == "forward" else set()
         # a step matmul's one term on a sequence argument (x) may run before the loop (sc::hoist): it is stacked
         # first in the transposed weights, so the recurrent terms are the panels' rows from its width on
         self.hoisted = {}
@@ -221,16 +224,35 @@ class ScanRenderer(Renderer):
                     sizes = f"_batch, {self.n(name)}"
                     origin = f", with B from {source},"
                 origin = f', "{origin}"' if origin else ""
-                w(f'sc::expect<scalar_t>({a.name}[{k}], {{{sizes}}}, "{a.name[1:]}[{k}] ({name})"{origin});')
+                expect = "expect_weight" if name in self.weights16 else "expect"
+                w(f'sc::{expect}<scalar_t>({a.name}[{k}], {{{sizes}}}, "{a.name[1:]}[{k}] ({name})"{origin});')
         w("sc::expect_lengths(_lengths, _batch, _steps);")
 
     def bind_args(self):
         w = self.w
         for a in self.scan.args:
             for k, name in enumerate(a.buffers):
+                if name in self.weights16:
+                    continue
                 role = self.buf[name].role
                 var = {Role.SEQ: f"_seq_{name}", Role.PARAM: name}.get(role, f"_init_{name}")
                 w(f"const scalar_t* {var} = sc::ptr<scalar_t>({a.name}[{k}]);")
+        given = [f"{a.name}[{k}]" for a in self.scan.args for k, name in enumerate(a.buffers) if name in self.weights16]
+        if not given:   # (_direct with the allocations)
+            return
+        w(f"const bool _direct = sc::direct(_steps, _batch, {' || '.join(f'sc::is_bf16({g})' for g in given)});"
+          "   // the matmuls on their weights as stored")
+        w("// the weight matrices as given (bfloat16 ones read so where the call is direct) or in scalar_t (sc::Weight)")
+        for g, name in zip(given, [n for a in self.scan.args for n in a.buffers if n in self.weights16]):
+            w(f"const sc::Weight<scalar_t> _w_{name} = sc::weight<scalar_t>({g}, _direct);")
+            w(f"const scalar_t* {name} = _w_{name}.stored.p;   // (null where _w_{name} is bfloat16)")
+
+    def stored(self, t):
+        """a term's weight from its first column, as a GEMM on the weights as stored reads it (sc::Stored where the
+        weight may be bfloat16)"""
+        if t.weight in self.weights16:
+            return _at(f"_w_{t.weight}.stored", t.col_start)
+        return _at(t.weight, t.col_start)
 
     def allocate(self):
         w, scan = self.w, self.scan
@@ -258,13 +280,13 @@ class ScanRenderer(Renderer):
                 w(f"at::Tensor _buf_{b.name} = sc::empty({{_batch, {n}}}, _opt);   // per-step scratch")
             if b.role == Role.CARRY_OUT and b.keep != Keep.ALWAYS:
                 w(f"at::Tensor _pp_{b.name} = sc::empty({{2, _batch, {n}}}, _opt);   // two alternating slots")
-        if self.matmuls:
-            w("const bool _direct = sc::direct(_steps, _batch);   // the matmuls on their weights as stored")
         if self.copies:
             lds = [f"_ld_{w_}" for w_ in sorted({st.weight for st in scan.step if isinstance(st, OperandGrad)})]
             ld = lds[0] if len(lds) == 1 else f"std::max({{{', '.join(lds)}}})"   # (their rows' widest stride)
             w(f"const bool _direct_grads = sc::direct_grads(_steps, _batch, {ld} * int64_t(sizeof(scalar_t)));"
               "   // the transposed matmuls on theirs")
+        if self.matmuls and not self.weights16:   # (else with the weights, bind_args)
+            w("const bool _direct = sc::direct(_steps, _batch);   // the matmuls on their weights as stored")
         self.hoist_flags()
         self.transposed_weights()
         self.paneled_weights()
@@ -340,7 +362,7 @@ class ScanRenderer(Renderer):
             w(f"at::Tensor _t_pre_{name} = _hoist_{name} ? sc::empty({{_steps * _batch, {N}}}, _opt) : at::Tensor();")
             w(f"scalar_t* _pre_{name} = sc::ptr<scalar_t>(_t_pre_{name});")
             w(f"if (_hoist_{name}) sc::mm_nt(_steps * _batch, {N}, {size_str(op.stop - op.start)}, "
-              f"{_at(f'_seq_{op.value}', op.start)}, {self.n(op.value)}, {_at(t.weight, t.col_start)}, _ld_{t.weight}, "
+              f"{_at(f'_seq_{op.value}', op.start)}, {self.n(op.value)}, {self.stored(t)}, _ld_{t.weight}, "
               f"_pre_{name}, {N});")
 
     def paneled_weights(self):
@@ -481,7 +503,7 @@ class ScanRenderer(Renderer):
         if self.on_stored(mm):
             t, op = mm.terms[0], mm.terms[0].operand
             w(f"sc::mm_nt({self.rows}, {self.n(mm.out)}, {size_str(op.stop - op.start)}, {_at(op.value, op.start)}, "
-              f"{self.n(op.value)}, {_at(t.weight, t.col_start)}, _ld_{t.weight}, {mm.out}, {self.n(mm.out)});")
+              f"{self.n(op.value)}, {self.stored(t)}, _ld_{t.weight}, {mm.out}, {self.n(mm.out)});")
             return
         w("if (_direct) {")
         with w.block():
@@ -499,7 +521,7 @@ class ScanRenderer(Renderer):
             for k, t in enumerate(terms):
                 op = t.operand
                 w(f"sc::mm_stored({self.rows}, {n_out}, {size_str(op.stop - op.start)}, {_at(op.value, op.start)}, "
-                  f"{self.n(op.value)}, {_at(t.weight, t.col_start)}, _ld_{t.weight}, {acc if k == 0 else 'true'}, "
+                  f"{self.n(op.value)}, {self.stored(t)}, _ld_{t.weight}, {acc if k == 0 else 'true'}, "
                   f"{mm.out}, {n_out});")
             return
         w(f"bool _acc = {acc};")   # (terms left out at run time: the first that runs assigns)
@@ -509,7 +531,7 @@ class ScanRenderer(Renderer):
             op = t.operand
             with w.block(f"if (_on_{name}_{k}) {{", "}"):
                 w(f"sc::mm_stored({self.rows}, {n_out}, {size_str(op.stop - op.start)}, {_at(op.value, op.start)}, "
-                  f"{self.n(op.value)}, {_at(t.weight, t.col_start)}, _ld_{t.weight}, _acc, {mm.out}, {n_out});")
+                  f"{self.n(op.value)}, {self.stored(t)}, _ld_{t.weight}, _acc, {mm.out}, {n_out});")
                 w("_acc = true;")
         w(f"if (!_acc) sc::mm_empty<scalar_t>({self.rows}, {n_out}, 0, false, {mm.out}, {n_out});   // no term ran")
 

@@ -542,9 +542,13 @@ static bool blas_has_avx512_kernels() {
   return false;
 #endif
 }
-bool direct(int64_t steps, int64_t batch) {
+// With bfloat16 weights (Weight) the other way first copies them to float32, a pass that reads them and writes
+// twice their bytes before the copies in panels: a call of up to 16 rows in all is direct on every CPU, on
+// mm_stored16 rather than BLAS (benchmarks/bench_weights16.py on the Xeon: LSTM and GRU at H=256-1024, B=1-16,
+// 0.14-0.75x the call's time with float32 copies, session 33).
+bool direct(int64_t steps, int64_t batch, bool weights16) {
   const int on = forced("SYMCELL_DIRECT");
-  return on >= 0 ? on == 1 : steps * batch <= (blas_has_avx512_kernels() ? 16 : 1);
+  return on >= 0 ? on == 1 : steps * batch <= (weights16 || blas_has_avx512_kernels() ? 16 : 1);
 }
 bool direct_grads(int64_t steps, int64_t batch, int64_t row_bytes) {
   const int on = forced("SYMCELL_DIRECT");
@@ -555,6 +559,91 @@ template <typename T> void mm_stored(int64_t M, int64_t N, int64_t K, const T* A
                                      int64_t ldw, bool acc, T* C, int64_t ldc) {
   if (mm_empty(M, N, K, acc, C, ldc)) return;
   blas('T', 'N', N, M, K, T(1), W, ldw, A, lda, acc ? T(1) : T(0), C, ldc);
+}
+// C[M,N] (+)= A[M,K] @ W[N,K]^T, W bfloat16 as stored (sc.h's Weight: a bfloat16 module's call on its weights as
+// stored). Each tile of 4 of W's rows and up to 4 of A's converts 16 of W's values a row at a time to float32 in
+// registers (a bfloat16 is a float32's upper half) and adds their products with A's into 16 float32 sums, each
+// reduced once at the end: W is read once for every 4 rows of A, from memory once in all where A's rows are few.
+#ifdef __AVX512F__
+template <int MR> static inline void tile16(const float* a, int64_t lda, const bf16* w, int64_t ldw, int64_t K, bool acc,
+                                            float* c, int64_t ldc) {
+  __m512 s[MR][4];
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < 4; ++j) s[i][j] = _mm512_setzero_ps();
+  auto columns = [&](int64_t k, __mmask16 m) {
+    __m512 v[4];
+    for (int j = 0; j < 4; ++j)
+      v[j] = _mm512_castsi512_ps(_mm512_slli_epi32(
+          _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, reinterpret_cast<const uint16_t*>(w + j * ldw + k))), 16));
+    for (int i = 0; i < MR; ++i) {
+      const __m512 x = _mm512_maskz_loadu_ps(m, a + i * lda + k);
+      for (int j = 0; j < 4; ++j) s[i][j] = _mm512_fmadd_ps(x, v[j], s[i][j]);
+    }
+  };
+  int64_t k = 0;
+  for (; k + 16 <= K; k += 16) columns(k, __mmask16(0xFFFF));
+  if (k < K) columns(k, __mmask16((1u << (K - k)) - 1));
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < 4; ++j) {
+      const float r = _mm512_reduce_add_ps(s[i][j]);
+      c[i * ldc + j] = acc ? c[i * ldc + j] + r : r;
+    }
+}
+#endif
+// (W's rows [n0, n1))
+static void stored16_rows(int64_t M, int64_t n0, int64_t n1, int64_t K, const float* A, int64_t lda, const bf16* W,
+                          int64_t ldw, bool acc, float* C, int64_t ldc) {
+  int64_t n = n0;
+#ifdef __AVX512F__
+  for (; n + 4 <= n1; n += 4) {
+    const bf16* w = W + n * ldw;
+    int64_t m = 0;
+    for (; m + 4 <= M; m += 4) tile16<4>(A + m * lda, lda, w, ldw, K, acc, C + m * ldc + n, ldc);
+    switch (M - m) {
+      case 3: tile16<3>(A + m * lda, lda, w, ldw, K, acc, C + m * ldc + n, ldc); break;
+      case 2: tile16<2>(A + m * lda, lda, w, ldw, K, acc, C + m * ldc + n, ldc); break;
+      case 1: tile16<1>(A + m * lda, lda, w, ldw, K, acc, C + m * ldc + n, ldc); break;
+    }
+  }
+#endif
+  for (; n < n1; ++n) {   // (without AVX-512, and the last rows of W: a dot product the compiler vectorises)
+    const uint16_t* w = reinterpret_cast<const uint16_t*>(W + n * ldw);
+    for (int64_t m = 0; m < M; ++m) {
+      const float* a = A + m * lda;
+      float sum = 0;
+      #pragma omp simd reduction(+ : sum)
+      for (int64_t k = 0; k < K; ++k) {
+        const uint32_t bits = uint32_t(w[k]) << 16;
+        float v;
+        std::memcpy(&v, &bits, sizeof v);
+        sum += a[k] * v;
+      }
+      C[m * ldc + n] = acc ? C[m * ldc + n] + sum : sum;
+    }
+  }
+}
+void mm_stored16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const bf16* W, int64_t ldw, bool acc,
+                 float* C, int64_t ldc) {
+  if (mm_empty(M, N, K, acc, C, ldc)) return;
+  // blocks of 4 of W's rows, at least ~64K multiply-adds a task (fewer are not worth a thread's wake-up)
+  const int64_t blocks = (N + 3) / 4, grain = std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, 4 * M * K));
+  at::parallel_for(0, blocks, grain, [&](int64_t b0, int64_t b1) {
+    stored16_rows(M, 4 * b0, std::min(N, 4 * b1), K, A, lda, W, ldw, acc, C, ldc);
+  });
+}
+// the weight argument `t` as the forward reads it: bfloat16 as stored where the call is direct (and the library's
+// dtype float), else in the library's dtype, a float32 copy where it came in bfloat16
+template <typename T> Weight<T> weight(const at::Tensor& t, bool direct) {
+  Weight<T> w;
+  if (!is_bf16(t)) {
+    w.stored = {ptr<T>(t), nullptr};
+  } else if (direct) {
+    w.stored = {nullptr, t.data_ptr<bf16>()};
+  } else {
+    w.copy = t.to(c10::CppTypeToScalarType<T>::value);
+    w.stored = {ptr<T>(w.copy), nullptr};
+  }
+  return w;
 }
 // a per-thread buffer reused across calls (64-byte aligned by torch's allocator, which brgemm's loads want),
 // freed when its thread ends: a server's short-lived threads each leaked theirs (held by a pointer never deleted,
@@ -580,6 +669,15 @@ void expect(const at::Tensor& t, at::IntArrayRef sizes, const char* what, const 
                    " must have the first sequence's dtype ", c10::CppTypeToScalarType<scalar_t>::value, ", got ",
                    t.scalar_type());
   TORCH_CHECK(t.device().is_cpu() && t.is_contiguous(), "symcell operator: ", what, " must be a contiguous CPU tensor");
+}
+template <typename scalar_t>
+void expect_weight(const at::Tensor& t, at::IntArrayRef sizes, const char* what) {
+  if (t.defined() && is_bf16(t) && std::is_same_v<scalar_t, float>) {
+    TORCH_CHECK_VALUE(t.sizes() == sizes, "symcell operator: ", what, " must have sizes ", sizes, ", got ", t.sizes());
+    TORCH_CHECK(t.device().is_cpu() && t.is_contiguous(), "symcell operator: ", what, " must be a contiguous CPU tensor");
+    return;
+  }
+  expect<scalar_t>(t, sizes, what);
 }
 void expect_lengths(const at::Tensor& lengths, int64_t batch, int64_t steps) {
   TORCH_CHECK_VALUE(lengths.numel() == 0 || (lengths.dim() == 1 && lengths.size(0) == batch && lengths.is_contiguous()
@@ -689,7 +787,9 @@ Operators::~Operators() = default;
   template void clear_last_pairs<T>(const T*, int64_t, int64_t, int64_t, int64_t);                                \
   template void transpose_step_panels<T>(const T*, int64_t, int64_t, int64_t, T*, int64_t, int64_t);             \
   template void copy_step_panels<T>(const T*, int64_t, int64_t, int64_t, T*);                                     \
-  template void expect<T>(const at::Tensor&, at::IntArrayRef, const char*, const char*);
+  template void expect<T>(const at::Tensor&, at::IntArrayRef, const char*, const char*);                         \
+  template void expect_weight<T>(const at::Tensor&, at::IntArrayRef, const char*);                                \
+  template Weight<T> weight<T>(const at::Tensor&, bool);
 SC_INSTANTIATE(float)
 SC_INSTANTIATE(double)
 #undef SC_INSTANTIATE

@@ -22,6 +22,7 @@
 #include <limits>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #if SYMCELL_MVEC
@@ -303,6 +304,39 @@ template <typename T> void mm_stored(int64_t M, int64_t N, int64_t K, const T* A
                                      int64_t ldw, bool acc, T* C, int64_t ldc);
 template <typename T> void mm_panels(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* Bp,
                                      int64_t ldp, int64_t k0, bool acc, T* C, int64_t ldc);
+// ---- bfloat16 weights read as stored ---------------------------------------------------------------------------
+// A bfloat16 module's call that records no graph hands the forward its weight matrices in bfloat16 where the
+// forward reads them only as a matmul's weights (sequence.py, Kernel.weights16; every other tensor is a float32
+// copy). A call on its weights as stored (direct) multiplies them so, each converted to float32 in registers as
+// it is read (mm_stored16: half float32's bytes from memory, and no float32 copy made first, which took more time
+// than the step); any other call copies them to float32 first. The products and sums are float32's either way.
+template <typename T> struct Stored {   // a weight matrix (from a column on) as a GEMM reads it as stored
+  const T* p;                           // float weights, or
+  const bf16* p16;                      // bfloat16 ones (p null)
+  Stored operator+(int64_t off) const { return {p ? p + off : nullptr, p16 ? p16 + off : nullptr}; }
+};
+template <typename T> struct Weight {   // a weight argument: as given, or its float copy (`copy`)
+  at::Tensor copy;
+  Stored<T> stored;
+};
+template <typename T> Weight<T> weight(const at::Tensor& t, bool direct);
+inline bool is_bf16(const at::Tensor& t) { return t.scalar_type() == at::kBFloat16; }
+void mm_stored16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const bf16* W, int64_t ldw, bool acc,
+                 float* C, int64_t ldc);
+template <typename T> inline void mm_stored(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, Stored<T> W,
+                                            int64_t ldw, bool acc, T* C, int64_t ldc) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (W.p16 != nullptr) return mm_stored16(M, N, K, A, lda, W.p16, ldw, acc, C, ldc);
+  }
+  mm_stored(M, N, K, A, lda, W.p, ldw, acc, C, ldc);
+}
+template <typename T> inline void mm_nt(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, Stored<T> W,
+                                        int64_t ldw, T* C, int64_t ldc) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (W.p16 != nullptr) return mm_stored16(M, N, K, A, lda, W.p16, ldw, false, C, ldc);
+  }
+  mm_nt(M, N, K, A, lda, W.p, ldw, C, ldc);
+}
 // The weights as a GEMM's operand: dst[k, n] = src[n, k] (transpose); a step's panels from the transpose of an
 // (N, K) block at rows [k0, k0 + K) (transpose_step_panels) or from a (K, N) block as it is (copy_step_panels),
 // with their pairs of rows where the products are bfloat16; the floats those take (step_panels_numel); a term's
@@ -316,7 +350,7 @@ template <typename T> void clear_last_pairs(const T* Bp, int64_t ldp, int64_t N,
 // The code paths a call takes, by its sizes (each forced by a SYMCELL_* variable, read every call): the input
 // terms before the loop (hoist), the weights as stored (direct, direct_grads)
 bool hoist(int64_t B);
-bool direct(int64_t steps, int64_t batch);
+bool direct(int64_t steps, int64_t batch, bool weights16 = false);
 bool direct_grads(int64_t steps, int64_t batch, int64_t row_bytes);
 // a per-thread buffer reused across calls, freed when its thread ends
 at::Tensor& workspace(int slot, int64_t numel, const at::TensorOptions& opt);
@@ -325,6 +359,9 @@ at::Tensor& workspace(int slot, int64_t numel, const at::TensorOptions& opt);
 // an argument list's entries; a strided tensor made contiguous, integer lengths int64; an int[] read off the stack
 template <typename scalar_t>
 void expect(const at::Tensor& t, at::IntArrayRef sizes, const char* what, const char* origin = "");
+// (a weight matrix the forward may take in bfloat16, as well as in its dtype, where that is float: Weight)
+template <typename scalar_t>
+void expect_weight(const at::Tensor& t, at::IntArrayRef sizes, const char* what);
 void expect_lengths(const at::Tensor& lengths, int64_t batch, int64_t steps);
 std::vector<at::Tensor> contiguous(std::vector<at::Tensor> ts);
 at::Tensor as_lengths(const at::Tensor& t);

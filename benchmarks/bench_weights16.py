@@ -1,0 +1,66 @@
+"""A bfloat16 module's calls that record no graph, on the cpp backend: the forward handed the weight matrices in
+bfloat16 as they are (multiplied as stored in a call of up to 16 rows in all, sc.h's Weight and mm_stored16)
+against the way before, float32 copies of every parameter made by Python at each call (sequence._weights16 off),
+beside nn's module in bfloat16 with the same weights. LSTM and GRU, input size = H, under torch.no_grad().
+
+    python benchmarks/bench_weights16.py                   # B in 1, 4, 16; H in 256, 512, 1024; T in 1, 4
+    python benchmarks/bench_weights16.py --hidden 512 --batch 4 --steps 1 --rounds 5
+
+Medians of interleaved rounds: each round times every contender once, in turn.
+"""
+import argparse
+import statistics
+
+import torch
+from torch import nn
+
+import symcell
+from symcell import sequence
+from measure import cpu_model, per_call_us
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--batch", type=int, nargs="+", default=[1, 4, 16])
+    ap.add_argument("--hidden", type=int, nargs="+", default=[256, 512, 1024])
+    ap.add_argument("--steps", type=int, nargs="+", default=[1, 4])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--budget-ms", type=float, default=60, help="time per contender per round")
+    args = ap.parse_args()
+    print(f"CPU: {cpu_model()}; torch {torch.__version__}, {torch.get_num_threads()} threads; bfloat16, no_grad, "
+          f"input size = H; medians of {args.rounds} rounds (us a call)")
+    print("| cell | B | H | T | as given | float32 copies | nn | as given / copies | as given / nn | copies / nn |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    wanted = sequence._weights16
+    for name, Ours, Ref in (("LSTM", symcell.cells.LSTM, nn.LSTM), ("GRU", symcell.cells.GRU, nn.GRU)):
+        for H in args.hidden:
+            torch.manual_seed(0)
+            ours, ref = Ours(H, H, backend="cpp").bfloat16(), Ref(H, H).bfloat16()
+            ref.load_state_dict(ours.state_dict())
+            for B in args.batch:
+                for T in args.steps:
+                    x = torch.randn(T, B, H).bfloat16()
+
+                    def call(m):
+                        with torch.no_grad():
+                            m(x)
+                    with torch.no_grad():   # (the same answers both ways, to bfloat16's rounding)
+                        given = ours(x)[0].float()
+                        sequence._weights16 = lambda *a: False
+                        copies = ours(x)[0].float()
+                        sequence._weights16 = wanted
+                    assert (given - copies).abs().max() <= 2 ** -7 * copies.abs().max()
+                    calls = max(5, int(args.budget_ms * 1e3 / max(per_call_us(lambda: call(ours), 3), 1)))
+                    times = {k: [] for k in ("given", "copies", "nn")}
+                    for _ in range(args.rounds):
+                        for k in times:
+                            sequence._weights16 = (lambda *a: False) if k == "copies" else wanted
+                            times[k].append(per_call_us(lambda: call(ref if k == "nn" else ours), calls))
+                    sequence._weights16 = wanted
+                    g, c, r = (statistics.median(times[k]) for k in ("given", "copies", "nn"))
+                    print(f"| {name} | {B} | {H} | {T} | {g:.0f} | {c:.0f} | {r:.0f} | {g / c:.2f} | {g / r:.2f} | "
+                          f"{c / r:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
