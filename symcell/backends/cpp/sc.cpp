@@ -545,7 +545,7 @@ static bool blas_has_avx512_kernels() {
 // With bfloat16 weights (Weight) the other way first copies them to float32, a pass that reads them and writes
 // twice their bytes before the copies in panels: a call of up to 16 rows in all is direct on every CPU, on
 // mm_stored16 rather than BLAS (benchmarks/bench_weights16.py on the Xeon: LSTM and GRU at H=256-1024, B=1-16,
-// 0.14-0.75x the call's time with float32 copies, session 33).
+// 0.14-0.92x the call's time with float32 copies, session 33).
 bool direct(int64_t steps, int64_t batch, bool weights16) {
   const int on = forced("SYMCELL_DIRECT");
   return on >= 0 ? on == 1 : steps * batch <= (weights16 || blas_has_avx512_kernels() ? 16 : 1);
@@ -564,7 +564,13 @@ template <typename T> void mm_stored(int64_t M, int64_t N, int64_t K, const T* A
 // stored). Each tile of 4 of W's rows and up to 4 of A's converts 16 of W's values a row at a time to float32 in
 // registers (a bfloat16 is a float32's upper half) and adds their products with A's into 16 float32 sums, each
 // reduced once at the end: W is read once for every 4 rows of A, from memory once in all where A's rows are few.
-#ifdef __AVX512F__
+// (A 16-bit masked load is AVX512BW's and VL's: a CPU with AVX512F alone, Knights Landing, takes the loop below.)
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#define SC_TILE16 1
+#else
+#define SC_TILE16 0
+#endif
+#if SC_TILE16
 template <int MR> static inline void tile16(const float* a, int64_t lda, const bf16* w, int64_t ldw, int64_t K, bool acc,
                                             float* c, int64_t ldc) {
   __m512 s[MR][4];
@@ -594,7 +600,7 @@ template <int MR> static inline void tile16(const float* a, int64_t lda, const b
 static void stored16_rows(int64_t M, int64_t n0, int64_t n1, int64_t K, const float* A, int64_t lda, const bf16* W,
                           int64_t ldw, bool acc, float* C, int64_t ldc) {
   int64_t n = n0;
-#ifdef __AVX512F__
+#if SC_TILE16
   for (; n + 4 <= n1; n += 4) {
     const bf16* w = W + n * ldw;
     int64_t m = 0;
@@ -606,6 +612,7 @@ static void stored16_rows(int64_t M, int64_t n0, int64_t n1, int64_t K, const fl
     }
   }
 #endif
+#undef SC_TILE16
   for (; n < n1; ++n) {   // (without AVX-512, and the last rows of W: a dot product the compiler vectorises)
     const uint16_t* w = reinterpret_cast<const uint16_t*>(W + n * ldw);
     for (int64_t m = 0; m < M; ++m) {
@@ -628,6 +635,7 @@ void mm_stored16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, c
   // blocks of 4 of W's rows, at least ~64K multiply-adds a task (fewer are not worth a thread's wake-up)
   const int64_t blocks = (N + 3) / 4, grain = std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, 4 * M * K));
   at::parallel_for(0, blocks, grain, [&](int64_t b0, int64_t b1) {
+    FlushDenormals ftz;
     stored16_rows(M, 4 * b0, std::min(N, 4 * b1), K, A, lda, W, ldw, acc, C, ldc);
   });
 }

@@ -309,7 +309,7 @@ template <typename T> void mm_panels(int64_t M, int64_t N, int64_t K, const T* A
 // forward reads them only as a matmul's weights (sequence.py, Kernel.weights16; every other tensor is a float32
 // copy). A call on its weights as stored (direct) multiplies them so, each converted to float32 in registers as
 // it is read (mm_stored16: half float32's bytes from memory, and no float32 copy made first, which took more time
-// than the step); any other call copies them to float32 first. The products and sums are float32's either way.
+// than the step); any other call copies them to float32 first. mm_stored16's products and sums are float32's.
 template <typename T> struct Stored {   // a weight matrix (from a column on) as a GEMM reads it as stored
   const T* p;                           // float weights, or
   const bf16* p16;                      // bfloat16 ones (p null)
