@@ -237,13 +237,14 @@ class ScanRenderer(Renderer):
                 role = self.buf[name].role
                 var = {Role.SEQ: f"_seq_{name}", Role.PARAM: name}.get(role, f"_init_{name}")
                 w(f"const scalar_t* {var} = sc::ptr<scalar_t>({a.name}[{k}]);")
-        given = [f"{a.name}[{k}]" for a in self.scan.args for k, name in enumerate(a.buffers) if name in self.weights16]
+        given = {name: f"{a.name}[{k}]" for a in self.scan.args for k, name in enumerate(a.buffers)
+                 if name in self.weights16}
         if not given:   # (_direct with the allocations)
             return
-        w(f"const bool _direct = sc::direct(_steps, _batch, {' || '.join(f'sc::is_bf16({g})' for g in given)});"
-          "   // the matmuls on their weights as stored")
+        any16 = " || ".join(f"sc::is_bf16({g})" for g in given.values())
+        w(f"const bool _direct = sc::direct(_steps, _batch, {any16});   // the matmuls on their weights as stored")
         w("// the weight matrices as given (bfloat16 ones read so where the call is direct) or in scalar_t (sc::Weight)")
-        for g, name in zip(given, [n for a in self.scan.args for n in a.buffers if n in self.weights16]):
+        for name, g in given.items():
             w(f"const sc::Weight<scalar_t> _w_{name} = sc::weight<scalar_t>({g}, _direct);")
             w(f"const scalar_t* {name} = _w_{name}.stored.p;   // (null where _w_{name} is bfloat16)")
 

@@ -645,7 +645,7 @@ template <typename T> Weight<T> weight(const at::Tensor& t, bool direct) {
   Weight<T> w;
   if (!is_bf16(t)) {
     w.stored = {ptr<T>(t), nullptr};
-  } else if (direct) {
+  } else if (direct && std::is_same_v<T, float>) {
     w.stored = {nullptr, t.data_ptr<bf16>()};
   } else {
     w.copy = t.to(c10::CppTypeToScalarType<T>::value);
