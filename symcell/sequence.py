@@ -169,12 +169,19 @@ def _weights16(computing_for, tensors):
     return computing_for == torch.bfloat16 and _eager(tensors) and not _differentiated(tensors)
 
 
-def _float_params(key, params):
-    """A bfloat16 scan's kernel parameters in float32, but for the weight matrices its kernel takes as given
-    (Kernel.weights16), in a call _weights16 allows: the float32 copies of a decoder's weights made at every step
-    took more time than its kernel (a bfloat16 LSTMCell's step at B=4 I=256 H=512: 0.37 of 0.55 ms, profiled)"""
-    kept = registry.kernel_for(key).weights16
-    return tuple(p if k in kept else p.float() for k, p in enumerate(params))
+def _kernel_params(binding, key, params, low, weights16):
+    """The kernel's parameters (run's and run_plan's), row-major. A 16-bit scan's in float32, copied before their
+    blocks (a block's gradient is added in float32); but where `weights16` (a call _weights16 allows) the weight
+    matrices its kernel takes as given (Kernel.weights16) stay bfloat16: the float32 copies of a decoder's weights
+    made at every step took more time than its kernel (a bfloat16 LSTMCell's step at B=4 I=256 H=512: 0.37 of
+    0.55 ms, profiled)."""
+    if low is not None and not weights16:
+        params = [p.float() for p in params]
+    params = binding.kernel_params(params)
+    if weights16:
+        kept = registry.kernel_for(key).weights16
+        params = [p if k in kept else p.float() for k, p in enumerate(params)]
+    return tuple(p.contiguous() for p in params)
 
 
 def scan_op(key, xs, inits, params, lengths=None, computing_for=None):
@@ -371,9 +378,8 @@ def run(binding, params, xs, state, reverse, lengths, batch_first, autocast_devi
     # weights, LOW_PRECISION_WEIGHTS) only where every parameter is in it
     computing_for = low if low is not None and all(p.dtype == low for p in params) else None
     weights16 = _weights16(computing_for, (*seq, *state, *params))
-    if low is not None:   # (the parameters before their blocks, so a block's gradient is added in float32)
+    if low is not None:   # (and the parameters, _kernel_params)
         seq, state = ([t.float() for t in ts] for ts in (seq, state))
-        params = params if weights16 else [p.float() for p in params]
     T, B = seq[0].shape[0], seq[0].shape[1]
     unsort = None
     if lengths is not None:
@@ -401,12 +407,10 @@ def run(binding, params, xs, state, reverse, lengths, batch_first, autocast_devi
     if deploy.recording():
         seq = tuple(x.contiguous() for x in seq)
         state = tuple(s.contiguous() for s in state)
-    params = binding.kernel_params(params)
-    if weights16:
-        params = _float_params(key, params)
+    params = _kernel_params(binding, key, params, low, weights16)
     # autocast off inside: the float32 (or float64) scan must not be cast again by the ops it runs
     with torch.autocast(autocast, enabled=False) if autocast else contextlib.nullcontext():
-        ys, final = scan_op(key, seq, state, tuple(p.contiguous() for p in params), lengths, computing_for)
+        ys, final = scan_op(key, seq, state, params, lengths, computing_for)
     ys, final = _as_called(binding, ys, final, low)
     if lengths is not None:   # outputs past each row's length are zero (the kernel holds the state there)
         ys = tuple(y.masked_fill(backends.padding(steps, T), 0) for y in ys)
@@ -439,14 +443,11 @@ def run_plan(binding, plan, params, xs, state):
         state = (state,) if isinstance(state, torch.Tensor) else tuple(state)
     state += tuple(like.new_zeros(B, n) for n in binding.hidden_sizes.values())
     weights16 = _weights16(plan.computing_for, (*seq, *state, *params))
-    if plan.low is not None:   # (before the parameters' blocks, as run: a block's gradient added in float32)
+    if plan.low is not None:   # (and the parameters, _kernel_params)
         seq, state = (tuple(t.float() for t in ts) for ts in (seq, state))
-        params = params if weights16 else [p.float() for p in params]
-    params = binding.kernel_params(params)
-    if weights16:
-        params = _float_params(plan.key, params)
+    params = _kernel_params(binding, plan.key, params, plan.low, weights16)
     try:
-        ys, final = _eager_path(plan.key, seq, state, tuple(p.contiguous() for p in params), None, plan.computing_for)
+        ys, final = _eager_path(plan.key, seq, state, params, None, plan.computing_for)
     except BuildError:   # (its kernel let go since, and not built again: the full path, which may fall back)
         binding.plans.clear()
         return run(binding, *given, plan.reverse, None, plan.batch_first)

@@ -397,9 +397,9 @@ def test_a_bfloat16_call_without_a_graph_hands_the_cpp_forward_its_weights_as_th
         monkeypatch.setenv("SYMCELL_BF16_PRODUCTS", "0")
         wide = [t.float() for t in xs]
         inits = [*(t.float() for t in states), *(torch.zeros(B, n) for n in binding.hidden_sizes.values())]
-        params = binding.kernel_params(list(cell.parameters()))
-        as_given = sequence._float_params(key, params)
-        floats = tuple(p.float() for p in params)
+        params = list(cell.parameters())
+        as_given = sequence._kernel_params(binding, key, params, torch.bfloat16, True)
+        floats = sequence._kernel_params(binding, key, params, torch.bfloat16, False)
         with torch.no_grad():
             got = sequence.scan_op(key, wide, inits, as_given, None, torch.bfloat16)
             ref = sequence.scan_op(key, wide, inits, floats, None, torch.bfloat16)

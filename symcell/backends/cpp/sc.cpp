@@ -669,23 +669,15 @@ at::Tensor& workspace(int slot, int64_t numel, const at::TensorOptions& opt) {
 // any call; a deployed program (symcell.deploy) calls the operator with nothing in between.
 template <typename scalar_t>
 // (`origin` says where the sizes' T and B come from: the wrong tensor may be that one, the first sequence)
-void expect(const at::Tensor& t, at::IntArrayRef sizes, const char* what, const char* origin) {
+void expect(const at::Tensor& t, at::IntArrayRef sizes, const char* what, const char* origin, bool bf16_too) {
   if (!t.defined()) return;
   TORCH_CHECK_VALUE(t.sizes() == sizes, "symcell operator: ", what, origin, " must have sizes ", sizes, ", got ",
                     t.sizes());
-  TORCH_CHECK_TYPE(t.scalar_type() == c10::CppTypeToScalarType<scalar_t>::value, "symcell operator: ", what,
+  TORCH_CHECK_TYPE(t.scalar_type() == c10::CppTypeToScalarType<scalar_t>::value ||
+                   (bf16_too && std::is_same_v<scalar_t, float> && is_bf16(t)), "symcell operator: ", what,
                    " must have the first sequence's dtype ", c10::CppTypeToScalarType<scalar_t>::value, ", got ",
                    t.scalar_type());
   TORCH_CHECK(t.device().is_cpu() && t.is_contiguous(), "symcell operator: ", what, " must be a contiguous CPU tensor");
-}
-template <typename scalar_t>
-void expect_weight(const at::Tensor& t, at::IntArrayRef sizes, const char* what) {
-  if (t.defined() && is_bf16(t) && std::is_same_v<scalar_t, float>) {
-    TORCH_CHECK_VALUE(t.sizes() == sizes, "symcell operator: ", what, " must have sizes ", sizes, ", got ", t.sizes());
-    TORCH_CHECK(t.device().is_cpu() && t.is_contiguous(), "symcell operator: ", what, " must be a contiguous CPU tensor");
-    return;
-  }
-  expect<scalar_t>(t, sizes, what);
 }
 void expect_lengths(const at::Tensor& lengths, int64_t batch, int64_t steps) {
   TORCH_CHECK_VALUE(lengths.numel() == 0 || (lengths.dim() == 1 && lengths.size(0) == batch && lengths.is_contiguous()
@@ -795,8 +787,7 @@ Operators::~Operators() = default;
   template void clear_last_pairs<T>(const T*, int64_t, int64_t, int64_t, int64_t);                                \
   template void transpose_step_panels<T>(const T*, int64_t, int64_t, int64_t, T*, int64_t, int64_t);             \
   template void copy_step_panels<T>(const T*, int64_t, int64_t, int64_t, T*);                                     \
-  template void expect<T>(const at::Tensor&, at::IntArrayRef, const char*, const char*);                         \
-  template void expect_weight<T>(const at::Tensor&, at::IntArrayRef, const char*);                                \
+  template void expect<T>(const at::Tensor&, at::IntArrayRef, const char*, const char*, bool);                   \
   template Weight<T> weight<T>(const at::Tensor&, bool);
 SC_INSTANTIATE(float)
 SC_INSTANTIATE(double)

@@ -358,10 +358,13 @@ at::Tensor& workspace(int slot, int64_t numel, const at::TensorOptions& opt);
 // between): a tensor's sizes, dtype and layout (`origin` says where the sizes' T and B come from), the lengths,
 // an argument list's entries; a strided tensor made contiguous, integer lengths int64; an int[] read off the stack
 template <typename scalar_t>
-void expect(const at::Tensor& t, at::IntArrayRef sizes, const char* what, const char* origin = "");
+void expect(const at::Tensor& t, at::IntArrayRef sizes, const char* what, const char* origin = "",
+            bool bf16_too = false);
 // (a weight matrix the forward may take in bfloat16, as well as in its dtype, where that is float: Weight)
 template <typename scalar_t>
-void expect_weight(const at::Tensor& t, at::IntArrayRef sizes, const char* what);
+inline void expect_weight(const at::Tensor& t, at::IntArrayRef sizes, const char* what) {
+  expect<scalar_t>(t, sizes, what, "", true);
+}
 void expect_lengths(const at::Tensor& lengths, int64_t batch, int64_t steps);
 std::vector<at::Tensor> contiguous(std::vector<at::Tensor> ts);
 at::Tensor as_lengths(const at::Tensor& t);
