@@ -1,6 +1,6 @@
 """One step of a cell, as a decoder or a sampler calls it (x of shape (B, I)): symcell's LSTMCell and GRUCell on
-the cpp backend against nn.LSTMCell and nn.GRUCell with the same weights, with autograd recording and under
-no_grad; and a short sequence (T=4) through a stacked bidirectional LSTM (2 layers: four scans a call) against
+the cpp backend against nn.LSTMCell and nn.GRUCell with the same weights, with autograd recording, under no_grad,
+and a training step's forward and backward (of the outputs' sum, into the parameters' .grad); and a short sequence (T=4) through a stacked bidirectional LSTM (2 layers: four scans a call) against
 nn.LSTM. At these sizes a call is mostly Python around the kernels, so this measures symcell's per-call overhead.
 
     python benchmarks/bench_step.py                      # B=4, I=32, H=64
@@ -49,19 +49,28 @@ def main():
     torch.testing.assert_close(lstm(xs), ref(xs), **tol)
     contenders["symcell LSTM 2 layers bidir. T=4"] = lambda: lstm(xs)
     contenders["nn.LSTM 2 layers bidir. T=4"] = lambda: ref(xs)
-    times = {(mode, k): [] for mode in ("grad", "no_grad") for k in contenders}
+    modes = {"grad": lambda fn: fn, "no_grad": lambda fn: fn, "train": lambda fn: lambda: _total(fn()).backward()}
+    times = {(mode, k): [] for mode in modes for k in contenders}
     for _ in range(args.rounds):
-        for mode in ("grad", "no_grad"):
-            with torch.set_grad_enabled(mode == "grad"):
+        for mode, call in modes.items():
+            with torch.set_grad_enabled(mode != "no_grad"):
                 for k, fn in contenders.items():
-                    per_call_us(fn, 50)   # (warm)
-                    times[mode, k].append(per_call_us(fn, args.calls))
+                    per_call_us(call(fn), 50)   # (warm)
+                    times[mode, k].append(per_call_us(call(fn), args.calls))
     print(f"CPU: {cpu_model()}; torch {torch.__version__}, {torch.get_num_threads()} threads; B={B} I={I} H={H} "
           f"{args.dtype}, medians of {args.rounds} rounds of {args.calls} calls")
-    print(f"| one call | {'with autograd (us)':>18} | {'no_grad (us)':>12} |")
-    print("|---|---:|---:|")
+    print(f"| one call | {'with autograd (us)':>18} | {'no_grad (us)':>12} | {'forward+backward (us)':>21} |")
+    print("|---|---:|---:|---:|")
     for k in contenders:
-        print(f"| {k} | {statistics.median(times['grad', k]):18.1f} | {statistics.median(times['no_grad', k]):12.1f} |")
+        med = {mode: statistics.median(times[mode, k]) for mode in modes}
+        print(f"| {k} | {med['grad']:18.1f} | {med['no_grad']:12.1f} | {med['train']:21.1f} |")
+
+
+def _total(out):
+    """the sum of every tensor in a module's output (nested tuples), in float32: a training step's loss"""
+    if isinstance(out, torch.Tensor):
+        return out.float().sum()
+    return sum(_total(o) for o in out)
 
 
 if __name__ == "__main__":

@@ -193,9 +193,13 @@ class Scan(_Function):
             # node (the kernel's Python broke its graph, and fullgraph=True failed)
             d = torch.ops.symcell.scan_backward(key, d_ys, d_fin, xs, inits, params, ys, res, ctx.lengths)
             return (None, None, None, *d)
-        d = ScanBackward.apply(ctx.kernel, ctx.lengths, _counts(d_ys, d_fin, xs, inits, params, ys, res),
-                               ctx.needs_input_grad[3:], *d_ys, *d_fin, *xs, *inits, *params, *ys, *res)
-        return (None, None, None, *d)
+        args = (ctx.kernel, ctx.lengths, _counts(d_ys, d_fin, xs, inits, params, ys, res), ctx.needs_input_grad[3:],
+                *d_ys, *d_fin, *xs, *inits, *params, *ys, *res)
+        if not torch.is_grad_enabled() and not forward_mode_on():
+            # a backward that records no graph (no create_graph) and no transform can differentiate: the kernel
+            # itself, not through a Function whose derivatives nobody will ask for
+            return (None, None, None, *ScanBackward.forward(*args))
+        return (None, None, None, *ScanBackward.apply(*args))
 
     @staticmethod
     def jvp(ctx, *tangents):

@@ -25,7 +25,8 @@ same statements, not new renderers.
 Buffers carry a role, which says where a buffer lives and how a step addresses it:
 
     PARAM       a parameter, (size,) or (rows, cols); a vector parameter broadcasts over the rows
-    PARAM_GRAD  a parameter's gradient: zeros, accumulated by every phase (summed over rows and steps)
+    PARAM_GRAD  a parameter's gradient: zeros, accumulated by every phase (summed over rows and steps); or
+                assigned by its first weight gradients' GEMMs, not zeroed (weight_grads_assigned)
     SEQ         (T, B, n): row block t inside the step, all T*B rows before and after it. An argument, or
                 allocated by the scan (zeros when `acc`: a gradient accumulated with +=)
     STEP        (B, n), lives for one step (zeroed at its start when `acc`); `keep` says when its value is
@@ -444,6 +445,37 @@ def before(step, st):
 def written_only_by(step, st, name, unless=()):
     """whether no statement of `step` but st (and those of the kinds `unless`) writes the buffer `name`"""
     return not any(o is not st and not isinstance(o, unless) and name in writes(o) for o in step)
+
+
+def weight_grads_assigned(scan):
+    """The weight gradients whose GEMMs may assign their columns (d_W[:, c0:c1] = src.T @ op) where the scan would
+    otherwise add to zeros: for a matrix PARAM_GRAD written only by WeightGrads after the loop, whose column ranges
+    tile its columns (from 0 to its width, each two equal or apart), the first of each range. A step's gradient
+    (few rows) spent more zeroing its weights' gradients than multiplying into them: an LSTMCell at H=512, 6 MiB
+    of zeros a call. -> {PARAM_GRAD name: (its assigning statements)}; a buffer not in it is zeros, accumulated."""
+    def same(a, b):
+        return sympy.expand(sympy.sympify(a) - b) == 0
+
+    assigned = {}
+    for b in scan.with_role(Role.PARAM_GRAD):
+        writers = [st for st in (*scan.before, *scan.step, *scan.after) if b.name in writes(st)]
+        if len(b.size) != 2 or not writers or not all(isinstance(st, WeightGrad) and any(st is o for o in scan.after)
+                                                      for st in writers):
+            continue
+        firsts = []   # the first writer of each column range
+        for st in writers:
+            if not any(same(st.col_start, f.col_start) and same(st.col_stop, f.col_stop) for f in firsts):
+                firsts.append(st)
+        at, left = 0, list(firsts)   # the ranges, chained from column 0: each starts where the one before stops
+        while left:
+            nxt = [f for f in left if same(f.col_start, at)]
+            if len(nxt) != 1:
+                break
+            at = nxt[0].col_stop
+            left.remove(nxt[0])
+        if not left and same(at, b.size[1]):
+            assigned[b.name] = tuple(firsts)
+    return assigned
 
 
 def _alone(st, k):

@@ -178,14 +178,48 @@ def test_float32_gemms_over_all_rows(hoist, columns, name, threads, monkeypatch)
         assert rel_err(a, b) < 1e-4
 
 
+@pytest.fixture
+def uninitialised_nan():
+    """torch.empty's memory filled with NaN (torch's deterministic mode; at::empty in the generated code too): a
+    result some path leaves unwritten, which fresh pages would hold as zeros, shows"""
+    before = torch.are_deterministic_algorithms_enabled(), torch.utils.deterministic.fill_uninitialized_memory
+    torch.use_deterministic_algorithms(True)
+    torch.utils.deterministic.fill_uninitialized_memory = True
+    assert torch.empty(2).isnan().all()
+    yield
+    torch.use_deterministic_algorithms(before[0])
+    torch.utils.deterministic.fill_uninitialized_memory = before[1]
+
+
+@pytest.mark.cpp
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_weight_gradients_assigned_into_uninitialised_memory(name, uninitialised_nan):
+    """A weight gradient's first GEMMs assign it (kernel.weight_grads_assigned: every zoo cell's matrices, one
+    range of columns or two), the backward allocates it uninitialised (zeros only where no steps run): with NaN
+    there, the gradients against the reference backend's, T = 0, 1, 3 and B = 0, 1, 5 (a PREV operand's first
+    rows are its initial state: at B = 0 a GEMM of no rows assigns zeros)"""
+    factory = CASES[name][0]
+    torch.manual_seed(5)
+    ref = factory(backend="reference").double()
+    cell = factory(backend="cpp").double()
+    cell.load_state_dict(ref.state_dict())
+    for T, B in [(0, 1), (1, 0), (1, 1), (3, 5), (3, 0)]:
+        xs, states = random_inputs(cell, T=T, B=B, seed=T)
+        _, grads_r, cots = outputs_and_grads(ref, xs, states)
+        _, grads_c, _ = outputs_and_grads(cell, xs, states, cots)
+        for a, b in zip(grads_c, grads_r):
+            assert a.shape == b.shape and not a.isnan().any() and rel_err(a, b) < 1e-9, (T, B)
+
+
 @pytest.mark.cpp
 @pytest.mark.parametrize("threads,onednn", [(1, True), (2, True), (2, False)], indirect=["threads"])
 @pytest.mark.parametrize("T,B,I,H", [(6, 24, 40, 300), (40, 1, 1030, 20), (3, 50, 9, 33)])
-def test_float32_lstm_gemms_in_blocks_against_nn(T, B, I, H, threads, onednn):
+def test_float32_lstm_gemms_in_blocks_against_nn(T, B, I, H, threads, onednn, uninitialised_nan):
     """The GEMMs over all T*B rows cut their reduction into blocks past 1024 (4H = 1200 for d_x; I = 1030 before
     the loop), their rows into blocks that do not divide T*B, their columns into panels of 32 with a narrower last
-    one, a weight gradient's T*B rows into blocks of 128 with the last padded: nn.LSTM in float64 with the same
-    weights. On 1 and 2 threads, and with torch's oneDNN off (BLAS instead)."""
+    one, a weight gradient's T*B rows into blocks of 128 with the last padded (the first assigned: the weight
+    gradients are uninitialised memory, NaN here): nn.LSTM in float64 with the same weights. On 1 and 2 threads,
+    and with torch's oneDNN off (BLAS instead)."""
     torch.manual_seed(9)
     cell = symcell.cells.LSTM(I, H, backend="cpp")
     ref = torch.nn.LSTM(I, H).double()

@@ -167,6 +167,32 @@ def test_a_sole_add_into_zeros_is_a_store_only_where_nothing_else_writes_those_c
     assert not sole_write([assigned], assigned, 0, {"d_g"})       # an assignment is a store already
 
 
+def test_a_weight_gradient_is_assigned_by_its_first_gemms_only_where_they_tile_its_columns():
+    """kernel.weight_grads_assigned (the cpp backend allocates those uninitialised): the LSTM's two, each written
+    by one WeightGrad after the loop; a second one over the same columns adds (the first assigns); not where the
+    ranges overlap otherwise or leave columns out, nor where anything but WeightGrads after the loop writes it"""
+    from dataclasses import replace
+
+    from symcell.kernel import WeightGrad, weight_grads_assigned
+    b = lower(LSTMCell).program.backward
+    first_ih, first_hh = [st for st in b.after if isinstance(st, WeightGrad)]
+    assert weight_grads_assigned(b) == {"d_weight_ih": (first_ih,), "d_weight_hh": (first_hh,)}
+    H = first_hh.col_stop
+
+    def with_after(*extra, step=()):
+        return weight_grads_assigned(replace(b, after=b.after + extra, step=b.step + step))
+    again = replace(first_hh, src="d_x")   # (any source: the analysis reads only where it writes)
+    assert with_after(again)["d_weight_hh"] == (first_hh,)
+    halves = (replace(first_hh, col_stop=H / 2), replace(first_hh, col_start=H / 2))
+    only_halves = replace(b, after=tuple(st for st in b.after if st is not first_hh) + halves)
+    assert weight_grads_assigned(only_halves)["d_weight_hh"] == halves        # two ranges that tile it
+    assert "d_weight_hh" not in with_after(halves[1])                         # [0, H) and [H/2, H) overlap
+    assert "d_weight_hh" not in weight_grads_assigned(replace(only_halves, after=only_halves.after[:-1]))
+    assert "d_weight_hh" not in with_after(Accumulate("d_weight_hh", "d_x"))  # another kind of write
+    assert "d_weight_hh" not in with_after(step=(again,))                     # a write inside the loop
+    assert "d_weight_ih" in with_after(step=(again,))
+
+
 def test_bound_programs_have_integer_sizes():
     f = lower(LSTMCell, {"I": 3, "H": 5}).program.forward
     assert f.buffer("gates").size == 20 and f.buffer("weight_ih").size == (20, 3)

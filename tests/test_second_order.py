@@ -265,6 +265,41 @@ def test_a_backward_leaves_out_the_gradients_nobody_asked_for(backend, monkeypat
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_a_backward_that_records_nothing_runs_no_function_and_one_that_does_records_its_node(backend, monkeypatch):
+    """Scan.backward without create_graph calls the backward kernel itself (no ScanBackward node, whose
+    derivatives nobody could ask for); with create_graph, under torch.func.grad and inside a dual level it goes
+    through ScanBackward, and every way gives the eager loop's gradients"""
+    from symcell import autograd as sa
+    m = _lstm(backend)
+    dev, dt = DEVICE[backend], DTYPE[backend]
+    x = torch.randn(4, 2, 3, dtype=dt, device=dev)
+    applied = []
+    real = sa.ScanBackward.apply
+    monkeypatch.setattr(sa.ScanBackward, "apply", lambda *a: applied.append(1) or real(*a))
+    params = [p.detach().cpu().double().requires_grad_() for p in m.parameters()]
+    want = torch.autograd.grad((_eager_lstm(params, x.cpu().double())[0] ** 2).sum(), params)
+
+    def check(grads):
+        for g, w in zip(grads, want):
+            assert rel_err(g.detach().cpu().double(), w) < TOL[backend]
+    check(torch.autograd.grad((m(x)[0] ** 2).sum(), list(m.parameters())))
+    assert applied == []
+    grads = torch.autograd.grad((m(x)[0] ** 2).sum(), list(m.parameters()), create_graph=True)
+    check(grads)
+    assert applied == [1] and all(g.grad_fn is not None for g in grads)
+    names = [n for n, _ in m.named_parameters()]
+
+    def loss(*ps):
+        return (torch.func.functional_call(m, dict(zip(names, ps)), (x,))[0] ** 2).sum()
+    check(torch.func.grad(loss, argnums=tuple(range(len(names))))(*[p.detach() for p in m.parameters()]))
+    assert len(applied) > 1
+    before = len(applied)
+    with torch.autograd.forward_ad.dual_level():
+        check(torch.autograd.grad((m(x)[0] ** 2).sum(), list(m.parameters())))
+    assert len(applied) > before
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_forward_mode_and_torch_func(backend):
     m = _lstm(backend)
     dev, dt = DEVICE[backend], DTYPE[backend]

@@ -193,9 +193,9 @@ std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_fi
   scalar_t* _seq_d_weight_ih_x = sc::ptr<scalar_t>(_t_d_weight_ih_x);
   at::Tensor _t_d_weight_hh_h = sc::zeros({_steps, _batch, _n_d_weight_hh_h}, _opt);
   scalar_t* _seq_d_weight_hh_h = sc::ptr<scalar_t>(_t_d_weight_hh_h);
-  at::Tensor _t_d_weight_ih = sc::zeros({3*_dim_H, _dim_I}, _opt);
+  at::Tensor _t_d_weight_ih = _steps == 0 ? sc::zeros({3*_dim_H, _dim_I}, _opt) : sc::empty({3*_dim_H, _dim_I}, _opt);
   scalar_t* d_weight_ih = sc::ptr<scalar_t>(_t_d_weight_ih);
-  at::Tensor _t_d_weight_hh = sc::zeros({3*_dim_H, _dim_H}, _opt);
+  at::Tensor _t_d_weight_hh = _steps == 0 ? sc::zeros({3*_dim_H, _dim_H}, _opt) : sc::empty({3*_dim_H, _dim_H}, _opt);
   scalar_t* d_weight_hh = sc::ptr<scalar_t>(_t_d_weight_hh);
   at::Tensor _t_d_bias_ih = sc::zeros({3*_dim_H}, _opt);
   scalar_t* d_bias_ih = sc::ptr<scalar_t>(_t_d_bias_ih);
@@ -305,17 +305,17 @@ std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_fi
       scalar_t* d_weight_ih_x = _seq_d_weight_ih_x;
       scalar_t* d_weight_hh_h = _seq_d_weight_hh_h;
       if (!(_unwanted_d_weight_hh)) {
-        // d_weight_hh[:, 0:_dim_H] += d_weight_hh_h.T @ h
-        sc::mm_tn<scalar_t>(_n_d_weight_hh_h, _dim_H, _batch, d_weight_hh_h, _n_d_weight_hh_h, _init_h, _n_h, d_weight_hh, _ld_d_weight_hh);
-        sc::mm_tn<scalar_t>(_n_d_weight_hh_h, _dim_H, (_steps - 1) * _batch, d_weight_hh_h + _batch * _n_d_weight_hh_h, _n_d_weight_hh_h, _seq_h_new, _n_h, d_weight_hh, _ld_d_weight_hh);
+        // d_weight_hh[:, 0:_dim_H] = d_weight_hh_h.T @ h
+        sc::mm_tn<scalar_t>(_n_d_weight_hh_h, _dim_H, _batch, d_weight_hh_h, _n_d_weight_hh_h, _init_h, _n_h, false, d_weight_hh, _ld_d_weight_hh);
+        sc::mm_tn<scalar_t>(_n_d_weight_hh_h, _dim_H, (_steps - 1) * _batch, d_weight_hh_h + _batch * _n_d_weight_hh_h, _n_d_weight_hh_h, _seq_h_new, _n_h, true, d_weight_hh, _ld_d_weight_hh);
       }
       if (!(_unwanted_d_x)) {
         // d_x[0:_dim_I] += d_weight_ih_x @ weight_ih[:, 0:_dim_I]
         sc::mm_kn(_steps * _batch, _dim_I, _n_d_weight_ih_x, d_weight_ih_x, _n_d_weight_ih_x, weight_ih, _ld_weight_ih, true, d_x, _n_d_x);
       }
       if (!(_unwanted_d_weight_ih)) {
-        // d_weight_ih[:, 0:_dim_I] += d_weight_ih_x.T @ x
-        sc::mm_tn<scalar_t>(_n_d_weight_ih_x, _dim_I, _steps * _batch, d_weight_ih_x, _n_d_weight_ih_x, x, _n_x, d_weight_ih, _ld_d_weight_ih);
+        // d_weight_ih[:, 0:_dim_I] = d_weight_ih_x.T @ x
+        sc::mm_tn<scalar_t>(_n_d_weight_ih_x, _dim_I, _steps * _batch, d_weight_ih_x, _n_d_weight_ih_x, x, _n_x, false, d_weight_ih, _ld_d_weight_ih);
       }
     }
   }

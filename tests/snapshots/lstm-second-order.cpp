@@ -377,9 +377,9 @@ std::vector<at::Tensor> tangent_backward_impl(at::TensorList _d_ys, at::TensorLi
   scalar_t* _seq__v_d_x = sc::ptr<scalar_t>(_t__v_d_x);
   at::Tensor _t__v_d_gates = sc::zeros({_steps, _batch, _n__v_d_gates}, _opt);
   scalar_t* _seq__v_d_gates = sc::ptr<scalar_t>(_t__v_d_gates);
-  at::Tensor _t__v_d_weight_ih = sc::zeros({4*_dim_H, _dim_I}, _opt);
+  at::Tensor _t__v_d_weight_ih = _steps == 0 ? sc::zeros({4*_dim_H, _dim_I}, _opt) : sc::empty({4*_dim_H, _dim_I}, _opt);
   scalar_t* _v_d_weight_ih = sc::ptr<scalar_t>(_t__v_d_weight_ih);
-  at::Tensor _t__v_d_weight_hh = sc::zeros({4*_dim_H, _dim_H}, _opt);
+  at::Tensor _t__v_d_weight_hh = _steps == 0 ? sc::zeros({4*_dim_H, _dim_H}, _opt) : sc::empty({4*_dim_H, _dim_H}, _opt);
   scalar_t* _v_d_weight_hh = sc::ptr<scalar_t>(_t__v_d_weight_hh);
   at::Tensor _t__v_d_bias_ih = sc::zeros({4*_dim_H}, _opt);
   scalar_t* _v_d_bias_ih = sc::ptr<scalar_t>(_t__v_d_bias_ih);
@@ -613,22 +613,22 @@ std::vector<at::Tensor> tangent_backward_impl(at::TensorList _d_ys, at::TensorLi
         sc::mm_kn(_steps * _batch, _dim_I, _n_d_gates, d_gates, _n_d_gates, _v_weight_ih, _ld__v_weight_ih, true, _v_d_x, _n__v_d_x);
       }
       if (!(_unwanted__v_d_weight_ih)) {
-        // _v_d_weight_ih[:, 0:_dim_I] += _v_d_gates.T @ x
-        sc::mm_tn<scalar_t>(_n__v_d_gates, _dim_I, _steps * _batch, _v_d_gates, _n__v_d_gates, x, _n_x, _v_d_weight_ih, _ld__v_d_weight_ih);
+        // _v_d_weight_ih[:, 0:_dim_I] = _v_d_gates.T @ x
+        sc::mm_tn<scalar_t>(_n__v_d_gates, _dim_I, _steps * _batch, _v_d_gates, _n__v_d_gates, x, _n_x, false, _v_d_weight_ih, _ld__v_d_weight_ih);
       }
       if (!(_zero__v_x || _unwanted__v_d_weight_ih)) {
         // _v_d_weight_ih[:, 0:_dim_I] += d_gates.T @ _v_x
-        sc::mm_tn<scalar_t>(_n_d_gates, _dim_I, _steps * _batch, d_gates, _n_d_gates, _v_x, _n__v_x, _v_d_weight_ih, _ld__v_d_weight_ih);
+        sc::mm_tn<scalar_t>(_n_d_gates, _dim_I, _steps * _batch, d_gates, _n_d_gates, _v_x, _n__v_x, true, _v_d_weight_ih, _ld__v_d_weight_ih);
       }
       if (!(_unwanted__v_d_weight_hh)) {
-        // _v_d_weight_hh[:, 0:_dim_H] += _v_d_gates.T @ h
-        sc::mm_tn<scalar_t>(_n__v_d_gates, _dim_H, _batch, _v_d_gates, _n__v_d_gates, _init_h, _n_h, _v_d_weight_hh, _ld__v_d_weight_hh);
-        sc::mm_tn<scalar_t>(_n__v_d_gates, _dim_H, (_steps - 1) * _batch, _v_d_gates + _batch * _n__v_d_gates, _n__v_d_gates, _seq_h_new, _n_h, _v_d_weight_hh, _ld__v_d_weight_hh);
+        // _v_d_weight_hh[:, 0:_dim_H] = _v_d_gates.T @ h
+        sc::mm_tn<scalar_t>(_n__v_d_gates, _dim_H, _batch, _v_d_gates, _n__v_d_gates, _init_h, _n_h, false, _v_d_weight_hh, _ld__v_d_weight_hh);
+        sc::mm_tn<scalar_t>(_n__v_d_gates, _dim_H, (_steps - 1) * _batch, _v_d_gates + _batch * _n__v_d_gates, _n__v_d_gates, _seq_h_new, _n_h, true, _v_d_weight_hh, _ld__v_d_weight_hh);
       }
       if (!((_zero__v_h && _zero__v_h_new) || _unwanted__v_d_weight_hh)) {
         // _v_d_weight_hh[:, 0:_dim_H] += d_gates.T @ _v_h
-        sc::mm_tn<scalar_t>(_n_d_gates, _dim_H, _batch, d_gates, _n_d_gates, _init__v_h, _n__v_h, _v_d_weight_hh, _ld__v_d_weight_hh);
-        sc::mm_tn<scalar_t>(_n_d_gates, _dim_H, (_steps - 1) * _batch, d_gates + _batch * _n_d_gates, _n_d_gates, _seq__v_h_new, _n__v_h, _v_d_weight_hh, _ld__v_d_weight_hh);
+        sc::mm_tn<scalar_t>(_n_d_gates, _dim_H, _batch, d_gates, _n_d_gates, _init__v_h, _n__v_h, true, _v_d_weight_hh, _ld__v_d_weight_hh);
+        sc::mm_tn<scalar_t>(_n_d_gates, _dim_H, (_steps - 1) * _batch, d_gates + _batch * _n_d_gates, _n_d_gates, _seq__v_h_new, _n__v_h, true, _v_d_weight_hh, _ld__v_d_weight_hh);
       }
     }
   }

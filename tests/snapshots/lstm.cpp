@@ -226,9 +226,9 @@ std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_fi
   scalar_t* _seq_d_x = sc::ptr<scalar_t>(_t_d_x);
   at::Tensor _t_d_gates = sc::zeros({_steps, _batch, _n_d_gates}, _opt);
   scalar_t* _seq_d_gates = sc::ptr<scalar_t>(_t_d_gates);
-  at::Tensor _t_d_weight_ih = sc::zeros({4*_dim_H, _dim_I}, _opt);
+  at::Tensor _t_d_weight_ih = _steps == 0 ? sc::zeros({4*_dim_H, _dim_I}, _opt) : sc::empty({4*_dim_H, _dim_I}, _opt);
   scalar_t* d_weight_ih = sc::ptr<scalar_t>(_t_d_weight_ih);
-  at::Tensor _t_d_weight_hh = sc::zeros({4*_dim_H, _dim_H}, _opt);
+  at::Tensor _t_d_weight_hh = _steps == 0 ? sc::zeros({4*_dim_H, _dim_H}, _opt) : sc::empty({4*_dim_H, _dim_H}, _opt);
   scalar_t* d_weight_hh = sc::ptr<scalar_t>(_t_d_weight_hh);
   at::Tensor _t_d_bias_ih = sc::zeros({4*_dim_H}, _opt);
   scalar_t* d_bias_ih = sc::ptr<scalar_t>(_t_d_bias_ih);
@@ -350,13 +350,13 @@ std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_fi
         sc::mm_kn(_steps * _batch, _dim_I, _n_d_gates, d_gates, _n_d_gates, weight_ih, _ld_weight_ih, true, d_x, _n_d_x);
       }
       if (!(_unwanted_d_weight_ih)) {
-        // d_weight_ih[:, 0:_dim_I] += d_gates.T @ x
-        sc::mm_tn<scalar_t>(_n_d_gates, _dim_I, _steps * _batch, d_gates, _n_d_gates, x, _n_x, d_weight_ih, _ld_d_weight_ih);
+        // d_weight_ih[:, 0:_dim_I] = d_gates.T @ x
+        sc::mm_tn<scalar_t>(_n_d_gates, _dim_I, _steps * _batch, d_gates, _n_d_gates, x, _n_x, false, d_weight_ih, _ld_d_weight_ih);
       }
       if (!(_unwanted_d_weight_hh)) {
-        // d_weight_hh[:, 0:_dim_H] += d_gates.T @ h
-        sc::mm_tn<scalar_t>(_n_d_gates, _dim_H, _batch, d_gates, _n_d_gates, _init_h, _n_h, d_weight_hh, _ld_d_weight_hh);
-        sc::mm_tn<scalar_t>(_n_d_gates, _dim_H, (_steps - 1) * _batch, d_gates + _batch * _n_d_gates, _n_d_gates, _seq_h_new, _n_h, d_weight_hh, _ld_d_weight_hh);
+        // d_weight_hh[:, 0:_dim_H] = d_gates.T @ h
+        sc::mm_tn<scalar_t>(_n_d_gates, _dim_H, _batch, d_gates, _n_d_gates, _init_h, _n_h, false, d_weight_hh, _ld_d_weight_hh);
+        sc::mm_tn<scalar_t>(_n_d_gates, _dim_H, (_steps - 1) * _batch, d_gates + _batch * _n_d_gates, _n_d_gates, _seq_h_new, _n_h, true, d_weight_hh, _ld_d_weight_hh);
       }
     }
   }

@@ -20,7 +20,7 @@ import re
 import sympy
 
 from ... import skips
-from ...kernel import Keep, MatMul, OperandGrad, Role, weights_only, writes
+from ...kernel import Keep, MatMul, OperandGrad, Role, weight_grads_assigned, weights_only, writes
 from ...printing import Writer, cpp_str, size_str
 from ..base import Renderer
 
@@ -79,6 +79,13 @@ class ScanRenderer(Renderer):
         self.copies = {id(st): copies.setdefault((st.weight, st.col_start, st.col_stop, self.buf[st.src].size), len(copies))
                       for st in scan.step if isinstance(st, OperandGrad)}
         self.skip_if, self.term_off, self.flags = self._skips()
+        # the weight gradients their first GEMMs assign (kernel.weight_grads_assigned), allocated uninitialised
+        # where steps run; not one of whose first GEMMs a call may leave out for a zero operand (skips.py: the
+        # gradient is zeros then), which stays zeros, accumulated (no zoo cell's scan has one)
+        conds = skips.conditions(scan)[0]
+        self.assigned = {name: firsts for name, firsts in weight_grads_assigned(scan).items()
+                         if all(c == (("unwanted", name),) for st in firsts for c in conds.get(id(st), ()))}
+        self.assigning = {id(st) for firsts in self.assigned.values() for st in firsts}
         # the forward's weight matrices it may take in bfloat16 as well as in its dtype (sc::Weight)
         self.weights16 = set(weights_only(scan)) if scan.name == "forward" else set()
         # a step matmul's one term on a sequence argument (x) may run before the loop (sc::hoist): it is stacked
@@ -263,7 +270,11 @@ class ScanRenderer(Renderer):
             n = self.n(b.name)
             if b.role == Role.PARAM_GRAD:
                 shape = ", ".join(size_str(s) for s in b.size)
-                w(f"at::Tensor _t_{b.name} = sc::zeros({{{shape}}}, _opt);")
+                if b.name in self.assigned:   # (left unwanted, its value does not matter; no steps, no GEMMs)
+                    w(f"at::Tensor _t_{b.name} = _steps == 0 ? sc::zeros({{{shape}}}, _opt) : "
+                      f"sc::empty({{{shape}}}, _opt);")
+                else:
+                    w(f"at::Tensor _t_{b.name} = sc::zeros({{{shape}}}, _opt);")
                 w(f"scalar_t* {b.name} = sc::ptr<scalar_t>(_t_{b.name});")
                 if len(b.size) == 1:
                     w(f"at::Tensor _parts_{b.name} = sc::zeros({{sc::threads(), {n}}}, _opt);")
@@ -701,18 +712,20 @@ class ScanRenderer(Renderer):
 
     def render_WeightGrad(self, st):
         w, op = self.w, st.operand
-        w(f"// {st.dest}[:, {size_str(st.col_start)}:{size_str(st.col_stop)}] += {st.src}.T @ {op.value}")
+        acc = "true" if id(st) not in self.assigning else "false"
+        w(f"// {st.dest}[:, {size_str(st.col_start)}:{size_str(st.col_stop)}] {'+' if acc == 'true' else ''}= "
+          f"{st.src}.T @ {op.value}")
         n_src, k = self.n(st.src), size_str(op.stop - op.start)
         target = f"{_at(st.dest, st.col_start)}, _ld_{st.dest}"
         b = self.buf[op.value]
         if b.role == Role.PREV:   # the states entering each step: the initial state, then the states after 0..T-2
             w(f"sc::mm_tn<scalar_t>({n_src}, {k}, _batch, {st.src}, {n_src}, "
-              f"{_at(f'_init_{op.value}', op.start)}, {self.n(op.value)}, {target});")
+              f"{_at(f'_init_{op.value}', op.start)}, {self.n(op.value)}, {acc}, {target});")
             w(f"sc::mm_tn<scalar_t>({n_src}, {k}, (_steps - 1) * _batch, {st.src} + _batch * {n_src}, {n_src}, "
-              f"{_at(f'_seq_{b.seq}', op.start)}, {self.n(op.value)}, {target});")
+              f"{_at(f'_seq_{b.seq}', op.start)}, {self.n(op.value)}, true, {target});")
         else:
             w(f"sc::mm_tn<scalar_t>({n_src}, {k}, {self.rows}, {st.src}, {n_src}, {_at(op.value, op.start)}, "
-              f"{self.n(op.value)}, {target});")
+              f"{self.n(op.value)}, {acc}, {target});")
 
     def render_HoldEnded(self, st):
         w = self.w

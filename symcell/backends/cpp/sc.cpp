@@ -327,7 +327,7 @@ inline void mm_tall_kn(int64_t M, int64_t N, int64_t K, const float* A, int64_t 
 constexpr int64_t TALL_TN_K = 128;   // reduction rows a block holds (64 x 128 floats of A: 32 KiB)
 // (products16: A's blocks rounded once transposed, B's rows in pairs)
 inline void mm_tall_tn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
-                       float* C, int64_t ldc) {
+                       bool acc, float* C, int64_t ldc) {
   const int64_t P = (N + PANEL - 1) / PANEL, mb = tall_rows(M);
   const bool pairs = products16();
   at::parallel_for(0, (M + mb - 1) / mb, 1, [&](int64_t i0, int64_t i1) {
@@ -348,13 +348,14 @@ inline void mm_tall_tn(int64_t M, int64_t N, int64_t K, const float* A, int64_t 
         transpose(A + k * lda + m0, lda, kk, mm, At, TALL_TN_K);   // At[m, r] = A[k + r, m0 + m]
         for (int64_t m = 0; m < mm; ++m) zero(At + m * TALL_TN_K + kk, kp - kk);
         if (pairs) to_bf16(At, TALL_TN_K, mm, kp, A16, kp, kp);
+        const bool add = acc || k > 0;   // (assigning: the first block of reduction rows)
         for (int64_t p = 0; p < P; ++p) {
           const int64_t w = panel_width(N, p);
           if (pairs)
-            at::native::cpublas::brgemm(mm, w, kp, kp, w, ldc, true, A16, Bv + p * kp * PANEL, C + m0 * ldc + p * PANEL,
+            at::native::cpublas::brgemm(mm, w, kp, kp, w, ldc, add, A16, Bv + p * kp * PANEL, C + m0 * ldc + p * PANEL,
                                         true);
           else
-            at::native::cpublas::brgemm(mm, w, kp, TALL_TN_K, w, ldc, true, At, Bp + p * kp * PANEL,
+            at::native::cpublas::brgemm(mm, w, kp, TALL_TN_K, w, ldc, add, At, Bp + p * kp * PANEL,
                                         C + m0 * ldc + p * PANEL, false);
         }
       }
@@ -362,15 +363,16 @@ inline void mm_tall_tn(int64_t M, int64_t N, int64_t K, const float* A, int64_t 
     if (pairs) at::native::cpublas::brgemm_release(true);
   });
 }
-// C[M,N] += A[K,M]^T @ B[K,N]
+// C[M,N] (+)= A[K,M]^T @ B[K,N]; assigned (acc false), C is not read: a weight gradient's first GEMM writes it
+// whole, where zeroing it first cost as much as the GEMM for a step's few rows
 template <typename T> void mm_tn(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B,
-                                 int64_t ldb, T* C, int64_t ldc) {
-  if (M == 0 || N == 0 || K == 0) return;
+                                 int64_t ldb, bool acc, T* C, int64_t ldc) {
+  if (mm_empty(M, N, K, acc, C, ldc)) return;
   if constexpr (std::is_same_v<T, float>) {
     // (the threads split C's rows: few of them run on BLAS)
-    if (tall(K, 16) && tall(M, 16)) return mm_tall_tn(M, N, K, A, lda, B, ldb, C, ldc);
+    if (tall(K, 16) && tall(M, 16)) return mm_tall_tn(M, N, K, A, lda, B, ldb, acc, C, ldc);
   }
-  blas('N', 'T', N, M, K, T(1), B, ldb, A, lda, T(1), C, ldc);
+  blas('N', 'T', N, M, K, T(1), B, ldb, A, lda, acc ? T(1) : T(0), C, ldc);
 }
 // C[M,N] = A[M,K] @ W[N,K]^T: a weight as it is stored (the tall GEMMs before the loop: W transposed into
 // panels once, then tall)
@@ -779,7 +781,7 @@ Operators::~Operators() = default;
 // the instantiations generated code calls (float, and double for gradcheck)
 #define SC_INSTANTIATE(T)                                                                                          \
   template void transpose<T>(const T*, int64_t, int64_t, int64_t, T*, int64_t);                                  \
-  template void mm_tn<T>(int64_t, int64_t, int64_t, const T*, int64_t, const T*, int64_t, T*, int64_t);           \
+  template void mm_tn<T>(int64_t, int64_t, int64_t, const T*, int64_t, const T*, int64_t, bool, T*, int64_t);     \
   template void mm_nt<T>(int64_t, int64_t, int64_t, const T*, int64_t, const T*, int64_t, T*, int64_t);           \
   template void mm_panels<T>(int64_t, int64_t, int64_t, const T*, int64_t, const T*, int64_t, int64_t, bool, T*,  \
                              int64_t);                                                                             \

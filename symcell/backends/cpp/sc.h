@@ -289,7 +289,7 @@ inline int64_t panel_width(int64_t N, int64_t p) { return std::min(PANEL, N - p 
 template <typename T> inline void zero(T* p, int64_t n) { if (n > 0) std::memset(p, 0, sizeof(T) * n); }
 // ---- compiled once, in sc.cpp (where each says what it does and why) ------------------------------------------
 // The GEMMs, row-major: C[M,N] (+)= A[M,K] @ B[K,N] (mm_kn: a step's, or a phase's over all T*B rows);
-// C[M,N] += A[K,M]^T @ B[K,N] (mm_tn: a weight's gradient); C[M,N] = A[M,K] @ W[N,K]^T (mm_nt: W as stored, the
+// C[M,N] (+)= A[K,M]^T @ B[K,N] (mm_tn: a weight's gradient); C[M,N] = A[M,K] @ W[N,K]^T (mm_nt: W as stored, the
 // phases before the loop); C (+)= A @ W^T, W as stored (mm_stored: a call that reads its weights so, direct);
 // C (+)= A @ B, B rows [k0, k0 + K) of a step's panels (mm_panels).
 void mm_kn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, bool acc,
@@ -297,7 +297,7 @@ void mm_kn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const f
 void mm_kn(int64_t M, int64_t N, int64_t K, const double* A, int64_t lda, const double* B, int64_t ldb, bool acc,
            double* C, int64_t ldc);
 template <typename T> void mm_tn(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb,
-                                 T* C, int64_t ldc);
+                                 bool acc, T* C, int64_t ldc);
 template <typename T> void mm_nt(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* W, int64_t ldw,
                                  T* C, int64_t ldc);
 template <typename T> void mm_stored(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* W,
