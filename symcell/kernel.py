@@ -235,16 +235,21 @@ class KernelProgram:
         return (self.forward, self.backward)
 
 
-def weights_only(scan):
-    """The parameters a scan reads only as matmuls' weights (W of a term `operand @ W[:, c0:c1].T`), in the order of
-    its arguments: a backend may take them in another dtype than the rest (the cpp forward: a bfloat16 module's
-    weight matrices as given, Kernel.weights16)."""
+def weights_only(scan, of=MatMul):
+    """The parameters a scan reads only as the weights of statements of the kind `of`: matmuls' (W of a term
+    `operand @ W[:, c0:c1].T`) or transposed matmuls' (OperandGrad: `d_out @ W[:, c0:c1]`, a backward's), in the
+    order of its arguments: a backend may take them in another dtype than the rest (the cpp forward and backward:
+    a bfloat16 module's weight matrices as given, Kernel.weights16)."""
     names = [b.name for b in scan.with_role(Role.PARAM) if len(b.size) == 2]
     stmts = [*scan.before, *scan.step, *scan.after]
-    as_weight = {t.weight for st in stmts if isinstance(st, MatMul) for t in st.terms}
+    as_weight = {st.weight for st in stmts if isinstance(st, OperandGrad)} if of is OperandGrad else \
+        {t.weight for st in stmts if isinstance(st, MatMul) for t in st.terms}
     otherwise = set()
     for st in stmts:
-        otherwise |= {st.out, *(t.operand.value for t in st.terms)} if isinstance(st, MatMul) else uses(st)
+        if isinstance(st, of):   # (its operands and output)
+            otherwise |= {st.out, *(t.operand.value for t in st.terms)} if of is MatMul else {st.src, st.dest.value}
+        else:
+            otherwise |= uses(st)
     return [n for a in scan.args for n in a.buffers if n in names and n in as_weight and n not in otherwise]
 
 

@@ -11,7 +11,7 @@ import importlib
 from . import backends, cache, pipeline
 from .errors import too_deep
 from .ir import fingerprint
-from .kernel import weights_only
+from .kernel import OperandGrad, weights_only
 
 _CELLS = {}        # hash -> CellIR, for every cell defined in this process
 # The pipeline's products, each table keeping the KEPT most recently used: a sweep over sizes or over cells a loop
@@ -152,5 +152,7 @@ def kernel_for(k):
     kernel.key = k   # (the registered operators name it so: autograd.py under compiled autograd)
     if backend.weights16:
         params = next((a.buffers for a in program.forward.args if a.name == "_params"), ())
-        kernel.weights16 = frozenset(params.index(n) for n in weights_only(program.forward))
+        # (the forward's matmuls' weights that the backward reads only as its transposed matmuls': both take them)
+        both = set(weights_only(program.backward, OperandGrad))
+        kernel.weights16 = frozenset(params.index(n) for n in weights_only(program.forward) if n in both)
     return _keep(_KERNELS, k, kernel)

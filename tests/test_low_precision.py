@@ -361,12 +361,13 @@ def _calls_of_the_forward(monkeypatch):
 
 @pytest.mark.cpp
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_a_bfloat16_call_without_a_graph_hands_the_cpp_forward_its_weights_as_they_are(name, monkeypatch):
-    """A bfloat16 module's call that records no graph (no_grad, or nothing requiring grad) hands the cpp forward the
-    weight matrices it reads only as matmuls' weights in bfloat16 (Kernel.weights16: no float32 copy of them per
-    call), every other tensor in float32; a call autograd records hands it float32 copies of all. A second call of
-    the same signature (its plan, replay.py) likewise. The forward's float32 results on the weights as given, in a
-    call that multiplies them as stored (T=1, B=4: sc::mm_stored16) and in one that copies them first (T=3, B=9),
+def test_a_bfloat16_call_hands_the_cpp_forward_its_weights_as_they_are(name, monkeypatch):
+    """A bfloat16 module's call that records no graph, or records one of up to 16 rows (T x B: its backward too
+    multiplies them as stored), hands the cpp forward the weight matrices it reads only as matmuls' weights in
+    bfloat16 (Kernel.weights16: no float32 copy of them per call), every other tensor in float32; a longer recorded
+    call, and any under forward mode (a dual level), hands it float32 copies of all. A second call of the same
+    signature (its plan, replay.py) likewise. The forward's float32 results on the weights as given, in a call
+    that multiplies them as stored (T=1, B=4: sc::mm_stored16) and in one that copies them first (T=3, B=9),
     against the same kernel on float32 copies: the same products, summed in another order."""
     from symcell import registry, sequence
     factory = CASES[name][0]
@@ -384,14 +385,16 @@ def test_a_bfloat16_call_without_a_graph_hands_the_cpp_forward_its_weights_as_th
             first = symcell.scan(cell, tuple(xs), tuple(states))
             again = symcell.scan(cell, tuple(xs), tuple(states))
         recorded = symcell.scan(cell, tuple(xs), tuple(states[:-1]) + (states[-1].requires_grad_(),))
-        assert len(seen) == 3
-        for dtypes in seen[:2]:
+        with torch.autograd.forward_ad.dual_level():
+            dual = symcell.scan(cell, tuple(xs), tuple(states))
+        assert len(seen) == 4
+        for dtypes in seen[:3] if T * B <= 16 else seen[:2]:
             assert {k for k, d in enumerate(dtypes) if d == torch.bfloat16} == kept, dtypes
             assert all(d == torch.float32 for k, d in enumerate(dtypes) if k not in kept)
-        assert all(d == torch.float32 for d in seen[2])
-        flat = [torch.utils._pytree.tree_leaves(r) for r in (first, again, recorded)]
-        for a, b, c in zip(*flat):
-            assert torch.equal(a, b) and rel_err(a.float(), c.float().detach()) <= 2 ** -7
+        assert all(d == torch.float32 for d in seen[3] + (seen[2] if T * B > 16 else []))
+        flat = [torch.utils._pytree.tree_leaves(r) for r in (first, again, recorded, dual)]
+        for a, b, c, d in zip(*flat):
+            assert torch.equal(a, b) and torch.equal(a, c.detach()) and rel_err(a.float(), d.float()) <= 2 ** -7
         # the float32 results, before rounding, in float32 products (a CPU without MKL's AVX-512 kernels runs a short
         # call on float32 copies in panels, whose bfloat16 products would round h: sc.h's direct)
         monkeypatch.setenv("SYMCELL_BF16_PRODUCTS", "0")
@@ -437,6 +440,70 @@ def test_the_cpp_forward_multiplies_bfloat16_weights_as_stored_exactly(Cell, dir
             ref = scan_op(key, (x,), states, floats, None, torch.bfloat16)
             for a, b in zip(torch.utils._pytree.tree_leaves(got), torch.utils._pytree.tree_leaves(ref)):
                 assert rel_err(a, b) < 1e-6, (T, B)
+
+
+@pytest.mark.cpp
+@pytest.mark.parametrize("threads", [2], indirect=True)
+@pytest.mark.parametrize("direct", ["", "0", "1"])
+@pytest.mark.parametrize("Cell", [LSTM, GRU])
+def test_the_cpp_backward_multiplies_bfloat16_weights_as_stored_exactly(Cell, direct, threads, monkeypatch):
+    """sc::mm_kn16 (d_h += d_gates @ W_hh in the step, d_x after the loop) against the same backward on float32
+    copies: 64-column tiles of W with a narrower last one (H=21, I=37: 21 and 37 columns; H=70: 64 + 6) and up to 4
+    of d_gates' rows, each remainder (B from 1 to 17), T=1 and 3; the call's way as its sizes choose it (as stored
+    up to 16 rows in all) and each forced (SYMCELL_DIRECT). Every gradient, float32 products and sums."""
+    monkeypatch.setenv("SYMCELL_BF16_PRODUCTS", "0")
+    if direct:
+        monkeypatch.setenv("SYMCELL_DIRECT", direct)
+    torch.manual_seed(15)
+    for I, H in ((37, 21), (70, 70)):
+        cell = Cell(I, H, backend="cpp").bfloat16()
+        key = cell._bindings[0].kernel_key(torch.device("cpu"), torch.float32)
+        kernel = symcell.registry.kernel_for(key).for_dtype(torch.bfloat16)
+        params16 = [p.detach() for p in cell.parameters()]
+        as_given = [p if p.dim() == 2 else p.float() for p in params16]
+        floats = [p.float() for p in params16]
+        for T in (1, 3):
+            for B in (1, 2, 3, 4, 5, 8, 16, 17):
+                xs, inits = [torch.randn(T, B, I)], [torch.randn(B, H) for _ in cell.state_sizes]
+                ys, finals, res = kernel.forward(xs, inits, floats, True)
+                d_ys, d_fin = [torch.randn_like(y) for y in ys], [torch.randn_like(f) for f in finals]
+                got = kernel.backward(d_ys, d_fin, xs, inits, as_given, ys, res)
+                ref = kernel.backward(d_ys, d_fin, xs, inits, floats, ys, res)
+                for a, b in zip(torch.utils._pytree.tree_leaves(got), torch.utils._pytree.tree_leaves(ref)):
+                    assert a.dtype == torch.float32 and rel_err(a, b) < 1e-6, (I, H, T, B)
+
+
+@pytest.mark.cpp
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_a_bfloat16_modules_gradients_on_its_weights_as_they_are(name, monkeypatch):
+    """A recorded bfloat16 call's forward and plain backward read the weight matrices as given (bfloat16); its
+    gradients (rounded to bfloat16 by autograd, as the parameters' dtype) equal those of the same call on float32
+    copies of them (sequence._weights16 off) to bfloat16's rounding, T=1 B=4 and T=4 B=4 (16 rows: as stored);
+    and create_graph's gradients too (their scans on float32 copies). In float32 products: bfloat16 ones
+    (where the CPU has them) round a GEMM's operands, which mm_kn16 does not."""
+    from symcell import sequence
+    monkeypatch.setenv("SYMCELL_BF16_PRODUCTS", "0")
+    factory = CASES[name][0]
+    torch.manual_seed(6)
+    cell = factory(backend="cpp").bfloat16()
+    params = list(cell.parameters())
+    for T, B in ((1, 4), (4, 4)):
+        xs, states = random_inputs(cell, T=T, B=B, dtype=torch.bfloat16, seed=3)
+
+        def grads(create_graph=False):
+            ys, final = symcell.scan(cell, tuple(xs), tuple(states))
+            outs = torch.utils._pytree.tree_leaves((ys, final))
+            g = torch.Generator().manual_seed(1)
+            loss = sum((o.float() * torch.randn(o.shape, generator=g)).sum() for o in outs)
+            return torch.autograd.grad(loss, [*xs, *states, *params], create_graph=create_graph)
+        got, twice = grads(), grads(create_graph=True)
+        with monkeypatch.context() as m:
+            m.setattr(sequence, "_weights16", lambda *a: False)
+            want = grads()
+        for a, b, c in zip(got, want, twice):
+            assert a.dtype == b.dtype == c.dtype == torch.bfloat16
+            torch.testing.assert_close(a.float(), b.float(), rtol=2 ** -7, atol=1e-5)
+            torch.testing.assert_close(c.float(), b.float(), rtol=2 ** -7, atol=1e-5)
 
 
 @pytest.mark.cpp

@@ -44,7 +44,7 @@ std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _inits, 
   const scalar_t* bias_ih = sc::ptr<scalar_t>(_params[2]);
   const scalar_t* bias_hh = sc::ptr<scalar_t>(_params[3]);
   const bool _direct = sc::direct(_steps, _batch, sc::is_bf16(_params[0]) || sc::is_bf16(_params[1]));   // the matmuls on their weights as stored
-  // the weight matrices as given (bfloat16 ones read so where the call is direct) or in scalar_t (sc::Weight)
+  // the weight matrices as given (bfloat16 ones read so where _direct) or in scalar_t (sc::Weight)
   const sc::Weight<scalar_t> _w_weight_ih = sc::weight<scalar_t>(_params[0], _direct);
   const scalar_t* weight_ih = _w_weight_ih.stored.p;   // (null where _w_weight_ih is bfloat16)
   const sc::Weight<scalar_t> _w_weight_hh = sc::weight<scalar_t>(_params[1], _direct);
@@ -163,8 +163,8 @@ std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_fi
   sc::expect<scalar_t>(_d_finals[0], {_batch, _n_d_h_new}, "d_finals[0] (d_h_new)", ", with B from xs[0] (x),");
   sc::expect<scalar_t>(_xs[0], {_steps, _batch, _n_x}, "xs[0] (x)");
   sc::expect<scalar_t>(_inits[0], {_batch, _n_h}, "inits[0] (h)", ", with B from xs[0] (x),");
-  sc::expect<scalar_t>(_params[0], {3*_dim_H, _dim_I}, "params[0] (weight_ih)");
-  sc::expect<scalar_t>(_params[1], {3*_dim_H, _dim_H}, "params[1] (weight_hh)");
+  sc::expect_weight<scalar_t>(_params[0], {3*_dim_H, _dim_I}, "params[0] (weight_ih)");
+  sc::expect_weight<scalar_t>(_params[1], {3*_dim_H, _dim_H}, "params[1] (weight_hh)");
   sc::expect<scalar_t>(_params[2], {3*_dim_H}, "params[2] (bias_ih)");
   sc::expect<scalar_t>(_params[3], {3*_dim_H}, "params[3] (bias_hh)");
   sc::expect<scalar_t>(_ys[0], {_steps, _batch, _n_h_new}, "ys[0] (h_new)", ", with T and B from xs[0] (x),");
@@ -175,13 +175,17 @@ std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_fi
   const scalar_t* _init_d_h_new = sc::ptr<scalar_t>(_d_finals[0]);
   const scalar_t* _seq_x = sc::ptr<scalar_t>(_xs[0]);
   const scalar_t* _init_h = sc::ptr<scalar_t>(_inits[0]);
-  const scalar_t* weight_ih = sc::ptr<scalar_t>(_params[0]);
-  const scalar_t* weight_hh = sc::ptr<scalar_t>(_params[1]);
   const scalar_t* bias_ih = sc::ptr<scalar_t>(_params[2]);
   const scalar_t* bias_hh = sc::ptr<scalar_t>(_params[3]);
   const scalar_t* _seq_h_new = sc::ptr<scalar_t>(_ys[0]);
   const scalar_t* _seq_weight_ih_x = sc::ptr<scalar_t>(_res[0]);
   const scalar_t* _seq_weight_hh_h = sc::ptr<scalar_t>(_res[1]);
+  const bool _direct_grads = sc::direct_grads(_steps, _batch, _ld_weight_hh * int64_t(sizeof(scalar_t)), sc::is_bf16(_params[0]) || sc::is_bf16(_params[1]));   // the transposed matmuls on theirs
+  // the weight matrices as given (bfloat16 ones read so where _direct_grads) or in scalar_t (sc::Weight)
+  const sc::Weight<scalar_t> _w_weight_ih = sc::weight<scalar_t>(_params[0], _direct_grads);
+  const scalar_t* weight_ih = _w_weight_ih.stored.p;   // (null where _w_weight_ih is bfloat16)
+  const sc::Weight<scalar_t> _w_weight_hh = sc::weight<scalar_t>(_params[1], _direct_grads);
+  const scalar_t* weight_hh = _w_weight_hh.stored.p;   // (null where _w_weight_hh is bfloat16)
   // _skip: one flag per argument tensor (all zeros), then one per result (not wanted)
   const bool _unwanted_d_x = sc::flag(_skip, 11);
   const bool _unwanted_d_weight_ih = sc::flag(_skip, 13);
@@ -203,7 +207,6 @@ std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_fi
   at::Tensor _t_d_bias_hh = sc::zeros({3*_dim_H}, _opt);
   scalar_t* d_bias_hh = sc::ptr<scalar_t>(_t_d_bias_hh);
   at::Tensor _parts_d_bias_hh = sc::zeros({sc::threads(), _n_d_bias_hh}, _opt);
-  const bool _direct_grads = sc::direct_grads(_steps, _batch, _ld_weight_hh * int64_t(sizeof(scalar_t)));   // the transposed matmuls on theirs
   scalar_t* _wp_0 = sc::ptr<scalar_t>(sc::workspace(0, sc::step_panels_numel(_n_d_weight_hh_h, _dim_H), _opt));   // weight_hh in panels
   if (!_direct_grads) sc::copy_step_panels(weight_hh, _ld_weight_hh, _n_d_weight_hh_h, _dim_H, _wp_0);
   if (_batch * _n_d_h_new > 0) std::memcpy(sc::ptr<scalar_t>(_pp_d_h) + (((_steps - 1) + 1) & 1) * _batch * _n_d_h_new, _init_d_h_new, sizeof(scalar_t) * _batch * _n_d_h_new);
@@ -291,7 +294,7 @@ std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_fi
         });
       }
       // d_h[0:_dim_H] += d_weight_hh_h @ weight_hh[:, 0:_dim_H]
-      if (_direct_grads) sc::mm_kn(_na, _dim_H, _n_d_weight_hh_h, d_weight_hh_h, _n_d_weight_hh_h, weight_hh, _ld_weight_hh, true, d_h, _n_d_h);
+      if (_direct_grads) sc::mm_kn(_na, _dim_H, _n_d_weight_hh_h, d_weight_hh_h, _n_d_weight_hh_h, _w_weight_hh.stored, _ld_weight_hh, true, d_h, _n_d_h);
       else sc::mm_panels(_na, _dim_H, _n_d_weight_hh_h, d_weight_hh_h, _n_d_weight_hh_h, _wp_0, _n_d_weight_hh_h * sc::PANEL, 0, true, d_h, _n_d_h);
       d_h_new = d_h;
     }
@@ -311,7 +314,7 @@ std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_fi
       }
       if (!(_unwanted_d_x)) {
         // d_x[0:_dim_I] += d_weight_ih_x @ weight_ih[:, 0:_dim_I]
-        sc::mm_kn(_steps * _batch, _dim_I, _n_d_weight_ih_x, d_weight_ih_x, _n_d_weight_ih_x, weight_ih, _ld_weight_ih, true, d_x, _n_d_x);
+        sc::mm_kn(_steps * _batch, _dim_I, _n_d_weight_ih_x, d_weight_ih_x, _n_d_weight_ih_x, _w_weight_ih.stored, _ld_weight_ih, true, d_x, _n_d_x);
       }
       if (!(_unwanted_d_weight_ih)) {
         // d_weight_ih[:, 0:_dim_I] = d_weight_ih_x.T @ x

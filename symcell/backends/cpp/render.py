@@ -86,8 +86,11 @@ class ScanRenderer(Renderer):
         self.assigned = {name: firsts for name, firsts in weight_grads_assigned(scan).items()
                          if all(c == (("unwanted", name),) for st in firsts for c in conds.get(id(st), ()))}
         self.assigning = {id(st) for firsts in self.assigned.values() for st in firsts}
-        # the forward's weight matrices it may take in bfloat16 as well as in its dtype (sc::Weight)
-        self.weights16 = set(weights_only(scan)) if scan.name == "forward" else set()
+        # the weight matrices the forward and the backward may take in bfloat16 as well as in their dtype (sc::Weight)
+        self.weights16 = set(weights_only(scan, {"forward": MatMul, "backward": OperandGrad}[scan.name])) \
+            if scan.name in ("forward", "backward") else set()
+        # whether the matmuls read them as stored: a forward's matmuls (_direct), a backward's transposed ones
+        self.direct = "_direct" if scan.name == "forward" else "_direct_grads"
         # a step matmul's one term on a sequence argument (x) may run before the loop (sc::hoist): it is stacked
         # first in the transposed weights, so the recurrent terms are the panels' rows from its width on
         self.hoisted = {}
@@ -249,15 +252,27 @@ class ScanRenderer(Renderer):
         if not given:   # (_direct with the allocations)
             return
         any16 = " || ".join(f"sc::is_bf16({g})" for g in given.values())
-        w(f"const bool _direct = sc::direct(_steps, _batch, {any16});   // the matmuls on their weights as stored")
-        w("// the weight matrices as given (bfloat16 ones read so where the call is direct) or in scalar_t (sc::Weight)")
+        if self.direct == "_direct":
+            w(f"const bool _direct = sc::direct(_steps, _batch, {any16});   // the matmuls on their weights as stored")
+        else:
+            self.direct_grads(any16)
+        w(f"// the weight matrices as given (bfloat16 ones read so where {self.direct}) or in scalar_t (sc::Weight)")
         for name, g in given.items():
-            w(f"const sc::Weight<scalar_t> _w_{name} = sc::weight<scalar_t>({g}, _direct);")
+            w(f"const sc::Weight<scalar_t> _w_{name} = sc::weight<scalar_t>({g}, {self.direct});")
             w(f"const scalar_t* {name} = _w_{name}.stored.p;   // (null where _w_{name} is bfloat16)")
 
+    def direct_grads(self, any16="false"):
+        """_direct_grads: whether a backward's transposed matmuls read their weights as stored (sc::direct_grads;
+        by the widest stride of a step's weights' rows)"""
+        lds = [f"_ld_{w_}" for w_ in sorted({st.weight for st in self.scan.step if isinstance(st, OperandGrad)})]
+        ld = "0" if not lds else lds[0] if len(lds) == 1 else f"std::max({{{', '.join(lds)}}})"
+        w16 = "" if any16 == "false" else f", {any16}"
+        self.w(f"const bool _direct_grads = sc::direct_grads(_steps, _batch, {ld} * int64_t(sizeof(scalar_t)){w16});"
+               "   // the transposed matmuls on theirs")
+
     def stored(self, t):
-        """a term's weight from its first column, as a GEMM on the weights as stored reads it (sc::Stored where the
-        weight may be bfloat16)"""
+        """a matmul term's or a transposed matmul's weight from its first column, as a GEMM on the weights as stored
+        reads it (sc::Stored where the weight may be bfloat16)"""
         if t.weight in self.weights16:
             return _at(f"_w_{t.weight}.stored", t.col_start)
         return _at(t.weight, t.col_start)
@@ -292,11 +307,8 @@ class ScanRenderer(Renderer):
                 w(f"at::Tensor _buf_{b.name} = sc::empty({{_batch, {n}}}, _opt);   // per-step scratch")
             if b.role == Role.CARRY_OUT and b.keep != Keep.ALWAYS:
                 w(f"at::Tensor _pp_{b.name} = sc::empty({{2, _batch, {n}}}, _opt);   // two alternating slots")
-        if self.copies:
-            lds = [f"_ld_{w_}" for w_ in sorted({st.weight for st in scan.step if isinstance(st, OperandGrad)})]
-            ld = lds[0] if len(lds) == 1 else f"std::max({{{', '.join(lds)}}})"   # (their rows' widest stride)
-            w(f"const bool _direct_grads = sc::direct_grads(_steps, _batch, {ld} * int64_t(sizeof(scalar_t)));"
-              "   // the transposed matmuls on theirs")
+        if self.copies and not self.weights16:   # (else with the weights, bind_args)
+            self.direct_grads()
         if self.matmuls and not self.weights16:   # (else with the weights, bind_args)
             w("const bool _direct = sc::direct(_steps, _batch);   // the matmuls on their weights as stored")
         self.hoist_flags()
@@ -701,7 +713,7 @@ class ScanRenderer(Renderer):
         w(f"// {op.value}[{size_str(op.start)}:{size_str(op.stop)}] += {st.src} @ "
           f"{st.weight}[:, {size_str(st.col_start)}:{size_str(st.col_stop)}]")
         dest, n_dest = f"{_at(op.value, op.start)}, {self.n(op.value)}", size_str(op.stop - op.start)
-        stored = (f"sc::mm_kn({self.rows}, {n_dest}, {n_src}, {st.src}, {n_src}, {_at(st.weight, st.col_start)}, "
+        stored = (f"sc::mm_kn({self.rows}, {n_dest}, {n_src}, {st.src}, {n_src}, {self.stored(st)}, "
                   f"_ld_{st.weight}, true, {dest});")
         if id(st) not in self.copies:
             w(stored)

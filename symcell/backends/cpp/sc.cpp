@@ -547,14 +547,16 @@ static bool blas_has_avx512_kernels() {
 // With bfloat16 weights (Weight) the other way first copies them to float32, a pass that reads them and writes
 // twice their bytes before the copies in panels: a call of up to 16 rows in all is direct on every CPU, on
 // mm_stored16 rather than BLAS (benchmarks/bench_weights16.py on the Xeon: LSTM and GRU at H=256-1024, B=1-16,
-// 0.14-0.92x the call's time with float32 copies, session 33).
+// 0.14-0.92x the call's time with float32 copies, session 33), and so are its backward's transposed matmuls, on
+// mm_kn16 (sequence.py hands a recorded call bfloat16 weights only then).
 bool direct(int64_t steps, int64_t batch, bool weights16) {
   const int on = forced("SYMCELL_DIRECT");
   return on >= 0 ? on == 1 : steps * batch <= (weights16 || blas_has_avx512_kernels() ? 16 : 1);
 }
-bool direct_grads(int64_t steps, int64_t batch, int64_t row_bytes) {
+bool direct_grads(int64_t steps, int64_t batch, int64_t row_bytes, bool weights16) {
   const int on = forced("SYMCELL_DIRECT");
-  return on >= 0 ? on == 1 : steps <= 4 && (steps * batch <= 16 || row_bytes <= 2048);
+  if (on >= 0) return on == 1;
+  return weights16 ? steps * batch <= 16 : steps <= 4 && (steps * batch <= 16 || row_bytes <= 2048);
 }
 // C[M,N] (+)= A[M,K] @ W[N,K]^T, W as stored: a matmul when the call reads its weights so (direct)
 template <typename T> void mm_stored(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* W,
@@ -614,7 +616,6 @@ static void stored16_rows(int64_t M, int64_t n0, int64_t n1, int64_t K, const fl
     }
   }
 #endif
-#undef SC_TILE16
   for (; n < n1; ++n) {   // (without AVX-512, and the last rows of W: a dot product the compiler vectorises)
     const uint16_t* w = reinterpret_cast<const uint16_t*>(W + n * ldw);
     for (int64_t m = 0; m < M; ++m) {
@@ -641,7 +642,83 @@ void mm_stored16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, c
     stored16_rows(M, 4 * b0, std::min(N, 4 * b1), K, A, lda, W, ldw, acc, C, ldc);
   });
 }
-// the weight argument `t` as the forward reads it: bfloat16 as stored where the call is direct (and the library's
+// C[M,N] (+)= A[M,K] @ W[K,N], W bfloat16 as stored: a backward's transposed matmul (d_h += d_gates @ W_hh, and
+// d_x after the loop) on the weights a bfloat16 module's call handed in as they are. Each tile of up to 4 of A's
+// rows and 64 of W's columns keeps its 4 x 64 sums in registers while it runs down W's K rows, converting 64 of a
+// row's bfloat16 values to float32 (a bfloat16 is a float32's upper half) and adding their products with each of
+// A's rows' value there; W is read once for every 4 rows of A. Products and sums float32's.
+#if SC_TILE16
+template <int MR> static inline void tile_kn16(const float* a, int64_t lda, const bf16* w, int64_t ldw, int64_t K,
+                                               int64_t width, bool acc, float* c, int64_t ldc) {
+  __m512 s[MR][4];
+  __mmask16 m[4];
+  for (int j = 0; j < 4; ++j) {
+    const int64_t n = std::clamp<int64_t>(width - 16 * j, 0, 16);
+    m[j] = __mmask16((uint32_t(1) << n) - 1);
+    for (int i = 0; i < MR; ++i) s[i][j] = _mm512_setzero_ps();
+  }
+  for (int64_t k = 0; k < K; ++k) {
+    const uint16_t* row = reinterpret_cast<const uint16_t*>(w + k * ldw);
+    __m512 v[4];
+    for (int j = 0; j < 4; ++j)
+      v[j] = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m[j], row + 16 * j)), 16));
+    for (int i = 0; i < MR; ++i) {
+      const __m512 x = _mm512_set1_ps(a[i * lda + k]);
+      for (int j = 0; j < 4; ++j) s[i][j] = _mm512_fmadd_ps(x, v[j], s[i][j]);
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < 4; ++j) {
+      float* out = c + i * ldc + 16 * j;
+      const __m512 r = acc ? _mm512_add_ps(s[i][j], _mm512_maskz_loadu_ps(m[j], out)) : s[i][j];
+      _mm512_mask_storeu_ps(out, m[j], r);
+    }
+}
+#endif
+// (W's columns [n0, n1))
+static void kn16_columns(int64_t M, int64_t n0, int64_t n1, int64_t K, const float* A, int64_t lda, const bf16* W,
+                         int64_t ldw, bool acc, float* C, int64_t ldc) {
+#if SC_TILE16
+  for (int64_t n = n0; n < n1; n += 64) {
+    const int64_t width = std::min<int64_t>(64, n1 - n);
+    int64_t m = 0;
+    for (; m + 4 <= M; m += 4) tile_kn16<4>(A + m * lda, lda, W + n, ldw, K, width, acc, C + m * ldc + n, ldc);
+    switch (M - m) {
+      case 3: tile_kn16<3>(A + m * lda, lda, W + n, ldw, K, width, acc, C + m * ldc + n, ldc); break;
+      case 2: tile_kn16<2>(A + m * lda, lda, W + n, ldw, K, width, acc, C + m * ldc + n, ldc); break;
+      case 1: tile_kn16<1>(A + m * lda, lda, W + n, ldw, K, width, acc, C + m * ldc + n, ldc); break;
+    }
+  }
+#else   // (without AVX-512: a row of C at a time, W's rows added into it, a loop the compiler vectorises)
+  for (int64_t m = 0; m < M; ++m) {
+    float* c = C + m * ldc;
+    if (!acc) zero(c + n0, n1 - n0);
+    for (int64_t k = 0; k < K; ++k) {
+      const float a = A[m * lda + k];
+      const uint16_t* w = reinterpret_cast<const uint16_t*>(W + k * ldw);
+      #pragma omp simd
+      for (int64_t n = n0; n < n1; ++n) {
+        const uint32_t bits = uint32_t(w[n]) << 16;
+        float v;
+        std::memcpy(&v, &bits, sizeof v);
+        c[n] += a * v;
+      }
+    }
+  }
+#endif
+}
+#undef SC_TILE16
+void mm_kn16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const bf16* W, int64_t ldw, bool acc,
+             float* C, int64_t ldc) {
+  if (mm_empty(M, N, K, acc, C, ldc)) return;
+  // blocks of 64 of W's columns, at least ~64K multiply-adds a task (as mm_stored16)
+  const int64_t blocks = (N + 63) / 64, grain = std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, 64 * M * K));
+  at::parallel_for(0, blocks, grain, [&](int64_t b0, int64_t b1) {
+    FlushDenormals ftz;
+    kn16_columns(M, 64 * b0, std::min(N, 64 * b1), K, A, lda, W, ldw, acc, C, ldc);
+  });
+}
+// the weight argument `t` as a scan reads it: bfloat16 as stored where the call is direct (and the library's
 // dtype float), else in the library's dtype, a float32 copy where it came in bfloat16
 template <typename T> Weight<T> weight(const at::Tensor& t, bool direct) {
   Weight<T> w;

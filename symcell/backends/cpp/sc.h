@@ -305,11 +305,12 @@ template <typename T> void mm_stored(int64_t M, int64_t N, int64_t K, const T* A
 template <typename T> void mm_panels(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* Bp,
                                      int64_t ldp, int64_t k0, bool acc, T* C, int64_t ldc);
 // ---- bfloat16 weights read as stored ---------------------------------------------------------------------------
-// A bfloat16 module's call that records no graph hands the forward its weight matrices in bfloat16 where the
-// forward reads them only as a matmul's weights (sequence.py, Kernel.weights16; every other tensor is a float32
-// copy). A call on its weights as stored (direct) multiplies them so, each converted to float32 in registers as
-// it is read (mm_stored16: half float32's bytes from memory, and no float32 copy made first, which took more time
-// than the step); any other call copies them to float32 first. mm_stored16's products and sums are float32's.
+// A bfloat16 module's call hands the forward and the backward its weight matrices in bfloat16 where they read them
+// only as a matmul's (a transposed matmul's) weights (sequence.py's _weights16, Kernel.weights16; every other tensor
+// is a float32 copy). A call on its weights as stored (direct, direct_grads) multiplies them so, each converted to
+// float32 in registers as it is read (mm_stored16, mm_kn16: half float32's bytes from memory, and no float32 copy
+// made first, which took more time than the step); any other call copies them to float32 first. Their products
+// and sums are float32's.
 template <typename T> struct Stored {   // a weight matrix (from a column on) as a GEMM reads it as stored
   const T* p;                           // float weights, or
   const bf16* p16;                      // bfloat16 ones (p null)
@@ -329,6 +330,16 @@ template <typename T> inline void mm_stored(int64_t M, int64_t N, int64_t K, con
     if (W.p16 != nullptr) return mm_stored16(M, N, K, A, lda, W.p16, ldw, acc, C, ldc);
   }
   mm_stored(M, N, K, A, lda, W.p, ldw, acc, C, ldc);
+}
+void mm_kn16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const bf16* W, int64_t ldw, bool acc,
+             float* C, int64_t ldc);
+// C[M,N] (+)= A[M,K] @ W[K,N], W as stored (a backward's transposed matmul: mm_kn)
+template <typename T> inline void mm_kn(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, Stored<T> W,
+                                        int64_t ldw, bool acc, T* C, int64_t ldc) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (W.p16 != nullptr) return mm_kn16(M, N, K, A, lda, W.p16, ldw, acc, C, ldc);
+  }
+  mm_kn(M, N, K, A, lda, W.p, ldw, acc, C, ldc);
 }
 template <typename T> inline void mm_nt(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, Stored<T> W,
                                         int64_t ldw, T* C, int64_t ldc) {
@@ -351,7 +362,7 @@ template <typename T> void clear_last_pairs(const T* Bp, int64_t ldp, int64_t N,
 // terms before the loop (hoist), the weights as stored (direct, direct_grads)
 bool hoist(int64_t B);
 bool direct(int64_t steps, int64_t batch, bool weights16 = false);
-bool direct_grads(int64_t steps, int64_t batch, int64_t row_bytes);
+bool direct_grads(int64_t steps, int64_t batch, int64_t row_bytes, bool weights16 = false);
 // a per-thread buffer reused across calls, freed when its thread ends
 at::Tensor& workspace(int slot, int64_t numel, const at::TensorOptions& opt);
 // The operator's arguments, checked as its kernel reads them (a deployed program calls it with nothing in
