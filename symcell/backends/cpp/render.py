@@ -307,9 +307,10 @@ class ScanRenderer(Renderer):
                 w(f"at::Tensor _buf_{b.name} = sc::empty({{_batch, {n}}}, _opt);   // per-step scratch")
             if b.role == Role.CARRY_OUT and b.keep != Keep.ALWAYS:
                 w(f"at::Tensor _pp_{b.name} = sc::empty({{2, _batch, {n}}}, _opt);   // two alternating slots")
-        if self.copies and not self.weights16:   # (else with the weights, bind_args)
+        # (else with the weights, bind_args: a scan's flag of the two, self.direct)
+        if self.copies and not (self.weights16 and self.direct == "_direct_grads"):
             self.direct_grads()
-        if self.matmuls and not self.weights16:   # (else with the weights, bind_args)
+        if self.matmuls and not (self.weights16 and self.direct == "_direct"):
             w("const bool _direct = sc::direct(_steps, _batch);   // the matmuls on their weights as stored")
         self.hoist_flags()
         self.transposed_weights()

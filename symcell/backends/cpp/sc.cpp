@@ -632,15 +632,20 @@ static void stored16_rows(int64_t M, int64_t n0, int64_t n1, int64_t K, const fl
     }
   }
 }
+// f(n0, n1) on blocks of `width` of C's N columns across the threads, at least ~64K multiply-adds of an M x K by
+// K x width product a task (fewer are not worth a thread's wake-up)
+template <typename F> static void column_blocks(int64_t M, int64_t N, int64_t K, int64_t width, const F& f) {
+  const int64_t blocks = (N + width - 1) / width;
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, width * M * K));
+  at::parallel_for(0, blocks, grain, [&](int64_t b0, int64_t b1) {
+    FlushDenormals ftz;
+    f(width * b0, std::min(N, width * b1));
+  });
+}
 void mm_stored16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const bf16* W, int64_t ldw, bool acc,
                  float* C, int64_t ldc) {
   if (mm_empty(M, N, K, acc, C, ldc)) return;
-  // blocks of 4 of W's rows, at least ~64K multiply-adds a task (fewer are not worth a thread's wake-up)
-  const int64_t blocks = (N + 3) / 4, grain = std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, 4 * M * K));
-  at::parallel_for(0, blocks, grain, [&](int64_t b0, int64_t b1) {
-    FlushDenormals ftz;
-    stored16_rows(M, 4 * b0, std::min(N, 4 * b1), K, A, lda, W, ldw, acc, C, ldc);
-  });
+  column_blocks(M, N, K, 4, [&](int64_t n0, int64_t n1) { stored16_rows(M, n0, n1, K, A, lda, W, ldw, acc, C, ldc); });
 }
 // C[M,N] (+)= A[M,K] @ W[K,N], W bfloat16 as stored: a backward's transposed matmul (d_h += d_gates @ W_hh, and
 // d_x after the loop) on the weights a bfloat16 module's call handed in as they are. Each tile of up to 4 of A's
@@ -711,12 +716,7 @@ static void kn16_columns(int64_t M, int64_t n0, int64_t n1, int64_t K, const flo
 void mm_kn16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const bf16* W, int64_t ldw, bool acc,
              float* C, int64_t ldc) {
   if (mm_empty(M, N, K, acc, C, ldc)) return;
-  // blocks of 64 of W's columns, at least ~64K multiply-adds a task (as mm_stored16)
-  const int64_t blocks = (N + 63) / 64, grain = std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, 64 * M * K));
-  at::parallel_for(0, blocks, grain, [&](int64_t b0, int64_t b1) {
-    FlushDenormals ftz;
-    kn16_columns(M, 64 * b0, std::min(N, 64 * b1), K, A, lda, W, ldw, acc, C, ldc);
-  });
+  column_blocks(M, N, K, 64, [&](int64_t n0, int64_t n1) { kn16_columns(M, n0, n1, K, A, lda, W, ldw, acc, C, ldc); });
 }
 // the weight argument `t` as a scan reads it: bfloat16 as stored where the call is direct (and the library's
 // dtype float), else in the library's dtype, a float32 copy where it came in bfloat16
