@@ -1,7 +1,8 @@
 """One step of a cell, as a decoder or a sampler calls it (x of shape (B, I)): symcell's LSTMCell and GRUCell on
 the cpp backend against nn.LSTMCell and nn.GRUCell with the same weights, with autograd recording, under no_grad,
-and a training step's forward and backward (of the outputs' sum, into the parameters' .grad); and a short sequence (T=4) through a stacked bidirectional LSTM (2 layers: four scans a call) against
-nn.LSTM. At these sizes a call is mostly Python around the kernels, so this measures symcell's per-call overhead.
+and a training step's forward and backward (of the outputs' sum, into the parameters' .grad); and a short
+sequence (T=4) through a stacked bidirectional LSTM (2 layers: four scans a call) against nn.LSTM. At these sizes
+a call is mostly Python around the kernels, so this measures symcell's per-call overhead.
 
     python benchmarks/bench_step.py                      # B=4, I=32, H=64
     python benchmarks/bench_step.py --batch 1 --hidden 256 --rounds 7
