@@ -9,7 +9,6 @@ with the same weights.
 
 Medians of interleaved rounds: each round times every contender once, in turn.
 """
-import argparse
 import os
 import statistics
 
@@ -17,17 +16,11 @@ import torch
 from torch import nn
 
 import symcell
-from measure import cpu_model, per_call_us
+from measure import cpu_model, grid_args, per_call_us
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--batch", type=int, nargs="+", default=[1, 4, 16])
-    ap.add_argument("--hidden", type=int, nargs="+", default=[64, 256])
-    ap.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4, 8])
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--budget-ms", type=float, default=60, help="time per contender per round")
-    args = ap.parse_args()
+    args = grid_args(__doc__, hidden=[64, 256], steps=[1, 2, 4, 8])
     print(f"CPU: {cpu_model()}; torch {torch.__version__}, {torch.get_num_threads()} threads; LSTM, input size = H; "
           f"medians of {args.rounds} rounds (us a call)")
     print("| B | H | T | mode | copies | as stored | default | nn.LSTM | as stored / copies | default / copies |")

@@ -8,7 +8,6 @@ beside nn's module in bfloat16 with the same weights. LSTM and GRU, input size =
 
 Medians of interleaved rounds: each round times every contender once, in turn.
 """
-import argparse
 import statistics
 
 import torch
@@ -16,17 +15,11 @@ from torch import nn
 
 import symcell
 from symcell import sequence
-from measure import cpu_model, per_call_us
+from measure import cpu_model, grid_args, per_call_us
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--batch", type=int, nargs="+", default=[1, 4, 16])
-    ap.add_argument("--hidden", type=int, nargs="+", default=[256, 512, 1024])
-    ap.add_argument("--steps", type=int, nargs="+", default=[1, 4])
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--budget-ms", type=float, default=60, help="time per contender per round")
-    args = ap.parse_args()
+    args = grid_args(__doc__, hidden=[256, 512, 1024], steps=[1, 4])
     print(f"CPU: {cpu_model()}; torch {torch.__version__}, {torch.get_num_threads()} threads; bfloat16, no_grad, "
           f"input size = H; medians of {args.rounds} rounds (us a call)")
     print("| cell | B | H | T | as given | float32 copies | nn | as given / copies | as given / nn | copies / nn |")

@@ -1,4 +1,6 @@
-"""What every benchmark script shares: the CPU model it prints beside its numbers, and one timed call."""
+"""What every benchmark script shares: the CPU model it prints beside its numbers, one timed call, and the
+arguments of a grid of sizes."""
+import argparse
 import platform
 import subprocess
 import time
@@ -26,3 +28,15 @@ def per_call_us(fn, calls):
     for _ in range(calls):
         fn()
     return (time.perf_counter() - t0) / calls * 1e6
+
+
+def grid_args(doc, hidden, steps, batch=(1, 4, 16)):
+    """The arguments of a benchmark over a grid of sizes, parsed: --batch, --hidden and --steps (lists, these
+    defaults), timed in --rounds interleaved rounds of --budget-ms per contender. doc: the script's docstring."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--batch", type=int, nargs="+", default=list(batch))
+    ap.add_argument("--hidden", type=int, nargs="+", default=list(hidden))
+    ap.add_argument("--steps", type=int, nargs="+", default=list(steps))
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--budget-ms", type=float, default=60, help="time per contender per round")
+    return ap.parse_args()
