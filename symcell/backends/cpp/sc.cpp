@@ -548,10 +548,14 @@ static bool blas_has_avx512_kernels() {
 // twice their bytes before the copies in panels: a call of up to 16 rows in all is direct on every CPU, on
 // mm_stored16 rather than BLAS (benchmarks/bench_weights16.py on the Xeon: LSTM and GRU at H=256-1024, B=1-16,
 // 0.14-0.92x the call's time with float32 copies, session 33), and so are its backward's transposed matmuls, on
-// mm_kn16 (sequence.py hands a recorded call bfloat16 weights only then).
+// mm_kn16 (sequence.py hands a recorded call bfloat16 weights only then). With bfloat16 products (vdpbf16ps on the
+// AVX512-BF16 EPYC, session 35) a forward of up to 128 rows in all is direct: 0.43-0.92x the copies' time at 128
+// rows (LSTM and GRU, H=256-1024, B=1-128, T=1-32), 0.72-1.12x at 256, 1.10-1.27x at 1024.
 bool direct(int64_t steps, int64_t batch, bool weights16) {
   const int on = forced("SYMCELL_DIRECT");
-  return on >= 0 ? on == 1 : steps * batch <= (weights16 || blas_has_avx512_kernels() ? 16 : 1);
+  if (on >= 0) return on == 1;
+  if (weights16) return steps * batch <= (products16() ? 128 : 16);
+  return steps * batch <= (blas_has_avx512_kernels() ? 16 : 1);
 }
 bool direct_grads(int64_t steps, int64_t batch, int64_t row_bytes, bool weights16) {
   const int on = forced("SYMCELL_DIRECT");
@@ -564,45 +568,87 @@ template <typename T> void mm_stored(int64_t M, int64_t N, int64_t K, const T* A
   if (mm_empty(M, N, K, acc, C, ldc)) return;
   blas('T', 'N', N, M, K, T(1), W, ldw, A, lda, acc ? T(1) : T(0), C, ldc);
 }
-// C[M,N] (+)= A[M,K] @ W[N,K]^T, W bfloat16 as stored (sc.h's Weight: a bfloat16 module's call on its weights as
-// stored). Each tile of 4 of W's rows and up to 4 of A's converts 16 of W's values a row at a time to float32 in
-// registers (a bfloat16 is a float32's upper half) and adds their products with A's into 16 float32 sums, each
-// reduced once at the end: W is read once for every 4 rows of A, from memory once in all where A's rows are few.
-// (A 16-bit masked load is AVX512BW's and VL's: a CPU with AVX512F alone, Knights Landing, takes the loop below.)
+// The short GEMMs on bfloat16 weights as stored (sc.h's Weight: a bfloat16 module's call on its weights as
+// stored): W's values converted to float32 in registers as they are read (a bfloat16 is a float32's upper half),
+// float32 sums. Their products: float32's, or, where the call's products are bfloat16 (products16, as a longer
+// call's panels multiply), A's rows rounded to bfloat16 first (rounded_rows), and then on an AVX512-BF16 CPU
+// multiplied by vdpbf16ps (two products of bfloat16 pairs into each float32 sum: no conversion, half the
+// instructions: SC_DOT16), elsewhere as float32 values, which the products of two bfloat16 values are exactly.
+// (A 16-bit masked load is AVX512BW's and VL's: a CPU with AVX512F alone, Knights Landing, takes the loops.)
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
 #define SC_TILE16 1
 #else
 #define SC_TILE16 0
 #endif
+#if SC_TILE16 && defined(__AVX512BF16__)
+#define SC_DOT16 1
+#else
+#define SC_DOT16 0
+#endif
+// rows [0, M) of A (row stride lda, K floats) rounded to bfloat16, zero to an even length (the row stride): the
+// calling thread's scratch16 slot 1
+static const bf16* rounded_rows(int64_t M, int64_t K, const float* A, int64_t lda) {
+  bf16* a = scratch16(1, M * even(K));
+  to_bf16(A, lda, M, K, a, even(K), even(K));
+  return a;
+}
+static inline float value(float x) { return x; }
+static inline float value(bf16 x) { return float(x); }
+// (GCC 12 kept a tile's array of sums on the stack, storing them every step of K, unless the loops over them are
+// unrolled before it looks: so they are, explicitly)
+#define SC_UNROLL _Pragma("GCC unroll 16")
 #if SC_TILE16
-template <int MR> static inline void tile16(const float* a, int64_t lda, const bf16* w, int64_t ldw, int64_t K, bool acc,
-                                            float* c, int64_t ldc) {
+// 16 values from p (those of mask m; the rest zero) as float32
+static inline __m512 load16(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
+static inline __m512 load16(const bf16* p, __mmask16 m) {
+  return _mm512_castsi512_ps(
+      _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, reinterpret_cast<const uint16_t*>(p))), 16));
+}
+#endif
+// C[M,N] (+)= A[M,K] @ W[N,K]^T, W bfloat16 as stored. Each tile of 4 of W's rows and up to 4 of A's adds the
+// products of 16 of a row's values at a time (32 pairs with vdpbf16ps) into 16 float32 sums, each reduced once at
+// the end: W is read once for every 4 rows of A, from memory once in all where A's rows are few.
+#if SC_TILE16
+template <int MR, typename TA>
+static inline void tile16(const TA* a, int64_t lda, const bf16* w, int64_t ldw, int64_t K, bool acc, float* c,
+                          int64_t ldc) {
   __m512 s[MR][4];
-  for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < 4; ++j) s[i][j] = _mm512_setzero_ps();
-  auto columns = [&](int64_t k, __mmask16 m) {
-    __m512 v[4];
-    for (int j = 0; j < 4; ++j)
-      v[j] = _mm512_castsi512_ps(_mm512_slli_epi32(
-          _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, reinterpret_cast<const uint16_t*>(w + j * ldw + k))), 16));
-    for (int i = 0; i < MR; ++i) {
-      const __m512 x = _mm512_maskz_loadu_ps(m, a + i * lda + k);
-      for (int j = 0; j < 4; ++j) s[i][j] = _mm512_fmadd_ps(x, v[j], s[i][j]);
+  SC_UNROLL for (int i = 0; i < MR; ++i)
+    SC_UNROLL for (int j = 0; j < 4; ++j) s[i][j] = _mm512_setzero_ps();
+#if SC_DOT16
+  if constexpr (std::is_same_v<TA, bf16>) {
+    for (int64_t k = 0; k < K; k += 32) {
+      const __mmask32 m = K - k >= 32 ? ~__mmask32(0) : __mmask32((uint32_t(1) << (K - k)) - 1);
+      __m512bh v[4];
+      SC_UNROLL for (int j = 0; j < 4; ++j) v[j] = (__m512bh)_mm512_maskz_loadu_epi16(m, w + j * ldw + k);
+      SC_UNROLL for (int i = 0; i < MR; ++i) {
+        const __m512bh x = (__m512bh)_mm512_maskz_loadu_epi16(m, a + i * lda + k);
+        SC_UNROLL for (int j = 0; j < 4; ++j) s[i][j] = _mm512_dpbf16_ps(s[i][j], x, v[j]);
+      }
     }
-  };
-  int64_t k = 0;
-  for (; k + 16 <= K; k += 16) columns(k, __mmask16(0xFFFF));
-  if (k < K) columns(k, __mmask16((1u << (K - k)) - 1));
-  for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < 4; ++j) {
+  } else
+#endif
+  {
+    for (int64_t k = 0; k < K; k += 16) {
+      const __mmask16 m = K - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (K - k)) - 1);
+      __m512 v[4];
+      SC_UNROLL for (int j = 0; j < 4; ++j) v[j] = load16(w + j * ldw + k, m);
+      SC_UNROLL for (int i = 0; i < MR; ++i) {
+        const __m512 x = load16(a + i * lda + k, m);
+        SC_UNROLL for (int j = 0; j < 4; ++j) s[i][j] = _mm512_fmadd_ps(x, v[j], s[i][j]);
+      }
+    }
+  }
+  SC_UNROLL for (int i = 0; i < MR; ++i)
+    SC_UNROLL for (int j = 0; j < 4; ++j) {
       const float r = _mm512_reduce_add_ps(s[i][j]);
       c[i * ldc + j] = acc ? c[i * ldc + j] + r : r;
     }
 }
 #endif
 // (W's rows [n0, n1))
-static void stored16_rows(int64_t M, int64_t n0, int64_t n1, int64_t K, const float* A, int64_t lda, const bf16* W,
-                          int64_t ldw, bool acc, float* C, int64_t ldc) {
+template <typename TA> static void stored16_rows(int64_t M, int64_t n0, int64_t n1, int64_t K, const TA* A, int64_t lda,
+                                                 const bf16* W, int64_t ldw, bool acc, float* C, int64_t ldc) {
   int64_t n = n0;
 #if SC_TILE16
   for (; n + 4 <= n1; n += 4) {
@@ -619,14 +665,14 @@ static void stored16_rows(int64_t M, int64_t n0, int64_t n1, int64_t K, const fl
   for (; n < n1; ++n) {   // (without AVX-512, and the last rows of W: a dot product the compiler vectorises)
     const uint16_t* w = reinterpret_cast<const uint16_t*>(W + n * ldw);
     for (int64_t m = 0; m < M; ++m) {
-      const float* a = A + m * lda;
+      const TA* a = A + m * lda;
       float sum = 0;
       #pragma omp simd reduction(+ : sum)
       for (int64_t k = 0; k < K; ++k) {
         const uint32_t bits = uint32_t(w[k]) << 16;
         float v;
         std::memcpy(&v, &bits, sizeof v);
-        sum += a[k] * v;
+        sum += value(a[k]) * v;
       }
       C[m * ldc + n] = acc ? C[m * ldc + n] + sum : sum;
     }
@@ -645,35 +691,75 @@ template <typename F> static void column_blocks(int64_t M, int64_t N, int64_t K,
 void mm_stored16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const bf16* W, int64_t ldw, bool acc,
                  float* C, int64_t ldc) {
   if (mm_empty(M, N, K, acc, C, ldc)) return;
+  if (products16()) {   // (read here: column_blocks' other threads have their own flag)
+    const bf16* a = rounded_rows(M, K, A, lda);
+    return column_blocks(M, N, K, 4, [&](int64_t n0, int64_t n1) {
+      stored16_rows(M, n0, n1, K, a, even(K), W, ldw, acc, C, ldc);
+    });
+  }
   column_blocks(M, N, K, 4, [&](int64_t n0, int64_t n1) { stored16_rows(M, n0, n1, K, A, lda, W, ldw, acc, C, ldc); });
 }
 // C[M,N] (+)= A[M,K] @ W[K,N], W bfloat16 as stored: a backward's transposed matmul (d_h += d_gates @ W_hh, and
 // d_x after the loop) on the weights a bfloat16 module's call handed in as they are. Each tile of up to 4 of A's
-// rows and 64 of W's columns keeps its 4 x 64 sums in registers while it runs down W's K rows, converting 64 of a
-// row's bfloat16 values to float32 (a bfloat16 is a float32's upper half) and adding their products with each of
-// A's rows' value there; W is read once for every 4 rows of A. Products and sums float32's.
+// rows and 64 of W's columns keeps its 4 x 64 sums in registers while it runs down W's K rows, adding the products
+// of a row's 64 values with each of A's rows' value there; W is read once for every 4 rows of A.
 #if SC_TILE16
-template <int MR> static inline void tile_kn16(const float* a, int64_t lda, const bf16* w, int64_t ldw, int64_t K,
-                                               int64_t width, bool acc, float* c, int64_t ldc) {
+template <int MR, typename TA> static inline void tile_kn16(const TA* a, int64_t lda, const bf16* w, int64_t ldw,
+                                                            int64_t K, int64_t width, bool acc, float* c, int64_t ldc) {
   __m512 s[MR][4];
   __mmask16 m[4];
-  for (int j = 0; j < 4; ++j) {
+  SC_UNROLL for (int j = 0; j < 4; ++j) {
     const int64_t n = std::clamp<int64_t>(width - 16 * j, 0, 16);
     m[j] = __mmask16((uint32_t(1) << n) - 1);
-    for (int i = 0; i < MR; ++i) s[i][j] = _mm512_setzero_ps();
+    SC_UNROLL for (int i = 0; i < MR; ++i) s[i][j] = _mm512_setzero_ps();
   }
-  for (int64_t k = 0; k < K; ++k) {
-    const uint16_t* row = reinterpret_cast<const uint16_t*>(w + k * ldw);
-    __m512 v[4];
-    for (int j = 0; j < 4; ++j)
-      v[j] = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m[j], row + 16 * j)), 16));
-    for (int i = 0; i < MR; ++i) {
-      const __m512 x = _mm512_set1_ps(a[i * lda + k]);
-      for (int j = 0; j < 4; ++j) s[i][j] = _mm512_fmadd_ps(x, v[j], s[i][j]);
+#if SC_DOT16
+  if constexpr (std::is_same_v<TA, bf16>) {
+    // vdpbf16ps multiplies pairs along K: rows k and k + 1 interleaved (unpacklo/hi within each 128-bit lane), so
+    // s[i][2h] sums columns 32h + {0-3, 8-11, 16-19, 24-27} and s[i][2h + 1] the other four of each eight; a's
+    // pair (a[k], a[k + 1]) one 32-bit value (rounded_rows: an even row length, zero past K)
+    __mmask32 m32[2];
+    SC_UNROLL for (int h = 0; h < 2; ++h)
+      m32[h] = __mmask32((uint64_t(1) << std::clamp<int64_t>(width - 32 * h, 0, 32)) - 1);
+    for (int64_t k = 0; k < K; k += 2) {
+      const bf16* r0 = w + k * ldw;
+      __m512bh v[4];
+      SC_UNROLL for (int h = 0; h < 2; ++h) {
+        const __m512i x0 = _mm512_maskz_loadu_epi16(m32[h], r0 + 32 * h);
+        const __m512i x1 = k + 1 < K ? _mm512_maskz_loadu_epi16(m32[h], r0 + ldw + 32 * h) : _mm512_setzero_si512();
+        v[2 * h] = (__m512bh)_mm512_unpacklo_epi16(x0, x1);
+        v[2 * h + 1] = (__m512bh)_mm512_unpackhi_epi16(x0, x1);
+      }
+      SC_UNROLL for (int i = 0; i < MR; ++i) {
+        int32_t bits;
+        std::memcpy(&bits, a + i * lda + k, sizeof bits);
+        const __m512bh x = (__m512bh)_mm512_set1_epi32(bits);
+        SC_UNROLL for (int j = 0; j < 4; ++j) s[i][j] = _mm512_dpbf16_ps(s[i][j], x, v[j]);
+      }
+    }
+    const __m512i first = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+    const __m512i second = _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+    SC_UNROLL for (int i = 0; i < MR; ++i)
+      SC_UNROLL for (int h = 0; h < 2; ++h) {
+        const __m512 lo = s[i][2 * h], hi = s[i][2 * h + 1];
+        s[i][2 * h] = _mm512_permutex2var_ps(lo, first, hi);
+        s[i][2 * h + 1] = _mm512_permutex2var_ps(lo, second, hi);
+      }
+  } else
+#endif
+  {
+    for (int64_t k = 0; k < K; ++k) {
+      const bf16* row = w + k * ldw;
+      __m512 v[4];
+      SC_UNROLL for (int j = 0; j < 4; ++j) v[j] = load16(row + 16 * j, m[j]);
+      SC_UNROLL for (int i = 0; i < MR; ++i) {
+        const __m512 x = _mm512_set1_ps(value(a[i * lda + k]));
+        SC_UNROLL for (int j = 0; j < 4; ++j) s[i][j] = _mm512_fmadd_ps(x, v[j], s[i][j]);
+      }
     }
   }
-  for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < 4; ++j) {
+  SC_UNROLL for (int i = 0; i < MR; ++i)
+    SC_UNROLL for (int j = 0; j < 4; ++j) {
       float* out = c + i * ldc + 16 * j;
       const __m512 r = acc ? _mm512_add_ps(s[i][j], _mm512_maskz_loadu_ps(m[j], out)) : s[i][j];
       _mm512_mask_storeu_ps(out, m[j], r);
@@ -681,8 +767,8 @@ template <int MR> static inline void tile_kn16(const float* a, int64_t lda, cons
 }
 #endif
 // (W's columns [n0, n1))
-static void kn16_columns(int64_t M, int64_t n0, int64_t n1, int64_t K, const float* A, int64_t lda, const bf16* W,
-                         int64_t ldw, bool acc, float* C, int64_t ldc) {
+template <typename TA> static void kn16_columns(int64_t M, int64_t n0, int64_t n1, int64_t K, const TA* A, int64_t lda,
+                                                const bf16* W, int64_t ldw, bool acc, float* C, int64_t ldc) {
 #if SC_TILE16
   for (int64_t n = n0; n < n1; n += 64) {
     const int64_t width = std::min<int64_t>(64, n1 - n);
@@ -699,7 +785,7 @@ static void kn16_columns(int64_t M, int64_t n0, int64_t n1, int64_t K, const flo
     float* c = C + m * ldc;
     if (!acc) zero(c + n0, n1 - n0);
     for (int64_t k = 0; k < K; ++k) {
-      const float a = A[m * lda + k];
+      const float a = value(A[m * lda + k]);
       const uint16_t* w = reinterpret_cast<const uint16_t*>(W + k * ldw);
       #pragma omp simd
       for (int64_t n = n0; n < n1; ++n) {
@@ -713,9 +799,17 @@ static void kn16_columns(int64_t M, int64_t n0, int64_t n1, int64_t K, const flo
 #endif
 }
 #undef SC_TILE16
+#undef SC_DOT16
+#undef SC_UNROLL
 void mm_kn16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const bf16* W, int64_t ldw, bool acc,
              float* C, int64_t ldc) {
   if (mm_empty(M, N, K, acc, C, ldc)) return;
+  if (products16()) {   // (read here, as mm_stored16 does)
+    const bf16* a = rounded_rows(M, K, A, lda);
+    return column_blocks(M, N, K, 64, [&](int64_t n0, int64_t n1) {
+      kn16_columns(M, n0, n1, K, a, even(K), W, ldw, acc, C, ldc);
+    });
+  }
   column_blocks(M, N, K, 64, [&](int64_t n0, int64_t n1) { kn16_columns(M, n0, n1, K, A, lda, W, ldw, acc, C, ldc); });
 }
 // the weight argument `t` as a scan reads it: bfloat16 as stored where the call is direct (and the library's

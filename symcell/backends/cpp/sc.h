@@ -307,10 +307,11 @@ template <typename T> void mm_panels(int64_t M, int64_t N, int64_t K, const T* A
 // ---- bfloat16 weights read as stored ---------------------------------------------------------------------------
 // A bfloat16 module's call hands the forward and the backward its weight matrices in bfloat16 where they read them
 // only as a matmul's (a transposed matmul's) weights (sequence.py's _weights16, Kernel.weights16; every other tensor
-// is a float32 copy). A call on its weights as stored (direct, direct_grads) multiplies them so, each converted to
-// float32 in registers as it is read (mm_stored16, mm_kn16: half float32's bytes from memory, and no float32 copy
-// made first, which took more time than the step); any other call copies them to float32 first. Their products
-// and sums are float32's.
+// is a float32 copy). A call on its weights as stored (direct, direct_grads) multiplies them so, as they are read
+// (mm_stored16, mm_kn16: half float32's bytes from memory, and no float32 copy made first, which took more time
+// than the step); any other call copies them to float32 first. Their sums are float32's; their products bfloat16
+// ones where the call's are (products16: the other operand rounded, as the panels' GEMMs round it), else
+// float32's.
 template <typename T> struct Stored {   // a weight matrix (from a column on) as a GEMM reads it as stored
   const T* p;                           // float weights, or
   const bf16* p16;                      // bfloat16 ones (p null)
