@@ -545,22 +545,23 @@ static bool blas_has_avx512_kernels() {
 #endif
 }
 // With bfloat16 weights (Weight) the other way first copies them to float32, a pass that reads them and writes
-// twice their bytes before the copies in panels: a call of up to 16 rows in all is direct on every CPU, on
-// mm_stored16 rather than BLAS (benchmarks/bench_weights16.py on the Xeon: LSTM and GRU at H=256-1024, B=1-16,
-// 0.14-0.92x the call's time with float32 copies, session 33), and so are its backward's transposed matmuls, on
-// mm_kn16 (sequence.py hands a recorded call bfloat16 weights only then). With bfloat16 products (vdpbf16ps on the
-// AVX512-BF16 EPYC, session 35) a forward of up to 128 rows in all is direct: 0.43-0.92x the copies' time at 128
-// rows (LSTM and GRU, H=256-1024, B=1-128, T=1-32), 0.72-1.12x at 256, 1.10-1.27x at 1024.
+// twice their bytes before the copies in panels: a call of up to 128 rows in all is direct on every CPU, forward
+// (mm_stored16) and backward (mm_kn16; sequence.py hands a recorded call bfloat16 weights only then). Measured
+// first up to 16 rows on the Xeon (benchmarks/bench_weights16.py, LSTM and GRU at H=256-1024, B=1-16: 0.14-0.92x
+// the call's time with float32 copies, session 33); on the AVX512-BF16 EPYC (session 35), LSTM and GRU at
+// H=256-1024, B=1-128, T=1-32: a call without a graph 0.43-0.92x the copies' time at 128 rows (0.72-1.12x at 256,
+// 1.10-1.27x at 1024), a training step at 32-128 rows 0.53-1.01x the time with Python's float32 copies; in
+// float32 products (SYMCELL_BF16_PRODUCTS=0) 0.29-1.06x and 0.73-1.11x.
 bool direct(int64_t steps, int64_t batch, bool weights16) {
   const int on = forced("SYMCELL_DIRECT");
   if (on >= 0) return on == 1;
-  if (weights16) return steps * batch <= (products16() ? 128 : 16);
+  if (weights16) return steps * batch <= 128;
   return steps * batch <= (blas_has_avx512_kernels() ? 16 : 1);
 }
 bool direct_grads(int64_t steps, int64_t batch, int64_t row_bytes, bool weights16) {
   const int on = forced("SYMCELL_DIRECT");
   if (on >= 0) return on == 1;
-  return weights16 ? steps * batch <= 16 : steps <= 4 && (steps * batch <= 16 || row_bytes <= 2048);
+  return weights16 ? steps * batch <= 128 : steps <= 4 && (steps * batch <= 16 || row_bytes <= 2048);
 }
 // C[M,N] (+)= A[M,K] @ W[N,K]^T, W as stored: a matmul when the call reads its weights so (direct)
 template <typename T> void mm_stored(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* W,
