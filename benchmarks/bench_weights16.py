@@ -1,10 +1,13 @@
-"""A bfloat16 module's calls that record no graph, on the cpp backend: the forward handed the weight matrices in
-bfloat16 as they are (multiplied as stored in a call of up to 16 rows in all, sc.h's Weight and mm_stored16)
-against the way before, float32 copies of every parameter made by Python at each call (sequence._weights16 off),
-beside nn's module in bfloat16 with the same weights. LSTM and GRU, input size = H, under torch.no_grad().
+"""A bfloat16 module's calls on the cpp backend: the kernels handed the weight matrices in bfloat16 as they are
+(multiplied as stored in a call of up to 128 rows in all, sc.h's Weight, mm_stored16 and mm_kn16) against the
+way before, float32 copies of every parameter made by Python at each call (sequence._weights16 off), beside nn's
+module in bfloat16 with the same weights. LSTM and GRU, input size = H, under torch.no_grad(); with --train, a
+training step instead (the call recorded, then backward() of its outputs' sum into the parameters' .grad: as
+given up to 128 rows, sequence._ROWS16).
 
     python benchmarks/bench_weights16.py                   # B in 1, 4, 16; H in 256, 512, 1024; T in 1, 4
     python benchmarks/bench_weights16.py --hidden 512 --batch 4 --steps 1 --rounds 5
+    python benchmarks/bench_weights16.py --train --batch 16 64 --steps 2 8
 
 Medians of interleaved rounds: each round times every contender once, in turn.
 """
@@ -19,9 +22,11 @@ from measure import cpu_model, grid_args, per_call_us
 
 
 def main():
-    args = grid_args(__doc__, hidden=[256, 512, 1024], steps=[1, 4])
-    print(f"CPU: {cpu_model()}; torch {torch.__version__}, {torch.get_num_threads()} threads; bfloat16, no_grad, "
-          f"input size = H; medians of {args.rounds} rounds (us a call)")
+    args = grid_args(__doc__, hidden=[256, 512, 1024], steps=[1, 4],
+                     flags={"--train": "a training step (forward and backward) instead of a call under no_grad"})
+    print(f"CPU: {cpu_model()}; torch {torch.__version__}, {torch.get_num_threads()} threads; bfloat16, "
+          f"{'a training step' if args.train else 'no_grad'}, input size = H; medians of {args.rounds} rounds "
+          f"(us a call)")
     print("| cell | B | H | T | as given | float32 copies | nn | as given / copies | as given / nn | copies / nn |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     wanted = sequence._weights16
@@ -35,6 +40,9 @@ def main():
                     x = torch.randn(T, B, H).bfloat16()
 
                     def call(m):
+                        if args.train:
+                            m(x)[0].float().sum().backward()
+                            return
                         with torch.no_grad():
                             m(x)
                     with torch.no_grad():   # (the same answers both ways, to bfloat16's rounding)

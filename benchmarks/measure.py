@@ -30,10 +30,13 @@ def per_call_us(fn, calls):
     return (time.perf_counter() - t0) / calls * 1e6
 
 
-def grid_args(doc, hidden, steps, batch=(1, 4, 16)):
+def grid_args(doc, hidden, steps, batch=(1, 4, 16), flags=None):
     """The arguments of a benchmark over a grid of sizes, parsed: --batch, --hidden and --steps (lists, these
-    defaults), timed in --rounds interleaved rounds of --budget-ms per contender. doc: the script's docstring."""
+    defaults), timed in --rounds interleaved rounds of --budget-ms per contender; `flags`: {--name: help} of the
+    script's own switches. doc: the script's docstring."""
     ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    for flag, text in (flags or {}).items():
+        ap.add_argument(flag, action="store_true", help=text)
     ap.add_argument("--batch", type=int, nargs="+", default=list(batch))
     ap.add_argument("--hidden", type=int, nargs="+", default=list(hidden))
     ap.add_argument("--steps", type=int, nargs="+", default=list(steps))
