@@ -549,7 +549,7 @@ static bool blas_has_avx512_kernels() {
 // (mm_stored16) and backward (mm_kn16; sequence.py hands a recorded call bfloat16 weights only then). Measured
 // first up to 16 rows on the Xeon (benchmarks/bench_weights16.py, LSTM and GRU at H=256-1024, B=1-16: 0.14-0.92x
 // the call's time with float32 copies, session 33); on the AVX512-BF16 EPYC (session 35), LSTM and GRU at
-// H=256-1024, B=1-128, T=1-32: a call without a graph 0.43-0.92x the copies' time at 128 rows (0.72-1.12x at 256,
+// H=256-1024, B=1-128, T=1-32: a call without a graph 0.43-0.92x the copies' time at 128 rows (0.75-1.12x at 256,
 // 1.10-1.27x at 1024), a training step at 32-128 rows 0.53-1.01x the time with Python's float32 copies; in
 // float32 products (SYMCELL_BF16_PRODUCTS=0) 0.29-1.06x and 0.73-1.11x.
 bool direct(int64_t steps, int64_t batch, bool weights16) {
