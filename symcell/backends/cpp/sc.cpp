@@ -607,8 +607,8 @@ static inline __m512 load16(const bf16* p, __mmask16 m) {
 }
 #endif
 // C[M,N] (+)= A[M,K] @ W[N,K]^T, W bfloat16 as stored. Each tile of 4 of W's rows and up to 4 of A's adds the
-// products of 16 of a row's values at a time (32 pairs with vdpbf16ps) into 16 float32 sums, each reduced once at
-// the end: W is read once for every 4 rows of A, from memory once in all where A's rows are few.
+// products of 16 of a row's values at a time (32, in 16 pairs, with vdpbf16ps) into 16 float32 sums, each reduced
+// once at the end: W is read once for every 4 rows of A, from memory once in all where A's rows are few.
 #if SC_TILE16
 template <int MR, typename TA>
 static inline void tile16(const TA* a, int64_t lda, const bf16* w, int64_t ldw, int64_t K, bool acc, float* c,
