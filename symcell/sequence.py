@@ -164,8 +164,8 @@ def _eager(tensors):
 
 
 # A recorded call's weights in bfloat16 only up to the rows (steps x batch) that the cpp kernels multiply as stored
-# (sc::direct and sc::direct_grads with bfloat16 weights): a longer call's forward and backward would each copy them
-# to float32, where one copy made here serves both.
+# (sc::direct and sc::direct_grads with bfloat16 weights: sc.cpp's ROWS16): a longer call's forward and backward
+# would each copy them to float32, where one copy made here serves both.
 _ROWS16 = 128
 
 

@@ -552,16 +552,17 @@ static bool blas_has_avx512_kernels() {
 // H=256-1024, B=1-128, T=1-32: a call without a graph 0.43-0.92x the copies' time at 128 rows (0.75-1.12x at 256,
 // 1.10-1.27x at 1024), a training step at 32-128 rows 0.53-1.01x the time with Python's float32 copies; in
 // float32 products (SYMCELL_BF16_PRODUCTS=0) 0.29-1.06x and 0.73-1.11x.
+constexpr int64_t ROWS16 = 128;   // (sequence.py's _ROWS16 mirrors it)
 bool direct(int64_t steps, int64_t batch, bool weights16) {
   const int on = forced("SYMCELL_DIRECT");
   if (on >= 0) return on == 1;
-  if (weights16) return steps * batch <= 128;
+  if (weights16) return steps * batch <= ROWS16;
   return steps * batch <= (blas_has_avx512_kernels() ? 16 : 1);
 }
 bool direct_grads(int64_t steps, int64_t batch, int64_t row_bytes, bool weights16) {
   const int on = forced("SYMCELL_DIRECT");
   if (on >= 0) return on == 1;
-  return weights16 ? steps * batch <= 128 : steps <= 4 && (steps * batch <= 16 || row_bytes <= 2048);
+  return weights16 ? steps * batch <= ROWS16 : steps <= 4 && (steps * batch <= 16 || row_bytes <= 2048);
 }
 // C[M,N] (+)= A[M,K] @ W[N,K]^T, W as stored: a matmul when the call reads its weights so (direct)
 template <typename T> void mm_stored(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* W,
@@ -593,8 +594,13 @@ static const bf16* rounded_rows(int64_t M, int64_t K, const float* A, int64_t ld
   to_bf16(A, lda, M, K, a, even(K), even(K));
   return a;
 }
+// f(a, lda') on A as the call's products want it: rounded (rounded_rows) where they are bfloat16, else as given
+template <typename F> static void with_operand(int64_t M, int64_t K, const float* A, int64_t lda, const F& f) {
+  if (products16()) return f(rounded_rows(M, K, A, lda), even(K));   // (read here: not in column_blocks' threads)
+  f(A, lda);
+}
 static inline float value(float x) { return x; }
-static inline float value(bf16 x) { return float(x); }
+static inline float value(bf16 x) { return float(x); }   // (a bfloat16 is a float32's upper half)
 // (GCC 12 kept a tile's array of sums on the stack, storing them every step of K, unless the loops over them are
 // unrolled before it looks: so they are, explicitly)
 #define SC_UNROLL _Pragma("GCC unroll 16")
@@ -664,17 +670,12 @@ template <typename TA> static void stored16_rows(int64_t M, int64_t n0, int64_t 
   }
 #endif
   for (; n < n1; ++n) {   // (without AVX-512, and the last rows of W: a dot product the compiler vectorises)
-    const uint16_t* w = reinterpret_cast<const uint16_t*>(W + n * ldw);
+    const bf16* w = W + n * ldw;
     for (int64_t m = 0; m < M; ++m) {
       const TA* a = A + m * lda;
       float sum = 0;
       #pragma omp simd reduction(+ : sum)
-      for (int64_t k = 0; k < K; ++k) {
-        const uint32_t bits = uint32_t(w[k]) << 16;
-        float v;
-        std::memcpy(&v, &bits, sizeof v);
-        sum += value(a[k]) * v;
-      }
+      for (int64_t k = 0; k < K; ++k) sum += value(a[k]) * value(w[k]);
       C[m * ldc + n] = acc ? C[m * ldc + n] + sum : sum;
     }
   }
@@ -692,13 +693,9 @@ template <typename F> static void column_blocks(int64_t M, int64_t N, int64_t K,
 void mm_stored16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const bf16* W, int64_t ldw, bool acc,
                  float* C, int64_t ldc) {
   if (mm_empty(M, N, K, acc, C, ldc)) return;
-  if (products16()) {   // (read here: column_blocks' other threads have their own flag)
-    const bf16* a = rounded_rows(M, K, A, lda);
-    return column_blocks(M, N, K, 4, [&](int64_t n0, int64_t n1) {
-      stored16_rows(M, n0, n1, K, a, even(K), W, ldw, acc, C, ldc);
-    });
-  }
-  column_blocks(M, N, K, 4, [&](int64_t n0, int64_t n1) { stored16_rows(M, n0, n1, K, A, lda, W, ldw, acc, C, ldc); });
+  with_operand(M, K, A, lda, [&](const auto* a, int64_t ld) {
+    column_blocks(M, N, K, 4, [&](int64_t n0, int64_t n1) { stored16_rows(M, n0, n1, K, a, ld, W, ldw, acc, C, ldc); });
+  });
 }
 // C[M,N] (+)= A[M,K] @ W[K,N], W bfloat16 as stored: a backward's transposed matmul (d_h += d_gates @ W_hh, and
 // d_x after the loop) on the weights a bfloat16 module's call handed in as they are. Each tile of up to 4 of A's
@@ -787,14 +784,9 @@ template <typename TA> static void kn16_columns(int64_t M, int64_t n0, int64_t n
     if (!acc) zero(c + n0, n1 - n0);
     for (int64_t k = 0; k < K; ++k) {
       const float a = value(A[m * lda + k]);
-      const uint16_t* w = reinterpret_cast<const uint16_t*>(W + k * ldw);
+      const bf16* w = W + k * ldw;
       #pragma omp simd
-      for (int64_t n = n0; n < n1; ++n) {
-        const uint32_t bits = uint32_t(w[n]) << 16;
-        float v;
-        std::memcpy(&v, &bits, sizeof v);
-        c[n] += a * v;
-      }
+      for (int64_t n = n0; n < n1; ++n) c[n] += a * value(w[n]);
     }
   }
 #endif
@@ -805,13 +797,9 @@ template <typename TA> static void kn16_columns(int64_t M, int64_t n0, int64_t n
 void mm_kn16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const bf16* W, int64_t ldw, bool acc,
              float* C, int64_t ldc) {
   if (mm_empty(M, N, K, acc, C, ldc)) return;
-  if (products16()) {   // (read here, as mm_stored16 does)
-    const bf16* a = rounded_rows(M, K, A, lda);
-    return column_blocks(M, N, K, 64, [&](int64_t n0, int64_t n1) {
-      kn16_columns(M, n0, n1, K, a, even(K), W, ldw, acc, C, ldc);
-    });
-  }
-  column_blocks(M, N, K, 64, [&](int64_t n0, int64_t n1) { kn16_columns(M, n0, n1, K, A, lda, W, ldw, acc, C, ldc); });
+  with_operand(M, K, A, lda, [&](const auto* a, int64_t ld) {
+    column_blocks(M, N, K, 64, [&](int64_t n0, int64_t n1) { kn16_columns(M, n0, n1, K, a, ld, W, ldw, acc, C, ldc); });
+  });
 }
 // the weight argument `t` as a scan reads it: bfloat16 as stored where the call is direct (and the library's
 // dtype float), else in the library's dtype, a float32 copy where it came in bfloat16
