@@ -197,10 +197,16 @@ std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_fi
   scalar_t* _seq_d_weight_ih_x = sc::ptr<scalar_t>(_t_d_weight_ih_x);
   at::Tensor _t_d_weight_hh_h = sc::zeros({_steps, _batch, _n_d_weight_hh_h}, _opt);
   scalar_t* _seq_d_weight_hh_h = sc::ptr<scalar_t>(_t_d_weight_hh_h);
-  at::Tensor _t_d_weight_ih = _steps == 0 ? sc::zeros({3*_dim_H, _dim_I}, _opt) : sc::empty({3*_dim_H, _dim_I}, _opt);
-  scalar_t* d_weight_ih = sc::ptr<scalar_t>(_t_d_weight_ih);
-  at::Tensor _t_d_weight_hh = _steps == 0 ? sc::zeros({3*_dim_H, _dim_H}, _opt) : sc::empty({3*_dim_H, _dim_H}, _opt);
-  scalar_t* d_weight_hh = sc::ptr<scalar_t>(_t_d_weight_hh);
+  const bool _g16_d_weight_ih = sc::is_bf16(_params[0]);   // (so is its gradient)
+  const auto _opt_d_weight_ih = _g16_d_weight_ih ? _opt.dtype(at::kBFloat16) : _opt;
+  at::Tensor _t_d_weight_ih = _steps == 0 ? sc::zeros({3*_dim_H, _dim_I}, _opt_d_weight_ih) : sc::empty({3*_dim_H, _dim_I}, _opt_d_weight_ih);
+  scalar_t* d_weight_ih = _g16_d_weight_ih ? nullptr : sc::ptr<scalar_t>(_t_d_weight_ih);
+  sc::bf16* _p16_d_weight_ih = _g16_d_weight_ih ? sc::ptr<sc::bf16>(_t_d_weight_ih) : nullptr;
+  const bool _g16_d_weight_hh = sc::is_bf16(_params[1]);   // (so is its gradient)
+  const auto _opt_d_weight_hh = _g16_d_weight_hh ? _opt.dtype(at::kBFloat16) : _opt;
+  at::Tensor _t_d_weight_hh = _steps == 0 ? sc::zeros({3*_dim_H, _dim_H}, _opt_d_weight_hh) : sc::empty({3*_dim_H, _dim_H}, _opt_d_weight_hh);
+  scalar_t* d_weight_hh = _g16_d_weight_hh ? nullptr : sc::ptr<scalar_t>(_t_d_weight_hh);
+  sc::bf16* _p16_d_weight_hh = _g16_d_weight_hh ? sc::ptr<sc::bf16>(_t_d_weight_hh) : nullptr;
   at::Tensor _t_d_bias_ih = sc::zeros({3*_dim_H}, _opt);
   scalar_t* d_bias_ih = sc::ptr<scalar_t>(_t_d_bias_ih);
   at::Tensor _parts_d_bias_ih = sc::zeros({sc::threads(), _n_d_bias_ih}, _opt);
@@ -309,8 +315,12 @@ std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_fi
       scalar_t* d_weight_hh_h = _seq_d_weight_hh_h;
       if (!(_unwanted_d_weight_hh)) {
         // d_weight_hh[:, 0:_dim_H] = d_weight_hh_h.T @ h
-        sc::mm_tn<scalar_t>(_n_d_weight_hh_h, _dim_H, _batch, d_weight_hh_h, _n_d_weight_hh_h, _init_h, _n_h, false, d_weight_hh, _ld_d_weight_hh);
-        sc::mm_tn<scalar_t>(_n_d_weight_hh_h, _dim_H, (_steps - 1) * _batch, d_weight_hh_h + _batch * _n_d_weight_hh_h, _n_d_weight_hh_h, _seq_h_new, _n_h, true, d_weight_hh, _ld_d_weight_hh);
+        if (_g16_d_weight_hh) {   // (bfloat16, as its weight)
+          sc::mm_tn16<scalar_t>(_n_d_weight_hh_h, _dim_H, d_weight_hh_h, _n_d_weight_hh_h, _batch, _init_h, _n_h, (_steps - 1) * _batch, _seq_h_new, _n_h, _p16_d_weight_hh, _ld_d_weight_hh);
+        } else {
+          sc::mm_tn<scalar_t>(_n_d_weight_hh_h, _dim_H, _batch, d_weight_hh_h, _n_d_weight_hh_h, _init_h, _n_h, false, d_weight_hh, _ld_d_weight_hh);
+          sc::mm_tn<scalar_t>(_n_d_weight_hh_h, _dim_H, (_steps - 1) * _batch, d_weight_hh_h + _batch * _n_d_weight_hh_h, _n_d_weight_hh_h, _seq_h_new, _n_h, true, d_weight_hh, _ld_d_weight_hh);
+        }
       }
       if (!(_unwanted_d_x)) {
         // d_x[0:_dim_I] += d_weight_ih_x @ weight_ih[:, 0:_dim_I]
@@ -318,7 +328,11 @@ std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_fi
       }
       if (!(_unwanted_d_weight_ih)) {
         // d_weight_ih[:, 0:_dim_I] = d_weight_ih_x.T @ x
-        sc::mm_tn<scalar_t>(_n_d_weight_ih_x, _dim_I, _steps * _batch, d_weight_ih_x, _n_d_weight_ih_x, x, _n_x, false, d_weight_ih, _ld_d_weight_ih);
+        if (_g16_d_weight_ih) {   // (bfloat16, as its weight)
+          sc::mm_tn16<scalar_t>(_n_d_weight_ih_x, _dim_I, d_weight_ih_x, _n_d_weight_ih_x, _steps * _batch, x, _n_x, 0, nullptr, 0, _p16_d_weight_ih, _ld_d_weight_ih);
+        } else {
+          sc::mm_tn<scalar_t>(_n_d_weight_ih_x, _dim_I, _steps * _batch, d_weight_ih_x, _n_d_weight_ih_x, x, _n_x, false, d_weight_ih, _ld_d_weight_ih);
+        }
       }
     }
   }

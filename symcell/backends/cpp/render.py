@@ -20,7 +20,7 @@ import re
 import sympy
 
 from ... import skips
-from ...kernel import Keep, MatMul, OperandGrad, Role, weight_grads_assigned, weights_only, writes
+from ...kernel import Keep, MatMul, OperandGrad, Role, WeightGrad, grad, weight_grads_assigned, weights_only, writes
 from ...printing import Writer, cpp_str, size_str
 from ..base import Renderer
 
@@ -89,6 +89,15 @@ class ScanRenderer(Renderer):
         # the weight matrices the forward and the backward may take in bfloat16 as well as in their dtype (sc::Weight)
         self.weights16 = set(weights_only(scan, {"forward": MatMul, "backward": OperandGrad}[scan.name])) \
             if scan.name in ("forward", "backward") else set()
+        # a backward's gradients of those weights that one GEMM assigns each range of columns (WeightGrad: a state's
+        # operand two calls, its initial rows then the sequence's): in bfloat16 where the weight came so, written so
+        # (sc::mm_tn16) -> {gradient: the weight's argument}
+        given = {name: f"{a.name}[{k}]" for a in scan.args for k, name in enumerate(a.buffers)}
+        self.grads16 = {}
+        for w_ in self.weights16 if scan.name == "backward" else ():
+            writers = [st for st in scan.after if isinstance(st, WeightGrad) and st.dest == grad(w_)]
+            if grad(w_) in self.assigned and len(writers) == len(self.assigned[grad(w_)]):
+                self.grads16[grad(w_)] = given[w_]
         # whether the matmuls read them as stored: a forward's matmuls (_direct), a backward's transposed ones
         self.direct = "_direct" if scan.name == "forward" else "_direct_grads"
         # a step matmul's one term on a sequence argument (x) may run before the loop (sc::hoist): it is stacked
@@ -285,12 +294,21 @@ class ScanRenderer(Renderer):
             n = self.n(b.name)
             if b.role == Role.PARAM_GRAD:
                 shape = ", ".join(size_str(s) for s in b.size)
+                opt = "_opt"
+                if b.name in self.grads16:
+                    w(f"const bool _g16_{b.name} = sc::is_bf16({self.grads16[b.name]});   // (so is its gradient)")
+                    w(f"const auto _opt_{b.name} = _g16_{b.name} ? _opt.dtype(at::kBFloat16) : _opt;")
+                    opt = f"_opt_{b.name}"
                 if b.name in self.assigned:   # (left unwanted, its value does not matter; no steps, no GEMMs)
-                    w(f"at::Tensor _t_{b.name} = _steps == 0 ? sc::zeros({{{shape}}}, _opt) : "
-                      f"sc::empty({{{shape}}}, _opt);")
+                    w(f"at::Tensor _t_{b.name} = _steps == 0 ? sc::zeros({{{shape}}}, {opt}) : "
+                      f"sc::empty({{{shape}}}, {opt});")
                 else:
                     w(f"at::Tensor _t_{b.name} = sc::zeros({{{shape}}}, _opt);")
-                w(f"scalar_t* {b.name} = sc::ptr<scalar_t>(_t_{b.name});")
+                if b.name in self.grads16:
+                    w(f"scalar_t* {b.name} = _g16_{b.name} ? nullptr : sc::ptr<scalar_t>(_t_{b.name});")
+                    w(f"sc::bf16* _p16_{b.name} = _g16_{b.name} ? sc::ptr<sc::bf16>(_t_{b.name}) : nullptr;")
+                else:
+                    w(f"scalar_t* {b.name} = sc::ptr<scalar_t>(_t_{b.name});")
                 if len(b.size) == 1:
                     w(f"at::Tensor _parts_{b.name} = sc::zeros({{sc::threads(), {n}}}, _opt);")
             elif b.role == Role.SEQ:
@@ -728,17 +746,31 @@ class ScanRenderer(Renderer):
         acc = "true" if id(st) not in self.assigning else "false"
         w(f"// {st.dest}[:, {size_str(st.col_start)}:{size_str(st.col_stop)}] {'+' if acc == 'true' else ''}= "
           f"{st.src}.T @ {op.value}")
-        n_src, k = self.n(st.src), size_str(op.stop - op.start)
-        target = f"{_at(st.dest, st.col_start)}, _ld_{st.dest}"
+        n_src, k, n_op = self.n(st.src), size_str(op.stop - op.start), self.n(op.value)
         b = self.buf[op.value]
+        # its rows in parts: (rows, where src's start, where the operand's start)
         if b.role == Role.PREV:   # the states entering each step: the initial state, then the states after 0..T-2
-            w(f"sc::mm_tn<scalar_t>({n_src}, {k}, _batch, {st.src}, {n_src}, "
-              f"{_at(f'_init_{op.value}', op.start)}, {self.n(op.value)}, {acc}, {target});")
-            w(f"sc::mm_tn<scalar_t>({n_src}, {k}, (_steps - 1) * _batch, {st.src} + _batch * {n_src}, {n_src}, "
-              f"{_at(f'_seq_{b.seq}', op.start)}, {self.n(op.value)}, true, {target});")
+            parts = [("_batch", st.src, _at(f"_init_{op.value}", op.start)),
+                     ("(_steps - 1) * _batch", f"{st.src} + _batch * {n_src}", _at(f"_seq_{b.seq}", op.start))]
         else:
-            w(f"sc::mm_tn<scalar_t>({n_src}, {k}, {self.rows}, {st.src}, {n_src}, {_at(op.value, op.start)}, "
-              f"{self.n(op.value)}, {acc}, {target});")
+            parts = [(self.rows, st.src, _at(op.value, op.start))]
+        gemms = [f"sc::mm_tn<scalar_t>({n_src}, {k}, {rows}, {src}, {n_src}, {operand}, {n_op}, "
+                 f"{'true' if j else acc}, {_at(st.dest, st.col_start)}, _ld_{st.dest});"
+                 for j, (rows, src, operand) in enumerate(parts)]
+        if st.dest not in self.grads16:
+            for line in gemms:
+                w(line)
+            return
+        # (one GEMM over both parts' rows: src's are contiguous, the operand's in two places)
+        operands = ", ".join(f"{rows}, {operand}, {n_op}" for rows, _, operand in parts)
+        if len(parts) == 1:
+            operands += ", 0, nullptr, 0"
+        with w.block(f"if (_g16_{st.dest}) {{   // (bfloat16, as its weight)"):
+            w(f"sc::mm_tn16<scalar_t>({n_src}, {k}, {st.src}, {n_src}, {operands}, "
+              f"{_at(f'_p16_{st.dest}', st.col_start)}, _ld_{st.dest});")
+        with w.block("} else {", "}"):
+            for line in gemms:
+                w(line)
 
     def render_HoldEnded(self, st):
         w = self.w

@@ -342,6 +342,19 @@ template <typename T> inline void mm_kn(int64_t M, int64_t N, int64_t K, const T
   }
   mm_kn(M, N, K, A, lda, W.p, ldw, acc, C, ldc);
 }
+// A weight given in bfloat16 gets its gradient in bfloat16 where one GEMM assigns each range of its columns (the
+// renderer's grads16), as nn's bfloat16 modules write theirs: C[M,N] = A[K,M]^T @ B[K,N] into bfloat16, B's
+// K0 + K1 rows from two places (a state's: its initial rows, then those after each step but the last). Without
+// it a short call's backward wrote float32 gradients (from MKL's sgemm, which zeroed them first) that autograd
+// then rounded in a pass of its own (a bfloat16 GRU's training step at H=1024 B=4 T=1: 8.3 ms, 3.3 now).
+void mm_tn_bf16(int64_t M, int64_t N, const float* A, int64_t lda, int64_t K0, const float* B0, int64_t ldb0,
+                int64_t K1, const float* B1, int64_t ldb1, bf16* C, int64_t ldc);
+template <typename T> inline void mm_tn16(int64_t M, int64_t N, const T* A, int64_t lda, int64_t K0, const T* B0,
+                                          int64_t ldb0, int64_t K1, const T* B1, int64_t ldb1, bf16* C, int64_t ldc) {
+  // (a float64 scan takes no bfloat16 weight: expect_weight refuses it)
+  if constexpr (std::is_same_v<T, float>) mm_tn_bf16(M, N, A, lda, K0, B0, ldb0, K1, B1, ldb1, C, ldc);
+  else TORCH_CHECK(false, "symcell: a bfloat16 weight gradient of a ", c10::CppTypeToScalarType<T>::value, " scan");
+}
 template <typename T> inline void mm_nt(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, Stored<T> W,
                                         int64_t ldw, T* C, int64_t ldc) {
   if constexpr (std::is_same_v<T, float>) {
