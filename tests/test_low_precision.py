@@ -562,6 +562,7 @@ def test_a_short_bfloat16_call_on_its_weights_rounds_the_other_operand(Cell, thr
             for a, b in zip(got, want):
                 assert rel_err(a, b) < 1e-6, (I, H, B, rel_err(a, b))
 
+
 @pytest.mark.cpp
 @pytest.mark.parametrize("threads", [2], indirect=True)
 @pytest.mark.parametrize("Cell", [_Affine, _Affine2])
@@ -599,7 +600,6 @@ def test_a_bfloat16_weights_gradient_is_written_in_bfloat16(Cell, threads, monke
             # (float32 sums in another order than float64's: now and then the other neighbour)
             assert (a == e.bfloat16()).double().mean() > 0.97, (T, B, (a == e.bfloat16()).double().mean())
             torch.testing.assert_close(a.double(), e, rtol=2 ** -7, atol=1e-6)
-
 
 
 @pytest.mark.cpp
