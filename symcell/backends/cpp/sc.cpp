@@ -380,38 +380,35 @@ template <typename T> void mm_tn(int64_t M, int64_t N, int64_t K, const T* A, in
 // operands rounded (as mm_tall_tn rounds them), float32 sums rounded once into C: ATen's, which runs oneDNN's
 // bfloat16 GEMM as nn's bfloat16 backward does (benchmarks/bench_weights16.py --train on the AVX512-BF16 EPYC: a
 // training step of up to 128 rows 0.33-0.89x its time with float32 gradients for a GRU at H=512-1024, 0.41-0.98x
-// for an LSTM). Else the float32 GEMMs, their sums rounded into C afterwards.
+// for an LSTM). Else the float32 GEMMs, their sums rounded into C afterwards (as autograd rounded them before).
 void mm_tn_bf16(int64_t M, int64_t N, const float* A, int64_t lda, int64_t K0, const float* B0, int64_t ldb0,
                 int64_t K1, const float* B1, int64_t ldb1, bf16* C, int64_t ldc) {
   if (M == 0 || N == 0) return;
+  // (ATen's ops, dispatched, as libtorch exports no bfloat16 GEMM of its own: the caller's autocast is kept out of
+  // them, which cast an at::mm under an autocast to float16 around the backward, NaN and zeros; out= variants are
+  // not on its list today, and the output's row stride, a range of W's columns, needs one)
+  c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+  at::Tensor c = at::from_blob(C, {M, N}, {ldc, 1}, at::kBFloat16);
   const int64_t K = K0 + K1;
-  const int64_t grain = std::max<int64_t>(1, 65536 / std::max(M, N));   // (rows a thread rounds, at least 64K values)
-  if (!products16()) {
-    at::Tensor t = at::empty({M, N}, at::kFloat);
-    float* sums = t.data_ptr<float>();
-    mm_tn<float>(M, N, K0, A, lda, B0, ldb0, false, sums, N);
-    mm_tn<float>(M, N, K1, A + K0 * lda, lda, B1, ldb1, true, sums, N);
-    at::parallel_for(0, M, grain, [&](int64_t m0, int64_t m1) {
-      to_bf16(sums + m0 * N, N, m1 - m0, N, C + m0 * ldc, ldc, N);
-    });
+  if (!products16()) {   // (rounded as autograd's cast rounded the float32 gradient before: ATen's copy)
+    at::Tensor sums = at::empty({M, N}, at::kFloat);
+    mm_tn<float>(M, N, K0, A, lda, B0, ldb0, false, sums.data_ptr<float>(), N);
+    mm_tn<float>(M, N, K1, A + K0 * lda, lda, B1, ldb1, true, sums.data_ptr<float>(), N);
+    c.copy_(sums);
     return;
   }
   if (K == 0) {
-    for (int64_t m = 0; m < M; ++m) zero(C + m * ldc, N);
+    c.zero_();
     return;
   }
   at::Tensor a = at::empty({K, M}, at::kBFloat16), b = at::empty({K, N}, at::kBFloat16);
   bf16 *a16 = a.data_ptr<bf16>(), *b16 = b.data_ptr<bf16>();
+  const int64_t grain = std::max<int64_t>(1, 65536 / std::max(M, N));   // (rows a thread rounds, at least 64K values)
   at::parallel_for(0, K, grain, [&](int64_t k0, int64_t k1) {
     to_bf16(A + k0 * lda, lda, k1 - k0, M, a16 + k0 * M, M, M);
     for (int64_t k = k0; k < k1; ++k)
       to_bf16(k < K0 ? B0 + k * ldb0 : B1 + (k - K0) * ldb1, 0, 1, N, b16 + k * N, N, N);
   });
-  // (a dispatched op, as libtorch exports no bfloat16 GEMM of its own: the caller's autocast is kept out of it, which
-  // cast an at::mm under an autocast to float16 around the backward, NaN and zeros; out= variants are not on its
-  // list today, and the output's row stride, a range of W's columns, needs one)
-  c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
-  at::Tensor c = at::from_blob(C, {M, N}, {ldc, 1}, at::kBFloat16);
   at::mm_out(c, a.t(), b);
 }
 // C[M,N] = A[M,K] @ W[N,K]^T: a weight as it is stored (the tall GEMMs before the loop: W transposed into
