@@ -89,15 +89,17 @@ class ScanRenderer(Renderer):
         # the weight matrices the forward and the backward may take in bfloat16 as well as in their dtype (sc::Weight)
         self.weights16 = set(weights_only(scan, {"forward": MatMul, "backward": OperandGrad}[scan.name])) \
             if scan.name in ("forward", "backward") else set()
+        # ... each as the entry point reads it, in the arguments' order: {weight: "_params[1]"}
+        self.given16 = {name: f"{a.name}[{k}]" for a in scan.args for k, name in enumerate(a.buffers)
+                        if name in self.weights16}
         # a backward's gradients of those weights that one GEMM assigns each range of columns (WeightGrad: a state's
         # operand two calls, its initial rows then the sequence's): in bfloat16 where the weight came so, written so
         # (sc::mm_tn16) -> {gradient: the weight's argument}
-        given = {name: f"{a.name}[{k}]" for a in scan.args for k, name in enumerate(a.buffers)}
         self.grads16 = {}
-        for w_ in self.weights16 if scan.name == "backward" else ():
+        for w_, arg in self.given16.items() if scan.name == "backward" else ():
             writers = [st for st in scan.after if isinstance(st, WeightGrad) and st.dest == grad(w_)]
             if grad(w_) in self.assigned and len(writers) == len(self.assigned[grad(w_)]):
-                self.grads16[grad(w_)] = given[w_]
+                self.grads16[grad(w_)] = arg
         # whether the matmuls read them as stored: a forward's matmuls (_direct), a backward's transposed ones
         self.direct = "_direct" if scan.name == "forward" else "_direct_grads"
         # a step matmul's one term on a sequence argument (x) may run before the loop (sc::hoist): it is stacked
@@ -256,8 +258,7 @@ class ScanRenderer(Renderer):
                 role = self.buf[name].role
                 var = {Role.SEQ: f"_seq_{name}", Role.PARAM: name}.get(role, f"_init_{name}")
                 w(f"const scalar_t* {var} = sc::ptr<scalar_t>({a.name}[{k}]);")
-        given = {name: f"{a.name}[{k}]" for a in self.scan.args for k, name in enumerate(a.buffers)
-                 if name in self.weights16}
+        given = self.given16
         if not given:   # (_direct with the allocations)
             return
         any16 = " || ".join(f"sc::is_bf16({g})" for g in given.values())
