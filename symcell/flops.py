@@ -44,20 +44,23 @@ def per_row(scan):
 
 
 def count(scan, dims, T, B, skip=()):
-    """The FLOPs of one call of `scan` over T steps of B rows, its dimensions {name: value}, `skip` its flags."""
-    return T * B * _a_row(scan, tuple(sorted(dims.items())), tuple(skip))
+    """The FLOPs of one call of `scan` over T steps of B rows, its dimensions {name: value}, `skip` its flags: T
+    steps of a row's FLOPs, the last step's apart (skips.LAST: what it leaves out, the other steps run)."""
+    row, last_row = _a_row(scan, tuple(sorted(dims.items())), tuple(skip))
+    return (T - 1) * B * row + B * last_row if T > 0 else 0
 
 
-_ROWS = {}   # (id(scan), dims, skip) -> (scan, FLOPs a row): a counted model calls the same few every step
+_ROWS = {}   # (id(scan), dims, skip) -> (scan, FLOPs a row, a row's at the last step): a model calls the same few
 
 
 def _a_row(scan, dims, skip):
     k = (id(scan), dims, skip)
     if k not in _ROWS or _ROWS[k][0] is not scan:
         on, values = skips.on(scan, skip), {dim_symbol(n): v for n, v in dims}
-        _ROWS[k] = scan, sum(int(sympy.sympify(f).subs(values)) for cond, f in per_row(scan)
-                             if not skips.holds(cond, on))
-    return _ROWS[k][1]
+        rows = [[int(sympy.sympify(f).subs(values)) for cond, f in per_row(scan) if not skips.holds(cond, flags)]
+                for flags in (on, on | {skips.LAST})]
+        _ROWS[k] = scan, sum(rows[0]), sum(rows[1])
+    return _ROWS[k][1:]
 
 
 def _sequence_shape(scan, groups):

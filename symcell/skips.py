@@ -4,13 +4,20 @@ these conditions, and flops.py counts the work they leave in.
 A call's flags: one per argument tensor (it is all zeros: callers look at tangents, tangent.py, and say when they
 have none), then one per result (not wanted). A matmul term on a zero argument is left out of its GEMM; a
 transposed matmul or weight gradient on one, or into a result nothing else reads and nobody wants, is not run; a
-region all of whose outputs are such results is not run.
+region all of whose outputs are such results is not run. And at the loop's last step, a step statement that writes
+only carries whose values after it nobody reads but as a result nobody wants (a backward's transposed matmul into
+the initial state's gradient when the initial state needs none: one step's recurrent matmul, a T=1 call's only
+one) is not run.
 
 A condition is a tuple of clauses, any of which holds (or); a clause is a tuple of flags, all of which hold (and);
-a flag is ("zero", buffer) or ("unwanted", buffer). The empty tuple: never left out.
+a flag is ("zero", buffer), ("unwanted", buffer), or LAST: the loop's last step, not one of the call's flags but
+the step's own (a backend tests its loop counter; flops.py counts that step apart).
 """
-from .kernel import MatMul, OperandGrad, Pointwise, Role, WeightGrad, sources
+from .kernel import Keep, MatMul, OperandGrad, Pointwise, Role, WeightGrad, sources, writes
 from .tangent import is_tangent
+
+
+LAST = ("last", "")
 
 
 def flag_names(scan):
@@ -57,7 +64,30 @@ def conditions(scan):
             cond = ()
         if cond:
             skip_if[id(st)] = cond
+    for st, clause in _final_step_only(scan, results):
+        skip_if[id(st)] = skip_if.get(id(st), ()) + (clause,)
     return skip_if, term_off
+
+
+def _final_step_only(scan, results):
+    """-> [(step statement, clause: LAST and its carries' results unwanted)]: the statements whose every output is a
+    CARRY_OUT kept in no sequence, not a result itself, read by no statement after it in the step nor after the
+    loop, its paired CARRY_IN (the value after the last step) a result that nothing after the loop reads. At the
+    last step such a statement's work goes only into unwanted results. (Earlier statements of the step that read
+    the carry, e.g. PassEnded, run before it and are unaffected.)"""
+    buf = {b.name: b for b in scan.buffers}
+    carried = {out: cin for cin, out in scan.carries}
+    after = set().union(*[sources(st) for st in scan.after])
+    found = []
+    for k, st in enumerate(scan.step):
+        if not isinstance(st, (MatMul, OperandGrad, Pointwise)):
+            continue
+        later = set().union(after, *[sources(s) for s in scan.step[k + 1:]])
+        outs = sorted(writes(st))
+        if outs and all(o in carried and buf[o].keep == Keep.NEVER and o not in results and o not in later
+                        and carried[o] in results and carried[o] not in after for o in outs):
+            found.append((st, (LAST, *(("unwanted", carried[o]) for o in outs))))
+    return found
 
 
 def holds(cond, flags):

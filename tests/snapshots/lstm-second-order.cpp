@@ -365,6 +365,7 @@ std::vector<at::Tensor> tangent_backward_impl(at::TensorList _d_ys, at::TensorLi
   const bool _zero__v_weight_hh = sc::flag(_skip, 20);
   const bool _zero__v_h_new = sc::flag(_skip, 23);
   const bool _unwanted__v_d_x = sc::flag(_skip, 26);
+  const bool _unwanted__v_d_h_new = sc::flag(_skip, 27);
   const bool _unwanted__v_d_weight_ih = sc::flag(_skip, 29);
   const bool _unwanted__v_d_weight_hh = sc::flag(_skip, 30);
   at::Tensor _pp_d_h = sc::empty({2, _batch, _n_d_h}, _opt);   // two alternating slots
@@ -391,7 +392,7 @@ std::vector<at::Tensor> tangent_backward_impl(at::TensorList _d_ys, at::TensorLi
   scalar_t* _wp_0 = sc::ptr<scalar_t>(sc::workspace(0, sc::step_panels_numel(_n_d_gates, _dim_H), _opt));   // weight_hh in panels
   if (!_direct_grads) sc::copy_step_panels(weight_hh, _ld_weight_hh, _n_d_gates, _dim_H, _wp_0);
   scalar_t* _wp_1 = sc::ptr<scalar_t>(sc::workspace(1, sc::step_panels_numel(_n_d_gates, _dim_H), _opt));   // _v_weight_hh in panels
-  if (!(_direct_grads || (_zero__v_weight_hh))) sc::copy_step_panels(_v_weight_hh, _ld__v_weight_hh, _n_d_gates, _dim_H, _wp_1);
+  if (!(_direct_grads || (_zero__v_weight_hh || ((_steps <= 1) && _unwanted__v_d_h_new)))) sc::copy_step_panels(_v_weight_hh, _ld__v_weight_hh, _n_d_gates, _dim_H, _wp_1);
   if (_batch * _n_d_h_new > 0) std::memcpy(sc::ptr<scalar_t>(_pp_d_h) + (((_steps - 1) + 1) & 1) * _batch * _n_d_h_new, _init_d_h_new, sizeof(scalar_t) * _batch * _n_d_h_new);
   if (_batch * _n_d_c_new > 0) std::memcpy(sc::ptr<scalar_t>(_pp_d_c) + (((_steps - 1) + 1) & 1) * _batch * _n_d_c_new, _init_d_c_new, sizeof(scalar_t) * _batch * _n_d_c_new);
   if (_batch * _n__v_d_h_new > 0) std::memcpy(sc::ptr<scalar_t>(_pp__v_d_h) + (((_steps - 1) + 1) & 1) * _batch * _n__v_d_h_new, _init__v_d_h_new, sizeof(scalar_t) * _batch * _n__v_d_h_new);
@@ -578,10 +579,12 @@ std::vector<at::Tensor> tangent_backward_impl(at::TensorList _d_ys, at::TensorLi
       // d_h[0:_dim_H] += d_gates @ weight_hh[:, 0:_dim_H]
       if (_direct_grads) sc::mm_kn(_na, _dim_H, _n_d_gates, d_gates, _n_d_gates, weight_hh, _ld_weight_hh, true, d_h, _n_d_h);
       else sc::mm_panels(_na, _dim_H, _n_d_gates, d_gates, _n_d_gates, _wp_0, _n_d_gates * sc::PANEL, 0, true, d_h, _n_d_h);
-      // _v_d_h[0:_dim_H] += _v_d_gates @ weight_hh[:, 0:_dim_H]
-      if (_direct_grads) sc::mm_kn(_na, _dim_H, _n__v_d_gates, _v_d_gates, _n__v_d_gates, weight_hh, _ld_weight_hh, true, _v_d_h, _n__v_d_h);
-      else sc::mm_panels(_na, _dim_H, _n__v_d_gates, _v_d_gates, _n__v_d_gates, _wp_0, _n__v_d_gates * sc::PANEL, 0, true, _v_d_h, _n__v_d_h);
-      if (!(_zero__v_weight_hh)) {
+      if (!((_t == 0) && _unwanted__v_d_h_new)) {
+        // _v_d_h[0:_dim_H] += _v_d_gates @ weight_hh[:, 0:_dim_H]
+        if (_direct_grads) sc::mm_kn(_na, _dim_H, _n__v_d_gates, _v_d_gates, _n__v_d_gates, weight_hh, _ld_weight_hh, true, _v_d_h, _n__v_d_h);
+        else sc::mm_panels(_na, _dim_H, _n__v_d_gates, _v_d_gates, _n__v_d_gates, _wp_0, _n__v_d_gates * sc::PANEL, 0, true, _v_d_h, _n__v_d_h);
+      }
+      if (!(_zero__v_weight_hh || ((_t == 0) && _unwanted__v_d_h_new))) {
         // _v_d_h[0:_dim_H] += d_gates @ _v_weight_hh[:, 0:_dim_H]
         if (_direct_grads) sc::mm_kn(_na, _dim_H, _n_d_gates, d_gates, _n_d_gates, _v_weight_hh, _ld__v_weight_hh, true, _v_d_h, _n__v_d_h);
         else sc::mm_panels(_na, _dim_H, _n_d_gates, d_gates, _n_d_gates, _wp_1, _n_d_gates * sc::PANEL, 0, true, _v_d_h, _n__v_d_h);

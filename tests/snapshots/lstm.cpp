@@ -222,6 +222,7 @@ std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_fi
   const scalar_t* weight_hh = _w_weight_hh.stored.p;   // (null where _w_weight_hh is bfloat16)
   // _skip: one flag per argument tensor (all zeros), then one per result (not wanted)
   const bool _unwanted_d_x = sc::flag(_skip, 13);
+  const bool _unwanted_d_h_new = sc::flag(_skip, 14);
   const bool _unwanted_d_weight_ih = sc::flag(_skip, 16);
   const bool _unwanted_d_weight_hh = sc::flag(_skip, 17);
   at::Tensor _pp_d_h = sc::empty({2, _batch, _n_d_h}, _opt);   // two alternating slots
@@ -247,7 +248,7 @@ std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_fi
   scalar_t* d_bias_hh = sc::ptr<scalar_t>(_t_d_bias_hh);
   at::Tensor _parts_d_bias_hh = sc::zeros({sc::threads(), _n_d_bias_hh}, _opt);
   scalar_t* _wp_0 = sc::ptr<scalar_t>(sc::workspace(0, sc::step_panels_numel(_n_d_gates, _dim_H), _opt));   // weight_hh in panels
-  if (!_direct_grads) sc::copy_step_panels(weight_hh, _ld_weight_hh, _n_d_gates, _dim_H, _wp_0);
+  if (!(_direct_grads || ((_steps <= 1) && _unwanted_d_h_new))) sc::copy_step_panels(weight_hh, _ld_weight_hh, _n_d_gates, _dim_H, _wp_0);
   if (_batch * _n_d_h_new > 0) std::memcpy(sc::ptr<scalar_t>(_pp_d_h) + (((_steps - 1) + 1) & 1) * _batch * _n_d_h_new, _init_d_h_new, sizeof(scalar_t) * _batch * _n_d_h_new);
   if (_batch * _n_d_c_new > 0) std::memcpy(sc::ptr<scalar_t>(_pp_d_c) + (((_steps - 1) + 1) & 1) * _batch * _n_d_c_new, _init_d_c_new, sizeof(scalar_t) * _batch * _n_d_c_new);
   // the time loop, on batch rows [_b0, _b1) (see sc::scan_rows: its weights' bytes choose how it splits)
@@ -339,9 +340,11 @@ std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_fi
           }
         });
       }
-      // d_h[0:_dim_H] += d_gates @ weight_hh[:, 0:_dim_H]
-      if (_direct_grads) sc::mm_kn(_na, _dim_H, _n_d_gates, d_gates, _n_d_gates, _w_weight_hh.stored, _ld_weight_hh, true, d_h, _n_d_h);
-      else sc::mm_panels(_na, _dim_H, _n_d_gates, d_gates, _n_d_gates, _wp_0, _n_d_gates * sc::PANEL, 0, true, d_h, _n_d_h);
+      if (!((_t == 0) && _unwanted_d_h_new)) {
+        // d_h[0:_dim_H] += d_gates @ weight_hh[:, 0:_dim_H]
+        if (_direct_grads) sc::mm_kn(_na, _dim_H, _n_d_gates, d_gates, _n_d_gates, _w_weight_hh.stored, _ld_weight_hh, true, d_h, _n_d_h);
+        else sc::mm_panels(_na, _dim_H, _n_d_gates, d_gates, _n_d_gates, _wp_0, _n_d_gates * sc::PANEL, 0, true, d_h, _n_d_h);
+      }
       d_h_new = d_h;
       d_c_new = d_c;
     }

@@ -78,7 +78,7 @@ class ScanRenderer(Renderer):
         copies = {}
         self.copies = {id(st): copies.setdefault((st.weight, st.col_start, st.col_stop, self.buf[st.src].size), len(copies))
                       for st in scan.step if isinstance(st, OperandGrad)}
-        self.skip_if, self.term_off, self.flags = self._skips()
+        self.skip_if, self.skip_always, self.term_off, self.flags = self._skips()
         # the weight gradients their first GEMMs assign (kernel.weight_grads_assigned), allocated uninitialised
         # where steps run; not one of whose first GEMMs a call may leave out for a zero operand (skips.py: the
         # gradient is zeros then), which stays zeros, accumulated (no zoo cell's scan has one)
@@ -135,22 +135,25 @@ class ScanRenderer(Renderer):
     def _skips(self):
         """What a call may leave out, by its `_skip` flags (skips.py says what), in C++; only the flags some
         statement tests are read.
-        -> ({id(statement): C++ condition to skip it}, {id(matmul): [condition to leave term k out]},
-            {flag: index})"""
+        -> ({id(statement): C++ condition to skip it in the loop}, {id(statement): ... at every step, tested before
+            the loop}, {id(matmul): [condition to leave term k out]}, {flag: index})"""
         index = {f: k for k, f in enumerate(skips.flag_names(self.scan))}
         used = {}
 
-        def text(cond):   # (or of ands; None where never)
+        def text(cond, last):   # (or of ands; None where never)
             def name(f):
+                if f == skips.LAST:   # (the loop's last step: every step is where there is one)
+                    return f"({last})"
                 used[f"_{f[0]}_{f[1]}"] = index[f]
                 return f"_{f[0]}_{f[1]}"
             clauses = [" && ".join(map(name, c)) for c in cond]
             return " || ".join(f"({c})" if len(cond) > 1 and " " in c else c for c in clauses) or None
 
         stmts, terms = skips.conditions(self.scan)
-        skip_if = {k: text(c) for k, c in stmts.items()}
-        term_off = {k: [text(c) for c in conds] for k, conds in terms.items()}
-        return skip_if, term_off, dict(sorted(used.items(), key=lambda kv: kv[1]))
+        skip_if = {k: text(c, "_t == 0" if self.scan.reverse else "_t == _steps - 1") for k, c in stmts.items()}
+        skip_always = {k: text(c, "_steps <= 1") for k, c in stmts.items()}
+        term_off = {k: [text(c, None) for c in conds] for k, conds in terms.items()}
+        return skip_if, skip_always, term_off, dict(sorted(used.items(), key=lambda kv: kv[1]))
 
     def _before_loop(self, name):
         b = self.buf[name]
@@ -422,7 +425,7 @@ class ScanRenderer(Renderer):
             w(f"scalar_t* _wp_{k} = sc::ptr<scalar_t>(sc::workspace({first + k}, sc::step_panels_numel({K}, {N}), "
               f"_opt));   // {st.weight} "
               f"in panels")
-            conds = [self.skip_if.get(id(r)) for r in sts]
+            conds = [self.skip_always.get(id(r)) for r in sts]
             copy = f"sc::copy_step_panels({_at(st.weight, st.col_start)}, _ld_{st.weight}, {K}, {N}, _wp_{k});"
             skip = " && ".join(f"({c})" for c in conds) if None not in conds else None
             w(f"if (!(_direct_grads || {skip})) {copy}" if skip else f"if (!_direct_grads) {copy}")

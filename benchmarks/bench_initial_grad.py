@@ -1,0 +1,62 @@
+"""A training step whose initial state needs no gradient (hx omitted: zeros) against the same step given an initial
+state that needs one, symcell's LSTM and GRU on the cpp backend beside nn's with the same weights: the backward's
+last step multiplies the gates' gradient by W_hh only for an initial state's gradient, which autograd leaves out
+where nobody wants it (skips.LAST), a T=1 call's only recurrent product of its backward. The ratio to read is each
+module's "h0 without / with a gradient".
+
+    python benchmarks/bench_initial_grad.py                              # float32, B in 1, 4, 16; H in 256, 1024
+    python benchmarks/bench_initial_grad.py --bfloat16 --batch 64 --hidden 1024 --steps 1 --rounds 7
+
+Medians of interleaved rounds: each round times every contender once, in turn, after a fifth as many calls untimed,
+every other round in the other order (the call, then backward() of its outputs' sum into the parameters' .grad).
+"""
+import statistics
+
+import torch
+from torch import nn
+
+import symcell
+from measure import cpu_model, grid_args, per_call_us
+
+
+def main():
+    args = grid_args(__doc__, hidden=[256, 1024], steps=[1, 4],
+                     flags={"--bfloat16": "the modules and inputs in bfloat16"})
+    dtype = torch.bfloat16 if args.bfloat16 else torch.float32
+    print(f"CPU: {cpu_model()}; torch {torch.__version__}, {torch.get_num_threads()} threads; {dtype}, a training "
+          f"step, input size = H; medians of {args.rounds} rounds (us a call)")
+    print("| cell | B | H | T | symcell h0 without | with | without / with | nn without | with | without / with | "
+          "symcell / nn, without |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, Ours, Ref in (("LSTM", symcell.cells.LSTM, nn.LSTM), ("GRU", symcell.cells.GRU, nn.GRU)):
+        for H in args.hidden:
+            torch.manual_seed(0)
+            ours, ref = Ours(H, H, backend="cpp").to(dtype), Ref(H, H).to(dtype)
+            ref.load_state_dict(ours.state_dict())
+            for B in args.batch:
+                for T in args.steps:
+                    x = torch.randn(T, B, H, dtype=dtype)
+                    h0 = torch.zeros(1, B, H, dtype=dtype, requires_grad=True)
+                    hx = (h0, torch.zeros(1, B, H, dtype=dtype, requires_grad=True)) if name == "LSTM" else h0
+
+                    def call(m, with_grad):
+                        (m(x, hx) if with_grad else m(x))[0].float().sum().backward()
+                    calls = max(5, int(args.budget_ms * 1e3 / max(per_call_us(lambda: call(ours, True), 3), 1)))
+                    keys = [(m, g) for m in ("ours", "nn") for g in (False, True)]
+                    times = {k: [] for k in keys}
+                    for r in range(args.rounds):
+                        # (every other round in the other order, each after calls of its own: whichever runs first
+                        # after the other module ran was up to 1.4x slower, measured both ways round)
+                        for m, g in keys if r % 2 == 0 else keys[::-1]:
+                            fn = lambda: call(ours if m == "ours" else ref, g)   # noqa: E731
+                            per_call_us(fn, max(2, calls // 5))
+                            times[m, g].append(per_call_us(fn, calls))
+                    t = {k: statistics.median(v) for k, v in times.items()}
+                    print(f"| {name} | {B} | {H} | {T} | {t['ours', False]:.0f} | {t['ours', True]:.0f} | "
+                          f"{t['ours', False] / t['ours', True]:.2f} | {t['nn', False]:.0f} | {t['nn', True]:.0f} | "
+                          f"{t['nn', False] / t['nn', True]:.2f} | {t['ours', False] / t['nn', False]:.2f} |",
+                          flush=True)
+
+
+if __name__ == "__main__":
+    main()
