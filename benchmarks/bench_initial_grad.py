@@ -6,6 +6,11 @@ module's "h0 without / with a gradient".
 
     python benchmarks/bench_initial_grad.py                              # float32, B in 1, 4, 16; H in 256, 1024
     python benchmarks/bench_initial_grad.py --bfloat16 --batch 64 --hidden 1024 --steps 1 --rounds 7
+    python benchmarks/bench_initial_grad.py --compile --steps 1 16   # symcell's module under torch.compile
+
+With --compile symcell's module runs under torch.compile (backend "aot_eager": the operators a compiled graph calls,
+symcell::scan and symcell::scan_backward, without inductor's code around them), whose backward is told which
+gradients are wanted as the eager call's is: x needs none here, so both leave out d_x's GEMM.
 
 Medians of interleaved rounds: each round times every contender once, in turn, after a fifth as many calls untimed,
 every other round in the other order (the call, then backward() of its outputs' sum into the parameters' .grad).
@@ -21,10 +26,12 @@ from measure import cpu_model, grid_args, per_call_us
 
 def main():
     args = grid_args(__doc__, hidden=[256, 1024], steps=[1, 4],
-                     flags={"--bfloat16": "the modules and inputs in bfloat16"})
+                     flags={"--bfloat16": "the modules and inputs in bfloat16",
+                            "--compile": "symcell's module under torch.compile(backend='aot_eager')"})
     dtype = torch.bfloat16 if args.bfloat16 else torch.float32
     print(f"CPU: {cpu_model()}; torch {torch.__version__}, {torch.get_num_threads()} threads; {dtype}, a training "
-          f"step, input size = H; medians of {args.rounds} rounds (us a call)")
+          f"step, input size = H{', symcell compiled (aot_eager)' if args.compile else ''}; medians of {args.rounds} "
+          f"rounds (us a call)")
     print("| cell | B | H | T | symcell h0 without | with | without / with | nn without | with | without / with | "
           "symcell / nn, without |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -33,6 +40,8 @@ def main():
             torch.manual_seed(0)
             ours, ref = Ours(H, H, backend="cpp").to(dtype), Ref(H, H).to(dtype)
             ref.load_state_dict(ours.state_dict())
+            if args.compile:
+                ours = torch.compile(ours, backend="aot_eager", dynamic=False)
             for B in args.batch:
                 for T in args.steps:
                     x = torch.randn(T, B, H, dtype=dtype)

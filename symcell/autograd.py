@@ -194,8 +194,10 @@ class Scan(_Function):
         if key is not None and torch.compiler.is_compiling():
             # compiled autograd traces this backward: the registered operator (ops.py), which it records as one
             # node (the kernel's Python broke its graph, and fullgraph=True failed)
-            d = torch.ops.symcell.scan_backward(key, d_ys, d_fin, xs, inits, params, ys, res, ctx.lengths)
-            return (None, None, None, *d)
+            wanted = ctx.needs_input_grad[3:]
+            d = torch.ops.symcell.scan_backward(key, d_ys, d_fin, xs, inits, params, ys, res, ctx.lengths,
+                                                None if all(wanted) else list(wanted))
+            return (None, None, None, *_keep(d, wanted))
         args = (ctx.kernel, ctx.lengths, _counts(d_ys, d_fin, xs, inits, params, ys, res), ctx.needs_input_grad[3:],
                 *d_ys, *d_fin, *xs, *inits, *params, *ys, *res)
         if plain:

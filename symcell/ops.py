@@ -76,15 +76,20 @@ def _(key, xs, inits, params, save, lengths):
 @torch.library.custom_op("symcell::scan_backward", mutates_args=())
 def scan_backward(key: str, d_ys: List[torch.Tensor], d_finals: List[torch.Tensor], xs: List[torch.Tensor],
                   inits: List[torch.Tensor], params: List[torch.Tensor], ys: List[torch.Tensor],
-                  res: List[torch.Tensor], lengths: Optional[torch.Tensor]) -> List[torch.Tensor]:
-    """gradients of xs, inits and params"""
+                  res: List[torch.Tensor], lengths: Optional[torch.Tensor],
+                  wanted: Optional[List[bool]] = None) -> List[torch.Tensor]:
+    """gradients of xs, inits and params. `wanted`: a bool each (None: all), as the autograd formula below knows
+    them from its ctx.needs_input_grad; an unwanted one has any value (the kernel leaves out the work only it
+    needs: a first layer's d_x GEMM, the product into an initial state's gradient, as the eager path does). (A
+    defaulted argument: a graph that calls the operator without it still runs.)"""
     lengths = _int64(lengths)   # (the forward's, checked there)
-    d_xs, d_inits, d_params = registry.kernel_for(key).backward(d_ys, d_finals, xs, inits, params, ys, res, lengths)
+    d_xs, d_inits, d_params = registry.kernel_for(key).backward(d_ys, d_finals, xs, inits, params, ys, res, lengths,
+                                                                wanted)
     return [t.contiguous() for t in (*d_xs, *d_inits, *d_params)]
 
 
 @scan_backward.register_fake
-def _(key, d_ys, d_finals, xs, inits, params, ys, res, lengths):
+def _(key, d_ys, d_finals, xs, inits, params, ys, res, lengths, wanted=None):
     # contiguous, as the operator returns them (empty_like would keep a strided input's strides: a compiled
     # backward of a batch_first or transposed input failed its stride check)
     return [t.new_empty(t.shape) for t in (*xs, *inits, *params)]
@@ -144,16 +149,26 @@ def _scan_backward(ctx, grads):
         res = scan(ctx.key, xs, inits, params, True, lengths)[len(ys) + len(inits):]
     n_out = len(ys)
     d_ys, d_fin = _zeros(grads[:n_out], ys), _zeros(grads[n_out:n_out + len(inits)], inits)
-    d = scan_backward(ctx.key, d_ys, d_fin, xs, inits, params, ys, list(res), lengths)
+    wanted = [*ctx.needs_input_grad[1], *ctx.needs_input_grad[2], *ctx.needs_input_grad[3]]   # (a bool a tensor)
+    d = scan_backward(ctx.key, d_ys, d_fin, xs, inits, params, ys, list(res), lengths, _unless_all(wanted))
+    d = [g if w else None for g, w in zip(d, wanted)]
     n_in, n_st = len(xs), len(inits)
     return None, d[:n_in], d[n_in:n_in + n_st], d[n_in + n_st:], None, None
+
+
+def _unless_all(wanted):
+    """scan_backward's `wanted`: None where every gradient is (the argument left at its default in the graph)"""
+    return None if all(wanted) else list(wanted)
 
 
 torch.library.register_autograd("symcell::scan", _scan_backward, setup_context=_setup_scan)
 
 
 def _setup_scan_backward(ctx, inputs, output):
-    key, d_ys, d_finals, xs, inits, params, ys, res, lengths = inputs
+    key, d_ys, d_finals, xs, inits, params, ys, res, lengths, wanted = inputs
+    # (the dispatcher drops an argument equal to its default before the autograd formula, which returns one
+    # gradient for each argument it was given: `wanted` only where not None, though setup_context sees it always)
+    ctx.wanted_given = wanted is not None
     ctx.key, ctx.counts = key, _counts(d_ys, d_finals, xs, inits, params, ys, res)
     ctx.set_materialize_grads(False)
     _save(ctx, (*d_ys, *d_finals, *xs, *inits, *params, *ys, *res), lengths)
@@ -176,7 +191,7 @@ def _scan_double_backward(ctx, a):
     n_d, n_in, n_st = len(d_ys) + len(d_fin), len(xs), len(inits)
     g = out[n_d:]
     return (None, out[:len(d_ys)], out[len(d_ys):n_d], g[:n_in], g[n_in:n_in + n_st], g[n_in + n_st:],
-            [None] * len(ys), [None] * len(res), None)
+            [None] * len(ys), [None] * len(res), None, *([None] if ctx.wanted_given else []))
 
 
 torch.library.register_autograd("symcell::scan_backward", _scan_double_backward, setup_context=_setup_scan_backward)
@@ -208,13 +223,17 @@ torch.library.register_autograd("symcell::scan_double_backward", _double_backwar
                                 setup_context=_setup_double_backward)
 
 
-# FlopCounterMode (flops.py): the scans these operators run, whole (their kernels are told of no zero tangents nor
-# unwanted results). The double backward's two tangent scans are the backend's to build, so it is not counted.
+# FlopCounterMode (flops.py): the scans these operators run, whole but for the gradients scan_backward is told are
+# unwanted (its kernels are told of no zero tangents). The double backward's two tangent scans are the backend's to
+# build, so it is not counted.
 @flops.register_flop_formula(torch.ops.symcell.scan)
 def _scan_flops(key, xs, inits, params, save, lengths, out_shape=None, **kwargs):
     return flops.count(registry.program_for(key).forward, registry.parse(key)[1], *xs[0][:2])
 
 
 @flops.register_flop_formula(torch.ops.symcell.scan_backward)
-def _scan_backward_flops(key, d_ys, d_finals, xs, inits, params, ys, res, lengths, out_shape=None, **kwargs):
-    return flops.count(registry.program_for(key).backward, registry.parse(key)[1], *xs[0][:2])
+def _scan_backward_flops(key, d_ys, d_finals, xs, inits, params, ys, res, lengths, wanted=None, out_shape=None,
+                        **kwargs):
+    n_args = sum(map(len, (d_ys, d_finals, xs, inits, params, ys, res)))   # (skips.flag_names' order)
+    skip = [0] * n_args + [int(not w) for w in wanted] if wanted is not None else ()
+    return flops.count(registry.program_for(key).backward, registry.parse(key)[1], *xs[0][:2], skip)

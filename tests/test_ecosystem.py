@@ -42,11 +42,18 @@ def test_opcheck(backend, name):
             torch.library.opcheck(torch.ops.symcell.scan.default, (key, xs, states, params, save, lens))
     # the backward on strided inputs (a batch_first input, a transposed state): its results are contiguous, and
     # its fake says so (a compiled backward checked the fake's strides against them and failed)
-    strided = [x.transpose(0, 1).contiguous().transpose(0, 1) for x in xs]
-    ys, finals, res = cell._kernel(torch.device("cpu")).forward(strided, states, params, True, None)
+    strided = [x.transpose(0, 1).contiguous().transpose(0, 1).detach().requires_grad_() for x in xs]
+    with torch.no_grad():   # (the reference kernel's outputs would carry its graph, freed by the first check)
+        ys, finals, res = cell._kernel(torch.device("cpu")).forward(strided, states, params, True, None)
     d_ys = [torch.randn_like(y) for y in ys]
+    d_fin = [torch.zeros_like(s) for s in states]
     torch.library.opcheck(torch.ops.symcell.scan_backward.default,
-                          (key, d_ys, [torch.zeros_like(s) for s in states], strided, states, params, ys, res, None))
+                          (key, d_ys, d_fin, strided, states, params, ys, res, None))
+    # and told which gradients are wanted (a compiled backward's, from its formula's needs_input_grad): the
+    # operator's own autograd formula then returns a gradient for that argument too (None)
+    wanted = [False] * (len(xs) + len(states)) + [True] * len(params)
+    torch.library.opcheck(torch.ops.symcell.scan_backward.default,
+                          (key, d_ys, d_fin, strided, states, params, ys, res, None, wanted))
 
 
 def test_operator_backward_makes_no_zeros_for_residuals():

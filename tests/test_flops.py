@@ -104,3 +104,57 @@ def test_an_exported_program_counts_the_operator():
     x = torch.randn(T, B, I)
     program = torch.export.export(cell, (x,)).module()
     assert counted(lambda: program(x)) == counted(lambda: cell(x)) == T * B * 2 * (I + H) * 4 * H
+
+
+
+@pytest.mark.cpp
+def test_a_compiled_backward_leaves_out_the_gradients_nobody_wants(monkeypatch):
+    """torch.compile's backward (AOTAutograd's graph of symcell::scan_backward) is told which gradients are wanted,
+    from the autograd formula's ctx.needs_input_grad: an input and initial states that need none (a first layer's,
+    hx omitted) are left out of the kernel's call as in the eager call, with the eager call's parameter gradients.
+    (FlopCounterMode cannot run a compiled frame: the kernel's `wanted` is compared, and the operator counted apart.)"""
+    from symcell.backends.base import Kernel
+    T, B, I, H = 4, 3, 5, 6
+    torch.manual_seed(0)
+    cell = symcell.cells.LSTM(I, H, backend="cpp").double()
+    compiled = torch.compile(cell, fullgraph=True, backend="aot_eager")
+    told = []
+    backward = Kernel.backward
+
+    def spy(self, d_ys, d_finals, xs, inits, params, ys, residuals, lengths=None, wanted=None):
+        told.append(wanted)
+        return backward(self, d_ys, d_finals, xs, inits, params, ys, residuals, lengths, wanted)
+    monkeypatch.setattr(Kernel, "backward", spy)
+
+    def step(m, x):
+        for p in cell.parameters():
+            p.grad = None
+        m(x)[0].sum().backward()
+        return [p.grad for p in cell.parameters()], told.pop()
+    try:
+        for x in (torch.randn(T, B, I, dtype=torch.float64), torch.randn(T, B, I, dtype=torch.float64).requires_grad_()):
+            (want, eager), (got, ours) = step(cell, x), step(compiled, x)
+            assert list(ours) == list(eager) == [x.requires_grad, False, False, True, True, True, True], (ours, eager)
+            for a, b in zip(got, want):
+                torch.testing.assert_close(a, b)
+    finally:
+        torch._dynamo.reset()
+
+
+@pytest.mark.cpp
+def test_the_backward_operator_counts_what_it_is_told_to_leave_out():
+    """symcell::scan_backward's count (a compiled or traced backward's) with `wanted`: the eager call's, whose kernel
+    is told the same"""
+    T, B, I, H = 4, 3, 5, 6
+    cell = symcell.cells.LSTM(I, H, backend="cpp").double()
+    key = cell._bindings[0].kernel_key(torch.device("cpu"))
+    params = list(cell.parameters())
+    x, h0 = torch.randn(T, B, I, dtype=torch.float64), torch.zeros(B, H, dtype=torch.float64)
+    ys, finals, res = registry.kernel_for(key).forward([x], [h0, h0], params, True, None)
+    d_ys = [torch.randn_like(y) for y in ys]
+    args = (key, d_ys, [torch.zeros_like(h0)] * 2, [x], [h0, h0], params, ys, res, None)
+    per_row = 2 * (I + H) * 4 * H   # x @ W_ih.T and h @ W_hh.T, as the backward's transposed matmuls and gradients
+    with torch.no_grad():
+        assert counted(lambda: torch.ops.symcell.scan_backward(*args)) == 2 * T * B * per_row
+        assert counted(lambda: torch.ops.symcell.scan_backward(*args, [False, False, False, True, True, True, True])) \
+            == T * B * per_row + (T - 1) * B * 2 * H * 4 * H   # the weights' gradients, d_h but at t = 0
