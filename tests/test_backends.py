@@ -563,3 +563,39 @@ def test_the_cpp_switches_take_true_and_false_and_refuse_what_they_do_not_unders
         monkeypatch.setenv("SYMCELL_BF16_PRODUCTS", value)
         return scan_op(key, (xs,), (h0, h0), params, None, computing_for=torch.bfloat16)[0][0]
     assert torch.equal(run("false"), run("0")) and torch.equal(run("ON"), run("1"))
+
+
+@pytest.mark.triton
+@pytest.mark.skipif("triton" not in BACKENDS, reason="needs triton (a GPU, or the interpreter)")
+def test_triton_leaves_out_the_gemms_after_the_loop_that_nobody_needs():
+    """The triton backward's GEMMs after its loop (cuBLAS on a GPU) that skips.py says nobody needs are not run: a
+    first layer's d_x, a frozen weight's gradient (FlopCounterMode counts the host code's torch.mm; the kernels'
+    matmuls are not counted). The gradients asked for are the reference backend's."""
+    from torch.utils.flop_counter import FlopCounterMode
+    T, B, I, H = 3, 2, 5, 4
+    dev = DEVICE["triton"]
+    torch.manual_seed(0)
+    ref = symcell.cells.LSTM(I, H, backend="reference")
+    cell = symcell.cells.LSTM(I, H, backend="triton").to(dev)
+    cell.load_state_dict(ref.state_dict())
+    x = torch.randn(T, B, I)
+
+    def run(m, x_grad, frozen):
+        for n, p in m.named_parameters():
+            p.requires_grad_(n != frozen)
+            p.grad = None
+        xs = x.to(next(m.parameters()).device).requires_grad_(x_grad)
+        with FlopCounterMode(display=False) as fc:
+            m(xs)[0].sum().backward()
+        return fc.get_total_flops(), [t.grad for t in (xs, *m.parameters())]
+    gemm = T * B * 2 * I * 4 * H   # d_x, or the gradient of weight_ih: (T*B, 4H) by (4H, I)
+    counts = {}
+    for x_grad, frozen in ((True, None), (False, None), (False, "weight_ih_l0")):
+        counts[x_grad, frozen], got = run(cell, x_grad, frozen)
+        _, want = run(ref, x_grad, frozen)
+        for a, b in zip(got, want):
+            assert (a is None) == (b is None)
+            if a is not None:
+                assert rel_err(a.cpu(), b) < 1e-4
+    assert counts[True, None] - counts[False, None] == gemm
+    assert counts[False, None] - counts[False, "weight_ih_l0"] == gemm

@@ -8,8 +8,9 @@ whole (T, B, n) sequence is `_v_seq`, an initial value passed in is `_v_init`.
 import torch
 import torch.nn.functional as _F
 
+from .. import skips
 from ..functions import TORCH_HELPERS
-from ..kernel import Keep, Role, assigns
+from ..kernel import Keep, OperandGrad, Role, WeightGrad, assigns
 from ..printing import torch_str
 from .base import Renderer
 
@@ -54,6 +55,10 @@ class ScanRenderer(Renderer):
     """One scan as one Python function. Subclasses render the loop (`loop`)."""
 
     MM = "torch.mm"   # the function the GEMMs over all T*B rows call (the triton backend's: its _mm)
+    # whether the entry point takes `_skip` flags (skips.py) and leaves out the transposed matmuls and weight
+    # gradients of its phases before and after the loop that they say nobody needs (the triton backend's host GEMMs:
+    # a first layer's d_x, a frozen weight's gradient); the reference backend, the oracle, runs every statement
+    SKIPS = False
 
     def __init__(self, program, scan, w):
         self.program, self.scan, self.w = program, scan, w
@@ -62,16 +67,46 @@ class ScanRenderer(Renderer):
         self.like = seq(scan.first_seq)     # a tensor new ones are made like
         self.rows = "_B"                    # the rows a statement works on: _B in the step, _T * _B outside
         self.allocated = set()
+        self.skip_if, self.flags = self._skips() if self.SKIPS else ({}, {})
+
+    def _skips(self):
+        """-> ({id(statement): Python condition to leave it out}, {flag variable: its index in _skip}) for the
+        OperandGrad and WeightGrad statements before and after the loop (each adds into a buffer allocated with
+        zeros, which stays so); a clause at the loop's last step (skips.LAST) is the kernel's, not theirs"""
+        index = {f: k for k, f in enumerate(skips.flag_names(self.scan))}
+        conds, flags = skips.conditions(self.scan)[0], {}
+        skip_if = {}
+        for st in (*self.scan.before, *self.scan.after):
+            clauses = [c for c in conds.get(id(st), ()) if skips.LAST not in c]
+            if isinstance(st, (OperandGrad, WeightGrad)) and clauses:
+                for c in clauses:
+                    flags.update({f"_{f[0]}_{f[1]}": index[f] for f in c})
+                skip_if[id(st)] = " or ".join(" and ".join(f"_{f[0]}_{f[1]}" for f in c) for c in clauses)
+        return skip_if, dict(sorted(flags.items(), key=lambda kv: kv[1]))
+
+    def render(self, st):
+        cond = self.skip_if.get(id(st))
+        if cond is None:
+            return super().render(st)
+        self.w(f"if not ({cond}):")
+        with self.w.block():
+            super().render(st)
 
     # --- the entry point --------------------------------------------------------------------------------
     def function(self):
         w, scan = self.w, self.scan
         flags = ", _save" if scan.save else ""
-        w(f"def {scan.name}({', '.join(a.name for a in scan.args)}{flags}, _lengths=None):")
+        w(f"def {scan.name}({', '.join(a.name for a in scan.args)}{flags}, _lengths=None"
+          f"{', _skip=()' if self.SKIPS else ''}):")
         with w.block():
             for a in scan.args:
                 if a.buffers:
                     w(f"{', '.join(self.arg_var(b) for b in a.buffers)}, = {a.name}")
+            if self.flags:
+                w("# _skip: one flag per argument tensor (all zeros), then one per result (not wanted); those not "
+                  "given are off")
+            for name, k in self.flags.items():
+                w(f"{name} = len(_skip) > {k} and bool(_skip[{k}])")
             w(f"_T, _B = {self.like}.shape[0], {self.like}.shape[1]")
             self.allocate()
             if scan.before:

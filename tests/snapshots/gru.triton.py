@@ -400,7 +400,7 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih,
                     tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ck < 16)[None, :])
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
 
-def forward(_xs, _inits, _params, _save, _lengths=None):
+def forward(_xs, _inits, _params, _save, _lengths=None, _skip=()):
     _x_seq, = _xs
     _h_init, = _inits
     weight_ih, weight_hh, bias_ih, bias_hh, = _params
@@ -424,7 +424,7 @@ def forward(_xs, _inits, _params, _save, _lengths=None):
     h = _h_new_pp[_T % 2].clone()   # the carry after the last step
     return [_h_new_seq, h] + ([_weight_ih_x_seq, _weight_hh_h_seq] if _save else [])
 
-def backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _lengths=None):
+def backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _lengths=None, _skip=()):
     __dys_h_seq, = _d_ys
     _d_h_new_init, = _d_finals
     _x_seq, = _xs
@@ -432,6 +432,10 @@ def backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _lengths=None):
     weight_ih, weight_hh, bias_ih, bias_hh, = _params
     _h_new_seq, = _ys
     _weight_ih_x_seq, _weight_hh_h_seq, = _res
+    # _skip: one flag per argument tensor (all zeros), then one per result (not wanted); those not given are off
+    _unwanted_d_x = len(_skip) > 11 and bool(_skip[11])
+    _unwanted_d_weight_ih = len(_skip) > 13 and bool(_skip[13])
+    _unwanted_d_weight_hh = len(_skip) > 14 and bool(_skip[14])
     _T, _B = _x_seq.shape[0], _x_seq.shape[1]
     _d_x_seq = _x_seq.new_zeros((_T, _B, 8))
     _d_weight_ih_x_seq = _x_seq.new_zeros((_T, _B, 48))
@@ -469,8 +473,11 @@ def backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _lengths=None):
         d_bias_ih[0:16] += _sum_rows(_rs2)
         d_bias_hh[0:16] += _sum_rows(_rs2)
         d_bias_hh[32:48] += _sum_rows(_rs3)
-        d_weight_hh += _mm(d_weight_hh_h.t(), h)
-        d_x += _mm(d_weight_ih_x, weight_ih)
-        d_weight_ih += _mm(d_weight_ih_x.t(), x)
+        if not (_unwanted_d_weight_hh):
+            d_weight_hh += _mm(d_weight_hh_h.t(), h)
+        if not (_unwanted_d_x):
+            d_x += _mm(d_weight_ih_x, weight_ih)
+        if not (_unwanted_d_weight_ih):
+            d_weight_ih += _mm(d_weight_ih_x.t(), x)
     return [_d_x_seq, d_h_new, d_weight_ih, d_weight_hh, d_bias_ih, d_bias_hh]
 

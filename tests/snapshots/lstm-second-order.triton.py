@@ -588,7 +588,7 @@ def _tangent_backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_
                 tl.store(_ga, tl.load(_ga, mask=_rmask[:, None] & (_ck < 16)[None, :], other=0.0) + (_acc), mask=_rmask[:, None] & (_ck < 16)[None, :])
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
 
-def tangent_forward(_xs, _inits, _params, _ys, _res, _v_xs, _v_inits, _v_params, _save, _lengths=None):
+def tangent_forward(_xs, _inits, _params, _ys, _res, _v_xs, _v_inits, _v_params, _save, _lengths=None, _skip=()):
     _x_seq, = _xs
     _h_init, _c_init, = _inits
     weight_ih, weight_hh, bias_ih, bias_hh, = _params
@@ -618,7 +618,7 @@ def tangent_forward(_xs, _inits, _params, _ys, _res, _v_xs, _v_inits, _v_params,
     _v_c = __v_c_new_pp[_T % 2].clone()   # the carry after the last step
     return [__v_h_new_seq, _v_h, _v_c] + ([__v_gates_seq, __v_c_new_seq] if _save else [])
 
-def tangent_backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _v_d_ys, _v_d_finals, _v_xs, _v_inits, _v_params, _v_ys, _v_res, _lengths=None):
+def tangent_backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _v_d_ys, _v_d_finals, _v_xs, _v_inits, _v_params, _v_ys, _v_res, _lengths=None, _skip=()):
     __dys_h_seq, = _d_ys
     _d_h_new_init, _d_c_new_init, = _d_finals
     _x_seq, = _xs
@@ -633,6 +633,14 @@ def tangent_backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _v_d_ys,
     _v_weight_ih, _v_weight_hh, _v_bias_ih, _v_bias_hh, = _v_params
     __v_h_new_seq, = _v_ys
     __v_gates_seq, __v_c_new_seq, = _v_res
+    # _skip: one flag per argument tensor (all zeros), then one per result (not wanted); those not given are off
+    _zero__v_x = len(_skip) > 16 and bool(_skip[16])
+    _zero__v_h = len(_skip) > 17 and bool(_skip[17])
+    _zero__v_weight_ih = len(_skip) > 19 and bool(_skip[19])
+    _zero__v_h_new = len(_skip) > 23 and bool(_skip[23])
+    _unwanted__v_d_x = len(_skip) > 26 and bool(_skip[26])
+    _unwanted__v_d_weight_ih = len(_skip) > 29 and bool(_skip[29])
+    _unwanted__v_d_weight_hh = len(_skip) > 30 and bool(_skip[30])
     _T, _B = _x_seq.shape[0], _x_seq.shape[1]
     _d_gates_seq = _x_seq.new_zeros((_T, _B, 64))
     __v_d_x_seq = _x_seq.new_zeros((_T, _B, 8))
@@ -680,11 +688,17 @@ def tangent_backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _v_d_ys,
         _v_d_bias_hh[0:16] += _sum_rows(_v__rs2)
         _v_d_bias_ih[32:48] += _sum_rows(_v__rs3)
         _v_d_bias_hh[32:48] += _sum_rows(_v__rs3)
-        _v_d_x += _mm(_v_d_gates, weight_ih)
-        _v_d_x += _mm(d_gates, _v_weight_ih)
-        _v_d_weight_ih += _mm(_v_d_gates.t(), x)
-        _v_d_weight_ih += _mm(d_gates.t(), _v_x)
-        _v_d_weight_hh += _mm(_v_d_gates.t(), h)
-        _v_d_weight_hh += _mm(d_gates.t(), _v_h)
+        if not (_unwanted__v_d_x):
+            _v_d_x += _mm(_v_d_gates, weight_ih)
+        if not (_zero__v_weight_ih or _unwanted__v_d_x):
+            _v_d_x += _mm(d_gates, _v_weight_ih)
+        if not (_unwanted__v_d_weight_ih):
+            _v_d_weight_ih += _mm(_v_d_gates.t(), x)
+        if not (_zero__v_x or _unwanted__v_d_weight_ih):
+            _v_d_weight_ih += _mm(d_gates.t(), _v_x)
+        if not (_unwanted__v_d_weight_hh):
+            _v_d_weight_hh += _mm(_v_d_gates.t(), h)
+        if not (_zero__v_h and _zero__v_h_new or _unwanted__v_d_weight_hh):
+            _v_d_weight_hh += _mm(d_gates.t(), _v_h)
     return [__v_d_x_seq, _v_d_h_new, _v_d_c_new, _v_d_weight_ih, _v_d_weight_hh, _v_d_bias_ih, _v_d_bias_hh]
 

@@ -229,13 +229,15 @@ def _interpreter_imported():
 
 
 def _float32_only(entry):
-    """the kernels accumulate in float32: other dtypes would lose precision silently"""
-    def checked(*args):
+    """the kernels accumulate in float32: other dtypes would lose precision silently. (The entry takes `skip=`
+    flags, base.py's: the host code leaves out the GEMMs after the loop that they say nobody needs.)"""
+    def checked(*args, skip=()):
         dtype = next(t.dtype for group in args if isinstance(group, list) for t in group)
         if dtype != torch.float32:
             raise DtypeError(f"backend='triton' computes in float32; got {dtype} (the input, the states and the "
                              "parameters: one dtype). Use .float(), or the cpp or reference backend for float64")
-        return entry(*args)
+        return entry(*args, _skip=skip)
+    checked.skips = True
     return checked
 
 

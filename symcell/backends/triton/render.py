@@ -1309,6 +1309,7 @@ class Host(ScanRenderer):
     """The host function of a scan: torch code before and after, the kernel launch for the loop."""
 
     MM = "_mm"   # (symcell.backends.triton._mm: a 16-bit module's GEMMs in its dtype on a GPU's tensor cores)
+    SKIPS = True   # (the GEMMs after the loop nobody needs left out: a first layer's d_x, a frozen weight's gradient)
 
     def __init__(self, program, scan, w, kernel):
         super().__init__(program, scan, w)
