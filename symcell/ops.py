@@ -150,15 +150,11 @@ def _scan_backward(ctx, grads):
     n_out = len(ys)
     d_ys, d_fin = _zeros(grads[:n_out], ys), _zeros(grads[n_out:n_out + len(inits)], inits)
     wanted = [*ctx.needs_input_grad[1], *ctx.needs_input_grad[2], *ctx.needs_input_grad[3]]   # (a bool a tensor)
-    d = scan_backward(ctx.key, d_ys, d_fin, xs, inits, params, ys, list(res), lengths, _unless_all(wanted))
+    d = scan_backward(ctx.key, d_ys, d_fin, xs, inits, params, ys, list(res), lengths,
+                      None if all(wanted) else wanted)   # (None: the argument left at its default in the graph)
     d = [g if w else None for g, w in zip(d, wanted)]
     n_in, n_st = len(xs), len(inits)
     return None, d[:n_in], d[n_in:n_in + n_st], d[n_in + n_st:], None, None
-
-
-def _unless_all(wanted):
-    """scan_backward's `wanted`: None where every gradient is (the argument left at its default in the graph)"""
-    return None if all(wanted) else list(wanted)
 
 
 torch.library.register_autograd("symcell::scan", _scan_backward, setup_context=_setup_scan)
