@@ -106,7 +106,6 @@ def test_an_exported_program_counts_the_operator():
     assert counted(lambda: program(x)) == counted(lambda: cell(x)) == T * B * 2 * (I + H) * 4 * H
 
 
-
 @pytest.mark.cpp
 def test_a_compiled_backward_leaves_out_the_gradients_nobody_wants(monkeypatch):
     """torch.compile's backward (AOTAutograd's graph of symcell::scan_backward) is told which gradients are wanted,
@@ -132,7 +131,8 @@ def test_a_compiled_backward_leaves_out_the_gradients_nobody_wants(monkeypatch):
         m(x)[0].sum().backward()
         return [p.grad for p in cell.parameters()], told.pop()
     try:
-        for x in (torch.randn(T, B, I, dtype=torch.float64), torch.randn(T, B, I, dtype=torch.float64).requires_grad_()):
+        for x_grad in (False, True):
+            x = torch.randn(T, B, I, dtype=torch.float64).requires_grad_(x_grad)
             (want, eager), (got, ours) = step(cell, x), step(compiled, x)
             assert list(ours) == list(eager) == [x.requires_grad, False, False, True, True, True, True], (ours, eager)
             for a, b in zip(got, want):
@@ -143,8 +143,9 @@ def test_a_compiled_backward_leaves_out_the_gradients_nobody_wants(monkeypatch):
 
 @pytest.mark.cpp
 def test_the_backward_operator_counts_what_it_is_told_to_leave_out():
-    """symcell::scan_backward's count (a compiled or traced backward's) with `wanted`: the eager call's, whose kernel
-    is told the same"""
+    """symcell::scan_backward's count (a compiled backward's) with `wanted`: what its kernel then runs, the weights'
+    gradients and the transposed matmuls into h but at t = 0, no d_x (test_counts_are_the_eager_loops: the eager
+    call's)"""
     T, B, I, H = 4, 3, 5, 6
     cell = symcell.cells.LSTM(I, H, backend="cpp").double()
     key = cell._bindings[0].kernel_key(torch.device("cpu"))
