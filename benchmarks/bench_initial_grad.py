@@ -12,16 +12,14 @@ With --compile symcell's module runs under torch.compile (backend "aot_eager": t
 symcell::scan and symcell::scan_backward, without inductor's code around them), whose backward is told which
 gradients are wanted as the eager call's is: x needs none here, so both leave out d_x's GEMM.
 
-Medians of interleaved rounds: each round times every contender once, in turn, after a fifth as many calls untimed,
-every other round in the other order (the call, then backward() of its outputs' sum into the parameters' .grad).
+Medians of interleaved rounds (measure.interleaved_medians: every other round in the other order, each contender
+after untimed calls of its own); a call, then backward() of its outputs' sum into the parameters' .grad.
 """
-import statistics
-
 import torch
 from torch import nn
 
 import symcell
-from measure import cpu_model, grid_args, per_call_us
+from measure import cpu_model, grid_args, interleaved_medians, per_call_us
 
 
 def main():
@@ -51,16 +49,8 @@ def main():
                     def call(m, with_grad):
                         (m(x, hx) if with_grad else m(x))[0].float().sum().backward()
                     calls = max(5, int(args.budget_ms * 1e3 / max(per_call_us(lambda: call(ours, True), 3), 1)))
-                    keys = [(m, g) for m in ("ours", "nn") for g in (False, True)]
-                    times = {k: [] for k in keys}
-                    for r in range(args.rounds):
-                        # (every other round in the other order, each after calls of its own: whichever runs first
-                        # after the other module ran was up to 1.4x slower, measured both ways round)
-                        for m, g in keys if r % 2 == 0 else keys[::-1]:
-                            fn = lambda: call(ours if m == "ours" else ref, g)   # noqa: E731
-                            per_call_us(fn, max(2, calls // 5))
-                            times[m, g].append(per_call_us(fn, calls))
-                    t = {k: statistics.median(v) for k, v in times.items()}
+                    t = interleaved_medians({(m, g): (lambda m=m, g=g: call(ours if m == "ours" else ref, g))
+                                             for m in ("ours", "nn") for g in (False, True)}, args.rounds, calls)
                     print(f"| {name} | {B} | {H} | {T} | {t['ours', False]:.0f} | {t['ours', True]:.0f} | "
                           f"{t['ours', False] / t['ours', True]:.2f} | {t['nn', False]:.0f} | {t['nn', True]:.0f} | "
                           f"{t['nn', False] / t['nn', True]:.2f} | {t['ours', False] / t['nn', False]:.2f} |",

@@ -9,16 +9,15 @@ given up to 128 rows, sequence._ROWS16).
     python benchmarks/bench_weights16.py --hidden 512 --batch 4 --steps 1 --rounds 5
     python benchmarks/bench_weights16.py --train --batch 16 64 --steps 2 8
 
-Medians of interleaved rounds: each round times every contender once, in turn.
+Medians of interleaved rounds (measure.interleaved_medians: every other round in the other order, each contender
+after untimed calls of its own).
 """
-import statistics
-
 import torch
 from torch import nn
 
 import symcell
 from symcell import sequence
-from measure import cpu_model, grid_args, per_call_us
+from measure import cpu_model, grid_args, interleaved_medians, per_call_us
 
 
 def main():
@@ -52,13 +51,15 @@ def main():
                         sequence._weights16 = wanted
                     assert (given - copies).abs().max() <= 2 ** -7 * copies.abs().max()
                     calls = max(5, int(args.budget_ms * 1e3 / max(per_call_us(lambda: call(ours), 3), 1)))
-                    times = {k: [] for k in ("given", "copies", "nn")}
-                    for _ in range(args.rounds):
-                        for k in times:
+
+                    def contender(k):
+                        def run():
                             sequence._weights16 = (lambda *a: False) if k == "copies" else wanted
-                            times[k].append(per_call_us(lambda: call(ref if k == "nn" else ours), calls))
+                            call(ref if k == "nn" else ours)
+                        return run
+                    t = interleaved_medians({k: contender(k) for k in ("given", "copies", "nn")}, args.rounds, calls)
                     sequence._weights16 = wanted
-                    g, c, r = (statistics.median(times[k]) for k in ("given", "copies", "nn"))
+                    g, c, r = (t[k] for k in ("given", "copies", "nn"))
                     print(f"| {name} | {B} | {H} | {T} | {g:.0f} | {c:.0f} | {r:.0f} | {g / c:.2f} | {g / r:.2f} | "
                           f"{c / r:.2f} |", flush=True)
 

@@ -2,6 +2,7 @@
 arguments of a grid of sizes."""
 import argparse
 import platform
+import statistics
 import subprocess
 import time
 
@@ -28,6 +29,20 @@ def per_call_us(fn, calls):
     for _ in range(calls):
         fn()
     return (time.perf_counter() - t0) / calls * 1e6
+
+
+def interleaved_medians(contenders, rounds, calls):
+    """{name: median over `rounds` of the microseconds a call of contenders[name] takes over `calls` calls}: each
+    round times every contender once, every other round in the other order, each after a fifth as many calls
+    untimed (whichever contender ran first after another module's calls was up to 1.4x slower at a small LSTM's
+    training step, measured both ways round: bench_initial_grad.py)"""
+    names = list(contenders)
+    times = {k: [] for k in names}
+    for r in range(rounds):
+        for k in names if r % 2 == 0 else names[::-1]:
+            per_call_us(contenders[k], max(2, calls // 5))
+            times[k].append(per_call_us(contenders[k], calls))
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def grid_args(doc, hidden, steps, batch=(1, 4, 16), flags=None):
