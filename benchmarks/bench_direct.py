@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 import symcell
-from measure import cpu_model, grid_args, per_call_us
+from measure import calls_in, cpu_model, grid_args, per_call_us
 
 
 def main():
@@ -42,7 +42,7 @@ def main():
                     y, (h, c) = m(x)
                     (y.sum() + c.sum()).backward()
                 for mode, call in (("forward", forward), ("fwd+bwd", training)):
-                    calls = max(5, int(args.budget_ms * 1e3 / max(per_call_us(lambda: call(ours), 3), 1)))
+                    calls = calls_in(args.budget_ms, lambda: call(ours))
                     times = {k: [] for k in ("0", "1", "default", "nn")}
                     for _ in range(args.rounds):
                         for k in times:

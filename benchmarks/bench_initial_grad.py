@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 import symcell
-from measure import cpu_model, grid_args, interleaved_medians, per_call_us
+from measure import calls_in, cpu_model, grid_args, interleaved_medians
 
 
 def main():
@@ -48,7 +48,7 @@ def main():
 
                     def call(m, with_grad):
                         (m(x, hx) if with_grad else m(x))[0].float().sum().backward()
-                    calls = max(5, int(args.budget_ms * 1e3 / max(per_call_us(lambda: call(ours, True), 3), 1)))
+                    calls = calls_in(args.budget_ms, lambda: call(ours, True))
                     t = interleaved_medians({(m, g): (lambda m=m, g=g: call(ours if m == "ours" else ref, g))
                                              for m in ("ours", "nn") for g in (False, True)}, args.rounds, calls)
                     print(f"| {name} | {B} | {H} | {T} | {t['ours', False]:.0f} | {t['ours', True]:.0f} | "

@@ -17,7 +17,7 @@ from torch import nn
 
 import symcell
 from symcell import sequence
-from measure import cpu_model, grid_args, interleaved_medians, per_call_us
+from measure import calls_in, cpu_model, grid_args, interleaved_medians
 
 
 def main():
@@ -50,7 +50,7 @@ def main():
                         copies = ours(x)[0].float()
                         sequence._weights16 = wanted
                     assert (given - copies).abs().max() <= 2 ** -7 * copies.abs().max()
-                    calls = max(5, int(args.budget_ms * 1e3 / max(per_call_us(lambda: call(ours), 3), 1)))
+                    calls = calls_in(args.budget_ms, lambda: call(ours))
 
                     def contender(k):
                         def run():

@@ -31,6 +31,11 @@ def per_call_us(fn, calls):
     return (time.perf_counter() - t0) / calls * 1e6
 
 
+def calls_in(budget_ms, fn):
+    """how many calls of fn fill about budget_ms (at least 5), from 3 calls timed"""
+    return max(5, int(budget_ms * 1e3 / max(per_call_us(fn, 3), 1)))
+
+
 def interleaved_medians(contenders, rounds, calls):
     """{name: median over `rounds` of the microseconds a call of contenders[name] takes over `calls` calls}: each
     round times every contender once, every other round in the other order, each after a fifth as many calls

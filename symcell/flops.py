@@ -57,9 +57,9 @@ def _a_row(scan, dims, skip):
     k = (id(scan), dims, skip)
     if k not in _ROWS or _ROWS[k][0] is not scan:
         on, values = skips.on(scan, skip), {dim_symbol(n): v for n, v in dims}
-        rows = [[int(sympy.sympify(f).subs(values)) for cond, f in per_row(scan) if not skips.holds(cond, flags)]
-                for flags in (on, on | {skips.LAST})]
-        _ROWS[k] = scan, sum(rows[0]), sum(rows[1])
+        terms = [(cond, int(sympy.sympify(f).subs(values))) for cond, f in per_row(scan)]
+        _ROWS[k] = scan, *(sum(n for cond, n in terms if not skips.holds(cond, flags))
+                           for flags in (on, on | {skips.LAST}))
     return _ROWS[k][1:]
 
 

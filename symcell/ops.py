@@ -13,8 +13,8 @@ from typing import List, Optional
 
 import torch
 
-from . import flops, registry
-from .autograd import _attached, _counts, _double_backward, _edges, _refuse_if_used, _split, _zeros
+from . import flops, registry, skips
+from .autograd import _attached, _counts, _double_backward, _edges, _keep, _refuse_if_used, _split, _zeros
 from .dims import bind, dim_symbol
 from .kernel import Role
 
@@ -152,7 +152,7 @@ def _scan_backward(ctx, grads):
     wanted = [*ctx.needs_input_grad[1], *ctx.needs_input_grad[2], *ctx.needs_input_grad[3]]   # (a bool a tensor)
     d = scan_backward(ctx.key, d_ys, d_fin, xs, inits, params, ys, list(res), lengths,
                       None if all(wanted) else wanted)   # (None: the argument left at its default in the graph)
-    d = [g if w else None for g, w in zip(d, wanted)]
+    d = _keep(d, wanted)
     n_in, n_st = len(xs), len(inits)
     return None, d[:n_in], d[n_in:n_in + n_st], d[n_in + n_st:], None, None
 
@@ -230,6 +230,6 @@ def _scan_flops(key, xs, inits, params, save, lengths, out_shape=None, **kwargs)
 @flops.register_flop_formula(torch.ops.symcell.scan_backward)
 def _scan_backward_flops(key, d_ys, d_finals, xs, inits, params, ys, res, lengths, wanted=None, out_shape=None,
                         **kwargs):
-    n_args = sum(map(len, (d_ys, d_finals, xs, inits, params, ys, res)))   # (skips.flag_names' order)
-    skip = [0] * n_args + [int(not w) for w in wanted] if wanted is not None else ()
-    return flops.count(registry.program_for(key).backward, registry.parse(key)[1], *xs[0][:2], skip)
+    scan = registry.program_for(key).backward
+    skip = skips.call_flags(scan, (d_ys, d_finals, xs, inits, params, ys, res), wanted)   # (shapes: lengths read)
+    return flops.count(scan, registry.parse(key)[1], *xs[0][:2], skip)

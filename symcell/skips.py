@@ -20,10 +20,28 @@ from .tangent import is_tangent
 LAST = ("last", "")
 
 
+def variable(flag):
+    """the name a renderer gives a call's flag in its code: _unwanted_d_x, _zero__t_weight"""
+    return f"_{flag[0]}_{flag[1]}"
+
+
 def flag_names(scan):
     """the buffers the call's flags are about, in the flags' order: every argument tensor, then every result (a
     buffer may be both: a carried value)"""
     return [("zero", n) for a in scan.args for n in a.buffers] + [("unwanted", n) for r in scan.returns for n in r.buffers]
+
+
+def call_flags(scan, groups, wanted):
+    """The `skip` flags of a call (in flag_names' order; [] where none is on): a tangent argument (tangent.py) that
+    is all zeros (a tangent the caller has none of comes here as zeros; on the CPU, looking costs a read of it), then
+    the results not wanted (`wanted`: a bool each, None for all). A first-order scan reads only its groups' lengths
+    (a FLOP formula's shapes do too)."""
+    unwanted = [] if wanted is None or all(wanted) else [int(not w) for w in wanted]
+    if not any(map(is_tangent, scan.args)):   # (a first-order scan: no tangents to look at)
+        return [0] * sum(map(len, groups)) + unwanted if unwanted else []
+    zero = [int(is_tangent(a) and t.device.type == "cpu" and not t.any()) for a, g in zip(scan.args, groups)
+            for t in g]
+    return zero + unwanted if any(zero) or unwanted else []
 
 
 def conditions(scan):

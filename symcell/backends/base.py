@@ -26,7 +26,7 @@ import copy
 
 import torch
 
-from ..tangent import is_tangent
+from .. import skips
 
 
 class Backend:
@@ -161,7 +161,7 @@ class Kernel:
         # (the triton kernels did; torch resolves it before the cpp operators)
         if not getattr(entry, "any_layout", False):   # (an operator whose dispatch and kernel make them so: cpp's)
             groups = [[t.resolve_neg().contiguous() for t in g] for g in groups]
-        kw = {"skip": _skip(scan, groups, wanted)} if getattr(entry, "skips", False) else {}
+        kw = {"skip": skips.call_flags(scan, groups, wanted)} if getattr(entry, "skips", False) else {}
         args = (*groups, *([save] if scan.save else []), lengths)
         token = COMPUTING_FOR.set(self.computing_for)
         try:
@@ -239,16 +239,6 @@ def _unseen_by_checkpoint():
         return contextlib.nullcontext()
     return torch.utils._python_dispatch._disable_current_modes()
 
-
-def _skip(scan, groups, wanted):
-    """The `skip` flags of a call: a tangent argument (tangent.py) that is all zeros (a tangent the caller has
-    none of comes here as zeros; on the CPU, looking costs a read of it), then the results not wanted."""
-    unwanted = [] if wanted is None or all(wanted) else [int(not w) for w in wanted]
-    if not any(map(is_tangent, scan.args)):   # (a first-order scan: no tangents to look at)
-        return [0] * sum(map(len, groups)) + unwanted if unwanted else []
-    zero = [int(is_tangent(a) and t.device.type == "cpu" and not t.any()) for a, g in zip(scan.args, groups)
-            for t in g]
-    return zero + unwanted if any(zero) or unwanted else []
 
 
 class Renderer:

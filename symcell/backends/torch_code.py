@@ -79,9 +79,8 @@ class ScanRenderer(Renderer):
         for st in (*self.scan.before, *self.scan.after):
             clauses = [c for c in conds.get(id(st), ()) if skips.LAST not in c]
             if isinstance(st, (OperandGrad, WeightGrad)) and clauses:
-                for c in clauses:
-                    flags.update({f"_{f[0]}_{f[1]}": index[f] for f in c})
-                skip_if[id(st)] = " or ".join(" and ".join(f"_{f[0]}_{f[1]}" for f in c) for c in clauses)
+                flags.update({skips.variable(f): index[f] for c in clauses for f in c})
+                skip_if[id(st)] = " or ".join(" and ".join(map(skips.variable, c)) for c in clauses)
         return skip_if, dict(sorted(flags.items(), key=lambda kv: kv[1]))
 
     def render(self, st):

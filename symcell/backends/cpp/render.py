@@ -144,8 +144,8 @@ class ScanRenderer(Renderer):
             def name(f):
                 if f == skips.LAST:   # (the loop's last step: every step is where there is one)
                     return f"({last})"
-                used[f"_{f[0]}_{f[1]}"] = index[f]
-                return f"_{f[0]}_{f[1]}"
+                used[skips.variable(f)] = index[f]
+                return skips.variable(f)
             clauses = [" && ".join(map(name, c)) for c in cond]
             return " || ".join(f"({c})" if len(cond) > 1 and " " in c else c for c in clauses) or None
 
