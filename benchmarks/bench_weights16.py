@@ -1,9 +1,9 @@
 """A bfloat16 module's calls on the cpp backend: the kernels handed the weight matrices in bfloat16 as they are
-(multiplied as stored in a call of up to 128 rows in all, sc.h's Weight, mm_stored16 and mm_kn16) against the
-way before, float32 copies of every parameter made by Python at each call (sequence._weights16 off), beside nn's
-module in bfloat16 with the same weights. LSTM and GRU, input size = H, under torch.no_grad(); with --train, a
-training step instead (the call recorded, then backward() of its outputs' sum into the parameters' .grad: as
-given up to 128 rows, sequence._ROWS16).
+(multiplied as stored in a call of up to 128 rows in all, sc.h's Weight, mm_stored16 and mm_kn16; a longer call's
+panels made from them) against float32 copies of every parameter made by Python at each call (sequence._weights16
+off: the way before for a recorded call), beside nn's module in bfloat16 with the same weights. LSTM and GRU,
+input size = H, under torch.no_grad(); with --train, a training step instead (the call recorded, then
+backward() of its outputs' sum into the parameters' .grad).
 
     python benchmarks/bench_weights16.py                   # B in 1, 4, 16; H in 256, 512, 1024; T in 1, 4
     python benchmarks/bench_weights16.py --hidden 512 --batch 4 --steps 1 --rounds 5

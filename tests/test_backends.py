@@ -418,7 +418,9 @@ def test_user_names_never_collide_with_generated_names(backend, Cell):
         assert rel_err(a.cpu(), b) < 1e-4
     if backend == "cpp":   # the macros a value's name would meet are undefined after the headers, only they
         undefined = sorted(line[7:] for line in cell.source().splitlines() if line.startswith("#undef "))
-        want = {"Macros": ["EIO", "EIO_new", "M_PI", "M_PI_2", "M_PI_2_x", "M_PIl", "linux", "stdout"],
+        # (M_PI, a weight the first-order scans read only as a matmul's, is named there only inside _w_M_PI, its
+        # sc::Weight, and _ld_M_PI: no macro to undefine)
+        want = {"Macros": ["EIO", "EIO_new", "M_PI_2_x", "M_PIl", "linux", "stdout"],
                 "Crowded": ["BB"]}.get(Cell.__name__, [])
         assert undefined == want, undefined
 

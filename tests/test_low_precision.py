@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import symcell
-from symcell.cells import GRU, LSTM, LSTMCell
+from symcell.cells import GRU, LLTM, LSTM, GRUCell, LSTMCell
 from zoo import CASES, eager_scan, random_inputs, rel_err
 
 DEVICE = {"cpp": "cpu", "triton": "cuda" if torch.cuda.is_available() else "cpu"}
@@ -392,12 +392,12 @@ def _calls_of_the_forward(monkeypatch):
 @pytest.mark.cpp
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_a_bfloat16_call_hands_the_cpp_forward_its_weights_as_they_are(name, monkeypatch):
-    """A bfloat16 module's call that records no graph, or records one of up to 128 rows (T x B: its backward too
-    multiplies them as stored), hands the cpp forward the weight matrices it reads only as matmuls' weights in
-    bfloat16 (Kernel.weights16: no float32 copy of them per call), every other tensor in float32; a longer recorded
-    call, and any under forward mode (a dual level), hands it float32 copies of all. A second call of the same
-    signature (its plan, replay.py) likewise. The forward's float32 results on the weights as given, in a call
-    that multiplies them as stored (T=1, B=4: sc::mm_stored16) and in one that copies them first (T=3, B=50),
+    """A bfloat16 module's call, recorded or not, short (up to 128 rows: the kernels multiply them as stored) or
+    long (they make their panels from them), hands the cpp forward the weight matrices it reads only as matmuls'
+    weights in bfloat16 (Kernel.weights16: no float32 copy of them per call), every other tensor in float32; a call
+    under forward mode (a dual level) hands it float32 copies of all. A second call of the same signature (its
+    plan, replay.py) likewise. The forward's float32 results on the weights as given, in a call that multiplies
+    them as stored (T=1, B=4: sc::mm_stored16) and in one that copies them first (T=3, B=50; in float32 products),
     against the same kernel on float32 copies: the same products, summed in another order."""
     from symcell import registry, sequence
     factory = CASES[name][0]
@@ -418,10 +418,10 @@ def test_a_bfloat16_call_hands_the_cpp_forward_its_weights_as_they_are(name, mon
         with torch.autograd.forward_ad.dual_level():
             dual = symcell.scan(cell, tuple(xs), tuple(states))
         assert len(seen) == 4
-        for dtypes in seen[:3] if T * B <= sequence._ROWS16 else seen[:2]:
+        for dtypes in seen[:3]:
             assert {k for k, d in enumerate(dtypes) if d == torch.bfloat16} == kept, dtypes
             assert all(d == torch.float32 for k, d in enumerate(dtypes) if k not in kept)
-        assert all(d == torch.float32 for d in seen[3] + (seen[2] if T * B > sequence._ROWS16 else []))
+        assert all(d == torch.float32 for d in seen[3])
         flat = [torch.utils._pytree.tree_leaves(r) for r in (first, again, recorded, dual)]
         for a, b, c, d in zip(*flat):
             assert torch.equal(a, b) and torch.equal(a, c.detach()) and rel_err(a.float(), d.float()) <= 2 ** -7
@@ -516,6 +516,60 @@ def _rounded_from(a, b):
     return bool(near.all()) and (a == b.bfloat16().double()).double().mean() >= 0.98
 
 
+_WIDE = {"LSTM-37x45": lambda **kw: LSTMCell(37, 45, **kw), "GRU-37x45": lambda **kw: GRUCell(37, 45, **kw),
+         "LLTM-21x33": lambda **kw: LLTM(21, 33, **kw)}
+
+
+@pytest.mark.cpp
+@pytest.mark.parametrize("threads", [2], indirect=True)
+@pytest.mark.parametrize("hoist,columns", [("0", "0"), ("1", "1")])
+@pytest.mark.parametrize("name", sorted(CASES) + sorted(_WIDE))
+def test_a_long_bfloat16_call_makes_its_panels_from_its_weights_as_given(name, hoist, columns, threads, monkeypatch):
+    """Past 128 rows in bfloat16 products (a CPU with them), a call on bfloat16 weight matrices makes the pairs of
+    rows its GEMMs read straight from them (sc::transpose_step_pairs16, copy_step_pairs16, and the tall GEMMs'
+    mm_nt16, mm_kn16) where it made them from a float32 copy before: the same pairs, so the same results bit for
+    bit, forward and backward, as the same kernels on float32 copies of the weights; a weight's gradient, which
+    the call writes in bfloat16, to bfloat16's rounding (on float32 copies its sums' part from the initial state, a
+    GEMM of B rows, multiplies in float32, where on the weights as given both parts round their operands:
+    test_a_bfloat16_weights_gradient_is_written_in_bfloat16). Every zoo cell; odd sizes (the stacked weights' rows
+    from an odd one, rows an odd number of values apart: pairs of values at 2-byte offsets), the input term in the
+    step or before the loop, the step's rows split across threads or each step shared (sc::scan_columns); sizes
+    whose words the 8 x 8 tiles move, and the rest (_WIDE: 37 inputs, 45 units, 21 and 33). Both
+    calls through the panels (SYMCELL_DIRECT=0: a short float32 call's backward multiplies the weights as stored,
+    in float32 products)."""
+    from symcell import sequence
+    monkeypatch.setenv("SYMCELL_DIRECT", "0")
+    monkeypatch.setenv("SYMCELL_HOIST", hoist)
+    monkeypatch.setenv("SYMCELL_SCAN_COLUMNS", columns)
+    factory = _WIDE[name] if name in _WIDE else CASES[name][0]
+    torch.manual_seed(21)
+    cell = factory(backend="cpp").bfloat16()
+    binding = cell._binding
+    key = binding.kernel_key(torch.device("cpu"), torch.float32)
+    kernel = symcell.registry.kernel_for(key).for_dtype(torch.bfloat16)
+    params = [p.detach() for p in cell.parameters()]
+    as_given = list(sequence._kernel_params(binding, key, params, torch.bfloat16, True))
+    floats = list(sequence._kernel_params(binding, key, params, torch.bfloat16, False))
+    assert any(p.dtype == torch.bfloat16 for p in as_given)
+    for T, B in ((3, 50), (2, 67)):
+        xs, states = random_inputs(cell, T=T, B=B, dtype=torch.bfloat16, seed=4, requires_grad=False)
+        xs = [x.float() for x in xs]
+        inits = [*(t.float() for t in states), *(torch.randn(B, n) for n in binding.hidden_sizes.values())]
+        ys, finals, res = kernel.forward(xs, inits, floats, True)
+        got = kernel.forward(xs, inits, as_given, True)
+        for a, b in zip(torch.utils._pytree.tree_leaves(got), torch.utils._pytree.tree_leaves((ys, finals, res))):
+            assert torch.equal(a, b), (T, B)
+        d_ys, d_fin = [torch.randn_like(y) for y in ys], [torch.randn_like(f) for f in finals]
+        got = kernel.backward(d_ys, d_fin, xs, inits, as_given, ys, res)
+        ref = kernel.backward(d_ys, d_fin, xs, inits, floats, ys, res)
+        for a, b, p in zip(torch.utils._pytree.tree_leaves(got), torch.utils._pytree.tree_leaves(ref),
+                           [None] * (len(xs) + len(inits)) + as_given):
+            if p is not None and p.dtype == torch.bfloat16:   # (its part from the initial state: see above)
+                assert a.dtype == torch.bfloat16 and rel_err(a.float(), b) < 2 ** -7, (T, B)
+            else:
+                assert torch.equal(a, b), (T, B)
+
+
 @symcell.define(inputs={"x": "I"}, state={"h": "H"}, params={"W": ("H", "H+I"), "b": ("H",)})
 def _Affine(x, h, W, b):   # (one matrix, read from a column on for x's part)
     return (W @ symcell.cat(h, x) + b,)
@@ -574,7 +628,8 @@ def test_a_bfloat16_weights_gradient_is_written_in_bfloat16(Cell, threads, monke
     zero, so the GEMMs' operands are what the test hands in (the incoming gradient) and what the forward gave (the
     states): its gradients against float64 products of those, rounded or not, then rounded to bfloat16. Both cells'
     weights (_Affine: one matrix, two ranges of columns written apart; _Affine2: two matrices); T x B from 1 x 1 to
-    5 x 30 (150 rows: past sc.cpp's ROWS16, the call copies its weights, the gradient is still bfloat16)."""
+    5 x 30 (150 rows: past sc.cpp's ROWS16, the weights in panels, and the sums rounded, not the operands: sums of
+    fewer places than the operands'; from 4 x 32 here)."""
     torch.manual_seed(18)
     rounded = _bfloat16_products_expected()
     r = (lambda t: t.bfloat16().double()) if rounded else (lambda t: t.double())

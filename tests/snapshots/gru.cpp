@@ -44,18 +44,16 @@ std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _inits, 
   const scalar_t* bias_ih = sc::ptr<scalar_t>(_params[2]);
   const scalar_t* bias_hh = sc::ptr<scalar_t>(_params[3]);
   const bool _direct = sc::direct(_steps, _batch, sc::is_bf16(_params[0]) || sc::is_bf16(_params[1]));   // the matmuls on their weights as stored
-  // the weight matrices as given (bfloat16 ones read so where _direct) or in scalar_t (sc::Weight)
+  // the weight matrices as given (bfloat16 ones kept where _direct or the panels' pairs are made from them) or in scalar_t (sc::Weight), handed to every GEMM and panel copy as sc::Stored
   const sc::Weight<scalar_t> _w_weight_ih = sc::weight<scalar_t>(_params[0], _direct);
-  const scalar_t* weight_ih = _w_weight_ih.stored.p;   // (null where _w_weight_ih is bfloat16)
   const sc::Weight<scalar_t> _w_weight_hh = sc::weight<scalar_t>(_params[1], _direct);
-  const scalar_t* weight_hh = _w_weight_hh.stored.p;   // (null where _w_weight_hh is bfloat16)
   at::Tensor _t_h_new = sc::empty({_steps, _batch, _n_h_new}, _opt);
   at::Tensor _t_weight_ih_x = sc::empty({_steps, _batch, _n_weight_ih_x}, _opt);
   scalar_t* _seq_weight_ih_x = sc::ptr<scalar_t>(_t_weight_ih_x);
   at::Tensor _res_weight_hh_h = !_save ? at::Tensor() : _len != nullptr ? sc::zeros({_steps, _batch, _n_weight_hh_h}, _opt) : sc::empty({_steps, _batch, _n_weight_hh_h}, _opt);
   at::Tensor _buf_weight_hh_h = sc::empty({_batch, _n_weight_hh_h}, _opt);   // per-step scratch
   scalar_t* _wt_weight_hh_h = sc::ptr<scalar_t>(sc::workspace(1, sc::step_panels_numel(_dim_H, _n_weight_hh_h), _opt));
-  if (!_direct) sc::transpose_step_panels(weight_hh, _ld_weight_hh, _n_weight_hh_h, _dim_H, _wt_weight_hh_h, _dim_H * sc::PANEL, 0);
+  if (!_direct) sc::transpose_step_panels(_w_weight_hh.stored, _ld_weight_hh, _n_weight_hh_h, _dim_H, _wt_weight_hh_h, _dim_H * sc::PANEL, 0);
   // before the loop: what depends on no carried value, over all _steps*_batch rows at once
   {
     const scalar_t* x = _seq_x;
@@ -181,11 +179,9 @@ std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_fi
   const scalar_t* _seq_weight_ih_x = sc::ptr<scalar_t>(_res[0]);
   const scalar_t* _seq_weight_hh_h = sc::ptr<scalar_t>(_res[1]);
   const bool _direct_grads = sc::direct_grads(_steps, _batch, _ld_weight_hh * int64_t(sizeof(scalar_t)), sc::is_bf16(_params[0]) || sc::is_bf16(_params[1]));   // the transposed matmuls on theirs
-  // the weight matrices as given (bfloat16 ones read so where _direct_grads) or in scalar_t (sc::Weight)
+  // the weight matrices as given (bfloat16 ones kept where _direct_grads or the panels' pairs are made from them) or in scalar_t (sc::Weight), handed to every GEMM and panel copy as sc::Stored
   const sc::Weight<scalar_t> _w_weight_ih = sc::weight<scalar_t>(_params[0], _direct_grads);
-  const scalar_t* weight_ih = _w_weight_ih.stored.p;   // (null where _w_weight_ih is bfloat16)
   const sc::Weight<scalar_t> _w_weight_hh = sc::weight<scalar_t>(_params[1], _direct_grads);
-  const scalar_t* weight_hh = _w_weight_hh.stored.p;   // (null where _w_weight_hh is bfloat16)
   // _skip: one flag per argument tensor (all zeros), then one per result (not wanted)
   const bool _unwanted_d_x = sc::flag(_skip, 11);
   const bool _unwanted_d_h_new = sc::flag(_skip, 12);
@@ -215,7 +211,7 @@ std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_fi
   scalar_t* d_bias_hh = sc::ptr<scalar_t>(_t_d_bias_hh);
   at::Tensor _parts_d_bias_hh = sc::zeros({sc::threads(), _n_d_bias_hh}, _opt);
   scalar_t* _wp_0 = sc::ptr<scalar_t>(sc::workspace(0, sc::step_panels_numel(_n_d_weight_hh_h, _dim_H), _opt));   // weight_hh in panels
-  if (!(_direct_grads || ((_steps <= 1) && _unwanted_d_h_new))) sc::copy_step_panels(weight_hh, _ld_weight_hh, _n_d_weight_hh_h, _dim_H, _wp_0);
+  if (!(_direct_grads || ((_steps <= 1) && _unwanted_d_h_new))) sc::copy_step_panels(_w_weight_hh.stored, _ld_weight_hh, _n_d_weight_hh_h, _dim_H, _wp_0);
   if (_batch * _n_d_h_new > 0) std::memcpy(sc::ptr<scalar_t>(_pp_d_h) + (((_steps - 1) + 1) & 1) * _batch * _n_d_h_new, _init_d_h_new, sizeof(scalar_t) * _batch * _n_d_h_new);
   // the time loop, on batch rows [_b0, _b1) (see sc::scan_rows: its weights' bytes choose how it splits)
   sc::scan_rows(_batch, sizeof(scalar_t) * (3*_dim_H * _dim_I + 3*_dim_H * _dim_H), [&](int64_t _b0, int64_t _b1) {

@@ -47,11 +47,9 @@ std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _inits, 
   const scalar_t* bias_ih = sc::ptr<scalar_t>(_params[2]);
   const scalar_t* bias_hh = sc::ptr<scalar_t>(_params[3]);
   const bool _direct = sc::direct(_steps, _batch, sc::is_bf16(_params[0]) || sc::is_bf16(_params[1]));   // the matmuls on their weights as stored
-  // the weight matrices as given (bfloat16 ones read so where _direct) or in scalar_t (sc::Weight)
+  // the weight matrices as given (bfloat16 ones kept where _direct or the panels' pairs are made from them) or in scalar_t (sc::Weight), handed to every GEMM and panel copy as sc::Stored
   const sc::Weight<scalar_t> _w_weight_ih = sc::weight<scalar_t>(_params[0], _direct);
-  const scalar_t* weight_ih = _w_weight_ih.stored.p;   // (null where _w_weight_ih is bfloat16)
   const sc::Weight<scalar_t> _w_weight_hh = sc::weight<scalar_t>(_params[1], _direct);
-  const scalar_t* weight_hh = _w_weight_hh.stored.p;   // (null where _w_weight_hh is bfloat16)
   at::Tensor _t_h_new = sc::empty({_steps, _batch, _n_h_new}, _opt);
   at::Tensor _res_c_new = !_save ? at::Tensor() : _len != nullptr ? sc::zeros({_steps, _batch, _n_c_new}, _opt) : sc::empty({_steps, _batch, _n_c_new}, _opt);
   at::Tensor _pp_c_new = sc::empty({2, _batch, _n_c_new}, _opt);   // two alternating slots
@@ -59,9 +57,9 @@ std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _inits, 
   at::Tensor _buf_gates = sc::empty({_batch, _n_gates}, _opt);   // per-step scratch
   const bool _hoist_gates = sc::hoist(_batch);
   scalar_t* _wt_gates = sc::ptr<scalar_t>(sc::workspace(0, sc::step_panels_numel((_dim_H + _dim_I), _n_gates), _opt));
-  if (!(_direct || _hoist_gates)) sc::transpose_step_panels(weight_ih, _ld_weight_ih, _n_gates, _dim_I, _wt_gates, (_dim_H + _dim_I) * sc::PANEL, 0);
+  if (!(_direct || _hoist_gates)) sc::transpose_step_panels(_w_weight_ih.stored, _ld_weight_ih, _n_gates, _dim_I, _wt_gates, (_dim_H + _dim_I) * sc::PANEL, 0);
   else if (!_direct) sc::clear_last_pairs(_wt_gates, (_dim_H + _dim_I) * sc::PANEL, _n_gates, 0, _dim_I);
-  if (!_direct) sc::transpose_step_panels(weight_hh, _ld_weight_hh, _n_gates, _dim_H, _wt_gates, (_dim_H + _dim_I) * sc::PANEL, _dim_I);
+  if (!_direct) sc::transpose_step_panels(_w_weight_hh.stored, _ld_weight_hh, _n_gates, _dim_H, _wt_gates, (_dim_H + _dim_I) * sc::PANEL, _dim_I);
   // x @ weight_ih[:, 0:_dim_I].T for every step at once, when a thread's rows are few
   at::Tensor _t_pre_gates = _hoist_gates ? sc::empty({_steps * _batch, _n_gates}, _opt) : at::Tensor();
   scalar_t* _pre_gates = sc::ptr<scalar_t>(_t_pre_gates);
@@ -215,11 +213,9 @@ std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_fi
   const scalar_t* _seq_gates = sc::ptr<scalar_t>(_res[0]);
   const scalar_t* _seq_c_new = sc::ptr<scalar_t>(_res[1]);
   const bool _direct_grads = sc::direct_grads(_steps, _batch, _ld_weight_hh * int64_t(sizeof(scalar_t)), sc::is_bf16(_params[0]) || sc::is_bf16(_params[1]));   // the transposed matmuls on theirs
-  // the weight matrices as given (bfloat16 ones read so where _direct_grads) or in scalar_t (sc::Weight)
+  // the weight matrices as given (bfloat16 ones kept where _direct_grads or the panels' pairs are made from them) or in scalar_t (sc::Weight), handed to every GEMM and panel copy as sc::Stored
   const sc::Weight<scalar_t> _w_weight_ih = sc::weight<scalar_t>(_params[0], _direct_grads);
-  const scalar_t* weight_ih = _w_weight_ih.stored.p;   // (null where _w_weight_ih is bfloat16)
   const sc::Weight<scalar_t> _w_weight_hh = sc::weight<scalar_t>(_params[1], _direct_grads);
-  const scalar_t* weight_hh = _w_weight_hh.stored.p;   // (null where _w_weight_hh is bfloat16)
   // _skip: one flag per argument tensor (all zeros), then one per result (not wanted)
   const bool _unwanted_d_x = sc::flag(_skip, 13);
   const bool _unwanted_d_h_new = sc::flag(_skip, 14);
@@ -248,7 +244,7 @@ std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_fi
   scalar_t* d_bias_hh = sc::ptr<scalar_t>(_t_d_bias_hh);
   at::Tensor _parts_d_bias_hh = sc::zeros({sc::threads(), _n_d_bias_hh}, _opt);
   scalar_t* _wp_0 = sc::ptr<scalar_t>(sc::workspace(0, sc::step_panels_numel(_n_d_gates, _dim_H), _opt));   // weight_hh in panels
-  if (!(_direct_grads || ((_steps <= 1) && _unwanted_d_h_new))) sc::copy_step_panels(weight_hh, _ld_weight_hh, _n_d_gates, _dim_H, _wp_0);
+  if (!(_direct_grads || ((_steps <= 1) && _unwanted_d_h_new))) sc::copy_step_panels(_w_weight_hh.stored, _ld_weight_hh, _n_d_gates, _dim_H, _wp_0);
   if (_batch * _n_d_h_new > 0) std::memcpy(sc::ptr<scalar_t>(_pp_d_h) + (((_steps - 1) + 1) & 1) * _batch * _n_d_h_new, _init_d_h_new, sizeof(scalar_t) * _batch * _n_d_h_new);
   if (_batch * _n_d_c_new > 0) std::memcpy(sc::ptr<scalar_t>(_pp_d_c) + (((_steps - 1) + 1) & 1) * _batch * _n_d_c_new, _init_d_c_new, sizeof(scalar_t) * _batch * _n_d_c_new);
   // the time loop, on batch rows [_b0, _b1) (see sc::scan_rows: its weights' bytes choose how it splits)

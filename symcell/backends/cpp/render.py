@@ -269,10 +269,10 @@ class ScanRenderer(Renderer):
             w(f"const bool _direct = sc::direct(_steps, _batch, {any16});   // the matmuls on their weights as stored")
         else:
             self.direct_grads(any16)
-        w(f"// the weight matrices as given (bfloat16 ones read so where {self.direct}) or in scalar_t (sc::Weight)")
+        w(f"// the weight matrices as given (bfloat16 ones kept where {self.direct} or the panels' pairs are made "
+          "from them) or in scalar_t (sc::Weight), handed to every GEMM and panel copy as sc::Stored")
         for name, g in given.items():
             w(f"const sc::Weight<scalar_t> _w_{name} = sc::weight<scalar_t>({g}, {self.direct});")
-            w(f"const scalar_t* {name} = _w_{name}.stored.p;   // (null where _w_{name} is bfloat16)")
 
     def direct_grads(self, any16="false"):
         """_direct_grads: whether a backward's transposed matmuls read their weights as stored (sc::direct_grads;
@@ -284,8 +284,8 @@ class ScanRenderer(Renderer):
                "   // the transposed matmuls on theirs")
 
     def stored(self, t):
-        """a matmul term's or a transposed matmul's weight from its first column, as a GEMM on the weights as stored
-        reads it (sc::Stored where the weight may be bfloat16)"""
+        """a matmul term's or a transposed matmul's weight from its first column, as the call hands it to its GEMMs
+        on the weights as stored and to the copies made for the others (sc::Stored where the weight may be bfloat16)"""
         if t.weight in self.weights16:
             return _at(f"_w_{t.weight}.stored", t.col_start)
         return _at(t.weight, t.col_start)
@@ -360,13 +360,13 @@ class ScanRenderer(Renderer):
 
                 def put(t, width, k0):   # (not for a call that reads them as stored, nor a term run before the loop)
                     skip = f"(_direct || _hoist_{name})" if t is first else "_direct"
-                    w(f"if (!{skip}) sc::transpose_step_panels({_at(t.weight, t.col_start)}, _ld_{t.weight}, {N}, "
+                    w(f"if (!{skip}) sc::transpose_step_panels({self.stored(t)}, _ld_{t.weight}, {N}, "
                       f"{width}, _wt_{name}, {K} * sc::PANEL, {k0});")
                     if t is first:   # (a step's GEMM from the next row may read its last row, times zero)
                         w(f"else if (!_direct) sc::clear_last_pairs(_wt_{name}, {K} * sc::PANEL, {N}, {k0}, {width});")
             else:
                 def put(t, width, k0):
-                    w(f"if (!_direct) sc::transpose({_at(t.weight, t.col_start)}, _ld_{t.weight}, {N}, {width}, "
+                    w(f"if (!_direct) sc::transpose({self.stored(t)}, _ld_{t.weight}, {N}, {width}, "
                       f"_wt_{name} + ({k0}) * {N}, {N});")
             if self.dynamic(mm):   # the terms that run, stacked; _k_<m> their width
                 w(f"int64_t _k_{name} = 0;")
@@ -426,7 +426,7 @@ class ScanRenderer(Renderer):
               f"_opt));   // {st.weight} "
               f"in panels")
             conds = [self.skip_always.get(id(r)) for r in sts]
-            copy = f"sc::copy_step_panels({_at(st.weight, st.col_start)}, _ld_{st.weight}, {K}, {N}, _wp_{k});"
+            copy = f"sc::copy_step_panels({self.stored(st)}, _ld_{st.weight}, {K}, {N}, _wp_{k});"
             skip = " && ".join(f"({c})" for c in conds) if None not in conds else None
             w(f"if (!(_direct_grads || {skip})) {copy}" if skip else f"if (!_direct_grads) {copy}")
 

@@ -90,11 +90,12 @@ bool products16_wanted(bool bf16_scan) {   // (torch's oneDNN switch read every 
 }
 // dst[k, n] = src[n, k] for an (N, K) block of src (row stride lds) into dst (row stride ldd): the weights as
 // the (K, N) operand of mm_kn, once per call. 8 x 8 tiles through AVX registers for float: at the sizes of a
-// cell's weights, a transposing copy through ATen costs as much as a few steps of the recurrence
-inline void transpose8x8(const float* s, int64_t lds, float* d, int64_t ldd) {
-  __m256 r0 = _mm256_loadu_ps(s + 0 * lds), r1 = _mm256_loadu_ps(s + 1 * lds), r2 = _mm256_loadu_ps(s + 2 * lds),
-         r3 = _mm256_loadu_ps(s + 3 * lds), r4 = _mm256_loadu_ps(s + 4 * lds), r5 = _mm256_loadu_ps(s + 5 * lds),
-         r6 = _mm256_loadu_ps(s + 6 * lds), r7 = _mm256_loadu_ps(s + 7 * lds);
+// cell's weights, a transposing copy through ATen costs as much as a few steps of the recurrence. (E: float, or
+// bfloat16 for tiles of words, pairs of bfloat16 values, at any alignment: strides in E's)
+template <typename E> inline void transpose8x8(const E* s, int64_t lds, E* d, int64_t ldd) {
+  auto row = [&](int64_t i) { return _mm256_loadu_ps(reinterpret_cast<const float*>(s + i * lds)); };
+  auto put = [&](int64_t i, __m256 v) { _mm256_storeu_ps(reinterpret_cast<float*>(d + i * ldd), v); };
+  __m256 r0 = row(0), r1 = row(1), r2 = row(2), r3 = row(3), r4 = row(4), r5 = row(5), r6 = row(6), r7 = row(7);
   __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
          t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
          t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
@@ -102,14 +103,14 @@ inline void transpose8x8(const float* s, int64_t lds, float* d, int64_t ldd) {
          u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE),
          u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE),
          u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-  _mm256_storeu_ps(d + 0 * ldd, _mm256_permute2f128_ps(u0, u4, 0x20));
-  _mm256_storeu_ps(d + 1 * ldd, _mm256_permute2f128_ps(u1, u5, 0x20));
-  _mm256_storeu_ps(d + 2 * ldd, _mm256_permute2f128_ps(u2, u6, 0x20));
-  _mm256_storeu_ps(d + 3 * ldd, _mm256_permute2f128_ps(u3, u7, 0x20));
-  _mm256_storeu_ps(d + 4 * ldd, _mm256_permute2f128_ps(u0, u4, 0x31));
-  _mm256_storeu_ps(d + 5 * ldd, _mm256_permute2f128_ps(u1, u5, 0x31));
-  _mm256_storeu_ps(d + 6 * ldd, _mm256_permute2f128_ps(u2, u6, 0x31));
-  _mm256_storeu_ps(d + 7 * ldd, _mm256_permute2f128_ps(u3, u7, 0x31));
+  put(0, _mm256_permute2f128_ps(u0, u4, 0x20));
+  put(1, _mm256_permute2f128_ps(u1, u5, 0x20));
+  put(2, _mm256_permute2f128_ps(u2, u6, 0x20));
+  put(3, _mm256_permute2f128_ps(u3, u7, 0x20));
+  put(4, _mm256_permute2f128_ps(u0, u4, 0x31));
+  put(5, _mm256_permute2f128_ps(u1, u5, 0x31));
+  put(6, _mm256_permute2f128_ps(u2, u6, 0x31));
+  put(7, _mm256_permute2f128_ps(u3, u7, 0x31));
 }
 template <typename T> void transpose(const T* src, int64_t lds, int64_t N, int64_t K, T* dst,
                                     int64_t ldd) {
@@ -224,9 +225,24 @@ inline void pair_of_rows(const float* a, const float* b, int64_t w, bf16* d) {
     d[2 * j + 1] = bf16(b[j]);
   }
 }
-// rows [k0, k1) of a (., w) block (row k at src + k * ld) into its pairs of rows at d; a row whose partner is
-// outside [k0, k1) is written alone (its partner's lane is another call's, or padding)
-inline void pair_block(const float* src, int64_t ld, int64_t k0, int64_t k1, int64_t w, bf16* d) {
+// ... of bfloat16 rows (a bfloat16 weight given as stored): their bits side by side
+inline void pair_of_rows(const bf16* a, const bf16* b, int64_t w, bf16* d) {
+  int64_t j = 0;
+#ifdef __AVX512F__
+  for (; j + 16 <= w; j += 16) {
+    const __m512i lo = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + j)));
+    const __m512i hi = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + j)));
+    _mm512_storeu_si512(d + 2 * j, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+  }
+#endif
+  for (; j < w; ++j) {
+    d[2 * j] = a[j];
+    d[2 * j + 1] = b[j];
+  }
+}
+// rows [k0, k1) of a (., w) block (row k at src + k * ld; float or bfloat16) into its pairs of rows at d; a row
+// whose partner is outside [k0, k1) is written alone (its partner's lane is another call's, or padding)
+template <typename S> inline void pair_block(const S* src, int64_t ld, int64_t k0, int64_t k1, int64_t w, bf16* d) {
   int64_t k = k0;
   auto alone = [&](int64_t r) {
     for (int64_t j = 0; j < w; ++j) d[vnni_at(r, j, w)] = bf16(src[r * ld + j]);
@@ -244,9 +260,9 @@ inline void zero_pairs_from(int64_t K, int64_t Kp, int64_t w, bf16* d) {
   if (K & 1) zero_lane(K, w, d);
   zero(d + even(K) * w, (Kp - even(K)) * w);
 }
-// dst = the (K, N) block of B (row stride ldb) in panels of PANEL columns in pairs of rows, panel p at
-// dst + p * Kp * PANEL (Kp >= even(K)), its rows from K zero
-inline void vnni_panels(const float* B, int64_t ldb, int64_t K, int64_t N, bf16* dst, int64_t Kp = -1) {
+// dst = the (K, N) block of B (row stride ldb; float or bfloat16) in panels of PANEL columns in pairs of rows,
+// panel p at dst + p * Kp * PANEL (Kp >= even(K)), its rows from K zero
+template <typename S> inline void vnni_panels(const S* B, int64_t ldb, int64_t K, int64_t N, bf16* dst, int64_t Kp = -1) {
   const int64_t P = (N + PANEL - 1) / PANEL;
   if (Kp < even(K)) Kp = even(K);
   at::parallel_for(0, P, N * K >= (1 << 17) ? 1 : P + 1, [&](int64_t p0, int64_t p1) {
@@ -267,6 +283,35 @@ inline void pair_panels(const float* Bp, int64_t ldp, int64_t N, int64_t k0, int
       bf16* d = dst + p * even(Kt) * PANEL;
       pair_block(Bp + p * ldp, w, k0, k0 + K, w, d);
       if (k0 + K == Kt) zero_pairs_from(Kt, even(Kt), w, d);
+    }
+  });
+}
+// A weight given in bfloat16 (sc.h's Weight), straight into the pairs of rows a GEMM in bfloat16 products reads:
+// without the float32 copy and float panels they were made from before (a bfloat16 GRU's training step at H=1024
+// B=64 T=4: 32-33 ms then, 24-29 now; BENCHMARKS.md). Rows [k0, k0 + K) of the pairs (panel p at
+// d + p * even(Kt) * PANEL) = the transpose of the (N, K) block at src (row stride lds). Two rows of a pair both in
+// the block are two neighbouring values of a row of src, one 32-bit word: those words are transposed 8 x 8 as
+// floats' bits; a row alone (k0 odd, or the block's last) is written value by value. The lane past an odd Kt's last
+// row zero, where the block ends there.
+static void transpose_pairs16(const bf16* src, int64_t lds, int64_t N, int64_t K, bf16* d, int64_t Kt, int64_t k0) {
+  const int64_t P = (N + PANEL - 1) / PANEL, lead = k0 & 1, words = (K - lead) / 2;
+  at::parallel_for(0, P, N * K >= (1 << 17) ? 1 : P + 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t w = panel_width(N, p), n8 = w / 8 * 8, c8 = words / 8 * 8;
+      const bf16* s = src + p * PANEL * lds;
+      bf16* dp = d + p * even(Kt) * PANEL;
+      auto alone = [&](int64_t c) {   // src's column c: row k0 + c
+        for (int64_t j = 0; j < w; ++j) dp[vnni_at(k0 + c, j, w)] = s[j * lds + c];
+      };
+      if (lead) alone(0);
+      const bf16* s0 = s + lead;             // word c: columns lead + 2c and lead + 2c + 1 of s
+      bf16* d0 = dp + (k0 + lead) * w;       // pair row c: at d0 + 2 * c * w, word j at 2 * j
+      for (int64_t c = 0; c < c8; c += 8)
+        for (int64_t j = 0; j < n8; j += 8) transpose8x8(s0 + j * lds + 2 * c, lds, d0 + 2 * (c * w + j), 2 * w);
+      for (int64_t j = 0; j < w; ++j)
+        for (int64_t c = j < n8 ? c8 : 0; c < words; ++c) std::memcpy(d0 + 2 * (c * w + j), s0 + j * lds + 2 * c, 4);
+      if ((K - lead) & 1) alone(K - 1);
+      if (k0 + K == Kt) zero_pairs_from(Kt, even(Kt), w, dp);
     }
   });
 }
@@ -380,7 +425,9 @@ template <typename T> void mm_tn(int64_t M, int64_t N, int64_t K, const T* A, in
 // operands rounded (as mm_tall_tn rounds them), float32 sums rounded once into C: ATen's, which runs oneDNN's
 // bfloat16 GEMM as nn's bfloat16 backward does (benchmarks/bench_weights16.py --train on the AVX512-BF16 EPYC: a
 // training step of up to 128 rows 0.33-0.89x its time with float32 gradients for a GRU at H=512-1024, 0.41-0.98x
-// for an LSTM). Else the float32 GEMMs, their sums rounded into C afterwards (as autograd rounded them before).
+// for an LSTM). Where the operands rounded would take more memory than C's float32 sums (K(M + N) > 2MN: a long
+// call's; at T=1024 B=64 an LSTM's at H=1024 would take 640 MiB), the same products into float32 sums by blocks
+// (mm_tall_tn), rounded into C afterwards; so too without bfloat16 products, in float32 ones.
 void mm_tn_bf16(int64_t M, int64_t N, const float* A, int64_t lda, int64_t K0, const float* B0, int64_t ldb0,
                 int64_t K1, const float* B1, int64_t ldb1, bf16* C, int64_t ldc) {
   if (M == 0 || N == 0) return;
@@ -390,10 +437,17 @@ void mm_tn_bf16(int64_t M, int64_t N, const float* A, int64_t lda, int64_t K0, c
   c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
   at::Tensor c = at::from_blob(C, {M, N}, {ldc, 1}, at::kBFloat16);
   const int64_t K = K0 + K1;
-  if (!products16()) {   // (rounded as autograd's cast rounded the float32 gradient before: ATen's copy)
+  if (!products16() || K * (M + N) > 2 * M * N) {   // (rounded as autograd's cast rounded a float32 gradient: ATen's)
     at::Tensor sums = at::empty({M, N}, at::kFloat);
-    mm_tn<float>(M, N, K0, A, lda, B0, ldb0, false, sums.data_ptr<float>(), N);
-    mm_tn<float>(M, N, K1, A + K0 * lda, lda, B1, ldb1, true, sums.data_ptr<float>(), N);
+    float* S = sums.data_ptr<float>();
+    // (bfloat16 products: both parts tall, whatever their rows, as mm_tn would run a part of few rows, the
+    // initial state's, on BLAS in float32 products)
+    auto part = [&](int64_t Kp, const float* Ap, const float* Bp, int64_t ldb, bool acc) {
+      if (!products16()) return mm_tn<float>(M, N, Kp, Ap, lda, Bp, ldb, acc, S, N);
+      if (!mm_empty(M, N, Kp, acc, S, N)) mm_tall_tn(M, N, Kp, Ap, lda, Bp, ldb, acc, S, N);
+    };
+    part(K0, A, B0, ldb0, false);
+    part(K1, A + K0 * lda, B1, ldb1, true);
     c.copy_(sums);
     return;
   }
@@ -583,13 +637,13 @@ static bool blas_has_avx512_kernels() {
 }
 // With bfloat16 weights (Weight) the other way first copies them to float32, a pass that reads them and writes
 // twice their bytes before the copies in panels: a call of up to 128 rows in all is direct on every CPU, forward
-// (mm_stored16) and backward (mm_kn16; sequence.py hands a recorded call bfloat16 weights only then). Measured
+// (mm_stored16) and backward (mm_kn16); a longer one in bfloat16 products makes its panels' pairs from them. Measured
 // first up to 16 rows on the Xeon (benchmarks/bench_weights16.py, LSTM and GRU at H=256-1024, B=1-16: 0.14-0.92x
 // the call's time with float32 copies, session 33); on the AVX512-BF16 EPYC (session 35), LSTM and GRU at
 // H=256-1024, B=1-128, T=1-32: a call without a graph 0.43-0.92x the copies' time at 128 rows (0.75-1.12x at 256,
 // 1.10-1.27x at 1024), a training step at 32-128 rows 0.53-1.01x the time with Python's float32 copies; in
 // float32 products (SYMCELL_BF16_PRODUCTS=0) 0.29-1.06x and 0.73-1.11x.
-constexpr int64_t ROWS16 = 128;   // (sequence.py's _ROWS16 mirrors it)
+constexpr int64_t ROWS16 = 128;
 bool direct(int64_t steps, int64_t batch, bool weights16) {
   const int on = forced("SYMCELL_DIRECT");
   if (on >= 0) return on == 1;
@@ -734,6 +788,27 @@ void mm_stored16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, c
     column_blocks(M, N, K, 4, [&](int64_t n0, int64_t n1) { stored16_rows(M, n0, n1, K, a, ld, W, ldw, acc, C, ldc); });
   });
 }
+// A phase's GEMMs on a bfloat16 weight as stored, over all T*B rows (x @ W^T before the loop: mm_nt16; d_x = d_g @
+// W after it: mm_kn16): past ROWS16 rows in bfloat16 products, tall, on the weight's pairs of rows made straight from
+// it; up to ROWS16 (a direct call's) as before, the tiles above (their measured range)
+static bool tall16(int64_t M, int64_t least) { return M > ROWS16 && products16() && !in_loop() && tall(M, least); }
+void mm_nt16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const bf16* W, int64_t ldw, float* C,
+             int64_t ldc) {
+  if (mm_empty(M, N, K, false, C, ldc)) return;
+  if (!tall16(M, 16)) return mm_stored16(M, N, K, A, lda, W, ldw, false, C, ldc);
+  bf16* Wv = scratch16(0, (N + PANEL - 1) / PANEL * PANEL * even(K));
+  transpose_pairs16(W, ldw, N, K, Wv, K, 0);
+  mm_tall_panels16(M, N, K, A, lda, Wv, false, C, ldc);
+}
+void transpose_step_pairs16(const bf16* src, int64_t lds, int64_t N, int64_t K, float* dst, int64_t ldp,
+                            int64_t k0) {
+  TORCH_CHECK(products16(), "symcell: a step's panels from bfloat16 weights outside bfloat16 products");
+  transpose_pairs16(src, lds, N, K, panels16(dst, ldp, N), ldp / PANEL, k0);
+}
+void copy_step_pairs16(const bf16* src, int64_t lds, int64_t K, int64_t N, float* dst) {
+  TORCH_CHECK(products16(), "symcell: a step's panels from bfloat16 weights outside bfloat16 products");
+  vnni_panels(src, lds, K, N, panels16(dst, K * PANEL, N), even(K));
+}
 // C[M,N] (+)= A[M,K] @ W[K,N], W bfloat16 as stored: a backward's transposed matmul (d_h += d_gates @ W_hh, and
 // d_x after the loop) on the weights a bfloat16 module's call handed in as they are. Each tile of up to 4 of A's
 // rows and 64 of W's columns keeps its 4 x 64 sums in registers while it runs down W's K rows, adding the products
@@ -834,17 +909,24 @@ template <typename TA> static void kn16_columns(int64_t M, int64_t n0, int64_t n
 void mm_kn16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const bf16* W, int64_t ldw, bool acc,
              float* C, int64_t ldc) {
   if (mm_empty(M, N, K, acc, C, ldc)) return;
+  if (tall16(M, TALL_ROWS)) {
+    bf16* Bv = scratch16(0, (N + PANEL - 1) / PANEL * PANEL * even(K));
+    vnni_panels(W, ldw, K, N, Bv);
+    return mm_tall_panels16(M, N, K, A, lda, Bv, acc, C, ldc);
+  }
   with_operand(M, K, A, lda, [&](const auto* a, int64_t ld) {
     column_blocks(M, N, K, 64, [&](int64_t n0, int64_t n1) { kn16_columns(M, n0, n1, K, a, ld, W, ldw, acc, C, ldc); });
   });
 }
-// the weight argument `t` as a scan reads it: bfloat16 as stored where the call is direct (and the library's
-// dtype float), else in the library's dtype, a float32 copy where it came in bfloat16
+// the weight argument `t` as a scan reads it: bfloat16 as stored where the library's dtype is float and the call
+// is direct or multiplies in bfloat16 products (its panels' pairs made from it: transpose_step_pairs16,
+// copy_step_pairs16; its tall GEMMs' too: mm_nt16, mm_kn16), else in the library's dtype, a float32 copy where it
+// came in bfloat16
 template <typename T> Weight<T> weight(const at::Tensor& t, bool direct) {
   Weight<T> w;
   if (!is_bf16(t)) {
     w.stored = {ptr<T>(t), nullptr};
-  } else if (direct && std::is_same_v<T, float>) {
+  } else if (std::is_same_v<T, float> && (direct || products16())) {
     w.stored = {nullptr, t.data_ptr<bf16>()};
   } else {
     w.copy = t.to(c10::CppTypeToScalarType<T>::value);

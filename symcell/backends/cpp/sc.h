@@ -309,9 +309,10 @@ template <typename T> void mm_panels(int64_t M, int64_t N, int64_t K, const T* A
 // only as a matmul's (a transposed matmul's) weights (sequence.py's _weights16, Kernel.weights16; every other tensor
 // is a float32 copy). A call on its weights as stored (direct, direct_grads) multiplies them so, as they are read
 // (mm_stored16, mm_kn16: half float32's bytes from memory, and no float32 copy made first, which took more time
-// than the step); any other call copies them to float32 first. Their sums are float32's; their products bfloat16
-// ones where the call's are (products16: the other operand rounded, as the panels' GEMMs round it), else
-// float32's.
+// than the step). A longer call in bfloat16 products makes its panels' pairs of rows and its tall GEMMs' straight
+// from them (transpose_step_pairs16, copy_step_pairs16, mm_nt16, mm_kn16); any other copies them to float32 first.
+// Their sums are float32's; their products bfloat16 ones where the call's are (products16: the other operand
+// rounded, as the panels' GEMMs round it), else float32's.
 template <typename T> struct Stored {   // a weight matrix (from a column on) as a GEMM reads it as stored
   const T* p;                           // float weights, or
   const bf16* p16;                      // bfloat16 ones (p null)
@@ -355,10 +356,12 @@ template <typename T> inline void mm_tn16(int64_t M, int64_t N, const T* A, int6
   if constexpr (std::is_same_v<T, float>) mm_tn_bf16(M, N, A, lda, K0, B0, ldb0, K1, B1, ldb1, C, ldc);
   else TORCH_CHECK(false, "symcell: a bfloat16 weight gradient of a ", c10::CppTypeToScalarType<T>::value, " scan");
 }
+void mm_nt16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const bf16* W, int64_t ldw, float* C,
+             int64_t ldc);
 template <typename T> inline void mm_nt(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, Stored<T> W,
                                         int64_t ldw, T* C, int64_t ldc) {
   if constexpr (std::is_same_v<T, float>) {
-    if (W.p16 != nullptr) return mm_stored16(M, N, K, A, lda, W.p16, ldw, false, C, ldc);
+    if (W.p16 != nullptr) return mm_nt16(M, N, K, A, lda, W.p16, ldw, C, ldc);
   }
   mm_nt(M, N, K, A, lda, W.p, ldw, C, ldc);
 }
@@ -372,6 +375,29 @@ template <typename T> void transpose_step_panels(const T* src, int64_t lds, int6
 template <typename T> void copy_step_panels(const T* src, int64_t lds, int64_t K, int64_t N, T* dst);
 int64_t step_panels_numel(int64_t Kt, int64_t N);
 template <typename T> void clear_last_pairs(const T* Bp, int64_t ldp, int64_t N, int64_t k0, int64_t K);
+// ... and from a weight a call takes in bfloat16 as stored (Weight: a call not direct, in bfloat16 products): only
+// the pairs of rows, straight from its values, the float panels left unwritten (a first-order scan's step GEMMs,
+// the whole of it or from a hoisted term's end, read the pairs alone: mm_panels)
+void transpose_step_pairs16(const bf16* src, int64_t lds, int64_t N, int64_t K, float* dst, int64_t ldp, int64_t k0);
+void copy_step_pairs16(const bf16* src, int64_t lds, int64_t K, int64_t N, float* dst);
+template <typename T> inline void transpose_step_panels(Stored<T> src, int64_t lds, int64_t N, int64_t K, T* dst,
+                                                        int64_t ldp, int64_t k0) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (src.p16 != nullptr) return transpose_step_pairs16(src.p16, lds, N, K, dst, ldp, k0);
+  }
+  transpose_step_panels(src.p, lds, N, K, dst, ldp, k0);
+}
+template <typename T> inline void copy_step_panels(Stored<T> src, int64_t lds, int64_t K, int64_t N, T* dst) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (src.p16 != nullptr) return copy_step_pairs16(src.p16, lds, K, N, dst);
+  }
+  copy_step_panels(src.p, lds, K, N, dst);
+}
+template <typename T> inline void transpose(Stored<T> src, int64_t lds, int64_t N, int64_t K, T* dst, int64_t ldd) {
+  if (src.p16 == nullptr) return transpose(src.p, lds, N, K, dst, ldd);
+  for (int64_t n = 0; n < N; ++n)   // (no zoo cell's: a matmul outside the step on a weight given in bfloat16)
+    for (int64_t k = 0; k < K; ++k) dst[k * ldd + n] = T(static_cast<float>(src.p16[n * lds + k]));
+}
 // The code paths a call takes, by its sizes (each forced by a SYMCELL_* variable, read every call): the input
 // terms before the loop (hoist), the weights as stored (direct, direct_grads)
 bool hoist(int64_t B);
