@@ -570,6 +570,33 @@ def test_a_long_bfloat16_call_makes_its_panels_from_its_weights_as_given(name, h
                 assert torch.equal(a, b), (T, B)
 
 
+@pytest.mark.cpp
+@pytest.mark.parametrize("threads", [2], indirect=True)
+def test_a_call_after_one_on_nan_weights_reads_no_stale_nan(threads, monkeypatch):
+    """A step's panels live in a thread's workspace, reused by the next call. A bfloat16 call whose stacked weights'
+    rows are odd (I=13 + H=40, the input term in the step) multiplies the pair past its last row by zeros of the
+    other operand: that lane must be zero (sc.cpp zeroes it), not what the call before left there, which after a
+    module whose weights went NaN (a diverged run, evaluated first) is NaN: 0 x NaN. Its outputs against the same
+    call made before the NaN one."""
+    monkeypatch.setenv("SYMCELL_HOIST", "0")
+
+    def call(I, nan):
+        torch.manual_seed(22)
+        cell = LSTMCell(I, 40, backend="cpp").bfloat16()
+        if nan:
+            with torch.no_grad():
+                for p in cell.parameters():
+                    p.fill_(float("nan"))
+        x, h = torch.randn(3, 50, I).bfloat16(), torch.zeros(50, 40).bfloat16()
+        with torch.no_grad():
+            return symcell.scan(cell, (x,), (h, h))[0]
+    want = call(13, False)
+    assert torch.isfinite(want).all()
+    for I in (12, 16):   # (the NaN pairs of an even number of rows, laid out across the odd one's lanes)
+        assert torch.isnan(call(I, True)).all()
+        assert torch.equal(call(13, False), want), I
+
+
 @symcell.define(inputs={"x": "I"}, state={"h": "H"}, params={"W": ("H", "H+I"), "b": ("H",)})
 def _Affine(x, h, W, b):   # (one matrix, read from a column on for x's part)
     return (W @ symcell.cat(h, x) + b,)
