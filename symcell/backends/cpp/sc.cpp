@@ -292,9 +292,10 @@ inline void pair_panels(const float* Bp, int64_t ldp, int64_t N, int64_t k0, int
 // d + p * even(Kt) * PANEL) = the transpose of the (N, K) block at src (row stride lds). Two rows of a pair both in
 // the block are two neighbouring values of a row of src, one 32-bit word: those words are transposed 8 x 8 as
 // floats' bits; a row alone (k0 odd, or the block's last) is written value by value. The lane past an odd Kt's last
-// row zero, where the block ends there.
+// row zero, where the block ends there: a GEMM multiplies it by a zero column of the other operand, and what an
+// earlier call left in the workspace there may be NaN (a module whose weights went NaN: 0 x NaN).
 static void transpose_pairs16(const bf16* src, int64_t lds, int64_t N, int64_t K, bf16* d, int64_t Kt, int64_t k0) {
-  const int64_t P = (N + PANEL - 1) / PANEL, lead = k0 & 1, words = (K - lead) / 2;
+  const int64_t P = (N + PANEL - 1) / PANEL, lead = K > 0 ? k0 & 1 : 0, words = (K - lead) / 2;
   at::parallel_for(0, P, N * K >= (1 << 17) ? 1 : P + 1, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
       const int64_t w = panel_width(N, p), n8 = w / 8 * 8, c8 = words / 8 * 8;
