@@ -3,7 +3,8 @@
 panels made from them) against float32 copies of every parameter made by Python at each call (sequence._weights16
 off: the way before for a recorded call), beside nn's module in bfloat16 with the same weights. LSTM and GRU,
 input size = H, under torch.no_grad(); with --train, a training step instead (the call recorded, then
-backward() of its outputs' sum into the parameters' .grad).
+backward() of its outputs' sum into the parameters' .grad), and the MiB each call's graph saves for its backward
+(eager.saved_bytes: the parameters and the input not counted, the float32 copies of the parameters counted).
 
     python benchmarks/bench_weights16.py                   # B in 1, 4, 16; H in 256, 512, 1024; T in 1, 4
     python benchmarks/bench_weights16.py --hidden 512 --batch 4 --steps 1 --rounds 5
@@ -17,6 +18,7 @@ from torch import nn
 
 import symcell
 from symcell import sequence
+from eager import saved_bytes
 from measure import calls_in, cpu_model, grid_args, interleaved_medians
 
 
@@ -26,8 +28,10 @@ def main():
     print(f"CPU: {cpu_model()}; torch {torch.__version__}, {torch.get_num_threads()} threads; bfloat16, "
           f"{'a training step' if args.train else 'no_grad'}, input size = H; medians of {args.rounds} rounds "
           f"(us a call)")
-    print("| cell | B | H | T | as given | float32 copies | nn | as given / copies | as given / nn | copies / nn |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    saved = " saved MiB: as given, copies, nn |" if args.train else ""
+    print("| cell | B | H | T | as given | float32 copies | nn | as given / copies | as given / nn | copies / nn |"
+          + saved)
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---|" if args.train else ""))
     wanted = sequence._weights16
     for name, Ours, Ref in (("LSTM", symcell.cells.LSTM, nn.LSTM), ("GRU", symcell.cells.GRU, nn.GRU)):
         for H in args.hidden:
@@ -60,8 +64,17 @@ def main():
                     t = interleaved_medians({k: contender(k) for k in ("given", "copies", "nn")}, args.rounds, calls)
                     sequence._weights16 = wanted
                     g, c, r = (t[k] for k in ("given", "copies", "nn"))
+                    mib = ""
+                    if args.train:
+                        mib = []
+                        for k in ("given", "copies", "nn"):
+                            m = ref if k == "nn" else ours
+                            sequence._weights16 = (lambda *a: False) if k == "copies" else wanted
+                            mib.append(saved_bytes(lambda: m(x)[0].float().sum(), [*m.parameters(), x]) / 2 ** 20)
+                        sequence._weights16 = wanted
+                        mib = " " + ", ".join(f"{v:.1f}" for v in mib) + " |"
                     print(f"| {name} | {B} | {H} | {T} | {g:.0f} | {c:.0f} | {r:.0f} | {g / c:.2f} | {g / r:.2f} | "
-                          f"{c / r:.2f} |", flush=True)
+                          f"{c / r:.2f} |{mib}", flush=True)
 
 
 if __name__ == "__main__":
