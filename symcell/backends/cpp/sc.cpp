@@ -927,7 +927,7 @@ template <typename T> Weight<T> weight(const at::Tensor& t, bool direct) {
   Weight<T> w;
   if (!is_bf16(t)) {
     w.stored = {ptr<T>(t), nullptr};
-  } else if (std::is_same_v<T, float> && (direct || products16())) {
+  } else if (std::is_same_v<T, float> && (direct || (products16() && brgemm_ok()))) {   // (mm_panels' pairs)
     w.stored = {nullptr, t.data_ptr<bf16>()};
   } else {
     w.copy = t.to(c10::CppTypeToScalarType<T>::value);
