@@ -355,13 +355,16 @@ inline void mm_tall_panels(int64_t M, int64_t N, int64_t K, const float* A, int6
   });
 }
 // C[M,N] (+)= A[M,K] @ B[K,N], all row-major: B packed into panels once, then tall
+// (in bfloat16 products: B, float or bfloat16, in pairs of rows)
+template <typename S> inline void mm_tall_kn16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
+                                               const S* B, int64_t ldb, bool acc, float* C, int64_t ldc) {
+  bf16* Bv = scratch16(0, (N + PANEL - 1) / PANEL * PANEL * even(K));
+  vnni_panels(B, ldb, K, N, Bv);
+  mm_tall_panels16(M, N, K, A, lda, Bv, acc, C, ldc);
+}
 inline void mm_tall_kn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
                        bool acc, float* C, int64_t ldc) {
-  if (products16()) {
-    bf16* Bv = scratch16(0, (N + PANEL - 1) / PANEL * PANEL * even(K));
-    vnni_panels(B, ldb, K, N, Bv);
-    return mm_tall_panels16(M, N, K, A, lda, Bv, acc, C, ldc);
-  }
+  if (products16()) return mm_tall_kn16(M, N, K, A, lda, B, ldb, acc, C, ldc);
   float* Bp = scratch((N + PANEL - 1) / PANEL * PANEL * K);
   copy_panels(B, ldb, K, N, Bp);
   mm_tall_panels(M, N, K, A, lda, Bp, K * PANEL, 0, acc, C, ldc);
@@ -910,11 +913,7 @@ template <typename TA> static void kn16_columns(int64_t M, int64_t n0, int64_t n
 void mm_kn16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const bf16* W, int64_t ldw, bool acc,
              float* C, int64_t ldc) {
   if (mm_empty(M, N, K, acc, C, ldc)) return;
-  if (tall16(M, TALL_ROWS)) {
-    bf16* Bv = scratch16(0, (N + PANEL - 1) / PANEL * PANEL * even(K));
-    vnni_panels(W, ldw, K, N, Bv);
-    return mm_tall_panels16(M, N, K, A, lda, Bv, acc, C, ldc);
-  }
+  if (tall16(M, TALL_ROWS)) return mm_tall_kn16(M, N, K, A, lda, W, ldw, acc, C, ldc);
   with_operand(M, K, A, lda, [&](const auto* a, int64_t ld) {
     column_blocks(M, N, K, 64, [&](int64_t n0, int64_t n1) { kn16_columns(M, n0, n1, K, a, ld, W, ldw, acc, C, ldc); });
   });
