@@ -1,7 +1,8 @@
-"""A bfloat16 module's calls on the cpp backend: the kernels handed the weight matrices in bfloat16 as they are
-(multiplied as stored in a call of up to 128 rows in all, sc.h's Weight, mm_stored16 and mm_kn16; a longer call's
-panels made from them) against float32 copies of every parameter made by Python at each call (sequence._weights16
-off: the way before for a recorded call), beside nn's module in bfloat16 with the same weights. LSTM and GRU,
+"""A bfloat16 (--float16: float16) module's calls on the cpp backend: the kernels handed the weight matrices in its
+dtype as they are (multiplied as stored in a call of up to 128 rows in all, 32 without AVX-512: sc.h's Weight,
+mm_stored16 and mm_kn16; a longer call's panels made from them) against
+float32 copies of every parameter made by Python at each call (sequence._weights16 off: the way before), beside nn's
+module in that dtype with the same weights. LSTM and GRU,
 input size = H, under torch.no_grad(); with --train, a training step instead (the call recorded, then
 backward() of its outputs' sum into the parameters' .grad), and the MiB each call's graph saves for its backward
 (eager.saved_bytes: the parameters and the input not counted, the float32 copies of the parameters counted).
@@ -9,6 +10,7 @@ backward() of its outputs' sum into the parameters' .grad), and the MiB each cal
     python benchmarks/bench_weights16.py                   # B in 1, 4, 16; H in 256, 512, 1024; T in 1, 4
     python benchmarks/bench_weights16.py --hidden 512 --batch 4 --steps 1 --rounds 5
     python benchmarks/bench_weights16.py --train --batch 16 64 --steps 2 8
+    python benchmarks/bench_weights16.py --float16 --batch 1 4 16 32 --steps 1 4
 
 Medians of interleaved rounds (measure.interleaved_medians: every other round in the other order, each contender
 after untimed calls of its own).
@@ -24,8 +26,10 @@ from measure import calls_in, cpu_model, grid_args, interleaved_medians
 
 def main():
     args = grid_args(__doc__, hidden=[256, 512, 1024], steps=[1, 4],
-                     flags={"--train": "a training step (forward and backward) instead of a call under no_grad"})
-    print(f"CPU: {cpu_model()}; torch {torch.__version__}, {torch.get_num_threads()} threads; bfloat16, "
+                     flags={"--train": "a training step (forward and backward) instead of a call under no_grad",
+                            "--float16": "float16 modules, not bfloat16"})
+    dtype = torch.float16 if args.float16 else torch.bfloat16
+    print(f"CPU: {cpu_model()}; torch {torch.__version__}, {torch.get_num_threads()} threads; {str(dtype)[6:]}, "
           f"{'a training step' if args.train else 'no_grad'}, input size = H; medians of {args.rounds} rounds "
           f"(us a call)")
     saved = " saved MiB: as given, copies, nn |" if args.train else ""
@@ -36,11 +40,11 @@ def main():
     for name, Ours, Ref in (("LSTM", symcell.cells.LSTM, nn.LSTM), ("GRU", symcell.cells.GRU, nn.GRU)):
         for H in args.hidden:
             torch.manual_seed(0)
-            ours, ref = Ours(H, H, backend="cpp").bfloat16(), Ref(H, H).bfloat16()
+            ours, ref = Ours(H, H, backend="cpp").to(dtype), Ref(H, H).to(dtype)
             ref.load_state_dict(ours.state_dict())
             for B in args.batch:
                 for T in args.steps:
-                    x = torch.randn(T, B, H).bfloat16()
+                    x = torch.randn(T, B, H).to(dtype)
 
                     def call(m):
                         if args.train:
@@ -48,7 +52,7 @@ def main():
                             return
                         with torch.no_grad():
                             m(x)
-                    with torch.no_grad():   # (the same answers both ways, to bfloat16's rounding)
+                    with torch.no_grad():   # (the same answers both ways, to the dtype's rounding)
                         given = ours(x)[0].float()
                         sequence._weights16 = lambda *a: False
                         copies = ours(x)[0].float()

@@ -189,8 +189,8 @@ class Scan(_Function):
         d_fin = _zeros(grads[ctx.n_out:ctx.n_out + len(inits)], inits)
         key = getattr(ctx.kernel, "key", None)
         plain = not torch.is_grad_enabled() and not forward_mode_on() and not torch.compiler.is_compiling()
-        if not plain:   # (a bfloat16 module's weights, as its forward took them: float32 copies for every other scan)
-            params = tuple(p.float() if p.dtype == torch.bfloat16 else p for p in params)
+        if not plain:   # (a 16-bit module's weights, as its forward took them: float32 copies for every other scan)
+            params = tuple(p.float() if p.dtype in (torch.bfloat16, torch.float16) else p for p in params)
         if key is not None and torch.compiler.is_compiling():
             # compiled autograd traces this backward: the registered operator (ops.py), which it records as one
             # node (the kernel's Python broke its graph, and fullgraph=True failed)
@@ -203,7 +203,7 @@ class Scan(_Function):
         if plain:
             # a backward that records no graph (no create_graph) and no transform can differentiate: the kernel
             # itself, not through a Function whose derivatives nobody will ask for (and the cpp backward reads a
-            # bfloat16 module's weights as its forward did: Kernel.weights16)
+            # 16-bit module's weights as its forward did: Kernel.weights16)
             return (None, None, None, *ScanBackward.forward(*args))
         return (None, None, None, *ScanBackward.apply(*args))
 

@@ -239,7 +239,7 @@ def weights_only(scan, of=MatMul):
     """The parameters a scan reads only as the weights of statements of the kind `of`: matmuls' (W of a term
     `operand @ W[:, c0:c1].T`) or transposed matmuls' (OperandGrad: `d_out @ W[:, c0:c1]`, a backward's), in the
     order of its arguments: a backend may take them in another dtype than the rest (the cpp forward and backward:
-    a bfloat16 module's weight matrices as given, Kernel.weights16)."""
+    a 16-bit module's weight matrices as given, Kernel.weights16)."""
     names = [b.name for b in scan.with_role(Role.PARAM) if len(b.size) == 2]
     stmts = [*scan.before, *scan.step, *scan.after]
     as_weight = {st.weight for st in stmts if isinstance(st, OperandGrad)} if of is OperandGrad else \

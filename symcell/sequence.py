@@ -164,19 +164,20 @@ def _eager(tensors):
 
 
 def _weights16(computing_for, tensors):
-    """Whether a 16-bit scan of these tensors may hand its kernel the weight matrices in bfloat16
-    (Kernel.weights16): a bfloat16 module's call on the eager path where no forward mode or torch.func transform is
-    on. Its forward and a plain backward read them so (a short call multiplies them as stored, a longer one makes its
-    panels from them; sc.h's Weight); every other derivative's scans take float32 copies (autograd.Scan.backward).
-    (A recorded call of more than 128 rows took float32 copies made here, which autograd cast back for the
-    gradients: 3.8 ms of a bfloat16 GRU's 40 ms training step at H=1024 B=64 T=4 were copies, torch.profiler.)"""
-    return computing_for == torch.bfloat16 and _eager(tensors) and not autograd.forward_mode_on()
+    """Whether a 16-bit scan of these tensors may hand its kernel the weight matrices in their dtype
+    (Kernel.weights16): a bfloat16 or float16 module's call on the eager path where no forward mode or torch.func
+    transform is on. Its forward and a plain backward read them so (a short call multiplies them as stored, a longer
+    one makes its panels from them; sc.h's Weight), and a backward writes their gradients in their dtype; every
+    other derivative's scans take float32 copies (autograd.Scan.backward). (A recorded call of more than 128 rows took float32 copies made here, which
+    autograd cast back for the gradients: 3.8 ms of a bfloat16 GRU's 40 ms training step at H=1024 B=64 T=4 were
+    copies, torch.profiler.)"""
+    return computing_for in LOW_PRECISION and _eager(tensors) and not autograd.forward_mode_on()
 
 
 def _kernel_params(binding, key, params, low, weights16):
     """The kernel's parameters (run's and run_plan's), row-major. A 16-bit scan's in float32, copied before their
     blocks (a block's gradient is added in float32); but where `weights16` (a call _weights16 allows) the weight
-    matrices its kernel takes as given (Kernel.weights16) stay bfloat16: the float32 copies of a decoder's weights
+    matrices its kernel takes as given (Kernel.weights16) stay 16-bit: the float32 copies of a decoder's weights
     made at every step took more time than its kernel (a bfloat16 LSTMCell's step at B=4 I=256 H=512: 0.37 of
     0.55 ms, profiled)."""
     if low is not None and not weights16:
@@ -296,8 +297,9 @@ def _reversal(lengths, T):
 # bfloat16 and float16 parameters and inputs: the scan runs in float32 (its state between steps and every
 # accumulation) on their values and rounds its results to their dtype, so a long sequence does not drift as a
 # 16-bit state would. (The triton kernels read a 16-bit module's recurrent weights in its dtype, exactly:
-# LOW_PRECISION_WEIGHTS; the cpp kernels read float32 copies, and a bfloat16 scan's GEMMs round their operands to
-# bfloat16 where the CPU multiplies it: sc.h's products16.)
+# LOW_PRECISION_WEIGHTS; the cpp kernels read the weight matrices in their dtype where a call multiplies them as
+# stored, else float32 copies, and a bfloat16 scan's GEMMs round their operands to bfloat16 where the CPU multiplies
+# it: sc.h's Weight and products16.)
 LOW_PRECISION = (torch.bfloat16, torch.float16)
 
 

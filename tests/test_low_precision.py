@@ -390,19 +390,21 @@ def _calls_of_the_forward(monkeypatch):
 
 
 @pytest.mark.cpp
+@pytest.mark.parametrize("dtype", LOW)
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_a_bfloat16_call_hands_the_cpp_forward_its_weights_as_they_are(name, monkeypatch):
-    """A bfloat16 module's call, recorded or not, short (up to 128 rows: the kernels multiply them as stored) or
-    long (they make their panels from them), hands the cpp forward the weight matrices it reads only as matmuls'
-    weights in bfloat16 (Kernel.weights16: no float32 copy of them per call), every other tensor in float32; a call
-    under forward mode (a dual level) hands it float32 copies of all. A second call of the same signature (its
-    plan, replay.py) likewise. The forward's float32 results on the weights as given, in a call that multiplies
-    them as stored (T=1, B=4: sc::mm_stored16) and in one that copies them first (T=3, B=50; in float32 products),
-    against the same kernel on float32 copies: the same products, summed in another order."""
+def test_a_16_bit_call_hands_the_cpp_forward_its_weights_as_they_are(name, dtype, monkeypatch):
+    """A bfloat16 or float16 module's call, recorded or not, short (up to 128 rows: the kernels multiply them as
+    stored) or long (a bfloat16 one's make their panels from them, a float16 one's copy them), hands the cpp forward
+    the weight matrices it reads only as matmuls' weights in its dtype (Kernel.weights16: no float32 copy of them
+    made by Python per call), every other tensor in float32; a call under forward mode (a dual level) hands it
+    float32 copies of all. A second call of the same signature (its plan, replay.py) likewise. The forward's
+    float32 results on the weights as given, in a call that multiplies them as stored (T=1, B=4: sc::mm_stored16)
+    and in one that does not (T=3, B=50; in float32 products), against the same kernel on float32 copies: the same
+    products, summed in another order."""
     from symcell import registry, sequence
     factory = CASES[name][0]
     torch.manual_seed(5)
-    cell = factory(backend="cpp").bfloat16()
+    cell = factory(backend="cpp").to(dtype)
     binding = cell._binding
     key = binding.kernel_key(torch.device("cpu"), torch.float32)
     kept = registry.kernel_for(key).weights16
@@ -410,7 +412,7 @@ def test_a_bfloat16_call_hands_the_cpp_forward_its_weights_as_they_are(name, mon
     seen = _calls_of_the_forward(monkeypatch)
     for T, B in ((1, 4), (3, 50)):
         seen.clear()
-        xs, states = random_inputs(cell, T=T, B=B, dtype=torch.bfloat16, seed=2, requires_grad=False)
+        xs, states = random_inputs(cell, T=T, B=B, dtype=dtype, seed=2, requires_grad=False)
         with torch.no_grad():
             first = symcell.scan(cell, tuple(xs), tuple(states))
             again = symcell.scan(cell, tuple(xs), tuple(states))
@@ -419,7 +421,7 @@ def test_a_bfloat16_call_hands_the_cpp_forward_its_weights_as_they_are(name, mon
             dual = symcell.scan(cell, tuple(xs), tuple(states))
         assert len(seen) == 4
         for dtypes in seen[:3]:
-            assert {k for k, d in enumerate(dtypes) if d == torch.bfloat16} == kept, dtypes
+            assert {k for k, d in enumerate(dtypes) if d == dtype} == kept, dtypes
             assert all(d == torch.float32 for k, d in enumerate(dtypes) if k not in kept)
         assert all(d == torch.float32 for d in seen[3])
         flat = [torch.utils._pytree.tree_leaves(r) for r in (first, again, recorded, dual)]
@@ -431,11 +433,11 @@ def test_a_bfloat16_call_hands_the_cpp_forward_its_weights_as_they_are(name, mon
         wide = [t.float() for t in xs]
         inits = [*(t.float() for t in states), *(torch.zeros(B, n) for n in binding.hidden_sizes.values())]
         params = list(cell.parameters())
-        as_given = sequence._kernel_params(binding, key, params, torch.bfloat16, True)
-        floats = sequence._kernel_params(binding, key, params, torch.bfloat16, False)
+        as_given = sequence._kernel_params(binding, key, params, dtype, True)
+        floats = sequence._kernel_params(binding, key, params, dtype, False)
         with torch.no_grad():
-            got = sequence.scan_op(key, wide, inits, as_given, None, torch.bfloat16)
-            ref = sequence.scan_op(key, wide, inits, floats, None, torch.bfloat16)
+            got = sequence.scan_op(key, wide, inits, as_given, None, dtype)
+            ref = sequence.scan_op(key, wide, inits, floats, None, dtype)
         for a, b in zip(torch.utils._pytree.tree_leaves(got), torch.utils._pytree.tree_leaves(ref)):
             assert rel_err(a, b) < 1e-6
         monkeypatch.delenv("SYMCELL_BF16_PRODUCTS")
@@ -444,20 +446,21 @@ def test_a_bfloat16_call_hands_the_cpp_forward_its_weights_as_they_are(name, mon
 @pytest.mark.cpp
 @pytest.mark.parametrize("threads", [2], indirect=True)
 @pytest.mark.parametrize("direct", ["", "0", "1"])
+@pytest.mark.parametrize("dtype", LOW)
 @pytest.mark.parametrize("Cell", [LSTM, GRU])
-def test_the_cpp_forward_multiplies_bfloat16_weights_as_stored_exactly(Cell, direct, threads, monkeypatch):
-    """sc::mm_stored16 against float32 BLAS on the same values: tiles of 4 of W's rows and of up to 4 of A's, with
-    each remainder (B from 1 to 17 rows, W's 63 rows for a GRU of H=21), K over 16 columns and not a multiple of 16
-    (I=37, H=21); T=1 and 3; the call's way as its sizes choose it (direct up to 128 rows in all), and each forced
-    (SYMCELL_DIRECT: where not direct, the kernel's float32 copy of the weights). In float32 products
-    (SYMCELL_BF16_PRODUCTS=0): a GEMM of more rows (T=3, B=16, forced direct) would round float32 weights' operands
-    to bfloat16 where the CPU multiplies it, and mm_stored16 does not."""
+def test_the_cpp_forward_multiplies_16_bit_weights_as_stored_exactly(Cell, dtype, direct, threads, monkeypatch):
+    """sc::mm_stored16 on bfloat16 and float16 weights against float32 BLAS on the same values: tiles of 4 (AVX2: 2)
+    of W's rows and of up to 4 of A's, with each remainder (B from 1 to 17 rows, W's 63 rows for a GRU of H=21), K
+    over 16 columns and not a multiple of 8 or 16 (I=37, H=21); T=1 and 3; the call's way as its sizes choose it
+    (direct up to 128 rows in all), and each forced (SYMCELL_DIRECT: where not direct, the kernel's float32 copy of
+    the weights). In float32 products (SYMCELL_BF16_PRODUCTS=0): a GEMM of more rows (T=3, B=16, forced direct)
+    would round float32 weights' operands to bfloat16 where the CPU multiplies it, and mm_stored16 does not."""
     from symcell.sequence import scan_op
     monkeypatch.setenv("SYMCELL_BF16_PRODUCTS", "0")
     if direct:
         monkeypatch.setenv("SYMCELL_DIRECT", direct)
     torch.manual_seed(13)
-    cell = Cell(37, 21, backend="cpp").bfloat16()
+    cell = Cell(37, 21, backend="cpp").to(dtype)
     key = cell._bindings[0].kernel_key(torch.device("cpu"), torch.float32)
     params16 = [p.detach() for p in cell.parameters()]
     as_given = tuple(p if p.dim() == 2 else p.float() for p in params16)
@@ -466,8 +469,8 @@ def test_the_cpp_forward_multiplies_bfloat16_weights_as_stored_exactly(Cell, dir
         for B in (1, 2, 3, 4, 5, 7, 8, 16, 17):
             x = torch.randn(T, B, 37)
             states = tuple(torch.randn(B, 21) for _ in cell.state_sizes)
-            got = scan_op(key, (x,), states, as_given, None, torch.bfloat16)
-            ref = scan_op(key, (x,), states, floats, None, torch.bfloat16)
+            got = scan_op(key, (x,), states, as_given, None, dtype)
+            ref = scan_op(key, (x,), states, floats, None, dtype)
             for a, b in zip(torch.utils._pytree.tree_leaves(got), torch.utils._pytree.tree_leaves(ref)):
                 assert rel_err(a, b) < 1e-6, (T, B)
 
@@ -475,21 +478,22 @@ def test_the_cpp_forward_multiplies_bfloat16_weights_as_stored_exactly(Cell, dir
 @pytest.mark.cpp
 @pytest.mark.parametrize("threads", [2], indirect=True)
 @pytest.mark.parametrize("direct", ["", "0", "1"])
+@pytest.mark.parametrize("dtype", LOW)
 @pytest.mark.parametrize("Cell", [LSTM, GRU])
-def test_the_cpp_backward_multiplies_bfloat16_weights_as_stored_exactly(Cell, direct, threads, monkeypatch):
-    """sc::mm_kn16 (d_h += d_gates @ W_hh in the step, d_x after the loop) against the same backward on float32
-    copies: 64-column tiles of W with a narrower last one (H=21, I=37: 21 and 37 columns; H=70: 64 + 6) and up to 4
-    of d_gates' rows, each remainder (B from 1 to 17), T=1 and 3; the call's way as its sizes choose it (as stored
-    up to 128 rows in all) and each forced (SYMCELL_DIRECT). Every gradient, float32 products and sums; a bfloat16
-    weight's in bfloat16 (sc::mm_tn16), the float32 one rounded."""
+def test_the_cpp_backward_multiplies_16_bit_weights_as_stored_exactly(Cell, dtype, direct, threads, monkeypatch):
+    """sc::mm_kn16 (d_h += d_gates @ W_hh in the step, d_x after the loop) on bfloat16 and float16 weights against
+    the same backward on float32 copies: 64-column tiles of W (AVX2: 16) with a narrower last one (H=21, I=37: 21 and
+    37 columns; H=70: 64 + 6) and up to 4 of d_gates' rows, each remainder (B from 1 to 17), T=1 and 3; the call's
+    way as its sizes choose it (as stored up to 128 rows in all) and each forced (SYMCELL_DIRECT). Every gradient,
+    float32 products and sums; a 16-bit weight's in its dtype (sc::mm_tn16), the float32 one rounded."""
     monkeypatch.setenv("SYMCELL_BF16_PRODUCTS", "0")
     if direct:
         monkeypatch.setenv("SYMCELL_DIRECT", direct)
     torch.manual_seed(15)
     for I, H in ((37, 21), (70, 70)):
-        cell = Cell(I, H, backend="cpp").bfloat16()
+        cell = Cell(I, H, backend="cpp").to(dtype)
         key = cell._bindings[0].kernel_key(torch.device("cpu"), torch.float32)
-        kernel = symcell.registry.kernel_for(key).for_dtype(torch.bfloat16)
+        kernel = symcell.registry.kernel_for(key).for_dtype(dtype)
         params16 = [p.detach() for p in cell.parameters()]
         as_given = [p if p.dim() == 2 else p.float() for p in params16]
         floats = [p.float() for p in params16]
@@ -502,18 +506,20 @@ def test_the_cpp_backward_multiplies_bfloat16_weights_as_stored_exactly(Cell, di
                 ref = kernel.backward(d_ys, d_fin, xs, inits, floats, ys, res)
                 for a, b, p in zip(torch.utils._pytree.tree_leaves(got), torch.utils._pytree.tree_leaves(ref),
                                    [None] * (len(xs) + len(inits)) + as_given):
-                    if p is not None and p.dtype == torch.bfloat16:   # the float32 gradient, rounded
-                        assert a.dtype == torch.bfloat16 and _rounded_from(a, b), (I, H, T, B)
+                    if p is not None and p.dtype == dtype:   # the float32 gradient, rounded
+                        assert a.dtype == dtype and _rounded_from(a, b), (I, H, T, B)
                     else:   # (2e-6: a CPU without AVX-512 sums each column down K in turn, 1.01e-6 off at worst)
                         assert a.dtype == torch.float32 and rel_err(a, b) < 2e-6, (I, H, T, B)
 
 
 def _rounded_from(a, b):
-    """whether bfloat16 `a` is float32 `b` rounded, b as a kernel gives it: where the sums' order differs by CPU
-    (2e-6 of the largest apart, the test above), now and then the other neighbour (at most 2% of places)"""
+    """whether 16-bit `a` is float32 `b` rounded to a's dtype, b as a kernel gives it: where the sums' order differs
+    by CPU (2e-6 of the largest apart, the test above), now and then the other neighbour (at most 2% of places)"""
+    ulp = torch.finfo(a.dtype).eps / 2   # (half a unit in the last place, relative)
+    rounded = b.to(a.dtype).double()
     a, b = a.double(), b.double()
-    near = (a - b).abs() <= 2 ** -8 * b.abs() + 2e-6 * b.abs().max()
-    return bool(near.all()) and (a == b.bfloat16().double()).double().mean() >= 0.98
+    near = (a - b).abs() <= ulp * b.abs() + 2e-6 * b.abs().max()
+    return bool(near.all()) and (a == rounded).double().mean() >= 0.98
 
 
 _WIDE = {"LSTM-37x45": lambda **kw: LSTMCell(37, 45, **kw), "GRU-37x45": lambda **kw: GRUCell(37, 45, **kw),
@@ -646,26 +652,27 @@ def test_a_short_bfloat16_call_on_its_weights_rounds_the_other_operand(Cell, thr
 
 @pytest.mark.cpp
 @pytest.mark.parametrize("threads", [2], indirect=True)
+@pytest.mark.parametrize("dtype", LOW)
 @pytest.mark.parametrize("Cell", [_Affine, _Affine2])
-def test_a_bfloat16_weights_gradient_is_written_in_bfloat16(Cell, threads, monkeypatch):
-    """A backward handed a weight matrix in bfloat16 writes its gradient in bfloat16 (sc::mm_tn16: one GEMM a range
-    of its columns; a state's operand from its initial rows, then the states after each step but the last). Where
-    the products are bfloat16 (a CPU with them), the operands rounded to bfloat16 and float32 sums, as nn's bfloat16
-    GEMMs compute it; else float32 products; either way rounded once. An affine cell whose recurrent weights are
-    zero, so the GEMMs' operands are what the test hands in (the incoming gradient) and what the forward gave (the
-    states): its gradients against float64 products of those, rounded or not, then rounded to bfloat16. Both cells'
-    weights (_Affine: one matrix, two ranges of columns written apart; _Affine2: two matrices); T x B from 1 x 1 to
-    5 x 30 (150 rows: past sc.cpp's ROWS16, the weights in panels, and the sums rounded, not the operands: sums of
-    fewer places than the operands'; from 4 x 32 here)."""
+def test_a_16_bit_weights_gradient_is_written_in_its_dtype(Cell, dtype, threads, monkeypatch):
+    """A backward handed a weight matrix in bfloat16 (float16) writes its gradient in bfloat16 (float16;
+    sc::mm_tn16: one GEMM a range of its columns; a state's operand from its initial rows, then the states after
+    each step but the last). Where the products are bfloat16 (a bfloat16 scan on a CPU with them), the operands
+    rounded to bfloat16 and float32 sums, as nn's bfloat16 GEMMs compute it; else float32 products; either way
+    rounded once. An affine cell whose recurrent weights are zero, so the GEMMs' operands are what the test hands in
+    (the incoming gradient) and what the forward gave (the states): its gradients against float64 products of
+    those, rounded or not, then rounded to the dtype. Both cells' weights (_Affine: one matrix, two ranges of columns
+    written apart; _Affine2: two matrices); T x B from 1 x 1 to 5 x 30 (150 rows: past sc.cpp's ROWS16, the weights
+    in panels, and the sums rounded, not the operands: sums of fewer places than the operands'; from 4 x 32 here)."""
     torch.manual_seed(18)
-    rounded = _bfloat16_products_expected()
+    rounded = dtype == torch.bfloat16 and _bfloat16_products_expected()
     r = (lambda t: t.bfloat16().double()) if rounded else (lambda t: t.double())
     I, H = 37, 70
-    cell = Cell(I=I, H=H, backend="cpp").bfloat16()
+    cell = Cell(I=I, H=H, backend="cpp").to(dtype)
     with torch.no_grad():
         (cell.W if Cell is _Affine else cell.W_hh)[:, :H] = 0
     key = cell._binding.kernel_key(torch.device("cpu"), torch.float32)
-    kernel = symcell.registry.kernel_for(key).for_dtype(torch.bfloat16)
+    kernel = symcell.registry.kernel_for(key).for_dtype(dtype)
     given = [p.detach() if p.dim() == 2 else p.detach().float() for p in cell.parameters()]
     for T, B in ((1, 1), (1, 17), (3, 5), (4, 32), (5, 30)):
         xs, inits = [torch.randn(T, B, I)], [torch.randn(B, H)]
@@ -678,10 +685,10 @@ def test_a_bfloat16_weights_gradient_is_written_in_bfloat16(Cell, threads, monke
         want = [torch.cat([d_h, d_x], 1)] if Cell is _Affine else [d_h, d_x]
         got = [d for d, p in zip(d_params, given) if p.dim() == 2]
         for a, e in zip(got, want):
-            assert a.dtype == torch.bfloat16
+            assert a.dtype == dtype
             # (float32 sums in another order than float64's: now and then the other neighbour)
-            assert (a == e.bfloat16()).double().mean() > 0.97, (T, B, (a == e.bfloat16()).double().mean())
-            torch.testing.assert_close(a.double(), e, rtol=2 ** -7, atol=1e-6)
+            assert (a == e.to(dtype)).double().mean() > 0.97, (T, B, (a == e.to(dtype)).double().mean())
+            torch.testing.assert_close(a.double(), e, rtol=torch.finfo(dtype).eps, atol=1e-6)
 
 
 @pytest.mark.cpp
@@ -704,21 +711,23 @@ def test_a_bfloat16_weights_gradient_ignores_an_autocast_around_the_backward(sca
 
 
 @pytest.mark.cpp
+@pytest.mark.parametrize("dtype", LOW)
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_a_bfloat16_modules_gradients_on_its_weights_as_they_are(name, monkeypatch):
-    """A recorded bfloat16 call's forward and plain backward read the weight matrices as given (bfloat16); its
-    gradients (rounded to bfloat16 by autograd, as the parameters' dtype) equal those of the same call on float32
-    copies of them (sequence._weights16 off) to bfloat16's rounding, T=1 B=4, T=4 B=4 and T=5 B=20 (as stored);
-    and create_graph's gradients too (their scans on float32 copies). In float32 products: bfloat16 ones
-    (where the CPU has them) round a GEMM's operands, which mm_kn16 does not."""
+def test_a_16_bit_modules_gradients_on_its_weights_as_they_are(name, dtype, monkeypatch):
+    """A recorded bfloat16 (float16) call's forward and plain backward read the weight matrices as given; its
+    gradients (in the parameters' dtype: the weight matrices' written so by the kernel, the others rounded by
+    autograd) equal those of the same call on float32 copies of them (sequence._weights16 off) to the dtype's
+    rounding, T=1 B=4, T=4 B=4 and T=5 B=20 (as stored) and T=3 B=50 (not); and create_graph's gradients too (their
+    scans on float32 copies). In float32 products: bfloat16 ones (where the CPU has them) round a GEMM's operands,
+    which mm_kn16 does not."""
     from symcell import sequence
     monkeypatch.setenv("SYMCELL_BF16_PRODUCTS", "0")
     factory = CASES[name][0]
     torch.manual_seed(6)
-    cell = factory(backend="cpp").bfloat16()
+    cell = factory(backend="cpp").to(dtype)
     params = list(cell.parameters())
-    for T, B in ((1, 4), (4, 4), (5, 20)):
-        xs, states = random_inputs(cell, T=T, B=B, dtype=torch.bfloat16, seed=3)
+    for T, B in ((1, 4), (4, 4), (5, 20), (3, 50)):
+        xs, states = random_inputs(cell, T=T, B=B, dtype=dtype, seed=3)
 
         def grads(create_graph=False):
             ys, final = symcell.scan(cell, tuple(xs), tuple(states))
@@ -730,15 +739,18 @@ def test_a_bfloat16_modules_gradients_on_its_weights_as_they_are(name, monkeypat
         with monkeypatch.context() as m:
             m.setattr(sequence, "_weights16", lambda *a: False)
             want = grads()
+        tol = torch.finfo(dtype).eps
         for a, b, c in zip(got, want, twice):
-            assert a.dtype == b.dtype == c.dtype == torch.bfloat16
-            torch.testing.assert_close(a.float(), b.float(), rtol=2 ** -7, atol=1e-5)
-            torch.testing.assert_close(c.float(), b.float(), rtol=2 ** -7, atol=1e-5)
+            assert a.dtype == b.dtype == c.dtype == dtype
+            torch.testing.assert_close(a.float(), b.float(), rtol=tol, atol=1e-5)
+            torch.testing.assert_close(c.float(), b.float(), rtol=tol, atol=1e-5)
 
 
 @pytest.mark.cpp
-def test_the_cpp_forward_takes_only_its_weight_matrices_in_bfloat16():
-    """A bias in bfloat16, or bfloat16 weights for a float64 scan, is refused by the operator, naming the tensor"""
+@pytest.mark.parametrize("dtype", LOW)
+def test_the_cpp_forward_takes_only_its_weight_matrices_in_16_bits(dtype):
+    """A bias in bfloat16 (float16), or such weights for a float64 scan, is refused by the operator, naming the
+    tensor"""
     torch.manual_seed(14)
     cell = LSTM(5, 6, backend="cpp")
     forward = cell._bindings[0].kernel_key(torch.device("cpu"), torch.float64)
@@ -746,12 +758,13 @@ def test_the_cpp_forward_takes_only_its_weight_matrices_in_bfloat16():
     x, h, c = torch.randn(2, 3, 5), torch.zeros(3, 6), torch.zeros(3, 6)
     W_ih, W_hh, b_ih, b_hh = (p.detach() for p in cell.parameters())
     none = torch.empty(0, dtype=torch.int64)
+    name = {torch.bfloat16: "BFloat16", torch.float16: "Half"}[dtype]
     with pytest.raises(TypeError, match=r"params\[2\] \(bias_ih\) must have the first sequence's dtype Float, got "
-                                        r"BFloat16"):
-        entry.op(torch.float32)([x], [h, c], [W_ih.bfloat16(), W_hh.bfloat16(), b_ih.bfloat16(), b_hh],
+                                        + name):
+        entry.op(torch.float32)([x], [h, c], [W_ih.to(dtype), W_hh.to(dtype), b_ih.to(dtype), b_hh],
                                 entry.dims, False, True, none, [])
     with pytest.raises(TypeError, match=r"params\[0\] \(weight_ih\) must have the first sequence's dtype Double, "
-                                        r"got BFloat16"):
+                                        r"got " + name):
         entry.op(torch.float64)([x.double()], [h.double(), c.double()],
-                                [W_ih.bfloat16(), W_hh.double(), b_ih.double(), b_hh.double()], entry.dims, False,
+                                [W_ih.to(dtype), W_hh.double(), b_ih.double(), b_hh.double()], entry.dims, False,
                                 False, none, [])

@@ -117,8 +117,14 @@ def test_modes_that_change_what_a_call_runs_take_the_full_path(full_checks):
     xs = torch.randn(3, 2, 4)
     lstm(xs), lstm(xs)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        got, theirs = lstm(xs), ref(xs)
-    assert got[0].dtype == theirs[0].dtype == torch.bfloat16
+        got = lstm(xs)
+        try:
+            theirs = ref(xs)
+        except RuntimeError as e:   # (nn.LSTM's bfloat16 kernel is oneDNN's, which an AVX2 CPU lacks: it raises)
+            if "primitive descriptor" not in str(e):
+                raise
+            theirs = None
+    assert got[0].dtype == torch.bfloat16 and (theirs is None or theirs[0].dtype == torch.bfloat16)
     # jit.trace records the registered operator, which runs without symcell's Python
     traced = torch.jit.trace(lstm, (xs,), check_trace=False)
     assert "symcell::scan" in str(traced.inlined_graph)

@@ -37,7 +37,7 @@ class Backend:
     # sum a vector parameter's gradient once after the backward's loop where a sequence holds its terms, not
     # each step (kernel.params_summed_after_loop: for a GPU, where a step's sums are round trips)
     param_sums_after_loop = False
-    # the forward and backward take a bfloat16 module's weight matrices as they are, where they read them only as
+    # the forward and backward take a 16-bit module's weight matrices as they are, where they read them only as
     # matmuls' and transposed matmuls' weights (kernel.weights_only), in a call sequence._weights16 allows: the cpp
     # kernels multiply them as stored without a float32 copy (sc.h's Weight). Elsewhere sequence.py hands every
     # backend float32 copies, and autograd.py every scan but the forward and a plain backward.
@@ -103,7 +103,7 @@ class Kernel:
     """
 
     computing_for = None   # see for_dtype
-    weights16 = frozenset()   # the parameters forward and backward take in bfloat16 as given (Backend.weights16)
+    weights16 = frozenset()   # the parameters forward and backward take in 16 bits as given (Backend.weights16)
 
     def __init__(self, program, source, entries, second_order=None, label="symcell"):
         self.program, self.source = program, source

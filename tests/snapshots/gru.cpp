@@ -7,7 +7,7 @@
 // the loop, sc::mm_panels); _wp_k the weights of the step's k-th transposed matmul, in panels;
 // _parts_v per-thread partial sums of a vector parameter's gradient; _b0.._b1 a thread's batch rows (_nb of
 // them); _na the rows still running at step _t; d_v the gradient of v; _w_W weight matrix W as the call reads it
-// (sc::Weight: a bfloat16 module's as given, where the forward multiplies it as stored).
+// (sc::Weight: a bfloat16 or float16 module's as given, where the forward multiplies it as stored).
 // Built for one dtype, SYMCELL_SCALAR (float or double: a library a dtype), as two translation units in
 // parallel (build.py): the first scan and the operators in one, the other scans in the other
 // (SYMCELL_SECOND_UNIT); SYMCELL_NS names this library
@@ -43,10 +43,10 @@ std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _inits, 
   const scalar_t* _init_h = sc::ptr<scalar_t>(_inits[0]);
   const scalar_t* bias_ih = sc::ptr<scalar_t>(_params[2]);
   const scalar_t* bias_hh = sc::ptr<scalar_t>(_params[3]);
-  const bool _direct = sc::direct(_steps, _batch, sc::is_bf16(_params[0]) || sc::is_bf16(_params[1]));   // the matmuls on their weights as stored
-  // the weight matrices as given (bfloat16 ones kept where _direct or the panels' pairs are made from them) or in scalar_t (sc::Weight), handed to every GEMM and panel copy as sc::Stored
-  const sc::Weight<scalar_t> _w_weight_ih = sc::weight<scalar_t>(_params[0], _direct);
-  const sc::Weight<scalar_t> _w_weight_hh = sc::weight<scalar_t>(_params[1], _direct);
+  const bool _direct = sc::direct(_steps, _batch, sc::is16(_params[0]) || sc::is16(_params[1]));   // the matmuls on their weights as stored
+  // the weight matrices as given (a 16-bit one as it is, where scalar_t is float) or in scalar_t (sc::Weight), handed to every GEMM and panel copy as sc::Stored
+  const sc::Weight<scalar_t> _w_weight_ih = sc::weight<scalar_t>(_params[0]);
+  const sc::Weight<scalar_t> _w_weight_hh = sc::weight<scalar_t>(_params[1]);
   at::Tensor _t_h_new = sc::empty({_steps, _batch, _n_h_new}, _opt);
   at::Tensor _t_weight_ih_x = sc::empty({_steps, _batch, _n_weight_ih_x}, _opt);
   scalar_t* _seq_weight_ih_x = sc::ptr<scalar_t>(_t_weight_ih_x);
@@ -178,10 +178,10 @@ std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_fi
   const scalar_t* _seq_h_new = sc::ptr<scalar_t>(_ys[0]);
   const scalar_t* _seq_weight_ih_x = sc::ptr<scalar_t>(_res[0]);
   const scalar_t* _seq_weight_hh_h = sc::ptr<scalar_t>(_res[1]);
-  const bool _direct_grads = sc::direct_grads(_steps, _batch, _ld_weight_hh * int64_t(sizeof(scalar_t)), sc::is_bf16(_params[0]) || sc::is_bf16(_params[1]));   // the transposed matmuls on theirs
-  // the weight matrices as given (bfloat16 ones kept where _direct_grads or the panels' pairs are made from them) or in scalar_t (sc::Weight), handed to every GEMM and panel copy as sc::Stored
-  const sc::Weight<scalar_t> _w_weight_ih = sc::weight<scalar_t>(_params[0], _direct_grads);
-  const sc::Weight<scalar_t> _w_weight_hh = sc::weight<scalar_t>(_params[1], _direct_grads);
+  const bool _direct_grads = sc::direct_grads(_steps, _batch, _ld_weight_hh * int64_t(sizeof(scalar_t)), sc::is16(_params[0]) || sc::is16(_params[1]));   // the transposed matmuls on theirs
+  // the weight matrices as given (a 16-bit one as it is, where scalar_t is float) or in scalar_t (sc::Weight), handed to every GEMM and panel copy as sc::Stored
+  const sc::Weight<scalar_t> _w_weight_ih = sc::weight<scalar_t>(_params[0]);
+  const sc::Weight<scalar_t> _w_weight_hh = sc::weight<scalar_t>(_params[1]);
   // _skip: one flag per argument tensor (all zeros), then one per result (not wanted)
   const bool _unwanted_d_x = sc::flag(_skip, 11);
   const bool _unwanted_d_h_new = sc::flag(_skip, 12);
@@ -194,16 +194,16 @@ std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_fi
   scalar_t* _seq_d_weight_ih_x = sc::ptr<scalar_t>(_t_d_weight_ih_x);
   at::Tensor _t_d_weight_hh_h = sc::zeros({_steps, _batch, _n_d_weight_hh_h}, _opt);
   scalar_t* _seq_d_weight_hh_h = sc::ptr<scalar_t>(_t_d_weight_hh_h);
-  const bool _g16_d_weight_ih = sc::is_bf16(_params[0]);   // (so is its gradient)
-  const auto _opt_d_weight_ih = _g16_d_weight_ih ? _opt.dtype(at::kBFloat16) : _opt;
+  const bool _g16_d_weight_ih = sc::is16(_params[0]);   // (so is its gradient)
+  const auto _opt_d_weight_ih = _g16_d_weight_ih ? _opt.dtype(_params[0].scalar_type()) : _opt;
   at::Tensor _t_d_weight_ih = _steps == 0 ? sc::zeros({3*_dim_H, _dim_I}, _opt_d_weight_ih) : sc::empty({3*_dim_H, _dim_I}, _opt_d_weight_ih);
   scalar_t* d_weight_ih = _g16_d_weight_ih ? nullptr : sc::ptr<scalar_t>(_t_d_weight_ih);
-  sc::bf16* _p16_d_weight_ih = _g16_d_weight_ih ? sc::ptr<sc::bf16>(_t_d_weight_ih) : nullptr;
-  const bool _g16_d_weight_hh = sc::is_bf16(_params[1]);   // (so is its gradient)
-  const auto _opt_d_weight_hh = _g16_d_weight_hh ? _opt.dtype(at::kBFloat16) : _opt;
+  const sc::Out16 _p16_d_weight_ih = sc::out16(_t_d_weight_ih);
+  const bool _g16_d_weight_hh = sc::is16(_params[1]);   // (so is its gradient)
+  const auto _opt_d_weight_hh = _g16_d_weight_hh ? _opt.dtype(_params[1].scalar_type()) : _opt;
   at::Tensor _t_d_weight_hh = _steps == 0 ? sc::zeros({3*_dim_H, _dim_H}, _opt_d_weight_hh) : sc::empty({3*_dim_H, _dim_H}, _opt_d_weight_hh);
   scalar_t* d_weight_hh = _g16_d_weight_hh ? nullptr : sc::ptr<scalar_t>(_t_d_weight_hh);
-  sc::bf16* _p16_d_weight_hh = _g16_d_weight_hh ? sc::ptr<sc::bf16>(_t_d_weight_hh) : nullptr;
+  const sc::Out16 _p16_d_weight_hh = sc::out16(_t_d_weight_hh);
   at::Tensor _t_d_bias_ih = sc::zeros({3*_dim_H}, _opt);
   scalar_t* d_bias_ih = sc::ptr<scalar_t>(_t_d_bias_ih);
   at::Tensor _parts_d_bias_ih = sc::zeros({sc::threads(), _n_d_bias_ih}, _opt);
@@ -314,7 +314,7 @@ std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_fi
       scalar_t* d_weight_hh_h = _seq_d_weight_hh_h;
       if (!(_unwanted_d_weight_hh)) {
         // d_weight_hh[:, 0:_dim_H] = d_weight_hh_h.T @ h
-        if (_g16_d_weight_hh) {   // (bfloat16, as its weight)
+        if (_g16_d_weight_hh) {   // (16-bit, as its weight)
           sc::mm_tn16<scalar_t>(_n_d_weight_hh_h, _dim_H, d_weight_hh_h, _n_d_weight_hh_h, _batch, _init_h, _n_h, (_steps - 1) * _batch, _seq_h_new, _n_h, _p16_d_weight_hh, _ld_d_weight_hh);
         } else {
           sc::mm_tn<scalar_t>(_n_d_weight_hh_h, _dim_H, _batch, d_weight_hh_h, _n_d_weight_hh_h, _init_h, _n_h, false, d_weight_hh, _ld_d_weight_hh);
@@ -327,7 +327,7 @@ std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_fi
       }
       if (!(_unwanted_d_weight_ih)) {
         // d_weight_ih[:, 0:_dim_I] = d_weight_ih_x.T @ x
-        if (_g16_d_weight_ih) {   // (bfloat16, as its weight)
+        if (_g16_d_weight_ih) {   // (16-bit, as its weight)
           sc::mm_tn16<scalar_t>(_n_d_weight_ih_x, _dim_I, d_weight_ih_x, _n_d_weight_ih_x, _steps * _batch, x, _n_x, 0, nullptr, 0, _p16_d_weight_ih, _ld_d_weight_ih);
         } else {
           sc::mm_tn<scalar_t>(_n_d_weight_ih_x, _dim_I, _steps * _batch, d_weight_ih_x, _n_d_weight_ih_x, x, _n_x, false, d_weight_ih, _ld_d_weight_ih);

@@ -47,7 +47,7 @@ LEGEND = """\
 // the loop, sc::mm_panels); _wp_k the weights of the step's k-th transposed matmul, in panels;
 // _parts_v per-thread partial sums of a vector parameter's gradient; _b0.._b1 a thread's batch rows (_nb of
 // them); _na the rows still running at step _t; d_v the gradient of v; _w_W weight matrix W as the call reads it
-// (sc::Weight: a bfloat16 module's as given, where the forward multiplies it as stored)."""
+// (sc::Weight: a bfloat16 or float16 module's as given, where the forward multiplies it as stored)."""
 
 
 def _idx(view):
@@ -86,14 +86,14 @@ class ScanRenderer(Renderer):
         self.assigned = {name: firsts for name, firsts in weight_grads_assigned(scan).items()
                          if all(c == (("unwanted", name),) for st in firsts for c in conds.get(id(st), ()))}
         self.assigning = {id(st) for firsts in self.assigned.values() for st in firsts}
-        # the weight matrices the forward and the backward may take in bfloat16 as well as in their dtype (sc::Weight)
+        # the weight matrices the forward and the backward may take in 16 bits as well as in their dtype (sc::Weight)
         self.weights16 = set(weights_only(scan, {"forward": MatMul, "backward": OperandGrad}[scan.name])) \
             if scan.name in ("forward", "backward") else set()
         # ... each as the entry point reads it, in the arguments' order: {weight: "_params[1]"}
         self.given16 = {name: f"{a.name}[{k}]" for a in scan.args for k, name in enumerate(a.buffers)
                         if name in self.weights16}
         # a backward's gradients of those weights that one GEMM assigns each range of columns (WeightGrad: a state's
-        # operand two calls, its initial rows then the sequence's): in bfloat16 where the weight came so, written so
+        # operand two calls, its initial rows then the sequence's): in 16 bits where the weight came so, written so
         # (sc::mm_tn16) -> {gradient: the weight's argument}
         self.grads16 = {}
         for w_, arg in self.given16.items() if scan.name == "backward" else ():
@@ -264,15 +264,15 @@ class ScanRenderer(Renderer):
         given = self.given16
         if not given:   # (_direct with the allocations)
             return
-        any16 = " || ".join(f"sc::is_bf16({g})" for g in given.values())
+        any16 = " || ".join(f"sc::is16({g})" for g in given.values())
         if self.direct == "_direct":
             w(f"const bool _direct = sc::direct(_steps, _batch, {any16});   // the matmuls on their weights as stored")
         else:
             self.direct_grads(any16)
-        w(f"// the weight matrices as given (bfloat16 ones kept where {self.direct} or the panels' pairs are made "
-          "from them) or in scalar_t (sc::Weight), handed to every GEMM and panel copy as sc::Stored")
+        w("// the weight matrices as given (a 16-bit one as it is, where scalar_t is float) or in scalar_t "
+          "(sc::Weight), handed to every GEMM and panel copy as sc::Stored")
         for name, g in given.items():
-            w(f"const sc::Weight<scalar_t> _w_{name} = sc::weight<scalar_t>({g}, {self.direct});")
+            w(f"const sc::Weight<scalar_t> _w_{name} = sc::weight<scalar_t>({g});")
 
     def direct_grads(self, any16="false"):
         """_direct_grads: whether a backward's transposed matmuls read their weights as stored (sc::direct_grads;
@@ -285,7 +285,7 @@ class ScanRenderer(Renderer):
 
     def stored(self, t):
         """a matmul term's or a transposed matmul's weight from its first column, as the call hands it to its GEMMs
-        on the weights as stored and to the copies made for the others (sc::Stored where the weight may be bfloat16)"""
+        on the weights as stored and to the copies made for the others (sc::Stored where the weight may be 16-bit)"""
         if t.weight in self.weights16:
             return _at(f"_w_{t.weight}.stored", t.col_start)
         return _at(t.weight, t.col_start)
@@ -300,8 +300,9 @@ class ScanRenderer(Renderer):
                 shape = ", ".join(size_str(s) for s in b.size)
                 opt = "_opt"
                 if b.name in self.grads16:
-                    w(f"const bool _g16_{b.name} = sc::is_bf16({self.grads16[b.name]});   // (so is its gradient)")
-                    w(f"const auto _opt_{b.name} = _g16_{b.name} ? _opt.dtype(at::kBFloat16) : _opt;")
+                    given = self.grads16[b.name]
+                    w(f"const bool _g16_{b.name} = sc::is16({given});   // (so is its gradient)")
+                    w(f"const auto _opt_{b.name} = _g16_{b.name} ? _opt.dtype({given}.scalar_type()) : _opt;")
                     opt = f"_opt_{b.name}"
                 if b.name in self.assigned:   # (left unwanted, its value does not matter; no steps, no GEMMs)
                     w(f"at::Tensor _t_{b.name} = _steps == 0 ? sc::zeros({{{shape}}}, {opt}) : "
@@ -310,7 +311,7 @@ class ScanRenderer(Renderer):
                     w(f"at::Tensor _t_{b.name} = sc::zeros({{{shape}}}, _opt);")
                 if b.name in self.grads16:
                     w(f"scalar_t* {b.name} = _g16_{b.name} ? nullptr : sc::ptr<scalar_t>(_t_{b.name});")
-                    w(f"sc::bf16* _p16_{b.name} = _g16_{b.name} ? sc::ptr<sc::bf16>(_t_{b.name}) : nullptr;")
+                    w(f"const sc::Out16 _p16_{b.name} = sc::out16(_t_{b.name});")
                 else:
                     w(f"scalar_t* {b.name} = sc::ptr<scalar_t>(_t_{b.name});")
                 if len(b.size) == 1:
@@ -769,7 +770,7 @@ class ScanRenderer(Renderer):
         operands = ", ".join(f"{rows}, {operand}, {n_op}" for rows, _, operand in parts)
         if len(parts) == 1:
             operands += ", 0, nullptr, 0"
-        with w.block(f"if (_g16_{st.dest}) {{   // (bfloat16, as its weight)"):
+        with w.block(f"if (_g16_{st.dest}) {{   // (16-bit, as its weight)"):
             w(f"sc::mm_tn16<scalar_t>({n_src}, {k}, {st.src}, {n_src}, {operands}, "
               f"{_at(f'_p16_{st.dest}', st.col_start)}, _ld_{st.dest});")
         with w.block("} else {", "}"):

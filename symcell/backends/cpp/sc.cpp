@@ -89,12 +89,11 @@ bool products16_wanted(bool bf16_scan) {   // (torch's oneDNN switch read every 
   brgemm16_ok();
 }
 // dst[k, n] = src[n, k] for an (N, K) block of src (row stride lds) into dst (row stride ldd): the weights as
-// the (K, N) operand of mm_kn, once per call. 8 x 8 tiles through AVX registers for float: at the sizes of a
-// cell's weights, a transposing copy through ATen costs as much as a few steps of the recurrence. (E: float, or
-// bfloat16 for tiles of words, pairs of bfloat16 values, at any alignment: strides in E's)
-template <typename E> inline void transpose8x8(const E* s, int64_t lds, E* d, int64_t ldd) {
-  auto row = [&](int64_t i) { return _mm256_loadu_ps(reinterpret_cast<const float*>(s + i * lds)); };
-  auto put = [&](int64_t i, __m256 v) { _mm256_storeu_ps(reinterpret_cast<float*>(d + i * ldd), v); };
+// the (K, N) operand of mm_kn, once per call. 8 x 8 tiles through AVX registers for float (from float, or from a
+// 16-bit weight's values converted as they are read: rows8): at the sizes of a cell's weights, a transposing copy
+// through ATen costs as much as a few steps of the recurrence. (E: float, or bfloat16 for tiles of words, pairs of
+// bfloat16 values, at any alignment: strides in E's)
+template <typename Row, typename Put> inline void transpose8x8(const Row& row, const Put& put) {   // (row(i), put(i, v))
   __m256 r0 = row(0), r1 = row(1), r2 = row(2), r3 = row(3), r4 = row(4), r5 = row(5), r6 = row(6), r7 = row(7);
   __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
          t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
@@ -112,25 +111,64 @@ template <typename E> inline void transpose8x8(const E* s, int64_t lds, E* d, in
   put(6, _mm256_permute2f128_ps(u2, u6, 0x31));
   put(7, _mm256_permute2f128_ps(u3, u7, 0x31));
 }
-template <typename T> void transpose(const T* src, int64_t lds, int64_t N, int64_t K, T* dst,
-                                    int64_t ldd) {
+template <typename E> inline void transpose8x8(const E* s, int64_t lds, E* d, int64_t ldd) {
+  transpose8x8([&](int64_t i) { return _mm256_loadu_ps(reinterpret_cast<const float*>(s + i * lds)); },
+               [&](int64_t i, __m256 v) { _mm256_storeu_ps(reinterpret_cast<float*>(d + i * ldd), v); });
+}
+// 8 values from p as float32 (exactly: a bfloat16 is a float32's upper half, vcvtph2ps converts a float16)
+inline __m256 row8(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 row8(const bf16* p) {
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
+}
+#ifdef __F16C__
+inline __m256 row8(const at::Half* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+#endif
+// (whether the 8 x 8 tiles take S: without F16C a float16 weight's transpose converts value by value)
+#ifdef __F16C__
+template <typename S> constexpr bool tiles8 = true;
+#else
+template <typename S> constexpr bool tiles8 = !std::is_same_v<S, at::Half>;
+#endif
+// dst (T) = the transpose of src (S: T, or a 16-bit weight's values where T is float, converted)
+template <typename S, typename T> void transpose(const S* src, int64_t lds, int64_t N, int64_t K, T* dst,
+                                                int64_t ldd) {
   int64_t n8 = 0, k8 = 0;
-  if constexpr (std::is_same_v<T, float>) {
+  if constexpr (std::is_same_v<T, float> && tiles8<S>) {
     n8 = N / 8 * 8;
     k8 = K / 8 * 8;
     // each task writes whole rows of dst in order (rows of dst lie ldd apart: writing down a column of tiles
     // would touch 8 far-apart lines per tile); large weights split across threads
     at::parallel_for(0, k8 / 8, N * K >= (1 << 17) ? 1 : k8 / 8 + 1, [&](int64_t i0, int64_t i1) {
       for (int64_t k = i0 * 8; k < i1 * 8; k += 8)
-        for (int64_t n = 0; n < n8; n += 8) transpose8x8(src + n * lds + k, lds, dst + k * ldd + n, ldd);
+        for (int64_t n = 0; n < n8; n += 8) {
+          const S* s = src + n * lds + k;
+          float* d = dst + k * ldd + n;
+          transpose8x8([&](int64_t i) { return row8(s + i * lds); },
+                       [&](int64_t i, __m256 v) { _mm256_storeu_ps(d + i * ldd, v); });
+        }
     });
   }
   for (int64_t n = 0; n < N; ++n)        // what the tiles did not cover: the right columns and bottom rows
-    for (int64_t k = (n < n8 ? k8 : 0); k < K; ++k) dst[k * ldd + n] = src[n * lds + k];
+    for (int64_t k = (n < n8 ? k8 : 0); k < K; ++k) {
+      if constexpr (std::is_same_v<S, T>) dst[k * ldd + n] = src[n * lds + k];
+      else dst[k * ldd + n] = T(static_cast<float>(src[n * lds + k]));   // (a 16-bit value, exactly)
+    }
 }
-// rows [k0, k0 + K) of the panels of dst = the transpose of the (N, K) block of src (row stride lds)
-template <typename T> inline void transpose_panels(const T* src, int64_t lds, int64_t N, int64_t K, T* dst,
-                                                   int64_t ldp, int64_t k0) {
+template <typename T> void transpose(const T* src, int64_t lds, int64_t N, int64_t K, T* dst, int64_t ldd) {
+  transpose<T, T>(src, lds, N, K, dst, ldd);
+}
+// d[0, n) = s[0, n) as float32 (S: float, or a 16-bit weight's values)
+template <typename S> inline void to_float(const S* s, int64_t n, float* d) {
+  if constexpr (std::is_same_v<S, float>) return (void)std::memcpy(d, s, sizeof(float) * n);
+  int64_t j = 0;
+  if constexpr (tiles8<S>)
+    for (; j + 8 <= n; j += 8) _mm256_storeu_ps(d + j, row8(s + j));
+  for (; j < n; ++j) d[j] = static_cast<float>(s[j]);
+}
+// rows [k0, k0 + K) of the panels of dst = the transpose of the (N, K) block of src (row stride lds; S: T, or a
+// 16-bit weight's values for float panels)
+template <typename S, typename T> inline void transpose_panels(const S* src, int64_t lds, int64_t N, int64_t K, T* dst,
+                                                               int64_t ldp, int64_t k0) {
   const int64_t P = (N + PANEL - 1) / PANEL;
   at::parallel_for(0, P, N * K >= (1 << 17) ? 1 : P + 1, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
@@ -140,16 +178,19 @@ template <typename T> inline void transpose_panels(const T* src, int64_t lds, in
   });
 }
 // the panels of dst = the (K, N) block of src (row stride lds) as it is: the weights of a transposed matmul;
-// each panel Kp >= K rows (dst + p * Kp * PANEL), those past K zero
-template <typename T> inline void copy_panels(const T* src, int64_t lds, int64_t K, int64_t N, T* dst,
-                                              int64_t Kp = -1) {
+// each panel Kp >= K rows (dst + p * Kp * PANEL), those past K zero (S: T, or a 16-bit weight's for float panels)
+template <typename S, typename T> inline void copy_panels(const S* src, int64_t lds, int64_t K, int64_t N, T* dst,
+                                                          int64_t Kp = -1) {
   const int64_t P = (N + PANEL - 1) / PANEL;
   if (Kp < K) Kp = K;
   at::parallel_for(0, P, N * K >= (1 << 17) ? 1 : P + 1, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
       const int64_t w = panel_width(N, p);
       T* panel = dst + p * Kp * PANEL;
-      for (int64_t k = 0; k < K; ++k) std::memcpy(panel + k * w, src + k * lds + p * PANEL, sizeof(T) * w);
+      for (int64_t k = 0; k < K; ++k) {
+        if constexpr (std::is_same_v<S, T>) std::memcpy(panel + k * w, src + k * lds + p * PANEL, sizeof(T) * w);
+        else to_float(src + k * lds + p * PANEL, w, panel + k * w);
+      }
       zero(panel + K * w, (Kp - K) * w);
     }
   });
@@ -431,17 +472,17 @@ template <typename T> void mm_tn(int64_t M, int64_t N, int64_t K, const T* A, in
 // training step of up to 128 rows 0.33-0.89x its time with float32 gradients for a GRU at H=512-1024, 0.41-0.98x
 // for an LSTM). Where the operands rounded would take more memory than C's float32 sums (K(M + N) > 2MN: a long
 // call's; at T=1024 B=64 an LSTM's at H=1024 would take 640 MiB), the same products into float32 sums by blocks
-// (mm_tall_tn), rounded into C afterwards; so too without bfloat16 products, in float32 ones.
-void mm_tn_bf16(int64_t M, int64_t N, const float* A, int64_t lda, int64_t K0, const float* B0, int64_t ldb0,
-                int64_t K1, const float* B1, int64_t ldb1, bf16* C, int64_t ldc) {
+// (mm_tall_tn), rounded into C afterwards; so too without bfloat16 products (a float16 C's always), in float32 ones.
+void mm_tn16f(int64_t M, int64_t N, const float* A, int64_t lda, int64_t K0, const float* B0, int64_t ldb0,
+              int64_t K1, const float* B1, int64_t ldb1, Out16 C, int64_t ldc) {
   if (M == 0 || N == 0) return;
   // (ATen's ops, dispatched, as libtorch exports no bfloat16 GEMM of its own: the caller's autocast is kept out of
   // them, which cast an at::mm under an autocast to float16 around the backward, NaN and zeros; out= variants are
   // not on its list today, and the output's row stride, a range of W's columns, needs one)
   c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
-  at::Tensor c = at::from_blob(C, {M, N}, {ldc, 1}, at::kBFloat16);
+  at::Tensor c = at::from_blob(C.p, {M, N}, {ldc, 1}, C.type);
   const int64_t K = K0 + K1;
-  if (!products16() || K * (M + N) > 2 * M * N) {   // (rounded as autograd's cast rounded a float32 gradient: ATen's)
+  if (!products16() || C.type != at::kBFloat16 || K * (M + N) > 2 * M * N) {   // (rounded as autograd's cast rounded a float32 gradient: ATen's)
     at::Tensor sums = at::empty({M, N}, at::kFloat);
     float* S = sums.data_ptr<float>();
     // (bfloat16 products: both parts tall, whatever their rows, as mm_tn would run a part of few rows, the
@@ -469,11 +510,24 @@ void mm_tn_bf16(int64_t M, int64_t N, const float* A, int64_t lda, int64_t K0, c
   });
   at::mm_out(c, a.t(), b);
 }
+// a thread's float32 copy of a 16-bit weight for BLAS (a GEMM over many rows on it, not tall: mm_nt16, mm_kn16)
+inline float* floats16(int64_t numel) {
+  static thread_local at::Tensor t;
+  if (!t.defined() || t.numel() < numel) t = at::empty({numel}, at::kFloat);
+  return t.data_ptr<float>();
+}
+// rows [0, R) of W (row stride ldw, K values each; S: a 16-bit weight's) as float32, in floats16
+template <typename S> inline const float* floats_of(const S* W, int64_t ldw, int64_t R, int64_t K) {
+  float* f = floats16(R * K);
+  at::parallel_for(0, R, std::max<int64_t>(1, 65536 / std::max<int64_t>(K, 1)), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) to_float(W + r * ldw, K, f + r * K);
+  });
+  return f;
+}
 // C[M,N] = A[M,K] @ W[N,K]^T: a weight as it is stored (the tall GEMMs before the loop: W transposed into
-// panels once, then tall)
-template <typename T> void mm_nt(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* W,
-                                 int64_t ldw, T* C, int64_t ldc) {
-  if (mm_empty(M, N, K, false, C, ldc)) return;
+// panels once, then tall; W float, or a 16-bit weight's values converted as the panels are made, or for BLAS)
+template <typename S, typename T> void mm_nt_rows(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda,
+                                                  const S* W, int64_t ldw, T* C, int64_t ldc) {
   if constexpr (std::is_same_v<T, float>) {
     if (tall(M, 16)) {
       float* Wp = scratch((N + PANEL - 1) / PANEL * PANEL * K);
@@ -486,7 +540,13 @@ template <typename T> void mm_nt(int64_t M, int64_t N, int64_t K, const T* A, in
       return mm_tall_panels(M, N, K, A, lda, Wp, K * PANEL, 0, false, C, ldc);
     }
   }
-  blas('T', 'N', N, M, K, T(1), W, ldw, A, lda, T(0), C, ldc);
+  if constexpr (std::is_same_v<S, T>) blas('T', 'N', N, M, K, T(1), W, ldw, A, lda, T(0), C, ldc);
+  else blas('T', 'N', N, M, K, 1.0f, floats_of(W, ldw, N, K), K, A, lda, 0.0f, C, ldc);
+}
+template <typename T> void mm_nt(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* W,
+                                 int64_t ldw, T* C, int64_t ldc) {
+  if (mm_empty(M, N, K, false, C, ldc)) return;
+  mm_nt_rows(M, N, K, A, lda, W, ldw, C, ldc);
 }
 void mm_kn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
            bool acc, float* C, int64_t ldc) {
@@ -534,17 +594,25 @@ template <typename T> void clear_last_pairs(const T* Bp, int64_t ldp, int64_t N,
     for (int64_t p = 0; p < P; ++p) zero_lane(k, panel_width(N, p), area + p * even(Kt) * PANEL);
   }
 }
-// transpose_panels and copy_panels for a step's panels (their pairs of rows too, where the products are bfloat16)
-template <typename T> void transpose_step_panels(const T* src, int64_t lds, int64_t N, int64_t K, T* dst,
-                                                 int64_t ldp, int64_t k0) {
+// transpose_panels and copy_panels for a step's panels (their pairs of rows too, where the products are bfloat16;
+// S: T, or a 16-bit weight's values for float panels)
+template <typename S, typename T> void transpose_step_panels(const S* src, int64_t lds, int64_t N, int64_t K, T* dst,
+                                                            int64_t ldp, int64_t k0) {
   transpose_panels(src, lds, N, K, dst, ldp, k0);
   if constexpr (std::is_same_v<T, float>)
     if (products16()) pair_panels(dst, ldp, N, k0, K, panels16(dst, ldp, N));
 }
-template <typename T> void copy_step_panels(const T* src, int64_t lds, int64_t K, int64_t N, T* dst) {
+template <typename T> void transpose_step_panels(const T* src, int64_t lds, int64_t N, int64_t K, T* dst,
+                                                 int64_t ldp, int64_t k0) {
+  transpose_step_panels<T, T>(src, lds, N, K, dst, ldp, k0);
+}
+template <typename S, typename T> void copy_step_panels(const S* src, int64_t lds, int64_t K, int64_t N, T* dst) {
   copy_panels(src, lds, K, N, dst);
   if constexpr (std::is_same_v<T, float>)
     if (products16()) pair_panels(dst, K * PANEL, N, 0, K, panels16(dst, K * PANEL, N));
+}
+template <typename T> void copy_step_panels(const T* src, int64_t lds, int64_t K, int64_t N, T* dst) {
+  copy_step_panels<T, T>(src, lds, K, N, dst);
 }
 // C[M,N] (+)= A[M,K] @ B[K,N], B rows [k0, k0 + K) of the panels (sc.h's PANEL), A and C row-major. Short (a
 // step): each thread a run of panels; tall: each thread its rows, panel by panel (products16: the pairs of rows
@@ -639,15 +707,33 @@ static bool blas_has_avx512_kernels() {
   return false;
 #endif
 }
-// With bfloat16 weights (Weight) the other way first copies them to float32, a pass that reads them and writes
-// twice their bytes before the copies in panels: a call of up to 128 rows in all is direct on every CPU, forward
-// (mm_stored16) and backward (mm_kn16); a longer one in bfloat16 products makes its panels' pairs from them. Measured
-// first up to 16 rows on the Xeon (benchmarks/bench_weights16.py, LSTM and GRU at H=256-1024, B=1-16: 0.14-0.92x
-// the call's time with float32 copies, session 33); on the AVX512-BF16 EPYC (session 35), LSTM and GRU at
-// H=256-1024, B=1-128, T=1-32: a call without a graph 0.43-0.92x the copies' time at 128 rows (0.75-1.12x at 256,
-// 1.10-1.27x at 1024), a training step at 32-128 rows 0.53-1.01x the time with Python's float32 copies; in
-// float32 products (SYMCELL_BF16_PRODUCTS=0) 0.29-1.06x and 0.73-1.11x.
-constexpr int64_t ROWS16 = 128;
+// The vectors of the tiles on 16-bit weights as stored (mm_stored16, mm_kn16 below): AVX-512's 16 floats (SC_VEC
+// 16: a 16-bit masked load is AVX512BW's and VL's), else AVX2's 8 (with FMA and F16C: an AMD EPYC of Zen 3 has no
+// AVX-512; the loops' conversions there, not vectorised, made a bfloat16 call of 64 rows 1.6-2.0x slower than on
+// float32 copies), else none (the loops)
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#define SC_VEC 16
+#elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#define SC_VEC 8
+#else
+#define SC_VEC 0
+#endif
+#if SC_VEC == 16 && defined(__AVX512BF16__)
+#define SC_DOT16 1
+#else
+#define SC_DOT16 0
+#endif
+// A call of up to ROWS16 rows in all on 16-bit weights (Weight) is direct, forward (mm_stored16) and backward
+// (mm_kn16): it reads them as stored, where a longer one makes the copies its GEMMs read from them (the way before
+// for every call: a float32 copy of them first, then those copies). ROWS16 is 128 with AVX-512, measured first up to 16 rows on the Xeon (benchmarks/bench_weights16.py, LSTM and
+// GRU at H=256-1024, B=1-16: 0.14-0.92x the call's time with float32 copies, session 33); on the AVX512-BF16 EPYC
+// (session 35), LSTM and GRU at H=256-1024, B=1-128, T=1-32: a call without a graph 0.43-0.92x the copies' time
+// at 128 rows (0.75-1.12x at 256, 1.10-1.27x at 1024), a training step at 32-128 rows 0.53-1.01x the time with
+// Python's float32 copies; in float32 products (SYMCELL_BF16_PRODUCTS=0) 0.29-1.06x and 0.73-1.11x. Without it
+// 32: on the AVX2 EPYC (Zen 3, session 39; bfloat16 and float16 LSTM and GRU at H=256 and 1024 under no_grad, 16-64
+// rows) 0.24-1.14x the copies' time up to 32 rows, 0.69-1.84x at 64, 0.83-1.98x at 128 (its tiles' 6 loads to 8
+// FMAs do not keep up with BLAS's packed panels where the rows are many).
+constexpr int64_t ROWS16 = SC_VEC == 16 ? 128 : 32;
 bool direct(int64_t steps, int64_t batch, bool weights16) {
   const int on = forced("SYMCELL_DIRECT");
   if (on >= 0) return on == 1;
@@ -665,23 +751,13 @@ template <typename T> void mm_stored(int64_t M, int64_t N, int64_t K, const T* A
   if (mm_empty(M, N, K, acc, C, ldc)) return;
   blas('T', 'N', N, M, K, T(1), W, ldw, A, lda, acc ? T(1) : T(0), C, ldc);
 }
-// The short GEMMs on bfloat16 weights as stored (sc.h's Weight: a bfloat16 module's call on its weights as
-// stored): W's values converted to float32 in registers as they are read (a bfloat16 is a float32's upper half),
-// float32 sums. Their products: float32's, or, where the call's products are bfloat16 (products16, as a longer
-// call's panels multiply), A's rows rounded to bfloat16 first (rounded_rows), and then on an AVX512-BF16 CPU
-// multiplied by vdpbf16ps (two products of bfloat16 pairs into each float32 sum: no conversion, half the
-// instructions: SC_DOT16), elsewhere as float32 values, which the products of two bfloat16 values are exactly.
-// (A 16-bit masked load is AVX512BW's and VL's: a CPU with AVX512F alone, Knights Landing, takes the loops.)
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
-#define SC_TILE16 1
-#else
-#define SC_TILE16 0
-#endif
-#if SC_TILE16 && defined(__AVX512BF16__)
-#define SC_DOT16 1
-#else
-#define SC_DOT16 0
-#endif
+// The short GEMMs on 16-bit weights as stored (sc.h's Weight: a bfloat16 or float16 module's call on its weights as
+// stored): W's values converted to float32 in registers as they are read (a bfloat16 is a float32's upper half, a
+// float16 converts exactly: vcvtph2ps), float32 sums. Their products: float32's, or, where the call's products are
+// bfloat16 (products16, as a longer call's panels multiply), A's rows rounded to bfloat16 first (rounded_rows), and
+// then on an AVX512-BF16 CPU multiplied by vdpbf16ps (two products of bfloat16 pairs into each float32 sum: no
+// conversion, half the instructions: SC_DOT16), elsewhere as float32 values, which the products of two bfloat16
+// values are exactly. Their tiles (SC_VEC, above) run on AVX-512's or AVX2's vectors, else the loops.
 // rows [0, M) of A (row stride lda, K floats) rounded to bfloat16, zero to an even length (the row stride): the
 // calling thread's scratch16 slot 1
 static const bf16* rounded_rows(int64_t M, int64_t K, const float* A, int64_t lda) {
@@ -696,76 +772,140 @@ template <typename F> static void with_operand(int64_t M, int64_t K, const float
 }
 static inline float value(float x) { return x; }
 static inline float value(bf16 x) { return float(x); }   // (a bfloat16 is a float32's upper half)
+static inline float value(at::Half x) { return float(x); }
 // (GCC 12 kept a tile's array of sums on the stack, storing them every step of K, unless the loops over them are
 // unrolled before it looks: so they are, explicitly)
 #define SC_UNROLL _Pragma("GCC unroll 16")
-#if SC_TILE16
-// 16 values from p (those of mask m; the rest zero) as float32
-static inline __m512 load16(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
-static inline __m512 load16(const bf16* p, __mmask16 m) {
-  return _mm512_castsi512_ps(
-      _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, reinterpret_cast<const uint16_t*>(p))), 16));
+// A vector's operations, on SC_VEC floats: the first n (any n >= 0) of p's values as float32 (the rest zero:
+// load_n), the first n of v stored (store_n)
+#if SC_VEC == 16
+using vec = __m512;
+static inline __mmask16 lanes(int64_t n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1); }
+static inline vec load_n(const float* p, int64_t n) { return _mm512_maskz_loadu_ps(lanes(n), p); }
+static inline __m256i load_n16(const void* p, int64_t n) {
+  return _mm256_maskz_loadu_epi16(lanes(n), static_cast<const uint16_t*>(p));
+}
+static inline void store_n(float* p, int64_t n, vec v) { _mm512_mask_storeu_ps(p, lanes(n), v); }
+static inline vec from_bf16(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
+static inline vec from_half(__m256i h) { return _mm512_cvtph_ps(h); }
+static inline vec vzero() { return _mm512_setzero_ps(); }
+static inline vec vset(float x) { return _mm512_set1_ps(x); }
+static inline vec vfma(vec a, vec b, vec c) { return _mm512_fmadd_ps(a, b, c); }
+static inline vec vadd(vec a, vec b) { return _mm512_add_ps(a, b); }
+static inline float vsum(vec v) { return _mm512_reduce_add_ps(v); }
+#elif SC_VEC == 8
+// (AVX2 has no 16-bit masked load: a row's last values go through a buffer)
+using vec = __m256;
+static inline vec load_n(const float* p, int64_t n) {
+  if (n >= 8) return _mm256_loadu_ps(p);
+  alignas(32) float t[8] = {};
+  std::memcpy(t, p, sizeof(float) * std::max<int64_t>(n, 0));
+  return _mm256_load_ps(t);
+}
+static inline __m128i load_n16(const void* p, int64_t n) {
+  if (n >= 8) return _mm_loadu_si128(static_cast<const __m128i*>(p));
+  alignas(16) uint16_t t[8] = {};
+  std::memcpy(t, p, 2 * std::max<int64_t>(n, 0));
+  return _mm_load_si128(reinterpret_cast<const __m128i*>(t));
+}
+static inline void store_n(float* p, int64_t n, vec v) {
+  if (n >= 8) return _mm256_storeu_ps(p, v);
+  alignas(32) float t[8];
+  _mm256_store_ps(t, v);
+  std::memcpy(p, t, sizeof(float) * std::max<int64_t>(n, 0));
+}
+static inline vec from_bf16(__m128i h) { return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)); }
+static inline vec from_half(__m128i h) { return _mm256_cvtph_ps(h); }
+static inline vec vzero() { return _mm256_setzero_ps(); }
+static inline vec vset(float x) { return _mm256_set1_ps(x); }
+static inline vec vfma(vec a, vec b, vec c) { return _mm256_fmadd_ps(a, b, c); }
+static inline vec vadd(vec a, vec b) { return _mm256_add_ps(a, b); }
+static inline float vsum(vec v) {
+  __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+  return _mm_cvtss_f32(_mm_add_ss(x, _mm_movehdup_ps(x)));
 }
 #endif
-// C[M,N] (+)= A[M,K] @ W[N,K]^T, W bfloat16 as stored. Each tile of 4 of W's rows and up to 4 of A's adds the
-// products of 16 of a row's values at a time (32, in 16 pairs, with vdpbf16ps) into 16 float32 sums, each reduced
-// once at the end: W is read once for every 4 rows of A, from memory once in all where A's rows are few.
-#if SC_TILE16
-template <int MR, typename TA>
-static inline void tile16(const TA* a, int64_t lda, const bf16* w, int64_t ldw, int64_t K, bool acc, float* c,
+#if SC_VEC
+static inline vec load_n(const bf16* p, int64_t n) { return from_bf16(load_n16(p, n)); }
+static inline vec load_n(const at::Half* p, int64_t n) { return from_half(load_n16(p, n)); }
+// A tile's shape: up to 4 of A's rows by N of W's rows (mm_stored16) or N vectors of W's columns (mm_kn16), 4, its
+// MR x N sums in as many chains of additions (each waits for the one before); but on AVX2 where A's rows are more
+// than 2, 2, as 4 x 4 sums, 4 of W's vectors and one of A's would not fit in its 16 registers (measured on a Zen 3
+// EPYC, a float16 LSTM at H=1024 under no_grad, N=4 against N=2 in one process: B=1 T=8 0.64x the time, B=2-3
+// 0.98-1.0x, B=4-32 1.16-1.24x)
+static inline int tile_n(int64_t M) { return SC_VEC == 8 && M > 2 ? 2 : 4; }
+#endif
+// C[M,N] (+)= A[M,K] @ W[N,K]^T, W 16-bit as stored. Each tile of NR of W's rows and up to 4 of A's adds the
+// products of SC_VEC of a row's values at a time (32, in 16 pairs, with vdpbf16ps) into SC_VEC float32 sums, each
+// reduced once at the end: W is read once for every 4 rows of A, from memory once in all where A's rows are few.
+#if SC_VEC
+template <int MR, int NR, typename TA, typename TW>
+static inline void tile16(const TA* a, int64_t lda, const TW* w, int64_t ldw, int64_t K, bool acc, float* c,
                           int64_t ldc) {
-  __m512 s[MR][4];
+  vec s[MR][NR];
   SC_UNROLL for (int i = 0; i < MR; ++i)
-    SC_UNROLL for (int j = 0; j < 4; ++j) s[i][j] = _mm512_setzero_ps();
+    SC_UNROLL for (int j = 0; j < NR; ++j) s[i][j] = vzero();
 #if SC_DOT16
-  if constexpr (std::is_same_v<TA, bf16>) {
+  if constexpr (std::is_same_v<TA, bf16> && std::is_same_v<TW, bf16>) {
     for (int64_t k = 0; k < K; k += 32) {
       const __mmask32 m = K - k >= 32 ? ~__mmask32(0) : __mmask32((uint32_t(1) << (K - k)) - 1);
-      __m512bh v[4];
-      SC_UNROLL for (int j = 0; j < 4; ++j) v[j] = (__m512bh)_mm512_maskz_loadu_epi16(m, w + j * ldw + k);
+      __m512bh v[NR];
+      SC_UNROLL for (int j = 0; j < NR; ++j) v[j] = (__m512bh)_mm512_maskz_loadu_epi16(m, w + j * ldw + k);
       SC_UNROLL for (int i = 0; i < MR; ++i) {
         const __m512bh x = (__m512bh)_mm512_maskz_loadu_epi16(m, a + i * lda + k);
-        SC_UNROLL for (int j = 0; j < 4; ++j) s[i][j] = _mm512_dpbf16_ps(s[i][j], x, v[j]);
+        SC_UNROLL for (int j = 0; j < NR; ++j) s[i][j] = _mm512_dpbf16_ps(s[i][j], x, v[j]);
       }
     }
   } else
 #endif
   {
-    for (int64_t k = 0; k < K; k += 16) {
-      const __mmask16 m = K - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (K - k)) - 1);
-      __m512 v[4];
-      SC_UNROLL for (int j = 0; j < 4; ++j) v[j] = load16(w + j * ldw + k, m);
+    for (int64_t k = 0; k < K; k += SC_VEC) {
+      vec v[NR];
+      SC_UNROLL for (int j = 0; j < NR; ++j) v[j] = load_n(w + j * ldw + k, K - k);
       SC_UNROLL for (int i = 0; i < MR; ++i) {
-        const __m512 x = load16(a + i * lda + k, m);
-        SC_UNROLL for (int j = 0; j < 4; ++j) s[i][j] = _mm512_fmadd_ps(x, v[j], s[i][j]);
+        const vec x = load_n(a + i * lda + k, K - k);
+        SC_UNROLL for (int j = 0; j < NR; ++j) s[i][j] = vfma(x, v[j], s[i][j]);
       }
     }
   }
   SC_UNROLL for (int i = 0; i < MR; ++i)
-    SC_UNROLL for (int j = 0; j < 4; ++j) {
-      const float r = _mm512_reduce_add_ps(s[i][j]);
+    SC_UNROLL for (int j = 0; j < NR; ++j) {
+      const float r = vsum(s[i][j]);
       c[i * ldc + j] = acc ? c[i * ldc + j] + r : r;
     }
 }
 #endif
-// (W's rows [n0, n1))
-template <typename TA> static void stored16_rows(int64_t M, int64_t n0, int64_t n1, int64_t K, const TA* A, int64_t lda,
-                                                 const bf16* W, int64_t ldw, bool acc, float* C, int64_t ldc) {
+// (W's rows [n0, n1): those of whole tiles; -> where they end)
+#if SC_VEC
+template <int NR, typename TA, typename TW>
+static int64_t stored16_tiles(int64_t M, int64_t n0, int64_t n1, int64_t K, const TA* A, int64_t lda, const TW* W,
+                              int64_t ldw, bool acc, float* C, int64_t ldc) {
   int64_t n = n0;
-#if SC_TILE16
-  for (; n + 4 <= n1; n += 4) {
-    const bf16* w = W + n * ldw;
+  for (; n + NR <= n1; n += NR) {
+    const TW* w = W + n * ldw;
     int64_t m = 0;
-    for (; m + 4 <= M; m += 4) tile16<4>(A + m * lda, lda, w, ldw, K, acc, C + m * ldc + n, ldc);
+    for (; m + 4 <= M; m += 4) tile16<4, NR>(A + m * lda, lda, w, ldw, K, acc, C + m * ldc + n, ldc);
     switch (M - m) {
-      case 3: tile16<3>(A + m * lda, lda, w, ldw, K, acc, C + m * ldc + n, ldc); break;
-      case 2: tile16<2>(A + m * lda, lda, w, ldw, K, acc, C + m * ldc + n, ldc); break;
-      case 1: tile16<1>(A + m * lda, lda, w, ldw, K, acc, C + m * ldc + n, ldc); break;
+      case 3: tile16<3, NR>(A + m * lda, lda, w, ldw, K, acc, C + m * ldc + n, ldc); break;
+      case 2: tile16<2, NR>(A + m * lda, lda, w, ldw, K, acc, C + m * ldc + n, ldc); break;
+      case 1: tile16<1, NR>(A + m * lda, lda, w, ldw, K, acc, C + m * ldc + n, ldc); break;
     }
   }
+  return n;
+}
 #endif
-  for (; n < n1; ++n) {   // (without AVX-512, and the last rows of W: a dot product the compiler vectorises)
-    const bf16* w = W + n * ldw;
+// (W's rows [n0, n1))
+template <typename TA, typename TW>
+static void stored16_rows(int64_t M, int64_t n0, int64_t n1, int64_t K, const TA* A, int64_t lda, const TW* W,
+                          int64_t ldw, bool acc, float* C, int64_t ldc) {
+  int64_t n = n0;
+#if SC_VEC
+  n = tile_n(M) == 4 ? stored16_tiles<4>(M, n0, n1, K, A, lda, W, ldw, acc, C, ldc)
+                     : stored16_tiles<2>(M, n0, n1, K, A, lda, W, ldw, acc, C, ldc);
+#endif
+  for (; n < n1; ++n) {   // (without AVX2, and the last rows of W: a dot product the compiler vectorises)
+    const TW* w = W + n * ldw;
     for (int64_t m = 0; m < M; ++m) {
       const TA* a = A + m * lda;
       float sum = 0;
@@ -785,50 +925,79 @@ template <typename F> static void column_blocks(int64_t M, int64_t N, int64_t K,
     f(width * b0, std::min(N, width * b1));
   });
 }
-void mm_stored16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const bf16* W, int64_t ldw, bool acc,
+template <typename TW>
+void mm_stored16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const TW* W, int64_t ldw, bool acc,
                  float* C, int64_t ldc) {
   if (mm_empty(M, N, K, acc, C, ldc)) return;
   with_operand(M, K, A, lda, [&](const auto* a, int64_t ld) {
     column_blocks(M, N, K, 4, [&](int64_t n0, int64_t n1) { stored16_rows(M, n0, n1, K, a, ld, W, ldw, acc, C, ldc); });
   });
 }
-// A phase's GEMMs on a bfloat16 weight as stored, over all T*B rows (x @ W^T before the loop: mm_nt16; d_x = d_g @
-// W after it: mm_kn16): past ROWS16 rows in bfloat16 products, tall, on the weight's pairs of rows made straight from
-// it; up to ROWS16 (a direct call's) as before, the tiles above (their measured range)
+// A phase's GEMMs on a 16-bit weight as stored, over all T*B rows (x @ W^T before the loop: mm_nt16; d_x = d_g @
+// W after it: mm_kn16): a bfloat16 one's past ROWS16 rows in bfloat16 products, tall, on the weight's pairs of rows
+// made straight from it; up to ROWS16 (a direct call's) as before, the tiles above (their measured range). (A
+// float16 weight is kept as stored only where the call is direct: sc::weight.)
 static bool tall16(int64_t M, int64_t least) { return M > ROWS16 && products16() && !in_loop() && tall(M, least); }
-void mm_nt16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const bf16* W, int64_t ldw, float* C,
+// ... and where the rows are many but the products are not bfloat16 pairs, the float32 GEMMs' ways on the weight's
+// values: converted as the tall GEMMs' panels are made, or a float32 copy for BLAS (floats_of)
+template <typename TW> static bool wide16(int64_t M) {
+  return M > ROWS16 && !in_loop() && !(std::is_same_v<TW, bf16> && products16());
+}
+template <typename TW>
+void mm_nt16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const TW* W, int64_t ldw, float* C,
              int64_t ldc) {
   if (mm_empty(M, N, K, false, C, ldc)) return;
-  if (!tall16(M, 16)) return mm_stored16(M, N, K, A, lda, W, ldw, false, C, ldc);
-  bf16* Wv = scratch16(0, (N + PANEL - 1) / PANEL * PANEL * even(K));
-  transpose_pairs16(W, ldw, N, K, Wv, K, 0);
-  mm_tall_panels16(M, N, K, A, lda, Wv, false, C, ldc);
+  if constexpr (std::is_same_v<TW, bf16>) {
+    if (tall16(M, 16)) {
+      bf16* Wv = scratch16(0, (N + PANEL - 1) / PANEL * PANEL * even(K));
+      transpose_pairs16(W, ldw, N, K, Wv, K, 0);
+      return mm_tall_panels16(M, N, K, A, lda, Wv, false, C, ldc);
+    }
+  }
+  if (wide16<TW>(M)) return mm_nt_rows(M, N, K, A, lda, W, ldw, C, ldc);
+  mm_stored16(M, N, K, A, lda, W, ldw, false, C, ldc);
 }
-void transpose_step_pairs16(const bf16* src, int64_t lds, int64_t N, int64_t K, float* dst, int64_t ldp,
-                            int64_t k0) {
-  TORCH_CHECK(products16(), "symcell: a step's panels from bfloat16 weights outside bfloat16 products");
-  transpose_pairs16(src, lds, N, K, panels16(dst, ldp, N), ldp / PANEL, k0);
+// A step's panels from a 16-bit weight as stored: a bfloat16 one's pairs of rows alone where mm_panels multiplies
+// pairs (products16 and its brgemm; the float panels left unwritten: a first-order scan's step GEMMs, the whole
+// of it or from a hoisted term's end, read the pairs alone), made straight from its values; else the float panels
+// from its values, converted as they are copied (and paired where the products are bfloat16), where a float32
+// copy of the weight was made first
+static bool pairs16() { return products16() && brgemm_ok(); }
+template <typename TW> void transpose_step_panels16(const TW* src, int64_t lds, int64_t N, int64_t K, float* dst,
+                                                    int64_t ldp, int64_t k0) {
+  if constexpr (std::is_same_v<TW, bf16>)
+    if (pairs16()) return transpose_pairs16(src, lds, N, K, panels16(dst, ldp, N), ldp / PANEL, k0);
+  transpose_step_panels(src, lds, N, K, dst, ldp, k0);
 }
-void copy_step_pairs16(const bf16* src, int64_t lds, int64_t K, int64_t N, float* dst) {
-  TORCH_CHECK(products16(), "symcell: a step's panels from bfloat16 weights outside bfloat16 products");
-  vnni_panels(src, lds, K, N, panels16(dst, K * PANEL, N), even(K));
+template <typename TW> void copy_step_panels16(const TW* src, int64_t lds, int64_t K, int64_t N, float* dst) {
+  if constexpr (std::is_same_v<TW, bf16>)
+    if (pairs16()) return vnni_panels(src, lds, K, N, panels16(dst, K * PANEL, N), even(K));
+  copy_step_panels(src, lds, K, N, dst);
 }
-// C[M,N] (+)= A[M,K] @ W[K,N], W bfloat16 as stored: a backward's transposed matmul (d_h += d_gates @ W_hh, and
-// d_x after the loop) on the weights a bfloat16 module's call handed in as they are. Each tile of up to 4 of A's
-// rows and 64 of W's columns keeps its 4 x 64 sums in registers while it runs down W's K rows, adding the products
-// of a row's 64 values with each of A's rows' value there; W is read once for every 4 rows of A.
-#if SC_TILE16
-template <int MR, typename TA> static inline void tile_kn16(const TA* a, int64_t lda, const bf16* w, int64_t ldw,
-                                                            int64_t K, int64_t width, bool acc, float* c, int64_t ldc) {
-  __m512 s[MR][4];
-  __mmask16 m[4];
-  SC_UNROLL for (int j = 0; j < 4; ++j) {
-    const int64_t n = std::clamp<int64_t>(width - 16 * j, 0, 16);
-    m[j] = __mmask16((uint32_t(1) << n) - 1);
-    SC_UNROLL for (int i = 0; i < MR; ++i) s[i][j] = _mm512_setzero_ps();
+template void transpose_step_panels16(const bf16*, int64_t, int64_t, int64_t, float*, int64_t, int64_t);
+template void transpose_step_panels16(const at::Half*, int64_t, int64_t, int64_t, float*, int64_t, int64_t);
+template void copy_step_panels16(const bf16*, int64_t, int64_t, int64_t, float*);
+template void copy_step_panels16(const at::Half*, int64_t, int64_t, int64_t, float*);
+void transpose16(Ptr16 src, int64_t lds, int64_t N, int64_t K, float* dst, int64_t ldd) {
+  src.visit([&](const auto* s) { transpose(s, lds, N, K, dst, ldd); });
+}
+// C[M,N] (+)= A[M,K] @ W[K,N], W 16-bit as stored: a backward's transposed matmul (d_h += d_gates @ W_hh, and
+// d_x after the loop) on the weights a 16-bit module's call handed in as they are. Each tile of up to 4 of A's rows
+// and NV vectors of W's columns (64 columns with AVX-512, 16 or 32 with AVX2) keeps its sums in registers while it runs down W's
+// K rows, adding the products of a row's values with each of A's rows' value there; W is read once for every 4 rows
+// of A.
+#if SC_VEC
+template <int MR, int NV, typename TA, typename TW>
+static inline void tile_kn16(const TA* a, int64_t lda, const TW* w, int64_t ldw, int64_t K, int64_t width, bool acc,
+                             float* c, int64_t ldc) {
+  vec s[MR][NV];
+  int64_t m[NV];   // (the columns of each vector in the tile)
+  SC_UNROLL for (int j = 0; j < NV; ++j) {
+    m[j] = std::clamp<int64_t>(width - SC_VEC * j, 0, SC_VEC);
+    SC_UNROLL for (int i = 0; i < MR; ++i) s[i][j] = vzero();
   }
 #if SC_DOT16
-  if constexpr (std::is_same_v<TA, bf16>) {
+  if constexpr (std::is_same_v<TA, bf16> && std::is_same_v<TW, bf16> && NV == 4) {
     // vdpbf16ps multiplies pairs along K: rows k and k + 1 interleaved (unpacklo/hi within each 128-bit lane), so
     // s[i][2h] sums columns 32h + {0-3, 8-11, 16-19, 24-27} and s[i][2h + 1] the other four of each eight; a's
     // pair (a[k], a[k + 1]) one 32-bit value (rounded_rows: an even row length, zero past K)
@@ -863,74 +1032,100 @@ template <int MR, typename TA> static inline void tile_kn16(const TA* a, int64_t
 #endif
   {
     for (int64_t k = 0; k < K; ++k) {
-      const bf16* row = w + k * ldw;
-      __m512 v[4];
-      SC_UNROLL for (int j = 0; j < 4; ++j) v[j] = load16(row + 16 * j, m[j]);
+      const TW* row = w + k * ldw;
+      vec v[NV];
+      SC_UNROLL for (int j = 0; j < NV; ++j) v[j] = load_n(row + SC_VEC * j, m[j]);
       SC_UNROLL for (int i = 0; i < MR; ++i) {
-        const __m512 x = _mm512_set1_ps(value(a[i * lda + k]));
-        SC_UNROLL for (int j = 0; j < 4; ++j) s[i][j] = _mm512_fmadd_ps(x, v[j], s[i][j]);
+        const vec x = vset(value(a[i * lda + k]));
+        SC_UNROLL for (int j = 0; j < NV; ++j) s[i][j] = vfma(x, v[j], s[i][j]);
       }
     }
   }
   SC_UNROLL for (int i = 0; i < MR; ++i)
-    SC_UNROLL for (int j = 0; j < 4; ++j) {
-      float* out = c + i * ldc + 16 * j;
-      const __m512 r = acc ? _mm512_add_ps(s[i][j], _mm512_maskz_loadu_ps(m[j], out)) : s[i][j];
-      _mm512_mask_storeu_ps(out, m[j], r);
+    SC_UNROLL for (int j = 0; j < NV; ++j) {
+      float* out = c + i * ldc + SC_VEC * j;
+      store_n(out, m[j], acc ? vadd(s[i][j], load_n(out, m[j])) : s[i][j]);
     }
 }
 #endif
 // (W's columns [n0, n1))
-template <typename TA> static void kn16_columns(int64_t M, int64_t n0, int64_t n1, int64_t K, const TA* A, int64_t lda,
-                                                const bf16* W, int64_t ldw, bool acc, float* C, int64_t ldc) {
-#if SC_TILE16
-  for (int64_t n = n0; n < n1; n += 64) {
-    const int64_t width = std::min<int64_t>(64, n1 - n);
+#if SC_VEC
+template <int NV, typename TA, typename TW>
+static void kn16_tiles(int64_t M, int64_t n0, int64_t n1, int64_t K, const TA* A, int64_t lda, const TW* W,
+                       int64_t ldw, bool acc, float* C, int64_t ldc) {
+  for (int64_t n = n0; n < n1; n += NV * SC_VEC) {
+    const int64_t width = std::min<int64_t>(NV * SC_VEC, n1 - n);
     int64_t m = 0;
-    for (; m + 4 <= M; m += 4) tile_kn16<4>(A + m * lda, lda, W + n, ldw, K, width, acc, C + m * ldc + n, ldc);
+    for (; m + 4 <= M; m += 4) tile_kn16<4, NV>(A + m * lda, lda, W + n, ldw, K, width, acc, C + m * ldc + n, ldc);
     switch (M - m) {
-      case 3: tile_kn16<3>(A + m * lda, lda, W + n, ldw, K, width, acc, C + m * ldc + n, ldc); break;
-      case 2: tile_kn16<2>(A + m * lda, lda, W + n, ldw, K, width, acc, C + m * ldc + n, ldc); break;
-      case 1: tile_kn16<1>(A + m * lda, lda, W + n, ldw, K, width, acc, C + m * ldc + n, ldc); break;
+      case 3: tile_kn16<3, NV>(A + m * lda, lda, W + n, ldw, K, width, acc, C + m * ldc + n, ldc); break;
+      case 2: tile_kn16<2, NV>(A + m * lda, lda, W + n, ldw, K, width, acc, C + m * ldc + n, ldc); break;
+      case 1: tile_kn16<1, NV>(A + m * lda, lda, W + n, ldw, K, width, acc, C + m * ldc + n, ldc); break;
     }
   }
-#else   // (without AVX-512: a row of C at a time, W's rows added into it, a loop the compiler vectorises)
+}
+#endif
+template <typename TA, typename TW>
+static void kn16_columns(int64_t M, int64_t n0, int64_t n1, int64_t K, const TA* A, int64_t lda, const TW* W,
+                         int64_t ldw, bool acc, float* C, int64_t ldc) {
+#if SC_VEC
+  if (tile_n(M) == 4) return kn16_tiles<4>(M, n0, n1, K, A, lda, W, ldw, acc, C, ldc);
+  kn16_tiles<2>(M, n0, n1, K, A, lda, W, ldw, acc, C, ldc);
+#else   // (without AVX2: a row of C at a time, W's rows added into it, a loop the compiler vectorises)
   for (int64_t m = 0; m < M; ++m) {
     float* c = C + m * ldc;
     if (!acc) zero(c + n0, n1 - n0);
     for (int64_t k = 0; k < K; ++k) {
       const float a = value(A[m * lda + k]);
-      const bf16* w = W + k * ldw;
+      const TW* w = W + k * ldw;
       #pragma omp simd
       for (int64_t n = n0; n < n1; ++n) c[n] += a * value(w[n]);
     }
   }
 #endif
 }
-#undef SC_TILE16
+#undef SC_VEC
 #undef SC_DOT16
 #undef SC_UNROLL
-void mm_kn16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const bf16* W, int64_t ldw, bool acc,
+template <typename TW>
+void mm_kn16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const TW* W, int64_t ldw, bool acc,
              float* C, int64_t ldc) {
   if (mm_empty(M, N, K, acc, C, ldc)) return;
-  if (tall16(M, TALL_ROWS)) return mm_tall_kn16(M, N, K, A, lda, W, ldw, acc, C, ldc);
+  if constexpr (std::is_same_v<TW, bf16>) {
+    if (tall16(M, TALL_ROWS)) return mm_tall_kn16(M, N, K, A, lda, W, ldw, acc, C, ldc);
+  }
+  if (wide16<TW>(M)) {
+    if (!tall(M)) return mm_kn(M, N, K, A, lda, floats_of(W, ldw, K, N), N, acc, C, ldc);
+    float* Wp = scratch((N + PANEL - 1) / PANEL * PANEL * K);
+    copy_panels(W, ldw, K, N, Wp);
+    return mm_tall_panels(M, N, K, A, lda, Wp, K * PANEL, 0, acc, C, ldc);
+  }
   with_operand(M, K, A, lda, [&](const auto* a, int64_t ld) {
     column_blocks(M, N, K, 64, [&](int64_t n0, int64_t n1) { kn16_columns(M, n0, n1, K, a, ld, W, ldw, acc, C, ldc); });
   });
 }
-// the weight argument `t` as a scan reads it: bfloat16 as stored where the library's dtype is float and the call
-// is direct or multiplies in bfloat16 products (its panels' pairs made from it: transpose_step_pairs16,
-// copy_step_pairs16; its tall GEMMs' too: mm_nt16, mm_kn16), else in the library's dtype, a float32 copy where it
-// came in bfloat16
-template <typename T> Weight<T> weight(const at::Tensor& t, bool direct) {
+template void mm_stored16(int64_t, int64_t, int64_t, const float*, int64_t, const bf16*, int64_t, bool, float*, int64_t);
+template void mm_stored16(int64_t, int64_t, int64_t, const float*, int64_t, const at::Half*, int64_t, bool, float*,
+                          int64_t);
+template void mm_kn16(int64_t, int64_t, int64_t, const float*, int64_t, const bf16*, int64_t, bool, float*, int64_t);
+template void mm_kn16(int64_t, int64_t, int64_t, const float*, int64_t, const at::Half*, int64_t, bool, float*, int64_t);
+template void mm_nt16(int64_t, int64_t, int64_t, const float*, int64_t, const bf16*, int64_t, float*, int64_t);
+template void mm_nt16(int64_t, int64_t, int64_t, const float*, int64_t, const at::Half*, int64_t, float*, int64_t);
+// the weight argument `t` as a scan reads it: in 16 bits as stored where the library's dtype is float (every GEMM
+// and panel copy reads it so: mm_stored16, mm_nt16, mm_kn16, transpose_step_panels16, copy_step_panels16, and
+// transpose16); else in the library's dtype, a copy where it came in 16 bits (no scan's: expect_weight refuses a
+// 16-bit weight of a float64 one). (A float32 copy of each weight, made here for a call not direct where the
+// products were float32, took fresh memory twice a training step, forward and backward: a float16 LSTM's step at
+// H=1024 B=16 T=4 1.17x its time with Python's copies, made once.)
+template <typename T> Weight<T> weight(const at::Tensor& t) {
   Weight<T> w;
-  if (!is_bf16(t)) {
-    w.stored = {ptr<T>(t), nullptr};
-  } else if (std::is_same_v<T, float> && (direct || (products16() && brgemm_ok()))) {   // (mm_panels' pairs)
-    w.stored = {nullptr, t.data_ptr<bf16>()};
+  if (!is16(t)) {
+    w.stored = {ptr<T>(t), {nullptr, false}};
+  } else if (std::is_same_v<T, float>) {
+    w.stored = {nullptr, {t.data_ptr(), t.scalar_type() == at::kHalf}};
   } else {
     w.copy = t.to(c10::CppTypeToScalarType<T>::value);
-    w.stored = {ptr<T>(w.copy), nullptr};
+    w.stored = {ptr<T>(w.copy), {nullptr, false}};
   }
   return w;
 }
@@ -950,12 +1145,12 @@ at::Tensor& workspace(int slot, int64_t numel, const at::TensorOptions& opt) {
 // any call; a deployed program (symcell.deploy) calls the operator with nothing in between.
 template <typename scalar_t>
 // (`origin` says where the sizes' T and B come from: the wrong tensor may be that one, the first sequence)
-void expect(const at::Tensor& t, at::IntArrayRef sizes, const char* what, const char* origin, bool bf16_too) {
+void expect(const at::Tensor& t, at::IntArrayRef sizes, const char* what, const char* origin, bool low_too) {
   if (!t.defined()) return;
   TORCH_CHECK_VALUE(t.sizes() == sizes, "symcell operator: ", what, origin, " must have sizes ", sizes, ", got ",
                     t.sizes());
   TORCH_CHECK_TYPE(t.scalar_type() == c10::CppTypeToScalarType<scalar_t>::value ||
-                   (bf16_too && std::is_same_v<scalar_t, float> && is_bf16(t)), "symcell operator: ", what,
+                   (low_too && std::is_same_v<scalar_t, float> && is16(t)), "symcell operator: ", what,
                    " must have the first sequence's dtype ", c10::CppTypeToScalarType<scalar_t>::value, ", got ",
                    t.scalar_type());
   TORCH_CHECK(t.device().is_cpu() && t.is_contiguous(), "symcell operator: ", what, " must be a contiguous CPU tensor");
@@ -1069,7 +1264,7 @@ Operators::~Operators() = default;
   template void transpose_step_panels<T>(const T*, int64_t, int64_t, int64_t, T*, int64_t, int64_t);             \
   template void copy_step_panels<T>(const T*, int64_t, int64_t, int64_t, T*);                                     \
   template void expect<T>(const at::Tensor&, at::IntArrayRef, const char*, const char*, bool);                   \
-  template Weight<T> weight<T>(const at::Tensor&, bool);
+  template Weight<T> weight<T>(const at::Tensor&);
 SC_INSTANTIATE(float)
 SC_INSTANTIATE(double)
 #undef SC_INSTANTIATE

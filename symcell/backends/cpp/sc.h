@@ -304,64 +304,85 @@ template <typename T> void mm_stored(int64_t M, int64_t N, int64_t K, const T* A
                                      int64_t ldw, bool acc, T* C, int64_t ldc);
 template <typename T> void mm_panels(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* Bp,
                                      int64_t ldp, int64_t k0, bool acc, T* C, int64_t ldc);
-// ---- bfloat16 weights read as stored ---------------------------------------------------------------------------
-// A bfloat16 module's call hands the forward and the backward its weight matrices in bfloat16 where they read them
-// only as a matmul's (a transposed matmul's) weights (sequence.py's _weights16, Kernel.weights16; every other tensor
-// is a float32 copy). A call on its weights as stored (direct, direct_grads) multiplies them so, as they are read
-// (mm_stored16, mm_kn16: half float32's bytes from memory, and no float32 copy made first, which took more time
-// than the step). A longer call in bfloat16 products makes its panels' pairs of rows and its tall GEMMs' straight
-// from them (transpose_step_pairs16, copy_step_pairs16, mm_nt16, mm_kn16); any other copies them to float32 first.
-// Their sums are float32's; their products bfloat16 ones where the call's are (products16: the other operand
-// rounded, as the panels' GEMMs round it), else float32's.
+// ---- 16-bit weights read as stored -----------------------------------------------------------------------------
+// A bfloat16 or float16 module's call hands the forward and the backward its weight matrices in its dtype where they
+// read them only as a matmul's (a transposed matmul's) weights (sequence.py's _weights16, Kernel.weights16; every
+// other tensor is a float32 copy). A call on its weights as stored (direct, direct_grads) multiplies them so, as
+// they are read (mm_stored16, mm_kn16: half float32's bytes from memory, and no float32 copy made first, which took
+// more time than the step). A longer call makes the copies its GEMMs read from them: in bfloat16 products the
+// panels' pairs of rows and its tall GEMMs' straight from a bfloat16 weight, else float panels converted from its
+// values as they are made (transpose_step_panels16, copy_step_panels16, mm_nt16, mm_kn16). Their sums are float32's;
+// their products bfloat16 ones where the call's are (products16: the other operand rounded, as the panels' GEMMs
+// round it), else float32's.
+struct Ptr16 {   // a 16-bit weight's values: bfloat16, or float16 where `is_half` (two bytes each: offsets alike)
+  const void* p;
+  bool is_half;
+  explicit operator bool() const { return p != nullptr; }
+  Ptr16 operator+(int64_t off) const { return {p ? static_cast<const uint16_t*>(p) + off : nullptr, is_half}; }
+  template <typename F> void visit(const F& f) const {   // f(the values, typed)
+    if (is_half) f(static_cast<const at::Half*>(p));
+    else f(static_cast<const bf16*>(p));
+  }
+};
 template <typename T> struct Stored {   // a weight matrix (from a column on) as a GEMM reads it as stored
   const T* p;                           // float weights, or
-  const bf16* p16;                      // bfloat16 ones (p null)
-  Stored operator+(int64_t off) const { return {p ? p + off : nullptr, p16 ? p16 + off : nullptr}; }
+  Ptr16 p16;                            // 16-bit ones (p null)
+  Stored operator+(int64_t off) const { return {p ? p + off : nullptr, p16 + off}; }
 };
 template <typename T> struct Weight {   // a weight argument: as given, or its float copy (`copy`)
   at::Tensor copy;
   Stored<T> stored;
 };
-template <typename T> Weight<T> weight(const at::Tensor& t, bool direct);
-inline bool is_bf16(const at::Tensor& t) { return t.scalar_type() == at::kBFloat16; }
-void mm_stored16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const bf16* W, int64_t ldw, bool acc,
+template <typename T> Weight<T> weight(const at::Tensor& t);
+inline bool is16(const at::Tensor& t) { return t.scalar_type() == at::kBFloat16 || t.scalar_type() == at::kHalf; }
+template <typename W>
+void mm_stored16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const W* w, int64_t ldw, bool acc,
                  float* C, int64_t ldc);
 template <typename T> inline void mm_stored(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, Stored<T> W,
                                             int64_t ldw, bool acc, T* C, int64_t ldc) {
   if constexpr (std::is_same_v<T, float>) {
-    if (W.p16 != nullptr) return mm_stored16(M, N, K, A, lda, W.p16, ldw, acc, C, ldc);
+    if (W.p16) return W.p16.visit([&](const auto* w) { mm_stored16(M, N, K, A, lda, w, ldw, acc, C, ldc); });
   }
   mm_stored(M, N, K, A, lda, W.p, ldw, acc, C, ldc);
 }
-void mm_kn16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const bf16* W, int64_t ldw, bool acc,
+template <typename W>
+void mm_kn16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const W* w, int64_t ldw, bool acc,
              float* C, int64_t ldc);
 // C[M,N] (+)= A[M,K] @ W[K,N], W as stored (a backward's transposed matmul: mm_kn)
 template <typename T> inline void mm_kn(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, Stored<T> W,
                                         int64_t ldw, bool acc, T* C, int64_t ldc) {
   if constexpr (std::is_same_v<T, float>) {
-    if (W.p16 != nullptr) return mm_kn16(M, N, K, A, lda, W.p16, ldw, acc, C, ldc);
+    if (W.p16) return W.p16.visit([&](const auto* w) { mm_kn16(M, N, K, A, lda, w, ldw, acc, C, ldc); });
   }
   mm_kn(M, N, K, A, lda, W.p, ldw, acc, C, ldc);
 }
-// A weight given in bfloat16 gets its gradient in bfloat16 where one GEMM assigns each range of its columns (the
-// renderer's grads16), as nn's bfloat16 modules write theirs: C[M,N] = A[K,M]^T @ B[K,N] into bfloat16, B's
-// K0 + K1 rows from two places (a state's: its initial rows, then those after each step but the last). Without
-// it a short call's backward wrote float32 gradients (from MKL's sgemm, which zeroed them first) that autograd
-// then rounded in a pass of its own (a bfloat16 GRU's training step at H=1024 B=4 T=1: 2.6x nn.GRU's, 1.3x now).
-void mm_tn_bf16(int64_t M, int64_t N, const float* A, int64_t lda, int64_t K0, const float* B0, int64_t ldb0,
-                int64_t K1, const float* B1, int64_t ldb1, bf16* C, int64_t ldc);
+// A weight given in bfloat16 or float16 gets its gradient in its dtype where one GEMM assigns each range of its
+// columns (the renderer's grads16), as nn's 16-bit modules write theirs: C[M,N] = A[K,M]^T @ B[K,N] into C's
+// dtype, B's K0 + K1 rows from two places (a state's: its initial rows, then those after each step but the last).
+// Without it a short call's backward wrote float32 gradients (from MKL's sgemm, which zeroed them first) that
+// autograd then rounded in a pass of its own (a bfloat16 GRU's training step at H=1024 B=4 T=1: 2.6x nn.GRU's,
+// 1.3x now).
+struct Out16 {   // a 16-bit gradient's values: C.p, of dtype C.type
+  void* p;
+  at::ScalarType type;
+  Out16 operator+(int64_t off) const { return {p ? static_cast<uint16_t*>(p) + off : nullptr, type}; }
+};
+inline Out16 out16(const at::Tensor& t) { return {is16(t) ? t.data_ptr() : nullptr, t.scalar_type()}; }
+void mm_tn16f(int64_t M, int64_t N, const float* A, int64_t lda, int64_t K0, const float* B0, int64_t ldb0,
+              int64_t K1, const float* B1, int64_t ldb1, Out16 C, int64_t ldc);
 template <typename T> inline void mm_tn16(int64_t M, int64_t N, const T* A, int64_t lda, int64_t K0, const T* B0,
-                                          int64_t ldb0, int64_t K1, const T* B1, int64_t ldb1, bf16* C, int64_t ldc) {
-  // (a float64 scan takes no bfloat16 weight: expect_weight refuses it)
-  if constexpr (std::is_same_v<T, float>) mm_tn_bf16(M, N, A, lda, K0, B0, ldb0, K1, B1, ldb1, C, ldc);
-  else TORCH_CHECK(false, "symcell: a bfloat16 weight gradient of a ", c10::CppTypeToScalarType<T>::value, " scan");
+                                          int64_t ldb0, int64_t K1, const T* B1, int64_t ldb1, Out16 C, int64_t ldc) {
+  // (a float64 scan takes no 16-bit weight: expect_weight refuses it)
+  if constexpr (std::is_same_v<T, float>) mm_tn16f(M, N, A, lda, K0, B0, ldb0, K1, B1, ldb1, C, ldc);
+  else TORCH_CHECK(false, "symcell: a ", C.type, " weight gradient of a ", c10::CppTypeToScalarType<T>::value, " scan");
 }
-void mm_nt16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const bf16* W, int64_t ldw, float* C,
+template <typename W>
+void mm_nt16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const W* w, int64_t ldw, float* C,
              int64_t ldc);
 template <typename T> inline void mm_nt(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, Stored<T> W,
                                         int64_t ldw, T* C, int64_t ldc) {
   if constexpr (std::is_same_v<T, float>) {
-    if (W.p16 != nullptr) return mm_nt16(M, N, K, A, lda, W.p16, ldw, C, ldc);
+    if (W.p16) return W.p16.visit([&](const auto* w) { mm_nt16(M, N, K, A, lda, w, ldw, C, ldc); });
   }
   mm_nt(M, N, K, A, lda, W.p, ldw, C, ldc);
 }
@@ -375,28 +396,33 @@ template <typename T> void transpose_step_panels(const T* src, int64_t lds, int6
 template <typename T> void copy_step_panels(const T* src, int64_t lds, int64_t K, int64_t N, T* dst);
 int64_t step_panels_numel(int64_t Kt, int64_t N);
 template <typename T> void clear_last_pairs(const T* Bp, int64_t ldp, int64_t N, int64_t k0, int64_t K);
-// ... and from a weight a call takes in bfloat16 as stored (Weight: a call not direct, in bfloat16 products): only
-// the pairs of rows, straight from its values, the float panels left unwritten (a first-order scan's step GEMMs,
-// the whole of it or from a hoisted term's end, read the pairs alone: mm_panels)
-void transpose_step_pairs16(const bf16* src, int64_t lds, int64_t N, int64_t K, float* dst, int64_t ldp, int64_t k0);
-void copy_step_pairs16(const bf16* src, int64_t lds, int64_t K, int64_t N, float* dst);
+// ... and from a weight a call takes in 16 bits as stored (Weight): a bfloat16 one's pairs of rows alone where the
+// step's GEMMs multiply pairs, straight from its values, the float panels left unwritten (a first-order scan's step
+// GEMMs, the whole of it or from a hoisted term's end, read the pairs alone: mm_panels); else float panels from its
+// values (transpose_step_panels16, copy_step_panels16); a plain transpose (transpose16) likewise
+template <typename W>
+void transpose_step_panels16(const W* src, int64_t lds, int64_t N, int64_t K, float* dst, int64_t ldp, int64_t k0);
+template <typename W> void copy_step_panels16(const W* src, int64_t lds, int64_t K, int64_t N, float* dst);
+void transpose16(Ptr16 src, int64_t lds, int64_t N, int64_t K, float* dst, int64_t ldd);
 template <typename T> inline void transpose_step_panels(Stored<T> src, int64_t lds, int64_t N, int64_t K, T* dst,
                                                         int64_t ldp, int64_t k0) {
   if constexpr (std::is_same_v<T, float>) {
-    if (src.p16 != nullptr) return transpose_step_pairs16(src.p16, lds, N, K, dst, ldp, k0);
+    if (src.p16)
+      return src.p16.visit([&](const auto* s) { transpose_step_panels16(s, lds, N, K, dst, ldp, k0); });
   }
   transpose_step_panels(src.p, lds, N, K, dst, ldp, k0);
 }
 template <typename T> inline void copy_step_panels(Stored<T> src, int64_t lds, int64_t K, int64_t N, T* dst) {
   if constexpr (std::is_same_v<T, float>) {
-    if (src.p16 != nullptr) return copy_step_pairs16(src.p16, lds, K, N, dst);
+    if (src.p16) return src.p16.visit([&](const auto* s) { copy_step_panels16(s, lds, K, N, dst); });
   }
   copy_step_panels(src.p, lds, K, N, dst);
 }
 template <typename T> inline void transpose(Stored<T> src, int64_t lds, int64_t N, int64_t K, T* dst, int64_t ldd) {
-  if (src.p16 == nullptr) return transpose(src.p, lds, N, K, dst, ldd);
-  for (int64_t n = 0; n < N; ++n)   // (no zoo cell's: a matmul outside the step on a weight given in bfloat16)
-    for (int64_t k = 0; k < K; ++k) dst[k * ldd + n] = T(static_cast<float>(src.p16[n * lds + k]));
+  if constexpr (std::is_same_v<T, float>) {
+    if (src.p16) return transpose16(src.p16, lds, N, K, dst, ldd);
+  }
+  transpose(src.p, lds, N, K, dst, ldd);
 }
 // The code paths a call takes, by its sizes (each forced by a SYMCELL_* variable, read every call): the input
 // terms before the loop (hoist), the weights as stored (direct, direct_grads)
@@ -410,8 +436,8 @@ at::Tensor& workspace(int slot, int64_t numel, const at::TensorOptions& opt);
 // an argument list's entries; a strided tensor made contiguous, integer lengths int64; an int[] read off the stack
 template <typename scalar_t>
 void expect(const at::Tensor& t, at::IntArrayRef sizes, const char* what, const char* origin = "",
-            bool bf16_too = false);
-// (a weight matrix the forward may take in bfloat16, as well as in its dtype, where that is float: Weight)
+            bool low_too = false);
+// (a weight matrix the forward may take in bfloat16 or float16, as well as in its dtype, where that is float: Weight)
 template <typename scalar_t>
 inline void expect_weight(const at::Tensor& t, at::IntArrayRef sizes, const char* what) {
   expect<scalar_t>(t, sizes, what, "", true);
