@@ -90,10 +90,11 @@ bool products16_wanted(bool bf16_scan) {   // (torch's oneDNN switch read every 
 }
 // dst[k, n] = src[n, k] for an (N, K) block of src (row stride lds) into dst (row stride ldd): the weights as
 // the (K, N) operand of mm_kn, once per call. 8 x 8 tiles through AVX registers for float (from float, or from a
-// 16-bit weight's values converted as they are read: rows8): at the sizes of a cell's weights, a transposing copy
+// 16-bit weight's values converted as they are read: row8): at the sizes of a cell's weights, a transposing copy
 // through ATen costs as much as a few steps of the recurrence. (E: float, or bfloat16 for tiles of words, pairs of
 // bfloat16 values, at any alignment: strides in E's)
-template <typename Row, typename Put> inline void transpose8x8(const Row& row, const Put& put) {   // (row(i), put(i, v))
+// (the 8 rows as row(i), the 8 columns put(i, v))
+template <typename Row, typename Put> inline void transpose8x8(const Row& row, const Put& put) {
   __m256 r0 = row(0), r1 = row(1), r2 = row(2), r3 = row(3), r4 = row(4), r5 = row(5), r6 = row(6), r7 = row(7);
   __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
          t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
@@ -118,7 +119,8 @@ template <typename E> inline void transpose8x8(const E* s, int64_t lds, E* d, in
 // 8 values from p as float32 (exactly: a bfloat16 is a float32's upper half, vcvtph2ps converts a float16)
 inline __m256 row8(const float* p) { return _mm256_loadu_ps(p); }
 inline __m256 row8(const bf16* p) {
-  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
+  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 #ifdef __F16C__
 inline __m256 row8(const at::Half* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
@@ -482,7 +484,8 @@ void mm_tn16f(int64_t M, int64_t N, const float* A, int64_t lda, int64_t K0, con
   c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
   at::Tensor c = at::from_blob(C.p, {M, N}, {ldc, 1}, C.type);
   const int64_t K = K0 + K1;
-  if (!products16() || C.type != at::kBFloat16 || K * (M + N) > 2 * M * N) {   // (rounded as autograd's cast rounded a float32 gradient: ATen's)
+  // (rounded as autograd's cast rounded a float32 gradient: ATen's)
+  if (!products16() || C.type != at::kBFloat16 || K * (M + N) > 2 * M * N) {
     at::Tensor sums = at::empty({M, N}, at::kFloat);
     float* S = sums.data_ptr<float>();
     // (bfloat16 products: both parts tall, whatever their rows, as mm_tn would run a part of few rows, the
@@ -725,8 +728,9 @@ static bool blas_has_avx512_kernels() {
 #endif
 // A call of up to ROWS16 rows in all on 16-bit weights (Weight) is direct, forward (mm_stored16) and backward
 // (mm_kn16): it reads them as stored, where a longer one makes the copies its GEMMs read from them (the way before
-// for every call: a float32 copy of them first, then those copies). ROWS16 is 128 with AVX-512, measured first up to 16 rows on the Xeon (benchmarks/bench_weights16.py, LSTM and
-// GRU at H=256-1024, B=1-16: 0.14-0.92x the call's time with float32 copies, session 33); on the AVX512-BF16 EPYC
+// for every call: a float32 copy of them first, then those copies). ROWS16 is 128 with AVX-512, measured first up
+// to 16 rows on the Xeon (benchmarks/bench_weights16.py, LSTM and GRU at H=256-1024, B=1-16: 0.14-0.92x the
+// call's time with float32 copies, session 33); on the AVX512-BF16 EPYC
 // (session 35), LSTM and GRU at H=256-1024, B=1-128, T=1-32: a call without a graph 0.43-0.92x the copies' time
 // at 128 rows (0.75-1.12x at 256, 1.10-1.27x at 1024), a training step at 32-128 rows 0.53-1.01x the time with
 // Python's float32 copies; in float32 products (SYMCELL_BF16_PRODUCTS=0) 0.29-1.06x and 0.73-1.11x. Without it
@@ -766,8 +770,11 @@ static const bf16* rounded_rows(int64_t M, int64_t K, const float* A, int64_t ld
   return a;
 }
 // f(a, lda') on A as the call's products want it: rounded (rounded_rows) where they are bfloat16, else as given
-template <typename F> static void with_operand(int64_t M, int64_t K, const float* A, int64_t lda, const F& f) {
-  if (products16()) return f(rounded_rows(M, K, A, lda), even(K));   // (read here: not in column_blocks' threads)
+// (TW: the weight's element; a float16 weight's products are float32's, so its code takes float rows alone)
+template <typename TW, typename F>
+static void with_operand(int64_t M, int64_t K, const float* A, int64_t lda, const F& f) {
+  if constexpr (std::is_same_v<TW, bf16>)
+    if (products16()) return f(rounded_rows(M, K, A, lda), even(K));   // (read here: not in column_blocks' threads)
   f(A, lda);
 }
 static inline float value(float x) { return x; }
@@ -901,8 +908,9 @@ static void stored16_rows(int64_t M, int64_t n0, int64_t n1, int64_t K, const TA
                           int64_t ldw, bool acc, float* C, int64_t ldc) {
   int64_t n = n0;
 #if SC_VEC
-  n = tile_n(M) == 4 ? stored16_tiles<4>(M, n0, n1, K, A, lda, W, ldw, acc, C, ldc)
-                     : stored16_tiles<2>(M, n0, n1, K, A, lda, W, ldw, acc, C, ldc);
+  if constexpr (SC_VEC == 8)   // (AVX-512's tiles are 4 wide at any M: no code for 2)
+    if (tile_n(M) == 2) n = stored16_tiles<2>(M, n0, n1, K, A, lda, W, ldw, acc, C, ldc);
+  if (n == n0) n = stored16_tiles<4>(M, n0, n1, K, A, lda, W, ldw, acc, C, ldc);
 #endif
   for (; n < n1; ++n) {   // (without AVX2, and the last rows of W: a dot product the compiler vectorises)
     const TW* w = W + n * ldw;
@@ -929,7 +937,7 @@ template <typename TW>
 void mm_stored16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const TW* W, int64_t ldw, bool acc,
                  float* C, int64_t ldc) {
   if (mm_empty(M, N, K, acc, C, ldc)) return;
-  with_operand(M, K, A, lda, [&](const auto* a, int64_t ld) {
+  with_operand<TW>(M, K, A, lda, [&](const auto* a, int64_t ld) {
     column_blocks(M, N, K, 4, [&](int64_t n0, int64_t n1) { stored16_rows(M, n0, n1, K, a, ld, W, ldw, acc, C, ldc); });
   });
 }
@@ -983,9 +991,9 @@ void transpose16(Ptr16 src, int64_t lds, int64_t N, int64_t K, float* dst, int64
 }
 // C[M,N] (+)= A[M,K] @ W[K,N], W 16-bit as stored: a backward's transposed matmul (d_h += d_gates @ W_hh, and
 // d_x after the loop) on the weights a 16-bit module's call handed in as they are. Each tile of up to 4 of A's rows
-// and NV vectors of W's columns (64 columns with AVX-512, 16 or 32 with AVX2) keeps its sums in registers while it runs down W's
-// K rows, adding the products of a row's values with each of A's rows' value there; W is read once for every 4 rows
-// of A.
+// and NV vectors of W's columns (64 columns with AVX-512, 16 or 32 with AVX2) keeps its sums in registers while it
+// runs down W's K rows, adding the products of a row's values with each of A's rows' value there; W is read once
+// for every 4 rows of A.
 #if SC_VEC
 template <int MR, int NV, typename TA, typename TW>
 static inline void tile_kn16(const TA* a, int64_t lda, const TW* w, int64_t ldw, int64_t K, int64_t width, bool acc,
@@ -1069,8 +1077,9 @@ template <typename TA, typename TW>
 static void kn16_columns(int64_t M, int64_t n0, int64_t n1, int64_t K, const TA* A, int64_t lda, const TW* W,
                          int64_t ldw, bool acc, float* C, int64_t ldc) {
 #if SC_VEC
-  if (tile_n(M) == 4) return kn16_tiles<4>(M, n0, n1, K, A, lda, W, ldw, acc, C, ldc);
-  kn16_tiles<2>(M, n0, n1, K, A, lda, W, ldw, acc, C, ldc);
+  if constexpr (SC_VEC == 8)   // (AVX-512's tiles are 4 wide at any M: no code for 2)
+    if (tile_n(M) == 2) return kn16_tiles<2>(M, n0, n1, K, A, lda, W, ldw, acc, C, ldc);
+  kn16_tiles<4>(M, n0, n1, K, A, lda, W, ldw, acc, C, ldc);
 #else   // (without AVX2: a row of C at a time, W's rows added into it, a loop the compiler vectorises)
   for (int64_t m = 0; m < M; ++m) {
     float* c = C + m * ldc;
@@ -1100,15 +1109,17 @@ void mm_kn16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const
     copy_panels(W, ldw, K, N, Wp);
     return mm_tall_panels(M, N, K, A, lda, Wp, K * PANEL, 0, acc, C, ldc);
   }
-  with_operand(M, K, A, lda, [&](const auto* a, int64_t ld) {
+  with_operand<TW>(M, K, A, lda, [&](const auto* a, int64_t ld) {
     column_blocks(M, N, K, 64, [&](int64_t n0, int64_t n1) { kn16_columns(M, n0, n1, K, a, ld, W, ldw, acc, C, ldc); });
   });
 }
-template void mm_stored16(int64_t, int64_t, int64_t, const float*, int64_t, const bf16*, int64_t, bool, float*, int64_t);
+template void mm_stored16(int64_t, int64_t, int64_t, const float*, int64_t, const bf16*, int64_t, bool, float*,
+                          int64_t);
 template void mm_stored16(int64_t, int64_t, int64_t, const float*, int64_t, const at::Half*, int64_t, bool, float*,
                           int64_t);
 template void mm_kn16(int64_t, int64_t, int64_t, const float*, int64_t, const bf16*, int64_t, bool, float*, int64_t);
-template void mm_kn16(int64_t, int64_t, int64_t, const float*, int64_t, const at::Half*, int64_t, bool, float*, int64_t);
+template void mm_kn16(int64_t, int64_t, int64_t, const float*, int64_t, const at::Half*, int64_t, bool, float*,
+                      int64_t);
 template void mm_nt16(int64_t, int64_t, int64_t, const float*, int64_t, const bf16*, int64_t, float*, int64_t);
 template void mm_nt16(int64_t, int64_t, int64_t, const float*, int64_t, const at::Half*, int64_t, float*, int64_t);
 // the weight argument `t` as a scan reads it: in 16 bits as stored where the library's dtype is float (every GEMM
