@@ -1,5 +1,5 @@
 """A bfloat16 (--float16: float16) module's calls on the cpp backend: the kernels handed the weight matrices in its
-dtype as they are (multiplied as stored in a call of up to 128 rows in all, 32 without AVX-512: sc.h's Weight,
+dtype as they are (multiplied as stored in a call of up to 128 rows in all, 32 without AVX-512: sc.h's weight,
 mm_stored16 and mm_kn16; a longer call's panels made from them) against
 float32 copies of every parameter made by Python at each call (sequence._weights16 off: the way before), beside nn's
 module in that dtype with the same weights. LSTM and GRU,

@@ -167,7 +167,7 @@ def _weights16(computing_for, tensors):
     """Whether a 16-bit scan of these tensors may hand its kernel the weight matrices in their dtype
     (Kernel.weights16): a bfloat16 or float16 module's call on the eager path where no forward mode or torch.func
     transform is on. Its forward and a plain backward read them so (a short call multiplies them as stored, a longer
-    one makes its panels from them; sc.h's Weight), and a backward writes their gradients in their dtype; every
+    one makes its panels from them; sc.h's weight), and a backward writes their gradients in their dtype; every
     other derivative's scans take float32 copies (autograd.Scan.backward). (A recorded call of more than 128 rows took float32 copies made here, which
     autograd cast back for the gradients: 3.8 ms of a bfloat16 GRU's 40 ms training step at H=1024 B=64 T=4 were
     copies, torch.profiler.)"""
@@ -299,7 +299,7 @@ def _reversal(lengths, T):
 # 16-bit state would. (The triton kernels read a 16-bit module's recurrent weights in its dtype, exactly:
 # LOW_PRECISION_WEIGHTS; the cpp kernels read the weight matrices in their dtype where a call multiplies them as
 # stored, else float32 copies, and a bfloat16 scan's GEMMs round their operands to bfloat16 where the CPU multiplies
-# it: sc.h's Weight and products16.)
+# it: sc.h's weight and products16.)
 LOW_PRECISION = (torch.bfloat16, torch.float16)
 
 

@@ -419,7 +419,7 @@ def test_user_names_never_collide_with_generated_names(backend, Cell):
     if backend == "cpp":   # the macros a value's name would meet are undefined after the headers, only they
         undefined = sorted(line[7:] for line in cell.source().splitlines() if line.startswith("#undef "))
         # (M_PI, a weight the first-order scans read only as a matmul's, is named there only inside _w_M_PI, its
-        # sc::Weight, and _ld_M_PI: no macro to undefine)
+        # sc::Stored, and _ld_M_PI: no macro to undefine)
         want = {"Macros": ["EIO", "EIO_new", "M_PI_2_x", "M_PIl", "linux", "stdout"],
                 "Crowded": ["BB"]}.get(Cell.__name__, [])
         assert undefined == want, undefined

@@ -39,7 +39,7 @@ class Backend:
     param_sums_after_loop = False
     # the forward and backward take a 16-bit module's weight matrices as they are, where they read them only as
     # matmuls' and transposed matmuls' weights (kernel.weights_only), in a call sequence._weights16 allows: the cpp
-    # kernels multiply them as stored without a float32 copy (sc.h's Weight). Elsewhere sequence.py hands every
+    # kernels multiply them as stored without a float32 copy (sc.h's weight). Elsewhere sequence.py hands every
     # backend float32 copies, and autograd.py every scan but the forward and a plain backward.
     weights16 = False
 

@@ -7,7 +7,7 @@
 // the loop, sc::mm_panels); _wp_k the weights of the step's k-th transposed matmul, in panels;
 // _parts_v per-thread partial sums of a vector parameter's gradient; _b0.._b1 a thread's batch rows (_nb of
 // them); _na the rows still running at step _t; d_v the gradient of v; _w_W weight matrix W as the call reads it
-// (sc::Weight: a bfloat16 or float16 module's as given, where the forward multiplies it as stored).
+// (sc::weight: a bfloat16 or float16 module's as given, where the forward multiplies it as stored).
 // Built for one dtype, SYMCELL_SCALAR (float or double: a library a dtype), as two translation units in
 // parallel (build.py): the first scan and the operators in one, the other scans in the other
 // (SYMCELL_SECOND_UNIT); SYMCELL_NS names this library
@@ -44,22 +44,22 @@ std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _inits, 
   const scalar_t* bias_ih = sc::ptr<scalar_t>(_params[2]);
   const scalar_t* bias_hh = sc::ptr<scalar_t>(_params[3]);
   const bool _direct = sc::direct(_steps, _batch, sc::is16(_params[0]) || sc::is16(_params[1]));   // the matmuls on their weights as stored
-  // the weight matrices as given (a 16-bit one as it is, where scalar_t is float) or in scalar_t (sc::Weight), handed to every GEMM and panel copy as sc::Stored
-  const sc::Weight<scalar_t> _w_weight_ih = sc::weight<scalar_t>(_params[0]);
-  const sc::Weight<scalar_t> _w_weight_hh = sc::weight<scalar_t>(_params[1]);
+  // the weight matrices as given (a 16-bit one as it is, where scalar_t is float: sc::weight), handed to every GEMM and panel copy as sc::Stored
+  const sc::Stored<scalar_t> _w_weight_ih = sc::weight<scalar_t>(_params[0]);
+  const sc::Stored<scalar_t> _w_weight_hh = sc::weight<scalar_t>(_params[1]);
   at::Tensor _t_h_new = sc::empty({_steps, _batch, _n_h_new}, _opt);
   at::Tensor _t_weight_ih_x = sc::empty({_steps, _batch, _n_weight_ih_x}, _opt);
   scalar_t* _seq_weight_ih_x = sc::ptr<scalar_t>(_t_weight_ih_x);
   at::Tensor _res_weight_hh_h = !_save ? at::Tensor() : _len != nullptr ? sc::zeros({_steps, _batch, _n_weight_hh_h}, _opt) : sc::empty({_steps, _batch, _n_weight_hh_h}, _opt);
   at::Tensor _buf_weight_hh_h = sc::empty({_batch, _n_weight_hh_h}, _opt);   // per-step scratch
   scalar_t* _wt_weight_hh_h = sc::ptr<scalar_t>(sc::workspace(1, sc::step_panels_numel(_dim_H, _n_weight_hh_h), _opt));
-  if (!_direct) sc::transpose_step_panels(_w_weight_hh.stored, _ld_weight_hh, _n_weight_hh_h, _dim_H, _wt_weight_hh_h, _dim_H * sc::PANEL, 0);
+  if (!_direct) sc::transpose_step_panels(_w_weight_hh, _ld_weight_hh, _n_weight_hh_h, _dim_H, _wt_weight_hh_h, _dim_H * sc::PANEL, 0);
   // before the loop: what depends on no carried value, over all _steps*_batch rows at once
   {
     const scalar_t* x = _seq_x;
     scalar_t* weight_ih_x = _seq_weight_ih_x;
     // weight_ih_x = x[0:_dim_I] @ weight_ih[:, 0:_dim_I].T
-    sc::mm_nt(_steps * _batch, _n_weight_ih_x, _dim_I, x, _n_x, _w_weight_ih.stored, _ld_weight_ih, weight_ih_x, _n_weight_ih_x);
+    sc::mm_nt(_steps * _batch, _n_weight_ih_x, _dim_I, x, _n_x, _w_weight_ih, _ld_weight_ih, weight_ih_x, _n_weight_ih_x);
   }
   // the time loop, on batch rows [_b0, _b1) (see sc::scan_rows: its weights' bytes choose how it splits)
   sc::scan_rows(_batch, sizeof(scalar_t) * (3*_dim_H * _dim_I + 3*_dim_H * _dim_H), [&](int64_t _b0, int64_t _b1) {
@@ -73,7 +73,7 @@ std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _inits, 
       if (_len != nullptr) while (_na > 0 && _len[_b0 + _na - 1] <= _t) --_na;
       // weight_hh_h = h[0:_dim_H] @ weight_hh[:, 0:_dim_H].T
       if (_direct) {
-        sc::mm_stored(_na, _n_weight_hh_h, _dim_H, h, _n_h, _w_weight_hh.stored, _ld_weight_hh, false, weight_hh_h, _n_weight_hh_h);
+        sc::mm_stored(_na, _n_weight_hh_h, _dim_H, h, _n_h, _w_weight_hh, _ld_weight_hh, false, weight_hh_h, _n_weight_hh_h);
       } else {
         sc::mm_panels(_na, _n_weight_hh_h, _dim_H, h, _n_h, _wt_weight_hh_h, _dim_H * sc::PANEL, 0, false, weight_hh_h, _n_weight_hh_h);
       }
@@ -179,9 +179,9 @@ std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_fi
   const scalar_t* _seq_weight_ih_x = sc::ptr<scalar_t>(_res[0]);
   const scalar_t* _seq_weight_hh_h = sc::ptr<scalar_t>(_res[1]);
   const bool _direct_grads = sc::direct_grads(_steps, _batch, _ld_weight_hh * int64_t(sizeof(scalar_t)), sc::is16(_params[0]) || sc::is16(_params[1]));   // the transposed matmuls on theirs
-  // the weight matrices as given (a 16-bit one as it is, where scalar_t is float) or in scalar_t (sc::Weight), handed to every GEMM and panel copy as sc::Stored
-  const sc::Weight<scalar_t> _w_weight_ih = sc::weight<scalar_t>(_params[0]);
-  const sc::Weight<scalar_t> _w_weight_hh = sc::weight<scalar_t>(_params[1]);
+  // the weight matrices as given (a 16-bit one as it is, where scalar_t is float: sc::weight), handed to every GEMM and panel copy as sc::Stored
+  const sc::Stored<scalar_t> _w_weight_ih = sc::weight<scalar_t>(_params[0]);
+  const sc::Stored<scalar_t> _w_weight_hh = sc::weight<scalar_t>(_params[1]);
   // _skip: one flag per argument tensor (all zeros), then one per result (not wanted)
   const bool _unwanted_d_x = sc::flag(_skip, 11);
   const bool _unwanted_d_h_new = sc::flag(_skip, 12);
@@ -211,7 +211,7 @@ std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_fi
   scalar_t* d_bias_hh = sc::ptr<scalar_t>(_t_d_bias_hh);
   at::Tensor _parts_d_bias_hh = sc::zeros({sc::threads(), _n_d_bias_hh}, _opt);
   scalar_t* _wp_0 = sc::ptr<scalar_t>(sc::workspace(0, sc::step_panels_numel(_n_d_weight_hh_h, _dim_H), _opt));   // weight_hh in panels
-  if (!(_direct_grads || ((_steps <= 1) && _unwanted_d_h_new))) sc::copy_step_panels(_w_weight_hh.stored, _ld_weight_hh, _n_d_weight_hh_h, _dim_H, _wp_0);
+  if (!(_direct_grads || ((_steps <= 1) && _unwanted_d_h_new))) sc::copy_step_panels(_w_weight_hh, _ld_weight_hh, _n_d_weight_hh_h, _dim_H, _wp_0);
   if (_batch * _n_d_h_new > 0) std::memcpy(sc::ptr<scalar_t>(_pp_d_h) + (((_steps - 1) + 1) & 1) * _batch * _n_d_h_new, _init_d_h_new, sizeof(scalar_t) * _batch * _n_d_h_new);
   // the time loop, on batch rows [_b0, _b1) (see sc::scan_rows: its weights' bytes choose how it splits)
   sc::scan_rows(_batch, sizeof(scalar_t) * (3*_dim_H * _dim_I + 3*_dim_H * _dim_H), [&](int64_t _b0, int64_t _b1) {
@@ -298,7 +298,7 @@ std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_fi
       }
       if (!((_t == 0) && _unwanted_d_h_new)) {
         // d_h[0:_dim_H] += d_weight_hh_h @ weight_hh[:, 0:_dim_H]
-        if (_direct_grads) sc::mm_kn(_na, _dim_H, _n_d_weight_hh_h, d_weight_hh_h, _n_d_weight_hh_h, _w_weight_hh.stored, _ld_weight_hh, true, d_h, _n_d_h);
+        if (_direct_grads) sc::mm_kn(_na, _dim_H, _n_d_weight_hh_h, d_weight_hh_h, _n_d_weight_hh_h, _w_weight_hh, _ld_weight_hh, true, d_h, _n_d_h);
         else sc::mm_panels(_na, _dim_H, _n_d_weight_hh_h, d_weight_hh_h, _n_d_weight_hh_h, _wp_0, _n_d_weight_hh_h * sc::PANEL, 0, true, d_h, _n_d_h);
       }
       d_h_new = d_h;
@@ -323,7 +323,7 @@ std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_fi
       }
       if (!(_unwanted_d_x)) {
         // d_x[0:_dim_I] += d_weight_ih_x @ weight_ih[:, 0:_dim_I]
-        sc::mm_kn(_steps * _batch, _dim_I, _n_d_weight_ih_x, d_weight_ih_x, _n_d_weight_ih_x, _w_weight_ih.stored, _ld_weight_ih, true, d_x, _n_d_x);
+        sc::mm_kn(_steps * _batch, _dim_I, _n_d_weight_ih_x, d_weight_ih_x, _n_d_weight_ih_x, _w_weight_ih, _ld_weight_ih, true, d_x, _n_d_x);
       }
       if (!(_unwanted_d_weight_ih)) {
         // d_weight_ih[:, 0:_dim_I] = d_weight_ih_x.T @ x

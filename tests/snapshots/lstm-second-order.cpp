@@ -7,7 +7,7 @@
 // the loop, sc::mm_panels); _wp_k the weights of the step's k-th transposed matmul, in panels;
 // _parts_v per-thread partial sums of a vector parameter's gradient; _b0.._b1 a thread's batch rows (_nb of
 // them); _na the rows still running at step _t; d_v the gradient of v; _w_W weight matrix W as the call reads it
-// (sc::Weight: a bfloat16 or float16 module's as given, where the forward multiplies it as stored).
+// (sc::weight: a bfloat16 or float16 module's as given, where the forward multiplies it as stored).
 // Built for one dtype, SYMCELL_SCALAR (float or double: a library a dtype), as two translation units in
 // parallel (build.py): the first scan and the operators in one, the other scans in the other
 // (SYMCELL_SECOND_UNIT); SYMCELL_NS names this library

@@ -47,7 +47,7 @@ LEGEND = """\
 // the loop, sc::mm_panels); _wp_k the weights of the step's k-th transposed matmul, in panels;
 // _parts_v per-thread partial sums of a vector parameter's gradient; _b0.._b1 a thread's batch rows (_nb of
 // them); _na the rows still running at step _t; d_v the gradient of v; _w_W weight matrix W as the call reads it
-// (sc::Weight: a bfloat16 or float16 module's as given, where the forward multiplies it as stored)."""
+// (sc::weight: a bfloat16 or float16 module's as given, where the forward multiplies it as stored)."""
 
 
 def _idx(view):
@@ -86,7 +86,7 @@ class ScanRenderer(Renderer):
         self.assigned = {name: firsts for name, firsts in weight_grads_assigned(scan).items()
                          if all(c == (("unwanted", name),) for st in firsts for c in conds.get(id(st), ()))}
         self.assigning = {id(st) for firsts in self.assigned.values() for st in firsts}
-        # the weight matrices the forward and the backward may take in 16 bits as well as in their dtype (sc::Weight)
+        # the weight matrices the forward and the backward may take in 16 bits as well as in their dtype (sc::weight)
         self.weights16 = set(weights_only(scan, {"forward": MatMul, "backward": OperandGrad}[scan.name])) \
             if scan.name in ("forward", "backward") else set()
         # ... each as the entry point reads it, in the arguments' order: {weight: "_params[1]"}
@@ -269,10 +269,10 @@ class ScanRenderer(Renderer):
             w(f"const bool _direct = sc::direct(_steps, _batch, {any16});   // the matmuls on their weights as stored")
         else:
             self.direct_grads(any16)
-        w("// the weight matrices as given (a 16-bit one as it is, where scalar_t is float) or in scalar_t "
-          "(sc::Weight), handed to every GEMM and panel copy as sc::Stored")
+        w("// the weight matrices as given (a 16-bit one as it is, where scalar_t is float: sc::weight), handed to "
+          "every GEMM and panel copy as sc::Stored")
         for name, g in given.items():
-            w(f"const sc::Weight<scalar_t> _w_{name} = sc::weight<scalar_t>({g});")
+            w(f"const sc::Stored<scalar_t> _w_{name} = sc::weight<scalar_t>({g});")
 
     def direct_grads(self, any16="false"):
         """_direct_grads: whether a backward's transposed matmuls read their weights as stored (sc::direct_grads;
@@ -287,7 +287,7 @@ class ScanRenderer(Renderer):
         """a matmul term's or a transposed matmul's weight from its first column, as the call hands it to its GEMMs
         on the weights as stored and to the copies made for the others (sc::Stored where the weight may be 16-bit)"""
         if t.weight in self.weights16:
-            return _at(f"_w_{t.weight}.stored", t.col_start)
+            return _at(f"_w_{t.weight}", t.col_start)
         return _at(t.weight, t.col_start)
 
     def allocate(self):

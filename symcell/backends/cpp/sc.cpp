@@ -117,13 +117,13 @@ template <typename E> inline void transpose8x8(const E* s, int64_t lds, E* d, in
                [&](int64_t i, __m256 v) { _mm256_storeu_ps(reinterpret_cast<float*>(d + i * ldd), v); });
 }
 // 8 values from p as float32 (exactly: a bfloat16 is a float32's upper half, vcvtph2ps converts a float16)
+// (from_bf16, from_half: 8 such values' bits as float32; the AVX2 tiles' conversions too)
+inline __m256 from_bf16(__m128i h) { return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)); }
 inline __m256 row8(const float* p) { return _mm256_loadu_ps(p); }
-inline __m256 row8(const bf16* p) {
-  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-}
+inline __m256 row8(const bf16* p) { return from_bf16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
 #ifdef __F16C__
-inline __m256 row8(const at::Half* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+inline __m256 from_half(__m128i h) { return _mm256_cvtph_ps(h); }
+inline __m256 row8(const at::Half* p) { return from_half(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
 #endif
 // (whether the 8 x 8 tiles take S: without F16C a float16 weight's transpose converts value by value)
 #ifdef __F16C__
@@ -329,7 +329,7 @@ inline void pair_panels(const float* Bp, int64_t ldp, int64_t N, int64_t k0, int
     }
   });
 }
-// A weight given in bfloat16 (sc.h's Weight), straight into the pairs of rows a GEMM in bfloat16 products reads:
+// A weight given in bfloat16 (sc.h's weight), straight into the pairs of rows a GEMM in bfloat16 products reads:
 // without the float32 copy and float panels they were made from before (a bfloat16 GRU's training step at H=1024
 // B=64 T=4: 32-33 ms then, 24-29 now; BENCHMARKS.md). Rows [k0, k0 + K) of the pairs (panel p at
 // d + p * even(Kt) * PANEL) = the transpose of the (N, K) block at src (row stride lds). Two rows of a pair both in
@@ -405,9 +405,12 @@ template <typename S> inline void mm_tall_kn16(int64_t M, int64_t N, int64_t K, 
   vnni_panels(B, ldb, K, N, Bv);
   mm_tall_panels16(M, N, K, A, lda, Bv, acc, C, ldc);
 }
-inline void mm_tall_kn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
-                       bool acc, float* C, int64_t ldc) {
-  if (products16()) return mm_tall_kn16(M, N, K, A, lda, B, ldb, acc, C, ldc);
+// (B float, or a 16-bit weight's values, converted as its panels are made: mm_kn16; a float16 one's products are
+// float32's)
+template <typename S> inline void mm_tall_kn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
+                                             const S* B, int64_t ldb, bool acc, float* C, int64_t ldc) {
+  if constexpr (!std::is_same_v<S, at::Half>)
+    if (products16()) return mm_tall_kn16(M, N, K, A, lda, B, ldb, acc, C, ldc);
   float* Bp = scratch((N + PANEL - 1) / PANEL * PANEL * K);
   copy_panels(B, ldb, K, N, Bp);
   mm_tall_panels(M, N, K, A, lda, Bp, K * PANEL, 0, acc, C, ldc);
@@ -726,7 +729,7 @@ static bool blas_has_avx512_kernels() {
 #else
 #define SC_DOT16 0
 #endif
-// A call of up to ROWS16 rows in all on 16-bit weights (Weight) is direct, forward (mm_stored16) and backward
+// A call of up to ROWS16 rows in all on 16-bit weights (sc::weight) is direct, forward (mm_stored16) and backward
 // (mm_kn16): it reads them as stored, where a longer one makes the copies its GEMMs read from them (the way before
 // for every call: a float32 copy of them first, then those copies). ROWS16 is 128 with AVX-512, measured first up
 // to 16 rows on the Xeon (benchmarks/bench_weights16.py, LSTM and GRU at H=256-1024, B=1-16: 0.14-0.92x the
@@ -755,7 +758,7 @@ template <typename T> void mm_stored(int64_t M, int64_t N, int64_t K, const T* A
   if (mm_empty(M, N, K, acc, C, ldc)) return;
   blas('T', 'N', N, M, K, T(1), W, ldw, A, lda, acc ? T(1) : T(0), C, ldc);
 }
-// The short GEMMs on 16-bit weights as stored (sc.h's Weight: a bfloat16 or float16 module's call on its weights as
+// The short GEMMs on 16-bit weights as stored (sc.h's weight: a bfloat16 or float16 module's call on its weights as
 // stored): W's values converted to float32 in registers as they are read (a bfloat16 is a float32's upper half, a
 // float16 converts exactly: vcvtph2ps), float32 sums. Their products: float32's, or, where the call's products are
 // bfloat16 (products16, as a longer call's panels multiply), A's rows rounded to bfloat16 first (rounded_rows), and
@@ -821,8 +824,6 @@ static inline void store_n(float* p, int64_t n, vec v) {
   _mm256_store_ps(t, v);
   std::memcpy(p, t, sizeof(float) * std::max<int64_t>(n, 0));
 }
-static inline vec from_bf16(__m128i h) { return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)); }
-static inline vec from_half(__m128i h) { return _mm256_cvtph_ps(h); }
 static inline vec vzero() { return _mm256_setzero_ps(); }
 static inline vec vset(float x) { return _mm256_set1_ps(x); }
 static inline vec vfma(vec a, vec b, vec c) { return _mm256_fmadd_ps(a, b, c); }
@@ -1105,9 +1106,7 @@ void mm_kn16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const
   }
   if (wide16<TW>(M)) {
     if (!tall(M)) return mm_kn(M, N, K, A, lda, floats_of(W, ldw, K, N), N, acc, C, ldc);
-    float* Wp = scratch((N + PANEL - 1) / PANEL * PANEL * K);
-    copy_panels(W, ldw, K, N, Wp);
-    return mm_tall_panels(M, N, K, A, lda, Wp, K * PANEL, 0, acc, C, ldc);
+    return mm_tall_kn(M, N, K, A, lda, W, ldw, acc, C, ldc);
   }
   with_operand<TW>(M, K, A, lda, [&](const auto* a, int64_t ld) {
     column_blocks(M, N, K, 64, [&](int64_t n0, int64_t n1) { kn16_columns(M, n0, n1, K, a, ld, W, ldw, acc, C, ldc); });
@@ -1128,17 +1127,11 @@ template void mm_nt16(int64_t, int64_t, int64_t, const float*, int64_t, const at
 // 16-bit weight of a float64 one). (A float32 copy of each weight, made here for a call not direct where the
 // products were float32, took fresh memory twice a training step, forward and backward: a float16 LSTM's step at
 // H=1024 B=16 T=4 1.17x its time with Python's copies, made once.)
-template <typename T> Weight<T> weight(const at::Tensor& t) {
-  Weight<T> w;
-  if (!is16(t)) {
-    w.stored = {ptr<T>(t), {nullptr, false}};
-  } else if (std::is_same_v<T, float>) {
-    w.stored = {nullptr, {t.data_ptr(), t.scalar_type() == at::kHalf}};
-  } else {
-    w.copy = t.to(c10::CppTypeToScalarType<T>::value);
-    w.stored = {ptr<T>(w.copy), {nullptr, false}};
-  }
-  return w;
+template <typename T> Stored<T> weight(const at::Tensor& t) {
+  if (!is16(t)) return {ptr<T>(t), {nullptr, false}};
+  TORCH_CHECK((std::is_same_v<T, float>), "symcell: a ", t.scalar_type(), " weight of a ",
+              c10::CppTypeToScalarType<T>::value, " scan");
+  return {nullptr, {t.data_ptr(), t.scalar_type() == at::kHalf}};
 }
 // a per-thread buffer reused across calls (64-byte aligned by torch's allocator, which brgemm's loads want),
 // freed when its thread ends: a server's short-lived threads each leaked theirs (held by a pointer never deleted,
@@ -1275,7 +1268,7 @@ Operators::~Operators() = default;
   template void transpose_step_panels<T>(const T*, int64_t, int64_t, int64_t, T*, int64_t, int64_t);             \
   template void copy_step_panels<T>(const T*, int64_t, int64_t, int64_t, T*);                                     \
   template void expect<T>(const at::Tensor&, at::IntArrayRef, const char*, const char*, bool);                   \
-  template Weight<T> weight<T>(const at::Tensor&);
+  template Stored<T> weight<T>(const at::Tensor&);
 SC_INSTANTIATE(float)
 SC_INSTANTIATE(double)
 #undef SC_INSTANTIATE

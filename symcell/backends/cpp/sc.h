@@ -329,11 +329,8 @@ template <typename T> struct Stored {   // a weight matrix (from a column on) as
   Ptr16 p16;                            // 16-bit ones (p null)
   Stored operator+(int64_t off) const { return {p ? p + off : nullptr, p16 + off}; }
 };
-template <typename T> struct Weight {   // a weight argument: as given, or its float copy (`copy`)
-  at::Tensor copy;
-  Stored<T> stored;
-};
-template <typename T> Weight<T> weight(const at::Tensor& t);
+// a weight argument as the GEMMs read it: as given (a 16-bit one where T is float: expect_weight refuses it else)
+template <typename T> Stored<T> weight(const at::Tensor& t);
 inline bool is16(const at::Tensor& t) { return t.scalar_type() == at::kBFloat16 || t.scalar_type() == at::kHalf; }
 template <typename W>
 void mm_stored16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const W* w, int64_t ldw, bool acc,
@@ -396,7 +393,7 @@ template <typename T> void transpose_step_panels(const T* src, int64_t lds, int6
 template <typename T> void copy_step_panels(const T* src, int64_t lds, int64_t K, int64_t N, T* dst);
 int64_t step_panels_numel(int64_t Kt, int64_t N);
 template <typename T> void clear_last_pairs(const T* Bp, int64_t ldp, int64_t N, int64_t k0, int64_t K);
-// ... and from a weight a call takes in 16 bits as stored (Weight): a bfloat16 one's pairs of rows alone where the
+// ... and from a weight a call takes in 16 bits as stored (weight): a bfloat16 one's pairs of rows alone where the
 // step's GEMMs multiply pairs, straight from its values, the float panels left unwritten (a first-order scan's step
 // GEMMs, the whole of it or from a hoisted term's end, read the pairs alone: mm_panels); else float panels from its
 // values (transpose_step_panels16, copy_step_panels16); a plain transpose (transpose16) likewise
@@ -437,7 +434,7 @@ at::Tensor& workspace(int slot, int64_t numel, const at::TensorOptions& opt);
 template <typename scalar_t>
 void expect(const at::Tensor& t, at::IntArrayRef sizes, const char* what, const char* origin = "",
             bool low_too = false);
-// (a weight matrix the forward may take in bfloat16 or float16, as well as in its dtype, where that is float: Weight)
+// (a weight matrix the forward may take in bfloat16 or float16, as well as in its dtype, where that is float: weight)
 template <typename scalar_t>
 inline void expect_weight(const at::Tensor& t, at::IntArrayRef sizes, const char* what) {
   expect<scalar_t>(t, sizes, what, "", true);
