@@ -40,8 +40,12 @@ Buffers carry a role, which says where a buffer lives and how a step addresses i
 
 The rows past a sequence's length (`lengths`): a forward step holds their state (HoldEnded: new = old), and
 its backward passes their carried cotangent straight to the previous state (PassEnded), so the step itself
-contributes nothing there. Those two statements are the whole rule; backends may also skip computing ended
-rows, since nothing reads what a step writes into them.
+contributes nothing there. Every backend adds one rule of its own rendering: on an ended row (in the step, and
+in the phases over all T*B rows, row t * B + b) a Pointwise region writes zeros and adds nothing, selected, not
+multiplied. The inputs' padding is zeros (Backend.forward), which need not be in a cell's domain: log(0) there
+made -inf residuals that a GEMM over all rows multiplied by their zero cotangents (NaN weight gradients). With
+the rule every value on an ended row is finite (zeros, held states, and matmuls of them). Backends may also skip
+computing ended rows where nothing reads what a step writes into them (the cpp step's rows past _na).
 """
 from dataclasses import dataclass, replace
 from enum import Enum

@@ -38,8 +38,9 @@ def scan(cell, xs, state=None, reverse=False, lengths=None):
     `lengths` (B ints, 0 <= lengths[b] <= T) makes row b a sequence of its own length: it runs steps
     0 .. lengths[b] - 1 (with reverse, lengths[b] - 1 down to 0), its final state is the state after its own last
     step and its outputs past its length are zero, as for a PackedSequence in nn.LSTM. The masking runs inside
-    the fused loops: an ended row's step holds its state (the cpp kernels skip it), so the values in the
-    padding are never read into a result (keep them finite, as padding with zeros does, for finite gradients).
+    the fused loops: an ended row's step holds its state (the cpp kernels skip it) and its fused regions write
+    zeros there, so the values in the padding are never read into a result (NaN, inf, or zeros that a cell's
+    log(x) would take to -inf, alike: kernel.py).
 
     The whole sequence is one autograd node; its backward is the derived backward scan.
     """

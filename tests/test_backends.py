@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import symcell
-from symcell import registry, sigmoid, tanh
+from symcell import log, registry, sigmoid, sqrt, tanh
 from zoo import CASES, eager_scan_lengths, gradcheck_scan, outputs_and_grads, random_inputs, rel_err
 
 DEVICE = {"cpp": "cpu", "triton": "cuda" if torch.cuda.is_available() else "cpu"}
@@ -352,6 +352,100 @@ def test_padding_that_is_not_finite_reaches_no_gradient(backend, name):
             for a, b in zip(other, results[0]):
                 assert torch.equal(a, b)
 
+
+
+@symcell.define(inputs={"x": "I"}, state={"h": "H"}, params={"W": ("H", "I"), "U": ("H", "H")})
+def LogFeatures(x, h, W, U):
+    """log of the input into a matmul (the cpp backend runs that term before the loop: symcell's hoisting)"""
+    return tanh(W @ log(x) + U @ h)
+
+
+def log_features_step(x, h, W, U):
+    return (torch.tanh(torch.log(x) @ W.T + h @ U.T),)
+
+
+@symcell.define(inputs={"x": "I"}, state={"h": "H"}, params={"W": ("H", "I")})
+def RootFeatures(x, h, W):
+    """the matmul on the input alone: every backend runs it over all T*B rows, before the loop and after it"""
+    return tanh(W @ sqrt(x) + h)
+
+
+def root_features_step(x, h, W):
+    return (torch.tanh(torch.sqrt(x) @ W.T + h),)
+
+
+@symcell.define(inputs={"x": "H"}, state={"h": "H", "c": "H"}, params={"W": ("2*H", "2*H"), "a": ("H",)})
+def RootGate(x, h, c, W, a):
+    """log and sqrt of the input in a matmul on a concatenation and beside it, a vector parameter's gradient"""
+    i, z = symcell.split(W @ symcell.cat(log(x), h), 2)
+    c = c + sigmoid(i) * tanh(z) + a * sqrt(x)
+    return tanh(c) / x, c
+
+
+def root_gate_step(x, h, c, W, a):
+    i, z = (torch.cat([torch.log(x), h], -1) @ W.T).chunk(2, -1)
+    c = c + torch.sigmoid(i) * torch.tanh(z) + a * torch.sqrt(x)
+    return torch.tanh(c) / x, c
+
+
+@pytest.mark.parametrize("backend,hoist,direct,columns", LOOP_CASES)
+@pytest.mark.parametrize("Cell,step,dims", [(LogFeatures, log_features_step, {"I": 3, "H": 4}),
+                                            (RootFeatures, root_features_step, {"I": 3, "H": 4}),
+                                            (RootGate, root_gate_step, {"H": 4})])
+def test_an_ended_rows_steps_add_nothing_where_the_padding_is_outside_the_cells_domain(
+        backend, hoist, direct, columns, Cell, step, dims, monkeypatch):
+    """A cell of log(x), sqrt(x), 1/x on positive inputs: the zeros that lengths= and packing put past a row's
+    length give -inf and inf there (log(0), sqrt's derivative at 0, 1/0). Every result as each row run alone, the
+    padding's gradient zero (an ended row's step wrote -inf into a residual, a GEMM over all T*B rows multiplied
+    it by a zero cotangent: NaN weight gradients)"""
+    if hoist is not None:
+        monkeypatch.setenv("SYMCELL_HOIST", hoist)
+        monkeypatch.setenv("SYMCELL_DIRECT", direct)
+        monkeypatch.setenv("SYMCELL_SCAN_COLUMNS", columns)
+    dev = DEVICE.get(backend, "cpu")
+    dtype, tol = (torch.float32, 1e-4) if backend == "triton" else (torch.float64, 1e-9)
+    torch.manual_seed(6)
+    cell = Cell(**dims, backend=backend).to(dev, dtype)
+    lengths = [5, 0, 3, 1, 5, 2, 4, 5, 1]
+    padded = (torch.arange(5)[:, None] >= torch.tensor(lengths)[None, :])[:, :, None].to(dev)
+    for reverse in (False, True):
+        xs, states = random_inputs(cell, T=5, B=9, dtype=dtype, seed=int(reverse))
+        xs = [(x.detach().abs() + 0.5).to(dev).masked_fill(padded, 0).requires_grad_() for x in xs]
+        states = [s.detach().to(dev).requires_grad_() for s in states]
+        ys, fin = symcell.scan(cell, tuple(xs), tuple(states), reverse=reverse,
+                               lengths=torch.tensor(lengths, device=dev))
+        outs, params = (ys, *fin), list(cell.parameters())
+        r_ys, r_fin = eager_scan_lengths(step, xs, states, params, [0], lengths, reverse)
+        refs = (*r_ys, *r_fin)
+        cots = [torch.randn_like(o) for o in outs]
+        wrt = [*xs, *states, *params]
+        second = backend != "triton"   # (and the tangent scans: second derivatives, where they run in seconds)
+        g = torch.autograd.grad(sum((o * c).sum() for o, c in zip(outs, cots)), wrt, create_graph=second)
+        g_r = torch.autograd.grad(sum((o * c).sum() for o, c in zip(refs, cots)), wrt, create_graph=second)
+        assert not g[0].masked_select(padded).any()
+        for a, b in zip(outs + g, refs + g_r):
+            assert rel_err(a.cpu(), b.cpu()) < tol
+        if second:   # a Hessian-vector product, the padding's part of the vector NaN
+            vs = [torch.randn_like(a) for a in wrt]
+            vs[0] = vs[0].masked_fill(padded, float("nan"))
+            hv = torch.autograd.grad(g, wrt, vs)
+            vs[0] = vs[0].masked_fill(padded, 0)   # (the eager loop never reads the padding: its part is 0)
+            hv_r = torch.autograd.grad(g_r, wrt, vs)
+            assert not hv[0].masked_select(padded).any()
+            for a, b in zip(hv, hv_r):
+                assert rel_err(a.cpu(), b.cpu()) < tol
+    # the operator itself, on rows in the order given (symcell.scan sorts them longest first: the cpp step then
+    # stops at its last running row, and with another order it computes ended rows before it)
+    from symcell.sequence import scan_op
+    (ys,), fin = scan_op(cell._kernel_key(torch.device(dev)), tuple(xs), tuple(states), tuple(params),
+                         torch.tensor(lengths, device=dev))
+    ys = ys.masked_fill(padded, 0)   # (its outputs past a row's length are the held state: symcell.scan's zeros)
+    r_ys, r_fin = eager_scan_lengths(step, xs, states, params, [0], lengths)
+    g = torch.autograd.grad(sum((o * c).sum() for o, c in zip((ys, *fin), cots)), wrt)
+    g_r = torch.autograd.grad(sum((o * c).sum() for o, c in zip((*r_ys, *r_fin), cots)), wrt)
+    assert not g[0].masked_select(padded).any()
+    for a, b in zip((ys, *fin, *g), (*r_ys, *r_fin, *g_r)):
+        assert rel_err(a.cpu(), b.cpu()) < tol
 
 def test_the_backends_this_machine_must_test_are_usable():
     """.ci/run names the backends CI must test (SYMCELL_REQUIRE_BACKENDS=cpp,triton): a machine that lost its

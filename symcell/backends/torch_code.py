@@ -10,7 +10,7 @@ import torch.nn.functional as _F
 
 from .. import skips
 from ..functions import TORCH_HELPERS
-from ..kernel import Keep, OperandGrad, Role, WeightGrad, assigns
+from ..kernel import Keep, OperandGrad, Pointwise, Role, WeightGrad, assigns
 from ..printing import torch_str
 from .base import Renderer
 
@@ -33,9 +33,22 @@ def _full(v, like, shape):
     return like.new_zeros(shape) + v
 
 
+def _on_live(v, live):
+    # an ended row's step writes zeros and adds nothing (kernel.py: Pointwise): selected, not multiplied, so
+    # that -inf or NaN there (log(0) of the padding) stays out of every result
+    return v if live is None else torch.where(live, v, 0)
+
+
+def _live_rows(lengths, T):
+    # (T * B, 1): the rows of all steps at once (row t * B + b) whose sequence runs at step t; None without lengths
+    if lengths is None:
+        return None
+    return (torch.arange(T, device=lengths.device)[:, None] < lengths[None, :]).reshape(-1, 1)
+
+
 # the names generated torch code runs with
 SCOPE = {"torch": torch, "_F": _F, "_sum_rows": _sum_rows, "_sum_features": _sum_features, "_full": _full,
-         **TORCH_HELPERS}
+         "_on_live": _on_live, "_live_rows": _live_rows, **TORCH_HELPERS}
 
 
 def seq(name):
@@ -142,6 +155,8 @@ class ScanRenderer(Renderer):
             elif b.role == Role.PREV:   # the state entering each step: init, then the states after steps 0..T-2
                 w(f"{b.name} = torch.cat([{init(b.name)}[None], {seq(b.seq)}[:-1]]).view(_T * _B, {b.size})")
         self.rows, self.allocated = "_T * _B", set()
+        if any(isinstance(st, Pointwise) for st in stmts):
+            w("_live = _live_rows(_lengths, _T)   # (with lengths: the rows whose sequence runs at their step)")
         self.render_all(stmts)
         self.rows = "_B"
         for b in self.scan.used(stmts):
@@ -203,6 +218,8 @@ class ScanRenderer(Renderer):
             code = torch_str(e)
             if not full_expr.free_symbols & batch and not acc:
                 code = f"_full({code}, {self.like}, ({self.rows}, {st.n}))"
+            if not acc or full_expr.free_symbols & batch:   # (zeros on ended rows: _on_live)
+                code = f"_on_live({code}, _live)"
             if acc and self.param_like(dest.value):   # a parameter's gradient: the sum over the rows (it broadcasts)
                 code = f"_sum_rows({code})"
             if st.broadcast(dest):   # one feature in a wider region: the sum over the features
@@ -227,9 +244,8 @@ class ScanRenderer(Renderer):
                f"{self.view(st.operand.value, st.operand)})")
 
     def on_ended_rows(self, why, lines):
-        """with lengths, `lines` with _live the (B, 1) mask of the rows still running at step _t"""
-        with self.w.block(f"if _lengths is not None:   # {why}"):
-            self.w("_live = (_t < _lengths)[:, None]")
+        """with lengths, `lines` with _live the (B, 1) mask of the rows still running at step _t (PythonLoop)"""
+        with self.w.block(f"if _live is not None:   # {why}"):
             for line in lines:
                 self.w(line)
 
@@ -260,6 +276,7 @@ class PythonLoop(ScanRenderer):
             w(f"{', '.join(i for i, _ in scan.carries)}, = {', '.join(init(i) for i, _ in scan.carries)},")
         w(f"for _t in {'reversed(range(_T))' if scan.reverse else 'range(_T)'}:")
         with w.block():
+            w("_live = None if _lengths is None else (_t < _lengths)[:, None]   # (the rows still running)")
             made = defined(scan.step)
             for b in scan.used(scan.step):
                 if b.role == Role.SEQ and b.name not in made:

@@ -87,6 +87,10 @@ std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _inits, 
             const scalar_t* _r_weight_hh_h = weight_hh_h + _r * _n_weight_hh_h;
             const scalar_t* _r_weight_ih_x = weight_ih_x + _r * _n_weight_ih_x;
             scalar_t* _w_h_new = h_new + _r * _n_h_new;
+            if (_len != nullptr && _t >= _len[_b0 + _r]) {   // an ended row: zeros, nothing added
+              for (int64_t _j = 0; _j < _n; ++_j) _w_h_new[_j] = 0;
+              continue;
+            }
             #pragma omp simd
             for (int64_t _j = 0; _j < _n; ++_j) {
               const scalar_t weight_ih_x_1 = _r_weight_ih_x[_dim_H + _j];
@@ -253,6 +257,9 @@ std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_fi
             scalar_t* _w_d_h = d_h + _r * _n_d_h;
             scalar_t* _w_d_weight_hh_h = d_weight_hh_h + _r * _n_d_weight_hh_h;
             scalar_t* _w_d_weight_ih_x = d_weight_ih_x + _r * _n_d_weight_ih_x;
+            if (_len != nullptr && _t >= _len[_b0 + _r]) {   // an ended row: zeros, nothing added
+              continue;
+            }
             #pragma omp simd
             for (int64_t _j = 0; _j < _n; ++_j) {
               const scalar_t weight_ih_x_1 = _r_weight_ih_x[_dim_H + _j];

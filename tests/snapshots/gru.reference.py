@@ -12,6 +12,7 @@ def forward(_xs, _inits, _params, _save, _lengths=None):
     _weight_hh_h_seq = _x_seq.new_empty((_T, _B, 48)) if _save else None
     h, = _h_init,
     for _t in range(_T):
+        _live = None if _lengths is None else (_t < _lengths)[:, None]   # (the rows still running)
         weight_ih_x = _weight_ih_x_seq[_t]
         weight_hh_h = torch.mm(h, weight_hh.t())
         # fused pointwise region: 1 output(s) of 16 features
@@ -28,9 +29,8 @@ def forward(_xs, _inits, _params, _save, _lengths=None):
         weight_hh_h_2 = weight_hh_h[:, 32:48]
         bias_hh_2 = bias_hh[32:48]
         _e0 = torch.sigmoid(bias_hh_1 + bias_ih_1 + weight_hh_h_1 + weight_ih_x_1)
-        h_new = _e0*h + (1 - _e0)*torch.tanh(bias_ih_2 + weight_ih_x_2 + (bias_hh_2 + weight_hh_h_2)*torch.sigmoid(bias_hh_0 + bias_ih_0 + weight_hh_h_0 + weight_ih_x_0))
-        if _lengths is not None:   # rows past their length keep their state
-            _live = (_t < _lengths)[:, None]
+        h_new = _on_live(_e0*h + (1 - _e0)*torch.tanh(bias_ih_2 + weight_ih_x_2 + (bias_hh_2 + weight_hh_h_2)*torch.sigmoid(bias_hh_0 + bias_ih_0 + weight_hh_h_0 + weight_ih_x_0)), _live)
+        if _live is not None:   # rows past their length keep their state
             h_new = torch.where(_live, h_new, h)
         _h_new_seq[_t] = h_new
         if _save:
@@ -56,6 +56,7 @@ def backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _lengths=None):
     d_bias_hh = _x_seq.new_zeros((48,))
     d_h_new, = _d_h_new_init,
     for _t in reversed(range(_T)):
+        _live = None if _lengths is None else (_t < _lengths)[:, None]   # (the rows still running)
         h = _h_new_seq[_t - 1] if _t > 0 else _h_init
         weight_ih_x = _weight_ih_x_seq[_t]
         weight_hh_h = _weight_hh_h_seq[_t]
@@ -64,8 +65,7 @@ def backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _lengths=None):
         d_weight_ih_x = _d_weight_ih_x_seq[_t]
         d_weight_hh_h = _d_weight_hh_h_seq[_t]
         d_h_new = d_h_new + _dys_h
-        if _lengths is not None:   # ended rows: the carried cotangent passes to the previous state
-            _live = (_t < _lengths)[:, None]
+        if _live is not None:   # ended rows: the carried cotangent passes to the previous state
             d_h = torch.where(_live, d_h, d_h_new)
             d_h_new = torch.where(_live, d_h_new, torch.zeros_like(d_h_new))
         # fused pointwise region: 13 output(s) of 16 features
@@ -91,19 +91,19 @@ def backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _lengths=None):
         _c7 = _c1*d_h_new*(_c4**2 - 1)
         _c8 = -_c3*_c7*(_c2 - 1)
         _c9 = _c2*_c7
-        d_weight_ih_x[:, 16:32] += _c6
-        d_bias_ih[16:32] += _sum_rows(_c6)
-        d_weight_hh_h[:, 16:32] += _c6
-        d_bias_hh[16:32] += _sum_rows(_c6)
-        d_weight_ih_x[:, 32:48] += _c7
-        d_bias_ih[32:48] += _sum_rows(_c7)
-        d_weight_ih_x[:, 0:16] += _c8
-        d_bias_ih[0:16] += _sum_rows(_c8)
-        d_weight_hh_h[:, 0:16] += _c8
-        d_bias_hh[0:16] += _sum_rows(_c8)
-        d_weight_hh_h[:, 32:48] += _c9
-        d_bias_hh[32:48] += _sum_rows(_c9)
-        d_h += _c5
+        d_weight_ih_x[:, 16:32] += _on_live(_c6, _live)
+        d_bias_ih[16:32] += _sum_rows(_on_live(_c6, _live))
+        d_weight_hh_h[:, 16:32] += _on_live(_c6, _live)
+        d_bias_hh[16:32] += _sum_rows(_on_live(_c6, _live))
+        d_weight_ih_x[:, 32:48] += _on_live(_c7, _live)
+        d_bias_ih[32:48] += _sum_rows(_on_live(_c7, _live))
+        d_weight_ih_x[:, 0:16] += _on_live(_c8, _live)
+        d_bias_ih[0:16] += _sum_rows(_on_live(_c8, _live))
+        d_weight_hh_h[:, 0:16] += _on_live(_c8, _live)
+        d_bias_hh[0:16] += _sum_rows(_on_live(_c8, _live))
+        d_weight_hh_h[:, 32:48] += _on_live(_c9, _live)
+        d_bias_hh[32:48] += _sum_rows(_on_live(_c9, _live))
+        d_h += _on_live(_c5, _live)
         d_h += torch.mm(d_weight_hh_h, weight_hh)
         d_h_new, = d_h,
     # after the loop, over all T*B rows: one GEMM for all steps where a loop would run one per step

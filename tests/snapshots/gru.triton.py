@@ -60,6 +60,8 @@ def _forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih, 
     _pf = tl.program_id(1)   # its share of the features, of _P
     _rows = _pb * _BB + tl.arange(0, _BB)
     _rmask = _rows < _B
+    if _MASKED:
+        _lens = tl.load(_len_ptr + _rows, mask=_rmask, other=0).to(tl.int32)   # (each row's length)
     if _RESIDENT:   # this program's weight slices, read once, on chip for every step
         # weight_hh_h: the columns of this program's tiles, and their rows of the weights
         _jpr0 = (1 - _pf + _P - 1) // _P   # this program's tiles in each block of 16 columns
@@ -79,6 +81,8 @@ def _forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih, 
         _x_bias_hh_2 = tl.load(_ptr_bias_hh + 32 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
     for _i in range(_I0, _I1):
         _t = _i
+        if _MASKED:
+            _live = _lens > _t   # (the rows still running)
         if _WIDE:
             _tw, _iw = tl.cast(_t, tl.int64), tl.cast(_i, tl.int64)
         else:
@@ -141,6 +145,10 @@ def _forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih, 
             for _j0 in range(_pf * _BN, 16, _P * _BN):
                 _cj = _j0 + tl.arange(0, _BN)
                 _m2 = _rmask[:, None] & (_cj < 16)[None, :]
+                if _MASKED:
+                    _mv = _m2 & _live[:, None]
+                else:
+                    _mv = _m2
                 weight_ih_x_1 = _x_weight_ih_x_1 if _RESIDENT else tl.load(_r_weight_ih_x + (16 + _cj)[None, :], mask=_m2, other=0.0)
                 bias_ih_1 = _x_bias_ih_1 if _RESIDENT else tl.load(_ptr_bias_ih + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
                 weight_hh_h_1 = _g0_1 if _RESIDENT else tl.load(_r_weight_hh_h + (16 + _cj)[None, :], mask=_m2, other=0.0)
@@ -156,7 +164,10 @@ def _forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih, 
                 h = _x_h if _RESIDENT else tl.load(_r_h + (0 + _cj)[None, :], mask=_m2, other=0.0)
                 _e0 = tl.sigmoid(bias_hh_1 + bias_ih_1 + weight_hh_h_1 + weight_ih_x_1)
                 _zero = tl.zeros((_BB, _BN), dtype=tl.float32)   # outputs of parameters alone still have rows
-                _o0 = _zero + (_e0*h + (1.0 - _e0)*(2.0 * tl.sigmoid(2.0 * (bias_ih_2 + weight_ih_x_2 + (bias_hh_2 + weight_hh_h_2)*tl.sigmoid(bias_hh_0 + bias_ih_0 + weight_hh_h_0 + weight_ih_x_0))) - 1.0))
+                _v0 = _e0*h + (1.0 - _e0)*(2.0 * tl.sigmoid(2.0 * (bias_ih_2 + weight_ih_x_2 + (bias_hh_2 + weight_hh_h_2)*tl.sigmoid(bias_hh_0 + bias_ih_0 + weight_hh_h_0 + weight_ih_x_0))) - 1.0)
+                if _MASKED:
+                    _v0 = tl.where(_mv, _v0, 0.0)
+                _o0 = _zero + (_v0)
                 tl.store(_r_h_new + (0 + _cj)[None, :], _o0, mask=_m2)
                 tl.store(_rk_h_new + (0 + _cj)[None, :], _o0, mask=_m2)
                 if _RESIDENT and not _MASKED:   # its bfloat16 parts, for the matmul: split_at_write
@@ -165,7 +176,7 @@ def _forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih, 
                     tl.store(_rs_h_new + _B * 16 + (0 + _cj)[None, :], ((_o0) - _sh_h_new.to(tl.float32)).to(tl.bfloat16), mask=_m2)
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
             if _MASKED:   # rows past their own length keep their state
-                _done = tl.load(_len_ptr + _rows, mask=_rmask, other=0) <= _t
+                _done = ~_live
                 for _j0 in range(_pf * _BN, 16, _P * _BN):
                     _cj = _j0 + tl.arange(0, _BN)
                     _m2 = _rmask[:, None] & _done[:, None] & (_cj < 16)[None, :]
@@ -181,6 +192,8 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih,
     _pf = tl.program_id(1)   # its share of the features, of _P
     _rows = _pb * _BB + tl.arange(0, _BB)
     _rmask = _rows < _B
+    if _MASKED:
+        _lens = tl.load(_len_ptr + _rows, mask=_rmask, other=0).to(tl.int32)   # (each row's length)
     if _RESIDENT:   # this program's weight slices, read once, on chip for every step
         # d_h[0:16] transposed: this program's tile of it, its columns of d_weight_hh_h (its tiles of each block of 16), and their rows of the weight
         _ckr0 = _pf * _BN + tl.arange(0, _BN)
@@ -219,6 +232,8 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih,
     _n_x_weight_ih_x_2 = tl.zeros((_BB, _BN), dtype=tl.float32)
     for _i in range(_I0, _I1):
         _t = _T - 1 - _i
+        if _MASKED:
+            _live = _lens > _t   # (the rows still running)
         if _WIDE:
             _tw, _iw = tl.cast(_t, tl.int64), tl.cast(_i, tl.int64)
         else:
@@ -275,7 +290,7 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih,
                 tl.store(_ga, _fw_d_h_new, mask=_m2)
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
             if _MASKED:   # ended rows: the carried cotangent passes to the previous state, the step sees none
-                _done = tl.load(_len_ptr + _rows, mask=_rmask, other=0) <= _t
+                _done = ~_live
                 for _j0 in range(_pf * _BN, 16, _P * _BN):
                     _cj = _j0 + tl.arange(0, _BN)
                     _m2 = _rmask[:, None] & _done[:, None] & (_cj < 16)[None, :]
@@ -290,6 +305,10 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih,
             for _j0 in range(_pf * _BN, 16, _P * _BN):
                 _cj = _j0 + tl.arange(0, _BN)
                 _m2 = _rmask[:, None] & (_cj < 16)[None, :]
+                if _MASKED:
+                    _mv = _m2 & _live[:, None]
+                else:
+                    _mv = _m2
                 weight_ih_x_1 = _x_weight_ih_x_1 if _RESIDENT else tl.load(_r_weight_ih_x + (16 + _cj)[None, :], mask=_m2, other=0.0)
                 bias_ih_1 = _x_bias_ih_1 if _RESIDENT else tl.load(_ptr_bias_ih + 16 + _cj, mask=_cj < 16, other=0.0)[None, :]
                 weight_hh_h_1 = _x_weight_hh_h_1 if _RESIDENT else tl.load(_r_weight_hh_h + (16 + _cj)[None, :], mask=_m2, other=0.0)
@@ -315,26 +334,47 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih,
                 _c8 = -_c3*_c7*(_c2 - 1.0)
                 _c9 = _c2*_c7
                 _zero = tl.zeros((_BB, _BN), dtype=tl.float32)   # outputs of parameters alone still have rows
-                _o0 = _zero + (_c6)
+                _v0 = _c6
+                if _MASKED:
+                    _v0 = tl.where(_mv, _v0, 0.0)
+                _o0 = _zero + (_v0)
                 tl.store(_r_d_weight_ih_x + (16 + _cj)[None, :], _o0, mask=_m2)
-                _o1 = _zero + (_c6)
+                _v1 = _c6
+                if _MASKED:
+                    _v1 = tl.where(_mv, _v1, 0.0)
+                _o1 = _zero + (_v1)
                 tl.store(_r_d_weight_hh_h + (16 + _cj)[None, :], _o1, mask=_m2)
                 _dg0_1 = _o1
-                _o2 = _zero + (_c7)
+                _v2 = _c7
+                if _MASKED:
+                    _v2 = tl.where(_mv, _v2, 0.0)
+                _o2 = _zero + (_v2)
                 tl.store(_r_d_weight_ih_x + (32 + _cj)[None, :], _o2, mask=_m2)
-                _o3 = _zero + (_c8)
+                _v3 = _c8
+                if _MASKED:
+                    _v3 = tl.where(_mv, _v3, 0.0)
+                _o3 = _zero + (_v3)
                 tl.store(_r_d_weight_ih_x + (0 + _cj)[None, :], _o3, mask=_m2)
-                _o4 = _zero + (_c8)
+                _v4 = _c8
+                if _MASKED:
+                    _v4 = tl.where(_mv, _v4, 0.0)
+                _o4 = _zero + (_v4)
                 tl.store(_r_d_weight_hh_h + (0 + _cj)[None, :], _o4, mask=_m2)
                 _dg0_0 = _o4
-                _o5 = _zero + (_c9)
+                _v5 = _c9
+                if _MASKED:
+                    _v5 = tl.where(_mv, _v5, 0.0)
+                _o5 = _zero + (_v5)
                 tl.store(_r_d_weight_hh_h + (32 + _cj)[None, :], _o5, mask=_m2)
                 _dg0_2 = _o5
+                _v6 = _c5
+                if _MASKED:
+                    _v6 = tl.where(_mv, _v6, 0.0)
                 if _MASKED:   # (ended rows may have passed a cotangent into it)
                     _ga = _r_d_h + (0 + _cj)[None, :]
-                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c5), mask=_m2)
+                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_v6), mask=_m2)
                 else:   # (it holds the step's zeros)
-                    _o6 = _zero + (_c5)
+                    _o6 = _zero + (_v6)
                     tl.store(_r_d_h + (0 + _cj)[None, :], _o6, mask=_m2)
                     _fo_d_h = _o6   # (for the operand's gradient: added_onto)
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
@@ -462,17 +502,18 @@ def backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _lengths=None, _
         d_x = _d_x_seq.view(_T * _B, 8)
         d_weight_ih_x = _d_weight_ih_x_seq.view(_T * _B, 48)
         d_weight_hh_h = _d_weight_hh_h_seq.view(_T * _B, 48)
+        _live = _live_rows(_lengths, _T)   # (with lengths: the rows whose sequence runs at their step)
         # fused pointwise region: 6 output(s) of 16 features
         _rs0 = d_weight_ih_x[:, 16:32]
         _rs1 = d_weight_ih_x[:, 32:48]
         _rs2 = d_weight_ih_x[:, 0:16]
         _rs3 = d_weight_hh_h[:, 32:48]
-        d_bias_ih[16:32] += _sum_rows(_rs0)
-        d_bias_hh[16:32] += _sum_rows(_rs0)
-        d_bias_ih[32:48] += _sum_rows(_rs1)
-        d_bias_ih[0:16] += _sum_rows(_rs2)
-        d_bias_hh[0:16] += _sum_rows(_rs2)
-        d_bias_hh[32:48] += _sum_rows(_rs3)
+        d_bias_ih[16:32] += _sum_rows(_on_live(_rs0, _live))
+        d_bias_hh[16:32] += _sum_rows(_on_live(_rs0, _live))
+        d_bias_ih[32:48] += _sum_rows(_on_live(_rs1, _live))
+        d_bias_ih[0:16] += _sum_rows(_on_live(_rs2, _live))
+        d_bias_hh[0:16] += _sum_rows(_on_live(_rs2, _live))
+        d_bias_hh[32:48] += _sum_rows(_on_live(_rs3, _live))
         if not (_unwanted_d_weight_hh):
             d_weight_hh += _mm(d_weight_hh_h.t(), h)
         if not (_unwanted_d_x):

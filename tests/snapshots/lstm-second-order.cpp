@@ -192,6 +192,11 @@ std::vector<at::Tensor> tangent_forward_impl(at::TensorList _xs, at::TensorList 
             const scalar_t* _r_gates = gates + _r * _n_gates;
             scalar_t* _w__v_c_new = _v_c_new + _r * _n__v_c_new;
             scalar_t* _w__v_h_new = _v_h_new + _r * _n__v_h_new;
+            if (_len != nullptr && _t >= _len[_b0 + _r]) {   // an ended row: zeros, nothing added
+              for (int64_t _j = 0; _j < _n; ++_j) _w__v_h_new[_j] = 0;
+              for (int64_t _j = 0; _j < _n; ++_j) _w__v_c_new[_j] = 0;
+              continue;
+            }
             #pragma omp simd
             for (int64_t _j = 0; _j < _n; ++_j) {
               const scalar_t gates_3 = _r_gates[3*_dim_H + _j];
@@ -469,6 +474,9 @@ std::vector<at::Tensor> tangent_backward_impl(at::TensorList _d_ys, at::TensorLi
             scalar_t* _w__v_d_gates = _v_d_gates + _r * _n__v_d_gates;
             scalar_t* _w_d_c = d_c + _r * _n_d_c;
             scalar_t* _w_d_gates = d_gates + _r * _n_d_gates;
+            if (_len != nullptr && _t >= _len[_b0 + _r]) {   // an ended row: zeros, nothing added
+              continue;
+            }
             #pragma omp simd
             for (int64_t _j = 0; _j < _n; ++_j) {
               const scalar_t gates_3 = _r_gates[3*_dim_H + _j];

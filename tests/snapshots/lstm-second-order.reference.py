@@ -18,6 +18,7 @@ def tangent_forward(_xs, _inits, _params, _ys, _res, _v_xs, _v_inits, _v_params,
     __v_c_new_seq = _x_seq.new_empty((_T, _B, 16)) if _save else None
     _v_h, _v_c, = __v_h_init, __v_c_init,
     for _t in range(_T):
+        _live = None if _lengths is None else (_t < _lengths)[:, None]   # (the rows still running)
         h = _h_new_seq[_t - 1] if _t > 0 else _h_init
         c = _c_new_seq[_t - 1] if _t > 0 else _c_init
         gates = _gates_seq[_t]
@@ -56,10 +57,9 @@ def tangent_forward(_xs, _inits, _params, _ys, _res, _v_xs, _v_inits, _v_params,
         _u5 = _u3*_u4
         _u6 = torch.tanh(_u2 + _u5)
         _u7 = _u1*_v_c + _u2*(1 - _u1)*(_v_bias_hh_1 + _v_bias_ih_1 + _v_gates_1) + _u3*(1 - _u4**2)*(_v_bias_hh_2 + _v_bias_ih_2 + _v_gates_2) + _u5*(1 - _u3)*(_v_bias_hh_0 + _v_bias_ih_0 + _v_gates_0)
-        _v_h_new = _u0*_u6*(1 - _u0)*(_v_bias_hh_3 + _v_bias_ih_3 + _v_gates_3) + _u0*_u7*(1 - _u6**2)
-        _v_c_new = _u7
-        if _lengths is not None:   # rows past their length keep their state
-            _live = (_t < _lengths)[:, None]
+        _v_h_new = _on_live(_u0*_u6*(1 - _u0)*(_v_bias_hh_3 + _v_bias_ih_3 + _v_gates_3) + _u0*_u7*(1 - _u6**2), _live)
+        _v_c_new = _on_live(_u7, _live)
+        if _live is not None:   # rows past their length keep their state
             _v_h_new = torch.where(_live, _v_h_new, _v_h)
             _v_c_new = torch.where(_live, _v_c_new, _v_c)
         __v_h_new_seq[_t] = _v_h_new
@@ -93,6 +93,7 @@ def tangent_backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _v_d_ys,
     _v_d_bias_hh = _x_seq.new_zeros((64,))
     d_h_new, d_c_new, _v_d_h_new, _v_d_c_new, = _d_h_new_init, _d_c_new_init, __v_d_h_new_init, __v_d_c_new_init,
     for _t in reversed(range(_T)):
+        _live = None if _lengths is None else (_t < _lengths)[:, None]   # (the rows still running)
         c = _c_new_seq[_t - 1] if _t > 0 else _c_init
         gates = _gates_seq[_t]
         _dys_h = __dys_h_seq[_t]
@@ -107,14 +108,12 @@ def tangent_backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _v_d_ys,
         _v_d_gates = __v_d_gates_seq[_t]
         d_h_new = d_h_new + _dys_h
         _v_d_h_new = _v_d_h_new + _v__dys_h
-        if _lengths is not None:   # ended rows: the carried cotangent passes to the previous state
-            _live = (_t < _lengths)[:, None]
+        if _live is not None:   # ended rows: the carried cotangent passes to the previous state
             d_h = torch.where(_live, d_h, d_h_new)
             d_h_new = torch.where(_live, d_h_new, torch.zeros_like(d_h_new))
             d_c = torch.where(_live, d_c, d_c_new)
             d_c_new = torch.where(_live, d_c_new, torch.zeros_like(d_c_new))
-        if _lengths is not None:   # ended rows: the carried cotangent passes to the previous state
-            _live = (_t < _lengths)[:, None]
+        if _live is not None:   # ended rows: the carried cotangent passes to the previous state
             _v_d_h = torch.where(_live, _v_d_h, _v_d_h_new)
             _v_d_h_new = torch.where(_live, _v_d_h_new, torch.zeros_like(_v_d_h_new))
             _v_d_c = torch.where(_live, _v_d_c, _v_d_c_new)
@@ -197,24 +196,24 @@ def tangent_backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _v_d_ys,
         _u50 = _u13*_u18*_u30 + _u19*_u39 + _u19*_u41 + _u19*_v_d_c_new - _u20*_u42 + _u29*_u48 + _u45*_u46 - _u45*_u47 + _u46*_u49 - _u47*_u49
         _u51 = 2*_u21*_u29*_u7
         _u52 = -_u13*_u51 + _u18*_u24*_u31 + _u22*_u39 + _u22*_v_d_c_new - _u24*_u42 + _u24*_u44 + _u31*_u48 - _u51*d_c_new
-        d_gates[:, 48:64] += _u1*_u9
-        d_gates[:, 16:32] += _u11*d_c_new + _u14
-        d_c += _u15 + _u17
-        d_gates[:, 0:16] += _u19*d_c_new + _u20
-        d_gates[:, 32:48] += _u23 + _u24
-        _v_d_gates[:, 48:64] += _u34
-        _v_d_bias_ih[48:64] += _sum_rows(_u34)
-        _v_d_bias_hh[48:64] += _sum_rows(_u34)
-        _v_d_gates[:, 16:32] += _u43
-        _v_d_bias_ih[16:32] += _sum_rows(_u43)
-        _v_d_bias_hh[16:32] += _sum_rows(_u43)
-        _v_d_c += _u10*_u17*_u28 + _u16*_u25 - _u17*_u42 + _u17*_u44 + _u28*_u35 + _u3*_v_d_c_new
-        _v_d_gates[:, 0:16] += _u50
-        _v_d_bias_ih[0:16] += _sum_rows(_u50)
-        _v_d_bias_hh[0:16] += _sum_rows(_u50)
-        _v_d_gates[:, 32:48] += _u52
-        _v_d_bias_ih[32:48] += _sum_rows(_u52)
-        _v_d_bias_hh[32:48] += _sum_rows(_u52)
+        d_gates[:, 48:64] += _on_live(_u1*_u9, _live)
+        d_gates[:, 16:32] += _on_live(_u11*d_c_new + _u14, _live)
+        d_c += _on_live(_u15 + _u17, _live)
+        d_gates[:, 0:16] += _on_live(_u19*d_c_new + _u20, _live)
+        d_gates[:, 32:48] += _on_live(_u23 + _u24, _live)
+        _v_d_gates[:, 48:64] += _on_live(_u34, _live)
+        _v_d_bias_ih[48:64] += _sum_rows(_on_live(_u34, _live))
+        _v_d_bias_hh[48:64] += _sum_rows(_on_live(_u34, _live))
+        _v_d_gates[:, 16:32] += _on_live(_u43, _live)
+        _v_d_bias_ih[16:32] += _sum_rows(_on_live(_u43, _live))
+        _v_d_bias_hh[16:32] += _sum_rows(_on_live(_u43, _live))
+        _v_d_c += _on_live(_u10*_u17*_u28 + _u16*_u25 - _u17*_u42 + _u17*_u44 + _u28*_u35 + _u3*_v_d_c_new, _live)
+        _v_d_gates[:, 0:16] += _on_live(_u50, _live)
+        _v_d_bias_ih[0:16] += _sum_rows(_on_live(_u50, _live))
+        _v_d_bias_hh[0:16] += _sum_rows(_on_live(_u50, _live))
+        _v_d_gates[:, 32:48] += _on_live(_u52, _live)
+        _v_d_bias_ih[32:48] += _sum_rows(_on_live(_u52, _live))
+        _v_d_bias_hh[32:48] += _sum_rows(_on_live(_u52, _live))
         d_h += torch.mm(d_gates, weight_hh)
         _v_d_h += torch.mm(_v_d_gates, weight_hh)
         _v_d_h += torch.mm(d_gates, _v_weight_hh)

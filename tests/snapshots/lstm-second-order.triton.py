@@ -46,8 +46,12 @@ def _tangent_forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_b
     _pf = tl.program_id(1)   # its share of the features, of _P
     _rows = _pb * _BB + tl.arange(0, _BB)
     _rmask = _rows < _B
+    if _MASKED:
+        _lens = tl.load(_len_ptr + _rows, mask=_rmask, other=0).to(tl.int32)   # (each row's length)
     for _i in range(_I0, _I1):
         _t = _i
+        if _MASKED:
+            _live = _lens > _t   # (the rows still running)
         if _WIDE:
             _tw, _iw = tl.cast(_t, tl.int64), tl.cast(_i, tl.int64)
         else:
@@ -98,6 +102,10 @@ def _tangent_forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_b
             for _j0 in range(_pf * _BN, 16, _P * _BN):
                 _cj = _j0 + tl.arange(0, _BN)
                 _m2 = _rmask[:, None] & (_cj < 16)[None, :]
+                if _MASKED:
+                    _mv = _m2 & _live[:, None]
+                else:
+                    _mv = _m2
                 gates_3 = tl.load(_r_gates + (48 + _cj)[None, :], mask=_m2, other=0.0)
                 bias_ih_3 = tl.load(_ptr_bias_ih + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
                 bias_hh_3 = tl.load(_ptr_bias_hh + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
@@ -133,15 +141,21 @@ def _tangent_forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_b
                 _u6 = (2.0 * tl.sigmoid(2.0 * (_u2 + _u5)) - 1.0)
                 _u7 = _u1*_v_c + _u2*(1.0 - _u1)*(_v_bias_hh_1 + _v_bias_ih_1 + _v_gates_1) + _u3*(1.0 - (_u4*_u4))*(_v_bias_hh_2 + _v_bias_ih_2 + _v_gates_2) + _u5*(1.0 - _u3)*(_v_bias_hh_0 + _v_bias_ih_0 + _v_gates_0)
                 _zero = tl.zeros((_BB, _BN), dtype=tl.float32)   # outputs of parameters alone still have rows
-                _o0 = _zero + (_u0*_u6*(1.0 - _u0)*(_v_bias_hh_3 + _v_bias_ih_3 + _v_gates_3) + _u0*_u7*(1.0 - (_u6*_u6)))
+                _v0 = _u0*_u6*(1.0 - _u0)*(_v_bias_hh_3 + _v_bias_ih_3 + _v_gates_3) + _u0*_u7*(1.0 - (_u6*_u6))
+                if _MASKED:
+                    _v0 = tl.where(_mv, _v0, 0.0)
+                _o0 = _zero + (_v0)
                 tl.store(_r__v_h_new + (0 + _cj)[None, :], _o0, mask=_m2)
                 tl.store(_rk__v_h_new + (0 + _cj)[None, :], _o0, mask=_m2)
-                _o1 = _zero + (_u7)
+                _v1 = _u7
+                if _MASKED:
+                    _v1 = tl.where(_mv, _v1, 0.0)
+                _o1 = _zero + (_v1)
                 tl.store(_r__v_c_new + (0 + _cj)[None, :], _o1, mask=_m2)
                 tl.store(_rk__v_c_new + (0 + _cj)[None, :], _o1, mask=_m2)
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
             if _MASKED:   # rows past their own length keep their state
-                _done = tl.load(_len_ptr + _rows, mask=_rmask, other=0) <= _t
+                _done = ~_live
                 for _j0 in range(_pf * _BN, 16, _P * _BN):
                     _cj = _j0 + tl.arange(0, _BN)
                     _m2 = _rmask[:, None] & _done[:, None] & (_cj < 16)[None, :]
@@ -163,6 +177,8 @@ def _tangent_backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_
     _pf = tl.program_id(1)   # its share of the features, of _P
     _rows = _pb * _BB + tl.arange(0, _BB)
     _rmask = _rows < _B
+    if _MASKED:
+        _lens = tl.load(_len_ptr + _rows, mask=_rmask, other=0).to(tl.int32)   # (each row's length)
     if _RESIDENT:   # this program's weight slices, read once, on chip for every step
         # d_h[0:16] transposed: this program's tile of it, its columns of d_gates (its tiles of each block of 16), and their rows of the weight
         _ckr0 = _pf * _BN + tl.arange(0, _BN)
@@ -224,6 +240,8 @@ def _tangent_backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_
     _cr_d_c = tl.zeros((_BB, _BN), dtype=tl.float32)
     for _i in range(_I0, _I1):
         _t = _T - 1 - _i
+        if _MASKED:
+            _live = _lens > _t   # (the rows still running)
         if _WIDE:
             _tw, _iw = tl.cast(_t, tl.int64), tl.cast(_i, tl.int64)
         else:
@@ -320,7 +338,7 @@ def _tangent_backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_
                 tl.store(_ga, _fw__v_d_h_new, mask=_m2)
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
             if _MASKED:   # ended rows: the carried cotangent passes to the previous state, the step sees none
-                _done = tl.load(_len_ptr + _rows, mask=_rmask, other=0) <= _t
+                _done = ~_live
                 for _j0 in range(_pf * _BN, 16, _P * _BN):
                     _cj = _j0 + tl.arange(0, _BN)
                     _m2 = _rmask[:, None] & _done[:, None] & (_cj < 16)[None, :]
@@ -335,7 +353,7 @@ def _tangent_backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_
                     tl.store(_r_d_c_new + (_cj)[None, :], tl.zeros((_BB, _BN), dtype=tl.float32), mask=_m2)
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
             if _MASKED:   # ended rows: the carried cotangent passes to the previous state, the step sees none
-                _done = tl.load(_len_ptr + _rows, mask=_rmask, other=0) <= _t
+                _done = ~_live
                 for _j0 in range(_pf * _BN, 16, _P * _BN):
                     _cj = _j0 + tl.arange(0, _BN)
                     _m2 = _rmask[:, None] & _done[:, None] & (_cj < 16)[None, :]
@@ -357,6 +375,10 @@ def _tangent_backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_
             for _j0 in range(_pf * _BN, 16, _P * _BN):
                 _cj = _j0 + tl.arange(0, _BN)
                 _m2 = _rmask[:, None] & (_cj < 16)[None, :]
+                if _MASKED:
+                    _mv = _m2 & _live[:, None]
+                else:
+                    _mv = _m2
                 gates_3 = _x_gates_3 if _RESIDENT else tl.load(_r_gates + (48 + _cj)[None, :], mask=_m2, other=0.0)
                 bias_ih_3 = _x_bias_ih_3 if _RESIDENT else tl.load(_ptr_bias_ih + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
                 bias_hh_3 = _x_bias_hh_3 if _RESIDENT else tl.load(_ptr_bias_hh + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
@@ -449,39 +471,69 @@ def _tangent_backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_
                 _u47 = _u13*_u31
                 _u48 = 2.0*_u21*_u29*_u7
                 _zero = tl.zeros((_BB, _BN), dtype=tl.float32)   # outputs of parameters alone still have rows
-                _o0 = _zero + (_u1*_u9)
+                _v0 = _u1*_u9
+                if _MASKED:
+                    _v0 = tl.where(_mv, _v0, 0.0)
+                _o0 = _zero + (_v0)
                 tl.store(_r_d_gates + (48 + _cj)[None, :], _o0, mask=_m2)
                 _dg0_3 = _o0
-                _o1 = _zero + (_u11*d_c_new + _u14)
+                _v1 = _u11*d_c_new + _u14
+                if _MASKED:
+                    _v1 = tl.where(_mv, _v1, 0.0)
+                _o1 = _zero + (_v1)
                 tl.store(_r_d_gates + (16 + _cj)[None, :], _o1, mask=_m2)
                 _dg0_1 = _o1
+                _v2 = _u15 + _u17
+                if _MASKED:
+                    _v2 = tl.where(_mv, _v2, 0.0)
                 if _MASKED:   # (ended rows may have passed a cotangent into it)
                     _ga = _r_d_c + (0 + _cj)[None, :]
-                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u15 + _u17), mask=_m2)
+                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_v2), mask=_m2)
                 else:   # (it holds the step's zeros)
-                    _o2 = _zero + (_u15 + _u17)
+                    _o2 = _zero + (_v2)
                     tl.store(_r_d_c + (0 + _cj)[None, :], _o2, mask=_m2)
                     _cr_d_c = _o2   # (for the next step: carried_regions)
-                _o3 = _zero + (_u19*d_c_new + _u20)
+                _v3 = _u19*d_c_new + _u20
+                if _MASKED:
+                    _v3 = tl.where(_mv, _v3, 0.0)
+                _o3 = _zero + (_v3)
                 tl.store(_r_d_gates + (0 + _cj)[None, :], _o3, mask=_m2)
                 _dg0_0 = _o3
-                _o4 = _zero + (_u23 + _u24)
+                _v4 = _u23 + _u24
+                if _MASKED:
+                    _v4 = tl.where(_mv, _v4, 0.0)
+                _o4 = _zero + (_v4)
                 tl.store(_r_d_gates + (32 + _cj)[None, :], _o4, mask=_m2)
                 _dg0_2 = _o4
-                _o5 = _zero + (-(_u0*_u0)*_u26*_u9*d_h_new + _u1*(_u2*_u2)*_u26*_u8 + _u25*_u9 + _u32*_u33)
+                _v5 = -(_u0*_u0)*_u26*_u9*d_h_new + _u1*(_u2*_u2)*_u26*_u8 + _u25*_u9 + _u32*_u33
+                if _MASKED:
+                    _v5 = tl.where(_mv, _v5, 0.0)
+                _o5 = _zero + (_v5)
                 tl.store(_r__v_d_gates + (48 + _cj)[None, :], _o5, mask=_m2)
-                _o6 = _zero + (_u10*_u13*_u27 + _u11*_u38 + _u11*_u40 + _u11*_v_d_c_new - _u14*_u41 + _u34*_v_c + _u35*_u36 - _u35*_u37 + _u36*_u39 - _u37*_u39)
+                _v6 = _u10*_u13*_u27 + _u11*_u38 + _u11*_u40 + _u11*_v_d_c_new - _u14*_u41 + _u34*_v_c + _u35*_u36 - _u35*_u37 + _u36*_u39 - _u37*_u39
+                if _MASKED:
+                    _v6 = tl.where(_mv, _v6, 0.0)
+                _o6 = _zero + (_v6)
                 tl.store(_r__v_d_gates + (16 + _cj)[None, :], _o6, mask=_m2)
+                _v7 = _u10*_u17*_u28 + _u16*_u25 - _u17*_u41 + _u17*_u42 + _u28*_u34 + _u3*_v_d_c_new
+                if _MASKED:
+                    _v7 = tl.where(_mv, _v7, 0.0)
                 if _MASKED:   # (ended rows may have passed a cotangent into it)
                     _ga = _r__v_d_c + (0 + _cj)[None, :]
-                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_u10*_u17*_u28 + _u16*_u25 - _u17*_u41 + _u17*_u42 + _u28*_u34 + _u3*_v_d_c_new), mask=_m2)
+                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_v7), mask=_m2)
                 else:   # (it holds the step's zeros)
-                    _o7 = _zero + (_u10*_u17*_u28 + _u16*_u25 - _u17*_u41 + _u17*_u42 + _u28*_u34 + _u3*_v_d_c_new)
+                    _o7 = _zero + (_v7)
                     tl.store(_r__v_d_c + (0 + _cj)[None, :], _o7, mask=_m2)
                     _cr__v_d_c = _o7   # (for the next step: carried_regions)
-                _o8 = _zero + (_u13*_u18*_u30 + _u19*_u38 + _u19*_u40 + _u19*_v_d_c_new - _u20*_u41 + _u29*_u46 + _u43*_u44 - _u43*_u45 + _u44*_u47 - _u45*_u47)
+                _v8 = _u13*_u18*_u30 + _u19*_u38 + _u19*_u40 + _u19*_v_d_c_new - _u20*_u41 + _u29*_u46 + _u43*_u44 - _u43*_u45 + _u44*_u47 - _u45*_u47
+                if _MASKED:
+                    _v8 = tl.where(_mv, _v8, 0.0)
+                _o8 = _zero + (_v8)
                 tl.store(_r__v_d_gates + (0 + _cj)[None, :], _o8, mask=_m2)
-                _o9 = _zero + (-_u13*_u48 + _u18*_u24*_u31 + _u22*_u38 + _u22*_v_d_c_new - _u24*_u41 + _u24*_u42 + _u31*_u46 - _u48*d_c_new)
+                _v9 = -_u13*_u48 + _u18*_u24*_u31 + _u22*_u38 + _u22*_v_d_c_new - _u24*_u41 + _u24*_u42 + _u31*_u46 - _u48*d_c_new
+                if _MASKED:
+                    _v9 = tl.where(_mv, _v9, 0.0)
+                _o9 = _zero + (_v9)
                 tl.store(_r__v_d_gates + (32 + _cj)[None, :], _o9, mask=_m2)
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
             # d_h[0:16] += d_gates @ weight_hh[:, 0:16], transposed: this program's part, summed after the barrier
@@ -675,19 +727,20 @@ def tangent_backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _v_d_ys,
         _v_h = torch.cat([__v_h_init[None], __v_h_new_seq[:-1]]).view(_T * _B, 16)
         _v_d_x = __v_d_x_seq.view(_T * _B, 8)
         _v_d_gates = __v_d_gates_seq.view(_T * _B, 64)
+        _live = _live_rows(_lengths, _T)   # (with lengths: the rows whose sequence runs at their step)
         # fused pointwise region: 8 output(s) of 16 features
         _v__rs0 = _v_d_gates[:, 48:64]
         _v__rs1 = _v_d_gates[:, 16:32]
         _v__rs2 = _v_d_gates[:, 0:16]
         _v__rs3 = _v_d_gates[:, 32:48]
-        _v_d_bias_ih[48:64] += _sum_rows(_v__rs0)
-        _v_d_bias_hh[48:64] += _sum_rows(_v__rs0)
-        _v_d_bias_ih[16:32] += _sum_rows(_v__rs1)
-        _v_d_bias_hh[16:32] += _sum_rows(_v__rs1)
-        _v_d_bias_ih[0:16] += _sum_rows(_v__rs2)
-        _v_d_bias_hh[0:16] += _sum_rows(_v__rs2)
-        _v_d_bias_ih[32:48] += _sum_rows(_v__rs3)
-        _v_d_bias_hh[32:48] += _sum_rows(_v__rs3)
+        _v_d_bias_ih[48:64] += _sum_rows(_on_live(_v__rs0, _live))
+        _v_d_bias_hh[48:64] += _sum_rows(_on_live(_v__rs0, _live))
+        _v_d_bias_ih[16:32] += _sum_rows(_on_live(_v__rs1, _live))
+        _v_d_bias_hh[16:32] += _sum_rows(_on_live(_v__rs1, _live))
+        _v_d_bias_ih[0:16] += _sum_rows(_on_live(_v__rs2, _live))
+        _v_d_bias_hh[0:16] += _sum_rows(_on_live(_v__rs2, _live))
+        _v_d_bias_ih[32:48] += _sum_rows(_on_live(_v__rs3, _live))
+        _v_d_bias_hh[32:48] += _sum_rows(_on_live(_v__rs3, _live))
         if not (_unwanted__v_d_x):
             _v_d_x += _mm(_v_d_gates, weight_ih)
         if not (_zero__v_weight_ih or _unwanted__v_d_x):

@@ -110,6 +110,11 @@ std::vector<at::Tensor> forward_impl(at::TensorList _xs, at::TensorList _inits, 
             const scalar_t* _r_gates = gates + _r * _n_gates;
             scalar_t* _w_c_new = c_new + _r * _n_c_new;
             scalar_t* _w_h_new = h_new + _r * _n_h_new;
+            if (_len != nullptr && _t >= _len[_b0 + _r]) {   // an ended row: zeros, nothing added
+              for (int64_t _j = 0; _j < _n; ++_j) _w_h_new[_j] = 0;
+              for (int64_t _j = 0; _j < _n; ++_j) _w_c_new[_j] = 0;
+              continue;
+            }
             #pragma omp simd
             for (int64_t _j = 0; _j < _n; ++_j) {
               const scalar_t gates_3 = _r_gates[3*_dim_H + _j];
@@ -289,6 +294,9 @@ std::vector<at::Tensor> backward_impl(at::TensorList _d_ys, at::TensorList _d_fi
             const scalar_t* _r_gates = gates + _r * _n_gates;
             scalar_t* _w_d_c = d_c + _r * _n_d_c;
             scalar_t* _w_d_gates = d_gates + _r * _n_d_gates;
+            if (_len != nullptr && _t >= _len[_b0 + _r]) {   // an ended row: zeros, nothing added
+              continue;
+            }
             #pragma omp simd
             for (int64_t _j = 0; _j < _n; ++_j) {
               const scalar_t gates_3 = _r_gates[3*_dim_H + _j];

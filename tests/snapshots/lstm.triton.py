@@ -60,6 +60,8 @@ def _forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih, 
     _pf = tl.program_id(1)   # its share of the features, of _P
     _rows = _pb * _BB + tl.arange(0, _BB)
     _rmask = _rows < _B
+    if _MASKED:
+        _lens = tl.load(_len_ptr + _rows, mask=_rmask, other=0).to(tl.int32)   # (each row's length)
     if _RESIDENT:   # this program's weight slices, read once, on chip for every step
         # gates: the columns of this program's tiles, and their rows of the weights
         _jpr0 = (1 - _pf + _P - 1) // _P   # this program's tiles in each block of 16 columns
@@ -81,6 +83,8 @@ def _forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih, 
         _x_bias_hh_2 = tl.load(_ptr_bias_hh + 32 + _cjx, mask=_cjx < 16, other=0.0)[None, :]
     for _i in range(_I0, _I1):
         _t = _i
+        if _MASKED:
+            _live = _lens > _t   # (the rows still running)
         if _WIDE:
             _tw, _iw = tl.cast(_t, tl.int64), tl.cast(_i, tl.int64)
         else:
@@ -144,6 +148,10 @@ def _forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih, 
             for _j0 in range(_pf * _BN, 16, _P * _BN):
                 _cj = _j0 + tl.arange(0, _BN)
                 _m2 = _rmask[:, None] & (_cj < 16)[None, :]
+                if _MASKED:
+                    _mv = _m2 & _live[:, None]
+                else:
+                    _mv = _m2
                 gates_3 = _g0_3 if _RESIDENT else tl.load(_r_gates + (48 + _cj)[None, :], mask=_m2, other=0.0)
                 bias_ih_3 = _x_bias_ih_3 if _RESIDENT else tl.load(_ptr_bias_ih + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
                 bias_hh_3 = _x_bias_hh_3 if _RESIDENT else tl.load(_ptr_bias_hh + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
@@ -159,19 +167,25 @@ def _forward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih, 
                 bias_hh_2 = _x_bias_hh_2 if _RESIDENT else tl.load(_ptr_bias_hh + 32 + _cj, mask=_cj < 16, other=0.0)[None, :]
                 _e0 = c*tl.sigmoid(bias_hh_1 + bias_ih_1 + gates_1) + tl.sigmoid(bias_hh_0 + bias_ih_0 + gates_0)*(2.0 * tl.sigmoid(2.0 * (bias_hh_2 + bias_ih_2 + gates_2)) - 1.0)
                 _zero = tl.zeros((_BB, _BN), dtype=tl.float32)   # outputs of parameters alone still have rows
-                _o0 = _zero + (tl.sigmoid(bias_hh_3 + bias_ih_3 + gates_3)*(2.0 * tl.sigmoid(2.0 * (_e0)) - 1.0))
+                _v0 = tl.sigmoid(bias_hh_3 + bias_ih_3 + gates_3)*(2.0 * tl.sigmoid(2.0 * (_e0)) - 1.0)
+                if _MASKED:
+                    _v0 = tl.where(_mv, _v0, 0.0)
+                _o0 = _zero + (_v0)
                 tl.store(_r_h_new + (0 + _cj)[None, :], _o0, mask=_m2)
                 tl.store(_rk_h_new + (0 + _cj)[None, :], _o0, mask=_m2)
                 if _RESIDENT and not _MASKED:   # its bfloat16 parts, for the matmul: split_at_write
                     _sh_h_new = (_o0).to(tl.bfloat16)
                     tl.store(_rs_h_new + (0 + _cj)[None, :], _sh_h_new, mask=_m2)
                     tl.store(_rs_h_new + _B * 16 + (0 + _cj)[None, :], ((_o0) - _sh_h_new.to(tl.float32)).to(tl.bfloat16), mask=_m2)
-                _o1 = _zero + (_e0)
+                _v1 = _e0
+                if _MASKED:
+                    _v1 = tl.where(_mv, _v1, 0.0)
+                _o1 = _zero + (_v1)
                 tl.store(_r_c_new + (0 + _cj)[None, :], _o1, mask=_m2)
                 tl.store(_rk_c_new + (0 + _cj)[None, :], _o1, mask=_m2)
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
             if _MASKED:   # rows past their own length keep their state
-                _done = tl.load(_len_ptr + _rows, mask=_rmask, other=0) <= _t
+                _done = ~_live
                 for _j0 in range(_pf * _BN, 16, _P * _BN):
                     _cj = _j0 + tl.arange(0, _BN)
                     _m2 = _rmask[:, None] & _done[:, None] & (_cj < 16)[None, :]
@@ -193,6 +207,8 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih,
     _pf = tl.program_id(1)   # its share of the features, of _P
     _rows = _pb * _BB + tl.arange(0, _BB)
     _rmask = _rows < _B
+    if _MASKED:
+        _lens = tl.load(_len_ptr + _rows, mask=_rmask, other=0).to(tl.int32)   # (each row's length)
     if _RESIDENT:   # this program's weight slices, read once, on chip for every step
         # d_h[0:16] transposed: this program's tile of it, its columns of d_gates (its tiles of each block of 16), and their rows of the weight
         _ckr0 = _pf * _BN + tl.arange(0, _BN)
@@ -235,6 +251,8 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih,
     _cr_d_c = tl.zeros((_BB, _BN), dtype=tl.float32)
     for _i in range(_I0, _I1):
         _t = _T - 1 - _i
+        if _MASKED:
+            _live = _lens > _t   # (the rows still running)
         if _WIDE:
             _tw, _iw = tl.cast(_t, tl.int64), tl.cast(_i, tl.int64)
         else:
@@ -292,7 +310,7 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih,
                 tl.store(_ga, _fw_d_h_new, mask=_m2)
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
             if _MASKED:   # ended rows: the carried cotangent passes to the previous state, the step sees none
-                _done = tl.load(_len_ptr + _rows, mask=_rmask, other=0) <= _t
+                _done = ~_live
                 for _j0 in range(_pf * _BN, 16, _P * _BN):
                     _cj = _j0 + tl.arange(0, _BN)
                     _m2 = _rmask[:, None] & _done[:, None] & (_cj < 16)[None, :]
@@ -314,6 +332,10 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih,
             for _j0 in range(_pf * _BN, 16, _P * _BN):
                 _cj = _j0 + tl.arange(0, _BN)
                 _m2 = _rmask[:, None] & (_cj < 16)[None, :]
+                if _MASKED:
+                    _mv = _m2 & _live[:, None]
+                else:
+                    _mv = _m2
                 gates_3 = _x_gates_3 if _RESIDENT else tl.load(_r_gates + (48 + _cj)[None, :], mask=_m2, other=0.0)
                 bias_ih_3 = _x_bias_ih_3 if _RESIDENT else tl.load(_ptr_bias_ih + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
                 bias_hh_3 = _x_bias_hh_3 if _RESIDENT else tl.load(_ptr_bias_hh + 48 + _cj, mask=_cj < 16, other=0.0)[None, :]
@@ -349,23 +371,38 @@ def _backward_kernel(_T, _B, _I0, _I1, _K0, _K1, _P, _w_weight_hh, _ptr_bias_ih,
                 _c11 = _c5*_c9*(_c3 - 1.0)
                 _c12 = _c3*_c9*((_c4*_c4) - 1.0)
                 _zero = tl.zeros((_BB, _BN), dtype=tl.float32)   # outputs of parameters alone still have rows
-                _o0 = _zero + (_c7)
+                _v0 = _c7
+                if _MASKED:
+                    _v0 = tl.where(_mv, _v0, 0.0)
+                _o0 = _zero + (_v0)
                 tl.store(_r_d_gates + (48 + _cj)[None, :], _o0, mask=_m2)
                 _dg0_3 = _o0
-                _o1 = _zero + (_c10)
+                _v1 = _c10
+                if _MASKED:
+                    _v1 = tl.where(_mv, _v1, 0.0)
+                _o1 = _zero + (_v1)
                 tl.store(_r_d_gates + (16 + _cj)[None, :], _o1, mask=_m2)
                 _dg0_1 = _o1
+                _v2 = _c1*_c8
+                if _MASKED:
+                    _v2 = tl.where(_mv, _v2, 0.0)
                 if _MASKED:   # (ended rows may have passed a cotangent into it)
                     _ga = _r_d_c + (0 + _cj)[None, :]
-                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_c1*_c8), mask=_m2)
+                    tl.store(_ga, tl.load(_ga, mask=_m2, other=0.0) + (_v2), mask=_m2)
                 else:   # (it holds the step's zeros)
-                    _o2 = _zero + (_c1*_c8)
+                    _o2 = _zero + (_v2)
                     tl.store(_r_d_c + (0 + _cj)[None, :], _o2, mask=_m2)
                     _cr_d_c = _o2   # (for the next step: carried_regions)
-                _o3 = _zero + (_c11)
+                _v3 = _c11
+                if _MASKED:
+                    _v3 = tl.where(_mv, _v3, 0.0)
+                _o3 = _zero + (_v3)
                 tl.store(_r_d_gates + (0 + _cj)[None, :], _o3, mask=_m2)
                 _dg0_0 = _o3
-                _o4 = _zero + (_c12)
+                _v4 = _c12
+                if _MASKED:
+                    _v4 = tl.where(_mv, _v4, 0.0)
+                _o4 = _zero + (_v4)
                 tl.store(_r_d_gates + (32 + _cj)[None, :], _o4, mask=_m2)
                 _dg0_2 = _o4
             tl.debug_barrier()   # the next statement reads what other threads of this program wrote
@@ -495,19 +532,20 @@ def backward(_d_ys, _d_finals, _xs, _inits, _params, _ys, _res, _lengths=None, _
         h = torch.cat([_h_init[None], _h_new_seq[:-1]]).view(_T * _B, 16)
         d_x = _d_x_seq.view(_T * _B, 8)
         d_gates = _d_gates_seq.view(_T * _B, 64)
+        _live = _live_rows(_lengths, _T)   # (with lengths: the rows whose sequence runs at their step)
         # fused pointwise region: 8 output(s) of 16 features
         _rs0 = d_gates[:, 48:64]
         _rs1 = d_gates[:, 16:32]
         _rs2 = d_gates[:, 0:16]
         _rs3 = d_gates[:, 32:48]
-        d_bias_ih[48:64] += _sum_rows(_rs0)
-        d_bias_hh[48:64] += _sum_rows(_rs0)
-        d_bias_ih[16:32] += _sum_rows(_rs1)
-        d_bias_hh[16:32] += _sum_rows(_rs1)
-        d_bias_ih[0:16] += _sum_rows(_rs2)
-        d_bias_hh[0:16] += _sum_rows(_rs2)
-        d_bias_ih[32:48] += _sum_rows(_rs3)
-        d_bias_hh[32:48] += _sum_rows(_rs3)
+        d_bias_ih[48:64] += _sum_rows(_on_live(_rs0, _live))
+        d_bias_hh[48:64] += _sum_rows(_on_live(_rs0, _live))
+        d_bias_ih[16:32] += _sum_rows(_on_live(_rs1, _live))
+        d_bias_hh[16:32] += _sum_rows(_on_live(_rs1, _live))
+        d_bias_ih[0:16] += _sum_rows(_on_live(_rs2, _live))
+        d_bias_hh[0:16] += _sum_rows(_on_live(_rs2, _live))
+        d_bias_ih[32:48] += _sum_rows(_on_live(_rs3, _live))
+        d_bias_hh[32:48] += _sum_rows(_on_live(_rs3, _live))
         if not (_unwanted_d_x):
             d_x += _mm(d_gates, weight_ih)
         if not (_unwanted_d_weight_ih):

@@ -688,6 +688,7 @@ class ScanRenderer(Renderer):
                             w(f"const scalar_t* _r_{val} = {val} + _r * {self.n(val)};")
                     for name in sorted({d.value for _, d, _, _ in rows}):
                         w(f"scalar_t* _w_{name} = {name} + _r * {self.n(name)};")
+                    self.ended_row(st, rows, sums)
                     for sym, v in st.leaves:
                         if st.broadcast(v):   # one feature for all of them
                             w(f"const scalar_t {sym.name} = _r_{v.value}[{size_str(v.start)}];")
@@ -717,6 +718,23 @@ class ScanRenderer(Renderer):
                             w(f"_p_{d.value}[{size_str(d.start)}] += _s{k};")
             w("});")
         w("}")
+
+    def ended_row(self, st, rows, sums):
+        """A row past its length (in the step: rows before _na where rows are in another order than longest
+        first; before and after the loop: all of them) writes zeros and adds nothing (kernel.py: Pointwise), so
+        that a value outside the cell's domain there (log(0) of the padding) never meets a GEMM over all rows."""
+        w = self.w
+        step = self.rows == "_na"
+        ended = "_t >= _len[_b0 + _r]" if step else "_r / _batch >= _len[_r % _batch]"
+        with w.block(f"if (_len != nullptr && {ended}) {{   // an ended row: zeros, nothing added", "}"):
+            for k, d, _, acc in rows:
+                if acc:
+                    continue
+                if k in sums:
+                    w(f"_w_{d.value}[{size_str(d.start)}] = 0;")
+                else:
+                    w(f"for (int64_t _j = 0; _j < _n; ++_j) _w_{d.value}[{_idx(d)}] = 0;")
+            w("continue;")
 
     def _no_overlap(self, views):
         """`omp simd` promises no dependence between lanes: false when two different views of one buffer

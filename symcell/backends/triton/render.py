@@ -786,6 +786,8 @@ class StepKernel(Renderer):
             w("_pf = tl.program_id(1)   # its share of the features, of _P")
             w("_rows = _pb * _BB + tl.arange(0, _BB)")
             w("_rmask = _rows < _B")
+            with w.block("if _MASKED:"):
+                w("_lens = tl.load(_len_ptr + _rows, mask=_rmask, other=0).to(tl.int32)   # (each row's length)")
             if self.resident:
                 with w.block("if _RESIDENT:   # this program's weight slices, read once, on chip for every step"):
                     self.preload()
@@ -800,6 +802,8 @@ class StepKernel(Renderer):
                 w(f"{var} = tl.zeros((_BB, _BN), dtype=tl.float32)")
             with w.block("for _i in range(_I0, _I1):"):
                 w(f"_t = {'_T - 1 - _i' if scan.reverse else '_i'}")
+                with w.block("if _MASKED:"):
+                    w("_live = _lens > _t   # (the rows still running)")
                 # offsets: a step's in 64 bits when a buffer has 2^31 elements or more (a variant compiled only
                 # then: 64-bit offsets cost 20-30% more registers), a row's within a step in 32
                 with w.block("if _WIDE:"):
@@ -1068,6 +1072,11 @@ class StepKernel(Renderer):
             w(f"{var} = tl.zeros((_BB, _BN), dtype=tl.float32)   # (this tile, for the partial products: joined)")
         onto = {k: var for r, k, var, _ in self.onto.values() if r == id(st)}
         with self.tiles(width, a0=a0):
+            # an ended row's step writes zeros and adds nothing (kernel.py): its values selected out by _mv
+            with w.block("if _MASKED:"):
+                w("_mv = _m2 & _live[:, None]")
+            with w.block("else:"):
+                w("_mv = _m2")
             for i, (sym, v) in enumerate(st.leaves):
                 if st.broadcast(v):
                     w(f"{sym.name} = {self.load(v.value, f'{v.start} + _cj * 0', '_m2', width)}")
@@ -1095,21 +1104,26 @@ class StepKernel(Renderer):
                 w("_zero = tl.zeros((_BB, _BN), dtype=tl.float32)   # outputs of parameters alone still have rows")
             for k, (dest, e, acc) in enumerate(st.outputs):
                 if k in sums:
-                    w(f"_s{k} += tl.sum(tl.where(_m2, {tl_str(e)}, 0.0), axis=1)")
-                elif self.buf[dest.value].role == Role.PARAM_GRAD:   # this program's partial sum over its rows
-                    w(f"_g = tl.sum(tl.where(_m2, {tl_str(e)}, 0.0), axis=0)")
+                    w(f"_s{k} += tl.sum(tl.where(_mv, {tl_str(e)}, 0.0), axis=1)")
+                    continue
+                if self.buf[dest.value].role == Role.PARAM_GRAD:   # this program's partial sum over its rows
+                    w(f"_g = tl.sum(tl.where(_mv, {tl_str(e)}, 0.0), axis=0)")
                     w(f"_pg = _part_{dest.value} + _pb * {self.n(dest.value)} + {dest.start} + _cj")
                     w(f"tl.store(_pg, tl.load(_pg, mask=_cj < {width}, other=0.0) + _g, mask=_cj < {width})")
-                elif k in unmasked and (id(st), k) in self.carry_kept:
-                    self.add_unless_masked(dest.value, f"{dest.start} + _cj", tl_str(e), "_m2", f"_o{k}",
+                    continue
+                w(f"_v{k} = {tl_str(e)}")   # (each where it is used: no more values alive at once than before)
+                with w.block("if _MASKED:"):
+                    w(f"_v{k} = tl.where(_mv, _v{k}, 0.0)")
+                if k in unmasked and (id(st), k) in self.carry_kept:
+                    self.add_unless_masked(dest.value, f"{dest.start} + _cj", f"_v{k}", "_m2", f"_o{k}",
                                            keep=self.carry_kept[id(st), k], why="for the next step: carried_regions")
                 elif k in unmasked:
-                    self.add_unless_masked(dest.value, f"{dest.start} + _cj", tl_str(e), "_m2", f"_o{k}",
+                    self.add_unless_masked(dest.value, f"{dest.start} + _cj", f"_v{k}", "_m2", f"_o{k}",
                                            keep=onto.get(k), why="for the operand's gradient: added_onto")
                 elif k not in stored:
-                    self.add(dest.value, f"{dest.start} + _cj", tl_str(e), "_m2")
+                    self.add(dest.value, f"{dest.start} + _cj", f"_v{k}", "_m2")
                 else:   # (an assignment, or a sole `+=` into zeros: self.stored)
-                    w(f"_o{k} = _zero + ({tl_str(e)})")
+                    w(f"_o{k} = _zero + (_v{k})")
                     self.store(dest.value, f"{dest.start} + _cj", f"_o{k}", "_m2")
                     if k in kept:
                         w(f"{kept[k]} = _o{k}")
@@ -1263,7 +1277,7 @@ class StepKernel(Renderer):
         sequence has ended by step _t."""
         w = self.w
         with w.block(f"if _MASKED:   # {why}"):
-            w("_done = tl.load(_len_ptr + _rows, mask=_rmask, other=0) <= _t")
+            w("_done = ~_live")
             for a, b in pairs:
                 with self.tiles(self.n(a), "_rmask[:, None] & _done[:, None]"):
                     body(a, b)
