@@ -613,7 +613,7 @@ def check_loaded(module, names, saved=None):
     def held(names):
         return {n + suffix for n in names for suffix in ("", *KEPT_AS)}
     kept, was = held(names), None if saved is None else held(saved)
-    unused = [n for n in module._parameters if n not in kept and (was is None or n in was)]
+    unused = [n for n, p in module._parameters.items() if p is not None and n not in kept and (was is None or n in was)]
     if unused:
         warn(f"symcell: the saved {type(module).__name__} holds parameter(s) {unused}, which its cell "
              f"{module._spec.ir.name} no longer declares in the code it loads with: kept, unused")

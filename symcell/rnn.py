@@ -399,6 +399,12 @@ class RNN(nn.Module):
                                 f"({', '.join(n for n, _ in inputs)}), got {type(input).__name__}")
             return input, ()
         if len(input) != len(inputs):
+            bad = next(((k, t) for k, t in enumerate(input) if not isinstance(t, (torch.Tensor, PackedSequence))), None)
+            if bad is not None:   # (a nested list, as tolist() gives, said "expected 1 input(s), got 3")
+                names = ", ".join(n for n, _ in inputs)
+                want = f"a tensor ({names})" if len(inputs) == 1 else f"a tuple of {len(inputs)} tensors ({names})"
+                raise TypeError(f"{name}: the input must be {want}, got a {type(input).__name__} whose item {bad[0]} "
+                                f"is of type {type(bad[1]).__name__}")
             raise ShapeError(f"{name}: expected {len(inputs)} input(s) ({', '.join(n for n, _ in inputs)}), got "
                              f"{len(input)}")
         if len(inputs) == 1:

@@ -8,6 +8,7 @@ import pickle
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -75,6 +76,33 @@ def test_cells_take_bias_as_nn_does_and_zero_sizes_are_refused_clearly():
     nn.GRUCell(10, 0)
     with pytest.raises(ValueError, match="GRUCell: hidden_size must be greater than zero, got 0"):
         GRUCell(10, 0, **REF)
+
+
+@pytest.mark.parametrize("kind", ["LSTMCell", "GRUCell"])
+def test_cells_without_biases_have_them_as_none_and_take_any_integer_size_as_nn(kind):
+    """nn's cells register bias_ih and bias_hh as None without biases (code tests `cell.bias_ih is None`; theirs
+    were an AttributeError), and take numpy's integers and a 0-d integer tensor as sizes (an int64 was refused)"""
+    theirs, ours = getattr(nn, kind)(4, 3, bias=False), getattr(symcell.cells, kind)(4, 3, bias=False, **REF)
+    assert theirs.bias_ih is None and theirs.bias_hh is None
+    assert ours.bias_ih is None and ours.bias_hh is None
+    assert list(ours.state_dict()) == list(theirs.state_dict()) == ["weight_ih", "weight_hh"]
+    again = pickle.loads(pickle.dumps(ours))
+    assert again.bias_ih is None and [n for n, _ in again.named_parameters()] == ["weight_ih", "weight_hh"]
+    h = again(torch.randn(2, 4))
+    assert (h[0] if isinstance(h, tuple) else h).shape == (2, 3)
+    sized = getattr(symcell.cells, kind)(np.int64(5), torch.tensor(6), **REF)
+    assert (sized.input_size, sized.hidden_size) == (5, 6) and type(sized.input_size) is int
+    assert repr(sized).startswith(f"{kind}(5, 6")
+    getattr(nn, kind)(np.int64(5), 6)
+    with pytest.raises(TypeError, match="input_size should be of type int, got: bool"):
+        getattr(symcell.cells, kind)(True, 6, **REF)
+
+
+def test_a_nested_list_as_a_sequences_input_is_named_as_the_wrong_type():
+    x = torch.randn(3, 2, 5).tolist()
+    with pytest.raises(TypeError, match=r"LSTM: the input must be a tensor \(x\), got a list whose item 0 is of type "
+                                        r"list"):
+        LSTM(5, 6, **REF)(x)
 
 
 # --- calls -------------------------------------------------------------------------------------------------

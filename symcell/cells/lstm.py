@@ -6,6 +6,8 @@ Beside each step's equations, the same step in plain torch (`lstm_reference`, `g
 tests and benchmarks compare the compiled cells with.
 """
 
+import operator
+
 import torch
 from torch import nn
 
@@ -78,11 +80,26 @@ _LSTM = {(b, p): _spec("LSTM", _lstm_step, 4, b, p) for b in (True, False) for p
 _GRU = {b: _spec("GRU", _gru_step, 3, b) for b in (True, False)}
 
 
-def _int_arg(kind, name, v):
+def _int_arg(kind, name, v, integral=False):
+    """`integral`: any integer type (numpy's, a 0-d integer tensor: operator.index), as nn's cells take; else an
+    int, as nn.LSTM and nn.GRU check. A bool is refused either way (True as a size is a mistake, not a 1)."""
+    if integral and not isinstance(v, bool):
+        try:
+            v = operator.index(v)
+        except TypeError:
+            pass
     if isinstance(v, bool) or not isinstance(v, int):
         raise TypeError(f"{kind}: {name} should be of type int, got: {type(v).__name__}")
     if v <= 0:   # nn: a ValueError from LSTM and GRU, a RuntimeError from the cells (a negative tensor size)
         raise ShapeError(f"{kind}: {name} must be greater than zero, got {v}")
+    return v
+
+
+def _no_biases(cell, bias):
+    """nn's cells without biases register bias_ih and bias_hh as None (code tests `cell.bias_ih is None`)"""
+    if not bias:
+        cell.register_parameter("bias_ih", None)
+        cell.register_parameter("bias_hh", None)
 
 
 def _bool_arg(kind, name, v):
@@ -92,9 +109,16 @@ def _bool_arg(kind, name, v):
 
 def _sizes(kind, input_size, hidden_size, proj_size=0):
     """nn's checks of the sizes (with nn's exception types), -> the cell's dimensions. Sizes of 0, which nn's
-    cells accept, are refused: symcell's kernels need one feature at least (README, "Where symcell differs")."""
-    _int_arg(kind, "input_size", input_size)
-    _int_arg(kind, "hidden_size", hidden_size)
+    cells accept, are refused: symcell's kernels need one feature at least (README, "Where symcell differs").
+    The cells take any integer type as nn's do (numpy's), LSTM and GRU an int."""
+    cell = kind.endswith("Cell")
+    input_size = _int_arg(kind, "input_size", input_size, integral=cell)
+    hidden_size = _int_arg(kind, "hidden_size", hidden_size, integral=cell)
+    if cell and not isinstance(proj_size, bool):
+        try:
+            proj_size = operator.index(proj_size)
+        except TypeError:
+            pass
     if isinstance(proj_size, bool) or not isinstance(proj_size, int):
         raise TypeError(f"{kind}: proj_size should be of type int, got: {type(proj_size).__name__}")
     if proj_size < 0:
@@ -127,9 +151,11 @@ class LSTMCell(Cell):
     def __init__(self, input_size, hidden_size, bias=True, device=None, dtype=None, *, proj_size=0,
                  batch_first=False, backend="auto"):   # (nn.LSTMCell's positional arguments, then symcell's)
         dims = _sizes("LSTMCell", input_size, hidden_size, proj_size)
-        super().__init__(spec=_LSTM[bool(bias), proj_size > 0], batch_first=batch_first, backend=backend,
+        super().__init__(spec=_LSTM[bool(bias), "P" in dims], batch_first=batch_first, backend=backend,
                          device=device, dtype=dtype, **dims)
-        self.input_size, self.hidden_size, self.bias, self.proj_size = input_size, hidden_size, bias, proj_size
+        self.input_size, self.hidden_size, self.proj_size = dims["I"], dims["H"], dims.get("P", 0)
+        self.bias = bias
+        _no_biases(self, bias)
 
     def _init_size(self):
         """k = 1/sqrt(hidden_size) in reset_parameters, as nn.LSTMCell's and nn.LSTM's (with proj_size too, not
@@ -159,7 +185,8 @@ class GRUCell(Cell):
         dims = _sizes("GRUCell", input_size, hidden_size)
         super().__init__(spec=_GRU[bool(bias)], batch_first=batch_first, backend=backend, device=device,
                          dtype=dtype, **dims)
-        self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
+        self.input_size, self.hidden_size, self.bias = dims["I"], dims["H"], bias
+        _no_biases(self, bias)
 
     def extra_repr(self):
         return _cell_repr(self)
