@@ -4,6 +4,8 @@ forward+backward; with --wide also a GRU and bfloat16) run by each version in tu
     python benchmarks/compare_commits.py 189e2a5              # that commit against the working tree
     python benchmarks/compare_commits.py 189e2a5 HEAD --rounds 8
     python benchmarks/compare_commits.py 620d3d8 --wide     # also small and large batches, H=1024, a GRU, bfloat16
+    python benchmarks/compare_commits.py 76735e0 --lengths  # rows of lengths in [T/2, T]: symcell's lengths=,
+                                                            # nn's a PackedSequence (enforce_sorted=False)
 
 Each round runs one fresh process per version (in alternating order), and each process measures its symcell
 against nn.LSTM with the same weights, interleaved repeats, medians: the ratio symcell / nn.LSTM is what a
@@ -37,7 +39,7 @@ WORKER = textwrap.dedent("""
     import symcell
     from symcell import cells
     assert symcell.__file__.startswith(sys.argv[1]), symcell.__file__
-    repeats, out = int(sys.argv[2]), {}
+    repeats, out, with_lengths = int(sys.argv[2]), {}, sys.argv[4] == "1"
     for kind, B, T, I, H, dtype in json.loads(sys.argv[3]):
         torch.manual_seed(0)
         cell, ref = getattr(cells, kind)(I, H, backend="cpp"), getattr(nn, kind)(I, H)
@@ -45,11 +47,21 @@ WORKER = textwrap.dedent("""
         dtype = getattr(torch, dtype)
         cell.to(dtype), ref.to(dtype)
         x = torch.randn(T, B, I, dtype=dtype, requires_grad=True)
+        lengths = torch.randint(T // 2, T + 1, (B,)) if with_lengths else None
+        if lengths is not None:
+            lengths[0] = T
+        def call(m):
+            if lengths is None:
+                return m(x)
+            if m is cell:
+                return m(x, lengths=lengths)
+            o, s = m(nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False))
+            return o.data, s
         def fwd(m):
             with torch.no_grad():
-                m(x)
+                call(m)
         def fwdbwd(m):
-            o, s = m(x)
+            o, s = call(m)
             sum(t.float().sum() for t in (o, *(s if isinstance(s, tuple) else (s,)))).backward()
         times = {(n, k): [] for n in ("symcell", "nn") for k in ("f", "fb")}
         for r in range(repeats + 2):
@@ -76,9 +88,10 @@ def checkout(rev, where):
     return path
 
 
-def run(tree, cache, repeats, sizes):
+def run(tree, cache, repeats, sizes, lengths=False):
     env = dict(os.environ, PYTHONPATH=str(tree), SYMCELL_CACHE_DIR=str(cache))
-    r = subprocess.run([sys.executable, "-c", WORKER, str(tree), str(repeats), json.dumps(sizes)], env=env,
+    r = subprocess.run([sys.executable, "-c", WORKER, str(tree), str(repeats), json.dumps(sizes), str(int(lengths))],
+                       env=env,
                        capture_output=True, text=True, cwd=tempfile.gettempdir())
     if r.returncode != 0:
         raise RuntimeError(f"the benchmark of {tree} failed:\n{r.stderr}")
@@ -92,6 +105,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--wide", action="store_true", help="more cases (WIDE): B=1-32, H=1024, a GRU, bfloat16")
+    ap.add_argument("--lengths", action="store_true", help="rows of lengths in [T/2, T] (nn: a PackedSequence)")
     args = ap.parse_args()
     sizes = WIDE if args.wide else SIZES
     import torch
@@ -102,13 +116,13 @@ def main():
                 trees[label] = (checkout(rev, tmp), Path(tmp) / f"cache-{label}", rev or "working tree")
             for label, (tree, cache, _) in trees.items():   # builds, and a first measurement not counted
                 print(f"... building {label}", file=sys.stderr, flush=True)
-                run(tree, cache, 1, sizes)
+                run(tree, cache, 1, sizes, args.lengths)
             results = {label: [] for label in trees}
             for r in range(args.rounds):
                 order = list(trees) if r % 2 == 0 else list(trees)[::-1]
                 for label in order:
                     tree, cache, _ = trees[label]
-                    results[label].append(run(tree, cache, args.repeats, sizes))
+                    results[label].append(run(tree, cache, args.repeats, sizes, args.lengths))
                 print(f"... round {r + 1}/{args.rounds}", file=sys.stderr, flush=True)
         finally:
             for label, (tree, _, rev) in trees.items():
@@ -117,7 +131,8 @@ def main():
                                    capture_output=True)
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"date {time.strftime('%Y-%m-%d %H:%M')}")
-    print(f"old: {trees['old'][2]}; new: {trees['new'][2]}; {args.rounds} rounds x {args.repeats} repeats; "
+    print(f"old: {trees['old'][2]}; new: {trees['new'][2]}; {args.rounds} rounds x {args.repeats} repeats"
+          f"{'; lengths in [T/2, T] (nn: packed)' if args.lengths else ''}; "
           "ratios are symcell-cpp / nn's, medians over the rounds (each round: its own fresh processes)")
     print("| size | pass | old | new | new / old | old, per round | new, per round |")
     print("|---|---|---:|---:|---:|---|---|")

@@ -743,6 +743,10 @@ def trace(fn, inputs, state, params, outputs=None, name=None):
         raise TypeError(f"{name}: {e} (a size the step read, a parameter's shape or a vector's size, is a dimension "
                         "such as H, which has no value while symcell traces the step: write the number itself, or "
                         "a Python number the step's code reads; mean() divides by a vector's size)") from e
+    if isinstance(result, dict):   # (it said "returned 1 value(s)")
+        raise TypeError(f"{name}: the step function returned a dict; return the new states in their declared order "
+                        f"({', '.join(state_names)}" + (f", then the outputs {', '.join(n for n, _ in extra)}"
+                                                        if extra else "") + "), as a tuple or one value")
     if not isinstance(result, (tuple, list)):
         result = (result,)
     if len(result) != len(sts) + len(extra):

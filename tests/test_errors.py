@@ -51,6 +51,14 @@ def test_wrong_number_of_returned_states():
             return h + x
 
 
+def test_states_returned_as_a_dict_are_named_as_the_wrong_type():
+    with pytest.raises(TypeError, match=r"returned a dict; return the new states in their declared order \(h, c\), "
+                                        r"as a tuple"):
+        @symcell.define(inputs={"x": "H"}, state={"h": "H", "c": "H"})
+        def Bad(x, h, c):
+            return {"c": c, "h": h + x}
+
+
 def test_returned_state_of_the_wrong_size():
     with pytest.raises(ValueError, match=r"new state 'h' is .* of size 2\*H, but state 'h' is declared with size H"):
         @symcell.define(inputs={"x": "H"}, state={"h": "H"})
