@@ -242,7 +242,7 @@ def check_lengths(name, lengths, T, B, device):
             int64 = lengths.dtype == torch.int64 and lengths.device.type == home
             host = lengths.detach().clone() if int64 else lengths.detach().to(home, torch.int64)
     else:
-        if not isinstance(lengths, (list, tuple)) and not hasattr(lengths, "__array__"):
+        if not isinstance(lengths, (list, tuple, range)) and not hasattr(lengths, "__array__"):
             raise TypeError(f"{name}: lengths must be a sequence of ints or an integer tensor, got "
                             f"{type(lengths).__name__}")
         values = []

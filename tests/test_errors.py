@@ -296,6 +296,8 @@ def test_lengths_must_be_integers():
     for bad, what in (([4.0, 2.5, 1.9], "float 4.0"), ([True, False, True], "bool True"), (3, None)):
         with pytest.raises(TypeError, match=rf"lengths must be {'integers, got ' + what if what else 'a sequence'}"):
             cell(x, lengths=bad)
+    # (a range is a sequence of ints, as pack_padded_sequence takes it)
+    assert torch.equal(cell(x, lengths=range(4, 1, -1))[0], cell(x, lengths=[4, 3, 2])[0])
 
 
 def test_a_star_import_leaves_pythons_abs_and_sum_to_python_values():
