@@ -1,4 +1,5 @@
 """symcell.define, the Binding of a cell's dimensions, and the Cell module."""
+import contextlib
 import copy
 import functools
 import importlib
@@ -8,6 +9,7 @@ import math
 import numbers
 import pickle
 import sys
+import warnings
 import weakref
 
 import torch
@@ -858,12 +860,13 @@ class Cell(nn.Module):
                 raise ShapeError(f"{name}: a step's input must be 2-d (B, features) or 1-d (features,) unbatched, "
                                  f"got shape {tuple(t.shape)}")
         sizes = self._binding.input_sizes   # (the property copies: a step reads the binding's)
-        for (n, _), t in zip(self._spec.ir.inputs, xs):
-            if t.shape[-1] != sizes[n]:
-                rows = (f"; a 1-d input is one unbatched row: B rows are ({t.shape[0]}, {sizes[n]})"
-                        if t.dim() == 1 else "")
-                raise ShapeError(f"{name}: input {n!r} has {t.shape[-1]} features (shape {tuple(t.shape)}) but the "
-                                 f"cell expects {sizes[n]}{rows}")
+        with _quiet_in_a_trace():
+            for (n, _), t in zip(self._spec.ir.inputs, xs):
+                if t.shape[-1] != sizes[n]:
+                    rows = (f"; a 1-d input is one unbatched row: B rows are ({t.shape[0]}, {sizes[n]})"
+                            if t.dim() == 1 else "")
+                    raise ShapeError(f"{name}: input {n!r} has {t.shape[-1]} features (shape {tuple(t.shape)}) but "
+                                     f"the cell expects {sizes[n]}{rows}")
         if any(t.dim() != xs[0].dim() for t in xs):
             raise ShapeError(f"{name}: a step's inputs must all be batched (2-d) or all unbatched (1-d), got shapes "
                              f"{[tuple(t.shape) for t in xs]}")
@@ -881,6 +884,18 @@ class Cell(nn.Module):
         _, final = run(binding, params, tuple(t.unsqueeze(0) for t in xs), state, False, None, False,
                        self.autocast_devices, plan_as=None if unbatched else sig)
         return tuple(f.squeeze(0) for f in final) if unbatched else final
+
+
+@contextlib.contextmanager
+def _quiet_in_a_trace():
+    """in torch.jit.trace, without its warnings about the example's sizes read as Python values (a check reads
+    them to refuse a wrong call; the trace records none of it: sequence._check)"""
+    if not torch.jit.is_tracing():
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        yield
 
 
 def check_dtype(name, dtype):

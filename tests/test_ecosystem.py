@@ -498,3 +498,11 @@ def test_jit_trace_shows_no_warnings_for_symcells_checks():
     assert not [w for w in caught if issubclass(w.category, torch.jit.TracerWarning)]
     x7 = torch.randn(7, 3, 3)
     torch.testing.assert_close(traced(x7), m(x7))
+    # one step of a cell, as nn.LSTMCell is traced (its input check warned twice)
+    cell = symcell.cells.LSTMCell(3, 4, backend="reference")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        traced = torch.jit.trace(cell, (torch.randn(2, 3),))
+    assert not [w for w in caught if issubclass(w.category, torch.jit.TracerWarning)]
+    x = torch.randn(5, 3)
+    torch.testing.assert_close(traced(x), cell(x))
