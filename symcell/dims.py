@@ -41,8 +41,13 @@ def parse_size(spec, what):
     if bad:   # (parsing said "invalid syntax", or "unsupported operand" for None and True)
         raise ValueError(f"{what}: size {spec!r} names the dimension {bad[0]!r}, a Python keyword, which a cell "
                          "cannot take as an argument; choose another name")
+    # (each name read as an alias of its own: the parser writes a number as Integer(2), so a dimension named
+    # Integer, Symbol or Float took the parser's name: "'Symbol' object is not callable")
+    alias = {n: f"_d{k}" for k, n in enumerate(names)}
+    text = re.sub(r"(?<![\w.])[A-Za-z_][A-Za-z_0-9]*", lambda m: alias.get(m.group(0), m.group(0)), spec)
     try:
-        expr = parse_expr(spec, local_dict=names, global_dict={"Integer": sympy.Integer}, evaluate=True)
+        expr = parse_expr(text, local_dict={alias[n]: v for n, v in names.items()}, global_dict={"Integer": sympy.Integer},
+                          evaluate=True)
     except Exception as e:  # noqa: BLE001 - sympy raises many kinds; all mean the same to the user
         raise ValueError(f"{what}: cannot parse size {spec!r}: {e}") from None
     expr = sympy.sympify(expr)

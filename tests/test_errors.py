@@ -122,6 +122,16 @@ def test_size_strings_read_I_and_E_as_dimensions():
     assert cell.W.shape == (2, 3)
 
 
+def test_size_strings_read_the_parsers_own_names_as_dimensions():
+    """the parser writes a number as Integer(2): a dimension named Integer made it say that a 'Symbol' object is
+    not callable"""
+    @symcell.define(inputs={"x": "Integer"}, state={"h": "Symbol"}, params={"W": ("Symbol", "2*Integer")})
+    def Ok(x, h, W):
+        return tanh(W @ cat(x, x)) + h
+    cell = Ok(Integer=3, Symbol=2)
+    assert cell.W.shape == (2, 6)
+
+
 @symcell.define(inputs={"x": "I"}, state={"h": "H"}, params={"W": ("H", "I")})
 def Simple(x, h, W):
     a, b = split(h, 2)
