@@ -143,8 +143,9 @@ class Sym:
         if isinstance(o, Matrix):   # (torch's row-vector habit, x @ W.T)
             raise TypeError(f"{self.node.label} @ {o.name}: write {o.name} @ {self.node.label} (the matrix on the "
                             f"left: {o.name} of shape (out, in) times a vector of size in, as nn.Linear's weight)")
-        hint = (f" ({self.node.label} is a 1-d parameter of size {D.fmt(self.size)}, used elementwise: "
-                f"{self.node.label} * {_label(o)})" if self.node.op == "param" else "")
+        kind = "a parameter of one value" if D.is_one(self.size) else f"a 1-d parameter of size {D.fmt(self.size)}"
+        hint = (f" ({self.node.label} is {kind}, used elementwise: {self.node.label} * {_label(o)})"
+                if self.node.op == "param" else "")
         raise TypeError(f"{self.node.label} @ {_what(o)}: the left operand of @ must be a 2-d parameter{hint}")
 
     def __rmatmul__(self, o):

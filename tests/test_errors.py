@@ -709,6 +709,15 @@ def test_torch_habits_in_a_step_say_what_to_write(body, error, message):
         _defines(body, **_LINEAR)
 
 
+def test_a_scalar_parameter_on_the_left_of_a_matmul_is_named_as_one_value():
+    # (said "s is a 1-d parameter of size 1": it was declared with the shape ())
+    with pytest.raises(TypeError, match=r"^s @ h: the left operand of @ must be a 2-d parameter \(s is a parameter "
+                                        r"of one value, used elementwise: s \* h\)"):
+        @symcell.define(inputs={"x": "H"}, state={"h": "H"}, params={"s": ()})
+        def Bad(x, h, s):
+            return s @ h + x
+
+
 def test_declaration_mistakes_name_what_to_write():
     # (said "define() missing 1 required positional argument: 'state'")
     with pytest.raises(TypeError, match=r"^symcell.define takes the cell's declarations and returns the decorator: "
