@@ -327,8 +327,8 @@ class Matrix:
         """`0.5 * W @ h`, `-W @ h`, `h * W @ x`: Python groups * and @ (equal precedence) from the left, so the
         scaling reached the matrix, not the product"""
         raise TypeError(f"{written}: {self.name} is a 2-d parameter ({', '.join(map(D.fmt, self.shape))}), used "
-                        f"only as `{self.name} @ v` (Python reads `{written} @ v` as `({written}) @ v`: * and @ "
-                        f"bind equally, from the left; write `{instead}`)")
+                        f"only as `{self.name} @ v` (where an `@ v` follows, Python reads `{written} @ v` as "
+                        f"`({written}) @ v`: * and @ bind equally, from the left; write `{instead}`)")
 
     def __mul__(self, o):   # (W * h is elementwise use; W * 0.5 @ h a scaling)
         if _is_number(_zero_d(o)):

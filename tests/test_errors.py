@@ -686,10 +686,14 @@ _LINEAR = dict(inputs={"x": "H"}, state={"h": "H"}, params={"W": ("H", "H"), "w"
 @pytest.mark.parametrize("body, error, message", [
     # * and @ bind equally, from the left: the scaling reached the matrix (said "it can only be used as `W @ v`")
     (lambda x, h, W, w: 0.5 * W @ h + x, TypeError,
-     r"^0\.5 \* W: W is a 2-d parameter \(H, H\), used only as `W @ v` \(Python reads `0\.5 \* W @ v` as "
+     r"^0\.5 \* W: W is a 2-d parameter \(H, H\), used only as `W @ v` \(where an `@ v` follows, Python reads "
+     r"`0\.5 \* W @ v` as "
      r"`\(0\.5 \* W\) @ v`.*write `0\.5 \* \(W @ v\)`"),
     (lambda x, h, W, w: -W @ h + x, TypeError, r"^-W: .*write `-\(W @ v\)`"),
     (lambda x, h, W, w: h * W @ x, TypeError, r"^h \* W: .*write `h \* \(W @ v\)`"),
+    # (the same product with no @ after it: the message says where an @ follows; it explained one never written)
+    (lambda x, h, W, w: h + w * W, TypeError, r"^w \* W: W is a 2-d parameter \(H, H\), used only as `W @ v` "
+                                              r"\(where an `@ v` follows"),
     (lambda x, h, W, w: W / 2 @ x + h, TypeError, r"^W / 2: .*write `\(W @ v\) / 2`"),
     # (showed the class Sym where the vector is)
     (lambda x, h, W, w: w @ h + x, TypeError, r"^w @ h: the left operand of @ must be a 2-d parameter \(w is a 1-d "
