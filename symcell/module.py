@@ -1,5 +1,4 @@
 """symcell.define, the Binding of a cell's dimensions, and the Cell module."""
-import contextlib
 import copy
 import functools
 import importlib
@@ -9,7 +8,6 @@ import math
 import numbers
 import pickle
 import sys
-import warnings
 import weakref
 
 import torch
@@ -24,7 +22,7 @@ from .explain import explain
 from .frontend import Blocks, Matrix, Sym, trace
 from .ir import CellIR
 from .schedule import bind_ir
-from .sequence import LOW_PRECISION, refresh_weights, run, run_plan, scan_module
+from .sequence import LOW_PRECISION, quiet_in_a_trace, refresh_weights, run, run_plan, scan_module
 from .warn import warn
 
 _RESERVED = ("torch", "inf", "nan")   # (the last two: constants as gradients() prints them)
@@ -860,7 +858,7 @@ class Cell(nn.Module):
                 raise ShapeError(f"{name}: a step's input must be 2-d (B, features) or 1-d (features,) unbatched, "
                                  f"got shape {tuple(t.shape)}")
         sizes = self._binding.input_sizes   # (the property copies: a step reads the binding's)
-        with _quiet_in_a_trace():
+        with quiet_in_a_trace():
             for (n, _), t in zip(self._spec.ir.inputs, xs):
                 if t.shape[-1] != sizes[n]:
                     rows = (f"; a 1-d input is one unbatched row: B rows are ({t.shape[0]}, {sizes[n]})"
@@ -884,18 +882,6 @@ class Cell(nn.Module):
         _, final = run(binding, params, tuple(t.unsqueeze(0) for t in xs), state, False, None, False,
                        self.autocast_devices, plan_as=None if unbatched else sig)
         return tuple(f.squeeze(0) for f in final) if unbatched else final
-
-
-@contextlib.contextmanager
-def _quiet_in_a_trace():
-    """in torch.jit.trace, without its warnings about the example's sizes read as Python values (a check reads
-    them to refuse a wrong call; the trace records none of it: sequence._check)"""
-    if not torch.jit.is_tracing():
-        yield
-        return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        yield
 
 
 def check_dtype(name, dtype):

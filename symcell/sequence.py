@@ -341,14 +341,24 @@ def _as_tuple(state):
 
 
 def _check(binding, *args):
-    """binding.check; in torch.jit.trace without the trace's warnings about the example's sizes read as Python
-    values: the checks read them to refuse a wrong call, and the trace records none of it (nn.LSTM's own checks
-    warn so too: 14 times for a 2-layer bidirectional LSTM, where symcell's added 72)"""
+    """binding.check, quiet in a trace (quiet_in_a_trace)"""
     if not torch.jit.is_tracing():
         return binding.check(*args)
+    with quiet_in_a_trace():
+        return binding.check(*args)
+
+
+@contextlib.contextmanager
+def quiet_in_a_trace():
+    """in torch.jit.trace, without the trace's warnings about the example's sizes read as Python values: the
+    checks read them to refuse a wrong call, and the trace records none of it (nn.LSTM's own checks warn so too:
+    14 times for a 2-layer bidirectional LSTM, where symcell's added 72; a cell's step's check, twice)"""
+    if not torch.jit.is_tracing():
+        yield
+        return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        return binding.check(*args)
+        yield
 
 
 def _as_called(binding, ys, final, low):
