@@ -80,14 +80,21 @@ _LSTM = {(b, p): _spec("LSTM", _lstm_step, 4, b, p) for b in (True, False) for p
 _GRU = {b: _spec("GRU", _gru_step, 3, b) for b in (True, False)}
 
 
+def _integral(v):
+    """v as an int where it is of any integer type (numpy's, a 0-d integer tensor: operator.index), as nn's cells
+    take sizes; else as it is. A bool stays a bool, to be refused (True as a size is a mistake, not a 1)."""
+    if isinstance(v, bool):
+        return v
+    try:
+        return operator.index(v)
+    except TypeError:
+        return v
+
+
 def _int_arg(kind, name, v, integral=False):
-    """`integral`: any integer type (numpy's, a 0-d integer tensor: operator.index), as nn's cells take; else an
-    int, as nn.LSTM and nn.GRU check. A bool is refused either way (True as a size is a mistake, not a 1)."""
-    if integral and not isinstance(v, bool):
-        try:
-            v = operator.index(v)
-        except TypeError:
-            pass
+    """`integral`: any integer type (_integral), as nn's cells take; else an int, as nn.LSTM and nn.GRU check"""
+    if integral:
+        v = _integral(v)
     if isinstance(v, bool) or not isinstance(v, int):
         raise TypeError(f"{kind}: {name} should be of type int, got: {type(v).__name__}")
     if v <= 0:   # nn: a ValueError from LSTM and GRU, a RuntimeError from the cells (a negative tensor size)
@@ -114,11 +121,8 @@ def _sizes(kind, input_size, hidden_size, proj_size=0):
     cell = kind.endswith("Cell")
     input_size = _int_arg(kind, "input_size", input_size, integral=cell)
     hidden_size = _int_arg(kind, "hidden_size", hidden_size, integral=cell)
-    if cell and not isinstance(proj_size, bool):
-        try:
-            proj_size = operator.index(proj_size)
-        except TypeError:
-            pass
+    if cell:
+        proj_size = _integral(proj_size)
     if isinstance(proj_size, bool) or not isinstance(proj_size, int):
         raise TypeError(f"{kind}: proj_size should be of type int, got: {type(proj_size).__name__}")
     if proj_size < 0:
